@@ -1,0 +1,1 @@
+"""The HTTP/WebSocket surface: app factory, middleware, error handlers, dependencies."""

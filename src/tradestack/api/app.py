@@ -1,0 +1,32 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+import tradestack
+from tradestack.api.errors import install_error_handlers
+from tradestack.api.lifecycle import lifespan_for
+from tradestack.api.middleware import RequestContextMiddleware
+from tradestack.kit.config import Settings, get_settings
+from tradestack.kit.logging import configure_logging
+from tradestack.kit.runtime import Runtime
+from tradestack.ops.endpoints import router as ops_router
+
+
+def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[], Runtime] | None = None) -> FastAPI:
+    """Build the API. Refuses to build with default secrets outside development."""
+    settings = settings or get_settings()
+    settings.check_secrets()
+    configure_logging(settings.log_level, json=settings.log_json)
+    app = FastAPI(
+        title="Tradestack",
+        version=tradestack.__version__,
+        lifespan=lifespan_for(runtime_factory or (lambda: Runtime.open(settings))),
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(ops_router)
+    return app

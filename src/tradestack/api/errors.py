@@ -1,0 +1,78 @@
+"""One handler renders every error as ``{"error": "<ErrorClass>", "detail": "<what to fix>"}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from tradestack.core.errors import TradestackError
+from tradestack.kit.logging import get_logger
+from tradestack.kit.web import OrjsonResponse, error_body
+
+log = get_logger(__name__)
+
+_HTTP_ERROR_NAMES = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    403: "PermissionDeniedError",
+    404: "NotFoundError",
+    405: "MethodNotAllowedError",
+    406: "NotAcceptableError",
+    413: "PayloadTooLargeError",
+    415: "UnsupportedMediaTypeError",
+    422: "ValidationFailedError",
+    429: "RateLimitedError",
+    503: "ServiceUnavailableError",
+}
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc) or "request"
+
+
+async def _tradestack_error(_: Request, exc: Exception) -> Response:
+    if not isinstance(exc, TradestackError):  # pragma: no cover - registered for this class only
+        raise exc
+    return OrjsonResponse(error_body(exc.error, exc.detail, **exc.extra), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
+    if not isinstance(exc, RequestValidationError):  # pragma: no cover
+        raise exc
+    problems = [f"{_location(err.get('loc', ()))}: {err.get('msg', 'invalid')}" for err in exc.errors()]
+    return OrjsonResponse(
+        error_body("ValidationFailedError", "; ".join(problems) or "invalid request", fields=problems), status_code=422
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    if not isinstance(exc, StarletteHTTPException):  # pragma: no cover
+        raise exc
+    name = _HTTP_ERROR_NAMES.get(exc.status_code, "HTTPError")
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "no such endpoint: see /docs for the API"
+    elif exc.status_code == 405 and detail == "Method Not Allowed":
+        detail = "this endpoint does not accept that HTTP method"
+    return OrjsonResponse(error_body(name, detail), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    request_id = request.scope.get("state", {}).get("request_id", "unknown")
+    log.exception("unhandled_error", error=type(exc).__name__)
+    return OrjsonResponse(
+        error_body("InternalServerError", f"unexpected server error; quote request id {request_id} when reporting it"),
+        status_code=500,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on `app`."""
+    app.add_exception_handler(TradestackError, _tradestack_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,77 @@
+"""Pure ASGI middleware: request id, access log and request metrics in one pass."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tradestack.kit.logging import get_logger
+from tradestack.kit.metrics import API_REQUEST_DURATION, API_REQUESTS
+
+REQUEST_ID_HEADER = b"x-request-id"
+_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+UNMATCHED_ROUTE = "unmatched"
+
+log = get_logger("tradestack.access")
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (``/api/orders/{id}``), never the raw path."""
+    route: Any = scope.get("route")
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(path) if path else UNMATCHED_ROUTE
+
+
+class RequestContextMiddleware:
+    """Give each request an id, log it once as JSON and record its duration by route template."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(value):
+                request_id = value.decode("ascii")
+                break
+        if not request_id:
+            request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        header_value = request_id.encode("ascii")
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, header_value)]
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            duration = time.perf_counter() - started
+            route = route_template(scope)
+            method = scope["method"]
+            status_class = f"{status // 100}xx"
+            API_REQUEST_DURATION.labels(method, route, status_class).observe(duration)
+            API_REQUESTS.labels(method, route, status_class).inc()
+            log.info(
+                "request",
+                route=route,
+                method=method,
+                path=scope["path"],
+                status=status,
+                duration_ms=round(duration * 1000, 3),
+            )
+            structlog.contextvars.unbind_contextvars("request_id")

@@ -1,0 +1,1 @@
+"""Stdlib-only building blocks: errors, clock, money."""

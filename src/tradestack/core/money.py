@@ -1,0 +1,56 @@
+"""Decimal helpers. Money, prices and quantities are never floats."""
+
+from __future__ import annotations
+
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, InvalidOperation
+
+
+def D(value: str | int | Decimal) -> Decimal:  # noqa: N802 - short constructor, like beancount's D()
+    """Build an exact Decimal from a string, an int or a Decimal; floats are refused."""
+    if isinstance(value, bool | float):
+        raise TypeError(f"refusing {type(value).__name__} {value!r}: money and quantities must be exact")
+    if isinstance(value, Decimal):
+        result = value
+    else:
+        try:
+            result = Decimal(value)
+        except InvalidOperation as exc:
+            raise ValueError(f"not a decimal number: {value!r}") from exc
+    if not result.is_finite():
+        raise ValueError(f"not a finite decimal number: {value!r}")
+    return result
+
+
+def _exact_context(value: Decimal) -> Context:
+    """A context with enough precision that no operation on `value` rounds."""
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        raise ValueError(f"not a finite decimal number: {value!r}")
+    return Context(prec=len(digits) + abs(exponent) + 2, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+def canonical(value: Decimal) -> Decimal:
+    """The same value without trailing zeros (``1.500`` -> ``1.5``, ``1E+2`` -> ``100``), never rounded.
+
+    Works at whatever precision the value needs, unlike `Decimal.normalize` under the default
+    28-digit context.
+    """
+    if not value.is_finite():
+        raise ValueError(f"not a finite decimal number: {value!r}")
+    context = _exact_context(value)
+    if value == value.to_integral_value(context=context):
+        return value.quantize(Decimal(1), context=context)
+    return value.normalize(context=context)
+
+
+def plain(value: Decimal) -> str:
+    """Canonical text without exponent notation (``1E-18`` -> ``0.000000000000000001``), as JSON carries money."""
+    return format(canonical(value), "f")
+
+
+def decimal_places(value: Decimal) -> int:
+    """Number of digits after the decimal point in the value as written (``1.50`` -> 2)."""
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int):
+        raise ValueError(f"not a finite decimal number: {value!r}")
+    return max(0, -exponent)

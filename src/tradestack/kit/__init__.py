@@ -1,0 +1,1 @@
+"""Infrastructure shared by every module: configuration, database, cache, bus, logging, metrics."""

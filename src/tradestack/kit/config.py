@@ -1,0 +1,187 @@
+"""One typed, validated, frozen configuration object.
+
+Values come from (highest priority first) constructor arguments, ``TRADESTACK_*`` environment
+variables, ``TRADESTACK_<NAME>_FILE`` files for secrets (Docker/Kubernetes secrets), a ``.env``
+file, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from sqlalchemy.engine import make_url
+
+from tradestack.core.errors import ConfigurationError
+
+ENV_PREFIX = "TRADESTACK_"
+DEVELOPMENT_SECRET = "development-only-insecure-secret-change-me"  # noqa: S105 - the marked default
+Environment = Literal["development", "staging", "production"]
+
+
+class SecretFileSource(PydanticBaseSettingsSource):
+    """Reads ``TRADESTACK_<NAME>_FILE`` for every secret field (``SecretStr``)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        path = os.environ.get(f"{ENV_PREFIX}{field_name.upper()}_FILE")
+        if not path or not _is_secret(field):
+            return None, field_name, False
+        try:
+            content = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"{ENV_PREFIX}{field_name.upper()}_FILE points to {path!r}, which cannot be read: {exc.strerror}"
+            ) from exc
+        return content, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
+
+
+def _is_secret(field: FieldInfo) -> bool:
+    annotation = field.annotation
+    return annotation is SecretStr or SecretStr in getattr(annotation, "__args__", ())
+
+
+class Settings(BaseSettings):
+    """Effective configuration of one Tradestack process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    environment: Environment = "development"
+    data_dir: Path = Field(default=Path("var"), description="Where embedded data (SQLite, backups) lives.")
+
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; default is SQLite at <data_dir>/tradestack.db."
+    )
+    database_replica_url: str | None = Field(default=None, description="Optional read replica for read-only repositories.")
+    database_pool_size: int = Field(default=10, ge=1, le=1000)
+    database_max_overflow: int = Field(default=10, ge=0, le=1000)
+    database_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    database_echo: bool = False
+
+    redis_url: str | None = Field(default=None, description="Redis for cache, rate limits and fan-out; in-process when unset.")
+
+    secret_key: SecretStr = Field(default=SecretStr(DEVELOPMENT_SECRET), description="Signs tokens.")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = Field(default=True, description="One JSON object per line; false gives coloured console logs.")
+
+    drain_seconds: float = Field(
+        default=0.0, ge=0, le=600, description="After SIGTERM, /api/ready answers 503 for this long before shutdown starts."
+    )
+    graceful_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="How long in-flight requests may take to finish."
+    )
+    git_sha: str | None = Field(default=None, description="Commit of this build; read from git when unset.")
+
+    @field_validator("database_url", "database_replica_url", "redis_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("database_url", "database_replica_url")
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = make_url(value)
+        if url.drivername in {"postgresql", "postgres", "postgresql+psycopg2"}:
+            return url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+        if url.drivername == "sqlite":
+            return url.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+        if url.drivername not in {"postgresql+asyncpg", "sqlite+aiosqlite"}:
+            raise ValueError(
+                f"unsupported database driver {url.drivername!r}: use postgresql+asyncpg://… or sqlite+aiosqlite:///…"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, SecretFileSource(settings_cls), dotenv_settings
+
+    @property
+    def effective_database_url(self) -> str:
+        """The primary database URL, defaulting to SQLite under `data_dir`."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'tradestack.db').as_posix()}"
+
+    def check_secrets(self) -> None:
+        """Refuse default or missing secrets outside development, naming the offending setting."""
+        if self.environment == "development":
+            return
+        problems = []
+        for name, field in type(self).model_fields.items():
+            if not _is_secret(field):
+                continue
+            value = getattr(self, name)
+            env_name = f"{ENV_PREFIX}{name.upper()}"
+            if value is None or not value.get_secret_value():
+                problems.append(f"{env_name} is missing (set it or {env_name}_FILE)")
+            elif value.get_secret_value() == DEVELOPMENT_SECRET:
+                problems.append(f"{env_name} still has its development default")
+            elif len(value.get_secret_value()) < 32:
+                problems.append(f"{env_name} is shorter than 32 characters")
+        if problems:
+            raise ConfigurationError(f"refusing to start in {self.environment}: " + "; ".join(problems))
+
+    def masked(self) -> dict[str, Any]:
+        """The configuration as plain data with secrets and URL passwords masked."""
+        data: dict[str, Any] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if _is_secret(field):
+                data[name] = None if value is None else "**********"
+            elif name.endswith("_url") and value:
+                data[name] = make_url(value).render_as_string(hide_password=True) if "://" in value else value
+            elif isinstance(value, Path):
+                data[name] = str(value)
+            else:
+                data[name] = value
+        data["effective_database_url"] = make_url(self.effective_database_url).render_as_string(hide_password=True)
+        return data
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process, read once."""
+    return Settings()

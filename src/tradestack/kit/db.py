@@ -1,0 +1,137 @@
+"""Database engines and sessions: one primary, an optional read replica.
+
+Transactions have one owner: the request or task that opened the session commits; services
+and repositories only flush.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from tradestack.kit.config import Settings
+from tradestack.kit.metrics import DATABASE_CONNECTIONS_ACTIVE
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    """Connections of one engine's pool."""
+
+    size: int
+    checked_out: int
+    checked_in: int
+    overflow: int
+    max_overflow: int
+
+
+def create_engine(url: str, settings: Settings, *, role: str) -> AsyncEngine:
+    """Create an async engine with pool settings, SQLite pragmas and the connection gauge wired in."""
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {"echo": settings.database_echo}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            with contextlib.suppress(OSError):  # an unusable path surfaces as a connection error
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    else:
+        kwargs.update(
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            pool_timeout=settings.database_pool_timeout_seconds,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+        )
+    engine = create_async_engine(url, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    gauge = DATABASE_CONNECTIONS_ACTIVE.labels(database=role)
+    event.listen(engine.sync_engine.pool, "checkout", lambda *_: gauge.inc())
+    event.listen(engine.sync_engine.pool, "checkin", lambda *_: gauge.dec())
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+class Database:
+    """The primary engine and, when configured, a read replica for read-only repositories."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.url = settings.effective_database_url
+        self.engine = create_engine(self.url, settings, role="primary")
+        self.replica_url = settings.database_replica_url
+        self.replica_engine = create_engine(self.replica_url, settings, role="replica") if self.replica_url else None
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        read_engine = self.replica_engine or self.engine
+        if read_engine.dialect.name == "postgresql":
+            # Reads run in READ ONLY transactions, so a read-only repository cannot write by mistake.
+            read_engine = read_engine.execution_options(postgresql_readonly=True)
+        self._read_sessions = async_sessionmaker(read_engine, expire_on_commit=False, autoflush=False)
+
+    @property
+    def dialect(self) -> str:
+        """Backend name of the primary: ``postgresql`` or ``sqlite``."""
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A read-write session on the primary; commits when the block ends without error."""
+        async with self._sessions() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads: on the replica when one is configured, else on the primary."""
+        async with self._read_sessions() as session:
+            try:
+                yield session
+            finally:
+                await session.rollback()
+
+    async def ping(self, *, replica: bool = False) -> float:
+        """Run one round trip and return its latency in seconds."""
+        engine = self.replica_engine if replica and self.replica_engine else self.engine
+        started = time.perf_counter()
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return time.perf_counter() - started
+
+    def pool_status(self, *, replica: bool = False) -> PoolStatus:
+        """Pool usage of the primary (or the replica)."""
+        engine = self.replica_engine if replica and self.replica_engine else self.engine
+        pool: Any = engine.sync_engine.pool
+        size = int(pool.size()) if hasattr(pool, "size") else 1
+        checked_out = int(pool.checkedout()) if hasattr(pool, "checkedout") else 0
+        checked_in = int(pool.checkedin()) if hasattr(pool, "checkedin") else 0
+        overflow = max(0, int(pool.overflow())) if hasattr(pool, "overflow") else 0
+        max_overflow = int(getattr(pool, "_max_overflow", 0))
+        return PoolStatus(size=size, checked_out=checked_out, checked_in=checked_in, overflow=overflow, max_overflow=max_overflow)
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+        if self.replica_engine is not None:
+            await self.replica_engine.dispose()

@@ -1,0 +1,64 @@
+"""Structured logs: one JSON object per line (ts, level, event, and bound context such as request_id)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import orjson
+import structlog
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def _orjson_dumps(event: Any, **_: Any) -> bytes:
+    return orjson.dumps(event, default=str)
+
+
+def configure_logging(level: str = "info", *, json: bool = True) -> None:
+    """Route structlog and the standard library (uvicorn, SQLAlchemy, Alembic) to one format on stdout."""
+    numeric_level = _LEVELS[level]
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts")
+    shared: list[Any] = [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, timestamper]
+    if json:
+        structlog.configure(
+            processors=[
+                *shared,
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(serializer=_orjson_dumps),
+            ],
+            wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+            logger_factory=structlog.BytesLoggerFactory(sys.stdout.buffer),
+            cache_logger_on_first_use=True,
+        )
+        renderer: Any = structlog.processors.JSONRenderer()
+    else:
+        structlog.configure(
+            processors=[*shared, structlog.dev.ConsoleRenderer()],
+            wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+            logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+            cache_logger_on_first_use=True,
+        )
+        renderer = structlog.dev.ConsoleRenderer()
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.format_exc_info, renderer],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric_level)
+    for name in ("uvicorn", "uvicorn.error", "alembic"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    # Requests are logged once, by our access middleware, with the route template and request id.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def get_logger(name: str | None = None) -> Any:
+    """A structlog logger."""
+    return structlog.get_logger(name)

@@ -1,0 +1,62 @@
+"""Prometheus metrics shared by every module, correct with several worker processes.
+
+When ``PROMETHEUS_MULTIPROC_DIR`` is set (the CLI sets it for ``--workers > 1`` before any
+worker starts) prometheus-client writes samples to per-process files and `/metrics` merges
+them; otherwise the default in-process registry is used.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+API_REQUEST_DURATION = Histogram(
+    "api_request_duration_seconds",
+    "Time from request start to response end, by method, route template and status class.",
+    ["method", "route", "status_class"],
+    buckets=LATENCY_BUCKETS,
+)
+API_REQUESTS = Counter(
+    "api_requests",
+    "HTTP requests served, by method, route template and status class.",
+    ["method", "route", "status_class"],
+)
+DATABASE_CONNECTIONS_ACTIVE = Gauge(
+    "database_connections_active",
+    "Database connections checked out of the pool right now.",
+    ["database"],
+    multiprocess_mode="livesum",
+)
+
+
+def is_multiprocess() -> bool:
+    """True when samples are shared between worker processes through files."""
+    return bool(os.environ.get(MULTIPROCESS_ENV))
+
+
+def render_latest() -> tuple[bytes, str]:
+    """The exposition text of every metric of every worker, and its content type."""
+    if is_multiprocess():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def mark_worker_exited(pid: int | None = None) -> None:
+    """Drop the live gauges of a worker that is shutting down."""
+    if is_multiprocess():
+        multiprocess.mark_process_dead(pid if pid is not None else os.getpid())  # type: ignore[no-untyped-call]

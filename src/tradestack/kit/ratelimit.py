@@ -1,0 +1,168 @@
+"""Rate limiting with a moving window, stored in process or in Redis.
+
+`RateLimiter` wraps the :pypi:`limits` moving-window strategy around any async `limits`
+storage and reports, for every hit, whether it was allowed together with the numbers an HTTP
+layer needs for ``RateLimit-*``/``Retry-After`` headers.
+
+A limit is written in the `limits` notation, for example ``"100/minute"`` or
+``"10 per 5 seconds"``, and applies separately to every combination of identifiers (for
+example a route and a client address). The moving window means that at most ``amount`` hits
+are allowed within any span of ``window`` seconds; a denied hit does not count.
+
+`create_rate_limiter` picks the storage from configuration: no Redis URL means in-process
+memory (correct for one process), otherwise Redis (shared by every replica).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import redis.asyncio
+from limits import RateLimitItem, parse_many
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+__all__ = [
+    "DEFAULT_REDIS_PREFIX",
+    "RateLimitResult",
+    "RateLimiter",
+    "create_rate_limiter",
+    "parse_limit",
+]
+
+DEFAULT_REDIS_PREFIX = "ts:ratelimit"
+"""Prefix of every rate-limit key in Redis (`limits` appends ``:`` and the key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitResult:
+    """The outcome of one hit against a limit.
+
+    ``remaining`` is how many more hits the window allows right now (0 when denied) and
+    ``reset_after_seconds`` is how long until the oldest hit in the window expires, that is
+    until a slot frees up. ``limit`` and ``window_seconds`` describe the limit itself.
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after_seconds: float
+    window_seconds: int
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_limit(limit: str) -> RateLimitItem:
+    """Parse one limit such as ``"100/minute"``; the result is cached per string.
+
+    Raises `ValueError` if ``limit`` is not valid `limits` notation or holds several limits.
+    """
+    try:
+        items = parse_many(limit)
+    except ValueError as exc:
+        raise ValueError(f"invalid rate limit {limit!r}: {exc}") from exc
+    if len(items) != 1:
+        raise ValueError(f"expected exactly one rate limit, got {len(items)} in {limit!r}")
+    return items[0]
+
+
+def _escape(identifier: str) -> str:
+    # `limits` joins identifiers with "/", so escape it to keep ("a/b", "c") and ("a", "b/c")
+    # from sharing a counter.
+    return identifier.replace("%", "%25").replace("/", "%2F")
+
+
+class RateLimiter:
+    """Moving-window rate limiter over a `limits` async storage.
+
+    ``clock`` must be the clock the storage timestamps hits with (wall-clock seconds for the
+    memory and Redis storages); it is only used to turn the window's reset time into
+    ``reset_after_seconds``. ``on_close`` is awaited by `close` to release whatever the
+    storage was built on.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._storage = storage
+        self._strategy = MovingWindowRateLimiter(storage)
+        self._clock = clock
+        self._on_close = on_close
+        self._closed = False
+
+    @property
+    def storage(self) -> Storage:
+        """The `limits` storage holding the hits."""
+        return self._storage
+
+    async def hit(self, limit: str, *identifiers: str) -> RateLimitResult:
+        """Count one hit against ``limit`` for ``identifiers`` unless the window is full.
+
+        Raises `ValueError` for an invalid ``limit``, and the storage's error if it cannot be
+        reached.
+        """
+        item = parse_limit(limit)
+        keys = tuple(_escape(identifier) for identifier in identifiers)
+        allowed = await self._strategy.hit(item, *keys)
+        stats = await self._strategy.get_window_stats(item, *keys)
+        remaining = max(0, min(item.amount, stats.remaining)) if allowed else 0
+        return RateLimitResult(
+            allowed=allowed,
+            limit=item.amount,
+            remaining=remaining,
+            reset_after_seconds=max(0.0, stats.reset_time - self._clock()),
+            window_seconds=item.get_expiry(),
+        )
+
+    async def clear(self, limit: str, *identifiers: str) -> None:
+        """Forget every hit counted against ``limit`` for ``identifiers``."""
+        item = parse_limit(limit)
+        await self._strategy.clear(item, *(_escape(identifier) for identifier in identifiers))
+
+    async def ping(self) -> None:
+        """Raise `ConnectionError` if the storage does not answer its health check."""
+        if not await self._storage.check():
+            raise ConnectionError(f"rate-limit storage {type(self._storage).__name__} is unreachable")
+
+    async def reset(self) -> None:
+        """Forget every hit of every limit in the storage (for tests).
+
+        With Redis this deletes every key under the storage's prefix using ``KEYS``, which
+        blocks the server for a moment on a large data set.
+        """
+        await self._storage.reset()
+
+    async def close(self) -> None:
+        """Release the storage's connections; call once when shutting down."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._on_close is not None:
+            await self._on_close()
+
+
+def create_rate_limiter(redis_url: str | None, *, key_prefix: str = DEFAULT_REDIS_PREFIX) -> RateLimiter:
+    """Return a limiter on in-process memory when ``redis_url`` is ``None``, else on Redis.
+
+    The Redis storage is given a connection pool built by redis-py from ``redis_url``, so
+    every URL form redis-py accepts works (``redis://``, ``rediss://``, ``unix://``, with or
+    without a port), and `RateLimiter.close` closes that pool. `limits` then only needs its
+    own scheme, ``async+redis://``, to select the Redis storage; the address comes from the
+    pool. Keys are stored as ``{key_prefix}:...``.
+    """
+    if redis_url is None:
+        return RateLimiter(MemoryStorage())
+    pool: redis.asyncio.ConnectionPool = redis.asyncio.ConnectionPool.from_url(redis_url)
+    storage = RedisStorage(
+        "async+redis://",
+        implementation="redispy",
+        key_prefix=key_prefix,
+        connection_pool=pool,  # type: ignore[arg-type]  # documented option, typed as scalars only
+    )
+    return RateLimiter(storage, on_close=pool.aclose)

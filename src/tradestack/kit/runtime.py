@@ -1,0 +1,42 @@
+"""Everything a process needs at run time, opened once and closed once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tradestack.core.clock import Clock, LiveClock
+from tradestack.kit.bus import Bus, create_bus
+from tradestack.kit.cache import Cache, create_cache
+from tradestack.kit.config import Settings
+from tradestack.kit.db import Database
+from tradestack.kit.ratelimit import RateLimiter, create_rate_limiter
+
+
+@dataclass
+class Runtime:
+    """Settings, clock, database, cache, bus and rate limiter of one process."""
+
+    settings: Settings
+    database: Database
+    cache: Cache
+    bus: Bus
+    rate_limiter: RateLimiter
+    clock: Clock = field(default_factory=LiveClock)
+
+    @classmethod
+    def open(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:
+        """Create the backends the settings select (nothing connects until first use)."""
+        return cls(
+            settings=settings,
+            database=Database(settings),
+            cache=create_cache(settings.redis_url),
+            bus=create_bus(settings.redis_url),
+            rate_limiter=create_rate_limiter(settings.redis_url),
+            clock=clock or LiveClock(),
+        )
+
+    async def close(self) -> None:
+        """Release every connection."""
+        await self.bus.close()
+        await self.cache.close()
+        await self.database.dispose()

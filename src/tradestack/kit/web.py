@@ -1,0 +1,80 @@
+"""What endpoints of every module share: dependencies, the error body, orjson responses, drain state.
+
+Endpoints import from here, never from `tradestack.api` (which sits above the modules).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import JSONResponse
+
+from tradestack.core.money import plain
+from tradestack.kit.logging import get_logger
+from tradestack.kit.runtime import Runtime
+
+log = get_logger(__name__)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return plain(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class OrjsonResponse(JSONResponse):
+    """A JSON response serialised by orjson (Decimal as string, datetimes as ISO 8601)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=_default)
+
+
+def error_body(error: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """The error shape every endpoint uses: ``{"error": "<ErrorClass>", "detail": "<what to fix>", …}``."""
+    return {"error": error, "detail": detail, **extra}
+
+
+class DrainState:
+    """Whether this process is shutting down (readiness answers 503 while it is)."""
+
+    def __init__(self) -> None:
+        self.draining = False
+
+    def begin(self) -> None:
+        """Mark the process as draining (idempotent)."""
+        if not self.draining:
+            self.draining = True
+            log.info("drain_started")
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_drain(request: Request) -> DrainState:
+    drain: DrainState = request.app.state.drain
+    return drain
+
+
+async def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> AsyncIterator[AsyncSession]:
+    """A read-write session; the request owns the transaction and it commits before the response is sent."""
+    async with runtime.database.session() as session:
+        yield session
+
+
+async def get_read_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> AsyncIterator[AsyncSession]:
+    """A read-only session, on the replica when one is configured."""
+    async with runtime.database.read_session() as session:
+        yield session
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+DrainDep = Annotated[DrainState, Depends(get_drain)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]

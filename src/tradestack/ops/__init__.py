@@ -1,0 +1,1 @@
+"""Operations: health, readiness, version, metrics and the installation's identity."""

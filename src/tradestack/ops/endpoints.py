@@ -1,0 +1,56 @@
+"""Health, readiness, version and metrics endpoints (open to anonymous callers by design)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from tradestack.kit.metrics import render_latest
+from tradestack.kit.web import DrainDep, OrjsonResponse, RuntimeDep, error_body
+from tradestack.ops.schemas import DatabaseHealth, Health, Readiness, Version
+from tradestack.ops.service import HealthService
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/api/health", response_model=Health, summary="The process is alive")
+async def health() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/api/ready",
+    response_model=Readiness,
+    summary="Ready for traffic: database and cache reachable, schema at head, not draining",
+    responses={503: {"description": "Not ready; the failing checks are listed"}},
+)
+async def ready(runtime: RuntimeDep, drain: DrainDep) -> Readiness | Response:
+    report = await HealthService(runtime).readiness(draining=drain.draining)
+    if report.status != "ready":
+        failing = sorted(name for name, check in report.checks.items() if not check.ok)
+        body = error_body("NotReadyError", "failing checks: " + ", ".join(failing), **report.model_dump(mode="json"))
+        return OrjsonResponse(body, status_code=503)
+    return report
+
+
+@router.get("/api/health/database", response_model=DatabaseHealth, summary="Database round-trip latency and pool usage")
+@router.get("/api/db/health", response_model=DatabaseHealth, summary="Alias of /api/health/database")
+async def database_health(runtime: RuntimeDep) -> DatabaseHealth | Response:
+    report = await HealthService(runtime).database_health()
+    if report.status != "ok":
+        return OrjsonResponse(
+            error_body("DatabaseUnavailableError", "database did not answer", **report.model_dump(mode="json")),
+            status_code=503,
+        )
+    return report
+
+
+@router.get("/api/version", response_model=Version, summary="Package version, git commit and schema revision")
+async def version(runtime: RuntimeDep) -> Version:
+    return await HealthService(runtime).version()
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    body, content_type = render_latest()
+    return Response(body, media_type=content_type)

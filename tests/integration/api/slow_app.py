@@ -1,0 +1,20 @@
+"""The real app plus one slow route, for shutdown tests (run as a server by `run_slow_app.py`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI
+
+from tradestack.api.app import create_app
+
+
+def create() -> FastAPI:
+    app = create_app()
+
+    @app.get("/test/slow")
+    async def slow(seconds: float = 1.0) -> dict[str, float]:
+        await asyncio.sleep(seconds)
+        return {"slept": seconds}
+
+    return app

@@ -1,0 +1,144 @@
+"""Real server processes: startup, several workers sharing metrics, draining on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+HERE = Path(__file__).parent
+TRADESTACK = Path(sys.executable).parent / "tradestack"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESTACK_") or k.startswith("TRADESTACK_TEST_")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(TRADESTACK_DATA_DIR=str(tmp_path / "var"), TRADESTACK_LOG_LEVEL="info", **extra)
+    return env
+
+
+def _wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 60) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            out = process.stdout.read().decode() if process.stdout else ""
+            raise AssertionError(f"server exited with {process.returncode}:\n{out[-3000:]}")
+        try:
+            if httpx.get(f"{base}/api/ready", timeout=1).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{base} not ready within {timeout} s")
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[object]:
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def test_up_migrates_seeds_and_serves(tmp_path: Path, spawn: object) -> None:
+    port = free_port()
+    process = spawn([str(TRADESTACK), "up", "--port", str(port), "--data-dir", str(tmp_path / "data")], _env(tmp_path))  # type: ignore[operator]
+    base = f"http://127.0.0.1:{port}"
+    _wait_ready(base, process)
+    assert httpx.get(f"{base}/api/health").json() == {"status": "ok"}
+    assert (tmp_path / "data" / "tradestack.db").is_file()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+
+
+def test_two_workers_share_one_metrics_view(tmp_path: Path, spawn: object, sqlite_url: str) -> None:
+    env = _env(tmp_path, TRADESTACK_DATABASE_URL=sqlite_url)
+    subprocess.run([str(TRADESTACK), "db", "upgrade"], env=env, check=True, capture_output=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "prom")
+    (tmp_path / "prom").mkdir()
+    port = free_port()
+    process = spawn([str(TRADESTACK), "serve", "api", "--port", str(port), "--workers", "2"], env)  # type: ignore[operator]
+    base = f"http://127.0.0.1:{port}"
+    _wait_ready(base, process)
+    requests = 60
+    for _ in range(requests):
+        with httpx.Client() as fresh_connection:
+            assert fresh_connection.get(f"{base}/api/health").status_code == 200
+    worker_pids = {re.sub(r"\D", "", f.stem) for f in (tmp_path / "prom").glob("*.db")}
+    assert len(worker_pids) == 2, worker_pids
+    text = httpx.get(f"{base}/metrics").text
+    match = re.search(r'api_requests_total\{method="GET",route="/api/health",status_class="2xx"\} (\S+)', text)
+    assert match, text[:2000]
+    assert float(match.group(1)) == requests
+    assert 'api_request_duration_seconds_count{method="GET",route="/api/health",status_class="2xx"} 60.0' in text
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+
+    # Every line the server wrote is one JSON object; each request is logged once with its context.
+    output = process.stdout.read().decode() if process.stdout else ""
+    records = [json.loads(line) for line in output.splitlines() if line.strip()]
+    access = [r for r in records if r["event"] == "request" and r["route"] == "/api/health"]
+    assert len(access) == requests
+    assert all({"ts", "level", "event", "request_id", "route", "status", "duration_ms"} <= set(r) for r in access)
+    assert len({r["request_id"] for r in access}) == requests
+    assert all(r["status"] == 200 and r["ts"].endswith("Z") for r in access)
+
+
+def test_sigterm_lets_the_in_flight_request_finish(tmp_path: Path, spawn: object, sqlite_url: str) -> None:
+    env = _env(tmp_path, TRADESTACK_DATABASE_URL=sqlite_url, TRADESTACK_DRAIN_SECONDS="1", PYTHONPATH=str(HERE))
+    subprocess.run([str(TRADESTACK), "db", "upgrade"], env=env, check=True, capture_output=True)
+    port = free_port()
+    env["TRADESTACK_PORT"] = str(port)
+    process = spawn([sys.executable, str(HERE / "run_slow_app.py")], env)  # type: ignore[operator]
+    base = f"http://127.0.0.1:{port}"
+    _wait_ready(base, process)
+
+    result: dict[str, object] = {}
+
+    def slow_call() -> None:
+        try:
+            response = httpx.get(f"{base}/test/slow", params={"seconds": 2.5}, timeout=30)
+            result["status"], result["body"] = response.status_code, response.json()
+        except httpx.HTTPError as exc:  # pragma: no cover - the failure this test exists to catch
+            result["error"] = repr(exc)
+
+    caller = threading.Thread(target=slow_call)
+    caller.start()
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    ready = httpx.get(f"{base}/api/ready", timeout=5)
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["draining"]["ok"] is False
+    caller.join(30)
+    assert result == {"status": 200, "body": {"slept": 2.5}}
+    assert process.wait(30) == 0
+    log = process.stdout.read().decode() if process.stdout else ""
+    assert '"event":"drain_started"' in log

@@ -1,0 +1,85 @@
+"""Sessions, the read replica, SQLite pragmas and pool accounting."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from tradestack.kit import migrations
+from tradestack.kit.config import Settings
+from tradestack.kit.db import Database
+from tradestack.models.instance import Instance
+from tradestack.ops.repository import InstanceRepository
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+async def test_session_commits_on_success_and_rolls_back_on_error(database: Database) -> None:
+    async with database.session() as session:
+        session.add(Instance(id="a" * 36, name="kept", created_at=NOW, seeded_at=NOW))
+
+    async def fail_after_flush() -> None:
+        async with database.session() as session:
+            session.add(Instance(id="b" * 36, name="lost", created_at=NOW, seeded_at=NOW))
+            await session.flush()
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await fail_after_flush()
+    async with database.read_session() as session:
+        names = (await session.execute(text("SELECT name FROM instances"))).scalars().all()
+    assert names == ["kept"]
+
+
+async def test_read_repository_uses_the_replica(tmp_path: Path) -> None:
+    primary_url = f"sqlite+aiosqlite:///{tmp_path / 'primary.db'}"
+    replica_url = f"sqlite+aiosqlite:///{tmp_path / 'replica.db'}"
+    for url, name in ((primary_url, "primary"), (replica_url, "replica")):
+        db = Database(Settings(database_url=url))
+        await migrations.upgrade(db.engine)
+        async with db.session() as session:
+            await InstanceRepository(session).add(Instance(id=name.ljust(36, "0"), name=name, created_at=NOW, seeded_at=NOW))
+        await db.dispose()
+
+    db = Database(Settings(database_url=primary_url, database_replica_url=replica_url))
+    try:
+        async with db.read_session() as session:
+            assert (await InstanceRepository(session).get()).name == "replica"  # type: ignore[union-attr]
+        async with db.session() as session:
+            assert (await InstanceRepository(session).get()).name == "primary"  # type: ignore[union-attr]
+        assert db.pool_status(replica=True).size >= 1
+    finally:
+        await db.dispose()
+
+
+async def test_read_session_on_postgres_refuses_writes(postgres_url: str) -> None:
+    db = Database(Settings(database_url=postgres_url))
+    try:
+        await migrations.upgrade(db.engine)
+        async with db.read_session() as session:
+            with pytest.raises(DBAPIError, match="read-only transaction"):
+                await session.execute(text("INSERT INTO instances VALUES ('x', 'x', now(), now())"))
+    finally:
+        await db.dispose()
+
+
+async def test_sqlite_runs_in_wal_mode(sqlite_url: str) -> None:
+    db = Database(Settings(database_url=sqlite_url))
+    try:
+        async with db.engine.connect() as connection:
+            assert (await connection.execute(text("PRAGMA journal_mode"))).scalar_one() == "wal"
+            assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar_one() == 1
+    finally:
+        await db.dispose()
+
+
+async def test_ping_and_pool_status_count_checked_out_connections(database: Database) -> None:
+    assert await database.ping() > 0
+    async with database.engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+        assert database.pool_status().checked_out == 1
+    assert database.pool_status().checked_out == 0

@@ -1,0 +1,131 @@
+"""The RateLimiter contract, run on the in-process memory storage and on Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio
+from limits.aio.storage import MemoryStorage, RedisStorage
+
+from tradestack.kit.ratelimit import RateLimiter, create_rate_limiter
+
+
+@pytest.fixture
+async def limiter(backend_redis_url: str | None, unique_prefix: str) -> AsyncIterator[RateLimiter]:
+    # A unique key prefix per test: reset() on Redis deletes everything under the prefix, so it
+    # must never reach keys of a test running in parallel.
+    rate_limiter = create_rate_limiter(backend_redis_url, key_prefix=unique_prefix.rstrip(":"))
+    try:
+        yield rate_limiter
+    finally:
+        await rate_limiter.reset()
+        await rate_limiter.close()
+
+
+async def test_n_hits_allowed_then_denied(limiter: RateLimiter) -> None:
+    results = [await limiter.hit("5/minute", "route", "client") for _ in range(7)]
+    assert [result.allowed for result in results] == [True] * 5 + [False] * 2
+    assert [result.remaining for result in results] == [4, 3, 2, 1, 0, 0, 0]
+    for result in results:
+        assert result.limit == 5
+        assert result.window_seconds == 60
+        assert 0 < result.reset_after_seconds <= 60
+    assert results[-1].reset_after_seconds > 55, "the oldest hit was only just made"
+
+
+async def test_identifiers_and_limits_are_counted_separately(limiter: RateLimiter) -> None:
+    assert (await limiter.hit("1/minute", "route", "alice")).allowed
+    assert (await limiter.hit("1/minute", "route", "bob")).allowed
+    assert (await limiter.hit("1/minute", "other", "alice")).allowed
+    assert (await limiter.hit("1/hour", "route", "alice")).allowed
+    assert (await limiter.hit("1/minute", "a/b", "c")).allowed
+    assert (await limiter.hit("1/minute", "a", "b/c")).allowed
+    assert not (await limiter.hit("1/minute", "route", "alice")).allowed
+
+
+async def test_concurrent_hits_never_exceed_the_limit(limiter: RateLimiter) -> None:
+    results = await asyncio.gather(*(limiter.hit("10/minute", "burst") for _ in range(40)))
+    assert sum(result.allowed for result in results) == 10
+    assert all(result.remaining == 0 for result in results if not result.allowed)
+
+
+async def test_short_window_reports_a_reset_within_the_window(limiter: RateLimiter) -> None:
+    assert (await limiter.hit("2/second", "c")).allowed
+    assert (await limiter.hit("2/second", "c")).allowed
+    denied = await limiter.hit("2/second", "c")
+    assert not denied.allowed
+    assert 0 < denied.reset_after_seconds <= 1
+
+
+async def test_clear_and_reset(limiter: RateLimiter) -> None:
+    await limiter.hit("1/minute", "a")
+    await limiter.hit("1/minute", "b")
+    await limiter.clear("1/minute", "a")
+    assert (await limiter.hit("1/minute", "a")).allowed
+    assert not (await limiter.hit("1/minute", "b")).allowed
+    await limiter.reset()
+    assert (await limiter.hit("1/minute", "b")).allowed
+
+
+async def test_ping(limiter: RateLimiter) -> None:
+    await limiter.ping()
+
+
+async def test_invalid_limit_is_rejected(limiter: RateLimiter) -> None:
+    with pytest.raises(ValueError, match="rate limit"):
+        await limiter.hit("often", "c")
+
+
+async def test_create_rate_limiter_picks_the_storage(backend_redis_url: str | None) -> None:
+    limiter = create_rate_limiter(backend_redis_url)
+    try:
+        expected = MemoryStorage if backend_redis_url is None else RedisStorage
+        assert isinstance(limiter.storage, expected)
+    finally:
+        await limiter.close()
+
+
+@pytest.mark.redis
+async def test_redis_limiters_share_counts_and_keep_keys_under_the_prefix(redis_url: str, unique_prefix: str) -> None:
+    prefix = unique_prefix.rstrip(":")
+    first = create_rate_limiter(redis_url, key_prefix=prefix)
+    second = create_rate_limiter(redis_url, key_prefix=prefix)
+    admin = redis.asyncio.from_url(redis_url)
+    try:
+        assert (await first.hit("2/minute", "shared")).allowed
+        assert (await second.hit("2/minute", "shared")).allowed
+        assert not (await first.hit("2/minute", "shared")).allowed
+        keys = [key async for key in admin.scan_iter(match=f"{prefix}:*")]
+        assert len(keys) == 1
+        assert 0 < await admin.ttl(keys[0]) <= 60
+    finally:
+        await first.reset()
+        await first.close()
+        await second.close()
+        await admin.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_limiter_accepts_urls_without_a_port(redis_url: str, unique_prefix: str) -> None:
+    parsed = redis.asyncio.ConnectionPool.from_url(redis_url).connection_kwargs
+    host, db = parsed.get("host", "127.0.0.1"), parsed.get("db", 0)
+    if parsed.get("port", 6379) != 6379:
+        pytest.skip("the test Redis does not listen on the default port")
+    limiter = create_rate_limiter(f"redis://{host}/{db}", key_prefix=unique_prefix.rstrip(":"))
+    try:
+        await limiter.ping()
+        assert (await limiter.hit("1/minute", "c")).allowed
+    finally:
+        await limiter.reset()
+        await limiter.close()
+
+
+async def test_redis_ping_raises_connection_error_when_unreachable() -> None:
+    limiter = create_rate_limiter("redis://127.0.0.1:1/0")
+    try:
+        with pytest.raises(ConnectionError, match="unreachable"):
+            await limiter.ping()
+    finally:
+        await limiter.close()

@@ -1,0 +1,178 @@
+"""RateLimiter on in-process memory: moving-window semantics on a controlled clock, parsing, lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import limits.aio.storage.memory
+import pytest
+from limits.aio.storage import MemoryStorage
+
+from tradestack.kit.ratelimit import RateLimiter, RateLimitResult, create_rate_limiter, parse_limit
+
+
+class FakeWallClock:
+    """Stands in for the `time` module inside limits' memory storage, and for the limiter's clock."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeWallClock:
+    fake = FakeWallClock()
+    monkeypatch.setattr(limits.aio.storage.memory, "time", fake)
+    return fake
+
+
+@pytest.fixture
+async def limiter(clock: FakeWallClock) -> AsyncIterator[RateLimiter]:
+    rate_limiter = RateLimiter(MemoryStorage(), clock=clock)
+    yield rate_limiter
+    await rate_limiter.close()
+
+
+async def test_n_hits_are_allowed_then_denied(limiter: RateLimiter) -> None:
+    results = [await limiter.hit("3/minute", "client") for _ in range(5)]
+    assert [result.allowed for result in results] == [True, True, True, False, False]
+    assert [result.remaining for result in results] == [2, 1, 0, 0, 0]
+    assert all(result.limit == 3 and result.window_seconds == 60 for result in results)
+    denied = results[3]
+    assert 0 < denied.reset_after_seconds <= 60
+
+
+async def test_reset_after_is_when_the_oldest_hit_leaves_the_window(limiter: RateLimiter, clock: FakeWallClock) -> None:
+    assert (await limiter.hit("2/minute", "c")).allowed
+    clock.advance(30)
+    second = await limiter.hit("2/minute", "c")
+    assert second == RateLimitResult(allowed=True, limit=2, remaining=0, reset_after_seconds=30.0, window_seconds=60)
+    clock.advance(15)
+    assert await limiter.hit("2/minute", "c") == RateLimitResult(
+        allowed=False, limit=2, remaining=0, reset_after_seconds=15.0, window_seconds=60
+    )
+
+
+async def test_window_moves_rather_than_resetting(limiter: RateLimiter, clock: FakeWallClock) -> None:
+    assert (await limiter.hit("2/minute", "c")).allowed  # t=0
+    clock.advance(30)
+    assert (await limiter.hit("2/minute", "c")).allowed  # t=30
+    clock.advance(30.5)
+    # t=60.5: the hit at t=0 has left the window, the one at t=30 has not.
+    freed = await limiter.hit("2/minute", "c")
+    assert freed.allowed
+    assert freed.remaining == 0
+    assert freed.reset_after_seconds == pytest.approx(29.5)
+    clock.advance(1)
+    # t=61.5: a fixed window starting at t=60 would allow this; the moving window holds 30 and 60.5.
+    assert not (await limiter.hit("2/minute", "c")).allowed
+
+
+async def test_denied_hits_do_not_count(limiter: RateLimiter, clock: FakeWallClock) -> None:
+    assert (await limiter.hit("1/minute", "c")).allowed
+    clock.advance(59)
+    assert not (await limiter.hit("1/minute", "c")).allowed
+    clock.advance(1.5)
+    assert (await limiter.hit("1/minute", "c")).allowed
+
+
+async def test_remaining_is_capped_at_the_limit_after_everything_expires(limiter: RateLimiter, clock: FakeWallClock) -> None:
+    for _ in range(3):
+        await limiter.hit("3/second", "c")
+    clock.advance(5)
+    result = await limiter.hit("3/second", "c")
+    assert result.allowed
+    assert result.remaining == 2
+    assert 0 < result.reset_after_seconds <= 1
+
+
+async def test_identifiers_are_counted_separately(limiter: RateLimiter) -> None:
+    assert (await limiter.hit("1/minute", "route", "alice")).allowed
+    assert (await limiter.hit("1/minute", "route", "bob")).allowed
+    assert (await limiter.hit("1/minute", "other-route", "alice")).allowed
+    assert not (await limiter.hit("1/minute", "route", "alice")).allowed
+
+
+async def test_identifiers_containing_the_separator_do_not_collide(limiter: RateLimiter) -> None:
+    assert (await limiter.hit("1/minute", "a/b", "c")).allowed
+    assert (await limiter.hit("1/minute", "a", "b/c")).allowed
+    assert (await limiter.hit("1/minute", "a%2Fb", "c")).allowed
+    assert not (await limiter.hit("1/minute", "a/b", "c")).allowed
+
+
+async def test_different_limits_on_the_same_identifiers_are_separate(limiter: RateLimiter) -> None:
+    assert (await limiter.hit("1/minute", "c")).allowed
+    assert (await limiter.hit("1/second", "c")).allowed
+    assert not (await limiter.hit("1/minute", "c")).allowed
+
+
+async def test_limit_string_forms(limiter: RateLimiter) -> None:
+    result = await limiter.hit("10 per 5 seconds", "c")
+    assert (result.limit, result.window_seconds, result.remaining) == (10, 5, 9)
+    result = await limiter.hit("100/hour", "c")
+    assert (result.limit, result.window_seconds) == (100, 3600)
+
+
+@pytest.mark.parametrize("bad", ["", "lots", "10/fortnight", "1/second;5/minute"])
+async def test_invalid_or_multiple_limits_are_rejected(limiter: RateLimiter, bad: str) -> None:
+    with pytest.raises(ValueError, match="rate limit"):
+        await limiter.hit(bad, "c")
+
+
+def test_parsed_limits_are_cached() -> None:
+    assert parse_limit("7/minute") is parse_limit("7/minute")
+    assert parse_limit("7/minute").amount == 7
+
+
+async def test_clear_forgets_one_key_only(limiter: RateLimiter) -> None:
+    await limiter.hit("1/minute", "a")
+    await limiter.hit("1/minute", "b")
+    await limiter.clear("1/minute", "a")
+    assert (await limiter.hit("1/minute", "a")).allowed
+    assert not (await limiter.hit("1/minute", "b")).allowed
+
+
+async def test_reset_forgets_everything(limiter: RateLimiter) -> None:
+    await limiter.hit("1/minute", "a")
+    await limiter.hit("1/hour", "b")
+    await limiter.reset()
+    assert (await limiter.hit("1/minute", "a")).allowed
+    assert (await limiter.hit("1/hour", "b")).allowed
+
+
+class UnhealthyStorage(MemoryStorage):
+    async def check(self) -> bool:
+        return False
+
+
+async def test_ping_raises_connection_error_when_the_storage_is_unhealthy() -> None:
+    await RateLimiter(MemoryStorage()).ping()
+    with pytest.raises(ConnectionError, match="UnhealthyStorage"):
+        await RateLimiter(UnhealthyStorage()).ping()
+
+
+async def test_close_runs_the_close_hook_once() -> None:
+    calls: list[str] = []
+
+    async def on_close() -> None:
+        calls.append("closed")
+
+    limiter = RateLimiter(MemoryStorage(), on_close=on_close)
+    await limiter.close()
+    await limiter.close()
+    assert calls == ["closed"]
+
+
+async def test_create_rate_limiter_without_url_uses_memory() -> None:
+    limiter = create_rate_limiter(None)
+    assert isinstance(limiter.storage, MemoryStorage)
+    assert (await limiter.hit("1/minute", "x")).allowed
+    await limiter.close()
