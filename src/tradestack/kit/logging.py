@@ -16,6 +16,11 @@ def _orjson_dumps(event: Any, **_: Any) -> bytes:
     return orjson.dumps(event, default=str)
 
 
+def _drop_console_only_keys(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    event.pop("color_message", None)  # uvicorn's ANSI-coloured duplicate of the message
+    return event
+
+
 def configure_logging(level: str = "info", *, json: bool = True) -> None:
     """Route structlog and the standard library (uvicorn, SQLAlchemy, Alembic) to one format on stdout."""
     numeric_level = _LEVELS[level]
@@ -32,7 +37,7 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
             logger_factory=structlog.BytesLoggerFactory(sys.stdout.buffer),
             cache_logger_on_first_use=True,
         )
-        renderer: Any = structlog.processors.JSONRenderer()
+        renderer: Any = structlog.processors.JSONRenderer(serializer=lambda event, **_: _orjson_dumps(event).decode())
     else:
         structlog.configure(
             processors=[*shared, structlog.dev.ConsoleRenderer()],
@@ -43,7 +48,7 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
         renderer = structlog.dev.ConsoleRenderer()
 
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_console_only_keys],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.format_exc_info, renderer],
     )
     handler = logging.StreamHandler(sys.stdout)
