@@ -60,6 +60,7 @@ DEFAULT_RECONNECT_TIMEOUT_SECONDS = 30.0
 
 _RECONNECT_INITIAL_DELAY_SECONDS = 0.05
 _RECONNECT_MAX_DELAY_SECONDS = 2.0
+_STABLE_CONNECTION_SECONDS = 5.0
 # OSError covers the builtin TimeoutError raised when a SUBSCRIBE is not acknowledged in time.
 _RECONNECTABLE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
@@ -348,21 +349,27 @@ class _RedisSubscription(Subscription):
     async def _read(self) -> None:
         """Move messages into the buffer; on connection loss reconnect with backoff, for a while."""
         loop = asyncio.get_running_loop()
+        connected_at: float | None = loop.time()
         failing_since: float | None = None
         delay = _RECONNECT_INITIAL_DELAY_SECONDS
         while True:
             try:
-                pubsub = self._pubsub if self._pubsub is not None else await self._connect()
-                if failing_since is not None:
+                pubsub = self._pubsub
+                if pubsub is None:
+                    pubsub = await self._connect()
+                    connected_at = loop.time()
                     log.info("bus_subscription_reconnected", channels=list(self.channels))
-                    failing_since = None
-                    delay = _RECONNECT_INITIAL_DELAY_SECONDS
                 async for raw in pubsub.listen():
                     self._handle(raw)
                 raise redis.exceptions.ConnectionError("Redis pub/sub connection stopped delivering messages")
             except _RECONNECTABLE_ERRORS as error:
                 await self._discard_connection()
                 now = loop.time()
+                # A connection that stayed up for a while starts a fresh outage; one that drops
+                # right after reconnecting continues the current outage (and its backoff).
+                if connected_at is not None and now - connected_at >= _STABLE_CONNECTION_SECONDS:
+                    failing_since, delay = None, _RECONNECT_INITIAL_DELAY_SECONDS
+                connected_at = None
                 if failing_since is None:
                     failing_since = now
                 if now - failing_since >= self._bus._reconnect_timeout:

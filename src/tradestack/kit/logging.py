@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
@@ -16,7 +17,7 @@ def _orjson_dumps(event: Any, **_: Any) -> bytes:
     return orjson.dumps(event, default=str)
 
 
-def _drop_console_only_keys(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _drop_console_only_keys(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     event.pop("color_message", None)  # uvicorn's ANSI-coloured duplicate of the message
     return event
 

@@ -14,7 +14,6 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-
 VERSION_TABLE = "alembic_version"
 
 

@@ -15,6 +15,7 @@ memory (correct for one process), otherwise Redis (shared by every replica).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
@@ -101,12 +102,26 @@ class RateLimiter:
         """The `limits` storage holding the hits."""
         return self._storage
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("rate limiter is closed")
+
+    async def _let_memory_expiry_finish(self) -> None:
+        # limits' MemoryStorage expires entries in a background task that fails with KeyError
+        # if a key it is visiting is removed meanwhile. Removal (clear, reset) never awaits, so
+        # once a running expiry pass has finished it cannot interleave with one.
+        if isinstance(self._storage, MemoryStorage):
+            timer = self._storage.timer
+            if timer is not None and not timer.done():
+                await asyncio.wait({timer})
+
     async def hit(self, limit: str, *identifiers: str) -> RateLimitResult:
         """Count one hit against ``limit`` for ``identifiers`` unless the window is full.
 
         Raises `ValueError` for an invalid ``limit``, and the storage's error if it cannot be
         reached.
         """
+        self._check_open()
         item = parse_limit(limit)
         keys = tuple(_escape(identifier) for identifier in identifiers)
         allowed = await self._strategy.hit(item, *keys)
@@ -122,11 +137,14 @@ class RateLimiter:
 
     async def clear(self, limit: str, *identifiers: str) -> None:
         """Forget every hit counted against ``limit`` for ``identifiers``."""
+        self._check_open()
         item = parse_limit(limit)
+        await self._let_memory_expiry_finish()
         await self._strategy.clear(item, *(_escape(identifier) for identifier in identifiers))
 
     async def ping(self) -> None:
         """Raise `ConnectionError` if the storage does not answer its health check."""
+        self._check_open()
         if not await self._storage.check():
             raise ConnectionError(f"rate-limit storage {type(self._storage).__name__} is unreachable")
 
@@ -136,13 +154,16 @@ class RateLimiter:
         With Redis this deletes every key under the storage's prefix using ``KEYS``, which
         blocks the server for a moment on a large data set.
         """
+        self._check_open()
+        await self._let_memory_expiry_finish()
         await self._storage.reset()
 
     async def close(self) -> None:
-        """Release the storage's connections; call once when shutting down."""
+        """Release the storage's connections; the limiter cannot be used afterwards."""
         if self._closed:
             return
         self._closed = True
+        await self._let_memory_expiry_finish()
         if self._on_close is not None:
             await self._on_close()
 

@@ -1,47 +1,16 @@
-"""Fixtures for the kit backend tests: the Redis server, and each backend (memory, Redis) in turn.
-
-Redis is expected at TRADESTACK_TEST_REDIS_URL (default redis://127.0.0.1:6379/0). When it is
-unreachable a test that needs it is skipped on a developer's machine and FAILS when CI=true.
-"""
+"""Fixtures for the kit backend tests: each backend (in-process, Redis) in turn, unique key prefixes."""
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
-import redis
-import redis.exceptions
-
-DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def _probe(url: str) -> str | None:
-    """None if Redis at ``url`` answers PING, else why not."""
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
-    except ValueError as exc:
-        return f"invalid URL: {exc}"
-    try:
-        client.ping()
-    except (OSError, redis.exceptions.RedisError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    finally:
-        client.close()
-    return None
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    """The URL of a reachable Redis server; skips the test if there is none (fails when CI=true)."""
-    url = os.environ.get("TRADESTACK_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
-    problem = _probe(url)
-    if problem is not None:
-        message = f"Redis at {url} is unreachable ({problem})"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message}; with CI=true Redis must be running", pytrace=False)
-        pytest.skip(message)
-    return url
+def redis_url(redis_server: str) -> str:
+    """The Redis server of the whole suite (see `redis_server` in tests/conftest.py)."""
+    return redis_server
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -40,10 +42,13 @@ async def bus(backend_redis_url: str | None, unique_prefix: str) -> AsyncIterato
 
 
 async def test_publish_right_after_entering_is_received(bus: Bus) -> None:
-    for attempt in range(5):
-        async with bus.subscribe(f"fresh-{attempt}") as subscription:
-            await bus.publish(f"fresh-{attempt}", b"first")
-            assert await next_message(subscription) == Message(f"fresh-{attempt}", b"first")
+    # Many channels per SUBSCRIBE and several rounds widen the window a subscription that
+    # returned before Redis acknowledged every channel would lose the message in.
+    for attempt in range(10):
+        channels = [f"fresh-{attempt}-{index}" for index in range(100)]
+        async with bus.subscribe(*channels) as subscription:
+            await bus.publish(channels[-1], b"first")
+            assert await next_message(subscription) == Message(channels[-1], b"first")
 
 
 async def test_channels_and_order_are_preserved(bus: Bus) -> None:
@@ -145,14 +150,20 @@ async def test_redis_subscription_holds_a_server_subscription_only_while_entered
         counts = dict(await admin.pubsub_numsub(channel))
         return int(counts[channel.encode()])
 
+    async def until_no_subscribers() -> None:
+        # Leaving closes the connection without waiting for Redis to process the disconnect.
+        async with asyncio.timeout(2):
+            while await subscribers() != 0:
+                await asyncio.sleep(0.005)
+
     try:
         async with bus.subscribe("c"):
             assert await subscribers() == 1
-        assert await subscribers() == 0
-        async with bus.subscribe("c"):
-            assert await subscribers() == 1
-        await bus.close()
-        assert await subscribers() == 0
+        await until_no_subscribers()
+        async with bus.subscribe("c"), bus.subscribe("c"):
+            assert await subscribers() == 2
+            await bus.close()
+            await until_no_subscribers()
     finally:
         await bus.close()
         await admin.aclose()
@@ -217,6 +228,67 @@ async def test_redis_subscription_raises_when_it_cannot_reconnect_in_time(redis_
     finally:
         await bus.close()
         await admin.aclose()
+
+
+@contextlib.asynccontextmanager
+async def slow_uplink_proxy(redis_url: str, delay: float) -> AsyncIterator[str]:
+    """A TCP proxy to Redis that holds every client-to-server chunk for ``delay`` seconds; yields its URL."""
+    parsed = urllib.parse.urlsplit(redis_url)
+    if parsed.scheme != "redis" or parsed.hostname is None:
+        pytest.skip("the delaying proxy only handles redis://host URLs")
+    target_host, target_port = parsed.hostname, parsed.port or 6379
+    pumps: set[asyncio.Task[None]] = set()
+
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hold: float) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                if hold:
+                    await asyncio.sleep(hold)
+                writer.write(chunk)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def accept(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection(target_host, target_port)
+        for task in (
+            asyncio.create_task(pump(client_reader, server_writer, delay)),
+            asyncio.create_task(pump(server_reader, client_writer, 0)),
+        ):
+            pumps.add(task)
+            task.add_done_callback(pumps.discard)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    credentials = parsed.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@127.0.0.1:{port}" if credentials else f"127.0.0.1:{port}"
+    try:
+        yield urllib.parse.urlunsplit(parsed._replace(netloc=netloc))
+    finally:
+        server.close()
+        for task in tuple(pumps):
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+        await server.wait_closed()
+
+
+@pytest.mark.redis
+async def test_entering_waits_until_redis_has_acknowledged_the_subscription(redis_url: str, unique_prefix: str) -> None:
+    # The subscriber's commands reach Redis 30 ms late; the publisher's go straight there. A
+    # subscription that returned from __aenter__ before Redis acknowledged SUBSCRIBE would miss
+    # a message published right after.
+    publisher = RedisBus(redis.asyncio.from_url(redis_url), prefix=unique_prefix)
+    async with slow_uplink_proxy(redis_url, delay=0.03) as slow_url:
+        subscriber = RedisBus(redis.asyncio.from_url(slow_url), prefix=unique_prefix)
+        try:
+            async with subscriber.subscribe("a", "b") as subscription:
+                await publisher.publish("b", b"right away")
+                assert await next_message(subscription) == Message("b", b"right away")
+        finally:
+            await subscriber.close()
+            await publisher.close()
 
 
 @pytest.mark.redis

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
@@ -212,13 +213,37 @@ class ReferenceLru:
         self.entries.pop(key, None)
 
 
+@dataclass(frozen=True)
+class Get:
+    key: str
+
+
+@dataclass(frozen=True)
+class Set:
+    key: str
+    value: bytes
+    ttl: int | None
+
+
+@dataclass(frozen=True)
+class Delete:
+    key: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    seconds: int
+
+
+Operation = Get | Set | Delete | Tick
+
 keys = st.sampled_from(["a", "b", "c", "d", "e", "f"])
 operations = st.lists(
     st.one_of(
-        st.tuples(st.just("get"), keys),
-        st.tuples(st.just("set"), keys, st.binary(max_size=4), st.one_of(st.none(), st.integers(1, 5))),
-        st.tuples(st.just("delete"), keys),
-        st.tuples(st.just("tick"), st.integers(0, 3)),
+        st.builds(Get, keys),
+        st.builds(Set, keys, st.binary(max_size=4), st.one_of(st.none(), st.integers(1, 5))),
+        st.builds(Delete, keys),
+        st.builds(Tick, st.integers(0, 3)),
     ),
     max_size=60,
 )
@@ -226,29 +251,23 @@ operations = st.lists(
 
 @settings(max_examples=150, deadline=None)
 @given(max_entries=st.integers(1, 5), ops=operations)
-def test_behaves_like_a_reference_lru_with_ttl(max_entries: int, ops: list[tuple[object, ...]]) -> None:
+def test_behaves_like_a_reference_lru_with_ttl(max_entries: int, ops: list[Operation]) -> None:
     async def run() -> None:
         clock = FakeClock(0.0)
         cache = MemoryCache(max_entries=max_entries, monotonic=clock)
         reference = ReferenceLru(max_entries)
         for op in ops:
-            if op[0] == "get":
-                key = str(op[1])
-                assert await cache.get(key) == reference.get(key, clock.now)
-            elif op[0] == "set":
-                _, key, value, ttl = op
-                assert isinstance(key, str)
-                assert isinstance(value, bytes)
-                assert ttl is None or isinstance(ttl, int)
-                await cache.set(key, value, ttl_seconds=ttl)
-                reference.set(key, value, ttl, clock.now)
-            elif op[0] == "delete":
-                await cache.delete(str(op[1]))
-                reference.delete(str(op[1]))
-            else:
-                seconds = op[1]
-                assert isinstance(seconds, int)
-                clock.advance(seconds)
+            match op:
+                case Get(key):
+                    assert await cache.get(key) == reference.get(key, clock.now)
+                case Set(key, value, ttl):
+                    await cache.set(key, value, ttl_seconds=ttl)
+                    reference.set(key, value, ttl, clock.now)
+                case Delete(key):
+                    await cache.delete(key)
+                    reference.delete(key)
+                case Tick(seconds):
+                    clock.advance(seconds)
             assert len(cache) == len(reference.entries) <= max_entries
 
     asyncio.run(run())

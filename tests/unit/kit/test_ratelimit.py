@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import limits.aio.storage.memory
@@ -94,6 +95,21 @@ async def test_remaining_is_capped_at_the_limit_after_everything_expires(limiter
     assert 0 < result.reset_after_seconds <= 1
 
 
+async def test_denied_hit_reports_nothing_remaining_even_if_the_window_moved_meanwhile(clock: FakeWallClock) -> None:
+    class WindowEmptiesRightAfterADenial(MemoryStorage):
+        async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+            acquired = await super().acquire_entry(key, limit, expiry, amount)
+            if not acquired:
+                clock.advance(expiry + 1)  # the oldest hit expires before the window is read back
+            return acquired
+
+    limiter = RateLimiter(WindowEmptiesRightAfterADenial(), clock=clock)
+    assert (await limiter.hit("1/minute", "c")).allowed
+    denied = await limiter.hit("1/minute", "c")
+    assert not denied.allowed
+    assert denied.remaining == 0
+
+
 async def test_identifiers_are_counted_separately(limiter: RateLimiter) -> None:
     assert (await limiter.hit("1/minute", "route", "alice")).allowed
     assert (await limiter.hit("1/minute", "route", "bob")).allowed
@@ -159,7 +175,7 @@ async def test_ping_raises_connection_error_when_the_storage_is_unhealthy() -> N
         await RateLimiter(UnhealthyStorage()).ping()
 
 
-async def test_close_runs_the_close_hook_once() -> None:
+async def test_close_runs_the_close_hook_once_and_ends_use() -> None:
     calls: list[str] = []
 
     async def on_close() -> None:
@@ -169,6 +185,10 @@ async def test_close_runs_the_close_hook_once() -> None:
     await limiter.close()
     await limiter.close()
     assert calls == ["closed"]
+    with pytest.raises(RuntimeError, match="closed"):
+        await limiter.hit("1/minute", "c")
+    with pytest.raises(RuntimeError, match="closed"):
+        await limiter.ping()
 
 
 async def test_create_rate_limiter_without_url_uses_memory() -> None:
@@ -176,3 +196,23 @@ async def test_create_rate_limiter_without_url_uses_memory() -> None:
     assert isinstance(limiter.storage, MemoryStorage)
     assert (await limiter.hit("1/minute", "x")).allowed
     await limiter.close()
+
+
+@pytest.mark.parametrize("forget", ["clear", "reset"])
+async def test_forgetting_keys_does_not_break_the_memory_storage_expiry_pass(forget: str) -> None:
+    # limits' MemoryStorage expires entries in a background task that raises KeyError when a key
+    # it is about to visit is removed meanwhile; clear() and reset() must not race it.
+    storage = MemoryStorage()
+    limiter = RateLimiter(storage)
+    for identifier in ("a", "b", "c"):
+        await limiter.hit("1/minute", identifier)
+    await asyncio.sleep(0)  # the expiry pass starts and suspends on its first key
+    timer = storage.timer
+    assert timer is not None
+    if forget == "clear":
+        await limiter.clear("1/minute", "c")
+    else:
+        await limiter.reset()
+    await asyncio.wait({timer})
+    assert timer.exception() is None
+    assert (await limiter.hit("1/minute", "c")).allowed
