@@ -16,6 +16,7 @@ from tradestack.kit.metrics import API_REQUEST_DURATION, API_REQUESTS
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 UNMATCHED_ROUTE = "unmatched"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 log = get_logger("tradestack.access")
 
@@ -28,10 +29,23 @@ def route_template(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    """Give each request an id, log it once as JSON and record its duration by route template."""
+    """Give each request an id, log it once as JSON and record its duration by route template.
+
+    Labels are bounded: unmatched paths share one route label and unknown methods are "OTHER",
+    so a scanner cannot create new time series.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def _record(self, method: str, route: str, status_class: str, duration: float) -> None:
+        key = (method, route, status_class)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (API_REQUEST_DURATION.labels(*key), API_REQUESTS.labels(*key))
+        series[0].observe(duration)
+        series[1].inc()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,14 +76,12 @@ class RequestContextMiddleware:
         finally:
             duration = time.perf_counter() - started
             route = route_template(scope)
-            method = scope["method"]
-            status_class = f"{status // 100}xx"
-            API_REQUEST_DURATION.labels(method, route, status_class).observe(duration)
-            API_REQUESTS.labels(method, route, status_class).inc()
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
+            self._record(method, route, f"{status // 100}xx", duration)
             log.info(
                 "request",
                 route=route,
-                method=method,
+                method=scope["method"],
                 path=scope["path"],
                 status=status,
                 duration_ms=round(duration * 1000, 3),

@@ -105,3 +105,10 @@ async def test_metrics_show_route_templates(client: httpx.AsyncClient) -> None:
     assert 'api_requests_total{method="GET",route="unmatched",status_class="4xx"}' in text
     assert "/api/no-such-thing/123" not in text
     assert "database_connections_active" in text
+
+
+async def test_metric_labels_stay_bounded_for_odd_methods(client: httpx.AsyncClient) -> None:
+    await client.request("FOO123", "/api/health")
+    text = (await client.get("/metrics")).text
+    assert "FOO123" not in text
+    assert 'api_requests_total{method="OTHER",route="/api/health",status_class="4xx"}' in text
