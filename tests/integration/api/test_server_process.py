@@ -115,8 +115,15 @@ def test_two_workers_share_one_metrics_view(tmp_path: Path, spawn: object, sqlit
     assert all(r["status"] == 200 and r["ts"].endswith("Z") for r in access)
 
 
-def test_sigterm_lets_the_in_flight_request_finish(tmp_path: Path, spawn: object, sqlite_url: str) -> None:
-    env = _env(tmp_path, TRADESTACK_DATABASE_URL=sqlite_url, TRADESTACK_DRAIN_SECONDS="1", PYTHONPATH=str(HERE))
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_lets_the_in_flight_request_finish(tmp_path: Path, spawn: object, sqlite_url: str, workers: int) -> None:
+    env = _env(
+        tmp_path,
+        TRADESTACK_DATABASE_URL=sqlite_url,
+        TRADESTACK_DRAIN_SECONDS="1",
+        TRADESTACK_WORKERS=str(workers),
+        PYTHONPATH=str(HERE),
+    )
     subprocess.run([str(TRADESTACK), "db", "upgrade"], env=env, check=True, capture_output=True)
     port = free_port()
     env["TRADESTACK_PORT"] = str(port)
