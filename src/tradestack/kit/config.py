@@ -25,6 +25,10 @@ from tradestack.core.errors import ConfigurationError
 
 ENV_PREFIX = "TRADESTACK_"
 DEVELOPMENT_SECRET = "development-only-insecure-secret-change-me"  # noqa: S105 - the marked default
+# 32 bytes, base64: the marked development default of the AES-GCM key for encrypted columns.
+DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQtb25seS1lbmNyeXB0aW9uLWtleSE="  # noqa: S105
+# Secrets that must be set (and not default) outside development; other secrets are optional.
+REQUIRED_SECRETS = ("secret_key", "encryption_key")
 Environment = Literal["development", "staging", "production"]
 
 
@@ -82,7 +86,51 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(default=None, description="Redis for cache, rate limits and fan-out; in-process when unset.")
 
-    secret_key: SecretStr = Field(default=SecretStr(DEVELOPMENT_SECRET), description="Signs tokens.")
+    secret_key: SecretStr = Field(default=SecretStr(DEVELOPMENT_SECRET), description="Signs access tokens (HS256).")
+    secret_key_previous: SecretStr | None = Field(
+        default=None, description="The signing key before the last rotation; tokens it signed stay valid until they expire."
+    )
+    encryption_key: SecretStr = Field(
+        default=SecretStr(DEVELOPMENT_ENCRYPTION_KEY),
+        description="AES-256-GCM key (32 bytes, base64) for encrypted columns such as venue credentials and MFA secrets.",
+    )
+    encryption_previous_keys: SecretStr | None = Field(
+        default=None, description="Comma-separated earlier encryption keys, still accepted for decryption until rotate-key."
+    )
+    admin_password: SecretStr | None = Field(
+        default=None, description="Password of the admin `tradestack up` creates on first start; generated when unset."
+    )
+
+    jwt_issuer: str = "tradestack"
+    jwt_audience: str = "tradestack-api"
+    access_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=14 * 86_400, ge=300, le=90 * 86_400)
+    mfa_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+
+    password_min_length: int = Field(default=12, ge=12, le=128)
+    argon2_time_cost: int = Field(default=3, ge=1, le=20, description="argon2id iterations (OWASP: >= 2 at 19 MiB).")
+    argon2_memory_kib: int = Field(default=65_536, ge=8_192, le=1_048_576, description="argon2id memory in KiB.")
+    argon2_parallelism: int = Field(default=1, ge=1, le=16)
+    login_failure_limits: str = Field(
+        default="5/15 minutes;20/day",
+        description="Failed logins allowed per account and per client IP before 429 (progressive: each window applies).",
+    )
+
+    rate_limit_per_ip: str = Field(default="1200/minute", description="Requests per client IP, every route.")
+    rate_limit_per_principal: str = Field(default="600/minute", description="Requests per user or API key.")
+    rate_limit_auth: str = Field(default="30/minute", description="Requests per client IP to /api/auth/*.")
+    rate_limit_routes: dict[str, str] = Field(
+        default_factory=dict, description='Per-route overrides, e.g. {"POST /api/orders": "100/minute"} (JSON).'
+    )
+
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["*"], description="Host headers accepted (JSON list).")
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (JSON list); none by default.")
+    max_request_body_bytes: int = Field(default=1_048_576, ge=1024, le=104_857_600)
+    hsts_seconds: int = Field(default=31_536_000, ge=0, description="Strict-Transport-Security max-age, sent on HTTPS only.")
+    content_security_policy: str = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+        "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -150,14 +198,12 @@ class Settings(BaseSettings):
         if self.environment == "development":
             return
         problems = []
-        for name, field in type(self).model_fields.items():
-            if not _is_secret(field):
-                continue
+        for name in REQUIRED_SECRETS:
             value = getattr(self, name)
             env_name = f"{ENV_PREFIX}{name.upper()}"
             if value is None or not value.get_secret_value():
                 problems.append(f"{env_name} is missing (set it or {env_name}_FILE)")
-            elif value.get_secret_value() == DEVELOPMENT_SECRET:
+            elif value.get_secret_value() in {DEVELOPMENT_SECRET, DEVELOPMENT_ENCRYPTION_KEY}:
                 problems.append(f"{env_name} still has its development default")
             elif len(value.get_secret_value()) < 32:
                 problems.append(f"{env_name} is shorter than 32 characters")

@@ -62,8 +62,14 @@ def test_short_secret_is_refused_in_production() -> None:
         settings.check_secrets()
 
 
-def test_strong_secret_passes_in_production() -> None:
-    Settings(environment="production", secret_key="x" * 48, _env_file=None).check_secrets()  # type: ignore[call-arg, arg-type]
+def test_strong_secrets_pass_in_production() -> None:
+    Settings(environment="production", secret_key="x" * 48, encryption_key="k" * 44, _env_file=None).check_secrets()  # type: ignore[call-arg, arg-type]
+
+
+def test_default_encryption_key_is_refused_in_production() -> None:
+    settings = Settings(environment="production", secret_key="x" * 48, _env_file=None)  # type: ignore[call-arg, arg-type]
+    with pytest.raises(ConfigurationError, match="TRADESTACK_ENCRYPTION_KEY still has its development default"):
+        settings.check_secrets()
 
 
 def test_default_secret_is_fine_in_development() -> None:
