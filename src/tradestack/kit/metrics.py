@@ -60,3 +60,10 @@ def mark_worker_exited(pid: int | None = None) -> None:
     """Drop the live gauges of a worker that is shutting down."""
     if is_multiprocess():
         multiprocess.mark_process_dead(pid if pid is not None else os.getpid())  # type: ignore[no-untyped-call]
+
+
+USER_LOGINS = Counter("user_logins", "Login attempts by result.", ["result"])
+AUTH_FAILURES = Counter(
+    "auth_failures", "Requests refused for authentication or authorisation, by reason.", ["reason"]
+)
+RATE_LIMITED = Counter("rate_limited_requests", "Requests refused with 429, by which limit refused them.", ["limit"])
