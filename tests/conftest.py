@@ -140,9 +140,22 @@ def stack(request: pytest.FixtureRequest) -> Stack:
     return Stack("production", request.getfixturevalue("postgres_url"), request.getfixturevalue("redis_server"))
 
 
+# Cheap argon2 and generous limits keep the suite fast; tests about limits set their own.
+FAST_TEST_SETTINGS = {
+    "argon2_time_cost": 1,
+    "argon2_memory_kib": 8192,
+    "rate_limit_auth": "100000/minute",
+    "login_ip_limits": "100000/minute",
+    "rate_limit_per_ip": "100000/minute",
+    "rate_limit_per_principal": "100000/minute",
+}
+
+
 @pytest.fixture
 def settings(stack: Stack, tmp_path: Path) -> Settings:
-    return Settings(database_url=stack.database_url, redis_url=stack.redis_url, data_dir=tmp_path, log_json=True)
+    return Settings(
+        database_url=stack.database_url, redis_url=stack.redis_url, data_dir=tmp_path, log_json=True, **FAST_TEST_SETTINGS
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture

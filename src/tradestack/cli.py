@@ -34,6 +34,12 @@ config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is
 app.add_typer(serve_app, name="serve")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+user_app = typer.Typer(help="Users: create and list (admins manage the rest through the API).", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+secrets_app = typer.Typer(help="Secrets at rest.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(audit_app, name="audit")
+app.add_typer(secrets_app, name="secrets")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -61,14 +67,19 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def _run(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
-    from tradestack.kit.db import Database
+    """Run `work(database)` with the process runtime open (keyring configured), then close it."""
+    return _run_runtime(settings, lambda runtime: work(runtime.database))
+
+
+def _run_runtime(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    from tradestack.kit.runtime import Runtime
 
     async def main() -> T:
-        database = Database(settings)
+        runtime = Runtime.open(settings)
         try:
-            return await work(database)
+            return await work(runtime)
         finally:
-            await database.dispose()
+            await runtime.close()
 
     return asyncio.run(main())
 
@@ -88,15 +99,15 @@ def root(
     """Tradestack command line."""
 
 
-async def _migrate_and_seed(database: Any) -> str:
-    from tradestack.core.clock import LiveClock
+async def _migrate_and_seed(runtime: Any) -> tuple[str, list[Any]]:
+    from tradestack.identity.service import seed_first_users
     from tradestack.kit import migrations
     from tradestack.ops.service import InstanceService
 
-    await migrations.upgrade(database.engine)
-    async with database.session() as session:
-        instance = await InstanceService(session, LiveClock()).ensure_seeded()
-        return instance.id
+    await migrations.upgrade(runtime.database.engine)
+    async with runtime.database.session() as session:
+        instance = await InstanceService(session, runtime.clock).ensure_seeded()
+    return instance.id, await seed_first_users(runtime)
 
 
 @app.command()
@@ -109,8 +120,15 @@ def up(
     from tradestack.api.server import serve
 
     settings = load_settings(host=host, port=port, data_dir=data_dir, workers=1)
-    instance_id = _run(settings, _migrate_and_seed)
+    instance_id, seeded = _run_runtime(settings, _migrate_and_seed)
     console.print(f"[green]database ready[/] ({settings.masked()['effective_database_url']}), instance {instance_id}")
+    for user in seeded:
+        secret = (
+            f"password [bold]{user.password}[/] (shown once: store it now)"
+            if user.password
+            else "password from TRADESTACK_ADMIN_PASSWORD"
+        )
+        console.print(f"created {user.role.value} [bold]{user.email}[/], {secret}")
     console.print(f"serving on [bold]http://{settings.host}:{settings.port}[/]  (Ctrl+C to stop)")
     raise typer.Exit(serve(settings))
 
@@ -205,6 +223,96 @@ def config_show(
         env = f"{ENV_PREFIX}{name.upper()}" if name in Settings.model_fields else "(derived)"
         table.add_row(name, "" if value is None else str(value), env)
     console.print(table)
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Argument(help="Email address to sign in with.")],
+    role: Annotated[str, typer.Option(help="admin, trader, viewer or risk.")] = "viewer",
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")] = False,
+) -> None:
+    """Create a user (the password is asked for, or read from stdin with --password-stdin)."""
+    from tradestack.core.errors import TradestackError
+    from tradestack.identity.permissions import Role
+    from tradestack.identity.service import Caller, identity_session
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise _fail(f"unknown role {role!r}: use one of {', '.join(r.value for r in Role)}") from None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    settings = load_settings()
+
+    async def create(runtime: Any) -> str:
+        async with identity_session(runtime, Caller(user_agent="tradestack cli")) as service:
+            user = await service.create_user(email, password, chosen)
+            return str(user.id)
+
+    try:
+        user_id = _run_runtime(settings, create)
+    except TradestackError as exc:
+        raise _fail(exc.detail) from exc
+    console.print(f"[green]created[/] {chosen.value} {email.lower()} ({user_id})")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List users with role, state and MFA."""
+    from tradestack.identity.service import Caller, IdentityService
+
+    settings = load_settings()
+
+    async def fetch(runtime: Any) -> list[tuple[str, ...]]:
+        async with runtime.database.read_session() as session:
+            users = await IdentityService(session, runtime, Caller()).list_users(limit=10_000, offset=0)
+            return [
+                (u.email, u.role, "yes" if u.is_active else "no", "on" if u.mfa_enabled else "off",
+                 u.created_at.strftime("%Y-%m-%d %H:%M"), u.id)
+                for u in users
+            ]  # fmt: skip
+
+    table = Table("email", "role", "active", "mfa", "created (UTC)", "id")
+    for row in _run_runtime(settings, fetch):
+        table.add_row(*row)
+    console.print(table)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain of the audit log; exit 1 naming the first edited, deleted or reordered row."""
+    from tradestack.audit.service import AuditService
+
+    settings = load_settings()
+    report = _run_runtime(settings, lambda runtime: AuditService(runtime.database, runtime.clock).verify())
+    if not report.ok:
+        raise _fail(f"audit log is NOT intact: {report.problem}", code=1)
+    console.print(f"[green]audit log intact[/]: {report.checked} rows, head hash {report.head_hash or '-'}")
+    console.print("Compare the head hash with one recorded elsewhere to detect removal of the newest rows.")
+
+
+@secrets_app.command("rotate-key")
+def secrets_rotate_key() -> None:
+    """Re-encrypt every encrypted column with TRADESTACK_ENCRYPTION_KEY.
+
+    First set the new key as TRADESTACK_ENCRYPTION_KEY and the old one in
+    TRADESTACK_ENCRYPTION_PREVIOUS_KEYS; after this command the old key can be dropped.
+    """
+    from tradestack.kit.crypto import get_keyring, reencrypt_all
+    from tradestack.models import Base
+
+    settings = load_settings()
+
+    async def rotate(runtime: Any) -> dict[str, int]:
+        async with runtime.database.engine.begin() as connection:
+            return await reencrypt_all(connection, Base.metadata, get_keyring())
+
+    counts = _run_runtime(settings, rotate)  # the runtime configured the keyring from settings
+    for column, count in counts.items():
+        console.print(f"{column}: {count} re-encrypted")
+    console.print(f"[green]every encrypted value now uses key id {get_keyring().active_key_id}[/]")
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ import tradestack
 from tradestack.api.errors import install_error_handlers
 from tradestack.api.lifecycle import lifespan_for
 from tradestack.api.middleware import RequestContextMiddleware
+from tradestack.audit.endpoints import router as audit_router
+from tradestack.identity import endpoints as identity_endpoints
 from tradestack.kit.config import Settings, get_settings
 from tradestack.kit.logging import configure_logging
 from tradestack.kit.runtime import Runtime
@@ -29,4 +31,8 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(ops_router)
+    app.include_router(identity_endpoints.auth)
+    app.include_router(identity_endpoints.keys)
+    app.include_router(identity_endpoints.users)
+    app.include_router(audit_router)
     return app

@@ -26,7 +26,7 @@ from tradestack.core.errors import ConfigurationError
 ENV_PREFIX = "TRADESTACK_"
 DEVELOPMENT_SECRET = "development-only-insecure-secret-change-me"  # noqa: S105 - the marked default
 # 32 bytes, base64: the marked development default of the AES-GCM key for encrypted columns.
-DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQtb25seS1lbmNyeXB0aW9uLWtleSE="  # noqa: S105
+DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQtb25seS1lbmNyeXB0aW9uLWtleSE="
 # Secrets that must be set (and not default) outside development; other secrets are optional.
 REQUIRED_SECRETS = ("secret_key", "encryption_key")
 Environment = Literal["development", "staging", "production"]
@@ -113,7 +113,10 @@ class Settings(BaseSettings):
     argon2_parallelism: int = Field(default=1, ge=1, le=16)
     login_failure_limits: str = Field(
         default="5/15 minutes;20/day",
-        description="Failed logins allowed per account and per client IP before 429 (progressive: each window applies).",
+        description="Sign-in attempts per account before 429 (progressive: every window applies); a success resets them.",
+    )
+    login_ip_limits: str = Field(
+        default="50/15 minutes;500/day", description="Sign-in attempts per client IP before 429 (successes count too)."
     )
 
     rate_limit_per_ip: str = Field(default="1200/minute", description="Requests per client IP, every route.")

@@ -63,7 +63,5 @@ def mark_worker_exited(pid: int | None = None) -> None:
 
 
 USER_LOGINS = Counter("user_logins", "Login attempts by result.", ["result"])
-AUTH_FAILURES = Counter(
-    "auth_failures", "Requests refused for authentication or authorisation, by reason.", ["reason"]
-)
+AUTH_FAILURES = Counter("auth_failures", "Requests refused for authentication or authorisation, by reason.", ["reason"])
 RATE_LIMITED = Counter("rate_limited_requests", "Requests refused with 429, by which limit refused them.", ["limit"])

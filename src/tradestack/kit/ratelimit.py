@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,12 +27,17 @@ from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from tradestack.core.errors import RateLimitedError
+from tradestack.kit.metrics import RATE_LIMITED
+
 __all__ = [
     "DEFAULT_REDIS_PREFIX",
     "RateLimitResult",
     "RateLimiter",
+    "check_limit",
     "create_rate_limiter",
     "parse_limit",
+    "rate_limit_headers",
 ]
 
 DEFAULT_REDIS_PREFIX = "ts:ratelimit"
@@ -187,3 +193,31 @@ def create_rate_limiter(redis_url: str | None, *, key_prefix: str = DEFAULT_REDI
         connection_pool=pool,  # type: ignore[arg-type]  # documented option, typed as scalars only
     )
     return RateLimiter(storage, on_close=pool.aclose)
+
+
+def rate_limit_headers(result: RateLimitResult) -> dict[str, str]:
+    """``RateLimit-*`` response headers (IETF draft) for one limit's state."""
+    return {
+        "RateLimit-Limit": str(result.limit),
+        "RateLimit-Remaining": str(result.remaining),
+        "RateLimit-Reset": str(max(0, math.ceil(result.reset_after_seconds))),
+    }
+
+
+async def check_limit(limiter: RateLimiter, limit: str, *identifiers: str, label: str, description: str) -> dict[str, str]:
+    """Count one hit; return the ``RateLimit-*`` headers, or raise `RateLimitedError` (429) with ``Retry-After``.
+
+    ``label`` names the limit in the ``rate_limited_requests_total`` metric; ``description``
+    says in the error whose requests were limited.
+    """
+    result = await limiter.hit(limit, *identifiers)
+    headers = rate_limit_headers(result)
+    if result.allowed:
+        return headers
+    retry_after = max(1, math.ceil(result.reset_after_seconds))
+    RATE_LIMITED.labels(limit=label).inc()
+    item = parse_limit(limit)
+    raise RateLimitedError(
+        f"more than {item.amount} requests per {item.get_expiry()} s for {description}: retry after {retry_after} s",
+        headers={**headers, "Retry-After": str(retry_after)},
+    )

@@ -8,6 +8,7 @@ from tradestack.core.clock import Clock, LiveClock
 from tradestack.kit.bus import Bus, create_bus
 from tradestack.kit.cache import Cache, create_cache
 from tradestack.kit.config import Settings
+from tradestack.kit.crypto import Keyring, configure_keyring
 from tradestack.kit.db import Database
 from tradestack.kit.ratelimit import RateLimiter, create_rate_limiter
 
@@ -22,10 +23,13 @@ class Runtime:
     bus: Bus
     rate_limiter: RateLimiter
     clock: Clock = field(default_factory=LiveClock)
+    # Long-lived per-process objects of modules (e.g. identity's password hasher), created on first use.
+    components: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:
         """Create the backends the settings select (nothing connects until first use)."""
+        configure_keyring(Keyring.from_settings(settings))
         return cls(
             settings=settings,
             database=Database(settings),

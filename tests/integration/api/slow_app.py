@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -14,6 +16,9 @@ def create() -> FastAPI:
 
     @app.get("/test/slow")
     async def slow(seconds: float = 1.0) -> dict[str, float]:
+        marker = os.environ.get("SLOW_APP_STARTED_MARKER")
+        if marker:
+            Path(marker).write_text("started")  # tells the test the request is in flight
         await asyncio.sleep(seconds)
         return {"slept": seconds}
 

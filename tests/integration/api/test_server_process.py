@@ -117,12 +117,14 @@ def test_two_workers_share_one_metrics_view(tmp_path: Path, spawn: object, sqlit
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_lets_the_in_flight_request_finish(tmp_path: Path, spawn: object, sqlite_url: str, workers: int) -> None:
+    marker = tmp_path / "slow-request-started"
     env = _env(
         tmp_path,
         TRADESTACK_DATABASE_URL=sqlite_url,
-        TRADESTACK_DRAIN_SECONDS="1",
+        TRADESTACK_DRAIN_SECONDS="1.5",
         TRADESTACK_WORKERS=str(workers),
         PYTHONPATH=str(HERE),
+        SLOW_APP_STARTED_MARKER=str(marker),
     )
     subprocess.run([str(TRADESTACK), "db", "upgrade"], env=env, check=True, capture_output=True)
     port = free_port()
@@ -135,21 +137,24 @@ def test_sigterm_lets_the_in_flight_request_finish(tmp_path: Path, spawn: object
 
     def slow_call() -> None:
         try:
-            response = httpx.get(f"{base}/test/slow", params={"seconds": 2.5}, timeout=30)
+            response = httpx.get(f"{base}/test/slow", params={"seconds": 3}, timeout=30)
             result["status"], result["body"] = response.status_code, response.json()
         except httpx.HTTPError as exc:  # pragma: no cover - the failure this test exists to catch
             result["error"] = repr(exc)
 
     caller = threading.Thread(target=slow_call)
     caller.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 20
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "the slow request never reached the server"
     process.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    time.sleep(0.2)
     ready = httpx.get(f"{base}/api/ready", timeout=5)
     assert ready.status_code == 503
     assert ready.json()["checks"]["draining"]["ok"] is False
     caller.join(30)
-    assert result == {"status": 200, "body": {"slept": 2.5}}
+    assert result == {"status": 200, "body": {"slept": 3.0}}
     assert process.wait(30) == 0
     log = process.stdout.read().decode() if process.stdout else ""
     assert '"event":"drain_started"' in log

@@ -216,3 +216,21 @@ async def test_forgetting_keys_does_not_break_the_memory_storage_expiry_pass(for
     await asyncio.wait({timer})
     assert timer.exception() is None
     assert (await limiter.hit("1/minute", "c")).allowed
+
+
+async def test_check_limit_returns_headers_then_raises_429_with_retry_after() -> None:
+    from tradestack.core.errors import RateLimitedError
+    from tradestack.kit.ratelimit import check_limit
+
+    limiter = RateLimiter(MemoryStorage())
+    try:
+        first = await check_limit(limiter, "2/minute", "probe", label="test", description="probe")
+        assert first["RateLimit-Limit"] == "2"
+        assert first["RateLimit-Remaining"] == "1"
+        await check_limit(limiter, "2/minute", "probe", label="test", description="probe")
+        with pytest.raises(RateLimitedError, match="more than 2 requests per 60 s for probe") as denied:
+            await check_limit(limiter, "2/minute", "probe", label="test", description="probe")
+        assert int(denied.value.headers["Retry-After"]) >= 1
+        assert denied.value.headers["RateLimit-Remaining"] == "0"
+    finally:
+        await limiter.close()

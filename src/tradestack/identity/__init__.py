@@ -1,0 +1,1 @@
+"""Identity and access: users, roles, trading accounts, tokens, API keys, MFA."""

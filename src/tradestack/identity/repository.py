@@ -1,0 +1,124 @@
+"""SQL of the identity module."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+
+from tradestack.kit.repository import Repository
+from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, TradingAccount, User
+
+
+class UserRepository(Repository):
+    async def get(self, user_id: str) -> User | None:
+        return await self.session.get(User, user_id)
+
+    async def by_email(self, email: str) -> User | None:
+        result = await self.session.execute(select(User).where(User.email == email.lower()))
+        return result.scalar_one_or_none()
+
+    async def add(self, user: User) -> User:
+        self.session.add(user)
+        await self.session.flush()
+        return user
+
+    async def list(self, *, limit: int, offset: int) -> Sequence[User]:
+        result = await self.session.execute(select(User).order_by(User.created_at, User.id).limit(limit).offset(offset))
+        return result.scalars().all()
+
+    async def count(self) -> int:
+        return int((await self.session.execute(select(func.count()).select_from(User))).scalar_one())
+
+    async def count_admins(self) -> int:
+        query = select(func.count()).select_from(User).where(User.role == "admin", User.is_active.is_(True))
+        return int((await self.session.execute(query)).scalar_one())
+
+
+class AccountRepository(Repository):
+    async def add(self, account: TradingAccount) -> TradingAccount:
+        self.session.add(account)
+        await self.session.flush()
+        return account
+
+    async def of_owner(self, owner_id: str) -> Sequence[TradingAccount]:
+        query = select(TradingAccount).where(TradingAccount.owner_id == owner_id).order_by(TradingAccount.created_at)
+        return (await self.session.execute(query)).scalars().all()
+
+
+class RefreshTokenRepository(Repository):
+    async def add(self, token: RefreshToken) -> None:
+        self.session.add(token)
+        await self.session.flush()
+
+    async def by_hash(self, token_hash: str) -> RefreshToken | None:
+        query = select(RefreshToken).where(RefreshToken.token_hash == token_hash)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def mark_used(self, token_id: str, now: datetime) -> bool:
+        """Compare-and-set: True only for the one caller that flips it from unused to used."""
+        result = await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == token_id, RefreshToken.used_at.is_(None), RefreshToken.revoked_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+    async def revoke_family(self, family_id: str, now: datetime, reason: str) -> int:
+        result = await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def revoke_user(self, user_id: str, now: datetime, reason: str) -> int:
+        result = await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+class ApiKeyRepository(Repository):
+    async def add(self, key: ApiKey) -> ApiKey:
+        self.session.add(key)
+        await self.session.flush()
+        return key
+
+    async def by_prefix(self, prefix: str) -> ApiKey | None:
+        return (await self.session.execute(select(ApiKey).where(ApiKey.prefix == prefix))).scalar_one_or_none()
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        return await self.session.get(ApiKey, key_id)
+
+    async def of_user(self, user_id: str) -> Sequence[ApiKey]:
+        query = select(ApiKey).where(ApiKey.user_id == user_id).order_by(ApiKey.created_at)
+        return (await self.session.execute(query)).scalars().all()
+
+    async def touch(self, key_id: str, now: datetime) -> None:
+        await self.session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+
+
+class RecoveryCodeRepository(Repository):
+    async def replace(self, user_id: str, codes: list[RecoveryCode]) -> None:
+        for old in (await self.session.execute(select(RecoveryCode).where(RecoveryCode.user_id == user_id))).scalars():
+            await self.session.delete(old)
+        await self.session.flush()
+        self.session.add_all(codes)
+        await self.session.flush()
+
+    async def unused(self, user_id: str, code_hash: str) -> RecoveryCode | None:
+        query = select(RecoveryCode).where(
+            RecoveryCode.user_id == user_id, RecoveryCode.code_hash == code_hash, RecoveryCode.used_at.is_(None)
+        )
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def remaining(self, user_id: str) -> int:
+        query = (
+            select(func.count()).select_from(RecoveryCode).where(RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None))
+        )
+        return int((await self.session.execute(query)).scalar_one())

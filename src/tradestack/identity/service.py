@@ -1,0 +1,632 @@
+"""Identity: users, accounts, login with lockout and MFA, token rotation, API keys, admin actions.
+
+Services flush; whoever opened the session commits (`identity_session` for requests and the
+CLI). Audit entries are buffered and appended after that transaction ends, in their own:
+entries about something that happened ("success") only when it committed, entries about
+refusals always — a refused sign-in answers 401 and rolls back, yet is recorded. Appending
+after the end also keeps SQLite's single writer free of a second, waiting transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tradestack.audit.service import AuditService
+from tradestack.core.errors import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ValidationFailedError,
+)
+from tradestack.identity import totp
+from tradestack.identity.passwords import Passwords
+from tradestack.identity.permissions import Permission, Role, Scope, permissions_of, scopes_allowed
+from tradestack.identity.repository import (
+    AccountRepository,
+    ApiKeyRepository,
+    RecoveryCodeRepository,
+    RefreshTokenRepository,
+    UserRepository,
+)
+from tradestack.identity.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyOut,
+    MfaChallenge,
+    MfaEnabled,
+    MfaSetup,
+    TokenPair,
+)
+from tradestack.identity.tokens import (
+    InvalidTokenError,
+    TokenSigner,
+    digest,
+    new_api_key,
+    new_opaque_secret,
+    same_digest,
+    split_api_key,
+)
+from tradestack.kit.logging import get_logger
+from tradestack.kit.metrics import AUTH_FAILURES, USER_LOGINS
+from tradestack.kit.runtime import Runtime
+from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, TradingAccount, User
+
+log = get_logger(__name__)
+WRONG_CREDENTIALS = "email or password is wrong"
+USER_CACHE_SECONDS = 30.0
+KEY_TOUCH_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling and what they may do."""
+
+    user_id: str
+    email: str
+    role: Role
+    permissions: frozenset[Permission]
+    api_key_id: str | None = None
+    token_id: str | None = None
+    token_expires_at: datetime | None = None
+
+    def can(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Where a request comes from, for the audit log and per-IP limits."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass
+class IdentityComponents:
+    """Per-process objects: the password hasher (with its semaphore) and the token signer."""
+
+    passwords: Passwords
+    signer: TokenSigner
+
+
+def components(runtime: Runtime) -> IdentityComponents:
+    """The identity components of this process, created on first use."""
+    existing = runtime.components.get("identity")
+    if isinstance(existing, IdentityComponents):
+        return existing
+    created = IdentityComponents(Passwords(runtime.settings), TokenSigner(runtime.settings))
+    runtime.components["identity"] = created
+    return created
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+class IdentityService:
+    """Everything about who a caller is."""
+
+    def __init__(self, session: AsyncSession, runtime: Runtime, caller: Caller | None = None) -> None:
+        self.session = session
+        self.caller = caller or Caller()
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.clock = runtime.clock
+        parts = components(runtime)
+        self.passwords = parts.passwords
+        self.signer = parts.signer
+        self.audit = AuditService(runtime.database, runtime.clock)
+        self.pending_audit: list[tuple[bool, dict[str, Any]]] = []  # (only if committed, entry)
+        self.after_end: list[Any] = []
+        self.users = UserRepository(session)
+        self.accounts = AccountRepository(session)
+        self.refresh_tokens = RefreshTokenRepository(session)
+        self.api_keys = ApiKeyRepository(session)
+        self.recovery_codes = RecoveryCodeRepository(session)
+
+    # --- users and accounts -------------------------------------------------------------
+
+    async def create_user(self, email: str, password: str, role: Role, *, actor: Principal | None = None) -> User:
+        email = normalise_email(email)
+        problems = self.passwords.problems(password)
+        if problems:
+            raise ValidationFailedError("; ".join(problems))
+        if await self.users.by_email(email) is not None:
+            raise ConflictError(f"a user with email {email} already exists")
+        now = self.clock.now()
+        user = User(
+            id=str(uuid.uuid4()),
+            email=email,
+            password_hash=await self.passwords.hash(password),
+            role=role.value,
+            is_active=True,
+            mfa_enabled=False,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            await self.users.add(user)
+        except IntegrityError as exc:
+            raise ConflictError(f"a user with email {email} already exists") from exc
+        await self._audit("user.created", "success", actor, target=f"user:{user.id}", detail={"email": email, "role": role.value})
+        return user
+
+    async def open_account(self, owner: User, name: str, base_currency: str, *, kind: str = "paper") -> TradingAccount:
+        currency = base_currency.upper()
+        if len(currency) != 3 or not currency.isalpha():
+            raise ValidationFailedError(f"base currency must be a 3-letter ISO code such as AUD or USD, not {base_currency!r}")
+        account = TradingAccount(
+            id=str(uuid.uuid4()),
+            owner_id=owner.id,
+            name=name,
+            base_currency=currency,
+            kind=kind,
+            allow_short=False,
+            created_at=self.clock.now(),
+        )
+        return await self.accounts.add(account)
+
+    async def list_users(self, *, limit: int, offset: int) -> list[User]:
+        return list(await self.users.list(limit=limit, offset=offset))
+
+    async def get_user(self, user_id: str) -> User:
+        user = await self.users.get(user_id)
+        if user is None:
+            raise NotFoundError(f"no user with id {user_id}")
+        return user
+
+    async def update_user(self, user_id: str, *, role: Role | None, is_active: bool | None, actor: Principal) -> User:
+        user = await self.get_user(user_id)
+        if user.id == actor.user_id and (is_active is False or (role is not None and role != Role.ADMIN)):
+            raise ConflictError("you cannot disable yourself or remove your own admin role; ask another admin")
+        demoting = is_active is False or (role is not None and role != Role.ADMIN)
+        if user.role == Role.ADMIN and demoting and await self.users.count_admins() <= 1:
+            raise ConflictError("this is the last active admin; make another admin first")
+        now = self.clock.now()
+        if role is not None and role.value != user.role:
+            await self._audit(
+                "user.role_changed", "success", actor, target=f"user:{user.id}", detail={"from": user.role, "to": role.value}
+            )
+            user.role = role.value
+        if is_active is not None and is_active != user.is_active:
+            user.is_active = is_active
+            if not is_active:
+                await self.refresh_tokens.revoke_user(user.id, now, "user disabled")
+            await self._audit("user.disabled" if not is_active else "user.enabled", "success", actor, target=f"user:{user.id}")
+        user.updated_at = now
+        await self.session.flush()
+        await self.runtime.cache.delete(f"auth:user:{user.id}")
+        return user
+
+    async def reset_mfa(self, user_id: str, *, actor: Principal) -> User:
+        user = await self.get_user(user_id)
+        user.mfa_enabled = False
+        user.mfa_secret = None
+        user.mfa_pending_secret = None
+        user.mfa_last_step = None
+        user.updated_at = self.clock.now()
+        await self.recovery_codes.replace(user.id, [])
+        await self._audit("mfa.reset", "success", actor, target=f"user:{user.id}")
+        return user
+
+    async def accounts_of(self, user_id: str) -> list[TradingAccount]:
+        return list(await self.accounts.of_owner(user_id))
+
+    # --- login ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _limits(spec: str) -> list[str]:
+        return [part.strip() for part in spec.split(";") if part.strip()]
+
+    async def _count_attempt(self, email: str, caller: Caller) -> None:
+        """Count a sign-in attempt BEFORE checking the password; 429 once a window is full.
+
+        Counting first (an atomic hit) bounds how many attempts can reach argon2 even when a
+        burst arrives concurrently; a successful sign-in resets the account's windows.
+        """
+        limiter = self.runtime.rate_limiter
+        checks = [(limit, "email", email) for limit in self._limits(self.settings.login_failure_limits)]
+        checks += [(limit, "ip", caller.ip or "unknown") for limit in self._limits(self.settings.login_ip_limits)]
+        for limit, kind, value in checks:
+            state = await limiter.hit(limit, "login-attempts", kind, value)
+            if not state.allowed:
+                retry = max(1, int(state.reset_after_seconds + 0.999))
+                USER_LOGINS.labels(result="locked").inc()
+                await self._audit(
+                    "auth.login", "denied", None, caller=caller, actor_email=email, detail={"reason": f"locked by {kind}"}
+                )
+                raise RateLimitedError(f"too many sign-in attempts: try again in {retry} s", headers={"Retry-After": str(retry)})
+
+    async def _reset_attempts(self, email: str) -> None:
+        for limit in self._limits(self.settings.login_failure_limits):
+            await self.runtime.rate_limiter.clear(limit, "login-attempts", "email", email)
+
+    async def login(self, email: str, password: str, caller: Caller) -> TokenPair | MfaChallenge:
+        email = normalise_email(email)
+        await self._count_attempt(email, caller)
+        user = await self.users.by_email(email)
+        valid = await self.passwords.verify(user.password_hash if user else None, password)
+        if user is None or not valid or not user.is_active:
+            reason = "unknown email" if user is None else ("wrong password" if not valid else "user disabled")
+            USER_LOGINS.labels(result="failure").inc()
+            AUTH_FAILURES.labels(reason="login").inc()
+            await self._audit("auth.login", "failure", None, caller=caller, actor_email=email, detail={"reason": reason})
+            raise AuthenticationError(WRONG_CREDENTIALS)
+        if self.passwords.needs_rehash(user.password_hash):
+            user.password_hash = await self.passwords.hash(password)
+            await self.session.flush()
+        if not user.mfa_enabled:
+            await self._reset_attempts(email)
+        if user.mfa_enabled:
+            token, _ = self.signer.issue(user.id, "mfa", self.clock.now(), self.settings.mfa_token_ttl_seconds)
+            USER_LOGINS.labels(result="mfa_required").inc()
+            await self._audit("auth.login", "success", self._principal_of(user), caller=caller, detail={"mfa": "required"})
+            return MfaChallenge(mfa_token=token, expires_in=self.settings.mfa_token_ttl_seconds)
+        USER_LOGINS.labels(result="success").inc()
+        await self._audit("auth.login", "success", self._principal_of(user), caller=caller)
+        return await self._issue_pair(user, family_id=None)
+
+    async def verify_mfa(self, mfa_token: str, code: str, caller: Caller) -> TokenPair:
+        try:
+            claims = self.signer.decode(mfa_token, "mfa", self.clock.now())
+        except InvalidTokenError as exc:
+            AUTH_FAILURES.labels(reason="mfa_token").inc()
+            raise AuthenticationError("the MFA token is invalid or expired: sign in again") from exc
+        user = await self.users.get(claims.subject)
+        if user is None or not user.is_active or not user.mfa_enabled:
+            raise AuthenticationError("the MFA token is invalid or expired: sign in again")
+        await self._count_attempt(user.email, caller)
+        if not await self._accept_second_factor(user, code):
+            AUTH_FAILURES.labels(reason="mfa_code").inc()
+            USER_LOGINS.labels(result="mfa_failure").inc()
+            await self._audit("auth.mfa", "failure", self._principal_of(user), caller=caller)
+            raise AuthenticationError("the code is wrong or was already used")
+        used_key = f"auth:mfa-token-used:{claims.token_id}"
+        if await self.runtime.cache.get(used_key) is not None:
+            raise AuthenticationError("this MFA token was already used: sign in again")
+        await self.runtime.cache.set(used_key, b"1", ttl_seconds=self.settings.mfa_token_ttl_seconds + 60)
+        await self._reset_attempts(user.email)
+        USER_LOGINS.labels(result="success").inc()
+        await self._audit("auth.mfa", "success", self._principal_of(user), caller=caller)
+        return await self._issue_pair(user, family_id=None)
+
+    async def _accept_second_factor(self, user: User, code: str) -> bool:
+        """A TOTP code for a step not used before, or an unused recovery code (which is then spent)."""
+        code = code.strip()
+        if code.isdigit() and user.mfa_secret:
+            step = totp.matching_step(user.mfa_secret, code, self.clock.now(), after_step=user.mfa_last_step)
+            if step is None:
+                return False
+            user.mfa_last_step = step
+            await self.session.flush()
+            return True
+        recovery = await self.recovery_codes.unused(user.id, totp.hash_recovery_code(code))
+        if recovery is None:
+            return False
+        recovery.used_at = self.clock.now()
+        await self.session.flush()
+        return True
+
+    async def _issue_pair(self, user: User, *, family_id: str | None) -> TokenPair:
+        now = self.clock.now()
+        access, _ = self.signer.issue(user.id, "access", now, self.settings.access_token_ttl_seconds)
+        refresh = new_opaque_secret()
+        await self.refresh_tokens.add(
+            RefreshToken(
+                id=str(uuid.uuid4()),
+                family_id=family_id or str(uuid.uuid4()),
+                user_id=user.id,
+                token_hash=digest(refresh),
+                issued_at=now,
+                expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl_seconds),
+            )
+        )
+        return TokenPair(access_token=access, refresh_token=refresh, expires_in=self.settings.access_token_ttl_seconds)
+
+    async def refresh(self, refresh_token: str, caller: Caller) -> TokenPair:
+        now = self.clock.now()
+        stored = await self.refresh_tokens.by_hash(digest(refresh_token))
+        if stored is None:
+            AUTH_FAILURES.labels(reason="refresh_unknown").inc()
+            raise AuthenticationError("refresh token is not valid: sign in again")
+        if stored.revoked_at is not None and stored.used_at is None:
+            raise AuthenticationError("refresh token was revoked: sign in again")
+        if stored.expires_at <= now:
+            raise AuthenticationError("refresh token has expired: sign in again")
+        # Mark it used atomically: of two concurrent refreshes with one token, exactly one wins.
+        if stored.used_at is not None or not await self.refresh_tokens.mark_used(stored.id, now):
+            # A rotated token came back: it was stolen, or the client is broken. Kill the whole family
+            # once this request's transaction has ended (the request fails with 401 and rolls back).
+            family_id = stored.family_id
+            self.after_end.append(lambda: self._revoke_family_now(family_id, "rotated token reused"))
+            AUTH_FAILURES.labels(reason="refresh_reuse").inc()
+            reuse = {"family": family_id, "user_id": stored.user_id}
+            await self._audit("auth.refresh_reuse", "denied", None, caller=caller, detail=reuse)
+            raise AuthenticationError("refresh token was already used: every session of this sign-in is revoked, sign in again")
+        user = await self.users.get(stored.user_id)
+        if user is None or not user.is_active:
+            raise AuthenticationError("refresh token is not valid: sign in again")
+        return await self._issue_pair(user, family_id=stored.family_id)
+
+    async def _revoke_family_now(self, family_id: str, reason: str) -> None:
+        async with self.runtime.database.session() as session:
+            await RefreshTokenRepository(session).revoke_family(family_id, self.clock.now(), reason)
+
+    async def logout(self, principal: Principal, refresh_token: str | None, caller: Caller) -> None:
+        now = self.clock.now()
+        if refresh_token:
+            stored = await self.refresh_tokens.by_hash(digest(refresh_token))
+            if stored is not None and stored.user_id == principal.user_id:
+                await self.refresh_tokens.revoke_family(stored.family_id, now, "logout")
+        if principal.token_id and principal.token_expires_at:
+            remaining = (principal.token_expires_at - now).total_seconds()
+            if remaining > 0:
+                await self.runtime.cache.set(f"auth:revoked:{principal.token_id}", b"1", ttl_seconds=remaining + 5)
+        await self._audit("auth.logout", "success", principal, caller=caller)
+
+    # --- authenticating requests -----------------------------------------------------------
+
+    async def _user_state(self, user_id: str) -> dict[str, Any] | None:
+        key = f"auth:user:{user_id}"
+        cached = await self.runtime.cache.get(key)
+        if cached is not None:
+            state: dict[str, Any] = orjson.loads(cached)
+            return state
+        user = await self.users.get(user_id)
+        if user is None:
+            return None
+        state = {"email": user.email, "role": user.role, "active": user.is_active}
+        await self.runtime.cache.set(key, orjson.dumps(state), ttl_seconds=USER_CACHE_SECONDS)
+        return state
+
+    async def authenticate_bearer(self, token: str) -> Principal:
+        now = self.clock.now()
+        try:
+            claims = self.signer.decode(token, "access", now)
+        except InvalidTokenError as exc:
+            AUTH_FAILURES.labels(reason="bad_token").inc()
+            log.info("token_refused", reason=str(exc))
+            raise AuthenticationError("access token is invalid or expired: refresh it or sign in again") from exc
+        if await self.runtime.cache.get(f"auth:revoked:{claims.token_id}") is not None:
+            raise AuthenticationError("access token was revoked by logout: sign in again")
+        state = await self._user_state(claims.subject)
+        if state is None or not state["active"]:
+            raise AuthenticationError("this user is disabled or no longer exists")
+        role = Role(state["role"])
+        return Principal(claims.subject, state["email"], role, permissions_of(role), None, claims.token_id, claims.expires_at)
+
+    async def authenticate_api_key(self, value: str) -> Principal:
+        now = self.clock.now()
+        prefix = split_api_key(value)
+        key = await self.api_keys.by_prefix(prefix) if prefix else None
+        if key is None or not same_digest(value, key.secret_hash):
+            AUTH_FAILURES.labels(reason="bad_api_key").inc()
+            raise AuthenticationError("API key is not valid")
+        if key.revoked_at is not None:
+            raise AuthenticationError("API key was revoked")
+        if key.expires_at is not None and key.expires_at <= now:
+            raise AuthenticationError("API key has expired: create a new one")
+        state = await self._user_state(key.user_id)
+        if state is None or not state["active"]:
+            raise AuthenticationError("the owner of this API key is disabled")
+        if key.last_used_at is None or (now - key.last_used_at).total_seconds() >= KEY_TOUCH_SECONDS:
+            async with self.runtime.database.session() as session:
+                await ApiKeyRepository(session).touch(key.id, now)
+        role = Role(state["role"])
+        scopes = frozenset(Scope(scope) for scope in key.scopes.split(",") if scope)
+        return Principal(key.user_id, state["email"], role, permissions_of(role, scopes), key.id)
+
+    # --- MFA -----------------------------------------------------------------------------
+
+    async def _user_of(self, principal: Principal) -> User:
+        user = await self.users.get(principal.user_id)
+        if user is None:
+            raise AuthenticationError("this user no longer exists")
+        return user
+
+    async def mfa_setup(self, principal: Principal) -> MfaSetup:
+        user = await self._user_of(principal)
+        if user.mfa_enabled:
+            raise ConflictError("MFA is already enabled: disable it first to set up a new authenticator")
+        secret = totp.new_secret()
+        user.mfa_pending_secret = secret
+        user.updated_at = self.clock.now()
+        await self.session.flush()
+        uri = totp.provisioning_uri(secret, user.email)
+        await self._audit("mfa.setup", "success", principal)
+        return MfaSetup(otpauth_uri=uri, qr_png=totp.qr_png_data_uri(uri))
+
+    async def mfa_enable(self, principal: Principal, code: str) -> MfaEnabled:
+        user = await self._user_of(principal)
+        if user.mfa_enabled:
+            raise ConflictError("MFA is already enabled")
+        if not user.mfa_pending_secret:
+            raise ConflictError("start with POST /api/auth/mfa/setup")
+        step = totp.matching_step(user.mfa_pending_secret, code.strip(), self.clock.now(), after_step=None)
+        if step is None:
+            await self._audit("mfa.enable", "failure", principal)
+            raise ValidationFailedError("the code does not match: check the authenticator's clock and try the current code")
+        codes = totp.new_recovery_codes()
+        user.mfa_secret, user.mfa_pending_secret = user.mfa_pending_secret, None
+        user.mfa_enabled = True
+        user.mfa_last_step = step
+        user.updated_at = self.clock.now()
+        await self.recovery_codes.replace(
+            user.id, [RecoveryCode(id=str(uuid.uuid4()), user_id=user.id, code_hash=totp.hash_recovery_code(c)) for c in codes]
+        )
+        await self._audit("mfa.enabled", "success", principal)
+        return MfaEnabled(recovery_codes=codes)
+
+    async def mfa_disable(self, principal: Principal, code: str) -> None:
+        user = await self._user_of(principal)
+        if not user.mfa_enabled:
+            raise ConflictError("MFA is not enabled")
+        if not await self._accept_second_factor(user, code):
+            await self._audit("mfa.disable", "failure", principal)
+            raise AuthenticationError("the code is wrong or was already used")
+        user.mfa_enabled = False
+        user.mfa_secret = None
+        user.mfa_last_step = None
+        user.updated_at = self.clock.now()
+        await self.recovery_codes.replace(user.id, [])
+        await self._audit("mfa.disabled", "success", principal)
+
+    # --- API keys ------------------------------------------------------------------------
+
+    @staticmethod
+    def _key_out(key: ApiKey) -> dict[str, Any]:
+        return {
+            "id": key.id,
+            "name": key.name,
+            "prefix": key.prefix,
+            "scopes": [Scope(s) for s in key.scopes.split(",") if s],
+            "created_at": key.created_at,
+            "expires_at": key.expires_at,
+            "revoked_at": key.revoked_at,
+            "last_used_at": key.last_used_at,
+        }
+
+    async def create_api_key(self, principal: Principal, body: ApiKeyCreate) -> ApiKeyCreated:
+        allowed = scopes_allowed(principal.role)
+        refused = sorted(scope.value for scope in body.scopes if scope not in allowed)
+        if refused:
+            raise PermissionDeniedError(
+                f"your role {principal.role.value} cannot grant scope(s) {', '.join(refused)}; allowed: "
+                + ", ".join(sorted(s.value for s in allowed))
+            )
+        now = self.clock.now()
+        if body.expires_at is not None and body.expires_at <= now:
+            raise ValidationFailedError("expires_at must be in the future")
+        secret, prefix = new_api_key()
+        key = await self.api_keys.add(
+            ApiKey(
+                id=str(uuid.uuid4()),
+                user_id=principal.user_id,
+                name=body.name,
+                prefix=prefix,
+                secret_hash=digest(secret),
+                scopes=",".join(sorted({scope.value for scope in body.scopes})),
+                created_at=now,
+                expires_at=body.expires_at,
+            )
+        )
+        await self._audit("api_key.created", "success", principal, target=f"api_key:{key.id}", detail={"scopes": key.scopes})
+        return ApiKeyCreated(key=secret, **self._key_out(key))
+
+    async def list_api_keys(self, principal: Principal) -> list[ApiKeyOut]:
+        return [ApiKeyOut(**self._key_out(key)) for key in await self.api_keys.of_user(principal.user_id)]
+
+    async def revoke_api_key(self, principal: Principal, key_id: str) -> ApiKeyOut:
+        key = await self.api_keys.get(key_id)
+        if key is None or (key.user_id != principal.user_id and not principal.can(Permission.USERS_MANAGE)):
+            raise NotFoundError(f"no API key with id {key_id}")
+        if key.revoked_at is None:
+            key.revoked_at = self.clock.now()
+            await self.session.flush()
+            await self._audit("api_key.revoked", "success", principal, target=f"api_key:{key.id}")
+        return ApiKeyOut(**self._key_out(key))
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _principal_of(self, user: User) -> Principal:
+        role = Role(user.role)
+        return Principal(user.id, user.email, role, permissions_of(role))
+
+    async def _audit(
+        self,
+        action: str,
+        outcome: str,
+        actor: Principal | None,
+        *,
+        caller: Caller | None = None,
+        actor_email: str | None = None,
+        target: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        caller = caller or self.caller
+        entry = {
+            "action": action,
+            "outcome": outcome,
+            "actor_user_id": actor.user_id if actor else None,
+            "actor_api_key_id": actor.api_key_id if actor else None,
+            "actor_email": actor.email if actor else actor_email,
+            "target": target,
+            "ip": caller.ip,
+            "user_agent": caller.user_agent,
+            "detail": detail,
+        }
+        self.pending_audit.append((outcome == "success", entry))
+
+    async def finish(self, *, committed: bool) -> None:
+        """After the transaction ended: append the audit entries that stand, run deferred actions."""
+        for action in self.after_end:
+            await action()
+        self.after_end.clear()
+        for only_if_committed, entry in self.pending_audit:
+            if committed or not only_if_committed:
+                await self.audit.record(**entry)
+        self.pending_audit.clear()
+
+
+@asynccontextmanager
+async def identity_session(runtime: Runtime, caller: Caller | None = None) -> AsyncIterator[IdentityService]:
+    """An `IdentityService` in its own transaction; commits on success, then appends its audit entries."""
+    service: IdentityService | None = None
+    try:
+        async with runtime.database.session() as session:
+            service = IdentityService(session, runtime, caller)
+            yield service
+    except BaseException:
+        if service is not None:
+            await service.finish(committed=False)
+        raise
+    assert service is not None  # noqa: S101 - the block above always creates it
+    await service.finish(committed=True)
+
+
+@dataclass(frozen=True)
+class SeededUser:
+    email: str
+    role: Role
+    password: str | None  # set only when generated here, to be shown once
+
+
+ADMIN_EMAIL = "admin@tradestack.local"
+DEMO_TRADER_EMAIL = "trader@tradestack.local"
+
+
+async def seed_first_users(runtime: Runtime) -> list[SeededUser]:
+    """On an installation without users: an admin and a demo trader with a paper account.
+
+    The admin's password comes from ``TRADESTACK_ADMIN_PASSWORD`` or is generated; generated
+    passwords are returned so the caller can print them once. Later runs change nothing.
+    """
+    async with identity_session(runtime, Caller(ip="127.0.0.1", user_agent="tradestack up")) as service:
+        return await _seed(service)
+
+
+async def _seed(service: IdentityService) -> list[SeededUser]:
+    runtime = service.runtime
+    if await service.users.count() > 0:
+        return []
+    seeded = []
+    configured = runtime.settings.admin_password.get_secret_value() if runtime.settings.admin_password else None
+    admin_password = configured or new_opaque_secret()[:24]
+    await service.create_user(ADMIN_EMAIL, admin_password, Role.ADMIN)
+    seeded.append(SeededUser(ADMIN_EMAIL, Role.ADMIN, None if configured else admin_password))
+    trader_password = new_opaque_secret()[:24]
+    trader = await service.create_user(DEMO_TRADER_EMAIL, trader_password, Role.TRADER)
+    await service.open_account(trader, "Demo paper account", "AUD", kind="paper")
+    seeded.append(SeededUser(DEMO_TRADER_EMAIL, Role.TRADER, trader_password))
+    return seeded

@@ -1,0 +1,146 @@
+"""Signed access and MFA tokens (JWT, HS256 only) and opaque secrets for refresh tokens and API keys.
+
+Every token names its key with ``kid``; tokens signed by the previous key stay valid until
+they expire, so the signing key can rotate without logging everyone out. Decoding checks the
+algorithm allow-list and requires ``iss``, ``aud``, ``exp``, ``nbf``, ``iat``, ``jti``,
+``sub`` and our own ``typ``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import jwt
+
+from tradestack.kit.config import Settings
+
+ALGORITHMS = ["HS256"]
+LEEWAY_SECONDS = 5
+REQUIRED_CLAIMS = ["iss", "aud", "exp", "nbf", "iat", "jti", "sub", "typ"]
+TokenType = Literal["access", "mfa"]
+API_KEY_PREFIX = "tsk"
+
+
+class InvalidTokenError(Exception):
+    """The token cannot be trusted; the message says why (for logs, not for callers)."""
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    subject: str
+    token_id: str
+    token_type: TokenType
+    expires_at: datetime
+    extra: dict[str, Any]
+
+
+def _kid(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+class TokenSigner:
+    """Issues and checks JWTs with the current key; also accepts the previous key's tokens."""
+
+    def __init__(self, settings: Settings) -> None:
+        current = settings.secret_key.get_secret_value()
+        self._current = (_kid(current), current)
+        self._keys = {_kid(current): current}
+        if settings.secret_key_previous is not None:
+            previous = settings.secret_key_previous.get_secret_value()
+            self._keys[_kid(previous)] = previous
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+
+    def issue(
+        self, subject: str, token_type: TokenType, now: datetime, ttl_seconds: int, **extra: Any
+    ) -> tuple[str, TokenClaims]:
+        kid, key = self._current
+        token_id = uuid.uuid4().hex
+        expires = now + timedelta(seconds=ttl_seconds)
+        claims = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": subject,
+            "iat": int(now.timestamp()),
+            "nbf": int(now.timestamp()),
+            "exp": int(expires.timestamp()),
+            "jti": token_id,
+            "typ": token_type,
+            **extra,
+        }
+        token = jwt.encode(claims, key, algorithm="HS256", headers={"kid": kid})
+        return token, TokenClaims(subject, token_id, token_type, expires, extra)
+
+    def decode(self, token: str, expected_type: TokenType, now: datetime) -> TokenClaims:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidTokenError(f"malformed token: {exc}") from exc
+        key = self._keys.get(str(header.get("kid")))
+        if key is None:
+            raise InvalidTokenError("unknown key id")
+        if header.get("alg") not in ALGORITHMS:
+            raise InvalidTokenError(f"algorithm {header.get('alg')!r} is not allowed")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=ALGORITHMS,
+                audience=self.audience,
+                issuer=self.issuer,
+                # Time claims are checked below against the injected clock, not the wall clock.
+                options={"require": REQUIRED_CLAIMS, "verify_exp": False, "verify_nbf": False, "verify_iat": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidTokenError(str(exc)) from exc
+        moment = now.timestamp()
+        try:
+            expiry, not_before, issued = float(claims["exp"]), float(claims["nbf"]), float(claims["iat"])
+        except (TypeError, ValueError) as exc:
+            raise InvalidTokenError("time claims must be numbers") from exc
+        if moment >= expiry + LEEWAY_SECONDS:
+            raise InvalidTokenError("token has expired")
+        if moment + LEEWAY_SECONDS < not_before:
+            raise InvalidTokenError("token is not valid yet")
+        if moment + LEEWAY_SECONDS < issued:
+            raise InvalidTokenError("token was issued in the future")
+        if claims["typ"] != expected_type:
+            raise InvalidTokenError(f"a {claims['typ']} token cannot be used here")
+        extra = {k: v for k, v in claims.items() if k not in REQUIRED_CLAIMS}
+        expires = datetime.fromtimestamp(int(claims["exp"]), tz=now.tzinfo)
+        return TokenClaims(str(claims["sub"]), str(claims["jti"]), expected_type, expires, extra)
+
+
+def new_opaque_secret() -> str:
+    """256 bits of randomness, URL-safe (refresh tokens)."""
+    return secrets.token_urlsafe(32)
+
+
+def digest(secret: str) -> str:
+    """SHA-256 of a high-entropy secret, for storage and constant-time lookup."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_api_key() -> tuple[str, str]:
+    """A fresh API key and its public prefix: ``tsk_<prefix>_<secret>``."""
+    prefix = secrets.token_hex(6)
+    return f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}", prefix
+
+
+def split_api_key(value: str) -> str | None:
+    """The prefix of a well-formed key, else None."""
+    parts = value.split("_", 2)
+    if len(parts) != 3 or parts[0] != API_KEY_PREFIX or len(parts[1]) != 12:
+        return None
+    return parts[1]
+
+
+def same_digest(secret: str, stored: str) -> bool:
+    """Constant-time comparison of a secret with a stored digest."""
+    return hmac.compare_digest(digest(secret), stored)

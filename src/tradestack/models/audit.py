@@ -1,0 +1,48 @@
+"""The append-only, hash-chained audit log of security and trading actions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tradestack.models.base import Base, UTCDateTime
+
+
+class AuditEntry(Base):
+    """One action (a login, a key revoked, an order placed...) and who did it, linked to the entry before it.
+
+    Rows are only ever inserted. Each row stores the hash of the row before it (``prev_hash``) and
+    its own hash over its content, so editing, deleting or reordering rows breaks the chain; see
+    `tradestack.audit.service.AuditService.verify`.
+    """
+
+    __tablename__ = "audit_entries"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+        doc="Insertion order. Not part of the hash: PostgreSQL sequences may skip numbers.",
+    )
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), index=True, doc="When the action happened (UTC, microseconds).")
+    actor_user_id: Mapped[str | None] = mapped_column(String(36), index=True, doc="The user who acted, when known.")
+    actor_api_key_id: Mapped[str | None] = mapped_column(String(36), doc="The API key used, when the actor used one.")
+    actor_email: Mapped[str | None] = mapped_column(String(320), doc="The actor's email as it was at the time.")
+    action: Mapped[str] = mapped_column(String(64), index=True, doc='Dotted lower-case name, e.g. "auth.login".')
+    outcome: Mapped[str] = mapped_column(String(16), doc="success, failure or denied.")
+    target: Mapped[str | None] = mapped_column(String(200), doc='What was acted on, e.g. "user:<id>".')
+    ip: Mapped[str | None] = mapped_column(String(64), doc="Client address the request came from.")
+    user_agent: Mapped[str | None] = mapped_column(String(300), doc="Client User-Agent, truncated.")
+    detail: Mapped[str] = mapped_column(Text(), default="{}", doc="Canonical JSON object (sorted keys, no spaces).")
+    prev_hash: Mapped[str] = mapped_column(
+        String(64),
+        unique=True,
+        doc="Hex SHA-256 of the entry before this one (64 zeros for the first). Unique, so the chain cannot fork.",
+    )
+    hash: Mapped[str] = mapped_column(
+        String(64),
+        unique=True,
+        doc="Hex SHA-256 of prev_hash followed by the canonical JSON of every other column except id.",
+    )

@@ -1,0 +1,91 @@
+"""API keys: shown once, stored hashed, scoped, never stronger than their owner, revocable."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import text
+
+from tradestack.identity.permissions import Role
+from tradestack.kit.runtime import Runtime
+
+from .conftest import MakeUser  # type: ignore[import-not-found]
+
+
+async def test_create_use_list_revoke(client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime) -> None:
+    user = await make_user(Role.TRADER)
+    created = await client.post("/api/keys", json={"name": "bot", "scopes": ["read", "trade"]}, headers=user.headers)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    secret = body["key"]
+    assert secret.startswith("tsk_")
+
+    async with runtime.database.read_session() as session:
+        stored = (await session.execute(text("SELECT secret_hash FROM api_keys WHERE id = :id"), {"id": body["id"]})).scalar_one()
+    assert secret not in stored
+
+    me = await client.get("/api/auth/me", headers={"X-API-Key": secret})
+    assert me.status_code == 200
+    assert me.json()["via_api_key"] is True
+    assert "trade:own" in me.json()["permissions"]
+
+    listed = await client.get("/api/keys", headers=user.headers)
+    assert [k["name"] for k in listed.json()] == ["bot"]
+    assert "key" not in listed.json()[0]
+    assert listed.json()[0]["last_used_at"] is not None
+
+    revoked = await client.delete(f"/api/keys/{body['id']}", headers=user.headers)
+    assert revoked.status_code == 200
+    assert (await client.get("/api/auth/me", headers={"X-API-Key": secret})).status_code == 401
+
+
+async def test_key_never_exceeds_its_owner(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    viewer = await make_user(Role.VIEWER)
+    refused = await client.post("/api/keys", json={"name": "x", "scopes": ["trade"]}, headers=viewer.headers)
+    assert refused.status_code == 403
+    assert "cannot grant" in refused.json()["detail"]
+
+    read_key = await client.post("/api/keys", json={"name": "r", "scopes": ["read"]}, headers=viewer.headers)
+    me = await client.get("/api/auth/me", headers={"X-API-Key": read_key.json()["key"]})
+    assert "trade:own" not in me.json()["permissions"]
+
+
+async def test_read_scope_cannot_reach_admin_even_for_an_admin(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    admin = await make_user(Role.ADMIN)
+    key = (await client.post("/api/keys", json={"name": "r", "scopes": ["read"]}, headers=admin.headers)).json()["key"]
+    assert (await client.get("/api/users", headers={"X-API-Key": key})).status_code == 403
+    assert (await client.get("/api/users", headers=admin.headers)).status_code == 200
+
+
+async def test_a_key_cannot_mint_keys(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    admin = await make_user(Role.ADMIN)
+    key = (
+        await client.post("/api/keys", json={"name": "all", "scopes": ["read", "trade", "admin"]}, headers=admin.headers)
+    ).json()
+    response = await client.post("/api/keys", json={"name": "child", "scopes": ["read"]}, headers={"X-API-Key": key["key"]})
+    assert response.status_code == 403
+
+
+async def test_expired_and_malformed_keys_are_refused(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    user = await make_user(Role.VIEWER)
+    past = await client.post(
+        "/api/keys", json={"name": "old", "scopes": ["read"], "expires_at": "2020-01-01T00:00:00Z"}, headers=user.headers
+    )
+    assert past.status_code == 422
+    naive = await client.post(
+        "/api/keys", json={"name": "tz", "scopes": ["read"], "expires_at": "2030-01-01T00:00:00"}, headers=user.headers
+    )
+    assert naive.status_code == 422
+    for bogus in ("tsk_nothere_abc", "not-a-key", "tsk_aaaaaaaaaaaa_" + "x" * 43):
+        assert (await client.get("/api/auth/me", headers={"X-API-Key": bogus})).status_code == 401
+
+
+async def test_owner_role_downgrade_shrinks_the_key(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    admin = await make_user(Role.ADMIN)
+    trader = await make_user(Role.TRADER)
+    body = {"name": "t", "scopes": ["read", "trade"]}
+    key = (await client.post("/api/keys", json=body, headers=trader.headers)).json()["key"]
+    assert "trade:own" in (await client.get("/api/auth/me", headers={"X-API-Key": key})).json()["permissions"]
+    await client.patch(f"/api/users/{trader.id}", json={"role": "viewer"}, headers=admin.headers)
+    me = await client.get("/api/auth/me", headers={"X-API-Key": key})
+    assert me.status_code == 200
+    assert "trade:own" not in me.json()["permissions"]
