@@ -10,6 +10,7 @@ import tradestack
 from tradestack.api.errors import install_error_handlers
 from tradestack.api.lifecycle import lifespan_for
 from tradestack.api.middleware import RequestContextMiddleware
+from tradestack.api.security import install_security
 from tradestack.audit.endpoints import router as audit_router
 from tradestack.identity import endpoints as identity_endpoints
 from tradestack.kit.config import Settings, get_settings
@@ -29,6 +30,8 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
         lifespan=lifespan_for(runtime_factory or (lambda: Runtime.open(settings))),
     )
     install_error_handlers(app)
+    install_security(app, settings)
+    # Added last, so outermost: every response, refusals included, gets a request id and a log line.
     app.add_middleware(RequestContextMiddleware)
     app.include_router(ops_router)
     app.include_router(identity_endpoints.auth)
