@@ -121,7 +121,7 @@ def test_sigterm_lets_the_in_flight_request_finish(tmp_path: Path, spawn: object
     env = _env(
         tmp_path,
         TRADESTACK_DATABASE_URL=sqlite_url,
-        TRADESTACK_DRAIN_SECONDS="1.5",
+        TRADESTACK_DRAIN_SECONDS="3",
         TRADESTACK_WORKERS=str(workers),
         PYTHONPATH=str(HERE),
         SLOW_APP_STARTED_MARKER=str(marker),
@@ -137,7 +137,7 @@ def test_sigterm_lets_the_in_flight_request_finish(tmp_path: Path, spawn: object
 
     def slow_call() -> None:
         try:
-            response = httpx.get(f"{base}/test/slow", params={"seconds": 3}, timeout=30)
+            response = httpx.get(f"{base}/test/slow", params={"seconds": 4}, timeout=30)
             result["status"], result["body"] = response.status_code, response.json()
         except httpx.HTTPError as exc:  # pragma: no cover - the failure this test exists to catch
             result["error"] = repr(exc)
@@ -149,12 +149,17 @@ def test_sigterm_lets_the_in_flight_request_finish(tmp_path: Path, spawn: object
         time.sleep(0.05)
     assert marker.exists(), "the slow request never reached the server"
     process.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
+    # With workers, uvicorn's supervisor forwards the signal on its next tick (up to ~0.5 s):
+    # within the drain window every probe must turn 503.
+    deadline = time.monotonic() + 2.5
     ready = httpx.get(f"{base}/api/ready", timeout=5)
+    while ready.status_code != 503 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        ready = httpx.get(f"{base}/api/ready", timeout=5)
     assert ready.status_code == 503
     assert ready.json()["checks"]["draining"]["ok"] is False
     caller.join(30)
-    assert result == {"status": 200, "body": {"slept": 3.0}}
+    assert result == {"status": 200, "body": {"slept": 4.0}}
     assert process.wait(30) == 0
     log = process.stdout.read().decode() if process.stdout else ""
     assert '"event":"drain_started"' in log
