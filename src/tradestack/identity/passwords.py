@@ -3,7 +3,7 @@
 Parameters come from settings (defaults: time cost 3, 64 MiB, parallelism 1 — above OWASP's
 minimum of 2 iterations at 19 MiB). Hashing runs in a worker thread behind a semaphore, so a
 burst of logins cannot stall the event loop or take every core. Unknown emails are checked
-against a dummy hash so the failure path costs the same whether or not the account exists.
+against a decoy hash so the failure path costs the same whether or not the account exists.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ class Passwords:
         )
         self.min_length = settings.password_min_length
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
-        self._dummy_hash: str | None = None
+        # Made once, up front: computing it on first use would make that first miss slower.
+        self._decoy_hash = self.hasher.hash(secrets.token_urlsafe(16))
 
     def problems(self, password: str) -> list[str]:
         """Why a new password is not acceptable (empty when it is)."""
@@ -54,11 +55,8 @@ class Passwords:
     async def verify(self, stored_hash: str | None, password: str) -> bool:
         """True when `password` matches; with no stored hash, spend the same time and return False."""
         if stored_hash is None:
-            if self._dummy_hash is None:
-                self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
-            stored_hash = self._dummy_hash
             async with self._slots:
-                await asyncio.to_thread(self._verify_sync, stored_hash, password)
+                await asyncio.to_thread(self._verify_sync, self._decoy_hash, password)
             return False
         async with self._slots:
             return await asyncio.to_thread(self._verify_sync, stored_hash, password)
