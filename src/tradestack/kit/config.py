@@ -197,7 +197,7 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.data_dir / 'tradestack.db').as_posix()}"
 
     def check_secrets(self) -> None:
-        """Refuse default or missing secrets outside development, naming the offending setting."""
+        """Refuse default or missing secrets (and a wildcard host list) outside development, naming the setting."""
         if self.environment == "development":
             return
         problems = []
@@ -210,6 +210,8 @@ class Settings(BaseSettings):
                 problems.append(f"{env_name} still has its development default")
             elif len(value.get_secret_value()) < 32:
                 problems.append(f"{env_name} is shorter than 32 characters")
+        if "*" in self.allowed_hosts:
+            problems.append('TRADESTACK_ALLOWED_HOSTS must list the host names clients use (e.g. ["api.example.com"]), not "*"')
         if problems:
             raise ConfigurationError(f"refusing to start in {self.environment}: " + "; ".join(problems))
 
