@@ -63,7 +63,16 @@ def test_short_secret_is_refused_in_production() -> None:
 
 
 def test_strong_secrets_pass_in_production() -> None:
-    Settings(environment="production", secret_key="x" * 48, encryption_key="k" * 44, _env_file=None).check_secrets()  # type: ignore[call-arg, arg-type]
+    hosts = ["api.example.com"]
+    Settings(
+        environment="production", secret_key="x" * 48, encryption_key="k" * 44, allowed_hosts=hosts, _env_file=None
+    ).check_secrets()  # type: ignore[call-arg, arg-type]
+
+
+def test_wildcard_hosts_are_refused_in_production() -> None:
+    settings = Settings(environment="production", secret_key="x" * 48, encryption_key="k" * 44, _env_file=None)  # type: ignore[call-arg, arg-type]
+    with pytest.raises(ConfigurationError, match="TRADESTACK_ALLOWED_HOSTS must list"):
+        settings.check_secrets()
 
 
 def test_default_encryption_key_is_refused_in_production() -> None:
