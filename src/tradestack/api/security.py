@@ -35,6 +35,18 @@ async def _no_receive() -> Message:  # pragma: no cover - responses never read t
     return {"type": "http.disconnect"}
 
 
+def _adding_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """`send` that appends `extra` headers to the response, unless the app already set them."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            present = {name.lower() for name, _ in message.get("headers", [])}
+            message["headers"] = [*message.get("headers", []), *(h for h in extra if h[0] not in present)]
+        await send(message)
+
+    return wrapped
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -87,14 +99,7 @@ class SecurityHeadersMiddleware:
         extra = list(self.headers)
         if self.hsts and scope.get("scheme") == "https":
             extra.append((b"strict-transport-security", self.hsts))
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                message["headers"] = [*message.get("headers", []), *(h for h in extra if h[0] not in present)]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, _adding_headers(send, extra))
 
 
 class BodySizeLimitMiddleware:
@@ -194,14 +199,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         encoded = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                message["headers"] = [*message.get("headers", []), *(h for h in encoded if h[0] not in present)]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, _adding_headers(send, encoded))
 
 
 def install_security(app: FastAPI, settings: Settings) -> None:

@@ -101,7 +101,8 @@ class TokenSigner:
             raise InvalidTokenError(str(exc)) from exc
         moment = now.timestamp()
         try:
-            expiry, not_before, issued = float(claims["exp"]), float(claims["nbf"]), float(claims["iat"])
+            # Whole seconds (we issue integers); truncating a fractional exp only makes it expire sooner.
+            expiry, not_before, issued = int(claims["exp"]), int(claims["nbf"]), int(claims["iat"])
         except (TypeError, ValueError) as exc:
             raise InvalidTokenError("time claims must be numbers") from exc
         if moment >= expiry + LEEWAY_SECONDS:
