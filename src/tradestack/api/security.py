@@ -1,222 +1,411 @@
-"""HTTP hardening: trusted hosts, security headers, CORS, body size limit and per-IP rate limits.
+"""Pure ASGI security middleware: trusted hosts, security headers, CORS, body size and rate limits.
 
-Pure ASGI middleware; every refusal uses the project's error body. Order, outermost first:
-request context (request id, access log) → trusted host → security headers → CORS → body
-limit → per-IP rate limit → the app.
+Every refusal is rendered in the project's error shape,
+``{"error": "<ErrorClass>", "detail": "<what to fix>"}``. `install_security` adds the
+middleware in this order, outermost first (inside `RequestContextMiddleware`, so every answer,
+refusals included, carries a request id and gets an access-log line):
+
+1. `TrustedHostMiddleware` - 400 for a Host header outside ``TRADESTACK_ALLOWED_HOSTS``;
+2. `SecurityHeadersMiddleware` - ``X-Content-Type-Options``, CSP, HSTS on HTTPS, ...;
+3. `JsonCORSMiddleware` - Starlette's CORS, only when ``TRADESTACK_CORS_ORIGINS`` is set;
+4. `BodySizeLimitMiddleware` - 413 above ``TRADESTACK_MAX_REQUEST_BODY_BYTES``;
+5. `RateLimitMiddleware` - 429 above the per-IP and ``/api/auth/`` limits.
 """
 
 from __future__ import annotations
 
-import math
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tradestack.core.errors import BadRequestError, PayloadTooLargeError, RateLimitedError, TradestackError
-from tradestack.kit.config import Settings
+from tradestack.core.errors import ConfigurationError, PayloadTooLargeError, RateLimitedError
+from tradestack.kit.config import ENV_PREFIX, Settings
 from tradestack.kit.logging import get_logger
-from tradestack.kit.metrics import RATE_LIMITED
-from tradestack.kit.ratelimit import parse_limit, rate_limit_headers
+from tradestack.kit.ratelimit import check_limit, parse_limit
 from tradestack.kit.web import OrjsonResponse, error_body
 
+__all__ = [
+    "AUTH_PATH_PREFIX",
+    "CORS_ALLOW_HEADERS",
+    "CORS_ALLOW_METHODS",
+    "CORS_EXPOSE_HEADERS",
+    "RATE_LIMIT_EXEMPT_PATHS",
+    "BodySizeLimitMiddleware",
+    "JsonCORSMiddleware",
+    "RateLimitMiddleware",
+    "SecurityHeadersMiddleware",
+    "TrustedHostMiddleware",
+    "check_limit",
+    "host_is_allowed",
+    "install_security",
+]
+
 log = get_logger(__name__)
-# Load-balancer probes and scrapes are never rate limited.
-EXEMPT_FROM_RATE_LIMITS = frozenset({"/api/health", "/api/ready", "/api/version", "/metrics"})
-AUTH_PREFIX = "/api/auth/"
+
+RATE_LIMIT_EXEMPT_PATHS = frozenset({"/api/health", "/api/ready", "/api/version", "/metrics"})
+"""Paths load balancers and scrapers probe; never rate limited so a busy client cannot fail them."""
+
+AUTH_PATH_PREFIX = "/api/auth/"
+"""Paths under this prefix also get the stricter ``TRADESTACK_RATE_LIMIT_AUTH``."""
+
+CORS_ALLOW_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+CORS_ALLOW_HEADERS = ("Authorization", "Content-Type", "X-API-Key", "X-Request-ID")
+CORS_EXPOSE_HEADERS = ("X-Request-ID", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+
+_PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=()"
+_MAX_ECHOED_HOST = 100
+_RATE_LIMIT_HEADER_NAMES = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+_BACKEND_WARNING_INTERVAL_SECONDS = 10.0
 
 
-async def _refuse(send: Send, error: TradestackError) -> None:
-    response = OrjsonResponse(error_body(error.error, error.detail), status_code=error.status_code, headers=error.headers)
-    await response({"type": "http"}, _no_receive, send)
+def _setting_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
 
 
-async def _no_receive() -> Message:  # pragma: no cover - responses never read the body
-    return {"type": "http.disconnect"}
+async def _send_error(send: Send, status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
+    response = OrjsonResponse(error_body(error, detail), status_code=status, headers=headers)
+    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
-def _adding_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
-    """`send` that appends `extra` headers to the response, unless the app already set them."""
-
-    async def wrapped(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            present = {name.lower() for name, _ in message.get("headers", [])}
-            message["headers"] = [*message.get("headers", []), *(h for h in extra if h[0] not in present)]
-        await send(message)
-
-    return wrapped
+# --- trusted hosts -------------------------------------------------------------------------------
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+def _host_without_port(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):  # IPv6 literal: [::1]:8000
+        end = host.find("]")
+        return host[: end + 1] if end != -1 else host
+    return host.rsplit(":", 1)[0] if ":" in host else host
+
+
+def host_is_allowed(host: str, patterns: Iterable[str]) -> bool:
+    """True if ``host`` (port ignored, case-insensitive) matches one of ``patterns``.
+
+    A pattern is ``"*"`` (any host), ``"*.example.com"`` (any subdomain of example.com, at any
+    depth, but not example.com itself) or an exact host name.
+    """
+    name = _host_without_port(host)
+    if not name:
+        return False
+    for pattern in patterns:
+        pattern = pattern.strip().lower()
+        if pattern == "*":
+            return True
+        if pattern.startswith("*."):
+            if name.endswith(pattern[1:]):
+                return True
+        elif name == _host_without_port(pattern):
+            return True
+    return False
 
 
 class TrustedHostMiddleware:
-    """400 for a Host header not in ``allowed_hosts`` (``*`` and ``*.example.com`` allowed; port ignored)."""
+    """Refuse requests whose Host header is not in ``allowed_hosts`` with 400 ``BadRequestError``.
 
-    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+    Protects against Host-header injection (poisoned absolute URLs, cache keys). WebSocket
+    handshakes with a disallowed host are closed with code 1008 (policy violation).
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
         self.app = app
-        self.any = "*" in allowed_hosts
-        self.exact = {h.lower() for h in allowed_hosts if not h.startswith("*.")}
-        self.suffixes = tuple(h[1:].lower() for h in allowed_hosts if h.startswith("*."))
+        self.allowed_hosts = tuple(allowed_hosts)
+        self.allow_any = "*" in {pattern.strip() for pattern in self.allowed_hosts}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.any or scope["type"] not in ("http", "websocket"):
+        if scope["type"] not in {"http", "websocket"} or self.allow_any:
             await self.app(scope, receive, send)
             return
-        host = (_header(scope, b"host") or "").rsplit(":", 1)[0].strip("[]").lower()
-        if host in self.exact or (self.suffixes and host.endswith(self.suffixes)):
+        host = Headers(scope=scope).get("host", "")
+        if host_is_allowed(host, self.allowed_hosts):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        await _refuse(send, BadRequestError(f"host {host!r} is not allowed: set TRADESTACK_ALLOWED_HOSTS"))
+        shown = host if len(host) <= _MAX_ECHOED_HOST else host[:_MAX_ECHOED_HOST] + "…"
+        detail = f"host '{shown}' is not allowed: set {_setting_name('allowed_hosts')}"
+        await _send_error(send, 400, "BadRequestError", detail)
+
+
+# --- security headers ----------------------------------------------------------------------------
 
 
 class SecurityHeadersMiddleware:
-    """Adds the security headers to every response; HSTS only over HTTPS."""
+    """Add browser-hardening headers to every HTTP response, keeping any the app already set.
+
+    ``Strict-Transport-Security`` is sent only on HTTPS requests (the scheme uvicorn reports,
+    which honours ``X-Forwarded-Proto`` from trusted proxies) and only when
+    ``hsts_seconds`` is positive.
+    """
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.headers = [
-            (b"x-content-type-options", b"nosniff"),
-            (b"x-frame-options", b"DENY"),
-            (b"referrer-policy", b"strict-origin-when-cross-origin"),
-            (b"content-security-policy", settings.content_security_policy.encode()),
-            (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
-            (b"cross-origin-opener-policy", b"same-origin"),
-        ]
-        self.hsts = f"max-age={settings.hsts_seconds}; includeSubDomains".encode() if settings.hsts_seconds > 0 else None
+        headers = {
+            "x-content-type-options": "nosniff",
+            "x-frame-options": "DENY",
+            "referrer-policy": "strict-origin-when-cross-origin",
+            "content-security-policy": settings.content_security_policy,
+            "permissions-policy": _PERMISSIONS_POLICY,
+            "cross-origin-opener-policy": "same-origin",
+        }
+        self.headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        self.hsts: tuple[bytes, bytes] | None = None
+        if settings.hsts_seconds > 0:
+            self.hsts = (b"strict-transport-security", f"max-age={settings.hsts_seconds}; includeSubDomains".encode("latin-1"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         extra = list(self.headers)
-        if self.hsts and scope.get("scheme") == "https":
-            extra.append((b"strict-transport-security", self.hsts))
-        await self.app(scope, receive, _adding_headers(send, extra))
+        if self.hsts is not None and scope.get("scheme") == "https":
+            extra.append(self.hsts)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {bytes(name).lower() for name, _ in headers}
+                headers.extend(header for header in extra if header[0] not in present)
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+# --- CORS ----------------------------------------------------------------------------------------
+
+
+class JsonCORSMiddleware(CORSMiddleware):
+    """Starlette's `CORSMiddleware`, with refused preflights rendered in the project's error shape."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        """Starlette's preflight answer; a refusal (400) becomes a ``BadRequestError`` body."""
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        reason = bytes(response.body).decode("utf-8", "replace")
+        headers = {name: value for name, value in response.headers.items() if name not in {"content-length", "content-type"}}
+        detail = (
+            f"{reason}: this API allows cross-origin requests from the origins in {_setting_name('cors_origins')}, "
+            f"methods {', '.join(CORS_ALLOW_METHODS)} and headers {', '.join(CORS_ALLOW_HEADERS)}"
+        )
+        return OrjsonResponse(error_body("BadRequestError", detail), status_code=400, headers=headers)
+
+
+# --- body size -----------------------------------------------------------------------------------
 
 
 class BodySizeLimitMiddleware:
-    """413 for a body larger than ``max_bytes``, declared (Content-Length) or streamed."""
+    """Refuse request bodies larger than ``max_bytes`` with 413 ``PayloadTooLargeError``.
+
+    A declared ``Content-Length`` above the limit is refused before the app runs. A body
+    without one (chunked, streamed) is counted while the app reads it: the chunk that crosses
+    the limit is never handed over; `receive` raises `PayloadTooLargeError` instead, and
+    whatever the app answers then is replaced by the 413 if its response has not started. If
+    it has already started, the error propagates and the server aborts the connection.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.detail = (
+            f"request body is larger than the limit of {max_bytes} bytes "
+            f"({_setting_name('max_request_body_bytes')}): send a smaller body"
+        )
 
-    def _error(self) -> PayloadTooLargeError:
-        return PayloadTooLargeError(f"request body is larger than {self.max_bytes} bytes (TRADESTACK_MAX_REQUEST_BODY_BYTES)")
+    async def _reject(self, send: Send) -> None:
+        # The rest of the body is left unread, so the connection cannot be reused.
+        await _send_error(send, 413, "PayloadTooLargeError", self.detail, {"Connection": "close"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _header(scope, b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _refuse(send, self._error())
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send)
             return
+
         received = 0
-        started = refused = False
+        exceeded = False
+        response_started = False
+        replaced = False
 
         async def limited_receive() -> Message:
-            nonlocal received, refused
+            nonlocal received, exceeded
+            if exceeded:
+                raise PayloadTooLargeError(self.detail)
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    # Answer now and tell the app the client went away; it never sees the excess.
-                    if not started and not refused:
-                        refused = True
-                        await _refuse(send, self._error())
-                    return {"type": "http.disconnect"}
+                    exceeded = True
+                    raise PayloadTooLargeError(self.detail)
             return message
 
         async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if refused:
-                return  # the 413 has been sent; drop whatever the app answers after the disconnect
+            nonlocal response_started, replaced
+            if replaced:
+                return  # the app's answer to the oversized body was replaced by the 413
             if message["type"] == "http.response.start":
-                started = True
+                if exceeded and not response_started:
+                    response_started = replaced = True
+                    await self._reject(send)
+                    return
+                response_started = True
             await send(message)
 
-        await self.app(scope, limited_receive, guarded_send)
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if replaced:
+                return
+            if exceeded and not response_started:
+                await self._reject(send)
+                return
+            raise
+        if exceeded and not response_started:
+            await self._reject(send)
+
+
+# --- rate limits ---------------------------------------------------------------------------------
+
+
+def _tightness(headers: dict[str, str]) -> tuple[int, int]:
+    """Sort key: fewest remaining hits first, then the longest wait for a free slot."""
+    try:
+        return int(headers["RateLimit-Remaining"]), -int(headers["RateLimit-Reset"])
+    except (KeyError, ValueError):
+        return (2**63, 0)
 
 
 class RateLimitMiddleware:
-    """Per client IP: every route gets ``rate_limit_per_ip``; ``/api/auth/*`` also ``rate_limit_auth``.
+    """Moving-window request limits per client IP, shared by every replica when Redis is configured.
 
-    Fails open: if the limiter's backend (Redis) is down the request goes through and a
-    warning is logged — an outage of the limiter should not become an outage of the API.
+    Every request counts against ``rate_limit_per_ip`` (identified by ``scope["client"][0]``,
+    which uvicorn rewrites from ``X-Forwarded-For`` for trusted proxies; ``"unknown"`` when
+    absent); paths under ``/api/auth/`` also count against the stricter ``rate_limit_auth``.
+    `RATE_LIMIT_EXEMPT_PATHS` are never limited. A refused request gets 429
+    ``RateLimitedError`` with ``Retry-After`` and ``RateLimit-*`` headers; an allowed one gets
+    the ``RateLimit-*`` headers of the tightest limit that applied, including a per-principal
+    limit the endpoint stored in ``request.state.rate_limit_headers``, unless the response
+    already carries them.
+
+    The limiter is the runtime's (``app.state.runtime.rate_limiter``), looked up per request.
+    If it fails (Redis unreachable), the request is let through - the middleware fails OPEN -
+    and a warning is logged (at most once every 10 s per process, with the number of requests
+    let through unchecked). Availability wins here: these limits shed abusive load, while
+    credentials are protected separately by the per-account login lockout, so an outage of
+    the limiter's storage must not take the whole API down with it.
     """
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.per_ip = settings.rate_limit_per_ip
         self.auth = settings.rate_limit_auth
-        parse_limit(self.per_ip)  # refuse a bad setting at start-up, not at the first request
-        parse_limit(self.auth)
+        self._last_warning = float("-inf")
+        self._unchecked = 0
+
+    def _warn_backend_failure(self, exc: Exception, path: str) -> None:
+        self._unchecked += 1
+        now = time.monotonic()
+        if now - self._last_warning < _BACKEND_WARNING_INTERVAL_SECONDS:
+            return
+        log.warning(
+            "rate_limiter_unavailable",
+            error=type(exc).__name__,
+            detail=str(exc),
+            path=path,
+            unchecked_requests=self._unchecked,
+            action="request let through without rate limiting (fail open)",
+        )
+        self._last_warning = now
+        self._unchecked = 0
+
+    async def _check(self, scope: Scope, ip: str, path: str) -> list[dict[str, str]]:
+        limiter = scope["app"].state.runtime.rate_limiter
+        applied = [await check_limit(limiter, self.per_ip, "ip", ip, label="ip", description=f"client {ip}")]
+        if path.startswith(AUTH_PATH_PREFIX):
+            applied.append(
+                await check_limit(
+                    limiter, self.auth, "auth_ip", ip, label="auth_ip", description=f"{AUTH_PATH_PREFIX}* from client {ip}"
+                )
+            )
+        return applied
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or path in EXEMPT_FROM_RATE_LIMITS:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or path in RATE_LIMIT_EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        ip = client[0] if client else "unknown"
-        checks = [(self.per_ip, "ip", "ip")]
-        if path.startswith(AUTH_PREFIX):
-            checks.append((self.auth, "auth_ip", "auth-ip"))
-        headers: dict[str, str] | None = None
-        tightest = math.inf
+        ip = str(client[0]) if client else "unknown"
         try:
-            limiter = scope["app"].state.runtime.rate_limiter
-            for limit, label, key in checks:
-                result = await limiter.hit(limit, key, ip)
-                if not result.allowed:
-                    retry = max(1, math.ceil(result.reset_after_seconds))
-                    RATE_LIMITED.labels(limit=label).inc()
-                    item = parse_limit(limit)
-                    where = "/api/auth" if label == "auth_ip" else "this API"
-                    detail = (
-                        f"more than {item.amount} requests per {item.get_expiry()} s to {where} from {ip}: retry after {retry} s"
-                    )
-                    await _refuse(
-                        send, RateLimitedError(detail, headers={**rate_limit_headers(result), "Retry-After": str(retry)})
-                    )
-                    return
-                if result.remaining < tightest:
-                    tightest, headers = result.remaining, rate_limit_headers(result)
-        except (ConnectionError, OSError, TimeoutError) as exc:
-            log.warning("rate_limiter_unavailable", error=f"{type(exc).__name__}: {exc}")
-            headers = None
-
-        if headers is None:
+            applied = await self._check(scope, ip, path)
+        except RateLimitedError as exc:
+            await _send_error(send, exc.status_code, exc.error, exc.detail, exc.headers)
+            return
+        except Exception as exc:  # noqa: BLE001 - fail open on any limiter failure, see the docstring
+            self._warn_backend_failure(exc, path)
             await self.app(scope, receive, send)
             return
-        encoded = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
-        await self.app(scope, receive, _adding_headers(send, encoded))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if all(bytes(name).lower() != b"ratelimit-limit" for name, _ in headers):
+                    candidates = list(applied)
+                    from_endpoint: Any = scope.get("state", {}).get("rate_limit_headers")
+                    if isinstance(from_endpoint, dict) and all(name in from_endpoint for name in _RATE_LIMIT_HEADER_NAMES):
+                        candidates.append(from_endpoint)
+                    tightest = min(candidates, key=_tightness)
+                    headers.extend(
+                        (name.lower().encode("latin-1"), str(tightest[name]).encode("latin-1"))
+                        for name in _RATE_LIMIT_HEADER_NAMES
+                    )
+                    message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+# --- installation --------------------------------------------------------------------------------
+
+
+def _validate_limits(settings: Settings) -> None:
+    for field in ("rate_limit_per_ip", "rate_limit_auth"):
+        try:
+            parse_limit(getattr(settings, field))
+        except ValueError as exc:
+            raise ConfigurationError(f"{_setting_name(field)} is not a valid rate limit: {exc}") from exc
 
 
 def install_security(app: FastAPI, settings: Settings) -> None:
-    """Add the hardening middleware (``add_middleware`` prepends, so innermost first)."""
+    """Add the security middleware to ``app``; call it right after adding `RequestContextMiddleware`.
+
+    Resulting order, outermost first: trusted host, security headers, CORS (only when
+    ``cors_origins`` is set), body size limit, rate limit. Raises `ConfigurationError` if a
+    rate limit setting is not valid `limits` notation.
+    """
+    _validate_limits(settings)
+    # add_middleware prepends: add innermost first.
     app.add_middleware(RateLimitMiddleware, settings=settings)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            JsonCORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"],
-            allow_credentials=False,
+            allow_methods=CORS_ALLOW_METHODS,
+            allow_headers=CORS_ALLOW_HEADERS,
+            expose_headers=CORS_EXPOSE_HEADERS,
+            allow_credentials=False,  # bearer tokens and API keys, never cookies
         )
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
-
-
-__all__ = ["EXEMPT_FROM_RATE_LIMITS", "install_security"]

@@ -43,4 +43,5 @@ class Runtime:
         """Release every connection."""
         await self.bus.close()
         await self.cache.close()
+        await self.rate_limiter.close()
         await self.database.dispose()
