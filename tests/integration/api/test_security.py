@@ -193,7 +193,7 @@ async def test_streamed_json_body_over_the_limit_is_413_not_400(open_app: Open) 
         streamed = await http.post("/api/auth/login", content=chunks(), headers={"content-type": "application/json"})
         assert streamed.status_code == 413
         assert streamed.json()["error"] == "PayloadTooLargeError"
-        small = await http.post("/api/auth/login", json={"email": "a@example.com", "password": "x"})
+        small = await http.post("/api/auth/login", json={"email": f"{uuid.uuid4().hex}@example.com", "password": "x"})
         assert small.status_code == 401
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import httpx
 import pytest
@@ -54,7 +55,7 @@ async def test_repeated_failures_lock_the_account_with_retry_after(
 
 
 async def test_unknown_emails_are_locked_too(client: httpx.AsyncClient) -> None:
-    email = "ghost-lockout@example.com"
+    email = f"ghost-{uuid.uuid4().hex[:12]}@example.com"
     codes = [
         (await client.post("/api/auth/login", json={"email": email, "password": "guess number x"})).status_code for _ in range(6)
     ]
