@@ -14,6 +14,7 @@ refusals included, carries a request id and gets an access-log line):
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -310,7 +311,7 @@ class RateLimitMiddleware:
         self.app = app
         self.per_ip = settings.rate_limit_per_ip
         self.auth = settings.rate_limit_auth
-        self._last_warning = float("-inf")
+        self._last_warning = -math.inf
         self._unchecked = 0
 
     def _warn_backend_failure(self, exc: Exception, path: str) -> None:

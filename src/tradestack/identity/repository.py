@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 
 from tradestack.kit.repository import Repository
 from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, TradingAccount, User
@@ -66,21 +66,17 @@ class RefreshTokenRepository(Repository):
         )
         return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
 
-    async def revoke_family(self, family_id: str, now: datetime, reason: str) -> int:
+    async def _revoke(self, condition: ColumnElement[bool], now: datetime, reason: str) -> int:
         result = await self.session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=now, revoked_reason=reason)
+            update(RefreshToken).where(condition, RefreshToken.revoked_at.is_(None)).values(revoked_at=now, revoked_reason=reason)
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
+    async def revoke_family(self, family_id: str, now: datetime, reason: str) -> int:
+        return await self._revoke(RefreshToken.family_id == family_id, now, reason)
+
     async def revoke_user(self, user_id: str, now: datetime, reason: str) -> int:
-        result = await self.session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=now, revoked_reason=reason)
-        )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return await self._revoke(RefreshToken.user_id == user_id, now, reason)
 
 
 class ApiKeyRepository(Repository):
