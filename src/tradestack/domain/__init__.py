@@ -1,0 +1,1 @@
+"""Pure trading logic: no framework, no I/O. Imports only the standard library and `tradestack.core`."""

@@ -1,0 +1,1 @@
+"""Market data: instruments, stored bars, feeds, quotes/candles API and WebSocket streaming."""
