@@ -25,7 +25,10 @@ WORKERS = 2
 
 def start_tradestack(stack: ExitStack, args: argparse.Namespace, data_dir: Path) -> str:
     database_url = args.database_url or f"sqlite+aiosqlite:///{data_dir / 'bench.db'}"
-    env = clean_env(TRADESTACK_DATA_DIR=str(data_dir), TRADESTACK_DATABASE_URL=database_url, TRADESTACK_LOG_LEVEL=args.log_level)
+    env = clean_env(
+        TRADESTACK_DATA_DIR=str(data_dir), TRADESTACK_DATABASE_URL=database_url, TRADESTACK_LOG_LEVEL=args.log_level,
+        TRADESTACK_MARKETDATA_FEEDS="[]",  # no feed process here: readiness must not wait for one
+    )  # fmt: skip
     subprocess.run([str(BIN / "tradestack"), "db", "upgrade"], env=env, check=True, capture_output=True)
     port = free_port()
     command = [str(BIN / "tradestack"), "serve", "api", "--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS)]

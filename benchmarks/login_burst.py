@@ -80,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tradestack-bench-") as tmp:
         port = free_port()
-        env = clean_env(TRADESTACK_LOG_LEVEL="warning")
+        env = clean_env(TRADESTACK_LOG_LEVEL="warning", TRADESTACK_MARKETDATA_FEEDS="[]")
         command = [str(BIN / "tradestack"), "up", "--port", str(port), "--data-dir", str(Path(tmp))]
         with server(command, env, f"http://127.0.0.1:{port}/api/ready"):
             asyncio.run(run(f"http://127.0.0.1:{port}", args.attempts, args.concurrency))

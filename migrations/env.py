@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -15,9 +16,18 @@ config = context.config
 target_metadata = Base.metadata
 
 
+# Partitions of `bars` (migration 0004) are managed by the migration, not by models.
+_PARTITION = re.compile(r"^bars_(before_1970|\d{4}s|default)$")
+
+
+def _include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    return not (type_ == "table" and name is not None and _PARTITION.match(name))
+
+
 def _configure(**kwargs: object) -> None:
     context.configure(
         target_metadata=target_metadata,
+        include_name=_include_name,
         compare_type=True,
         compare_server_default=True,
         user_module_prefix="tradestack.kit.types.",

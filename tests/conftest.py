@@ -148,6 +148,8 @@ FAST_TEST_SETTINGS = {
     "login_ip_limits": "100000/minute",
     "rate_limit_per_ip": "100000/minute",
     "rate_limit_per_principal": "100000/minute",
+    # No feed runs in these apps, so readiness must not wait for one (market-data tests set their own).
+    "marketdata_feeds": [],
 }
 
 

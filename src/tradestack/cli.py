@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -40,6 +41,8 @@ secrets_app = typer.Typer(help="Secrets at rest.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
 app.add_typer(secrets_app, name="secrets")
+data_app = typer.Typer(help="Price history: import shipped data sets or your own files, list, export.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -115,12 +118,17 @@ def up(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Where the SQLite database and other data live.")] = Path("var"),
+    demo_data: Annotated[
+        bool, typer.Option("--demo-data/--no-demo-data", help="Import the shipped price history on first start.")
+    ] = True,
 ) -> None:
-    """Run everything in one process: migrate, seed demo data, serve the API (SQLite unless configured otherwise)."""
+    """Run everything in one process: migrate, seed demo data, serve the API with live replayed market data."""
     from tradestack.api.server import serve
 
-    settings = load_settings(host=host, port=port, data_dir=data_dir, workers=1)
+    settings = load_settings(host=host, port=port, data_dir=data_dir, workers=1, marketdata_in_process=True)
     instance_id, seeded = _run_runtime(settings, _migrate_and_seed)
+    if demo_data:
+        _import_demo_on_first_start(settings)
     console.print(f"[green]database ready[/] ({settings.masked()['effective_database_url']}), instance {instance_id}")
     for user in seeded:
         secret = (
@@ -131,6 +139,21 @@ def up(
         console.print(f"created {user.role.value} [bold]{user.email}[/], {secret}")
     console.print(f"serving on [bold]http://{settings.host}:{settings.port}[/]  (Ctrl+C to stop)")
     raise typer.Exit(serve(settings))
+
+
+@serve_app.command("marketdata")
+def serve_marketdata() -> None:
+    """Run the market-data feeds and publish to Redis (cache and pub/sub) for every API replica."""
+    from tradestack.marketdata.tasks import run_market_data
+
+    settings = load_settings()
+    if settings.redis_url is None:
+        raise _fail("serve marketdata publishes through Redis: set TRADESTACK_REDIS_URL (embedded mode runs feeds in `up`)")
+    from tradestack.kit.logging import configure_logging
+
+    configure_logging(settings.log_level, json=settings.log_json)
+    with contextlib.suppress(KeyboardInterrupt):
+        _run_runtime(settings, run_market_data)
 
 
 @serve_app.command("api")
@@ -313,6 +336,235 @@ def secrets_rotate_key() -> None:
     for column, count in counts.items():
         console.print(f"{column}: {count} re-encrypted")
     console.print(f"[green]every encrypted value now uses key id {get_keyring().active_key_id}[/]")
+
+
+def _import_demo_on_first_start(settings: Settings) -> None:
+    from tradestack.marketdata.datasets import DEMO
+    from tradestack.marketdata.service import MarketDataService
+
+    async def stored(runtime: Any) -> int:
+        await MarketDataService(runtime).seed_instruments()
+        return len(await MarketDataService(runtime).series())
+
+    if _run_runtime(settings, stored):
+        return
+    console.print("first start: importing the shipped price history (once)")
+    _import_datasets(settings, list(DEMO))
+
+
+def _import_datasets(settings: Settings, names: list[str]) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tradestack.marketdata import datasets
+    from tradestack.marketdata.flows import import_datasets
+
+    unknown = [n for n in names if n not in datasets.DATASETS]
+    if unknown:
+        raise _fail(f"unknown data set(s) {', '.join(unknown)}: use {', '.join(datasets.DATASETS)}")
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        reading = progress.add_task("reading packaged files", total=len(names))
+        loaded = []
+        for name in names:
+            loaded.append(datasets.load(name))
+            progress.advance(reading)
+        storing = progress.add_task(
+            "storing bars", total=sum(ds.rows + sum(s.dropped for s in ds.series.values()) for ds in loaded)
+        )
+        result = _run_runtime(settings, lambda runtime: import_datasets(runtime, loaded, lambda n: progress.advance(storing, n)))
+    _print_import(result)
+    return result
+
+
+def _print_import(result: Any) -> None:
+    table = Table("symbol", "res", "source", "rows", "new", "same", "conflict", "refused", "checks")
+    for s in result.series:
+        table.add_row(
+            s.symbol, s.resolution.value, s.source, str(s.rows), str(s.counts.inserted), str(s.counts.unchanged),
+            str(s.counts.conflicting), str(len(s.rejected)), s.report.summary().split("; ", 1)[-1],
+        )  # fmt: skip
+    console.print(table)
+    for s in result.series:
+        for reason in s.rejected[:5]:
+            console.print(f"[yellow]refused[/] {s.symbol} {s.resolution.value}: {reason}")
+        if len(s.rejected) > 5:
+            console.print(f"[yellow]refused[/] {s.symbol} {s.resolution.value}: … {len(s.rejected) - 5} more")
+    console.print(
+        f"[green]{result.inserted} bars stored[/], {result.unchanged} already present, "
+        f"{result.conflicting} conflicting (kept as stored), {result.rejected} rows refused"
+    )
+
+
+@data_app.command("import")
+def data_import(
+    sources: Annotated[list[str] | None, typer.Argument(help="Data sets to import [default: all of them].")] = None,
+) -> None:
+    """Import shipped price history (validated; re-importing changes nothing). `data sources` lists them."""
+    from tradestack.marketdata.datasets import DATASETS
+
+    _import_datasets(load_settings(), list(sources or DATASETS))
+
+
+@data_app.command("sources")
+def data_sources() -> None:
+    """List the data sets that ship with the packages."""
+    from tradestack.marketdata.datasets import DATASETS
+
+    table = Table("name", "package", "licence", "what")
+    for dataset in DATASETS.values():
+        table.add_row(dataset.name, dataset.package, dataset.licence, dataset.description)
+    console.print(table)
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the stored series: symbol, resolution, bars, first and last."""
+    from tradestack.marketdata.service import MarketDataService
+
+    found = _run_runtime(load_settings(), lambda runtime: MarketDataService(runtime).series())
+    table = Table("symbol", "resolution", "bars", "first (UTC)", "last (UTC)")
+    for s in found:
+        table.add_row(s.symbol, s.resolution.value, str(s.bars), s.first.isoformat(), s.last.isoformat())
+    console.print(table)
+
+
+def _import_user_file(
+    path: Path,
+    *,
+    parquet: bool,
+    symbol: str | None,
+    resolution: str | None,
+    replace: bool,
+    calendar: str,
+    instrument: dict[str, Any],
+) -> None:
+    from decimal import Decimal, InvalidOperation
+
+    from tradestack.core.errors import TradestackError
+    from tradestack.domain.instruments import Instrument, InstrumentKind
+    from tradestack.domain.marketdata import Timeframe
+    from tradestack.domain.validation import Calendar
+    from tradestack.marketdata.files import BarFileError, read_bars_csv, read_bars_parquet
+    from tradestack.marketdata.flows import import_file
+
+    settings = load_settings()
+    try:
+        tf = Timeframe.parse(resolution) if resolution else None
+        chosen_calendar = Calendar(calendar)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if not path.is_file():
+        raise _fail(f"{path}: no such file")
+    try:
+        parsed = (read_bars_parquet if parquet else read_bars_csv)(path, symbol=symbol, resolution=tf)
+    except BarFileError as exc:
+        raise _fail("\n  ".join([f"{path.name} cannot be imported:", *exc.errors])) from None
+    create = None
+    given = {k: v for k, v in instrument.items() if v is not None}
+    if given:
+        missing = [k for k in ("kind", "venue", "quote_currency", "tick_size", "lot_size") if k not in given]
+        if missing:
+            raise _fail(f"to describe a new instrument also give: {', '.join('--' + m.replace('_', '-') for m in missing)}")
+        if len(parsed.symbols) != 1:
+            raise _fail("instrument options describe one symbol; this file holds several")
+        try:
+            kind = InstrumentKind(given["kind"])
+            create = Instrument(
+                symbol=parsed.symbols[0], kind=kind, venue=given["venue"], name=given.get("name") or parsed.symbols[0],
+                quote_currency=given["quote_currency"], base_currency=given.get("base_currency"),
+                tick_size=Decimal(given["tick_size"]), lot_size=Decimal(given["lot_size"]),
+                tradable=kind.value != "index",
+            )  # fmt: skip
+        except (ValueError, InvalidOperation, KeyError) as exc:
+            raise _fail(f"instrument options: {exc}") from None
+    try:
+        result = _run_runtime(
+            settings,
+            lambda runtime: import_file(runtime, parsed, calendar=chosen_calendar, replace=replace, create=create),
+        )
+    except TradestackError as exc:
+        raise _fail(exc.detail) from None
+    if parsed.resolution_inferred:
+        console.print(f"resolution inferred from the timestamps: {parsed.resolution.value}")
+    _print_import(result)
+
+
+_SYMBOL_OPTION = typer.Option(help="Symbol of every row (when the file has no symbol column).")
+_RESOLUTION_OPTION = typer.Option(help="1m, 5m, 15m, 1h or 1d [default: inferred from the timestamps].")
+_REPLACE_OPTION = typer.Option("--replace", help="Overwrite bars already stored with other values.")
+_CALENDAR_OPTION = typer.Option(help="weekdays (equities, FX) or always (crypto): how gaps are counted.")
+
+
+@data_app.command("import-csv")
+def data_import_csv(
+    path: Annotated[Path, typer.Argument(help="CSV with ts/date, open, high, low, close[, volume][, symbol].")],
+    symbol: Annotated[str | None, _SYMBOL_OPTION] = None,
+    resolution: Annotated[str | None, _RESOLUTION_OPTION] = None,
+    replace: Annotated[bool, _REPLACE_OPTION] = False,
+    calendar: Annotated[str, _CALENDAR_OPTION] = "weekdays",
+    kind: Annotated[str | None, typer.Option(help="New instrument: equity, fx, crypto or index.")] = None,
+    venue: Annotated[str | None, typer.Option(help="New instrument: venue code (NASDAQ, NYSE, ASX, NSE, FX, CRYPTO).")] = None,
+    quote_currency: Annotated[str | None, typer.Option(help="New instrument: quote currency.")] = None,
+    base_currency: Annotated[str | None, typer.Option(help="New instrument (FX, crypto): base currency.")] = None,
+    tick_size: Annotated[str | None, typer.Option(help="New instrument: tick size.")] = None,
+    lot_size: Annotated[str | None, typer.Option(help="New instrument: lot size.")] = None,
+    name: Annotated[str | None, typer.Option(help="New instrument: name.")] = None,
+) -> None:
+    """Import bars from your own CSV file (validated; bad rows are reported with their line)."""
+    _import_user_file(
+        path, parquet=False, symbol=symbol, resolution=resolution, replace=replace, calendar=calendar,
+        instrument={"kind": kind, "venue": venue, "quote_currency": quote_currency, "base_currency": base_currency,
+                    "tick_size": tick_size, "lot_size": lot_size, "name": name},
+    )  # fmt: skip
+
+
+@data_app.command("import-parquet")
+def data_import_parquet(
+    path: Annotated[Path, typer.Argument(help="Parquet with ts, open, high, low, close[, volume][, symbol].")],
+    symbol: Annotated[str | None, _SYMBOL_OPTION] = None,
+    resolution: Annotated[str | None, _RESOLUTION_OPTION] = None,
+    replace: Annotated[bool, _REPLACE_OPTION] = False,
+    calendar: Annotated[str, _CALENDAR_OPTION] = "weekdays",
+) -> None:
+    """Import bars from a Parquet file (such as one written by `data export`)."""
+    _import_user_file(path, parquet=True, symbol=symbol, resolution=resolution, replace=replace, calendar=calendar, instrument={})
+
+
+@data_app.command("export")
+def data_export(
+    symbol: Annotated[str, typer.Argument(help="Symbol to export.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")],
+    resolution: Annotated[str, typer.Option(help="Stored resolution to export.")] = "1d",
+    start: Annotated[str | None, typer.Option(help="From this time (ISO 8601, inclusive).")] = None,
+    end: Annotated[str | None, typer.Option(help="Until this time (ISO 8601, exclusive).")] = None,
+) -> None:
+    """Export a stored series to Parquet (exact decimals, UTC timestamps)."""
+    from datetime import UTC, datetime
+
+    from tradestack.core.errors import TradestackError
+    from tradestack.domain.marketdata import Timeframe
+    from tradestack.marketdata.flows import export_parquet
+
+    def when(text: str | None) -> datetime | None:
+        if text is None:
+            return None
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise _fail(f"not an ISO 8601 time: {text!r}") from None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+    try:
+        tf = Timeframe.parse(resolution)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    settings = load_settings()
+    try:
+        count = _run_runtime(settings, lambda runtime: export_parquet(runtime, symbol, tf, out, start=when(start), end=when(end)))
+    except TradestackError as exc:
+        raise _fail(exc.detail) from None
+    console.print(f"[green]{count} bars[/] of {symbol.upper()} {tf.value} written to {out}")
 
 
 def main() -> None:

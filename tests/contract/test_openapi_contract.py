@@ -64,7 +64,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # first start imports the shipped history
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{base}/api/ready", timeout=1).status_code == 200:

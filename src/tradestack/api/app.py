@@ -11,11 +11,14 @@ from tradestack.api.errors import install_error_handlers
 from tradestack.api.lifecycle import lifespan_for
 from tradestack.api.middleware import RequestContextMiddleware
 from tradestack.api.security import install_security
+from tradestack.api.ws import router as ws_router
 from tradestack.audit.endpoints import router as audit_router
 from tradestack.identity import endpoints as identity_endpoints
 from tradestack.kit.config import Settings, get_settings
 from tradestack.kit.logging import configure_logging
 from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.endpoints import router as marketdata_router
+from tradestack.marketdata.tasks import start_market_data
 from tradestack.ops.endpoints import router as ops_router
 
 
@@ -27,7 +30,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     app = FastAPI(
         title="Tradestack",
         version=tradestack.__version__,
-        lifespan=lifespan_for(runtime_factory or (lambda: Runtime.open(settings))),
+        lifespan=lifespan_for(runtime_factory or (lambda: Runtime.open(settings)), on_start=[start_market_data]),
     )
     install_error_handlers(app)
     install_security(app, settings)
@@ -38,4 +41,6 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     app.include_router(identity_endpoints.keys)
     app.include_router(identity_endpoints.users)
     app.include_router(audit_router)
+    app.include_router(marketdata_router)
+    app.include_router(ws_router)
     return app

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import FrameType
 from typing import Any
@@ -53,8 +53,11 @@ def install_drain_handlers(drain: DrainState, delay_seconds: float) -> Callable[
     return restore
 
 
-def lifespan_for(runtime_factory: Callable[[], Runtime]) -> Callable[[FastAPI], Any]:
-    """A lifespan that opens the runtime, installs drain handlers and closes everything at exit."""
+def lifespan_for(
+    runtime_factory: Callable[[], Runtime], on_start: Sequence[Callable[[Runtime], Awaitable[None]]] = ()
+) -> Callable[[FastAPI], Any]:
+    """A lifespan that opens the runtime, runs the modules' start hooks (background tasks register
+    their own stop in `Runtime.closers`), installs drain handlers and closes everything at exit."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,6 +65,8 @@ def lifespan_for(runtime_factory: Callable[[], Runtime]) -> Callable[[FastAPI], 
         drain = DrainState()
         app.state.runtime = runtime
         app.state.drain = drain
+        for hook in on_start:
+            await hook(runtime)
         restore = install_drain_handlers(drain, runtime.settings.drain_seconds)
         log.info("started", environment=runtime.settings.environment, database=runtime.database.dialect)
         try:

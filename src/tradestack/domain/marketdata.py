@@ -82,6 +82,18 @@ class Bar:
     def __post_init__(self) -> None:
         _utc(self.ts)
 
+    def extended(self, later: Bar) -> Bar:
+        """This bar with a later bar (or trade, as a one-price bar) of the same interval folded in."""
+        return Bar(
+            self.symbol,
+            self.ts,
+            self.open,
+            max(self.high, later.high),
+            min(self.low, later.low),
+            later.close,
+            self.volume + later.volume,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Quote:
@@ -176,15 +188,7 @@ def aggregate(bars: Iterable[Bar], timeframe: Timeframe) -> Iterator[Bar]:
     for bar in bars:
         start = timeframe.floor(bar.ts)
         if current is not None and start == bucket:
-            current = Bar(
-                current.symbol,
-                current.ts,
-                current.open,
-                max(current.high, bar.high),
-                min(current.low, bar.low),
-                bar.close,
-                current.volume + bar.volume,
-            )
+            current = current.extended(bar)
             continue
         if current is not None:
             if bucket is not None and start < bucket:

@@ -20,6 +20,7 @@ class Permission(StrEnum):
     PROFILE = "profile"  # read own profile, log out
     SECURITY_MANAGE_OWN = "security:manage:own"  # MFA and API keys of oneself (interactive login only)
     ACCOUNTS_READ_OWN = "accounts:read:own"
+    MARKET_DATA_READ = "marketdata:read"  # instruments, history, quotes, books, /ws market channels
     ACCOUNTS_READ_ALL = "accounts:read:all"
     TRADE_OWN = "trade:own"
     RISK_HALT = "risk:halt"
@@ -38,15 +39,24 @@ class Scope(StrEnum):
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.TRADER: frozenset(
-        {Permission.PROFILE, Permission.SECURITY_MANAGE_OWN, Permission.ACCOUNTS_READ_OWN, Permission.TRADE_OWN}
+        {
+            Permission.PROFILE,
+            Permission.SECURITY_MANAGE_OWN,
+            Permission.ACCOUNTS_READ_OWN,
+            Permission.MARKET_DATA_READ,
+            Permission.TRADE_OWN,
+        }
     ),
-    Role.VIEWER: frozenset({Permission.PROFILE, Permission.SECURITY_MANAGE_OWN, Permission.ACCOUNTS_READ_OWN}),
+    Role.VIEWER: frozenset(
+        {Permission.PROFILE, Permission.SECURITY_MANAGE_OWN, Permission.ACCOUNTS_READ_OWN, Permission.MARKET_DATA_READ}
+    ),
     Role.RISK: frozenset(
         {
             Permission.PROFILE,
             Permission.SECURITY_MANAGE_OWN,
             Permission.ACCOUNTS_READ_OWN,
             Permission.ACCOUNTS_READ_ALL,
+            Permission.MARKET_DATA_READ,
             Permission.AUDIT_READ,
             Permission.RISK_HALT,
         }
@@ -56,7 +66,13 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 # Managing keys and MFA is never delegated to a key: a stolen key cannot mint more keys.
 SCOPE_PERMISSIONS: dict[Scope, frozenset[Permission]] = {
     Scope.READ: frozenset(
-        {Permission.PROFILE, Permission.ACCOUNTS_READ_OWN, Permission.ACCOUNTS_READ_ALL, Permission.AUDIT_READ}
+        {
+            Permission.PROFILE,
+            Permission.ACCOUNTS_READ_OWN,
+            Permission.ACCOUNTS_READ_ALL,
+            Permission.MARKET_DATA_READ,
+            Permission.AUDIT_READ,
+        }
     ),
     Scope.TRADE: frozenset({Permission.TRADE_OWN}),
     Scope.ADMIN: frozenset({Permission.USERS_MANAGE, Permission.RISK_HALT}),

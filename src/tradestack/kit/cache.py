@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import redis.asyncio
@@ -41,6 +41,10 @@ class Cache(Protocol):
 
     async def get(self, key: str) -> bytes | None:
         """Return the value stored under ``key``, or ``None`` if absent or expired."""
+        ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Return the values of ``keys`` in order (``None`` where absent or expired), in one round trip."""
         ...
 
     async def set(self, key: str, value: bytes, ttl_seconds: float | None = None) -> None:
@@ -118,6 +122,10 @@ class MemoryCache:
         self._entries.move_to_end(key)
         return value
 
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Return the values of ``keys`` in order (``None`` where absent or expired)."""
+        return [await self.get(key) for key in keys]
+
     async def set(self, key: str, value: bytes, ttl_seconds: float | None = None) -> None:
         """Store ``value`` under ``key``; it expires after ``ttl_seconds`` (never if ``None``)."""
         self._check_open()
@@ -172,6 +180,13 @@ class RedisCache:
             return value
         # A client created with decode_responses=True hands back str.
         return value.encode()
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Return the values of ``keys`` in order (``None`` where absent or expired), with one MGET."""
+        if not keys:
+            return []
+        values = await self._client.mget([self._key(key) for key in keys])
+        return [value.encode() if isinstance(value, str) else value for value in values]
 
     async def set(self, key: str, value: bytes, ttl_seconds: float | None = None) -> None:
         """Store ``value`` under ``key``; it expires after ``ttl_seconds`` (never if ``None``)."""

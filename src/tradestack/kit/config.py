@@ -8,6 +8,7 @@ file, then the defaults below.
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,7 @@ DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQtb25seS1lbmNyeXB0aW9uLWtleSE="
 # Secrets that must be set (and not default) outside development; other secrets are optional.
 REQUIRED_SECRETS = ("secret_key", "encryption_key")
 Environment = Literal["development", "staging", "production"]
+FeedName = Literal["replay", "synthetic", "ccxt"]
 
 
 class SecretFileSource(PydanticBaseSettingsSource):
@@ -149,6 +151,42 @@ class Settings(BaseSettings):
         default=30.0, gt=0, le=3600, description="How long in-flight requests may take to finish."
     )
     git_sha: str | None = Field(default=None, description="Commit of this build; read from git when unset.")
+
+    # Market data
+    marketdata_in_process: bool | None = Field(
+        default=None,
+        description="Run the feeds inside the API process. Unset: yes for `tradestack up`, no for `serve api` "
+        "(production runs `tradestack serve marketdata` and fans out through Redis).",
+    )
+    marketdata_feeds: list[FeedName] = Field(
+        default_factory=lambda: list[FeedName](["replay", "synthetic"]),
+        description="Feeds to run (JSON list): replay of stored bars, seeded synthetic prices for instruments "
+        "without history, live crypto via ccxt.",
+    )
+    marketdata_symbols: list[str] = Field(
+        default_factory=list, description="Only these symbols (JSON list); every catalogue instrument when empty."
+    )
+    replay_speed: float = Field(
+        default=720.0, gt=0, le=1e7, description="Simulated seconds per real second when replaying stored bars."
+    )
+    replay_tick_seconds: float = Field(
+        default=0.25, ge=0.001, le=60, description="Real seconds between two replayed quotes of one symbol."
+    )
+    replay_spread_bps: Decimal = Field(default=Decimal(2), ge=0, le=1000, description="Half-spread of replayed quotes.")
+    synthetic_seed: int = Field(default=7, description="Seed of the synthetic generators (same seed, same prices).")
+    marketdata_stale_seconds: float = Field(
+        default=5.0, gt=0, le=86_400, description="/api/ready fails when no quote was published for this long."
+    )
+    quote_ttl_seconds: float = Field(default=300.0, gt=0, description="How long a cached quote or book is served.")
+    ccxt_exchange: str = Field(default="binance", description="ccxt exchange id of the live crypto feed.")
+    ccxt_symbols: dict[str, str] = Field(
+        default_factory=lambda: {"BTC-USD": "BTC/USDT", "ETH-USD": "ETH/USDT"},
+        description="Our symbol -> the venue's symbol for the live feed (JSON object).",
+    )
+    ccxt_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
+    ws_heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600, description="Heartbeat interval on /ws.")
+    ws_auth_timeout_seconds: float = Field(default=10.0, gt=0, le=300, description="Time to authenticate on /ws.")
+    ws_max_subscriptions: int = Field(default=200, ge=1, le=100_000, description="Channels per WebSocket connection.")
 
     @field_validator("database_url", "database_replica_url", "redis_url", mode="before")
     @classmethod

@@ -65,3 +65,27 @@ def mark_worker_exited(pid: int | None = None) -> None:
 USER_LOGINS = Counter("user_logins", "Login attempts by result.", ["result"])
 AUTH_FAILURES = Counter("auth_failures", "Requests refused for authentication or authorisation, by reason.", ["reason"])
 RATE_LIMITED = Counter("rate_limited_requests", "Requests refused with 429, by which limit refused them.", ["limit"])
+
+MARKET_DATA_LATENCY = Histogram(
+    "market_data_latency_seconds",
+    "Time from a market event's timestamp to its publication to subscribers, by feed.",
+    ["feed"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+MARKET_DATA_LAST_UPDATE = Gauge(
+    "market_data_last_update_timestamp_seconds",
+    "Unix time of the last quote published for a symbol.",
+    ["symbol"],
+    multiprocess_mode="max",
+)
+MARKET_DATA_EVENTS = Counter("market_data_events", "Market events published, by feed and kind.", ["feed", "kind"])
+WEBSOCKET_CONNECTIONS_ACTIVE = Gauge(
+    "websocket_connections_active",
+    "Authenticated WebSocket connections open right now.",
+    multiprocess_mode="livesum",
+)
+WEBSOCKET_MESSAGES_DROPPED = Counter(
+    "websocket_messages_conflated",
+    "Market-data messages replaced by a newer value before a slow client could receive them, by channel kind.",
+    ["kind"],
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from tradestack.core.clock import Clock, LiveClock
@@ -25,6 +26,8 @@ class Runtime:
     clock: Clock = field(default_factory=LiveClock)
     # Long-lived per-process objects of modules (e.g. identity's password hasher), created on first use.
     components: dict[str, object] = field(default_factory=dict)
+    # Run by `close`, newest first, before the backends close (background tasks, hubs).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:
@@ -40,7 +43,9 @@ class Runtime:
         )
 
     async def close(self) -> None:
-        """Release every connection."""
+        """Stop background work (newest first), then release every connection."""
+        while self.closers:
+            await self.closers.pop()()
         await self.bus.close()
         await self.cache.close()
         await self.rate_limiter.close()

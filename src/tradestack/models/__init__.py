@@ -4,5 +4,17 @@ from tradestack.models.audit import AuditEntry
 from tradestack.models.base import Base
 from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, TradingAccount, User
 from tradestack.models.instance import Instance
+from tradestack.models.marketdata import BarRow, InstrumentRow
 
-__all__ = ["ApiKey", "AuditEntry", "Base", "Instance", "RecoveryCode", "RefreshToken", "TradingAccount", "User"]
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "BarRow",
+    "Base",
+    "Instance",
+    "InstrumentRow",
+    "RecoveryCode",
+    "RefreshToken",
+    "TradingAccount",
+    "User",
+]

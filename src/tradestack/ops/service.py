@@ -16,6 +16,7 @@ import tradestack
 from tradestack.core.clock import Clock
 from tradestack.kit import migrations
 from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.service import MarketDataService
 from tradestack.models.instance import Instance
 from tradestack.ops.repository import InstanceRepository
 from tradestack.ops.schemas import Check, DatabaseEndpoint, DatabaseHealth, PoolUsage, Readiness, Version
@@ -71,6 +72,19 @@ class HealthService:
             )
         return Check(ok=True)
 
+    async def marketdata_check(self) -> Check:
+        """Fresh market data: some feed published within `marketdata_stale_seconds`."""
+        limit = self.runtime.settings.marketdata_stale_seconds
+        try:
+            age = await asyncio.wait_for(MarketDataService(self.runtime).feed_age_seconds(), CHECK_TIMEOUT_SECONDS)
+        except Exception as exc:  # noqa: BLE001
+            return Check(ok=False, detail=f"cannot read the feed heartbeat: {type(exc).__name__}: {exc}"[:300])
+        if age is None:
+            return Check(ok=False, detail="no market data published yet (is `tradestack serve marketdata` running?)")
+        if age > limit:
+            return Check(ok=False, detail=f"market data is stale: last published {age:.1f} s ago (limit {limit:g} s)")
+        return Check(ok=True, detail=f"last published {age:.2f} s ago")
+
     async def readiness(self, *, draining: bool) -> Readiness:
         database, cache, schema = await asyncio.gather(
             self._timed("database", self.runtime.database.ping()),
@@ -78,6 +92,8 @@ class HealthService:
             self.migrations_check(),
         )
         checks = {"database": database, "cache": cache, "migrations": schema}
+        if self.runtime.settings.marketdata_feeds:
+            checks["marketdata"] = await self.marketdata_check()
         if draining:
             checks["draining"] = Check(ok=False, detail="shutting down: finishing in-flight requests")
         ok = all(check.ok for check in checks.values())

@@ -33,7 +33,9 @@ def free_port() -> int:
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESTACK_") or k.startswith("TRADESTACK_TEST_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(TRADESTACK_DATA_DIR=str(tmp_path / "var"), TRADESTACK_LOG_LEVEL="info", **extra)
+    # No market-data feed in these processes (tests/integration/marketdata covers them): ready must not wait for one.
+    env.update(TRADESTACK_DATA_DIR=str(tmp_path / "var"), TRADESTACK_LOG_LEVEL="info", TRADESTACK_MARKETDATA_FEEDS="[]")
+    env.update(extra)
     return env
 
 
@@ -95,7 +97,9 @@ def test_two_workers_share_one_metrics_view(tmp_path: Path, spawn: object, sqlit
     for _ in range(requests):
         with httpx.Client() as fresh_connection:
             assert fresh_connection.get(f"{base}/api/health").status_code == 200
-    worker_pids = {re.sub(r"\D", "", f.stem) for f in (tmp_path / "prom").glob("*.db")}
+    # Counter files appear only in processes that counted something: both workers served requests.
+    # (Label-less gauges create a file in every process that imports them, the supervisor included.)
+    worker_pids = {re.sub(r"\D", "", f.stem) for f in (tmp_path / "prom").glob("counter_*.db")}
     assert len(worker_pids) == 2, worker_pids
     text = httpx.get(f"{base}/metrics").text
     match = re.search(r'api_requests_total\{method="GET",route="/api/health",status_class="2xx"\} (\S+)', text)

@@ -43,9 +43,17 @@ PUBLIC = {
 
 EXPECTED = {
     Role.ADMIN: set(Permission),
-    Role.TRADER: {"profile", "security:manage:own", "accounts:read:own", "trade:own"},
-    Role.VIEWER: {"profile", "security:manage:own", "accounts:read:own"},
-    Role.RISK: {"profile", "security:manage:own", "accounts:read:own", "accounts:read:all", "audit:read", "risk:halt"},
+    Role.TRADER: {"profile", "security:manage:own", "accounts:read:own", "marketdata:read", "trade:own"},
+    Role.VIEWER: {"profile", "security:manage:own", "accounts:read:own", "marketdata:read"},
+    Role.RISK: {
+        "profile",
+        "security:manage:own",
+        "accounts:read:own",
+        "accounts:read:all",
+        "marketdata:read",
+        "audit:read",
+        "risk:halt",
+    },
 }
 
 

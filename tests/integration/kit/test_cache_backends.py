@@ -63,6 +63,15 @@ async def test_values_are_binary_safe(cache: Cache) -> None:
     assert await cache.get("unicode key \u00e9\u2603") == b"\x00"
 
 
+async def test_get_many_keeps_order_and_reports_missing(cache: Cache) -> None:
+    await cache.set("m1", b"one")
+    await cache.set("m3", b"three")
+    await cache.set("gone", b"x", ttl_seconds=0.01)
+    await asyncio.sleep(0.05)
+    assert await cache.get_many(["m3", "m2", "m1", "gone"]) == [b"three", None, b"one", None]
+    assert await cache.get_many([]) == []
+
+
 async def test_keys_are_independent(cache: Cache) -> None:
     await cache.set("a", b"1")
     await cache.set("b", b"2")

@@ -1,0 +1,131 @@
+"""Fan-out of bus messages to the WebSocket clients of one process.
+
+One `FanoutHub` per process subscribes once to a bus channel (Redis pub/sub across replicas, or
+in process) and hands each message to the local `Mailbox`es subscribed to the message's
+channel. A mailbox conflates: it keeps only the newest frame per channel until its client takes
+it, so a slow client costs one frame per subscribed channel, never an unbounded buffer, and
+catches up with the latest values rather than stale ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable
+
+from tradestack.kit.bus import Bus
+from tradestack.kit.logging import get_logger
+from tradestack.kit.metrics import WEBSOCKET_MESSAGES_DROPPED
+
+log = get_logger(__name__)
+MAX_CONTROL_FRAMES = 1000
+
+
+class MailboxOverflowError(Exception):
+    """A client let too many control replies pile up without reading them."""
+
+
+class Mailbox:
+    """What one client has yet to receive: newest frame per data channel, plus control replies in order."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, bytes] = {}
+        self._control: deque[bytes] = deque()
+        self._ready = asyncio.Event()
+        self.conflated = 0
+
+    def offer(self, channel: str, frame: bytes) -> None:
+        """Queue `frame` for `channel`, replacing an older one not yet taken."""
+        if channel in self._data:
+            self.conflated += 1
+            WEBSOCKET_MESSAGES_DROPPED.labels(kind=channel.partition(":")[0]).inc()
+            del self._data[channel]  # re-insert so channels are delivered in order of last update
+        self._data[channel] = frame
+        self._ready.set()
+
+    def control(self, frame: bytes) -> None:
+        """Queue a reply (subscribed, error, pong...) that must not be conflated."""
+        if len(self._control) >= MAX_CONTROL_FRAMES:
+            raise MailboxOverflowError(f"more than {MAX_CONTROL_FRAMES} replies unread")
+        self._control.append(frame)
+        self._ready.set()
+
+    def forget(self, channel: str) -> None:
+        """Drop a pending frame of a channel the client left."""
+        self._data.pop(channel, None)
+
+    async def take(self, timeout: float | None = None) -> list[bytes]:  # noqa: ASYNC109 - a wait, not a deadline
+        """Everything pending (control replies first); waits up to `timeout` and returns [] if nothing came."""
+        if not self._ready.is_set():
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except TimeoutError:
+                return []
+        frames = list(self._control)
+        frames.extend(self._data.values())
+        self._control.clear()
+        self._data.clear()
+        self._ready.clear()
+        return frames
+
+
+class FanoutHub:
+    """Routes messages of one bus channel to local mailboxes by their channel name."""
+
+    def __init__(self, bus: Bus, bus_channel: str, decode: Callable[[bytes], tuple[str, bytes]]) -> None:
+        self._bus = bus
+        self._bus_channel = bus_channel
+        self._decode = decode
+        self._subscribers: dict[str, set[Mailbox]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()
+        self.delivered = 0
+
+    async def start(self) -> None:
+        """Subscribe to the bus (once); returns when the subscription is live."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"fanout:{self._bus_channel}")
+        await self._started.wait()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with self._bus.subscribe(self._bus_channel) as subscription:
+                    self._started.set()
+                    async for message in subscription:
+                        channel, frame = self._decode(message.data)
+                        for mailbox in self._subscribers.get(channel, ()):
+                            mailbox.offer(channel, frame)
+                            self.delivered += 1
+                return  # the bus was closed
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a lost subscription is retried, not fatal
+                log.warning("fanout subscription lost; resubscribing", channel=self._bus_channel, error=str(exc))
+                await asyncio.sleep(0.5)
+
+    def add(self, mailbox: Mailbox, channel: str) -> None:
+        """Deliver `channel` to `mailbox`."""
+        self._subscribers.setdefault(channel, set()).add(mailbox)
+
+    def remove(self, mailbox: Mailbox, channel: str) -> None:
+        """Stop delivering `channel` to `mailbox`."""
+        listeners = self._subscribers.get(channel)
+        if listeners is not None:
+            listeners.discard(mailbox)
+            if not listeners:
+                del self._subscribers[channel]
+        mailbox.forget(channel)
+
+    def channels(self) -> int:
+        """Channels with at least one local listener."""
+        return len(self._subscribers)
+
+    async def close(self) -> None:
+        """Stop listening."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

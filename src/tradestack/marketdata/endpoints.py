@@ -1,0 +1,103 @@
+"""REST endpoints of market data: instruments, stored series, quotes, candles and order books."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from tradestack.identity.deps import require
+from tradestack.identity.permissions import Permission
+from tradestack.identity.service import Principal
+from tradestack.kit.web import OrjsonResponse, RuntimeDep
+from tradestack.marketdata.schemas import (
+    CandleList,
+    CandleOut,
+    InstrumentList,
+    InstrumentOut,
+    OrderBookOut,
+    QuoteList,
+    SeriesList,
+    SeriesOut,
+)
+from tradestack.marketdata.service import MarketDataService, venue_of
+
+router = APIRouter(prefix="/api/market", tags=["market data"])
+Reader = Annotated[Principal, require(Permission.MARKET_DATA_READ)]
+
+
+@router.get("/instruments", response_model=InstrumentList, summary="Instruments with tick and lot sizes and sessions")
+async def instruments(runtime: RuntimeDep, _: Reader) -> InstrumentList:
+    service = MarketDataService(runtime)
+    now = runtime.clock.now()
+    listed = []
+    for instrument in (await service.instruments()).values():
+        venue = venue_of(instrument)
+        listed.append(InstrumentOut.of(instrument, timezone=venue.timezone, open_now=venue.is_open(now)))
+    return InstrumentList(instruments=listed)
+
+
+@router.get("/series", response_model=SeriesList, summary="Stored price history: one entry per symbol and resolution")
+async def series(runtime: RuntimeDep, _: Reader) -> SeriesList:
+    found = await MarketDataService(runtime).series()
+    return SeriesList(
+        series=[SeriesOut(symbol=s.symbol, resolution=s.resolution.value, bars=s.bars, first=s.first, last=s.last) for s in found]
+    )
+
+
+@router.get(
+    "/quotes",
+    response_model=QuoteList,
+    summary="Latest quote of each symbol, from the cache",
+    responses={422: {"description": "No symbols, too many, or unknown symbols (listed)"}},
+)
+async def quotes(
+    runtime: RuntimeDep,
+    _: Reader,
+    symbols: Annotated[str, Query(description="Comma-separated symbols, e.g. AAPL,MSFT (at most 100).", max_length=4000)],
+) -> Response:
+    service = MarketDataService(runtime)
+    body = await service.quotes_json(await service.parse_symbols(symbols))
+    return Response(body, media_type="application/json")
+
+
+@router.get(
+    "/candles",
+    response_model=CandleList,
+    summary="OHLCV candles aggregated from stored bars",
+    responses={422: {"description": "Unknown symbol, bad timeframe, inverted range, or no history"}},
+)
+async def candles(
+    runtime: RuntimeDep,
+    _: Reader,
+    symbol: Annotated[str, Query(min_length=1, max_length=32)],
+    timeframe: Annotated[str, Query(description="1m, 5m, 15m, 1h or 1d.", max_length=8)] = "1d",
+    start: Annotated[datetime | None, Query(description="First candle start (inclusive), ISO 8601; naive is UTC.")] = None,
+    end: Annotated[datetime | None, Query(description="Candles starting before this (exclusive).")] = None,
+    limit: Annotated[int, Query(description="At most this many candles (1-10000).")] = 500,
+) -> Response:
+    found = await MarketDataService(runtime).candles(symbol, timeframe, start=start, end=end, limit=limit)
+    body = CandleList(
+        symbol=found.symbol,
+        timeframe=found.timeframe.value,
+        source_resolution=found.source_resolution.value,
+        candles=[CandleOut(ts=b.ts, open=b.open, high=b.high, low=b.low, close=b.close, volume=b.volume) for b in found.bars],
+    )
+    return OrjsonResponse(body.model_dump(mode="json"))
+
+
+@router.get(
+    "/orderbook",
+    response_model=OrderBookOut,
+    summary="Latest L2 order book of a symbol",
+    responses={422: {"description": "Unknown symbol, bad depth, or no book published"}},
+)
+async def orderbook(
+    runtime: RuntimeDep,
+    _: Reader,
+    symbol: Annotated[str, Query(min_length=1, max_length=32)],
+    depth: Annotated[int, Query(description="Levels per side (1-50).")] = 10,
+) -> Response:
+    return OrjsonResponse(await MarketDataService(runtime).orderbook(symbol, depth))

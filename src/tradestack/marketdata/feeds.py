@@ -1,0 +1,234 @@
+"""Feeds that run inside Tradestack: replay of stored bars, and seeded synthetic markets.
+
+Both pace themselves in real time with the injected clock and implement `tradestack.domain.feeds.Feed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import zlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+from tradestack.core.clock import Clock
+from tradestack.domain.instruments import Instrument
+from tradestack.domain.marketdata import Bar, MarketEvent, OrderBook, Quote, Timeframe, Trade
+from tradestack.domain.replay import SpreadModel, bar_ticks, book_around
+from tradestack.domain.synthetic import OrderBookSimulator
+
+BOOK_DEPTH = 20
+MAX_STEPS_PER_BAR = 2000
+
+
+def _seed(base: int, symbol: str) -> int:
+    """A per-symbol seed that is stable across processes (unlike hash())."""
+    return base * 1_000_003 + zlib.crc32(symbol.encode())
+
+
+class _Pacer:
+    """Sleeps until the next tick on the injected clock's monotonic time, without drifting."""
+
+    def __init__(self, clock: Clock, interval: float) -> None:
+        self.clock = clock
+        self.interval = interval
+        self.next_at = clock.monotonic()
+
+    async def wait(self) -> None:
+        self.next_at += self.interval
+        delay = self.next_at - self.clock.monotonic()
+        if delay < -self.interval:  # fell far behind (suspended, overloaded): do not burst to catch up
+            self.next_at = self.clock.monotonic()
+            delay = 0.0
+        await asyncio.sleep(max(0.0, delay))
+
+
+@dataclass
+class _Replay:
+    """Where one symbol's replay is: which bar, how far into it, and that bar's precomputed ticks."""
+
+    instrument: Instrument
+    resolution: Timeframe
+    bars: Sequence[Bar]
+    rng: random.Random
+    index: int = 0
+    elapsed: float = 0.0  # simulated seconds into the current bar
+    ticks: list[tuple[Quote, Trade]] = field(default_factory=list)
+    emitted: int = -1
+
+
+class ReplayFeed:
+    """Stored bars replayed as live quotes, trades and books on an accelerated clock.
+
+    Each symbol replays its own series from the first bar; `speed` simulated seconds pass per
+    real second, and gaps between bars (nights, weekends) are skipped. Within a bar, prices
+    follow a path that starts at the open, touches the high and the low and ends at the close
+    (`tradestack.domain.replay.intrabar_path`); bid and ask come from the spread model. Event
+    timestamps are the real time of publication; `source_ts` is the bar being replayed. At the
+    end of its series a symbol starts over.
+    """
+
+    def __init__(
+        self,
+        series: Mapping[str, tuple[Instrument, Timeframe, Sequence[Bar]]],
+        *,
+        clock: Clock,
+        speed: float,
+        tick_seconds: float,
+        spread: SpreadModel,
+        seed: int,
+    ) -> None:
+        self._clock = clock
+        self._speed = speed
+        self._tick_seconds = tick_seconds
+        self._spread = spread
+        self._closed = asyncio.Event()
+        self._state = {
+            symbol: _Replay(instrument, resolution, bars, random.Random(_seed(seed, symbol)))  # noqa: S311 - simulation, not crypto
+            for symbol, (instrument, resolution, bars) in series.items()
+            if bars
+        }
+
+    @property
+    def name(self) -> str:
+        """Feed name for logs and metrics."""
+        return "replay"
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Symbols being replayed."""
+        return tuple(self._state)
+
+    def _steps(self, state: _Replay) -> int:
+        real_seconds = state.resolution.seconds / self._speed
+        return max(4, min(MAX_STEPS_PER_BAR, round(real_seconds / self._tick_seconds)))
+
+    def _advance(self, state: _Replay, seconds: float) -> tuple[Quote, Trade] | None:
+        """Move `seconds` of simulated time forward; the tick now due, or None if it was already sent."""
+        state.elapsed += seconds
+        bar_seconds = state.resolution.seconds
+        while state.elapsed >= bar_seconds:
+            state.elapsed -= bar_seconds
+            state.index = (state.index + 1) % len(state.bars)
+            state.ticks = []
+            state.emitted = -1
+        if not state.ticks:
+            bar = state.bars[state.index]
+            steps = self._steps(state)
+            state.ticks = bar_ticks(
+                bar,
+                steps,
+                state.rng,
+                state.instrument.tick_size,
+                self._spread,
+                self._clock.now(),
+                bar_seconds / self._speed / steps,
+                lot=state.instrument.lot_size,
+            )
+        position = min(len(state.ticks) - 1, int(state.elapsed / bar_seconds * len(state.ticks)))
+        if position == state.emitted:
+            return None
+        state.emitted = position
+        return state.ticks[position]
+
+    async def events(self) -> AsyncIterator[MarketEvent]:
+        """Quotes, trades and books of every symbol, one step every `tick_seconds`."""
+        pacer = _Pacer(self._clock, self._tick_seconds)
+        first = True
+        while not self._closed.is_set():
+            step = 0.0 if first else self._tick_seconds * self._speed
+            first = False
+            for state in self._state.values():
+                due = self._advance(state, step)
+                if due is None:
+                    continue
+                now = self._clock.now()
+                quote, trade = due
+                # History may be off the tick (adjusted or float-noisy prices): prints are on it.
+                price = state.instrument.round_price(trade.price)
+                price = min(max(price, quote.bid), quote.ask)
+                quote = replace(quote, ts=now, last=price)
+                yield quote
+                if trade.size > 0:
+                    yield replace(trade, ts=now, price=price)
+                yield book_around(quote, BOOK_DEPTH, state.instrument.tick_size, state.rng, lot=state.instrument.lot_size)
+            await pacer.wait()
+
+    async def close(self) -> None:
+        """Stop after the current step."""
+        self._closed.set()
+
+
+# Rough start prices of synthetic instruments, in their quote currency.
+_START_PRICES = {
+    "AUDUSD": Decimal("0.65"),
+    "EURUSD": Decimal("1.08"),
+    "BTC-USD": Decimal("65000"),
+    "ETH-USD": Decimal("3000"),
+    "BHP": Decimal("45"),
+    "CBA": Decimal("110"),
+    "RELIANCE": Decimal("2900"),
+    "INFY": Decimal("1800"),
+}
+
+
+class SyntheticFeed:
+    """Seeded synthetic markets: a limit-order-book simulator per symbol, published as books, quotes and trades."""
+
+    def __init__(self, instruments: Sequence[Instrument], *, clock: Clock, tick_seconds: float, seed: int) -> None:
+        self._clock = clock
+        self._tick_seconds = tick_seconds
+        self._closed = asyncio.Event()
+        self._books = {
+            i.symbol: (
+                i,
+                OrderBookSimulator(
+                    i.symbol,
+                    max(_START_PRICES.get(i.symbol, Decimal(100)), 10 * i.tick_size),
+                    i.tick_size,
+                    _seed(seed, i.symbol),
+                    depth=BOOK_DEPTH,
+                    lot=i.lot_size,
+                ),
+            )
+            for i in instruments
+        }
+
+    @property
+    def name(self) -> str:
+        """Feed name for logs and metrics."""
+        return "synthetic"
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Symbols simulated."""
+        return tuple(self._books)
+
+    async def events(self) -> AsyncIterator[MarketEvent]:
+        """A book, a quote and (when a market order hit the book) a trade per symbol per step."""
+        pacer = _Pacer(self._clock, self._tick_seconds)
+        while not self._closed.is_set():
+            for symbol, (_, simulator) in self._books.items():
+                now = self._clock.now()
+                book: OrderBook = simulator.step(now)
+                last = simulator.last_trade
+                best_bid, best_ask = book.bids[0], book.asks[0]
+                yield Quote(
+                    symbol,
+                    best_bid.price,
+                    best_ask.price,
+                    best_bid.size,
+                    best_ask.size,
+                    last.price if last is not None else best_bid.price,
+                    last.size if last is not None else Decimal(0),
+                    now,
+                )
+                for trade in simulator.trades:
+                    yield trade
+                yield book
+            await pacer.wait()
+
+    async def close(self) -> None:
+        """Stop after the current step."""
+        self._closed.set()

@@ -1,0 +1,209 @@
+"""Instruments and bars in the database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tradestack.domain.instruments import Instrument, InstrumentKind
+from tradestack.domain.marketdata import Bar, Timeframe
+from tradestack.models.marketdata import BarRow, InstrumentRow
+
+# Rows per INSERT statement: well under SQLite's 32,766 bound parameters (10 columns per row).
+_CHUNK = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCounts:
+    """What storing a batch of bars did."""
+
+    inserted: int = 0
+    unchanged: int = 0
+    replaced: int = 0
+    conflicting: int = 0  # already stored with other values and left as they were
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesSummary:
+    """One stored series: a symbol at one resolution."""
+
+    symbol: str
+    resolution: Timeframe
+    bars: int
+    first: datetime
+    last: datetime
+
+
+def _instrument(row: InstrumentRow) -> Instrument:
+    return Instrument(
+        symbol=row.symbol,
+        kind=InstrumentKind(row.kind),
+        venue=row.venue,
+        name=row.name,
+        quote_currency=row.quote_currency,
+        base_currency=row.base_currency,
+        tick_size=row.tick_size,
+        lot_size=row.lot_size,
+        tradable=row.tradable,
+    )
+
+
+def _bar(row: BarRow) -> Bar:
+    return Bar(row.symbol, row.ts, row.open, row.high, row.low, row.close, row.volume)
+
+
+class InstrumentRepository:
+    """The `instruments` table."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def list(self) -> list[Instrument]:
+        """Every instrument, by symbol."""
+        rows = await self._session.scalars(select(InstrumentRow).order_by(InstrumentRow.symbol))
+        return [_instrument(row) for row in rows]
+
+    async def get(self, symbol: str) -> Instrument | None:
+        """The instrument `symbol`, or None."""
+        row = await self._session.get(InstrumentRow, symbol)
+        return None if row is None else _instrument(row)
+
+    async def upsert(self, instruments: Iterable[Instrument], now: datetime) -> tuple[int, int]:
+        """Insert new instruments and bring changed ones up to date; returns (inserted, updated)."""
+        wanted = {i.symbol: i for i in instruments}
+        existing = {
+            row.symbol: row
+            for row in await self._session.scalars(select(InstrumentRow).where(InstrumentRow.symbol.in_(list(wanted))))
+        }
+        inserted = updated = 0
+        for symbol, instrument in wanted.items():
+            values = {
+                "kind": instrument.kind.value,
+                "venue": instrument.venue,
+                "name": instrument.name,
+                "quote_currency": instrument.quote_currency,
+                "base_currency": instrument.base_currency,
+                "tick_size": instrument.tick_size,
+                "lot_size": instrument.lot_size,
+                "tradable": instrument.tradable,
+            }
+            row = existing.get(symbol)
+            if row is None:
+                self._session.add(InstrumentRow(symbol=symbol, created_at=now, **values))
+                inserted += 1
+            elif any(getattr(row, key) != value for key, value in values.items()):
+                await self._session.execute(update(InstrumentRow).where(InstrumentRow.symbol == symbol).values(**values))
+                updated += 1
+        await self._session.flush()
+        return inserted, updated
+
+
+class BarRepository:
+    """The `bars` table: one row per (symbol, resolution, ts)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def write(
+        self, symbol: str, resolution: Timeframe, bars: Sequence[Bar], *, source: str, replace: bool = False
+    ) -> WriteCounts:
+        """Store `bars` (sorted, one symbol). Identical rows are left alone, so writing twice changes nothing.
+
+        A row already stored with other values is kept (counted as conflicting) unless `replace`.
+        """
+        if not bars:
+            return WriteCounts()
+        stored = await self._existing(symbol, resolution, bars[0].ts, bars[-1].ts)
+        new: list[dict[str, object]] = []
+        unchanged = replaced = conflicting = 0
+        for bar in bars:
+            values = (bar.open, bar.high, bar.low, bar.close, bar.volume)
+            old = stored.get(bar.ts)
+            if old is None:
+                new.append(
+                    {
+                        "symbol": symbol,
+                        "resolution": resolution.value,
+                        "ts": bar.ts,
+                        "open": bar.open,
+                        "high": bar.high,
+                        "low": bar.low,
+                        "close": bar.close,
+                        "volume": bar.volume,
+                        "source": source,
+                    }
+                )
+            elif old == values:
+                unchanged += 1
+            elif replace:
+                await self._session.execute(
+                    update(BarRow)
+                    .where(BarRow.symbol == symbol, BarRow.resolution == resolution.value, BarRow.ts == bar.ts)
+                    .values(open=bar.open, high=bar.high, low=bar.low, close=bar.close, volume=bar.volume, source=source)
+                )
+                replaced += 1
+            else:
+                conflicting += 1
+        for start in range(0, len(new), _CHUNK):
+            await self._session.execute(insert(BarRow), new[start : start + _CHUNK])
+        return WriteCounts(inserted=len(new), unchanged=unchanged, replaced=replaced, conflicting=conflicting)
+
+    async def _existing(
+        self, symbol: str, resolution: Timeframe, first: datetime, last: datetime
+    ) -> dict[datetime, tuple[object, ...]]:
+        rows = await self._session.execute(
+            select(BarRow.ts, BarRow.open, BarRow.high, BarRow.low, BarRow.close, BarRow.volume).where(
+                BarRow.symbol == symbol, BarRow.resolution == resolution.value, BarRow.ts >= first, BarRow.ts <= last
+            )
+        )
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+    async def last(self, symbol: str, resolution: Timeframe, count: int, *, before: datetime | None = None) -> list[Bar]:
+        """The last `count` bars (before `before`, exclusive, when given), oldest first."""
+        query = select(BarRow).where(BarRow.symbol == symbol, BarRow.resolution == resolution.value)
+        if before is not None:
+            query = query.where(BarRow.ts < before)
+        rows = await self._session.scalars(query.order_by(BarRow.ts.desc()).limit(count))
+        return [_bar(row) for row in reversed(list(rows))]
+
+    async def between(
+        self, symbol: str, resolution: Timeframe, start: datetime | None, end: datetime | None, limit: int | None
+    ) -> list[Bar]:
+        """Bars with start <= ts < end (either bound optional), oldest first, at most `limit`."""
+        query = select(BarRow).where(BarRow.symbol == symbol, BarRow.resolution == resolution.value)
+        if start is not None:
+            query = query.where(BarRow.ts >= start)
+        if end is not None:
+            query = query.where(BarRow.ts < end)
+        query = query.order_by(BarRow.ts)
+        if limit is not None:
+            query = query.limit(limit)
+        return [_bar(row) for row in await self._session.scalars(query)]
+
+    async def resolutions(self, symbol: str) -> list[Timeframe]:
+        """Resolutions stored for `symbol`, finest first."""
+        rows = await self._session.scalars(select(BarRow.resolution).where(BarRow.symbol == symbol).group_by(BarRow.resolution))
+        return sorted((Timeframe(r) for r in rows), key=lambda t: t.seconds)
+
+    async def summary(self) -> list[SeriesSummary]:
+        """Every stored series with its size and time span."""
+        rows = await self._session.execute(
+            select(BarRow.symbol, BarRow.resolution, func.count(), func.min(BarRow.ts), func.max(BarRow.ts))
+            .group_by(BarRow.symbol, BarRow.resolution)
+            .order_by(BarRow.symbol, BarRow.resolution)
+        )
+        return [
+            SeriesSummary(symbol, Timeframe(resolution), count, _aware(first), _aware(last))
+            for symbol, resolution, count, first, last in rows
+        ]
+
+
+def _aware(value: object) -> datetime:
+    """min()/max() bypass the column type on SQLite: parse and mark as UTC."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)

@@ -1,0 +1,236 @@
+"""Market data for the API: instruments, candles from stored bars, and live quotes and books from the cache."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from tradestack.core.errors import ValidationFailedError
+from tradestack.domain.instruments import CATALOG, Instrument, Venue, venue
+from tradestack.domain.marketdata import Bar, Timeframe, aggregate
+from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.repository import BarRepository, InstrumentRepository, SeriesSummary
+
+QUOTE_KEY = "md:quote:"
+BOOK_KEY = "md:book:"
+HEARTBEAT_KEY = "md:heartbeat"
+# Every market event goes to this one bus channel; each API process subscribes once and routes
+# messages to its WebSocket clients by the channel name that prefixes each message.
+FANOUT_CHANNEL = "marketdata"
+MAX_SYMBOLS_PER_REQUEST = 100
+MAX_CANDLES = 10_000
+MAX_DEPTH = 50
+_CATALOG_TTL_SECONDS = 30.0
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Candles:
+    """Candles of one symbol and timeframe, and the stored resolution they were built from."""
+
+    symbol: str
+    timeframe: Timeframe
+    source_resolution: Timeframe
+    bars: list[Bar]
+
+
+class _Catalog:
+    """Instruments by symbol, kept in process and reloaded from the database every 30 s."""
+
+    def __init__(self) -> None:
+        self.by_symbol: dict[str, Instrument] = {}
+        self.loaded_at = -float("inf")
+
+
+def encode_message(channel: str, frame: bytes) -> bytes:
+    """A bus message: the channel name, a newline, then the WebSocket frame to forward as is."""
+    return channel.encode() + b"\n" + frame
+
+
+def decode_message(message: bytes) -> tuple[str, bytes]:
+    """Split a bus message into (channel, frame)."""
+    channel, _, frame = message.partition(b"\n")
+    return channel.decode(), frame
+
+
+def venue_of(instrument: Instrument) -> Venue:
+    """The venue whose calendar applies to `instrument`."""
+    return venue(instrument.venue)
+
+
+class MarketDataService:
+    """Reads instruments and bars from the database and live values from the cache."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    # -- instruments ---------------------------------------------------------------------------
+
+    async def seed_instruments(self) -> tuple[int, int]:
+        """Make the built-in catalogue's instruments exist; returns (inserted, updated)."""
+        async with self.runtime.database.session() as session:
+            counts = await InstrumentRepository(session).upsert(CATALOG, self.runtime.clock.now())
+        self._catalog().loaded_at = -float("inf")
+        return counts
+
+    def _catalog(self) -> _Catalog:
+        catalog = self.runtime.components.get("marketdata.catalog")
+        if not isinstance(catalog, _Catalog):
+            catalog = _Catalog()
+            self.runtime.components["marketdata.catalog"] = catalog
+        return catalog
+
+    async def instruments(self) -> dict[str, Instrument]:
+        """Every instrument by symbol (cached in process for 30 s)."""
+        catalog = self._catalog()
+        if time.monotonic() - catalog.loaded_at > _CATALOG_TTL_SECONDS:
+            async with self.runtime.database.read_session() as session:
+                listed = await InstrumentRepository(session).list()
+            catalog.by_symbol = {i.symbol: i for i in listed}
+            catalog.loaded_at = time.monotonic()
+        return catalog.by_symbol
+
+    async def instrument(self, symbol: str) -> Instrument:
+        """The instrument `symbol`; 422 naming the symbol when there is none."""
+        known = await self.instruments()
+        found = known.get(symbol) or known.get(symbol.upper())
+        if found is None:
+            raise ValidationFailedError(f"unknown symbol {symbol!r}: GET /api/market/instruments lists the symbols")
+        return found
+
+    async def parse_symbols(self, text: str) -> list[str]:
+        """Comma-separated symbols, checked; 422 listing every unknown one."""
+        symbols = list(dict.fromkeys(part.strip().upper() for part in text.split(",") if part.strip()))
+        if not symbols:
+            raise ValidationFailedError("symbols: give one or more comma-separated symbols, e.g. AAPL,MSFT")
+        if len(symbols) > MAX_SYMBOLS_PER_REQUEST:
+            raise ValidationFailedError(f"symbols: at most {MAX_SYMBOLS_PER_REQUEST} per request, got {len(symbols)}")
+        known = await self.instruments()
+        unknown = [s for s in symbols if s not in known]
+        if unknown:
+            raise ValidationFailedError(f"unknown symbol(s): {', '.join(unknown)}; GET /api/market/instruments lists the symbols")
+        return symbols
+
+    # -- history -------------------------------------------------------------------------------
+
+    async def series(self) -> list[SeriesSummary]:
+        """Every stored series."""
+        async with self.runtime.database.read_session() as session:
+            return await BarRepository(session).summary()
+
+    async def candles(self, symbol: str, timeframe: str, *, start: datetime | None, end: datetime | None, limit: int) -> Candles:
+        """Candles aggregated from the coarsest stored resolution that divides `timeframe`.
+
+        With `start`: the first `limit` candles whose interval starts in [start, end). Without:
+        the last `limit` candles starting before `end` (or the latest). Candles are always whole:
+        a candle is never cut by `end` or by `limit`.
+        """
+        instrument = await self.instrument(symbol)
+        try:
+            tf = Timeframe.parse(timeframe)
+        except ValueError as exc:
+            raise ValidationFailedError(f"timeframe: {exc}") from None
+        if not 1 <= limit <= MAX_CANDLES:
+            raise ValidationFailedError(f"limit: must be between 1 and {MAX_CANDLES}, got {limit}")
+        start, end = _utc_or_none(start), _utc_or_none(end)
+        if start is not None and end is not None and start >= end:
+            raise ValidationFailedError(f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
+        async with self.runtime.database.read_session() as session:
+            bars = BarRepository(session)
+            stored = await bars.resolutions(instrument.symbol)
+            if not stored:
+                raise ValidationFailedError(
+                    f"no price history is stored for {instrument.symbol}; "
+                    "import some with `tradestack data import` or `tradestack data import-csv`"
+                )
+            usable = [r for r in stored if r.divides(tf)]
+            if not usable:
+                raise ValidationFailedError(
+                    f"{instrument.symbol} is stored at {', '.join(r.value for r in stored)}; "
+                    f"ask for a timeframe of at least {stored[0].value}"
+                )
+            base = max(usable, key=lambda r: r.seconds)
+            ratio = tf.seconds // base.seconds
+            # Whole candles: the range is widened to candle boundaries.
+            lo = None if start is None else _ceil(tf, start)
+            hi = None if end is None else tf.floor(end - _ONE_MICROSECOND) + tf.delta
+            if lo is not None:
+                rows = await bars.between(instrument.symbol, base, lo, hi, limit * ratio)
+                if ratio > 1 and len(rows) == limit * ratio:
+                    # The last candle may be cut short by the row limit: complete it.
+                    bucket_end = tf.floor(rows[-1].ts) + tf.delta
+                    if hi is not None:
+                        bucket_end = min(bucket_end, hi)
+                    rows += await bars.between(instrument.symbol, base, rows[-1].ts + _ONE_MICROSECOND, bucket_end, None)
+                candles = list(aggregate(rows, tf))[:limit]
+            else:
+                rows = await bars.last(instrument.symbol, base, limit * ratio, before=hi)
+                if ratio > 1 and len(rows) == limit * ratio:
+                    # The first candle may be cut short by the row limit: complete it.
+                    rows = await bars.between(instrument.symbol, base, tf.floor(rows[0].ts), rows[0].ts, None) + rows
+                candles = list(aggregate(rows, tf))[-limit:]
+        return Candles(instrument.symbol, tf, base, candles)
+
+    # -- live values ---------------------------------------------------------------------------
+
+    async def quotes_json(self, symbols: Sequence[str]) -> bytes:
+        """``{"quotes": [...], "unavailable": [...]}`` straight from the cached, pre-serialised quotes."""
+        values = await self.runtime.cache.get_many([QUOTE_KEY + s for s in symbols])
+        found = [value for value in values if value is not None]
+        missing = [s for s, value in zip(symbols, values, strict=True) if value is None]
+        return b'{"quotes":[' + b",".join(found) + b'],"unavailable":' + orjson.dumps(missing) + b"}"
+
+    async def orderbook(self, symbol: str, depth: int) -> dict[str, list[object]]:
+        """The latest L2 book of `symbol`, `depth` levels a side; 422 when none is being published."""
+        instrument = await self.instrument(symbol)
+        if not 1 <= depth <= MAX_DEPTH:
+            raise ValidationFailedError(f"depth: must be between 1 and {MAX_DEPTH}, got {depth}")
+        raw = await self.runtime.cache.get(BOOK_KEY + instrument.symbol)
+        if raw is None:
+            raise ValidationFailedError(f"no order book is being published for {instrument.symbol}")
+        book: dict[str, list[object]] = orjson.loads(raw)
+        book["bids"] = book["bids"][:depth]
+        book["asks"] = book["asks"][:depth]
+        return book
+
+    async def feed_age_seconds(self) -> float | None:
+        """Seconds since any feed last published (None when none ever did, or the mark expired)."""
+        raw = await self.runtime.cache.get(HEARTBEAT_KEY)
+        if raw is None:
+            return None
+        return max(0.0, self.runtime.clock.now().timestamp() - float(raw))
+
+    async def check_channel(self, channel: str) -> str:
+        """A market-data channel name, validated: ``quotes:SYM``, ``candles:SYM:TF`` or ``orderbook:SYM``."""
+        kind, _, rest = channel.partition(":")
+        if kind == "quotes" and rest:
+            return f"quotes:{(await self.instrument(rest)).symbol}"
+        if kind == "orderbook" and rest:
+            return f"orderbook:{(await self.instrument(rest)).symbol}"
+        if kind == "candles":
+            symbol, _, timeframe = rest.rpartition(":")
+            if symbol:
+                try:
+                    tf = Timeframe.parse(timeframe)
+                except ValueError as exc:
+                    raise ValidationFailedError(f"{channel}: {exc}") from None
+                return f"candles:{(await self.instrument(symbol)).symbol}:{tf.value}"
+        raise ValidationFailedError(
+            f"unknown channel {channel!r}: use quotes:<SYMBOL>, candles:<SYMBOL>:<1m|5m|15m|1h|1d> or orderbook:<SYMBOL>"
+        )
+
+
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    """Naive datetimes are taken as UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ceil(tf: Timeframe, ts: datetime) -> datetime:
+    floor = tf.floor(ts)
+    return floor if floor == ts else floor + tf.delta

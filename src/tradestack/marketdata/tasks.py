@@ -1,0 +1,90 @@
+"""Background work of market data: choosing and running the feeds."""
+
+from __future__ import annotations
+
+from tradestack.domain.feeds import Feed
+from tradestack.domain.replay import SpreadModel
+from tradestack.kit.logging import get_logger
+from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.feeds import ReplayFeed, SyntheticFeed
+from tradestack.marketdata.repository import BarRepository
+from tradestack.marketdata.runner import MarketDataRunner
+from tradestack.marketdata.service import MarketDataService
+
+log = get_logger(__name__)
+
+
+async def build_feeds(runtime: Runtime) -> list[Feed]:
+    """The feeds the settings ask for.
+
+    Instruments with stored history are replayed at their finest stored resolution; the others
+    get the synthetic feed; symbols given to the live ccxt feed are left out of both.
+    """
+    settings = runtime.settings
+    service = MarketDataService(runtime)
+    instruments = await service.instruments()
+    wanted = [s.upper() for s in settings.marketdata_symbols] or list(instruments)
+    unknown = [s for s in wanted if s not in instruments]
+    if unknown:
+        log.warning("TRADESTACK_MARKETDATA_SYMBOLS names unknown symbols; ignored", symbols=unknown)
+    live = set(settings.ccxt_symbols) if "ccxt" in settings.marketdata_feeds else set()
+    chosen = [instruments[s] for s in wanted if s in instruments and s not in live]
+    feeds: list[Feed] = []
+    stored = {s.symbol: s for s in sorted(await service.series(), key=lambda s: -s.resolution.seconds)}
+    # `stored` keeps, per symbol, the finest resolution (sorted coarsest first, finest wins).
+    replayed = [i for i in chosen if i.symbol in stored]
+    if "replay" in settings.marketdata_feeds and replayed:
+        series = {}
+        async with runtime.database.read_session() as session:
+            bars = BarRepository(session)
+            for instrument in replayed:
+                summary = stored[instrument.symbol]
+                series[instrument.symbol] = (
+                    instrument,
+                    summary.resolution,
+                    await bars.between(instrument.symbol, summary.resolution, None, None, None),
+                )
+        feeds.append(
+            ReplayFeed(
+                series,
+                clock=runtime.clock,
+                speed=settings.replay_speed,
+                tick_seconds=settings.replay_tick_seconds,
+                spread=SpreadModel(bps=settings.replay_spread_bps, min_ticks=1),
+                seed=settings.synthetic_seed,
+            )
+        )
+    synthetic = [i for i in chosen if i.symbol not in stored]
+    if "synthetic" in settings.marketdata_feeds and synthetic:
+        feeds.append(
+            SyntheticFeed(synthetic, clock=runtime.clock, tick_seconds=settings.replay_tick_seconds, seed=settings.synthetic_seed)
+        )
+    if live:
+        from tradestack.adapters.ccxt.feed import CcxtFeed
+
+        feeds.append(
+            CcxtFeed(
+                settings.ccxt_exchange,
+                settings.ccxt_symbols,
+                poll_seconds=settings.ccxt_poll_seconds,
+                clock=runtime.clock,
+            )
+        )
+    return feeds
+
+
+async def start_market_data(runtime: Runtime) -> None:
+    """Start the feeds inside this process when configured to (embedded mode); stopped by `Runtime.close`."""
+    settings = runtime.settings
+    if not settings.marketdata_in_process or not settings.marketdata_feeds:
+        return
+    runner = MarketDataRunner(runtime, await build_feeds(runtime))
+    runner.start()
+    runtime.closers.append(runner.stop)
+
+
+async def run_market_data(runtime: Runtime) -> None:
+    """Run the feeds until cancelled (``tradestack serve marketdata``)."""
+    await MarketDataService(runtime).seed_instruments()
+    runner = MarketDataRunner(runtime, await build_feeds(runtime))
+    await runner.run_forever()
