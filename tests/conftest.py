@@ -156,7 +156,12 @@ FAST_TEST_SETTINGS = {
 @pytest.fixture
 def settings(stack: Stack, tmp_path: Path) -> Settings:
     return Settings(
-        database_url=stack.database_url, redis_url=stack.redis_url, data_dir=tmp_path, log_json=True, **FAST_TEST_SETTINGS
+        database_url=stack.database_url,
+        redis_url=stack.redis_url,
+        redis_namespace=f"test-{uuid.uuid4().hex[:12]}",  # nothing in the shared Redis leaks between tests
+        data_dir=tmp_path,
+        log_json=True,
+        **FAST_TEST_SETTINGS,
     )  # type: ignore[arg-type]
 
 

@@ -479,8 +479,12 @@ class RedisBus:
             await self._client.aclose()
 
 
-def create_bus(redis_url: str | None) -> Bus:
-    """Return a `MemoryBus` when ``redis_url`` is ``None``, else a `RedisBus` on that URL."""
+def create_bus(redis_url: str | None, *, prefix: str = DEFAULT_REDIS_PREFIX) -> Bus:
+    """Return a `MemoryBus` when ``redis_url`` is ``None``, else a `RedisBus` on that URL.
+
+    Redis pub/sub channels are shared by every logical database of a server: the prefix is what
+    keeps two installations (or two tests) on one Redis apart.
+    """
     if redis_url is None:
         return MemoryBus()
-    return RedisBus(redis.asyncio.from_url(redis_url))
+    return RedisBus(redis.asyncio.from_url(redis_url), prefix=prefix)

@@ -215,8 +215,8 @@ class RedisCache:
         await self._client.aclose()
 
 
-def create_cache(redis_url: str | None) -> Cache:
-    """Return a `MemoryCache` when ``redis_url`` is ``None``, else a `RedisCache` on that URL."""
+def create_cache(redis_url: str | None, *, prefix: str = DEFAULT_REDIS_PREFIX) -> Cache:
+    """Return a `MemoryCache` when ``redis_url`` is ``None``, else a `RedisCache` on that URL under ``prefix``."""
     if redis_url is None:
         return MemoryCache()
-    return RedisCache(redis.asyncio.from_url(redis_url))
+    return RedisCache(redis.asyncio.from_url(redis_url), prefix=prefix)

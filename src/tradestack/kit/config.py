@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     database_echo: bool = False
 
     redis_url: str | None = Field(default=None, description="Redis for cache, rate limits and fan-out; in-process when unset.")
+    redis_namespace: str = Field(
+        default="ts",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Prefix of every Redis key and pub/sub channel: keeps installations sharing a Redis apart.",
+    )
 
     secret_key: SecretStr = Field(default=SecretStr(DEVELOPMENT_SECRET), description="Signs access tokens (HS256).")
     secret_key_previous: SecretStr | None = Field(

@@ -36,9 +36,9 @@ class Runtime:
         return cls(
             settings=settings,
             database=Database(settings),
-            cache=create_cache(settings.redis_url),
-            bus=create_bus(settings.redis_url),
-            rate_limiter=create_rate_limiter(settings.redis_url),
+            cache=create_cache(settings.redis_url, prefix=f"{settings.redis_namespace}:cache:"),
+            bus=create_bus(settings.redis_url, prefix=f"{settings.redis_namespace}:bus:"),
+            rate_limiter=create_rate_limiter(settings.redis_url, key_prefix=f"{settings.redis_namespace}:ratelimit"),
             clock=clock or LiveClock(),
         )
 

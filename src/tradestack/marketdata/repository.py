@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.instruments import Instrument, InstrumentKind
@@ -93,8 +94,15 @@ class InstrumentRepository:
             }
             row = existing.get(symbol)
             if row is None:
-                self._session.add(InstrumentRow(symbol=symbol, created_at=now, **values))
-                inserted += 1
+                # Several workers may seed at once: a row another one inserted first is not an error.
+                dialect = self._session.get_bind().dialect.name
+                insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+                result = await self._session.execute(
+                    insert_(InstrumentRow)
+                    .values(symbol=symbol, created_at=now, **values)
+                    .on_conflict_do_nothing(index_elements=["symbol"])
+                )
+                inserted += max(0, getattr(result, "rowcount", 1) or 0)
             elif any(getattr(row, key) != value for key, value in values.items()):
                 await self._session.execute(update(InstrumentRow).where(InstrumentRow.symbol == symbol).values(**values))
                 updated += 1

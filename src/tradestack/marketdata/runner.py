@@ -84,7 +84,7 @@ class Publisher:
         stamp = now.timestamp()
         if stamp - self._heartbeat_at >= HEARTBEAT_EVERY_SECONDS:
             self._heartbeat_at = stamp
-            await self.runtime.cache.set(HEARTBEAT_KEY, repr(stamp).encode(), 86_400)
+            await self.runtime.cache.set(HEARTBEAT_KEY, repr(stamp).encode(), 3600)
 
 
 class MarketDataRunner:

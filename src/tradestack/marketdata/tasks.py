@@ -74,7 +74,9 @@ async def build_feeds(runtime: Runtime) -> list[Feed]:
 
 
 async def start_market_data(runtime: Runtime) -> None:
-    """Start the feeds inside this process when configured to (embedded mode); stopped by `Runtime.close`."""
+    """Make the catalogue's instruments exist; start the feeds inside this process when configured to
+    (embedded mode). The feeds stop with `Runtime.close`."""
+    await MarketDataService(runtime).seed_instruments()
     settings = runtime.settings
     if not settings.marketdata_in_process or not settings.marketdata_feeds:
         return

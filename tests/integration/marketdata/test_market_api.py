@@ -1,0 +1,219 @@
+"""REST market data on both stacks: instruments, candles from real shipped history, cached quotes and books, readiness."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import httpx
+import pandas as pd
+import pytest
+from fastapi import FastAPI
+
+from tradestack.domain.marketdata import BookLevel, OrderBook, Quote, Timeframe
+from tradestack.identity.permissions import Role
+from tradestack.kit.config import Settings
+from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.runner import Publisher
+from tradestack.marketdata.service import HEARTBEAT_KEY
+from tradestack.ops.service import HealthService
+
+from ..conftest import MakeUser  # type: ignore[import-not-found]
+from .conftest import StoreHistory, shipped  # type: ignore[import-not-found]
+
+
+async def _viewer(make_user: MakeUser) -> dict[str, str]:
+    user = await make_user(Role.VIEWER)
+    headers: dict[str, str] = user.headers
+    return headers
+
+
+async def test_instruments_come_with_trading_rules(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    headers = await _viewer(make_user)
+    response = await client.get("/api/market/instruments", headers=headers)
+    assert response.status_code == 200, response.text
+    by_symbol = {i["symbol"]: i for i in response.json()["instruments"]}
+    assert {"AAPL", "MSFT", "EURUSD", "BTC-USD", "BHP", "RELIANCE", "SPX"} <= set(by_symbol)
+    aapl = by_symbol["AAPL"]
+    assert (aapl["kind"], aapl["venue"], aapl["quote_currency"], aapl["tick_size"], aapl["lot_size"]) == (
+        "equity", "NASDAQ", "USD", "0.01", "1",
+    )  # fmt: skip
+    assert aapl["timezone"] == "America/New_York"
+    assert by_symbol["EURUSD"]["base_currency"] == "EUR"
+    assert by_symbol["BHP"]["timezone"] == "Australia/Sydney"
+    assert by_symbol["BTC-USD"]["open_now"] is True  # crypto never closes
+    assert by_symbol["SPX"]["tradable"] is False
+    anonymous = await client.get("/api/market/instruments")
+    assert anonymous.status_code == 401
+
+
+async def test_candles_of_aapl_in_2005_are_the_shipped_rows(
+    client: httpx.AsyncClient, make_user: MakeUser, store_history: StoreHistory
+) -> None:
+    await store_history("us-equities-daily", ["AAPL", "IBM"])
+    headers = await _viewer(make_user)
+    params = {"symbol": "AAPL", "timeframe": "1d", "start": "2005-01-01", "end": "2006-01-01", "limit": "1000"}
+    body = (await client.get("/api/market/candles", params=params, headers=headers)).json()
+    candles = body["candles"]
+    assert body["source_resolution"] == "1d"
+    assert len(candles) == 252
+    assert candles[0] == {
+        "ts": "2005-01-03T00:00:00Z", "open": "64.78", "high": "65.11", "low": "62.6", "close": "63.29",
+        "volume": "12357000",
+    }  # fmt: skip
+    expected = [b for b in shipped("us-equities-daily").bars[("AAPL", Timeframe.D1)] if b.ts.year == 2005]
+    assert [Decimal(c["close"]) for c in candles] == [b.close for b in expected]
+
+    # Without start: the last `limit` candles before `end`; with start: the first `limit` from start.
+    without_start = {k: v for k, v in params.items() if k != "start"}
+    last = (await client.get("/api/market/candles", params={**without_start, "limit": "3"}, headers=headers)).json()
+    assert [c["ts"][:10] for c in last["candles"]] == ["2005-12-28", "2005-12-29", "2005-12-30"]
+    first = (await client.get("/api/market/candles", params={**params, "limit": "2"}, headers=headers)).json()
+    assert [c["ts"][:10] for c in first["candles"]] == ["2005-01-03", "2005-01-04"]
+
+
+def _resample(bars: list[object], rule: str) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        [{"ts": b.ts, "open": b.open, "high": b.high, "low": b.low, "close": b.close, "volume": b.volume} for b in bars]  # type: ignore[attr-defined]
+    ).set_index("ts")
+    aggregated = frame.resample(rule, label="left", closed="left").agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    )
+    return aggregated.dropna(subset=["open"])
+
+
+@pytest.mark.parametrize(
+    ("dataset", "symbol", "base", "timeframes"),
+    [
+        ("aapl-intraday", "AAPL", Timeframe.M1, [Timeframe.M5, Timeframe.M15, Timeframe.H1, Timeframe.D1]),
+        ("eurusd-1h", "EURUSD", Timeframe.H1, [Timeframe.D1]),
+        ("btc-usd", "BTC-USD", Timeframe.M15, [Timeframe.H1]),
+    ],
+)
+async def test_candles_match_an_independent_pandas_resample(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    store_history: StoreHistory,
+    dataset: str,
+    symbol: str,
+    base: Timeframe,
+    timeframes: list[Timeframe],
+) -> None:
+    await store_history(dataset, [symbol])
+    headers = await _viewer(make_user)
+    source = shipped(dataset).bars[(symbol, base)]
+    rules = {Timeframe.M5: "5min", Timeframe.M15: "15min", Timeframe.H1: "1h", Timeframe.D1: "1D"}
+    for tf in timeframes:
+        expected = _resample(list(source), rules[tf])
+        response = await client.get(
+            "/api/market/candles", params={"symbol": symbol, "timeframe": tf.value, "limit": "10000"}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["source_resolution"] == base.value
+        got = body["candles"]
+        assert len(got) == len(expected), (tf, len(got), len(expected))
+        for candle, (ts, row) in zip(got, expected.iterrows(), strict=True):
+            assert datetime.fromisoformat(candle["ts"]) == ts.to_pydatetime()
+            assert [Decimal(candle[k]) for k in ("open", "high", "low", "close", "volume")] == [
+                row["open"], row["high"], row["low"], row["close"], row["volume"],
+            ], (tf, ts)  # fmt: skip
+
+
+async def test_a_limit_never_cuts_a_candle(client: httpx.AsyncClient, make_user: MakeUser, store_history: StoreHistory) -> None:
+    await store_history("aapl-intraday", ["AAPL"])
+    headers = await _viewer(make_user)
+    full = (
+        await client.get("/api/market/candles", params={"symbol": "AAPL", "timeframe": "1h", "limit": "10000"}, headers=headers)
+    ).json()["candles"]
+    tail = (
+        await client.get("/api/market/candles", params={"symbol": "AAPL", "timeframe": "1h", "limit": "3"}, headers=headers)
+    ).json()["candles"]
+    head = (
+        await client.get(
+            "/api/market/candles",
+            params={"symbol": "AAPL", "timeframe": "1h", "limit": "2", "start": "2026-07-29T00:00:00Z"},
+            headers=headers,
+        )
+    ).json()["candles"]
+    assert tail == full[-3:]
+    assert head == full[:2]
+
+
+async def test_bad_market_requests_are_422_with_a_reason(
+    client: httpx.AsyncClient, make_user: MakeUser, store_history: StoreHistory
+) -> None:
+    await store_history("us-equities-daily", ["IBM"])
+    headers = await _viewer(make_user)
+    cases = [
+        ("/api/market/candles", {"symbol": "NOPE"}, "unknown symbol 'NOPE'"),
+        ("/api/market/candles", {"symbol": "IBM", "timeframe": "2m"}, "unknown timeframe '2m'"),
+        ("/api/market/candles", {"symbol": "IBM", "start": "2005-02-01", "end": "2005-01-01"}, "must be before end"),
+        ("/api/market/candles", {"symbol": "IBM", "timeframe": "1h"}, "IBM is stored at 1d"),
+        ("/api/market/candles", {"symbol": "IBM", "limit": "0"}, "limit"),
+        ("/api/market/candles", {"symbol": "BHP"}, "no price history is stored for BHP"),
+        ("/api/market/quotes", {"symbols": "AAPL,NOPE,ZZZ"}, "unknown symbol(s): NOPE, ZZZ"),
+        ("/api/market/quotes", {"symbols": " , "}, "give one or more"),
+        ("/api/market/orderbook", {"symbol": "AAPL", "depth": "0"}, "depth"),
+        ("/api/market/orderbook", {"symbol": "AAPL"}, "no order book is being published for AAPL"),
+    ]
+    for path, params, reason in cases:
+        response = await client.get(path, params=params, headers=headers)
+        assert response.status_code == 422, (path, params, response.text)
+        assert reason in response.json()["detail"], (reason, response.json())
+
+
+async def test_quotes_and_books_are_served_from_the_cache(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    headers = await _viewer(make_user)
+    now = runtime.clock.now()
+    quote = Quote("MSFT", Decimal("401.10"), Decimal("401.12"), Decimal(300), Decimal(200), Decimal("401.11"), Decimal(5), now)
+    publisher = Publisher(runtime)
+    await publisher.publish("test", quote)
+    body = (await client.get("/api/market/quotes", params={"symbols": "msft,IBM"}, headers=headers)).json()
+    assert body["unavailable"] == ["IBM"]
+    assert body["quotes"] == [
+        {
+            "symbol": "MSFT", "bid": "401.1", "ask": "401.12", "bid_size": "300", "ask_size": "200", "last": "401.11",
+            "last_size": "5", "ts": now.isoformat().replace("+00:00", "Z"), "source_ts": None,
+        }
+    ]  # fmt: skip
+    book = OrderBook(
+        "MSFT",
+        tuple(BookLevel(Decimal("401.10") - Decimal("0.01") * i, Decimal(100 + i)) for i in range(5)),
+        tuple(BookLevel(Decimal("401.12") + Decimal("0.01") * i, Decimal(200 + i)) for i in range(5)),
+        now,
+    )
+    await publisher.publish("test", book)
+    got = (await client.get("/api/market/orderbook", params={"symbol": "MSFT", "depth": "2"}, headers=headers)).json()
+    assert got["bids"] == [["401.1", "100"], ["401.09", "101"]]
+    assert got["asks"] == [["401.12", "200"], ["401.13", "201"]]
+
+
+async def test_ready_reports_missing_and_stale_market_data(app: FastAPI, settings: Settings) -> None:
+    # Configured as a production replica is: feeds expected (run elsewhere), stale after 5 s.
+    runtime = Runtime.open(settings.model_copy(update={"marketdata_feeds": ["replay"], "marketdata_stale_seconds": 5.0}))
+    try:
+        await _check_readiness(runtime)
+    finally:
+        await runtime.close()
+
+
+async def _check_readiness(runtime: Runtime) -> None:
+    checker = HealthService(runtime)
+    await runtime.cache.delete(HEARTBEAT_KEY)
+    report = await checker.readiness(draining=False)
+    assert report.status == "not_ready"
+    assert "no market data published yet" in (report.checks["marketdata"].detail or "")
+
+    await Publisher(runtime).publish(
+        "test", Quote("AAPL", Decimal(1), Decimal(2), Decimal(1), Decimal(1), Decimal(1), Decimal(1), runtime.clock.now())
+    )
+    assert (await checker.readiness(draining=False)).status == "ready"
+
+    old = runtime.clock.now() - timedelta(seconds=30)
+    await runtime.cache.set(HEARTBEAT_KEY, repr(old.astimezone(UTC).timestamp()).encode(), 60)
+    report = await checker.readiness(draining=False)
+    assert report.status == "not_ready"
+    assert "market data is stale: last published 30" in (report.checks["marketdata"].detail or "")
