@@ -61,6 +61,7 @@ def serve(settings: Settings, *, app: str = APP_FACTORY, factory: bool = True) -
             forwarded_allow_ips="127.0.0.1",
             timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
             server_header=False,
+            ws_per_message_deflate=settings.ws_compression,
         )
     finally:
         if created_metrics_dir is not None:

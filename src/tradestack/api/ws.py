@@ -45,11 +45,11 @@ MAX_MESSAGE_BYTES = 16_384
 MESSAGES_PER_SECOND = 50
 
 
-def _frame(kind: str, **fields: Any) -> bytes:
-    return orjson.dumps({"type": kind, **fields})
+def _frame(kind: str, **fields: Any) -> str:
+    return orjson.dumps({"type": kind, **fields}).decode()
 
 
-def _error(error: str, detail: str, **fields: Any) -> bytes:
+def _error(error: str, detail: str, **fields: Any) -> str:
     return _frame("error", error=error, detail=detail, **fields)
 
 
@@ -107,12 +107,12 @@ class _Session:
         try:
             principal = await credential.authenticate(self.runtime, self.caller)
         except TradestackError as exc:
-            await self.ws.send_text(_error(exc.error, exc.detail).decode())
+            await self.ws.send_text(_error(exc.error, exc.detail))
             await self.ws.close(CLOSE_UNAUTHENTICATED, exc.detail[:120])
             return False
         if not principal.can(Permission.MARKET_DATA_READ):
             detail = f"role {principal.role.value} does not have permission {Permission.MARKET_DATA_READ.value}"
-            await self.ws.send_text(_error("PermissionDeniedError", detail).decode())
+            await self.ws.send_text(_error("PermissionDeniedError", detail))
             await self.ws.close(CLOSE_FORBIDDEN, detail[:120])
             return False
         self.credential, self.principal = credential, principal
@@ -124,14 +124,14 @@ class _Session:
             try:
                 raw = await asyncio.wait_for(self.ws.receive_text(), self.runtime.settings.ws_auth_timeout_seconds)
             except TimeoutError:
-                await self.ws.send_text(_error("AuthenticationError", "authenticate within the time allowed").decode())
+                await self.ws.send_text(_error("AuthenticationError", "authenticate within the time allowed"))
                 await self.ws.close(CLOSE_UNAUTHENTICATED, "authentication timed out")
                 return False
             message = self._parse(raw)
             token = message.get("token") if message and message.get("op") == "auth" else None
             if not isinstance(token, str) or not token:
                 detail = 'first message must be {"op": "auth", "token": "<access token or API key>"}'
-                await self.ws.send_text(_error("AuthenticationError", detail).decode())
+                await self.ws.send_text(_error("AuthenticationError", detail))
                 await self.ws.close(CLOSE_UNAUTHENTICATED, "not authenticated")
                 return False
         return await self.login(token)
@@ -215,9 +215,8 @@ class _Session:
         raw = await self.runtime.cache.get((QUOTE_KEY if kind == "quotes" else BOOK_KEY) + symbol)
         if raw is not None:
             label = "quote" if kind == "quotes" else "orderbook"
-            self.mailbox.offer(
-                channel, b'{"type":"' + label.encode() + b'","channel":' + orjson.dumps(channel) + b',"data":' + raw + b"}"
-            )
+            snapshot = b'{"type":"' + label.encode() + b'","channel":' + orjson.dumps(channel) + b',"data":' + raw + b"}"
+            self.mailbox.offer(channel, snapshot.decode())
 
     async def unsubscribe(self, requested: list[str]) -> None:
         removed = [c for c in requested if c in self.channels]
@@ -236,7 +235,7 @@ class _Session:
                     return
                 frames = [_frame("heartbeat", ts=iso(self.runtime.clock.now()))]
             for data in frames:
-                await self.ws.send_text(data.decode())
+                await self.ws.send_text(data)
 
     async def _still_allowed(self) -> bool:
         if self.credential is None:
@@ -244,7 +243,7 @@ class _Session:
         try:
             principal = await self.credential.authenticate(self.runtime, self.caller)
         except TradestackError as exc:
-            await self.ws.send_text(_error(exc.error, exc.detail).decode())
+            await self.ws.send_text(_error(exc.error, exc.detail))
             await self.ws.close(CLOSE_UNAUTHENTICATED, exc.detail[:120])
             return False
         self.principal = principal
@@ -269,9 +268,7 @@ async def stream(websocket: WebSocket) -> None:
         return
     principal = session.principal
     await websocket.send_text(
-        _frame(
-            "welcome", user=principal.email if principal else None, heartbeat_seconds=runtime.settings.ws_heartbeat_seconds
-        ).decode()
+        _frame("welcome", user=principal.email if principal else None, heartbeat_seconds=runtime.settings.ws_heartbeat_seconds)
     )
     WEBSOCKET_CONNECTIONS_ACTIVE.inc()
     reader = asyncio.create_task(session.reader())

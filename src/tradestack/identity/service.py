@@ -377,9 +377,10 @@ class IdentityService:
 
     # --- authenticating requests -----------------------------------------------------------
 
-    async def _user_state(self, user_id: str) -> dict[str, Any] | None:
+    async def _user_state(self, user_id: str, cached: bytes | None = None) -> dict[str, Any] | None:
         key = f"auth:user:{user_id}"
-        cached = await self.runtime.cache.get(key)
+        if cached is None:
+            cached = await self.runtime.cache.get(key)
         if cached is not None:
             state: dict[str, Any] = orjson.loads(cached)
             return state
@@ -398,9 +399,13 @@ class IdentityService:
             AUTH_FAILURES.labels(reason="bad_token").inc()
             log.info("token_refused", reason=str(exc))
             raise AuthenticationError("access token is invalid or expired: refresh it or sign in again") from exc
-        if await self.runtime.cache.get(f"auth:revoked:{claims.token_id}") is not None:
+        # One round trip for both: is this token revoked, and the user's cached state.
+        revoked, cached_state = await self.runtime.cache.get_many(
+            [f"auth:revoked:{claims.token_id}", f"auth:user:{claims.subject}"]
+        )
+        if revoked is not None:
             raise AuthenticationError("access token was revoked by logout: sign in again")
-        state = await self._user_state(claims.subject)
+        state = await self._user_state(claims.subject, cached_state)
         if state is None or not state["active"]:
             raise AuthenticationError("this user is disabled or no longer exists")
         role = Role(state["role"])

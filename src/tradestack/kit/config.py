@@ -191,6 +191,11 @@ class Settings(BaseSettings):
     ccxt_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
     ws_heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600, description="Heartbeat interval on /ws.")
     ws_auth_timeout_seconds: float = Field(default=10.0, gt=0, le=300, description="Time to authenticate on /ws.")
+    ws_compression: bool = Field(
+        default=False,
+        description="permessage-deflate on /ws: less bandwidth, but compressing every frame for every client "
+        "costs CPU and fan-out latency.",
+    )
     ws_max_subscriptions: int = Field(default=200, ge=1, le=100_000, description="Channels per WebSocket connection.")
 
     @field_validator("database_url", "database_replica_url", "redis_url", mode="before")

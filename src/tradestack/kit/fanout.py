@@ -27,16 +27,23 @@ class MailboxOverflowError(Exception):
 
 
 class Mailbox:
-    """What one client has yet to receive: newest frame per data channel, plus control replies in order."""
+    """What one client has yet to receive (text frames): newest per data channel, plus control replies in order."""
 
     def __init__(self) -> None:
-        self._data: dict[str, bytes] = {}
-        self._control: deque[bytes] = deque()
+        self._data: dict[str, str] = {}
+        self._taken: dict[str, str] = {}
+        self._control: deque[str] = deque()
         self._ready = asyncio.Event()
         self.conflated = 0
 
-    def offer(self, channel: str, frame: bytes) -> None:
-        """Queue `frame` for `channel`, replacing an older one not yet taken."""
+    def offer(self, channel: str, frame: str) -> None:
+        """Queue `frame` for `channel`, replacing an older one not yet taken.
+
+        A frame identical to the last one taken for the channel is dropped: a snapshot read from
+        the cache and the same event arriving through the bus are delivered once.
+        """
+        if self._taken.get(channel) == frame:
+            return
         if channel in self._data:
             self.conflated += 1
             WEBSOCKET_MESSAGES_DROPPED.labels(kind=channel.partition(":")[0]).inc()
@@ -44,7 +51,7 @@ class Mailbox:
         self._data[channel] = frame
         self._ready.set()
 
-    def control(self, frame: bytes) -> None:
+    def control(self, frame: str) -> None:
         """Queue a reply (subscribed, error, pong...) that must not be conflated."""
         if len(self._control) >= MAX_CONTROL_FRAMES:
             raise MailboxOverflowError(f"more than {MAX_CONTROL_FRAMES} replies unread")
@@ -54,16 +61,19 @@ class Mailbox:
     def forget(self, channel: str) -> None:
         """Drop a pending frame of a channel the client left."""
         self._data.pop(channel, None)
+        self._taken.pop(channel, None)
 
-    async def take(self, timeout: float | None = None) -> list[bytes]:  # noqa: ASYNC109 - a wait, not a deadline
+    async def take(self, timeout: float | None = None) -> list[str]:  # noqa: ASYNC109 - a wait, not a deadline
         """Everything pending (control replies first); waits up to `timeout` and returns [] if nothing came."""
         if not self._ready.is_set():
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                async with asyncio.timeout(timeout):  # unlike wait_for, creates no task per call
+                    await self._ready.wait()
             except TimeoutError:
                 return []
         frames = list(self._control)
         frames.extend(self._data.values())
+        self._taken.update(self._data)
         self._control.clear()
         self._data.clear()
         self._ready.clear()
@@ -95,9 +105,12 @@ class FanoutHub:
                     self._started.set()
                     async for message in subscription:
                         channel, frame = self._decode(message.data)
-                        for mailbox in self._subscribers.get(channel, ()):
-                            mailbox.offer(channel, frame)
-                            self.delivered += 1
+                        listeners = self._subscribers.get(channel)
+                        if listeners:
+                            text = frame.decode()  # once per message, not once per client
+                            for mailbox in listeners:
+                                mailbox.offer(channel, text)
+                            self.delivered += len(listeners)
                 return  # the bus was closed
             except asyncio.CancelledError:
                 raise

@@ -153,6 +153,7 @@ class ReplayFeed:
                 if trade.size > 0:
                     yield replace(trade, ts=now, price=price)
                 yield book_around(quote, BOOK_DEPTH, state.instrument.tick_size, state.rng, lot=state.instrument.lot_size)
+                await asyncio.sleep(0)  # let subscribers receive this symbol before the next is built
             await pacer.wait()
 
     async def close(self) -> None:
@@ -227,6 +228,7 @@ class SyntheticFeed:
                 for trade in simulator.trades:
                     yield trade
                 yield book
+                await asyncio.sleep(0)
             await pacer.wait()
 
     async def close(self) -> None:

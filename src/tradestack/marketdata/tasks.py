@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+
 from tradestack.domain.feeds import Feed
 from tradestack.domain.replay import SpreadModel
 from tradestack.kit.logging import get_logger
@@ -86,7 +90,13 @@ async def start_market_data(runtime: Runtime) -> None:
 
 
 async def run_market_data(runtime: Runtime) -> None:
-    """Run the feeds until cancelled (``tradestack serve marketdata``)."""
+    """Run the feeds until SIGTERM or SIGINT, then stop them cleanly (``tradestack serve marketdata``)."""
     await MarketDataService(runtime).seed_instruments()
     runner = MarketDataRunner(runtime, await build_feeds(runtime))
-    await runner.run_forever()
+    main = asyncio.create_task(runner.run_forever())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, main.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await main
+    log.info("market data feeds stopped")
