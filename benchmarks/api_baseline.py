@@ -12,13 +12,12 @@ access-log line per request (at --log-level info), Prometheus metrics shared acr
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from harness import BIN, LoadResult, clean_env, free_port, load, server
+from harness import BIN, clean_env, free_port, load, median_result, server
 
 WORKERS = 2
 
@@ -44,17 +43,6 @@ def start_bare(stack: ExitStack) -> str:
     ]  # fmt: skip
     stack.enter_context(server(command, clean_env(), f"http://127.0.0.1:{port}/api/health"))
     return f"http://127.0.0.1:{port}/api/health"
-
-
-def median_result(results: list[LoadResult]) -> LoadResult:
-    return LoadResult(
-        requests_per_second=statistics.median(r.requests_per_second for r in results),
-        p50_ms=statistics.median(r.p50_ms for r in results),
-        p99_ms=statistics.median(r.p99_ms for r in results),
-        requests=sum(r.requests for r in results),
-        errors=sum(r.errors for r in results),
-        tool=results[0].tool,
-    )
 
 
 def main() -> None:

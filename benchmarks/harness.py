@@ -142,3 +142,15 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESTACK_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(extra)
     return env
+
+
+def median_result(results: list[LoadResult]) -> LoadResult:
+    """Medians of alternating rounds (requests and errors summed)."""
+    return LoadResult(
+        requests_per_second=statistics.median(r.requests_per_second for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        requests=sum(r.requests for r in results),
+        errors=sum(r.errors for r in results),
+        tool=results[0].tool,
+    )

@@ -1,0 +1,475 @@
+"""Publish -> client latency of live quotes over /ws with 1,000 connected clients.
+
+    .venv/bin/python benchmarks/ws_fanout.py [--clients 1000] [--baseline-clients 10] [--client-processes 2]
+                                             [--seconds 20] [--channels quotes:AAPL] [--log-level info]
+                                             [--heartbeat-seconds 300] [--compression deflate|none]
+
+One Tradestack process like `tradestack up`: a fresh SQLite database (``tradestack db upgrade``,
+``tradestack data import`` for the instruments and the demo history, a trader from ``tradestack
+user create``), then ``tradestack serve api --workers 1`` with TRADESTACK_MARKETDATA_IN_PROCESS=true,
+so the feeds run inside the API process and reach the WebSocket clients through the in-process
+bus. TRADESTACK_WS_HEARTBEAT_SECONDS is raised (--heartbeat-seconds) so idle-connection
+heartbeats, which re-check the credential in the database, do not run during the measurement,
+and the access token lives long enough for the run. Everything else keeps its defaults, including
+TRADESTACK_REPLAY_TICK_SECONDS (one quote per symbol every 0.25 s).
+
+The clients (the `websockets` library, uvloop) run in --client-processes processes so the
+load generator is less of a bottleneck; they share the machine's cores with the server. Each
+client authenticates with {"op": "auth"} (one access token for all: one sign-in), subscribes to
+--channels, and for every quote frame records latency = its wall clock at receipt - data.ts
+(the publication time stamped by the feed; same machine, same clock). Only frames published
+after every client of the phase had its subscription confirmed, and within --seconds, count:
+the connect and subscribe warm-up is discarded. The file-descriptor limit is raised to its hard
+limit in this process before the server starts (the server inherits it) and in each client process.
+
+Two phases on the same server: the baseline with --baseline-clients (10) and then --clients
+(1,000); printed: messages, per-client message rate, p50/p95/p99/max latency, connections
+that failed or were closed, frames the server conflated for slow readers, CPU used by the server and
+the clients, the ratio to the baseline and the goal (p99 < 50 ms with --clients clients).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import multiprocessing
+import os
+import queue
+import re
+import resource
+import secrets
+import statistics
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from harness import BIN, ROOT, clean_env, free_port, server
+
+GOAL_P99_MS = 50.0
+GRACE_SECONDS = 2.0  # frames published in the window may arrive this long after it
+CONNECT_TIMEOUT_SECONDS = 180.0
+
+
+# -- client processes -------------------------------------------------------------------------------
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft open-files limit to the hard limit; return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1_048_576 if hard == resource.RLIM_INFINITY else hard
+        with suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _label(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:160]
+
+
+class _RefusedError(Exception):
+    """The server answered auth or subscribe with something else than welcome / subscribed."""
+
+
+async def _run_clients(
+    url: str, token: str, channels: list[str], clients: int, concurrency: int, compression: str | None,
+    window: Any, stop: Event, ready: Queue[Any], results: Queue[Any],
+) -> None:  # fmt: skip
+    from websockets.asyncio.client import ClientConnection, connect
+    from websockets.exceptions import ConnectionClosed
+
+    latencies: dict[str, list[float]] = {channel: [] for channel in channels}
+    counts: dict[int, int] = {}  # quote frames in the window, per connected client
+    # (channel, ts) of each quote in the window -> [first, last] receipt time in this process
+    published: dict[tuple[str, str], list[float]] = {}
+    failures: Counter[str] = Counter()
+    closed_early: Counter[str] = Counter()
+    extensions: Counter[str] = Counter()
+    epoch_of: dict[str, float] = {}
+    gate = asyncio.Semaphore(concurrency)
+    attempted = 0
+    connected = 0
+    all_attempted = asyncio.Event()
+    stopping = False
+
+    async def handshake() -> ClientConnection:
+        ws = await connect(url, open_timeout=60, ping_interval=None, close_timeout=2, compression=compression, max_size=2**20)
+        try:
+            await ws.send(orjson.dumps({"op": "auth", "token": token}).decode())
+            reply = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
+            if reply.get("type") != "welcome":
+                raise _RefusedError(f"auth answered {reply}")
+            await ws.send(orjson.dumps({"op": "subscribe", "channels": channels}).decode())
+            while True:  # a snapshot quote may come before the confirmation: skip it
+                reply = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
+                if reply.get("type") == "subscribed":
+                    if sorted(reply.get("channels", [])) != sorted(channels):
+                        raise _RefusedError(f"subscribe answered {reply}")
+                    break
+                if reply.get("type") == "error":
+                    raise _RefusedError(f"subscribe answered {reply}")
+        except BaseException:
+            await ws.close()
+            raise
+        extensions[ws.response.headers.get("Sec-WebSocket-Extensions", "none") if ws.response else "none"] += 1
+        return ws
+
+    async def client(index: int) -> None:
+        nonlocal attempted, connected
+        try:
+            async with gate:
+                ws = await handshake()
+            connected += 1
+            counts[index] = 0
+        except Exception as exc:  # noqa: BLE001 - every failed connection is counted and reported
+            failures[_label(exc)] += 1
+            return
+        finally:
+            attempted += 1
+            if attempted == clients:
+                all_attempted.set()
+        try:
+            async for raw in ws:
+                received = time.time()
+                message = orjson.loads(raw)
+                if message.get("type") != "quote":
+                    continue
+                ts: str = message["data"]["ts"]
+                epoch = epoch_of.get(ts)
+                if epoch is None:
+                    if len(epoch_of) > 100_000:
+                        epoch_of.clear()
+                    epoch = epoch_of[ts] = datetime.fromisoformat(ts).timestamp()
+                if window[0] <= epoch < window[1]:
+                    latencies[message["channel"]].append((received - epoch) * 1000.0)
+                    counts[index] += 1
+                    seen = published.get((message["channel"], ts))
+                    if seen is None:
+                        published[(message["channel"], ts)] = [received, received]
+                    else:
+                        seen[0], seen[1] = min(seen[0], received), max(seen[1], received)
+            if not stopping:
+                closed_early["closed by the server: normal close"] += 1
+        except ConnectionClosed as exc:
+            if not stopping:
+                close = exc.rcvd
+                closed_early[f"closed: {close.code} {close.reason}" if close else "closed without a close frame"] += 1
+        finally:
+            await ws.close()
+
+    tasks = [asyncio.create_task(client(i)) for i in range(clients)]
+    await all_attempted.wait()
+    ready.put((connected, dict(failures)))
+    cpu_start = time.process_time()
+    wall_start = time.monotonic()
+    await asyncio.to_thread(stop.wait)
+    cpu_percent = 100.0 * (time.process_time() - cpu_start) / max(1e-9, time.monotonic() - wall_start)
+    stopping = True
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks, timeout=15)
+    results.put(
+        {
+            "connected": connected,
+            "failures": dict(failures),
+            "closed_early": dict(closed_early),
+            "latencies": latencies,
+            "counts": list(counts.values()),
+            "published": published,
+            "extensions": dict(extensions),
+            "cpu_percent": cpu_percent,
+        }
+    )
+
+
+def client_process(
+    url: str, token: str, channels: list[str], clients: int, concurrency: int, compression: str | None,
+    window: Any, stop: Event, ready: Queue[Any], results: Queue[Any],
+) -> None:  # fmt: skip
+    """Entry point of one client process."""
+    raise_nofile_limit()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_run_clients(url, token, channels, clients, concurrency, compression, window, stop, ready, results))
+
+
+# -- the server ---------------------------------------------------------------------------------------
+
+
+def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    result = subprocess.run([str(BIN / "tradestack"), *args], env=env, cwd=ROOT, input=stdin, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"tradestack {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def sign_in(base: str, email: str, password: str) -> str:
+    response = httpx.post(f"{base}/api/auth/login", json={"email": email, "password": password}, timeout=30)
+    if response.status_code != 200:
+        raise RuntimeError(f"POST /api/auth/login answered {response.status_code}: {response.text}")
+    token: str = response.json()["access_token"]
+    return token
+
+
+def server_pid(port: int) -> int | None:
+    """The pid of `tradestack serve api ... --port <port>` (one worker: the process serving)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in args and b"api" in args and b"--port" in args and str(port).encode() in args:
+            return int(entry.name)
+    return None
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds used so far by `pid` (nan when unknown)."""
+    if pid is None:
+        return math.nan
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def open_files_limit(pid: int | None) -> str:
+    if pid is None:
+        return "unknown"
+    try:
+        for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return f"{soft} (hard {hard})"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def metric(base: str, name: str) -> float:
+    """The sum of a metric's samples over all labels on the server's /metrics (nan when it is not exported)."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    if not re.search(rf"^# HELP \w*{name} ", text, re.M):
+        return math.nan
+    return sum(float(v) for v in re.findall(rf"^\w*{name}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$", text, re.M))
+
+
+# -- phases -------------------------------------------------------------------------------------------
+
+
+def _pct(values: list[float], q: int) -> float:
+    """The q-th percentile (nan for fewer than two values)."""
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) >= 2 else math.nan
+
+
+@dataclass
+class Phase:
+    clients: int
+    seconds: float
+    connected: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    closed_early: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    by_channel: dict[str, list[float]] = field(default_factory=dict)
+    counts: list[int] = field(default_factory=list)
+    published: int = 0
+    spreads: list[float] = field(default_factory=list)  # last - first client receipt of each quote, ms
+    extensions: Counter[str] = field(default_factory=Counter)
+    client_cpu: list[float] = field(default_factory=list)
+    server_cpu_percent: float = math.nan
+    conflated: float = math.nan
+    active_on_server: float = math.nan
+
+    def quantile(self, q: int) -> float:
+        return _pct(self.latencies, q)
+
+    @property
+    def rates(self) -> list[float]:
+        return [c / self.seconds for c in self.counts]
+
+
+def run_phase(args: argparse.Namespace, base: str, token: str, clients: int, pid: int | None) -> Phase:
+    context = multiprocessing.get_context("spawn")
+    window = context.RawArray("d", [math.inf, math.inf])
+    stop = context.Event()
+    ready: Queue[Any] = context.Queue()
+    results: Queue[Any] = context.Queue()
+    processes = max(1, min(args.client_processes, clients))
+    shares = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
+    url = base.replace("http://", "ws://") + "/ws"
+    compression = None if args.compression == "none" else "deflate"
+    workers = [
+        context.Process(
+            target=client_process,
+            args=(url, token, args.channels, share, args.connect_concurrency, compression, window, stop, ready, results),
+            daemon=True,
+        )
+        for share in shares
+    ]
+    phase = Phase(clients=clients, seconds=args.seconds)
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in workers:
+            try:
+                ready.get(timeout=CONNECT_TIMEOUT_SECONDS)
+            except queue.Empty:
+                raise RuntimeError(f"a client process did not finish connecting within {CONNECT_TIMEOUT_SECONDS:g} s") from None
+        phase.active_on_server = metric(base, "websocket_connections_active")
+        conflated_before = metric(base, "websocket_messages_conflated_total")
+        cpu_before = cpu_seconds(pid)
+        start = time.time()
+        window[1] = start + args.seconds  # the end first: a reader never sees the start with an open end
+        window[0] = start
+        time.sleep(args.seconds)
+        phase.server_cpu_percent = 100.0 * (cpu_seconds(pid) - cpu_before) / args.seconds
+        phase.conflated = metric(base, "websocket_messages_conflated_total") - conflated_before
+        time.sleep(GRACE_SECONDS)
+        stop.set()
+        published: dict[tuple[str, str], list[float]] = {}
+        for _ in workers:
+            try:
+                out = results.get(timeout=60)
+            except queue.Empty:
+                raise RuntimeError("a client process did not report its results within 60 s") from None
+            phase.connected += out["connected"]
+            phase.failures.update(out["failures"])
+            phase.closed_early.update(out["closed_early"])
+            for channel, values in out["latencies"].items():
+                phase.latencies.extend(values)
+                phase.by_channel.setdefault(channel, []).extend(values)
+            phase.counts.extend(out["counts"])
+            phase.extensions.update(out["extensions"])
+            phase.client_cpu.append(out["cpu_percent"])
+            for key, (first, last) in out["published"].items():
+                seen = published.setdefault(key, [first, last])
+                seen[0], seen[1] = min(seen[0], first), max(seen[1], last)
+        phase.published = len(published)
+        phase.spreads = [(last - first) * 1000.0 for first, last in published.values()]
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(20)
+            if worker.is_alive():
+                worker.terminate()
+                worker.join(5)
+    return phase
+
+
+def describe(name: str, phase: Phase) -> list[str]:
+    rates = phase.rates
+    delivered = statistics.median(phase.counts) / phase.published if phase.published and phase.counts else math.nan
+    lines = [
+        f"{name}: {phase.clients} clients, {phase.connected} connected ({phase.active_on_server:.0f} seen by the server), "
+        f"{sum(phase.failures.values())} failed, {sum(phase.closed_early.values())} closed during the run",
+        f"  {len(phase.latencies)} quote frames in {phase.seconds:g} s from {phase.published} published "
+        f"({phase.published / phase.seconds:.1f}/s); per client msg/s min {min(rates, default=math.nan):.2f} "
+        f"median {statistics.median(rates) if rates else math.nan:.2f} max {max(rates, default=math.nan):.2f}; "
+        f"median client got {delivered:.1%} of them; {phase.conflated:.0f} frames conflated by the server",
+        f"  latency ms: p50 {phase.quantile(50):.2f}  p95 {phase.quantile(95):.2f}  p99 {phase.quantile(99):.2f}  "
+        f"max {max(phase.latencies, default=math.nan):.2f}; one quote reaches all clients within (last - first "
+        f"receipt) median {statistics.median(phase.spreads) if phase.spreads else math.nan:.2f} "
+        f"max {max(phase.spreads, default=math.nan):.2f}",
+        f"  CPU: server {phase.server_cpu_percent:.0f} %, client processes "
+        + ", ".join(f"{c:.0f} %" for c in phase.client_cpu)
+        + f"; extensions negotiated: {dict(phase.extensions)}",
+    ]
+    if len(phase.by_channel) > 1:
+        lines.append(
+            "  by channel, p50/p99 ms: "
+            + ", ".join(
+                f"{channel} {_pct(values, 50):.2f}/{_pct(values, 99):.2f}" for channel, values in phase.by_channel.items()
+            )
+        )
+    for label, count in (phase.failures + phase.closed_early).most_common(5):
+        lines.append(f"  ! {count} x {label}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--baseline-clients", type=int, default=10)
+    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--connect-concurrency", type=int, default=50, help="handshakes in flight per client process")
+    parser.add_argument("--seconds", type=float, default=20, help="measured time per phase")
+    parser.add_argument("--channels", type=lambda s: s.split(","), default=["quotes:AAPL"], help="comma-separated")
+    parser.add_argument("--log-level", default="info", help="Tradestack log level")
+    parser.add_argument("--heartbeat-seconds", type=float, default=300, help="TRADESTACK_WS_HEARTBEAT_SECONDS")
+    parser.add_argument("--compression", choices=["deflate", "none"], default="deflate", help="what clients offer")
+    args = parser.parse_args()
+    load_average = os.getloadavg()[0]
+    nofile = raise_nofile_limit()  # before the server starts: it inherits the limit
+    needed = max(args.clients, args.baseline_clients) + 100
+    if nofile < needed:
+        raise SystemExit(f"the open-files limit is {nofile}, {needed} are needed: raise the hard limit (ulimit -Hn)")
+
+    with tempfile.TemporaryDirectory(prefix="tradestack-bench-") as tmp, ExitStack() as stack:
+        data_dir = Path(tmp)
+        total_seconds = 2 * (args.seconds + GRACE_SECONDS) + 2 * CONNECT_TIMEOUT_SECONDS + args.heartbeat_seconds
+        env = clean_env(
+            TRADESTACK_DATA_DIR=str(data_dir),
+            TRADESTACK_DATABASE_URL=f"sqlite+aiosqlite:///{data_dir / 'bench.db'}",
+            TRADESTACK_LOG_LEVEL=args.log_level,
+            TRADESTACK_MARKETDATA_IN_PROCESS="true",
+            TRADESTACK_WS_HEARTBEAT_SECONDS=f"{args.heartbeat_seconds:g}",
+            TRADESTACK_ACCESS_TOKEN_TTL_SECONDS=str(min(86_400, max(900, int(total_seconds)))),
+        )
+        cli(env, "db", "upgrade")
+        cli(env, "data", "import")
+        email, password = "bench-ws@example.com", secrets.token_urlsafe(18)
+        cli(env, "user", "create", email, "--role", "trader", "--password-stdin", stdin=password + "\n")
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        command = [str(BIN / "tradestack"), "serve", "api", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        stack.enter_context(server(command, env, f"{base}/api/ready"))
+        pid = server_pid(port)
+        token = sign_in(base, email, password)
+        print(
+            "/ws fan-out: tradestack serve api --workers 1, market data in process (SQLite), "
+            f"channels {','.join(args.channels)}, "
+            f"log level {args.log_level}; {args.seconds:g} s measured per phase; clients in up to {args.client_processes} "
+            f"processes sharing the {os.cpu_count()} cores with the server"
+        )
+        print(
+            f"open-files limit: clients {nofile}, server {open_files_limit(pid)}; "
+            f"1-minute load average before the run: {load_average:.2f}"
+        )
+        baseline = run_phase(args, base, token, args.baseline_clients, pid)
+        print("\n".join(describe("baseline", baseline)))
+        main_phase = run_phase(args, base, token, args.clients, pid)
+        print("\n".join(describe("full", main_phase)))
+
+    p50, p99 = main_phase.quantile(50), main_phase.quantile(99)
+    base_rate = statistics.median(baseline.rates) if baseline.rates else math.nan
+    main_rate = statistics.median(main_phase.rates) if main_phase.rates else math.nan
+    print(
+        f"ratio {args.clients}/{args.baseline_clients} clients: p50 {p50 / baseline.quantile(50):.2f}, "
+        f"p99 {p99 / baseline.quantile(99):.2f}, per-client msg/s {main_rate / base_rate:.2f}"
+    )
+    complete = main_phase.connected == args.clients and not main_phase.closed_early and bool(main_phase.latencies)
+    ok = complete and p99 < GOAL_P99_MS
+    note = "" if complete else " (not every client connected and stayed connected)"
+    print(f"goal: p99 < {GOAL_P99_MS:g} ms with {args.clients} clients: {p99:.2f} ms  {'MET' if ok else 'NOT MET'}{note}")
+
+
+if __name__ == "__main__":
+    main()
