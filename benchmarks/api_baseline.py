@@ -17,7 +17,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from harness import BIN, clean_env, free_port, load, median_result, server
+from harness import BIN, LoadResult, clean_env, free_port, load, median_result, server
 
 WORKERS = 2
 
