@@ -9,6 +9,7 @@ uvicorn, which stops accepting connections, lets in-flight requests finish (up t
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -67,6 +68,9 @@ def lifespan_for(
         app.state.drain = drain
         for hook in on_start:
             await hook(runtime)
+        # Everything loaded at start-up (modules, catalogues, replayed history) lives as long as the
+        # process: keep it out of the cyclic collector, whose full passes otherwise stall the loop.
+        gc.freeze()
         restore = install_drain_handlers(drain, runtime.settings.drain_seconds)
         log.info("started", environment=runtime.settings.environment, database=runtime.database.dialect)
         try:

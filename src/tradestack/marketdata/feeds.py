@@ -14,8 +14,8 @@ from decimal import Decimal
 
 from tradestack.core.clock import Clock
 from tradestack.domain.instruments import Instrument
-from tradestack.domain.marketdata import Bar, MarketEvent, OrderBook, Quote, Timeframe, Trade
-from tradestack.domain.replay import SpreadModel, bar_ticks, book_around
+from tradestack.domain.marketdata import Bar, MarketEvent, OrderBook, Quote, Side, Timeframe, Trade
+from tradestack.domain.replay import SpreadModel, book_around, intrabar_path, split_volume
 from tradestack.domain.synthetic import OrderBookSimulator
 
 BOOK_DEPTH = 20
@@ -54,8 +54,10 @@ class _Replay:
     rng: random.Random
     index: int = 0
     elapsed: float = 0.0  # simulated seconds into the current bar
-    ticks: list[tuple[Quote, Trade]] = field(default_factory=list)
+    prices: list[Decimal] = field(default_factory=list)  # the current bar's path
+    sizes: list[Decimal] = field(default_factory=list)  # its volume, split over the path
     emitted: int = -1
+    side: Side = Side.BUY
 
 
 class ReplayFeed:
@@ -89,6 +91,9 @@ class ReplayFeed:
             for symbol, (instrument, resolution, bars) in series.items()
             if bars
         }
+        # Start each symbol part-way into its first bar, so bars do not all change on the same step.
+        for state in self._state.values():
+            state.elapsed = state.rng.random() * state.resolution.seconds
 
     @property
     def name(self) -> str:
@@ -105,32 +110,44 @@ class ReplayFeed:
         return max(4, min(MAX_STEPS_PER_BAR, round(real_seconds / self._tick_seconds)))
 
     def _advance(self, state: _Replay, seconds: float) -> tuple[Quote, Trade] | None:
-        """Move `seconds` of simulated time forward; the tick now due, or None if it was already sent."""
+        """Move `seconds` of simulated time forward; the tick now due, or None if it was already sent.
+
+        Only the bar's path and volume split are computed when a bar starts; each quote is built
+        when it is due, so a bar change costs little and never stalls the other symbols.
+        """
         state.elapsed += seconds
         bar_seconds = state.resolution.seconds
         while state.elapsed >= bar_seconds:
             state.elapsed -= bar_seconds
             state.index = (state.index + 1) % len(state.bars)
-            state.ticks = []
+            state.prices = []
             state.emitted = -1
-        if not state.ticks:
-            bar = state.bars[state.index]
+        bar = state.bars[state.index]
+        if not state.prices:
             steps = self._steps(state)
-            state.ticks = bar_ticks(
-                bar,
-                steps,
-                state.rng,
-                state.instrument.tick_size,
-                self._spread,
-                self._clock.now(),
-                bar_seconds / self._speed / steps,
-                lot=state.instrument.lot_size,
-            )
-        position = min(len(state.ticks) - 1, int(state.elapsed / bar_seconds * len(state.ticks)))
+            state.prices = intrabar_path(bar, steps, state.rng, state.instrument.tick_size)
+            state.sizes = split_volume(bar.volume, steps, state.rng)
+            state.side = Side.BUY if bar.close >= bar.open else Side.SELL
+        position = min(len(state.prices) - 1, int(state.elapsed / bar_seconds * len(state.prices)))
         if position == state.emitted:
             return None
+        previous = state.prices[state.emitted] if state.emitted >= 0 else None
         state.emitted = position
-        return state.ticks[position]
+        price, size = state.prices[position], state.sizes[position]
+        if previous is not None and price != previous:
+            state.side = Side.BUY if price > previous else Side.SELL
+        now = self._clock.now()
+        quote = self._spread.quote_around(
+            bar.symbol,
+            price,
+            state.instrument.tick_size,
+            now,
+            state.rng,
+            source_ts=bar.ts,
+            last_size=size,
+            lot=state.instrument.lot_size,
+        )
+        return quote, Trade(bar.symbol, price, size, state.side, now, bar.ts)
 
     async def events(self) -> AsyncIterator[MarketEvent]:
         """Quotes, trades and books of every symbol, one step every `tick_seconds`."""
