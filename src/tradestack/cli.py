@@ -511,7 +511,7 @@ def data_import_csv(
     lot_size: Annotated[str | None, typer.Option(help="New instrument: lot size.")] = None,
     name: Annotated[str | None, typer.Option(help="New instrument: name.")] = None,
 ) -> None:
-    """Import bars from your own CSV file (validated; bad rows are reported with their line)."""
+    """Import bars from your own CSV file: unreadable rows are reported by line, rows failing the checks by time."""
     _import_user_file(
         path, parquet=False, symbol=symbol, resolution=resolution, replace=replace, calendar=calendar,
         instrument={"kind": kind, "venue": venue, "quote_currency": quote_currency, "base_currency": base_currency,
