@@ -31,6 +31,10 @@ class ExactDecimal(TypeDecorator[Decimal]):
         self.precision = precision
         self.scale = scale
 
+    def __repr__(self) -> str:
+        """As Alembic's autogenerate should render it, precision and scale included."""
+        return f"ExactDecimal({self.precision}, {self.scale})"
+
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(String(self.precision + 3))

@@ -5,16 +5,32 @@ from tradestack.models.base import Base
 from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, TradingAccount, User
 from tradestack.models.instance import Instance
 from tradestack.models.marketdata import BarRow, InstrumentRow
+from tradestack.models.trading import (
+    FillRow,
+    JournalEntryRow,
+    OrderEventRow,
+    OrderRow,
+    PostingRow,
+    RiskLimitsRow,
+    TradingStateRow,
+)
 
 __all__ = [
     "ApiKey",
     "AuditEntry",
     "BarRow",
     "Base",
+    "FillRow",
     "Instance",
     "InstrumentRow",
+    "JournalEntryRow",
+    "OrderEventRow",
+    "OrderRow",
+    "PostingRow",
     "RecoveryCode",
     "RefreshToken",
+    "RiskLimitsRow",
     "TradingAccount",
+    "TradingStateRow",
     "User",
 ]

@@ -1,0 +1,126 @@
+"""Orders (a projection of their append-only events), fills, the double-entry journal, risk limits and trading states."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tradestack.kit.types import ExactDecimal
+from tradestack.models.base import Base, UTCDateTime
+
+AMOUNT = ExactDecimal(38, 18)
+PRICE = ExactDecimal(24, 10)
+
+
+class OrderRow(Base):
+    """The current state of an order: always the fold of its rows in `order_events`, written in the same transaction."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("account_id", "client_order_id"),
+        Index("ix_orders_account_id_status", "account_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("trading_accounts.id", ondelete="RESTRICT"))
+    client_order_id: Mapped[str] = mapped_column(String(64), doc="The caller's idempotency key, unique per account.")
+    fingerprint: Mapped[str] = mapped_column(Text(), doc="Canonical content of the request: same id + other content is a 409.")
+    symbol: Mapped[str] = mapped_column(ForeignKey("instruments.symbol"), index=True)
+    side: Mapped[str] = mapped_column(String(4))
+    type: Mapped[str] = mapped_column(String(10))
+    time_in_force: Mapped[str] = mapped_column(String(3))
+    quantity: Mapped[Decimal] = mapped_column(AMOUNT)
+    limit_price: Mapped[Decimal | None] = mapped_column(PRICE)
+    stop_price: Mapped[Decimal | None] = mapped_column(PRICE)
+    status: Mapped[str] = mapped_column(String(16))
+    filled_quantity: Mapped[Decimal] = mapped_column(AMOUNT)
+    average_fill_price: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    reason: Mapped[str | None] = mapped_column(Text())
+    version: Mapped[int] = mapped_column(Integer(), doc="Number of events applied; the next event's sequence number.")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OrderEventRow(Base):
+    """One immutable event of an order. Rows are only inserted; (order_id, seq) orders them."""
+
+    __tablename__ = "order_events"
+
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="RESTRICT"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
+    payload: Mapped[str] = mapped_column(Text(), doc="The event as canonical JSON (decimals as strings).")
+
+
+class FillRow(Base):
+    """One execution. `id` is the engine's deterministic fill id: a fill can never be applied twice."""
+
+    __tablename__ = "fills"
+    __table_args__ = (Index("ix_fills_account_id_ts", "account_id", "ts"),)
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="RESTRICT"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("trading_accounts.id", ondelete="RESTRICT"))
+    symbol: Mapped[str] = mapped_column(ForeignKey("instruments.symbol"))
+    side: Mapped[str] = mapped_column(String(4))
+    quantity: Mapped[Decimal] = mapped_column(AMOUNT)
+    price: Mapped[Decimal] = mapped_column(PRICE)
+    fee: Mapped[Decimal] = mapped_column(AMOUNT)
+    fee_currency: Mapped[str] = mapped_column(String(8))
+    liquidity: Mapped[str] = mapped_column(String(5), doc="maker or taker.")
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class JournalEntryRow(Base):
+    """One balanced journal entry. Corrections are new entries that reverse old ones; rows are never edited."""
+
+    __tablename__ = "journal_entries"
+    __table_args__ = (Index("ix_journal_entries_account_id_ts", "account_id", "ts"),)
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("trading_accounts.id", ondelete="RESTRICT"))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(16), doc="deposit, fill, fee, reversal or fx.")
+    reference: Mapped[str | None] = mapped_column(String(80), doc="What caused it, e.g. a fill id.")
+    reverses: Mapped[str | None] = mapped_column(ForeignKey("journal_entries.id"), unique=True)
+
+
+class PostingRow(Base):
+    """One leg of a journal entry. Per entry and currency the amounts sum to zero: checked in the domain,
+    and on PostgreSQL by a deferred constraint trigger at commit (migration 0005)."""
+
+    __tablename__ = "postings"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    entry_id: Mapped[str] = mapped_column(ForeignKey("journal_entries.id", ondelete="RESTRICT"), index=True)
+    account: Mapped[str] = mapped_column(String(64), doc='Ledger account, e.g. "cash:USD", "position:AAPL".')
+    currency: Mapped[str] = mapped_column(String(8))
+    amount: Mapped[Decimal] = mapped_column(AMOUNT, doc="Debit positive, credit negative.")
+    quantity: Mapped[Decimal | None] = mapped_column(AMOUNT, doc="Units, for position accounts.")
+
+
+class RiskLimitsRow(Base):
+    """Pre-trade limits of one account (absent: the configured defaults apply)."""
+
+    __tablename__ = "risk_limits"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("trading_accounts.id", ondelete="CASCADE"), primary_key=True)
+    limits: Mapped[str] = mapped_column(Text(), doc="Canonical JSON of the limits (decimals as strings).")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str | None] = mapped_column(String(36))
+
+
+class TradingStateRow(Base):
+    """ACTIVE, REDUCING or HALTED, for one account or (scope "global") for everything."""
+
+    __tablename__ = "trading_states"
+
+    scope: Mapped[str] = mapped_column(String(36), primary_key=True, doc='"global" or an account id.')
+    state: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str | None] = mapped_column(Text())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str | None] = mapped_column(String(36))
