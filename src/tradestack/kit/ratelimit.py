@@ -96,9 +96,11 @@ class RateLimiter:
         *,
         clock: Callable[[], float] = time.time,
         on_close: Callable[[], Awaitable[None]] | None = None,
+        hit_and_count: HitAndCount | None = None,
     ) -> None:
         self._storage = storage
         self._strategy = MovingWindowRateLimiter(storage)
+        self._hit_and_count = hit_and_count
         self._clock = clock
         self._on_close = on_close
         self._closed = False
@@ -130,14 +132,17 @@ class RateLimiter:
         self._check_open()
         item = parse_limit(limit)
         keys = tuple(_escape(identifier) for identifier in identifiers)
-        allowed = await self._strategy.hit(item, *keys)
-        stats = await self._strategy.get_window_stats(item, *keys)
-        remaining = max(0, min(item.amount, stats.remaining)) if allowed else 0
+        if self._hit_and_count is not None:
+            allowed, reset_time, remaining = await self._hit_and_count(item, keys)
+        else:
+            allowed = await self._strategy.hit(item, *keys)
+            stats = await self._strategy.get_window_stats(item, *keys)
+            reset_time, remaining = stats.reset_time, stats.remaining
         return RateLimitResult(
             allowed=allowed,
             limit=item.amount,
-            remaining=remaining,
-            reset_after_seconds=max(0.0, stats.reset_time - self._clock()),
+            remaining=max(0, min(item.amount, remaining)) if allowed else 0,
+            reset_after_seconds=max(0.0, reset_time - self._clock()),
             window_seconds=item.get_expiry(),
         )
 
@@ -192,7 +197,57 @@ def create_rate_limiter(redis_url: str | None, *, key_prefix: str = DEFAULT_REDI
         key_prefix=key_prefix,
         connection_pool=pool,  # type: ignore[arg-type]  # documented option, typed as scalars only
     )
-    return RateLimiter(storage, on_close=pool.aclose)
+    return RateLimiter(storage, on_close=pool.aclose, hit_and_count=_redis_hit_and_count(pool, key_prefix))
+
+
+HitAndCount = Callable[[RateLimitItem, tuple[str, ...]], Awaitable[tuple[bool, float, int]]]
+
+# limits' moving window on Redis, acquire and window statistics in ONE script (limits runs two:
+# acquire_moving_window.lua, then moving_window.lua). Same list layout and key, newest hit first,
+# so `clear`, `reset` and limits' own reads still agree with it. Returns
+# {acquired (0/1), oldest hit in the window (string, or false), hits in the window}.
+_HIT_AND_COUNT_LUA = """
+local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local expiry = tonumber(ARGV[3])
+local acquired = 0
+local entry = redis.call('lindex', KEYS[1], limit - 1)
+if not (entry and tonumber(entry) >= now - expiry) then
+    redis.call('lpush', KEYS[1], now)
+    redis.call('ltrim', KEYS[1], 0, limit - 1)
+    redis.call('expire', KEYS[1], expiry)
+    acquired = 1
+end
+local target = now - expiry
+local low, high, found = 0, limit - 1, nil
+while low <= high do
+    local mid = math.floor((low + high) / 2)
+    local value = tonumber(redis.call('lindex', KEYS[1], mid))
+    if value and value >= target then
+        found = mid
+        low = mid + 1
+    else
+        high = mid - 1
+    end
+end
+if found then
+    return {acquired, tostring(redis.call('lindex', KEYS[1], found)), found + 1}
+end
+return {acquired, false, 0}
+"""
+
+
+def _redis_hit_and_count(pool: redis.asyncio.ConnectionPool, key_prefix: str) -> HitAndCount:
+    script = redis.asyncio.Redis(connection_pool=pool).register_script(_HIT_AND_COUNT_LUA)
+
+    async def hit_and_count(item: RateLimitItem, keys: tuple[str, ...]) -> tuple[bool, float, int]:
+        now = time.time()
+        expiry = item.get_expiry()
+        acquired, oldest, count = await script(keys=[f"{key_prefix}:{item.key_for(*keys)}"], args=[now, item.amount, expiry])
+        window_start = float(oldest) if oldest else now
+        return bool(acquired), window_start + expiry, item.amount - int(count)
+
+    return hit_and_count
 
 
 def rate_limit_headers(result: RateLimitResult) -> dict[str, str]:
