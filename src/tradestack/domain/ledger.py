@@ -1,0 +1,422 @@
+"""Double-entry, multi-currency journal: accounts, postings, entries and the builders that book them.
+
+Sign convention: a posting's `amount` is positive for a debit and negative for a credit. Every
+entry sums to zero in each currency it touches, so the whole journal does too. Normal balances:
+
+- ``cash:{CCY}``: cash held in CCY; debit (positive).
+- ``position:{SYMBOL}``: an open position at cost, in the instrument's quote currency; debit
+  (positive) for a long, credit (negative) for a short.
+- ``fees:{CCY}``: fees paid, an expense; debit (positive). A rebate is a credit.
+- ``realized_pnl:{CCY}``: realized trading P&L; a gain is a credit (negative), a loss a debit.
+- ``deposits:{CCY}``: equity contributed; credit (negative).
+- ``fx:{CCY}``: trading account for currency conversions; either sign.
+
+So in each currency, cash + positions at cost + fees + realized P&L + deposits + fx = 0.
+
+Position postings also carry the signed `quantity` of units they add or remove, so the position
+quantity is the fold of those quantities. Entries are immutable; a correction is a `reversal`,
+never an edit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import (
+    MAX_EMAX,
+    MAX_PREC,
+    MIN_EMIN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
+from enum import StrEnum
+
+from tradestack.core.errors import ValidationFailedError
+from tradestack.core.money import D, plain
+from tradestack.domain.marketdata import Side
+from tradestack.domain.portfolio import PositionState, _require_currency, _require_symbol, _require_utc
+
+_ZERO = Decimal(0)
+# Sums and products of finite Decimals are exact at MAX_PREC; nothing here divides.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+
+
+class InvalidEntry(ValidationFailedError, ValueError):  # noqa: N818 - the entry is what is invalid
+    """A journal entry or posting that the ledger refuses to hold."""
+
+
+class UnbalancedEntry(InvalidEntry):
+    """An entry whose postings do not sum to zero in every currency.
+
+    `imbalances` maps each offending currency to the sum of its postings.
+    """
+
+    def __init__(self, entry_id: str, imbalances: Mapping[str, Decimal]) -> None:
+        listed = ", ".join(f"{currency} postings sum to {plain(total)}" for currency, total in sorted(imbalances.items()))
+        super().__init__(
+            f"entry {entry_id!r} does not balance: {listed}; debits must equal credits in each currency",
+            entry_id=entry_id,
+        )
+        self.entry_id = entry_id
+        self.imbalances = dict(imbalances)
+
+
+# -- accounts -----------------------------------------------------------------------------------
+
+
+class AccountKind(StrEnum):
+    """What an account holds; the prefix of its name."""
+
+    CASH = "cash"
+    POSITION = "position"
+    FEES = "fees"
+    REALIZED_PNL = "realized_pnl"
+    DEPOSITS = "deposits"
+    FX = "fx"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Account:
+    """A ledger account, written ``kind:code``: the code is a currency, or a symbol for positions."""
+
+    kind: AccountKind
+    code: str
+
+    def __post_init__(self) -> None:
+        try:
+            kind = AccountKind(self.kind)
+        except ValueError:
+            valid = ", ".join(k.value for k in AccountKind)
+            raise InvalidEntry(f"unknown account kind {self.kind!r}; use one of {valid}") from None
+        object.__setattr__(self, "kind", kind)
+        try:
+            if kind is AccountKind.POSITION:
+                _require_symbol("position account symbol", self.code)
+            else:
+                _require_currency(f"{kind.value} account currency", self.code)
+        except ValueError as exc:
+            raise InvalidEntry(str(exc)) from None
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.code}"
+
+    @classmethod
+    def parse(cls, name: str) -> Account:
+        """The account named ``kind:code``, such as ``cash:USD`` or ``position:AAPL``."""
+        kind, separator, code = name.partition(":")
+        if not separator:
+            raise InvalidEntry(f"account name must be 'kind:code' such as 'cash:USD', got {name!r}")
+        try:
+            account_kind = AccountKind(kind)
+        except ValueError:
+            valid = ", ".join(k.value for k in AccountKind)
+            raise InvalidEntry(f"unknown account kind {kind!r} in {name!r}; use one of {valid}") from None
+        return cls(account_kind, code)
+
+    @property
+    def currency(self) -> str | None:
+        """The currency this account is kept in; None for a position (kept in its quote currency)."""
+        return None if self.kind is AccountKind.POSITION else self.code
+
+    @classmethod
+    def cash(cls, currency: str) -> Account:
+        """``cash:{currency}``."""
+        return cls(AccountKind.CASH, currency)
+
+    @classmethod
+    def position(cls, symbol: str) -> Account:
+        """``position:{symbol}``."""
+        return cls(AccountKind.POSITION, symbol)
+
+    @classmethod
+    def fees(cls, currency: str) -> Account:
+        """``fees:{currency}``."""
+        return cls(AccountKind.FEES, currency)
+
+    @classmethod
+    def realized_pnl(cls, currency: str) -> Account:
+        """``realized_pnl:{currency}``."""
+        return cls(AccountKind.REALIZED_PNL, currency)
+
+    @classmethod
+    def deposits(cls, currency: str) -> Account:
+        """``deposits:{currency}``."""
+        return cls(AccountKind.DEPOSITS, currency)
+
+    @classmethod
+    def fx(cls, currency: str) -> Account:
+        """``fx:{currency}``."""
+        return cls(AccountKind.FX, currency)
+
+
+# -- postings and entries -----------------------------------------------------------------------
+
+
+def _entry_decimal(what: str, value: object) -> Decimal:
+    if not isinstance(value, Decimal | int) or isinstance(value, bool):
+        raise TypeError(f"{what} must be a Decimal, got {type(value).__name__} {value!r}")
+    try:
+        return D(value)
+    except ValueError:
+        raise InvalidEntry(f"{what} must be a finite Decimal, got {value!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One line of an entry: `amount` of `currency` to `account`, debit positive, credit negative.
+
+    Position postings carry the signed `quantity` of units they add (positive) or remove
+    (negative); other postings have none. Non-position accounts only take their own currency.
+    """
+
+    account: Account
+    currency: str
+    amount: Decimal
+    quantity: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.account, Account):
+            raise TypeError(f"posting account must be an Account (see Account.parse), got {self.account!r}")
+        try:
+            _require_currency(f"posting to {self.account}: currency", self.currency)
+        except ValueError as exc:
+            raise InvalidEntry(str(exc)) from None
+        if self.account.currency is not None and self.currency != self.account.currency:
+            raise InvalidEntry(f"posting to {self.account} must be in {self.account.currency}, got {self.currency}")
+        object.__setattr__(self, "amount", _entry_decimal(f"posting to {self.account}: amount", self.amount))
+        if self.account.kind is AccountKind.POSITION:
+            if self.quantity is None:
+                raise InvalidEntry(f"posting to {self.account} must carry the quantity of units it moves")
+            object.__setattr__(self, "quantity", _entry_decimal(f"posting to {self.account}: quantity", self.quantity))
+        elif self.quantity is not None:
+            raise InvalidEntry(f"posting to {self.account} cannot carry a quantity; only position postings do")
+
+    def negated(self) -> Posting:
+        """The opposite posting: debit for credit, units removed for units added."""
+        quantity = None if self.quantity is None else -self.quantity
+        return Posting(self.account, self.currency, -self.amount, quantity)
+
+
+class EntryKind(StrEnum):
+    """Why an entry was booked."""
+
+    DEPOSIT = "deposit"
+    FILL = "fill"
+    FEE = "fee"
+    REVERSAL = "reversal"
+    FX = "fx"
+
+
+def _imbalances(postings: Iterable[Posting]) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = defaultdict(lambda: _ZERO)
+    with localcontext(_EXACT):
+        for posting in postings:
+            totals[posting.currency] += posting.amount
+    return {currency: total for currency, total in totals.items() if total != 0}
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """An immutable, balanced set of postings booked at `ts` (UTC).
+
+    The constructor refuses an entry with no postings or whose postings do not sum to zero in
+    each currency (`UnbalancedEntry`). `reference` links to what caused it (an order or fill id);
+    `reverses` is the id of the entry a reversal undoes and is set on reversals only.
+    """
+
+    id: str
+    ts: datetime
+    kind: EntryKind
+    postings: tuple[Posting, ...]
+    reference: str | None = None
+    reverses: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id.strip():
+            raise InvalidEntry(f"entry id must be a non-empty string, got {self.id!r}")
+        try:
+            _require_utc(f"entry {self.id!r}: ts", self.ts)
+            kind = EntryKind(self.kind)
+        except ValueError as exc:
+            raise InvalidEntry(str(exc)) from None
+        object.__setattr__(self, "kind", kind)
+        postings = tuple(self.postings)
+        if not postings:
+            raise InvalidEntry(f"entry {self.id!r} has no postings")
+        if not all(isinstance(p, Posting) for p in postings):
+            raise InvalidEntry(f"entry {self.id!r}: postings must be Posting values")
+        object.__setattr__(self, "postings", postings)
+        if (kind is EntryKind.REVERSAL) != (self.reverses is not None):
+            raise InvalidEntry(f"entry {self.id!r}: a reversal, and only a reversal, names the entry it reverses")
+        imbalances = _imbalances(postings)
+        if imbalances:
+            raise UnbalancedEntry(self.id, imbalances)
+
+    @property
+    def currencies(self) -> frozenset[str]:
+        """The currencies this entry posts in."""
+        return frozenset(p.currency for p in self.postings)
+
+
+# -- builders -----------------------------------------------------------------------------------
+
+
+def deposit(entry_id: str, ts: datetime, currency: str, amount: Decimal, reference: str | None = None) -> JournalEntry:
+    """Contributed cash: debit ``cash:{currency}``, credit ``deposits:{currency}`` by `amount` (positive)."""
+    amount = _entry_decimal("deposit amount", amount)
+    if amount <= 0:
+        raise InvalidEntry(f"deposit amount must be positive, got {plain(amount)}")
+    return JournalEntry(
+        entry_id,
+        ts,
+        EntryKind.DEPOSIT,
+        (Posting(Account.cash(currency), currency, amount), Posting(Account.deposits(currency), currency, -amount)),
+        reference,
+    )
+
+
+def _fee_postings(fee: Decimal, fee_currency: str) -> tuple[Posting, ...]:
+    fee = _entry_decimal("fee", fee)
+    if fee == 0:
+        return ()
+    return (Posting(Account.fees(fee_currency), fee_currency, fee), Posting(Account.cash(fee_currency), fee_currency, -fee))
+
+
+def fee_entry(entry_id: str, ts: datetime, currency: str, amount: Decimal, reference: str | None = None) -> JournalEntry:
+    """A fee charged on its own: debit ``fees:{currency}``, credit ``cash:{currency}`` (negative is a rebate)."""
+    postings = _fee_postings(amount, currency)
+    if not postings:
+        raise InvalidEntry("a fee entry needs a non-zero amount")
+    return JournalEntry(entry_id, ts, EntryKind.FEE, postings, reference)
+
+
+def fill_entry(
+    entry_id: str,
+    ts: datetime,
+    symbol: str,
+    side: Side | str,
+    quantity: Decimal,
+    price: Decimal,
+    quote_currency: str,
+    fee: Decimal,
+    fee_currency: str,
+    position_before: PositionState,
+    reference: str | None = None,
+) -> JournalEntry:
+    """Book a fill of `quantity` units (positive) of `symbol` at `price` against `position_before`.
+
+    In the quote currency: cash is credited by quantity x price on a buy and debited on a sell.
+    ``position:{symbol}`` moves at average cost: units that close the position leave at their
+    cost basis, with the difference to the fill price credited to ``realized_pnl`` (a gain) or
+    debited (a loss); units that open or add to it enter at `price`. A fill through zero posts the
+    close and the open as two position postings. A non-zero `fee` debits ``fees:{fee_currency}``
+    and credits ``cash:{fee_currency}``.
+    """
+    if position_before.symbol != symbol:
+        raise InvalidEntry(f"fill for {symbol} booked against the position in {position_before.symbol}")
+    effect = position_before.fill_effect(side, quantity, price)
+    position = Account.position(symbol)
+    postings: list[Posting] = []
+    if effect.closed_quantity != 0:
+        postings.append(Posting(position, quote_currency, effect.closed_cost, effect.closed_quantity))
+    if effect.opened_quantity != 0:
+        postings.append(Posting(position, quote_currency, effect.opened_cost, effect.opened_quantity))
+    with localcontext(_EXACT):
+        cash_amount = -(effect.closed_quantity + effect.opened_quantity) * D(price)
+        realized = -effect.realized
+    postings.append(Posting(Account.cash(quote_currency), quote_currency, cash_amount))
+    if realized != 0:
+        postings.append(Posting(Account.realized_pnl(quote_currency), quote_currency, realized))
+    postings.extend(_fee_postings(fee, fee_currency))
+    return JournalEntry(entry_id, ts, EntryKind.FILL, tuple(postings), reference)
+
+
+def fx_conversion(
+    entry_id: str,
+    ts: datetime,
+    sold_currency: str,
+    sold_amount: Decimal,
+    bought_currency: str,
+    bought_amount: Decimal,
+    reference: str | None = None,
+) -> JournalEntry:
+    """Exchange `sold_amount` of one currency for `bought_amount` of another, through the ``fx`` accounts.
+
+    Credits ``cash:{sold}`` and debits ``fx:{sold}``; credits ``fx:{bought}`` and debits
+    ``cash:{bought}``. Each currency balances on its own; the fx accounts keep the exchange.
+    """
+    sold = _entry_decimal("sold amount", sold_amount)
+    bought = _entry_decimal("bought amount", bought_amount)
+    if sold <= 0 or bought <= 0:
+        raise InvalidEntry(f"an FX conversion needs positive amounts, got {plain(sold)} and {plain(bought)}")
+    if sold_currency == bought_currency:
+        raise InvalidEntry(f"an FX conversion needs two currencies, got {sold_currency} twice")
+    postings = (
+        Posting(Account.cash(sold_currency), sold_currency, -sold),
+        Posting(Account.fx(sold_currency), sold_currency, sold),
+        Posting(Account.fx(bought_currency), bought_currency, -bought),
+        Posting(Account.cash(bought_currency), bought_currency, bought),
+    )
+    return JournalEntry(entry_id, ts, EntryKind.FX, postings, reference)
+
+
+def reversal(entry_id: str, ts: datetime, original: JournalEntry, reference: str | None = None) -> JournalEntry:
+    """An entry that undoes `original`: every posting negated, `reverses` set to its id."""
+    if ts < original.ts:
+        raise InvalidEntry(f"reversal {entry_id!r} at {ts.isoformat()} predates entry {original.id!r} it reverses")
+    return JournalEntry(entry_id, ts, EntryKind.REVERSAL, tuple(p.negated() for p in original.postings), reference, original.id)
+
+
+# -- folds --------------------------------------------------------------------------------------
+
+
+def balances(entries: Iterable[JournalEntry]) -> dict[tuple[Account, str], Decimal]:
+    """Balance of every (account, currency) the entries touch, debit positive."""
+    totals: dict[tuple[Account, str], Decimal] = defaultdict(lambda: _ZERO)
+    with localcontext(_EXACT):
+        for entry in entries:
+            for posting in entry.postings:
+                totals[(posting.account, posting.currency)] += posting.amount
+    return dict(totals)
+
+
+def cash_balances(entries: Iterable[JournalEntry]) -> dict[str, Decimal]:
+    """Cash held per currency: the balance of each ``cash:{CCY}`` account."""
+    return {account.code: amount for (account, _), amount in balances(entries).items() if account.kind is AccountKind.CASH}
+
+
+def position_quantities(entries: Iterable[JournalEntry]) -> dict[str, Decimal]:
+    """Units held per symbol: the sum of the quantities posted to each ``position:{SYMBOL}``."""
+    totals: dict[str, Decimal] = defaultdict(lambda: _ZERO)
+    with localcontext(_EXACT):
+        for entry in entries:
+            for posting in entry.postings:
+                if posting.quantity is not None:
+                    totals[posting.account.code] += posting.quantity
+    return dict(totals)
+
+
+def check_zero_sum(entries: Iterable[JournalEntry]) -> None:
+    """Raise `UnbalancedEntry` unless each entry, and so the journal, sums to zero per currency.
+
+    Entries are checked again from their postings, as the database does for stored rows, so an
+    entry that bypassed its constructor is caught too.
+    """
+    totals: dict[str, Decimal] = defaultdict(lambda: _ZERO)
+    with localcontext(_EXACT):
+        for entry in entries:
+            imbalances = _imbalances(entry.postings)
+            if imbalances:
+                raise UnbalancedEntry(entry.id, imbalances)
+            for posting in entry.postings:
+                totals[posting.currency] += posting.amount
+    remaining = {currency: total for currency, total in totals.items() if total != 0}
+    if remaining:
+        raise UnbalancedEntry("<journal>", remaining)

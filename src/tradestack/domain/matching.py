@@ -1,0 +1,477 @@
+"""Paper matching: fill working orders against quotes and trades with fee, slippage and latency models.
+
+The engine is pure and deterministic: one instrument, its models, a seed and a sequence of calls
+always give the same events. It keeps its own copy of each working order's progress (remaining
+quantity, triggered) and reports what happens as `Fill`, `Triggered` and `Expired` events;
+recording them is the caller's job.
+
+Rules, in the order the engine applies them to each order at a market event:
+
+- Eligibility: an order submitted at `ts` takes part only in market events at or after
+  `ts + latency`. With zero latency `submit` tries it at once against the last quote.
+- Stops trigger when the market reaches the stop: a buy stop when the ask (or a trade price) is at
+  or above it, a sell stop when the bid (or a trade price) is at or below it. In the same event a
+  triggered stop then matches as a market order and a stop-limit as a limit order.
+- Price: a buy trades against the ask of a quote, a sell against the bid; a trade print offers its
+  price to both sides. Takers pay slippage, and the price is rounded to the tick against the order.
+  A limit buy fills only when the ask is at or below its limit and never above the limit (slippage
+  stops at the limit); a limit sell mirrors it. A limit order that found no price on an earlier
+  attempt is resting: it fills as maker, without slippage, and a print exactly at its limit fills
+  it only with `queue_fill_probability` (its place in the queue, drawn from the seeded generator).
+- Quantity: one order takes at most `participation_rate` of the event's size (the touch size of a
+  quote, the size of a trade), at least one lot when the size has one, in whole lots, never more
+  than its remaining quantity. Orders share an event's size in submission order. What is left
+  waits for later events.
+- Time in force: ioc and fok orders get one attempt once live (for stops: once triggered); ioc
+  then expires its remainder, fok expires unfilled unless the attempt fills it completely. Day
+  orders expire at `on_session_close`; gtc orders wait until filled or canceled.
+- Fees: `FeeModel` charged per order on its cumulative filled notional, so the minimum is paid
+  once per order and the fees of an order's fills add up to `fee(total notional)`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+
+from tradestack.core.money import plain
+from tradestack.domain.instruments import Instrument, ceil_to_tick, floor_to_tick
+from tradestack.domain.marketdata import Quote, Side, Trade
+from tradestack.domain.orders import Liquidity, OrderType, TimeInForce
+
+_BASIS_POINTS = Decimal(10_000)
+_ZERO = Decimal(0)
+
+
+def _non_negative(name: str, value: Decimal) -> None:
+    if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+        raise ValueError(f"{name} must be a non-negative finite Decimal, got {value!r}")
+
+
+def _positive(name: str, value: Decimal) -> None:
+    if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
+        raise ValueError(f"{name} must be a positive finite Decimal, got {value!r}")
+
+
+def _require_utc(name: str, ts: datetime) -> None:
+    if ts.tzinfo is None or ts.utcoffset() != timedelta(0):
+        raise ValueError(f"{name} must be a timezone-aware UTC datetime, got {ts!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class FeeModel:
+    """Commission of `bps` basis points of the notional, at least `minimum` per order (quote currency).
+
+    Per-venue fee schedules are a mapping of venue to `FeeModel`, kept by the caller.
+    """
+
+    bps: Decimal
+    minimum: Decimal = _ZERO
+
+    def __post_init__(self) -> None:
+        _non_negative("fee bps", self.bps)
+        _non_negative("fee minimum", self.minimum)
+
+    def fee(self, notional: Decimal) -> Decimal:
+        """The fee on `notional`: `bps` of it, at least `minimum`; nothing on a zero notional."""
+        if notional <= 0:
+            return _ZERO
+        return max(notional * self.bps / _BASIS_POINTS, self.minimum)
+
+
+@dataclass(frozen=True, slots=True)
+class SlippageModel:
+    """Takers trade `bps` basis points beyond the touch: buys above the ask, sells below the bid."""
+
+    bps: Decimal
+
+    def __post_init__(self) -> None:
+        _non_negative("slippage bps", self.bps)
+        if self.bps >= _BASIS_POINTS:
+            raise ValueError(f"slippage bps must be below {_BASIS_POINTS}, got {self.bps}")
+
+    def price(self, side: Side, touch: Decimal, tick: Decimal) -> Decimal:
+        """The price a taker on `side` gets at `touch`, rounded to `tick` against the taker."""
+        if side is Side.BUY:
+            return ceil_to_tick(touch * (1 + self.bps / _BASIS_POINTS), tick)
+        return floor_to_tick(touch * (1 - self.bps / _BASIS_POINTS), tick)
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyModel:
+    """Orders reach the market `seconds` after they are submitted."""
+
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seconds, bool) or not math.isfinite(self.seconds) or self.seconds < 0:
+            raise ValueError(f"latency must be a non-negative finite number of seconds, got {self.seconds!r}")
+
+    def eligible_at(self, submitted: datetime) -> datetime:
+        """When an order submitted at `submitted` can first match."""
+        return submitted + timedelta(seconds=self.seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingOrder:
+    """An accepted order handed to the engine; prices in the quote currency, quantities in units.
+
+    `remaining` is what is still to fill (equal to `quantity` for a new order). `limit_price` is
+    required for limit and stop-limit orders and `stop_price` for stop and stop-limit orders; the
+    other order types must leave them None. `triggered` marks a stop that already triggered.
+    """
+
+    order_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    quantity: Decimal
+    remaining: Decimal
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    time_in_force: TimeInForce
+    triggered: bool
+    submitted_at: datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "side", Side(self.side))
+        object.__setattr__(self, "type", OrderType(self.type))
+        object.__setattr__(self, "time_in_force", TimeInForce(self.time_in_force))
+        if not self.order_id:
+            raise ValueError("order_id must not be empty")
+        _positive(f"order {self.order_id}: quantity", self.quantity)
+        _positive(f"order {self.order_id}: remaining", self.remaining)
+        if self.remaining > self.quantity:
+            raise ValueError(f"order {self.order_id}: remaining {self.remaining} exceeds quantity {self.quantity}")
+        _check_prices(self.order_id, self.type, self.limit_price, self.stop_price)
+        _require_utc(f"order {self.order_id}: submitted_at", self.submitted_at)
+
+
+def _check_prices(order_id: str, order_type: OrderType, limit_price: Decimal | None, stop_price: Decimal | None) -> None:
+    """Require exactly the prices `order_type` uses, each positive."""
+    for name, price, needed in (
+        ("limit_price", limit_price, order_type.needs_limit_price),
+        ("stop_price", stop_price, order_type.needs_stop_price),
+    ):
+        if needed and price is None:
+            raise ValueError(f"order {order_id}: a {order_type.value} order needs a {name}")
+        if not needed and price is not None:
+            raise ValueError(f"order {order_id}: a {order_type.value} order must not carry a {name}")
+        if price is not None:
+            _positive(f"order {order_id}: {name}", price)
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """Part of an order executed: `quantity` at `price`, paying `fee` (quote currency)."""
+
+    order_id: str
+    fill_id: str
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    liquidity: Liquidity
+    ts: datetime
+
+    @property
+    def notional(self) -> Decimal:
+        """Quantity times price."""
+        return self.quantity * self.price
+
+
+@dataclass(frozen=True, slots=True)
+class Triggered:
+    """A stop or stop-limit order's stop price was reached; it now works as a market or limit order."""
+
+    order_id: str
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """The order's unfilled remainder left the engine without a cancel; `reason` says why."""
+
+    order_id: str
+    reason: str
+    ts: datetime
+
+
+MatchEvent = Fill | Triggered | Expired
+
+
+@dataclass(slots=True)
+class _Progress:
+    """The engine's mutable view of one working order."""
+
+    order: WorkingOrder
+    eligible_at: datetime
+    remaining: Decimal
+    triggered: bool
+    rested: bool = False
+    fills: int = 0
+    filled_notional: Decimal = _ZERO
+    fees: Decimal = _ZERO
+
+    def snapshot(self) -> WorkingOrder:
+        return replace(self.order, remaining=self.remaining, triggered=self.triggered)
+
+
+@dataclass(slots=True)
+class _Market:
+    """What one market event offers: a price and a size for buyers and for sellers."""
+
+    ts: datetime
+    buy_price: Decimal | None
+    buy_size: Decimal
+    sell_price: Decimal | None
+    sell_size: Decimal
+    is_trade: bool
+    buy_pool: Decimal = _ZERO
+    sell_pool: Decimal = _ZERO
+
+    def __post_init__(self) -> None:
+        self.buy_pool = self.buy_size
+        self.sell_pool = self.sell_size
+
+    def price_for(self, side: Side) -> Decimal | None:
+        return self.buy_price if side is Side.BUY else self.sell_price
+
+    def size_for(self, side: Side) -> Decimal:
+        return self.buy_size if side is Side.BUY else self.sell_size
+
+    def pool_for(self, side: Side) -> Decimal:
+        return self.buy_pool if side is Side.BUY else self.sell_pool
+
+    def take(self, side: Side, quantity: Decimal) -> None:
+        if side is Side.BUY:
+            self.buy_pool -= quantity
+        else:
+            self.sell_pool -= quantity
+
+
+def _usable(price: Decimal, size: Decimal) -> tuple[Decimal | None, Decimal]:
+    return (price, max(size, _ZERO)) if price > 0 else (None, _ZERO)
+
+
+def _from_quote(quote: Quote, ts: datetime) -> _Market:
+    buy_price, buy_size = _usable(quote.ask, quote.ask_size)
+    sell_price, sell_size = _usable(quote.bid, quote.bid_size)
+    return _Market(ts, buy_price, buy_size, sell_price, sell_size, is_trade=False)
+
+
+def _from_trade(trade: Trade) -> _Market:
+    price, size = _usable(trade.price, trade.size)
+    return _Market(trade.ts, price, size, price, size, is_trade=True)
+
+
+class MatchingEngine:
+    """Paper matching for one instrument; see the module docstring for the rules.
+
+    `participation_rate` (0 < rate <= 1) is the largest fraction of an event's size one order may
+    take. `queue_fill_probability` is the chance that a resting limit order fills on a print at
+    exactly its limit. `seed` seeds the only random draw (that queue position).
+    """
+
+    def __init__(
+        self,
+        instrument: Instrument,
+        fee: FeeModel,
+        slippage: SlippageModel,
+        latency: LatencyModel,
+        participation_rate: Decimal,
+        seed: int,
+        *,
+        queue_fill_probability: Decimal = Decimal("0.5"),
+    ) -> None:
+        _positive("participation_rate", participation_rate)
+        if participation_rate > 1:
+            raise ValueError(f"participation_rate must be at most 1, got {participation_rate}")
+        _non_negative("queue_fill_probability", queue_fill_probability)
+        if queue_fill_probability > 1:
+            raise ValueError(f"queue_fill_probability must be at most 1, got {queue_fill_probability}")
+        self.instrument = instrument
+        self.fee = fee
+        self.slippage = slippage
+        self.latency = latency
+        self.participation_rate = participation_rate
+        self.queue_fill_probability = queue_fill_probability
+        self._rng = random.Random(seed)  # noqa: S311 - simulation, not cryptography
+        self._orders: dict[str, _Progress] = {}
+        self._quote: Quote | None = None
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def submit(self, order: WorkingOrder, ts: datetime) -> list[MatchEvent]:
+        """Accept `order` at `ts`; with zero latency, match it at once against the last quote.
+
+        Raises ValueError for an order of another symbol, an order id already working, or a
+        quantity or price off the instrument's lot or tick.
+        """
+        _require_utc("ts", ts)
+        self._check_order(order)
+        progress = _Progress(order, self.latency.eligible_at(ts), order.remaining, order.triggered)
+        self._orders[order.order_id] = progress
+        if self._quote is None or progress.eligible_at > ts:
+            return []
+        return self._step(progress, _from_quote(self._quote, ts))
+
+    def cancel(self, order_id: str) -> bool:
+        """Stop working `order_id`; False when it is not working (unknown, filled or expired)."""
+        return self._orders.pop(order_id, None) is not None
+
+    # -- market events -------------------------------------------------------------------------
+
+    def on_quote(self, quote: Quote) -> list[MatchEvent]:
+        """Match eligible orders against a new top of book."""
+        self._check_symbol(quote.symbol)
+        self._quote = quote
+        return self._run(_from_quote(quote, quote.ts))
+
+    def on_trade(self, trade: Trade) -> list[MatchEvent]:
+        """Match eligible orders against a print; its price is offered to buyers and sellers alike."""
+        self._check_symbol(trade.symbol)
+        return self._run(_from_trade(trade))
+
+    def on_session_close(self, ts: datetime) -> list[MatchEvent]:
+        """Expire every working day order, triggered or not."""
+        _require_utc("ts", ts)
+        day_orders = [p for p in self._orders.values() if p.order.time_in_force is TimeInForce.DAY]
+        return [self._expire(p, "day order expired at the session close", ts) for p in day_orders]
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def working_orders(self) -> tuple[WorkingOrder, ...]:
+        """Orders still working, in submission order, with their current remaining and triggered."""
+        return tuple(p.snapshot() for p in self._orders.values())
+
+    def working_order(self, order_id: str) -> WorkingOrder | None:
+        """The working order `order_id` as it stands now, or None when it is not working."""
+        progress = self._orders.get(order_id)
+        return None if progress is None else progress.snapshot()
+
+    # -- matching ------------------------------------------------------------------------------
+
+    def _run(self, market: _Market) -> list[MatchEvent]:
+        events: list[MatchEvent] = []
+        for progress in list(self._orders.values()):
+            if market.ts >= progress.eligible_at:
+                events.extend(self._step(progress, market))
+        return events
+
+    def _step(self, progress: _Progress, market: _Market) -> list[MatchEvent]:
+        """One matching attempt of one order at one market event."""
+        order = progress.order
+        events: list[MatchEvent] = []
+        if order.stop_price is not None and not progress.triggered:
+            if not _reaches_stop(order.side, order.stop_price, market):
+                return events
+            progress.triggered = True
+            events.append(Triggered(order.order_id, market.ts))
+        price = self._fill_price(progress, market)
+        quantity = _ZERO if price is None else self._fill_quantity(progress, market)
+        if order.time_in_force is TimeInForce.FOK and quantity < progress.remaining:
+            events.append(self._expire(progress, self._fok_reason(progress, price, quantity), market.ts))
+            return events
+        if price is not None and quantity > 0:
+            events.append(self._fill(progress, market, quantity, price))
+        elif price is None and order.limit_price is not None:
+            progress.rested = True
+        if order.time_in_force is TimeInForce.IOC and progress.remaining > 0:
+            reason = f"immediate-or-cancel: {plain(progress.remaining)} of {plain(order.quantity)} not filled"
+            events.append(self._expire(progress, reason, market.ts))
+        return events
+
+    def _fill_price(self, progress: _Progress, market: _Market) -> Decimal | None:
+        """The price this order fills at in `market`, or None when it cannot fill there."""
+        order = progress.order
+        touch = market.price_for(order.side)
+        if touch is None:
+            return None
+        tick = self.instrument.tick_size
+        buy = order.side is Side.BUY
+        limit = order.limit_price
+        if limit is None:  # market, or a triggered stop
+            price = self.slippage.price(order.side, touch, tick)
+            return price if price > 0 else None
+        if (touch > limit) if buy else (touch < limit):
+            return None
+        if market.is_trade and progress.rested and touch == limit and not self._wins_queue():
+            return None
+        if progress.rested:
+            price = ceil_to_tick(touch, tick) if buy else floor_to_tick(touch, tick)
+        else:
+            price = self.slippage.price(order.side, touch, tick)
+        price = min(price, limit) if buy else max(price, limit)
+        return price if price > 0 else None
+
+    def _wins_queue(self) -> bool:
+        return self._rng.random() < float(self.queue_fill_probability)
+
+    def _fill_quantity(self, progress: _Progress, market: _Market) -> Decimal:
+        """Whole lots this order may take now: its participation cap, the size left, its remainder."""
+        side = progress.order.side
+        size = market.size_for(side)
+        lot = self.instrument.lot_size
+        cap = _floor_to_lot(size * self.participation_rate, lot)
+        if cap < lot <= size:
+            cap = lot
+        return _floor_to_lot(min(cap, market.pool_for(side), progress.remaining), lot)
+
+    def _fill(self, progress: _Progress, market: _Market, quantity: Decimal, price: Decimal) -> Fill:
+        order = progress.order
+        market.take(order.side, quantity)
+        progress.remaining -= quantity
+        progress.fills += 1
+        progress.filled_notional += quantity * price
+        fee = self.fee.fee(progress.filled_notional) - progress.fees
+        progress.fees += fee
+        liquidity = Liquidity.MAKER if order.type.needs_limit_price and progress.rested else Liquidity.TAKER
+        if progress.remaining == 0:
+            del self._orders[order.order_id]
+        return Fill(order.order_id, f"{order.order_id}-{progress.fills}", quantity, price, fee, liquidity, market.ts)
+
+    def _expire(self, progress: _Progress, reason: str, ts: datetime) -> Expired:
+        self._orders.pop(progress.order.order_id, None)
+        return Expired(progress.order.order_id, reason, ts)
+
+    def _fok_reason(self, progress: _Progress, price: Decimal | None, quantity: Decimal) -> str:
+        order = progress.order
+        if price is None:
+            return f"fill-or-kill: no {order.side.value} price within the order's terms"
+        return f"fill-or-kill: only {plain(quantity)} of {plain(progress.remaining)} fillable at {price}"
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def _check_symbol(self, symbol: str) -> None:
+        if symbol != self.instrument.symbol:
+            raise ValueError(f"this engine matches {self.instrument.symbol}, not {symbol}")
+
+    def _check_order(self, order: WorkingOrder) -> None:
+        self._check_symbol(order.symbol)
+        if order.order_id in self._orders:
+            raise ValueError(f"order {order.order_id} is already working")
+        instrument = self.instrument
+        for name, quantity in (("quantity", order.quantity), ("remaining", order.remaining)):
+            if not instrument.is_quantity_on_lot(quantity):
+                raise ValueError(f"order {order.order_id}: {name} {quantity} is not a multiple of the lot {instrument.lot_size}")
+        for name, price in (("limit", order.limit_price), ("stop", order.stop_price)):
+            if price is not None and not instrument.is_price_on_tick(price):
+                raise ValueError(
+                    f"order {order.order_id}: {name} price {price} is not a multiple of the tick {instrument.tick_size}"
+                )
+
+
+def _reaches_stop(side: Side, stop: Decimal, market: _Market) -> bool:
+    touch = market.price_for(side)
+    if touch is None:
+        return False
+    return touch >= stop if side is Side.BUY else touch <= stop
+
+
+def _floor_to_lot(quantity: Decimal, lot: Decimal) -> Decimal:
+    if quantity <= 0:
+        return _ZERO
+    return (quantity / lot).to_integral_value(rounding=ROUND_FLOOR) * lot

@@ -1,0 +1,805 @@
+"""Orders: what a client asks for, the events of an order's life, and the `Order` folded from them.
+
+An order is a log of immutable events (`OrderSubmitted`, `OrderAccepted`, `OrderPartiallyFilled`,
+...). `Order.from_events` folds a log and `Order.apply` adds one event, returning a new `Order`;
+each step is checked against the one transition table, `TRANSITIONS`, and against the order's
+quantities (no overfill, no fill id twice). Anything refused raises `InvalidTransition`.
+
+Money, prices and quantities are Decimals, never floats. The filled quantity, the filled notional
+(sum of quantity x price) and the fees are summed exactly, whatever the caller's decimal context.
+The average fill price is that exact notional divided by the filled quantity to
+`AVERAGE_PRICE_PRECISION` significant digits, rounded half-even: exact whenever the quotient fits
+(it always does when every fill has the same price). Decimals held here have at most
+`MAX_DECIMAL_DIGITS` digits and an exponent within +/- `MAX_DECIMAL_DIGITS`, which keeps exact
+arithmetic bounded.
+
+Timestamps are timezone-aware UTC datetimes passed in with each event; nothing here reads a clock.
+Event timestamps are not required to increase: venue clocks and ours disagree by milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timedelta
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation, localcontext
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, ClassVar, NoReturn
+
+from tradestack.core.errors import ConflictError
+from tradestack.core.money import D, plain
+from tradestack.domain.instruments import Instrument, ceil_to_tick, floor_to_tick
+
+AVERAGE_PRICE_PRECISION = 34
+"""Significant digits of `Order.average_fill_price` (IEEE decimal128's precision)."""
+
+MAX_DECIMAL_DIGITS = 40
+"""Largest number of digits, and largest absolute exponent, of a Decimal in a request or event."""
+
+_ZERO = Decimal(0)
+# Sums and products of bounded Decimals are exact at MAX_PREC; nothing divides in this context.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation, Inexact])
+_AVERAGE = Context(prec=AVERAGE_PRICE_PRECISION, rounding=ROUND_HALF_EVEN, Emax=MAX_EMAX, Emin=MIN_EMIN)
+# Tick and lot checks divide bounded values by the step: 100 digits hold any such quotient.
+_CHECKS = Context(prec=100, rounding=ROUND_HALF_EVEN, Emax=MAX_EMAX, Emin=MIN_EMIN)
+_CURRENCY = re.compile(r"[A-Z0-9]{2,10}")
+
+
+# -- enums --------------------------------------------------------------------------------------
+
+
+class OrderSide(StrEnum):
+    """Which way an order trades."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(StrEnum):
+    """How an order is priced."""
+
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"
+    STOP_LIMIT = "stop_limit"
+
+    @property
+    def needs_limit_price(self) -> bool:
+        """Whether orders of this type carry a limit price (and others must not)."""
+        return self in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+
+    @property
+    def needs_stop_price(self) -> bool:
+        """Whether orders of this type carry a stop price and wait to be triggered."""
+        return self in (OrderType.STOP, OrderType.STOP_LIMIT)
+
+
+class TimeInForce(StrEnum):
+    """How long an order works: the trading day, until canceled, immediate-or-cancel, fill-or-kill."""
+
+    DAY = "day"
+    GTC = "gtc"
+    IOC = "ioc"
+    FOK = "fok"
+
+
+class Liquidity(StrEnum):
+    """Whether a fill added liquidity (maker) or took it (taker); unknown when the venue does not say."""
+
+    MAKER = "maker"
+    TAKER = "taker"
+    UNKNOWN = "unknown"
+
+
+class OrderStatus(StrEnum):
+    """Where an order is in its life. An order with no events yet has no status (None)."""
+
+    SUBMITTED = "submitted"
+    ACCEPTED = "accepted"
+    DENIED = "denied"
+    TRIGGERED = "triggered"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the order is final: no event applies any more."""
+        return self in _TERMINAL_STATUSES
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the order may still change (the opposite of `is_terminal`)."""
+        return not self.is_terminal
+
+
+_TERMINAL_STATUSES = frozenset(
+    {OrderStatus.DENIED, OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED}
+)
+
+
+# -- field checks -------------------------------------------------------------------------------
+
+
+def _require_decimal(name: str, value: object, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not isinstance(value, Decimal):
+        raise TypeError(f"{name} must be a Decimal, got {type(value).__name__} {value!r}")
+    if not value.is_finite():
+        raise ValueError(f"{name} must be a finite Decimal, got {value!r}")
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or len(digits) > MAX_DECIMAL_DIGITS or abs(exponent) > MAX_DECIMAL_DIGITS:
+        raise ValueError(
+            f"{name} {value} is out of range: at most {MAX_DECIMAL_DIGITS} digits and an exponent within +/-{MAX_DECIMAL_DIGITS}"
+        )
+
+
+def _require_positive(name: str, value: Decimal) -> None:
+    _require_decimal(name, value)
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {plain(value)}")
+
+
+def _require_str(name: str, value: object, *, non_empty: bool = False) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__} {value!r}")
+    if non_empty and not value.strip():
+        raise ValueError(f"{name} must not be empty")
+
+
+def _require_member(name: str, value: object, enum: type[StrEnum]) -> None:
+    if not isinstance(value, enum):
+        valid = ", ".join(member.value for member in enum)
+        raise TypeError(f"{name} must be a member of {enum.__name__} ({valid}), got {type(value).__name__} {value!r}")
+
+
+def _require_utc(name: str, value: object) -> None:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() != timedelta(0):
+        raise ValueError(f"{name} must be a timezone-aware UTC datetime, got {value!r}")
+
+
+def _nearest(value: Decimal, step: Decimal) -> str:
+    """The valid multiples of `step` on either side of `value`, as text for a message."""
+    below, above = floor_to_tick(value, step), ceil_to_tick(value, step)
+    return f"{plain(below)} or {plain(above)}" if below > 0 else plain(above)
+
+
+# -- request ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderRequest:
+    """The terms of an order as the client asked for them.
+
+    `limit_price` is set only for limit and stop-limit orders, `stop_price` only for stop and
+    stop-limit orders. Construction checks types only (Decimals, enums, strings); whether the terms
+    make a valid order is `validate`'s job, which returns the problems instead of raising.
+    """
+
+    client_order_id: str
+    account_id: str
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    quantity: Decimal
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
+
+    def __post_init__(self) -> None:
+        _require_str("client_order_id", self.client_order_id)
+        _require_str("account_id", self.account_id)
+        _require_str("symbol", self.symbol)
+        _require_member("side", self.side, OrderSide)
+        _require_member("type", self.type, OrderType)
+        _require_member("time_in_force", self.time_in_force, TimeInForce)
+        _require_decimal("quantity", self.quantity)
+        _require_decimal("limit_price", self.limit_price, optional=True)
+        _require_decimal("stop_price", self.stop_price, optional=True)
+
+    def validate(self, instrument: Instrument) -> list[str]:
+        """What is wrong with this request for `instrument`, one sentence per problem; empty when valid.
+
+        Checks the ids, that the instrument is this symbol's and tradable, the quantity (positive,
+        whole lots), the prices (present exactly when the type needs them, positive, on the tick)
+        and the time in force (a market order cannot be gtc).
+        """
+        problems: list[str] = []
+        if self.symbol != instrument.symbol:
+            problems.append(f"the order is for {self.symbol!r} but the instrument is {instrument.symbol}")
+        if not instrument.tradable:
+            problems.append(f"{instrument.symbol} is not tradable")
+        problems.extend(self.structural_problems())
+        with localcontext(_CHECKS):
+            if self.quantity > 0 and not instrument.is_quantity_on_lot(self.quantity):
+                problems.append(
+                    f"quantity {plain(self.quantity)} is not a multiple of the lot size {plain(instrument.lot_size)}; "
+                    f"use {_nearest(self.quantity, instrument.lot_size)}"
+                )
+            for label, price in (("limit price", self.limit_price), ("stop price", self.stop_price)):
+                if price is not None and price > 0 and not instrument.is_price_on_tick(price):
+                    problems.append(
+                        f"{label} {plain(price)} is not a multiple of the tick size {plain(instrument.tick_size)}; "
+                        f"use {_nearest(price, instrument.tick_size)}"
+                    )
+        if self.type is OrderType.MARKET and self.time_in_force is TimeInForce.GTC:
+            problems.append("a market order cannot be good-till-canceled (gtc); use day, ioc or fok")
+        return problems
+
+    def structural_problems(self) -> list[str]:
+        """Problems that make the request meaningless whatever the instrument; empty when none.
+
+        Ids present, quantity positive, each price present exactly when the type needs it and
+        positive. `OrderSubmitted` refuses a request with any of these.
+        """
+        problems: list[str] = []
+        for name, value in (("client_order_id", self.client_order_id), ("account_id", self.account_id)):
+            if not value.strip():
+                problems.append(f"{name} must not be empty")
+        if not self.symbol.strip():
+            problems.append("symbol must not be empty")
+        if self.quantity <= 0:
+            problems.append(f"quantity must be positive, got {plain(self.quantity)}")
+        order = f"a {self.type.value.replace('_', '-')} order"
+        for label, price, needed in (
+            ("limit price", self.limit_price, self.type.needs_limit_price),
+            ("stop price", self.stop_price, self.type.needs_stop_price),
+        ):
+            if needed and price is None:
+                problems.append(f"{order} needs a {label}")
+            elif not needed and price is not None:
+                problems.append(f"{order} takes no {label}; remove it or change the order type")
+            elif price is not None and price <= 0:
+                problems.append(f"{label} must be positive, got {plain(price)}")
+        return problems
+
+    def amended(
+        self, *, quantity: Decimal | None = None, limit_price: Decimal | None = None, stop_price: Decimal | None = None
+    ) -> OrderRequest:
+        """These terms with the given quantity and prices replaced; None keeps the current value."""
+        return replace(
+            self,
+            quantity=self.quantity if quantity is None else quantity,
+            limit_price=self.limit_price if limit_price is None else limit_price,
+            stop_price=self.stop_price if stop_price is None else stop_price,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The request as JSON-ready data: Decimals as canonical strings, enums as their values."""
+        return {field.name: _encode(getattr(self, field.name)) for field in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OrderRequest:
+        """The request written by `to_dict`; ValueError naming the field when the data is malformed."""
+        return cls(**_decode_fields("OrderRequest", data, {field.name for field in fields(cls)}, _REQUEST_DECODERS))
+
+    def fingerprint(self) -> str:
+        """Canonical text of the whole request (sorted-key JSON, canonical Decimals).
+
+        Two requests have the same fingerprint exactly when their terms are equal, however their
+        Decimals are written (``10.50`` and ``10.5`` agree): a retried submit with the same
+        client_order_id is the same order when the fingerprints match, a conflict otherwise.
+        Compare against the submitted terms (`Order.submitted_request`), not the replaced ones.
+        """
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+# -- events -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderEvent:
+    """Something that happened to order `order_id` at `ts` (UTC). Abstract: use a subclass.
+
+    `kind` names the event type in storage (``"filled"``); `to_dict` and `event_from_dict`
+    convert to and from JSON-ready data.
+    """
+
+    kind: ClassVar[str]
+
+    order_id: str
+    ts: datetime
+
+    def __post_init__(self) -> None:
+        if getattr(type(self), "kind", None) is None:
+            raise TypeError(f"{type(self).__name__} is abstract; build one of {', '.join(sorted(EVENT_TYPES))}")
+        _require_str("order_id", self.order_id, non_empty=True)
+        _require_utc("ts", self.ts)
+        self._check()
+
+    def _check(self) -> None:
+        """Refuse values of the subclass's own fields that cannot have happened."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as JSON-ready data: its `kind`, Decimals as strings, timestamps in ISO 8601."""
+        return {"kind": self.kind} | {field.name: _encode(getattr(self, field.name)) for field in fields(self)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderSubmitted(OrderEvent):
+    """The order was recorded with these terms; always an order's first event."""
+
+    kind: ClassVar[str] = "submitted"
+
+    request: OrderRequest
+
+    def _check(self) -> None:
+        if not isinstance(self.request, OrderRequest):
+            raise TypeError(f"request must be an OrderRequest, got {self.request!r}")
+        problems = self.request.structural_problems()
+        if problems:
+            raise ValueError(f"order {self.order_id}: cannot submit these terms: {'; '.join(problems)}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderAccepted(OrderEvent):
+    """The order passed the risk checks and is working (at the venue, or in paper matching)."""
+
+    kind: ClassVar[str] = "accepted"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _ReasonEvent(OrderEvent):
+    """An event that ends the order for a `reason` a person can read. Abstract."""
+
+    reason: str
+
+    def _check(self) -> None:
+        _require_str("reason", self.reason, non_empty=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderDenied(_ReasonEvent):
+    """A pre-trade risk check refused the order before it reached a venue; `reason` says why."""
+
+    kind: ClassVar[str] = "denied"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderTriggered(OrderEvent):
+    """The market reached a stop or stop-limit order's stop price; it now works as market or limit."""
+
+    kind: ClassVar[str] = "triggered"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FillEvent(OrderEvent):
+    """One execution: `quantity` at `price`. Abstract: `OrderPartiallyFilled` or `OrderFilled`.
+
+    `fee` is in `fee_currency`; positive is a cost, negative a rebate. `fill_id` is unique within
+    the order.
+    """
+
+    fill_id: str
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_currency: str
+    liquidity: Liquidity
+
+    def _check(self) -> None:
+        _require_str("fill_id", self.fill_id, non_empty=True)
+        _require_positive("fill quantity", self.quantity)
+        _require_positive("fill price", self.price)
+        _require_decimal("fee", self.fee)
+        if not isinstance(self.fee_currency, str) or not _CURRENCY.fullmatch(self.fee_currency):
+            raise ValueError(f"fee_currency must be 2-10 characters A-Z and 0-9 (such as USD), got {self.fee_currency!r}")
+        _require_member("liquidity", self.liquidity, Liquidity)
+
+    @property
+    def notional(self) -> Decimal:
+        """quantity x price, exact."""
+        return _EXACT.multiply(self.quantity, self.price)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderPartiallyFilled(FillEvent):
+    """A fill that leaves part of the order unfilled."""
+
+    kind: ClassVar[str] = "partially_filled"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderFilled(FillEvent):
+    """The fill that completes the order: the filled quantity reaches the order quantity exactly."""
+
+    kind: ClassVar[str] = "filled"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderCanceled(_ReasonEvent):
+    """The order stopped working on request (or an ioc remainder was canceled); fills so far stay."""
+
+    kind: ClassVar[str] = "canceled"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderExpired(OrderEvent):
+    """The order's time in force ran out; fills so far stay."""
+
+    kind: ClassVar[str] = "expired"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderReplaced(OrderEvent):
+    """The working order's terms changed; None leaves a term as it was, and at least one changes."""
+
+    kind: ClassVar[str] = "replaced"
+
+    new_quantity: Decimal | None = None
+    new_limit_price: Decimal | None = None
+    new_stop_price: Decimal | None = None
+
+    def _check(self) -> None:
+        values = {
+            "new_quantity": self.new_quantity,
+            "new_limit_price": self.new_limit_price,
+            "new_stop_price": self.new_stop_price,
+        }
+        if all(value is None for value in values.values()):
+            raise ValueError("a replace must change the quantity, the limit price or the stop price")
+        for name, value in values.items():
+            if value is not None:
+                _require_positive(name, value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderRejected(_ReasonEvent):
+    """The venue refused the order after it was sent; `reason` is the venue's."""
+
+    kind: ClassVar[str] = "rejected"
+
+
+EVENT_TYPES: Mapping[str, type[OrderEvent]] = MappingProxyType(
+    {
+        event_type.kind: event_type
+        for event_type in (
+            OrderSubmitted,
+            OrderAccepted,
+            OrderDenied,
+            OrderTriggered,
+            OrderPartiallyFilled,
+            OrderFilled,
+            OrderCanceled,
+            OrderExpired,
+            OrderReplaced,
+            OrderRejected,
+        )
+    }
+)
+"""Every concrete event type by its `kind`."""
+
+
+# -- serialization ------------------------------------------------------------------------------
+
+
+def _encode(value: object) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Decimal):
+        return plain(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, OrderRequest):
+        return value.to_dict()
+    raise TypeError(f"cannot encode {type(value).__name__} {value!r}")  # pragma: no cover - every field type is above
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def _decimal(name: str, value: Any) -> Decimal:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a decimal number written as a string, got {value!r}")
+    return D(value)
+
+
+def _optional_decimal(name: str, value: Any) -> Decimal | None:
+    return None if value is None else _decimal(name, value)
+
+
+def _timestamp(name: str, value: Any) -> datetime:
+    try:
+        return datetime.fromisoformat(_text(name, value))
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an ISO 8601 timestamp, got {value!r}") from exc
+
+
+def _member(enum: type[StrEnum]) -> Callable[[str, Any], StrEnum]:
+    def decode(name: str, value: Any) -> StrEnum:
+        try:
+            return enum(_text(name, value))
+        except ValueError:
+            valid = ", ".join(member.value for member in enum)
+            raise ValueError(f"{name} must be one of {valid}, got {value!r}") from None
+
+    return decode
+
+
+def _request(name: str, value: Any) -> OrderRequest:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must be an object, got {value!r}")
+    return OrderRequest.from_dict(value)
+
+
+_Decoder = Callable[[str, Any], Any]
+
+_REQUEST_DECODERS: Mapping[str, _Decoder] = {
+    "client_order_id": _text,
+    "account_id": _text,
+    "symbol": _text,
+    "side": _member(OrderSide),
+    "type": _member(OrderType),
+    "quantity": _decimal,
+    "limit_price": _optional_decimal,
+    "stop_price": _optional_decimal,
+    "time_in_force": _member(TimeInForce),
+}
+
+_EVENT_DECODERS: Mapping[str, _Decoder] = {
+    "order_id": _text,
+    "ts": _timestamp,
+    "request": _request,
+    "reason": _text,
+    "fill_id": _text,
+    "quantity": _decimal,
+    "price": _decimal,
+    "fee": _decimal,
+    "fee_currency": _text,
+    "liquidity": _member(Liquidity),
+    "new_quantity": _optional_decimal,
+    "new_limit_price": _optional_decimal,
+    "new_stop_price": _optional_decimal,
+}
+
+
+def _decode_fields(what: str, data: Mapping[str, Any], names: set[str], decoders: Mapping[str, _Decoder]) -> dict[str, Any]:
+    missing = sorted(names - data.keys())
+    unknown = sorted(data.keys() - names)
+    if missing or unknown:
+        parts = [f"missing {', '.join(missing)}" if missing else "", f"unknown {', '.join(unknown)}" if unknown else ""]
+        raise ValueError(f"{what}: {'; '.join(part for part in parts if part)}")
+    return {name: decoders[name](name, data[name]) for name in names}
+
+
+def event_from_dict(data: Mapping[str, Any]) -> OrderEvent:
+    """The event written by `OrderEvent.to_dict`; ValueError naming the problem when it is malformed."""
+    kind = data.get("kind")
+    event_type = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if event_type is None:
+        raise ValueError(f"unknown order event kind {kind!r}; known kinds: {', '.join(EVENT_TYPES)}")
+    body = {key: value for key, value in data.items() if key != "kind"}
+    names = {field.name for field in fields(event_type)}
+    return event_type(**_decode_fields(event_type.__name__, body, names, _EVENT_DECODERS))
+
+
+# -- transitions --------------------------------------------------------------------------------
+
+_S = OrderStatus
+TRANSITIONS: Mapping[tuple[OrderStatus | None, type[OrderEvent]], OrderStatus] = MappingProxyType(
+    {
+        (None, OrderSubmitted): _S.SUBMITTED,
+        (_S.SUBMITTED, OrderAccepted): _S.ACCEPTED,
+        (_S.SUBMITTED, OrderDenied): _S.DENIED,
+        (_S.SUBMITTED, OrderRejected): _S.REJECTED,
+        (_S.SUBMITTED, OrderCanceled): _S.CANCELED,
+        (_S.ACCEPTED, OrderTriggered): _S.TRIGGERED,  # stop and stop-limit orders only
+        (_S.ACCEPTED, OrderPartiallyFilled): _S.PARTIALLY_FILLED,
+        (_S.ACCEPTED, OrderFilled): _S.FILLED,
+        (_S.ACCEPTED, OrderCanceled): _S.CANCELED,
+        (_S.ACCEPTED, OrderExpired): _S.EXPIRED,
+        (_S.ACCEPTED, OrderReplaced): _S.ACCEPTED,
+        (_S.ACCEPTED, OrderRejected): _S.REJECTED,
+        (_S.TRIGGERED, OrderPartiallyFilled): _S.PARTIALLY_FILLED,
+        (_S.TRIGGERED, OrderFilled): _S.FILLED,
+        (_S.TRIGGERED, OrderCanceled): _S.CANCELED,
+        (_S.TRIGGERED, OrderExpired): _S.EXPIRED,
+        (_S.TRIGGERED, OrderReplaced): _S.TRIGGERED,  # quantity and limit price only
+        (_S.TRIGGERED, OrderRejected): _S.REJECTED,
+        (_S.PARTIALLY_FILLED, OrderPartiallyFilled): _S.PARTIALLY_FILLED,
+        (_S.PARTIALLY_FILLED, OrderFilled): _S.FILLED,
+        (_S.PARTIALLY_FILLED, OrderCanceled): _S.CANCELED,
+        (_S.PARTIALLY_FILLED, OrderExpired): _S.EXPIRED,
+        (_S.PARTIALLY_FILLED, OrderReplaced): _S.PARTIALLY_FILLED,  # new quantity above the filled quantity
+    }
+)
+"""The status an event moves an order to, by (current status, event type); None is "no events yet".
+
+A pair that is missing is an invalid transition. Terminal statuses have no entries. `Order.apply`
+adds the checks a table cannot hold: stop types only trigger, fills never overfill, the last fill
+is an `OrderFilled`, a replace keeps the quantity above what is filled.
+"""
+del _S
+
+
+class InvalidTransition(ConflictError, ValueError):  # noqa: N818 - named for what is refused, as callers read it
+    """An event that cannot apply to the order in its current state.
+
+    `status` is the order's status (None before its first event) and `event` the refused event.
+    """
+
+    def __init__(self, order_id: str, status: OrderStatus | None, event: OrderEvent, detail: str) -> None:
+        where = f"order {order_id} has no events yet" if status is None else f"order {order_id} is {status.value}"
+        super().__init__(f"{where}: {type(event).__name__} is not allowed ({detail})", order_id=order_id)
+        self.order_id = order_id
+        self.status = status
+        self.event = event
+
+
+def _allowed_after(status: OrderStatus | None) -> list[str]:
+    return [event_type.__name__ for (source, event_type) in TRANSITIONS if source == status]
+
+
+def _next_status(order_id: str, status: OrderStatus | None, event: OrderEvent) -> OrderStatus:
+    target = TRANSITIONS.get((status, type(event)))
+    if target is not None:
+        return target
+    if status is not None and status.is_terminal:
+        detail = f"a {status.value} order is final"
+    else:
+        detail = f"allowed: {', '.join(_allowed_after(status))}"
+    raise InvalidTransition(order_id, status, event, detail)
+
+
+# -- aggregate ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Order:
+    """An order as its events made it. Build it with `from_events` and `apply`, never directly.
+
+    `request` holds the current terms (after replaces), `submitted_request` the terms as submitted.
+    `filled_notional` is the exact sum of quantity x price over the fills and `fees` the exact sum
+    of fees per currency. `version` counts the events applied; `created_at` is the submit time and
+    `updated_at` the time of the latest event. `reason` explains a denial, cancel or rejection.
+    """
+
+    id: str
+    request: OrderRequest
+    submitted_request: OrderRequest
+    status: OrderStatus
+    filled_quantity: Decimal
+    filled_notional: Decimal
+    fees: Mapping[str, Decimal]
+    fill_ids: frozenset[str]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    reason: str | None
+
+    @classmethod
+    def from_events(cls, events: Iterable[OrderEvent]) -> Order:
+        """Fold an order's events, oldest first; the first must be `OrderSubmitted`.
+
+        Raises ValueError for no events and `InvalidTransition` for an event that cannot apply.
+        """
+        iterator = iter(events)
+        first = next(iterator, None)
+        if first is None:
+            raise ValueError("an order needs at least its OrderSubmitted event")
+        order = cls._submitted(first)
+        for event in iterator:
+            order = order.apply(event)
+        return order
+
+    @classmethod
+    def _submitted(cls, event: OrderEvent) -> Order:
+        status = _next_status(event.order_id, None, event)
+        if not isinstance(event, OrderSubmitted):  # pragma: no cover - only OrderSubmitted leaves None
+            raise TypeError(f"TRANSITIONS lets {type(event).__name__} start an order")
+        return cls(
+            id=event.order_id,
+            request=event.request,
+            submitted_request=event.request,
+            status=status,
+            filled_quantity=_ZERO,
+            filled_notional=_ZERO,
+            fees=MappingProxyType({}),
+            fill_ids=frozenset(),
+            version=1,
+            created_at=event.ts,
+            updated_at=event.ts,
+            reason=None,
+        )
+
+    def apply(self, event: OrderEvent) -> Order:
+        """This order with `event` applied, as a new Order; this one is unchanged.
+
+        Raises `InvalidTransition` when the event is for another order, is not in `TRANSITIONS`
+        from the current status, or breaks a rule of the order (see `TRANSITIONS`).
+        """
+        if event.order_id != self.id:
+            self._refuse(event, f"the event is for order {event.order_id}")
+        status = _next_status(self.id, self.status, event)
+        order = self
+        if isinstance(event, FillEvent):
+            order = self._filled(event)
+        elif isinstance(event, OrderTriggered):
+            if not self.request.type.needs_stop_price:
+                self._refuse(event, f"only stop and stop-limit orders trigger; this is a {self.request.type.value} order")
+        elif isinstance(event, OrderReplaced):
+            order = replace(self, request=self._replaced_terms(event))
+        elif isinstance(event, _ReasonEvent):
+            order = replace(self, reason=event.reason)
+        return replace(order, status=status, version=self.version + 1, updated_at=event.ts)
+
+    def _refuse(self, event: OrderEvent, detail: str) -> NoReturn:
+        raise InvalidTransition(self.id, self.status, event, detail)
+
+    def _filled(self, event: FillEvent) -> Order:
+        if event.fill_id in self.fill_ids:
+            self._refuse(event, f"fill {event.fill_id} was already applied")
+        quantity = self.request.quantity
+        filled = _EXACT.add(self.filled_quantity, event.quantity)
+        if filled > quantity:
+            self._refuse(
+                event,
+                f"fill {event.fill_id} of {plain(event.quantity)} would fill {plain(filled)} of {plain(quantity)}: overfill",
+            )
+        if isinstance(event, OrderPartiallyFilled) and filled == quantity:
+            self._refuse(event, f"fill {event.fill_id} completes the order; report it as OrderFilled")
+        if isinstance(event, OrderFilled) and filled < quantity:
+            left = _EXACT.subtract(quantity, filled)
+            self._refuse(event, f"fill {event.fill_id} leaves {plain(left)} unfilled; report it as OrderPartiallyFilled")
+        fees = dict(self.fees)
+        fees[event.fee_currency] = _EXACT.add(fees.get(event.fee_currency, _ZERO), event.fee)
+        return replace(
+            self,
+            filled_quantity=filled,
+            filled_notional=_EXACT.add(self.filled_notional, event.notional),
+            fees=MappingProxyType(fees),
+            fill_ids=self.fill_ids | {event.fill_id},
+        )
+
+    def _replaced_terms(self, event: OrderReplaced) -> OrderRequest:
+        order_type = self.request.type
+        if event.new_limit_price is not None and not order_type.needs_limit_price:
+            self._refuse(event, f"a {order_type.value} order has no limit price")
+        if event.new_stop_price is not None:
+            if not order_type.needs_stop_price:
+                self._refuse(event, f"a {order_type.value} order has no stop price")
+            if self.status is not OrderStatus.ACCEPTED:
+                self._refuse(event, "the stop price cannot change once the order has triggered")
+        if event.new_quantity is not None and event.new_quantity <= self.filled_quantity:
+            self._refuse(
+                event,
+                f"new quantity {plain(event.new_quantity)} must be above the filled quantity {plain(self.filled_quantity)}",
+            )
+        return self.request.amended(
+            quantity=event.new_quantity, limit_price=event.new_limit_price, stop_price=event.new_stop_price
+        )
+
+    @property
+    def remaining_quantity(self) -> Decimal:
+        """Quantity still to fill: the order quantity less the filled quantity (kept even once closed)."""
+        return _EXACT.subtract(self.request.quantity, self.filled_quantity)
+
+    @property
+    def average_fill_price(self) -> Decimal | None:
+        """Filled notional / filled quantity to `AVERAGE_PRICE_PRECISION` digits; None before any fill."""
+        if self.filled_quantity == 0:
+            return None
+        return _AVERAGE.divide(self.filled_notional, self.filled_quantity)
+
+    @property
+    def can_cancel(self) -> bool:
+        """Whether `TRANSITIONS` allows an `OrderCanceled` now."""
+        return (self.status, OrderCanceled) in TRANSITIONS
+
+    @property
+    def can_replace(self) -> bool:
+        """Whether `TRANSITIONS` allows an `OrderReplaced` now (its terms are checked when applied)."""
+        return (self.status, OrderReplaced) in TRANSITIONS

@@ -1,0 +1,472 @@
+"""Pre-trade risk checks: pure functions that say why an order is refused, or None when it passes.
+
+A check never raises for a business outcome; it returns a `RiskDenial` naming the check and a
+reason a user can act on, with the numbers involved. `evaluate` runs every check in this order and
+returns the first denial:
+
+1. trading state - HALTED refuses everything; REDUCING allows only orders that shrink a position
+   without flipping it. The stricter of the global and the account state applies, so the global
+   kill switch overrides whatever the account says.
+2. order rate - orders submitted in the last minute, per account.
+3. reference price - a market order needs a last price to be priced.
+4. price collar - a limit price too far through the market is a fat finger.
+5. max order notional.
+6. short selling - only accounts with `allow_short` may end up short.
+7. max position - per instrument, on the resulting |position|.
+8. daily loss - once today's realized loss reaches the limit, only reducing orders pass.
+9. max gross exposure.
+10. buying power - a buy needs its notional plus the estimated fee within cash less what open
+    orders reserve.
+
+Currencies: an order's prices are in the instrument's quote currency; every money amount of the
+account (`AccountRiskState`) and every money limit (`RiskLimits`) is in the account's base
+currency, `RiskLimits.currency`. The caller passes `to_base`, which converts a quote-currency
+amount into the base currency (identity by default, for accounts that trade in their own currency).
+
+Pricing an order (`order_price`): a limit or stop-limit order at its limit price; a market order at
+the last price and a stop order at its stop price, buys of either plus the collar (the most the
+collar lets a buy pay). Positions in `AccountRiskState` are signed quantities (short below zero);
+the checks look at the position this order would leave if it filled completely and do not add what
+other open orders might still do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+from tradestack.core.money import canonical
+from tradestack.domain.marketdata import Side
+from tradestack.domain.matching import FeeModel
+from tradestack.domain.orders import OrderType
+
+_ZERO = Decimal(0)
+_HUNDRED = Decimal(100)
+
+ToBase = Callable[[Decimal], Decimal]
+"""Converts an amount in the instrument's quote currency into the account's base currency."""
+
+
+def same_currency(amount: Decimal) -> Decimal:
+    """The identity conversion, for instruments quoted in the account's base currency."""
+    return amount
+
+
+class TradingState(StrEnum):
+    """What an account (or the whole platform) may do; the kill switch sets it."""
+
+    ACTIVE = "active"
+    REDUCING = "reducing"
+    HALTED = "halted"
+
+
+_STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+
+
+class RiskCheck(StrEnum):
+    """The name of a pre-trade check, as carried by a denial."""
+
+    TRADING_STATE = "trading_state"
+    ORDER_RATE = "order_rate"
+    REFERENCE_PRICE = "reference_price"
+    PRICE_COLLAR = "price_collar"
+    MAX_ORDER_NOTIONAL = "max_order_notional"
+    SHORT_SELLING = "short_selling"
+    MAX_POSITION = "max_position"
+    DAILY_LOSS = "daily_loss"
+    MAX_GROSS_EXPOSURE = "max_gross_exposure"
+    BUYING_POWER = "buying_power"
+
+
+@dataclass(frozen=True, slots=True)
+class RiskDenial:
+    """Why an order was refused: the check that refused it and a reason naming the numbers."""
+
+    check: RiskCheck
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.check.value}: {self.reason}"
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _finite(value: Decimal) -> bool:
+    return isinstance(value, Decimal) and value.is_finite()
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """An order as the risk checks see it: quantity in units, prices in the quote currency.
+
+    `limit_price` is required for limit and stop-limit orders, `stop_price` for stop and
+    stop-limit orders; other types leave them None.
+    """
+
+    account_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    quantity: Decimal
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "side", Side(self.side))
+        object.__setattr__(self, "type", OrderType(self.type))
+        _require(_finite(self.quantity) and self.quantity > 0, f"quantity must be a positive Decimal, got {self.quantity!r}")
+        for name, price, needed in (
+            ("limit_price", self.limit_price, self.type.needs_limit_price),
+            ("stop_price", self.stop_price, self.type.needs_stop_price),
+        ):
+            _require(not needed or price is not None, f"a {self.type.value} order needs a {name}")
+            _require(needed or price is None, f"a {self.type.value} order must not carry a {name}")
+            _require(price is None or (_finite(price) and price > 0), f"{name} must be a positive Decimal, got {price!r}")
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        """The quantity with the sign of its effect on the position: + for a buy, - for a sell."""
+        return self.quantity if self.side is Side.BUY else -self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class RiskLimits:
+    """An account's limits. Money amounts are in `currency`, the account's base currency.
+
+    `max_position_quantity` applies to each instrument separately, in units. `price_collar_pct` is
+    in percent (5 means 5 %). `daily_loss_limit` is a positive amount: trading is restricted once
+    today's realized P&L is at or below minus this amount.
+    """
+
+    max_order_notional: Decimal
+    max_position_quantity: Decimal
+    max_gross_exposure: Decimal
+    price_collar_pct: Decimal
+    max_orders_per_minute: int
+    daily_loss_limit: Decimal
+    currency: str
+
+    def __post_init__(self) -> None:
+        for name in ("max_order_notional", "max_position_quantity", "max_gross_exposure", "price_collar_pct", "daily_loss_limit"):
+            value = getattr(self, name)
+            _require(_finite(value) and value >= 0, f"{name} must be a non-negative Decimal, got {value!r}")
+        _require(self.price_collar_pct < _HUNDRED, f"price_collar_pct must be below 100, got {self.price_collar_pct}")
+        _require(self.max_orders_per_minute >= 0, f"max_orders_per_minute must not be negative, got {self.max_orders_per_minute}")
+
+    @property
+    def collar(self) -> Decimal:
+        """The price collar as a fraction (0.05 for 5 %)."""
+        return self.price_collar_pct / _HUNDRED
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRiskState:
+    """What the checks need to know about the account now; money in its base currency.
+
+    `cash_available` is the account's cash; `reserved_by_open_orders` is what its open buy orders
+    have reserved out of it (see `reserve_for`). `positions` maps symbols to signed quantities.
+    `gross_exposure` is the sum of |position| x mark price over all instruments.
+    `realized_pnl_today` is negative for a loss. `orders_in_last_minute` counts orders already
+    submitted in the 60 seconds before this one.
+    """
+
+    cash_available: Decimal
+    reserved_by_open_orders: Decimal
+    positions: Mapping[str, Decimal]
+    gross_exposure: Decimal
+    realized_pnl_today: Decimal
+    orders_in_last_minute: int
+    allow_short: bool
+    trading_state: TradingState
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "trading_state", TradingState(self.trading_state))
+        _require(self.orders_in_last_minute >= 0, f"orders_in_last_minute must not be negative, got {self.orders_in_last_minute}")
+
+    def position(self, symbol: str) -> Decimal:
+        """The signed position in `symbol`; zero when there is none."""
+        return self.positions.get(symbol, _ZERO)
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _money(amount: Decimal, currency: str) -> str:
+    return f"{amount:,.2f} {currency}"
+
+
+def _number(value: Decimal) -> str:
+    return f"{canonical(value):,f}"
+
+
+def _usable_last(last_price: Decimal | None) -> Decimal | None:
+    return last_price if last_price is not None and _finite(last_price) and last_price > 0 else None
+
+
+def resulting_position(intent: OrderIntent, state: AccountRiskState) -> Decimal:
+    """The position in the intent's symbol if the order filled completely."""
+    return state.position(intent.symbol) + intent.signed_quantity
+
+
+def reduces_position(current: Decimal, resulting: Decimal) -> bool:
+    """Whether going from `current` to `resulting` shrinks |position| without crossing zero."""
+    if current == 0 or abs(resulting) >= abs(current):
+        return False
+    return resulting == 0 or (resulting > 0) == (current > 0)
+
+
+def order_price(intent: OrderIntent, last_price: Decimal | None, price_collar_pct: Decimal) -> Decimal | None:
+    """The price the checks value the order at, or None for a market order without a last price.
+
+    Limit and stop-limit orders: the limit price. Market orders: the last price; stop orders: the
+    stop price; buys of both plus the collar.
+    """
+    if intent.limit_price is not None:
+        return intent.limit_price
+    reference = intent.stop_price if intent.stop_price is not None else _usable_last(last_price)
+    if reference is None:
+        return None
+    if intent.side is Side.BUY:
+        return reference * (1 + price_collar_pct / _HUNDRED)
+    return reference
+
+
+def reserve_for(
+    intent: OrderIntent,
+    limits: RiskLimits,
+    last_price: Decimal | None,
+    *,
+    fee_model: FeeModel | None = None,
+    to_base: ToBase = same_currency,
+) -> Decimal:
+    """Cash an open order reserves, in the base currency: notional plus estimated fee for a buy, 0 for a sell.
+
+    Raises ValueError for a market buy without a last price (`evaluate` denies those first). For a
+    partly filled order pass an intent for the remaining quantity.
+    """
+    if intent.side is Side.SELL:
+        return _ZERO
+    price = order_price(intent, last_price, limits.price_collar_pct)
+    if price is None:
+        raise ValueError(f"no last price for {intent.symbol}: cannot price a market buy")
+    notional = intent.quantity * price
+    fee = fee_model.fee(notional) if fee_model is not None else _ZERO
+    return to_base(notional + fee)
+
+
+# -- the checks -----------------------------------------------------------------------------------
+
+
+def check_trading_state(intent: OrderIntent, state: AccountRiskState, global_state: TradingState) -> RiskDenial | None:
+    """HALTED denies everything; REDUCING denies orders that grow a position or flip it."""
+    global_state = TradingState(global_state)
+    scope = "all accounts" if _STRICTNESS[global_state] >= _STRICTNESS[state.trading_state] else f"account {intent.account_id}"
+    effective = max(global_state, state.trading_state, key=_STRICTNESS.__getitem__)
+    if effective is TradingState.HALTED:
+        return RiskDenial(RiskCheck.TRADING_STATE, f"trading is halted for {scope}")
+    if effective is TradingState.REDUCING:
+        current = state.position(intent.symbol)
+        resulting = resulting_position(intent, state)
+        if not reduces_position(current, resulting):
+            return RiskDenial(
+                RiskCheck.TRADING_STATE,
+                f"trading is reduce-only for {scope}: {intent.side.value} {_number(intent.quantity)} {intent.symbol} "
+                f"would take the position from {_number(current)} to {_number(resulting)}; "
+                "only orders that shrink a position without flipping it are allowed",
+            )
+    return None
+
+
+def check_order_rate(limits: RiskLimits, state: AccountRiskState) -> RiskDenial | None:
+    """Deny once the account has submitted `max_orders_per_minute` orders in the last minute."""
+    if state.orders_in_last_minute >= limits.max_orders_per_minute:
+        return RiskDenial(
+            RiskCheck.ORDER_RATE,
+            f"{state.orders_in_last_minute} orders in the last minute reach the limit of "
+            f"{limits.max_orders_per_minute} per minute; wait before submitting more",
+        )
+    return None
+
+
+def check_reference_price(intent: OrderIntent, last_price: Decimal | None) -> RiskDenial | None:
+    """Deny a market order when there is no last price to value it at."""
+    if intent.type is OrderType.MARKET and _usable_last(last_price) is None:
+        return RiskDenial(
+            RiskCheck.REFERENCE_PRICE,
+            f"no last price for {intent.symbol}: a market order cannot be priced; send a limit order",
+        )
+    return None
+
+
+def check_price_collar(intent: OrderIntent, limits: RiskLimits, last_price: Decimal | None) -> RiskDenial | None:
+    """Deny a limit price more than the collar through the reference price (a fat finger).
+
+    The reference is the last price for a limit order and the stop price for a stop-limit order.
+    A limit buy above reference x (1 + collar) or a limit sell below reference x (1 - collar) is
+    denied; a limit order without a last price is not checked.
+    """
+    limit = intent.limit_price
+    reference = intent.stop_price if intent.stop_price is not None else _usable_last(last_price)
+    if limit is None or reference is None:
+        return None
+    name = "stop price" if intent.stop_price is not None else "last price"
+    pct = _number(limits.price_collar_pct)
+    if intent.side is Side.BUY:
+        bound = reference * (1 + limits.collar)
+        if limit > bound:
+            return RiskDenial(
+                RiskCheck.PRICE_COLLAR,
+                f"limit price {_number(limit)} is more than {pct}% above the {name} {_number(reference)} "
+                f"(highest allowed {_number(bound)})",
+            )
+    else:
+        bound = reference * (1 - limits.collar)
+        if limit < bound:
+            return RiskDenial(
+                RiskCheck.PRICE_COLLAR,
+                f"limit price {_number(limit)} is more than {pct}% below the {name} {_number(reference)} "
+                f"(lowest allowed {_number(bound)})",
+            )
+    return None
+
+
+def check_order_notional(
+    intent: OrderIntent, limits: RiskLimits, last_price: Decimal | None, to_base: ToBase = same_currency
+) -> RiskDenial | None:
+    """Deny an order whose notional (quantity x `order_price`, in base currency) exceeds the limit."""
+    price = order_price(intent, last_price, limits.price_collar_pct)
+    if price is None:
+        return None
+    notional = to_base(intent.quantity * price)
+    if notional > limits.max_order_notional:
+        return RiskDenial(
+            RiskCheck.MAX_ORDER_NOTIONAL,
+            f"order notional {_money(notional, limits.currency)} exceeds the limit "
+            f"{_money(limits.max_order_notional, limits.currency)}",
+        )
+    return None
+
+
+def check_short_selling(intent: OrderIntent, state: AccountRiskState) -> RiskDenial | None:
+    """Deny a sell that would leave a short position unless the account may sell short."""
+    resulting = resulting_position(intent, state)
+    if intent.side is Side.SELL and resulting < 0 and not state.allow_short:
+        return RiskDenial(
+            RiskCheck.SHORT_SELLING,
+            f"selling {_number(intent.quantity)} {intent.symbol} would leave a short position of {_number(resulting)}; "
+            "this account may not sell short",
+        )
+    return None
+
+
+def check_position_limit(intent: OrderIntent, limits: RiskLimits, state: AccountRiskState) -> RiskDenial | None:
+    """Deny an order that leaves |position| above the per-instrument limit, unless it reduces the position."""
+    current = state.position(intent.symbol)
+    resulting = resulting_position(intent, state)
+    if abs(resulting) > limits.max_position_quantity and not reduces_position(current, resulting):
+        return RiskDenial(
+            RiskCheck.MAX_POSITION,
+            f"resulting {intent.symbol} position {_number(resulting)} exceeds the limit of "
+            f"{_number(limits.max_position_quantity)} per instrument",
+        )
+    return None
+
+
+def check_daily_loss(intent: OrderIntent, limits: RiskLimits, state: AccountRiskState) -> RiskDenial | None:
+    """Once today's realized loss reaches the limit, deny every order that does not reduce a position."""
+    if state.realized_pnl_today > -limits.daily_loss_limit:
+        return None
+    if reduces_position(state.position(intent.symbol), resulting_position(intent, state)):
+        return None
+    return RiskDenial(
+        RiskCheck.DAILY_LOSS,
+        f"realized loss today {_money(-state.realized_pnl_today, limits.currency)} has reached the daily loss limit "
+        f"{_money(limits.daily_loss_limit, limits.currency)}; only orders that reduce a position are allowed",
+    )
+
+
+def check_gross_exposure(
+    intent: OrderIntent,
+    limits: RiskLimits,
+    state: AccountRiskState,
+    last_price: Decimal | None,
+    to_base: ToBase = same_currency,
+) -> RiskDenial | None:
+    """Deny an order that raises gross exposure above the limit.
+
+    The change is (|resulting position| - |position|) x price, priced at the last price (the
+    order's price when there is none). Orders that lower exposure always pass.
+    """
+    price = _usable_last(last_price) or order_price(intent, last_price, limits.price_collar_pct)
+    if price is None:
+        return None
+    current = state.position(intent.symbol)
+    change = to_base((abs(resulting_position(intent, state)) - abs(current)) * price)
+    after = state.gross_exposure + change
+    if change > 0 and after > limits.max_gross_exposure:
+        return RiskDenial(
+            RiskCheck.MAX_GROSS_EXPOSURE,
+            f"gross exposure would rise from {_money(state.gross_exposure, limits.currency)} to "
+            f"{_money(after, limits.currency)}, above the limit {_money(limits.max_gross_exposure, limits.currency)}",
+        )
+    return None
+
+
+def check_buying_power(
+    intent: OrderIntent,
+    limits: RiskLimits,
+    state: AccountRiskState,
+    last_price: Decimal | None,
+    *,
+    fee_model: FeeModel | None = None,
+    to_base: ToBase = same_currency,
+) -> RiskDenial | None:
+    """Deny a buy whose `reserve_for` (notional plus estimated fee) exceeds cash less open-order reservations."""
+    if intent.side is Side.SELL or order_price(intent, last_price, limits.price_collar_pct) is None:
+        return None
+    needed = reserve_for(intent, limits, last_price, fee_model=fee_model, to_base=to_base)
+    available = state.cash_available - state.reserved_by_open_orders
+    if needed > available:
+        currency = limits.currency
+        return RiskDenial(
+            RiskCheck.BUYING_POWER,
+            f"order needs {_money(needed, currency)} (notional plus estimated fee) but only "
+            f"{_money(available, currency)} is available (cash {_money(state.cash_available, currency)} "
+            f"less {_money(state.reserved_by_open_orders, currency)} reserved by open orders)",
+        )
+    return None
+
+
+def evaluate(
+    intent: OrderIntent,
+    limits: RiskLimits,
+    state: AccountRiskState,
+    global_state: TradingState,
+    last_price: Decimal | None,
+    *,
+    fee_model: FeeModel | None = None,
+    to_base: ToBase = same_currency,
+) -> RiskDenial | None:
+    """Run every check in the documented order; the first denial, or None when the order passes."""
+    checks: tuple[Callable[[], RiskDenial | None], ...] = (
+        lambda: check_trading_state(intent, state, global_state),
+        lambda: check_order_rate(limits, state),
+        lambda: check_reference_price(intent, last_price),
+        lambda: check_price_collar(intent, limits, last_price),
+        lambda: check_order_notional(intent, limits, last_price, to_base),
+        lambda: check_short_selling(intent, state),
+        lambda: check_position_limit(intent, limits, state),
+        lambda: check_daily_loss(intent, limits, state),
+        lambda: check_gross_exposure(intent, limits, state, last_price, to_base),
+        lambda: check_buying_power(intent, limits, state, last_price, fee_model=fee_model, to_base=to_base),
+    )
+    for check in checks:
+        denial = check()
+        if denial is not None:
+            return denial
+    return None

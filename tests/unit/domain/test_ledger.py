@@ -1,0 +1,346 @@
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tradestack.core.money import plain
+from tradestack.domain.ledger import (
+    Account,
+    AccountKind,
+    EntryKind,
+    InvalidEntry,
+    JournalEntry,
+    Posting,
+    UnbalancedEntry,
+    balances,
+    cash_balances,
+    check_zero_sum,
+    deposit,
+    fee_entry,
+    fill_entry,
+    fx_conversion,
+    position_quantities,
+    reversal,
+)
+from tradestack.domain.marketdata import Side
+from tradestack.domain.portfolio import FillRecord, PositionState, fold_fills
+
+T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+USD, EUR, AUD = "USD", "EUR", "AUD"
+
+
+def d(text: str) -> Decimal:
+    return Decimal(text)
+
+
+def lines(entry: JournalEntry) -> list[tuple[str, str, str, str | None]]:
+    """Postings as (account, currency, amount, quantity) text, exact and without trailing zeros."""
+    return [
+        (str(p.account), p.currency, plain(p.amount), None if p.quantity is None else plain(p.quantity)) for p in entry.postings
+    ]
+
+
+def sums_by_currency(postings: list[Posting]) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for posting in postings:
+        totals[posting.currency] += posting.amount
+    return dict(totals)
+
+
+# -- accounts and postings ----------------------------------------------------------------------
+
+
+def test_account_names_round_trip() -> None:
+    for name in ["cash:USD", "position:BTC-USD", "fees:USDT", "realized_pnl:EUR", "deposits:AUD", "fx:JPY"]:
+        assert str(Account.parse(name)) == name
+    assert Account.parse("position:AAPL") == Account.position("AAPL")
+    assert Account.cash(USD).currency == USD
+    assert Account.position("AAPL").currency is None
+
+
+@pytest.mark.parametrize("name", ["cash", "bank:USD", "cash:usd", "cash:", "position:aapl", "fees:U S"])
+def test_bad_account_names_are_refused(name: str) -> None:
+    with pytest.raises(InvalidEntry):
+        Account.parse(name)
+
+
+def test_posting_in_another_currency_than_its_account_is_refused() -> None:
+    with pytest.raises(InvalidEntry, match="must be in USD"):
+        Posting(Account.cash(USD), EUR, d("1"))
+
+
+def test_position_posting_needs_a_quantity_and_others_refuse_one() -> None:
+    with pytest.raises(InvalidEntry, match="quantity"):
+        Posting(Account.position("AAPL"), USD, d("100"))
+    with pytest.raises(InvalidEntry, match="cannot carry a quantity"):
+        Posting(Account.cash(USD), USD, d("100"), d("1"))
+
+
+def test_float_amount_is_refused() -> None:
+    with pytest.raises(TypeError, match="Decimal"):
+        Posting(Account.cash(USD), USD, 0.1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("amount", ["NaN", "Infinity", "-Infinity", "sNaN"])
+def test_non_finite_amount_is_refused(amount: str) -> None:
+    with pytest.raises(InvalidEntry, match="finite"):
+        Posting(Account.cash(USD), USD, Decimal(amount))
+
+
+# -- entries ------------------------------------------------------------------------------------
+
+
+def test_unbalanced_entry_is_refused_naming_currency_and_imbalance() -> None:
+    postings = (Posting(Account.cash(USD), USD, d("100")), Posting(Account.deposits(USD), USD, d("-99.5")))
+    with pytest.raises(UnbalancedEntry, match=r"'dep-1' does not balance: USD postings sum to 0\.5") as caught:
+        JournalEntry("dep-1", T0, EntryKind.DEPOSIT, postings)
+    assert caught.value.imbalances == {USD: d("0.5")}
+    assert caught.value.status_code == 422
+
+
+def test_entry_balanced_in_total_but_not_per_currency_is_refused() -> None:
+    postings = (Posting(Account.cash(USD), USD, d("100")), Posting(Account.deposits(EUR), EUR, d("-100")))
+    with pytest.raises(UnbalancedEntry, match="EUR postings sum to -100, USD postings sum to 100"):
+        JournalEntry("dep-1", T0, EntryKind.DEPOSIT, postings)
+
+
+def test_entry_without_postings_is_refused() -> None:
+    with pytest.raises(InvalidEntry, match="no postings"):
+        JournalEntry("empty", T0, EntryKind.FEE, ())
+
+
+def test_entry_with_naive_time_is_refused() -> None:
+    with pytest.raises(InvalidEntry, match="UTC"):
+        deposit("dep-1", datetime(2026, 1, 5), USD, d("1"))  # noqa: DTZ001
+
+
+def test_only_reversals_name_a_reversed_entry() -> None:
+    postings = deposit("dep-1", T0, USD, d("1")).postings
+    with pytest.raises(InvalidEntry, match="reversal"):
+        JournalEntry("x", T0, EntryKind.DEPOSIT, postings, reverses="dep-0")
+    with pytest.raises(InvalidEntry, match="reversal"):
+        JournalEntry("x", T0, EntryKind.REVERSAL, postings)
+
+
+def test_entries_are_immutable() -> None:
+    entry = deposit("dep-1", T0, USD, d("1"))
+    with pytest.raises(AttributeError):
+        entry.postings = ()  # type: ignore[misc]
+
+
+# -- builders -----------------------------------------------------------------------------------
+
+
+def test_deposit_debits_cash_and_credits_deposits() -> None:
+    entry = deposit("dep-1", T0, AUD, d("5000"))
+    assert entry.kind is EntryKind.DEPOSIT
+    assert lines(entry) == [("cash:AUD", AUD, "5000", None), ("deposits:AUD", AUD, "-5000", None)]
+    with pytest.raises(InvalidEntry, match="positive"):
+        deposit("dep-2", T0, AUD, d("0"))
+
+
+def test_buy_debits_position_at_cost_and_credits_cash_and_fee() -> None:
+    entry = fill_entry("f-1", T0, "AAPL", Side.BUY, d("10"), d("100"), USD, d("1.25"), AUD, PositionState("AAPL"))
+    assert lines(entry) == [
+        ("position:AAPL", USD, "1000", "10"),
+        ("cash:USD", USD, "-1000", None),
+        ("fees:AUD", AUD, "1.25", None),
+        ("cash:AUD", AUD, "-1.25", None),
+    ]
+
+
+def test_sell_at_a_gain_releases_average_cost_and_credits_realized_pnl() -> None:
+    before = PositionState("AAPL", d("20"), d("2100"))  # 10 @ 100 + 10 @ 110
+    entry = fill_entry("f-3", T0, "AAPL", "sell", d("5"), d("120"), USD, d("0"), USD, before, reference="order-7")
+    assert entry.reference == "order-7"
+    assert lines(entry) == [
+        ("position:AAPL", USD, "-525", "-5"),
+        ("cash:USD", USD, "600", None),
+        ("realized_pnl:USD", USD, "-75", None),
+    ]
+
+
+def test_short_sale_credits_position_at_the_sale_price() -> None:
+    entry = fill_entry("f-1", T0, "TSLA", Side.SELL, d("10"), d("50"), USD, d("0"), USD, PositionState("TSLA"))
+    assert lines(entry) == [("position:TSLA", USD, "-500", "-10"), ("cash:USD", USD, "500", None)]
+
+
+def test_cover_above_the_short_price_debits_realized_pnl() -> None:
+    short = PositionState("TSLA", d("-10"), d("-500"))
+    entry = fill_entry("f-2", T0, "TSLA", Side.BUY, d("10"), d("60"), USD, d("0"), USD, short)
+    assert lines(entry) == [
+        ("position:TSLA", USD, "500", "10"),
+        ("cash:USD", USD, "-600", None),
+        ("realized_pnl:USD", USD, "100", None),  # a loss of 100 is a debit
+    ]
+
+
+def test_flip_through_zero_posts_the_close_and_the_open_separately() -> None:
+    long = PositionState("AAPL", d("10"), d("1000"))
+    entry = fill_entry("f-2", T0, "AAPL", Side.SELL, d("25"), d("120"), USD, d("2"), USD, long)
+    assert lines(entry) == [
+        ("position:AAPL", USD, "-1000", "-10"),
+        ("position:AAPL", USD, "-1800", "-15"),
+        ("cash:USD", USD, "3000", None),
+        ("realized_pnl:USD", USD, "-200", None),
+        ("fees:USD", USD, "2", None),
+        ("cash:USD", USD, "-2", None),
+    ]
+
+
+def test_fill_against_another_symbols_position_is_refused() -> None:
+    with pytest.raises(InvalidEntry, match="MSFT"):
+        fill_entry("f-1", T0, "AAPL", Side.BUY, d("1"), d("1"), USD, d("0"), USD, PositionState("MSFT"))
+
+
+def test_fee_entry_and_fx_conversion_balance_per_currency() -> None:
+    fee = fee_entry("fee-1", T0, USD, d("3"))
+    assert lines(fee) == [("fees:USD", USD, "3", None), ("cash:USD", USD, "-3", None)]
+    fx = fx_conversion("fx-1", T0, EUR, d("100"), USD, d("108"))
+    assert balances([fx]) == {
+        (Account.cash(EUR), EUR): -100,
+        (Account.fx(EUR), EUR): 100,
+        (Account.fx(USD), USD): -108,
+        (Account.cash(USD), USD): 108,
+    }
+    assert fx.currencies == {EUR, USD}
+
+
+def test_reversal_negates_every_posting_and_balances() -> None:
+    original = fill_entry(
+        "f-1", T0, "AAPL", Side.SELL, d("25"), d("120"), USD, d("2"), EUR, PositionState("AAPL", d("10"), d("1000"))
+    )
+    undo = reversal("r-1", T0 + timedelta(hours=1), original, reference="venue busted the trade")
+    assert undo.kind is EntryKind.REVERSAL
+    assert undo.reverses == "f-1"
+    assert undo.postings == tuple(
+        Posting(p.account, p.currency, -p.amount, None if p.quantity is None else -p.quantity) for p in original.postings
+    )
+    assert all(amount == 0 for amount in balances([original, undo]).values())
+    assert position_quantities([original, undo]) == {"AAPL": 0}
+
+
+def test_reversal_cannot_predate_its_original() -> None:
+    original = deposit("dep-1", T0, USD, d("1"))
+    with pytest.raises(InvalidEntry, match="predates"):
+        reversal("r-1", T0 - timedelta(seconds=1), original)
+
+
+def test_check_zero_sum_catches_an_entry_that_bypassed_its_constructor() -> None:
+    good = deposit("dep-1", T0, USD, d("10"))
+    tampered = deposit("dep-2", T0, USD, d("10"))
+    object.__setattr__(tampered, "postings", tampered.postings[:1])
+    check_zero_sum([good])
+    with pytest.raises(UnbalancedEntry, match=r"'dep-2'.*USD postings sum to 10"):
+        check_zero_sum([good, tampered])
+
+
+# -- journal properties -------------------------------------------------------------------------
+
+SYMBOL_QUOTES = {"AAPL": USD, "SAP": EUR, "BTC-USD": USD}
+SYMBOL_LOTS = {"AAPL": Decimal(1), "SAP": Decimal(1), "BTC-USD": Decimal("0.0001")}
+SYMBOL_TICKS = {"AAPL": Decimal("0.01"), "SAP": Decimal("0.05"), "BTC-USD": Decimal("0.5")}
+CURRENCIES = [USD, EUR, AUD]
+
+
+@dataclass(frozen=True)
+class Booked:
+    """A journal built from random operations, with what was fed in kept for independent checks."""
+
+    entries: list[JournalEntry]
+    fills: list[FillRecord]
+    deposits: dict[str, Decimal]
+    bought: dict[str, Decimal]
+    sold: dict[str, Decimal]
+    fees: dict[str, Decimal]
+
+
+@st.composite
+def journals(draw: st.DrawFn) -> Booked:
+    """Deposits and fills (buys, sells, shorts, covers, exact closes and flips) with fees in any currency."""
+    positions: dict[str, PositionState] = {}
+    booked = Booked([], [], defaultdict(Decimal), defaultdict(Decimal), defaultdict(Decimal), defaultdict(Decimal))
+    for i in range(draw(st.integers(0, 40))):
+        ts = T0 + timedelta(minutes=i)
+        if draw(st.integers(0, 4)) == 0:
+            currency = draw(st.sampled_from(CURRENCIES))
+            amount = Decimal(draw(st.integers(1, 10**9))).scaleb(-2)
+            booked.entries.append(deposit(f"dep-{i}", ts, currency, amount))
+            booked.deposits[currency] += amount
+            continue
+        symbol = draw(st.sampled_from(sorted(SYMBOL_QUOTES)))
+        quote = SYMBOL_QUOTES[symbol]
+        before = positions.get(symbol, PositionState(symbol))
+        lots = SYMBOL_LOTS[symbol] * draw(st.integers(1, 500))
+        shape = draw(st.sampled_from(["trade", "trade", "close", "flip"]))
+        if shape != "trade" and not before.is_flat:
+            side = Side.SELL if before.quantity > 0 else Side.BUY
+            quantity = abs(before.quantity) + (lots if shape == "flip" else 0)
+        else:
+            side = draw(st.sampled_from(Side))
+            quantity = lots
+        price = SYMBOL_TICKS[symbol] * draw(st.integers(1, 40_000))
+        fee = Decimal(draw(st.integers(-100, 2_000))).scaleb(-2)  # negative is a maker rebate
+        fee_currency = draw(st.sampled_from(CURRENCIES))
+        booked.entries.append(fill_entry(f"fill-{i}", ts, symbol, side, quantity, price, quote, fee, fee_currency, before))
+        booked.fills.append(FillRecord(symbol, side, quantity, price, fee, fee_currency, ts))
+        positions[symbol], _ = before.apply_fill(side, quantity, price)
+        (booked.bought if side is Side.BUY else booked.sold)[quote] += quantity * price
+        booked.fees[fee_currency] += fee
+    return booked
+
+
+@given(journals())
+def test_every_entry_and_the_journal_sum_to_zero_per_currency(booked: Booked) -> None:
+    for entry in booked.entries:
+        assert all(total == 0 for total in sums_by_currency(list(entry.postings)).values()), entry
+    everything = [posting for entry in booked.entries for posting in entry.postings]
+    assert all(total == 0 for total in sums_by_currency(everything).values())
+    check_zero_sum(booked.entries)
+
+
+@given(journals())
+def test_position_quantities_equal_the_fold_of_fills(booked: Booked) -> None:
+    folded = fold_fills(booked.fills)
+    signed: dict[str, Decimal] = defaultdict(Decimal)
+    for fill in booked.fills:
+        signed[fill.symbol] += fill.quantity if fill.side is Side.BUY else -fill.quantity
+    assert position_quantities(booked.entries) == {symbol: position.quantity for symbol, position in folded.items()}
+    assert {s: q for s, q in signed.items()} == {s: p.quantity for s, p in folded.items()}
+    totals = balances(booked.entries)
+    for symbol, position in folded.items():
+        assert totals.get((Account.position(symbol), SYMBOL_QUOTES[symbol]), Decimal(0)) == position.cost
+
+
+@given(journals())
+def test_cash_equals_deposits_minus_buys_plus_sells_minus_fees(booked: Booked) -> None:
+    expected = {
+        currency: booked.deposits[currency] - booked.bought[currency] + booked.sold[currency] - booked.fees[currency]
+        for currency in CURRENCIES
+    }
+    cash = cash_balances(booked.entries)
+    assert {c: cash.get(c, Decimal(0)) for c in CURRENCIES} == expected
+    assert set(cash) <= set(CURRENCIES)
+
+
+@given(journals())
+def test_deposits_and_fees_accounts_hold_what_was_fed_in(booked: Booked) -> None:
+    totals = balances(booked.entries)
+    for currency in CURRENCIES:
+        assert totals.get((Account.deposits(currency), currency), Decimal(0)) == -booked.deposits[currency]
+        assert totals.get((Account.fees(currency), currency), Decimal(0)) == booked.fees[currency]
+    kinds = {account.kind for account, _ in totals}
+    assert kinds <= {AccountKind.CASH, AccountKind.DEPOSITS, AccountKind.POSITION, AccountKind.REALIZED_PNL, AccountKind.FEES}
+
+
+@given(journals())
+def test_reversing_every_entry_leaves_every_account_at_zero(booked: Booked) -> None:
+    later = T0 + timedelta(days=1)
+    undone = [reversal(f"rev-{e.id}", later, e) for e in booked.entries]
+    check_zero_sum(booked.entries + undone)
+    assert all(amount == 0 for amount in balances(booked.entries + undone).values())
+    assert all(quantity == 0 for quantity in position_quantities(booked.entries + undone).values())
