@@ -20,6 +20,7 @@ from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.endpoints import router as marketdata_router
 from tradestack.marketdata.tasks import start_market_data
 from tradestack.ops.endpoints import router as ops_router
+from tradestack.portfolio.endpoints import router as portfolio_router
 
 
 def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[], Runtime] | None = None) -> FastAPI:
@@ -42,5 +43,6 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     app.include_router(identity_endpoints.users)
     app.include_router(audit_router)
     app.include_router(marketdata_router)
+    app.include_router(portfolio_router)
     app.include_router(ws_router)
     return app

@@ -220,6 +220,17 @@ class IdentityService:
         await self._audit("mfa.reset", "success", actor, target=f"user:{user.id}")
         return user
 
+    async def open_account_for(self, principal: Principal, name: str, base_currency: str) -> TradingAccount:
+        """A paper account owned by the caller (audited as ``account.open``)."""
+        owner = await self.users.get(principal.user_id)
+        if owner is None:
+            raise AuthenticationError("this user no longer exists")
+        account = await self.open_account(owner, name, base_currency)
+        await self._audit(
+            "account.open", "success", principal, target=f"account:{account.id}", detail={"base_currency": account.base_currency}
+        )
+        return account
+
     async def accounts_of(self, user_id: str) -> list[TradingAccount]:
         return list(await self.accounts.of_owner(user_id))
 
