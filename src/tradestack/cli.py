@@ -41,6 +41,8 @@ secrets_app = typer.Typer(help="Secrets at rest.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
 app.add_typer(secrets_app, name="secrets")
+check_app = typer.Typer(help="Invariants of the books, checked on the configured database.", no_args_is_help=True)
+app.add_typer(check_app, name="check")
 data_app = typer.Typer(help="Price history: import shipped data sets or your own files, list, export.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
@@ -336,6 +338,20 @@ def secrets_rotate_key() -> None:
     for column, count in counts.items():
         console.print(f"{column}: {count} re-encrypted")
     console.print(f"[green]every encrypted value now uses key id {get_keyring().active_key_id}[/]")
+
+
+@check_app.command("integrity")
+def check_integrity_command() -> None:
+    """Journal zero-sum per currency, positions = fold of fills, orders = fold of their events; exit 1 naming each problem."""
+    from tradestack.ops.integrity import check_integrity
+
+    report = _run(load_settings(), check_integrity)
+    summary = ", ".join(f"{count} {what}" for what, count in report.checked.items())
+    if not report.ok:
+        for problem in report.problems:
+            err_console.print(f"[red]✗[/] {problem}")
+        raise _fail(f"integrity check FAILED ({len(report.problems)} problem(s) shown; checked {summary})", code=1)
+    console.print(f"[green]integrity check passed[/]: {summary}")
 
 
 def _import_demo_on_first_start(settings: Settings) -> None:

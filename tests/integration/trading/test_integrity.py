@@ -1,0 +1,154 @@
+"""`check integrity` passes on consistent books and names each kind of corruption, on both stacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+from sqlalchemy import text
+
+from tradestack.domain.ledger import deposit, fill_entry
+from tradestack.domain.orders import (
+    Liquidity,
+    OrderAccepted,
+    OrderEvent,
+    OrderFilled,
+    OrderRequest,
+    OrderSide,
+    OrderSubmitted,
+    OrderType,
+    TimeInForce,
+)
+from tradestack.domain.portfolio import PositionState
+from tradestack.identity.permissions import Role
+from tradestack.identity.service import Caller, identity_session
+from tradestack.kit.runtime import Runtime
+from tradestack.models.trading import FillRow, OrderEventRow, OrderRow
+from tradestack.ops.integrity import check_integrity
+from tradestack.portfolio.repository import JournalRepository
+
+from ..conftest import MakeUser  # type: ignore[import-not-found]
+
+TS = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+
+
+async def _books(runtime: Runtime, make_user: MakeUser) -> tuple[str, str]:
+    """An account with a deposit and one filled order (10 AAPL @ 190.25, fee 1 USD), all consistent."""
+    user = await make_user(Role.TRADER, login=False)
+    async with identity_session(runtime, Caller()) as identity:
+        account = (await identity.accounts_of(user.id))[0]
+    request = OrderRequest(
+        client_order_id="c-1", account_id=account.id, symbol="AAPL", side=OrderSide.BUY, type=OrderType.LIMIT,
+        quantity=Decimal(10), limit_price=Decimal("190.5"), time_in_force=TimeInForce.DAY,
+    )  # fmt: skip
+    order_id = "o-" + account.id[:8]
+    events: list[OrderEvent] = [
+        OrderSubmitted(order_id=order_id, ts=TS, request=request),
+        OrderAccepted(order_id=order_id, ts=TS),
+        OrderFilled(
+            order_id=order_id,
+            ts=TS,
+            fill_id=f"{order_id}-1",
+            quantity=Decimal(10),
+            price=Decimal("190.25"),
+            fee=Decimal(1),
+            fee_currency="USD",
+            liquidity=Liquidity.TAKER,
+        ),
+    ]
+    async with runtime.database.session() as session:
+        session.add(
+            OrderRow(
+                id=order_id, account_id=account.id, client_order_id="c-1", fingerprint=request.fingerprint(),
+                symbol="AAPL", side="buy", type="limit", time_in_force="day", quantity=Decimal(10),
+                limit_price=Decimal("190.5"), stop_price=None, status="filled", filled_quantity=Decimal(10),
+                average_fill_price=Decimal("190.25"), reason=None, version=3, created_at=TS, updated_at=TS,
+            )
+        )  # fmt: skip
+        await session.flush()
+        for seq, event in enumerate(events, start=1):
+            session.add(
+                OrderEventRow(order_id=order_id, seq=seq, kind=event.kind, ts=TS, payload=orjson.dumps(event.to_dict()).decode())
+            )
+        session.add(
+            FillRow(
+                id=f"{order_id}-1", order_id=order_id, account_id=account.id, symbol="AAPL", side="buy",
+                quantity=Decimal(10), price=Decimal("190.25"), fee=Decimal(1), fee_currency="USD", liquidity="taker", ts=TS,
+            )
+        )  # fmt: skip
+        journal = JournalRepository(session)
+        await journal.add(account.id, deposit("dep-" + order_id, TS, "USD", Decimal(100_000)))
+        await journal.add(
+            account.id,
+            fill_entry(
+                "fill-" + order_id, TS, "AAPL", "buy", Decimal(10), Decimal("190.25"), "USD", Decimal(1), "USD",
+                PositionState("AAPL"), reference=f"{order_id}-1",
+            ),
+        )  # fmt: skip
+    return account.id, order_id
+
+
+async def test_consistent_books_pass(runtime: Runtime, make_user: MakeUser) -> None:
+    await _books(runtime, make_user)
+    report = await check_integrity(runtime.database)
+    assert report.ok, report.problems
+    assert report.checked["orders"] >= 1
+    assert report.checked["fills"] == 1
+    assert report.checked["journal entries"] == 2
+
+
+async def test_each_corruption_is_named(runtime: Runtime, make_user: MakeUser) -> None:
+    account_id, order_id = await _books(runtime, make_user)
+    async with runtime.database.engine.begin() as conn:
+        await conn.execute(text("UPDATE orders SET status = 'canceled' WHERE id = :id"), {"id": order_id})
+    problems = (await check_integrity(runtime.database)).problems
+    assert problems == [f"order {order_id}: stored status/filled/version canceled/10/3 but its events give filled/10/3"]
+
+    async with runtime.database.engine.begin() as conn:
+        await conn.execute(text("UPDATE orders SET status = 'filled' WHERE id = :id"), {"id": order_id})
+        await conn.execute(text("UPDATE fills SET quantity = :q WHERE order_id = :id"), {"q": "11", "id": order_id})
+    problems = (await check_integrity(runtime.database)).problems
+    assert f"account {account_id} AAPL: the journal holds 10 but the fills add up to 11" in problems
+    assert f"fill {order_id}-1: 11 @ 190.25 but the order's event says 10 @ 190.25" in problems
+
+    async with runtime.database.engine.begin() as conn:
+        await conn.execute(text("UPDATE fills SET quantity = :q WHERE order_id = :id"), {"q": "10", "id": order_id})
+        await conn.execute(text("DELETE FROM order_events WHERE order_id = :id AND seq = 2"), {"id": order_id})
+    problems = (await check_integrity(runtime.database)).problems
+    assert problems == [f"order {order_id}: event sequence [1, 3] has holes or does not start at 1"]
+
+
+async def test_unbalanced_journal_is_named(runtime: Runtime, make_user: MakeUser) -> None:
+    _, order_id = await _books(runtime, make_user)
+    if runtime.database.dialect == "postgresql":
+        return  # PostgreSQL refuses to commit it at all (tests/integration/trading/test_journal_constraint.py)
+    async with runtime.database.engine.begin() as conn:
+        await conn.execute(text("UPDATE postings SET amount = '-99999' WHERE account = 'deposits:USD'"))
+    problems = (await check_integrity(runtime.database)).problems
+    assert problems == [f"journal entry dep-{order_id} does not balance: USD postings sum to 1"]
+
+
+def test_the_command_exits_1_naming_the_problem(tmp_path: Path, sqlite_url: str) -> None:
+    tradestack = str(Path(sys.executable).parent / "tradestack")
+    env = {"PATH": "/usr/bin:/bin", "TRADESTACK_DATABASE_URL": sqlite_url, "TRADESTACK_DATA_DIR": str(tmp_path)}
+    subprocess.run([tradestack, "db", "upgrade"], env=env, check=True, capture_output=True)
+    ok = subprocess.run([tradestack, "check", "integrity"], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "integrity check passed" in ok.stdout
+    import sqlite3
+
+    path = sqlite_url.split("///", 1)[1]
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO users (id, email, password_hash, role, is_active, mfa_enabled, created_at, updated_at) "
+                   "VALUES ('u', 'u@x', 'x', 'trader', 1, 0, '2026-01-01', '2026-01-01')")  # fmt: skip
+        db.execute("INSERT INTO trading_accounts (id, owner_id, name, base_currency, kind, allow_short, created_at) "
+                   "VALUES ('a', 'u', 'p', 'USD', 'paper', 0, '2026-01-01')")  # fmt: skip
+        db.execute("INSERT INTO journal_entries (id, account_id, ts, kind) VALUES ('e1', 'a', '2026-01-01', 'deposit')")
+        db.execute("INSERT INTO postings (entry_id, account, currency, amount) VALUES ('e1', 'cash:USD', 'USD', '5')")
+    bad = subprocess.run([tradestack, "check", "integrity"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "journal entry e1 does not balance: USD postings sum to 5" in bad.stderr
