@@ -359,7 +359,6 @@ def _import_demo_on_first_start(settings: Settings) -> None:
     from tradestack.marketdata.service import MarketDataService
 
     async def stored(runtime: Any) -> int:
-        await MarketDataService(runtime).seed_instruments()
         return len(await MarketDataService(runtime).series())
 
     if _run_runtime(settings, stored):

@@ -33,7 +33,7 @@ from tradestack.kit.fanout import FanoutHub, Mailbox, MailboxOverflowError
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import WEBSOCKET_CONNECTIONS_ACTIVE
 from tradestack.kit.runtime import Runtime
-from tradestack.marketdata.schemas import iso
+from tradestack.marketdata.schemas import frame, iso
 from tradestack.marketdata.service import BOOK_KEY, FANOUT_CHANNEL, QUOTE_KEY, MarketDataService, decode_message
 
 router = APIRouter()
@@ -214,9 +214,9 @@ class _Session:
             return
         raw = await self.runtime.cache.get((QUOTE_KEY if kind == "quotes" else BOOK_KEY) + symbol)
         if raw is not None:
+            # The same frame the bus carries (so the mailbox can drop the duplicate when it arrives).
             label = "quote" if kind == "quotes" else "orderbook"
-            snapshot = b'{"type":"' + label.encode() + b'","channel":' + orjson.dumps(channel) + b',"data":' + raw + b"}"
-            self.mailbox.offer(channel, snapshot.decode())
+            self.mailbox.offer(channel, frame(label, channel, orjson.loads(raw)).decode())
 
     async def unsubscribe(self, requested: list[str]) -> None:
         removed = [c for c in requested if c in self.channels]

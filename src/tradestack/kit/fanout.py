@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from tradestack.kit.bus import Bus
 from tradestack.kit.logging import get_logger
-from tradestack.kit.metrics import WEBSOCKET_MESSAGES_DROPPED
+from tradestack.kit.metrics import WEBSOCKET_MESSAGES_CONFLATED
 
 log = get_logger(__name__)
 MAX_CONTROL_FRAMES = 1000
@@ -46,7 +46,7 @@ class Mailbox:
             return
         if channel in self._data:
             self.conflated += 1
-            WEBSOCKET_MESSAGES_DROPPED.labels(kind=channel.partition(":")[0]).inc()
+            WEBSOCKET_MESSAGES_CONFLATED.labels(kind=channel.partition(":")[0]).inc()
             del self._data[channel]  # re-insert so channels are delivered in order of last update
         self._data[channel] = frame
         self._ready.set()

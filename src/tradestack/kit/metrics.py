@@ -84,7 +84,7 @@ WEBSOCKET_CONNECTIONS_ACTIVE = Gauge(
     "Authenticated WebSocket connections open right now.",
     multiprocess_mode="livesum",
 )
-WEBSOCKET_MESSAGES_DROPPED = Counter(
+WEBSOCKET_MESSAGES_CONFLATED = Counter(
     "websocket_messages_conflated",
     "Market-data messages replaced by a newer value before a slow client could receive them, by channel kind.",
     ["kind"],

@@ -9,7 +9,7 @@ import asyncio
 import random
 import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from tradestack.core.clock import Clock
@@ -133,9 +133,10 @@ class ReplayFeed:
             return None
         previous = state.prices[state.emitted] if state.emitted >= 0 else None
         state.emitted = position
-        price, size = state.prices[position], state.sizes[position]
-        if previous is not None and price != previous:
-            state.side = Side.BUY if price > previous else Side.SELL
+        # History may be off the tick (adjusted or float-noisy prices): prints are on it.
+        price, size = state.instrument.round_price(state.prices[position]), state.sizes[position]
+        if previous is not None and state.prices[position] != previous:
+            state.side = Side.BUY if state.prices[position] > previous else Side.SELL
         now = self._clock.now()
         quote = self._spread.quote_around(
             bar.symbol,
@@ -160,15 +161,10 @@ class ReplayFeed:
                 due = self._advance(state, step)
                 if due is None:
                     continue
-                now = self._clock.now()
                 quote, trade = due
-                # History may be off the tick (adjusted or float-noisy prices): prints are on it.
-                price = state.instrument.round_price(trade.price)
-                price = min(max(price, quote.bid), quote.ask)
-                quote = replace(quote, ts=now, last=price)
                 yield quote
                 if trade.size > 0:
-                    yield replace(trade, ts=now, price=price)
+                    yield trade
                 yield book_around(quote, BOOK_DEPTH, state.instrument.tick_size, state.rng, lot=state.instrument.lot_size)
                 await asyncio.sleep(0)  # let subscribers receive this symbol before the next is built
             await pacer.wait()

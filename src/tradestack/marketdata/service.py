@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,7 +43,7 @@ class _Catalog:
 
     def __init__(self) -> None:
         self.by_symbol: dict[str, Instrument] = {}
-        self.loaded_at = -float("inf")
+        self.loaded_at = -math.inf
 
 
 def encode_message(channel: str, frame: bytes) -> bytes:
@@ -74,7 +74,7 @@ class MarketDataService:
         """Make the built-in catalogue's instruments exist; returns (inserted, updated)."""
         async with self.runtime.database.session() as session:
             counts = await InstrumentRepository(session).upsert(CATALOG, self.runtime.clock.now())
-        self._catalog().loaded_at = -float("inf")
+        self._catalog().loaded_at = -math.inf
         return counts
 
     def _catalog(self) -> _Catalog:
@@ -87,11 +87,11 @@ class MarketDataService:
     async def instruments(self) -> dict[str, Instrument]:
         """Every instrument by symbol (cached in process for 30 s)."""
         catalog = self._catalog()
-        if time.monotonic() - catalog.loaded_at > _CATALOG_TTL_SECONDS:
+        if self.runtime.clock.monotonic() - catalog.loaded_at > _CATALOG_TTL_SECONDS:
             async with self.runtime.database.read_session() as session:
                 listed = await InstrumentRepository(session).list()
             catalog.by_symbol = {i.symbol: i for i in listed}
-            catalog.loaded_at = time.monotonic()
+            catalog.loaded_at = self.runtime.clock.monotonic()
         return catalog.by_symbol
 
     async def instrument(self, symbol: str) -> Instrument:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from tradestack.domain.ledger import deposit
-from tradestack.identity.service import Caller, Principal, identity_session
+from tradestack.identity.service import Caller, IdentityService, Principal, identity_session
 from tradestack.kit.runtime import Runtime
 from tradestack.portfolio.repository import JournalRepository
 from tradestack.portfolio.schemas import AccountCreate, AccountWithCash
@@ -41,18 +41,18 @@ class PortfolioService:
 
     async def accounts_of(self, principal: Principal) -> list[AccountWithCash]:
         """The caller's accounts with cash per currency."""
-        async with identity_session(self.runtime) as identity:
-            accounts = await identity.accounts_of(principal.user_id)
-            cash = await JournalRepository(identity.session).cash_balances([a.id for a in accounts])
-        return [
-            AccountWithCash(
-                id=a.id,
-                name=a.name,
-                base_currency=a.base_currency,
-                kind=a.kind,
-                allow_short=a.allow_short,
-                created_at=a.created_at,
-                cash=cash.get(a.id, {}),
-            )
-            for a in accounts
-        ]
+        async with self.runtime.database.read_session() as session:
+            accounts = await IdentityService(session, self.runtime).accounts_of(principal.user_id)
+            cash = await JournalRepository(session).cash_balances([a.id for a in accounts])
+            return [
+                AccountWithCash(
+                    id=a.id,
+                    name=a.name,
+                    base_currency=a.base_currency,
+                    kind=a.kind,
+                    allow_short=a.allow_short,
+                    created_at=a.created_at,
+                    cash=cash.get(a.id, {}),
+                )
+                for a in accounts
+            ]
