@@ -127,7 +127,9 @@ def up(
     """Run everything in one process: migrate, seed demo data, serve the API with live replayed market data."""
     from tradestack.api.server import serve
 
-    settings = load_settings(host=host, port=port, data_dir=data_dir, workers=1, marketdata_in_process=True)
+    settings = load_settings(
+        host=host, port=port, data_dir=data_dir, workers=1, marketdata_in_process=True, engine_in_process=True
+    )
     instance_id, seeded = _run_runtime(settings, _migrate_and_seed)
     if demo_data:
         _import_demo_on_first_start(settings)
@@ -156,6 +158,27 @@ def serve_marketdata() -> None:
     configure_logging(settings.log_level, json=settings.log_json)
     with contextlib.suppress(KeyboardInterrupt):
         _run_runtime(settings, run_market_data)
+
+
+@serve_app.command("engine")
+def serve_engine(
+    shard: Annotated[int, typer.Option(help="Which shard of the accounts (0..TRADESTACK_ENGINE_SHARDS-1).")] = 0,
+) -> None:
+    """Run one paper matching engine shard: orders from its Redis stream, quotes from the bus, fills to the database."""
+    from tradestack.trading.engine import run_engine
+
+    settings = load_settings()
+    if settings.redis_url is None:
+        raise _fail("serve engine takes orders from a Redis stream: set TRADESTACK_REDIS_URL (embedded mode runs it in `up`)")
+    if not 0 <= shard < settings.engine_shards:
+        raise _fail(
+            f"--shard must be between 0 and {settings.engine_shards - 1} (TRADESTACK_ENGINE_SHARDS={settings.engine_shards})"
+        )
+    from tradestack.kit.logging import configure_logging
+
+    configure_logging(settings.log_level, json=settings.log_json)
+    with contextlib.suppress(KeyboardInterrupt):
+        _run_runtime(settings, lambda runtime: run_engine(runtime, shard))
 
 
 @serve_app.command("api")

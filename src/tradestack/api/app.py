@@ -20,7 +20,10 @@ from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.endpoints import router as marketdata_router
 from tradestack.marketdata.tasks import start_market_data
 from tradestack.ops.endpoints import router as ops_router
+from tradestack.portfolio.endpoints import books as books_router
 from tradestack.portfolio.endpoints import router as portfolio_router
+from tradestack.trading import endpoints as trading_endpoints
+from tradestack.trading.engine import start_engine
 
 
 def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[], Runtime] | None = None) -> FastAPI:
@@ -31,7 +34,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     app = FastAPI(
         title="Tradestack",
         version=tradestack.__version__,
-        lifespan=lifespan_for(runtime_factory or (lambda: Runtime.open(settings)), on_start=[start_market_data]),
+        lifespan=lifespan_for(runtime_factory or (lambda: Runtime.open(settings)), on_start=[start_market_data, start_engine]),
     )
     install_error_handlers(app)
     install_security(app, settings)
@@ -44,5 +47,8 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     app.include_router(audit_router)
     app.include_router(marketdata_router)
     app.include_router(portfolio_router)
+    app.include_router(trading_endpoints.orders)
+    app.include_router(trading_endpoints.risk)
+    app.include_router(books_router)
     app.include_router(ws_router)
     return app

@@ -1,4 +1,4 @@
-"""``/ws``: authenticated streaming of market data (later also orders, fills and portfolio).
+"""``/ws``: authenticated streaming of market data, and of your orders, fills and portfolio.
 
 Protocol (JSON text frames):
 
@@ -14,6 +14,13 @@ Protocol (JSON text frames):
   (a revoked token, disabled user or expired token ends the stream with 4401).
 * Data: ``{"type": "quote"|"candle"|"orderbook", "channel": ..., "data": {...}}``. A client that
   reads slowly receives the newest value of each channel (conflation), never a growing backlog.
+* Your accounts: subscribe to ``orders``, ``fills`` or ``portfolio`` (every account you own, as
+  ``orders:<account id>`` and so on, named in the ``subscribed`` reply) or to one account's
+  ``orders:<account id>``. Frames are ``{"type": "order"|"fill"|"portfolio", ...}``: an order as
+  ``GET /api/orders/{id}`` shows it after each change, each fill, and the account's cash and
+  positions after each fill. Order and fill updates are never conflated: all arrive, in order; a
+  client that leaves more than 1000 unread is closed with 1008 (read the REST API to catch up).
+  Accounts opened after subscribing need a new subscription.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from tradestack.core.errors import TradestackError
+from tradestack.core.errors import NotFoundError, PermissionDeniedError, TradestackError
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Caller, IdentityService, Principal
 from tradestack.kit.fanout import FanoutHub, Mailbox, MailboxOverflowError
@@ -35,6 +42,8 @@ from tradestack.kit.metrics import WEBSOCKET_CONNECTIONS_ACTIVE
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.schemas import frame, iso
 from tradestack.marketdata.service import BOOK_KEY, FANOUT_CHANNEL, QUOTE_KEY, MarketDataService, decode_message
+from tradestack.trading.events import ACCOUNT_CHANNELS
+from tradestack.trading.repository import TradingRepository
 
 router = APIRouter()
 log = get_logger(__name__)
@@ -43,6 +52,7 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_POLICY = 1008
 MAX_MESSAGE_BYTES = 16_384
 MESSAGES_PER_SECOND = 50
+LOSSLESS_ACCOUNT_CHANNELS = ("orders", "fills")  # every update counts; portfolio snapshots conflate
 
 
 def _frame(kind: str, **fields: Any) -> str:
@@ -93,7 +103,7 @@ class _Session:
     def __init__(self, websocket: WebSocket, runtime: Runtime) -> None:
         self.ws = websocket
         self.runtime = runtime
-        self.mailbox = Mailbox()
+        self.mailbox = Mailbox(lossless=tuple(f"{kind}:" for kind in LOSSLESS_ACCOUNT_CHANNELS))
         self.channels: set[str] = set()
         self.credential: _Credential | None = None
         self.principal: Principal | None = None
@@ -185,25 +195,44 @@ class _Session:
         else:
             self.mailbox.control(_error("BadRequestError", f"unknown op {op!r}: use subscribe, unsubscribe, ping or auth"))
 
+    async def _account_channels(self, name: str) -> list[str]:
+        """``orders``/``fills``/``portfolio`` (every account of yours) or ``orders:<account id>``, as bus channels."""
+        kind, _, account_id = name.partition(":")
+        principal = self.principal
+        if principal is None or not principal.can(Permission.ACCOUNTS_READ_OWN):
+            raise PermissionDeniedError(f"{kind} needs permission {Permission.ACCOUNTS_READ_OWN.value}")
+        async with self.runtime.database.read_session() as session:
+            repo = TradingRepository(session)
+            own = await repo.accounts_of(principal.user_id)
+            if not account_id:
+                return [f"{kind}:{account}" for account in own]
+            if account_id in own or (principal.can(Permission.ACCOUNTS_READ_ALL) and await repo.account(account_id)):
+                return [name]
+        raise NotFoundError(f"{name}: no account {account_id}")
+
     async def subscribe(self, requested: list[str]) -> None:
         service = MarketDataService(self.runtime)
         accepted: list[str] = []
         for name in requested:
             try:
-                channel = await service.check_channel(name)
+                if name.partition(":")[0] in ACCOUNT_CHANNELS:
+                    channels = await self._account_channels(name)
+                else:
+                    channels = [await service.check_channel(name)]
             except TradestackError as exc:
                 self.mailbox.control(_error(exc.error, exc.detail, channel=name))
                 continue
-            if channel not in self.channels and len(self.channels) >= self.runtime.settings.ws_max_subscriptions:
-                limit = self.runtime.settings.ws_max_subscriptions
-                self.mailbox.control(_error("BadRequestError", f"at most {limit} channels per connection", channel=name))
-                continue
-            if self.hub is None:
-                self.hub = await hub_of(self.runtime)
-            self.channels.add(channel)
-            self.hub.add(self.mailbox, channel)
-            accepted.append(channel)
-            await self._snapshot(channel)
+            for channel in channels:
+                if channel not in self.channels and len(self.channels) >= self.runtime.settings.ws_max_subscriptions:
+                    limit = self.runtime.settings.ws_max_subscriptions
+                    self.mailbox.control(_error("BadRequestError", f"at most {limit} channels per connection", channel=name))
+                    break
+                if self.hub is None:
+                    self.hub = await hub_of(self.runtime)
+                self.channels.add(channel)
+                self.hub.add(self.mailbox, channel)
+                accepted.append(channel)
+                await self._snapshot(channel)
         if accepted:
             self.mailbox.control(_frame("subscribed", channels=accepted))
 

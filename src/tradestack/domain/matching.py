@@ -122,6 +122,9 @@ class WorkingOrder:
     `remaining` is what is still to fill (equal to `quantity` for a new order). `limit_price` is
     required for limit and stop-limit orders and `stop_price` for stop and stop-limit orders; the
     other order types must leave them None. `triggered` marks a stop that already triggered.
+    An order rebuilt after a restart carries what it has already done: `fills` made so far (the
+    next fill id continues from it), their `filled_notional` and the `fees_paid` on them (the fee
+    minimum is not charged twice).
     """
 
     order_id: str
@@ -135,6 +138,9 @@ class WorkingOrder:
     time_in_force: TimeInForce
     triggered: bool
     submitted_at: datetime
+    fills: int = 0
+    filled_notional: Decimal = _ZERO
+    fees_paid: Decimal = _ZERO
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "side", Side(self.side))
@@ -148,6 +154,9 @@ class WorkingOrder:
             raise ValueError(f"order {self.order_id}: remaining {self.remaining} exceeds quantity {self.quantity}")
         _check_prices(self.order_id, self.type, self.limit_price, self.stop_price)
         _require_utc(f"order {self.order_id}: submitted_at", self.submitted_at)
+        if self.fills < 0:
+            raise ValueError(f"order {self.order_id}: fills must not be negative, got {self.fills}")
+        _non_negative(f"order {self.order_id}: filled_notional", self.filled_notional)
 
 
 def _check_prices(order_id: str, order_type: OrderType, limit_price: Decimal | None, stop_price: Decimal | None) -> None:
@@ -216,7 +225,14 @@ class _Progress:
     fees: Decimal = _ZERO
 
     def snapshot(self) -> WorkingOrder:
-        return replace(self.order, remaining=self.remaining, triggered=self.triggered)
+        return replace(
+            self.order,
+            remaining=self.remaining,
+            triggered=self.triggered,
+            fills=self.fills,
+            filled_notional=self.filled_notional,
+            fees_paid=self.fees,
+        )
 
 
 @dataclass(slots=True)
@@ -312,7 +328,15 @@ class MatchingEngine:
         """
         _require_utc("ts", ts)
         self._check_order(order)
-        progress = _Progress(order, self.latency.eligible_at(ts), order.remaining, order.triggered)
+        progress = _Progress(
+            order,
+            self.latency.eligible_at(ts),
+            order.remaining,
+            order.triggered,
+            fills=order.fills,
+            filled_notional=order.filled_notional,
+            fees=order.fees_paid,
+        )
         self._orders[order.order_id] = progress
         if self._quote is None or progress.eligible_at > ts:
             return []

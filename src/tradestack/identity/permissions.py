@@ -24,6 +24,7 @@ class Permission(StrEnum):
     ACCOUNTS_READ_ALL = "accounts:read:all"
     TRADE_OWN = "trade:own"
     RISK_HALT = "risk:halt"
+    RISK_LIMITS = "risk:limits"  # set any account's pre-trade limits
     AUDIT_READ = "audit:read"
     USERS_MANAGE = "users:manage"
 
@@ -59,6 +60,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.MARKET_DATA_READ,
             Permission.AUDIT_READ,
             Permission.RISK_HALT,
+            Permission.RISK_LIMITS,
         }
     ),
 }
@@ -75,7 +77,7 @@ SCOPE_PERMISSIONS: dict[Scope, frozenset[Permission]] = {
         }
     ),
     Scope.TRADE: frozenset({Permission.TRADE_OWN}),
-    Scope.ADMIN: frozenset({Permission.USERS_MANAGE, Permission.RISK_HALT}),
+    Scope.ADMIN: frozenset({Permission.USERS_MANAGE, Permission.RISK_HALT, Permission.RISK_LIMITS}),
 }
 
 

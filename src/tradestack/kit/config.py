@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -198,6 +198,56 @@ class Settings(BaseSettings):
     )
     ws_max_subscriptions: int = Field(default=200, ge=1, le=100_000, description="Channels per WebSocket connection.")
 
+    # Trading: paper matching engine
+    engine_in_process: bool | None = Field(
+        default=None,
+        description="Run the paper matching engine inside the API process. Unset: yes when the API is the only "
+        "process that could (one worker, no Redis), and always for `tradestack up`; otherwise run "
+        "`tradestack serve engine`, which takes orders from a Redis stream.",
+    )
+    engine_shards: int = Field(
+        default=1, ge=1, le=64, description="Accounts are split over this many engines (`serve engine --shard N`)."
+    )
+    engine_reconcile_seconds: float = Field(
+        default=2.0, gt=0, le=3600, description="How often an engine looks in the database for open orders it missed."
+    )
+    paper_fees: dict[str, tuple[Decimal, Decimal]] = Field(
+        default_factory=lambda: {
+            "NASDAQ": (Decimal("0.5"), Decimal(1)),
+            "NYSE": (Decimal("0.5"), Decimal(1)),
+            "ASX": (Decimal(8), Decimal(6)),
+            "NSE": (Decimal(3), Decimal(20)),
+            "FX": (Decimal("0.2"), Decimal(0)),
+            "CRYPTO": (Decimal(10), Decimal(0)),
+        },
+        description="Paper fees per venue (JSON object): [basis points of the notional, minimum per order in the "
+        "instrument's quote currency]. Venues not listed pay nothing.",
+    )
+    paper_slippage_bps: Decimal = Field(
+        default=Decimal(1), ge=0, lt=10_000, description="Takers trade this far beyond the touch."
+    )
+    paper_latency_ms: float = Field(default=0.0, ge=0, le=60_000, description="Simulated time for an order to reach the market.")
+    paper_participation_rate: Decimal = Field(
+        default=Decimal("0.25"), gt=0, le=1, description="Largest share of a quote's or print's size one order may take."
+    )
+
+    # Trading: default pre-trade limits (per account; amounts in the account's base currency)
+    risk_max_order_notional: Decimal = Field(default=Decimal(1_000_000), ge=0)
+    risk_max_position_quantity: Decimal = Field(default=Decimal(1_000_000), ge=0)
+    risk_max_gross_exposure: Decimal = Field(default=Decimal(10_000_000), ge=0)
+    risk_price_collar_pct: Decimal = Field(default=Decimal(10), ge=0, lt=100)
+    risk_max_orders_per_minute: int = Field(default=600, ge=0)
+    risk_daily_loss_limit: Decimal = Field(default=Decimal(100_000), ge=0)
+
+    @model_validator(mode="after")
+    def _one_engine_per_shard(self) -> Settings:
+        if self.engine_in_process and self.workers > 1:
+            raise ValueError(
+                "TRADESTACK_ENGINE_IN_PROCESS=true needs TRADESTACK_WORKERS=1: each worker would run its own matching "
+                "engine; with several workers run `tradestack serve engine` (and Redis) instead"
+            )
+        return self
+
     @field_validator("database_url", "database_replica_url", "redis_url", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
@@ -236,6 +286,13 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, SecretFileSource(settings_cls), dotenv_settings
+
+    @property
+    def effective_engine_in_process(self) -> bool:
+        """Whether this API process runs the matching engine (see `engine_in_process`)."""
+        if self.engine_in_process is not None:
+            return self.engine_in_process
+        return self.workers == 1 and self.redis_url is None
 
     @property
     def effective_database_url(self) -> str:

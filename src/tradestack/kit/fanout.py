@@ -27,14 +27,20 @@ class MailboxOverflowError(Exception):
 
 
 class Mailbox:
-    """What one client has yet to receive (text frames): newest per data channel, plus control replies in order."""
+    """What one client has yet to receive (text frames): newest per data channel, plus control replies in order.
 
-    def __init__(self) -> None:
+    Channels whose names start with one of `lossless` (such as order and fill updates, where every
+    message counts) are never conflated: their frames queue in order with the control replies.
+    """
+
+    def __init__(self, lossless: tuple[str, ...] = ()) -> None:
+        self._lossless = lossless
         self._data: dict[str, str] = {}
         self._taken: dict[str, str] = {}
         self._control: deque[str] = deque()
         self._ready = asyncio.Event()
         self.conflated = 0
+        self.overflowed = False
 
     def offer(self, channel: str, frame: str) -> None:
         """Queue `frame` for `channel`, replacing an older one not yet taken.
@@ -42,6 +48,14 @@ class Mailbox:
         A frame identical to the last one taken for the channel is dropped: a snapshot read from
         the cache and the same event arriving through the bus are delivered once.
         """
+        if self._lossless and channel.startswith(self._lossless):
+            # Never raises here (the hub serves every client): an overflow ends this client at its next take.
+            if len(self._control) >= MAX_CONTROL_FRAMES:
+                self.overflowed = True
+            else:
+                self._control.append(frame)
+            self._ready.set()
+            return
         if self._taken.get(channel) == frame:
             return
         if channel in self._data:
@@ -52,9 +66,9 @@ class Mailbox:
         self._ready.set()
 
     def control(self, frame: str) -> None:
-        """Queue a reply (subscribed, error, pong...) that must not be conflated."""
+        """Queue a reply (subscribed, error, pong...) or a lossless update, which must not be conflated."""
         if len(self._control) >= MAX_CONTROL_FRAMES:
-            raise MailboxOverflowError(f"more than {MAX_CONTROL_FRAMES} replies unread")
+            raise MailboxOverflowError(f"more than {MAX_CONTROL_FRAMES} replies or order updates unread")
         self._control.append(frame)
         self._ready.set()
 
@@ -71,6 +85,8 @@ class Mailbox:
                     await self._ready.wait()
             except TimeoutError:
                 return []
+        if self.overflowed:
+            raise MailboxOverflowError(f"more than {MAX_CONTROL_FRAMES} order or fill updates unread")
         frames = list(self._control)
         frames.extend(self._data.values())
         self._taken.update(self._data)

@@ -89,3 +89,36 @@ WEBSOCKET_MESSAGES_CONFLATED = Counter(
     "Market-data messages replaced by a newer value before a slow client could receive them, by channel kind.",
     ["kind"],
 )
+
+ORDERS = Counter(
+    "orders",
+    "Orders reaching a status (accepted, denied, partially_filled once, filled, canceled, expired, rejected), by type.",
+    ["type", "status"],
+)
+ORDER_PLACEMENT_LATENCY = Histogram(
+    "order_placement_latency_seconds",
+    "Time to accept or deny a submitted order: validation, risk checks and the durable write.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+TRADE_EXECUTION_SUCCESS_RATIO = Gauge(
+    "trade_execution_success_ratio",
+    "Of the accepted orders that finished in the last 24 hours, the share that got at least one fill.",
+    multiprocess_mode="mostrecent",
+)
+PORTFOLIO_VALUE_AUD = Gauge(
+    "portfolio_value_aud",
+    "Total equity of the accounts whose base currency is AUD, in AUD.",
+    multiprocess_mode="mostrecent",
+)
+PORTFOLIO_VALUE = Gauge(
+    "portfolio_value",
+    "Total equity of the accounts of each base currency, in that currency.",
+    ["currency"],
+    multiprocess_mode="mostrecent",
+)
+ENGINE_ORDERS_WORKING = Gauge(
+    "engine_orders_working",
+    "Orders working in the paper matching engine, by shard.",
+    ["shard"],
+    multiprocess_mode="livesum",
+)

@@ -22,6 +22,7 @@ class OrderRow(Base):
     __table_args__ = (
         UniqueConstraint("account_id", "client_order_id"),
         Index("ix_orders_account_id_status", "account_id", "status"),
+        Index("ix_orders_account_id_created_at", "account_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -101,6 +102,22 @@ class PostingRow(Base):
     currency: Mapped[str] = mapped_column(String(8))
     amount: Mapped[Decimal] = mapped_column(AMOUNT, doc="Debit positive, credit negative.")
     quantity: Mapped[Decimal | None] = mapped_column(AMOUNT, doc="Units, for position accounts.")
+
+
+class BalanceRow(Base):
+    """Running balance of one ledger account of one trading account: the fold of its postings.
+
+    Written in the same transaction as the postings it sums (and checked against them by
+    `tradestack check integrity`), so cash and positions are read without summing the journal.
+    """
+
+    __tablename__ = "balances"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("trading_accounts.id", ondelete="RESTRICT"), primary_key=True)
+    ledger_account: Mapped[str] = mapped_column(String(64), primary_key=True, doc='e.g. "cash:USD", "position:AAPL".')
+    currency: Mapped[str] = mapped_column(String(8))
+    amount: Mapped[Decimal] = mapped_column(AMOUNT, doc="Sum of the postings' amounts (debit positive).")
+    quantity: Mapped[Decimal | None] = mapped_column(AMOUNT, doc="Sum of units, for position accounts.")
 
 
 class RiskLimitsRow(Base):

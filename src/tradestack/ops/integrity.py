@@ -4,6 +4,9 @@
 2. Positions in the journal (quantities on ``position:`` postings) equal the fold of the fills.
 3. Every order's stored state equals the fold of its events, whose sequence numbers have no holes.
 4. Every fill belongs to an order whose events record that fill, with the same quantity and price.
+5. Balances are the fold of the journal: for every trading account and ledger account, the row in
+   ``balances`` has the currency of its postings and the sums of their amounts and quantities, and
+   every ledger account that has postings has a balance row.
 
 Exact decimals are summed in Python: SQLite keeps them as text, so SQL ``SUM`` would use floats.
 """
@@ -12,17 +15,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
 
 import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tradestack.core.money import plain
 from tradestack.domain.orders import FillEvent, InvalidTransition, Order, OrderEvent, event_from_dict
 from tradestack.kit.db import Database
-from tradestack.models.trading import FillRow, JournalEntryRow, OrderEventRow, OrderRow, PostingRow
+from tradestack.models.trading import BalanceRow, FillRow, JournalEntryRow, OrderEventRow, OrderRow, PostingRow
 
 MAX_PROBLEMS = 50
+# Column values have at most 38 digits: at this precision their sums never round.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 @dataclass
@@ -43,19 +49,43 @@ class IntegrityReport:
             self.problems.append(text)
 
 
-async def _journal(session: AsyncSession, report: IntegrityReport) -> dict[tuple[str, str], Decimal]:
+@dataclass
+class _Fold:
+    """The sums of one ledger account's postings."""
+
+    currencies: set[str] = field(default_factory=set)
+    amount: Decimal = Decimal(0)
+    quantity: Decimal | None = None
+
+
+Folds = dict[tuple[str, str], _Fold]
+
+
+def _text(quantity: Decimal | None) -> str:
+    return "none" if quantity is None else plain(quantity)
+
+
+async def _journal(session: AsyncSession, report: IntegrityReport) -> tuple[dict[tuple[str, str], Decimal], Folds]:
+    """Check that entries balance; returns positions by (account, symbol) and the fold of every ledger account."""
     columns = (PostingRow.entry_id, JournalEntryRow.account_id, PostingRow.account, PostingRow.currency)
     rows = await session.execute(
         select(*columns, PostingRow.amount, PostingRow.quantity).join(JournalEntryRow, JournalEntryRow.id == PostingRow.entry_id)
     )
     sums: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     positions: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    folds: Folds = defaultdict(_Fold)
     postings = 0
-    for entry_id, account_id, ledger_account, currency, amount, quantity in rows:
-        postings += 1
-        sums[(entry_id, currency)] += amount
-        if ledger_account.startswith("position:"):
-            positions[(account_id, ledger_account.removeprefix("position:"))] += quantity or Decimal(0)
+    with localcontext(_EXACT):
+        for entry_id, account_id, ledger_account, currency, amount, quantity in rows:
+            postings += 1
+            sums[(entry_id, currency)] += amount
+            fold = folds[(account_id, ledger_account)]
+            fold.currencies.add(currency)
+            fold.amount += amount
+            if quantity is not None:
+                fold.quantity = (fold.quantity or Decimal(0)) + quantity
+            if ledger_account.startswith("position:"):
+                positions[(account_id, ledger_account.removeprefix("position:"))] += quantity or Decimal(0)
     entries = {entry for entry, _ in sums}
     for (entry_id, currency), total in sorted(sums.items()):
         if total != 0:
@@ -65,7 +95,24 @@ async def _journal(session: AsyncSession, report: IntegrityReport) -> dict[tuple
         report.problem(f"journal entry {entry_id} has no postings")
     report.checked["journal entries"] = len(entries)
     report.checked["postings"] = postings
-    return positions
+    return positions, folds
+
+
+async def _balances(session: AsyncSession, report: IntegrityReport, folds: Folds) -> None:
+    """Compare every row of `balances` with the fold of its postings (`folds`, emptied as it goes)."""
+    rows = list(await session.scalars(select(BalanceRow).order_by(BalanceRow.account_id, BalanceRow.ledger_account)))
+    for row in rows:
+        name = f"balance {row.ledger_account} of account {row.account_id}"
+        fold = folds.pop((row.account_id, row.ledger_account), _Fold())
+        if fold.currencies and fold.currencies != {row.currency}:
+            report.problem(f"{name}: kept in {row.currency} but its postings are in {', '.join(sorted(fold.currencies))}")
+        if row.amount != fold.amount:
+            report.problem(f"{name}: amount {plain(row.amount)} but its postings sum to {plain(fold.amount)}")
+        if row.quantity != fold.quantity:
+            report.problem(f"{name}: quantity {_text(row.quantity)} but its postings' quantities sum to {_text(fold.quantity)}")
+    for (account_id, ledger_account), fold in sorted(folds.items()):
+        report.problem(f"balance {ledger_account} of account {account_id} is missing: its postings sum to {plain(fold.amount)}")
+    report.checked["balances"] = len(rows)
 
 
 async def _fills(session: AsyncSession, report: IntegrityReport) -> tuple[dict[tuple[str, str], Decimal], list[FillRow]]:
@@ -113,7 +160,8 @@ async def check_integrity(database: Database) -> IntegrityReport:
     """Run every invariant in one read-only snapshot."""
     report = IntegrityReport()
     async with database.read_session() as session:
-        journal_positions = await _journal(session, report)
+        journal_positions, folds = await _journal(session, report)
+        await _balances(session, report, folds)
         fill_positions, fill_rows = await _fills(session, report)
         fills = [(f.id, f.order_id, f.quantity, f.price) for f in fill_rows]  # plain values: the session ends here
         orders = await _orders(session, report)

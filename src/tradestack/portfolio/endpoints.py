@@ -1,19 +1,39 @@
-"""Trading accounts: open a paper account with a deposit, list yours with their cash."""
+"""Trading accounts: open a paper account with a deposit, list yours with their cash; read an account's books."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from tradestack.identity.deps import caller_of, require
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Principal
 from tradestack.kit.web import RuntimeDep
-from tradestack.portfolio.schemas import AccountCreate, AccountWithCash
-from tradestack.portfolio.service import PortfolioService
+from tradestack.portfolio.schemas import AccountCreate, AccountWithCash, FillPage, LedgerPage, Portfolio, PositionList
+from tradestack.portfolio.service import DEFAULT_PAGE, MAX_PAGE, PortfolioService
 
 router = APIRouter(prefix="/api/accounts", tags=["accounts"])
+books = APIRouter(prefix="/api", tags=["portfolio"])
+
+Reader = Annotated[Principal, require(Permission.ACCOUNTS_READ_OWN)]
+AccountId = Annotated[
+    str,
+    Query(
+        pattern=r"^[\x21-\x7e]{1,36}$",
+        description="The trading account's id (yours, or any with accounts:read:all).",
+    ),
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"Page size (1-{MAX_PAGE}).")]
+Before = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=200,
+        description="Page backwards: the `next` of the previous page, or an ISO 8601 time (rows strictly before it).",
+    ),
+]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such account, or not yours"}}
 
 
 @router.post(
@@ -37,3 +57,52 @@ async def list_accounts(
     runtime: RuntimeDep, principal: Annotated[Principal, require(Permission.ACCOUNTS_READ_OWN)]
 ) -> list[AccountWithCash]:
     return await PortfolioService(runtime).accounts_of(principal)
+
+
+@books.get(
+    "/positions",
+    response_model=PositionList,
+    summary="Open positions at cost and marked to the live quotes",
+    responses={**NOT_FOUND, 422: {"description": "Missing or bad account_id"}},
+)
+async def positions(runtime: RuntimeDep, principal: Reader, account_id: AccountId) -> PositionList:
+    return await PortfolioService(runtime).positions(principal, account_id)
+
+
+@books.get(
+    "/portfolio",
+    response_model=Portfolio,
+    summary="Cash, positions, realized P&L, fees and equity in the base currency",
+    responses={**NOT_FOUND, 422: {"description": "Missing or bad account_id"}},
+)
+async def portfolio(runtime: RuntimeDep, principal: Reader, account_id: AccountId) -> Portfolio:
+    return await PortfolioService(runtime).portfolio(principal, account_id)
+
+
+@books.get(
+    "/fills",
+    response_model=FillPage,
+    summary="Fills, newest first, a page at a time",
+    responses={**NOT_FOUND, 422: {"description": "Missing account_id, unknown symbol, bad limit or bad cursor"}},
+)
+async def fills(
+    runtime: RuntimeDep,
+    principal: Reader,
+    account_id: AccountId,
+    symbol: Annotated[str | None, Query(min_length=1, max_length=32, description="Only fills of this symbol.")] = None,
+    limit: Limit = DEFAULT_PAGE,
+    before: Before = None,
+) -> FillPage:
+    return await PortfolioService(runtime).fills(principal, account_id, symbol=symbol, limit=limit, before=before)
+
+
+@books.get(
+    "/ledger",
+    response_model=LedgerPage,
+    summary="Journal entries with their postings, newest first, a page at a time",
+    responses={**NOT_FOUND, 422: {"description": "Missing account_id, bad limit or bad cursor"}},
+)
+async def ledger(
+    runtime: RuntimeDep, principal: Reader, account_id: AccountId, limit: Limit = DEFAULT_PAGE, before: Before = None
+) -> LedgerPage:
+    return await PortfolioService(runtime).ledger(principal, account_id, limit=limit, before=before)

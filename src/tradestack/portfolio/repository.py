@@ -1,15 +1,24 @@
-"""The journal in the database: entries and their postings, written together and never edited."""
+"""The journal in the database: entries and their postings, written together and never edited; pages of the books."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, localcontext
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.ledger import JournalEntry
-from tradestack.models.trading import JournalEntryRow, PostingRow
+from tradestack.domain.portfolio import PositionState
+from tradestack.kit.repository import ReadRepository
+from tradestack.models.identity import TradingAccount
+from tradestack.models.trading import BalanceRow, FillRow, JournalEntryRow, PostingRow
+
+# Column values have at most 38 digits: their sums are exact here, and an inexact one raises.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
 
 
 class JournalRepository:
@@ -19,7 +28,11 @@ class JournalRepository:
         self._session = session
 
     async def add(self, account_id: str, entry: JournalEntry) -> None:
-        """Store a (balanced, by construction) entry with all its postings in the current transaction."""
+        """Store a (balanced, by construction) entry with all its postings, and move the balances they touch.
+
+        All in the current transaction. Writers of one account's books hold its lock (see
+        `trading.repository.lock_account`), so the read-modify-write of `balances` cannot race.
+        """
         self._session.add(
             JournalEntryRow(
                 id=entry.id,
@@ -35,7 +48,38 @@ class JournalRepository:
             PostingRow(entry_id=entry.id, account=str(p.account), currency=p.currency, amount=p.amount, quantity=p.quantity)
             for p in entry.postings
         )
+        with localcontext(_EXACT):
+            await self._move_balances(account_id, entry)
         await self._session.flush()
+
+    async def _move_balances(self, account_id: str, entry: JournalEntry) -> None:
+        moves: dict[str, tuple[str, Decimal, Decimal | None]] = {}
+        for posting in entry.postings:
+            key = str(posting.account)
+            _, amount, quantity = moves.get(key, (posting.currency, Decimal(0), None))
+            if posting.quantity is not None:
+                quantity = (quantity or Decimal(0)) + posting.quantity
+            moves[key] = (posting.currency, amount + posting.amount, quantity)
+        for key, (currency, amount, quantity) in moves.items():
+            row = await self._session.get(BalanceRow, (account_id, key))
+            if row is None:
+                row = BalanceRow(account_id=account_id, ledger_account=key, currency=currency, amount=Decimal(0))
+                self._session.add(row)
+            row.amount = row.amount + amount
+            if quantity is not None:
+                row.quantity = (row.quantity or Decimal(0)) + quantity
+
+    async def balances(self, account_id: str) -> dict[str, BalanceRow]:
+        """Every ledger account's running balance of `account_id`, by ledger account name."""
+        rows = await self._session.scalars(select(BalanceRow).where(BalanceRow.account_id == account_id))
+        return {row.ledger_account: row for row in rows}
+
+    async def position(self, account_id: str, symbol: str) -> PositionState:
+        """The account's position in `symbol` at cost (flat when it has none)."""
+        row = await self._session.get(BalanceRow, (account_id, f"position:{symbol}"))
+        if row is None or not row.quantity:
+            return PositionState(symbol)
+        return PositionState(symbol, row.quantity, row.amount)
 
     async def cash_balances(self, account_ids: Sequence[str]) -> dict[str, dict[str, Decimal]]:
         """Cash per currency of each account (accounts without cash are absent)."""
@@ -64,3 +108,57 @@ class JournalRepository:
     async def entries(self) -> int:
         """Number of journal entries."""
         return int((await self._session.execute(select(func.count()).select_from(JournalEntryRow))).scalar_one())
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a page starts: rows strictly older than (`ts`, `id`); without `id`, strictly before `ts`."""
+
+    ts: datetime
+    id: str | None = None
+
+
+def _older_than(query: Select[Any], ts_column: Any, id_column: Any, before: Cursor | None) -> Select[Any]:
+    if before is None:
+        return query
+    if before.id is None:
+        return query.where(ts_column < before.ts)
+    return query.where(or_(ts_column < before.ts, and_(ts_column == before.ts, id_column < before.id)))
+
+
+class BooksRepository(ReadRepository):
+    """Reads of an account's books: the account itself, its fills and its journal, newest first, by keyset."""
+
+    async def account(self, account_id: str) -> TradingAccount | None:
+        """The trading account `account_id` (None when there is none)."""
+        return await self.session.get(TradingAccount, account_id)
+
+    async def fills_page(self, account_id: str, *, symbol: str | None, limit: int, before: Cursor | None) -> list[FillRow]:
+        """Up to `limit` fills of the account (of `symbol` only, when given), newest first, older than `before`."""
+        query = select(FillRow).where(FillRow.account_id == account_id)
+        if symbol is not None:
+            query = query.where(FillRow.symbol == symbol)
+        query = _older_than(query, FillRow.ts, FillRow.id, before)
+        return list(await self.session.scalars(query.order_by(FillRow.ts.desc(), FillRow.id.desc()).limit(limit)))
+
+    async def entries_page(
+        self, account_id: str, *, limit: int, before: Cursor | None
+    ) -> list[tuple[JournalEntryRow, list[PostingRow]]]:
+        """Up to `limit` journal entries of the account, newest first, older than `before`, each with its postings in order."""
+        query = _older_than(
+            select(JournalEntryRow).where(JournalEntryRow.account_id == account_id),
+            JournalEntryRow.ts,
+            JournalEntryRow.id,
+            before,
+        )
+        entries = list(
+            await self.session.scalars(query.order_by(JournalEntryRow.ts.desc(), JournalEntryRow.id.desc()).limit(limit))
+        )
+        postings: dict[str, list[PostingRow]] = {entry.id: [] for entry in entries}
+        if entries:
+            rows = await self.session.scalars(
+                select(PostingRow).where(PostingRow.entry_id.in_(list(postings))).order_by(PostingRow.id)
+            )
+            for posting in rows:
+                postings[posting.entry_id].append(posting)
+        return [(entry, postings[entry.id]) for entry in entries]

@@ -1,11 +1,14 @@
-"""Shapes of accounts on the wire."""
+"""Shapes of accounts and their books on the wire. Decimals travel as strings."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PlainSerializer
+
+from tradestack.core.money import plain
 
 
 class Deposit(BaseModel):
@@ -33,3 +36,130 @@ class AccountWithCash(BaseModel):
     allow_short: bool
     created_at: datetime
     cash: dict[str, Decimal] = Field(description="Cash balance per currency (decimal strings).")
+
+
+# -- books: positions, portfolio, fills and the journal -------------------------------------------
+
+DecimalText = Annotated[Decimal, PlainSerializer(plain, return_type=str, when_used="json")]
+"""A Decimal sent as its plain canonical text (``"1902.5"``, never ``"1.9025E+3"``)."""
+
+MarkSource = Literal["last", "mid", "cost"]
+
+
+class PositionOut(BaseModel):
+    """One open position: at cost from the ledger, and marked to market from the live quote.
+
+    Money fields are decimal strings in `quote_currency`, except the `_base` ones, which are in the
+    account's base currency and null when the quote currency cannot be converted into it (see
+    `problems` of the response).
+    """
+
+    symbol: str
+    quantity: DecimalText = Field(description="Units held, signed: negative is a short.")
+    average_cost: DecimalText = Field(
+        description="cost_basis / quantity; exact when the quotient terminates, else rounded half-even to 12 places."
+    )
+    cost_basis: DecimalText = Field(description="Exact cost of the open units, signed like quantity.")
+    quote_currency: str = Field(description="Currency of the prices and of every non-_base money field.")
+    mark_price: DecimalText = Field(description="Price the position is valued at (see mark_source).")
+    mark_source: MarkSource = Field(
+        description='"last": the live quote\'s last trade; "mid": the live quote\'s bid/ask midpoint (no last trade); '
+        '"cost": no live quote, so the position is valued at its average cost (market value = cost basis, '
+        "unrealized P&L 0) and a problem says so."
+    )
+    mark_ts: datetime | None = Field(description="When the quote used as mark was published (UTC); null for cost.")
+    market_value: DecimalText = Field(description="quantity x mark_price, signed (negative for a short).")
+    unrealized_pnl: DecimalText = Field(description="market_value - cost_basis, before fees.")
+    market_value_base: DecimalText | None = Field(description="market_value in the base currency; null without an FX rate.")
+    unrealized_pnl_base: DecimalText | None = Field(description="unrealized_pnl in the base currency; null without an FX rate.")
+
+
+class PositionList(BaseModel):
+    """An account's open positions, by symbol."""
+
+    account_id: str
+    base_currency: str
+    positions: list[PositionOut]
+    problems: list[str] = Field(
+        description="What makes a figure approximate or missing: positions without a live quote (valued at cost) "
+        "and currencies with no FX rate into the base currency. Empty when everything is marked to market."
+    )
+
+
+class Portfolio(BaseModel):
+    """An account's cash, positions, realized P&L, fees and equity, valued now.
+
+    Per-currency figures are always present. Base-currency figures (`cash_base`,
+    `market_value_base`, `unrealized_pnl_base`, `equity`) need an FX rate from every currency held
+    into `base_currency`; rates are the bid/ask midpoints of the live quotes of the catalogue's
+    currency pairs (EURUSD, AUDUSD, BTC-USD ...), directly, inverted, or through USD. When one is
+    missing those figures are null and `problems` names the missing rate: the portfolio stays
+    viewable rather than failing.
+    """
+
+    account_id: str
+    base_currency: str
+    as_of: datetime = Field(description="When the valuation was made (UTC).")
+    cash: dict[str, DecimalText] = Field(description="Cash balance per currency.")
+    positions: list[PositionOut]
+    realized_pnl: dict[str, DecimalText] = Field(
+        description="Realized trading P&L per currency, before fees: positive is a gain, negative a loss."
+    )
+    fees: dict[str, DecimalText] = Field(description="Fees paid per currency (negative: net rebates).")
+    fx_rates: dict[str, DecimalText] = Field(
+        description='Rates used, "BASE/QUOTE": how many QUOTE one BASE buys (e.g. "AUD/USD": "0.65").'
+    )
+    cash_base: DecimalText | None = Field(description="All cash in the base currency; null without FX rates.")
+    market_value_base: DecimalText | None = Field(description="Positions' market value in the base currency.")
+    unrealized_pnl_base: DecimalText | None = Field(description="Positions' unrealized P&L in the base currency.")
+    equity: DecimalText | None = Field(description="cash_base + market_value_base; null without FX rates.")
+    problems: list[str] = Field(description="Why a figure is approximate (valued at cost) or null (missing FX rate).")
+
+
+class FillOut(BaseModel):
+    """One execution of one of the account's orders."""
+
+    id: str
+    order_id: str
+    symbol: str
+    side: str = Field(description="buy or sell.")
+    quantity: DecimalText = Field(description="Units filled (positive).")
+    price: DecimalText = Field(description="In the instrument's quote currency.")
+    fee: DecimalText = Field(description="In fee_currency; negative for a rebate.")
+    fee_currency: str
+    liquidity: str = Field(description="maker or taker.")
+    ts: datetime = Field(description="When the fill happened (UTC).")
+
+
+class FillPage(BaseModel):
+    """Fills, newest first; pass `next` as `before` for the following page (null: this is the last)."""
+
+    items: list[FillOut]
+    next: str | None
+
+
+class PostingOut(BaseModel):
+    """One leg of a journal entry."""
+
+    account: str = Field(description='Ledger account, e.g. "cash:USD", "position:AAPL", "realized_pnl:USD".')
+    currency: str
+    amount: DecimalText = Field(description="Debit positive, credit negative.")
+    quantity: DecimalText | None = Field(description="Units added (positive) or removed; position accounts only.")
+
+
+class JournalEntryOut(BaseModel):
+    """One balanced journal entry: per currency its postings sum to zero."""
+
+    id: str
+    ts: datetime = Field(description="When it was booked (UTC).")
+    kind: str = Field(description="deposit, fill, fee, reversal or fx.")
+    reference: str | None = Field(description="What caused it, e.g. a fill id.")
+    reverses: str | None = Field(description="For a reversal: the entry it undoes.")
+    postings: list[PostingOut]
+
+
+class LedgerPage(BaseModel):
+    """Journal entries, newest first; pass `next` as `before` for the following page (null: this is the last)."""
+
+    items: list[JournalEntryOut]
+    next: str | None

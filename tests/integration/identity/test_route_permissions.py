@@ -53,6 +53,7 @@ EXPECTED = {
         "marketdata:read",
         "audit:read",
         "risk:halt",
+        "risk:limits",
     },
 }
 

@@ -99,6 +99,7 @@ async def test_consistent_books_pass(runtime: Runtime, make_user: MakeUser) -> N
     assert report.checked["orders"] >= 1
     assert report.checked["fills"] == 1
     assert report.checked["journal entries"] == 2
+    assert report.checked["balances"] == 4  # cash:USD, deposits:USD, fees:USD, position:AAPL
 
 
 async def test_each_corruption_is_named(runtime: Runtime, make_user: MakeUser) -> None:
@@ -123,13 +124,16 @@ async def test_each_corruption_is_named(runtime: Runtime, make_user: MakeUser) -
 
 
 async def test_unbalanced_journal_is_named(runtime: Runtime, make_user: MakeUser) -> None:
-    _, order_id = await _books(runtime, make_user)
+    account_id, order_id = await _books(runtime, make_user)
     if runtime.database.dialect == "postgresql":
         return  # PostgreSQL refuses to commit it at all (tests/integration/trading/test_journal_constraint.py)
     async with runtime.database.engine.begin() as conn:
         await conn.execute(text("UPDATE postings SET amount = '-99999' WHERE account = 'deposits:USD'"))
     problems = (await check_integrity(runtime.database)).problems
-    assert problems == [f"journal entry dep-{order_id} does not balance: USD postings sum to 1"]
+    assert problems == [
+        f"journal entry dep-{order_id} does not balance: USD postings sum to 1",
+        f"balance deposits:USD of account {account_id}: amount -100000 but its postings sum to -99999",
+    ]
 
 
 def test_the_command_exits_1_naming_the_problem(tmp_path: Path, sqlite_url: str) -> None:
@@ -152,3 +156,39 @@ def test_the_command_exits_1_naming_the_problem(tmp_path: Path, sqlite_url: str)
     bad = subprocess.run([tradestack, "check", "integrity"], env=env, capture_output=True, text=True)
     assert bad.returncode == 1
     assert "journal entry e1 does not balance: USD postings sum to 5" in bad.stderr
+    assert "balance cash:USD of account a is missing: its postings sum to 5" in bad.stderr
+
+
+async def test_balances_that_are_not_the_fold_of_the_journal_are_named(runtime: Runtime, make_user: MakeUser) -> None:
+    account_id, _ = await _books(runtime, make_user)
+    async with runtime.database.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE balances SET amount = :a WHERE account_id = :id AND ledger_account = 'cash:USD'"),
+            {"a": "98095.5", "id": account_id},
+        )
+        await conn.execute(
+            text("UPDATE balances SET quantity = :q WHERE account_id = :id AND ledger_account = 'position:AAPL'"),
+            {"q": "9", "id": account_id},
+        )
+    report = await check_integrity(runtime.database)
+    assert report.problems == [
+        f"balance cash:USD of account {account_id}: amount 98095.5 but its postings sum to 98096.5",
+        f"balance position:AAPL of account {account_id}: quantity 9 but its postings' quantities sum to 10",
+    ]
+    assert report.checked["balances"] == 4
+
+    async with runtime.database.engine.begin() as conn:
+        await conn.execute(
+            text("DELETE FROM balances WHERE account_id = :id AND ledger_account = 'fees:USD'"), {"id": account_id}
+        )
+        await conn.execute(
+            text("UPDATE balances SET amount = :a WHERE account_id = :id AND ledger_account = 'cash:USD'"),
+            {"a": "98096.5", "id": account_id},
+        )
+        await conn.execute(
+            text("UPDATE balances SET quantity = :q WHERE account_id = :id AND ledger_account = 'position:AAPL'"),
+            {"q": "10", "id": account_id},
+        )
+    report = await check_integrity(runtime.database)
+    assert report.problems == [f"balance fees:USD of account {account_id} is missing: its postings sum to 1"]
+    assert report.checked["balances"] == 3

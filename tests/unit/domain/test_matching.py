@@ -554,3 +554,42 @@ def test_same_seed_and_inputs_give_identical_events(scenario: Scenario) -> None:
     first, _ = play(scenario)
     second, _ = play(scenario)
     assert first == second
+
+
+def test_an_order_rebuilt_after_a_restart_continues_its_fill_ids_and_fees() -> None:
+    fees = FeeModel(bps=Decimal(10), minimum=Decimal(5))
+    first = engine(participation="0.5", fee=fees)
+    first.on_quote(quote("100", "101", ask_size="20"))
+    [fill] = first.submit(order("o1", "buy", "30"), at(0))
+    assert isinstance(fill, Fill)
+    assert (fill.fill_id, fill.quantity, fill.fee) == ("o1-1", Decimal(10), Decimal(5))
+    saved = first.working_order("o1")
+    assert saved is not None
+    assert (saved.fills, saved.filled_notional, saved.fees_paid) == (1, Decimal(1010), Decimal(5))
+
+    rebuilt = engine(participation="1", fee=fees)
+    rebuilt.on_quote(quote("100", "101", ask_size="100", seconds=1))
+    [second] = rebuilt.submit(saved, at(1))
+    assert isinstance(second, Fill)
+    assert second.fill_id == "o1-2", "a rebuilt order must not reuse a fill id"
+    # The minimum was paid once; the fees of both fills add up to fee(total notional).
+    assert second.fee == 0
+    assert fill.fee + second.fee == fees.fee(Decimal(30) * Decimal(101))
+
+
+def test_a_working_order_refuses_a_negative_fill_count() -> None:
+    with pytest.raises(ValueError, match="fills must not be negative"):
+        WorkingOrder(
+            order_id="o1",
+            symbol="AAPL",
+            side=Side.BUY,
+            type=OrderType.MARKET,
+            quantity=Decimal(1),
+            remaining=Decimal(1),
+            limit_price=None,
+            stop_price=None,
+            time_in_force=TimeInForce.DAY,
+            triggered=False,
+            submitted_at=T0,
+            fills=-1,
+        )

@@ -1,0 +1,629 @@
+"""Order path (a), in process: submit -> risk -> match -> ledger on the pure domain, no database, no HTTP.
+
+    .venv/bin/python benchmarks/order_path_inprocess.py [--orders 50000] [--rounds 5] [--seed 7] [--profile]
+
+One paper account trades AAPL and BTC-USD (both quoted in USD). Each order goes through what the
+service does in memory:
+
+1. submit - build an `OrderRequest` with a fresh client_order_id, `validate` it against the
+   instrument, fold `OrderSubmitted` with `Order.from_events`;
+2. risk - `risk.evaluate` on the account's live numbers (cash, reserved by open buys, positions,
+   gross exposure, realized P&L), then `OrderAccepted` or `OrderDenied` applied to the Order, and
+   `reserve_for` kept for an accepted buy;
+3. match - a `WorkingOrder` into the instrument's `MatchingEngine` (fee bps + minimum, slippage,
+   zero latency, participation 1); every 10 orders of an instrument a new quote (seeded random
+   walk) reaches its engine first and fills what rests;
+4. fill events - each engine `Fill` applied to its Order as `OrderPartiallyFilled`/`OrderFilled`,
+   each `Expired` as `OrderExpired`;
+5. ledger - `ledger.fill_entry` against the `PositionState`, `apply_fill`, cash updated.
+
+The order flow is drawn from the seed before the clock starts (sides, types, sizes, quotes and
+timestamps: 1 ms apart, so the order-rate check sees a real count); only the limit prices are
+taken at run time from the quote in force. Market orders are ioc or day, buy limits day, sells
+always ioc (no two sells are ever open, so the short-selling check sees the whole position). A
+few orders are fat fingers (size x 50, or a limit 8 % through the market), and sells are drawn
+even when flat: their denials are counted, not avoided. Day orders still resting at the end are
+expired by `on_session_close` inside the timed region.
+
+Figures: orders/s is the median of `--rounds` timed rounds (a fresh account and engines each
+round, same flow), alternating with the baseline. The baseline is the bare Decimal arithmetic of
+the same orders against the same quotes: limit price, notional, fee (bps with minimum), the two
+money limits, cash, position and cost - what no implementation can skip - with no objects, no
+checks and no events. `ratio` = pipeline orders/s / baseline orders/s. The stage breakdown comes
+from one extra round with a perf_counter_ns pair around every stage call (well under a microsecond
+per order; read its shares, not its total). `--profile` adds one
+round under cProfile and prints the top functions. Nothing here asserts on time; the correctness
+checks (journal sums to zero per currency, cash never negative, positions agree with the journal
+and the orders, nothing left open or reserved) run outside the timed region.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import pstats
+import random
+import statistics
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import partial
+
+from tradestack.domain.instruments import Instrument, instrument
+from tradestack.domain.ledger import AccountKind, JournalEntry, deposit, fill_entry
+from tradestack.domain.marketdata import Quote, Side
+from tradestack.domain.matching import (
+    Expired,
+    FeeModel,
+    Fill,
+    LatencyModel,
+    MatchEvent,
+    MatchingEngine,
+    SlippageModel,
+    WorkingOrder,
+)
+from tradestack.domain.orders import (
+    Order,
+    OrderAccepted,
+    OrderDenied,
+    OrderExpired,
+    OrderFilled,
+    OrderPartiallyFilled,
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+    OrderSubmitted,
+    OrderType,
+    TimeInForce,
+)
+from tradestack.domain.portfolio import PositionState
+from tradestack.domain.risk import AccountRiskState, OrderIntent, RiskLimits, TradingState, evaluate, reserve_for
+
+GOAL_ORDERS_PER_SECOND = 100_000
+ACCOUNT = "acct-bench"
+CURRENCY = "USD"
+T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+ORDER_INTERVAL = timedelta(milliseconds=1)
+ORDERS_PER_MINUTE = 60_000  # at ORDER_INTERVAL
+QUOTE_EVERY = 10  # orders of one instrument between two quotes
+DEPOSIT = Decimal(1_000_000)
+FEE = FeeModel(bps=Decimal(1), minimum=Decimal("0.35"))
+SLIPPAGE = SlippageModel(bps=Decimal("0.5"))
+LIMITS = RiskLimits(
+    max_order_notional=Decimal(100_000),
+    max_position_quantity=Decimal(10_000),
+    max_gross_exposure=Decimal(2_000_000),
+    price_collar_pct=Decimal(5),
+    max_orders_per_minute=100_000,
+    daily_loss_limit=Decimal(500_000),
+    currency=CURRENCY,
+)
+FAT_FINGER_SIZE = 50
+FAT_FINGER_THROUGH = Decimal("0.08")  # a limit this far through the market is beyond the 5 % collar
+
+_TO_MARKET_SIDE = {OrderSide.BUY: Side.BUY, OrderSide.SELL: Side.SELL}
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    """How one instrument's simulated market and client behave."""
+
+    symbol: str
+    start_mid_ticks: int
+    step_ticks: int  # standard deviation of the mid's walk per quote
+    max_spread_ticks: int
+    min_touch_lots: int
+    max_touch_lots: int
+    max_order_lots: int
+    soft_position: Decimal  # the client sells more often above this position
+
+
+MARKETS = (
+    Market("AAPL", 19_000, 3, 3, 100, 800, 300, Decimal(3_000)),
+    Market("BTC-USD", 6_500_000, 1_300, 50, 10_000, 200_000, 30_000, Decimal(3)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """What the simulated client decides for one order, drawn before the clock starts."""
+
+    book: int
+    side_draw: float  # a probability draw for the side, not money
+    type: OrderType
+    buy_time_in_force: TimeInForce
+    quantity: Decimal
+    ticks_through: int  # limit orders: ticks through the touch
+    ts: datetime
+    quote: Quote | None  # reaches the instrument's engine just before this order
+
+
+def draw_flow(orders: int, seed: int) -> list[Spec]:
+    """The whole order flow and the quotes in between, from `seed`."""
+    rng = random.Random(seed)
+    instruments = [instrument(m.symbol) for m in MARKETS]
+    mids = [m.start_mid_ticks for m in MARKETS]
+    seen = [0] * len(MARKETS)
+    flow: list[Spec] = []
+    for index in range(orders):
+        book = rng.randrange(len(MARKETS))
+        market, inst = MARKETS[book], instruments[book]
+        ts = T0 + index * ORDER_INTERVAL
+        quote = None
+        if seen[book] % QUOTE_EVERY == 0:
+            mids[book] = max(mids[book] + round(rng.gauss(0, market.step_ticks)), 10 * market.max_spread_ticks)
+            half = rng.randint(1, market.max_spread_ticks)
+            tick, lot = inst.tick_size, inst.lot_size
+            bid, ask = (mids[book] - half) * tick, (mids[book] + half) * tick
+            quote = Quote(
+                market.symbol, bid, ask,
+                rng.randint(market.min_touch_lots, market.max_touch_lots) * lot,
+                rng.randint(market.min_touch_lots, market.max_touch_lots) * lot,
+                mids[book] * tick, lot, ts,
+            )  # fmt: skip
+        seen[book] += 1
+        kind = rng.random()
+        order_type = OrderType.MARKET if kind < 0.5 else OrderType.LIMIT
+        buy_tif = TimeInForce.IOC if kind < 0.4 else TimeInForce.DAY
+        lots = rng.randint(1, market.max_order_lots)
+        ticks_through = rng.randint(0, 5)
+        odd = rng.random()
+        if odd < 0.01:
+            lots *= FAT_FINGER_SIZE
+        elif odd < 0.015 and order_type is OrderType.LIMIT:
+            ticks_through = int(market.start_mid_ticks * FAT_FINGER_THROUGH)
+        flow.append(Spec(book, rng.random(), order_type, buy_tif, lots * inst.lot_size, ticks_through, ts, quote))
+    return flow
+
+
+@dataclass(slots=True)
+class Book:
+    """One instrument: its engine, the quote in force and the account's position in it."""
+
+    instrument: Instrument
+    engine: MatchingEngine
+    soft_position: Decimal
+    quote: Quote | None = None
+    position: PositionState = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.position = PositionState(self.instrument.symbol)
+
+
+@dataclass(slots=True)
+class OpenOrder:
+    """An accepted order while it works, and what it still reserves out of cash."""
+
+    order: Order
+    book: Book
+    side: Side
+    reserved: Decimal
+
+
+def _book(market: Market, seed: int) -> Book:
+    listed = instrument(market.symbol)
+    engine = MatchingEngine(listed, FEE, SLIPPAGE, LatencyModel(0.0), participation_rate=Decimal(1), seed=seed)
+    return Book(listed, engine, market.soft_position)
+
+
+class Pipeline:
+    """The account, its books and the stages of the order path; state lives in memory only."""
+
+    def __init__(self, seed: int) -> None:
+        self.books = [_book(market, seed) for market in MARKETS]
+        opening = deposit("je-deposit", T0, CURRENCY, DEPOSIT)
+        self.journal: list[JournalEntry] = [opening]
+        self.cash = DEPOSIT
+        self.reserved = Decimal(0)
+        self.realized_today = Decimal(0)
+        self.positions: dict[str, Decimal] = {b.instrument.symbol: Decimal(0) for b in self.books}
+        self.open: dict[str, OpenOrder] = {}
+        self.done: list[Order] = []
+        self.denials: Counter[str] = Counter()
+        self.invalid = 0
+        self.submitted = 0
+        self.fills = 0
+        self.expired_at_close = 0
+
+    # -- stages -------------------------------------------------------------------------------
+
+    def submit(self, spec: Spec, book: Book) -> Order | None:
+        """Build and validate the request, fold `OrderSubmitted`; None when validation refuses it."""
+        quote = book.quote
+        if quote is None:  # draw_flow quotes every instrument's first order
+            raise RuntimeError("no quote yet")
+        position = book.position.quantity
+        p_sell = 0.1 if position == 0 else 0.45 if position < book.soft_position else 0.75
+        side = OrderSide.SELL if spec.side_draw < p_sell else OrderSide.BUY
+        limit = None
+        if spec.type is OrderType.LIMIT:
+            through = spec.ticks_through * book.instrument.tick_size
+            limit = quote.ask + through if side is OrderSide.BUY else quote.bid - through
+        self.submitted += 1
+        number = self.submitted
+        request = OrderRequest(
+            client_order_id=f"c-{number}",
+            account_id=ACCOUNT,
+            symbol=book.instrument.symbol,
+            side=side,
+            type=spec.type,
+            quantity=spec.quantity,
+            limit_price=limit,
+            time_in_force=TimeInForce.IOC if side is OrderSide.SELL else spec.buy_time_in_force,
+        )
+        if request.validate(book.instrument):
+            self.invalid += 1
+            return None
+        return Order.from_events((OrderSubmitted(order_id=f"o-{number}", ts=spec.ts, request=request),))
+
+    def risk(self, order: Order, book: Book, spec: Spec) -> OpenOrder | None:
+        """Evaluate the risk checks on the account's numbers; accept (reserving for a buy) or deny."""
+        request = order.request
+        side = _TO_MARKET_SIDE[request.side]
+        intent = OrderIntent(ACCOUNT, request.symbol, side, request.type, request.quantity, request.limit_price)
+        gross = Decimal(0)
+        for other in self.books:
+            if other.quote is not None:
+                gross += abs(other.position.quantity) * other.quote.last
+        state = AccountRiskState(
+            cash_available=self.cash,
+            reserved_by_open_orders=self.reserved,
+            positions=self.positions,
+            gross_exposure=gross,
+            realized_pnl_today=self.realized_today,
+            orders_in_last_minute=min(self.submitted - 1, ORDERS_PER_MINUTE),
+            allow_short=False,
+            trading_state=TradingState.ACTIVE,
+        )
+        last = book.quote.last if book.quote is not None else None
+        denial = evaluate(intent, LIMITS, state, TradingState.ACTIVE, last, fee_model=FEE)
+        if denial is not None:
+            self.denials[denial.check.value] += 1
+            self.done.append(order.apply(OrderDenied(order_id=order.id, ts=spec.ts, reason=str(denial))))
+            return None
+        reserved = reserve_for(intent, LIMITS, last, fee_model=FEE)
+        self.reserved += reserved
+        open_order = OpenOrder(order.apply(OrderAccepted(order_id=order.id, ts=spec.ts)), book, side, reserved)
+        self.open[order.id] = open_order
+        return open_order
+
+    def match(self, open_order: OpenOrder, spec: Spec) -> list[MatchEvent]:
+        """Hand the accepted order to its instrument's engine; fills against the quote in force."""
+        request = open_order.order.request
+        working = WorkingOrder(
+            order_id=open_order.order.id,
+            symbol=request.symbol,
+            side=open_order.side,
+            type=request.type,
+            quantity=request.quantity,
+            remaining=request.quantity,
+            limit_price=request.limit_price,
+            stop_price=None,
+            time_in_force=request.time_in_force,
+            triggered=False,
+            submitted_at=spec.ts,
+        )
+        return open_order.book.engine.submit(working, spec.ts)
+
+    def quote(self, book: Book, quote: Quote) -> list[MatchEvent]:
+        """A new top of book: orders resting in the engine may fill."""
+        book.quote = quote
+        return book.engine.on_quote(quote)
+
+    def fill_events(self, events: list[MatchEvent]) -> list[tuple[Fill, OpenOrder]]:
+        """Apply engine events to their Orders; the fills, for the ledger."""
+        booked: list[tuple[Fill, OpenOrder]] = []
+        for event in events:
+            open_order = self.open[event.order_id]
+            order = open_order.order
+            if isinstance(event, Fill):
+                kind = OrderFilled if event.quantity == order.remaining_quantity else OrderPartiallyFilled
+                order = order.apply(
+                    kind(
+                        order_id=order.id, ts=event.ts, fill_id=event.fill_id, quantity=event.quantity,
+                        price=event.price, fee=event.fee, fee_currency=CURRENCY, liquidity=event.liquidity,
+                    )
+                )  # fmt: skip
+                booked.append((event, open_order))
+            elif isinstance(event, Expired):
+                order = order.apply(OrderExpired(order_id=order.id, ts=event.ts))
+            open_order.order = order
+        return booked
+
+    def ledger(self, booked: list[tuple[Fill, OpenOrder]]) -> None:
+        """Journal each fill against the position, move the position and cash, release reservations."""
+        for fill, open_order in booked:
+            book = open_order.book
+            symbol = book.instrument.symbol
+            side = open_order.side
+            self.journal.append(
+                fill_entry(
+                    f"je-{fill.fill_id}", fill.ts, symbol, side, fill.quantity, fill.price,
+                    CURRENCY, fill.fee, CURRENCY, book.position, reference=fill.fill_id,
+                )
+            )  # fmt: skip
+            book.position, realized = book.position.apply_fill(side, fill.quantity, fill.price)
+            self.positions[symbol] = book.position.quantity
+            self.realized_today += realized - fill.fee
+            notional = fill.quantity * fill.price
+            if side is Side.BUY:
+                spent = notional + fill.fee
+                self.cash -= spent
+                released = min(spent, open_order.reserved)
+                open_order.reserved -= released
+                self.reserved -= released
+            else:
+                self.cash += notional - fill.fee
+            self.fills += 1
+
+    def retire(self, booked_or_expired: list[MatchEvent]) -> None:
+        """Forget orders that reached a final status, releasing what they still reserve."""
+        for event in booked_or_expired:
+            open_order = self.open.get(event.order_id)
+            if open_order is not None and open_order.order.status.is_terminal:
+                self.reserved -= open_order.reserved
+                del self.open[event.order_id]
+                self.done.append(open_order.order)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self, flow: list[Spec]) -> None:
+        """Every order of `flow` through every stage, then the session close."""
+        for spec in flow:
+            book = self.books[spec.book]
+            if spec.quote is not None:
+                events = self.quote(book, spec.quote)
+                if events:
+                    self.ledger(self.fill_events(events))
+                    self.retire(events)
+            order = self.submit(spec, book)
+            if order is None:
+                continue
+            open_order = self.risk(order, book, spec)
+            if open_order is None:
+                continue
+            events = self.match(open_order, spec)
+            if events:
+                self.ledger(self.fill_events(events))
+                self.retire(events)
+        self.close(flow[-1].ts)
+
+    def close(self, ts: datetime) -> None:
+        """The session ends: day orders still resting expire."""
+        for book in self.books:
+            events = book.engine.on_session_close(ts)
+            self.expired_at_close += len(events)
+            self.fill_events(events)
+            self.retire(events)
+
+
+STAGES = ("submit", "risk", "match", "fill events", "ledger")
+STAGE_NOTES = {
+    "submit": "OrderRequest + validate + OrderSubmitted + Order.from_events",
+    "risk": "OrderIntent + AccountRiskState + evaluate + OrderAccepted/Denied + reserve_for",
+    "match": "WorkingOrder + engine.submit, engine.on_quote, session close",
+    "fill events": "OrderPartiallyFilled/OrderFilled/OrderExpired applied to the Order",
+    "ledger": "fill_entry + apply_fill + cash and reservations",
+}
+
+
+def run_staged(pipeline: Pipeline, flow: list[Spec]) -> dict[str, int]:
+    """`Pipeline.run` with a perf_counter_ns pair around every stage call; nanoseconds per stage."""
+    clock = time.perf_counter_ns
+    spent = dict.fromkeys(STAGES, 0)
+
+    def settle(events: list[MatchEvent]) -> None:
+        started = clock()
+        booked = pipeline.fill_events(events)
+        middle = clock()
+        pipeline.ledger(booked)
+        pipeline.retire(events)
+        ended = clock()
+        spent["fill events"] += middle - started
+        spent["ledger"] += ended - middle
+
+    for spec in flow:
+        book = pipeline.books[spec.book]
+        if spec.quote is not None:
+            started = clock()
+            events = pipeline.quote(book, spec.quote)
+            spent["match"] += clock() - started
+            if events:
+                settle(events)
+        started = clock()
+        order = pipeline.submit(spec, book)
+        spent["submit"] += clock() - started
+        if order is None:
+            continue
+        started = clock()
+        open_order = pipeline.risk(order, book, spec)
+        spent["risk"] += clock() - started
+        if open_order is None:
+            continue
+        started = clock()
+        events = pipeline.match(open_order, spec)
+        spent["match"] += clock() - started
+        if events:
+            settle(events)
+    started = clock()
+    closing = [e for b in pipeline.books for e in b.engine.on_session_close(flow[-1].ts)]
+    spent["match"] += clock() - started
+    pipeline.expired_at_close += len(closing)
+    settle(closing)
+    return spent
+
+
+def baseline(flow: list[Spec]) -> None:
+    """The same orders' Decimal arithmetic against the same quotes, with no objects, checks or events."""
+    ticks = [instrument(m.symbol).tick_size for m in MARKETS]
+    bids: list[Decimal] = [Decimal(0)] * len(MARKETS)
+    asks: list[Decimal] = [Decimal(0)] * len(MARKETS)
+    positions = [Decimal(0)] * len(MARKETS)
+    costs = [Decimal(0)] * len(MARKETS)
+    cash, bps, minimum, basis = DEPOSIT, FEE.bps, FEE.minimum, Decimal(10_000)
+    max_notional = LIMITS.max_order_notional
+    for spec in flow:
+        book = spec.book
+        if spec.quote is not None:
+            bids[book], asks[book] = spec.quote.bid, spec.quote.ask
+        buy = spec.side_draw >= 0.45
+        through = spec.ticks_through * ticks[book]
+        price = asks[book] + through if buy else bids[book] - through
+        notional = spec.quantity * price
+        fee = max(notional * bps / basis, minimum)
+        if notional > max_notional:
+            continue
+        if buy:
+            if notional + fee > cash:
+                continue
+            cash -= notional + fee
+            positions[book] += spec.quantity
+            costs[book] += notional
+        else:
+            cash += notional - fee
+            positions[book] -= spec.quantity
+            costs[book] -= notional
+
+
+def request_only(flow: list[Spec]) -> None:
+    """For scale: building one validated-on-construction `OrderRequest` per order, nothing else."""
+    for number, spec in enumerate(flow):
+        OrderRequest(
+            client_order_id=f"c-{number}", account_id=ACCOUNT, symbol=MARKETS[spec.book].symbol, side=OrderSide.BUY,
+            type=OrderType.MARKET, quantity=spec.quantity, time_in_force=TimeInForce.IOC,
+        )  # fmt: skip
+
+
+def timed(work: Callable[[], None]) -> float:
+    """Seconds `work` takes, starting from a collected heap so every round meets the same GC state."""
+    gc.collect()
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def verify(pipeline: Pipeline, flow: list[Spec]) -> None:
+    """Check the books after a round; RuntimeError naming the first problem."""
+
+    def require(condition: bool, message: str) -> None:
+        if not condition:
+            raise RuntimeError(f"correctness check failed: {message}")
+
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    quantities: dict[str, Decimal] = defaultdict(Decimal)
+    cash = Decimal(0)
+    lowest = DEPOSIT
+    for entry in pipeline.journal:  # in booking order, the deposit first
+        for posting in entry.postings:
+            totals[posting.currency] += posting.amount
+            if posting.account.kind is AccountKind.CASH:
+                cash += posting.amount
+            elif posting.account.kind is AccountKind.POSITION and posting.quantity is not None:
+                quantities[posting.account.code] += posting.quantity
+        lowest = min(lowest, cash)
+    require(all(total == 0 for total in totals.values()), f"journal totals per currency {dict(totals)}")
+    require(lowest >= 0, f"cash went down to {lowest}")
+    require(cash == pipeline.cash, f"journal cash {cash} but the pipeline holds {pipeline.cash}")
+    require(not pipeline.open, f"{len(pipeline.open)} orders still open after the session close")
+    require(pipeline.reserved == 0, f"{pipeline.reserved} still reserved with no open order")
+    require(len(pipeline.done) == pipeline.submitted - pipeline.invalid, "an order went missing")
+    filled: dict[str, Decimal] = defaultdict(Decimal)
+    for order in pipeline.done:
+        require(order.status.is_terminal, f"order {order.id} is {order.status}")
+        sign = 1 if order.request.side is OrderSide.BUY else -1
+        filled[order.request.symbol] += sign * order.filled_quantity
+    for book in pipeline.books:
+        symbol = book.instrument.symbol
+        require(book.position.quantity >= 0, f"{symbol} went short without allow_short")
+        require(quantities[symbol] == book.position.quantity == filled[symbol], f"{symbol} position disagrees")
+    require(pipeline.submitted == len(flow), "not every order was submitted")
+
+
+def describe(pipeline: Pipeline) -> str:
+    """What a round did, on two lines; equal for rounds of the same flow."""
+    statuses = Counter(order.status for order in pipeline.done)
+    denied = statuses[OrderStatus.DENIED]
+    reasons = ", ".join(f"{name} {count}" for name, count in pipeline.denials.most_common())
+    positions = ", ".join(f"{b.instrument.symbol} {b.position.quantity}" for b in pipeline.books)
+    return (
+        f"{pipeline.submitted} orders: filled {statuses[OrderStatus.FILLED]}, expired {statuses[OrderStatus.EXPIRED]} "
+        f"(ioc remainders, and {pipeline.expired_at_close} day orders at the close), "
+        f"denied {denied} ({denied / pipeline.submitted:.1%}: {reasons}), invalid {pipeline.invalid}\n"
+        f"  {pipeline.fills} fills, {len(pipeline.journal)} journal entries; "
+        f"end cash {pipeline.cash:,.2f} {CURRENCY}; positions {positions}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", type=int, default=50_000, help="orders per round")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds of pipeline and baseline, alternating")
+    parser.add_argument("--seed", type=int, default=7, help="seeds the order flow, the quotes and the engines")
+    parser.add_argument("--profile", action="store_true", help="one more round under cProfile; print the top functions")
+    args = parser.parse_args()
+    if args.orders < 1 or args.rounds < 1:
+        parser.error("--orders and --rounds must be at least 1")
+
+    flow = draw_flow(args.orders, args.seed)
+    Pipeline(args.seed).run(flow[: min(len(flow), 2_000)])  # warm-up
+
+    pipeline_seconds: list[float] = []
+    baseline_seconds: list[float] = []
+    outcomes: set[str] = set()
+    for _ in range(args.rounds):
+        pipeline = Pipeline(args.seed)
+        pipeline_seconds.append(timed(partial(pipeline.run, flow)))
+        baseline_seconds.append(timed(partial(baseline, flow)))
+        verify(pipeline, flow)
+        outcomes.add(describe(pipeline))
+        del pipeline  # the next round starts with the same live heap
+    if len(outcomes) != 1:
+        raise RuntimeError(f"rounds disagree: {outcomes}")
+    request_seconds = statistics.median(timed(partial(request_only, flow)) for _ in range(args.rounds))
+    staged = Pipeline(args.seed)
+    gc.collect()
+    spent = run_staged(staged, flow)
+    verify(staged, flow)
+    del staged
+
+    orders = len(flow)
+    ours = orders / statistics.median(pipeline_seconds)
+    bare = orders / statistics.median(baseline_seconds)
+    request = orders / request_seconds
+    print(f"in-process order path, {orders} orders per round, median of {args.rounds} rounds (alternating with the baseline)")
+    print(f"  {outcomes.pop()}")
+    print(f"{'':34}{'orders/s':>12}{'us/order':>10}")
+    print(f"{'pipeline submit->ledger':34}{ours:12,.0f}{1e6 / ours:10.2f}")
+    print(f"{'baseline: bare Decimal fill math':34}{bare:12,.0f}{1e6 / bare:10.2f}")
+    print(f"{'for scale: OrderRequest alone':34}{request:12,.0f}{1e6 / request:10.2f}")
+    print("  pipeline rounds orders/s: " + ", ".join(f"{orders / s:,.0f}" for s in pipeline_seconds))
+    print(f"ratio pipeline/baseline: {ours / bare:.4f}")
+    verdict = "met" if ours >= GOAL_ORDERS_PER_SECOND else "NOT met"
+    print(f"goal >= {GOAL_ORDERS_PER_SECOND:,} orders/s: {verdict} ({ours / GOAL_ORDERS_PER_SECOND:.2f} of the goal)")
+
+    total = sum(spent.values())
+    print(
+        f"stage breakdown (one instrumented round, perf_counter_ns around each stage call: "
+        f"{orders / (total / 1e9):,.0f} orders/s with the timers; fills and expiries count in the stage that handles them)"
+    )
+    for stage in STAGES:
+        share = spent[stage] / total
+        print(f"  {stage:12}{share:7.1%}{spent[stage] / orders / 1000:8.2f} us/order  {STAGE_NOTES[stage]}")
+    print("correctness: journal sums to zero per currency, cash never negative, positions = journal = orders, nothing open")
+
+    if args.profile:
+        profiled = Pipeline(args.seed)
+        profiler = cProfile.Profile()
+        profiler.runcall(profiled.run, flow)
+        verify(profiled, flow)
+        print("cProfile, one round (cumulative; profiling slows every call, compare shares not times):")
+        pstats.Stats(profiler).strip_dirs().sort_stats("cumulative").print_stats(30)
+        pstats.Stats(profiler).strip_dirs().sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Order entry, pre-trade risk control and the paper matching engine."""

@@ -1,0 +1,399 @@
+"""The paper matching engine in a process: one loop per shard, the single writer of executions.
+
+An `EngineShard` keeps one `MatchingEngine` per instrument for the open orders of the accounts it
+owns (`commands.shard_of`). One task does everything, in order: apply order changes it was told
+about (it reads the order from the database), match on the newest quote of each symbol, expire
+day orders when their venue closes, and every `engine_reconcile_seconds` compare its book with
+the open orders in the database. It records each engine event through `executions.record`.
+
+State lives in the database, not here. On start (and whenever a write fails) the book is rebuilt
+from the open orders, each carrying what it already did (its fills, their notional and fees), so
+fill ids continue where they stopped and a fill is never applied twice.
+
+Embedded (`tradestack up`, or one API worker without Redis) one shard owning every account runs
+in the API process and hears of order changes directly. In production `tradestack serve engine
+--shard N` reads them from the shard's Redis stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import redis.asyncio
+from sqlalchemy import select
+
+from tradestack.core.money import D
+from tradestack.domain.instruments import Instrument, venue
+from tradestack.domain.marketdata import Quote, Side
+from tradestack.domain.matching import Expired, Fill, LatencyModel, MatchingEngine, SlippageModel, Triggered, WorkingOrder
+from tradestack.domain.orders import Order, OrderStatus, TimeInForce
+from tradestack.domain.portfolio import FxRates
+from tradestack.kit.logging import get_logger
+from tradestack.kit.metrics import ENGINE_ORDERS_WORKING
+from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.service import FANOUT_CHANNEL, QUOTE_KEY, MarketDataService, decode_message
+from tradestack.models.trading import OrderRow
+from tradestack.trading.commands import COMPONENT, LocalCommands, shard_of, stream_key
+from tradestack.trading.events import publish, publish_order
+from tradestack.trading.executions import Recorded, record
+from tradestack.trading.metrics import update_trading_gauges
+from tradestack.trading.repository import OPEN_STATUSES, TradingRepository
+from tradestack.trading.service import fee_model_for
+
+log = get_logger(__name__)
+SESSION_CHECK_SECONDS = 1.0
+GAUGES_EVERY_SECONDS = 10.0
+_WORKING = (OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED)
+
+
+def parse_quote(data: dict[str, object]) -> Quote:
+    """A quote from its published JSON."""
+    return Quote(
+        str(data["symbol"]),
+        D(str(data["bid"])),
+        D(str(data["ask"])),
+        D(str(data["bid_size"])),
+        D(str(data["ask_size"])),
+        D(str(data["last"])),
+        D(str(data["last_size"])),
+        datetime.fromisoformat(str(data["ts"])),
+    )
+
+
+def working_order_of(order: Order) -> WorkingOrder:
+    """The engine's view of an open order, with what it has already done."""
+    request = order.request
+    triggered = request.type.needs_stop_price and order.status is not OrderStatus.ACCEPTED
+    return WorkingOrder(
+        order_id=order.id,
+        symbol=request.symbol,
+        side=Side(request.side.value),
+        type=request.type,
+        quantity=request.quantity,
+        remaining=order.remaining_quantity,
+        limit_price=request.limit_price,
+        stop_price=request.stop_price,
+        time_in_force=request.time_in_force,
+        triggered=triggered,
+        submitted_at=order.created_at,
+        fills=len(order.fill_ids),
+        filled_notional=order.filled_notional,
+        fees_paid=sum(order.fees.values(), Decimal(0)),
+    )
+
+
+class EngineShard:
+    """Matching for the accounts of one shard (`shard` None: every account)."""
+
+    def __init__(self, runtime: Runtime, shard: int | None = None) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.shard = shard
+        self.shards = runtime.settings.engine_shards
+        self.engines: dict[str, MatchingEngine] = {}
+        self.owners: dict[str, str] = {}  # order id -> account id
+        self.instruments: dict[str, Instrument] = {}
+        self.rates = FxRates({})
+        self._changed: dict[str, str] = {}  # order id -> account id, waiting to be read
+        self._quotes: dict[str, Quote] = {}  # newest unprocessed quote per symbol
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._reconcile_at = 0.0
+        self._session_at = 0.0
+        self._gauges_at = 0.0
+        self._label = "all" if shard is None else str(shard)
+
+    def owns(self, account_id: str) -> bool:
+        return self.shard is None or shard_of(account_id, self.shards) == self.shard
+
+    # -- inputs ----------------------------------------------------------------------------------
+
+    async def order_changed(self, account_id: str, order_id: str) -> None:
+        """Look at this order again (it was accepted, replaced or canceled)."""
+        if self.owns(account_id):
+            self._changed[order_id] = account_id
+            self._wake.set()
+
+    def on_quote(self, quote: Quote) -> None:
+        self._quotes[quote.symbol] = quote
+        if quote.symbol in self.engines or self.instruments.get(quote.symbol, None) is not None:
+            self._wake.set()
+
+    async def listen_quotes(self) -> None:
+        """Feed quotes from the market-data bus (conflated: only the newest per symbol waits)."""
+        async with self.runtime.bus.subscribe(FANOUT_CHANNEL) as subscription:
+            async for message in subscription:
+                channel, raw = decode_message(message.data)
+                if not channel.startswith("quotes:"):
+                    continue
+                try:
+                    self.on_quote(parse_quote(orjson.loads(raw)["data"]))
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("unreadable quote ignored", channel=channel, error=str(exc))
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Rebuild from the database, then work until `stop`."""
+        self.instruments = await MarketDataService(self.runtime).instruments()
+        await self.rebuild()
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=SESSION_CHECK_SECONDS)
+            self._wake.clear()
+            try:
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failed write must not stop matching for everyone
+                log.error("engine step failed; rebuilding from the database", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(0.5)
+                with contextlib.suppress(Exception):
+                    await self.rebuild()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def step(self) -> None:
+        """One pass: order changes, quotes, session closes, reconciliation."""
+        changed, self._changed = self._changed, {}
+        for order_id, account_id in changed.items():
+            await self.sync(order_id, account_id)
+        quotes, self._quotes = self._quotes, {}
+        self._update_rates(quotes.values())
+        for symbol, quote in quotes.items():
+            engine = self.engines.get(symbol)
+            if engine is not None:
+                await self._apply(engine, engine.on_quote(quote))
+        now = time.monotonic()
+        if now >= self._session_at:
+            self._session_at = now + SESSION_CHECK_SECONDS
+            await self._close_sessions()
+        if now >= self._reconcile_at:
+            self._reconcile_at = now + self.settings.engine_reconcile_seconds
+            await self.reconcile()
+        if now >= self._gauges_at and self.shard in (None, 0):
+            self._gauges_at = now + GAUGES_EVERY_SECONDS
+            with contextlib.suppress(Exception):
+                await update_trading_gauges(self.runtime, self.instruments)
+        ENGINE_ORDERS_WORKING.labels(shard=self._label).set(len(self.owners))
+
+    def _update_rates(self, quotes: object) -> None:
+        from tradestack.domain.instruments import InstrumentKind
+
+        pairs = dict(self.rates.quotes)
+        for quote in quotes:  # type: ignore[attr-defined]
+            instrument = self.instruments.get(quote.symbol)
+            if instrument is not None and instrument.kind is InstrumentKind.FX and instrument.base_currency and quote.bid > 0:
+                pairs[(instrument.base_currency, instrument.quote_currency)] = (quote.bid + quote.ask) / 2
+        if len(pairs) != len(self.rates.quotes) or pairs != dict(self.rates.quotes):
+            self.rates = FxRates(pairs)
+
+    # -- the book ----------------------------------------------------------------------------------
+
+    def _engine(self, instrument: Instrument) -> MatchingEngine:
+        engine = self.engines.get(instrument.symbol)
+        if engine is None:
+            s = self.settings
+            engine = MatchingEngine(
+                instrument,
+                fee_model_for(self.runtime, instrument),
+                SlippageModel(s.paper_slippage_bps),
+                LatencyModel(s.paper_latency_ms / 1000),
+                s.paper_participation_rate,
+                seed=s.synthetic_seed,
+            )
+            self.engines[instrument.symbol] = engine
+        return engine
+
+    async def _seed_quote(self, engine: MatchingEngine) -> None:
+        """Give a new symbol engine the cached quote, when it is fresh, so a marketable order fills at once."""
+        raw = await self.runtime.cache.get(QUOTE_KEY + engine.instrument.symbol)
+        if raw is None:
+            return
+        quote = parse_quote(orjson.loads(raw))
+        age = (self.runtime.clock.now() - quote.ts).total_seconds()
+        if age <= self.settings.marketdata_stale_seconds:
+            await self._apply(engine, engine.on_quote(quote))
+
+    async def sync(self, order_id: str, account_id: str) -> None:
+        """Make the book agree with the database about one order."""
+        async with self.runtime.database.read_session() as session:
+            order = await TradingRepository(session).load(order_id)
+        await self._place(order, account_id, order_id)
+
+    async def _place(self, order: Order | None, account_id: str, order_id: str) -> None:
+        for engine in self.engines.values():
+            engine.cancel(order_id)
+        self.owners.pop(order_id, None)
+        if order is None or order.status not in _WORKING:
+            return
+        instrument = self.instruments.get(order.request.symbol)
+        if instrument is None:
+            self.instruments = await MarketDataService(self.runtime).instruments()
+            instrument = self.instruments.get(order.request.symbol)
+            if instrument is None:
+                log.error("order for an unknown instrument left unmatched", order_id=order_id, symbol=order.request.symbol)
+                return
+        fresh = instrument.symbol not in self.engines
+        engine = self._engine(instrument)
+        if fresh:
+            await self._seed_quote(engine)
+        self.owners[order_id] = account_id
+        events = engine.submit(working_order_of(order), self.runtime.clock.now())
+        await self._apply(engine, events)
+
+    async def rebuild(self) -> None:
+        """Drop the book and load every open order of this shard from the database."""
+        self.engines.clear()
+        self.owners.clear()
+        async with self.runtime.database.read_session() as session:
+            repo = TradingRepository(session)
+            rows = [r for r in await repo.open_orders() if self.owns(r.account_id)]
+            orders = [(r.account_id, await repo.load(r.id)) for r in rows]
+        for account_id, order in orders:
+            if order is not None:
+                await self._place(order, account_id, order.id)
+        log.info("engine book rebuilt", shard=self._label, orders=len(self.owners))
+
+    async def reconcile(self) -> None:
+        """Pick up open orders nobody told us about, and drop orders that ended without us hearing."""
+        async with self.runtime.database.read_session() as session:
+            rows = (
+                await session.execute(
+                    select(OrderRow.id, OrderRow.account_id, OrderRow.status).where(OrderRow.status.in_(OPEN_STATUSES))
+                )
+            ).all()
+        open_ids = {}
+        for order_id, account_id, status in rows:
+            if self.owns(account_id) and OrderStatus(status) in _WORKING:
+                open_ids[order_id] = account_id
+        for order_id, account_id in open_ids.items():
+            if order_id not in self.owners:
+                await self.sync(order_id, account_id)
+        for order_id in [o for o in self.owners if o not in open_ids]:
+            await self.sync(order_id, self.owners[order_id])
+
+    async def _close_sessions(self) -> None:
+        now = self.runtime.clock.now()
+        for symbol, engine in list(self.engines.items()):
+            instrument = self.instruments[symbol]
+            if any(o.time_in_force is TimeInForce.DAY for o in engine.working_orders()) and not venue(instrument.venue).is_open(
+                now
+            ):
+                await self._apply(engine, engine.on_session_close(now))
+
+    async def _apply(self, engine: MatchingEngine, events: list[Fill | Triggered | Expired]) -> None:
+        for event in events:
+            account_id = self.owners.get(event.order_id)
+            if account_id is None:
+                continue
+            try:
+                result = await record(self.runtime, account_id, engine.instrument, event, self.rates)
+            except Exception:
+                # The book is ahead of the database for this order: forget it; reconcile reloads it.
+                engine.cancel(event.order_id)
+                self.owners.pop(event.order_id, None)
+                raise
+            if result.outcome in (Recorded.GONE, Recorded.CANCELED):
+                engine.cancel(event.order_id)
+                self.owners.pop(event.order_id, None)
+            if result.order is not None:
+                if result.order.status in ("filled", "canceled", "expired", "rejected"):
+                    self.owners.pop(event.order_id, None)
+                await publish_order(self.runtime, result.order)
+            if result.fill is not None:
+                await publish(
+                    self.runtime,
+                    "fills",
+                    account_id,
+                    {"account_id": account_id, "symbol": engine.instrument.symbol, **result.fill.to_dict()},
+                )
+            if result.books is not None:
+                await publish(self.runtime, "portfolio", account_id, {"account_id": account_id, "balances": result.books})
+
+
+# -- running -------------------------------------------------------------------------------------
+
+
+async def start_engine(runtime: Runtime) -> None:
+    """Start the embedded engine when this process should run one (an API start hook)."""
+    if not runtime.settings.effective_engine_in_process:
+        return
+    shard = EngineShard(runtime)
+    runtime.components[COMPONENT] = LocalCommands(shard.order_changed)
+    tasks = [
+        asyncio.create_task(shard.run(), name="engine"),
+        asyncio.create_task(shard.listen_quotes(), name="engine-quotes"),
+    ]
+
+    async def stop() -> None:
+        shard.stop()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    runtime.closers.append(stop)
+    log.info("paper matching engine running in process")
+
+
+async def _read_commands(shard: EngineShard, client: Any, key: str, last_id: str) -> None:
+    while True:
+        response = await client.xread({key: last_id}, count=500, block=1000)
+        for _, entries in response or []:
+            for entry_id, fields in entries:
+                last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                account = fields.get(b"account", b"").decode()
+                order = fields.get(b"order", b"").decode()
+                if account and order:
+                    await shard.order_changed(account, order)
+
+
+async def run_engine(runtime: Runtime, shard_number: int) -> None:
+    """``tradestack serve engine --shard N``: rebuild, then match until SIGTERM or SIGINT."""
+    settings = runtime.settings
+    if settings.redis_url is None:
+        raise RuntimeError("tradestack serve engine needs Redis (TRADESTACK_REDIS_URL): orders reach it through a Redis stream")
+    if not 0 <= shard_number < settings.engine_shards:
+        raise RuntimeError(
+            f"--shard must be in 0..{settings.engine_shards - 1} (TRADESTACK_ENGINE_SHARDS={settings.engine_shards})"
+        )
+    client: Any = redis.asyncio.Redis.from_url(settings.redis_url)
+    key = stream_key(settings.redis_namespace, shard_number)
+    # Messages from here on are read; anything older is in the database the rebuild reads.
+    newest = await client.xrevrange(key, count=1)
+    last_id = newest[0][0].decode() if newest else "0-0"
+    shard = EngineShard(runtime, shard_number)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [
+        asyncio.create_task(shard.run(), name="engine"),
+        asyncio.create_task(shard.listen_quotes(), name="engine-quotes"),
+        asyncio.create_task(_read_commands(shard, client, key, last_id), name="engine-commands"),
+    ]
+    log.info("paper matching engine started", shard=shard_number, shards=settings.engine_shards, stream=key)
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    shard.stop()
+    for task in [*tasks, waiter]:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await client.aclose()
+    for task in done:
+        if task is not waiter and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    log.info("paper matching engine stopped", shard=shard_number)

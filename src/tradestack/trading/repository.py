@@ -1,0 +1,304 @@
+"""Orders, their events and fills, risk limits and trading states in the database.
+
+Orders are stored as their append-only events (`order_events`) plus a projection (`orders`) that
+always equals the fold of the events, written in the same transaction. Every writer of one
+trading account's books (order entry in the API, executions in the engine, deposits) first takes
+the account's lock with `lock_account`, so reads that decide a write (buying power, the next
+event's sequence number, balances) cannot race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Context, Decimal
+from weakref import WeakKeyDictionary
+
+import orjson
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tradestack.domain.orders import FillEvent, Order, OrderEvent, OrderStatus, event_from_dict
+from tradestack.kit.db import Database
+from tradestack.models.identity import TradingAccount
+from tradestack.models.trading import (
+    FillRow,
+    JournalEntryRow,
+    OrderEventRow,
+    OrderRow,
+    PostingRow,
+    RiskLimitsRow,
+    TradingStateRow,
+)
+
+OPEN_STATUSES = tuple(status.value for status in OrderStatus if status.is_open)
+GLOBAL_SCOPE = "global"
+
+_sqlite_locks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()
+
+
+def _sqlite_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _sqlite_locks.get(loop)
+    if lock is None:
+        lock = _sqlite_locks[loop] = asyncio.Lock()
+    return lock
+
+
+@asynccontextmanager
+async def books_session(database: Database) -> AsyncIterator[AsyncSession]:
+    """A read-write session for changing trading books; commits when the block ends without error.
+
+    On SQLite (one process, one writer) trading writes are also serialised in this process, so a
+    transaction never reads balances another one is about to change.
+    """
+    if database.dialect == "sqlite":
+        async with _sqlite_lock(), database.session() as session:
+            yield session
+    else:
+        async with database.session() as session:
+            yield session
+
+
+class ConcurrentUpdate(Exception):  # noqa: N818 - named for what happened
+    """The order changed between reading it and writing its next event."""
+
+
+class TradingRepository:
+    """SQL for orders, fills, limits and states. Flushes, never commits."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # -- accounts --------------------------------------------------------------------------------
+
+    async def lock_account(self, account_id: str) -> TradingAccount | None:
+        """The account, locked until the transaction ends (PostgreSQL ``FOR UPDATE``); None when unknown."""
+        query = select(TradingAccount).where(TradingAccount.id == account_id)
+        if self._postgresql:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    @property
+    def _postgresql(self) -> bool:
+        bind = self.session.bind
+        return bind is not None and bind.dialect.name == "postgresql"
+
+    async def account(self, account_id: str) -> TradingAccount | None:
+        """The account, without a lock."""
+        return await self.session.get(TradingAccount, account_id)
+
+    async def accounts_of(self, owner_id: str) -> list[str]:
+        """Ids of the accounts `owner_id` owns."""
+        return list(await self.session.scalars(select(TradingAccount.id).where(TradingAccount.owner_id == owner_id)))
+
+    # -- orders ----------------------------------------------------------------------------------
+
+    async def by_client_order_id(self, account_id: str, client_order_id: str) -> OrderRow | None:
+        query = select(OrderRow).where(OrderRow.account_id == account_id, OrderRow.client_order_id == client_order_id)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def get(self, order_id: str, *, lock: bool = False) -> OrderRow | None:
+        query = select(OrderRow).where(OrderRow.id == order_id)
+        if lock and self._postgresql:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def events(self, order_id: str) -> list[OrderEvent]:
+        rows = await self.session.scalars(
+            select(OrderEventRow.payload).where(OrderEventRow.order_id == order_id).order_by(OrderEventRow.seq)
+        )
+        return [event_from_dict(orjson.loads(payload)) for payload in rows]
+
+    async def event_rows(self, order_id: str) -> list[OrderEventRow]:
+        return list(
+            await self.session.scalars(
+                select(OrderEventRow).where(OrderEventRow.order_id == order_id).order_by(OrderEventRow.seq)
+            )
+        )
+
+    async def load(self, order_id: str) -> Order | None:
+        """The order folded from its events (None when unknown)."""
+        events = await self.events(order_id)
+        return Order.from_events(events) if events else None
+
+    async def create(self, order: Order, events: Sequence[OrderEvent], fingerprint: str) -> OrderRow:
+        """Insert a new order: its projection and its first events (`order` is their fold)."""
+        request = order.submitted_request
+        row = OrderRow(
+            id=order.id,
+            account_id=request.account_id,
+            client_order_id=request.client_order_id,
+            fingerprint=fingerprint,
+            symbol=request.symbol,
+            side=request.side.value,
+            type=request.type.value,
+            time_in_force=request.time_in_force.value,
+            created_at=order.created_at,
+        )
+        _project(row, order)
+        self.session.add(row)
+        await self.session.flush()
+        self._add_events(order.id, 1, events)
+        await self.session.flush()
+        return row
+
+    async def append(self, row: OrderRow, order: Order, events: Sequence[OrderEvent]) -> None:
+        """Append `events` to the stored order `row` and move its projection to `order` (their fold).
+
+        Compare-and-set on the version: raises `ConcurrentUpdate` when someone else appended first.
+        """
+        first_seq = row.version + 1
+        result = await self.session.execute(
+            update(OrderRow)
+            .where(OrderRow.id == row.id, OrderRow.version == row.version)
+            .values(**_projection(order))
+            .execution_options(synchronize_session=False)
+        )
+        if int(result.rowcount or 0) != 1:  # type: ignore[attr-defined]
+            raise ConcurrentUpdate(f"order {row.id} changed while it was being updated")
+        self._add_events(row.id, first_seq, events)
+        await self.session.flush()
+        _project(row, order)
+
+    def _add_events(self, order_id: str, first_seq: int, events: Sequence[OrderEvent]) -> None:
+        self.session.add_all(
+            OrderEventRow(
+                order_id=order_id,
+                seq=first_seq + n,
+                kind=event.kind,
+                ts=event.ts,
+                payload=orjson.dumps(event.to_dict()).decode(),
+            )
+            for n, event in enumerate(events)
+        )
+
+    async def page(
+        self,
+        account_ids: Sequence[str],
+        *,
+        status: Sequence[str] | None,
+        symbol: str | None,
+        before: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[OrderRow]:
+        """Orders of `account_ids`, newest first, after the keyset cursor `before` (created_at, id)."""
+        query = select(OrderRow).where(OrderRow.account_id.in_(account_ids))
+        if status:
+            query = query.where(OrderRow.status.in_(status))
+        if symbol:
+            query = query.where(OrderRow.symbol == symbol)
+        if before is not None:
+            ts, order_id = before
+            query = query.where((OrderRow.created_at < ts) | ((OrderRow.created_at == ts) & (OrderRow.id < order_id)))
+        query = query.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit)
+        return list(await self.session.scalars(query))
+
+    async def open_orders(self, account_ids: Sequence[str] | None = None) -> list[OrderRow]:
+        """Open orders (all accounts when `account_ids` is None), oldest first."""
+        query = select(OrderRow).where(OrderRow.status.in_(OPEN_STATUSES))
+        if account_ids is not None:
+            query = query.where(OrderRow.account_id.in_(account_ids))
+        return list(await self.session.scalars(query.order_by(OrderRow.created_at, OrderRow.id)))
+
+    async def orders_since(self, account_id: str, since: datetime) -> int:
+        """Orders the account submitted at or after `since`."""
+        query = select(func.count()).where(OrderRow.account_id == account_id, OrderRow.created_at >= since)
+        return int((await self.session.execute(query)).scalar_one())
+
+    # -- fills and P&L ---------------------------------------------------------------------------
+
+    async def add_fill(self, account_id: str, symbol: str, side: str, fill: FillEvent) -> None:
+        self.session.add(
+            FillRow(
+                id=fill.fill_id,
+                order_id=fill.order_id,
+                account_id=account_id,
+                symbol=symbol,
+                side=side,
+                quantity=fill.quantity,
+                price=fill.price,
+                fee=fill.fee,
+                fee_currency=fill.fee_currency,
+                liquidity=fill.liquidity.value,
+                ts=fill.ts,
+            )
+        )
+        await self.session.flush()
+
+    async def fill_exists(self, fill_id: str) -> bool:
+        return (await self.session.get(FillRow, fill_id)) is not None
+
+    async def realized_since(self, account_id: str, since: datetime) -> dict[str, Decimal]:
+        """Realized P&L per currency booked since `since`, gains positive (the journal keeps them as credits)."""
+        rows = await self.session.execute(
+            select(PostingRow.currency, PostingRow.amount)
+            .join(JournalEntryRow, JournalEntryRow.id == PostingRow.entry_id)
+            .where(
+                JournalEntryRow.account_id == account_id,
+                JournalEntryRow.ts >= since,
+                PostingRow.account.like("realized_pnl:%"),
+            )
+        )
+        totals: dict[str, Decimal] = {}
+        for currency, amount in rows:
+            totals[currency] = totals.get(currency, Decimal(0)) - amount
+        return totals
+
+    # -- limits and states -----------------------------------------------------------------------
+
+    async def limits(self, account_id: str) -> RiskLimitsRow | None:
+        return await self.session.get(RiskLimitsRow, account_id)
+
+    async def put_limits(self, account_id: str, limits: str, now: datetime, by: str | None) -> None:
+        row = await self.session.get(RiskLimitsRow, account_id)
+        if row is None:
+            self.session.add(RiskLimitsRow(account_id=account_id, limits=limits, updated_at=now, updated_by=by))
+        else:
+            row.limits, row.updated_at, row.updated_by = limits, now, by
+        await self.session.flush()
+
+    async def states(self, account_id: str | None) -> dict[str, TradingStateRow]:
+        """The global state row and, when given, the account's, by scope."""
+        scopes = [GLOBAL_SCOPE] if account_id is None else [GLOBAL_SCOPE, account_id]
+        rows = await self.session.scalars(select(TradingStateRow).where(TradingStateRow.scope.in_(scopes)))
+        return {row.scope: row for row in rows}
+
+    async def all_states(self) -> list[TradingStateRow]:
+        return list(await self.session.scalars(select(TradingStateRow).order_by(TradingStateRow.scope)))
+
+    async def put_state(self, scope: str, state: str, reason: str | None, now: datetime, by: str | None) -> None:
+        row = await self.session.get(TradingStateRow, scope)
+        if row is None:
+            self.session.add(TradingStateRow(scope=scope, state=state, reason=reason, updated_at=now, updated_by=by))
+        else:
+            row.state, row.reason, row.updated_at, row.updated_by = state, reason, now, by
+        await self.session.flush()
+
+
+_AVERAGE_PLACES = Decimal("1e-18")
+_WIDE = Context(prec=60, rounding=ROUND_HALF_EVEN)
+
+
+def _projection(order: Order) -> dict[str, object]:
+    request = order.request
+    average = order.average_fill_price
+    return {
+        "quantity": request.quantity,
+        "limit_price": request.limit_price,
+        "stop_price": request.stop_price,
+        "status": order.status.value,
+        "filled_quantity": order.filled_quantity,
+        # Exact when it terminates within the column's 18 places (always, when every fill has one price).
+        "average_fill_price": None if average is None else _WIDE.quantize(average, _AVERAGE_PLACES).normalize(_WIDE),
+        "reason": order.reason,
+        "version": order.version,
+        "updated_at": order.updated_at,
+    }
+
+
+def _project(row: OrderRow, order: Order) -> None:
+    for name, value in _projection(order).items():
+        setattr(row, name, value)

@@ -1,0 +1,702 @@
+"""Order entry and risk control: submit, replace and cancel orders; limits and the kill switch.
+
+Every change to an order is a new event, written with the order's projection in one transaction
+under the account's lock (`TradingRepository.lock_account`): two requests for one account, on
+any number of API workers, are decided one after the other against the same books. Only after
+the commit does the caller hear back, the engine get told, and the action reach the audit chain,
+so an acknowledged order is always durable.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+
+from tradestack.audit.service import AuditService
+from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
+from tradestack.core.money import plain
+from tradestack.domain.instruments import Instrument, venue
+from tradestack.domain.marketdata import Side
+from tradestack.domain.matching import FeeModel
+from tradestack.domain.orders import (
+    InvalidTransition,
+    Order,
+    OrderAccepted,
+    OrderCanceled,
+    OrderDenied,
+    OrderEvent,
+    OrderReplaced,
+    OrderRequest,
+    OrderStatus,
+    OrderSubmitted,
+)
+from tradestack.domain.portfolio import FxRates, MissingFxRate
+from tradestack.domain.risk import (
+    AccountRiskState,
+    OrderIntent,
+    RiskDenial,
+    RiskLimits,
+    TradingState,
+    evaluate,
+    reserve_for,
+)
+from tradestack.identity.permissions import Permission
+from tradestack.identity.service import Caller, Principal
+from tradestack.kit.metrics import ORDER_PLACEMENT_LATENCY, ORDERS
+from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.service import MarketDataService
+from tradestack.models.identity import TradingAccount
+from tradestack.models.trading import OrderRow
+from tradestack.portfolio.repository import JournalRepository
+from tradestack.trading.commands import commands_of
+from tradestack.trading.events import publish_order
+from tradestack.trading.prices import Prices, current_prices
+from tradestack.trading.repository import GLOBAL_SCOPE, ConcurrentUpdate, TradingRepository, books_session
+from tradestack.trading.schemas import (
+    HaltRequest,
+    OrderCreate,
+    OrderEventOut,
+    OrderOut,
+    OrderPage,
+    OrderReplace,
+    ResumeRequest,
+    RiskLimitsBody,
+    RiskLimitsOut,
+    TradingStateOut,
+)
+
+MAX_PAGE = 500
+_ZERO = Decimal(0)
+
+
+class OrderDeniedError(ValidationFailedError):
+    """The pre-trade checks refused the order; it is stored as denied with this reason."""
+
+
+def fee_model_for(runtime: Runtime, instrument: Instrument) -> FeeModel:
+    """The paper fee schedule of the instrument's venue (free when the venue has none)."""
+    bps, minimum = runtime.settings.paper_fees.get(instrument.venue, (_ZERO, _ZERO))
+    return FeeModel(bps=bps, minimum=minimum)
+
+
+def default_limits(runtime: Runtime, currency: str) -> RiskLimits:
+    s = runtime.settings
+    return RiskLimits(
+        max_order_notional=s.risk_max_order_notional,
+        max_position_quantity=s.risk_max_position_quantity,
+        max_gross_exposure=s.risk_max_gross_exposure,
+        price_collar_pct=s.risk_price_collar_pct,
+        max_orders_per_minute=s.risk_max_orders_per_minute,
+        daily_loss_limit=s.risk_daily_loss_limit,
+        currency=currency,
+    )
+
+
+def limits_from_json(text: str, currency: str) -> RiskLimits:
+    data = orjson.loads(text)
+    return RiskLimits(
+        max_order_notional=Decimal(data["max_order_notional"]),
+        max_position_quantity=Decimal(data["max_position_quantity"]),
+        max_gross_exposure=Decimal(data["max_gross_exposure"]),
+        price_collar_pct=Decimal(data["price_collar_pct"]),
+        max_orders_per_minute=int(data["max_orders_per_minute"]),
+        daily_loss_limit=Decimal(data["daily_loss_limit"]),
+        currency=currency,
+    )
+
+
+def intent_of(request: OrderRequest, quantity: Decimal | None = None) -> OrderIntent:
+    return OrderIntent(
+        account_id=request.account_id,
+        symbol=request.symbol,
+        side=Side(request.side.value),
+        type=request.type,
+        quantity=request.quantity if quantity is None else quantity,
+        limit_price=request.limit_price,
+        stop_price=request.stop_price,
+    )
+
+
+def _request_of(row: OrderRow) -> OrderRequest:
+    from tradestack.domain.orders import OrderSide, OrderType, TimeInForce
+
+    return OrderRequest(
+        client_order_id=row.client_order_id,
+        account_id=row.account_id,
+        symbol=row.symbol,
+        side=OrderSide(row.side),
+        type=OrderType(row.type),
+        quantity=row.quantity,
+        limit_price=row.limit_price,
+        stop_price=row.stop_price,
+        time_in_force=TimeInForce(row.time_in_force),
+    )
+
+
+@dataclass
+class _Outcome:
+    """What a committed change leads to once the transaction is over."""
+
+    order: OrderOut
+    audit_action: str
+    audit_outcome: str
+    detail: dict[str, Any]
+
+
+class TradingService:
+    """Orders and risk control for API callers."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.clock = runtime.clock
+        self.market = MarketDataService(runtime)
+        self.audit = AuditService(runtime.database, runtime.clock)
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    async def _instrument(self, symbol: str) -> tuple[Instrument, dict[str, Instrument]]:
+        instruments = await self.market.instruments()
+        found = instruments.get(symbol) or instruments.get(symbol.upper())
+        if found is None:
+            raise ValidationFailedError(f"unknown symbol {symbol!r}: GET /api/market/instruments lists the symbols")
+        return found, instruments
+
+    @staticmethod
+    def _owned(account: TradingAccount | None, principal: Principal, account_id: str, *, read: bool = False) -> TradingAccount:
+        if account is None:
+            raise NotFoundError(f"no account {account_id}")
+        if account.owner_id != principal.user_id and not (read and principal.can(Permission.ACCOUNTS_READ_ALL)):
+            raise NotFoundError(f"no account {account_id}")
+        return account
+
+    async def _record(
+        self, principal: Principal | None, caller: Caller | None, action: str, outcome: str, target: str, detail: dict[str, Any]
+    ) -> None:
+        caller = caller or Caller()
+        await self.audit.record(
+            action=action,
+            outcome=outcome,
+            actor_user_id=principal.user_id if principal else None,
+            actor_api_key_id=principal.api_key_id if principal else None,
+            actor_email=principal.email if principal else None,
+            target=target,
+            ip=caller.ip,
+            user_agent=caller.user_agent,
+            detail=detail,
+        )
+
+    async def _after(
+        self, principal: Principal | None, caller: Caller | None, outcome: _Outcome, account_id: str, *, notify: bool
+    ) -> None:
+        if notify:
+            await commands_of(self.runtime).order_changed(account_id, outcome.order.id)
+        await publish_order(self.runtime, outcome.order)
+        await self._record(
+            principal, caller, outcome.audit_action, outcome.audit_outcome, f"order:{outcome.order.id}", outcome.detail
+        )
+
+    async def limits_of(self, repo: TradingRepository, account: TradingAccount) -> RiskLimits:
+        row = await repo.limits(account.id)
+        if row is None:
+            return default_limits(self.runtime, account.base_currency)
+        return limits_from_json(row.limits, account.base_currency)
+
+    async def risk_state(
+        self,
+        repo: TradingRepository,
+        account: TradingAccount,
+        limits: RiskLimits,
+        prices: Prices,
+        instruments: dict[str, Instrument],
+        now: datetime,
+        *,
+        excluding: str | None = None,
+    ) -> tuple[AccountRiskState, TradingState]:
+        """What the checks need about `account` now (money in its base currency), and the global state.
+
+        `excluding` leaves one open order out of the reservations (the order being replaced).
+        """
+        base = account.base_currency
+        rates = prices.rates
+        balances = await JournalRepository(repo.session).balances(account.id)
+        cash = _ZERO
+        positions: dict[str, Decimal] = {}
+        gross = _ZERO
+        for name, row in balances.items():
+            kind, _, code = name.partition(":")
+            if kind == "cash":
+                cash += rates.convert(row.amount, code, base)
+            elif kind == "position" and row.quantity:
+                positions[code] = row.quantity
+                mark = prices.mark(code)
+                value = abs(row.quantity) * mark if mark is not None else abs(row.amount)
+                gross += rates.convert(value, row.currency, base)
+        reserved = _ZERO
+        for order in await repo.open_orders([account.id]):
+            if order.id == excluding or order.side != "buy":
+                continue
+            instrument = instruments.get(order.symbol)
+            remaining = order.quantity - order.filled_quantity
+            if instrument is None or remaining <= 0:
+                continue
+            intent = intent_of(_request_of(order), remaining)
+            try:
+                reserved += reserve_for(
+                    intent,
+                    limits,
+                    prices.mark(order.symbol),
+                    fee_model=fee_model_for(self.runtime, instrument),
+                    to_base=_converter(rates, instrument.quote_currency, base),
+                )
+            except ValueError:
+                continue  # a market buy waiting for its first price reserves nothing we can price
+        start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        realized = sum(
+            (rates.convert(amount, ccy, base) for ccy, amount in (await repo.realized_since(account.id, start_of_day)).items()),
+            _ZERO,
+        )
+        recent = await repo.orders_since(account.id, now - timedelta(minutes=1))
+        states = await repo.states(account.id)
+        account_state = states.get(account.id)
+        global_state = states.get(GLOBAL_SCOPE)
+        state = AccountRiskState(
+            cash_available=cash,
+            reserved_by_open_orders=reserved,
+            positions=positions,
+            gross_exposure=gross,
+            realized_pnl_today=realized,
+            orders_in_last_minute=recent,
+            allow_short=account.allow_short,
+            trading_state=TradingState(account_state.state) if account_state else TradingState.ACTIVE,
+        )
+        return state, TradingState(global_state.state) if global_state else TradingState.ACTIVE
+
+    async def _check(
+        self,
+        repo: TradingRepository,
+        account: TradingAccount,
+        request: OrderRequest,
+        instrument: Instrument,
+        instruments: dict[str, Instrument],
+        prices: Prices,
+        now: datetime,
+        *,
+        quantity: Decimal | None = None,
+        excluding: str | None = None,
+    ) -> RiskDenial | None:
+        limits = await self.limits_of(repo, account)
+        try:
+            state, global_state = await self.risk_state(repo, account, limits, prices, instruments, now, excluding=excluding)
+            rates, base, quote = prices.rates, account.base_currency, instrument.quote_currency
+            return evaluate(
+                intent_of(request, quantity),
+                limits,
+                state,
+                global_state,
+                prices.mark(request.symbol),
+                fee_model=fee_model_for(self.runtime, instrument),
+                to_base=_converter(rates, quote, base),
+            )
+        except MissingFxRate as exc:
+            raise ValidationFailedError(
+                f"cannot check this order against account {account.id} in {base}: {exc.detail}; "
+                "FX quotes are needed to value it (is market data running?)"
+            ) from None
+
+    def _check_session(self, request: OrderRequest, instrument: Instrument, now: datetime) -> None:
+        from tradestack.domain.orders import TimeInForce
+
+        if request.time_in_force is not TimeInForce.DAY:
+            return
+        market = venue(instrument.venue)
+        if not market.is_open(now):
+            opens = market.next_open(now)
+            raise ValidationFailedError(
+                f"{instrument.venue} is closed (it opens {opens.isoformat()}): a day order needs an open session; "
+                "send it as gtc to have it wait, or again when the market is open"
+            )
+
+    # -- orders ------------------------------------------------------------------------------------
+
+    async def submit(self, principal: Principal, body: OrderCreate, caller: Caller) -> tuple[OrderOut, bool]:
+        """Record, risk-check and accept (or deny) an order; (order, created). Idempotent on client_order_id."""
+        started = time.perf_counter()
+        instrument, instruments = await self._instrument(body.symbol)
+        request = OrderRequest(
+            client_order_id=body.client_order_id,
+            account_id=body.account_id,
+            symbol=instrument.symbol,
+            side=body.side,
+            type=body.type,
+            quantity=body.quantity,
+            limit_price=body.limit_price,
+            stop_price=body.stop_price,
+            time_in_force=body.time_in_force,
+        )
+        fingerprint = request.fingerprint()
+        prices = await current_prices(self.runtime, instruments, [instrument.symbol])
+        for attempt in range(2):
+            try:
+                outcome, created = await self._submit_once(principal, request, fingerprint, instrument, instruments, prices)
+                break
+            except IntegrityError:
+                if attempt:  # pragma: no cover - a second unique-key race in a row
+                    raise
+                # Another process inserted the same client_order_id first: the retry finds it.
+        if not created:
+            return self._replayed(outcome.order)
+        ORDER_PLACEMENT_LATENCY.observe(time.perf_counter() - started)
+        ORDERS.labels(type=request.type.value, status=outcome.order.status).inc()
+        accepted = outcome.order.status == OrderStatus.ACCEPTED.value
+        await self._after(principal, caller, outcome, request.account_id, notify=accepted)
+        if not accepted:
+            raise OrderDeniedError(
+                f"order denied: {outcome.order.reason}", order_id=outcome.order.id, check=outcome.detail.get("check")
+            )
+        return outcome.order, True
+
+    @staticmethod
+    def _replayed(order: OrderOut) -> tuple[OrderOut, bool]:
+        if order.status == OrderStatus.DENIED.value:
+            raise OrderDeniedError(f"order denied: {order.reason}", order_id=order.id, check=None)
+        return order, False
+
+    async def _submit_once(
+        self,
+        principal: Principal,
+        request: OrderRequest,
+        fingerprint: str,
+        instrument: Instrument,
+        instruments: dict[str, Instrument],
+        prices: Prices,
+    ) -> tuple[_Outcome, bool]:
+        async with books_session(self.runtime.database) as session:
+            repo = TradingRepository(session)
+            account = self._owned(await repo.lock_account(request.account_id), principal, request.account_id)
+            existing = await repo.by_client_order_id(account.id, request.client_order_id)
+            if existing is not None:
+                if existing.fingerprint != fingerprint:
+                    raise ConflictError(
+                        f"client_order_id {request.client_order_id!r} was already used for order {existing.id} with "
+                        "different terms; use a new client_order_id for a new order",
+                        order_id=existing.id,
+                    )
+                return _Outcome(OrderOut.of_row(existing), "", "", {}), False
+            problems = request.validate(instrument)
+            if problems:
+                raise ValidationFailedError("; ".join(problems))
+            now = self.clock.now()
+            self._check_session(request, instrument, now)
+            denial = await self._check(repo, account, request, instrument, instruments, prices, now)
+            order_id = str(uuid.uuid4())
+            events: list[OrderEvent] = [OrderSubmitted(order_id=order_id, ts=now, request=request)]
+            if denial is None:
+                events.append(OrderAccepted(order_id=order_id, ts=now))
+            else:
+                events.append(OrderDenied(order_id=order_id, ts=now, reason=str(denial)))
+            order = Order.from_events(events)
+            await repo.create(order, events, fingerprint)
+        detail: dict[str, Any] = {"request": request.to_dict()}
+        if denial is not None:
+            detail |= {"check": denial.check.value, "reason": denial.reason}
+        return _Outcome(OrderOut.of_order(order), "order.submit", "success" if denial is None else "denied", detail), True
+
+    async def _change(
+        self,
+        principal: Principal,
+        order_id: str,
+        change: Any,
+        *,
+        owner_only: bool = True,
+    ) -> tuple[Order, Order, list[OrderEvent]]:
+        """Apply `change(order, repo, account) -> events` to the order under its account's lock; (before, after, events)."""
+        async with books_session(self.runtime.database) as session:
+            repo = TradingRepository(session)
+            peek = await repo.get(order_id)
+            if peek is None:
+                raise NotFoundError(f"no order {order_id}")
+            account = await repo.lock_account(peek.account_id)
+            if owner_only:
+                self._owned(account, principal, peek.account_id)
+            row = await repo.get(order_id)
+            before = await repo.load(order_id)
+            if row is None or before is None or account is None:  # pragma: no cover - orders are never deleted
+                raise NotFoundError(f"no order {order_id}")
+            events = await change(before, repo, account)
+            after = before
+            for event in events:
+                after = after.apply(event)
+            try:
+                await repo.append(row, after, events)
+            except ConcurrentUpdate:
+                raise ConflictError(f"order {order_id} changed at the same time; read it again and retry") from None
+        return before, after, events
+
+    async def cancel(
+        self, principal: Principal | None, order_id: str, caller: Caller, *, reason: str = "canceled by the client"
+    ) -> OrderOut:
+        """Cancel an open order; 409 when it is already final."""
+
+        async def cancel_events(order: Order, *_: Any) -> list[OrderEvent]:
+            if not order.can_cancel:
+                raise ConflictError(f"order {order.id} is {order.status.value}: only open orders can be canceled")
+            return [OrderCanceled(order_id=order.id, ts=self.clock.now(), reason=reason)]
+
+        assert principal is not None  # noqa: S101 - callers without a principal use cancel_open
+        _, after, _ = await self._change(principal, order_id, cancel_events)
+        out = OrderOut.of_order(after)
+        ORDERS.labels(type=out.type, status=out.status).inc()
+        await self._after(
+            principal, caller, _Outcome(out, "order.cancel", "success", {"reason": reason}), out.account_id, notify=True
+        )
+        return out
+
+    async def replace(self, principal: Principal, order_id: str, body: OrderReplace, caller: Caller) -> OrderOut:
+        """Change a working order's quantity or prices, re-checked against the limits; 422 when refused."""
+        holder: dict[str, Any] = {}
+
+        async def replace_events(order: Order, repo: TradingRepository, account: TradingAccount) -> list[OrderEvent]:
+            if not order.can_replace:
+                raise ConflictError(f"order {order.id} is {order.status.value}: only working orders can be replaced")
+            instrument, instruments = await self._instrument(order.request.symbol)
+            amended = order.request.amended(quantity=body.quantity, limit_price=body.limit_price, stop_price=body.stop_price)
+            problems = amended.validate(instrument)
+            if body.limit_price is not None and not order.request.type.needs_limit_price:
+                problems.append(f"a {order.request.type.value} order has no limit price")
+            if body.stop_price is not None and not order.request.type.needs_stop_price:
+                problems.append(f"a {order.request.type.value} order has no stop price")
+            if body.quantity is not None and body.quantity <= order.filled_quantity:
+                problems.append(
+                    f"quantity {plain(body.quantity)} must be above the {plain(order.filled_quantity)} already filled"
+                )
+            if problems:
+                raise ValidationFailedError("; ".join(dict.fromkeys(problems)))
+            now = self.clock.now()
+            prices = await current_prices(self.runtime, instruments, [instrument.symbol])
+            remaining = amended.quantity - order.filled_quantity
+            denial = await self._check(
+                repo, account, amended, instrument, instruments, prices, now, quantity=remaining, excluding=order.id
+            )
+            if denial is not None:
+                holder["denial"] = denial
+                raise OrderDeniedError(f"replace denied: {denial}", order_id=order.id, check=denial.check.value)
+            return [
+                OrderReplaced(
+                    order_id=order.id,
+                    ts=now,
+                    new_quantity=body.quantity,
+                    new_limit_price=body.limit_price,
+                    new_stop_price=body.stop_price,
+                )
+            ]
+
+        changes = {k: plain(v) for k, v in body.model_dump(exclude_none=True).items()}
+        try:
+            _, after, _ = await self._change(principal, order_id, replace_events)
+        except OrderDeniedError:
+            await self._record(
+                principal,
+                caller,
+                "order.replace",
+                "denied",
+                f"order:{order_id}",
+                {"changes": changes, "reason": str(holder.get("denial"))},
+            )
+            raise
+        except InvalidTransition as exc:
+            raise ValidationFailedError(exc.detail) from None
+        out = OrderOut.of_order(after)
+        await self._after(
+            principal, caller, _Outcome(out, "order.replace", "success", {"changes": changes}), out.account_id, notify=True
+        )
+        return out
+
+    async def cancel_all(self, principal: Principal, account_id: str | None, caller: Caller) -> list[OrderOut]:
+        """Cancel every open order of one of your accounts, or of all of them."""
+        async with self.runtime.database.read_session() as session:
+            repo = TradingRepository(session)
+            if account_id is not None:
+                self._owned(await repo.account(account_id), principal, account_id)
+                accounts = [account_id]
+            else:
+                accounts = await repo.accounts_of(principal.user_id)
+            open_ids = [row.id for row in await repo.open_orders(accounts)] if accounts else []
+        return await self._cancel_many(principal, open_ids, caller, "canceled by the client (cancel all)")
+
+    async def _cancel_many(self, principal: Principal, order_ids: Sequence[str], caller: Caller, reason: str) -> list[OrderOut]:
+        canceled: list[OrderOut] = []
+        for order_id in order_ids:
+            try:
+                canceled.append(await self._cancel_as(principal, order_id, caller, reason))
+            except ConflictError:
+                continue  # it filled or was canceled meanwhile
+        return canceled
+
+    async def _cancel_as(self, principal: Principal, order_id: str, caller: Caller, reason: str) -> OrderOut:
+        async def cancel_events(order: Order, *_: Any) -> list[OrderEvent]:
+            if not order.can_cancel:
+                raise ConflictError(f"order {order.id} is {order.status.value}")
+            return [OrderCanceled(order_id=order.id, ts=self.clock.now(), reason=reason)]
+
+        _, after, _ = await self._change(principal, order_id, cancel_events, owner_only=False)
+        out = OrderOut.of_order(after)
+        ORDERS.labels(type=out.type, status=out.status).inc()
+        await self._after(
+            principal, caller, _Outcome(out, "order.cancel", "success", {"reason": reason}), out.account_id, notify=True
+        )
+        return out
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    async def get(self, principal: Principal, order_id: str) -> OrderOut:
+        async with self.runtime.database.read_session() as session:
+            repo = TradingRepository(session)
+            row = await repo.get(order_id)
+            if row is None:
+                raise NotFoundError(f"no order {order_id}")
+            self._owned(await repo.account(row.account_id), principal, row.account_id, read=True)
+            return OrderOut.of_row(row)
+
+    async def events(self, principal: Principal, order_id: str) -> list[OrderEventOut]:
+        async with self.runtime.database.read_session() as session:
+            repo = TradingRepository(session)
+            row = await repo.get(order_id)
+            if row is None:
+                raise NotFoundError(f"no order {order_id}")
+            self._owned(await repo.account(row.account_id), principal, row.account_id, read=True)
+            return [
+                OrderEventOut(
+                    seq=e.seq, kind=e.kind, ts=e.ts, data={k: v for k, v in orjson.loads(e.payload).items() if k != "kind"}
+                )
+                for e in await repo.event_rows(order_id)
+            ]
+
+    async def page(
+        self,
+        principal: Principal,
+        *,
+        account_id: str | None,
+        status: Sequence[str] | None,
+        symbol: str | None,
+        before: str | None,
+        limit: int,
+    ) -> OrderPage:
+        cursor = _parse_cursor(before)
+        async with self.runtime.database.read_session() as session:
+            repo = TradingRepository(session)
+            if account_id is not None:
+                self._owned(await repo.account(account_id), principal, account_id, read=True)
+                accounts = [account_id]
+            else:
+                accounts = await repo.accounts_of(principal.user_id)
+            rows = await repo.page(accounts, status=status, symbol=symbol, before=cursor, limit=limit + 1) if accounts else []
+            items = [OrderOut.of_row(r) for r in rows[:limit]]
+        next_cursor = _cursor(items[-1].created_at, items[-1].id) if len(rows) > limit and items else None
+        return OrderPage(items=items, next=next_cursor)
+
+    # -- risk control ------------------------------------------------------------------------------
+
+    async def get_limits(self, principal: Principal, account_id: str) -> RiskLimitsOut:
+        async with self.runtime.database.read_session() as session:
+            repo = TradingRepository(session)
+            account = await repo.account(account_id)
+            if not principal.can(Permission.RISK_LIMITS):
+                self._owned(account, principal, account_id, read=True)
+            elif account is None:
+                raise NotFoundError(f"no account {account_id}")
+            row = await repo.limits(account_id)
+            assert account is not None  # noqa: S101 - checked above
+            limits = await self.limits_of(repo, account)
+            return RiskLimitsOut.of(
+                account_id,
+                limits,
+                "account" if row else "default",
+                row.updated_at if row else None,
+                row.updated_by if row else None,
+            )
+
+    async def put_limits(self, principal: Principal, account_id: str, body: RiskLimitsBody, caller: Caller) -> RiskLimitsOut:
+        now = self.clock.now()
+        async with books_session(self.runtime.database) as session:
+            repo = TradingRepository(session)
+            account = await repo.lock_account(account_id)
+            if account is None:
+                raise NotFoundError(f"no account {account_id}")
+            text = orjson.dumps({k: plain(v) if isinstance(v, Decimal) else v for k, v in body.model_dump().items()}).decode()
+            limits = limits_from_json(text, account.base_currency)
+            await repo.put_limits(account_id, text, now, principal.user_id)
+        await self._record(principal, caller, "risk.limits", "success", f"account:{account_id}", orjson.loads(text))
+        return RiskLimitsOut.of(account_id, limits, "account", now, principal.user_id)
+
+    async def set_state(self, principal: Principal, body: HaltRequest | ResumeRequest, caller: Caller) -> TradingStateOut:
+        """Halt or restrict (and cancel the open orders of) a scope, or resume it."""
+        now = self.clock.now()
+        state = body.state if isinstance(body, HaltRequest) else TradingState.ACTIVE
+        async with books_session(self.runtime.database) as session:
+            repo = TradingRepository(session)
+            if body.scope != GLOBAL_SCOPE and await repo.account(body.scope) is None:
+                raise NotFoundError(f'no account {body.scope}; the scope is an account id or "global"')
+            await repo.put_state(body.scope, state.value, body.reason, now, principal.user_id)
+        action: Literal["risk.halt", "risk.resume"] = "risk.halt" if isinstance(body, HaltRequest) else "risk.resume"
+        await self._record(
+            principal, caller, action, "success", f"scope:{body.scope}", {"state": state.value, "reason": body.reason}
+        )
+        canceled: list[OrderOut] = []
+        if state is not TradingState.ACTIVE:
+            async with self.runtime.database.read_session() as session:
+                rows = await TradingRepository(session).open_orders(None if body.scope == GLOBAL_SCOPE else [body.scope])
+                open_ids = [row.id for row in rows]
+            canceled = await self._cancel_many(
+                principal, open_ids, caller, f"trading {state.value} for {body.scope}: {body.reason}"
+            )
+        return TradingStateOut(
+            scope=body.scope,
+            state=state.value,
+            reason=body.reason,
+            updated_at=now,
+            updated_by=principal.user_id,
+            canceled_orders=len(canceled),
+        )
+
+    async def states(self) -> list[TradingStateOut]:
+        async with self.runtime.database.read_session() as session:
+            rows = await TradingRepository(session).all_states()
+            return [
+                TradingStateOut(scope=r.scope, state=r.state, reason=r.reason, updated_at=r.updated_at, updated_by=r.updated_by)
+                for r in rows
+            ]
+
+
+def _converter(rates: FxRates, currency: str, base: str) -> Callable[[Decimal], Decimal]:
+    def convert(amount: Decimal) -> Decimal:
+        return rates.convert(amount, currency, base)
+
+    return convert
+
+
+def _cursor(ts: datetime, order_id: str) -> str:
+    """An opaque, URL-safe keyset cursor: the last row's (created_at, id)."""
+    return base64.urlsafe_b64encode(f"{ts.isoformat()}|{order_id}".encode()).decode().rstrip("=")
+
+
+def _parse_cursor(before: str | None) -> tuple[datetime, str] | None:
+    if not before:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(before + "=" * (-len(before) % 4)).decode()
+        ts, _, order_id = text.partition("|")
+        parsed: datetime | None = datetime.fromisoformat(ts)
+    except (ValueError, UnicodeDecodeError):
+        parsed, order_id = None, ""
+    if parsed is None or parsed.tzinfo is None or not order_id:
+        raise ValidationFailedError(f"before {before!r} is not a cursor from a previous page's `next`")
+    return parsed, order_id
