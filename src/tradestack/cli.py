@@ -365,7 +365,10 @@ def secrets_rotate_key() -> None:
 
 @check_app.command("integrity")
 def check_integrity_command() -> None:
-    """Journal zero-sum per currency, positions = fold of fills, orders = fold of their events; exit 1 naming each problem."""
+    """Journal zero-sum per currency, positions = fold of fills, orders = fold of events, balances = fold of journal.
+
+    Also that every fill is recorded by its order's events. Exits 1 naming each problem.
+    """
     from tradestack.ops.integrity import check_integrity
 
     report = _run(load_settings(), check_integrity)

@@ -1,0 +1,121 @@
+"""The engine's guarantees, driven directly: no fill booked twice, a rebuilt book continues, day orders and sessions."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from tradestack.core.clock import SimClock
+from tradestack.core.errors import ValidationFailedError
+from tradestack.domain.instruments import instrument
+from tradestack.domain.matching import Fill
+from tradestack.domain.orders import Liquidity, OrderSide, OrderType, TimeInForce
+from tradestack.domain.portfolio import FxRates
+from tradestack.identity.permissions import Role, permissions_of
+from tradestack.identity.service import Caller, Principal
+from tradestack.kit.runtime import Runtime
+from tradestack.ops.integrity import check_integrity
+from tradestack.trading.engine import EngineShard
+from tradestack.trading.executions import Recorded, record
+from tradestack.trading.repository import TradingRepository
+from tradestack.trading.schemas import OrderCreate
+from tradestack.trading.service import TradingService
+
+from ..conftest import MakeUser  # type: ignore[import-not-found]
+from .conftest import PublishQuote  # type: ignore[import-not-found]
+from .test_orders import limit_buy, open_account  # type: ignore[import-not-found]
+
+BTC = instrument("BTC-USD")
+
+
+def _fill(order_id: str, n: int, quantity: str, price: str) -> Fill:
+    return Fill(order_id, f"{order_id}-{n}", Decimal(quantity), Decimal(price), Decimal(0), Liquidity.TAKER, datetime.now(UTC))
+
+
+async def test_a_fill_is_never_booked_twice_and_a_rebuilt_book_continues(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime, publish_quote: PublishQuote
+) -> None:
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader)
+    await publish_quote("BTC-USD", "30000.00", "30001.00", size="1")
+    body = {**limit_buy(account, "rest", price="20000.00", quantity="1"), "symbol": "BTC-USD"}
+    order_id = (await client.post("/api/orders", json=body, headers=trader.headers)).json()["id"]
+
+    first = await record(runtime, account, BTC, _fill(order_id, 1, "0.25", "20000"), FxRates({}))
+    assert first.outcome is Recorded.APPLIED
+    again = await record(runtime, account, BTC, _fill(order_id, 1, "0.25", "20000"), FxRates({}))
+    assert again.outcome is Recorded.DUPLICATE
+
+    shard = EngineShard(runtime)
+    shard.instruments = {"BTC-USD": BTC}
+    await shard.rebuild()
+    working = shard.engines["BTC-USD"].working_order(order_id)
+    assert working is not None
+    assert (working.remaining, working.fills, working.filled_notional) == (Decimal("0.75"), 1, Decimal(5000))
+
+    async with runtime.database.read_session() as session:
+        order = await TradingRepository(session).load(order_id)
+    assert order is not None
+    assert (order.status.value, order.filled_quantity) == ("partially_filled", Decimal("0.25"))
+    assert sorted(order.fill_ids) == [f"{order_id}-1"]
+    report = await check_integrity(runtime.database)
+    assert report.ok, report.problems
+
+
+async def test_a_fill_the_account_cannot_pay_for_cancels_the_order(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime, publish_quote: PublishQuote
+) -> None:
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "1000")
+    await publish_quote("BTC-USD", "30000.00", "30001.00", size="1")
+    body = {**limit_buy(account, "small", price="20000.00", quantity="0.04"), "symbol": "BTC-USD"}
+    order_id = (await client.post("/api/orders", json=body, headers=trader.headers)).json()["id"]
+    # A price far beyond what was reserved (as if the market had gapped): the cash guard refuses it.
+    result = await record(runtime, account, BTC, _fill(order_id, 1, "0.04", "40000"), FxRates({}))
+    assert result.outcome is Recorded.CANCELED
+    assert result.order is not None
+    assert result.order.status == "canceled"
+    assert "not enough cash" in (result.order.reason or "")
+    accounts = {a["id"]: a for a in (await client.get("/api/accounts", headers=trader.headers)).json()}
+    assert accounts[account]["cash"] == {"USD": "1000"}
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+async def test_day_orders_need_an_open_session_and_expire_at_the_close(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader)
+    principal = Principal(trader.id, trader.email, Role.TRADER, permissions_of(Role.TRADER))
+    service = TradingService(runtime)
+    request = OrderCreate(
+        account_id=account,
+        client_order_id="day-1",
+        symbol="AAPL",
+        side=OrderSide.BUY,
+        type=OrderType.LIMIT,
+        quantity=Decimal(1),
+        limit_price=Decimal(100),
+        time_in_force=TimeInForce.DAY,
+    )
+    clock = SimClock(datetime(2026, 11, 28, 15, 0, tzinfo=UTC))  # a Saturday
+    runtime.clock = clock
+    with pytest.raises(ValidationFailedError, match="NASDAQ is closed"):
+        await service.submit(principal, request, Caller())
+    clock.advance(2 * 86_400)  # Monday 15:00 UTC = 10:00 in New York
+    order, created = await TradingService(runtime).submit(principal, request, Caller())
+    assert created
+    assert order.status == "accepted"
+    clock.advance(6.5 * 3600)  # 16:30 in New York: the session is over
+    for _ in range(100):
+        async with runtime.database.read_session() as session:
+            row = await TradingRepository(session).get(order.id)
+            status = row.status if row else None
+        if status == "expired":
+            break
+        await asyncio.sleep(0.05)
+    assert status == "expired"
