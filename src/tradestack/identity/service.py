@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -29,6 +30,7 @@ from tradestack.core.errors import (
     RateLimitedError,
     ValidationFailedError,
 )
+from tradestack.domain.ledger import deposit
 from tradestack.identity import totp
 from tradestack.identity.passwords import Passwords
 from tradestack.identity.permissions import Permission, Role, Scope, permissions_of, scopes_allowed
@@ -61,6 +63,7 @@ from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import AUTH_FAILURES, USER_LOGINS
 from tradestack.kit.runtime import Runtime
 from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, TradingAccount, User
+from tradestack.portfolio.repository import JournalRepository
 
 log = get_logger(__name__)
 WRONG_CREDENTIALS = "email or password is wrong"
@@ -620,6 +623,7 @@ class SeededUser:
 
 ADMIN_EMAIL = "admin@tradestack.local"
 DEMO_TRADER_EMAIL = "trader@tradestack.local"
+DEMO_DEPOSIT_AUD = Decimal(100_000)
 
 
 async def seed_first_users(runtime: Runtime) -> list[SeededUser]:
@@ -643,6 +647,8 @@ async def _seed(service: IdentityService) -> list[SeededUser]:
     seeded.append(SeededUser(ADMIN_EMAIL, Role.ADMIN, None if configured else admin_password))
     trader_password = new_opaque_secret()[:24]
     trader = await service.create_user(DEMO_TRADER_EMAIL, trader_password, Role.TRADER)
-    await service.open_account(trader, "Demo paper account", "AUD", kind="paper")
+    account = await service.open_account(trader, "Demo paper account", "AUD", kind="paper")
+    entry = deposit(f"deposit-{account.id}", runtime.clock.now(), "AUD", DEMO_DEPOSIT_AUD, reference=f"account:{account.id}")
+    await JournalRepository(service.session).add(account.id, entry)
     seeded.append(SeededUser(DEMO_TRADER_EMAIL, Role.TRADER, trader_password))
     return seeded

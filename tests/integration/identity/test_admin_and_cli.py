@@ -98,6 +98,8 @@ async def test_seed_creates_admin_and_demo_trader_once(runtime: Runtime, client:
     login = await client.post("/api/auth/login", json={"email": DEMO_TRADER_EMAIL, "password": trader.password})
     me = await client.get("/api/auth/me", headers={"Authorization": f"Bearer {login.json()['access_token']}"})
     assert [a["kind"] for a in me.json()["accounts"]] == ["paper"]
+    accounts = await client.get("/api/accounts", headers={"Authorization": f"Bearer {login.json()['access_token']}"})
+    assert [a["cash"] for a in accounts.json()] == [{"AUD": "100000"}]  # the demo can trade at once
     assert await seed_first_users(runtime) == []
 
 
