@@ -13,6 +13,7 @@ from tradestack.api.middleware import RequestContextMiddleware
 from tradestack.api.security import install_security
 from tradestack.api.ws import router as ws_router
 from tradestack.audit.endpoints import router as audit_router
+from tradestack.audit.service import start_audit_drainer
 from tradestack.identity import endpoints as identity_endpoints
 from tradestack.kit.config import Settings, get_settings
 from tradestack.kit.logging import configure_logging
@@ -34,7 +35,9 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     app = FastAPI(
         title="Tradestack",
         version=tradestack.__version__,
-        lifespan=lifespan_for(runtime_factory or (lambda: Runtime.open(settings)), on_start=[start_market_data, start_engine]),
+        lifespan=lifespan_for(
+            runtime_factory or (lambda: Runtime.open(settings)), on_start=[start_audit_drainer, start_market_data, start_engine]
+        ),
     )
     install_error_handlers(app)
     install_security(app, settings)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncGenerator
 
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 
 from tradestack.kit.repository import Repository
-from tradestack.models.audit import AuditEntry
+from tradestack.models.audit import AuditEntry, AuditOutbox
 
 # Key of the PostgreSQL advisory lock that serialises appends: "tsaudit" in ASCII.
 CHAIN_LOCK_KEY = 0x74_73_61_75_64_69_74
@@ -34,6 +34,21 @@ class AuditRepository(Repository):
         self.session.add(entry)
         await self.session.flush()
         return entry
+
+    async def stage(self, fields: str) -> None:
+        """Queue an entry (its columns as JSON) in the outbox, in the caller's transaction."""
+        self.session.add(AuditOutbox(fields=fields))
+        await self.session.flush()
+
+    async def waiting(self, limit: int, *, skip_locked: bool) -> builtins.list[AuditOutbox]:
+        """The oldest queued entries, locked (others' drains skip them on PostgreSQL)."""
+        query = select(AuditOutbox).order_by(AuditOutbox.id).limit(limit)
+        if skip_locked:
+            query = query.with_for_update(skip_locked=True)
+        return builtins.list((await self.session.execute(query)).scalars())
+
+    async def unstage(self, ids: builtins.list[int]) -> None:
+        await self.session.execute(delete(AuditOutbox).where(AuditOutbox.id.in_(ids)))
 
     async def list(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import hashlib
 import json
 import re
@@ -22,6 +23,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.audit.repository import AuditRepository
 from tradestack.audit.schemas import AuditRecord, VerifyReport
@@ -29,6 +31,7 @@ from tradestack.core.clock import Clock
 from tradestack.core.money import plain
 from tradestack.kit.db import Database
 from tradestack.kit.logging import get_logger
+from tradestack.kit.runtime import Runtime
 from tradestack.models.audit import AuditEntry
 
 log = get_logger(__name__)
@@ -224,6 +227,43 @@ class AuditService:
         when too long. Raises ValueError for an invalid action or outcome, or a detail that is not
         JSON serialisable (Decimals are written as strings).
         """
+        fields = self._fields(
+            action=action,
+            outcome=outcome,
+            actor_user_id=actor_user_id,
+            actor_api_key_id=actor_api_key_id,
+            actor_email=actor_email,
+            target=target,
+            ip=ip,
+            user_agent=user_agent,
+            detail=detail,
+        )
+        retries = 0
+        while True:
+            try:
+                if self.database.dialect == "sqlite":
+                    async with _sqlite_append_lock():
+                        return await self._append(fields)
+                return await self._append(fields)
+            except IntegrityError:
+                retries += 1
+                if retries > APPEND_RETRIES:
+                    raise
+                log.warning("audit_append_retry", action=action, retry=retries)
+
+    def _fields(
+        self,
+        *,
+        action: str,
+        outcome: str,
+        actor_user_id: str | None = None,
+        actor_api_key_id: str | None = None,
+        actor_email: str | None = None,
+        target: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         validate_action(action)
         validate_outcome(outcome)
         fields: dict[str, Any] = {
@@ -239,18 +279,45 @@ class AuditService:
             "detail": canonical_detail(detail),
         }
         format_ts(fields["ts"])  # refuse a naive clock before touching the database
-        retries = 0
-        while True:
-            try:
-                if self.database.dialect == "sqlite":
-                    async with _sqlite_append_lock():
-                        return await self._append(fields)
-                return await self._append(fields)
-            except IntegrityError:
-                retries += 1
-                if retries > APPEND_RETRIES:
-                    raise
-                log.warning("audit_append_retry", action=action, retry=retries)
+        return fields
+
+    async def stage(self, session: AsyncSession, **entry: Any) -> None:
+        """Queue an entry in `session`'s transaction: it exists exactly when that transaction commits.
+
+        Takes the same arguments as `record` and checks them the same way. The entry joins the
+        chain at the next `drain` (see `AuditDrainer.flush`, which callers await after committing).
+        """
+        fields = self._fields(**entry)
+        fields["ts"] = fields["ts"].isoformat()
+        await AuditRepository(session).stage(json.dumps(fields, sort_keys=True, ensure_ascii=False))
+
+    async def drain(self, limit: int = 1000) -> int:
+        """Append queued entries to the chain, oldest first, under one chain lock; returns how many."""
+        if self.database.dialect == "sqlite":
+            async with _sqlite_append_lock():
+                return await self._drain(limit)
+        return await self._drain(limit)
+
+    async def _drain(self, limit: int) -> int:
+        async with self.database.session() as session:
+            repository = AuditRepository(session)
+            postgresql = self.database.dialect == "postgresql"
+            if postgresql:
+                await repository.lock_chain()
+            waiting = await repository.waiting(limit, skip_locked=postgresql)
+            if not waiting:
+                return 0
+            head = await repository.last()
+            prev_hash = head.hash if head is not None else GENESIS_HASH
+            for row in waiting:
+                fields = json.loads(row.fields)
+                fields["ts"] = datetime.fromisoformat(fields["ts"])
+                entry = AuditEntry(**fields, prev_hash=prev_hash)
+                entry.hash = prev_hash = entry_hash(entry.prev_hash, canonical_content(entry))
+                session.add(entry)
+            await session.flush()
+            await repository.unstage([row.id for row in waiting])
+        return len(waiting)
 
     async def _append(self, fields: Mapping[str, Any]) -> AuditEntry:
         async with self.database.session() as session:
@@ -322,3 +389,69 @@ class AuditService:
             )
             # Inside the session: leaving it rolls back, which expires the loaded rows.
             return [to_record(entry) for entry in entries]
+
+
+class AuditDrainer:
+    """Moves staged entries into the chain for one process, grouping concurrent callers into one drain.
+
+    `flush` returns once every entry staged (and committed) before the call is in the chain. While
+    one drain runs, later callers wait and share the next one: with many requests at once the
+    chain lock is taken once per batch, not once per entry (group commit).
+    """
+
+    def __init__(self, service: AuditService) -> None:
+        self._service = service
+        self._lock = asyncio.Lock()
+        self._requested = 0
+        self._done = 0
+
+    async def flush(self) -> None:
+        self._requested += 1
+        ticket = self._requested
+        async with self._lock:
+            if self._done >= ticket:
+                return  # a drain that started after this call's entries were committed took them
+            covered = self._requested
+            while await self._service.drain():
+                pass
+            self._done = covered
+
+
+DRAINER_COMPONENT = "audit.drainer"
+DRAIN_EVERY_SECONDS = 2.0
+
+
+def drainer_of(runtime: Runtime) -> AuditDrainer:
+    """This process's drainer, created on first use."""
+    existing = runtime.components.get(DRAINER_COMPONENT)
+    if isinstance(existing, AuditDrainer):
+        return existing
+    created = AuditDrainer(AuditService(runtime.database, runtime.clock))
+    runtime.components[DRAINER_COMPONENT] = created
+    return created
+
+
+async def start_audit_drainer(runtime: Runtime) -> None:
+    """Drain in the background too, so entries a crashed process staged and never drained join the chain."""
+    drainer = drainer_of(runtime)
+
+    async def run() -> None:
+        while True:
+            try:
+                await drainer.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - retried at the next tick
+                log.warning("audit drain failed; retrying", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(DRAIN_EVERY_SECONDS)
+
+    task = asyncio.create_task(run(), name="audit-drainer")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(Exception):
+            await drainer.flush()  # what this process staged last
+
+    runtime.closers.append(stop)

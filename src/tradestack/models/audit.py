@@ -46,3 +46,17 @@ class AuditEntry(Base):
         unique=True,
         doc="Hex SHA-256 of prev_hash followed by the canonical JSON of every other column except id.",
     )
+
+
+class AuditOutbox(Base):
+    """Audit entries written in the same transaction as the change they describe, waiting to join the chain.
+
+    A change and its audit record commit together; `AuditService.drain` then appends waiting rows
+    to the chain in order (many per chain lock) and deletes them. A crash in between leaves the
+    rows here for the next drain, so no committed action loses its audit entry.
+    """
+
+    __tablename__ = "audit_outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    fields: Mapped[str] = mapped_column(Text(), doc="The entry's columns as JSON (ts in ISO 8601), chained as written.")

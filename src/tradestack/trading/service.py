@@ -16,12 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradestack.audit.service import AuditService
+from tradestack.audit.service import AuditService, drainer_of
 from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from tradestack.core.money import plain
 from tradestack.domain.instruments import Instrument, venue
@@ -194,15 +195,36 @@ class TradingService:
             detail=detail,
         )
 
-    async def _after(
-        self, principal: Principal | None, caller: Caller | None, outcome: _Outcome, account_id: str, *, notify: bool
+    async def _stage(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        caller: Caller,
+        action: str,
+        outcome: str,
+        target: str,
+        detail: dict[str, Any],
     ) -> None:
+        """Queue the audit entry in the change's own transaction: both commit, or neither."""
+        await self.audit.stage(
+            session,
+            action=action,
+            outcome=outcome,
+            actor_user_id=principal.user_id,
+            actor_api_key_id=principal.api_key_id,
+            actor_email=principal.email,
+            target=target,
+            ip=caller.ip,
+            user_agent=caller.user_agent,
+            detail=detail,
+        )
+
+    async def _after(self, outcome: _Outcome, account_id: str, *, notify: bool) -> None:
+        """After the commit: chain the staged audit entry, tell the engine, tell WebSocket subscribers."""
+        await drainer_of(self.runtime).flush()
         if notify:
             await commands_of(self.runtime).order_changed(account_id, outcome.order.id)
         await publish_order(self.runtime, outcome.order)
-        await self._record(
-            principal, caller, outcome.audit_action, outcome.audit_outcome, f"order:{outcome.order.id}", outcome.detail
-        )
 
     async def limits_of(self, repo: TradingRepository, account: TradingAccount) -> RiskLimits:
         row = await repo.limits(account.id)
@@ -346,7 +368,9 @@ class TradingService:
         prices = await current_prices(self.runtime, instruments, [instrument.symbol])
         for attempt in range(2):
             try:
-                outcome, created = await self._submit_once(principal, request, fingerprint, instrument, instruments, prices)
+                outcome, created = await self._submit_once(
+                    principal, caller, request, fingerprint, instrument, instruments, prices
+                )
                 break
             except IntegrityError:
                 if attempt:  # pragma: no cover - a second unique-key race in a row
@@ -357,7 +381,7 @@ class TradingService:
         ORDER_PLACEMENT_LATENCY.observe(time.perf_counter() - started)
         ORDERS.labels(type=request.type.value, status=outcome.order.status).inc()
         accepted = outcome.order.status == OrderStatus.ACCEPTED.value
-        await self._after(principal, caller, outcome, request.account_id, notify=accepted)
+        await self._after(outcome, request.account_id, notify=accepted)
         if not accepted:
             raise OrderDeniedError(
                 f"order denied: {outcome.order.reason}", order_id=outcome.order.id, check=outcome.detail.get("check")
@@ -373,6 +397,7 @@ class TradingService:
     async def _submit_once(
         self,
         principal: Principal,
+        caller: Caller,
         request: OrderRequest,
         fingerprint: str,
         instrument: Instrument,
@@ -405,9 +430,11 @@ class TradingService:
                 events.append(OrderDenied(order_id=order_id, ts=now, reason=str(denial)))
             order = Order.from_events(events)
             await repo.create(order, events, fingerprint)
-        detail: dict[str, Any] = {"request": request.to_dict()}
-        if denial is not None:
-            detail |= {"check": denial.check.value, "reason": denial.reason}
+            detail: dict[str, Any] = {"request": request.to_dict()}
+            if denial is not None:
+                detail |= {"check": denial.check.value, "reason": denial.reason}
+            outcome = "success" if denial is None else "denied"
+            await self._stage(session, principal, caller, "order.submit", outcome, f"order:{order_id}", detail)
         return _Outcome(OrderOut.of_order(order), "order.submit", "success" if denial is None else "denied", detail), True
 
     async def _change(
@@ -416,6 +443,9 @@ class TradingService:
         order_id: str,
         change: Any,
         *,
+        caller: Caller,
+        action: str,
+        detail: dict[str, Any],
         owner_only: bool = True,
     ) -> tuple[Order, Order, list[OrderEvent]]:
         """Apply `change(order, repo, account) -> events` to the order under its account's lock; (before, after, events)."""
@@ -439,6 +469,7 @@ class TradingService:
                 await repo.append(row, after, events)
             except ConcurrentUpdate:
                 raise ConflictError(f"order {order_id} changed at the same time; read it again and retry") from None
+            await self._stage(session, principal, caller, action, "success", f"order:{order_id}", detail)
         return before, after, events
 
     async def cancel(
@@ -452,12 +483,11 @@ class TradingService:
             return [OrderCanceled(order_id=order.id, ts=self.clock.now(), reason=reason)]
 
         assert principal is not None  # noqa: S101 - callers without a principal use cancel_open
-        _, after, _ = await self._change(principal, order_id, cancel_events)
+        detail = {"reason": reason}
+        _, after, _ = await self._change(principal, order_id, cancel_events, caller=caller, action="order.cancel", detail=detail)
         out = OrderOut.of_order(after)
         ORDERS.labels(type=out.type, status=out.status).inc()
-        await self._after(
-            principal, caller, _Outcome(out, "order.cancel", "success", {"reason": reason}), out.account_id, notify=True
-        )
+        await self._after(_Outcome(out, "order.cancel", "success", detail), out.account_id, notify=True)
         return out
 
     async def replace(self, principal: Principal, order_id: str, body: OrderReplace, caller: Caller) -> OrderOut:
@@ -501,7 +531,9 @@ class TradingService:
 
         changes = {k: plain(v) for k, v in body.model_dump(exclude_none=True).items()}
         try:
-            _, after, _ = await self._change(principal, order_id, replace_events)
+            _, after, _ = await self._change(
+                principal, order_id, replace_events, caller=caller, action="order.replace", detail={"changes": changes}
+            )
         except OrderDeniedError:
             await self._record(
                 principal,
@@ -515,9 +547,7 @@ class TradingService:
         except InvalidTransition as exc:
             raise ValidationFailedError(exc.detail) from None
         out = OrderOut.of_order(after)
-        await self._after(
-            principal, caller, _Outcome(out, "order.replace", "success", {"changes": changes}), out.account_id, notify=True
-        )
+        await self._after(_Outcome(out, "order.replace", "success", {"changes": changes}), out.account_id, notify=True)
         return out
 
     async def cancel_all(self, principal: Principal, account_id: str | None, caller: Caller) -> list[OrderOut]:
@@ -547,12 +577,13 @@ class TradingService:
                 raise ConflictError(f"order {order.id} is {order.status.value}")
             return [OrderCanceled(order_id=order.id, ts=self.clock.now(), reason=reason)]
 
-        _, after, _ = await self._change(principal, order_id, cancel_events, owner_only=False)
+        detail = {"reason": reason}
+        _, after, _ = await self._change(
+            principal, order_id, cancel_events, caller=caller, action="order.cancel", detail=detail, owner_only=False
+        )
         out = OrderOut.of_order(after)
         ORDERS.labels(type=out.type, status=out.status).inc()
-        await self._after(
-            principal, caller, _Outcome(out, "order.cancel", "success", {"reason": reason}), out.account_id, notify=True
-        )
+        await self._after(_Outcome(out, "order.cancel", "success", detail), out.account_id, notify=True)
         return out
 
     # -- reads -------------------------------------------------------------------------------------
@@ -634,7 +665,8 @@ class TradingService:
             text = orjson.dumps({k: plain(v) if isinstance(v, Decimal) else v for k, v in body.model_dump().items()}).decode()
             limits = limits_from_json(text, account.base_currency)
             await repo.put_limits(account_id, text, now, principal.user_id)
-        await self._record(principal, caller, "risk.limits", "success", f"account:{account_id}", orjson.loads(text))
+            await self._stage(session, principal, caller, "risk.limits", "success", f"account:{account_id}", orjson.loads(text))
+        await drainer_of(self.runtime).flush()
         return RiskLimitsOut.of(account_id, limits, "account", now, principal.user_id)
 
     async def set_state(self, principal: Principal, body: HaltRequest | ResumeRequest, caller: Caller) -> TradingStateOut:
@@ -646,10 +678,10 @@ class TradingService:
             if body.scope != GLOBAL_SCOPE and await repo.account(body.scope) is None:
                 raise NotFoundError(f'no account {body.scope}; the scope is an account id or "global"')
             await repo.put_state(body.scope, state.value, body.reason, now, principal.user_id)
-        action: Literal["risk.halt", "risk.resume"] = "risk.halt" if isinstance(body, HaltRequest) else "risk.resume"
-        await self._record(
-            principal, caller, action, "success", f"scope:{body.scope}", {"state": state.value, "reason": body.reason}
-        )
+            action = "risk.halt" if isinstance(body, HaltRequest) else "risk.resume"
+            detail = {"state": state.value, "reason": body.reason}
+            await self._stage(session, principal, caller, action, "success", f"scope:{body.scope}", detail)
+        await drainer_of(self.runtime).flush()
         canceled: list[OrderOut] = []
         if state is not TradingState.ACTIVE:
             async with self.runtime.database.read_session() as session:

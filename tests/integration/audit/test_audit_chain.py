@@ -442,3 +442,47 @@ async def test_list_is_newest_first_pages_and_filters(audit: AuditService, clock
         await audit.list(limit=0)
     with pytest.raises(ValueError, match="limit"):
         await audit.list(limit=1001)
+
+
+# --- staged entries (the outbox) ------------------------------------------------------------------
+
+
+async def _stage_then_fail(database: Database, audit: AuditService) -> None:
+    async with database.session() as session:
+        await audit.stage(session, action="order.submit", outcome="success", target="order:2")
+        raise RefusedError
+
+
+async def test_staged_entries_exist_exactly_when_their_transaction_commits(
+    database: Database, audit: AuditService, clock: SimClock
+) -> None:
+    async with database.session() as session:
+        await audit.stage(session, action="order.submit", outcome="success", target="order:1", detail={"qty": Decimal("1.5")})
+        clock.advance(1)
+        await audit.stage(session, action="order.cancel", outcome="success", target="order:1")
+    with pytest.raises(RefusedError):
+        await _stage_then_fail(database, audit)
+    assert await _rows(database) == []  # staged, not yet chained
+    assert await audit.drain() == 2
+    assert await audit.drain() == 0
+    rows = await _rows(database)
+    assert [(row.action, row.target, row.ts) for row in rows] == [
+        ("order.submit", "order:1", START),
+        ("order.cancel", "order:1", START.replace(second=1)),
+    ]
+    assert rows[0].detail == '{"qty":"1.5"}'
+    report = await audit.verify()
+    assert report.ok
+    assert report.checked == 2
+
+
+async def test_concurrent_drains_chain_every_staged_entry_once(database: Database, audit: AuditService) -> None:
+    for n in range(60):
+        async with database.session() as session:
+            await audit.stage(session, action="order.submit", outcome="success", target=f"order:{n}")
+    await asyncio.gather(*(audit.drain(limit=7) for _ in range(12)))
+    while await audit.drain(limit=7):
+        pass
+    rows = await _rows(database)
+    assert sorted(int(row.target.split(":")[1]) for row in rows if row.target) == list(range(60))
+    assert (await audit.verify()).ok
