@@ -165,7 +165,9 @@ class IdentityService:
         await self._audit("user.created", "success", actor, target=f"user:{user.id}", detail={"email": email, "role": role.value})
         return user
 
-    async def open_account(self, owner: User, name: str, base_currency: str, *, kind: str = "paper") -> TradingAccount:
+    async def open_account(
+        self, owner: User, name: str, base_currency: str, *, kind: str = "paper", allow_short: bool = False
+    ) -> TradingAccount:
         currency = base_currency.upper()
         if len(currency) != 3 or not currency.isalpha():
             raise ValidationFailedError(f"base currency must be a 3-letter ISO code such as AUD or USD, not {base_currency!r}")
@@ -175,7 +177,7 @@ class IdentityService:
             name=name,
             base_currency=currency,
             kind=kind,
-            allow_short=False,
+            allow_short=allow_short,
             created_at=self.clock.now(),
         )
         return await self.accounts.add(account)
@@ -223,14 +225,20 @@ class IdentityService:
         await self._audit("mfa.reset", "success", actor, target=f"user:{user.id}")
         return user
 
-    async def open_account_for(self, principal: Principal, name: str, base_currency: str) -> TradingAccount:
+    async def open_account_for(
+        self, principal: Principal, name: str, base_currency: str, *, allow_short: bool = False
+    ) -> TradingAccount:
         """A paper account owned by the caller (audited as ``account.open``)."""
         owner = await self.users.get(principal.user_id)
         if owner is None:
             raise AuthenticationError("this user no longer exists")
-        account = await self.open_account(owner, name, base_currency)
+        account = await self.open_account(owner, name, base_currency, allow_short=allow_short)
         await self._audit(
-            "account.open", "success", principal, target=f"account:{account.id}", detail={"base_currency": account.base_currency}
+            "account.open",
+            "success",
+            principal,
+            target=f"account:{account.id}",
+            detail={"base_currency": account.base_currency, "allow_short": allow_short},
         )
         return account
 

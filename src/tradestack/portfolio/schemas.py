@@ -24,6 +24,7 @@ class AccountCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     base_currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="Currency the account is valued in.")
     deposit: Deposit
+    allow_short: bool = Field(default=False, description="Whether sells may leave a short position.")
 
 
 class AccountWithCash(BaseModel):

@@ -92,7 +92,9 @@ class PortfolioService:
     async def open_paper_account(self, principal: Principal, request: AccountCreate, caller: Caller) -> AccountWithCash:
         """Open a paper account and book its deposit, in one transaction: both happen or neither does."""
         async with identity_session(self.runtime, caller) as identity:
-            account = await identity.open_account_for(principal, request.name, request.base_currency)
+            account = await identity.open_account_for(
+                principal, request.name, request.base_currency, allow_short=request.allow_short
+            )
             entry = deposit(
                 f"deposit-{uuid.uuid4()}",
                 self.runtime.clock.now(),

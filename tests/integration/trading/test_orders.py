@@ -276,3 +276,27 @@ async def test_limits_per_account(client: httpx.AsyncClient, make_user: MakeUser
     assert fat_finger.json()["check"] == "price_collar"
     bad = await client.put(f"/api/risk/limits/{account}", json={**limits, "price_collar_pct": "100"}, headers=risk.headers)
     assert bad.status_code == 422
+
+
+async def test_short_selling_only_where_the_account_allows_it_and_metrics_count_orders(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote
+) -> None:
+    trader = await make_user(Role.TRADER)
+    cash_only = await open_account(client, trader)
+    body = {"name": "short ok", "base_currency": "USD", "deposit": {"currency": "USD", "amount": "100000"}, "allow_short": True}
+    created = await client.post("/api/accounts", json=body, headers=trader.headers)
+    assert created.status_code == 201, created.text
+    may_short = created.json()["id"]
+    assert created.json()["allow_short"] is True
+    await publish_quote("AAPL", "150.00", "150.02")
+    sell = {**limit_buy(cash_only, "s1", price="151.00"), "side": "sell"}
+    refused = await client.post("/api/orders", json=sell, headers=trader.headers)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["check"] == "short_selling"
+    allowed = await client.post("/api/orders", json={**sell, "account_id": may_short}, headers=trader.headers)
+    assert allowed.status_code == 201, allowed.text
+
+    metrics = (await client.get("/metrics")).text
+    assert 'orders_total{status="denied",type="limit"}' in metrics
+    assert 'orders_total{status="accepted",type="limit"}' in metrics
+    assert "order_placement_latency_seconds_count" in metrics
