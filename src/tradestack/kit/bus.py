@@ -39,6 +39,7 @@ import redis.exceptions
 from redis.asyncio.client import PubSub
 
 from tradestack.kit.logging import get_logger
+from tradestack.kit.redispool import blocking_pool
 
 __all__ = [
     "DEFAULT_MAX_PENDING",
@@ -487,4 +488,4 @@ def create_bus(redis_url: str | None, *, prefix: str = DEFAULT_REDIS_PREFIX) -> 
     """
     if redis_url is None:
         return MemoryBus()
-    return RedisBus(redis.asyncio.from_url(redis_url), prefix=prefix)
+    return RedisBus(redis.asyncio.Redis.from_pool(blocking_pool(redis_url)), prefix=prefix)

@@ -23,6 +23,8 @@ from typing import Protocol
 
 import redis.asyncio
 
+from tradestack.kit.redispool import blocking_pool
+
 __all__ = [
     "DEFAULT_MAX_ENTRIES",
     "DEFAULT_REDIS_PREFIX",
@@ -219,4 +221,4 @@ def create_cache(redis_url: str | None, *, prefix: str = DEFAULT_REDIS_PREFIX) -
     """Return a `MemoryCache` when ``redis_url`` is ``None``, else a `RedisCache` on that URL under ``prefix``."""
     if redis_url is None:
         return MemoryCache()
-    return RedisCache(redis.asyncio.from_url(redis_url), prefix=prefix)
+    return RedisCache(redis.asyncio.Redis.from_pool(blocking_pool(redis_url)), prefix=prefix)

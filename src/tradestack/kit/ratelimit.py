@@ -29,6 +29,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from tradestack.core.errors import RateLimitedError
 from tradestack.kit.metrics import RATE_LIMITED
+from tradestack.kit.redispool import blocking_pool
 
 __all__ = [
     "DEFAULT_REDIS_PREFIX",
@@ -190,7 +191,7 @@ def create_rate_limiter(redis_url: str | None, *, key_prefix: str = DEFAULT_REDI
     """
     if redis_url is None:
         return RateLimiter(MemoryStorage())
-    pool: redis.asyncio.ConnectionPool = redis.asyncio.ConnectionPool.from_url(redis_url)
+    pool: redis.asyncio.ConnectionPool = blocking_pool(redis_url)
     storage = RedisStorage(
         "async+redis://",
         implementation="redispy",

@@ -19,6 +19,7 @@ from typing import Protocol
 import redis.asyncio
 
 from tradestack.kit.logging import get_logger
+from tradestack.kit.redispool import blocking_pool
 from tradestack.kit.runtime import Runtime
 
 log = get_logger(__name__)
@@ -57,7 +58,7 @@ class RedisCommands:
     """Appends messages to the owning shard's Redis stream."""
 
     def __init__(self, url: str, namespace: str, shards: int) -> None:
-        self._client = redis.asyncio.Redis.from_url(url)
+        self._client = redis.asyncio.Redis.from_pool(blocking_pool(url))
         self._namespace = namespace
         self._shards = shards
 

@@ -142,8 +142,13 @@ class EngineShard:
 
     async def run(self) -> None:
         """Rebuild from the database, then work until `stop`."""
-        self.instruments = await MarketDataService(self.runtime).instruments()
-        await self.rebuild()
+        market = MarketDataService(self.runtime)
+        await market.seed_instruments()  # an engine may start before any API process has seeded them
+        self.instruments = await market.instruments()
+        try:
+            await self.rebuild()
+        except Exception as exc:  # noqa: BLE001 - reconciliation retries what the first rebuild could not place
+            log.error("engine rebuild failed; reconciliation will retry", error=f"{type(exc).__name__}: {exc}")
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=SESSION_CHECK_SECONDS)
@@ -298,11 +303,17 @@ class EngineShard:
                 continue
             try:
                 result = await record(self.runtime, account_id, engine.instrument, event, self.rates)
-            except Exception:
-                # The book is ahead of the database for this order: forget it; reconcile reloads it.
+            except Exception as exc:  # noqa: BLE001 - one order's failure must not stop the others
+                # The book is ahead of the database for this order: forget it; reconciliation reloads it
+                # from what the database holds, so nothing is booked twice and nothing is skipped.
+                log.error(
+                    "could not record an execution; the order is reloaded at the next reconciliation",
+                    order_id=event.order_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
                 engine.cancel(event.order_id)
                 self.owners.pop(event.order_id, None)
-                raise
+                continue
             if result.outcome in (Recorded.GONE, Recorded.CANCELED):
                 engine.cancel(event.order_id)
                 self.owners.pop(event.order_id, None)

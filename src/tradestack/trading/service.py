@@ -241,11 +241,15 @@ class TradingService:
         instruments: dict[str, Instrument],
         now: datetime,
         *,
+        side: str,
         excluding: str | None = None,
     ) -> tuple[AccountRiskState, TradingState]:
         """What the checks need about `account` now (money in its base currency), and the global state.
 
-        `excluding` leaves one open order out of the reservations (the order being replaced).
+        Positions count the account's other open orders on the new order's `side` as if they had
+        filled (the worst case in its direction): three sells of 10 against a long of 20 cannot
+        each pass the short-selling check on their own. `excluding` leaves one open order out of
+        the reservations and of that count (the order being replaced).
         """
         base = account.base_currency
         rates = prices.rates
@@ -264,11 +268,14 @@ class TradingService:
                 gross += rates.convert(value, row.currency, base)
         reserved = _ZERO
         for order in await repo.open_orders([account.id]):
-            if order.id == excluding or order.side != "buy":
-                continue
-            instrument = instruments.get(order.symbol)
             remaining = order.quantity - order.filled_quantity
-            if instrument is None or remaining <= 0:
+            if order.id == excluding or remaining <= 0:
+                continue
+            if order.side == side:
+                pending = remaining if side == "buy" else -remaining
+                positions[order.symbol] = positions.get(order.symbol, _ZERO) + pending
+            instrument = instruments.get(order.symbol)
+            if order.side != "buy" or instrument is None:
                 continue
             intent = intent_of(_request_of(order), remaining)
             try:
@@ -317,7 +324,9 @@ class TradingService:
     ) -> RiskDenial | None:
         limits = await self.limits_of(repo, account)
         try:
-            state, global_state = await self.risk_state(repo, account, limits, prices, instruments, now, excluding=excluding)
+            state, global_state = await self.risk_state(
+                repo, account, limits, prices, instruments, now, side=request.side.value, excluding=excluding
+            )
             rates, base, quote = prices.rates, account.base_currency, instrument.quote_currency
             return evaluate(
                 intent_of(request, quantity),

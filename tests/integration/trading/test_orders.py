@@ -300,3 +300,23 @@ async def test_short_selling_only_where_the_account_allows_it_and_metrics_count_
     assert 'orders_total{status="denied",type="limit"}' in metrics
     assert 'orders_total{status="accepted",type="limit"}' in metrics
     assert "order_placement_latency_seconds_count" in metrics
+
+
+async def test_open_sells_count_against_the_position_for_the_short_selling_check(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote
+) -> None:
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader)
+    await publish_quote("AAPL", "150.00", "150.02")
+    buy = {**limit_buy(account, "long", price="151.00", quantity="20"), "time_in_force": "ioc"}
+    bought = await client.post("/api/orders", json=buy, headers=trader.headers)
+    assert bought.status_code == 201, bought.text
+    await wait_for_order(client, bought.json()["id"], trader.headers, lambda o: o["status"] == "filled")
+    sell = {**limit_buy(account, "sell-1", price="160.00", quantity="15"), "side": "sell"}
+    first = await client.post("/api/orders", json=sell, headers=trader.headers)
+    assert first.status_code == 201, first.text
+    second = await client.post("/api/orders", json={**sell, "client_order_id": "sell-2"}, headers=trader.headers)
+    assert second.status_code == 422, second.text
+    assert second.json()["check"] == "short_selling"
+    third = await client.post("/api/orders", json={**sell, "client_order_id": "sell-3", "quantity": "5"}, headers=trader.headers)
+    assert third.status_code == 201, third.text
