@@ -15,7 +15,8 @@ service does in memory:
    walk) reaches its engine first and fills what rests;
 4. fill events - each engine `Fill` applied to its Order as `OrderPartiallyFilled`/`OrderFilled`,
    each `Expired` as `OrderExpired`;
-5. ledger - `ledger.fill_entry` against the `PositionState`, `apply_fill`, cash updated.
+5. ledger - `ledger.fill_entry_with_effect` against the `PositionState` (the entry and the position
+   after the fill, from one computation), cash updated.
 
 The order flow is drawn from the seed before the clock starts (sides, types, sizes, quotes and
 timestamps: 1 ms apart, so the order-rate check sees a real count); only the limit prices are
@@ -54,7 +55,7 @@ from decimal import Decimal
 from functools import partial
 
 from tradestack.domain.instruments import Instrument, instrument
-from tradestack.domain.ledger import AccountKind, JournalEntry, deposit, fill_entry
+from tradestack.domain.ledger import AccountKind, JournalEntry, deposit, fill_entry_with_effect
 from tradestack.domain.marketdata import Quote, Side
 from tradestack.domain.matching import (
     Expired,
@@ -340,13 +341,12 @@ class Pipeline:
             book = open_order.book
             symbol = book.instrument.symbol
             side = open_order.side
-            self.journal.append(
-                fill_entry(
-                    f"je-{fill.fill_id}", fill.ts, symbol, side, fill.quantity, fill.price,
-                    CURRENCY, fill.fee, CURRENCY, book.position, reference=fill.fill_id,
-                )
+            entry, effect = fill_entry_with_effect(
+                f"je-{fill.fill_id}", fill.ts, symbol, side, fill.quantity, fill.price,
+                CURRENCY, fill.fee, CURRENCY, book.position, reference=fill.fill_id,
             )  # fmt: skip
-            book.position, realized = book.position.apply_fill(side, fill.quantity, fill.price)
+            self.journal.append(entry)
+            book.position, realized = effect.position, effect.realized
             self.positions[symbol] = book.position.quantity
             self.realized_today += realized - fill.fee
             notional = fill.quantity * fill.price
@@ -407,7 +407,7 @@ STAGE_NOTES = {
     "risk": "OrderIntent + AccountRiskState + evaluate + OrderAccepted/Denied + reserve_for",
     "match": "WorkingOrder + engine.submit, engine.on_quote, session close",
     "fill events": "OrderPartiallyFilled/OrderFilled/OrderExpired applied to the Order",
-    "ledger": "fill_entry + apply_fill + cash and reservations",
+    "ledger": "fill_entry_with_effect + cash and reservations",
 }
 
 

@@ -37,11 +37,20 @@ from decimal import (
     localcontext,
 )
 from enum import StrEnum
+from functools import lru_cache
 
 from tradestack.core.errors import ValidationFailedError
 from tradestack.core.money import D, plain
 from tradestack.domain.marketdata import Side
-from tradestack.domain.portfolio import PositionState, _require_currency, _require_symbol, _require_utc
+from tradestack.domain.portfolio import (
+    FillEffect,
+    PositionState,
+    _is_currency,
+    _is_utc,
+    _require_currency,
+    _require_symbol,
+    _require_utc,
+)
 
 _ZERO = Decimal(0)
 # Sums and products of finite Decimals are exact at MAX_PREC; nothing here divides.
@@ -91,7 +100,7 @@ class Account:
 
     def __post_init__(self) -> None:
         try:
-            kind = AccountKind(self.kind)
+            kind = self.kind if type(self.kind) is AccountKind else AccountKind(self.kind)
         except ValueError:
             valid = ", ".join(k.value for k in AccountKind)
             raise InvalidEntry(f"unknown account kind {self.kind!r}; use one of {valid}") from None
@@ -126,37 +135,54 @@ class Account:
         return None if self.kind is AccountKind.POSITION else self.code
 
     @classmethod
+    def _of(cls, kind: AccountKind, code: str) -> Account:
+        """``kind:code``, shared: accounts are immutable, so one instance serves every posting to it."""
+        if cls is not Account or type(code) is not str:  # a subclass, or not a cache key: build it
+            return cls(kind, code)
+        return _shared_account(kind, code)
+
+    @classmethod
     def cash(cls, currency: str) -> Account:
         """``cash:{currency}``."""
-        return cls(AccountKind.CASH, currency)
+        return cls._of(AccountKind.CASH, currency)
 
     @classmethod
     def position(cls, symbol: str) -> Account:
         """``position:{symbol}``."""
-        return cls(AccountKind.POSITION, symbol)
+        return cls._of(AccountKind.POSITION, symbol)
 
     @classmethod
     def fees(cls, currency: str) -> Account:
         """``fees:{currency}``."""
-        return cls(AccountKind.FEES, currency)
+        return cls._of(AccountKind.FEES, currency)
 
     @classmethod
     def realized_pnl(cls, currency: str) -> Account:
         """``realized_pnl:{currency}``."""
-        return cls(AccountKind.REALIZED_PNL, currency)
+        return cls._of(AccountKind.REALIZED_PNL, currency)
 
     @classmethod
     def deposits(cls, currency: str) -> Account:
         """``deposits:{currency}``."""
-        return cls(AccountKind.DEPOSITS, currency)
+        return cls._of(AccountKind.DEPOSITS, currency)
 
     @classmethod
     def fx(cls, currency: str) -> Account:
         """``fx:{currency}``."""
-        return cls(AccountKind.FX, currency)
+        return cls._of(AccountKind.FX, currency)
+
+
+@lru_cache(maxsize=1024)
+def _shared_account(kind: AccountKind, code: str) -> Account:
+    return Account(kind, code)
 
 
 # -- postings and entries -----------------------------------------------------------------------
+
+
+def _is_finite_decimal(value: object) -> bool:
+    """Whether `_entry_decimal` would return `value` itself (the check without building its message)."""
+    return isinstance(value, Decimal) and value.is_finite()
 
 
 def _entry_decimal(what: str, value: object) -> Decimal:
@@ -182,19 +208,23 @@ class Posting:
     quantity: Decimal | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.account, Account):
-            raise TypeError(f"posting account must be an Account (see Account.parse), got {self.account!r}")
-        try:
-            _require_currency(f"posting to {self.account}: currency", self.currency)
-        except ValueError as exc:
-            raise InvalidEntry(str(exc)) from None
-        if self.account.currency is not None and self.currency != self.account.currency:
-            raise InvalidEntry(f"posting to {self.account} must be in {self.account.currency}, got {self.currency}")
-        object.__setattr__(self, "amount", _entry_decimal(f"posting to {self.account}: amount", self.amount))
-        if self.account.kind is AccountKind.POSITION:
+        account = self.account
+        if not isinstance(account, Account):
+            raise TypeError(f"posting account must be an Account (see Account.parse), got {account!r}")
+        if not _is_currency(self.currency):
+            try:
+                _require_currency(f"posting to {account}: currency", self.currency)
+            except ValueError as exc:
+                raise InvalidEntry(str(exc)) from None
+        if account.currency is not None and self.currency != account.currency:
+            raise InvalidEntry(f"posting to {account} must be in {account.currency}, got {self.currency}")
+        if not _is_finite_decimal(self.amount):
+            object.__setattr__(self, "amount", _entry_decimal(f"posting to {account}: amount", self.amount))
+        if account.kind is AccountKind.POSITION:
             if self.quantity is None:
-                raise InvalidEntry(f"posting to {self.account} must carry the quantity of units it moves")
-            object.__setattr__(self, "quantity", _entry_decimal(f"posting to {self.account}: quantity", self.quantity))
+                raise InvalidEntry(f"posting to {account} must carry the quantity of units it moves")
+            if not _is_finite_decimal(self.quantity):
+                object.__setattr__(self, "quantity", _entry_decimal(f"posting to {account}: quantity", self.quantity))
         elif self.quantity is not None:
             raise InvalidEntry(f"posting to {self.account} cannot carry a quantity; only position postings do")
 
@@ -215,10 +245,9 @@ class EntryKind(StrEnum):
 
 
 def _imbalances(postings: Iterable[Posting]) -> dict[str, Decimal]:
-    totals: dict[str, Decimal] = defaultdict(lambda: _ZERO)
-    with localcontext(_EXACT):
-        for posting in postings:
-            totals[posting.currency] += posting.amount
+    totals: dict[str, Decimal] = {}
+    for posting in postings:
+        totals[posting.currency] = _EXACT.add(totals.get(posting.currency, _ZERO), posting.amount)
     return {currency: total for currency, total in totals.items() if total != 0}
 
 
@@ -242,8 +271,9 @@ class JournalEntry:
         if not isinstance(self.id, str) or not self.id.strip():
             raise InvalidEntry(f"entry id must be a non-empty string, got {self.id!r}")
         try:
-            _require_utc(f"entry {self.id!r}: ts", self.ts)
-            kind = EntryKind(self.kind)
+            if not _is_utc(self.ts):
+                _require_utc(f"entry {self.id!r}: ts", self.ts)
+            kind = self.kind if type(self.kind) is EntryKind else EntryKind(self.kind)
         except ValueError as exc:
             raise InvalidEntry(str(exc)) from None
         object.__setattr__(self, "kind", kind)
@@ -319,6 +349,29 @@ def fill_entry(
     close and the open as two position postings. A non-zero `fee` debits ``fees:{fee_currency}``
     and credits ``cash:{fee_currency}``.
     """
+    entry, _ = fill_entry_with_effect(
+        entry_id, ts, symbol, side, quantity, price, quote_currency, fee, fee_currency, position_before, reference
+    )
+    return entry
+
+
+def fill_entry_with_effect(
+    entry_id: str,
+    ts: datetime,
+    symbol: str,
+    side: Side | str,
+    quantity: Decimal,
+    price: Decimal,
+    quote_currency: str,
+    fee: Decimal,
+    fee_currency: str,
+    position_before: PositionState,
+    reference: str | None = None,
+) -> tuple[JournalEntry, FillEffect]:
+    """`fill_entry`, and the `FillEffect` it booked: `effect.position` is the position after the fill.
+
+    Saves a caller that keeps the position a second `PositionState.apply_fill` of the same fill.
+    """
     if position_before.symbol != symbol:
         raise InvalidEntry(f"fill for {symbol} booked against the position in {position_before.symbol}")
     effect = position_before.fill_effect(side, quantity, price)
@@ -335,7 +388,7 @@ def fill_entry(
     if realized != 0:
         postings.append(Posting(Account.realized_pnl(quote_currency), quote_currency, realized))
     postings.extend(_fee_postings(fee, fee_currency))
-    return JournalEntry(entry_id, ts, EntryKind.FILL, tuple(postings), reference)
+    return JournalEntry(entry_id, ts, EntryKind.FILL, tuple(postings), reference), effect
 
 
 def fx_conversion(

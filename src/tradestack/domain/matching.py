@@ -44,20 +44,33 @@ from tradestack.domain.orders import Liquidity, OrderType, TimeInForce
 
 _BASIS_POINTS = Decimal(10_000)
 _ZERO = Decimal(0)
+_NO_OFFSET = timedelta(0)
+
+
+def _is_non_negative(value: object) -> bool:
+    return isinstance(value, Decimal) and value.is_finite() and value >= 0
+
+
+def _is_positive(value: object) -> bool:
+    return isinstance(value, Decimal) and value.is_finite() and value > 0
+
+
+def _is_utc(ts: datetime) -> bool:
+    return ts.tzinfo is not None and ts.utcoffset() == _NO_OFFSET
 
 
 def _non_negative(name: str, value: Decimal) -> None:
-    if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+    if not _is_non_negative(value):
         raise ValueError(f"{name} must be a non-negative finite Decimal, got {value!r}")
 
 
 def _positive(name: str, value: Decimal) -> None:
-    if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
+    if not _is_positive(value):
         raise ValueError(f"{name} must be a positive finite Decimal, got {value!r}")
 
 
 def _require_utc(name: str, ts: datetime) -> None:
-    if ts.tzinfo is None or ts.utcoffset() != timedelta(0):
+    if not _is_utc(ts):
         raise ValueError(f"{name} must be a timezone-aware UTC datetime, got {ts!r}")
 
 
@@ -143,20 +156,28 @@ class WorkingOrder:
     fees_paid: Decimal = _ZERO
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "side", Side(self.side))
-        object.__setattr__(self, "type", OrderType(self.type))
-        object.__setattr__(self, "time_in_force", TimeInForce(self.time_in_force))
-        if not self.order_id:
+        if type(self.side) is not Side:
+            object.__setattr__(self, "side", Side(self.side))
+        if type(self.type) is not OrderType:
+            object.__setattr__(self, "type", OrderType(self.type))
+        if type(self.time_in_force) is not TimeInForce:
+            object.__setattr__(self, "time_in_force", TimeInForce(self.time_in_force))
+        order_id = self.order_id
+        if not order_id:
             raise ValueError("order_id must not be empty")
-        _positive(f"order {self.order_id}: quantity", self.quantity)
-        _positive(f"order {self.order_id}: remaining", self.remaining)
+        if not _is_positive(self.quantity):
+            _positive(f"order {order_id}: quantity", self.quantity)
+        if not _is_positive(self.remaining):
+            _positive(f"order {order_id}: remaining", self.remaining)
         if self.remaining > self.quantity:
-            raise ValueError(f"order {self.order_id}: remaining {self.remaining} exceeds quantity {self.quantity}")
-        _check_prices(self.order_id, self.type, self.limit_price, self.stop_price)
-        _require_utc(f"order {self.order_id}: submitted_at", self.submitted_at)
+            raise ValueError(f"order {order_id}: remaining {self.remaining} exceeds quantity {self.quantity}")
+        _check_prices(order_id, self.type, self.limit_price, self.stop_price)
+        if not _is_utc(self.submitted_at):
+            _require_utc(f"order {order_id}: submitted_at", self.submitted_at)
         if self.fills < 0:
-            raise ValueError(f"order {self.order_id}: fills must not be negative, got {self.fills}")
-        _non_negative(f"order {self.order_id}: filled_notional", self.filled_notional)
+            raise ValueError(f"order {order_id}: fills must not be negative, got {self.fills}")
+        if not _is_non_negative(self.filled_notional):
+            _non_negative(f"order {order_id}: filled_notional", self.filled_notional)
 
 
 def _check_prices(order_id: str, order_type: OrderType, limit_price: Decimal | None, stop_price: Decimal | None) -> None:
@@ -169,7 +190,7 @@ def _check_prices(order_id: str, order_type: OrderType, limit_price: Decimal | N
             raise ValueError(f"order {order_id}: a {order_type.value} order needs a {name}")
         if not needed and price is not None:
             raise ValueError(f"order {order_id}: a {order_type.value} order must not carry a {name}")
-        if price is not None:
+        if price is not None and not _is_positive(price):
             _positive(f"order {order_id}: {name}", price)
 
 

@@ -46,6 +46,7 @@ _AVERAGE = Context(prec=AVERAGE_PRICE_PRECISION, rounding=ROUND_HALF_EVEN, Emax=
 # Tick and lot checks divide bounded values by the step: 100 digits hold any such quotient.
 _CHECKS = Context(prec=100, rounding=ROUND_HALF_EVEN, Emax=MAX_EMAX, Emin=MIN_EMIN)
 _CURRENCY = re.compile(r"[A-Z0-9]{2,10}")
+_NO_OFFSET = timedelta(0)
 
 
 # -- enums --------------------------------------------------------------------------------------
@@ -160,7 +161,7 @@ def _require_member(name: str, value: object, enum: type[StrEnum]) -> None:
 
 
 def _require_utc(name: str, value: object) -> None:
-    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() != timedelta(0):
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() != _NO_OFFSET:
         raise ValueError(f"{name} must be a timezone-aware UTC datetime, got {value!r}")
 
 
@@ -168,6 +169,11 @@ def _nearest(value: Decimal, step: Decimal) -> str:
     """The valid multiples of `step` on either side of `value`, as text for a message."""
     below, above = floor_to_tick(value, step), ceil_to_tick(value, step)
     return f"{plain(below)} or {plain(above)}" if below > 0 else plain(above)
+
+
+def _order_of_type(order_type: OrderType) -> str:
+    """``a stop-limit order``, for messages."""
+    return f"a {order_type.value.replace('_', '-')} order"
 
 
 # -- request ------------------------------------------------------------------------------------
@@ -246,15 +252,14 @@ class OrderRequest:
             problems.append("symbol must not be empty")
         if self.quantity <= 0:
             problems.append(f"quantity must be positive, got {plain(self.quantity)}")
-        order = f"a {self.type.value.replace('_', '-')} order"
         for label, price, needed in (
             ("limit price", self.limit_price, self.type.needs_limit_price),
             ("stop price", self.stop_price, self.type.needs_stop_price),
         ):
             if needed and price is None:
-                problems.append(f"{order} needs a {label}")
+                problems.append(f"{_order_of_type(self.type)} needs a {label}")
             elif not needed and price is not None:
-                problems.append(f"{order} takes no {label}; remove it or change the order type")
+                problems.append(f"{_order_of_type(self.type)} takes no {label}; remove it or change the order type")
             elif price is not None and price <= 0:
                 problems.append(f"{label} must be positive, got {plain(price)}")
         return problems
@@ -724,22 +729,23 @@ class Order:
         if event.order_id != self.id:
             self._refuse(event, f"the event is for order {event.order_id}")
         status = _next_status(self.id, self.status, event)
-        order = self
+        changes: dict[str, Any] = {}
         if isinstance(event, FillEvent):
-            order = self._filled(event)
+            changes = self._filled(event)
         elif isinstance(event, OrderTriggered):
             if not self.request.type.needs_stop_price:
                 self._refuse(event, f"only stop and stop-limit orders trigger; this is a {self.request.type.value} order")
         elif isinstance(event, OrderReplaced):
-            order = replace(self, request=self._replaced_terms(event))
+            changes = {"request": self._replaced_terms(event)}
         elif isinstance(event, _ReasonEvent):
-            order = replace(self, reason=event.reason)
-        return replace(order, status=status, version=self.version + 1, updated_at=event.ts)
+            changes = {"reason": event.reason}
+        return replace(self, status=status, version=self.version + 1, updated_at=event.ts, **changes)
 
     def _refuse(self, event: OrderEvent, detail: str) -> NoReturn:
         raise InvalidTransition(self.id, self.status, event, detail)
 
-    def _filled(self, event: FillEvent) -> Order:
+    def _filled(self, event: FillEvent) -> dict[str, Any]:
+        """The fields a fill changes, for `apply`."""
         if event.fill_id in self.fill_ids:
             self._refuse(event, f"fill {event.fill_id} was already applied")
         quantity = self.request.quantity
@@ -756,13 +762,12 @@ class Order:
             self._refuse(event, f"fill {event.fill_id} leaves {plain(left)} unfilled; report it as OrderPartiallyFilled")
         fees = dict(self.fees)
         fees[event.fee_currency] = _EXACT.add(fees.get(event.fee_currency, _ZERO), event.fee)
-        return replace(
-            self,
-            filled_quantity=filled,
-            filled_notional=_EXACT.add(self.filled_notional, event.notional),
-            fees=MappingProxyType(fees),
-            fill_ids=self.fill_ids | {event.fill_id},
-        )
+        return {
+            "filled_quantity": filled,
+            "filled_notional": _EXACT.add(self.filled_notional, event.notional),
+            "fees": MappingProxyType(fees),
+            "fill_ids": self.fill_ids | {event.fill_id},
+        }
 
     def _replaced_terms(self, event: OrderReplaced) -> OrderRequest:
         order_type = self.request.type

@@ -37,20 +37,25 @@ from decimal import (
     Overflow,
     localcontext,
 )
+from functools import lru_cache
 from types import MappingProxyType
+from typing import TypeGuard
 
 from tradestack.core.errors import ValidationFailedError
 from tradestack.core.money import D
 from tradestack.domain.marketdata import Side
 
 QUOTIENT_PLACES = 12
+_QUOTIENT_STEP = Decimal(1).scaleb(-QUOTIENT_PLACES)
 """Decimal places kept when a quotient (average price, released cost, inverse FX) does not terminate."""
 
 _ZERO = Decimal(0)
 # Sums and products of finite Decimals are exact at MAX_PREC; division is never done in it.
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+_EXACT_ROUNDING = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation, Overflow])
 _CURRENCY = re.compile(r"[A-Z0-9]{2,10}")
 _SYMBOL = re.compile(r"[A-Z0-9._/-]{1,32}")
+_NO_OFFSET = timedelta(0)
 
 
 def divide(numerator: Decimal, denominator: Decimal) -> Decimal:
@@ -64,11 +69,21 @@ def divide(numerator: Decimal, denominator: Decimal) -> Decimal:
     top, bottom = numerator.as_tuple(), denominator.as_tuple()
     magnitude = max(0, numerator.adjusted() - denominator.adjusted() + 2)
     precision = len(top.digits) + 4 * len(bottom.digits) + magnitude + QUOTIENT_PLACES + 4
-    context = Context(prec=precision, rounding=ROUND_05UP, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation])
+    context = _quotient_context(precision).copy()  # a copy of its own: the flags below are this division's
     quotient = context.divide(numerator, denominator)
     if not context.flags[Inexact]:
         return quotient
     return quotient.quantize(Decimal(1).scaleb(-QUOTIENT_PLACES), rounding=ROUND_HALF_EVEN, context=context)
+
+
+@lru_cache(maxsize=256)
+def _quotient_context(precision: int) -> Context:
+    return Context(prec=precision, rounding=ROUND_05UP, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation])
+
+
+def _is_finite_decimal(value: object) -> bool:
+    """Whether `_decimal` would return `value` itself (the check without building its message)."""
+    return isinstance(value, Decimal) and value.is_finite()
 
 
 def _decimal(what: str, value: object) -> Decimal:
@@ -80,13 +95,21 @@ def _decimal(what: str, value: object) -> Decimal:
         raise ValueError(f"{what} must be a finite Decimal, got {value!r}") from None
 
 
+def _is_utc(ts: object) -> bool:
+    return isinstance(ts, datetime) and ts.tzinfo is not None and ts.utcoffset() == _NO_OFFSET
+
+
 def _require_utc(what: str, ts: datetime) -> None:
-    if not isinstance(ts, datetime) or ts.tzinfo is None or ts.utcoffset() != timedelta(0):
+    if not _is_utc(ts):
         raise ValueError(f"{what} must be a timezone-aware UTC datetime, got {ts!r}")
 
 
+def _is_currency(code: object) -> TypeGuard[str]:
+    return isinstance(code, str) and _CURRENCY.fullmatch(code) is not None
+
+
 def _require_currency(what: str, code: object) -> str:
-    if not isinstance(code, str) or not _CURRENCY.fullmatch(code):
+    if not _is_currency(code):
         raise ValueError(f"{what} must be a currency code of 2-10 characters A-Z and 0-9 (such as USD or USDT), got {code!r}")
     return code
 
@@ -100,7 +123,7 @@ def _require_symbol(what: str, symbol: object) -> str:
 def parse_side(side: Side | str) -> Side:
     """The `Side` named by `side` ("buy" or "sell", or any string enum with those values)."""
     try:
-        return Side(side)
+        return side if type(side) is Side else Side(side)
     except ValueError:
         raise ValueError(f"side must be 'buy' or 'sell', got {side!r}") from None
 
@@ -143,7 +166,9 @@ class PositionState:
     def __post_init__(self) -> None:
         _require_symbol("position symbol", self.symbol)
         for name in ("quantity", "cost", "realized_pnl"):
-            object.__setattr__(self, name, _decimal(f"{self.symbol}: {name}", getattr(self, name)))
+            value = getattr(self, name)
+            if not _is_finite_decimal(value):
+                object.__setattr__(self, name, _decimal(f"{self.symbol}: {name}", value))
         if self.quantity == 0 and self.cost != 0:
             raise ValueError(f"{self.symbol}: a flat position has no cost basis, got cost {self.cost}")
 
@@ -170,7 +195,8 @@ class PositionState:
         opens a new one on the other side at `price`.
         """
         signed = _signed_quantity(self.symbol, side, quantity)
-        price = _decimal(f"{self.symbol}: fill price", price)
+        if not _is_finite_decimal(price):
+            price = _decimal(f"{self.symbol}: fill price", price)
         with localcontext(_EXACT):
             held = abs(self.quantity)
             if self.quantity == 0 or (self.quantity > 0) == (signed > 0):
@@ -178,7 +204,7 @@ class PositionState:
             else:
                 closing = min(abs(signed), held)
                 closed_quantity = closing if signed > 0 else -closing
-                released = self.cost if closing == held else divide(self.cost * closing, held)
+                released = self.cost if closing == held else _released_cost(self.cost, closing, held)
                 closed_cost = -released
             opened_quantity = signed - closed_quantity
             opened_cost = opened_quantity * price
@@ -197,8 +223,23 @@ class PositionState:
         return effect.position, effect.realized
 
 
+def _released_cost(cost: Decimal, closing: Decimal, held: Decimal) -> Decimal:
+    """The cost basis of `closing` of `held` units: pro rata, to at most `QUOTIENT_PLACES` places (half-even).
+
+    Even a terminating quotient is rounded: otherwise every partial close could add decimal places
+    to the cost left behind, without bound (12 places after one close, 13 after the next...), and
+    no stored column could hold it. The units left keep the remainder, so each entry still
+    balances and closing the rest releases exactly what is left.
+    """
+    released = divide(cost * closing, held)
+    exponent = released.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -QUOTIENT_PLACES:
+        return released.quantize(_QUOTIENT_STEP, rounding=ROUND_HALF_EVEN, context=_EXACT_ROUNDING)
+    return released
+
+
 def _signed_quantity(symbol: str, side: Side | str, quantity: Decimal) -> Decimal:
-    units = _decimal(f"{symbol}: fill quantity", quantity)
+    units = quantity if _is_finite_decimal(quantity) else _decimal(f"{symbol}: fill quantity", quantity)
     if units <= 0:
         raise ValueError(f"{symbol}: fill quantity must be positive, got {units}")
     return units if parse_side(side) is Side.BUY else -units

@@ -117,21 +117,31 @@ class OrderIntent:
     stop_price: Decimal | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "side", Side(self.side))
-        object.__setattr__(self, "type", OrderType(self.type))
-        _require(_finite(self.quantity) and self.quantity > 0, f"quantity must be a positive Decimal, got {self.quantity!r}")
-        for name, price, needed in (
-            ("limit_price", self.limit_price, self.type.needs_limit_price),
-            ("stop_price", self.stop_price, self.type.needs_stop_price),
-        ):
-            _require(not needed or price is not None, f"a {self.type.value} order needs a {name}")
-            _require(needed or price is None, f"a {self.type.value} order must not carry a {name}")
-            _require(price is None or (_finite(price) and price > 0), f"{name} must be a positive Decimal, got {price!r}")
+        if type(self.side) is not Side:
+            object.__setattr__(self, "side", Side(self.side))
+        if type(self.type) is not OrderType:
+            object.__setattr__(self, "type", OrderType(self.type))
+        if not (_finite(self.quantity) and self.quantity > 0):
+            raise ValueError(f"quantity must be a positive Decimal, got {self.quantity!r}")
+        _check_intent_price(self.type, "limit_price", self.limit_price, self.type.needs_limit_price)
+        _check_intent_price(self.type, "stop_price", self.stop_price, self.type.needs_stop_price)
 
     @property
     def signed_quantity(self) -> Decimal:
         """The quantity with the sign of its effect on the position: + for a buy, - for a sell."""
         return self.quantity if self.side is Side.BUY else -self.quantity
+
+
+def _check_intent_price(order_type: OrderType, name: str, price: Decimal | None, needed: bool) -> None:
+    """Require `price` exactly when `needed`, and positive when present."""
+    if price is None:
+        if needed:
+            raise ValueError(f"a {order_type.value} order needs a {name}")
+        return
+    if not needed:
+        raise ValueError(f"a {order_type.value} order must not carry a {name}")
+    if not (_finite(price) and price > 0):
+        raise ValueError(f"{name} must be a positive Decimal, got {price!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +195,10 @@ class AccountRiskState:
     trading_state: TradingState
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "trading_state", TradingState(self.trading_state))
-        _require(self.orders_in_last_minute >= 0, f"orders_in_last_minute must not be negative, got {self.orders_in_last_minute}")
+        if type(self.trading_state) is not TradingState:
+            object.__setattr__(self, "trading_state", TradingState(self.trading_state))
+        if self.orders_in_last_minute < 0:
+            raise ValueError(f"orders_in_last_minute must not be negative, got {self.orders_in_last_minute}")
 
     def position(self, symbol: str) -> Decimal:
         """The signed position in `symbol`; zero when there is none."""
@@ -264,7 +276,10 @@ def reserve_for(
 
 def check_trading_state(intent: OrderIntent, state: AccountRiskState, global_state: TradingState) -> RiskDenial | None:
     """HALTED denies everything; REDUCING denies orders that grow a position or flip it."""
-    global_state = TradingState(global_state)
+    if type(global_state) is not TradingState:
+        global_state = TradingState(global_state)
+    if global_state is TradingState.ACTIVE and state.trading_state is TradingState.ACTIVE:
+        return None
     scope = "all accounts" if _STRICTNESS[global_state] >= _STRICTNESS[state.trading_state] else f"account {intent.account_id}"
     effective = max(global_state, state.trading_state, key=_STRICTNESS.__getitem__)
     if effective is TradingState.HALTED:
@@ -315,22 +330,21 @@ def check_price_collar(intent: OrderIntent, limits: RiskLimits, last_price: Deci
     if limit is None or reference is None:
         return None
     name = "stop price" if intent.stop_price is not None else "last price"
-    pct = _number(limits.price_collar_pct)
     if intent.side is Side.BUY:
         bound = reference * (1 + limits.collar)
         if limit > bound:
             return RiskDenial(
                 RiskCheck.PRICE_COLLAR,
-                f"limit price {_number(limit)} is more than {pct}% above the {name} {_number(reference)} "
-                f"(highest allowed {_number(bound)})",
+                f"limit price {_number(limit)} is more than {_number(limits.price_collar_pct)}% above the {name} "
+                f"{_number(reference)} (highest allowed {_number(bound)})",
             )
     else:
         bound = reference * (1 - limits.collar)
         if limit < bound:
             return RiskDenial(
                 RiskCheck.PRICE_COLLAR,
-                f"limit price {_number(limit)} is more than {pct}% below the {name} {_number(reference)} "
-                f"(lowest allowed {_number(bound)})",
+                f"limit price {_number(limit)} is more than {_number(limits.price_collar_pct)}% below the {name} "
+                f"{_number(reference)} (lowest allowed {_number(bound)})",
             )
     return None
 
@@ -453,20 +467,15 @@ def evaluate(
     to_base: ToBase = same_currency,
 ) -> RiskDenial | None:
     """Run every check in the documented order; the first denial, or None when the order passes."""
-    checks: tuple[Callable[[], RiskDenial | None], ...] = (
-        lambda: check_trading_state(intent, state, global_state),
-        lambda: check_order_rate(limits, state),
-        lambda: check_reference_price(intent, last_price),
-        lambda: check_price_collar(intent, limits, last_price),
-        lambda: check_order_notional(intent, limits, last_price, to_base),
-        lambda: check_short_selling(intent, state),
-        lambda: check_position_limit(intent, limits, state),
-        lambda: check_daily_loss(intent, limits, state),
-        lambda: check_gross_exposure(intent, limits, state, last_price, to_base),
-        lambda: check_buying_power(intent, limits, state, last_price, fee_model=fee_model, to_base=to_base),
+    return (
+        check_trading_state(intent, state, global_state)
+        or check_order_rate(limits, state)
+        or check_reference_price(intent, last_price)
+        or check_price_collar(intent, limits, last_price)
+        or check_order_notional(intent, limits, last_price, to_base)
+        or check_short_selling(intent, state)
+        or check_position_limit(intent, limits, state)
+        or check_daily_loss(intent, limits, state)
+        or check_gross_exposure(intent, limits, state, last_price, to_base)
+        or check_buying_power(intent, limits, state, last_price, fee_model=fee_model, to_base=to_base)
     )
-    for check in checks:
-        denial = check()
-        if denial is not None:
-            return denial
-    return None

@@ -382,3 +382,16 @@ def test_valuation_without_a_route_to_base_raises_missing_rate() -> None:
         PortfolioValuation.compute(
             base_currency="AUD", cash={"JPY": d("1000")}, positions={}, quote_currencies={}, marks={}, rates=FxRates()
         )
+
+
+def test_repeated_partial_closes_keep_the_cost_within_quotient_places() -> None:
+    # 0.006 held at cost 240.0179; closing 0.001 at a time used to add a decimal place per close.
+    position = PositionState("BTC-USD", Decimal("0.006"), Decimal("240.0179"))
+    for _ in range(5):
+        position, _ = position.apply_fill("sell", Decimal("0.001"), Decimal("40000"))
+        exponent = position.cost.as_tuple().exponent
+        assert isinstance(exponent, int)
+        assert exponent >= -QUOTIENT_PLACES, position.cost
+    last, realized = position.apply_fill("sell", Decimal("0.001"), Decimal("40000"))
+    assert (last.quantity, last.cost) == (0, 0)  # the last unit releases exactly what is left
+    assert realized == Decimal(40) - position.cost
