@@ -58,6 +58,23 @@ class _Replay:
     sizes: list[Decimal] = field(default_factory=list)  # its volume, split over the path
     emitted: int = -1
     side: Side = Side.BUY
+    touch_lot: Decimal = Decimal(0)  # the unit of quoted sizes (see `touch_lot`)
+
+
+TOUCH_UNIT_NOTIONAL = Decimal(4_000)
+"""Quoted sizes are 1 to `SpreadModel.max_touch_lots` units worth about this much (quote currency)."""
+
+
+def touch_lot(instrument: Instrument, price: Decimal) -> Decimal:
+    """Whole lots worth about `TOUCH_UNIT_NOTIONAL` at `price` (at least one lot).
+
+    A bare lot is 0.00001 BTC or one share: touches of 1-10 lots would let a paper order of a
+    realistic size fill only in crumbs, so replayed touches are sized by value instead.
+    """
+    lot = instrument.lot_size
+    if price <= 0:
+        return lot
+    return lot * max(1, int(TOUCH_UNIT_NOTIONAL / (price * lot)))
 
 
 class ReplayFeed:
@@ -94,6 +111,7 @@ class ReplayFeed:
         # Start each symbol part-way into its first bar, so bars do not all change on the same step.
         for state in self._state.values():
             state.elapsed = state.rng.random() * state.resolution.seconds
+            state.touch_lot = touch_lot(state.instrument, state.bars[0].close)
 
     @property
     def name(self) -> str:
@@ -146,7 +164,7 @@ class ReplayFeed:
             state.rng,
             source_ts=bar.ts,
             last_size=size,
-            lot=state.instrument.lot_size,
+            lot=state.touch_lot,
         )
         return quote, Trade(bar.symbol, price, size, state.side, now, bar.ts)
 
@@ -165,7 +183,7 @@ class ReplayFeed:
                 yield quote
                 if trade.size > 0:
                     yield trade
-                yield book_around(quote, BOOK_DEPTH, state.instrument.tick_size, state.rng, lot=state.instrument.lot_size)
+                yield book_around(quote, BOOK_DEPTH, state.instrument.tick_size, state.rng, lot=state.touch_lot)
                 await asyncio.sleep(0)  # let subscribers receive this symbol before the next is built
             await pacer.wait()
 

@@ -9,7 +9,7 @@ from tradestack.core.clock import LiveClock
 from tradestack.domain.instruments import instrument
 from tradestack.domain.marketdata import Bar, OrderBook, Quote, Timeframe, Trade
 from tradestack.domain.replay import SpreadModel
-from tradestack.marketdata.feeds import ReplayFeed, SyntheticFeed
+from tradestack.marketdata.feeds import ReplayFeed, SyntheticFeed, touch_lot
 
 
 def _bars() -> list[Bar]:
@@ -59,6 +59,16 @@ async def test_replay_walks_every_bar_within_its_range_and_loops() -> None:
         assert quote.ts.tzinfo is UTC
     assert all(t.size >= 0 and aapl.is_price_on_tick(t.price) for t in trades)
     assert [q.ts for q in quotes] == sorted(q.ts for q in quotes)
+    # Touches are sized by value: whole multiples of 63 shares (about 4,000 USD at the first close).
+    assert {q.ask_size % 63 for q in quotes} == {0}
+    assert max(q.ask_size for q in quotes) > 63
+
+
+def test_touch_lots_are_whole_lots_worth_about_four_thousand() -> None:
+    assert touch_lot(instrument("AAPL"), Decimal("63.29")) == 63
+    assert touch_lot(instrument("BTC-USD"), Decimal("43000")) == Decimal("0.09302")
+    assert touch_lot(instrument("AUDUSD"), Decimal("0.65")) == 6000
+    assert touch_lot(instrument("AAPL"), Decimal("9000")) == 1  # never below one lot
 
 
 async def test_synthetic_feed_publishes_consistent_books_and_quotes() -> None:
