@@ -391,6 +391,9 @@ class AuditService:
             return [to_record(entry) for entry in entries]
 
 
+DRAIN_BATCH = 1000
+
+
 class AuditDrainer:
     """Moves staged entries into the chain for one process, grouping concurrent callers into one drain.
 
@@ -412,8 +415,8 @@ class AuditDrainer:
             if self._done >= ticket:
                 return  # a drain that started after this call's entries were committed took them
             covered = self._requested
-            while await self._service.drain():
-                pass
+            while await self._service.drain(DRAIN_BATCH) == DRAIN_BATCH:
+                pass  # a full batch: there may be more
             self._done = covered
 
 
