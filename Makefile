@@ -42,6 +42,7 @@ lint: dev  ## ruff, mypy, import-linter, bandit (no high-severity finding)
 bench: dev  ## Run the benchmarks (installs wrk when missing)
 	bash scripts/ensure-wrk.sh
 	$(VENV)/bin/python benchmarks/api_baseline.py
+	$(VENV)/bin/python benchmarks/order_path.py
 
 clean:  ## Remove the environments and local data
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache
