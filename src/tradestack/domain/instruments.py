@@ -348,6 +348,100 @@ class Instrument:
         """Whether `quantity` is a whole multiple of the lot size."""
         return quantity % self.lot_size == 0
 
+    def price(self, value: Decimal | str | int, rounding: str | None = None) -> Price:
+        """`value` as a `Price` of this instrument: positive and on the tick.
+
+        Off the tick it is refused (ValueError naming the nearest valid prices) unless a `decimal`
+        `rounding` mode is given, which rounds it to the tick instead.
+        """
+        number = _finite(self.symbol, "price", value)
+        if rounding is not None:
+            number = self.round_price(number, rounding)
+        if number <= 0:
+            raise ValueError(f"{self.symbol}: price must be positive, got {number}")
+        if not self.is_price_on_tick(number):
+            below, above = floor_to_tick(number, self.tick_size), ceil_to_tick(number, self.tick_size)
+            raise ValueError(
+                f"{self.symbol}: price {number} is not a multiple of the tick {self.tick_size}; use {below} or {above}"
+            )
+        return Price(number)
+
+    def quantity(self, value: Decimal | str | int) -> Quantity:
+        """`value` as a `Quantity` of this instrument: positive and a whole number of lots."""
+        number = _finite(self.symbol, "quantity", value)
+        if number <= 0:
+            raise ValueError(f"{self.symbol}: quantity must be positive, got {number}")
+        if not self.is_quantity_on_lot(number):
+            raise ValueError(f"{self.symbol}: quantity {number} is not a multiple of the lot {self.lot_size}")
+        return Quantity(number)
+
+    def money(self, amount: Decimal | str | int) -> Money:
+        """`amount` in this instrument's quote currency."""
+        return Money(_finite(self.symbol, "amount", amount), self.quote_currency)
+
+
+class Price(Decimal):
+    """A Decimal that an `Instrument` has checked is a valid price for it (see `Instrument.price`).
+
+    Arithmetic on it gives plain Decimals: a computed value is a price again only once checked.
+    """
+
+    __slots__ = ()
+
+
+class Quantity(Decimal):
+    """A Decimal that an `Instrument` has checked is a whole, positive number of its lots (`Instrument.quantity`)."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An exact amount of one currency. Adding or comparing amounts of two currencies is refused."""
+
+    amount: Decimal
+    currency: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.amount, Decimal) or not self.amount.is_finite():
+            raise ValueError(f"money amount must be a finite Decimal, got {self.amount!r}")
+        if not isinstance(self.currency, str) or not _CRYPTO_QUOTE.fullmatch(self.currency):
+            raise ValueError(f"currency must be 3-5 uppercase letters such as USD, got {self.currency!r}")
+
+    def _same(self, other: Money) -> None:
+        if other.currency != self.currency:
+            raise ValueError(f"cannot combine {self.currency} and {other.currency}; convert one first")
+
+    def __add__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.amount + other.amount, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.amount - other.amount, self.currency)
+
+    def __neg__(self) -> Money:
+        return Money(-self.amount, self.currency)
+
+    def __lt__(self, other: Money) -> bool:
+        self._same(other)
+        return self.amount < other.amount
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency}"
+
+
+def _finite(symbol: str, what: str, value: object) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, Decimal | str | int):
+        raise TypeError(f"{symbol}: {what} must be a Decimal, a decimal string or an int, got {type(value).__name__} {value!r}")
+    try:
+        number = Decimal(value)
+    except ArithmeticError:
+        raise ValueError(f"{symbol}: {what} {value!r} is not a number") from None
+    if not number.is_finite():
+        raise ValueError(f"{symbol}: {what} must be finite, got {value!r}")
+    return number
+
 
 def round_to_tick(price: Decimal, tick: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
     """`price` rounded to a multiple of `tick` with `rounding`, written with the tick's decimal places."""

@@ -290,3 +290,35 @@ def test_invalid_instrument_is_refused(changes: dict[str, object], message: str)
 def test_crypto_may_quote_in_a_stablecoin() -> None:
     pair = _equity(symbol="BTC-USDT", kind=InstrumentKind.CRYPTO, venue="CRYPTO", quote_currency="USDT", base_currency="BTC")
     assert pair.quote_currency == "USDT"
+
+
+def test_an_instrument_makes_prices_quantities_and_money() -> None:
+    from tradestack.domain.instruments import Money, Price, Quantity
+
+    aapl, btc = instrument("AAPL"), instrument("BTC-USD")
+    price = aapl.price("187.25")
+    assert isinstance(price, Price)
+    assert price == Decimal("187.25")
+    assert aapl.price(Decimal("187.257"), rounding=ROUND_FLOOR) == Decimal("187.25")
+    with pytest.raises(ValueError, match=r"not a multiple of the tick 0.01; use 187.25 or 187.26"):
+        aapl.price("187.255")
+    with pytest.raises(ValueError, match="must be positive"):
+        aapl.price(0)
+    with pytest.raises(ValueError, match="must be finite"):
+        aapl.price("NaN")
+    with pytest.raises(TypeError, match="float"):
+        aapl.price(1.5)  # type: ignore[arg-type]
+    quantity = btc.quantity("0.00123")
+    assert isinstance(quantity, Quantity)
+    with pytest.raises(ValueError, match=r"not a multiple of the lot 0\.00001"):
+        btc.quantity("0.000001")
+    with pytest.raises(ValueError, match="must be positive"):
+        aapl.quantity(-3)
+    fee = aapl.money("1.50")
+    assert fee == Money(Decimal("1.50"), "USD")
+    assert str(fee + aapl.money(2)) == "3.50 USD"
+    assert (fee - aapl.money(2)).amount == Decimal("-0.50")
+    assert -fee == Money(Decimal("-1.50"), "USD")
+    assert fee < aapl.money(2)
+    with pytest.raises(ValueError, match="cannot combine USD and AUD"):
+        _ = fee + instrument("BHP").money(1)
