@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from tradestack.core.errors import ValidationFailedError
 from tradestack.identity.deps import caller_of, require
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Principal
@@ -73,8 +74,6 @@ async def list_orders(
 def _statuses(status: list[str] | None) -> list[str] | None:
     if not status:
         return None
-    from tradestack.core.errors import ValidationFailedError
-
     wanted: list[str] = []
     for value in status:
         if value == "open":

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -44,6 +45,7 @@ from tradestack.trading.commands import COMPONENT, LocalCommands, shard_of, stre
 from tradestack.trading.events import publish, publish_order
 from tradestack.trading.executions import Recorded, record
 from tradestack.trading.metrics import update_trading_gauges
+from tradestack.trading.prices import fx_rates
 from tradestack.trading.repository import OPEN_STATUSES, TradingRepository
 from tradestack.trading.service import fee_model_for
 
@@ -123,8 +125,7 @@ class EngineShard:
 
     def on_quote(self, quote: Quote) -> None:
         self._quotes[quote.symbol] = quote
-        if quote.symbol in self.engines or self.instruments.get(quote.symbol, None) is not None:
-            self._wake.set()
+        self._wake.set()
 
     async def listen_quotes(self) -> None:
         """Feed quotes from the market-data bus (conflated: only the newest per symbol waits)."""
@@ -191,16 +192,11 @@ class EngineShard:
                 await update_trading_gauges(self.runtime, self.instruments)
         ENGINE_ORDERS_WORKING.labels(shard=self._label).set(len(self.owners))
 
-    def _update_rates(self, quotes: object) -> None:
-        from tradestack.domain.instruments import InstrumentKind
-
-        pairs = dict(self.rates.quotes)
-        for quote in quotes:  # type: ignore[attr-defined]
-            instrument = self.instruments.get(quote.symbol)
-            if instrument is not None and instrument.kind is InstrumentKind.FX and instrument.base_currency and quote.bid > 0:
-                pairs[(instrument.base_currency, instrument.quote_currency)] = (quote.bid + quote.ask) / 2
-        if len(pairs) != len(self.rates.quotes) or pairs != dict(self.rates.quotes):
-            self.rates = FxRates(pairs)
+    def _update_rates(self, quotes: Iterable[Quote]) -> None:
+        mids = {quote.symbol: (quote.bid + quote.ask) / 2 for quote in quotes}
+        fresh = fx_rates(self.instruments, mids)
+        if fresh.quotes:
+            self.rates = FxRates({**self.rates.quotes, **fresh.quotes})
 
     # -- the book ----------------------------------------------------------------------------------
 

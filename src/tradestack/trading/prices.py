@@ -45,9 +45,14 @@ async def current_prices(runtime: Runtime, instruments: Mapping[str, Instrument]
     wanted = list(dict.fromkeys([*symbols, *(i.symbol for i in fx_pairs)]))
     raw = await runtime.cache.get_many([QUOTE_KEY + s for s in wanted]) if wanted else []
     marks = {symbol: mark for symbol, value in zip(wanted, raw, strict=True) if (mark := _mark(value)) is not None}
+    return Prices(marks, fx_rates(instruments, marks))
+
+
+def fx_rates(instruments: Mapping[str, Instrument], prices: Mapping[str, Decimal]) -> FxRates:
+    """Rates from the prices of the FX pairs among `prices` (by symbol); other symbols are ignored."""
     quotes: dict[tuple[str, str], Decimal] = {}
-    for pair in fx_pairs:
-        rate = marks.get(pair.symbol)
-        if rate is not None and pair.base_currency:
-            quotes[(pair.base_currency, pair.quote_currency)] = rate
-    return Prices(marks, FxRates(quotes))
+    for symbol, price in prices.items():
+        pair = instruments.get(symbol)
+        if pair is not None and pair.kind is InstrumentKind.FX and pair.base_currency and price > 0:
+            quotes[(pair.base_currency, pair.quote_currency)] = price
+    return FxRates(quotes)

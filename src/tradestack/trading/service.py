@@ -13,7 +13,6 @@ import base64
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -37,8 +36,11 @@ from tradestack.domain.orders import (
     OrderEvent,
     OrderReplaced,
     OrderRequest,
+    OrderSide,
     OrderStatus,
     OrderSubmitted,
+    OrderType,
+    TimeInForce,
 )
 from tradestack.domain.portfolio import FxRates, MissingFxRate
 from tradestack.domain.risk import (
@@ -128,8 +130,6 @@ def intent_of(request: OrderRequest, quantity: Decimal | None = None) -> OrderIn
 
 
 def _request_of(row: OrderRow) -> OrderRequest:
-    from tradestack.domain.orders import OrderSide, OrderType, TimeInForce
-
     return OrderRequest(
         client_order_id=row.client_order_id,
         account_id=row.account_id,
@@ -141,16 +141,6 @@ def _request_of(row: OrderRow) -> OrderRequest:
         stop_price=row.stop_price,
         time_in_force=TimeInForce(row.time_in_force),
     )
-
-
-@dataclass
-class _Outcome:
-    """What a committed change leads to once the transaction is over."""
-
-    order: OrderOut
-    audit_action: str
-    audit_outcome: str
-    detail: dict[str, Any]
 
 
 class TradingService:
@@ -219,12 +209,12 @@ class TradingService:
             detail=detail,
         )
 
-    async def _after(self, outcome: _Outcome, account_id: str, *, notify: bool) -> None:
+    async def _after(self, order: OrderOut, *, notify: bool) -> None:
         """After the commit: chain the staged audit entry, tell the engine, tell WebSocket subscribers."""
         await drainer_of(self.runtime).flush()
         if notify:
-            await commands_of(self.runtime).order_changed(account_id, outcome.order.id)
-        await publish_order(self.runtime, outcome.order)
+            await commands_of(self.runtime).order_changed(order.account_id, order.id)
+        await publish_order(self.runtime, order)
 
     async def limits_of(self, repo: TradingRepository, account: TradingAccount) -> RiskLimits:
         row = await repo.limits(account.id)
@@ -344,8 +334,6 @@ class TradingService:
             ) from None
 
     def _check_session(self, request: OrderRequest, instrument: Instrument, now: datetime) -> None:
-        from tradestack.domain.orders import TimeInForce
-
         if request.time_in_force is not TimeInForce.DAY:
             return
         market = venue(instrument.venue)
@@ -377,7 +365,7 @@ class TradingService:
         prices = await current_prices(self.runtime, instruments, [instrument.symbol])
         for attempt in range(2):
             try:
-                outcome, created = await self._submit_once(
+                order, check, created = await self._submit_once(
                     principal, caller, request, fingerprint, instrument, instruments, prices
                 )
                 break
@@ -386,16 +374,14 @@ class TradingService:
                     raise
                 # Another process inserted the same client_order_id first: the retry finds it.
         if not created:
-            return self._replayed(outcome.order)
+            return self._replayed(order)
         ORDER_PLACEMENT_LATENCY.observe(time.perf_counter() - started)
-        ORDERS.labels(type=request.type.value, status=outcome.order.status).inc()
-        accepted = outcome.order.status == OrderStatus.ACCEPTED.value
-        await self._after(outcome, request.account_id, notify=accepted)
+        ORDERS.labels(type=request.type.value, status=order.status).inc()
+        accepted = order.status == OrderStatus.ACCEPTED.value
+        await self._after(order, notify=accepted)
         if not accepted:
-            raise OrderDeniedError(
-                f"order denied: {outcome.order.reason}", order_id=outcome.order.id, check=outcome.detail.get("check")
-            )
-        return outcome.order, True
+            raise OrderDeniedError(f"order denied: {order.reason}", order_id=order.id, check=check)
+        return order, True
 
     @staticmethod
     def _replayed(order: OrderOut) -> tuple[OrderOut, bool]:
@@ -412,7 +398,8 @@ class TradingService:
         instrument: Instrument,
         instruments: dict[str, Instrument],
         prices: Prices,
-    ) -> tuple[_Outcome, bool]:
+    ) -> tuple[OrderOut, str | None, bool]:
+        """(order, the denying check or None, whether it was created now rather than found)."""
         async with books_session(self.runtime.database) as session:
             repo = TradingRepository(session)
             account = self._owned(await repo.lock_account(request.account_id), principal, request.account_id)
@@ -424,7 +411,7 @@ class TradingService:
                         "different terms; use a new client_order_id for a new order",
                         order_id=existing.id,
                     )
-                return _Outcome(OrderOut.of_row(existing), "", "", {}), False
+                return OrderOut.of_row(existing), None, False
             problems = request.validate(instrument)
             if problems:
                 raise ValidationFailedError("; ".join(problems))
@@ -444,7 +431,7 @@ class TradingService:
                 detail |= {"check": denial.check.value, "reason": denial.reason}
             outcome = "success" if denial is None else "denied"
             await self._stage(session, principal, caller, "order.submit", outcome, f"order:{order_id}", detail)
-        return _Outcome(OrderOut.of_order(order), "order.submit", "success" if denial is None else "denied", detail), True
+        return OrderOut.of_order(order), None if denial is None else denial.check.value, True
 
     async def _change(
         self,
@@ -481,23 +468,9 @@ class TradingService:
             await self._stage(session, principal, caller, action, "success", f"order:{order_id}", detail)
         return before, after, events
 
-    async def cancel(
-        self, principal: Principal | None, order_id: str, caller: Caller, *, reason: str = "canceled by the client"
-    ) -> OrderOut:
-        """Cancel an open order; 409 when it is already final."""
-
-        async def cancel_events(order: Order, *_: Any) -> list[OrderEvent]:
-            if not order.can_cancel:
-                raise ConflictError(f"order {order.id} is {order.status.value}: only open orders can be canceled")
-            return [OrderCanceled(order_id=order.id, ts=self.clock.now(), reason=reason)]
-
-        assert principal is not None  # noqa: S101 - callers without a principal use cancel_open
-        detail = {"reason": reason}
-        _, after, _ = await self._change(principal, order_id, cancel_events, caller=caller, action="order.cancel", detail=detail)
-        out = OrderOut.of_order(after)
-        ORDERS.labels(type=out.type, status=out.status).inc()
-        await self._after(_Outcome(out, "order.cancel", "success", detail), out.account_id, notify=True)
-        return out
+    async def cancel(self, principal: Principal, order_id: str, caller: Caller) -> OrderOut:
+        """Cancel one of your open orders; 409 when it is already final."""
+        return await self._cancel_as(principal, order_id, caller, "canceled by the client", owner_only=True)
 
     async def replace(self, principal: Principal, order_id: str, body: OrderReplace, caller: Caller) -> OrderOut:
         """Change a working order's quantity or prices, re-checked against the limits; 422 when refused."""
@@ -556,7 +529,7 @@ class TradingService:
         except InvalidTransition as exc:
             raise ValidationFailedError(exc.detail) from None
         out = OrderOut.of_order(after)
-        await self._after(_Outcome(out, "order.replace", "success", {"changes": changes}), out.account_id, notify=True)
+        await self._after(out, notify=True)
         return out
 
     async def cancel_all(self, principal: Principal, account_id: str | None, caller: Caller) -> list[OrderOut]:
@@ -580,19 +553,26 @@ class TradingService:
                 continue  # it filled or was canceled meanwhile
         return canceled
 
-    async def _cancel_as(self, principal: Principal, order_id: str, caller: Caller, reason: str) -> OrderOut:
+    async def _cancel_as(
+        self, principal: Principal, order_id: str, caller: Caller, reason: str, *, owner_only: bool = False
+    ) -> OrderOut:
         async def cancel_events(order: Order, *_: Any) -> list[OrderEvent]:
             if not order.can_cancel:
-                raise ConflictError(f"order {order.id} is {order.status.value}")
+                raise ConflictError(f"order {order.id} is {order.status.value}: only open orders can be canceled")
             return [OrderCanceled(order_id=order.id, ts=self.clock.now(), reason=reason)]
 
-        detail = {"reason": reason}
         _, after, _ = await self._change(
-            principal, order_id, cancel_events, caller=caller, action="order.cancel", detail=detail, owner_only=False
+            principal,
+            order_id,
+            cancel_events,
+            caller=caller,
+            action="order.cancel",
+            detail={"reason": reason},
+            owner_only=owner_only,
         )
         out = OrderOut.of_order(after)
         ORDERS.labels(type=out.type, status=out.status).inc()
-        await self._after(_Outcome(out, "order.cancel", "success", detail), out.account_id, notify=True)
+        await self._after(out, notify=True)
         return out
 
     # -- reads -------------------------------------------------------------------------------------
