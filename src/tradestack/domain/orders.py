@@ -31,6 +31,7 @@ from typing import Any, ClassVar, NoReturn
 
 from tradestack.core.errors import ConflictError
 from tradestack.core.money import D, plain
+from tradestack.core.precision import AMOUNT, PRICE
 from tradestack.domain.instruments import Instrument, ceil_to_tick, floor_to_tick
 
 AVERAGE_PRICE_PRECISION = 34
@@ -212,8 +213,9 @@ class OrderRequest:
     def validate(self, instrument: Instrument) -> list[str]:
         """What is wrong with this request for `instrument`, one sentence per problem; empty when valid.
 
-        Checks the ids, that the instrument is this symbol's and tradable, the quantity (positive,
-        whole lots), the prices (present exactly when the type needs them, positive, on the tick)
+        Checks the ids, that the instrument is this symbol's and tradable, that every number fits
+        where it is stored (`core.precision`), the quantity (positive, whole lots), the prices
+        (present exactly when the type needs them, positive, on the tick)
         and the time in force (a market order cannot be gtc).
         """
         problems: list[str] = []
@@ -222,6 +224,14 @@ class OrderRequest:
         if not instrument.tradable:
             problems.append(f"{instrument.symbol} is not tradable")
         problems.extend(self.structural_problems())
+        for label, value, limits in (
+            ("quantity", self.quantity, AMOUNT),
+            ("limit_price", self.limit_price, PRICE),
+            ("stop_price", self.stop_price, PRICE),
+        ):
+            problem = None if value is None else limits.problem(value)
+            if problem is not None:
+                problems.append(f"{label} {problem}")
         with localcontext(_CHECKS):
             if self.quantity > 0 and not instrument.is_quantity_on_lot(self.quantity):
                 problems.append(

@@ -8,12 +8,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tradestack.identity.permissions import Role, Scope
+from tradestack.kit.fields import RequestBody
 
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$"
 
 
-class StrictBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StrictBody(RequestBody):
+    """A request body: unknown fields and NUL characters refused."""
 
 
 class LoginRequest(StrictBody):

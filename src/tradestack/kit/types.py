@@ -9,7 +9,8 @@ from sqlalchemy import Numeric, String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from tradestack.core.money import D, canonical, decimal_places, plain
+from tradestack.core.money import D, canonical, plain
+from tradestack.core.precision import Precision
 
 
 class ExactDecimal(TypeDecorator[Decimal]):
@@ -26,10 +27,14 @@ class ExactDecimal(TypeDecorator[Decimal]):
 
     def __init__(self, precision: int = 38, scale: int = 18) -> None:
         super().__init__()
-        if not 0 <= scale <= precision:
-            raise ValueError("need 0 <= scale <= precision")
+        self.limits = Precision(precision, scale)
         self.precision = precision
         self.scale = scale
+
+    @classmethod
+    def of(cls, precision: Precision) -> ExactDecimal:
+        """A column holding numbers of this precision (the request schemas check the same one)."""
+        return cls(precision.precision, precision.scale)
 
     def __repr__(self) -> str:
         """As Alembic's autogenerate should render it, precision and scale included."""
@@ -44,10 +49,9 @@ class ExactDecimal(TypeDecorator[Decimal]):
         if value is None:
             return None
         number = canonical(D(value))
-        if decimal_places(number) > self.scale:
-            raise ValueError(f"{number} has more than {self.scale} decimal places")
-        if number and number.adjusted() + 1 > self.precision - self.scale:
-            raise ValueError(f"{number} has more than {self.precision - self.scale} integer digits")
+        problem = self.limits.problem(number)
+        if problem is not None:
+            raise ValueError(problem)
         if dialect.name == "sqlite":
             return plain(number)
         return number

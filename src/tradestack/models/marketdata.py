@@ -8,11 +8,12 @@ from decimal import Decimal
 from sqlalchemy import Boolean, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from tradestack.core import precision
 from tradestack.kit.types import ExactDecimal
 from tradestack.models.base import Base, UTCDateTime
 
-PRICE = ExactDecimal(24, 10)
-VOLUME = ExactDecimal(28, 8)
+PRICE = ExactDecimal.of(precision.PRICE)
+VOLUME = ExactDecimal.of(precision.VOLUME)
 
 
 class InstrumentRow(Base):

@@ -8,11 +8,12 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from tradestack.core import precision
 from tradestack.kit.types import ExactDecimal
 from tradestack.models.base import Base, UTCDateTime
 
-AMOUNT = ExactDecimal(38, 18)
-PRICE = ExactDecimal(24, 10)
+AMOUNT = ExactDecimal.of(precision.AMOUNT)
+PRICE = ExactDecimal.of(precision.PRICE)
 
 
 class OrderRow(Base):

@@ -9,16 +9,17 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, PlainSerializer
 
 from tradestack.core.money import plain
+from tradestack.kit.fields import RequestBody
 
 
-class Deposit(BaseModel):
+class Deposit(RequestBody):
     """Cash put into a new paper account."""
 
     currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code, e.g. AUD.")
     amount: Decimal = Field(gt=0, le=Decimal("1e12"), max_digits=22, decimal_places=8, description="Decimal string.")
 
 
-class AccountCreate(BaseModel):
+class AccountCreate(RequestBody):
     """A new paper account and its initial deposit."""
 
     name: str = Field(min_length=1, max_length=100)

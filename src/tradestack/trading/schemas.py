@@ -6,22 +6,20 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import BaseModel, Field, PlainSerializer, model_validator
 
 from tradestack.core.money import plain
 from tradestack.domain.orders import Order, OrderSide, OrderType, TimeInForce
 from tradestack.domain.risk import RiskLimits, TradingState
+from tradestack.kit.fields import PositiveAmount, PositivePrice, RequestBody
 from tradestack.models.trading import OrderRow
 
 DecimalText = Annotated[Decimal, PlainSerializer(plain, return_type=str, when_used="json")]
-Positive = Annotated[Decimal, Field(gt=0, allow_inf_nan=False, max_digits=38)]
 CLIENT_ORDER_ID = r"^[A-Za-z0-9._:\-]{1,64}$"
 
 
-class OrderCreate(BaseModel):
+class OrderCreate(RequestBody):
     """A new order. `client_order_id` makes the submit idempotent: the same id and terms return the same order."""
-
-    model_config = ConfigDict(extra="forbid")
 
     account_id: str = Field(min_length=1, max_length=36)
     client_order_id: str = Field(
@@ -30,20 +28,18 @@ class OrderCreate(BaseModel):
     symbol: str = Field(min_length=1, max_length=32)
     side: OrderSide
     type: OrderType
-    quantity: Positive = Field(description="Units, a multiple of the instrument's lot size (decimal string).")
-    limit_price: Positive | None = Field(default=None, description="Limit and stop_limit orders only; on the tick.")
-    stop_price: Positive | None = Field(default=None, description="Stop and stop_limit orders only; on the tick.")
+    quantity: PositiveAmount = Field(description="Units, a multiple of the instrument's lot size (decimal string).")
+    limit_price: PositivePrice | None = Field(default=None, description="Limit and stop_limit orders only; on the tick.")
+    stop_price: PositivePrice | None = Field(default=None, description="Stop and stop_limit orders only; on the tick.")
     time_in_force: TimeInForce = TimeInForce.DAY
 
 
-class OrderReplace(BaseModel):
+class OrderReplace(RequestBody):
     """New terms for a working order; give at least one. Fields left out keep their value."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    quantity: Positive | None = Field(default=None, description="New total quantity, above what is already filled.")
-    limit_price: Positive | None = None
-    stop_price: Positive | None = Field(default=None, description="Only before a stop order has triggered.")
+    quantity: PositiveAmount | None = Field(default=None, description="New total quantity, above what is already filled.")
+    limit_price: PositivePrice | None = None
+    stop_price: PositivePrice | None = Field(default=None, description="Only before a stop order has triggered.")
 
     @model_validator(mode="after")
     def _something(self) -> OrderReplace:
@@ -144,10 +140,8 @@ class CanceledOrders(BaseModel):
     canceled: list[OrderOut]
 
 
-class RiskLimitsBody(BaseModel):
+class RiskLimitsBody(RequestBody):
     """An account's pre-trade limits; money amounts in the account's base currency."""
-
-    model_config = ConfigDict(extra="forbid")
 
     max_order_notional: Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=38)]
     max_position_quantity: Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=38)] = Field(
@@ -202,20 +196,16 @@ class RiskLimitsOut(BaseModel):
         )
 
 
-class HaltRequest(BaseModel):
+class HaltRequest(RequestBody):
     """Halt (or restrict to reducing orders) one account or, with scope "global", everything."""
-
-    model_config = ConfigDict(extra="forbid")
 
     scope: str = Field(min_length=1, max_length=36, description='"global" or an account id.')
     state: Literal[TradingState.HALTED, TradingState.REDUCING] = TradingState.HALTED
     reason: str = Field(min_length=1, max_length=500, description="Recorded with the state and in the audit log.")
 
 
-class ResumeRequest(BaseModel):
+class ResumeRequest(RequestBody):
     """Let one account or (scope "global") everything trade again."""
-
-    model_config = ConfigDict(extra="forbid")
 
     scope: str = Field(min_length=1, max_length=36, description='"global" or an account id.')
     reason: str | None = Field(default=None, max_length=500)

@@ -313,11 +313,11 @@ class TradingService:
         excluding: str | None = None,
     ) -> RiskDenial | None:
         limits = await self.limits_of(repo, account)
+        rates, base, quote = prices.rates, account.base_currency, instrument.quote_currency
         try:
             state, global_state = await self.risk_state(
                 repo, account, limits, prices, instruments, now, side=request.side.value, excluding=excluding
             )
-            rates, base, quote = prices.rates, account.base_currency, instrument.quote_currency
             return evaluate(
                 intent_of(request, quantity),
                 limits,
@@ -481,11 +481,7 @@ class TradingService:
                 raise ConflictError(f"order {order.id} is {order.status.value}: only working orders can be replaced")
             instrument, instruments = await self._instrument(order.request.symbol)
             amended = order.request.amended(quantity=body.quantity, limit_price=body.limit_price, stop_price=body.stop_price)
-            problems = amended.validate(instrument)
-            if body.limit_price is not None and not order.request.type.needs_limit_price:
-                problems.append(f"a {order.request.type.value} order has no limit price")
-            if body.stop_price is not None and not order.request.type.needs_stop_price:
-                problems.append(f"a {order.request.type.value} order has no stop price")
+            problems = amended.validate(instrument)  # a price the type takes none of is among them
             if body.quantity is not None and body.quantity <= order.filled_quantity:
                 problems.append(
                     f"quantity {plain(body.quantity)} must be above the {plain(order.filled_quantity)} already filled"

@@ -491,7 +491,14 @@ def test_valid_requests_have_no_problems() -> None:
         ),
         (request(symbol="SPX"), "SPX", ["SPX is not tradable"]),
         (request(), "MSFT", ["the order is for 'AAPL' but the instrument is MSFT"]),
-        (request(quantity="1E+40", limit="1E+40"), "AAPL", []),
+        (
+            request(quantity="1E+40", limit="1E+40"),
+            "AAPL",
+            [
+                f"quantity {10**40} has more than 20 integer digits (allowed: up to 20 integer digits and 18 decimal places)",
+                f"limit_price {10**40} has more than 14 integer digits (allowed: up to 14 integer digits and 10 decimal places)",
+            ],
+        ),
     ],
 )
 def test_validate_explains_each_problem(terms: OrderRequest, symbol: str, expected: list[str]) -> None:

@@ -1,0 +1,48 @@
+"""Request bodies and field types whose every accepted value can be stored.
+
+Numbers check the column's own `Precision`: a value that passes fits the column it is written to,
+so a request can never get past validation and then fail while its order (denied or not) is being
+stored. Text refuses the NUL character, which PostgreSQL cannot store or compare.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from tradestack.core.precision import AMOUNT, PRICE, Precision
+
+
+def fitting(limits: Precision) -> AfterValidator:
+    """A validator refusing a Decimal that does not fit `limits`, saying what the limits are."""
+
+    def check(value: Decimal) -> Decimal:
+        problem = limits.problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
+PositivePrice = Annotated[Decimal, Field(gt=0, allow_inf_nan=False), fitting(PRICE)]
+"""A price above zero that fits a price column (14 integer digits, 10 decimal places)."""
+
+PositiveAmount = Annotated[Decimal, Field(gt=0, allow_inf_nan=False), fitting(AMOUNT)]
+"""A quantity or amount above zero that fits an amount column (20 integer digits, 18 decimal places)."""
+
+
+class RequestBody(BaseModel):
+    """Base of every JSON request body: unknown fields are refused, and so is NUL in any text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        texts = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(text, str) and "\x00" in text for text in texts):
+            raise ValueError("text must not contain the NUL character (\\u0000)")
+        return value
