@@ -608,6 +608,30 @@ def data_export(
     console.print(f"[green]{count} bars[/] of {symbol.upper()} {tf.value} written to {out}")
 
 
+# -- issue 10: password reset from the command line (lost demo password) ---------------------------
+
+
+@user_app.command("reset-password")
+def user_reset_password(email: Annotated[str, typer.Argument(help="Email of the user.")]) -> None:
+    """Give a user a one-time temporary password, to be changed at their next sign-in (audited)."""
+    from tradestack.core.errors import TradestackError
+    from tradestack.identity.service import Caller, identity_session
+
+    settings = load_settings()
+
+    async def reset(runtime: Any) -> str:
+        async with identity_session(runtime, Caller(user_agent="tradestack cli")) as service:
+            user = await service.user_by_email(email)
+            return await service.reset_password(user.id, actor=None)
+
+    try:
+        temporary = _run_runtime(settings, reset)
+    except TradestackError as exc:
+        raise _fail(exc.detail) from exc
+    console.print(f"temporary password for {email.lower()}: [bold]{temporary}[/]")
+    console.print("It works once: sign in with it, then set a new one with POST /api/auth/password.")
+
+
 def main() -> None:
     """Entry point of the `tradestack` script."""
     app()

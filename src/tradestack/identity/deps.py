@@ -62,6 +62,11 @@ def require(permission: Permission) -> Any:
     async def check(principal: PrincipalDep) -> Principal:
         if not principal.can(permission):
             AUTH_FAILURES.labels(reason="forbidden").inc()
+            if principal.password_change_required:
+                raise PermissionDeniedError(
+                    "your password was reset: set a new one with POST /api/auth/password "
+                    "(current_password: the temporary one, new_password), then carry on with the tokens it returns"
+                )
             via = " through this API key's scopes" if principal.api_key_id else ""
             raise PermissionDeniedError(f"role {principal.role.value}{via} does not have permission {permission.value}")
         return principal

@@ -23,7 +23,9 @@ from tradestack.identity.schemas import (
     MfaEnabled,
     MfaSetup,
     MfaVerifyRequest,
+    PasswordChange,
     RefreshRequest,
+    TemporaryPassword,
     TokenPair,
     UserCreate,
     UserOut,
@@ -78,10 +80,16 @@ async def refresh(body: RefreshRequest, service: ServiceDep, request: Request) -
 
 
 @auth.post("/logout", status_code=204, responses=FORBIDDEN)
-async def logout(body: LogoutRequest, service: ServiceDep, request: Request, principal: SignedIn) -> Response:
-    """Revoke this access token and, when given, the refresh token's family."""
-    await service.logout(principal, body.refresh_token, caller_of(request))
+async def logout(service: ServiceDep, request: Request, principal: SignedIn, body: LogoutRequest | None = None) -> Response:
+    """Revoke this access token and, when given, the refresh token's family (the body is optional)."""
+    await service.logout(principal, body.refresh_token if body else None, caller_of(request))
     return Response(status_code=204)
+
+
+@auth.post("/password", response_model=TokenPair, responses=FORBIDDEN)
+async def change_password(body: PasswordChange, service: ServiceDep, principal: SignedIn) -> TokenPair:
+    """Change your password; every other session is signed out and you get fresh tokens."""
+    return await service.change_password(principal, body.current_password, body.new_password)
 
 
 @auth.get("/me", response_model=Me, responses=FORBIDDEN)
@@ -162,6 +170,15 @@ async def update_user(user_id: str, body: UserUpdate, service: ServiceDep, princ
     """Change a user's role, or disable (is_active=false) and re-enable them (admin)."""
     user = await service.update_user(user_id, role=body.role, is_active=body.is_active, actor=principal)
     return UserOut.model_validate(user)
+
+
+@users.post(
+    "/{user_id}/password/reset", response_model=TemporaryPassword, responses={**FORBIDDEN, 404: {"description": "No such user"}}
+)
+async def reset_password(user_id: str, service: ServiceDep, principal: UserAdmin) -> TemporaryPassword:
+    """Give a user a one-time temporary password they must change at their next sign-in (admin)."""
+    temporary = await service.reset_password(user_id, actor=principal)
+    return TemporaryPassword(user_id=user_id, temporary_password=temporary)
 
 
 @users.post("/{user_id}/mfa/reset", response_model=UserOut, responses={**FORBIDDEN, 404: {"description": "No such user"}})

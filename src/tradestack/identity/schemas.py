@@ -48,6 +48,21 @@ class LogoutRequest(StrictBody):
     refresh_token: str | None = Field(default=None, max_length=512)
 
 
+class PasswordChange(StrictBody):
+    """Your current password (or the temporary one an admin gave you) and the new one."""
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024, description="At least the configured minimum length.")
+
+
+class TemporaryPassword(BaseModel):
+    """A one-time password from an admin reset: shown once, to be changed at the next sign-in."""
+
+    user_id: str
+    temporary_password: str
+    must_change_password: bool = True
+
+
 class AccountOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -67,6 +82,7 @@ class UserOut(BaseModel):
     role: Role
     is_active: bool
     mfa_enabled: bool
+    must_change_password: bool = Field(default=False, description="True after an admin reset, until the user sets a new one.")
     created_at: datetime
 
 

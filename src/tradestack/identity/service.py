@@ -82,6 +82,8 @@ class Principal:
     api_key_id: str | None = None
     token_id: str | None = None
     token_expires_at: datetime | None = None
+    password_change_required: bool = False
+    """Signed in with a temporary password: only the profile (and changing the password) is allowed."""
 
     def can(self, permission: Permission) -> bool:
         return permission in self.permissions
@@ -409,7 +411,7 @@ class IdentityService:
         user = await self.users.get(user_id)
         if user is None:
             return None
-        state = {"email": user.email, "role": user.role, "active": user.is_active}
+        state = {"email": user.email, "role": user.role, "active": user.is_active, "must_change": user.must_change_password}
         await self.runtime.cache.set(key, orjson.dumps(state), ttl_seconds=USER_CACHE_SECONDS)
         return state
 
@@ -431,6 +433,17 @@ class IdentityService:
         if state is None or not state["active"]:
             raise AuthenticationError("this user is disabled or no longer exists")
         role = Role(state["role"])
+        if state.get("must_change"):
+            return Principal(
+                claims.subject,
+                state["email"],
+                role,
+                frozenset({Permission.PROFILE}),
+                None,
+                claims.token_id,
+                claims.expires_at,
+                password_change_required=True,
+            )
         return Principal(claims.subject, state["email"], role, permissions_of(role), None, claims.token_id, claims.expires_at)
 
     async def authenticate_api_key(self, value: str) -> Principal:
@@ -452,7 +465,71 @@ class IdentityService:
                 await ApiKeyRepository(session).touch(key.id, now)
         role = Role(state["role"])
         scopes = frozenset(Scope(scope) for scope in key.scopes.split(",") if scope)
+        if state.get("must_change"):
+            return Principal(key.user_id, state["email"], role, frozenset(), key.id, password_change_required=True)
         return Principal(key.user_id, state["email"], role, permissions_of(role, scopes), key.id)
+
+    # --- passwords -----------------------------------------------------------------------
+
+    async def change_password(self, principal: Principal, current: str, new: str) -> TokenPair:
+        """Replace your password (the current one, temporary or not, proves it is you).
+
+        Every refresh token of the user is revoked, so other sessions end when their access token
+        expires; the caller gets a fresh token pair to carry on with.
+        """
+        if principal.api_key_id is not None:
+            raise PermissionDeniedError("an API key cannot change a password: sign in with your password")
+        user = await self._user_of(principal)
+        await self._count_attempt(user.email, self.caller)  # the same lockout as sign-in guards guessing here
+        if not await self.passwords.verify(user.password_hash, current):
+            AUTH_FAILURES.labels(reason="password_change").inc()
+            await self._audit(
+                "auth.password_change", "failure", principal, target=f"user:{user.id}", detail={"reason": "wrong password"}
+            )
+            raise ValidationFailedError("current_password is wrong: give the password you signed in with")
+        await self._reset_attempts(user.email)
+        problems = self.passwords.problems(new)
+        if new == current:
+            problems.append("the new password must differ from the current one")
+        if problems:
+            raise ValidationFailedError("; ".join(problems))
+        now = self.clock.now()
+        user.password_hash = await self.passwords.hash(new)
+        user.must_change_password = False
+        user.updated_at = now
+        revoked = await self.refresh_tokens.revoke_user(user.id, now, "password changed")
+        await self.session.flush()
+        await self.runtime.cache.delete(f"auth:user:{user.id}")
+        await self._audit(
+            "auth.password_change", "success", principal, target=f"user:{user.id}", detail={"sessions_revoked": revoked}
+        )
+        return await self._issue_pair(user, family_id=None)
+
+    async def reset_password(self, user_id: str, *, actor: Principal | None) -> str:
+        """Give a user a one-time temporary password (returned once) that must be changed at next sign-in.
+
+        Every session and refresh token of the user is revoked; `actor` None means the CLI.
+        """
+        user = await self.get_user(user_id)
+        temporary = new_opaque_secret()[:24]
+        now = self.clock.now()
+        user.password_hash = await self.passwords.hash(temporary)
+        user.must_change_password = True
+        user.updated_at = now
+        await self.refresh_tokens.revoke_user(user.id, now, "password reset")
+        await self.session.flush()
+        await self.runtime.cache.delete(f"auth:user:{user.id}")
+        await self._reset_attempts(user.email)
+        await self._audit(
+            "auth.password_reset", "success", actor, target=f"user:{user.id}", detail={"by": "admin" if actor else "cli"}
+        )
+        return temporary
+
+    async def user_by_email(self, email: str) -> User:
+        user = await self.users.by_email(normalise_email(email))
+        if user is None:
+            raise NotFoundError(f"no user with email {normalise_email(email)}")
+        return user
 
     # --- MFA -----------------------------------------------------------------------------
 

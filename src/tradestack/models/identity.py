@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradestack.kit.crypto import EncryptedString
@@ -22,6 +22,9 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     mfa_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    must_change_password: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), doc="Set by an admin reset: the temporary password must be replaced."
+    )
     mfa_secret: Mapped[str | None] = mapped_column(EncryptedString("users.mfa_secret"), doc="TOTP secret, AES-GCM encrypted.")
     mfa_pending_secret: Mapped[str | None] = mapped_column(
         EncryptedString("users.mfa_pending_secret"), doc="Secret from setup, until enabled with a valid code."

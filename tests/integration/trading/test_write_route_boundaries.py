@@ -110,6 +110,7 @@ async def _walk(
     trader = await make_user(Role.TRADER)
     walker = await make_user(Role.TRADER)  # signs in and out on the auth routes
     admin = await make_user(Role.ADMIN)
+    subject = await make_user(Role.VIEWER)  # the user the admin routes act on
     account = await open_account(client, trader, "1000000")
     await publish_quote("AAPL", "150.00", "150.02")
     working = await client.post("/api/orders", json=limit_buy(account, "working", price="140.00"), headers=trader.headers)
@@ -139,7 +140,7 @@ async def _walk(
     }
     unique = {"OrderCreate": "client_order_id", "UserCreate": "email"}
     must_succeed = {"OrderCreate", "OrderReplace", "AccountCreate", "RiskLimitsBody", "UserCreate", "ApiKeyCreate"}
-    path_values = {"account_id": account, "order_id": working.json()["id"], "key_id": key.json()["id"], "user_id": trader.id}
+    path_values = {"account_id": account, "order_id": working.json()["id"], "key_id": key.json()["id"], "user_id": subject.id}
 
     spec = app.openapi()
     routes = sorted(
