@@ -248,6 +248,25 @@ class OrderRequest:
             problems.append("a market order cannot be good-till-canceled (gtc); use day, ioc or fok")
         return problems
 
+    def stop_problem(self, market_price: Decimal) -> str | None:
+        """Why the stop price is on the wrong side of `market_price` (it would trigger at once); None when fine.
+
+        A buy stop must be above the market and a sell stop below it: a stop is for when the price
+        moves there. We refuse rather than trigger silently, and say what to send instead.
+        """
+        if self.stop_price is None:
+            return None
+        buying = self.side is OrderSide.BUY
+        if (self.stop_price > market_price) if buying else (self.stop_price < market_price):
+            return None
+        where, direction = ("at or below", "above") if buying else ("at or above", "below")
+        now = "a market or limit order" if self.type is OrderType.STOP else "a limit order"
+        return (
+            f"stop_price {plain(self.stop_price)} is {where} the market price {plain(market_price)} of {self.symbol}, "
+            f"so the {self.side.value} stop would trigger at once: put the stop {direction} {plain(market_price)}, "
+            f"or send {now} to {self.side.value} now"
+        )
+
     def structural_problems(self) -> list[str]:
         """Problems that make the request meaningless whatever the instrument; empty when none.
 

@@ -247,6 +247,16 @@ class IdentityService:
     async def accounts_of(self, user_id: str) -> list[TradingAccount]:
         return list(await self.accounts.of_owner(user_id))
 
+    async def default_account_id(self, user_id: str) -> str:
+        """The account a request without `account_id` means: the user's only one (422 with none or several)."""
+        accounts = await self.accounts_of(user_id)
+        if len(accounts) == 1:
+            return accounts[0].id
+        if not accounts:
+            raise ValidationFailedError("you have no trading account yet: open one with POST /api/accounts")
+        listed = ", ".join(f"{a.id} ({a.name}, {a.base_currency})" for a in accounts)
+        raise ValidationFailedError(f"account_id: you have {len(accounts)} accounts, say which one: {listed}")
+
     # --- login ---------------------------------------------------------------------------
 
     @staticmethod

@@ -18,10 +18,10 @@ books = APIRouter(prefix="/api", tags=["portfolio"])
 
 Reader = Annotated[Principal, require(Permission.ACCOUNTS_READ_OWN)]
 AccountId = Annotated[
-    str,
+    str | None,
     Query(
         pattern=r"^[\x21-\x7e]{1,36}$",
-        description="The trading account's id (yours, or any with accounts:read:all).",
+        description="The trading account's id (yours, or any with accounts:read:all); yours when you have only one.",
     ),
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"Page size (1-{MAX_PAGE}).")]
@@ -63,46 +63,51 @@ async def list_accounts(
     "/positions",
     response_model=PositionList,
     summary="Open positions at cost and marked to the live quotes",
-    responses={**NOT_FOUND, 422: {"description": "Missing or bad account_id"}},
+    responses={**NOT_FOUND, 422: {"description": "Bad account_id, or none given and you have several accounts"}},
 )
-async def positions(runtime: RuntimeDep, principal: Reader, account_id: AccountId) -> PositionList:
-    return await PortfolioService(runtime).positions(principal, account_id)
+async def positions(runtime: RuntimeDep, principal: Reader, account_id: AccountId = None) -> PositionList:
+    service = PortfolioService(runtime)
+    return await service.positions(principal, await service.account_or_default(principal, account_id))
 
 
 @books.get(
     "/portfolio",
     response_model=Portfolio,
     summary="Cash, positions, realized P&L, fees and equity in the base currency",
-    responses={**NOT_FOUND, 422: {"description": "Missing or bad account_id"}},
+    responses={**NOT_FOUND, 422: {"description": "Bad account_id, or none given and you have several accounts"}},
 )
-async def portfolio(runtime: RuntimeDep, principal: Reader, account_id: AccountId) -> Portfolio:
-    return await PortfolioService(runtime).portfolio(principal, account_id)
+async def portfolio(runtime: RuntimeDep, principal: Reader, account_id: AccountId = None) -> Portfolio:
+    service = PortfolioService(runtime)
+    return await service.portfolio(principal, await service.account_or_default(principal, account_id))
 
 
 @books.get(
     "/fills",
     response_model=FillPage,
     summary="Fills, newest first, a page at a time",
-    responses={**NOT_FOUND, 422: {"description": "Missing account_id, unknown symbol, bad limit or bad cursor"}},
+    responses={**NOT_FOUND, 422: {"description": "No account_id with several accounts, unknown symbol, bad limit or bad cursor"}},
 )
 async def fills(
     runtime: RuntimeDep,
     principal: Reader,
-    account_id: AccountId,
+    account_id: AccountId = None,
     symbol: Annotated[str | None, Query(min_length=1, max_length=32, description="Only fills of this symbol.")] = None,
     limit: Limit = DEFAULT_PAGE,
     before: Before = None,
 ) -> FillPage:
-    return await PortfolioService(runtime).fills(principal, account_id, symbol=symbol, limit=limit, before=before)
+    service = PortfolioService(runtime)
+    account = await service.account_or_default(principal, account_id)
+    return await service.fills(principal, account, symbol=symbol, limit=limit, before=before)
 
 
 @books.get(
     "/ledger",
     response_model=LedgerPage,
     summary="Journal entries with their postings, newest first, a page at a time",
-    responses={**NOT_FOUND, 422: {"description": "Missing account_id, bad limit or bad cursor"}},
+    responses={**NOT_FOUND, 422: {"description": "No account_id with several accounts, bad limit or bad cursor"}},
 )
 async def ledger(
-    runtime: RuntimeDep, principal: Reader, account_id: AccountId, limit: Limit = DEFAULT_PAGE, before: Before = None
+    runtime: RuntimeDep, principal: Reader, account_id: AccountId = None, limit: Limit = DEFAULT_PAGE, before: Before = None
 ) -> LedgerPage:
-    return await PortfolioService(runtime).ledger(principal, account_id, limit=limit, before=before)
+    service = PortfolioService(runtime)
+    return await service.ledger(principal, await service.account_or_default(principal, account_id), limit=limit, before=before)

@@ -133,6 +133,13 @@ class PortfolioService:
 
     # -- books -----------------------------------------------------------------------------------
 
+    async def account_or_default(self, principal: Principal, account_id: str | None) -> str:
+        """`account_id`, or when absent the caller's only account."""
+        if account_id is not None:
+            return account_id
+        async with self.runtime.database.read_session() as session:
+            return await IdentityService(session, self.runtime).default_account_id(principal.user_id)
+
     async def positions(self, principal: Principal, account_id: str) -> PositionList:
         """The account's open positions, marked to the live quotes."""
         books = await self._books(principal, account_id)

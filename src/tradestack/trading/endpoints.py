@@ -22,6 +22,7 @@ from tradestack.trading.schemas import (
     ResumeRequest,
     RiskLimitsBody,
     RiskLimitsOut,
+    RiskLimitsPatch,
     TradingStateOut,
 )
 from tradestack.trading.service import MAX_PAGE, TradingService
@@ -158,3 +159,14 @@ async def put_limits(
     request: Request,
 ) -> RiskLimitsOut:
     return await TradingService(runtime).put_limits(principal, account_id, body, caller_of(request))
+
+
+@risk.patch("/limits/{account_id}", response_model=RiskLimitsOut, summary="Change some of an account's pre-trade limits")
+async def patch_limits(
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, require(Permission.RISK_LIMITS)],
+    account_id: str,
+    body: RiskLimitsPatch,
+    request: Request,
+) -> RiskLimitsOut:
+    return await TradingService(runtime).patch_limits(principal, account_id, body, caller_of(request))

@@ -21,7 +21,9 @@ CLIENT_ORDER_ID = r"^[A-Za-z0-9._:\-]{1,64}$"
 class OrderCreate(RequestBody):
     """A new order. `client_order_id` makes the submit idempotent: the same id and terms return the same order."""
 
-    account_id: str = Field(min_length=1, max_length=36)
+    account_id: str | None = Field(
+        default=None, min_length=1, max_length=36, description="Your account; may be left out when you have only one."
+    )
     client_order_id: str = Field(
         pattern=CLIENT_ORDER_ID, description="Your id for this order, unique per account (1-64 of A-Z a-z 0-9 . _ : -)."
     )
@@ -140,21 +142,42 @@ class CanceledOrders(BaseModel):
     canceled: list[OrderOut]
 
 
+Limit = Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=38)]
+CollarPct = Annotated[Decimal, Field(ge=0, lt=100, allow_inf_nan=False)]
+OrdersPerMinute = Annotated[int, Field(ge=0, le=1_000_000)]
+_LIMIT_DESCRIPTIONS = {
+    "max_position_quantity": "Per instrument, in units.",
+    "price_collar_pct": "How far (in %) a limit price may be through the last price.",
+    "daily_loss_limit": "Once today's realized loss reaches it, only reducing orders pass.",
+}
+
+
 class RiskLimitsBody(RequestBody):
     """An account's pre-trade limits; money amounts in the account's base currency."""
 
-    max_order_notional: Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=38)]
-    max_position_quantity: Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=38)] = Field(
-        description="Per instrument, in units."
-    )
-    max_gross_exposure: Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=38)]
-    price_collar_pct: Annotated[Decimal, Field(ge=0, lt=100, allow_inf_nan=False)] = Field(
-        description="How far (in %) a limit price may be through the last price."
-    )
-    max_orders_per_minute: int = Field(ge=0, le=1_000_000)
-    daily_loss_limit: Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=38)] = Field(
-        description="Once today's realized loss reaches it, only reducing orders pass."
-    )
+    max_order_notional: Limit
+    max_position_quantity: Limit = Field(description=_LIMIT_DESCRIPTIONS["max_position_quantity"])
+    max_gross_exposure: Limit
+    price_collar_pct: CollarPct = Field(description=_LIMIT_DESCRIPTIONS["price_collar_pct"])
+    max_orders_per_minute: OrdersPerMinute
+    daily_loss_limit: Limit = Field(description=_LIMIT_DESCRIPTIONS["daily_loss_limit"])
+
+
+class RiskLimitsPatch(RequestBody):
+    """Some of an account's pre-trade limits; the others keep their value (its own, or the defaults)."""
+
+    max_order_notional: Limit | None = None
+    max_position_quantity: Limit | None = Field(default=None, description=_LIMIT_DESCRIPTIONS["max_position_quantity"])
+    max_gross_exposure: Limit | None = None
+    price_collar_pct: CollarPct | None = Field(default=None, description=_LIMIT_DESCRIPTIONS["price_collar_pct"])
+    max_orders_per_minute: OrdersPerMinute | None = None
+    daily_loss_limit: Limit | None = Field(default=None, description=_LIMIT_DESCRIPTIONS["daily_loss_limit"])
+
+    @model_validator(mode="after")
+    def _something(self) -> RiskLimitsPatch:
+        if not self.model_dump(exclude_none=True):
+            raise ValueError(f"give at least one of {', '.join(RiskLimitsBody.model_fields)}")
+        return self
 
 
 class RiskLimitsOut(BaseModel):

@@ -53,7 +53,7 @@ from tradestack.domain.risk import (
     reserve_for,
 )
 from tradestack.identity.permissions import Permission
-from tradestack.identity.service import Caller, Principal
+from tradestack.identity.service import Caller, IdentityService, Principal
 from tradestack.kit.metrics import ORDER_PLACEMENT_LATENCY, ORDERS
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MarketDataService
@@ -74,6 +74,7 @@ from tradestack.trading.schemas import (
     ResumeRequest,
     RiskLimitsBody,
     RiskLimitsOut,
+    RiskLimitsPatch,
     TradingStateOut,
 )
 
@@ -344,15 +345,26 @@ class TradingService:
                 "send it as gtc to have it wait, or again when the market is open"
             )
 
+    @staticmethod
+    def _stop_problems(request: OrderRequest, prices: Prices) -> list[str]:
+        """A stop on the wrong side of the market is refused (it would trigger at once)."""
+        mark = prices.mark(request.symbol)
+        problem = request.stop_problem(mark) if mark is not None and request.type.needs_stop_price else None
+        return [problem] if problem else []
+
     # -- orders ------------------------------------------------------------------------------------
 
     async def submit(self, principal: Principal, body: OrderCreate, caller: Caller) -> tuple[OrderOut, bool]:
         """Record, risk-check and accept (or deny) an order; (order, created). Idempotent on client_order_id."""
         started = time.perf_counter()
         instrument, instruments = await self._instrument(body.symbol)
+        account_id = body.account_id
+        if account_id is None:
+            async with self.runtime.database.read_session() as session:
+                account_id = await IdentityService(session, self.runtime).default_account_id(principal.user_id)
         request = OrderRequest(
             client_order_id=body.client_order_id,
-            account_id=body.account_id,
+            account_id=account_id,
             symbol=instrument.symbol,
             side=body.side,
             type=body.type,
@@ -413,6 +425,7 @@ class TradingService:
                     )
                 return OrderOut.of_row(existing), None, False
             problems = request.validate(instrument)
+            problems += self._stop_problems(request, prices)
             if problems:
                 raise ValidationFailedError("; ".join(problems))
             now = self.clock.now()
@@ -482,6 +495,9 @@ class TradingService:
             instrument, instruments = await self._instrument(order.request.symbol)
             amended = order.request.amended(quantity=body.quantity, limit_price=body.limit_price, stop_price=body.stop_price)
             problems = amended.validate(instrument)  # a price the type takes none of is among them
+            prices = await current_prices(self.runtime, instruments, [instrument.symbol])
+            if body.stop_price is not None and order.status is OrderStatus.ACCEPTED:
+                problems += self._stop_problems(amended, prices)
             if body.quantity is not None and body.quantity <= order.filled_quantity:
                 problems.append(
                     f"quantity {plain(body.quantity)} must be above the {plain(order.filled_quantity)} already filled"
@@ -489,7 +505,6 @@ class TradingService:
             if problems:
                 raise ValidationFailedError("; ".join(dict.fromkeys(problems)))
             now = self.clock.now()
-            prices = await current_prices(self.runtime, instruments, [instrument.symbol])
             remaining = amended.quantity - order.filled_quantity
             denial = await self._check(
                 repo, account, amended, instrument, instruments, prices, now, quantity=remaining, excluding=order.id
@@ -641,12 +656,28 @@ class TradingService:
             )
 
     async def put_limits(self, principal: Principal, account_id: str, body: RiskLimitsBody, caller: Caller) -> RiskLimitsOut:
+        """Set all of an account's limits."""
+        return await self._set_limits(principal, account_id, caller, lambda _: body)
+
+    async def patch_limits(self, principal: Principal, account_id: str, body: RiskLimitsPatch, caller: Caller) -> RiskLimitsOut:
+        """Change some of an account's limits; the others keep their current value (the account's or the defaults)."""
+
+        def merged(current: RiskLimits) -> RiskLimitsBody:
+            values = {name: getattr(current, name) for name in RiskLimitsBody.model_fields}
+            return RiskLimitsBody.model_validate(values | body.model_dump(exclude_none=True))
+
+        return await self._set_limits(principal, account_id, caller, merged)
+
+    async def _set_limits(
+        self, principal: Principal, account_id: str, caller: Caller, change: Callable[[RiskLimits], RiskLimitsBody]
+    ) -> RiskLimitsOut:
         now = self.clock.now()
         async with books_session(self.runtime.database) as session:
             repo = TradingRepository(session)
             account = await repo.lock_account(account_id)
             if account is None:
                 raise NotFoundError(f"no account {account_id}")
+            body = change(await self.limits_of(repo, account))
             text = orjson.dumps({k: plain(v) if isinstance(v, Decimal) else v for k, v in body.model_dump().items()}).decode()
             limits = limits_from_json(text, account.base_currency)
             await repo.put_limits(account_id, text, now, principal.user_id)

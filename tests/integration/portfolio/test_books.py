@@ -304,9 +304,8 @@ async def test_bad_query_parameters_are_422(client: httpx.AsyncClient, make_user
     user = await make_user(Role.TRADER)
     account_id = await _account_of(runtime, user)
     for path in ("/api/positions", "/api/portfolio", "/api/fills", "/api/ledger"):
-        missing = await _get(client, user, path)
-        assert missing.status_code == 422, path
-        assert missing.json()["detail"] == "query.account_id: Field required"
+        missing = await _get(client, user, path)  # the user's only account (see test_order_entry_advice)
+        assert missing.status_code == 200, path
         for bad in ("", "a b", "x" * 37):
             response = await _get(client, user, path, account_id=bad)
             assert response.status_code == 422, (path, bad)
