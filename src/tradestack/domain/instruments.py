@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
@@ -265,6 +265,15 @@ def venue(code: str) -> Venue:
         return VENUES[code]
     except KeyError:
         raise KeyError(f"unknown venue {code!r}; known venues: {', '.join(sorted(VENUES))}") from None
+
+
+def trading_hours(code: str, *, always_open: bool = False) -> Venue:
+    """The calendar orders of venue `code` trade by: its own, or (the demo setting) open around the clock.
+
+    Order checks, the matching engine and `open_now` all ask this one function, so they agree.
+    """
+    found = venue(code)
+    return replace(found, always_open=True) if always_open and not found.always_open else found
 
 
 _SYMBOL = re.compile(r"[A-Z0-9._/-]{1,32}")

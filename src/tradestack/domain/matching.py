@@ -25,6 +25,8 @@ Rules, in the order the engine applies them to each order at a market event:
 - Time in force: ioc and fok orders get one attempt once live (for stops: once triggered); ioc
   then expires its remainder, fok expires unfilled unless the attempt fills it completely. Day
   orders expire at `on_session_close`; gtc orders wait until filled or canceled.
+- Sessions: with `hours` (the venue's calendar) nothing matches while the venue is closed: orders
+  rest until a market event inside a session.
 - Fees: `FeeModel` charged per order on its cumulative filled notional, so the minimum is paid
   once per order and the fees of an order's fills add up to `fee(total notional)`.
 """
@@ -33,12 +35,13 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
 from tradestack.core.money import plain
-from tradestack.domain.instruments import Instrument, ceil_to_tick, floor_to_tick
+from tradestack.domain.instruments import Instrument, Venue, ceil_to_tick, floor_to_tick
 from tradestack.domain.marketdata import Quote, Side, Trade
 from tradestack.domain.orders import Liquidity, OrderType, TimeInForce
 
@@ -322,6 +325,7 @@ class MatchingEngine:
         seed: int,
         *,
         queue_fill_probability: Decimal = Decimal("0.5"),
+        hours: Venue | None = None,
     ) -> None:
         _positive("participation_rate", participation_rate)
         if participation_rate > 1:
@@ -335,6 +339,8 @@ class MatchingEngine:
         self.latency = latency
         self.participation_rate = participation_rate
         self.queue_fill_probability = queue_fill_probability
+        self.hours = hours
+        """The venue calendar: while it is closed nothing matches (None: always open, as in backtests)."""
         self._rng = random.Random(seed)  # noqa: S311 - simulation, not cryptography
         self._orders: dict[str, _Progress] = {}
         self._quote: Quote | None = None
@@ -359,7 +365,7 @@ class MatchingEngine:
             fees=order.fees_paid,
         )
         self._orders[order.order_id] = progress
-        if self._quote is None or progress.eligible_at > ts:
+        if self._quote is None or progress.eligible_at > ts or not self.is_open(ts):
             return []
         return self._step(progress, _from_quote(self._quote, ts))
 
@@ -380,11 +386,19 @@ class MatchingEngine:
         self._check_symbol(trade.symbol)
         return self._run(_from_trade(trade))
 
-    def on_session_close(self, ts: datetime) -> list[MatchEvent]:
-        """Expire every working day order, triggered or not."""
+    def on_session_close(self, ts: datetime, order_ids: Collection[str] | None = None) -> list[MatchEvent]:
+        """Expire the working day orders (only those in `order_ids`, when given), triggered or not."""
         _require_utc("ts", ts)
-        day_orders = [p for p in self._orders.values() if p.order.time_in_force is TimeInForce.DAY]
+        day_orders = [
+            p
+            for p in self._orders.values()
+            if p.order.time_in_force is TimeInForce.DAY and (order_ids is None or p.order.order_id in order_ids)
+        ]
         return [self._expire(p, "day order expired at the session close", ts) for p in day_orders]
+
+    def is_open(self, ts: datetime) -> bool:
+        """Whether the venue trades at `ts` (always, without `hours`)."""
+        return self.hours is None or self.hours.is_open(ts)
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -400,6 +414,8 @@ class MatchingEngine:
     # -- matching ------------------------------------------------------------------------------
 
     def _run(self, market: _Market) -> list[MatchEvent]:
+        if not self.is_open(market.ts):
+            return []  # a closed venue matches nothing, whatever the order type or time in force
         events: list[MatchEvent] = []
         for progress in list(self._orders.values()):
             if market.ts >= progress.eligible_at:

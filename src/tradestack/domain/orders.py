@@ -32,7 +32,7 @@ from typing import Any, ClassVar, NoReturn
 from tradestack.core.errors import ConflictError
 from tradestack.core.money import D, plain
 from tradestack.core.precision import AMOUNT, PRICE
-from tradestack.domain.instruments import Instrument, ceil_to_tick, floor_to_tick
+from tradestack.domain.instruments import Instrument, Venue, ceil_to_tick, floor_to_tick
 
 AVERAGE_PRICE_PRECISION = 34
 """Significant digits of `Order.average_fill_price` (IEEE decimal128's precision)."""
@@ -247,6 +247,30 @@ class OrderRequest:
         if self.type is OrderType.MARKET and self.time_in_force is TimeInForce.GTC:
             problems.append("a market order cannot be good-till-canceled (gtc); use day, ioc or fok")
         return problems
+
+    def session_problem(self, hours: Venue, now: datetime) -> str | None:
+        """Why this order cannot be taken while `hours` is closed at `now`; None when it can.
+
+        While the venue is closed nothing matches. Limit and stop orders with day or gtc are taken
+        and rest until the open (day: until the end of the next session). An ioc or fok order
+        needs an open market, and a market order is not queued for the open (its price would be
+        whatever the open brings): both are refused, with the next open and an order that is taken.
+        """
+        if hours.is_open(now):
+            return None
+        opens = f"{hours.next_open(now):%Y-%m-%d %H:%M} UTC"
+        closed = f"{hours.code} is closed until {opens}"
+        if self.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+            return (
+                f"{closed}: an {self.time_in_force.value} order needs an open market; send a limit order with "
+                f"time_in_force day or gtc to rest until the open, or send this one again after {opens}"
+            )
+        if self.type is OrderType.MARKET:
+            return (
+                f"{closed}: market orders are not queued for the open; send a limit order with time_in_force day "
+                f"or gtc to rest until the open, or send the market order again after {opens}"
+            )
+        return None
 
     def stop_problem(self, market_price: Decimal) -> str | None:
         """Why the stop price is on the wrong side of `market_price` (it would trigger at once); None when fine.

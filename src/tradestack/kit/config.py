@@ -182,6 +182,10 @@ class Settings(BaseSettings):
     marketdata_stale_seconds: float = Field(
         default=5.0, gt=0, le=86_400, description="/api/ready fails when no quote was published for this long."
     )
+    market_hours_always_open: bool = Field(
+        default=False,
+        description="Demo only: treat every venue as open around the clock (order checks, matching and open_now agree).",
+    )
     quote_ttl_seconds: float = Field(default=300.0, gt=0, description="How long a cached quote or book is served.")
     ccxt_exchange: str = Field(default="binance", description="ccxt exchange id of the live crypto feed.")
     ccxt_symbols: dict[str, str] = Field(

@@ -34,7 +34,7 @@ async def instruments(runtime: RuntimeDep, _: Reader) -> InstrumentList:
     now = runtime.clock.now()
     listed = []
     for instrument in (await service.instruments()).values():
-        venue = venue_of(instrument)
+        venue = venue_of(instrument, always_open=runtime.settings.market_hours_always_open)
         listed.append(InstrumentOut.of(instrument, timezone=venue.timezone, open_now=venue.is_open(now)))
     return InstrumentList(instruments=listed)
 

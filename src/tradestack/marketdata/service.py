@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from tradestack.core.errors import ValidationFailedError
-from tradestack.domain.instruments import CATALOG, Instrument, Venue, venue
+from tradestack.domain.instruments import CATALOG, Instrument, Venue, trading_hours
 from tradestack.domain.marketdata import Bar, Timeframe, aggregate
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.repository import BarRepository, InstrumentRepository, SeriesSummary
@@ -57,9 +57,9 @@ def decode_message(message: bytes) -> tuple[str, bytes]:
     return channel.decode(), frame
 
 
-def venue_of(instrument: Instrument) -> Venue:
-    """The venue whose calendar applies to `instrument`."""
-    return venue(instrument.venue)
+def venue_of(instrument: Instrument, *, always_open: bool = False) -> Venue:
+    """The venue whose calendar applies to `instrument` (`always_open`: the demo setting)."""
+    return trading_hours(instrument.venue, always_open=always_open)
 
 
 class MarketDataService:

@@ -31,7 +31,7 @@ import redis.asyncio
 from sqlalchemy import select
 
 from tradestack.core.money import D
-from tradestack.domain.instruments import Instrument, venue
+from tradestack.domain.instruments import Instrument, trading_hours
 from tradestack.domain.marketdata import Quote, Side
 from tradestack.domain.matching import Expired, Fill, LatencyModel, MatchingEngine, SlippageModel, Triggered, WorkingOrder
 from tradestack.domain.orders import Order, OrderStatus, TimeInForce
@@ -211,6 +211,7 @@ class EngineShard:
                 LatencyModel(s.paper_latency_ms / 1000),
                 s.paper_participation_rate,
                 seed=s.synthetic_seed,
+                hours=trading_hours(instrument.venue, always_open=s.market_hours_always_open),
             )
             self.engines[instrument.symbol] = engine
         return engine
@@ -284,13 +285,20 @@ class EngineShard:
             await self.sync(order_id, self.owners[order_id])
 
     async def _close_sessions(self) -> None:
+        """Expire the day orders whose session has ended: the one they were taken in, or (taken while
+        the venue was closed) the next one."""
         now = self.runtime.clock.now()
-        for symbol, engine in list(self.engines.items()):
-            instrument = self.instruments[symbol]
-            if any(o.time_in_force is TimeInForce.DAY for o in engine.working_orders()) and not venue(instrument.venue).is_open(
-                now
-            ):
-                await self._apply(engine, engine.on_session_close(now))
+        for engine in list(self.engines.values()):
+            hours = engine.hours
+            if hours is None or hours.always_open:
+                continue
+            ended = [
+                o.order_id
+                for o in engine.working_orders()
+                if o.time_in_force is TimeInForce.DAY and hours.next_close(o.submitted_at) <= now
+            ]
+            if ended:
+                await self._apply(engine, engine.on_session_close(now, ended))
 
     async def _apply(self, engine: MatchingEngine, events: list[Fill | Triggered | Expired]) -> None:
         for event in events:

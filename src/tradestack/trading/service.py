@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tradestack.audit.service import AuditService, drainer_of
 from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from tradestack.core.money import plain
-from tradestack.domain.instruments import Instrument, venue
+from tradestack.domain.instruments import Instrument, trading_hours
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import FeeModel
 from tradestack.domain.orders import (
@@ -335,15 +335,10 @@ class TradingService:
             ) from None
 
     def _check_session(self, request: OrderRequest, instrument: Instrument, now: datetime) -> None:
-        if request.time_in_force is not TimeInForce.DAY:
-            return
-        market = venue(instrument.venue)
-        if not market.is_open(now):
-            opens = market.next_open(now)
-            raise ValidationFailedError(
-                f"{instrument.venue} is closed (it opens {opens.isoformat()}): a day order needs an open session; "
-                "send it as gtc to have it wait, or again when the market is open"
-            )
+        hours = trading_hours(instrument.venue, always_open=self.runtime.settings.market_hours_always_open)
+        problem = request.session_problem(hours, now)
+        if problem is not None:
+            raise ValidationFailedError(problem)
 
     @staticmethod
     def _stop_problems(request: OrderRequest, prices: Prices) -> list[str]:

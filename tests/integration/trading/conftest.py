@@ -21,7 +21,11 @@ PublishQuote = Callable[..., Awaitable[Quote]]
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"engine_in_process": True, "paper_slippage_bps": Decimal(0)})
+    # Every venue open around the clock (the demo setting), so tests of other behaviour do not depend on
+    # the time of day they run at; test_market_hours turns it off.
+    return settings.model_copy(
+        update={"engine_in_process": True, "paper_slippage_bps": Decimal(0), "market_hours_always_open": True}
+    )
 
 
 @pytest.fixture

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
-import pytest
 
-from tradestack.core.clock import SimClock
-from tradestack.core.errors import ValidationFailedError
 from tradestack.domain.instruments import instrument
 from tradestack.domain.matching import Fill
-from tradestack.domain.orders import Liquidity, OrderSide, OrderType, TimeInForce
+from tradestack.domain.orders import Liquidity
 from tradestack.domain.portfolio import FxRates
-from tradestack.identity.permissions import Role, permissions_of
-from tradestack.identity.service import Caller, Principal
+from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
 from tradestack.ops.integrity import check_integrity
 from tradestack.trading.engine import EngineShard
 from tradestack.trading.executions import Recorded, record
 from tradestack.trading.repository import TradingRepository
-from tradestack.trading.schemas import OrderCreate
-from tradestack.trading.service import TradingService
 
 from ..conftest import MakeUser  # type: ignore[import-not-found]
 from .conftest import PublishQuote  # type: ignore[import-not-found]
@@ -82,40 +75,3 @@ async def test_a_fill_the_account_cannot_pay_for_cancels_the_order(
     assert "not enough cash" in (result.order.reason or "")
     accounts = {a["id"]: a for a in (await client.get("/api/accounts", headers=trader.headers)).json()}
     assert accounts[account]["cash"] == {"USD": "1000"}
-
-
-@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
-async def test_day_orders_need_an_open_session_and_expire_at_the_close(
-    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
-) -> None:
-    trader = await make_user(Role.TRADER)
-    account = await open_account(client, trader)
-    principal = Principal(trader.id, trader.email, Role.TRADER, permissions_of(Role.TRADER))
-    service = TradingService(runtime)
-    request = OrderCreate(
-        account_id=account,
-        client_order_id="day-1",
-        symbol="AAPL",
-        side=OrderSide.BUY,
-        type=OrderType.LIMIT,
-        quantity=Decimal(1),
-        limit_price=Decimal(100),
-        time_in_force=TimeInForce.DAY,
-    )
-    clock = SimClock(datetime(2026, 11, 28, 15, 0, tzinfo=UTC))  # a Saturday
-    runtime.clock = clock
-    with pytest.raises(ValidationFailedError, match="NASDAQ is closed"):
-        await service.submit(principal, request, Caller())
-    clock.advance(2 * 86_400)  # Monday 15:00 UTC = 10:00 in New York
-    order, created = await TradingService(runtime).submit(principal, request, Caller())
-    assert created
-    assert order.status == "accepted"
-    clock.advance(6.5 * 3600)  # 16:30 in New York: the session is over
-    for _ in range(100):
-        async with runtime.database.read_session() as session:
-            row = await TradingRepository(session).get(order.id)
-            status = row.status if row else None
-        if status == "expired":
-            break
-        await asyncio.sleep(0.05)
-    assert status == "expired"
