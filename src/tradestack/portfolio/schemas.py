@@ -6,24 +6,50 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, Field, PlainSerializer, model_validator
 
-from tradestack.core.money import plain
+from tradestack.core.money import canonical, decimal_places, plain
+from tradestack.kit.currencies import currency_problem, minor_units
 from tradestack.kit.fields import RequestBody
+
+DecimalText = Annotated[Decimal, PlainSerializer(plain, return_type=str, when_used="json")]
+"""A Decimal sent as its plain canonical text (``"1902.5"``, never ``"1.9025E+3"``)."""
+
+
+def _known_currency(code: str) -> str:
+    problem = currency_problem(code)
+    if problem is not None:
+        raise ValueError(problem)
+    return code.upper()
+
+
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Za-z]{3}$"), AfterValidator(_known_currency)]
+"""A known currency (ISO 4217, or a traded crypto asset), upper-cased."""
 
 
 class Deposit(RequestBody):
-    """Cash put into a new paper account."""
+    """Cash put into a new paper account, in whole minor units of its currency (cents for AUD)."""
 
-    currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code, e.g. AUD.")
-    amount: Decimal = Field(gt=0, le=Decimal("1e12"), max_digits=22, decimal_places=8, description="Decimal string.")
+    currency: CurrencyCode = Field(description="ISO 4217 code, e.g. AUD.")
+    amount: Decimal = Field(
+        gt=0, le=Decimal("1e12"), allow_inf_nan=False, description="Decimal string, at most the currency's minor units."
+    )
+
+    @model_validator(mode="after")
+    def _in_minor_units(self) -> Deposit:
+        places = minor_units(self.currency) or 0
+        if decimal_places(canonical(self.amount)) > places:
+            raise ValueError(
+                f"amount {plain(self.amount)} has more than {places} decimal places, the minor unit of {self.currency}"
+            )
+        return self
 
 
 class AccountCreate(RequestBody):
     """A new paper account and its initial deposit."""
 
     name: str = Field(min_length=1, max_length=100)
-    base_currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="Currency the account is valued in.")
+    base_currency: CurrencyCode = Field(description="Currency the account is valued in (ISO 4217).")
     deposit: Deposit
     allow_short: bool = Field(default=False, description="Whether sells may leave a short position.")
 
@@ -37,13 +63,11 @@ class AccountWithCash(BaseModel):
     kind: str
     allow_short: bool
     created_at: datetime
-    cash: dict[str, Decimal] = Field(description="Cash balance per currency (decimal strings).")
+    cash: dict[str, DecimalText] = Field(description="Cash balance per currency (decimal strings, never exponents).")
 
 
 # -- books: positions, portfolio, fills and the journal -------------------------------------------
 
-DecimalText = Annotated[Decimal, PlainSerializer(plain, return_type=str, when_used="json")]
-"""A Decimal sent as its plain canonical text (``"1902.5"``, never ``"1.9025E+3"``)."""
 
 MarkSource = Literal["last", "mid", "cost"]
 
