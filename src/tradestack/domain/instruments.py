@@ -499,6 +499,8 @@ CATALOG: tuple[Instrument, ...] = (
     _index("IXIC", "Nasdaq Composite Index", "NASDAQ"),
     _pair("EURUSD", InstrumentKind.FX, "Euro / US Dollar", "EUR", "USD", "0.00001", "1000"),
     _pair("AUDUSD", InstrumentKind.FX, "Australian Dollar / US Dollar", "AUD", "USD", "0.00001", "1000"),
+    # Values the NSE stocks (INR) in any other currency, through the USD pivot.
+    _pair("USDINR", InstrumentKind.FX, "US Dollar / Indian Rupee", "USD", "INR", "0.0001", "1000"),
     _pair("BTC-USD", InstrumentKind.CRYPTO, "Bitcoin / US Dollar", "BTC", "USD", "0.01", "0.00001"),
     _pair("ETH-USD", InstrumentKind.CRYPTO, "Ether / US Dollar", "ETH", "USD", "0.01", "0.0001"),
     # ASX ticks depend on the price band: 0.1 cent up to 10 cents, 0.5 cent up to 2 AUD, 1 cent

@@ -196,6 +196,7 @@ class ReplayFeed:
 _START_PRICES = {
     "AUDUSD": Decimal("0.65"),
     "EURUSD": Decimal("1.08"),
+    "USDINR": Decimal("84"),
     "BTC-USD": Decimal("65000"),
     "ETH-USD": Decimal("3000"),
     "BHP": Decimal("45"),

@@ -62,7 +62,7 @@ from tradestack.models.trading import OrderRow
 from tradestack.portfolio.repository import JournalRepository
 from tradestack.trading.commands import commands_of
 from tradestack.trading.events import publish_order
-from tradestack.trading.prices import Prices, current_prices
+from tradestack.trading.prices import Prices, current_prices, missing_fx
 from tradestack.trading.repository import GLOBAL_SCOPE, ConcurrentUpdate, TradingRepository, books_session
 from tradestack.trading.schemas import (
     HaltRequest,
@@ -329,9 +329,10 @@ class TradingService:
                 to_base=_converter(rates, quote, base),
             )
         except MissingFxRate as exc:
+            missing = missing_fx(instruments, rates, exc.base, exc.quote)
             raise ValidationFailedError(
-                f"cannot check this order against account {account.id} in {base}: {exc.detail}; "
-                "FX quotes are needed to value it (is market data running?)"
+                f"cannot value this order for account {account.id} in {base}: converting {exc.base} to {exc.quote} "
+                f"needs {missing}"
             ) from None
 
     def _check_session(self, request: OrderRequest, instrument: Instrument, now: datetime) -> None:

@@ -59,3 +59,20 @@ async def test_orders_on_cash_without_an_fx_rate_to_the_base_are_422_saying_what
     response = await client.post("/api/orders", json=limit_buy(created.json()["id"], "inr-1"), headers=trader.headers)
     assert response.status_code == 422, response.text
     assert "INR" in response.json()["detail"]
+
+
+async def test_nse_stocks_trade_from_an_aud_account_through_the_usd_pivot_and_a_missing_quote_is_named(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote
+) -> None:
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "100000", currency="AUD")
+    await publish_quote("INFY", "1800.00", "1800.05")
+    await publish_quote("AUDUSD", "0.65000", "0.65010")
+    body = limit_buy(account, "infy-1", price="1790.00", quantity="1") | {"symbol": "INFY"}
+    missing = await client.post("/api/orders", json=body, headers=trader.headers)
+    assert missing.status_code == 422, missing.text
+    assert "no quote for USDINR yet (INR/USD)" in missing.json()["detail"]
+    await publish_quote("USDINR", "84.0000", "84.0100")
+    placed = await client.post("/api/orders", json=body | {"client_order_id": "infy-2"}, headers=trader.headers)
+    assert placed.status_code == 201, placed.text
+    assert placed.json()["status"] == "accepted"
