@@ -12,6 +12,8 @@ from tradestack.identity.service import Principal
 from tradestack.kit.web import RuntimeDep
 from tradestack.portfolio.schemas import AccountCreate, AccountWithCash, FillPage, LedgerPage, Portfolio, PositionList
 from tradestack.portfolio.service import DEFAULT_PAGE, MAX_PAGE, PortfolioService
+from tradestack.trading.schemas import ConversionCreate, ConversionOut
+from tradestack.trading.service import TradingService
 
 router = APIRouter(prefix="/api/accounts", tags=["accounts"])
 books = APIRouter(prefix="/api", tags=["portfolio"])
@@ -50,6 +52,22 @@ async def open_account(
     request: Request,
 ) -> AccountWithCash:
     return await PortfolioService(runtime).open_paper_account(principal, body, caller_of(request))
+
+
+@router.post(
+    "/{account_id}/convert",
+    response_model=ConversionOut,
+    summary="Convert cash between currencies at the live rate (one balanced FX journal entry)",
+    responses={**NOT_FOUND, 422: {"description": "Unknown currency, not enough cash, or no FX rate yet"}},
+)
+async def convert(
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, require(Permission.TRADE_OWN)],
+    account_id: str,
+    body: ConversionCreate,
+    request: Request,
+) -> ConversionOut:
+    return await TradingService(runtime).convert(principal, account_id, body, caller_of(request))
 
 
 @router.get("", response_model=list[AccountWithCash], summary="Your trading accounts with cash per currency")

@@ -243,3 +243,25 @@ class TradingStateOut(BaseModel):
     updated_at: datetime | None
     updated_by: str | None
     canceled_orders: int = 0
+
+
+class ConversionCreate(RequestBody):
+    """Sell `amount` of one currency's cash for another at the live rate, less the paper FX fee."""
+
+    from_currency: str = Field(pattern=r"^[A-Za-z]{3,5}$", description="The cash to sell, e.g. AUD.")
+    to_currency: str = Field(pattern=r"^[A-Za-z]{3,5}$", description="The cash to buy, e.g. USD.")
+    amount: PositiveAmount = Field(description="How much of from_currency to sell, in its minor units (decimal string).")
+
+
+class ConversionOut(BaseModel):
+    """A booked conversion: one balanced FX journal entry, and the account's cash after it."""
+
+    account_id: str
+    entry_id: str
+    sold_currency: str
+    sold_amount: DecimalText
+    bought_currency: str
+    bought_amount: DecimalText = Field(description="amount x rate less the fee, rounded half-even to the minor unit.")
+    rate: DecimalText = Field(description="Live rate (the pair's last price, else its mid): one from_currency in to_currency.")
+    fee_bps: DecimalText
+    cash: dict[str, DecimalText]

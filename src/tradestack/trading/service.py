@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import orjson
@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.audit.service import AuditService, drainer_of
 from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
-from tradestack.core.money import plain
+from tradestack.core.money import canonical, decimal_places, plain
 from tradestack.domain.instruments import Instrument, trading_hours
+from tradestack.domain.ledger import fx_conversion
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import FeeModel
 from tradestack.domain.orders import (
@@ -54,6 +55,7 @@ from tradestack.domain.risk import (
 )
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Caller, IdentityService, Principal
+from tradestack.kit.currencies import currency_problem, minor_units
 from tradestack.kit.metrics import ORDER_PLACEMENT_LATENCY, ORDERS
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MarketDataService
@@ -65,6 +67,8 @@ from tradestack.trading.events import publish_order
 from tradestack.trading.prices import Prices, current_prices, missing_fx
 from tradestack.trading.repository import GLOBAL_SCOPE, ConcurrentUpdate, TradingRepository, books_session
 from tradestack.trading.schemas import (
+    ConversionCreate,
+    ConversionOut,
     HaltRequest,
     OrderCreate,
     OrderEventOut,
@@ -680,6 +684,60 @@ class TradingService:
             await self._stage(session, principal, caller, "risk.limits", "success", f"account:{account_id}", orjson.loads(text))
         await drainer_of(self.runtime).flush()
         return RiskLimitsOut.of(account_id, limits, "account", now, principal.user_id)
+
+    async def convert(self, principal: Principal, account_id: str, body: ConversionCreate, caller: Caller) -> ConversionOut:
+        """Convert cash between two currencies at the live rate less the paper FX fee, as one FX entry."""
+        source, target = body.from_currency.upper(), body.to_currency.upper()
+        for field, code in (("from_currency", source), ("to_currency", target)):
+            problem = currency_problem(code)
+            if problem is not None:
+                raise ValidationFailedError(f"{field}: {problem}")
+        if source == target:
+            raise ValidationFailedError("to_currency: must differ from from_currency")
+        source_places, target_places = minor_units(source) or 0, minor_units(target) or 0
+        if decimal_places(canonical(body.amount)) > source_places:
+            raise ValidationFailedError(f"amount: {source} amounts have at most {source_places} decimal places")
+        instruments = await self.market.instruments()
+        rates = (await current_prices(self.runtime, instruments, [])).rates
+        try:
+            rate = rates.rate(source, target)
+        except MissingFxRate:
+            raise ValidationFailedError(
+                f"cannot convert {source} to {target} now: it needs {missing_fx(instruments, rates, source, target)}"
+            ) from None
+        bps, _ = self.runtime.settings.paper_fees.get("FX", (_ZERO, _ZERO))
+        bought = (body.amount * rate * (1 - bps / 10_000)).quantize(Decimal(1).scaleb(-target_places), ROUND_HALF_EVEN)
+        if bought <= 0:
+            raise ValidationFailedError(f"amount: {plain(body.amount)} {source} buys less than the smallest {target} unit")
+        now = self.clock.now()
+        entry = fx_conversion(f"fx-{uuid.uuid4()}", now, source, body.amount, target, bought, reference=f"account:{account_id}")
+        async with books_session(self.runtime.database) as session:
+            repo = TradingRepository(session)
+            account = self._owned(await repo.lock_account(account_id), principal, account_id)
+            journal = JournalRepository(session)
+            held = await journal.balances(account.id)
+            available = held[f"cash:{source}"].amount if f"cash:{source}" in held else _ZERO
+            if available < body.amount:
+                raise ValidationFailedError(
+                    f"amount: the account holds {plain(available)} {source} in cash; convert at most that"
+                )
+            await journal.add(account.id, entry)
+            detail = {"sold": [source, plain(body.amount)], "bought": [target, plain(bought)], "rate": plain(rate)}
+            await self._stage(session, principal, caller, "account.convert", "success", f"account:{account.id}", detail)
+            after = await journal.balances(account.id)
+            cash = {name.partition(":")[2]: row.amount for name, row in after.items() if name.startswith("cash:")}
+        await drainer_of(self.runtime).flush()
+        return ConversionOut(
+            account_id=account_id,
+            entry_id=entry.id,
+            sold_currency=source,
+            sold_amount=body.amount,
+            bought_currency=target,
+            bought_amount=bought,
+            rate=rate,
+            fee_bps=bps,
+            cash=cash,
+        )
 
     async def set_state(self, principal: Principal, body: HaltRequest | ResumeRequest, caller: Caller) -> TradingStateOut:
         """Halt or restrict (and cancel the open orders of) a scope, or resume it."""
