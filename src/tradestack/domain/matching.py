@@ -38,7 +38,7 @@ import random
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 from tradestack.core.money import plain
 from tradestack.domain.instruments import Instrument, Venue, ceil_to_tick, floor_to_tick
@@ -81,21 +81,30 @@ def _require_utc(name: str, ts: datetime) -> None:
 class FeeModel:
     """Commission of `bps` basis points of the notional, at least `minimum` per order (quote currency).
 
-    Per-venue fee schedules are a mapping of venue to `FeeModel`, kept by the caller.
+    With `places` (the quote currency's minor unit: 2 for USD, 0 for JPY, 8 for crypto) the fee is
+    rounded half-even to it, so every fee an order pays is a whole number of cents; an order's
+    fills still add up to `fee(total notional)`. Per-venue fee schedules are a mapping of venue to
+    `FeeModel`, kept by the caller.
     """
 
     bps: Decimal
     minimum: Decimal = _ZERO
+    places: int | None = None
 
     def __post_init__(self) -> None:
         _non_negative("fee bps", self.bps)
         _non_negative("fee minimum", self.minimum)
+        if self.places is not None and not 0 <= self.places <= 18:
+            raise ValueError(f"fee places must be between 0 and 18, got {self.places}")
 
     def fee(self, notional: Decimal) -> Decimal:
-        """The fee on `notional`: `bps` of it, at least `minimum`; nothing on a zero notional."""
+        """The fee on `notional`: `bps` of it, at least `minimum`, in `places`; nothing on a zero notional."""
         if notional <= 0:
             return _ZERO
-        return max(notional * self.bps / _BASIS_POINTS, self.minimum)
+        fee = max(notional * self.bps / _BASIS_POINTS, self.minimum)
+        if self.places is None:
+            return fee
+        return fee.quantize(Decimal(1).scaleb(-self.places), rounding=ROUND_HALF_EVEN)
 
 
 @dataclass(frozen=True, slots=True)

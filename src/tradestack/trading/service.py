@@ -91,9 +91,9 @@ class OrderDeniedError(ValidationFailedError):
 
 
 def fee_model_for(runtime: Runtime, instrument: Instrument) -> FeeModel:
-    """The paper fee schedule of the instrument's venue (free when the venue has none)."""
+    """The paper fee schedule of the instrument's venue (free when the venue has none), in the quote currency's minor unit."""
     bps, minimum = runtime.settings.paper_fees.get(instrument.venue, (_ZERO, _ZERO))
-    return FeeModel(bps=bps, minimum=minimum)
+    return FeeModel(bps=bps, minimum=minimum, places=minor_units(instrument.quote_currency))
 
 
 def default_limits(runtime: Runtime, currency: str) -> RiskLimits:

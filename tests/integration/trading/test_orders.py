@@ -92,7 +92,7 @@ async def test_a_marketable_order_fills_and_books_balance(
         fills = (
             await session.execute(select(FillRow.quantity, FillRow.price, FillRow.fee).where(FillRow.order_id == order["id"]))
         ).all()
-    fee = Decimal("20000.5") * Decimal(10) / Decimal(10000)  # CRYPTO: 10 bps, no minimum
+    fee = Decimal("20.00")  # CRYPTO: 10 bps of 20000.5 = 20.0005 USD, booked in cents (half-even)
     assert [tuple(f) for f in fills] == [(Decimal("0.5"), Decimal(40001), fee)]
     accounts = {a["id"]: a for a in (await client.get("/api/accounts", headers=trader.headers)).json()}
     assert Decimal(accounts[account]["cash"]["USD"]) == Decimal(50000) - Decimal("20000.5") - fee

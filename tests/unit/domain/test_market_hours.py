@@ -128,3 +128,39 @@ def test_a_day_order_taken_while_closed_lives_until_the_end_of_the_next_session(
     expired = engine.on_session_close(MONDAY_NIGHT, ["day"])
     assert [e.order_id for e in expired] == ["day"]
     assert [o.order_id for o in engine.working_orders()] == ["gtc"]
+
+
+# -- fees in minor units (kept here with the other issue-10 domain rules) -------------------------
+
+
+@pytest.mark.parametrize(
+    ("places", "notional", "expected"),
+    [
+        (2, "20000.5", "20.00"),  # 20.0005 -> 20.00
+        (2, "9661.159312", "9.66"),
+        (2, "25", "0.02"),  # 0.025 -> 0.02, half-even
+        (2, "35", "0.04"),  # 0.035 -> 0.04, half-even
+        (0, "123456", "123"),  # JPY
+        (8, "1.23456789123", "0.00123457"),
+        (None, "20000.5", "20.0005"),  # unrounded when no minor unit is given (backtests)
+    ],
+)
+def test_fees_are_rounded_half_even_to_the_minor_unit(places: int | None, notional: str, expected: str) -> None:
+    assert FeeModel(Decimal(10), places=places).fee(Decimal(notional)) == Decimal(expected)
+
+
+def test_an_orders_fills_pay_whole_cents_that_add_up_to_the_fee_of_the_total() -> None:
+    engine = MatchingEngine(
+        instrument("AAPL"), FeeModel(Decimal("0.5"), places=2), SlippageModel(Decimal(0)), LatencyModel(0), Decimal("0.3"), 7
+    )
+    engine.submit(working("o", OrderType.MARKET, TimeInForce.GTC, None, MONDAY_OPEN), MONDAY_OPEN)
+    fills: list[Fill] = []
+    for step in range(5):
+        quote = Quote(
+            "AAPL", Decimal("150.00"), Decimal("150.03"), Decimal(10), Decimal(10), Decimal("150.01"), Decimal(1), MONDAY_OPEN
+        )
+        fills += [e for e in engine.on_quote(quote) if isinstance(e, Fill)]
+        assert step < 4 or sum(f.quantity for f in fills) == 10
+    assert all(f.fee == f.fee.quantize(Decimal("0.01")) for f in fills)
+    total = sum((f.quantity * f.price for f in fills), Decimal(0))
+    assert sum(f.fee for f in fills) == FeeModel(Decimal("0.5"), places=2).fee(total)
