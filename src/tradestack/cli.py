@@ -141,7 +141,7 @@ def up(
             else "password from TRADESTACK_ADMIN_PASSWORD"
         )
         console.print(f"created {user.role.value} [bold]{user.email}[/], {secret}")
-    console.print(f"serving on [bold]http://{settings.host}:{settings.port}[/]  (Ctrl+C to stop)")
+    _announce_when_serving(settings.host, settings.port)
     raise typer.Exit(serve(settings))
 
 
@@ -390,10 +390,10 @@ def _import_demo_on_first_start(settings: Settings) -> None:
     if _run_runtime(settings, stored):
         return
     console.print("first start: importing the shipped price history (once)")
-    _import_datasets(settings, list(DEMO))
+    _import_datasets(settings, list(DEMO), brief=True)
 
 
-def _import_datasets(settings: Settings, names: list[str]) -> Any:
+def _import_datasets(settings: Settings, names: list[str], *, brief: bool = False) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tradestack.marketdata import datasets
@@ -414,7 +414,10 @@ def _import_datasets(settings: Settings, names: list[str]) -> Any:
             "storing bars", total=sum(ds.rows + sum(s.dropped for s in ds.series.values()) for ds in loaded)
         )
         result = _run_runtime(settings, lambda runtime: import_datasets(runtime, loaded, lambda n: progress.advance(storing, n)))
-    _print_import(result)
+    if brief:
+        _print_import_summary(result)
+    else:
+        _print_import(result)
     return result
 
 
@@ -630,6 +633,56 @@ def user_reset_password(email: Annotated[str, typer.Argument(help="Email of the 
         raise _fail(exc.detail) from exc
     console.print(f"temporary password for {email.lower()}: [bold]{temporary}[/]")
     console.print("It works once: sign in with it, then set a new one with POST /api/auth/password.")
+
+
+def _announce_when_serving(host: str, port: int, timeout: float = 300.0) -> None:
+    """Print "serving on ..." once the server answers /api/health, not before (a background thread)."""
+    import threading
+    import time
+    import urllib.request
+
+    probe_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - compared, not bound
+    probe = f"http://{probe_host}:{port}/api/health"
+
+    def wait() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(probe, timeout=1) as response:  # our own http URL
+                    if response.status == 200:
+                        console.print(f"serving on [bold]http://{host}:{port}[/]  (Ctrl+C to stop)")
+                        return
+            except OSError:
+                time.sleep(0.1)
+
+    threading.Thread(target=wait, name="announce-serving", daemon=True).start()
+
+
+def _print_import_summary(result: Any) -> None:
+    """Two lines instead of the per-series table: what was stored, and how many shipped rows were skipped."""
+    console.print(f"[green]{result.inserted} bars stored[/] in {len(result.series)} series ({result.unchanged} already present)")
+    if result.rejected:
+        console.print(f"{result.rejected} rows of the shipped files skipped: see `tradestack data report`")
+
+
+@data_app.command("report")
+def data_report(
+    sources: Annotated[list[str] | None, typer.Argument(help="Data sets to check [default: all of them].")] = None,
+) -> None:
+    """List the rows of the shipped data sets that are not imported, by file and line, and why."""
+    from tradestack.marketdata import datasets
+
+    names = list(sources or datasets.DATASETS)
+    unknown = [n for n in names if n not in datasets.DATASETS]
+    if unknown:
+        raise _fail(f"unknown data set(s) {', '.join(unknown)}: use {', '.join(datasets.DATASETS)}")
+    total = 0
+    for name in names:
+        for series in datasets.load(name).series.values():
+            for row in series.rejected:
+                total += 1
+                console.print(f"{name} {row.source}: {row.reason}", soft_wrap=True)
+    console.print(f"{total} rows skipped in {len(names)} data set(s)")
 
 
 def main() -> None:
