@@ -1,4 +1,4 @@
-"""users.must_change_password: a temporary password set by an admin reset must be replaced at next sign-in
+"""users.must_change_password (an admin reset's temporary password must be replaced) and trading_accounts.fx_policy
 
 Revision ID: i10_a
 Revises: 0007
@@ -19,8 +19,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("must_change_password", sa.Boolean(), server_default=sa.false(), nullable=False))
+    with op.batch_alter_table("trading_accounts") as batch:
+        batch.add_column(sa.Column("fx_policy", sa.String(length=16), server_default="auto_convert", nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("trading_accounts") as batch:
+        batch.drop_column("fx_policy")
     with op.batch_alter_table("users") as batch:
         batch.drop_column("must_change_password")

@@ -168,7 +168,14 @@ class IdentityService:
         return user
 
     async def open_account(
-        self, owner: User, name: str, base_currency: str, *, kind: str = "paper", allow_short: bool = False
+        self,
+        owner: User,
+        name: str,
+        base_currency: str,
+        *,
+        kind: str = "paper",
+        allow_short: bool = False,
+        fx_policy: str = "auto_convert",
     ) -> TradingAccount:
         currency = base_currency.upper()
         if len(currency) != 3 or not currency.isalpha():
@@ -180,6 +187,7 @@ class IdentityService:
             base_currency=currency,
             kind=kind,
             allow_short=allow_short,
+            fx_policy=fx_policy,
             created_at=self.clock.now(),
         )
         return await self.accounts.add(account)
@@ -228,19 +236,19 @@ class IdentityService:
         return user
 
     async def open_account_for(
-        self, principal: Principal, name: str, base_currency: str, *, allow_short: bool = False
+        self, principal: Principal, name: str, base_currency: str, *, allow_short: bool = False, fx_policy: str = "auto_convert"
     ) -> TradingAccount:
         """A paper account owned by the caller (audited as ``account.open``)."""
         owner = await self.users.get(principal.user_id)
         if owner is None:
             raise AuthenticationError("this user no longer exists")
-        account = await self.open_account(owner, name, base_currency, allow_short=allow_short)
+        account = await self.open_account(owner, name, base_currency, allow_short=allow_short, fx_policy=fx_policy)
         await self._audit(
             "account.open",
             "success",
             principal,
             target=f"account:{account.id}",
-            detail={"base_currency": account.base_currency, "allow_short": allow_short},
+            detail={"base_currency": account.base_currency, "allow_short": allow_short, "fx_policy": fx_policy},
         )
         return account
 

@@ -45,6 +45,13 @@ class TradingAccount(Base):
     base_currency: Mapped[str] = mapped_column(String(3), doc="ISO 4217 code the account is valued in, e.g. AUD.")
     kind: Mapped[str] = mapped_column(String(8), doc="paper or live.")
     allow_short: Mapped[bool] = mapped_column(Boolean, default=False)
+    fx_policy: Mapped[str] = mapped_column(
+        String(16),
+        default="auto_convert",
+        server_default="auto_convert",
+        doc="auto_convert: a purchase in another currency converts the base currency it needs at fill time; "
+        "multi_currency: balances in other currencies may go negative (margin), valued in the base currency.",
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), doc="When the account was opened (UTC).")
 
 

@@ -52,6 +52,11 @@ class AccountCreate(RequestBody):
     base_currency: CurrencyCode = Field(description="Currency the account is valued in (ISO 4217).")
     deposit: Deposit
     allow_short: bool = Field(default=False, description="Whether sells may leave a short position.")
+    fx_policy: Literal["auto_convert", "multi_currency"] = Field(
+        default="auto_convert",
+        description="auto_convert: buying in another currency converts the base currency needed at fill time (its own "
+        "journal entry); multi_currency: other currencies may go negative, valued in the base currency.",
+    )
 
 
 class AccountWithCash(BaseModel):
@@ -62,6 +67,7 @@ class AccountWithCash(BaseModel):
     base_currency: str
     kind: str
     allow_short: bool
+    fx_policy: str
     created_at: datetime
     cash: dict[str, DecimalText] = Field(description="Cash balance per currency (decimal strings, never exponents).")
 

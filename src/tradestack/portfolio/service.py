@@ -93,7 +93,7 @@ class PortfolioService:
         """Open a paper account and book its deposit, in one transaction: both happen or neither does."""
         async with identity_session(self.runtime, caller) as identity:
             account = await identity.open_account_for(
-                principal, request.name, request.base_currency, allow_short=request.allow_short
+                principal, request.name, request.base_currency, allow_short=request.allow_short, fx_policy=request.fx_policy
             )
             entry = deposit(
                 f"deposit-{uuid.uuid4()}",
@@ -109,6 +109,7 @@ class PortfolioService:
                 base_currency=account.base_currency,
                 kind=account.kind,
                 allow_short=account.allow_short,
+                fx_policy=account.fx_policy,
                 created_at=account.created_at,
                 cash={request.deposit.currency.upper(): request.deposit.amount},
             )
@@ -125,6 +126,7 @@ class PortfolioService:
                     base_currency=a.base_currency,
                     kind=a.kind,
                     allow_short=a.allow_short,
+                    fx_policy=a.fx_policy,
                     created_at=a.created_at,
                     cash=cash.get(a.id, {}),
                 )

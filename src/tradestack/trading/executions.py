@@ -9,11 +9,11 @@ execution (after a crash, or by a second engine) can never book it twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from enum import StrEnum
 
 from tradestack.domain.instruments import Instrument
-from tradestack.domain.ledger import fill_entry
+from tradestack.domain.ledger import fill_entry, fx_conversion
 from tradestack.domain.matching import Expired, Fill, Triggered
 from tradestack.domain.orders import (
     FillEvent,
@@ -27,6 +27,7 @@ from tradestack.domain.orders import (
     OrderTriggered,
 )
 from tradestack.domain.portfolio import FxRates, MissingFxRate
+from tradestack.kit.currencies import minor_units
 from tradestack.kit.metrics import ORDERS
 from tradestack.kit.runtime import Runtime
 from tradestack.portfolio.repository import JournalRepository
@@ -57,7 +58,7 @@ async def record(
     """Write one engine event for an order of `account_id` (see the module docstring)."""
     async with books_session(runtime.database) as session:
         repo = TradingRepository(session)
-        await repo.lock_account(account_id)
+        account = await repo.lock_account(account_id)
         row = await repo.get(event.order_id)
         order = await repo.load(event.order_id)
         if row is None or order is None or order.status.is_terminal:
@@ -116,6 +117,8 @@ async def record(
                 reference=fill_event.fill_id,
             )
             await journal.add(account_id, entry)
+            if account is not None and account.fx_policy == AUTO_CONVERT:
+                await _convert_shortfall(runtime, journal, account_id, account.base_currency, instrument, fill_event, rates)
             books = {
                 name: {
                     "currency": b.currency,
@@ -129,6 +132,42 @@ async def record(
         ORDERS.labels(type=after.request.type.value, status=after.status.value).inc()
     outcome = Recorded.CANCELED if isinstance(new_events[0], OrderCanceled) else Recorded.APPLIED
     return Result(outcome, OrderOut.of_order(after), fill_event, books)
+
+
+AUTO_CONVERT = "auto_convert"
+
+
+async def _convert_shortfall(
+    runtime: Runtime,
+    journal: JournalRepository,
+    account_id: str,
+    base: str,
+    instrument: Instrument,
+    fill: FillEvent,
+    rates: FxRates,
+) -> None:
+    """Auto-convert policy: when a buy leaves the quote currency's cash negative, buy what is missing with the
+    base currency at the live rate plus the paper FX fee (rounded up to the base's minor unit), as its own
+    balanced FX entry next to the fill's. Without a rate the balance stays negative until one arrives."""
+    quote = instrument.quote_currency
+    if quote == base:
+        return
+    held = await journal.balances(account_id)
+    balance = held[f"cash:{quote}"].amount if f"cash:{quote}" in held else Decimal(0)
+    if balance >= 0:
+        return
+    needed = -balance
+    try:
+        rate = rates.rate(quote, base)
+    except MissingFxRate:
+        return
+    bps, _ = runtime.settings.paper_fees.get("FX", (Decimal(0), Decimal(0)))
+    places = minor_units(base)
+    sold = needed * rate * (1 + bps / 10_000)
+    if places is not None:
+        sold = sold.quantize(Decimal(1).scaleb(-places), rounding=ROUND_CEILING)
+    entry = fx_conversion(f"fx-{fill.fill_id}", fill.ts, base, sold, quote, needed, reference=fill.fill_id)
+    await journal.add(account_id, entry)
 
 
 async def _cash_shortfall(

@@ -1,0 +1,53 @@
+"""FX policy of an account: auto-convert (the default) buys the quote currency a purchase needs with the
+base currency at fill time, as its own FX entry; multi-currency lets the quote currency go negative."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from tradestack.identity.permissions import Role
+from tradestack.kit.runtime import Runtime
+from tradestack.ops.integrity import check_integrity
+
+from ..conftest import MakeUser  # type: ignore[import-not-found]
+from .conftest import PublishQuote, wait_for_order  # type: ignore[import-not-found]
+from .test_orders import limit_buy  # type: ignore[import-not-found]
+
+
+@pytest.mark.parametrize("policy", ["auto_convert", "multi_currency", None])
+async def test_buying_a_usd_stock_from_an_aud_account_follows_its_fx_policy(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime, policy: str | None
+) -> None:
+    trader = await make_user(Role.TRADER)
+    body: dict[str, object] = {"name": "fx", "base_currency": "AUD", "deposit": {"currency": "AUD", "amount": "10000"}}
+    if policy is not None:
+        body["fx_policy"] = policy
+    created = await client.post("/api/accounts", json=body, headers=trader.headers)
+    assert created.status_code == 201, created.text
+    assert created.json()["fx_policy"] == (policy or "auto_convert")
+    account = created.json()["id"]
+    await publish_quote("AUDUSD", "0.64990", "0.65010", last="0.65000")
+    await publish_quote("AAPL", "150.00", "150.02")
+    placed = await client.post(
+        "/api/orders", json=limit_buy(account, "aapl", price="151.00", quantity="10"), headers=trader.headers
+    )
+    assert placed.status_code == 201, placed.text
+    order = await wait_for_order(client, placed.json()["id"], trader.headers, lambda o: o["status"] == "filled")
+    spent = Decimal(order["average_fill_price"]) * 10
+    portfolio = (await client.get("/api/portfolio", params={"account_id": account}, headers=trader.headers)).json()
+    cash = {currency: Decimal(amount) for currency, amount in portfolio["cash"].items()}
+    ledger = (await client.get("/api/ledger", params={"account_id": account}, headers=trader.headers)).json()["items"]
+    fx_entries = [e for e in ledger if e["kind"] == "fx"]
+    if policy == "multi_currency":
+        assert cash["USD"] < 0
+        assert cash["AUD"] == 10000
+        assert fx_entries == []
+    else:
+        assert cash.get("USD", Decimal(0)) == 0
+        assert 10000 - cash["AUD"] > spent / Decimal("0.65")  # the USD bought, at 1 AUD = 0.65 USD, plus the FX fee
+        assert len(fx_entries) == 1
+        assert cash["AUD"] == cash["AUD"].quantize(Decimal("0.01"))
+    assert (await check_integrity(runtime.database)).ok
