@@ -121,6 +121,8 @@ class PositionList(BaseModel):
 class Portfolio(BaseModel):
     """An account's cash, positions, realized P&L, fees and equity, valued now.
 
+    Base-currency totals are rounded half-even to the base currency's minor unit (cents for AUD),
+    and `equity` is `cash_base + market_value_base` as shown.
     Per-currency figures are always present. Base-currency figures (`cash_base`,
     `market_value_base`, `unrealized_pnl_base`, `equity`) need an FX rate from every currency held
     into `base_currency`; rates are the bid/ask midpoints of the live quotes of the catalogue's

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, localcontext
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal, Inexact, localcontext
 
 import orjson
 
@@ -29,6 +29,7 @@ from tradestack.domain.portfolio import (
 )
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Caller, IdentityService, Principal, identity_session
+from tradestack.kit.currencies import minor_units
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import QUOTE_KEY, MarketDataService
 from tradestack.models.identity import TradingAccount
@@ -76,6 +77,13 @@ def parse_cursor(text: str | None) -> Cursor | None:
 def format_cursor(ts: datetime, row_id: str) -> str:
     """The cursor that continues a page after the row (`ts`, `row_id`)."""
     return f"{ts.astimezone(UTC).isoformat().replace('+00:00', 'Z')}~{row_id}"
+
+
+def _in_minor_units(value: Decimal | None, places: int | None) -> Decimal | None:
+    """A base-currency total as a broker shows it: rounded half-even to the currency's minor unit."""
+    if value is None or places is None:
+        return value
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
 
 
 def _check_limit(limit: int) -> None:
@@ -155,6 +163,9 @@ class PortfolioService:
     async def portfolio(self, principal: Principal, account_id: str) -> Portfolio:
         """Cash, positions, realized P&L, fees and equity of the account, valued now."""
         books = await self._books(principal, account_id)
+        places = minor_units(books.base_currency)
+        cash_base = _in_minor_units(books.valuation.cash_base if books.valuation else None, places)
+        market_value_base = _in_minor_units(books.market_value_base, places)
         return Portfolio(
             account_id=books.account_id,
             base_currency=books.base_currency,
@@ -164,10 +175,10 @@ class PortfolioService:
             realized_pnl=books.realized_pnl,
             fees=books.balances.get(AccountKind.FEES, {}),
             fx_rates={f"{base}/{quote}": rate for (base, quote), rate in sorted(books.rates.quotes.items())},
-            cash_base=books.valuation.cash_base if books.valuation else None,
-            market_value_base=books.market_value_base,
-            unrealized_pnl_base=books.valuation.unrealized_pnl_base if books.valuation else None,
-            equity=books.equity,
+            cash_base=cash_base,
+            market_value_base=market_value_base,
+            unrealized_pnl_base=_in_minor_units(books.valuation.unrealized_pnl_base if books.valuation else None, places),
+            equity=None if cash_base is None or market_value_base is None else cash_base + market_value_base,
             problems=books.problems,
         )
 

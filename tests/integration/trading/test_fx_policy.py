@@ -50,4 +50,7 @@ async def test_buying_a_usd_stock_from_an_aud_account_follows_its_fx_policy(
         assert 10000 - cash["AUD"] > spent / Decimal("0.65")  # the USD bought, at 1 AUD = 0.65 USD, plus the FX fee
         assert len(fx_entries) == 1
         assert cash["AUD"] == cash["AUD"].quantize(Decimal("0.01"))
+    totals = [Decimal(portfolio[k]) for k in ("cash_base", "market_value_base", "unrealized_pnl_base", "equity")]
+    assert all(t == t.quantize(Decimal("0.01")) for t in totals), totals  # as a broker shows AUD
+    assert totals[3] == totals[0] + totals[1]
     assert (await check_integrity(runtime.database)).ok
