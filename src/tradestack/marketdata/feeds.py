@@ -9,11 +9,12 @@ import asyncio
 import random
 import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 
 from tradestack.core.clock import Clock
-from tradestack.domain.instruments import Instrument
+from tradestack.domain.instruments import Instrument, Venue
 from tradestack.domain.marketdata import Bar, MarketEvent, OrderBook, Quote, Side, Timeframe, Trade
 from tradestack.domain.replay import SpreadModel, book_around, intrabar_path, split_volume
 from tradestack.domain.synthetic import OrderBookSimulator
@@ -57,6 +58,7 @@ class _Replay:
     prices: list[Decimal] = field(default_factory=list)  # the current bar's path
     sizes: list[Decimal] = field(default_factory=list)  # its volume, split over the path
     emitted: int = -1
+    held: Quote | None = None  # the last quote sent, repeated while the venue is closed
     side: Side = Side.BUY
     touch_lot: Decimal = Decimal(0)  # the unit of quoted sizes (see `touch_lot`)
 
@@ -85,7 +87,8 @@ class ReplayFeed:
     follow a path that starts at the open, touches the high and the low and ends at the close
     (`tradestack.domain.replay.intrabar_path`); bid and ask come from the spread model. Event
     timestamps are the real time of publication; `source_ts` is the bar being replayed. At the
-    end of its series a symbol starts over.
+    end of its series a symbol starts over. While a symbol's venue is closed (`hours`) the replay
+    holds: it sends the last quote again every second, prints no trades and does not move on.
     """
 
     def __init__(
@@ -97,8 +100,10 @@ class ReplayFeed:
         tick_seconds: float,
         spread: SpreadModel,
         seed: int,
+        hours: Mapping[str, Venue] | None = None,
     ) -> None:
         self._clock = clock
+        self._hours = dict(hours or {})
         self._speed = speed
         self._tick_seconds = tick_seconds
         self._spread = spread
@@ -176,10 +181,21 @@ class ReplayFeed:
             step = 0.0 if first else self._tick_seconds * self._speed
             first = False
             for state in self._state.values():
+                if not self._open(state.instrument.symbol):
+                    if state.held is None and (first_tick := self._advance(state, 0.0)) is not None:
+                        state.held = first_tick[0]  # a price to show from the start, without trading
+                        yield state.held
+                        continue
+                    held = _hold(state.held, self._clock.now())
+                    if held is not None:
+                        state.held = held
+                        yield held
+                    continue
                 due = self._advance(state, step)
                 if due is None:
                     continue
                 quote, trade = due
+                state.held = quote
                 yield quote
                 if trade.size > 0:
                     yield trade
@@ -187,9 +203,24 @@ class ReplayFeed:
                 await asyncio.sleep(0)  # let subscribers receive this symbol before the next is built
             await pacer.wait()
 
+    def _open(self, symbol: str) -> bool:
+        hours = self._hours.get(symbol)
+        return hours is None or hours.is_open(self._clock.now())
+
     async def close(self) -> None:
         """Stop after the current step."""
         self._closed.set()
+
+
+HOLD_EVERY_SECONDS = 1.0
+"""While a venue is closed its last quote is sent again this often (no trades, no new prices)."""
+
+
+def _hold(last: Quote | None, now: datetime) -> Quote | None:
+    """The last quote again at `now` (keeps it fresh in the cache), or None when it was sent less than a second ago."""
+    if last is None or (now - last.ts).total_seconds() < HOLD_EVERY_SECONDS:
+        return None
+    return replace(last, ts=now, last_size=Decimal(0))
 
 
 # Rough start prices of synthetic instruments, in their quote currency.
@@ -207,10 +238,23 @@ _START_PRICES = {
 
 
 class SyntheticFeed:
-    """Seeded synthetic markets: a limit-order-book simulator per symbol, published as books, quotes and trades."""
+    """Seeded synthetic markets: a limit-order-book simulator per symbol, published as books, quotes and trades.
 
-    def __init__(self, instruments: Sequence[Instrument], *, clock: Clock, tick_seconds: float, seed: int) -> None:
+    While a symbol's venue is closed (`hours`) it holds its last quote, as the replay does.
+    """
+
+    def __init__(
+        self,
+        instruments: Sequence[Instrument],
+        *,
+        clock: Clock,
+        tick_seconds: float,
+        seed: int,
+        hours: Mapping[str, Venue] | None = None,
+    ) -> None:
         self._clock = clock
+        self._hours = dict(hours or {})
+        self._held: dict[str, Quote] = {}
         self._tick_seconds = tick_seconds
         self._closed = asyncio.Event()
         self._books = {
@@ -244,10 +288,17 @@ class SyntheticFeed:
         while not self._closed.is_set():
             for symbol, (_, simulator) in self._books.items():
                 now = self._clock.now()
+                hours = self._hours.get(symbol)
+                if hours is not None and not hours.is_open(now) and symbol in self._held:
+                    held = _hold(self._held[symbol], now)  # closed: the last quote again, no trades
+                    if held is not None:
+                        self._held[symbol] = held
+                        yield held
+                    continue
                 book: OrderBook = simulator.step(now)
                 last = simulator.last_trade
                 best_bid, best_ask = book.bids[0], book.asks[0]
-                yield Quote(
+                quote = Quote(
                     symbol,
                     best_bid.price,
                     best_ask.price,
@@ -257,6 +308,10 @@ class SyntheticFeed:
                     last.size if last is not None else Decimal(0),
                     now,
                 )
+                self._held[symbol] = quote
+                yield quote
+                if hours is not None and not hours.is_open(now):
+                    continue  # the first quote of a closed venue: a price to show, without trading
                 for trade in simulator.trades:
                     yield trade
                 yield book

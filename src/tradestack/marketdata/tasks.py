@@ -13,7 +13,7 @@ from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.feeds import ReplayFeed, SyntheticFeed
 from tradestack.marketdata.repository import BarRepository
 from tradestack.marketdata.runner import MarketDataRunner
-from tradestack.marketdata.service import MarketDataService
+from tradestack.marketdata.service import MarketDataService, venue_of
 
 log = get_logger(__name__)
 
@@ -56,12 +56,19 @@ async def build_feeds(runtime: Runtime) -> list[Feed]:
                 tick_seconds=settings.replay_tick_seconds,
                 spread=SpreadModel(bps=settings.replay_spread_bps, min_ticks=1),
                 seed=settings.synthetic_seed,
+                hours={i.symbol: venue_of(i, always_open=settings.market_hours_always_open) for i in replayed},
             )
         )
     synthetic = [i for i in chosen if i.symbol not in stored]
     if "synthetic" in settings.marketdata_feeds and synthetic:
         feeds.append(
-            SyntheticFeed(synthetic, clock=runtime.clock, tick_seconds=settings.replay_tick_seconds, seed=settings.synthetic_seed)
+            SyntheticFeed(
+                synthetic,
+                clock=runtime.clock,
+                tick_seconds=settings.replay_tick_seconds,
+                seed=settings.synthetic_seed,
+                hours={i.symbol: venue_of(i, always_open=settings.market_hours_always_open) for i in synthetic},
+            )
         )
     if live:
         from tradestack.adapters.ccxt.feed import CcxtFeed

@@ -57,6 +57,8 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         TRADESTACK_ARGON2_TIME_COST="1",
         TRADESTACK_ARGON2_MEMORY_KIB="8192",
         TRADESTACK_MARKETDATA_SYMBOLS=SYMBOLS,
+        # These test the replay's mechanics at any time of day; market hours hold a closed venue's quote.
+        TRADESTACK_MARKET_HOURS_ALWAYS_OPEN="true",
         COLUMNS="200",
     )
     env.update(extra)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -90,3 +91,71 @@ async def test_synthetic_feed_publishes_consistent_books_and_quotes() -> None:
     mids = {b.bids[0].price + b.asks[0].price for b in books["BHP"]}
     assert len(mids) > 1  # the market moves
     assert Decimal(40) < min(mids) / 2 < Decimal(50)  # around BHP's start price
+
+
+class _SaturdayClock(LiveClock):
+    """Real time passing, from a Saturday (NASDAQ closed)."""
+
+    def __init__(self) -> None:
+        self._real_start = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return datetime(2026, 12, 5, 15, 0, tzinfo=UTC) + (datetime.now(UTC) - self._real_start)
+
+
+async def test_replay_holds_the_last_quote_of_a_closed_venue_without_trading() -> None:
+    import asyncio
+
+    from tradestack.domain.instruments import NASDAQ
+
+    feed = ReplayFeed(
+        {"AAPL": (instrument("AAPL"), Timeframe.D1, _bars())},
+        clock=_SaturdayClock(),
+        speed=86_400 / 0.008,
+        tick_seconds=0.01,
+        spread=SpreadModel(bps=Decimal(2)),
+        seed=1,
+        hours={"AAPL": NASDAQ},
+    )
+    events: list[object] = []
+
+    async def collect() -> None:
+        async for event in feed.events():
+            events.append(event)
+            if sum(isinstance(e, Quote) for e in events) >= 3:
+                break
+
+    await asyncio.wait_for(collect(), timeout=30)
+    await feed.close()
+    assert all(isinstance(e, Quote) for e in events)  # no trades, no books while closed
+    quotes = [e for e in events if isinstance(e, Quote)]
+    assert len({(q.bid, q.ask, q.last, q.source_ts) for q in quotes}) == 1  # the same price, held
+    assert all((b.ts - a.ts).total_seconds() >= 1 for a, b in itertools.pairwise(quotes))
+
+
+async def test_synthetic_feed_holds_a_closed_venue_and_keeps_crypto_moving() -> None:
+    import asyncio
+
+    from tradestack.domain.instruments import ASX, CRYPTO
+
+    feed = SyntheticFeed(
+        [instrument("BHP"), instrument("BTC-USD")],
+        clock=_SaturdayClock(),
+        tick_seconds=0.01,
+        seed=3,
+        hours={"BHP": ASX, "BTC-USD": CRYPTO},
+    )
+    events: list[object] = []
+
+    async def collect() -> None:
+        async for event in feed.events():
+            events.append(event)
+            if sum(isinstance(e, Quote) and e.symbol == "BHP" for e in events) >= 3:
+                break
+
+    await asyncio.wait_for(collect(), timeout=30)
+    await feed.close()
+    bhp = [e for e in events if getattr(e, "symbol", None) == "BHP"]
+    assert all(isinstance(e, Quote) for e in bhp)  # no trades or books while the ASX is closed
+    assert len({(q.bid, q.ask, q.last) for q in bhp if isinstance(q, Quote)}) == 1
+    assert any(isinstance(e, OrderBook) and e.symbol == "BTC-USD" for e in events)  # crypto trades 24/7
