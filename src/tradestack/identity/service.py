@@ -315,30 +315,24 @@ class IdentityService:
             await self._audit("auth.mfa", "failure", self._principal_of(user), caller=caller)
             raise AuthenticationError("the code is wrong or was already used")
         used_key = f"auth:mfa-token-used:{claims.token_id}"
-        if await self.runtime.cache.get(used_key) is not None:
+        if not await self.runtime.cache.add(used_key, b"1", ttl_seconds=self.settings.mfa_token_ttl_seconds + 60):
             raise AuthenticationError("this MFA token was already used: sign in again")
-        await self.runtime.cache.set(used_key, b"1", ttl_seconds=self.settings.mfa_token_ttl_seconds + 60)
         await self._reset_attempts(user.email)
         USER_LOGINS.labels(result="success").inc()
         await self._audit("auth.mfa", "success", self._principal_of(user), caller=caller)
         return await self._issue_pair(user, family_id=None)
 
     async def _accept_second_factor(self, user: User, code: str) -> bool:
-        """A TOTP code for a step not used before, or an unused recovery code (which is then spent)."""
+        """A TOTP code for a step not used before, or an unused recovery code (which is then spent).
+
+        Both are compare-and-set updates, so of concurrent requests with one code exactly one wins
+        (the row lock is held until this request's transaction ends).
+        """
         code = code.strip()
         if code.isdigit() and user.mfa_secret:
             step = totp.matching_step(user.mfa_secret, code, self.clock.now(), after_step=user.mfa_last_step)
-            if step is None:
-                return False
-            user.mfa_last_step = step
-            await self.session.flush()
-            return True
-        recovery = await self.recovery_codes.unused(user.id, totp.hash_recovery_code(code))
-        if recovery is None:
-            return False
-        recovery.used_at = self.clock.now()
-        await self.session.flush()
-        return True
+            return step is not None and await self.users.claim_totp_step(user.id, step)
+        return await self.recovery_codes.spend(user.id, totp.hash_recovery_code(code), self.clock.now())
 
     async def _issue_pair(self, user: User, *, family_id: str | None) -> TokenPair:
         now = self.clock.now()
