@@ -25,10 +25,8 @@ from sqlalchemy.engine import make_url
 from tradestack.core.errors import ConfigurationError
 
 ENV_PREFIX = "TRADESTACK_"
-DEVELOPMENT_SECRET = "development-only-insecure-secret-change-me"  # noqa: S105 - the marked default
-# 32 bytes, base64: the marked development default of the AES-GCM key for encrypted columns.
-DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQtb25seS1lbmNyeXB0aW9uLWtleSE="
-# Secrets that must be set (and not default) outside development; other secrets are optional.
+# Secrets that must be set outside development (in development they are generated into the data
+# directory on first start, see kit/secrets.py); other secrets are optional. There is no default key.
 REQUIRED_SECRETS = ("secret_key", "encryption_key")
 Environment = Literal["development", "staging", "production"]
 FeedName = Literal["replay", "synthetic", "ccxt"]
@@ -93,13 +91,16 @@ class Settings(BaseSettings):
         description="Prefix of every Redis key and pub/sub channel: keeps installations sharing a Redis apart.",
     )
 
-    secret_key: SecretStr = Field(default=SecretStr(DEVELOPMENT_SECRET), description="Signs access tokens (HS256).")
+    secret_key: SecretStr | None = Field(
+        default=None, description="Signs access tokens (HS256); generated into <data_dir>/secrets/ in development when unset."
+    )
     secret_key_previous: SecretStr | None = Field(
         default=None, description="The signing key before the last rotation; tokens it signed stay valid until they expire."
     )
-    encryption_key: SecretStr = Field(
-        default=SecretStr(DEVELOPMENT_ENCRYPTION_KEY),
-        description="AES-256-GCM key (32 bytes, base64) for encrypted columns such as venue credentials and MFA secrets.",
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        description="AES-256-GCM key (32 bytes, base64) for encrypted columns such as venue credentials and MFA secrets;"
+        " generated into <data_dir>/secrets/ in development when unset.",
     )
     encryption_previous_keys: SecretStr | None = Field(
         default=None, description="Comma-separated earlier encryption keys, still accepted for decryption until rotate-key."
@@ -311,8 +312,6 @@ class Settings(BaseSettings):
             env_name = f"{ENV_PREFIX}{name.upper()}"
             if value is None or not value.get_secret_value():
                 problems.append(f"{env_name} is missing (set it or {env_name}_FILE)")
-            elif value.get_secret_value() in {DEVELOPMENT_SECRET, DEVELOPMENT_ENCRYPTION_KEY}:
-                problems.append(f"{env_name} still has its development default")
             elif len(value.get_secret_value()) < 32:
                 problems.append(f"{env_name} is shorter than 32 characters")
         if "*" in self.allowed_hosts:

@@ -6,16 +6,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer
 
-from tradestack.core.money import plain
+from tradestack.core.money import ascii_decimal_text, plain
 
 
 class Deposit(BaseModel):
     """Cash put into a new paper account."""
 
     currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code, e.g. AUD.")
-    amount: Decimal = Field(gt=0, le=Decimal("1e12"), max_digits=22, decimal_places=8, description="Decimal string.")
+    amount: Annotated[Decimal, BeforeValidator(ascii_decimal_text)] = Field(
+        gt=0, le=Decimal("1e12"), max_digits=22, decimal_places=8, description="Decimal string (ASCII digits)."
+    )
 
 
 class AccountCreate(BaseModel):

@@ -6,15 +6,21 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
-from tradestack.core.money import plain
+from tradestack.core.money import DECIMAL_TEXT, ascii_decimal_text, plain
 from tradestack.domain.orders import Order, OrderSide, OrderType, TimeInForce
 from tradestack.domain.risk import RiskLimits, TradingState
 from tradestack.models.trading import OrderRow
 
 DecimalText = Annotated[Decimal, PlainSerializer(plain, return_type=str, when_used="json")]
-Positive = Annotated[Decimal, Field(gt=0, allow_inf_nan=False, max_digits=38)]
+# A decimal from a client: a JSON number or ASCII decimal text (the schema publishes the pattern).
+WireDecimal = Annotated[
+    Decimal, BeforeValidator(ascii_decimal_text), Field(json_schema_extra={"pattern": DECIMAL_TEXT}, allow_inf_nan=False)
+]
+Positive = Annotated[WireDecimal, Field(gt=0, max_digits=38)]
+# Risk limits: non-negative (no "-0"), at most 10^15 in the account's currency or units, 8 decimals.
+LimitAmount = Annotated[WireDecimal, Field(ge=0, le=Decimal("1e15"), decimal_places=8)]
 CLIENT_ORDER_ID = r"^[A-Za-z0-9._:\-]{1,64}$"
 
 
@@ -149,18 +155,21 @@ class RiskLimitsBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_order_notional: Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=38)]
-    max_position_quantity: Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=38)] = Field(
-        description="Per instrument, in units."
-    )
-    max_gross_exposure: Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=38)]
-    price_collar_pct: Annotated[Decimal, Field(ge=0, lt=100, allow_inf_nan=False)] = Field(
+    max_order_notional: LimitAmount
+    max_position_quantity: LimitAmount = Field(description="Per instrument, in units.")
+    max_gross_exposure: LimitAmount
+    price_collar_pct: Annotated[WireDecimal, Field(ge=0, lt=100, decimal_places=8)] = Field(
         description="How far (in %) a limit price may be through the last price."
     )
     max_orders_per_minute: int = Field(ge=0, le=1_000_000)
-    daily_loss_limit: Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=38)] = Field(
-        description="Once today's realized loss reaches it, only reducing orders pass."
-    )
+    daily_loss_limit: LimitAmount = Field(description="Once today's realized loss reaches it, only reducing orders pass.")
+
+    @model_validator(mode="after")
+    def _no_negative_zero(self) -> RiskLimitsBody:
+        for name, value in self:
+            if isinstance(value, Decimal) and value.is_signed():
+                raise ValueError(f"{name} must not be negative (not even -0)")
+        return self
 
 
 class RiskLimitsOut(BaseModel):

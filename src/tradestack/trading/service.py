@@ -162,11 +162,14 @@ class TradingService:
         return found, instruments
 
     @staticmethod
-    def _owned(account: TradingAccount | None, principal: Principal, account_id: str, *, read: bool = False) -> TradingAccount:
-        if account is None:
-            raise NotFoundError(f"no account {account_id}")
-        if account.owner_id != principal.user_id and not (read and principal.can(Permission.ACCOUNTS_READ_ALL)):
-            raise NotFoundError(f"no account {account_id}")
+    def _owned(
+        account: TradingAccount | None, principal: Principal, account_id: str, *, read: bool = False, missing: str | None = None
+    ) -> TradingAccount:
+        """The account if the caller may use it; else the same 404 as for one that does not exist (`missing`)."""
+        if account is None or (
+            account.owner_id != principal.user_id and not (read and principal.can(Permission.ACCOUNTS_READ_ALL))
+        ):
+            raise NotFoundError(missing or f"no account {account_id}")
         return account
 
     async def _record(
@@ -452,7 +455,7 @@ class TradingService:
                 raise NotFoundError(f"no order {order_id}")
             account = await repo.lock_account(peek.account_id)
             if owner_only:
-                self._owned(account, principal, peek.account_id)
+                self._owned(account, principal, peek.account_id, missing=f"no order {order_id}")
             row = await repo.get(order_id)
             before = await repo.load(order_id)
             if row is None or before is None or account is None:  # pragma: no cover - orders are never deleted
@@ -583,7 +586,7 @@ class TradingService:
             row = await repo.get(order_id)
             if row is None:
                 raise NotFoundError(f"no order {order_id}")
-            self._owned(await repo.account(row.account_id), principal, row.account_id, read=True)
+            self._owned(await repo.account(row.account_id), principal, row.account_id, read=True, missing=f"no order {order_id}")
             return OrderOut.of_row(row)
 
     async def events(self, principal: Principal, order_id: str) -> list[OrderEventOut]:
@@ -592,7 +595,7 @@ class TradingService:
             row = await repo.get(order_id)
             if row is None:
                 raise NotFoundError(f"no order {order_id}")
-            self._owned(await repo.account(row.account_id), principal, row.account_id, read=True)
+            self._owned(await repo.account(row.account_id), principal, row.account_id, read=True, missing=f"no order {order_id}")
             return [
                 OrderEventOut(
                     seq=e.seq, kind=e.kind, ts=e.ts, data={k: v for k, v in orjson.loads(e.payload).items() if k != "kind"}
@@ -636,12 +639,12 @@ class TradingService:
             row = await repo.limits(account_id)
             assert account is not None  # noqa: S101 - checked above
             limits = await self.limits_of(repo, account)
+            # Who set them is for risk staff (and the one who did): other users' ids are not a trader's to see.
+            updated_by = (
+                row.updated_by if row and (principal.can(Permission.RISK_LIMITS) or row.updated_by == principal.user_id) else None
+            )
             return RiskLimitsOut.of(
-                account_id,
-                limits,
-                "account" if row else "default",
-                row.updated_at if row else None,
-                row.updated_by if row else None,
+                account_id, limits, "account" if row else "default", row.updated_at if row else None, updated_by
             )
 
     async def put_limits(self, principal: Principal, account_id: str, body: RiskLimitsBody, caller: Caller) -> RiskLimitsOut:
