@@ -146,6 +146,15 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses (or CIDRs) of reverse proxies whose X-Forwarded-For/-Proto are believed (JSON list);"
+        " none by default, so the client address is the peer's.",
+    )
+    request_read_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="A request's headers and body must arrive within this; slower clients are cut off."
+    )
+    keep_alive_seconds: int = Field(default=5, ge=1, le=600, description="Idle time before a keep-alive connection closes.")
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = Field(default=True, description="One JSON object per line; false gives coloured console logs.")
@@ -198,6 +207,9 @@ class Settings(BaseSettings):
         "costs CPU and fan-out latency.",
     )
     ws_max_subscriptions: int = Field(default=200, ge=1, le=100_000, description="Channels per WebSocket connection.")
+    ws_max_frame_bytes: int = Field(
+        default=65_536, ge=16_384, le=16_777_216, description="Largest WebSocket message the server reads (it closes with 1009)."
+    )
 
     # Trading: paper matching engine
     engine_in_process: bool | None = Field(
