@@ -152,7 +152,7 @@ class Settings(BaseSettings):
         " none by default, so the client address is the peer's.",
     )
     request_read_timeout_seconds: float = Field(
-        default=10.0, gt=0, le=600, description="A request's headers and body must arrive within this; slower clients are cut off."
+        default=10.0, gt=0, le=600, description="Time to read a request (headers and body); slower clients are cut off."
     )
     keep_alive_seconds: int = Field(default=5, ge=1, le=600, description="Idle time before a keep-alive connection closes.")
 
