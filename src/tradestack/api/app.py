@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 import tradestack
-from tradestack.api.errors import install_error_handlers
+from tradestack.api.errors import ErrorBoundaryMiddleware, install_error_handlers
 from tradestack.api.lifecycle import lifespan_for
 from tradestack.api.middleware import RequestContextMiddleware
 from tradestack.api.security import install_security
@@ -41,6 +41,8 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     )
     install_error_handlers(app)
     install_security(app, settings)
+    # Just inside the request context: outages answer 503, bugs 500, and the connection stays open.
+    app.add_middleware(ErrorBoundaryMiddleware)
     # Added last, so outermost: every response, refusals included, gets a request id and a log line.
     app.add_middleware(RequestContextMiddleware)
     app.include_router(ops_router)
