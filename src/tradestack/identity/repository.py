@@ -82,6 +82,11 @@ class RefreshTokenRepository(Repository):
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
+    async def family_revoked(self, family_id: str) -> bool:
+        """True if any token of the family was revoked (logout, reuse, disabled user): its access tokens are dead too."""
+        query = select(RefreshToken.id).where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_not(None)).limit(1)
+        return (await self.session.execute(query)).first() is not None
+
     async def revoke_family(self, family_id: str, now: datetime, reason: str) -> int:
         return await self._revoke(RefreshToken.family_id == family_id, now, reason)
 

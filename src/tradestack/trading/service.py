@@ -55,6 +55,7 @@ from tradestack.domain.risk import (
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Caller, Principal
 from tradestack.kit.metrics import ORDER_PLACEMENT_LATENCY, ORDERS
+from tradestack.kit.outages import count_outage, unavailable_backend
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MarketDataService
 from tradestack.models.identity import TradingAccount
@@ -213,11 +214,21 @@ class TradingService:
         )
 
     async def _after(self, order: OrderOut, *, notify: bool) -> None:
-        """After the commit: chain the staged audit entry, tell the engine, tell WebSocket subscribers."""
-        await drainer_of(self.runtime).flush()
-        if notify:
-            await commands_of(self.runtime).order_changed(order.account_id, order.id)
-        await publish_order(self.runtime, order)
+        """After the commit: chain the staged audit entry, tell the engine, tell WebSocket subscribers.
+
+        The order is committed by now, so it is answered as committed whatever happens here: if
+        Redis is away the engine's reconciliation finds the order in the database instead.
+        """
+        try:
+            await drainer_of(self.runtime).flush()  # else the periodic drain chains it
+            if notify:
+                await commands_of(self.runtime).order_changed(order.account_id, order.id)
+            await publish_order(self.runtime, order)
+        except Exception as exc:
+            backend = unavailable_backend(exc)
+            if backend is None:
+                raise
+            count_outage(backend, "order_after_commit", exc)
 
     async def limits_of(self, repo: TradingRepository, account: TradingAccount) -> RiskLimits:
         row = await repo.limits(account.id)
