@@ -5,7 +5,8 @@ An outage is an expected situation, never a 500:
 * Redis (cache, rate limits, streams, pub/sub) away: authentication reads the database
   (revocation included), rate limits count in process, an order already committed is answered
   as committed (the engine's reconciliation picks it up), the engine and feeds reconnect with
-  backoff; readiness says the cache is degraded but stays ready.
+  backoff; readiness says the cache is degraded but stays ready. What needs the cache's live
+  values (order entry's risk checks need quotes) answers 503 with ``Retry-After`` until it is back.
 * The database away: requests are answered 503 with ``Retry-After`` (nothing can be promised
   without it); they work again as soon as it is back.
 
