@@ -30,7 +30,6 @@ from tradestack.kit.config import Settings
 
 ADMIN_PASSWORD = "contract-test-admin-password"
 TRADESTACK = Path(sys.executable).parent / "tradestack"
-SIGNER = TokenSigner(Settings(_env_file=None))  # type: ignore[call-arg]  # the server runs on the same defaults
 
 
 def _free_port() -> int:
@@ -41,7 +40,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, TokenSigner]]:
     data_dir = tmp_path_factory.mktemp("contract")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESTACK_")}
@@ -74,7 +73,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         login = httpx.post(f"{base}/api/auth/login", json={"email": "admin@tradestack.local", "password": ADMIN_PASSWORD})
         assert login.status_code == 200, login.text
         me = httpx.get(f"{base}/api/auth/me", headers={"Authorization": f"Bearer {login.json()['access_token']}"})
-        yield base, me.json()["id"]
+        # The key `tradestack up` generated on first start, so the test can mint tokens as the server does.
+        key = (data_dir / "secrets" / "signing.key").read_text().strip()
+        yield base, me.json()["id"], TokenSigner(Settings(secret_key=key, _env_file=None))  # type: ignore[call-arg, arg-type]
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
@@ -86,9 +87,9 @@ def _operations(base: str) -> list[schemathesis.APIOperation]:
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_no_server_errors(server: tuple[str, str], mode: GenerationMode) -> None:
+def test_no_server_errors(server: tuple[str, str, TokenSigner], mode: GenerationMode) -> None:
     """Every operation, valid and invalid inputs: no 5xx (schemathesis' not_a_server_error check)."""
-    base, admin_id = server
+    base, admin_id, signer = server
     operations = _operations(base)
     assert len(operations) >= 15
     exercised, nothing_to_generate = [], []
@@ -97,7 +98,7 @@ def test_no_server_errors(server: tuple[str, str], mode: GenerationMode) -> None
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def run(case: schemathesis.Case) -> None:
-            token, _ = SIGNER.issue(admin_id, "access", datetime.now(UTC), 600)  # fresh: a case may log out
+            token, _ = signer.issue(admin_id, "access", datetime.now(UTC), 600)  # fresh: a case may log out
             case.call_and_validate(base_url=base, headers={"Authorization": f"Bearer {token}"}, checks=[not_a_server_error])
 
         try:

@@ -10,6 +10,7 @@ import tradestack
 from tradestack.api.errors import ErrorBoundaryMiddleware, install_error_handlers
 from tradestack.api.lifecycle import lifespan_for
 from tradestack.api.middleware import RequestContextMiddleware
+from tradestack.api.openapi import install_openapi
 from tradestack.api.security import install_security
 from tradestack.api.ws import router as ws_router
 from tradestack.audit.endpoints import router as audit_router
@@ -56,4 +57,5 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     app.include_router(trading_endpoints.risk)
     app.include_router(books_router)
     app.include_router(ws_router)
+    install_openapi(app)
     return app

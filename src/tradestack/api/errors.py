@@ -8,12 +8,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradestack.core.errors import TradestackError
 from tradestack.kit.logging import get_logger
 from tradestack.kit.outages import RETRY_AFTER_SECONDS, count_outage, unavailable_backend
-from tradestack.kit.web import OrjsonResponse, error_body
+from tradestack.kit.web import OrjsonResponse, error_body, routes_of
 
 log = get_logger(__name__)
 
@@ -51,16 +52,29 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (a 405's ``Allow``; Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in routes_of(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, StarletteHTTPException):  # pragma: no cover
         raise exc
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
     name = _HTTP_ERROR_NAMES.get(exc.status_code, "HTTPError")
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 404 and detail == "Not Found":
         detail = "no such endpoint: see /docs for the API"
     elif exc.status_code == 405 and detail == "Method Not Allowed":
         detail = "this endpoint does not accept that HTTP method"
-    return OrjsonResponse(error_body(name, detail), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    return OrjsonResponse(error_body(name, detail), status_code=exc.status_code, headers=headers)
 
 
 def error_response_for(exc: Exception, request_id: str) -> OrjsonResponse:

@@ -73,6 +73,20 @@ async def test_unknown_route_and_wrong_method(client: httpx.AsyncClient) -> None
     response = await client.post("/api/health")
     assert response.status_code == 405
     assert response.json()["error"] == "MethodNotAllowedError"
+    # Allow names every method of the path, served by several routes.
+    response = await client.request("OPTIONS", "/api/accounts")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+
+
+async def test_openapi_advertises_the_error_schema_and_statuses(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    cancel_all = document["paths"]["/api/orders"]["delete"]["responses"]
+    assert {"401", "404", "422", "429", "503"} <= set(cancel_all)
+    assert cancel_all["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    asks = document["components"]["schemas"]["OrderBookOut"]["properties"]["asks"]
+    assert asks["items"]["items"] == {"type": "string"}
 
 
 @pytest.mark.usefixtures("probe_routes")
