@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer
 
-from tradestack.core.money import ascii_decimal_text, plain
+from tradestack.core.money import DECIMAL_TEXT, ascii_decimal_text, plain
 
 
 class Deposit(BaseModel):
@@ -16,7 +16,12 @@ class Deposit(BaseModel):
 
     currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code, e.g. AUD.")
     amount: Annotated[Decimal, BeforeValidator(ascii_decimal_text)] = Field(
-        gt=0, le=Decimal("1e12"), max_digits=22, decimal_places=8, description="Decimal string (ASCII digits)."
+        gt=0,
+        le=Decimal("1e12"),
+        max_digits=22,
+        decimal_places=8,
+        description="Decimal string (ASCII digits).",
+        json_schema_extra={"pattern": DECIMAL_TEXT},
     )
 
 
