@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import httpx
 import pytest
 import websockets.sync.client
 from websockets.exceptions import ConnectionClosed
@@ -66,3 +67,23 @@ def _closed_by_server(ws: websockets.sync.client.ClientConnection) -> Connection
     except ConnectionClosed as exc:
         return exc
     raise AssertionError("the server answered instead of closing")
+
+
+@pytest.mark.parametrize(("trusted", "second_client_limited"), [(None, True), ('["127.0.0.1"]', False)])
+def test_forwarded_for_is_believed_only_from_configured_proxies(
+    tmp_path: Path, spawn: object, trusted: str | None, second_client_limited: bool
+) -> None:
+    extra = {"TRADESTACK_RATE_LIMIT_PER_IP": "3/minute"}
+    if trusted is not None:
+        extra["TRADESTACK_TRUSTED_PROXIES"] = trusted
+    env = server._env(tmp_path, **extra)
+    port = server.free_port()
+    process = spawn([str(server.TRADESTACK), "up", "--no-demo-data", "--port", str(port)], env)  # type: ignore[operator]
+    base = f"http://127.0.0.1:{port}"
+    server._wait_ready(base, process)
+    with httpx.Client(base_url=base) as http:
+        statuses = [http.get("/api/market/instruments", headers={"X-Forwarded-For": "203.0.113.1"}).status_code for _ in range(4)]
+        assert statuses[-1] == 429  # the per-IP limit works
+        other = http.get("/api/market/instruments", headers={"X-Forwarded-For": "203.0.113.2"})
+    # Untrusted by default: the header cannot pick another client address (the peer's limit applies).
+    assert (other.status_code == 429) is second_client_limited
