@@ -126,10 +126,21 @@ def up(
 ) -> None:
     """Run everything in one process: migrate, seed demo data, serve the API with live replayed market data."""
     from tradestack.api.server import serve
+    from tradestack.kit.secrets import secrets_dir, with_generated_secrets
 
     settings = load_settings(
         host=host, port=port, data_dir=data_dir, workers=1, marketdata_in_process=True, engine_in_process=True
     )
+    if not _is_loopback(settings.host):
+        err_console.print(
+            f"[bold yellow]warning:[/] listening on {settings.host} exposes this single-user installation to the network"
+            " without TLS; use 127.0.0.1 and put a TLS proxy in front (see deploy/) to serve others"
+        )
+    try:
+        settings = with_generated_secrets(settings)
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"secrets: {secrets_dir(settings)} (generated on first start, owner-only; back them up with the database)")
     instance_id, seeded = _run_runtime(settings, _migrate_and_seed)
     if demo_data:
         _import_demo_on_first_start(settings)
@@ -143,6 +154,17 @@ def up(
         console.print(f"created {user.role.value} [bold]{user.email}[/], {secret}")
     _announce_when_serving(settings.host, settings.port)
     raise typer.Exit(serve(settings))
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @serve_app.command("marketdata")

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 import tradestack
-from tradestack.api.errors import install_error_handlers
+from tradestack.api.errors import ErrorBoundaryMiddleware, install_error_handlers
 from tradestack.api.lifecycle import lifespan_for
 from tradestack.api.middleware import RequestContextMiddleware
+from tradestack.api.openapi import install_openapi
 from tradestack.api.security import install_security
 from tradestack.api.ws import router as ws_router
 from tradestack.audit.endpoints import router as audit_router
@@ -41,6 +42,8 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     )
     install_error_handlers(app)
     install_security(app, settings)
+    # Just inside the request context: outages answer 503, bugs 500, and the connection stays open.
+    app.add_middleware(ErrorBoundaryMiddleware)
     # Added last, so outermost: every response, refusals included, gets a request id and a log line.
     app.add_middleware(RequestContextMiddleware)
     app.include_router(ops_router)
@@ -54,4 +57,5 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     app.include_router(trading_endpoints.risk)
     app.include_router(books_router)
     app.include_router(ws_router)
+    install_openapi(app)
     return app

@@ -11,6 +11,7 @@ from types import FrameType
 
 import uvicorn
 
+from tradestack.api.protocol import ReadTimeoutH11Protocol
 from tradestack.kit.config import Settings
 from tradestack.kit.metrics import MULTIPROCESS_ENV
 
@@ -57,8 +58,12 @@ def serve(settings: Settings, *, app: str = APP_FACTORY, factory: bool = True) -
             log_config=None,
             log_level=settings.log_level,
             access_log=False,
-            proxy_headers=True,
-            forwarded_allow_ips="127.0.0.1",
+            # Forwarded headers only from the proxies the settings name (none by default).
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+            http=ReadTimeoutH11Protocol,
+            timeout_keep_alive=settings.keep_alive_seconds,
+            ws_max_size=settings.ws_max_frame_bytes,
             timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
             server_header=False,
             ws_per_message_deflate=settings.ws_compression,

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, InvalidOperation
+
+# What a decimal may look like on the wire: ASCII digits only (Python's Decimal() would also read
+# Arabic-Indic or full-width digits as 1), an optional sign, point and exponent. The pattern is published in the API schema.
+DECIMAL_TEXT = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,4})?$"
+_DECIMAL_TEXT = re.compile(DECIMAL_TEXT)
 
 
 def D(value: str | int | Decimal) -> Decimal:  # noqa: N802 - short constructor, like beancount's D()
@@ -19,6 +25,13 @@ def D(value: str | int | Decimal) -> Decimal:  # noqa: N802 - short constructor,
     if not result.is_finite():
         raise ValueError(f"not a finite decimal number: {value!r}")
     return result
+
+
+def ascii_decimal_text(value: object) -> object:
+    """Refuse decimal text that is not plain ASCII (before parsing); other values pass through unchanged."""
+    if isinstance(value, str) and not _DECIMAL_TEXT.match(value):
+        raise ValueError("must be a decimal number written with ASCII digits, such as 12.5")
+    return value
 
 
 def _exact_context(value: Decimal) -> Context:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 
 from tradestack.kit.repository import Repository
 from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, TradingAccount, User
@@ -30,6 +30,16 @@ class UserRepository(Repository):
 
     async def count(self) -> int:
         return int((await self.session.execute(select(func.count()).select_from(User))).scalar_one())
+
+    async def claim_totp_step(self, user_id: str, step: int) -> bool:
+        """Compare-and-set: record `step` as used only if it is later than the last one; True if it was."""
+        result = await self.session.execute(
+            update(User)
+            .where(User.id == user_id, or_(User.mfa_last_step.is_(None), User.mfa_last_step < step))
+            .values(mfa_last_step=step)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
 
     async def count_admins(self) -> int:
         query = select(func.count()).select_from(User).where(User.role == "admin", User.is_active.is_(True))
@@ -72,6 +82,11 @@ class RefreshTokenRepository(Repository):
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
+    async def family_revoked(self, family_id: str) -> bool:
+        """True if any token of the family was revoked (logout, reuse, disabled user): its access tokens are dead too."""
+        query = select(RefreshToken.id).where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_not(None)).limit(1)
+        return (await self.session.execute(query)).first() is not None
+
     async def revoke_family(self, family_id: str, now: datetime, reason: str) -> int:
         return await self._revoke(RefreshToken.family_id == family_id, now, reason)
 
@@ -107,11 +122,15 @@ class RecoveryCodeRepository(Repository):
         self.session.add_all(codes)
         await self.session.flush()
 
-    async def unused(self, user_id: str, code_hash: str) -> RecoveryCode | None:
-        query = select(RecoveryCode).where(
-            RecoveryCode.user_id == user_id, RecoveryCode.code_hash == code_hash, RecoveryCode.used_at.is_(None)
+    async def spend(self, user_id: str, code_hash: str, now: datetime) -> bool:
+        """Compare-and-set: mark an unused code used; True only for the one caller that did."""
+        result = await self.session.execute(
+            update(RecoveryCode)
+            .where(RecoveryCode.user_id == user_id, RecoveryCode.code_hash == code_hash, RecoveryCode.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
         )
-        return (await self.session.execute(query)).scalar_one_or_none()
+        return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
 
     async def remaining(self, user_id: str) -> int:
         query = (

@@ -119,7 +119,7 @@ class MfaEnabled(BaseModel):
 class ApiKeyCreate(StrictBody):
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Scope] = Field(min_length=1)
-    expires_at: datetime | None = None
+    expires_at: datetime | None = Field(default=None, description="When the key stops working: a future time with a zone.")
 
     @field_validator("expires_at")
     @classmethod

@@ -9,6 +9,7 @@ after the end also keeps SQLite's single writer free of a second, waiting transa
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -61,6 +62,7 @@ from tradestack.identity.tokens import (
 )
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import AUTH_FAILURES, USER_LOGINS
+from tradestack.kit.outages import CACHE_ERRORS, count_outage
 from tradestack.kit.runtime import Runtime
 from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, TradingAccount, User
 from tradestack.portfolio.repository import JournalRepository
@@ -82,6 +84,7 @@ class Principal:
     api_key_id: str | None = None
     token_id: str | None = None
     token_expires_at: datetime | None = None
+    family_id: str | None = None  # the sign-in (refresh-token family) of a bearer token
     password_change_required: bool = False
     """Signed in with a temporary password: only the profile (and changing the password) is allowed."""
 
@@ -335,39 +338,36 @@ class IdentityService:
             await self._audit("auth.mfa", "failure", self._principal_of(user), caller=caller)
             raise AuthenticationError("the code is wrong or was already used")
         used_key = f"auth:mfa-token-used:{claims.token_id}"
-        if await self.runtime.cache.get(used_key) is not None:
+        if not await self.runtime.cache.add(used_key, b"1", ttl_seconds=self.settings.mfa_token_ttl_seconds + 60):
             raise AuthenticationError("this MFA token was already used: sign in again")
-        await self.runtime.cache.set(used_key, b"1", ttl_seconds=self.settings.mfa_token_ttl_seconds + 60)
         await self._reset_attempts(user.email)
         USER_LOGINS.labels(result="success").inc()
         await self._audit("auth.mfa", "success", self._principal_of(user), caller=caller)
         return await self._issue_pair(user, family_id=None)
 
     async def _accept_second_factor(self, user: User, code: str) -> bool:
-        """A TOTP code for a step not used before, or an unused recovery code (which is then spent)."""
+        """A TOTP code for a step not used before, or an unused recovery code (which is then spent).
+
+        Both are compare-and-set updates, so of concurrent requests with one code exactly one wins
+        (the row lock is held until this request's transaction ends).
+        """
         code = code.strip()
         if code.isdigit() and user.mfa_secret:
             step = totp.matching_step(user.mfa_secret, code, self.clock.now(), after_step=user.mfa_last_step)
-            if step is None:
-                return False
-            user.mfa_last_step = step
-            await self.session.flush()
-            return True
-        recovery = await self.recovery_codes.unused(user.id, totp.hash_recovery_code(code))
-        if recovery is None:
-            return False
-        recovery.used_at = self.clock.now()
-        await self.session.flush()
-        return True
+            return step is not None and await self.users.claim_totp_step(user.id, step)
+        return await self.recovery_codes.spend(user.id, totp.hash_recovery_code(code), self.clock.now())
 
     async def _issue_pair(self, user: User, *, family_id: str | None) -> TokenPair:
         now = self.clock.now()
-        access, _ = self.signer.issue(user.id, "access", now, self.settings.access_token_ttl_seconds)
+        family_id = family_id or str(uuid.uuid4())
+        # The access token names its sign-in (refresh family): revoking the family in the database
+        # revokes it too, which is what authentication checks while Redis is away.
+        access, _ = self.signer.issue(user.id, "access", now, self.settings.access_token_ttl_seconds, fam=family_id)
         refresh = new_opaque_secret()
         await self.refresh_tokens.add(
             RefreshToken(
                 id=str(uuid.uuid4()),
-                family_id=family_id or str(uuid.uuid4()),
+                family_id=family_id,
                 user_id=user.id,
                 token_hash=digest(refresh),
                 issued_at=now,
@@ -411,18 +411,27 @@ class IdentityService:
             stored = await self.refresh_tokens.by_hash(digest(refresh_token))
             if stored is not None and stored.user_id == principal.user_id:
                 await self.refresh_tokens.revoke_family(stored.family_id, now, "logout")
+        if principal.family_id:
+            await self.refresh_tokens.revoke_family(principal.family_id, now, "logout")
         if principal.token_id and principal.token_expires_at:
             remaining = (principal.token_expires_at - now).total_seconds()
             if remaining > 0:
-                await self.runtime.cache.set(f"auth:revoked:{principal.token_id}", b"1", ttl_seconds=remaining + 5)
+                try:
+                    await self.runtime.cache.set(f"auth:revoked:{principal.token_id}", b"1", ttl_seconds=remaining + 5)
+                except CACHE_ERRORS as exc:  # the family revoked above refuses the token meanwhile
+                    count_outage("cache", "logout", exc)
         await self._audit("auth.logout", "success", principal, caller=caller)
 
     # --- authenticating requests -----------------------------------------------------------
 
-    async def _user_state(self, user_id: str, cached: bytes | None = None) -> dict[str, Any] | None:
+    async def _user_state(self, user_id: str, cached: bytes | None = None, *, use_cache: bool = True) -> dict[str, Any] | None:
         key = f"auth:user:{user_id}"
-        if cached is None:
-            cached = await self.runtime.cache.get(key)
+        if cached is None and use_cache:
+            try:
+                cached = await self.runtime.cache.get(key)
+            except CACHE_ERRORS as exc:
+                count_outage("cache", "auth", exc)
+                use_cache = False
         if cached is not None:
             state: dict[str, Any] = orjson.loads(cached)
             return state
@@ -430,7 +439,9 @@ class IdentityService:
         if user is None:
             return None
         state = {"email": user.email, "role": user.role, "active": user.is_active, "must_change": user.must_change_password}
-        await self.runtime.cache.set(key, orjson.dumps(state), ttl_seconds=USER_CACHE_SECONDS)
+        if use_cache:
+            with contextlib.suppress(*CACHE_ERRORS):
+                await self.runtime.cache.set(key, orjson.dumps(state), ttl_seconds=USER_CACHE_SECONDS)
         return state
 
     async def authenticate_bearer(self, token: str) -> Principal:
@@ -441,13 +452,23 @@ class IdentityService:
             AUTH_FAILURES.labels(reason="bad_token").inc()
             log.info("token_refused", reason=str(exc))
             raise AuthenticationError("access token is invalid or expired: refresh it or sign in again") from exc
-        # One round trip for both: is this token revoked, and the user's cached state.
-        revoked, cached_state = await self.runtime.cache.get_many(
-            [f"auth:revoked:{claims.token_id}", f"auth:user:{claims.subject}"]
-        )
-        if revoked is not None:
-            raise AuthenticationError("access token was revoked by logout: sign in again")
-        state = await self._user_state(claims.subject, cached_state)
+        family = claims.extra.get("fam")
+        family_id = family if isinstance(family, str) else None
+        try:
+            # One round trip for both: is this token revoked, and the user's cached state.
+            revoked, cached_state = await self.runtime.cache.get_many(
+                [f"auth:revoked:{claims.token_id}", f"auth:user:{claims.subject}"]
+            )
+        except CACHE_ERRORS as exc:
+            # Degraded: the database answers both (a logout revoked the token's family there).
+            count_outage("cache", "auth", exc)
+            if family_id is None or await self.refresh_tokens.family_revoked(family_id):
+                raise AuthenticationError("access token was revoked by logout: sign in again") from exc
+            state = await self._user_state(claims.subject, use_cache=False)
+        else:
+            if revoked is not None:
+                raise AuthenticationError("access token was revoked by logout: sign in again")
+            state = await self._user_state(claims.subject, cached_state)
         if state is None or not state["active"]:
             raise AuthenticationError("this user is disabled or no longer exists")
         role = Role(state["role"])
@@ -460,9 +481,12 @@ class IdentityService:
                 None,
                 claims.token_id,
                 claims.expires_at,
+                family_id,
                 password_change_required=True,
             )
-        return Principal(claims.subject, state["email"], role, permissions_of(role), None, claims.token_id, claims.expires_at)
+        return Principal(
+            claims.subject, state["email"], role, permissions_of(role), None, claims.token_id, claims.expires_at, family_id
+        )
 
     async def authenticate_api_key(self, value: str) -> Principal:
         now = self.clock.now()

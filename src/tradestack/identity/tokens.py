@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import jwt
 
+from tradestack.core.errors import ConfigurationError
 from tradestack.kit.config import Settings
 
 ALGORITHMS = ["HS256"]
@@ -25,6 +26,8 @@ LEEWAY_SECONDS = 5
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "nbf", "iat", "jti", "sub", "typ"]
 TokenType = Literal["access", "mfa"]
 API_KEY_PREFIX = "tsk"
+MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second datetime can represent
+MAX_TEXT_CLAIM = 200
 
 
 class InvalidTokenError(Exception):
@@ -48,6 +51,8 @@ class TokenSigner:
     """Issues and checks JWTs with the current key; also accepts the previous key's tokens."""
 
     def __init__(self, settings: Settings) -> None:
+        if settings.secret_key is None:
+            raise ConfigurationError("TRADESTACK_SECRET_KEY is not set (Runtime.open generates one in development)")
         current = settings.secret_key.get_secret_value()
         self._current = (_kid(current), current)
         self._keys = {_kid(current): current}
@@ -100,11 +105,10 @@ class TokenSigner:
         except jwt.PyJWTError as exc:
             raise InvalidTokenError(str(exc)) from exc
         moment = now.timestamp()
-        try:
-            # Whole seconds (we issue integers); truncating a fractional exp only makes it expire sooner.
-            expiry, not_before, issued = int(claims["exp"]), int(claims["nbf"]), int(claims["iat"])
-        except (TypeError, ValueError) as exc:
-            raise InvalidTokenError("time claims must be numbers") from exc
+        expiry, not_before, issued = (_seconds(claims, name) for name in ("exp", "nbf", "iat"))
+        for name in ("sub", "jti", "typ"):
+            if not isinstance(claims[name], str) or not 0 < len(claims[name]) <= MAX_TEXT_CLAIM:
+                raise InvalidTokenError(f"claim {name} must be a non-empty string")
         if moment >= expiry + LEEWAY_SECONDS:
             raise InvalidTokenError("token has expired")
         if moment + LEEWAY_SECONDS < not_before:
@@ -114,8 +118,18 @@ class TokenSigner:
         if claims["typ"] != expected_type:
             raise InvalidTokenError(f"a {claims['typ']} token cannot be used here")
         extra = {k: v for k, v in claims.items() if k not in REQUIRED_CLAIMS}
-        expires = datetime.fromtimestamp(int(claims["exp"]), tz=now.tzinfo)
-        return TokenClaims(str(claims["sub"]), str(claims["jti"]), expected_type, expires, extra)
+        expires = datetime.fromtimestamp(expiry, tz=now.tzinfo)
+        return TokenClaims(claims["sub"], claims["jti"], expected_type, expires, extra)
+
+
+def _seconds(claims: dict[str, Any], name: str) -> int:
+    """A time claim as whole seconds since the epoch: an integer (we issue integers) within datetime's range."""
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTokenError(f"claim {name} must be an integer number of seconds")
+    if not 0 <= value <= MAX_TIMESTAMP:
+        raise InvalidTokenError(f"claim {name} is out of range")
+    return value
 
 
 def new_opaque_secret() -> str:

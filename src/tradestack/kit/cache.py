@@ -53,6 +53,10 @@ class Cache(Protocol):
         """Store ``value`` under ``key``; it expires after ``ttl_seconds`` (never if ``None``)."""
         ...
 
+    async def add(self, key: str, value: bytes, ttl_seconds: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent (atomically); True if this call stored it."""
+        ...
+
     async def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""
         ...
@@ -138,6 +142,13 @@ class MemoryCache:
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
 
+    async def add(self, key: str, value: bytes, ttl_seconds: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent or expired; True if this call stored it."""
+        if await self.get(key) is not None:  # no await happens inside: atomic on the event loop
+            return False
+        await self.set(key, value, ttl_seconds)
+        return True
+
     async def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""
         self._check_open()
@@ -198,6 +209,13 @@ class RedisCache:
             await self._client.set(name, value)
         else:
             await self._client.set(name, value, px=max(1, math.ceil(ttl_seconds * 1000)))
+
+    async def add(self, key: str, value: bytes, ttl_seconds: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent (``SET NX``); True if this call stored it."""
+        name = self._key(key)
+        _validate_ttl(ttl_seconds)
+        px = None if ttl_seconds is None else max(1, math.ceil(ttl_seconds * 1000))
+        return bool(await self._client.set(name, value, px=px, nx=True))
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""

@@ -25,10 +25,8 @@ from sqlalchemy.engine import make_url
 from tradestack.core.errors import ConfigurationError
 
 ENV_PREFIX = "TRADESTACK_"
-DEVELOPMENT_SECRET = "development-only-insecure-secret-change-me"  # noqa: S105 - the marked default
-# 32 bytes, base64: the marked development default of the AES-GCM key for encrypted columns.
-DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQtb25seS1lbmNyeXB0aW9uLWtleSE="
-# Secrets that must be set (and not default) outside development; other secrets are optional.
+# Secrets that must be set outside development (in development they are generated into the data
+# directory on first start, see kit/secrets.py); other secrets are optional. There is no default key.
 REQUIRED_SECRETS = ("secret_key", "encryption_key")
 Environment = Literal["development", "staging", "production"]
 FeedName = Literal["replay", "synthetic", "ccxt"]
@@ -93,13 +91,16 @@ class Settings(BaseSettings):
         description="Prefix of every Redis key and pub/sub channel: keeps installations sharing a Redis apart.",
     )
 
-    secret_key: SecretStr = Field(default=SecretStr(DEVELOPMENT_SECRET), description="Signs access tokens (HS256).")
+    secret_key: SecretStr | None = Field(
+        default=None, description="Signs access tokens (HS256); generated into <data_dir>/secrets/ in development when unset."
+    )
     secret_key_previous: SecretStr | None = Field(
         default=None, description="The signing key before the last rotation; tokens it signed stay valid until they expire."
     )
-    encryption_key: SecretStr = Field(
-        default=SecretStr(DEVELOPMENT_ENCRYPTION_KEY),
-        description="AES-256-GCM key (32 bytes, base64) for encrypted columns such as venue credentials and MFA secrets.",
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        description="AES-256-GCM key (32 bytes, base64) for encrypted columns such as venue credentials and MFA secrets;"
+        " generated into <data_dir>/secrets/ in development when unset.",
     )
     encryption_previous_keys: SecretStr | None = Field(
         default=None, description="Comma-separated earlier encryption keys, still accepted for decryption until rotate-key."
@@ -145,6 +146,15 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses (or CIDRs) of reverse proxies whose X-Forwarded-For/-Proto are believed (JSON list);"
+        " none by default, so the client address is the peer's.",
+    )
+    request_read_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="Time to read a request (headers and body); slower clients are cut off."
+    )
+    keep_alive_seconds: int = Field(default=5, ge=1, le=600, description="Idle time before a keep-alive connection closes.")
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = Field(default=True, description="One JSON object per line; false gives coloured console logs.")
@@ -201,6 +211,9 @@ class Settings(BaseSettings):
         "costs CPU and fan-out latency.",
     )
     ws_max_subscriptions: int = Field(default=200, ge=1, le=100_000, description="Channels per WebSocket connection.")
+    ws_max_frame_bytes: int = Field(
+        default=65_536, ge=16_384, le=16_777_216, description="Largest WebSocket message the server reads (it closes with 1009)."
+    )
 
     # Trading: paper matching engine
     engine_in_process: bool | None = Field(
@@ -315,8 +328,6 @@ class Settings(BaseSettings):
             env_name = f"{ENV_PREFIX}{name.upper()}"
             if value is None or not value.get_secret_value():
                 problems.append(f"{env_name} is missing (set it or {env_name}_FILE)")
-            elif value.get_secret_value() in {DEVELOPMENT_SECRET, DEVELOPMENT_ENCRYPTION_KEY}:
-                problems.append(f"{env_name} still has its development default")
             elif len(value.get_secret_value()) < 32:
                 problems.append(f"{env_name} is shorter than 32 characters")
         if "*" in self.allowed_hosts:

@@ -113,6 +113,8 @@ class Keyring:
 
         Raises `ConfigurationError` naming the setting (and entry) whose key is not base64 of 32 bytes.
         """
+        if settings.encryption_key is None:
+            raise ConfigurationError(f"{ACTIVE_KEY_SETTING} is not set (Runtime.open generates one in development)")
         active = _decode_key(settings.encryption_key.get_secret_value(), ACTIVE_KEY_SETTING)
         previous: list[bytes] = []
         if settings.encryption_previous_keys is not None:

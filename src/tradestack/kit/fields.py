@@ -10,8 +10,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from tradestack.core.money import DECIMAL_TEXT, ascii_decimal_text
 from tradestack.core.precision import AMOUNT, PRICE, Precision
 
 
@@ -27,10 +28,15 @@ def fitting(limits: Precision) -> AfterValidator:
     return AfterValidator(check)
 
 
-PositivePrice = Annotated[Decimal, Field(gt=0, allow_inf_nan=False), fitting(PRICE)]
+WireDecimal = Annotated[
+    Decimal, BeforeValidator(ascii_decimal_text), Field(json_schema_extra={"pattern": DECIMAL_TEXT}, allow_inf_nan=False)
+]
+"""A decimal from a client: a JSON number or ASCII decimal text (the schema publishes the pattern)."""
+
+PositivePrice = Annotated[WireDecimal, Field(gt=0), fitting(PRICE)]
 """A price above zero that fits a price column (14 integer digits, 10 decimal places)."""
 
-PositiveAmount = Annotated[Decimal, Field(gt=0, allow_inf_nan=False), fitting(AMOUNT)]
+PositiveAmount = Annotated[WireDecimal, Field(gt=0), fitting(AMOUNT)]
 """A quantity or amount above zero that fits an amount column (20 integer digits, 18 decimal places)."""
 
 

@@ -41,6 +41,12 @@ DATABASE_CONNECTIONS_ACTIVE = Gauge(
     multiprocess_mode="livesum",
 )
 
+BACKEND_UNAVAILABLE = Counter(
+    "backend_unavailable",
+    "Operations that ran degraded (or answered 503) because a backend was unreachable, by backend and operation.",
+    ["backend", "operation"],
+)
+
 
 def is_multiprocess() -> bool:
     """True when samples are shared between worker processes through files."""

@@ -29,6 +29,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from tradestack.core.errors import RateLimitedError
 from tradestack.kit.metrics import RATE_LIMITED
+from tradestack.kit.outages import CACHE_ERRORS, count_outage
 from tradestack.kit.redispool import blocking_pool
 
 __all__ = [
@@ -98,8 +99,11 @@ class RateLimiter:
         clock: Callable[[], float] = time.time,
         on_close: Callable[[], Awaitable[None]] | None = None,
         hit_and_count: HitAndCount | None = None,
+        fallback: RateLimiter | None = None,
     ) -> None:
         self._storage = storage
+        # Counts in process while the shared storage (Redis) is unreachable: limits stay per process then.
+        self._fallback = fallback
         self._strategy = MovingWindowRateLimiter(storage)
         self._hit_and_count = hit_and_count
         self._clock = clock
@@ -131,6 +135,15 @@ class RateLimiter:
         reached.
         """
         self._check_open()
+        if self._fallback is not None:
+            try:
+                return await self._hit(limit, *identifiers)
+            except CACHE_ERRORS as exc:
+                count_outage("cache", "rate_limit", exc)
+                return await self._fallback.hit(limit, *identifiers)
+        return await self._hit(limit, *identifiers)
+
+    async def _hit(self, limit: str, *identifiers: str) -> RateLimitResult:
         item = parse_limit(limit)
         keys = tuple(_escape(identifier) for identifier in identifiers)
         if self._hit_and_count is not None:
@@ -152,7 +165,14 @@ class RateLimiter:
         self._check_open()
         item = parse_limit(limit)
         await self._let_memory_expiry_finish()
-        await self._strategy.clear(item, *(_escape(identifier) for identifier in identifiers))
+        try:
+            await self._strategy.clear(item, *(_escape(identifier) for identifier in identifiers))
+        except CACHE_ERRORS as exc:
+            if self._fallback is None:
+                raise
+            count_outage("cache", "rate_limit", exc)
+        if self._fallback is not None:
+            await self._fallback.clear(limit, *identifiers)
 
     async def ping(self) -> None:
         """Raise `ConnectionError` if the storage does not answer its health check."""
@@ -178,6 +198,8 @@ class RateLimiter:
         await self._let_memory_expiry_finish()
         if self._on_close is not None:
             await self._on_close()
+        if self._fallback is not None:
+            await self._fallback.close()
 
 
 def create_rate_limiter(redis_url: str | None, *, key_prefix: str = DEFAULT_REDIS_PREFIX) -> RateLimiter:
@@ -198,7 +220,12 @@ def create_rate_limiter(redis_url: str | None, *, key_prefix: str = DEFAULT_REDI
         key_prefix=key_prefix,
         connection_pool=pool,  # type: ignore[arg-type]  # documented option, typed as scalars only
     )
-    return RateLimiter(storage, on_close=pool.aclose, hit_and_count=_redis_hit_and_count(pool, key_prefix))
+    return RateLimiter(
+        storage,
+        on_close=pool.aclose,
+        hit_and_count=_redis_hit_and_count(pool, key_prefix),
+        fallback=RateLimiter(MemoryStorage()),
+    )
 
 
 HitAndCount = Callable[[RateLimitItem, tuple[str, ...]], Awaitable[tuple[bool, float, int]]]

@@ -12,6 +12,7 @@ from tradestack.kit.config import Settings
 from tradestack.kit.crypto import Keyring, configure_keyring
 from tradestack.kit.db import Database
 from tradestack.kit.ratelimit import RateLimiter, create_rate_limiter
+from tradestack.kit.secrets import with_generated_secrets
 
 
 @dataclass
@@ -31,7 +32,11 @@ class Runtime:
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:
-        """Create the backends the settings select (nothing connects until first use)."""
+        """Create the backends the settings select (nothing connects until first use).
+
+        Secrets left unset come from (or are first generated into) the data directory.
+        """
+        settings = with_generated_secrets(settings)
         configure_keyring(Keyring.from_settings(settings))
         return cls(
             settings=settings,

@@ -5,7 +5,7 @@ Endpoints import from here, never from `tradestack.api` (which sits above the mo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -13,6 +13,7 @@ import orjson
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute
 
 from tradestack.core.money import plain
 from tradestack.kit.logging import get_logger
@@ -78,3 +79,13 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 DrainDep = Annotated[DrainState, Depends(get_drain)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
+
+
+def routes_of(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    """Every route, with included routers flattened (FastAPI keeps an included router as one entry)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from routes_of(inner.routes)
+        else:
+            yield route

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from pydantic import BaseModel, Field
@@ -164,12 +164,16 @@ class CandleList(BaseModel):
     candles: list[CandleOut]
 
 
+# One level of a book, [price, size]: a list of two (a tuple would publish prefixItems).
+PriceLevel = Annotated[list[Decimal], Field(min_length=2, max_length=2, description="[price, size] as decimal strings")]
+
+
 class OrderBookOut(BaseModel):
     """An L2 book: levels are [price, size] pairs, best first."""
 
     symbol: str
-    bids: list[tuple[Decimal, Decimal]]
-    asks: list[tuple[Decimal, Decimal]]
+    bids: list[PriceLevel]
+    asks: list[PriceLevel]
     ts: datetime
 
 

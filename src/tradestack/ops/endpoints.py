@@ -26,7 +26,7 @@ async def health() -> Health:
 )
 async def ready(runtime: RuntimeDep, drain: DrainDep) -> Readiness | Response:
     report = await HealthService(runtime).readiness(draining=drain.draining)
-    if report.status != "ready":
+    if report.status == "not_ready":
         failing = sorted(name for name, check in report.checks.items() if not check.ok)
         body = error_body("NotReadyError", "failing checks: " + ", ".join(failing), **report.model_dump(mode="json"))
         return OrjsonResponse(body, status_code=503)

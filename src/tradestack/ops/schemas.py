@@ -16,7 +16,9 @@ class Check(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: str = Field(description="ready or not_ready", examples=["ready"])
+    status: str = Field(
+        description="ready; degraded (200: the cache is away, serving from the database); not_ready (503)", examples=["ready"]
+    )
     checks: dict[str, Check]
 
 

@@ -96,8 +96,12 @@ class HealthService:
             checks["marketdata"] = await self.marketdata_check()
         if draining:
             checks["draining"] = Check(ok=False, detail="shutting down: finishing in-flight requests")
-        ok = all(check.ok for check in checks.values())
-        return Readiness(status="ready" if ok else "not_ready", checks=checks)
+        failing = {name for name, check in checks.items() if not check.ok}
+        if failing == {"cache"}:
+            # Degraded, still serving: auth reads the database, limits count in process (kit/outages.py).
+            checks["cache"] = Check(ok=False, detail=f"degraded: {cache.detail}")
+            return Readiness(status="degraded", checks=checks)
+        return Readiness(status="not_ready" if failing else "ready", checks=checks)
 
     async def _endpoint(self, *, replica: bool) -> DatabaseEndpoint:
         database = self.runtime.database

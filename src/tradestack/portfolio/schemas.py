@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, Field, PlainSerializer, model_va
 
 from tradestack.core.money import canonical, decimal_places, plain
 from tradestack.kit.currencies import currency_problem, minor_units
-from tradestack.kit.fields import RequestBody
+from tradestack.kit.fields import RequestBody, WireDecimal
 
 DecimalText = Annotated[Decimal, PlainSerializer(plain, return_type=str, when_used="json")]
 """A Decimal sent as its plain canonical text (``"1902.5"``, never ``"1.9025E+3"``)."""
@@ -31,8 +31,8 @@ class Deposit(RequestBody):
     """Cash put into a new paper account, in whole minor units of its currency (cents for AUD)."""
 
     currency: CurrencyCode = Field(description="ISO 4217 code, e.g. AUD.")
-    amount: Decimal = Field(
-        gt=0, le=Decimal("1e12"), allow_inf_nan=False, description="Decimal string, at most the currency's minor units."
+    amount: WireDecimal = Field(
+        gt=0, le=Decimal("1e12"), description="Decimal string (ASCII digits), at most the currency's minor units."
     )
 
     @model_validator(mode="after")

@@ -63,7 +63,9 @@ async def list_orders(
     account_id: Annotated[str | None, Query(max_length=36, description="One account; all of yours when absent.")] = None,
     status: Annotated[list[str] | None, Query(description=f"Repeat to allow several: {', '.join(STATUSES)}; or 'open'.")] = None,
     symbol: Annotated[str | None, Query(max_length=32)] = None,
-    before: Annotated[str | None, Query(max_length=120, description="`next` of the previous page.")] = None,
+    before: Annotated[
+        str | None, Query(max_length=120, pattern=r"^[A-Za-z0-9_-]+$", description="`next` of the previous page (opaque).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> OrderPage:
     wanted = _statuses(status)

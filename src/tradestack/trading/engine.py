@@ -38,6 +38,7 @@ from tradestack.domain.orders import Order, OrderStatus, TimeInForce
 from tradestack.domain.portfolio import FxRates
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import ENGINE_ORDERS_WORKING
+from tradestack.kit.outages import count_outage, forever, unavailable_backend
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import FANOUT_CHANNEL, QUOTE_KEY, MarketDataService, decode_message
 from tradestack.models.trading import OrderRow
@@ -144,8 +145,17 @@ class EngineShard:
     async def run(self) -> None:
         """Rebuild from the database, then work until `stop`."""
         market = MarketDataService(self.runtime)
-        await market.seed_instruments()  # an engine may start before any API process has seeded them
-        self.instruments = await market.instruments()
+        while not self._stopping:
+            try:
+                await market.seed_instruments()  # an engine may start before any API process has seeded them
+                self.instruments = await market.instruments()
+                break
+            except Exception as exc:
+                backend = unavailable_backend(exc)
+                if backend is None:
+                    raise
+                count_outage(backend, "engine_start", exc)
+                await asyncio.sleep(1.0)
         try:
             await self.rebuild()
         except Exception as exc:  # noqa: BLE001 - reconciliation retries what the first rebuild could not place
@@ -347,7 +357,7 @@ async def start_engine(runtime: Runtime) -> None:
     runtime.components[COMPONENT] = LocalCommands(shard.order_changed)
     tasks = [
         asyncio.create_task(shard.run(), name="engine"),
-        asyncio.create_task(shard.listen_quotes(), name="engine-quotes"),
+        asyncio.create_task(forever("engine_quotes", shard.listen_quotes), name="engine-quotes"),
     ]
 
     async def stop() -> None:
@@ -362,16 +372,27 @@ async def start_engine(runtime: Runtime) -> None:
     log.info("paper matching engine running in process")
 
 
-async def _read_commands(shard: EngineShard, client: Any, key: str, last_id: str) -> None:
-    while True:
-        response = await client.xread({key: last_id}, count=500, block=1000)
-        for _, entries in response or []:
-            for entry_id, fields in entries:
-                last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                account = fields.get(b"account", b"").decode()
-                order = fields.get(b"order", b"").decode()
-                if account and order:
-                    await shard.order_changed(account, order)
+async def _read_commands(shard: EngineShard, client: Any, key: str) -> None:
+    """Follow the shard's command stream; reconnect with backoff whenever Redis goes away (never exit)."""
+    last_id: str | None = None
+
+    async def read() -> None:
+        nonlocal last_id
+        if last_id is None:
+            # Messages from here on are read; anything older is in the database the rebuild reads.
+            newest = await client.xrevrange(key, count=1)
+            last_id = newest[0][0].decode() if newest else "0-0"
+        while True:
+            response = await client.xread({key: last_id}, count=500, block=1000)
+            for _, entries in response or []:
+                for entry_id, fields in entries:
+                    last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    account = fields.get(b"account", b"").decode()
+                    order = fields.get(b"order", b"").decode()
+                    if account and order:
+                        await shard.order_changed(account, order)
+
+    await forever("engine_commands", read)
 
 
 async def run_engine(runtime: Runtime, shard_number: int) -> None:
@@ -385,9 +406,6 @@ async def run_engine(runtime: Runtime, shard_number: int) -> None:
         )
     client: Any = redis.asyncio.Redis.from_url(settings.redis_url)
     key = stream_key(settings.redis_namespace, shard_number)
-    # Messages from here on are read; anything older is in the database the rebuild reads.
-    newest = await client.xrevrange(key, count=1)
-    last_id = newest[0][0].decode() if newest else "0-0"
     shard = EngineShard(runtime, shard_number)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -395,8 +413,8 @@ async def run_engine(runtime: Runtime, shard_number: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     tasks = [
         asyncio.create_task(shard.run(), name="engine"),
-        asyncio.create_task(shard.listen_quotes(), name="engine-quotes"),
-        asyncio.create_task(_read_commands(shard, client, key, last_id), name="engine-commands"),
+        asyncio.create_task(forever("engine_quotes", shard.listen_quotes), name="engine-quotes"),
+        asyncio.create_task(_read_commands(shard, client, key), name="engine-commands"),
     ]
     log.info("paper matching engine started", shard=shard_number, shards=settings.engine_shards, stream=key)
     waiter = asyncio.create_task(stop.wait())

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, PlainSerializer, model_validator
 from tradestack.core.money import plain
 from tradestack.domain.orders import Order, OrderSide, OrderType, TimeInForce
 from tradestack.domain.risk import RiskLimits, TradingState
-from tradestack.kit.fields import PositiveAmount, PositivePrice, RequestBody
+from tradestack.kit.fields import PositiveAmount, PositivePrice, RequestBody, WireDecimal
 from tradestack.models.trading import OrderRow
 
 DecimalText = Annotated[Decimal, PlainSerializer(plain, return_type=str, when_used="json")]
@@ -142,14 +142,21 @@ class CanceledOrders(BaseModel):
     canceled: list[OrderOut]
 
 
-Limit = Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=38)]
-CollarPct = Annotated[Decimal, Field(ge=0, lt=100, allow_inf_nan=False)]
+# Risk limits: non-negative (no "-0"), at most 10^15 in the account's currency or units, 8 decimals.
+Limit = Annotated[WireDecimal, Field(ge=0, le=Decimal("1e15"), decimal_places=8)]
+CollarPct = Annotated[WireDecimal, Field(ge=0, lt=100, decimal_places=8)]
 OrdersPerMinute = Annotated[int, Field(ge=0, le=1_000_000)]
 _LIMIT_DESCRIPTIONS = {
     "max_position_quantity": "Per instrument, in units.",
     "price_collar_pct": "How far (in %) a limit price may be through the last price.",
     "daily_loss_limit": "Once today's realized loss reaches it, only reducing orders pass.",
 }
+
+
+def _refuse_negative_zero(limits: BaseModel) -> None:
+    for name, value in limits:
+        if isinstance(value, Decimal) and value.is_signed():
+            raise ValueError(f"{name} must not be negative (not even -0)")
 
 
 class RiskLimitsBody(RequestBody):
@@ -161,6 +168,11 @@ class RiskLimitsBody(RequestBody):
     price_collar_pct: CollarPct = Field(description=_LIMIT_DESCRIPTIONS["price_collar_pct"])
     max_orders_per_minute: OrdersPerMinute
     daily_loss_limit: Limit = Field(description=_LIMIT_DESCRIPTIONS["daily_loss_limit"])
+
+    @model_validator(mode="after")
+    def _no_negative_zero(self) -> RiskLimitsBody:
+        _refuse_negative_zero(self)
+        return self
 
 
 class RiskLimitsPatch(RequestBody):
@@ -177,6 +189,7 @@ class RiskLimitsPatch(RequestBody):
     def _something(self) -> RiskLimitsPatch:
         if not self.model_dump(exclude_none=True):
             raise ValueError(f"give at least one of {', '.join(RiskLimitsBody.model_fields)}")
+        _refuse_negative_zero(self)
         return self
 
 

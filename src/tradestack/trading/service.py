@@ -57,6 +57,7 @@ from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Caller, IdentityService, Principal
 from tradestack.kit.currencies import currency_problem, minor_units
 from tradestack.kit.metrics import ORDER_PLACEMENT_LATENCY, ORDERS
+from tradestack.kit.outages import count_outage, unavailable_backend
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MarketDataService
 from tradestack.models.identity import TradingAccount
@@ -167,11 +168,14 @@ class TradingService:
         return found, instruments
 
     @staticmethod
-    def _owned(account: TradingAccount | None, principal: Principal, account_id: str, *, read: bool = False) -> TradingAccount:
-        if account is None:
-            raise NotFoundError(f"no account {account_id}")
-        if account.owner_id != principal.user_id and not (read and principal.can(Permission.ACCOUNTS_READ_ALL)):
-            raise NotFoundError(f"no account {account_id}")
+    def _owned(
+        account: TradingAccount | None, principal: Principal, account_id: str, *, read: bool = False, missing: str | None = None
+    ) -> TradingAccount:
+        """The account if the caller may use it; else the same 404 as for one that does not exist (`missing`)."""
+        if account is None or (
+            account.owner_id != principal.user_id and not (read and principal.can(Permission.ACCOUNTS_READ_ALL))
+        ):
+            raise NotFoundError(missing or f"no account {account_id}")
         return account
 
     async def _record(
@@ -215,11 +219,21 @@ class TradingService:
         )
 
     async def _after(self, order: OrderOut, *, notify: bool) -> None:
-        """After the commit: chain the staged audit entry, tell the engine, tell WebSocket subscribers."""
-        await drainer_of(self.runtime).flush()
-        if notify:
-            await commands_of(self.runtime).order_changed(order.account_id, order.id)
-        await publish_order(self.runtime, order)
+        """After the commit: chain the staged audit entry, tell the engine, tell WebSocket subscribers.
+
+        The order is committed by now, so it is answered as committed whatever happens here: if
+        Redis is away the engine's reconciliation finds the order in the database instead.
+        """
+        try:
+            await drainer_of(self.runtime).flush()  # else the periodic drain chains it
+            if notify:
+                await commands_of(self.runtime).order_changed(order.account_id, order.id)
+            await publish_order(self.runtime, order)
+        except Exception as exc:
+            backend = unavailable_backend(exc)
+            if backend is None:
+                raise
+            count_outage(backend, "order_after_commit", exc)
 
     async def limits_of(self, repo: TradingRepository, account: TradingAccount) -> RiskLimits:
         row = await repo.limits(account.id)
@@ -465,7 +479,7 @@ class TradingService:
                 raise NotFoundError(f"no order {order_id}")
             account = await repo.lock_account(peek.account_id)
             if owner_only:
-                self._owned(account, principal, peek.account_id)
+                self._owned(account, principal, peek.account_id, missing=f"no order {order_id}")
             row = await repo.get(order_id)
             before = await repo.load(order_id)
             if row is None or before is None or account is None:  # pragma: no cover - orders are never deleted
@@ -594,7 +608,7 @@ class TradingService:
             row = await repo.get(order_id)
             if row is None:
                 raise NotFoundError(f"no order {order_id}")
-            self._owned(await repo.account(row.account_id), principal, row.account_id, read=True)
+            self._owned(await repo.account(row.account_id), principal, row.account_id, read=True, missing=f"no order {order_id}")
             return OrderOut.of_row(row)
 
     async def events(self, principal: Principal, order_id: str) -> list[OrderEventOut]:
@@ -603,7 +617,7 @@ class TradingService:
             row = await repo.get(order_id)
             if row is None:
                 raise NotFoundError(f"no order {order_id}")
-            self._owned(await repo.account(row.account_id), principal, row.account_id, read=True)
+            self._owned(await repo.account(row.account_id), principal, row.account_id, read=True, missing=f"no order {order_id}")
             return [
                 OrderEventOut(
                     seq=e.seq, kind=e.kind, ts=e.ts, data={k: v for k, v in orjson.loads(e.payload).items() if k != "kind"}
@@ -647,12 +661,12 @@ class TradingService:
             row = await repo.limits(account_id)
             assert account is not None  # noqa: S101 - checked above
             limits = await self.limits_of(repo, account)
+            # Who set them is for risk staff (and the one who did): other users' ids are not a trader's to see.
+            updated_by = (
+                row.updated_by if row and (principal.can(Permission.RISK_LIMITS) or row.updated_by == principal.user_id) else None
+            )
             return RiskLimitsOut.of(
-                account_id,
-                limits,
-                "account" if row else "default",
-                row.updated_at if row else None,
-                row.updated_by if row else None,
+                account_id, limits, "account" if row else "default", row.updated_at if row else None, updated_by
             )
 
     async def put_limits(self, principal: Principal, account_id: str, body: RiskLimitsBody, caller: Caller) -> RiskLimitsOut:

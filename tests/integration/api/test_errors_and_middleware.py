@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import redis.exceptions
 from fastapi import FastAPI
 from pydantic import BaseModel
 
@@ -33,6 +34,14 @@ def probe_routes(app: FastAPI) -> None:
     @app.get("/probe/bug")
     async def bug() -> None:
         raise RuntimeError("a bug")
+
+    @app.get("/probe/database-away")
+    async def database_away() -> None:
+        raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+
+    @app.get("/probe/cache-away")
+    async def cache_away() -> None:
+        raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
 
 @pytest.mark.usefixtures("probe_routes")
@@ -64,6 +73,20 @@ async def test_unknown_route_and_wrong_method(client: httpx.AsyncClient) -> None
     response = await client.post("/api/health")
     assert response.status_code == 405
     assert response.json()["error"] == "MethodNotAllowedError"
+    # Allow names every method of the path, served by several routes.
+    response = await client.request("OPTIONS", "/api/accounts")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+
+
+async def test_openapi_advertises_the_error_schema_and_statuses(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    cancel_all = document["paths"]["/api/orders"]["delete"]["responses"]
+    assert {"401", "404", "422", "429", "503"} <= set(cancel_all)
+    assert cancel_all["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    asks = document["components"]["schemas"]["OrderBookOut"]["properties"]["asks"]
+    assert asks["items"]["items"] == {"type": "string"}
 
 
 @pytest.mark.usefixtures("probe_routes")
@@ -74,6 +97,21 @@ async def test_unexpected_error_is_a_500_with_the_request_id(app: FastAPI) -> No
     assert response.status_code == 500
     assert response.json()["error"] == "InternalServerError"
     assert "req-bug-1" in response.json()["detail"]
+
+
+@pytest.mark.usefixtures("probe_routes")
+async def test_errors_end_with_the_answer_so_the_connection_stays_open(client: httpx.AsyncClient) -> None:
+    # The client raises if an exception escaped the app after the answer (uvicorn would then close the connection).
+    bug = await client.get("/probe/bug")
+    assert bug.status_code == 500
+    for path, what in (("/probe/database-away", "the database"), ("/probe/cache-away", "the cache")):
+        away = await client.get(path)
+        assert away.status_code == 503
+        assert away.headers["retry-after"] == "2"
+        assert away.json()["error"] == "ServiceUnavailableError"
+        assert away.json()["detail"].startswith(what)
+    metrics = (await client.get("/metrics")).text
+    assert 'backend_unavailable_total{backend="database",operation="request"}' in metrics
 
 
 async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient) -> None:

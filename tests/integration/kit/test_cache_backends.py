@@ -105,6 +105,13 @@ async def test_invalid_ttl_is_rejected_and_nothing_is_stored(cache: Cache, ttl: 
     assert await cache.get("k") is None
 
 
+async def test_add_stores_only_when_absent_and_one_of_many_concurrent_adds_wins(cache: Cache) -> None:
+    results = await asyncio.gather(*(cache.add("once", str(i).encode(), ttl_seconds=30) for i in range(20)))
+    assert results.count(True) == 1
+    assert await cache.get("once") == str(results.index(True)).encode()
+    assert await cache.add("once", b"again") is False
+
+
 async def test_concurrent_use(cache: Cache) -> None:
     await asyncio.gather(*(cache.set(f"k{index}", str(index).encode()) for index in range(50)))
     values = await asyncio.gather(*(cache.get(f"k{index}") for index in range(50)))

@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from tradestack.core.errors import ConfigurationError
-from tradestack.kit.config import DEVELOPMENT_SECRET, Settings
+from tradestack.kit.config import Settings
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -50,9 +50,9 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("environment", ["staging", "production"])
-def test_default_secret_is_refused_outside_development(environment: str) -> None:
+def test_missing_secret_is_refused_outside_development(environment: str) -> None:
     settings = Settings(environment=environment, _env_file=None)  # type: ignore[call-arg, arg-type]
-    with pytest.raises(ConfigurationError, match="TRADESTACK_SECRET_KEY still has its development default"):
+    with pytest.raises(ConfigurationError, match="TRADESTACK_SECRET_KEY is missing"):
         settings.check_secrets()
 
 
@@ -75,15 +75,16 @@ def test_wildcard_hosts_are_refused_in_production() -> None:
         settings.check_secrets()
 
 
-def test_default_encryption_key_is_refused_in_production() -> None:
+def test_missing_encryption_key_is_refused_in_production() -> None:
     settings = Settings(environment="production", secret_key="x" * 48, _env_file=None)  # type: ignore[call-arg, arg-type]
-    with pytest.raises(ConfigurationError, match="TRADESTACK_ENCRYPTION_KEY still has its development default"):
+    with pytest.raises(ConfigurationError, match="TRADESTACK_ENCRYPTION_KEY is missing"):
         settings.check_secrets()
 
 
-def test_default_secret_is_fine_in_development() -> None:
+def test_there_is_no_default_key_and_development_starts_without_one() -> None:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert settings.secret_key.get_secret_value() == DEVELOPMENT_SECRET
+    assert settings.secret_key is None
+    assert settings.encryption_key is None
     settings.check_secrets()
 
 

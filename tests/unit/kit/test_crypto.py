@@ -13,7 +13,7 @@ from sqlalchemy.dialects import sqlite
 
 from tradestack.core.errors import ConfigurationError
 from tradestack.kit import crypto
-from tradestack.kit.config import DEVELOPMENT_ENCRYPTION_KEY, Settings
+from tradestack.kit.config import Settings
 from tradestack.kit.crypto import DecryptionError, EncryptedString, Keyring, configure_keyring, get_keyring, key_id
 
 K1 = bytes(range(32))
@@ -190,11 +190,9 @@ def test_keys_must_be_32_bytes(length: int) -> None:
         Keyring(K1, [K2, b"k" * length])
 
 
-def test_from_settings_with_the_development_default() -> None:
-    keyring = Keyring.from_settings(Settings())
-    expected = base64.b64decode(DEVELOPMENT_ENCRYPTION_KEY)
-    assert keyring.active_key_id == key_id(expected)
-    assert keyring.decrypt(keyring.encrypt("hello", purpose=PURPOSE), purpose=PURPOSE) == "hello"
+def test_from_settings_without_a_key_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="TRADESTACK_ENCRYPTION_KEY is not set"):
+        Keyring.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,91 @@
+"""What counts as a backend outage, and the degraded mode each caller falls back to.
+
+An outage is an expected situation, never a 500:
+
+* Redis (cache, rate limits, streams, pub/sub) away: authentication reads the database
+  (revocation included), rate limits count in process, an order already committed is answered
+  as committed (the engine's reconciliation picks it up), the engine and feeds reconnect with
+  backoff; readiness says the cache is degraded but stays ready. What needs the cache's live
+  values (order entry's risk checks need quotes) answers 503 with ``Retry-After`` until it is back.
+* The database away: requests are answered 503 with ``Retry-After`` (nothing can be promised
+  without it); they work again as soon as it is back.
+
+Every degraded answer counts in ``backend_unavailable_total{backend, operation}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+import asyncpg  # type: ignore[import-untyped]
+import redis.exceptions
+import sqlalchemy.exc
+
+from tradestack.kit.logging import get_logger
+from tradestack.kit.metrics import BACKEND_UNAVAILABLE
+
+log = get_logger(__name__)
+Backend = Literal["database", "cache"]
+RETRY_AFTER_SECONDS = 2
+# Redis unreachable (refused, reset, timed out, pool exhausted).
+CACHE_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+_DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,  # no pooled connection within the pool timeout
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+)
+
+
+def unavailable_backend(exc: BaseException) -> Backend | None:
+    """Which backend `exc` (or what caused it) says is unreachable; None for anything else (a bug)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, redis.exceptions.RedisError) and isinstance(current, CACHE_ERRORS):
+            return "cache"
+        if isinstance(current, _DATABASE_ERRORS):
+            return "database"
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            return "database"
+        if isinstance(current, OSError):
+            # redis-py wraps its socket errors; a bare one comes from connecting to the database.
+            return "database"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def count_outage(backend: Backend, operation: str, exc: BaseException) -> None:
+    """Count (and log once per call) that `operation` ran degraded because `backend` is away."""
+    BACKEND_UNAVAILABLE.labels(backend=backend, operation=operation).inc()
+    log.warning("backend_unavailable", backend=backend, operation=operation, error=f"{type(exc).__name__}: {exc}"[:300])
+
+
+async def forever(name: str, work: Callable[[], Awaitable[None]], *, initial: float = 0.2, cap: float = 10.0) -> None:
+    """Run `work` again after every failure, waiting `initial` doubling up to `cap` seconds; never returns.
+
+    A task that ends normally is restarted too (a subscription ended by a lost connection).
+    """
+    delay = initial
+    while True:
+        try:
+            await work()
+            delay = initial
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a lost connection must not stop the process
+            backend = unavailable_backend(exc) or "cache"
+            count_outage(backend, name, exc)
+        await asyncio.sleep(delay)
+        delay = min(cap, delay * 2)
