@@ -28,6 +28,7 @@ from schemathesis.checks import not_a_server_error
 from tradestack.identity.tokens import TokenSigner
 from tradestack.kit.config import Settings
 
+pytestmark = pytest.mark.slow  # a real `tradestack up` serves the requests
 ADMIN_PASSWORD = "contract-test-admin-password"
 TRADESTACK = Path(sys.executable).parent / "tradestack"
 SIGNER = TokenSigner(Settings(_env_file=None))  # type: ignore[call-arg]  # the server runs on the same defaults
