@@ -35,8 +35,8 @@ COVERAGE_MIN := 85
 .PHONY: test-fast coverage
 
 test: dev services  ## Run the whole suite under coverage; per-package table, HTML in var/coverage/html; fails under 85 % of lines
-	$(VENV)/bin/pytest --cov --cov-report=
-	$(VENV)/bin/python scripts/coverage_report.py --fail-under $(COVERAGE_MIN)
+	$(VENV)/bin/pytest --cov --cov-report=; tests=$$?; \
+	$(VENV)/bin/python scripts/coverage_report.py --fail-under $(COVERAGE_MIN) && exit $$tests
 
 test-fast: dev  ## Quick loop: every test not marked slow (no server processes), without coverage
 	$(VENV)/bin/pytest -m "not slow"
