@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ JSON_REPORT = ROOT / "var" / "coverage" / "coverage.json"
 # Code that runs only in the processes the tests start (`tradestack up`, `serve ...`): the row shows
 # that subprocess coverage was collected and combined.
 SERVER_SIDE = ["api/server.py", "api/lifecycle.py", "trading/engine.py", "marketdata/runner.py", "kit/runtime.py"]
+# The tests call the app in-process through ASGI; only a server process reaches this line, so if it
+# did not run, no subprocess recorded coverage and the figure is not what it claims to be.
+SUBPROCESS_PROBE = ("api/server.py", "uvicorn.run(")
 
 
 @dataclass
@@ -67,6 +71,7 @@ def main() -> int:
     parser.add_argument("--fail-under", type=float, required=True, help="minimum line coverage of src/, in percent")
     args = parser.parse_args()
 
+    os.chdir(ROOT)  # pyproject.toml's paths (data file, HTML directory) are relative to the project
     cov = coverage.Coverage(config_file=str(ROOT / "pyproject.toml"))
     cov.load()
     if not cov.get_data().measured_files():
@@ -76,13 +81,14 @@ def main() -> int:
     cov.json_report(outfile=str(JSON_REPORT))
     html_directory = cov.config.html_dir
     cov.html_report()
-    files: dict[str, dict[str, object]] = json.loads(JSON_REPORT.read_text())["files"]
+    reported: dict[str, dict[str, object]] = json.loads(JSON_REPORT.read_text())["files"]
+    # Keys are as coverage names the files (relative to the current directory): make them relative to the package.
+    files = {(ROOT / path).resolve().relative_to(PACKAGE).as_posix(): report for path, report in reported.items()}
 
     packages: dict[str, Tally] = defaultdict(Tally)
     per_file: dict[str, Tally] = {}
     total = Tally()
-    for path, report in files.items():
-        relative = Path(path).resolve().relative_to(PACKAGE).as_posix()
+    for relative, report in files.items():
         summary: dict[str, int] = report["summary"]  # type: ignore[assignment]
         packages[package_of(relative)].add(summary)
         per_file[relative] = Tally()
@@ -103,6 +109,12 @@ def main() -> int:
         print(per_file[relative].row(f"  {relative}") if relative in per_file else f"  {relative:<26} not measured")
     print()
     print(f"HTML report: {Path(html_directory).resolve().relative_to(ROOT)}/index.html")
+    probe_file, probe_text = SUBPROCESS_PROBE
+    probe_lines = [n for n, line in enumerate((PACKAGE / probe_file).read_text().splitlines(), 1) if probe_text in line]
+    executed: list[int] = files[probe_file]["executed_lines"] if probe_file in files else []  # type: ignore[assignment]
+    if not set(probe_lines) & set(executed):
+        print(f"coverage FAILED: `{probe_text}` in {probe_file} never ran, so no server process recorded coverage")
+        return 1
     verdict = "ok" if total.lines_percent >= args.fail_under else "FAILED"
     print(
         f"coverage {verdict}: lines {total.lines_percent:.2f}% (gate {args.fail_under:g}%), "
