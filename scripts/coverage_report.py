@@ -2,8 +2,8 @@
 
 Reads the combined data file named in pyproject.toml ([tool.coverage.run] data_file), writes the
 HTML report ([tool.coverage.html] directory) and var/coverage/coverage.json, prints one row per
-package of src/tradestack (lines and branches) plus the modules that only run inside server
-processes, and exits 1 when the line coverage of src/ is under --fail-under.
+package of src/tradestack (lines and branches) plus the server-side modules, and exits 1 when the
+line coverage of src/ is under --fail-under or when no server process recorded coverage.
 
 The gate is on lines, not on coverage.py's own total (which mixes lines and branches); the branch
 figure is printed next to it.
@@ -24,8 +24,7 @@ import coverage
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "src" / "tradestack"
 JSON_REPORT = ROOT / "var" / "coverage" / "coverage.json"
-# Code that runs only in the processes the tests start (`tradestack up`, `serve ...`): the row shows
-# that subprocess coverage was collected and combined.
+# Server-side modules, which the process tests (`tradestack up`, `serve ...`) run: shown on their own.
 SERVER_SIDE = ["api/server.py", "api/lifecycle.py", "trading/engine.py", "marketdata/runner.py", "kit/runtime.py"]
 # The tests call the app in-process through ASGI; only a server process reaches this line, so if it
 # did not run, no subprocess recorded coverage and the figure is not what it claims to be.
@@ -104,7 +103,7 @@ def main() -> int:
     print("-" * len(header))
     print(total.row("TOTAL"))
     print()
-    print("run only inside server processes:")
+    print("server-side modules:")
     for relative in SERVER_SIDE:
         print(per_file[relative].row(f"  {relative}") if relative in per_file else f"  {relative:<26} not measured")
     print()
