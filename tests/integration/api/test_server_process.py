@@ -77,7 +77,7 @@ def test_up_migrates_seeds_and_serves(tmp_path: Path, spawn: object) -> None:
     port = free_port()
     process = spawn([str(TRADESTACK), "up", "--port", str(port), "--data-dir", str(tmp_path / "data")], _env(tmp_path))  # type: ignore[operator]
     base = f"http://127.0.0.1:{port}"
-    _wait_ready(base, process)
+    _wait_ready(base, process, timeout=120)  # first start imports the shipped history (as in the contract test)
     assert httpx.get(f"{base}/api/health").json() == {"status": "ok"}
     assert (tmp_path / "data" / "tradestack.db").is_file()
     process.send_signal(signal.SIGTERM)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from tradestack.identity.permissions import Role
@@ -18,6 +19,7 @@ from tradestack.kit.crypto import Keyring, key_id
 from tradestack.kit.runtime import Runtime
 from tradestack.models.identity import User
 
+pytestmark = pytest.mark.slow  # runs the installed command three times
 OLD_KEY = base64.b64encode(b"o" * 32).decode()
 NEW_KEY = base64.b64encode(b"n" * 32).decode()
 TRADESTACK = str(Path(sys.executable).parent / "tradestack")
