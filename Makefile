@@ -32,12 +32,14 @@ services:  ## Make sure PostgreSQL and Redis answer on 127.0.0.1 (starts them wh
 test: dev services  ## Run the whole suite (SQLite + in-process, and PostgreSQL + Redis)
 	$(VENV)/bin/pytest
 
-lint: dev  ## ruff, mypy, import-linter, bandit (no high-severity finding)
+lint: dev  ## ruff, mypy, import-linter, bandit (no high-severity finding), alert rules/routes/dashboards
 	$(VENV)/bin/ruff check src tests benchmarks migrations
 	$(VENV)/bin/ruff format --check src tests benchmarks migrations
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/bandit --quiet --recursive src --severity-level high
+	bash scripts/ensure-observability-tools.sh
+	bash scripts/check-alerting.sh
 
 bench: dev  ## Run the benchmarks (installs wrk when missing)
 	bash scripts/ensure-wrk.sh
