@@ -181,9 +181,9 @@ def main(argv: list[str]) -> int:
     if argv == ["check"]:
         problems = check()
         for problem in problems:
-            print(f"alerting: {problem}", file=sys.stderr)
+            sys.stderr.write(f"alerting: {problem}\n")
         return 1 if problems else 0
-    print(__doc__, file=sys.stderr)
+    sys.stderr.write(__doc__ or "")
     return 2
 
 
