@@ -37,7 +37,7 @@ def closed_port() -> int:
 class _VenueClock(BaseHTTPRequestHandler):
     """Answers Binance's public `GET /time` like the venue does."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         body = json.dumps({"serverTime": 1_767_225_600_000}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -59,45 +59,50 @@ def fake_venue() -> Iterator[str]:
     server.server_close()
 
 
-async def test_external_health_names_an_unreachable_ccxt_venue(settings: Settings) -> None:
-    configured = settings.model_copy(
-        update={"marketdata_feeds": ["ccxt"], "ccxt_api_urls": {"public": f"http://127.0.0.1:{closed_port()}/api/v3"}}
-    )
+async def external_and_metrics(configured: Settings) -> tuple[httpx.Response, str]:
+    """GET /api/health/external, then /metrics, on an app running with `configured`."""
     db = Database(configured)
     await migrations.upgrade(db.engine)
     await db.dispose()
     application = create_app(configured)
-    async with application.router.lifespan_context(application):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t") as http:
-            response = await http.get("/api/health/external")
+    transport = httpx.ASGITransport(app=application)
+    lifespan = application.router.lifespan_context(application)
+    async with lifespan, httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        response = await http.get("/api/health/external")
+        return response, (await http.get("/metrics")).text
+
+
+async def test_external_health_names_an_unreachable_ccxt_venue(settings: Settings) -> None:
+    configured = settings.model_copy(
+        update={"marketdata_feeds": ["ccxt"], "ccxt_api_urls": {"public": f"http://127.0.0.1:{closed_port()}/api/v3"}}
+    )
+    response, _ = await external_and_metrics(configured)
     assert response.status_code == 503, response.text
     body = response.json()
     assert body["error"] == "ExternalDependencyDownError"
     assert body["detail"] == "unreachable: ccxt:binance"
     venue = next(target for target in body["targets"] if target["name"] == "ccxt:binance")
-    assert venue["ok"] is False and venue["required"] is True and venue["last_success"] is None
+    assert venue["ok"] is False
+    assert venue["required"] is True
+    assert venue["last_success"] is None
     assert "ExchangeNotAvailable" in venue["error"]
     assert metric("broker_connected", venue="ccxt:binance") == 0
 
 
 async def test_external_health_is_ok_when_the_venue_answers(settings: Settings, fake_venue: str) -> None:
     configured = settings.model_copy(update={"marketdata_feeds": ["ccxt"], "ccxt_api_urls": {"public": fake_venue}})
-    db = Database(configured)
-    await migrations.upgrade(db.engine)
-    await db.dispose()
-    application = create_app(configured)
-    async with application.router.lifespan_context(application):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t") as http:
-            response = await http.get("/api/health/external")
-            metrics = (await http.get("/metrics")).text
+    response, metrics = await external_and_metrics(configured)
     assert response.status_code == 200, response.text
     body = response.json()
     venue = next(target for target in body["targets"] if target["name"] == "ccxt:binance")
-    assert venue["ok"] is True and venue["error"] is None and venue["latency_ms"] > 0
+    assert venue["ok"] is True
+    assert venue["error"] is None
+    assert venue["latency_ms"] > 0
     assert venue["last_success"] is not None
     # The market-data heartbeat is reported (nothing publishes here) but does not gate the answer.
     feed = next(target for target in body["targets"] if target["name"] == "marketdata")
-    assert feed["ok"] is False and feed["required"] is False
+    assert feed["ok"] is False
+    assert feed["required"] is False
     assert 'broker_connected{venue="ccxt:binance"} 1.0' in metrics
 
 
