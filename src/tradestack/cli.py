@@ -731,6 +731,54 @@ def backup_prune(
     console.print(f"{len(doomed)} backup(s) {verb}")
 
 
+# --- issue 14: migrate --------------------------------------------------------------------------
+migrate_app = typer.Typer(help="Move an installation's data to another database.", no_args_is_help=True)
+app.add_typer(migrate_app, name="migrate")
+
+
+@migrate_app.command("to-postgres")
+def migrate_to_postgres_command(
+    target: Annotated[str, typer.Argument(help="Empty PostgreSQL database: postgresql+asyncpg://user@host/db")],
+    dry_run: Annotated[bool, typer.Option(help="Only report what would be moved.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Rows per committed batch.")] = 5000,
+) -> None:
+    """Copy every table of this embedded installation to PostgreSQL, then reconcile (resumable)."""
+    from rich.progress import Progress
+
+    from tradestack.ops.migrate import MigrationError, migrate_to_postgres
+
+    settings = load_settings()
+    with Progress(console=err_console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(table: str, done: int, total: int) -> None:
+            if table not in tasks:
+                tasks[table] = bar.add_task(table, total=total)
+            bar.update(tasks[table], completed=done)
+
+        try:
+            report = _run_runtime(
+                settings,
+                lambda _runtime: migrate_to_postgres(settings, target, dry_run=dry_run, batch=batch_size, progress=progress),
+            )
+        except MigrationError as exc:
+            raise _fail(exc.detail, code=1) from None
+    if dry_run:
+        for name, rows in report.planned.items():
+            console.print(f"{name}: {rows} rows" + (f" ({report.copied.get(name, 0)} already copied)" if report.resumed else ""))
+        console.print(f"dry run: {sum(report.planned.values())} rows in {len(report.planned)} tables would be moved")
+        return
+    if not report.ok:
+        for problem in report.problems:
+            err_console.print(f"  - {problem}")
+        raise _fail("the target did NOT reconcile with the source", code=1)
+    resumed = " (resumed)" if report.resumed else ""
+    console.print(
+        f"[green]migrated{resumed}[/]: {sum(report.copied.values())} rows in {len(report.copied)} tables; counts, checksums, "
+        f"journal sums, audit head {report.audit_head or '-'} and check integrity all match"
+    )
+
+
 def main() -> None:
     """Entry point of the `tradestack` script."""
     app()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,19 +13,17 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from tradestack.audit.service import AuditService, drainer_of
-from tradestack.domain.marketdata import Quote
-from tradestack.identity.permissions import Role
+from tradestack.audit.service import AuditService
 from tradestack.kit import migrations
 from tradestack.kit.config import Settings
 from tradestack.kit.db import Database
 from tradestack.kit.runtime import Runtime
-from tradestack.marketdata.runner import Publisher
 from tradestack.ops.backup import Backup, BackupError, create_backup, list_backups, restore_backup, sha256_of, verify_backup
 from tradestack.ops.fingerprint import Fingerprint, fingerprint
 from tradestack.ops.integrity import check_integrity
 
 from ..conftest import MakeUser  # type: ignore[import-not-found]
+from .conftest import trade  # type: ignore[import-not-found]
 
 OTHER_KEY = "A" * 43 + "="  # base64 of 32 bytes, not the configured key
 
@@ -35,36 +31,6 @@ OTHER_KEY = "A" * 43 + "="  # base64 of 32 bytes, not the configured key
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"engine_in_process": True, "paper_slippage_bps": Decimal(0)})
-
-
-async def trade(client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser) -> None:
-    """A trader with an account, a filled market order and a resting limit order; the audit chain drained."""
-    trader = await make_user(Role.TRADER)
-    body = {"name": "bk", "base_currency": "USD", "deposit": {"currency": "USD", "amount": "50000"}}
-    account = (await client.post("/api/accounts", json=body, headers=trader.headers)).json()["id"]
-    quote = Quote(
-        "BTC-USD", Decimal(40000), Decimal(40001), Decimal(5), Decimal(5), Decimal(40000), Decimal(1), datetime.now(UTC)
-    )
-    await Publisher(runtime).publish("test", quote)
-    order = {"account_id": account, "client_order_id": "m-1", "symbol": "BTC-USD", "side": "buy", "type": "market"}
-    created = await client.post("/api/orders", json={**order, "quantity": "0.5", "time_in_force": "ioc"}, headers=trader.headers)
-    assert created.status_code == 201, created.text
-    for _ in range(200):
-        status = (await client.get(f"/api/orders/{created.json()['id']}", headers=trader.headers)).json()["status"]
-        if status == "filled":
-            break
-        await asyncio.sleep(0.05)
-    assert status == "filled"
-    limit = {
-        **order,
-        "client_order_id": "l-1",
-        "type": "limit",
-        "limit_price": "30000",
-        "quantity": "0.1",
-        "time_in_force": "gtc",
-    }
-    assert (await client.post("/api/orders", json=limit, headers=trader.headers)).status_code == 201
-    await drainer_of(runtime).flush()
 
 
 async def live_fingerprint(settings: Settings) -> Fingerprint:
