@@ -30,6 +30,7 @@ services:  ## Make sure PostgreSQL and Redis answer on 127.0.0.1 (starts them wh
 	bash scripts/ensure-services.sh
 
 test: dev services  ## Run the whole suite (SQLite + in-process, and PostgreSQL + Redis)
+	bash scripts/ensure-observability-tools.sh
 	$(VENV)/bin/pytest
 
 lint: dev  ## ruff, mypy, import-linter, bandit (no high-severity finding), alert rules/routes/dashboards
