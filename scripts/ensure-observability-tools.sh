@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # promtool/prometheus and amtool/alertmanager (Debian packages `prometheus`, `prometheus-alertmanager`)
-# for `make lint` (rule and route tests) and the end-to-end alert tests. Idempotent: does nothing
+# for `make lint` (rule and route tests) and the end-to-end alert tests; pgbackrest for `tradestack dr drill`. Idempotent: does nothing
 # when the tools are already there. The packages' services are never started by the install
 # (a temporary policy-rc.d refuses it), so no daemon is left listening on 9090/9093.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
+command -v pgbackrest >/dev/null || need+=(pgbackrest)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "missing ${need[*]}: install the Debian packages (apt-get install ${need[*]})" >&2
