@@ -35,6 +35,7 @@ COVERAGE_MIN := 85
 .PHONY: test-fast coverage
 
 test: dev services  ## Run the whole suite under coverage; per-package table, HTML in var/coverage/html; fails under 85 % of lines
+	bash scripts/ensure-observability-tools.sh
 	$(VENV)/bin/pytest --cov --cov-report=; tests=$$?; \
 	$(VENV)/bin/python scripts/coverage_report.py --fail-under $(COVERAGE_MIN) && exit $$tests
 
@@ -44,12 +45,14 @@ test-fast: dev  ## Quick loop: every test not marked slow (no server processes),
 coverage:  ## Print the table of the last `make test` again, rewrite the HTML report, apply the gate
 	$(VENV)/bin/python scripts/coverage_report.py --fail-under $(COVERAGE_MIN)
 
-lint: dev  ## ruff, mypy, import-linter, bandit (no high-severity finding)
+lint: dev  ## ruff, mypy, import-linter, bandit (no high-severity finding), alert rules/routes/dashboards
 	$(VENV)/bin/ruff check src tests benchmarks migrations
 	$(VENV)/bin/ruff format --check src tests benchmarks migrations
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/bandit --quiet --recursive src --severity-level high
+	bash scripts/ensure-observability-tools.sh
+	bash scripts/check-alerting.sh
 
 bench: dev  ## Run the benchmarks (installs wrk when missing)
 	bash scripts/ensure-wrk.sh

@@ -22,6 +22,7 @@ from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.endpoints import router as marketdata_router
 from tradestack.marketdata.tasks import start_market_data
 from tradestack.ops.endpoints import router as ops_router
+from tradestack.ops.probes import start_probes
 from tradestack.portfolio.endpoints import books as books_router
 from tradestack.portfolio.endpoints import router as portfolio_router
 from tradestack.trading import endpoints as trading_endpoints
@@ -37,7 +38,8 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
         title="Tradestack",
         version=tradestack.__version__,
         lifespan=lifespan_for(
-            runtime_factory or (lambda: Runtime.open(settings)), on_start=[start_audit_drainer, start_market_data, start_engine]
+            runtime_factory or (lambda: Runtime.open(settings)),
+            on_start=[start_audit_drainer, start_market_data, start_engine, start_probes],
         ),
     )
     install_error_handlers(app)

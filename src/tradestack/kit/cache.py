@@ -23,6 +23,7 @@ from typing import Protocol
 
 import redis.asyncio
 
+from tradestack.kit.metrics import CACHE_REQUESTS
 from tradestack.kit.redispool import blocking_pool
 
 __all__ = [
@@ -68,6 +69,16 @@ class Cache(Protocol):
     async def close(self) -> None:
         """Release the cache's resources; the cache cannot be used afterwards."""
         ...
+
+
+_HITS = CACHE_REQUESTS.labels(result="hit")
+_MISSES = CACHE_REQUESTS.labels(result="miss")
+
+
+def _counted(value: bytes | None) -> bytes | None:
+    """Count one lookup as a hit or a miss (the cache hit ratio's samples), and pass the value on."""
+    (_MISSES if value is None else _HITS).inc()
+    return value
 
 
 def _validate_ttl(ttl_seconds: float | None) -> None:
@@ -117,6 +128,9 @@ class MemoryCache:
 
     async def get(self, key: str) -> bytes | None:
         """Return the value stored under ``key``, or ``None`` if absent or expired."""
+        return _counted(self._lookup(key))
+
+    def _lookup(self, key: str) -> bytes | None:
         self._check_open()
         entry = self._entries.get(key)
         if entry is None:
@@ -190,16 +204,16 @@ class RedisCache:
         """Return the value stored under ``key``, or ``None`` if absent or expired."""
         value = await self._client.get(self._key(key))
         if value is None or isinstance(value, bytes):
-            return value
+            return _counted(value)
         # A client created with decode_responses=True hands back str.
-        return value.encode()
+        return _counted(value.encode())
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the values of ``keys`` in order (``None`` where absent or expired), with one MGET."""
         if not keys:
             return []
         values = await self._client.mget([self._key(key) for key in keys])
-        return [value.encode() if isinstance(value, str) else value for value in values]
+        return [_counted(value.encode() if isinstance(value, str) else value) for value in values]
 
     async def set(self, key: str, value: bytes, ttl_seconds: float | None = None) -> None:
         """Store ``value`` under ``key``; it expires after ``ttl_seconds`` (never if ``None``)."""

@@ -215,6 +215,19 @@ class Settings(BaseSettings):
         default=65_536, ge=16_384, le=16_777_216, description="Largest WebSocket message the server reads (it closes with 1009)."
     )
 
+    # Observability (issue 14): background probes and external venues
+    probe_interval_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="How often the background probe refreshes database_up, redis_up and disk gauges."
+    )
+    external_probe_timeout_seconds: float = Field(
+        default=3.0, gt=0, le=60, description="Time a venue has to answer the /api/health/external probe."
+    )
+    ccxt_api_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Override entries of the ccxt exchange's API URLs (JSON object, e.g. a testnet or proxy: "
+        '{"public": "https://testnet.binance.vision/api/v3"}).',
+    )
+
     # Trading: paper matching engine
     engine_in_process: bool | None = Field(
         default=None,

@@ -261,3 +261,19 @@ async def reencrypt_all(connection: AsyncConnection, metadata: MetaData, keyring
                 )
                 counts[name] += result.rowcount
     return counts
+
+
+def file_keys(settings: Settings) -> tuple[str, dict[str, bytes]]:
+    """The active key's id and every configured key by id, for encrypting whole files (backups).
+
+    The same settings and validation as the column keyring: ``TRADESTACK_ENCRYPTION_KEY`` encrypts,
+    ``TRADESTACK_ENCRYPTION_PREVIOUS_KEYS`` still decrypt after a rotation.
+    """
+    active = _decode_key(settings.encryption_key.get_secret_value(), ACTIVE_KEY_SETTING)
+    keys = {key_id(active): active}
+    if settings.encryption_previous_keys is not None:
+        entries = [entry for entry in settings.encryption_previous_keys.get_secret_value().split(",") if entry.strip()]
+        for position, entry in enumerate(entries, start=1):
+            key = _decode_key(entry, f"{PREVIOUS_KEYS_SETTING} (entry {position})")
+            keys.setdefault(key_id(key), key)
+    return key_id(active), keys

@@ -7,6 +7,7 @@ and repositories only flush.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,9 +18,10 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 
 from tradestack.kit.config import Settings
-from tradestack.kit.metrics import DATABASE_CONNECTIONS_ACTIVE
+from tradestack.kit.metrics import DATABASE_CONNECTIONS_ACTIVE, DATABASE_POOL_WAIT
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -35,6 +37,26 @@ class PoolStatus:
     max_overflow: int
 
 
+class TimedQueuePool(AsyncAdaptedQueuePool):
+    """The async queue pool, timing every checkout (waiting for a free connection included) into
+    ``database_pool_wait_seconds``; `timed_pool` makes one subclass per database role."""
+
+    role = "primary"
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        started = time.perf_counter()
+        try:
+            return super()._do_get()
+        finally:
+            DATABASE_POOL_WAIT.labels(database=self.role).observe(time.perf_counter() - started)
+
+
+@functools.cache
+def timed_pool(role: str) -> type[TimedQueuePool]:
+    """The pool class timing checkouts under ``database=<role>`` (recreated pools keep the class)."""
+    return type(f"TimedQueuePool_{role}", (TimedQueuePool,), {"role": role})
+
+
 def create_engine(url: str, settings: Settings, *, role: str) -> AsyncEngine:
     """Create an async engine with pool settings, SQLite pragmas and the connection gauge wired in."""
     parsed = make_url(url)
@@ -45,6 +67,8 @@ def create_engine(url: str, settings: Settings, *, role: str) -> AsyncEngine:
             with contextlib.suppress(OSError):  # an unusable path surfaces as a connection error
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        if database and database != ":memory:":
+            kwargs["poolclass"] = timed_pool(role)
     else:
         kwargs.update(
             pool_size=settings.database_pool_size,
@@ -52,6 +76,7 @@ def create_engine(url: str, settings: Settings, *, role: str) -> AsyncEngine:
             pool_timeout=settings.database_pool_timeout_seconds,
             pool_pre_ping=True,
             pool_recycle=1800,
+            poolclass=timed_pool(role),
         )
     engine = create_async_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":

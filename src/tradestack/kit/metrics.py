@@ -128,3 +128,35 @@ ENGINE_ORDERS_WORKING = Gauge(
     ["shard"],
     multiprocess_mode="livesum",
 )
+
+
+# Dependencies and resources, refreshed by the background probe (`tradestack.ops.probes`).
+DATABASE_UP = Gauge(
+    "database_up", "1 when this process reached the primary database at its last probe, else 0.", multiprocess_mode="livemin"
+)
+REDIS_UP = Gauge("redis_up", "1 when this process reached Redis at its last probe, else 0.", multiprocess_mode="livemin")
+BROKER_CONNECTED = Gauge(
+    "broker_connected",
+    "1 when a configured venue (ccxt exchange, broker gateway) answered its last probe, else 0.",
+    ["venue"],
+    multiprocess_mode="livemin",
+)
+DATABASE_POOL_WAIT = Histogram(
+    "database_pool_wait_seconds",
+    "Time to get a connection from the pool (waiting for a free one included), by database role.",
+    ["database"],
+    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+CACHE_REQUESTS = Counter("cache_requests", "Cache lookups by result (hit or miss).", ["result"])
+DATA_DIR_FILESYSTEM_SIZE = Gauge(
+    "data_dir_filesystem_size_bytes", "Size of the filesystem holding the data directory.", multiprocess_mode="max"
+)
+DATA_DIR_FILESYSTEM_AVAIL = Gauge(
+    "data_dir_filesystem_avail_bytes", "Free bytes of the filesystem holding the data directory.", multiprocess_mode="min"
+)
+DATA_DIR_USED = Gauge("data_dir_used_bytes", "Bytes used by the files of the data directory.", multiprocess_mode="max")
+MEMORY_LIMIT = Gauge(
+    "memory_limit_bytes",
+    "Memory this process may use: its cgroup limit, else the machine's memory.",
+    multiprocess_mode="max",
+)

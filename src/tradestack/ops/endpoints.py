@@ -7,7 +7,8 @@ from starlette.responses import Response
 
 from tradestack.kit.metrics import render_latest
 from tradestack.kit.web import DrainDep, OrjsonResponse, RuntimeDep, error_body
-from tradestack.ops.schemas import DatabaseHealth, Health, Readiness, Version
+from tradestack.ops.probes import external_health
+from tradestack.ops.schemas import DatabaseHealth, ExternalHealth, Health, Readiness, Version
 from tradestack.ops.service import HealthService
 
 router = APIRouter(tags=["ops"])
@@ -42,6 +43,21 @@ async def database_health(runtime: RuntimeDep) -> DatabaseHealth | Response:
             error_body("DatabaseUnavailableError", "database did not answer", **report.model_dump(mode="json")),
             status_code=503,
         )
+    return report
+
+
+@router.get(
+    "/api/health/external",
+    response_model=ExternalHealth,
+    summary="Every configured venue and feed: reachable, last success, latency, error",
+    responses={503: {"description": "A required venue is down; the failing ones are named"}},
+)
+async def external(runtime: RuntimeDep) -> ExternalHealth | Response:
+    report = await external_health(runtime)
+    if report.status != "ok":
+        failing = [target.name for target in report.targets if target.required and not target.ok]
+        body = error_body("ExternalDependencyDownError", "unreachable: " + ", ".join(failing), **report.model_dump(mode="json"))
+        return OrjsonResponse(body, status_code=503)
     return report
 
 

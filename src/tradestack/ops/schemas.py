@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 
 
@@ -50,3 +52,21 @@ class Version(BaseModel):
     schema_revision: str | None = Field(description="Migration revision the database is at.")
     schema_head: str = Field(description="Latest migration revision this version ships.")
     environment: str
+
+
+class ExternalTarget(BaseModel):
+    """One venue or feed this installation depends on, as last probed."""
+
+    name: str = Field(examples=["ccxt:binance"])
+    kind: str = Field(description="venue (ccxt exchange, broker gateway) or feed (market data)", examples=["venue"])
+    required: bool = Field(description="A required target that is down makes /api/health/external answer 503.")
+    ok: bool
+    latency_ms: float | None = None
+    last_success: datetime | None = Field(default=None, description="When this process last reached it.")
+    checked_at: datetime
+    error: str | None = None
+
+
+class ExternalHealth(BaseModel):
+    status: str = Field(description="ok, or degraded when a required target is down", examples=["ok"])
+    targets: list[ExternalTarget]
