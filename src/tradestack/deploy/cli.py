@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -68,6 +69,74 @@ def smoke(
         raise typer.Exit(1)
 
 
+def loadtest(
+    base_url: Annotated[str, typer.Option("--base-url", help="Target installation (tests: 127.0.0.1 only).")],
+    users: Annotated[int, typer.Option(min=1, help="Concurrent simulated users (one in five streams quotes).")] = 10,
+    spawn_rate: Annotated[float, typer.Option("--spawn-rate", min=0.1, help="Users started per second.")] = 5.0,
+    duration: Annotated[str, typer.Option(help="How long to run: 30s, 2m, ...")] = "60s",
+    slo: Annotated[str, typer.Option(help="Objectives: p95=200ms,error_rate=1%,rps=20 (percentiles p50..p100).")] = "",
+    out: Annotated[Path, typer.Option(help="Directory for the CSV and HTML report.")] = Path("var/loadtest"),
+    email: Annotated[str | None, typer.Option(help="Load-test user's email [env TRADESTACK_LOADTEST_EMAIL].")] = None,
+    password: Annotated[str | None, typer.Option(help="Its password [env TRADESTACK_LOADTEST_PASSWORD].")] = None,
+    token: Annotated[str | None, typer.Option(help="An access token instead of email and password.")] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", help="An API key instead of email and password.")] = None,
+    symbol: Annotated[str, typer.Option(help="Instrument the mix quotes, charts and orders.")] = "BTC-USD",
+    insecure: Annotated[bool, typer.Option("--insecure", help="Do not verify the TLS certificate.")] = False,
+) -> None:
+    """Run the realistic mix (quotes, candles, portfolio, order place/cancel, WebSocket subscribers) with Locust
+    headless; write its CSV/HTML report; exit 1 naming each missed SLO."""
+    from tradestack.deploy.loadtest import LoadTestError, run_loadtest
+    from tradestack.deploy.slo import DEFAULT_SLOS, SloError, parse_duration, parse_slos
+    from tradestack.deploy.smoke import Credentials
+
+    try:
+        slos = parse_slos(slo or DEFAULT_SLOS)
+        seconds = parse_duration(duration)
+    except SloError as exc:
+        raise _fail(str(exc)) from None
+    credentials = Credentials(
+        email=email or os.environ.get("TRADESTACK_LOADTEST_EMAIL"),
+        password=password or os.environ.get("TRADESTACK_LOADTEST_PASSWORD"),
+        token=token,
+        api_key=api_key,
+    )
+    try:
+        result = run_loadtest(
+            base_url, credentials, users=users, spawn_rate=spawn_rate, duration_seconds=seconds, slos=slos, out_dir=out,
+            symbol=symbol.upper(), verify_tls=not insecure,
+        )  # fmt: skip
+    except LoadTestError as exc:
+        raise _fail(str(exc)) from None
+    table = Table(title=f"loadtest {base_url}: {users} users for {duration}")
+    for column in ("request", "count", "failures", "median ms", "p95 ms", "p99 ms", "req/s"):
+        table.add_column(column, justify="left" if column == "request" else "right")
+    for row in result.by_name:
+        table.add_row(
+            f"{row['Type']} {row['Name']}", row["Request Count"], row["Failure Count"],
+            f"{float(row['Median Response Time']):.0f}", row["95%"], row["99%"], f"{float(row['Requests/s']):.1f}",
+        )  # fmt: skip
+    console.print(table)
+    slo_table = Table(title="SLOs")
+    for column in ("objective", "measured", "status"):
+        slo_table.add_column(column)
+    for outcome in result.outcomes:
+        measured = (
+            f"{outcome.value:.2%}" if outcome.slo.metric == "error_rate"
+            else f"{outcome.value:.1f}/s" if outcome.slo.metric == "rps"
+            else f"{outcome.value * 1000:.0f} ms"
+        )  # fmt: skip
+        status = "met" if outcome.met else "missed"
+        slo_table.add_row(outcome.slo.text, measured, f"[{STATUS_STYLE[status]}]{status}[/]")
+    console.print(slo_table)
+    console.print(
+        f"{result.requests} requests, {result.failures} failed; report in {out}/loadtest_stats.csv, {out}/loadtest.html"
+    )
+    if result.missed:
+        err_console.print(f"[bold red]SLO missed:[/] {', '.join(o.slo.text for o in result.missed)}")
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add the release commands to the root command line."""
     app.command("smoke")(smoke)
+    app.command("loadtest")(loadtest)

@@ -23,7 +23,7 @@ class Installation:
     processes: Processes
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
     directory = tmp_path_factory.mktemp("up")
     env = process_env(directory)
