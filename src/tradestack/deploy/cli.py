@@ -140,3 +140,184 @@ def register(app: typer.Typer) -> None:
     """Add the release commands to the root command line."""
     app.command("smoke")(smoke)
     app.command("loadtest")(loadtest)
+    app.add_typer(deploy_app, name="deploy")
+
+
+deploy_app = typer.Typer(
+    help="Release a new version on one host: canary or blue-green through HAProxy, judged by Prometheus.",
+    no_args_is_help=True,
+)
+
+
+def _audit(action: str, outcome: str, detail: dict[str, object]) -> None:
+    """Record a deploy event in the installation's audit chain (configured by the usual TRADESTACK_* settings)."""
+    import asyncio
+
+    from tradestack.audit.service import AuditService
+    from tradestack.kit.config import Settings
+    from tradestack.kit.runtime import Runtime
+
+    async def record() -> None:
+        runtime = Runtime.open(Settings())
+        try:
+            await AuditService(runtime.database, runtime.clock).record(
+                action=action, outcome=outcome, actor_email=os.environ.get("USER"), target=f"deploy:{detail.get('id')}",
+                detail=detail,
+            )  # fmt: skip
+        finally:
+            await runtime.close()
+
+    try:
+        asyncio.run(record())
+    except Exception as exc:  # noqa: BLE001 - a deploy must not stop because its audit record failed; say so loudly
+        err_console.print(f"[bold yellow]warning:[/] audit entry {action} not recorded: {type(exc).__name__}: {exc}")
+
+
+def _engine(spec_path: Path) -> object:
+    from tradestack.deploy.engine import Engine
+    from tradestack.deploy.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(spec_path)
+    except SpecError as exc:
+        err_console.print(f"[bold red]invalid release spec[/] {spec_path}:")
+        for problem in exc.problems:
+            err_console.print(f"  - {problem}")
+        raise typer.Exit(2) from None
+    engine = Engine(spec, str(spec_path), audit=_audit)
+    engine.log = lambda message: console.print(f"[dim]{__import__('datetime').datetime.now():%H:%M:%S}[/] {message}")
+    return engine
+
+
+SpecArg = Annotated[Path, typer.Argument(help="The release spec (YAML).", exists=True, dir_okay=False)]
+
+
+def _print_state(state: object) -> None:
+    from tradestack.deploy.state import DeployState
+
+    assert isinstance(state, DeployState)  # noqa: S101
+    table = Table(title=f"deploy {state.id}: {state.version}", show_header=False)
+    rows = [
+        ("phase", state.phase), ("colours", f"{state.old} -> {state.new}"), ("step", str(state.step)),
+        ("weight of new", str(state.weight)), ("started", state.started_at), ("finished", state.finished_at or "-"),
+        ("duration", f"{state.duration_seconds}s" if state.duration_seconds is not None else "-"),
+        ("reason", state.reason or "-"),
+        ("rollback time", f"{state.rollback_seconds}s from the first failed measurement to weight 0, "
+         f"{state.bad_step_seconds}s from the bad step's weight change" if state.rollback_seconds is not None else "-"),
+    ]  # fmt: skip
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+@deploy_app.command("start")
+def deploy_start(spec: SpecArg) -> None:
+    """Deploy the spec's release to the idle colour, step traffic with analysis, promote or roll back (exit 1)."""
+    from tradestack.deploy.engine import DeployError, Engine
+    from tradestack.deploy.haproxy import HAProxyError
+
+    engine = _engine(spec)
+    assert isinstance(engine, Engine)  # noqa: S101
+    try:
+        outcome = engine.start()
+    except (DeployError, HAProxyError) as exc:
+        raise _fail(str(exc)) from None
+    _print_state(outcome.state)
+    if not outcome.ok:
+        err_console.print(
+            f"[bold red]deploy rolled back:[/] {outcome.state.reason}: {outcome.state.events[-2].get('detail', '')}"
+        )
+        raise typer.Exit(1)
+
+
+@deploy_app.command("status")
+def deploy_status(
+    spec: SpecArg, as_json: Annotated[bool, typer.Option("--json", help="Print the state file as JSON.")] = False
+) -> None:
+    """Where the current (or last) deploy stands, with the weights HAProxy reports now."""
+    from dataclasses import asdict
+
+    from tradestack.deploy.engine import Engine
+    from tradestack.deploy.haproxy import HAProxyError
+
+    engine = _engine(spec)
+    assert isinstance(engine, Engine)  # noqa: S101
+    state = engine.store.load()
+    if state is None:
+        raise _fail(f"no deploy recorded in {engine.store.directory}", 1)
+    try:
+        weights: dict[str, int] | str = engine.haproxy.weights()
+    except HAProxyError as exc:
+        weights = f"unknown ({exc})"
+    if as_json:
+        typer.echo(json.dumps({**asdict(state), "haproxy_weights": weights}, indent=2))
+        return
+    _print_state(state)
+    console.print(f"HAProxy weights now: {weights}")
+
+
+def _operator(spec: Path, what: str) -> None:
+    from tradestack.deploy.engine import DeployError, Engine
+    from tradestack.deploy.haproxy import HAProxyError
+
+    engine = _engine(spec)
+    assert isinstance(engine, Engine)  # noqa: S101
+    try:
+        state = engine.rollback() if what == "rollback" else engine.request(what)
+    except (DeployError, HAProxyError) as exc:
+        raise _fail(str(exc), 1) from None
+    _print_state(state)
+
+
+@deploy_app.command("promote")
+def deploy_promote(spec: SpecArg) -> None:
+    """Skip the remaining steps: new colour to 100 % now (also resumes a hold or an untimed pause)."""
+    _operator(spec, "promote")
+
+
+@deploy_app.command("abort")
+def deploy_abort(spec: SpecArg) -> None:
+    """Stop the deploy: new colour to weight 0, drained and stopped; old colour at 100 %."""
+    _operator(spec, "abort")
+
+
+@deploy_app.command("rollback")
+def deploy_rollback(spec: SpecArg) -> None:
+    """Restore the old colour at 100 %: aborts a deploy in progress (also one whose command died), or flips back in bake."""
+    _operator(spec, "rollback")
+
+
+@deploy_app.command("history")
+def deploy_history(spec: SpecArg) -> None:
+    """Finished deploys, oldest first."""
+    from tradestack.deploy.spec import SpecError, load_spec
+    from tradestack.deploy.state import StateStore
+
+    try:
+        store = StateStore(Path(load_spec(spec).target.state_dir))
+    except SpecError as exc:
+        raise _fail(str(exc)) from None
+    table = Table(title="deploys")
+    for column in ("id", "version", "colours", "phase", "reason", "duration s", "rollback s", "bad step to 0 s", "finished"):
+        table.add_column(column)
+    for entry in store.history():
+        table.add_row(
+            entry["id"], entry["version"], f"{entry['old']} -> {entry['new']}", entry["phase"], entry["reason"] or "-",
+            str(entry["duration_seconds"]), str(entry["rollback_seconds"] or "-"), str(entry.get("bad_step_seconds") or "-"),
+            entry["finished_at"] or "-",
+        )  # fmt: skip
+    console.print(table)
+
+
+@deploy_app.command("check")
+def deploy_check(spec: SpecArg) -> None:
+    """Validate a release spec (exit 2 listing each bad field)."""
+    from tradestack.deploy.engine import Engine
+
+    engine = _engine(spec)
+    assert isinstance(engine, Engine)  # noqa: S101
+    steps = ", ".join(
+        f"setWeight {s.set_weight}" if s.set_weight is not None else "pause" if s.pause is not None else "analysis"
+        for s in engine.spec.effective_steps
+    )
+    console.print(f"[green]valid[/]: {engine.spec.strategy}, steps: {steps}")
