@@ -30,14 +30,17 @@ services:  ## Make sure PostgreSQL and Redis answer on 127.0.0.1 (starts them wh
 	bash scripts/ensure-services.sh
 
 test: dev services  ## Run the whole suite (SQLite + in-process, and PostgreSQL + Redis)
+	bash scripts/ensure-release-tools.sh
 	$(VENV)/bin/pytest
 
-lint: dev  ## ruff, mypy, import-linter, bandit (no high-severity finding)
+lint: dev  ## ruff, mypy, import-linter, bandit (no high-severity finding), offline validation of deploy/
 	$(VENV)/bin/ruff check src tests benchmarks migrations
 	$(VENV)/bin/ruff format --check src tests benchmarks migrations
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/bandit --quiet --recursive src --severity-level high
+	bash scripts/ensure-release-tools.sh
+	bash scripts/validate-deploy.sh
 
 bench: dev  ## Run the benchmarks (installs wrk when missing)
 	bash scripts/ensure-wrk.sh

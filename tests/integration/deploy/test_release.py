@@ -77,43 +77,12 @@ async def _audit_actions(postgres_url: str) -> list[str]:
     return [row["action"] for row in rows]
 
 
-async def test_good_release_steps_10_50_100_with_no_failed_client_request(one_host: OneHost, postgres_url: str) -> None:
+@pytest.mark.timeout(900)
+async def test_bad_release_rolled_back_then_unready_green_never_gets_traffic(one_host: OneHost, postgres_url: str) -> None:
+    """A green that answers errors is rolled back by analysis; then a green that never gets ready gets no request."""
     host = one_host
-    spec = host.write_spec(host.spec(version="v-good"))
-    load = ClientLoad(host.haproxy_url)
-    await load.sign_in(host.env["TRADESTACK_SMOKE_EMAIL"])
-    async with load.running():
-        await asyncio.sleep(1)
-        code, out = await host.deploy_async("start", str(spec))
-        await asyncio.sleep(1)  # keep loading after the switch: green alone now
-    assert code == 0, out
-    state = _state(host)
-    assert state["phase"] == "completed", out
-    assert (state["old"], state["new"]) == ("blue", "green")
-    # Weights read back from HAProxy at each step match the spec (10/50/100).
-    assert _weights_events(state) == [{"green": 10, "blue": 90}, {"green": 50, "blue": 50}, {"green": 100, "blue": 0}]
-    assert host.haproxy.weights() == {"blue": 0, "green": 100}
-    analyses = [e for e in state["events"] if e["event"] == "analysis"]
-    assert [a["phase"] for a in analyses] == ["successful"] * 3, analyses
-    # Zero failed client requests (reads keep-alive and new connections, order placements) through the whole deploy.
-    assert load.failures == [], load.failures[:10]
-    assert load.count("read keep-alive", "ok") > 50
-    assert load.count("read new-connection", "ok") > 20
-    assert load.count("order", "ok") > 10
-    # Green really served: HAProxy counted its sessions. Blue was stopped with SIGTERM and exited cleanly.
-    assert int(host.haproxy.stat("green")["stot"]) > 0
-    assert host.blue is not None
-    assert host.blue.wait(30) == 0
-    assert await _audit_actions(postgres_url) == ["deploy.start", "deploy.complete"]
-    metrics = (host.directory / "deploy-state" / "deploy.prom").read_text()
-    assert 'deploy_duration_seconds{outcome="completed"}' in metrics
-    status = host.deploy("status", str(spec), "--json")
-    assert json.loads(status.stdout)["haproxy_weights"] == {"blue": 0, "green": 100}
-
-
-async def test_bad_release_is_rolled_back_automatically(one_host: OneHost, postgres_url: str) -> None:
-    host = one_host
-    spec = host.write_spec(host.spec(version="v-bad", command=python_command(HERE / "bad_release.py")))
+    # -- bad release (test-only wrapper: the real app whose quotes service fails every second call) --
+    spec = host.write_spec(host.spec(version="v-bad", command=python_command(HERE / "bad_release.py")), "bad.yaml")
     load = ClientLoad(host.haproxy_url)
     await load.sign_in(host.env["TRADESTACK_SMOKE_EMAIL"])
     async with load.running():
@@ -138,28 +107,29 @@ async def test_bad_release_is_rolled_back_automatically(one_host: OneHost, postg
     assert host.blue is not None
     assert host.blue.poll() is None  # blue still serving
 
-
-async def test_green_that_never_gets_ready_never_receives_traffic(one_host: OneHost, postgres_url: str) -> None:
-    host = one_host
+    # -- a green whose /api/ready never answers 200 --
     # A release whose database is behind (no schema): /api/ready stays 503.
     empty_db = f"sqlite+aiosqlite:///{host.directory / 'empty.db'}"
     spec_data = host.spec(version="v-unready", env={"TRADESTACK_DATABASE_URL": empty_db})
     spec_data["target"]["readyTimeout"] = "5s"
-    spec = host.write_spec(spec_data)
+    spec = host.write_spec(spec_data, "unready.yaml")
+    served_before = int(host.haproxy.stat("green")["stot"])
     done = host.deploy("start", str(spec))
     assert done.returncode == 1, done.stdout + done.stderr
     state = _state(host)
     assert state["reason"] == "not_ready"
     assert _weights_events(state) == [{"green": 0, "blue": 100}]
-    assert int(host.haproxy.stat("green")["stot"]) == 0  # not one request reached green
+    assert int(host.haproxy.stat("green")["stot"]) == served_before  # not one request reached the unready green
     assert host.haproxy.weights() == {"blue": 100, "green": 0}
 
 
-async def test_kill_9_of_the_deploy_command_then_status_and_rollback(one_host: OneHost) -> None:
+@pytest.mark.timeout(900)
+async def test_kill_9_mid_deploy_then_rollback_then_good_release(one_host: OneHost, postgres_url: str) -> None:
+    """kill -9 of the deploy command at 10 %: status shows it, rollback restores blue; then a good 10/50/100 release."""
     host = one_host
     spec_data = host.spec(version="v-killed")
     spec_data["steps"] = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}]  # waits for promote at 10 %
-    spec = host.write_spec(spec_data)
+    spec = host.write_spec(spec_data, "killed.yaml")
     deploy = subprocess.Popen(
         [TRADESTACK, "deploy", "start", str(spec)], env=host.env, cwd=host.directory,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -191,3 +161,35 @@ async def test_kill_9_of_the_deploy_command_then_status_and_rollback(one_host: O
     history = host.deploy("history", str(spec))
     assert "v-killed" in history.stdout
     assert "rolled_back" in history.stdout
+
+    # -- a good release through 10/50/100 under client load --
+    spec = host.write_spec(host.spec(version="v-good"), "good.yaml")
+    load = ClientLoad(host.haproxy_url)
+    await load.sign_in(host.env["TRADESTACK_SMOKE_EMAIL"])
+    async with load.running():
+        await asyncio.sleep(1)
+        code, out = await host.deploy_async("start", str(spec))
+        await asyncio.sleep(1)  # keep loading after the switch: green alone now
+    assert code == 0, out
+    state = _state(host)
+    assert state["phase"] == "completed", out
+    assert (state["old"], state["new"]) == ("blue", "green")
+    # Weights read back from HAProxy at each step match the spec (10/50/100).
+    assert _weights_events(state) == [{"green": 10, "blue": 90}, {"green": 50, "blue": 50}, {"green": 100, "blue": 0}]
+    assert host.haproxy.weights() == {"blue": 0, "green": 100}
+    analyses = [e for e in state["events"] if e["event"] == "analysis"]
+    assert [a["phase"] for a in analyses] == ["successful"] * 3, analyses
+    # Zero failed client requests (reads keep-alive and new connections, order placements) through the whole deploy.
+    assert load.failures == [], load.failures[:10]
+    assert load.count("read keep-alive", "ok") > 50
+    assert load.count("read new-connection", "ok") > 20
+    assert load.count("order", "ok") > 10
+    # Green really served: HAProxy counted its sessions. Blue was stopped with SIGTERM and exited cleanly.
+    assert int(host.haproxy.stat("green")["stot"]) > 0
+    assert host.blue is not None
+    assert host.blue.wait(30) == 0
+    assert (await _audit_actions(postgres_url))[-2:] == ["deploy.start", "deploy.complete"]
+    metrics = (host.directory / "deploy-state" / "deploy.prom").read_text()
+    assert 'deploy_duration_seconds{outcome="completed"}' in metrics
+    status = host.deploy("status", str(spec), "--json")
+    assert json.loads(status.stdout)["haproxy_weights"] == {"blue": 0, "green": 100}

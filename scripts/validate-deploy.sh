@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Offline validation of what deploy/ ships (no Docker engine, no cluster needed):
+#   Dockerfile  hadolint at --failure-threshold warning
+#   deploy/k8s  `kubectl kustomize` of each overlay, then `kubernetes-validate --strict` (any WARN fails)
+#   HAProxy     `haproxy -c` of deploy/haproxy/haproxy.cfg
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+status=0
+
+echo "hadolint Dockerfile"
+"$BIN/hadolint" --failure-threshold warning Dockerfile || status=1
+
+for overlay in deploy/k8s/overlays/*/; do
+  name=$(basename "$overlay")
+  rendered=$(mktemp --suffix=".$name.yaml")
+  echo "kustomize + kubernetes-validate --strict: $name"
+  if ! "$BIN/kubectl" kustomize "$overlay" >"$rendered"; then
+    status=1
+    continue
+  fi
+  out=$("$BIN/kubernetes-validate" --strict --quiet "$rendered" 2>&1) || { echo "$out"; status=1; }
+  if grep -q "WARN" <<<"$out"; then
+    echo "$out"
+    echo "warnings count as failures" >&2
+    status=1
+  fi
+  rm -f "$rendered"
+done
+
+echo "haproxy -c deploy/haproxy/haproxy.cfg"
+TRADESTACK_HAPROXY_SOCKET=/tmp/tradestack-validate.sock TRADESTACK_HAPROXY_BIND=127.0.0.1:8080 \
+  TRADESTACK_BLUE_ADDR=127.0.0.1:8101 TRADESTACK_GREEN_ADDR=127.0.0.1:8102 \
+  haproxy -c -q -f deploy/haproxy/haproxy.cfg || status=1
+
+exit $status
