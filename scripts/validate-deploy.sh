@@ -2,6 +2,7 @@
 # Offline validation of what deploy/ ships (no Docker engine, no cluster needed):
 #   Dockerfile  hadolint at --failure-threshold warning
 #   deploy/k8s  `kubectl kustomize` of each overlay, then `kubernetes-validate --strict` (any WARN fails)
+#   Argo        `tradestack deploy render-argo` of deploy/release/release.yaml against deploy/k8s/argo/*.schema.json
 #   HAProxy     `haproxy -c` of deploy/haproxy/haproxy.cfg
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,10 @@ for overlay in deploy/k8s/overlays/*/; do
   fi
   rm -f "$rendered"
 done
+
+echo "tradestack deploy check + render-argo, validated against the Argo Rollout/AnalysisTemplate schemas"
+"$BIN/tradestack" deploy check deploy/release/release.yaml >/dev/null || status=1
+"$BIN/python" scripts/validate-argo.py || status=1
 
 echo "haproxy -c deploy/haproxy/haproxy.cfg"
 TRADESTACK_HAPROXY_SOCKET=/tmp/tradestack-validate.sock TRADESTACK_HAPROXY_BIND=127.0.0.1:8080 \

@@ -321,3 +321,26 @@ def deploy_check(spec: SpecArg) -> None:
         for s in engine.spec.effective_steps
     )
     console.print(f"[green]valid[/]: {engine.spec.strategy}, steps: {steps}")
+
+
+@deploy_app.command("render-argo")
+def deploy_render_argo(
+    spec: SpecArg,
+    prometheus: Annotated[str, typer.Option(help="Prometheus address as seen from the cluster.")] = (
+        "http://prometheus.monitoring:9090"
+    ),
+    out: Annotated[Path | None, typer.Option(help="Write here instead of standard output.")] = None,
+) -> None:
+    """Render the spec as an Argo Rollouts Rollout and AnalysisTemplates (same steps, same queries and limits)."""
+    import yaml
+
+    from tradestack.deploy.argo import render_argo
+    from tradestack.deploy.engine import Engine
+
+    engine = _engine(spec)
+    assert isinstance(engine, Engine)  # noqa: S101
+    text = yaml.safe_dump_all(render_argo(engine.spec, prometheus=prometheus), sort_keys=False)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
