@@ -4,6 +4,7 @@
 #   deploy/k8s  `kubectl kustomize` of each overlay, then `kubernetes-validate --strict` (any WARN fails)
 #   Argo        `tradestack deploy render-argo` of deploy/release/release.yaml against deploy/k8s/argo/*.schema.json
 #   HAProxy     `haproxy -c` of deploy/haproxy/haproxy.cfg
+#   nginx       `nginx -t` of deploy/nginx/tradestack.conf with a throwaway self-signed certificate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -37,5 +38,19 @@ echo "haproxy -c deploy/haproxy/haproxy.cfg"
 TRADESTACK_HAPROXY_SOCKET=/tmp/tradestack-validate.sock TRADESTACK_HAPROXY_BIND=127.0.0.1:8080 \
   TRADESTACK_BLUE_ADDR=127.0.0.1:8101 TRADESTACK_GREEN_ADDR=127.0.0.1:8102 \
   haproxy -c -q -f deploy/haproxy/haproxy.cfg || status=1
+
+echo "nginx -t deploy/nginx/tradestack.conf (self-signed certificate made here)"
+work=$(mktemp -d)
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+  -keyout "$work/server.key" -out "$work/server.crt" 2>/dev/null
+sed -e "s#/etc/tradestack/tls/#$work/#" deploy/nginx/tradestack.conf >"$work/tradestack.conf"
+cat >"$work/nginx.conf" <<CONF
+pid $work/nginx.pid;
+error_log stderr;
+events {}
+http { include $work/tradestack.conf; }
+CONF
+nginx -t -q -c "$work/nginx.conf" -e stderr || status=1
+rm -rf "$work"
 
 exit $status
