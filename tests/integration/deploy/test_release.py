@@ -32,18 +32,23 @@ pytestmark = pytest.mark.slow
 async def one_host(tmp_path: Path, postgres_url: str, redis_server: str) -> AsyncIterator[OneHost]:
     namespace = f"test-{uuid.uuid4().hex[:12]}"
     host: OneHost | None = None
+    pump: QuotePump | None = None
     try:
         host = await start_one_host(tmp_path, postgres_url, redis_server, namespace)
         settings = Settings(
             database_url=postgres_url, redis_url=redis_server, redis_namespace=namespace, data_dir=tmp_path / "pump"
         )
-        async with QuotePump(settings, "BTC-USD", 40000, 40040, every=0.2):
-            yield host
+        pump = QuotePump(settings, "BTC-USD", 40000, 40040, every=0.2)
+        await pump.__aenter__()
+        yield host
     finally:
+        # Servers first (the colours the deploy engine started run in sessions of their own), then the pump.
         if host is not None:
             host.processes.close()
-            for colour in ("blue", "green"):  # colours the deploy engine started run in sessions of their own
+            for colour in ("blue", "green"):
                 _kill_listener(host.ports[colour])
+        if pump is not None:
+            await asyncio.wait_for(pump.__aexit__(None, None, None), 30)
         with redis.Redis.from_url(redis_server) as client:
             keys = list(client.scan_iter(f"{namespace}:*"))
             if keys:
