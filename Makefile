@@ -46,6 +46,8 @@ bench: dev  ## Run the benchmarks (installs wrk when missing)
 	bash scripts/ensure-wrk.sh
 	$(VENV)/bin/python benchmarks/api_baseline.py
 	$(VENV)/bin/python benchmarks/order_path.py
+	bash scripts/ensure-release-tools.sh
+	$(VENV)/bin/python benchmarks/release.py
 
 clean:  ## Remove the environments and local data
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache
