@@ -36,6 +36,7 @@ COVERAGE_MIN := 85
 
 test: dev services  ## Run the whole suite under coverage; per-package table, HTML in var/coverage/html; fails under 85 % of lines
 	bash scripts/ensure-observability-tools.sh
+	bash scripts/ensure-release-tools.sh
 	$(VENV)/bin/pytest --cov --cov-report=; tests=$$?; \
 	$(VENV)/bin/python scripts/coverage_report.py --fail-under $(COVERAGE_MIN) && exit $$tests
 
@@ -45,7 +46,7 @@ test-fast: dev  ## Quick loop: every test not marked slow (no server processes),
 coverage:  ## Print the table of the last `make test` again, rewrite the HTML report, apply the gate
 	$(VENV)/bin/python scripts/coverage_report.py --fail-under $(COVERAGE_MIN)
 
-lint: dev  ## ruff, mypy, import-linter, bandit (no high-severity finding), alert rules/routes/dashboards
+lint: dev  ## ruff, mypy, import-linter, bandit (no high-severity finding), alert rules/routes/dashboards, offline validation of deploy/
 	$(VENV)/bin/ruff check src tests benchmarks migrations
 	$(VENV)/bin/ruff format --check src tests benchmarks migrations
 	$(VENV)/bin/mypy
@@ -53,11 +54,15 @@ lint: dev  ## ruff, mypy, import-linter, bandit (no high-severity finding), aler
 	$(VENV)/bin/bandit --quiet --recursive src --severity-level high
 	bash scripts/ensure-observability-tools.sh
 	bash scripts/check-alerting.sh
+	bash scripts/ensure-release-tools.sh
+	bash scripts/validate-deploy.sh
 
 bench: dev  ## Run the benchmarks (installs wrk when missing)
 	bash scripts/ensure-wrk.sh
 	$(VENV)/bin/python benchmarks/api_baseline.py
 	$(VENV)/bin/python benchmarks/order_path.py
+	bash scripts/ensure-release-tools.sh
+	$(VENV)/bin/python benchmarks/release.py
 
 clean:  ## Remove the environments and local data
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

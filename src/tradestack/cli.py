@@ -922,6 +922,12 @@ def dr_drill(
         )
 
 
+# -- release engineering (issue 13): smoke, loadtest, deploy -------------------------------------------
+from tradestack.deploy.cli import register as _register_release_commands  # noqa: E402 - one block for the release commands
+
+_register_release_commands(app)
+
+
 def main() -> None:
     """Entry point of the `tradestack` script."""
     app()

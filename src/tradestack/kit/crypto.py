@@ -269,6 +269,12 @@ def file_keys(settings: Settings) -> tuple[str, dict[str, bytes]]:
     The same settings and validation as the column keyring: ``TRADESTACK_ENCRYPTION_KEY`` encrypts,
     ``TRADESTACK_ENCRYPTION_PREVIOUS_KEYS`` still decrypt after a rotation.
     """
+    if settings.encryption_key is None:  # development: the key this data directory generated
+        from tradestack.kit.secrets import with_generated_secrets  # noqa: PLC0415 - secrets imports config only
+
+        settings = with_generated_secrets(settings)
+    if settings.encryption_key is None:
+        raise ConfigurationError(f"{ACTIVE_KEY_SETTING} is not set")
     active = _decode_key(settings.encryption_key.get_secret_value(), ACTIVE_KEY_SETTING)
     keys = {key_id(active): active}
     if settings.encryption_previous_keys is not None:
