@@ -30,6 +30,7 @@ from sqlalchemy.types import TypeDecorator
 
 from tradestack.core.errors import ConfigurationError
 from tradestack.kit.config import Settings
+from tradestack.kit.secrets import with_generated_secrets
 
 VERSION = "v1"
 NONCE_BYTES = 12
@@ -270,8 +271,6 @@ def file_keys(settings: Settings) -> tuple[str, dict[str, bytes]]:
     ``TRADESTACK_ENCRYPTION_PREVIOUS_KEYS`` still decrypt after a rotation.
     """
     if settings.encryption_key is None:  # development: the key this data directory generated
-        from tradestack.kit.secrets import with_generated_secrets  # noqa: PLC0415 - secrets imports config only
-
         settings = with_generated_secrets(settings)
     if settings.encryption_key is None:
         raise ConfigurationError(f"{ACTIVE_KEY_SETTING} is not set")
