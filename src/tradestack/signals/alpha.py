@@ -12,7 +12,7 @@ each day with a fixed seed).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
@@ -91,25 +91,14 @@ class Panel:
 
 
 def rank_label(returns: Array) -> Array:
-    """Per day (row), the returns' percentile rank minus 0.5 (ties averaged); NaN stays NaN."""
-    out = np.full_like(returns, np.nan)
-    for t in range(returns.shape[0]):
-        row = returns[t]
-        ok = ~np.isnan(row)
-        n = int(ok.sum())
-        if n < 2:
-            continue
-        values = row[ok]
-        order = values.argsort(kind="stable")
-        ranks = np.empty(n)
-        ranks[order] = np.arange(n, dtype=np.float64)
-        # Average ranks of ties.
-        for v in np.unique(values):
-            same = values == v
-            if same.sum() > 1:
-                ranks[same] = ranks[same].mean()
-        out[t, ok] = ranks / (n - 1) - 0.5
-    return out
+    """Per day (row), the returns' percentile rank minus 0.5 (ties averaged); NaN stays NaN, rows of fewer than 2 are NaN."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(returns, axis=1, nan_policy="omit")
+    counts = (~np.isnan(returns)).sum(axis=1, keepdims=True).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (ranks - 1) / (counts - 1) - 0.5
+    return np.asarray(np.where((counts >= 2) & ~np.isnan(returns), out, np.nan), dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,7 +380,7 @@ def evaluate(
     )
 
 
-def panel_from_bars(bars: dict[str, Sequence[Any]], *, close_only: Sequence[str] = ()) -> Panel:
+def panel_from_bars(bars: Mapping[str, Sequence[Any]], *, close_only: Sequence[str] = ()) -> Panel:
     """A panel on the union of the bars' dates (UTC days); symbols in `close_only` (or any without volume) give closes only.
 
     `bars` maps each symbol to its daily `Bar`s. When any symbol is close-only, the whole panel

@@ -85,6 +85,16 @@ def rolling_sum(x: Array, d: int) -> Array:
     return np.asarray(windows_of(x, d).sum(axis=-1), dtype=np.float64)
 
 
+def _quantile_of_sorted(ordered: Array, q: float) -> Array:
+    """Quantile `q` of windows already sorted along the last axis, interpolated linearly (numpy's default)."""
+    position = q * (ordered.shape[-1] - 1)
+    below = int(np.floor(position))
+    above = min(below + 1, ordered.shape[-1] - 1)
+    fraction = position - below
+    low, high = ordered[..., below], ordered[..., above]
+    return np.asarray(low + (high - low) * fraction, dtype=np.float64)
+
+
 def _regression(w: Array) -> tuple[Array, Array, Array]:
     """Slope, R² and last residual of a least-squares line through each window (x = 0..d-1)."""
     d = w.shape[-1]
@@ -167,9 +177,9 @@ def daily_features(
             out[f"BETA{d}"] = slope / c
             out[f"RSQR{d}"] = rsq
             out[f"RESI{d}"] = resid / c
-            filled = np.where(complete[..., None], wc, 0.0)
-            out[f"QTLU{d}"] = _masked(np.quantile(filled, 0.8, axis=-1), complete) / c
-            out[f"QTLD{d}"] = _masked(np.quantile(filled, 0.2, axis=-1), complete) / c
+            ordered = np.sort(np.where(complete[..., None], wc, 0.0), axis=-1)
+            out[f"QTLU{d}"] = _masked(_quantile_of_sorted(ordered, 0.8), complete) / c
+            out[f"QTLD{d}"] = _masked(_quantile_of_sorted(ordered, 0.2), complete) / c
             # Percentile rank of today's close within its window (ties count half), as pandas' rank(pct=True).
             below = (wc < wc[..., -1:]).sum(axis=-1)
             equal = (wc == wc[..., -1:]).sum(axis=-1)

@@ -1,0 +1,58 @@
+"""Signals (`/api/trading/signals`) and the model registry (`/api/models`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from tradestack.identity.deps import require
+from tradestack.identity.permissions import Permission
+from tradestack.identity.service import Principal
+from tradestack.kit.web import RuntimeDep
+from tradestack.signals.schemas import ModelList, SignalList, SignalOut, SignalRequest
+from tradestack.signals.service import KINDS, SignalService
+
+signals = APIRouter(prefix="/api/trading/signals", tags=["signals"])
+models = APIRouter(prefix="/api/models", tags=["signals"])
+Reader = Annotated[Principal, require(Permission.MARKET_DATA_READ)]
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    409: {"description": "No promoted model, or the latest bar is older than max_age_days"},
+    422: {"description": "Unknown symbol, or not in the model's universe on the as-of day"},
+    503: {"description": "The promoted model's file is missing or does not match its fingerprint"},
+}
+
+
+@signals.post("", response_model=SignalOut, summary="One symbol's alpha signal from the promoted model", responses=_REFUSALS)
+async def signal(runtime: RuntimeDep, _: Reader, body: SignalRequest) -> SignalOut:
+    return await SignalService(runtime).signal(body.symbol, max_age_days=body.max_age_days)
+
+
+@signals.get("", response_model=SignalList, summary="The promoted model's universe ranked", responses=_REFUSALS)
+async def ranked(
+    runtime: RuntimeDep,
+    _: Reader,
+    universe: Annotated[
+        str | None, Query(max_length=400, description="Comma-separated symbols to keep; all when absent.")
+    ] = None,
+    max_age_days: Annotated[int | None, Query(ge=0, le=36_500)] = None,
+) -> SignalList:
+    service = SignalService(runtime)
+    answer = await service.ranked(max_age_days=max_age_days)
+    if universe:
+        from tradestack.marketdata.service import MarketDataService
+
+        wanted = set(await MarketDataService(runtime).parse_symbols(universe))
+        answer = answer.model_copy(update={"signals": [s for s in answer.signals if s.symbol in wanted]})
+    return answer
+
+
+@models.get("", response_model=ModelList, summary="Registered signal models with their out-of-sample metrics")
+async def list_models(
+    runtime: RuntimeDep, _: Reader, kind: Annotated[str | None, Query(description=f"One of {', '.join(KINDS)}.")] = None
+) -> ModelList:
+    if kind is not None and kind not in KINDS:
+        from tradestack.core.errors import ValidationFailedError
+
+        raise ValidationFailedError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    return ModelList(models=await SignalService(runtime).models(kind))
