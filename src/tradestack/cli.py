@@ -726,6 +726,43 @@ def signals_train(
         console.print(f"[green]promoted[/] {trained.model.version}")
 
 
+@signals_app.command("train-lob")
+def signals_train_lob(
+    snapshots: Annotated[int, typer.Option(help="Books to simulate (synthetic order-book simulator).")] = 30_000,
+    horizon: Annotated[int, typer.Option(help="Predict the mid move over this many book updates.")] = 10,
+    seed: Annotated[int, typer.Option(help="Simulator seed.")] = 16,
+    promote: Annotated[bool, typer.Option("--promote", help="Promote the new version right away.")] = False,
+) -> None:
+    """Train the order-book predictor walk-forward (logistic regression vs LightGBM, the better kept) and register it."""
+    from tradestack.core.errors import TradestackError
+    from tradestack.signals.service import PredictorService
+
+    settings = load_settings()
+    with console.status(f"simulating {snapshots} books, training walk-forward"):
+        try:
+            trained = _run_runtime(
+                settings, lambda runtime: PredictorService(runtime).train(snapshots=snapshots, horizon=horizon, seed=seed)
+            )
+        except TradestackError as exc:
+            raise _fail(exc.detail) from None
+    evaluation = trained.evaluation
+    table = Table("fold", *(f"{name} acc / bal. acc" for name in evaluation.overall), "majority baseline", title=(
+        f"order-book predictor, mid move over {horizon} updates, {evaluation.snapshots} books "
+        f"({evaluation.flat_fraction:.1%} flat, left out)"))  # fmt: skip
+    rows = [(str(i + 1), fold) for i, fold in enumerate(evaluation.folds)] + [("overall", evaluation.overall)]
+    for name, figures in rows:
+        cells = [f"{f['accuracy']:.4f} / {f['balanced_accuracy']:.4f}" for f in figures.values()]
+        table.add_row(name, *cells, f"{next(iter(figures.values()))['majority_baseline']:.4f}")
+    console.print(table)
+    console.print(
+        f"kept: {evaluation.chosen}; OFI check: R² of {horizon}-update mid changes on their OFI = {evaluation.ofi_r2:.4f}"
+    )
+    console.print(f"[green]registered[/] {trained.model.version} in {trained.directory}")
+    if promote:
+        _signals_call(settings, lambda s: s.promote(trained.model.version))
+        console.print(f"[green]promoted[/] {trained.model.version}")
+
+
 @signals_app.command("list")
 def signals_list() -> None:
     """Registered models, newest first, with their out-of-sample IC."""

@@ -56,5 +56,6 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     app.include_router(books_router)
     app.include_router(signals_endpoints.signals)
     app.include_router(signals_endpoints.models)
+    app.include_router(signals_endpoints.predict)
     app.include_router(ws_router)
     return app

@@ -29,17 +29,22 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def save_model(target: Path, booster: lgb.Booster, metadata: dict[str, Any]) -> str:
-    """Write the model and its metadata into `target` (created); returns the model file's SHA-256."""
+def save_model(target: Path, model_text: str, metadata: dict[str, Any]) -> str:
+    """Write the model (text: LightGBM's format, or JSON coefficients) and its metadata into `target`; returns its SHA-256."""
     target.mkdir(parents=True, exist_ok=True)
     model = target / MODEL_FILE
-    model.write_text(booster.model_to_string())
+    model.write_text(model_text)
     (target / "metadata.json").write_text(json.dumps(metadata, indent=1, default=str))
     return sha256_of(model)
 
 
 def load_model(target: Path, expected_sha256: str) -> lgb.Booster:
-    """The model in `target` after checking its digest; 503 with the reason when missing or altered."""
+    """The LightGBM model in `target` after checking its digest; 503 with the reason when missing or altered."""
+    return lgb.Booster(model_str=load_text(target, expected_sha256))
+
+
+def load_text(target: Path, expected_sha256: str) -> str:
+    """The model file's text after checking its digest; 503 with the reason when missing or altered."""
     model = target / MODEL_FILE
     if not model.is_file():
         raise ServiceUnavailableError(f"model file {model} is missing: retrain with `tradestack signals train`")
@@ -50,4 +55,4 @@ def load_model(target: Path, expected_sha256: str) -> lgb.Booster:
             f"model file {model} does not match its recorded fingerprint ({actual[:12]} != {expected_sha256[:12]}): "
             "it was changed after training; promote another version or retrain"
         )
-    return lgb.Booster(model_str=text.decode())
+    return text.decode()

@@ -71,3 +71,41 @@ def metadata_metrics(metadata: dict[str, Any]) -> dict[str, dict[str, float | No
     evaluation = metadata.get("evaluation") or {}
     overall: dict[str, dict[str, float | None]] = evaluation.get("overall") or {}
     return overall
+
+
+Level = tuple[float | str, float | str]
+
+
+class BookIn(BaseModel):
+    """An L2 snapshot: [price, size] pairs, best first, as many levels per side as the model was trained on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bids: list[Level] = Field(min_length=1, max_length=50)
+    asks: list[Level] = Field(min_length=1, max_length=50)
+
+
+class PredictRequest(BaseModel):
+    """Predict from the live book of `symbol`, or from a provided snapshot (and optionally the one before it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str = Field(min_length=1, max_length=32, examples=["BTC-USD"])
+    book: BookIn | None = None
+    previous: BookIn | None = Field(default=None, description="The snapshot before `book`, for order-flow imbalance.")
+
+
+class PredictionOut(BaseModel):
+    """The probability that the mid is higher after `horizon_snapshots` book updates."""
+
+    symbol: str
+    probability_up: float
+    probability_down: float
+    direction: Literal["up", "down"]
+    features: dict[str, float]
+    model_version: str
+    model_type: str
+    horizon_snapshots: int
+    book_ts: str | None = Field(description="Timestamp of the live book used; null for a provided snapshot.")
+    cached: bool
+    latency_ms: float

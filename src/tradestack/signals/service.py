@@ -9,8 +9,11 @@ for an as-of day are computed once and kept in the cache.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import platform
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -28,13 +31,19 @@ from tradestack.domain.marketdata import Bar
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MAX_CANDLES, MarketDataService
 from tradestack.models.signals import SignalModelRow
-from tradestack.signals import alpha, artifacts
-from tradestack.signals.metrics import TRADING_SIGNALS
+from tradestack.signals import alpha, artifacts, predictor
+from tradestack.signals.features.orderbook import Books
+from tradestack.signals.metrics import PREDICTION_LATENCY, PREDICTIONS, TRADING_SIGNALS
 from tradestack.signals.repository import SignalModelRepository
-from tradestack.signals.schemas import ModelOut, SignalList, SignalOut, metadata_metrics
+from tradestack.signals.schemas import BookIn, ModelOut, PredictionOut, SignalList, SignalOut, metadata_metrics
 
 ALPHA = "alpha"
-KINDS = (ALPHA,)
+ORDERBOOK = "orderbook"
+KINDS = (ALPHA, ORDERBOOK)
+PREDICT_CACHE_TTL_SECONDS = 5.0
+DEFAULT_PREDICT_LIMIT = "100/minute"
+"""Per API key (or user) on POST /predict; TRADESTACK_RATE_LIMIT_ROUTES='{"POST /predict": "..."}' changes it."""
+_PROMOTED_TTL_SECONDS = 5.0
 SIGNALS_TTL_SECONDS = 300.0
 LONG_SHORT_QUANTILE = 0.3
 _EPOCH = datetime(1900, 1, 1, tzinfo=UTC)
@@ -176,7 +185,7 @@ class SignalService:
             },
             "evaluation": evaluation.to_json() if evaluation else None,
         }
-        sha = artifacts.save_model(target, booster, metadata)
+        sha = artifacts.save_model(target, booster.model_to_string(), metadata)
         if evaluation is not None:
             from tradestack.signals import report
 
@@ -218,7 +227,7 @@ class SignalService:
             if row is None:
                 raise NotFoundError(f"no model version {version!r}: `tradestack signals list` shows them")
             # Refuse to promote an artifact that no longer matches its digest.
-            artifacts.load_model(self.runtime.settings.data_dir / row.path, row.artifact_sha256)
+            artifacts.load_text(self.runtime.settings.data_dir / row.path, row.artifact_sha256)
             current = await repository.promoted(row.kind)
             previous = current.version if current else None
             await repository.promote(row, self.runtime.clock.now())
@@ -331,3 +340,157 @@ class SignalService:
                 )
             )
         return SignalList(model_version=row.version, as_of=panel.dates[t], horizon_days=int(metadata["horizon"]), signals=signals)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainedPredictor:
+    """A registered order-book predictor and its walk-forward evaluation."""
+
+    model: ModelOut
+    evaluation: predictor.PredictorEvaluation
+    directory: Path
+
+
+@dataclass(frozen=True, slots=True)
+class _LoadedPredictor:
+    version: str
+    model: predictor.Model
+    horizon: int
+    levels: int
+    checked_at: float
+
+
+def _book_arrays(bids: Sequence[Sequence[Any]], asks: Sequence[Sequence[Any]], levels: int, what: str) -> list[list[float]]:
+    if len(bids) < levels or len(asks) < levels:
+        raise ValidationFailedError(f"{what}: the model needs {levels} levels a side, got {len(bids)} bids and {len(asks)} asks")
+    try:
+        columns = [[float(level[i]) for level in side[:levels]] for side in (bids, asks) for i in (0, 1)]
+    except (TypeError, ValueError, IndexError):
+        raise ValidationFailedError(f"{what}: every level must be [price, size] numbers") from None
+    bid_price, ask_price = columns[0], columns[2]
+    if not all(np.isfinite(v).all() and (np.asarray(v) > 0).all() for v in columns):
+        raise ValidationFailedError(f"{what}: prices and sizes must be positive finite numbers")
+    if any(a <= b for a, b in itertools.pairwise(bid_price)) or any(a >= b for a, b in itertools.pairwise(ask_price)):
+        raise ValidationFailedError(f"{what}: bids must fall and asks rise, best level first")
+    if bid_price[0] >= ask_price[0]:
+        raise ValidationFailedError(f"{what}: the book is crossed (best bid {bid_price[0]} >= best ask {ask_price[0]})")
+    return columns
+
+
+class PredictorService:
+    """Training and serving of the order-book predictor (`/predict`)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def train(
+        self, *, snapshots: int = 30_000, horizon: int = predictor.DEFAULT_HORIZON, seed: int = 16, folds: int = 5
+    ) -> TrainedPredictor:
+        """Simulate books, evaluate logistic regression and LightGBM walk-forward, register the better one fitted on all."""
+        if not 2_000 <= snapshots <= 2_000_000:
+            raise ValidationFailedError(f"snapshots must be between 2,000 and 2,000,000, got {snapshots}")
+        if not 1 <= horizon <= 1_000:
+            raise ValidationFailedError(f"horizon must be between 1 and 1,000 snapshots, got {horizon}")
+        books = predictor.simulate(snapshots, seed=seed)
+        evaluation, model = predictor.evaluate(books, horizon=horizon, folds=folds)
+        digest = hashlib.sha256()
+        for values in (books.bid_price, books.bid_size, books.ask_price, books.ask_size):
+            digest.update(values.tobytes())
+        fingerprint = digest.hexdigest()
+        now = self.runtime.clock.now()
+        version = f"{ORDERBOOK}-{now:%Y%m%dT%H%M%S}-{fingerprint[:8]}"
+        target = artifacts.directory(self.runtime.settings.data_dir, ORDERBOOK, version)
+        metadata: dict[str, Any] = {
+            "kind": ORDERBOOK,
+            "model_type": evaluation.chosen,
+            "horizon": horizon,
+            "levels": books.levels,
+            "features": list(predictor.FEATURES),
+            "source": f"synthetic order-book simulator, seed {seed}, {snapshots} snapshots",
+            "data_fingerprint": fingerprint,
+            "libraries": {name: package_version(name) for name in ("lightgbm", "numpy", "scikit-learn")},
+            "evaluation": {**evaluation.to_json(), "overall": evaluation.overall},
+        }
+        sha = artifacts.save_model(target, model.to_text(), metadata)
+        row = SignalModelRow(
+            version=version, kind=ORDERBOOK, created_at=now, promoted=False, promoted_at=None, artifact_sha256=sha,
+            data_fingerprint=fingerprint, path=str(target.relative_to(self.runtime.settings.data_dir)),
+            metadata_json=json.dumps(metadata, default=str),
+        )  # fmt: skip
+        async with self.runtime.database.session() as session:
+            await SignalModelRepository(session).add(row)
+        return TrainedPredictor(model_out(row), evaluation, target)
+
+    async def _loaded(self) -> _LoadedPredictor:
+        """The promoted predictor, loaded once per version; the promotion is re-read at most every few seconds."""
+        loaded = self.runtime.components.get("signals.predictor")
+        now = self.runtime.clock.monotonic()
+        if isinstance(loaded, _LoadedPredictor) and now - loaded.checked_at < _PROMOTED_TTL_SECONDS:
+            return loaded
+        async with self.runtime.database.read_session() as session:
+            found = await SignalModelRepository(session).promoted(ORDERBOOK)
+            row = Served.of(found) if found else None
+        if row is None:
+            raise ConflictError("no promoted order-book model: train one with `tradestack signals train-lob --promote`")
+        if isinstance(loaded, _LoadedPredictor) and loaded.version == row.version:
+            fresh = _LoadedPredictor(loaded.version, loaded.model, loaded.horizon, loaded.levels, now)
+        else:
+            text = artifacts.load_text(self.runtime.settings.data_dir / row.path, row.sha256)
+            fresh = _LoadedPredictor(
+                row.version, predictor.model_from_text(text), int(row.metadata["horizon"]), int(row.metadata["levels"]), now
+            )
+        self.runtime.components["signals.predictor"] = fresh
+        return fresh
+
+    async def predict(self, symbol: str, book: BookIn | None = None, previous: BookIn | None = None) -> PredictionOut:
+        """P(mid up after the model's horizon) from the live book of `symbol` or from `book` (and `previous`)."""
+        started = time.perf_counter()
+        served = await self._loaded()
+        book_ts: str | None = None
+        if book is None:
+            if previous is not None:
+                raise ValidationFailedError("previous: give it only together with book")
+            live = await MarketDataService(self.runtime).orderbook(symbol, depth=served.levels)
+            book_ts = str(live["ts"])
+            cache_key = f"predict:{served.version}:{live['symbol']}:{book_ts}"
+            cached = await self.runtime.cache.get(cache_key)
+            if cached is not None:
+                answer = PredictionOut.model_validate_json(cached)
+                return self._answered(answer.model_copy(update={"cached": True}), served, started)
+            current = _book_arrays(live["bids"], live["asks"], served.levels, "live book")  # type: ignore[arg-type]
+            history = self.runtime.components.setdefault("signals.last_books", {})
+            assert isinstance(history, dict)  # noqa: S101 - set only here
+            before = history.get(live["symbol"])
+            history[live["symbol"]] = (book_ts, current)
+            prior = before[1] if before is not None and before[0] != book_ts else None
+            symbol = str(live["symbol"])
+        else:
+            current = _book_arrays(book.bids, book.asks, served.levels, "book")
+            prior = _book_arrays(previous.bids, previous.asks, served.levels, "previous") if previous else None
+            cache_key = None
+        snapshots = [prior, current] if prior is not None else [current]
+        books = Books(*(np.array([s[i] for s in snapshots]).T.copy() for i in range(4)))
+        row = predictor.features(books)[-1:]
+        p_up = float(served.model.probability_up(row)[0])
+        answer = PredictionOut(
+            symbol=symbol.upper(),
+            probability_up=p_up,
+            probability_down=1.0 - p_up,
+            direction="up" if p_up >= 0.5 else "down",
+            features=dict(zip(predictor.FEATURES, (float(v) for v in row[0]), strict=True)),
+            model_version=served.version,
+            model_type=type(served.model).__name__,
+            horizon_snapshots=served.horizon,
+            book_ts=book_ts,
+            cached=False,
+            latency_ms=0.0,
+        )
+        if cache_key is not None:
+            await self.runtime.cache.set(cache_key, answer.model_dump_json().encode(), PREDICT_CACHE_TTL_SECONDS)
+        return self._answered(answer, served, started)
+
+    def _answered(self, answer: PredictionOut, served: _LoadedPredictor, started: float) -> PredictionOut:
+        elapsed = time.perf_counter() - started
+        PREDICTIONS.labels(model=served.version).inc()
+        PREDICTION_LATENCY.observe(elapsed)
+        return answer.model_copy(update={"latency_ms": elapsed * 1000})
