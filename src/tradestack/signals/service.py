@@ -23,17 +23,19 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+import orjson
 
 from tradestack.audit.service import AuditService
 from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from tradestack.domain.instruments import InstrumentKind
 from tradestack.domain.marketdata import Bar
 from tradestack.kit.runtime import Runtime
-from tradestack.marketdata.service import MAX_CANDLES, MarketDataService
+from tradestack.marketdata.service import BOOK_KEY, MAX_CANDLES, MarketDataService
 from tradestack.models.signals import SignalModelRow
 from tradestack.signals import alpha, artifacts, predictor
 from tradestack.signals.features.orderbook import Books
 from tradestack.signals.metrics import PREDICTION_LATENCY, PREDICTIONS, TRADING_SIGNALS
+from tradestack.signals.outcomes import OutcomeTracker
 from tradestack.signals.repository import SignalModelRepository
 from tradestack.signals.schemas import BookIn, ModelOut, PredictionOut, SignalList, SignalOut, metadata_metrics
 
@@ -442,10 +444,31 @@ class PredictorService:
         self.runtime.components["signals.predictor"] = fresh
         return fresh
 
+    def outcomes(self) -> OutcomeTracker:
+        """This process's tracker of live predictions awaiting their outcome."""
+        tracker = self.runtime.components.get("signals.outcomes")
+        if not isinstance(tracker, OutcomeTracker):
+            tracker = OutcomeTracker()
+            self.runtime.components["signals.outcomes"] = tracker
+        return tracker
+
+    async def _live_mid(self, symbol: str) -> float | None:
+        raw = await self.runtime.cache.get(BOOK_KEY + symbol)
+        if raw is None:
+            return None
+        book = orjson.loads(raw)
+        return (float(book["bids"][0][0]) + float(book["asks"][0][0])) / 2
+
     async def predict(self, symbol: str, book: BookIn | None = None, previous: BookIn | None = None) -> PredictionOut:
-        """P(mid up after the model's horizon) from the live book of `symbol` or from `book` (and `previous`)."""
+        """P(mid up after the model's horizon) from the live book of `symbol` or from `book` (and `previous`).
+
+        Predictions on the live book are recorded; those whose horizon has passed are judged first.
+        """
         started = time.perf_counter()
         served = await self._loaded()
+        tracker = self.outcomes()
+        if tracker.pending:
+            await tracker.resolve(self.runtime.clock.now(), self._live_mid)
         book_ts: str | None = None
         if book is None:
             if previous is not None:
@@ -487,6 +510,9 @@ class PredictorService:
         )
         if cache_key is not None:
             await self.runtime.cache.set(cache_key, answer.model_dump_json().encode(), PREDICT_CACHE_TTL_SECONDS)
+            horizon = timedelta(seconds=served.horizon * self.runtime.settings.replay_tick_seconds)
+            mid = (current[0][0] + current[2][0]) / 2
+            tracker.record(served.version, answer.symbol, mid, p_up, self.runtime.clock.now() + horizon)
         return self._answered(answer, served, started)
 
     def _answered(self, answer: PredictionOut, served: _LoadedPredictor, started: float) -> PredictionOut:

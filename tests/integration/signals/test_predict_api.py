@@ -94,3 +94,58 @@ async def test_predict_refusals_and_the_rate_limit_per_caller(
     ]
     assert statuses == [200] * 96 + [429]
     assert (await client.post("/predict", json={"symbol": "BTC-USD", "book": book}, headers=other.headers)).status_code == 200
+
+
+async def test_ml_model_accuracy_follows_outcomes_as_their_horizon_passes(
+    client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser
+) -> None:
+    from tradestack.core.clock import SimClock
+
+    user = await make_user()
+    await MarketDataService(runtime).seed_instruments()
+    trained = await PredictorService(runtime).train(snapshots=3_000, horizon=10, folds=2)
+    await SignalService(runtime).promote(trained.model.version)
+    clock = SimClock(runtime.clock.now())
+    runtime.clock = clock
+    horizon_seconds = 10 * runtime.settings.replay_tick_seconds
+    simulator = OrderBookSimulator("BTC-USD", Decimal(30000), Decimal("0.01"), seed=11, depth=20)
+
+    def accuracy() -> float | None:
+        return REGISTRY.get_sample_value("ml_model_accuracy", {"model": trained.model.version})
+
+    made: list[tuple[float, float, float]] = []  # (when, mid, probability_up) of each live prediction
+    mids: list[tuple[float, float]] = []  # (from when, mid) of each published book
+    seen: list[float | None] = []
+    expected: list[float | None] = []
+    for step in range(40):
+        book = book_json(simulator.step(clock.now()))
+        mid = (float(book["bids"][0][0]) + float(book["asks"][0][0])) / 2
+        now = step * horizon_seconds / 4
+        mids.append((now, mid))
+        await runtime.cache.set(BOOK_KEY + "BTC-USD", orjson.dumps(book))
+        response = await client.post("/predict", json={"symbol": "BTC-USD"}, headers=user.headers)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        # Independent: predictions due by now, judged against the mid published at the time of judging.
+        hits = counted = 0
+        for when, then_mid, p_up in made:
+            if when + horizon_seconds <= now:
+                judged_mid = _mid_when_judged(when + horizon_seconds, mids, horizon_seconds / 4)
+                if judged_mid != then_mid:
+                    counted += 1
+                    hits += int((judged_mid > then_mid) == (p_up >= 0.5))
+        expected.append(hits / counted if counted else None)
+        seen.append(accuracy())
+        made.append((now, mid, answer["probability_up"]))
+        clock.advance(horizon_seconds / 4)
+    assert seen[:4] == [None] * 4  # nothing is due within the first horizon
+    assert seen == pytest.approx(expected)
+    assert len({value for value in seen if value is not None}) > 1  # it moves as outcomes arrive
+
+
+def _mid_when_judged(due: float, mids: list[tuple[float, float]], step: float) -> float:
+    """Outcomes are judged on the first request at or after `due`: the mid of the book published then."""
+    for when, mid in mids:
+        if when >= due:
+            return mid
+    raise AssertionError("judged before any later book")
