@@ -64,6 +64,48 @@ def features(books: Books) -> npt.NDArray[np.float64]:
     return np.stack(columns, axis=1)
 
 
+Side = list[float]
+Snapshot = list[Side]
+"""One book as [bid prices, bid sizes, ask prices, ask sizes], best level first."""
+
+
+def features_of_snapshot(current: Snapshot, previous: Snapshot | None = None) -> list[float]:
+    """`features` of one snapshot (after `previous`, if any) in plain Python: the same values, bit for bit.
+
+    One prediction on the API path is faster this way than through NumPy's per-call overhead.
+    """
+    bp, bs, ap, asz = current
+
+    def depth(sizes: Side, k: int) -> float:
+        total = sizes[0]
+        for i in range(1, k):
+            total += sizes[i]
+        return total
+
+    def imbalance(k: int) -> float:
+        bid, ask = depth(bs, k), depth(asz, k)
+        return (bid - ask) / (bid + ask)
+
+    levels = len(bp)
+    mid = (bp[0] + ap[0]) / 2
+    spread = ap[0] - bp[0]
+    micro = (ap[0] * bs[0] + bp[0] * asz[0]) / (bs[0] + asz[0])
+    bid_slope = depth(bs, levels) / (bp[0] - bp[-1])
+    ask_slope = depth(asz, levels) / (ap[-1] - ap[0])
+    flow = 0.0
+    if previous is not None:
+        pbp, pbs, pap, pas = (side[0] for side in previous)
+        bid_in = bs[0] if bp[0] >= pbp else 0.0
+        bid_out = pbs if bp[0] <= pbp else 0.0
+        ask_in = asz[0] if ap[0] <= pap else 0.0
+        ask_out = pas if ap[0] >= pap else 0.0
+        flow = bid_in - bid_out - ask_in + ask_out
+    return [
+        imbalance(1), imbalance(min(3, levels)), imbalance(min(5, levels)), imbalance(levels),
+        (micro - mid) / spread, spread / mid, (bid_slope - ask_slope) / (bid_slope + ask_slope), flow / (bs[0] + asz[0]),
+    ]  # fmt: skip
+
+
 def labels(books: Books, horizon: int) -> Array:
     """1.0 when the mid is higher `horizon` snapshots later, 0.0 when lower, NaN when unchanged or unknown."""
     m = orderbook.mid(books)
@@ -119,7 +161,8 @@ class BoosterModel:
 
     def probability_up(self, x: npt.NDArray[np.float64]) -> Array:
         """P(up) for rows of features."""
-        return np.asarray(self.booster.predict(x), dtype=np.float64)
+        # One thread: API workers share the cores, and OpenMP's spinning threads cost more than they give on a row.
+        return np.asarray(self.booster.predict(x, num_threads=1), dtype=np.float64)
 
     def to_text(self) -> str:
         """LightGBM's text format."""

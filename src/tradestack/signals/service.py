@@ -33,7 +33,6 @@ from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import BOOK_KEY, MAX_CANDLES, MarketDataService
 from tradestack.models.signals import SignalModelRow
 from tradestack.signals import alpha, artifacts, predictor
-from tradestack.signals.features.orderbook import Books
 from tradestack.signals.metrics import PREDICTION_LATENCY, PREDICTIONS, TRADING_SIGNALS
 from tradestack.signals.outcomes import OutcomeTracker
 from tradestack.signals.repository import SignalModelRepository
@@ -491,9 +490,7 @@ class PredictorService:
             current = _book_arrays(book.bids, book.asks, served.levels, "book")
             prior = _book_arrays(previous.bids, previous.asks, served.levels, "previous") if previous else None
             cache_key = None
-        snapshots = [prior, current] if prior is not None else [current]
-        books = Books(*(np.array([s[i] for s in snapshots]).T.copy() for i in range(4)))
-        row = predictor.features(books)[-1:]
+        row = np.array([predictor.features_of_snapshot(current, prior)])
         p_up = float(served.model.probability_up(row)[0])
         answer = PredictionOut(
             symbol=symbol.upper(),

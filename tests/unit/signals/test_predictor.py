@@ -68,3 +68,11 @@ def test_logistic_model_matches_scikit_learn(books: orderbook.Books) -> None:
     np.testing.assert_allclose(
         model.probability_up(x[:200]), reference.predict_proba((x[:200] - mean) / scale)[:, 1], rtol=1e-9, atol=1e-12
     )
+
+
+def test_one_snapshot_in_plain_python_equals_the_vectorised_features_exactly(books: orderbook.Books) -> None:
+    x = predictor.features(books)
+    for t in range(0, 3000, 7):
+        current = [a[:, t].tolist() for a in (books.bid_price, books.bid_size, books.ask_price, books.ask_size)]
+        previous = [a[:, t - 1].tolist() for a in (books.bid_price, books.bid_size, books.ask_price, books.ask_size)]
+        assert predictor.features_of_snapshot(current, previous if t else None) == x[t].tolist()
