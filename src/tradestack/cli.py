@@ -732,6 +732,7 @@ def signals_train_lob(
     horizon: Annotated[int, typer.Option(help="Predict the mid move over this many book updates.")] = 10,
     seed: Annotated[int, typer.Option(help="Simulator seed.")] = 16,
     promote: Annotated[bool, typer.Option("--promote", help="Promote the new version right away.")] = False,
+    lob: Annotated[str | None, typer.Option("--lob", help="Train on books saved by `data import-lob --name`.")] = None,
 ) -> None:
     """Train the order-book predictor walk-forward (logistic regression vs LightGBM, the better kept) and register it."""
     from tradestack.core.errors import TradestackError
@@ -741,7 +742,8 @@ def signals_train_lob(
     with console.status(f"simulating {snapshots} books, training walk-forward"):
         try:
             trained = _run_runtime(
-                settings, lambda runtime: PredictorService(runtime).train(snapshots=snapshots, horizon=horizon, seed=seed)
+                settings,
+                lambda runtime: PredictorService(runtime).train(snapshots=snapshots, horizon=horizon, seed=seed, lob=lob),
             )
         except TradestackError as exc:
             raise _fail(exc.detail) from None
@@ -791,6 +793,8 @@ def signals_show(version: Annotated[str, typer.Argument(help="Model version (see
         f"universe: {', '.join(model.universe)}; horizon {model.horizon} days; window {' to '.join(model.training_window)}"
     )
     console.print(f"data fingerprint {model.data_fingerprint}; libraries {metadata.get('libraries')}")
+    if metadata.get("source"):
+        console.print(f"trained on {metadata['source']}; model type {metadata.get('model_type')}")
     if metadata.get("evaluation"):
         for name, figures in metadata["evaluation"]["overall"].items():
             shown = ", ".join(f"{k} {_num(v)}" for k, v in figures.items())
@@ -806,6 +810,47 @@ def signals_promote(version: Annotated[str, typer.Argument(help="Model version t
 
 FIRST_START_ROUNDS = 50
 """Boosting rounds of the model `up` trains on first start (a few seconds); `signals train` uses more."""
+
+
+@data_app.command("import-lob")
+def data_import_lob(
+    file: Annotated[Path, typer.Argument(help="CSV of order events: timestamp, order_id, side, price, volume, action.")],
+    name: Annotated[str | None, typer.Option(help="Name to save the snapshots under [default: the file's stem].")] = None,
+    depth: Annotated[int, typer.Option(help="Levels a side in each snapshot.")] = 10,
+) -> None:
+    """Rebuild L2 snapshots from order-by-order events (created/changed/deleted) for `signals train-lob --lob NAME`."""
+    import re
+
+    from tradestack.signals import lob_import
+
+    if not file.is_file():
+        raise _fail(f"{file}: no such file")
+    label = name or file.stem
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", label):
+        raise _fail(f"--name: use letters, digits, '.', '_' or '-' (at most 64), got {label!r}")
+    if not 1 <= depth <= 50:
+        raise _fail(f"--depth must be between 1 and 50, got {depth}")
+    settings = load_settings()
+    lines = sum(1 for _ in file.open()) - 1
+    with _fold_progress() as progress:
+        task = progress.add_task("events", total=max(lines, 0))
+        try:
+            rebuilt = lob_import.read(file, depth=depth, progress=lambda n: progress.advance(task, n))
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        progress.update(task, completed=lines)
+    for reason in rebuilt.refused[:10]:
+        err_console.print(f"[yellow]refused[/] {reason}")
+    if len(rebuilt.refused) > 10:
+        err_console.print(f"[yellow]refused[/] ... {len(rebuilt.refused) - 10} more")
+    if not rebuilt.levels:
+        raise _fail(f"no snapshot with {depth} levels on both sides could be built from {file}")
+    target = settings.data_dir / "lob" / f"{label}.npz"
+    lob_import.save(rebuilt, target)
+    console.print(
+        f"[green]{len(rebuilt.levels)} snapshots[/] of {depth} levels from {rebuilt.events} events "
+        f"({len(rebuilt.refused)} rows refused) saved to {target}"
+    )
 
 
 def _train_first_alpha(settings: Settings) -> None:

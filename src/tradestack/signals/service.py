@@ -216,9 +216,9 @@ class SignalService:
         """One version: its view, full metadata and directory; 404 when unknown."""
         async with self.runtime.database.read_session() as session:
             row = await SignalModelRepository(session).get(version)
-        if row is None:
-            raise NotFoundError(f"no model version {version!r}: `tradestack signals list` shows them")
-        return model_out(row), json.loads(row.metadata_json), self.runtime.settings.data_dir / row.path
+            if row is None:
+                raise NotFoundError(f"no model version {version!r}: `tradestack signals list` shows them")
+            return model_out(row), json.loads(row.metadata_json), self.runtime.settings.data_dir / row.path
 
     async def promote(self, version: str, *, actor_email: str | None = None, via: str = "cli") -> tuple[ModelOut, str | None]:
         """Make `version` the served model of its kind (also how to roll back); audited. Returns it and the previous one."""
@@ -385,14 +385,35 @@ class PredictorService:
         self.runtime = runtime
 
     async def train(
-        self, *, snapshots: int = 30_000, horizon: int = predictor.DEFAULT_HORIZON, seed: int = 16, folds: int = 5
+        self,
+        *,
+        snapshots: int = 30_000,
+        horizon: int = predictor.DEFAULT_HORIZON,
+        seed: int = 16,
+        folds: int = 5,
+        lob: str | None = None,
     ) -> TrainedPredictor:
-        """Simulate books, evaluate logistic regression and LightGBM walk-forward, register the better one fitted on all."""
-        if not 2_000 <= snapshots <= 2_000_000:
-            raise ValidationFailedError(f"snapshots must be between 2,000 and 2,000,000, got {snapshots}")
+        """Evaluate logistic regression and LightGBM walk-forward, register the better one fitted on all.
+
+        The books are the synthetic simulator's (`snapshots`, `seed`), or those `data import-lob` saved as `lob`.
+        """
         if not 1 <= horizon <= 1_000:
             raise ValidationFailedError(f"horizon must be between 1 and 1,000 snapshots, got {horizon}")
-        books = predictor.simulate(snapshots, seed=seed)
+        if lob is not None:
+            from tradestack.signals import lob_import
+
+            path = self.runtime.settings.data_dir / "lob" / f"{lob}.npz"
+            if not path.is_file():
+                raise ValidationFailedError(f"no imported order book {lob!r}: import one with `tradestack data import-lob FILE`")
+            books = lob_import.load(path)
+            source = f"imported order book {lob} ({len(books)} snapshots)"
+        else:
+            if not 2_000 <= snapshots <= 2_000_000:
+                raise ValidationFailedError(f"snapshots must be between 2,000 and 2,000,000, got {snapshots}")
+            books = predictor.simulate(snapshots, seed=seed)
+            source = f"synthetic order-book simulator, seed {seed}, {snapshots} snapshots"
+        if len(books) < (folds + 1) * (horizon + 10):
+            raise ValidationFailedError(f"{len(books)} snapshots are too few for {folds} walk-forward folds")
         evaluation, model = predictor.evaluate(books, horizon=horizon, folds=folds)
         digest = hashlib.sha256()
         for values in (books.bid_price, books.bid_size, books.ask_price, books.ask_size):
@@ -407,7 +428,7 @@ class PredictorService:
             "horizon": horizon,
             "levels": books.levels,
             "features": list(predictor.FEATURES),
-            "source": f"synthetic order-book simulator, seed {seed}, {snapshots} snapshots",
+            "source": source,
             "data_fingerprint": fingerprint,
             "libraries": {name: package_version(name) for name in ("lightgbm", "numpy", "scikit-learn")},
             "evaluation": {**evaluation.to_json(), "overall": evaluation.overall},
