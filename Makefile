@@ -43,6 +43,8 @@ bench: dev  ## Run the benchmarks (installs wrk when missing)
 	bash scripts/ensure-wrk.sh
 	$(VENV)/bin/python benchmarks/api_baseline.py
 	$(VENV)/bin/python benchmarks/order_path.py
+	$(VENV)/bin/python benchmarks/features.py
+	$(VENV)/bin/python benchmarks/predict_api.py
 
 clean:  ## Remove the environments and local data
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache
