@@ -133,7 +133,7 @@ def up(
     instance_id, seeded = _run_runtime(settings, _migrate_and_seed)
     if demo_data:
         _import_demo_on_first_start(settings)
-        _train_first_alpha(settings)
+    trainer = _start_first_alpha(settings) if demo_data else None
     console.print(f"[green]database ready[/] ({settings.masked()['effective_database_url']}), instance {instance_id}")
     for user in seeded:
         secret = (
@@ -143,7 +143,11 @@ def up(
         )
         console.print(f"created {user.role.value} [bold]{user.email}[/], {secret}")
     console.print(f"serving on [bold]http://{settings.host}:{settings.port}[/]  (Ctrl+C to stop)")
-    raise typer.Exit(serve(settings))
+    code = serve(settings)
+    if trainer is not None and trainer.poll() is None:
+        trainer.terminate()
+        trainer.wait(10)
+    raise typer.Exit(code)
 
 
 @serve_app.command("marketdata")
@@ -869,10 +873,27 @@ def _train_first_alpha(settings: Settings) -> None:
         await service.promote(trained.model.version, via="first start")
         return trained.model.version
 
-    with console.status("first start: training an alpha model on the stored daily bars (once)"):
-        outcome = _run_runtime(settings, first)
+    outcome = _run_runtime(settings, first)
     if outcome is not None:
-        console.print(f"alpha model: {outcome}")
+        console.print(f"first start: alpha model {outcome}")
+
+
+def _start_first_alpha(settings: Settings) -> Any:
+    """When no alpha is registered, train the first one in a child process beside the server (409 for signals until then)."""
+    import subprocess
+
+    from tradestack.signals.service import SignalService
+
+    if _run_runtime(settings, lambda runtime: SignalService(runtime).models("alpha")):
+        return None
+    console.print("first start: training an alpha model on the stored daily bars in the background (once)")
+    return subprocess.Popen([sys.executable, "-m", "tradestack.cli", "signals", "first-start"])
+
+
+@signals_app.command("first-start", hidden=True)
+def signals_first_start() -> None:
+    """Train and promote a first alpha when none is registered (what `up` runs in the background)."""
+    _train_first_alpha(load_settings())
 
 
 @serve_app.command("signals")

@@ -33,7 +33,7 @@ from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import BOOK_KEY, MAX_CANDLES, MarketDataService
 from tradestack.models.signals import SignalModelRow
 from tradestack.signals import alpha, artifacts, predictor
-from tradestack.signals.metrics import PREDICTION_LATENCY, PREDICTIONS, TRADING_SIGNALS
+from tradestack.signals.metrics import ML_MODEL_ACCURACY, PREDICTION_LATENCY, PREDICTIONS, TRADING_SIGNALS
 from tradestack.signals.outcomes import OutcomeTracker
 from tradestack.signals.repository import SignalModelRepository
 from tradestack.signals.schemas import BookIn, ModelOut, PredictionOut, SignalList, SignalOut, metadata_metrics
@@ -45,6 +45,7 @@ PREDICT_CACHE_TTL_SECONDS = 5.0
 DEFAULT_PREDICT_LIMIT = "100/minute"
 """Per API key (or user) on POST /predict; TRADESTACK_RATE_LIMIT_ROUTES='{"POST /predict": "..."}' changes it."""
 _PROMOTED_TTL_SECONDS = 5.0
+_JUDGE_EVERY_SECONDS = 60.0
 SIGNALS_TTL_SECONDS = 300.0
 LONG_SHORT_QUANTILE = 0.3
 _EPOCH = datetime(1900, 1, 1, tzinfo=UTC)
@@ -281,6 +282,7 @@ class SignalService:
             answer = SignalList.model_validate_json(cached)
         else:
             answer = await self._store(row, await self._compute(row, booster))
+        await self._judge_alpha(answer)
         if max_age_days is not None:
             age = (self.runtime.clock.now().date() - answer.as_of).days
             if age > max_age_days:
@@ -290,6 +292,48 @@ class SignalService:
                 )
         TRADING_SIGNALS.labels(model=row.version).inc(len(answer.signals))
         return answer
+
+    async def _judge_alpha(self, answer: SignalList) -> None:
+        """Record the answer's scores once; judge recorded days whose horizon has passed in the stored bars.
+
+        A symbol is a hit when its score and its realised forward return fall on the same side of
+        the day's median; `ml_model_accuracy{model}` is hits over calls (per process). At most one
+        look at the stored bars every `_JUDGE_EVERY_SECONDS`.
+        """
+        state = self.runtime.components.setdefault(
+            "signals.alpha_outcomes", {"pending": {}, "hits": {}, "calls": {}, "at": -1e18}
+        )
+        assert isinstance(state, dict)  # noqa: S101 - set only here
+        key = (answer.model_version, answer.as_of.isoformat())
+        if key not in state.setdefault("judged", set()):
+            state["pending"].setdefault(key, ({s.symbol: s.score for s in answer.signals}, answer.horizon_days))
+        now = self.runtime.clock.monotonic()
+        if not state["pending"] or now - state["at"] < _JUDGE_EVERY_SECONDS:
+            return
+        state["at"] = now
+        market = MarketDataService(self.runtime)
+        for (version, as_of), (scores, horizon) in list(state["pending"].items()):
+            start = datetime.fromisoformat(as_of).replace(tzinfo=UTC)
+            realised: dict[str, float] = {}
+            for symbol in scores:
+                bars = (await market.candles(symbol, "1d", start=start, end=None, limit=horizon + 1)).bars
+                if len(bars) == horizon + 1 and bars[0].ts.date().isoformat() == as_of:
+                    realised[symbol] = float(bars[-1].close) / float(bars[0].close) - 1
+            if len(realised) < min(alpha.MIN_SYMBOLS, len(scores)):
+                continue
+            del state["pending"][(version, as_of)]
+            state["judged"].add((version, as_of))
+            symbols = sorted(realised)
+            score = np.array([scores[s] for s in symbols])
+            outcome = np.array([realised[s] for s in symbols])
+            side_score, side_outcome = score - np.median(score), outcome - np.median(outcome)
+            called = (side_score != 0) & (side_outcome != 0)
+            state["hits"][version] = state["hits"].get(version, 0) + int(
+                (np.sign(side_score[called]) == np.sign(side_outcome[called])).sum()
+            )
+            state["calls"][version] = state["calls"].get(version, 0) + int(called.sum())
+            if state["calls"][version]:
+                ML_MODEL_ACCURACY.labels(model=version).set(state["hits"][version] / state["calls"][version])
 
     async def signal(self, symbol: str, *, max_age_days: int | None = None) -> SignalOut:
         """One symbol's signal; 422 when the symbol is unknown or outside the model's universe on the as-of day."""

@@ -139,3 +139,46 @@ def test_daily_features_of_the_stored_subset_are_finite_somewhere() -> None:
     _, x = panel.features()
     assert panel.has_ohlcv
     assert np.isfinite(x[-1]).all(axis=-1).any()
+
+
+async def test_ml_model_accuracy_of_the_alpha_is_judged_from_stored_prices_once_the_horizon_passes(
+    client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser
+) -> None:
+    from prometheus_client import REGISTRY
+
+    from tradestack.core.clock import SimClock
+
+    user = await make_user()
+    cut = datetime(2013, 2, 15, tzinfo=UTC)
+    full = _subset()
+    early = datasets.LoadedDataSet(
+        full.dataset, {k: dataclasses.replace(v, bars=[b for b in v.bars if b.ts <= cut]) for k, v in full.series.items()}
+    )
+    await import_datasets(runtime, [early])
+    service = SignalService(runtime)
+    trained = await service.train(evaluate=False, rounds=10)
+    await service.promote(trained.model.version)
+    clock = SimClock(runtime.clock.now())
+    runtime.clock = clock
+
+    def accuracy() -> float | None:
+        return REGISTRY.get_sample_value("ml_model_accuracy", {"model": trained.model.version})
+
+    first = (await client.get("/api/trading/signals", headers=user.headers)).json()
+    assert first["as_of"] == "2013-02-15"
+    assert accuracy() is None
+    await import_datasets(runtime, [full])  # the next days' bars arrive
+    clock.advance(61)
+    await client.get("/api/trading/signals", headers=user.headers)
+    # Independent: 5 bars after 2013-02-15, each symbol's return; hits on the same side of the median.
+    scores, realised = {}, {}
+    for (symbol, _), series in full.series.items():
+        closes = [(b.ts.date(), float(b.close)) for b in series.bars if b.ts >= cut]
+        realised[symbol] = closes[5][1] / closes[0][1] - 1
+    scores = {s["symbol"]: s["score"] for s in first["signals"]}
+    symbols = sorted(scores)
+    score_median = float(np.median([scores[s] for s in symbols]))
+    return_median = float(np.median([realised[s] for s in symbols]))
+    agree = [(scores[s] > score_median) == (realised[s] > return_median) for s in symbols
+             if scores[s] != score_median and realised[s] != return_median]  # fmt: skip
+    assert accuracy() == pytest.approx(sum(agree) / len(agree))
