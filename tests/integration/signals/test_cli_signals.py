@@ -1,4 +1,4 @@
-"""`tradestack data import-lob` and `signals train-lob|list|show|promote` as a user runs them (installed command, SQLite)."""
+"""`tradestack data import-lob`, `signals train-lob --promote` and `signals show` as a user runs them (SQLite)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _run(env: dict[str, str], *args: str, code: int = 0) -> str:
     return " ".join((done.stdout + done.stderr).split())
 
 
-def test_import_lob_then_train_list_show_and_promote(tmp_path: Path) -> None:
+def test_import_lob_then_train_promote_and_show(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESTACK_")}
     env.update(TRADESTACK_DATA_DIR=str(tmp_path), COLUMNS="200")
     events = tmp_path / "events.csv"
@@ -38,11 +38,12 @@ def test_import_lob_then_train_list_show_and_promote(tmp_path: Path) -> None:
     assert "line 12: order ghost is deleted before it was created" in imported
     assert "(1 rows refused) saved to" in imported
 
-    trained = _run(env, "signals", "train-lob", "--lob", "test-book", "--horizon", "5")
+    trained = _run(env, "signals", "train-lob", "--lob", "test-book", "--horizon", "5", "--promote")
     assert "majority baseline" in trained
     assert "OFI check" in trained
     version = trained.split("registered ")[1].split()[0]
     assert version.startswith("orderbook-")
-    assert "imported order book test-book" in _run(env, "signals", "show", version)
-    assert version in _run(env, "signals", "list")
-    assert "previously none" in _run(env, "signals", "promote", version)
+    assert f"promoted {version}" in trained
+    shown = _run(env, "signals", "show", version)
+    assert "imported order book test-book" in shown
+    assert "promoted" in shown
