@@ -63,6 +63,8 @@ bench: dev  ## Run the benchmarks (installs wrk when missing)
 	$(VENV)/bin/python benchmarks/order_path.py
 	bash scripts/ensure-release-tools.sh
 	$(VENV)/bin/python benchmarks/release.py
+	$(VENV)/bin/python benchmarks/features.py
+	$(VENV)/bin/python benchmarks/predict_api.py
 
 clean:  ## Remove the environments and local data
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

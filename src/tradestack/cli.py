@@ -144,6 +144,7 @@ def up(
     instance_id, seeded = _run_runtime(settings, _migrate_and_seed)
     if demo_data:
         _import_demo_on_first_start(settings)
+    trainer = _start_first_alpha(settings) if demo_data else None
     console.print(f"[green]database ready[/] ({settings.masked()['effective_database_url']}), instance {instance_id}")
     for user in seeded:
         secret = (
@@ -153,7 +154,11 @@ def up(
         )
         console.print(f"created {user.role.value} [bold]{user.email}[/], {secret}")
     _announce_when_serving(settings.host, settings.port)
-    raise typer.Exit(serve(settings))
+    code = serve(settings)
+    if trainer is not None and trainer.poll() is None:
+        trainer.terminate()
+        trainer.wait(10)
+    raise typer.Exit(code)
 
 
 def _is_loopback(host: str) -> bool:
@@ -926,6 +931,305 @@ def dr_drill(
 from tradestack.deploy.cli import register as _register_release_commands  # noqa: E402 - one block for the release commands
 
 _register_release_commands(app)
+
+
+# -- signals: the cross-sectional alpha and its model registry ------------------------------------
+
+signals_app = typer.Typer(help="Signals: train, evaluate, list, show and promote alpha models.", no_args_is_help=True)
+app.add_typer(signals_app, name="signals")
+
+
+def _day(text: str | None, option: str) -> Any:
+    from datetime import date
+
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise _fail(f"{option}: not an ISO date (YYYY-MM-DD): {text!r}") from None
+
+
+def _signals_call(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work(SignalService)`; typed errors become a clear message and exit code 2."""
+    from tradestack.core.errors import TradestackError
+    from tradestack.signals.service import SignalService
+
+    try:
+        return _run_runtime(settings, lambda runtime: work(SignalService(runtime)))
+    except TradestackError as exc:
+        raise _fail(exc.detail) from None
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _print_evaluation(evaluation: Any) -> None:
+    from tradestack.signals import report
+
+    console.print(report.folds_table(evaluation))
+    console.print(report.summary_table(evaluation))
+
+
+def _fold_progress() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+
+
+UniverseOption = Annotated[
+    str | None, typer.Option("--universe", help="Comma-separated symbols [default: every equity with daily bars].")
+]
+HorizonOption = Annotated[int, typer.Option("--horizon", help="Label: forward return over this many days.")]
+FromOption = Annotated[str | None, typer.Option("--from", help="First day of data used (YYYY-MM-DD).")]
+ToOption = Annotated[str | None, typer.Option("--to", help="Last day of data used (YYYY-MM-DD).")]
+
+
+@signals_app.command("evaluate")
+def signals_evaluate(
+    universe: UniverseOption = None,
+    horizon: HorizonOption = 5,
+    start: FromOption = None,
+    end: ToOption = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Directory for report.json and report.png.")] = None,
+) -> None:
+    """Walk-forward evaluation of the LightGBM alpha against 20-day momentum and a no-skill model (nothing registered)."""
+    from tradestack.signals import alpha, report
+
+    settings = load_settings()
+    symbols = universe.split(",") if universe else None
+    panel = _signals_call(settings, lambda s: _panel_for(s, symbols, _day(start, "--from"), _day(end, "--to")))
+    console.print(f"universe {', '.join(panel.symbols)}: {len(panel.dates)} days, {'OHLCV' if panel.has_ohlcv else 'close-only'}")
+    with _fold_progress() as progress:
+        task = progress.add_task("walk-forward folds", total=None)
+        try:
+            evaluation = alpha.evaluate(panel, horizon=horizon, progress=lambda i, n: progress.update(task, completed=i, total=n))
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    _print_evaluation(evaluation)
+    target = out or settings.data_dir / "reports" / "alpha-evaluation"
+    target.mkdir(parents=True, exist_ok=True)
+    report.write_json(evaluation, target / "report.json")
+    report.write_png(evaluation, target / "report.png")
+    console.print(f"report written to {target / 'report.json'} and {target / 'report.png'}")
+
+
+async def _panel_for(service: Any, symbols: list[str] | None, start: Any, end: Any) -> Any:
+    return await service.panel(await service.universe(symbols), start=start, end=end)
+
+
+@signals_app.command("train")
+def signals_train(
+    universe: UniverseOption = None,
+    horizon: HorizonOption = 5,
+    start: FromOption = None,
+    end: ToOption = None,
+    evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Walk-forward evaluation first.")] = True,
+    promote: Annotated[bool, typer.Option("--promote", help="Promote the new version right away.")] = False,
+) -> None:
+    """Train the alpha on stored daily bars, evaluate it walk-forward and register it (model, metadata, report)."""
+    settings = load_settings()
+    symbols = universe.split(",") if universe else None
+    with _fold_progress() as progress:
+        tasks: dict[str, Any] = {}
+
+        def advance(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        trained = _signals_call(
+            settings,
+            lambda s: s.train(symbols=symbols, horizon=horizon, start=_day(start, "--from"), end=_day(end, "--to"),
+                              evaluate=evaluate, progress=advance),
+        )  # fmt: skip
+    if trained.evaluation is not None:
+        _print_evaluation(trained.evaluation)
+    console.print(f"[green]registered[/] {trained.model.version} in {trained.directory}")
+    if promote:
+        _signals_call(settings, lambda s: s.promote(trained.model.version))
+        console.print(f"[green]promoted[/] {trained.model.version}")
+
+
+@signals_app.command("train-lob")
+def signals_train_lob(
+    snapshots: Annotated[int, typer.Option(help="Books to simulate (synthetic order-book simulator).")] = 30_000,
+    horizon: Annotated[int, typer.Option(help="Predict the mid move over this many book updates.")] = 10,
+    seed: Annotated[int, typer.Option(help="Simulator seed.")] = 16,
+    promote: Annotated[bool, typer.Option("--promote", help="Promote the new version right away.")] = False,
+    lob: Annotated[str | None, typer.Option("--lob", help="Train on books saved by `data import-lob --name`.")] = None,
+) -> None:
+    """Train the order-book predictor walk-forward (logistic regression vs LightGBM, the better kept) and register it."""
+    from tradestack.core.errors import TradestackError
+    from tradestack.signals.service import PredictorService
+
+    settings = load_settings()
+    with console.status(f"simulating {snapshots} books, training walk-forward"):
+        try:
+            trained = _run_runtime(
+                settings,
+                lambda runtime: PredictorService(runtime).train(snapshots=snapshots, horizon=horizon, seed=seed, lob=lob),
+            )
+        except TradestackError as exc:
+            raise _fail(exc.detail) from None
+    evaluation = trained.evaluation
+    table = Table("fold", *(f"{name} acc / bal. acc" for name in evaluation.overall), "majority baseline", title=(
+        f"order-book predictor, mid move over {horizon} updates, {evaluation.snapshots} books "
+        f"({evaluation.flat_fraction:.1%} flat, left out)"))  # fmt: skip
+    rows = [(str(i + 1), fold) for i, fold in enumerate(evaluation.folds)] + [("overall", evaluation.overall)]
+    for name, figures in rows:
+        cells = [f"{f['accuracy']:.4f} / {f['balanced_accuracy']:.4f}" for f in figures.values()]
+        table.add_row(name, *cells, f"{next(iter(figures.values()))['majority_baseline']:.4f}")
+    console.print(table)
+    console.print(
+        f"kept: {evaluation.chosen}; OFI check: R² of {horizon}-update mid changes on their OFI = {evaluation.ofi_r2:.4f}"
+    )
+    console.print(f"[green]registered[/] {trained.model.version} in {trained.directory}")
+    if promote:
+        _signals_call(settings, lambda s: s.promote(trained.model.version))
+        console.print(f"[green]promoted[/] {trained.model.version}")
+
+
+@signals_app.command("list")
+def signals_list() -> None:
+    """Registered models, newest first, with their out-of-sample IC."""
+    models = _signals_call(load_settings(), lambda s: s.models())
+    table = Table("version", "kind", "created (UTC)", "promoted", "horizon", "symbols", "IC", "RankIC", "momentum IC")
+    for m in models:
+        model, momentum = m.metrics.get("model", {}), m.metrics.get("momentum", {})
+        table.add_row(
+            m.version, m.kind, m.created_at.isoformat(timespec="seconds"), "yes" if m.promoted else "", str(m.horizon),
+            str(len(m.universe)), _num(model.get("ic")), _num(model.get("rank_ic")), _num(momentum.get("ic")),
+        )  # fmt: skip
+    console.print(table)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+@signals_app.command("show")
+def signals_show(version: Annotated[str, typer.Argument(help="Model version (see `signals list`).")]) -> None:
+    """One model: metadata, and its walk-forward report when it was evaluated."""
+    model, metadata, directory = _signals_call(load_settings(), lambda s: s.model(version))
+    console.print(f"[bold]{model.version}[/] ({model.kind}){' [green]promoted[/]' if model.promoted else ''}")
+    console.print(f"files: {directory}")
+    console.print(
+        f"universe: {', '.join(model.universe)}; horizon {model.horizon} days; window {' to '.join(model.training_window)}"
+    )
+    console.print(f"data fingerprint {model.data_fingerprint}; libraries {metadata.get('libraries')}")
+    if metadata.get("source"):
+        console.print(f"trained on {metadata['source']}; model type {metadata.get('model_type')}")
+    if metadata.get("evaluation"):
+        for name, figures in metadata["evaluation"]["overall"].items():
+            shown = ", ".join(f"{k} {_num(v)}" for k, v in figures.items())
+            console.print(f"{name}: {shown}")
+
+
+@signals_app.command("promote")
+def signals_promote(version: Annotated[str, typer.Argument(help="Model version to serve (an older one rolls back).")]) -> None:
+    """Serve VERSION from now on (audited; the previous one stays registered for rollback)."""
+    model, previous = _signals_call(load_settings(), lambda s: s.promote(version))
+    console.print(f"[green]promoted[/] {model.version} (previously {previous or 'none'})")
+
+
+FIRST_START_ROUNDS = 50
+"""Boosting rounds of the model `up` trains on first start (a few seconds); `signals train` uses more."""
+
+
+@data_app.command("import-lob")
+def data_import_lob(
+    file: Annotated[Path, typer.Argument(help="CSV of order events: timestamp, order_id, side, price, volume, action.")],
+    name: Annotated[str | None, typer.Option(help="Name to save the snapshots under [default: the file's stem].")] = None,
+    depth: Annotated[int, typer.Option(help="Levels a side in each snapshot.")] = 10,
+) -> None:
+    """Rebuild L2 snapshots from order-by-order events (created/changed/deleted) for `signals train-lob --lob NAME`."""
+    import re
+
+    from tradestack.signals import lob_import
+
+    if not file.is_file():
+        raise _fail(f"{file}: no such file")
+    label = name or file.stem
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", label):
+        raise _fail(f"--name: use letters, digits, '.', '_' or '-' (at most 64), got {label!r}")
+    if not 1 <= depth <= 50:
+        raise _fail(f"--depth must be between 1 and 50, got {depth}")
+    settings = load_settings()
+    lines = sum(1 for _ in file.open()) - 1
+    with _fold_progress() as progress:
+        task = progress.add_task("events", total=max(lines, 0))
+        try:
+            rebuilt = lob_import.read(file, depth=depth, progress=lambda n: progress.advance(task, n))
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        progress.update(task, completed=lines)
+    for reason in rebuilt.refused[:10]:
+        err_console.print(f"[yellow]refused[/] {reason}")
+    if len(rebuilt.refused) > 10:
+        err_console.print(f"[yellow]refused[/] ... {len(rebuilt.refused) - 10} more")
+    if not rebuilt.levels:
+        raise _fail(f"no snapshot with {depth} levels on both sides could be built from {file}")
+    target = settings.data_dir / "lob" / f"{label}.npz"
+    lob_import.save(rebuilt, target)
+    console.print(
+        f"[green]{len(rebuilt.levels)} snapshots[/] of {depth} levels from {rebuilt.events} events "
+        f"({len(rebuilt.refused)} rows refused) saved to {target}"
+    )
+
+
+def _train_first_alpha(settings: Settings) -> None:
+    """On first start, train and promote an alpha on the stored equities when none is registered (no evaluation: seconds)."""
+    from tradestack.core.errors import TradestackError
+    from tradestack.signals.service import SignalService
+
+    async def first(runtime: Any) -> str | None:
+        service = SignalService(runtime)
+        if await service.models("alpha"):
+            return None
+        try:
+            trained = await service.train(evaluate=False, rounds=FIRST_START_ROUNDS)
+        except TradestackError as exc:
+            return f"skipped: {exc.detail}"
+        await service.promote(trained.model.version, via="first start")
+        return trained.model.version
+
+    outcome = _run_runtime(settings, first)
+    if outcome is not None:
+        console.print(f"first start: alpha model {outcome}")
+
+
+def _start_first_alpha(settings: Settings) -> Any:
+    """When no alpha is registered, train the first one in a child process beside the server (409 for signals until then)."""
+    import subprocess
+
+    from tradestack.signals.service import SignalService
+
+    if _run_runtime(settings, lambda runtime: SignalService(runtime).models("alpha")):
+        return None
+    console.print("first start: training an alpha model on the stored daily bars in the background (once)")
+    return subprocess.Popen([sys.executable, "-m", "tradestack.cli", "signals", "first-start"])
+
+
+@signals_app.command("first-start", hidden=True)
+def signals_first_start() -> None:
+    """Train and promote a first alpha when none is registered (what `up` runs in the background)."""
+    _train_first_alpha(load_settings())
+
+
+@serve_app.command("signals")
+def serve_signals(
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes of the cached signals.")] = 60.0,
+) -> None:
+    """Keep the promoted model's signals computed in the shared cache (Redis) for every API worker."""
+    settings = load_settings()
+    if settings.redis_url is None:
+        raise _fail("serve signals shares signals through Redis: set TRADESTACK_REDIS_URL (embedded mode computes in `up`)")
+    from tradestack.kit.logging import configure_logging
+    from tradestack.signals.tasks import run_signals
+
+    configure_logging(settings.log_level, json=settings.log_json)
+    with contextlib.suppress(KeyboardInterrupt):
+        _run_runtime(settings, lambda runtime: run_signals(runtime, interval))
 
 
 def main() -> None:

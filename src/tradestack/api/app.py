@@ -25,6 +25,7 @@ from tradestack.ops.endpoints import router as ops_router
 from tradestack.ops.probes import start_probes
 from tradestack.portfolio.endpoints import books as books_router
 from tradestack.portfolio.endpoints import router as portfolio_router
+from tradestack.signals import endpoints as signals_endpoints
 from tradestack.trading import endpoints as trading_endpoints
 from tradestack.trading.engine import start_engine
 
@@ -58,6 +59,9 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     app.include_router(trading_endpoints.orders)
     app.include_router(trading_endpoints.risk)
     app.include_router(books_router)
+    app.include_router(signals_endpoints.signals)
+    app.include_router(signals_endpoints.models)
+    app.include_router(signals_endpoints.predict)
     app.include_router(ws_router)
     install_openapi(app)
     return app

@@ -5,6 +5,7 @@ from tradestack.models.base import Base
 from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, TradingAccount, User
 from tradestack.models.instance import Instance
 from tradestack.models.marketdata import BarRow, InstrumentRow
+from tradestack.models.signals import SignalModelRow
 from tradestack.models.trading import (
     FillRow,
     JournalEntryRow,
@@ -30,6 +31,7 @@ __all__ = [
     "RecoveryCode",
     "RefreshToken",
     "RiskLimitsRow",
+    "SignalModelRow",
     "TradingAccount",
     "TradingStateRow",
     "User",

@@ -1,0 +1,58 @@
+"""Model artifacts on disk: one directory per version under ``<data_dir>/models/<kind>/<version>/``.
+
+A directory holds ``model.txt`` (LightGBM's text format), ``metadata.json`` and, for evaluated
+models, ``report.json`` and ``report.png``. The SHA-256 of ``model.txt`` is stored in the database;
+`load_model` refuses a file whose digest differs (tampered, truncated or swapped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+
+from tradestack.core.errors import ServiceUnavailableError
+
+MODEL_FILE = "model.txt"
+
+
+def directory(data_dir: Path, kind: str, version: str) -> Path:
+    """Where a version's files live."""
+    return data_dir / "models" / kind / version
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_model(target: Path, model_text: str, metadata: dict[str, Any]) -> str:
+    """Write the model (text: LightGBM's format, or JSON coefficients) and its metadata into `target`; returns its SHA-256."""
+    target.mkdir(parents=True, exist_ok=True)
+    model = target / MODEL_FILE
+    model.write_text(model_text)
+    (target / "metadata.json").write_text(json.dumps(metadata, indent=1, default=str))
+    return sha256_of(model)
+
+
+def load_model(target: Path, expected_sha256: str) -> lgb.Booster:
+    """The LightGBM model in `target` after checking its digest; 503 with the reason when missing or altered."""
+    return lgb.Booster(model_str=load_text(target, expected_sha256))
+
+
+def load_text(target: Path, expected_sha256: str) -> str:
+    """The model file's text after checking its digest; 503 with the reason when missing or altered."""
+    model = target / MODEL_FILE
+    if not model.is_file():
+        raise ServiceUnavailableError(f"model file {model} is missing: retrain with `tradestack signals train`")
+    text = model.read_bytes()
+    actual = hashlib.sha256(text).hexdigest()
+    if actual != expected_sha256:
+        raise ServiceUnavailableError(
+            f"model file {model} does not match its recorded fingerprint ({actual[:12]} != {expected_sha256[:12]}): "
+            "it was changed after training; promote another version or retrain"
+        )
+    return text.decode()

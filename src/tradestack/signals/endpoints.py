@@ -1,0 +1,79 @@
+"""Signals (`/api/trading/signals`) and the model registry (`/api/models`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from tradestack.identity.deps import require
+from tradestack.identity.permissions import Permission
+from tradestack.identity.service import Principal
+from tradestack.kit.ratelimit import check_limit
+from tradestack.kit.web import RuntimeDep
+from tradestack.signals.schemas import ModelList, PredictionOut, PredictRequest, SignalList, SignalOut, SignalRequest
+from tradestack.signals.service import DEFAULT_PREDICT_LIMIT, KINDS, PredictorService, SignalService
+
+signals = APIRouter(prefix="/api/trading/signals", tags=["signals"])
+models = APIRouter(prefix="/api/models", tags=["signals"])
+predict = APIRouter(tags=["signals"])
+Reader = Annotated[Principal, require(Permission.MARKET_DATA_READ)]
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    409: {"description": "No promoted model, or the latest bar is older than max_age_days"},
+    422: {"description": "Unknown symbol, or not in the model's universe on the as-of day"},
+    503: {"description": "The promoted model's file is missing or does not match its fingerprint"},
+}
+
+
+@signals.post("", response_model=SignalOut, summary="One symbol's alpha signal from the promoted model", responses=_REFUSALS)
+async def signal(runtime: RuntimeDep, _: Reader, body: SignalRequest) -> SignalOut:
+    return await SignalService(runtime).signal(body.symbol, max_age_days=body.max_age_days)
+
+
+@signals.get("", response_model=SignalList, summary="The promoted model's universe ranked", responses=_REFUSALS)
+async def ranked(
+    runtime: RuntimeDep,
+    _: Reader,
+    universe: Annotated[
+        str | None, Query(max_length=400, description="Comma-separated symbols to keep; all when absent.")
+    ] = None,
+    max_age_days: Annotated[int | None, Query(ge=0, le=36_500)] = None,
+) -> SignalList:
+    service = SignalService(runtime)
+    answer = await service.ranked(max_age_days=max_age_days)
+    if universe:
+        from tradestack.marketdata.service import MarketDataService
+
+        wanted = set(await MarketDataService(runtime).parse_symbols(universe))
+        answer = answer.model_copy(update={"signals": [s for s in answer.signals if s.symbol in wanted]})
+    return answer
+
+
+@models.get("", response_model=ModelList, summary="Registered signal models with their out-of-sample metrics")
+async def list_models(
+    runtime: RuntimeDep, _: Reader, kind: Annotated[str | None, Query(description=f"One of {', '.join(KINDS)}.")] = None
+) -> ModelList:
+    if kind is not None and kind not in KINDS:
+        from tradestack.core.errors import ValidationFailedError
+
+        raise ValidationFailedError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    return ModelList(models=await SignalService(runtime).models(kind))
+
+
+@predict.post(
+    "/predict",
+    response_model=PredictionOut,
+    summary="Probability that the mid price rises over the next book updates",
+    responses={
+        409: {"description": "No promoted order-book model"},
+        422: {"description": "Unknown symbol, no live book for it, or a malformed provided book"},
+        429: {"description": "More than the /predict rate limit for this API key or user"},
+        503: {"description": "The promoted model's file is missing or does not match its fingerprint"},
+    },
+)
+async def predict_move(runtime: RuntimeDep, principal: Reader, body: PredictRequest, response: Response) -> PredictionOut:
+    identity = f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
+    limit = runtime.settings.rate_limit_routes.get("POST /predict", DEFAULT_PREDICT_LIMIT)
+    headers = await check_limit(runtime.rate_limiter, limit, "predict", identity, label="predict", description=identity)
+    response.headers.update(headers)
+    return await PredictorService(runtime).predict(body.symbol, body.book, body.previous)

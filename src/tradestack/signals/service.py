@@ -1,0 +1,584 @@
+"""The signals service: train and register alpha models, promote one, serve its signals.
+
+Training reads the stored daily bars through the market-data service, evaluates walk-forward
+(`tradestack.signals.alpha`), fits the final model on every labelled day and registers it: files
+under the data directory (`artifacts`), metadata in `signal_models`. The API serves the promoted
+model's signals; a model is loaded once per process (digest checked) and the signals of a version
+for an as-of day are computed once and kept in the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import orjson
+
+from tradestack.audit.service import AuditService
+from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
+from tradestack.domain.instruments import InstrumentKind
+from tradestack.domain.marketdata import Bar
+from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.service import BOOK_KEY, MAX_CANDLES, MarketDataService
+from tradestack.models.signals import SignalModelRow
+from tradestack.signals import alpha, artifacts, predictor
+from tradestack.signals.metrics import ML_MODEL_ACCURACY, PREDICTION_LATENCY, PREDICTIONS, TRADING_SIGNALS
+from tradestack.signals.outcomes import OutcomeTracker
+from tradestack.signals.repository import SignalModelRepository
+from tradestack.signals.schemas import BookIn, ModelOut, PredictionOut, SignalList, SignalOut, metadata_metrics
+
+ALPHA = "alpha"
+ORDERBOOK = "orderbook"
+KINDS = (ALPHA, ORDERBOOK)
+PREDICT_CACHE_TTL_SECONDS = 5.0
+DEFAULT_PREDICT_LIMIT = "100/minute"
+"""Per API key (or user) on POST /predict; TRADESTACK_RATE_LIMIT_ROUTES='{"POST /predict": "..."}' changes it."""
+_PROMOTED_TTL_SECONDS = 5.0
+_JUDGE_EVERY_SECONDS = 60.0
+SIGNALS_TTL_SECONDS = 300.0
+LONG_SHORT_QUANTILE = 0.3
+_EPOCH = datetime(1900, 1, 1, tzinfo=UTC)
+
+
+def model_out(row: SignalModelRow) -> ModelOut:
+    """The API view of a registered version."""
+    metadata = json.loads(row.metadata_json)
+    return ModelOut(
+        version=row.version,
+        kind=row.kind,
+        created_at=row.created_at,
+        promoted=row.promoted,
+        promoted_at=row.promoted_at,
+        data_fingerprint=row.data_fingerprint,
+        horizon=metadata.get("horizon"),
+        universe=metadata.get("universe", []),
+        training_window=metadata.get("training_window", []),
+        metrics=metadata_metrics(metadata),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What serving needs of the promoted version, read while its session is open."""
+
+    version: str
+    path: str
+    sha256: str
+    metadata: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: SignalModelRow) -> Served:
+        """Copy from a row."""
+        return cls(row.version, row.path, row.artifact_sha256, json.loads(row.metadata_json))
+
+
+@dataclass(frozen=True, slots=True)
+class Trained:
+    """A registered model and, when evaluated, its walk-forward evaluation."""
+
+    model: ModelOut
+    evaluation: alpha.Evaluation | None
+    directory: Path
+
+
+class SignalService:
+    """Training, registry and serving of the cross-sectional alpha."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    # -- data ------------------------------------------------------------------------------------
+
+    async def universe(self, symbols: Sequence[str] | None = None) -> list[str]:
+        """`symbols` checked, or every equity with stored daily bars."""
+        market = MarketDataService(self.runtime)
+        if symbols:
+            return await market.parse_symbols(",".join(symbols))
+        instruments = await market.instruments()
+        daily = {s.symbol for s in await market.series() if s.resolution.value == "1d"}
+        found = sorted(s for s in daily if s in instruments and instruments[s].kind is InstrumentKind.EQUITY)
+        if len(found) < alpha.MIN_SYMBOLS:
+            raise ValidationFailedError(
+                f"the universe needs at least {alpha.MIN_SYMBOLS} equities with daily bars, {len(found)} are stored: "
+                "import some with `tradestack data import us-equities-daily`"
+            )
+        return found
+
+    async def panel(self, symbols: Sequence[str], *, start: date | None = None, end: date | None = None) -> alpha.Panel:
+        """Daily bars of `symbols` between `start` and `end` (inclusive) as a panel."""
+        market = MarketDataService(self.runtime)
+        lo = datetime(start.year, start.month, start.day, tzinfo=UTC) if start else _EPOCH
+        hi = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1) if end else None
+        bars: dict[str, list[Bar]] = {}
+        for symbol in symbols:
+            candles = await market.candles(symbol, "1d", start=lo, end=hi, limit=MAX_CANDLES)
+            bars[symbol] = candles.bars
+        return alpha.panel_from_bars(bars)
+
+    # -- training and the registry ---------------------------------------------------------------
+
+    async def train(
+        self,
+        *,
+        symbols: Sequence[str] | None = None,
+        horizon: int = alpha.DEFAULT_HORIZON,
+        start: date | None = None,
+        end: date | None = None,
+        evaluate: bool = True,
+        rounds: int = alpha.ROUNDS,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> Trained:
+        """Evaluate walk-forward (unless `evaluate` is False), fit on all labelled days and register the model."""
+        if not 1 <= horizon <= 60:
+            raise ValidationFailedError(f"horizon must be between 1 and 60 days, got {horizon}")
+        universe = await self.universe(symbols)
+        panel = await self.panel(universe, start=start, end=end)
+        evaluation = None
+        if evaluate:
+            evaluation = alpha.evaluate(
+                panel, horizon=horizon, rounds=rounds, progress=(lambda i, n: progress("fold", i, n)) if progress else None
+            )
+        data = alpha.dataset(panel, horizon)
+        labelled = np.flatnonzero(~np.isnan(data.label).all(axis=1))
+        if labelled.size == 0:
+            raise ValidationFailedError(f"no day has {alpha.MIN_SYMBOLS} symbols with a {horizon}-day forward return")
+        booster = alpha.fit(data, slice(0, len(panel.dates)), rounds=rounds)
+        if progress:
+            progress("final model", 1, 1)
+        return await self._register(panel, data.names, horizon, rounds, booster, evaluation, labelled)
+
+    async def _register(
+        self,
+        panel: alpha.Panel,
+        names: list[str],
+        horizon: int,
+        rounds: int,
+        booster: lgb.Booster,
+        evaluation: alpha.Evaluation | None,
+        labelled: np.ndarray[Any, Any],
+    ) -> Trained:
+        now = self.runtime.clock.now()
+        fingerprint = panel.fingerprint()
+        version = f"{ALPHA}-{now:%Y%m%dT%H%M%S}-{fingerprint[:8]}"
+        target = artifacts.directory(self.runtime.settings.data_dir, ALPHA, version)
+        metadata: dict[str, Any] = {
+            "kind": ALPHA,
+            "horizon": horizon,
+            "universe": list(panel.symbols),
+            "close_only": not panel.has_ohlcv,
+            "features": names,
+            "params": {**alpha.DEFAULT_PARAMS, "num_boost_round": rounds},
+            "training_window": [panel.dates[int(labelled[0])].isoformat(), panel.dates[int(labelled[-1])].isoformat()],
+            "data_fingerprint": fingerprint,
+            "libraries": {
+                "python": platform.python_version(),
+                **{name: package_version(name) for name in ("lightgbm", "numpy", "scikit-learn")},
+            },
+            "evaluation": evaluation.to_json() if evaluation else None,
+        }
+        sha = artifacts.save_model(target, booster.model_to_string(), metadata)
+        if evaluation is not None:
+            from tradestack.signals import report
+
+            report.write_json(evaluation, target / "report.json")
+            report.write_png(evaluation, target / "report.png")
+        row = SignalModelRow(
+            version=version,
+            kind=ALPHA,
+            created_at=now,
+            promoted=False,
+            promoted_at=None,
+            artifact_sha256=sha,
+            data_fingerprint=fingerprint,
+            path=str(target.relative_to(self.runtime.settings.data_dir)),
+            metadata_json=json.dumps(metadata, default=str),
+        )
+        async with self.runtime.database.session() as session:
+            await SignalModelRepository(session).add(row)
+        return Trained(model_out(row), evaluation, target)
+
+    async def models(self, kind: str | None = None) -> list[ModelOut]:
+        """Registered versions, newest first."""
+        async with self.runtime.database.read_session() as session:
+            return [model_out(row) for row in await SignalModelRepository(session).list(kind)]
+
+    async def model(self, version: str) -> tuple[ModelOut, dict[str, Any], Path]:
+        """One version: its view, full metadata and directory; 404 when unknown."""
+        async with self.runtime.database.read_session() as session:
+            row = await SignalModelRepository(session).get(version)
+            if row is None:
+                raise NotFoundError(f"no model version {version!r}: `tradestack signals list` shows them")
+            return model_out(row), json.loads(row.metadata_json), self.runtime.settings.data_dir / row.path
+
+    async def promote(self, version: str, *, actor_email: str | None = None, via: str = "cli") -> tuple[ModelOut, str | None]:
+        """Make `version` the served model of its kind (also how to roll back); audited. Returns it and the previous one."""
+        async with self.runtime.database.session() as session:
+            repository = SignalModelRepository(session)
+            row = await repository.get(version)
+            if row is None:
+                raise NotFoundError(f"no model version {version!r}: `tradestack signals list` shows them")
+            # Refuse to promote an artifact that no longer matches its digest.
+            artifacts.load_text(self.runtime.settings.data_dir / row.path, row.artifact_sha256)
+            current = await repository.promoted(row.kind)
+            previous = current.version if current else None
+            await repository.promote(row, self.runtime.clock.now())
+            promoted = model_out(row)
+            kind = row.kind
+        await AuditService(self.runtime.database, self.runtime.clock).record(
+            action="signals.model.promote",
+            outcome="success",
+            actor_email=actor_email,
+            target=version,
+            detail={"kind": kind, "previous": previous, "via": via},
+        )
+        return promoted, previous
+
+    # -- serving ---------------------------------------------------------------------------------
+
+    async def _promoted(self) -> tuple[Served, lgb.Booster]:
+        async with self.runtime.database.read_session() as session:
+            found = await SignalModelRepository(session).promoted(ALPHA)
+            row = Served.of(found) if found else None
+        if row is None:
+            raise ConflictError(
+                "no promoted alpha model: train one with `tradestack signals train`, then `signals promote VERSION`"
+            )
+        loaded = self.runtime.components.setdefault("signals.boosters", {})
+        assert isinstance(loaded, dict)  # noqa: S101 - set only here
+        booster = loaded.get(row.version)
+        if booster is None:
+            booster = artifacts.load_model(self.runtime.settings.data_dir / row.path, row.sha256)
+            loaded.clear()
+            loaded[row.version] = booster
+        return row, booster
+
+    async def refresh(self) -> SignalList:
+        """Compute the promoted model's signals now and put them in the cache (what `serve signals` runs)."""
+        row, booster = await self._promoted()
+        return await self._store(row, await self._compute(row, booster))
+
+    async def _store(self, row: Served, answer: SignalList) -> SignalList:
+        encoded = answer.model_dump_json().encode()
+        await self.runtime.cache.set(f"signals:{row.version}:latest", encoded, SIGNALS_TTL_SECONDS)
+        await self.runtime.cache.set(f"signals:{row.version}:{answer.as_of.isoformat()}", encoded, SIGNALS_TTL_SECONDS)
+        return answer
+
+    async def ranked(self, *, max_age_days: int | None = None) -> SignalList:
+        """The promoted model's signals for its whole universe on the latest stored day (cached per version and day)."""
+        row, booster = await self._promoted()
+        cached = await self.runtime.cache.get(f"signals:{row.version}:latest")
+        if cached is not None:
+            answer = SignalList.model_validate_json(cached)
+        else:
+            answer = await self._store(row, await self._compute(row, booster))
+        await self._judge_alpha(answer)
+        if max_age_days is not None:
+            age = (self.runtime.clock.now().date() - answer.as_of).days
+            if age > max_age_days:
+                raise ConflictError(
+                    f"the latest daily bar is from {answer.as_of.isoformat()}, {age} days old (max_age_days={max_age_days}): "
+                    "import fresher data or allow older signals"
+                )
+        TRADING_SIGNALS.labels(model=row.version).inc(len(answer.signals))
+        return answer
+
+    async def _judge_alpha(self, answer: SignalList) -> None:
+        """Record the answer's scores once; judge recorded days whose horizon has passed in the stored bars.
+
+        A symbol is a hit when its score and its realised forward return fall on the same side of
+        the day's median; `ml_model_accuracy{model}` is hits over calls (per process). At most one
+        look at the stored bars every `_JUDGE_EVERY_SECONDS`.
+        """
+        state = self.runtime.components.setdefault(
+            "signals.alpha_outcomes", {"pending": {}, "hits": {}, "calls": {}, "at": -1e18}
+        )
+        assert isinstance(state, dict)  # noqa: S101 - set only here
+        key = (answer.model_version, answer.as_of.isoformat())
+        if key not in state.setdefault("judged", set()):
+            state["pending"].setdefault(key, ({s.symbol: s.score for s in answer.signals}, answer.horizon_days))
+        now = self.runtime.clock.monotonic()
+        if not state["pending"] or now - state["at"] < _JUDGE_EVERY_SECONDS:
+            return
+        state["at"] = now
+        market = MarketDataService(self.runtime)
+        for (version, as_of), (scores, horizon) in list(state["pending"].items()):
+            start = datetime.fromisoformat(as_of).replace(tzinfo=UTC)
+            realised: dict[str, float] = {}
+            for symbol in scores:
+                bars = (await market.candles(symbol, "1d", start=start, end=None, limit=horizon + 1)).bars
+                if len(bars) == horizon + 1 and bars[0].ts.date().isoformat() == as_of:
+                    realised[symbol] = float(bars[-1].close) / float(bars[0].close) - 1
+            if len(realised) < min(alpha.MIN_SYMBOLS, len(scores)):
+                continue
+            del state["pending"][(version, as_of)]
+            state["judged"].add((version, as_of))
+            symbols = sorted(realised)
+            score = np.array([scores[s] for s in symbols])
+            outcome = np.array([realised[s] for s in symbols])
+            side_score, side_outcome = score - np.median(score), outcome - np.median(outcome)
+            called = (side_score != 0) & (side_outcome != 0)
+            state["hits"][version] = state["hits"].get(version, 0) + int(
+                (np.sign(side_score[called]) == np.sign(side_outcome[called])).sum()
+            )
+            state["calls"][version] = state["calls"].get(version, 0) + int(called.sum())
+            if state["calls"][version]:
+                ML_MODEL_ACCURACY.labels(model=version).set(state["hits"][version] / state["calls"][version])
+
+    async def signal(self, symbol: str, *, max_age_days: int | None = None) -> SignalOut:
+        """One symbol's signal; 422 when the symbol is unknown or outside the model's universe on the as-of day."""
+        instrument = await MarketDataService(self.runtime).instrument(symbol)
+        answer = await self.ranked(max_age_days=max_age_days)
+        for found in answer.signals:
+            if found.symbol == instrument.symbol:
+                return found
+        listed = ", ".join(s.symbol for s in answer.signals)
+        raise ValidationFailedError(
+            f"{instrument.symbol} is not in model {answer.model_version}'s universe on {answer.as_of.isoformat()}: "
+            f"it scores {listed}"
+        )
+
+    async def _compute(self, row: Served, booster: lgb.Booster) -> SignalList:
+        metadata = row.metadata
+        panel = await self.panel(metadata["universe"])
+        names, x = panel.features()
+        if names != metadata["features"]:
+            raise ConflictError(
+                f"model {row.version} was trained on {'close-only' if metadata['close_only'] else 'OHLCV'} features "
+                "that the stored bars no longer give: retrain it"
+            )
+        counts = (~np.isnan(panel.close)).sum(axis=1)
+        usable = np.flatnonzero(counts >= alpha.MIN_SYMBOLS)
+        if usable.size == 0:
+            raise ConflictError(f"no day has bars for {alpha.MIN_SYMBOLS} of the model's symbols: import daily bars")
+        t = int(usable[-1])
+        present = np.flatnonzero(~np.isnan(panel.close[t]))
+        scores = alpha.predict(booster, x[t : t + 1, present])[0]
+        order = np.argsort(-scores, kind="stable")
+        n = len(present)
+        k = max(1, int(n * LONG_SHORT_QUANTILE))
+        signals = []
+        for position, i in enumerate(order):
+            percentile = 1.0 - position / (n - 1) if n > 1 else 0.5
+            direction = "long" if position < k else "short" if position >= n - k else "flat"
+            signals.append(
+                SignalOut(
+                    symbol=panel.symbols[int(present[i])],
+                    score=float(scores[i]),
+                    rank=position + 1,
+                    universe_size=n,
+                    percentile=percentile,
+                    direction=direction,
+                    model_version=row.version,
+                    as_of=panel.dates[t],
+                    horizon_days=int(metadata["horizon"]),
+                )
+            )
+        return SignalList(model_version=row.version, as_of=panel.dates[t], horizon_days=int(metadata["horizon"]), signals=signals)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainedPredictor:
+    """A registered order-book predictor and its walk-forward evaluation."""
+
+    model: ModelOut
+    evaluation: predictor.PredictorEvaluation
+    directory: Path
+
+
+@dataclass(frozen=True, slots=True)
+class _LoadedPredictor:
+    version: str
+    model: predictor.Model
+    horizon: int
+    levels: int
+    checked_at: float
+
+
+def _book_arrays(bids: Sequence[Sequence[Any]], asks: Sequence[Sequence[Any]], levels: int, what: str) -> list[list[float]]:
+    if len(bids) < levels or len(asks) < levels:
+        raise ValidationFailedError(f"{what}: the model needs {levels} levels a side, got {len(bids)} bids and {len(asks)} asks")
+    try:
+        columns = [[float(level[i]) for level in side[:levels]] for side in (bids, asks) for i in (0, 1)]
+    except (TypeError, ValueError, IndexError):
+        raise ValidationFailedError(f"{what}: every level must be [price, size] numbers") from None
+    bid_price, ask_price = columns[0], columns[2]
+    if not all(np.isfinite(v).all() and (np.asarray(v) > 0).all() for v in columns):
+        raise ValidationFailedError(f"{what}: prices and sizes must be positive finite numbers")
+    if any(a <= b for a, b in itertools.pairwise(bid_price)) or any(a >= b for a, b in itertools.pairwise(ask_price)):
+        raise ValidationFailedError(f"{what}: bids must fall and asks rise, best level first")
+    if bid_price[0] >= ask_price[0]:
+        raise ValidationFailedError(f"{what}: the book is crossed (best bid {bid_price[0]} >= best ask {ask_price[0]})")
+    return columns
+
+
+class PredictorService:
+    """Training and serving of the order-book predictor (`/predict`)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def train(
+        self,
+        *,
+        snapshots: int = 30_000,
+        horizon: int = predictor.DEFAULT_HORIZON,
+        seed: int = 16,
+        folds: int = 5,
+        lob: str | None = None,
+    ) -> TrainedPredictor:
+        """Evaluate logistic regression and LightGBM walk-forward, register the better one fitted on all.
+
+        The books are the synthetic simulator's (`snapshots`, `seed`), or those `data import-lob` saved as `lob`.
+        """
+        if not 1 <= horizon <= 1_000:
+            raise ValidationFailedError(f"horizon must be between 1 and 1,000 snapshots, got {horizon}")
+        if lob is not None:
+            from tradestack.signals import lob_import
+
+            path = self.runtime.settings.data_dir / "lob" / f"{lob}.npz"
+            if not path.is_file():
+                raise ValidationFailedError(f"no imported order book {lob!r}: import one with `tradestack data import-lob FILE`")
+            books = lob_import.load(path)
+            source = f"imported order book {lob} ({len(books)} snapshots)"
+        else:
+            if not 2_000 <= snapshots <= 2_000_000:
+                raise ValidationFailedError(f"snapshots must be between 2,000 and 2,000,000, got {snapshots}")
+            books = predictor.simulate(snapshots, seed=seed)
+            source = f"synthetic order-book simulator, seed {seed}, {snapshots} snapshots"
+        if len(books) < (folds + 1) * (horizon + 10):
+            raise ValidationFailedError(f"{len(books)} snapshots are too few for {folds} walk-forward folds")
+        evaluation, model = predictor.evaluate(books, horizon=horizon, folds=folds)
+        digest = hashlib.sha256()
+        for values in (books.bid_price, books.bid_size, books.ask_price, books.ask_size):
+            digest.update(values.tobytes())
+        fingerprint = digest.hexdigest()
+        now = self.runtime.clock.now()
+        version = f"{ORDERBOOK}-{now:%Y%m%dT%H%M%S}-{fingerprint[:8]}"
+        target = artifacts.directory(self.runtime.settings.data_dir, ORDERBOOK, version)
+        metadata: dict[str, Any] = {
+            "kind": ORDERBOOK,
+            "model_type": evaluation.chosen,
+            "horizon": horizon,
+            "levels": books.levels,
+            "features": list(predictor.FEATURES),
+            "source": source,
+            "data_fingerprint": fingerprint,
+            "libraries": {name: package_version(name) for name in ("lightgbm", "numpy", "scikit-learn")},
+            "evaluation": {**evaluation.to_json(), "overall": evaluation.overall},
+        }
+        sha = artifacts.save_model(target, model.to_text(), metadata)
+        row = SignalModelRow(
+            version=version, kind=ORDERBOOK, created_at=now, promoted=False, promoted_at=None, artifact_sha256=sha,
+            data_fingerprint=fingerprint, path=str(target.relative_to(self.runtime.settings.data_dir)),
+            metadata_json=json.dumps(metadata, default=str),
+        )  # fmt: skip
+        async with self.runtime.database.session() as session:
+            await SignalModelRepository(session).add(row)
+        return TrainedPredictor(model_out(row), evaluation, target)
+
+    async def _loaded(self) -> _LoadedPredictor:
+        """The promoted predictor, loaded once per version; the promotion is re-read at most every few seconds."""
+        loaded = self.runtime.components.get("signals.predictor")
+        now = self.runtime.clock.monotonic()
+        if isinstance(loaded, _LoadedPredictor) and now - loaded.checked_at < _PROMOTED_TTL_SECONDS:
+            return loaded
+        async with self.runtime.database.read_session() as session:
+            found = await SignalModelRepository(session).promoted(ORDERBOOK)
+            row = Served.of(found) if found else None
+        if row is None:
+            raise ConflictError("no promoted order-book model: train one with `tradestack signals train-lob --promote`")
+        if isinstance(loaded, _LoadedPredictor) and loaded.version == row.version:
+            fresh = _LoadedPredictor(loaded.version, loaded.model, loaded.horizon, loaded.levels, now)
+        else:
+            text = artifacts.load_text(self.runtime.settings.data_dir / row.path, row.sha256)
+            fresh = _LoadedPredictor(
+                row.version, predictor.model_from_text(text), int(row.metadata["horizon"]), int(row.metadata["levels"]), now
+            )
+        self.runtime.components["signals.predictor"] = fresh
+        return fresh
+
+    def outcomes(self) -> OutcomeTracker:
+        """This process's tracker of live predictions awaiting their outcome."""
+        tracker = self.runtime.components.get("signals.outcomes")
+        if not isinstance(tracker, OutcomeTracker):
+            tracker = OutcomeTracker()
+            self.runtime.components["signals.outcomes"] = tracker
+        return tracker
+
+    async def _live_mid(self, symbol: str) -> float | None:
+        raw = await self.runtime.cache.get(BOOK_KEY + symbol)
+        if raw is None:
+            return None
+        book = orjson.loads(raw)
+        return (float(book["bids"][0][0]) + float(book["asks"][0][0])) / 2
+
+    async def predict(self, symbol: str, book: BookIn | None = None, previous: BookIn | None = None) -> PredictionOut:
+        """P(mid up after the model's horizon) from the live book of `symbol` or from `book` (and `previous`).
+
+        Predictions on the live book are recorded; those whose horizon has passed are judged first.
+        """
+        started = time.perf_counter()
+        served = await self._loaded()
+        tracker = self.outcomes()
+        if tracker.pending:
+            await tracker.resolve(self.runtime.clock.now(), self._live_mid)
+        book_ts: str | None = None
+        if book is None:
+            if previous is not None:
+                raise ValidationFailedError("previous: give it only together with book")
+            live = await MarketDataService(self.runtime).orderbook(symbol, depth=served.levels)
+            book_ts = str(live["ts"])
+            cache_key = f"predict:{served.version}:{live['symbol']}:{book_ts}"
+            cached = await self.runtime.cache.get(cache_key)
+            if cached is not None:
+                answer = PredictionOut.model_validate_json(cached)
+                return self._answered(answer.model_copy(update={"cached": True}), served, started)
+            current = _book_arrays(live["bids"], live["asks"], served.levels, "live book")  # type: ignore[arg-type]
+            history = self.runtime.components.setdefault("signals.last_books", {})
+            assert isinstance(history, dict)  # noqa: S101 - set only here
+            before = history.get(live["symbol"])
+            history[live["symbol"]] = (book_ts, current)
+            prior = before[1] if before is not None and before[0] != book_ts else None
+            symbol = str(live["symbol"])
+        else:
+            current = _book_arrays(book.bids, book.asks, served.levels, "book")
+            prior = _book_arrays(previous.bids, previous.asks, served.levels, "previous") if previous else None
+            cache_key = None
+        row = np.array([predictor.features_of_snapshot(current, prior)])
+        p_up = float(served.model.probability_up(row)[0])
+        answer = PredictionOut(
+            symbol=symbol.upper(),
+            probability_up=p_up,
+            probability_down=1.0 - p_up,
+            direction="up" if p_up >= 0.5 else "down",
+            features=dict(zip(predictor.FEATURES, (float(v) for v in row[0]), strict=True)),
+            model_version=served.version,
+            model_type=type(served.model).__name__,
+            horizon_snapshots=served.horizon,
+            book_ts=book_ts,
+            cached=False,
+            latency_ms=0.0,
+        )
+        if cache_key is not None:
+            await self.runtime.cache.set(cache_key, answer.model_dump_json().encode(), PREDICT_CACHE_TTL_SECONDS)
+            horizon = timedelta(seconds=served.horizon * self.runtime.settings.replay_tick_seconds)
+            mid = (current[0][0] + current[2][0]) / 2
+            tracker.record(served.version, answer.symbol, mid, p_up, self.runtime.clock.now() + horizon)
+        return self._answered(answer, served, started)
+
+    def _answered(self, answer: PredictionOut, served: _LoadedPredictor, started: float) -> PredictionOut:
+        elapsed = time.perf_counter() - started
+        PREDICTIONS.labels(model=served.version).inc()
+        PREDICTION_LATENCY.observe(elapsed)
+        return answer.model_copy(update={"latency_ms": elapsed * 1000})

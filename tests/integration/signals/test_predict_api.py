@@ -1,0 +1,151 @@
+"""/predict on both stacks: provided and live books, cache per book, rate limit per key, metrics, refusals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+from prometheus_client import REGISTRY
+
+from tradestack.domain.synthetic import OrderBookSimulator
+from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.schemas import book_json
+from tradestack.marketdata.service import BOOK_KEY, MarketDataService
+from tradestack.signals import predictor
+from tradestack.signals.features.orderbook import Books
+from tradestack.signals.service import PredictorService, SignalService
+
+from ..conftest import MakeUser
+
+
+def _levels(book: dict[str, list[list[str]]]) -> dict[str, list[list[str]]]:
+    return {"bids": book["bids"][:10], "asks": book["asks"][:10]}
+
+
+async def test_predict_from_provided_and_live_books(client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser) -> None:
+    user = await make_user()
+    await MarketDataService(runtime).seed_instruments()
+    simulator = OrderBookSimulator("BTC-USD", Decimal(30000), Decimal("0.01"), seed=5, depth=20)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    first, second = (book_json(simulator.step(start + timedelta(seconds=i))) for i in range(2))
+
+    refused = await client.post("/predict", json={"symbol": "BTC-USD", "book": _levels(second)}, headers=user.headers)
+    assert refused.status_code == 409, refused.text
+    assert "train-lob" in refused.json()["detail"]
+
+    trained = await PredictorService(runtime).train(snapshots=3_000, horizon=10, folds=2)
+    assert trained.evaluation.chosen in {"logistic", "lightgbm"}
+    await SignalService(runtime).promote(trained.model.version)
+
+    body = {"symbol": "BTC-USD", "book": _levels(second), "previous": _levels(first)}
+    provided = await client.post("/predict", json=body, headers=user.headers)
+    assert provided.status_code == 200, provided.text
+    answer = provided.json()
+    assert answer["model_version"] == trained.model.version
+    assert answer["probability_up"] + answer["probability_down"] == pytest.approx(1.0)
+    # Features and probability equal the predictor applied here to the same two snapshots.
+    arrays = [[[float(level[i]) for level in b[side][:10]] for b in (first, second)] for side in ("bids", "asks") for i in (0, 1)]
+    books = Books(*(np.array(a).T.copy() for a in arrays))
+    x = predictor.features(books)[-1:]
+    assert list(answer["features"].values()) == pytest.approx(list(x[0]), rel=1e-12)
+    text = (trained.directory / "model.txt").read_text()
+    assert answer["probability_up"] == pytest.approx(float(predictor.model_from_text(text).probability_up(x)[0]), rel=1e-12)
+
+    # The live book, as the feed publishes it: answered once per book, then from the cache.
+    await runtime.cache.set(BOOK_KEY + "BTC-USD", orjson.dumps(second))
+    before = REGISTRY.get_sample_value("predictions_total", {"model": trained.model.version}) or 0.0
+    live = [(await client.post("/predict", json={"symbol": "btc-usd"}, headers=user.headers)).json() for _ in range(3)]
+    assert [a["cached"] for a in live] == [False, True, True]
+    assert live[0]["book_ts"] == second["ts"]
+    assert REGISTRY.get_sample_value("predictions_total", {"model": trained.model.version}) == before + 3
+    third = book_json(simulator.step(start + timedelta(seconds=2)))
+    await runtime.cache.set(BOOK_KEY + "BTC-USD", orjson.dumps(third))
+    fresh = (await client.post("/predict", json={"symbol": "BTC-USD"}, headers=user.headers)).json()
+    assert fresh["cached"] is False
+    assert fresh["book_ts"] == third["ts"]
+
+
+async def test_predict_refusals_and_the_rate_limit_per_caller(
+    client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser
+) -> None:
+    user, other = await make_user(), await make_user()
+    await MarketDataService(runtime).seed_instruments()
+    trained = await PredictorService(runtime).train(snapshots=3_000, horizon=10, folds=2)
+    await SignalService(runtime).promote(trained.model.version)
+    book = {"bids": [[str(100 - i), "5"] for i in range(10)], "asks": [[str(101 + i), "5"] for i in range(10)]}
+    crossed = {"bids": book["asks"], "asks": book["bids"]}
+    bad = await client.post("/predict", json={"symbol": "BTC-USD", "book": crossed}, headers=user.headers)
+    assert bad.status_code == 422
+    short = {"bids": book["bids"][:3], "asks": book["asks"][:3]}
+    assert (await client.post("/predict", json={"symbol": "BTC-USD", "book": short}, headers=user.headers)).status_code == 422
+    no_book = await client.post("/predict", json={"symbol": "ETH-USD"}, headers=user.headers)
+    assert no_book.status_code == 422
+    assert "no order book" in no_book.json()["detail"]
+    assert (await client.post("/predict", json={"symbol": "NOPE"}, headers=user.headers)).status_code == 422
+
+    # 100 per minute per caller (the seed's limit): the refusals above counted too.
+    statuses = [
+        (await client.post("/predict", json={"symbol": "BTC-USD", "book": book}, headers=user.headers)).status_code
+        for _ in range(97)
+    ]
+    assert statuses == [200] * 96 + [429]
+    assert (await client.post("/predict", json={"symbol": "BTC-USD", "book": book}, headers=other.headers)).status_code == 200
+
+
+async def test_ml_model_accuracy_follows_outcomes_as_their_horizon_passes(
+    client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser
+) -> None:
+    from tradestack.core.clock import SimClock
+
+    user = await make_user()
+    await MarketDataService(runtime).seed_instruments()
+    trained = await PredictorService(runtime).train(snapshots=3_000, horizon=10, folds=2)
+    await SignalService(runtime).promote(trained.model.version)
+    clock = SimClock(runtime.clock.now())
+    runtime.clock = clock
+    horizon_seconds = 10 * runtime.settings.replay_tick_seconds
+    simulator = OrderBookSimulator("BTC-USD", Decimal(30000), Decimal("0.01"), seed=11, depth=20)
+
+    def accuracy() -> float | None:
+        return REGISTRY.get_sample_value("ml_model_accuracy", {"model": trained.model.version})
+
+    made: list[tuple[float, float, float]] = []  # (when, mid, probability_up) of each live prediction
+    mids: list[tuple[float, float]] = []  # (from when, mid) of each published book
+    seen: list[float | None] = []
+    expected: list[float | None] = []
+    for step in range(40):
+        book = book_json(simulator.step(clock.now()))
+        mid = (float(book["bids"][0][0]) + float(book["asks"][0][0])) / 2
+        now = step * horizon_seconds / 4
+        mids.append((now, mid))
+        await runtime.cache.set(BOOK_KEY + "BTC-USD", orjson.dumps(book))
+        response = await client.post("/predict", json={"symbol": "BTC-USD"}, headers=user.headers)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        # Independent: predictions due by now, judged against the mid published at the time of judging.
+        hits = counted = 0
+        for when, then_mid, p_up in made:
+            if when + horizon_seconds <= now:
+                judged_mid = _mid_when_judged(when + horizon_seconds, mids, horizon_seconds / 4)
+                if judged_mid != then_mid:
+                    counted += 1
+                    hits += int((judged_mid > then_mid) == (p_up >= 0.5))
+        expected.append(hits / counted if counted else None)
+        seen.append(accuracy())
+        made.append((now, mid, answer["probability_up"]))
+        clock.advance(horizon_seconds / 4)
+    assert seen[:4] == [None] * 4  # nothing is due within the first horizon
+    assert seen == pytest.approx(expected)
+    assert len({value for value in seen if value is not None}) > 1  # it moves as outcomes arrive
+
+
+def _mid_when_judged(due: float, mids: list[tuple[float, float]], step: float) -> float:
+    """Outcomes are judged on the first request at or after `due`: the mid of the book published then."""
+    for when, mid in mids:
+        if when >= due:
+            return mid
+    raise AssertionError("judged before any later book")
