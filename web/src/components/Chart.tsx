@@ -81,7 +81,7 @@ export function Chart({ symbol }: { symbol: string }) {
   });
 
   const draw = useCallback((candles: Candle[]) => {
-    history.current = candles;
+    history.current = [...candles]; // live candles are appended here, never to the query's data
     candleSeries.current?.setData(candles.map(bar));
     volumeSeries.current?.setData(candles.map(volumeBar));
   }, []);
@@ -129,7 +129,8 @@ export function Chart({ symbol }: { symbol: string }) {
     exhausted.current = false;
     if (query.data) {
       draw(query.data);
-      chart.current?.timeScale().fitContent();
+      const count = query.data.length;
+      chart.current?.timeScale().setVisibleLogicalRange({ from: Math.max(0, count - 150), to: count + 2 });
     }
   }, [query.data, draw]);
 
@@ -225,7 +226,12 @@ export function Chart({ symbol }: { symbol: string }) {
         </p>
       )}
       {olderError && <p className="muted">{olderError}</p>}
-      <div className="chart" ref={container} data-testid="chart" />
+      <div
+        className="chart"
+        ref={container}
+        data-testid="chart"
+        data-history-last={loadedLast ? JSON.stringify(loadedLast) : undefined}
+      />
     </section>
   );
 }

@@ -6,7 +6,7 @@ import { multiply, onGrid, parse, stepBy } from "../lib/decimal";
 
 export const ORDER_TYPES: OrderType[] = ["market", "limit", "stop", "stop_limit"];
 export const TIME_IN_FORCE: TimeInForce[] = ["day", "gtc", "ioc", "fok"];
-type Field = "quantity" | "limit_price" | "stop_price" | "form";
+type Field = "quantity" | "limit_price" | "stop_price" | "time_in_force" | "form";
 
 // Which field a risk denial is about (checks named by the server's OrderDeniedError).
 const CHECK_FIELDS: Record<string, Field> = {
@@ -23,17 +23,21 @@ const CHECK_FIELDS: Record<string, Field> = {
 export function errorsByField(error: ApiError): Partial<Record<Field, string>> {
   const found: Partial<Record<Field, string>> = {};
   for (const problem of error.fields) {
-    const match = /^body\.(quantity|limit_price|stop_price)\b/.exec(problem);
+    const match = /^body\.(quantity|limit_price|stop_price|time_in_force)\b/.exec(problem);
     const field: Field = (match?.[1] as Field | undefined) ?? "form";
     found[field] = found[field] ? `${found[field]}; ${problem}` : problem;
   }
   if (Object.keys(found).length) return found;
   const check = typeof error.body.check === "string" ? error.body.check : null;
   if (check && CHECK_FIELDS[check]) return { [CHECK_FIELDS[check]]: error.detail };
+  const detail = error.detail.toLowerCase();
   const named = (["limit_price", "stop_price", "quantity"] as const).find(
-    (f) => error.detail.toLowerCase().includes(f.replace("_", " ")) || error.detail.includes(f),
+    (f) => detail.includes(f.replace("_", " ")) || detail.includes(f),
   );
-  return { [named ?? "form"]: error.detail };
+  if (named) return { [named]: error.detail };
+  if (/time.in.force|good-till|day order|\b(gtc|ioc|fok)\b/.test(detail))
+    return { time_in_force: error.detail };
+  return { form: error.detail };
 }
 
 interface Props {
@@ -47,7 +51,7 @@ export function TradeTicket({ instrument, quote, accountId }: Props) {
   const id = useId();
   const [side, setSide] = useState<"buy" | "sell">("buy");
   const [type, setType] = useState<OrderType>("market");
-  const [tif, setTif] = useState<TimeInForce>("gtc");
+  const [tif, setTif] = useState<TimeInForce>("day");
   const [quantity, setQuantity] = useState(instrument.lot_size);
   const [limitPrice, setLimitPrice] = useState("");
   const [stopPrice, setStopPrice] = useState("");
@@ -57,7 +61,8 @@ export function TradeTicket({ instrument, quote, accountId }: Props) {
   const needsStop = type === "stop" || type === "stop_limit";
   const tick = instrument.tick_size;
   const lot = instrument.lot_size;
-  const reference = needsLimit ? limitPrice : side === "buy" ? quote?.ask : quote?.bid;
+  const marketPrice = side === "buy" ? quote?.ask : quote?.bid;
+  const reference = needsLimit && limitPrice ? limitPrice : marketPrice;
   const notional = reference && parse(reference) && parse(quantity) ? multiply(quantity, reference) : null;
 
   const submit = useMutation({
@@ -121,7 +126,7 @@ export function TradeTicket({ instrument, quote, accountId }: Props) {
           <button
             type="button"
             aria-label={`${label} down one tick`}
-            onClick={() => set(stepBy(value || reference || tick, tick, -1))}
+            onClick={() => set(stepBy(value || marketPrice || tick, tick, -1))}
           >
             −
           </button>
@@ -138,7 +143,7 @@ export function TradeTicket({ instrument, quote, accountId }: Props) {
           <button
             type="button"
             aria-label={`${label} up one tick`}
-            onClick={() => set(stepBy(value || reference || tick, tick, 1))}
+            onClick={() => set(stepBy(value || marketPrice || tick, tick, 1))}
           >
             +
           </button>
@@ -168,7 +173,15 @@ export function TradeTicket({ instrument, quote, accountId }: Props) {
         <div className="row">
           <div className="field">
             <label htmlFor={`${id}-type`}>Type</label>
-            <select id={`${id}-type`} value={type} onChange={(e) => setType(e.target.value as OrderType)}>
+            <select
+              id={`${id}-type`}
+              value={type}
+              onChange={(e) => {
+                const next = e.target.value as OrderType;
+                setType(next);
+                if (next === "market" && tif === "gtc") setTif("day"); // a market order cannot rest
+              }}
+            >
               {ORDER_TYPES.map((t) => (
                 <option key={t} value={t}>
                   {t.replace("_", " ")}
@@ -178,13 +191,24 @@ export function TradeTicket({ instrument, quote, accountId }: Props) {
           </div>
           <div className="field">
             <label htmlFor={`${id}-tif`}>Time in force</label>
-            <select id={`${id}-tif`} value={tif} onChange={(e) => setTif(e.target.value as TimeInForce)}>
+            <select
+              id={`${id}-tif`}
+              value={tif}
+              aria-invalid={errors.time_in_force ? true : undefined}
+              aria-describedby={errors.time_in_force ? `${id}-tif-error` : undefined}
+              onChange={(e) => setTif(e.target.value as TimeInForce)}
+            >
               {TIME_IN_FORCE.map((t) => (
                 <option key={t} value={t}>
                   {t.toUpperCase()}
                 </option>
               ))}
             </select>
+            {errors.time_in_force && (
+              <p className="field-error" id={`${id}-tif-error`} role="alert" data-field="time_in_force">
+                {errors.time_in_force}
+              </p>
+            )}
           </div>
         </div>
         <div className="field">

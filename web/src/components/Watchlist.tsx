@@ -59,34 +59,36 @@ export function Watchlist({ instruments, selected }: { instruments: Instrument[]
   return (
     <section className="panel watchlist" aria-label="Watchlist">
       <h2>Watchlist</h2>
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">Symbol</th>
-            <th scope="col" className="num">
-              Bid
-            </th>
-            <th scope="col" className="num">
-              Ask
-            </th>
-            <th scope="col" className="num">
-              Last
-            </th>
-            <th scope="col" className="num">
-              <abbr title="Change since the previous daily close">Chg</abbr>
-            </th>
-          </tr>
-        </thead>
-        <tbody>
-          {instruments.map((instrument) => (
-            <WatchRow
-              key={instrument.symbol}
-              instrument={instrument}
-              selected={instrument.symbol === selected}
-            />
-          ))}
-        </tbody>
-      </table>
+      <div className="scroll">
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">Symbol</th>
+              <th scope="col" className="num">
+                Bid
+              </th>
+              <th scope="col" className="num">
+                Ask
+              </th>
+              <th scope="col" className="num">
+                Last
+              </th>
+              <th scope="col" className="num">
+                <abbr title="Change since the previous daily close">Chg</abbr>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {instruments.map((instrument) => (
+              <WatchRow
+                key={instrument.symbol}
+                instrument={instrument}
+                selected={instrument.symbol === selected}
+              />
+            ))}
+          </tbody>
+        </table>
+      </div>
     </section>
   );
 }

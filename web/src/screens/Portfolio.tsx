@@ -4,14 +4,16 @@ import { ApiError } from "../api/client";
 import { usePortfolio } from "../api/queries";
 import { useAccount } from "../auth";
 import { useAccountStream } from "../hooks";
-import { round } from "../lib/decimal";
+import { compare, round } from "../lib/decimal";
 
 function money(value: string | null | undefined, currency: string): string {
   return value === null || value === undefined ? "–" : `${round(value, 2)} ${currency}`;
 }
 
 function sign(value: string | null | undefined): string {
-  return value?.startsWith("-") ? "down" : "up";
+  if (value === null || value === undefined) return "";
+  const rounded = compare(round(value, 2), "0");
+  return rounded < 0 ? "down" : rounded > 0 ? "up" : "";
 }
 
 export default function Portfolio() {
@@ -62,40 +64,34 @@ export default function Portfolio() {
       <div className="columns">
         <section className="panel" aria-label="Cash">
           <h2>Cash by currency</h2>
-          <table data-testid="cash-table">
-            <thead>
-              <tr>
-                <th scope="col">Currency</th>
-                <th scope="col" className="num">
-                  Balance
-                </th>
-                <th scope="col" className="num">
-                  Realised P&amp;L
-                </th>
-                <th scope="col" className="num">
-                  Fees
-                </th>
-                <th scope="col" className="num">
-                  FX to {base}
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {Object.entries(data.cash).map(([currency, amount]) => (
-                <tr key={currency} data-currency={currency}>
-                  <th scope="row">{currency}</th>
-                  <td className="num">{amount}</td>
-                  <td className="num">{data.realized_pnl[currency] ?? "0"}</td>
-                  <td className="num">{data.fees[currency] ?? "0"}</td>
-                  <td className="num">
-                    {currency === base
-                      ? "1"
-                      : (data.fx_rates[currency] ?? data.fx_rates[`${currency}${base}`] ?? "–")}
-                  </td>
+          <div className="scroll">
+            <table data-testid="cash-table">
+              <thead>
+                <tr>
+                  <th scope="col">Currency</th>
+                  <th scope="col" className="num">
+                    Balance
+                  </th>
+                  <th scope="col" className="num">
+                    Realised P&amp;L
+                  </th>
+                  <th scope="col" className="num">
+                    Fees
+                  </th>
                 </tr>
-              ))}
-            </tbody>
-          </table>
+              </thead>
+              <tbody>
+                {Object.entries(data.cash).map(([currency, amount]) => (
+                  <tr key={currency} data-currency={currency}>
+                    <th scope="row">{currency}</th>
+                    <td className="num">{amount}</td>
+                    <td className="num">{data.realized_pnl[currency] ?? "0"}</td>
+                    <td className="num">{data.fees[currency] ?? "0"}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
           {Object.keys(data.fx_rates).length > 0 && (
             <p className="muted">
               FX used:{" "}
