@@ -35,7 +35,9 @@ async def instruments(runtime: RuntimeDep, _: Reader) -> InstrumentList:
     listed = []
     for instrument in (await service.instruments()).values():
         venue = venue_of(instrument)
-        listed.append(InstrumentOut.of(instrument, timezone=venue.timezone, open_now=venue.is_open(now)))
+        open_now = venue.is_open(now)
+        next_open = None if open_now else venue.next_open(now)
+        listed.append(InstrumentOut.of(instrument, timezone=venue.timezone, open_now=open_now, next_open=next_open))
     return InstrumentList(instruments=listed)
 
 

@@ -98,9 +98,10 @@ class InstrumentOut(BaseModel):
     tradable: bool
     timezone: str = Field(description="IANA time zone of the venue's sessions.")
     open_now: bool = Field(description="Whether the venue is in a trading session at the time of the request.")
+    next_open: datetime | None = Field(default=None, description="When the next session opens (UTC); null while open.")
 
     @classmethod
-    def of(cls, instrument: Instrument, *, timezone: str, open_now: bool) -> InstrumentOut:
+    def of(cls, instrument: Instrument, *, timezone: str, open_now: bool, next_open: datetime | None = None) -> InstrumentOut:
         """Build from the domain object."""
         return cls(
             symbol=instrument.symbol,
@@ -114,6 +115,7 @@ class InstrumentOut(BaseModel):
             tradable=instrument.tradable,
             timezone=timezone,
             open_now=open_now,
+            next_open=next_open,
         )
 
 

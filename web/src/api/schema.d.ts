@@ -1196,6 +1196,11 @@ export interface components {
       /** Name */
       name: string;
       /**
+       * Next Open
+       * @description When the next session opens (UTC); null while open.
+       */
+      next_open?: string | null;
+      /**
        * Open Now
        * @description Whether the venue is in a trading session at the time of the request.
        */

@@ -10,6 +10,19 @@ export function InstrumentInfo({ instrument }: { instrument: Instrument }) {
           <span className={instrument.open_now ? "badge open" : "badge closed"}>
             {instrument.open_now ? "Open" : "Closed"}
           </span>{" "}
+          {instrument.next_open && (
+            <span data-testid="next-open">
+              opens{" "}
+              <time dateTime={instrument.next_open}>
+                {new Date(instrument.next_open).toLocaleString(undefined, {
+                  timeZone: instrument.timezone,
+                  dateStyle: "medium",
+                  timeStyle: "short",
+                })}{" "}
+                venue time
+              </time>{" "}
+            </span>
+          )}
           ({instrument.venue}, {instrument.timezone})
         </dd>
         <dt>Tick</dt>
