@@ -37,7 +37,8 @@ async def instruments(runtime: RuntimeDep, _: Reader) -> InstrumentList:
         venue = venue_of(instrument)
         open_now = venue.is_open(now)
         next_open = None if open_now else venue.next_open(now)
-        listed.append(InstrumentOut.of(instrument, timezone=venue.timezone, open_now=open_now, next_open=next_open))
+        fees = runtime.settings.paper_fees.get(instrument.venue)
+        listed.append(InstrumentOut.of(instrument, timezone=venue.timezone, open_now=open_now, next_open=next_open, fees=fees))
     return InstrumentList(instruments=listed)
 
 

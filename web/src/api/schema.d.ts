@@ -1186,6 +1186,18 @@ export interface components {
     InstrumentOut: {
       /** Base Currency */
       base_currency: string | null;
+      /**
+       * Fee Bps
+       * @description Paper fee: basis points of the notional (decimal string).
+       * @default 0
+       */
+      fee_bps: string;
+      /**
+       * Fee Minimum
+       * @description Paper fee: minimum per order, in the quote currency.
+       * @default 0
+       */
+      fee_minimum: string;
       /** Kind */
       kind: string;
       /**

@@ -17,6 +17,8 @@ const BTC: Instrument = {
   timezone: "UTC",
   open_now: true,
   tradable: true,
+  fee_bps: "10",
+  fee_minimum: "0",
 };
 const QUOTE = {
   symbol: "BTC-USD",
@@ -53,6 +55,7 @@ describe("TradeTicket", () => {
     await user.click(screen.getByRole("button", { name: "Quantity down one lot" }));
     expect(quantity).toHaveValue("0.00002");
     expect(screen.getByTestId("notional")).toHaveTextContent("0.8600100 USD"); // 0.00002 × ask
+    expect(screen.getByTestId("fee")).toHaveTextContent("Est. fee: 0.00 USD (10 bps, min 0)");
 
     expect(screen.queryByLabelText("Limit price")).toBeNull();
     await user.selectOptions(type, "stop_limit");

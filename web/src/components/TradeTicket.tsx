@@ -2,7 +2,7 @@ import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { useId, useState, type FormEvent } from "react";
 import { api, ApiError } from "../api/client";
 import type { Instrument, Order, OrderType, Quote, TimeInForce } from "../api/types";
-import { multiply, onGrid, parse, stepBy } from "../lib/decimal";
+import { fee, multiply, onGrid, parse, round, stepBy } from "../lib/decimal";
 
 export const ORDER_TYPES: OrderType[] = ["market", "limit", "stop", "stop_limit"];
 export const TIME_IN_FORCE: TimeInForce[] = ["day", "gtc", "ioc", "fok"];
@@ -64,6 +64,9 @@ export function TradeTicket({ instrument, quote, accountId }: Props) {
   const marketPrice = side === "buy" ? quote?.ask : quote?.bid;
   const reference = needsLimit && limitPrice ? limitPrice : marketPrice;
   const notional = reference && parse(reference) && parse(quantity) ? multiply(quantity, reference) : null;
+  const estimatedFee = notional
+    ? fee(notional, instrument.fee_bps ?? "0", instrument.fee_minimum ?? "0")
+    : null;
 
   const submit = useMutation({
     mutationFn: () =>
@@ -248,7 +251,12 @@ export function TradeTicket({ instrument, quote, accountId }: Props) {
         {needsStop && priceField("stop_price", "Stop price", stopPrice, setStopPrice)}
         <p className="estimate" data-testid="notional">
           Est. notional: {notional ? `${notional} ${instrument.quote_currency}` : "–"}
-          <span className="muted"> (fees per the venue's schedule, charged on fill)</span>
+        </p>
+        <p className="estimate" data-testid="fee">
+          Est. fee: {estimatedFee ? `${round(estimatedFee, 2)} ${instrument.quote_currency}` : "–"}{" "}
+          <span className="muted">
+            ({instrument.fee_bps ?? "0"} bps, min {instrument.fee_minimum ?? "0"})
+          </span>
         </p>
         <button type="submit" className={`submit ${side}`} disabled={submit.isPending}>
           {side === "buy" ? "Buy" : "Sell"} {instrument.symbol}

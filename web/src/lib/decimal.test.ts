@@ -1,4 +1,4 @@
-import { add, compare, multiply, onGrid, percentChange, round, stepBy } from "./decimal";
+import { add, compare, fee, multiply, onGrid, percentChange, round, stepBy } from "./decimal";
 
 describe("decimal", () => {
   it("adds and multiplies exactly", () => {
@@ -27,5 +27,11 @@ describe("decimal", () => {
     expect(round("3", 2)).toBe("3.00");
     expect(percentChange("100", "101.5")).toBe("1.50");
     expect(percentChange("0", "1")).toBeNull();
+  });
+
+  it("estimates the fee as bps of the notional with a minimum", () => {
+    expect(fee("43000.50", "10", "0")).toBe("43.000500");
+    expect(fee("340", "0.5", "1")).toBe("1");
+    expect(fee("0", "10", "5")).toBe("0");
   });
 });

@@ -103,3 +103,20 @@ export function percentChange(from: string, to: string): string | null {
 export function placesOf(step: string): number {
   return mustParse(step).scale;
 }
+
+/** `value` divided by 10^`places`, exactly (e.g. basis points to a fraction). */
+export function shift(value: string, places: number): string {
+  const x = mustParse(value);
+  return toString({ units: x.units, scale: x.scale + places });
+}
+
+/** The larger of two decimals. */
+export function max(a: string, b: string): string {
+  return compare(a, b) >= 0 ? a : b;
+}
+
+/** Fee of `bps` basis points on `notional`, at least `minimum` (nothing on a zero notional). */
+export function fee(notional: string, bps: string, minimum: string): string {
+  if (compare(notional, "0") <= 0) return "0";
+  return max(shift(multiply(notional, bps), 4), minimum);
+}
