@@ -64,9 +64,9 @@ class Session {
   }
 
   private csrfToken(): string | null {
-    if (this.csrf) return this.csrf;
+    // The cookie first: another tab may have rotated the session since this one last refreshed.
     const cookie = document.cookie.split("; ").find((part) => part.startsWith(`${CSRF_COOKIE}=`));
-    return cookie ? decodeURIComponent(cookie.slice(CSRF_COOKIE.length + 1)) : null;
+    return cookie ? decodeURIComponent(cookie.slice(CSRF_COOKIE.length + 1)) : this.csrf;
   }
 
   /** Rotate the refresh cookie for a new access token; false when there is no session. */
@@ -97,12 +97,16 @@ class Session {
   }
 
   async logout(): Promise<void> {
-    const csrf = this.csrfToken();
-    const headers: Record<string, string> = {};
-    if (this.accessToken) headers.Authorization = `Bearer ${this.accessToken}`;
-    if (csrf) headers["X-CSRF-Token"] = csrf;
+    const send = () => {
+      const csrf = this.csrfToken();
+      const headers: Record<string, string> = {};
+      if (this.accessToken) headers.Authorization = `Bearer ${this.accessToken}`;
+      if (csrf) headers["X-CSRF-Token"] = csrf;
+      return fetch(`${BROWSER}/logout`, { method: "POST", headers, credentials: "same-origin" });
+    };
     try {
-      await fetch(`${BROWSER}/logout`, { method: "POST", headers, credentials: "same-origin" });
+      // An expired access token cannot log out: refresh once so the server revokes the cookie's family.
+      if ((await send()).status === 401 && (await this.refresh())) await send();
     } finally {
       this.clear();
     }

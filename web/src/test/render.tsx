@@ -13,7 +13,8 @@ export function scriptedFetch(answers: [number, unknown][]) {
   const fetcher = vi.fn(async (url: string, init?: RequestInit) => {
     calls.push({ url, init });
     const [status, body] = answers.shift() ?? [500, { detail: "unexpected call" }];
-    return new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } });
+    const payload = status === 204 ? null : JSON.stringify(body);
+    return new Response(payload, { status, headers: { "Content-Type": "application/json" } });
   });
   vi.stubGlobal("fetch", fetcher);
   return calls;
