@@ -200,6 +200,10 @@ def test_viewer_gets_no_trade_ticket_and_no_operations(server: Server, page: Pag
     expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Operations")).to_have_count(0)
     page.goto(server.base + "/operations")
     expect(page.get_by_role("heading", name="Not found")).to_be_visible(timeout=10_000)
+    assert axe_violations(page) == []
+    # The accessibility check can fail: an image without a text alternative is a critical violation.
+    page.evaluate("document.querySelector('main').append(Object.assign(document.createElement('img'), {src: '/x.png'}))")
+    assert "image-alt" in {violation["id"] for violation in axe_violations(page)}
 
 
 def test_risk_uses_the_kill_switch_and_admin_sees_operations(server: Server, page: Page) -> None:
