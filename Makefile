@@ -8,7 +8,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: run install dev test lint bench services clean help
+.PHONY: run install dev test lint bench services clean help web web-types web-lint web-test
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -17,7 +17,7 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-install: $(UV)  ## Create .venv with the locked runtime dependencies
+install: $(UV) web  ## Create .venv with the locked runtime dependencies (and build the dashboard when missing or stale)
 	$(UV) sync --frozen --no-dev
 
 dev: $(UV)  ## Create .venv with the locked runtime and development dependencies
@@ -34,7 +34,8 @@ services:  ## Make sure PostgreSQL and Redis answer on 127.0.0.1 (starts them wh
 COVERAGE_MIN := 85
 .PHONY: test-fast coverage
 
-test: dev services  ## Run the whole suite under coverage; per-package table, HTML in var/coverage/html; fails under 85 % of lines
+test: dev services web web-test  ## Run the whole suite under coverage (the dashboard in Chromium too); per-package table, HTML in var/coverage/html; fails under 85 % of lines
+	bash scripts/ensure-browser.sh
 	bash scripts/ensure-observability-tools.sh
 	bash scripts/ensure-release-tools.sh
 	$(VENV)/bin/pytest --cov --cov-report=; tests=$$?; \
@@ -56,6 +57,7 @@ lint: dev  ## ruff, mypy, import-linter, bandit (no high-severity finding), aler
 	bash scripts/check-alerting.sh
 	bash scripts/ensure-release-tools.sh
 	bash scripts/validate-deploy.sh
+	$(MAKE) web-lint
 
 bench: dev  ## Run the benchmarks (installs wrk when missing)
 	bash scripts/ensure-wrk.sh
@@ -65,6 +67,34 @@ bench: dev  ## Run the benchmarks (installs wrk when missing)
 	$(VENV)/bin/python benchmarks/release.py
 	$(VENV)/bin/python benchmarks/features.py
 	$(VENV)/bin/python benchmarks/predict_api.py
+
+# --- web dashboard (web/ → src/tradestack/api/static, shipped in the wheel) ---------------------
+WEB_STATIC := src/tradestack/api/static/index.html
+WEB_MODULES := web/node_modules/.package-lock.json
+WEB_SOURCES := $(shell find web/src web/index.html web/vite.config.ts web/tsconfig.json web/package.json -type f 2>/dev/null)
+
+$(WEB_MODULES): web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+$(WEB_STATIC): $(WEB_MODULES) $(WEB_SOURCES)
+	cd web && npm run build
+
+web: $(WEB_STATIC)  ## Build the dashboard when the built assets are missing or stale (npm ci from the lock file)
+
+web-types: dev $(WEB_MODULES)  ## Regenerate web/src/api/schema.d.ts from the app's OpenAPI document
+	mkdir -p var
+	$(VENV)/bin/python scripts/openapi.py var/openapi.json
+	cd web && npx openapi-typescript ../var/openapi.json -o src/api/schema.d.ts && npx prettier --log-level warn --write src/api/schema.d.ts
+
+web-lint: dev $(WEB_MODULES)  ## ESLint, Prettier, tsc --noEmit; fails when the API types are stale (run make web-types)
+	cd web && npm run lint
+	mkdir -p var
+	$(VENV)/bin/python scripts/openapi.py var/openapi-check.json
+	cd web && npx openapi-typescript ../var/openapi-check.json -o ../var/schema-check.d.ts >/dev/null && npx prettier --log-level warn --stdin-filepath src/api/schema.d.ts < ../var/schema-check.d.ts > ../var/schema-check.fmt.d.ts
+	@cmp -s var/schema-check.fmt.d.ts web/src/api/schema.d.ts || { echo "web/src/api/schema.d.ts is stale: run make web-types"; exit 1; }
+
+web-test: $(WEB_MODULES)  ## Component tests (Vitest)
+	cd web && npm test
 
 clean:  ## Remove the environments and local data
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

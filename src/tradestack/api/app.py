@@ -7,6 +7,7 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 import tradestack
+from tradestack.api.dashboard import install_dashboard
 from tradestack.api.errors import ErrorBoundaryMiddleware, install_error_handlers
 from tradestack.api.lifecycle import lifespan_for
 from tradestack.api.middleware import RequestContextMiddleware
@@ -16,6 +17,7 @@ from tradestack.api.ws import router as ws_router
 from tradestack.audit.endpoints import router as audit_router
 from tradestack.audit.service import start_audit_drainer
 from tradestack.identity import endpoints as identity_endpoints
+from tradestack.identity.browser import browser as browser_session_router
 from tradestack.kit.config import Settings, get_settings
 from tradestack.kit.logging import configure_logging
 from tradestack.kit.runtime import Runtime
@@ -51,6 +53,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     app.add_middleware(RequestContextMiddleware)
     app.include_router(ops_router)
     app.include_router(identity_endpoints.auth)
+    app.include_router(browser_session_router)
     app.include_router(identity_endpoints.keys)
     app.include_router(identity_endpoints.users)
     app.include_router(audit_router)
@@ -64,4 +67,5 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     app.include_router(signals_endpoints.predict)
     app.include_router(ws_router)
     install_openapi(app)
+    install_dashboard(app)
     return app

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from tradestack.audit.schemas import AuditRecord
+from tradestack.audit.schemas import AuditRecord, VerifyReport
 from tradestack.audit.service import AuditService
 from tradestack.identity.deps import require
 from tradestack.identity.permissions import Permission
@@ -32,3 +32,13 @@ async def list_audit(
     """Security and trading actions, newest first: who, what, when, from where, outcome."""
     service = AuditService(runtime.database, runtime.clock)
     return await service.list(limit=limit, before_id=before_id, action=action, actor_user_id=actor_user_id)
+
+
+@router.get(
+    "/verify",
+    response_model=VerifyReport,
+    responses={401: {"description": "Not signed in"}, 403: {"description": "Needs the audit:read permission"}},
+)
+async def verify_audit(runtime: RuntimeDep, _: Annotated[Principal, require(Permission.AUDIT_READ)]) -> VerifyReport:
+    """Walk the whole hash chain: ok, rows checked, the head hash (record it elsewhere), or the first bad row."""
+    return await AuditService(runtime.database, runtime.clock).verify()

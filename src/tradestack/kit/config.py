@@ -138,8 +138,12 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (JSON list); none by default.")
     max_request_body_bytes: int = Field(default=1_048_576, ge=1024, le=104_857_600)
     hsts_seconds: int = Field(default=31_536_000, ge=0, description="Strict-Transport-Security max-age, sent on HTTPS only.")
+    # No inline script or style, except the one <style> the chart library (lightweight-charts, pinned by
+    # web/package-lock.json) adds for its attribution logo, allowed by its hash; the dashboard e2e fails on
+    # any CSP violation, so a library update that changes it is caught.
     content_security_policy: str = (
-        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+        "default-src 'self'; img-src 'self' data:; "
+        "style-src 'self' 'sha256-3pRED1tOXas1FXFoPb9TGCjmYe9XQsmO9OV23khV2nY='; script-src 'self'; "
         "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
     )
 

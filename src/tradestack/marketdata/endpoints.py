@@ -35,7 +35,10 @@ async def instruments(runtime: RuntimeDep, _: Reader) -> InstrumentList:
     listed = []
     for instrument in (await service.instruments()).values():
         venue = venue_of(instrument, always_open=runtime.settings.market_hours_always_open)
-        listed.append(InstrumentOut.of(instrument, timezone=venue.timezone, open_now=venue.is_open(now)))
+        open_now = venue.is_open(now)
+        next_open = None if open_now else venue.next_open(now)
+        fees = runtime.settings.paper_fees.get(instrument.venue)
+        listed.append(InstrumentOut.of(instrument, timezone=venue.timezone, open_now=open_now, next_open=next_open, fees=fees))
     return InstrumentList(instruments=listed)
 
 

@@ -98,9 +98,20 @@ class InstrumentOut(BaseModel):
     tradable: bool
     timezone: str = Field(description="IANA time zone of the venue's sessions.")
     open_now: bool = Field(description="Whether the venue is in a trading session at the time of the request.")
+    next_open: datetime | None = Field(default=None, description="When the next session opens (UTC); null while open.")
+    fee_bps: str = Field(default="0", description="Paper fee: basis points of the notional (decimal string).")
+    fee_minimum: str = Field(default="0", description="Paper fee: minimum per order, in the quote currency.")
 
     @classmethod
-    def of(cls, instrument: Instrument, *, timezone: str, open_now: bool) -> InstrumentOut:
+    def of(
+        cls,
+        instrument: Instrument,
+        *,
+        timezone: str,
+        open_now: bool,
+        next_open: datetime | None = None,
+        fees: tuple[Decimal, Decimal] | None = None,
+    ) -> InstrumentOut:
         """Build from the domain object."""
         return cls(
             symbol=instrument.symbol,
@@ -114,6 +125,9 @@ class InstrumentOut(BaseModel):
             tradable=instrument.tradable,
             timezone=timezone,
             open_now=open_now,
+            next_open=next_open,
+            fee_bps=plain(fees[0]) if fees else "0",
+            fee_minimum=plain(fees[1]) if fees else "0",
         )
 
 
