@@ -25,7 +25,7 @@ from fastapi import APIRouter, Cookie, Header, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from tradestack.core.errors import AuthenticationError, PermissionDeniedError
+from tradestack.core.errors import AuthenticationError, ConfigurationError, PermissionDeniedError
 from tradestack.identity.deps import caller_of, require
 from tradestack.identity.endpoints import FORBIDDEN, UNAUTHORISED, ServiceDep
 from tradestack.identity.permissions import Permission
@@ -53,6 +53,8 @@ class BrowserSession(BaseModel):
 
 def csrf_token_for(settings: Settings, refresh_token: str) -> str:
     """The CSRF token bound to ``refresh_token`` (changes with every rotation)."""
+    if settings.secret_key is None:  # Runtime.open reads or generates it before any request
+        raise ConfigurationError("TRADESTACK_SECRET_KEY is not set")
     key = settings.secret_key.get_secret_value().encode()
     return hmac.new(key, b"csrf:" + refresh_token.encode(), hashlib.sha256).hexdigest()
 
