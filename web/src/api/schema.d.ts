@@ -22,6 +22,23 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  "/api/accounts/{account_id}/convert": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Convert cash between currencies at the live rate (one balanced FX journal entry) */
+    post: operations["convert_api_accounts__account_id__convert_post"];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   "/api/audit": {
     parameters: {
       query?: never;
@@ -173,7 +190,7 @@ export interface paths {
     put?: never;
     /**
      * Logout
-     * @description Revoke this access token and, when given, the refresh token's family.
+     * @description Revoke this access token and, when given, the refresh token's family (the body is optional).
      */
     post: operations["logout_api_auth_logout_post"];
     delete?: never;
@@ -282,6 +299,26 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  "/api/auth/password": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * Change Password
+     * @description Change your password; every other session is signed out and you get fresh tokens.
+     */
+    post: operations["change_password_api_auth_password_post"];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   "/api/auth/refresh": {
     parameters: {
       query?: never;
@@ -362,6 +399,23 @@ export interface paths {
     };
     /** Database round-trip latency and pool usage */
     get: operations["database_health_api_health_database_get"];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  "/api/health/external": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Every configured venue and feed: reachable, last success, latency, error */
+    get: operations["external_api_health_external_get"];
     put?: never;
     post?: never;
     delete?: never;
@@ -516,6 +570,23 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  "/api/models": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Registered signal models with their out-of-sample metrics */
+    get: operations["list_models_api_models_get"];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   "/api/orders": {
     parameters: {
       query?: never;
@@ -654,7 +725,8 @@ export interface paths {
     delete?: never;
     options?: never;
     head?: never;
-    patch?: never;
+    /** Change some of an account's pre-trade limits */
+    patch: operations["patch_limits_api_risk_limits__account_id__patch"];
     trace?: never;
   };
   "/api/risk/resume": {
@@ -685,6 +757,24 @@ export interface paths {
     get: operations["states_api_risk_states_get"];
     put?: never;
     post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  "/api/trading/signals": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The promoted model's universe ranked */
+    get: operations["ranked_api_trading_signals_get"];
+    put?: never;
+    /** One symbol's alpha signal from the promoted model */
+    post: operations["signal_api_trading_signals_post"];
     delete?: never;
     options?: never;
     head?: never;
@@ -759,6 +849,26 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  "/api/users/{user_id}/password/reset": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /**
+     * Reset Password
+     * @description Give a user a one-time temporary password they must change at their next sign-in (admin).
+     */
+    post: operations["reset_password_api_users__user_id__password_reset_post"];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   "/api/version": {
     parameters: {
       query?: never;
@@ -770,6 +880,23 @@ export interface paths {
     get: operations["version_api_version_get"];
     put?: never;
     post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  "/predict": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Probability that the mid price rises over the next book updates */
+    post: operations["predict_move_predict_post"];
     delete?: never;
     options?: never;
     head?: never;
@@ -793,10 +920,17 @@ export interface components {
       allow_short: boolean;
       /**
        * Base Currency
-       * @description Currency the account is valued in.
+       * @description Currency the account is valued in (ISO 4217).
        */
       base_currency: string;
       deposit: components["schemas"]["Deposit"];
+      /**
+       * Fx Policy
+       * @description auto_convert: buying in another currency converts the base currency needed at fill time (its own journal entry); multi_currency: other currencies may go negative, valued in the base currency.
+       * @default auto_convert
+       * @enum {string}
+       */
+      fx_policy: "auto_convert" | "multi_currency";
       /** Name */
       name: string;
     };
@@ -829,7 +963,7 @@ export interface components {
       base_currency: string;
       /**
        * Cash
-       * @description Cash balance per currency (decimal strings).
+       * @description Cash balance per currency (decimal strings, never exponents).
        */
       cash: {
         [key: string]: string;
@@ -839,6 +973,8 @@ export interface components {
        * Format: date-time
        */
       created_at: string;
+      /** Fx Policy */
+      fx_policy: string;
       /** Id */
       id: string;
       /** Kind */
@@ -848,7 +984,10 @@ export interface components {
     };
     /** ApiKeyCreate */
     ApiKeyCreate: {
-      /** Expires At */
+      /**
+       * Expires At
+       * @description When the key stops working: a future time with a zone.
+       */
       expires_at?: string | null;
       /** Name */
       name: string;
@@ -965,6 +1104,16 @@ export interface components {
       user_agent?: string | null;
     };
     /**
+     * BookIn
+     * @description An L2 snapshot: [price, size] pairs, best first, as many levels per side as the model was trained on.
+     */
+    BookIn: {
+      /** Asks */
+      asks: [number | string, number | string][];
+      /** Bids */
+      bids: [number | string, number | string][];
+    };
+    /**
      * BrowserSession
      * @description What the page keeps in memory; the refresh token is only in the HttpOnly cookie.
      */
@@ -1043,6 +1192,59 @@ export interface components {
       /** Ok */
       ok: boolean;
     };
+    /**
+     * ConversionCreate
+     * @description Sell `amount` of one currency's cash for another at the live rate, less the paper FX fee.
+     */
+    ConversionCreate: {
+      /**
+       * Amount
+       * @description How much of from_currency to sell, in its minor units (decimal string).
+       */
+      amount: number | string;
+      /**
+       * From Currency
+       * @description The cash to sell, e.g. AUD.
+       */
+      from_currency: string;
+      /**
+       * To Currency
+       * @description The cash to buy, e.g. USD.
+       */
+      to_currency: string;
+    };
+    /**
+     * ConversionOut
+     * @description A booked conversion: one balanced FX journal entry, and the account's cash after it.
+     */
+    ConversionOut: {
+      /** Account Id */
+      account_id: string;
+      /**
+       * Bought Amount
+       * @description amount x rate less the fee, rounded half-even to the minor unit.
+       */
+      bought_amount: string;
+      /** Bought Currency */
+      bought_currency: string;
+      /** Cash */
+      cash: {
+        [key: string]: string;
+      };
+      /** Entry Id */
+      entry_id: string;
+      /** Fee Bps */
+      fee_bps: string;
+      /**
+       * Rate
+       * @description Live rate (the pair's last price, else its mid): one from_currency in to_currency.
+       */
+      rate: string;
+      /** Sold Amount */
+      sold_amount: string;
+      /** Sold Currency */
+      sold_currency: string;
+    };
     /** DatabaseEndpoint */
     DatabaseEndpoint: {
       /** Detail */
@@ -1067,12 +1269,12 @@ export interface components {
     };
     /**
      * Deposit
-     * @description Cash put into a new paper account.
+     * @description Cash put into a new paper account, in whole minor units of its currency (cents for AUD).
      */
     Deposit: {
       /**
        * Amount
-       * @description Decimal string.
+       * @description Decimal string (ASCII digits), at most the currency's minor units.
        */
       amount: number | string;
       /**
@@ -1080,6 +1282,67 @@ export interface components {
        * @description ISO 4217 code, e.g. AUD.
        */
       currency: string;
+    };
+    /**
+     * Error
+     * @description Every error: the error class and what to do about it.
+     */
+    Error: {
+      /** @description What went wrong and what to fix. */
+      detail: string;
+      /** @example ValidationFailedError */
+      error: string;
+      /** @description 422: one entry per invalid field. */
+      fields?: string[];
+    };
+    /** ExternalHealth */
+    ExternalHealth: {
+      /**
+       * Status
+       * @description ok, or degraded when a required target is down
+       * @example ok
+       */
+      status: string;
+      /** Targets */
+      targets: components["schemas"]["ExternalTarget"][];
+    };
+    /**
+     * ExternalTarget
+     * @description One venue or feed this installation depends on, as last probed.
+     */
+    ExternalTarget: {
+      /**
+       * Checked At
+       * Format: date-time
+       */
+      checked_at: string;
+      /** Error */
+      error?: string | null;
+      /**
+       * Kind
+       * @description venue (ccxt exchange, broker gateway) or feed (market data)
+       * @example venue
+       */
+      kind: string;
+      /**
+       * Last Success
+       * @description When this process last reached it.
+       */
+      last_success?: string | null;
+      /** Latency Ms */
+      latency_ms?: number | null;
+      /**
+       * Name
+       * @example ccxt:binance
+       */
+      name: string;
+      /** Ok */
+      ok: boolean;
+      /**
+       * Required
+       * @description A required target that is down makes /api/health/external answer 503.
+       */
+      required: boolean;
     };
     /**
      * FillOut
@@ -1135,11 +1398,6 @@ export interface components {
       items: components["schemas"]["FillOut"][];
       /** Next */
       next: string | null;
-    };
-    /** HTTPValidationError */
-    HTTPValidationError: {
-      /** Detail */
-      detail?: components["schemas"]["ValidationError"][];
     };
     /**
      * HaltRequest
@@ -1309,6 +1567,12 @@ export interface components {
       is_active: boolean;
       /** Mfa Enabled */
       mfa_enabled: boolean;
+      /**
+       * Must Change Password
+       * @description True after an admin reset, until the user sets a new one.
+       * @default false
+       */
+      must_change_password: boolean;
       /** Permissions */
       permissions: string[];
       role: components["schemas"]["Role"];
@@ -1365,14 +1629,61 @@ export interface components {
       mfa_token: string;
     };
     /**
+     * ModelList
+     * @description Every registered model, newest first.
+     */
+    ModelList: {
+      /** Models */
+      models: components["schemas"]["ModelOut"][];
+    };
+    /**
+     * ModelOut
+     * @description A registered model version with its headline evaluation.
+     */
+    ModelOut: {
+      /**
+       * Created At
+       * Format: date-time
+       */
+      created_at: string;
+      /** Data Fingerprint */
+      data_fingerprint: string;
+      /** Horizon */
+      horizon?: number | null;
+      /** Kind */
+      kind: string;
+      /**
+       * Metrics
+       * @description Out-of-sample walk-forward figures: model, momentum, shuffled.
+       */
+      metrics?: {
+        [key: string]: {
+          [key: string]: number | null;
+        };
+      };
+      /** Promoted */
+      promoted: boolean;
+      /** Promoted At */
+      promoted_at: string | null;
+      /**
+       * Training Window
+       * @description First and last training day (ISO dates).
+       */
+      training_window?: string[];
+      /** Universe */
+      universe?: string[];
+      /** Version */
+      version: string;
+    };
+    /**
      * OrderBookOut
      * @description An L2 book: levels are [price, size] pairs, best first.
      */
     OrderBookOut: {
       /** Asks */
-      asks: [string, string][];
+      asks: string[][];
       /** Bids */
-      bids: [string, string][];
+      bids: string[][];
       /** Symbol */
       symbol: string;
       /**
@@ -1386,8 +1697,11 @@ export interface components {
      * @description A new order. `client_order_id` makes the submit idempotent: the same id and terms return the same order.
      */
     OrderCreate: {
-      /** Account Id */
-      account_id: string;
+      /**
+       * Account Id
+       * @description Your account; may be left out when you have only one.
+       */
+      account_id?: string | null;
       /**
        * Client Order Id
        * @description Your id for this order, unique per account (1-64 of A-Z a-z 0-9 . _ : -).
@@ -1397,7 +1711,7 @@ export interface components {
        * Limit Price
        * @description Limit and stop_limit orders only; on the tick.
        */
-      limit_price?: number | string | null;
+      limit_price?: (number | string) | null;
       /**
        * Quantity
        * @description Units, a multiple of the instrument's lot size (decimal string).
@@ -1408,7 +1722,7 @@ export interface components {
        * Stop Price
        * @description Stop and stop_limit orders only; on the tick.
        */
-      stop_price?: number | string | null;
+      stop_price?: (number | string) | null;
       /** Symbol */
       symbol: string;
       /** @default day */
@@ -1507,17 +1821,17 @@ export interface components {
      */
     OrderReplace: {
       /** Limit Price */
-      limit_price?: number | string | null;
+      limit_price?: (number | string) | null;
       /**
        * Quantity
        * @description New total quantity, above what is already filled.
        */
-      quantity?: number | string | null;
+      quantity?: (number | string) | null;
       /**
        * Stop Price
        * @description Only before a stop order has triggered.
        */
-      stop_price?: number | string | null;
+      stop_price?: (number | string) | null;
     };
     /**
      * OrderSide
@@ -1531,6 +1845,19 @@ export interface components {
      * @enum {string}
      */
     OrderType: "market" | "limit" | "stop" | "stop_limit";
+    /**
+     * PasswordChange
+     * @description Your current password (or the temporary one an admin gave you) and the new one.
+     */
+    PasswordChange: {
+      /** Current Password */
+      current_password: string;
+      /**
+       * New Password
+       * @description At least the configured minimum length.
+       */
+      new_password: string;
+    };
     /** PoolUsage */
     PoolUsage: {
       /** Checked In */
@@ -1548,6 +1875,8 @@ export interface components {
      * Portfolio
      * @description An account's cash, positions, realized P&L, fees and equity, valued now.
      *
+     *     Base-currency totals are rounded half-even to the base currency's minor unit (cents for AUD),
+     *     and `equity` is `cash_base + market_value_base` as shown.
      *     Per-currency figures are always present. Base-currency figures (`cash_base`,
      *     `market_value_base`, `unrealized_pnl_base`, `equity`) need an FX rate from every currency held
      *     into `base_currency`; rates are the bid/ask midpoints of the live quotes of the catalogue's
@@ -1731,6 +2060,56 @@ export interface components {
       quantity: string | null;
     };
     /**
+     * PredictRequest
+     * @description Predict from the live book of `symbol`, or from a provided snapshot (and optionally the one before it).
+     */
+    PredictRequest: {
+      book?: components["schemas"]["BookIn"] | null;
+      /** @description The snapshot before `book`, for order-flow imbalance. */
+      previous?: components["schemas"]["BookIn"] | null;
+      /**
+       * Symbol
+       * @example BTC-USD
+       */
+      symbol: string;
+    };
+    /**
+     * PredictionOut
+     * @description The probability that the mid is higher after `horizon_snapshots` book updates.
+     */
+    PredictionOut: {
+      /**
+       * Book Ts
+       * @description Timestamp of the live book used; null for a provided snapshot.
+       */
+      book_ts: string | null;
+      /** Cached */
+      cached: boolean;
+      /**
+       * Direction
+       * @enum {string}
+       */
+      direction: "up" | "down";
+      /** Features */
+      features: {
+        [key: string]: number;
+      };
+      /** Horizon Snapshots */
+      horizon_snapshots: number;
+      /** Latency Ms */
+      latency_ms: number;
+      /** Model Type */
+      model_type: string;
+      /** Model Version */
+      model_version: string;
+      /** Probability Down */
+      probability_down: number;
+      /** Probability Up */
+      probability_up: number;
+      /** Symbol */
+      symbol: string;
+    };
+    /**
      * QuoteList
      * @description Latest quotes; symbols with no current quote are listed in `unavailable`.
      */
@@ -1779,7 +2158,7 @@ export interface components {
       };
       /**
        * Status
-       * @description ready or not_ready
+       * @description ready; degraded (200: the cache is away, serving from the database); not_ready (503)
        * @example ready
        */
       status: string;
@@ -1861,6 +2240,33 @@ export interface components {
       updated_by?: string | null;
     };
     /**
+     * RiskLimitsPatch
+     * @description Some of an account's pre-trade limits; the others keep their value (its own, or the defaults).
+     */
+    RiskLimitsPatch: {
+      /**
+       * Daily Loss Limit
+       * @description Once today's realized loss reaches it, only reducing orders pass.
+       */
+      daily_loss_limit?: (number | string) | null;
+      /** Max Gross Exposure */
+      max_gross_exposure?: (number | string) | null;
+      /** Max Order Notional */
+      max_order_notional?: (number | string) | null;
+      /** Max Orders Per Minute */
+      max_orders_per_minute?: number | null;
+      /**
+       * Max Position Quantity
+       * @description Per instrument, in units.
+       */
+      max_position_quantity?: (number | string) | null;
+      /**
+       * Price Collar Pct
+       * @description How far (in %) a limit price may be through the last price.
+       */
+      price_collar_pct?: (number | string) | null;
+    };
+    /**
      * Role
      * @description What a user is allowed to be.
      * @enum {string}
@@ -1901,6 +2307,98 @@ export interface components {
       resolution: string;
       /** Symbol */
       symbol: string;
+    };
+    /**
+     * SignalList
+     * @description The whole universe ranked.
+     */
+    SignalList: {
+      /**
+       * As Of
+       * Format: date
+       */
+      as_of: string;
+      /** Horizon Days */
+      horizon_days: number;
+      /** Model Version */
+      model_version: string;
+      /** Signals */
+      signals: components["schemas"]["SignalOut"][];
+    };
+    /**
+     * SignalOut
+     * @description One symbol's score on the as-of day, and where it ranks in the universe.
+     */
+    SignalOut: {
+      /**
+       * As Of
+       * Format: date
+       * @description Day of the last bar the features used.
+       */
+      as_of: string;
+      /**
+       * Direction
+       * @enum {string}
+       */
+      direction: "long" | "short" | "flat";
+      /** Horizon Days */
+      horizon_days: number;
+      /** Model Version */
+      model_version: string;
+      /**
+       * Percentile
+       * @description 0 = lowest score, 1 = highest.
+       */
+      percentile: number;
+      /**
+       * Rank
+       * @description 1 = highest expected forward return.
+       */
+      rank: number;
+      /** Score */
+      score: number;
+      /** Symbol */
+      symbol: string;
+      /** Universe Size */
+      universe_size: number;
+    };
+    /**
+     * SignalRequest
+     * @description Ask for one symbol's signal.
+     */
+    SignalRequest: {
+      /**
+       * Max Age Days
+       * @description Refuse (409) when the latest bar is older than this many days.
+       */
+      max_age_days?: number | null;
+      /**
+       * Model
+       * @description The model family; only lightgbm exists.
+       * @default lightgbm
+       * @constant
+       */
+      model: "lightgbm";
+      /**
+       * Symbol
+       * @example AAPL
+       */
+      symbol: string;
+    };
+    /**
+     * TemporaryPassword
+     * @description A one-time password from an admin reset: shown once, to be changed at the next sign-in.
+     */
+    TemporaryPassword: {
+      /**
+       * Must Change Password
+       * @default true
+       */
+      must_change_password: boolean;
+      /** Temporary Password */
+      temporary_password: string;
+      /** User Id */
+      user_id: string;
     };
     /**
      * TimeInForce
@@ -1971,6 +2469,12 @@ export interface components {
       is_active: boolean;
       /** Mfa Enabled */
       mfa_enabled: boolean;
+      /**
+       * Must Change Password
+       * @description True after an admin reset, until the user sets a new one.
+       * @default false
+       */
+      must_change_password: boolean;
       role: components["schemas"]["Role"];
     };
     /** UserUpdate */
@@ -1978,19 +2482,6 @@ export interface components {
       /** Is Active */
       is_active?: boolean | null;
       role?: components["schemas"]["Role"] | null;
-    };
-    /** ValidationError */
-    ValidationError: {
-      /** Context */
-      ctx?: Record<string, never>;
-      /** Input */
-      input?: unknown;
-      /** Location */
-      loc: (string | number)[];
-      /** Message */
-      msg: string;
-      /** Error Type */
-      type: string;
     };
     /**
      * VerifyReport
@@ -2069,6 +2560,60 @@ export interface operations {
           "application/json": components["schemas"]["AccountWithCash"][];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
     };
   };
   open_account_api_accounts_post: {
@@ -2093,12 +2638,193 @@ export interface operations {
           "application/json": components["schemas"]["AccountWithCash"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Bad name, currency or amount */
       422: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+    };
+  };
+  convert_api_accounts__account_id__convert_post: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        account_id: string;
+      };
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        "application/json": components["schemas"]["ConversionCreate"];
+      };
+    };
+    responses: {
+      /** @description Successful Response */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["ConversionOut"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description No such account, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Unknown currency, not enough cash, or no FX rate yet */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
     };
   };
@@ -2126,19 +2852,41 @@ export interface operations {
           "application/json": components["schemas"]["AuditRecord"][];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Not signed in */
       401: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Needs the audit:read permission */
       403: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Validation Error */
       422: {
@@ -2146,7 +2894,25 @@ export interface operations {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -2169,19 +2935,59 @@ export interface operations {
           "application/json": components["schemas"]["VerifyReport"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Not signed in */
       401: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Needs the audit:read permission */
       403: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
     };
   };
@@ -2207,6 +3013,15 @@ export interface operations {
           "application/json": components["schemas"]["BrowserSession"] | components["schemas"]["MfaChallenge"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
@@ -2214,13 +3029,22 @@ export interface operations {
         };
         content?: never;
       };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Validation Error */
       422: {
         headers: {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
         };
       };
       /** @description Too many failed sign-ins; see Retry-After */
@@ -2228,7 +3052,18 @@ export interface operations {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
     };
   };
@@ -2252,19 +3087,50 @@ export interface operations {
         };
         content?: never;
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description The caller's role or key scopes do not allow this */
       403: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Validation Error */
       422: {
@@ -2272,7 +3138,25 @@ export interface operations {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -2299,6 +3183,15 @@ export interface operations {
           "application/json": components["schemas"]["BrowserSession"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
@@ -2306,13 +3199,40 @@ export interface operations {
         };
         content?: never;
       };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Validation Error */
       422: {
         headers: {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -2339,6 +3259,15 @@ export interface operations {
           "application/json": components["schemas"]["BrowserSession"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
@@ -2359,7 +3288,25 @@ export interface operations {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -2386,6 +3333,15 @@ export interface operations {
           "application/json": components["schemas"]["TokenPair"] | components["schemas"]["MfaChallenge"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
@@ -2393,13 +3349,22 @@ export interface operations {
         };
         content?: never;
       };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Validation Error */
       422: {
         headers: {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
         };
       };
       /** @description Too many failed sign-ins; see Retry-After */
@@ -2407,7 +3372,18 @@ export interface operations {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
     };
   };
@@ -2418,9 +3394,9 @@ export interface operations {
       path?: never;
       cookie?: never;
     };
-    requestBody: {
+    requestBody?: {
       content: {
-        "application/json": components["schemas"]["LogoutRequest"];
+        "application/json": components["schemas"]["LogoutRequest"] | null;
       };
     };
     responses: {
@@ -2431,19 +3407,59 @@ export interface operations {
         };
         content?: never;
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description The caller's role or key scopes do not allow this */
       403: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Validation Error */
       422: {
@@ -2451,7 +3467,25 @@ export interface operations {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -2474,19 +3508,59 @@ export interface operations {
           "application/json": components["schemas"]["Me"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description The caller's role or key scopes do not allow this */
       403: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
     };
   };
@@ -2510,19 +3584,59 @@ export interface operations {
         };
         content?: never;
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description The caller's role or key scopes do not allow this */
       403: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Validation Error */
       422: {
@@ -2530,7 +3644,25 @@ export interface operations {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -2557,19 +3689,59 @@ export interface operations {
           "application/json": components["schemas"]["MfaEnabled"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description The caller's role or key scopes do not allow this */
       403: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Validation Error */
       422: {
@@ -2577,7 +3749,25 @@ export interface operations {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -2600,19 +3790,68 @@ export interface operations {
           "application/json": components["schemas"]["MfaSetup"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description The caller's role or key scopes do not allow this */
       403: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
     };
   };
@@ -2638,6 +3877,15 @@ export interface operations {
           "application/json": components["schemas"]["TokenPair"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
@@ -2645,13 +3893,145 @@ export interface operations {
         };
         content?: never;
       };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Validation Error */
       422: {
         headers: {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+    };
+  };
+  change_password_api_auth_password_post: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        "application/json": components["schemas"]["PasswordChange"];
+      };
+    };
+    responses: {
+      /** @description Successful Response */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["TokenPair"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Missing, invalid or expired credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description The caller's role or key scopes do not allow this */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Validation Error */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -2678,6 +4058,15 @@ export interface operations {
           "application/json": components["schemas"]["TokenPair"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
@@ -2685,13 +4074,40 @@ export interface operations {
         };
         content?: never;
       };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Validation Error */
       422: {
         headers: {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -2714,13 +4130,40 @@ export interface operations {
           "application/json": components["schemas"]["DatabaseHealth"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
     };
   };
   fills_api_fills_get: {
     parameters: {
-      query: {
-        /** @description The trading account's id (yours, or any with accounts:read:all). */
-        account_id: string;
+      query?: {
+        /** @description The trading account's id (yours, or any with accounts:read:all); yours when you have only one. */
+        account_id?: string | null;
         /** @description Only fills of this symbol. */
         symbol?: string | null;
         /** @description Page size (1-1000). */
@@ -2743,19 +4186,68 @@ export interface operations {
           "application/json": components["schemas"]["FillPage"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description No such account, or not yours */
       404: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
-      /** @description Missing account_id, unknown symbol, bad limit or bad cursor */
+      /** @description No account_id with several accounts, unknown symbol, bad limit or bad cursor */
       422: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
     };
   };
@@ -2775,6 +4267,33 @@ export interface operations {
         };
         content: {
           "application/json": components["schemas"]["Health"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -2797,6 +4316,80 @@ export interface operations {
           "application/json": components["schemas"]["DatabaseHealth"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+    };
+  };
+  external_api_health_external_get: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Successful Response */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["ExternalHealth"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A required venue is down; the failing ones are named */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
     };
   };
   list_keys_api_keys_get: {
@@ -2817,19 +4410,59 @@ export interface operations {
           "application/json": components["schemas"]["ApiKeyOut"][];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description The caller's role or key scopes do not allow this */
       403: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
     };
   };
@@ -2855,19 +4488,59 @@ export interface operations {
           "application/json": components["schemas"]["ApiKeyCreated"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description The caller's role or key scopes do not allow this */
       403: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Validation Error */
       422: {
@@ -2875,7 +4548,25 @@ export interface operations {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -2900,26 +4591,50 @@ export interface operations {
           "application/json": components["schemas"]["ApiKeyOut"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description The caller's role or key scopes do not allow this */
       403: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description No such key */
       404: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Validation Error */
       422: {
@@ -2927,16 +4642,34 @@ export interface operations {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
   };
   ledger_api_ledger_get: {
     parameters: {
-      query: {
-        /** @description The trading account's id (yours, or any with accounts:read:all). */
-        account_id: string;
+      query?: {
+        /** @description The trading account's id (yours, or any with accounts:read:all); yours when you have only one. */
+        account_id?: string | null;
         /** @description Page size (1-1000). */
         limit?: number;
         /** @description Page backwards: the `next` of the previous page, or an ISO 8601 time (rows strictly before it). */
@@ -2957,19 +4690,68 @@ export interface operations {
           "application/json": components["schemas"]["LedgerPage"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description No such account, or not yours */
       404: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
-      /** @description Missing account_id, bad limit or bad cursor */
+      /** @description No account_id with several accounts, bad limit or bad cursor */
       422: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
     };
   };
@@ -3001,12 +4783,68 @@ export interface operations {
           "application/json": components["schemas"]["CandleList"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Unknown symbol, bad timeframe, inverted range, or no history */
       422: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
     };
   };
@@ -3026,6 +4864,60 @@ export interface operations {
         };
         content: {
           "application/json": components["schemas"]["InstrumentList"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -3052,12 +4944,68 @@ export interface operations {
           "application/json": components["schemas"]["OrderBookOut"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Unknown symbol, bad depth, or no book published */
       422: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
     };
   };
@@ -3082,12 +5030,68 @@ export interface operations {
           "application/json": components["schemas"]["QuoteList"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description No symbols, too many, or unknown symbols (listed) */
       422: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
     };
   };
@@ -3109,6 +5113,146 @@ export interface operations {
           "application/json": components["schemas"]["SeriesList"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+    };
+  };
+  list_models_api_models_get: {
+    parameters: {
+      query?: {
+        /** @description One of alpha, orderbook. */
+        kind?: string | null;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Successful Response */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["ModelList"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Validation Error */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
     };
   };
   list_orders_api_orders_get: {
@@ -3119,7 +5263,7 @@ export interface operations {
         /** @description Repeat to allow several: submitted, accepted, denied, triggered, partially_filled, filled, canceled, expired, rejected; or 'open'. */
         status?: string[] | null;
         symbol?: string | null;
-        /** @description `next` of the previous page. */
+        /** @description `next` of the previous page (opaque). */
         before?: string | null;
         limit?: number;
       };
@@ -3138,13 +5282,67 @@ export interface operations {
           "application/json": components["schemas"]["OrderPage"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Validation Error */
       422: {
         headers: {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -3178,26 +5376,86 @@ export interface operations {
           "application/json": components["schemas"]["OrderOut"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description No such account of yours */
       404: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description This client_order_id was already used with different terms */
       409: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Invalid terms, closed session, or denied by a risk check (stored as denied) */
       422: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
     };
   };
@@ -3221,13 +5479,76 @@ export interface operations {
           "application/json": components["schemas"]["CanceledOrders"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Validation Error */
       422: {
         headers: {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -3252,13 +5573,67 @@ export interface operations {
           "application/json": components["schemas"]["OrderOut"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Validation Error */
       422: {
         headers: {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -3283,12 +5658,50 @@ export interface operations {
           "application/json": components["schemas"]["OrderOut"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description The order is already final */
       409: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Validation Error */
       422: {
@@ -3296,7 +5709,25 @@ export interface operations {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -3325,19 +5756,86 @@ export interface operations {
           "application/json": components["schemas"]["OrderOut"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description The order is not working */
       409: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Invalid new terms or denied by risk */
       422: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
     };
   };
@@ -3361,22 +5859,76 @@ export interface operations {
           "application/json": components["schemas"]["OrderEventOut"][];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Validation Error */
       422: {
         headers: {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
   };
   portfolio_api_portfolio_get: {
     parameters: {
-      query: {
-        /** @description The trading account's id (yours, or any with accounts:read:all). */
-        account_id: string;
+      query?: {
+        /** @description The trading account's id (yours, or any with accounts:read:all); yours when you have only one. */
+        account_id?: string | null;
       };
       header?: never;
       path?: never;
@@ -3393,27 +5945,76 @@ export interface operations {
           "application/json": components["schemas"]["Portfolio"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description No such account, or not yours */
       404: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
-      /** @description Missing or bad account_id */
+      /** @description Bad account_id, or none given and you have several accounts */
       422: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
     };
   };
   positions_api_positions_get: {
     parameters: {
-      query: {
-        /** @description The trading account's id (yours, or any with accounts:read:all). */
-        account_id: string;
+      query?: {
+        /** @description The trading account's id (yours, or any with accounts:read:all); yours when you have only one. */
+        account_id?: string | null;
       };
       header?: never;
       path?: never;
@@ -3430,19 +6031,68 @@ export interface operations {
           "application/json": components["schemas"]["PositionList"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description No such account, or not yours */
       404: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
-      /** @description Missing or bad account_id */
+      /** @description Bad account_id, or none given and you have several accounts */
       422: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
     };
   };
@@ -3464,12 +6114,32 @@ export interface operations {
           "application/json": components["schemas"]["Readiness"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Not ready; the failing checks are listed */
       503: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
     };
   };
@@ -3495,13 +6165,85 @@ export interface operations {
           "application/json": components["schemas"]["TradingStateOut"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Validation Error */
       422: {
         headers: {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -3526,13 +6268,67 @@ export interface operations {
           "application/json": components["schemas"]["RiskLimitsOut"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Validation Error */
       422: {
         headers: {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -3561,13 +6357,192 @@ export interface operations {
           "application/json": components["schemas"]["RiskLimitsOut"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Validation Error */
       422: {
         headers: {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+    };
+  };
+  patch_limits_api_risk_limits__account_id__patch: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        account_id: string;
+      };
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        "application/json": components["schemas"]["RiskLimitsPatch"];
+      };
+    };
+    responses: {
+      /** @description Successful Response */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["RiskLimitsOut"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Validation Error */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -3594,13 +6569,85 @@ export interface operations {
           "application/json": components["schemas"]["TradingStateOut"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Validation Error */
       422: {
         headers: {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -3621,6 +6668,259 @@ export interface operations {
         };
         content: {
           "application/json": components["schemas"]["TradingStateOut"][];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+    };
+  };
+  ranked_api_trading_signals_get: {
+    parameters: {
+      query?: {
+        /** @description Comma-separated symbols to keep; all when absent. */
+        universe?: string | null;
+        max_age_days?: number | null;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Successful Response */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["SignalList"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description No promoted model, or the latest bar is older than max_age_days */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content?: never;
+      };
+      /** @description Unknown symbol, or not in the model's universe on the as-of day */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description The promoted model's file is missing or does not match its fingerprint */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+    };
+  };
+  signal_api_trading_signals_post: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        "application/json": components["schemas"]["SignalRequest"];
+      };
+    };
+    responses: {
+      /** @description Successful Response */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["SignalOut"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description No promoted model, or the latest bar is older than max_age_days */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Unknown symbol, or not in the model's universe on the as-of day */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description The promoted model's file is missing or does not match its fingerprint */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -3646,19 +6946,41 @@ export interface operations {
           "application/json": components["schemas"]["UserOut"][];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description The caller's role or key scopes do not allow this */
       403: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Validation Error */
       422: {
@@ -3666,7 +6988,25 @@ export interface operations {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -3693,26 +7033,59 @@ export interface operations {
           "application/json": components["schemas"]["UserOut"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description The caller's role or key scopes do not allow this */
       403: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Email taken */
       409: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Validation Error */
       422: {
@@ -3720,7 +7093,25 @@ export interface operations {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -3745,26 +7136,41 @@ export interface operations {
           "application/json": components["schemas"]["UserOut"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description The caller's role or key scopes do not allow this */
       403: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description No such user */
       404: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Validation Error */
       422: {
@@ -3772,7 +7178,25 @@ export interface operations {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -3801,26 +7225,59 @@ export interface operations {
           "application/json": components["schemas"]["UserOut"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description The caller's role or key scopes do not allow this */
       403: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description No such user */
       404: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Validation Error */
       422: {
@@ -3828,7 +7285,25 @@ export interface operations {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -3853,26 +7328,50 @@ export interface operations {
           "application/json": components["schemas"]["UserOut"];
         };
       };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
       /** @description Missing, invalid or expired credentials */
       401: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description The caller's role or key scopes do not allow this */
       403: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description No such user */
       404: {
         headers: {
           [name: string]: unknown;
         };
-        content?: never;
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
       };
       /** @description Validation Error */
       422: {
@@ -3880,7 +7379,119 @@ export interface operations {
           [name: string]: unknown;
         };
         content: {
-          "application/json": components["schemas"]["HTTPValidationError"];
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+    };
+  };
+  reset_password_api_users__user_id__password_reset_post: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        user_id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Successful Response */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["TemporaryPassword"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Missing, invalid or expired credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description The caller's role or key scopes do not allow this */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description No such user */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Validation Error */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
@@ -3901,6 +7512,138 @@ export interface operations {
         };
         content: {
           "application/json": components["schemas"]["Version"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+    };
+  };
+  predict_move_predict_post: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        "application/json": components["schemas"]["PredictRequest"];
+      };
+    };
+    responses: {
+      /** @description Successful Response */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["PredictionOut"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description No promoted order-book model */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Unknown symbol, no live book for it, or a malformed provided book */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description More than the /predict rate limit for this API key or user */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description The promoted model's file is missing or does not match its fingerprint */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
         };
       };
     };
