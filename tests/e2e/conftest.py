@@ -130,7 +130,9 @@ def make_person(server: Server, role: str, *, account: bool = False) -> Person:
     return person
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: the sync API runs an event loop until it exits, and the asyncio
+# tests collected after this module cannot start theirs while it runs.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
