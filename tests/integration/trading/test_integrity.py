@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
+import pytest
 from sqlalchemy import text
 
 from tradestack.domain.ledger import deposit, fill_entry
@@ -123,16 +124,21 @@ async def test_each_corruption_is_named(runtime: Runtime, make_user: MakeUser) -
     assert problems == [f"order {order_id}: event sequence [1, 3] has holes or does not start at 1"]
 
 
-async def test_unbalanced_journal_is_named(runtime: Runtime, make_user: MakeUser) -> None:
+@pytest.mark.parametrize(("deposits", "imbalance"), [("-99999", "1"), ("-100001", "-1")])
+async def test_unbalanced_journal_is_named_whatever_the_sign(
+    runtime: Runtime, make_user: MakeUser, deposits: str, imbalance: str
+) -> None:
     account_id, order_id = await _books(runtime, make_user)
-    if runtime.database.dialect == "postgresql":
-        return  # PostgreSQL refuses to commit it at all (tests/integration/trading/test_journal_constraint.py)
     async with runtime.database.engine.begin() as conn:
-        await conn.execute(text("UPDATE postings SET amount = '-99999' WHERE account = 'deposits:USD'"))
+        if runtime.database.dialect == "postgresql":
+            # PostgreSQL refuses to commit an unbalanced entry (test_journal_constraint.py); corrupt this
+            # throwaway database past its trigger, as a restore with triggers off would.
+            await conn.execute(text("ALTER TABLE postings DISABLE TRIGGER postings_balanced"))
+        await conn.execute(text("UPDATE postings SET amount = :a WHERE account = 'deposits:USD'"), {"a": deposits})
     problems = (await check_integrity(runtime.database)).problems
     assert problems == [
-        f"journal entry dep-{order_id} does not balance: USD postings sum to 1",
-        f"balance deposits:USD of account {account_id}: amount -100000 but its postings sum to -99999",
+        f"journal entry dep-{order_id} does not balance: USD postings sum to {imbalance}",
+        f"balance deposits:USD of account {account_id}: amount -100000 but its postings sum to {deposits}",
     ]
 
 
