@@ -84,6 +84,24 @@ async def test_a_fill_the_account_cannot_pay_for_cancels_the_order(
     assert accounts[account]["cash"] == {"USD": "1000"}
 
 
+async def test_a_fill_that_costs_exactly_the_cash_is_booked(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime, publish_quote: PublishQuote
+) -> None:
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "1000")
+    await publish_quote("BTC-USD", "30000.00", "30001.00", size="1")
+    body = {**limit_buy(account, "exact", price="20000.00", quantity="0.04"), "symbol": "BTC-USD"}
+    order_id = (await client.post("/api/orders", json=body, headers=trader.headers)).json()["id"]
+    # 0.04 x 24,975 = 999, plus a fee of 1: every last cent of the 1,000 USD, which is enough.
+    fill = Fill(order_id, f"{order_id}-1", Decimal("0.04"), Decimal(24975), Decimal(1), Liquidity.TAKER, datetime.now(UTC))
+    result = await record(runtime, account, BTC, fill, FxRates({}))
+    assert result.outcome is Recorded.APPLIED
+    assert result.order is not None
+    assert result.order.status == "filled"
+    accounts = {a["id"]: a for a in (await client.get("/api/accounts", headers=trader.headers)).json()}
+    assert accounts[account]["cash"] == {"USD": "0"}
+
+
 @pytest.mark.parametrize("stack", ["embedded"], indirect=True)
 async def test_day_orders_need_an_open_session_and_expire_at_the_close(
     client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
