@@ -8,7 +8,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: run install dev test lint bench services clean help
+.PHONY: run install dev test lint bench services clean help mutation
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -43,6 +43,9 @@ bench: dev  ## Run the benchmarks (installs wrk when missing)
 	bash scripts/ensure-wrk.sh
 	$(VENV)/bin/python benchmarks/api_baseline.py
 	$(VENV)/bin/python benchmarks/order_path.py
+
+mutation: dev services  ## Mutation testing of the money code (not in CI; minutes per module): make mutation MODULES="risk ledger"
+	$(VENV)/bin/python scripts/mutation.py $(MODULES)
 
 clean:  ## Remove the environments and local data
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache
