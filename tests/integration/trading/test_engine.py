@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from tradestack.core.clock import SimClock
 from tradestack.core.errors import ValidationFailedError
@@ -18,6 +19,7 @@ from tradestack.domain.portfolio import FxRates
 from tradestack.identity.permissions import Role, permissions_of
 from tradestack.identity.service import Caller, Principal
 from tradestack.kit.runtime import Runtime
+from tradestack.models.trading import FillRow
 from tradestack.ops.integrity import check_integrity
 from tradestack.trading.engine import EngineShard
 from tradestack.trading.executions import Recorded, record
@@ -26,7 +28,7 @@ from tradestack.trading.schemas import OrderCreate
 from tradestack.trading.service import TradingService
 
 from ..conftest import MakeUser  # type: ignore[import-not-found]
-from .conftest import PublishQuote  # type: ignore[import-not-found]
+from .conftest import PublishQuote, wait_for_order  # type: ignore[import-not-found]
 from .test_orders import limit_buy, open_account  # type: ignore[import-not-found]
 
 BTC = instrument("BTC-USD")
@@ -100,6 +102,47 @@ async def test_a_fill_that_costs_exactly_the_cash_is_booked(
     assert result.order.status == "filled"
     accounts = {a["id"]: a for a in (await client.get("/api/accounts", headers=trader.headers)).json()}
     assert accounts[account]["cash"] == {"USD": "0"}
+
+
+async def test_stop_and_stop_limit_orders_trigger_on_the_quote_and_fill_in_the_books(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime, publish_quote: PublishQuote
+) -> None:
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader)
+    await publish_quote("BTC-USD", "30000.00", "30001.00", size="5")
+    stop = {"account_id": account, "symbol": "BTC-USD", "side": "buy", "quantity": "0.1", "time_in_force": "gtc"}
+    orders = {
+        "stop": {**stop, "client_order_id": "stop", "type": "stop", "stop_price": "31000.00"},
+        "stop-limit": {**stop, "client_order_id": "stop-limit", "type": "stop_limit", "stop_price": "31000.00",
+                       "limit_price": "31100.00"},
+        "stop-limit-rests": {**stop, "client_order_id": "stop-limit-rests", "type": "stop_limit",
+                             "stop_price": "31000.00", "limit_price": "31010.00"},
+    }  # fmt: skip
+    ids = {}
+    for name, body in orders.items():
+        created = await client.post("/api/orders", json=body, headers=trader.headers)
+        assert created.status_code == 201, created.text
+        ids[name] = created.json()["id"]
+    await asyncio.sleep(0.2)  # the engine has the orders and the quote: below the stops, nothing happens
+    for order_id in ids.values():
+        assert (await client.get(f"/api/orders/{order_id}", headers=trader.headers)).json()["status"] == "accepted"
+
+    await publish_quote("BTC-USD", "31049.00", "31050.00", size="5")  # the ask reaches the stops
+    for name in ("stop", "stop-limit"):
+        filled = await wait_for_order(client, ids[name], trader.headers, lambda o: o["status"] == "filled")
+        assert filled["average_fill_price"] == "31050", (name, filled)
+        events = (await client.get(f"/api/orders/{ids[name]}/events", headers=trader.headers)).json()
+        assert [e["kind"] for e in events] == ["submitted", "accepted", "triggered", "filled"], name
+    # Triggered, its limit below the ask: it now rests as a limit order.
+    rests = await wait_for_order(client, ids["stop-limit-rests"], trader.headers, lambda o: o["status"] != "accepted")
+    assert (rests["status"], rests["filled_quantity"]) == ("triggered", "0")
+    async with runtime.database.read_session() as session:
+        fills = (await session.execute(select(FillRow.order_id, FillRow.quantity, FillRow.price))).all()
+    assert sorted(tuple(f) for f in fills) == sorted(
+        (ids[name], Decimal("0.1"), Decimal(31050)) for name in ("stop", "stop-limit")
+    )
+    report = await check_integrity(runtime.database)
+    assert report.ok, report.problems
 
 
 @pytest.mark.parametrize("stack", ["embedded"], indirect=True)
