@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
+import orjson
 import pytest
+from sqlalchemy import select
 
 from tradestack.core.clock import SimClock
 from tradestack.domain.instruments import instrument
@@ -21,8 +23,9 @@ from tradestack.domain.portfolio import FxRates
 from tradestack.identity.permissions import Role, permissions_of
 from tradestack.identity.service import Caller, Principal
 from tradestack.kit.runtime import Runtime
+from tradestack.models.audit import AuditEntry
 from tradestack.trading.executions import Recorded, record
-from tradestack.trading.schemas import OrderCreate, RiskLimitsBody
+from tradestack.trading.schemas import OrderCreate, OrderReplace, RiskLimitsBody
 from tradestack.trading.service import OrderDeniedError, TradingService
 
 from ..conftest import MakeUser, TestUser  # type: ignore[import-not-found]
@@ -159,3 +162,28 @@ async def test_open_buys_count_against_the_position_limit_and_reserve_buying_pow
         "(cash 99,000.00 USD less 497.00 USD reserved by open orders)"
     ) in refused
     await books.submit("fits", "buy", "984", "100.00")  # 98,400 + 4.92
+
+
+async def test_a_replace_the_checks_refuse_is_audited_as_denied_and_leaves_the_order(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    books = await desk(client, make_user, runtime)
+    await books.set_limits(limits(max_order_notional="1000"))
+    order_id = await books.submit("small", "buy", "5", "100.00")
+    with pytest.raises(OrderDeniedError, match="replace denied: max_order_notional"):
+        await books.service.replace(principal_of(books.trader), order_id, OrderReplace(quantity=Decimal(11)), Caller())
+    order = await books.service.get(principal_of(books.trader), order_id)
+    assert (order.status, order.quantity) == ("accepted", Decimal(5))
+    async with runtime.database.read_session() as session:
+        entries = (
+            await session.execute(
+                select(AuditEntry.action, AuditEntry.outcome, AuditEntry.detail)
+                .where(AuditEntry.target == f"order:{order_id}")
+                .order_by(AuditEntry.id)
+            )
+        ).all()
+    assert [(action, outcome) for action, outcome, _ in entries] == [("order.submit", "success"), ("order.replace", "denied")]
+    assert orjson.loads(entries[1][2]) == {
+        "changes": {"quantity": "11"},
+        "reason": "max_order_notional: order notional 1,100.00 USD exceeds the limit 1,000.00 USD",
+    }
