@@ -14,6 +14,7 @@ Not part of `make test` or CI: it takes minutes per module on a two-core machine
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -45,11 +46,15 @@ def statuses(prefix: str) -> dict[str, str]:
 
 
 def main() -> int:
+    os.chdir(ROOT)  # mutmut reads its configuration and results from the working directory
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("modules", nargs="*", help=f"modules to mutate, of {', '.join(MODULES)} (default: all)")
     parser.add_argument("--goal", type=float, default=90.0, help="least percentage of mutants to kill")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
     parser.add_argument("--fresh", action="store_true", help="forget earlier results (delete mutants/) first")
+    parser.add_argument("--report-only", action="store_true", help="report the results of earlier runs, run nothing")
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -59,27 +64,30 @@ def main() -> int:
     failed = False
     for module in args.modules or list(MODULES):
         prefix = MODULES[module]
+        source = Path("src", *prefix.split(".")).with_suffix(".py")
         log = ROOT / "mutants" / f"run-{module}.log"
         log.parent.mkdir(exist_ok=True)
         started = time.monotonic()
-        with log.open("w") as output:
-            subprocess.run(
-                [MUTMUT, "run", "--max-children", str(args.jobs), f"{prefix}.*"],
-                cwd=ROOT,
-                stdout=output,
-                stderr=output,
-                check=True,
-            )
+        if not args.report_only:
+            with log.open("w") as output:
+                subprocess.run(
+                    [MUTMUT, "run", "--max-children", str(args.jobs), f"{prefix}.*"],
+                    cwd=ROOT,
+                    stdout=output,
+                    stderr=output,
+                    check=True,
+                )
         elapsed = time.monotonic() - started
         found = statuses(prefix)
         counts = Counter(found.values())
         survivors = sorted(name for name, status in found.items() if status != "killed")
         rate = 100 * counts["killed"] / len(found) if found else 0.0
         detail = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        print(f"mutation {module}: {len(found)} mutants ({detail}); {rate:.1f} % killed in {elapsed:.0f} s")
+        took = "" if args.report_only else f" in {elapsed:.0f} s"
+        print(f"mutation {module}: {len(found)} mutants ({detail}); {rate:.1f} % killed{took}")
         with (ROOT / "mutants" / f"survivors-{module}.txt").open("w") as report:
             for name in survivors:
-                diff = subprocess.run([MUTMUT, "show", name], cwd=ROOT, capture_output=True, text=True).stdout
+                diff = get_diff_for_mutant(name, path=source)
                 changed = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
                 report.write(f"{name}: {found[name]}\n" + "".join(f"    {line}\n" for line in changed))
                 print(f"  {found[name]}: {name}  {' | '.join(line.strip() for line in changed)}")
