@@ -13,7 +13,7 @@ from sqlalchemy import select
 from tradestack.core.clock import SimClock
 from tradestack.core.errors import ValidationFailedError
 from tradestack.domain.instruments import instrument
-from tradestack.domain.matching import Fill
+from tradestack.domain.matching import Fill, Triggered
 from tradestack.domain.orders import Liquidity, OrderSide, OrderType, TimeInForce
 from tradestack.domain.portfolio import FxRates
 from tradestack.identity.permissions import Role, permissions_of
@@ -92,16 +92,42 @@ async def test_a_fill_that_costs_exactly_the_cash_is_booked(
     trader = await make_user(Role.TRADER)
     account = await open_account(client, trader, "1000")
     await publish_quote("BTC-USD", "30000.00", "30001.00", size="1")
-    body = {**limit_buy(account, "exact", price="20000.00", quantity="0.04"), "symbol": "BTC-USD"}
-    order_id = (await client.post("/api/orders", json=body, headers=trader.headers)).json()["id"]
-    # 0.04 x 24,975 = 999, plus a fee of 1: every last cent of the 1,000 USD, which is enough.
-    fill = Fill(order_id, f"{order_id}-1", Decimal("0.04"), Decimal(24975), Decimal(1), Liquidity.TAKER, datetime.now(UTC))
+    ids = []
+    for name in ("one-too-many", "exact"):
+        body = {**limit_buy(account, name, price="10000.00", quantity="0.04"), "symbol": "BTC-USD"}  # 400.40 each
+        ids.append((await client.post("/api/orders", json=body, headers=trader.headers)).json()["id"])
+    # Filled far above their limits (as if the market had gapped): 0.04 x 24,975 = 999 of the 1,000 USD.
+    # With a fee of 2 that is one dollar more than the account has.
+    now = datetime.now(UTC)
+    short = Fill(ids[0], f"{ids[0]}-1", Decimal("0.04"), Decimal(24975), Decimal(2), Liquidity.TAKER, now)
+    assert (await record(runtime, account, BTC, short, FxRates({}))).outcome is Recorded.CANCELED
+    # With a fee of 1 it takes every last cent, which is enough.
+    fill = Fill(ids[1], f"{ids[1]}-1", Decimal("0.04"), Decimal(24975), Decimal(1), Liquidity.TAKER, now)
     result = await record(runtime, account, BTC, fill, FxRates({}))
     assert result.outcome is Recorded.APPLIED
     assert result.order is not None
     assert result.order.status == "filled"
+    assert result.fill is not None
+    assert (result.fill.fill_id, result.fill.quantity, result.fill.price, result.fill.fee) == (
+        f"{ids[1]}-1",
+        Decimal("0.04"),
+        Decimal(24975),
+        Decimal(1),
+    )
+    # What the engine publishes on the portfolio channel: cash and positions after the fill.
+    assert result.books is not None
+    books = {name: {k: v if k == "currency" else Decimal(v) for k, v in b.items()} for name, b in result.books.items()}
+    assert books == {
+        "cash:USD": {"currency": "USD", "amount": Decimal(0)},
+        "position:BTC-USD": {"currency": "USD", "amount": Decimal(999), "quantity": Decimal("0.04")},
+    }
     accounts = {a["id"]: a for a in (await client.get("/api/accounts", headers=trader.headers)).json()}
     assert accounts[account]["cash"] == {"USD": "0"}
+    # The order is over: a late fill or trigger for it is dropped, and books nothing.
+    late = await record(runtime, account, BTC, Fill(ids[1], f"{ids[1]}-2", Decimal("0.01"), Decimal(1), Decimal(0),
+                                                    Liquidity.TAKER, now), FxRates({}))  # fmt: skip
+    assert (late.outcome, late.order, late.books) == (Recorded.GONE, None, None)
+    assert (await record(runtime, account, BTC, Triggered(ids[0], now), FxRates({}))).outcome is Recorded.GONE
 
 
 async def test_stop_and_stop_limit_orders_trigger_on_the_quote_and_fill_in_the_books(
