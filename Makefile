@@ -8,7 +8,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: run install dev test lint bench services clean help web web-types web-lint web-test
+.PHONY: run install dev test lint bench services clean help web web-types web-lint web-test mutation
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -95,6 +95,9 @@ web-lint: dev $(WEB_MODULES)  ## ESLint, Prettier, tsc --noEmit; fails when the 
 
 web-test: $(WEB_MODULES)  ## Component tests (Vitest)
 	cd web && npm test
+
+mutation: dev services  ## Mutation testing of the money code (not in CI; minutes per module): make mutation MODULES="risk ledger"
+	$(VENV)/bin/python scripts/mutation.py $(MODULES)
 
 clean:  ## Remove the environments and local data
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

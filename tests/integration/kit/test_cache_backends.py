@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -80,21 +81,34 @@ async def test_keys_are_independent(cache: Cache) -> None:
     assert await cache.get("b") == b"2"
 
 
+async def _gone_within(cache: Cache, key: str, seconds: float) -> bool:
+    """Whether `key` disappears within `seconds` (polled, so a slow machine only makes it wait longer)."""
+    deadline = time.monotonic() + seconds
+    while await cache.get(key) is not None:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
 async def test_entry_expires_after_its_ttl(cache: Cache) -> None:
-    await cache.set("short", b"v", ttl_seconds=0.05)
+    # Half a second leaves room for the round trips before the first read even on a loaded machine.
+    await cache.set("short", b"v", ttl_seconds=0.5)
+    set_at = time.monotonic()
     await cache.set("long", b"v", ttl_seconds=30)
     await cache.set("forever", b"v")
     assert await cache.get("short") == b"v"
-    await asyncio.sleep(0.15)
-    assert await cache.get("short") is None
+    assert await _gone_within(cache, "short", 10)
+    assert time.monotonic() - set_at >= 0.5
     assert await cache.get("long") == b"v"
     assert await cache.get("forever") == b"v"
 
 
 async def test_overwrite_without_ttl_removes_the_ttl(cache: Cache) -> None:
-    await cache.set("k", b"v", ttl_seconds=0.05)
+    await cache.set("k", b"v", ttl_seconds=0.5)
     await cache.set("k", b"v2")
-    await asyncio.sleep(0.15)
+    await cache.set("witness", b"w", ttl_seconds=0.5)  # set after k: once it has expired, so would k have
+    assert await _gone_within(cache, "witness", 10)
     assert await cache.get("k") == b"v2"
 
 

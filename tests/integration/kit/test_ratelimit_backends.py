@@ -11,6 +11,8 @@ from limits.aio.storage import MemoryStorage, RedisStorage
 
 from tradestack.kit.ratelimit import RateLimiter, create_rate_limiter
 
+from ...conftest import skip_outside_ci  # type: ignore[import-not-found]
+
 
 @pytest.fixture
 async def limiter(backend_redis_url: str | None, unique_prefix: str) -> AsyncIterator[RateLimiter]:
@@ -69,8 +71,12 @@ async def test_clear_and_reset(limiter: RateLimiter) -> None:
     assert (await limiter.hit("1/minute", "b")).allowed
 
 
-async def test_ping(limiter: RateLimiter) -> None:
+async def test_ping_answers_while_open_and_refuses_once_closed(backend_redis_url: str | None, unique_prefix: str) -> None:
+    limiter = create_rate_limiter(backend_redis_url, key_prefix=unique_prefix.rstrip(":"))
     await limiter.ping()
+    await limiter.close()
+    with pytest.raises(RuntimeError, match="rate limiter is closed"):
+        await limiter.ping()
 
 
 async def test_invalid_limit_is_rejected(limiter: RateLimiter) -> None:
@@ -112,7 +118,7 @@ async def test_redis_limiter_accepts_urls_without_a_port(redis_url: str, unique_
     parsed = redis.asyncio.ConnectionPool.from_url(redis_url).connection_kwargs
     host, db = parsed.get("host", "127.0.0.1"), parsed.get("db", 0)
     if parsed.get("port", 6379) != 6379:
-        pytest.skip("the test Redis does not listen on the default port")
+        skip_outside_ci("the test Redis does not listen on the default port")
     limiter = create_rate_limiter(f"redis://{host}/{db}", key_prefix=unique_prefix.rstrip(":"))
     try:
         await limiter.ping()

@@ -205,8 +205,11 @@ def test_up_serves_real_history_and_live_quotes(tmp_path: Path, spawn: Spawn) ->
         return {quote["symbol"]: quote for quote in body["quotes"]}
 
     first = quotes()
-    time.sleep(1.1)
     second = quotes()
+    deadline = time.monotonic() + 20  # the feed ticks every second; a loaded machine may take longer
+    while second["AAPL"]["ts"] == first["AAPL"]["ts"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+        second = quotes()
     assert set(first) == set(second) == {"AAPL", "MSFT"}
     assert _ts(second["AAPL"]["ts"]) > _ts(first["AAPL"]["ts"])
     prices = ("bid", "ask", "last")

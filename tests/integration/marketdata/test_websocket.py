@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 import websockets
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from websockets.asyncio.client import ClientConnection
 
 from tradestack.domain.marketdata import Quote, Side, Trade
@@ -24,24 +25,26 @@ from tradestack.marketdata.runner import Publisher
 from ..conftest import MakeUser  # type: ignore[import-not-found]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def ws_url(app: FastAPI) -> AsyncIterator[str]:
-    """The app (lifespan already running) served by uvicorn on a free port."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
-    task = asyncio.create_task(server.serve())
+    """The app (lifespan already running) served by uvicorn on a port of its own.
+
+    The listening socket is bound here (port 0) and handed to uvicorn, so no other process can take the
+    port in between; its small send buffer, inherited by each connection, makes a client that stops
+    reading hold the server back after a few kilobytes rather than megabytes.
+    """
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started:
         await asyncio.sleep(0.01)
     yield f"ws://127.0.0.1:{port}/ws"
     server.should_exit = True
     await task
+    listener.close()
 
 
 async def _recv(ws: ClientConnection, timeout: float = 5) -> dict[str, Any]:
@@ -99,21 +102,39 @@ async def test_stream_after_authenticating(ws_url: str, make_user: MakeUser, run
         assert "unknown op" in (await _recv(ws))["detail"]
 
 
+def _conflated_quotes() -> float:
+    return REGISTRY.get_sample_value("websocket_messages_conflated_total", {"kind": "quotes"}) or 0.0
+
+
 async def test_a_slow_reader_gets_the_newest_value(ws_url: str, make_user: MakeUser, runtime: Runtime) -> None:
     user = await make_user(Role.TRADER)
     publisher = Publisher(runtime)
-    async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {user.access_token}"}) as ws:
+    headers = {"Authorization": f"Bearer {user.access_token}"}
+    # The client reads nothing while the quotes come (max_queue=1: its library stops reading the socket
+    # too), so once the socket buffers are full the server holds back and must keep only the newest quote.
+    port = int(ws_url.rsplit(":", 1)[1].split("/")[0])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    async with websockets.connect(ws_url, sock=sock, additional_headers=headers, max_queue=1, ping_interval=None) as ws:
         assert (await _recv(ws))["type"] == "welcome"
         await ws.send(json.dumps({"op": "subscribe", "channels": ["quotes:AAPL"]}))
         await _recv_type(ws, "subscribed")
-        for i in range(2000):
-            await publisher.publish("test", _quote(runtime, str(1000 + i)))
-        received = []
-        while not received or received[-1] != "2999":
+        before = _conflated_quotes()
+        published = 0
+        while published < 20_000 and _conflated_quotes() - before < 100:
+            for _ in range(100):
+                await publisher.publish("test", _quote(runtime, str(1000 + published)))
+                published += 1
+            await asyncio.sleep(0)
+        newest = str(1000 + published - 1)
+        received: list[str] = []
+        while not received or received[-1] != newest:
             message = await _recv_type(ws, "quote")
             received.append(message["data"]["last"])
-        assert received == sorted(received, key=Decimal)  # in order, possibly with values skipped
-        assert len(received) <= 2000
+        assert received == sorted(received, key=Decimal)  # in order, the newest last
+        assert len(received) < published  # older values were replaced while the client was not reading
 
 
 @pytest.mark.parametrize("how", ["none", "garbage", "bad-token"])

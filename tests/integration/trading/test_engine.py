@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
+from sqlalchemy import select
 
 from tradestack.domain.instruments import instrument
-from tradestack.domain.matching import Fill
+from tradestack.domain.matching import Fill, Triggered
 from tradestack.domain.orders import Liquidity
 from tradestack.domain.portfolio import FxRates
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
+from tradestack.models.trading import FillRow
 from tradestack.ops.integrity import check_integrity
 from tradestack.trading.engine import EngineShard
 from tradestack.trading.executions import Recorded, record
 from tradestack.trading.repository import TradingRepository
 
 from ..conftest import MakeUser  # type: ignore[import-not-found]
-from .conftest import PublishQuote  # type: ignore[import-not-found]
+from .conftest import PublishQuote, wait_for_order  # type: ignore[import-not-found]
 from .test_orders import limit_buy, open_account  # type: ignore[import-not-found]
 
 BTC = instrument("BTC-USD")
@@ -75,3 +78,88 @@ async def test_a_fill_the_account_cannot_pay_for_cancels_the_order(
     assert "not enough cash" in (result.order.reason or "")
     accounts = {a["id"]: a for a in (await client.get("/api/accounts", headers=trader.headers)).json()}
     assert accounts[account]["cash"] == {"USD": "1000"}
+
+
+async def test_a_fill_that_costs_exactly_the_cash_is_booked(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime, publish_quote: PublishQuote
+) -> None:
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "1000")
+    await publish_quote("BTC-USD", "30000.00", "30001.00", size="1")
+    ids = []
+    for name in ("one-too-many", "exact"):
+        body = {**limit_buy(account, name, price="10000.00", quantity="0.04"), "symbol": "BTC-USD"}  # 400.40 each
+        ids.append((await client.post("/api/orders", json=body, headers=trader.headers)).json()["id"])
+    # Filled far above their limits (as if the market had gapped): 0.04 x 24,975 = 999 of the 1,000 USD.
+    # With a fee of 2 that is one dollar more than the account has.
+    now = datetime.now(UTC)
+    short = Fill(ids[0], f"{ids[0]}-1", Decimal("0.04"), Decimal(24975), Decimal(2), Liquidity.TAKER, now)
+    assert (await record(runtime, account, BTC, short, FxRates({}))).outcome is Recorded.CANCELED
+    # With a fee of 1 it takes every last cent, which is enough.
+    fill = Fill(ids[1], f"{ids[1]}-1", Decimal("0.04"), Decimal(24975), Decimal(1), Liquidity.TAKER, now)
+    result = await record(runtime, account, BTC, fill, FxRates({}))
+    assert result.outcome is Recorded.APPLIED
+    assert result.order is not None
+    assert result.order.status == "filled"
+    assert result.fill is not None
+    assert (result.fill.fill_id, result.fill.quantity, result.fill.price, result.fill.fee) == (
+        f"{ids[1]}-1",
+        Decimal("0.04"),
+        Decimal(24975),
+        Decimal(1),
+    )
+    # What the engine publishes on the portfolio channel: cash and positions after the fill.
+    assert result.books is not None
+    books = {name: {k: v if k == "currency" else Decimal(v) for k, v in b.items()} for name, b in result.books.items()}
+    assert books == {
+        "cash:USD": {"currency": "USD", "amount": Decimal(0)},
+        "position:BTC-USD": {"currency": "USD", "amount": Decimal(999), "quantity": Decimal("0.04")},
+    }
+    accounts = {a["id"]: a for a in (await client.get("/api/accounts", headers=trader.headers)).json()}
+    assert accounts[account]["cash"] == {"USD": "0"}
+    # The order is over: a late fill or trigger for it is dropped, and books nothing.
+    late = await record(runtime, account, BTC, Fill(ids[1], f"{ids[1]}-2", Decimal("0.01"), Decimal(1), Decimal(0),
+                                                    Liquidity.TAKER, now), FxRates({}))  # fmt: skip
+    assert (late.outcome, late.order, late.books) == (Recorded.GONE, None, None)
+    assert (await record(runtime, account, BTC, Triggered(ids[0], now), FxRates({}))).outcome is Recorded.GONE
+
+
+async def test_stop_and_stop_limit_orders_trigger_on_the_quote_and_fill_in_the_books(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime, publish_quote: PublishQuote
+) -> None:
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader)
+    await publish_quote("BTC-USD", "30000.00", "30001.00", size="5")
+    stop = {"account_id": account, "symbol": "BTC-USD", "side": "buy", "quantity": "0.1", "time_in_force": "gtc"}
+    orders = {
+        "stop": {**stop, "client_order_id": "stop", "type": "stop", "stop_price": "31000.00"},
+        "stop-limit": {**stop, "client_order_id": "stop-limit", "type": "stop_limit", "stop_price": "31000.00",
+                       "limit_price": "31100.00"},
+        "stop-limit-rests": {**stop, "client_order_id": "stop-limit-rests", "type": "stop_limit",
+                             "stop_price": "31000.00", "limit_price": "31010.00"},
+    }  # fmt: skip
+    ids = {}
+    for name, body in orders.items():
+        created = await client.post("/api/orders", json=body, headers=trader.headers)
+        assert created.status_code == 201, created.text
+        ids[name] = created.json()["id"]
+    await asyncio.sleep(0.2)  # the engine has the orders and the quote: below the stops, nothing happens
+    for order_id in ids.values():
+        assert (await client.get(f"/api/orders/{order_id}", headers=trader.headers)).json()["status"] == "accepted"
+
+    await publish_quote("BTC-USD", "31049.00", "31050.00", size="5")  # the ask reaches the stops
+    for name in ("stop", "stop-limit"):
+        filled = await wait_for_order(client, ids[name], trader.headers, lambda o: o["status"] == "filled")
+        assert filled["average_fill_price"] == "31050", (name, filled)
+        events = (await client.get(f"/api/orders/{ids[name]}/events", headers=trader.headers)).json()
+        assert [e["kind"] for e in events] == ["submitted", "accepted", "triggered", "filled"], name
+    # Triggered, its limit below the ask: it now rests as a limit order.
+    rests = await wait_for_order(client, ids["stop-limit-rests"], trader.headers, lambda o: o["status"] != "accepted")
+    assert (rests["status"], rests["filled_quantity"]) == ("triggered", "0")
+    async with runtime.database.read_session() as session:
+        fills = (await session.execute(select(FillRow.order_id, FillRow.quantity, FillRow.price))).all()
+    assert sorted(tuple(f) for f in fills) == sorted(
+        (ids[name], Decimal("0.1"), Decimal(31050)) for name in ("stop", "stop-limit")
+    )
+    report = await check_integrity(runtime.database)
+    assert report.ok, report.problems

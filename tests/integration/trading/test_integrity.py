@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
+import pytest
 from sqlalchemy import text
 
 from tradestack.domain.ledger import deposit, fill_entry
@@ -27,7 +28,7 @@ from tradestack.domain.portfolio import PositionState
 from tradestack.identity.permissions import Role
 from tradestack.identity.service import Caller, identity_session
 from tradestack.kit.runtime import Runtime
-from tradestack.models.trading import FillRow, OrderEventRow, OrderRow
+from tradestack.models.trading import BalanceRow, FillRow, JournalEntryRow, OrderEventRow, OrderRow
 from tradestack.ops.integrity import check_integrity
 from tradestack.portfolio.repository import JournalRepository
 
@@ -99,6 +100,7 @@ async def test_consistent_books_pass(runtime: Runtime, make_user: MakeUser) -> N
     assert report.checked["orders"] >= 1
     assert report.checked["fills"] == 1
     assert report.checked["journal entries"] == 2
+    assert report.checked["postings"] == 6  # deposit: cash, deposits; fill: position and cash, fees and cash
     assert report.checked["balances"] == 4  # cash:USD, deposits:USD, fees:USD, position:AAPL
 
 
@@ -123,16 +125,21 @@ async def test_each_corruption_is_named(runtime: Runtime, make_user: MakeUser) -
     assert problems == [f"order {order_id}: event sequence [1, 3] has holes or does not start at 1"]
 
 
-async def test_unbalanced_journal_is_named(runtime: Runtime, make_user: MakeUser) -> None:
+@pytest.mark.parametrize(("deposits", "imbalance"), [("-99999", "1"), ("-100001", "-1")])
+async def test_unbalanced_journal_is_named_whatever_the_sign(
+    runtime: Runtime, make_user: MakeUser, deposits: str, imbalance: str
+) -> None:
     account_id, order_id = await _books(runtime, make_user)
-    if runtime.database.dialect == "postgresql":
-        return  # PostgreSQL refuses to commit it at all (tests/integration/trading/test_journal_constraint.py)
     async with runtime.database.engine.begin() as conn:
-        await conn.execute(text("UPDATE postings SET amount = '-99999' WHERE account = 'deposits:USD'"))
+        if runtime.database.dialect == "postgresql":
+            # PostgreSQL refuses to commit an unbalanced entry (test_journal_constraint.py); corrupt this
+            # throwaway database past its trigger, as a restore with triggers off would.
+            await conn.execute(text("ALTER TABLE postings DISABLE TRIGGER postings_balanced"))
+        await conn.execute(text("UPDATE postings SET amount = :a WHERE account = 'deposits:USD'"), {"a": deposits})
     problems = (await check_integrity(runtime.database)).problems
     assert problems == [
-        f"journal entry dep-{order_id} does not balance: USD postings sum to 1",
-        f"balance deposits:USD of account {account_id}: amount -100000 but its postings sum to -99999",
+        f"journal entry dep-{order_id} does not balance: USD postings sum to {imbalance}",
+        f"balance deposits:USD of account {account_id}: amount -100000 but its postings sum to {deposits}",
     ]
 
 
@@ -192,3 +199,68 @@ async def test_balances_that_are_not_the_fold_of_the_journal_are_named(runtime: 
     report = await check_integrity(runtime.database)
     assert report.problems == [f"balance fees:USD of account {account_id} is missing: its postings sum to 1"]
     assert report.checked["balances"] == 3
+
+
+async def test_positions_balances_and_entries_that_do_not_fold_are_named(runtime: Runtime, make_user: MakeUser) -> None:
+    account_id, order_id = await _books(runtime, make_user)
+    async with runtime.database.engine.begin() as conn:
+        # The fill says it was a sell of MSFT; the journal holds 10 AAPL bought.
+        await conn.execute(text("UPDATE fills SET symbol = 'MSFT', side = 'sell' WHERE order_id = :id"), {"id": order_id})
+        await conn.execute(
+            text("UPDATE balances SET currency = 'EUR' WHERE account_id = :id AND ledger_account = 'cash:USD'"),
+            {"id": account_id},
+        )
+        await conn.execute(
+            text("UPDATE balances SET quantity = NULL WHERE account_id = :id AND ledger_account = 'position:AAPL'"),
+            {"id": account_id},
+        )
+    async with runtime.database.session() as session:
+        session.add(
+            BalanceRow(account_id=account_id, ledger_account="cash:GBP", currency="GBP", amount=Decimal(5), quantity=None)
+        )
+        session.add(JournalEntryRow(id="empty-entry", account_id=account_id, ts=TS, kind="deposit"))
+    problems = (await check_integrity(runtime.database)).problems
+    assert sorted(problems) == sorted(
+        [
+            f"account {account_id} AAPL: the journal holds 10 but the fills add up to 0",
+            f"account {account_id} MSFT: the journal holds 0 but the fills add up to -10",
+            f"balance cash:USD of account {account_id}: kept in EUR but its postings are in USD",
+            f"balance position:AAPL of account {account_id}: quantity none but its postings' quantities sum to 10",
+            f"balance cash:GBP of account {account_id}: amount 5 but its postings sum to 0",
+            "journal entry empty-entry has no postings",
+        ]
+    )
+
+
+async def test_orders_without_events_or_with_events_that_do_not_fold_are_named(runtime: Runtime, make_user: MakeUser) -> None:
+    account_id, order_id = await _books(runtime, make_user)
+    async with runtime.database.session() as session:
+        for n in (1, 2):
+            session.add(
+                OrderRow(
+                    id=f"bare-{n}", account_id=account_id, client_order_id=f"bare-{n}", fingerprint="x", symbol="AAPL",
+                    side="buy", type="limit", time_in_force="day", quantity=Decimal(1), limit_price=Decimal(1), stop_price=None,
+                    status="accepted", filled_quantity=Decimal(0), average_fill_price=None, reason=None, version=2,
+                    created_at=TS, updated_at=TS,
+                )
+            )  # fmt: skip
+    async with runtime.database.engine.begin() as conn:
+        await conn.execute(text("UPDATE order_events SET payload = '{}' WHERE order_id = :id AND seq = 3"), {"id": order_id})
+    problems = sorted((await check_integrity(runtime.database)).problems)
+    # Its fill is then recorded by no order that folds: reported once, with the order.
+    assert len(problems) == 3, problems
+    assert problems[:2] == [
+        "order bare-1: its events do not fold: an order needs at least its OrderSubmitted event",
+        "order bare-2: its events do not fold: an order needs at least its OrderSubmitted event",
+    ]
+    assert problems[2].startswith(f"order {order_id}: its events do not fold: unknown order event kind")
+
+
+async def test_the_report_keeps_the_first_fifty_problems(runtime: Runtime, make_user: MakeUser) -> None:
+    account_id, _ = await _books(runtime, make_user)
+    async with runtime.database.session() as session:
+        for n in range(60):
+            session.add(JournalEntryRow(id=f"empty-{n:02}", account_id=account_id, ts=TS, kind="deposit"))
+    report = await check_integrity(runtime.database)
+    assert len(report.problems) == 50
+    assert not report.ok

@@ -344,3 +344,19 @@ def test_reversing_every_entry_leaves_every_account_at_zero(booked: Booked) -> N
     check_zero_sum(booked.entries + undone)
     assert all(amount == 0 for amount in balances(booked.entries + undone).values())
     assert all(quantity == 0 for quantity in position_quantities(booked.entries + undone).values())
+
+
+def test_fx_conversion_needs_two_currencies_and_positive_amounts() -> None:
+    for sold, bought in (("0", "108"), ("100", "0"), ("-1", "108")):
+        with pytest.raises(InvalidEntry, match=f"an FX conversion needs positive amounts, got {sold} and {bought}"):
+            fx_conversion("fx", T0, EUR, d(sold), USD, d(bought))
+    with pytest.raises(InvalidEntry, match="an FX conversion needs two currencies, got EUR twice"):
+        fx_conversion("fx", T0, EUR, d("100"), EUR, d("100"))
+    assert fx_conversion("fx", T0, EUR, d("0.01"), USD, d("0.01"), reference="trade-7").reference == "trade-7"
+
+
+def test_a_reversal_may_share_the_timestamp_of_what_it_reverses() -> None:
+    original = fx_conversion("fx-1", T0, EUR, d("100"), USD, d("108"))
+    assert reversal("undo", T0, original).reverses == "fx-1"
+    with pytest.raises(InvalidEntry, match="predates entry 'fx-1'"):
+        reversal("undo", T0 - timedelta(microseconds=1), original)

@@ -293,6 +293,17 @@ def test_sell_stop_triggers_on_a_print_at_or_below_the_stop() -> None:
     assert fills(events)[0].price == Decimal("98.90")
 
 
+def test_a_stop_triggers_when_the_market_is_exactly_at_it() -> None:
+    buyer = engine()
+    buyer.on_quote(quote("99.99", "100.00"))
+    buyer.submit(order("o1", "buy", "10", "stop", stop="101.00"), at(0))
+    assert [type(e) for e in buyer.on_quote(quote("100.99", "101.00", seconds=1))] == [Triggered, Fill]
+    seller = engine()
+    seller.on_quote(quote("99.99", "100.00"))
+    seller.submit(order("o1", "sell", "10", "stop", stop="99.00"), at(0))
+    assert [type(e) for e in seller.on_trade(trade("99.00", seconds=1))] == [Triggered, Fill]
+
+
 def test_stop_limit_rests_as_a_limit_after_triggering() -> None:
     paper = engine()
     paper.on_quote(quote("99.99", "100.00"))

@@ -1,8 +1,9 @@
+import re
 from dataclasses import replace
 from decimal import Decimal
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from tradestack.domain.marketdata import Side
@@ -15,6 +16,7 @@ from tradestack.domain.risk import (
     RiskDenial,
     RiskLimits,
     TradingState,
+    check_buying_power,
     evaluate,
     order_price,
     reduces_position,
@@ -223,6 +225,79 @@ def test_orders_that_lower_gross_exposure_pass_above_the_limit() -> None:
     assert evaluate(intent("sell", "100"), LIMITS, state, ACTIVE, LAST) is None
 
 
+# -- each limit is the most allowed: exactly at it passes, one step beyond is denied ------------------
+
+
+def test_order_notional_exactly_at_the_limit_passes() -> None:
+    assert evaluate(intent("buy", "1000"), LIMITS, STATE, ACTIVE, LAST) is None  # 1,000 x 100 = 100,000
+    beyond = evaluate(intent("buy", "1000", limit="100.01"), LIMITS, STATE, ACTIVE, LAST)
+    assert beyond is not None
+    assert beyond.check is RiskCheck.MAX_ORDER_NOTIONAL
+
+
+def test_position_exactly_at_the_limit_passes_long_and_short() -> None:
+    assert evaluate(intent("buy", "100"), LIMITS, holding("900"), ACTIVE, LAST) is None
+    short = holding("-900", allow_short=True)
+    assert evaluate(intent("sell", "100"), LIMITS, short, ACTIVE, LAST) is None
+    beyond = evaluate(intent("sell", "101"), LIMITS, short, ACTIVE, LAST)
+    assert beyond == denial(RiskCheck.MAX_POSITION, "resulting AAPL position -1,001 exceeds the limit of 1,000 per instrument")
+
+
+def test_gross_exposure_exactly_at_the_limit_passes() -> None:
+    state = replace(STATE, gross_exposure=Decimal(950_000))
+    assert evaluate(intent("buy", "500"), LIMITS, state, ACTIVE, LAST) is None  # 950,000 + 50,000
+    beyond = evaluate(intent("buy", "501"), LIMITS, state, ACTIVE, LAST)
+    assert beyond is not None
+    assert beyond.check is RiskCheck.MAX_GROSS_EXPOSURE
+
+
+def test_any_rise_of_gross_exposure_above_the_limit_is_denied_and_no_rise_passes() -> None:
+    at_limit = replace(STATE, gross_exposure=LIMITS.max_gross_exposure)
+    penny = evaluate(intent("buy", "1", limit="0.50"), LIMITS, at_limit, ACTIVE, Decimal("0.50"))
+    assert penny == denial(
+        RiskCheck.MAX_GROSS_EXPOSURE,
+        "gross exposure would rise from 1,000,000.00 USD to 1,000,000.50 USD, above the limit 1,000,000.00 USD",
+    )
+    # Short 10 to long 10 leaves |position| x price where it was: exposure does not rise.
+    flip = holding("-10", allow_short=True, gross_exposure=Decimal(2_000_000))
+    assert evaluate(intent("buy", "20"), LIMITS, flip, ACTIVE, LAST) is None
+
+
+def test_gross_exposure_is_priced_at_the_last_price_else_at_the_order_price() -> None:
+    state = replace(STATE, gross_exposure=Decimal(990_001))
+    # A buy limit at 95 while the market is at 100 adds 100 x 100 = 10,000 of exposure, not 9,500.
+    below_market = intent("buy", "100", limit="95.00")
+    at_last = evaluate(below_market, LIMITS, state, ACTIVE, LAST)
+    assert at_last is not None
+    assert at_last.check is RiskCheck.MAX_GROSS_EXPOSURE
+    assert "to 1,000,001.00 USD" in at_last.reason
+    # Without a last price the order's own price values it.
+    no_last = evaluate(intent("buy", "100", limit="100.00"), LIMITS, state, ACTIVE, None)
+    assert no_last is not None
+    assert no_last.check is RiskCheck.MAX_GROSS_EXPOSURE
+
+
+def test_gross_exposure_and_buying_power_are_converted_to_the_base_currency() -> None:
+    def eur(amount: Decimal) -> Decimal:
+        return amount / 2
+
+    limits = replace(LIMITS, currency="EUR")
+    exposed = replace(STATE, gross_exposure=Decimal(999_000))
+    # 100 x 100 USD = 10,000 USD is 5,000 EUR: above the EUR limit once converted.
+    denied = evaluate(intent("buy", "100"), limits, exposed, ACTIVE, LAST, to_base=eur)
+    assert denied == denial(
+        RiskCheck.MAX_GROSS_EXPOSURE,
+        "gross exposure would rise from 999,000.00 EUR to 1,004,000.00 EUR, above the limit 1,000,000.00 EUR",
+    )
+    assert evaluate(intent("buy", "10"), limits, exposed, ACTIVE, LAST, to_base=eur) is None  # 500 EUR more
+    cash = replace(STATE, cash_available=Decimal(5_000))
+    assert evaluate(intent("buy", "100"), limits, cash, ACTIVE, LAST, to_base=eur) is None  # needs 5,000 EUR
+    short = evaluate(intent("buy", "101"), limits, cash, ACTIVE, LAST, to_base=eur)
+    assert short is not None
+    assert short.check is RiskCheck.BUYING_POWER
+    assert "order needs 5,050.00 EUR" in short.reason
+
+
 # -- buying power ----------------------------------------------------------------------------------
 
 
@@ -241,6 +316,15 @@ def test_buy_needs_notional_and_fee_within_cash_less_reserved() -> None:
 def test_sells_need_no_cash() -> None:
     state = holding("10", cash_available=Decimal(0))
     assert evaluate(intent("sell", "10"), LIMITS, state, ACTIVE, LAST) is None
+
+
+def test_sells_pass_even_when_open_orders_reserve_more_than_the_cash() -> None:
+    state = holding("10", cash_available=Decimal(100), reserved_by_open_orders=Decimal(500))
+    assert evaluate(intent("sell", "10"), LIMITS, state, ACTIVE, LAST) is None
+
+
+def test_buying_power_leaves_an_unpriceable_market_buy_to_the_reference_price_check() -> None:
+    assert check_buying_power(intent("buy", "10", "market"), LIMITS, replace(STATE, cash_available=Decimal(0)), None) is None
 
 
 def test_first_failing_check_in_order_wins() -> None:
@@ -280,6 +364,53 @@ def test_intent_needs_exactly_the_prices_of_its_type() -> None:
         OrderIntent("acc-1", "AAPL", Side.BUY, OrderType.MARKET, Decimal(1), limit_price=Decimal(1))
     with pytest.raises(ValueError, match="quantity"):
         OrderIntent("acc-1", "AAPL", Side.BUY, OrderType.MARKET, Decimal(0))
+
+
+def test_intent_prices_and_quantity_must_be_positive_and_finite() -> None:
+    with pytest.raises(ValueError, match="a stop order needs a stop_price"):
+        OrderIntent("acc-1", "AAPL", Side.BUY, OrderType.STOP, Decimal(1))
+    with pytest.raises(ValueError, match="a limit order must not carry a stop_price"):
+        OrderIntent("acc-1", "AAPL", Side.BUY, OrderType.LIMIT, Decimal(1), limit_price=Decimal(1), stop_price=Decimal(1))
+    for bad in (Decimal(0), Decimal(-1), Decimal("Infinity")):
+        with pytest.raises(ValueError, match=re.escape(f"limit_price must be a positive Decimal, got {bad!r}")):
+            OrderIntent("acc-1", "AAPL", Side.BUY, OrderType.LIMIT, Decimal(1), limit_price=bad)
+    with pytest.raises(ValueError, match="quantity must be a positive Decimal"):
+        OrderIntent("acc-1", "AAPL", Side.BUY, OrderType.MARKET, Decimal("Infinity"))
+
+
+def test_limits_must_be_non_negative_and_the_collar_below_100() -> None:
+    zero = RiskLimits(Decimal(0), Decimal(0), Decimal(0), Decimal(0), 0, Decimal(0), "USD")
+    assert evaluate(intent("buy", "1"), zero, STATE, ACTIVE, LAST) == denial(
+        RiskCheck.ORDER_RATE, "0 orders in the last minute reach the limit of 0 per minute; wait before submitting more"
+    )
+    with pytest.raises(ValueError, match="max_gross_exposure must be a non-negative Decimal, got Decimal"):
+        replace(LIMITS, max_gross_exposure=Decimal(-1))
+    with pytest.raises(ValueError, match="daily_loss_limit must be a non-negative Decimal"):
+        replace(LIMITS, daily_loss_limit=Decimal("NaN"))
+    with pytest.raises(ValueError, match="price_collar_pct must be below 100, got 100"):
+        replace(LIMITS, price_collar_pct=Decimal(100))
+    with pytest.raises(ValueError, match="max_orders_per_minute must not be negative, got -1"):
+        replace(LIMITS, max_orders_per_minute=-1)
+    with pytest.raises(ValueError, match="orders_in_last_minute must not be negative, got -1"):
+        replace(STATE, orders_in_last_minute=-1)
+
+
+def test_states_given_as_plain_strings_are_states() -> None:
+    halted = replace(STATE, trading_state="halted")  # type: ignore[arg-type]
+    assert halted.trading_state is TradingState.HALTED
+    assert evaluate(intent("buy", "1"), LIMITS, STATE, "halted", LAST) == denial(  # type: ignore[arg-type]
+        RiskCheck.TRADING_STATE, "trading is halted for all accounts"
+    )
+    both = evaluate(intent("buy", "1"), LIMITS, halted, TradingState.HALTED, LAST)
+    assert both == denial(RiskCheck.TRADING_STATE, "trading is halted for all accounts")
+
+
+def test_a_last_price_that_is_not_positive_cannot_price_a_market_order() -> None:
+    for unusable in (Decimal(0), Decimal(-1)):
+        result = evaluate(intent("buy", "1", "market"), LIMITS, STATE, ACTIVE, unusable)
+        assert result is not None
+        assert result.check is RiskCheck.REFERENCE_PRICE
+    assert evaluate(intent("buy", "1", "market"), LIMITS, STATE, ACTIVE, Decimal("0.50")) is None
 
 
 def test_intent_accepts_plain_strings_for_its_enums() -> None:
@@ -390,6 +521,10 @@ def test_reducing_never_approves_an_order_that_grows_or_flips_a_position(
 
 
 @given(current=_positions, resulting=_positions)
+@example(current=Decimal(1), resulting=Decimal(0))
+@example(current=Decimal(5), resulting=Decimal(1))
+@example(current=Decimal(1), resulting=Decimal("0.5"))
+@example(current=Decimal(-1), resulting=Decimal("-0.5"))
 def test_reduces_position_means_smaller_and_same_side(current: Decimal, resulting: Decimal) -> None:
     expected = abs(resulting) < abs(current) and resulting * current >= 0
     assert reduces_position(current, resulting) is expected
