@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -11,8 +12,21 @@ from tradestack.kit.cache import Cache, create_cache
 from tradestack.kit.config import Settings
 from tradestack.kit.crypto import Keyring, configure_keyring
 from tradestack.kit.db import Database
+from tradestack.kit.logging import get_logger
 from tradestack.kit.ratelimit import RateLimiter, create_rate_limiter
 from tradestack.kit.secrets import with_generated_secrets
+
+log = get_logger(__name__)
+CLOSE_STEP_SECONDS = 15.0
+"""How long one step of `Runtime.close` may take before it is abandoned (named in a warning), so a
+background task that does not stop can never hang the shutdown of the process (or a test)."""
+
+
+async def _bounded(step: str, work: Awaitable[None]) -> None:
+    try:
+        await asyncio.wait_for(work, timeout=CLOSE_STEP_SECONDS)
+    except TimeoutError:
+        log.warning("runtime_close_step_abandoned", step=step, seconds=CLOSE_STEP_SECONDS)
 
 
 @dataclass
@@ -50,8 +64,9 @@ class Runtime:
     async def close(self) -> None:
         """Stop background work (newest first), then release every connection."""
         while self.closers:
-            await self.closers.pop()()
-        await self.bus.close()
-        await self.cache.close()
-        await self.rate_limiter.close()
-        await self.database.dispose()
+            closer = self.closers.pop()
+            await _bounded(getattr(closer, "__qualname__", repr(closer)), closer())
+        await _bounded("bus", self.bus.close())
+        await _bounded("cache", self.cache.close())
+        await _bounded("rate_limiter", self.rate_limiter.close())
+        await _bounded("database", self.database.dispose())
