@@ -29,6 +29,7 @@ PUBLIC = {
     ("GET", "/api/health"),
     ("GET", "/api/ready"),
     ("GET", "/api/health/database"),
+    ("GET", "/api/health/external"),
     ("GET", "/api/db/health"),
     ("GET", "/api/version"),
     ("GET", "/metrics"),
