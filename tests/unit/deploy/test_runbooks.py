@@ -26,7 +26,7 @@ def _commands() -> list[tuple[str, list[str]]]:
 
 
 def test_every_runbook_has_commands() -> None:
-    assert {p.name for p in RUNBOOKS} == {"go-live.md", "release-and-rollback.md", "incident.md"}
+    assert {p.name for p in RUNBOOKS} == {"go-live.md", "release-and-rollback.md", "incident.md", "disaster-recovery.md"}
     assert len(_commands()) >= 15
 
 
