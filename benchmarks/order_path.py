@@ -772,9 +772,11 @@ def in_process_profile(orders: int) -> None:
     from tradestack.audit import service as audit_service
     from tradestack.audit.repository import AuditRepository
     from tradestack.audit.service import AuditService
+    from tradestack.books.repository import JournalRepository
+    from tradestack.books.service import BooksService
     from tradestack.identity import deps
     from tradestack.identity.service import IdentityService
-    from tradestack.portfolio.repository import JournalRepository
+    from tradestack.marketdata.service import MarketDataService
     from tradestack.trading import service as trading_service
     from tradestack.trading.commands import RedisCommands
     from tradestack.trading.repository import TradingRepository
@@ -789,16 +791,16 @@ def in_process_profile(orders: int) -> None:
         (1, deps, "check_limit", "rate limit per principal (Redis)"),
         (1, TradingService, "submit", "TradingService.submit"),
         (2, TradingService, "_instrument", "instrument catalogue (cached in process)"),
-        (2, trading_service, "current_prices", "quotes: Redis MGET"),
+        (2, MarketDataService, "snapshot", "quotes: Redis MGET"),
         (2, TradingService, "_submit_once", "order transaction, BEGIN .. COMMIT"),
-        (3, TradingRepository, "lock_account", "SELECT account FOR UPDATE"),
+        (3, BooksService, "lock", "SELECT account FOR UPDATE"),
         (3, TradingRepository, "by_client_order_id", "SELECT order by client_order_id"),
         (3, TradingService, "_check", "risk check"),
         (4, TradingService, "limits_of", "SELECT risk_limits"),
         (4, TradingService, "risk_state", "risk state"),
-        (5, JournalRepository, "balances", "SELECT balances"),
+        (5, JournalRepository, "balance_lines", "SELECT balances"),
         (5, TradingRepository, "open_orders", "SELECT open orders (ORM rows)"),
-        (5, TradingRepository, "realized_since", "SELECT realized P&L today"),
+        (5, JournalRepository, "realized_since", "SELECT realized P&L today"),
         (5, TradingRepository, "orders_since", "SELECT count of orders, last minute"),
         (5, TradingRepository, "states", "SELECT trading states"),
         (3, TradingRepository, "create", "INSERT order, flush, INSERT 2 events"),

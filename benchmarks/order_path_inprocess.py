@@ -7,9 +7,10 @@ service does in memory:
 
 1. submit - build an `OrderRequest` with a fresh client_order_id, `validate` it against the
    instrument, fold `OrderSubmitted` with `Order.from_events`;
-2. risk - `risk.evaluate` on the account's live numbers (cash, reserved by open buys, positions,
-   gross exposure, realized P&L), then `OrderAccepted` or `OrderDenied` applied to the Order, and
-   `reserve_for` kept for an accepted buy;
+2. risk - `riskstate.account_risk_state` (the function the trading service calls) on the account's
+   `AccountBooks`, its `OpenOrders` and a `MarketSnapshot` of the quotes in force, `risk.evaluate`
+   on it, then `OrderAccepted` or `OrderDenied` applied to the Order, and `reserve_for` kept for an
+   accepted buy (the pipeline's own cash accounting, checked by `verify`);
 3. match - a `WorkingOrder` into the instrument's `MatchingEngine` (fee bps + minimum, slippage,
    zero latency, participation 1); every 10 orders of an instrument a new quote (seeded random
    walk) reaches its engine first and fills what rests;
@@ -54,6 +55,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 
+from tradestack.domain.books import AccountBooks, Holding
 from tradestack.domain.instruments import Instrument, instrument
 from tradestack.domain.ledger import AccountKind, JournalEntry, deposit, fill_entry_with_effect
 from tradestack.domain.marketdata import Quote, Side
@@ -81,8 +83,11 @@ from tradestack.domain.orders import (
     OrderType,
     TimeInForce,
 )
-from tradestack.domain.portfolio import PositionState
-from tradestack.domain.risk import AccountRiskState, OrderIntent, RiskLimits, TradingState, evaluate, reserve_for
+from tradestack.domain.portfolio import FxRates, PositionState
+from tradestack.domain.risk import OrderIntent, RiskLimits, TradingState, evaluate, reserve_for
+from tradestack.domain.riskstate import OpenOrder as RiskOpenOrder
+from tradestack.domain.riskstate import OpenOrders, account_risk_state
+from tradestack.domain.snapshot import MarketSnapshot, view_of
 
 GOAL_ORDERS_PER_SECOND = 100_000
 ACCOUNT = "acct-bench"
@@ -106,6 +111,7 @@ LIMITS = RiskLimits(
 FAT_FINGER_SIZE = 50
 FAT_FINGER_THROUGH = Decimal("0.08")  # a limit this far through the market is beyond the 5 % collar
 
+NO_FX = FxRates({})  # one currency: nothing to convert
 _TO_MARKET_SIDE = {OrderSide.BUY: Side.BUY, OrderSide.SELL: Side.SELL}
 
 
@@ -195,6 +201,13 @@ class Book:
         self.position = PositionState(self.instrument.symbol)
 
 
+def _working(order: Order, side: Side) -> RiskOpenOrder:
+    """What the risk state counts of an accepted order (nothing once it is final)."""
+    request = order.request
+    remaining = Decimal(0) if order.status.is_terminal else order.remaining_quantity
+    return RiskOpenOrder(order.id, request.symbol, side, request.type, remaining, request.limit_price, request.stop_price)
+
+
 @dataclass(slots=True)
 class OpenOrder:
     """An accepted order while it works, and what it still reserves out of cash."""
@@ -223,6 +236,7 @@ class Pipeline:
         self.realized_today = Decimal(0)
         self.positions: dict[str, Decimal] = {b.instrument.symbol: Decimal(0) for b in self.books}
         self.open: dict[str, OpenOrder] = {}
+        self.working = OpenOrders(LIMITS, {b.instrument.symbol: b.instrument for b in self.books}, lambda _: FEE)
         self.done: list[Order] = []
         self.denials: Counter[str] = Counter()
         self.invalid = 0
@@ -261,35 +275,44 @@ class Pipeline:
             return None
         return Order.from_events((OrderSubmitted(order_id=f"o-{number}", ts=spec.ts, request=request),))
 
+    def account_books(self) -> AccountBooks:
+        """The account's books as the risk state reads them (what `BooksService.snapshot` answers)."""
+        holdings = {b.instrument.symbol: Holding(b.position, CURRENCY) for b in self.books if b.position.quantity}
+        return AccountBooks(
+            ACCOUNT,
+            CURRENCY,
+            balances={AccountKind.CASH: {CURRENCY: self.cash}},
+            holdings=holdings,
+            realized_today={CURRENCY: self.realized_today},
+        )
+
+    def market(self) -> MarketSnapshot:
+        """The quotes in force (what `MarketDataService.snapshot` answers)."""
+        return MarketSnapshot({b.instrument.symbol: view_of(b.quote) for b in self.books if b.quote is not None}, NO_FX)
+
     def risk(self, order: Order, book: Book, spec: Spec) -> OpenOrder | None:
-        """Evaluate the risk checks on the account's numbers; accept (reserving for a buy) or deny."""
+        """Evaluate the risk checks on the state `account_risk_state` builds; accept (reserving for a buy) or deny."""
         request = order.request
         side = _TO_MARKET_SIDE[request.side]
         intent = OrderIntent(ACCOUNT, request.symbol, side, request.type, request.quantity, request.limit_price)
-        gross = Decimal(0)
-        for other in self.books:
-            if other.quote is not None:
-                gross += abs(other.position.quantity) * other.quote.last
-        state = AccountRiskState(
-            cash_available=self.cash,
-            reserved_by_open_orders=self.reserved,
-            positions=self.positions,
-            gross_exposure=gross,
-            realized_pnl_today=self.realized_today,
+        market = self.market()
+        state = account_risk_state(
+            self.account_books(),
+            self.working,
+            market,
+            side=side,
             orders_in_last_minute=min(self.submitted - 1, ORDERS_PER_MINUTE),
-            allow_short=False,
-            trading_state=TradingState.ACTIVE,
         )
-        last = book.quote.last if book.quote is not None else None
-        denial = evaluate(intent, LIMITS, state, TradingState.ACTIVE, last, fee_model=FEE)
+        denial = evaluate(intent, LIMITS, state, TradingState.ACTIVE, market.mark(request.symbol), fee_model=FEE)
         if denial is not None:
             self.denials[denial.check.value] += 1
             self.done.append(order.apply(OrderDenied(order_id=order.id, ts=spec.ts, reason=str(denial))))
             return None
-        reserved = reserve_for(intent, LIMITS, last, fee_model=FEE)
+        reserved = reserve_for(intent, LIMITS, market.mark(request.symbol), fee_model=FEE)
         self.reserved += reserved
         open_order = OpenOrder(order.apply(OrderAccepted(order_id=order.id, ts=spec.ts)), book, side, reserved)
         self.open[order.id] = open_order
+        self.working.put(_working(open_order.order, side))
         return open_order
 
     def match(self, open_order: OpenOrder, spec: Spec) -> list[MatchEvent]:
@@ -333,6 +356,7 @@ class Pipeline:
             elif isinstance(event, Expired):
                 order = order.apply(OrderExpired(order_id=order.id, ts=event.ts))
             open_order.order = order
+            self.working.put(_working(order, open_order.side))
         return booked
 
     def ledger(self, booked: list[tuple[Fill, OpenOrder]]) -> None:
@@ -404,7 +428,7 @@ class Pipeline:
 STAGES = ("submit", "risk", "match", "fill events", "ledger")
 STAGE_NOTES = {
     "submit": "OrderRequest + validate + OrderSubmitted + Order.from_events",
-    "risk": "OrderIntent + AccountRiskState + evaluate + OrderAccepted/Denied + reserve_for",
+    "risk": "AccountBooks + MarketSnapshot + account_risk_state + evaluate + OrderAccepted/Denied + OpenOrders.put",
     "match": "WorkingOrder + engine.submit, engine.on_quote, session close",
     "fill events": "OrderPartiallyFilled/OrderFilled/OrderExpired applied to the Order",
     "ledger": "fill_entry_with_effect + cash and reservations",
@@ -529,6 +553,7 @@ def verify(pipeline: Pipeline, flow: list[Spec]) -> None:
     require(lowest >= 0, f"cash went down to {lowest}")
     require(cash == pipeline.cash, f"journal cash {cash} but the pipeline holds {pipeline.cash}")
     require(not pipeline.open, f"{len(pipeline.open)} orders still open after the session close")
+    require(not len(pipeline.working), f"{len(pipeline.working)} orders still counted by the risk state after the close")
     require(pipeline.reserved == 0, f"{pipeline.reserved} still reserved with no open order")
     require(len(pipeline.done) == pipeline.submitted - pipeline.invalid, "an order went missing")
     filled: dict[str, Decimal] = defaultdict(Decimal)

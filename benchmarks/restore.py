@@ -38,6 +38,7 @@ import asyncpg
 import orjson
 from sqlalchemy.engine import make_url
 
+from tradestack.books.service import BooksService
 from tradestack.domain.orders import OrderAccepted, OrderRequest, OrderSide, OrderSubmitted, OrderType, TimeInForce
 from tradestack.identity.permissions import Role
 from tradestack.identity.service import Caller, identity_session
@@ -63,7 +64,7 @@ async def generate(settings: Settings, orders: int) -> None:
         await MarketDataService(runtime).seed_instruments()
         async with identity_session(runtime, Caller()) as identity:
             user = await identity.create_user("bench@example.com", "a benchmark password", Role.TRADER)
-            account = await identity.open_account(user, "bench", "USD")
+            account = await BooksService(identity.session, runtime.clock).open_account(user.id, "bench", "USD")
     finally:
         await runtime.close()
     request = OrderRequest(

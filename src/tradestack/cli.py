@@ -105,7 +105,7 @@ def root(
 
 
 async def _migrate_and_seed(runtime: Any) -> tuple[str, list[Any]]:
-    from tradestack.identity.service import seed_first_users
+    from tradestack.books.flows import seed_first_users
     from tradestack.kit import migrations
     from tradestack.ops.service import InstanceService
 

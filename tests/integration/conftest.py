@@ -10,6 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tradestack.books.service import BooksService
 from tradestack.identity.permissions import Role
 from tradestack.identity.service import Caller, identity_session
 from tradestack.kit.runtime import Runtime
@@ -51,7 +52,7 @@ def make_user(runtime: Runtime, client: httpx.AsyncClient) -> MakeUser:
         async with identity_session(runtime, Caller()) as service:
             user = await service.create_user(email, password, role)
             if role == Role.TRADER:
-                await service.open_account(user, "paper", "AUD")
+                await BooksService(service.session, runtime.clock).open_account(user.id, "paper", "AUD")
         made = TestUser(user.id, email, role, password)
         if login:
             response = await client.post("/api/auth/login", json={"email": email, "password": password})

@@ -16,6 +16,8 @@ from tradestack.api.security import install_security
 from tradestack.api.ws import router as ws_router
 from tradestack.audit.endpoints import router as audit_router
 from tradestack.audit.service import start_audit_drainer
+from tradestack.books.endpoints import books as books_router
+from tradestack.books.endpoints import router as accounts_router
 from tradestack.identity import endpoints as identity_endpoints
 from tradestack.identity.browser import browser as browser_session_router
 from tradestack.kit.config import Settings, get_settings
@@ -25,8 +27,6 @@ from tradestack.marketdata.endpoints import router as marketdata_router
 from tradestack.marketdata.tasks import start_market_data
 from tradestack.ops.endpoints import router as ops_router
 from tradestack.ops.probes import start_probes
-from tradestack.portfolio.endpoints import books as books_router
-from tradestack.portfolio.endpoints import router as portfolio_router
 from tradestack.signals import endpoints as signals_endpoints
 from tradestack.trading import endpoints as trading_endpoints
 from tradestack.trading.engine import start_engine
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     app.include_router(identity_endpoints.users)
     app.include_router(audit_router)
     app.include_router(marketdata_router)
-    app.include_router(portfolio_router)
+    app.include_router(accounts_router)
     app.include_router(trading_endpoints.orders)
     app.include_router(trading_endpoints.risk)
     app.include_router(books_router)

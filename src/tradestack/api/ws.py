@@ -33,6 +33,7 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
+from tradestack.books.service import BooksService
 from tradestack.core.errors import NotFoundError, PermissionDeniedError, TradestackError
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Caller, IdentityService, Principal
@@ -43,7 +44,6 @@ from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.schemas import frame, iso
 from tradestack.marketdata.service import BOOK_KEY, FANOUT_CHANNEL, QUOTE_KEY, MarketDataService, decode_message
 from tradestack.trading.events import ACCOUNT_CHANNELS
-from tradestack.trading.repository import TradingRepository
 
 router = APIRouter()
 log = get_logger(__name__)
@@ -202,11 +202,11 @@ class _Session:
         if principal is None or not principal.can(Permission.ACCOUNTS_READ_OWN):
             raise PermissionDeniedError(f"{kind} needs permission {Permission.ACCOUNTS_READ_OWN.value}")
         async with self.runtime.database.read_session() as session:
-            repo = TradingRepository(session)
-            own = await repo.accounts_of(principal.user_id)
+            books = BooksService(session, self.runtime.clock)
+            own = [account.id for account in await books.accounts_of(principal.user_id)]
             if not account_id:
                 return [f"{kind}:{account}" for account in own]
-            if account_id in own or (principal.can(Permission.ACCOUNTS_READ_ALL) and await repo.account(account_id)):
+            if account_id in own or (principal.can(Permission.ACCOUNTS_READ_ALL) and await books.account(account_id)):
                 return [name]
         raise NotFoundError(f"{name}: no account {account_id}")
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
+from tradestack.books.service import BooksService
 from tradestack.identity.deps import caller_of, require
 from tradestack.identity.permissions import Permission
 from tradestack.identity.schemas import (
@@ -96,7 +97,7 @@ async def change_password(body: PasswordChange, service: ServiceDep, principal: 
 async def me(service: ServiceDep, principal: SignedIn) -> Me:
     """Who you are, your trading accounts and what you may do."""
     user = await service.get_user(principal.user_id)
-    accounts = [AccountOut.model_validate(a) for a in await service.accounts_of(user.id)]
+    accounts = [AccountOut.model_validate(a) for a in await BooksService(service.session, service.clock).accounts_of(user.id)]
     return Me(
         **UserOut.model_validate(user).model_dump(),
         accounts=accounts,

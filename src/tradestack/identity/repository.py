@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, func, or_, select, update
 
 from tradestack.kit.repository import Repository
-from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, TradingAccount, User
+from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, User
 
 
 class UserRepository(Repository):
@@ -44,17 +44,6 @@ class UserRepository(Repository):
     async def count_admins(self) -> int:
         query = select(func.count()).select_from(User).where(User.role == "admin", User.is_active.is_(True))
         return int((await self.session.execute(query)).scalar_one())
-
-
-class AccountRepository(Repository):
-    async def add(self, account: TradingAccount) -> TradingAccount:
-        self.session.add(account)
-        await self.session.flush()
-        return account
-
-    async def of_owner(self, owner_id: str) -> Sequence[TradingAccount]:
-        query = select(TradingAccount).where(TradingAccount.owner_id == owner_id).order_by(TradingAccount.created_at)
-        return (await self.session.execute(query)).scalars().all()
 
 
 class RefreshTokenRepository(Repository):

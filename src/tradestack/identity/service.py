@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -31,12 +30,10 @@ from tradestack.core.errors import (
     RateLimitedError,
     ValidationFailedError,
 )
-from tradestack.domain.ledger import deposit
 from tradestack.identity import totp
 from tradestack.identity.passwords import Passwords
 from tradestack.identity.permissions import Permission, Role, Scope, permissions_of, scopes_allowed
 from tradestack.identity.repository import (
-    AccountRepository,
     ApiKeyRepository,
     RecoveryCodeRepository,
     RefreshTokenRepository,
@@ -64,8 +61,7 @@ from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import AUTH_FAILURES, USER_LOGINS
 from tradestack.kit.outages import CACHE_ERRORS, count_outage
 from tradestack.kit.runtime import Runtime
-from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, TradingAccount, User
-from tradestack.portfolio.repository import JournalRepository
+from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, User
 
 log = get_logger(__name__)
 WRONG_CREDENTIALS = "email or password is wrong"
@@ -138,7 +134,6 @@ class IdentityService:
         self.pending_audit: list[tuple[bool, dict[str, Any]]] = []  # (only if committed, entry)
         self.after_end: list[Any] = []
         self.users = UserRepository(session)
-        self.accounts = AccountRepository(session)
         self.refresh_tokens = RefreshTokenRepository(session)
         self.api_keys = ApiKeyRepository(session)
         self.recovery_codes = RecoveryCodeRepository(session)
@@ -169,31 +164,6 @@ class IdentityService:
             raise ConflictError(f"a user with email {email} already exists") from exc
         await self._audit("user.created", "success", actor, target=f"user:{user.id}", detail={"email": email, "role": role.value})
         return user
-
-    async def open_account(
-        self,
-        owner: User,
-        name: str,
-        base_currency: str,
-        *,
-        kind: str = "paper",
-        allow_short: bool = False,
-        fx_policy: str = "auto_convert",
-    ) -> TradingAccount:
-        currency = base_currency.upper()
-        if len(currency) != 3 or not currency.isalpha():
-            raise ValidationFailedError(f"base currency must be a 3-letter ISO code such as AUD or USD, not {base_currency!r}")
-        account = TradingAccount(
-            id=str(uuid.uuid4()),
-            owner_id=owner.id,
-            name=name,
-            base_currency=currency,
-            kind=kind,
-            allow_short=allow_short,
-            fx_policy=fx_policy,
-            created_at=self.clock.now(),
-        )
-        return await self.accounts.add(account)
 
     async def list_users(self, *, limit: int, offset: int) -> list[User]:
         return list(await self.users.list(limit=limit, offset=offset))
@@ -237,38 +207,6 @@ class IdentityService:
         await self.recovery_codes.replace(user.id, [])
         await self._audit("mfa.reset", "success", actor, target=f"user:{user.id}")
         return user
-
-    async def open_account_for(
-        self, principal: Principal, name: str, base_currency: str, *, allow_short: bool = False, fx_policy: str = "auto_convert"
-    ) -> TradingAccount:
-        """A paper account owned by the caller (audited as ``account.open``)."""
-        owner = await self.users.get(principal.user_id)
-        if owner is None:
-            raise AuthenticationError("this user no longer exists")
-        account = await self.open_account(owner, name, base_currency, allow_short=allow_short, fx_policy=fx_policy)
-        await self._audit(
-            "account.open",
-            "success",
-            principal,
-            target=f"account:{account.id}",
-            detail={"base_currency": account.base_currency, "allow_short": allow_short, "fx_policy": fx_policy},
-        )
-        return account
-
-    async def accounts_of(self, user_id: str) -> list[TradingAccount]:
-        return list(await self.accounts.of_owner(user_id))
-
-    async def default_account_id(self, user_id: str) -> str:
-        """The account a request without `account_id` means: the user's only one (422 with none or several)."""
-        accounts = await self.accounts_of(user_id)
-        if len(accounts) == 1:
-            return accounts[0].id
-        if not accounts:
-            raise ValidationFailedError("you have no trading account yet: open one with POST /api/accounts")
-        listed = ", ".join(f"{a.id} ({a.name}, {a.base_currency})" for a in accounts)
-        raise ValidationFailedError(f"account_id: you have {len(accounts)} accounts, say which one: {listed}")
-
-    # --- login ---------------------------------------------------------------------------
 
     @staticmethod
     def _limits(spec: str) -> list[str]:
@@ -750,23 +688,18 @@ class SeededUser:
 
 ADMIN_EMAIL = "admin@tradestack.local"
 DEMO_TRADER_EMAIL = "trader@tradestack.local"
-DEMO_DEPOSIT_AUD = Decimal(100_000)
 
 
-async def seed_first_users(runtime: Runtime) -> list[SeededUser]:
-    """On an installation without users: an admin and a demo trader with a paper account.
+async def seed_users(service: IdentityService) -> tuple[list[SeededUser], str | None]:
+    """On an installation without users: an admin and a demo trader; (who was seeded, the trader's user id).
 
-    The admin's password comes from ``TRADESTACK_ADMIN_PASSWORD`` or is generated; generated
-    passwords are returned so the caller can print them once. Later runs change nothing.
+    In the caller's transaction. The admin's password comes from ``TRADESTACK_ADMIN_PASSWORD`` or is
+    generated; generated passwords are returned so the caller can print them once. Later runs change
+    nothing. The demo trader's paper account is the books' to open (`books.flows.seed_first_users`).
     """
-    async with identity_session(runtime, Caller(ip="127.0.0.1", user_agent="tradestack up")) as service:
-        return await _seed(service)
-
-
-async def _seed(service: IdentityService) -> list[SeededUser]:
     runtime = service.runtime
     if await service.users.count() > 0:
-        return []
+        return [], None
     seeded = []
     configured = runtime.settings.admin_password.get_secret_value() if runtime.settings.admin_password else None
     admin_password = configured or new_opaque_secret()[:24]
@@ -774,8 +707,5 @@ async def _seed(service: IdentityService) -> list[SeededUser]:
     seeded.append(SeededUser(ADMIN_EMAIL, Role.ADMIN, None if configured else admin_password))
     trader_password = new_opaque_secret()[:24]
     trader = await service.create_user(DEMO_TRADER_EMAIL, trader_password, Role.TRADER)
-    account = await service.open_account(trader, "Demo paper account", "AUD", kind="paper")
-    entry = deposit(f"deposit-{account.id}", runtime.clock.now(), "AUD", DEMO_DEPOSIT_AUD, reference=f"account:{account.id}")
-    await JournalRepository(service.session).add(account.id, entry)
     seeded.append(SeededUser(DEMO_TRADER_EMAIL, Role.TRADER, trader_password))
-    return seeded
+    return seeded, trader.id

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +12,7 @@ import orjson
 from tradestack.core.errors import ValidationFailedError
 from tradestack.domain.instruments import CATALOG, Instrument, Venue, trading_hours
 from tradestack.domain.marketdata import Bar, Timeframe, aggregate
+from tradestack.domain.snapshot import MarketSnapshot, QuoteView, decode_quote, snapshot_of
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.repository import BarRepository, InstrumentRepository, SeriesSummary
 
@@ -55,6 +56,16 @@ def decode_message(message: bytes) -> tuple[str, bytes]:
     """Split a bus message into (channel, frame)."""
     channel, _, frame = message.partition(b"\n")
     return channel.decode(), frame
+
+
+def parse_cached_quote(raw: bytes | None) -> QuoteView | None:
+    """A cached quote as a `QuoteView` (None when absent or unreadable): the one decoder of the quote cache."""
+    if raw is None:
+        return None
+    try:
+        return decode_quote(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        return None
 
 
 def venue_of(instrument: Instrument, *, always_open: bool = False) -> Venue:
@@ -183,6 +194,30 @@ class MarketDataService:
         found = [value for value in values if value is not None]
         missing = [s for s, value in zip(symbols, values, strict=True) if value is None]
         return b'{"quotes":[' + b",".join(found) + b'],"unavailable":' + orjson.dumps(missing) + b"}"
+
+    async def quote_data(self, symbol: str) -> dict[str, object] | None:
+        """The cached quote of `symbol` as published (decoded JSON), None when there is none or it is unreadable."""
+        raw = await self.runtime.cache.get(QUOTE_KEY + symbol)
+        if raw is None:
+            return None
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    async def snapshot(
+        self, symbols: Iterable[str] = (), *, instruments: Mapping[str, Instrument] | None = None
+    ) -> MarketSnapshot:
+        """Quotes of `symbols` and of every currency pair (for the FX rates), read from the cache in one round trip."""
+        catalogue = await self.instruments() if instruments is None else instruments
+        pairs = [i.symbol for i in catalogue.values() if i.base_currency]
+        wanted = list(dict.fromkeys([*symbols, *pairs]))
+        raw = await self.runtime.cache.get_many([QUOTE_KEY + s for s in wanted]) if wanted else []
+        quotes = {
+            symbol: quote for symbol, value in zip(wanted, raw, strict=True) if (quote := parse_cached_quote(value)) is not None
+        }
+        return snapshot_of(catalogue, quotes)
 
     async def orderbook(self, symbol: str, depth: int) -> dict[str, list[object]]:
         """The latest L2 book of `symbol`, `depth` levels a side; 422 when none is being published."""

@@ -2,23 +2,17 @@
 
 from tradestack.models.audit import AuditEntry
 from tradestack.models.base import Base
-from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, TradingAccount, User
+from tradestack.models.books import BalanceRow, FillRow, JournalEntryRow, PostingRow, TradingAccount
+from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, User
 from tradestack.models.instance import Instance
 from tradestack.models.marketdata import BarRow, InstrumentRow
 from tradestack.models.signals import SignalModelRow
-from tradestack.models.trading import (
-    FillRow,
-    JournalEntryRow,
-    OrderEventRow,
-    OrderRow,
-    PostingRow,
-    RiskLimitsRow,
-    TradingStateRow,
-)
+from tradestack.models.trading import OrderEventRow, OrderRow, RiskLimitsRow, TradingStateRow
 
 __all__ = [
     "ApiKey",
     "AuditEntry",
+    "BalanceRow",
     "BarRow",
     "Base",
     "FillRow",

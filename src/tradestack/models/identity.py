@@ -1,4 +1,4 @@
-"""Users, their trading accounts, refresh-token families, API keys and MFA recovery codes."""
+"""Users, refresh-token families, API keys and MFA recovery codes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tradestack.models.base import Base, UTCDateTime
 
 
 class User(Base):
-    """A person (or service) that signs in; owns trading accounts."""
+    """A person (or service) that signs in (their trading accounts are `books`')."""
 
     __tablename__ = "users"
 
@@ -32,27 +32,6 @@ class User(Base):
     mfa_last_step: Mapped[int | None] = mapped_column(BigInteger, doc="Last TOTP time step accepted; each is used once.")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), doc="When the user was created (UTC).")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), doc="Last change to role, state or credentials (UTC).")
-
-
-class TradingAccount(Base):
-    """A book of cash and positions in one base currency, owned by one user."""
-
-    __tablename__ = "trading_accounts"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
-    name: Mapped[str] = mapped_column(String(100))
-    base_currency: Mapped[str] = mapped_column(String(3), doc="ISO 4217 code the account is valued in, e.g. AUD.")
-    kind: Mapped[str] = mapped_column(String(8), doc="paper or live.")
-    allow_short: Mapped[bool] = mapped_column(Boolean, default=False)
-    fx_policy: Mapped[str] = mapped_column(
-        String(16),
-        default="auto_convert",
-        server_default="auto_convert",
-        doc="auto_convert: a purchase in another currency converts the base currency it needs at fill time; "
-        "multi_currency: balances in other currencies may go negative (margin), valued in the base currency.",
-    )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), doc="When the account was opened (UTC).")
 
 
 class RefreshToken(Base):

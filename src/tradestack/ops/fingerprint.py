@@ -25,7 +25,7 @@ from tradestack.core.money import plain
 from tradestack.kit.crypto import EncryptedString
 from tradestack.models.audit import AuditEntry
 from tradestack.models.base import Base
-from tradestack.models.trading import PostingRow
+from tradestack.models.books import PostingRow
 
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 BATCH_ROWS = 5000

@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tradestack.core.money import plain
 from tradestack.domain.orders import FillEvent, InvalidTransition, Order, OrderEvent, event_from_dict
 from tradestack.kit.db import Database
-from tradestack.models.trading import BalanceRow, FillRow, JournalEntryRow, OrderEventRow, OrderRow, PostingRow
+from tradestack.models.books import BalanceRow, FillRow, JournalEntryRow, PostingRow
+from tradestack.models.trading import OrderEventRow, OrderRow
 
 MAX_PROBLEMS = 50
 # Column values have at most 38 digits: at this precision their sums never round.

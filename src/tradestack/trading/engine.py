@@ -36,22 +36,23 @@ from tradestack.domain.marketdata import Quote, Side
 from tradestack.domain.matching import Expired, Fill, LatencyModel, MatchingEngine, SlippageModel, Triggered, WorkingOrder
 from tradestack.domain.orders import Order, OrderStatus, TimeInForce
 from tradestack.domain.portfolio import FxRates
+from tradestack.domain.snapshot import FX_PIVOT, fx_rates_of, view_of
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import ENGINE_ORDERS_WORKING
 from tradestack.kit.outages import count_outage, forever, unavailable_backend
 from tradestack.kit.runtime import Runtime
-from tradestack.marketdata.service import FANOUT_CHANNEL, QUOTE_KEY, MarketDataService, decode_message
+from tradestack.marketdata.service import FANOUT_CHANNEL, MarketDataService, decode_message
 from tradestack.models.trading import OrderRow
 from tradestack.trading.commands import COMPONENT, LocalCommands, shard_of, stream_key
 from tradestack.trading.events import publish, publish_order
 from tradestack.trading.executions import Recorded, record
 from tradestack.trading.metrics import update_trading_gauges
-from tradestack.trading.prices import fx_rates
 from tradestack.trading.repository import OPEN_STATUSES, TradingRepository
 from tradestack.trading.service import fee_model_for
 
 log = get_logger(__name__)
 SESSION_CHECK_SECONDS = 1.0
+SETTLE_SECONDS = 10.0
 GAUGES_EVERY_SECONDS = 10.0
 _WORKING = (OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED)
 
@@ -103,8 +104,9 @@ class EngineShard:
         self.engines: dict[str, MatchingEngine] = {}
         self.owners: dict[str, str] = {}  # order id -> account id
         self.instruments: dict[str, Instrument] = {}
-        self.rates = FxRates({})
+        self.rates = FxRates({}, pivot=FX_PIVOT)
         self._changed: dict[str, str] = {}  # order id -> account id, waiting to be read
+        self._waiting: dict[str, list[asyncio.Future[None]]] = {}  # order id -> callers awaiting its pass
         self._quotes: dict[str, Quote] = {}  # newest unprocessed quote per symbol
         self._wake = asyncio.Event()
         self._stopping = False
@@ -123,6 +125,28 @@ class EngineShard:
         if self.owns(account_id):
             self._changed[order_id] = account_id
             self._wake.set()
+
+    async def order_changed_settled(self, account_id: str, order_id: str) -> None:
+        """`order_changed`, then wait (at most `SETTLE_SECONDS`) until the book has taken it in and matched it.
+
+        In process only: the caller (order entry, after its commit) answers its client once an
+        accepted marketable order has filled and a cancel has left the book, so the client's next
+        order is decided against the books it would see had it waited, never denied for the lag.
+        A slow engine only delays the answer; the order is durable either way.
+        """
+        if not self.owns(account_id):
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(order_id, []).append(waiter)
+        await self.order_changed(account_id, order_id)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waiter), timeout=SETTLE_SECONDS)
+
+    def _settle(self, order_ids: Iterable[str]) -> None:
+        for order_id in order_ids:
+            for waiter in self._waiting.pop(order_id, []):
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def on_quote(self, quote: Quote) -> None:
         self._quotes[quote.symbol] = quote
@@ -181,8 +205,11 @@ class EngineShard:
     async def step(self) -> None:
         """One pass: order changes, quotes, session closes, reconciliation."""
         changed, self._changed = self._changed, {}
-        for order_id, account_id in changed.items():
-            await self.sync(order_id, account_id)
+        try:
+            for order_id, account_id in changed.items():
+                await self.sync(order_id, account_id)
+        finally:
+            self._settle(changed)  # failed or not: the caller's order is durable, its wait is over
         quotes, self._quotes = self._quotes, {}
         self._update_rates(quotes.values())
         for symbol, quote in quotes.items():
@@ -203,10 +230,9 @@ class EngineShard:
         ENGINE_ORDERS_WORKING.labels(shard=self._label).set(len(self.owners))
 
     def _update_rates(self, quotes: Iterable[Quote]) -> None:
-        mids = {quote.symbol: (quote.bid + quote.ask) / 2 for quote in quotes}
-        fresh = fx_rates(self.instruments, mids)
+        fresh = fx_rates_of(self.instruments, {quote.symbol: view_of(quote) for quote in quotes})
         if fresh.quotes:
-            self.rates = FxRates({**self.rates.quotes, **fresh.quotes})
+            self.rates = FxRates({**self.rates.quotes, **fresh.quotes}, pivot=fresh.pivot)
 
     # -- the book ----------------------------------------------------------------------------------
 
@@ -228,10 +254,10 @@ class EngineShard:
 
     async def _seed_quote(self, engine: MatchingEngine) -> None:
         """Give a new symbol engine the cached quote, when it is fresh, so a marketable order fills at once."""
-        raw = await self.runtime.cache.get(QUOTE_KEY + engine.instrument.symbol)
-        if raw is None:
+        data = await MarketDataService(self.runtime).quote_data(engine.instrument.symbol)
+        if data is None:
             return
-        quote = parse_quote(orjson.loads(raw))
+        quote = parse_quote(data)
         age = (self.runtime.clock.now() - quote.ts).total_seconds()
         if age <= self.settings.marketdata_stale_seconds:
             await self._apply(engine, engine.on_quote(quote))
@@ -354,7 +380,7 @@ async def start_engine(runtime: Runtime) -> None:
     if not runtime.settings.effective_engine_in_process:
         return
     shard = EngineShard(runtime)
-    runtime.components[COMPONENT] = LocalCommands(shard.order_changed)
+    runtime.components[COMPONENT] = LocalCommands(shard.order_changed_settled)
     tasks = [
         asyncio.create_task(shard.run(), name="engine"),
         asyncio.create_task(forever("engine_quotes", shard.listen_quotes), name="engine-quotes"),

@@ -9,11 +9,12 @@ execution (after a crash, or by a second engine) can never book it twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from enum import StrEnum
 
+from tradestack.books.service import BooksService
+from tradestack.domain.books import AccountBooks
 from tradestack.domain.instruments import Instrument
-from tradestack.domain.ledger import fill_entry, fx_conversion
 from tradestack.domain.matching import Expired, Fill, Triggered
 from tradestack.domain.orders import (
     FillEvent,
@@ -27,10 +28,8 @@ from tradestack.domain.orders import (
     OrderTriggered,
 )
 from tradestack.domain.portfolio import FxRates, MissingFxRate
-from tradestack.kit.currencies import minor_units
 from tradestack.kit.metrics import ORDERS
 from tradestack.kit.runtime import Runtime
-from tradestack.portfolio.repository import JournalRepository
 from tradestack.trading.repository import ConcurrentUpdate, TradingRepository, books_session
 from tradestack.trading.schemas import OrderOut
 
@@ -58,18 +57,18 @@ async def record(
     """Write one engine event for an order of `account_id` (see the module docstring)."""
     async with books_session(runtime.database) as session:
         repo = TradingRepository(session)
-        account = await repo.lock_account(account_id)
+        ledger = BooksService(session, runtime.clock)
+        account = await ledger.lock(account_id)
         row = await repo.get(event.order_id)
         order = await repo.load(event.order_id)
-        if row is None or order is None or order.status.is_terminal:
+        if row is None or order is None or order.status.is_terminal or account is None:
             return Result(Recorded.GONE)
-        journal = JournalRepository(session)
         new_events: list[OrderEvent]
         fill_event: FillEvent | None = None
         if isinstance(event, Fill):
-            if event.fill_id in order.fill_ids or await repo.fill_exists(event.fill_id):
+            if event.fill_id in order.fill_ids or await ledger.fill_booked(event.fill_id):
                 return Result(Recorded.DUPLICATE)
-            shortfall = await _cash_shortfall(journal, account_id, order, instrument, event, rates)
+            shortfall = _cash_shortfall(await ledger.snapshot(account), order, instrument, event, rates)
             if shortfall is not None:
                 new_events = [OrderCanceled(order_id=order.id, ts=event.ts, reason=shortfall)]
             else:
@@ -100,79 +99,40 @@ async def record(
             return Result(Recorded.GONE)
         books = None
         if fill_event is not None:
-            request = order.request
-            await repo.add_fill(account_id, request.symbol, request.side.value, fill_event)
-            position = await journal.position(account_id, request.symbol)
-            entry = fill_entry(
-                f"fill-{fill_event.fill_id}",
-                fill_event.ts,
-                request.symbol,
-                request.side.value,
-                fill_event.quantity,
-                fill_event.price,
+            fx_fee_bps, _ = runtime.settings.paper_fees.get("FX", (Decimal(0), Decimal(0)))
+            booked = await ledger.book_fill(
+                account,
+                order.request.symbol,
+                order.request.side.value,
+                fill_event,
                 instrument.quote_currency,
-                fill_event.fee,
-                fill_event.fee_currency,
-                position,
-                reference=fill_event.fill_id,
+                rates=rates,
+                fx_fee_bps=fx_fee_bps,
             )
-            await journal.add(account_id, entry)
-            if account is not None and account.fx_policy == AUTO_CONVERT:
-                await _convert_shortfall(runtime, journal, account_id, account.base_currency, instrument, fill_event, rates)
-            books = {
-                name: {
-                    "currency": b.currency,
-                    "amount": str(b.amount),
-                    **({"quantity": str(b.quantity)} if b.quantity is not None else {}),
-                }
-                for name, b in (await journal.balances(account_id)).items()
-                if name.startswith(("cash:", "position:"))
-            }
+            books = balances_message(booked, order.request.symbol, instrument.quote_currency)
     if after.status is not order.status and (after.status.is_terminal or after.status is OrderStatus.PARTIALLY_FILLED):
         ORDERS.labels(type=after.request.type.value, status=after.status.value).inc()
     outcome = Recorded.CANCELED if isinstance(new_events[0], OrderCanceled) else Recorded.APPLIED
     return Result(outcome, OrderOut.of_order(after), fill_event, books)
 
 
-AUTO_CONVERT = "auto_convert"
+def balances_message(books: AccountBooks, filled: str, currency: str) -> dict[str, dict[str, str]]:
+    """Cash and positions as the portfolio channel sends them: by ledger account, decimals as strings; the
+    `filled` symbol's position is always there (quantity 0 once the fill closed it)."""
+    message: dict[str, dict[str, str]] = {
+        f"cash:{currency}": {"currency": currency, "amount": str(amount)} for currency, amount in books.cash.items()
+    }
+    for symbol, holding in books.holdings.items():
+        message[f"position:{symbol}"] = {
+            "currency": holding.currency,
+            "amount": str(holding.position.cost),
+            "quantity": str(holding.quantity),
+        }
+    message.setdefault(f"position:{filled}", {"currency": currency, "amount": "0", "quantity": "0"})
+    return dict(sorted(message.items()))
 
 
-async def _convert_shortfall(
-    runtime: Runtime,
-    journal: JournalRepository,
-    account_id: str,
-    base: str,
-    instrument: Instrument,
-    fill: FillEvent,
-    rates: FxRates,
-) -> None:
-    """Auto-convert policy: when a buy leaves the quote currency's cash negative, buy what is missing with the
-    base currency at the live rate plus the paper FX fee (rounded up to the base's minor unit), as its own
-    balanced FX entry next to the fill's. Without a rate the balance stays negative until one arrives."""
-    quote = instrument.quote_currency
-    if quote == base:
-        return
-    held = await journal.balances(account_id)
-    balance = held[f"cash:{quote}"].amount if f"cash:{quote}" in held else Decimal(0)
-    if balance >= 0:
-        return
-    needed = -balance
-    try:
-        rate = rates.rate(quote, base)
-    except MissingFxRate:
-        return
-    bps, _ = runtime.settings.paper_fees.get("FX", (Decimal(0), Decimal(0)))
-    places = minor_units(base)
-    sold = needed * rate * (1 + bps / 10_000)
-    if places is not None:
-        sold = sold.quantize(Decimal(1).scaleb(-places), rounding=ROUND_CEILING)
-    entry = fx_conversion(f"fx-{fill.fill_id}", fill.ts, base, sold, quote, needed, reference=fill.fill_id)
-    await journal.add(account_id, entry)
-
-
-async def _cash_shortfall(
-    journal: JournalRepository, account_id: str, order: Order, instrument: Instrument, fill: Fill, rates: FxRates
-) -> str | None:
+def _cash_shortfall(books: AccountBooks, order: Order, instrument: Instrument, fill: Fill, rates: FxRates) -> str | None:
     """Why a buy fill cannot be paid for (cash in all currencies, valued in the quote currency), or None.
 
     The pre-trade check reserved enough at the order's price; this catches what it could not
@@ -181,12 +141,10 @@ async def _cash_shortfall(
     if order.request.side.value != "buy":
         return None
     quote = instrument.quote_currency
-    balances = await journal.balances(account_id)
     cash = Decimal(0)
     try:
-        for name, row in balances.items():
-            if name.startswith("cash:"):
-                cash += rates.convert(row.amount, row.currency, quote)
+        for currency, amount in books.cash.items():
+            cash += rates.convert(amount, currency, quote)
     except MissingFxRate:
         return None  # cannot value the other currencies now; the pre-trade reservation stands
     needed = fill.quantity * fill.price + fill.fee

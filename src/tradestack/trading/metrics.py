@@ -9,13 +9,13 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
+from tradestack.books.service import BooksService
 from tradestack.domain.instruments import Instrument
 from tradestack.domain.portfolio import MissingFxRate
 from tradestack.kit.metrics import PORTFOLIO_VALUE, PORTFOLIO_VALUE_AUD, TRADE_EXECUTION_SUCCESS_RATIO
 from tradestack.kit.runtime import Runtime
-from tradestack.models.identity import TradingAccount
-from tradestack.models.trading import BalanceRow, OrderRow
-from tradestack.trading.prices import current_prices
+from tradestack.marketdata.service import MarketDataService
+from tradestack.models.trading import OrderRow
 
 _FINISHED = ("filled", "canceled", "expired", "rejected")
 
@@ -24,38 +24,27 @@ async def update_trading_gauges(runtime: Runtime, instruments: Mapping[str, Inst
     """Set `portfolio_value{currency}`, `portfolio_value_aud` and `trade_execution_success_ratio`."""
     since = runtime.clock.now() - timedelta(days=1)
     async with runtime.database.read_session() as session:
-        bases = dict((await session.execute(select(TradingAccount.id, TradingAccount.base_currency))).all())
-        balances = (
-            await session.execute(
-                select(
-                    BalanceRow.account_id, BalanceRow.ledger_account, BalanceRow.currency, BalanceRow.amount, BalanceRow.quantity
-                )
-            )
-        ).all()
+        every = await BooksService(session, runtime.clock).all_books()
         finished = (
             await session.execute(
                 select(OrderRow.filled_quantity).where(OrderRow.status.in_(_FINISHED), OrderRow.updated_at >= since)
             )
         ).all()
-    symbols = {name.removeprefix("position:") for _, name, _, _, _ in balances if name.startswith("position:")}
-    prices = await current_prices(runtime, instruments, sorted(symbols))
+    symbols = sorted({symbol for books in every for symbol in books.holdings})
+    market = await MarketDataService(runtime).snapshot(symbols, instruments=instruments)
     equity: dict[str, Decimal] = defaultdict(Decimal)
-    for account_id, name, currency, amount, quantity in balances:
-        base = bases.get(account_id)
-        if base is None:
-            continue
-        if name.startswith("cash:"):
-            value = amount
-        elif name.startswith("position:") and quantity:
-            mark = prices.mark(name.removeprefix("position:"))
-            value = quantity * mark if mark is not None else amount
-        else:
-            continue
-        try:
-            equity[base] += prices.rates.convert(value, currency, base)
-        except MissingFxRate:
-            continue  # valued once the FX quote is there
-    for currency in set(bases.values()):
+    for books in every:
+        base = books.base_currency
+        values = [(amount, currency) for currency, amount in books.cash.items()]
+        for symbol, holding in books.holdings.items():
+            mark = market.mark(symbol)
+            values.append((holding.quantity * mark if mark is not None else holding.position.cost, holding.currency))
+        for value, currency in values:
+            try:
+                equity[base] += market.rates.convert(value, currency, base)
+            except MissingFxRate:
+                continue  # valued once the FX quote is there
+    for currency in {books.base_currency for books in every}:
         PORTFOLIO_VALUE.labels(currency=currency).set(float(equity.get(currency, Decimal(0))))
     PORTFOLIO_VALUE_AUD.set(float(equity.get("AUD", Decimal(0))))
     if finished:

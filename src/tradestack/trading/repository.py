@@ -1,9 +1,9 @@
-"""Orders, their events and fills, risk limits and trading states in the database.
+"""Orders and their events, risk limits and trading states in the database.
 
 Orders are stored as their append-only events (`order_events`) plus a projection (`orders`) that
 always equals the fold of the events, written in the same transaction. Every writer of one
 trading account's books (order entry in the API, executions in the engine, deposits) first takes
-the account's lock with `lock_account`, so reads that decide a write (buying power, the next
+the account's lock with `BooksService.lock`, so reads that decide a write (buying power, the next
 event's sequence number, balances) cannot race.
 """
 
@@ -20,18 +20,9 @@ import orjson
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradestack.domain.orders import FillEvent, Order, OrderEvent, OrderStatus, event_from_dict
+from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
 from tradestack.kit.db import Database
-from tradestack.models.identity import TradingAccount
-from tradestack.models.trading import (
-    FillRow,
-    JournalEntryRow,
-    OrderEventRow,
-    OrderRow,
-    PostingRow,
-    RiskLimitsRow,
-    TradingStateRow,
-)
+from tradestack.models.trading import OrderEventRow, OrderRow, RiskLimitsRow, TradingStateRow
 
 OPEN_STATUSES = tuple(status.value for status in OrderStatus if status.is_open)
 GLOBAL_SCOPE = "global"
@@ -72,27 +63,10 @@ class TradingRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    # -- accounts --------------------------------------------------------------------------------
-
-    async def lock_account(self, account_id: str) -> TradingAccount | None:
-        """The account, locked until the transaction ends (PostgreSQL ``FOR UPDATE``); None when unknown."""
-        query = select(TradingAccount).where(TradingAccount.id == account_id)
-        if self._postgresql:
-            query = query.with_for_update()
-        return (await self.session.execute(query)).scalar_one_or_none()
-
     @property
     def _postgresql(self) -> bool:
         bind = self.session.bind
         return bind is not None and bind.dialect.name == "postgresql"
-
-    async def account(self, account_id: str) -> TradingAccount | None:
-        """The account, without a lock."""
-        return await self.session.get(TradingAccount, account_id)
-
-    async def accounts_of(self, owner_id: str) -> list[str]:
-        """Ids of the accounts `owner_id` owns."""
-        return list(await self.session.scalars(select(TradingAccount.id).where(TradingAccount.owner_id == owner_id)))
 
     # -- orders ----------------------------------------------------------------------------------
 
@@ -207,45 +181,6 @@ class TradingRepository:
         """Orders the account submitted at or after `since`."""
         query = select(func.count()).where(OrderRow.account_id == account_id, OrderRow.created_at >= since)
         return int((await self.session.execute(query)).scalar_one())
-
-    # -- fills and P&L ---------------------------------------------------------------------------
-
-    async def add_fill(self, account_id: str, symbol: str, side: str, fill: FillEvent) -> None:
-        self.session.add(
-            FillRow(
-                id=fill.fill_id,
-                order_id=fill.order_id,
-                account_id=account_id,
-                symbol=symbol,
-                side=side,
-                quantity=fill.quantity,
-                price=fill.price,
-                fee=fill.fee,
-                fee_currency=fill.fee_currency,
-                liquidity=fill.liquidity.value,
-                ts=fill.ts,
-            )
-        )
-        await self.session.flush()
-
-    async def fill_exists(self, fill_id: str) -> bool:
-        return (await self.session.get(FillRow, fill_id)) is not None
-
-    async def realized_since(self, account_id: str, since: datetime) -> dict[str, Decimal]:
-        """Realized P&L per currency booked since `since`, gains positive (the journal keeps them as credits)."""
-        rows = await self.session.execute(
-            select(PostingRow.currency, PostingRow.amount)
-            .join(JournalEntryRow, JournalEntryRow.id == PostingRow.entry_id)
-            .where(
-                JournalEntryRow.account_id == account_id,
-                JournalEntryRow.ts >= since,
-                PostingRow.account.like("realized_pnl:%"),
-            )
-        )
-        totals: dict[str, Decimal] = {}
-        for currency, amount in rows:
-            totals[currency] = totals.get(currency, Decimal(0)) - amount
-        return totals
 
     # -- limits and states -----------------------------------------------------------------------
 

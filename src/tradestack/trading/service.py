@@ -1,7 +1,7 @@
 """Order entry and risk control: submit, replace and cancel orders; limits and the kill switch.
 
 Every change to an order is a new event, written with the order's projection in one transaction
-under the account's lock (`TradingRepository.lock_account`): two requests for one account, on
+under the account's lock (`BooksService.lock`): two requests for one account, on
 any number of API workers, are decided one after the other against the same books. Only after
 the commit does the caller hear back, the engine get told, and the action reach the audit chain,
 so an acknowledged order is always durable.
@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import partial
 from typing import Any
 
 import orjson
@@ -22,10 +23,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.audit.service import AuditService, drainer_of
+from tradestack.books.service import BooksService, start_of_day
 from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from tradestack.core.money import canonical, decimal_places, plain
+from tradestack.domain.books import AccountProfile
 from tradestack.domain.instruments import Instrument, trading_hours
-from tradestack.domain.ledger import fx_conversion
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import FeeModel
 from tradestack.domain.orders import (
@@ -43,7 +45,7 @@ from tradestack.domain.orders import (
     OrderType,
     TimeInForce,
 )
-from tradestack.domain.portfolio import FxRates, MissingFxRate
+from tradestack.domain.portfolio import MissingFxRate
 from tradestack.domain.risk import (
     AccountRiskState,
     OrderIntent,
@@ -51,21 +53,20 @@ from tradestack.domain.risk import (
     RiskLimits,
     TradingState,
     evaluate,
-    reserve_for,
 )
+from tradestack.domain.riskstate import OpenOrder, OpenOrders, account_risk_state, converter
+from tradestack.domain.snapshot import MarketSnapshot
 from tradestack.identity.permissions import Permission
-from tradestack.identity.service import Caller, IdentityService, Principal
+from tradestack.identity.service import Caller, Principal
 from tradestack.kit.currencies import currency_problem, minor_units
 from tradestack.kit.metrics import ORDER_PLACEMENT_LATENCY, ORDERS
 from tradestack.kit.outages import count_outage, unavailable_backend
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MarketDataService
-from tradestack.models.identity import TradingAccount
 from tradestack.models.trading import OrderRow
-from tradestack.portfolio.repository import JournalRepository
 from tradestack.trading.commands import commands_of
 from tradestack.trading.events import publish_order
-from tradestack.trading.prices import Prices, current_prices, missing_fx
+from tradestack.trading.prices import missing_fx
 from tradestack.trading.repository import GLOBAL_SCOPE, ConcurrentUpdate, TradingRepository, books_session
 from tradestack.trading.schemas import (
     ConversionCreate,
@@ -135,6 +136,19 @@ def intent_of(request: OrderRequest, quantity: Decimal | None = None) -> OrderIn
     )
 
 
+def open_order_of(row: OrderRow) -> OpenOrder:
+    """What the risk state counts of an open order's row."""
+    return OpenOrder(
+        order_id=row.id,
+        symbol=row.symbol,
+        side=Side(row.side),
+        type=OrderType(row.type),
+        remaining=row.quantity - row.filled_quantity,
+        limit_price=row.limit_price,
+        stop_price=row.stop_price,
+    )
+
+
 def _request_of(row: OrderRow) -> OrderRequest:
     return OrderRequest(
         client_order_id=row.client_order_id,
@@ -167,10 +181,14 @@ class TradingService:
             raise ValidationFailedError(f"unknown symbol {symbol!r}: GET /api/market/instruments lists the symbols")
         return found, instruments
 
+    def _books(self, repo: TradingRepository) -> BooksService:
+        """The books in `repo`'s unit of work."""
+        return BooksService(repo.session, self.clock)
+
     @staticmethod
     def _owned(
-        account: TradingAccount | None, principal: Principal, account_id: str, *, read: bool = False, missing: str | None = None
-    ) -> TradingAccount:
+        account: AccountProfile | None, principal: Principal, account_id: str, *, read: bool = False, missing: str | None = None
+    ) -> AccountProfile:
         """The account if the caller may use it; else the same 404 as for one that does not exist (`missing`)."""
         if account is None or (
             account.owner_id != principal.user_id and not (read and principal.can(Permission.ACCOUNTS_READ_ALL))
@@ -235,7 +253,7 @@ class TradingService:
                 raise
             count_outage(backend, "order_after_commit", exc)
 
-    async def limits_of(self, repo: TradingRepository, account: TradingAccount) -> RiskLimits:
+    async def limits_of(self, repo: TradingRepository, account: AccountProfile) -> RiskLimits:
         row = await repo.limits(account.id)
         if row is None:
             return default_limits(self.runtime, account.base_currency)
@@ -244,107 +262,67 @@ class TradingService:
     async def risk_state(
         self,
         repo: TradingRepository,
-        account: TradingAccount,
+        account: AccountProfile,
         limits: RiskLimits,
-        prices: Prices,
+        market: MarketSnapshot,
         instruments: dict[str, Instrument],
         now: datetime,
         *,
-        side: str,
+        side: Side,
         excluding: str | None = None,
     ) -> tuple[AccountRiskState, TradingState]:
         """What the checks need about `account` now (money in its base currency), and the global state.
 
-        Positions count the account's other open orders on the new order's `side` as if they had
-        filled (the worst case in its direction): three sells of 10 against a long of 20 cannot
-        each pass the short-selling check on their own. `excluding` leaves one open order out of
-        the reservations and of that count (the order being replaced).
+        The numbers are `domain.riskstate.account_risk_state` of the account's books, its open orders
+        and the market; `excluding` leaves one open order out (the order being replaced).
         """
-        base = account.base_currency
-        rates = prices.rates
-        balances = await JournalRepository(repo.session).balances(account.id)
-        cash = _ZERO
-        positions: dict[str, Decimal] = {}
-        gross = _ZERO
-        for name, row in balances.items():
-            kind, _, code = name.partition(":")
-            if kind == "cash":
-                cash += rates.convert(row.amount, code, base)
-            elif kind == "position" and row.quantity:
-                positions[code] = row.quantity
-                mark = prices.mark(code)
-                value = abs(row.quantity) * mark if mark is not None else abs(row.amount)
-                gross += rates.convert(value, row.currency, base)
-        reserved = _ZERO
-        for order in await repo.open_orders([account.id]):
-            remaining = order.quantity - order.filled_quantity
-            if order.id == excluding or remaining <= 0:
-                continue
-            if order.side == side:
-                pending = remaining if side == "buy" else -remaining
-                positions[order.symbol] = positions.get(order.symbol, _ZERO) + pending
-            instrument = instruments.get(order.symbol)
-            if order.side != "buy" or instrument is None:
-                continue
-            intent = intent_of(_request_of(order), remaining)
-            try:
-                reserved += reserve_for(
-                    intent,
-                    limits,
-                    prices.mark(order.symbol),
-                    fee_model=fee_model_for(self.runtime, instrument),
-                    to_base=_converter(rates, instrument.quote_currency, base),
-                )
-            except ValueError:
-                continue  # a market buy waiting for its first price reserves nothing we can price
-        start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        realized = sum(
-            (rates.convert(amount, ccy, base) for ccy, amount in (await repo.realized_since(account.id, start_of_day)).items()),
-            _ZERO,
+        books = await BooksService(repo.session, self.clock).snapshot(account, today=start_of_day(now))
+        fee_model = partial(fee_model_for, self.runtime)
+        open_orders = OpenOrders(
+            limits, instruments, fee_model, (open_order_of(row) for row in await repo.open_orders([account.id]))
         )
         recent = await repo.orders_since(account.id, now - timedelta(minutes=1))
         states = await repo.states(account.id)
         account_state = states.get(account.id)
         global_state = states.get(GLOBAL_SCOPE)
-        state = AccountRiskState(
-            cash_available=cash,
-            reserved_by_open_orders=reserved,
-            positions=positions,
-            gross_exposure=gross,
-            realized_pnl_today=realized,
+        state = account_risk_state(
+            books,
+            open_orders,
+            market,
+            side=side,
             orders_in_last_minute=recent,
-            allow_short=account.allow_short,
             trading_state=TradingState(account_state.state) if account_state else TradingState.ACTIVE,
+            excluding=excluding,
         )
         return state, TradingState(global_state.state) if global_state else TradingState.ACTIVE
 
     async def _check(
         self,
         repo: TradingRepository,
-        account: TradingAccount,
+        account: AccountProfile,
         request: OrderRequest,
         instrument: Instrument,
         instruments: dict[str, Instrument],
-        prices: Prices,
+        market: MarketSnapshot,
         now: datetime,
         *,
         quantity: Decimal | None = None,
         excluding: str | None = None,
     ) -> RiskDenial | None:
         limits = await self.limits_of(repo, account)
-        rates, base, quote = prices.rates, account.base_currency, instrument.quote_currency
+        rates, base, quote = market.rates, account.base_currency, instrument.quote_currency
         try:
             state, global_state = await self.risk_state(
-                repo, account, limits, prices, instruments, now, side=request.side.value, excluding=excluding
+                repo, account, limits, market, instruments, now, side=Side(request.side.value), excluding=excluding
             )
             return evaluate(
                 intent_of(request, quantity),
                 limits,
                 state,
                 global_state,
-                prices.mark(request.symbol),
+                market.mark(request.symbol),
                 fee_model=fee_model_for(self.runtime, instrument),
-                to_base=_converter(rates, quote, base),
+                to_base=converter(rates, quote, base),
             )
         except MissingFxRate as exc:
             missing = missing_fx(instruments, rates, exc.base, exc.quote)
@@ -360,9 +338,9 @@ class TradingService:
             raise ValidationFailedError(problem)
 
     @staticmethod
-    def _stop_problems(request: OrderRequest, prices: Prices) -> list[str]:
+    def _stop_problems(request: OrderRequest, market: MarketSnapshot) -> list[str]:
         """A stop on the wrong side of the market is refused (it would trigger at once)."""
-        mark = prices.mark(request.symbol)
+        mark = market.mark(request.symbol)
         problem = request.stop_problem(mark) if mark is not None and request.type.needs_stop_price else None
         return [problem] if problem else []
 
@@ -375,7 +353,7 @@ class TradingService:
         account_id = body.account_id
         if account_id is None:
             async with self.runtime.database.read_session() as session:
-                account_id = await IdentityService(session, self.runtime).default_account_id(principal.user_id)
+                account_id = await BooksService(session, self.clock).default_account_id(principal.user_id)
         request = OrderRequest(
             client_order_id=body.client_order_id,
             account_id=account_id,
@@ -388,11 +366,11 @@ class TradingService:
             time_in_force=body.time_in_force,
         )
         fingerprint = request.fingerprint()
-        prices = await current_prices(self.runtime, instruments, [instrument.symbol])
+        market = await self.market.snapshot([instrument.symbol], instruments=instruments)
         for attempt in range(2):
             try:
                 order, check, created = await self._submit_once(
-                    principal, caller, request, fingerprint, instrument, instruments, prices
+                    principal, caller, request, fingerprint, instrument, instruments, market
                 )
                 break
             except IntegrityError:
@@ -423,12 +401,13 @@ class TradingService:
         fingerprint: str,
         instrument: Instrument,
         instruments: dict[str, Instrument],
-        prices: Prices,
+        market: MarketSnapshot,
     ) -> tuple[OrderOut, str | None, bool]:
         """(order, the denying check or None, whether it was created now rather than found)."""
         async with books_session(self.runtime.database) as session:
             repo = TradingRepository(session)
-            account = self._owned(await repo.lock_account(request.account_id), principal, request.account_id)
+            locked = await BooksService(session, self.clock).lock(request.account_id)
+            account = self._owned(locked, principal, request.account_id)
             existing = await repo.by_client_order_id(account.id, request.client_order_id)
             if existing is not None:
                 if existing.fingerprint != fingerprint:
@@ -439,12 +418,12 @@ class TradingService:
                     )
                 return OrderOut.of_row(existing), None, False
             problems = request.validate(instrument)
-            problems += self._stop_problems(request, prices)
+            problems += self._stop_problems(request, market)
             if problems:
                 raise ValidationFailedError("; ".join(problems))
             now = self.clock.now()
             self._check_session(request, instrument, now)
-            denial = await self._check(repo, account, request, instrument, instruments, prices, now)
+            denial = await self._check(repo, account, request, instrument, instruments, market, now)
             order_id = str(uuid.uuid4())
             events: list[OrderEvent] = [OrderSubmitted(order_id=order_id, ts=now, request=request)]
             if denial is None:
@@ -477,7 +456,7 @@ class TradingService:
             peek = await repo.get(order_id)
             if peek is None:
                 raise NotFoundError(f"no order {order_id}")
-            account = await repo.lock_account(peek.account_id)
+            account = await BooksService(session, self.clock).lock(peek.account_id)
             if owner_only:
                 self._owned(account, principal, peek.account_id, missing=f"no order {order_id}")
             row = await repo.get(order_id)
@@ -503,15 +482,15 @@ class TradingService:
         """Change a working order's quantity or prices, re-checked against the limits; 422 when refused."""
         holder: dict[str, Any] = {}
 
-        async def replace_events(order: Order, repo: TradingRepository, account: TradingAccount) -> list[OrderEvent]:
+        async def replace_events(order: Order, repo: TradingRepository, account: AccountProfile) -> list[OrderEvent]:
             if not order.can_replace:
                 raise ConflictError(f"order {order.id} is {order.status.value}: only working orders can be replaced")
             instrument, instruments = await self._instrument(order.request.symbol)
             amended = order.request.amended(quantity=body.quantity, limit_price=body.limit_price, stop_price=body.stop_price)
             problems = amended.validate(instrument)  # a price the type takes none of is among them
-            prices = await current_prices(self.runtime, instruments, [instrument.symbol])
+            market = await self.market.snapshot([instrument.symbol], instruments=instruments)
             if body.stop_price is not None and order.status is OrderStatus.ACCEPTED:
-                problems += self._stop_problems(amended, prices)
+                problems += self._stop_problems(amended, market)
             if body.quantity is not None and body.quantity <= order.filled_quantity:
                 problems.append(
                     f"quantity {plain(body.quantity)} must be above the {plain(order.filled_quantity)} already filled"
@@ -521,7 +500,7 @@ class TradingService:
             now = self.clock.now()
             remaining = amended.quantity - order.filled_quantity
             denial = await self._check(
-                repo, account, amended, instrument, instruments, prices, now, quantity=remaining, excluding=order.id
+                repo, account, amended, instrument, instruments, market, now, quantity=remaining, excluding=order.id
             )
             if denial is not None:
                 holder["denial"] = denial
@@ -562,10 +541,10 @@ class TradingService:
         async with self.runtime.database.read_session() as session:
             repo = TradingRepository(session)
             if account_id is not None:
-                self._owned(await repo.account(account_id), principal, account_id)
+                self._owned(await self._books(repo).account(account_id), principal, account_id)
                 accounts = [account_id]
             else:
-                accounts = await repo.accounts_of(principal.user_id)
+                accounts = [a.id for a in await self._books(repo).accounts_of(principal.user_id)]
             open_ids = [row.id for row in await repo.open_orders(accounts)] if accounts else []
         return await self._cancel_many(principal, open_ids, caller, "canceled by the client (cancel all)")
 
@@ -608,7 +587,13 @@ class TradingService:
             row = await repo.get(order_id)
             if row is None:
                 raise NotFoundError(f"no order {order_id}")
-            self._owned(await repo.account(row.account_id), principal, row.account_id, read=True, missing=f"no order {order_id}")
+            self._owned(
+                await self._books(repo).account(row.account_id),
+                principal,
+                row.account_id,
+                read=True,
+                missing=f"no order {order_id}",
+            )
             return OrderOut.of_row(row)
 
     async def events(self, principal: Principal, order_id: str) -> list[OrderEventOut]:
@@ -617,7 +602,13 @@ class TradingService:
             row = await repo.get(order_id)
             if row is None:
                 raise NotFoundError(f"no order {order_id}")
-            self._owned(await repo.account(row.account_id), principal, row.account_id, read=True, missing=f"no order {order_id}")
+            self._owned(
+                await self._books(repo).account(row.account_id),
+                principal,
+                row.account_id,
+                read=True,
+                missing=f"no order {order_id}",
+            )
             return [
                 OrderEventOut(
                     seq=e.seq, kind=e.kind, ts=e.ts, data={k: v for k, v in orjson.loads(e.payload).items() if k != "kind"}
@@ -639,10 +630,10 @@ class TradingService:
         async with self.runtime.database.read_session() as session:
             repo = TradingRepository(session)
             if account_id is not None:
-                self._owned(await repo.account(account_id), principal, account_id, read=True)
+                self._owned(await self._books(repo).account(account_id), principal, account_id, read=True)
                 accounts = [account_id]
             else:
-                accounts = await repo.accounts_of(principal.user_id)
+                accounts = [a.id for a in await self._books(repo).accounts_of(principal.user_id)]
             rows = await repo.page(accounts, status=status, symbol=symbol, before=cursor, limit=limit + 1) if accounts else []
             items = [OrderOut.of_row(r) for r in rows[:limit]]
         next_cursor = _cursor(items[-1].created_at, items[-1].id) if len(rows) > limit and items else None
@@ -653,7 +644,7 @@ class TradingService:
     async def get_limits(self, principal: Principal, account_id: str) -> RiskLimitsOut:
         async with self.runtime.database.read_session() as session:
             repo = TradingRepository(session)
-            account = await repo.account(account_id)
+            account = await self._books(repo).account(account_id)
             if not principal.can(Permission.RISK_LIMITS):
                 self._owned(account, principal, account_id, read=True)
             elif account is None:
@@ -688,7 +679,7 @@ class TradingService:
         now = self.clock.now()
         async with books_session(self.runtime.database) as session:
             repo = TradingRepository(session)
-            account = await repo.lock_account(account_id)
+            account = await self._books(repo).lock(account_id)
             if account is None:
                 raise NotFoundError(f"no account {account_id}")
             body = change(await self.limits_of(repo, account))
@@ -712,7 +703,7 @@ class TradingService:
         if decimal_places(canonical(body.amount)) > source_places:
             raise ValidationFailedError(f"amount: {source} amounts have at most {source_places} decimal places")
         instruments = await self.market.instruments()
-        rates = (await current_prices(self.runtime, instruments, [])).rates
+        rates = (await self.market.snapshot(instruments=instruments)).rates
         try:
             rate = rates.rate(source, target)
         except MissingFxRate:
@@ -723,23 +714,13 @@ class TradingService:
         bought = (body.amount * rate * (1 - bps / 10_000)).quantize(Decimal(1).scaleb(-target_places), ROUND_HALF_EVEN)
         if bought <= 0:
             raise ValidationFailedError(f"amount: {plain(body.amount)} {source} buys less than the smallest {target} unit")
-        now = self.clock.now()
-        entry = fx_conversion(f"fx-{uuid.uuid4()}", now, source, body.amount, target, bought, reference=f"account:{account_id}")
         async with books_session(self.runtime.database) as session:
-            repo = TradingRepository(session)
-            account = self._owned(await repo.lock_account(account_id), principal, account_id)
-            journal = JournalRepository(session)
-            held = await journal.balances(account.id)
-            available = held[f"cash:{source}"].amount if f"cash:{source}" in held else _ZERO
-            if available < body.amount:
-                raise ValidationFailedError(
-                    f"amount: the account holds {plain(available)} {source} in cash; convert at most that"
-                )
-            await journal.add(account.id, entry)
+            books = BooksService(session, self.clock)
+            account = self._owned(await books.lock(account_id), principal, account_id)
+            entry = await books.convert(account.id, (source, body.amount), (target, bought))
             detail = {"sold": [source, plain(body.amount)], "bought": [target, plain(bought)], "rate": plain(rate)}
             await self._stage(session, principal, caller, "account.convert", "success", f"account:{account.id}", detail)
-            after = await journal.balances(account.id)
-            cash = {name.partition(":")[2]: row.amount for name, row in after.items() if name.startswith("cash:")}
+            cash = dict((await books.snapshot(account)).cash)
         await drainer_of(self.runtime).flush()
         return ConversionOut(
             account_id=account_id,
@@ -759,7 +740,7 @@ class TradingService:
         state = body.state if isinstance(body, HaltRequest) else TradingState.ACTIVE
         async with books_session(self.runtime.database) as session:
             repo = TradingRepository(session)
-            if body.scope != GLOBAL_SCOPE and await repo.account(body.scope) is None:
+            if body.scope != GLOBAL_SCOPE and await self._books(repo).account(body.scope) is None:
                 raise NotFoundError(f'no account {body.scope}; the scope is an account id or "global"')
             await repo.put_state(body.scope, state.value, body.reason, now, principal.user_id)
             action = "risk.halt" if isinstance(body, HaltRequest) else "risk.resume"
@@ -790,13 +771,6 @@ class TradingService:
                 TradingStateOut(scope=r.scope, state=r.state, reason=r.reason, updated_at=r.updated_at, updated_by=r.updated_by)
                 for r in rows
             ]
-
-
-def _converter(rates: FxRates, currency: str, base: str) -> Callable[[Decimal], Decimal]:
-    def convert(amount: Decimal) -> Decimal:
-        return rates.convert(amount, currency, base)
-
-    return convert
 
 
 def _cursor(ts: datetime, order_id: str) -> str:

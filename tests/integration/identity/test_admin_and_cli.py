@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from tradestack.books.flows import seed_first_users
 from tradestack.cli import app as cli
 from tradestack.identity.permissions import Role
-from tradestack.identity.service import ADMIN_EMAIL, DEMO_TRADER_EMAIL, seed_first_users
+from tradestack.identity.service import ADMIN_EMAIL, DEMO_TRADER_EMAIL
 from tradestack.kit.runtime import Runtime
 
 from .conftest import PASSWORD, MakeUser  # type: ignore[import-not-found]

@@ -29,7 +29,8 @@ from tradestack.kit.config import Settings
 from tradestack.kit.db import Database
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.runner import Publisher
-from tradestack.models.trading import BalanceRow, FillRow, JournalEntryRow, OrderRow
+from tradestack.models.books import BalanceRow, FillRow, JournalEntryRow
+from tradestack.models.trading import OrderRow
 
 TRADESTACK = str(Path(sys.executable).parent / "tradestack")
 PASSWORD = "correct horse battery staple"

@@ -15,7 +15,7 @@ from tradestack.domain.orders import Liquidity
 from tradestack.domain.portfolio import FxRates
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
-from tradestack.models.trading import FillRow
+from tradestack.models.books import FillRow
 from tradestack.ops.integrity import check_integrity
 from tradestack.trading.engine import EngineShard
 from tradestack.trading.executions import Recorded, record

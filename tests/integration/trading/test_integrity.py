@@ -12,6 +12,8 @@ import orjson
 import pytest
 from sqlalchemy import text
 
+from tradestack.books.repository import JournalRepository
+from tradestack.books.service import BooksService
 from tradestack.domain.ledger import deposit, fill_entry
 from tradestack.domain.orders import (
     Liquidity,
@@ -26,11 +28,10 @@ from tradestack.domain.orders import (
 )
 from tradestack.domain.portfolio import PositionState
 from tradestack.identity.permissions import Role
-from tradestack.identity.service import Caller, identity_session
 from tradestack.kit.runtime import Runtime
-from tradestack.models.trading import BalanceRow, FillRow, JournalEntryRow, OrderEventRow, OrderRow
+from tradestack.models.books import BalanceRow, FillRow, JournalEntryRow
+from tradestack.models.trading import OrderEventRow, OrderRow
 from tradestack.ops.integrity import check_integrity
-from tradestack.portfolio.repository import JournalRepository
 
 from ..conftest import MakeUser  # type: ignore[import-not-found]
 
@@ -40,8 +41,8 @@ TS = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 async def _books(runtime: Runtime, make_user: MakeUser) -> tuple[str, str]:
     """An account with a deposit and one filled order (10 AAPL @ 190.25, fee 1 USD), all consistent."""
     user = await make_user(Role.TRADER, login=False)
-    async with identity_session(runtime, Caller()) as identity:
-        account = (await identity.accounts_of(user.id))[0]
+    async with runtime.database.read_session() as session:
+        account = (await BooksService(session, runtime.clock).accounts_of(user.id))[0]
     request = OrderRequest(
         client_order_id="c-1", account_id=account.id, symbol="AAPL", side=OrderSide.BUY, type=OrderType.LIMIT,
         quantity=Decimal(10), limit_price=Decimal("190.5"), time_in_force=TimeInForce.DAY,

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
 from tradestack.models.audit import AuditEntry
-from tradestack.models.trading import FillRow
+from tradestack.models.books import FillRow
 from tradestack.ops.integrity import check_integrity
 
 from ..conftest import MakeUser, TestUser  # type: ignore[import-not-found]

@@ -1,4 +1,5 @@
-"""The journal in the database: entries and their postings, written together and never edited; pages of the books."""
+"""SQL of the books: trading accounts, fills, journal entries with their postings (written together, never
+edited), running balances, and pages of them. Only `books.service` uses it."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from typing import Any
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tradestack.domain.books import BalanceLine
 from tradestack.domain.ledger import JournalEntry
+from tradestack.domain.orders import FillEvent
 from tradestack.domain.portfolio import PositionState
-from tradestack.kit.repository import ReadRepository
-from tradestack.models.identity import TradingAccount
-from tradestack.models.trading import BalanceRow, FillRow, JournalEntryRow, PostingRow
+from tradestack.kit.repository import ReadRepository, Repository
+from tradestack.models.books import BalanceRow, FillRow, JournalEntryRow, PostingRow, TradingAccount
 
 # Column values have at most 38 digits: their sums are exact here, and an inexact one raises.
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
@@ -30,8 +32,8 @@ class JournalRepository:
     async def add(self, account_id: str, entry: JournalEntry) -> None:
         """Store a (balanced, by construction) entry with all its postings, and move the balances they touch.
 
-        All in the current transaction. Writers of one account's books hold its lock (see
-        `trading.repository.lock_account`), so the read-modify-write of `balances` cannot race.
+        All in the current transaction. Writers of one account's books hold its lock
+        (`AccountRepository.lock`), so the read-modify-write of `balances` cannot race.
         """
         self._session.add(
             JournalEntryRow(
@@ -68,6 +70,55 @@ class JournalRepository:
             row.amount = row.amount + amount
             if quantity is not None:
                 row.quantity = (row.quantity or Decimal(0)) + quantity
+
+    async def balance_lines(self, account_id: str | None = None) -> list[tuple[str, BalanceLine]]:
+        """(account id, running balance) of `account_id`, or of every account when None."""
+        query = select(
+            BalanceRow.account_id, BalanceRow.ledger_account, BalanceRow.currency, BalanceRow.amount, BalanceRow.quantity
+        )
+        if account_id is not None:
+            query = query.where(BalanceRow.account_id == account_id)
+        rows = await self._session.execute(query)
+        return [(owner, BalanceLine(name, currency, amount, quantity)) for owner, name, currency, amount, quantity in rows]
+
+    async def realized_since(self, account_id: str, since: datetime) -> dict[str, Decimal]:
+        """Realized P&L per currency booked since `since`, gains positive (the journal keeps them as credits)."""
+        rows = await self._session.execute(
+            select(PostingRow.currency, PostingRow.amount)
+            .join(JournalEntryRow, JournalEntryRow.id == PostingRow.entry_id)
+            .where(
+                JournalEntryRow.account_id == account_id,
+                JournalEntryRow.ts >= since,
+                PostingRow.account.like("realized_pnl:%"),
+            )
+        )
+        totals: dict[str, Decimal] = {}
+        for currency, amount in rows:
+            totals[currency] = totals.get(currency, Decimal(0)) - amount
+        return totals
+
+    async def add_fill(self, account_id: str, symbol: str, side: str, fill: FillEvent) -> None:
+        """Store one execution; its id is the primary key, so the same fill cannot be stored twice."""
+        self._session.add(
+            FillRow(
+                id=fill.fill_id,
+                order_id=fill.order_id,
+                account_id=account_id,
+                symbol=symbol,
+                side=side,
+                quantity=fill.quantity,
+                price=fill.price,
+                fee=fill.fee,
+                fee_currency=fill.fee_currency,
+                liquidity=fill.liquidity.value,
+                ts=fill.ts,
+            )
+        )
+        await self._session.flush()
+
+    async def fill_exists(self, fill_id: str) -> bool:
+        """Whether the fill `fill_id` is already booked."""
+        return (await self._session.get(FillRow, fill_id)) is not None
 
     async def balances(self, account_id: str) -> dict[str, BalanceRow]:
         """Every ledger account's running balance of `account_id`, by ledger account name."""
@@ -124,6 +175,37 @@ def _older_than(query: Select[Any], ts_column: Any, id_column: Any, before: Curs
     if before.id is None:
         return query.where(ts_column < before.ts)
     return query.where(or_(ts_column < before.ts, and_(ts_column == before.ts, id_column < before.id)))
+
+
+class AccountRepository(Repository):
+    """`trading_accounts`."""
+
+    async def add(self, account: TradingAccount) -> TradingAccount:
+        self.session.add(account)
+        await self.session.flush()
+        return account
+
+    async def get(self, account_id: str) -> TradingAccount | None:
+        """The account, without a lock (None when unknown)."""
+        return await self.session.get(TradingAccount, account_id)
+
+    async def lock(self, account_id: str) -> TradingAccount | None:
+        """The account, locked until the transaction ends (PostgreSQL ``FOR UPDATE``); None when unknown."""
+        query = select(TradingAccount).where(TradingAccount.id == account_id)
+        bind = self.session.bind
+        if bind is not None and bind.dialect.name == "postgresql":
+            query = query.with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def of_owner(self, owner_id: str) -> list[TradingAccount]:
+        """The accounts `owner_id` owns, oldest first."""
+        query = select(TradingAccount).where(TradingAccount.owner_id == owner_id).order_by(TradingAccount.created_at)
+        return list((await self.session.execute(query)).scalars().all())
+
+    async def base_currencies(self) -> dict[str, str]:
+        """Every account's base currency, by account id."""
+        rows = await self.session.execute(select(TradingAccount.id, TradingAccount.base_currency))
+        return {account_id: currency for account_id, currency in rows}
 
 
 class BooksRepository(ReadRepository):

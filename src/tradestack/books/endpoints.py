@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from tradestack.books.schemas import AccountCreate, AccountWithCash, FillPage, LedgerPage, Portfolio, PositionList
+from tradestack.books.service import DEFAULT_PAGE, MAX_PAGE, BooksApi
 from tradestack.identity.deps import caller_of, require
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Principal
 from tradestack.kit.web import RuntimeDep
-from tradestack.portfolio.schemas import AccountCreate, AccountWithCash, FillPage, LedgerPage, Portfolio, PositionList
-from tradestack.portfolio.service import DEFAULT_PAGE, MAX_PAGE, PortfolioService
 from tradestack.trading.schemas import ConversionCreate, ConversionOut
 from tradestack.trading.service import TradingService
 
@@ -51,7 +51,7 @@ async def open_account(
     body: AccountCreate,
     request: Request,
 ) -> AccountWithCash:
-    return await PortfolioService(runtime).open_paper_account(principal, body, caller_of(request))
+    return await BooksApi(runtime).open_paper_account(principal, body, caller_of(request))
 
 
 @router.post(
@@ -74,7 +74,7 @@ async def convert(
 async def list_accounts(
     runtime: RuntimeDep, principal: Annotated[Principal, require(Permission.ACCOUNTS_READ_OWN)]
 ) -> list[AccountWithCash]:
-    return await PortfolioService(runtime).accounts_of(principal)
+    return await BooksApi(runtime).accounts_of(principal)
 
 
 @books.get(
@@ -84,7 +84,7 @@ async def list_accounts(
     responses={**NOT_FOUND, 422: {"description": "Bad account_id, or none given and you have several accounts"}},
 )
 async def positions(runtime: RuntimeDep, principal: Reader, account_id: AccountId = None) -> PositionList:
-    service = PortfolioService(runtime)
+    service = BooksApi(runtime)
     return await service.positions(principal, await service.account_or_default(principal, account_id))
 
 
@@ -95,7 +95,7 @@ async def positions(runtime: RuntimeDep, principal: Reader, account_id: AccountI
     responses={**NOT_FOUND, 422: {"description": "Bad account_id, or none given and you have several accounts"}},
 )
 async def portfolio(runtime: RuntimeDep, principal: Reader, account_id: AccountId = None) -> Portfolio:
-    service = PortfolioService(runtime)
+    service = BooksApi(runtime)
     return await service.portfolio(principal, await service.account_or_default(principal, account_id))
 
 
@@ -113,7 +113,7 @@ async def fills(
     limit: Limit = DEFAULT_PAGE,
     before: Before = None,
 ) -> FillPage:
-    service = PortfolioService(runtime)
+    service = BooksApi(runtime)
     account = await service.account_or_default(principal, account_id)
     return await service.fills(principal, account, symbol=symbol, limit=limit, before=before)
 
@@ -127,5 +127,5 @@ async def fills(
 async def ledger(
     runtime: RuntimeDep, principal: Reader, account_id: AccountId = None, limit: Limit = DEFAULT_PAGE, before: Before = None
 ) -> LedgerPage:
-    service = PortfolioService(runtime)
+    service = BooksApi(runtime)
     return await service.ledger(principal, await service.account_or_default(principal, account_id), limit=limit, before=before)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import select
 
+from tradestack.books.repository import JournalRepository
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
 from tradestack.models.audit import AuditEntry
-from tradestack.portfolio.repository import JournalRepository
 
 from ..conftest import MakeUser  # type: ignore[import-not-found]
 

@@ -14,13 +14,14 @@ from typing import Any
 import httpx
 import orjson
 
+from tradestack.books.repository import JournalRepository
+from tradestack.books.service import BooksService
 from tradestack.domain.ledger import deposit, fill_entry
 from tradestack.identity.permissions import Role
-from tradestack.identity.service import Caller, identity_session
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import QUOTE_KEY
-from tradestack.models.trading import FillRow, OrderRow
-from tradestack.portfolio.repository import JournalRepository
+from tradestack.models.books import FillRow
+from tradestack.models.trading import OrderRow
 
 from ..conftest import MakeUser, TestUser  # type: ignore[import-not-found]
 
@@ -34,11 +35,11 @@ QUOTE_TS = "2026-11-20T16:00:00Z"
 
 async def _account_of(runtime: Runtime, user: TestUser, base_currency: str | None = None) -> str:
     """The account every trader starts with (AUD), or a new one in `base_currency`."""
-    async with identity_session(runtime, Caller()) as identity:
+    async with runtime.database.session() as session:
+        books = BooksService(session, runtime.clock)
         if base_currency is None:
-            return (await identity.accounts_of(user.id))[0].id
-        owner = await identity.get_user(user.id)
-        return (await identity.open_account(owner, f"in {base_currency}", base_currency)).id
+            return (await books.accounts_of(user.id))[0].id
+        return (await books.open_account(user.id, f"in {base_currency}", base_currency)).id
 
 
 async def _deposit(runtime: Runtime, account_id: str, currency: str, amount: str) -> None:

@@ -1,0 +1,570 @@
+"""Trading accounts and their books: the only reader and writer of accounts, fills, the journal and balances.
+
+`BooksService` works inside its caller's unit of work (it is given the session; it flushes, never
+commits): open an account, deposit, convert, book a fill, and `snapshot` an account's books as a
+pure `AccountBooks` value for the risk checks. Writers of one account's books hold its lock
+(`BooksService.lock`), so balances are moved by one transaction at a time.
+
+`BooksApi` answers the HTTP routes: open a paper account with a deposit, list yours, read an
+account's positions, portfolio, fills and journal. Reads see the caller's own accounts; with
+`accounts:read:all` (risk, admin) any account. Another user's account answers 404 like an unknown
+one, so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_CEILING, ROUND_HALF_EVEN, Context, Decimal, Inexact, localcontext
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tradestack.audit.service import AuditService, drainer_of
+from tradestack.books.repository import AccountRepository, BooksRepository, Cursor, JournalRepository
+from tradestack.books.schemas import (
+    AccountCreate,
+    AccountWithCash,
+    FillOut,
+    FillPage,
+    JournalEntryOut,
+    LedgerPage,
+    MarkSource,
+    Portfolio,
+    PositionList,
+    PositionOut,
+    PostingOut,
+)
+from tradestack.core.clock import Clock
+from tradestack.core.errors import NotFoundError, ValidationFailedError
+from tradestack.core.money import plain
+from tradestack.domain.books import AccountBooks, AccountProfile, BalanceLine, FxPolicy, books_of
+from tradestack.domain.ledger import AccountKind, JournalEntry, deposit, fill_entry, fx_conversion
+from tradestack.domain.marketdata import Side
+from tradestack.domain.orders import FillEvent
+from tradestack.domain.portfolio import (
+    FxRates,
+    MissingFxRate,
+    PortfolioValuation,
+    PositionValuation,
+    market_value,
+    unrealized_pnl,
+)
+from tradestack.domain.snapshot import MarketSnapshot
+from tradestack.identity.permissions import Permission
+from tradestack.identity.service import Caller, Principal
+from tradestack.kit.currencies import minor_units
+from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.service import MarketDataService
+from tradestack.models.books import TradingAccount
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+_ZERO = Decimal(0)
+# Sums of column values and of products of them are exact here; an inexact one raises.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
+
+
+def parse_cursor(text: str | None) -> Cursor | None:
+    """`before` of a page: the `next` of the previous page (``<ts>~<id>``), or an ISO 8601 time (naive is UTC)."""
+    if text is None:
+        return None
+    stamp, separator, row_id = text.partition("~")
+    try:
+        ts = datetime.fromisoformat(stamp)
+        ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    except (ValueError, OverflowError):
+        ts = None
+    if ts is None or (separator and not (row_id and row_id.isprintable())):
+        raise ValidationFailedError(
+            f"before: give the `next` of the previous page or an ISO 8601 time such as 2026-11-20T15:00:00Z, got {text!r}"
+        )
+    return Cursor(ts, row_id if separator else None)
+
+
+def format_cursor(ts: datetime, row_id: str) -> str:
+    """The cursor that continues a page after the row (`ts`, `row_id`)."""
+    return f"{ts.astimezone(UTC).isoformat().replace('+00:00', 'Z')}~{row_id}"
+
+
+def _in_minor_units(value: Decimal | None, places: int | None) -> Decimal | None:
+    """A base-currency total as a broker shows it: rounded half-even to the currency's minor unit."""
+    if value is None or places is None:
+        return value
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValidationFailedError(f"limit: must be between 1 and {MAX_PAGE}, got {limit}")
+
+
+def _profile(row: TradingAccount) -> AccountProfile:
+    return AccountProfile(
+        id=row.id,
+        owner_id=row.owner_id,
+        name=row.name,
+        base_currency=row.base_currency,
+        kind=row.kind,
+        allow_short=row.allow_short,
+        fx_policy=FxPolicy(row.fx_policy),
+        created_at=row.created_at,
+    )
+
+
+def start_of_day(now: datetime) -> datetime:
+    """Midnight UTC of `now`'s day: where "today" starts for the daily loss limit."""
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class BooksService:
+    """Accounts and their books, inside the caller's unit of work (flushes, never commits)."""
+
+    def __init__(self, session: AsyncSession, clock: Clock) -> None:
+        self.session = session
+        self.clock = clock
+        self._accounts = AccountRepository(session)
+        self._journal = JournalRepository(session)
+
+    # -- accounts --------------------------------------------------------------------------------
+
+    async def open_account(
+        self,
+        owner_id: str,
+        name: str,
+        base_currency: str,
+        *,
+        kind: str = "paper",
+        allow_short: bool = False,
+        fx_policy: FxPolicy | str = FxPolicy.AUTO_CONVERT,
+    ) -> AccountProfile:
+        """A new account of `owner_id`, with empty books."""
+        currency = base_currency.upper()
+        if len(currency) != 3 or not currency.isalpha():
+            raise ValidationFailedError(f"base currency must be a 3-letter ISO code such as AUD or USD, not {base_currency!r}")
+        row = TradingAccount(
+            id=str(uuid.uuid4()),
+            owner_id=owner_id,
+            name=name,
+            base_currency=currency,
+            kind=kind,
+            allow_short=allow_short,
+            fx_policy=FxPolicy(fx_policy).value,
+            created_at=self.clock.now(),
+        )
+        return _profile(await self._accounts.add(row))
+
+    async def account(self, account_id: str) -> AccountProfile | None:
+        """The account (None when unknown)."""
+        row = await self._accounts.get(account_id)
+        return _profile(row) if row is not None else None
+
+    async def lock(self, account_id: str) -> AccountProfile | None:
+        """The account, its books locked against other writers until the transaction ends; None when unknown."""
+        row = await self._accounts.lock(account_id)
+        return _profile(row) if row is not None else None
+
+    async def accounts_of(self, owner_id: str) -> list[AccountProfile]:
+        """The accounts `owner_id` owns, oldest first."""
+        return [_profile(row) for row in await self._accounts.of_owner(owner_id)]
+
+    async def default_account_id(self, owner_id: str) -> str:
+        """The account a request without `account_id` means: the owner's only one (422 with none or several)."""
+        accounts = await self.accounts_of(owner_id)
+        if len(accounts) == 1:
+            return accounts[0].id
+        if not accounts:
+            raise ValidationFailedError("you have no trading account yet: open one with POST /api/accounts")
+        listed = ", ".join(f"{a.id} ({a.name}, {a.base_currency})" for a in accounts)
+        raise ValidationFailedError(f"account_id: you have {len(accounts)} accounts, say which one: {listed}")
+
+    async def readable(self, principal: Principal, account_id: str, *, missing: str | None = None) -> AccountProfile:
+        """The account when `principal` owns it or may read every account; else the 404 of an unknown one."""
+        account = await self.account(account_id)
+        if account is None or (account.owner_id != principal.user_id and not principal.can(Permission.ACCOUNTS_READ_ALL)):
+            raise NotFoundError(missing or f"no account {account_id}: GET /api/accounts lists yours")
+        return account
+
+    # -- writing the books -----------------------------------------------------------------------
+
+    async def deposit(self, account_id: str, currency: str, amount: Decimal, *, entry_id: str | None = None) -> JournalEntry:
+        """Book cash paid into the account."""
+        entry = deposit(
+            entry_id or f"deposit-{uuid.uuid4()}", self.clock.now(), currency.upper(), amount, reference=f"account:{account_id}"
+        )
+        await self._journal.add(account_id, entry)
+        return entry
+
+    async def convert(
+        self, account_id: str, sold: tuple[str, Decimal], bought: tuple[str, Decimal], *, reference: str | None = None
+    ) -> JournalEntry:
+        """Book the exchange of `sold` cash (currency, amount) for `bought`; 422 when the account holds less than it sells."""
+        (source, amount), (target, received) = sold, bought
+        lines = await self._journal.balances(account_id)
+        held = lines[f"cash:{source}"].amount if f"cash:{source}" in lines else Decimal(0)
+        if held < amount:
+            raise ValidationFailedError(f"amount: the account holds {plain(held)} {source} in cash; convert at most that")
+        entry = fx_conversion(
+            f"fx-{uuid.uuid4()}",
+            self.clock.now(),
+            source,
+            amount,
+            target,
+            received,
+            reference=reference or f"account:{account_id}",
+        )
+        await self._journal.add(account_id, entry)
+        return entry
+
+    async def fill_booked(self, fill_id: str) -> bool:
+        """Whether the fill `fill_id` is already in the books."""
+        return await self._journal.fill_exists(fill_id)
+
+    async def book_fill(
+        self,
+        account: AccountProfile,
+        symbol: str,
+        side: Side | str,
+        fill: FillEvent,
+        quote_currency: str,
+        *,
+        rates: FxRates,
+        fx_fee_bps: Decimal,
+    ) -> AccountBooks:
+        """Book one execution: the fill, its journal entry (position at cost, cash, fee, realized P&L) and the
+        balances it moves; under the auto-convert policy also the FX entry covering a negative quote-currency
+        balance. Returns the books after it."""
+        side_value = Side(side).value
+        await self._journal.add_fill(account.id, symbol, side_value, fill)
+        position = await self._journal.position(account.id, symbol)
+        entry = fill_entry(
+            f"fill-{fill.fill_id}",
+            fill.ts,
+            symbol,
+            side_value,
+            fill.quantity,
+            fill.price,
+            quote_currency,
+            fill.fee,
+            fill.fee_currency,
+            position,
+            reference=fill.fill_id,
+        )
+        await self._journal.add(account.id, entry)
+        if account.fx_policy is FxPolicy.AUTO_CONVERT:
+            await self._convert_shortfall(account, quote_currency, fill, rates, fx_fee_bps)
+        return await self.snapshot(account)
+
+    async def _convert_shortfall(
+        self, account: AccountProfile, quote: str, fill: FillEvent, rates: FxRates, fx_fee_bps: Decimal
+    ) -> None:
+        """When a buy leaves the quote currency's cash negative, buy what is missing with the base currency at the
+        rate plus the FX fee (rounded up to the base's minor unit), as its own balanced FX entry next to the fill's.
+        Without a rate the balance stays negative until one arrives."""
+        base = account.base_currency
+        if quote == base:
+            return
+        lines = await self._journal.balances(account.id)
+        balance = lines[f"cash:{quote}"].amount if f"cash:{quote}" in lines else Decimal(0)
+        if balance >= 0:
+            return
+        needed = -balance
+        try:
+            rate = rates.rate(quote, base)
+        except MissingFxRate:
+            return
+        places = minor_units(base)
+        sold = needed * rate * (1 + fx_fee_bps / 10_000)
+        if places is not None:
+            sold = sold.quantize(Decimal(1).scaleb(-places), rounding=ROUND_CEILING)
+        entry = fx_conversion(f"fx-{fill.fill_id}", fill.ts, base, sold, quote, needed, reference=fill.fill_id)
+        await self._journal.add(account.id, entry)
+
+    # -- reading the books -----------------------------------------------------------------------
+
+    async def snapshot(self, account: AccountProfile | str, *, today: datetime | None = None) -> AccountBooks:
+        """The account's books now, as a pure value; with `today` (a day's start) also the P&L realized since."""
+        profile = account if isinstance(account, AccountProfile) else await self.account(account)
+        if profile is None:
+            raise NotFoundError(f"no account {account}")
+        lines = [line for _, line in await self._journal.balance_lines(profile.id)]
+        realized = await self._journal.realized_since(profile.id, today) if today is not None else {}
+        return books_of(
+            profile.id,
+            profile.base_currency,
+            lines,
+            allow_short=profile.allow_short,
+            fx_policy=profile.fx_policy,
+            realized_today=realized,
+        )
+
+    async def all_books(self) -> list[AccountBooks]:
+        """Every account's books (for the platform-wide gauges)."""
+        bases = await self._accounts.base_currencies()
+        by_account: dict[str, list[BalanceLine]] = {account_id: [] for account_id in bases}
+        for account_id, line in await self._journal.balance_lines():
+            by_account.setdefault(account_id, []).append(line)
+        return [books_of(account_id, bases[account_id], lines) for account_id, lines in by_account.items() if account_id in bases]
+
+    async def cash_of(self, account_ids: Sequence[str]) -> dict[str, dict[str, Decimal]]:
+        """Cash per currency of each account (accounts without cash are absent)."""
+        return await self._journal.cash_balances(account_ids)
+
+    async def fills_page(
+        self, principal: Principal, account_id: str, *, symbol: str | None, limit: int, before: str | None
+    ) -> FillPage:
+        """A page of the account's fills (of `symbol` only, when given), newest first."""
+        _check_limit(limit)
+        cursor = parse_cursor(before)
+        await self.readable(principal, account_id)
+        rows = await BooksRepository(self.session).fills_page(account_id, symbol=symbol, limit=limit + 1, before=cursor)
+        page = rows[:limit]
+        items = [
+            FillOut(
+                id=r.id, order_id=r.order_id, symbol=r.symbol, side=r.side, quantity=r.quantity, price=r.price,
+                fee=r.fee, fee_currency=r.fee_currency, liquidity=r.liquidity, ts=r.ts,
+            )
+            for r in page
+        ]  # fmt: skip
+        next_page = format_cursor(page[-1].ts, page[-1].id) if len(rows) > limit else None
+        return FillPage(items=items, next=next_page)
+
+    async def ledger_page(self, principal: Principal, account_id: str, *, limit: int, before: str | None) -> LedgerPage:
+        """A page of the account's journal entries with their postings, newest first."""
+        _check_limit(limit)
+        cursor = parse_cursor(before)
+        await self.readable(principal, account_id)
+        rows = await BooksRepository(self.session).entries_page(account_id, limit=limit + 1, before=cursor)
+        page = rows[:limit]
+        items = [
+            JournalEntryOut(
+                id=entry.id,
+                ts=entry.ts,
+                kind=entry.kind,
+                reference=entry.reference,
+                reverses=entry.reverses,
+                postings=[
+                    PostingOut(account=p.account, currency=p.currency, amount=p.amount, quantity=p.quantity) for p in postings
+                ],
+            )
+            for entry, postings in page
+        ]
+        next_page = format_cursor(page[-1][0].ts, page[-1][0].id) if len(rows) > limit else None
+        return LedgerPage(items=items, next=next_page)
+
+
+def _with_cash(account: AccountProfile, cash: Mapping[str, Decimal]) -> AccountWithCash:
+    return AccountWithCash(
+        id=account.id,
+        name=account.name,
+        base_currency=account.base_currency,
+        kind=account.kind,
+        allow_short=account.allow_short,
+        fx_policy=account.fx_policy.value,
+        created_at=account.created_at,
+        cash=dict(cash),
+    )
+
+
+class BooksApi:
+    """What the accounts and books routes answer; each call is its own unit of work."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def open_paper_account(self, principal: Principal, request: AccountCreate, caller: Caller) -> AccountWithCash:
+        """Open a paper account and book its deposit, in one transaction: both happen or neither does (audited)."""
+        async with self.runtime.database.session() as session:
+            books = BooksService(session, self.runtime.clock)
+            account = await books.open_account(
+                principal.user_id,
+                request.name,
+                request.base_currency,
+                allow_short=request.allow_short,
+                fx_policy=request.fx_policy,
+            )
+            await books.deposit(account.id, request.deposit.currency, request.deposit.amount)
+            await AuditService(self.runtime.database, self.runtime.clock).stage(
+                session,
+                action="account.open",
+                outcome="success",
+                actor_user_id=principal.user_id,
+                actor_api_key_id=principal.api_key_id,
+                actor_email=principal.email,
+                target=f"account:{account.id}",
+                ip=caller.ip,
+                user_agent=caller.user_agent,
+                detail={
+                    "base_currency": account.base_currency,
+                    "allow_short": request.allow_short,
+                    "fx_policy": request.fx_policy,
+                },
+            )
+        await drainer_of(self.runtime).flush()
+        return _with_cash(account, {request.deposit.currency.upper(): request.deposit.amount})
+
+    async def accounts_of(self, principal: Principal) -> list[AccountWithCash]:
+        """The caller's accounts with cash per currency."""
+        async with self.runtime.database.read_session() as session:
+            books = BooksService(session, self.runtime.clock)
+            accounts = await books.accounts_of(principal.user_id)
+            cash = await books.cash_of([a.id for a in accounts])
+        return [_with_cash(a, cash.get(a.id, {})) for a in accounts]
+
+    async def account_or_default(self, principal: Principal, account_id: str | None) -> str:
+        """`account_id`, or when absent the caller's only account."""
+        if account_id is not None:
+            return account_id
+        async with self.runtime.database.read_session() as session:
+            return await BooksService(session, self.runtime.clock).default_account_id(principal.user_id)
+
+    async def positions(self, principal: Principal, account_id: str) -> PositionList:
+        """The account's open positions, marked to the live quotes."""
+        books = await self._valued(principal, account_id)
+        return PositionList(
+            account_id=books.account_id,
+            base_currency=books.base_currency,
+            positions=books.positions,
+            problems=books.problems,
+        )
+
+    async def portfolio(self, principal: Principal, account_id: str) -> Portfolio:
+        """Cash, positions, realized P&L, fees and equity of the account, valued now."""
+        books = await self._valued(principal, account_id)
+        places = minor_units(books.base_currency)
+        cash_base = _in_minor_units(books.valuation.cash_base if books.valuation else None, places)
+        market_value_base = _in_minor_units(books.market_value_base, places)
+        return Portfolio(
+            account_id=books.account_id,
+            base_currency=books.base_currency,
+            as_of=books.as_of,
+            cash=dict(books.books.balances.get(AccountKind.CASH, {})),
+            positions=books.positions,
+            realized_pnl=books.realized_pnl,
+            fees=dict(books.books.balances.get(AccountKind.FEES, {})),
+            fx_rates={f"{base}/{quote}": rate for (base, quote), rate in sorted(books.rates.quotes.items())},
+            cash_base=cash_base,
+            market_value_base=market_value_base,
+            unrealized_pnl_base=_in_minor_units(books.valuation.unrealized_pnl_base if books.valuation else None, places),
+            equity=None if cash_base is None or market_value_base is None else cash_base + market_value_base,
+            problems=books.problems,
+        )
+
+    async def fills(
+        self, principal: Principal, account_id: str, *, symbol: str | None, limit: int, before: str | None
+    ) -> FillPage:
+        """A page of the account's fills (of `symbol` only, when given), newest first."""
+        _check_limit(limit)
+        parse_cursor(before)
+        if symbol is not None:
+            symbol = (await MarketDataService(self.runtime).instrument(symbol)).symbol
+        async with self.runtime.database.read_session() as session:
+            return await BooksService(session, self.runtime.clock).fills_page(
+                principal, account_id, symbol=symbol, limit=limit, before=before
+            )
+
+    async def ledger(self, principal: Principal, account_id: str, *, limit: int, before: str | None) -> LedgerPage:
+        """A page of the account's journal entries with their postings, newest first."""
+        async with self.runtime.database.read_session() as session:
+            return await BooksService(session, self.runtime.clock).ledger_page(principal, account_id, limit=limit, before=before)
+
+    async def _valued(self, principal: Principal, account_id: str) -> _Valued:
+        async with self.runtime.database.read_session() as session:
+            service = BooksService(session, self.runtime.clock)
+            account = await service.readable(principal, account_id)
+            books = await service.snapshot(account)
+        market = await MarketDataService(self.runtime).snapshot(books.holdings)
+        return _value(books, self.runtime.clock.now(), market)
+
+
+# -- valuation ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Valued:
+    """An account's books and their valuation; base-currency figures are None without FX rates."""
+
+    books: AccountBooks
+    as_of: datetime
+    positions: list[PositionOut]
+    rates: FxRates
+    valuation: PortfolioValuation | None
+    market_value_base: Decimal | None
+    equity: Decimal | None
+    problems: list[str]
+
+    @property
+    def account_id(self) -> str:
+        return self.books.account_id
+
+    @property
+    def base_currency(self) -> str:
+        return self.books.base_currency
+
+    @property
+    def realized_pnl(self) -> dict[str, Decimal]:
+        """Realized P&L per currency with gains positive (the ledger credits them)."""
+        with localcontext(_EXACT):
+            return {c: _ZERO - amount for c, amount in self.books.balances.get(AccountKind.REALIZED_PNL, {}).items()}
+
+
+def _value(books: AccountBooks, now: datetime, market: MarketSnapshot) -> _Valued:
+    """Value the books: quoted positions at their mark, the others at cost; totals only when every currency converts."""
+    base, rates = books.base_currency, market.rates
+    problems: list[str] = []
+    marks: dict[str, tuple[Decimal, MarkSource]] = {}
+    for symbol in books.holdings:
+        marked = market.marked(symbol)
+        if marked is not None:
+            marks[symbol] = marked
+        else:
+            problems.append(f"no live quote for {symbol}: valued at its average cost")
+    cash = {currency: amount for currency, amount in books.cash.items() if amount != 0}
+    convertible = True
+    for currency in sorted((set(cash) | {h.currency for h in books.holdings.values()}) - {base}):
+        try:
+            rates.rate(currency, base)
+        except MissingFxRate as exc:
+            convertible = False
+            problems.append(f"{exc.detail}; the {base} totals and equity are null until one is quoted")
+    valuation = None
+    if convertible:
+        valuation = PortfolioValuation.compute(
+            base_currency=base,
+            cash=cash,
+            positions={symbol: h.position for symbol, h in books.holdings.items() if symbol in marks},
+            quote_currencies={symbol: h.currency for symbol, h in books.holdings.items()},
+            marks={symbol: price for symbol, (price, _) in marks.items()},
+            rates=rates,
+        )
+    valued: dict[str, PositionValuation] = {p.symbol: p for p in valuation.positions} if valuation else {}
+    out: list[PositionOut] = []
+    at_cost_base = _ZERO
+    with localcontext(_EXACT):
+        for symbol, holding in books.holdings.items():
+            state, currency = holding.position, holding.currency
+            ts: datetime | None = None
+            source: MarkSource
+            if symbol in marks:
+                (mark, source), ts = marks[symbol], market.quotes[symbol].ts
+                value, pnl = market_value(state, mark), unrealized_pnl(state, mark)
+            else:
+                mark, source, value, pnl = state.average_price, "cost", state.cost, _ZERO
+            value_base: Decimal | None = None
+            pnl_base: Decimal | None = None
+            if symbol in valued:
+                value_base, pnl_base = valued[symbol].market_value_base, valued[symbol].unrealized_pnl_base
+            elif valuation is not None:
+                value_base, pnl_base = rates.convert(value, currency, base), _ZERO
+                at_cost_base += value_base
+            out.append(
+                PositionOut(
+                    symbol=symbol, quantity=state.quantity, average_cost=state.average_price, cost_basis=state.cost,
+                    quote_currency=currency, mark_price=mark, mark_source=source, mark_ts=ts, market_value=value,
+                    unrealized_pnl=pnl, market_value_base=value_base, unrealized_pnl_base=pnl_base,
+                )
+            )  # fmt: skip
+        market_value_base = valuation.market_value_base + at_cost_base if valuation else None
+        equity = valuation.equity + at_cost_base if valuation else None
+    return _Valued(books, now, out, rates, valuation, market_value_base, equity, problems)

@@ -1,0 +1,223 @@
+"""The risk checks' view of an account, built from its books, its open orders and the market: one pure function.
+
+`account_risk_state` is what the trading service and the in-process benchmark call (and what a
+backtester calls); no caller assembles these numbers itself. The open orders are an `OpenOrders`,
+which keeps them summed as they change, so the cost of a risk state does not grow with them. Money ends up in the account's base
+currency, converted by the snapshot's FX rates (`MissingFxRate` when one is needed and absent).
+
+* cash: every cash balance, converted.
+* positions: the held quantities, plus the account's other open orders **on the new order's side**
+  as if they had filled (the worst case in its direction): three sells of 10 against a long of 20
+  cannot each pass the short-selling check on their own.
+* gross exposure: |quantity| x mark of each holding, at cost when it has no mark.
+* reserved: what the open buys reserve (`reserve_for` on their remaining quantity, summed per quote
+  currency, then converted); a market buy that cannot be priced yet reserves nothing.
+* realized P&L today: the books' `realized_today`, converted.
+
+`excluding` leaves one open order out of the reservations and of that count (the order being
+replaced).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from tradestack.domain.books import AccountBooks
+from tradestack.domain.instruments import Instrument
+from tradestack.domain.marketdata import Side
+from tradestack.domain.matching import FeeModel
+from tradestack.domain.orders import OrderType
+from tradestack.domain.portfolio import FxRates
+from tradestack.domain.risk import AccountRiskState, OrderIntent, RiskLimits, TradingState, reserve_for
+from tradestack.domain.snapshot import MarketSnapshot
+
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOrder:
+    """A working order as the risk state counts it: what is left of it and at what prices."""
+
+    order_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    remaining: Decimal
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+
+
+def converter(rates: FxRates, currency: str, base: str) -> Callable[[Decimal], Decimal]:
+    """A function converting amounts in `currency` into `base` at `rates`."""
+    if currency == base:
+        return _same
+    return lambda amount: rates.convert(amount, currency, base)
+
+
+def _same(amount: Decimal) -> Decimal:
+    return amount
+
+
+@dataclass(slots=True)
+class _Held:
+    order: OpenOrder
+    reserve: Decimal | None  # in `currency`, fixed by the order's own prices; None: priced at the mark (market buys)
+    currency: str | None  # the instrument's quote currency; None: unknown instrument or a sell (reserves nothing)
+
+
+class OpenOrders:
+    """An account's open orders, kept summed the way the risk state reads them, and updated as they change.
+
+    Cost per risk state is per symbol and currency, not per order: what a limit or stop buy reserves
+    is fixed by its own prices (and the limits' collar) and is summed per quote currency when the
+    order is put; only market buys are priced at the mark when the state is built. Rebuild it when the
+    limits change.
+    """
+
+    __slots__ = ("_fee_model", "_held", "_instruments", "_limits", "_market_buys", "_pending", "_reserved")
+
+    def __init__(
+        self,
+        limits: RiskLimits,
+        instruments: Mapping[str, Instrument],
+        fee_model: Callable[[Instrument], FeeModel],
+        orders: Iterable[OpenOrder] = (),
+    ) -> None:
+        self._limits, self._instruments, self._fee_model = limits, instruments, fee_model
+        self._held: dict[str, _Held] = {}
+        self._pending: dict[Side, dict[str, Decimal]] = {Side.BUY: {}, Side.SELL: {}}
+        self._reserved: dict[str, Decimal] = {}
+        self._market_buys: dict[str, OpenOrder] = {}
+        for order in orders:
+            self.put(order)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def __contains__(self, order_id: object) -> bool:
+        return order_id in self._held
+
+    def get(self, order_id: str) -> OpenOrder | None:
+        """The open order `order_id` as counted now (None when not open)."""
+        held = self._held.get(order_id)
+        return held.order if held is not None else None
+
+    def put(self, order: OpenOrder) -> None:
+        """Count `order` (replacing what was counted for its id); one with nothing remaining is removed."""
+        self.remove(order.order_id)
+        if order.remaining <= 0:
+            return
+        pending = self._pending[order.side]
+        signed = order.remaining if order.side is Side.BUY else -order.remaining
+        pending[order.symbol] = pending.get(order.symbol, _ZERO) + signed
+        instrument = self._instruments.get(order.symbol)
+        held = _Held(order, None, None)
+        if order.side is Side.BUY and instrument is not None:
+            held.currency = instrument.quote_currency
+            if order.type is OrderType.MARKET:
+                self._market_buys[order.order_id] = order
+            else:
+                intent = _intent(order)
+                held.reserve = reserve_for(intent, self._limits, None, fee_model=self._fee_model(instrument))
+                self._reserved[held.currency] = self._reserved.get(held.currency, _ZERO) + held.reserve
+        self._held[order.order_id] = held
+
+    def remove(self, order_id: str) -> OpenOrder | None:
+        """Stop counting `order_id` (it ended); the order as it was counted, or None."""
+        held = self._held.pop(order_id, None)
+        if held is None:
+            return None
+        order = held.order
+        pending = self._pending[order.side]
+        signed = order.remaining if order.side is Side.BUY else -order.remaining
+        left = pending.get(order.symbol, _ZERO) - signed
+        if left:
+            pending[order.symbol] = left
+        else:
+            pending.pop(order.symbol, None)
+        if held.reserve is not None and held.currency is not None:
+            total = self._reserved[held.currency] - held.reserve
+            if total:
+                self._reserved[held.currency] = total
+            else:
+                del self._reserved[held.currency]
+        self._market_buys.pop(order_id, None)
+        return order
+
+    def pending(self, side: Side, *, excluding: str | None = None) -> dict[str, Decimal]:
+        """Signed remaining quantity of the open orders on `side`, by symbol (buys +, sells -)."""
+        totals = dict(self._pending[side])
+        held = self._held.get(excluding) if excluding is not None else None
+        if held is not None and held.order.side is side:
+            order = held.order
+            totals[order.symbol] = totals.get(order.symbol, _ZERO) - (order.remaining if side is Side.BUY else -order.remaining)
+        return totals
+
+    def reserved(self, market: MarketSnapshot, base: str, *, excluding: str | None = None) -> Decimal:
+        """What the open buys reserve, in `base`: fixed reservations converted per currency, market buys at the mark."""
+        sums = dict(self._reserved)
+        held = self._held.get(excluding) if excluding is not None else None
+        if held is not None and held.reserve is not None and held.currency is not None:
+            sums[held.currency] -= held.reserve
+        total = _ZERO
+        for currency, amount in sums.items():
+            if amount:
+                total += market.rates.convert(amount, currency, base) if currency != base else amount
+        for order_id, order in self._market_buys.items():
+            if order_id == excluding:
+                continue
+            instrument = self._instruments[order.symbol]
+            try:
+                reserve = reserve_for(
+                    _intent(order), self._limits, market.mark(order.symbol), fee_model=self._fee_model(instrument)
+                )
+            except ValueError:
+                continue  # a market buy waiting for its first price reserves nothing we can price
+            currency = instrument.quote_currency
+            total += market.rates.convert(reserve, currency, base) if currency != base else reserve
+        return total
+
+
+def _intent(order: OpenOrder) -> OrderIntent:
+    return OrderIntent("", order.symbol, order.side, order.type, order.remaining, order.limit_price, order.stop_price)
+
+
+def account_risk_state(
+    books: AccountBooks,
+    open_orders: OpenOrders,
+    market: MarketSnapshot,
+    *,
+    side: Side,
+    orders_in_last_minute: int,
+    trading_state: TradingState = TradingState.ACTIVE,
+    excluding: str | None = None,
+) -> AccountRiskState:
+    """What the checks need about the account now, for a new order on `side` (see the module docstring)."""
+    base, rates = books.base_currency, market.rates
+    cash = _ZERO
+    for currency, amount in books.cash.items():
+        cash += rates.convert(amount, currency, base) if currency != base else amount
+    positions: dict[str, Decimal] = {}
+    gross = _ZERO
+    for symbol, holding in books.holdings.items():
+        positions[symbol] = holding.quantity
+        mark = market.mark(symbol)
+        value = abs(holding.quantity) * mark if mark is not None else abs(holding.position.cost)
+        gross += rates.convert(value, holding.currency, base) if holding.currency != base else value
+    for symbol, pending in open_orders.pending(side, excluding=excluding).items():
+        positions[symbol] = positions.get(symbol, _ZERO) + pending
+    realized = _ZERO
+    for currency, amount in books.realized_today.items():
+        realized += rates.convert(amount, currency, base) if currency != base else amount
+    return AccountRiskState(
+        cash_available=cash,
+        reserved_by_open_orders=open_orders.reserved(market, base, excluding=excluding),
+        positions=positions,
+        gross_exposure=gross,
+        realized_pnl_today=realized,
+        orders_in_last_minute=orders_in_last_minute,
+        allow_short=books.allow_short,
+        trading_state=trading_state,
+    )
