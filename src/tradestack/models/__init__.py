@@ -1,6 +1,6 @@
 """SQLAlchemy tables, one file per aggregate. Import them all here so Alembic sees every table."""
 
-from tradestack.models.audit import AuditEntry
+from tradestack.models.audit import AuditChainerLease, AuditEntry, AuditOutbox
 from tradestack.models.base import Base
 from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, TradingAccount, User
 from tradestack.models.instance import Instance
@@ -18,7 +18,9 @@ from tradestack.models.trading import (
 
 __all__ = [
     "ApiKey",
+    "AuditChainerLease",
     "AuditEntry",
+    "AuditOutbox",
     "BarRow",
     "Base",
     "FillRow",
