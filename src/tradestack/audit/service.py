@@ -391,6 +391,10 @@ class AuditService:
         try:
             async with self.database.session() as session:
                 repository = AuditRepository(session)
+                if self.database.dialect == "postgresql":
+                    await repository.bound_batch_waits(
+                        lock_timeout_ms=round(self.lease_seconds * 250), idle_timeout_ms=round(self.lease_seconds * 500)
+                    )
                 await repository.ensure_lease_row(now)
                 return await repository.take_lease(holder, now, now + timedelta(seconds=self.lease_seconds))
         except IntegrityError:
