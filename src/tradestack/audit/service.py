@@ -404,6 +404,12 @@ class AuditService:
                 return False  # the leader is in the middle of a batch: it holds the lease
             raise
 
+    async def lease_is_held(self) -> bool:
+        """Whether a chainer holds a lease that has not lapsed (read on the primary: no lock, no wait)."""
+        async with self.database.session() as session:
+            lease = await AuditRepository(session).lease()
+        return lease is not None and lease.holder is not None and lease.expires_at > self.clock.now()
+
     async def release_lease(self, holder: str) -> None:
         """Give the lease up (when stopping), so another chainer takes over at once."""
         async with self.database.session() as session:
@@ -435,7 +441,7 @@ class AuditService:
             async with self.database.session() as session:
                 if not await AuditRepository(session).any_staged_up_to(newest):
                     return True
-            if await self.take_lease(holder):
+            if not await self.lease_is_held() and await self.take_lease(holder):
                 try:
                     while await self.chain_batch(DRAIN_BATCH, holder=holder) == DRAIN_BATCH:
                         pass
