@@ -65,6 +65,7 @@ DRAIN_BATCH = 1000
 DEFAULT_LEASE_SECONDS = 10.0
 SETTLE_POLL_SECONDS = 0.02
 LIST_SETTLE_SECONDS = 2.0
+CLI_SETTLE_SECONDS = 5.0
 
 # Column limits. Values a client controls are truncated so a hostile request is still recorded;
 # over-long identifiers chosen by the server are a programming error and raise.
@@ -611,6 +612,11 @@ class AuditChainer:
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
             self._wake.clear()
 
+    @property
+    def running(self) -> bool:
+        """Whether this chainer runs in the background of this process."""
+        return self._task is not None and not self._task.done()
+
     def start(self) -> None:
         """Run in the background of the current event loop (once)."""
         if self._task is None:
@@ -652,6 +658,22 @@ def wake_chainer(runtime: Runtime) -> None:
     existing = runtime.components.get(CHAINER_COMPONENT)
     if isinstance(existing, AuditChainer):
         existing.wake()
+
+
+async def after_commit(runtime: Runtime) -> None:
+    """After committing staged entries: wake this process's chainer; a process that runs none settles instead.
+
+    API processes run a chainer, so a request never waits. A process without one -- a CLI command,
+    a script -- waits (up to `CLI_SETTLE_SECONDS`) until its entries are chained: by the leader of a
+    running installation, or by itself when no chainer holds the lease. Past that they stay in the
+    outbox, committed, for the next chainer.
+    """
+    existing = runtime.components.get(CHAINER_COMPONENT)
+    if isinstance(existing, AuditChainer) and existing.running:
+        existing.wake()
+        return
+    if not await AuditService(runtime.database, runtime.clock).settle(wait_seconds=CLI_SETTLE_SECONDS):
+        log.warning("audit_entries_left_in_outbox", seconds=CLI_SETTLE_SECONDS)
 
 
 async def start_audit_chainer(runtime: Runtime) -> None:

@@ -24,7 +24,7 @@ import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradestack.audit.service import AuditService, wake_chainer
+from tradestack.audit.service import AuditService, after_commit
 from tradestack.core.errors import (
     AuthenticationError,
     ConflictError,
@@ -139,6 +139,7 @@ class IdentityService:
         self.audit = AuditService(runtime.database, runtime.clock)
         self.pending_audit: list[tuple[bool, dict[str, Any]]] = []  # (only if committed, entry)
         self.staged_refusals: list[dict[str, Any]] = []  # staged in the transaction; restaged if it rolls back
+        self.staged_any = False
         self.after_end: list[Any] = []
         self.users = UserRepository(session)
         self.accounts = AccountRepository(session)
@@ -722,6 +723,7 @@ class IdentityService:
         pending, self.pending_audit = self.pending_audit, []
         if pending:
             await self.audit.stage_many(self.session, [entry for _, entry in pending])
+            self.staged_any = True
             self.staged_refusals.extend(entry for only_if_committed, entry in pending if not only_if_committed)
 
     async def finish(self, *, committed: bool) -> None:
@@ -740,7 +742,9 @@ class IdentityService:
         if standing:
             async with self.runtime.database.session() as session:
                 await self.audit.stage_many(session, standing)
-        wake_chainer(self.runtime)
+        if standing or (committed and self.staged_any):
+            await after_commit(self.runtime)
+        self.staged_any = False
 
 
 @asynccontextmanager

@@ -1,5 +1,6 @@
 """Identity's audit entries go through the outbox in identity's own transaction, on both stacks: they commit with
-the change (a process that dies right after the commit loses none), and a rollback keeps only the refusals."""
+the change (a process that dies right after the commit loses none), and a rollback keeps only the refusals. A
+process without a chainer (here, like a CLI command) chains its entries before going on."""
 
 from __future__ import annotations
 
@@ -73,7 +74,8 @@ async def test_a_rolled_back_transaction_keeps_its_refusals_and_drops_the_rest(r
 
     with pytest.raises(RefusedError):
         await refuse()
-    assert await _outbox_actions(runtime) == [("auth.login", "failure")]
+    assert await _outbox_actions(runtime) == []  # no chainer runs here: the session chained its entries itself
+    assert await _chained_actions(runtime) == ["auth.login"]
     async with identity_session(runtime, Caller()) as service:
         assert await service.users.count() == 0  # the user was rolled back, and so was user.created
 
@@ -95,4 +97,12 @@ async def test_a_failed_commit_still_records_the_refusals(runtime: Runtime, monk
 
     with pytest.raises(RefusedError):
         await fail_at_commit()
-    assert await _outbox_actions(runtime) == [("auth.login", "failure")]
+    assert await _chained_actions(runtime) == ["auth.login"]
+    assert (await AuditService(runtime.database, runtime.clock).verify()).ok
+
+
+async def test_a_process_without_a_chainer_chains_its_entries_before_going_on(runtime: Runtime) -> None:
+    async with identity_session(runtime, Caller()) as service:
+        await service.create_user("cli@example.com", "correct horse battery staple", Role.ADMIN)
+    assert await _outbox_actions(runtime) == []
+    assert await _chained_actions(runtime) == ["user.created"]
