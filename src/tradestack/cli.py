@@ -358,13 +358,24 @@ def user_list() -> None:
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the hash chain of the audit log; exit 1 naming the first edited, deleted or reordered row."""
+    from tradestack.audit.schemas import VerifyReport
     from tradestack.audit.service import AuditService
 
     settings = load_settings()
-    report = _run_runtime(settings, lambda runtime: AuditService(runtime.database, runtime.clock).verify())
+
+    async def check(runtime: Any) -> tuple[VerifyReport, tuple[int, float]]:
+        audit = AuditService(runtime.database, runtime.clock)
+        return await audit.verify(), await audit.backlog()
+
+    report, (waiting, oldest_age) = _run_runtime(settings, check)
     if not report.ok:
         raise _fail(f"audit log is NOT intact: {report.problem}", code=1)
     console.print(f"[green]audit log intact[/]: {report.checked} rows, head hash {report.head_hash or '-'}")
+    if waiting:
+        console.print(
+            f"{waiting} entries wait in the outbox to be chained (oldest {oldest_age:.1f} s): "
+            "a running API process chains them; see audit_outbox_backlog"
+        )
     console.print("Compare the head hash with one recorded elsewhere to detect removal of the newest rows.")
 
 

@@ -15,7 +15,7 @@ from tradestack.api.openapi import install_openapi
 from tradestack.api.security import install_security
 from tradestack.api.ws import router as ws_router
 from tradestack.audit.endpoints import router as audit_router
-from tradestack.audit.service import start_audit_drainer
+from tradestack.audit.service import start_audit_chainer
 from tradestack.books.endpoints import books as books_router
 from tradestack.books.endpoints import router as accounts_router
 from tradestack.identity import endpoints as identity_endpoints
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
         version=tradestack.__version__,
         lifespan=lifespan_for(
             runtime_factory or (lambda: Runtime.open(settings)),
-            on_start=[start_audit_drainer, start_market_data, start_engine, start_probes],
+            on_start=[start_audit_chainer, start_market_data, start_engine, start_probes],
         ),
     )
     install_error_handlers(app)

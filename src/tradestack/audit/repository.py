@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import CursorResult, delete, func, insert, or_, select, text, update
 
 from tradestack.kit.repository import Repository
-from tradestack.models.audit import AuditEntry, AuditOutbox
+from tradestack.models.audit import AuditChainerLease, AuditEntry, AuditOutbox
 
-# Key of the PostgreSQL advisory lock that serialises appends: "tsaudit" in ASCII.
-CHAIN_LOCK_KEY = 0x74_73_61_75_64_69_74
+CHAIN_LEASE = "audit"
 
 
 class AuditRepository(Repository):
-    """Reads and appends audit entries. Nothing here updates or deletes a row."""
+    """Reads and appends audit entries, and moves outbox rows. Nothing here updates or deletes a chain row."""
 
-    async def lock_chain(self) -> None:
-        """Take the PostgreSQL transaction-level advisory lock that serialises appends (PostgreSQL only).
-
-        The lock is released when the transaction commits or rolls back.
-        """
-        await self.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
+    async def head_hash(self) -> str | None:
+        """Hash of the newest entry (highest id), the current head of the chain; None when the chain is empty."""
+        result = await self.session.execute(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
+        return result.scalar_one_or_none()
 
     async def last(self) -> AuditEntry | None:
         """The newest entry (highest id), the current head of the chain."""
@@ -35,20 +34,111 @@ class AuditRepository(Repository):
         await self.session.flush()
         return entry
 
-    async def stage(self, fields: str) -> None:
-        """Queue an entry (its columns as JSON) in the outbox, in the caller's transaction."""
-        self.session.add(AuditOutbox(fields=fields))
-        await self.session.flush()
+    async def append(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert chain rows (every column but id) in one executemany."""
+        if rows:
+            await self.session.execute(insert(AuditEntry), builtins.list(rows))
 
-    async def waiting(self, limit: int, *, skip_locked: bool) -> builtins.list[AuditOutbox]:
-        """The oldest queued entries, locked (others' drains skip them on PostgreSQL)."""
-        query = select(AuditOutbox).order_by(AuditOutbox.id).limit(limit)
-        if skip_locked:
-            query = query.with_for_update(skip_locked=True)
-        return builtins.list((await self.session.execute(query)).scalars())
+    async def stage(self, fields: Sequence[str]) -> None:
+        """Queue entries (their columns as JSON) in the outbox, in the caller's transaction."""
+        if len(fields) == 1:
+            await self.session.execute(insert(AuditOutbox).values(fields=fields[0]))
+        elif fields:
+            await self.session.execute(insert(AuditOutbox), [{"fields": value} for value in fields])
 
-    async def unstage(self, ids: builtins.list[int]) -> None:
-        await self.session.execute(delete(AuditOutbox).where(AuditOutbox.id.in_(ids)))
+    async def claim(self, limit: int) -> builtins.list[tuple[int, str]]:
+        """Delete the oldest `limit` outbox rows and return them (id, fields), oldest first.
+
+        Claiming by deleting, in the transaction that chains them, is what makes chaining exactly
+        once: a concurrent claimer blocks on these rows and then finds them gone, and a rollback
+        puts them back.
+        """
+        oldest = select(AuditOutbox.id).order_by(AuditOutbox.id).limit(limit)
+        statement = (
+            delete(AuditOutbox).where(AuditOutbox.id.in_(oldest.scalar_subquery())).returning(AuditOutbox.id, AuditOutbox.fields)
+        )
+        rows = [(row[0], row[1]) for row in await self.session.execute(statement)]
+        rows.sort()
+        return rows
+
+    async def backlog(self) -> tuple[int, str | None]:
+        """How many outbox rows wait, and the fields of the oldest (None when none waits)."""
+        count = (await self.session.execute(select(func.count()).select_from(AuditOutbox))).scalar_one()
+        if not count:
+            return 0, None
+        oldest = await self.session.execute(select(AuditOutbox.fields).order_by(AuditOutbox.id).limit(1))
+        return int(count), oldest.scalar_one_or_none()
+
+    async def newest_staged_id(self) -> int | None:
+        """Id of the newest outbox row, None when the outbox is empty."""
+        return (await self.session.execute(select(func.max(AuditOutbox.id)))).scalar_one_or_none()
+
+    async def any_staged_up_to(self, newest: int) -> bool:
+        """Whether an outbox row with id up to `newest` still waits."""
+        found = await self.session.execute(select(AuditOutbox.id).where(AuditOutbox.id <= newest).limit(1))
+        return found.first() is not None
+
+    # --- the chainer lease ----------------------------------------------------------------------
+
+    async def ensure_lease_row(self, now: datetime) -> None:
+        """Create the (lapsed, unheld) lease row if it does not exist yet."""
+        exists = await self.session.execute(select(AuditChainerLease.name).where(AuditChainerLease.name == CHAIN_LEASE))
+        if exists.first() is None:
+            await self.session.execute(insert(AuditChainerLease).values(name=CHAIN_LEASE, holder=None, expires_at=now))
+
+    async def take_lease(self, holder: str, now: datetime, until: datetime) -> bool:
+        """Take (or extend) the lease when `holder` has it, nobody has it, or it lapsed; True when taken."""
+        statement = (
+            update(AuditChainerLease)
+            .where(
+                AuditChainerLease.name == CHAIN_LEASE,
+                or_(
+                    AuditChainerLease.holder == holder,
+                    AuditChainerLease.holder.is_(None),
+                    AuditChainerLease.expires_at <= now,
+                ),
+            )
+            .values(holder=holder, expires_at=until)
+        )
+        result: CursorResult[Any] = await self.session.execute(statement)  # type: ignore[assignment]
+        return result.rowcount == 1
+
+    async def renew_lease(self, holder: str, until: datetime) -> bool:
+        """Extend the lease if `holder` still has it; the row stays locked until the transaction ends.
+
+        This is the fence of a batch: run first in the batch's transaction, it fails (False) when
+        another chainer took the lease, and it blocks anyone from taking it until the batch ends.
+        """
+        statement = (
+            update(AuditChainerLease)
+            .where(AuditChainerLease.name == CHAIN_LEASE, AuditChainerLease.holder == holder)
+            .values(expires_at=until)
+        )
+        result: CursorResult[Any] = await self.session.execute(statement)  # type: ignore[assignment]
+        return result.rowcount == 1
+
+    async def release_lease(self, holder: str, now: datetime) -> None:
+        """Give the lease up so another chainer can take it at once."""
+        await self.session.execute(
+            update(AuditChainerLease)
+            .where(AuditChainerLease.name == CHAIN_LEASE, AuditChainerLease.holder == holder)
+            .values(holder=None, expires_at=now)
+        )
+
+    async def lease(self) -> AuditChainerLease | None:
+        """The lease row (who leads and until when)."""
+        result = await self.session.execute(select(AuditChainerLease).where(AuditChainerLease.name == CHAIN_LEASE))
+        return result.scalar_one_or_none()
+
+    async def bound_batch_waits(self, lock_timeout_ms: int, idle_timeout_ms: int) -> None:
+        """PostgreSQL only: this transaction waits at most `lock_timeout_ms` for a lock, and is ended by the
+        server if it sits idle for `idle_timeout_ms` (a chainer stopped mid-batch frees its rows and lease)."""
+        await self.session.execute(
+            text(
+                "SELECT set_config('lock_timeout', :lock, true), set_config('idle_in_transaction_session_timeout', :idle, true)"
+            ),
+            {"lock": str(lock_timeout_ms), "idle": str(idle_timeout_ms)},
+        )
 
     async def list(
         self,

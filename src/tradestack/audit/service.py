@@ -1,4 +1,12 @@
-"""Append to the hash-chained audit log, verify the chain, and list entries.
+"""The hash-chained audit log: stage entries in the caller's transaction, chain them in batches, verify, list.
+
+Writing never touches the chain. `AuditService.stage` adds the entry to ``audit_outbox`` in the
+caller's transaction (it exists exactly when the change it describes commits); `record` does the
+same in a transaction of its own (for refusals that roll the caller back). One `AuditChainer` per
+installation -- the holder of a lease row, renewed in every batch -- claims outbox rows by deleting
+them and appends them to the chain in the same transaction, many per transaction: nothing is lost
+(a rollback puts the rows back) and nothing is chained twice (a row is deleted once). Nobody waits
+for the chainer on the request path, and no lock is held across an await outside its transactions.
 
 Every entry stores ``prev_hash`` (the hash of the entry before it, `GENESIS_HASH` for the first)
 and ``hash = sha256(prev_hash + canonical_content(entry))``. The content covers every column
@@ -14,15 +22,19 @@ import builtins
 import contextlib
 import hashlib
 import json
+import os
 import re
-from collections.abc import Mapping
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Mapping
 from contextlib import aclosing
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from weakref import WeakKeyDictionary
 
-from sqlalchemy.exc import IntegrityError
+import orjson
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.audit.repository import AuditRepository
@@ -31,6 +43,12 @@ from tradestack.core.clock import Clock
 from tradestack.core.money import plain
 from tradestack.kit.db import Database
 from tradestack.kit.logging import get_logger
+from tradestack.kit.metrics import (
+    AUDIT_CHAINER_LEADER,
+    AUDIT_ENTRIES_CHAINED,
+    AUDIT_OUTBOX_BACKLOG,
+    AUDIT_OUTBOX_OLDEST_AGE,
+)
 from tradestack.kit.runtime import Runtime
 from tradestack.models.audit import AuditEntry
 
@@ -43,6 +61,11 @@ MAX_ACTION_LENGTH = 64
 APPEND_RETRIES = 5
 MAX_LIST_LIMIT = 1000
 VERIFY_BATCH_SIZE = 1000
+DRAIN_BATCH = 1000
+DEFAULT_LEASE_SECONDS = 10.0
+SETTLE_POLL_SECONDS = 0.02
+LIST_SETTLE_SECONDS = 2.0
+CLI_SETTLE_SECONDS = 5.0
 
 # Column limits. Values a client controls are truncated so a hostile request is still recorded;
 # over-long identifiers chosen by the server are a programming error and raise.
@@ -63,16 +86,9 @@ _HASHED_TEXT_COLUMNS = (
     "detail",
 )
 
-_sqlite_locks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()
 
-
-def _sqlite_append_lock() -> asyncio.Lock:
-    """The lock that serialises appends on SQLite: one per event loop, so process-wide for the server's loop."""
-    loop = asyncio.get_running_loop()
-    lock = _sqlite_locks.get(loop)
-    if lock is None:
-        lock = _sqlite_locks[loop] = asyncio.Lock()
-    return lock
+class LeaseLostError(Exception):
+    """Another chainer holds the chainer lease now: this one's batch was rolled back and it must stand by."""
 
 
 def format_ts(ts: datetime) -> str:
@@ -88,9 +104,14 @@ def canonical_content(entry: AuditEntry) -> bytes:
     Keys are sorted, separators carry no spaces, text is UTF-8 (not ``\\u`` escaped), absent
     values are ``null``, ``ts`` is `format_ts` and ``detail`` is its stored text, verbatim.
     """
-    fields: dict[str, str | None] = {name: getattr(entry, name) for name in _HASHED_TEXT_COLUMNS}
-    fields["ts"] = format_ts(entry.ts)
-    fields["prev_hash"] = entry.prev_hash
+    return content_of({name: getattr(entry, name) for name in (*_HASHED_TEXT_COLUMNS, "ts", "prev_hash")})
+
+
+def content_of(row: Mapping[str, Any]) -> bytes:
+    """`canonical_content` of an entry given as a mapping of its columns (how the chainer builds rows)."""
+    fields: dict[str, str | None] = {name: row.get(name) for name in _HASHED_TEXT_COLUMNS}
+    fields["ts"] = format_ts(row["ts"])
+    fields["prev_hash"] = row["prev_hash"]
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -193,12 +214,39 @@ def _chain_problem(entry: AuditEntry, previous_id: int | None, previous_hash: st
     )
 
 
-class AuditService:
-    """Appends entries to the audit chain, verifies it and lists entries."""
+def _outbox_text(fields: Mapping[str, Any]) -> str:
+    """An entry's columns as the outbox stores them: JSON, ``ts`` in ISO 8601 with its offset."""
+    return orjson.dumps({**fields, "ts": fields["ts"].isoformat()}, option=orjson.OPT_SORT_KEYS).decode()
 
-    def __init__(self, database: Database, clock: Clock) -> None:
+
+def _chain_rows(prev_hash: str, staged: Iterable[str]) -> builtins.list[dict[str, Any]]:
+    """Chain rows for staged entries (outbox JSON), linked one after the other from `prev_hash`."""
+    rows = []
+    for text in staged:
+        fields = orjson.loads(text)
+        row: dict[str, Any] = {name: fields.get(name) for name in _HASHED_TEXT_COLUMNS}
+        row["detail"] = row["detail"] if row["detail"] is not None else "{}"
+        row["ts"] = datetime.fromisoformat(fields["ts"])
+        row["prev_hash"] = prev_hash
+        row["hash"] = prev_hash = entry_hash(prev_hash, content_of(row))
+        rows.append(row)
+    return rows
+
+
+def new_holder_name(role: str = "chainer") -> str:
+    """A name no other chainer uses: role, host, process id and a random part."""
+    return f"{role}:{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class AuditService:
+    """Stages audit entries, chains them in batches (for the chainer), verifies the chain and lists entries."""
+
+    def __init__(self, database: Database, clock: Clock, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self.database = database
         self.clock = clock
+        self.lease_seconds = lease_seconds
+
+    # --- writing: the outbox ------------------------------------------------------------------
 
     async def record(
         self,
@@ -212,15 +260,12 @@ class AuditService:
         ip: str | None = None,
         user_agent: str | None = None,
         detail: Mapping[str, Any] | None = None,
-    ) -> AuditEntry:
-        """Append one entry in its own transaction and return it (committed, detached, id assigned).
+    ) -> None:
+        """Stage one entry in a transaction of its own (committed when this returns); the chainer chains it.
 
         Its own transaction means the entry stays even when the caller's transaction rolls back,
-        e.g. a failed login answered with 401. Appends are serialised: on PostgreSQL by a
-        transaction-level advisory lock taken before reading the head of the chain, on SQLite by
-        an in-process lock held across read, insert and commit. The UNIQUE ``prev_hash`` is the
-        safety net: a writer that lost a race gets an IntegrityError and retries (up to
-        `APPEND_RETRIES` times) on the new head.
+        e.g. a failed login answered with 401. Use `stage` for an entry about a change, so both
+        commit or neither. Nothing here waits for the chain: `settle` does, for readers and tools.
 
         ``ts`` is the clock's time at the call. ``actor_email``, ``ip`` and ``user_agent`` come
         from the client and are truncated to their column; the other identifiers raise ValueError
@@ -238,18 +283,8 @@ class AuditService:
             user_agent=user_agent,
             detail=detail,
         )
-        retries = 0
-        while True:
-            try:
-                if self.database.dialect == "sqlite":
-                    async with _sqlite_append_lock():
-                        return await self._append(fields)
-                return await self._append(fields)
-            except IntegrityError:
-                retries += 1
-                if retries > APPEND_RETRIES:
-                    raise
-                log.warning("audit_append_retry", action=action, retry=retries)
+        async with self.database.session() as session:
+            await AuditRepository(session).stage([_outbox_text(fields)])
 
     def _fields(
         self,
@@ -281,54 +316,146 @@ class AuditService:
         format_ts(fields["ts"])  # refuse a naive clock before touching the database
         return fields
 
+    def outbox_row(self, **entry: Any) -> dict[str, str]:
+        """An entry (the arguments of `record`, checked the same way) as a row of ``audit_outbox``.
+
+        For writers that insert many rows with one Core ``executemany`` (group commit):
+        ``insert(AuditOutbox)`` with a list of these rows stages them all.
+        """
+        return {"fields": _outbox_text(self._fields(**entry))}
+
     async def stage(self, session: AsyncSession, **entry: Any) -> None:
         """Queue an entry in `session`'s transaction: it exists exactly when that transaction commits.
 
-        Takes the same arguments as `record` and checks them the same way. The entry joins the
-        chain at the next `drain` (see `AuditDrainer.flush`, which callers await after committing).
+        Takes the same arguments as `record` and checks them the same way. One INSERT, no lock
+        and no wait: the chainer chains the entry after the commit (wake it with `wake_chainer`).
         """
-        fields = self._fields(**entry)
-        fields["ts"] = fields["ts"].isoformat()
-        await AuditRepository(session).stage(json.dumps(fields, sort_keys=True, ensure_ascii=False))
+        await AuditRepository(session).stage([_outbox_text(self._fields(**entry))])
 
-    async def drain(self, limit: int = 1000) -> int:
-        """Append queued entries to the chain, oldest first, under one chain lock; returns how many."""
-        if self.database.dialect == "sqlite":
-            async with _sqlite_append_lock():
-                return await self._drain(limit)
-        return await self._drain(limit)
+    async def stage_many(self, session: AsyncSession, entries: Iterable[Mapping[str, Any]]) -> None:
+        """Queue several entries (each the arguments of `record`) in `session`'s transaction, one executemany."""
+        await AuditRepository(session).stage([_outbox_text(self._fields(**entry)) for entry in entries])
 
-    async def _drain(self, limit: int) -> int:
-        async with self.database.session() as session:
-            repository = AuditRepository(session)
-            postgresql = self.database.dialect == "postgresql"
-            if postgresql:
-                await repository.lock_chain()
-            waiting = await repository.waiting(limit, skip_locked=postgresql)
-            if not waiting:
-                return 0
-            head = await repository.last()
-            prev_hash = head.hash if head is not None else GENESIS_HASH
-            for row in waiting:
-                fields = json.loads(row.fields)
-                fields["ts"] = datetime.fromisoformat(fields["ts"])
-                entry = AuditEntry(**fields, prev_hash=prev_hash)
-                entry.hash = prev_hash = entry_hash(entry.prev_hash, canonical_content(entry))
-                session.add(entry)
-            await session.flush()
-            await repository.unstage([row.id for row in waiting])
-        return len(waiting)
+    # --- chaining -------------------------------------------------------------------------------
 
-    async def _append(self, fields: Mapping[str, Any]) -> AuditEntry:
+    async def chain_batch(self, limit: int = DRAIN_BATCH, *, holder: str | None = None) -> int:
+        """Chain up to `limit` staged entries, oldest first, in one transaction; returns how many.
+
+        With `holder`, the transaction first renews that holder's lease (raising `LeaseLostError`
+        when another chainer took it); the renewal locks the lease row until the commit, so the
+        lease cannot change hands during the batch. Without it (tools, tests) the batch is still
+        safe next to a running chainer: rows are claimed by deleting them, so each is chained once,
+        and the UNIQUE ``prev_hash`` refuses a second row after the same head -- the loser rolls
+        back (its rows return to the outbox) and retries on the new head, up to `APPEND_RETRIES` times.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        retries = 0
+        while True:
+            try:
+                chained = await self._chain_batch(limit, holder)
+            except IntegrityError:
+                retries += 1
+                if retries > APPEND_RETRIES:
+                    raise
+                log.warning("audit_chain_retry", retry=retries)
+                continue
+            if chained:
+                AUDIT_ENTRIES_CHAINED.inc(chained)
+            return chained
+
+    async def _chain_batch(self, limit: int, holder: str | None) -> int:
+        now = self.clock.now()
         async with self.database.session() as session:
             repository = AuditRepository(session)
             if self.database.dialect == "postgresql":
-                await repository.lock_chain()
-            head = await repository.last()
-            entry = AuditEntry(**fields, prev_hash=head.hash if head is not None else GENESIS_HASH)
-            entry.hash = entry_hash(entry.prev_hash, canonical_content(entry))
-            await repository.add(entry)
-        return entry
+                # A chainer stopped mid-batch is ended by the server well before its lease lapses.
+                await repository.bound_batch_waits(
+                    lock_timeout_ms=round(self.lease_seconds * 250), idle_timeout_ms=round(self.lease_seconds * 500)
+                )
+            if holder is not None and not await repository.renew_lease(holder, now + timedelta(seconds=self.lease_seconds)):
+                raise LeaseLostError(f"the audit chainer lease is no longer held by {holder}")
+            claimed = await repository.claim(limit)
+            if not claimed:
+                return 0
+            rows = _chain_rows(await repository.head_hash() or GENESIS_HASH, (text for _, text in claimed))
+            await repository.append(rows)
+        return len(rows)
+
+    async def drain(self, limit: int = DRAIN_BATCH) -> int:
+        """Chain up to `limit` staged entries now, in this process, without the lease (see `chain_batch`)."""
+        return await self.chain_batch(limit)
+
+    async def take_lease(self, holder: str) -> bool:
+        """Become (or stay) the chainer: True when `holder` holds the lease for the next `lease_seconds`."""
+        now = self.clock.now()
+        try:
+            async with self.database.session() as session:
+                repository = AuditRepository(session)
+                if self.database.dialect == "postgresql":
+                    await repository.bound_batch_waits(
+                        lock_timeout_ms=round(self.lease_seconds * 250), idle_timeout_ms=round(self.lease_seconds * 500)
+                    )
+                await repository.ensure_lease_row(now)
+                return await repository.take_lease(holder, now, now + timedelta(seconds=self.lease_seconds))
+        except IntegrityError:
+            return False  # another chainer created the lease row at the same moment; try again next time
+        except DBAPIError as exc:
+            if _is_lock_timeout(exc):
+                return False  # the leader is in the middle of a batch: it holds the lease
+            raise
+
+    async def lease_is_held(self) -> bool:
+        """Whether a chainer holds a lease that has not lapsed (read on the primary: no lock, no wait)."""
+        async with self.database.session() as session:
+            lease = await AuditRepository(session).lease()
+        return lease is not None and lease.holder is not None and lease.expires_at > self.clock.now()
+
+    async def release_lease(self, holder: str) -> None:
+        """Give the lease up (when stopping), so another chainer takes over at once."""
+        async with self.database.session() as session:
+            await AuditRepository(session).release_lease(holder, self.clock.now())
+
+    async def backlog(self) -> tuple[int, float]:
+        """Entries waiting in the outbox, and the age in seconds of the oldest (0 when none waits)."""
+        async with self.database.session() as session:
+            count, oldest = await AuditRepository(session).backlog()
+        if oldest is None:
+            return count, 0.0
+        staged_at = datetime.fromisoformat(orjson.loads(oldest)["ts"])
+        return count, max(0.0, (self.clock.now() - staged_at).total_seconds())
+
+    async def settle(self, wait_seconds: float = 5.0) -> bool:
+        """Wait until every entry committed to the outbox before the call is in the chain; False on timeout.
+
+        While a chainer holds the lease this only watches the outbox (the leader chains). When the
+        lease is free or has lapsed -- no chainer runs, e.g. in a CLI or after the leader died --
+        this call takes the lease, chains the backlog itself and gives the lease back.
+        """
+        async with self.database.session() as session:
+            newest = await AuditRepository(session).newest_staged_id()
+        if newest is None:
+            return True
+        deadline = time.monotonic() + wait_seconds
+        holder = new_holder_name("settle")
+        while True:
+            async with self.database.session() as session:
+                if not await AuditRepository(session).any_staged_up_to(newest):
+                    return True
+            if not await self.lease_is_held() and await self.take_lease(holder):
+                try:
+                    while await self.chain_batch(DRAIN_BATCH, holder=holder) == DRAIN_BATCH:
+                        pass
+                except LeaseLostError:
+                    pass
+                finally:
+                    await self.release_lease(holder)
+                continue
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(SETTLE_POLL_SECONDS)
+
+    # --- reading --------------------------------------------------------------------------------
 
     async def verify(self) -> VerifyReport:
         """Walk the chain in id order and report the first row that breaks it.
@@ -343,7 +470,8 @@ class AuditService:
         ``checked`` (rows that verified) and ``head_hash`` (hash of the last of them): record them
         somewhere the database's writers cannot reach (a ticket, a log shipper, another system)
         and compare them on the next run: the old head must still be in the chain, the count
-        must not have shrunk.
+        must not have shrunk. Entries still waiting in the outbox are not part of the chain yet
+        (`backlog` counts them).
 
         Reads the primary, so replica lag cannot hide recent rows.
         """
@@ -375,14 +503,19 @@ class AuditService:
         before_id: int | None = None,
         action: str | None = None,
         actor_user_id: str | None = None,
+        settle_seconds: float = LIST_SETTLE_SECONDS,
     ) -> builtins.list[AuditRecord]:
         """Entries newest first, on the read replica when one is configured.
 
+        First waits (up to `settle_seconds`, see `settle`) for entries committed before the call to
+        be chained, so a reader sees what just happened; past that it lists what is chained.
         Page with `before_id` (the smallest id of the previous page). Raises ValueError when
         `limit` is not between 1 and `MAX_LIST_LIMIT`.
         """
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise ValueError(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+        if settle_seconds > 0 and not await self.settle(settle_seconds):
+            log.warning("audit_list_unsettled", seconds=settle_seconds)
         async with self.database.read_session() as session:
             entries = await AuditRepository(session).list(
                 limit=limit, before_id=before_id, action=action, actor_user_id=actor_user_id
@@ -391,70 +524,166 @@ class AuditService:
             return [to_record(entry) for entry in entries]
 
 
-DRAIN_BATCH = 1000
+def _is_lock_timeout(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == "55P03" or "lock timeout" in str(exc.orig).lower()
 
 
-class AuditDrainer:
-    """Moves staged entries into the chain for one process, grouping concurrent callers into one drain.
+# --- the chainer ---------------------------------------------------------------------------------
 
-    `flush` returns once every entry staged (and committed) before the call is in the chain. While
-    one drain runs, later callers wait and share the next one: with many requests at once the
-    chain lock is taken once per batch, not once per entry (group commit).
+OBSERVE_EVERY_SECONDS = 1.0
+
+
+class AuditChainer:
+    """Chains the outbox while it holds the lease; stands by (watching the backlog) while another does.
+
+    One runs in every API process; the lease row makes one of them the leader. The leader wakes
+    on `wake` (this process committed an entry) or every `interval` seconds (other processes'
+    entries), chains everything waiting in batches of `batch_size`, and renews the lease in each
+    batch. The others try to take the lease every quarter lease: a leader that died or stalled is
+    replaced once its lease lapses, and on PostgreSQL a leader stopped inside a batch is ended by
+    the server (idle-in-transaction timeout) so its rows return to the outbox.
     """
 
-    def __init__(self, service: AuditService) -> None:
-        self._service = service
-        self._lock = asyncio.Lock()
-        self._requested = 0
-        self._done = 0
+    def __init__(
+        self,
+        service: AuditService,
+        *,
+        batch_size: int = 500,
+        interval: float = 0.25,
+        holder: str | None = None,
+    ) -> None:
+        self.service = service
+        self.batch_size = batch_size
+        self.interval = interval
+        self.holder = holder or new_holder_name()
+        self.leading = False
+        self._renewed_at = 0.0
+        self._observed_at = 0.0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Ask the chainer to look at the outbox now (after committing a staged entry). Never waits."""
+        self._wake.set()
 
     async def flush(self) -> None:
-        self._requested += 1
-        ticket = self._requested
-        async with self._lock:
-            if self._done >= ticket:
-                return  # a drain that started after this call's entries were committed took them
-            covered = self._requested
-            while await self._service.drain(DRAIN_BATCH) == DRAIN_BATCH:
-                pass  # a full batch: there may be more
-            self._done = covered
+        """Deprecated name of `wake` (this used to chain before returning): returns at once."""
+        self.wake()
 
+    async def tick(self) -> int:
+        """Take or keep the lease, chain what waits if leading, refresh the backlog gauges; returns how many chained."""
+        lease = self.service.lease_seconds
+        if not self.leading or time.monotonic() - self._renewed_at > lease / 2:
+            self.leading = await self.service.take_lease(self.holder)
+            if self.leading:
+                self._renewed_at = time.monotonic()
+        chained = 0
+        if self.leading:
+            try:
+                while True:
+                    count = await self.service.chain_batch(self.batch_size, holder=self.holder)
+                    self._renewed_at = time.monotonic()
+                    chained += count
+                    if count < self.batch_size:
+                        break
+            except LeaseLostError:
+                log.warning("audit_chainer_lease_lost", holder=self.holder)
+                self.leading = False
+        AUDIT_CHAINER_LEADER.set(1 if self.leading else 0)
+        if chained or time.monotonic() - self._observed_at >= OBSERVE_EVERY_SECONDS:
+            count, age = await self.service.backlog()
+            AUDIT_OUTBOX_BACKLOG.set(count)
+            AUDIT_OUTBOX_OLDEST_AGE.set(age)
+            self._observed_at = time.monotonic()
+        return chained
 
-DRAINER_COMPONENT = "audit.drainer"
-DRAIN_EVERY_SECONDS = 2.0
-
-
-def drainer_of(runtime: Runtime) -> AuditDrainer:
-    """This process's drainer, created on first use."""
-    existing = runtime.components.get(DRAINER_COMPONENT)
-    if isinstance(existing, AuditDrainer):
-        return existing
-    created = AuditDrainer(AuditService(runtime.database, runtime.clock))
-    runtime.components[DRAINER_COMPONENT] = created
-    return created
-
-
-async def start_audit_drainer(runtime: Runtime) -> None:
-    """Drain in the background too, so entries a crashed process staged and never drained join the chain."""
-    drainer = drainer_of(runtime)
-
-    async def run() -> None:
+    async def run(self) -> None:
+        """Tick until cancelled; errors (database away, lock timeouts) are logged and retried at the next tick."""
         while True:
             try:
-                await drainer.flush()
+                await self.tick()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - retried at the next tick
-                log.warning("audit drain failed; retrying", error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(DRAIN_EVERY_SECONDS)
+                self.leading = False
+                log.warning("audit chainer tick failed; retrying", error=f"{type(exc).__name__}: {exc}")
+            wait = self.interval if self.leading else self.service.lease_seconds / 4
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            self._wake.clear()
 
-    task = asyncio.create_task(run(), name="audit-drainer")
+    @property
+    def running(self) -> bool:
+        """Whether this chainer runs in the background of this process."""
+        return self._task is not None and not self._task.done()
 
-    async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        with contextlib.suppress(Exception):
-            await drainer.flush()  # what this process staged last
+    def start(self) -> None:
+        """Run in the background of the current event loop (once)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="audit-chainer")
 
-    runtime.closers.append(stop)
+    async def stop(self) -> None:
+        """Stop; if leading, chain what this process staged last, then hand the lease over."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.leading:
+            with contextlib.suppress(Exception):
+                await self.tick()
+            with contextlib.suppress(Exception):
+                await self.service.release_lease(self.holder)
+            self.leading = False
+            AUDIT_CHAINER_LEADER.set(0)
+
+
+CHAINER_COMPONENT = "audit.chainer"
+
+
+def chainer_of(runtime: Runtime) -> AuditChainer:
+    """This process's chainer (configured from the settings), created on first use; `start_audit_chainer` runs it."""
+    existing = runtime.components.get(CHAINER_COMPONENT)
+    if isinstance(existing, AuditChainer):
+        return existing
+    settings = runtime.settings
+    service = AuditService(runtime.database, runtime.clock, lease_seconds=settings.audit_chainer_lease_seconds)
+    created = AuditChainer(service, batch_size=settings.audit_chain_batch_size, interval=settings.audit_chain_interval_seconds)
+    runtime.components[CHAINER_COMPONENT] = created
+    return created
+
+
+def wake_chainer(runtime: Runtime) -> None:
+    """After committing staged entries: have this process's chainer (if it leads) chain them now. Never waits."""
+    existing = runtime.components.get(CHAINER_COMPONENT)
+    if isinstance(existing, AuditChainer):
+        existing.wake()
+
+
+async def after_commit(runtime: Runtime) -> None:
+    """After committing staged entries: wake this process's chainer; a process that runs none settles instead.
+
+    API processes run a chainer, so a request never waits. A process without one -- a CLI command,
+    a script -- waits (up to `CLI_SETTLE_SECONDS`) until its entries are chained: by the leader of a
+    running installation, or by itself when no chainer holds the lease. Past that they stay in the
+    outbox, committed, for the next chainer.
+    """
+    existing = runtime.components.get(CHAINER_COMPONENT)
+    if isinstance(existing, AuditChainer) and existing.running:
+        existing.wake()
+        return
+    if not await AuditService(runtime.database, runtime.clock).settle(wait_seconds=CLI_SETTLE_SECONDS):
+        log.warning("audit_entries_left_in_outbox", seconds=CLI_SETTLE_SECONDS)
+
+
+async def start_audit_chainer(runtime: Runtime) -> None:
+    """Run this process's chainer in the background; `Runtime.close` stops it and hands the lease over."""
+    chainer = chainer_of(runtime)
+    chainer.start()
+    runtime.closers.append(chainer.stop)
+
+
+# Names of the one-at-a-time drainer this replaced, kept for callers not yet renamed.
+AuditDrainer = AuditChainer
+drainer_of = chainer_of
+start_audit_drainer = start_audit_chainer

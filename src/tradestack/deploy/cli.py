@@ -160,10 +160,12 @@ def _audit(action: str, outcome: str, detail: dict[str, object]) -> None:
     async def record() -> None:
         runtime = Runtime.open(Settings())
         try:
-            await AuditService(runtime.database, runtime.clock).record(
+            audit = AuditService(runtime.database, runtime.clock)
+            await audit.record(
                 action=action, outcome=outcome, actor_email=os.environ.get("USER"), target=f"deploy:{detail.get('id')}",
                 detail=detail,
             )  # fmt: skip
+            await audit.settle(wait_seconds=5)  # in the chain before the command goes on (a running chainer or this call)
         finally:
             await runtime.close()
 

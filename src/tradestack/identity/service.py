@@ -1,10 +1,12 @@
 """Identity: users, accounts, login with lockout and MFA, token rotation, API keys, admin actions.
 
 Services flush; whoever opened the session commits (`identity_session` for requests and the
-CLI). Audit entries are buffered and appended after that transaction ends, in their own:
-entries about something that happened ("success") only when it committed, entries about
-refusals always — a refused sign-in answers 401 and rolls back, yet is recorded. Appending
-after the end also keeps SQLite's single writer free of a second, waiting transaction.
+CLI). Audit entries are buffered and staged in audit's outbox at the end of that transaction,
+in it: they commit with the change they describe, so a crash after the commit loses none. When
+the transaction rolls back, entries about refusals are staged in a transaction of their own
+afterwards (a refused sign-in answers 401 and rolls back, yet is recorded) and entries about
+something that happened ("success") are dropped with it. Staging after the rollback also keeps
+SQLite's single writer free of a second, waiting transaction.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradestack.audit.service import AuditService
+from tradestack.audit.service import AuditService, after_commit
 from tradestack.core.errors import (
     AuthenticationError,
     ConflictError,
@@ -132,6 +134,8 @@ class IdentityService:
         self.signer = parts.signer
         self.audit = AuditService(runtime.database, runtime.clock)
         self.pending_audit: list[tuple[bool, dict[str, Any]]] = []  # (only if committed, entry)
+        self.staged_refusals: list[dict[str, Any]] = []  # staged in the transaction; restaged if it rolls back
+        self.staged_any = False
         self.after_end: list[Any] = []
         self.users = UserRepository(session)
         self.refresh_tokens = RefreshTokenRepository(session)
@@ -652,25 +656,44 @@ class IdentityService:
         }
         self.pending_audit.append((outcome == "success", entry))
 
+    async def stage_audit(self) -> None:
+        """Stage the buffered audit entries in this service's transaction (just before it commits)."""
+        pending, self.pending_audit = self.pending_audit, []
+        if pending:
+            await self.audit.stage_many(self.session, [entry for _, entry in pending])
+            self.staged_any = True
+            self.staged_refusals.extend(entry for only_if_committed, entry in pending if not only_if_committed)
+
     async def finish(self, *, committed: bool) -> None:
-        """After the transaction ended: append the audit entries that stand, run deferred actions."""
+        """After the transaction ended: stage the audit entries that stand and are not staged yet, run deferred actions.
+
+        Committed: entries staged by `stage_audit` are in the outbox already. Rolled back: entries
+        about refusals (their staging rolled back too) are staged again, in a transaction of their own.
+        """
         for action in self.after_end:
             await action()
         self.after_end.clear()
-        for only_if_committed, entry in self.pending_audit:
-            if committed or not only_if_committed:
-                await self.audit.record(**entry)
+        standing = [] if committed else self.staged_refusals
+        standing = standing + [entry for only_if_committed, entry in self.pending_audit if committed or not only_if_committed]
+        self.staged_refusals = []
         self.pending_audit.clear()
+        if standing:
+            async with self.runtime.database.session() as session:
+                await self.audit.stage_many(session, standing)
+        if standing or (committed and self.staged_any):
+            await after_commit(self.runtime)
+        self.staged_any = False
 
 
 @asynccontextmanager
 async def identity_session(runtime: Runtime, caller: Caller | None = None) -> AsyncIterator[IdentityService]:
-    """An `IdentityService` in its own transaction; commits on success, then appends its audit entries."""
+    """An `IdentityService` in its own transaction; its audit entries are staged in it, then it commits."""
     service: IdentityService | None = None
     try:
         async with runtime.database.session() as session:
             service = IdentityService(session, runtime, caller)
             yield service
+            await service.stage_audit()
     except BaseException:
         if service is not None:
             await service.finish(committed=False)

@@ -83,6 +83,20 @@ class Settings(BaseSettings):
     database_max_overflow: int = Field(default=10, ge=0, le=1000)
     database_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     database_echo: bool = False
+    database_lock_timeout_seconds: float = Field(
+        default=15.0,
+        ge=0,
+        le=3600,
+        description="PostgreSQL lock_timeout of every connection: a statement waiting longer for a lock fails "
+        "instead of queueing behind a stalled holder (0 = wait forever).",
+    )
+    database_idle_in_transaction_timeout_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="PostgreSQL idle_in_transaction_session_timeout: the server ends a session that sits this long "
+        "inside a transaction (a stalled or stopped process), releasing its locks (0 = never).",
+    )
 
     redis_url: str | None = Field(default=None, description="Redis for cache, rate limits and fan-out; in-process when unset.")
     redis_namespace: str = Field(
@@ -230,6 +244,21 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Override entries of the ccxt exchange's API URLs (JSON object, e.g. a testnet or proxy: "
         '{"public": "https://testnet.binance.vision/api/v3"}).',
+    )
+
+    # Audit chain (issue 12): outbox rows chained in batches by one leased chainer
+    audit_chain_batch_size: int = Field(
+        default=500, ge=1, le=100_000, description="Most outbox rows the audit chainer chains in one transaction."
+    )
+    audit_chain_interval_seconds: float = Field(
+        default=0.25, gt=0, le=60, description="How often the leading audit chainer looks for outbox rows other processes staged."
+    )
+    audit_chainer_lease_seconds: float = Field(
+        default=10.0,
+        ge=0.5,
+        le=3600,
+        description="Lease of the leading audit chainer: a leader that stops renewing it (died, stalled) is replaced "
+        "after this long.",
     )
 
     # Trading: paper matching engine

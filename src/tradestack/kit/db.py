@@ -78,6 +78,8 @@ def create_engine(url: str, settings: Settings, *, role: str) -> AsyncEngine:
             pool_recycle=1800,
             poolclass=timed_pool(role),
         )
+        if parsed.get_backend_name() == "postgresql":
+            kwargs["connect_args"] = {"server_settings": postgres_session_settings(settings)}
     engine = create_async_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -85,6 +87,19 @@ def create_engine(url: str, settings: Settings, *, role: str) -> AsyncEngine:
     event.listen(engine.sync_engine.pool, "checkout", lambda *_: gauge.inc())
     event.listen(engine.sync_engine.pool, "checkin", lambda *_: gauge.dec())
     return engine
+
+
+def postgres_session_settings(settings: Settings) -> dict[str, str]:
+    """Server settings of every PostgreSQL connection: bounded lock waits, no transaction left idle forever.
+
+    ``lock_timeout`` makes a statement that waits for a lock fail (SQLSTATE 55P03) instead of queueing
+    behind a stalled holder; ``idle_in_transaction_session_timeout`` lets the server end a session
+    that stopped in the middle of a transaction (a stopped or hung process), which releases its locks.
+    """
+    return {
+        "lock_timeout": str(round(settings.database_lock_timeout_seconds * 1000)),
+        "idle_in_transaction_session_timeout": str(round(settings.database_idle_in_transaction_timeout_seconds * 1000)),
+    }
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -160,3 +160,22 @@ MEMORY_LIMIT = Gauge(
     "Memory this process may use: its cgroup limit, else the machine's memory.",
     multiprocess_mode="max",
 )
+
+# Audit chain (`tradestack.audit.chainer`): every chainer process (leader or not) refreshes the backlog
+# gauges, so the backlog stays visible when the leader is the process that stopped.
+AUDIT_OUTBOX_BACKLOG = Gauge(
+    "audit_outbox_backlog",
+    "Audit entries committed to the outbox and not yet chained, at this process's last look.",
+    multiprocess_mode="livemax",
+)
+AUDIT_OUTBOX_OLDEST_AGE = Gauge(
+    "audit_outbox_oldest_age_seconds",
+    "Age of the oldest audit entry waiting in the outbox (the chain's lag), 0 when none waits.",
+    multiprocess_mode="livemax",
+)
+AUDIT_ENTRIES_CHAINED = Counter("audit_entries_chained", "Audit entries moved from the outbox into the hash chain.")
+AUDIT_CHAINER_LEADER = Gauge(
+    "audit_chainer_leader",
+    "1 while this process holds the audit chainer lease (exactly one process should), else 0.",
+    multiprocess_mode="livesum",
+)

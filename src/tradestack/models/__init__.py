@@ -1,6 +1,6 @@
 """SQLAlchemy tables, one file per aggregate. Import them all here so Alembic sees every table."""
 
-from tradestack.models.audit import AuditEntry
+from tradestack.models.audit import AuditChainerLease, AuditEntry, AuditOutbox
 from tradestack.models.base import Base
 from tradestack.models.books import BalanceRow, FillRow, JournalEntryRow, PostingRow, TradingAccount
 from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, User
@@ -11,7 +11,9 @@ from tradestack.models.trading import OrderEventRow, OrderRow, RiskLimitsRow, Tr
 
 __all__ = [
     "ApiKey",
+    "AuditChainerLease",
     "AuditEntry",
+    "AuditOutbox",
     "BalanceRow",
     "BarRow",
     "Base",

@@ -60,3 +60,20 @@ class AuditOutbox(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
     fields: Mapped[str] = mapped_column(Text(), doc="The entry's columns as JSON (ts in ISO 8601), chained as written.")
+
+
+class AuditChainerLease(Base):
+    """Who chains the outbox now: one row per chain, held by one chainer until ``expires_at``.
+
+    The leader renews the lease in every batch transaction (``UPDATE ... WHERE holder = me``), which
+    also locks the row until that batch commits: a contender cannot take the lease while a batch is
+    open, and a leader whose lease was taken finds no row to renew and rolls its batch back.
+    """
+
+    __tablename__ = "audit_chainer_leases"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True, doc='The chain this lease is for ("audit").')
+    holder: Mapped[str | None] = mapped_column(String(100), doc="The chainer holding the lease (host:pid:random), if any.")
+    expires_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), doc="When the lease lapses unless renewed (UTC); a lapsed lease may be taken by any chainer."
+    )

@@ -25,7 +25,7 @@ import lightgbm as lgb
 import numpy as np
 import orjson
 
-from tradestack.audit.service import AuditService
+from tradestack.audit.service import AuditService, after_commit
 from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from tradestack.domain.instruments import InstrumentKind
 from tradestack.domain.marketdata import Bar
@@ -242,6 +242,7 @@ class SignalService:
             target=version,
             detail={"kind": kind, "previous": previous, "via": via},
         )
+        await after_commit(self.runtime)
         return promoted, previous
 
     # -- serving ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The audit chain on SQLite and PostgreSQL: appends link from genesis, tampering is named, writers never fork it."""
+"""The audit chain on SQLite and PostgreSQL: entries staged in the outbox are chained from genesis, tampering is
+named, chainers never fork it. (The leased chainer itself: test_audit_chainer.py.)"""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from tradestack.audit.service import (
 from tradestack.core.clock import SimClock
 from tradestack.kit.config import Settings
 from tradestack.kit.db import Database
-from tradestack.models import AuditEntry
+from tradestack.models import AuditEntry, AuditOutbox
 
 START = datetime(2026, 11, 21, 9, 30, 0, 1, tzinfo=UTC)
 
@@ -41,24 +42,27 @@ def audit(database: Database, clock: SimClock) -> AuditService:
 
 
 async def _record_many(audit: AuditService, clock: SimClock, count: int) -> list[AuditEntry]:
-    entries = []
     for number in range(count):
         clock.advance(1.5)
-        entries.append(
-            await audit.record(
-                action="order.placed",
-                outcome="success",
-                actor_user_id=f"user-{number}",
-                target=f"order:{number}",
-                detail={"n": number},
-            )
+        await audit.record(
+            action="order.placed",
+            outcome="success",
+            actor_user_id=f"user-{number}",
+            target=f"order:{number}",
+            detail={"n": number},
         )
-    return entries
+    assert await audit.drain() == count
+    return await _rows(audit.database)
 
 
 async def _rows(database: Database) -> list[AuditEntry]:
     async with database.session() as session:
         return [entry async for entry in AuditRepository(session).iterate_in_order(batch_size=3)]
+
+
+async def _staged(database: Database) -> int:
+    async with database.session() as session:
+        return (await session.execute(select(func.count()).select_from(AuditOutbox))).scalar_one()
 
 
 async def _execute(database: Database, sql: str, **params: Any) -> None:
@@ -129,7 +133,7 @@ def test_entry_hash_is_sha256_of_prev_hash_then_content() -> None:
 
 
 async def test_records_chain_from_genesis(database: Database, audit: AuditService, clock: SimClock) -> None:
-    first = await audit.record(
+    await audit.record(
         action="auth.login",
         outcome="failure",
         actor_email="someone@example.com",
@@ -138,7 +142,12 @@ async def test_records_chain_from_genesis(database: Database, audit: AuditServic
         detail={"reason": "bad password", "amount": Decimal("1E+2"), "b": 1, "a": [1, "é"]},
     )
     clock.advance(0.25)
-    second = await audit.record(action="auth.login", outcome="success", actor_user_id="u1", actor_email="someone@example.com")
+    await audit.record(action="auth.login", outcome="success", actor_user_id="u1", actor_email="someone@example.com")
+    assert await _rows(database) == []  # staged, not chained yet
+    assert await _staged(database) == 2
+    assert await audit.drain() == 2
+    assert await _staged(database) == 0
+    first, second = await _rows(database)
 
     assert first.prev_hash == GENESIS_HASH
     assert second.prev_hash == first.hash
@@ -146,11 +155,8 @@ async def test_records_chain_from_genesis(database: Database, audit: AuditServic
     assert first.detail == '{"a":[1,"é"],"amount":"100","b":1,"reason":"bad password"}'
     assert second.detail == "{}"
 
-    rows = await _rows(database)
-    assert [row.id for row in rows] == [first.id, second.id]
+    rows = [first, second]
     assert [row.ts for row in rows] == [START, START.replace(microsecond=250001)]
-    assert rows[0].hash == first.hash
-    assert rows[1].hash == second.hash
     _assert_linked(rows)
 
 
@@ -182,6 +188,7 @@ async def _refuse_after_recording(database: Database, audit: AuditService) -> No
 async def test_record_commits_in_its_own_transaction(database: Database, audit: AuditService) -> None:
     with pytest.raises(RefusedError):
         await _refuse_after_recording(database, audit)
+    assert await audit.drain() == 1
     rows = await _rows(database)
     assert [(row.action, row.outcome) for row in rows] == [("auth.login", "failure")]
 
@@ -288,6 +295,9 @@ async def test_deleting_the_newest_rows_is_only_visible_in_checked_and_head_hash
 
 async def test_concurrent_records_form_one_unbroken_chain(database: Database, audit: AuditService) -> None:
     await asyncio.gather(*(audit.record(action="order.placed", outcome="success", detail={"n": n}) for n in range(20)))
+    await asyncio.gather(*(audit.drain(limit=3) for _ in range(4)))
+    while await audit.drain(limit=3):
+        pass
 
     report = await audit.verify()
     assert report.ok, report.problem
@@ -306,6 +316,9 @@ async def test_concurrent_records_from_two_database_objects(
         await asyncio.gather(
             *(services[n % 2].record(action="order.placed", outcome="success", detail={"n": n}) for n in range(20))
         )
+        await asyncio.gather(*(services[n % 2].drain(limit=4) for n in range(4)))
+        while await services[1].drain(limit=4):
+            pass
         report = await AuditService(other, clock).verify()
     finally:
         await other.dispose()
@@ -323,26 +336,28 @@ async def test_the_chain_cannot_fork(database: Database, audit: AuditService, cl
             await AuditRepository(session).add(fork)
 
 
-async def test_a_writer_that_lost_the_race_retries_on_the_new_head(
+async def test_a_chainer_that_lost_the_race_retries_on_the_new_head(
     database: Database, audit: AuditService, clock: SimClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, _ = await _record_many(audit, clock, 2)
-    real_last = AuditRepository.last
+    real_head = AuditRepository.head_hash
     calls = 0
 
-    async def stale_once(self: AuditRepository) -> AuditEntry | None:
+    async def stale_once(self: AuditRepository) -> str | None:
         nonlocal calls
         calls += 1
-        return first if calls == 1 else await real_last(self)
+        return first.hash if calls == 1 else await real_head(self)
 
-    monkeypatch.setattr(AuditRepository, "last", stale_once)
-    third = await audit.record(action="order.cancelled", outcome="success")
+    monkeypatch.setattr(AuditRepository, "head_hash", stale_once)
+    await audit.record(action="order.cancelled", outcome="success")
+    assert await audit.drain() == 1
 
     assert calls == 2
     report = await audit.verify()
     assert report.ok, report.problem
     assert report.checked == 3
-    assert report.head_hash == third.hash
+    assert report.head_hash == (await _rows(database))[-1].hash
+    assert await _staged(database) == 0
 
 
 async def test_gives_up_after_the_retries(
@@ -351,16 +366,18 @@ async def test_gives_up_after_the_retries(
     first, _ = await _record_many(audit, clock, 2)
     calls = 0
 
-    async def always_stale(self: AuditRepository) -> AuditEntry | None:
+    async def always_stale(self: AuditRepository) -> str | None:
         nonlocal calls
         calls += 1
-        return first
+        return first.hash
 
-    monkeypatch.setattr(AuditRepository, "last", always_stale)
+    monkeypatch.setattr(AuditRepository, "head_hash", always_stale)
+    await audit.record(action="order.cancelled", outcome="success")
     with pytest.raises(IntegrityError):
-        await audit.record(action="order.cancelled", outcome="success")
+        await audit.drain()
     assert calls == APPEND_RETRIES + 1
     assert len(await _rows(database)) == 2
+    assert await _staged(database) == 1  # rolled back into the outbox, for the next try
 
 
 # --- validation -----------------------------------------------------------------------------------
@@ -370,32 +387,35 @@ async def test_gives_up_after_the_retries(
 async def test_invalid_actions_are_refused(database: Database, audit: AuditService, action: str) -> None:
     with pytest.raises(ValueError, match="invalid audit action"):
         await audit.record(action=action, outcome="success")
-    assert await _rows(database) == []
+    assert await _staged(database) == 0
 
 
 @pytest.mark.parametrize("outcome", ["", "ok", "SUCCESS", "failed", "success "])
 async def test_invalid_outcomes_are_refused(database: Database, audit: AuditService, outcome: str) -> None:
     with pytest.raises(ValueError, match="invalid audit outcome"):
         await audit.record(action="auth.login", outcome=outcome)
-    assert await _rows(database) == []
+    assert await _staged(database) == 0
 
 
-async def test_longest_valid_action_is_accepted(audit: AuditService) -> None:
-    entry = await audit.record(action="a" + "b" * 63, outcome="denied")
-    assert entry.action == "a" + "b" * 63
+async def test_longest_valid_action_is_accepted(database: Database, audit: AuditService) -> None:
+    await audit.record(action="a" + "b" * 63, outcome="denied")
+    await audit.drain()
+    assert [entry.action for entry in await _rows(database)] == ["a" + "b" * 63]
 
 
 @pytest.mark.parametrize("detail", [{"x": object()}, {"x": float("nan")}, {"x": {1, 2}}])
 async def test_detail_must_be_json(database: Database, audit: AuditService, detail: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="not JSON serialisable"):
         await audit.record(action="auth.login", outcome="success", detail=detail)
-    assert await _rows(database) == []
+    assert await _staged(database) == 0
 
 
 async def test_client_supplied_text_is_clipped_and_identifiers_are_checked(database: Database, audit: AuditService) -> None:
-    entry = await audit.record(
+    await audit.record(
         action="auth.login", outcome="failure", actor_email="x" * 400, user_agent="Mozilla\x00" + "y" * 400, ip="1" * 80
     )
+    await audit.drain()
+    (entry,) = await _rows(database)
     assert entry.actor_email is not None
     assert len(entry.actor_email) == 320
     assert entry.user_agent is not None
@@ -411,19 +431,20 @@ async def test_client_supplied_text_is_clipped_and_identifiers_are_checked(datab
 # --- listing --------------------------------------------------------------------------------------
 
 
-async def test_list_is_newest_first_pages_and_filters(audit: AuditService, clock: SimClock) -> None:
-    ids = []
+async def test_list_is_newest_first_pages_and_filters(database: Database, audit: AuditService, clock: SimClock) -> None:
     for n in range(6):
         clock.advance(1)
-        entry = await audit.record(
+        await audit.record(
             action="auth.login" if n % 2 else "order.placed",
             outcome="success",
             actor_user_id="alice" if n < 3 else "bob",
             detail={"n": n, "price": Decimal("1.50")},
         )
-        ids.append(entry.id)
+    assert await _staged(database) == 6
 
-    page = await audit.list(limit=4)
+    page = await audit.list(limit=4)  # waits for (here: does) the chaining of what was committed before it
+    assert await _staged(database) == 0
+    ids = [row.id for row in await _rows(database)]
     assert [record.id for record in page] == ids[::-1][:4]
     assert page[0].detail == {"n": 5, "price": "1.5"}
     assert page[0].ts == START.replace(second=6)

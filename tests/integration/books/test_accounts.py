@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import select
 
+from tradestack.audit.service import AuditService
 from tradestack.books.repository import JournalRepository
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
@@ -27,6 +28,7 @@ async def test_open_a_paper_account_with_a_deposit(client: httpx.AsyncClient, ma
     assert by_id[account["id"]]["cash"] == {"USD": "100000.25"}
     assert any(a["base_currency"] == "AUD" and a["cash"] == {} for a in listed)  # the seeded trader account
 
+    assert await AuditService(runtime.database, runtime.clock).settle()  # chained off the request path
     async with runtime.database.read_session() as session:
         journal = JournalRepository(session)
         assert await journal.count_unbalanced() == 0

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import httpx
 
-from tradestack.audit.service import drainer_of
+from tradestack.audit.service import AuditService
 from tradestack.domain.marketdata import Quote
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
@@ -44,4 +44,4 @@ async def trade(client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser
         "time_in_force": "gtc",
     }
     assert (await client.post("/api/orders", json=limit, headers=trader.headers)).status_code == 201
-    await drainer_of(runtime).flush()
+    assert await AuditService(runtime.database, runtime.clock).settle()

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from tradestack.audit.service import AuditService
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
 from tradestack.models.audit import AuditEntry
@@ -183,6 +184,7 @@ async def test_cancel_replace_and_cancel_all(
     events = (await client.get(f"/api/orders/{ids[0]}/events", headers=trader.headers)).json()
     assert [e["kind"] for e in events] == ["submitted", "accepted", "replaced", "canceled"]
 
+    assert await AuditService(runtime.database, runtime.clock).settle()  # chained off the request path
     async with runtime.database.read_session() as session:
         actions = list(await session.scalars(select(AuditEntry.action).where(AuditEntry.target == f"order:{ids[0]}")))
     assert actions == ["order.submit", "order.replace", "order.cancel"]

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from sqlalchemy import select
 
+from tradestack.audit.service import AuditService
 from tradestack.core.clock import SimClock
 from tradestack.domain.instruments import instrument
 from tradestack.domain.matching import Fill
@@ -174,6 +175,7 @@ async def test_a_replace_the_checks_refuse_is_audited_as_denied_and_leaves_the_o
         await books.service.replace(principal_of(books.trader), order_id, OrderReplace(quantity=Decimal(11)), Caller())
     order = await books.service.get(principal_of(books.trader), order_id)
     assert (order.status, order.quantity) == ("accepted", Decimal(5))
+    assert await AuditService(runtime.database, runtime.clock).settle()  # chained off the request path
     async with runtime.database.read_session() as session:
         entries = (
             await session.execute(
