@@ -378,9 +378,9 @@ async def _check_staged(settings: Settings, url: str, backup: Backup, result: Ve
     database = Database(settings.model_copy(update={"database_url": url, "database_replica_url": None}))
     try:
         progress("comparing row counts, checksums, journal sums and audit head with the manifest")
-        async with database.engine.connect() as connection:
-            facts = await fingerprint(connection)
         expected = Fingerprint.from_json(backup.manifest["fingerprint"])
+        async with database.engine.connect() as connection:
+            facts = await fingerprint(connection, expected.method)
         result.problems.extend(facts.differences(expected))
         result.checked["rows"] = sum(table.rows for table in facts.tables.values())
         progress("running check integrity")
