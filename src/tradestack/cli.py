@@ -567,6 +567,34 @@ _REPLACE_OPTION = typer.Option("--replace", help="Overwrite bars already stored 
 _CALENDAR_OPTION = typer.Option(help="weekdays (equities, FX) or always (crypto): how gaps are counted.")
 
 
+@data_app.command("retention")
+def data_retention(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what the policy would prune and anonymise.")] = False,
+) -> None:
+    """Apply the retention policy: prune fine bars kept in coarser ones, anonymise long-deactivated users (audited)."""
+    from tradestack.audit.service import drainer_of
+    from tradestack.ops.retention import apply_retention
+
+    async def work(runtime: Any) -> Any:
+        report = await apply_retention(runtime, dry_run=dry_run)
+        await drainer_of(runtime).flush()
+        return report
+
+    settings = load_settings()
+    report = _run_runtime(settings, work)
+    verb = "would prune" if dry_run else "pruned"
+    table = Table("symbol", "resolution", "older than (UTC)", "kept in", "bars")
+    for prune in report.pruned:
+        table.add_row(prune.symbol, prune.resolution, prune.before.isoformat(), prune.covered_by, str(prune.bars))
+    console.print(table)
+    console.print(f"{verb} {report.bars} bars (policy {settings.retention_bar_days} days)")
+    verb = "would anonymise" if dry_run else "anonymised"
+    console.print(
+        f"{verb} {len(report.anonymised)} users deactivated over {settings.retention_anonymise_after_days} days ago"
+        + (f": {', '.join(report.anonymised)}" if report.anonymised else "")
+    )
+
+
 @data_app.command("import-csv")
 def data_import_csv(
     path: Annotated[Path, typer.Argument(help="CSV with ts/date, open, high, low, close[, volume][, symbol].")],

@@ -50,7 +50,7 @@ from tradestack.kit.crypto import file_keys
 from tradestack.kit.db import Database
 from tradestack.kit.filecrypt import FileDecryptionError, decrypt_file, encrypt_file
 from tradestack.ops.fingerprint import Fingerprint, data_tables, fingerprint
-from tradestack.ops.integrity import check_integrity
+from tradestack.ops.integrity import IntegrityReport, check_integrity
 
 MANIFEST = "manifest.json"
 VERIFICATION = "verification.json"
@@ -58,6 +58,7 @@ FORMAT = 1
 SQLITE_FILE = "database.sqlite"
 PG_FILE = "database.pgdump"
 PURPOSE = "tradestack-backup"
+RESTORE_JOBS = 4  # pg_restore --jobs, at most the CPU count
 Progress = Callable[[str], None]
 
 
@@ -353,7 +354,8 @@ async def _pg_restore_into(url: URL, name: str, dump: Path) -> URL:
         await admin.close()
     target = url.set(database=name)
     conninfo, env = _libpq(target)
-    await _run(_tool("pg_restore"), "--exit-on-error", "--no-owner", f"--dbname={conninfo}", str(dump), env=env)
+    jobs = f"--jobs={max(1, min(RESTORE_JOBS, os.cpu_count() or 1))}"  # tables and indexes restored in parallel
+    await _run(_tool("pg_restore"), "--exit-on-error", "--no-owner", jobs, f"--dbname={conninfo}", str(dump), env=env)
     return target
 
 
@@ -374,20 +376,32 @@ async def _drop_pg(url: URL, name: str) -> None:
 
 
 async def _check_staged(settings: Settings, url: str, backup: Backup, result: VerifyResult, progress: Progress) -> None:
-    """Fingerprint, integrity and audit chain of a staged database against the manifest."""
+    """Fingerprint, integrity and audit chain of a staged database against the manifest.
+
+    The three read the staged database on connections of their own, concurrently (on PostgreSQL
+    each is a server process of its own); their problems are reported in this order.
+    """
     database = Database(settings.model_copy(update={"database_url": url, "database_replica_url": None}))
-    try:
-        progress("comparing row counts, checksums, journal sums and audit head with the manifest")
-        expected = Fingerprint.from_json(backup.manifest["fingerprint"])
+    expected = Fingerprint.from_json(backup.manifest["fingerprint"])
+
+    async def facts() -> Fingerprint:
         async with database.engine.connect() as connection:
-            facts = await fingerprint(connection, expected.method)
-        result.problems.extend(facts.differences(expected))
-        result.checked["rows"] = sum(table.rows for table in facts.tables.values())
-        progress("running check integrity")
-        report = await check_integrity(database)
+            found = await fingerprint(connection, expected.method)
+        progress("row counts, checksums, journal sums and audit head compared with the manifest")
+        return found
+
+    async def integrity() -> IntegrityReport:
+        found = await check_integrity(database)
+        progress("check integrity done")
+        return found
+
+    try:
+        progress("comparing with the manifest, running check integrity and verifying the audit chain (concurrently)")
+        found, report, audit = await asyncio.gather(facts(), integrity(), AuditService(database, LiveClock()).verify())
+        result.problems.extend(found.differences(expected))
+        result.checked["rows"] = sum(table.rows for table in found.tables.values())
         result.problems.extend(f"integrity: {problem}" for problem in report.problems)
         result.checked.update({f"integrity_{name}": count for name, count in report.checked.items()})
-        audit = await AuditService(database, LiveClock()).verify()
         if not audit.ok:
             result.problems.append(f"audit chain: {audit.problem}")
         elif audit.head_hash != expected.audit_head:

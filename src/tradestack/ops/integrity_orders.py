@@ -8,16 +8,18 @@ and only the rest are folded by the domain:
 
 An order is proven in SQL when each of its events has a kind whose effect depends on nothing but
 the kind (submitted, accepted, denied, rejected, canceled, expired), its sequence numbers run
-1..n, its stored version is n and its filled quantity 0, and each payload has exactly the
-fields `event_from_dict` reads with the right types: ``kind`` and ``order_id`` equal to the row's,
-``ts`` equal to the row's timestamp in ISO 8601 UTC, a non-blank ``reason`` on the events that
-carry one, and a ``request`` object whose ids are non-blank strings. The rest of each request
-(symbol, side, type, quantity, prices, time in force) is checked by the domain once per distinct
-set of terms, and the sequence of kinds is folded through the domain's `TRANSITIONS` once per
-distinct sequence, against the stored status. Anything else (fills, replaces, triggers, payloads
-that differ in any way, orders that fills point at, orders without events) is folded by the
-domain, so the problems reported are the same words as before. A payload that is not JSON at
-all makes the SQL pass fail; then every order is folded by the domain.
+1..n, its stored version is n and its filled quantity 0, and each payload is, character for
+character, the JSON the order service writes for that event (``orjson.dumps(event.to_dict())``)
+built in SQL from the row: ``kind``, ``order_id`` and ``ts`` (the row's timestamp in ISO 8601
+UTC) as written, a ``reason`` that is a plain non-blank JSON string, a ``request`` whose ids are
+the order row's. Ids must be plain (letters, digits, ``_.:@+-``) so the text needs no escaping;
+comparing text needs no JSON parsing. The rest of each request (symbol, side, type, quantity,
+prices, time in force) is checked by the domain once per distinct text, spliced into the same
+template, and each distinct sequence of kinds is folded through the domain's `TRANSITIONS`
+against the stored status. Anything else (fills, replaces, triggers, payloads written any other
+way, orders that fills point at, orders without events) is folded by the domain, so the
+problems reported are in the same words as before. The SQL never parses JSON, so a payload that
+is not JSON at all is simply not proven.
 """
 
 from __future__ import annotations
@@ -26,16 +28,15 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import bindparam, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.orders import EVENT_TYPES, TRANSITIONS, OrderStatus, event_from_dict
 from tradestack.models.trading import FillRow, OrderEventRow, OrderRow
 
+MAX_PLAIN_EVENTS = 3
 SIMPLE_KINDS = ("submitted", "accepted", "denied", "rejected", "canceled", "expired")
 """Event kinds whose effect on an order is its kind alone (beyond the payload's own fields)."""
-INVALID_TEXT = "22P02"  # invalid_text_representation: a payload that is not JSON
 _SAMPLE_TS = datetime(2000, 1, 1, tzinfo=UTC).isoformat()
 
 _EVENTS, _ORDERS, _FILLS = OrderEventRow.__tablename__, OrderRow.__tablename__, FillRow.__tablename__
@@ -45,67 +46,71 @@ _TS_TEXT = (
     " || CASE WHEN extract(microseconds FROM e.ts)::bigint % 1000000 = 0 THEN ''"
     " ELSE to_char(e.ts AT TIME ZONE 'UTC', '.US') END || '+00:00'"
 )
-_BLANKLESS = "'[A-Za-z0-9]'"  # contains a letter or digit: certainly not blank for str.strip()
-_TERMS = "((p.j -> 'request') - 'client_order_id' - 'account_id')"
+_ID = "'^[A-Za-z0-9_.:@+-]+$'"  # needs no JSON escaping, and is not blank for str.strip()
+# A JSON string without escapes or control characters, not blank (``\\:`` is a colon that text() must not bind).
+_REASON = '\'^"[^"\\\\[\\:cntrl\\:]]*[A-Za-z0-9][^"\\\\[\\:cntrl\\:]]*"$\''
+_HEAD = f"""'{{"kind":"' || e.kind || '","order_id":"' || e.order_id || '","ts":"' || {_TS_TEXT} || '"'"""
+_REQUEST_HEAD = (
+    """h.head || ',"request":{"client_order_id":"' || o.client_order_id || '","account_id":"' || o.account_id || '",'"""
+)
+_SUBMITTED = f"""e.kind = 'submitted' AND o.client_order_id ~ {_ID} AND o.account_id ~ {_ID}
+       AND left(e.payload, length(r.request_head)) = r.request_head AND right(e.payload, 2) = '}}}}'"""
 _SHAPE = f"""
-CASE WHEN jsonb_typeof(p.j) = 'object'
-      AND jsonb_typeof(p.j -> 'kind') = 'string' AND p.j ->> 'kind' = e.kind
-      AND jsonb_typeof(p.j -> 'order_id') = 'string' AND p.j ->> 'order_id' = e.order_id AND e.order_id ~ {_BLANKLESS}
-      AND jsonb_typeof(p.j -> 'ts') = 'string' AND p.j ->> 'ts' = {_TS_TEXT}
-THEN CASE
-  WHEN e.kind IN ('accepted', 'expired') THEN p.j - 'kind' - 'order_id' - 'ts' = '{{}}'::jsonb
+CASE WHEN e.order_id ~ {_ID} THEN CASE
+  WHEN e.kind IN ('accepted', 'expired') THEN e.payload = h.head || '}}'
   WHEN e.kind IN ('denied', 'rejected', 'canceled') THEN
-       jsonb_typeof(p.j -> 'reason') = 'string' AND p.j ->> 'reason' ~ {_BLANKLESS}
-       AND p.j - 'kind' - 'order_id' - 'ts' - 'reason' = '{{}}'::jsonb
-  WHEN e.kind = 'submitted' AND jsonb_typeof(p.j -> 'request') = 'object' THEN
-       p.j - 'kind' - 'order_id' - 'ts' - 'request' = '{{}}'::jsonb
-       AND jsonb_typeof(p.j -> 'request' -> 'client_order_id') = 'string'
-       AND p.j -> 'request' ->> 'client_order_id' ~ {_BLANKLESS}
-       AND jsonb_typeof(p.j -> 'request' -> 'account_id') = 'string'
-       AND p.j -> 'request' ->> 'account_id' ~ {_BLANKLESS}
-       AND NOT ({_TERMS}::text = ANY(CAST(:bad_terms AS text[])))
+       left(e.payload, length(h.head) + 10) = h.head || ',"reason":' AND right(e.payload, 1) = '}}'
+       AND substr(e.payload, length(h.head) + 11, length(e.payload) - length(h.head) - 11) ~ {_REASON}
+  WHEN h.submitted THEN true
   ELSE false END
 ELSE false END
 """
+# Per order: its kinds in sequence (a plain life has at most three events: submitted, accepted and one
+# that ends it), its request terms (the submitted payload after the ids; NULL when it is not written as
+# the template) and whether everything else is proven.
 _PER_ORDER = f"""
-SELECT e.order_id, count(*) AS n, min(e.seq) AS first_seq, max(e.seq) AS last_seq,
-       string_agg(e.kind, ',' ORDER BY e.seq) AS kinds, bool_and({_SHAPE}) AS shapes_ok
-FROM {_EVENTS} e CROSS JOIN LATERAL (SELECT e.payload::jsonb AS j) p
-GROUP BY e.order_id
+WITH per_order AS (
+  SELECT o.id, o.status,
+         concat_ws(',', max(e.kind) FILTER (WHERE e.seq = 1), max(e.kind) FILTER (WHERE e.seq = 2),
+                   max(e.kind) FILTER (WHERE e.seq = 3)) AS kinds,
+         max(substr(e.payload, length(h.request_head) + 1, length(e.payload) - length(h.request_head) - 2))
+           FILTER (WHERE e.seq = 1 AND h.submitted) AS terms,
+         (count(*) <= {MAX_PLAIN_EVENTS} AND min(e.seq) = 1 AND max(e.seq) = count(*) AND o.version = count(*)
+          AND o.filled_quantity = 0 AND bool_and({_SHAPE})) AS proven
+  FROM {_ORDERS} o JOIN {_EVENTS} e ON e.order_id = o.id
+  CROSS JOIN LATERAL (SELECT {_HEAD} AS head OFFSET 0) h0
+  CROSS JOIN LATERAL (SELECT CASE WHEN e.kind = 'submitted' THEN {_REQUEST_HEAD.replace("h.head", "h0.head")} END
+                      AS request_head OFFSET 0) r
+  CROSS JOIN LATERAL (SELECT h0.head AS head, r.request_head, coalesce({_SUBMITTED}, false) AS submitted OFFSET 0) h
+  GROUP BY o.id
+)
 """  # noqa: S608 - table names and SQL fragments are constants of this module
-_GROUPS = text(f"""
-WITH ev AS ({_PER_ORDER})
-SELECT ev.kinds, o.status, count(*) AS orders,
-       array_agg(o.id) FILTER (
-         WHERE NOT (ev.shapes_ok AND ev.first_seq = 1 AND ev.last_seq = ev.n AND o.version = ev.n AND o.filled_quantity = 0)
-       ) AS odd
-FROM {_ORDERS} o JOIN ev ON ev.order_id = o.id
-GROUP BY ev.kinds, o.status
-""").bindparams(bindparam("bad_terms"))  # noqa: S608 - constants of this module
-_GROUP_MEMBERS = text(f"""
-WITH ev AS (SELECT order_id, string_agg(kind, ',' ORDER BY seq) AS kinds FROM {_EVENTS} GROUP BY order_id)
-SELECT o.id FROM {_ORDERS} o JOIN ev ON ev.order_id = o.id WHERE ev.kinds = :kinds AND o.status = :status
-""")  # noqa: S608 - constants of this module
-_DISTINCT_TERMS = text(f"""
-SELECT DISTINCT {_TERMS}::text FROM {_EVENTS} e CROSS JOIN LATERAL (SELECT e.payload::jsonb AS j) p
-WHERE e.kind = 'submitted' AND jsonb_typeof(p.j) = 'object' AND jsonb_typeof(p.j -> 'request') = 'object'
-""")  # noqa: S608 - constants of this module
+_GROUPS_SELECT = (
+    "SELECT kinds, status, terms, array_agg(id) FILTER (WHERE NOT proven) FROM per_order GROUP BY kinds, status, terms"
+)
+_MEMBERS_SELECT = "SELECT id FROM per_order WHERE kinds = :kinds AND status = :status AND terms IS NOT DISTINCT FROM :terms"
+_GROUPS = text(_PER_ORDER + _GROUPS_SELECT)
+_GROUP_MEMBERS = text(_PER_ORDER + _MEMBERS_SELECT)
 _WITHOUT_EVENTS = text(f"SELECT o.id FROM {_ORDERS} o WHERE NOT EXISTS (SELECT 1 FROM {_EVENTS} e WHERE e.order_id = o.id)")  # noqa: S608 - constants
 _FILLED = text(f"SELECT DISTINCT order_id FROM {_FILLS}")  # noqa: S608 - constant
 
 
+_SAMPLE = (
+    '{"kind":"submitted","order_id":"sample","ts":"'
+    + _SAMPLE_TS
+    + '","request":{"client_order_id":"sample","account_id":"sample",'
+)
+
+
 def _bad_terms(terms: Iterable[str]) -> list[str]:
-    """The distinct request terms (as PostgreSQL's jsonb text) that the domain refuses in an `OrderSubmitted`."""
+    """The distinct request terms (the text after the ids) with which the domain refuses an `OrderSubmitted`."""
     bad: list[str] = []
     for written in terms:
-        request = orjson.loads(written)
-        if not isinstance(request, dict):
-            bad.append(written)
-            continue
-        event = {"kind": "submitted", "order_id": "sample", "ts": _SAMPLE_TS}
-        event["request"] = request | {"client_order_id": "sample", "account_id": "sample"}  # type: ignore[assignment]
         try:
-            event_from_dict(event)
+            data = orjson.loads(_SAMPLE + written + "}}")
+            if not isinstance(data, dict):
+                raise TypeError("not an object")
+            event_from_dict(data)
         except (ValueError, TypeError):
             bad.append(written)
     return bad
@@ -125,28 +130,19 @@ def fold_kinds(kinds: str) -> tuple[OrderStatus | None, str | None]:
     return status, None
 
 
-async def orders_to_fold(session: AsyncSession) -> list[str] | None:
-    """Ids of the orders the SQL pass cannot prove (sorted); None when the pass cannot run (fold them all).
-
-    Runs in a savepoint, so a payload that is not JSON (SQLSTATE 22P02, the only error it absorbs)
-    leaves the session's transaction usable.
-    """
-    try:
-        async with session.begin_nested():
-            terms = (await session.execute(_DISTINCT_TERMS)).scalars().all()
-            bad = _bad_terms(terms)
-            suspects: set[str] = set()
-            for kinds, status, _count, odd in await session.execute(_GROUPS, {"bad_terms": bad}):
-                suspects.update(odd or ())
-                simple = all(kind in SIMPLE_KINDS for kind in kinds.split(","))
-                expected, _ = fold_kinds(kinds)
-                if not simple or expected is None or expected.value != status:
-                    members = await session.execute(_GROUP_MEMBERS, {"kinds": kinds, "status": status})
-                    suspects.update(members.scalars())
-            suspects.update((await session.execute(_WITHOUT_EVENTS)).scalars())
-            suspects.update((await session.execute(_FILLED)).scalars())
-    except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) != INVALID_TEXT:
-            raise
-        return None
+async def orders_to_fold(session: AsyncSession) -> list[str]:
+    """Ids of the orders the SQL pass cannot prove, sorted (all the others are proven right)."""
+    suspects: set[str] = set()
+    checked_terms: dict[str, bool] = {}
+    for kinds, status, terms, unproven in (await session.execute(_GROUPS)).all():
+        suspects.update(unproven or ())
+        simple = all(kind in SIMPLE_KINDS for kind in kinds.split(","))
+        expected, _ = fold_kinds(kinds)
+        if terms is not None and terms not in checked_terms:
+            checked_terms[terms] = not _bad_terms([terms])
+        if not simple or expected is None or expected.value != status or (terms is not None and not checked_terms[terms]):
+            members = await session.execute(_GROUP_MEMBERS, {"kinds": kinds, "status": status, "terms": terms})
+            suspects.update(members.scalars())
+    suspects.update((await session.execute(_WITHOUT_EVENTS)).scalars())
+    suspects.update((await session.execute(_FILLED)).scalars())
     return sorted(suspects)

@@ -124,13 +124,14 @@ async def test_each_corruption_of_a_plain_order_is_named_in_the_domains_words(ru
     assert report.checked["orders folded by the domain"] == (3 if runtime.database.dialect == "postgresql" else 30 - 5)
 
 
-async def test_a_payload_that_is_not_json_is_named_and_every_order_is_folded(runtime: Runtime, make_user: MakeUser) -> None:
+async def test_a_payload_that_is_not_json_is_named(runtime: Runtime, make_user: MakeUser) -> None:
     ids = await _orders(runtime, make_user, 6)
     await _sql(runtime, "UPDATE order_events SET payload = 'not json' WHERE order_id = :id AND seq = 2", id=ids[2])
     report = await check_integrity(runtime.database)
     assert len(report.problems) == 1
     assert report.problems[0].startswith(f"order {ids[2]}: its events do not fold:")
-    assert report.checked["orders folded by the domain"] == 5  # all but the broken one
+    # PostgreSQL's pass proves the five others (the broken one does not fold); SQLite folds them all.
+    assert report.checked["orders folded by the domain"] == (0 if runtime.database.dialect == "postgresql" else 5)
 
 
 @pytest.mark.parametrize(
