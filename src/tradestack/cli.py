@@ -921,12 +921,21 @@ def dr_drill(
     traffic_seconds: Annotated[float, typer.Option(min=1, max=3600, help="Seconds of writes around the target time.")] = 4.0,
     keep: Annotated[bool, typer.Option(help="Keep the drill's clusters and repository for inspection.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the measured report as JSON.")] = False,
+    replica: Annotated[
+        bool, typer.Option("--replica", help="Instead: crash a primary under traffic, promote its synchronous replica.")
+    ] = False,
 ) -> None:
-    """PITR rehearsal with pgBackRest on a throwaway cluster: backup, write, restore to a time, verify, measure."""
+    """PITR rehearsal with pgBackRest on a throwaway cluster: backup, write, restore to a time, verify, measure.
+
+    With --replica: failover to a synchronous streaming replica; every acknowledged order must survive (RPO 0).
+    """
     from tradestack.api.app import create_app
     from tradestack.ops.drill import DrillError, describe, run_drill
 
     settings = load_settings()
+    if replica:
+        _replica_drill(settings, create_app, traffic_seconds=traffic_seconds, keep=keep, as_json=as_json)
+        return
     try:
         report = asyncio.run(
             run_drill(
@@ -952,6 +961,35 @@ def dr_drill(
             f"RPO {facts['rpo_seconds']} s (target time minus the last recovered commit); "
             f"heartbeats {facts['heartbeats_recovered']}/{facts['heartbeats_acknowledged_before_target']} acknowledged before T, "
             f"orders {facts['orders_recovered']}/{facts['orders_acknowledged_before_target']}; integrity and audit chain ok"
+        )
+
+
+def _replica_drill(settings: Settings, app_factory: Any, *, traffic_seconds: float, keep: bool, as_json: bool) -> None:
+    from tradestack.ops.drill import DrillError
+    from tradestack.ops.replica_drill import describe, run_replica_drill
+
+    try:
+        report = asyncio.run(
+            run_replica_drill(
+                settings, app_factory, traffic_seconds=traffic_seconds, keep=keep,
+                say=lambda m: err_console.print(f"[dim]... {m}[/]"),
+            )
+        )  # fmt: skip
+    except DrillError as exc:
+        raise _fail(exc.detail, code=1) from None
+    facts = describe(report)
+    if as_json:
+        typer.echo(json.dumps({**facts, "ok": report.ok, "problems": report.problems}))
+    if not report.ok:
+        for problem in report.problems:
+            err_console.print(f"  - {problem}")
+        raise _fail("the failover lost acknowledged data or did not verify", code=1)
+    if not as_json:
+        console.print(
+            f"[green]failover drill passed[/]: RTO {facts['rto_seconds']} s (primary crash to a promoted replica), "
+            f"RPO {facts['rpo_seconds']} s ({facts['acknowledged_lost']} acknowledged commits lost); heartbeats "
+            f"{facts['heartbeats_recovered']}/{facts['heartbeats_acknowledged']} acknowledged, orders "
+            f"{facts['orders_recovered']}/{facts['orders_acknowledged']}; integrity and audit chain ok"
         )
 
 
