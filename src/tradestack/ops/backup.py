@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import sqlite3
@@ -127,11 +128,28 @@ def _libpq(url: URL) -> tuple[str, dict[str, str]]:
     return plain.render_as_string(hide_password=False), env
 
 
-async def _run(*argv: str, env: dict[str, str] | None = None) -> None:
+# pg_dump/pg_restore --verbose lines worth passing on as progress (one per table's data and per index).
+_TOOL_PROGRESS = re.compile(r"(dumping contents of table|processing data for table|creating INDEX|creating CONSTRAINT) (.+)")
+
+
+async def _run(*argv: str, env: dict[str, str] | None = None, progress: Progress | None = None) -> None:
+    """Run a tool; with `progress`, it runs with --verbose and each table/index it reaches is reported."""
+    if progress is not None:
+        argv = (argv[0], "--verbose", *argv[1:])
     process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
-    _, stderr = await process.communicate()
+    assert process.stderr is not None  # noqa: S101 - piped above
+    kept: list[str] = []
+    name = Path(argv[0]).name
+    async for raw in process.stderr:
+        line = raw.decode(errors="replace").rstrip()
+        found = _TOOL_PROGRESS.search(line)
+        if found and progress is not None:
+            progress(f"{name}: {found.group(1).lower()} {found.group(2)}")
+        elif line:
+            kept.append(line)
+    await process.wait()
     if process.returncode != 0:
-        raise BackupError(f"{Path(argv[0]).name} failed ({process.returncode}): {stderr.decode(errors='replace').strip()[:800]}")
+        raise BackupError(f"{name} failed ({process.returncode}): {chr(10).join(kept).strip()[-800:]}")
 
 
 def _tool(name: str) -> str:
@@ -158,11 +176,11 @@ def _sqlite_online_copy(source: Path, destination: Path, progress: Progress) -> 
         src.close()
 
 
-async def _sqlite_fingerprint(path: Path) -> Fingerprint:
+async def _sqlite_fingerprint(path: Path, progress: Progress = _noop) -> Fingerprint:
     engine = create_async_engine(f"sqlite+aiosqlite:///{path.as_posix()}")
     try:
         async with engine.connect() as connection:
-            return await fingerprint(connection)
+            return await fingerprint(connection, progress=progress)
     finally:
         await engine.dispose()
 
@@ -175,10 +193,13 @@ async def _pg_dump_with_fingerprint(url: URL, destination: Path, progress: Progr
             conninfo, env = _libpq(url)
             progress("pg_dump running on the exported snapshot")
             dump = asyncio.create_task(
-                _run(_tool("pg_dump"), "--format=custom", f"--snapshot={snapshot}", f"--file={destination}", conninfo, env=env)
-            )
+                _run(
+                    _tool("pg_dump"), "--format=custom", f"--snapshot={snapshot}", f"--file={destination}", conninfo,
+                    env=env, progress=progress,
+                )
+            )  # fmt: skip
             try:
-                result = await fingerprint(connection)
+                result = await fingerprint(connection, progress=progress)
             finally:
                 await dump
             return result
@@ -232,7 +253,7 @@ async def create_backup(
             name = SQLITE_FILE
             await asyncio.to_thread(_sqlite_online_copy, Path(str(url.database)), staging / name, progress)
             progress("fingerprinting the copy")
-            facts = await _sqlite_fingerprint(staging / name)
+            facts = await _sqlite_fingerprint(staging / name, progress)
         elif dialect == "postgresql":
             name = PG_FILE
             facts = await _pg_dump_with_fingerprint(url, staging / name, progress)
@@ -346,7 +367,7 @@ async def _admin(url: URL) -> asyncpg.Connection:
     return await asyncpg.connect(admin)
 
 
-async def _pg_restore_into(url: URL, name: str, dump: Path) -> URL:
+async def _pg_restore_into(url: URL, name: str, dump: Path, progress: Progress = _noop) -> URL:
     admin = await _admin(url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
@@ -355,7 +376,9 @@ async def _pg_restore_into(url: URL, name: str, dump: Path) -> URL:
     target = url.set(database=name)
     conninfo, env = _libpq(target)
     jobs = f"--jobs={max(1, min(RESTORE_JOBS, os.cpu_count() or 1))}"  # tables and indexes restored in parallel
-    await _run(_tool("pg_restore"), "--exit-on-error", "--no-owner", jobs, f"--dbname={conninfo}", str(dump), env=env)
+    await _run(
+        _tool("pg_restore"), "--exit-on-error", "--no-owner", jobs, f"--dbname={conninfo}", str(dump), env=env, progress=progress
+    )
     return target
 
 
@@ -386,7 +409,7 @@ async def _check_staged(settings: Settings, url: str, backup: Backup, result: Ve
 
     async def facts() -> Fingerprint:
         async with database.engine.connect() as connection:
-            found = await fingerprint(connection, expected.method)
+            found = await fingerprint(connection, expected.method, progress=progress)
         progress("row counts, checksums, journal sums and audit head compared with the manifest")
         return found
 
@@ -437,7 +460,7 @@ async def _stage(settings: Settings, backup: Backup, result: VerifyResult, progr
         name = f"{configured.database}_restore_{secrets.token_hex(4)}"
         progress(f"pg_restore into {name}")
         try:
-            url = (await _pg_restore_into(configured, name, plain)).render_as_string(hide_password=False)
+            url = (await _pg_restore_into(configured, name, plain, progress)).render_as_string(hide_password=False)
         except BackupError as exc:
             await _drop_pg(configured, name)
             result.problems.append(exc.detail)

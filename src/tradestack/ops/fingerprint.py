@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
@@ -232,12 +233,20 @@ async def journal_sums(connection: AsyncConnection) -> dict[str, str]:
     return {currency: plain(total) for currency, total in sorted(sums.items())}
 
 
-async def fingerprint(connection: AsyncConnection, method: str = METHOD) -> Fingerprint:
-    """The fingerprint of the database behind `connection` (in its current transaction/snapshot)."""
+async def fingerprint(
+    connection: AsyncConnection, method: str = METHOD, *, progress: Callable[[str], None] | None = None
+) -> Fingerprint:
+    """The fingerprint of the database behind `connection` (in its current transaction/snapshot).
+
+    `progress`, when given, hears of each table as it is checksummed.
+    """
     result = Fingerprint(method=method)
     await connection.execute(text("SELECT 1"))  # begins the transaction before any COPY on the driver's connection
-    for table in data_tables():
+    tables = data_tables()
+    for number, table in enumerate(tables, start=1):
         result.tables[table.name] = await table_fingerprint(connection, table, method)
+        if progress is not None:
+            progress(f"checksummed {table.name}: {result.tables[table.name].rows} rows ({number}/{len(tables)} tables)")
     result.journal_sums = await journal_sums(connection)
     result.audit_rows = result.tables[AuditEntry.__tablename__].rows
     head = await connection.execute(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))

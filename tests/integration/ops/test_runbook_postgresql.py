@@ -90,6 +90,11 @@ def test_the_postgresql_restore_procedure_of_the_runbook(tmp_path: Path, cluster
     assert "not empty" in refused.stderr
     assert "verified" in results["tradestack backup verify latest"].stdout
     assert "restored" in results["tradestack backup restore latest"].stdout
+    # progress on the long steps: each table dumped and checksummed, each table restored
+    created_log = results["tradestack backup create"].stderr
+    assert 'pg_dump: dumping contents of table "public.users"' in created_log
+    assert "checksummed users: 1 rows" in created_log
+    assert 'pg_restore: processing data for table "public.users"' in results["tradestack backup restore latest"].stderr
     manifest = json.loads(next((tmp_path / "var" / "backups").glob("*/manifest.json")).read_text())
     assert manifest["dialect"] == "postgresql"
     assert manifest["fingerprint"]["tables"]["users"]["rows"] == 1
