@@ -778,7 +778,8 @@ def backup_create(
     directory: BackupDirOption = None,
     encrypt: Annotated[bool, typer.Option(help="Encrypt with TRADESTACK_ENCRYPTION_KEY (AES-256-GCM).")] = False,
     copy_to: Annotated[
-        Path | None, typer.Option(help="Also copy the finished backup to this second location (a directory or mount).")
+        str | None,
+        typer.Option(help="Also copy the finished backup to a second location: a directory (or mount) or s3://BUCKET/PREFIX."),
     ] = None,
 ) -> None:
     """Back up the configured database (consistent while the API serves)."""
@@ -789,7 +790,8 @@ def backup_create(
         backup = _run_runtime(
             settings,
             lambda runtime: create_backup(
-                settings, backups_root(settings, directory), encrypt=encrypt, copy_to=copy_to, clock=runtime.clock,
+                settings, backups_root(settings, directory), encrypt=encrypt, clock=runtime.clock,
+                copy_to=copy_to if copy_to is None or copy_to.startswith("s3://") else Path(copy_to),
                 progress=_progress(),
             ),
         )  # fmt: skip

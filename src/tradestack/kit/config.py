@@ -194,6 +194,10 @@ class Settings(BaseSettings):
     )
     replay_spread_bps: Decimal = Field(default=Decimal(2), ge=0, le=1000, description="Half-spread of replayed quotes.")
     synthetic_seed: int = Field(default=7, description="Seed of the synthetic generators (same seed, same prices).")
+    backup_s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint for `backup create --copy-to s3://...` (unset: AWS S3)."
+    )
+    backup_s3_region: str = Field(default="us-east-1", description="Region of the off-site S3 bucket.")
     retention_bar_days: dict[FineResolution, Annotated[int, Field(ge=1)]] = Field(
         default_factory=lambda: dict[FineResolution, int]({"1m": 90, "5m": 180, "15m": 365, "1h": 730}),
         description="`tradestack data retention`: bars of a resolution older than this many days are pruned where "

@@ -222,6 +222,36 @@ def _copy_offsite(final: Path, copy_to: Path) -> None:
     partial.rename(copy_to / final.name)
 
 
+def is_s3(location: Path | str | None) -> bool:
+    """Whether an off-site location is an S3 URL (``s3://BUCKET[/PREFIX]``) rather than a directory."""
+    return isinstance(location, str) and location.startswith("s3://")
+
+
+def _copy_offsite_s3(final: Path, destination: str, settings: Settings, progress: Progress) -> None:
+    """Upload a finished backup to ``s3://BUCKET[/PREFIX]``: its files first, the manifest last.
+
+    A copy interrupted half-way therefore has no manifest (and is no backup). The endpoint is
+    ``backup_s3_endpoint_url`` (unset: AWS; any S3-compatible server otherwise), credentials come
+    from the usual AWS chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, profile, role).
+    """
+    import boto3
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, prefix = destination.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise BackupError(f"{destination!r} names no bucket: write s3://BUCKET or s3://BUCKET/PREFIX")
+    client = boto3.client("s3", endpoint_url=settings.backup_s3_endpoint_url, region_name=settings.backup_s3_region)
+    files = sorted((path for path in final.rglob("*") if path.is_file()), key=lambda path: (path.name == MANIFEST, path.name))
+    for number, path in enumerate(files, start=1):
+        key = "/".join(part for part in (prefix.strip("/"), final.name, path.relative_to(final).as_posix()) if part)
+        try:
+            client.upload_file(str(path), bucket, key)
+        except (Boto3Error, BotoCoreError, ClientError) as exc:
+            raise BackupError(f"copying {path.name} to s3://{bucket}/{key} failed: {exc}") from exc
+        progress(f"uploaded s3://{bucket}/{key} ({number}/{len(files)} files)")
+
+
 def _seal(staging: Path, manifest: dict[str, Any], final: Path) -> Path:
     """Write the manifest, then rename the finished directory into place (a backup is never seen half-written)."""
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -238,11 +268,14 @@ async def create_backup(
     root: Path,
     *,
     encrypt: bool = False,
-    copy_to: Path | None = None,
+    copy_to: Path | str | None = None,
     clock: Clock | None = None,
     progress: Progress = _noop,
 ) -> Backup:
-    """Back up the configured database into a new directory under `root`."""
+    """Back up the configured database into a new directory under `root`.
+
+    `copy_to`: a second location for the finished backup, a directory (or mount) or ``s3://BUCKET[/PREFIX]``.
+    """
     now = (clock or LiveClock()).now().astimezone(UTC)
     url = _url(settings)
     dialect = url.get_backend_name()
@@ -284,9 +317,12 @@ async def create_backup(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if copy_to is not None:
+    if is_s3(copy_to):
         progress(f"copying off-site to {copy_to}")
-        await asyncio.to_thread(_copy_offsite, final, copy_to)
+        await asyncio.to_thread(_copy_offsite_s3, final, str(copy_to), settings, progress)
+    elif copy_to is not None:
+        progress(f"copying off-site to {copy_to}")
+        await asyncio.to_thread(_copy_offsite, final, Path(copy_to))
     return Backup(final, manifest)
 
 
