@@ -13,9 +13,15 @@ Each round, alternating:
 - baseline: plain ``pg_restore`` of the same dump into a new empty database (what a DBA would
   type; no checks);
 - tradestack: `restore_backup` over the live database (``--force``): checksum of the file,
-  pg_restore into a staging database, fingerprint (counts and checksums of every table, journal
-  sums, audit head) against the manifest, `check integrity` and the audit chain, then the swap.
-  Its ``restore_s`` is the end-to-end time; ``pg_restore_s`` is the part before the checks.
+  pg_restore (``--jobs``) into a staging database, then concurrently the fingerprint (counts and
+  checksums of every table computed in SQL and streamed with COPY, journal sums, audit head)
+  against the manifest, `check integrity` (SQL aggregates; plain orders proven in one SQL pass,
+  the rest folded by the domain) and the audit chain, then the swap. Its ``restore_s`` is the
+  end-to-end time; the progress lines show when each part finished.
+
+Figures (shared 2-core machine, load average ~11 from other sessions; `--orders 1000000`):
+before the set-based checks, one round took 605.7 s (integrity 410 s, fingerprint 141 s);
+after, `--rounds 2` gave restore_s=117.77 against plain pg_restore 58.09 s (ratio 2.03).
 
 Medians are reported; ratio = tradestack / baseline. Every database made is dropped at the end.
 """

@@ -578,6 +578,34 @@ _REPLACE_OPTION = typer.Option("--replace", help="Overwrite bars already stored 
 _CALENDAR_OPTION = typer.Option(help="weekdays (equities, FX) or always (crypto): how gaps are counted.")
 
 
+@data_app.command("retention")
+def data_retention(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what the policy would prune and anonymise.")] = False,
+) -> None:
+    """Apply the retention policy: prune fine bars kept in coarser ones, anonymise long-deactivated users (audited)."""
+    from tradestack.audit.service import drainer_of
+    from tradestack.ops.retention import apply_retention
+
+    async def work(runtime: Any) -> Any:
+        report = await apply_retention(runtime, dry_run=dry_run)
+        await drainer_of(runtime).flush()
+        return report
+
+    settings = load_settings()
+    report = _run_runtime(settings, work)
+    verb = "would prune" if dry_run else "pruned"
+    table = Table("symbol", "resolution", "older than (UTC)", "kept in", "bars")
+    for prune in report.pruned:
+        table.add_row(prune.symbol, prune.resolution, prune.before.isoformat(), prune.covered_by, str(prune.bars))
+    console.print(table)
+    console.print(f"{verb} {report.bars} bars (policy {settings.retention_bar_days} days)")
+    verb = "would anonymise" if dry_run else "anonymised"
+    console.print(
+        f"{verb} {len(report.anonymised)} users deactivated over {settings.retention_anonymise_after_days} days ago"
+        + (f": {', '.join(report.anonymised)}" if report.anonymised else "")
+    )
+
+
 @data_app.command("import-csv")
 def data_import_csv(
     path: Annotated[Path, typer.Argument(help="CSV with ts/date, open, high, low, close[, volume][, symbol].")],
@@ -761,7 +789,8 @@ def backup_create(
     directory: BackupDirOption = None,
     encrypt: Annotated[bool, typer.Option(help="Encrypt with TRADESTACK_ENCRYPTION_KEY (AES-256-GCM).")] = False,
     copy_to: Annotated[
-        Path | None, typer.Option(help="Also copy the finished backup to this second location (a directory or mount).")
+        str | None,
+        typer.Option(help="Also copy the finished backup to a second location: a directory (or mount) or s3://BUCKET/PREFIX."),
     ] = None,
 ) -> None:
     """Back up the configured database (consistent while the API serves)."""
@@ -772,7 +801,8 @@ def backup_create(
         backup = _run_runtime(
             settings,
             lambda runtime: create_backup(
-                settings, backups_root(settings, directory), encrypt=encrypt, copy_to=copy_to, clock=runtime.clock,
+                settings, backups_root(settings, directory), encrypt=encrypt, clock=runtime.clock,
+                copy_to=copy_to if copy_to is None or copy_to.startswith("s3://") else Path(copy_to),
                 progress=_progress(),
             ),
         )  # fmt: skip
@@ -904,12 +934,21 @@ def dr_drill(
     traffic_seconds: Annotated[float, typer.Option(min=1, max=3600, help="Seconds of writes around the target time.")] = 4.0,
     keep: Annotated[bool, typer.Option(help="Keep the drill's clusters and repository for inspection.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the measured report as JSON.")] = False,
+    replica: Annotated[
+        bool, typer.Option("--replica", help="Instead: crash a primary under traffic, promote its synchronous replica.")
+    ] = False,
 ) -> None:
-    """PITR rehearsal with pgBackRest on a throwaway cluster: backup, write, restore to a time, verify, measure."""
+    """PITR rehearsal with pgBackRest on a throwaway cluster: backup, write, restore to a time, verify, measure.
+
+    With --replica: failover to a synchronous streaming replica; every acknowledged order must survive (RPO 0).
+    """
     from tradestack.api.app import create_app
     from tradestack.ops.drill import DrillError, describe, run_drill
 
     settings = load_settings()
+    if replica:
+        _replica_drill(settings, create_app, traffic_seconds=traffic_seconds, keep=keep, as_json=as_json)
+        return
     try:
         report = asyncio.run(
             run_drill(
@@ -935,6 +974,35 @@ def dr_drill(
             f"RPO {facts['rpo_seconds']} s (target time minus the last recovered commit); "
             f"heartbeats {facts['heartbeats_recovered']}/{facts['heartbeats_acknowledged_before_target']} acknowledged before T, "
             f"orders {facts['orders_recovered']}/{facts['orders_acknowledged_before_target']}; integrity and audit chain ok"
+        )
+
+
+def _replica_drill(settings: Settings, app_factory: Any, *, traffic_seconds: float, keep: bool, as_json: bool) -> None:
+    from tradestack.ops.drill import DrillError
+    from tradestack.ops.replica_drill import describe, run_replica_drill
+
+    try:
+        report = asyncio.run(
+            run_replica_drill(
+                settings, app_factory, traffic_seconds=traffic_seconds, keep=keep,
+                say=lambda m: err_console.print(f"[dim]... {m}[/]"),
+            )
+        )  # fmt: skip
+    except DrillError as exc:
+        raise _fail(exc.detail, code=1) from None
+    facts = describe(report)
+    if as_json:
+        typer.echo(json.dumps({**facts, "ok": report.ok, "problems": report.problems}))
+    if not report.ok:
+        for problem in report.problems:
+            err_console.print(f"  - {problem}")
+        raise _fail("the failover lost acknowledged data or did not verify", code=1)
+    if not as_json:
+        console.print(
+            f"[green]failover drill passed[/]: RTO {facts['rto_seconds']} s (primary crash to a promoted replica), "
+            f"RPO {facts['rpo_seconds']} s ({facts['acknowledged_lost']} acknowledged commits lost); heartbeats "
+            f"{facts['heartbeats_recovered']}/{facts['heartbeats_acknowledged']} acknowledged, orders "
+            f"{facts['orders_recovered']}/{facts['orders_acknowledged']}; integrity and audit chain ok"
         )
 
 

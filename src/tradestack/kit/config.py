@@ -11,7 +11,7 @@ import os
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -30,6 +30,7 @@ ENV_PREFIX = "TRADESTACK_"
 REQUIRED_SECRETS = ("secret_key", "encryption_key")
 Environment = Literal["development", "staging", "production"]
 FeedName = Literal["replay", "synthetic", "ccxt"]
+FineResolution = Literal["1m", "5m", "15m", "1h"]
 
 
 class SecretFileSource(PydanticBaseSettingsSource):
@@ -207,6 +208,18 @@ class Settings(BaseSettings):
     )
     replay_spread_bps: Decimal = Field(default=Decimal(2), ge=0, le=1000, description="Half-spread of replayed quotes.")
     synthetic_seed: int = Field(default=7, description="Seed of the synthetic generators (same seed, same prices).")
+    backup_s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint for `backup create --copy-to s3://...` (unset: AWS S3)."
+    )
+    backup_s3_region: str = Field(default="us-east-1", description="Region of the off-site S3 bucket.")
+    retention_bar_days: dict[FineResolution, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: dict[FineResolution, int]({"1m": 90, "5m": 180, "15m": 365, "1h": 730}),
+        description="`tradestack data retention`: bars of a resolution older than this many days are pruned where "
+        "the symbol has coarser bars for that period (JSON object; daily bars are kept).",
+    )
+    retention_anonymise_after_days: int = Field(
+        default=30, ge=1, le=36_500, description="`tradestack data retention`: anonymise users deactivated this long ago."
+    )
     marketdata_stale_seconds: float = Field(
         default=5.0, gt=0, le=86_400, description="/api/ready fails when no quote was published for this long."
     )

@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import sqlite3
@@ -50,7 +51,7 @@ from tradestack.kit.crypto import file_keys
 from tradestack.kit.db import Database
 from tradestack.kit.filecrypt import FileDecryptionError, decrypt_file, encrypt_file
 from tradestack.ops.fingerprint import Fingerprint, data_tables, fingerprint
-from tradestack.ops.integrity import check_integrity
+from tradestack.ops.integrity import IntegrityReport, check_integrity
 
 MANIFEST = "manifest.json"
 VERIFICATION = "verification.json"
@@ -58,6 +59,7 @@ FORMAT = 1
 SQLITE_FILE = "database.sqlite"
 PG_FILE = "database.pgdump"
 PURPOSE = "tradestack-backup"
+RESTORE_JOBS = 4  # pg_restore --jobs, at most the CPU count
 Progress = Callable[[str], None]
 
 
@@ -126,11 +128,28 @@ def _libpq(url: URL) -> tuple[str, dict[str, str]]:
     return plain.render_as_string(hide_password=False), env
 
 
-async def _run(*argv: str, env: dict[str, str] | None = None) -> None:
+# pg_dump/pg_restore --verbose lines worth passing on as progress (one per table's data and per index).
+_TOOL_PROGRESS = re.compile(r"(dumping contents of table|processing data for table|creating INDEX|creating CONSTRAINT) (.+)")
+
+
+async def _run(*argv: str, env: dict[str, str] | None = None, progress: Progress | None = None) -> None:
+    """Run a tool; with `progress`, it runs with --verbose and each table/index it reaches is reported."""
+    if progress is not None:
+        argv = (argv[0], "--verbose", *argv[1:])
     process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
-    _, stderr = await process.communicate()
+    assert process.stderr is not None  # noqa: S101 - piped above
+    kept: list[str] = []
+    name = Path(argv[0]).name
+    async for raw in process.stderr:
+        line = raw.decode(errors="replace").rstrip()
+        found = _TOOL_PROGRESS.search(line)
+        if found and progress is not None:
+            progress(f"{name}: {found.group(1).lower()} {found.group(2)}")
+        elif line:
+            kept.append(line)
+    await process.wait()
     if process.returncode != 0:
-        raise BackupError(f"{Path(argv[0]).name} failed ({process.returncode}): {stderr.decode(errors='replace').strip()[:800]}")
+        raise BackupError(f"{name} failed ({process.returncode}): {chr(10).join(kept).strip()[-800:]}")
 
 
 def _tool(name: str) -> str:
@@ -157,11 +176,11 @@ def _sqlite_online_copy(source: Path, destination: Path, progress: Progress) -> 
         src.close()
 
 
-async def _sqlite_fingerprint(path: Path) -> Fingerprint:
+async def _sqlite_fingerprint(path: Path, progress: Progress = _noop) -> Fingerprint:
     engine = create_async_engine(f"sqlite+aiosqlite:///{path.as_posix()}")
     try:
         async with engine.connect() as connection:
-            return await fingerprint(connection)
+            return await fingerprint(connection, progress=progress)
     finally:
         await engine.dispose()
 
@@ -174,10 +193,13 @@ async def _pg_dump_with_fingerprint(url: URL, destination: Path, progress: Progr
             conninfo, env = _libpq(url)
             progress("pg_dump running on the exported snapshot")
             dump = asyncio.create_task(
-                _run(_tool("pg_dump"), "--format=custom", f"--snapshot={snapshot}", f"--file={destination}", conninfo, env=env)
-            )
+                _run(
+                    _tool("pg_dump"), "--format=custom", f"--snapshot={snapshot}", f"--file={destination}", conninfo,
+                    env=env, progress=progress,
+                )
+            )  # fmt: skip
             try:
-                result = await fingerprint(connection)
+                result = await fingerprint(connection, progress=progress)
             finally:
                 await dump
             return result
@@ -200,6 +222,36 @@ def _copy_offsite(final: Path, copy_to: Path) -> None:
     partial.rename(copy_to / final.name)
 
 
+def is_s3(location: Path | str | None) -> bool:
+    """Whether an off-site location is an S3 URL (``s3://BUCKET[/PREFIX]``) rather than a directory."""
+    return isinstance(location, str) and location.startswith("s3://")
+
+
+def _copy_offsite_s3(final: Path, destination: str, settings: Settings, progress: Progress) -> None:
+    """Upload a finished backup to ``s3://BUCKET[/PREFIX]``: its files first, the manifest last.
+
+    A copy interrupted half-way therefore has no manifest (and is no backup). The endpoint is
+    ``backup_s3_endpoint_url`` (unset: AWS; any S3-compatible server otherwise), credentials come
+    from the usual AWS chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, profile, role).
+    """
+    import boto3
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, prefix = destination.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise BackupError(f"{destination!r} names no bucket: write s3://BUCKET or s3://BUCKET/PREFIX")
+    client = boto3.client("s3", endpoint_url=settings.backup_s3_endpoint_url, region_name=settings.backup_s3_region)
+    files = sorted((path for path in final.rglob("*") if path.is_file()), key=lambda path: (path.name == MANIFEST, path.name))
+    for number, path in enumerate(files, start=1):
+        key = "/".join(part for part in (prefix.strip("/"), final.name, path.relative_to(final).as_posix()) if part)
+        try:
+            client.upload_file(str(path), bucket, key)
+        except (Boto3Error, BotoCoreError, ClientError) as exc:
+            raise BackupError(f"copying {path.name} to s3://{bucket}/{key} failed: {exc}") from exc
+        progress(f"uploaded s3://{bucket}/{key} ({number}/{len(files)} files)")
+
+
 def _seal(staging: Path, manifest: dict[str, Any], final: Path) -> Path:
     """Write the manifest, then rename the finished directory into place (a backup is never seen half-written)."""
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -216,11 +268,14 @@ async def create_backup(
     root: Path,
     *,
     encrypt: bool = False,
-    copy_to: Path | None = None,
+    copy_to: Path | str | None = None,
     clock: Clock | None = None,
     progress: Progress = _noop,
 ) -> Backup:
-    """Back up the configured database into a new directory under `root`."""
+    """Back up the configured database into a new directory under `root`.
+
+    `copy_to`: a second location for the finished backup, a directory (or mount) or ``s3://BUCKET[/PREFIX]``.
+    """
     now = (clock or LiveClock()).now().astimezone(UTC)
     url = _url(settings)
     dialect = url.get_backend_name()
@@ -231,7 +286,7 @@ async def create_backup(
             name = SQLITE_FILE
             await asyncio.to_thread(_sqlite_online_copy, Path(str(url.database)), staging / name, progress)
             progress("fingerprinting the copy")
-            facts = await _sqlite_fingerprint(staging / name)
+            facts = await _sqlite_fingerprint(staging / name, progress)
         elif dialect == "postgresql":
             name = PG_FILE
             facts = await _pg_dump_with_fingerprint(url, staging / name, progress)
@@ -262,9 +317,12 @@ async def create_backup(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if copy_to is not None:
+    if is_s3(copy_to):
         progress(f"copying off-site to {copy_to}")
-        await asyncio.to_thread(_copy_offsite, final, copy_to)
+        await asyncio.to_thread(_copy_offsite_s3, final, str(copy_to), settings, progress)
+    elif copy_to is not None:
+        progress(f"copying off-site to {copy_to}")
+        await asyncio.to_thread(_copy_offsite, final, Path(copy_to))
     return Backup(final, manifest)
 
 
@@ -345,7 +403,7 @@ async def _admin(url: URL) -> asyncpg.Connection:
     return await asyncpg.connect(admin)
 
 
-async def _pg_restore_into(url: URL, name: str, dump: Path) -> URL:
+async def _pg_restore_into(url: URL, name: str, dump: Path, progress: Progress = _noop) -> URL:
     admin = await _admin(url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
@@ -353,7 +411,10 @@ async def _pg_restore_into(url: URL, name: str, dump: Path) -> URL:
         await admin.close()
     target = url.set(database=name)
     conninfo, env = _libpq(target)
-    await _run(_tool("pg_restore"), "--exit-on-error", "--no-owner", f"--dbname={conninfo}", str(dump), env=env)
+    jobs = f"--jobs={max(1, min(RESTORE_JOBS, os.cpu_count() or 1))}"  # tables and indexes restored in parallel
+    await _run(
+        _tool("pg_restore"), "--exit-on-error", "--no-owner", jobs, f"--dbname={conninfo}", str(dump), env=env, progress=progress
+    )
     return target
 
 
@@ -374,20 +435,32 @@ async def _drop_pg(url: URL, name: str) -> None:
 
 
 async def _check_staged(settings: Settings, url: str, backup: Backup, result: VerifyResult, progress: Progress) -> None:
-    """Fingerprint, integrity and audit chain of a staged database against the manifest."""
+    """Fingerprint, integrity and audit chain of a staged database against the manifest.
+
+    The three read the staged database on connections of their own, concurrently (on PostgreSQL
+    each is a server process of its own); their problems are reported in this order.
+    """
     database = Database(settings.model_copy(update={"database_url": url, "database_replica_url": None}))
-    try:
-        progress("comparing row counts, checksums, journal sums and audit head with the manifest")
+    expected = Fingerprint.from_json(backup.manifest["fingerprint"])
+
+    async def facts() -> Fingerprint:
         async with database.engine.connect() as connection:
-            facts = await fingerprint(connection)
-        expected = Fingerprint.from_json(backup.manifest["fingerprint"])
-        result.problems.extend(facts.differences(expected))
-        result.checked["rows"] = sum(table.rows for table in facts.tables.values())
-        progress("running check integrity")
-        report = await check_integrity(database)
+            found = await fingerprint(connection, expected.method, progress=progress)
+        progress("row counts, checksums, journal sums and audit head compared with the manifest")
+        return found
+
+    async def integrity() -> IntegrityReport:
+        found = await check_integrity(database)
+        progress("check integrity done")
+        return found
+
+    try:
+        progress("comparing with the manifest, running check integrity and verifying the audit chain (concurrently)")
+        found, report, audit = await asyncio.gather(facts(), integrity(), AuditService(database, LiveClock()).verify())
+        result.problems.extend(found.differences(expected))
+        result.checked["rows"] = sum(table.rows for table in found.tables.values())
         result.problems.extend(f"integrity: {problem}" for problem in report.problems)
         result.checked.update({f"integrity_{name}": count for name, count in report.checked.items()})
-        audit = await AuditService(database, LiveClock()).verify()
         if not audit.ok:
             result.problems.append(f"audit chain: {audit.problem}")
         elif audit.head_hash != expected.audit_head:
@@ -423,7 +496,7 @@ async def _stage(settings: Settings, backup: Backup, result: VerifyResult, progr
         name = f"{configured.database}_restore_{secrets.token_hex(4)}"
         progress(f"pg_restore into {name}")
         try:
-            url = (await _pg_restore_into(configured, name, plain)).render_as_string(hide_password=False)
+            url = (await _pg_restore_into(configured, name, plain, progress)).render_as_string(hide_password=False)
         except BackupError as exc:
             await _drop_pg(configured, name)
             result.problems.append(exc.detail)

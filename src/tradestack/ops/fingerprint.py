@@ -6,25 +6,36 @@ trailing zeros, timestamps in UTC ISO 8601, booleans as 1/0, encrypted columns a
 ciphertext, so no key is needed and a copy is byte-exact); the journal's sum per currency; the
 audit chain's row count and head hash; the schema revision. Two databases with equal
 fingerprints hold the same data.
+
+Methods (recorded in the fingerprint, so a backup's manifest is always checked the way it was made):
+
+- ``rows-sha256-v2`` (current): a row's canonical text (values joined by U+001F, NULL as U+0000)
+  is hashed on its own; the table's checksum is the SHA-256 of those row hashes, in hex, one per
+  line. On PostgreSQL the database computes each row's canonical text and hash itself (one SQL
+  expression per column type) and streams the hex lines with ``COPY ... TO STDOUT``: no Python
+  object per value. On SQLite (or for a column type without an SQL form) Python does the same.
+- ``rows-sha256-v1`` (manifests written before): one SHA-256 over the canonical texts of every row.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
 from typing import Any
 
-from sqlalchemy import Column, Table, Text, select, text, type_coerce
+from sqlalchemy import Boolean, Column, Float, Integer, Numeric, String, Table, Text, func, select, text, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import tradestack.models  # noqa: F401 - registers every table on Base.metadata
 from tradestack.core.money import plain
 from tradestack.kit.crypto import EncryptedString
+from tradestack.kit.types import ExactDecimal
 from tradestack.models.audit import AuditEntry
-from tradestack.models.base import Base
+from tradestack.models.base import Base, UTCDateTime
 from tradestack.models.books import PostingRow
 
 # Who-does-what-now state that a running installation rewrites every few seconds (the audit chainer's
@@ -32,6 +43,10 @@ from tradestack.models.books import PostingRow
 TRANSIENT_TABLES = frozenset({"audit_chainer_leases"})
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 BATCH_ROWS = 5000
+METHOD_V1 = "rows-sha256-v1"
+METHOD_V2 = "rows-sha256-v2"
+METHOD = METHOD_V2
+METHODS = (METHOD_V1, METHOD_V2)
 
 
 @dataclass
@@ -49,6 +64,7 @@ class Fingerprint:
     audit_rows: int = 0
     audit_head: str | None = None
     schema_revision: str | None = None
+    method: str = METHOD
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,11 +77,14 @@ class Fingerprint:
             audit_rows=int(data["audit_rows"]),
             audit_head=data["audit_head"],
             schema_revision=data["schema_revision"],
+            method=data.get("method", METHOD_V1),
         )
 
     def differences(self, other: Fingerprint) -> list[str]:
         """What differs from `other`, one line per difference (empty: the same data)."""
         problems: list[str] = []
+        if self.method != other.method:
+            return [f"fingerprint taken by method {self.method}, expected {other.method}: checksums cannot be compared"]
         for name in sorted(set(self.tables) | set(other.tables)):
             mine, theirs = self.tables.get(name), other.tables.get(name)
             if mine is None or theirs is None:
@@ -122,29 +141,116 @@ def primary_key(table: Table) -> list[Column[Any]]:
     return list(table.primary_key.columns) or list(table.columns)
 
 
-async def table_fingerprint(connection: AsyncConnection, table: Table) -> TableFingerprint:
+def _row_text(row: Any) -> bytes:
+    return "\x1f".join(canonical(value) for value in row).encode()
+
+
+async def _python_table_fingerprint(connection: AsyncConnection, table: Table, method: str) -> TableFingerprint:
     digest = hashlib.sha256()
     rows = 0
     result = await connection.stream(select(*raw_columns(table)).order_by(*primary_key(table)))
     async for partition in result.partitions(BATCH_ROWS):
         for row in partition:
-            digest.update("\x1f".join(canonical(value) for value in row).encode())
-            digest.update(b"\x1e")
+            if method == METHOD_V1:
+                digest.update(_row_text(row))
+                digest.update(b"\x1e")
+            else:
+                digest.update(hashlib.sha256(_row_text(row)).hexdigest().encode())
+                digest.update(b"\n")
             rows += 1
     return TableFingerprint(rows=rows, sha256=digest.hexdigest())
 
 
-async def fingerprint(connection: AsyncConnection) -> Fingerprint:
-    """The fingerprint of the database behind `connection` (in its current transaction/snapshot)."""
-    result = Fingerprint()
-    for table in data_tables():
-        if table.name not in TRANSIENT_TABLES:
-            result.tables[table.name] = await table_fingerprint(connection, table)
+_PG_TIMESTAMP = (
+    "to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+    " || CASE WHEN extract(microseconds FROM {c})::bigint % 1000000 = 0 THEN ''"
+    " ELSE to_char({c} AT TIME ZONE 'UTC', '.US') END || '+00:00'"
+)
+
+
+def _pg_canonical(column: Column[Any], quoted: str) -> str | None:
+    """SQL giving the column's `canonical` text on PostgreSQL (None: no SQL form, Python must do it)."""
+    kind = column.type
+    if isinstance(kind, ExactDecimal) or (isinstance(kind, Numeric) and not isinstance(kind, Float)):
+        return f"trim_scale({quoted})::text"
+    if isinstance(kind, UTCDateTime):
+        return _PG_TIMESTAMP.format(c=quoted)
+    if isinstance(kind, Boolean):
+        return f"CASE WHEN {quoted} THEN '1' WHEN NOT {quoted} THEN '0' END"
+    if isinstance(kind, Integer | String | EncryptedString):
+        return f"{quoted}::text"
+    return None
+
+
+def _pg_row_hashes(connection: AsyncConnection, table: Table) -> str | None:
+    """``SELECT`` of each row's hex SHA-256 (method v2) in primary-key order, or None when a column has no SQL form."""
+    quote = connection.dialect.identifier_preparer.quote
+    parts: list[str] = []
+    for column in table.columns:
+        expression = _pg_canonical(column, quote(column.name))
+        if expression is None:
+            return None
+        parts.append(f"coalesce(convert_to({expression}, 'UTF8'), '\\x00'::bytea)")
+    row = " || '\\x1f'::bytea || ".join(parts)
+    order = ", ".join(quote(column.name) for column in primary_key(table))
+    return f"SELECT encode(sha256({row}), 'hex') FROM {quote(table.name)} ORDER BY {order}"  # noqa: S608 - metadata names
+
+
+async def _pg_table_fingerprint(connection: AsyncConnection, query: str) -> TableFingerprint:
+    """Stream the row hashes with COPY (in the connection's current transaction) into the table's digest."""
+    digest = hashlib.sha256()
+    lines = 0
+
+    async def sink(chunk: bytes) -> None:
+        nonlocal lines
+        digest.update(chunk)
+        lines += chunk.count(b"\n")
+
+    raw = await connection.get_raw_connection()
+    await raw.driver_connection.copy_from_query(query, output=sink)  # type: ignore[union-attr]
+    return TableFingerprint(rows=lines, sha256=digest.hexdigest())
+
+
+async def table_fingerprint(connection: AsyncConnection, table: Table, method: str = METHOD) -> TableFingerprint:
+    """Row count and checksum of one table by `method`."""
+    if method not in METHODS:
+        raise ValueError(f"unknown fingerprint method {method!r}; known: {', '.join(METHODS)}")
+    if method == METHOD_V2 and connection.dialect.name == "postgresql":
+        query = _pg_row_hashes(connection, table)
+        if query is not None:
+            return await _pg_table_fingerprint(connection, query)
+    return await _python_table_fingerprint(connection, table, method)
+
+
+async def journal_sums(connection: AsyncConnection) -> dict[str, str]:
+    """The sum of every posting's amount per currency (exact: NUMERIC on PostgreSQL, Decimal in Python on SQLite)."""
     sums: dict[str, Decimal] = defaultdict(Decimal)
-    with localcontext(_EXACT):
-        for currency, amount in await connection.execute(select(PostingRow.currency, PostingRow.amount)):
-            sums[currency] += amount
-    result.journal_sums = {currency: plain(total) for currency, total in sorted(sums.items())}
+    if connection.dialect.name == "postgresql":
+        query = select(PostingRow.currency, func.sum(PostingRow.amount)).group_by(PostingRow.currency)
+        for currency, total in await connection.execute(query):
+            sums[currency] = total
+    else:
+        with localcontext(_EXACT):
+            for currency, amount in await connection.execute(select(PostingRow.currency, PostingRow.amount)):
+                sums[currency] += amount
+    return {currency: plain(total) for currency, total in sorted(sums.items())}
+
+
+async def fingerprint(
+    connection: AsyncConnection, method: str = METHOD, *, progress: Callable[[str], None] | None = None
+) -> Fingerprint:
+    """The fingerprint of the database behind `connection` (in its current transaction/snapshot).
+
+    `progress`, when given, hears of each table as it is checksummed.
+    """
+    result = Fingerprint(method=method)
+    await connection.execute(text("SELECT 1"))  # begins the transaction before any COPY on the driver's connection
+    tables = [table for table in data_tables() if table.name not in TRANSIENT_TABLES]
+    for number, table in enumerate(tables, start=1):
+        result.tables[table.name] = await table_fingerprint(connection, table, method)
+        if progress is not None:
+            progress(f"checksummed {table.name}: {result.tables[table.name].rows} rows ({number}/{len(tables)} tables)")
+    result.journal_sums = await journal_sums(connection)
     result.audit_rows = result.tables[AuditEntry.__tablename__].rows
     head = await connection.execute(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
     result.audit_head = head.scalar_one_or_none()
