@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tradestack.audit.service import AuditService, drainer_of
 from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from tradestack.core.money import canonical, decimal_places, plain
-from tradestack.domain.instruments import Instrument, trading_hours
+from tradestack.domain.instruments import Instrument
 from tradestack.domain.ledger import fx_conversion
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import FeeModel
@@ -59,7 +59,7 @@ from tradestack.kit.currencies import currency_problem, minor_units
 from tradestack.kit.metrics import ORDER_PLACEMENT_LATENCY, ORDERS
 from tradestack.kit.outages import count_outage, unavailable_backend
 from tradestack.kit.runtime import Runtime
-from tradestack.marketdata.service import MarketDataService
+from tradestack.marketdata.service import MarketDataService, trading_hours
 from tradestack.models.identity import TradingAccount
 from tradestack.models.trading import OrderRow
 from tradestack.portfolio.repository import JournalRepository
