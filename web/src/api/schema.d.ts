@@ -1477,6 +1477,11 @@ export interface components {
       /** Base Currency */
       base_currency: string | null;
       /**
+       * Calendar Until
+       * @description Last venue-local day the exchange calendar (holidays, early closes) covers; later days follow the weekday sessions. Null for venues with weekly sessions only (spot FX) or none (crypto).
+       */
+      calendar_until?: string | null;
+      /**
        * Fee Bps
        * @description Paper fee: basis points of the notional (decimal string).
        * @default 0
@@ -1497,6 +1502,11 @@ export interface components {
       lot_size: string;
       /** Name */
       name: string;
+      /**
+       * Next Close
+       * @description When the running session closes (UTC; early on half days); null while closed or where it never closes.
+       */
+      next_close?: string | null;
       /**
        * Next Open
        * @description When the next session opens (UTC); null while open.
