@@ -11,8 +11,9 @@ to know holidays nobody has published yet (`known_until`).
 
 The library imports pandas and takes seconds to import, so it is loaded lazily, once per process,
 and its tables are written to a JSON cache (`load(directory)`, called at start-up in a worker
-thread) keyed by the library's version and the years: later starts read the file and never import
-the library. The demo switch `TRADESTACK_MARKET_HOURS_ALWAYS_OPEN` opens every venue around the
+thread) keyed by the library's version and the years, in the data directory and in a machine-wide
+cache (`shared_cache_dir()`): later starts, and servers with a new data directory, read the file
+and never import the library. The demo switch `TRADESTACK_MARKET_HOURS_ALWAYS_OPEN` opens every venue around the
 clock, for every caller alike.
 """
 
@@ -76,20 +77,38 @@ def tables() -> dict[str, SessionTable]:
     return _tables if _tables is not None else load(None)
 
 
-def load(directory: Path | None, *, last_year: int | None = None) -> dict[str, SessionTable]:
-    """Load the tables from the cache file in `directory`, or compute (and write) them; once per process."""
+def shared_cache_dir() -> Path:
+    """The machine-wide cache every data directory shares (`$XDG_CACHE_HOME/tradestack`, else `~/.cache/tradestack`)."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "tradestack"
+
+
+def load(directory: Path | None, *, last_year: int | None = None, shared: Path | bool | None = True) -> dict[str, SessionTable]:
+    """Load the tables from the cache file in `directory` or the shared cache, or compute (and write) them; once per process.
+
+    The file depends only on the library's version and the years, so one computation serves every
+    data directory on the machine (`shared`: True for `shared_cache_dir()`, a path, or False).
+    """
     global _tables
     with _lock:
         if _tables is not None:
             return _tables
         last = last_year if last_year is not None else datetime.now(UTC).year + YEARS_AHEAD
         source = f"{LIBRARY} {package_version(LIBRARY)}"
-        path = directory / f"calendars-{source.replace(' ', '-')}-{FIRST_YEAR}-{last}.json" if directory else None
-        loaded = _read(path, source) if path is not None else None
+        name = f"calendars-{source.replace(' ', '-')}-{FIRST_YEAR}-{last}.json"
+        common = shared_cache_dir() if shared is True else shared or None
+        paths = [folder / name for folder in (directory, common) if folder is not None]
+        loaded, damaged = None, []
+        for path in paths:
+            loaded = _read(path, source)
+            if loaded is not None:
+                break
+            damaged.append(path)
         if loaded is None:
             loaded = compute(FIRST_YEAR, last)
-            if path is not None:
-                _write(path, loaded)
+        for path in paths:
+            if path in damaged or not path.is_file():
+                _write(path, loaded)  # missing or unreadable: (re)write it
         _tables = loaded
         _venues.clear()
         return loaded

@@ -97,26 +97,32 @@ def test_the_demo_switch_opens_every_venue_and_crypto_and_fx_keep_their_rules() 
 def test_the_tables_are_cached_on_disk_and_read_back_without_the_library(
     fresh: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    computed = calendars.load(tmp_path, last_year=2027)
-    (cache,) = tmp_path.glob("calendars-*.json")
+    data, shared = tmp_path / "data", tmp_path / "shared"
+    computed = calendars.load(data, last_year=2027, shared=shared)
+    (cache,) = data.glob("calendars-*.json")
     assert "pandas-market-calendars" in cache.name
+    assert (shared / cache.name).read_bytes() == cache.read_bytes()
     calendars.reset()
 
     def refuse(first_year: int, last_year: int) -> None:
         raise AssertionError("computed again instead of reading the cache")
 
     monkeypatch.setattr(calendars, "compute", refuse)
-    again = calendars.load(tmp_path, last_year=2027)
-    assert again == computed
+    assert calendars.load(data, last_year=2027, shared=False) == computed
     assert not trading_hours("NYSE").is_open(utc(2026, 11, 26, 15, 0))
+    calendars.reset()
+    other = tmp_path / "another-data-dir"  # a new installation on the same machine: the shared file serves
+    assert calendars.load(other, last_year=2027, shared=shared) == computed
+    assert (other / cache.name).is_file()
 
 
 def test_a_damaged_cache_file_is_recomputed(fresh: None, tmp_path: Path) -> None:
-    calendars.load(tmp_path, last_year=2027)
+    calendars.load(tmp_path, last_year=2027, shared=False)
     (cache,) = tmp_path.glob("calendars-*.json")
     body = json.loads(cache.read_text())
     body["venues"]["NYSE"]["sessions"] = "garbage"
     cache.write_text(json.dumps(body))
     calendars.reset()
-    assert len(calendars.load(tmp_path, last_year=2027)["NYSE"].opens) > 6_000
+    assert len(calendars.load(tmp_path, last_year=2027, shared=False)["NYSE"].opens) > 6_000
+    assert isinstance(json.loads(cache.read_text())["venues"]["NYSE"]["sessions"], list)  # repaired
     assert not trading_hours("NYSE").is_open(utc(2026, 11, 26, 15, 0))
