@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -233,4 +234,47 @@ def test_risk_uses_the_kill_switch_and_admin_sees_operations(server: Server, pag
     expect(page.get_by_role("region", name="API keys")).to_be_visible()
     violations += axe_violations(page)
     screenshot(page, "security")
+    assert not violations, violations
+
+
+def _first_alpha(server: Server, token: str) -> dict[str, Any]:
+    """The ranked universe once `up` has trained its first model in the background (409 until then)."""
+    deadline = datetime.now(UTC) + timedelta(seconds=240)
+    with server.client(token) as client:
+        while True:
+            answer = client.get("/api/trading/signals")
+            if answer.status_code == 200:
+                ranked: dict[str, Any] = answer.json()
+                return ranked
+            assert answer.status_code == 409, answer.text
+            assert datetime.now(UTC) < deadline, f"no promoted alpha after 240 s: {answer.text}"
+            time.sleep(2)
+
+
+def test_signals_screen_ranks_the_universe_with_the_model_and_its_live_accuracy(server: Server, page: Page) -> None:
+    viewer = make_person(server, "viewer")
+    ranked = _first_alpha(server, viewer.token)
+    sign_in(page, server, viewer.email)
+    expect(page.get_by_test_id("last-candle")).to_be_visible(timeout=15_000)
+    _nav(page, "Signals")
+    table = page.get_by_test_id("signals-table")
+    expect(table.locator("tbody tr")).to_have_count(len(ranked["signals"]), timeout=15_000)
+    symbols = table.locator("tbody tr").evaluate_all("rows => rows.map(row => row.dataset.symbol)")
+    assert symbols == [s["symbol"] for s in ranked["signals"]]  # best first, as the API ranks them
+    first = ranked["signals"][0]
+    expect(table.locator(f"tr[data-symbol='{first['symbol']}'] [data-field=score]")).to_have_text(f"{first['score']:.5f}")
+    expect(page.get_by_test_id("model-version")).to_have_text(ranked["model_version"])
+    with server.client(viewer.token) as client:
+        live = client.get("/api/trading/signals/accuracy").json()["models"]
+    (served,) = [row for row in live if row["model_version"] == ranked["model_version"]]
+    waiting = "no call judged yet" if served["calls"] == 0 else f"of {served['calls']}"
+    expect(page.get_by_test_id("live-accuracy")).to_contain_text(waiting)
+    with server.client(viewer.token) as client:
+        (model,) = [m for m in client.get("/api/models").json()["models"] if m["version"] == ranked["model_version"]]
+    if model["metrics"]:
+        expect(page.get_by_role("table", name="Out-of-sample evaluation")).to_be_visible()
+    else:  # the quick model `up` trains on first start is not evaluated walk-forward, and says so
+        expect(page.get_by_test_id("not-evaluated")).to_contain_text("tradestack signals train --promote")
+    violations = axe_violations(page)
+    screenshot(page, "signals")
     assert not violations, violations

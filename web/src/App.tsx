@@ -9,6 +9,7 @@ import { Markets } from "./screens/Markets";
 
 const Orders = lazy(() => import("./screens/Orders"));
 const Portfolio = lazy(() => import("./screens/Portfolio"));
+const Signals = lazy(() => import("./screens/Signals"));
 const Operations = lazy(() => import("./screens/Operations"));
 const Security = lazy(() => import("./screens/Security"));
 
@@ -46,6 +47,7 @@ function Routed() {
           <Route path="/orders" element={<Orders />} />
           <Route path="/orders/:orderId" element={<Orders />} />
           <Route path="/portfolio" element={<Portfolio />} />
+          <Route path="/signals" element={<Signals />} />
           {operations && <Route path="/operations" element={<Operations />} />}
           <Route path="/security" element={<Security />} />
           <Route path="*" element={<NotFound />} />

@@ -1,17 +1,20 @@
 """Instruments, the venues they trade on, and the venues' trading calendars.
 
-A `Venue` knows its sessions in venue-local time and its full-day holidays, and answers whether it
-is open at a UTC instant and when it next opens or closes. An `Instrument` carries its trading
+A `Venue` knows its sessions and answers whether it is open at a UTC instant and when it next
+opens or closes. Its exact calendar is a `SessionTable`: the open and close instant of every session
+over a range of years, holidays and early closes (half days) included, computed from an exchange
+calendar library outside the domain (`tradestack.marketdata.calendars`) and handed in as plain
+instants. Outside the table's range (or for a venue without one, such as spot FX) the weekly
+`sessions` in venue-local time apply, minus any `holidays`. An `Instrument` carries its trading
 rules (tick and lot size) and rounds prices to its tick. `CATALOG` is the built-in universe.
-
-Half-day sessions (early closes) are not modelled: a half day counts as a full session.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
@@ -68,11 +71,65 @@ def _require_aware(at: datetime) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionTable:
+    """Every session of a venue from `start` to `end` (UTC): `opens[i]` to `closes[i]`, in time order.
+
+    A day without a session (holiday, weekend) simply has no entry; an early close is a shorter
+    one; a special session (NSE's Muhurat trading on Diwali) is an entry at its own hours. `source`
+    names where the table came from (library and version). Between `start` and `end` the table is
+    the whole truth: no session outside it.
+    """
+
+    opens: tuple[datetime, ...]
+    closes: tuple[datetime, ...]
+    start: datetime
+    end: datetime
+    source: str
+
+    def __post_init__(self) -> None:
+        for at in (self.start, self.end, *self.opens[:1], *self.closes[-1:]):
+            _require_aware(at)
+        if len(self.opens) != len(self.closes):
+            raise ValueError(f"session table: {len(self.opens)} opens but {len(self.closes)} closes")
+        if self.end <= self.start:
+            raise ValueError("session table: end must be after start")
+        previous_close = self.start
+        for open_, close in zip(self.opens, self.closes, strict=True):
+            if not previous_close <= open_ < close:
+                raise ValueError(f"session table: sessions must be in order and not overlap (at {open_.isoformat()})")
+            previous_close = close
+        if previous_close > self.end:
+            raise ValueError("session table: the last session ends after the table's end")
+
+    @classmethod
+    def of(cls, sessions: Sequence[tuple[datetime, datetime]], start: datetime, end: datetime, source: str) -> SessionTable:
+        """A table from (open, close) pairs, converted to UTC."""
+        return cls(
+            opens=tuple(o.astimezone(UTC) for o, _ in sessions),
+            closes=tuple(c.astimezone(UTC) for _, c in sessions),
+            start=start.astimezone(UTC),
+            end=end.astimezone(UTC),
+            source=source,
+        )
+
+    def covers(self, at_utc: datetime) -> bool:
+        """Whether `at_utc` falls in the table's range."""
+        return self.start <= at_utc < self.end
+
+    def sessions_from(self, at_utc: datetime) -> Iterator[tuple[datetime, datetime]]:
+        """The sessions that end after `at_utc`, in time order."""
+        first = bisect.bisect_right(self.closes, at_utc)
+        yield from zip(self.opens[first:], self.closes[first:], strict=True)
+
+
+@dataclass(frozen=True, slots=True)
 class Venue:
     """A trading venue and its calendar.
 
     `sessions` are in the IANA `timezone`; `holidays` are venue-local dates on which no session
-    starts. An `always_open` venue (crypto) trades 24/7 and ignores sessions and holidays.
+    starts. `schedule`, when given, is the exact calendar over its range and wins there; the weekly
+    sessions and holidays apply outside it. An `always_open` venue (crypto) trades 24/7 and ignores
+    all of them.
     """
 
     code: str
@@ -81,6 +138,7 @@ class Venue:
     sessions: tuple[Session, ...]
     holidays: frozenset[date] = frozenset()
     always_open: bool = False
+    schedule: SessionTable | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Z0-9_]{1,16}", self.code):
@@ -146,7 +204,28 @@ class Venue:
         raise ValueError(f"venue {self.code}: no session within {_SEARCH_DAYS} days of {at_utc.isoformat()}")
 
     def _intervals(self, first_day: date) -> Iterator[tuple[datetime, datetime]]:
-        """UTC (open, close) of every session starting on or after `first_day`, in time order."""
+        """UTC (open, close) of every session starting on or after `first_day`, in time order.
+
+        From the schedule over its range, from the weekly sessions before and after it.
+        """
+        table = self.schedule
+        if table is None:
+            yield from self._weekly(first_day)
+            return
+        from_utc = datetime.combine(first_day, time(0), tzinfo=self.zone).astimezone(UTC)
+        if from_utc < table.start:
+            for start, end in self._weekly(first_day):
+                if end > table.start:
+                    break
+                yield start, end
+        yield from table.sessions_from(from_utc)
+        after = max(first_day, table.end.astimezone(self.zone).date())
+        for start, end in self._weekly(after):
+            if start >= table.end:
+                yield start, end
+
+    def _weekly(self, first_day: date) -> Iterator[tuple[datetime, datetime]]:
+        """The weekly sessions minus holidays, starting on or after `first_day`."""
         zone = self.zone
         for offset in range(_SEARCH_DAYS + 2 * _LONGEST_SESSION_DAYS):
             day = first_day + timedelta(days=offset)
@@ -177,74 +256,34 @@ class Venue:
             yield current
 
 
-def _dates(*isoformat: str) -> frozenset[date]:
-    return frozenset(date.fromisoformat(text) for text in isoformat)
-
-
 _WEEKDAYS = frozenset(range(5))
 
-# NYSE full-day closures (the exchange's published holiday list; NASDAQ closes on the same days).
-# Early closes (the day after Thanksgiving, Christmas Eve, ...) are not modelled.
-US_HOLIDAYS = _dates(
-    # 2024
-    "2024-01-01", "2024-01-15", "2024-02-19", "2024-03-29", "2024-05-27",
-    "2024-06-19", "2024-07-04", "2024-09-02", "2024-11-28", "2024-12-25",
-    # 2025; 9 January was an unscheduled closure (national day of mourning for President Carter).
-    "2025-01-01", "2025-01-09", "2025-01-20", "2025-02-17", "2025-04-18", "2025-05-26",
-    "2025-06-19", "2025-07-04", "2025-09-01", "2025-11-27", "2025-12-25",
-    # 2026; Independence Day falls on a Saturday and is observed on Friday 3 July.
-    "2026-01-01", "2026-01-19", "2026-02-16", "2026-04-03", "2026-05-25",
-    "2026-06-19", "2026-07-03", "2026-09-07", "2026-11-26", "2026-12-25",
-    # 2027; Juneteenth and Christmas fall on Saturdays (observed Friday), Independence Day on a
-    # Sunday (observed Monday).
-    "2027-01-01", "2027-01-18", "2027-02-15", "2027-03-26", "2027-05-31",
-    "2027-06-18", "2027-07-05", "2027-09-06", "2027-11-25", "2027-12-24",
-)  # fmt: skip
-
-# ASX full-day closures, holidays where known: New Year, Australia Day, Good Friday, Easter Monday,
-# Anzac Day, King's Birthday and Christmas/Boxing Day with their Monday/Tuesday substitutes.
-# Anzac Day on a weekend (2026: Saturday, 2027: Sunday) is left out: no weekday substitute is
-# assumed. Check against ASX's published trading calendar before relying on it.
-ASX_HOLIDAYS = _dates(
-    "2025-01-01", "2025-01-27", "2025-04-18", "2025-04-21", "2025-04-25", "2025-06-09", "2025-12-25", "2025-12-26",
-    "2026-01-01", "2026-01-26", "2026-04-03", "2026-04-06", "2026-06-08", "2026-12-25", "2026-12-28",
-    "2027-01-01", "2027-01-26", "2027-03-26", "2027-03-29", "2027-06-14", "2027-12-27", "2027-12-28",
-)  # fmt: skip
-
-# NSE: a PARTIAL list, only the fixed-date national holidays (Republic Day, Maharashtra Day,
-# Independence Day, Gandhi Jayanti, Christmas). The many lunar-calendar holidays (Holi, Diwali,
-# Eid, ...) are missing, so the NSE calendar reports some closed days as open.
-NSE_HOLIDAYS = frozenset(
-    date(year, month, day) for year in (2025, 2026, 2027) for month, day in ((1, 26), (5, 1), (8, 15), (10, 2), (12, 25))
-)
-
+# The weekly sessions below are the fallback outside a venue's `SessionTable`: holidays, early
+# closes and special sessions come from the exchange calendar library, through
+# `tradestack.marketdata.calendars.trading_hours` (the one rule for order checks, engine and feeds).
 NASDAQ = Venue(
     code="NASDAQ",
     name="Nasdaq Stock Market",
     timezone="America/New_York",
     sessions=(Session(_WEEKDAYS, time(9, 30), time(16, 0)),),
-    holidays=US_HOLIDAYS,
 )
 NYSE = Venue(
     code="NYSE",
     name="New York Stock Exchange",
     timezone="America/New_York",
     sessions=(Session(_WEEKDAYS, time(9, 30), time(16, 0)),),
-    holidays=US_HOLIDAYS,
 )
 ASX = Venue(
     code="ASX",
     name="Australian Securities Exchange",
     timezone="Australia/Sydney",
     sessions=(Session(_WEEKDAYS, time(10, 0), time(16, 0)),),
-    holidays=ASX_HOLIDAYS,
 )
 NSE = Venue(
     code="NSE",
     name="National Stock Exchange of India",
     timezone="Asia/Kolkata",
     sessions=(Session(_WEEKDAYS, time(9, 15), time(15, 30)),),
-    holidays=NSE_HOLIDAYS,
 )
 # Spot FX trades continuously from Sunday 17:00 to Friday 17:00 New York time: one 24-hour session
 # starting at 17:00 each Sunday to Thursday, which `next_close` joins into one week-long session.
@@ -265,15 +304,6 @@ def venue(code: str) -> Venue:
         return VENUES[code]
     except KeyError:
         raise KeyError(f"unknown venue {code!r}; known venues: {', '.join(sorted(VENUES))}") from None
-
-
-def trading_hours(code: str, *, always_open: bool = False) -> Venue:
-    """The calendar orders of venue `code` trade by: its own, or (the demo setting) open around the clock.
-
-    Order checks, the matching engine and `open_now` all ask this one function, so they agree.
-    """
-    found = venue(code)
-    return replace(found, always_open=True) if always_open and not found.always_open else found
 
 
 _SYMBOL = re.compile(r"[A-Z0-9._/-]{1,32}")

@@ -12,6 +12,7 @@ from tradestack.identity.deps import require
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Principal
 from tradestack.kit.web import OrjsonResponse, RuntimeDep
+from tradestack.marketdata.calendars import known_until
 from tradestack.marketdata.schemas import (
     CandleList,
     CandleOut,
@@ -37,8 +38,20 @@ async def instruments(runtime: RuntimeDep, _: Reader) -> InstrumentList:
         venue = venue_of(instrument, always_open=runtime.settings.market_hours_always_open)
         open_now = venue.is_open(now)
         next_open = None if open_now else venue.next_open(now)
+        next_close = venue.next_close(now) if open_now and not venue.always_open else None
+        calendar_until = None if venue.always_open else known_until(instrument.venue)
         fees = runtime.settings.paper_fees.get(instrument.venue)
-        listed.append(InstrumentOut.of(instrument, timezone=venue.timezone, open_now=open_now, next_open=next_open, fees=fees))
+        listed.append(
+            InstrumentOut.of(
+                instrument,
+                timezone=venue.timezone,
+                open_now=open_now,
+                next_open=next_open,
+                next_close=next_close,
+                calendar_until=calendar_until,
+                fees=fees,
+            )
+        )
     return InstrumentList(instruments=listed)
 
 

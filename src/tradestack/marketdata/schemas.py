@@ -7,7 +7,7 @@ as those bytes.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -99,6 +99,15 @@ class InstrumentOut(BaseModel):
     timezone: str = Field(description="IANA time zone of the venue's sessions.")
     open_now: bool = Field(description="Whether the venue is in a trading session at the time of the request.")
     next_open: datetime | None = Field(default=None, description="When the next session opens (UTC); null while open.")
+    next_close: datetime | None = Field(
+        default=None,
+        description="When the running session closes (UTC; early on half days); null while closed or where it never closes.",
+    )
+    calendar_until: date | None = Field(
+        default=None,
+        description="Last venue-local day the exchange calendar (holidays, early closes) covers; later days follow the "
+        "weekday sessions. Null for venues with weekly sessions only (spot FX) or none (crypto).",
+    )
     fee_bps: str = Field(default="0", description="Paper fee: basis points of the notional (decimal string).")
     fee_minimum: str = Field(default="0", description="Paper fee: minimum per order, in the quote currency.")
 
@@ -110,6 +119,8 @@ class InstrumentOut(BaseModel):
         timezone: str,
         open_now: bool,
         next_open: datetime | None = None,
+        next_close: datetime | None = None,
+        calendar_until: date | None = None,
         fees: tuple[Decimal, Decimal] | None = None,
     ) -> InstrumentOut:
         """Build from the domain object."""
@@ -126,6 +137,8 @@ class InstrumentOut(BaseModel):
             timezone=timezone,
             open_now=open_now,
             next_open=next_open,
+            next_close=next_close,
+            calendar_until=calendar_until,
             fee_bps=plain(fees[0]) if fees else "0",
             fee_minimum=plain(fees[1]) if fees else "0",
         )

@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from tradestack.core.errors import ValidationFailedError
-from tradestack.domain.instruments import CATALOG, Instrument, Venue, trading_hours
+from tradestack.domain.instruments import CATALOG, Instrument, Venue
 from tradestack.domain.marketdata import Bar, Timeframe, aggregate
 from tradestack.domain.snapshot import MarketSnapshot, QuoteView, decode_quote, snapshot_of
 from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.calendars import trading_hours as trading_hours  # the one market-hours rule
 from tradestack.marketdata.repository import BarRepository, InstrumentRepository, SeriesSummary
 
 QUOTE_KEY = "md:quote:"

@@ -10,6 +10,7 @@ from tradestack.domain.feeds import Feed
 from tradestack.domain.replay import SpreadModel
 from tradestack.kit.logging import get_logger
 from tradestack.kit.runtime import Runtime
+from tradestack.marketdata import calendars
 from tradestack.marketdata.feeds import ReplayFeed, SyntheticFeed
 from tradestack.marketdata.repository import BarRepository
 from tradestack.marketdata.runner import MarketDataRunner
@@ -89,6 +90,7 @@ async def start_market_data(runtime: Runtime) -> None:
     (embedded mode). The feeds stop with `Runtime.close`."""
     await MarketDataService(runtime).seed_instruments()
     settings = runtime.settings
+    await asyncio.to_thread(calendars.load, settings.data_dir / "cache")
     if not settings.marketdata_in_process or not settings.marketdata_feeds:
         return
     runner = MarketDataRunner(runtime, await build_feeds(runtime))
@@ -99,6 +101,7 @@ async def start_market_data(runtime: Runtime) -> None:
 async def run_market_data(runtime: Runtime) -> None:
     """Run the feeds until SIGTERM or SIGINT, then stop them cleanly (``tradestack serve marketdata``)."""
     await MarketDataService(runtime).seed_instruments()
+    await asyncio.to_thread(calendars.load, runtime.settings.data_dir / "cache")
     runner = MarketDataRunner(runtime, await build_feeds(runtime))
     main = asyncio.create_task(runner.run_forever())
     loop = asyncio.get_running_loop()

@@ -11,7 +11,15 @@ from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Principal
 from tradestack.kit.ratelimit import check_limit
 from tradestack.kit.web import RuntimeDep
-from tradestack.signals.schemas import ModelList, PredictionOut, PredictRequest, SignalList, SignalOut, SignalRequest
+from tradestack.signals.schemas import (
+    AccuracyList,
+    ModelList,
+    PredictionOut,
+    PredictRequest,
+    SignalList,
+    SignalOut,
+    SignalRequest,
+)
 from tradestack.signals.service import DEFAULT_PREDICT_LIMIT, KINDS, PredictorService, SignalService
 
 signals = APIRouter(prefix="/api/trading/signals", tags=["signals"])
@@ -28,6 +36,15 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
 @signals.post("", response_model=SignalOut, summary="One symbol's alpha signal from the promoted model", responses=_REFUSALS)
 async def signal(runtime: RuntimeDep, _: Reader, body: SignalRequest) -> SignalOut:
     return await SignalService(runtime).signal(body.symbol, max_age_days=body.max_age_days)
+
+
+@signals.get(
+    "/accuracy",
+    response_model=AccuracyList,
+    summary="Live accuracy of each model version this process served (alpha calls and order-book predictions)",
+)
+async def accuracy(runtime: RuntimeDep, _: Reader) -> AccuracyList:
+    return AccuracyList(models=SignalService(runtime).live_accuracy() + PredictorService(runtime).live_accuracy())
 
 
 @signals.get("", response_model=SignalList, summary="The promoted model's universe ranked", responses=_REFUSALS)

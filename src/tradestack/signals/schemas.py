@@ -66,6 +66,26 @@ class SignalList(BaseModel):
     signals: list[SignalOut]
 
 
+class ModelAccuracy(BaseModel):
+    """How a model version's live calls turned out in this process (what `ml_model_accuracy{model}` reports)."""
+
+    model_version: str
+    kind: Literal["alpha", "orderbook"]
+    hits: int = Field(description="Calls that came true.")
+    calls: int = Field(description="Calls judged (their horizon has passed and the outcome moved).")
+    accuracy: float | None = Field(description="hits / calls; null until the first call is judged.")
+    pending: int = Field(description="Calls (alpha: as-of days; order book: predictions) still waiting for their horizon.")
+
+
+class AccuracyList(BaseModel):
+    """Live accuracy of every model version this API process has served."""
+
+    scope: Literal["process"] = Field(
+        default="process", description="Counted by the API process that answered (one per worker), like the metric."
+    )
+    models: list[ModelAccuracy]
+
+
 def metadata_metrics(metadata: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     """The overall evaluation figures in a model's metadata (empty when it was not evaluated)."""
     evaluation = metadata.get("evaluation") or {}

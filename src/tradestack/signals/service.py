@@ -36,7 +36,7 @@ from tradestack.signals import alpha, artifacts, predictor
 from tradestack.signals.metrics import ML_MODEL_ACCURACY, PREDICTION_LATENCY, PREDICTIONS, TRADING_SIGNALS
 from tradestack.signals.outcomes import OutcomeTracker
 from tradestack.signals.repository import SignalModelRepository
-from tradestack.signals.schemas import BookIn, ModelOut, PredictionOut, SignalList, SignalOut, metadata_metrics
+from tradestack.signals.schemas import BookIn, ModelAccuracy, ModelOut, PredictionOut, SignalList, SignalOut, metadata_metrics
 
 ALPHA = "alpha"
 ORDERBOOK = "orderbook"
@@ -65,6 +65,12 @@ def model_out(row: SignalModelRow) -> ModelOut:
         universe=metadata.get("universe", []),
         training_window=metadata.get("training_window", []),
         metrics=metadata_metrics(metadata),
+    )
+
+
+def _accuracy(version: str, kind: str, hits: int, calls: int, pending: int) -> ModelAccuracy:
+    return ModelAccuracy(
+        model_version=version, kind=kind, hits=hits, calls=calls, accuracy=hits / calls if calls else None, pending=pending
     )
 
 
@@ -336,6 +342,20 @@ class SignalService:
             if state["calls"][version]:
                 ML_MODEL_ACCURACY.labels(model=version).set(state["hits"][version] / state["calls"][version])
 
+    def live_accuracy(self) -> list[ModelAccuracy]:
+        """This process's judged alpha calls per version (the figures behind `ml_model_accuracy`)."""
+        state = self.runtime.components.get("signals.alpha_outcomes")
+        if not isinstance(state, dict):
+            return []
+        pending: dict[str, int] = {}
+        for version, _ in state["pending"]:
+            pending[version] = pending.get(version, 0) + 1
+        versions = sorted(set(pending) | set(state["calls"]))
+        return [
+            _accuracy(version, ALPHA, state["hits"].get(version, 0), state["calls"].get(version, 0), pending.get(version, 0))
+            for version in versions
+        ]
+
     async def signal(self, symbol: str, *, max_age_days: int | None = None) -> SignalOut:
         """One symbol's signal; 422 when the symbol is unknown or outside the model's universe on the as-of day."""
         instrument = await MarketDataService(self.runtime).instrument(symbol)
@@ -508,6 +528,20 @@ class PredictorService:
             )
         self.runtime.components["signals.predictor"] = fresh
         return fresh
+
+    def live_accuracy(self) -> list[ModelAccuracy]:
+        """This process's judged order-book predictions per version (the figures behind `ml_model_accuracy`)."""
+        tracker = self.runtime.components.get("signals.outcomes")
+        if not isinstance(tracker, OutcomeTracker):
+            return []
+        pending: dict[str, int] = {}
+        for waiting in tracker.pending:
+            pending[waiting.model] = pending.get(waiting.model, 0) + 1
+        versions = sorted(set(pending) | {v for v, n in tracker.counted.items() if n})
+        return [
+            _accuracy(version, ORDERBOOK, tracker.hits[version], tracker.counted[version], pending.get(version, 0))
+            for version in versions
+        ]
 
     def outcomes(self) -> OutcomeTracker:
         """This process's tracker of live predictions awaiting their outcome."""

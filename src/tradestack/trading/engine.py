@@ -31,7 +31,7 @@ import redis.asyncio
 from sqlalchemy import select
 
 from tradestack.core.money import D
-from tradestack.domain.instruments import Instrument, trading_hours
+from tradestack.domain.instruments import Instrument
 from tradestack.domain.marketdata import Quote, Side
 from tradestack.domain.matching import Expired, Fill, LatencyModel, MatchingEngine, SlippageModel, Triggered, WorkingOrder
 from tradestack.domain.orders import Order, OrderStatus, TimeInForce
@@ -41,7 +41,7 @@ from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import ENGINE_ORDERS_WORKING
 from tradestack.kit.outages import count_outage, forever, unavailable_backend
 from tradestack.kit.runtime import Runtime
-from tradestack.marketdata.service import FANOUT_CHANNEL, MarketDataService, decode_message
+from tradestack.marketdata.service import FANOUT_CHANNEL, MarketDataService, decode_message, trading_hours
 from tradestack.models.trading import OrderRow
 from tradestack.trading.commands import COMPONENT, LocalCommands, shard_of, stream_key
 from tradestack.trading.events import publish, publish_order

@@ -27,7 +27,7 @@ from tradestack.books.service import BooksService, start_of_day
 from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from tradestack.core.money import canonical, decimal_places, plain
 from tradestack.domain.books import AccountProfile
-from tradestack.domain.instruments import Instrument, trading_hours
+from tradestack.domain.instruments import Instrument
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import FeeModel
 from tradestack.domain.orders import (
@@ -62,7 +62,7 @@ from tradestack.kit.currencies import currency_problem, minor_units
 from tradestack.kit.metrics import ORDER_PLACEMENT_LATENCY, ORDERS
 from tradestack.kit.outages import count_outage, unavailable_backend
 from tradestack.kit.runtime import Runtime
-from tradestack.marketdata.service import MarketDataService
+from tradestack.marketdata.service import MarketDataService, trading_hours
 from tradestack.models.trading import OrderRow
 from tradestack.trading.commands import commands_of
 from tradestack.trading.events import publish_order

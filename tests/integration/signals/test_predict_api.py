@@ -141,6 +141,14 @@ async def test_ml_model_accuracy_follows_outcomes_as_their_horizon_passes(
     assert seen[:4] == [None] * 4  # nothing is due within the first horizon
     assert seen == pytest.approx(expected)
     assert len({value for value in seen if value is not None}) > 1  # it moves as outcomes arrive
+    # The read endpoint the dashboard shows: the same figure, with its hits, calls and what still waits.
+    listed = (await client.get("/api/trading/signals/accuracy", headers=user.headers)).json()
+    assert listed["scope"] == "process"
+    (row,) = [m for m in listed["models"] if m["model_version"] == trained.model.version]
+    assert row["kind"] == "orderbook"
+    assert row["accuracy"] == pytest.approx(seen[-1])
+    assert row["hits"] / row["calls"] == pytest.approx(seen[-1])
+    assert row["pending"] == 4  # the last horizon's predictions (one every quarter horizon)
 
 
 def _mid_when_judged(due: float, mids: list[tuple[float, float]], step: float) -> float:

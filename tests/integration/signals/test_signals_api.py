@@ -164,9 +164,17 @@ async def test_ml_model_accuracy_of_the_alpha_is_judged_from_stored_prices_once_
     def accuracy() -> float | None:
         return REGISTRY.get_sample_value("ml_model_accuracy", {"model": trained.model.version})
 
+    async def listed() -> list[dict[str, object]]:
+        answer = await client.get("/api/trading/signals/accuracy", headers=user.headers)
+        assert answer.status_code == 200, answer.text
+        return [m for m in answer.json()["models"] if m["model_version"] == trained.model.version]
+
+    assert await listed() == []
     first = (await client.get("/api/trading/signals", headers=user.headers)).json()
     assert first["as_of"] == "2013-02-15"
     assert accuracy() is None
+    waiting = {"model_version": trained.model.version, "kind": "alpha", "hits": 0, "calls": 0, "accuracy": None}
+    assert await listed() == [{**waiting, "pending": 1}]
     await import_datasets(runtime, [full])  # the next days' bars arrive
     clock.advance(61)
     await client.get("/api/trading/signals", headers=user.headers)
@@ -182,3 +190,6 @@ async def test_ml_model_accuracy_of_the_alpha_is_judged_from_stored_prices_once_
     agree = [(scores[s] > score_median) == (realised[s] > return_median) for s in symbols
              if scores[s] != score_median and realised[s] != return_median]  # fmt: skip
     assert accuracy() == pytest.approx(sum(agree) / len(agree))
+    (row,) = await listed()
+    assert (row["hits"], row["calls"], row["pending"]) == (sum(agree), len(agree), 0)
+    assert row["accuracy"] == pytest.approx(accuracy())

@@ -12,12 +12,12 @@ import httpx
 import pytest
 
 from tradestack.core.clock import SimClock
-from tradestack.domain.instruments import trading_hours
 from tradestack.domain.orders import OrderSide, OrderType, TimeInForce
 from tradestack.identity.permissions import Role, permissions_of
 from tradestack.identity.service import Caller, Principal
 from tradestack.kit.config import Settings
 from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.calendars import trading_hours
 from tradestack.trading.repository import TradingRepository
 from tradestack.trading.schemas import OrderCreate
 from tradestack.trading.service import TradingService

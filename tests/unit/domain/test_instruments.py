@@ -12,10 +12,10 @@ from tradestack.domain.instruments import (
     NASDAQ,
     NSE,
     NYSE,
-    US_HOLIDAYS,
     Instrument,
     InstrumentKind,
     Session,
+    SessionTable,
     Venue,
     instrument,
     venue,
@@ -31,10 +31,6 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> date
 
 def test_nyse_friday_morning_is_open() -> None:
     assert NYSE.is_open(utc(2026, 11, 20, 15, 0))  # 10:00 New York
-
-
-def test_nyse_thanksgiving_is_closed() -> None:
-    assert not NYSE.is_open(utc(2026, 11, 26, 15, 0))
 
 
 def test_nyse_saturday_is_closed() -> None:
@@ -102,14 +98,10 @@ def test_next_open_skips_the_weekend() -> None:
     assert NYSE.next_open(friday_after_close) == utc(2026, 11, 23, 14, 30)
 
 
-def test_next_open_skips_a_holiday() -> None:
-    wednesday_after_close = utc(2026, 11, 25, 21, 0)
-    assert NYSE.next_open(wednesday_after_close) == utc(2026, 11, 27, 14, 30)
-
-
-def test_next_open_skips_a_holiday_and_a_weekend() -> None:
-    # Good Friday 2026 is 3 April; the market reopens on Monday 6 April (EDT).
-    assert NYSE.next_open(utc(2026, 4, 2, 20, 0)) == utc(2026, 4, 6, 13, 30)
+def test_next_open_skips_a_holiday_of_the_weekly_calendar() -> None:
+    thanksgiving = replace(NYSE, holidays=frozenset({date(2026, 11, 26)}))
+    assert not thanksgiving.is_open(utc(2026, 11, 26, 15, 0))
+    assert thanksgiving.next_open(utc(2026, 11, 25, 21, 0)) == utc(2026, 11, 27, 14, 30)
 
 
 def test_next_open_when_open_is_now() -> None:
@@ -127,18 +119,58 @@ def test_asx_uses_sydney_time() -> None:
     assert ASX.is_open(utc(2026, 1, 5, 0, 0))
     assert not ASX.is_open(utc(2026, 1, 5, 6, 0))
     assert ASX.next_open(utc(2026, 1, 5, 6, 0)) == utc(2026, 1, 5, 23, 0)
-    assert not ASX.is_open(utc(2026, 1, 25, 23, 30))  # Australia Day, Monday 26 January local
 
 
-def test_nse_uses_india_time_and_knows_republic_day() -> None:
+def test_nse_uses_india_time() -> None:
     assert NSE.is_open(utc(2026, 1, 27, 4, 0))  # 09:30 IST
-    assert not NSE.is_open(utc(2026, 1, 26, 4, 0))
+    assert not NSE.is_open(utc(2026, 1, 27, 3, 30))  # 09:00 IST
 
 
-def test_us_holidays_are_weekdays_of_2024_to_2027() -> None:
-    assert {day.year for day in US_HOLIDAYS} == {2024, 2025, 2026, 2027}
-    assert all(day.weekday() < 5 for day in US_HOLIDAYS)
-    assert date(2027, 12, 24) in US_HOLIDAYS  # Christmas on a Saturday is observed on the Friday
+# -- session tables: the exact calendar over a range, the weekly sessions outside it ------------
+
+# A made-up week of NYSE in table form: Monday normal, Tuesday a holiday, Wednesday a half day
+# (closes 13:00 New York), Thursday and Friday normal; the table covers that week only.
+WEEK = SessionTable.of(
+    [
+        (utc(2026, 11, 23, 14, 30), utc(2026, 11, 23, 21, 0)),
+        (utc(2026, 11, 25, 14, 30), utc(2026, 11, 25, 18, 0)),
+        (utc(2026, 11, 26, 14, 30), utc(2026, 11, 26, 21, 0)),
+        (utc(2026, 11, 27, 14, 30), utc(2026, 11, 27, 21, 0)),
+    ],
+    start=utc(2026, 11, 23, 5, 0),
+    end=utc(2026, 11, 28, 5, 0),
+    source="test",
+)
+TABLED = replace(NYSE, schedule=WEEK)
+
+
+def test_a_session_table_wins_over_the_weekly_sessions_inside_its_range() -> None:
+    assert NYSE.is_open(utc(2026, 11, 24, 15, 0))  # the weekly rule alone: an ordinary Tuesday
+    assert not TABLED.is_open(utc(2026, 11, 24, 15, 0))  # the table: a holiday
+    assert TABLED.next_open(utc(2026, 11, 23, 21, 0)) == utc(2026, 11, 25, 14, 30)
+    assert TABLED.next_close(utc(2026, 11, 25, 15, 0)) == utc(2026, 11, 25, 18, 0)  # the half day
+    assert not TABLED.is_open(utc(2026, 11, 25, 18, 30))
+    assert TABLED.is_open(utc(2026, 11, 25, 17, 59))
+
+
+def test_outside_its_range_the_weekly_sessions_apply_again() -> None:
+    assert TABLED.is_open(utc(2026, 11, 20, 15, 0))  # the Friday before the table
+    assert TABLED.next_open(utc(2026, 11, 27, 21, 0)) == utc(2026, 11, 30, 14, 30)  # the Monday after it
+    assert TABLED.next_open(utc(2026, 11, 20, 21, 0)) == utc(2026, 11, 23, 14, 30)  # into the table
+    assert TABLED.next_close(utc(2026, 11, 21, 12, 0)) == utc(2026, 11, 23, 21, 0)
+
+
+@pytest.mark.parametrize(
+    ("sessions", "message"),
+    [
+        ([(utc(2026, 1, 2, 15), utc(2026, 1, 2, 14))], "in order"),
+        ([(utc(2026, 1, 2, 14), utc(2026, 1, 2, 18)), (utc(2026, 1, 2, 17), utc(2026, 1, 2, 19))], "overlap"),
+        ([(utc(2026, 1, 9, 14), utc(2026, 1, 9, 18))], "ends after"),
+    ],
+)
+def test_a_malformed_session_table_is_refused(sessions: list[tuple[datetime, datetime]], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SessionTable.of(sessions, utc(2026, 1, 1), utc(2026, 1, 8), "test")
 
 
 def test_session_wrapping_past_midnight() -> None:

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tradestack.domain.instruments import NASDAQ, instrument, trading_hours
+from tradestack.domain.instruments import CRYPTO, FX, NASDAQ, instrument
 from tradestack.domain.marketdata import Quote, Side
 from tradestack.domain.matching import FeeModel, Fill, LatencyModel, MatchingEngine, SlippageModel, WorkingOrder
 from tradestack.domain.orders import OrderRequest, OrderSide, OrderType, TimeInForce
@@ -55,17 +55,13 @@ def test_while_closed_resting_orders_are_taken_and_the_rest_refused_with_the_nex
 
 def test_nothing_is_refused_while_open_and_crypto_never_closes() -> None:
     assert request(OrderType.MARKET, TimeInForce.IOC).session_problem(NASDAQ, MONDAY_OPEN) is None
-    crypto = trading_hours("CRYPTO")
-    assert request(OrderType.MARKET, TimeInForce.IOC, symbol="BTC-USD").session_problem(crypto, SATURDAY) is None
+    assert request(OrderType.MARKET, TimeInForce.IOC, symbol="BTC-USD").session_problem(CRYPTO, SATURDAY) is None
 
 
-def test_fx_follows_its_weekly_session_and_the_demo_setting_opens_every_venue() -> None:
-    fx = trading_hours("FX")
-    assert not fx.is_open(SATURDAY)
-    assert fx.is_open(datetime(2026, 12, 7, 3, 0, tzinfo=UTC))  # Sunday 22:00 New York
-    assert not fx.is_open(datetime(2026, 12, 11, 22, 30, tzinfo=UTC))  # Friday 17:30 New York
-    assert trading_hours("NASDAQ", always_open=True).is_open(SATURDAY)
-    assert trading_hours("NASDAQ").is_open(SATURDAY) is False
+def test_fx_follows_its_weekly_session() -> None:
+    assert not FX.is_open(SATURDAY)
+    assert FX.is_open(datetime(2026, 12, 7, 3, 0, tzinfo=UTC))  # Sunday 22:00 New York
+    assert not FX.is_open(datetime(2026, 12, 11, 22, 30, tzinfo=UTC))  # Friday 17:30 New York
 
 
 def engine_with_hours() -> MatchingEngine:

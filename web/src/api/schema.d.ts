@@ -781,6 +781,23 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  "/api/trading/signals/accuracy": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Live accuracy of each model version this process served (alpha calls and order-book predictions) */
+    get: operations["accuracy_api_trading_signals_accuracy_get"];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   "/api/users": {
     parameters: {
       query?: never;
@@ -981,6 +998,21 @@ export interface components {
       kind: string;
       /** Name */
       name: string;
+    };
+    /**
+     * AccuracyList
+     * @description Live accuracy of every model version this API process has served.
+     */
+    AccuracyList: {
+      /** Models */
+      models: components["schemas"]["ModelAccuracy"][];
+      /**
+       * Scope
+       * @description Counted by the API process that answered (one per worker), like the metric.
+       * @default process
+       * @constant
+       */
+      scope: "process";
     };
     /** ApiKeyCreate */
     ApiKeyCreate: {
@@ -1445,6 +1477,11 @@ export interface components {
       /** Base Currency */
       base_currency: string | null;
       /**
+       * Calendar Until
+       * @description Last venue-local day the exchange calendar (holidays, early closes) covers; later days follow the weekday sessions. Null for venues with weekly sessions only (spot FX) or none (crypto).
+       */
+      calendar_until?: string | null;
+      /**
        * Fee Bps
        * @description Paper fee: basis points of the notional (decimal string).
        * @default 0
@@ -1465,6 +1502,11 @@ export interface components {
       lot_size: string;
       /** Name */
       name: string;
+      /**
+       * Next Close
+       * @description When the running session closes (UTC; early on half days); null while closed or where it never closes.
+       */
+      next_close?: string | null;
       /**
        * Next Open
        * @description When the next session opens (UTC); null while open.
@@ -1627,6 +1669,39 @@ export interface components {
       code: string;
       /** Mfa Token */
       mfa_token: string;
+    };
+    /**
+     * ModelAccuracy
+     * @description How a model version's live calls turned out in this process (what `ml_model_accuracy{model}` reports).
+     */
+    ModelAccuracy: {
+      /**
+       * Accuracy
+       * @description hits / calls; null until the first call is judged.
+       */
+      accuracy: number | null;
+      /**
+       * Calls
+       * @description Calls judged (their horizon has passed and the outcome moved).
+       */
+      calls: number;
+      /**
+       * Hits
+       * @description Calls that came true.
+       */
+      hits: number;
+      /**
+       * Kind
+       * @enum {string}
+       */
+      kind: "alpha" | "orderbook";
+      /** Model Version */
+      model_version: string;
+      /**
+       * Pending
+       * @description Calls (alpha: as-of days; order book: predictions) still waiting for their horizon.
+       */
+      pending: number;
     };
     /**
      * ModelList
@@ -6915,6 +6990,80 @@ export interface operations {
         };
       };
       /** @description The promoted model's file is missing or does not match its fingerprint */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+    };
+  };
+  accuracy_api_trading_signals_accuracy_get: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Successful Response */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["AccuracyList"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
       503: {
         headers: {
           [name: string]: unknown;

@@ -1,5 +1,9 @@
 import type { Instrument } from "../api/types";
 
+function venueTime(ts: string, timeZone: string): string {
+  return new Date(ts).toLocaleString(undefined, { timeZone, dateStyle: "medium", timeStyle: "short" });
+}
+
 export function InstrumentInfo({ instrument }: { instrument: Instrument }) {
   return (
     <section className="panel info" aria-label="Instrument">
@@ -14,17 +18,26 @@ export function InstrumentInfo({ instrument }: { instrument: Instrument }) {
             <span data-testid="next-open">
               opens{" "}
               <time dateTime={instrument.next_open}>
-                {new Date(instrument.next_open).toLocaleString(undefined, {
-                  timeZone: instrument.timezone,
-                  dateStyle: "medium",
-                  timeStyle: "short",
-                })}{" "}
-                venue time
+                {venueTime(instrument.next_open, instrument.timezone)} venue time
+              </time>{" "}
+            </span>
+          )}
+          {instrument.next_close && (
+            <span data-testid="next-close">
+              closes{" "}
+              <time dateTime={instrument.next_close}>
+                {venueTime(instrument.next_close, instrument.timezone)} venue time
               </time>{" "}
             </span>
           )}
           ({instrument.venue}, {instrument.timezone})
         </dd>
+        {instrument.calendar_until && (
+          <>
+            <dt>Holidays</dt>
+            <dd data-testid="calendar-until">known to {instrument.calendar_until}</dd>
+          </>
+        )}
         <dt>Tick</dt>
         <dd>{instrument.tick_size}</dd>
         <dt>Lot</dt>

@@ -40,6 +40,7 @@ export function Layout() {
           <NavLink to="/markets">Markets</NavLink>
           <NavLink to="/orders">Orders</NavLink>
           <NavLink to="/portfolio">Portfolio</NavLink>
+          <NavLink to="/signals">Signals</NavLink>
           {operations && <NavLink to="/operations">Operations</NavLink>}
           <NavLink to="/security">Security</NavLink>
         </nav>
