@@ -834,3 +834,12 @@ def test_the_engine_refuses_market_data_of_another_symbol() -> None:
         engine().on_trade(trade("1.00", symbol="MSFT"))
     with pytest.raises(ValueError, match=r"^this engine matches AAPL, not MSFT$"):
         engine().on_quote(quote("1.00", "1.01", symbol="MSFT"))
+
+
+def test_a_stop_rebuilt_after_its_trigger_works_as_its_limit_without_triggering_again() -> None:
+    rebuilt = _working(type=OrderType.STOP_LIMIT, limit_price=Decimal("101.05"), stop_price=Decimal("101.00"), triggered=True)
+    paper = engine()
+    paper.on_quote(quote("100.40", "100.50"))  # below the stop: a stop not yet triggered would wait
+    assert paper.submit(rebuilt, at(0)) == [
+        Fill("o1", "o1-1", Decimal(10), Decimal("100.50"), Decimal(0), Liquidity.TAKER, at(0))
+    ]
