@@ -1,8 +1,9 @@
+import math
 import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -626,6 +627,14 @@ BTC = instrument("BTC-USD")  # lot 0.00001: remainders below one unit
         (lambda: SlippageModel(Decimal("NaN")), "slippage bps must be a non-negative finite Decimal, got Decimal('NaN')"),
         (lambda: SlippageModel(Decimal(10_000)), "slippage bps must be below 10000, got 10000"),
         (lambda: LatencyModel(-1.0), "latency must be a non-negative finite number of seconds, got -1.0"),
+        (lambda: LatencyModel(math.nan), "latency must be a non-negative finite number of seconds, got nan"),
+        (lambda: LatencyModel(math.inf), "latency must be a non-negative finite number of seconds, got inf"),
+        (lambda: LatencyModel(True), "latency must be a non-negative finite number of seconds, got True"),
+        (
+            lambda: engine().submit(order("o1", "buy", "10"), datetime(2026, 1, 5, 21, tzinfo=timezone(timedelta(hours=1)))),
+            "ts must be a timezone-aware UTC datetime, got datetime.datetime(2026, 1, 5, 21, 0, "
+            "tzinfo=datetime.timezone(datetime.timedelta(seconds=3600)))",
+        ),
         (lambda: engine(participation="0"), "participation_rate must be a positive finite Decimal, got Decimal('0')"),
         (lambda: engine(participation="1.5"), "participation_rate must be at most 1, got 1.5"),
         (
