@@ -7,6 +7,10 @@ pyproject.toml: each mutant is judged by the fast tests that run its function), 
 were killed, how long it took, and every mutant that survived; their diffs are written to
 mutants/survivors-<module>.txt. Exits 1 when a module kills fewer than --goal percent of its mutants.
 Not part of `make test` or CI: it takes minutes per module on a two-core machine.
+
+After writing tests against a report, `--survivors` tests again only what did not die last time (and
+the mutants of functions changed since, which mutmut resets): minutes instead of a full run. A
+module's figure for a note comes from a full run (`--fresh`), since a new test could only add kills.
 """
 
 # ruff: noqa: S603, T201 - a command-line tool that runs mutmut and prints its report
@@ -20,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 MODULES = {
@@ -45,6 +50,23 @@ def statuses(prefix: str) -> dict[str, str]:
     return found
 
 
+def batches(prefix: str, *, survivors_only: bool) -> Iterator[list[str]]:
+    """The mutant names to hand to `mutmut run`, one list per run: the module, or what has not died yet.
+
+    Rerunning survivors takes two passes: the first regenerates the mutants of a changed source file
+    (resetting its changed functions), the second tests those reset mutants, whose names are only
+    known then.
+    """
+    earlier = statuses(prefix) if survivors_only and (ROOT / "mutants").is_dir() else {}
+    if not earlier:
+        yield [f"{prefix}.*"]
+        return
+    yield sorted(name for name, status in earlier.items() if status != "killed") or [f"{prefix}.*"]
+    reset = sorted(name for name, status in statuses(prefix).items() if status == "not checked")
+    if reset:
+        yield reset
+
+
 def main() -> int:
     os.chdir(ROOT)  # mutmut reads its configuration and results from the working directory
     from mutmut.mutation.diff_apply import get_diff_for_mutant
@@ -55,6 +77,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
     parser.add_argument("--fresh", action="store_true", help="forget earlier results (delete mutants/) first")
     parser.add_argument("--report-only", action="store_true", help="report the results of earlier runs, run nothing")
+    parser.add_argument(
+        "--survivors", action="store_true", help="test again only the mutants that were not killed in earlier runs"
+    )
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -70,13 +95,14 @@ def main() -> int:
         started = time.monotonic()
         if not args.report_only:
             with log.open("w") as output:
-                subprocess.run(
-                    [MUTMUT, "run", "--max-children", str(args.jobs), f"{prefix}.*"],
-                    cwd=ROOT,
-                    stdout=output,
-                    stderr=output,
-                    check=True,
-                )
+                for names in batches(prefix, survivors_only=args.survivors):
+                    subprocess.run(
+                        [MUTMUT, "run", "--max-children", str(args.jobs), *names],
+                        cwd=ROOT,
+                        stdout=output,
+                        stderr=output,
+                        check=True,
+                    )
         elapsed = time.monotonic() - started
         found = statuses(prefix)
         counts = Counter(found.values())

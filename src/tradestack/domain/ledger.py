@@ -55,6 +55,8 @@ from tradestack.domain.portfolio import (
 _ZERO = Decimal(0)
 # Sums and products of finite Decimals are exact at MAX_PREC; nothing here divides.
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+# `-x` rounds to the caller's context (28 digits by default): a credit must mirror its debit to the last digit.
+_negative = _EXACT.minus
 
 
 class InvalidEntry(ValidationFailedError, ValueError):  # noqa: N818 - the entry is what is invalid
@@ -230,8 +232,8 @@ class Posting:
 
     def negated(self) -> Posting:
         """The opposite posting: debit for credit, units removed for units added."""
-        quantity = None if self.quantity is None else -self.quantity
-        return Posting(self.account, self.currency, -self.amount, quantity)
+        quantity = None if self.quantity is None else _negative(self.quantity)
+        return Posting(self.account, self.currency, _negative(self.amount), quantity)
 
 
 class EntryKind(StrEnum):
@@ -307,7 +309,7 @@ def deposit(entry_id: str, ts: datetime, currency: str, amount: Decimal, referen
         entry_id,
         ts,
         EntryKind.DEPOSIT,
-        (Posting(Account.cash(currency), currency, amount), Posting(Account.deposits(currency), currency, -amount)),
+        (Posting(Account.cash(currency), currency, amount), Posting(Account.deposits(currency), currency, _negative(amount))),
         reference,
     )
 
@@ -316,7 +318,10 @@ def _fee_postings(fee: Decimal, fee_currency: str) -> tuple[Posting, ...]:
     fee = _entry_decimal("fee", fee)
     if fee == 0:
         return ()
-    return (Posting(Account.fees(fee_currency), fee_currency, fee), Posting(Account.cash(fee_currency), fee_currency, -fee))
+    return (
+        Posting(Account.fees(fee_currency), fee_currency, fee),
+        Posting(Account.cash(fee_currency), fee_currency, _negative(fee)),
+    )
 
 
 def fee_entry(entry_id: str, ts: datetime, currency: str, amount: Decimal, reference: str | None = None) -> JournalEntry:
@@ -412,9 +417,9 @@ def fx_conversion(
     if sold_currency == bought_currency:
         raise InvalidEntry(f"an FX conversion needs two currencies, got {sold_currency} twice")
     postings = (
-        Posting(Account.cash(sold_currency), sold_currency, -sold),
+        Posting(Account.cash(sold_currency), sold_currency, _negative(sold)),
         Posting(Account.fx(sold_currency), sold_currency, sold),
-        Posting(Account.fx(bought_currency), bought_currency, -bought),
+        Posting(Account.fx(bought_currency), bought_currency, _negative(bought)),
         Posting(Account.cash(bought_currency), bought_currency, bought),
     )
     return JournalEntry(entry_id, ts, EntryKind.FX, postings, reference)
@@ -460,16 +465,10 @@ def check_zero_sum(entries: Iterable[JournalEntry]) -> None:
     """Raise `UnbalancedEntry` unless each entry, and so the journal, sums to zero per currency.
 
     Entries are checked again from their postings, as the database does for stored rows, so an
-    entry that bypassed its constructor is caught too.
+    entry that bypassed its constructor is caught too. Each entry is summed exactly, so the
+    journal, their sum, balances when every entry does: there is no separate journal total.
     """
-    totals: dict[str, Decimal] = defaultdict(lambda: _ZERO)
-    with localcontext(_EXACT):
-        for entry in entries:
-            imbalances = _imbalances(entry.postings)
-            if imbalances:
-                raise UnbalancedEntry(entry.id, imbalances)
-            for posting in entry.postings:
-                totals[posting.currency] += posting.amount
-    remaining = {currency: total for currency, total in totals.items() if total != 0}
-    if remaining:
-        raise UnbalancedEntry("<journal>", remaining)
+    for entry in entries:
+        imbalances = _imbalances(entry.postings)
+        if imbalances:
+            raise UnbalancedEntry(entry.id, imbalances)

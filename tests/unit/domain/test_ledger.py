@@ -1,4 +1,5 @@
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -360,3 +361,136 @@ def test_a_reversal_may_share_the_timestamp_of_what_it_reverses() -> None:
     assert reversal("undo", T0, original).reverses == "fx-1"
     with pytest.raises(InvalidEntry, match="predates entry 'fx-1'"):
         reversal("undo", T0 - timedelta(microseconds=1), original)
+
+
+# -- what a refusal says --------------------------------------------------------------------------
+
+KINDS = "cash, position, fees, realized_pnl, deposits, fx"
+CURRENCY_RULE = "must be a currency code of 2-10 characters A-Z and 0-9 (such as USD or USDT)"
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Account.parse("USD"), "account name must be 'kind:code' such as 'cash:USD', got 'USD'"),
+        (lambda: Account.parse("bank:USD"), f"unknown account kind 'bank' in 'bank:USD'; use one of {KINDS}"),
+        (lambda: Account("bank", USD), f"unknown account kind 'bank'; use one of {KINDS}"),  # type: ignore[arg-type]
+        # The kind is what comes before the first colon; the rest is the code.
+        (lambda: Account.parse("cash:U:SD"), f"cash account currency {CURRENCY_RULE}, got 'U:SD'"),
+        (lambda: Account.parse("fx:usd"), f"fx account currency {CURRENCY_RULE}, got 'usd'"),
+        (lambda: Account.cash(["USD"]), f"cash account currency {CURRENCY_RULE}, got ['USD']"),  # type: ignore[arg-type]
+        (
+            lambda: Account.parse("position:aapl"),
+            "position account symbol must be 1-32 characters of A-Z, 0-9 and . - _ /, got 'aapl'",
+        ),
+        (
+            lambda: Posting(Account.position("AAPL"), "usd", d("1"), d("1")),
+            f"posting to position:AAPL: currency {CURRENCY_RULE}, got 'usd'",
+        ),
+        (
+            lambda: Posting(Account.cash(USD), USD, d("NaN")),
+            "posting to cash:USD: amount must be a finite Decimal, got Decimal('NaN')",
+        ),
+        (
+            lambda: Posting(Account.position("AAPL"), USD, d("1"), d("Infinity")),
+            "posting to position:AAPL: quantity must be a finite Decimal, got Decimal('Infinity')",
+        ),
+        (lambda: JournalEntry("", T0, EntryKind.FEE, ()), "entry id must be a non-empty string, got ''"),
+        (lambda: JournalEntry("  ", T0, EntryKind.FEE, ()), "entry id must be a non-empty string, got '  '"),
+        (
+            lambda: JournalEntry("e-1", datetime(2026, 1, 5), EntryKind.FEE, ()),  # noqa: DTZ001
+            "entry 'e-1': ts must be a timezone-aware UTC datetime, got datetime.datetime(2026, 1, 5, 0, 0)",
+        ),
+        (
+            lambda: JournalEntry("e-1", T0, EntryKind.FEE, ("cash:USD 1",)),  # type: ignore[arg-type]
+            "entry 'e-1': postings must be Posting values",
+        ),
+        (lambda: fee_entry("fee-1", T0, USD, d("0")), "a fee entry needs a non-zero amount"),
+        (lambda: deposit("dep-1", T0, USD, d("-Infinity")), "deposit amount must be a finite Decimal, got Decimal('-Infinity')"),
+        (
+            lambda: fill_entry("f-1", T0, "AAPL", Side.BUY, d("1"), d("1"), USD, d("NaN"), USD, PositionState("AAPL")),
+            "fee must be a finite Decimal, got Decimal('NaN')",
+        ),
+        (lambda: fx_conversion("fx", T0, EUR, d("NaN"), USD, d("1")), "sold amount must be a finite Decimal, got Decimal('NaN')"),
+        (
+            lambda: fx_conversion("fx", T0, EUR, d("1"), USD, d("sNaN")),
+            "bought amount must be a finite Decimal, got Decimal('sNaN')",
+        ),
+    ],
+)
+def test_a_refusal_names_the_value_and_what_to_fix(build: Callable[[], object], message: str) -> None:
+    with pytest.raises(InvalidEntry) as caught:
+        build()
+    assert str(caught.value) == message
+
+
+def test_a_float_is_refused_naming_its_type() -> None:
+    with pytest.raises(TypeError) as caught:
+        deposit("dep-1", T0, USD, 0.1)  # type: ignore[arg-type]
+    assert str(caught.value) == "deposit amount must be a Decimal, got float 0.1"
+    with pytest.raises(TypeError) as caught:
+        Posting(Account.cash, USD, d("1"))  # type: ignore[arg-type]
+    assert str(caught.value).startswith("posting account must be an Account (see Account.parse), got <bound method")
+
+
+def test_an_unbalanced_entry_carries_its_id_for_the_caller() -> None:
+    postings = (Posting(Account.cash(USD), USD, d("1")),)
+    with pytest.raises(UnbalancedEntry) as caught:
+        JournalEntry("dep-9", T0, EntryKind.DEPOSIT, postings)
+    assert caught.value.entry_id == "dep-9"
+    assert caught.value.extra == {"entry_id": "dep-9"}
+
+
+# -- values as storage hands them back ----------------------------------------------------------
+
+
+def test_kinds_given_as_their_text_and_whole_numbers_are_taken() -> None:
+    account = Account("position", "AAPL")  # type: ignore[arg-type]
+    assert account.kind is AccountKind.POSITION
+    posting = Posting(account, USD, 1000, 10)  # type: ignore[arg-type]
+    assert (type(posting.amount), type(posting.quantity)) == (Decimal, Decimal)
+    assert (posting.amount, posting.quantity) == (d("1000"), d("10"))
+    entry = JournalEntry("e-1", T0, "deposit", deposit("dep-1", T0, USD, 5).postings)  # type: ignore[arg-type]
+    assert entry.kind is EntryKind.DEPOSIT
+    assert lines(entry) == [("cash:USD", USD, "5", None), ("deposits:USD", USD, "-5", None)]
+
+
+def test_every_builder_keeps_the_reference_it_is_given() -> None:
+    original = deposit("dep-1", T0, USD, d("10"), reference="wire-1")
+    assert original.reference == "wire-1"
+    assert fee_entry("fee-1", T0, USD, d("1"), reference="platform fee").reference == "platform fee"
+    assert reversal("r-1", T0, original, reference="wire bounced").reference == "wire bounced"
+
+
+# -- exactness beyond the default 28 digits -----------------------------------------------------
+
+BIG = d("123456789012345678901234567890.123456789")  # 39 significant digits
+MINUS_BIG = "-" + plain(BIG)  # written out: `-BIG` would round to the default 28 digits
+
+
+def test_sums_stay_exact_beyond_the_default_decimal_precision() -> None:
+    entries = [deposit("dep-1", T0, USD, BIG), deposit("dep-2", T0, USD, d("0.000000001"))]
+    assert lines(entries[0]) == [("cash:USD", USD, plain(BIG), None), ("deposits:USD", USD, MINUS_BIG, None)]
+    assert cash_balances(entries) == {USD: d("123456789012345678901234567890.123456790")}
+    check_zero_sum(entries)
+    undo = reversal("r-1", T0, entries[0])
+    assert balances([entries[0], undo]) == {(Account.cash(USD), USD): 0, (Account.deposits(USD), USD): 0}
+    assert [amount for _, _, amount, _ in lines(fx_conversion("fx-1", T0, EUR, BIG, USD, BIG))] == [
+        MINUS_BIG,
+        plain(BIG),
+    ] * 2
+    assert lines(fee_entry("fee-1", T0, USD, BIG)) == [
+        ("fees:USD", USD, plain(BIG), None),
+        ("cash:USD", USD, MINUS_BIG, None),
+    ]
+    lots = Posting(Account.position("AAPL"), USD, d("1"), BIG)
+    back = Posting(Account.position("AAPL"), USD, d("-1"), d("-123456789012345678901234567890.123456788"))
+    assert position_quantities([JournalEntry("e-1", T0, EntryKind.FILL, (lots, back))]) == {"AAPL": d("0.000000001")}
+
+
+def test_a_fill_costs_exactly_quantity_times_price() -> None:
+    quantity, price = d("1234567890.12345678"), d("98765432109.87654321")
+    entry = fill_entry("f-1", T0, "BTC-USD", Side.BUY, quantity, price, USD, d("0"), USD, PositionState("BTC-USD"))
+    cash = next(p.amount for p in entry.postings if p.account == Account.cash(USD))
+    assert cash == d("-121932631137021794334.8574911222374638")  # 37 digits, none lost
+    assert lines(entry)[0] == ("position:BTC-USD", USD, "121932631137021794334.8574911222374638", plain(quantity))

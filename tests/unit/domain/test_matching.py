@@ -1,6 +1,9 @@
+import math
+import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -604,3 +607,248 @@ def test_a_working_order_refuses_a_negative_fill_count() -> None:
             submitted_at=T0,
             fills=-1,
         )
+
+
+# -- boundaries and the sell side, rule by rule ----------------------------------------------------
+
+BTC = instrument("BTC-USD")  # lot 0.00001: remainders below one unit
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: FeeModel(Decimal(-1)), "fee bps must be a non-negative finite Decimal, got Decimal('-1')"),
+        (
+            lambda: FeeModel(Decimal(1), Decimal("-0.01")),
+            "fee minimum must be a non-negative finite Decimal, got Decimal('-0.01')",
+        ),
+        (lambda: FeeModel(Decimal(1), places=19), "fee places must be between 0 and 18, got 19"),
+        (lambda: FeeModel(Decimal(1), places=-1), "fee places must be between 0 and 18, got -1"),
+        (lambda: SlippageModel(Decimal("NaN")), "slippage bps must be a non-negative finite Decimal, got Decimal('NaN')"),
+        (lambda: SlippageModel(Decimal(10_000)), "slippage bps must be below 10000, got 10000"),
+        (lambda: LatencyModel(-1.0), "latency must be a non-negative finite number of seconds, got -1.0"),
+        (lambda: LatencyModel(math.nan), "latency must be a non-negative finite number of seconds, got nan"),
+        (lambda: LatencyModel(math.inf), "latency must be a non-negative finite number of seconds, got inf"),
+        (lambda: LatencyModel(True), "latency must be a non-negative finite number of seconds, got True"),
+        (
+            lambda: engine().submit(order("o1", "buy", "10"), datetime(2026, 1, 5, 21, tzinfo=timezone(timedelta(hours=1)))),
+            "ts must be a timezone-aware UTC datetime, got datetime.datetime(2026, 1, 5, 21, 0, "
+            "tzinfo=datetime.timezone(datetime.timedelta(seconds=3600)))",
+        ),
+        (lambda: engine(participation="0"), "participation_rate must be a positive finite Decimal, got Decimal('0')"),
+        (lambda: engine(participation="1.5"), "participation_rate must be at most 1, got 1.5"),
+        (
+            lambda: engine(queue_fill_probability="-0.1"),
+            "queue_fill_probability must be a non-negative finite Decimal, got Decimal('-0.1')",
+        ),
+        (lambda: engine(queue_fill_probability="1.1"), "queue_fill_probability must be at most 1, got 1.1"),
+        (
+            lambda: engine().on_session_close(datetime(2026, 1, 5, 21)),  # noqa: DTZ001
+            "ts must be a timezone-aware UTC datetime, got datetime.datetime(2026, 1, 5, 21, 0)",
+        ),
+        (
+            lambda: engine().submit(order("o1", "buy", "10"), datetime(2026, 1, 5, 21)),  # noqa: DTZ001
+            "ts must be a timezone-aware UTC datetime, got datetime.datetime(2026, 1, 5, 21, 0)",
+        ),
+    ],
+)
+def test_a_refused_parameter_is_named_with_its_value_and_its_bounds(build: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        build()
+
+
+def test_fee_places_run_from_0_to_18() -> None:
+    assert FeeModel(Decimal(10), places=18).fee(Decimal(1)) == Decimal("0.001000000000000000")
+    assert FeeModel(Decimal(10), places=0).fee(Decimal(1500)) == Decimal(2)  # 1.5 half-even
+
+
+def test_sells_take_the_bid_size_and_share_what_is_left_of_it() -> None:
+    paper = engine(participation="0.5", latency=1.0)
+    paper.submit(order("s1", "sell", "100"), at(0))
+    paper.submit(order("s2", "sell", "100"), at(0))
+    paper.submit(order("s3", "sell", "100"), at(0))
+    # Each may take half the bid's 60 (not of the ask's 1000); the third finds the bid used up.
+    events = paper.on_quote(quote("99.99", "100.00", bid_size="60", ask_size="1000", seconds=1))
+    assert [(f.order_id, f.quantity) for f in fills(events)] == [("s1", Decimal(30)), ("s2", Decimal(30))]
+
+
+def test_a_touch_of_exactly_one_lot_gives_that_lot_whatever_the_participation() -> None:
+    paper = engine(participation="0.5", on=COARSE)
+    paper.on_quote(quote("10.00", "10.05", ask_size="10", symbol="TEST"))
+    assert quantities(paper.submit(order("o1", "buy", "30", symbol="TEST"), at(0))) == [Decimal(10)]
+
+
+def test_an_ioc_filled_completely_does_not_also_expire() -> None:
+    paper = engine()
+    paper.on_quote(quote("99.99", "100.00"))
+    events = paper.submit(order("o1", "buy", "10", tif="ioc"), at(0))
+    assert [type(e) for e in events] == [Fill]
+
+
+def test_an_ioc_expires_a_remainder_below_one_unit() -> None:
+    paper = engine(on=BTC)
+    paper.on_quote(quote("30000.00", "30000.01", ask_size="1", symbol="BTC-USD"))
+    events = paper.submit(order("o1", "buy", "1.5", tif="ioc", symbol="BTC-USD"), at(0))
+    assert quantities(events) == [Decimal(1)]
+    assert events[-1] == Expired("o1", "immediate-or-cancel: 0.5 of 1.5 not filled", at(0))
+
+
+def test_a_taker_never_trades_at_a_zero_price_and_does_at_any_positive_one() -> None:
+    paper = engine(slippage_bps="100")  # 1 %: a 0.01 bid less 1 % rounds down to 0.00
+    paper.on_quote(quote("0.01", "0.02"))
+    assert paper.submit(order("o1", "sell", "10"), at(0)) == []
+    (fill,) = fills(paper.on_quote(quote("0.50", "0.51", seconds=1)))
+    assert (fill.order_id, fill.price) == ("o1", Decimal("0.49"))  # 0.495 down: below 1, still a price
+
+
+def test_a_limit_that_found_its_price_but_no_size_is_not_resting() -> None:
+    # The first ask is within the limit but smaller than a lot: the order found its price, so it
+    # does not rest, and its later fill is a taker's, with slippage.
+    paper = engine(slippage_bps="100", on=COARSE)
+    paper.on_quote(quote("10.00", "10.05", ask_size="5", symbol="TEST"))
+    assert paper.submit(order("o1", "buy", "10", "limit", limit="11.00", symbol="TEST"), at(0)) == []
+    (fill,) = fills(paper.on_quote(quote("10.00", "10.05", ask_size="100", symbol="TEST", seconds=1)))
+    assert (fill.price, fill.liquidity) == (Decimal("10.20"), Liquidity.TAKER)  # 10.05 + 1 % = 10.1505, up
+
+
+@pytest.mark.parametrize(
+    ("side", "limit", "bid", "ask", "price"),
+    [
+        ("buy", "10.10", "9.00", "10.03", "10.05"),  # a maker buy pays the ask rounded up to the tick
+        ("sell", "10.00", "10.07", "11.00", "10.05"),  # a maker sell gets the bid rounded down
+    ],
+)
+def test_a_resting_limit_fills_at_an_off_tick_touch_rounded_against_it(
+    side: str, limit: str, bid: str, ask: str, price: str
+) -> None:
+    paper = engine(on=COARSE)
+    paper.on_quote(quote("9.00", "11.00", symbol="TEST"))
+    assert paper.submit(order("o1", side, "10", "limit", limit=limit, symbol="TEST"), at(0)) == []
+    (fill,) = fills(paper.on_quote(quote(bid, ask, symbol="TEST", seconds=1)))
+    assert (fill.price, fill.liquidity) == (Decimal(price), Liquidity.MAKER)
+
+
+def test_a_stop_does_not_trigger_on_a_quote_without_a_price_on_its_side() -> None:
+    paper = engine()
+    paper.on_quote(quote("99.99", "100.00"))
+    paper.submit(order("o1", "sell", "10", "stop", stop="99.00"), at(0))
+    assert paper.on_quote(quote("0", "100.00", bid_size="0", seconds=1)) == []  # no bid at all
+    assert [type(e) for e in paper.on_quote(quote("98.99", "99.50", seconds=2))] == [Triggered, Fill]
+
+
+def test_a_limit_order_fills_below_one_unit_of_price() -> None:
+    paper = engine()
+    paper.on_quote(quote("0.40", "0.50"))
+    (fill,) = fills(paper.submit(order("o1", "buy", "10", "limit", limit="0.60"), at(0)))
+    assert fill.price == Decimal("0.50")
+
+
+def test_a_quote_at_a_resting_limit_fills_it_whatever_the_queue() -> None:
+    # Only a print at the limit depends on the queue; a quote whose ask is the limit is a seller there.
+    paper = engine(queue_fill_probability="0")
+    paper.on_quote(quote("99.00", "101.00"))
+    assert paper.submit(order("o1", "buy", "10", "limit", limit="100.00"), at(0)) == []
+    (fill,) = fills(paper.on_quote(quote("99.00", "100.00", seconds=1)))
+    assert (fill.price, fill.liquidity) == (Decimal("100.00"), Liquidity.MAKER)
+
+
+def test_a_working_order_rebuilt_from_stored_text_works_with_enum_members() -> None:
+    stored = WorkingOrder(
+        order_id="o1",
+        symbol="AAPL",
+        side="sell",  # type: ignore[arg-type]
+        type="limit",  # type: ignore[arg-type]
+        quantity=Decimal(10),
+        remaining=Decimal(10),
+        limit_price=Decimal("100.00"),
+        stop_price=None,
+        time_in_force="ioc",  # type: ignore[arg-type]
+        triggered=False,
+        submitted_at=T0,
+    )
+    assert (stored.side, stored.type, stored.time_in_force) == (Side.SELL, OrderType.LIMIT, TimeInForce.IOC)
+    assert (type(stored.side), type(stored.type), type(stored.time_in_force)) == (Side, OrderType, TimeInForce)
+    paper = engine()
+    paper.on_quote(quote("99.00", "99.50"))
+    assert paper.submit(stored, at(0)) == [Expired("o1", "immediate-or-cancel: 10 of 10 not filled", at(0))]
+
+
+def _working(**changes: object) -> WorkingOrder:
+    terms: dict[str, object] = {
+        "order_id": "o1",
+        "symbol": "AAPL",
+        "side": Side.BUY,
+        "type": OrderType.LIMIT,
+        "quantity": Decimal(10),
+        "remaining": Decimal(10),
+        "limit_price": Decimal("100.00"),
+        "stop_price": None,
+        "time_in_force": TimeInForce.GTC,
+        "triggered": False,
+        "submitted_at": T0,
+    }
+    return WorkingOrder(**(terms | changes))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"order_id": ""}, "order_id must not be empty"),
+        ({"quantity": Decimal(0)}, "order o1: quantity must be a positive finite Decimal, got Decimal('0')"),
+        ({"remaining": Decimal("-1")}, "order o1: remaining must be a positive finite Decimal, got Decimal('-1')"),
+        ({"remaining": Decimal(11)}, "order o1: remaining 11 exceeds quantity 10"),
+        ({"limit_price": None}, "order o1: a limit order needs a limit_price"),
+        ({"stop_price": Decimal(1)}, "order o1: a limit order must not carry a stop_price"),
+        ({"limit_price": Decimal(0)}, "order o1: limit_price must be a positive finite Decimal, got Decimal('0')"),
+        (
+            {"type": OrderType.STOP, "limit_price": None, "stop_price": Decimal("-5")},
+            "order o1: stop_price must be a positive finite Decimal, got Decimal('-5')",
+        ),
+        (
+            {"submitted_at": datetime(2026, 1, 5)},  # noqa: DTZ001
+            "order o1: submitted_at must be a timezone-aware UTC datetime, got datetime.datetime(2026, 1, 5, 0, 0)",
+        ),
+        ({"fills": -1}, "order o1: fills must not be negative, got -1"),
+        (
+            {"filled_notional": Decimal("-0.01")},
+            "order o1: filled_notional must be a non-negative finite Decimal, got Decimal('-0.01')",
+        ),
+    ],
+)
+def test_a_working_order_off_its_rules_is_refused_naming_the_field(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        _working(**changes)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (_working(symbol="MSFT"), "this engine matches AAPL, not MSFT"),
+        (_working(quantity=Decimal("10.5"), remaining=Decimal("10.5")), "order o1: quantity 10.5 is not a multiple of the lot 1"),
+        (_working(remaining=Decimal("9.5")), "order o1: remaining 9.5 is not a multiple of the lot 1"),
+        (_working(limit_price=Decimal("100.001")), "order o1: limit price 100.001 is not a multiple of the tick 0.01"),
+        (
+            _working(type=OrderType.STOP, limit_price=None, stop_price=Decimal("100.001")),
+            "order o1: stop price 100.001 is not a multiple of the tick 0.01",
+        ),
+    ],
+)
+def test_the_engine_refuses_an_order_off_its_instrument_naming_why(bad: WorkingOrder, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        engine().submit(bad, at(0))
+
+
+def test_the_engine_refuses_market_data_of_another_symbol() -> None:
+    with pytest.raises(ValueError, match=r"^this engine matches AAPL, not MSFT$"):
+        engine().on_trade(trade("1.00", symbol="MSFT"))
+    with pytest.raises(ValueError, match=r"^this engine matches AAPL, not MSFT$"):
+        engine().on_quote(quote("1.00", "1.01", symbol="MSFT"))
+
+
+def test_a_stop_rebuilt_after_its_trigger_works_as_its_limit_without_triggering_again() -> None:
+    rebuilt = _working(type=OrderType.STOP_LIMIT, limit_price=Decimal("101.05"), stop_price=Decimal("101.00"), triggered=True)
+    paper = engine()
+    paper.on_quote(quote("100.40", "100.50"))  # below the stop: a stop not yet triggered would wait
+    assert paper.submit(rebuilt, at(0)) == [
+        Fill("o1", "o1-1", Decimal(10), Decimal("100.50"), Decimal(0), Liquidity.TAKER, at(0))
+    ]
