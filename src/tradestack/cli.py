@@ -407,6 +407,29 @@ def check_integrity_command() -> None:
     console.print(f"[green]integrity check passed[/]: {summary}")
 
 
+@check_app.command("dependencies")
+def check_dependencies_command(
+    marketdata: Annotated[
+        bool, typer.Option("--marketdata", help="Also require fresh market data (a feed published recently).")
+    ] = False,
+) -> None:
+    """What a worker process needs answers: database, cache, schema at this version's head (and fresh market data).
+
+    The container healthcheck of `serve engine` and `serve marketdata` (deploy/compose): exit 1 naming each failure.
+    """
+    from tradestack.ops.service import HealthService
+
+    async def probe(runtime: Any) -> dict[str, Any]:
+        return await HealthService(runtime).dependencies(marketdata=marketdata)
+
+    checks = _run_runtime(load_settings(), probe)
+    failed = {name: check for name, check in checks.items() if not check.ok}
+    for name, check in checks.items():
+        console.print(f"{name}: {'[green]ok[/]' if check.ok else '[red]failed[/]'}{f' ({check.detail})' if check.detail else ''}")
+    if failed:
+        raise _fail(f"dependencies failing: {', '.join(failed)}", code=1)
+
+
 def _import_demo_on_first_start(settings: Settings) -> None:
     from tradestack.marketdata.datasets import DEMO
     from tradestack.marketdata.service import MarketDataService
