@@ -5,6 +5,8 @@
 #   Argo        `tradestack deploy render-argo` of deploy/release/release.yaml against deploy/k8s/argo/*.schema.json
 #   HAProxy     `haproxy -c` of deploy/haproxy/haproxy.cfg
 #   nginx       `nginx -t` of deploy/nginx/tradestack.conf with a throwaway self-signed certificate
+#   Compose     deploy/compose/compose*.yaml against the vendored Compose Specification schema + this project's
+#               rules (scripts/validate_compose.py: the compose v2 plugin is packaged neither by Debian nor on PyPI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -34,6 +36,9 @@ echo "tradestack deploy check + render-argo, validated against the Argo Rollout/
 "$BIN/tradestack" deploy check deploy/release/release.yaml >/dev/null || status=1
 "$BIN/python" scripts/validate-argo.py || status=1
 
+echo "compose files: Compose Specification schema + healthchecks, depends_on, secrets as files, limits"
+"$BIN/python" scripts/validate_compose.py || status=1
+
 echo "haproxy -c deploy/haproxy/haproxy.cfg"
 TRADESTACK_HAPROXY_SOCKET=/tmp/tradestack-validate.sock TRADESTACK_HAPROXY_BIND=127.0.0.1:8080 \
   TRADESTACK_BLUE_ADDR=127.0.0.1:8101 TRADESTACK_GREEN_ADDR=127.0.0.1:8102 \
@@ -43,7 +48,8 @@ echo "nginx -t deploy/nginx/tradestack.conf (self-signed certificate made here)"
 work=$(mktemp -d)
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
   -keyout "$work/server.key" -out "$work/server.crt" 2>/dev/null
-sed -e "s#/etc/tradestack/tls/#$work/#" deploy/nginx/tradestack.conf >"$work/tradestack.conf"
+sed -e "s#/etc/tradestack/tls/#$work/#" -e 's#${TRADESTACK_HAPROXY_UPSTREAM}#127.0.0.1:8080#' \
+  deploy/nginx/tradestack.conf >"$work/tradestack.conf"
 cat >"$work/nginx.conf" <<CONF
 pid $work/nginx.pid;
 error_log stderr;

@@ -21,6 +21,8 @@ revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# Creates only; it reads the database while migrating, so `db upgrade --expand-only` cannot render it offline.
+phase = "expand"
 
 DECADES = range(1970, 2040, 10)
 

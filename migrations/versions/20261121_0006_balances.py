@@ -21,6 +21,8 @@ revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# Creates only; it reads the database while migrating, so `db upgrade --expand-only` cannot render it offline.
+phase = "expand"
 
 AMOUNT = tradestack.kit.types.ExactDecimal(38, 18)
 

@@ -222,11 +222,49 @@ def serve_api(
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    expand_only: Annotated[
+        bool,
+        typer.Option(
+            "--expand-only",
+            help="Refuse (exit 1, nothing applied) when a pending migration drops, renames or retypes what the running "
+            "version reads, or adds a NOT NULL column without a default: the release step of `tradestack deploy`.",
+        ),
+    ] = False,
+    allow_contract: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-contract",
+            help="With --expand-only: a revision whose contract steps you checked no running version needs (repeatable).",
+        ),
+    ] = None,
+) -> None:
     """Apply migrations up to REVISION (default: head)."""
     from tradestack.kit import migrations
 
     settings = load_settings()
+    if expand_only:
+        if revision != "head":
+            raise _fail("--expand-only judges every migration up to head: leave out REVISION")
+        allowed = frozenset(allow_contract or ())
+        current = _run(settings, lambda db: migrations.current_revisions(db.engine))
+        try:
+            steps = migrations.contract_steps_pending(current, allowed)
+        except ValueError as exc:
+            raise _fail(str(exc), code=1) from None
+        if steps:
+            for step in steps:
+                err_console.print(f"[red]✗[/] {step.revision}: {step.why}" + (f": {step.statement}" if step.statement else ""))
+            revisions = sorted({step.revision for step in steps})
+            raise _fail(
+                f"migration refused: {', '.join(revisions)} not expand-only (contract steps while the old version still "
+                "runs); nothing applied. Ship contract steps in a later release, once no running version reads what they "
+                "remove, then allow them by name: --allow-contract " + " --allow-contract ".join(revisions),
+                code=1,
+            )
+        pending = migrations.pending_revisions(current) if current else ["(all)"]
+        console.print(f"expand-only: {', '.join(pending) or 'nothing pending'}")
     _run(settings, lambda db: migrations.upgrade(db.engine, revision))
     current = _run(settings, lambda db: migrations.current_revisions(db.engine))
     console.print(f"[green]upgraded[/]: database at {', '.join(current) or 'base'}")
@@ -416,6 +454,29 @@ def check_integrity_command() -> None:
             err_console.print(f"[red]✗[/] {problem}")
         raise _fail(f"integrity check FAILED ({len(report.problems)} problem(s) shown; checked {summary})", code=1)
     console.print(f"[green]integrity check passed[/]: {summary}")
+
+
+@check_app.command("dependencies")
+def check_dependencies_command(
+    marketdata: Annotated[
+        bool, typer.Option("--marketdata", help="Also require fresh market data (a feed published recently).")
+    ] = False,
+) -> None:
+    """What a worker process needs answers: database, cache, schema at this version's head (and fresh market data).
+
+    The container healthcheck of `serve engine` and `serve marketdata` (deploy/compose): exit 1 naming each failure.
+    """
+    from tradestack.ops.service import HealthService
+
+    async def probe(runtime: Any) -> dict[str, Any]:
+        return await HealthService(runtime).dependencies(marketdata=marketdata)
+
+    checks = _run_runtime(load_settings(), probe)
+    failed = {name: check for name, check in checks.items() if not check.ok}
+    for name, check in checks.items():
+        console.print(f"{name}: {'[green]ok[/]' if check.ok else '[red]failed[/]'}{f' ({check.detail})' if check.detail else ''}")
+    if failed:
+        raise _fail(f"dependencies failing: {', '.join(failed)}", code=1)
 
 
 def _import_demo_on_first_start(settings: Settings) -> None:

@@ -272,9 +272,15 @@ def _operator(spec: Path, what: str) -> None:
 
 
 @deploy_app.command("promote")
-def deploy_promote(spec: SpecArg) -> None:
-    """Skip the remaining steps: new colour to 100 % now (also resumes a hold or an untimed pause)."""
-    _operator(spec, "promote")
+def deploy_promote(
+    spec: SpecArg,
+    full: Annotated[bool, typer.Option("--full", help="Skip every remaining step: the new colour to 100 % now.")] = False,
+) -> None:
+    """Resume a pause without duration or an inconclusive hold (the next step runs); --full: 100 % now.
+
+    A deploy whose command died is finished here at once (100 %, bake, old colour stopped), with or without --full.
+    """
+    _operator(spec, "promote-full" if full else "promote")
 
 
 @deploy_app.command("abort")

@@ -157,6 +157,40 @@ class Engine:
             time.sleep(POLL_SECONDS if deadline is None else max(0.0, min(POLL_SECONDS, deadline - time.monotonic())))
         self._check_requests()
 
+    def _migrate(self, state: DeployState) -> None:
+        """The new version's migrations, before it starts, while the old colour serves: expand-only or refused."""
+        release = self.spec.release
+        if release.migrate is None:
+            state.event("migrate", skipped=True)
+            self._save(state)
+            return
+        command = [*release.migrate]
+        for revision in release.allow_contract:
+            command += ["--allow-contract", revision]
+        log_path = self.store.directory / f"migrate-{state.id}.log"
+        self.log(f"migrations: {' '.join(command)}")
+        try:
+            done = subprocess.run(  # noqa: S603 - the operator's own release command
+                command, env={**os.environ, **release.env, "COLUMNS": "200"}, cwd=release.workdir, capture_output=True,
+                text=True, timeout=self.spec.target.migrate_timeout, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            limit = self.spec.target.migrate_timeout
+            raise DeployError("migration_failed", f"migrations still running after {limit:g}s") from None
+        except OSError as exc:
+            raise DeployError("migration_failed", f"cannot run {command[0]}: {exc.strerror}") from None
+        output = done.stdout + done.stderr
+        log_path.write_text(output)
+        lines = [" ".join(line.split()) for line in output.splitlines() if line.strip()]
+        if done.returncode != 0:
+            refused = " ".join(" ".join(output.split()).partition("migration refused:")[1:]).strip()
+            if refused:
+                steps = "; ".join(line.lstrip("✗ ") for line in lines if line.startswith("✗"))
+                raise DeployError("migration_refused", f"{refused} [{steps}] (log {log_path})")
+            raise DeployError("migration_failed", f"exit {done.returncode}: {' | '.join(lines[-5:])} (log {log_path})")
+        state.event("migrated", output=" | ".join(lines[-3:]))
+        self._save(state)
+
     def _start_colour(self, state: DeployState) -> subprocess.Popen[bytes]:
         colour = self.spec.target.colours[state.new]  # type: ignore[index]
         if listener_pids(colour.port):
@@ -309,6 +343,7 @@ class Engine:
         try:
             if weights[new] != 0:
                 self.haproxy.set_weight(new, 0)
+            self._migrate(state)
             process = self._start_colour(state)
             self._wait_ready(state, process)
             self._smoke(state)
@@ -320,7 +355,9 @@ class Engine:
                 self._step(state, step)
             self._promote(state)
         except OperatorRequest as request:
-            if request.what == "promote":
+            # "promote-full" anywhere; "promote" only when it meets a step that is no pause or hold (a race with the
+            # command's check of the phase): both finish the release at once.
+            if request.what in {"promote", "promote-full"}:
                 self._set_weights(state, 100)
                 self._promote(state)
             else:
@@ -406,25 +443,39 @@ class Engine:
         return state
 
     def request(self, what: str, wait: float = 60.0) -> DeployState:
-        """promote/abort: handed to the running deploy command, or done here when that command is gone."""
+        """promote / promote-full / abort: handed to the running deploy command, or done here when that command is gone.
+
+        ``promote`` resumes an untimed pause or an inconclusive hold (the next step runs, with its analysis), like
+        Argo Rollouts' ``promote``; ``promote-full`` skips every remaining step (new colour at 100 % now), like
+        ``promote --full``. When the deploy command died, both finish the release here at once.
+        """
         state = self._current()
         if not state.active:
             raise DeployError("not_active", f"deploy {state.id} is {state.phase}: nothing to {what}")
+        promoting = what in {"promote", "promote-full"}
+        if promoting and state.phase == "baking":
+            raise DeployError("not_active", f"deploy {state.id} is already promoted (baking): nothing to {what}")
         if _alive(state.engine_pid) and state.engine_pid != os.getpid():
+            if what == "promote" and state.phase != "paused":
+                raise DeployError(
+                    "not_paused",
+                    f"deploy {state.id} is {state.phase} at step {state.step}: `promote` resumes a pause or a hold; "
+                    "`promote --full` skips the remaining steps",
+                )
             self.store.request(what)
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
                 current = self._current()
-                if (what == "promote" and current.phase in {"baking", "completed"}) or not current.active:
+                if not current.active or (what == "promote-full" and current.phase in {"baking", "completed"}):
                     return current
-                if what == "promote" and current.phase == "running" and state.phase == "paused":
+                if what == "promote" and (current.step != state.step or current.phase != "paused"):
                     return current
                 time.sleep(POLL_SECONDS)
             return self._current()
         # The deploy command died: act here, from the recorded state.
         state.engine_pid = os.getpid()
         state.event("resumed_by", command=what)
-        if what == "promote":
+        if promoting:
             self._set_weights(state, 100)
             self._promote(state)
         else:

@@ -243,13 +243,14 @@ class Smoke:
         from websockets.exceptions import WebSocketException
 
         headers = self._auth()
-        ssl_context: Any = None
-        if self.base_url.startswith("https") and not self.verify_tls:
+        ssl_context: Any = None  # ws://: no TLS (websockets refuses a context for it, and None for wss://)
+        if self.base_url.startswith("https"):
             import ssl
 
-            ssl_context = ssl.create_default_context()
-            ssl_context.check_hostname = False
-            ssl_context.verify_mode = ssl.CERT_NONE
+            ssl_context = ssl.create_default_context()  # the system's CAs, or SSL_CERT_FILE
+            if not self.verify_tls:
+                ssl_context.check_hostname = False
+                ssl_context.verify_mode = ssl.CERT_NONE
         channel = f"quotes:{self.symbol}"
         try:
             async with connect(

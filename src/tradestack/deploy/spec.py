@@ -143,12 +143,26 @@ class Step(_Strict):
 
 
 class Release(_Strict):
-    """What the new colour runs: the command (its port is appended as ``--port N``) and extra environment."""
+    """What the new colour runs: the command (its port is appended as ``--port N``) and extra environment.
+
+    ``migrate`` runs first, with the same environment, while the old colour still serves: by default the new version's
+    ``tradestack db upgrade --expand-only``, which refuses a migration that drops, renames or retypes what the old
+    version reads. ``allowContract`` names revisions whose contract steps the operator checked no running version
+    needs (passed as ``--allow-contract``); ``migrate: null`` leaves migrations to the operator.
+    """
 
     version: str = Field(min_length=1, max_length=64)
-    command: tuple[str, ...] = ("tradestack", "serve", "api")
+    command: tuple[str, ...] = Field(default=("tradestack", "serve", "api"), min_length=1)
+    migrate: tuple[str, ...] | None = Field(default=("tradestack", "db", "upgrade", "--expand-only"), min_length=1)
+    allow_contract: tuple[str, ...] = Field(default=(), alias="allowContract")
     env: dict[str, str] = Field(default_factory=dict)
     workdir: str | None = None
+
+    @model_validator(mode="after")
+    def _allow_needs_migrate(self) -> Release:
+        if self.allow_contract and self.migrate is None:
+            raise ValueError("allowContract needs the migrate step (migrate is null)")
+        return self
 
 
 class Colour(_Strict):
@@ -172,11 +186,12 @@ class OneHost(_Strict):
     prometheus: str = "http://127.0.0.1:9090"
     state_dir: str = Field(default="var/deploy", alias="stateDir")
     ready_timeout: float = Field(default=120.0, alias="readyTimeout")
+    migrate_timeout: float = Field(default=600.0, alias="migrateTimeout")
     drain_timeout: float = Field(default=30.0, alias="drainTimeout")
     bake: float = Field(default=300.0, description="Old colour kept warm (weight 0) after promotion, for a one-flip rollback.")
     smoke: Smoke = Smoke()
 
-    @field_validator("ready_timeout", "drain_timeout", "bake", mode="before")
+    @field_validator("ready_timeout", "migrate_timeout", "drain_timeout", "bake", mode="before")
     @classmethod
     def _durations(cls, value: Any) -> float:
         return _seconds(value)

@@ -28,17 +28,19 @@ ENV_PREFIX = "TRADESTACK_"
 # Secrets that must be set outside development (in development they are generated into the data
 # directory on first start, see kit/secrets.py); other secrets are optional. There is no default key.
 REQUIRED_SECRETS = ("secret_key", "encryption_key")
+# Connection URLs carry passwords: like the secrets they may come from ``TRADESTACK_<NAME>_FILE`` (compose secrets).
+URL_FIELDS_FROM_FILES = ("database_url", "database_replica_url", "redis_url")
 Environment = Literal["development", "staging", "production"]
 FeedName = Literal["replay", "synthetic", "ccxt"]
 FineResolution = Literal["1m", "5m", "15m", "1h"]
 
 
 class SecretFileSource(PydanticBaseSettingsSource):
-    """Reads ``TRADESTACK_<NAME>_FILE`` for every secret field (``SecretStr``)."""
+    """Reads ``TRADESTACK_<NAME>_FILE`` for every secret field (``SecretStr``) and the connection URLs."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         path = os.environ.get(f"{ENV_PREFIX}{field_name.upper()}_FILE")
-        if not path or not _is_secret(field):
+        if not path or not (_is_secret(field) or field_name in URL_FIELDS_FROM_FILES):
             return None, field_name, False
         try:
             content = Path(path).read_text(encoding="utf-8").strip()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -101,3 +103,108 @@ def history() -> list[tuple[str, str | None, str]]:
         down = rev.down_revision
         rows.append((rev.revision, down if isinstance(down, str) or down is None else ",".join(down), rev.doc or ""))
     return rows
+
+
+# -- expand-only releases ------------------------------------------------------------------------------
+# While a release rolls out, the old colour keeps serving on the same database: migrations applied before the new
+# colour starts may only add (expand). Removing or reshaping what old code reads or writes (contract) belongs to a
+# later release, once no running version uses it. Judged on the PostgreSQL DDL of each pending revision (offline
+# SQL), so hand-written `op.execute` statements are judged too.
+_CONTRACT_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^DROP\s+(TABLE|VIEW|MATERIALIZED\s+VIEW|SEQUENCE|TYPE|SCHEMA|FUNCTION)\b", re.I), "drops a {0}"),
+    (re.compile(r"^ALTER\s+TABLE\s+(?:ONLY\s+)?\S+\s+DROP\s+(?!CONSTRAINT\b)(?:COLUMN\s+)?(?:IF\s+EXISTS\s+)?(\S+)", re.I),
+     "drops column {0}"),
+    (re.compile(r"^ALTER\s+(TABLE|VIEW|MATERIALIZED\s+VIEW)\s+(?:ONLY\s+)?\S+\s+RENAME\b", re.I),
+     "renames (a {0} or its column)"),
+    (re.compile(r"\bALTER\s+(?:COLUMN\s+)?(\S+)\s+(?:SET\s+DATA\s+)?TYPE\b", re.I), "changes the type of column {0}"),
+    (re.compile(r"\bALTER\s+(?:COLUMN\s+)?(\S+)\s+SET\s+NOT\s+NULL\b", re.I),
+     "makes column {0} NOT NULL (the old version's inserts without it would fail)"),
+    (re.compile(
+        r"\bADD\s+(?:COLUMN\s+)?(?:IF\s+NOT\s+EXISTS\s+)?(\S+)\s+(?:(?!\bDEFAULT\b).)*\bNOT\s+NULL\b(?!.*\bDEFAULT\b)", re.I
+     ),
+     "adds NOT NULL column {0} without a default (the old version's inserts would fail)"),
+    (re.compile(r"^TRUNCATE\b", re.I), "empties a table"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ContractStep:
+    """A statement of a pending migration that would break the version still running."""
+
+    revision: str
+    why: str
+    statement: str
+
+
+def contract_steps(revision: str, sql: str) -> list[ContractStep]:
+    """The contract statements of one revision's SQL (pure: text in, findings out)."""
+    found = []
+    for raw in sql.split(";"):
+        lines = [line for line in raw.splitlines() if line.strip() and not line.lstrip().startswith("--")]
+        statement = " ".join(" ".join(lines).split())
+        if not statement or "alembic_version" in statement:
+            continue
+        for pattern, why in _CONTRACT_RULES:
+            match = pattern.search(statement)
+            if match:
+                found.append(ContractStep(revision, why.format(*(g.lower() for g in match.groups())), statement[:200]))
+                break
+    return found
+
+
+def pending_revisions(current: tuple[str, ...]) -> list[str]:
+    """The revisions between `current` (exclusive) and this version's head, oldest first."""
+    if len(current) > 1:
+        raise ValueError(f"the database has several heads ({', '.join(current)}): merge them before a release")
+    script = ScriptDirectory.from_config(alembic_config())
+    newest_first = script.iterate_revisions("heads", current[0] if current else "base")
+    return [rev.revision for rev in reversed(list(newest_first)) if rev.revision not in current]
+
+
+def upgrade_sql(revision: str) -> str:
+    """The PostgreSQL DDL of one revision's upgrade, rendered offline (no database touched)."""
+    script = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
+    assert script is not None  # noqa: S101 - a revision of pending_revisions
+    down = script.down_revision
+    if down is not None and not isinstance(down, str):
+        raise ValueError(f"revision {revision} merges {', '.join(down)}: judge its parents first")
+    buffer = io.StringIO()
+    config = alembic_config("postgresql+asyncpg://offline/judge")
+    config.output_buffer = buffer
+    command.upgrade(config, f"{down}:{revision}" if down else revision, sql=True)
+    return buffer.getvalue()
+
+
+def declared_phase(revision: str) -> str | None:
+    """What a revision says of itself: ``phase = "contract"`` (e.g. a data migration that deletes) or "expand"."""
+    script = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
+    phase = getattr(script.module, "phase", None) if script is not None else None
+    return str(phase) if phase is not None else None
+
+
+def contract_steps_pending(current: tuple[str, ...], allowed: frozenset[str] = frozenset()) -> list[ContractStep]:
+    """Every contract step between `current` and head, except in the revisions an operator `allowed` by name.
+
+    A brand-new database (no revision) has no old version reading it: nothing to judge. A revision that cannot be
+    rendered offline (it reads the database while migrating) is judged by its declaration: ``phase = "expand"``
+    vouches for it, anything else is refused.
+    """
+    if not current:
+        return []
+    found: list[ContractStep] = []
+    for revision in pending_revisions(current):
+        if revision in allowed:
+            continue
+        phase = declared_phase(revision)
+        if phase == "contract":
+            found.append(ContractStep(revision, 'declares phase = "contract"', ""))
+            continue
+        try:
+            sql = upgrade_sql(revision)
+        except Exception as exc:  # noqa: BLE001 - any failure to render means: not judged
+            if phase != "expand":
+                why = f'cannot be judged offline ({type(exc).__name__}: {exc}); check it and declare phase = "expand"'
+                found.append(ContractStep(revision, why[:300], ""))
+            continue
+        found.extend(contract_steps(revision, sql))
+    return found

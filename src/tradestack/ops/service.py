@@ -85,6 +85,18 @@ class HealthService:
             return Check(ok=False, detail=f"market data is stale: last published {age:.1f} s ago (limit {limit:g} s)")
         return Check(ok=True, detail=f"last published {age:.2f} s ago")
 
+    async def dependencies(self, *, marketdata: bool) -> dict[str, Check]:
+        """What a worker process (engine, marketdata) needs: database, cache, schema at head, optionally fresh feeds."""
+        database, cache, schema = await asyncio.gather(
+            self._timed("database", self.runtime.database.ping()),
+            self._timed("cache", self.runtime.cache.ping()),
+            self.migrations_check(),
+        )
+        checks = {"database": database, "cache": cache, "migrations": schema}
+        if marketdata:
+            checks["marketdata"] = await self.marketdata_check()
+        return checks
+
     async def readiness(self, *, draining: bool) -> Readiness:
         database, cache, schema = await asyncio.gather(
             self._timed("database", self.runtime.database.ping()),

@@ -1,4 +1,7 @@
-"""A real `tradestack up` installation (SQLite, replayed market data) shared by the smoke and load-test tests."""
+"""A real `tradestack up` installation (SQLite, replayed market data) shared by the smoke, load-test and compose tests.
+
+Its command is the development compose file's (deploy/compose/compose.yaml), with this machine's address, a free port
+and the test's data directory in place of the container's."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ..trading.processes import PASSWORD, Processes, cli_ok, free_port, process_env, wait_ready  # type: ignore[import-not-found]
+from .composefile import DEVELOPMENT, tradestack_services  # type: ignore[import-not-found]
 
 
 @dataclass
@@ -30,7 +34,10 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installat
     processes = Processes(directory)
     port = free_port()
     try:
-        process = processes.start("up", ["up", "--port", str(port), "--data-dir", str(directory / "data")], env)
+        container = {"0.0.0.0": "127.0.0.1", "8000": str(port), "/var/lib/tradestack": str(directory / "data")}  # noqa: S104
+        command = [container.get(arg, arg) for arg in tradestack_services(DEVELOPMENT)["tradestack"].command]
+        assert command[0] == "up", command
+        process = processes.start("up", command, env)
         base = f"http://127.0.0.1:{port}"
         asyncio.run(wait_ready(base, process, timeout=120))
         env["TRADESTACK_DATA_DIR"] = str(directory / "data")

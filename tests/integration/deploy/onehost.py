@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
@@ -20,11 +24,13 @@ import httpx
 import yaml
 
 from tradestack.deploy.haproxy import HAProxy
+from tradestack.kit.config import Settings
 
 from ..trading.processes import (  # type: ignore[import-not-found]
     PASSWORD,
     TRADESTACK,
     Processes,
+    QuotePump,
     cli_ok,
     free_port,
     process_env,
@@ -66,6 +72,9 @@ class OneHost:
     prometheus: str
     haproxy_url: str
     blue: subprocess.Popen[bytes] | None = None
+    database_url: str = ""
+    edge_url: str = ""  # nginx (TLS) in front of HAProxy
+    edge_certificate: str = ""  # its self-signed certificate, to verify against
 
     @property
     def haproxy(self) -> HAProxy:
@@ -73,7 +82,12 @@ class OneHost:
 
     def spec(self, **release: Any) -> dict[str, Any]:
         return {
-            "release": {"version": "test-release", "command": [TRADESTACK, "serve", "api"], **release},
+            "release": {
+                "version": "test-release",
+                "command": [TRADESTACK, "serve", "api"],
+                "migrate": [TRADESTACK, "db", "upgrade", "--expand-only"],
+                **release,
+            },
             "analysis": TEST_ANALYSIS,
             "target": {
                 "haproxySocket": self.socket,
@@ -93,10 +107,39 @@ class OneHost:
         path.write_text(yaml.safe_dump(spec))
         return path
 
-    def deploy(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def deploy(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [TRADESTACK, "deploy", *args], env=self.env, cwd=self.directory, capture_output=True, text=True, timeout=180
-        )
+            [TRADESTACK, "deploy", *args], env={**self.env, **(env or {})}, cwd=self.directory, capture_output=True,
+            text=True, timeout=180,
+        )  # fmt: skip
+
+    def deploy_in_background(self, spec: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [TRADESTACK, "deploy", "start", str(spec)], env={**self.env, **(env or {})}, cwd=self.directory,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def state(self) -> dict[str, Any]:
+        path = self.directory / "deploy-state" / "state.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def serving(self) -> tuple[str, str]:
+        """(the colour with traffic, the other one)."""
+        weights = self.haproxy.weights()
+        old = max(weights, key=lambda colour: weights[colour])
+        return old, "green" if old == "blue" else "blue"
+
+    async def wait_paused_at(self, deploy: subprocess.Popen[bytes], step: int, timeout: float = 90) -> dict[str, Any]:
+        """Until the running deploy command holds at `step` (a pause without duration)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.state()
+            if state.get("phase") == "paused" and state.get("step") == step:
+                return state
+            if deploy.poll() is not None:
+                raise AssertionError(deploy.stdout.read().decode() if deploy.stdout else f"deploy exited {deploy.returncode}")
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"the deploy never paused at step {step}: {self.state().get('events', [])[-3:]}")
 
     async def deploy_async(self, *args: str) -> tuple[int, str]:
         process = await asyncio.create_subprocess_exec(
@@ -123,7 +166,10 @@ async def start_one_host(directory: Path, postgres_url: str, redis_url: str, nam
     cli_ok(env, directory, "user", "create", email, "--role", "trader", "--password-stdin", stdin=PASSWORD + "\n")
     env.update(TRADESTACK_SMOKE_EMAIL=email, TRADESTACK_SMOKE_PASSWORD=PASSWORD)
     processes.start("engine", ["serve", "engine"], env)
-    ports = {"blue": free_port(), "green": free_port(), "haproxy": free_port(), "prometheus": free_port()}
+    ports = {
+        "blue": free_port(), "green": free_port(), "haproxy": free_port(), "prometheus": free_port(),
+        "nginx_http": free_port(), "nginx": free_port(),
+    }  # fmt: skip
     socket = str(directory / "haproxy.sock")
     haproxy_env = {
         **env,
@@ -135,6 +181,7 @@ async def start_one_host(directory: Path, postgres_url: str, redis_url: str, nam
     _start_daemon(
         processes, "haproxy", ["haproxy", "-db", "-f", str(REPO / "deploy/haproxy/haproxy.cfg")], haproxy_env, directory
     )
+    _start_nginx(processes, directory, ports, env)
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [
@@ -163,6 +210,8 @@ async def start_one_host(directory: Path, postgres_url: str, redis_url: str, nam
         f"http://127.0.0.1:{ports['prometheus']}",
         f"http://127.0.0.1:{ports['haproxy']}",
     )
+    host.edge_url = f"https://127.0.0.1:{ports['nginx']}"
+    host.edge_certificate = str(directory / "tls" / "server.crt")
     host.blue = processes.start("blue", ["serve", "api", "--port", str(ports["blue"])], env)
     await wait_ready(f"http://127.0.0.1:{ports['blue']}", host.blue)
     deadline = time.monotonic() + 30
@@ -171,7 +220,35 @@ async def start_one_host(directory: Path, postgres_url: str, redis_url: str, nam
             raise AssertionError(f"HAProxy did not see blue up (socket {socket_ready})")
         time.sleep(0.1)
     _wait_http(f"{host.prometheus}/-/ready")
+    _wait_http(f"{host.edge_url}/api/health", certificate=host.edge_certificate)
     return host
+
+
+def _start_nginx(processes: Processes, directory: Path, ports: dict[str, int], env: dict[str, str]) -> None:
+    """nginx with deploy/nginx/tradestack.conf as shipped (HAProxy's address rendered in, ports and paths moved to the
+    test's): TLS with a self-signed certificate for 127.0.0.1, the security headers, keep-alive to HAProxy."""
+    tls = directory / "tls"
+    tls.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(tls / "server.key"), "-out", str(tls / "server.crt")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    site = (REPO / "deploy/nginx/tradestack.conf").read_text()
+    site = site.replace("${TRADESTACK_HAPROXY_UPSTREAM}", f"127.0.0.1:{ports['haproxy']}")
+    site = site.replace("/etc/tradestack/tls/", f"{tls}/")
+    site = site.replace("listen 80;", f"listen 127.0.0.1:{ports['nginx_http']};")
+    site = site.replace("listen 443 ssl http2;", f"listen 127.0.0.1:{ports['nginx']} ssl http2;")
+    (directory / "nginx-site.conf").write_text(site)
+    temp = directory / "nginx-temp"
+    temp.mkdir()
+    (directory / "nginx.conf").write_text(
+        f"daemon off;\npid {directory}/nginx.pid;\nerror_log stderr;\nworker_processes 1;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  client_body_temp_path {temp}/body;\n  proxy_temp_path {temp}/proxy;\n"
+        f"  fastcgi_temp_path {temp}/fastcgi;\n  uwsgi_temp_path {temp}/uwsgi;\n  scgi_temp_path {temp}/scgi;\n"
+        f"  include {directory}/nginx-site.conf;\n}}\n"
+    )
+    _start_daemon(processes, "nginx", ["nginx", "-c", str(directory / "nginx.conf"), "-e", "stderr"], env, directory)
 
 
 def _start_daemon(processes: Processes, name: str, args: list[str], env: dict[str, str], directory: Path) -> None:
@@ -182,11 +259,12 @@ def _start_daemon(processes: Processes, name: str, args: list[str], env: dict[st
     processes.started.append(process)
 
 
-def _wait_http(url: str, timeout: float = 30) -> None:
+def _wait_http(url: str, timeout: float = 30, certificate: str | None = None) -> None:
+    context = ssl.create_default_context(cafile=certificate) if certificate else True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1, verify=context).status_code == 200:
                 return
         time.sleep(0.1)
     raise AssertionError(f"{url} did not answer 200 within {timeout} s")
@@ -197,6 +275,7 @@ class ClientLoad:
     """Reads (keep-alive and a new connection each) and order placements through HAProxy, counting every outcome."""
 
     base: str
+    certificate: str | None = None  # the edge's self-signed certificate, to verify against
     headers: dict[str, str] = field(default_factory=dict)
     account_id: str = ""
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -204,8 +283,12 @@ class ClientLoad:
     acknowledged_orders: list[str] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @property
+    def _verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=self.certificate) if self.certificate else True
+
     async def sign_in(self, email: str) -> None:
-        async with httpx.AsyncClient(base_url=self.base, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=self.base, timeout=10, verify=self._verify) as http:
             login = await http.post("/api/auth/login", json={"email": email, "password": PASSWORD})
             assert login.status_code == 200, login.text
             self.headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
@@ -221,7 +304,7 @@ class ClientLoad:
             self.failures.append(f"{kind}: {error or (response.status_code, response.text[:200]) if response else error}")
 
     async def _keepalive_reads(self) -> None:
-        async with httpx.AsyncClient(base_url=self.base, headers=self.headers, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=self.base, headers=self.headers, timeout=10, verify=self._verify) as http:
             while not self._stop.is_set():
                 try:
                     self._count("read keep-alive", await http.get("/api/market/quotes", params={"symbols": "BTC-USD"}))
@@ -231,7 +314,7 @@ class ClientLoad:
 
     async def _fresh_reads(self) -> None:
         while not self._stop.is_set():
-            async with httpx.AsyncClient(base_url=self.base, headers=self.headers, timeout=10) as http:
+            async with httpx.AsyncClient(base_url=self.base, headers=self.headers, timeout=10, verify=self._verify) as http:
                 try:
                     self._count("read new-connection", await http.get("/api/accounts"))
                 except httpx.HTTPError as exc:
@@ -239,7 +322,7 @@ class ClientLoad:
             await asyncio.sleep(0.02)
 
     async def _orders(self) -> None:
-        async with httpx.AsyncClient(base_url=self.base, headers=self.headers, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=self.base, headers=self.headers, timeout=10, verify=self._verify) as http:
             while not self._stop.is_set():
                 body = {
                     "account_id": self.account_id, "client_order_id": f"load-{uuid.uuid4().hex}", "symbol": "BTC-USD",
@@ -272,3 +355,61 @@ class ClientLoad:
 
 def python_command(script: Path) -> list[str]:
     return [sys.executable, str(script)]
+
+
+@contextlib.contextmanager
+def fresh_database(postgres_server: str) -> Iterator[str]:
+    """A brand-new PostgreSQL database for a whole module's installation, dropped at the end."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    name = f"ts_test_{uuid.uuid4().hex[:12]}"
+    admin_dsn = make_url(postgres_server).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(admin_dsn)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class ThreadedQuotePump:
+    """The QuotePump in a thread with its own event loop, so a module-scoped installation keeps quotes flowing across
+    tests (each test has its own loop)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stop = threading.Event()
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="quote-pump", daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            async with QuotePump(self.settings, "BTC-USD", 40000, 40040, every=0.2):
+                self._started.set()
+                while not self._stop.is_set():
+                    await asyncio.sleep(0.1)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - reported by start()
+            self._error = exc
+            self._started.set()
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait(60)
+        if self._error is not None:
+            raise AssertionError(f"quote pump failed: {self._error!r}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)

@@ -8,51 +8,67 @@ import contextlib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import redis
 from sqlalchemy.engine import make_url
 
+from tradestack.deploy.engine import listener_pids
 from tradestack.kit.config import Settings
 
-from ..trading.processes import TRADESTACK, QuotePump  # type: ignore[import-not-found]
-from .onehost import HERE, ClientLoad, OneHost, python_command, start_one_host  # type: ignore[import-not-found]
+from ..trading.processes import TRADESTACK, run_cli  # type: ignore[import-not-found]
+from .onehost import (  # type: ignore[import-not-found]
+    HERE,
+    ClientLoad,
+    OneHost,
+    ThreadedQuotePump,
+    fresh_database,
+    python_command,
+    start_one_host,
+)
+from .runbook import localised, runbook_commands  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-async def one_host(tmp_path: Path, postgres_url: str, redis_server: str) -> AsyncIterator[OneHost]:
+@pytest.fixture(scope="module")
+def one_host(tmp_path_factory: pytest.TempPathFactory, postgres_server: str, redis_server: str) -> Iterator[OneHost]:
+    """One installation for the whole module (its tests run in file order: the first two begin with blue serving, the
+    last is colour-agnostic). Quotes flow from a pump in a thread of its own."""
+    directory = tmp_path_factory.mktemp("onehost")
     namespace = f"test-{uuid.uuid4().hex[:12]}"
     host: OneHost | None = None
-    pump: QuotePump | None = None
-    try:
-        host = await start_one_host(tmp_path, postgres_url, redis_server, namespace)
-        settings = Settings(
-            database_url=postgres_url, redis_url=redis_server, redis_namespace=namespace, data_dir=tmp_path / "pump"
-        )
-        pump = QuotePump(settings, "BTC-USD", 40000, 40040, every=0.2)
-        await pump.__aenter__()
-        yield host
-    finally:
-        # Servers first (the colours the deploy engine started run in sessions of their own), then the pump.
-        if host is not None:
-            host.processes.close()
-            for colour in ("blue", "green"):
-                _kill_listener(host.ports[colour])
-        if pump is not None:
-            await asyncio.wait_for(pump.__aexit__(None, None, None), 30)
-        with redis.Redis.from_url(redis_server) as client:
-            keys = list(client.scan_iter(f"{namespace}:*"))
-            if keys:
-                client.delete(*keys)
+    pump: ThreadedQuotePump | None = None
+    with fresh_database(postgres_server) as database_url:
+        try:
+            host = asyncio.run(start_one_host(directory, database_url, redis_server, namespace))
+            host.database_url = database_url
+            settings = Settings(
+                database_url=database_url, redis_url=redis_server, redis_namespace=namespace, data_dir=directory / "pump"
+            )
+            pump = ThreadedQuotePump(settings)
+            pump.start()
+            yield host
+        finally:
+            # Servers first (the colours the deploy engine started run in sessions of their own), then the pump.
+            if host is not None:
+                host.processes.close()
+                for colour in ("blue", "green"):
+                    _kill_listener(host.ports[colour])
+            if pump is not None:
+                pump.stop()
+            with redis.Redis.from_url(redis_server) as client:
+                keys = list(client.scan_iter(f"{namespace}:*"))
+                if keys:
+                    client.delete(*keys)
 
 
 def _kill_listener(port: int) -> None:
@@ -83,12 +99,12 @@ async def _audit_actions(postgres_url: str) -> list[str]:
 
 
 @pytest.mark.timeout(900)
-async def test_bad_release_rolled_back_then_unready_green_never_gets_traffic(one_host: OneHost, postgres_url: str) -> None:
+async def test_bad_release_rolled_back_then_unready_green_never_gets_traffic(one_host: OneHost) -> None:
     """A green that answers errors is rolled back by analysis; then a green that never gets ready gets no request."""
     host = one_host
     # -- bad release (test-only wrapper: the real app whose quotes service fails every second call) --
     spec = host.write_spec(host.spec(version="v-bad", command=python_command(HERE / "bad_release.py")), "bad.yaml")
-    load = ClientLoad(host.haproxy_url)
+    load = ClientLoad(host.edge_url, certificate=host.edge_certificate)  # through nginx (TLS), then HAProxy
     await load.sign_in(host.env["TRADESTACK_SMOKE_EMAIL"])
     async with load.running():
         await asyncio.sleep(1)
@@ -106,7 +122,7 @@ async def test_bad_release_rolled_back_then_unready_green_never_gets_traffic(one
     # Idempotent reads were retried on blue by HAProxy: no client saw the bad release's 500s.
     assert load.count("read", "failed") == 0, load.failures[:10]
     assert load.count("order", "failed") == 0, load.failures[:10]
-    assert await _audit_actions(postgres_url) == ["deploy.start", "deploy.rollback"]
+    assert await _audit_actions(host.database_url) == ["deploy.start", "deploy.rollback"]
     metrics = (host.directory / "deploy-state" / "deploy.prom").read_text()
     assert 'deploy_aborted_total{reason="analysis_failed"} 1.0' in metrics
     assert host.blue is not None
@@ -129,7 +145,7 @@ async def test_bad_release_rolled_back_then_unready_green_never_gets_traffic(one
 
 
 @pytest.mark.timeout(900)
-async def test_kill_9_mid_deploy_then_rollback_then_good_release(one_host: OneHost, postgres_url: str) -> None:
+async def test_kill_9_mid_deploy_then_rollback_then_good_release(one_host: OneHost) -> None:
     """kill -9 of the deploy command at 10 %: status shows it, rollback restores blue; then a good 10/50/100 release."""
     host = one_host
     spec_data = host.spec(version="v-killed")
@@ -169,7 +185,7 @@ async def test_kill_9_mid_deploy_then_rollback_then_good_release(one_host: OneHo
 
     # -- a good release through 10/50/100 under client load --
     spec = host.write_spec(host.spec(version="v-good"), "good.yaml")
-    load = ClientLoad(host.haproxy_url)
+    load = ClientLoad(host.edge_url, certificate=host.edge_certificate)  # through nginx (TLS), then HAProxy
     await load.sign_in(host.env["TRADESTACK_SMOKE_EMAIL"])
     async with load.running():
         await asyncio.sleep(1)
@@ -193,8 +209,130 @@ async def test_kill_9_mid_deploy_then_rollback_then_good_release(one_host: OneHo
     assert int(host.haproxy.stat("green")["stot"]) > 0
     assert host.blue is not None
     assert host.blue.wait(30) == 0
-    assert (await _audit_actions(postgres_url))[-2:] == ["deploy.start", "deploy.complete"]
+    assert (await _audit_actions(host.database_url))[-2:] == ["deploy.start", "deploy.complete"]
     metrics = (host.directory / "deploy-state" / "deploy.prom").read_text()
     assert 'deploy_duration_seconds{outcome="completed"}' in metrics
     status = host.deploy("status", str(spec), "--json")
     assert json.loads(status.stdout)["haproxy_weights"] == {"blue": 0, "green": 100}
+    # The edge: nginx terminates TLS and sets the security headers on what green answers.
+    edge = httpx.get(f"{host.edge_url}/api/health", verify=ssl.create_default_context(cafile=host.edge_certificate))
+    assert edge.status_code == 200
+    assert edge.headers["strict-transport-security"].startswith("max-age=")
+    for header in ("x-content-type-options", "x-frame-options", "content-security-policy", "strict-transport-security"):
+        assert len(edge.headers.get_list(header)) == 1, (header, edge.headers.get_list(header))  # never doubled
+    assert (edge.headers["x-content-type-options"], edge.headers["x-frame-options"]) == ("nosniff", "DENY")
+    assert "script-src 'self'" in edge.headers["content-security-policy"]  # the application's, for its dashboard
+
+
+async def _alembic_version(database_url: str) -> list[str]:
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        return [row["version_num"] for row in await connection.fetch("SELECT version_num FROM alembic_version")]
+    finally:
+        await connection.close()
+
+
+@pytest.mark.timeout(900)
+async def test_gates_refuse_then_runbook_walk_then_abort_by_hand(one_host: OneHost) -> None:
+    """Whichever colour serves: a release with a contract migration is refused before anything starts; one that fails
+    smoke never gets traffic; the release-and-rollback runbook's commands run in order (`promote` resumes a pause,
+    `promote --full` skips the rest, `rollback` in the bake period flips back); `abort` mid-way rolls back."""
+    host = one_host
+    old, new = host.serving()
+    served_before = int(host.haproxy.stat(new)["stot"])
+    version_before = await _alembic_version(host.database_url)
+
+    # -- a release whose new migration drops what the serving version reads: refused, nothing started or applied --
+    from .contract_release import release_migrations  # type: ignore[import-not-found]
+
+    scripts, (contract,) = release_migrations(host.directory, "contract")
+    spec_data = host.spec(
+        version="v-contract", migrate=[*python_command(HERE / "contract_release.py"), "db", "upgrade", "--expand-only"],
+        env={"TEST_MIGRATIONS_DIR": str(scripts)},
+    )  # fmt: skip
+    done = host.deploy("start", str(host.write_spec(spec_data, "contract.yaml")))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"migration refused: {contract} not expand-only" in " ".join((done.stdout + done.stderr).split())
+    state = host.state()
+    assert (state["phase"], state["reason"]) == ("rolled_back", "migration_refused")
+    assert "started" not in [e["event"] for e in state["events"]]  # the new colour never ran
+    assert await _alembic_version(host.database_url) == version_before
+    assert host.haproxy.weights() == {old: 100, new: 0}
+
+    # -- a release that fails its smoke test (the smoke user's password is wrong): never gets a request --
+    spec_data = host.spec(version="v-smoke")
+    spec_data["target"]["smoke"]["passwordEnv"] = "WRONG_SMOKE_PASSWORD"
+    done = host.deploy("start", str(host.write_spec(spec_data, "smoke.yaml")), env={"WRONG_SMOKE_PASSWORD": "not it"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    state = host.state()
+    assert (state["phase"], state["reason"]) == ("rolled_back", "smoke_failed")
+    assert "login" in next(e for e in state["events"] if e["event"] == "rollback")["detail"]
+    assert _weights_events(state) == [{new: 0, old: 100}]
+    assert int(host.haproxy.stat(new)["stot"]) == served_before
+    assert not listener_pids(host.ports[new])  # stopped
+
+    # -- the release-and-rollback runbook, walked line by line: `promote` resumes the pause at 10 %, `promote --full`
+    # skips 75 % from the pause at 50 %, `rollback` in the bake period flips back to the old colour --
+    spec_data = host.spec(version="v-runbook")
+    spec_data["steps"] = [
+        {"setWeight": 10}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}, {"setWeight": 75}, {"setWeight": 100},
+    ]  # fmt: skip
+    spec_data["target"]["bake"] = "5m"
+    spec = host.write_spec(spec_data, "runbook.yaml")
+    here = {"deploy/release/release.yaml": str(spec), "https://trade.example.com": host.edge_url}
+    skipped = {
+        "deploy abort": "the abort scenario below",
+        "loadtest": "staging only: tests/integration/deploy/test_loadtest.py runs it against `tradestack up`",
+    }
+    ran, deploy = [], None
+    for line in runbook_commands():
+        args = localised(line, here)
+        name = " ".join(a for a in args[:2] if not a.startswith(("-", "/")))
+        if name in skipped:
+            continue
+        ran.append(" ".join(line))
+        if name == "deploy start":
+            deploy = host.deploy_in_background(spec)
+            await host.wait_paused_at(deploy, 1)
+            assert host.haproxy.weights() == {new: 10, old: 90}
+            continue
+        done = run_cli({**host.env, "SSL_CERT_FILE": host.edge_certificate}, host.directory, *args)
+        assert done.returncode == 0, f"tradestack {' '.join(args)}: {done.stdout}{done.stderr}"
+        if args[:2] == ["deploy", "promote"] and "--full" not in args:
+            await host.wait_paused_at(deploy, 3)  # type: ignore[arg-type]
+            assert host.haproxy.weights() == {new: 50, old: 50}
+        elif args[:2] == ["deploy", "promote"]:
+            assert host.state()["phase"] == "baking"
+            assert host.haproxy.weights() == {new: 100, old: 0}
+        elif args[:2] == ["deploy", "rollback"]:
+            assert deploy is not None
+            assert deploy.wait(60) == 1
+            assert host.haproxy.weights() == {old: 100, new: 0}
+        elif args[:1] == ["smoke"]:
+            assert json.loads(done.stdout)["ok"] is True
+    assert len(ran) == len(runbook_commands()) - 2, ran
+    state = host.state()
+    assert (state["phase"], state["reason"]) == ("rolled_back", "rolled_back_in_bake")
+    assert _weights_events(state) == [{new: 10, old: 90}, {new: 50, old: 50}, {new: 100, old: 0}, {new: 0, old: 100}]
+    assert not listener_pids(host.ports[new])  # the new colour stopped; the old one served on throughout
+
+    # -- abort by hand mid-way: the new colour back to 0, stopped; the deploy command exits 1 --
+    spec_data = host.spec(version="v-aborted")
+    spec_data["steps"] = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}]
+    spec = host.write_spec(spec_data, "aborted.yaml")
+    deploy = host.deploy_in_background(spec)
+    await host.wait_paused_at(deploy, 1)
+    aborted = host.deploy("abort", str(spec))
+    assert aborted.returncode == 0, aborted.stdout + aborted.stderr
+    assert deploy.wait(60) == 1
+    state = host.state()
+    assert (state["phase"], state["reason"]) == ("rolled_back", "aborted")
+    assert _weights_events(state) == [{new: 10, old: 90}, {new: 0, old: 100}]
+    assert host.haproxy.weights() == {old: 100, new: 0}
+    assert not listener_pids(host.ports[new])
+    nothing = host.deploy("promote", str(spec))
+    assert nothing.returncode == 1
+    assert "nothing to promote" in " ".join(nothing.stderr.split())
+    actions = await _audit_actions(host.database_url)
+    assert actions[-8:] == ["deploy.start", "deploy.rollback"] * 4

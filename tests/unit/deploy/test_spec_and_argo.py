@@ -100,3 +100,18 @@ def test_rendered_argo_objects_match_the_schemas_and_the_spec(strategy: str) -> 
     broken["spec"]["strategy"]["stepz"] = []
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(schemas["Rollout"]).validate(broken)
+
+
+def test_release_migrates_expand_only_by_default() -> None:
+    spec = parse_spec(copy.deepcopy(BASE))
+    assert spec.release.migrate == ("tradestack", "db", "upgrade", "--expand-only")
+    data = copy.deepcopy(BASE)
+    data["release"].update(migrate=["/opt/ts/bin/tradestack", "db", "upgrade", "--expand-only"], allowContract=["i21_b"])
+    assert parse_spec(data).release.allow_contract == ("i21_b",)
+    data["release"].update(migrate=None)
+    with pytest.raises(SpecError) as caught:
+        parse_spec(data)
+    assert caught.value.problems == ["release: allowContract needs the migrate step (migrate is null)"]
+    data["release"].update(migrate=[], allowContract=[])
+    with pytest.raises(SpecError, match=r"release\.migrate: Tuple should have at least 1 item"):
+        parse_spec(data)

@@ -37,6 +37,21 @@ def test_secret_is_read_from_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert Settings(_env_file=None).secret_key.get_secret_value() == "s" * 40  # type: ignore[call-arg]
 
 
+def test_connection_urls_are_read_from_files_like_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compose secrets: the URLs carry passwords, so they come from files too (TRADESTACK_DATABASE_URL_FILE ...)."""
+    urls = {
+        "database_url": "postgresql+asyncpg://tradestack:pw@postgres-primary:5432/tradestack",
+        "database_replica_url": "postgresql+asyncpg://tradestack:pw@postgres-replica:5432/tradestack",
+        "redis_url": "redis://:pw@redis-primary:6379/0",
+    }
+    for name, url in urls.items():
+        (tmp_path / name).write_text(url + "\n")
+        monkeypatch.setenv(f"TRADESTACK_{name.upper()}_FILE", str(tmp_path / name))
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert {name: getattr(settings, name) for name in urls} == urls
+    assert "pw" not in str(settings.masked())
+
+
 def test_unreadable_secret_file_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRADESTACK_SECRET_KEY_FILE", str(tmp_path / "missing"))
     with pytest.raises(ConfigurationError, match="TRADESTACK_SECRET_KEY_FILE"):
