@@ -26,9 +26,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradestack.core.errors import ConfigurationError, PayloadTooLargeError, RateLimitedError
+from tradestack.identity.deps import PREFETCH_STATE, AuthPrefetch, bearer_token
+from tradestack.identity.service import components, revoked_key, user_state_key
+from tradestack.identity.tokens import InvalidTokenError
+from tradestack.kit.cache import RedisCache
 from tradestack.kit.config import ENV_PREFIX, Settings
 from tradestack.kit.logging import get_logger
-from tradestack.kit.ratelimit import check_limit, parse_limit
+from tradestack.kit.ratelimit import LimitCheck, RateLimitResult, check_limit, headers_or_refusal, parse_limit
+from tradestack.kit.runtime import Runtime
 from tradestack.kit.web import OrjsonResponse, error_body
 
 __all__ = [
@@ -299,6 +304,14 @@ class RateLimitMiddleware:
     limit the endpoint stored in ``request.state.rate_limit_headers``, unless the response
     already carries them.
 
+    A request with a bearer token this process has verified (`VerifiedTokens`, no I/O) also
+    counts its per-principal limit here, together with the IP limits, and reads the token's
+    auth state unless the principal is remembered (`RecentPrincipals`): in process without
+    awaiting, on Redis in ONE round trip. `get_principal` then finds all of it in the request
+    state (`AuthPrefetch`) instead of asking again. The principal is counted whether or not
+    the route needs one; with per-route overrides (``rate_limit_routes``) configured, it is
+    counted by `get_principal` once the route is known.
+
     The limiter is the runtime's (``app.state.runtime.rate_limiter``), looked up per request.
     If it fails (Redis unreachable), the request is let through - the middleware fails OPEN -
     and a warning is logged (at most once every 10 s per process, with the number of requests
@@ -330,15 +343,74 @@ class RateLimitMiddleware:
         self._last_warning = now
         self._unchecked = 0
 
-    async def _check(self, scope: Scope, ip: str, path: str) -> list[dict[str, str]]:
-        limiter = scope["app"].state.runtime.rate_limiter
-        applied = [await check_limit(limiter, self.per_ip, "ip", ip, label="ip", description=f"client {ip}")]
+    def _checks(self, ip: str, path: str) -> list[tuple[LimitCheck, str, str]]:
+        """The per-IP limits of a request: (limit check, metric label, description)."""
+        checks: list[tuple[LimitCheck, str, str]] = [((self.per_ip, ("ip", ip)), "ip", f"client {ip}")]
         if path.startswith(AUTH_PATH_PREFIX):
-            applied.append(
-                await check_limit(
-                    limiter, self.auth, "auth_ip", ip, label="auth_ip", description=f"{AUTH_PATH_PREFIX}* from client {ip}"
-                )
-            )
+            checks.append(((self.auth, ("auth_ip", ip)), "auth_ip", f"{AUTH_PATH_PREFIX}* from client {ip}"))
+        return checks
+
+    def _principal_check(self, runtime: Runtime, token: str) -> tuple[tuple[LimitCheck, str, str] | None, list[str]]:
+        """For a bearer token this process has verified: its principal limit (unless a route override may
+        apply) and the auth-state keys to read if its principal is not remembered; cache keys unprefixed."""
+        parts = components(runtime)
+        try:
+            claims = parts.tokens.verify(token, "access", runtime.clock.now())
+        except InvalidTokenError:
+            return None, []  # get_principal refuses it, with the reason logged
+        identity = f"user:{claims.subject}"
+        check = None
+        settings = runtime.settings
+        if not settings.rate_limit_routes:  # overrides depend on the route: then get_principal counts it
+            check = ((settings.rate_limit_per_principal, ("principal", identity)), "principal", identity)
+        reads = (
+            []
+            if parts.principals.get(claims.token_id) is not None
+            else [revoked_key(claims.token_id), user_state_key(claims.subject)]
+        )
+        return check, reads
+
+    async def _check(self, scope: Scope, ip: str, path: str) -> list[dict[str, str]]:
+        """Count the request's limits - and a bearer's principal limit and auth state - in one go.
+
+        In process (embedded) nothing is awaited; on Redis it is one round trip (one script).
+        Raises `RateLimitedError` for the first limit that refuses the request.
+        """
+        runtime: Runtime = scope["app"].state.runtime
+        limiter = runtime.rate_limiter
+        checks = self._checks(ip, path)
+        token = None
+        principal_check = None
+        reads: list[str] = []
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                token = bearer_token(value.decode("latin-1"))
+                break
+        if token is not None:
+            principal_check, reads = self._principal_check(runtime, token)
+            if principal_check is not None:
+                checks.append(principal_check)
+        if limiter.counts_in_process:
+            results: list[RateLimitResult | None] = [limiter.hit_now(limit, *ids) for (limit, ids), _, _ in checks]
+            values = None  # get_principal reads the in-process cache itself, without awaiting
+        else:
+            cache = runtime.cache
+            redis_reads = [cache.redis_key(key) for key in reads] if isinstance(cache, RedisCache) else []
+            results, values = await limiter.hit_many([check for check, _, _ in checks], redis_reads)
+            if not redis_reads:
+                values = None
+        applied = []
+        principal_limit = None
+        for (check, label, description), result in zip(checks, results, strict=True):
+            if result is None:
+                break  # not counted: an earlier limit refused the request
+            headers = headers_or_refusal(result, check[0], label=label, description=description)
+            if label == "principal":
+                principal_limit = headers
+            else:
+                applied.append(headers)
+        if token is not None:
+            scope.setdefault("state", {})[PREFETCH_STATE] = AuthPrefetch(token, principal_limit, values)
         return applied
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from tradestack.core.errors import AuthenticationError, PermissionDeniedError
 from tradestack.identity.permissions import Permission
-from tradestack.identity.service import Caller, IdentityService, Principal
+from tradestack.identity.service import Caller, IdentityService, Principal, components, revoked_key, user_state_key
+from tradestack.identity.tokens import InvalidTokenError
+from tradestack.kit.cache import MemoryCache
 from tradestack.kit.metrics import AUTH_FAILURES
-from tradestack.kit.ratelimit import check_limit
-from tradestack.kit.web import RuntimeDep
+from tradestack.kit.ratelimit import check_limit, headers_or_refusal
+from tradestack.kit.runtime import Runtime
 
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tradestack"'}
 
@@ -23,34 +26,117 @@ def caller_of(request: Request) -> Caller:
     return Caller(ip=request.client.host if request.client else None, user_agent=agent[:300] if agent else None)
 
 
-async def get_principal(request: Request, runtime: RuntimeDep) -> Principal:
-    """The authenticated caller; 401 without valid credentials. Applies the per-principal rate limit."""
-    cached = getattr(request.state, "principal", None)
+@dataclass(slots=True)
+class AuthPrefetch:
+    """What the rate-limit middleware already did for a bearer request, in its one round trip.
+
+    ``principal_limit`` holds the ``RateLimit-*`` headers of the per-principal hit it counted
+    (None if it did not count one, e.g. because a route override applies); ``reads`` the
+    [revoked marker, cached user state] it read (None if it did not read them).
+    """
+
+    token: str
+    principal_limit: dict[str, str] | None
+    reads: list[bytes | None] | None
+
+
+PREFETCH_STATE = "auth_prefetch"
+"""Key in the request state (``scope["state"]``) under which the middleware leaves an `AuthPrefetch`."""
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, else None."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def principal_limit_of(runtime: Runtime, method: str, route_path: str) -> str:
+    """The per-principal limit of a route: its override in ``rate_limit_routes``, else the default."""
+    settings = runtime.settings
+    if settings.rate_limit_routes:
+        override = settings.rate_limit_routes.get(f"{method} {route_path}")
+        if override:
+            return override
+    return settings.rate_limit_per_principal
+
+
+async def _count_principal(runtime: Runtime, limit: str, identity: str) -> dict[str, str]:
+    limiter = runtime.rate_limiter
+    if limiter.counts_in_process:
+        return headers_or_refusal(limiter.hit_now(limit, "principal", identity), limit, label="principal", description=identity)
+    return await check_limit(limiter, limit, "principal", identity, label="principal", description=identity)
+
+
+async def get_principal(request: Request) -> Principal:
+    """The authenticated caller; 401 without valid credentials. Applies the per-principal rate limit.
+
+    A bearer token this process verified and resolved in the last `PRINCIPAL_REUSE_SECONDS`
+    costs no I/O here; in the embedded mode nothing is awaited then, in production the
+    middleware has counted the limit (and read the auth state when needed) in its one round trip.
+    """
+    state = request.scope.setdefault("state", {})
+    cached = state.get("principal")
     if isinstance(cached, Principal):
         return cached
+    runtime: Runtime = request.app.state.runtime
     authorization = request.headers.get("authorization")
     api_key = request.headers.get("x-api-key")
     if not authorization and not api_key:
         AUTH_FAILURES.labels(reason="missing").inc()
         raise AuthenticationError("sign in: send Authorization: Bearer <token> or X-API-Key", headers=BEARER_CHALLENGE)
-    async with runtime.database.read_session() as session:
-        service = IdentityService(session, runtime, caller_of(request))
-        if authorization:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise AuthenticationError("Authorization must be 'Bearer <token>'", headers=BEARER_CHALLENGE)
-            principal = await service.authenticate_bearer(token.strip())
-        else:
-            principal = await service.authenticate_api_key(str(api_key))
-    identity = f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
-    limit = runtime.settings.rate_limit_per_principal
-    route = request.scope.get("route")
-    override = runtime.settings.rate_limit_routes.get(f"{request.method} {getattr(route, 'path', '')}")
-    request.state.rate_limit_headers = await check_limit(
-        runtime.rate_limiter, override or limit, "principal", identity, label="principal", description=identity
-    )
-    request.state.principal = principal
+    prefetch = state.get(PREFETCH_STATE)
+    if authorization:
+        token = bearer_token(authorization)
+        if token is None:
+            raise AuthenticationError("Authorization must be 'Bearer <token>'", headers=BEARER_CHALLENGE)
+        if not isinstance(prefetch, AuthPrefetch) or prefetch.token != token:
+            prefetch = None
+        principal = _recent_principal(runtime, token)
+        if principal is None:
+            principal = await _resolve_bearer(runtime, request, token, prefetch)
+    else:
+        prefetch = None
+        async with runtime.database.read_session() as session:
+            principal = await IdentityService(session, runtime, caller_of(request)).authenticate_api_key(str(api_key))
+    if prefetch is not None and prefetch.principal_limit is not None:
+        state["rate_limit_headers"] = prefetch.principal_limit
+    else:
+        identity = f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
+        route = request.scope.get("route")
+        limit = principal_limit_of(runtime, request.method, getattr(route, "path", ""))
+        state["rate_limit_headers"] = await _count_principal(runtime, limit, identity)
+    state["principal"] = principal
     return principal
+
+
+def _recent_principal(runtime: Runtime, token: str) -> Principal | None:
+    """The principal this process resolved ``token`` to moments ago, if it is still valid; no I/O."""
+    parts = components(runtime)
+    try:
+        claims = parts.tokens.verify(token, "access", runtime.clock.now())
+    except InvalidTokenError:
+        return None  # the full path refuses it with the reason logged
+    return parts.principals.get(claims.token_id)
+
+
+async def _resolve_bearer(runtime: Runtime, request: Request, token: str, prefetch: AuthPrefetch | None) -> Principal:
+    reads = prefetch.reads if prefetch is not None else None
+    cache = runtime.cache
+    if reads is None and isinstance(cache, MemoryCache):
+        reads = _memory_reads(runtime, cache, token)
+    # The session connects only if the user's state has to come from the database.
+    async with runtime.database.read_session() as session:
+        return await IdentityService(session, runtime, caller_of(request)).authenticate_bearer(token, prefetched=reads)
+
+
+def _memory_reads(runtime: Runtime, cache: MemoryCache, token: str) -> list[bytes | None] | None:
+    parts = components(runtime)
+    try:
+        claims = parts.tokens.verify(token, "access", runtime.clock.now())
+    except InvalidTokenError:
+        return None
+    return [cache.get_now(revoked_key(claims.token_id)), cache.get_now(user_state_key(claims.subject))]
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -50,8 +50,10 @@ from tradestack.identity.schemas import (
     MfaSetup,
     TokenPair,
 )
+from tradestack.identity.sessions import RecentPrincipals, VerifiedTokens
 from tradestack.identity.tokens import (
     InvalidTokenError,
+    TokenClaims,
     TokenSigner,
     digest,
     new_api_key,
@@ -100,10 +102,12 @@ class Caller:
 
 @dataclass
 class IdentityComponents:
-    """Per-process objects: the password hasher (with its semaphore) and the token signer."""
+    """Per-process objects: the password hasher (with its semaphore), the token signer and the request path's memory."""
 
     passwords: Passwords
     signer: TokenSigner
+    tokens: VerifiedTokens
+    principals: RecentPrincipals[Principal]
 
 
 def components(runtime: Runtime) -> IdentityComponents:
@@ -111,9 +115,47 @@ def components(runtime: Runtime) -> IdentityComponents:
     existing = runtime.components.get("identity")
     if isinstance(existing, IdentityComponents):
         return existing
-    created = IdentityComponents(Passwords(runtime.settings), TokenSigner(runtime.settings))
+    signer = TokenSigner(runtime.settings)
+    created = IdentityComponents(Passwords(runtime.settings), signer, VerifiedTokens(signer), RecentPrincipals())
     runtime.components["identity"] = created
     return created
+
+
+def revoked_key(token_id: str) -> str:
+    """Cache key set by a logout: this access token is refused until it would have expired."""
+    return f"auth:revoked:{token_id}"
+
+
+def user_state_key(user_id: str) -> str:
+    """Cache key of a user's state as authentication needs it (`USER_CACHE_SECONDS`)."""
+    return f"auth:user:{user_id}"
+
+
+def principal_of(claims: TokenClaims, state: dict[str, Any] | None) -> Principal:
+    """Who a verified access token speaks for, given its user's state; `AuthenticationError` if nobody any more."""
+    if state is None or not state["active"]:
+        raise AuthenticationError("this user is disabled or no longer exists")
+    generation = claims.extra.get("gen", 0)
+    if not isinstance(generation, int) or generation < state.get("generation", 0):
+        raise AuthenticationError("access token was revoked by a password change or reset: sign in again")
+    family = claims.extra.get("fam")
+    family_id = family if isinstance(family, str) else None
+    role = Role(state["role"])
+    if state.get("must_change"):
+        return Principal(
+            claims.subject,
+            state["email"],
+            role,
+            frozenset({Permission.PROFILE}),
+            None,
+            claims.token_id,
+            claims.expires_at,
+            family_id,
+            password_change_required=True,
+        )
+    return Principal(
+        claims.subject, state["email"], role, permissions_of(role), None, claims.token_id, claims.expires_at, family_id
+    )
 
 
 def normalise_email(email: str) -> str:
@@ -198,7 +240,7 @@ class IdentityService:
             await self._audit("user.disabled" if not is_active else "user.enabled", "success", actor, target=f"user:{user.id}")
         user.updated_at = now
         await self.session.flush()
-        await self.runtime.cache.delete(f"auth:user:{user.id}")
+        await self._forget_user_state(user.id)
         return user
 
     async def reset_mfa(self, user_id: str, *, actor: Principal) -> User:
@@ -304,7 +346,10 @@ class IdentityService:
         family_id = family_id or str(uuid.uuid4())
         # The access token names its sign-in (refresh family): revoking the family in the database
         # revokes it too, which is what authentication checks while Redis is away.
-        access, _ = self.signer.issue(user.id, "access", now, self.settings.access_token_ttl_seconds, fam=family_id)
+        # It also names the user's session generation: a password change or reset moves that on, revoking it.
+        access, _ = self.signer.issue(
+            user.id, "access", now, self.settings.access_token_ttl_seconds, fam=family_id, gen=user.session_generation
+        )
         refresh = new_opaque_secret()
         await self.refresh_tokens.add(
             RefreshToken(
@@ -359,15 +404,16 @@ class IdentityService:
             remaining = (principal.token_expires_at - now).total_seconds()
             if remaining > 0:
                 try:
-                    await self.runtime.cache.set(f"auth:revoked:{principal.token_id}", b"1", ttl_seconds=remaining + 5)
+                    await self.runtime.cache.set(revoked_key(principal.token_id), b"1", ttl_seconds=remaining + 5)
                 except CACHE_ERRORS as exc:  # the family revoked above refuses the token meanwhile
                     count_outage("cache", "logout", exc)
+            components(self.runtime).principals.forget_token(principal.token_id)  # at once on this process
         await self._audit("auth.logout", "success", principal, caller=caller)
 
     # --- authenticating requests -----------------------------------------------------------
 
     async def _user_state(self, user_id: str, cached: bytes | None = None, *, use_cache: bool = True) -> dict[str, Any] | None:
-        key = f"auth:user:{user_id}"
+        key = user_state_key(user_id)
         if cached is None and use_cache:
             try:
                 cached = await self.runtime.cache.get(key)
@@ -380,26 +426,41 @@ class IdentityService:
         user = await self.users.get(user_id)
         if user is None:
             return None
-        state = {"email": user.email, "role": user.role, "active": user.is_active, "must_change": user.must_change_password}
+        state = {
+            "email": user.email,
+            "role": user.role,
+            "active": user.is_active,
+            "must_change": user.must_change_password,
+            "generation": user.session_generation,
+        }
         if use_cache:
             with contextlib.suppress(*CACHE_ERRORS):
                 await self.runtime.cache.set(key, orjson.dumps(state), ttl_seconds=USER_CACHE_SECONDS)
         return state
 
-    async def authenticate_bearer(self, token: str) -> Principal:
+    async def authenticate_bearer(self, token: str, *, prefetched: list[bytes | None] | None = None) -> Principal:
+        """The principal of an access token: verified (remembered until it expires), not revoked, its user active.
+
+        ``prefetched`` is [revoked marker, cached user state] when the caller already read both
+        keys (the rate-limit middleware does, in the same Redis round trip as the limits).
+        """
         now = self.clock.now()
+        parts = components(self.runtime)
         try:
-            claims = self.signer.decode(token, "access", now)
+            claims = parts.tokens.verify(token, "access", now)
         except InvalidTokenError as exc:
             AUTH_FAILURES.labels(reason="bad_token").inc()
             log.info("token_refused", reason=str(exc))
             raise AuthenticationError("access token is invalid or expired: refresh it or sign in again") from exc
+        recent = parts.principals.get(claims.token_id)
+        if recent is not None:
+            return recent
         family = claims.extra.get("fam")
         family_id = family if isinstance(family, str) else None
         try:
             # One round trip for both: is this token revoked, and the user's cached state.
-            revoked, cached_state = await self.runtime.cache.get_many(
-                [f"auth:revoked:{claims.token_id}", f"auth:user:{claims.subject}"]
+            revoked, cached_state = prefetched or await self.runtime.cache.get_many(
+                [revoked_key(claims.token_id), user_state_key(claims.subject)]
             )
         except CACHE_ERRORS as exc:
             # Degraded: the database answers both (a logout revoked the token's family there).
@@ -411,24 +472,9 @@ class IdentityService:
             if revoked is not None:
                 raise AuthenticationError("access token was revoked by logout: sign in again")
             state = await self._user_state(claims.subject, cached_state)
-        if state is None or not state["active"]:
-            raise AuthenticationError("this user is disabled or no longer exists")
-        role = Role(state["role"])
-        if state.get("must_change"):
-            return Principal(
-                claims.subject,
-                state["email"],
-                role,
-                frozenset({Permission.PROFILE}),
-                None,
-                claims.token_id,
-                claims.expires_at,
-                family_id,
-                password_change_required=True,
-            )
-        return Principal(
-            claims.subject, state["email"], role, permissions_of(role), None, claims.token_id, claims.expires_at, family_id
-        )
+        principal = principal_of(claims, state)
+        parts.principals.put(claims.token_id, claims.subject, principal)
+        return principal
 
     async def authenticate_api_key(self, value: str) -> Principal:
         now = self.clock.now()
@@ -480,10 +526,11 @@ class IdentityService:
         now = self.clock.now()
         user.password_hash = await self.passwords.hash(new)
         user.must_change_password = False
+        user.session_generation += 1  # every access token issued before now is refused
         user.updated_at = now
         revoked = await self.refresh_tokens.revoke_user(user.id, now, "password changed")
         await self.session.flush()
-        await self.runtime.cache.delete(f"auth:user:{user.id}")
+        await self._forget_user_state(user.id)
         await self._audit(
             "auth.password_change", "success", principal, target=f"user:{user.id}", detail={"sessions_revoked": revoked}
         )
@@ -499,15 +546,30 @@ class IdentityService:
         now = self.clock.now()
         user.password_hash = await self.passwords.hash(temporary)
         user.must_change_password = True
+        user.session_generation += 1  # every access token issued before now is refused
         user.updated_at = now
         await self.refresh_tokens.revoke_user(user.id, now, "password reset")
         await self.session.flush()
-        await self.runtime.cache.delete(f"auth:user:{user.id}")
+        await self._forget_user_state(user.id)
         await self._reset_attempts(user.email)
         await self._audit(
             "auth.password_reset", "success", actor, target=f"user:{user.id}", detail={"by": "admin" if actor else "cli"}
         )
         return temporary
+
+    async def _forget_user_state(self, user_id: str) -> None:
+        """Drop the user's cached state everywhere, and what this process remembers of their tokens (at once here).
+
+        Done now and again once the transaction has ended: a request resolving the user in between
+        still reads the old committed state and could remember it.
+        """
+
+        async def forget() -> None:
+            await self.runtime.cache.delete(user_state_key(user_id))
+            components(self.runtime).principals.forget_user(user_id)
+
+        await forget()
+        self.after_end.append(forget)
 
     async def user_by_email(self, email: str) -> User:
         user = await self.users.by_email(normalise_email(email))

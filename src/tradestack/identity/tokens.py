@@ -41,6 +41,10 @@ class TokenClaims:
     token_type: TokenType
     expires_at: datetime
     extra: dict[str, Any]
+    expiry: int = 0
+    """exp, in seconds since the epoch (0 on claims made by `issue`)."""
+    not_before: int = 0
+    issued: int = 0
 
 
 def _kid(key: str) -> str:
@@ -83,6 +87,13 @@ class TokenSigner:
         return token, TokenClaims(subject, token_id, token_type, expires, extra)
 
     def decode(self, token: str, expected_type: TokenType, now: datetime) -> TokenClaims:
+        """The claims of a token signed by one of our keys, valid at ``now``; `InvalidTokenError` otherwise."""
+        claims = self.verify(token, expected_type, now)
+        check_times(claims, now)
+        return claims
+
+    def verify(self, token: str, expected_type: TokenType, now: datetime) -> TokenClaims:
+        """`decode` without the time checks (`check_times`): what stays true of a token while it lives."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -104,22 +115,26 @@ class TokenSigner:
             )
         except jwt.PyJWTError as exc:
             raise InvalidTokenError(str(exc)) from exc
-        moment = now.timestamp()
         expiry, not_before, issued = (_seconds(claims, name) for name in ("exp", "nbf", "iat"))
         for name in ("sub", "jti", "typ"):
             if not isinstance(claims[name], str) or not 0 < len(claims[name]) <= MAX_TEXT_CLAIM:
                 raise InvalidTokenError(f"claim {name} must be a non-empty string")
-        if moment >= expiry + LEEWAY_SECONDS:
-            raise InvalidTokenError("token has expired")
-        if moment + LEEWAY_SECONDS < not_before:
-            raise InvalidTokenError("token is not valid yet")
-        if moment + LEEWAY_SECONDS < issued:
-            raise InvalidTokenError("token was issued in the future")
         if claims["typ"] != expected_type:
             raise InvalidTokenError(f"a {claims['typ']} token cannot be used here")
         extra = {k: v for k, v in claims.items() if k not in REQUIRED_CLAIMS}
         expires = datetime.fromtimestamp(expiry, tz=now.tzinfo)
-        return TokenClaims(claims["sub"], claims["jti"], expected_type, expires, extra)
+        return TokenClaims(claims["sub"], claims["jti"], expected_type, expires, extra, expiry, not_before, issued)
+
+
+def check_times(claims: TokenClaims, now: datetime) -> None:
+    """Raise `InvalidTokenError` unless ``now`` is within the token's life (with `LEEWAY_SECONDS` of skew)."""
+    moment = now.timestamp()
+    if moment >= claims.expiry + LEEWAY_SECONDS:
+        raise InvalidTokenError("token has expired")
+    if moment + LEEWAY_SECONDS < claims.not_before:
+        raise InvalidTokenError("token is not valid yet")
+    if moment + LEEWAY_SECONDS < claims.issued:
+        raise InvalidTokenError("token was issued in the future")
 
 
 def _seconds(claims: dict[str, Any], name: str) -> int:

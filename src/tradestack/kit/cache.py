@@ -142,9 +142,13 @@ class MemoryCache:
         self._entries.move_to_end(key)
         return value
 
+    def get_now(self, key: str) -> bytes | None:
+        """`get` without awaiting (this cache never waits on anything)."""
+        return _counted(self._lookup(key))
+
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the values of ``keys`` in order (``None`` where absent or expired)."""
-        return [await self.get(key) for key in keys]
+        return [_counted(self._lookup(key)) for key in keys]
 
     async def set(self, key: str, value: bytes, ttl_seconds: float | None = None) -> None:
         """Store ``value`` under ``key``; it expires after ``ttl_seconds`` (never if ``None``)."""
@@ -199,6 +203,10 @@ class RedisCache:
         if self._closed:
             raise RuntimeError("cache is closed")
         return self._prefix + key
+
+    def redis_key(self, key: str) -> str:
+        """The Redis key ``key`` is stored under (for a caller reading it in a script of its own)."""
+        return self._key(key)
 
     async def get(self, key: str) -> bytes | None:
         """Return the value stored under ``key``, or ``None`` if absent or expired."""

@@ -11,6 +11,11 @@ are allowed within any span of ``window`` seconds; a denied hit does not count.
 
 `create_rate_limiter` picks the storage from configuration: no Redis URL means in-process
 memory (correct for one process), otherwise Redis (shared by every replica).
+
+The in-process limiter keeps its windows in `MovingWindows`, synchronously: `RateLimiter.hit_now`
+counts a hit without awaiting anything, which is what the embedded mode's request path uses. On
+Redis, `RateLimiter.hit_many` counts several limits and reads cache keys in ONE round trip (one
+Lua script), which is what the request path of the production mode uses.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import asyncio
 import functools
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import redis.asyncio
@@ -34,10 +40,13 @@ from tradestack.kit.redispool import blocking_pool
 
 __all__ = [
     "DEFAULT_REDIS_PREFIX",
+    "LimitCheck",
+    "MovingWindows",
     "RateLimitResult",
     "RateLimiter",
     "check_limit",
     "create_rate_limiter",
+    "headers_or_refusal",
     "parse_limit",
     "rate_limit_headers",
 ]
@@ -77,6 +86,61 @@ def parse_limit(limit: str) -> RateLimitItem:
     return items[0]
 
 
+LimitCheck = tuple[str, tuple[str, ...]]
+"""One limit to count in `RateLimiter.hit_many`: the limit and its identifiers."""
+
+_SWEEP_EVERY_HITS = 4096
+
+
+class MovingWindows:
+    """Moving windows kept in process, without awaiting: at most ``amount`` hits within any ``expiry`` seconds.
+
+    Each key holds the timestamps of its hits still in the window (at most ``amount``, oldest
+    first). A hit is allowed if fewer than ``amount`` remain once the ones older than
+    ``expiry`` are dropped; a denied hit does not count. Keys that have emptied are swept every
+    few thousand hits, so memory stays proportional to the clients active within a window.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._windows: dict[str, tuple[int, deque[float]]] = {}
+        self._hits = 0
+
+    def hit(self, key: str, amount: int, expiry: int) -> tuple[bool, float, int]:
+        """Count one hit; return (allowed, when the oldest hit leaves the window, hits still allowed)."""
+        now = self._clock()
+        entry = self._windows.get(key)
+        if entry is None:
+            entry = self._windows[key] = (expiry, deque(maxlen=amount))
+        window = entry[1]
+        cutoff = now - expiry
+        while window and window[0] < cutoff:
+            window.popleft()
+        allowed = len(window) < amount
+        if allowed:
+            window.append(now)
+        self._hits += 1
+        if self._hits >= _SWEEP_EVERY_HITS:
+            self._sweep(now)
+        return allowed, (window[0] if window else now) + expiry, amount - len(window)
+
+    def _sweep(self, now: float) -> None:
+        self._hits = 0
+        for key in [key for key, (expiry, window) in self._windows.items() if not window or window[-1] < now - expiry]:
+            del self._windows[key]
+
+    def clear(self, key: str) -> None:
+        """Forget the hits of one key."""
+        self._windows.pop(key, None)
+
+    def reset(self) -> None:
+        """Forget every hit."""
+        self._windows.clear()
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+
 def _escape(identifier: str) -> str:
     # `limits` joins identifiers with "/", so escape it to keep ("a/b", "c") and ("a", "b/c")
     # from sharing a counter.
@@ -99,9 +163,14 @@ class RateLimiter:
         clock: Callable[[], float] = time.time,
         on_close: Callable[[], Awaitable[None]] | None = None,
         hit_and_count: HitAndCount | None = None,
+        hit_many: HitMany | None = None,
         fallback: RateLimiter | None = None,
+        windows: MovingWindows | None = None,
     ) -> None:
         self._storage = storage
+        # In process: the windows are counted here, synchronously, and `storage` is not used for hits.
+        self._windows = windows
+        self._hit_many = hit_many
         # Counts in process while the shared storage (Redis) is unreachable: limits stay per process then.
         self._fallback = fallback
         self._strategy = MovingWindowRateLimiter(storage)
@@ -110,10 +179,84 @@ class RateLimiter:
         self._on_close = on_close
         self._closed = False
 
+    @classmethod
+    def in_process(cls, clock: Callable[[], float] = time.time) -> RateLimiter:
+        """A limiter counting in this process's memory, without awaiting (`hit_now`)."""
+        return cls(MemoryStorage(), clock=clock, windows=MovingWindows(clock))
+
     @property
     def storage(self) -> Storage:
-        """The `limits` storage holding the hits."""
+        """The `limits` storage holding the hits (unused by an `in_process` limiter)."""
         return self._storage
+
+    @property
+    def counts_in_process(self) -> bool:
+        """True if `hit_now` can count a hit without I/O (the limiter was made by `in_process`)."""
+        return self._windows is not None
+
+    def hit_now(self, limit: str, *identifiers: str) -> RateLimitResult:
+        """`hit` without awaiting, for an `in_process` limiter (`RuntimeError` otherwise)."""
+        self._check_open()
+        if self._windows is None:
+            raise RuntimeError("hit_now needs an in-process limiter")
+        item = parse_limit(limit)
+        keys = tuple(_escape(identifier) for identifier in identifiers)
+        allowed, reset_time, remaining = self._windows.hit(item.key_for(*keys), item.amount, item.get_expiry())
+        return self._result(item, allowed, reset_time, remaining)
+
+    def _result(self, item: RateLimitItem, allowed: bool, reset_time: float, remaining: int) -> RateLimitResult:
+        return RateLimitResult(
+            allowed=allowed,
+            limit=item.amount,
+            remaining=max(0, min(item.amount, remaining)) if allowed else 0,
+            reset_after_seconds=max(0.0, reset_time - self._clock()),
+            window_seconds=item.get_expiry(),
+        )
+
+    async def hit_many(
+        self, checks: Sequence[LimitCheck], reads: Sequence[str] = ()
+    ) -> tuple[list[RateLimitResult | None], list[bytes | None] | None]:
+        """Count ``checks`` in order and read the Redis keys ``reads`` (full keys), in one round trip on Redis.
+
+        A check after a denied one is not counted (its result is None), as if they had been
+        counted one by one and the caller had stopped at the first denial. The reads come back
+        in order, None where a key is absent; the whole list is None if none were asked for or they
+        could not be read (no Redis, or Redis unreachable - the checks were then counted in process).
+        """
+        self._check_open()
+        if self._hit_many is not None:
+            try:
+                return await self._redis_hit_many(self._hit_many, checks, reads)
+            except CACHE_ERRORS as exc:
+                if self._fallback is None:
+                    raise
+                count_outage("cache", "rate_limit", exc)
+                counted, _ = await self._fallback.hit_many(checks)
+                return counted, None
+        results: list[RateLimitResult | None] = []
+        denied = False
+        for limit, identifiers in checks:
+            if denied:
+                results.append(None)
+                continue
+            result = self.hit_now(limit, *identifiers) if self._windows is not None else await self.hit(limit, *identifiers)
+            results.append(result)
+            denied = not result.allowed
+        return results, None
+
+    async def _redis_hit_many(
+        self, hit_many: HitMany, checks: Sequence[LimitCheck], reads: Sequence[str]
+    ) -> tuple[list[RateLimitResult | None], list[bytes | None] | None]:
+        items = [parse_limit(limit) for limit, _ in checks]
+        keys = [
+            item.key_for(*(_escape(identifier) for identifier in identifiers))
+            for item, (_, identifiers) in zip(items, checks, strict=True)
+        ]
+        counted, values = await hit_many(items, keys, reads)
+        results: list[RateLimitResult | None] = []
+        for item, outcome in zip(items, counted, strict=True):
+            results.append(None if outcome is None else self._result(item, *outcome))
+        return results, values if reads else None
 
     def _check_open(self) -> None:
         if self._closed:
@@ -144,6 +287,8 @@ class RateLimiter:
         return await self._hit(limit, *identifiers)
 
     async def _hit(self, limit: str, *identifiers: str) -> RateLimitResult:
+        if self._windows is not None:
+            return self.hit_now(limit, *identifiers)
         item = parse_limit(limit)
         keys = tuple(_escape(identifier) for identifier in identifiers)
         if self._hit_and_count is not None:
@@ -152,18 +297,15 @@ class RateLimiter:
             allowed = await self._strategy.hit(item, *keys)
             stats = await self._strategy.get_window_stats(item, *keys)
             reset_time, remaining = stats.reset_time, stats.remaining
-        return RateLimitResult(
-            allowed=allowed,
-            limit=item.amount,
-            remaining=max(0, min(item.amount, remaining)) if allowed else 0,
-            reset_after_seconds=max(0.0, reset_time - self._clock()),
-            window_seconds=item.get_expiry(),
-        )
+        return self._result(item, allowed, reset_time, remaining)
 
     async def clear(self, limit: str, *identifiers: str) -> None:
         """Forget every hit counted against ``limit`` for ``identifiers``."""
         self._check_open()
         item = parse_limit(limit)
+        if self._windows is not None:
+            self._windows.clear(item.key_for(*(_escape(identifier) for identifier in identifiers)))
+            return
         await self._let_memory_expiry_finish()
         try:
             await self._strategy.clear(item, *(_escape(identifier) for identifier in identifiers))
@@ -187,6 +329,9 @@ class RateLimiter:
         blocks the server for a moment on a large data set.
         """
         self._check_open()
+        if self._windows is not None:
+            self._windows.reset()
+            return
         await self._let_memory_expiry_finish()
         await self._storage.reset()
 
@@ -212,7 +357,7 @@ def create_rate_limiter(redis_url: str | None, *, key_prefix: str = DEFAULT_REDI
     pool. Keys are stored as ``{key_prefix}:...``.
     """
     if redis_url is None:
-        return RateLimiter(MemoryStorage())
+        return RateLimiter.in_process()
     pool: redis.asyncio.ConnectionPool = blocking_pool(redis_url)
     storage = RedisStorage(
         "async+redis://",
@@ -224,7 +369,8 @@ def create_rate_limiter(redis_url: str | None, *, key_prefix: str = DEFAULT_REDI
         storage,
         on_close=pool.aclose,
         hit_and_count=_redis_hit_and_count(pool, key_prefix),
-        fallback=RateLimiter(MemoryStorage()),
+        hit_many=_redis_hit_many(pool, key_prefix),
+        fallback=RateLimiter.in_process(),
     )
 
 
@@ -278,6 +424,95 @@ def _redis_hit_and_count(pool: redis.asyncio.ConnectionPool, key_prefix: str) ->
     return hit_and_count
 
 
+HitMany = Callable[
+    [Sequence[RateLimitItem], Sequence[str], Sequence[str]],
+    Awaitable[tuple[list[tuple[bool, float, int] | None], list[bytes | None]]],
+]
+
+# Several moving-window hits (the same algorithm and list layout as _HIT_AND_COUNT_LUA), in order,
+# stopping at the first denial, then GETs of the remaining keys - one round trip.
+# KEYS: the limits' keys, then the keys to read. ARGV: now, number of limits, then amount and expiry per limit.
+# Returns, per limit, acquired (0/1, or -1 when not counted), oldest hit in the window ('' if none) and
+# hits in the window; then the value of each read key (false when absent).
+_HIT_MANY_LUA = """
+local now = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local out = {}
+local denied = false
+for i = 1, n do
+    local key = KEYS[i]
+    local limit = tonumber(ARGV[1 + 2 * i])
+    local expiry = tonumber(ARGV[2 + 2 * i])
+    if denied then
+        out[#out + 1] = -1
+        out[#out + 1] = ''
+        out[#out + 1] = 0
+    else
+        local acquired = 0
+        local entry = redis.call('lindex', key, limit - 1)
+        if not (entry and tonumber(entry) >= now - expiry) then
+            redis.call('lpush', key, now)
+            redis.call('ltrim', key, 0, limit - 1)
+            redis.call('expire', key, expiry)
+            acquired = 1
+        else
+            denied = true
+        end
+        local target = now - expiry
+        local low, high, found = 0, limit - 1, nil
+        while low <= high do
+            local mid = math.floor((low + high) / 2)
+            local value = tonumber(redis.call('lindex', key, mid))
+            if value and value >= target then
+                found = mid
+                low = mid + 1
+            else
+                high = mid - 1
+            end
+        end
+        out[#out + 1] = acquired
+        if found then
+            out[#out + 1] = tostring(redis.call('lindex', key, found))
+            out[#out + 1] = found + 1
+        else
+            out[#out + 1] = ''
+            out[#out + 1] = 0
+        end
+    end
+end
+for j = n + 1, #KEYS do
+    out[#out + 1] = redis.call('get', KEYS[j])
+end
+return out
+"""
+
+
+def _redis_hit_many(pool: redis.asyncio.ConnectionPool, key_prefix: str) -> HitMany:
+    script = redis.asyncio.Redis(connection_pool=pool).register_script(_HIT_MANY_LUA)
+
+    async def hit_many(
+        items: Sequence[RateLimitItem], keys: Sequence[str], reads: Sequence[str]
+    ) -> tuple[list[tuple[bool, float, int] | None], list[bytes | None]]:
+        now = time.time()
+        args: list[float | int] = [now, len(items)]
+        for item in items:
+            args += [item.amount, item.get_expiry()]
+        reply = await script(keys=[*(f"{key_prefix}:{key}" for key in keys), *reads], args=args)
+        counted: list[tuple[bool, float, int] | None] = []
+        for index, item in enumerate(items):
+            acquired, oldest, count = reply[3 * index : 3 * index + 3]
+            if int(acquired) < 0:
+                counted.append(None)
+                continue
+            expiry = item.get_expiry()
+            window_start = float(oldest) if oldest else now
+            counted.append((bool(int(acquired)), window_start + expiry, item.amount - int(count)))
+        values = [value if isinstance(value, bytes) or value is None else bytes(value) for value in reply[3 * len(items) :]]
+        return counted, values
+
+    return hit_many
+
+
 def rate_limit_headers(result: RateLimitResult) -> dict[str, str]:
     """``RateLimit-*`` response headers (IETF draft) for one limit's state."""
     return {
@@ -293,7 +528,11 @@ async def check_limit(limiter: RateLimiter, limit: str, *identifiers: str, label
     ``label`` names the limit in the ``rate_limited_requests_total`` metric; ``description``
     says in the error whose requests were limited.
     """
-    result = await limiter.hit(limit, *identifiers)
+    return headers_or_refusal(await limiter.hit(limit, *identifiers), limit, label=label, description=description)
+
+
+def headers_or_refusal(result: RateLimitResult, limit: str, *, label: str, description: str) -> dict[str, str]:
+    """The ``RateLimit-*`` headers of a counted hit, or `RateLimitedError` (429) if it was denied (see `check_limit`)."""
     headers = rate_limit_headers(result)
     if result.allowed:
         return headers

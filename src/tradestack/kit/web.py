@@ -53,12 +53,14 @@ class DrainState:
             log.info("drain_started")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    """The process's runtime (async: FastAPI would run a plain function in its threadpool, per request)."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_drain(request: Request) -> DrainState:
+async def get_drain(request: Request) -> DrainState:
+    """The process's drain state (async, like `get_runtime`)."""
     drain: DrainState = request.app.state.drain
     return drain
 

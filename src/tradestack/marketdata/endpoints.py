@@ -15,7 +15,6 @@ from tradestack.kit.web import OrjsonResponse, RuntimeDep
 from tradestack.marketdata.calendars import known_until
 from tradestack.marketdata.schemas import (
     CandleList,
-    CandleOut,
     InstrumentList,
     InstrumentOut,
     OrderBookOut,
@@ -94,14 +93,9 @@ async def candles(
     end: Annotated[datetime | None, Query(description="Candles starting before this (exclusive).")] = None,
     limit: Annotated[int, Query(description="At most this many candles (1-10000).")] = 500,
 ) -> Response:
-    found = await MarketDataService(runtime).candles(symbol, timeframe, start=start, end=end, limit=limit)
-    body = CandleList(
-        symbol=found.symbol,
-        timeframe=found.timeframe.value,
-        source_resolution=found.source_resolution.value,
-        candles=[CandleOut(ts=b.ts, open=b.open, high=b.high, low=b.low, close=b.close, volume=b.volume) for b in found.bars],
-    )
-    return OrjsonResponse(body.model_dump(mode="json"))
+    # Built as JSON text by the service (no model per bar); the response schema stays CandleList.
+    body = await MarketDataService(runtime).candles_json(symbol, timeframe, start=start, end=end, limit=limit)
+    return Response(body, media_type="application/json")
 
 
 @router.get(

@@ -5,9 +5,25 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    String,
+    Text,
+    case,
+    cast,
+    exists,
+    func,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.instruments import Instrument, InstrumentKind
@@ -16,6 +32,10 @@ from tradestack.models.marketdata import BarRow, InstrumentRow
 
 # Rows per INSERT statement: well under SQLite's 32,766 bound parameters (10 columns per row).
 _CHUNK = 2000
+
+
+RawBar = tuple[int, str, str, str, str, str, str]
+"""A stored bar as the API sends it: (epoch seconds of its start, ISO 8601 start, open, high, low, close, volume as text)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,10 +212,114 @@ class BarRepository:
             query = query.limit(limit)
         return [_bar(row) for row in await self._session.scalars(query)]
 
+    def _raw_columns(self) -> tuple[ColumnElement[Any], ...]:
+        """(epoch seconds, ISO 8601 start with Z, open, high, low, close, volume as plain decimal text), computed by the database.
+
+        The text is what the API sends (`plain` numbers, ``...T00:00:00Z`` times), so a row goes
+        to JSON without a Decimal or a datetime being made in Python.
+        """
+        if self._session.get_bind().dialect.name == "postgresql":
+            utc = func.timezone("UTC", BarRow.ts)
+            iso = case(
+                (func.date_trunc("second", BarRow.ts) == BarRow.ts, func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
+                else_=func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+            )
+            epoch = cast(func.floor(func.extract("epoch", BarRow.ts)), BigInteger)
+            prices: tuple[ColumnElement[Any], ...] = tuple(
+                cast(func.trim_scale(column), Text)
+                for column in (BarRow.open, BarRow.high, BarRow.low, BarRow.close, BarRow.volume)
+            )
+            return (epoch, iso, *prices)
+        # SQLite: timestamps are stored as 'YYYY-MM-DD HH:MM:SS.ffffff', numbers as plain text already.
+        raw_ts = type_coerce(BarRow.ts, String())
+        iso = case(
+            (func.substr(raw_ts, 21) == "000000", func.printf("%sT%sZ", func.substr(raw_ts, 1, 10), func.substr(raw_ts, 12, 8))),
+            else_=func.printf("%sT%sZ", func.substr(raw_ts, 1, 10), func.substr(raw_ts, 12)),
+        )
+        epoch = cast(func.strftime("%s", raw_ts), Integer)
+        prices = tuple(
+            type_coerce(column, String()) for column in (BarRow.open, BarRow.high, BarRow.low, BarRow.close, BarRow.volume)
+        )
+        return (epoch, iso, *prices)
+
+    async def raw_between(
+        self, symbol: str, resolution: Timeframe, start: datetime | None, end: datetime | None, limit: int | None
+    ) -> list[RawBar]:
+        """`between` as `RawBar` tuples (one Core query, no ORM objects), oldest first."""
+        query = select(*self._raw_columns()).where(BarRow.symbol == symbol, BarRow.resolution == resolution.value)
+        if start is not None:
+            query = query.where(BarRow.ts >= start)
+        if end is not None:
+            query = query.where(BarRow.ts < end)
+        query = query.order_by(BarRow.ts)
+        if limit is not None:
+            query = query.limit(limit)
+        return [tuple(row) for row in await self._session.execute(query)]
+
+    async def raw_last(self, symbol: str, resolution: Timeframe, count: int, *, before: datetime | None = None) -> list[RawBar]:
+        """`last` as `RawBar` tuples, oldest first."""
+        query = select(*self._raw_columns()).where(BarRow.symbol == symbol, BarRow.resolution == resolution.value)
+        if before is not None:
+            query = query.where(BarRow.ts < before)
+        rows = list(await self._session.execute(query.order_by(BarRow.ts.desc()).limit(count)))
+        rows.reverse()
+        return [tuple(row) for row in rows]
+
     async def resolutions(self, symbol: str) -> list[Timeframe]:
-        """Resolutions stored for `symbol`, finest first."""
-        rows = await self._session.scalars(select(BarRow.resolution).where(BarRow.symbol == symbol).group_by(BarRow.resolution))
-        return sorted((Timeframe(r) for r in rows), key=lambda t: t.seconds)
+        """Resolutions stored for `symbol`, finest first: one index probe per resolution, in one query."""
+        known = sorted(Timeframe, key=lambda t: t.seconds)
+        probes = [
+            exists().where(BarRow.symbol == symbol, BarRow.resolution == resolution.value).label(f"r{index}")
+            for index, resolution in enumerate(known)
+        ]
+        row = (await self._session.execute(select(*probes))).one()
+        return [resolution for resolution, present in zip(known, row, strict=True) if present]
+
+    @property
+    def aggregates_in_sql(self) -> bool:
+        """True where `raw_buckets` can roll bars up exactly in the database (PostgreSQL's NUMERIC; not SQLite's text)."""
+        return self._session.get_bind().dialect.name == "postgresql"
+
+    async def raw_buckets(
+        self,
+        symbol: str,
+        resolution: Timeframe,
+        seconds: int,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+        *,
+        latest: bool,
+    ) -> list[RawBar]:
+        """Bars rolled up into buckets of ``seconds`` by PostgreSQL, as `RawBar` tuples, oldest first.
+
+        open = first open, high = max, low = min, close = last close, volume = sum (exact
+        NUMERIC). The first ``limit`` buckets starting in [start, end), or with ``latest`` the
+        last ``limit`` before ``end``; buckets are whole (grouped before the limit applies).
+        """
+        epoch = func.extract("epoch", BarRow.ts)
+        bucket = (func.floor(epoch / seconds) * seconds).label("bucket")
+        grouped = select(
+            bucket,
+            func.array_agg(aggregate_order_by(BarRow.open, BarRow.ts.asc()))[1].label("open"),
+            func.max(BarRow.high).label("high"),
+            func.min(BarRow.low).label("low"),
+            func.array_agg(aggregate_order_by(BarRow.close, BarRow.ts.desc()))[1].label("close"),
+            func.sum(BarRow.volume).label("volume"),
+        ).where(BarRow.symbol == symbol, BarRow.resolution == resolution.value)
+        if start is not None:
+            grouped = grouped.where(BarRow.ts >= start)
+        if end is not None:
+            grouped = grouped.where(BarRow.ts < end)
+        grouped = grouped.group_by(bucket).order_by(bucket.desc() if latest else bucket.asc()).limit(limit)
+        inner = grouped.subquery()
+        utc = func.timezone("UTC", func.to_timestamp(inner.c.bucket))
+        query = select(
+            cast(inner.c.bucket, BigInteger),
+            func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+            *(cast(func.trim_scale(inner.c[name]), Text) for name in ("open", "high", "low", "close", "volume")),
+        ).order_by(inner.c.bucket)
+        return [tuple(row) for row in await self._session.execute(query)]
 
     async def summary(self) -> list[SeriesSummary]:
         """Every stored series with its size and time span."""

@@ -6,16 +6,18 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import orjson
 
 from tradestack.core.errors import ValidationFailedError
+from tradestack.core.money import plain
 from tradestack.domain.instruments import CATALOG, Instrument, Venue
 from tradestack.domain.marketdata import Bar, Timeframe, aggregate
 from tradestack.domain.snapshot import MarketSnapshot, QuoteView, decode_quote, snapshot_of
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.calendars import trading_hours as trading_hours  # the one market-hours rule
-from tradestack.marketdata.repository import BarRepository, InstrumentRepository, SeriesSummary
+from tradestack.marketdata.repository import BarRepository, InstrumentRepository, RawBar, SeriesSummary
 
 QUOTE_KEY = "md:quote:"
 BOOK_KEY = "md:book:"
@@ -134,13 +136,10 @@ class MarketDataService:
         async with self.runtime.database.read_session() as session:
             return await BarRepository(session).summary()
 
-    async def candles(self, symbol: str, timeframe: str, *, start: datetime | None, end: datetime | None, limit: int) -> Candles:
-        """Candles aggregated from the coarsest stored resolution that divides `timeframe`.
-
-        With `start`: the first `limit` candles whose interval starts in [start, end). Without:
-        the last `limit` candles starting before `end` (or the latest). Candles are always whole:
-        a candle is never cut by `end` or by `limit`.
-        """
+    async def _candle_source(
+        self, bars: BarRepository, symbol: str, timeframe: str, start: datetime | None, end: datetime | None, limit: int
+    ) -> tuple[Instrument, Timeframe, Timeframe, datetime | None, datetime | None]:
+        """Validate a candle request: (instrument, timeframe, stored resolution to build from, start, end in UTC)."""
         instrument = await self.instrument(symbol)
         try:
             tf = Timeframe.parse(timeframe)
@@ -151,21 +150,30 @@ class MarketDataService:
         start, end = _utc_or_none(start), _utc_or_none(end)
         if start is not None and end is not None and start >= end:
             raise ValidationFailedError(f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
+        stored = await bars.resolutions(instrument.symbol)
+        if not stored:
+            raise ValidationFailedError(
+                f"no price history is stored for {instrument.symbol}; "
+                "import some with `tradestack data import` or `tradestack data import-csv`"
+            )
+        usable = [r for r in stored if r.divides(tf)]
+        if not usable:
+            raise ValidationFailedError(
+                f"{instrument.symbol} is stored at {', '.join(r.value for r in stored)}; "
+                f"ask for a timeframe of at least {stored[0].value}"
+            )
+        return instrument, tf, max(usable, key=lambda r: r.seconds), start, end
+
+    async def candles(self, symbol: str, timeframe: str, *, start: datetime | None, end: datetime | None, limit: int) -> Candles:
+        """Candles aggregated from the coarsest stored resolution that divides `timeframe`.
+
+        With `start`: the first `limit` candles whose interval starts in [start, end). Without:
+        the last `limit` candles starting before `end` (or the latest). Candles are always whole:
+        a candle is never cut by `end` or by `limit`.
+        """
         async with self.runtime.database.read_session() as session:
             bars = BarRepository(session)
-            stored = await bars.resolutions(instrument.symbol)
-            if not stored:
-                raise ValidationFailedError(
-                    f"no price history is stored for {instrument.symbol}; "
-                    "import some with `tradestack data import` or `tradestack data import-csv`"
-                )
-            usable = [r for r in stored if r.divides(tf)]
-            if not usable:
-                raise ValidationFailedError(
-                    f"{instrument.symbol} is stored at {', '.join(r.value for r in stored)}; "
-                    f"ask for a timeframe of at least {stored[0].value}"
-                )
-            base = max(usable, key=lambda r: r.seconds)
+            instrument, tf, base, start, end = await self._candle_source(bars, symbol, timeframe, start, end, limit)
             ratio = tf.seconds // base.seconds
             # Whole candles: the range is widened to candle boundaries.
             lo = None if start is None else _ceil(tf, start)
@@ -186,6 +194,44 @@ class MarketDataService:
                     rows = await bars.between(instrument.symbol, base, tf.floor(rows[0].ts), rows[0].ts, None) + rows
                 candles = list(aggregate(rows, tf))[-limit:]
         return Candles(instrument.symbol, tf, base, candles)
+
+    async def candles_json(
+        self, symbol: str, timeframe: str, *, start: datetime | None, end: datetime | None, limit: int
+    ) -> bytes:
+        """`candles` as the JSON body of ``GET /api/market/candles`` (the `CandleList` schema), built without objects per bar.
+
+        The database hands over each bar as text (`RawBar`); a timeframe stored as such goes
+        straight to JSON; a coarser one is rolled up by PostgreSQL (exact NUMERIC), or on SQLite
+        (numbers stored as text) by `aggregate_raw`, with Decimal only for high, low and volume.
+        """
+        async with self.runtime.database.read_session() as session:
+            bars = BarRepository(session)
+            instrument, tf, base, start, end = await self._candle_source(bars, symbol, timeframe, start, end, limit)
+            ratio = tf.seconds // base.seconds
+            lo = None if start is None else _ceil(tf, start)
+            hi = None if end is None else tf.floor(end - _ONE_MICROSECOND) + tf.delta
+            if ratio > 1 and bars.aggregates_in_sql:
+                rows = await bars.raw_buckets(instrument.symbol, base, tf.seconds, lo, hi, limit, latest=lo is None)
+                candles = [row[1:] for row in rows]
+            elif lo is not None:
+                rows = await bars.raw_between(instrument.symbol, base, lo, hi, limit * ratio)
+                if ratio > 1 and len(rows) == limit * ratio:
+                    # The last candle may be cut short by the row limit: complete it.
+                    bucket_end = _at(rows[-1][0] - rows[-1][0] % tf.seconds + tf.seconds)
+                    if hi is not None:
+                        bucket_end = min(bucket_end, hi)
+                    rows += await bars.raw_between(instrument.symbol, base, _at(rows[-1][0] + 1), bucket_end, None)
+                candles = aggregate_raw(rows, tf.seconds)[:limit] if ratio > 1 else [row[1:] for row in rows]
+            else:
+                rows = await bars.raw_last(instrument.symbol, base, limit * ratio, before=hi)
+                if ratio > 1 and len(rows) == limit * ratio:
+                    # The first candle may be cut short by the row limit: complete it.
+                    first = rows[0][0]
+                    bucket_start = _at(first - first % tf.seconds)
+                    rows = await bars.raw_between(instrument.symbol, base, bucket_start, _at(first), None) + rows
+                candles = aggregate_raw(rows, tf.seconds)[-limit:] if ratio > 1 else [row[1:] for row in rows]
+        head = orjson.dumps({"symbol": instrument.symbol, "timeframe": tf.value, "source_resolution": base.value})
+        return b"".join((head[:-1], b',"candles":[', ",".join([_CANDLE_JSON % candle for candle in candles]).encode(), b"]}"))
 
     # -- live values ---------------------------------------------------------------------------
 
@@ -258,6 +304,51 @@ class MarketDataService:
         raise ValidationFailedError(
             f"unknown channel {channel!r}: use quotes:<SYMBOL>, candles:<SYMBOL>:<1m|5m|15m|1h|1d> or orderbook:<SYMBOL>"
         )
+
+
+_CANDLE_JSON = '{"ts":"%s","open":"%s","high":"%s","low":"%s","close":"%s","volume":"%s"}'
+"""One candle of `CandleOut` (its values are digits, signs, points and ISO 8601 text: nothing to escape)."""
+
+
+def _at(epoch_seconds: int) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, UTC)
+
+
+def _iso(epoch_seconds: int) -> str:
+    return _at(epoch_seconds).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def aggregate_raw(rows: Sequence[RawBar], seconds: int) -> list[tuple[str, str, str, str, str, str]]:
+    """Roll time-ordered `RawBar` rows up into buckets of ``seconds``, like `domain.marketdata.aggregate`.
+
+    open = first open, high = max high, low = min low, close = last close, volume = exact sum;
+    each candle as (ISO start, open, high, low, close, volume) text.
+    """
+    out: list[tuple[str, str, str, str, str, str]] = []
+    bucket = -1
+    open_ = high_text = low_text = close = ""
+    high = low = volume = Decimal(0)
+    for epoch, _, o, h, l, c, v in rows:  # noqa: E741 - the letters of OHLCV
+        start = epoch - epoch % seconds
+        if start != bucket:
+            if start < bucket:
+                raise ValueError(f"bars are not in time order at {_iso(epoch)}")
+            if bucket >= 0:
+                out.append((_iso(bucket), open_, high_text, low_text, close, plain(volume)))
+            bucket, open_, high_text, low_text, close = start, o, h, l, c
+            high, low, volume = Decimal(h), Decimal(l), Decimal(v)
+            continue
+        value = Decimal(h)
+        if value > high:
+            high, high_text = value, h
+        value = Decimal(l)
+        if value < low:
+            low, low_text = value, l
+        close = c
+        volume += Decimal(v)
+    if bucket >= 0:
+        out.append((_iso(bucket), open_, high_text, low_text, close, plain(volume)))
+    return out
 
 
 def _utc_or_none(value: datetime | None) -> datetime | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, UniqueConstraint, false
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradestack.kit.crypto import EncryptedString
@@ -24,6 +24,12 @@ class User(Base):
     mfa_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     must_change_password: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false(), doc="Set by an admin reset: the temporary password must be replaced."
+    )
+    session_generation: Mapped[int] = mapped_column(
+        Integer,
+        default=0,
+        server_default="0",
+        doc="Named by every access token (claim gen); a password change or reset adds one, which revokes older tokens.",
     )
     mfa_secret: Mapped[str | None] = mapped_column(EncryptedString("users.mfa_secret"), doc="TOTP secret, AES-GCM encrypted.")
     mfa_pending_secret: Mapped[str | None] = mapped_column(

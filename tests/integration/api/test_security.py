@@ -273,7 +273,12 @@ async def test_tightest_limit_includes_the_endpoints_own(app: FastAPI, client: h
 
 
 class _BrokenLimiter:
+    counts_in_process = False
+
     async def hit(self, *_: object) -> None:
+        raise ConnectionError("redis is down")
+
+    async def hit_many(self, *_: object) -> None:
         raise ConnectionError("redis is down")
 
 

@@ -42,6 +42,10 @@ async def test_logout_needs_no_body(client: httpx.AsyncClient, make_user: MakeUs
 async def test_changing_a_password_signs_out_other_sessions(client: httpx.AsyncClient, make_user: MakeUser) -> None:
     trader = await make_user(Role.TRADER)
     admin = await make_user(Role.ADMIN)
+    elsewhere = await client.post("/api/auth/login", json={"email": trader.email, "password": PASSWORD})
+    assert elsewhere.status_code == 200, elsewhere.text
+    other_session = bearer(elsewhere.json()["access_token"])
+    assert (await client.get("/api/auth/me", headers=other_session)).status_code == 200  # resolved, so remembered
     wrong = await client.post(
         "/api/auth/password",
         json={"current_password": "not my password", "new_password": NEW_PASSWORD},
@@ -59,6 +63,11 @@ async def test_changing_a_password_signs_out_other_sessions(client: httpx.AsyncC
     )
     assert changed.status_code == 200, changed.text
     assert (await client.get("/api/auth/me", headers=bearer(changed.json()["access_token"]))).status_code == 200
+    # Every access token issued before the change is refused at once, the one that made it included.
+    for old_token in (trader.headers, other_session):
+        refused = await client.get("/api/auth/me", headers=old_token)
+        assert refused.status_code == 401, refused.text
+        assert "password change" in refused.json()["detail"]
     # The other session (the sign-in made by make_user) can no longer refresh.
     assert (await client.post("/api/auth/refresh", json={"refresh_token": trader.refresh_token})).status_code == 401
     old = await client.post("/api/auth/login", json={"email": trader.email, "password": PASSWORD})
@@ -78,6 +87,7 @@ async def test_an_admin_reset_gives_a_temporary_password_that_must_be_changed(
     reset = await client.post(f"/api/users/{trader.id}/password/reset", headers=admin.headers)
     assert reset.status_code == 200, reset.text
     temporary = reset.json()["temporary_password"]
+    assert (await client.get("/api/auth/me", headers=trader.headers)).status_code == 401  # its access token too
     assert (await client.post("/api/auth/refresh", json={"refresh_token": trader.refresh_token})).status_code == 401
     assert (await client.post("/api/auth/login", json={"email": trader.email, "password": PASSWORD})).status_code == 401
 
@@ -96,6 +106,7 @@ async def test_an_admin_reset_gives_a_temporary_password_that_must_be_changed(
     )
     assert changed.status_code == 200, changed.text
     assert (await client.get("/api/accounts", headers=bearer(changed.json()["access_token"]))).status_code == 200
+    assert (await client.get("/api/auth/me", headers=limited)).status_code == 401
     assert (await client.post("/api/auth/login", json={"email": trader.email, "password": temporary})).status_code == 401
     rows = await audit_actions(client, admin.headers, "auth.password_reset")
     assert [(r["target"], r["actor_email"]) for r in rows] == [(f"user:{trader.id}", admin.email)]

@@ -89,6 +89,62 @@ async def test_create_rate_limiter_picks_the_storage(backend_redis_url: str | No
     try:
         expected = MemoryStorage if backend_redis_url is None else RedisStorage
         assert isinstance(limiter.storage, expected)
+        assert limiter.counts_in_process is (backend_redis_url is None)
+    finally:
+        await limiter.close()
+
+
+async def test_hit_many_counts_in_order_and_stops_at_the_first_denial(limiter: RateLimiter) -> None:
+    checks = [("2/minute", ("ip", "1.2.3.4")), ("1/minute", ("principal", "user:a"))]
+    first, reads = await limiter.hit_many(checks)
+    assert [result.allowed if result else None for result in first] == [True, True]
+    assert reads is None  # nothing asked to read
+    second, _ = await limiter.hit_many(checks)
+    assert second[0] is not None
+    assert second[0].allowed
+    assert second[0].remaining == 0
+    assert second[1] is not None
+    assert not second[1].allowed
+    third, _ = await limiter.hit_many(checks)
+    assert third[0] is not None
+    assert not third[0].allowed
+    assert third[1] is None  # not counted after the IP limit refused
+    # The counts are the ones `hit` sees: the denied checks did not count.
+    assert not (await limiter.hit("2/minute", "ip", "1.2.3.4")).allowed
+    await limiter.clear("2/minute", "ip", "1.2.3.4")
+    assert (await limiter.hit("2/minute", "ip", "1.2.3.4")).allowed
+
+
+@pytest.mark.redis
+async def test_redis_hit_many_reads_keys_in_the_same_round_trip(redis_url: str, unique_prefix: str) -> None:
+    limiter = create_rate_limiter(redis_url, key_prefix=unique_prefix.rstrip(":"))
+    admin = redis.asyncio.from_url(redis_url)
+    present, absent = f"{unique_prefix}present", f"{unique_prefix}absent"
+    try:
+        await admin.set(present, b"state")
+        results, reads = await limiter.hit_many([("3/minute", ("ip", "c"))], [present, absent])
+        assert results[0] is not None
+        assert results[0].allowed
+        assert results[0].remaining == 2
+        assert reads == [b"state", None]
+    finally:
+        await admin.delete(present)
+        await limiter.reset()
+        await limiter.close()
+        await admin.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_hit_many_falls_back_to_memory_without_reads_when_redis_is_down() -> None:
+    limiter = create_rate_limiter("redis://127.0.0.1:1/0")
+    try:
+        results, reads = await limiter.hit_many([("1/minute", ("ip", "c"))], ["some-key"])
+        assert results[0] is not None
+        assert results[0].allowed
+        assert reads is None
+        again, _ = await limiter.hit_many([("1/minute", ("ip", "c"))], ["some-key"])
+        assert again[0] is not None
+        assert not again[0].allowed
     finally:
         await limiter.close()
 

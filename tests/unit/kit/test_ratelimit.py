@@ -9,7 +9,7 @@ import limits.aio.storage.memory
 import pytest
 from limits.aio.storage import MemoryStorage
 
-from tradestack.kit.ratelimit import RateLimiter, RateLimitResult, create_rate_limiter, parse_limit
+from tradestack.kit.ratelimit import MovingWindows, RateLimiter, RateLimitResult, create_rate_limiter, parse_limit
 
 
 class FakeWallClock:
@@ -35,11 +35,35 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeWallClock:
     return fake
 
 
-@pytest.fixture
-async def limiter(clock: FakeWallClock) -> AsyncIterator[RateLimiter]:
-    rate_limiter = RateLimiter(MemoryStorage(), clock=clock)
+@pytest.fixture(params=["limits-memory", "in-process"])
+async def limiter(clock: FakeWallClock, request: pytest.FixtureRequest) -> AsyncIterator[RateLimiter]:
+    """The same moving-window contract on limits' memory storage and on our own synchronous windows."""
+    in_process = request.param == "in-process"
+    rate_limiter = RateLimiter.in_process(clock) if in_process else RateLimiter(MemoryStorage(), clock=clock)
     yield rate_limiter
     await rate_limiter.close()
+
+
+def test_in_process_hits_need_no_event_loop(clock: FakeWallClock) -> None:
+    limiter = RateLimiter.in_process(clock)
+    assert [limiter.hit_now("2/minute", "c").allowed for _ in range(3)] == [True, True, False]
+    clock.advance(61)
+    assert limiter.hit_now("2/minute", "c").allowed
+
+
+def test_in_process_windows_forget_idle_keys(clock: FakeWallClock) -> None:
+    windows = MovingWindows(clock)
+    for index in range(100):
+        windows.hit(f"k{index}", 5, 1)
+    clock.advance(2)
+    for _ in range(5000):  # enough hits to trigger a sweep
+        windows.hit("busy", 10_000, 60)
+    assert len(windows) == 1
+
+
+def test_hit_now_needs_an_in_process_limiter() -> None:
+    with pytest.raises(RuntimeError, match="in-process"):
+        RateLimiter(MemoryStorage()).hit_now("1/minute", "c")
 
 
 async def test_n_hits_are_allowed_then_denied(limiter: RateLimiter) -> None:
