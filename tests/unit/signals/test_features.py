@@ -143,6 +143,28 @@ def test_obi_and_ofi_equal_a_plain_loop_exactly(seed: int) -> None:
         np.testing.assert_array_equal(orderbook.ofi(books, w), np.array(_plain_ofi(books, w)))
 
 
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
+@pytest.mark.parametrize(("snapshots", "seed"), [(2000, 1), (2000, 2), (7, 3), (1, 4)])
+def test_obi_ofi_in_one_pass_equals_a_plain_loop_exactly(engine: orderbook.Engine, snapshots: int, seed: int) -> None:
+    books = _random_books(np.random.default_rng(seed), snapshots=snapshots)
+    columns = orderbook.obi_ofi(books, (10, 1, 3, 3), (20, 1, 5), engine=engine)  # unsorted, repeated: named, computed once
+    assert list(columns) == ["obi1", "obi3", "obi10", "ofi1", "ofi5", "ofi20"]
+    for k in (1, 3, 10):
+        np.testing.assert_array_equal(columns[f"obi{k}"], np.array(_plain_obi(books, k)), err_msg=f"obi{k}")
+    for w in (1, 5, 20):
+        np.testing.assert_array_equal(columns[f"ofi{w}"], np.array(_plain_ofi(books, w)), err_msg=f"ofi{w}")
+
+
+def test_obi_ofi_refuses_levels_windows_and_engines_it_cannot_compute() -> None:
+    books = _random_books(np.random.default_rng(6), snapshots=10, levels=5)
+    with pytest.raises(ValueError, match="between 1 and 5"):
+        orderbook.obi_ofi(books, (6,), (1,))
+    with pytest.raises(ValueError, match="at least 1"):
+        orderbook.obi_ofi(books, (1,), (0,))
+    with pytest.raises(ValueError, match="numpy or numba"):
+        orderbook.obi_ofi(books, (1,), (1,), engine="cython")  # type: ignore[arg-type]
+
+
 def test_microprice_spread_slope_and_trade_imbalance_equal_a_plain_loop_exactly() -> None:
     rng = np.random.default_rng(4)
     books = _random_books(rng, snapshots=500)

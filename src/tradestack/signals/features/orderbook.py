@@ -19,6 +19,7 @@ the results equal a straightforward per-snapshot loop bit for bit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -100,6 +101,75 @@ def window_sum(x: Array, w: int) -> Array:
 def ofi(books: Books, w: int) -> Array:
     """Order-flow imbalance summed over the last `w` snapshot changes."""
     return window_sum(ofi_events(books), w)
+
+
+Engine = Literal["numpy", "numba"]
+
+
+def obi_ofi(
+    books: Books, obi_levels: tuple[int, ...] = (1, 3, 10), ofi_windows: tuple[int, ...] = (1, 5, 20), *, engine: Engine = "numpy"
+) -> dict[str, Array]:
+    """`obi(k)` for each k and `ofi(w)` for each w in one pass, as ``{"obi<k>": ..., "ofi<w>": ...}``.
+
+    The level sums of the smaller k are the first terms of the larger ones, so each level is read
+    once. ``engine="numba"`` runs one compiled pass (Numba, imported and compiled on first use);
+    both engines give the same values bit for bit as `obi` and `ofi`.
+    """
+    ks = sorted(set(obi_levels))
+    ws = sorted(set(ofi_windows))
+    for k in ks:
+        if not 1 <= k <= books.levels:
+            raise ValueError(f"k must be between 1 and {books.levels}, got {k}")
+    for w in ws:
+        if w < 1:
+            raise ValueError(f"window must be at least 1, got {w}")
+    if engine == "numba":
+        from tradestack.signals.features.orderbook_jit import obi_ofi_kernel
+
+        rows = np.empty((len(ks) + len(ws), len(books)))
+        obi_ofi_kernel(
+            books.bid_price,
+            books.bid_size,
+            books.ask_price,
+            books.ask_size,
+            np.array(ks, dtype=np.int64),
+            np.array(ws, dtype=np.int64),
+            rows,
+            np.empty(len(books)),
+        )
+    elif engine == "numpy":
+        rows = _obi_ofi_numpy(books, ks, ws)
+    else:
+        raise ValueError(f"engine must be numpy or numba, got {engine!r}")
+    names = [f"obi{k}" for k in ks] + [f"ofi{w}" for w in ws]
+    return dict(zip(names, rows, strict=True))
+
+
+def _obi_ofi_numpy(books: Books, ks: list[int], ws: list[int]) -> Array:
+    out = np.empty((len(ks) + len(ws), len(books)))
+    bid: Array = books.bid_size[0].copy()
+    ask: Array = books.ask_size[0].copy()
+    total = np.empty(len(books))
+    row = 0
+    for level in range(ks[-1] if ks else 0):
+        if level > 0:
+            bid += books.bid_size[level]
+            ask += books.ask_size[level]
+        while row < len(ks) and ks[row] == level + 1:
+            np.subtract(bid, ask, out=out[row])
+            np.divide(out[row], np.add(bid, ask, out=total), out=out[row])
+            row += 1
+    events = ofi_events(books)
+    snapshots = len(books)
+    for i, w in enumerate(ws):
+        row_out = out[len(ks) + i]
+        row_out[: min(w, snapshots)] = np.nan
+        if snapshots > w:  # window_sum, written in place
+            acc = row_out[w:]
+            acc[:] = events[1 : snapshots - w + 1]
+            for offset in range(1, w):
+                acc += events[1 + offset : snapshots - w + 1 + offset]
+    return out
 
 
 def mid(books: Books) -> Array:
