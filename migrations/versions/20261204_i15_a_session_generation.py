@@ -1,7 +1,7 @@
 """users.session_generation: access tokens name it; a password change or reset moves it on, which revokes them
 
 Revision ID: i15_a
-Revises: i16_a
+Revises: i12_k
 Create Date: 2026-12-04
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "i15_a"
-down_revision: str | None = "i16_a"
+down_revision: str | None = "i12_k"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
