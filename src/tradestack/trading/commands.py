@@ -41,17 +41,21 @@ def stream_key(namespace: str, shard: int) -> str:
 class Commands(Protocol):
     """Where order changes are announced."""
 
-    async def order_changed(self, account_id: str, order_id: str) -> None: ...
+    async def order_changed(self, account_id: str, order_id: str, *, settle: bool = False) -> None:
+        """Announce the change; with `settle`, where the engine runs in this process, return once it has matched it."""
 
 
 class LocalCommands:
     """Hands messages to an engine in this process."""
 
-    def __init__(self, deliver: Callable[[str, str], Awaitable[None]]) -> None:
+    def __init__(
+        self, deliver: Callable[[str, str], Awaitable[None]], deliver_settled: Callable[[str, str], Awaitable[None]] | None = None
+    ) -> None:
         self._deliver = deliver
+        self._deliver_settled = deliver_settled or deliver
 
-    async def order_changed(self, account_id: str, order_id: str) -> None:
-        await self._deliver(account_id, order_id)
+    async def order_changed(self, account_id: str, order_id: str, *, settle: bool = False) -> None:
+        await (self._deliver_settled if settle else self._deliver)(account_id, order_id)
 
 
 class RedisCommands:
@@ -62,7 +66,7 @@ class RedisCommands:
         self._namespace = namespace
         self._shards = shards
 
-    async def order_changed(self, account_id: str, order_id: str) -> None:
+    async def order_changed(self, account_id: str, order_id: str, *, settle: bool = False) -> None:
         key = stream_key(self._namespace, shard_of(account_id, self._shards))
         await self._client.xadd(key, {"account": account_id, "order": order_id}, maxlen=STREAM_MAXLEN, approximate=True)
 
@@ -76,7 +80,7 @@ class NoEngine:
     def __init__(self) -> None:
         self._warned = False
 
-    async def order_changed(self, account_id: str, order_id: str) -> None:
+    async def order_changed(self, account_id: str, order_id: str, *, settle: bool = False) -> None:
         if not self._warned:
             self._warned = True
             log.warning(

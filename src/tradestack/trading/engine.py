@@ -130,7 +130,7 @@ class EngineShard:
         """`order_changed`, then wait (at most `SETTLE_SECONDS`) until the book has taken it in and matched it.
 
         In process only: the caller (order entry, after its commit) answers its client once an
-        accepted marketable order has filled and a cancel has left the book, so the client's next
+        accepted marketable order has filled, so the client's next
         order is decided against the books it would see had it waited, never denied for the lag.
         A slow engine only delays the answer; the order is durable either way.
         """
@@ -380,7 +380,7 @@ async def start_engine(runtime: Runtime) -> None:
     if not runtime.settings.effective_engine_in_process:
         return
     shard = EngineShard(runtime)
-    runtime.components[COMPONENT] = LocalCommands(shard.order_changed_settled)
+    runtime.components[COMPONENT] = LocalCommands(shard.order_changed, shard.order_changed_settled)
     tasks = [
         asyncio.create_task(shard.run(), name="engine"),
         asyncio.create_task(forever("engine_quotes", shard.listen_quotes), name="engine-quotes"),

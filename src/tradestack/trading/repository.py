@@ -17,7 +17,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from weakref import WeakKeyDictionary
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
@@ -28,6 +28,17 @@ OPEN_STATUSES = tuple(status.value for status in OrderStatus if status.is_open)
 GLOBAL_SCOPE = "global"
 
 _sqlite_locks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()
+_writes = [0]  # how many `books_session` blocks have ended in this process (see `books_writes`)
+
+
+def books_writes() -> int:
+    """A number that changes whenever a `books_session` block ends: what the order desk's cache was read at."""
+    return _writes[0]
+
+
+def sqlite_writer_lock() -> asyncio.Lock:
+    """The lock every writer of trading books holds on SQLite (this process is the only writer)."""
+    return _sqlite_lock()
 
 
 def _sqlite_lock() -> asyncio.Lock:
@@ -46,8 +57,12 @@ async def books_session(database: Database) -> AsyncIterator[AsyncSession]:
     transaction never reads balances another one is about to change.
     """
     if database.dialect == "sqlite":
-        async with _sqlite_lock(), database.session() as session:
-            yield session
+        async with _sqlite_lock():
+            try:
+                async with database.session() as session:
+                    yield session
+            finally:
+                _writes[0] += 1
     else:
         async with database.session() as session:
             yield session
@@ -136,6 +151,34 @@ class TradingRepository:
         self._add_events(row.id, first_seq, events)
         await self.session.flush()
         _project(row, order)
+
+    async def create_many(self, created: Sequence[tuple[Order, Sequence[OrderEvent], str]]) -> None:
+        """Insert new orders (order, its first events, fingerprint) with two multi-row statements: projections, events."""
+        if not created:
+            return
+        projections = []
+        events = []
+        for order, order_events, fingerprint in created:
+            request = order.submitted_request
+            projections.append(
+                {
+                    "id": order.id, "account_id": request.account_id, "client_order_id": request.client_order_id,
+                    "fingerprint": fingerprint, "symbol": request.symbol, "side": request.side.value,
+                    "type": request.type.value, "time_in_force": request.time_in_force.value, "created_at": order.created_at,
+                    **_projection(order),
+                }
+            )  # fmt: skip
+            events += [
+                {"order_id": order.id, "seq": n + 1, "kind": e.kind, "ts": e.ts, "payload": orjson.dumps(e.to_dict()).decode()}
+                for n, e in enumerate(order_events)
+            ]
+        await self.session.execute(insert(OrderRow), projections)
+        await self.session.execute(insert(OrderEventRow), events)
+
+    async def order_times_since(self, account_id: str, since: datetime) -> list[datetime]:
+        """When the account's orders submitted at or after `since` were created, oldest first."""
+        query = select(OrderRow.created_at).where(OrderRow.account_id == account_id, OrderRow.created_at >= since)
+        return sorted(await self.session.scalars(query))
 
     def _add_events(self, order_id: str, first_seq: int, events: Sequence[OrderEvent]) -> None:
         self.session.add_all(

@@ -65,6 +65,7 @@ from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MarketDataService, trading_hours
 from tradestack.models.trading import OrderRow
 from tradestack.trading.commands import commands_of
+from tradestack.trading.desk import OrderDesk, Submit, desk_of
 from tradestack.trading.events import publish_order
 from tradestack.trading.prices import missing_fx
 from tradestack.trading.repository import GLOBAL_SCOPE, ConcurrentUpdate, TradingRepository, books_session
@@ -236,7 +237,7 @@ class TradingService:
             detail=detail,
         )
 
-    async def _after(self, order: OrderOut, *, notify: bool) -> None:
+    async def _after(self, order: OrderOut, *, notify: bool, marketable: bool = False) -> None:
         """After the commit: chain the staged audit entry, tell the engine, tell WebSocket subscribers.
 
         The order is committed by now, so it is answered as committed whatever happens here: if
@@ -244,9 +245,9 @@ class TradingService:
         """
         try:
             await drainer_of(self.runtime).flush()  # else the periodic drain chains it
+            await publish_order(self.runtime, order)  # before the engine's news of it (a fill)
             if notify:
-                await commands_of(self.runtime).order_changed(order.account_id, order.id)
-            await publish_order(self.runtime, order)
+                await commands_of(self.runtime).order_changed(order.account_id, order.id, settle=marketable)
         except Exception as exc:
             backend = unavailable_backend(exc)
             if backend is None:
@@ -367,25 +368,66 @@ class TradingService:
         )
         fingerprint = request.fingerprint()
         market = await self.market.snapshot([instrument.symbol], instruments=instruments)
-        for attempt in range(2):
-            try:
-                order, check, created = await self._submit_once(
-                    principal, caller, request, fingerprint, instrument, instruments, market
-                )
-                break
-            except IntegrityError:
-                if attempt:  # pragma: no cover - a second unique-key race in a row
-                    raise
-                # Another process inserted the same client_order_id first: the retry finds it.
+        if self.runtime.database.dialect == "sqlite":
+            decided = await self._desk().submit(Submit(principal, caller, request, fingerprint, instrument, instruments, market))
+            order, check, created = decided.order, decided.check, decided.created
+        else:
+            order, check, created = await self._submit_locked(
+                principal, caller, request, fingerprint, instrument, instruments, market
+            )
         if not created:
             return self._replayed(order)
         ORDER_PLACEMENT_LATENCY.observe(time.perf_counter() - started)
         ORDERS.labels(type=request.type.value, status=order.status).inc()
         accepted = order.status == OrderStatus.ACCEPTED.value
-        await self._after(order, notify=accepted)
+        await self._after(order, notify=accepted, marketable=accepted and _marketable(request, market))
         if not accepted:
             raise OrderDeniedError(f"order denied: {order.reason}", order_id=order.id, check=check)
         return order, True
+
+    def _desk(self) -> OrderDesk:
+        """This process's order desk (embedded mode: the single writer of new orders)."""
+        runtime = self.runtime
+
+        def limits(account: AccountProfile, stored: str | None) -> RiskLimits:
+            return limits_from_json(stored, account.base_currency) if stored else default_limits(runtime, account.base_currency)
+
+        def validate(request: OrderRequest, instrument: Instrument, market: MarketSnapshot, now: datetime) -> None:
+            problems = request.validate(instrument) + self._stop_problems(request, market)
+            if problems:
+                raise ValidationFailedError("; ".join(problems))
+            self._check_session(request, instrument, now)
+
+        return desk_of(
+            runtime,
+            lambda: OrderDesk(
+                runtime,
+                fee_model=partial(fee_model_for, runtime),
+                limits_of=limits,
+                open_order_of_row=open_order_of,
+                validate=validate,
+            ),
+        )
+
+    async def _submit_locked(
+        self,
+        principal: Principal,
+        caller: Caller,
+        request: OrderRequest,
+        fingerprint: str,
+        instrument: Instrument,
+        instruments: dict[str, Instrument],
+        market: MarketSnapshot,
+    ) -> tuple[OrderOut, str | None, bool]:
+        """One transaction per order under the account's lock (PostgreSQL: any number of API workers)."""
+        for attempt in range(2):
+            try:
+                return await self._submit_once(principal, caller, request, fingerprint, instrument, instruments, market)
+            except IntegrityError:
+                if attempt:  # pragma: no cover - a second unique-key race in a row
+                    raise
+                # Another process inserted the same client_order_id first: the retry finds it.
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def _replayed(order: OrderOut) -> tuple[OrderOut, bool]:
@@ -771,6 +813,21 @@ class TradingService:
                 TradingStateOut(scope=r.scope, state=r.state, reason=r.reason, updated_at=r.updated_at, updated_by=r.updated_by)
                 for r in rows
             ]
+
+
+def _marketable(request: OrderRequest, market: MarketSnapshot) -> bool:
+    """Whether the order may fill as soon as the engine has it (market, or a limit through the quote): the
+    embedded engine is then waited for, so the client's next order is decided against that fill."""
+    if request.type is OrderType.MARKET:
+        return True
+    if request.type is not OrderType.LIMIT or request.limit_price is None:
+        return False
+    quote = market.quotes.get(request.symbol)
+    if quote is None:
+        return False
+    if request.side is OrderSide.BUY:
+        return quote.ask is not None and request.limit_price >= quote.ask
+    return quote.bid is not None and request.limit_price <= quote.bid
 
 
 def _cursor(ts: datetime, order_id: str) -> str:

@@ -57,3 +57,31 @@ async def test_sixteen_concurrent_clients_of_one_account_get_no_spurious_denial(
     assert Decimal(portfolio["cash"]["USD"]) < Decimal(100000)  # each round trip paid the spread
     report = await check_integrity(runtime.database)
     assert report.ok, report.problems
+
+
+async def test_concurrent_resting_buys_never_reserve_more_than_the_cash(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
+) -> None:
+    """40 buys at once, each reserving about a tenth of the cash: as many pass as the cash covers, no more."""
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "10000")
+    await publish_quote("AAPL", "1000.00", "1000.01", last="1000.00")
+
+    async def buy(number: int) -> httpx.Response:
+        body = {
+            "account_id": account, "client_order_id": f"rest-{number}", "symbol": "AAPL", "side": "buy", "type": "limit",
+            "quantity": "1", "limit_price": "990.00", "time_in_force": "gtc",
+        }  # fmt: skip
+        return await client.post("/api/orders", json=body, headers=trader.headers)
+
+    answers = await asyncio.gather(*(buy(n) for n in range(40)))
+    accepted = [a for a in answers if a.status_code == 201]
+    denied = [a for a in answers if a.status_code == 422]
+    assert len(accepted) + len(denied) == 40, [a.text for a in answers if a.status_code not in (201, 422)][:3]
+    assert all("buying_power" in a.json()["detail"] for a in denied), {a.json()["detail"] for a in denied}
+    # 990 plus the fee reserved per order: 10 fit in 10,000 only without a fee; with one, 10 never fit.
+    assert 1 <= len(accepted) <= 10
+    reserved = sum(Decimal(a.json()["limit_price"]) * Decimal(a.json()["quantity"]) for a in accepted)
+    assert reserved <= Decimal(10000)
+    second = await buy(99)  # decided against the same books after the burst: the same answer as sequentially
+    assert second.status_code == 422 or len(accepted) < 10
