@@ -75,14 +75,19 @@ def _text(quantity: Decimal | None) -> str:
     return "none" if quantity is None else plain(quantity)
 
 
-async def _sums(session: AsyncSession, keys: Sequence[Any], values: Sequence[Any], query: Select[Any]) -> Sums:
+async def _sums(
+    session: AsyncSession, keys: Sequence[Any], values: Sequence[Any], query: Select[Any], *, nonzero: bool = False
+) -> Sums:
     """Exact sums of `values` grouped by `keys` over `query`'s FROM/WHERE (a sum of only NULLs is None, as in SQL).
 
     PostgreSQL sums in SQL; on SQLite (decimals stored as text) the rows are streamed and summed in Python.
+    With `nonzero`, only the groups whose first sum is not zero are returned.
     """
     sums: Sums = {}
     if session.get_bind().dialect.name == "postgresql":
         grouped = query.with_only_columns(*keys, *(func.sum(value) for value in values)).group_by(*keys)
+        if nonzero:
+            grouped = grouped.having(func.sum(values[0]) != 0)
         for row in await session.execute(grouped):
             sums[tuple(row[: len(keys)])] = list(row[len(keys) :])
         return sums
@@ -96,6 +101,8 @@ async def _sums(session: AsyncSession, keys: Sequence[Any], values: Sequence[Any
                     if value is not None:
                         current = totals[index]
                         totals[index] = value if current is None else current + value
+    if nonzero:
+        return {key: totals for key, totals in sums.items() if totals[0] != 0}
     return sums
 
 
@@ -106,10 +113,9 @@ async def _count(session: AsyncSession, query: Select[Any]) -> int:
 async def _journal(session: AsyncSession, report: IntegrityReport) -> tuple[dict[tuple[str, str], Decimal], Folds]:
     """Check that entries balance; returns positions by (account, symbol) and the fold of every ledger account."""
     postings = select(PostingRow.entry_id)
-    entry_sums = await _sums(session, [PostingRow.entry_id, PostingRow.currency], [PostingRow.amount], postings)
-    for (entry_id, currency), (total,) in sorted(entry_sums.items()):
-        if total != 0:
-            report.problem(f"journal entry {entry_id} does not balance: {currency} postings sum to {plain(total or Decimal(0))}")
+    unbalanced = await _sums(session, [PostingRow.entry_id, PostingRow.currency], [PostingRow.amount], postings, nonzero=True)
+    for (entry_id, currency), (total,) in sorted(unbalanced.items()):
+        report.problem(f"journal entry {entry_id} does not balance: {currency} postings sum to {plain(total or Decimal(0))}")
     empty = await session.scalars(
         select(JournalEntryRow.id)
         .where(~select(PostingRow.entry_id).where(PostingRow.entry_id == JournalEntryRow.id).exists())
@@ -117,7 +123,7 @@ async def _journal(session: AsyncSession, report: IntegrityReport) -> tuple[dict
     )
     for entry_id in empty:
         report.problem(f"journal entry {entry_id} has no postings")
-    report.checked["journal entries"] = len({entry for entry, _ in entry_sums})
+    report.checked["journal entries"] = await _count(session, select(func.count(func.distinct(PostingRow.entry_id))))
     report.checked["postings"] = await _count(session, select(func.count()).select_from(PostingRow))
     by_account = await _sums(
         session,

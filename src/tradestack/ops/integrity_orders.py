@@ -87,7 +87,8 @@ WITH per_order AS (
 )
 """  # noqa: S608 - table names and SQL fragments are constants of this module
 _GROUPS_SELECT = (
-    "SELECT kinds, status, terms, array_agg(id) FILTER (WHERE NOT proven) FROM per_order GROUP BY kinds, status, terms"
+    "SELECT kinds, status, terms, array_agg(id) FILTER (WHERE NOT coalesce(proven, false)) FROM per_order "
+    "GROUP BY kinds, status, terms"
 )
 _MEMBERS_SELECT = "SELECT id FROM per_order WHERE kinds = :kinds AND status = :status AND terms IS NOT DISTINCT FROM :terms"
 _GROUPS = text(_PER_ORDER + _GROUPS_SELECT)

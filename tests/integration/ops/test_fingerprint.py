@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import BigInteger, Boolean, Column, Integer, MetaData, String, Table, Text, insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from tradestack.kit import migrations
+from tradestack.kit.config import Settings
 from tradestack.kit.crypto import EncryptedString
+from tradestack.kit.db import Database
 from tradestack.kit.types import ExactDecimal
 from tradestack.models.base import UTCDateTime
 from tradestack.ops import fingerprint as fp
+from tradestack.ops.backup import create_backup, load_backup, verify_backup
 
 metadata = MetaData()
 SAMPLES = Table(
@@ -88,3 +94,23 @@ def test_a_fingerprint_by_another_method_is_not_compared() -> None:
     ]
     assert fp.Fingerprint.from_json({"tables": {}, "journal_sums": {}, "audit_rows": 0, "audit_head": None,
                                       "schema_revision": None}).method == fp.METHOD_V1  # fmt: skip
+
+
+async def test_a_backup_whose_manifest_has_a_v1_fingerprint_is_still_checked_by_v1(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    database = Database(settings)
+    await migrations.upgrade(database.engine)
+    async with database.engine.connect() as connection:
+        v1 = await fp.fingerprint(connection, fp.METHOD_V1)
+    await database.dispose()
+    made = await create_backup(settings, tmp_path / "backups")
+    assert made.manifest["fingerprint"]["method"] == fp.METHOD_V2
+    manifest = made.path / "manifest.json"
+    written = json.loads(manifest.read_text())
+    written["fingerprint"] = {key: value for key, value in v1.to_json().items() if key != "method"}  # as old manifests
+    manifest.write_text(json.dumps(written))
+    assert (await verify_backup(settings, load_backup(made.path))).problems == []
+    written["fingerprint"]["tables"]["users"]["sha256"] = "0" * 64
+    manifest.write_text(json.dumps(written))
+    problems = (await verify_backup(settings, load_backup(made.path))).problems
+    assert problems == ["table users: same 0 rows but different content (checksum)"]
