@@ -242,7 +242,8 @@ def _first_alpha(server: Server, token: str) -> dict[str, Any]:
     deadline = datetime.now(UTC) + timedelta(seconds=240)
     with server.client(token) as client:
         while True:
-            answer = client.get("/api/trading/signals")
+            # The first answer computes the universe's features and scores (seconds on a busy machine).
+            answer = client.get("/api/trading/signals", timeout=120)
             if answer.status_code == 200:
                 ranked: dict[str, Any] = answer.json()
                 return ranked
