@@ -813,3 +813,35 @@ def test_validate_names_the_order_type_and_the_field(terms: OrderRequest, expect
 def test_a_refused_event_names_the_field_and_the_rule(build: Callable[[], object], message: str) -> None:
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         build()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"kind": "accepted", "order_id": 5, "ts": T0.isoformat()}, "order_id must be a string, got 5"),
+        (
+            {**OrderReplaced(order_id=OID, ts=T0, new_limit_price=Decimal(1)).to_dict(), "new_limit_price": 1.5},
+            "new_limit_price must be a decimal number written as a string, got 1.5",
+        ),
+    ],
+)
+def test_malformed_stored_fields_are_named_exactly(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        event_from_dict(data)
+
+
+def test_a_refused_event_names_the_order_its_status_and_the_rule() -> None:
+    stop = accepted_order(request(OrderType.STOP_LIMIT, quantity="10", limit="99.40", stop="99.50"))
+    triggered = stop.apply(OrderTriggered(order_id=OID, ts=at(4)))
+    with pytest.raises(InvalidTransition) as caught:
+        triggered.apply(OrderReplaced(order_id=OID, ts=at(5), new_stop_price=Decimal("99.10")))
+    assert str(caught.value) == (
+        "order O-1 is triggered: OrderReplaced is not allowed (the stop price cannot change once the order has triggered)"
+    )
+    assert (caught.value.order_id, caught.value.extra) == (OID, {"order_id": OID})
+    with pytest.raises(InvalidTransition) as caught:
+        accepted_order().apply(partial("F-1", "60", "100.00")).apply(filled("F-2", "50", "100.00"))
+    assert (
+        str(caught.value)
+        == "order O-1 is partially_filled: OrderFilled is not allowed (fill F-2 of 50 would fill 110 of 100: overfill)"
+    )
