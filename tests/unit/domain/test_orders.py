@@ -1,5 +1,8 @@
+import dataclasses
 import functools
 import json
+import re
+from collections.abc import Callable
 from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Context, Decimal, localcontext
@@ -722,3 +725,123 @@ def test_folding_is_deterministic_and_every_event_round_trips(events: list[Order
         assert first.version == len(applied)
         restored_events = [event_from_dict(json.loads(json.dumps(item.to_dict()))) for item in applied]
         assert Order.from_events(restored_events) == first
+
+
+# -- stop prices against the market --------------------------------------------------------------
+
+
+def stop_request(side: OrderSide, order_type: OrderType = OrderType.STOP, stop: str = "100.00") -> OrderRequest:
+    limit = "100.50" if order_type is OrderType.STOP_LIMIT else None
+    return dataclasses.replace(request(order_type, quantity="10", limit=limit, stop=stop), side=side)
+
+
+@pytest.mark.parametrize(
+    ("side", "market", "fine"),
+    [
+        (OrderSide.BUY, "99.99", True),  # a buy stop waits above the market
+        (OrderSide.BUY, "100.00", False),  # exactly at the market it would trigger at once
+        (OrderSide.BUY, "100.01", False),
+        (OrderSide.SELL, "100.01", True),  # a sell stop waits below it
+        (OrderSide.SELL, "100.00", False),
+        (OrderSide.SELL, "99.99", False),
+    ],
+)
+def test_a_stop_must_wait_on_the_far_side_of_the_market(side: OrderSide, market: str, fine: bool) -> None:
+    assert (stop_request(side).stop_problem(Decimal(market)) is None) is fine
+
+
+def test_a_stop_that_would_trigger_at_once_says_where_to_put_it_and_what_to_send_instead() -> None:
+    assert stop_request(OrderSide.BUY).stop_problem(Decimal("100.20")) == (
+        "stop_price 100 is at or below the market price 100.2 of AAPL, so the buy stop would trigger at once: "
+        "put the stop above 100.2, or send a market or limit order to buy now"
+    )
+    assert stop_request(OrderSide.SELL, OrderType.STOP_LIMIT).stop_problem(Decimal("99.80")) == (
+        "stop_price 100 is at or above the market price 99.8 of AAPL, so the sell stop would trigger at once: "
+        "put the stop below 99.8, or send a limit order to sell now"
+    )
+    assert request().stop_problem(Decimal("1")) is None  # no stop price: nothing to check
+
+
+# -- terms: replaced, written, read back ---------------------------------------------------------
+
+
+def test_a_replace_changes_only_the_terms_it_names() -> None:
+    order = accepted_order(request(OrderType.STOP_LIMIT, quantity="10", limit="99.40", stop="99.50"))
+    for replacement, expected in (
+        (OrderReplaced(order_id=OID, ts=at(2), new_quantity=Decimal(12)), ("12", "99.40", "99.50")),
+        (OrderReplaced(order_id=OID, ts=at(2), new_limit_price=Decimal("99.30")), ("10", "99.30", "99.50")),
+        (OrderReplaced(order_id=OID, ts=at(2), new_stop_price=Decimal("99.45")), ("10", "99.40", "99.45")),
+    ):
+        terms = order.apply(replacement).request
+        assert (terms.quantity, terms.limit_price, terms.stop_price) == tuple(Decimal(value) for value in expected)
+
+
+def test_the_fingerprint_is_sorted_compact_json_of_every_term() -> None:
+    assert request().fingerprint() == (
+        '{"account_id":"acc-1","client_order_id":"c-1","limit_price":"100.05","quantity":"100","side":"buy",'
+        '"stop_price":null,"symbol":"AAPL","time_in_force":"day","type":"limit"}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("terms", "expected"),
+    [
+        (request(OrderType.STOP_LIMIT, limit=None, stop="99"), ["a stop-limit order needs a limit price"]),
+        (request(limit="0.505"), ["limit price 0.505 is not a multiple of the tick size 0.01; use 0.5 or 0.51"]),
+        (
+            request(OrderType.STOP, limit=None, stop="1E+15"),
+            [f"stop_price {10**15} has more than 14 integer digits (allowed: up to 14 integer digits and 10 decimal places)"],
+        ),
+    ],
+)
+def test_validate_names_the_order_type_and_the_field(terms: OrderRequest, expected: list[str]) -> None:
+    assert terms.validate(instrument("AAPL")) == expected
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: OrderReplaced(order_id=OID, ts=T0), "a replace must change the quantity, the limit price or the stop price"),
+        (lambda: OrderReplaced(order_id=OID, ts=T0, new_quantity=Decimal(-1)), "new_quantity must be positive, got -1"),
+        (lambda: OrderReplaced(order_id=OID, ts=T0, new_stop_price=Decimal(0)), "new_stop_price must be positive, got 0"),
+        (
+            lambda: event_from_dict({**submitted().to_dict(), "request": {"symbol": "AAPL"}}),
+            "OrderRequest: missing account_id, client_order_id, limit_price, quantity, side, stop_price, time_in_force, type",
+        ),
+    ],
+)
+def test_a_refused_event_names_the_field_and_the_rule(build: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        build()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"kind": "accepted", "order_id": 5, "ts": T0.isoformat()}, "order_id must be a string, got 5"),
+        (
+            {**OrderReplaced(order_id=OID, ts=T0, new_limit_price=Decimal(1)).to_dict(), "new_limit_price": 1.5},
+            "new_limit_price must be a decimal number written as a string, got 1.5",
+        ),
+    ],
+)
+def test_malformed_stored_fields_are_named_exactly(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        event_from_dict(data)
+
+
+def test_a_refused_event_names_the_order_its_status_and_the_rule() -> None:
+    stop = accepted_order(request(OrderType.STOP_LIMIT, quantity="10", limit="99.40", stop="99.50"))
+    triggered = stop.apply(OrderTriggered(order_id=OID, ts=at(4)))
+    with pytest.raises(InvalidTransition) as caught:
+        triggered.apply(OrderReplaced(order_id=OID, ts=at(5), new_stop_price=Decimal("99.10")))
+    assert str(caught.value) == (
+        "order O-1 is triggered: OrderReplaced is not allowed (the stop price cannot change once the order has triggered)"
+    )
+    assert (caught.value.order_id, caught.value.extra) == (OID, {"order_id": OID})
+    with pytest.raises(InvalidTransition) as caught:
+        accepted_order().apply(partial("F-1", "60", "100.00")).apply(filled("F-2", "50", "100.00"))
+    assert (
+        str(caught.value)
+        == "order O-1 is partially_filled: OrderFilled is not allowed (fill F-2 of 50 would fill 110 of 100: overfill)"
+    )
