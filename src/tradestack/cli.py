@@ -104,15 +104,18 @@ def root(
     """Tradestack command line."""
 
 
-async def _migrate_and_seed(runtime: Any) -> tuple[str, list[Any]]:
+async def _migrate_and_seed(runtime: Any) -> tuple[str, list[Any], int]:
+    """Migrate, seed the instance and first users, count the stored series: one runtime for all of `up`'s set-up."""
     from tradestack.books.flows import seed_first_users
     from tradestack.kit import migrations
+    from tradestack.marketdata.service import MarketDataService
     from tradestack.ops.service import InstanceService
 
     await migrations.upgrade(runtime.database.engine)
     async with runtime.database.session() as session:
         instance = await InstanceService(session, runtime.clock).ensure_seeded()
-    return instance.id, await seed_first_users(runtime)
+    seeded = await seed_first_users(runtime)
+    return instance.id, seeded, len(await MarketDataService(runtime).series())
 
 
 @app.command()
@@ -141,8 +144,8 @@ def up(
     except ConfigurationError as exc:
         raise _fail(str(exc)) from exc
     console.print(f"secrets: {secrets_dir(settings)} (generated on first start, owner-only; back them up with the database)")
-    instance_id, seeded = _run_runtime(settings, _migrate_and_seed)
-    if demo_data:
+    instance_id, seeded, stored_series = _run_runtime(settings, _migrate_and_seed)
+    if demo_data and not stored_series:
         _import_demo_on_first_start(settings)
     trainer = _start_first_alpha(settings) if demo_data else None
     console.print(f"[green]database ready[/] ({settings.masked()['effective_database_url']}), instance {instance_id}")
@@ -481,13 +484,7 @@ def check_dependencies_command(
 
 def _import_demo_on_first_start(settings: Settings) -> None:
     from tradestack.marketdata.datasets import DEMO
-    from tradestack.marketdata.service import MarketDataService
 
-    async def stored(runtime: Any) -> int:
-        return len(await MarketDataService(runtime).series())
-
-    if _run_runtime(settings, stored):
-        return
     console.print("first start: importing the shipped price history (once)")
     _import_datasets(settings, list(DEMO), brief=True)
 

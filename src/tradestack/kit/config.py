@@ -20,7 +20,6 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
-from sqlalchemy.engine import make_url
 
 from tradestack.core.errors import ConfigurationError
 
@@ -336,6 +335,8 @@ class Settings(BaseSettings):
     def _async_driver(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        from sqlalchemy.engine import make_url  # only when a URL is set: CLI paths without one start faster
+
         url = make_url(value)
         if url.drivername in {"postgresql", "postgres", "postgresql+psycopg2"}:
             return url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
@@ -398,6 +399,8 @@ class Settings(BaseSettings):
 
     def masked(self) -> dict[str, Any]:
         """The configuration as plain data with secrets and URL passwords masked."""
+        from sqlalchemy.engine import make_url  # lazily, see _async_driver
+
         data: dict[str, Any] = {}
         for name, field in type(self).model_fields.items():
             value = getattr(self, name)
