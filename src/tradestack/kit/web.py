@@ -53,12 +53,14 @@ class DrainState:
             log.info("drain_started")
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are `async def` though they never await: FastAPI runs a plain `def` dependency in
+# its thread pool, a hop (and GIL hand-over) per request for an attribute read.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_drain(request: Request) -> DrainState:
+async def get_drain(request: Request) -> DrainState:
     drain: DrainState = request.app.state.drain
     return drain
 

@@ -5,7 +5,7 @@ from tradestack.models.base import Base
 from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, TradingAccount, User
 from tradestack.models.instance import Instance
 from tradestack.models.marketdata import BarRow, InstrumentRow
-from tradestack.models.signals import SignalModelRow
+from tradestack.models.signals import SignalModelRow, SignalOutcomeRow
 from tradestack.models.trading import (
     FillRow,
     JournalEntryRow,
@@ -32,6 +32,7 @@ __all__ = [
     "RefreshToken",
     "RiskLimitsRow",
     "SignalModelRow",
+    "SignalOutcomeRow",
     "TradingAccount",
     "TradingStateRow",
     "User",

@@ -72,8 +72,12 @@ async def list_models(
     },
 )
 async def predict_move(runtime: RuntimeDep, principal: Reader, body: PredictRequest, response: Response) -> PredictionOut:
-    identity = f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
-    limit = runtime.settings.rate_limit_routes.get("POST /predict", DEFAULT_PREDICT_LIMIT)
-    headers = await check_limit(runtime.rate_limiter, limit, "predict", identity, label="predict", description=identity)
-    response.headers.update(headers)
+    if "POST /predict" not in runtime.settings.rate_limit_routes:
+        # A configured route limit replaces the per-principal one that authentication already
+        # counted for this request; only the seed's default needs a count of its own.
+        identity = f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
+        headers = await check_limit(
+            runtime.rate_limiter, DEFAULT_PREDICT_LIMIT, "predict", identity, label="predict", description=identity
+        )
+        response.headers.update(headers)
     return await PredictorService(runtime).predict(body.symbol, body.book, body.previous)
