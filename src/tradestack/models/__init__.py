@@ -6,7 +6,7 @@ from tradestack.models.books import BalanceRow, FillRow, JournalEntryRow, Postin
 from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, User
 from tradestack.models.instance import Instance
 from tradestack.models.marketdata import BarRow, InstrumentRow
-from tradestack.models.signals import SignalModelRow
+from tradestack.models.signals import SignalModelRow, SignalOutcomeRow
 from tradestack.models.trading import OrderEventRow, OrderRow, RiskLimitsRow, TradingStateRow
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "RefreshToken",
     "RiskLimitsRow",
     "SignalModelRow",
+    "SignalOutcomeRow",
     "TradingAccount",
     "TradingStateRow",
     "User",

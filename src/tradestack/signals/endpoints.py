@@ -20,7 +20,7 @@ from tradestack.signals.schemas import (
     SignalOut,
     SignalRequest,
 )
-from tradestack.signals.service import DEFAULT_PREDICT_LIMIT, KINDS, PredictorService, SignalService
+from tradestack.signals.service import DEFAULT_PREDICT_LIMIT, KINDS, PredictorService, SignalService, live_accuracy
 
 signals = APIRouter(prefix="/api/trading/signals", tags=["signals"])
 models = APIRouter(prefix="/api/models", tags=["signals"])
@@ -41,10 +41,10 @@ async def signal(runtime: RuntimeDep, _: Reader, body: SignalRequest) -> SignalO
 @signals.get(
     "/accuracy",
     response_model=AccuracyList,
-    summary="Live accuracy of each model version this process served (alpha calls and order-book predictions)",
+    summary="Live accuracy of each model version served (alpha calls and order-book predictions)",
 )
 async def accuracy(runtime: RuntimeDep, _: Reader) -> AccuracyList:
-    return AccuracyList(models=SignalService(runtime).live_accuracy() + PredictorService(runtime).live_accuracy())
+    return AccuracyList(models=await live_accuracy(runtime))
 
 
 @signals.get("", response_model=SignalList, summary="The promoted model's universe ranked", responses=_REFUSALS)
@@ -89,8 +89,12 @@ async def list_models(
     },
 )
 async def predict_move(runtime: RuntimeDep, principal: Reader, body: PredictRequest, response: Response) -> PredictionOut:
-    identity = f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
-    limit = runtime.settings.rate_limit_routes.get("POST /predict", DEFAULT_PREDICT_LIMIT)
-    headers = await check_limit(runtime.rate_limiter, limit, "predict", identity, label="predict", description=identity)
-    response.headers.update(headers)
+    if "POST /predict" not in runtime.settings.rate_limit_routes:
+        # A configured route limit replaces the per-principal one that authentication already
+        # counted for this request; only the seed's default needs a count of its own.
+        identity = f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
+        headers = await check_limit(
+            runtime.rate_limiter, DEFAULT_PREDICT_LIMIT, "predict", identity, label="predict", description=identity
+        )
+        response.headers.update(headers)
     return await PredictorService(runtime).predict(body.symbol, body.book, body.previous)

@@ -13,7 +13,7 @@ PREDICTION_LATENCY = Histogram(
 )
 ML_MODEL_ACCURACY = Gauge(
     "ml_model_accuracy",
-    "Realised directional accuracy of this process's live predictions whose horizon has passed, by model version.",
+    "Realised directional accuracy of the live predictions and alpha days whose horizon has passed, by model version.",
     ["model"],
     multiprocess_mode="livemax",
 )

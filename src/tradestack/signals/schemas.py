@@ -67,7 +67,7 @@ class SignalList(BaseModel):
 
 
 class ModelAccuracy(BaseModel):
-    """How a model version's live calls turned out in this process (what `ml_model_accuracy{model}` reports)."""
+    """How a model version's live calls turned out (stored outcomes of every process; what `ml_model_accuracy` reports)."""
 
     model_version: str
     kind: Literal["alpha", "orderbook"]
@@ -78,10 +78,10 @@ class ModelAccuracy(BaseModel):
 
 
 class AccuracyList(BaseModel):
-    """Live accuracy of every model version this API process has served."""
+    """Live accuracy of every model version served (stored outcomes, shared by every process)."""
 
-    scope: Literal["process"] = Field(
-        default="process", description="Counted by the API process that answered (one per worker), like the metric."
+    scope: Literal["installation"] = Field(
+        default="installation", description="Counted from the outcomes stored in the database: every worker answers the same."
     )
     models: list[ModelAccuracy]
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
@@ -33,8 +35,8 @@ from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import BOOK_KEY, MAX_CANDLES, MarketDataService
 from tradestack.models.signals import SignalModelRow
 from tradestack.signals import alpha, artifacts, predictor
-from tradestack.signals.metrics import ML_MODEL_ACCURACY, PREDICTION_LATENCY, PREDICTIONS, TRADING_SIGNALS
-from tradestack.signals.outcomes import OutcomeTracker
+from tradestack.signals.metrics import PREDICTION_LATENCY, PREDICTIONS, TRADING_SIGNALS
+from tradestack.signals.outcomes import OutcomeService
 from tradestack.signals.repository import SignalModelRepository
 from tradestack.signals.schemas import BookIn, ModelAccuracy, ModelOut, PredictionOut, SignalList, SignalOut, metadata_metrics
 
@@ -45,7 +47,6 @@ PREDICT_CACHE_TTL_SECONDS = 5.0
 DEFAULT_PREDICT_LIMIT = "100/minute"
 """Per API key (or user) on POST /predict; TRADESTACK_RATE_LIMIT_ROUTES='{"POST /predict": "..."}' changes it."""
 _PROMOTED_TTL_SECONDS = 5.0
-_JUDGE_EVERY_SECONDS = 60.0
 SIGNALS_TTL_SECONDS = 300.0
 LONG_SHORT_QUANTILE = 0.3
 _EPOCH = datetime(1900, 1, 1, tzinfo=UTC)
@@ -68,10 +69,14 @@ def model_out(row: SignalModelRow) -> ModelOut:
     )
 
 
-def _accuracy(version: str, kind: str, hits: int, calls: int, pending: int) -> ModelAccuracy:
-    return ModelAccuracy(
-        model_version=version, kind=kind, hits=hits, calls=calls, accuracy=hits / calls if calls else None, pending=pending
-    )
+async def live_accuracy(runtime: Runtime) -> list[ModelAccuracy]:
+    """Every served model version's judged calls and those still pending (the figures behind `ml_model_accuracy`)."""
+    return [
+        ModelAccuracy(
+            model_version=model, kind=kind, hits=hits, calls=calls, accuracy=hits / calls if calls else None, pending=pending
+        )
+        for model, kind, hits, calls, pending in await OutcomeService(runtime).tally()
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,60 +306,22 @@ class SignalService:
         return answer
 
     async def _judge_alpha(self, answer: SignalList) -> None:
-        """Record the answer's scores once; judge recorded days whose horizon has passed in the stored bars.
-
-        A symbol is a hit when its score and its realised forward return fall on the same side of
-        the day's median; `ml_model_accuracy{model}` is hits over calls (per process). At most one
-        look at the stored bars every `_JUDGE_EVERY_SECONDS`.
-        """
-        state = self.runtime.components.setdefault(
-            "signals.alpha_outcomes", {"pending": {}, "hits": {}, "calls": {}, "at": -1e18}
-        )
-        assert isinstance(state, dict)  # noqa: S101 - set only here
-        key = (answer.model_version, answer.as_of.isoformat())
-        if key not in state.setdefault("judged", set()):
-            state["pending"].setdefault(key, ({s.symbol: s.score for s in answer.signals}, answer.horizon_days))
-        now = self.runtime.clock.monotonic()
-        if not state["pending"] or now - state["at"] < _JUDGE_EVERY_SECONDS:
-            return
-        state["at"] = now
+        """Record the answer's day of scores once; judge recorded days whose horizon's bars are stored (`outcomes`)."""
+        outcomes = OutcomeService(self.runtime)
+        scores = {s.symbol: s.score for s in answer.signals}
+        await outcomes.record_alpha_day(answer.model_version, answer.as_of, scores, answer.horizon_days)
         market = MarketDataService(self.runtime)
-        for (version, as_of), (scores, horizon) in list(state["pending"].items()):
-            start = datetime.fromisoformat(as_of).replace(tzinfo=UTC)
-            realised: dict[str, float] = {}
-            for symbol in scores:
-                bars = (await market.candles(symbol, "1d", start=start, end=None, limit=horizon + 1)).bars
-                if len(bars) == horizon + 1 and bars[0].ts.date().isoformat() == as_of:
-                    realised[symbol] = float(bars[-1].close) / float(bars[0].close) - 1
-            if len(realised) < min(alpha.MIN_SYMBOLS, len(scores)):
-                continue
-            del state["pending"][(version, as_of)]
-            state["judged"].add((version, as_of))
-            symbols = sorted(realised)
-            score = np.array([scores[s] for s in symbols])
-            outcome = np.array([realised[s] for s in symbols])
-            side_score, side_outcome = score - np.median(score), outcome - np.median(outcome)
-            called = (side_score != 0) & (side_outcome != 0)
-            state["hits"][version] = state["hits"].get(version, 0) + int(
-                (np.sign(side_score[called]) == np.sign(side_outcome[called])).sum()
-            )
-            state["calls"][version] = state["calls"].get(version, 0) + int(called.sum())
-            if state["calls"][version]:
-                ML_MODEL_ACCURACY.labels(model=version).set(state["hits"][version] / state["calls"][version])
 
-    def live_accuracy(self) -> list[ModelAccuracy]:
-        """This process's judged alpha calls per version (the figures behind `ml_model_accuracy`)."""
-        state = self.runtime.components.get("signals.alpha_outcomes")
-        if not isinstance(state, dict):
-            return []
-        pending: dict[str, int] = {}
-        for version, _ in state["pending"]:
-            pending[version] = pending.get(version, 0) + 1
-        versions = sorted(set(pending) | set(state["calls"]))
-        return [
-            _accuracy(version, ALPHA, state["hits"].get(version, 0), state["calls"].get(version, 0), pending.get(version, 0))
-            for version in versions
-        ]
+        async def realised_of(as_of: date, symbols: list[str], horizon: int) -> dict[str, float] | None:
+            start = datetime.combine(as_of, datetime.min.time(), UTC)
+            realised: dict[str, float] = {}
+            for symbol in symbols:
+                bars = (await market.candles(symbol, "1d", start=start, end=None, limit=horizon + 1)).bars
+                if len(bars) == horizon + 1 and bars[0].ts.date() == as_of:
+                    realised[symbol] = float(bars[-1].close) / float(bars[0].close) - 1
+            return realised if len(realised) >= min(alpha.MIN_SYMBOLS, len(symbols)) else None
+
+        await outcomes.judge_alpha_days(realised_of)
 
     async def signal(self, symbol: str, *, max_age_days: int | None = None) -> SignalOut:
         """One symbol's signal; 422 when the symbol is unknown or outside the model's universe on the as-of day."""
@@ -434,7 +401,7 @@ def _book_arrays(bids: Sequence[Sequence[Any]], asks: Sequence[Sequence[Any]], l
     except (TypeError, ValueError, IndexError):
         raise ValidationFailedError(f"{what}: every level must be [price, size] numbers") from None
     bid_price, ask_price = columns[0], columns[2]
-    if not all(np.isfinite(v).all() and (np.asarray(v) > 0).all() for v in columns):
+    if not all(math.isfinite(v) and v > 0 for column in columns for v in column):
         raise ValidationFailedError(f"{what}: prices and sizes must be positive finite numbers")
     if any(a <= b for a, b in itertools.pairwise(bid_price)) or any(a >= b for a, b in itertools.pairwise(ask_price)):
         raise ValidationFailedError(f"{what}: bids must fall and asks rise, best level first")
@@ -529,34 +496,12 @@ class PredictorService:
         self.runtime.components["signals.predictor"] = fresh
         return fresh
 
-    def live_accuracy(self) -> list[ModelAccuracy]:
-        """This process's judged order-book predictions per version (the figures behind `ml_model_accuracy`)."""
-        tracker = self.runtime.components.get("signals.outcomes")
-        if not isinstance(tracker, OutcomeTracker):
-            return []
-        pending: dict[str, int] = {}
-        for waiting in tracker.pending:
-            pending[waiting.model] = pending.get(waiting.model, 0) + 1
-        versions = sorted(set(pending) | {v for v, n in tracker.counted.items() if n})
-        return [
-            _accuracy(version, ORDERBOOK, tracker.hits[version], tracker.counted[version], pending.get(version, 0))
-            for version in versions
-        ]
-
-    def outcomes(self) -> OutcomeTracker:
-        """This process's tracker of live predictions awaiting their outcome."""
-        tracker = self.runtime.components.get("signals.outcomes")
-        if not isinstance(tracker, OutcomeTracker):
-            tracker = OutcomeTracker()
-            self.runtime.components["signals.outcomes"] = tracker
-        return tracker
-
-    async def _live_mid(self, symbol: str) -> float | None:
+    async def _live_mid(self, symbol: str) -> Decimal | None:
         raw = await self.runtime.cache.get(BOOK_KEY + symbol)
         if raw is None:
             return None
         book = orjson.loads(raw)
-        return (float(book["bids"][0][0]) + float(book["asks"][0][0])) / 2
+        return (Decimal(str(book["bids"][0][0])) + Decimal(str(book["asks"][0][0]))) / 2
 
     async def predict(self, symbol: str, book: BookIn | None = None, previous: BookIn | None = None) -> PredictionOut:
         """P(mid up after the model's horizon) from the live book of `symbol` or from `book` (and `previous`).
@@ -565,9 +510,8 @@ class PredictorService:
         """
         started = time.perf_counter()
         served = await self._loaded()
-        tracker = self.outcomes()
-        if tracker.pending:
-            await tracker.resolve(self.runtime.clock.now(), self._live_mid)
+        outcomes = OutcomeService(self.runtime)
+        await outcomes.judge_predictions(self._live_mid)
         book_ts: str | None = None
         if book is None:
             if previous is not None:
@@ -608,8 +552,9 @@ class PredictorService:
         if cache_key is not None:
             await self.runtime.cache.set(cache_key, answer.model_dump_json().encode(), PREDICT_CACHE_TTL_SECONDS)
             horizon = timedelta(seconds=served.horizon * self.runtime.settings.replay_tick_seconds)
-            mid = (current[0][0] + current[2][0]) / 2
-            tracker.record(served.version, answer.symbol, mid, p_up, self.runtime.clock.now() + horizon)
+            mid = (Decimal(str(live["bids"][0][0])) + Decimal(str(live["asks"][0][0]))) / 2  # type: ignore[index]
+            due = self.runtime.clock.now() + horizon
+            await outcomes.record_prediction(served.version, answer.symbol, str(book_ts), mid, p_up >= 0.5, due)
         return self._answered(answer, served, started)
 
     def _answered(self, answer: PredictionOut, served: _LoadedPredictor, started: float) -> PredictionOut:

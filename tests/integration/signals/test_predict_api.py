@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -96,6 +97,33 @@ async def test_predict_refusals_and_the_rate_limit_per_caller(
     assert (await client.post("/predict", json={"symbol": "BTC-USD", "book": book}, headers=other.headers)).status_code == 200
 
 
+async def test_a_configured_predict_limit_is_counted_once_per_request(
+    client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    await MarketDataService(runtime).seed_instruments()
+    trained = await PredictorService(runtime).train(snapshots=3_000, horizon=10, folds=2)
+    await SignalService(runtime).promote(trained.model.version)
+    window = f"{uuid.uuid4().int % 50 + 10} minutes"  # a window no other test uses in the shared Redis
+    runtime.settings = runtime.settings.model_copy(update={"rate_limit_routes": {"POST /predict": f"3/{window}"}})
+    book = {"bids": [[str(100 - i), "5"] for i in range(10)], "asks": [[str(101 + i), "5"] for i in range(10)]}
+
+    def refused(limit: str) -> float:
+        return REGISTRY.get_sample_value("rate_limited_requests_total", {"limit": limit}) or 0.0
+
+    before = {label: refused(label) for label in ("principal", "predict")}
+    answers = [await client.post("/predict", json={"symbol": "BTC-USD", "book": book}, headers=user.headers) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[0].headers["ratelimit-limit"] == "3"
+    assert answers[2].headers["ratelimit-remaining"] == "0"
+    # Refused by the route limit applied with authentication; the seed's default is not counted as well.
+    assert refused("principal") == before["principal"] + 1
+    assert refused("predict") == before["predict"]
+    untouched = await runtime.rate_limiter.hit(f"3/{window}", "predict", f"user:{user.id}")
+    assert untouched.allowed
+    assert untouched.remaining == 2
+
+
 async def test_ml_model_accuracy_follows_outcomes_as_their_horizon_passes(
     client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser
 ) -> None:
@@ -113,13 +141,14 @@ async def test_ml_model_accuracy_follows_outcomes_as_their_horizon_passes(
     def accuracy() -> float | None:
         return REGISTRY.get_sample_value("ml_model_accuracy", {"model": trained.model.version})
 
-    made: list[tuple[float, float, float]] = []  # (when, mid, probability_up) of each live prediction
-    mids: list[tuple[float, float]] = []  # (from when, mid) of each published book
+    made: list[tuple[float, Decimal, float]] = []  # (when, mid, probability_up) of each live prediction
+    mids: list[tuple[float, Decimal]] = []  # (from when, mid) of each published book
     seen: list[float | None] = []
     expected: list[float | None] = []
     for step in range(40):
         book = book_json(simulator.step(clock.now()))
-        mid = (float(book["bids"][0][0]) + float(book["asks"][0][0])) / 2
+        # Exact mids: in floats, two books with the same mid can differ by a rounding and count as a move.
+        mid = (Decimal(book["bids"][0][0]) + Decimal(book["asks"][0][0])) / 2
         now = step * horizon_seconds / 4
         mids.append((now, mid))
         await runtime.cache.set(BOOK_KEY + "BTC-USD", orjson.dumps(book))
@@ -151,7 +180,7 @@ async def test_ml_model_accuracy_follows_outcomes_as_their_horizon_passes(
     assert row["pending"] == 4  # the last horizon's predictions (one every quarter horizon)
 
 
-def _mid_when_judged(due: float, mids: list[tuple[float, float]], step: float) -> float:
+def _mid_when_judged(due: float, mids: list[tuple[float, Decimal]], step: float) -> Decimal:
     """Outcomes are judged on the first request at or after `due`: the mid of the book published then."""
     for when, mid in mids:
         if when >= due:

@@ -14,7 +14,7 @@ function percent(value: number | null | undefined): string {
 
 /** "58.3 % (7 of 12)" or why there is no figure yet. */
 export function accuracyText(row: ModelAccuracy | undefined): string {
-  if (!row) return "not served by this process yet";
+  if (!row) return "not served yet";
   if (row.accuracy === null || row.calls === 0) {
     return row.pending > 0
       ? `no call judged yet (${row.pending} waiting for their horizon)`
