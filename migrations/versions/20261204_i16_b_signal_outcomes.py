@@ -1,7 +1,7 @@
 """signal_outcomes: served predictions and alpha days with their realised outcomes (ml_model_accuracy)
 
 Revision ID: i16_b
-Revises: i16_a
+Revises: i15_a
 Create Date: 2026-12-04
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import tradestack.kit.types
 
 revision: str = "i16_b"
-down_revision: str | None = "i16_a"
+down_revision: str | None = "i15_a"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
