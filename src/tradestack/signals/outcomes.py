@@ -157,11 +157,11 @@ class OutcomeService:
         _publish(accuracy)
         return judged
 
-
     async def tally(self) -> list[tuple[str, str, int, int, int]]:
         """(model, kind, hits, calls, pending) per model version, from the stored outcomes of every process."""
         async with self.runtime.database.session() as session:
             return await SignalOutcomeRepository(session).tally()
+
 
 def _publish(accuracy: Mapping[str, tuple[int, int]]) -> None:
     for model, (hits, calls) in accuracy.items():

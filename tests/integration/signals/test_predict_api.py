@@ -172,7 +172,7 @@ async def test_ml_model_accuracy_follows_outcomes_as_their_horizon_passes(
     assert len({value for value in seen if value is not None}) > 1  # it moves as outcomes arrive
     # The read endpoint the dashboard shows: the same figure, with its hits, calls and what still waits.
     listed = (await client.get("/api/trading/signals/accuracy", headers=user.headers)).json()
-    assert listed["scope"] == "process"
+    assert listed["scope"] == "installation"
     (row,) = [m for m in listed["models"] if m["model_version"] == trained.model.version]
     assert row["kind"] == "orderbook"
     assert row["accuracy"] == pytest.approx(seen[-1])

@@ -61,7 +61,7 @@ it("shows the ranked universe, the model's out-of-sample figures and its live ac
     "/api/trading/signals/accuracy": [
       200,
       {
-        scope: "process",
+        scope: "installation",
         models: [
           {
             model_version: "alpha-20260101-abc",
@@ -102,7 +102,7 @@ it("says why there are no signals yet instead of an empty table", async () => {
       },
     ],
     "/api/models": [200, { models: [] }],
-    "/api/trading/signals/accuracy": [200, { scope: "process", models: [] }],
+    "/api/trading/signals/accuracy": [200, { scope: "installation", models: [] }],
   });
   show();
   expect(await screen.findByTestId("signals-error")).toHaveTextContent("no promoted alpha model");
@@ -115,16 +115,16 @@ it("says when the model was never evaluated out of sample instead of a table of 
   routedFetch({
     "/api/trading/signals": [200, SIGNALS],
     "/api/models": [200, { models: [quick] }],
-    "/api/trading/signals/accuracy": [200, { scope: "process", models: [] }],
+    "/api/trading/signals/accuracy": [200, { scope: "installation", models: [] }],
   });
   show();
   expect(await screen.findByTestId("not-evaluated")).toHaveTextContent("tradestack signals train --promote");
   expect(screen.queryByRole("table", { name: "Out-of-sample evaluation" })).toBeNull();
-  expect(screen.getByTestId("live-accuracy")).toHaveTextContent("not served by this process yet");
+  expect(screen.getByTestId("live-accuracy")).toHaveTextContent("not served yet");
 });
 
 it("words the live accuracy honestly before any call is judged", () => {
-  expect(accuracyText(undefined)).toBe("not served by this process yet");
+  expect(accuracyText(undefined)).toBe("not served yet");
   const none = { model_version: "v", kind: "alpha" as const, hits: 0, calls: 0, accuracy: null, pending: 0 };
   expect(accuracyText(none)).toBe("no call judged yet");
   expect(accuracyText({ ...none, hits: 1, calls: 2, accuracy: 0.5 })).toBe("50.0 % (1 of 2)");
