@@ -213,7 +213,8 @@ def main() -> None:
             servers.append(tradestack_up(stack, name, root / name, source))
         (root / "bare").mkdir()
         servers.append(bare(stack, root / "bare"))
-        processes = {s.name: Processes({f"{s.name} (one process)": s.pid}) for s in servers}
+        # No PostgreSQL here: a backend of other clients on the machine is not counted as the benchmark's.
+        processes = {s.name: Processes({f"{s.name} (one process)": s.pid}, database="(none)") for s in servers}
         results: dict[tuple[str, int], list[RoundResult]] = {}
         counter = itertools.count()
         for connections in args.connections:
