@@ -51,9 +51,10 @@ class AuditEntry(Base):
 class AuditOutbox(Base):
     """Audit entries written in the same transaction as the change they describe, waiting to join the chain.
 
-    A change and its audit record commit together; `AuditService.drain` then appends waiting rows
-    to the chain in order (many per chain lock) and deletes them. A crash in between leaves the
-    rows here for the next drain, so no committed action loses its audit entry.
+    A change and its audit record commit together; the chainer (`AuditService.chain_batch`) then
+    deletes waiting rows and appends them to the chain in the same transaction, many at a time. A
+    crash in between leaves the rows here for the next batch, so no committed action loses its
+    audit entry and none is chained twice.
     """
 
     __tablename__ = "audit_outbox"

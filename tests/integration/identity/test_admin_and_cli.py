@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from tradestack.audit.service import AuditService
 from tradestack.books.flows import seed_first_users
 from tradestack.cli import app as cli
 from tradestack.identity.permissions import Role
@@ -73,6 +74,7 @@ async def test_audit_log_records_and_is_readable_by_admin_and_risk_only(client: 
 
 async def test_audit_verify_fails_after_a_row_is_edited(make_user: MakeUser, runtime: Runtime) -> None:
     await make_user(Role.TRADER)  # writes user.created and auth.login entries
+    assert await AuditService(runtime.database, runtime.clock).settle()  # chained off the request path
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESTACK_")}
     env["TRADESTACK_DATABASE_URL"] = runtime.settings.effective_database_url
 

@@ -83,3 +83,24 @@ async def test_ping_and_pool_status_count_checked_out_connections(database: Data
         await connection.execute(text("SELECT 1"))
         assert database.pool_status().checked_out == 1
     assert database.pool_status().checked_out == 0
+
+
+async def test_postgresql_connections_bound_lock_waits_and_idle_transactions(postgres_url: str, tmp_path: Path) -> None:
+    defaults = Database(Settings(database_url=postgres_url, data_dir=tmp_path))
+    tuned = Database(
+        Settings(
+            database_url=postgres_url,
+            data_dir=tmp_path,
+            database_lock_timeout_seconds=2.5,
+            database_idle_in_transaction_timeout_seconds=0,
+        )
+    )
+    try:
+        for database, expected in ((defaults, ("15s", "1min")), (tuned, ("2500ms", "0"))):
+            async with database.session() as session:
+                lock = (await session.execute(text("SHOW lock_timeout"))).scalar_one()
+                idle = (await session.execute(text("SHOW idle_in_transaction_session_timeout"))).scalar_one()
+            assert (lock, idle) == expected
+    finally:
+        await defaults.dispose()
+        await tuned.dispose()
