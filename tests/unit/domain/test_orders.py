@@ -845,3 +845,36 @@ def test_a_refused_event_names_the_order_its_status_and_the_rule() -> None:
         str(caught.value)
         == "order O-1 is partially_filled: OrderFilled is not allowed (fill F-2 of 50 would fill 110 of 100: overfill)"
     )
+
+
+def test_missing_and_unknown_fields_are_all_listed() -> None:
+    with pytest.raises(ValueError, match=r"^OrderAccepted: missing order_id, ts; unknown colour, size$"):
+        event_from_dict({"kind": "accepted", "size": 1, "colour": "red"})
+    with pytest.raises(ValueError, match=r"^OrderAccepted: unknown colour$"):
+        event_from_dict({"kind": "accepted", "order_id": OID, "ts": T0.isoformat(), "colour": "red"})
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: accepted_order().apply(partial("F-1", "10", "100.00")).apply(partial("F-1", "10", "100.00")),
+            "order O-1 is partially_filled: OrderPartiallyFilled is not allowed (fill F-1 was already applied)",
+        ),
+        (
+            lambda: accepted_order().apply(OrderReplaced(order_id=OID, ts=at(2), new_stop_price=Decimal(1))),
+            "order O-1 is accepted: OrderReplaced is not allowed (a limit order has no stop price)",
+        ),
+        (
+            lambda: (
+                accepted_order()
+                .apply(partial("F-1", "40", "100.00"))
+                .apply(OrderReplaced(order_id=OID, ts=at(12), new_quantity=Decimal(40)))
+            ),
+            "order O-1 is partially_filled: OrderReplaced is not allowed (new quantity 40 must be above the filled quantity 40)",
+        ),
+    ],
+)
+def test_each_refused_change_names_the_event_it_refuses(build: Callable[[], object], message: str) -> None:
+    with pytest.raises(InvalidTransition, match=f"^{re.escape(message)}$"):
+        build()
