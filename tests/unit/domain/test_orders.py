@@ -878,3 +878,28 @@ def test_missing_and_unknown_fields_are_all_listed() -> None:
 def test_each_refused_change_names_the_event_it_refuses(build: Callable[[], object], message: str) -> None:
     with pytest.raises(InvalidTransition, match=f"^{re.escape(message)}$"):
         build()
+
+
+def fill_with(**changes: object) -> OrderPartiallyFilled:
+    return dataclasses.replace(partial("F-1", "1", "100"), **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"fee": Decimal("NaN")}, ValueError, "fee must be a finite Decimal, got Decimal('NaN')"),
+        ({"fee": 0.5}, TypeError, "fee must be a Decimal, got float 0.5"),
+        ({"fee_currency": "usd"}, ValueError, "fee_currency must be 2-10 characters A-Z and 0-9 (such as USD), got 'usd'"),
+        ({"fee_currency": None}, ValueError, "fee_currency must be 2-10 characters A-Z and 0-9 (such as USD), got None"),
+        (
+            {"liquidity": "maker"},
+            TypeError,
+            "liquidity must be a member of Liquidity (maker, taker, unknown), got str 'maker'",
+        ),
+    ],
+)
+def test_a_fill_refuses_a_fee_or_liquidity_it_cannot_book(
+    changes: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        fill_with(**changes)
