@@ -903,3 +903,24 @@ def test_a_fill_refuses_a_fee_or_liquidity_it_cannot_book(
 ) -> None:
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
         fill_with(**changes)
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (lambda: dataclasses.replace(request(), client_order_id=5), TypeError, "client_order_id must be a str, got int 5"),
+        (lambda: dataclasses.replace(request(), account_id=None), TypeError, "account_id must be a str, got NoneType None"),
+        (lambda: OrderSubmitted(order_id=OID, ts=T0, request="AAPL"), TypeError, "request must be an OrderRequest, got 'AAPL'"),
+        (
+            lambda: submitted(dataclasses.replace(request(quantity="0", limit="0"), symbol=" ")),
+            ValueError,
+            "order O-1: cannot submit these terms: symbol must not be empty; quantity must be positive, got 0; "
+            "limit price must be positive, got 0",
+        ),
+    ],
+)
+def test_terms_that_cannot_be_an_order_are_refused_listing_every_problem(
+    build: Callable[[], object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        build()
