@@ -911,6 +911,28 @@ def test_a_fill_refuses_a_fee_or_liquidity_it_cannot_book(
         (lambda: dataclasses.replace(request(), client_order_id=5), TypeError, "client_order_id must be a str, got int 5"),
         (lambda: dataclasses.replace(request(), account_id=None), TypeError, "account_id must be a str, got NoneType None"),
         (lambda: OrderSubmitted(order_id=OID, ts=T0, request="AAPL"), TypeError, "request must be an OrderRequest, got 'AAPL'"),
+        (lambda: dataclasses.replace(request(), symbol=5), TypeError, "symbol must be a str, got int 5"),
+        (
+            lambda: dataclasses.replace(request(), type="limit"),
+            TypeError,
+            "type must be a member of OrderType (market, limit, stop, stop_limit), got str 'limit'",
+        ),
+        (
+            lambda: dataclasses.replace(request(), time_in_force="day"),
+            TypeError,
+            "time_in_force must be a member of TimeInForce (day, gtc, ioc, fok), got str 'day'",
+        ),
+        (
+            lambda: event_from_dict({"kind": ["filled"]}),
+            ValueError,
+            "unknown order event kind ['filled']; known kinds: submitted, accepted, denied, triggered, partially_filled, "
+            "filled, canceled, expired, replaced, rejected",
+        ),
+        (
+            lambda: accepted_order().apply(filled("F-1", "99", "100.00")),
+            InvalidTransition,
+            "order O-1 is accepted: OrderFilled is not allowed (fill F-1 leaves 1 unfilled; report it as OrderPartiallyFilled)",
+        ),
         (
             lambda: submitted(dataclasses.replace(request(quantity="0", limit="0"), symbol=" ")),
             ValueError,
