@@ -912,6 +912,34 @@ def test_a_fill_refuses_a_fee_or_liquidity_it_cannot_book(
         (lambda: dataclasses.replace(request(), account_id=None), TypeError, "account_id must be a str, got NoneType None"),
         (lambda: OrderSubmitted(order_id=OID, ts=T0, request="AAPL"), TypeError, "request must be an OrderRequest, got 'AAPL'"),
         (lambda: dataclasses.replace(request(), symbol=5), TypeError, "symbol must be a str, got int 5"),
+        (lambda: dataclasses.replace(request(), quantity=None), TypeError, "quantity must be a Decimal, got NoneType None"),
+        (lambda: dataclasses.replace(request(), limit_price=1.5), TypeError, "limit_price must be a Decimal, got float 1.5"),
+        (
+            lambda: dataclasses.replace(request(), stop_price=Decimal("NaN")),
+            ValueError,
+            "stop_price must be a finite Decimal, got Decimal('NaN')",
+        ),
+        (
+            lambda: dataclasses.replace(request(), quantity=Decimal("1" * 41)),
+            ValueError,
+            f"quantity {'1' * 41} is out of range: at most 40 digits and an exponent within +/-40",
+        ),
+        (
+            lambda: dataclasses.replace(request(), quantity=Decimal("1E+41")),
+            ValueError,
+            "quantity 1E+41 is out of range: at most 40 digits and an exponent within +/-40",
+        ),
+        (
+            lambda: OrderAccepted(order_id=OID, ts="2024-01-08T14:30:00+00:00"),
+            ValueError,
+            "ts must be a timezone-aware UTC datetime, got '2024-01-08T14:30:00+00:00'",
+        ),
+        (
+            lambda: OrderEvent(order_id=OID, ts=T0),
+            TypeError,
+            "OrderEvent is abstract; build one of accepted, canceled, denied, expired, filled, partially_filled, rejected, "
+            "replaced, submitted, triggered",
+        ),
         (
             lambda: dataclasses.replace(request(), type="limit"),
             TypeError,
@@ -946,3 +974,8 @@ def test_terms_that_cannot_be_an_order_are_refused_listing_every_problem(
 ) -> None:
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
         build()
+
+
+def test_decimals_of_up_to_40_digits_and_exponents_within_40_are_held() -> None:
+    for quantity in ("1" * 40, "1E+40", "1E-40"):
+        assert dataclasses.replace(request(), quantity=Decimal(quantity)).quantity == Decimal(quantity)
