@@ -4,7 +4,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 import pytest
 from hypothesis import given, settings
@@ -852,3 +852,11 @@ def test_a_stop_rebuilt_after_its_trigger_works_as_its_limit_without_triggering_
     assert paper.submit(rebuilt, at(0)) == [
         Fill("o1", "o1-1", Decimal(10), Decimal("100.50"), Decimal(0), Liquidity.TAKER, at(0))
     ]
+
+
+def test_fees_round_half_even_whatever_the_callers_decimal_context() -> None:
+    model = FeeModel(Decimal(10), places=2)
+    with localcontext() as context:
+        context.rounding = ROUND_HALF_UP
+        assert model.fee(Decimal(125)) == Decimal("0.12")  # 0.125: half-even keeps the even cent
+        assert model.fee(Decimal(135)) == Decimal("0.14")

@@ -845,3 +845,137 @@ def test_a_refused_event_names_the_order_its_status_and_the_rule() -> None:
         str(caught.value)
         == "order O-1 is partially_filled: OrderFilled is not allowed (fill F-2 of 50 would fill 110 of 100: overfill)"
     )
+
+
+def test_missing_and_unknown_fields_are_all_listed() -> None:
+    with pytest.raises(ValueError, match=r"^OrderAccepted: missing order_id, ts; unknown colour, size$"):
+        event_from_dict({"kind": "accepted", "size": 1, "colour": "red"})
+    with pytest.raises(ValueError, match=r"^OrderAccepted: unknown colour$"):
+        event_from_dict({"kind": "accepted", "order_id": OID, "ts": T0.isoformat(), "colour": "red"})
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: accepted_order().apply(partial("F-1", "10", "100.00")).apply(partial("F-1", "10", "100.00")),
+            "order O-1 is partially_filled: OrderPartiallyFilled is not allowed (fill F-1 was already applied)",
+        ),
+        (
+            lambda: accepted_order().apply(OrderReplaced(order_id=OID, ts=at(2), new_stop_price=Decimal(1))),
+            "order O-1 is accepted: OrderReplaced is not allowed (a limit order has no stop price)",
+        ),
+        (
+            lambda: (
+                accepted_order()
+                .apply(partial("F-1", "40", "100.00"))
+                .apply(OrderReplaced(order_id=OID, ts=at(12), new_quantity=Decimal(40)))
+            ),
+            "order O-1 is partially_filled: OrderReplaced is not allowed (new quantity 40 must be above the filled quantity 40)",
+        ),
+    ],
+)
+def test_each_refused_change_names_the_event_it_refuses(build: Callable[[], object], message: str) -> None:
+    with pytest.raises(InvalidTransition, match=f"^{re.escape(message)}$"):
+        build()
+
+
+def fill_with(**changes: object) -> OrderPartiallyFilled:
+    return dataclasses.replace(partial("F-1", "1", "100"), **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"fee": Decimal("NaN")}, ValueError, "fee must be a finite Decimal, got Decimal('NaN')"),
+        ({"fee": 0.5}, TypeError, "fee must be a Decimal, got float 0.5"),
+        ({"fee_currency": "usd"}, ValueError, "fee_currency must be 2-10 characters A-Z and 0-9 (such as USD), got 'usd'"),
+        ({"fee_currency": None}, ValueError, "fee_currency must be 2-10 characters A-Z and 0-9 (such as USD), got None"),
+        (
+            {"liquidity": "maker"},
+            TypeError,
+            "liquidity must be a member of Liquidity (maker, taker, unknown), got str 'maker'",
+        ),
+    ],
+)
+def test_a_fill_refuses_a_fee_or_liquidity_it_cannot_book(
+    changes: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        fill_with(**changes)
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (lambda: dataclasses.replace(request(), client_order_id=5), TypeError, "client_order_id must be a str, got int 5"),
+        (lambda: dataclasses.replace(request(), account_id=None), TypeError, "account_id must be a str, got NoneType None"),
+        (lambda: OrderSubmitted(order_id=OID, ts=T0, request="AAPL"), TypeError, "request must be an OrderRequest, got 'AAPL'"),
+        (lambda: dataclasses.replace(request(), symbol=5), TypeError, "symbol must be a str, got int 5"),
+        (lambda: dataclasses.replace(request(), quantity=None), TypeError, "quantity must be a Decimal, got NoneType None"),
+        (lambda: dataclasses.replace(request(), limit_price=1.5), TypeError, "limit_price must be a Decimal, got float 1.5"),
+        (
+            lambda: dataclasses.replace(request(), stop_price=Decimal("NaN")),
+            ValueError,
+            "stop_price must be a finite Decimal, got Decimal('NaN')",
+        ),
+        (
+            lambda: dataclasses.replace(request(), quantity=Decimal("1" * 41)),
+            ValueError,
+            f"quantity {'1' * 41} is out of range: at most 40 digits and an exponent within +/-40",
+        ),
+        (
+            lambda: dataclasses.replace(request(), quantity=Decimal("1E+41")),
+            ValueError,
+            "quantity 1E+41 is out of range: at most 40 digits and an exponent within +/-40",
+        ),
+        (
+            lambda: OrderAccepted(order_id=OID, ts="2024-01-08T14:30:00+00:00"),
+            ValueError,
+            "ts must be a timezone-aware UTC datetime, got '2024-01-08T14:30:00+00:00'",
+        ),
+        (
+            lambda: OrderEvent(order_id=OID, ts=T0),
+            TypeError,
+            "OrderEvent is abstract; build one of accepted, canceled, denied, expired, filled, partially_filled, rejected, "
+            "replaced, submitted, triggered",
+        ),
+        (
+            lambda: dataclasses.replace(request(), type="limit"),
+            TypeError,
+            "type must be a member of OrderType (market, limit, stop, stop_limit), got str 'limit'",
+        ),
+        (
+            lambda: dataclasses.replace(request(), time_in_force="day"),
+            TypeError,
+            "time_in_force must be a member of TimeInForce (day, gtc, ioc, fok), got str 'day'",
+        ),
+        (
+            lambda: event_from_dict({"kind": ["filled"]}),
+            ValueError,
+            "unknown order event kind ['filled']; known kinds: submitted, accepted, denied, triggered, partially_filled, "
+            "filled, canceled, expired, replaced, rejected",
+        ),
+        (
+            lambda: accepted_order().apply(filled("F-1", "99", "100.00")),
+            InvalidTransition,
+            "order O-1 is accepted: OrderFilled is not allowed (fill F-1 leaves 1 unfilled; report it as OrderPartiallyFilled)",
+        ),
+        (
+            lambda: submitted(dataclasses.replace(request(quantity="0", limit="0"), symbol=" ")),
+            ValueError,
+            "order O-1: cannot submit these terms: symbol must not be empty; quantity must be positive, got 0; "
+            "limit price must be positive, got 0",
+        ),
+    ],
+)
+def test_terms_that_cannot_be_an_order_are_refused_listing_every_problem(
+    build: Callable[[], object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        build()
+
+
+def test_decimals_of_up_to_40_digits_and_exponents_within_40_are_held() -> None:
+    for quantity in ("1" * 40, "1E+40", "1E-40"):
+        assert dataclasses.replace(request(), quantity=Decimal(quantity)).quantity == Decimal(quantity)
