@@ -412,9 +412,12 @@ class IdentityService:
 
     # --- authenticating requests -----------------------------------------------------------
 
-    async def _user_state(self, user_id: str, cached: bytes | None = None, *, use_cache: bool = True) -> dict[str, Any] | None:
+    async def _user_state(
+        self, user_id: str, cached: bytes | None = None, *, use_cache: bool = True, read: bool = False
+    ) -> dict[str, Any] | None:
+        """The user's state from ``cached`` (what the caller read: ``read``), else the cache, else the database."""
         key = user_state_key(user_id)
-        if cached is None and use_cache:
+        if cached is None and use_cache and not read:
             try:
                 cached = await self.runtime.cache.get(key)
             except CACHE_ERRORS as exc:
@@ -471,7 +474,7 @@ class IdentityService:
         else:
             if revoked is not None:
                 raise AuthenticationError("access token was revoked by logout: sign in again")
-            state = await self._user_state(claims.subject, cached_state)
+            state = await self._user_state(claims.subject, cached_state, read=True)
         principal = principal_of(claims, state)
         parts.principals.put(claims.token_id, claims.subject, principal)
         return principal
