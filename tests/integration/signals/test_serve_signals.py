@@ -1,4 +1,4 @@
-"""`tradestack serve signals` (run_signals): keeps the promoted model's signals fresh in the shared cache, survives having none."""
+"""`tradestack serve signals` (run_signals): keeps the promoted model's signals fresh in the cache, survives having none."""
 
 from __future__ import annotations
 
