@@ -59,13 +59,13 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) 
 
 
 @contextmanager
-def server(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[None]:
+def server(args: list[str], env: dict[str, str], ready_url: str, ready_timeout: float = 60) -> Iterator[None]:
     """Run a server process for the duration of the block; SIGTERM it afterwards."""
     process = subprocess.Popen(
         args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     try:
-        wait_ready(ready_url, process)
+        wait_ready(ready_url, process, ready_timeout)
         yield
     finally:
         process.terminate()

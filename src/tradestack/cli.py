@@ -1278,6 +1278,9 @@ def data_import_lob(
     file: Annotated[Path, typer.Argument(help="CSV of order events: timestamp, order_id, side, price, volume, action.")],
     name: Annotated[str | None, typer.Option(help="Name to save the snapshots under [default: the file's stem].")] = None,
     depth: Annotated[int, typer.Option(help="Levels a side in each snapshot.")] = 10,
+    trades: Annotated[
+        Path | None, typer.Option(help="CSV of trades: timestamp, price, amount, side (buy/sell, the aggressor).")
+    ] = None,
 ) -> None:
     """Rebuild L2 snapshots from order-by-order events (created/changed/deleted) for `signals train-lob --lob NAME`."""
     import re
@@ -1291,6 +1294,8 @@ def data_import_lob(
         raise _fail(f"--name: use letters, digits, '.', '_' or '-' (at most 64), got {label!r}")
     if not 1 <= depth <= 50:
         raise _fail(f"--depth must be between 1 and 50, got {depth}")
+    if trades is not None and not trades.is_file():
+        raise _fail(f"--trades {trades}: no such file")
     settings = load_settings()
     lines = sum(1 for _ in file.open()) - 1
     with _fold_progress() as progress:
@@ -1306,12 +1311,27 @@ def data_import_lob(
         err_console.print(f"[yellow]refused[/] ... {len(rebuilt.refused) - 10} more")
     if not rebuilt.levels:
         raise _fail(f"no snapshot with {depth} levels on both sides could be built from {file}")
+    traded = None
+    if trades is not None:
+        try:
+            traded = lob_import.read_trades(trades, rebuilt.timestamps)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        for reason in traded.refused[:10]:
+            err_console.print(f"[yellow]refused trade[/] {reason}")
+        if len(traded.refused) > 10:
+            err_console.print(f"[yellow]refused trade[/] ... {len(traded.refused) - 10} more")
     target = settings.data_dir / "lob" / f"{label}.npz"
-    lob_import.save(rebuilt, target)
+    lob_import.save(rebuilt, target, traded)
     console.print(
         f"[green]{len(rebuilt.levels)} snapshots[/] of {depth} levels from {rebuilt.events} events "
         f"({len(rebuilt.refused)} rows refused) saved to {target}"
     )
+    if traded is not None:
+        console.print(
+            f"trades: buy {sum(traded.buy):g} and sell {sum(traded.sell):g} traded across the snapshots "
+            f"({len(traded.refused)} rows refused, {traded.after_last} after the last snapshot left out)"
+        )
 
 
 def _train_first_alpha(settings: Settings) -> None:

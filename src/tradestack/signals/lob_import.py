@@ -8,10 +8,16 @@ are refused with their line number and the reason: unreadable numbers or timesta
 sides or actions, non-positive prices or volumes, an order created twice, or changed or deleted
 before it was created. Snapshots are saved as a NumPy archive under
 ``<data_dir>/lob/<name>.npz`` that `signals train-lob --lob NAME` trains on.
+
+An optional trades file (CSV: ``timestamp, price, amount, side``, side buy or sell: the aggressor)
+adds each snapshot's traded buy and sell volume since the snapshot before it (a trade at the
+snapshot's own timestamp counts for it; trades after the last snapshot are left out), the input of
+`orderbook.trade_imbalance`. Its bad rows are refused by line like the events'.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,10 +25,12 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from tradestack.signals.features.orderbook import Books
 
 COLUMNS = ("timestamp", "order_id", "side", "price", "volume", "action")
+TRADE_COLUMNS = ("timestamp", "price", "amount", "side")
 SIDES = {"bid": "bid", "buy": "bid", "b": "bid", "ask": "ask", "sell": "ask", "a": "ask", "s": "ask"}
 ACTIONS = ("created", "changed", "deleted")
 
@@ -121,14 +129,74 @@ def read(path: Path, *, depth: int = 10, progress: Callable[[int], None] | None 
         return rebuild(reader, depth=depth, progress=progress)
 
 
-def save(rebuilt: Rebuilt, target: Path) -> None:
-    """Write the snapshots to `target` (.npz)."""
+@dataclass
+class Trades:
+    """Traded volume per snapshot, by aggressor side, and the trade rows refused."""
+
+    buy: list[float]
+    sell: list[float]
+    refused: list[str] = field(default_factory=list)
+    after_last: int = 0
+
+
+def trade_volumes(rows: Iterable[dict[str, str]], timestamps: list[str]) -> Trades:
+    """Each trade's amount added to the first snapshot at or after its time (line numbers count the header)."""
+    times = [datetime.fromisoformat(t) for t in timestamps]
+    result = Trades([0.0] * len(times), [0.0] * len(times))
+    for line, row in enumerate(rows, start=2):
+        try:
+            when = datetime.fromisoformat(row["timestamp"].strip())
+            side = SIDES.get(row["side"].strip().lower())
+            if side is None:
+                raise ValueError(f"side must be buy or sell, got {row['side']!r}")
+            price, amount = float(row["price"]), float(row["amount"])
+            if not (np.isfinite(price) and price > 0 and np.isfinite(amount) and amount > 0):
+                raise ValueError(f"price and amount must be positive numbers, got {row['price']!r} and {row['amount']!r}")
+            index = bisect.bisect_left(times, when)
+        except (KeyError, TypeError) as exc:
+            result.refused.append(f"line {line}: missing column or a timestamp without time zone among ones with: {exc}")
+            continue
+        except ValueError as exc:
+            result.refused.append(f"line {line}: {exc}")
+            continue
+        if index == len(times):
+            result.after_last += 1
+            continue
+        (result.buy if side == "bid" else result.sell)[index] += amount
+    return result
+
+
+def read_trades(path: Path, timestamps: list[str]) -> Trades:
+    """`trade_volumes` of the CSV file at `path`; ValueError when its header lacks a column."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = [name.strip().lower() for name in reader.fieldnames or []]
+        missing = [c for c in TRADE_COLUMNS if c not in header]
+        if missing:
+            raise ValueError(f"{path.name}: the header lacks {', '.join(missing)} (need {', '.join(TRADE_COLUMNS)})")
+        reader.fieldnames = header
+        return trade_volumes(reader, timestamps)
+
+
+def save(rebuilt: Rebuilt, target: Path, trades: Trades | None = None) -> None:
+    """Write the snapshots (and the traded volumes, when given) to `target` (.npz)."""
     books = rebuilt.books()
     target.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        target, timestamps=np.array(rebuilt.timestamps), bid_price=books.bid_price, bid_size=books.bid_size,
-        ask_price=books.ask_price, ask_size=books.ask_size,
-    )  # fmt: skip
+    arrays: dict[str, npt.NDArray[np.generic]] = {
+        "timestamps": np.array(rebuilt.timestamps), "bid_price": books.bid_price, "bid_size": books.bid_size,
+        "ask_price": books.ask_price, "ask_size": books.ask_size,
+    }  # fmt: skip
+    if trades is not None:
+        arrays |= {"buy_volume": np.array(trades.buy), "sell_volume": np.array(trades.sell)}
+    np.savez_compressed(target, allow_pickle=False, **arrays)
+
+
+def load_trades(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+    """(buy, sell) volume per snapshot saved by `save`, or None when no trades file was imported."""
+    with np.load(path) as archive:
+        if "buy_volume" not in archive:
+            return None
+        return archive["buy_volume"], archive["sell_volume"]
 
 
 def load(path: Path) -> Books:

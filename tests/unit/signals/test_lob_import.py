@@ -93,3 +93,38 @@ def test_a_file_without_the_needed_columns_is_refused(tmp_path: Path) -> None:
     bad.write_text("time,id\n1,2\n")
     with pytest.raises(ValueError, match="the header lacks timestamp, order_id, side, price, volume, action"):
         lob_import.read(bad)
+
+
+def test_trades_are_added_to_the_first_snapshot_at_or_after_them_and_bad_rows_named(tmp_path: Path) -> None:
+    stamps = ["2026-01-01T00:00:01", "2026-01-01T00:00:03", "2026-01-01T00:00:03", "2026-01-01T00:00:07"]
+    trades = tmp_path / "trades.csv"
+    trades.write_text(
+        "Timestamp,price,amount,side\n"
+        "2026-01-01T00:00:00.5,100.01,2,buy\n"  # before the first snapshot: counted in it
+        "2026-01-01T00:00:01,100.01,1.5,sell\n"  # at the first snapshot's time: in it
+        "2026-01-01T00:00:02,100.02,3,b\n"  # -> the first snapshot at 00:03
+        "2026-01-01T00:00:06,100.00,4,sell\n"  # -> 00:07
+        "2026-01-01T00:00:09,100.00,5,buy\n"  # after the last snapshot: left out
+        "2026-01-01T00:00:04,100.00,1,hold\n"
+        "2026-01-01T00:00:04,100.00,-1,buy\n"
+        "yesterday,100.00,1,buy\n"
+    )
+    traded = lob_import.read_trades(trades, stamps)
+    assert traded.buy == [2.0, 3.0, 0.0, 0.0]
+    assert traded.sell == [1.5, 0.0, 0.0, 4.0]
+    assert traded.after_last == 1
+    assert [r.split(":")[0] for r in traded.refused] == ["line 7", "line 8", "line 9"]
+    assert "buy or sell" in traded.refused[0]
+    assert "positive" in traded.refused[1]
+    (tmp_path / "bad.csv").write_text("timestamp,price,side\n")
+    with pytest.raises(ValueError, match="lacks amount"):
+        lob_import.read_trades(tmp_path / "bad.csv", stamps)
+
+    rebuilt = lob_import.Rebuilt(timestamps=stamps, levels=[[[99.0], [1.0], [101.0], [1.0]]] * 4)
+    lob_import.save(rebuilt, tmp_path / "with.npz", traded)
+    lob_import.save(rebuilt, tmp_path / "without.npz")
+    saved = lob_import.load_trades(tmp_path / "with.npz")
+    assert saved is not None
+    np.testing.assert_array_equal(saved[0], traded.buy)
+    np.testing.assert_array_equal(saved[1], traded.sell)
+    assert lob_import.load_trades(tmp_path / "without.npz") is None
