@@ -788,7 +788,7 @@ export interface paths {
       path?: never;
       cookie?: never;
     };
-    /** Live accuracy of each model version this process served (alpha calls and order-book predictions) */
+    /** Live accuracy of each model version served (alpha calls and order-book predictions) */
     get: operations["accuracy_api_trading_signals_accuracy_get"];
     put?: never;
     post?: never;
@@ -1001,18 +1001,18 @@ export interface components {
     };
     /**
      * AccuracyList
-     * @description Live accuracy of every model version this API process has served.
+     * @description Live accuracy of every model version served (stored outcomes, shared by every process).
      */
     AccuracyList: {
       /** Models */
       models: components["schemas"]["ModelAccuracy"][];
       /**
        * Scope
-       * @description Counted by the API process that answered (one per worker), like the metric.
-       * @default process
+       * @description Counted from the outcomes stored in the database: every worker answers the same.
+       * @default installation
        * @constant
        */
-      scope: "process";
+      scope: "installation";
     };
     /** ApiKeyCreate */
     ApiKeyCreate: {
@@ -1672,7 +1672,7 @@ export interface components {
     };
     /**
      * ModelAccuracy
-     * @description How a model version's live calls turned out in this process (what `ml_model_accuracy{model}` reports).
+     * @description How a model version's live calls turned out (stored outcomes of every process; what `ml_model_accuracy` reports).
      */
     ModelAccuracy: {
       /**
