@@ -648,6 +648,10 @@ def main() -> None:
         print("cProfile, one round (cumulative; profiling slows every call, compare shares not times):")
         pstats.Stats(profiler).strip_dirs().sort_stats("cumulative").print_stats(30)
         pstats.Stats(profiler).strip_dirs().sort_stats("tottime").print_stats(25)
+    print(
+        f"RESULT name=order_path_inprocess orders_per_second={ours:.0f} baseline_orders_per_second={bare:.0f}"
+        f" ratio={ours / bare:.4f}"
+    )
 
 
 if __name__ == "__main__":
