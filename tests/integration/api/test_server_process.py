@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.mmap_dict import MmapedDict
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent
@@ -84,6 +85,15 @@ def test_up_migrates_seeds_and_serves(tmp_path: Path, spawn: object) -> None:
     assert process.wait(30) == 0
 
 
+def _pids_that_counted_requests(directory: Path) -> set[str]:
+    pids = set()
+    for path in directory.glob("counter_*.db"):
+        keys = [key for key, *_ in MmapedDict.read_all_values_from_file(str(path))]
+        if any('"api_requests"' in key for key in keys):
+            pids.add(re.sub(r"\D", "", path.stem))
+    return pids
+
+
 def test_two_workers_share_one_metrics_view(tmp_path: Path, spawn: object, sqlite_url: str) -> None:
     env = _env(tmp_path, TRADESTACK_DATABASE_URL=sqlite_url)
     subprocess.run([str(TRADESTACK), "db", "upgrade"], env=env, check=True, capture_output=True)
@@ -93,8 +103,8 @@ def test_two_workers_share_one_metrics_view(tmp_path: Path, spawn: object, sqlit
     process = spawn([str(TRADESTACK), "serve", "api", "--port", str(port), "--workers", "2"], env)  # type: ignore[operator]
     base = f"http://127.0.0.1:{port}"
     _wait_ready(base, process)
-    # Counter files appear only in processes that counted something: both workers served requests.
-    # (Label-less gauges create a file in every process that imports them, the supervisor included.)
+    # Both workers served requests: each one's counter file holds api_requests samples. (Any process that
+    # imports a label-less counter has a counter file, the supervisor included, so a file alone proves nothing.)
     # On a loaded machine one worker can take the first connections while the other still starts,
     # so keep sending (fresh connections) until both have served some, within a bound.
     requests = 0
@@ -103,7 +113,7 @@ def test_two_workers_share_one_metrics_view(tmp_path: Path, spawn: object, sqlit
         with httpx.Client() as fresh_connection:
             assert fresh_connection.get(f"{base}/api/health").status_code == 200
         requests += 1
-        worker_pids = {re.sub(r"\D", "", f.stem) for f in (tmp_path / "prom").glob("counter_*.db")}
+        worker_pids = _pids_that_counted_requests(tmp_path / "prom")
     assert len(worker_pids) == 2, worker_pids
     text = httpx.get(f"{base}/metrics").text
     match = re.search(r'api_requests_total\{method="GET",route="/api/health",status_class="2xx"\} (\S+)', text)

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from sqlalchemy import insert, text
 
+from tradestack.books.service import BooksService
 from tradestack.domain.orders import (
     OrderAccepted,
     OrderCanceled,
@@ -23,7 +24,6 @@ from tradestack.domain.orders import (
     TimeInForce,
 )
 from tradestack.identity.permissions import Role
-from tradestack.identity.service import Caller, identity_session
 from tradestack.kit.runtime import Runtime
 from tradestack.models.trading import OrderEventRow, OrderRow
 from tradestack.ops.integrity import check_integrity
@@ -37,8 +37,8 @@ TS = datetime(2026, 11, 20, 15, 0, 0, 250000, tzinfo=UTC)
 async def _orders(runtime: Runtime, make_user: MakeUser, count: int) -> list[str]:
     """`count` plain orders: resting (submitted, accepted), denied, and accepted then canceled, in turn."""
     user = await make_user(Role.TRADER, login=False)
-    async with identity_session(runtime, Caller()) as identity:
-        account_id = (await identity.accounts_of(user.id))[0].id
+    async with runtime.database.session() as session:
+        account_id = (await BooksService(session, runtime.clock).accounts_of(user.id))[0].id
     orders, events = [], []
     for n in range(count):
         order_id, client = f"o-{n:03}-{account_id[:6]}", f"c-{n}"

@@ -13,11 +13,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
+from sqlalchemy import text as sql
 
 from tradestack.api.app import create_app
 from tradestack.kit import migrations
 from tradestack.kit.config import Settings
-from tradestack.kit.db import Database
+from tradestack.kit.db import Database, create_engine
 from tradestack.kit.runtime import Runtime
 from tradestack.ops.probes import probe_dependencies, probe_once
 
@@ -122,9 +123,15 @@ async def test_probes_set_up_gauges_and_resources(app: FastAPI, client: httpx.As
     assert metric("data_dir_filesystem_size_bytes") > metric("data_dir_filesystem_avail_bytes") > 0  # type: ignore[operator]
     assert metric("data_dir_used_bytes") >= 4096  # type: ignore[operator]
     assert metric("memory_limit_bytes") > 0  # type: ignore[operator]
-    waits_before = metric("database_pool_wait_seconds_count", database="primary") or 0
-    await runtime.database.ping()
-    assert metric("database_pool_wait_seconds_count", database="primary") == waits_before + 1
+    # An engine of its own role: the app's background tasks check out "primary" connections at any time.
+    engine = create_engine(runtime.database.url, runtime.settings, role="probe-test")
+    try:
+        waits_before = metric("database_pool_wait_seconds_count", database="probe-test") or 0
+        async with engine.connect() as connection:
+            await connection.execute(sql("SELECT 1"))
+        assert metric("database_pool_wait_seconds_count", database="probe-test") == waits_before + 1
+    finally:
+        await engine.dispose()
     hits, misses = metric("cache_requests_total", result="hit") or 0, metric("cache_requests_total", result="miss") or 0
     await runtime.cache.set("probe-test", b"1")
     assert await runtime.cache.get("probe-test") == b"1"
