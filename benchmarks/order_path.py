@@ -724,6 +724,11 @@ def report(
         f"  p99 < {GOAL_P99_MS:g} ms: {p99:.2f} ms at {connections} connections  {verdict(clean and p99 < GOAL_P99_MS)}"
         + (f" (met at {', '.join(map(str, p99_ok))} connections)" if p99_ok and p99 >= GOAL_P99_MS else "")
     )
+    bare_rate = statistics.median(r.acknowledged_per_second for r in results[("bare", connections)])
+    print(
+        f"RESULT name=order_path connections={connections} orders_per_second={rate:.0f} p99_ms={p99:.2f} "
+        f"baseline_orders_per_second={bare_rate:.0f} errors={errors} verified={not problems} ratio={rate / bare_rate:.3f}"
+    )
 
 
 # -- profiling -------------------------------------------------------------------------------------
