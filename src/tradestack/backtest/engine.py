@@ -10,10 +10,10 @@ Per bar of a symbol, in time order (bars of several symbols at one time: in the 
    Fills become `OrderFilled`/`OrderPartiallyFilled` events applied to the order (`domain.orders`),
    journal entries (`domain.ledger.fill_entry_with_effect`) and the books.
 2. The strategy's `on_bar` with the cursor on this bar; orders it sends go through validation
-   (`OrderRequest.validate`), the pre-trade risk checks on the account's risk state
-   (`domain.riskstate.account_risk_state` from `domain.books.books_of` of the running balances, the
-   `OpenOrders`, and a `MarketSnapshot` marking each symbol at its last close) and, accepted, to the
-   matching engine.
+   (`OrderRequest.validate`), the pre-trade risk checks (`domain.risk.evaluate`) on the account's
+   risk state (`domain.riskstate.account_risk_state` from the `AccountBooks` of the running balances,
+   the `OpenOrders`, and a `MarketSnapshot` marking each symbol at its last close) and, accepted, to
+   the matching engine.
 3. Order updates and fills are delivered to the strategy after `on_bar` returns (never re-entrantly).
 
 The equity curve (cash plus positions at the last close, after each bar) is derived at the end from
@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -36,10 +36,10 @@ import numpy as np
 from tradestack.backtest.data import BarSeries, FloatArray, IntArray, utc_of
 from tradestack.backtest.indicators import SeriesBar, SeriesHistory, SeriesIndicators
 from tradestack.core.clock import Clock
-from tradestack.domain.books import AccountBooks, BalanceLine, books_of
+from tradestack.domain.books import AccountBooks, Holding
 from tradestack.domain.instruments import Instrument
 from tradestack.domain.instruments import instrument as catalogue_instrument
-from tradestack.domain.ledger import Account, JournalEntry, deposit, fill_entry_with_effect
+from tradestack.domain.ledger import Account, AccountKind, JournalEntry, deposit, fill_entry_with_effect
 from tradestack.domain.marketdata import Side, Trade
 from tradestack.domain.matching import (
     Expired,
@@ -227,7 +227,9 @@ class Backtest:
         )
         self._histories: dict[str, SeriesHistory] = {}
         # books: running balances by (ledger account, currency) -> [amount, quantity]
-        self._balances: dict[tuple[str, str], list[Decimal]] = {}
+        self._balances: dict[tuple[Account, str], list[Decimal]] = {}
+        self._books: AccountBooks | None = None
+        self._cash_account = Account.cash(config.currency)
         self._holdings: dict[str, PositionState] = {}
         self._positions: dict[str, Decimal] = {}
         self._realized_day: tuple[int, Decimal] = (-1, _ZERO)
@@ -258,7 +260,7 @@ class Backtest:
 
     @property
     def cash(self) -> Decimal:
-        entry = self._balances.get((str(Account.cash(self.config.currency)), self.config.currency))
+        entry = self._balances.get((self._cash_account, self.config.currency))
         return entry[0] if entry is not None else _ZERO
 
     @property
@@ -312,10 +314,11 @@ class Backtest:
             time_in_force=time_in_force,
         )
         try:
-            order = self._record(Order.from_events([OrderSubmitted(order_id=order_id, ts=ts, request=request)]), None)
+            submitted = OrderSubmitted(order_id=order_id, ts=ts, request=request)
         except ValueError as error:
             raise StrategyError(f"{self.strategy.name} sent an invalid order: {error}") from None
-        self._events.append(OrderSubmitted(order_id=order_id, ts=ts, request=request))
+        order = self._record(Order.from_events([submitted]), None)
+        self._events.append(submitted)
         problems = request.validate(state.instrument)
         denial = "; ".join(problems) if problems else self._risk_denial(request, state)
         self._note_submit()
@@ -344,8 +347,8 @@ class Backtest:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self) -> BacktestResult:
-        """Replay every bar once; the result of the run."""
+    def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
+        """Replay every bar once; the result of the run. `progress(done, total)` is called about 100 times."""
         start_us = min((int(s.series.ts[0]) for s in self._symbols.values() if len(s.series)), default=0)
         self._clock.us = start_us
         self._book(deposit("deposit-1", self._clock.now(), self.config.currency, self.config.capital, "backtest capital"))
@@ -356,17 +359,23 @@ class Backtest:
         clock = self._clock
         notices = self._notices
         on_bar = strategy.on_bar
-        for step, (number, index) in enumerate(timeline):
-            state = states[number]
-            self._step = step
-            series = state.series
-            clock.us = int(series.ts[index])
-            if state.working:
-                self._match_bar(state, index)
-            state.cursor.index = index
-            on_bar(self, state.bar)
-            if notices:
-                self._deliver()
+        total = len(timeline)
+        chunk = max(1, total // 100) if progress is not None else max(1, total)
+        for first in range(0, total, chunk):
+            last = min(first + chunk, total)
+            for step in range(first, last):
+                number, index = timeline[step]
+                state = states[number]
+                self._step = step
+                clock.us = int(state.series.ts[index])
+                if state.working:
+                    self._match_bar(state, index)
+                state.cursor.index = index
+                on_bar(self, state.bar)
+                if notices:
+                    self._deliver()
+            if progress is not None:
+                progress(last, total)
         strategy.on_stop(self)
         if notices:
             self._deliver()
@@ -468,9 +477,10 @@ class Backtest:
 
     def _book(self, entry: JournalEntry) -> None:
         self._journal.append(entry)
+        self._books = None
         balances = self._balances
         for posting in entry.postings:
-            key = (str(posting.account), posting.currency)
+            key = (posting.account, posting.currency)
             held = balances.get(key)
             if held is None:
                 held = balances[key] = [_ZERO, _ZERO]
@@ -484,20 +494,25 @@ class Backtest:
         self._realized_day = (day, (total if day == current_day else _ZERO) + realized)
 
     def books(self) -> AccountBooks:
-        """The account's books now, built by `domain.books.books_of` from the running balances."""
+        """The account's books now (`domain.books.AccountBooks`): balances by kind, holdings at cost."""
+        if self._books is None:
+            by_kind: dict[AccountKind, dict[str, Decimal]] = {}
+            for (account, _), (amount, _quantity) in self._balances.items():
+                if account.kind is not AccountKind.POSITION:
+                    by_kind.setdefault(account.kind, {})[account.code] = amount
+            currencies = {s: state.instrument.quote_currency for s, state in self._symbols.items()}
+            self._books = AccountBooks(
+                account_id=self.config.account_id,
+                base_currency=self.config.currency,
+                allow_short=self.config.allow_short,
+                balances=by_kind,
+                holdings={s: Holding(p, currencies[s]) for s, p in sorted(self._holdings.items()) if p.quantity},
+            )
         day, realized = self._realized_day
         today = self._clock.us // 86_400_000_000
-        lines = [
-            BalanceLine(account, currency, amount, quantity if account.startswith("position:") else None)
-            for (account, currency), (amount, quantity) in self._balances.items()
-        ]
-        return books_of(
-            self.config.account_id,
-            self.config.currency,
-            lines,
-            allow_short=self.config.allow_short,
-            realized_today={self.config.currency: realized} if day == today and realized else None,
-        )
+        if day == today and realized:
+            return replace(self._books, realized_today={self.config.currency: realized})
+        return self._books
 
     # -- orders --------------------------------------------------------------------------------
 
@@ -552,7 +567,8 @@ class Backtest:
         return self._record(updated, fill)
 
     def _deliver(self) -> None:
-        notices, self._notices = self._notices, []
+        notices = list(self._notices)
+        self._notices.clear()
         strategy = self.strategy
         for order, fill in notices:
             if fill is not None:
@@ -640,6 +656,7 @@ def run_backtest(
     series: Sequence[BarSeries],
     config: BacktestConfig | None = None,
     instruments: Mapping[str, Instrument] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
     """Run `strategy` over `series` (one per symbol) with `config` (defaults: 100 000 USD, no fees)."""
-    return Backtest(strategy, series, config or BacktestConfig(), instruments).run()
+    return Backtest(strategy, series, config or BacktestConfig(), instruments).run(progress)

@@ -12,7 +12,7 @@ from datetime import datetime
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tradestack.backtest.data import BarSeries, FloatArray, utc_of
+from tradestack.backtest.data import BarSeries, FloatArray, IntArray, utc_of
 from tradestack.domain.marketdata import Bar
 from tradestack.strategy.api import Bands, Cursor, Line, LookaheadError, StrategyError
 
@@ -69,11 +69,17 @@ class SeriesHistory:
         return self._series.bar(index)
 
 
-def sma(closes: FloatArray, period: int) -> FloatArray:
-    """Trailing simple moving average; NaN for the first period-1 values."""
-    out = np.full(len(closes), np.nan)
-    if len(closes) >= period:
-        out[period - 1 :] = sliding_window_view(closes, period).mean(axis=1)
+def sma(scaled: IntArray, places: int, period: int) -> FloatArray:
+    """Trailing simple moving average of scaled integer prices; NaN for the first period-1 values.
+
+    The window sums are exact integers and each average is one correctly rounded division, so two
+    averages that are equal as numbers are equal as floats: a crossover never comes from rounding.
+    """
+    out = np.full(len(scaled), np.nan)
+    if len(scaled) >= period:
+        sums = np.cumsum(scaled, dtype=np.int64)
+        window = sums[period - 1 :] - np.r_[np.int64(0), sums[:-period]]
+        out[period - 1 :] = window / float(period * 10**places)
     return out
 
 
@@ -102,7 +108,8 @@ class SeriesIndicators:
         key = (kind, symbol, period, width)
         if key not in self._cache:
             closes = self._closes[symbol]
-            middle = sma(closes, period)
+            series = self._series[symbol]
+            middle = sma(series.close, series.places, period)
             if kind == "sma":
                 values = middle
             else:

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from functools import cache
-from typing import Any
 
-import backtrader as bt  # type: ignore[import-untyped]
 import pandas as pd
 import pytest
 
 from tradestack.backtest.data import BarSeries
 from tradestack.backtest.engine import BacktestConfig, run_backtest
+from tradestack.backtest.reference import run_backtrader_sma
 from tradestack.domain.instruments import instrument
 from tradestack.domain.marketdata import Bar, Timeframe
 from tradestack.domain.matching import FeeModel
@@ -35,55 +34,12 @@ from tradestack.strategy.examples import SmaCross
 
 CAPITAL = 100_000
 QUANTITY = 100
-FEE_RATE = Decimal("0.001")  # 10 bps
 AAPL_AT_DATA_PRECISION = {"AAPL": replace(instrument("AAPL"), tick_size=Decimal("0.0001"))}
 
 
 @cache
 def aapl_daily() -> tuple[Bar, ...]:
     return tuple(datasets.load("us-equities-daily").bars[("AAPL", Timeframe.D1)])
-
-
-class CentFee(bt.CommInfoBase):  # type: ignore[misc]
-    """10 bps of the notional, rounded half-even to the cent, per execution."""
-
-    params = (("stocklike", True), ("commtype", bt.CommInfoBase.COMM_FIXED))
-
-    def _getcommission(self, size: float, price: float, pseudoexec: bool) -> float:
-        fee = (abs(Decimal(repr(size))) * Decimal(repr(price)) * FEE_RATE).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
-        return float(fee)
-
-
-class BacktraderSmaCross(bt.Strategy):  # type: ignore[misc]
-    params = (("fast", 10), ("slow", 30), ("quantity", QUANTITY))
-
-    def __init__(self) -> None:
-        self.fast = bt.indicators.SMA(self.data.close, period=self.p.fast)
-        self.slow = bt.indicators.SMA(self.data.close, period=self.p.slow)
-        self.pending: Any = None
-        self.fills: list[tuple[str, str, int, Decimal, Decimal]] = []
-
-    def notify_order(self, order: Any) -> None:
-        if order.status == order.Completed:
-            when = bt.num2date(order.executed.dt).date().isoformat()
-            side = "buy" if order.isbuy() else "sell"
-            price = Decimal(repr(order.executed.price))
-            fee = Decimal(repr(order.executed.comm))
-            self.fills.append((when, side, abs(int(order.executed.size)), price, fee))
-        if order.status in (order.Completed, order.Canceled, order.Margin, order.Rejected):
-            self.pending = None
-
-    def next(self) -> None:
-        if len(self) <= self.p.slow or self.pending is not None:
-            return
-        now_above = self.fast[0] > self.slow[0]
-        if now_above == (self.fast[-1] > self.slow[-1]):
-            return
-        held = self.position.size
-        if now_above and held == 0:
-            self.pending = self.buy(size=self.p.quantity)
-        elif not now_above and held > 0:
-            self.pending = self.sell(size=held)
 
 
 def run_backtrader(bars: tuple[Bar, ...]) -> tuple[list[tuple[str, str, int, Decimal, Decimal]], Decimal]:
@@ -97,13 +53,9 @@ def run_backtrader(bars: tuple[Bar, ...]) -> tuple[list[tuple[str, str, int, Dec
         },
         index=pd.DatetimeIndex([b.ts.astimezone(UTC).replace(tzinfo=None) for b in bars]),
     )
-    cerebro = bt.Cerebro(stdstats=False)
-    cerebro.adddata(bt.feeds.PandasData(dataname=frame, openinterest=None))
-    cerebro.addstrategy(BacktraderSmaCross)
-    cerebro.broker.setcash(float(CAPITAL))
-    cerebro.broker.addcommissioninfo(CentFee())
-    (strategy,) = cerebro.run()
-    return strategy.fills, Decimal(repr(cerebro.broker.getvalue())).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+    run = run_backtrader_sma(frame, fast=10, slow=30, quantity=QUANTITY, capital=Decimal(CAPITAL), fee_bps=Decimal(10))
+    fills = [(f.ts.date().isoformat(), f.side, f.quantity, f.price, f.fee) for f in run.fills]
+    return fills, run.final_equity
 
 
 def test_sma_crossover_on_aapl_fills_identically_to_backtrader() -> None:
