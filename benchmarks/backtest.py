@@ -19,9 +19,9 @@ are medians. Rates are bars per second of the process's CPU time (`time.process_
 machine's two cores are shared by several jobs, so wall time mostly measures the wait for a core;
 the wall-clock rates and their ratio are printed too. Timed: everything from the prepared series
 to the result (our indicators, the loop, the equity curve; backtrader's feed loading, indicators,
-loop) - building the input arrays and DataFrame is not. Outside the timed region: our run on the backtrader prefix must give the same
-fills (date, side, quantity, price, fee) and final equity to the cent as backtrader's, and the
-signal (order) counts are printed for both lengths.
+loop) - building the input arrays and DataFrame is not. Outside the timed region: our run on the
+backtrader prefix must give the same fills (date, side, quantity, price, fee) and final equity to
+the cent as backtrader's, and the signal (order) counts are printed for both lengths.
 
 Last line: ``RESULT name=backtest bars=... bars_per_s=... backtrader_bars_per_s=... ... wall_ratio=... ratio=...``
 """
