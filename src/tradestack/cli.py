@@ -1467,6 +1467,7 @@ def backtest_run(
     ] = None,
     timeframe: Annotated[str, typer.Option(help="Bar resolution.")] = "1d",
     output: Annotated[Path | None, typer.Option(help="Write the result (spec, metrics, fills, equity) as JSON here.")] = None,
+    store: Annotated[bool, typer.Option(help="Keep the run in the database (GET /api/backtests).")] = True,
 ) -> None:
     """Run STRATEGY over the shipped bars of --symbols: fills at the next bar's open, fees, risk checks."""
     from decimal import Decimal, InvalidOperation
@@ -1548,3 +1549,16 @@ def backtest_run(
     if output is not None:
         output.write_text(json.dumps(result_document(result, metrics), indent=1))
         console.print(f"result written to {output}")
+    if store:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from tradestack.strategy.service import BacktestService
+
+        settings = load_settings()
+        params = _parse_params(param or [])
+        try:
+            run_id = _run_runtime(settings, lambda runtime: BacktestService(runtime).store(result, metrics, series, params))
+        except SQLAlchemyError as exc:
+            message = str(exc).splitlines()[0]
+            raise _fail(f"the run was not stored ({message}); is the database migrated? `tradestack db upgrade`") from None
+        console.print(f"stored as backtest [bold]{run_id}[/] (GET /api/backtests/{run_id})")

@@ -6,12 +6,14 @@ times are ISO 8601 UTC.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import fields
 from decimal import Decimal
 from typing import Any
 
-from tradestack.backtest.data import utc_of
+from tradestack.backtest.data import BarSeries, utc_of
 from tradestack.backtest.engine import BacktestResult
 from tradestack.backtest.metrics import Metrics
 from tradestack.core.money import plain
@@ -95,3 +97,13 @@ def result_document(result: BacktestResult, metrics: Metrics) -> dict[str, Any]:
             for ts, value in zip(result.equity_ts.tolist(), result.equity.tolist(), strict=True)
         ],
     }
+
+
+def data_fingerprint(series: Sequence[BarSeries]) -> str:
+    """SHA-256 of the bars replayed (symbol, precision, and every column), hex."""
+    digest = hashlib.sha256()
+    for one in series:
+        digest.update(f"{one.symbol}|{one.places}|{len(one)}|".encode())
+        for column in (one.ts, one.open, one.high, one.low, one.close, one.volume):
+            digest.update(column.tobytes())
+    return digest.hexdigest()

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from tradestack.cli import app
 
+pytestmark = pytest.mark.usefixtures("clean_env")
 runner = CliRunner()
 
 
@@ -20,7 +21,8 @@ def test_backtest_run_prints_the_summary_and_writes_the_result(tmp_path: Path) -
         app,
         [
             "backtest", "run", "sma_cross", "--symbols", "AAPL", "--from", "2005-01-01", "--to", "2012-12-31",
-            "--param", "fast=10", "--param", "slow=30", "--capital", "100000", "--fees", "10", "--output", str(output),
+            "--param", "fast=10", "--param", "slow=30", "--capital", "100000", "--fees", "10",
+            "--output", str(output), "--no-store",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -58,6 +60,18 @@ def test_backtest_run_prints_the_summary_and_writes_the_result(tmp_path: Path) -
     ],
 )
 def test_backtest_run_refuses_bad_input_with_what_to_fix(arguments: list[str], message: str) -> None:
-    result = runner.invoke(app, ["backtest", "run", *arguments])
+    result = runner.invoke(app, ["backtest", "run", *arguments, "--no-store"])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_backtest_run_stores_the_run_in_the_database(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADESTACK_DATABASE_URL", sqlite_url)
+    arguments = ["backtest", "run", "bollinger", "--symbols", "AAPL", "--from", "2010-01-01", "--fees", "5"]
+    refused = runner.invoke(app, arguments)
+    assert refused.exit_code == 2
+    assert "tradestack db upgrade" in refused.output
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    stored = runner.invoke(app, arguments)
+    assert stored.exit_code == 0, stored.output
+    assert "stored as backtest" in stored.output
