@@ -231,6 +231,7 @@ class Backtest:
         self._balances: dict[tuple[Account, str], list[Decimal]] = {}
         self._books: AccountBooks | None = None
         self._cash_account = Account.cash(config.currency)
+        self._no_fx = MarketSnapshot().rates  # one currency: no conversions (built once, not per order)
         self._holdings: dict[str, PositionState] = {}
         self._positions: dict[str, Decimal] = {}
         self._realized_day: tuple[int, Decimal] = (-1, _ZERO)
@@ -534,7 +535,7 @@ class Backtest:
             for s, one in self._symbols.items()
             if one.cursor.index >= 0
         }
-        market = MarketSnapshot(closes)
+        market = MarketSnapshot(closes, self._no_fx)
         last = market.mark(request.symbol)
         risk_state = account_risk_state(
             self.books(), self._open, market, side=Side(request.side.value), orders_in_last_minute=self._orders_in_last_minute()
