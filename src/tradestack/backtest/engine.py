@@ -439,7 +439,7 @@ class Backtest:
     def _filled(self, state: _Symbol, order: Order, fill: Fill) -> None:
         symbol = state.instrument.symbol
         currency = state.instrument.quote_currency
-        left = order.request.quantity - order.filled_quantity - fill.quantity
+        left = order.remaining_quantity - fill.quantity
         kind = OrderFilled if left == 0 else OrderPartiallyFilled
         event = kind(
             order_id=order.id,
