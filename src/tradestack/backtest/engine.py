@@ -304,20 +304,20 @@ class Backtest:
         self._sequence += 1
         order_id = f"{self.strategy.name}-{self._sequence}"
         ts = self._clock.now()
-        request = OrderRequest(
-            client_order_id=order_id,
-            account_id=self.config.account_id,
-            symbol=symbol,
-            side=side,
-            type=type,
-            quantity=quantity,
-            limit_price=limit_price,
-            stop_price=stop_price,
-            time_in_force=time_in_force,
-        )
         try:
+            request = OrderRequest(
+                client_order_id=order_id,
+                account_id=self.config.account_id,
+                symbol=symbol,
+                side=side,
+                type=type,
+                quantity=quantity,
+                limit_price=limit_price,
+                stop_price=stop_price,
+                time_in_force=time_in_force,
+            )
             submitted = OrderSubmitted(order_id=order_id, ts=ts, request=request)
-        except ValueError as error:
+        except (TypeError, ValueError) as error:
             raise StrategyError(f"{self.strategy.name} sent an invalid order: {error}") from None
         order = self._record(Order.from_events([submitted]), None)
         self._events.append(submitted)
@@ -399,9 +399,7 @@ class Backtest:
         if len(states) == 1:
             count = len(states[0].series)
             return [0] * count, list(range(count)), states[0].series.ts.tolist()
-        merged = list(
-            heapq.merge(*(((t, number, i) for i, t in enumerate(s.series.ts.tolist())) for number, s in enumerate(states)))
-        )
+        merged = list(heapq.merge(*(_keyed(number, s.series.ts.tolist()) for number, s in enumerate(states))))
         return [n for _, n, _ in merged], [i for _, _, i in merged], [t for t, _, _ in merged]
 
     def _match_bar(self, state: _Symbol, index: int) -> None:
@@ -646,6 +644,11 @@ class Backtest:
             equity=equity[last_of_time],
             exposure=gross[last_of_time],
         )
+
+
+def _keyed(number: int, times: list[int]) -> list[tuple[int, int, int]]:
+    """(time, symbol number, bar index) of one series, for merging."""
+    return [(t, number, i) for i, t in enumerate(times)]
 
 
 def _forward_fill(values: FloatArray) -> FloatArray:

@@ -234,3 +234,67 @@ def test_metrics_of_a_run() -> None:
 
 def test_max_drawdown_duration_counts_periods_below_the_peak() -> None:
     assert max_drawdown_duration(np.array([1.0, 2.0, 1.5, 1.8, 2.0, 2.5, 2.4])) == 2
+
+
+# -- several symbols, cancels, bad orders -----------------------------------------------------------
+
+
+def test_two_symbols_trade_on_one_timeline_and_the_books_agree() -> None:
+    aapl = series_of(wave(300, seed=1), "AAPL")
+    msft = series_of(wave(250, seed=2), "MSFT")
+    shifted = BarSeries(msft.symbol, msft.ts + 43_200_000_000, msft.open, msft.high, msft.low, msft.close, msft.volume, 2)
+    config = BacktestConfig(fee=FeeModel(bps=Decimal(10), places=2))
+    result = run_backtest(SmaCross(["AAPL", "MSFT"], fast=5, slow=20), [aapl, shifted], config)
+    assert result.bars == 550
+    assert {t.symbol for t in result.trades} == {"AAPL", "MSFT"}
+    assert list(result.equity_ts) == sorted(result.equity_ts)
+    check_zero_sum(result.journal)
+    assert cash_balances(result.journal)["USD"] == result.final_cash
+    assert math.isclose(result.equity[-1], float(result.final_equity), abs_tol=1e-6)
+    for symbol, series in (("AAPL", aapl), ("MSFT", shifted)):
+        alone = run_backtest(SmaCross([symbol], fast=5, slow=20), [series], config)
+        assert [(t.ts, t.price) for t in alone.trades] == [(t.ts, t.price) for t in result.trades if t.symbol == symbol]
+
+
+class RestThenCancel(Strategy):
+    name = "rest_then_cancel"
+
+    def __init__(self) -> None:
+        super().__init__(["AAPL"])
+        self.order_id = ""
+        self.canceled: bool | None = None
+
+    def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
+        if bar.index == 0:
+            order = ctx.submit(
+                "AAPL", OrderSide.BUY, Decimal(1), type=OrderType.LIMIT, limit_price=Decimal(1), time_in_force=TimeInForce.GTC
+            )
+            self.order_id = order.id
+        elif bar.index == 2:
+            assert [o.id for o in ctx.open_orders("AAPL")] == [self.order_id]
+            self.canceled = ctx.cancel(self.order_id)
+            assert ctx.open_orders() == ()
+            assert not ctx.cancel(self.order_id)
+
+
+def test_strategy_cancels_a_resting_order() -> None:
+    strategy = RestThenCancel()
+    result = run_backtest(strategy, [series_of([100, 101, 102, 103])])
+    assert strategy.canceled is True
+    (order,) = result.orders
+    assert order.status is OrderStatus.CANCELED
+    assert result.trades == ()
+
+
+class Sloppy(Strategy):
+    name = "sloppy"
+
+    def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
+        ctx.submit("AAPL", OrderSide.BUY, Decimal(0))
+
+
+def test_an_invalid_order_stops_the_run_with_what_is_wrong() -> None:
+    from tradestack.strategy.api import StrategyError
+
+    with pytest.raises(StrategyError, match="quantity must be positive"):
+        run_backtest(Sloppy(["AAPL"]), [series_of([100, 101])])
