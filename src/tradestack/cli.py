@@ -1560,7 +1560,6 @@ def backtest_run(
             run_id = _run_runtime(settings, lambda runtime: BacktestService(runtime).store(result, metrics, series, params))
         except SQLAlchemyError as exc:
             message = str(exc).splitlines()[0]
-            raise _fail(
-                f"the run was not stored ({message}); is the database migrated? `tradestack db upgrade`, or run with --no-store"
-            ) from None
+            hint = "is the database migrated? `tradestack db upgrade`, or run with --no-store"
+            raise _fail(f"the run was not stored ({message}); {hint}") from None
         console.print(f"stored as backtest [bold]{run_id}[/] (GET /api/backtests/{run_id})")
