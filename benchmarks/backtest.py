@@ -44,6 +44,7 @@ from tradestack.backtest.engine import BacktestConfig, BacktestResult, run_backt
 from tradestack.backtest.reference import run_backtrader_sma
 from tradestack.domain.instruments import Instrument, InstrumentKind
 from tradestack.domain.matching import FeeModel
+from tradestack.strategy.api import BarView, StrategyContext
 from tradestack.strategy.examples import SmaCross
 
 START_US = 1_704_067_200_000_000  # 2024-01-01 00:00 UTC
@@ -94,6 +95,29 @@ def frame_of(series: BarSeries) -> pd.DataFrame:
 def ours(series: BarSeries) -> BacktestResult:
     config = BacktestConfig(capital=CAPITAL, fee=FeeModel(bps=FEE_BPS, places=2))
     return run_backtest(SmaCross([SYMBOL], fast=10, slow=30, quantity=Decimal(100)), [series], config, {SYMBOL: INSTRUMENT})
+
+
+class SignalsOnly(SmaCross):
+    """The same crossover test on every bar, without sending orders: the loop's own cost."""
+
+    name = "signals_only"
+
+    def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
+        if bar.index < self.slow_period:
+            return
+        fast, slow = self._fast[bar.symbol], self._slow[bar.symbol]
+        if (fast[0] > slow[0]) != (fast[-1] > slow[-1]):
+            ctx.open_orders(bar.symbol)
+
+
+def split(series: BarSeries, orders: int, cpu_with_orders: float) -> str:
+    """CPU per bar of the loop alone and per order round trip, from a run without orders."""
+    config = BacktestConfig(capital=CAPITAL, fee=FeeModel(bps=FEE_BPS, places=2))
+    started = time.process_time()
+    run_backtest(SignalsOnly([SYMBOL]), [series], config, {SYMBOL: INSTRUMENT})
+    loop = time.process_time() - started
+    per_order = (cpu_with_orders - loop) / orders if orders else float("nan")
+    return f"loop alone {loop / len(series) * 1e6:.2f} us/bar CPU; each order's round trip {per_order * 1e6:.0f} us CPU"
 
 
 def theirs(frame: pd.DataFrame) -> Any:
@@ -167,6 +191,7 @@ def main() -> None:
             f"{rates['backtrader']['wall'][-1]:,.0f} wall ({len(prefix)} bars); load {os.getloadavg()[0]:.2f}"
         )
     median = {which: {kind: statistics.median(values) for kind, values in by.items()} for which, by in rates.items()}
+    print(split(series, orders, len(series) / median["ours"]["cpu"]))
     ratio = median["ours"]["cpu"] / median["backtrader"]["cpu"]
     wall_ratio = median["ours"]["wall"] / median["backtrader"]["wall"]
     print(
