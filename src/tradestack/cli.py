@@ -45,6 +45,8 @@ check_app = typer.Typer(help="Invariants of the books, checked on the configured
 app.add_typer(check_app, name="check")
 data_app = typer.Typer(help="Price history: import shipped data sets or your own files, list, export.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+backtest_app = typer.Typer(help="Backtests: run a strategy over historical bars on the pure domain.", no_args_is_help=True)
+app.add_typer(backtest_app, name="backtest")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -1396,3 +1398,168 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# -- backtests -------------------------------------------------------------------------------------
+
+
+def _parse_params(texts: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise _fail(f"--param {text!r}: write it as name=value, e.g. --param fast=10")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def _parse_day(option: str, text: str | None) -> Any:
+    from datetime import UTC, datetime, time
+
+    if text is None:
+        return None
+    try:
+        day = datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail(f"{option} {text!r} is not a date; use YYYY-MM-DD") from None
+    if day.tzinfo is None:
+        day = datetime.combine(day.date(), time(0), UTC) if len(text) <= 10 else day.replace(tzinfo=UTC)
+    return day
+
+
+def _backtest_bars(dataset_name: str | None, symbols: list[str], timeframe: Any) -> dict[str, Any]:
+    """Bars of each symbol from the shipped data set that holds them (validated as `data import` does)."""
+    from tradestack.marketdata import datasets
+
+    names = [dataset_name] if dataset_name else list(datasets.DATASETS)
+    if dataset_name and dataset_name not in datasets.DATASETS:
+        raise _fail(f"unknown data set {dataset_name!r}: use {', '.join(datasets.DATASETS)}")
+    found: dict[str, Any] = {}
+    for name in names:
+        loaded = datasets.load(name)
+        for symbol in symbols:
+            bars = loaded.bars.get((symbol, timeframe))
+            if bars and symbol not in found:
+                found[symbol] = bars
+        if len(found) == len(symbols):
+            break
+    missing = [s for s in symbols if s not in found]
+    if missing:
+        where = f"data set {dataset_name}" if dataset_name else "the shipped data sets"
+        raise _fail(f"no {timeframe.value} bars of {', '.join(missing)} in {where}; `tradestack data sources` lists them")
+    return found
+
+
+@backtest_app.command("run")
+def backtest_run(
+    strategy: Annotated[str, typer.Argument(help="Strategy name: sma_cross, bollinger.")],
+    symbols: Annotated[str, typer.Option("--symbols", help="Comma-separated symbols, e.g. AAPL,MSFT.")],
+    start: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD, UTC) [default: first bar].")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last day, included [default: last bar].")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Strategy parameter name=value (repeatable).")] = None,
+    capital: Annotated[str, typer.Option(help="Starting cash in the account currency.")] = "100000",
+    fees: Annotated[str, typer.Option(help="Commission in basis points of the notional, rounded to the cent.")] = "0",
+    fee_minimum: Annotated[str, typer.Option(help="Smallest commission per order.")] = "0",
+    slippage: Annotated[str, typer.Option(help="Slippage of market orders, in basis points.")] = "0",
+    currency: Annotated[str, typer.Option(help="Account currency.")] = "USD",
+    dataset: Annotated[
+        str | None, typer.Option(help="Shipped data set to read [default: the first holding the symbols].")
+    ] = None,
+    timeframe: Annotated[str, typer.Option(help="Bar resolution.")] = "1d",
+    output: Annotated[Path | None, typer.Option(help="Write the result (spec, metrics, fills, equity) as JSON here.")] = None,
+    store: Annotated[bool, typer.Option(help="Keep the run in the database (GET /api/backtests).")] = True,
+) -> None:
+    """Run STRATEGY over the shipped bars of --symbols: fills at the next bar's open, fees, risk checks."""
+    from decimal import Decimal, InvalidOperation
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tradestack.backtest.data import BarSeries
+    from tradestack.backtest.engine import BacktestConfig, run_backtest
+    from tradestack.backtest.metrics import compute_metrics
+    from tradestack.backtest.report import result_document
+    from tradestack.domain.marketdata import Timeframe
+    from tradestack.domain.matching import FeeModel, SlippageModel
+    from tradestack.strategy.api import StrategyError
+    from tradestack.strategy.examples import build
+
+    names = [s.strip().upper() for s in symbols.split(",") if s.strip()]
+    if not names:
+        raise _fail("--symbols: give one or more comma-separated symbols, e.g. AAPL")
+    try:
+        resolution = Timeframe.parse(timeframe)
+    except ValueError as exc:
+        raise _fail(f"--timeframe: {exc}") from None
+    amounts: dict[str, Decimal] = {}
+    for option, text in (("--capital", capital), ("--fees", fees), ("--fee-minimum", fee_minimum), ("--slippage", slippage)):
+        try:
+            amounts[option] = Decimal(text)
+        except InvalidOperation:
+            raise _fail(f"{option} {text!r} is not a number") from None
+    first, last = _parse_day("--from", start), _parse_day("--to", end)
+    if first is not None and last is not None and last < first:
+        raise _fail(f"--to {end} is before --from {start}")
+    try:
+        chosen = build(strategy, names, _parse_params(param or []))
+        config = BacktestConfig(
+            capital=amounts["--capital"],
+            currency=currency.upper(),
+            fee=FeeModel(bps=amounts["--fees"], minimum=amounts["--fee-minimum"], places=2),
+            slippage=SlippageModel(amounts["--slippage"]),
+        )
+    except (StrategyError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    bars = _backtest_bars(dataset, names, resolution)
+    series = []
+    for symbol in names:
+        one = BarSeries.from_bars(symbol, bars[symbol]).between(first, last)
+        if len(one) == 0:
+            raise _fail(f"no bars of {symbol} between {start or 'the start'} and {end or 'the end'}")
+        series.append(one)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
+        task = bar.add_task(f"{chosen.name} on {', '.join(names)}", total=sum(len(s) for s in series))
+        try:
+            result = run_backtest(chosen, series, config, progress=lambda done, total: bar.update(task, completed=done))
+        except StrategyError as exc:
+            raise _fail(str(exc)) from None
+    metrics = compute_metrics(result)
+    period = f"{series[0].bar(0).ts:%Y-%m-%d} .. {series[0].bar(len(series[0]) - 1).ts:%Y-%m-%d}"
+    table = Table("metric", "value", title=f"{chosen.name} {', '.join(names)} {period}")
+    for label, value in (
+        ("bars", f"{result.bars}"),
+        ("orders / fills", f"{len(result.orders)} / {len(result.trades)}"),
+        ("start equity", f"{metrics.start_equity:,.2f} {config.currency}"),
+        ("final equity", f"{metrics.final_equity:,.2f} {config.currency}"),
+        ("fees paid", f"{metrics.fees_paid:,.2f} {config.currency}"),
+        ("total return", f"{metrics.total_return:.2%}"),
+        ("annual return", f"{metrics.annual_return:.2%}"),
+        ("annual volatility", f"{metrics.annual_volatility:.2%}"),
+        ("Sharpe", f"{metrics.sharpe:.2f}"),
+        ("Sortino", f"{metrics.sortino:.2f}"),
+        ("max drawdown", f"{metrics.max_drawdown:.2%} ({metrics.max_drawdown_duration_periods} bars under water at most)"),
+        ("Calmar", f"{metrics.calmar:.2f}"),
+        ("hit rate", f"{metrics.hit_rate:.1%} of {metrics.round_trips} exits"),
+        ("turnover", f"{metrics.turnover:.2f}x average equity"),
+        ("exposure", f"{metrics.exposure:.1%} of bars"),
+    ):
+        table.add_row(label, value)
+    console.print(table)
+    if output is not None:
+        output.write_text(json.dumps(result_document(result, metrics), indent=1))
+        console.print(f"result written to {output}")
+    if store:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from tradestack.strategy.service import BacktestService
+
+        settings = load_settings()
+        params = _parse_params(param or [])
+        try:
+            run_id = _run_runtime(settings, lambda runtime: BacktestService(runtime).store(result, metrics, series, params))
+        except SQLAlchemyError as exc:
+            message = str(exc).splitlines()[0]
+            hint = "is the database migrated? `tradestack db upgrade`, or run with --no-store"
+            raise _fail(f"the run was not stored ({message}); {hint}") from None
+        console.print(f"stored as backtest [bold]{run_id}[/] (GET /api/backtests/{run_id})")

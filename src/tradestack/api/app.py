@@ -28,6 +28,7 @@ from tradestack.marketdata.tasks import start_market_data
 from tradestack.ops.endpoints import router as ops_router
 from tradestack.ops.probes import start_probes
 from tradestack.signals import endpoints as signals_endpoints
+from tradestack.strategy.endpoints import backtests as backtests_router
 from tradestack.trading import endpoints as trading_endpoints
 from tradestack.trading.engine import start_engine
 
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     app.include_router(books_router)
     app.include_router(signals_endpoints.signals)
     app.include_router(signals_endpoints.models)
+    app.include_router(backtests_router)
     app.include_router(signals_endpoints.predict)
     app.include_router(ws_router)
     install_openapi(app)

@@ -339,6 +339,40 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  "/api/backtests": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Stored backtest runs, newest first */
+    get: operations["list_backtests_api_backtests_get"];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  "/api/backtests/{run_id}": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** One stored run: spec, metrics, orders, events, fills, journal and equity curve */
+    get: operations["get_backtest_api_backtests__run_id__get"];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   "/api/db/health": {
     parameters: {
       query?: never;
@@ -1134,6 +1168,124 @@ export interface components {
       ts: string;
       /** User Agent */
       user_agent?: string | null;
+    };
+    /**
+     * BacktestDetail
+     * @description A stored run with its spec and everything it produced.
+     */
+    BacktestDetail: {
+      /** Bars */
+      bars: number;
+      /** Code Version */
+      code_version: string;
+      /**
+       * Created At
+       * Format: date-time
+       */
+      created_at: string;
+      /**
+       * Data Fingerprint
+       * @description SHA-256 of the bars replayed.
+       */
+      data_fingerprint: string;
+      /**
+       * Final Equity
+       * @description Exact decimal, in the account currency.
+       */
+      final_equity: string;
+      /**
+       * First Bar
+       * Format: date-time
+       */
+      first_bar: string;
+      /** Id */
+      id: string;
+      /**
+       * Last Bar
+       * Format: date-time
+       */
+      last_bar: string;
+      /**
+       * Metrics
+       * @description Return statistics; money as strings, ratios as fractions, NaN as null.
+       */
+      metrics: {
+        [key: string]: unknown;
+      };
+      /**
+       * Result
+       * @description Orders, order events, fills, journal entries and the equity curve.
+       */
+      result: {
+        [key: string]: unknown;
+      };
+      /**
+       * Spec
+       * @description Strategy parameters and the account and execution models.
+       */
+      spec: {
+        [key: string]: unknown;
+      };
+      /** Strategy */
+      strategy: string;
+      /** Symbols */
+      symbols: string[];
+    };
+    /**
+     * BacktestList
+     * @description Stored runs, newest first.
+     */
+    BacktestList: {
+      /** Backtests */
+      backtests: components["schemas"]["BacktestSummary"][];
+    };
+    /**
+     * BacktestSummary
+     * @description A stored run: what ran on which bars, and its headline figures.
+     */
+    BacktestSummary: {
+      /** Bars */
+      bars: number;
+      /** Code Version */
+      code_version: string;
+      /**
+       * Created At
+       * Format: date-time
+       */
+      created_at: string;
+      /**
+       * Data Fingerprint
+       * @description SHA-256 of the bars replayed.
+       */
+      data_fingerprint: string;
+      /**
+       * Final Equity
+       * @description Exact decimal, in the account currency.
+       */
+      final_equity: string;
+      /**
+       * First Bar
+       * Format: date-time
+       */
+      first_bar: string;
+      /** Id */
+      id: string;
+      /**
+       * Last Bar
+       * Format: date-time
+       */
+      last_bar: string;
+      /**
+       * Metrics
+       * @description Return statistics; money as strings, ratios as fractions, NaN as null.
+       */
+      metrics: {
+        [key: string]: unknown;
+      };
+      /** Strategy */
+      strategy: string;
+      /** Symbols */
+      symbols: string[];
     };
     /**
      * BookIn
@@ -4151,6 +4303,177 @@ export interface operations {
       };
       /** @description Request body too large */
       413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Validation Error */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+    };
+  };
+  list_backtests_api_backtests_get: {
+    parameters: {
+      query?: {
+        limit?: number;
+        offset?: number;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Successful Response */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["BacktestList"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Validation Error */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+    };
+  };
+  get_backtest_api_backtests__run_id__get: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        run_id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Successful Response */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["BacktestDetail"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description No stored run with this id */
+      404: {
         headers: {
           [name: string]: unknown;
         };

@@ -1,0 +1,677 @@
+"""The event-driven backtest: one loop over the bars, the live platform's pure domain inside.
+
+Per bar of a symbol, in time order (bars of several symbols at one time: in the order given):
+
+1. Matching. When the symbol has working orders, the bar is replayed to its `MatchingEngine` as
+   prints: the open, then the low and the high (the high first when the bar closed below its open),
+   then the close, each with the bar's volume as its size. So a market order sent at a bar's close
+   fills at the **next bar's open** (with the fee, slippage, latency and participation models of
+   `domain.matching`); a limit or stop order fills at the first print that reaches it.
+   Fills become `OrderFilled`/`OrderPartiallyFilled` events applied to the order (`domain.orders`),
+   journal entries (`domain.ledger.fill_entry_with_effect`) and the books.
+2. The strategy's `on_bar` with the cursor on this bar; orders it sends go through validation
+   (`OrderRequest.validate`), the pre-trade risk checks (`domain.risk.evaluate`) on the account's
+   risk state (`domain.riskstate.account_risk_state` from the `AccountBooks` of the running balances,
+   the `OpenOrders`, and a `MarketSnapshot` marking each symbol at its last close) and, accepted, to
+   the matching engine.
+3. Order updates and fills are delivered to the strategy after `on_bar` returns (never re-entrantly).
+
+The equity curve (cash plus positions at the last close, after each bar) is derived at the end from
+the fills; cash, positions, fees and the final equity are exact Decimals from the books.
+Not modelled yet: sessions (day orders do not expire), instruments quoted in another currency than
+the account's, quotes (`on_quote` is not called by this bar loop).
+"""
+
+from __future__ import annotations
+
+import gc
+import heapq
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+
+import numpy as np
+
+from tradestack.backtest.data import BarSeries, FloatArray, IntArray, utc_of
+from tradestack.backtest.indicators import SeriesBar, SeriesHistory, SeriesIndicators
+from tradestack.core.clock import Clock
+from tradestack.domain.books import AccountBooks, Holding
+from tradestack.domain.instruments import Instrument
+from tradestack.domain.instruments import instrument as catalogue_instrument
+from tradestack.domain.ledger import Account, AccountKind, JournalEntry, deposit, fill_entry_with_effect
+from tradestack.domain.marketdata import Side, Trade
+from tradestack.domain.matching import (
+    Expired,
+    FeeModel,
+    Fill,
+    LatencyModel,
+    MatchEvent,
+    MatchingEngine,
+    SlippageModel,
+    Triggered,
+    WorkingOrder,
+)
+from tradestack.domain.orders import (
+    FillEvent,
+    Order,
+    OrderAccepted,
+    OrderCanceled,
+    OrderDenied,
+    OrderEvent,
+    OrderExpired,
+    OrderFilled,
+    OrderPartiallyFilled,
+    OrderRequest,
+    OrderSide,
+    OrderSubmitted,
+    OrderTriggered,
+    OrderType,
+    TimeInForce,
+)
+from tradestack.domain.portfolio import PositionState
+from tradestack.domain.risk import OrderIntent, RiskLimits, TradingState, evaluate
+from tradestack.domain.riskstate import OpenOrder, OpenOrders, account_risk_state
+from tradestack.domain.snapshot import MarketSnapshot, QuoteView
+from tradestack.strategy.api import Cursor, Strategy, StrategyError
+
+_ZERO = Decimal(0)
+_MINUTE_US = 60_000_000
+_UNLIMITED = Decimal(10) ** 15
+
+
+def permissive_limits(currency: str) -> RiskLimits:
+    """Limits that only the buying power, short selling and the 10 % price collar bind."""
+    return RiskLimits(
+        max_order_notional=_UNLIMITED,
+        max_position_quantity=_UNLIMITED,
+        max_gross_exposure=_UNLIMITED,
+        price_collar_pct=Decimal(10),
+        max_orders_per_minute=1_000_000,
+        daily_loss_limit=_UNLIMITED,
+        currency=currency,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BacktestConfig:
+    """The account and the execution models of a run."""
+
+    capital: Decimal = Decimal(100_000)
+    currency: str = "USD"
+    fee: FeeModel = field(default_factory=lambda: FeeModel(bps=_ZERO, places=2))
+    slippage: SlippageModel = field(default_factory=lambda: SlippageModel(_ZERO))
+    latency: LatencyModel = field(default_factory=LatencyModel)
+    participation_rate: Decimal = Decimal(1)
+    """Largest fraction of each print's size (the bar's volume) one order may take."""
+    limits: RiskLimits | None = None
+    """None: `permissive_limits`."""
+    allow_short: bool = False
+    seed: int = 0
+    account_id: str = "backtest"
+
+    def __post_init__(self) -> None:
+        if self.capital <= 0:
+            raise StrategyError(f"capital must be positive, got {self.capital}")
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRecord:
+    """One fill as the backtest booked it."""
+
+    order_id: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    ts: datetime
+    realized: Decimal
+    """Realized P&L of the units this fill closed, before fees."""
+    closed: Decimal
+    """Units of an existing position this fill closed (zero for a fill that only opens or adds)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BacktestResult:
+    """Everything a run produced."""
+
+    strategy: str
+    config: BacktestConfig
+    symbols: tuple[str, ...]
+    bars: int
+    orders: tuple[Order, ...]
+    events: tuple[OrderEvent, ...]
+    trades: tuple[TradeRecord, ...]
+    journal: tuple[JournalEntry, ...]
+    books: AccountBooks
+    final_cash: Decimal
+    final_equity: Decimal
+    fees_paid: Decimal
+    equity_ts: IntArray
+    """Epoch microseconds of each distinct bar time."""
+    equity: FloatArray
+    """Equity after the last bar at each of `equity_ts` (float: for statistics and charts)."""
+    exposure: FloatArray
+    """Gross position value at each of `equity_ts` (float)."""
+
+
+class _Symbol:
+    """One symbol's state in the loop."""
+
+    __slots__ = ("bar", "closes", "cursor", "engine", "instrument", "last_close", "series", "working")
+
+    def __init__(self, series: BarSeries, instrument: Instrument, config: BacktestConfig, seed: int) -> None:
+        self.series = series
+        self.instrument = instrument
+        self.cursor = Cursor()
+        self.closes = series.floats(series.close)
+        self.bar = SeriesBar(series, self.cursor, self.closes.tolist())
+        self.engine = MatchingEngine(instrument, config.fee, config.slippage, config.latency, config.participation_rate, seed)
+        self.working: set[str] = set()
+        self.last_close: Decimal | None = None
+
+
+class _BarClock:
+    """The simulated clock: the time of the bar being handled (no wall clock anywhere in a run)."""
+
+    def __init__(self) -> None:
+        self.us = 0
+        self._cached_us = -1
+        self._cached = utc_of(0)
+
+    def now(self) -> datetime:
+        if self.us != self._cached_us:
+            self._cached, self._cached_us = utc_of(self.us), self.us
+        return self._cached
+
+    def monotonic(self) -> float:
+        return self.us / 1e6
+
+
+class Backtest:
+    """One run of `strategy` over `series`; also the strategy's `StrategyContext`. Use `run_backtest`."""
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        series: Sequence[BarSeries],
+        config: BacktestConfig,
+        instruments: Mapping[str, Instrument] | None = None,
+    ) -> None:
+        self.strategy = strategy
+        self.config = config
+        given = dict(instruments or {})
+        self._symbols: dict[str, _Symbol] = {}
+        for number, one in enumerate(series):
+            instrument = given.get(one.symbol) or _catalogue(one.symbol)
+            if instrument.quote_currency != config.currency:
+                raise StrategyError(
+                    f"{one.symbol} is quoted in {instrument.quote_currency}, the account in {config.currency}: "
+                    "multi-currency backtests are not supported yet"
+                )
+            self._symbols[one.symbol] = _Symbol(one, instrument, config, config.seed + number)
+        missing = [s for s in strategy.symbols if s not in self._symbols]
+        if missing:
+            raise StrategyError(f"no bars for {', '.join(missing)}")
+        self._instruments = {s: state.instrument for s, state in self._symbols.items()}
+        self._fees = {s: config.fee for s in self._symbols}
+        self._limits = config.limits or permissive_limits(config.currency)
+        self._open = OpenOrders(self._limits, self._instruments, lambda instrument: self._fees[instrument.symbol])
+        self._clock = _BarClock()
+        self._cursors = {s: state.cursor for s, state in self._symbols.items()}
+        self.indicators = SeriesIndicators(
+            {s: state.series for s, state in self._symbols.items()},
+            self._cursors,
+            {s: state.closes for s, state in self._symbols.items()},
+        )
+        self._histories: dict[str, SeriesHistory] = {}
+        # books: running balances by (ledger account, currency) -> [amount, quantity]
+        self._balances: dict[tuple[Account, str], list[Decimal]] = {}
+        self._books: AccountBooks | None = None
+        self._cash_account = Account.cash(config.currency)
+        self._no_fx = MarketSnapshot().rates  # one currency: no conversions (built once, not per order)
+        self._holdings: dict[str, PositionState] = {}
+        self._positions: dict[str, Decimal] = {}
+        self._realized_day: tuple[int, Decimal] = (-1, _ZERO)
+        self._journal: list[JournalEntry] = []
+        self._orders: dict[str, Order] = {}
+        self._working_by_symbol: dict[str, dict[str, Order]] = {s: {} for s in self._symbols}
+        self._events: list[OrderEvent] = []
+        self._trades: list[TradeRecord] = []
+        self._trade_steps: list[int] = []
+        self._submitted_us: deque[int] = deque()
+        self._sequence = 0
+        self._step = 0
+        self._notices: list[tuple[Order, FillEvent | None]] = []
+
+    # -- StrategyContext -----------------------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    @property
+    def base_currency(self) -> str:
+        return self.config.currency
+
+    @property
+    def cash(self) -> Decimal:
+        entry = self._balances.get((self._cash_account, self.config.currency))
+        return entry[0] if entry is not None else _ZERO
+
+    @property
+    def positions(self) -> Mapping[str, Decimal]:
+        return dict(self._positions)
+
+    def position(self, symbol: str) -> Decimal:
+        return self._positions.get(symbol, _ZERO)
+
+    def open_orders(self, symbol: str | None = None) -> tuple[Order, ...]:
+        if symbol is not None:
+            working = self._working_by_symbol.get(symbol)
+            return tuple(working.values()) if working else ()
+        return tuple(o for by in self._working_by_symbol.values() for o in by.values())
+
+    def history(self, symbol: str) -> SeriesHistory:
+        history = self._histories.get(symbol)
+        if history is None:
+            state = self._symbols.get(symbol)
+            if state is None:
+                raise StrategyError(f"no bars for {symbol}; the backtest has {', '.join(self._symbols)}")
+            history = self._histories[symbol] = SeriesHistory(state.series, state.cursor, state.bar._closes)
+        return history
+
+    def submit(
+        self,
+        symbol: str,
+        side: OrderSide,
+        quantity: Decimal,
+        *,
+        type: OrderType = OrderType.MARKET,
+        limit_price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+        time_in_force: TimeInForce = TimeInForce.DAY,
+    ) -> Order:
+        state = self._symbols.get(symbol)
+        if state is None:
+            raise StrategyError(f"no bars for {symbol}; the backtest has {', '.join(self._symbols)}")
+        self._sequence += 1
+        order_id = f"{self.strategy.name}-{self._sequence}"
+        ts = self._clock.now()
+        try:
+            request = OrderRequest(
+                client_order_id=order_id,
+                account_id=self.config.account_id,
+                symbol=symbol,
+                side=side,
+                type=type,
+                quantity=quantity,
+                limit_price=limit_price,
+                stop_price=stop_price,
+                time_in_force=time_in_force,
+            )
+            submitted = OrderSubmitted(order_id=order_id, ts=ts, request=request)
+        except (TypeError, ValueError) as error:
+            raise StrategyError(f"{self.strategy.name} sent an invalid order: {error}") from None
+        order = self._record(Order.from_events([submitted]), None)
+        self._events.append(submitted)
+        problems = request.validate(state.instrument)
+        denial = "; ".join(problems) if problems else self._risk_denial(request, state)
+        self._note_submit()
+        if denial is not None:
+            return self._apply(order, OrderDenied(order_id=order_id, ts=ts, reason=denial))
+        order = self._apply(order, OrderAccepted(order_id=order_id, ts=ts))
+        match_side = Side(side.value)
+        self._open.put(OpenOrder(order_id, symbol, match_side, type, quantity, limit_price, stop_price))
+        self._working_by_symbol[symbol][order_id] = order
+        state.working.add(order_id)
+        working = WorkingOrder(
+            order_id, symbol, match_side, type, quantity, quantity, limit_price, stop_price, time_in_force, False, ts
+        )
+        self._on_match(state, state.engine.submit(working, ts))
+        return self._orders[order_id]
+
+    def cancel(self, order_id: str) -> bool:
+        order = self._orders.get(order_id)
+        if order is None or order.status.is_terminal:
+            return False
+        state = self._symbols[order.request.symbol]
+        state.engine.cancel(order_id)
+        self._close(state, order_id)
+        self._apply(order, OrderCanceled(order_id=order_id, ts=self._clock.now(), reason="canceled by the strategy"))
+        return True
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
+        """Replay every bar once; the result of the run. `progress(done, total)` is called about 100 times.
+
+        The cyclic garbage collector is paused during the loop (restored after): the loop makes no
+        reference cycles, and full collections over a growing journal would cost time for nothing.
+        """
+        start_us = min((int(s.series.ts[0]) for s in self._symbols.values() if len(s.series)), default=0)
+        self._clock.us = start_us
+        self._book(deposit("deposit-1", self._clock.now(), self.config.currency, self.config.capital, "backtest capital"))
+        numbers, indexes, times = self._timeline()
+        strategy = self.strategy
+        strategy.on_start(self)
+        states = list(self._symbols.values())
+        clock = self._clock
+        notices = self._notices
+        on_bar = strategy.on_bar
+        total = len(numbers)
+        chunk = max(1, total // 100) if progress is not None else max(1, total)
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for first in range(0, total, chunk):
+                last = min(first + chunk, total)
+                for step in range(first, last):
+                    state = states[numbers[step]]
+                    index = indexes[step]
+                    self._step = step
+                    clock.us = times[step]
+                    if state.working:
+                        self._match_bar(state, index)
+                    state.cursor.index = index
+                    on_bar(self, state.bar)
+                    if notices:
+                        self._deliver()
+                if progress is not None:
+                    progress(last, total)
+            strategy.on_stop(self)
+            if notices:
+                self._deliver()
+        finally:
+            if collecting:
+                gc.enable()
+        return self._result(numbers, indexes, times)
+
+    def _timeline(self) -> tuple[list[int], list[int], list[int]]:
+        """Symbol number, bar index and time of every bar in time order; ties in the order the series were given."""
+        states = list(self._symbols.values())
+        if len(states) == 1:
+            count = len(states[0].series)
+            return [0] * count, list(range(count)), states[0].series.ts.tolist()
+        merged = list(heapq.merge(*(_keyed(number, s.series.ts.tolist()) for number, s in enumerate(states))))
+        return [n for _, n, _ in merged], [i for _, _, i in merged], [t for t, _, _ in merged]
+
+    def _match_bar(self, state: _Symbol, index: int) -> None:
+        series = state.series
+        ts = self._clock.now()
+        size = Decimal(repr(float(series.volume[index])))
+        open_, high, low, close = (
+            int(series.open[index]),
+            int(series.high[index]),
+            int(series.low[index]),
+            int(series.close[index]),
+        )
+        path = (open_, high, low, close) if close < open_ else (open_, low, high, close)
+        engine = state.engine
+        previous = None
+        for scaled in path:
+            if scaled == previous:
+                continue
+            previous = scaled
+            self._on_match(state, engine.on_trade(Trade(series.symbol, series.price(scaled), size, Side.BUY, ts)))
+            if not state.working:
+                break
+
+    def _on_match(self, state: _Symbol, events: list[MatchEvent]) -> None:
+        for event in events:
+            order = self._orders[event.order_id]
+            if isinstance(event, Fill):
+                self._filled(state, order, event)
+            elif isinstance(event, Triggered):
+                self._apply(order, OrderTriggered(order_id=order.id, ts=event.ts))
+            elif isinstance(event, Expired):
+                self._close(state, order.id)
+                self._apply(order, OrderExpired(order_id=order.id, ts=event.ts))
+
+    def _filled(self, state: _Symbol, order: Order, fill: Fill) -> None:
+        symbol = state.instrument.symbol
+        currency = state.instrument.quote_currency
+        left = order.remaining_quantity - fill.quantity
+        kind = OrderFilled if left == 0 else OrderPartiallyFilled
+        event = kind(
+            order_id=order.id,
+            ts=fill.ts,
+            fill_id=fill.fill_id,
+            quantity=fill.quantity,
+            price=fill.price,
+            fee=fill.fee,
+            fee_currency=currency,
+            liquidity=fill.liquidity,
+        )
+        side = Side(order.request.side.value)
+        before = self._holdings.get(symbol) or PositionState(symbol)
+        entry, effect = fill_entry_with_effect(
+            f"fill-{fill.fill_id}",
+            fill.ts,
+            symbol,
+            side,
+            fill.quantity,
+            fill.price,
+            currency,
+            fill.fee,
+            currency,
+            before,
+            order.id,
+        )
+        self._book(entry)
+        self._holdings[symbol] = effect.position
+        if effect.position.quantity:
+            self._positions[symbol] = effect.position.quantity
+        else:
+            self._positions.pop(symbol, None)
+        self._add_realized(effect.realized)
+        self._trades.append(
+            TradeRecord(
+                order.id, symbol, side, fill.quantity, fill.price, fill.fee, fill.ts, effect.realized, abs(effect.closed_quantity)
+            )
+        )
+        self._trade_steps.append(self._step)
+        if left == 0:
+            self._close(state, order.id)
+        else:
+            request = order.request
+            self._open.put(OpenOrder(order.id, symbol, side, request.type, left, request.limit_price, request.stop_price))
+        self._apply(order, event, event)
+
+    # -- books ---------------------------------------------------------------------------------
+
+    def _book(self, entry: JournalEntry) -> None:
+        self._journal.append(entry)
+        self._books = None
+        balances = self._balances
+        for posting in entry.postings:
+            key = (posting.account, posting.currency)
+            held = balances.get(key)
+            if held is None:
+                held = balances[key] = [_ZERO, _ZERO]
+            held[0] += posting.amount
+            if posting.quantity is not None:
+                held[1] += posting.quantity
+
+    def _add_realized(self, realized: Decimal) -> None:
+        day = self._clock.us // 86_400_000_000
+        current_day, total = self._realized_day
+        self._realized_day = (day, (total if day == current_day else _ZERO) + realized)
+
+    def books(self) -> AccountBooks:
+        """The account's books now (`domain.books.AccountBooks`): balances by kind, holdings at cost."""
+        if self._books is None:
+            by_kind: dict[AccountKind, dict[str, Decimal]] = {}
+            for (account, _), (amount, _quantity) in self._balances.items():
+                if account.kind is not AccountKind.POSITION:
+                    by_kind.setdefault(account.kind, {})[account.code] = amount
+            currencies = {s: state.instrument.quote_currency for s, state in self._symbols.items()}
+            self._books = AccountBooks(
+                account_id=self.config.account_id,
+                base_currency=self.config.currency,
+                allow_short=self.config.allow_short,
+                balances=by_kind,
+                holdings={s: Holding(p, currencies[s]) for s, p in sorted(self._holdings.items()) if p.quantity},
+            )
+        day, realized = self._realized_day
+        today = self._clock.us // 86_400_000_000
+        if day == today and realized:
+            return replace(self._books, realized_today={self.config.currency: realized})
+        return self._books
+
+    # -- orders --------------------------------------------------------------------------------
+
+    def _risk_denial(self, request: OrderRequest, state: _Symbol) -> str | None:
+        closes = {
+            s: QuoteView(last=one.series.price(int(one.series.close[one.cursor.index])), ts=self._clock.now())
+            for s, one in self._symbols.items()
+            if one.cursor.index >= 0
+        }
+        market = MarketSnapshot(closes, self._no_fx)
+        last = market.mark(request.symbol)
+        risk_state = account_risk_state(
+            self.books(), self._open, market, side=Side(request.side.value), orders_in_last_minute=self._orders_in_last_minute()
+        )
+        intent = OrderIntent(
+            request.account_id,
+            request.symbol,
+            Side(request.side.value),
+            request.type,
+            request.quantity,
+            request.limit_price,
+            request.stop_price,
+        )
+        denial = evaluate(intent, self._limits, risk_state, TradingState.ACTIVE, last, fee_model=self._fees[request.symbol])
+        return None if denial is None else str(denial)
+
+    def _orders_in_last_minute(self) -> int:
+        window = self._submitted_us
+        while window and window[0] <= self._clock.us - _MINUTE_US:
+            window.popleft()
+        return len(window)
+
+    def _note_submit(self) -> None:
+        self._submitted_us.append(self._clock.us)
+
+    def _close(self, state: _Symbol, order_id: str) -> None:
+        state.working.discard(order_id)
+        self._working_by_symbol[state.instrument.symbol].pop(order_id, None)
+        self._open.remove(order_id)
+
+    def _record(self, order: Order, fill: FillEvent | None) -> Order:
+        self._orders[order.id] = order
+        self._notices.append((order, fill))
+        return order
+
+    def _apply(self, order: Order, event: OrderEvent, fill: FillEvent | None = None) -> Order:
+        updated = order.apply(event)
+        self._events.append(event)
+        working = self._working_by_symbol[updated.request.symbol]
+        if updated.id in working:
+            working[updated.id] = updated
+        return self._record(updated, fill)
+
+    def _deliver(self) -> None:
+        notices = list(self._notices)
+        self._notices.clear()
+        strategy = self.strategy
+        for order, fill in notices:
+            if fill is not None:
+                strategy.on_fill(self, order, fill)
+            strategy.on_order_update(self, order)
+
+    # -- result --------------------------------------------------------------------------------
+
+    def _result(self, timeline_numbers: list[int], timeline_indexes: list[int], timeline_times: list[int]) -> BacktestResult:
+        states = list(self._symbols.values())
+        steps = len(timeline_numbers)
+        numbers = np.asarray(timeline_numbers, dtype=np.int64)
+        indexes = np.asarray(timeline_indexes, dtype=np.int64)
+        times = np.asarray(timeline_times, dtype=np.int64)
+        cash_change = np.zeros(steps)
+        equity = np.full(steps, float(self.config.capital))
+        gross = np.zeros(steps)
+        trade_steps = np.asarray(self._trade_steps, dtype=np.int64)
+        for number, state in enumerate(states):
+            mine = numbers == number
+            # the symbol's last close at every step (NaN before its first bar)
+            last_close = np.full(steps, np.nan)
+            last_close[mine] = state.closes[indexes[mine]]
+            last_close = _forward_fill(last_close)
+            quantity_change = np.zeros(steps)
+            for trade, step in zip(self._trades, trade_steps.tolist(), strict=True):
+                if trade.symbol == state.series.symbol:
+                    signed = float(trade.quantity) if trade.side is Side.BUY else -float(trade.quantity)
+                    quantity_change[step] += signed
+            held = np.cumsum(quantity_change)
+            value = np.where(held != 0, held * np.nan_to_num(last_close), 0.0)
+            equity += value
+            gross += np.abs(value)
+        for trade, step in zip(self._trades, trade_steps.tolist(), strict=True):
+            signed = float(trade.quantity * trade.price)
+            cash_change[step] += (-signed if trade.side is Side.BUY else signed) - float(trade.fee)
+        equity += np.cumsum(cash_change)
+        # one point per distinct time: the state after the last bar at that time
+        last_of_time = np.r_[times[1:] != times[:-1], True] if steps else np.zeros(0, dtype=bool)
+        final_cash = self.cash
+        marks = {
+            s: state.series.price(int(state.series.close[state.cursor.index]))
+            for s, state in self._symbols.items()
+            if state.cursor.index >= 0
+        }
+        final_equity = final_cash + sum((q * marks[s] for s, q in self._positions.items()), _ZERO)
+        fees = sum((t.fee for t in self._trades), _ZERO)
+        return BacktestResult(
+            strategy=self.strategy.name,
+            config=self.config,
+            symbols=tuple(self._symbols),
+            bars=steps,
+            orders=tuple(self._orders.values()),
+            events=tuple(self._events),
+            trades=tuple(self._trades),
+            journal=tuple(self._journal),
+            books=self.books(),
+            final_cash=final_cash,
+            final_equity=final_equity,
+            fees_paid=fees,
+            equity_ts=times[last_of_time],
+            equity=equity[last_of_time],
+            exposure=gross[last_of_time],
+        )
+
+
+def _keyed(number: int, times: list[int]) -> list[tuple[int, int, int]]:
+    """(time, symbol number, bar index) of one series, for merging."""
+    return [(t, number, i) for i, t in enumerate(times)]
+
+
+def _forward_fill(values: FloatArray) -> FloatArray:
+    valid = ~np.isnan(values)
+    positions = np.where(valid, np.arange(len(values)), 0)
+    np.maximum.accumulate(positions, out=positions)
+    filled: FloatArray = values[positions]
+    return filled
+
+
+def _catalogue(symbol: str) -> Instrument:
+    try:
+        return catalogue_instrument(symbol)
+    except KeyError as error:
+        raise StrategyError(f"{error.args[0]}; pass an Instrument for other symbols") from None
+
+
+def run_backtest(
+    strategy: Strategy,
+    series: Sequence[BarSeries],
+    config: BacktestConfig | None = None,
+    instruments: Mapping[str, Instrument] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BacktestResult:
+    """Run `strategy` over `series` (one per symbol) with `config` (defaults: 100 000 USD, no fees)."""
+    return Backtest(strategy, series, config or BacktestConfig(), instruments).run(progress)

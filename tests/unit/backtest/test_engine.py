@@ -1,0 +1,300 @@
+"""The backtester: fill rule, books invariants, risk checks, and that no strategy sees a future bar."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from tradestack.backtest.data import BarSeries, microseconds_of
+from tradestack.backtest.engine import BacktestConfig, BacktestResult, run_backtest
+from tradestack.backtest.metrics import compute_metrics, max_drawdown_duration
+from tradestack.domain.ledger import cash_balances, check_zero_sum, position_quantities
+from tradestack.domain.matching import FeeModel
+from tradestack.domain.orders import Order, OrderSide, OrderStatus, OrderType, TimeInForce
+from tradestack.strategy.api import BarView, Line, LookaheadError, Strategy, StrategyContext
+from tradestack.strategy.examples import BollingerReversion, SmaCross
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def series_of(closes: Sequence[float], symbol: str = "AAPL", *, gap: float = 0.5) -> BarSeries:
+    """Daily bars: open = previous close + `gap`, high/low one dollar around, in cents."""
+    close = np.round(np.asarray(closes) * 100).astype(np.int64)
+    open_ = np.r_[close[0], close[:-1] + round(gap * 100)]
+    return BarSeries(
+        symbol,
+        np.array([microseconds_of(START + timedelta(days=i)) for i in range(len(close))], dtype=np.int64),
+        open_,
+        np.maximum(open_, close) + 100,
+        np.minimum(open_, close) - 100,
+        close,
+        np.full(len(close), 1_000_000.0),
+        2,
+    )
+
+
+def wave(n: int = 400, seed: int = 7) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return (100 + 10 * np.sin(np.arange(n) / 15) + np.cumsum(rng.normal(0, 0.5, n))).round(2).tolist()
+
+
+class BuyOnce(Strategy):
+    """Buys `quantity` at the close of bar `at` (a market order, or a limit order at `limit`)."""
+
+    name = "buy_once"
+
+    def __init__(self, at: int, quantity: Decimal, limit: Decimal | None = None) -> None:
+        super().__init__(["AAPL"])
+        self.at, self.quantity, self.limit = at, quantity, limit
+        self.updates: list[Order] = []
+        self.sent: Order | None = None
+
+    def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
+        if bar.index == self.at:
+            if self.limit is None:
+                self.sent = ctx.submit("AAPL", OrderSide.BUY, self.quantity)
+            else:
+                self.sent = ctx.submit(
+                    "AAPL",
+                    OrderSide.BUY,
+                    self.quantity,
+                    type=OrderType.LIMIT,
+                    limit_price=self.limit,
+                    time_in_force=TimeInForce.GTC,
+                )
+
+    def on_order_update(self, ctx: StrategyContext, order: Order) -> None:
+        self.updates.append(order)
+
+
+def test_market_order_fills_at_next_bar_open_with_fee_in_cents() -> None:
+    series = series_of([100, 101, 102, 103])
+    strategy = BuyOnce(at=1, quantity=Decimal(7))
+    result = run_backtest(strategy, [series], BacktestConfig(fee=FeeModel(bps=Decimal(10), places=2)))
+    (trade,) = result.trades
+    assert trade.price == Decimal("101.50")  # bar 2 opens at bar 1's close + 0.50
+    assert trade.ts == START + timedelta(days=2)
+    assert trade.fee == Decimal("0.71")  # 7 x 101.50 x 10 bps = 0.7105
+    assert result.final_cash == Decimal(100_000) - Decimal("710.50") - Decimal("0.71")
+    assert result.final_equity == result.final_cash + 7 * Decimal("103.00")
+    assert [o.status for o in strategy.updates] == [OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.FILLED]
+
+
+def test_order_sent_on_last_bar_stays_open() -> None:
+    result = run_backtest(BuyOnce(at=3, quantity=Decimal(1)), [series_of([100, 101, 102, 103])])
+    assert result.trades == ()
+    assert [o.status for o in result.orders] == [OrderStatus.ACCEPTED]
+
+
+def test_limit_order_fills_when_the_low_reaches_it() -> None:
+    series = series_of([100, 100, 98, 97])  # lows: 99.00 (bar 1), 97.00 (bar 2: open 100.50, close 98)
+    result = run_backtest(BuyOnce(at=0, quantity=Decimal(5), limit=Decimal("97.50")), [series])
+    (trade,) = result.trades
+    assert trade.ts == START + timedelta(days=2)
+    assert trade.price <= Decimal("97.50")
+
+
+def test_buy_beyond_buying_power_is_denied_by_the_risk_checks() -> None:
+    strategy = BuyOnce(at=1, quantity=Decimal(10_000))  # 10 000 x ~101 > 100 000
+    result = run_backtest(strategy, [series_of([100, 101, 102, 103])])
+    assert result.trades == ()
+    (order,) = result.orders
+    assert order.status is OrderStatus.DENIED
+    assert order.reason is not None
+    assert order.reason.startswith("buying_power")
+    assert strategy.updates[-1].status is OrderStatus.DENIED
+
+
+def test_books_hold_the_ledger_invariants() -> None:
+    result = run_backtest(
+        SmaCross(["AAPL"], fast=5, slow=20), [series_of(wave())], BacktestConfig(fee=FeeModel(bps=Decimal(10), places=2))
+    )
+    assert len(result.trades) > 4
+    check_zero_sum(result.journal)
+    assert cash_balances(result.journal)["USD"] == result.final_cash
+    held = {s: q for s, q in position_quantities(result.journal).items() if q}
+    assert held == {s: h.quantity for s, h in result.books.holdings.items()}
+    assert result.fees_paid == sum((t.fee for t in result.trades), Decimal(0))
+    assert math.isclose(result.equity[-1], float(result.final_equity), abs_tol=1e-6)
+
+
+# -- no future data -------------------------------------------------------------------------------
+
+
+class Peek(Strategy):
+    """Buys when tomorrow's close is higher: possible only by looking ahead."""
+
+    name = "peek"
+
+    def __init__(self, how: str) -> None:
+        super().__init__(["AAPL"])
+        self.how = how
+
+    def on_start(self, ctx: StrategyContext) -> None:
+        self.sma = ctx.indicators.sma("AAPL", 3)
+
+    def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
+        history = ctx.history("AAPL")
+        if self.how == "close":
+            tomorrow = history.close[1]
+        elif self.how == "bar":
+            tomorrow = float(history.bar(1).close)
+        elif self.how == "indicator":
+            tomorrow = self.sma[1]
+        else:
+            tomorrow = history.close.window(2)[-1]  # the window ends now: no future in it
+        if tomorrow > bar.close and ctx.position("AAPL") == 0:
+            ctx.submit("AAPL", OrderSide.BUY, Decimal(1))
+
+
+@pytest.mark.parametrize("how", ["close", "bar", "indicator"])
+def test_strategy_peeking_at_the_next_bar_fails(how: str) -> None:
+    with pytest.raises(LookaheadError, match="future"):
+        run_backtest(Peek(how), [series_of(wave(50))])
+
+
+def test_window_ends_at_the_current_bar() -> None:
+    run_backtest(Peek("window"), [series_of(wave(50))])  # runs; it never sees tomorrow
+
+
+class Cheat(SmaCross):
+    """SMA crossover that also reads tomorrow's close behind the API's back."""
+
+    name = "cheat"
+
+    def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
+        closes = ctx.history(bar.symbol).close
+        values: list[float] = closes._values  # type: ignore[assignment]
+        if bar.index + 1 < len(values) and values[bar.index + 1] > bar.close:
+            ctx.submit(bar.symbol, OrderSide.BUY, Decimal(1))
+        super().on_bar(ctx, bar)
+
+
+def decisions(result: BacktestResult, until: datetime) -> list[tuple[str, str, Decimal, datetime]]:
+    return [
+        (o.request.symbol, o.request.side.value, o.request.quantity, o.created_at) for o in result.orders if o.created_at <= until
+    ]
+
+
+def leaks_future(strategy: type[Strategy], closes: list[float]) -> bool:
+    """Whether the strategy's orders before some bar change when later bars are cut off."""
+    full = series_of(closes)
+    complete = run_backtest(strategy(["AAPL"]), [full])  # type: ignore[call-arg]
+    for cut in range(40, len(closes), 37):
+        cut_short = run_backtest(strategy(["AAPL"]), [full.head(cut)])  # type: ignore[call-arg]
+        last = START + timedelta(days=cut - 1)
+        if decisions(cut_short, last) != decisions(complete, last):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("strategy", [SmaCross, BollingerReversion])
+def test_decisions_never_depend_on_later_bars(strategy: type[Strategy]) -> None:
+    assert not leaks_future(strategy, wave())
+
+
+def test_the_cut_off_check_catches_a_strategy_that_reads_ahead() -> None:
+    assert leaks_future(Cheat, wave())
+
+
+def test_line_refuses_future_offsets() -> None:
+    from tradestack.strategy.api import Cursor
+
+    cursor = Cursor()
+    line = Line("close", [1.0, 2.0, 3.0], cursor)
+    cursor.index = 1
+    assert (line[0], line[-1], len(line), line.window(5)) == (2.0, 1.0, 2, (1.0, 2.0))
+    with pytest.raises(LookaheadError):
+        line[1]
+    with pytest.raises(IndexError):
+        line[-2]
+
+
+# -- metrics --------------------------------------------------------------------------------------
+
+
+def test_metrics_of_a_run() -> None:
+    result = run_backtest(
+        SmaCross(["AAPL"], fast=5, slow=20), [series_of(wave())], BacktestConfig(fee=FeeModel(bps=Decimal(10), places=2))
+    )
+    metrics = compute_metrics(result)
+    closing = [t for t in result.trades if t.side.value == "sell"]
+    assert metrics.round_trips == len(closing)
+    assert metrics.hit_rate == sum(1 for t in closing if t.realized > t.fee) / len(closing)
+    assert metrics.final_equity == result.final_equity
+    assert math.isclose(metrics.total_return, float(result.final_equity) / 100_000 - 1, rel_tol=1e-9)
+    assert metrics.max_drawdown <= 0
+    assert 0 < metrics.exposure < 1
+
+
+def test_max_drawdown_duration_counts_periods_below_the_peak() -> None:
+    assert max_drawdown_duration(np.array([1.0, 2.0, 1.5, 1.8, 2.0, 2.5, 2.4])) == 2
+
+
+# -- several symbols, cancels, bad orders -----------------------------------------------------------
+
+
+def test_two_symbols_trade_on_one_timeline_and_the_books_agree() -> None:
+    aapl = series_of(wave(300, seed=1), "AAPL")
+    msft = series_of(wave(250, seed=2), "MSFT")
+    shifted = BarSeries(msft.symbol, msft.ts + 43_200_000_000, msft.open, msft.high, msft.low, msft.close, msft.volume, 2)
+    config = BacktestConfig(fee=FeeModel(bps=Decimal(10), places=2))
+    result = run_backtest(SmaCross(["AAPL", "MSFT"], fast=5, slow=20), [aapl, shifted], config)
+    assert result.bars == 550
+    assert {t.symbol for t in result.trades} == {"AAPL", "MSFT"}
+    assert list(result.equity_ts) == sorted(result.equity_ts)
+    check_zero_sum(result.journal)
+    assert cash_balances(result.journal)["USD"] == result.final_cash
+    assert math.isclose(result.equity[-1], float(result.final_equity), abs_tol=1e-6)
+    for symbol, series in (("AAPL", aapl), ("MSFT", shifted)):
+        alone = run_backtest(SmaCross([symbol], fast=5, slow=20), [series], config)
+        assert [(t.ts, t.price) for t in alone.trades] == [(t.ts, t.price) for t in result.trades if t.symbol == symbol]
+
+
+class RestThenCancel(Strategy):
+    name = "rest_then_cancel"
+
+    def __init__(self) -> None:
+        super().__init__(["AAPL"])
+        self.order_id = ""
+        self.canceled: bool | None = None
+
+    def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
+        if bar.index == 0:
+            order = ctx.submit(
+                "AAPL", OrderSide.BUY, Decimal(1), type=OrderType.LIMIT, limit_price=Decimal(1), time_in_force=TimeInForce.GTC
+            )
+            self.order_id = order.id
+        elif bar.index == 2:
+            assert [o.id for o in ctx.open_orders("AAPL")] == [self.order_id]
+            self.canceled = ctx.cancel(self.order_id)
+            assert ctx.open_orders() == ()
+            assert not ctx.cancel(self.order_id)
+
+
+def test_strategy_cancels_a_resting_order() -> None:
+    strategy = RestThenCancel()
+    result = run_backtest(strategy, [series_of([100, 101, 102, 103])])
+    assert strategy.canceled is True
+    (order,) = result.orders
+    assert order.status is OrderStatus.CANCELED
+    assert result.trades == ()
+
+
+class Sloppy(Strategy):
+    name = "sloppy"
+
+    def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
+        ctx.submit("AAPL", OrderSide.BUY, Decimal(0))
+
+
+def test_an_invalid_order_stops_the_run_with_what_is_wrong() -> None:
+    from tradestack.strategy.api import StrategyError
+
+    with pytest.raises(StrategyError, match="quantity must be positive"):
+        run_backtest(Sloppy(["AAPL"]), [series_of([100, 101])])
