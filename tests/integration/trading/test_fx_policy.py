@@ -3,13 +3,18 @@ base currency at fill time, as its own FX entry; multi-currency lets the quote c
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
+import orjson
 import pytest
 
+from tradestack.domain.marketdata import Quote
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.schemas import quote_json
+from tradestack.marketdata.service import QUOTE_KEY
 from tradestack.ops.integrity import check_integrity
 
 from ..conftest import MakeUser  # type: ignore[import-not-found]
@@ -54,3 +59,23 @@ async def test_buying_a_usd_stock_from_an_aud_account_follows_its_fx_policy(
     assert all(t == t.quantize(Decimal("0.01")) for t in totals), totals  # as a broker shows AUD
     assert totals[3] == totals[0] + totals[1]
     assert (await check_integrity(runtime.database)).ok
+
+
+async def test_a_fill_converts_at_the_cached_rate_when_the_engine_missed_the_pair_on_the_bus(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
+) -> None:
+    trader = await make_user(Role.TRADER)
+    body = {"name": "fx", "base_currency": "AUD", "deposit": {"currency": "AUD", "amount": "10000"}}
+    account = (await client.post("/api/accounts", json=body, headers=trader.headers)).json()["id"]
+    # AUDUSD is in the cache only: the bus drops the oldest quotes for a subscriber that falls behind.
+    audusd = Quote("AUDUSD", Decimal("0.6499"), Decimal("0.6501"), Decimal(1000), Decimal(1000), Decimal("0.65"),
+                   Decimal(1), datetime.now(UTC))  # fmt: skip
+    await runtime.cache.set(QUOTE_KEY + "AUDUSD", orjson.dumps(quote_json(audusd)), 300)
+    await publish_quote("AAPL", "150.00", "150.02")
+    placed = await client.post("/api/orders", json=limit_buy(account, "cached-rate", price="151.00"), headers=trader.headers)
+    assert placed.status_code == 201, placed.text
+    await wait_for_order(client, placed.json()["id"], trader.headers, lambda o: o["status"] == "filled")
+    portfolio = (await client.get("/api/portfolio", params={"account_id": account}, headers=trader.headers)).json()
+    assert Decimal(portfolio["cash"].get("USD", "0")) == 0, portfolio["cash"]  # converted at fill time, not left negative
+    ledger = (await client.get("/api/ledger", params={"account_id": account}, headers=trader.headers)).json()["items"]
+    assert [e["kind"] for e in ledger].count("fx") == 1
