@@ -79,3 +79,43 @@ async def test_a_fill_converts_at_the_cached_rate_when_the_engine_missed_the_pai
     assert Decimal(portfolio["cash"].get("USD", "0")) == 0, portfolio["cash"]  # converted at fill time, not left negative
     ledger = (await client.get("/api/ledger", params={"account_id": account}, headers=trader.headers)).json()["items"]
     assert [e["kind"] for e in ledger].count("fx") == 1
+
+
+@pytest.mark.parametrize("policy", ["auto_convert", "multi_currency"])
+async def test_buying_power_follows_the_fx_policy_third_currency_cash_is_not_spent_by_auto_convert(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime, policy: str
+) -> None:
+    trader = await make_user(Role.TRADER)
+    body = {"name": "fx", "base_currency": "AUD", "deposit": {"currency": "AUD", "amount": "10000"}, "fx_policy": policy}
+    account = (await client.post("/api/accounts", json=body, headers=trader.headers)).json()["id"]
+    await publish_quote("AUDUSD", "0.64990", "0.65010", last="0.65000")
+    await publish_quote("EURUSD", "1.07990", "1.08010", last="1.08000")
+    await publish_quote("AAPL", "150.00", "150.02")
+    to_eur = {"from_currency": "AUD", "to_currency": "EUR", "amount": "9500"}
+    assert (await client.post(f"/api/accounts/{account}/convert", json=to_eur, headers=trader.headers)).status_code == 200
+    # 10 AAPL cost about 1,510 USD = 2,323 AUD: more than the 500 AUD left, less than all the cash (EUR included).
+    placed = await client.post("/api/orders", json=limit_buy(account, "third", price="151.00"), headers=trader.headers)
+    if policy == "auto_convert":
+        assert placed.status_code == 422, placed.text
+        detail = placed.json()["detail"]
+        assert "buying_power" in detail
+        assert "counted: USD and AUD cash, AUD net of the" in detail
+        assert "convert other currencies first" in detail
+    else:
+        assert placed.status_code == 201, placed.text
+        await wait_for_order(client, placed.json()["id"], trader.headers, lambda o: o["status"] == "filled")
+    portfolio = (await client.get("/api/portfolio", params={"account_id": account}, headers=trader.headers)).json()
+    cash = portfolio["cash"]
+    assert Decimal(cash["AUD"]) == 500  # no purchase spent AUD the account did not have
+    assert (Decimal(cash.get("USD", "0")) < 0) == (policy == "multi_currency")
+    # The portfolio's buying power follows the same rule as the checks, per currency.
+    power = {currency: Decimal(amount) for currency, amount in portfolio["buying_power"].items()}
+    assert portfolio["fx_policy"] == policy
+    if policy == "auto_convert":
+        assert power["AUD"] == 500  # the EUR is not spent on an AUD purchase
+        assert Decimal(cash["EUR"]) < power["EUR"] < Decimal(cash["EUR"]) + 500 * Decimal("0.65") / Decimal("1.08")
+    else:
+        cash_base = Decimal(portfolio["cash_base"])
+        assert cash_base - Decimal("0.01") <= power["AUD"] <= cash_base  # every currency pooled, USD debt included
+        assert power["AUD"] < 10000 - 2300
+    assert (await check_integrity(runtime.database)).ok
