@@ -27,6 +27,7 @@ from fastapi import FastAPI
 
 from tradestack.api.app import create_app
 from tradestack.books.flows import DEMO_DEPOSIT_AUD, seed_first_users
+from tradestack.core.money import decimal_places
 from tradestack.identity.service import DEMO_TRADER_EMAIL
 from tradestack.kit import migrations
 from tradestack.kit.config import Settings
@@ -245,6 +246,16 @@ async def test_the_demo_walk_works_as_a_new_user_meets_it(demo: tuple[FastAPI, s
         assert abs(equity - (DEMO_DEPOSIT_AUD - (cost_aud - market_value))) < cost_aud * Decimal("0.01"), equity
         assert DEMO_DEPOSIT_AUD * Decimal("0.95") < equity < DEMO_DEPOSIT_AUD * Decimal("1.05")
         assert cash["AUD"] < DEMO_DEPOSIT_AUD - 10000 - Decimal(bhp_order["average_fill_price"]) * 50
+        # Money as a broker shows it: cash in whole minor units, valuations rounded to cents (AUD, USD, INR).
+        minor = {"AUD": 2, "USD": 2, "INR": 2}
+        assert all(decimal_places(amount) <= minor[currency] for currency, amount in cash.items()), cash
+        for position in portfolio["positions"]:
+            for field in ("cost_basis", "market_value", "unrealized_pnl", "market_value_base", "unrealized_pnl_base"):
+                assert decimal_places(Decimal(position[field])) <= 2, (field, position)
+        # Buying power per the auto-convert policy: an AUD purchase may spend the AUD cash, a USD one the USD as well.
+        power = {currency: Decimal(amount) for currency, amount in portfolio["buying_power"].items()}
+        assert power["AUD"] == cash["AUD"]
+        assert cash["USD"] < power["USD"] < cash["USD"] + cash["AUD"] * rates["AUD/USD"]
 
         # Change the password, then sign in with the new one (and no longer with the old).
         changed = await client.post(
