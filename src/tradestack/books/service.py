@@ -51,7 +51,7 @@ from tradestack.core.clock import Clock
 from tradestack.core.errors import NotFoundError, ValidationFailedError
 from tradestack.core.money import plain, to_places
 from tradestack.domain.books import AccountBooks, AccountProfile, BalanceLine, FxPolicy, books_of
-from tradestack.domain.ledger import AccountKind, JournalEntry, deposit, fill_entry, fx_conversion
+from tradestack.domain.ledger import AccountKind, JournalEntry, currency_fill_entry, deposit, fill_entry, fx_conversion
 from tradestack.domain.marketdata import Side
 from tradestack.domain.orders import FillEvent
 from tradestack.domain.portfolio import (
@@ -266,27 +266,45 @@ class BooksService:
         *,
         rates: FxRates,
         fx_fee_bps: Decimal,
+        pair: tuple[str, str] | None = None,
     ) -> AccountBooks:
         """Book one execution: the fill, its journal entry (position at cost, cash, fee, realized P&L) and the
         balances it moves; under the auto-convert policy also the FX entry covering a negative quote-currency
-        balance. Returns the books after it."""
+        balance. Returns the books after it.
+
+        A currency pair (`pair`: its base and quote currencies, e.g. EURUSD) is not a position: its fill
+        is booked as the conversion it is, cash moving between the two currencies (`currency_fill_entry`).
+        """
         side_value = Side(side).value
         await self._journal.add_fill(account.id, symbol, side_value, fill)
-        position = await self._journal.position(account.id, symbol)
-        entry = fill_entry(
-            f"fill-{fill.fill_id}",
-            fill.ts,
-            symbol,
-            side_value,
-            fill.quantity,
-            fill.price,
-            quote_currency,
-            fill.fee,
-            fill.fee_currency,
-            position,
-            reference=fill.fill_id,
-            cash_places=minor_units(quote_currency),
-        )
+        if pair is not None:
+            entry = currency_fill_entry(
+                f"fill-{fill.fill_id}",
+                fill.ts,
+                side_value,
+                fill.quantity,
+                fill.price,
+                pair,
+                fill.fee,
+                fill.fee_currency,
+                reference=fill.fill_id,
+                cash_places=minor_units(pair[1]),
+            )
+        else:
+            entry = fill_entry(
+                f"fill-{fill.fill_id}",
+                fill.ts,
+                symbol,
+                side_value,
+                fill.quantity,
+                fill.price,
+                quote_currency,
+                fill.fee,
+                fill.fee_currency,
+                await self._journal.position(account.id, symbol),
+                reference=fill.fill_id,
+                cash_places=minor_units(quote_currency),
+            )
         await self._journal.add(account.id, entry)
         if account.fx_policy is FxPolicy.AUTO_CONVERT:
             await self._convert_shortfall(account, quote_currency, fill, rates, fx_fee_bps)

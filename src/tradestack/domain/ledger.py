@@ -434,6 +434,36 @@ def fill_entry_with_effect(
     return JournalEntry(entry_id, ts, EntryKind.FILL, tuple(postings), reference), effect
 
 
+def currency_fill_entry(
+    entry_id: str,
+    ts: datetime,
+    side: Side | str,
+    quantity: Decimal,
+    price: Decimal,
+    pair: tuple[str, str],
+    fee: Decimal,
+    fee_currency: str,
+    reference: str | None = None,
+    *,
+    cash_places: int | None = None,
+) -> JournalEntry:
+    """Book a fill of a currency pair (`pair` = (base, quote), e.g. EUR and USD for EURUSD) as the conversion it is.
+
+    A buy of `quantity` units exchanges quantity x `price` of the quote currency (rounded half-even to
+    `cash_places`, the quote currency's minor unit) for `quantity` of the base currency; a sell the
+    other way round. No position is opened: cash moves between the two currencies through the ``fx``
+    accounts, as `fx_conversion` books it, and the fee is booked as in `fill_entry`.
+    """
+    base, quote = pair
+    with localcontext(_EXACT):
+        amount = D(quantity) * D(price)
+    if cash_places is not None:
+        amount = _TO_MINOR_UNIT.quantize(amount, Decimal(1).scaleb(-cash_places))
+    sold, bought = ((quote, amount), (base, quantity)) if Side(side) is Side.BUY else ((base, quantity), (quote, amount))
+    conversion = fx_conversion(entry_id, ts, *sold, *bought, reference=reference)
+    return JournalEntry(entry_id, ts, EntryKind.FILL, conversion.postings + _fee_postings(fee, fee_currency), reference)
+
+
 def fx_conversion(
     entry_id: str,
     ts: datetime,

@@ -11,7 +11,8 @@ currency, converted by the snapshot's FX rates (`MissingFxRate` when one is need
   - auto-convert: the order currency's cash and the base currency's, the latter net of the FX fee the
     conversion at fill time costs; cash in a third currency is not spent (convert it first), and what
     open orders in a third currency need beyond its cash comes out of the base currency.
-* positions: the held quantities, plus the account's other open orders **on the new order's side**
+* positions: the held quantities (for a currency pair, which is bought as cash rather than held as a
+  position, the cash in its base currency), plus the account's other open orders **on the new order's side**
   as if they had filled (the worst case in its direction): three sells of 10 against a long of 20
   cannot each pass the short-selling check on their own.
 * gross exposure: |quantity| x mark of each holding, at cost when it has no mark.
@@ -82,7 +83,9 @@ class OpenOrders:
     limits change.
     """
 
-    __slots__ = ("_fee_model", "_held", "_instruments", "_limits", "_market_buys", "_pending", "_reserved")
+    __slots__ = (
+        "_fee_model", "_held", "_instruments", "_limits", "_market_buys", "_pairs", "_pending", "_reserved",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -92,6 +95,7 @@ class OpenOrders:
         orders: Iterable[OpenOrder] = (),
     ) -> None:
         self._limits, self._instruments, self._fee_model = limits, instruments, fee_model
+        self._pairs = {s: pair[0] for s, i in instruments.items() if (pair := i.currency_pair) is not None}
         self._held: dict[str, _Held] = {}
         self._pending: dict[Side, dict[str, Decimal]] = {Side.BUY: {}, Side.SELL: {}}
         self._reserved: dict[str, Decimal] = {}
@@ -104,6 +108,11 @@ class OpenOrders:
 
     def __contains__(self, order_id: object) -> bool:
         return order_id in self._held
+
+    @property
+    def currency_pairs(self) -> Mapping[str, str]:
+        """The currency pairs among the instruments, by symbol, with the currency each one buys (its base)."""
+        return self._pairs
 
     def get(self, order_id: str) -> OpenOrder | None:
         """The open order `order_id` as counted now (None when not open)."""
@@ -272,6 +281,8 @@ def account_risk_state(
         mark = market.mark(symbol)
         value = abs(holding.quantity) * mark if mark is not None else abs(holding.position.cost)
         gross += rates.convert(value, holding.currency, base) if holding.currency != base else value
+    for symbol, bought in open_orders.currency_pairs.items():
+        positions[symbol] = books.cash_in(bought)  # a currency pair is held as cash in its base currency
     for symbol, pending in open_orders.pending(side, excluding=excluding).items():
         positions[symbol] = positions.get(symbol, _ZERO) + pending
     return AccountRiskState(

@@ -111,15 +111,17 @@ async def record(
                 instrument.quote_currency,
                 rates=rates,
                 fx_fee_bps=runtime.settings.paper_fx_fee_bps,
+                pair=instrument.currency_pair,
             )
-            books = balances_message(booked, order.request.symbol, instrument.quote_currency)
+            filled = order.request.symbol if instrument.currency_pair is None else None  # a pair moves only cash
+            books = balances_message(booked, filled, instrument.quote_currency)
     if after.status is not order.status and (after.status.is_terminal or after.status is OrderStatus.PARTIALLY_FILLED):
         ORDERS.labels(type=after.request.type.value, status=after.status.value).inc()
     outcome = Recorded.CANCELED if isinstance(new_events[0], OrderCanceled) else Recorded.APPLIED
     return Result(outcome, OrderOut.of_order(after), fill_event, books)
 
 
-def balances_message(books: AccountBooks, filled: str, currency: str) -> dict[str, dict[str, str]]:
+def balances_message(books: AccountBooks, filled: str | None, currency: str) -> dict[str, dict[str, str]]:
     """Cash and positions as the portfolio channel sends them: by ledger account, decimals as strings; the
     `filled` symbol's position is always there (quantity 0 once the fill closed it)."""
     message: dict[str, dict[str, str]] = {
@@ -131,7 +133,8 @@ def balances_message(books: AccountBooks, filled: str, currency: str) -> dict[st
             "amount": str(holding.position.cost),
             "quantity": str(holding.quantity),
         }
-    message.setdefault(f"position:{filled}", {"currency": currency, "amount": "0", "quantity": "0"})
+    if filled is not None:
+        message.setdefault(f"position:{filled}", {"currency": currency, "amount": "0", "quantity": "0"})
     return dict(sorted(message.items()))
 
 

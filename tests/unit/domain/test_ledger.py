@@ -20,6 +20,7 @@ from tradestack.domain.ledger import (
     balances,
     cash_balances,
     check_zero_sum,
+    currency_fill_entry,
     deposit,
     fee_entry,
     fill_entry,
@@ -542,3 +543,21 @@ def test_a_fill_costs_exactly_quantity_times_price() -> None:
     cash = next(p.amount for p in entry.postings if p.account == Account.cash(USD))
     assert cash == d("-121932631137021794334.8574911222374638")  # 37 digits, none lost
     assert lines(entry)[0] == ("position:BTC-USD", USD, "121932631137021794334.8574911222374638", plain(quantity))
+
+
+def test_a_currency_pair_fill_is_a_conversion_with_its_fee() -> None:
+    entry = currency_fill_entry(
+        "f-1", T0, Side.BUY, d("1000"), d("1.080055"), ("EUR", USD), d("0.22"), USD, "fill-1", cash_places=2
+    )
+    assert sorted(lines(entry)) == sorted([
+        ("cash:USD", USD, "-1080.06", None),  # 1080.055 half-even
+        ("fx:USD", USD, "1080.06", None),
+        ("fx:EUR", "EUR", "-1000", None),
+        ("cash:EUR", "EUR", "1000", None),
+        ("fees:USD", USD, "0.22", None),
+        ("cash:USD", USD, "-0.22", None),
+    ])  # fmt: skip
+    assert (entry.kind, entry.reference) == (EntryKind.FILL, "fill-1")
+    sell = currency_fill_entry("f-2", T0, "sell", d("1000"), d("1.08"), ("EUR", USD), d("0"), USD)
+    assert ("cash:EUR", "EUR", "-1000", None) in lines(sell)
+    assert ("cash:USD", USD, "1080", None) in lines(sell)

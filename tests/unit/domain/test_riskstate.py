@@ -192,3 +192,12 @@ def test_multi_currency_margin_pools_every_currency_and_lets_one_go_negative() -
     auto = buying_power(_aud_account(FxPolicy.AUTO_CONVERT, AUD="1000", EUR="1000"), AUD_USD, "AUD", {})
     pooled = buying_power(_aud_account(FxPolicy.MULTI_CURRENCY, AUD="1000", USD="1000"), AUD_USD, "AUD", {})
     assert (auto.available, pooled.available) == (Decimal(1000), Decimal(3000))
+
+
+def test_a_currency_pair_is_held_as_the_cash_of_its_base_currency() -> None:
+    eurusd = instrument("EURUSD")
+    orders = OpenOrders(LIMITS, {"AAPL": AAPL, "EURUSD": eurusd}, lambda _: FEE)
+    books = books_of("acct", "USD", [BalanceLine("cash:USD", "USD", Decimal(100)), BalanceLine("cash:EUR", "EUR", Decimal(2000))])
+    rates = MarketSnapshot({}, FxRates({("EUR", "USD"): Decimal("1.08")}))
+    state = account_risk_state(books, orders, rates, side=Side.SELL, currency="USD", orders_in_last_minute=0)
+    assert state.position("EURUSD") == Decimal(2000)  # selling up to 2000 EURUSD is not a short
