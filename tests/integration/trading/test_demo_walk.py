@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 import httpx
@@ -256,6 +256,24 @@ async def test_the_demo_walk_works_as_a_new_user_meets_it(demo: tuple[FastAPI, s
         power = {currency: Decimal(amount) for currency, amount in portfolio["buying_power"].items()}
         assert power["AUD"] == cash["AUD"]
         assert cash["USD"] < power["USD"] < cash["USD"] + cash["AUD"] * rates["AUD/USD"]
+
+        # Every tradable instrument of the catalogue takes an order from the demo account (bids below the market
+        # rest, whether or not their venue is open now); then they are canceled.
+        listed = (await client.get("/api/market/instruments", headers=headers)).json()["instruments"]
+        tradable = {i["symbol"]: i for i in listed if i["tradable"]}
+        assert {"AAPL", "BHP", "INFY", "RELIANCE", "BTC-USD", "EURUSD", "AUDUSD", "USDINR"} <= set(tradable)
+        symbols = ",".join(tradable)
+        bids = (await client.get("/api/market/quotes", params={"symbols": symbols}, headers=headers)).json()["quotes"]
+        for quote in bids:
+            tick = Decimal(tradable[quote["symbol"]]["tick_size"])
+            price = (Decimal(quote["bid"]) * Decimal("0.9") / tick).to_integral_value(ROUND_FLOOR) * tick
+            resting = await place({"client_order_id": f"catalogue-{quote['symbol']}", "symbol": quote["symbol"],
+                                   "type": "limit", "quantity": tradable[quote["symbol"]]["lot_size"],
+                                   "limit_price": str(price), "time_in_force": "gtc"})  # fmt: skip
+            assert resting.status_code == 201, (quote["symbol"], resting.text)
+        assert {q["symbol"] for q in bids} == set(tradable)
+        canceled = await client.delete("/api/orders", headers=headers)
+        assert canceled.status_code == 200, canceled.text
 
         # Change the password, then sign in with the new one (and no longer with the old).
         changed = await client.post(
