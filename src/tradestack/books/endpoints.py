@@ -96,7 +96,8 @@ async def positions(runtime: RuntimeDep, principal: Reader, account_id: AccountI
 )
 async def portfolio(runtime: RuntimeDep, principal: Reader, account_id: AccountId = None) -> Portfolio:
     service = BooksApi(runtime)
-    return await service.portfolio(principal, await service.account_or_default(principal, account_id))
+    account = await service.account_or_default(principal, account_id)
+    return await service.portfolio(principal, account, TradingService(runtime).reservations)
 
 
 @books.get(

@@ -6,14 +6,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, PlainSerializer, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from tradestack.core.money import canonical, decimal_places, plain
 from tradestack.kit.currencies import currency_problem, minor_units
-from tradestack.kit.fields import RequestBody, WireDecimal
-
-DecimalText = Annotated[Decimal, PlainSerializer(plain, return_type=str, when_used="json")]
-"""A Decimal sent as its plain canonical text (``"1902.5"``, never ``"1.9025E+3"``)."""
+from tradestack.kit.fields import AverageText, DecimalText, RequestBody, WireDecimal
 
 
 def _known_currency(code: str) -> str:
@@ -88,10 +85,11 @@ class PositionOut(BaseModel):
 
     symbol: str
     quantity: DecimalText = Field(description="Units held, signed: negative is a short.")
-    average_cost: DecimalText = Field(
-        description="cost_basis / quantity; exact when the quotient terminates, else rounded half-even to 12 places."
+    average_cost: AverageText = Field(description="cost_basis / quantity, rounded half-even to 8 decimal places.")
+    cost_basis: DecimalText = Field(
+        description="Cost of the open units, signed like quantity, rounded half-even to the quote currency's minor unit "
+        "(the books keep it exactly)."
     )
-    cost_basis: DecimalText = Field(description="Exact cost of the open units, signed like quantity.")
     quote_currency: str = Field(description="Currency of the prices and of every non-_base money field.")
     mark_price: DecimalText = Field(description="Price the position is valued at (see mark_source).")
     mark_source: MarkSource = Field(
@@ -100,10 +98,18 @@ class PositionOut(BaseModel):
         "unrealized P&L 0) and a problem says so."
     )
     mark_ts: datetime | None = Field(description="When the quote used as mark was published (UTC); null for cost.")
-    market_value: DecimalText = Field(description="quantity x mark_price, signed (negative for a short).")
-    unrealized_pnl: DecimalText = Field(description="market_value - cost_basis, before fees.")
-    market_value_base: DecimalText | None = Field(description="market_value in the base currency; null without an FX rate.")
-    unrealized_pnl_base: DecimalText | None = Field(description="unrealized_pnl in the base currency; null without an FX rate.")
+    market_value: DecimalText = Field(
+        description="quantity x mark_price, signed (negative for a short), rounded half-even to the quote currency's minor unit."
+    )
+    unrealized_pnl: DecimalText = Field(
+        description="Exact market value less exact cost, before fees, rounded half-even to the quote currency's minor unit."
+    )
+    market_value_base: DecimalText | None = Field(
+        description="market_value in the base currency, rounded half-even to its minor unit; null without an FX rate."
+    )
+    unrealized_pnl_base: DecimalText | None = Field(
+        description="unrealized_pnl in the base currency, rounded half-even to its minor unit; null without an FX rate."
+    )
 
 
 class PositionList(BaseModel):
@@ -121,8 +127,10 @@ class PositionList(BaseModel):
 class Portfolio(BaseModel):
     """An account's cash, positions, realized P&L, fees and equity, valued now.
 
-    Base-currency totals are rounded half-even to the base currency's minor unit (cents for AUD),
-    and `equity` is `cash_base + market_value_base` as shown.
+    Money on the wire is in minor units: cash and fees are booked in them (ISO 4217 exponent, 8 for
+    crypto); valuations and realized P&L are rounded half-even to the minor unit of their currency,
+    each from its exact value (so per-position figures may differ from a total by a unit); average
+    prices are rounded half-even to 8 decimal places. `equity` is `cash_base + market_value_base` as shown.
     Per-currency figures are always present. Base-currency figures (`cash_base`,
     `market_value_base`, `unrealized_pnl_base`, `equity`) need an FX rate from every currency held
     into `base_currency`; rates are the bid/ask midpoints of the live quotes of the catalogue's
@@ -137,7 +145,8 @@ class Portfolio(BaseModel):
     cash: dict[str, DecimalText] = Field(description="Cash balance per currency.")
     positions: list[PositionOut]
     realized_pnl: dict[str, DecimalText] = Field(
-        description="Realized trading P&L per currency, before fees: positive is a gain, negative a loss."
+        description="Realized trading P&L per currency, before fees: positive is a gain, negative a loss; rounded "
+        "half-even to the currency's minor unit."
     )
     fees: dict[str, DecimalText] = Field(description="Fees paid per currency (negative: net rebates).")
     fx_rates: dict[str, DecimalText] = Field(
@@ -147,6 +156,17 @@ class Portfolio(BaseModel):
     market_value_base: DecimalText | None = Field(description="Positions' market value in the base currency.")
     unrealized_pnl_base: DecimalText | None = Field(description="Positions' unrealized P&L in the base currency.")
     equity: DecimalText | None = Field(description="cash_base + market_value_base; null without FX rates.")
+    fx_policy: Literal["auto_convert", "multi_currency"] = Field(
+        description="auto_convert: a purchase in another currency spends that currency's cash, then converts the base "
+        "currency it still needs at fill time (its own journal entry), so no cash goes negative; multi_currency: cash "
+        "in every currency is pooled, valued in the base currency, and one currency may go negative."
+    )
+    buying_power: dict[str, DecimalText] = Field(
+        description="Per currency (the base and every currency held): what a new purchase in it may spend now, in "
+        "that currency, rounded down to its minor unit, after what open buys reserve and the FX fee of converting "
+        "(auto_convert: that currency's cash plus the base currency's; multi_currency: all cash). A currency "
+        "without an FX rate is left out."
+    )
     problems: list[str] = Field(description="Why a figure is approximate (valued at cost) or null (missing FX rate).")
 
 

@@ -14,10 +14,21 @@ one, so ids cannot be probed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_CEILING, ROUND_HALF_EVEN, Context, Decimal, Inexact, localcontext
+from decimal import (
+    MAX_EMAX,
+    MAX_PREC,
+    MIN_EMIN,
+    ROUND_CEILING,
+    ROUND_FLOOR,
+    Context,
+    Decimal,
+    Inexact,
+    localcontext,
+)
+from typing import overload
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,9 +49,9 @@ from tradestack.books.schemas import (
 )
 from tradestack.core.clock import Clock
 from tradestack.core.errors import NotFoundError, ValidationFailedError
-from tradestack.core.money import plain
+from tradestack.core.money import plain, to_places
 from tradestack.domain.books import AccountBooks, AccountProfile, BalanceLine, FxPolicy, books_of
-from tradestack.domain.ledger import AccountKind, JournalEntry, deposit, fill_entry, fx_conversion
+from tradestack.domain.ledger import AccountKind, JournalEntry, currency_fill_entry, deposit, fill_entry, fx_conversion
 from tradestack.domain.marketdata import Side
 from tradestack.domain.orders import FillEvent
 from tradestack.domain.portfolio import (
@@ -51,6 +62,7 @@ from tradestack.domain.portfolio import (
     market_value,
     unrealized_pnl,
 )
+from tradestack.domain.riskstate import buying_power
 from tradestack.domain.snapshot import MarketSnapshot
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Caller, Principal
@@ -88,11 +100,34 @@ def format_cursor(ts: datetime, row_id: str) -> str:
     return f"{ts.astimezone(UTC).isoformat().replace('+00:00', 'Z')}~{row_id}"
 
 
+Reservations = Callable[[str], Awaitable[Mapping[str, Decimal]]]
+"""What an account's open buys reserve, per quote currency (`TradingService.reservations`)."""
+
+
+def _buying_power(valued: _Valued, reserved: Mapping[str, Decimal], fx_fee_bps: Decimal) -> dict[str, Decimal]:
+    """What a purchase in the base and in each currency held may spend, in that currency, rounded down to its minor unit."""
+    books, rates, base = valued.books, valued.rates, valued.base_currency
+    out: dict[str, Decimal] = {}
+    for currency in sorted({base, *books.cash}):
+        try:
+            available = buying_power(books, rates, currency, reserved, fx_fee_bps=fx_fee_bps).available
+            amount = rates.convert(available, base, currency) if currency != base else available
+        except MissingFxRate:
+            continue
+        places = minor_units(currency)
+        out[currency] = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_FLOOR) if places is not None else amount
+    return out
+
+
+@overload
+def _in_minor_units(value: Decimal, places: int | None) -> Decimal: ...
+@overload
+def _in_minor_units(value: Decimal | None, places: int | None) -> Decimal | None: ...
 def _in_minor_units(value: Decimal | None, places: int | None) -> Decimal | None:
-    """A base-currency total as a broker shows it: rounded half-even to the currency's minor unit."""
+    """A money figure as a broker shows it: rounded half-even to the currency's minor unit (`places`)."""
     if value is None or places is None:
         return value
-    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    return to_places(value, places)
 
 
 def _check_limit(limit: int) -> None:
@@ -231,26 +266,45 @@ class BooksService:
         *,
         rates: FxRates,
         fx_fee_bps: Decimal,
+        pair: tuple[str, str] | None = None,
     ) -> AccountBooks:
         """Book one execution: the fill, its journal entry (position at cost, cash, fee, realized P&L) and the
         balances it moves; under the auto-convert policy also the FX entry covering a negative quote-currency
-        balance. Returns the books after it."""
+        balance. Returns the books after it.
+
+        A currency pair (`pair`: its base and quote currencies, e.g. EURUSD) is not a position: its fill
+        is booked as the conversion it is, cash moving between the two currencies (`currency_fill_entry`).
+        """
         side_value = Side(side).value
         await self._journal.add_fill(account.id, symbol, side_value, fill)
-        position = await self._journal.position(account.id, symbol)
-        entry = fill_entry(
-            f"fill-{fill.fill_id}",
-            fill.ts,
-            symbol,
-            side_value,
-            fill.quantity,
-            fill.price,
-            quote_currency,
-            fill.fee,
-            fill.fee_currency,
-            position,
-            reference=fill.fill_id,
-        )
+        if pair is not None:
+            entry = currency_fill_entry(
+                f"fill-{fill.fill_id}",
+                fill.ts,
+                side_value,
+                fill.quantity,
+                fill.price,
+                pair,
+                fill.fee,
+                fill.fee_currency,
+                reference=fill.fill_id,
+                cash_places=minor_units(pair[1]),
+            )
+        else:
+            entry = fill_entry(
+                f"fill-{fill.fill_id}",
+                fill.ts,
+                symbol,
+                side_value,
+                fill.quantity,
+                fill.price,
+                quote_currency,
+                fill.fee,
+                fill.fee_currency,
+                await self._journal.position(account.id, symbol),
+                reference=fill.fill_id,
+                cash_places=minor_units(quote_currency),
+            )
         await self._journal.add(account.id, entry)
         if account.fx_policy is FxPolicy.AUTO_CONVERT:
             await self._convert_shortfall(account, quote_currency, fill, rates, fx_fee_bps)
@@ -429,9 +483,14 @@ class BooksApi:
             problems=books.problems,
         )
 
-    async def portfolio(self, principal: Principal, account_id: str) -> Portfolio:
-        """Cash, positions, realized P&L, fees and equity of the account, valued now."""
+    async def portfolio(self, principal: Principal, account_id: str, reservations: Reservations | None = None) -> Portfolio:
+        """Cash, positions, realized P&L, fees, equity and buying power of the account, valued now.
+
+        `reservations` says what the account's open buys hold per currency (the trading module knows);
+        without it buying power counts none.
+        """
         books = await self._valued(principal, account_id)
+        reserved = await reservations(account_id) if reservations is not None else {}
         places = minor_units(books.base_currency)
         cash_base = _in_minor_units(books.valuation.cash_base if books.valuation else None, places)
         market_value_base = _in_minor_units(books.market_value_base, places)
@@ -441,13 +500,15 @@ class BooksApi:
             as_of=books.as_of,
             cash=dict(books.books.balances.get(AccountKind.CASH, {})),
             positions=books.positions,
-            realized_pnl=books.realized_pnl,
+            realized_pnl={c: _in_minor_units(amount, minor_units(c)) for c, amount in books.realized_pnl.items()},
             fees=dict(books.books.balances.get(AccountKind.FEES, {})),
             fx_rates={f"{base}/{quote}": rate for (base, quote), rate in sorted(books.rates.quotes.items())},
             cash_base=cash_base,
             market_value_base=market_value_base,
             unrealized_pnl_base=_in_minor_units(books.valuation.unrealized_pnl_base if books.valuation else None, places),
             equity=None if cash_base is None or market_value_base is None else cash_base + market_value_base,
+            fx_policy=books.books.fx_policy.value,
+            buying_power=_buying_power(books, reserved, self.runtime.settings.paper_fx_fee_bps),
             problems=books.problems,
         )
 
@@ -558,11 +619,15 @@ def _value(books: AccountBooks, now: datetime, market: MarketSnapshot) -> _Value
             elif valuation is not None:
                 value_base, pnl_base = rates.convert(value, currency, base), _ZERO
                 at_cost_base += value_base
+            quote_places, base_places = minor_units(currency), minor_units(base)
             out.append(
                 PositionOut(
-                    symbol=symbol, quantity=state.quantity, average_cost=state.average_price, cost_basis=state.cost,
-                    quote_currency=currency, mark_price=mark, mark_source=source, mark_ts=ts, market_value=value,
-                    unrealized_pnl=pnl, market_value_base=value_base, unrealized_pnl_base=pnl_base,
+                    symbol=symbol, quantity=state.quantity, average_cost=state.average_price,
+                    cost_basis=_in_minor_units(state.cost, quote_places), quote_currency=currency, mark_price=mark,
+                    mark_source=source, mark_ts=ts, market_value=_in_minor_units(value, quote_places),
+                    unrealized_pnl=_in_minor_units(pnl, quote_places),
+                    market_value_base=_in_minor_units(value_base, base_places),
+                    unrealized_pnl_base=_in_minor_units(pnl_base, base_places),
                 )
             )  # fmt: skip
         market_value_base = valuation.market_value_base + at_cost_base if valuation else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 
 # What a decimal may look like on the wire: ASCII digits only (Python's Decimal() would also read
 # Arabic-Indic or full-width digits as 1), an optional sign, point and exponent. The pattern is published in the API schema.
@@ -59,6 +59,22 @@ def canonical(value: Decimal) -> Decimal:
 def plain(value: Decimal) -> str:
     """Canonical text without exponent notation (``1E-18`` -> ``0.000000000000000001``), as JSON carries money."""
     return format(canonical(value), "f")
+
+
+AVERAGE_PLACES = 8
+"""Decimal places an average price is shown with on the wire (rounded half-even)."""
+
+_HALF_EVEN = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation])
+
+
+def to_places(value: Decimal, places: int) -> Decimal:
+    """`value` rounded half-even to `places` decimal places, at whatever precision it needs."""
+    return _HALF_EVEN.quantize(value, Decimal(1).scaleb(-places))
+
+
+def average_text(value: Decimal) -> str:
+    """An average price as the wire carries it: rounded half-even to `AVERAGE_PLACES`, then `plain`."""
+    return plain(to_places(value, AVERAGE_PLACES))
 
 
 def decimal_places(value: Decimal) -> int:

@@ -372,6 +372,13 @@ class Instrument:
         if base == self.quote_currency:
             raise ValueError(f"{symbol}: base_currency and quote_currency are both {base}")
 
+    @property
+    def currency_pair(self) -> tuple[str, str] | None:
+        """(base, quote) for a currency pair (fx), whose trades are conversions of cash, not positions; else None."""
+        if self.kind is InstrumentKind.FX and self.base_currency is not None:
+            return self.base_currency, self.quote_currency
+        return None
+
     def round_price(self, price: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
         """`price` rounded to a multiple of the tick, written with the tick's decimal places.
 

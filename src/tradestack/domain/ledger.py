@@ -10,8 +10,10 @@ entry sums to zero in each currency it touches, so the whole journal does too. N
 - ``realized_pnl:{CCY}``: realized trading P&L; a gain is a credit (negative), a loss a debit.
 - ``deposits:{CCY}``: equity contributed; credit (negative).
 - ``fx:{CCY}``: trading account for currency conversions; either sign.
+- ``rounding:{CCY}``: what booking a fill's cash in the currency's minor unit left over (the exact
+  quantity x price less the cash moved); either sign, and less than half a minor unit per fill.
 
-So in each currency, cash + positions at cost + fees + realized P&L + deposits + fx = 0.
+So in each currency, cash + positions at cost + fees + realized P&L + deposits + fx + rounding = 0.
 
 Position postings also carry the signed `quantity` of units they add or remove, so the position
 quantity is the fold of those quantities. Entries are immutable; a correction is a `reversal`,
@@ -28,6 +30,7 @@ from decimal import (
     MAX_EMAX,
     MAX_PREC,
     MIN_EMIN,
+    ROUND_HALF_EVEN,
     Context,
     Decimal,
     DivisionByZero,
@@ -55,6 +58,8 @@ from tradestack.domain.portfolio import (
 _ZERO = Decimal(0)
 # Sums and products of finite Decimals are exact at MAX_PREC; nothing here divides.
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+_TO_MINOR_UNIT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation])
+"""Rounds cash to a minor unit half-even, whatever the caller's decimal context."""
 # `-x` rounds to the caller's context (28 digits by default): a credit must mirror its debit to the last digit.
 _negative = _EXACT.minus
 
@@ -91,6 +96,7 @@ class AccountKind(StrEnum):
     REALIZED_PNL = "realized_pnl"
     DEPOSITS = "deposits"
     FX = "fx"
+    ROUNDING = "rounding"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -172,6 +178,11 @@ class Account:
     def fx(cls, currency: str) -> Account:
         """``fx:{currency}``."""
         return cls._of(AccountKind.FX, currency)
+
+    @classmethod
+    def rounding(cls, currency: str) -> Account:
+        """``rounding:{currency}``."""
+        return cls._of(AccountKind.ROUNDING, currency)
 
 
 @lru_cache(maxsize=1024)
@@ -344,6 +355,8 @@ def fill_entry(
     fee_currency: str,
     position_before: PositionState,
     reference: str | None = None,
+    *,
+    cash_places: int | None = None,
 ) -> JournalEntry:
     """Book a fill of `quantity` units (positive) of `symbol` at `price` against `position_before`.
 
@@ -353,9 +366,25 @@ def fill_entry(
     debited (a loss); units that open or add to it enter at `price`. A fill through zero posts the
     close and the open as two position postings. A non-zero `fee` debits ``fees:{fee_currency}``
     and credits ``cash:{fee_currency}``.
+
+    With `cash_places` (the quote currency's minor unit) the cash moves quantity x price rounded
+    half-even to that many places, and the difference to the exact amount is posted to
+    ``rounding:{quote_currency}``: cash is always whole minor units, the position keeps its exact
+    cost, and the entry still sums to zero.
     """
     entry, _ = fill_entry_with_effect(
-        entry_id, ts, symbol, side, quantity, price, quote_currency, fee, fee_currency, position_before, reference
+        entry_id,
+        ts,
+        symbol,
+        side,
+        quantity,
+        price,
+        quote_currency,
+        fee,
+        fee_currency,
+        position_before,
+        reference,
+        cash_places=cash_places,
     )
     return entry
 
@@ -372,6 +401,8 @@ def fill_entry_with_effect(
     fee_currency: str,
     position_before: PositionState,
     reference: str | None = None,
+    *,
+    cash_places: int | None = None,
 ) -> tuple[JournalEntry, FillEffect]:
     """`fill_entry`, and the `FillEffect` it booked: `effect.position` is the position after the fill.
 
@@ -389,11 +420,48 @@ def fill_entry_with_effect(
     with localcontext(_EXACT):
         cash_amount = -(effect.closed_quantity + effect.opened_quantity) * D(price)
         realized = -effect.realized
+    if cash_places is not None:
+        rounded = _TO_MINOR_UNIT.quantize(cash_amount, Decimal(1).scaleb(-cash_places))
+        with localcontext(_EXACT):
+            left_over = cash_amount - rounded
+        if left_over:
+            postings.append(Posting(Account.rounding(quote_currency), quote_currency, left_over))
+        cash_amount = rounded
     postings.append(Posting(Account.cash(quote_currency), quote_currency, cash_amount))
     if realized != 0:
         postings.append(Posting(Account.realized_pnl(quote_currency), quote_currency, realized))
     postings.extend(_fee_postings(fee, fee_currency))
     return JournalEntry(entry_id, ts, EntryKind.FILL, tuple(postings), reference), effect
+
+
+def currency_fill_entry(
+    entry_id: str,
+    ts: datetime,
+    side: Side | str,
+    quantity: Decimal,
+    price: Decimal,
+    pair: tuple[str, str],
+    fee: Decimal,
+    fee_currency: str,
+    reference: str | None = None,
+    *,
+    cash_places: int | None = None,
+) -> JournalEntry:
+    """Book a fill of a currency pair (`pair` = (base, quote), e.g. EUR and USD for EURUSD) as the conversion it is.
+
+    A buy of `quantity` units exchanges quantity x `price` of the quote currency (rounded half-even to
+    `cash_places`, the quote currency's minor unit) for `quantity` of the base currency; a sell the
+    other way round. No position is opened: cash moves between the two currencies through the ``fx``
+    accounts, as `fx_conversion` books it, and the fee is booked as in `fill_entry`.
+    """
+    base, quote = pair
+    with localcontext(_EXACT):
+        amount = D(quantity) * D(price)
+    if cash_places is not None:
+        amount = _TO_MINOR_UNIT.quantize(amount, Decimal(1).scaleb(-cash_places))
+    sold, bought = ((quote, amount), (base, quantity)) if Side(side) is Side.BUY else ((base, quantity), (quote, amount))
+    conversion = fx_conversion(entry_id, ts, *sold, *bought, reference=reference)
+    return JournalEntry(entry_id, ts, EntryKind.FILL, conversion.postings + _fee_postings(fee, fee_currency), reference)
 
 
 def fx_conversion(

@@ -178,8 +178,9 @@ class RiskLimits:
 class AccountRiskState:
     """What the checks need to know about the account now; money in its base currency.
 
-    `cash_available` is the account's cash; `reserved_by_open_orders` is what its open buy orders
-    have reserved out of it (see `reserve_for`). `positions` maps symbols to signed quantities.
+    `cash_available` is the account's cash a purchase may spend (`cash_counted` says which, by the
+    account's FX policy); `reserved_by_open_orders` is what its open buy orders have reserved out of
+    it (see `reserve_for`). `positions` maps symbols to signed quantities.
     `gross_exposure` is the sum of |position| x mark price over all instruments.
     `realized_pnl_today` is negative for a loss. `orders_in_last_minute` counts orders already
     submitted in the 60 seconds before this one.
@@ -193,6 +194,8 @@ class AccountRiskState:
     orders_in_last_minute: int
     allow_short: bool
     trading_state: TradingState
+    cash_counted: str = ""
+    """Which of the account's cash `cash_available` counts (the FX policy's rule), said in a denial."""
 
     def __post_init__(self) -> None:
         if type(self.trading_state) is not TradingState:
@@ -451,7 +454,8 @@ def check_buying_power(
             RiskCheck.BUYING_POWER,
             f"order needs {_money(needed, currency)} (notional plus estimated fee) but only "
             f"{_money(available, currency)} is available (cash {_money(state.cash_available, currency)} "
-            f"less {_money(state.reserved_by_open_orders, currency)} reserved by open orders)",
+            f"less {_money(state.reserved_by_open_orders, currency)} reserved by open orders)"
+            + (f"; counted: {state.cash_counted}" if state.cash_counted else ""),
         )
     return None
 

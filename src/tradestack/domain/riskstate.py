@@ -5,13 +5,19 @@ backtester calls); no caller assembles these numbers itself. The open orders are
 which keeps them summed as they change, so the cost of a risk state does not grow with them. Money ends up in the account's base
 currency, converted by the snapshot's FX rates (`MissingFxRate` when one is needed and absent).
 
-* cash: every cash balance, converted.
-* positions: the held quantities, plus the account's other open orders **on the new order's side**
+* cash: what the account's FX policy lets a purchase in the order's currency spend (`buying_power`):
+  - multi-currency margin: every cash balance, converted; one currency may go negative while the
+    others, valued in the base currency, cover it;
+  - auto-convert: the order currency's cash and the base currency's, the latter net of the FX fee the
+    conversion at fill time costs; cash in a third currency is not spent (convert it first), and what
+    open orders in a third currency need beyond its cash comes out of the base currency.
+* positions: the held quantities (for a currency pair, which is bought as cash rather than held as a
+  position, the cash in its base currency), plus the account's other open orders **on the new order's side**
   as if they had filled (the worst case in its direction): three sells of 10 against a long of 20
   cannot each pass the short-selling check on their own.
 * gross exposure: |quantity| x mark of each holding, at cost when it has no mark.
-* reserved: what the open buys reserve (`reserve_for` on their remaining quantity, summed per quote
-  currency, then converted); a market buy that cannot be priced yet reserves nothing.
+* reserved: what the open buys reserve out of that cash (`reserve_for` on their remaining quantity,
+  summed per quote currency, then converted); a market buy that cannot be priced yet reserves nothing.
 * realized P&L today: the books' `realized_today`, converted.
 
 `excluding` leaves one open order out of the reservations and of that count (the order being
@@ -24,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from tradestack.domain.books import AccountBooks
+from tradestack.domain.books import AccountBooks, FxPolicy
 from tradestack.domain.instruments import Instrument
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import FeeModel
@@ -34,6 +40,7 @@ from tradestack.domain.risk import AccountRiskState, OrderIntent, RiskLimits, Tr
 from tradestack.domain.snapshot import MarketSnapshot
 
 _ZERO = Decimal(0)
+_BPS = Decimal(10_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +83,9 @@ class OpenOrders:
     limits change.
     """
 
-    __slots__ = ("_fee_model", "_held", "_instruments", "_limits", "_market_buys", "_pending", "_reserved")
+    __slots__ = (
+        "_fee_model", "_held", "_instruments", "_limits", "_market_buys", "_pairs", "_pending", "_reserved",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -86,6 +95,7 @@ class OpenOrders:
         orders: Iterable[OpenOrder] = (),
     ) -> None:
         self._limits, self._instruments, self._fee_model = limits, instruments, fee_model
+        self._pairs = {s: pair[0] for s, i in instruments.items() if (pair := i.currency_pair) is not None}
         self._held: dict[str, _Held] = {}
         self._pending: dict[Side, dict[str, Decimal]] = {Side.BUY: {}, Side.SELL: {}}
         self._reserved: dict[str, Decimal] = {}
@@ -98,6 +108,11 @@ class OpenOrders:
 
     def __contains__(self, order_id: object) -> bool:
         return order_id in self._held
+
+    @property
+    def currency_pairs(self) -> Mapping[str, str]:
+        """The currency pairs among the instruments, by symbol, with the currency each one buys (its base)."""
+        return self._pairs
 
     def get(self, order_id: str) -> OpenOrder | None:
         """The open order `order_id` as counted now (None when not open)."""
@@ -155,16 +170,12 @@ class OpenOrders:
             totals[order.symbol] = totals.get(order.symbol, _ZERO) - (order.remaining if side is Side.BUY else -order.remaining)
         return totals
 
-    def reserved(self, market: MarketSnapshot, base: str, *, excluding: str | None = None) -> Decimal:
-        """What the open buys reserve, in `base`: fixed reservations converted per currency, market buys at the mark."""
+    def reserved(self, market: MarketSnapshot, *, excluding: str | None = None) -> dict[str, Decimal]:
+        """What the open buys reserve, per quote currency: fixed reservations, and market buys at the mark."""
         sums = dict(self._reserved)
         held = self._held.get(excluding) if excluding is not None else None
         if held is not None and held.reserve is not None and held.currency is not None:
             sums[held.currency] -= held.reserve
-        total = _ZERO
-        for currency, amount in sums.items():
-            if amount:
-                total += market.rates.convert(amount, currency, base) if currency != base else amount
         for order_id, order in self._market_buys.items():
             if order_id == excluding:
                 continue
@@ -176,12 +187,75 @@ class OpenOrders:
             except ValueError:
                 continue  # a market buy waiting for its first price reserves nothing we can price
             currency = instrument.quote_currency
-            total += market.rates.convert(reserve, currency, base) if currency != base else reserve
-        return total
+            sums[currency] = sums.get(currency, _ZERO) + reserve
+        return {currency: amount for currency, amount in sums.items() if amount}
 
 
 def _intent(order: OpenOrder) -> OrderIntent:
     return OrderIntent("", order.symbol, order.side, order.type, order.remaining, order.limit_price, order.stop_price)
+
+
+@dataclass(frozen=True, slots=True)
+class BuyingPower:
+    """The cash a purchase in one currency may spend under the account's FX policy, in the base currency."""
+
+    cash: Decimal
+    """The cash that counts (auto-convert: the base currency's net of the FX fee)."""
+    reserved: Decimal
+    """What open orders hold of it."""
+    counted: str
+    """Which cash counts, as a denial says it."""
+
+    @property
+    def available(self) -> Decimal:
+        """What is left for a new purchase."""
+        return self.cash - self.reserved
+
+
+def buying_power(
+    books: AccountBooks,
+    rates: FxRates,
+    currency: str,
+    reserved: Mapping[str, Decimal],
+    *,
+    fx_fee_bps: Decimal = _ZERO,
+) -> BuyingPower:
+    """What a purchase in `currency` may spend, in the account's base currency (see the module docstring).
+
+    `reserved` is what open buys hold, per their quote currency. Under auto-convert a purchase in a
+    currency other than the base pays from that currency's cash first and buys what is missing with
+    the base currency at the rate plus `fx_fee_bps`, so base cash counts net of the fee: the order
+    passes exactly when the fill's conversion can be paid. `MissingFxRate` when a needed rate is absent.
+    """
+    base = books.base_currency
+    cash, held = dict(books.cash), dict(reserved)
+    if books.fx_policy is FxPolicy.MULTI_CURRENCY:
+        return BuyingPower(
+            _in(rates, cash, base),
+            _in(rates, held, base),
+            f"cash in every currency, valued in {base} (multi-currency margin)",
+        )
+    markup = 1 + fx_fee_bps / _BPS
+    # A third currency's cash is not spent for this purchase; what its open orders need beyond it comes from the base.
+    third = {c: held.get(c, _ZERO) - cash.get(c, _ZERO) for c in {*cash, *held} - {base, currency}}
+    from_base = held.get(base, _ZERO) + markup * _in(rates, {c: short for c, short in third.items() if short > 0}, base)
+    if currency == base:
+        return BuyingPower(cash.get(base, _ZERO), from_base, f"{base} cash (auto-convert)")
+    order_currency = {currency: cash.get(currency, _ZERO)}
+    return BuyingPower(
+        _in(rates, order_currency, base) + cash.get(base, _ZERO) / markup,
+        _in(rates, {currency: held.get(currency, _ZERO)}, base) + from_base / markup,
+        f"{currency} and {base} cash, {base} net of the {fx_fee_bps} bp FX fee (auto-convert; convert other currencies first)",
+    )
+
+
+def _in(rates: FxRates, amounts: Mapping[str, Decimal], base: str) -> Decimal:
+    """The sum of `amounts` (by currency) in `base`."""
+    total = _ZERO
+    for currency, amount in amounts.items():
+        if amount:
+            total += rates.convert(amount, currency, base) if currency != base else amount
+    return total
 
 
 def account_risk_state(
@@ -190,15 +264,16 @@ def account_risk_state(
     market: MarketSnapshot,
     *,
     side: Side,
+    currency: str | None = None,
     orders_in_last_minute: int,
     trading_state: TradingState = TradingState.ACTIVE,
     excluding: str | None = None,
+    fx_fee_bps: Decimal = _ZERO,
 ) -> AccountRiskState:
-    """What the checks need about the account now, for a new order on `side` (see the module docstring)."""
+    """What the checks need about the account now, for a new order on `side` in `currency` (the instrument's
+    quote currency; the base currency when None), under the FX fee `fx_fee_bps` (see the module docstring)."""
     base, rates = books.base_currency, market.rates
-    cash = _ZERO
-    for currency, amount in books.cash.items():
-        cash += rates.convert(amount, currency, base) if currency != base else amount
+    power = buying_power(books, rates, currency or base, open_orders.reserved(market, excluding=excluding), fx_fee_bps=fx_fee_bps)
     positions: dict[str, Decimal] = {}
     gross = _ZERO
     for symbol, holding in books.holdings.items():
@@ -206,17 +281,17 @@ def account_risk_state(
         mark = market.mark(symbol)
         value = abs(holding.quantity) * mark if mark is not None else abs(holding.position.cost)
         gross += rates.convert(value, holding.currency, base) if holding.currency != base else value
+    for symbol, bought in open_orders.currency_pairs.items():
+        positions[symbol] = books.cash_in(bought)  # a currency pair is held as cash in its base currency
     for symbol, pending in open_orders.pending(side, excluding=excluding).items():
         positions[symbol] = positions.get(symbol, _ZERO) + pending
-    realized = _ZERO
-    for currency, amount in books.realized_today.items():
-        realized += rates.convert(amount, currency, base) if currency != base else amount
     return AccountRiskState(
-        cash_available=cash,
-        reserved_by_open_orders=open_orders.reserved(market, base, excluding=excluding),
+        cash_available=power.cash,
+        reserved_by_open_orders=power.reserved,
+        cash_counted=power.counted,
         positions=positions,
         gross_exposure=gross,
-        realized_pnl_today=realized,
+        realized_pnl_today=_in(rates, books.realized_today, base),
         orders_in_last_minute=orders_in_last_minute,
         allow_short=books.allow_short,
         trading_state=trading_state,

@@ -367,6 +367,11 @@ class Settings(BaseSettings):
         return init_settings, env_settings, SecretFileSource(settings_cls), dotenv_settings
 
     @property
+    def paper_fx_fee_bps(self) -> Decimal:
+        """The paper fee of a currency conversion, in basis points (the FX venue's entry of `paper_fees`)."""
+        return self.paper_fees.get("FX", (Decimal(0), Decimal(0)))[0]
+
+    @property
     def effective_engine_in_process(self) -> bool:
         """Whether this API process runs the matching engine (see `engine_in_process`)."""
         if self.engine_in_process is not None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
-from tradestack.core.money import DECIMAL_TEXT, ascii_decimal_text
+from tradestack.core.money import DECIMAL_TEXT, ascii_decimal_text, average_text, plain
 from tradestack.core.precision import AMOUNT, PRICE, Precision
 
 
@@ -38,6 +38,13 @@ PositivePrice = Annotated[WireDecimal, Field(gt=0), fitting(PRICE)]
 
 PositiveAmount = Annotated[WireDecimal, Field(gt=0), fitting(AMOUNT)]
 """A quantity or amount above zero that fits an amount column (20 integer digits, 18 decimal places)."""
+
+
+DecimalText = Annotated[Decimal, PlainSerializer(plain, return_type=str, when_used="json")]
+"""A Decimal sent as its plain canonical text (``"1902.5"``, never ``"1.9025E+3"``)."""
+
+AverageText = Annotated[Decimal, PlainSerializer(average_text, return_type=str, when_used="json")]
+"""An average price sent rounded half-even to `AVERAGE_PLACES` (8) decimal places, as plain text."""
 
 
 class RequestBody(BaseModel):

@@ -254,8 +254,10 @@ class OrderDesk:
                 account.open,
                 market,
                 side=Side(request.side.value),
+                currency=quote,
                 orders_in_last_minute=len(account.recent),
                 trading_state=account.state,
+                fx_fee_bps=self.runtime.settings.paper_fx_fee_bps,
             )
             denial = evaluate(
                 _intent(request),

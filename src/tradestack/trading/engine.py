@@ -229,6 +229,24 @@ class EngineShard:
                 await update_trading_gauges(self.runtime, self.instruments)
         ENGINE_ORDERS_WORKING.labels(shard=self._label).set(len(self.owners))
 
+    async def refresh_rates(self) -> None:
+        """Take the FX rates of the cached quotes (the newest published), before booking fills.
+
+        The bus drops the oldest quotes for a subscriber that falls behind, so the rates seen on it may
+        lack a pair: an auto-convert account's purchase in that currency would then be left as a negative
+        balance instead of being converted. When the cache is away the rates seen on the bus stand.
+        """
+        try:
+            cached = await MarketDataService(self.runtime).snapshot(instruments=self.instruments)
+        except Exception as exc:
+            backend = unavailable_backend(exc)
+            if backend is None:
+                raise
+            count_outage(backend, "engine_rates", exc)
+            return
+        if cached.rates.quotes:
+            self.rates = FxRates({**self.rates.quotes, **cached.rates.quotes}, pivot=cached.rates.pivot)
+
     def _update_rates(self, quotes: Iterable[Quote]) -> None:
         fresh = fx_rates_of(self.instruments, {quote.symbol: view_of(quote) for quote in quotes})
         if fresh.quotes:
@@ -337,6 +355,8 @@ class EngineShard:
                 await self._apply(engine, engine.on_session_close(now, ended))
 
     async def _apply(self, engine: MatchingEngine, events: list[Fill | Triggered | Expired]) -> None:
+        if any(isinstance(event, Fill) for event in events):
+            await self.refresh_rates()
         for event in events:
             account_id = self.owners.get(event.order_id)
             if account_id is None:

@@ -13,6 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from tradestack.books.service import BooksService
+from tradestack.core.money import plain
 from tradestack.domain.books import AccountBooks
 from tradestack.domain.instruments import Instrument
 from tradestack.domain.matching import Expired, Fill, Triggered
@@ -28,6 +29,7 @@ from tradestack.domain.orders import (
     OrderTriggered,
 )
 from tradestack.domain.portfolio import FxRates, MissingFxRate
+from tradestack.domain.riskstate import buying_power
 from tradestack.kit.metrics import ORDERS
 from tradestack.kit.runtime import Runtime
 from tradestack.trading.repository import ConcurrentUpdate, TradingRepository, books_session
@@ -68,7 +70,9 @@ async def record(
         if isinstance(event, Fill):
             if event.fill_id in order.fill_ids or await ledger.fill_booked(event.fill_id):
                 return Result(Recorded.DUPLICATE)
-            shortfall = _cash_shortfall(await ledger.snapshot(account), order, instrument, event, rates)
+            shortfall = _cash_shortfall(
+                await ledger.snapshot(account), order, instrument, event, rates, runtime.settings.paper_fx_fee_bps
+            )
             if shortfall is not None:
                 new_events = [OrderCanceled(order_id=order.id, ts=event.ts, reason=shortfall)]
             else:
@@ -99,7 +103,6 @@ async def record(
             return Result(Recorded.GONE)
         books = None
         if fill_event is not None:
-            fx_fee_bps, _ = runtime.settings.paper_fees.get("FX", (Decimal(0), Decimal(0)))
             booked = await ledger.book_fill(
                 account,
                 order.request.symbol,
@@ -107,16 +110,18 @@ async def record(
                 fill_event,
                 instrument.quote_currency,
                 rates=rates,
-                fx_fee_bps=fx_fee_bps,
+                fx_fee_bps=runtime.settings.paper_fx_fee_bps,
+                pair=instrument.currency_pair,
             )
-            books = balances_message(booked, order.request.symbol, instrument.quote_currency)
+            filled = order.request.symbol if instrument.currency_pair is None else None  # a pair moves only cash
+            books = balances_message(booked, filled, instrument.quote_currency)
     if after.status is not order.status and (after.status.is_terminal or after.status is OrderStatus.PARTIALLY_FILLED):
         ORDERS.labels(type=after.request.type.value, status=after.status.value).inc()
     outcome = Recorded.CANCELED if isinstance(new_events[0], OrderCanceled) else Recorded.APPLIED
     return Result(outcome, OrderOut.of_order(after), fill_event, books)
 
 
-def balances_message(books: AccountBooks, filled: str, currency: str) -> dict[str, dict[str, str]]:
+def balances_message(books: AccountBooks, filled: str | None, currency: str) -> dict[str, dict[str, str]]:
     """Cash and positions as the portfolio channel sends them: by ledger account, decimals as strings; the
     `filled` symbol's position is always there (quantity 0 once the fill closed it)."""
     message: dict[str, dict[str, str]] = {
@@ -128,29 +133,32 @@ def balances_message(books: AccountBooks, filled: str, currency: str) -> dict[st
             "amount": str(holding.position.cost),
             "quantity": str(holding.quantity),
         }
-    message.setdefault(f"position:{filled}", {"currency": currency, "amount": "0", "quantity": "0"})
+    if filled is not None:
+        message.setdefault(f"position:{filled}", {"currency": currency, "amount": "0", "quantity": "0"})
     return dict(sorted(message.items()))
 
 
-def _cash_shortfall(books: AccountBooks, order: Order, instrument: Instrument, fill: Fill, rates: FxRates) -> str | None:
-    """Why a buy fill cannot be paid for (cash in all currencies, valued in the quote currency), or None.
+def _cash_shortfall(
+    books: AccountBooks, order: Order, instrument: Instrument, fill: Fill, rates: FxRates, fx_fee_bps: Decimal
+) -> str | None:
+    """Why a buy fill cannot be paid for (the cash the account's FX policy lets it spend, `buying_power`), or None.
 
     The pre-trade check reserved enough at the order's price; this catches what it could not
     foresee, such as a market order whose price moved beyond the collar before it filled.
     """
     if order.request.side.value != "buy":
         return None
-    quote = instrument.quote_currency
-    cash = Decimal(0)
+    quote, base = instrument.quote_currency, books.base_currency
+    needed = fill.quantity * fill.price + fill.fee
     try:
-        for currency, amount in books.cash.items():
-            cash += rates.convert(amount, currency, quote)
+        power = buying_power(books, rates, quote, {}, fx_fee_bps=fx_fee_bps)
+        needed_base = rates.convert(needed, quote, base) if quote != base else needed
     except MissingFxRate:
         return None  # cannot value the other currencies now; the pre-trade reservation stands
-    needed = fill.quantity * fill.price + fill.fee
-    if needed <= cash:
+    if needed_base <= power.available:
         return None
     return (
-        f"not enough cash for fill {fill.fill_id}: {fill.quantity} at {fill.price} plus fee {fill.fee} needs "
-        f"{needed} {quote}, the account has {cash} {quote}"
+        f"not enough cash for fill {fill.fill_id}: {plain(fill.quantity)} at {plain(fill.price)} plus fee "
+        f"{plain(fill.fee)} needs {plain(needed)} {quote} ({plain(needed_base.quantize(Decimal('0.01')))} {base}), "
+        f"the account has {plain(power.available.quantize(Decimal('0.01')))} {base} to spend ({power.counted})"
     )

@@ -6,15 +6,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, PlainSerializer, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from tradestack.core.money import plain
 from tradestack.domain.orders import Order, OrderSide, OrderType, TimeInForce
 from tradestack.domain.risk import RiskLimits, TradingState
-from tradestack.kit.fields import PositiveAmount, PositivePrice, RequestBody, WireDecimal
+from tradestack.kit.fields import AverageText, DecimalText, PositiveAmount, PositivePrice, RequestBody, WireDecimal
 from tradestack.models.trading import OrderRow
 
-DecimalText = Annotated[Decimal, PlainSerializer(plain, return_type=str, when_used="json")]
 CLIENT_ORDER_ID = r"^[A-Za-z0-9._:\-]{1,64}$"
 
 
@@ -66,7 +64,9 @@ class OrderOut(BaseModel):
     status: str
     filled_quantity: DecimalText
     remaining_quantity: DecimalText
-    average_fill_price: DecimalText | None
+    average_fill_price: AverageText | None = Field(
+        description="Filled notional / filled quantity, rounded half-even to 8 places."
+    )
     reason: str | None = Field(description="Why it was denied, canceled, expired or rejected.")
     version: int = Field(description="Number of events so far.")
     created_at: datetime

@@ -254,6 +254,20 @@ class TradingService:
                 raise
             count_outage(backend, "order_after_commit", exc)
 
+    async def reservations(self, account_id: str) -> dict[str, Decimal]:
+        """What the account's open buys reserve now, per quote currency (as the risk checks count it)."""
+        instruments = await self.market.instruments()
+        async with self.runtime.database.read_session() as session:
+            repo = TradingRepository(session)
+            account = await BooksService(session, self.clock).account(account_id)
+            if account is None:
+                raise NotFoundError(f"no account {account_id}")
+            limits = await self.limits_of(repo, account)
+            rows = await repo.open_orders([account_id])
+        open_orders = OpenOrders(limits, instruments, partial(fee_model_for, self.runtime), map(open_order_of, rows))
+        market = await self.market.snapshot({row.symbol for row in rows}, instruments=instruments)
+        return open_orders.reserved(market)
+
     async def limits_of(self, repo: TradingRepository, account: AccountProfile) -> RiskLimits:
         row = await repo.limits(account.id)
         if row is None:
@@ -270,6 +284,7 @@ class TradingService:
         now: datetime,
         *,
         side: Side,
+        currency: str,
         excluding: str | None = None,
     ) -> tuple[AccountRiskState, TradingState]:
         """What the checks need about `account` now (money in its base currency), and the global state.
@@ -291,9 +306,11 @@ class TradingService:
             open_orders,
             market,
             side=side,
+            currency=currency,
             orders_in_last_minute=recent,
             trading_state=TradingState(account_state.state) if account_state else TradingState.ACTIVE,
             excluding=excluding,
+            fx_fee_bps=self.runtime.settings.paper_fx_fee_bps,
         )
         return state, TradingState(global_state.state) if global_state else TradingState.ACTIVE
 
@@ -314,7 +331,15 @@ class TradingService:
         rates, base, quote = market.rates, account.base_currency, instrument.quote_currency
         try:
             state, global_state = await self.risk_state(
-                repo, account, limits, market, instruments, now, side=Side(request.side.value), excluding=excluding
+                repo,
+                account,
+                limits,
+                market,
+                instruments,
+                now,
+                side=Side(request.side.value),
+                currency=quote,
+                excluding=excluding,
             )
             return evaluate(
                 intent_of(request, quantity),
@@ -752,7 +777,7 @@ class TradingService:
             raise ValidationFailedError(
                 f"cannot convert {source} to {target} now: it needs {missing_fx(instruments, rates, source, target)}"
             ) from None
-        bps, _ = self.runtime.settings.paper_fees.get("FX", (_ZERO, _ZERO))
+        bps = self.runtime.settings.paper_fx_fee_bps
         bought = (body.amount * rate * (1 - bps / 10_000)).quantize(Decimal(1).scaleb(-target_places), ROUND_HALF_EVEN)
         if bought <= 0:
             raise ValidationFailedError(f"amount: {plain(body.amount)} {source} buys less than the smallest {target} unit")

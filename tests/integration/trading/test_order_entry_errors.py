@@ -48,17 +48,19 @@ async def test_the_largest_storable_order_is_recorded_as_denied(
     assert stored["limit_price"] == "99999999999999.99"
 
 
+@pytest.mark.parametrize(("policy", "missing"), [("multi_currency", "converting INR to AUD"), ("auto_convert", "AUDUSD")])
 async def test_orders_on_cash_without_an_fx_rate_to_the_base_are_422_saying_what_is_missing(
-    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, policy: str, missing: str
 ) -> None:
     trader = await make_user(Role.TRADER)
-    body = {"name": "x", "base_currency": "AUD", "deposit": {"currency": "INR", "amount": "5000000"}}
+    body = {"name": "x", "base_currency": "AUD", "deposit": {"currency": "INR", "amount": "5000000"}, "fx_policy": policy}
     created = await client.post("/api/accounts", json=body, headers=trader.headers)
     assert created.status_code == 201, created.text
     await publish_quote("AAPL", "150.00", "150.02")
     response = await client.post("/api/orders", json=limit_buy(created.json()["id"], "inr-1"), headers=trader.headers)
     assert response.status_code == 422, response.text
-    assert "INR" in response.json()["detail"]
+    # Margin values every currency held (INR first); auto-convert spends only USD and AUD, so it needs AUD/USD.
+    assert missing in response.json()["detail"]
 
 
 async def test_nse_stocks_trade_from_an_aud_account_through_the_usd_pivot_and_a_missing_quote_is_named(

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import redis
 
+from tradestack.core.money import to_places
 from tradestack.kit.config import Settings
 
 from .processes import (  # type: ignore[import-not-found]
@@ -169,7 +170,8 @@ async def test_concurrent_orders_on_two_workers_never_spend_more_than_the_buying
     assert {o.client_order_id for o in mine.values()} == {b["client_order_id"] for b in bodies}
     assert {oid for oid, o in mine.items() if o.status != "denied"} == {o["id"] for o in accepted.values()}
     assert {oid for oid, o in mine.items() if o.status == "denied"} == {d["order_id"] for d in denials}
-    spent = sum((f.quantity * f.price + f.fee for f in books.fills if f.account_id == account), Decimal(0))
+    # Cash moves in whole cents: each fill's quantity x price rounded half-even (the rest is booked to rounding:USD).
+    spent = sum((to_places(f.quantity * f.price, 2) + f.fee for f in books.fills if f.account_id == account), Decimal(0))
     assert spent <= deposit, f"fills cost {spent} USD with fees, the account had {deposit} USD"
     assert spent >= deposit / 2, f"only {spent} of {deposit} USD was used: the burst did not test the limit"
     cash = books.balances[(account, "cash:USD")].amount

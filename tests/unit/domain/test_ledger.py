@@ -20,6 +20,7 @@ from tradestack.domain.ledger import (
     balances,
     cash_balances,
     check_zero_sum,
+    currency_fill_entry,
     deposit,
     fee_entry,
     fill_entry,
@@ -258,13 +259,17 @@ class Booked:
     bought: dict[str, Decimal]
     sold: dict[str, Decimal]
     fees: dict[str, Decimal]
+    cash_places: int | None = None  # fills book cash in this minor unit (None: exactly)
 
 
 @st.composite
 def journals(draw: st.DrawFn) -> Booked:
     """Deposits and fills (buys, sells, shorts, covers, exact closes and flips) with fees in any currency."""
     positions: dict[str, PositionState] = {}
-    booked = Booked([], [], defaultdict(Decimal), defaultdict(Decimal), defaultdict(Decimal), defaultdict(Decimal))
+    booked = Booked(
+        [], [], defaultdict(Decimal), defaultdict(Decimal), defaultdict(Decimal), defaultdict(Decimal),
+        draw(st.sampled_from([None, 2])),  # deposits and fees are in cents
+    )  # fmt: skip
     for i in range(draw(st.integers(0, 40))):
         ts = T0 + timedelta(minutes=i)
         if draw(st.integers(0, 4)) == 0:
@@ -287,7 +292,12 @@ def journals(draw: st.DrawFn) -> Booked:
         price = SYMBOL_TICKS[symbol] * draw(st.integers(1, 40_000))
         fee = Decimal(draw(st.integers(-100, 2_000))).scaleb(-2)  # negative is a maker rebate
         fee_currency = draw(st.sampled_from(CURRENCIES))
-        booked.entries.append(fill_entry(f"fill-{i}", ts, symbol, side, quantity, price, quote, fee, fee_currency, before))
+        booked.entries.append(
+            fill_entry(
+                f"fill-{i}", ts, symbol, side, quantity, price, quote, fee, fee_currency, before,
+                cash_places=booked.cash_places,
+            )
+        )  # fmt: skip
         booked.fills.append(FillRecord(symbol, side, quantity, price, fee, fee_currency, ts))
         positions[symbol], _ = before.apply_fill(side, quantity, price)
         (booked.bought if side is Side.BUY else booked.sold)[quote] += quantity * price
@@ -324,8 +334,39 @@ def test_cash_equals_deposits_minus_buys_plus_sells_minus_fees(booked: Booked) -
         for currency in CURRENCIES
     }
     cash = cash_balances(booked.entries)
-    assert {c: cash.get(c, Decimal(0)) for c in CURRENCIES} == expected
+    left_over = {c: a for (account, c), a in balances(booked.entries).items() if account.kind is AccountKind.ROUNDING}
+    assert {c: cash.get(c, Decimal(0)) + left_over.get(c, Decimal(0)) for c in CURRENCIES} == expected
     assert set(cash) <= set(CURRENCIES)
+    if booked.cash_places is None:
+        assert left_over == {}
+    else:  # cash moves in whole minor units, each fill leaving at most half of one over
+        unit = Decimal(1).scaleb(-booked.cash_places)
+        for entry in booked.entries:
+            for posting in entry.postings:
+                if posting.account.kind is AccountKind.CASH:
+                    assert posting.amount == posting.amount.quantize(unit), entry
+                if posting.account.kind is AccountKind.ROUNDING:
+                    assert 0 < abs(posting.amount) <= unit / 2, entry
+
+
+def test_a_fill_books_cash_in_the_minor_unit_and_the_rest_as_rounding() -> None:
+    entry = fill_entry(
+        "f-1", T0, "BTC-USD", Side.BUY, d("0.05"), d("43465.29"), USD, d("2.17"), USD, PositionState("BTC-USD"),
+        cash_places=2,
+    )  # fmt: skip
+    assert sorted(lines(entry)) == sorted([
+        ("position:BTC-USD", USD, "2173.2645", "0.05"),
+        ("rounding:USD", USD, "-0.0045", None),  # 2173.2645 rounds half-even to 2173.26
+        ("cash:USD", USD, "-2173.26", None),
+        ("fees:USD", USD, "2.17", None),
+        ("cash:USD", USD, "-2.17", None),
+    ])  # fmt: skip
+    sell = fill_entry(
+        "f-2", T0, "BTC-USD", Side.SELL, d("0.05"), d("43465.3"), USD, d("0"), USD,
+        PositionState("BTC-USD", d("0.05"), d("2173.2645")), cash_places=2,
+    )  # fmt: skip
+    assert ("cash:USD", USD, "2173.26", None) in lines(sell)  # 2173.265 half-even: to the even cent
+    assert all(total == 0 for total in sums_by_currency(list(sell.postings)).values())
 
 
 @given(journals())
@@ -335,7 +376,15 @@ def test_deposits_and_fees_accounts_hold_what_was_fed_in(booked: Booked) -> None
         assert totals.get((Account.deposits(currency), currency), Decimal(0)) == -booked.deposits[currency]
         assert totals.get((Account.fees(currency), currency), Decimal(0)) == booked.fees[currency]
     kinds = {account.kind for account, _ in totals}
-    assert kinds <= {AccountKind.CASH, AccountKind.DEPOSITS, AccountKind.POSITION, AccountKind.REALIZED_PNL, AccountKind.FEES}
+    rounding = set() if booked.cash_places is None else {AccountKind.ROUNDING}
+    assert kinds <= {
+        AccountKind.CASH,
+        AccountKind.DEPOSITS,
+        AccountKind.POSITION,
+        AccountKind.REALIZED_PNL,
+        AccountKind.FEES,
+        *rounding,
+    }
 
 
 @given(journals())
@@ -365,7 +414,7 @@ def test_a_reversal_may_share_the_timestamp_of_what_it_reverses() -> None:
 
 # -- what a refusal says --------------------------------------------------------------------------
 
-KINDS = "cash, position, fees, realized_pnl, deposits, fx"
+KINDS = "cash, position, fees, realized_pnl, deposits, fx, rounding"
 CURRENCY_RULE = "must be a currency code of 2-10 characters A-Z and 0-9 (such as USD or USDT)"
 
 
@@ -494,3 +543,21 @@ def test_a_fill_costs_exactly_quantity_times_price() -> None:
     cash = next(p.amount for p in entry.postings if p.account == Account.cash(USD))
     assert cash == d("-121932631137021794334.8574911222374638")  # 37 digits, none lost
     assert lines(entry)[0] == ("position:BTC-USD", USD, "121932631137021794334.8574911222374638", plain(quantity))
+
+
+def test_a_currency_pair_fill_is_a_conversion_with_its_fee() -> None:
+    entry = currency_fill_entry(
+        "f-1", T0, Side.BUY, d("1000"), d("1.080055"), ("EUR", USD), d("0.22"), USD, "fill-1", cash_places=2
+    )
+    assert sorted(lines(entry)) == sorted([
+        ("cash:USD", USD, "-1080.06", None),  # 1080.055 half-even
+        ("fx:USD", USD, "1080.06", None),
+        ("fx:EUR", "EUR", "-1000", None),
+        ("cash:EUR", "EUR", "1000", None),
+        ("fees:USD", USD, "0.22", None),
+        ("cash:USD", USD, "-0.22", None),
+    ])  # fmt: skip
+    assert (entry.kind, entry.reference) == (EntryKind.FILL, "fill-1")
+    sell = currency_fill_entry("f-2", T0, "sell", d("1000"), d("1.08"), ("EUR", USD), d("0"), USD)
+    assert ("cash:EUR", "EUR", "-1000", None) in lines(sell)
+    assert ("cash:USD", USD, "1080", None) in lines(sell)

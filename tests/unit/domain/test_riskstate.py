@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 
-from tradestack.domain.books import AccountBooks, BalanceLine, books_of
+from tradestack.domain.books import AccountBooks, BalanceLine, FxPolicy, books_of
 from tradestack.domain.instruments import instrument
 from tradestack.domain.ledger import AccountKind
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import FeeModel
 from tradestack.domain.orders import OrderType
 from tradestack.domain.portfolio import FxRates, MissingFxRate
-from tradestack.domain.risk import RiskLimits, TradingState
-from tradestack.domain.riskstate import OpenOrder, OpenOrders, account_risk_state
+from tradestack.domain.risk import OrderIntent, RiskLimits, TradingState, check_buying_power
+from tradestack.domain.riskstate import OpenOrder, OpenOrders, account_risk_state, buying_power
 from tradestack.domain.snapshot import MarketSnapshot, QuoteView, decode_quote
 
 AAPL = instrument("AAPL")
@@ -60,10 +61,10 @@ def test_open_buys_reserve_notional_plus_fee_and_count_on_their_side_only() -> N
 def test_removing_and_replacing_orders_moves_the_sums_back() -> None:
     orders = _orders(OpenOrder("b", "AAPL", Side.BUY, OrderType.LIMIT, Decimal(2), Decimal(95)))
     orders.put(OpenOrder("b", "AAPL", Side.BUY, OrderType.LIMIT, Decimal(1), Decimal(95)))  # partly filled
-    assert orders.reserved(MARKET, "USD") == Decimal(96)
+    assert orders.reserved(MARKET) == {"USD": Decimal(96)}
     assert orders.pending(Side.BUY) == {"AAPL": Decimal(1)}
     assert orders.remove("b") is not None
-    assert (orders.reserved(MARKET, "USD"), orders.pending(Side.BUY), len(orders)) == (Decimal(0), {}, 0)
+    assert (orders.reserved(MARKET), orders.pending(Side.BUY), len(orders)) == ({}, {}, 0)
     orders.put(OpenOrder("gone", "AAPL", Side.BUY, OrderType.LIMIT, Decimal(0), Decimal(95)))  # nothing left: not counted
     assert "gone" not in orders
 
@@ -80,20 +81,26 @@ def test_excluding_leaves_the_replaced_order_out() -> None:
 
 def test_market_buys_reserve_at_the_mark_plus_the_collar_and_nothing_without_one() -> None:
     orders = _orders(OpenOrder("m", "AAPL", Side.BUY, OrderType.MARKET, Decimal(1)))
-    assert orders.reserved(MARKET, "USD") == Decimal(110) + Decimal(1)  # 100 + 10 % collar, fee minimum 1
-    assert orders.reserved(MarketSnapshot(), "USD") == Decimal(0)
+    assert orders.reserved(MARKET) == {"USD": Decimal(110) + Decimal(1)}  # 100 + 10 % collar, fee minimum 1
+    assert orders.reserved(MarketSnapshot()) == {}
 
 
 def test_money_in_other_currencies_is_converted_and_a_missing_rate_is_said() -> None:
     books = books_of("acct", "AUD", [BalanceLine("cash:USD", "USD", Decimal(100)), BalanceLine("cash:AUD", "AUD", Decimal(50))])
     rates = MarketSnapshot({}, FxRates({("AUD", "USD"): Decimal("0.625")}))
     state = account_risk_state(
-        books, _orders(), rates, side=Side.BUY, orders_in_last_minute=0, trading_state=TradingState.REDUCING
+        books,
+        _orders(),
+        rates,
+        side=Side.BUY,
+        currency="USD",
+        orders_in_last_minute=0,
+        trading_state=TradingState.REDUCING,
     )
     assert state.cash_available == Decimal(50) + Decimal(160)
     assert state.trading_state is TradingState.REDUCING
     with pytest.raises(MissingFxRate):
-        account_risk_state(books, _orders(), MarketSnapshot(), side=Side.BUY, orders_in_last_minute=0)
+        account_risk_state(books, _orders(), MarketSnapshot(), side=Side.BUY, currency="USD", orders_in_last_minute=0)
 
 
 def test_books_of_splits_balances_and_drops_flat_positions() -> None:
@@ -128,3 +135,69 @@ def test_one_rule_for_the_mark_and_one_for_the_rate(data: dict[str, object], mar
     assert quote is not None
     assert (quote.mark, quote.rate) == (mark, rate)
     assert decode_quote(["not", "a", "quote"]) is None
+
+
+AUD_USD = FxRates({("AUD", "USD"): Decimal("0.5")})  # 1 AUD = 0.5 USD: 1 USD = 2 AUD
+
+
+def _aud_account(policy: FxPolicy, **cash: str) -> AccountBooks:
+    lines = [BalanceLine(f"cash:{c}", c, Decimal(amount)) for c, amount in cash.items()]
+    return books_of("acct", "AUD", lines, fx_policy=policy)
+
+
+def test_auto_convert_spends_the_order_currency_and_the_base_net_of_the_fx_fee_never_a_third_currency() -> None:
+    books = _aud_account(FxPolicy.AUTO_CONVERT, AUD="1000", USD="100", EUR="5000")
+    power = buying_power(books, AUD_USD, "USD", {}, fx_fee_bps=Decimal(100))  # a 1 % fee, for round numbers
+    # 100 USD = 200 AUD, plus 1000 AUD buys 1000 / 1.01 AUD worth of USD; the EUR does not count.
+    assert power.cash == Decimal(200) + Decimal(1000) / Decimal("1.01")
+    assert (power.reserved, "auto-convert" in power.counted) == (Decimal(0), True)
+    assert buying_power(books, AUD_USD, "AUD", {}).available == Decimal(1000)  # an AUD purchase: AUD cash only
+
+
+def test_auto_convert_passes_exactly_what_the_fill_time_conversion_can_pay() -> None:
+    books = _aud_account(FxPolicy.AUTO_CONVERT, AUD="1010")
+    fee = Decimal(100)
+    # 500 USD at 2 AUD each, plus the 1 % FX fee: 1010 AUD exactly.
+    fits = OrderIntent("acct", "AAPL", Side.BUY, OrderType.LIMIT, Decimal(5), Decimal(100))
+    too_much = OrderIntent("acct", "AAPL", Side.BUY, OrderType.LIMIT, Decimal("5.01"), Decimal(100))
+    state = account_risk_state(
+        books, _orders(), MarketSnapshot({}, AUD_USD), side=Side.BUY, currency="USD", orders_in_last_minute=0,
+        fx_fee_bps=fee,
+    )  # fmt: skip
+    limits = replace(LIMITS, currency="AUD")
+
+    def to_aud(amount: Decimal) -> Decimal:
+        return AUD_USD.convert(amount, "USD", "AUD")
+
+    assert check_buying_power(fits, limits, state, None, to_base=to_aud) is None
+    denial = check_buying_power(too_much, limits, state, None, to_base=to_aud)
+    assert denial is not None
+    assert "counted: USD and AUD cash, AUD net of the 100 bp FX fee" in denial.reason
+
+
+def test_open_orders_in_a_third_currency_draw_on_the_base_beyond_their_own_cash() -> None:
+    books = _aud_account(FxPolicy.AUTO_CONVERT, AUD="1000", USD="50")
+    # Open USD buys hold 150 USD: 50 from the USD cash, the other 100 USD (200 AUD) from the AUD.
+    power = buying_power(books, AUD_USD, "AUD", {"USD": Decimal(150)})
+    assert power.available == Decimal(800)
+    # For another USD purchase the USD cash and its reservations count as they are.
+    assert buying_power(books, AUD_USD, "USD", {"USD": Decimal(150)}).available == Decimal(800)
+
+
+def test_multi_currency_margin_pools_every_currency_and_lets_one_go_negative() -> None:
+    books = _aud_account(FxPolicy.MULTI_CURRENCY, AUD="1000", USD="-100", EUR="0")
+    power = buying_power(books, AUD_USD, "USD", {"AUD": Decimal(100)}, fx_fee_bps=Decimal(100))
+    assert (power.cash, power.reserved, power.available) == (Decimal(800), Decimal(100), Decimal(700))
+    assert "multi-currency margin" in power.counted
+    auto = buying_power(_aud_account(FxPolicy.AUTO_CONVERT, AUD="1000", EUR="1000"), AUD_USD, "AUD", {})
+    pooled = buying_power(_aud_account(FxPolicy.MULTI_CURRENCY, AUD="1000", USD="1000"), AUD_USD, "AUD", {})
+    assert (auto.available, pooled.available) == (Decimal(1000), Decimal(3000))
+
+
+def test_a_currency_pair_is_held_as_the_cash_of_its_base_currency() -> None:
+    eurusd = instrument("EURUSD")
+    orders = OpenOrders(LIMITS, {"AAPL": AAPL, "EURUSD": eurusd}, lambda _: FEE)
+    books = books_of("acct", "USD", [BalanceLine("cash:USD", "USD", Decimal(100)), BalanceLine("cash:EUR", "EUR", Decimal(2000))])
+    rates = MarketSnapshot({}, FxRates({("EUR", "USD"): Decimal("1.08")}))
+    state = account_risk_state(books, orders, rates, side=Side.SELL, currency="USD", orders_in_last_minute=0)
+    assert state.position("EURUSD") == Decimal(2000)  # selling up to 2000 EURUSD is not a short
