@@ -1985,7 +1985,10 @@ export interface components {
     OrderOut: {
       /** Account Id */
       account_id: string;
-      /** Average Fill Price */
+      /**
+       * Average Fill Price
+       * @description Filled notional / filled quantity, rounded half-even to 8 places.
+       */
       average_fill_price: string | null;
       /** Client Order Id */
       client_order_id: string;
@@ -2102,8 +2105,10 @@ export interface components {
      * Portfolio
      * @description An account's cash, positions, realized P&L, fees and equity, valued now.
      *
-     *     Base-currency totals are rounded half-even to the base currency's minor unit (cents for AUD),
-     *     and `equity` is `cash_base + market_value_base` as shown.
+     *     Money on the wire is in minor units: cash and fees are booked in them (ISO 4217 exponent, 8 for
+     *     crypto); valuations and realized P&L are rounded half-even to the minor unit of their currency,
+     *     each from its exact value (so per-position figures may differ from a total by a unit); average
+     *     prices are rounded half-even to 8 decimal places. `equity` is `cash_base + market_value_base` as shown.
      *     Per-currency figures are always present. Base-currency figures (`cash_base`,
      *     `market_value_base`, `unrealized_pnl_base`, `equity`) need an FX rate from every currency held
      *     into `base_currency`; rates are the bid/ask midpoints of the live quotes of the catalogue's
@@ -2122,6 +2127,13 @@ export interface components {
       as_of: string;
       /** Base Currency */
       base_currency: string;
+      /**
+       * Buying Power
+       * @description Per currency (the base and every currency held): what a new purchase in it may spend now, in that currency, rounded down to its minor unit, after what open buys reserve and the FX fee of converting (auto_convert: that currency's cash plus the base currency's; multi_currency: all cash). A currency without an FX rate is left out.
+       */
+      buying_power: {
+        [key: string]: string;
+      };
       /**
        * Cash
        * @description Cash balance per currency.
@@ -2147,6 +2159,12 @@ export interface components {
         [key: string]: string;
       };
       /**
+       * Fx Policy
+       * @description auto_convert: a purchase in another currency spends that currency's cash, then converts the base currency it still needs at fill time (its own journal entry), so no cash goes negative; multi_currency: cash in every currency is pooled, valued in the base currency, and one currency may go negative.
+       * @enum {string}
+       */
+      fx_policy: "auto_convert" | "multi_currency";
+      /**
        * Fx Rates
        * @description Rates used, "BASE/QUOTE": how many QUOTE one BASE buys (e.g. "AUD/USD": "0.65").
        */
@@ -2167,7 +2185,7 @@ export interface components {
       problems: string[];
       /**
        * Realized Pnl
-       * @description Realized trading P&L per currency, before fees: positive is a gain, negative a loss.
+       * @description Realized trading P&L per currency, before fees: positive is a gain, negative a loss; rounded half-even to the currency's minor unit.
        */
       realized_pnl: {
         [key: string]: string;
@@ -2206,12 +2224,12 @@ export interface components {
     PositionOut: {
       /**
        * Average Cost
-       * @description cost_basis / quantity; exact when the quotient terminates, else rounded half-even to 12 places.
+       * @description cost_basis / quantity, rounded half-even to 8 decimal places.
        */
       average_cost: string;
       /**
        * Cost Basis
-       * @description Exact cost of the open units, signed like quantity.
+       * @description Cost of the open units, signed like quantity, rounded half-even to the quote currency's minor unit (the books keep it exactly).
        */
       cost_basis: string;
       /**
@@ -2232,12 +2250,12 @@ export interface components {
       mark_ts: string | null;
       /**
        * Market Value
-       * @description quantity x mark_price, signed (negative for a short).
+       * @description quantity x mark_price, signed (negative for a short), rounded half-even to the quote currency's minor unit.
        */
       market_value: string;
       /**
        * Market Value Base
-       * @description market_value in the base currency; null without an FX rate.
+       * @description market_value in the base currency, rounded half-even to its minor unit; null without an FX rate.
        */
       market_value_base: string | null;
       /**
@@ -2254,12 +2272,12 @@ export interface components {
       symbol: string;
       /**
        * Unrealized Pnl
-       * @description market_value - cost_basis, before fees.
+       * @description Exact market value less exact cost, before fees, rounded half-even to the quote currency's minor unit.
        */
       unrealized_pnl: string;
       /**
        * Unrealized Pnl Base
-       * @description unrealized_pnl in the base currency; null without an FX rate.
+       * @description unrealized_pnl in the base currency, rounded half-even to its minor unit; null without an FX rate.
        */
       unrealized_pnl_base: string | null;
     };
