@@ -10,6 +10,7 @@ import orjson
 import pytest
 from sqlalchemy import insert, text
 
+from tradestack.books.service import BooksService
 from tradestack.domain.orders import (
     OrderAccepted,
     OrderCanceled,
@@ -38,7 +39,7 @@ async def _orders(runtime: Runtime, make_user: MakeUser, count: int) -> list[str
     """`count` plain orders: resting (submitted, accepted), denied, and accepted then canceled, in turn."""
     user = await make_user(Role.TRADER, login=False)
     async with identity_session(runtime, Caller()) as identity:
-        account_id = (await identity.accounts_of(user.id))[0].id
+        account_id = (await BooksService(identity.session, runtime.clock).accounts_of(user.id))[0].id
     orders, events = [], []
     for n in range(count):
         order_id, client = f"o-{n:03}-{account_id[:6]}", f"c-{n}"
