@@ -8,6 +8,8 @@ per table, journal sums per currency, audit-chain head) and the SHA-256 and size
   fingerprint is taken from the copy itself.
 - PostgreSQL: ``pg_dump`` (custom format) runs on a snapshot exported from a REPEATABLE READ
   transaction, and the fingerprint is computed in that same transaction: both see the same data.
+  Its checksums are the hashes of the rows' COPY text (method v3, see `fingerprint`); a restore
+  recomputes them on the staged database on two connections sharing one snapshot.
 - Optional encryption (AES-256-GCM in chunks, `tradestack.kit.filecrypt`) with the key of
   ``TRADESTACK_ENCRYPTION_KEY``; the manifest records the key id.
 
@@ -50,7 +52,7 @@ from tradestack.kit.config import Settings
 from tradestack.kit.crypto import file_keys
 from tradestack.kit.db import Database
 from tradestack.kit.filecrypt import FileDecryptionError, decrypt_file, encrypt_file
-from tradestack.ops.fingerprint import Fingerprint, data_tables, fingerprint, fingerprint_concurrently
+from tradestack.ops.fingerprint import Fingerprint, backup_method, data_tables, fingerprint, fingerprint_concurrently
 from tradestack.ops.integrity import IntegrityReport, check_integrity
 
 MANIFEST = "manifest.json"
@@ -184,7 +186,7 @@ async def _sqlite_fingerprint(path: Path, progress: Progress = _noop) -> Fingerp
     engine = create_async_engine(f"sqlite+aiosqlite:///{path.as_posix()}")
     try:
         async with engine.connect() as connection:
-            return await fingerprint(connection, progress=progress)
+            return await fingerprint(connection, backup_method("sqlite"), progress=progress)
     finally:
         await engine.dispose()
 
@@ -203,7 +205,7 @@ async def _pg_dump_with_fingerprint(url: URL, destination: Path, progress: Progr
                 )
             )  # fmt: skip
             try:
-                result = await fingerprint(connection, progress=progress)
+                result = await fingerprint(connection, backup_method("postgresql"), progress=progress)
             finally:
                 await dump
             return result
