@@ -14,14 +14,19 @@ Each round, alternating:
   type; no checks);
 - tradestack: `restore_backup` over the live database (``--force``): checksum of the file,
   pg_restore (``--jobs``) into a staging database, then concurrently the fingerprint (counts and
-  checksums of every table computed in SQL and streamed with COPY, journal sums, audit head)
-  against the manifest, `check integrity` (SQL aggregates; plain orders proven in one SQL pass,
-  the rest folded by the domain) and the audit chain, then the swap. Its ``restore_s`` is the
-  end-to-end time; the progress lines show when each part finished.
+  checksums of every table: each table's COPY text in primary-key order hashed by the client, the
+  tables shared by two connections on one snapshot; journal sums, audit head) against the
+  manifest, `check integrity` (SQL aggregates; plain orders proven in one SQL pass cut into two id
+  ranges on two sessions sharing one snapshot, the rest folded by the domain) and the audit chain,
+  then the swap. Its ``restore_s`` is the end-to-end time; the progress lines show when each part
+  finished.
 
-Figures (shared 2-core machine, load average ~11 from other sessions; `--orders 1000000`):
-before the set-based checks, one round took 605.7 s (integrity 410 s, fingerprint 141 s);
-after, `--rounds 2` gave restore_s=117.77 against plain pg_restore 58.09 s (ratio 2.03).
+Figures (shared 2-core machine, other sessions running; `--orders 1000000 --rounds 2`):
+before the set-based checks, one round took 605.7 s (integrity 410 s, fingerprint 141 s); after,
+restore_s=117.77 against plain pg_restore 58.09 s (load ~11). Measured again at load 9-12:
+restore_s=57.58, baseline 35.31 (ratio 1.63; integrity 33 s, fingerprint 21 s). With the checks on
+two connections each and the COPY-text checksums, at load 11-13: restore_s=54.52, baseline 38.96
+(ratio 1.40; pg_restore ~27 s, fingerprint 9 s, integrity 22-27 s).
 
 Medians are reported; ratio = tradestack / baseline. Every database made is dropped at the end.
 """
