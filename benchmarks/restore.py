@@ -23,10 +23,11 @@ Each round, alternating:
 
 Figures (shared 2-core machine, other sessions running; `--orders 1000000 --rounds 2`):
 before the set-based checks, one round took 605.7 s (integrity 410 s, fingerprint 141 s); after,
-restore_s=117.77 against plain pg_restore 58.09 s (load ~11). Measured again at load 9-12:
-restore_s=57.58, baseline 35.31 (ratio 1.63; integrity 33 s, fingerprint 21 s). With the checks on
-two connections each and the COPY-text checksums, at load 11-13: restore_s=54.52, baseline 38.96
-(ratio 1.40; pg_restore ~27 s, fingerprint 9 s, integrity 22-27 s).
+restore_s=117.77 against plain pg_restore 58.09 s (load ~11). With the checks on two connections
+each and the COPY-text checksums, back to back with the code before at load 3-4: restore_s=18.86,
+baseline 12.60 (ratio 1.50; fingerprint 3.6 s, integrity 8.2 s) against restore_s=22.65, baseline
+12.08 (ratio 1.88; fingerprint 7.7 s, integrity 13.2 s) before; at load 11-13: restore_s=54.52,
+baseline 38.96 (before, at load 9-12: 57.58 and 35.31).
 
 Medians are reported; ratio = tradestack / baseline. Every database made is dropped at the end.
 """
