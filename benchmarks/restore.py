@@ -14,14 +14,20 @@ Each round, alternating:
   type; no checks);
 - tradestack: `restore_backup` over the live database (``--force``): checksum of the file,
   pg_restore (``--jobs``) into a staging database, then concurrently the fingerprint (counts and
-  checksums of every table computed in SQL and streamed with COPY, journal sums, audit head)
-  against the manifest, `check integrity` (SQL aggregates; plain orders proven in one SQL pass,
-  the rest folded by the domain) and the audit chain, then the swap. Its ``restore_s`` is the
-  end-to-end time; the progress lines show when each part finished.
+  checksums of every table: each table's COPY text in primary-key order hashed by the client, the
+  tables shared by two connections on one snapshot; journal sums, audit head) against the
+  manifest, `check integrity` (SQL aggregates; plain orders proven in one SQL pass cut into two id
+  ranges on two sessions sharing one snapshot, the rest folded by the domain) and the audit chain,
+  then the swap. Its ``restore_s`` is the end-to-end time; the progress lines show when each part
+  finished.
 
-Figures (shared 2-core machine, load average ~11 from other sessions; `--orders 1000000`):
-before the set-based checks, one round took 605.7 s (integrity 410 s, fingerprint 141 s);
-after, `--rounds 2` gave restore_s=117.77 against plain pg_restore 58.09 s (ratio 2.03).
+Figures (shared 2-core machine, other sessions running; `--orders 1000000 --rounds 2`):
+before the set-based checks, one round took 605.7 s (integrity 410 s, fingerprint 141 s); after,
+restore_s=117.77 against plain pg_restore 58.09 s (load ~11). With the checks on two connections
+each and the COPY-text checksums, back to back with the code before at load 3-4: restore_s=18.86,
+baseline 12.60 (ratio 1.50; fingerprint 3.6 s, integrity 8.2 s) against restore_s=22.65, baseline
+12.08 (ratio 1.88; fingerprint 7.7 s, integrity 13.2 s) before; at load 11-13: restore_s=54.52,
+baseline 38.96 (before, at load 9-12: 57.58 and 35.31).
 
 Medians are reported; ratio = tradestack / baseline. Every database made is dropped at the end.
 """

@@ -8,6 +8,8 @@ per table, journal sums per currency, audit-chain head) and the SHA-256 and size
   fingerprint is taken from the copy itself.
 - PostgreSQL: ``pg_dump`` (custom format) runs on a snapshot exported from a REPEATABLE READ
   transaction, and the fingerprint is computed in that same transaction: both see the same data.
+  Its checksums are the hashes of the rows' COPY text (method v3, see `fingerprint`); a restore
+  recomputes them on the staged database on two connections sharing one snapshot.
 - Optional encryption (AES-256-GCM in chunks, `tradestack.kit.filecrypt`) with the key of
   ``TRADESTACK_ENCRYPTION_KEY``; the manifest records the key id.
 
@@ -50,7 +52,7 @@ from tradestack.kit.config import Settings
 from tradestack.kit.crypto import file_keys
 from tradestack.kit.db import Database
 from tradestack.kit.filecrypt import FileDecryptionError, decrypt_file, encrypt_file
-from tradestack.ops.fingerprint import Fingerprint, data_tables, fingerprint
+from tradestack.ops.fingerprint import Fingerprint, backup_method, data_tables, fingerprint, fingerprint_concurrently
 from tradestack.ops.integrity import IntegrityReport, check_integrity
 
 MANIFEST = "manifest.json"
@@ -60,6 +62,10 @@ SQLITE_FILE = "database.sqlite"
 PG_FILE = "database.pgdump"
 PURPOSE = "tradestack-backup"
 RESTORE_JOBS = 4  # pg_restore --jobs, at most the CPU count
+CHECK_CONNECTIONS = 2  # connections sharing the checksums of a staged database (and, as many, check integrity's orders pass)
+# Session settings of pg_restore's connections (PGOPTIONS): index builds sort in memory, and nothing
+# waits for WAL flushes at each commit (a crash mid-restore loses only the staging database, dropped anyway).
+RESTORE_SESSION = "-c maintenance_work_mem=256MB -c synchronous_commit=off"
 Progress = Callable[[str], None]
 
 
@@ -180,7 +186,7 @@ async def _sqlite_fingerprint(path: Path, progress: Progress = _noop) -> Fingerp
     engine = create_async_engine(f"sqlite+aiosqlite:///{path.as_posix()}")
     try:
         async with engine.connect() as connection:
-            return await fingerprint(connection, progress=progress)
+            return await fingerprint(connection, backup_method("sqlite"), progress=progress)
     finally:
         await engine.dispose()
 
@@ -199,7 +205,7 @@ async def _pg_dump_with_fingerprint(url: URL, destination: Path, progress: Progr
                 )
             )  # fmt: skip
             try:
-                result = await fingerprint(connection, progress=progress)
+                result = await fingerprint(connection, backup_method("postgresql"), progress=progress)
             finally:
                 await dump
             return result
@@ -411,6 +417,7 @@ async def _pg_restore_into(url: URL, name: str, dump: Path, progress: Progress =
         await admin.close()
     target = url.set(database=name)
     conninfo, env = _libpq(target)
+    env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {RESTORE_SESSION}".strip()
     jobs = f"--jobs={max(1, min(RESTORE_JOBS, os.cpu_count() or 1))}"  # tables and indexes restored in parallel
     await _run(
         _tool("pg_restore"), "--exit-on-error", "--no-owner", jobs, f"--dbname={conninfo}", str(dump), env=env, progress=progress
@@ -444,13 +451,12 @@ async def _check_staged(settings: Settings, url: str, backup: Backup, result: Ve
     expected = Fingerprint.from_json(backup.manifest["fingerprint"])
 
     async def facts() -> Fingerprint:
-        async with database.engine.connect() as connection:
-            found = await fingerprint(connection, expected.method, progress=progress)
+        found = await fingerprint_concurrently(database.engine, expected.method, connections=CHECK_CONNECTIONS, progress=progress)
         progress("row counts, checksums, journal sums and audit head compared with the manifest")
         return found
 
     async def integrity() -> IntegrityReport:
-        found = await check_integrity(database)
+        found = await check_integrity(database, connections=CHECK_CONNECTIONS)
         progress("check integrity done")
         return found
 
@@ -524,17 +530,23 @@ async def verify_backup(settings: Settings, backup: Backup, *, progress: Progres
     return result
 
 
-async def _rows_in(url: URL) -> int:
-    """Rows in the application tables of the database at `url` (0 when it is empty)."""
+async def _tables_with_rows(url: URL) -> list[str]:
+    """The application tables holding at least one row in the database at `url` (none: it is empty).
+
+    Asks whether each has a row rather than counting them: the answer is the same, and it does
+    not read a large database through just to refuse or replace it.
+    """
     engine = create_async_engine(url)
     try:
         async with engine.connect() as connection:
             existing = set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
-            total = 0
+            found = []
             for table in data_tables():
                 if table.name in existing:
-                    total += (await connection.exec_driver_sql(f'SELECT count(*) FROM "{table.name}"')).scalar_one()  # noqa: S608 - table names from our metadata
-            return int(total)
+                    query = f'SELECT EXISTS (SELECT 1 FROM "{table.name}")'  # noqa: S608 - table names from our metadata
+                    if (await connection.exec_driver_sql(query)).scalar_one():
+                        found.append(table.name)
+            return found
     finally:
         await engine.dispose()
 
@@ -545,12 +557,12 @@ async def restore_backup(settings: Settings, backup: Backup, *, force: bool = Fa
     dialect = target.get_backend_name()
     if dialect == "sqlite":
         target_path = Path(str(target.database))
-        occupied = await _rows_in(target) if await asyncio.to_thread(target_path.exists) else 0
+        occupied = await _tables_with_rows(target) if await asyncio.to_thread(target_path.exists) else []
     else:
-        occupied = await _rows_in(target) if await _pg_exists(target) else 0
+        occupied = await _tables_with_rows(target) if await _pg_exists(target) else []
     if occupied and not force:
         raise BackupError(
-            f"the target database is not empty ({occupied} rows): restoring would replace it; pass --force to do so"
+            f"the target database is not empty (rows in {', '.join(occupied)}): restoring would replace it; pass --force to do so"
         )
     result = VerifyResult(backup)
     scratch_parent = target_path.parent if dialect == "sqlite" else None

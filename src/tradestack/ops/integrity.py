@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
 from typing import Any
@@ -39,6 +40,7 @@ from tradestack.ops.integrity_orders import orders_to_fold
 _CURRENCY_PAIRS = frozenset(i.symbol for i in CATALOG if i.currency_pair is not None)
 """Symbols whose fills are booked as conversions of cash (no position to compare)."""
 MAX_PROBLEMS = 50
+ORDER_CONNECTIONS = 2  # sessions sharing the orders' SQL pass on PostgreSQL
 FOLD_BATCH = 2000
 # Column values have at most 38 digits: at this precision their sums never round.
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
@@ -218,13 +220,16 @@ async def _fold_batch(
         _fold(report, order, events.get(order[0], []), folded)
 
 
-async def _orders(session: AsyncSession, report: IntegrityReport) -> dict[str, list[FillEvent]]:
+async def _orders(
+    session: AsyncSession, report: IntegrityReport, helpers: Sequence[AsyncSession] = ()
+) -> dict[str, list[FillEvent]]:
     """Check each order against its events; returns the fill events of every order the domain folded.
 
-    On PostgreSQL the orders proven by SQL are not folded here (they have no fill events).
+    On PostgreSQL the orders proven by SQL are not folded here (they have no fill events); `helpers`
+    (sessions on the same snapshot) share that SQL pass.
     """
     columns = (OrderRow.id, OrderRow.status, OrderRow.filled_quantity, OrderRow.version)
-    to_fold = await orders_to_fold(session) if session.get_bind().dialect.name == "postgresql" else None
+    to_fold = await orders_to_fold(session, helpers) if session.get_bind().dialect.name == "postgresql" else None
     folded: dict[str, list[FillEvent]] = {}
     if to_fold is None:  # every order, in id order, a batch at a time
         last: str | None = None
@@ -253,16 +258,35 @@ async def _orders(session: AsyncSession, report: IntegrityReport) -> dict[str, l
     return folded
 
 
-async def check_integrity(database: Database) -> IntegrityReport:
-    """Run every invariant in one read-only snapshot."""
+async def _snapshot_helpers(database: Database, session: AsyncSession, stack: AsyncExitStack, count: int) -> list[AsyncSession]:
+    """`count` more read-only sessions reading the snapshot of `session` (a REPEATABLE READ transaction)."""
+    snapshot = (await session.execute(text("SELECT pg_export_snapshot()"))).scalar_one()
+    helpers = []
+    for _ in range(count):
+        helper = await stack.enter_async_context(database.read_session())
+        await helper.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+        await helper.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+        helpers.append(helper)
+    return helpers
+
+
+async def check_integrity(database: Database, *, connections: int = ORDER_CONNECTIONS) -> IntegrityReport:
+    """Run every invariant in one read-only snapshot.
+
+    On PostgreSQL without a read replica, the orders' SQL pass is shared by `connections`
+    sessions importing that snapshot (a snapshot cannot be shared with a replica's sessions).
+    """
     report = IntegrityReport()
-    async with database.read_session() as session:
+    async with database.read_session() as session, AsyncExitStack() as stack:
+        helpers: list[AsyncSession] = []
         if session.get_bind().dialect.name == "postgresql":
             await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+            if database.replica_engine is None and connections > 1:
+                helpers = await _snapshot_helpers(database, session, stack, connections - 1)
         journal_positions, folds = await _journal(session, report)
         await _balances(session, report, folds)
         fill_positions = await _fill_positions(session, report)
-        orders = await _orders(session, report)
+        orders = await _orders(session, report, helpers)
         for key in sorted(set(journal_positions) | set(fill_positions)):
             in_journal, from_fills = journal_positions.get(key, Decimal(0)), fill_positions.get(key, Decimal(0))
             if in_journal != from_fills:

@@ -24,11 +24,13 @@ is not JSON at all is simply not proven.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.orders import EVENT_TYPES, TRANSITIONS, OrderStatus, event_from_dict
@@ -51,48 +53,73 @@ _ID = "'^[A-Za-z0-9_.:@+-]+$'"  # needs no JSON escaping, and is not blank for s
 # A JSON string without escapes or control characters, not blank (``\\:`` is a colon that text() must not bind).
 _REASON = '\'^"[^"\\\\[\\:cntrl\\:]]*[A-Za-z0-9][^"\\\\[\\:cntrl\\:]]*"$\''
 _HEAD = f"""'{{"kind":"' || e.kind || '","order_id":"' || e.order_id || '","ts":"' || {_TS_TEXT} || '"'"""
-_REQUEST_HEAD = (
-    """h.head || ',"request":{"client_order_id":"' || o.client_order_id || '","account_id":"' || o.account_id || '",'"""
-)
-_SUBMITTED = f"""e.kind = 'submitted' AND o.client_order_id ~ {_ID} AND o.account_id ~ {_ID}
-       AND left(e.payload, length(r.request_head)) = r.request_head AND right(e.payload, 2) = '}}}}'"""
+# The submitted payload after its head: the request's ids, then its terms and the two closing braces.
+_REQUEST_1, _REQUEST_2, _REQUEST_3 = ',"request":{"client_order_id":"', '","account_id":"', '",'
+_PREFIX = f"h.head || '{_REQUEST_1}' || o.client_order_id || '{_REQUEST_2}' || o.account_id || '{_REQUEST_3}'"
+_TERMS_AT = f"length(h.head) + length(o.client_order_id) + length(o.account_id) + {len(_REQUEST_1 + _REQUEST_2 + _REQUEST_3) + 1}"
+# Whether one event's payload is written as the template for its kind (ids are checked once per order).
 _SHAPE = f"""
-CASE WHEN e.order_id ~ {_ID} THEN CASE
+CASE
+  WHEN e.kind = 'submitted' THEN starts_with(e.payload, {_PREFIX}) AND right(e.payload, 2) = '}}}}'
   WHEN e.kind IN ('accepted', 'expired') THEN e.payload = h.head || '}}'
   WHEN e.kind IN ('denied', 'rejected', 'canceled') THEN
-       left(e.payload, length(h.head) + 10) = h.head || ',"reason":' AND right(e.payload, 1) = '}}'
+       starts_with(e.payload, h.head || ',"reason":') AND right(e.payload, 1) = '}}'
        AND substr(e.payload, length(h.head) + 11, length(e.payload) - length(h.head) - 11) ~ {_REASON}
-  WHEN h.submitted THEN true
   ELSE false END
-ELSE false END
 """
-# Per order: its kinds in sequence (a plain life has at most three events: submitted, accepted and one
-# that ends it), its request terms (the submitted payload after the ids; NULL when it is not written as
-# the template) and whether everything else is proven.
-_PER_ORDER = f"""
+
+
+def _per_order(where: str = "") -> str:
+    """Per order: its kinds in sequence (a plain life has at most three events: submitted, accepted and
+    one that ends it), its request terms (the submitted payload after the ids; NULL when it is not
+    written as the template) and whether everything else is proven. `where` narrows the orders and
+    events read (an id range, on both tables so each is one index range scan)."""
+    return f"""
 WITH per_order AS (
   SELECT o.id, o.status,
-         concat_ws(',', max(e.kind) FILTER (WHERE e.seq = 1), max(e.kind) FILTER (WHERE e.seq = 2),
-                   max(e.kind) FILTER (WHERE e.seq = 3)) AS kinds,
-         max(substr(e.payload, length(h.request_head) + 1, length(e.payload) - length(h.request_head) - 2))
-           FILTER (WHERE e.seq = 1 AND h.submitted) AS terms,
+         concat_ws(',', max(e.kind COLLATE "C") FILTER (WHERE e.seq = 1), max(e.kind COLLATE "C") FILTER (WHERE e.seq = 2),
+                   max(e.kind COLLATE "C") FILTER (WHERE e.seq = 3)) AS kinds,
+         max(left(k.tail, -2) COLLATE "C") FILTER (WHERE e.seq = 1 AND e.kind = 'submitted' AND k.ok) AS terms,
          (count(*) <= {MAX_PLAIN_EVENTS} AND min(e.seq) = 1 AND max(e.seq) = count(*) AND o.version = count(*)
-          AND o.filled_quantity = 0 AND bool_and({_SHAPE})) AS proven
+          AND o.filled_quantity = 0 AND o.id ~ {_ID} AND o.client_order_id ~ {_ID} AND o.account_id ~ {_ID}
+          AND bool_and(k.ok)) AS proven
   FROM {_ORDERS} o JOIN {_EVENTS} e ON e.order_id = o.id
-  CROSS JOIN LATERAL (SELECT {_HEAD} AS head OFFSET 0) h0
-  CROSS JOIN LATERAL (SELECT CASE WHEN e.kind = 'submitted' THEN {_REQUEST_HEAD.replace("h.head", "h0.head")} END
-                      AS request_head OFFSET 0) r
-  CROSS JOIN LATERAL (SELECT h0.head AS head, r.request_head, coalesce({_SUBMITTED}, false) AS submitted OFFSET 0) h
+  CROSS JOIN LATERAL (SELECT {_HEAD} AS head OFFSET 0) h
+  CROSS JOIN LATERAL (SELECT {_SHAPE} AS ok,
+                             CASE WHEN e.kind = 'submitted' THEN substr(e.payload, {_TERMS_AT}) END AS tail OFFSET 0) k
+  {where}
   GROUP BY o.id
 )
 """  # noqa: S608 - table names and SQL fragments are constants of this module
+
+
 _GROUPS_SELECT = (
     "SELECT kinds, status, terms, array_agg(id) FILTER (WHERE NOT coalesce(proven, false)) FROM per_order "
     "GROUP BY kinds, status, terms"
 )
 _MEMBERS_SELECT = "SELECT id FROM per_order WHERE kinds = :kinds AND status = :status AND terms IS NOT DISTINCT FROM :terms"
-_GROUPS = text(_PER_ORDER + _GROUPS_SELECT)
-_GROUP_MEMBERS = text(_PER_ORDER + _MEMBERS_SELECT)
+_GROUP_MEMBERS = text(_per_order() + _MEMBERS_SELECT)
+_SPLIT_AT = text(f"SELECT id FROM {_ORDERS} ORDER BY id OFFSET :skip LIMIT 1")  # noqa: S608 - constant
+_COUNT = text(f"SELECT count(*) FROM {_ORDERS}")  # noqa: S608 - constant
+
+
+# The plan the pass is written for, whatever the statistics (a database just restored has none): both
+# tables read in id order from their primary keys and merged, one group per order, no parallel workers
+# (the pass is shared out by id ranges instead), no memoizing of per-event values that never repeat,
+# and the groups of orders hashed in memory.
+_PLAN = {
+    "enable_hashjoin": "off", "enable_sort": "off", "enable_memoize": "off",
+    "max_parallel_workers_per_gather": "0", "work_mem": "'64MB'",
+}  # fmt: skip
+
+
+def _groups(low: bool, high: bool) -> TextClause:
+    """The groups query over the orders with ids in [:low, :high) (a missing bound: unbounded)."""
+    bounds = [f"{column} {op} :{name}" for name, op, on in (("low", ">=", low), ("high", "<", high)) if on
+              for column in ("o.id", "e.order_id")]  # fmt: skip
+    return text(_per_order(f"WHERE {' AND '.join(bounds)}" if bounds else "") + _GROUPS_SELECT)
+
+
 _WITHOUT_EVENTS = text(f"SELECT o.id FROM {_ORDERS} o WHERE NOT EXISTS (SELECT 1 FROM {_EVENTS} e WHERE e.order_id = o.id)")  # noqa: S608 - constants
 _FILLED = text(f"SELECT DISTINCT order_id FROM {_FILLS}")  # noqa: S608 - constant
 
@@ -132,12 +159,45 @@ def fold_kinds(kinds: str) -> tuple[OrderStatus | None, str | None]:
     return status, None
 
 
-async def orders_to_fold(session: AsyncSession) -> list[str]:
-    """Ids of the orders the SQL pass cannot prove, sorted (all the others are proven right)."""
+async def _split_points(session: AsyncSession, parts: int) -> list[str]:
+    """Order ids cutting the orders (in id order) into `parts` ranges of about the same size."""
+    total = int((await session.execute(_COUNT)).scalar_one())
+    points: list[str] = []
+    for part in range(1, parts):
+        point = (await session.execute(_SPLIT_AT, {"skip": total * part // parts})).scalar_one_or_none()
+        if point is not None and (not points or point > points[-1]):
+            points.append(point)
+    return points
+
+
+async def orders_to_fold(session: AsyncSession, helpers: Sequence[AsyncSession] = ()) -> list[str]:
+    """Ids of the orders the SQL pass cannot prove, sorted (all the others are proven right).
+
+    `helpers`: more sessions reading the same snapshot as `session`; the pass is cut into id ranges,
+    one per session, that run at once (on PostgreSQL, each session is a server process of its own).
+    """
+    sessions = [session, *helpers]
+    points = await _split_points(session, len(sessions)) if helpers else []
+    bounds = list(zip([None, *points], [*points, None], strict=True))
+
+    async def groups(reader: AsyncSession, low: str | None, high: str | None) -> list[Any]:
+        values = {name: value for name, value in (("low", low), ("high", high)) if value is not None}
+        for name, value in _PLAN.items():
+            await reader.execute(text(f"SET LOCAL {name} = {value}"))
+        try:
+            return list((await reader.execute(_groups("low" in values, "high" in values), values)).all())
+        finally:
+            for name in _PLAN:
+                await reader.execute(text(f"SET LOCAL {name} TO DEFAULT"))
+
+    parts = await asyncio.gather(*(groups(reader, low, high) for reader, (low, high) in zip(sessions, bounds, strict=False)))
+    merged: dict[tuple[str, str, str | None], list[str]] = {}
+    for kinds, status, terms, unproven in (row for part in parts for row in part):
+        merged.setdefault((kinds, status, terms), []).extend(unproven or ())
     suspects: set[str] = set()
     checked_terms: dict[str, bool] = {}
-    for kinds, status, terms, unproven in (await session.execute(_GROUPS)).all():
-        suspects.update(unproven or ())
+    for (kinds, status, terms), unproven in merged.items():
+        suspects.update(unproven)
         simple = all(kind in SIMPLE_KINDS for kind in kinds.split(","))
         expected, _ = fold_kinds(kinds)
         if terms is not None and terms not in checked_terms:

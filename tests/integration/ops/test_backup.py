@@ -19,7 +19,7 @@ from tradestack.kit.config import Settings
 from tradestack.kit.db import Database
 from tradestack.kit.runtime import Runtime
 from tradestack.ops.backup import Backup, BackupError, create_backup, list_backups, restore_backup, sha256_of, verify_backup
-from tradestack.ops.fingerprint import Fingerprint, fingerprint
+from tradestack.ops.fingerprint import Fingerprint, backup_method, fingerprint
 from tradestack.ops.integrity import check_integrity
 
 from ..conftest import MakeUser  # type: ignore[import-not-found]
@@ -37,7 +37,7 @@ async def live_fingerprint(settings: Settings) -> Fingerprint:
     database = Database(settings)
     try:
         async with database.engine.connect() as connection:
-            return await fingerprint(connection)
+            return await fingerprint(connection, backup_method(connection.dialect.name))
     finally:
         await database.dispose()
 

@@ -87,6 +87,27 @@ async def test_a_changed_value_changes_the_checksum_either_way(engine: AsyncEngi
     assert after == python
 
 
+async def test_the_copy_method_counts_rows_ignores_session_settings_and_sees_a_change(engine: AsyncEngine) -> None:
+    async def v3(*settings: str) -> fp.TableFingerprint:
+        async with engine.connect() as connection, connection.begin():
+            for setting in settings:
+                await connection.execute(text(setting))
+            found: dict[str, fp.TableFingerprint] = {}
+            await fp._tables_fingerprint(connection, [SAMPLES], fp.METHOD_V3, found, None, 1)
+            return found[SAMPLES.name]
+
+    plain = await v3()
+    # The text COPY writes depends on these; v3 pins them, so a session set otherwise gets the same checksum.
+    assert await v3("SET TimeZone = 'Australia/Sydney'", "SET DateStyle = 'German, DMY'", "SET extra_float_digits = 0") == plain
+    assert plain.rows == len(ROWS)  # a note with a newline is still one line of COPY text
+    async with engine.begin() as connection:
+        await connection.execute(
+            SAMPLES.update().where(SAMPLES.c.id == "d").values(amount=Decimal("12345678901234567890.12345678901234568"))
+        )
+    changed = await v3("SELECT 1")
+    assert (changed.rows, changed.sha256 != plain.sha256) == (len(ROWS), True)
+
+
 def test_a_fingerprint_by_another_method_is_not_compared() -> None:
     old = fp.Fingerprint(method=fp.METHOD_V1)
     assert fp.Fingerprint().differences(old) == [
