@@ -774,7 +774,6 @@ def in_process_profile(orders: int) -> None:
 
     from tradestack.api import security
     from tradestack.api.app import create_app
-    from tradestack.audit import service as audit_service
     from tradestack.audit.repository import AuditRepository
     from tradestack.audit.service import AuditService
     from tradestack.books.repository import JournalRepository
@@ -788,7 +787,6 @@ def in_process_profile(orders: int) -> None:
     from tradestack.trading.service import TradingService
 
     timer = StepTimer()
-    AuditDrainer = getattr(audit_service, "AuditDrainer", None)  # noqa: N806 - a class
     # (depth, owner, attribute, label): a timer around each; depth only indents the report.
     steps: list[tuple[int, Any, str, str]] = [
         (1, security, "check_limit", "rate limit per IP (middleware, Redis)"),
@@ -811,7 +809,6 @@ def in_process_profile(orders: int) -> None:
         (3, TradingRepository, "create", "INSERT order, flush, INSERT 2 events"),
         (3, AuditService, "stage", "audit: INSERT into the outbox"),
         (2, TradingService, "_after", "after the commit"),
-        (3, AuditDrainer, "flush", "audit: drain the outbox into the chain"),
         (4, AuditService, "_drain", "drain transaction(s), BEGIN .. COMMIT"),
         (3, AuditService, "record", "audit append, own transaction"),
         (5, AuditRepository, "lock_chain", "pg_advisory_xact_lock (global)"),

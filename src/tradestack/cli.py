@@ -643,12 +643,12 @@ def data_retention(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what the policy would prune and anonymise.")] = False,
 ) -> None:
     """Apply the retention policy: prune fine bars kept in coarser ones, anonymise long-deactivated users (audited)."""
-    from tradestack.audit.service import drainer_of
+    from tradestack.audit.service import after_commit
     from tradestack.ops.retention import apply_retention
 
     async def work(runtime: Any) -> Any:
         report = await apply_retention(runtime, dry_run=dry_run)
-        await drainer_of(runtime).flush()
+        await after_commit(runtime)
         return report
 
     settings = load_settings()

@@ -575,10 +575,6 @@ class AuditChainer:
         """Ask the chainer to look at the outbox now (after committing a staged entry). Never waits."""
         self._wake.set()
 
-    async def flush(self) -> None:
-        """Deprecated name of `wake` (this used to chain before returning): returns at once."""
-        self.wake()
-
     async def tick(self) -> int:
         """Take or keep the lease, chain what waits if leading, refresh the backlog gauges; returns how many chained."""
         lease = self.service.lease_seconds
@@ -690,9 +686,3 @@ async def start_audit_chainer(runtime: Runtime) -> None:
     chainer = chainer_of(runtime)
     chainer.start()
     runtime.closers.append(chainer.stop)
-
-
-# Names of the one-at-a-time drainer this replaced, kept for callers not yet renamed.
-AuditDrainer = AuditChainer
-drainer_of = chainer_of
-start_audit_drainer = start_audit_chainer

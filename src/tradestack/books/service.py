@@ -32,7 +32,7 @@ from typing import overload
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradestack.audit.service import AuditService, drainer_of
+from tradestack.audit.service import AuditService, wake_chainer
 from tradestack.books.repository import AccountRepository, BooksRepository, Cursor, JournalRepository
 from tradestack.books.schemas import (
     AccountCreate,
@@ -455,7 +455,7 @@ class BooksApi:
                     "fx_policy": request.fx_policy,
                 },
             )
-        await drainer_of(self.runtime).flush()
+        wake_chainer(self.runtime)
         return _with_cash(account, {request.deposit.currency.upper(): request.deposit.amount})
 
     async def accounts_of(self, principal: Principal) -> list[AccountWithCash]:

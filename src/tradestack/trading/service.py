@@ -22,7 +22,7 @@ import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradestack.audit.service import AuditService, drainer_of
+from tradestack.audit.service import AuditService, wake_chainer
 from tradestack.books.service import BooksService, start_of_day
 from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from tradestack.core.money import canonical, decimal_places, plain
@@ -244,7 +244,7 @@ class TradingService:
         Redis is away the engine's reconciliation finds the order in the database instead.
         """
         try:
-            await drainer_of(self.runtime).flush()  # else the periodic drain chains it
+            wake_chainer(self.runtime)
             await publish_order(self.runtime, order)  # before the engine's news of it (a fill)
             if notify:
                 await commands_of(self.runtime).order_changed(order.account_id, order.id, settle=marketable)
@@ -754,7 +754,7 @@ class TradingService:
             limits = limits_from_json(text, account.base_currency)
             await repo.put_limits(account_id, text, now, principal.user_id)
             await self._stage(session, principal, caller, "risk.limits", "success", f"account:{account_id}", orjson.loads(text))
-        await drainer_of(self.runtime).flush()
+        wake_chainer(self.runtime)
         return RiskLimitsOut.of(account_id, limits, "account", now, principal.user_id)
 
     async def convert(self, principal: Principal, account_id: str, body: ConversionCreate, caller: Caller) -> ConversionOut:
@@ -788,7 +788,7 @@ class TradingService:
             detail = {"sold": [source, plain(body.amount)], "bought": [target, plain(bought)], "rate": plain(rate)}
             await self._stage(session, principal, caller, "account.convert", "success", f"account:{account.id}", detail)
             cash = dict((await books.snapshot(account)).cash)
-        await drainer_of(self.runtime).flush()
+        wake_chainer(self.runtime)
         return ConversionOut(
             account_id=account_id,
             entry_id=entry.id,
@@ -813,7 +813,7 @@ class TradingService:
             action = "risk.halt" if isinstance(body, HaltRequest) else "risk.resume"
             detail = {"state": state.value, "reason": body.reason}
             await self._stage(session, principal, caller, action, "success", f"scope:{body.scope}", detail)
-        await drainer_of(self.runtime).flush()
+        wake_chainer(self.runtime)
         canceled: list[OrderOut] = []
         if state is not TradingState.ACTIVE:
             async with self.runtime.database.read_session() as session:

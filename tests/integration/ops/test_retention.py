@@ -9,7 +9,7 @@ from decimal import Decimal
 import httpx
 from sqlalchemy import func, insert, select, text, update
 
-from tradestack.audit.service import AuditService, drainer_of
+from tradestack.audit.service import AuditService
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
 from tradestack.models.audit import AuditEntry
@@ -82,7 +82,7 @@ async def test_long_deactivated_users_are_anonymised_and_audited_while_books_and
         assert (await session.get(User, gone.id)).email == gone.email  # type: ignore[union-attr]
 
     assert (await apply_retention(runtime)).anonymised == [gone.id]
-    await drainer_of(runtime).flush()
+    assert await AuditService(runtime.database, runtime.clock).settle(wait_seconds=10)
     async with runtime.database.session() as session:
         users = {user.id: user for user in await session.scalars(select(User))}
         live_tokens = await session.scalar(
