@@ -12,6 +12,7 @@ from tradestack.api.errors import ErrorBoundaryMiddleware, install_error_handler
 from tradestack.api.lifecycle import lifespan_for
 from tradestack.api.middleware import RequestContextMiddleware
 from tradestack.api.openapi import install_openapi
+from tradestack.api.routing import guard_included_routers
 from tradestack.api.security import install_security
 from tradestack.api.ws import router as ws_router
 from tradestack.audit.endpoints import router as audit_router
@@ -70,4 +71,5 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     app.include_router(ws_router)
     install_openapi(app)
     install_dashboard(app)
+    guard_included_routers(app)
     return app

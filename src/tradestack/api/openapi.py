@@ -20,7 +20,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
-from tradestack.identity.deps import get_principal
+from tradestack.identity.deps import get_principal, permission_of
 from tradestack.kit.web import routes_of
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -49,7 +49,10 @@ CHANGING = {"post", "put", "patch", "delete"}
 
 
 def _needs_principal(dependant: Dependant) -> bool:
-    return any(dep.call is get_principal or _needs_principal(dep) for dep in dependant.dependencies)
+    return any(
+        dep.call is get_principal or (dep.call is not None and permission_of(dep.call) is not None) or _needs_principal(dep)
+        for dep in dependant.dependencies
+    )
 
 
 def _error_statuses(route: APIRoute, method: str, operation: dict[str, Any]) -> list[str]:

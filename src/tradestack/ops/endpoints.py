@@ -14,9 +14,13 @@ from tradestack.ops.service import HealthService
 router = APIRouter(tags=["ops"])
 
 
+HEALTHY = Health(status="ok").model_dump_json().encode()
+"""The liveness answer, serialised once: probes call it several times a second per replica."""
+
+
 @router.get("/api/health", response_model=Health, summary="The process is alive")
-async def health() -> Health:
-    return Health(status="ok")
+async def health() -> Response:
+    return Response(HEALTHY, media_type="application/json")
 
 
 @router.get(

@@ -88,7 +88,8 @@ async def list_models(
         503: {"description": "The promoted model's file is missing or does not match its fingerprint"},
     },
 )
-async def predict_move(runtime: RuntimeDep, principal: Reader, body: PredictRequest, response: Response) -> PredictionOut:
+async def predict_move(runtime: RuntimeDep, principal: Reader, body: PredictRequest) -> Response:
+    headers: dict[str, str] = {}
     if "POST /predict" not in runtime.settings.rate_limit_routes:
         # A configured route limit replaces the per-principal one that authentication already
         # counted for this request; only the seed's default needs a count of its own.
@@ -96,5 +97,6 @@ async def predict_move(runtime: RuntimeDep, principal: Reader, body: PredictRequ
         headers = await check_limit(
             runtime.rate_limiter, DEFAULT_PREDICT_LIMIT, "predict", identity, label="predict", description=identity
         )
-        response.headers.update(headers)
-    return await PredictorService(runtime).predict(body.symbol, body.book, body.previous)
+    answer = await PredictorService(runtime).predict(body.symbol, body.book, body.previous)
+    # Serialised by its own model (the response schema stays PredictionOut): no second validation.
+    return Response(answer.model_dump_json(), media_type="application/json", headers=headers)
