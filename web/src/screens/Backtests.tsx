@@ -152,41 +152,43 @@ function Metrics({ run }: { run: BacktestDetail }) {
   return (
     <section className="panel" aria-label="Metrics">
       <h2>Metrics</h2>
-      <table className="compact" data-testid="backtest-metrics">
-        <tbody>
-          <tr>
-            <th scope="row">Start equity</th>
-            <td
-              className="num"
-              data-field="start_equity"
-              data-value={money(run.metrics, "start_equity") ?? ""}
-            >
-              {cash("start_equity")}
-            </td>
-          </tr>
-          <tr>
-            <th scope="row">Final equity</th>
-            <td className="num" data-field="final_equity" data-value={run.final_equity}>
-              {`${round(run.final_equity, 2)} ${currency}`}
-            </td>
-          </tr>
-          <tr>
-            <th scope="row">Fees paid</th>
-            <td className="num" data-field="fees_paid" data-value={money(run.metrics, "fees_paid") ?? ""}>
-              {cash("fees_paid")}
-            </td>
-          </tr>
-          {ROWS.map(([name, label, text]) => {
-            const value = stat(run.metrics, name);
-            return (
-              <tr key={name}>
-                <th scope="row">{label}</th>
-                <Stat name={name} value={value} text={text(value)} />
-              </tr>
-            );
-          })}
-        </tbody>
-      </table>
+      <div className="scroll">
+        <table className="compact metrics" data-testid="backtest-metrics">
+          <tbody>
+            <tr>
+              <th scope="row">Start equity</th>
+              <td
+                className="num"
+                data-field="start_equity"
+                data-value={money(run.metrics, "start_equity") ?? ""}
+              >
+                {cash("start_equity")}
+              </td>
+            </tr>
+            <tr>
+              <th scope="row">Final equity</th>
+              <td className="num" data-field="final_equity" data-value={run.final_equity}>
+                {`${round(run.final_equity, 2)} ${currency}`}
+              </td>
+            </tr>
+            <tr>
+              <th scope="row">Fees paid</th>
+              <td className="num" data-field="fees_paid" data-value={money(run.metrics, "fees_paid") ?? ""}>
+                {cash("fees_paid")}
+              </td>
+            </tr>
+            {ROWS.map(([name, label, text]) => {
+              const value = stat(run.metrics, name);
+              return (
+                <tr key={name}>
+                  <th scope="row">{label}</th>
+                  <Stat name={name} value={value} text={text(value)} />
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </div>
     </section>
   );
 }
