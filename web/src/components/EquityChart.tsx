@@ -23,7 +23,12 @@ export function EquityChart({
 
   useEffect(() => {
     if (!container.current) return;
-    const created = createChart(container.current, { ...themed(), autoSize: true });
+    // A small minimum bar spacing: the whole run fits a phone-width chart (thousands of daily points).
+    const created = createChart(container.current, {
+      ...themed(),
+      autoSize: true,
+      timeScale: { minBarSpacing: 0.05, lockVisibleTimeRangeOnResize: true },
+    });
     // Display only: the chart draws floats; the exact figures are in the metrics table.
     const equity = created.addSeries(LineSeries, { color: EQUITY_COLOUR, lineWidth: 2, title: currency });
     equity.setData(curve.map((p) => ({ time: seconds(p.ts), value: p.equity })));
