@@ -41,6 +41,13 @@ SCREENSHOTS = Path(os.environ.get("TRADESTACK_E2E_SCREENSHOTS", ROOT / "var" / "
 class Server:
     base: str
     admin_token: str
+    data_dir: Path
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`tradestack ARGS` against this server's database (its data directory), output captured."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESTACK_")}
+        env.update(TRADESTACK_DATA_DIR=str(self.data_dir), TRADESTACK_LOG_LEVEL="warning")
+        return subprocess.run([str(TRADESTACK), *args], env=env, capture_output=True, text=True, timeout=300, check=False)
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token or self.admin_token}"}
@@ -106,7 +113,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             time.sleep(0.3)
         login = httpx.post(f"{base}/api/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
         assert login.status_code == 200, login.text
-        yield Server(base, login.json()["access_token"])
+        yield Server(base, login.json()["access_token"], data_dir)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)

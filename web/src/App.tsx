@@ -10,6 +10,7 @@ import { Markets } from "./screens/Markets";
 const Orders = lazy(() => import("./screens/Orders"));
 const Portfolio = lazy(() => import("./screens/Portfolio"));
 const Signals = lazy(() => import("./screens/Signals"));
+const Backtests = lazy(() => import("./screens/Backtests"));
 const Operations = lazy(() => import("./screens/Operations"));
 const Security = lazy(() => import("./screens/Security"));
 
@@ -36,6 +37,7 @@ function Routed() {
     );
   }
   const operations = can("risk:halt") || can("users:manage") || can("audit:read");
+  const backtests = can("marketdata:read"); // GET /api/backtests needs it
   return (
     <Suspense fallback={<p className="loading">Loading…</p>}>
       <Routes>
@@ -48,6 +50,8 @@ function Routed() {
           <Route path="/orders/:orderId" element={<Orders />} />
           <Route path="/portfolio" element={<Portfolio />} />
           <Route path="/signals" element={<Signals />} />
+          {backtests && <Route path="/backtests" element={<Backtests />} />}
+          {backtests && <Route path="/backtests/:runId" element={<Backtests />} />}
           {operations && <Route path="/operations" element={<Operations />} />}
           <Route path="/security" element={<Security />} />
           <Route path="*" element={<NotFound />} />

@@ -34,3 +34,6 @@ export type ModelOut = Schemas["ModelOut"];
 export type ModelList = Schemas["ModelList"];
 export type ModelAccuracy = Schemas["ModelAccuracy"];
 export type AccuracyList = Schemas["AccuracyList"];
+export type BacktestSummary = Schemas["BacktestSummary"];
+export type BacktestList = Schemas["BacktestList"];
+export type BacktestDetail = Schemas["BacktestDetail"];

@@ -7,7 +7,7 @@ import {
   type ISeriesApi,
   type UTCTimestamp,
 } from "lightweight-charts";
-import { useCallback, useEffect, useRef, useState } from "react";
+import { useCallback, useEffect, useRef, useState, type RefObject } from "react";
 import { api, ApiError } from "../api/client";
 import type { LiveFrame } from "../api/live";
 import type { Candle } from "../api/types";
@@ -21,7 +21,7 @@ interface CandleList {
   candles: Candle[];
 }
 
-function seconds(ts: string): UTCTimestamp {
+export function seconds(ts: string): UTCTimestamp {
   return Math.floor(Date.parse(ts) / 1000) as UTCTimestamp;
 }
 
@@ -61,6 +61,23 @@ function palette() {
   };
 }
 
+/** A chart's colours from the page's theme (CSS variables). */
+export function themed() {
+  const colours = palette();
+  return {
+    layout: { background: { color: colours.background }, textColor: colours.text, attributionLogo: true },
+    grid: { vertLines: { color: colours.grid }, horzLines: { color: colours.grid } },
+  };
+}
+
+/** Recolours `chart` when the theme changes. */
+export function useRestyled(chart: RefObject<IChartApi | null>): void {
+  const theme = useThemeName();
+  useEffect(() => {
+    chart.current?.applyOptions(themed());
+  }, [chart, theme]);
+}
+
 export function Chart({ symbol }: { symbol: string }) {
   const [timeframe, setTimeframe] = useState<Timeframe>("1d");
   const container = useRef<HTMLDivElement>(null);
@@ -72,7 +89,6 @@ export function Chart({ symbol }: { symbol: string }) {
   const exhausted = useRef(false);
   const [liveLast, setLiveLast] = useState<Candle | null>(null);
   const [olderError, setOlderError] = useState<string | null>(null);
-  const theme = useThemeName();
 
   const query = useQuery({
     queryKey: ["candles", symbol, timeframe],
@@ -89,11 +105,9 @@ export function Chart({ symbol }: { symbol: string }) {
   // The chart itself: created once per mount, restyled on theme change.
   useEffect(() => {
     if (!container.current) return;
-    const colours = palette();
     const created = createChart(container.current, {
+      ...themed(),
       autoSize: true,
-      layout: { background: { color: colours.background }, textColor: colours.text, attributionLogo: true },
-      grid: { vertLines: { color: colours.grid }, horzLines: { color: colours.grid } },
       timeScale: { timeVisible: true, secondsVisible: false },
     });
     candleSeries.current = created.addSeries(CandlestickSeries, {
@@ -117,13 +131,7 @@ export function Chart({ symbol }: { symbol: string }) {
     };
   }, []);
 
-  useEffect(() => {
-    const colours = palette();
-    chart.current?.applyOptions({
-      layout: { background: { color: colours.background }, textColor: colours.text },
-      grid: { vertLines: { color: colours.grid }, horzLines: { color: colours.grid } },
-    });
-  }, [theme]);
+  useRestyled(chart);
 
   useEffect(() => {
     exhausted.current = false;

@@ -41,6 +41,7 @@ export function Layout() {
           <NavLink to="/orders">Orders</NavLink>
           <NavLink to="/portfolio">Portfolio</NavLink>
           <NavLink to="/signals">Signals</NavLink>
+          {can("marketdata:read") && <NavLink to="/backtests">Backtests</NavLink>}
           {operations && <NavLink to="/operations">Operations</NavLink>}
           <NavLink to="/security">Security</NavLink>
         </nav>

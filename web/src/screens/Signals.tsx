@@ -2,15 +2,7 @@ import { useQuery } from "@tanstack/react-query";
 import { Link } from "react-router-dom";
 import { api, ApiError } from "../api/client";
 import type { AccuracyList, ModelAccuracy, ModelList, ModelOut, SignalList } from "../api/types";
-
-/** A figure from the API (float or null/NaN) with a fixed number of decimals. */
-export function figure(value: number | null | undefined, digits = 4): string {
-  return value === null || value === undefined || Number.isNaN(value) ? "–" : value.toFixed(digits);
-}
-
-function percent(value: number | null | undefined): string {
-  return value === null || value === undefined || Number.isNaN(value) ? "–" : `${(value * 100).toFixed(1)} %`;
-}
+import { figure, percent } from "../lib/format";
 
 /** "58.3 % (7 of 12)" or why there is no figure yet. */
 export function accuracyText(row: ModelAccuracy | undefined): string {

@@ -1,0 +1,56 @@
+// A stored backtest's figures as the API returns them (`metrics` and `result` are open JSON
+// objects): read with type checks, never assumed. Ratios are fractions; NaN arrives as null.
+
+/** A statistic of `metrics` (a float or null), or null when it is missing or not a number. */
+export function stat(metrics: Record<string, unknown>, name: string): number | null {
+  const value = metrics[name];
+  return typeof value === "number" && Number.isFinite(value) ? value : null;
+}
+
+/** A money figure of `metrics` (an exact decimal string), or null. */
+export function money(metrics: Record<string, unknown>, name: string): string | null {
+  const value = metrics[name];
+  return typeof value === "string" ? value : null;
+}
+
+export interface EquityPoint {
+  ts: string;
+  equity: number;
+}
+
+/** The equity curve of a stored result (`result.equity`: [{ts, equity}]), oldest first. */
+export function equityCurve(result: Record<string, unknown>): EquityPoint[] {
+  const points = result.equity;
+  if (!Array.isArray(points)) return [];
+  return points.filter(
+    (p): p is EquityPoint =>
+      typeof p === "object" &&
+      p !== null &&
+      typeof (p as EquityPoint).ts === "string" &&
+      typeof (p as EquityPoint).equity === "number",
+  );
+}
+
+/**
+ * The drawdown at each point: equity over its running peak, minus one (0 at a new high, -0.07 is
+ * 7 % under the peak). The peak starts at `start` (the starting capital), as the metrics' maximum
+ * drawdown does.
+ */
+export function drawdowns(curve: EquityPoint[], start: number | null = null): number[] {
+  let peak = start ?? Number.NEGATIVE_INFINITY;
+  return curve.map(({ equity }) => {
+    peak = Math.max(peak, equity);
+    return peak > 0 ? equity / peak - 1 : 0;
+  });
+}
+
+/** "2000-03-01" from an ISO 8601 time. */
+export function day(ts: string): string {
+  return ts.slice(0, 10);
+}
+
+/** "2026-12-04 13:45 UTC" from an ISO 8601 time. */
+export function minute(ts: string): string {
+  const when = new Date(ts);
+  return Number.isNaN(when.getTime()) ? ts : `${when.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+}
