@@ -66,7 +66,7 @@ from typing import Any
 
 import httpx
 import orjson
-from harness import BIN, ROOT, clean_env, free_port, server
+from harness import BIN, ROOT, clean_env, free_port, server, wait_ready
 
 GOAL_P99_MS = 50.0
 GOAL_P99_MS_WORKERS = 100.0  # several workers, 5,000 clients (issue 15)
@@ -474,6 +474,7 @@ def main() -> None:
     parser.add_argument("--log-level", default="info", help="Tradestack log level")
     parser.add_argument("--heartbeat-seconds", type=float, default=300, help="TRADESTACK_WS_HEARTBEAT_SECONDS")
     parser.add_argument("--compression", choices=["deflate", "none"], default="deflate", help="what clients offer")
+    parser.add_argument("--server-log", help="write the API server's output to this file (default: discarded)")
     parser.add_argument("--workers", type=int, default=1, help="API worker processes (> 1: Redis and serve marketdata)")
     parser.add_argument("--redis-url", default=os.environ.get("TRADESTACK_TEST_REDIS_URL"), help="Redis for --workers > 1")
     args = parser.parse_args()
@@ -513,7 +514,16 @@ def main() -> None:
             stack.callback(feeds.terminate)
         workers = str(args.workers)
         command = [str(BIN / "tradestack"), "serve", "api", "--host", "127.0.0.1", "--port", str(port), "--workers", workers]
-        stack.enter_context(server(command, env, f"{base}/api/ready", ready_timeout=180))
+        if args.server_log:
+            log_file = stack.enter_context(Path(args.server_log).open("wb"))
+            process = subprocess.Popen(
+                command, env=env, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            stack.callback(process.wait, 30)
+            stack.callback(process.terminate)
+            wait_ready(f"{base}/api/ready", process, 180)
+        else:
+            stack.enter_context(server(command, env, f"{base}/api/ready", ready_timeout=180))
         pid = server_pid(port)
         token = sign_in(base, email, password)
         layout = "market data in process" if args.workers == 1 else "serve marketdata + Redis fan-out"

@@ -4,7 +4,8 @@ uvicorn (h11) waits for headers and body as long as bytes keep trickling in, so 
 clients sending a byte every few seconds hold connections forever (slowloris). Here every
 request must be read completely, headers and body, within ``request_read_timeout_seconds`` of
 its first byte (or of the connection opening); otherwise the connection is closed. The time an
-application spends answering is not limited here.
+application spends answering is not limited here, nor the life of a connection upgraded to a
+WebSocket.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ class ReadTimeoutH11Protocol(H11Protocol):
         super().data_received(data)
         if self.conn.their_state not in READING:
             self._disarm()  # the whole request is in
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        # The connection now belongs to the WebSocket protocol: no request of ours is being read on it
+        # (h11 still says "body", as the upgrade leaves the request unfinished), so the deadline must not cut it.
+        self._disarm()
+        super().handle_websocket_upgrade(event)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
