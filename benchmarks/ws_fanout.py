@@ -387,9 +387,9 @@ def run_phase(args: argparse.Namespace, base: str, token: str, clients: int, pid
     try:
         for _ in workers:
             try:
-                ready.get(timeout=CONNECT_TIMEOUT_SECONDS)
+                ready.get(timeout=args.connect_timeout)
             except queue.Empty:
-                raise RuntimeError(f"a client process did not finish connecting within {CONNECT_TIMEOUT_SECONDS:g} s") from None
+                raise RuntimeError(f"a client process did not finish connecting within {args.connect_timeout:g} s") from None
         phase.active_on_server = metric(base, "websocket_connections_active")
         phase.sockets = sockets_per_worker(pid)
         conflated_before = metric(base, "websocket_messages_conflated_total")
@@ -474,6 +474,9 @@ def main() -> None:
     parser.add_argument("--log-level", default="info", help="Tradestack log level")
     parser.add_argument("--heartbeat-seconds", type=float, default=300, help="TRADESTACK_WS_HEARTBEAT_SECONDS")
     parser.add_argument("--compression", choices=["deflate", "none"], default="deflate", help="what clients offer")
+    parser.add_argument(
+        "--connect-timeout", type=float, default=CONNECT_TIMEOUT_SECONDS, help="seconds for all clients of a phase to connect"
+    )
     parser.add_argument("--server-log", help="write the API server's output to this file (default: discarded)")
     parser.add_argument("--workers", type=int, default=1, help="API worker processes (> 1: Redis and serve marketdata)")
     parser.add_argument("--redis-url", default=os.environ.get("TRADESTACK_TEST_REDIS_URL"), help="Redis for --workers > 1")
@@ -488,7 +491,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="tradestack-bench-") as tmp, ExitStack() as stack:
         data_dir = Path(tmp)
-        total_seconds = 2 * (args.seconds + GRACE_SECONDS) + 2 * CONNECT_TIMEOUT_SECONDS + args.heartbeat_seconds
+        total_seconds = 2 * (args.seconds + GRACE_SECONDS) + 2 * args.connect_timeout + args.heartbeat_seconds
         env = clean_env(
             TRADESTACK_DATA_DIR=str(data_dir),
             TRADESTACK_DATABASE_URL=f"sqlite+aiosqlite:///{data_dir / 'bench.db'}",
