@@ -150,9 +150,10 @@ def up(
     instance_id, seeded, stored_series, has_alpha = _run_runtime(settings, _migrate_and_seed)
     if demo_data and not stored_series:
         _import_demo_on_first_start(settings)
-    trainer: list[Any] = []  # the first-start trainer, started once the server is ready (it would slow the start)
+    trainer = None
     if demo_data and not has_alpha:
-        console.print("first start: an alpha model will be trained on the stored daily bars in the background (once)")
+        console.print("first start: training an alpha model on the stored daily bars in the background (once)")
+        trainer = _start_first_alpha()
     console.print(f"[green]database ready[/] ({settings.masked()['effective_database_url']}), instance {instance_id}")
     for user in seeded:
         secret = (
@@ -161,13 +162,11 @@ def up(
             else "password from TRADESTACK_ADMIN_PASSWORD"
         )
         console.print(f"created {user.role.value} [bold]{user.email}[/], {secret}")
-    on_ready = (lambda: trainer.append(_start_first_alpha())) if demo_data and not has_alpha else None
-    _announce_when_serving(settings.host, settings.port, on_ready=on_ready)
+    _announce_when_serving(settings.host, settings.port)
     code = serve(settings)
-    for process in trainer:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(10)
+    if trainer is not None and trainer.poll() is None:
+        trainer.terminate()
+        trainer.wait(10)
     raise typer.Exit(code)
 
 
