@@ -106,18 +106,21 @@ def root(
     """Tradestack command line."""
 
 
-async def _migrate_and_seed(runtime: Any) -> tuple[str, list[Any], int]:
-    """Migrate, seed the instance and first users, count the stored series: one runtime for all of `up`'s set-up."""
+async def _migrate_and_seed(runtime: Any) -> tuple[str, list[Any], int, bool]:
+    """Migrate, seed the instance and first users, count the stored series, look for an alpha model: one
+    runtime for all of `up`'s set-up."""
     from tradestack.books.flows import seed_first_users
     from tradestack.kit import migrations
     from tradestack.marketdata.service import MarketDataService
     from tradestack.ops.service import InstanceService
+    from tradestack.signals.service import SignalService
 
     await migrations.upgrade(runtime.database.engine)
     async with runtime.database.session() as session:
         instance = await InstanceService(session, runtime.clock).ensure_seeded()
     seeded = await seed_first_users(runtime)
-    return instance.id, seeded, len(await MarketDataService(runtime).series())
+    has_alpha = bool(await SignalService(runtime).models("alpha"))
+    return instance.id, seeded, len(await MarketDataService(runtime).series()), has_alpha
 
 
 @app.command()
@@ -146,10 +149,13 @@ def up(
     except ConfigurationError as exc:
         raise _fail(str(exc)) from exc
     console.print(f"secrets: {secrets_dir(settings)} (generated on first start, owner-only; back them up with the database)")
-    instance_id, seeded, stored_series = _run_runtime(settings, _migrate_and_seed)
+    instance_id, seeded, stored_series, has_alpha = _run_runtime(settings, _migrate_and_seed)
     if demo_data and not stored_series:
         _import_demo_on_first_start(settings)
-    trainer = _start_first_alpha(settings) if demo_data else None
+    trainer = None
+    if demo_data and not has_alpha:
+        console.print("first start: training an alpha model on the stored daily bars in the background (once)")
+        trainer = _start_first_alpha()
     console.print(f"[green]database ready[/] ({settings.masked()['effective_database_url']}), instance {instance_id}")
     for user in seeded:
         secret = (
@@ -761,25 +767,40 @@ def user_reset_password(email: Annotated[str, typer.Argument(help="Email of the 
     console.print("It works once: sign in with it, then set a new one with POST /api/auth/password.")
 
 
-def _announce_when_serving(host: str, port: int, timeout: float = 300.0) -> None:
-    """Print "serving on ..." once the server answers /api/health, not before (a background thread)."""
+NOT_READY_NOTICE_SECONDS = 30.0
+
+
+def _announce_when_serving(host: str, port: int, timeout: float = 300.0, on_ready: Callable[[], object] | None = None) -> None:
+    """Print "serving on ..." once the server answers /api/ready with 200, not before (a background thread);
+    then run `on_ready`. A server that answers but is still not ready after `NOT_READY_NOTICE_SECONDS` is
+    announced with a pointer to /api/ready (which names what is missing)."""
     import threading
     import time
+    import urllib.error
     import urllib.request
 
     probe_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - compared, not bound
-    probe = f"http://{probe_host}:{port}/api/health"
+    probe = f"http://{probe_host}:{port}/api/ready"
 
     def wait() -> None:
         deadline = time.monotonic() + timeout
+        answered_at: float | None = None
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(probe, timeout=1) as response:  # our own http URL
                     if response.status == 200:
                         console.print(f"serving on [bold]http://{host}:{port}[/]  (Ctrl+C to stop)")
+                        if on_ready is not None:
+                            on_ready()
                         return
+            except urllib.error.HTTPError:  # 503: up, not ready yet
+                answered_at = answered_at or time.monotonic()
+                if time.monotonic() - answered_at > NOT_READY_NOTICE_SECONDS:
+                    console.print(f"serving on [bold]http://{host}:{port}[/], not ready yet: see /api/ready")
+                    return
             except OSError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.05)
 
     threading.Thread(target=wait, name="announce-serving", daemon=True).start()
 
@@ -1357,15 +1378,10 @@ def _train_first_alpha(settings: Settings) -> None:
         console.print(f"first start: alpha model {outcome}")
 
 
-def _start_first_alpha(settings: Settings) -> Any:
-    """When no alpha is registered, train the first one in a child process beside the server (409 for signals until then)."""
+def _start_first_alpha() -> Any:
+    """Train the first alpha in a child process beside the server (409 for signals until then)."""
     import subprocess
 
-    from tradestack.signals.service import SignalService
-
-    if _run_runtime(settings, lambda runtime: SignalService(runtime).models("alpha")):
-        return None
-    console.print("first start: training an alpha model on the stored daily bars in the background (once)")
     return subprocess.Popen([sys.executable, "-m", "tradestack.cli", "signals", "first-start"])
 
 

@@ -4,7 +4,8 @@ uvicorn waits for headers and body as long as bytes keep trickling in, so a few 
 clients sending a byte every few seconds hold connections forever (slowloris). Here every
 request must be read completely, headers and body, within ``request_read_timeout_seconds`` of
 its first byte (or of the connection opening); otherwise the connection is closed. The time an
-application spends answering is not limited here.
+application spends answering is not limited here, nor the life of a connection upgraded to a
+WebSocket.
 
 Built on uvicorn's httptools protocol (the C parser uvicorn picks by default), not on h11:
 under load h11's pure-Python parsing and serialisation cost more CPU per request than the rest
@@ -62,6 +63,8 @@ class ReadTimeoutHttpProtocol(HttpToolsProtocol):
         self._disarm()  # the whole request is in
 
     def handle_websocket_upgrade(self) -> None:
+        # The connection now belongs to the WebSocket protocol: no request of ours is being read on it
+        # (the upgrade leaves the request unfinished), so the deadline must not cut it.
         self._disarm()
         super().handle_websocket_upgrade()
 

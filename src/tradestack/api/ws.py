@@ -32,12 +32,15 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from tradestack.books.service import BooksService
 from tradestack.core.errors import NotFoundError, PermissionDeniedError, TradestackError
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Caller, IdentityService, Principal
-from tradestack.kit.fanout import FanoutHub, Mailbox, MailboxOverflowError
+from tradestack.kit.fanout import DirectWriter, FanoutHub, Mailbox, MailboxOverflowError
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import WEBSOCKET_CONNECTIONS_ACTIVE
 from tradestack.kit.runtime import Runtime
@@ -53,6 +56,9 @@ CLOSE_POLICY = 1008
 MAX_MESSAGE_BYTES = 16_384
 MESSAGES_PER_SECOND = 50
 LOSSLESS_ACCOUNT_CHANNELS = ("orders", "fills")  # every update counts; portfolio snapshots conflate
+# A client with more than this not yet handed to the kernel is behind: its frames go through its
+# mailbox (conflated) until the socket has taken the rest.
+DIRECT_WRITE_MAX_BUFFERED_BYTES = 16_384
 
 
 def _frame(kind: str, **fields: Any) -> str:
@@ -67,11 +73,52 @@ async def hub_of(runtime: Runtime) -> FanoutHub:
     """This process's market-data hub, started on first use and stopped when the runtime closes."""
     hub = runtime.components.get("marketdata.hub")
     if not isinstance(hub, FanoutHub):
-        hub = FanoutHub(runtime.bus, FANOUT_CHANNEL, decode_message)
+        hub = FanoutHub(runtime.bus, FANOUT_CHANNEL, decode_message, wire=text_frame_bytes)
         runtime.components["marketdata.hub"] = hub
         runtime.closers.append(hub.close)
     await hub.start()
     return hub
+
+
+def text_frame_bytes(payload: bytes) -> bytes:
+    """A whole server-to-client WebSocket text frame (unmasked, no extension) carrying `payload`."""
+    return Frame(Opcode.TEXT, payload).serialize(mask=False)
+
+
+class _UvicornSocket:
+    """Writes frames straight to the transport of a uvicorn (websockets sans-I/O) connection.
+
+    Only while the connection is open, uses no extension (no permessage-deflate: the same bytes
+    suit every client), and its transport has next to nothing buffered (the client keeps up).
+    The frames uvicorn itself writes (through `send`) are whole frames written synchronously too,
+    so the two never interleave within a frame.
+    """
+
+    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+        self._protocol = protocol
+        self._transport = protocol.transport
+
+    @classmethod
+    def of(cls, websocket: WebSocket) -> _UvicornSocket | None:
+        """The direct writer of `websocket`, when uvicorn serves it and nothing wraps its receive channel."""
+        protocol = getattr(websocket._receive, "__self__", None)
+        if not isinstance(protocol, WebSocketsSansIOProtocol) or protocol.conn.extensions:
+            return None
+        return cls(protocol)
+
+    def try_write(self, wire: bytes) -> bool:
+        protocol, transport = self._protocol, self._transport
+        if (
+            protocol.close_sent
+            or protocol.disconnected
+            or protocol.conn.state is not State.OPEN
+            or not protocol.writable.is_set()
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > DIRECT_WRITE_MAX_BUFFERED_BYTES
+        ):
+            return False
+        transport.write(wire)
+        return True
 
 
 class _Credential:
@@ -263,8 +310,12 @@ class _Session:
                 if not await self._still_allowed():
                     return
                 frames = [_frame("heartbeat", ts=iso(self.runtime.clock.now()))]
-            for data in frames:
-                await self.ws.send_text(data)
+            self.mailbox.sending = True
+            try:
+                for data in frames:
+                    await self.ws.send_text(data)
+            finally:
+                self.mailbox.sending = False
 
     async def _still_allowed(self) -> bool:
         if self.credential is None:
@@ -300,6 +351,8 @@ async def stream(websocket: WebSocket) -> None:
         _frame("welcome", user=principal.email if principal else None, heartbeat_seconds=runtime.settings.ws_heartbeat_seconds)
     )
     WEBSOCKET_CONNECTIONS_ACTIVE.inc()
+    direct: DirectWriter | None = _UvicornSocket.of(websocket)
+    session.mailbox.direct = direct
     reader = asyncio.create_task(session.reader())
     writer = asyncio.create_task(session.writer())
     try:

@@ -5,6 +5,12 @@ in process) and hands each message to the local `Mailbox`es subscribed to the me
 channel. A mailbox conflates: it keeps only the newest frame per channel until its client takes
 it, so a slow client costs one frame per subscribed channel, never an unbounded buffer, and
 catches up with the latest values rather than stale ones.
+
+Each message is encoded once for all clients: its text once, and (given `wire`) the bytes of the
+whole WebSocket frame once. A mailbox with a `DirectWriter` whose client keeps up (nothing queued,
+the socket takes the bytes without buffering) gets those bytes written to its socket at once, in
+the hub's loop over its listeners: no task wakes up per client per message. A client that falls
+behind gets its frames through the mailbox again, conflated, until it has caught up.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from tradestack.kit.bus import Bus
 from tradestack.kit.logging import get_logger
@@ -24,6 +31,14 @@ MAX_CONTROL_FRAMES = 1000
 
 class MailboxOverflowError(Exception):
     """A client let too many control replies pile up without reading them."""
+
+
+class DirectWriter(Protocol):
+    """A client connection that can take a whole encoded frame without a task (see `Mailbox.deliver`)."""
+
+    def try_write(self, wire: bytes) -> bool:
+        """Write `wire` now if the connection is open and keeping up; False (nothing written) otherwise."""
+        ...
 
 
 class Mailbox:
@@ -41,6 +56,24 @@ class Mailbox:
         self._ready = asyncio.Event()
         self.conflated = 0
         self.overflowed = False
+        self.direct: DirectWriter | None = None
+        # True while the client's writer sends frames it took: a direct write then would overtake them.
+        self.sending = False
+
+    def deliver(self, channel: str, frame: str, wire: bytes | None) -> bool:
+        """From the hub: write the encoded frame `wire` straight to the socket when nothing is queued
+        or being sent and the client keeps up (True); otherwise `offer` it (queued, conflated)."""
+        direct = self.direct
+        if direct is not None and wire is not None and not self.sending and not self._ready.is_set():
+            lossless = bool(self._lossless) and channel.startswith(self._lossless)
+            if not lossless and self._taken.get(channel) == frame:
+                return False
+            if direct.try_write(wire):
+                if not lossless:
+                    self._taken[channel] = frame
+                return True
+        self.offer(channel, frame)
+        return False
 
     def offer(self, channel: str, frame: str) -> None:
         """Queue `frame` for `channel`, replacing an older one not yet taken.
@@ -99,14 +132,24 @@ class Mailbox:
 class FanoutHub:
     """Routes messages of one bus channel to local mailboxes by their channel name."""
 
-    def __init__(self, bus: Bus, bus_channel: str, decode: Callable[[bytes], tuple[str, bytes]]) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        bus_channel: str,
+        decode: Callable[[bytes], tuple[str, bytes]],
+        wire: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        """`decode` splits a bus message into (channel, frame text); `wire` encodes a frame as the bytes
+        a `DirectWriter` writes (None: every frame goes through the mailboxes)."""
         self._bus = bus
         self._bus_channel = bus_channel
         self._decode = decode
+        self._wire = wire
         self._subscribers: dict[str, set[Mailbox]] = {}
         self._task: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
         self.delivered = 0
+        self.written_directly = 0  # of `delivered`, frames written straight to a socket
 
     async def start(self) -> None:
         """Subscribe to the bus (once); returns when the subscription is live."""
@@ -123,10 +166,14 @@ class FanoutHub:
                         channel, frame = self._decode(message.data)
                         listeners = self._subscribers.get(channel)
                         if listeners:
-                            text = frame.decode()  # once per message, not once per client
+                            # Once per message, not once per client: the text, and the frame's bytes.
+                            text = frame.decode()
+                            wire = self._wire(frame) if self._wire is not None else None
+                            written = 0
                             for mailbox in listeners:
-                                mailbox.offer(channel, text)
+                                written += mailbox.deliver(channel, text, wire)
                             self.delivered += len(listeners)
+                            self.written_directly += written
                 return  # the bus was closed
             except asyncio.CancelledError:
                 raise

@@ -1,13 +1,18 @@
 """Runs feeds and publishes what they produce: cache (latest quote and book), bus (WebSocket fan-out), metrics.
 
-In embedded mode the runner lives inside the API process; in production `tradestack serve
-marketdata` runs it alone and API replicas read the Redis cache and pub/sub.
+In embedded mode the runner lives inside the API process, on a thread and event loop of its own
+(`FeedThread`); in production `tradestack serve marketdata` runs it alone and API replicas read the
+Redis cache and pub/sub.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
@@ -23,6 +28,9 @@ from tradestack.marketdata.service import BOOK_KEY, FANOUT_CHANNEL, HEARTBEAT_KE
 log = get_logger(__name__)
 HEARTBEAT_EVERY_SECONDS = 0.5
 RESTART_DELAY_SECONDS = 2.0
+MAX_PENDING = 10_000
+THREAD_START_SECONDS = 10.0
+THREAD_STOP_SECONDS = 10.0
 
 
 class LiveCandles:
@@ -44,8 +52,22 @@ class LiveCandles:
         return updated
 
 
+@dataclass(slots=True)
+class Publication:
+    """What one market event changes: cache entries to store and bus messages to publish, encoded."""
+
+    stores: list[tuple[str, bytes]] = field(default_factory=list)
+    messages: list[bytes] = field(default_factory=list)
+    at: datetime | None = None
+
+
 class Publisher:
-    """Publishes market events to the cache, the bus and the metrics."""
+    """Publishes market events to the cache, the bus and the metrics.
+
+    `prepare` does the work of an event (candles, JSON, metrics) and touches no backend, so it can
+    run on the feeds' own thread; `emit` stores and publishes the result on the loop that owns the
+    runtime's backends. `publish` is both, on the caller's loop.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -55,36 +77,54 @@ class Publisher:
 
     async def publish(self, feed: str, event: Quote | Trade | OrderBook) -> None:
         """Make `event` visible to API readers and WebSocket subscribers."""
-        cache, bus = self.runtime.cache, self.runtime.bus
+        await self.emit(self.prepare(feed, event))
+
+    def prepare(self, feed: str, event: Quote | Trade | OrderBook) -> Publication:
+        """Encode what `event` changes and count it in the metrics (no I/O)."""
+        out = Publication()
         if isinstance(event, Quote):
             data = quote_json(event)
-            await cache.set(QUOTE_KEY + event.symbol, orjson.dumps(data), self._ttl)
+            out.stores.append((QUOTE_KEY + event.symbol, orjson.dumps(data)))
             channel = f"quotes:{event.symbol}"
-            await bus.publish(FANOUT_CHANNEL, encode_message(channel, frame("quote", channel, data)))
+            out.messages.append(encode_message(channel, frame("quote", channel, data)))
             kind = "quote"
         elif isinstance(event, Trade):
             for tf, bar in self.candles.add(event):
                 channel = f"candles:{event.symbol}:{tf.value}"
-                await bus.publish(FANOUT_CHANNEL, encode_message(channel, frame("candle", channel, candle_json(bar, tf))))
+                out.messages.append(encode_message(channel, frame("candle", channel, candle_json(bar, tf))))
             kind = "trade"
         else:
             data = book_json(event)
-            await cache.set(BOOK_KEY + event.symbol, orjson.dumps(data), self._ttl)
+            out.stores.append((BOOK_KEY + event.symbol, orjson.dumps(data)))
             channel = f"orderbook:{event.symbol}"
-            await bus.publish(FANOUT_CHANNEL, encode_message(channel, frame("orderbook", channel, data)))
+            out.messages.append(encode_message(channel, frame("orderbook", channel, data)))
             kind = "orderbook"
         now = self.runtime.clock.now()
         MARKET_DATA_LATENCY.labels(feed=feed).observe(max(0.0, (now - event.ts).total_seconds()))
         MARKET_DATA_EVENTS.labels(feed=feed, kind=kind).inc()
         if kind == "quote":
             MARKET_DATA_LAST_UPDATE.labels(symbol=event.symbol).set(now.timestamp())
-        await self._heartbeat(now)
+        out.at = now
+        return out
+
+    async def emit(self, publication: Publication) -> None:
+        """Store and publish a prepared event (on the loop that owns the runtime's backends)."""
+        cache, bus = self.runtime.cache, self.runtime.bus
+        for key, value in publication.stores:
+            await cache.set(key, value, self._ttl)
+        for message in publication.messages:
+            await bus.publish(FANOUT_CHANNEL, message)
+        if publication.at is not None:
+            await self._heartbeat(publication.at)
 
     async def _heartbeat(self, now: datetime) -> None:
         stamp = now.timestamp()
         if stamp - self._heartbeat_at >= HEARTBEAT_EVERY_SECONDS:
             self._heartbeat_at = stamp
             await self.runtime.cache.set(HEARTBEAT_KEY, repr(stamp).encode(), 3600)
+
+
+Sink = Callable[[str, Quote | Trade | OrderBook], Awaitable[None]]
 
 
 class MarketDataRunner:
@@ -96,17 +136,17 @@ class MarketDataRunner:
         self.publisher = Publisher(runtime)
         self._tasks: list[asyncio.Task[None]] = []
 
-    def start(self) -> None:
-        """Start every feed in the background."""
+    def start(self, sink: Sink | None = None) -> None:
+        """Start every feed in the background on the running loop; events go to `sink` (default: publish them)."""
         for feed in self.feeds:
-            self._tasks.append(asyncio.create_task(self._run(feed), name=f"feed:{feed.name}"))
+            self._tasks.append(asyncio.create_task(self._run(feed, sink or self.publisher.publish), name=f"feed:{feed.name}"))
         log.info("market data feeds started", feeds=[f.name for f in self.feeds])
 
-    async def _run(self, feed: Feed) -> None:
+    async def _run(self, feed: Feed, sink: Sink) -> None:
         while True:
             try:
                 async for event in feed.events():
-                    await self.publisher.publish(feed.name, event)
+                    await sink(feed.name, event)
                 log.info("feed ended", feed=feed.name)
                 return
             except asyncio.CancelledError:
@@ -137,3 +177,88 @@ class MarketDataRunner:
         self._tasks.clear()
         for feed in self.feeds:
             await feed.close()
+
+
+class FeedThread:
+    """The feeds of an embedded process on an event loop of their own, in a thread of their own.
+
+    Replaying, building candles and encoding JSON happen there, so the feeds never hold the request
+    loop for a step of their work; the request loop only stores and publishes what they prepared
+    (`Publisher.emit`, memory or Redis backends alike), in order, from one task woken once per batch.
+    A request loop that falls behind keeps at most `MAX_PENDING` prepared events (the oldest are
+    dropped and counted), so the feeds never build an unbounded backlog.
+    """
+
+    def __init__(self, runner: MarketDataRunner) -> None:
+        self.runner = runner
+        self.dropped = 0
+        self._pending: deque[Publication] = deque()
+        self._owner: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._emitter: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+
+    async def start(self) -> None:
+        """Start the thread (on the owner loop); returns once the feeds run."""
+        self._owner = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._emitter = asyncio.create_task(self._emit_forever(self._wake), name="feeds:emit")
+        self._thread = threading.Thread(target=self._main, name="marketdata-feeds", daemon=True)
+        self._thread.start()
+        await asyncio.to_thread(self._started.wait, THREAD_START_SECONDS)
+
+    def _main(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self.runner.start(self._hand_over)
+        self._started.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.runner.stop()
+
+    async def _hand_over(self, feed: str, event: Quote | Trade | OrderBook) -> None:
+        """On the feeds' thread: prepare the event and queue it for the owner loop."""
+        publication = self.runner.publisher.prepare(feed, event)
+        if len(self._pending) >= MAX_PENDING:
+            self._pending.popleft()
+            self.dropped += 1
+            if self.dropped % MAX_PENDING == 1:
+                log.warning("request loop behind the feeds; oldest market events dropped", dropped=self.dropped)
+        self._pending.append(publication)
+        if len(self._pending) == 1 and self._owner is not None and self._wake is not None:
+            with contextlib.suppress(RuntimeError):  # the owner loop closed while stopping
+                self._owner.call_soon_threadsafe(self._wake.set)
+
+    async def _emit_forever(self, wake: asyncio.Event) -> None:
+        emit = self.runner.publisher.emit
+        while True:
+            await wake.wait()
+            wake.clear()
+            while self._pending:
+                try:
+                    await emit(self._pending.popleft())
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - an outage of the cache or bus loses these events, not the feeds
+                    log.warning("market event not published", error=f"{type(exc).__name__}: {exc}")
+
+    async def stop(self) -> None:
+        """Stop the feeds and their thread, then the emitter (called on the owner loop)."""
+        if self._loop is not None and self._stopping is not None:
+            with contextlib.suppress(RuntimeError):  # the thread's loop already ended
+                self._loop.call_soon_threadsafe(self._stopping.set)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, THREAD_STOP_SECONDS)
+            if self._thread.is_alive():
+                log.warning("market data thread did not stop in time", seconds=THREAD_STOP_SECONDS)
+        if self._emitter is not None:
+            self._emitter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._emitter

@@ -13,7 +13,7 @@ from tradestack.kit.runtime import Runtime
 from tradestack.marketdata import calendars
 from tradestack.marketdata.feeds import ReplayFeed, SyntheticFeed
 from tradestack.marketdata.repository import BarRepository
-from tradestack.marketdata.runner import MarketDataRunner
+from tradestack.marketdata.runner import FeedThread, MarketDataRunner
 from tradestack.marketdata.service import MarketDataService, venue_of
 
 log = get_logger(__name__)
@@ -86,16 +86,17 @@ async def build_feeds(runtime: Runtime) -> list[Feed]:
 
 
 async def start_market_data(runtime: Runtime) -> None:
-    """Make the catalogue's instruments exist; start the feeds inside this process when configured to
-    (embedded mode). The feeds stop with `Runtime.close`."""
+    """Make the catalogue's instruments exist; start the feeds inside this process, on a thread of
+    their own, when configured to (embedded mode). The feeds stop with `Runtime.close`."""
     await MarketDataService(runtime).seed_instruments()
     settings = runtime.settings
     await asyncio.to_thread(calendars.load, settings.data_dir / "cache")
     if not settings.marketdata_in_process or not settings.marketdata_feeds:
         return
-    runner = MarketDataRunner(runtime, await build_feeds(runtime))
-    runner.start()
-    runtime.closers.append(runner.stop)
+    # On a thread and loop of their own: the feeds' work never holds up requests on this loop.
+    feeds = FeedThread(MarketDataRunner(runtime, await build_feeds(runtime)))
+    await feeds.start()
+    runtime.closers.append(feeds.stop)
 
 
 async def run_market_data(runtime: Runtime) -> None:

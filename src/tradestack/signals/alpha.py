@@ -15,13 +15,15 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
 from tradestack.signals.features.daily import Array, daily_features, feature_names, forward_return, momentum
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 DEFAULT_HORIZON = 5
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -295,6 +297,8 @@ def dataset(panel: Panel, horizon: int) -> Dataset:
 
 def fit(data: Dataset, rows: slice, params: dict[str, Any] | None = None, rounds: int = ROUNDS) -> lgb.Booster:
     """Train LightGBM on the labelled (day, symbol) pairs of `rows`."""
+    import lightgbm as lgb  # slow to import (scikit-learn, scipy, pandas): only when training
+
     x = data.x[rows].reshape(-1, data.x.shape[-1])
     y = data.label[rows].reshape(-1)
     keep = ~np.isnan(y)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
-
-import lightgbm as lgb
+from typing import TYPE_CHECKING, Any
 
 from tradestack.core.errors import ServiceUnavailableError
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 MODEL_FILE = "model.txt"
 
@@ -40,6 +41,8 @@ def save_model(target: Path, model_text: str, metadata: dict[str, Any]) -> str:
 
 def load_model(target: Path, expected_sha256: str) -> lgb.Booster:
     """The LightGBM model in `target` after checking its digest; 503 with the reason when missing or altered."""
+    import lightgbm as lgb  # slow to import (scikit-learn, scipy, pandas): only when a model is served
+
     return lgb.Booster(model_str=load_text(target, expected_sha256))
 
 

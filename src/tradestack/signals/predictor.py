@@ -21,14 +21,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
 from tradestack.signals.features import orderbook
 from tradestack.signals.features.orderbook import Array, Books
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 FEATURES = ("obi1", "obi3", "obi5", "obi_all", "micro_dev", "spread_rel", "slope_imb", "ofi1")
 DEFAULT_HORIZON = 10
@@ -178,6 +180,8 @@ def model_from_text(text: str) -> Model:
         fields = json.loads(text)
         fields.pop("type")
         return LogisticModel(**fields)
+    import lightgbm as lgb  # slow to import (scikit-learn, scipy, pandas): only for a LightGBM predictor
+
     return BoosterModel(lgb.Booster(model_str=text))
 
 
@@ -193,6 +197,8 @@ def fit_logistic(x: npt.NDArray[np.float64], y: Array) -> LogisticModel:
 
 def fit_booster(x: npt.NDArray[np.float64], y: Array) -> BoosterModel:
     """LightGBM binary classifier."""
+    import lightgbm as lgb
+
     return BoosterModel(lgb.train(LGB_PARAMS, lgb.Dataset(x, y, feature_name=list(FEATURES)), num_boost_round=LGB_ROUNDS))
 
 

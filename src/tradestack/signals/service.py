@@ -21,9 +21,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import orjson
 
@@ -39,6 +38,9 @@ from tradestack.signals.metrics import PREDICTION_LATENCY, PREDICTIONS, TRADING_
 from tradestack.signals.outcomes import OutcomeService
 from tradestack.signals.repository import SignalModelRepository
 from tradestack.signals.schemas import BookIn, ModelAccuracy, ModelOut, PredictionOut, SignalList, SignalOut, metadata_metrics
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 ALPHA = "alpha"
 ORDERBOOK = "orderbook"

@@ -1,8 +1,9 @@
-"""A real server cuts off clients that trickle a request, and refuses oversized WebSocket frames."""
+"""A real server cuts off clients that trickle a request (not WebSockets once open), and refuses oversized WebSocket frames."""
 
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -59,6 +60,16 @@ def test_trickled_headers_and_bodies_are_cut_off_and_big_frames_refused(tmp_path
         closed = _closed_by_server(ws)
     assert closed.rcvd is not None
     assert closed.rcvd.code == 1009
+
+    # A WebSocket outlives the read deadline of the request that opened it: 3 s after the upgrade the
+    # connection still carries messages (here the refusal of a bad token, with its close code).
+    with websockets.sync.client.connect(f"ws://127.0.0.1:{port}/ws") as ws:
+        time.sleep(3)
+        ws.send('{"op": "auth", "token": "not-a-token"}')
+        assert '"AuthenticationError"' in str(ws.recv(timeout=10))
+        closed = _closed_by_server(ws)
+    assert closed.rcvd is not None
+    assert closed.rcvd.code == 4401
 
 
 def _closed_by_server(ws: websockets.sync.client.ClientConnection) -> ConnectionClosed:

@@ -1,4 +1,4 @@
-"""First start: "serving on" is printed once the server answers, and skipped shipped rows are one line
+"""First start: "serving on" is printed once the server is ready, and skipped shipped rows are one line
 pointing at `tradestack data report`."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ runner = CliRunner()
 
 
 @pytest.mark.slow
-def test_up_says_serving_only_once_it_answers(tmp_path: Path, spawn: object) -> None:
+def test_up_says_serving_only_once_it_is_ready(tmp_path: Path, spawn: object) -> None:
     port = free_port()
     args = [str(TRADESTACK), "up", "--port", str(port), "--data-dir", str(tmp_path / "data"), "--no-demo-data"]
     process = spawn(args, _env(tmp_path))  # type: ignore[operator]
@@ -38,7 +38,7 @@ def test_up_says_serving_only_once_it_answers(tmp_path: Path, spawn: object) -> 
         line = lines.get(timeout=120)
         if "serving on" in line:
             break
-    assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5).status_code == 200
+    assert httpx.get(f"http://127.0.0.1:{port}/api/ready", timeout=5).status_code == 200
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
 

@@ -37,7 +37,8 @@ async def ws_url(app: FastAPI) -> AsyncIterator[str]:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    # No permessage-deflate, as `tradestack serve` by default (TRADESTACK_WS_COMPRESSION=false).
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning", ws_per_message_deflate=False))
     task = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started:
         await asyncio.sleep(0.01)
@@ -85,6 +86,8 @@ async def test_stream_after_authenticating(ws_url: str, make_user: MakeUser, run
         update = await _recv_type(ws, "quote")
         assert update["channel"] == "quotes:AAPL"
         assert update["data"]["last"] == "101"
+        # A client keeping up gets the frame written straight to its socket (uvicorn, no compression).
+        assert runtime.components["marketdata.hub"].written_directly >= 1  # type: ignore[attr-defined]
         await publisher.publish("test", Trade("AAPL", Decimal("101.5"), Decimal(7), Side.BUY, runtime.clock.now()))
         candle = await _recv_type(ws, "candle")
         assert candle["channel"] == "candles:AAPL:1m"

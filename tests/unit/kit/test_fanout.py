@@ -85,3 +85,57 @@ async def test_hub_routes_by_channel_and_stops_after_remove() -> None:
     assert hub.channels() == 1
     await hub.close()
     await bus.close()
+
+
+class _Socket:
+    """A direct writer that takes frames while `keeping_up`."""
+
+    def __init__(self) -> None:
+        self.keeping_up = True
+        self.written: list[bytes] = []
+
+    def try_write(self, wire: bytes) -> bool:
+        if self.keeping_up:
+            self.written.append(wire)
+        return self.keeping_up
+
+
+async def test_a_client_keeping_up_gets_frames_written_without_its_mailbox() -> None:
+    mailbox, socket = Mailbox(), _Socket()
+    mailbox.direct = socket
+    assert mailbox.deliver("quotes:AAPL", "q1", b"<q1>")
+    assert not mailbox.deliver("quotes:AAPL", "q1", b"<q1>")  # the same frame again (snapshot, then the bus)
+    assert socket.written == [b"<q1>"]
+    assert await mailbox.take(timeout=0) == []
+
+
+async def test_a_client_falling_behind_is_conflated_until_its_mailbox_is_empty() -> None:
+    mailbox, socket = Mailbox(), _Socket()
+    mailbox.direct = socket
+    socket.keeping_up = False
+    for i in range(100):
+        assert not mailbox.deliver("quotes:AAPL", f"q{i}", f"<q{i}>".encode())
+    socket.keeping_up = True
+    # Something is queued: a direct write now would overtake it.
+    assert not mailbox.deliver("quotes:AAPL", "q100", b"<q100>")
+    assert socket.written == []
+    assert await mailbox.take(timeout=0) == ["q100"]
+    assert mailbox.conflated == 100
+    assert mailbox.deliver("quotes:AAPL", "q101", b"<q101>")
+    assert socket.written == [b"<q101>"]
+
+
+async def test_no_direct_write_overtakes_queued_replies_or_frames_being_sent() -> None:
+    mailbox, socket = Mailbox(lossless=("orders:",)), _Socket()
+    mailbox.direct = socket
+    mailbox.control("subscribed")
+    assert not mailbox.deliver("orders:a", "o1", b"<o1>")
+    assert await mailbox.take(timeout=0) == ["subscribed", "o1"]
+    mailbox.sending = True  # the writer has not finished sending what it took
+    assert not mailbox.deliver("orders:a", "o2", b"<o2>")
+    mailbox.sending = False
+    assert not mailbox.deliver("orders:a", "o3", b"<o3>")  # o2 still waits: o3 queues behind it
+    assert await mailbox.take(timeout=0) == ["o2", "o3"]
+    assert mailbox.deliver("orders:a", "o4", b"<o4>")
+    assert mailbox.deliver("orders:a", "o4", b"<o4>")  # lossless: every update counts, even an equal one
+    assert socket.written == [b"<o4>", b"<o4>"]

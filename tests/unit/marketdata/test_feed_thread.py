@@ -1,0 +1,71 @@
+"""Embedded feeds run on a thread and loop of their own; the owner loop only stores and publishes, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+from tradestack.domain.marketdata import Quote
+from tradestack.kit.config import Settings
+from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.runner import FeedThread, MarketDataRunner
+from tradestack.marketdata.service import FANOUT_CHANNEL, QUOTE_KEY, decode_message
+
+
+class _CountingFeed:
+    """Quotes 1..`count` for AAPL as fast as it can, noting the threads it ran on."""
+
+    def __init__(self, runtime: Runtime, count: int) -> None:
+        self._runtime = runtime
+        self._count = count
+        self.threads: set[int] = set()
+        self.closed = threading.Event()
+
+    @property
+    def name(self) -> str:
+        return "counting"
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return ("AAPL",)
+
+    async def events(self) -> AsyncIterator[Quote]:
+        for i in range(1, self._count + 1):
+            self.threads.add(threading.get_ident())
+            price = Decimal(100 + i)
+            yield Quote("AAPL", price - 1, price + 1, Decimal(1), Decimal(1), price, Decimal(1), self._runtime.clock.now())
+            if i % 50 == 0:
+                await asyncio.sleep(0)
+        await asyncio.Event().wait()  # a live feed does not end by itself
+
+    async def close(self) -> None:
+        self.closed.set()
+
+
+async def test_feeds_run_off_the_owner_loop_and_their_events_arrive_in_order(tmp_path: Path) -> None:
+    runtime = Runtime.open(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", data_dir=tmp_path))
+    feed = _CountingFeed(runtime, 500)
+    feeds = FeedThread(MarketDataRunner(runtime, [feed]))
+    received: list[str] = []
+    async with runtime.bus.subscribe(FANOUT_CHANNEL) as subscription:
+        await feeds.start()
+        async for message in subscription:
+            channel, frame = decode_message(message.data)
+            assert channel == "quotes:AAPL"
+            received.append(frame.decode())
+            if len(received) == 500 or feeds.dropped:
+                break
+    assert feeds.dropped == 0
+    lasts = [int(frame.split('"last":"')[1].split('"')[0]) for frame in received]
+    assert lasts == list(range(101, 601))  # every event, in the order the feed produced them
+    assert feed.threads
+    assert threading.get_ident() not in feed.threads
+    cached = await runtime.cache.get(QUOTE_KEY + "AAPL")
+    assert cached is not None
+    assert b'"last":"600"' in cached
+    await asyncio.wait_for(feeds.stop(), timeout=15)
+    assert feed.closed.is_set()  # closed on its own loop when the thread stopped
+    await runtime.close()
