@@ -420,6 +420,8 @@ def audit_verify() -> None:
     if not report.ok:
         raise _fail(f"audit log is NOT intact: {report.problem}", code=1)
     console.print(f"[green]audit log intact[/]: {report.checked} rows, head hash {report.head_hash or '-'}")
+    if report.anonymised:
+        console.print(f"{report.anonymised} of them anonymised (personal fields erased by retention)")
     if waiting:
         console.print(
             f"{waiting} entries wait in the outbox to be chained (oldest {oldest_age:.1f} s): "
@@ -670,6 +672,8 @@ def data_retention(
         f"{verb} {len(report.anonymised)} users deactivated over {settings.retention_anonymise_after_days} days ago"
         + (f": {', '.join(report.anonymised)}" if report.anonymised else "")
     )
+    if not dry_run and report.anonymised:
+        console.print(f"erased the personal fields of {report.audit_personal_erased} audit entries (the chain still verifies)")
 
 
 @data_app.command("import-csv")

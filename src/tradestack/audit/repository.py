@@ -10,13 +10,14 @@ from typing import Any
 from sqlalchemy import CursorResult, delete, func, insert, or_, select, text, update
 
 from tradestack.kit.repository import Repository
-from tradestack.models.audit import AuditChainerLease, AuditEntry, AuditOutbox
+from tradestack.models.audit import AuditChainerLease, AuditEntry, AuditOutbox, AuditPersonal
 
 CHAIN_LEASE = "audit"
 
 
 class AuditRepository(Repository):
-    """Reads and appends audit entries, and moves outbox rows. Nothing here updates or deletes a chain row."""
+    """Reads and appends audit entries, and moves outbox rows. Nothing here updates or deletes a chain row
+    (`erase_personal` deletes personal rows, which the chain covers only by digest)."""
 
     async def head_hash(self) -> str | None:
         """Hash of the newest entry (highest id), the current head of the chain; None when the chain is empty."""
@@ -34,10 +35,32 @@ class AuditRepository(Repository):
         await self.session.flush()
         return entry
 
-    async def append(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert chain rows (every column but id) in one executemany."""
-        if rows:
+    async def append(self, rows: Sequence[Mapping[str, Any]], personal: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> None:
+        """Insert chain rows (every column but id) in one executemany, then their personal rows.
+
+        `personal` holds (entry hash, personal row without ``entry_id``): the entries' ids are read
+        back by hash (unique) from the insert.
+        """
+        if not rows:
+            return
+        if not personal:
             await self.session.execute(insert(AuditEntry), builtins.list(rows))
+            return
+        inserted = await self.session.execute(insert(AuditEntry).returning(AuditEntry.hash, AuditEntry.id), builtins.list(rows))
+        ids = {row_hash: entry_id for row_hash, entry_id in inserted}
+        await self.session.execute(
+            insert(AuditPersonal), [{**fields, "entry_id": ids[row_hash]} for row_hash, fields in personal]
+        )
+
+    async def erase_personal(self, actor_user_id: str, emails: Sequence[str]) -> int:
+        """Delete the personal rows of entries by `actor_user_id` or naming one of `emails`; returns how many."""
+        lowered = [email.lower() for email in emails]
+        by_actor = select(AuditEntry.id).where(AuditEntry.actor_user_id == actor_user_id)
+        statement = delete(AuditPersonal).where(
+            or_(AuditPersonal.entry_id.in_(by_actor), func.lower(AuditPersonal.actor_email).in_(lowered))
+        )
+        result: CursorResult[Any] = await self.session.execute(statement)  # type: ignore[assignment]
+        return int(result.rowcount or 0)
 
     async def stage(self, fields: Sequence[str]) -> None:
         """Queue entries (their columns as JSON) in the outbox, in the caller's transaction."""
@@ -147,9 +170,10 @@ class AuditRepository(Repository):
         before_id: int | None = None,
         action: str | None = None,
         actor_user_id: str | None = None,
-    ) -> builtins.list[AuditEntry]:
-        """Entries newest first, optionally only those older than `before_id` (for paging) and filtered."""
-        query = select(AuditEntry)
+    ) -> builtins.list[tuple[AuditEntry, AuditPersonal | None]]:
+        """Entries (with their personal row, if any) newest first, optionally only those older than `before_id`
+        (for paging) and filtered."""
+        query = select(AuditEntry, AuditPersonal).outerjoin(AuditPersonal, AuditPersonal.entry_id == AuditEntry.id)
         if before_id is not None:
             query = query.where(AuditEntry.id < before_id)
         if action is not None:
@@ -157,10 +181,10 @@ class AuditRepository(Repository):
         if actor_user_id is not None:
             query = query.where(AuditEntry.actor_user_id == actor_user_id)
         result = await self.session.execute(query.order_by(AuditEntry.id.desc()).limit(limit))
-        return builtins.list(result.scalars())
+        return [(row[0], row[1]) for row in result]
 
-    async def iterate_in_order(self, batch_size: int = 500) -> AsyncGenerator[AuditEntry, None]:
-        """Every entry by ascending id, read `batch_size` rows at a time.
+    async def iterate_in_order(self, batch_size: int = 500) -> AsyncGenerator[tuple[AuditEntry, AuditPersonal | None], None]:
+        """Every entry with its personal row (None when it has none) by ascending id, read `batch_size` rows at a time.
 
         Each batch is detached from the session once it has been yielded, so walking a large log
         does not keep every row in memory.
@@ -169,14 +193,21 @@ class AuditRepository(Repository):
             raise ValueError("batch_size must be at least 1")
         after: int | None = None
         while True:
-            query = select(AuditEntry).order_by(AuditEntry.id).limit(batch_size)
+            query = (
+                select(AuditEntry, AuditPersonal)
+                .outerjoin(AuditPersonal, AuditPersonal.entry_id == AuditEntry.id)
+                .order_by(AuditEntry.id)
+                .limit(batch_size)
+            )
             if after is not None:
                 query = query.where(AuditEntry.id > after)
-            batch = builtins.list((await self.session.execute(query)).scalars())
-            for entry in batch:
-                yield entry
-            for entry in batch:
+            batch = [(row[0], row[1]) for row in await self.session.execute(query)]
+            for pair in batch:
+                yield pair
+            for entry, personal in batch:
                 self.session.expunge(entry)
+                if personal is not None:
+                    self.session.expunge(personal)
             if len(batch) < batch_size:
                 return
-            after = batch[-1].id
+            after = batch[-1][0].id

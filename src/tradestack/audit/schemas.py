@@ -21,6 +21,9 @@ class AuditRecord(BaseModel):
     target: str | None = Field(default=None, examples=["user:0b6f3c1e-8f5e-4c4e-9d1a-3f1f4c2b7a10"])
     ip: str | None = None
     user_agent: str | None = None
+    anonymised: bool = Field(
+        default=False, description="The actor's email, IP and User-Agent were erased (retention); the entry still verifies."
+    )
     detail: dict[str, Any] = Field(
         default_factory=dict,
         description='Structured context. A stored value that is not a JSON object is shown as {"unparsed": "<text>"}.',
@@ -38,6 +41,7 @@ class VerifyReport(BaseModel):
 
     ok: bool
     checked: int = Field(description="Rows that verified: all of them when ok, else those before the first bad row.")
+    anonymised: int = Field(default=0, description="Of the rows checked, those whose personal fields were erased (retention).")
     head_hash: str | None = Field(description="Hash of the last row that verified; null when none did.")
     first_bad_id: int | None = Field(default=None, description="Id of the first row that breaks the chain.")
     problem: str | None = Field(default=None, description="What is wrong with that row.")

@@ -13,6 +13,13 @@ and ``hash = sha256(prev_hash + canonical_content(entry))``. The content covers 
 except ``id`` (PostgreSQL sequences can skip numbers on rollback; order is given by the chain
 itself) and ``hash``. Editing a row breaks its own hash; deleting or reordering rows breaks the
 link of the row after them.
+
+Personal fields (actor email, IP, User-Agent) are not hashed themselves in version-2 entries (every
+entry chained since migration ``i14b_a``): they live in ``audit_personal`` with a random salt, and
+the entry hashes ``personal_digest = sha256(salt + canonical JSON of the three fields)`` instead.
+Deleting the personal row (retention's anonymisation) leaves the chain intact -- `verify` counts
+the entry as anonymised -- while editing it no longer matches the digest. Version-1 entries (chained
+before) hash the fields directly, so theirs cannot be erased without breaking the chain.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import socket
 import time
 import uuid
@@ -50,7 +58,7 @@ from tradestack.kit.metrics import (
     AUDIT_OUTBOX_OLDEST_AGE,
 )
 from tradestack.kit.runtime import Runtime
-from tradestack.models.audit import AuditEntry
+from tradestack.models.audit import AuditEntry, AuditPersonal
 
 log = get_logger(__name__)
 
@@ -85,6 +93,10 @@ _HASHED_TEXT_COLUMNS = (
     "user_agent",
     "detail",
 )
+# Version 2 (`HASH_VERSION`): the personal columns leave the hashed content for `personal_digest`.
+PERSONAL_COLUMNS = ("actor_email", "ip", "user_agent")
+_HASHED_V2_COLUMNS = tuple(name for name in _HASHED_TEXT_COLUMNS if name not in PERSONAL_COLUMNS)
+HASH_VERSION = 2
 
 
 class LeaseLostError(Exception):
@@ -103,16 +115,32 @@ def canonical_content(entry: AuditEntry) -> bytes:
 
     Keys are sorted, separators carry no spaces, text is UTF-8 (not ``\\u`` escaped), absent
     values are ``null``, ``ts`` is `format_ts` and ``detail`` is its stored text, verbatim.
+    Version 2 leaves the personal columns out and covers ``version`` and ``personal_digest`` instead.
     """
-    return content_of({name: getattr(entry, name) for name in (*_HASHED_TEXT_COLUMNS, "ts", "prev_hash")})
+    names = (*_HASHED_TEXT_COLUMNS, "ts", "prev_hash", "version", "personal_digest")
+    return content_of({name: getattr(entry, name) for name in names})
 
 
 def content_of(row: Mapping[str, Any]) -> bytes:
     """`canonical_content` of an entry given as a mapping of its columns (how the chainer builds rows)."""
-    fields: dict[str, str | None] = {name: row.get(name) for name in _HASHED_TEXT_COLUMNS}
+    version = row.get("version") or 1
+    fields: dict[str, str | int | None]
+    if version == 1:
+        fields = {name: row.get(name) for name in _HASHED_TEXT_COLUMNS}
+    else:
+        fields = {name: row.get(name) for name in _HASHED_V2_COLUMNS}
+        fields["version"] = version
+        fields["personal_digest"] = row.get("personal_digest")
     fields["ts"] = format_ts(row["ts"])
     fields["prev_hash"] = row["prev_hash"]
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def personal_digest(salt: str, personal: Mapping[str, str | None]) -> str:
+    """Hex SHA-256 of the salt (hex text) followed by the canonical JSON of the personal fields."""
+    fields = {name: personal.get(name) for name in PERSONAL_COLUMNS}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(salt.encode("ascii") + text.encode("utf-8")).hexdigest()
 
 
 def entry_hash(prev_hash: str, content: bytes) -> str:
@@ -172,35 +200,68 @@ def _clean(name: str, value: str | None) -> str | None:
     return value
 
 
-def to_record(entry: AuditEntry) -> AuditRecord:
-    """An entry as the API shows it, ``detail`` parsed back into an object."""
+def to_record(entry: AuditEntry, personal: AuditPersonal | None = None) -> AuditRecord:
+    """An entry as the API shows it, ``detail`` parsed back into an object.
+
+    A version-2 entry's personal fields come from its `AuditPersonal` row; without one (anonymised)
+    they are null and ``anonymised`` is true.
+    """
     try:
         detail = json.loads(entry.detail)
     except ValueError:
         detail = None
     if not isinstance(detail, dict):
         detail = {"unparsed": entry.detail}
+    source: AuditEntry | AuditPersonal | None = entry if (entry.version or 1) == 1 else personal
     return AuditRecord(
         id=entry.id,
         ts=entry.ts,
         actor_user_id=entry.actor_user_id,
         actor_api_key_id=entry.actor_api_key_id,
-        actor_email=entry.actor_email,
+        actor_email=source.actor_email if source is not None else None,
         action=entry.action,
         outcome=entry.outcome,
         target=entry.target,
-        ip=entry.ip,
-        user_agent=entry.user_agent,
+        ip=source.ip if source is not None else None,
+        user_agent=source.user_agent if source is not None else None,
+        anonymised=_is_anonymised(entry, personal),
         detail=detail,
         prev_hash=entry.prev_hash,
         hash=entry.hash,
     )
 
 
-def _chain_problem(entry: AuditEntry, previous_id: int | None, previous_hash: str) -> str | None:
+def _is_anonymised(entry: AuditEntry, personal: AuditPersonal | None) -> bool:
+    """A version-2 entry whose personal fields (digest set) were erased by deleting their row."""
+    return (entry.version or 1) != 1 and entry.personal_digest is not None and personal is None
+
+
+def _personal_problem(entry: AuditEntry, personal: AuditPersonal | None) -> str | None:
+    """Why `entry`'s personal fields (in the row, or in `personal`) do not match what its hash covers, or None."""
+    if (entry.version or 1) == 1:
+        return None if personal is None else f"row {entry.id} is a version-1 entry but has a personal row"
+    if any(getattr(entry, name) is not None for name in PERSONAL_COLUMNS):
+        return f"row {entry.id} was edited: a version-2 entry keeps its personal fields only in audit_personal"
+    if personal is None:
+        return None
+    if entry.personal_digest is None or personal_digest(personal.salt, _personal_fields(personal)) != entry.personal_digest:
+        return f"row {entry.id}'s personal fields were edited: they do not match the digest its hash covers"
+    return None
+
+
+def _personal_fields(source: AuditPersonal | Mapping[str, Any]) -> dict[str, str | None]:
+    if isinstance(source, AuditPersonal):
+        return {name: getattr(source, name) for name in PERSONAL_COLUMNS}
+    return {name: source.get(name) for name in PERSONAL_COLUMNS}
+
+
+def _chain_problem(entry: AuditEntry, personal: AuditPersonal | None, previous_id: int | None, previous_hash: str) -> str | None:
     """Why `entry` does not belong after the row `previous_id` (hash `previous_hash`), or None."""
     if entry_hash(entry.prev_hash, canonical_content(entry)) != entry.hash:
         return f"row {entry.id} was edited: its hash does not match its content"
+    problem = _personal_problem(entry, personal)
+    if problem is not None:
+        return problem
     if entry.prev_hash == previous_hash:
         return None
     if previous_id is None:
@@ -219,18 +280,31 @@ def _outbox_text(fields: Mapping[str, Any]) -> str:
     return orjson.dumps({**fields, "ts": fields["ts"].isoformat()}, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _chain_rows(prev_hash: str, staged: Iterable[str]) -> builtins.list[dict[str, Any]]:
-    """Chain rows for staged entries (outbox JSON), linked one after the other from `prev_hash`."""
+def _chain_rows(
+    prev_hash: str, staged: Iterable[str]
+) -> tuple[builtins.list[dict[str, Any]], builtins.list[tuple[str, dict[str, Any]]]]:
+    """Version-2 chain rows for staged entries (outbox JSON), linked one after the other from `prev_hash`,
+    and the personal rows to write with them as (entry hash, row without ``entry_id``)."""
     rows = []
+    personal_rows = []
     for text in staged:
         fields = orjson.loads(text)
-        row: dict[str, Any] = {name: fields.get(name) for name in _HASHED_TEXT_COLUMNS}
+        row: dict[str, Any] = {name: fields.get(name) for name in _HASHED_V2_COLUMNS}
         row["detail"] = row["detail"] if row["detail"] is not None else "{}"
         row["ts"] = datetime.fromisoformat(fields["ts"])
         row["prev_hash"] = prev_hash
+        row["version"] = HASH_VERSION
+        personal = _personal_fields(fields)
+        if any(value is not None for value in personal.values()):
+            salt = secrets.token_hex(16)
+            row["personal_digest"] = personal_digest(salt, personal)
+        else:
+            salt, row["personal_digest"] = "", None
         row["hash"] = prev_hash = entry_hash(prev_hash, content_of(row))
         rows.append(row)
-    return rows
+        if row["personal_digest"] is not None:
+            personal_rows.append((row["hash"], {"salt": salt, **personal}))
+    return rows, personal_rows
 
 
 def new_holder_name(role: str = "chainer") -> str:
@@ -378,8 +452,8 @@ class AuditService:
             claimed = await repository.claim(limit)
             if not claimed:
                 return 0
-            rows = _chain_rows(await repository.head_hash() or GENESIS_HASH, (text for _, text in claimed))
-            await repository.append(rows)
+            rows, personal = _chain_rows(await repository.head_hash() or GENESIS_HASH, (text for _, text in claimed))
+            await repository.append(rows, personal)
         return len(rows)
 
     async def drain(self, limit: int = DRAIN_BATCH) -> int:
@@ -467,7 +541,9 @@ class AuditService:
 
         Each row's hash must match its content, and its prev_hash must be the hash of the row
         before it (`GENESIS_HASH` for the first). That catches an edited row, a deleted row
-        anywhere but at the end, and reordered rows.
+        anywhere but at the end, and reordered rows. A version-2 row's personal fields must match
+        the digest it hashes; a row whose personal fields were erased (retention) is counted in
+        ``anonymised``, not reported.
 
         What it cannot catch from inside the table: deleting the NEWEST rows leaves a shorter
         chain that is still valid, and someone with write access who rewrites every row from an
@@ -480,26 +556,30 @@ class AuditService:
 
         Reads the primary, so replica lag cannot hide recent rows.
         """
-        checked = 0
+        checked = anonymised = 0
         previous_id: int | None = None
         previous_hash = GENESIS_HASH
         async with (
             self.database.session() as session,
             aclosing(AuditRepository(session).iterate_in_order(VERIFY_BATCH_SIZE)) as entries,
         ):
-            async for entry in entries:
-                problem = _chain_problem(entry, previous_id, previous_hash)
+            async for entry, personal in entries:
+                problem = _chain_problem(entry, personal, previous_id, previous_hash)
                 if problem is not None:
                     return VerifyReport(
                         ok=False,
                         checked=checked,
+                        anonymised=anonymised,
                         head_hash=previous_hash if previous_id is not None else None,
                         first_bad_id=entry.id,
                         problem=problem,
                     )
                 checked += 1
+                anonymised += _is_anonymised(entry, personal)
                 previous_id, previous_hash = entry.id, entry.hash
-        return VerifyReport(ok=True, checked=checked, head_hash=previous_hash if previous_id is not None else None)
+        return VerifyReport(
+            ok=True, checked=checked, anonymised=anonymised, head_hash=previous_hash if previous_id is not None else None
+        )
 
     async def list(
         self,
@@ -530,7 +610,7 @@ class AuditService:
                 limit=limit, before_id=before_id, action=action, actor_user_id=actor_user_id
             )
             # Inside the session: leaving it rolls back, which expires the loaded rows.
-            return [to_record(entry) for entry in entries]
+            return [to_record(entry, personal) for entry, personal in entries]
 
 
 def _is_lock_timeout(exc: DBAPIError) -> bool:

@@ -1,6 +1,6 @@
 """SQLAlchemy tables, one file per aggregate. Import them all here so Alembic sees every table."""
 
-from tradestack.models.audit import AuditChainerLease, AuditEntry, AuditOutbox
+from tradestack.models.audit import AuditChainerLease, AuditEntry, AuditOutbox, AuditPersonal
 from tradestack.models.backtests import BacktestRunRow
 from tradestack.models.base import Base
 from tradestack.models.books import BalanceRow, FillRow, JournalEntryRow, PostingRow, TradingAccount
@@ -15,6 +15,7 @@ __all__ = [
     "AuditChainerLease",
     "AuditEntry",
     "AuditOutbox",
+    "AuditPersonal",
     "BacktestRunRow",
     "BalanceRow",
     "BarRow",

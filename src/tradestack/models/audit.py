@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradestack.models.base import Base, UTCDateTime
@@ -16,6 +16,10 @@ class AuditEntry(Base):
     Rows are only ever inserted. Each row stores the hash of the row before it (``prev_hash``) and
     its own hash over its content, so editing, deleting or reordering rows breaks the chain; see
     `tradestack.audit.service.AuditService.verify`.
+
+    Version 1 entries hash the actor's email, IP and User-Agent with the rest. Version 2 entries keep
+    those in `AuditPersonal` (NULL here) and hash only ``personal_digest``, a salted digest of them,
+    so the personal row can be erased (retention) while the chain still verifies.
     """
 
     __tablename__ = "audit_entries"
@@ -46,6 +50,38 @@ class AuditEntry(Base):
         unique=True,
         doc="Hex SHA-256 of prev_hash followed by the canonical JSON of every other column except id.",
     )
+    version: Mapped[int] = mapped_column(
+        Integer(),
+        default=1,
+        server_default="1",
+        doc="Hash version: 1 hashes the personal columns themselves, 2 hashes personal_digest instead.",
+    )
+    personal_digest: Mapped[str | None] = mapped_column(
+        String(64),
+        doc="Version 2: hex SHA-256 of the salt and the personal fields (in audit_personal); null when there were none.",
+    )
+
+
+class AuditPersonal(Base):
+    """The personal fields of a version-2 audit entry, outside what the chain hashes (the entry hashes their digest).
+
+    Written by the chainer in the transaction that chains the entry. Retention deletes the row to
+    anonymise the entry; `AuditService.verify` then counts the entry as anonymised, not broken.
+    """
+
+    __tablename__ = "audit_personal"
+
+    entry_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"),
+        ForeignKey("audit_entries.id"),
+        primary_key=True,
+        autoincrement=False,
+        doc="The entry these fields belong to.",
+    )
+    salt: Mapped[str] = mapped_column(String(32), doc="Hex of 16 random bytes: the digest cannot be guessed from likely values.")
+    actor_email: Mapped[str | None] = mapped_column(String(320), doc="The actor's email as it was at the time.")
+    ip: Mapped[str | None] = mapped_column(String(64), doc="Client address the request came from.")
+    user_agent: Mapped[str | None] = mapped_column(String(300), doc="Client User-Agent, truncated.")
 
 
 class AuditOutbox(Base):

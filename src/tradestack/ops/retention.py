@@ -11,13 +11,18 @@ The policy comes from settings:
   ``anonymised-<id>@anonymised.invalid``, the password hash an unusable marker, MFA secrets are
   cleared, recovery codes deleted, API keys and refresh tokens revoked. The user row, its id,
   its trading accounts, orders, fills, journal and balances stay as they are, so the books and
-  every invariant of `check integrity` are untouched; the audit chain is never edited, so it
-  still verifies. Each anonymisation stages a ``user.anonymised`` audit entry in the same
+  every invariant of `check integrity` are untouched. The personal fields (actor email, IP,
+  User-Agent) of the audit entries the user made, or that carry their email (e.g. failed logins),
+  are erased by deleting their ``audit_personal`` rows: the chain hashes only a salted digest of
+  them, so it still verifies with the same head, and `AuditService.verify` counts those entries
+  as anonymised. Each anonymisation stages a ``user.anonymised`` audit entry in the same
   transaction.
 
-What stays personal: audit entries keep the actor email, IP and User-Agent they were chained
-with (they are covered by the chain's hashes; erasing them needs the chain to hash those fields
-separately, which the audit module does not do yet).
+What stays personal: audit entries chained before migration ``i14b_a`` (hash version 1) hash the
+actor email, IP and User-Agent themselves, so erasing them would break the chain; they stay until
+those entries leave the audit log's own retention. The ``detail`` of entries is not scanned (it
+holds no email or IP by convention, but nothing enforces that). Entries still waiting in the
+outbox (not chained yet) keep their fields; the retention age makes that case theoretical.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, func, select, update
 
+from tradestack.audit.repository import AuditRepository
 from tradestack.audit.service import AuditService
 from tradestack.domain.marketdata import Timeframe
 from tradestack.kit.runtime import Runtime
@@ -55,6 +61,7 @@ class RetentionReport:
     dry_run: bool
     pruned: list[BarPrune] = field(default_factory=list)
     anonymised: list[str] = field(default_factory=list)
+    audit_personal_erased: int = 0
 
     @property
     def bars(self) -> int:
@@ -122,7 +129,9 @@ async def _anonymise_users(runtime: Runtime, report: RetentionReport, now: datet
         if report.dry_run or not due:
             await session.rollback()
             return
+        emails = {row[0]: row[1] for row in await session.execute(select(User.id, User.email).where(User.id.in_(due)))}
         for user_id in due:
+            report.audit_personal_erased += await AuditRepository(session).erase_personal(user_id, [emails[user_id]])
             await session.execute(
                 update(User)
                 .where(User.id == user_id)

@@ -19,14 +19,16 @@ from tradestack.audit.repository import AuditRepository
 from tradestack.audit.service import (
     APPEND_RETRIES,
     GENESIS_HASH,
+    PERSONAL_COLUMNS,
     AuditService,
     canonical_content,
     entry_hash,
+    personal_digest,
 )
 from tradestack.core.clock import SimClock
 from tradestack.kit.config import Settings
 from tradestack.kit.db import Database
-from tradestack.models import AuditEntry, AuditOutbox
+from tradestack.models import AuditEntry, AuditOutbox, AuditPersonal
 
 START = datetime(2026, 11, 21, 9, 30, 0, 1, tzinfo=UTC)
 
@@ -57,7 +59,12 @@ async def _record_many(audit: AuditService, clock: SimClock, count: int) -> list
 
 async def _rows(database: Database) -> list[AuditEntry]:
     async with database.session() as session:
-        return [entry async for entry in AuditRepository(session).iterate_in_order(batch_size=3)]
+        return [entry async for entry, _ in AuditRepository(session).iterate_in_order(batch_size=3)]
+
+
+async def _personal(database: Database) -> list[AuditPersonal]:
+    async with database.session() as session:
+        return list((await session.scalars(select(AuditPersonal).order_by(AuditPersonal.entry_id))).all())
 
 
 async def _staged(database: Database) -> int:
@@ -104,7 +111,8 @@ def _entry(**overrides: Any) -> AuditEntry:
 def test_canonical_content_covers_every_column_but_id_and_hash() -> None:
     content = canonical_content(_entry())
     decoded = json.loads(content)
-    assert set(decoded) == {column.name for column in AuditEntry.__table__.columns} - {"id", "hash"}
+    # Version 1 (entries chained before i14b_a): the columns of that time, personal ones included.
+    assert set(decoded) == {column.name for column in AuditEntry.__table__.columns} - {"id", "hash", "version", "personal_digest"}
     assert list(decoded) == sorted(decoded)
     assert b": " not in content
     assert b", " not in content
@@ -112,6 +120,24 @@ def test_canonical_content_covers_every_column_but_id_and_hash() -> None:
     assert "zoë".encode() in content  # not \u-escaped
     assert decoded["actor_api_key_id"] is None
     assert decoded["detail"] == '{"reason":"bad password"}'  # the stored text, verbatim
+
+
+def test_version_2_content_covers_the_personal_digest_instead_of_the_personal_fields() -> None:
+    entry = _entry(version=2, actor_email=None, ip=None, user_agent=None, personal_digest="d" * 64)
+    decoded = json.loads(canonical_content(entry))
+    assert set(decoded) == {column.name for column in AuditEntry.__table__.columns} - {"id", "hash", *PERSONAL_COLUMNS}
+    assert (decoded["version"], decoded["personal_digest"]) == (2, "d" * 64)
+    assert canonical_content(_entry(version=2, personal_digest="e" * 64)) != canonical_content(
+        _entry(version=2, personal_digest="d" * 64)
+    )
+    # the personal fields themselves are outside a version-2 hash
+    assert canonical_content(_entry(version=2, actor_email="a@example.com")) == canonical_content(
+        _entry(version=2, actor_email="b@example.com")
+    )
+    salt = "ab" * 16
+    personal = {"actor_email": "a@example.com", "ip": "203.0.113.9", "user_agent": None}
+    assert personal_digest(salt, personal) != personal_digest("cd" * 16, personal)
+    assert personal_digest(salt, personal) != personal_digest(salt, {**personal, "ip": "203.0.113.10"})
 
 
 def test_canonical_content_ignores_id_and_hash_but_not_the_rest() -> None:
@@ -290,6 +316,77 @@ async def test_deleting_the_newest_rows_is_only_visible_in_checked_and_head_hash
     assert after.head_hash == entries[-2].hash
 
 
+# --- personal fields (hash version 2) --------------------------------------------------------------
+
+
+async def _record_personal(audit: AuditService, clock: SimClock) -> None:
+    clock.advance(1)
+    await audit.record(action="auth.login", outcome="success", actor_user_id="u1", actor_email="zoë@example.com",
+                       ip="203.0.113.9", user_agent="personal-agent/1")  # fmt: skip
+    clock.advance(1)
+    await audit.record(action="order.placed", outcome="success", actor_user_id="u1", target="order:1")
+    assert await audit.drain() == 2
+
+
+async def test_personal_fields_live_outside_the_hash_and_an_edit_of_them_is_named(
+    database: Database, audit: AuditService, clock: SimClock
+) -> None:
+    await _record_personal(audit, clock)
+    login, order = await _rows(database)
+    (personal,) = await _personal(database)  # the order entry had no personal field: no row, no digest
+    assert (login.version, login.actor_email, login.ip, login.user_agent) == (2, None, None, None)
+    assert login.personal_digest == personal_digest(personal.salt, {"actor_email": "zoë@example.com", "ip": "203.0.113.9",
+                                                                    "user_agent": "personal-agent/1"})  # fmt: skip
+    assert (personal.entry_id, len(personal.salt), order.personal_digest) == (login.id, 32, None)
+    listed = {record.id: record for record in await audit.list(settle_seconds=0)}
+    assert (listed[login.id].actor_email, listed[login.id].ip, listed[login.id].anonymised) == (
+        "zoë@example.com", "203.0.113.9", False)  # fmt: skip
+    assert (await audit.verify()).ok
+
+    await _execute(database, "UPDATE audit_personal SET ip = '198.51.100.1' WHERE entry_id = :id", id=login.id)
+    report = await audit.verify()
+    assert (report.ok, report.first_bad_id, report.checked) == (False, login.id, 0)
+    assert report.problem == f"row {login.id}'s personal fields were edited: they do not match the digest its hash covers"
+
+    await _execute(database, "UPDATE audit_personal SET ip = '203.0.113.9' WHERE entry_id = :id", id=login.id)
+    await _execute(database, "UPDATE audit_entries SET ip = '203.0.113.9' WHERE id = :id", id=login.id)
+    report = await audit.verify()
+    assert (report.ok, report.first_bad_id) == (False, login.id)
+    assert "keeps its personal fields only in audit_personal" in (report.problem or "")
+
+
+async def test_erasing_personal_fields_keeps_the_chain_and_is_counted(
+    database: Database, audit: AuditService, clock: SimClock
+) -> None:
+    await _record_personal(audit, clock)
+    before = await audit.verify()
+    login, _ = await _rows(database)
+    await _execute(database, "DELETE FROM audit_personal WHERE entry_id = :id", id=login.id)
+    after = await audit.verify()
+    assert (after.ok, after.checked, after.head_hash, after.anonymised) == (True, 2, before.head_hash, 1)
+    assert before.anonymised == 0
+    record = next(record for record in await audit.list(settle_seconds=0) if record.id == login.id)
+    assert (record.actor_email, record.ip, record.user_agent, record.anonymised) == (None, None, None, True)
+
+
+async def test_version_1_entries_chained_before_still_verify(database: Database, audit: AuditService, clock: SimClock) -> None:
+    old = _entry(id=None, prev_hash=GENESIS_HASH, version=1)  # chained the old way: personal fields in the hash
+    old.hash = entry_hash(GENESIS_HASH, canonical_content(old))
+    async with database.session() as session:
+        await AuditRepository(session).add(old)
+    await _record_personal(audit, clock)
+    rows = await _rows(database)
+    assert [row.version for row in rows] == [1, 2, 2]
+    assert rows[1].prev_hash == old.hash
+    report = await audit.verify()
+    assert (report.ok, report.checked, report.anonymised) == (True, 3, 0)
+    first = next(record for record in await audit.list(settle_seconds=0) if record.id == rows[0].id)
+    assert (first.actor_email, first.user_agent, first.anonymised) == ("zoë@example.com", "curl/8", False)
+
+    await _execute(database, "UPDATE audit_entries SET actor_email = 'x@example.com' WHERE id = :id", id=rows[0].id)
+    assert (await audit.verify()).first_bad_id == rows[0].id  # a version-1 entry's personal fields are hashed
+
+
 # --- concurrency and the UNIQUE safety net --------------------------------------------------------
 
 
@@ -416,13 +513,16 @@ async def test_client_supplied_text_is_clipped_and_identifiers_are_checked(datab
     )
     await audit.drain()
     (entry,) = await _rows(database)
-    assert entry.actor_email is not None
-    assert len(entry.actor_email) == 320
-    assert entry.user_agent is not None
-    assert len(entry.user_agent) == 300
-    assert "\x00" not in entry.user_agent
-    assert entry.ip is not None
-    assert len(entry.ip) == 64
+    assert (entry.version, entry.actor_email, entry.ip, entry.user_agent) == (2, None, None, None)
+    (personal,) = await _personal(database)
+    assert personal.entry_id == entry.id
+    assert personal.actor_email is not None
+    assert len(personal.actor_email) == 320
+    assert personal.user_agent is not None
+    assert len(personal.user_agent) == 300
+    assert "\x00" not in personal.user_agent
+    assert personal.ip is not None
+    assert len(personal.ip) == 64
     with pytest.raises(ValueError, match="target"):
         await audit.record(action="auth.login", outcome="failure", target="t" * 201)
     assert (await audit.verify()).checked == 1

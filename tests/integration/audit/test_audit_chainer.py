@@ -34,7 +34,7 @@ async def _stage(audit: AuditService, targets: range) -> None:
 
 async def _chained_targets(database: Database) -> Counter[int]:
     async with database.session() as session:
-        rows = [entry async for entry in AuditRepository(session).iterate_in_order()]
+        rows = [entry async for entry, _ in AuditRepository(session).iterate_in_order()]
     return Counter(int(row.target.split(":")[1]) for row in rows if row.target)
 
 

@@ -17,7 +17,7 @@ from tradestack.identity.service import Caller, IdentityService, identity_sessio
 from tradestack.kit import migrations
 from tradestack.kit.config import Settings
 from tradestack.kit.runtime import Runtime
-from tradestack.models import AuditEntry, AuditOutbox
+from tradestack.models import AuditEntry, AuditOutbox, AuditPersonal
 
 from ...conftest import FAST_TEST_SETTINGS  # type: ignore[import-not-found]
 
@@ -61,7 +61,8 @@ async def test_entries_commit_with_identitys_transaction_even_if_the_process_sto
     assert await _chained_actions(runtime) == ["user.created"]
     async with runtime.database.session() as session:
         entry = (await session.scalars(select(AuditEntry))).one()
-    assert (entry.target, entry.ip) == (f"user:{user.id}", "198.51.100.7")
+        personal = (await session.scalars(select(AuditPersonal))).one()
+    assert (entry.target, personal.entry_id, personal.ip) == (f"user:{user.id}", entry.id, "198.51.100.7")
     assert (await AuditService(runtime.database, runtime.clock).verify()).ok
 
 
