@@ -208,7 +208,9 @@ class IdentityService:
             await self.users.add(user)
         except IntegrityError as exc:
             raise ConflictError(f"a user with email {email} already exists") from exc
-        await self._audit("user.created", "success", actor, target=f"user:{user.id}", detail={"email": email, "role": role.value})
+        # No email in the detail: the chain hashes the detail, and retention must be able to erase a
+        # user's email (it can erase the actor fields, which the chain covers by digest only).
+        await self._audit("user.created", "success", actor, target=f"user:{user.id}", detail={"role": role.value})
         return user
 
     async def list_users(self, *, limit: int, offset: int) -> list[User]:

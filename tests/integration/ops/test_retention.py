@@ -12,7 +12,8 @@ from sqlalchemy import func, insert, select, text, update
 from tradestack.audit.service import AuditService
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
-from tradestack.models.audit import AuditEntry
+from tradestack.models.audit import AuditEntry, AuditPersonal
+from tradestack.models.base import Base
 from tradestack.models.identity import RefreshToken, User
 from tradestack.models.marketdata import BarRow
 from tradestack.ops.integrity import check_integrity
@@ -22,6 +23,18 @@ from ..conftest import MakeUser  # type: ignore[import-not-found]
 from .test_integrity_orders import _orders
 
 DAY = timedelta(days=1)
+
+
+async def _audit_rows_naming(runtime: Runtime, *needles: str) -> int:
+    """Rows of every audit table (chained entries, personal rows, the outbox) whose text holds one of `needles`."""
+    tables = [table for name, table in Base.metadata.tables.items() if name.startswith("audit_")]
+    assert {table.name for table in tables} >= {"audit_entries", "audit_personal", "audit_outbox"}
+    found = 0
+    async with runtime.database.session() as session:
+        for table in tables:
+            for row in await session.execute(select(table)):
+                found += any(needle.lower() in str(value).lower() for value in row for needle in needles)
+    return found
 
 
 def _bar(symbol: str, resolution: str, ts: datetime) -> dict[str, object]:
@@ -72,17 +85,38 @@ async def test_long_deactivated_users_are_anonymised_and_audited_while_books_and
     recent = await make_user(Role.TRADER)
     active = await make_user(Role.TRADER)
     long_ago = runtime.clock.now() - 40 * DAY
+    agent = f"gone-agent/{gone.id}"
+    for password in (gone.password, "not the password"):  # a login and a failed one, from a recognisable client
+        await client.post("/api/auth/login", json={"email": gone.email, "password": password}, headers={"User-Agent": agent})
+    await client.post("/api/auth/login", json={"email": active.email, "password": active.password})
     async with runtime.database.session() as session:
         await session.execute(update(User).where(User.id == gone.id).values(is_active=False, updated_at=long_ago))
         await session.execute(update(User).where(User.id == recent.id).values(is_active=False))
+    assert await AuditService(runtime.database, runtime.clock).settle(wait_seconds=10)
     chain_before = await AuditService(runtime.database, runtime.clock).verify()
+    assert await _audit_rows_naming(runtime, gone.email, agent) > 0  # the user's personal data is there to erase
+    assert chain_before.anonymised == 0
 
     assert (await apply_retention(runtime, dry_run=True)).anonymised == [gone.id]
     async with runtime.database.session() as session:
         assert (await session.get(User, gone.id)).email == gone.email  # type: ignore[union-attr]
 
-    assert (await apply_retention(runtime)).anonymised == [gone.id]
+    assert await _audit_rows_naming(runtime, gone.email, agent) > 0  # a dry run erases nothing
+    done = await apply_retention(runtime)
+    assert done.anonymised == [gone.id]
+    assert done.audit_personal_erased >= 2  # their login and failed login at least
+    erased = await AuditService(runtime.database, runtime.clock).verify()  # before the user.anonymised entry is chained
+    assert (erased.ok, erased.checked, erased.head_hash) == (True, chain_before.checked, chain_before.head_hash)
+    assert erased.anonymised == done.audit_personal_erased
     assert await AuditService(runtime.database, runtime.clock).settle(wait_seconds=10)
+    assert await _audit_rows_naming(runtime, gone.email, agent) == 0  # in no audit table, chained or staged
+    async with runtime.database.session() as session:  # nor the address and client of the entries they made
+        by_gone = select(AuditEntry.id).where(AuditEntry.actor_user_id == gone.id)
+        left = await session.scalar(select(func.count()).select_from(AuditPersonal).where(AuditPersonal.entry_id.in_(by_gone)))
+        others = await session.scalar(
+            select(func.count()).select_from(AuditPersonal).where(func.lower(AuditPersonal.actor_email) == active.email.lower())
+        )
+    assert (left, others) == (0, 2)  # another user's personal data (two logins) stays
     async with runtime.database.session() as session:
         users = {user.id: user for user in await session.scalars(select(User))}
         live_tokens = await session.scalar(
@@ -105,6 +139,7 @@ async def test_long_deactivated_users_are_anonymised_and_audited_while_books_and
     chain = await AuditService(runtime.database, runtime.clock).verify()
     assert chain.ok
     assert chain.checked > chain_before.checked
+    assert chain.anonymised == done.audit_personal_erased
     integrity = await check_integrity(runtime.database)
     assert integrity.ok, integrity.problems
     assert (await apply_retention(runtime)).anonymised == []  # done once
