@@ -1129,6 +1129,12 @@ export interface components {
       /** Actor User Id */
       actor_user_id?: string | null;
       /**
+       * Anonymised
+       * @description The actor's email, IP and User-Agent were erased (retention); the entry still verifies.
+       * @default false
+       */
+      anonymised: boolean;
+      /**
        * Detail
        * @description Structured context. A stored value that is not a JSON object is shown as {"unparsed": "<text>"}.
        */
@@ -2736,6 +2742,12 @@ export interface components {
      *     (shorter) chain, so compare ``checked`` and ``head_hash`` with values recorded elsewhere.
      */
     VerifyReport: {
+      /**
+       * Anonymised
+       * @description Of the rows checked, those whose personal fields were erased (retention).
+       * @default 0
+       */
+      anonymised: number;
       /**
        * Checked
        * @description Rows that verified: all of them when ok, else those before the first bad row.
