@@ -26,8 +26,8 @@ async def main(url: str, lease_seconds: float, data_dir: Path) -> None:
     audit = AuditService(database, LiveClock(), lease_seconds=lease_seconds)
     real_append = AuditRepository.append
 
-    async def append_then_stall(self: AuditRepository, rows: Any) -> None:
-        await real_append(self, rows)
+    async def append_then_stall(self: AuditRepository, rows: Any, personal: Any = ()) -> None:
+        await real_append(self, rows, personal)
         (data_dir / "stopped").write_text(str(len(rows)))
         while not (data_dir / "resume").exists():
             time.sleep(0.05)  # blocks the event loop: the process is stuck, not just this task
