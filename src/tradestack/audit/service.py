@@ -410,6 +410,12 @@ class AuditService:
         """Queue several entries (each the arguments of `record`) in `session`'s transaction, one executemany."""
         await AuditRepository(session).stage([_outbox_text(self._fields(**entry)) for entry in entries])
 
+    async def erase_personal(self, session: AsyncSession, actor_user_id: str, emails: Iterable[str]) -> int:
+        """Erase (in `session`'s transaction) the personal fields of the chained entries `actor_user_id` made or
+        that carry one of `emails` as actor email; returns how many entries. The chain still verifies:
+        version-2 entries hash only a digest of those fields (version-1 entries keep theirs)."""
+        return await AuditRepository(session).erase_personal(actor_user_id, builtins.list(emails))
+
     # --- chaining -------------------------------------------------------------------------------
 
     async def chain_batch(self, limit: int = DRAIN_BATCH, *, holder: str | None = None) -> int:

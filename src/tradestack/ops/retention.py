@@ -32,7 +32,6 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, func, select, update
 
-from tradestack.audit.repository import AuditRepository
 from tradestack.audit.service import AuditService
 from tradestack.domain.marketdata import Timeframe
 from tradestack.kit.runtime import Runtime
@@ -131,7 +130,7 @@ async def _anonymise_users(runtime: Runtime, report: RetentionReport, now: datet
             return
         emails = {row[0]: row[1] for row in await session.execute(select(User.id, User.email).where(User.id.in_(due)))}
         for user_id in due:
-            report.audit_personal_erased += await AuditRepository(session).erase_personal(user_id, [emails[user_id]])
+            report.audit_personal_erased += await audit.erase_personal(session, user_id, [emails[user_id]])
             await session.execute(
                 update(User)
                 .where(User.id == user_id)
