@@ -7,7 +7,7 @@ committed orders would), then times moving all of them into the hash chain:
 
 - batched: `AuditService.chain_batch` with the chainer's lease (renewed in every batch), up to
   `--batch` entries per transaction: claim by DELETE ... RETURNING, one head read, hashes in
-  Python, one executemany INSERT;
+  Python, one executemany INSERT ... RETURNING and one for the personal rows (audit_personal);
 - one at a time (baseline): the drain this replaced, as each order's request ran it after its
   commit: per entry one transaction with the global advisory lock (PostgreSQL), the oldest outbox
   row, the head of the chain, an ORM insert and flush, the outbox row deleted.
