@@ -1047,19 +1047,24 @@ def dr_drill(
     except DrillError as exc:
         raise _fail(exc.detail, code=1) from None
     facts = describe(report)
-    if as_json:
-        typer.echo(json.dumps({**facts, "ok": report.ok, "problems": report.problems}))
-    if not report.ok:
-        for problem in report.problems:
-            err_console.print(f"  - {problem}")
-        raise _fail("the drill's restore did NOT verify", code=1)
-    if not as_json:
+    if _drill_outcome(facts, report.ok, report.problems, as_json=as_json, failure="the drill's restore did NOT verify"):
         console.print(
             f"[green]drill passed[/]: RTO {facts['rto_seconds']} s (restore to a promoted cluster), "
             f"RPO {facts['rpo_seconds']} s (target time minus the last recovered commit); "
             f"heartbeats {facts['heartbeats_recovered']}/{facts['heartbeats_acknowledged_before_target']} acknowledged before T, "
             f"orders {facts['orders_recovered']}/{facts['orders_acknowledged_before_target']}; integrity and audit chain ok"
         )
+
+
+def _drill_outcome(facts: dict[str, Any], ok: bool, problems: list[str], *, as_json: bool, failure: str) -> bool:
+    """Print a drill's JSON (when asked) and its problems; fail with `failure` when it did not pass; True = print the summary."""
+    if as_json:
+        typer.echo(json.dumps({**facts, "ok": ok, "problems": problems}))
+    if not ok:
+        for problem in problems:
+            err_console.print(f"  - {problem}")
+        raise _fail(failure, code=1)
+    return not as_json
 
 
 def _replica_drill(settings: Settings, app_factory: Any, *, traffic_seconds: float, keep: bool, as_json: bool) -> None:
@@ -1076,13 +1081,8 @@ def _replica_drill(settings: Settings, app_factory: Any, *, traffic_seconds: flo
     except DrillError as exc:
         raise _fail(exc.detail, code=1) from None
     facts = describe(report)
-    if as_json:
-        typer.echo(json.dumps({**facts, "ok": report.ok, "problems": report.problems}))
-    if not report.ok:
-        for problem in report.problems:
-            err_console.print(f"  - {problem}")
-        raise _fail("the failover lost acknowledged data or did not verify", code=1)
-    if not as_json:
+    failure = "the failover lost acknowledged data or did not verify"
+    if _drill_outcome(facts, report.ok, report.problems, as_json=as_json, failure=failure):
         console.print(
             f"[green]failover drill passed[/]: RTO {facts['rto_seconds']} s (primary crash to a promoted replica), "
             f"RPO {facts['rpo_seconds']} s ({facts['acknowledged_lost']} acknowledged commits lost); heartbeats "
