@@ -66,14 +66,14 @@ class DrillReport:
         return not self.problems
 
 
-def _bin(name: str) -> str:
+def pg_bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     if not found:
         raise DrillError(f"{name} not found under /usr/lib/postgresql/*/bin: install the PostgreSQL server package")
     return found[-1]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -107,7 +107,7 @@ class Cluster:
     def start(self, data: Path, port: int, *extra: str) -> None:
         options = f"-p {port} -k {self.work} -c listen_addresses=127.0.0.1 " + " ".join(extra)
         self.run(
-            _bin("pg_ctl"),
+            pg_bin("pg_ctl"),
             "-D",
             str(data),
             "-l",
@@ -121,10 +121,10 @@ class Cluster:
         )
 
     def stop(self, data: Path) -> None:
-        self.run(_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop", check=False)
+        self.run(pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop", check=False)
 
 
-async def _wait_promoted(dsn: str, seconds: float) -> None:
+async def wait_promoted(dsn: str, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, asyncpg.PostgresError):
@@ -138,22 +138,27 @@ async def _wait_promoted(dsn: str, seconds: float) -> None:
     raise DrillError(f"the restored cluster did not finish recovery within {seconds:g} s")
 
 
-async def _heartbeats(dsn: str, stop: asyncio.Event, acked: list[tuple[int, float]]) -> None:
-    connection = await asyncpg.connect(dsn)
-    try:
-        seq = 0
-        while not stop.is_set():
-            seq += 1
-            await connection.execute("INSERT INTO drill_heartbeat (seq) VALUES ($1)", seq)
-            acked.append((seq, time.monotonic()))
-            await asyncio.sleep(0.05)
-    finally:
-        await connection.close()
+async def heartbeats(dsn: str, stop: asyncio.Event, acked: list[tuple[int, float]], *, until_gone: bool = False) -> None:
+    """A row every 50 ms, recorded as acknowledged once its commit returned, until `stop`.
+
+    With `until_gone` the server going away (a crash the drill causes) ends the writer quietly.
+    """
+    quiet = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) if until_gone else ()
+    with contextlib.suppress(*quiet):
+        connection = await asyncpg.connect(dsn)
+        try:
+            seq = 0
+            while not stop.is_set():
+                seq += 1
+                await connection.execute("INSERT INTO drill_heartbeat (seq) VALUES ($1)", seq)
+                acked.append((seq, time.monotonic()))
+                await asyncio.sleep(0.05)
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=1)
 
 
-async def _order_traffic(
-    settings: Settings, app_factory: AppFactory, stop: asyncio.Event, acked: list[tuple[str, float]]
-) -> None:
+async def order_traffic(settings: Settings, app_factory: AppFactory, stop: asyncio.Event, acked: list[tuple[str, float]]) -> None:
     """A trader placing resting limit orders through the real API (in process) until `stop`."""
     import httpx
 
@@ -191,10 +196,53 @@ async def _order_traffic(
                 await asyncio.sleep(0.1)
 
 
-def _give_to_postgres(work: Path) -> None:
+def give_to_postgres(work: Path) -> None:
     shutil.chown(work, "postgres", "postgres")
     for child in work.rglob("*"):
         shutil.chown(child, "postgres", "postgres")
+
+
+def _database_url(port: int) -> str:
+    return f"postgresql+asyncpg://postgres@127.0.0.1:{port}/tradestack"
+
+
+async def prepare_database(settings: Settings, port: int, data_dir: Path) -> Settings:
+    """The app's settings on the drill cluster's `tradestack` database, migrated, with the heartbeat table."""
+    app_settings = settings.model_copy(
+        update={
+            "database_url": _database_url(port), "database_replica_url": None, "redis_url": None, "data_dir": data_dir,
+            "marketdata_feeds": [], "engine_in_process": False, "argon2_time_cost": 1, "argon2_memory_kib": 8192,
+            "log_level": "warning",
+        }
+    )  # fmt: skip
+    database = Database(app_settings)
+    await migrations.upgrade(database.engine)
+    await database.dispose()
+    connection = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/tradestack")
+    try:
+        await connection.execute(
+            "CREATE TABLE drill_heartbeat (seq bigint PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp())"
+        )
+    finally:
+        await connection.close()
+    return app_settings
+
+
+async def verify_books(app_settings: Settings, port: int) -> list[str]:
+    """The problems `check integrity` and the audit chain's verification find on the cluster at `port`."""
+    from tradestack.audit.service import AuditService
+    from tradestack.core.clock import LiveClock
+
+    database = Database(app_settings.model_copy(update={"database_url": _database_url(port)}))
+    try:
+        integrity = await check_integrity(database)
+        problems = [f"integrity: {problem}" for problem in integrity.problems]
+        audit = await AuditService(database, LiveClock()).verify()
+        if not audit.ok:
+            problems.append(f"audit chain: {audit.problem}")
+        return problems
+    finally:
+        await database.dispose()
 
 
 async def run_drill(
@@ -206,7 +254,7 @@ async def run_drill(
     config = work / "pgbackrest.conf"
     cluster = Cluster(work, config)
     primary, restored = work / "primary", work / "restored"
-    port, restored_port = _free_port(), _free_port()
+    port, restored_port = free_port(), free_port()
     for sub in ("repo", "log", "lock", "spool"):
         (work / sub).mkdir()
     config.write_text(
@@ -216,12 +264,12 @@ async def run_drill(
         f"[{STANZA}]\npg1-path={primary}\npg1-port={port}\npg1-socket-path={work}\npg1-user=postgres\n"
     )
     if os.geteuid() == 0:
-        await asyncio.to_thread(_give_to_postgres, work)
+        await asyncio.to_thread(give_to_postgres, work)
     admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     dsn = f"postgresql://postgres@127.0.0.1:{port}/tradestack"
     try:
         say(f"initdb and start a throwaway cluster on port {port}")
-        cluster.run(_bin("initdb"), "-D", str(primary), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        cluster.run(pg_bin("initdb"), "-D", str(primary), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         archive = f"'{shutil.which('pgbackrest')} --config={config} --stanza={STANZA} archive-push %p'"
         cluster.start(
             primary, port, "-c wal_level=replica -c archive_mode=on", f"-c archive_command={archive}", "-c archive_timeout=60"
@@ -229,21 +277,7 @@ async def run_drill(
         connection = await asyncpg.connect(admin)
         await connection.execute("CREATE DATABASE tradestack")
         await connection.close()
-        app_settings = settings.model_copy(
-            update={
-                "database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{port}/tradestack", "database_replica_url": None,
-                "redis_url": None, "data_dir": work / "app", "marketdata_feeds": [], "engine_in_process": False,
-                "argon2_time_cost": 1, "argon2_memory_kib": 8192, "log_level": "warning",
-            }
-        )  # fmt: skip
-        database = Database(app_settings)
-        await migrations.upgrade(database.engine)
-        await database.dispose()
-        connection = await asyncpg.connect(dsn)
-        await connection.execute(
-            "CREATE TABLE drill_heartbeat (seq bigint PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp())"
-        )
-        await connection.close()
+        app_settings = await prepare_database(settings, port, work / "app")
         say("pgbackrest stanza-create, full backup")
         cluster.backrest("stanza-create")
         cluster.backrest("--type=full", "backup")
@@ -252,8 +286,8 @@ async def run_drill(
         beats: list[tuple[int, float]] = []
         orders: list[tuple[str, float]] = []
         writers = [
-            asyncio.create_task(_heartbeats(dsn, stop, beats)),
-            asyncio.create_task(_order_traffic(app_settings, app_factory, stop, orders)),
+            asyncio.create_task(heartbeats(dsn, stop, beats)),
+            asyncio.create_task(order_traffic(app_settings, app_factory, stop, orders)),
         ]
         await asyncio.sleep(traffic_seconds / 2)
         say("incremental backup while writing")
@@ -288,7 +322,7 @@ async def run_drill(
         )
         await asyncio.to_thread(cluster.start, restored, restored_port, "-c archive_mode=off")
         restored_dsn = f"postgresql://postgres@127.0.0.1:{restored_port}/tradestack"
-        await _wait_promoted(restored_dsn, 300)
+        await wait_promoted(restored_dsn, 300)
         report.rto_seconds = time.perf_counter() - started
 
         say("verifying the restored cluster")
@@ -314,21 +348,7 @@ async def run_drill(
         if len(recovered_orders) > len(orders):
             report.problems.append("more orders recovered than were ever placed")
         report.rpo_seconds = (target - last_ts).total_seconds() if last_ts is not None else float("inf")
-        restored_settings = app_settings.model_copy(
-            update={"database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{restored_port}/tradestack"}
-        )
-        restored_db = Database(restored_settings)
-        try:
-            integrity = await check_integrity(restored_db)
-            report.problems.extend(f"integrity: {problem}" for problem in integrity.problems)
-            from tradestack.audit.service import AuditService
-            from tradestack.core.clock import LiveClock
-
-            audit = await AuditService(restored_db, LiveClock()).verify()
-            if not audit.ok:
-                report.problems.append(f"audit chain: {audit.problem}")
-        finally:
-            await restored_db.dispose()
+        report.problems.extend(await verify_books(app_settings, restored_port))
         return report
     finally:
         cluster.stop(restored)

@@ -32,12 +32,21 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from tradestack.kit import migrations
 from tradestack.kit.config import Settings
-from tradestack.kit.db import Database
-from tradestack.ops.drill import AppFactory, Cluster, DrillError, Say, _bin, _free_port, _give_to_postgres, _order_traffic
-from tradestack.ops.drill import _wait_promoted as wait_promoted
-from tradestack.ops.integrity import check_integrity
+from tradestack.ops.drill import (
+    AppFactory,
+    Cluster,
+    DrillError,
+    Say,
+    free_port,
+    give_to_postgres,
+    heartbeats,
+    order_traffic,
+    pg_bin,
+    prepare_database,
+    verify_books,
+    wait_promoted,
+)
 
 STANDBY = "drill_replica"
 
@@ -59,27 +68,11 @@ class ReplicaDrillReport:
         return not self.problems
 
 
-async def _heartbeats(dsn: str, stop: asyncio.Event, acked: list[tuple[int, float]]) -> None:
-    """A row every 50 ms, recorded as acknowledged once its commit returned; ends when the server goes away."""
-    with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        connection = await asyncpg.connect(dsn)
-        try:
-            seq = 0
-            while not stop.is_set():
-                seq += 1
-                await connection.execute("INSERT INTO drill_heartbeat (seq) VALUES ($1)", seq)
-                acked.append((seq, time.monotonic()))
-                await asyncio.sleep(0.05)
-        finally:
-            with contextlib.suppress(Exception):
-                await connection.close(timeout=1)
-
-
 async def _orders_until_failure(
     settings: Settings, app_factory: AppFactory, stop: asyncio.Event, acked: list[tuple[str, float]]
 ) -> None:
     with contextlib.suppress(Exception):  # the primary's crash ends the traffic however it surfaces
-        await _order_traffic(settings, app_factory, stop, acked)
+        await order_traffic(settings, app_factory, stop, acked)
 
 
 async def _sync_state(admin: str, seconds: float) -> str | None:
@@ -105,38 +98,24 @@ async def run_replica_drill(
     report = ReplicaDrillReport()
     cluster = Cluster(work, work / "unused.conf")
     primary, replica = work / "primary", work / "replica"
-    port, replica_port = _free_port(), _free_port()
+    port, replica_port = free_port(), free_port()
     if os.geteuid() == 0:
-        await asyncio.to_thread(_give_to_postgres, work)
+        await asyncio.to_thread(give_to_postgres, work)
     admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     dsn = f"postgresql://postgres@127.0.0.1:{port}/tradestack"
     try:
         say(f"initdb and start a primary on port {port}")
-        cluster.run(_bin("initdb"), "-D", str(primary), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        cluster.run(pg_bin("initdb"), "-D", str(primary), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         await asyncio.to_thread(cluster.start, primary, port, "-c wal_level=replica -c max_wal_senders=5")
         connection = await asyncpg.connect(admin)
         await connection.execute("CREATE DATABASE tradestack")
         await connection.close()
-        app_settings = settings.model_copy(
-            update={
-                "database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{port}/tradestack", "database_replica_url": None,
-                "redis_url": None, "data_dir": work / "app", "marketdata_feeds": [], "engine_in_process": False,
-                "argon2_time_cost": 1, "argon2_memory_kib": 8192, "log_level": "warning",
-            }
-        )  # fmt: skip
-        database = Database(app_settings)
-        await migrations.upgrade(database.engine)
-        await database.dispose()
-        connection = await asyncpg.connect(dsn)
-        await connection.execute(
-            "CREATE TABLE drill_heartbeat (seq bigint PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp())"
-        )
-        await connection.close()
+        app_settings = await prepare_database(settings, port, work / "app")
 
         say(f"pg_basebackup a streaming replica ({STANDBY}) on port {replica_port}")
         conninfo = f"host=127.0.0.1 port={port} user=postgres application_name={STANDBY}"
         await asyncio.to_thread(
-            cluster.run, _bin("pg_basebackup"), "-D", str(replica), "-d", conninfo, "--write-recovery-conf", "--checkpoint=fast"
+            cluster.run, pg_bin("pg_basebackup"), "-D", str(replica), "-d", conninfo, "--write-recovery-conf", "--checkpoint=fast"
         )
         await asyncio.to_thread(cluster.start, replica, replica_port, "-c hot_standby=on")
         connection = await asyncpg.connect(admin)
@@ -152,7 +131,7 @@ async def run_replica_drill(
         beats: list[tuple[int, float]] = []
         orders: list[tuple[str, float]] = []
         writers = [
-            asyncio.create_task(_heartbeats(dsn, stop, beats)),
+            asyncio.create_task(heartbeats(dsn, stop, beats, until_gone=True)),
             asyncio.create_task(_orders_until_failure(app_settings, app_factory, stop, orders)),
         ]
         await asyncio.sleep(traffic_seconds)
@@ -162,7 +141,7 @@ async def run_replica_drill(
         await asyncio.wait_for(asyncio.gather(*writers), 120)
 
         say("promoting the replica")
-        await asyncio.to_thread(cluster.run, _bin("pg_ctl"), "-D", str(replica), "-w", "-t", "120", "promote")
+        await asyncio.to_thread(cluster.run, pg_bin("pg_ctl"), "-D", str(replica), "-w", "-t", "120", "promote")
         replica_dsn = f"postgresql://postgres@127.0.0.1:{replica_port}/tradestack"
         await wait_promoted(replica_dsn, 120)
         report.rto_seconds = time.perf_counter() - crashed
@@ -175,20 +154,7 @@ async def run_replica_drill(
         finally:
             await connection.close()
         _verify(report, seqs, beats, recovered_orders, orders)
-        promoted = Database(
-            app_settings.model_copy(update={"database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{replica_port}/tradestack"})
-        )
-        try:
-            integrity = await check_integrity(promoted)
-            report.problems.extend(f"integrity: {problem}" for problem in integrity.problems)
-            from tradestack.audit.service import AuditService
-            from tradestack.core.clock import LiveClock
-
-            audit = await AuditService(promoted, LiveClock()).verify()
-            if not audit.ok:
-                report.problems.append(f"audit chain: {audit.problem}")
-        finally:
-            await promoted.dispose()
+        report.problems.extend(await verify_books(app_settings, replica_port))
         return report
     finally:
         cluster.stop(replica)

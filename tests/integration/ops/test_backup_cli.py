@@ -24,10 +24,13 @@ def runbook_block(name: str) -> list[str]:
     return [line for line in match.group(1).splitlines() if line.strip()]
 
 
-@pytest.mark.slow
-def test_the_sqlite_restore_procedure_of_the_runbook(tmp_path: Path) -> None:
-    bin_dir = Path(sys.executable).parent
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "TRADESTACK_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+def run_runbook(name: str, env: dict[str, str]) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Migrate, create an admin, then run the runbook block `name` line by line as written.
+
+    A line `$ command` must succeed and `! command` must fail. Checks what every restore procedure
+    shows (a restore into a non-empty database refused, the backup verified, then restored) and
+    returns the last result of each command.
+    """
 
     def run(command: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -38,7 +41,7 @@ def test_the_sqlite_restore_procedure_of_the_runbook(tmp_path: Path) -> None:
     created = run("tradestack user create ops@example.com --role admin --password-stdin", "correct horse battery staple\n")
     assert created.returncode == 0, created.stderr
     outputs: list[tuple[str, subprocess.CompletedProcess[str]]] = []
-    for line in runbook_block("sqlite-restore"):
+    for line in runbook_block(name):
         expect, command = line[0], line[2:]
         result = run(command)
         outputs.append((command, result))
@@ -52,6 +55,14 @@ def test_the_sqlite_restore_procedure_of_the_runbook(tmp_path: Path) -> None:
     assert "not empty" in refused.stderr
     assert "verified" in results["tradestack backup verify latest"].stdout
     assert "restored" in results["tradestack backup restore latest"].stdout
+    return results
+
+
+@pytest.mark.slow
+def test_the_sqlite_restore_procedure_of_the_runbook(tmp_path: Path) -> None:
+    bin_dir = Path(sys.executable).parent
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "TRADESTACK_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    results = run_runbook("sqlite-restore", env)
     audit = results["tradestack audit verify"].stdout
     manifest = json.loads(next((tmp_path / "backups").glob("*/manifest.json")).read_text())
     assert manifest["fingerprint"]["tables"]["users"]["rows"] == 1

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -15,22 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tradestack.ops.drill import Cluster, _bin
+from tradestack.ops.drill import Cluster, free_port, pg_bin
 
-from .test_backup_cli import runbook_block
-
-PORTS = range(25400, 25500)  # this test's own range, clear of the shared servers
-
-
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS}")
+from .test_backup_cli import run_runbook
 
 
 @pytest.fixture
@@ -41,11 +26,11 @@ def cluster() -> Iterator[tuple[Cluster, int]]:
     if cluster.as_postgres:
         shutil.chown(work, "postgres", "postgres")
     data = work / "data"
-    cluster.run(_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync")
-    port = _free_port()
+    cluster.run(pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync")
+    port = free_port()
     cluster.start(data, port, "-c fsync=off")
     try:
-        cluster.run(_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "tradestack")
+        cluster.run(pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "tradestack")
         yield cluster, port
     finally:
         cluster.stop(data)
@@ -66,30 +51,7 @@ def test_the_postgresql_restore_procedure_of_the_runbook(tmp_path: Path, cluster
         "PGUSER": "postgres",
     }
     env |= {key: value for key, value in os.environ.items() if key in {"LANG", "LC_ALL"}}
-
-    def run(command: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["/bin/bash", "-c", command], env=env, capture_output=True, text=True, input=stdin, timeout=240, check=False
-        )
-
-    assert run("tradestack db upgrade").returncode == 0
-    created = run("tradestack user create ops@example.com --role admin --password-stdin", "correct horse battery staple\n")
-    assert created.returncode == 0, created.stderr
-    outputs: list[tuple[str, subprocess.CompletedProcess[str]]] = []
-    for line in runbook_block("postgresql-restore"):
-        expect, command = line[0], line[2:]
-        result = run(command)
-        outputs.append((command, result))
-        if expect == "$":
-            assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
-        else:
-            assert expect == "!"
-            assert result.returncode != 0, f"{command} should have failed: {result.stdout}"
-    results = dict(outputs)
-    refused = next(result for command, result in outputs if command == "tradestack backup restore latest")
-    assert "not empty" in refused.stderr
-    assert "verified" in results["tradestack backup verify latest"].stdout
-    assert "restored" in results["tradestack backup restore latest"].stdout
+    results = run_runbook("postgresql-restore", env)
     # progress on the long steps: each table dumped and checksummed, each table restored
     created_log = results["tradestack backup create"].stderr
     assert 'pg_dump: dumping contents of table "public.users"' in created_log
