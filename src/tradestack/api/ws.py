@@ -43,7 +43,7 @@ from tradestack.identity.service import Caller, IdentityService, Principal
 from tradestack.kit.fanout import DirectWriter, FanoutHub, Mailbox, MailboxOverflowError
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import WEBSOCKET_CONNECTIONS_ACTIVE
-from tradestack.kit.runtime import Runtime
+from tradestack.kit.runtime import Runtime, Slot
 from tradestack.marketdata.schemas import frame, iso
 from tradestack.marketdata.service import BOOK_KEY, FANOUT_CHANNEL, QUOTE_KEY, MarketDataService, decode_message
 from tradestack.trading.events import ACCOUNT_CHANNELS
@@ -69,12 +69,14 @@ def _error(error: str, detail: str, **fields: Any) -> str:
     return _frame("error", error=error, detail=detail, **fields)
 
 
+HUB: Slot[FanoutHub] = Slot("marketdata.hub")
+
+
 async def hub_of(runtime: Runtime) -> FanoutHub:
     """This process's market-data hub, started on first use and stopped when the runtime closes."""
-    hub = runtime.components.get("marketdata.hub")
-    if not isinstance(hub, FanoutHub):
-        hub = FanoutHub(runtime.bus, FANOUT_CHANNEL, decode_message, wire=text_frame_bytes)
-        runtime.components["marketdata.hub"] = hub
+    hub = runtime.components.get(HUB)
+    if hub is None:
+        hub = runtime.components.put(HUB, FanoutHub(runtime.bus, FANOUT_CHANNEL, decode_message, wire=text_frame_bytes))
         runtime.closers.append(hub.close)
     await hub.start()
     return hub

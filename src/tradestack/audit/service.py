@@ -57,7 +57,7 @@ from tradestack.kit.metrics import (
     AUDIT_OUTBOX_BACKLOG,
     AUDIT_OUTBOX_OLDEST_AGE,
 )
-from tradestack.kit.runtime import Runtime
+from tradestack.kit.runtime import Runtime, Slot
 from tradestack.models.audit import AuditEntry, AuditPersonal
 
 log = get_logger(__name__)
@@ -729,25 +729,24 @@ class AuditChainer:
             AUDIT_CHAINER_LEADER.set(0)
 
 
-CHAINER_COMPONENT = "audit.chainer"
+CHAINER: Slot[AuditChainer] = Slot("audit.chainer")
 
 
 def chainer_of(runtime: Runtime) -> AuditChainer:
     """This process's chainer (configured from the settings), created on first use; `start_audit_chainer` runs it."""
-    existing = runtime.components.get(CHAINER_COMPONENT)
-    if isinstance(existing, AuditChainer):
-        return existing
-    settings = runtime.settings
-    service = AuditService(runtime.database, runtime.clock, lease_seconds=settings.audit_chainer_lease_seconds)
-    created = AuditChainer(service, batch_size=settings.audit_chain_batch_size, interval=settings.audit_chain_interval_seconds)
-    runtime.components[CHAINER_COMPONENT] = created
-    return created
+
+    def create() -> AuditChainer:
+        settings = runtime.settings
+        service = AuditService(runtime.database, runtime.clock, lease_seconds=settings.audit_chainer_lease_seconds)
+        return AuditChainer(service, batch_size=settings.audit_chain_batch_size, interval=settings.audit_chain_interval_seconds)
+
+    return runtime.components.get_or_create(CHAINER, create)
 
 
 def wake_chainer(runtime: Runtime) -> None:
     """After committing staged entries: have this process's chainer (if it leads) chain them now. Never waits."""
-    existing = runtime.components.get(CHAINER_COMPONENT)
-    if isinstance(existing, AuditChainer):
+    existing = runtime.components.get(CHAINER)
+    if existing is not None:
         existing.wake()
 
 
@@ -759,8 +758,8 @@ async def after_commit(runtime: Runtime) -> None:
     running installation, or by itself when no chainer holds the lease. Past that they stay in the
     outbox, committed, for the next chainer.
     """
-    existing = runtime.components.get(CHAINER_COMPONENT)
-    if isinstance(existing, AuditChainer) and existing.running:
+    existing = runtime.components.get(CHAINER)
+    if existing is not None and existing.running:
         existing.wake()
         return
     if not await AuditService(runtime.database, runtime.clock).settle(wait_seconds=CLI_SETTLE_SECONDS):

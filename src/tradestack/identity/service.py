@@ -64,7 +64,7 @@ from tradestack.identity.tokens import (
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import AUTH_FAILURES, USER_LOGINS
 from tradestack.kit.outages import CACHE_ERRORS, count_outage
-from tradestack.kit.runtime import Runtime
+from tradestack.kit.runtime import Runtime, Slot
 from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, User
 
 log = get_logger(__name__)
@@ -110,15 +110,17 @@ class IdentityComponents:
     principals: RecentPrincipals[Principal]
 
 
+IDENTITY: Slot[IdentityComponents] = Slot("identity")
+
+
 def components(runtime: Runtime) -> IdentityComponents:
     """The identity components of this process, created on first use."""
-    existing = runtime.components.get("identity")
-    if isinstance(existing, IdentityComponents):
-        return existing
-    signer = TokenSigner(runtime.settings)
-    created = IdentityComponents(Passwords(runtime.settings), signer, VerifiedTokens(signer), RecentPrincipals())
-    runtime.components["identity"] = created
-    return created
+
+    def create() -> IdentityComponents:
+        signer = TokenSigner(runtime.settings)
+        return IdentityComponents(Passwords(runtime.settings), signer, VerifiedTokens(signer), RecentPrincipals())
+
+    return runtime.components.get_or_create(IDENTITY, create)
 
 
 def revoked_key(token_id: str) -> str:

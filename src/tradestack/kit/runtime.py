@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, cast
 
 from tradestack.core.clock import Clock, LiveClock
 from tradestack.kit.bus import Bus, create_bus
@@ -17,6 +18,7 @@ from tradestack.kit.ratelimit import RateLimiter, create_rate_limiter
 from tradestack.kit.secrets import with_generated_secrets
 
 log = get_logger(__name__)
+T = TypeVar("T")
 CLOSE_STEP_SECONDS = 15.0
 """How long one step of `Runtime.close` may take before it is abandoned (named in a warning), so a
 background task that does not stop can never hang the shutdown of the process (or a test)."""
@@ -27,6 +29,47 @@ async def _bounded(step: str, work: Awaitable[None]) -> None:
         await asyncio.wait_for(work, timeout=CLOSE_STEP_SECONDS)
     except TimeoutError:
         log.warning("runtime_close_step_abandoned", step=step, seconds=CLOSE_STEP_SECONDS)
+
+
+class Slot(Generic[T]):
+    """A typed key of `Runtime.components`: one per kind of long-lived per-process object.
+
+    Each module declares its own (``DESK: Slot[OrderDesk] = Slot("trading.desk")``), so what a slot
+    holds is known to the type checker and no caller casts or checks `isinstance`.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Slot({self.name!r})"
+
+
+class Components:
+    """Long-lived per-process objects of modules (identity's hasher, the desk, the hub…), by typed slot."""
+
+    def __init__(self) -> None:
+        self._items: dict[Slot[Any], object] = {}
+
+    def get(self, slot: Slot[T]) -> T | None:
+        """What `slot` holds, or None before it was first set."""
+        return cast("T | None", self._items.get(slot))
+
+    def put(self, slot: Slot[T], value: T) -> T:
+        """Set (or replace) what `slot` holds; returns it."""
+        self._items[slot] = value
+        return value
+
+    def get_or_create(self, slot: Slot[T], create: Callable[[], T]) -> T:
+        """What `slot` holds, created by `create` on first use."""
+        if slot in self._items:
+            return cast("T", self._items[slot])
+        return self.put(slot, create())
+
+    def __contains__(self, slot: Slot[Any]) -> bool:
+        return slot in self._items
 
 
 @dataclass
@@ -40,7 +83,7 @@ class Runtime:
     rate_limiter: RateLimiter
     clock: Clock = field(default_factory=LiveClock)
     # Long-lived per-process objects of modules (e.g. identity's password hasher), created on first use.
-    components: dict[str, object] = field(default_factory=dict)
+    components: Components = field(default_factory=Components)
     # Run by `close`, newest first, before the backends close (background tasks, hubs).
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 

@@ -15,7 +15,7 @@ from tradestack.core.money import plain
 from tradestack.domain.instruments import CATALOG, Instrument, Venue
 from tradestack.domain.marketdata import Bar, Timeframe, aggregate
 from tradestack.domain.snapshot import MarketSnapshot, QuoteView, decode_quote, snapshot_of
-from tradestack.kit.runtime import Runtime
+from tradestack.kit.runtime import Runtime, Slot
 from tradestack.marketdata.calendars import trading_hours as trading_hours  # the one market-hours rule
 from tradestack.marketdata.repository import BarRepository, InstrumentRepository, RawBar, SeriesSummary
 
@@ -48,6 +48,9 @@ class _Catalog:
     def __init__(self) -> None:
         self.by_symbol: dict[str, Instrument] = {}
         self.loaded_at = -math.inf
+
+
+CATALOG_SLOT: Slot[_Catalog] = Slot("marketdata.catalog")
 
 
 def encode_message(channel: str, frame: bytes) -> bytes:
@@ -92,11 +95,7 @@ class MarketDataService:
         return counts
 
     def _catalog(self) -> _Catalog:
-        catalog = self.runtime.components.get("marketdata.catalog")
-        if not isinstance(catalog, _Catalog):
-            catalog = _Catalog()
-            self.runtime.components["marketdata.catalog"] = catalog
-        return catalog
+        return self.runtime.components.get_or_create(CATALOG_SLOT, _Catalog)
 
     async def instruments(self) -> dict[str, Instrument]:
         """Every instrument by symbol (cached in process for 30 s)."""

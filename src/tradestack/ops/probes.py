@@ -33,12 +33,11 @@ from tradestack.kit.metrics import (
     MEMORY_LIMIT,
     REDIS_UP,
 )
-from tradestack.kit.runtime import Runtime
+from tradestack.kit.runtime import Runtime, Slot
 from tradestack.marketdata.service import MarketDataService
 from tradestack.ops.schemas import ExternalHealth, ExternalTarget
 
 log = get_logger(__name__)
-STATE_KEY = "ops.external"
 
 
 @dataclass
@@ -48,11 +47,11 @@ class _Memory:
     last_success: dict[str, datetime] = field(default_factory=dict)
 
 
+MEMORY: Slot[_Memory] = Slot("ops.external")
+
+
 def _memory(runtime: Runtime) -> _Memory:
-    state = runtime.components.get(STATE_KEY)
-    if not isinstance(state, _Memory):
-        state = runtime.components[STATE_KEY] = _Memory()
-    return state
+    return runtime.components.get_or_create(MEMORY, _Memory)
 
 
 def memory_limit_bytes() -> int | None:

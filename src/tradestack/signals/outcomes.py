@@ -26,7 +26,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from tradestack.kit.runtime import Runtime
+from tradestack.kit.runtime import Runtime, Slot
 from tradestack.models.signals import SignalOutcomeRow
 from tradestack.signals.metrics import ML_MODEL_ACCURACY
 from tradestack.signals.repository import SignalOutcomeRepository
@@ -65,6 +65,9 @@ class _Looking:
     recorded_days: set[tuple[str, str]] = field(default_factory=set)
 
 
+LOOKING: Slot[_Looking] = Slot("signals.outcomes")
+
+
 MidOf = Callable[[str], Awaitable[Decimal | None]]
 RealisedOf = Callable[[date, list[str], int], Awaitable[dict[str, float] | None]]
 
@@ -74,11 +77,7 @@ class OutcomeService:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        looking = runtime.components.get("signals.outcomes")
-        if not isinstance(looking, _Looking):
-            looking = _Looking()
-            runtime.components["signals.outcomes"] = looking
-        self._looking = looking
+        self._looking = runtime.components.get_or_create(LOOKING, _Looking)
 
     def _expect(self, kind: str, due: datetime) -> None:
         known = self._looking.next_due.get(kind)

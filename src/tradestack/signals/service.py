@@ -30,7 +30,7 @@ from tradestack.audit.service import AuditService, after_commit
 from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from tradestack.domain.instruments import InstrumentKind
 from tradestack.domain.marketdata import Bar
-from tradestack.kit.runtime import Runtime
+from tradestack.kit.runtime import Runtime, Slot
 from tradestack.marketdata.service import BOOK_KEY, MAX_CANDLES, MarketDataService
 from tradestack.models.signals import SignalModelRow
 from tradestack.signals import alpha, artifacts, predictor
@@ -268,8 +268,7 @@ class SignalService:
             raise ConflictError(
                 "no promoted alpha model: train one with `tradestack signals train`, then `signals promote VERSION`"
             )
-        loaded = self.runtime.components.setdefault("signals.boosters", {})
-        assert isinstance(loaded, dict)  # noqa: S101 - set only here
+        loaded = self.runtime.components.get_or_create(BOOSTERS, dict)
         booster = loaded.get(row.version)
         if booster is None:
             booster = artifacts.load_model(self.runtime.settings.data_dir / row.path, row.sha256)
@@ -395,6 +394,11 @@ class _LoadedPredictor:
     checked_at: float
 
 
+BOOSTERS: Slot[dict[str, lgb.Booster]] = Slot("signals.boosters")  # the promoted alpha model, by version
+PREDICTOR: Slot[_LoadedPredictor] = Slot("signals.predictor")
+LAST_BOOKS: Slot[dict[str, tuple[str, list[list[float]]]]] = Slot("signals.last_books")  # per symbol: (book ts, arrays)
+
+
 def _book_arrays(bids: Sequence[Sequence[Any]], asks: Sequence[Sequence[Any]], levels: int, what: str) -> list[list[float]]:
     if len(bids) < levels or len(asks) < levels:
         raise ValidationFailedError(f"{what}: the model needs {levels} levels a side, got {len(bids)} bids and {len(asks)} asks")
@@ -479,24 +483,23 @@ class PredictorService:
 
     async def _loaded(self) -> _LoadedPredictor:
         """The promoted predictor, loaded once per version; the promotion is re-read at most every few seconds."""
-        loaded = self.runtime.components.get("signals.predictor")
+        loaded = self.runtime.components.get(PREDICTOR)
         now = self.runtime.clock.monotonic()
-        if isinstance(loaded, _LoadedPredictor) and now - loaded.checked_at < _PROMOTED_TTL_SECONDS:
+        if loaded is not None and now - loaded.checked_at < _PROMOTED_TTL_SECONDS:
             return loaded
         async with self.runtime.database.read_session() as session:
             found = await SignalModelRepository(session).promoted(ORDERBOOK)
             row = Served.of(found) if found else None
         if row is None:
             raise ConflictError("no promoted order-book model: train one with `tradestack signals train-lob --promote`")
-        if isinstance(loaded, _LoadedPredictor) and loaded.version == row.version:
+        if loaded is not None and loaded.version == row.version:
             fresh = _LoadedPredictor(loaded.version, loaded.model, loaded.horizon, loaded.levels, now)
         else:
             text = artifacts.load_text(self.runtime.settings.data_dir / row.path, row.sha256)
             fresh = _LoadedPredictor(
                 row.version, predictor.model_from_text(text), int(row.metadata["horizon"]), int(row.metadata["levels"]), now
             )
-        self.runtime.components["signals.predictor"] = fresh
-        return fresh
+        return self.runtime.components.put(PREDICTOR, fresh)
 
     async def _live_mid(self, symbol: str) -> Decimal | None:
         raw = await self.runtime.cache.get(BOOK_KEY + symbol)
@@ -526,12 +529,11 @@ class PredictorService:
                 answer = PredictionOut.model_validate_json(cached)
                 return self._answered(answer.model_copy(update={"cached": True}), served, started)
             current = _book_arrays(live["bids"], live["asks"], served.levels, "live book")  # type: ignore[arg-type]
-            history = self.runtime.components.setdefault("signals.last_books", {})
-            assert isinstance(history, dict)  # noqa: S101 - set only here
-            before = history.get(live["symbol"])
-            history[live["symbol"]] = (book_ts, current)
-            prior = before[1] if before is not None and before[0] != book_ts else None
             symbol = str(live["symbol"])
+            history = self.runtime.components.get_or_create(LAST_BOOKS, dict)
+            before = history.get(symbol)
+            history[symbol] = (book_ts, current)
+            prior = before[1] if before is not None and before[0] != book_ts else None
         else:
             current = _book_arrays(book.bids, book.asks, served.levels, "book")
             prior = _book_arrays(previous.bids, previous.asks, served.levels, "previous") if previous else None

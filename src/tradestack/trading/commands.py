@@ -20,11 +20,10 @@ import redis.asyncio
 
 from tradestack.kit.logging import get_logger
 from tradestack.kit.redispool import blocking_pool
-from tradestack.kit.runtime import Runtime
+from tradestack.kit.runtime import Runtime, Slot
 
 log = get_logger(__name__)
 
-COMPONENT = "trading.commands"
 STREAM_MAXLEN = 100_000
 
 
@@ -89,11 +88,14 @@ class NoEngine:
             )
 
 
+COMMANDS: Slot[Commands] = Slot("trading.commands")
+
+
 def commands_of(runtime: Runtime) -> Commands:
     """This process's way to reach the engine (an in-process engine registers itself first)."""
-    existing = runtime.components.get(COMPONENT)
+    existing = runtime.components.get(COMMANDS)
     if existing is not None:
-        return existing  # type: ignore[return-value]
+        return existing
     settings = runtime.settings
     created: Commands
     if settings.redis_url and not settings.effective_engine_in_process:
@@ -102,5 +104,4 @@ def commands_of(runtime: Runtime) -> Commands:
         created = redis_commands
     else:
         created = NoEngine()
-    runtime.components[COMPONENT] = created
-    return created
+    return runtime.components.put(COMMANDS, created)

@@ -48,7 +48,7 @@ from tradestack.domain.riskstate import OpenOrder, OpenOrders, account_risk_stat
 from tradestack.domain.snapshot import MarketSnapshot
 from tradestack.identity.service import Caller, Principal
 from tradestack.kit.logging import get_logger
-from tradestack.kit.runtime import Runtime
+from tradestack.kit.runtime import Runtime, Slot
 from tradestack.marketdata.service import MarketDataService
 from tradestack.trading.prices import missing_fx
 from tradestack.trading.repository import GLOBAL_SCOPE, TradingRepository, books_writes, sqlite_writer_lock
@@ -56,7 +56,6 @@ from tradestack.trading.schemas import OrderOut
 
 log = get_logger(__name__)
 BATCH = 256
-COMPONENT = "trading.desk"
 _MINUTE = timedelta(minutes=1)
 
 
@@ -350,12 +349,14 @@ def _intent(request: OrderRequest) -> OrderIntent:
     )
 
 
+DESK: Slot[OrderDesk] = Slot("trading.desk")
+
+
 def desk_of(runtime: Runtime, factory: Callable[[], OrderDesk]) -> OrderDesk:
     """This process's desk, created on first use and closed with the runtime."""
-    existing = runtime.components.get(COMPONENT)
-    if isinstance(existing, OrderDesk):
+    existing = runtime.components.get(DESK)
+    if existing is not None:
         return existing
-    created = factory()
-    runtime.components[COMPONENT] = created
+    created = runtime.components.put(DESK, factory())
     runtime.closers.append(created.close)
     return created

@@ -43,7 +43,7 @@ from tradestack.kit.outages import count_outage, forever, unavailable_backend
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import FANOUT_CHANNEL, MarketDataService, decode_message, trading_hours
 from tradestack.models.trading import OrderRow
-from tradestack.trading.commands import COMPONENT, LocalCommands, shard_of, stream_key
+from tradestack.trading.commands import COMMANDS, LocalCommands, shard_of, stream_key
 from tradestack.trading.events import publish, publish_order
 from tradestack.trading.executions import Recorded, record
 from tradestack.trading.metrics import update_trading_gauges
@@ -400,7 +400,7 @@ async def start_engine(runtime: Runtime) -> None:
     if not runtime.settings.effective_engine_in_process:
         return
     shard = EngineShard(runtime)
-    runtime.components[COMPONENT] = LocalCommands(shard.order_changed, shard.order_changed_settled)
+    runtime.components.put(COMMANDS, LocalCommands(shard.order_changed, shard.order_changed_settled))
     tasks = [
         asyncio.create_task(shard.run(), name="engine"),
         asyncio.create_task(forever("engine_quotes", shard.listen_quotes), name="engine-quotes"),

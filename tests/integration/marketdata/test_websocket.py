@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from websockets.asyncio.client import ClientConnection
 
+from tradestack.api.ws import HUB
 from tradestack.domain.marketdata import Quote, Side, Trade
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
@@ -87,7 +88,9 @@ async def test_stream_after_authenticating(ws_url: str, make_user: MakeUser, run
         assert update["channel"] == "quotes:AAPL"
         assert update["data"]["last"] == "101"
         # A client keeping up gets the frame written straight to its socket (uvicorn, no compression).
-        assert runtime.components["marketdata.hub"].written_directly >= 1  # type: ignore[attr-defined]
+        hub = runtime.components.get(HUB)
+        assert hub is not None
+        assert hub.written_directly >= 1
         await publisher.publish("test", Trade("AAPL", Decimal("101.5"), Decimal(7), Side.BUY, runtime.clock.now()))
         candle = await _recv_type(ws, "candle")
         assert candle["channel"] == "candles:AAPL:1m"
