@@ -44,7 +44,8 @@ export function DataTable<T>({
 }) {
   return (
     <>
-      <div className="scroll">
+      {/* Focusable, so a keyboard can scroll a table wider than a phone (axe: scrollable-region-focusable). */}
+      <div className="scroll" tabIndex={0}>
         <table data-testid={testId} className={className} aria-label={label}>
           <thead>
             <tr>
