@@ -117,7 +117,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120  # the first start imports the shipped history
+        deadline = time.monotonic() + 300  # the first start imports the shipped history (slow on a busy machine)
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{base}/api/ready", timeout=1).status_code == 200:
