@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -202,7 +202,11 @@ def serve_marketdata() -> None:
 def serve_engine(
     shard: Annotated[int, typer.Option(help="Which shard of the accounts (0..TRADESTACK_ENGINE_SHARDS-1).")] = 0,
 ) -> None:
-    """Run one paper matching engine shard: orders from its Redis stream, quotes from the bus, fills to the database."""
+    """Run one paper matching engine shard: orders from its Redis stream, quotes from the bus, fills to the database.
+
+    Shard 0 also records every account's equity for the portfolio chart (`TRADESTACK_EQUITY_RECORD_SECONDS`).
+    """
+    from tradestack.books.tasks import record_equity_forever
     from tradestack.trading.engine import run_engine
 
     settings = load_settings()
@@ -216,7 +220,25 @@ def serve_engine(
 
     configure_logging(settings.log_level, json=settings.log_json)
     with contextlib.suppress(KeyboardInterrupt):
-        _run_runtime(settings, lambda runtime: run_engine(runtime, shard))
+        _run_runtime(
+            settings, lambda runtime: _with_recorder(run_engine(runtime, shard), runtime, record_equity_forever, shard == 0)
+        )
+
+
+async def _with_recorder(
+    main: Awaitable[None], runtime: Any, recorder: Callable[[Any], Coroutine[Any, Any, None]], wanted: bool
+) -> None:
+    """Await `main`, with `recorder(runtime)` running beside it when `wanted` (stopped when `main` ends)."""
+    if not wanted:
+        await main
+        return
+    side = asyncio.create_task(recorder(runtime), name="equity-recorder")
+    try:
+        await main
+    finally:
+        side.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await side
 
 
 @serve_app.command("api")

@@ -34,6 +34,20 @@ ADMIN_EMAIL = "admin@tradestack.local"
 ADMIN_PASSWORD = "e2e-admin-password-long"
 PASSWORD = "e2e password for every role"
 AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
+LINE_PIXELS = """(colour) => {
+  // Pixels of one colour (the equity line #2962ff, the drawdown #ef5350) on the equity chart's canvases.
+  let count = 0;
+  for (const canvas of document.querySelectorAll('[data-testid=equity-chart] canvas')) {
+    const context = canvas.getContext('2d');
+    if (!context || !canvas.width || !canvas.height) continue;
+    const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+    for (let i = 0; i < data.length; i += 4) {
+      if (Math.abs(data[i] - colour[0]) < 8 && Math.abs(data[i + 1] - colour[1]) < 8 &&
+          Math.abs(data[i + 2] - colour[2]) < 8) count++;
+    }
+  }
+  return count;
+}"""
 SCREENSHOTS = Path(os.environ.get("TRADESTACK_E2E_SCREENSHOTS", ROOT / "var" / "e2e" / "screenshots"))
 
 
@@ -92,6 +106,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         TRADESTACK_RATE_LIMIT_AUTH="100000/minute",
         TRADESTACK_LOGIN_IP_LIMITS="100000/minute",
         TRADESTACK_RATE_LIMIT_PER_IP="100000/minute",
+        TRADESTACK_EQUITY_RECORD_SECONDS="1",  # the portfolio chart gets points within the test
     )
     process = subprocess.Popen(
         [str(TRADESTACK), "up", "--port", str(port), "--data-dir", str(data_dir)],
@@ -102,7 +117,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120  # the first start imports the shipped history
+        deadline = time.monotonic() + 300  # the first start imports the shipped history (slow on a busy machine)
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{base}/api/ready", timeout=1).status_code == 200:

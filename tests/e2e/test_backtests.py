@@ -12,28 +12,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from .conftest import Person, Server, axe_violations, make_person, screenshot, sign_in
+from .conftest import LINE_PIXELS, Person, Server, axe_violations, make_person, screenshot, sign_in
 
 pytestmark = pytest.mark.slow
 
 RUN = ["backtest", "run", "sma_cross", "--symbols", "AAPL", "--from", "2010-01-01", "--to", "2012-12-31"]
 STATS = ("total_return", "annual_return", "annual_volatility", "sharpe", "sortino", "max_drawdown", "calmar", "hit_rate")
 COUNTS = ("max_drawdown_duration_periods", "trades", "round_trips", "periods_per_year")
-
-LINE_PIXELS = """(colour) => {
-  // Pixels of one colour (the equity line #2962ff, the drawdown #ef5350) on the chart's canvases.
-  let count = 0;
-  for (const canvas of document.querySelectorAll('[data-testid=equity-chart] canvas')) {
-    const context = canvas.getContext('2d');
-    if (!context || !canvas.width || !canvas.height) continue;
-    const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
-    for (let i = 0; i < data.length; i += 4) {
-      if (Math.abs(data[i] - colour[0]) < 8 && Math.abs(data[i + 1] - colour[1]) < 8 &&
-          Math.abs(data[i + 2] - colour[2]) < 8) count++;
-    }
-  }
-  return count;
-}"""
 
 
 def _percent(value: float | None, digits: int = 2) -> str:
@@ -102,6 +87,14 @@ def test_backtests_screen_shows_a_stored_run_with_the_apis_figures(server: Serve
     assert float(chart.get_attribute("data-max-drawdown") or "nan") == pytest.approx(metrics["max_drawdown"], abs=1e-9)
     page.wait_for_function(f"() => ({LINE_PIXELS})([41, 98, 255]) > 200", timeout=15_000)
     assert page.evaluate(LINE_PIXELS, [239, 83, 80]) > 50  # the drawdown pane
+    # The run's orders and fills, as it stored them.
+    orders, fills = run["result"]["orders"], run["result"]["fills"]
+    assert fills, "the run filled nothing: pick a period with crossings"
+    expect(page.locator("[data-testid=backtest-orders] tbody tr")).to_have_count(len(orders))
+    expect(page.locator("[data-testid=backtest-fills] tbody tr")).to_have_count(len(fills))
+    first_fill = page.locator("[data-testid=backtest-fills] tbody tr").first
+    expect(first_fill).to_contain_text(fills[0]["price"])
+    expect(first_fill).to_contain_text(fills[0]["quantity"])
     violations = axe_violations(page)
     screenshot(page, "backtests")
     assert not violations, violations

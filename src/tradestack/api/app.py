@@ -19,6 +19,7 @@ from tradestack.audit.endpoints import router as audit_router
 from tradestack.audit.service import start_audit_chainer
 from tradestack.books.endpoints import books as books_router
 from tradestack.books.endpoints import router as accounts_router
+from tradestack.books.tasks import start_equity_recorder
 from tradestack.identity import endpoints as identity_endpoints
 from tradestack.identity.browser import browser as browser_session_router
 from tradestack.kit.config import Settings, get_settings
@@ -44,7 +45,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
         version=tradestack.__version__,
         lifespan=lifespan_for(
             runtime_factory or (lambda: Runtime.open(settings)),
-            on_start=[start_audit_chainer, start_market_data, start_engine, start_probes],
+            on_start=[start_audit_chainer, start_market_data, start_engine, start_equity_recorder, start_probes],
         ),
     )
     install_error_handlers(app)

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from tradestack.books.schemas import AccountCreate, AccountWithCash, FillPage, LedgerPage, Portfolio, PositionList
+from tradestack.books.schemas import (
+    AccountCreate,
+    AccountWithCash,
+    EquitySeries,
+    FillPage,
+    LedgerPage,
+    Portfolio,
+    PositionList,
+)
 from tradestack.books.service import DEFAULT_PAGE, MAX_PAGE, BooksApi
 from tradestack.identity.deps import caller_of, require
 from tradestack.identity.permissions import Permission
@@ -98,6 +107,29 @@ async def portfolio(runtime: RuntimeDep, principal: Reader, account_id: AccountI
     service = BooksApi(runtime)
     account = await service.account_or_default(principal, account_id)
     return await service.portfolio(principal, account, TradingService(runtime).reservations)
+
+
+@books.get(
+    "/portfolio/equity",
+    response_model=EquitySeries,
+    summary="Recorded equity in the base currency over time (from when recording started; downsampled when long)",
+    responses={
+        **NOT_FOUND,
+        422: {"description": "from after to, a time that is not ISO 8601, or no account given and you have several"},
+    },
+)
+async def equity(
+    runtime: RuntimeDep,
+    principal: Reader,
+    start: Annotated[
+        datetime | None,
+        Query(alias="from", description="Start (ISO 8601, UTC when no offset) [default: 30 days before `to`]."),
+    ] = None,
+    end: Annotated[datetime | None, Query(alias="to", description="End (ISO 8601, UTC when no offset) [default: now].")] = None,
+    account: AccountId = None,
+) -> EquitySeries:
+    service = BooksApi(runtime)
+    return await service.equity(principal, await service.account_or_default(principal, account), start, end)
 
 
 @books.get(

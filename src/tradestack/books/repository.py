@@ -10,6 +10,7 @@ from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, loc
 from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.books import BalanceLine
@@ -17,7 +18,7 @@ from tradestack.domain.ledger import JournalEntry
 from tradestack.domain.orders import FillEvent
 from tradestack.domain.portfolio import PositionState
 from tradestack.kit.repository import ReadRepository, Repository
-from tradestack.models.books import BalanceRow, FillRow, JournalEntryRow, PostingRow, TradingAccount
+from tradestack.models.books import BalanceRow, EquityPointRow, FillRow, JournalEntryRow, PostingRow, TradingAccount
 
 # Column values have at most 38 digits: their sums are exact here, and an inexact one raises.
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
@@ -244,3 +245,47 @@ class BooksRepository(ReadRepository):
             for posting in rows:
                 postings[posting.entry_id].append(posting)
         return [(entry, postings[entry.id]) for entry in entries]
+
+
+@dataclass(frozen=True, slots=True)
+class EquityPoint:
+    """An account's equity (base currency) at `ts`."""
+
+    ts: datetime
+    equity: Decimal
+
+
+class EquityRepository(Repository):
+    """`equity_points`: written by the recorder, read a range at a time."""
+
+    async def add(self, points: Sequence[tuple[str, str, EquityPoint]]) -> int:
+        """Store (account id, currency, point) rows; a point an account already has for that instant is kept
+        as it was (two recorders may value the same instant). Returns how many were new."""
+        if not points:
+            return 0
+        rows = [{"account_id": a, "currency": c, "ts": p.ts, "equity": p.equity} for a, c, p in points]
+        bind = self.session.bind
+        dialect = postgresql if bind is not None and bind.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(EquityPointRow).values(rows).on_conflict_do_nothing(index_elements=["account_id", "ts"])
+        result = await self.session.execute(statement)
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+class EquityReadRepository(ReadRepository):
+    """Reads of `equity_points`."""
+
+    async def between(self, account_id: str, start: datetime, end: datetime) -> list[EquityPoint]:
+        """The account's points with `start` <= ts <= `end`, oldest first."""
+        rows = await self.session.execute(
+            select(EquityPointRow.ts, EquityPointRow.equity)
+            .where(EquityPointRow.account_id == account_id, EquityPointRow.ts >= start, EquityPointRow.ts <= end)
+            .order_by(EquityPointRow.ts)
+        )
+        return [EquityPoint(ts, equity) for ts, equity in rows]
+
+    async def first(self, account_id: str) -> datetime | None:
+        """When the account's first point was recorded (None before any)."""
+        first: datetime | None = await self.session.scalar(
+            select(func.min(EquityPointRow.ts)).where(EquityPointRow.account_id == account_id)
+        )
+        return first

@@ -217,3 +217,32 @@ class LedgerPage(BaseModel):
 
     items: list[JournalEntryOut]
     next: str | None
+
+
+class EquityPointOut(BaseModel):
+    """An account's equity at one recorded moment."""
+
+    ts: datetime = Field(description="When the books were valued (UTC).")
+    equity: DecimalText = Field(description="Equity in the base currency, valued as GET /api/portfolio values it.")
+
+
+class EquitySeries(BaseModel):
+    """An account's recorded equity over a time range, oldest first.
+
+    Points exist only from when recording started (`recorded_since`): nothing is reconstructed for
+    earlier times. Every `interval_seconds` the recorder values each account as GET /api/portfolio
+    does (cash and positions at their marks, converted at the live FX rates, rounded to the base
+    currency's minor unit) and stores the figure; an account whose holdings cannot all be converted
+    gets no point then. Longer ranges are downsampled to at most `max_points`: the range is cut into
+    that many equal spans and each span keeps its last point, so the last point is always the newest.
+    """
+
+    account_id: str
+    base_currency: str
+    start: datetime = Field(description="Start of the range (UTC, inclusive).")
+    end: datetime = Field(description="End of the range (UTC, inclusive).")
+    recorded_since: datetime | None = Field(description="The account's first recorded point (null: none yet).")
+    interval_seconds: float = Field(description="How often points are recorded.")
+    max_points: int = Field(description="Most points one answer holds.")
+    downsampled: bool = Field(description="Whether the range held more points than max_points (then thinned).")
+    points: list[EquityPointOut]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import (
     MAX_EMAX,
     MAX_PREC,
@@ -33,10 +33,20 @@ from typing import overload
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.audit.service import AuditService, wake_chainer
-from tradestack.books.repository import AccountRepository, BooksRepository, Cursor, JournalRepository
+from tradestack.books.repository import (
+    AccountRepository,
+    BooksRepository,
+    Cursor,
+    EquityPoint,
+    EquityReadRepository,
+    EquityRepository,
+    JournalRepository,
+)
 from tradestack.books.schemas import (
     AccountCreate,
     AccountWithCash,
+    EquityPointOut,
+    EquitySeries,
     FillOut,
     FillPage,
     JournalEntryOut,
@@ -492,8 +502,7 @@ class BooksApi:
         books = await self._valued(principal, account_id)
         reserved = await reservations(account_id) if reservations is not None else {}
         places = minor_units(books.base_currency)
-        cash_base = _in_minor_units(books.valuation.cash_base if books.valuation else None, places)
-        market_value_base = _in_minor_units(books.market_value_base, places)
+        cash_base, market_value_base = _base_totals(books)
         return Portfolio(
             account_id=books.account_id,
             base_currency=books.base_currency,
@@ -506,7 +515,7 @@ class BooksApi:
             cash_base=cash_base,
             market_value_base=market_value_base,
             unrealized_pnl_base=_in_minor_units(books.valuation.unrealized_pnl_base if books.valuation else None, places),
-            equity=None if cash_base is None or market_value_base is None else cash_base + market_value_base,
+            equity=_shown_equity(books),
             fx_policy=books.books.fx_policy.value,
             buying_power=_buying_power(books, reserved, self.runtime.settings.paper_fx_fee_bps),
             problems=books.problems,
@@ -530,6 +539,34 @@ class BooksApi:
         async with self.runtime.database.read_session() as session:
             return await BooksService(session, self.runtime.clock).ledger_page(principal, account_id, limit=limit, before=before)
 
+    async def equity(self, principal: Principal, account_id: str, start: datetime | None, end: datetime | None) -> EquitySeries:
+        """The account's recorded equity between `start` (default: 30 days before `end`) and `end` (default: now),
+        downsampled to at most `equity_chart_points`; 422 when the range is reversed."""
+        settings = self.runtime.settings
+        end = _utc(end) if end is not None else self.runtime.clock.now()
+        start = _utc(start) if start is not None else end - DEFAULT_EQUITY_RANGE
+        if start > end:
+            raise ValidationFailedError(
+                f"from: must not be after to (got from={start.isoformat()} and to={end.isoformat()}); swap them"
+            )
+        async with self.runtime.database.read_session() as session:
+            account = await BooksService(session, self.runtime.clock).readable(principal, account_id)
+            repository = EquityReadRepository(session)
+            recorded = await repository.between(account.id, start, end)
+            since = await repository.first(account.id)
+        kept, downsampled = downsample(recorded, start, end, settings.equity_chart_points)
+        return EquitySeries(
+            account_id=account.id,
+            base_currency=account.base_currency,
+            start=start,
+            end=end,
+            recorded_since=since,
+            interval_seconds=settings.equity_record_seconds,
+            max_points=settings.equity_chart_points,
+            downsampled=downsampled,
+            points=[EquityPointOut(ts=p.ts, equity=p.equity) for p in kept],
+        )
+
     async def _valued(self, principal: Principal, account_id: str) -> _Valued:
         async with self.runtime.database.read_session() as session:
             service = BooksService(session, self.runtime.clock)
@@ -539,7 +576,63 @@ class BooksApi:
         return _value(books, self.runtime.clock.now(), market)
 
 
+# -- equity over time -----------------------------------------------------------------------------
+
+DEFAULT_EQUITY_RANGE = timedelta(days=30)
+
+
+def _utc(stamp: datetime) -> datetime:
+    """`stamp` in UTC; a naive one is taken as UTC."""
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+def downsample(points: Sequence[EquityPoint], start: datetime, end: datetime, most: int) -> tuple[list[EquityPoint], bool]:
+    """At most `most` of `points` (oldest first, within [`start`, `end`]): the range cut into `most` equal spans,
+    each keeping its last point, so the newest point always stays. The flag says whether any was dropped."""
+    if len(points) <= most:
+        return list(points), False
+    span = (end - start) / most
+    kept: dict[int, EquityPoint] = {}
+    for point in points:
+        kept[min(int((point.ts - start) / span), most - 1)] = point
+    return list(kept.values()), True
+
+
+async def record_equity(runtime: Runtime) -> int:
+    """Value every account now, exactly as GET /api/portfolio does, and store its equity; returns the points stored.
+
+    An account whose valuation is approximate (a position without a live quote is valued at cost) or
+    impossible (no FX rate into its base currency) gets no point this time: the chart shows only
+    figures marked to market.
+    """
+    now = runtime.clock.now()
+    async with runtime.database.read_session() as session:
+        every = await BooksService(session, runtime.clock).all_books()
+    market = await MarketDataService(runtime).snapshot(sorted({symbol for books in every for symbol in books.holdings}))
+    points: list[tuple[str, str, EquityPoint]] = []
+    for books in every:
+        valued = _value(books, now, market)
+        equity = _shown_equity(valued)
+        if equity is not None and not valued.problems:
+            points.append((books.account_id, books.base_currency, EquityPoint(now, equity)))
+    async with runtime.database.session() as session:
+        return await EquityRepository(session).add(points)
+
+
 # -- valuation ------------------------------------------------------------------------------------
+
+
+def _base_totals(valued: _Valued) -> tuple[Decimal | None, Decimal | None]:
+    """Cash and the positions' market value in the base currency, each rounded to its minor unit (None without FX)."""
+    places = minor_units(valued.base_currency)
+    cash_base = _in_minor_units(valued.valuation.cash_base if valued.valuation else None, places)
+    return cash_base, _in_minor_units(valued.market_value_base, places)
+
+
+def _shown_equity(valued: _Valued) -> Decimal | None:
+    """Equity as the portfolio shows it, and as it is recorded: the two rounded base totals added (None without FX)."""
+    cash_base, market_value_base = _base_totals(valued)
+    return None if cash_base is None or market_value_base is None else cash_base + market_value_base
 
 
 @dataclass(frozen=True, slots=True)

@@ -288,6 +288,19 @@ class Settings(BaseSettings):
     engine_reconcile_seconds: float = Field(
         default=2.0, gt=0, le=3600, description="How often an engine looks in the database for open orders it missed."
     )
+    equity_record_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        le=86_400,
+        description="How often every account's equity in its base currency is recorded for the portfolio chart "
+        "(by the process that runs the engine: `tradestack up`, or `serve engine --shard 0`).",
+    )
+    equity_chart_points: int = Field(
+        default=1000,
+        ge=10,
+        le=100_000,
+        description="Most points GET /api/portfolio/equity answers; longer ranges are downsampled.",
+    )
     paper_fees: dict[str, tuple[Decimal, Decimal]] = Field(
         default_factory=lambda: {
             "NASDAQ": (Decimal("0.5"), Decimal(1)),

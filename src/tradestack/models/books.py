@@ -98,3 +98,21 @@ class BalanceRow(Base):
     currency: Mapped[str] = mapped_column(String(8))
     amount: Mapped[Decimal] = mapped_column(AMOUNT, doc="Sum of the postings' amounts (debit positive).")
     quantity: Mapped[Decimal | None] = mapped_column(AMOUNT, doc="Sum of units, for position accounts.")
+
+
+class EquityPointRow(Base):
+    """An account's equity at one moment, in its base currency, as the portfolio page valued it then.
+
+    Written by the equity recorder (`books.service.record_equity`) from when recording started: no
+    point is invented for earlier times. One point per account and instant (a second recorder's
+    point for the same instant is dropped).
+    """
+
+    __tablename__ = "equity_points"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("trading_accounts.id", ondelete="RESTRICT"), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True, doc="When the books were valued (UTC).")
+    currency: Mapped[str] = mapped_column(String(3), doc="The account's base currency, e.g. AUD.")
+    equity: Mapped[Decimal] = mapped_column(
+        AMOUNT, doc="Cash plus positions at their marks, in the base currency, rounded to its minor unit."
+    )

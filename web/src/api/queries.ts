@@ -1,6 +1,6 @@
 import { useQuery } from "@tanstack/react-query";
 import { api } from "./client";
-import type { AccountWithCash, Instrument, Portfolio } from "./types";
+import type { AccountWithCash, EquitySeries, Instrument, Portfolio } from "./types";
 
 export function useInstruments() {
   return useQuery({
@@ -19,5 +19,15 @@ export function usePortfolio(accountId: string | null) {
     queryKey: ["portfolio", accountId],
     queryFn: () => api<Portfolio>(`/api/portfolio?account_id=${encodeURIComponent(accountId ?? "")}`),
     enabled: accountId !== null,
+  });
+}
+
+/** The account's recorded equity over the last 30 days (the API's default range), looked at again every minute. */
+export function useEquityHistory(accountId: string | null) {
+  return useQuery({
+    queryKey: ["portfolio", "equity", accountId],
+    queryFn: () => api<EquitySeries>(`/api/portfolio/equity?account=${encodeURIComponent(accountId ?? "")}`),
+    enabled: accountId !== null,
+    refetchInterval: 60_000,
   });
 }

@@ -693,6 +693,23 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  "/api/portfolio/equity": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Recorded equity in the base currency over time (from when recording started; downsampled when long) */
+    get: operations["equity_api_portfolio_equity_get"];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   "/api/positions": {
     parameters: {
       query?: never;
@@ -1472,6 +1489,74 @@ export interface components {
        * @description ISO 4217 code, e.g. AUD.
        */
       currency: string;
+    };
+    /**
+     * EquityPointOut
+     * @description An account's equity at one recorded moment.
+     */
+    EquityPointOut: {
+      /**
+       * Equity
+       * @description Equity in the base currency, valued as GET /api/portfolio values it.
+       */
+      equity: string;
+      /**
+       * Ts
+       * Format: date-time
+       * @description When the books were valued (UTC).
+       */
+      ts: string;
+    };
+    /**
+     * EquitySeries
+     * @description An account's recorded equity over a time range, oldest first.
+     *
+     *     Points exist only from when recording started (`recorded_since`): nothing is reconstructed for
+     *     earlier times. Every `interval_seconds` the recorder values each account as GET /api/portfolio
+     *     does (cash and positions at their marks, converted at the live FX rates, rounded to the base
+     *     currency's minor unit) and stores the figure; an account whose holdings cannot all be converted
+     *     gets no point then. Longer ranges are downsampled to at most `max_points`: the range is cut into
+     *     that many equal spans and each span keeps its last point, so the last point is always the newest.
+     */
+    EquitySeries: {
+      /** Account Id */
+      account_id: string;
+      /** Base Currency */
+      base_currency: string;
+      /**
+       * Downsampled
+       * @description Whether the range held more points than max_points (then thinned).
+       */
+      downsampled: boolean;
+      /**
+       * End
+       * Format: date-time
+       * @description End of the range (UTC, inclusive).
+       */
+      end: string;
+      /**
+       * Interval Seconds
+       * @description How often points are recorded.
+       */
+      interval_seconds: number;
+      /**
+       * Max Points
+       * @description Most points one answer holds.
+       */
+      max_points: number;
+      /** Points */
+      points: components["schemas"]["EquityPointOut"][];
+      /**
+       * Recorded Since
+       * @description The account's first recorded point (null: none yet).
+       */
+      recorded_since: string | null;
+      /**
+       * Start
+       * Format: date-time
+       * @description Start of the range (UTC, inclusive).
+       */
+      start: string;
     };
     /**
      * Error
@@ -6410,6 +6495,96 @@ export interface operations {
         };
       };
       /** @description Bad account_id, or none given and you have several accounts */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+    };
+  };
+  equity_api_portfolio_equity_get: {
+    parameters: {
+      query?: {
+        /** @description Start (ISO 8601, UTC when no offset) [default: 30 days before `to`]. */
+        from?: string | null;
+        /** @description End (ISO 8601, UTC when no offset) [default: now]. */
+        to?: string | null;
+        /** @description The trading account's id (yours, or any with accounts:read:all); yours when you have only one. */
+        account?: string | null;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Successful Response */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["EquitySeries"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description No such account, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description from after to, a time that is not ISO 8601, or no account given and you have several */
       422: {
         headers: {
           [name: string]: unknown;

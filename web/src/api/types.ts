@@ -13,6 +13,7 @@ export type OrderPage = Schemas["OrderPage"];
 export type Fill = Schemas["FillOut"];
 export type FillPage = Schemas["FillPage"];
 export type Portfolio = Schemas["Portfolio"];
+export type EquitySeries = Schemas["EquitySeries"];
 export type AccountWithCash = Schemas["AccountWithCash"];
 export type BrowserSession = Schemas["BrowserSession"];
 export type MfaChallenge = Schemas["MfaChallenge"];

@@ -1,25 +1,50 @@
 import { AreaSeries, createChart, LineSeries, type IChartApi } from "lightweight-charts";
-import { useEffect, useMemo, useRef } from "react";
+import { useEffect, useMemo, useRef, type ReactNode } from "react";
 import { drawdowns, type EquityPoint } from "../lib/backtest";
 import { seconds, themed, useRestyled } from "./Chart";
 
 export const EQUITY_COLOUR = "#2962ff";
 export const DRAWDOWN_COLOUR = "#ef5350";
 
-/** A stored run's equity curve (top pane) and its drawdown under the running peak (bottom pane). */
+/** One point per second, the last of each (the chart's time axis is in whole seconds and strictly rising). */
+export function perSecond(curve: EquityPoint[]): EquityPoint[] {
+  const kept: EquityPoint[] = [];
+  for (const point of curve) {
+    const previous = kept.at(-1);
+    if (previous && seconds(previous.ts) === seconds(point.ts)) kept[kept.length - 1] = point;
+    else kept.push(point);
+  }
+  return kept;
+}
+
+/**
+ * An equity curve over time (top pane) and, unless `drawdown` is false, its drawdown under the
+ * running peak (bottom pane): a stored backtest's, or an account's recorded equity.
+ */
 export function EquityChart({
   curve,
   start,
   currency,
+  title = "Equity and drawdown",
+  drawdown = true,
+  exactLast,
+  summary,
 }: {
   curve: EquityPoint[];
   start: number | null;
   currency: string;
+  title?: string;
+  drawdown?: boolean;
+  /** The last point's exact figure (a decimal string from the API), kept in `data-last-equity`. */
+  exactLast?: string;
+  /** What the line under the title says (by default: points, last figure and deepest drawdown). */
+  summary?: ReactNode;
 }) {
   const container = useRef<HTMLDivElement>(null);
   const chart = useRef<IChartApi | null>(null);
-  const underwater = useMemo(() => drawdowns(curve, start), [curve, start]);
-  const deepest = underwater.length ? Math.min(...underwater) : null;
+  const drawn = useMemo(() => perSecond(curve), [curve]);
+  const underwater = useMemo(() => drawdowns(drawn, start), [drawn, start]);
+  const deepest = drawdown && underwater.length ? Math.min(...underwater) : null;
 
   useEffect(() => {
     if (!container.current) return;
@@ -27,50 +52,57 @@ export function EquityChart({
     const created = createChart(container.current, {
       ...themed(),
       autoSize: true,
-      timeScale: { minBarSpacing: 0.05, lockVisibleTimeRangeOnResize: true },
+      timeScale: { minBarSpacing: 0.05, lockVisibleTimeRangeOnResize: true, timeVisible: !drawdown },
     });
-    // Display only: the chart draws floats; the exact figures are in the metrics table.
+    // Display only: the chart draws floats; the exact figures are in the tables.
     const equity = created.addSeries(LineSeries, { color: EQUITY_COLOUR, lineWidth: 2, title: currency });
-    equity.setData(curve.map((p) => ({ time: seconds(p.ts), value: p.equity })));
-    const drawdown = created.addSeries(
-      AreaSeries,
-      {
-        lineColor: DRAWDOWN_COLOUR,
-        topColor: "rgba(239,83,80,0.05)",
-        bottomColor: "rgba(239,83,80,0.4)",
-        lineWidth: 1,
-        title: "drawdown",
-        priceFormat: { type: "percent" },
-      },
-      1,
-    );
-    drawdown.setData(curve.map((p, i) => ({ time: seconds(p.ts), value: (underwater[i] ?? 0) * 100 })));
-    created.panes()[1]?.setHeight(110);
+    equity.setData(drawn.map((p) => ({ time: seconds(p.ts), value: p.equity })));
+    if (drawdown) {
+      const series = created.addSeries(
+        AreaSeries,
+        {
+          lineColor: DRAWDOWN_COLOUR,
+          topColor: "rgba(239,83,80,0.05)",
+          bottomColor: "rgba(239,83,80,0.4)",
+          lineWidth: 1,
+          title: "drawdown",
+          priceFormat: { type: "percent" },
+        },
+        1,
+      );
+      series.setData(drawn.map((p, i) => ({ time: seconds(p.ts), value: (underwater[i] ?? 0) * 100 })));
+      created.panes()[1]?.setHeight(110);
+    }
     created.timeScale().fitContent();
     chart.current = created;
     return () => {
       created.remove();
       chart.current = null;
     };
-  }, [curve, underwater, currency]);
+  }, [drawn, underwater, currency, drawdown]);
 
   useRestyled(chart);
 
   const last = curve.at(-1);
   return (
-    <section className="panel chart-panel" aria-label="Equity curve">
-      <h2>Equity and drawdown</h2>
+    <section className="panel chart-panel" aria-label={title}>
+      <h2>{title}</h2>
       <p className="muted">
-        {curve.length} points
-        {last && `, last ${last.equity.toFixed(2)} ${currency} on ${last.ts.slice(0, 10)}`}
-        {deepest !== null && `; deepest drawdown ${(deepest * 100).toFixed(2)} %`}
+        {summary ?? (
+          <>
+            {curve.length} points
+            {last && `, last ${last.equity.toFixed(2)} ${currency} on ${last.ts.slice(0, 10)}`}
+            {deepest !== null && `; deepest drawdown ${(deepest * 100).toFixed(2)} %`}
+          </>
+        )}
       </p>
       <div
         className="chart"
         ref={container}
         data-testid="equity-chart"
         data-points={curve.length}
-        data-last-equity={last?.equity}
+        data-last-equity={exactLast ?? last?.equity}
+        data-last-ts={last?.ts}
         data-max-drawdown={deepest ?? undefined}
       />
     </section>

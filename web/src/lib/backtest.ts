@@ -54,3 +54,69 @@ export function minute(ts: string): string {
   const when = new Date(ts);
   return Number.isNaN(when.getTime()) ? ts : `${when.toISOString().slice(0, 16).replace("T", " ")} UTC`;
 }
+
+/** An order of a stored run (`result.orders`); decimals are exact strings. */
+export interface RunOrder {
+  id: string;
+  symbol: string;
+  side: string;
+  type: string;
+  quantity: string;
+  status: string;
+  filled_quantity: string;
+  reason: string | null;
+  created_at: string;
+}
+
+/** A fill of a stored run (`result.fills`): fee and realised P&L in the run's currency. */
+export interface RunFill {
+  /** Position in the run's fills (a stored fill has no id of its own). */
+  seq: number;
+  order_id: string;
+  symbol: string;
+  side: string;
+  quantity: string;
+  price: string;
+  fee: string;
+  realized: string;
+  ts: string;
+}
+
+function records(value: unknown): Record<string, unknown>[] {
+  return Array.isArray(value)
+    ? value.filter((item): item is Record<string, unknown> => typeof item === "object" && item !== null)
+    : [];
+}
+
+function hasStrings(item: Record<string, unknown>, names: readonly string[]): boolean {
+  return names.every((name) => typeof item[name] === "string");
+}
+
+const ORDER_FIELDS = [
+  "id",
+  "symbol",
+  "side",
+  "type",
+  "quantity",
+  "status",
+  "filled_quantity",
+  "created_at",
+] as const;
+const FILL_FIELDS = ["order_id", "symbol", "side", "quantity", "price", "fee", "realized", "ts"] as const;
+
+/** The orders a stored run holds (malformed entries left out), oldest first. */
+export function runOrders(result: Record<string, unknown>): RunOrder[] {
+  return records(result.orders)
+    .filter((item) => hasStrings(item, ORDER_FIELDS))
+    .map((item) => ({
+      ...(item as unknown as RunOrder),
+      reason: typeof item.reason === "string" ? item.reason : null,
+    }));
+}
+
+/** The fills a stored run holds (malformed entries left out), oldest first. */
+export function runFills(result: Record<string, unknown>): RunFill[] {
+  return records(result.fills)
+    .filter((item) => hasStrings(item, FILL_FIELDS))
+    .map((item, seq) => ({ ...(item as unknown as Omit<RunFill, "seq">), seq }));
+}

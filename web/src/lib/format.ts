@@ -9,3 +9,8 @@ export function percent(value: number | null | undefined, digits = 1): string {
     ? "–"
     : `${(value * 100).toFixed(digits)} %`;
 }
+
+/** An ISO 8601 time in the browser's locale and time zone. */
+export function time(ts: string): string {
+  return new Date(ts).toLocaleString();
+}

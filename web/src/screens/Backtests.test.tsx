@@ -1,30 +1,10 @@
 import { screen, within } from "@testing-library/react";
 import { MemoryRouter, Route, Routes } from "react-router-dom";
+import { drawn } from "../test/chart";
 import { renderWithQuery } from "../test/render";
 import Backtests, { RUN_COMMAND } from "./Backtests";
 
-// The chart library needs a real canvas: record what the screen draws instead.
-const drawn = vi.hoisted(() => ({ series: [] as { options: Record<string, unknown>; data: unknown[] }[] }));
-vi.mock("lightweight-charts", () => {
-  const series = (options: Record<string, unknown>) => {
-    const one = { options, data: [] as unknown[] };
-    drawn.series.push(one);
-    return { setData: (data: unknown[]) => (one.data = data) };
-  };
-  return {
-    LineSeries: "Line",
-    AreaSeries: "Area",
-    CandlestickSeries: "Candlestick",
-    HistogramSeries: "Histogram",
-    createChart: () => ({
-      addSeries: (_kind: string, options: Record<string, unknown>) => series(options),
-      panes: () => [{ setHeight: () => undefined }, { setHeight: () => undefined }],
-      timeScale: () => ({ fitContent: () => undefined }),
-      applyOptions: () => undefined,
-      remove: () => undefined,
-    }),
-  };
-});
+vi.mock("lightweight-charts", () => import("../test/chart"));
 
 const METRICS = {
   start_equity: "100000",
@@ -67,6 +47,43 @@ const DETAIL = {
       { ts: "2000-03-02T00:00:00+00:00", equity: 110000 },
       { ts: "2000-03-03T00:00:00+00:00", equity: 99000 },
       { ts: "2000-03-04T00:00:00+00:00", equity: 104500.5 },
+    ],
+    orders: [
+      {
+        id: "o-1",
+        symbol: "AAPL",
+        side: "buy",
+        type: "market",
+        quantity: "10",
+        status: "filled",
+        filled_quantity: "10",
+        reason: null,
+        created_at: "2000-03-01T00:00:00+00:00",
+      },
+      {
+        id: "o-2",
+        symbol: "AAPL",
+        side: "sell",
+        type: "market",
+        quantity: "10",
+        status: "denied",
+        filled_quantity: "0",
+        reason: "position: nothing to sell",
+        created_at: "2000-03-02T00:00:00+00:00",
+      },
+    ],
+    fills: [
+      {
+        order_id: "o-1",
+        symbol: "AAPL",
+        side: "buy",
+        quantity: "10",
+        price: "101.25",
+        fee: "1.0125",
+        realized: "0",
+        ts: "2000-03-02T00:00:00+00:00",
+      },
+      { order_id: "o-9", symbol: "AAPL", side: "buy", quantity: 3 },
     ],
   },
 };
@@ -162,4 +179,23 @@ it("says when a run does not exist", async () => {
   });
   show("/backtests/nope");
   expect(await screen.findByRole("alert")).toHaveTextContent("no backtest 'nope'");
+});
+
+it("lists a run's orders and fills as stored, leaving out malformed entries", async () => {
+  routedFetch({
+    "/api/backtests": [200, { backtests: [SUMMARY] }],
+    "/api/backtests/run-1": [200, DETAIL],
+  });
+  show("/backtests/run-1");
+  const orders = await screen.findByTestId("backtest-orders");
+  expect(orders.querySelectorAll("tbody tr")).toHaveLength(2);
+  const denied = orders.querySelector("tr[data-order-id='o-2']") as HTMLElement;
+  expect(denied).toHaveAttribute("data-status", "denied");
+  expect(within(denied).getByText("position: nothing to sell")).toBeInTheDocument();
+  const fills = screen.getByTestId("backtest-fills");
+  const rows = fills.querySelectorAll("tbody tr");
+  expect(rows).toHaveLength(1);
+  expect(within(rows[0] as HTMLElement).getByText("101.25")).toHaveClass("num");
+  expect(within(rows[0] as HTMLElement).getByText("1.0125")).toBeInTheDocument();
+  expect(screen.getByRole("heading", { name: "Fills (1), money in USD" })).toBeInTheDocument();
 });

@@ -1,11 +1,24 @@
 import { useQuery } from "@tanstack/react-query";
+import { useMemo } from "react";
 import { Link, useParams } from "react-router-dom";
 import { api, ApiError } from "../api/client";
 import type { BacktestDetail, BacktestList, BacktestSummary } from "../api/types";
+import { fillColumns } from "../components/columns";
+import { DataTable, type Column } from "../components/DataTable";
 import { EquityChart } from "../components/EquityChart";
-import { day, equityCurve, minute, money, stat } from "../lib/backtest";
+import {
+  day,
+  equityCurve,
+  minute,
+  money,
+  runFills,
+  runOrders,
+  stat,
+  type RunFill,
+  type RunOrder,
+} from "../lib/backtest";
 import { round } from "../lib/decimal";
-import { figure, percent } from "../lib/format";
+import { figure, percent, time } from "../lib/format";
 
 /** The command that stores a run (checked against `tradestack backtest run --help`). */
 export const RUN_COMMAND = "tradestack backtest run sma_cross --symbols AAPL";
@@ -61,67 +74,67 @@ function Empty() {
   );
 }
 
+/** A statistic's cell: the shown text, and the API's number in `data-value` (what the e2e test compares). */
+function statColumn(
+  name: string,
+  header: string,
+  text: (value: number | null) => string,
+): Column<BacktestSummary> {
+  return {
+    key: name,
+    header,
+    num: true,
+    cell: (run) => text(stat(run.metrics, name)),
+    attributes: (run) => {
+      const value = stat(run.metrics, name);
+      return {
+        className: name === "total_return" ? sign(value) : undefined,
+        "data-field": name,
+        "data-value": value ?? "",
+      };
+    },
+  };
+}
+
+function runColumns(selected?: string): Column<BacktestSummary>[] {
+  return [
+    {
+      key: "strategy",
+      header: "Strategy",
+      rowHeader: true,
+      cell: (run) => (
+        <Link
+          to={`/backtests/${encodeURIComponent(run.id)}`}
+          aria-current={run.id === selected ? "page" : undefined}
+        >
+          {run.strategy}
+        </Link>
+      ),
+    },
+    { key: "symbols", header: "Symbols", cell: (run) => run.symbols.join(", ") },
+    { key: "period", header: "Period", cell: (run) => `${day(run.first_bar)} – ${day(run.last_bar)}` },
+    statColumn("total_return", "Total return", (v) => percent(v, 2)),
+    statColumn("sharpe", "Sharpe", (v) => figure(v, 2)),
+    statColumn("max_drawdown", "Max drawdown", (v) => percent(v, 2)),
+    statColumn("trades", "Trades", (v) => (v === null ? "–" : String(v))),
+    { key: "created", header: "Created", cell: (run) => minute(run.created_at) },
+  ];
+}
+
 function Runs({ runs, selected }: { runs: BacktestSummary[]; selected?: string }) {
   return (
     <section className="panel" aria-label="Backtest runs">
       <h2>Runs</h2>
-      <div className="scroll">
-        <table data-testid="backtests-table">
-          <thead>
-            <tr>
-              <th scope="col">Strategy</th>
-              <th scope="col">Symbols</th>
-              <th scope="col">Period</th>
-              <th scope="col" className="num">
-                Total return
-              </th>
-              <th scope="col" className="num">
-                Sharpe
-              </th>
-              <th scope="col" className="num">
-                Max drawdown
-              </th>
-              <th scope="col" className="num">
-                Trades
-              </th>
-              <th scope="col">Created</th>
-            </tr>
-          </thead>
-          <tbody>
-            {runs.map((run) => {
-              const totalReturn = stat(run.metrics, "total_return");
-              const sharpe = stat(run.metrics, "sharpe");
-              const drawdown = stat(run.metrics, "max_drawdown");
-              const trades = stat(run.metrics, "trades");
-              return (
-                <tr
-                  key={run.id}
-                  data-run-id={run.id}
-                  className={run.id === selected ? "selected" : undefined}
-                >
-                  <th scope="row">
-                    <Link
-                      to={`/backtests/${encodeURIComponent(run.id)}`}
-                      aria-current={run.id === selected ? "page" : undefined}
-                    >
-                      {run.strategy}
-                    </Link>
-                  </th>
-                  <td>{run.symbols.join(", ")}</td>
-                  <td>
-                    {day(run.first_bar)} – {day(run.last_bar)}
-                  </td>
-                  <Stat name="total_return" value={totalReturn} text={percent(totalReturn, 2)} />
-                  <Stat name="sharpe" value={sharpe} text={figure(sharpe, 2)} />
-                  <Stat name="max_drawdown" value={drawdown} text={percent(drawdown, 2)} />
-                  <Stat name="trades" value={trades} text={trades === null ? "–" : String(trades)} />
-                  <td>{minute(run.created_at)}</td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
-      </div>
+      <DataTable
+        testId="backtests-table"
+        columns={runColumns(selected)}
+        rows={runs}
+        rowKey={(run) => run.id}
+        rowAttributes={(run) => ({
+          "data-run-id": run.id,
+          className: run.id === selected ? "selected" : undefined,
+        })}
+      />
     </section>
   );
 }
@@ -237,6 +250,69 @@ function Spec({ run }: { run: BacktestDetail }) {
   );
 }
 
+const orderColumns: Column<RunOrder>[] = [
+  { key: "time", header: "Time", cell: (order) => time(order.created_at) },
+  { key: "symbol", header: "Symbol", cell: (order) => order.symbol },
+  {
+    key: "side",
+    header: "Side",
+    cell: (order) => order.side,
+    attributes: (order) => ({ className: order.side }),
+  },
+  { key: "type", header: "Type", cell: (order) => order.type },
+  { key: "quantity", header: "Qty", num: true, cell: (order) => order.quantity },
+  { key: "filled", header: "Filled", num: true, cell: (order) => order.filled_quantity },
+  {
+    key: "status",
+    header: "Status",
+    cell: (order) => (
+      <>
+        <span className={`status status-${order.status}`}>{order.status}</span>
+        {order.reason && <span className="muted"> {order.reason}</span>}
+      </>
+    ),
+  },
+];
+
+const runFillColumns = fillColumns<RunFill>([
+  { key: "fee", header: "Fee", num: true, cell: (fill) => fill.fee },
+  { key: "realized", header: "Realised P&L", num: true, cell: (fill) => fill.realized },
+]);
+
+/** The run's orders and fills as it stored them (`result.orders`, `result.fills`). */
+function Trades({ run }: { run: BacktestDetail }) {
+  const orders = useMemo(() => runOrders(run.result), [run.result]);
+  const fills = useMemo(() => runFills(run.result), [run.result]);
+  const currency = typeof run.spec.currency === "string" ? run.spec.currency : "";
+  return (
+    <div className="columns">
+      <section className="panel" aria-label="Orders of the run">
+        <h2>Orders ({orders.length})</h2>
+        <DataTable
+          testId="backtest-orders"
+          columns={orderColumns}
+          rows={orders}
+          rowKey={(order) => order.id}
+          rowAttributes={(order) => ({ "data-order-id": order.id, "data-status": order.status })}
+          empty="The strategy sent no orders."
+        />
+      </section>
+      <section className="panel" aria-label="Fills of the run">
+        <h2>
+          Fills ({fills.length}){currency && `, money in ${currency}`}
+        </h2>
+        <DataTable
+          testId="backtest-fills"
+          columns={runFillColumns}
+          rows={fills}
+          rowKey={(fill) => String(fill.seq)}
+          empty="Nothing was filled."
+        />
+      </section>
+    </div>
+  );
+}
+
 function Detail({ runId }: { runId: string }) {
   const run = useBacktest(runId);
   if (run.error) {
@@ -261,6 +337,7 @@ function Detail({ runId }: { runId: string }) {
           currency={currency}
         />
       </div>
+      <Trades run={data} />
     </div>
   );
 }

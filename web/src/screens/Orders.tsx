@@ -2,17 +2,16 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useCallback, useState, type FormEvent } from "react";
 import { Link, useParams } from "react-router-dom";
 import { api, ApiError } from "../api/client";
-import type { FillPage, Order, OrderEvent, OrderPage } from "../api/types";
+import type { Fill, FillPage, Order, OrderEvent, OrderPage } from "../api/types";
 import { useAccount, useAuth } from "../auth";
+import { fillColumns } from "../components/columns";
+import { DataTable, type Column } from "../components/DataTable";
+import { time } from "../lib/format";
 import { useAccountStream } from "../hooks";
 
 const FILTERS = ["all", "open", "filled", "canceled", "denied"] as const;
 type Filter = (typeof FILTERS)[number];
 const FINAL = new Set(["filled", "canceled", "denied", "expired", "rejected"]);
-
-function time(ts: string): string {
-  return new Date(ts).toLocaleString();
-}
 
 function useLiveOrders() {
   const queryClient = useQueryClient();
@@ -82,59 +81,52 @@ function OrdersTable({ canTrade }: { canTrade: boolean }) {
         </label>
       </div>
       {orders.error && <p className="error">{(orders.error as ApiError).detail}</p>}
-      <div className="scroll">
-        <table data-testid="orders-table">
-          <thead>
-            <tr>
-              <th scope="col">Time</th>
-              <th scope="col">Symbol</th>
-              <th scope="col">Side</th>
-              <th scope="col">Type</th>
-              <th scope="col" className="num">
-                Qty
-              </th>
-              <th scope="col" className="num">
-                Limit
-              </th>
-              <th scope="col" className="num">
-                Filled
-              </th>
-              <th scope="col" className="num">
-                Avg price
-              </th>
-              <th scope="col">Status</th>
-              <th scope="col">
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {orders.data?.items.map((order) => (
-              <tr key={order.id} data-order-id={order.id} data-status={order.status}>
-                <td>
-                  <Link to={`/orders/${order.id}`}>{time(order.created_at)}</Link>
-                </td>
-                <td>{order.symbol}</td>
-                <td className={order.side}>{order.side}</td>
-                <td>
-                  {order.type} {order.time_in_force}
-                </td>
-                <td className="num">{order.quantity}</td>
-                <td className="num">{order.limit_price ?? "–"}</td>
-                <td className="num">{order.filled_quantity}</td>
-                <td className="num">{order.average_fill_price ?? "–"}</td>
-                <td>
-                  <span className={`status status-${order.status}`}>{order.status}</span>
-                  {order.reason && <span className="muted"> {order.reason}</span>}
-                </td>
-                <td>{canTrade && <CancelButton order={order} />}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <DataTable
+        testId="orders-table"
+        columns={orderColumns(canTrade)}
+        rows={orders.data?.items ?? []}
+        rowKey={(order) => order.id}
+        rowAttributes={(order) => ({ "data-order-id": order.id, "data-status": order.status })}
+      />
     </section>
   );
+}
+
+function orderColumns(canTrade: boolean): Column<Order>[] {
+  return [
+    {
+      key: "time",
+      header: "Time",
+      cell: (order) => <Link to={`/orders/${order.id}`}>{time(order.created_at)}</Link>,
+    },
+    { key: "symbol", header: "Symbol", cell: (order) => order.symbol },
+    {
+      key: "side",
+      header: "Side",
+      cell: (order) => order.side,
+      attributes: (order) => ({ className: order.side }),
+    },
+    { key: "type", header: "Type", cell: (order) => `${order.type} ${order.time_in_force}` },
+    { key: "quantity", header: "Qty", num: true, cell: (order) => order.quantity },
+    { key: "limit", header: "Limit", num: true, cell: (order) => order.limit_price ?? "–" },
+    { key: "filled", header: "Filled", num: true, cell: (order) => order.filled_quantity },
+    { key: "average", header: "Avg price", num: true, cell: (order) => order.average_fill_price ?? "–" },
+    {
+      key: "status",
+      header: "Status",
+      cell: (order) => (
+        <>
+          <span className={`status status-${order.status}`}>{order.status}</span>
+          {order.reason && <span className="muted"> {order.reason}</span>}
+        </>
+      ),
+    },
+    {
+      key: "actions",
+      header: <span className="visually-hidden">Actions</span>,
+      cell: (order) => canTrade && <CancelButton order={order} />,
+    },
+  ];
 }
 
 function FillsTable({ accountId }: { accountId: string }) {
@@ -145,42 +137,15 @@ function FillsTable({ accountId }: { accountId: string }) {
   return (
     <section className="panel" aria-label="Fills">
       <h2>Fills</h2>
-      <div className="scroll">
-        <table data-testid="fills-table">
-          <thead>
-            <tr>
-              <th scope="col">Time</th>
-              <th scope="col">Symbol</th>
-              <th scope="col">Side</th>
-              <th scope="col" className="num">
-                Qty
-              </th>
-              <th scope="col" className="num">
-                Price
-              </th>
-              <th scope="col" className="num">
-                Fee
-              </th>
-              <th scope="col">Liquidity</th>
-            </tr>
-          </thead>
-          <tbody>
-            {fills.data?.items.map((fill) => (
-              <tr key={fill.id}>
-                <td>{time(fill.ts)}</td>
-                <td>{fill.symbol}</td>
-                <td className={fill.side}>{fill.side}</td>
-                <td className="num">{fill.quantity}</td>
-                <td className="num">{fill.price}</td>
-                <td className="num">
-                  {fill.fee} {fill.fee_currency}
-                </td>
-                <td>{fill.liquidity}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <DataTable
+        testId="fills-table"
+        columns={fillColumns<Fill>([
+          { key: "fee", header: "Fee", num: true, cell: (fill) => `${fill.fee} ${fill.fee_currency}` },
+          { key: "liquidity", header: "Liquidity", cell: (fill) => fill.liquidity },
+        ])}
+        rows={fills.data?.items ?? []}
+        rowKey={(fill) => fill.id}
+      />
     </section>
   );
 }

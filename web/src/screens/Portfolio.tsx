@@ -2,7 +2,10 @@ import { useQueryClient } from "@tanstack/react-query";
 import { useCallback } from "react";
 import { ApiError } from "../api/client";
 import { usePortfolio } from "../api/queries";
+import type { Portfolio as PortfolioOut } from "../api/types";
 import { useAccount } from "../auth";
+import { DataTable, type Column } from "../components/DataTable";
+import { EquityHistory } from "../components/EquityHistory";
 import { useAccountStream } from "../hooks";
 import { compare, round } from "../lib/decimal";
 
@@ -14,6 +17,43 @@ function sign(value: string | null | undefined): string {
   if (value === null || value === undefined) return "";
   const rounded = compare(round(value, 2), "0");
   return rounded < 0 ? "down" : rounded > 0 ? "up" : "";
+}
+
+type Position = PortfolioOut["positions"][number];
+
+function positionColumns(base: string): Column<Position>[] {
+  return [
+    { key: "symbol", header: "Symbol", rowHeader: true, cell: (p) => p.symbol },
+    {
+      key: "quantity",
+      header: "Qty",
+      num: true,
+      cell: (p) => p.quantity,
+      attributes: () => ({ "data-field": "quantity" }),
+    },
+    { key: "average", header: "Avg cost", num: true, cell: (p) => p.average_cost },
+    {
+      key: "mark",
+      header: "Mark",
+      num: true,
+      cell: (p) => p.mark_price,
+      attributes: (p) => ({ title: `marked at ${p.mark_source}` }),
+    },
+    { key: "value", header: "Value", num: true, cell: (p) => money(p.market_value, p.quote_currency) },
+    {
+      key: "unrealized",
+      header: "Unrealised",
+      num: true,
+      cell: (p) => money(p.unrealized_pnl, p.quote_currency),
+      attributes: (p) => ({ className: sign(p.unrealized_pnl) }),
+    },
+    {
+      key: "value-base",
+      header: `Value (${base})`,
+      num: true,
+      cell: (p) => money(p.market_value_base, base),
+    },
+  ];
 }
 
 export default function Portfolio() {
@@ -61,37 +101,27 @@ export default function Portfolio() {
           </p>
         ))}
       </section>
+      <EquityHistory accountId={accountId} />
       <div className="columns">
         <section className="panel" aria-label="Cash">
           <h2>Cash by currency</h2>
-          <div className="scroll">
-            <table data-testid="cash-table">
-              <thead>
-                <tr>
-                  <th scope="col">Currency</th>
-                  <th scope="col" className="num">
-                    Balance
-                  </th>
-                  <th scope="col" className="num">
-                    Realised P&amp;L
-                  </th>
-                  <th scope="col" className="num">
-                    Fees
-                  </th>
-                </tr>
-              </thead>
-              <tbody>
-                {Object.entries(data.cash).map(([currency, amount]) => (
-                  <tr key={currency} data-currency={currency}>
-                    <th scope="row">{currency}</th>
-                    <td className="num">{amount}</td>
-                    <td className="num">{data.realized_pnl[currency] ?? "0"}</td>
-                    <td className="num">{data.fees[currency] ?? "0"}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DataTable
+            testId="cash-table"
+            columns={[
+              { key: "currency", header: "Currency", rowHeader: true, cell: ([currency]) => currency },
+              { key: "balance", header: "Balance", num: true, cell: ([, amount]) => amount },
+              {
+                key: "realized",
+                header: "Realised P&L",
+                num: true,
+                cell: ([currency]) => data.realized_pnl[currency] ?? "0",
+              },
+              { key: "fees", header: "Fees", num: true, cell: ([currency]) => data.fees[currency] ?? "0" },
+            ]}
+            rows={Object.entries(data.cash)}
+            rowKey={([currency]) => currency}
+            rowAttributes={([currency]) => ({ "data-currency": currency })}
+          />
           {Object.keys(data.fx_rates).length > 0 && (
             <p className="muted">
               FX used:{" "}
@@ -103,53 +133,14 @@ export default function Portfolio() {
         </section>
         <section className="panel" aria-label="Positions">
           <h2>Positions</h2>
-          <div className="scroll">
-            <table data-testid="positions-table">
-              <thead>
-                <tr>
-                  <th scope="col">Symbol</th>
-                  <th scope="col" className="num">
-                    Qty
-                  </th>
-                  <th scope="col" className="num">
-                    Avg cost
-                  </th>
-                  <th scope="col" className="num">
-                    Mark
-                  </th>
-                  <th scope="col" className="num">
-                    Value
-                  </th>
-                  <th scope="col" className="num">
-                    Unrealised
-                  </th>
-                  <th scope="col" className="num">
-                    Value ({base})
-                  </th>
-                </tr>
-              </thead>
-              <tbody>
-                {data.positions.map((position) => (
-                  <tr key={position.symbol} data-symbol={position.symbol}>
-                    <th scope="row">{position.symbol}</th>
-                    <td className="num" data-field="quantity">
-                      {position.quantity}
-                    </td>
-                    <td className="num">{position.average_cost}</td>
-                    <td className="num" title={`marked at ${position.mark_source}`}>
-                      {position.mark_price}
-                    </td>
-                    <td className="num">{money(position.market_value, position.quote_currency)}</td>
-                    <td className={`num ${sign(position.unrealized_pnl)}`}>
-                      {money(position.unrealized_pnl, position.quote_currency)}
-                    </td>
-                    <td className="num">{money(position.market_value_base, base)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-          {data.positions.length === 0 && <p className="muted">No open positions.</p>}
+          <DataTable
+            testId="positions-table"
+            columns={positionColumns(base)}
+            rows={data.positions}
+            rowKey={(position) => position.symbol}
+            rowAttributes={(position) => ({ "data-symbol": position.symbol })}
+            empty="No open positions."
+          />
         </section>
       </div>
     </div>

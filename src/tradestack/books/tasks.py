@@ -1,0 +1,49 @@
+"""The equity recorder: every `equity_record_seconds`, each account's equity in its base currency is stored.
+
+It runs where the engine runs, once per installation: inside `tradestack up` (and an API process that
+runs the engine in process), and beside `tradestack serve engine --shard 0` in production. Two
+recorders valuing the same instant do no harm (one point per account and instant).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from tradestack.books.service import record_equity
+from tradestack.kit.logging import get_logger
+from tradestack.kit.outages import count_outage, unavailable_backend
+from tradestack.kit.runtime import Runtime
+
+log = get_logger(__name__)
+
+
+async def record_equity_forever(runtime: Runtime) -> None:
+    """Record now, then every `equity_record_seconds`; an outage skips a round, never stops the loop."""
+    interval = runtime.settings.equity_record_seconds
+    while True:
+        try:
+            await record_equity(runtime)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a lost database or cache must not stop the recorder
+            backend = unavailable_backend(exc)
+            if backend is None:
+                log.exception("equity recording failed")
+            else:
+                count_outage(backend, "equity_recorder", exc)
+        await asyncio.sleep(interval)
+
+
+async def start_equity_recorder(runtime: Runtime) -> None:
+    """An API start hook: record equity in the background when this process runs the engine."""
+    if not runtime.settings.effective_engine_in_process:
+        return
+    task = asyncio.create_task(record_equity_forever(runtime), name="equity-recorder")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    runtime.closers.append(stop)
