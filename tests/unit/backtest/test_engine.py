@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -244,7 +245,7 @@ def test_max_drawdown_duration_counts_periods_below_the_peak() -> None:
 def test_two_symbols_trade_on_one_timeline_and_the_books_agree() -> None:
     aapl = series_of(wave(300, seed=1), "AAPL")
     msft = series_of(wave(250, seed=2), "MSFT")
-    shifted = BarSeries(msft.symbol, msft.ts + 43_200_000_000, msft.open, msft.high, msft.low, msft.close, msft.volume, 2, msft.volume_places)
+    shifted = dataclasses.replace(msft, ts=msft.ts + 43_200_000_000)
     config = BacktestConfig(fee=FeeModel(bps=Decimal(10), places=2))
     result = run_backtest(SmaCross(["AAPL", "MSFT"], fast=5, slow=20), [aapl, shifted], config)
     assert result.bars == 550
@@ -307,9 +308,7 @@ def test_fractional_volumes_stay_exact_from_the_bars_to_the_participation_cap() 
     volume = Decimal("9876543.123456789")
     assert Decimal(repr(float(volume))) != volume  # what the float path would have used
     coin = Instrument("XBT", InstrumentKind.CRYPTO, "KRAKEN", "Bitcoin", "USD", "XBT", Decimal("0.01"), Decimal("1e-9"))
-    bars = [
-        Bar("XBT", START + timedelta(days=i), Decimal(1), Decimal(1), Decimal(1), Decimal(1), volume) for i in range(3)
-    ]
+    bars = [Bar("XBT", START + timedelta(days=i), Decimal(1), Decimal(1), Decimal(1), Decimal(1), volume) for i in range(3)]
     series = BarSeries.from_bars("XBT", bars)
     assert series.volume_places == 9
     assert series.bar(1).volume == volume
