@@ -1583,3 +1583,144 @@ def backtest_run(
             hint = "is the database migrated? `tradestack db upgrade`, or run with --no-store"
             raise _fail(f"the run was not stored ({message}); {hint}") from None
         console.print(f"stored as backtest [bold]{run_id}[/] (GET /api/backtests/{run_id})")
+
+
+# -- backtests: sweep, tearsheet (issue 17) ---------------------------------------------------------
+
+
+def _backtest_series(symbols: str, dataset: str | None, timeframe: str, start: str | None, end: str | None) -> list[Any]:
+    """The shipped bars of comma-separated `symbols` as `BarSeries` between --from and --to."""
+    from tradestack.backtest.data import BarSeries
+    from tradestack.domain.marketdata import Timeframe
+
+    names = [s.strip().upper() for s in symbols.split(",") if s.strip()]
+    if not names:
+        raise _fail("--symbols: give one or more comma-separated symbols, e.g. AAPL")
+    try:
+        resolution = Timeframe.parse(timeframe)
+    except ValueError as exc:
+        raise _fail(f"--timeframe: {exc}") from None
+    first, last = _parse_day("--from", start), _parse_day("--to", end)
+    if first is not None and last is not None and last < first:
+        raise _fail(f"--to {end} is before --from {start}")
+    bars = _backtest_bars(dataset, names, resolution)
+    series = []
+    for symbol in names:
+        one = BarSeries.from_bars(symbol, bars[symbol]).between(first, last)
+        if len(one) == 0:
+            raise _fail(f"no bars of {symbol} between {start or 'the start'} and {end or 'the end'}")
+        series.append(one)
+    return series
+
+
+@backtest_app.command("sweep")
+def backtest_sweep(
+    strategy: Annotated[str, typer.Argument(help="Strategy with a vectorised form: sma_cross, bollinger.")],
+    symbols: Annotated[str, typer.Option("--symbols", help="Comma-separated symbols; each is swept as its own account.")],
+    grid: Annotated[list[str], typer.Option("--grid", help="Parameter values: name=v1,v2,... or name=start:stop:step.")],
+    start: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD, UTC) [default: first bar].")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last day, included [default: last bar].")] = None,
+    capital: Annotated[str, typer.Option(help="Starting cash in the account currency.")] = "100000",
+    fees: Annotated[str, typer.Option(help="Commission in basis points of the notional, rounded to the cent.")] = "0",
+    slippage: Annotated[str, typer.Option(help="Slippage of market orders, in basis points.")] = "0",
+    dataset: Annotated[str | None, typer.Option(help="Shipped data set to read.")] = None,
+    timeframe: Annotated[str, typer.Option(help="Bar resolution.")] = "1d",
+    metric: Annotated[str, typer.Option(help="Statistic that ranks the combinations (and the heatmap).")] = "sharpe",
+    top: Annotated[int, typer.Option(help="Best combinations shown and re-run in the event-driven engine.")] = 5,
+    out: Annotated[
+        Path | None, typer.Option(help="Directory for the heatmap PNG and every combination's metrics (JSON).")
+    ] = None,
+    dask: Annotated[
+        str | None, typer.Option("--dask", help="Dask scheduler address (tcp://host:8786) to spread the grid on.")
+    ] = None,
+) -> None:
+    """Sweep STRATEGY over a parameter grid at once (vectorised), then re-run the best in the event-driven engine."""
+    from decimal import Decimal, InvalidOperation
+
+    from tradestack.backtest import sweep as sweeps
+    from tradestack.backtest.engine import BacktestConfig
+    from tradestack.domain.instruments import instrument
+    from tradestack.domain.matching import FeeModel, SlippageModel
+    from tradestack.strategy.api import StrategyError
+
+    try:
+        parsed_grid = sweeps.parse_grid(strategy, grid)
+        if metric not in sweeps.METRICS:
+            raise StrategyError(f"--metric {metric!r}: use one of {', '.join(sweeps.METRICS)}")
+        config = BacktestConfig(
+            capital=Decimal(capital), fee=FeeModel(bps=Decimal(fees), places=2), slippage=SlippageModel(Decimal(slippage))
+        )
+    except InvalidOperation:
+        raise _fail("--capital, --fees and --slippage must be numbers") from None
+    except (StrategyError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    if top < 0:
+        raise _fail("--top must be 0 or more")
+    series = _backtest_series(symbols, dataset, timeframe, start, end)
+    client = None
+    if dask:
+        from dask.distributed import Client
+
+        try:
+            client = Client(dask, timeout="10s")
+        except OSError as exc:
+            raise _fail(f"--dask {dask}: no scheduler answers ({exc})") from None
+    try:
+        for one in series:
+            try:
+                market_instrument = instrument(one.symbol)
+                result = sweeps.run_sweep(strategy, one, parsed_grid, config, market_instrument, client=client)
+            except (StrategyError, KeyError) as exc:
+                raise _fail(str(exc).strip("'\"")) from None
+            _print_sweep(result, one, metric, top, config, market_instrument, out)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _print_sweep(result: Any, series: Any, metric: str, top: int, config: Any, market_instrument: Any, out: Path | None) -> None:
+    from tradestack.backtest import sweep as sweeps
+
+    shown = ("total_return", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "hit_rate", "exposure")
+    best = result.best(top, metric)
+    names = list(result.grid)
+    skipped = f", {result.skipped} refused ({result.skip_reasons[0]})" if result.skipped else ""
+    title = f"{result.strategy} {result.symbol}: {len(result.combos)} combinations over {result.bars} bars{skipped}"
+    table = Table(*names, *shown, "engine", title=title)
+    market = sweeps.prepare(series, market_instrument, config)
+    disagreements = 0
+    for index in best:
+        row = result.metrics[index]
+        cells = []
+        for name in shown:
+            value = float(row[sweeps.METRICS.index(name)])
+            cells.append(f"{value:.0f}" if name == "trades" else "-" if value != value else f"{value:.3f}")
+        agreement = sweeps.agree(market, result.strategy, result.combos[index])
+        if agreement.agrees:
+            verdict = f"[green]same {agreement.engine_trades} fills[/]"
+        elif not agreement.exact:
+            verdict = "[yellow]not compared: participation cap binds[/]"
+        else:
+            disagreements += 1
+            verdict = f"[red]differs at {agreement.first_difference}[/]"
+        table.add_row(*(result.combos[index][n] for n in names), *cells, verdict)
+    console.print(table)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"sweep-{result.strategy}-{result.symbol}"
+        rows = [
+            {**combo, **{m: _json_number(float(v)) for m, v in zip(sweeps.METRICS, row.tolist(), strict=True)}}
+            for combo, row in zip(result.combos, result.metrics, strict=True)
+        ]
+        (out / f"{stem}.json").write_text(json.dumps({"grid": result.grid, "bars": result.bars, "combinations": rows}, indent=1))
+        if sweeps.write_heatmap(result, out / f"{stem}-{metric}.png", metric):
+            console.print(f"heatmap written to {out / f'{stem}-{metric}.png'}")
+        else:
+            console.print("no heatmap: it needs two parameters with several values")
+        console.print(f"every combination's metrics written to {out / f'{stem}.json'}")
+    if disagreements:
+        raise _fail(f"{disagreements} of the best combinations trade differently in the event-driven engine")
+
+
+def _json_number(value: float) -> float | None:
+    return value if value == value and value not in (float("inf"), float("-inf")) else None
