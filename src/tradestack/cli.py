@@ -1627,12 +1627,8 @@ def backtest_sweep(
     timeframe: Annotated[str, typer.Option(help="Bar resolution.")] = "1d",
     metric: Annotated[str, typer.Option(help="Statistic that ranks the combinations (and the heatmap).")] = "sharpe",
     top: Annotated[int, typer.Option(help="Best combinations shown and re-run in the event-driven engine.")] = 5,
-    out: Annotated[
-        Path | None, typer.Option(help="Directory for the heatmap PNG and every combination's metrics (JSON).")
-    ] = None,
-    dask: Annotated[
-        str | None, typer.Option("--dask", help="Dask scheduler address (tcp://host:8786) to spread the grid on.")
-    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Directory for the heatmap PNG and the metrics JSON.")] = None,
+    dask: Annotated[str | None, typer.Option("--dask", help="Dask scheduler (tcp://host:8786) to spread the grid on.")] = None,
 ) -> None:
     """Sweep STRATEGY over a parameter grid at once (vectorised), then re-run the best in the event-driven engine."""
     from decimal import Decimal, InvalidOperation
