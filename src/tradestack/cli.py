@@ -1488,6 +1488,9 @@ def backtest_run(
     timeframe: Annotated[str, typer.Option(help="Bar resolution.")] = "1d",
     output: Annotated[Path | None, typer.Option(help="Write the result (spec, metrics, fills, equity) as JSON here.")] = None,
     store: Annotated[bool, typer.Option(help="Keep the run in the database (GET /api/backtests).")] = True,
+    tearsheet: Annotated[
+        Path | None, typer.Option(help="Write the tearsheet (tearsheet.png, tearsheet.html) into this directory.")
+    ] = None,
 ) -> None:
     """Run STRATEGY over the shipped bars of --symbols: fills at the next bar's open, fees, risk checks."""
     from decimal import Decimal, InvalidOperation
@@ -1569,6 +1572,11 @@ def backtest_run(
     if output is not None:
         output.write_text(json.dumps(result_document(result, metrics), indent=1))
         console.print(f"result written to {output}")
+    if tearsheet is not None:
+        from tradestack.backtest import tearsheet as sheets
+
+        png, page = sheets.write(sheets.Tearsheet.of_result(result, metrics, series, table.title or chosen.name), tearsheet)
+        console.print(f"tearsheet written to {png} and {page}")
     if store:
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -1577,7 +1585,10 @@ def backtest_run(
         settings = load_settings()
         params = _parse_params(param or [])
         try:
-            run_id = _run_runtime(settings, lambda runtime: BacktestService(runtime).store(result, metrics, series, params))
+            source = {"dataset": dataset, "timeframe": resolution.value}
+            run_id = _run_runtime(
+                settings, lambda runtime: BacktestService(runtime).store(result, metrics, series, params, source)
+            )
         except SQLAlchemyError as exc:
             message = str(exc).splitlines()[0]
             hint = "is the database migrated? `tradestack db upgrade`, or run with --no-store"
@@ -1720,3 +1731,38 @@ def _print_sweep(result: Any, series: Any, metric: str, top: int, config: Any, m
 
 def _json_number(value: float) -> float | None:
     return value if value == value and value not in (float("inf"), float("-inf")) else None
+
+
+@backtest_app.command("tearsheet")
+def backtest_tearsheet(
+    run_id: Annotated[str, typer.Argument(help="A stored run's id (`GET /api/backtests` lists them).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for tearsheet-<id>.png and tearsheet-<id>.html.")],
+) -> None:
+    """Draw a stored run's tearsheet: equity and drawdown, monthly returns, trades on the price chart (PNG + HTML)."""
+    from tradestack.backtest import tearsheet as sheets
+    from tradestack.backtest.report import data_fingerprint
+    from tradestack.core.errors import NotFoundError
+    from tradestack.strategy.service import BacktestService
+
+    try:
+        detail = _run_runtime(load_settings(), lambda runtime: BacktestService(runtime).get(run_id))
+    except NotFoundError as exc:
+        raise _fail(str(exc)) from None
+    source = detail.spec.get("source") or {}
+    series: list[Any] = []
+    try:
+        series = _backtest_series(
+            ",".join(detail.symbols),
+            source.get("dataset"),
+            source.get("timeframe") or "1d",
+            detail.first_bar.isoformat(),
+            detail.last_bar.isoformat(),
+        )
+    except typer.Exit:
+        series = []
+    if series and data_fingerprint(series) != detail.data_fingerprint:
+        series = []  # the shipped bars changed since the run: draw no price chart rather than a wrong one
+    title = f"{detail.strategy} {', '.join(detail.symbols)} {detail.first_bar:%Y-%m-%d} .. {detail.last_bar:%Y-%m-%d}"
+    sheet = sheets.Tearsheet.of_document(detail.result, detail.metrics, detail.spec["capital"], series, title)
+    png, page = sheets.write(sheet, out, f"tearsheet-{run_id}")
+    console.print(f"tearsheet written to {png} and {page}")
