@@ -1472,7 +1472,7 @@ def _backtest_bars(dataset_name: str | None, symbols: list[str], timeframe: Any)
 
 @backtest_app.command("run")
 def backtest_run(
-    strategy: Annotated[str, typer.Argument(help="Strategy name: sma_cross, bollinger.")],
+    strategy: Annotated[str, typer.Argument(help="Strategy name: sma_cross, bollinger, top_k (the promoted alpha model).")],
     symbols: Annotated[str, typer.Option("--symbols", help="Comma-separated symbols, e.g. AAPL,MSFT.")],
     start: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD, UTC) [default: first bar].")] = None,
     end: Annotated[str | None, typer.Option("--to", help="Last day, included [default: last bar].")] = None,
@@ -1504,7 +1504,7 @@ def backtest_run(
     from tradestack.domain.marketdata import Timeframe
     from tradestack.domain.matching import FeeModel, SlippageModel
     from tradestack.strategy.api import StrategyError
-    from tradestack.strategy.examples import build
+    from tradestack.strategy.examples import build, needs_scores
 
     names = [s.strip().upper() for s in symbols.split(",") if s.strip()]
     if not names:
@@ -1522,17 +1522,19 @@ def backtest_run(
     first, last = _parse_day("--from", start), _parse_day("--to", end)
     if first is not None and last is not None and last < first:
         raise _fail(f"--to {end} is before --from {start}")
+    bars = _backtest_bars(dataset, names, resolution)
+    scores = _promoted_scores(bars, first, last) if needs_scores(strategy) else None
     try:
-        chosen = build(strategy, names, _parse_params(param or []))
+        chosen = build(strategy, names, _parse_params(param or []), scores=scores)
         config = BacktestConfig(
             capital=amounts["--capital"],
             currency=currency.upper(),
             fee=FeeModel(bps=amounts["--fees"], minimum=amounts["--fee-minimum"], places=2),
             slippage=SlippageModel(amounts["--slippage"]),
+            allow_short=bool(getattr(chosen, "sells_short", False)),
         )
     except (StrategyError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    bars = _backtest_bars(dataset, names, resolution)
     series = []
     for symbol in names:
         one = BarSeries.from_bars(symbol, bars[symbol]).between(first, last)
@@ -1731,6 +1733,37 @@ def _print_sweep(result: Any, series: Any, metric: str, top: int, config: Any, m
 
 def _json_number(value: float) -> float | None:
     return value if value == value and value not in (float("inf"), float("-inf")) else None
+
+
+def _promoted_scores(bars: dict[str, Any], first: Any, last: Any) -> Any:
+    """The promoted alpha model's scores of every day of `bars` as a `ScoreTable`; a clear refusal without one."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tradestack.core.errors import ConflictError, ServiceUnavailableError
+    from tradestack.signals.service import SignalService
+    from tradestack.strategy.examples import ScoreTable
+
+    try:
+        history = _run_runtime(load_settings(), lambda runtime: SignalService(runtime).score_history(bars))
+    except (ConflictError, ServiceUnavailableError) as exc:
+        raise _fail(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise _fail(f"the model registry is not readable ({str(exc).splitlines()[0]}); `tradestack db upgrade`?") from None
+    rows = tuple(
+        {symbol: value for symbol, value in zip(history.symbols, day, strict=True) if value == value}
+        for day in history.scores.tolist()
+    )
+    trained_from, trained_to = history.training_window
+    console.print(f"scores of the promoted model {history.model_version} (trained on {trained_from} .. {trained_to})")
+    if trained_to and (first is None or first.date().isoformat() <= trained_to):
+        console.print(
+            f"[yellow]note: the backtest overlaps the model's training window (to {trained_to}): "
+            "those days are in-sample and flatter the result[/]"
+        )
+    outside = [s for s in history.symbols if s not in history.universe]
+    if outside:
+        console.print(f"[yellow]note: {', '.join(outside)} not in the model's training universe[/]")
+    return ScoreTable(history.model_version, history.days, rows)
 
 
 @backtest_app.command("tearsheet")
