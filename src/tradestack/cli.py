@@ -1577,7 +1577,9 @@ def backtest_run(
     if tearsheet is not None:
         from tradestack.backtest import tearsheet as sheets
 
-        png, page = sheets.write(sheets.Tearsheet.of_result(result, metrics, series, table.title or chosen.name), tearsheet)
+        png, page = sheets.write(
+            sheets.Tearsheet.of_result(result, metrics, series, f"{chosen.name} {', '.join(names)} {period}"), tearsheet
+        )
         console.print(f"tearsheet written to {png} and {page}")
     if store:
         from sqlalchemy.exc import SQLAlchemyError
@@ -1666,12 +1668,12 @@ def backtest_sweep(
     if top < 0:
         raise _fail("--top must be 0 or more")
     series = _backtest_series(symbols, dataset, timeframe, start, end)
-    client = None
+    client: Any = None
     if dask:
         from dask.distributed import Client
 
         try:
-            client = Client(dask, timeout="10s")
+            client = Client(dask, timeout="10s")  # type: ignore[no-untyped-call]
         except OSError as exc:
             raise _fail(f"--dask {dask}: no scheduler answers ({exc})") from None
     try:

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numba import njit  # type: ignore[import-untyped]
+from numba import njit
 
 from tradestack.backtest.data import BarSeries, FloatArray, IntArray, utc_of
 from tradestack.backtest.engine import BacktestConfig, TradeRecord, permissive_limits, run_backtest
@@ -200,7 +200,7 @@ def prepare(series: BarSeries, instrument: Instrument, config: BacktestConfig) -
 # -- the compiled pass -----------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)  # type: ignore[misc]
+@njit(cache=True, nogil=True)
 def _simulate(
     kind: int,
     first: int,
