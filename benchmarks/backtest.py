@@ -73,7 +73,7 @@ def synthetic_series(bars: int, seed: int) -> BarSeries:
         np.maximum(open_, close) + spread,
         np.maximum(np.minimum(open_, close) - spread, 1),
         close,
-        np.full(bars, 1_000_000.0),
+        np.full(bars, 1_000_000, dtype=np.int64),
         PLACES,
     )
 
@@ -86,7 +86,7 @@ def frame_of(series: BarSeries) -> pd.DataFrame:
             "high": series.floats(series.high),
             "low": series.floats(series.low),
             "close": series.floats(series.close),
-            "volume": series.volume,
+            "volume": series.volume_floats(),
         },
         index=pd.to_datetime(series.ts, unit="us"),
     )

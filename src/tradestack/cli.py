@@ -1494,7 +1494,7 @@ def _backtest_bars(dataset_name: str | None, symbols: list[str], timeframe: Any)
 
 @backtest_app.command("run")
 def backtest_run(
-    strategy: Annotated[str, typer.Argument(help="Strategy name: sma_cross, bollinger.")],
+    strategy: Annotated[str, typer.Argument(help="Strategy name: sma_cross, bollinger, top_k (the promoted alpha model).")],
     symbols: Annotated[str, typer.Option("--symbols", help="Comma-separated symbols, e.g. AAPL,MSFT.")],
     start: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD, UTC) [default: first bar].")] = None,
     end: Annotated[str | None, typer.Option("--to", help="Last day, included [default: last bar].")] = None,
@@ -1510,6 +1510,9 @@ def backtest_run(
     timeframe: Annotated[str, typer.Option(help="Bar resolution.")] = "1d",
     output: Annotated[Path | None, typer.Option(help="Write the result (spec, metrics, fills, equity) as JSON here.")] = None,
     store: Annotated[bool, typer.Option(help="Keep the run in the database (GET /api/backtests).")] = True,
+    tearsheet: Annotated[
+        Path | None, typer.Option(help="Write the tearsheet (tearsheet.png, tearsheet.html) into this directory.")
+    ] = None,
 ) -> None:
     """Run STRATEGY over the shipped bars of --symbols: fills at the next bar's open, fees, risk checks."""
     from decimal import Decimal, InvalidOperation
@@ -1523,7 +1526,7 @@ def backtest_run(
     from tradestack.domain.marketdata import Timeframe
     from tradestack.domain.matching import FeeModel, SlippageModel
     from tradestack.strategy.api import StrategyError
-    from tradestack.strategy.examples import build
+    from tradestack.strategy.examples import build, needs_scores
 
     names = [s.strip().upper() for s in symbols.split(",") if s.strip()]
     if not names:
@@ -1541,17 +1544,19 @@ def backtest_run(
     first, last = _parse_day("--from", start), _parse_day("--to", end)
     if first is not None and last is not None and last < first:
         raise _fail(f"--to {end} is before --from {start}")
+    bars = _backtest_bars(dataset, names, resolution)
+    scores = _promoted_scores(bars, first, last) if needs_scores(strategy) else None
     try:
-        chosen = build(strategy, names, _parse_params(param or []))
+        chosen = build(strategy, names, _parse_params(param or []), scores=scores)
         config = BacktestConfig(
             capital=amounts["--capital"],
             currency=currency.upper(),
             fee=FeeModel(bps=amounts["--fees"], minimum=amounts["--fee-minimum"], places=2),
             slippage=SlippageModel(amounts["--slippage"]),
+            allow_short=bool(getattr(chosen, "sells_short", False)),
         )
     except (StrategyError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    bars = _backtest_bars(dataset, names, resolution)
     series = []
     for symbol in names:
         one = BarSeries.from_bars(symbol, bars[symbol]).between(first, last)
@@ -1591,6 +1596,13 @@ def backtest_run(
     if output is not None:
         output.write_text(json.dumps(result_document(result, metrics), indent=1))
         console.print(f"result written to {output}")
+    if tearsheet is not None:
+        from tradestack.backtest import tearsheet as sheets
+
+        png, page = sheets.write(
+            sheets.Tearsheet.of_result(result, metrics, series, f"{chosen.name} {', '.join(names)} {period}"), tearsheet
+        )
+        console.print(f"tearsheet written to {png} and {page}")
     if store:
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -1599,9 +1611,215 @@ def backtest_run(
         settings = load_settings()
         params = _parse_params(param or [])
         try:
-            run_id = _run_runtime(settings, lambda runtime: BacktestService(runtime).store(result, metrics, series, params))
+            source = {"dataset": dataset, "timeframe": resolution.value}
+            run_id = _run_runtime(
+                settings, lambda runtime: BacktestService(runtime).store(result, metrics, series, params, source)
+            )
         except SQLAlchemyError as exc:
             message = str(exc).splitlines()[0]
             hint = "is the database migrated? `tradestack db upgrade`, or run with --no-store"
             raise _fail(f"the run was not stored ({message}); {hint}") from None
         console.print(f"stored as backtest [bold]{run_id}[/] (GET /api/backtests/{run_id})")
+
+
+# -- backtests: sweep, tearsheet (issue 17) ---------------------------------------------------------
+
+
+def _backtest_series(symbols: str, dataset: str | None, timeframe: str, start: str | None, end: str | None) -> list[Any]:
+    """The shipped bars of comma-separated `symbols` as `BarSeries` between --from and --to."""
+    from tradestack.backtest.data import BarSeries
+    from tradestack.domain.marketdata import Timeframe
+
+    names = [s.strip().upper() for s in symbols.split(",") if s.strip()]
+    if not names:
+        raise _fail("--symbols: give one or more comma-separated symbols, e.g. AAPL")
+    try:
+        resolution = Timeframe.parse(timeframe)
+    except ValueError as exc:
+        raise _fail(f"--timeframe: {exc}") from None
+    first, last = _parse_day("--from", start), _parse_day("--to", end)
+    if first is not None and last is not None and last < first:
+        raise _fail(f"--to {end} is before --from {start}")
+    bars = _backtest_bars(dataset, names, resolution)
+    series = []
+    for symbol in names:
+        one = BarSeries.from_bars(symbol, bars[symbol]).between(first, last)
+        if len(one) == 0:
+            raise _fail(f"no bars of {symbol} between {start or 'the start'} and {end or 'the end'}")
+        series.append(one)
+    return series
+
+
+@backtest_app.command("sweep")
+def backtest_sweep(
+    strategy: Annotated[str, typer.Argument(help="Strategy with a vectorised form: sma_cross, bollinger.")],
+    symbols: Annotated[str, typer.Option("--symbols", help="Comma-separated symbols; each is swept as its own account.")],
+    grid: Annotated[list[str], typer.Option("--grid", help="Parameter values: name=v1,v2,... or name=start:stop:step.")],
+    start: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD, UTC) [default: first bar].")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last day, included [default: last bar].")] = None,
+    capital: Annotated[str, typer.Option(help="Starting cash in the account currency.")] = "100000",
+    fees: Annotated[str, typer.Option(help="Commission in basis points of the notional, rounded to the cent.")] = "0",
+    slippage: Annotated[str, typer.Option(help="Slippage of market orders, in basis points.")] = "0",
+    dataset: Annotated[str | None, typer.Option(help="Shipped data set to read.")] = None,
+    timeframe: Annotated[str, typer.Option(help="Bar resolution.")] = "1d",
+    metric: Annotated[str, typer.Option(help="Statistic that ranks the combinations (and the heatmap).")] = "sharpe",
+    top: Annotated[int, typer.Option(help="Best combinations shown and re-run in the event-driven engine.")] = 5,
+    out: Annotated[Path | None, typer.Option(help="Directory for the heatmap PNG and the metrics JSON.")] = None,
+    dask: Annotated[str | None, typer.Option("--dask", help="Dask scheduler (tcp://host:8786) to spread the grid on.")] = None,
+) -> None:
+    """Sweep STRATEGY over a parameter grid at once (vectorised), then re-run the best in the event-driven engine."""
+    from decimal import Decimal, InvalidOperation
+
+    from tradestack.backtest import sweep as sweeps
+    from tradestack.backtest.engine import BacktestConfig
+    from tradestack.domain.instruments import instrument
+    from tradestack.domain.matching import FeeModel, SlippageModel
+    from tradestack.strategy.api import StrategyError
+
+    try:
+        parsed_grid = sweeps.parse_grid(strategy, grid)
+        if metric not in sweeps.METRICS:
+            raise StrategyError(f"--metric {metric!r}: use one of {', '.join(sweeps.METRICS)}")
+        config = BacktestConfig(
+            capital=Decimal(capital), fee=FeeModel(bps=Decimal(fees), places=2), slippage=SlippageModel(Decimal(slippage))
+        )
+    except InvalidOperation:
+        raise _fail("--capital, --fees and --slippage must be numbers") from None
+    except (StrategyError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    if top < 0:
+        raise _fail("--top must be 0 or more")
+    series = _backtest_series(symbols, dataset, timeframe, start, end)
+    client: Any = None
+    if dask:
+        from dask.distributed import Client
+
+        try:
+            client = Client(dask, timeout="10s")  # type: ignore[no-untyped-call]
+        except OSError as exc:
+            raise _fail(f"--dask {dask}: no scheduler answers ({exc})") from None
+    try:
+        for one in series:
+            try:
+                market_instrument = instrument(one.symbol)
+                result = sweeps.run_sweep(strategy, one, parsed_grid, config, market_instrument, client=client)
+            except (StrategyError, KeyError) as exc:
+                raise _fail(str(exc).strip("'\"")) from None
+            _print_sweep(result, one, metric, top, config, market_instrument, out)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _print_sweep(result: Any, series: Any, metric: str, top: int, config: Any, market_instrument: Any, out: Path | None) -> None:
+    from tradestack.backtest import sweep as sweeps
+
+    shown = ("total_return", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "hit_rate", "exposure")
+    best = result.best(top, metric)
+    names = list(result.grid)
+    skipped = f", {result.skipped} refused ({result.skip_reasons[0]})" if result.skipped else ""
+    title = f"{result.strategy} {result.symbol}: {len(result.combos)} combinations over {result.bars} bars{skipped}"
+    table = Table(*names, *shown, "engine", title=title)
+    market = sweeps.prepare(series, market_instrument, config)
+    disagreements = 0
+    for index in best:
+        row = result.metrics[index]
+        cells = []
+        for name in shown:
+            value = float(row[sweeps.METRICS.index(name)])
+            cells.append(f"{value:.0f}" if name == "trades" else "-" if value != value else f"{value:.3f}")
+        agreement = sweeps.agree(market, result.strategy, result.combos[index])
+        if agreement.agrees:
+            verdict = f"[green]same {agreement.engine_trades} fills[/]"
+        elif not agreement.exact:
+            verdict = "[yellow]not compared: participation cap binds[/]"
+        else:
+            disagreements += 1
+            verdict = f"[red]differs at {agreement.first_difference}[/]"
+        table.add_row(*(result.combos[index][n] for n in names), *cells, verdict)
+    console.print(table)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"sweep-{result.strategy}-{result.symbol}"
+        rows = [
+            {**combo, **{m: _json_number(float(v)) for m, v in zip(sweeps.METRICS, row.tolist(), strict=True)}}
+            for combo, row in zip(result.combos, result.metrics, strict=True)
+        ]
+        (out / f"{stem}.json").write_text(json.dumps({"grid": result.grid, "bars": result.bars, "combinations": rows}, indent=1))
+        if sweeps.write_heatmap(result, out / f"{stem}-{metric}.png", metric):
+            console.print(f"heatmap written to {out / f'{stem}-{metric}.png'}")
+        else:
+            console.print("no heatmap: it needs two parameters with several values")
+        console.print(f"every combination's metrics written to {out / f'{stem}.json'}")
+    if disagreements:
+        raise _fail(f"{disagreements} of the best combinations trade differently in the event-driven engine")
+
+
+def _json_number(value: float) -> float | None:
+    return value if value == value and value not in (float("inf"), float("-inf")) else None
+
+
+def _promoted_scores(bars: dict[str, Any], first: Any, last: Any) -> Any:
+    """The promoted alpha model's scores of every day of `bars` as a `ScoreTable`; a clear refusal without one."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tradestack.core.errors import ConflictError, ServiceUnavailableError
+    from tradestack.signals.service import SignalService
+    from tradestack.strategy.examples import ScoreTable
+
+    try:
+        history = _run_runtime(load_settings(), lambda runtime: SignalService(runtime).score_history(bars))
+    except (ConflictError, ServiceUnavailableError) as exc:
+        raise _fail(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise _fail(f"the model registry is not readable ({str(exc).splitlines()[0]}); `tradestack db upgrade`?") from None
+    rows = tuple(
+        {symbol: value for symbol, value in zip(history.symbols, day, strict=True) if value == value}
+        for day in history.scores.tolist()
+    )
+    trained_from, trained_to = history.training_window
+    console.print(f"scores of the promoted model {history.model_version} (trained on {trained_from} .. {trained_to})")
+    if trained_to and (first is None or first.date().isoformat() <= trained_to):
+        console.print(
+            f"[yellow]note: the backtest overlaps the model's training window (to {trained_to}): "
+            "those days are in-sample and flatter the result[/]"
+        )
+    outside = [s for s in history.symbols if s not in history.universe]
+    if outside:
+        console.print(f"[yellow]note: {', '.join(outside)} not in the model's training universe[/]")
+    return ScoreTable(history.model_version, history.days, rows)
+
+
+@backtest_app.command("tearsheet")
+def backtest_tearsheet(
+    run_id: Annotated[str, typer.Argument(help="A stored run's id (`GET /api/backtests` lists them).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for tearsheet-<id>.png and tearsheet-<id>.html.")],
+) -> None:
+    """Draw a stored run's tearsheet: equity and drawdown, monthly returns, trades on the price chart (PNG + HTML)."""
+    from tradestack.backtest import tearsheet as sheets
+    from tradestack.backtest.report import data_fingerprint
+    from tradestack.core.errors import NotFoundError
+    from tradestack.strategy.service import BacktestService
+
+    try:
+        detail = _run_runtime(load_settings(), lambda runtime: BacktestService(runtime).get(run_id))
+    except NotFoundError as exc:
+        raise _fail(str(exc)) from None
+    source = detail.spec.get("source") or {}
+    series: list[Any] = []
+    try:
+        series = _backtest_series(
+            ",".join(detail.symbols),
+            source.get("dataset"),
+            source.get("timeframe") or "1d",
+            detail.first_bar.isoformat(),
+            detail.last_bar.isoformat(),
+        )
+    except typer.Exit:
+        series = []
+    if series and data_fingerprint(series) != detail.data_fingerprint:
+        series = []  # the shipped bars changed since the run: draw no price chart rather than a wrong one
+    title = f"{detail.strategy} {', '.join(detail.symbols)} {detail.first_bar:%Y-%m-%d} .. {detail.last_bar:%Y-%m-%d}"
+    sheet = sheets.Tearsheet.of_document(detail.result, detail.metrics, detail.spec["capital"], series, title)
+    png, page = sheets.write(sheet, out, f"tearsheet-{run_id}")
+    console.print(f"tearsheet written to {png} and {page}")

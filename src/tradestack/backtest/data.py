@@ -2,7 +2,9 @@
 
 Prices are kept as int64 counts of 10^-`places` (``places`` = 2: cents), so every price converts
 back to its exact Decimal (`price`) and the float columns used by signals are derived from the same
-integers. Timestamps are int64 microseconds since the epoch, UTC.
+integers. Volumes likewise, as int64 counts of 10^-`volume_places` (`volume_of` gives the exact
+Decimal the matching's participation model takes; floats only for signals and charts).
+Timestamps are int64 microseconds since the epoch, UTC.
 """
 
 from __future__ import annotations
@@ -36,20 +38,30 @@ def microseconds_of(ts: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _places(prices: Sequence[Decimal]) -> int:
+def _places(values: Sequence[Decimal], what: str = "prices") -> int:
     places = 0
-    for price in prices:
-        exponent = price.normalize().as_tuple().exponent
+    for value in values:
+        exponent = value.normalize().as_tuple().exponent
         if isinstance(exponent, int) and -exponent > places:
             places = -exponent
     if places > MAX_PLACES:
-        raise ValueError(f"prices with more than {MAX_PLACES} decimal places are not supported")
+        raise ValueError(f"{what} with more than {MAX_PLACES} decimal places are not supported")
     return places
+
+
+def _scaled(values: Sequence[Decimal], places: int, what: str) -> IntArray:
+    """`values` as int64 counts of 10^-`places` (exact; ValueError when one does not fit in 63 bits)."""
+    scale = Decimal(10) ** places
+    counts = [int(value * scale) for value in values]
+    if counts and max(abs(c) for c in counts) >= 2**63:
+        raise ValueError(f"{what} too large for {places} decimal places in 64 bits")
+    return np.array(counts, dtype=np.int64)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class BarSeries:
-    """One symbol's bars in time order; `open`..`close` in units of 10^-`places`, `ts` in epoch microseconds."""
+    """One symbol's bars in time order; `open`..`close` in units of 10^-`places`, `volume` in units of
+    10^-`volume_places`, `ts` in epoch microseconds."""
 
     symbol: str
     ts: IntArray
@@ -57,8 +69,9 @@ class BarSeries:
     high: IntArray
     low: IntArray
     close: IntArray
-    volume: FloatArray
+    volume: IntArray
     places: int
+    volume_places: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.ts)
@@ -67,8 +80,12 @@ class BarSeries:
                 raise ValueError(f"{self.symbol}: column {name} has {len(getattr(self, name))} values for {n} timestamps")
         if n > 1 and not bool(np.all(np.diff(self.ts) > 0)):
             raise ValueError(f"{self.symbol}: bars must be in strictly increasing time order")
-        if not 0 <= self.places <= MAX_PLACES:
-            raise ValueError(f"places must be between 0 and {MAX_PLACES}, got {self.places}")
+        for name in ("places", "volume_places"):
+            if not 0 <= getattr(self, name) <= MAX_PLACES:
+                raise ValueError(f"{name} must be between 0 and {MAX_PLACES}, got {getattr(self, name)}")
+        for name in ("open", "high", "low", "close", "volume"):
+            if getattr(self, name).dtype != np.int64:
+                raise TypeError(f"{self.symbol}: column {name} must be int64 scaled counts, got {getattr(self, name).dtype}")
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -77,10 +94,10 @@ class BarSeries:
     def from_bars(cls, symbol: str, bars: Sequence[Bar]) -> BarSeries:
         """The series of `bars` (one symbol, time order), exact: Decimal prices become scaled integers."""
         places = _places([p for bar in bars for p in (bar.open, bar.high, bar.low, bar.close)])
-        scale = Decimal(10) ** places
+        volume_places = _places([bar.volume for bar in bars], "volumes")
 
         def column(values: Sequence[Decimal]) -> IntArray:
-            return np.array([int(value * scale) for value in values], dtype=np.int64)
+            return _scaled(values, places, f"{symbol} prices")
 
         return cls(
             symbol=symbol,
@@ -89,8 +106,9 @@ class BarSeries:
             high=column([bar.high for bar in bars]),
             low=column([bar.low for bar in bars]),
             close=column([bar.close for bar in bars]),
-            volume=np.array([float(bar.volume) for bar in bars], dtype=np.float64),
+            volume=_scaled([bar.volume for bar in bars], volume_places, f"{symbol} volumes"),
             places=places,
+            volume_places=volume_places,
         )
 
     def between(self, start: datetime | None, end: datetime | None) -> BarSeries:
@@ -111,6 +129,7 @@ class BarSeries:
             self.close[part],
             self.volume[part],
             self.places,
+            self.volume_places,
         )
 
     def price(self, scaled: int) -> Decimal:
@@ -121,6 +140,14 @@ class BarSeries:
         """A price column as floats (for signals)."""
         return column / float(10**self.places)
 
+    def volume_of(self, index: int) -> Decimal:
+        """The exact volume of bar `index`."""
+        return Decimal(int(self.volume[index])).scaleb(-self.volume_places)
+
+    def volume_floats(self) -> FloatArray:
+        """The volumes as floats (for signals and charts)."""
+        return self.volume / float(10**self.volume_places)
+
     def bar(self, index: int) -> Bar:
         """Bar `index` as the domain's exact `Bar`."""
         return Bar(
@@ -130,5 +157,5 @@ class BarSeries:
             self.price(int(self.high[index])),
             self.price(int(self.low[index])),
             self.price(int(self.close[index])),
-            Decimal(repr(float(self.volume[index]))),
+            self.volume_of(index),
         )

@@ -405,7 +405,7 @@ class Backtest:
     def _match_bar(self, state: _Symbol, index: int) -> None:
         series = state.series
         ts = self._clock.now()
-        size = Decimal(repr(float(series.volume[index])))
+        size = series.volume_of(index)
         open_, high, low, close = (
             int(series.open[index]),
             int(series.high[index]),

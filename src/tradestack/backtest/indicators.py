@@ -57,7 +57,7 @@ class SeriesHistory:
         self.high = Line("high", series.floats(series.high).tolist(), cursor)
         self.low = Line("low", series.floats(series.low).tolist(), cursor)
         self.close = Line("close", closes, cursor)
-        self.volume = Line("volume", series.volume.tolist(), cursor)
+        self.volume = Line("volume", series.volume_floats().tolist(), cursor)
 
     def bar(self, ago: int = 0) -> Bar:
         """The bar `ago` bars back, exact."""

@@ -103,7 +103,7 @@ def data_fingerprint(series: Sequence[BarSeries]) -> str:
     """SHA-256 of the bars replayed (symbol, precision, and every column), hex."""
     digest = hashlib.sha256()
     for one in series:
-        digest.update(f"{one.symbol}|{one.places}|{len(one)}|".encode())
+        digest.update(f"{one.symbol}|{one.places}|{one.volume_places}|{len(one)}|".encode())
         for column in (one.ts, one.open, one.high, one.low, one.close, one.volume):
             digest.update(column.tobytes())
     return digest.hexdigest()

@@ -15,7 +15,7 @@ import json
 import math
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -337,6 +337,29 @@ class SignalService:
             f"it scores {listed}"
         )
 
+    async def score_history(self, bars: Mapping[str, Sequence[Bar]]) -> ScoreHistory:
+        """The promoted alpha model's scores of every day of `bars` (daily bars per symbol), for a backtest.
+
+        A day's features use bars up to its close only (trailing windows), so its score is what the
+        model would have said that evening. `ConflictError` when no model is promoted or the bars
+        do not give the features it was trained on.
+        """
+        row, booster = await self._promoted()
+        metadata = row.metadata
+        close_only = list(bars) if metadata.get("close_only") else []
+        panel = alpha.panel_from_bars(bars, close_only=close_only)
+        names, x = panel.features()
+        if names != metadata["features"]:
+            raise ConflictError(
+                f"model {row.version} was trained on {'close-only' if metadata.get('close_only') else 'OHLCV'} features "
+                "that these bars do not give (e.g. a symbol without volumes): use other symbols or retrain"
+            )
+        scores = np.where(np.isnan(panel.close), np.nan, alpha.predict(booster, x))
+        window = metadata.get("training_window") or ["", ""]
+        return ScoreHistory(
+            row.version, panel.dates, panel.symbols, scores, tuple(metadata.get("universe", [])), (window[0], window[1])
+        )
+
     async def _compute(self, row: Served, booster: lgb.Booster) -> SignalList:
         metadata = row.metadata
         panel = await self.panel(metadata["universe"])
@@ -374,6 +397,20 @@ class SignalService:
                 )
             )
         return SignalList(model_version=row.version, as_of=panel.dates[t], horizon_days=int(metadata["horizon"]), signals=signals)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreHistory:
+    """The promoted alpha model's score of each symbol on each day (NaN where a symbol has no bar)."""
+
+    model_version: str
+    days: tuple[date, ...]
+    symbols: tuple[str, ...]
+    scores: np.ndarray[Any, np.dtype[np.float64]]
+    """(days, symbols)."""
+    universe: tuple[str, ...]
+    """The symbols the model was trained on."""
+    training_window: tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,14 +5,22 @@
 * `BollingerReversion`: long `quantity` units when the close falls below the lower band, flat when
   it gets back to the middle band (market orders, long only).
 
-Both decide at a bar's close and send market orders; when they fill is the host's fill rule.
+* `TopKRebalancer`: every `every` bars, long the `k` symbols the promoted alpha model scores highest
+  and short the `k` it scores lowest, `gross` of the equity split equally among them (whole lots),
+  everything else flat. Its scores come from the host as a `ScoreTable` (the backtest command reads
+  the promoted model's scores of every day; a day's score uses bars up to that day's close only).
+
+All decide at a bar's close and send market orders; when they fill is the host's fill rule.
 """
 
 from __future__ import annotations
 
+import bisect
 import inspect
 from collections.abc import Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any, get_type_hints
 
 from tradestack.domain.orders import OrderSide
@@ -84,21 +92,102 @@ class BollingerReversion(Strategy):
             ctx.submit(bar.symbol, OrderSide.SELL, held)
 
 
-STRATEGIES: Mapping[str, type[Strategy]] = {cls.name: cls for cls in (SmaCross, BollingerReversion)}
+@dataclass(frozen=True, slots=True)
+class ScoreTable:
+    """A model's scores per day: `rows[i]` maps each scored symbol to its score on `days[i]` (ascending days).
+
+    A day's scores use the bars up to that day's close, so `at(when)` gives those of the last day
+    on or before `when`'s date and never a later day's.
+    """
+
+    model_version: str
+    days: tuple[date, ...]
+    rows: tuple[Mapping[str, float], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.days) != len(self.rows):
+            raise ValueError(f"{len(self.days)} days but {len(self.rows)} rows of scores")
+        if any(a >= b for a, b in zip(self.days, self.days[1:], strict=False)):
+            raise ValueError("score days must be strictly ascending")
+
+    def at(self, when: datetime) -> Mapping[str, float]:
+        """The scores known at `when`: those of the last day on or before its date (empty before the first)."""
+        index = bisect.bisect_right(self.days, when.date()) - 1
+        return self.rows[index] if index >= 0 else {}
+
+
+class TopKRebalancer(Strategy):
+    """Long the top `k`, short the bottom `k` of the alpha model's ranking, rebalanced every `every` bars."""
+
+    name = "top_k"
+    needs_scores = True
+    sells_short = True
+
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        k: int = 1,
+        every: int = 5,
+        gross: Decimal = Decimal("0.8"),
+        scores: ScoreTable | None = None,
+    ) -> None:
+        super().__init__(symbols)
+        if scores is None:
+            raise StrategyError("top_k needs the promoted alpha model's scores (the host reads them)")
+        if k < 1 or 2 * k > len(self.symbols):
+            raise StrategyError(f"top_k needs 1 <= k and 2k <= the {len(self.symbols)} symbols, got k={k}")
+        if every < 1:
+            raise StrategyError(f"top_k rebalances every >= 1 bars, got every={every}")
+        if not 0 < gross <= 2:
+            raise StrategyError(f"top_k gross exposure must be in (0, 2] of the equity, got gross={gross}")
+        self.k, self.every, self.gross, self.scores = k, every, gross, scores
+        self._times = 0
+        self.rebalances = 0
+
+    def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
+        if bar.symbol != self.symbols[-1]:  # once per time, after every symbol's bar of that time
+            return
+        self._times += 1
+        if (self._times - 1) % self.every:
+            return
+        now = bar.ts
+        today = {s: ctx.history(s).bar() for s in self.symbols if len(ctx.history(s).close)}
+        fresh = {s: b for s, b in today.items() if b.ts == now}  # a symbol without a bar now is left as it is
+        scores = self.scores.at(now)
+        ranked = sorted((s for s in fresh if s in scores), key=lambda s: (-scores[s], s))
+        if len(ranked) < 2 * self.k:
+            return
+        equity = ctx.cash + sum((q * today[s].close for s, q in ctx.positions.items() if s in today), Decimal(0))
+        budget = equity * self.gross / (2 * self.k)
+        targets = {s: Decimal(0) for s in fresh}
+        for symbol in ranked[: self.k]:
+            targets[symbol] = (budget / fresh[symbol].close).to_integral_value(ROUND_FLOOR)
+        for symbol in ranked[-self.k :]:
+            targets[symbol] = -(budget / fresh[symbol].close).to_integral_value(ROUND_FLOOR)
+        changes = {s: t - ctx.position(s) for s, t in targets.items() if t != ctx.position(s) and not ctx.open_orders(s)}
+        for symbol, change in sorted(changes.items(), key=lambda item: item[1]):  # sells first: they free the cash
+            ctx.submit(symbol, OrderSide.SELL if change < 0 else OrderSide.BUY, abs(change))
+        self.rebalances += 1
+
+
+STRATEGIES: Mapping[str, type[Strategy]] = {cls.name: cls for cls in (SmaCross, BollingerReversion, TopKRebalancer)}
 """The built-in strategies by name."""
 
+_HOST_SUPPLIED = ("self", "symbols", "scores")
 
-def build(name: str, symbols: Sequence[str], params: Mapping[str, str]) -> Strategy:
+
+def build(name: str, symbols: Sequence[str], params: Mapping[str, str], *, scores: ScoreTable | None = None) -> Strategy:
     """The strategy `name` on `symbols` with parameters given as text (``fast=10``), typed by its constructor.
 
-    `StrategyError` naming the strategy, the parameter and the accepted ones when anything is wrong.
+    `scores` is handed to a strategy that reads a model's scores (`needs_scores`). `StrategyError`
+    naming the strategy, the parameter and the accepted ones when anything is wrong.
     """
     try:
         cls = STRATEGIES[name]
     except KeyError:
         raise StrategyError(f"unknown strategy {name!r}; use one of {', '.join(STRATEGIES)}") from None
     hints = get_type_hints(cls.__init__)
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "symbols")]
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in _HOST_SUPPLIED]
     values: dict[str, Any] = {}
     for key, text in params.items():
         if key not in accepted:
@@ -108,4 +197,12 @@ def build(name: str, symbols: Sequence[str], params: Mapping[str, str]) -> Strat
             values[key] = Decimal(text) if kind is Decimal else kind(text)
         except (ValueError, InvalidOperation):
             raise StrategyError(f"{name} parameter {key}={text!r} is not a valid {kind.__name__}") from None
+    if needs_scores(cls):
+        values["scores"] = scores
     return cls(symbols, **values)
+
+
+def needs_scores(strategy: type[Strategy] | str) -> bool:
+    """Whether the strategy (class or name) reads a model's scores, which its host must supply."""
+    cls = STRATEGIES.get(strategy) if isinstance(strategy, str) else strategy
+    return bool(getattr(cls, "needs_scores", False))

@@ -44,10 +44,19 @@ class BacktestService:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    async def store(self, result: BacktestResult, metrics: Metrics, series: Sequence[BarSeries], params: dict[str, str]) -> str:
-        """Keep `result` (run over `series` with `params`); its new run id."""
+    async def store(
+        self,
+        result: BacktestResult,
+        metrics: Metrics,
+        series: Sequence[BarSeries],
+        params: dict[str, str],
+        source: dict[str, str | None] | None = None,
+    ) -> str:
+        """Keep `result` (run over `series` with `params`, read from `source`: data set, timeframe); its new run id."""
         document = result_document(result, metrics)
         spec = {"strategy": result.strategy, "params": params, "symbols": list(result.symbols), **document.pop("config")}
+        if source:
+            spec["source"] = source
         metrics_part = document.pop("metrics")
         row = BacktestRunRow(
             id=str(uuid.uuid4()),

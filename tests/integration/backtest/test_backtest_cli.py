@@ -75,3 +75,22 @@ def test_backtest_run_stores_the_run_in_the_database(sqlite_url: str, monkeypatc
     stored = runner.invoke(app, arguments)
     assert stored.exit_code == 0, stored.output
     assert "stored as backtest" in stored.output
+
+
+def test_tearsheets_from_a_run_and_from_a_stored_run(sqlite_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TRADESTACK_DATABASE_URL", sqlite_url)
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    arguments = ["backtest", "run", "sma_cross", "--symbols", "AAPL", "--from", "2009-01-01", "--to", "2011-12-31"]
+    ran = runner.invoke(app, [*arguments, "--tearsheet", str(tmp_path / "run")])
+    assert ran.exit_code == 0, ran.output
+    assert (tmp_path / "run" / "tearsheet.png").stat().st_size > 10_000
+    assert "data:image/png;base64," in (tmp_path / "run" / "tearsheet.html").read_text()
+    run_id = ran.output.split("stored as backtest")[1].split()[0]
+    drawn = runner.invoke(app, ["backtest", "tearsheet", run_id, "--out", str(tmp_path / "stored")])
+    assert drawn.exit_code == 0, drawn.output
+    page = (tmp_path / "stored" / f"tearsheet-{run_id}.html").read_text()
+    assert page.count("data:image/png;base64,") == 3  # the bars were read again: trades on the price chart
+    assert "no price chart" not in page
+    missing = runner.invoke(app, ["backtest", "tearsheet", "nope", "--out", str(tmp_path)])
+    assert missing.exit_code == 2
+    assert "no backtest 'nope'" in missing.output

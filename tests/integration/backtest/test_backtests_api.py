@@ -32,7 +32,7 @@ def _series() -> BarSeries:
         np.maximum(open_, close) + 50,
         np.minimum(open_, close) - 50,
         close,
-        np.full(300, 1e6),
+        np.full(300, 1_000_000, dtype=np.int64),
         2,
     )
 

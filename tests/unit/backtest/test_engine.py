@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,9 @@ import pytest
 from tradestack.backtest.data import BarSeries, microseconds_of
 from tradestack.backtest.engine import BacktestConfig, BacktestResult, run_backtest
 from tradestack.backtest.metrics import compute_metrics, max_drawdown_duration
+from tradestack.domain.instruments import Instrument, InstrumentKind
 from tradestack.domain.ledger import cash_balances, check_zero_sum, position_quantities
+from tradestack.domain.marketdata import Bar
 from tradestack.domain.matching import FeeModel
 from tradestack.domain.orders import Order, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradestack.strategy.api import BarView, Line, LookaheadError, Strategy, StrategyContext
@@ -33,7 +36,7 @@ def series_of(closes: Sequence[float], symbol: str = "AAPL", *, gap: float = 0.5
         np.maximum(open_, close) + 100,
         np.minimum(open_, close) - 100,
         close,
-        np.full(len(close), 1_000_000.0),
+        np.full(len(close), 1_000_000, dtype=np.int64),
         2,
     )
 
@@ -242,7 +245,7 @@ def test_max_drawdown_duration_counts_periods_below_the_peak() -> None:
 def test_two_symbols_trade_on_one_timeline_and_the_books_agree() -> None:
     aapl = series_of(wave(300, seed=1), "AAPL")
     msft = series_of(wave(250, seed=2), "MSFT")
-    shifted = BarSeries(msft.symbol, msft.ts + 43_200_000_000, msft.open, msft.high, msft.low, msft.close, msft.volume, 2)
+    shifted = dataclasses.replace(msft, ts=msft.ts + 43_200_000_000)
     config = BacktestConfig(fee=FeeModel(bps=Decimal(10), places=2))
     result = run_backtest(SmaCross(["AAPL", "MSFT"], fast=5, slow=20), [aapl, shifted], config)
     assert result.bars == 550
@@ -298,3 +301,32 @@ def test_an_invalid_order_stops_the_run_with_what_is_wrong() -> None:
 
     with pytest.raises(StrategyError, match="quantity must be positive"):
         run_backtest(Sloppy(["AAPL"]), [series_of([100, 101])])
+
+
+def test_fractional_volumes_stay_exact_from_the_bars_to_the_participation_cap() -> None:
+    """A volume a float cannot hold (9876543.123456789) caps a fill at exactly that quantity."""
+    volume = Decimal("9876543.123456789")
+    assert Decimal(repr(float(volume))) != volume  # what the float path would have used
+    coin = Instrument("XBT", InstrumentKind.CRYPTO, "KRAKEN", "Bitcoin", "USD", "XBT", Decimal("0.01"), Decimal("1e-9"))
+    bars = [Bar("XBT", START + timedelta(days=i), Decimal(1), Decimal(1), Decimal(1), Decimal(1), volume) for i in range(3)]
+    series = BarSeries.from_bars("XBT", bars)
+    assert series.volume_places == 9
+    assert series.bar(1).volume == volume
+    assert series.volume_of(2) == volume
+
+    class BuyAll(Strategy):
+        name = "buy_all"
+
+        def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
+            if bar.index == 0:
+                ctx.submit("XBT", OrderSide.BUY, Decimal(20_000_000))
+
+    config = BacktestConfig(capital=Decimal(10**9), participation_rate=Decimal(1))
+    result = run_backtest(BuyAll(["XBT"]), [series], config, {"XBT": coin})
+    assert result.trades[0].quantity == volume  # the first print's size, exactly
+    assert sum((t.quantity for t in result.trades), Decimal(0)) == 2 * volume  # bar 1 and bar 2, one print each
+
+
+def test_series_refuse_float_columns() -> None:
+    with pytest.raises(TypeError, match="volume must be int64"):
+        BarSeries("AAPL", np.array([0], dtype=np.int64), *(np.array([1], dtype=np.int64),) * 4, np.array([1.5]), 2)
