@@ -77,7 +77,6 @@ from tradestack.domain.orders import (
     OrderFilled,
     OrderPartiallyFilled,
     OrderRequest,
-    OrderSide,
     OrderStatus,
     OrderSubmitted,
     OrderType,
@@ -112,7 +111,6 @@ FAT_FINGER_SIZE = 50
 FAT_FINGER_THROUGH = Decimal("0.08")  # a limit this far through the market is beyond the 5 % collar
 
 NO_FX = FxRates({})  # one currency: nothing to convert
-_TO_MARKET_SIDE = {OrderSide.BUY: Side.BUY, OrderSide.SELL: Side.SELL}
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,11 +251,11 @@ class Pipeline:
             raise RuntimeError("no quote yet")
         position = book.position.quantity
         p_sell = 0.1 if position == 0 else 0.45 if position < book.soft_position else 0.75
-        side = OrderSide.SELL if spec.side_draw < p_sell else OrderSide.BUY
+        side = Side.SELL if spec.side_draw < p_sell else Side.BUY
         limit = None
         if spec.type is OrderType.LIMIT:
             through = spec.ticks_through * book.instrument.tick_size
-            limit = quote.ask + through if side is OrderSide.BUY else quote.bid - through
+            limit = quote.ask + through if side is Side.BUY else quote.bid - through
         self.submitted += 1
         number = self.submitted
         request = OrderRequest(
@@ -268,7 +266,7 @@ class Pipeline:
             type=spec.type,
             quantity=spec.quantity,
             limit_price=limit,
-            time_in_force=TimeInForce.IOC if side is OrderSide.SELL else spec.buy_time_in_force,
+            time_in_force=TimeInForce.IOC if side is Side.SELL else spec.buy_time_in_force,
         )
         if request.validate(book.instrument):
             self.invalid += 1
@@ -293,7 +291,7 @@ class Pipeline:
     def risk(self, order: Order, book: Book, spec: Spec) -> OpenOrder | None:
         """Evaluate the risk checks on the state `account_risk_state` builds; accept (reserving for a buy) or deny."""
         request = order.request
-        side = _TO_MARKET_SIDE[request.side]
+        side = request.side
         intent = OrderIntent(ACCOUNT, request.symbol, side, request.type, request.quantity, request.limit_price)
         market = self.market()
         state = account_risk_state(
@@ -517,7 +515,7 @@ def request_only(flow: list[Spec]) -> None:
     """For scale: building one validated-on-construction `OrderRequest` per order, nothing else."""
     for number, spec in enumerate(flow):
         OrderRequest(
-            client_order_id=f"c-{number}", account_id=ACCOUNT, symbol=MARKETS[spec.book].symbol, side=OrderSide.BUY,
+            client_order_id=f"c-{number}", account_id=ACCOUNT, symbol=MARKETS[spec.book].symbol, side=Side.BUY,
             type=OrderType.MARKET, quantity=spec.quantity, time_in_force=TimeInForce.IOC,
         )  # fmt: skip
 
@@ -559,7 +557,7 @@ def verify(pipeline: Pipeline, flow: list[Spec]) -> None:
     filled: dict[str, Decimal] = defaultdict(Decimal)
     for order in pipeline.done:
         require(order.status.is_terminal, f"order {order.id} is {order.status}")
-        sign = 1 if order.request.side is OrderSide.BUY else -1
+        sign = 1 if order.request.side is Side.BUY else -1
         filled[order.request.symbol] += sign * order.filled_quantity
     for book in pipeline.books:
         symbol = book.instrument.symbol

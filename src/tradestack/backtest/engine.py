@@ -64,7 +64,6 @@ from tradestack.domain.orders import (
     OrderFilled,
     OrderPartiallyFilled,
     OrderRequest,
-    OrderSide,
     OrderSubmitted,
     OrderTriggered,
     OrderType,
@@ -290,7 +289,7 @@ class Backtest:
     def submit(
         self,
         symbol: str,
-        side: OrderSide,
+        side: Side,
         quantity: Decimal,
         *,
         type: OrderType = OrderType.MARKET,
@@ -327,7 +326,7 @@ class Backtest:
         if denial is not None:
             return self._apply(order, OrderDenied(order_id=order_id, ts=ts, reason=denial))
         order = self._apply(order, OrderAccepted(order_id=order_id, ts=ts))
-        match_side = Side(side.value)
+        match_side = side
         self._open.put(OpenOrder(order_id, symbol, match_side, type, quantity, limit_price, stop_price))
         self._working_by_symbol[symbol][order_id] = order
         state.working.add(order_id)
@@ -449,7 +448,7 @@ class Backtest:
             fee_currency=currency,
             liquidity=fill.liquidity,
         )
-        side = Side(order.request.side.value)
+        side = order.request.side
         before = self._holdings.get(symbol) or PositionState(symbol)
         entry, effect = fill_entry_with_effect(
             f"fill-{fill.fill_id}",
@@ -536,12 +535,12 @@ class Backtest:
         market = MarketSnapshot(closes, self._no_fx)
         last = market.mark(request.symbol)
         risk_state = account_risk_state(
-            self.books(), self._open, market, side=Side(request.side.value), orders_in_last_minute=self._orders_in_last_minute()
+            self.books(), self._open, market, side=request.side, orders_in_last_minute=self._orders_in_last_minute()
         )
         intent = OrderIntent(
             request.account_id,
             request.symbol,
-            Side(request.side.value),
+            request.side,
             request.type,
             request.quantity,
             request.limit_price,

@@ -33,6 +33,7 @@ from tradestack.core.errors import ConflictError
 from tradestack.core.money import plain
 from tradestack.core.precision import AMOUNT, PRICE
 from tradestack.domain.instruments import Instrument, Venue, ceil_to_tick, floor_to_tick
+from tradestack.domain.marketdata import Side
 
 AVERAGE_PRICE_PRECISION = 34
 """Significant digits of `Order.average_fill_price` (IEEE decimal128's precision)."""
@@ -51,13 +52,6 @@ _NO_OFFSET = timedelta(0)
 
 
 # -- enums --------------------------------------------------------------------------------------
-
-
-class OrderSide(StrEnum):
-    """Which way an order trades."""
-
-    BUY = "buy"
-    SELL = "sell"
 
 
 class OrderType(StrEnum):
@@ -192,7 +186,7 @@ class OrderRequest:
     client_order_id: str
     account_id: str
     symbol: str
-    side: OrderSide
+    side: Side
     type: OrderType
     quantity: Decimal
     limit_price: Decimal | None = None
@@ -203,7 +197,7 @@ class OrderRequest:
         _require_str("client_order_id", self.client_order_id)
         _require_str("account_id", self.account_id)
         _require_str("symbol", self.symbol)
-        _require_member("side", self.side, OrderSide)
+        _require_member("side", self.side, Side)
         _require_member("type", self.type, OrderType)
         _require_member("time_in_force", self.time_in_force, TimeInForce)
         _require_decimal("quantity", self.quantity)
@@ -280,7 +274,7 @@ class OrderRequest:
         """
         if self.stop_price is None:
             return None
-        buying = self.side is OrderSide.BUY
+        buying = self.side is Side.BUY
         if (self.stop_price > market_price) if buying else (self.stop_price < market_price):
             return None
         where, direction = ("at or below", "above") if buying else ("at or above", "below")

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, get_type_hints
 
-from tradestack.domain.orders import OrderSide
+from tradestack.domain.marketdata import Side
 from tradestack.strategy.api import Bands, BarView, Line, Strategy, StrategyContext, StrategyError
 
 
@@ -50,9 +50,9 @@ class SmaCross(Strategy):
             return
         held = ctx.position(symbol)
         if now_above and held == 0:
-            ctx.submit(symbol, OrderSide.BUY, self.quantity)
+            ctx.submit(symbol, Side.BUY, self.quantity)
         elif not now_above and held > 0:
-            ctx.submit(symbol, OrderSide.SELL, held)
+            ctx.submit(symbol, Side.SELL, held)
 
 
 class BollingerReversion(Strategy):
@@ -79,9 +79,9 @@ class BollingerReversion(Strategy):
             return
         held = ctx.position(bar.symbol)
         if held == 0 and bar.close < bands.lower[0]:
-            ctx.submit(bar.symbol, OrderSide.BUY, self.quantity)
+            ctx.submit(bar.symbol, Side.BUY, self.quantity)
         elif held > 0 and bar.close >= bands.middle[0]:
-            ctx.submit(bar.symbol, OrderSide.SELL, held)
+            ctx.submit(bar.symbol, Side.SELL, held)
 
 
 STRATEGIES: Mapping[str, type[Strategy]] = {cls.name: cls for cls in (SmaCross, BollingerReversion)}
