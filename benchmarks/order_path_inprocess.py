@@ -74,13 +74,12 @@ from tradestack.domain.orders import (
     OrderAccepted,
     OrderDenied,
     OrderExpired,
-    OrderFilled,
-    OrderPartiallyFilled,
     OrderRequest,
     OrderStatus,
     OrderSubmitted,
     OrderType,
     TimeInForce,
+    fill_event,
 )
 from tradestack.domain.portfolio import FxRates, PositionState
 from tradestack.domain.risk import OrderIntent, RiskLimits, TradingState, evaluate, reserve_for
@@ -241,6 +240,8 @@ class Pipeline:
         self.submitted = 0
         self.fills = 0
         self.expired_at_close = 0
+        self._books: AccountBooks | None = None
+        self._market: MarketSnapshot | None = None
 
     # -- stages -------------------------------------------------------------------------------
 
@@ -274,19 +275,27 @@ class Pipeline:
         return Order.from_events((OrderSubmitted(order_id=f"o-{number}", ts=spec.ts, request=request),))
 
     def account_books(self) -> AccountBooks:
-        """The account's books as the risk state reads them (what `BooksService.snapshot` answers)."""
+        """The account's books as the risk state reads them (what `BooksService.snapshot` answers).
+
+        Built again only after a fill moved them (as the account's single writer keeps them)."""
+        if self._books is not None:
+            return self._books
         holdings = {b.instrument.symbol: Holding(b.position, CURRENCY) for b in self.books if b.position.quantity}
-        return AccountBooks(
+        self._books = AccountBooks(
             ACCOUNT,
             CURRENCY,
             balances={AccountKind.CASH: {CURRENCY: self.cash}},
             holdings=holdings,
             realized_today={CURRENCY: self.realized_today},
         )
+        return self._books
 
     def market(self) -> MarketSnapshot:
-        """The quotes in force (what `MarketDataService.snapshot` answers)."""
-        return MarketSnapshot({b.instrument.symbol: view_of(b.quote) for b in self.books if b.quote is not None}, NO_FX)
+        """The quotes in force (what `MarketDataService.snapshot` answers); built again only after a new quote."""
+        if self._market is None:
+            quotes = {b.instrument.symbol: view_of(b.quote) for b in self.books if b.quote is not None}
+            self._market = MarketSnapshot(quotes, NO_FX)
+        return self._market
 
     def risk(self, order: Order, book: Book, spec: Spec) -> OpenOrder | None:
         """Evaluate the risk checks on the state `account_risk_state` builds; accept (reserving for a buy) or deny."""
@@ -334,6 +343,7 @@ class Pipeline:
     def quote(self, book: Book, quote: Quote) -> list[MatchEvent]:
         """A new top of book: orders resting in the engine may fill."""
         book.quote = quote
+        self._market = None
         return book.engine.on_quote(quote)
 
     def fill_events(self, events: list[MatchEvent]) -> list[tuple[Fill, OpenOrder]]:
@@ -343,13 +353,7 @@ class Pipeline:
             open_order = self.open[event.order_id]
             order = open_order.order
             if isinstance(event, Fill):
-                kind = OrderFilled if event.quantity == order.remaining_quantity else OrderPartiallyFilled
-                order = order.apply(
-                    kind(
-                        order_id=order.id, ts=event.ts, fill_id=event.fill_id, quantity=event.quantity,
-                        price=event.price, fee=event.fee, fee_currency=CURRENCY, liquidity=event.liquidity,
-                    )
-                )  # fmt: skip
+                order = order.apply(fill_event(order, event, CURRENCY))
                 booked.append((event, open_order))
             elif isinstance(event, Expired):
                 order = order.apply(OrderExpired(order_id=order.id, ts=event.ts))
@@ -368,6 +372,7 @@ class Pipeline:
                 CURRENCY, fill.fee, CURRENCY, book.position, reference=fill.fill_id,
             )  # fmt: skip
             self.journal.append(entry)
+            self._books = None
             book.position, realized = effect.position, effect.realized
             self.positions[symbol] = book.position.quantity
             self.realized_today += realized - fill.fee

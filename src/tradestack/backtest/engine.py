@@ -61,13 +61,12 @@ from tradestack.domain.orders import (
     OrderDenied,
     OrderEvent,
     OrderExpired,
-    OrderFilled,
-    OrderPartiallyFilled,
     OrderRequest,
     OrderSubmitted,
     OrderTriggered,
     OrderType,
     TimeInForce,
+    fill_event,
 )
 from tradestack.domain.portfolio import PositionState
 from tradestack.domain.risk import OrderIntent, RiskLimits, TradingState, evaluate
@@ -437,17 +436,7 @@ class Backtest:
         symbol = state.instrument.symbol
         currency = state.instrument.quote_currency
         left = order.remaining_quantity - fill.quantity
-        kind = OrderFilled if left == 0 else OrderPartiallyFilled
-        event = kind(
-            order_id=order.id,
-            ts=fill.ts,
-            fill_id=fill.fill_id,
-            quantity=fill.quantity,
-            price=fill.price,
-            fee=fill.fee,
-            fee_currency=currency,
-            liquidity=fill.liquidity,
-        )
+        event = fill_event(order, fill, currency)
         side = order.request.side
         before = self._holdings.get(symbol) or PositionState(symbol)
         entry, effect = fill_entry_with_effect(
