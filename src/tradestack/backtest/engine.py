@@ -28,7 +28,7 @@ import gc
 import heapq
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -227,6 +227,7 @@ class Backtest:
         self._histories: dict[str, SeriesHistory] = {}
         # books: running balances by (ledger account, currency) -> [amount, quantity]
         self._balances: dict[tuple[Account, str], list[Decimal]] = {}
+        self._by_kind: dict[AccountKind, dict[str, Decimal]] = {}  # the balances of every account but positions
         self._books: AccountBooks | None = None
         self._cash_account = Account.cash(config.currency)
         self._no_fx = MarketSnapshot().rates  # one currency: no conversions (built once, not per order)
@@ -477,15 +478,18 @@ class Backtest:
     def _book(self, entry: JournalEntry) -> None:
         self._journal.append(entry)
         self._books = None
-        balances = self._balances
+        balances, by_kind = self._balances, self._by_kind
         for posting in entry.postings:
-            key = (posting.account, posting.currency)
+            account = posting.account
+            key = (account, posting.currency)
             held = balances.get(key)
             if held is None:
                 held = balances[key] = [_ZERO, _ZERO]
             held[0] += posting.amount
             if posting.quantity is not None:
                 held[1] += posting.quantity
+            if account.kind is not AccountKind.POSITION:
+                by_kind.setdefault(account.kind, {})[account.code] = held[0]
 
     def _add_realized(self, realized: Decimal) -> None:
         day = self._clock.us // 86_400_000_000
@@ -494,24 +498,23 @@ class Backtest:
 
     def books(self) -> AccountBooks:
         """The account's books now (`domain.books.AccountBooks`): balances by kind, holdings at cost."""
-        if self._books is None:
-            by_kind: dict[AccountKind, dict[str, Decimal]] = {}
-            for (account, _), (amount, _quantity) in self._balances.items():
-                if account.kind is not AccountKind.POSITION:
-                    by_kind.setdefault(account.kind, {})[account.code] = amount
-            currencies = {s: state.instrument.quote_currency for s, state in self._symbols.items()}
-            self._books = AccountBooks(
+        day, realized = self._realized_day
+        today = self._clock.us // 86_400_000_000
+        realized_today = {self.config.currency: realized} if day == today and realized else {}
+        books = self._books
+        if books is None or books.realized_today != realized_today:
+            symbols = self._symbols
+            books = self._books = AccountBooks(
                 account_id=self.config.account_id,
                 base_currency=self.config.currency,
                 allow_short=self.config.allow_short,
-                balances=by_kind,
-                holdings={s: Holding(p, currencies[s]) for s, p in sorted(self._holdings.items()) if p.quantity},
+                balances={kind: dict(codes) for kind, codes in self._by_kind.items()},
+                holdings={
+                    s: Holding(p, symbols[s].instrument.quote_currency) for s, p in sorted(self._holdings.items()) if p.quantity
+                },
+                realized_today=realized_today,
             )
-        day, realized = self._realized_day
-        today = self._clock.us // 86_400_000_000
-        if day == today and realized:
-            return replace(self._books, realized_today={self.config.currency: realized})
-        return self._books
+        return books
 
     # -- orders --------------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ Event timestamps are not required to increase: venue clocks and ours disagree by
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -41,6 +40,7 @@ from tradestack.domain.fieldchecks import (
 )
 from tradestack.domain.instruments import Instrument, Venue, ceil_to_tick, floor_to_tick
 from tradestack.domain.marketdata import Side
+from tradestack.domain.portfolio import _is_currency
 
 if TYPE_CHECKING:
     from tradestack.domain.matching import Fill
@@ -54,7 +54,6 @@ _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOper
 _AVERAGE = Context(prec=AVERAGE_PRICE_PRECISION, rounding=ROUND_HALF_EVEN, Emax=MAX_EMAX, Emin=MIN_EMIN)
 # Tick and lot checks divide bounded values by the step: 100 digits hold any such quotient.
 _CHECKS = Context(prec=100, rounding=ROUND_HALF_EVEN, Emax=MAX_EMAX, Emin=MIN_EMIN)
-_CURRENCY = re.compile(r"[A-Z0-9]{2,10}")
 _NO_OFFSET = timedelta(0)
 
 
@@ -72,12 +71,16 @@ class OrderType(StrEnum):
     @property
     def needs_limit_price(self) -> bool:
         """Whether orders of this type carry a limit price (and others must not)."""
-        return self in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        return self in _LIMIT_TYPES
 
     @property
     def needs_stop_price(self) -> bool:
         """Whether orders of this type carry a stop price and wait to be triggered."""
-        return self in (OrderType.STOP, OrderType.STOP_LIMIT)
+        return self in _STOP_TYPES
+
+
+_LIMIT_TYPES = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
+_STOP_TYPES = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
 
 
 class TimeInForce(StrEnum):
@@ -430,7 +433,7 @@ class FillEvent(OrderEvent):
         require_positive("fill quantity", self.quantity)
         require_positive("fill price", self.price)
         require_decimal("fee", self.fee)
-        if not isinstance(self.fee_currency, str) or not _CURRENCY.fullmatch(self.fee_currency):
+        if not _is_currency(self.fee_currency):
             raise ValueError(f"fee_currency must be 2-10 characters A-Z and 0-9 (such as USD), got {self.fee_currency!r}")
         require_member("liquidity", self.liquidity, Liquidity)
 
