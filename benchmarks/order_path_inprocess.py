@@ -74,14 +74,12 @@ from tradestack.domain.orders import (
     OrderAccepted,
     OrderDenied,
     OrderExpired,
-    OrderFilled,
-    OrderPartiallyFilled,
     OrderRequest,
-    OrderSide,
     OrderStatus,
     OrderSubmitted,
     OrderType,
     TimeInForce,
+    fill_event,
 )
 from tradestack.domain.portfolio import FxRates, PositionState
 from tradestack.domain.risk import OrderIntent, RiskLimits, TradingState, evaluate, reserve_for
@@ -112,7 +110,6 @@ FAT_FINGER_SIZE = 50
 FAT_FINGER_THROUGH = Decimal("0.08")  # a limit this far through the market is beyond the 5 % collar
 
 NO_FX = FxRates({})  # one currency: nothing to convert
-_TO_MARKET_SIDE = {OrderSide.BUY: Side.BUY, OrderSide.SELL: Side.SELL}
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +240,8 @@ class Pipeline:
         self.submitted = 0
         self.fills = 0
         self.expired_at_close = 0
+        self._books: AccountBooks | None = None
+        self._market: MarketSnapshot | None = None
 
     # -- stages -------------------------------------------------------------------------------
 
@@ -253,11 +252,11 @@ class Pipeline:
             raise RuntimeError("no quote yet")
         position = book.position.quantity
         p_sell = 0.1 if position == 0 else 0.45 if position < book.soft_position else 0.75
-        side = OrderSide.SELL if spec.side_draw < p_sell else OrderSide.BUY
+        side = Side.SELL if spec.side_draw < p_sell else Side.BUY
         limit = None
         if spec.type is OrderType.LIMIT:
             through = spec.ticks_through * book.instrument.tick_size
-            limit = quote.ask + through if side is OrderSide.BUY else quote.bid - through
+            limit = quote.ask + through if side is Side.BUY else quote.bid - through
         self.submitted += 1
         number = self.submitted
         request = OrderRequest(
@@ -268,7 +267,7 @@ class Pipeline:
             type=spec.type,
             quantity=spec.quantity,
             limit_price=limit,
-            time_in_force=TimeInForce.IOC if side is OrderSide.SELL else spec.buy_time_in_force,
+            time_in_force=TimeInForce.IOC if side is Side.SELL else spec.buy_time_in_force,
         )
         if request.validate(book.instrument):
             self.invalid += 1
@@ -276,24 +275,32 @@ class Pipeline:
         return Order.from_events((OrderSubmitted(order_id=f"o-{number}", ts=spec.ts, request=request),))
 
     def account_books(self) -> AccountBooks:
-        """The account's books as the risk state reads them (what `BooksService.snapshot` answers)."""
+        """The account's books as the risk state reads them (what `BooksService.snapshot` answers).
+
+        Built again only after a fill moved them (as the account's single writer keeps them)."""
+        if self._books is not None:
+            return self._books
         holdings = {b.instrument.symbol: Holding(b.position, CURRENCY) for b in self.books if b.position.quantity}
-        return AccountBooks(
+        self._books = AccountBooks(
             ACCOUNT,
             CURRENCY,
             balances={AccountKind.CASH: {CURRENCY: self.cash}},
             holdings=holdings,
             realized_today={CURRENCY: self.realized_today},
         )
+        return self._books
 
     def market(self) -> MarketSnapshot:
-        """The quotes in force (what `MarketDataService.snapshot` answers)."""
-        return MarketSnapshot({b.instrument.symbol: view_of(b.quote) for b in self.books if b.quote is not None}, NO_FX)
+        """The quotes in force (what `MarketDataService.snapshot` answers); built again only after a new quote."""
+        if self._market is None:
+            quotes = {b.instrument.symbol: view_of(b.quote) for b in self.books if b.quote is not None}
+            self._market = MarketSnapshot(quotes, NO_FX)
+        return self._market
 
     def risk(self, order: Order, book: Book, spec: Spec) -> OpenOrder | None:
         """Evaluate the risk checks on the state `account_risk_state` builds; accept (reserving for a buy) or deny."""
         request = order.request
-        side = _TO_MARKET_SIDE[request.side]
+        side = request.side
         intent = OrderIntent(ACCOUNT, request.symbol, side, request.type, request.quantity, request.limit_price)
         market = self.market()
         state = account_risk_state(
@@ -336,6 +343,7 @@ class Pipeline:
     def quote(self, book: Book, quote: Quote) -> list[MatchEvent]:
         """A new top of book: orders resting in the engine may fill."""
         book.quote = quote
+        self._market = None
         return book.engine.on_quote(quote)
 
     def fill_events(self, events: list[MatchEvent]) -> list[tuple[Fill, OpenOrder]]:
@@ -345,13 +353,7 @@ class Pipeline:
             open_order = self.open[event.order_id]
             order = open_order.order
             if isinstance(event, Fill):
-                kind = OrderFilled if event.quantity == order.remaining_quantity else OrderPartiallyFilled
-                order = order.apply(
-                    kind(
-                        order_id=order.id, ts=event.ts, fill_id=event.fill_id, quantity=event.quantity,
-                        price=event.price, fee=event.fee, fee_currency=CURRENCY, liquidity=event.liquidity,
-                    )
-                )  # fmt: skip
+                order = order.apply(fill_event(order, event, CURRENCY))
                 booked.append((event, open_order))
             elif isinstance(event, Expired):
                 order = order.apply(OrderExpired(order_id=order.id, ts=event.ts))
@@ -370,6 +372,7 @@ class Pipeline:
                 CURRENCY, fill.fee, CURRENCY, book.position, reference=fill.fill_id,
             )  # fmt: skip
             self.journal.append(entry)
+            self._books = None
             book.position, realized = effect.position, effect.realized
             self.positions[symbol] = book.position.quantity
             self.realized_today += realized - fill.fee
@@ -517,7 +520,7 @@ def request_only(flow: list[Spec]) -> None:
     """For scale: building one validated-on-construction `OrderRequest` per order, nothing else."""
     for number, spec in enumerate(flow):
         OrderRequest(
-            client_order_id=f"c-{number}", account_id=ACCOUNT, symbol=MARKETS[spec.book].symbol, side=OrderSide.BUY,
+            client_order_id=f"c-{number}", account_id=ACCOUNT, symbol=MARKETS[spec.book].symbol, side=Side.BUY,
             type=OrderType.MARKET, quantity=spec.quantity, time_in_force=TimeInForce.IOC,
         )  # fmt: skip
 
@@ -559,7 +562,7 @@ def verify(pipeline: Pipeline, flow: list[Spec]) -> None:
     filled: dict[str, Decimal] = defaultdict(Decimal)
     for order in pipeline.done:
         require(order.status.is_terminal, f"order {order.id} is {order.status}")
-        sign = 1 if order.request.side is OrderSide.BUY else -1
+        sign = 1 if order.request.side is Side.BUY else -1
         filled[order.request.symbol] += sign * order.filled_quantity
     for book in pipeline.books:
         symbol = book.instrument.symbol

@@ -51,7 +51,8 @@ import orjson
 from sqlalchemy.engine import make_url
 
 from tradestack.books.service import BooksService
-from tradestack.domain.orders import OrderAccepted, OrderRequest, OrderSide, OrderSubmitted, OrderType, TimeInForce
+from tradestack.domain.marketdata import Side
+from tradestack.domain.orders import OrderAccepted, OrderRequest, OrderSubmitted, OrderType, TimeInForce
 from tradestack.identity.permissions import Role
 from tradestack.identity.service import Caller, identity_session
 from tradestack.kit import migrations
@@ -80,7 +81,7 @@ async def generate(settings: Settings, orders: int) -> None:
     finally:
         await runtime.close()
     request = OrderRequest(
-        client_order_id=TEMPLATE_CLIENT, account_id=account.id, symbol="BTC-USD", side=OrderSide.BUY, type=OrderType.LIMIT,
+        client_order_id=TEMPLATE_CLIENT, account_id=account.id, symbol="BTC-USD", side=Side.BUY, type=OrderType.LIMIT,
         quantity=Decimal("0.001"), limit_price=Decimal(10000), time_in_force=TimeInForce.GTC,
     )  # fmt: skip
     submitted = orjson.dumps(OrderSubmitted(order_id=TEMPLATE_ID, ts=TS, request=request).to_dict()).decode()

@@ -28,7 +28,7 @@ import gc
 import heapq
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -61,14 +61,12 @@ from tradestack.domain.orders import (
     OrderDenied,
     OrderEvent,
     OrderExpired,
-    OrderFilled,
-    OrderPartiallyFilled,
     OrderRequest,
-    OrderSide,
     OrderSubmitted,
     OrderTriggered,
     OrderType,
     TimeInForce,
+    fill_event,
 )
 from tradestack.domain.portfolio import PositionState
 from tradestack.domain.risk import OrderIntent, RiskLimits, TradingState, evaluate
@@ -229,6 +227,7 @@ class Backtest:
         self._histories: dict[str, SeriesHistory] = {}
         # books: running balances by (ledger account, currency) -> [amount, quantity]
         self._balances: dict[tuple[Account, str], list[Decimal]] = {}
+        self._by_kind: dict[AccountKind, dict[str, Decimal]] = {}  # the balances of every account but positions
         self._books: AccountBooks | None = None
         self._cash_account = Account.cash(config.currency)
         self._no_fx = MarketSnapshot().rates  # one currency: no conversions (built once, not per order)
@@ -290,7 +289,7 @@ class Backtest:
     def submit(
         self,
         symbol: str,
-        side: OrderSide,
+        side: Side,
         quantity: Decimal,
         *,
         type: OrderType = OrderType.MARKET,
@@ -327,7 +326,7 @@ class Backtest:
         if denial is not None:
             return self._apply(order, OrderDenied(order_id=order_id, ts=ts, reason=denial))
         order = self._apply(order, OrderAccepted(order_id=order_id, ts=ts))
-        match_side = Side(side.value)
+        match_side = side
         self._open.put(OpenOrder(order_id, symbol, match_side, type, quantity, limit_price, stop_price))
         self._working_by_symbol[symbol][order_id] = order
         state.working.add(order_id)
@@ -438,18 +437,8 @@ class Backtest:
         symbol = state.instrument.symbol
         currency = state.instrument.quote_currency
         left = order.remaining_quantity - fill.quantity
-        kind = OrderFilled if left == 0 else OrderPartiallyFilled
-        event = kind(
-            order_id=order.id,
-            ts=fill.ts,
-            fill_id=fill.fill_id,
-            quantity=fill.quantity,
-            price=fill.price,
-            fee=fill.fee,
-            fee_currency=currency,
-            liquidity=fill.liquidity,
-        )
-        side = Side(order.request.side.value)
+        event = fill_event(order, fill, currency)
+        side = order.request.side
         before = self._holdings.get(symbol) or PositionState(symbol)
         entry, effect = fill_entry_with_effect(
             f"fill-{fill.fill_id}",
@@ -489,15 +478,18 @@ class Backtest:
     def _book(self, entry: JournalEntry) -> None:
         self._journal.append(entry)
         self._books = None
-        balances = self._balances
+        balances, by_kind = self._balances, self._by_kind
         for posting in entry.postings:
-            key = (posting.account, posting.currency)
+            account = posting.account
+            key = (account, posting.currency)
             held = balances.get(key)
             if held is None:
                 held = balances[key] = [_ZERO, _ZERO]
             held[0] += posting.amount
             if posting.quantity is not None:
                 held[1] += posting.quantity
+            if account.kind is not AccountKind.POSITION:
+                by_kind.setdefault(account.kind, {})[account.code] = held[0]
 
     def _add_realized(self, realized: Decimal) -> None:
         day = self._clock.us // 86_400_000_000
@@ -506,24 +498,23 @@ class Backtest:
 
     def books(self) -> AccountBooks:
         """The account's books now (`domain.books.AccountBooks`): balances by kind, holdings at cost."""
-        if self._books is None:
-            by_kind: dict[AccountKind, dict[str, Decimal]] = {}
-            for (account, _), (amount, _quantity) in self._balances.items():
-                if account.kind is not AccountKind.POSITION:
-                    by_kind.setdefault(account.kind, {})[account.code] = amount
-            currencies = {s: state.instrument.quote_currency for s, state in self._symbols.items()}
-            self._books = AccountBooks(
+        day, realized = self._realized_day
+        today = self._clock.us // 86_400_000_000
+        realized_today = {self.config.currency: realized} if day == today and realized else {}
+        books = self._books
+        if books is None or books.realized_today != realized_today:
+            symbols = self._symbols
+            books = self._books = AccountBooks(
                 account_id=self.config.account_id,
                 base_currency=self.config.currency,
                 allow_short=self.config.allow_short,
-                balances=by_kind,
-                holdings={s: Holding(p, currencies[s]) for s, p in sorted(self._holdings.items()) if p.quantity},
+                balances={kind: dict(codes) for kind, codes in self._by_kind.items()},
+                holdings={
+                    s: Holding(p, symbols[s].instrument.quote_currency) for s, p in sorted(self._holdings.items()) if p.quantity
+                },
+                realized_today=realized_today,
             )
-        day, realized = self._realized_day
-        today = self._clock.us // 86_400_000_000
-        if day == today and realized:
-            return replace(self._books, realized_today={self.config.currency: realized})
-        return self._books
+        return books
 
     # -- orders --------------------------------------------------------------------------------
 
@@ -536,12 +527,12 @@ class Backtest:
         market = MarketSnapshot(closes, self._no_fx)
         last = market.mark(request.symbol)
         risk_state = account_risk_state(
-            self.books(), self._open, market, side=Side(request.side.value), orders_in_last_minute=self._orders_in_last_minute()
+            self.books(), self._open, market, side=request.side, orders_in_last_minute=self._orders_in_last_minute()
         )
         intent = OrderIntent(
             request.account_id,
             request.symbol,
-            Side(request.side.value),
+            request.side,
             request.type,
             request.quantity,
             request.limit_price,

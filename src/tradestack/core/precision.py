@@ -43,6 +43,9 @@ class Precision:
         """Why `value` does not fit, or None when it does (NaN and infinities never fit)."""
         if not value.is_finite():
             return f"{value} is not a finite number"
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and exponent >= -self.scale and (not value or value.adjusted() < self.integer_digits):
+            return None  # fits as written (trailing zeros only ever make it look finer, never coarser)
         number = canonical(value)
         if decimal_places(number) > self.scale:
             return f"{plain(number)} has more than {self.scale} decimal places (allowed: {self.describe()})"

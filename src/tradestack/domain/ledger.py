@@ -46,6 +46,7 @@ from tradestack.core.errors import ValidationFailedError
 from tradestack.core.money import D, plain
 from tradestack.domain.marketdata import Side
 from tradestack.domain.portfolio import (
+    _KNOWN_CURRENCIES,
     FillEffect,
     PositionState,
     _is_currency,
@@ -221,7 +222,16 @@ class Posting:
     quantity: Decimal | None = None
 
     def __post_init__(self) -> None:
-        account = self.account
+        account, amount, quantity = self.account, self.amount, self.quantity
+        if (  # the common case, sound: a shared Account, a known currency, finite Decimals where they belong
+            type(account) is Account and type(amount) is Decimal and amount.is_finite()
+            and type(self.currency) is str and self.currency in _KNOWN_CURRENCIES
+        ):  # fmt: skip
+            if account.kind is AccountKind.POSITION:
+                if type(quantity) is Decimal and quantity.is_finite():
+                    return
+            elif quantity is None and self.currency == account.code:
+                return
         if not isinstance(account, Account):
             raise TypeError(f"posting account must be an Account (see Account.parse), got {account!r}")
         if not _is_currency(self.currency):
@@ -259,8 +269,10 @@ class EntryKind(StrEnum):
 
 def _imbalances(postings: Iterable[Posting]) -> dict[str, Decimal]:
     totals: dict[str, Decimal] = {}
+    add = _EXACT.add
     for posting in postings:
-        totals[posting.currency] = _EXACT.add(totals.get(posting.currency, _ZERO), posting.amount)
+        currency = posting.currency
+        totals[currency] = add(totals.get(currency, _ZERO), posting.amount)
     return {currency: total for currency, total in totals.items() if total != 0}
 
 
@@ -290,11 +302,12 @@ class JournalEntry:
         except ValueError as exc:
             raise InvalidEntry(str(exc)) from None
         object.__setattr__(self, "kind", kind)
-        postings = tuple(self.postings)
+        postings = self.postings if type(self.postings) is tuple else tuple(self.postings)
         if not postings:
             raise InvalidEntry(f"entry {self.id!r} has no postings")
-        if not all(isinstance(p, Posting) for p in postings):
-            raise InvalidEntry(f"entry {self.id!r}: postings must be Posting values")
+        for posting in postings:
+            if not isinstance(posting, Posting):
+                raise InvalidEntry(f"entry {self.id!r}: postings must be Posting values")
         object.__setattr__(self, "postings", postings)
         if (kind is EntryKind.REVERSAL) != (self.reverses is not None):
             raise InvalidEntry(f"entry {self.id!r}: a reversal, and only a reversal, names the entry it reverses")

@@ -122,7 +122,7 @@ class Quote:
 
 
 class Side(StrEnum):
-    """Aggressor side of a trade."""
+    """Which way an order trades, or a trade's aggressor went: the one side type of the domain."""
 
     BUY = "buy"
     SELL = "sell"

@@ -37,7 +37,7 @@ import math
 import random
 from collections.abc import Collection
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 from tradestack.core.money import plain
@@ -59,7 +59,7 @@ def _is_positive(value: object) -> bool:
 
 
 def _is_utc(ts: datetime) -> bool:
-    return ts.tzinfo is not None and ts.utcoffset() == _NO_OFFSET
+    return ts.tzinfo is UTC or (ts.tzinfo is not None and ts.utcoffset() == _NO_OFFSET)
 
 
 def _non_negative(name: str, value: Decimal) -> None:

@@ -14,7 +14,8 @@ from enum import StrEnum
 from typing import Any
 
 from tradestack.core.money import D
-from tradestack.domain.orders import EVENT_TYPES, Liquidity, OrderEvent, OrderRequest, OrderSide, OrderType, TimeInForce
+from tradestack.domain.marketdata import Side
+from tradestack.domain.orders import EVENT_TYPES, Liquidity, OrderEvent, OrderRequest, OrderType, TimeInForce
 
 
 def _text(name: str, value: Any) -> str:
@@ -63,7 +64,7 @@ _REQUEST_DECODERS: Mapping[str, _Decoder] = {
     "client_order_id": _text,
     "account_id": _text,
     "symbol": _text,
-    "side": _member(OrderSide),
+    "side": _member(Side),
     "type": _member(OrderType),
     "quantity": _decimal,
     "limit_price": _optional_decimal,

@@ -20,25 +20,33 @@ Event timestamps are not required to increase: venue clocks and ours disagree by
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation, localcontext
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from tradestack.core.errors import ConflictError
 from tradestack.core.money import plain
 from tradestack.core.precision import AMOUNT, PRICE
+from tradestack.domain.fieldchecks import (
+    require_decimal,
+    require_member,
+    require_positive,
+    require_str,
+    require_utc,
+)
 from tradestack.domain.instruments import Instrument, Venue, ceil_to_tick, floor_to_tick
+from tradestack.domain.marketdata import Side
+from tradestack.domain.portfolio import _is_currency
+
+if TYPE_CHECKING:
+    from tradestack.domain.matching import Fill
 
 AVERAGE_PRICE_PRECISION = 34
 """Significant digits of `Order.average_fill_price` (IEEE decimal128's precision)."""
-
-MAX_DECIMAL_DIGITS = 40
-"""Largest number of digits, and largest absolute exponent, of a Decimal in a request or event."""
 
 _ZERO = Decimal(0)
 # Sums and products of bounded Decimals are exact at MAX_PREC; nothing divides in this context.
@@ -46,18 +54,10 @@ _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOper
 _AVERAGE = Context(prec=AVERAGE_PRICE_PRECISION, rounding=ROUND_HALF_EVEN, Emax=MAX_EMAX, Emin=MIN_EMIN)
 # Tick and lot checks divide bounded values by the step: 100 digits hold any such quotient.
 _CHECKS = Context(prec=100, rounding=ROUND_HALF_EVEN, Emax=MAX_EMAX, Emin=MIN_EMIN)
-_CURRENCY = re.compile(r"[A-Z0-9]{2,10}")
 _NO_OFFSET = timedelta(0)
 
 
 # -- enums --------------------------------------------------------------------------------------
-
-
-class OrderSide(StrEnum):
-    """Which way an order trades."""
-
-    BUY = "buy"
-    SELL = "sell"
 
 
 class OrderType(StrEnum):
@@ -71,12 +71,16 @@ class OrderType(StrEnum):
     @property
     def needs_limit_price(self) -> bool:
         """Whether orders of this type carry a limit price (and others must not)."""
-        return self in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        return self in _LIMIT_TYPES
 
     @property
     def needs_stop_price(self) -> bool:
         """Whether orders of this type carry a stop price and wait to be triggered."""
-        return self in (OrderType.STOP, OrderType.STOP_LIMIT)
+        return self in _STOP_TYPES
+
+
+_LIMIT_TYPES = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
+_STOP_TYPES = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
 
 
 class TimeInForce(StrEnum):
@@ -128,44 +132,6 @@ _TERMINAL_STATUSES = frozenset(
 # -- field checks -------------------------------------------------------------------------------
 
 
-def _require_decimal(name: str, value: object, *, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if not isinstance(value, Decimal):
-        raise TypeError(f"{name} must be a Decimal, got {type(value).__name__} {value!r}")
-    if not value.is_finite():
-        raise ValueError(f"{name} must be a finite Decimal, got {value!r}")
-    _, digits, exponent = value.as_tuple()
-    if not isinstance(exponent, int) or len(digits) > MAX_DECIMAL_DIGITS or abs(exponent) > MAX_DECIMAL_DIGITS:
-        raise ValueError(
-            f"{name} {value} is out of range: at most {MAX_DECIMAL_DIGITS} digits and an exponent within +/-{MAX_DECIMAL_DIGITS}"
-        )
-
-
-def _require_positive(name: str, value: Decimal) -> None:
-    _require_decimal(name, value)
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {plain(value)}")
-
-
-def _require_str(name: str, value: object, *, non_empty: bool = False) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, got {type(value).__name__} {value!r}")
-    if non_empty and not value.strip():
-        raise ValueError(f"{name} must not be empty")
-
-
-def _require_member(name: str, value: object, enum: type[StrEnum]) -> None:
-    if not isinstance(value, enum):
-        valid = ", ".join(member.value for member in enum)
-        raise TypeError(f"{name} must be a member of {enum.__name__} ({valid}), got {type(value).__name__} {value!r}")
-
-
-def _require_utc(name: str, value: object) -> None:
-    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() != _NO_OFFSET:
-        raise ValueError(f"{name} must be a timezone-aware UTC datetime, got {value!r}")
-
-
 def _nearest(value: Decimal, step: Decimal) -> str:
     """The valid multiples of `step` on either side of `value`, as text for a message."""
     below, above = floor_to_tick(value, step), ceil_to_tick(value, step)
@@ -192,7 +158,7 @@ class OrderRequest:
     client_order_id: str
     account_id: str
     symbol: str
-    side: OrderSide
+    side: Side
     type: OrderType
     quantity: Decimal
     limit_price: Decimal | None = None
@@ -200,15 +166,23 @@ class OrderRequest:
     time_in_force: TimeInForce = TimeInForce.DAY
 
     def __post_init__(self) -> None:
-        _require_str("client_order_id", self.client_order_id)
-        _require_str("account_id", self.account_id)
-        _require_str("symbol", self.symbol)
-        _require_member("side", self.side, OrderSide)
-        _require_member("type", self.type, OrderType)
-        _require_member("time_in_force", self.time_in_force, TimeInForce)
-        _require_decimal("quantity", self.quantity)
-        _require_decimal("limit_price", self.limit_price, optional=True)
-        _require_decimal("stop_price", self.stop_price, optional=True)
+        if (
+            type(self.client_order_id) is str and type(self.account_id) is str and type(self.symbol) is str
+            and type(self.side) is Side and type(self.type) is OrderType and type(self.time_in_force) is TimeInForce
+        ):  # fmt: skip
+            require_decimal("quantity", self.quantity)
+            require_decimal("limit_price", self.limit_price, optional=True)
+            require_decimal("stop_price", self.stop_price, optional=True)
+            return
+        require_str("client_order_id", self.client_order_id)
+        require_str("account_id", self.account_id)
+        require_str("symbol", self.symbol)
+        require_member("side", self.side, Side)
+        require_member("type", self.type, OrderType)
+        require_member("time_in_force", self.time_in_force, TimeInForce)
+        require_decimal("quantity", self.quantity)
+        require_decimal("limit_price", self.limit_price, optional=True)
+        require_decimal("stop_price", self.stop_price, optional=True)
 
     def validate(self, instrument: Instrument) -> list[str]:
         """What is wrong with this request for `instrument`, one sentence per problem; empty when valid.
@@ -280,7 +254,7 @@ class OrderRequest:
         """
         if self.stop_price is None:
             return None
-        buying = self.side is OrderSide.BUY
+        buying = self.side is Side.BUY
         if (self.stop_price > market_price) if buying else (self.stop_price < market_price):
             return None
         where, direction = ("at or below", "above") if buying else ("at or above", "below")
@@ -297,6 +271,14 @@ class OrderRequest:
         Ids present, quantity positive, each price present exactly when the type needs it and
         positive. `OrderSubmitted` refuses a request with any of these.
         """
+        order_type, limit, stop = self.type, self.limit_price, self.stop_price
+        if (
+            self.quantity > 0 and (limit is None or limit > 0) and (stop is None or stop > 0)
+            and (limit is not None) is order_type.needs_limit_price and (stop is not None) is order_type.needs_stop_price
+            and not (self.client_order_id.isspace() or self.account_id.isspace() or self.symbol.isspace())
+            and self.client_order_id and self.account_id and self.symbol
+        ):  # fmt: skip
+            return []  # the common case, sound: the checks below say what is wrong otherwise
         problems: list[str] = []
         for name, value in (("client_order_id", self.client_order_id), ("account_id", self.account_id)):
             if not value.strip():
@@ -369,8 +351,11 @@ class OrderEvent:
     def __post_init__(self) -> None:
         if getattr(type(self), "kind", None) is None:
             raise TypeError(f"{type(self).__name__} is abstract; build one of {', '.join(sorted(EVENT_TYPES))}")
-        _require_str("order_id", self.order_id, non_empty=True)
-        _require_utc("ts", self.ts)
+        if type(self.order_id) is not str or not self.order_id or self.order_id[0].isspace():
+            require_str("order_id", self.order_id, non_empty=True)
+        ts = self.ts
+        if type(ts) is not datetime or ts.tzinfo is not UTC:
+            require_utc("ts", ts)
         self._check()
 
     def _check(self) -> None:
@@ -411,7 +396,7 @@ class _ReasonEvent(OrderEvent):
     reason: str
 
     def _check(self) -> None:
-        _require_str("reason", self.reason, non_empty=True)
+        require_str("reason", self.reason, non_empty=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -444,13 +429,13 @@ class FillEvent(OrderEvent):
     liquidity: Liquidity
 
     def _check(self) -> None:
-        _require_str("fill_id", self.fill_id, non_empty=True)
-        _require_positive("fill quantity", self.quantity)
-        _require_positive("fill price", self.price)
-        _require_decimal("fee", self.fee)
-        if not isinstance(self.fee_currency, str) or not _CURRENCY.fullmatch(self.fee_currency):
+        require_str("fill_id", self.fill_id, non_empty=True)
+        require_positive("fill quantity", self.quantity)
+        require_positive("fill price", self.price)
+        require_decimal("fee", self.fee)
+        if not _is_currency(self.fee_currency):
             raise ValueError(f"fee_currency must be 2-10 characters A-Z and 0-9 (such as USD), got {self.fee_currency!r}")
-        _require_member("liquidity", self.liquidity, Liquidity)
+        require_member("liquidity", self.liquidity, Liquidity)
 
     @property
     def notional(self) -> Decimal:
@@ -470,6 +455,15 @@ class OrderFilled(FillEvent):
     """The fill that completes the order: the filled quantity reaches the order quantity exactly."""
 
     kind: ClassVar[str] = "filled"
+
+
+def fill_event(order: Order, fill: Fill, fee_currency: str) -> FillEvent:
+    """The event booking the engine's `fill` on `order`: `OrderFilled` when it fills what remains, else partial."""
+    kind = OrderFilled if fill.quantity == order.remaining_quantity else OrderPartiallyFilled
+    return kind(
+        order_id=order.id, ts=fill.ts, fill_id=fill.fill_id, quantity=fill.quantity, price=fill.price, fee=fill.fee,
+        fee_currency=fee_currency, liquidity=fill.liquidity,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -506,7 +500,7 @@ class OrderReplaced(OrderEvent):
             raise ValueError("a replace must change the quantity, the limit price or the stop price")
         for name, value in values.items():
             if value is not None:
-                _require_positive(name, value)
+                require_positive(name, value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -699,24 +693,38 @@ class Order:
         """
         if event.order_id != self.id:
             self._refuse(event, f"the event is for order {event.order_id}")
-        status = _next_status(self.id, self.status, event)
-        changes: dict[str, Any] = {}
+        status = TRANSITIONS.get((self.status, type(event))) or _next_status(self.id, self.status, event)
+        request, reason = self.request, self.reason
+        filled_quantity, filled_notional, fees, fill_ids = self.filled_quantity, self.filled_notional, self.fees, self.fill_ids
         if isinstance(event, FillEvent):
-            changes = self._filled(event)
+            filled_quantity, filled_notional, fees, fill_ids = self._filled(event)
         elif isinstance(event, OrderTriggered):
-            if not self.request.type.needs_stop_price:
-                self._refuse(event, f"only stop and stop-limit orders trigger; this is a {self.request.type.value} order")
+            if not request.type.needs_stop_price:
+                self._refuse(event, f"only stop and stop-limit orders trigger; this is a {request.type.value} order")
         elif isinstance(event, OrderReplaced):
-            changes = {"request": self._replaced_terms(event)}
+            request = self._replaced_terms(event)
         elif isinstance(event, _ReasonEvent):
-            changes = {"reason": event.reason}
-        return replace(self, status=status, version=self.version + 1, updated_at=event.ts, **changes)
+            reason = event.reason
+        return Order(
+            id=self.id,
+            request=request,
+            submitted_request=self.submitted_request,
+            status=status,
+            filled_quantity=filled_quantity,
+            filled_notional=filled_notional,
+            fees=fees,
+            fill_ids=fill_ids,
+            version=self.version + 1,
+            created_at=self.created_at,
+            updated_at=event.ts,
+            reason=reason,
+        )
 
     def _refuse(self, event: OrderEvent, detail: str) -> NoReturn:
         raise InvalidTransition(self.id, self.status, event, detail)
 
-    def _filled(self, event: FillEvent) -> dict[str, Any]:
-        """The fields a fill changes, for `apply`."""
+    def _filled(self, event: FillEvent) -> tuple[Decimal, Decimal, Mapping[str, Decimal], frozenset[str]]:
+        """The filled quantity, notional, fees and fill ids after `event`, for `apply`."""
         if event.fill_id in self.fill_ids:
             self._refuse(event, f"fill {event.fill_id} was already applied")
         quantity = self.request.quantity
@@ -733,12 +741,8 @@ class Order:
             self._refuse(event, f"fill {event.fill_id} leaves {plain(left)} unfilled; report it as OrderPartiallyFilled")
         fees = dict(self.fees)
         fees[event.fee_currency] = _EXACT.add(fees.get(event.fee_currency, _ZERO), event.fee)
-        return {
-            "filled_quantity": filled,
-            "filled_notional": _EXACT.add(self.filled_notional, event.notional),
-            "fees": MappingProxyType(fees),
-            "fill_ids": self.fill_ids | {event.fill_id},
-        }
+        notional = _EXACT.add(self.filled_notional, _EXACT.multiply(event.quantity, event.price))
+        return filled, notional, MappingProxyType(fees), self.fill_ids | {event.fill_id}
 
     def _replaced_terms(self, event: OrderReplaced) -> OrderRequest:
         order_type = self.request.type

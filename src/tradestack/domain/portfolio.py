@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import (
     MAX_EMAX,
     MAX_PREC,
@@ -56,6 +56,9 @@ _EXACT_ROUNDING = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[In
 _CURRENCY = re.compile(r"[A-Z0-9]{2,10}")
 _SYMBOL = re.compile(r"[A-Z0-9._/-]{1,32}")
 _NO_OFFSET = timedelta(0)
+_KNOWN_LIMIT = 4096
+_KNOWN_CURRENCIES: set[str] = set()
+_KNOWN_SYMBOLS: set[str] = set()
 
 
 def divide(numerator: Decimal, denominator: Decimal) -> Decimal:
@@ -96,6 +99,8 @@ def _decimal(what: str, value: object) -> Decimal:
 
 
 def _is_utc(ts: object) -> bool:
+    if type(ts) is datetime and ts.tzinfo is UTC:
+        return True
     return isinstance(ts, datetime) and ts.tzinfo is not None and ts.utcoffset() == _NO_OFFSET
 
 
@@ -105,7 +110,18 @@ def _require_utc(what: str, ts: datetime) -> None:
 
 
 def _is_currency(code: object) -> TypeGuard[str]:
-    return isinstance(code, str) and _CURRENCY.fullmatch(code) is not None
+    if type(code) is str and code in _KNOWN_CURRENCIES:
+        return True
+    if isinstance(code, str) and _CURRENCY.fullmatch(code) is not None:
+        _remember(_KNOWN_CURRENCIES, code)
+        return True
+    return False
+
+
+def _remember(known: set[str], text: str) -> None:
+    """Keep a code that passed its check, so the next check of it is a set lookup (bounded: a few thousand)."""
+    if type(text) is str and len(known) < _KNOWN_LIMIT:
+        known.add(text)
 
 
 def _require_currency(what: str, code: object) -> str:
@@ -115,8 +131,11 @@ def _require_currency(what: str, code: object) -> str:
 
 
 def _require_symbol(what: str, symbol: object) -> str:
+    if type(symbol) is str and symbol in _KNOWN_SYMBOLS:
+        return symbol
     if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
         raise ValueError(f"{what} must be 1-32 characters of A-Z, 0-9 and . - _ /, got {symbol!r}")
+    _remember(_KNOWN_SYMBOLS, symbol)
     return symbol
 
 
@@ -165,10 +184,11 @@ class PositionState:
 
     def __post_init__(self) -> None:
         _require_symbol("position symbol", self.symbol)
-        for name in ("quantity", "cost", "realized_pnl"):
-            value = getattr(self, name)
-            if not _is_finite_decimal(value):
-                object.__setattr__(self, name, _decimal(f"{self.symbol}: {name}", value))
+        if not (_is_finite_decimal(self.quantity) and _is_finite_decimal(self.cost) and _is_finite_decimal(self.realized_pnl)):
+            for name in ("quantity", "cost", "realized_pnl"):
+                value = getattr(self, name)
+                if not _is_finite_decimal(value):
+                    object.__setattr__(self, name, _decimal(f"{self.symbol}: {name}", value))
         if self.quantity == 0 and self.cost != 0:
             raise ValueError(f"{self.symbol}: a flat position has no cost basis, got cost {self.cost}")
 

@@ -123,6 +123,8 @@ class OrderIntent:
             object.__setattr__(self, "type", OrderType(self.type))
         if not (_finite(self.quantity) and self.quantity > 0):
             raise ValueError(f"quantity must be a positive Decimal, got {self.quantity!r}")
+        if self.type is OrderType.MARKET and self.limit_price is None and self.stop_price is None:
+            return  # a market order carries no prices, and needs none
         _check_intent_price(self.type, "limit_price", self.limit_price, self.type.needs_limit_price)
         _check_intent_price(self.type, "stop_price", self.stop_price, self.type.needs_stop_price)
 

@@ -228,7 +228,10 @@ def buying_power(
     passes exactly when the fill's conversion can be paid. `MissingFxRate` when a needed rate is absent.
     """
     base = books.base_currency
-    cash, held = dict(books.cash), dict(reserved)
+    cash, held = books.cash, reserved
+    if currency == base and books.fx_policy is FxPolicy.AUTO_CONVERT and _only(cash, base) and _only(held, base):
+        # one currency in play: no conversion, nothing owed from a third currency (the general rule gives the same)
+        return BuyingPower(cash.get(base, _ZERO), held.get(base, _ZERO), f"{base} cash (auto-convert)")
     if books.fx_policy is FxPolicy.MULTI_CURRENCY:
         return BuyingPower(
             _in(rates, cash, base),
@@ -247,6 +250,11 @@ def buying_power(
         _in(rates, {currency: held.get(currency, _ZERO)}, base) + from_base / markup,
         f"{currency} and {base} cash, {base} net of the {fx_fee_bps} bp FX fee (auto-convert; convert other currencies first)",
     )
+
+
+def _only(amounts: Mapping[str, Decimal], currency: str) -> bool:
+    """Whether `amounts` holds nothing but (at most) `currency`."""
+    return not amounts or (len(amounts) == 1 and currency in amounts)
 
 
 def _in(rates: FxRates, amounts: Mapping[str, Decimal], base: str) -> Decimal:

@@ -30,8 +30,8 @@ from decimal import Decimal
 from typing import Protocol
 
 from tradestack.core.clock import Clock
-from tradestack.domain.marketdata import Bar, Quote
-from tradestack.domain.orders import FillEvent, Order, OrderSide, OrderType, TimeInForce
+from tradestack.domain.marketdata import Bar, Quote, Side
+from tradestack.domain.orders import FillEvent, Order, OrderType, TimeInForce
 
 
 class LookaheadError(IndexError):
@@ -189,7 +189,7 @@ class StrategyContext(Protocol):
     def submit(
         self,
         symbol: str,
-        side: OrderSide,
+        side: Side,
         quantity: Decimal,
         *,
         type: OrderType = OrderType.MARKET,

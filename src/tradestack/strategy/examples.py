@@ -23,7 +23,7 @@ from datetime import date, datetime
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any, get_type_hints
 
-from tradestack.domain.orders import OrderSide
+from tradestack.domain.marketdata import Side
 from tradestack.strategy.api import Bands, BarView, Line, Strategy, StrategyContext, StrategyError
 
 
@@ -58,9 +58,9 @@ class SmaCross(Strategy):
             return
         held = ctx.position(symbol)
         if now_above and held == 0:
-            ctx.submit(symbol, OrderSide.BUY, self.quantity)
+            ctx.submit(symbol, Side.BUY, self.quantity)
         elif not now_above and held > 0:
-            ctx.submit(symbol, OrderSide.SELL, held)
+            ctx.submit(symbol, Side.SELL, held)
 
 
 class BollingerReversion(Strategy):
@@ -87,9 +87,9 @@ class BollingerReversion(Strategy):
             return
         held = ctx.position(bar.symbol)
         if held == 0 and bar.close < bands.lower[0]:
-            ctx.submit(bar.symbol, OrderSide.BUY, self.quantity)
+            ctx.submit(bar.symbol, Side.BUY, self.quantity)
         elif held > 0 and bar.close >= bands.middle[0]:
-            ctx.submit(bar.symbol, OrderSide.SELL, held)
+            ctx.submit(bar.symbol, Side.SELL, held)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +166,7 @@ class TopKRebalancer(Strategy):
             targets[symbol] = -(budget / fresh[symbol].close).to_integral_value(ROUND_FLOOR)
         changes = {s: t - ctx.position(s) for s, t in targets.items() if t != ctx.position(s) and not ctx.open_orders(s)}
         for symbol, change in sorted(changes.items(), key=lambda item: item[1]):  # sells first: they free the cash
-            ctx.submit(symbol, OrderSide.SELL if change < 0 else OrderSide.BUY, abs(change))
+            ctx.submit(symbol, Side.SELL if change < 0 else Side.BUY, abs(change))
         self.rebalances += 1
 
 

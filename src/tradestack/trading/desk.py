@@ -39,7 +39,6 @@ from tradestack.books.service import BooksService, start_of_day
 from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from tradestack.domain.books import AccountBooks, AccountProfile
 from tradestack.domain.instruments import Instrument
-from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import FeeModel
 from tradestack.domain.orders import Order, OrderAccepted, OrderDenied, OrderEvent, OrderRequest, OrderSubmitted
 from tradestack.domain.portfolio import MissingFxRate
@@ -106,7 +105,7 @@ def open_order_of_order(order: Order) -> OpenOrder:
     return OpenOrder(
         order_id=order.id,
         symbol=request.symbol,
-        side=Side(request.side.value),
+        side=request.side,
         type=request.type,
         remaining=order.remaining_quantity,
         limit_price=request.limit_price,
@@ -252,7 +251,7 @@ class OrderDesk:
                 account.books,
                 account.open,
                 market,
-                side=Side(request.side.value),
+                side=request.side,
                 currency=quote,
                 orders_in_last_minute=len(account.recent),
                 trading_state=account.state,
@@ -341,7 +340,7 @@ def _intent(request: OrderRequest) -> OrderIntent:
     return OrderIntent(
         account_id=request.account_id,
         symbol=request.symbol,
-        side=Side(request.side.value),
+        side=request.side,
         type=request.type,
         quantity=request.quantity,
         limit_price=request.limit_price,

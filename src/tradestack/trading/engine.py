@@ -32,7 +32,7 @@ from sqlalchemy import select
 
 from tradestack.core.money import D
 from tradestack.domain.instruments import Instrument
-from tradestack.domain.marketdata import Quote, Side
+from tradestack.domain.marketdata import Quote
 from tradestack.domain.matching import Expired, Fill, LatencyModel, MatchingEngine, SlippageModel, Triggered, WorkingOrder
 from tradestack.domain.orders import Order, OrderStatus, TimeInForce
 from tradestack.domain.portfolio import FxRates
@@ -78,7 +78,7 @@ def working_order_of(order: Order) -> WorkingOrder:
     return WorkingOrder(
         order_id=order.id,
         symbol=request.symbol,
-        side=Side(request.side.value),
+        side=request.side,
         type=request.type,
         quantity=request.quantity,
         remaining=order.remaining_quantity,

@@ -23,11 +23,10 @@ from tradestack.domain.orders import (
     OrderCanceled,
     OrderEvent,
     OrderExpired,
-    OrderFilled,
-    OrderPartiallyFilled,
     OrderStatus,
     OrderTriggered,
 )
+from tradestack.domain.orders import fill_event as fill_event_of
 from tradestack.domain.portfolio import FxRates, MissingFxRate
 from tradestack.domain.riskstate import buying_power
 from tradestack.kit.metrics import ORDERS
@@ -76,17 +75,7 @@ async def record(
             if shortfall is not None:
                 new_events = [OrderCanceled(order_id=order.id, ts=event.ts, reason=shortfall)]
             else:
-                fill_type = OrderFilled if event.quantity == order.remaining_quantity else OrderPartiallyFilled
-                fill_event = fill_type(
-                    order_id=order.id,
-                    ts=event.ts,
-                    fill_id=event.fill_id,
-                    quantity=event.quantity,
-                    price=event.price,
-                    fee=event.fee,
-                    fee_currency=instrument.quote_currency,
-                    liquidity=event.liquidity,
-                )
+                fill_event = fill_event_of(order, event, instrument.quote_currency)
                 new_events = [fill_event]
         elif isinstance(event, Triggered):
             if order.status is not OrderStatus.ACCEPTED:

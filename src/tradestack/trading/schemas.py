@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from tradestack.domain.orders import Order, OrderSide, OrderType, TimeInForce
+from tradestack.domain.marketdata import Side
+from tradestack.domain.orders import Order, OrderType, TimeInForce
 from tradestack.domain.risk import RiskLimits, TradingState
 from tradestack.kit.fields import AverageText, DecimalText, PositiveAmount, PositivePrice, RequestBody, WireDecimal
 from tradestack.models.trading import OrderRow
@@ -26,7 +27,7 @@ class OrderCreate(RequestBody):
         pattern=CLIENT_ORDER_ID, description="Your id for this order, unique per account (1-64 of A-Z a-z 0-9 . _ : -)."
     )
     symbol: str = Field(min_length=1, max_length=32)
-    side: OrderSide
+    side: Side
     type: OrderType
     quantity: PositiveAmount = Field(description="Units, a multiple of the instrument's lot size (decimal string).")
     limit_price: PositivePrice | None = Field(default=None, description="Limit and stop_limit orders only; on the tick.")

@@ -39,7 +39,6 @@ from tradestack.domain.orders import (
     OrderEvent,
     OrderReplaced,
     OrderRequest,
-    OrderSide,
     OrderStatus,
     OrderSubmitted,
     OrderType,
@@ -129,7 +128,7 @@ def intent_of(request: OrderRequest, quantity: Decimal | None = None) -> OrderIn
     return OrderIntent(
         account_id=request.account_id,
         symbol=request.symbol,
-        side=Side(request.side.value),
+        side=request.side,
         type=request.type,
         quantity=request.quantity if quantity is None else quantity,
         limit_price=request.limit_price,
@@ -155,7 +154,7 @@ def _request_of(row: OrderRow) -> OrderRequest:
         client_order_id=row.client_order_id,
         account_id=row.account_id,
         symbol=row.symbol,
-        side=OrderSide(row.side),
+        side=Side(row.side),
         type=OrderType(row.type),
         quantity=row.quantity,
         limit_price=row.limit_price,
@@ -337,7 +336,7 @@ class TradingService:
                 market,
                 instruments,
                 now,
-                side=Side(request.side.value),
+                side=request.side,
                 currency=quote,
                 excluding=excluding,
             )
@@ -850,7 +849,7 @@ def _marketable(request: OrderRequest, market: MarketSnapshot) -> bool:
     quote = market.quotes.get(request.symbol)
     if quote is None:
         return False
-    if request.side is OrderSide.BUY:
+    if request.side is Side.BUY:
         return quote.ask is not None and request.limit_price >= quote.ask
     return quote.bid is not None and request.limit_price <= quote.bid
 

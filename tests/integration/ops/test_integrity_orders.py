@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import insert, text
 
 from tradestack.books.service import BooksService
+from tradestack.domain.marketdata import Side
 from tradestack.domain.orders import (
     Liquidity,
     Order,
@@ -27,7 +28,6 @@ from tradestack.domain.orders import (
     OrderRejected,
     OrderReplaced,
     OrderRequest,
-    OrderSide,
     OrderStatus,
     OrderSubmitted,
     OrderType,
@@ -58,7 +58,7 @@ async def _orders(runtime: Runtime, make_user: MakeUser, count: int) -> list[str
     for n in range(count):
         order_id, client = f"o-{n:03}-{account_id[:6]}", f"c-{n}"
         request = OrderRequest(
-            client_order_id=client, account_id=account_id, symbol="AAPL", side=OrderSide.BUY, type=OrderType.LIMIT,
+            client_order_id=client, account_id=account_id, symbol="AAPL", side=Side.BUY, type=OrderType.LIMIT,
             quantity=Decimal(n + 1), limit_price=Decimal("190.5"), time_in_force=TimeInForce.GTC,
         )  # fmt: skip
         life: list[OrderEvent] = [OrderSubmitted(order_id=order_id, ts=TS, request=request)]
@@ -243,7 +243,7 @@ async def test_the_sql_pass_and_the_domain_fold_agree_on_random_orders(
         ts = TS.replace(microsecond=rng.choice([0, 1, 250000, 999999]), second=rng.randrange(60))
         order_type = rng.choice([OrderType.LIMIT, OrderType.MARKET])
         request = OrderRequest(
-            client_order_id=client, account_id=account_id, symbol="AAPL", side=rng.choice(list(OrderSide)), type=order_type,
+            client_order_id=client, account_id=account_id, symbol="AAPL", side=rng.choice(list(Side)), type=order_type,
             quantity=Decimal(rng.choice(["1", "0.001", "12.5", "300"])), time_in_force=TimeInForce.GTC,
             limit_price=Decimal(rng.choice(["190.5", "1E+2", "0.10"])) if order_type == OrderType.LIMIT else None,
         )  # fmt: skip

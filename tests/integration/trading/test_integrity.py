@@ -15,13 +15,13 @@ from sqlalchemy import text
 from tradestack.books.repository import JournalRepository
 from tradestack.books.service import BooksService
 from tradestack.domain.ledger import deposit, fill_entry
+from tradestack.domain.marketdata import Side
 from tradestack.domain.orders import (
     Liquidity,
     OrderAccepted,
     OrderEvent,
     OrderFilled,
     OrderRequest,
-    OrderSide,
     OrderSubmitted,
     OrderType,
     TimeInForce,
@@ -44,7 +44,7 @@ async def _books(runtime: Runtime, make_user: MakeUser) -> tuple[str, str]:
     async with runtime.database.read_session() as session:
         account = (await BooksService(session, runtime.clock).accounts_of(user.id))[0]
     request = OrderRequest(
-        client_order_id="c-1", account_id=account.id, symbol="AAPL", side=OrderSide.BUY, type=OrderType.LIMIT,
+        client_order_id="c-1", account_id=account.id, symbol="AAPL", side=Side.BUY, type=OrderType.LIMIT,
         quantity=Decimal(10), limit_price=Decimal("190.5"), time_in_force=TimeInForce.DAY,
     )  # fmt: skip
     order_id = "o-" + account.id[:8]

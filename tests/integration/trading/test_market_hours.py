@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from tradestack.core.clock import SimClock
-from tradestack.domain.orders import OrderSide, OrderType, TimeInForce
+from tradestack.domain.marketdata import Side
+from tradestack.domain.orders import OrderType, TimeInForce
 from tradestack.identity.permissions import Role, permissions_of
 from tradestack.identity.service import Caller, Principal
 from tradestack.kit.config import Settings
@@ -115,7 +116,7 @@ async def test_a_day_order_taken_while_closed_rests_through_the_weekend_and_expi
         account_id=account,
         client_order_id="day-1",
         symbol="AAPL",
-        side=OrderSide.BUY,
+        side=Side.BUY,
         type=OrderType.LIMIT,
         quantity=Decimal(1),
         limit_price=Decimal(100),

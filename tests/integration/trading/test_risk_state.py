@@ -18,8 +18,9 @@ from sqlalchemy import select
 from tradestack.audit.service import AuditService
 from tradestack.core.clock import SimClock
 from tradestack.domain.instruments import instrument
+from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import Fill
-from tradestack.domain.orders import Liquidity, OrderSide, OrderType, TimeInForce
+from tradestack.domain.orders import Liquidity, OrderType, TimeInForce
 from tradestack.domain.portfolio import FxRates
 from tradestack.identity.permissions import Role, permissions_of
 from tradestack.identity.service import Caller, Principal
@@ -71,7 +72,7 @@ class Desk:
             account_id=self.account,
             client_order_id=client_order_id,
             symbol="AAPL",
-            side=OrderSide(side),
+            side=Side(side),
             type=OrderType.LIMIT,
             quantity=Decimal(quantity),
             limit_price=Decimal(price),

@@ -16,9 +16,9 @@ from tradestack.backtest.engine import BacktestConfig, BacktestResult, run_backt
 from tradestack.backtest.metrics import compute_metrics, max_drawdown_duration
 from tradestack.domain.instruments import Instrument, InstrumentKind
 from tradestack.domain.ledger import cash_balances, check_zero_sum, position_quantities
-from tradestack.domain.marketdata import Bar
+from tradestack.domain.marketdata import Bar, Side
 from tradestack.domain.matching import FeeModel
-from tradestack.domain.orders import Order, OrderSide, OrderStatus, OrderType, TimeInForce
+from tradestack.domain.orders import Order, OrderStatus, OrderType, TimeInForce
 from tradestack.strategy.api import BarView, Line, LookaheadError, Strategy, StrategyContext
 from tradestack.strategy.examples import BollingerReversion, SmaCross
 
@@ -60,11 +60,11 @@ class BuyOnce(Strategy):
     def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
         if bar.index == self.at:
             if self.limit is None:
-                self.sent = ctx.submit("AAPL", OrderSide.BUY, self.quantity)
+                self.sent = ctx.submit("AAPL", Side.BUY, self.quantity)
             else:
                 self.sent = ctx.submit(
                     "AAPL",
-                    OrderSide.BUY,
+                    Side.BUY,
                     self.quantity,
                     type=OrderType.LIMIT,
                     limit_price=self.limit,
@@ -152,7 +152,7 @@ class Peek(Strategy):
         else:
             tomorrow = history.close.window(2)[-1]  # the window ends now: no future in it
         if tomorrow > bar.close and ctx.position("AAPL") == 0:
-            ctx.submit("AAPL", OrderSide.BUY, Decimal(1))
+            ctx.submit("AAPL", Side.BUY, Decimal(1))
 
 
 @pytest.mark.parametrize("how", ["close", "bar", "indicator"])
@@ -174,7 +174,7 @@ class Cheat(SmaCross):
         closes = ctx.history(bar.symbol).close
         values: list[float] = closes._values  # type: ignore[assignment]
         if bar.index + 1 < len(values) and values[bar.index + 1] > bar.close:
-            ctx.submit(bar.symbol, OrderSide.BUY, Decimal(1))
+            ctx.submit(bar.symbol, Side.BUY, Decimal(1))
         super().on_bar(ctx, bar)
 
 
@@ -270,7 +270,7 @@ class RestThenCancel(Strategy):
     def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
         if bar.index == 0:
             order = ctx.submit(
-                "AAPL", OrderSide.BUY, Decimal(1), type=OrderType.LIMIT, limit_price=Decimal(1), time_in_force=TimeInForce.GTC
+                "AAPL", Side.BUY, Decimal(1), type=OrderType.LIMIT, limit_price=Decimal(1), time_in_force=TimeInForce.GTC
             )
             self.order_id = order.id
         elif bar.index == 2:
@@ -293,7 +293,7 @@ class Sloppy(Strategy):
     name = "sloppy"
 
     def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
-        ctx.submit("AAPL", OrderSide.BUY, Decimal(0))
+        ctx.submit("AAPL", Side.BUY, Decimal(0))
 
 
 def test_an_invalid_order_stops_the_run_with_what_is_wrong() -> None:
@@ -319,7 +319,7 @@ def test_fractional_volumes_stay_exact_from_the_bars_to_the_participation_cap() 
 
         def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
             if bar.index == 0:
-                ctx.submit("XBT", OrderSide.BUY, Decimal(20_000_000))
+                ctx.submit("XBT", Side.BUY, Decimal(20_000_000))
 
     config = BacktestConfig(capital=Decimal(10**9), participation_rate=Decimal(1))
     result = run_backtest(BuyAll(["XBT"]), [series], config, {"XBT": coin})

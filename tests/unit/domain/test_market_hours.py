@@ -10,7 +10,7 @@ import pytest
 from tradestack.domain.instruments import CRYPTO, FX, NASDAQ, instrument
 from tradestack.domain.marketdata import Quote, Side
 from tradestack.domain.matching import FeeModel, Fill, LatencyModel, MatchingEngine, SlippageModel, WorkingOrder
-from tradestack.domain.orders import OrderRequest, OrderSide, OrderType, TimeInForce
+from tradestack.domain.orders import OrderRequest, OrderType, TimeInForce
 
 SATURDAY = datetime(2026, 12, 5, 15, 0, tzinfo=UTC)  # NASDAQ and FX closed, crypto open
 MONDAY_OPEN = datetime(2026, 12, 7, 14, 30, tzinfo=UTC)  # 09:30 New York
@@ -22,7 +22,7 @@ def request(order_type: OrderType, tif: TimeInForce, limit: str | None = None, s
         client_order_id="c",
         account_id="a",
         symbol=symbol,
-        side=OrderSide.BUY,
+        side=Side.BUY,
         type=order_type,
         quantity=Decimal(1),
         limit_price=None if limit is None else Decimal(limit),

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from tradestack.core.errors import ConflictError
 from tradestack.domain.instruments import instrument
+from tradestack.domain.marketdata import Side
 from tradestack.domain.orders import (
     AVERAGE_PRICE_PRECISION,
     EVENT_TYPES,
@@ -31,7 +32,6 @@ from tradestack.domain.orders import (
     OrderRejected,
     OrderReplaced,
     OrderRequest,
-    OrderSide,
     OrderStatus,
     OrderSubmitted,
     OrderTriggered,
@@ -60,7 +60,7 @@ def request(
         client_order_id="c-1",
         account_id="acc-1",
         symbol=symbol,
-        side=OrderSide.BUY,
+        side=Side.BUY,
         type=order_type,
         quantity=Decimal(quantity),
         limit_price=None if limit is None else Decimal(limit),
@@ -152,7 +152,7 @@ def test_fees_are_summed_per_currency_and_rebates_subtract() -> None:
         client_order_id="c-1",
         account_id="acc-1",
         symbol="BTC-USD",
-        side=OrderSide.SELL,
+        side=Side.SELL,
         type=OrderType.MARKET,
         quantity=Decimal("0.003"),
         time_in_force=TimeInForce.IOC,
@@ -384,7 +384,7 @@ def abstract_fill() -> FillEvent:
 
 def float_quantity() -> OrderRequest:
     return OrderRequest(
-        client_order_id="c", account_id="a", symbol="AAPL", side=OrderSide.BUY, type=OrderType.MARKET,
+        client_order_id="c", account_id="a", symbol="AAPL", side=Side.BUY, type=OrderType.MARKET,
         quantity=1.5,  # type: ignore[arg-type]
     )  # fmt: skip
 
@@ -416,7 +416,7 @@ def string_side() -> OrderRequest:
         (lambda: OrderEvent(order_id=OID, ts=T0), TypeError, "OrderEvent is abstract"),
         (abstract_fill, TypeError, "FillEvent is abstract"),
         (float_quantity, TypeError, "quantity must be a Decimal, got float 1.5"),
-        (string_side, TypeError, r"side must be a member of OrderSide \(buy, sell\), got str 'buy'"),
+        (string_side, TypeError, r"side must be a member of Side \(buy, sell\), got str 'buy'"),
     ],
 )
 def test_impossible_events_and_requests_cannot_be_built(build: object, error: type[Exception], message: str) -> None:
@@ -510,7 +510,7 @@ def test_validate_explains_each_problem(terms: OrderRequest, symbol: str, expect
 
 def test_validate_reports_empty_ids() -> None:
     terms = OrderRequest(
-        client_order_id="", account_id=" ", symbol="AAPL", side=OrderSide.SELL, type=OrderType.MARKET, quantity=Decimal(1)
+        client_order_id="", account_id=" ", symbol="AAPL", side=Side.SELL, type=OrderType.MARKET, quantity=Decimal(1)
     )
     assert terms.validate(instrument("AAPL")) == ["client_order_id must not be empty", "account_id must not be empty"]
 
@@ -582,7 +582,7 @@ def requests(draw: st.DrawFn) -> OrderRequest:
         client_order_id=draw(st.sampled_from(["c-1", "c-2"])),
         account_id="acc-1",
         symbol="AAPL",
-        side=draw(st.sampled_from(OrderSide)),
+        side=draw(st.sampled_from(Side)),
         type=order_type,
         quantity=draw(quantities),
         limit_price=draw(prices) if order_type.needs_limit_price else None,
@@ -730,7 +730,7 @@ def test_folding_is_deterministic_and_every_event_round_trips(events: list[Order
 # -- stop prices against the market --------------------------------------------------------------
 
 
-def stop_request(side: OrderSide, order_type: OrderType = OrderType.STOP, stop: str = "100.00") -> OrderRequest:
+def stop_request(side: Side, order_type: OrderType = OrderType.STOP, stop: str = "100.00") -> OrderRequest:
     limit = "100.50" if order_type is OrderType.STOP_LIMIT else None
     return dataclasses.replace(request(order_type, quantity="10", limit=limit, stop=stop), side=side)
 
@@ -738,24 +738,24 @@ def stop_request(side: OrderSide, order_type: OrderType = OrderType.STOP, stop: 
 @pytest.mark.parametrize(
     ("side", "market", "fine"),
     [
-        (OrderSide.BUY, "99.99", True),  # a buy stop waits above the market
-        (OrderSide.BUY, "100.00", False),  # exactly at the market it would trigger at once
-        (OrderSide.BUY, "100.01", False),
-        (OrderSide.SELL, "100.01", True),  # a sell stop waits below it
-        (OrderSide.SELL, "100.00", False),
-        (OrderSide.SELL, "99.99", False),
+        (Side.BUY, "99.99", True),  # a buy stop waits above the market
+        (Side.BUY, "100.00", False),  # exactly at the market it would trigger at once
+        (Side.BUY, "100.01", False),
+        (Side.SELL, "100.01", True),  # a sell stop waits below it
+        (Side.SELL, "100.00", False),
+        (Side.SELL, "99.99", False),
     ],
 )
-def test_a_stop_must_wait_on_the_far_side_of_the_market(side: OrderSide, market: str, fine: bool) -> None:
+def test_a_stop_must_wait_on_the_far_side_of_the_market(side: Side, market: str, fine: bool) -> None:
     assert (stop_request(side).stop_problem(Decimal(market)) is None) is fine
 
 
 def test_a_stop_that_would_trigger_at_once_says_where_to_put_it_and_what_to_send_instead() -> None:
-    assert stop_request(OrderSide.BUY).stop_problem(Decimal("100.20")) == (
+    assert stop_request(Side.BUY).stop_problem(Decimal("100.20")) == (
         "stop_price 100 is at or below the market price 100.2 of AAPL, so the buy stop would trigger at once: "
         "put the stop above 100.2, or send a market or limit order to buy now"
     )
-    assert stop_request(OrderSide.SELL, OrderType.STOP_LIMIT).stop_problem(Decimal("99.80")) == (
+    assert stop_request(Side.SELL, OrderType.STOP_LIMIT).stop_problem(Decimal("99.80")) == (
         "stop_price 100 is at or above the market price 99.8 of AAPL, so the sell stop would trigger at once: "
         "put the stop below 99.8, or send a limit order to sell now"
     )

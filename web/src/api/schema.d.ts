@@ -2035,7 +2035,7 @@ export interface components {
        * @description Units, a multiple of the instrument's lot size (decimal string).
        */
       quantity: number | string;
-      side: components["schemas"]["OrderSide"];
+      side: components["schemas"]["Side"];
       /**
        * Stop Price
        * @description Stop and stop_limit orders only; on the tick.
@@ -2154,12 +2154,6 @@ export interface components {
        */
       stop_price?: (number | string) | null;
     };
-    /**
-     * OrderSide
-     * @description Which way an order trades.
-     * @enum {string}
-     */
-    OrderSide: "buy" | "sell";
     /**
      * OrderType
      * @description How an order is priced.
@@ -2644,6 +2638,12 @@ export interface components {
       /** Symbol */
       symbol: string;
     };
+    /**
+     * Side
+     * @description Which way an order trades, or a trade's aggressor went: the one side type of the domain.
+     * @enum {string}
+     */
+    Side: "buy" | "sell";
     /**
      * SignalList
      * @description The whole universe ranked.
