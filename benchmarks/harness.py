@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import shutil
 import signal
@@ -37,7 +38,24 @@ class LoadResult:
     tool: str
 
 
+PORT_RANGE_ENV = "TRADESTACK_BENCH_PORTS"  # e.g. 24000-24999: servers of a benchmark listen only there
+
+
 def free_port() -> int:
+    """A free loopback port: in $TRADESTACK_BENCH_PORTS (low-high) when set, else any the kernel gives."""
+    bounds = os.environ.get(PORT_RANGE_ENV)
+    if bounds:
+        low, _, high = bounds.partition("-")
+        candidates = list(range(int(low), int(high or low) + 1))
+        random.shuffle(candidates)
+        for candidate in candidates:
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", candidate))
+                except OSError:
+                    continue
+                return candidate
+        raise RuntimeError(f"no free port in {PORT_RANGE_ENV}={bounds}")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
