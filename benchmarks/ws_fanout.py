@@ -135,7 +135,8 @@ class LeanClient(asyncio.Protocol):
         self.subscribed = False
         self.frames: list[tuple[float, bytes]] = []
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.upgraded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # None once the server accepted the upgrade; why not, when the connection ended before.
+        self.upgraded: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)
@@ -217,7 +218,7 @@ class LeanClient(asyncio.Protocol):
             self.closed.set_result(why)
             self.replies.put_nowait(b"")
         if not self.upgraded.done():
-            self.upgraded.set_exception(_RefusedError(why))
+            self.upgraded.set_result(why)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
@@ -246,7 +247,9 @@ async def _run_clients(
     async def handshake() -> LeanClient:
         _, ws = await loop.create_connection(lambda: LeanClient(f"{host}:{port}", parts.path, window), host, port)
         try:
-            await asyncio.wait_for(asyncio.shield(ws.upgraded), 60)
+            refused = await asyncio.wait_for(asyncio.shield(ws.upgraded), 60)
+            if refused is not None:
+                raise _RefusedError(refused)
             ws.send_text(orjson.dumps({"op": "auth", "token": token}))
             reply = await ws.reply()
             if reply.get("type") != "welcome":
