@@ -17,11 +17,16 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Bytecode is compiled at install time (as pip and the Docker image do): with PYTHONDONTWRITEBYTECODE set
+# (common in shells and containers) nothing would ever be cached and every process, `tradestack up` and
+# each test server included, would compile every module it imports again (most of its start-up time).
 install: $(UV) web  ## Create .venv with the locked runtime dependencies (and build the dashboard when missing or stale)
-	$(UV) sync --frozen --no-dev
+	$(UV) sync --frozen --no-dev --compile-bytecode
+	$(VENV)/bin/python -m compileall -q src
 
 dev: $(UV)  ## Create .venv with the locked runtime and development dependencies
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
+	$(VENV)/bin/python -m compileall -q src
 
 run: install  ## Migrate, seed and serve on SQLite at http://127.0.0.1:8000
 	$(VENV)/bin/tradestack up

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/ws_fanout.py [--clients 1000] [--baseline-clients 10] [--client-processes 2]
                                              [--seconds 20] [--channels quotes:AAPL] [--log-level info]
-                                             [--heartbeat-seconds 300] [--compression deflate|none]
+                                             [--heartbeat-seconds 300]
                                              [--workers 1] [--redis-url redis://127.0.0.1:6379/4]
 
 With --workers N > 1 (the production layout): ``tradestack serve api --workers N`` with Redis
@@ -21,8 +21,11 @@ heartbeats, which re-check the credential in the database, do not run during the
 and the access token lives long enough for the run. Everything else keeps its defaults, including
 TRADESTACK_REPLAY_TICK_SECONDS (one quote per symbol every 0.25 s).
 
-The clients (the `websockets` library, uvloop) run in --client-processes processes so the
-load generator is less of a bottleneck; they share the machine's cores with the server. Each
+The clients run in --client-processes processes and are lean, so that the load generator is
+not what is measured: one asyncio protocol per connection on uvloop that speaks the upgrade and
+the frames itself (no extension offered), reads the clock once per batch of bytes the kernel hands
+it and keeps each frame as bytes, parsed only after the measured window. They share the machine's
+cores with the server. Each
 client authenticates with {"op": "auth"} (one access token for all: one sign-in), subscribes to
 --channels, and for every quote frame records latency = its wall clock at receipt - data.ts
 (the publication time stamped by the feed; same machine, same clock). Only frames published
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import math
 import multiprocessing
 import os
@@ -52,6 +56,7 @@ import re
 import resource
 import secrets
 import statistics
+import struct
 import subprocess
 import tempfile
 import time
@@ -62,7 +67,8 @@ from datetime import datetime
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -75,6 +81,11 @@ CONNECT_TIMEOUT_SECONDS = 180.0
 
 
 # -- client processes -------------------------------------------------------------------------------
+#
+# A lean client: one asyncio Protocol per connection on uvloop, the upgrade and the frames spoken
+# by hand (no extension, text frames, server frames unmasked), so that what one frame costs the load
+# generator is a bytes slice and a clock read: receipt time is taken once per `data_received`, and
+# frames are kept as bytes and parsed only after the measured window.
 
 
 def raise_nofile_limit() -> int:
@@ -92,122 +103,232 @@ def _label(exc: BaseException) -> str:
 
 
 class _RefusedError(Exception):
-    """The server answered auth or subscribe with something else than welcome / subscribed."""
+    """The server answered the upgrade, auth or subscribe with something else than expected."""
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """A masked client-to-server frame (RFC 6455 5.2), FIN set."""
+    mask = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
+    elif length < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
+    key = int.from_bytes((mask * (length // 4 + 1))[:length], "big")
+    masked = (int.from_bytes(payload, "big") ^ key).to_bytes(length, "big") if length else b""
+    return header + mask + masked
+
+
+class LeanClient(asyncio.Protocol):
+    """One WebSocket connection; `frames` gets (receipt time, payload) of each text frame while `recording`."""
+
+    def __init__(self, host: str, path: str, window: Any) -> None:
+        self._host = host
+        self._path = path
+        self._window = window
+        self._buffer = b""
+        self._upgraded = False
+        self.transport: asyncio.Transport | None = None
+        self.replies: asyncio.Queue[bytes] = asyncio.Queue()  # text frames until subscribed
+        self.subscribed = False
+        self.frames: list[tuple[float, bytes]] = []
+        self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        # None once the server accepted the upgrade; why not, when the connection ended before.
+        self.upgraded: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            f"GET {self._path} HTTP/1.1\r\nHost: {self._host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+
+    def send_text(self, text: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(client_frame(0x1, text))
+
+    def data_received(self, data: bytes) -> None:
+        received = time.time()
+        buffer = self._buffer + data if self._buffer else data
+        if not self._upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self._buffer = buffer
+                return
+            status = buffer[: buffer.find(b"\r\n")]
+            if b" 101 " not in status + b" ":
+                self._finish(f"upgrade answered {status.decode(errors='replace')}")
+                return
+            self._upgraded = True
+            if not self.upgraded.done():
+                self.upgraded.set_result(None)
+            buffer = buffer[end + 4 :]
+        window = self._window
+        recording = self.subscribed and window[0] - 1.0 <= received <= window[1] + GRACE_SECONDS
+        position, size = 0, len(buffer)
+        while size - position >= 2:
+            first, second = buffer[position], buffer[position + 1]
+            length = second & 0x7F
+            start = position + 2
+            if length == 126:
+                if size - start < 2:
+                    break
+                length = int.from_bytes(buffer[start : start + 2], "big")
+                start += 2
+            elif length == 127:
+                if size - start < 8:
+                    break
+                length = int.from_bytes(buffer[start : start + 8], "big")
+                start += 8
+            if second & 0x80:  # a masked server frame breaks the protocol
+                self._finish("masked frame from the server")
+                return
+            end = start + length
+            if end > size:
+                break
+            opcode = first & 0x0F
+            if opcode == 0x1:
+                if recording:
+                    self.frames.append((received, buffer[start:end]))
+                elif not self.subscribed:
+                    self.replies.put_nowait(buffer[start:end])
+            elif opcode == 0x9:  # ping: answer with a pong carrying the same payload
+                if self.transport is not None:
+                    self.transport.write(client_frame(0xA, buffer[start:end]))
+            elif opcode == 0x8:
+                payload = buffer[start:end]
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+                reason = payload[2:].decode(errors="replace")
+                self._finish(f"closed: {code} {reason}" if code is not None else "closed without a status")
+                return
+            elif opcode != 0xA:
+                self._finish(f"unexpected opcode {opcode} (fragmented or binary frame)")
+                return
+            position = end
+        self._buffer = buffer[position:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish("closed without a close frame" if exc is None else _label(exc))
+
+    def _finish(self, why: str) -> None:
+        if not self.closed.done():
+            self.closed.set_result(why)
+            self.replies.put_nowait(b"")
+        if not self.upgraded.done():
+            self.upgraded.set_result(why)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    async def reply(self) -> dict[str, Any]:
+        try:
+            raw = await asyncio.wait_for(self.replies.get(), 60)
+        except TimeoutError:
+            raise _RefusedError("no reply within 60 s") from None
+        if not raw:  # the connection ended
+            raise _RefusedError(self.closed.result())
+        reply: dict[str, Any] = orjson.loads(raw)
+        return reply
 
 
 async def _run_clients(
-    url: str, token: str, channels: list[str], clients: int, concurrency: int, compression: str | None,
+    url: str, token: str, channels: list[str], clients: int, concurrency: int,
     window: Any, stop: Event, ready: Queue[Any], results: Queue[Any],
 ) -> None:  # fmt: skip
-    from websockets.asyncio.client import ClientConnection, connect
-    from websockets.exceptions import ConnectionClosed
-
-    latencies: dict[str, list[float]] = {channel: [] for channel in channels}
-    counts: dict[int, int] = {}  # quote frames in the window, per connected client
-    # (channel, ts) of each quote in the window -> [first, last] receipt time in this process
-    published: dict[tuple[str, str], list[float]] = {}
+    loop = asyncio.get_running_loop()
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
     failures: Counter[str] = Counter()
-    closed_early: Counter[str] = Counter()
-    extensions: Counter[str] = Counter()
-    epoch_of: dict[str, float] = {}
     gate = asyncio.Semaphore(concurrency)
-    attempted = 0
-    connected = 0
-    all_attempted = asyncio.Event()
-    stopping = False
+    connections: list[LeanClient] = []
 
-    async def handshake() -> ClientConnection:
-        ws = await connect(url, open_timeout=60, ping_interval=None, close_timeout=2, compression=compression, max_size=2**20)
+    async def handshake() -> LeanClient:
+        _, ws = await loop.create_connection(lambda: LeanClient(f"{host}:{port}", parts.path, window), host, port)
         try:
-            await ws.send(orjson.dumps({"op": "auth", "token": token}).decode())
-            reply = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
+            refused = await asyncio.wait_for(asyncio.shield(ws.upgraded), 60)
+            if refused is not None:
+                raise _RefusedError(refused)
+            ws.send_text(orjson.dumps({"op": "auth", "token": token}))
+            reply = await ws.reply()
             if reply.get("type") != "welcome":
                 raise _RefusedError(f"auth answered {reply}")
-            await ws.send(orjson.dumps({"op": "subscribe", "channels": channels}).decode())
+            ws.send_text(orjson.dumps({"op": "subscribe", "channels": channels}))
             while True:  # a snapshot quote may come before the confirmation: skip it
-                reply = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
+                reply = await ws.reply()
                 if reply.get("type") == "subscribed":
                     if sorted(reply.get("channels", [])) != sorted(channels):
                         raise _RefusedError(f"subscribe answered {reply}")
                     break
                 if reply.get("type") == "error":
                     raise _RefusedError(f"subscribe answered {reply}")
+            ws.subscribed = True
         except BaseException:
-            await ws.close()
+            if ws.transport is not None:
+                ws.transport.close()
             raise
-        extensions[ws.response.headers.get("Sec-WebSocket-Extensions", "none") if ws.response else "none"] += 1
         return ws
 
-    async def client(index: int) -> None:
-        nonlocal attempted, connected
+    async def client() -> None:
         try:
             async with gate:
-                ws = await handshake()
-            connected += 1
-            counts[index] = 0
+                connections.append(await handshake())
         except Exception as exc:  # noqa: BLE001 - every failed connection is counted and reported
             failures[_label(exc)] += 1
-            return
-        finally:
-            attempted += 1
-            if attempted == clients:
-                all_attempted.set()
-        try:
-            async for raw in ws:
-                received = time.time()
-                message = orjson.loads(raw)
-                if message.get("type") != "quote":
-                    continue
-                ts: str = message["data"]["ts"]
-                epoch = epoch_of.get(ts)
-                if epoch is None:
-                    if len(epoch_of) > 100_000:
-                        epoch_of.clear()
-                    epoch = epoch_of[ts] = datetime.fromisoformat(ts).timestamp()
-                if window[0] <= epoch < window[1]:
-                    latencies[message["channel"]].append((received - epoch) * 1000.0)
-                    counts[index] += 1
-                    seen = published.get((message["channel"], ts))
-                    if seen is None:
-                        published[(message["channel"], ts)] = [received, received]
-                    else:
-                        seen[0], seen[1] = min(seen[0], received), max(seen[1], received)
-            if not stopping:
-                closed_early["closed by the server: normal close"] += 1
-        except ConnectionClosed as exc:
-            if not stopping:
-                close = exc.rcvd
-                closed_early[f"closed: {close.code} {close.reason}" if close else "closed without a close frame"] += 1
-        finally:
-            await ws.close()
 
-    tasks = [asyncio.create_task(client(i)) for i in range(clients)]
-    await all_attempted.wait()
-    ready.put((connected, dict(failures)))
+    await asyncio.gather(*(client() for _ in range(clients)))
+    ready.put((len(connections), dict(failures)))
     cpu_start = time.process_time()
     wall_start = time.monotonic()
     await asyncio.to_thread(stop.wait)
     cpu_percent = 100.0 * (time.process_time() - cpu_start) / max(1e-9, time.monotonic() - wall_start)
-    stopping = True
-    for task in tasks:
-        task.cancel()
-    await asyncio.wait(tasks, timeout=15)
+    closed_early = Counter(ws.closed.result() for ws in connections if ws.closed.done())
+    for ws in connections:
+        if ws.transport is not None:
+            ws.transport.close()
+    # After the run: parse the frames, keep the quotes published in the window.
+    latencies: dict[str, list[float]] = {channel: [] for channel in channels}
+    counts: list[int] = []
+    published: dict[tuple[str, str], list[float]] = {}  # (channel, ts) -> [first, last] receipt time
+    epoch_of: dict[str, float] = {}
+    start, end = window[0], window[1]
+    for ws in connections:
+        count = 0
+        for received, payload in ws.frames:
+            message = orjson.loads(payload)
+            if message.get("type") != "quote":
+                continue
+            ts: str = message["data"]["ts"]
+            epoch = epoch_of.get(ts)
+            if epoch is None:
+                epoch = epoch_of[ts] = datetime.fromisoformat(ts).timestamp()
+            if start <= epoch < end:
+                latencies.setdefault(message["channel"], []).append((received - epoch) * 1000.0)
+                count += 1
+                seen = published.get((message["channel"], ts))
+                if seen is None:
+                    published[(message["channel"], ts)] = [received, received]
+                else:
+                    seen[0], seen[1] = min(seen[0], received), max(seen[1], received)
+        counts.append(count)
+        ws.frames.clear()
     results.put(
         {
-            "connected": connected,
+            "connected": len(connections),
             "failures": dict(failures),
             "closed_early": dict(closed_early),
             "latencies": latencies,
-            "counts": list(counts.values()),
+            "counts": counts,
             "published": published,
-            "extensions": dict(extensions),
+            "extensions": {"none (not offered)": len(connections)},
             "cpu_percent": cpu_percent,
         }
     )
 
 
 def client_process(
-    url: str, token: str, channels: list[str], clients: int, concurrency: int, compression: str | None,
+    url: str, token: str, channels: list[str], clients: int, concurrency: int,
     window: Any, stop: Event, ready: Queue[Any], results: Queue[Any],
 ) -> None:  # fmt: skip
     """Entry point of one client process."""
@@ -218,7 +339,7 @@ def client_process(
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(_run_clients(url, token, channels, clients, concurrency, compression, window, stop, ready, results))
+    asyncio.run(_run_clients(url, token, channels, clients, concurrency, window, stop, ready, results))
 
 
 # -- the server ---------------------------------------------------------------------------------------
@@ -283,10 +404,18 @@ def cpu_seconds(pid: int | None) -> float:
     return total if pids else math.nan
 
 
+def _is_worker(pid: int) -> bool:
+    """A uvicorn worker, not multiprocessing's resource tracker (a child of the server too, holding no socket)."""
+    try:
+        return b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def sockets_per_worker(pid: int | None) -> list[int]:
-    """Open sockets held by each worker of `pid` (by the process itself when it has no children)."""
+    """Open sockets held by each worker of `pid` (by the process itself when it has no workers)."""
     tree = process_tree(pid)
-    workers = tree[1:] or tree
+    workers = [child for child in tree[1:] if _is_worker(child)] or tree[:1]
     counts = []
     for each in workers:
         try:
@@ -372,11 +501,10 @@ def run_phase(args: argparse.Namespace, base: str, token: str, clients: int, pid
     processes = max(1, min(args.client_processes, clients))
     shares = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     url = base.replace("http://", "ws://") + "/ws"
-    compression = None if args.compression == "none" else "deflate"
     workers = [
         context.Process(
             target=client_process,
-            args=(url, token, args.channels, share, args.connect_concurrency, compression, window, stop, ready, results),
+            args=(url, token, args.channels, share, args.connect_concurrency, window, stop, ready, results),
             daemon=True,
         )
         for share in shares
@@ -473,7 +601,6 @@ def main() -> None:
     parser.add_argument("--channels", type=lambda s: s.split(","), default=["quotes:AAPL"], help="comma-separated")
     parser.add_argument("--log-level", default="info", help="Tradestack log level")
     parser.add_argument("--heartbeat-seconds", type=float, default=300, help="TRADESTACK_WS_HEARTBEAT_SECONDS")
-    parser.add_argument("--compression", choices=["deflate", "none"], default="deflate", help="what clients offer")
     parser.add_argument(
         "--connect-timeout", type=float, default=CONNECT_TIMEOUT_SECONDS, help="seconds for all clients of a phase to connect"
     )

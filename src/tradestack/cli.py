@@ -115,7 +115,11 @@ async def _migrate_and_seed(runtime: Any) -> tuple[str, list[Any], int, bool]:
     from tradestack.ops.service import InstanceService
     from tradestack.signals.service import SignalService
 
-    await migrations.upgrade(runtime.database.engine)
+    engine = runtime.database.engine
+    # At head already (every start but the first after an install or upgrade): no Alembic run. The head
+    # read here is cached for the process, so /api/ready's schema check does not read the scripts again.
+    if set(await migrations.current_revisions(engine)) != set(migrations.head_revisions()):
+        await migrations.upgrade(engine)
     async with runtime.database.session() as session:
         instance = await InstanceService(session, runtime.clock).ensure_seeded()
     seeded = await seed_first_users(runtime)

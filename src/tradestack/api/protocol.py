@@ -1,4 +1,5 @@
-"""HTTP/1.1 protocol for uvicorn that cuts off clients who send a request too slowly.
+"""uvicorn protocols: HTTP/1.1 that cuts off clients who send a request too slowly, and WebSocket
+connections that the fan-out can write whole frames to directly.
 
 uvicorn waits for headers and body as long as bytes keep trickling in, so a few hundred
 clients sending a byte every few seconds hold connections forever (slowloris). Here every
@@ -18,6 +19,9 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from tradestack.kit.config import get_settings
 from tradestack.kit.logging import get_logger
@@ -86,3 +90,58 @@ class ReadTimeoutHttpProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             log.info("request_read_timeout", client=self.client[0] if self.client else None, body=self.reading_body)
             self.transport.close()
+
+
+DIRECT_WRITE_EXTENSION = "tradestack.direct_write"
+"""The key, in a WebSocket's ASGI ``scope["extensions"]``, of its `DirectSocket` (served by `DirectWriteWebSocketProtocol`)."""
+# A client with more than this not yet handed to the kernel is behind: its frames go through its
+# mailbox (conflated) until the socket has taken the rest.
+DIRECT_WRITE_MAX_BUFFERED_BYTES = 16_384
+
+
+def text_frame_bytes(payload: bytes) -> bytes:
+    """A whole server-to-client WebSocket text frame (unmasked, no extension) carrying `payload`."""
+    return Frame(Opcode.TEXT, payload).serialize(mask=False)
+
+
+class DirectSocket:
+    """Writes whole frames straight to the transport of one WebSocket connection (see `kit.fanout.DirectWriter`).
+
+    Only while the connection is open, uses no extension (no permessage-deflate: the same bytes
+    suit every client), and its transport has next to nothing buffered (the client keeps up).
+    The frames uvicorn itself writes (through `send`) are whole frames written synchronously too,
+    so the two never interleave within a frame.
+    """
+
+    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+        self._protocol = protocol
+        self._transport = protocol.transport
+
+    def usable(self) -> bool:
+        """Whether frames can be written as plain bytes (checked once the handshake is done)."""
+        return not self._protocol.conn.extensions
+
+    def try_write(self, wire: bytes) -> bool:
+        protocol, transport = self._protocol, self._transport
+        if (
+            protocol.close_sent
+            or protocol.disconnected
+            or protocol.conn.state is not State.OPEN
+            or not protocol.writable.is_set()
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > DIRECT_WRITE_MAX_BUFFERED_BYTES
+        ):
+            return False
+        transport.write(wire)
+        return True
+
+
+class DirectWriteWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol (websockets sans-I/O) offering the application a `DirectSocket` in
+    the connection's scope, under ``extensions[DIRECT_WRITE_EXTENSION]``."""
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # not set when the handshake was refused
+        if scope is not None:
+            scope["extensions"][DIRECT_WRITE_EXTENSION] = DirectSocket(self)

@@ -11,7 +11,7 @@ from types import FrameType
 
 import uvicorn
 
-from tradestack.api.protocol import ReadTimeoutHttpProtocol
+from tradestack.api.protocol import DirectWriteWebSocketProtocol, ReadTimeoutHttpProtocol
 from tradestack.kit.config import Settings
 from tradestack.kit.metrics import MULTIPROCESS_ENV
 
@@ -62,6 +62,7 @@ def serve(settings: Settings, *, app: str = APP_FACTORY, factory: bool = True) -
             proxy_headers=bool(settings.trusted_proxies),
             forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
             http=ReadTimeoutHttpProtocol,
+            ws=DirectWriteWebSocketProtocol,
             timeout_keep_alive=settings.keep_alive_seconds,
             ws_max_size=settings.ws_max_frame_bytes,
             timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),

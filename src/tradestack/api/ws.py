@@ -32,10 +32,8 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.frames import Frame, Opcode
-from websockets.protocol import State
 
+from tradestack.api.protocol import DIRECT_WRITE_EXTENSION, DirectSocket, text_frame_bytes
 from tradestack.books.service import BooksService
 from tradestack.core.errors import NotFoundError, PermissionDeniedError, TradestackError
 from tradestack.identity.permissions import Permission
@@ -56,9 +54,6 @@ CLOSE_POLICY = 1008
 MAX_MESSAGE_BYTES = 16_384
 MESSAGES_PER_SECOND = 50
 LOSSLESS_ACCOUNT_CHANNELS = ("orders", "fills")  # every update counts; portfolio snapshots conflate
-# A client with more than this not yet handed to the kernel is behind: its frames go through its
-# mailbox (conflated) until the socket has taken the rest.
-DIRECT_WRITE_MAX_BUFFERED_BYTES = 16_384
 
 
 def _frame(kind: str, **fields: Any) -> str:
@@ -80,47 +75,6 @@ async def hub_of(runtime: Runtime) -> FanoutHub:
         runtime.closers.append(hub.close)
     await hub.start()
     return hub
-
-
-def text_frame_bytes(payload: bytes) -> bytes:
-    """A whole server-to-client WebSocket text frame (unmasked, no extension) carrying `payload`."""
-    return Frame(Opcode.TEXT, payload).serialize(mask=False)
-
-
-class _UvicornSocket:
-    """Writes frames straight to the transport of a uvicorn (websockets sans-I/O) connection.
-
-    Only while the connection is open, uses no extension (no permessage-deflate: the same bytes
-    suit every client), and its transport has next to nothing buffered (the client keeps up).
-    The frames uvicorn itself writes (through `send`) are whole frames written synchronously too,
-    so the two never interleave within a frame.
-    """
-
-    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
-        self._protocol = protocol
-        self._transport = protocol.transport
-
-    @classmethod
-    def of(cls, websocket: WebSocket) -> _UvicornSocket | None:
-        """The direct writer of `websocket`, when uvicorn serves it and nothing wraps its receive channel."""
-        protocol = getattr(websocket._receive, "__self__", None)
-        if not isinstance(protocol, WebSocketsSansIOProtocol) or protocol.conn.extensions:
-            return None
-        return cls(protocol)
-
-    def try_write(self, wire: bytes) -> bool:
-        protocol, transport = self._protocol, self._transport
-        if (
-            protocol.close_sent
-            or protocol.disconnected
-            or protocol.conn.state is not State.OPEN
-            or not protocol.writable.is_set()
-            or transport.is_closing()
-            or transport.get_write_buffer_size() > DIRECT_WRITE_MAX_BUFFERED_BYTES
-        ):
-            return False
-        transport.write(wire)
-        return True
 
 
 class _Credential:
@@ -338,6 +292,12 @@ class _Session:
         self.channels.clear()
 
 
+def _direct_writer(websocket: WebSocket) -> DirectWriter | None:
+    """The connection's direct writer, when the server offers one (`tradestack serve`) and it suits."""
+    direct = websocket.scope.get("extensions", {}).get(DIRECT_WRITE_EXTENSION)
+    return direct if isinstance(direct, DirectSocket) and direct.usable() else None
+
+
 @router.websocket("/ws")
 async def stream(websocket: WebSocket) -> None:
     runtime: Runtime = websocket.app.state.runtime
@@ -353,8 +313,7 @@ async def stream(websocket: WebSocket) -> None:
         _frame("welcome", user=principal.email if principal else None, heartbeat_seconds=runtime.settings.ws_heartbeat_seconds)
     )
     WEBSOCKET_CONNECTIONS_ACTIVE.inc()
-    direct: DirectWriter | None = _UvicornSocket.of(websocket)
-    session.mailbox.direct = direct
+    session.mailbox.direct = _direct_writer(websocket)
     reader = asyncio.create_task(session.reader())
     writer = asyncio.create_task(session.writer())
     try:

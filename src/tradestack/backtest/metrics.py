@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-import empyrical  # type: ignore[import-untyped]
 import numpy as np
 
 from tradestack.backtest.engine import BacktestResult
@@ -75,6 +74,8 @@ def _number(value: object) -> float:
 
 def compute_metrics(result: BacktestResult) -> Metrics:
     """The statistics of `result`."""
+    import empyrical  # type: ignore[import-untyped]  # pandas and scipy: seconds to import, only for a backtest
+
     equity = result.equity
     start = float(result.config.capital)
     curve = np.r_[start, equity]

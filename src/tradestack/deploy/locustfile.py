@@ -102,17 +102,22 @@ class StreamUser(User):
 
     @task
     def stream(self) -> None:
-        from websockets.sync.client import connect
+        # websocket-client: blocking calls on plain sockets, which Locust's gevent makes cooperative. (The
+        # `websockets` sync client runs a thread per connection closing sockets under gevent's loop: at a few
+        # hundred users libev aborts the whole Locust process on a closed file descriptor.)
+        import websocket
 
         url = str(self.host).replace("https://", "wss://").replace("http://", "ws://").rstrip("/") + "/ws"
         started = time.perf_counter()
         frames = 0
         try:
-            with connect(url, additional_headers=auth_headers(), open_timeout=10) as ws:
-                ws.recv(timeout=10)  # welcome
+            headers = [f"{name}: {value}" for name, value in auth_headers().items()]
+            ws = websocket.create_connection(url, timeout=10, header=headers, enable_multithread=False)
+            try:
+                ws.recv()  # welcome
                 ws.send(json.dumps({"op": "subscribe", "channels": [f"quotes:{SYMBOL}"]}))
                 while True:
-                    message = json.loads(ws.recv(timeout=10))
+                    message = json.loads(ws.recv())
                     if message.get("type") == "error":
                         raise RuntimeError(f"websocket error frame: {message}")
                     if message.get("type") == "quote":
@@ -123,8 +128,10 @@ class StreamUser(User):
                 )
                 until = time.monotonic() + STREAM_SECONDS
                 while time.monotonic() < until:
-                    ws.recv(timeout=10)
+                    ws.recv()
                     frames += 1
+            finally:
+                ws.close()
         except Exception as exc:  # noqa: BLE001 - every failure of the stream is reported to Locust as one
             self.environment.events.request.fire(
                 request_type="WS",

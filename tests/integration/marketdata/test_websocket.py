@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 from websockets.asyncio.client import ClientConnection
 
 from tradestack.api.ws import HUB
+from tradestack.api.protocol import DirectWriteWebSocketProtocol
 from tradestack.domain.marketdata import Quote, Side, Trade
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
@@ -39,7 +40,9 @@ async def ws_url(app: FastAPI) -> AsyncIterator[str]:
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     # No permessage-deflate, as `tradestack serve` by default (TRADESTACK_WS_COMPRESSION=false).
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning", ws_per_message_deflate=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, lifespan="off", log_level="warning", ws_per_message_deflate=False, ws=DirectWriteWebSocketProtocol)
+    )
     task = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started:
         await asyncio.sleep(0.01)
