@@ -37,11 +37,33 @@ class LoadResult:
     tool: str
 
 
+PORT_RANGE_ENV = "TRADESTACK_BENCH_PORTS"
+"""Optional ``LOW-HIGH`` range the benchmarks take their ports from (shared machines); else any free port."""
+
+_next_port: list[int] = []
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free loopback port: from ``$TRADESTACK_BENCH_PORTS`` (``LOW-HIGH``) when set, else one the OS picks."""
+    spec = os.environ.get(PORT_RANGE_ENV)
+    if not spec:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            return port
+    low, high = (int(part) for part in spec.split("-", 1))
+    if not _next_port:
+        _next_port.append(low + os.getpid() % max(1, high - low + 1))
+    for _ in range(high - low + 1):
+        candidate = _next_port[0]
+        _next_port[0] = low if candidate >= high else candidate + 1
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return candidate
+    raise RuntimeError(f"no free port in {PORT_RANGE_ENV}={spec}")
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
