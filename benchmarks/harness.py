@@ -81,8 +81,8 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) 
 
 
 @contextmanager
-def server(args: list[str], env: dict[str, str], ready_url: str, ready_timeout: float = 60) -> Iterator[None]:
-    """Run a server process for the duration of the block; SIGTERM it afterwards."""
+def server(args: list[str], env: dict[str, str], ready_url: str, ready_timeout: float = 300) -> Iterator[None]:
+    """Run a server process for the duration of the block; SIGTERM it afterwards (start-up is not timed)."""
     process = subprocess.Popen(
         args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 import tradestack
 from tradestack.api.dashboard import install_dashboard
 from tradestack.api.errors import ErrorBoundaryMiddleware, install_error_handlers
+from tradestack.api.hot import install_hot_routes
 from tradestack.api.lifecycle import lifespan_for
 from tradestack.api.middleware import RequestContextMiddleware
 from tradestack.api.openapi import install_openapi
@@ -73,4 +74,5 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     install_openapi(app)
     install_dashboard(app)
     guard_included_routers(app)
+    install_hot_routes(app)
     return app

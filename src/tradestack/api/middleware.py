@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tradestack.kit.logging import get_logger
+from tradestack.kit.logging import ACCESS_LOG
 from tradestack.kit.metrics import API_REQUEST_DURATION, API_REQUESTS
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 UNMATCHED_ROUTE = "unmatched"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-log = get_logger("tradestack.access")
 
 
 def route_template(scope: Scope) -> str:
@@ -58,7 +56,7 @@ class RequestContextMiddleware:
                 request_id = value.decode("ascii")
                 break
         if not request_id:
-            request_id = uuid.uuid4().hex
+            request_id = os.urandom(16).hex()  # 32 hex digits, random (as a UUID4's, without building one)
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         header_value = request_id.encode("ascii")
@@ -78,8 +76,8 @@ class RequestContextMiddleware:
             route = route_template(scope)
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
             self._record(method, route, f"{status // 100}xx", duration)
-            log.info(
-                "request",
+            ACCESS_LOG.request(
+                request_id,
                 route=route,
                 method=scope["method"],
                 path=scope["path"],

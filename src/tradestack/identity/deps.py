@@ -142,23 +142,31 @@ def _memory_reads(runtime: Runtime, cache: MemoryCache, token: str) -> list[byte
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+async def authorize(request: Request, permission: Permission) -> Principal:
+    """The authenticated caller if they have `permission`: 401 without valid credentials, 403 without it.
+
+    What `require` checks, callable without FastAPI's dependency solving (hot paths).
+    """
+    principal = await get_principal(request)
+    if not principal.can(permission):
+        AUTH_FAILURES.labels(reason="forbidden").inc()
+        if principal.password_change_required:
+            raise PermissionDeniedError(
+                "your password was reset: set a new one with POST /api/auth/password "
+                "(current_password: the temporary one, new_password), then carry on with the tokens it returns"
+            )
+        via = " through this API key's scopes" if principal.api_key_id else ""
+        raise PermissionDeniedError(f"role {principal.role.value}{via} does not have permission {permission.value}")
+    return principal
+
+
 def require(permission: Permission) -> Any:
     """A dependency that lets the call through only with `permission` (403 otherwise)."""
 
     # Takes the request itself rather than depending on `get_principal`: one level less of
     # dependency solving per request (the principal is resolved once per request either way).
     async def check(request: Request) -> Principal:
-        principal = await get_principal(request)
-        if not principal.can(permission):
-            AUTH_FAILURES.labels(reason="forbidden").inc()
-            if principal.password_change_required:
-                raise PermissionDeniedError(
-                    "your password was reset: set a new one with POST /api/auth/password "
-                    "(current_password: the temporary one, new_password), then carry on with the tokens it returns"
-                )
-            via = " through this API key's scopes" if principal.api_key_id else ""
-            raise PermissionDeniedError(f"role {principal.role.value}{via} does not have permission {permission.value}")
-        return principal
+        return await authorize(request, permission)
 
     check.permission = permission  # type: ignore[attr-defined]  # read by the route-permission tests
     return Depends(check)

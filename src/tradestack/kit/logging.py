@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
 
 import orjson
 import structlog
@@ -63,8 +64,49 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
         logger.propagate = True
     # Requests are logged once, by our access middleware, with the route template and request id.
     logging.getLogger("uvicorn.access").disabled = True
+    ACCESS_LOG.configure(enabled=numeric_level <= logging.INFO, stream=sys.stdout.buffer if json else None)
+
+
+class AccessLog:
+    """The access log's one line per request, written as structlog writes it without going through its processors.
+
+    In JSON mode the line is the object structlog would render for ``log.info("request", **fields)``
+    with the request id bound: the fields, ``event``, ``request_id``, ``level`` and ``ts`` (ISO 8601,
+    UTC, ``Z``), on stdout; each request pays one orjson call and one write instead of the chain of
+    processors. Only ``request_id`` is bound around a request (by the access middleware), so no
+    other bound context is missed. In console mode, or before `configure_logging`, the line goes
+    through structlog.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = True
+        self._stream: BinaryIO | None = None
+        self._fallback = get_logger("tradestack.access")
+
+    def configure(self, *, enabled: bool, stream: BinaryIO | None) -> None:
+        self.enabled = enabled
+        self._stream = stream
+
+    def request(self, request_id: str, **fields: Any) -> None:
+        """Log one request (``event`` "request") with ``fields`` in their order, then the request id."""
+        if not self.enabled:
+            return
+        stream = self._stream
+        if stream is None:
+            self._fallback.info("request", **fields)
+            return
+        fields["event"] = "request"
+        fields["request_id"] = request_id
+        fields["level"] = "info"
+        fields["ts"] = datetime.now(UTC)
+        stream.write(orjson.dumps(fields, default=str, option=orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE))
+        stream.flush()
 
 
 def get_logger(name: str | None = None) -> Any:
     """A structlog logger."""
     return structlog.get_logger(name)
+
+
+ACCESS_LOG = AccessLog()
+"""This process's access log (configured by `configure_logging`)."""

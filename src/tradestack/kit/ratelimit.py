@@ -526,9 +526,10 @@ async def check_limit(limiter: RateLimiter, limit: str, *identifiers: str, label
     """Count one hit; return the ``RateLimit-*`` headers, or raise `RateLimitedError` (429) with ``Retry-After``.
 
     ``label`` names the limit in the ``rate_limited_requests_total`` metric; ``description``
-    says in the error whose requests were limited.
+    says in the error whose requests were limited. An in-process limiter counts without awaiting.
     """
-    return headers_or_refusal(await limiter.hit(limit, *identifiers), limit, label=label, description=description)
+    result = limiter.hit_now(limit, *identifiers) if limiter.counts_in_process else await limiter.hit(limit, *identifiers)
+    return headers_or_refusal(result, limit, label=label, description=description)
 
 
 def headers_or_refusal(result: RateLimitResult, limit: str, *, label: str, description: str) -> dict[str, str]:

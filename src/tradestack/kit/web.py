@@ -5,14 +5,14 @@ Endpoints import from here, never from `tradestack.api` (which sits above the mo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from tradestack.core.money import plain
@@ -91,3 +91,34 @@ def routes_of(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
             yield from routes_of(inner.routes)
         else:
             yield route
+
+
+HotHandler = Callable[[Request], Awaitable[Response | None]]
+"""The hot path of a route: its answer to a request, or None to let the route itself (FastAPI) answer."""
+
+HOT_PATH_ATTRIBUTE = "__tradestack_hot_path__"
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
+
+
+def hot_path(handler: HotHandler) -> Callable[[_Endpoint], _Endpoint]:
+    """Give a route a hot path: ``handler`` answers its requests without FastAPI's routing and dependency solving.
+
+    Put it under the route decorator. The route stays declared as it is (OpenAPI, the full path).
+    ``handler`` must answer exactly as the route would, errors included (it raises the same
+    `TradestackError`s), or return None to hand the request to the route (before it has done
+    anything the route would do again, except reading the body, which is replayed): a request
+    that is in any way unusual (another query parameter, a body that does not validate) is
+    best handed over. `tradestack.api.hot` installs the dispatcher.
+    """
+
+    def mark(endpoint: _Endpoint) -> _Endpoint:
+        setattr(endpoint, HOT_PATH_ATTRIBUTE, handler)
+        return endpoint
+
+    return mark
+
+
+def hot_path_of(endpoint: Callable[..., Any]) -> HotHandler | None:
+    """The hot path `hot_path` gave an endpoint, if any."""
+    handler = getattr(endpoint, HOT_PATH_ATTRIBUTE, None)
+    return handler if callable(handler) else None

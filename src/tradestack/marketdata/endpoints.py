@@ -6,12 +6,14 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from starlette.requests import Request
 from starlette.responses import Response
 
-from tradestack.identity.deps import require
+from tradestack.identity.deps import authorize, require
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Principal
-from tradestack.kit.web import OrjsonResponse, RuntimeDep
+from tradestack.kit.runtime import Runtime
+from tradestack.kit.web import OrjsonResponse, RuntimeDep, hot_path
 from tradestack.marketdata.calendars import known_until
 from tradestack.marketdata.schemas import (
     CandleList,
@@ -62,20 +64,39 @@ async def series(runtime: RuntimeDep, _: Reader) -> SeriesList:
     )
 
 
+SYMBOLS_MAX_LENGTH = 4000
+
+
+async def _quotes_answer(runtime: Runtime, symbols: str) -> Response:
+    service = MarketDataService(runtime)
+    body = await service.quotes_json(await service.parse_symbols(symbols))
+    return Response(body, media_type="application/json")
+
+
+async def _quotes_hot(request: Request) -> Response | None:
+    # The route's checks in its order (caller, then the query): anything but one `symbols` within bounds goes to the route.
+    params = request.query_params.multi_items()
+    if len(params) != 1 or params[0][0] != "symbols" or len(params[0][1]) > SYMBOLS_MAX_LENGTH:
+        return None
+    await authorize(request, Permission.MARKET_DATA_READ)
+    return await _quotes_answer(request.app.state.runtime, params[0][1])
+
+
 @router.get(
     "/quotes",
     response_model=QuoteList,
     summary="Latest quote of each symbol, from the cache",
     responses={422: {"description": "No symbols, too many, or unknown symbols (listed)"}},
 )
+@hot_path(_quotes_hot)
 async def quotes(
     runtime: RuntimeDep,
     _: Reader,
-    symbols: Annotated[str, Query(description="Comma-separated symbols, e.g. AAPL,MSFT (at most 100).", max_length=4000)],
+    symbols: Annotated[
+        str, Query(description="Comma-separated symbols, e.g. AAPL,MSFT (at most 100).", max_length=SYMBOLS_MAX_LENGTH)
+    ],
 ) -> Response:
-    service = MarketDataService(runtime)
-    body = await service.quotes_json(await service.parse_symbols(symbols))
-    return Response(body, media_type="application/json")
+    return await _quotes_answer(runtime, symbols)
 
 
 @router.get(

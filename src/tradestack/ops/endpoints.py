@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from starlette.requests import Request
 from starlette.responses import Response
 
 from tradestack.kit.metrics import render_latest
-from tradestack.kit.web import DrainDep, OrjsonResponse, RuntimeDep, error_body
+from tradestack.kit.web import DrainDep, OrjsonResponse, RuntimeDep, error_body, hot_path
 from tradestack.ops.probes import external_health
 from tradestack.ops.schemas import DatabaseHealth, ExternalHealth, Health, Readiness, Version
 from tradestack.ops.service import HealthService
@@ -18,7 +19,12 @@ HEALTHY = Health(status="ok").model_dump_json().encode()
 """The liveness answer, serialised once: probes call it several times a second per replica."""
 
 
+async def _healthy(_: Request) -> Response:
+    return Response(HEALTHY, media_type="application/json")
+
+
 @router.get("/api/health", response_model=Health, summary="The process is alive")
+@hot_path(_healthy)
 async def health() -> Response:
     return Response(HEALTHY, media_type="application/json")
 

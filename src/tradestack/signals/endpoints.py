@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import ValidationError
 
-from tradestack.identity.deps import require
+from tradestack.identity.deps import authorize, require
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Principal
 from tradestack.kit.ratelimit import check_limit
-from tradestack.kit.web import RuntimeDep
+from tradestack.kit.runtime import Runtime
+from tradestack.kit.web import RuntimeDep, hot_path
 from tradestack.signals.schemas import (
     AccuracyList,
     ModelList,
@@ -77,6 +80,32 @@ async def list_models(
     return ModelList(models=await SignalService(runtime).models(kind))
 
 
+async def _predict_answer(runtime: Runtime, principal: Principal, body: PredictRequest) -> Response:
+    headers: dict[str, str] = {}
+    if "POST /predict" not in runtime.settings.rate_limit_routes:
+        # A configured route limit replaces the per-principal one that authentication already
+        # counted for this request; only the seed's default needs a count of its own.
+        identity = f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
+        headers = await check_limit(
+            runtime.rate_limiter, DEFAULT_PREDICT_LIMIT, "predict", identity, label="predict", description=identity
+        )
+    answer = await PredictorService(runtime).predict_json(body.symbol, body.book, body.previous)
+    return Response(answer, media_type="application/json", headers=headers)
+
+
+async def _predict_hot(request: Request) -> Response | None:
+    # FastAPI reads and parses the body first, then authenticates, then validates it: a body that is not plain
+    # JSON of a valid request goes to the route, which refuses it in its own words.
+    if request.headers.get("content-type") != "application/json":
+        return None
+    try:
+        body = PredictRequest.model_validate(orjson.loads(await request.body()))
+    except (orjson.JSONDecodeError, ValidationError):
+        return None
+    principal = await authorize(request, Permission.MARKET_DATA_READ)
+    return await _predict_answer(request.app.state.runtime, principal, body)
+
+
 @predict.post(
     "/predict",
     response_model=PredictionOut,
@@ -88,15 +117,7 @@ async def list_models(
         503: {"description": "The promoted model's file is missing or does not match its fingerprint"},
     },
 )
+@hot_path(_predict_hot)
 async def predict_move(runtime: RuntimeDep, principal: Reader, body: PredictRequest) -> Response:
-    headers: dict[str, str] = {}
-    if "POST /predict" not in runtime.settings.rate_limit_routes:
-        # A configured route limit replaces the per-principal one that authentication already
-        # counted for this request; only the seed's default needs a count of its own.
-        identity = f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
-        headers = await check_limit(
-            runtime.rate_limiter, DEFAULT_PREDICT_LIMIT, "predict", identity, label="predict", description=identity
-        )
-    answer = await PredictorService(runtime).predict(body.symbol, body.book, body.previous)
-    # Serialised by its own model (the response schema stays PredictionOut): no second validation.
-    return Response(answer.model_dump_json(), media_type="application/json", headers=headers)
+    # Serialised by the service (the response schema stays PredictionOut): no second validation.
+    return await _predict_answer(runtime, principal, body)

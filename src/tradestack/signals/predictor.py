@@ -15,6 +15,7 @@ the R² of the mid change over non-overlapping intervals of `h` snapshots regres
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 from collections.abc import Callable
@@ -154,17 +155,78 @@ class LogisticModel:
         """JSON text, as stored in the registry."""
         return json.dumps({"type": "logistic", **asdict(self)})
 
+    def probability_up_one(self, row: list[float]) -> float:
+        """P(up) of one row of features: `probability_up` of a one-row matrix."""
+        return float(self.probability_up(np.array([row]))[0])
+
+
+class _SingleRowPredictor:
+    """LightGBM's single-row prediction API (``LGBM_BoosterPredictForMatSingleRowFast``) on one booster.
+
+    `lgb.Booster.predict` checks and converts its input and builds a predictor on every call (~40 µs
+    for one row); the C API's "fast" single-row path is set up once (iterations, output type, one
+    thread) and then only evaluates the trees. Same trees, same transformation (the sigmoid of a
+    binary objective): the same value. Its input and output buffers are reused, so one instance
+    serves one thread (each API worker's event loop).
+    """
+
+    def __init__(self, booster: lgb.Booster, columns: int) -> None:
+        from lightgbm.basic import _LIB, _c_str, _safe_call  # type: ignore[attr-defined]  # the C API, as lightgbm calls it
+
+        self._lib, self._safe_call = _LIB, _safe_call
+        self._booster = booster  # keeps the booster's handle alive
+        self._config = ctypes.c_void_p()
+        iterations = booster.best_iteration if booster.best_iteration > 0 else -1
+        _safe_call(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+                booster._handle,
+                ctypes.c_int(0),  # C_API_PREDICT_NORMAL: probabilities, as Booster.predict
+                ctypes.c_int(0),  # start iteration
+                ctypes.c_int(iterations),
+                ctypes.c_int(1),  # C_API_DTYPE_FLOAT64
+                ctypes.c_int32(columns),
+                _c_str("num_threads=1"),
+                ctypes.byref(self._config),
+            )
+        )
+        self._row = np.zeros(columns, dtype=np.float64)
+        self._out = np.zeros(1, dtype=np.float64)
+        self._out_length = ctypes.c_int64(0)
+        self._row_pointer = self._row.ctypes.data_as(ctypes.c_void_p)
+        self._out_pointer = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+
+    def __call__(self, row: list[float]) -> float:
+        self._row[:] = row
+        self._safe_call(
+            self._lib.LGBM_BoosterPredictForMatSingleRowFast(
+                self._config, self._row_pointer, ctypes.byref(self._out_length), self._out_pointer
+            )
+        )
+        return float(self._out[0])
+
+    def __del__(self) -> None:
+        config = getattr(self, "_config", None)
+        if config is not None and config.value is not None:
+            self._lib.LGBM_FastConfigFree(config)
+
 
 class BoosterModel:
     """LightGBM binary classifier."""
 
     def __init__(self, booster: lgb.Booster) -> None:
         self.booster = booster
+        self._single_row: _SingleRowPredictor | None = None
 
     def probability_up(self, x: npt.NDArray[np.float64]) -> Array:
         """P(up) for rows of features."""
         # One thread: API workers share the cores, and OpenMP's spinning threads cost more than they give on a row.
         return np.asarray(self.booster.predict(x, num_threads=1), dtype=np.float64)
+
+    def probability_up_one(self, row: list[float]) -> float:
+        """P(up) of one row of features (the value `probability_up` gives it), through LightGBM's single-row API."""
+        if self._single_row is None:
+            self._single_row = _SingleRowPredictor(self.booster, self.booster.num_feature())
+        return self._single_row(row)
 
     def to_text(self) -> str:
         """LightGBM's text format."""

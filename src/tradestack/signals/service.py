@@ -10,7 +10,6 @@ for an as-of day are computed once and kept in the cache.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 import platform
@@ -437,16 +436,27 @@ LAST_BOOKS: Slot[dict[str, tuple[str, list[list[float]]]]] = Slot("signals.last_
 
 
 def _book_arrays(bids: Sequence[Sequence[Any]], asks: Sequence[Sequence[Any]], levels: int, what: str) -> list[list[float]]:
+    """[bid prices, bid sizes, ask prices, ask sizes] of the first `levels` levels, checked (422 naming what is wrong)."""
     if len(bids) < levels or len(asks) < levels:
         raise ValidationFailedError(f"{what}: the model needs {levels} levels a side, got {len(bids)} bids and {len(asks)} asks")
     try:
-        columns = [[float(level[i]) for level in side[:levels]] for side in (bids, asks) for i in (0, 1)]
+        bid_price = [float(level[0]) for level in bids[:levels]]
+        bid_size = [float(level[1]) for level in bids[:levels]]
+        ask_price = [float(level[0]) for level in asks[:levels]]
+        ask_size = [float(level[1]) for level in asks[:levels]]
     except (TypeError, ValueError, IndexError):
         raise ValidationFailedError(f"{what}: every level must be [price, size] numbers") from None
-    bid_price, ask_price = columns[0], columns[2]
-    if not all(math.isfinite(v) and v > 0 for column in columns for v in column):
+    columns = [bid_price, bid_size, ask_price, ask_size]
+    # A NaN or an infinity makes the sum NaN or infinite; then the smallest value must be positive.
+    if not all(math.isfinite(sum(column)) and min(column) > 0 for column in columns):
         raise ValidationFailedError(f"{what}: prices and sizes must be positive finite numbers")
-    if any(a <= b for a, b in itertools.pairwise(bid_price)) or any(a >= b for a, b in itertools.pairwise(ask_price)):
+    # Strictly falling bids and rising asks: sorted that way, and no price twice.
+    if (
+        bid_price != sorted(bid_price, reverse=True)
+        or ask_price != sorted(ask_price)
+        or len(set(bid_price)) < levels
+        or len(set(ask_price)) < levels
+    ):
         raise ValidationFailedError(f"{what}: bids must fall and asks rise, best level first")
     if bid_price[0] >= ask_price[0]:
         raise ValidationFailedError(f"{what}: the book is crossed (best bid {bid_price[0]} >= best ask {ask_price[0]})")
@@ -550,6 +560,13 @@ class PredictorService:
 
         Predictions on the live book are recorded; those whose horizon has passed are judged first.
         """
+        return PredictionOut.model_validate(await self._predict(symbol, book, previous))
+
+    async def predict_json(self, symbol: str, book: BookIn | None = None, previous: BookIn | None = None) -> bytes:
+        """`predict`, as the JSON of a `PredictionOut` (what /predict answers, without building the model object)."""
+        return orjson.dumps(await self._predict(symbol, book, previous))
+
+    async def _predict(self, symbol: str, book: BookIn | None, previous: BookIn | None) -> dict[str, Any]:
         started = time.perf_counter()
         served = await self._loaded()
         outcomes = OutcomeService(self.runtime)
@@ -563,8 +580,9 @@ class PredictorService:
             cache_key = f"predict:{served.version}:{live['symbol']}:{book_ts}"
             cached = await self.runtime.cache.get(cache_key)
             if cached is not None:
-                answer = PredictionOut.model_validate_json(cached)
-                return self._answered(answer.model_copy(update={"cached": True}), served, started)
+                answer: dict[str, Any] = orjson.loads(cached)
+                answer["cached"] = True
+                return self._answered(answer, served, started)
             current = _book_arrays(live["bids"], live["asks"], served.levels, "live book")  # type: ignore[arg-type]
             symbol = str(live["symbol"])
             history = self.runtime.components.get_or_create(LAST_BOOKS, dict)
@@ -575,31 +593,33 @@ class PredictorService:
             current = _book_arrays(book.bids, book.asks, served.levels, "book")
             prior = _book_arrays(previous.bids, previous.asks, served.levels, "previous") if previous else None
             cache_key = None
-        row = np.array([predictor.features_of_snapshot(current, prior)])
-        p_up = float(served.model.probability_up(row)[0])
-        answer = PredictionOut(
-            symbol=symbol.upper(),
-            probability_up=p_up,
-            probability_down=1.0 - p_up,
-            direction="up" if p_up >= 0.5 else "down",
-            features=dict(zip(predictor.FEATURES, (float(v) for v in row[0]), strict=True)),
-            model_version=served.version,
-            model_type=type(served.model).__name__,
-            horizon_snapshots=served.horizon,
-            book_ts=book_ts,
-            cached=False,
-            latency_ms=0.0,
-        )
+        features = predictor.features_of_snapshot(current, prior)
+        p_up = served.model.probability_up_one(features)
+        # The fields of PredictionOut, in its order.
+        answer = {
+            "symbol": symbol.upper(),
+            "probability_up": p_up,
+            "probability_down": 1.0 - p_up,
+            "direction": "up" if p_up >= 0.5 else "down",
+            "features": dict(zip(predictor.FEATURES, features, strict=True)),
+            "model_version": served.version,
+            "model_type": type(served.model).__name__,
+            "horizon_snapshots": served.horizon,
+            "book_ts": book_ts,
+            "cached": False,
+            "latency_ms": 0.0,
+        }
         if cache_key is not None:
-            await self.runtime.cache.set(cache_key, answer.model_dump_json().encode(), PREDICT_CACHE_TTL_SECONDS)
+            await self.runtime.cache.set(cache_key, orjson.dumps(answer), PREDICT_CACHE_TTL_SECONDS)
             horizon = timedelta(seconds=served.horizon * self.runtime.settings.replay_tick_seconds)
             mid = (Decimal(str(live["bids"][0][0])) + Decimal(str(live["asks"][0][0]))) / 2  # type: ignore[index]
             due = self.runtime.clock.now() + horizon
-            await outcomes.record_prediction(served.version, answer.symbol, str(book_ts), mid, p_up >= 0.5, due)
+            await outcomes.record_prediction(served.version, answer["symbol"], str(book_ts), mid, p_up >= 0.5, due)
         return self._answered(answer, served, started)
 
-    def _answered(self, answer: PredictionOut, served: _LoadedPredictor, started: float) -> PredictionOut:
+    def _answered(self, answer: dict[str, Any], served: _LoadedPredictor, started: float) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
         PREDICTIONS.labels(model=served.version).inc()
         PREDICTION_LATENCY.observe(elapsed)
-        return answer.model_copy(update={"latency_ms": elapsed * 1000})
+        answer["latency_ms"] = elapsed * 1000
+        return answer

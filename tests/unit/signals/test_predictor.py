@@ -76,3 +76,18 @@ def test_one_snapshot_in_plain_python_equals_the_vectorised_features_exactly(boo
         current = [a[:, t].tolist() for a in (books.bid_price, books.bid_size, books.ask_price, books.ask_size)]
         previous = [a[:, t - 1].tolist() for a in (books.bid_price, books.bid_size, books.ask_price, books.ask_size)]
         assert predictor.features_of_snapshot(current, previous if t else None) == x[t].tolist()
+
+
+@pytest.mark.parametrize("kind", ["lightgbm", "logistic"])
+def test_one_row_gives_the_value_of_the_matrix_prediction_exactly(books: orderbook.Books, kind: str) -> None:
+    x = predictor.features(books)
+    y = predictor.labels(books, 10)
+    keep = ~np.isnan(y) & np.isfinite(x).all(axis=1)
+    fitted = predictor.fit_booster(x[keep], y[keep]) if kind == "lightgbm" else predictor.fit_logistic(x[keep], y[keep])
+    model = predictor.model_from_text(fitted.to_text())  # as /predict loads it from the registry
+    probe = x[keep][:300]
+    one = np.array([model.probability_up_one([float(v) for v in row]) for row in probe])
+    # What the API computed before: the model on a one-row matrix.
+    assert np.array_equal(one, np.array([model.probability_up(row[None, :])[0] for row in probe]))
+    if kind == "lightgbm":  # trees see each row alone: the batch gives the same values too
+        assert np.array_equal(one, model.probability_up(probe))
