@@ -84,6 +84,14 @@ class BollingerReversion(Strategy):
             ctx.submit(bar.symbol, OrderSide.SELL, held)
 
 
+class ParameterError(StrategyError):
+    """One named parameter is unknown or not of its type."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
 STRATEGIES: Mapping[str, type[Strategy]] = {cls.name: cls for cls in (SmaCross, BollingerReversion)}
 """The built-in strategies by name."""
 
@@ -91,7 +99,8 @@ STRATEGIES: Mapping[str, type[Strategy]] = {cls.name: cls for cls in (SmaCross, 
 def build(name: str, symbols: Sequence[str], params: Mapping[str, str]) -> Strategy:
     """The strategy `name` on `symbols` with parameters given as text (``fast=10``), typed by its constructor.
 
-    `StrategyError` naming the strategy, the parameter and the accepted ones when anything is wrong.
+    `StrategyError` naming the strategy, the parameter and the accepted ones when anything is wrong
+    (`ParameterError`, carrying the parameter's name, when one parameter is unknown or of the wrong type).
     """
     try:
         cls = STRATEGIES[name]
@@ -102,10 +111,10 @@ def build(name: str, symbols: Sequence[str], params: Mapping[str, str]) -> Strat
     values: dict[str, Any] = {}
     for key, text in params.items():
         if key not in accepted:
-            raise StrategyError(f"{name} has no parameter {key!r}; its parameters are {', '.join(accepted)}")
+            raise ParameterError(key, f"{name} has no parameter {key!r}; its parameters are {', '.join(accepted)}")
         kind = hints[key]
         try:
             values[key] = Decimal(text) if kind is Decimal else kind(text)
         except (ValueError, InvalidOperation):
-            raise StrategyError(f"{name} parameter {key}={text!r} is not a valid {kind.__name__}") from None
+            raise ParameterError(key, f"{name} parameter {key}={text!r} is not a valid {kind.__name__}") from None
     return cls(symbols, **values)

@@ -27,7 +27,7 @@ from tradestack.marketdata.service import MarketDataService
 from tradestack.models.backtests import BacktestRunRow
 from tradestack.models.strategies import StrategyDeploymentRow
 from tradestack.strategy.api import Strategy, StrategyError
-from tradestack.strategy.examples import STRATEGIES, build
+from tradestack.strategy.examples import STRATEGIES, ParameterError, build
 from tradestack.strategy.repository import BacktestRepository, DeploymentRepository
 from tradestack.strategy.schemas import (
     BacktestDetail,
@@ -133,16 +133,11 @@ def _checked_strategy(body: StrategyDeploy, symbols: list[str]) -> dict[str, str
         problem = f"strategy: unknown strategy {body.strategy!r}; use one of {', '.join(STRATEGIES)}"
         raise ValidationFailedError(problem, fields=[problem])
     params = {key: _text(value) for key, value in body.params.items()}
-    for key in params:
-        try:
-            build(body.strategy, symbols, {key: params[key]})
-        except StrategyError as exc:
-            if f"{key!r}" in str(exc) or f"{key}=" in str(exc):
-                problem = f"params.{key}: {exc}"
-                raise ValidationFailedError(problem, fields=[problem]) from None
-            # valid alone, refused with the defaults of the others: judged together below
     try:
         build(body.strategy, symbols, params)
+    except ParameterError as exc:
+        problem = f"params.{exc.parameter}: {exc}"
+        raise ValidationFailedError(problem, fields=[problem]) from None
     except StrategyError as exc:
         problem = f"params: {exc}"
         raise ValidationFailedError(problem, fields=[problem]) from None
@@ -271,6 +266,7 @@ class StrategyService:
         owner = None if principal.can(Permission.ACCOUNTS_READ_ALL) else principal.user_id
         async with self.runtime.database.read_session() as session:
             rows = await DeploymentRepository(session).list(owner, min(limit, MAX_PAGE))
+            session.expunge_all()  # read after the session ends
         return StrategyList(strategies=[await self._status(row) for row in rows])
 
     async def get(self, principal: Principal, deployment_id: str) -> StrategyOut:
@@ -297,6 +293,7 @@ class StrategyService:
     async def _visible(self, principal: Principal, deployment_id: str) -> StrategyDeploymentRow:
         async with self.runtime.database.read_session() as session:
             row = await DeploymentRepository(session).get(deployment_id)
+            session.expunge_all()
         if row is None or (row.owner_id != principal.user_id and not principal.can(Permission.ACCOUNTS_READ_ALL)):
             raise NotFoundError(f"no strategy {deployment_id}; GET /api/strategy lists yours")
         return row
@@ -335,7 +332,9 @@ class StrategyService:
     async def running(self) -> builtins.list[StrategyDeploymentRow]:
         """Deployments that should be running now."""
         async with self.runtime.database.read_session() as session:
-            return await DeploymentRepository(session).in_state(RUNNING)
+            rows = await DeploymentRepository(session).in_state(RUNNING)
+            session.expunge_all()
+            return rows
 
     async def state_of(self, deployment_id: str) -> str | None:
         async with self.runtime.database.read_session() as session:

@@ -835,13 +835,15 @@ class TradingService:
     async def effective_state(self, account_id: str) -> tuple[TradingState, str | None]:
         """The stricter of the global and the account's trading state, with the reason it was set."""
         async with self.runtime.database.read_session() as session:
-            rows = await TradingRepository(session).states(account_id)
+            rows = {
+                scope: (row.state, row.reason) for scope, row in (await TradingRepository(session).states(account_id)).items()
+            }
         order = (TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED)
         state, reason = TradingState.ACTIVE, None
-        for row in rows.values():
-            found = TradingState(row.state)
+        for stored, why in rows.values():
+            found = TradingState(stored)
             if order.index(found) > order.index(state):
-                state, reason = found, row.reason
+                state, reason = found, why
         return state, reason
 
     async def orders_with_prefix(self, account_id: str, prefix: str) -> list[tuple[Order, list[FillEvent]]]:
