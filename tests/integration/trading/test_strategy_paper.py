@@ -29,7 +29,7 @@ from tradestack.strategy.service import StrategyService
 from ..conftest import MakeUser, TestUser  # type: ignore[import-not-found]
 
 RISE_THEN_FALL = ["100", "100", "100", "100", "110", "120", "130", "90", "80", "70", "70"]
-"""Closes that make sma_cross(fast=2, slow=3) buy at the close of bar 5 and sell at the close of bar 7 (each bar
+"""Closes that make sma_cross(fast=2, slow=3) buy at the close of bar 4 and sell at the close of bar 7 (each bar
 closes when the next quote arrives)."""
 
 
@@ -112,24 +112,33 @@ async def test_a_deployed_strategy_trades_on_paper_and_reports_its_pnl(
     user = await make_user(Role.TRADER)
     account = await _account(client, user)
     deployed = await _deploy(client, user, account)
-    assert deployed["state"] == "running" and deployed["orders"] == 0
+    assert deployed["state"] == "running"
+    assert deployed["orders"] == 0
     await _started(runtime, deployed["id"])
 
-    await Quotes(runtime).walk(RISE_THEN_FALL)
+    quotes = Quotes(runtime)
+    await quotes.walk(RISE_THEN_FALL[:6])  # the 6th quote (120) closes bar 4: the fast SMA crosses above
+    await _until(client, user, deployed["id"], lambda s: s["fills"] == 1)
+    await quotes.walk(RISE_THEN_FALL[6:9])  # the 9th (80) closes bar 7: it crosses back below
     status = await _until(client, user, deployed["id"], lambda s: s["fills"] >= 2 and s["open_orders"] == 0)
+    await quotes.walk(RISE_THEN_FALL[9:])
 
     orders = await _orders(client, user, account)
     assert [(o["side"], o["status"], o["quantity"]) for o in orders] == [("buy", "filled", "0.01"), ("sell", "filled", "0.01")]
     prefix = deployed["order_prefix"]
     assert all(o["client_order_id"].startswith(prefix) for o in orders)
     bought, sold = (Decimal(o["average_fill_price"]) for o in orders)
-    # decided when the quote after the bar closed it (130, then 80): market orders fill at its ask, then its bid
-    assert bought == Decimal(131) and sold == Decimal(79)
+    # market orders decided when the quote after the bar closed it (120, then 80): filled at its ask, then its bid
+    assert bought == Decimal(121)
+    assert sold == Decimal(79)
     fees = Decimal(status["pnl"]["fees"])
     assert Decimal(status["pnl"]["realized"]) == (sold - bought) * Decimal("0.01")
     assert Decimal(status["pnl"]["total"]) == (sold - bought) * Decimal("0.01") - fees
-    assert status["positions"] == [] and status["orders"] == 2 and status["state"] == "running"
-    assert status["trading_state"] == "active" and status["last_error"] is None
+    assert status["positions"] == []
+    assert status["orders"] == 2
+    assert status["state"] == "running"
+    assert status["trading_state"] == "active"
+    assert status["last_error"] is None
 
     listed = (await client.get("/api/strategy", headers=user.headers)).json()["strategies"]
     assert [s["id"] for s in listed] == [deployed["id"]]
@@ -177,14 +186,17 @@ async def test_halt_stops_a_strategy_submitting_and_resume_lets_it_trade(
     response = await client.get(f"/api/strategy/{deployed['id']}", headers=user.headers)
     assert response.status_code == 200, response.text
     status = response.json()
-    assert status["orders"] == 0 and status["trading_state"] == "halted" and status["state"] == "running"
+    assert status["orders"] == 0
+    assert status["trading_state"] == "halted"
+    assert status["state"] == "running"
     assert await _orders(client, user, account) == []  # not even a denied one: it did not submit
 
     resumed = await client.post("/api/risk/resume", json={"scope": "global"}, headers=risk.headers)
     assert resumed.status_code == 200, resumed.text
     await quotes.walk(["70", "70", "90", "110", "130"])  # the bars seen while halted are its history: it buys
     status = await _until(client, user, deployed["id"], lambda s: s["fills"] >= 1)
-    assert status["orders"] == 1 and status["positions"][0]["quantity"] == "0.01"
+    assert status["orders"] == 1
+    assert status["positions"][0]["quantity"] == "0.01"
 
 
 class Exploding(Strategy):
@@ -207,7 +219,8 @@ async def test_a_strategy_that_keeps_failing_stops_itself_with_its_last_error(
 
     await Quotes(runtime).walk(["100"] * 6)
     status = await _until(client, user, deployed["id"], lambda s: s["state"] == "failed")
-    assert status["consecutive_errors"] == 3 and status["errors"] == 3
+    assert status["consecutive_errors"] == 3
+    assert status["errors"] == 3
     assert status["last_error"] == "RuntimeError: boom at bar 2"
     assert "3 errors in a row" in status["stop_reason"]
     runner = runtime.components[COMPONENT]
@@ -226,7 +239,8 @@ async def test_stop_is_audited_and_the_runner_lets_go(client: httpx.AsyncClient,
     await _started(runtime, deployed["id"])
     stopped = await client.post(f"/api/strategy/{deployed['id']}/stop", headers=user.headers)
     assert stopped.status_code == 200, stopped.text
-    assert stopped.json()["state"] == "stopped" and stopped.json()["stop_reason"] == f"stopped by {user.email}"
+    assert stopped.json()["state"] == "stopped"
+    assert stopped.json()["stop_reason"] == f"stopped by {user.email}"
     again = await client.post(f"/api/strategy/{deployed['id']}/stop", headers=user.headers)
     assert again.status_code == 409
     runner = runtime.components[COMPONENT]

@@ -103,7 +103,8 @@ async def test_a_deployed_strategy_survives_kill_9_without_duplicate_orders(tmp_
         filled = Decimal(order["filled_quantity"])
         held += filled if order["side"] == "buy" else -filled
         assert Decimal(0) <= held <= QUANTITY, orders
-    assert status["orders"] == len(orders) and status["state"] == "stopped"
+    assert status["orders"] == len(orders)
+    assert status["state"] == "stopped"
     assert status["fills"] >= len(after) - 1
     assert Decimal(status["positions"][0]["quantity"] if status["positions"] else 0) == held
     assert processes.errors() == []
