@@ -66,7 +66,7 @@ async def test_a_deployed_strategy_survives_kill_9_without_duplicate_orders(tmp_
     base = f"http://127.0.0.1:{port}"
     up_args = ["up", "--no-demo-data", "--port", str(port), "--data-dir", str(data_dir)]
     up = processes.start("up", up_args, env)
-    await wait_ready(base, up)
+    await wait_ready(base, up, timeout=180)  # a loaded CI machine starts `up` slowly
     headers, account = await trader_session(base, env, tmp_path, "1000000")
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
         body = {
@@ -83,7 +83,7 @@ async def test_a_deployed_strategy_survives_kill_9_without_duplicate_orders(tmp_
         before = await _until_orders(http, account, prefix, 2, 90)
         processes.kill(up)
         up = processes.start("up", up_args, env)
-        await wait_ready(base, up)
+        await wait_ready(base, up, timeout=180)  # a loaded CI machine starts `up` slowly
         after = await _until_orders(http, account, prefix, len(before) + 2, 90)
         stopped = await http.post(f"/api/strategy/{deployment}/stop")
         assert stopped.status_code == 200, stopped.text
