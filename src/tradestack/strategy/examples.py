@@ -117,4 +117,6 @@ def build(name: str, symbols: Sequence[str], params: Mapping[str, str]) -> Strat
             values[key] = Decimal(text) if kind is Decimal else kind(text)
         except (ValueError, InvalidOperation):
             raise ParameterError(key, f"{name} parameter {key}={text!r} is not a valid {kind.__name__}") from None
+        if kind in (Decimal, float) and not Decimal(str(values[key])).is_finite():
+            raise ParameterError(key, f"{name} parameter {key}={text!r} must be a finite number")
     return cls(symbols, **values)

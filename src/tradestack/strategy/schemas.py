@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -45,7 +45,7 @@ class StrategyDeploy(BaseModel):
     strategy: str = Field(min_length=1, max_length=64, description="Strategy name (sma_cross, bollinger).")
     account_id: str = Field(min_length=1, max_length=36, description="Your trading account it trades.")
     symbols: list[str] = Field(min_length=1, max_length=20, description="Symbols it trades and receives bars of.")
-    params: dict[str, str | int | float] = Field(
+    params: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=100)] | int | float] = Field(
         default_factory=dict, max_length=32, description='Constructor parameters by name, e.g. {"fast": 10}.'
     )
     bar_seconds: int = Field(default=60, ge=1, le=86_400, description="Bars are built from the quotes over this many seconds.")
