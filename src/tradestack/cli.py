@@ -141,7 +141,13 @@ def up(
     from tradestack.kit.secrets import secrets_dir, with_generated_secrets
 
     settings = load_settings(
-        host=host, port=port, data_dir=data_dir, workers=1, marketdata_in_process=True, engine_in_process=True
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        workers=1,
+        marketdata_in_process=True,
+        engine_in_process=True,
+        strategies_in_process=True,
     )
     if not _is_loopback(settings.host):
         err_console.print(
@@ -1435,6 +1441,23 @@ def serve_signals(
     configure_logging(settings.log_level, json=settings.log_json)
     with contextlib.suppress(KeyboardInterrupt):
         _run_runtime(settings, lambda runtime: run_signals(runtime, interval))
+
+
+# -- strategies on paper (issue 17) -------------------------------------------------------------------
+
+
+@serve_app.command("strategies")
+def serve_strategies() -> None:
+    """Run every strategy deployed with /api/strategy on paper: quotes from the Redis bus, orders through order entry."""
+    settings = load_settings()
+    if settings.redis_url is None:
+        raise _fail("serve strategies reads quotes on the Redis bus: set TRADESTACK_REDIS_URL (embedded mode runs them in `up`)")
+    from tradestack.kit.logging import configure_logging
+    from tradestack.strategy.runner import run_strategies
+
+    configure_logging(settings.log_level, json=settings.log_json)
+    with contextlib.suppress(KeyboardInterrupt):
+        _run_runtime(settings, run_strategies)
 
 
 def main() -> None:

@@ -32,6 +32,8 @@ from tradestack.ops.endpoints import router as ops_router
 from tradestack.ops.probes import start_probes
 from tradestack.signals import endpoints as signals_endpoints
 from tradestack.strategy.endpoints import backtests as backtests_router
+from tradestack.strategy.endpoints import strategies as strategies_router
+from tradestack.strategy.runner import start_strategies
 from tradestack.trading import endpoints as trading_endpoints
 from tradestack.trading.engine import start_engine
 
@@ -46,7 +48,14 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
         version=tradestack.__version__,
         lifespan=lifespan_for(
             runtime_factory or (lambda: Runtime.open(settings)),
-            on_start=[start_audit_chainer, start_market_data, start_engine, start_equity_recorder, start_probes],
+            on_start=[
+                start_audit_chainer,
+                start_market_data,
+                start_engine,
+                start_equity_recorder,
+                start_strategies,
+                start_probes,
+            ],
         ),
     )
     install_error_handlers(app)
@@ -69,6 +78,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     app.include_router(signals_endpoints.signals)
     app.include_router(signals_endpoints.models)
     app.include_router(backtests_router)
+    app.include_router(strategies_router)
     app.include_router(signals_endpoints.predict)
     app.include_router(ws_router)
     install_openapi(app)

@@ -282,6 +282,11 @@ class Settings(BaseSettings):
         "process that could (one worker, no Redis), and always for `tradestack up`; otherwise run "
         "`tradestack serve engine`, which takes orders from a Redis stream.",
     )
+    strategies_in_process: bool | None = Field(
+        default=None,
+        description="Run the deployed strategies (/api/strategy) inside the API process. Unset: where the engine "
+        "runs in process; otherwise run `tradestack serve strategies` (one per installation).",
+    )
     engine_shards: int = Field(
         default=1, ge=1, le=64, description="Accounts are split over this many engines (`serve engine --shard N`)."
     )
@@ -390,6 +395,13 @@ class Settings(BaseSettings):
         if self.engine_in_process is not None:
             return self.engine_in_process
         return self.workers == 1 and self.redis_url is None
+
+    @property
+    def effective_strategies_in_process(self) -> bool:
+        """Whether this API process runs the deployed strategies (see `strategies_in_process`)."""
+        if self.strategies_in_process is not None:
+            return self.strategies_in_process
+        return self.effective_engine_in_process
 
     @property
     def effective_database_url(self) -> str:

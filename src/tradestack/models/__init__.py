@@ -8,6 +8,7 @@ from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, User
 from tradestack.models.instance import Instance
 from tradestack.models.marketdata import BarRow, InstrumentRow
 from tradestack.models.signals import SignalModelRow, SignalOutcomeRow
+from tradestack.models.strategies import StrategyDeploymentRow
 from tradestack.models.trading import OrderEventRow, OrderRow, RiskLimitsRow, TradingStateRow
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "RiskLimitsRow",
     "SignalModelRow",
     "SignalOutcomeRow",
+    "StrategyDeploymentRow",
     "TradingAccount",
     "TradingStateRow",
     "User",

@@ -170,6 +170,14 @@ class TopKRebalancer(Strategy):
         self.rebalances += 1
 
 
+class ParameterError(StrategyError):
+    """One named parameter is unknown or not of its type."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
 STRATEGIES: Mapping[str, type[Strategy]] = {cls.name: cls for cls in (SmaCross, BollingerReversion, TopKRebalancer)}
 """The built-in strategies by name."""
 
@@ -180,7 +188,8 @@ def build(name: str, symbols: Sequence[str], params: Mapping[str, str], *, score
     """The strategy `name` on `symbols` with parameters given as text (``fast=10``), typed by its constructor.
 
     `scores` is handed to a strategy that reads a model's scores (`needs_scores`). `StrategyError`
-    naming the strategy, the parameter and the accepted ones when anything is wrong.
+    naming the strategy, the parameter and the accepted ones when anything is wrong (`ParameterError`,
+    carrying the parameter's name, when one parameter is unknown or of the wrong type).
     """
     try:
         cls = STRATEGIES[name]
@@ -191,12 +200,14 @@ def build(name: str, symbols: Sequence[str], params: Mapping[str, str], *, score
     values: dict[str, Any] = {}
     for key, text in params.items():
         if key not in accepted:
-            raise StrategyError(f"{name} has no parameter {key!r}; its parameters are {', '.join(accepted)}")
+            raise ParameterError(key, f"{name} has no parameter {key!r}; its parameters are {', '.join(accepted)}")
         kind = hints[key]
         try:
             values[key] = Decimal(text) if kind is Decimal else kind(text)
         except (ValueError, InvalidOperation):
-            raise StrategyError(f"{name} parameter {key}={text!r} is not a valid {kind.__name__}") from None
+            raise ParameterError(key, f"{name} parameter {key}={text!r} is not a valid {kind.__name__}") from None
+        if kind in (Decimal, float) and not Decimal(str(values[key])).is_finite():
+            raise ParameterError(key, f"{name} parameter {key}={text!r} must be a finite number")
     if needs_scores(cls):
         values["scores"] = scores
     return cls(symbols, **values)

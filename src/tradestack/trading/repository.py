@@ -175,6 +175,28 @@ class TradingRepository:
         await self.session.execute(insert(OrderRow), projections)
         await self.session.execute(insert(OrderEventRow), events)
 
+    async def with_client_prefix(self, account_id: str, prefix: str) -> list[tuple[OrderRow, list[OrderEvent]]]:
+        """The account's orders whose client order id starts with `prefix` (a strategy's), oldest first, with their events."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = list(
+            await self.session.scalars(
+                select(OrderRow)
+                .where(OrderRow.account_id == account_id, OrderRow.client_order_id.like(pattern, escape="\\"))
+                .order_by(OrderRow.created_at, OrderRow.id)
+            )
+        )
+        if not rows:
+            return []
+        payloads = await self.session.execute(
+            select(OrderEventRow.order_id, OrderEventRow.payload)
+            .where(OrderEventRow.order_id.in_([row.id for row in rows]))
+            .order_by(OrderEventRow.order_id, OrderEventRow.seq)
+        )
+        events: dict[str, list[OrderEvent]] = {}
+        for order_id, payload in payloads:
+            events.setdefault(order_id, []).append(event_from_dict(orjson.loads(payload)))
+        return [(row, events.get(row.id, [])) for row in rows]
+
     async def order_times_since(self, account_id: str, since: datetime) -> list[datetime]:
         """When the account's orders submitted at or after `since` were created, oldest first."""
         query = select(OrderRow.created_at).where(OrderRow.account_id == account_id, OrderRow.created_at >= since)

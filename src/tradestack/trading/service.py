@@ -31,6 +31,7 @@ from tradestack.domain.instruments import Instrument
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import FeeModel
 from tradestack.domain.orders import (
+    FillEvent,
     InvalidTransition,
     Order,
     OrderAccepted,
@@ -829,6 +830,26 @@ class TradingService:
             updated_by=principal.user_id,
             canceled_orders=len(canceled),
         )
+
+    async def effective_state(self, account_id: str) -> tuple[TradingState, str | None]:
+        """The stricter of the global and the account's trading state, with the reason it was set."""
+        async with self.runtime.database.read_session() as session:
+            rows = {
+                scope: (row.state, row.reason) for scope, row in (await TradingRepository(session).states(account_id)).items()
+            }
+        order = (TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED)
+        state, reason = TradingState.ACTIVE, None
+        for stored, why in rows.values():
+            found = TradingState(stored)
+            if order.index(found) > order.index(state):
+                state, reason = found, why
+        return state, reason
+
+    async def orders_with_prefix(self, account_id: str, prefix: str) -> list[tuple[Order, list[FillEvent]]]:
+        """The account's orders whose client order id starts with `prefix` (oldest first), each with its fills."""
+        async with self.runtime.database.read_session() as session:
+            found = await TradingRepository(session).with_client_prefix(account_id, prefix)
+        return [(Order.from_events(events), [e for e in events if isinstance(e, FillEvent)]) for _, events in found if events]
 
     async def states(self) -> list[TradingStateOut]:
         async with self.runtime.database.read_session() as session:

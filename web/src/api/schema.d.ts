@@ -814,6 +814,58 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  "/api/strategy": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Your deployed strategies, newest first, with their status */
+    get: operations["list_strategies_api_strategy_get"];
+    put?: never;
+    /** Deploy a strategy on paper on one of your accounts */
+    post: operations["deploy_strategy_api_strategy_post"];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  "/api/strategy/{deployment_id}": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** A deployed strategy: state, last error, orders, positions and P&L from its own fills */
+    get: operations["get_strategy_api_strategy__deployment_id__get"];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  "/api/strategy/{deployment_id}/stop": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Stop a running strategy (its working orders stay) */
+    post: operations["stop_strategy_api_strategy__deployment_id__stop_post"];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   "/api/trading/signals": {
     parameters: {
       query?: never;
@@ -2720,6 +2772,181 @@ export interface components {
        * @example AAPL
        */
       symbol: string;
+    };
+    /**
+     * StrategyDeploy
+     * @description Deploy a named strategy with its parameters on one of your accounts (paper).
+     */
+    StrategyDeploy: {
+      /**
+       * Account Id
+       * @description Your trading account it trades.
+       */
+      account_id: string;
+      /**
+       * Bar Seconds
+       * @description Bars are built from the quotes over this many seconds.
+       * @default 60
+       */
+      bar_seconds: number;
+      /**
+       * Max Errors
+       * @description It stops itself after this many errors in a row.
+       * @default 5
+       */
+      max_errors: number;
+      /**
+       * Params
+       * @description Constructor parameters by name, e.g. {"fast": 10}.
+       */
+      params?: {
+        [key: string]: string | number;
+      };
+      /**
+       * Strategy
+       * @description Strategy name (sma_cross, bollinger).
+       */
+      strategy: string;
+      /**
+       * Symbols
+       * @description Symbols it trades and receives bars of.
+       */
+      symbols: string[];
+    };
+    /**
+     * StrategyList
+     * @description Deployments, newest first.
+     */
+    StrategyList: {
+      /** Strategies */
+      strategies: components["schemas"]["StrategyOut"][];
+    };
+    /**
+     * StrategyOut
+     * @description A deployment and how it is doing.
+     */
+    StrategyOut: {
+      /** Account Id */
+      account_id: string;
+      /** Bar Seconds */
+      bar_seconds: number;
+      /** Consecutive Errors */
+      consecutive_errors: number;
+      /**
+       * Created At
+       * Format: date-time
+       */
+      created_at: string;
+      /** Errors */
+      errors: number;
+      /**
+       * Fills
+       * @default 0
+       */
+      fills: number;
+      /** Id */
+      id: string;
+      /** Last Error */
+      last_error: string | null;
+      /** Last Error At */
+      last_error_at: string | null;
+      /** Max Errors */
+      max_errors: number;
+      /**
+       * Open Orders
+       * @default 0
+       */
+      open_orders: number;
+      /**
+       * Order Prefix
+       * @description Its orders' client order ids start with this.
+       */
+      order_prefix: string;
+      /**
+       * Orders
+       * @default 0
+       */
+      orders: number;
+      /** Owner Id */
+      owner_id: string;
+      /** Params */
+      params: {
+        [key: string]: string;
+      };
+      pnl?: components["schemas"]["StrategyPnl"] | null;
+      /** Positions */
+      positions?: components["schemas"]["StrategyPosition"][];
+      /**
+       * State
+       * @description running, stopped (by a user) or failed (stopped itself after repeated errors).
+       */
+      state: string;
+      /** Stop Reason */
+      stop_reason: string | null;
+      /** Stopped At */
+      stopped_at: string | null;
+      /** Strategy */
+      strategy: string;
+      /** Symbols */
+      symbols: string[];
+      /**
+       * Trading State
+       * @description The kill switch as it applies to its account now: active, reducing or halted.
+       */
+      trading_state?: string | null;
+      /**
+       * Updated At
+       * Format: date-time
+       */
+      updated_at: string;
+    };
+    /**
+     * StrategyPnl
+     * @description P&L attributed to the strategy from its own fills (quote currency of its instruments).
+     */
+    StrategyPnl: {
+      /** Fees */
+      fees: string;
+      /** Realized */
+      realized: string;
+      /**
+       * Total
+       * @description realized + unrealized - fees; null when unrealized is unknown.
+       */
+      total: string | null;
+      /**
+       * Unrealized
+       * @description Null when a held symbol has no mark.
+       */
+      unrealized: string | null;
+    };
+    /**
+     * StrategyPosition
+     * @description A position the strategy's own fills hold, at cost and at the mark.
+     */
+    StrategyPosition: {
+      /**
+       * Cost
+       * @description Cost basis, quote currency (decimal string).
+       */
+      cost: string;
+      /**
+       * Mark
+       * @description Current mark (last, else mid of a sane quote), or null when none.
+       */
+      mark: string | null;
+      /**
+       * Quantity
+       * @description Signed units (decimal string).
+       */
+      quantity: string;
+      /** Symbol */
+      symbol: string;
+      /**
+       * Unrealized Pnl
+       * @description Value at the mark less the cost; null without a mark.
+       */
+      unrealized_pnl: string | null;
     };
     /**
      * TemporaryPassword
@@ -7302,6 +7529,375 @@ export interface operations {
       };
       /** @description Not found, or not yours */
       404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+    };
+  };
+  list_strategies_api_strategy_get: {
+    parameters: {
+      query?: {
+        limit?: number;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Successful Response */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["StrategyList"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not found, or not yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Validation Error */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+    };
+  };
+  deploy_strategy_api_strategy_post: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        "application/json": components["schemas"]["StrategyDeploy"];
+      };
+    };
+    responses: {
+      /** @description Successful Response */
+      201: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["StrategyOut"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description No such account of yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Request body too large */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Unknown strategy or symbol, or bad parameters (the field is named) */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+    };
+  };
+  get_strategy_api_strategy__deployment_id__get: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        deployment_id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Successful Response */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["StrategyOut"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description No such strategy of yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Validation Error */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Rate limited: see Retry-After */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description A backend is unreachable or the server is not ready: retry after Retry-After */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+    };
+  };
+  stop_strategy_api_strategy__deployment_id__stop_post: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        deployment_id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Successful Response */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["StrategyOut"];
+        };
+      };
+      /** @description Bad request (e.g. a Host header this server does not serve) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Not signed in, or the credentials are invalid or expired */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Signed in, but without the permission this needs */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description No such strategy of yours */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description It is not running */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error"];
+        };
+      };
+      /** @description Validation Error */
+      422: {
         headers: {
           [name: string]: unknown;
         };
