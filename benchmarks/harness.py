@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import shutil
 import signal
@@ -38,10 +39,18 @@ class LoadResult:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free loopback port: any, or one in BENCH_PORTS (``first-last``) when set (a shared machine's share)."""
+    span = os.environ.get("BENCH_PORTS")
+    first, last = (int(part) for part in span.split("-", 1)) if span else (0, 0)
+    for candidate in random.sample(range(first, last + 1), last - first + 1) if span else [0]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            port: int = sock.getsockname()[1]
+            return port
+    raise RuntimeError(f"no free port in BENCH_PORTS={span}")
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
