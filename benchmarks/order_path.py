@@ -783,6 +783,7 @@ def in_process_profile(orders: int) -> None:
     from tradestack.marketdata.service import MarketDataService
     from tradestack.trading import service as trading_service
     from tradestack.trading.commands import RedisCommands
+    from tradestack.trading.desk import OrderDesk
     from tradestack.trading.repository import TradingRepository
     from tradestack.trading.service import TradingService
 
@@ -795,19 +796,18 @@ def in_process_profile(orders: int) -> None:
         (1, TradingService, "submit", "TradingService.submit"),
         (2, TradingService, "_instrument", "instrument catalogue (cached in process)"),
         (2, MarketDataService, "snapshot", "quotes: Redis MGET"),
-        (2, TradingService, "_submit_once", "order transaction, BEGIN .. COMMIT"),
-        (3, BooksService, "lock", "SELECT account FOR UPDATE"),
-        (3, TradingRepository, "by_client_order_id", "SELECT order by client_order_id"),
-        (3, TradingService, "_check", "risk check"),
-        (4, TradingService, "limits_of", "SELECT risk_limits"),
-        (4, TradingService, "risk_state", "risk state"),
-        (5, JournalRepository, "balance_lines", "SELECT balances"),
-        (5, TradingRepository, "open_orders", "SELECT open orders (ORM rows)"),
-        (5, JournalRepository, "realized_since", "SELECT realized P&L today"),
-        (5, TradingRepository, "orders_since", "SELECT count of orders, last minute"),
+        (2, OrderDesk, "submit", "order desk: queued, decided, group committed"),
+        (3, OrderDesk, "_group", "group transaction, BEGIN .. COMMIT"),
+        (4, BooksService, "lock_many", "UPDATE accounts (lock in id order, bump version)"),
+        (4, OrderDesk, "_refresh", "kept state: states, reload of stale accounts"),
+        (5, JournalRepository, "balance_lines", "SELECT balances (stale accounts)"),
+        (5, TradingRepository, "open_orders", "SELECT open orders (stale accounts)"),
+        (5, JournalRepository, "realized_since_of", "SELECT realized P&L today (stale accounts)"),
+        (5, TradingRepository, "order_times_since", "SELECT order times, last minute (stale accounts)"),
         (5, TradingRepository, "states", "SELECT trading states"),
-        (3, TradingRepository, "create", "INSERT order, flush, INSERT 2 events"),
-        (3, AuditService, "stage", "audit: INSERT into the outbox"),
+        (4, TradingRepository, "by_client_order_ids", "SELECT orders by client_order_id (the group)"),
+        (4, TradingRepository, "create_many", "INSERT orders, INSERT events (multi-row)"),
+        (4, AuditService, "stage_many", "audit: INSERT into the outbox (multi-row)"),
         (2, TradingService, "_after", "after the commit"),
         (4, AuditService, "_drain", "drain transaction(s), BEGIN .. COMMIT"),
         (3, AuditService, "record", "audit append, own transaction"),

@@ -35,19 +35,18 @@ import os
 import statistics
 import sys
 import time
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(__file__))
-from backtest import CAPITAL, FEE_BPS, INSTRUMENT, synthetic_series  # noqa: E402
+from backtest import CAPITAL, FEE_BPS, INSTRUMENT, synthetic_series
 
-from tradestack.backtest import sweep  # noqa: E402
-from tradestack.backtest.data import BarSeries  # noqa: E402
-from tradestack.backtest.engine import BacktestConfig  # noqa: E402
-from tradestack.domain.matching import FeeModel  # noqa: E402
+from tradestack.backtest import sweep
+from tradestack.backtest.data import BarSeries
+from tradestack.backtest.engine import BacktestConfig
+from tradestack.domain.matching import FeeModel
 
 FAST = [str(v) for v in range(5, 55, 5)]
 SLOW = [str(v) for v in range(60, 160, 10)]

@@ -57,6 +57,7 @@ from tradestack.kit.metrics import (
     AUDIT_OUTBOX_BACKLOG,
     AUDIT_OUTBOX_OLDEST_AGE,
 )
+from tradestack.kit.outages import is_lock_timeout
 from tradestack.kit.runtime import Runtime, Slot
 from tradestack.models.audit import AuditEntry, AuditPersonal
 
@@ -481,7 +482,7 @@ class AuditService:
         except IntegrityError:
             return False  # another chainer created the lease row at the same moment; try again next time
         except DBAPIError as exc:
-            if _is_lock_timeout(exc):
+            if is_lock_timeout(exc):
                 return False  # the leader is in the middle of a batch: it holds the lease
             raise
 
@@ -617,10 +618,6 @@ class AuditService:
             )
             # Inside the session: leaving it rolls back, which expires the loaded rows.
             return [to_record(entry, personal) for entry, personal in entries]
-
-
-def _is_lock_timeout(exc: DBAPIError) -> bool:
-    return getattr(exc.orig, "sqlstate", None) == "55P03" or "lock timeout" in str(exc.orig).lower()
 
 
 # --- the chainer ---------------------------------------------------------------------------------

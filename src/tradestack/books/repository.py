@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, localcontext
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,30 +72,37 @@ class JournalRepository:
             if quantity is not None:
                 row.quantity = (row.quantity or Decimal(0)) + quantity
 
-    async def balance_lines(self, account_id: str | None = None) -> list[tuple[str, BalanceLine]]:
-        """(account id, running balance) of `account_id`, or of every account when None."""
+    async def balance_lines(self, account_id: str | Sequence[str] | None = None) -> list[tuple[str, BalanceLine]]:
+        """(account id, running balance) of `account_id` (one id or several), or of every account when None."""
         query = select(
             BalanceRow.account_id, BalanceRow.ledger_account, BalanceRow.currency, BalanceRow.amount, BalanceRow.quantity
         )
-        if account_id is not None:
+        if isinstance(account_id, str):
             query = query.where(BalanceRow.account_id == account_id)
+        elif account_id is not None:
+            query = query.where(BalanceRow.account_id.in_(account_id))
         rows = await self._session.execute(query)
         return [(owner, BalanceLine(name, currency, amount, quantity)) for owner, name, currency, amount, quantity in rows]
 
     async def realized_since(self, account_id: str, since: datetime) -> dict[str, Decimal]:
         """Realized P&L per currency booked since `since`, gains positive (the journal keeps them as credits)."""
+        return (await self.realized_since_of([account_id], since)).get(account_id, {})
+
+    async def realized_since_of(self, account_ids: Sequence[str], since: datetime) -> dict[str, dict[str, Decimal]]:
+        """`realized_since` of several accounts, by account id (accounts with none absent), in one query."""
         rows = await self._session.execute(
-            select(PostingRow.currency, PostingRow.amount)
+            select(JournalEntryRow.account_id, PostingRow.currency, PostingRow.amount)
             .join(JournalEntryRow, JournalEntryRow.id == PostingRow.entry_id)
             .where(
-                JournalEntryRow.account_id == account_id,
+                JournalEntryRow.account_id.in_(account_ids),
                 JournalEntryRow.ts >= since,
                 PostingRow.account.like("realized_pnl:%"),
             )
         )
-        totals: dict[str, Decimal] = {}
-        for currency, amount in rows:
-            totals[currency] = totals.get(currency, Decimal(0)) - amount
+        totals: dict[str, dict[str, Decimal]] = {}
+        for account_id, currency, amount in rows:
+            of_account = totals.setdefault(account_id, {})
+            of_account[currency] = of_account.get(currency, Decimal(0)) - amount
         return totals
 
     async def add_fill(self, account_id: str, symbol: str, side: str, fill: FillEvent) -> None:
@@ -191,12 +198,36 @@ class AccountRepository(Repository):
         return await self.session.get(TradingAccount, account_id)
 
     async def lock(self, account_id: str) -> TradingAccount | None:
-        """The account, locked until the transaction ends (PostgreSQL ``FOR UPDATE``); None when unknown."""
-        query = select(TradingAccount).where(TradingAccount.id == account_id)
+        """The account, locked until the transaction ends, its `books_version` bumped; None when unknown."""
+        return (await self.lock_many([account_id])).get(account_id)
+
+    async def lock_many(self, account_ids: Sequence[str]) -> dict[str, TradingAccount]:
+        """The accounts by id (unknown ones absent), locked until the transaction ends, each `books_version` bumped.
+
+        One statement. On PostgreSQL the rows are locked in id order (``FOR UPDATE`` in a CTE), so
+        two transactions locking overlapping sets wait for each other instead of deadlocking; the
+        bump is what tells an order desk that someone else wrote the books since it last did.
+        """
+        if not account_ids:
+            return {}
+        bump = {"books_version": TradingAccount.books_version + 1}
         bind = self.session.bind
         if bind is not None and bind.dialect.name == "postgresql":
-            query = query.with_for_update()
-        return (await self.session.execute(query)).scalar_one_or_none()
+            locked = (
+                select(TradingAccount.id)
+                .where(TradingAccount.id.in_(sorted(set(account_ids))))
+                .order_by(TradingAccount.id)
+                .with_for_update()
+                .cte("locked")
+            )
+            statement = update(TradingAccount).where(TradingAccount.id == locked.c.id).values(bump)
+        else:
+            statement = update(TradingAccount).where(TradingAccount.id.in_(account_ids)).values(bump)
+        rows = await self.session.scalars(
+            statement.returning(TradingAccount),
+            execution_options={"synchronize_session": False, "populate_existing": True},
+        )
+        return {row.id: row for row in rows}
 
     async def of_owner(self, owner_id: str) -> list[TradingAccount]:
         """The accounts `owner_id` owns, oldest first."""

@@ -66,6 +66,23 @@ def unavailable_backend(exc: BaseException) -> Backend | None:
     return None
 
 
+def is_lock_timeout(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is PostgreSQL's lock timeout (SQLSTATE 55P03): a statement waited longer
+    than ``lock_timeout`` for a row another transaction holds. Expected under contention: the answer is 503."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if getattr(current, "sqlstate", None) == "55P03":
+            return True
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and (
+            getattr(current.orig, "sqlstate", None) == "55P03" or "lock timeout" in str(current.orig).lower()
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def count_outage(backend: Backend, operation: str, exc: BaseException) -> None:
     """Count (and log once per call) that `operation` ran degraded because `backend` is away."""
     BACKEND_UNAVAILABLE.labels(backend=backend, operation=operation).inc()

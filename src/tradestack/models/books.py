@@ -35,6 +35,13 @@ class TradingAccount(Base):
         "multi_currency: balances in other currencies may go negative (margin), valued in the base currency.",
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), doc="When the account was opened (UTC).")
+    books_version: Mapped[int] = mapped_column(
+        BigInteger,
+        default=0,
+        server_default="0",
+        doc="Bumped by every transaction that locks the account's books to write them (`BooksService.lock`): an "
+        "order desk keeps the account's risk state while this is the number it last wrote.",
+    )
 
 
 class FillRow(Base):

@@ -1,24 +1,29 @@
-"""The order desk of the embedded mode: the single writer that decides new orders, in memory, and commits them in groups.
+"""The order desk: the single writer of new orders in each process, deciding them in memory and committing them in groups.
 
-On SQLite this process is the only writer, and every writer of trading books holds one lock
-(`trading.repository.sqlite_writer_lock`). Without the desk each order took that lock for a whole
-transaction of a dozen statements (the account, its balances, its open orders, limits, states,
-the order-rate count, the inserts, the audit outbox). The desk instead:
+Both stacks decide new orders here (one desk per process: the embedded app, each API worker on
+PostgreSQL). Without the desk each order took its account's lock for a whole transaction of a
+dozen statements (the account, its balances, its open orders, limits, states, the order-rate
+count, the insert, the audit outbox). The desk instead:
 
-1. takes every submit that is waiting (up to `BATCH`) from its queue, and the lock once for all;
-2. decides each one in order (the account's owner, idempotency, the instrument's and the session's
-   rules, then the risk checks), against what it keeps of each account in memory - its profile, its
-   books (`AccountBooks`), its open orders (`OpenOrders`), limits, trading state and the times of
-   its orders in the last minute - loaded from the database the first time and updated as it
-   accepts orders; idempotency on (account, client_order_id) is checked in the database and among
-   the group;
-3. writes the group in one transaction with multi-row statements (orders, order events, audit
+1. takes every submit that is waiting (up to `BATCH`) from its queue;
+2. locks the group's accounts once, in one statement (`BooksService.lock_many`: id order, so two
+   desks cannot deadlock; on SQLite also the process's writer lock), which bumps each account's
+   books version. Every writer of an account's books takes the same lock and bump (fills, cancels,
+   replaces, conversions, limits, halts), so a version one above the one the desk last wrote means
+   nobody else wrote since and what it keeps of the account is still true; otherwise it reloads
+   the account, all the group's stale accounts together (five statements whatever their number);
+3. decides each command in order (the account's owner, idempotency - one query for the group's
+   client order ids - the instrument's and the session's rules, then the risk checks) against
+   what it keeps of each account: its profile, books (`AccountBooks`), open orders
+   (`OpenOrders`), limits, trading state and the times of its orders in the last minute, updated
+   as it accepts orders; the global trading state is read once per group;
+4. writes the group in one transaction with multi-row statements (orders, order events, audit
    outbox) and commits; only then is each caller answered (acknowledged means durable).
 
-What it keeps is dropped whenever any other writer of the books has ended a transaction since it
-read it (a fill, a cancel, a replace, a conversion, new limits, a halt: `books_writes` changes), so a
-decision never uses stale books; the same happens after a failed group, whose commands are then
-decided again one by one, each in its own transaction, so one bad command cannot fail the others.
+What it kept of the group's accounts is dropped after a failed group, whose commands are then
+decided again one by one, each in its own transaction, so one bad command cannot fail the others;
+except a lock timeout (PostgreSQL SQLSTATE 55P03: another transaction held an account's books
+longer than ``lock_timeout``), which answers the whole group 503 with ``Retry-After`` at once.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -36,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.audit.service import AuditService
 from tradestack.books.service import BooksService, start_of_day
-from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
+from tradestack.core.errors import ConflictError, NotFoundError, ServiceUnavailableError, ValidationFailedError
 from tradestack.domain.books import AccountBooks, AccountProfile
 from tradestack.domain.instruments import Instrument
 from tradestack.domain.matching import FeeModel
@@ -47,10 +52,10 @@ from tradestack.domain.riskstate import OpenOrder, OpenOrders, account_risk_stat
 from tradestack.domain.snapshot import MarketSnapshot
 from tradestack.identity.service import Caller, Principal
 from tradestack.kit.logging import get_logger
+from tradestack.kit.outages import RETRY_AFTER_SECONDS, is_lock_timeout
 from tradestack.kit.runtime import Runtime, Slot
-from tradestack.marketdata.service import MarketDataService
 from tradestack.trading.prices import missing_fx
-from tradestack.trading.repository import GLOBAL_SCOPE, TradingRepository, books_writes, sqlite_writer_lock
+from tradestack.trading.repository import GLOBAL_SCOPE, TradingRepository, sqlite_writer_lock
 from tradestack.trading.schemas import OrderOut
 
 log = get_logger(__name__)
@@ -85,6 +90,7 @@ class _Account:
     """What the desk keeps of one account between its decisions."""
 
     profile: AccountProfile
+    version: int
     books: AccountBooks
     day: date
     open: OpenOrders
@@ -132,8 +138,6 @@ class OrderDesk:
         self._open_order_of_row = open_order_of_row
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._accounts: dict[str, _Account] = {}
-        self._global: TradingState | None = None
-        self._read_at = -1
         self._task: asyncio.Task[None] | None = None
         self._audit = AuditService(runtime.database, runtime.clock)
 
@@ -166,6 +170,12 @@ class OrderDesk:
                         pending.future.cancel()
                 raise
             except Exception as exc:  # noqa: BLE001 - decided again one by one: one bad command must not fail the others
+                busy = _lock_timeout(exc)
+                if busy is not None:
+                    for pending in group:
+                        if not pending.future.done():
+                            pending.future.set_exception(busy)
+                    continue
                 log.warning("order group failed; deciding its orders one by one", orders=len(group), error=repr(exc))
                 for pending in group:
                     if pending.future.done():
@@ -174,25 +184,34 @@ class OrderDesk:
                         await self._group([pending])
                     except Exception as single:  # noqa: BLE001 - handed to its caller
                         if not pending.future.done():
-                            pending.future.set_exception(single)
+                            pending.future.set_exception(_lock_timeout(single) or single)
 
     async def _group(self, group: list[_Pending]) -> None:
         outcomes: list[tuple[_Pending, Decided | BaseException]] = []
-        async with sqlite_writer_lock():
-            if books_writes() != self._read_at:
-                self._forget()
+        account_ids = sorted({pending.command.request.account_id for pending in group})
+        async with self._writer():
             try:
                 async with self.runtime.database.session() as session:
+                    repo = TradingRepository(session)
+                    locked = await BooksService(session, self.runtime.clock).lock_many(account_ids)
+                    global_state = await self._refresh(session, locked, group)
+                    keys = [(p.command.request.account_id, p.command.request.client_order_id) for p in group]
+                    stored = await repo.by_client_order_ids([key for key in keys if key[0] in locked])
                     created: list[tuple[Order, list[OrderEvent], str]] = []
-                    taken: dict[tuple[str, str], Decided] = {}
+                    taken: dict[tuple[str, str], tuple[Decided, str]] = {
+                        key: (Decided(OrderOut.of_row(row), None, False), row.fingerprint) for key, row in stored.items()
+                    }
+                    staged: list[dict[str, Any]] = []
                     for pending in group:
                         try:
-                            outcomes.append((pending, await self._decide(session, pending.command, created, taken)))
+                            decided = self._decide(pending.command, global_state, created, taken, staged)
+                            outcomes.append((pending, decided))
                         except (ValidationFailedError, ConflictError, NotFoundError) as refused:
                             outcomes.append((pending, refused))
-                    await TradingRepository(session).create_many([(o, e, f) for o, e, f in created])
+                    await repo.create_many([(o, e, f) for o, e, f in created])
+                    await self._audit.stage_many(session, staged)
             except BaseException:
-                self._forget()  # what it kept assumed this group would commit
+                self._forget(account_ids)  # what it kept assumed this group would commit
                 raise
         for pending, outcome in outcomes:
             if pending.future.done():
@@ -202,37 +221,79 @@ class OrderDesk:
             else:
                 pending.future.set_result(outcome)
 
-    def _forget(self) -> None:
-        self._accounts.clear()
-        self._global = None
-        self._read_at = books_writes()
+    def _writer(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """On SQLite every writer of trading books also holds the process's writer lock (the database has one writer)."""
+        return sqlite_writer_lock() if self.runtime.database.dialect == "sqlite" else contextlib.nullcontext()
+
+    def _forget(self, account_ids: Sequence[str]) -> None:
+        for account_id in account_ids:
+            self._accounts.pop(account_id, None)
+
+    # -- what it keeps -------------------------------------------------------------------------------
+
+    async def _refresh(
+        self, session: AsyncSession, locked: dict[str, tuple[AccountProfile, int]], group: list[_Pending]
+    ) -> TradingState:
+        """Reload the locked accounts someone else wrote since (all in one go), note the versions this group writes,
+        and return the global trading state."""
+        now = self.runtime.clock.now()
+        stale: list[AccountProfile] = []
+        for account_id, (profile, version) in locked.items():
+            kept = self._accounts.get(account_id)
+            if kept is None or kept.version != version - 1 or kept.day != now.date():
+                self._accounts.pop(account_id, None)
+                stale.append(profile)
+            else:
+                kept.version = version
+        repo = TradingRepository(session)
+        states = await repo.states([profile.id for profile in stale])
+        global_row = states.get(GLOBAL_SCOPE)
+        if not stale:
+            return TradingState(global_row.state) if global_row else TradingState.ACTIVE
+        ids = [profile.id for profile in stale]
+        limit_rows = await repo.limits_of(ids)
+        open_rows: dict[str, list[Any]] = {account_id: [] for account_id in ids}
+        for row in await repo.open_orders(ids):
+            open_rows[row.account_id].append(row)
+        recent = await repo.order_times_since(ids, now - _MINUTE)
+        books = await BooksService(session, self.runtime.clock).snapshots(stale, today=start_of_day(now))
+        instruments = {p.command.request.account_id: p.command.instruments for p in group}
+        for profile in stale:
+            stored = limit_rows.get(profile.id)
+            limits = self._limits_of(profile, stored.limits if stored else None)
+            state = states.get(profile.id)
+            self._accounts[profile.id] = _Account(
+                profile=profile,
+                version=locked[profile.id][1],
+                books=books[profile.id],
+                day=now.date(),
+                open=OpenOrders(
+                    limits, instruments[profile.id], self._fee_model, map(self._open_order_of_row, open_rows[profile.id])
+                ),
+                limits=limits,
+                state=TradingState(state.state) if state else TradingState.ACTIVE,
+                recent=deque(recent[profile.id]),
+            )
+        return TradingState(global_row.state) if global_row else TradingState.ACTIVE
 
     # -- one decision ------------------------------------------------------------------------------
 
-    async def _decide(
+    def _decide(
         self,
-        session: AsyncSession,
         command: Submit,
+        global_state: TradingState,
         created: list[tuple[Order, list[OrderEvent], str]],
-        taken: dict[tuple[str, str], Decided],
+        taken: dict[tuple[str, str], tuple[Decided, str]],
+        staged: list[dict[str, Any]],
     ) -> Decided:
         request, principal = command.request, command.principal
         now = self.runtime.clock.now()
-        account = await self._account(session, request.account_id, now)
+        account = self._accounts.get(request.account_id)
         if account is None or account.profile.owner_id != principal.user_id:
             raise NotFoundError(f"no account {request.account_id}")
         key = (request.account_id, request.client_order_id)
-        earlier = taken.get(key)
-        if earlier is None:
-            existing = await TradingRepository(session).by_client_order_id(*key)
-            if existing is not None:
-                earlier = Decided(OrderOut.of_row(existing), None, False)
-                earlier_fingerprint = existing.fingerprint
-            else:
-                earlier_fingerprint = None
-        else:
-            earlier_fingerprint = next(f for o, _, f in created if o.id == earlier.order.id)
-        if earlier is not None:
+        if key in taken:
+            earlier, earlier_fingerprint = taken[key]
             if earlier_fingerprint != command.fingerprint:
                 raise ConflictError(
                     f"client_order_id {request.client_order_id!r} was already used for order {earlier.order.id} with "
@@ -245,7 +306,6 @@ class OrderDesk:
             account.recent.popleft()
         base, quote = account.profile.base_currency, command.instrument.quote_currency
         market = command.market
-        global_state = await self._global_state(session)
         try:
             state = account_risk_state(
                 account.books,
@@ -287,53 +347,33 @@ class OrderDesk:
         detail: dict[str, Any] = {"request": request.to_dict()}
         if denial is not None:
             detail |= {"check": denial.check.value, "reason": denial.reason}
-        await self._audit.stage(
-            session,
-            action="order.submit",
-            outcome="success" if denial is None else "denied",
-            actor_user_id=principal.user_id,
-            actor_api_key_id=principal.api_key_id,
-            actor_email=principal.email,
-            target=f"order:{order_id}",
-            ip=command.caller.ip,
-            user_agent=command.caller.user_agent,
-            detail=detail,
+        staged.append(
+            {
+                "action": "order.submit",
+                "outcome": "success" if denial is None else "denied",
+                "actor_user_id": principal.user_id,
+                "actor_api_key_id": principal.api_key_id,
+                "actor_email": principal.email,
+                "target": f"order:{order_id}",
+                "ip": command.caller.ip,
+                "user_agent": command.caller.user_agent,
+                "detail": detail,
+            }
         )
         decided = Decided(OrderOut.of_order(order), None if denial is None else denial.check.value, True)
-        taken[(request.account_id, request.client_order_id)] = decided
+        taken[key] = (decided, command.fingerprint)
         return decided
 
-    async def _account(self, session: AsyncSession, account_id: str, now: datetime) -> _Account | None:
-        kept = self._accounts.get(account_id)
-        if kept is not None and kept.day == now.date():
-            return kept
-        books = BooksService(session, self.runtime.clock)
-        profile = await books.account(account_id)
-        if profile is None:
-            return None
-        repo = TradingRepository(session)
-        limits_row = await repo.limits(account_id)
-        limits = self._limits_of(profile, limits_row.limits if limits_row else None)
-        instruments = await MarketDataService(self.runtime).instruments()
-        rows = await repo.open_orders([account_id])
-        states = await repo.states(account_id)
-        kept = _Account(
-            profile=profile,
-            books=await books.snapshot(profile, today=start_of_day(now)),
-            day=now.date(),
-            open=OpenOrders(limits, instruments, self._fee_model, (self._open_order_of_row(row) for row in rows)),
-            limits=limits,
-            state=TradingState(states[account_id].state) if account_id in states else TradingState.ACTIVE,
-            recent=deque(await repo.order_times_since(account_id, now - _MINUTE)),
-        )
-        self._accounts[account_id] = kept
-        return kept
 
-    async def _global_state(self, session: AsyncSession) -> TradingState:
-        if self._global is None:
-            states = await TradingRepository(session).states(None)
-            self._global = TradingState(states[GLOBAL_SCOPE].state) if GLOBAL_SCOPE in states else TradingState.ACTIVE
-        return self._global
+def _lock_timeout(exc: BaseException) -> ServiceUnavailableError | None:
+    """The 503 for a group that waited longer than ``lock_timeout`` for an account's books (SQLSTATE 55P03); else None."""
+    if not is_lock_timeout(exc):
+        return None
+    return ServiceUnavailableError(
+        f"the account's books are busy (another transaction held them longer than the database's lock_timeout): "
+        f"retry in {RETRY_AFTER_SECONDS} s",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def _intent(request: OrderRequest) -> OrderIntent:

@@ -2,9 +2,11 @@
 
 Orders are stored as their append-only events (`order_events`) plus a projection (`orders`) that
 always equals the fold of the events, written in the same transaction. Every writer of one
-trading account's books (order entry in the API, executions in the engine, deposits) first takes
-the account's lock with `BooksService.lock`, so reads that decide a write (buying power, the next
-event's sequence number, balances) cannot race.
+trading account's books (the order desk, cancels and replaces, executions in the engine,
+conversions, limits, halts) first takes the account's lock with `BooksService.lock` (or
+`lock_many`), which also bumps its books version, so reads that decide a write (buying power, the
+next event's sequence number, balances) cannot race, and an order desk knows when what it keeps
+of the account went stale.
 """
 
 from __future__ import annotations
@@ -28,12 +30,6 @@ OPEN_STATUSES = tuple(status.value for status in OrderStatus if status.is_open)
 GLOBAL_SCOPE = "global"
 
 _sqlite_locks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()
-_writes = [0]  # how many `books_session` blocks have ended in this process (see `books_writes`)
-
-
-def books_writes() -> int:
-    """A number that changes whenever a `books_session` block ends: what the order desk's cache was read at."""
-    return _writes[0]
 
 
 def sqlite_writer_lock() -> asyncio.Lock:
@@ -57,12 +53,8 @@ async def books_session(database: Database) -> AsyncIterator[AsyncSession]:
     transaction never reads balances another one is about to change.
     """
     if database.dialect == "sqlite":
-        async with _sqlite_lock():
-            try:
-                async with database.session() as session:
-                    yield session
-            finally:
-                _writes[0] += 1
+        async with _sqlite_lock(), database.session() as session:
+            yield session
     else:
         async with database.session() as session:
             yield session
@@ -88,6 +80,16 @@ class TradingRepository:
     async def by_client_order_id(self, account_id: str, client_order_id: str) -> OrderRow | None:
         query = select(OrderRow).where(OrderRow.account_id == account_id, OrderRow.client_order_id == client_order_id)
         return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def by_client_order_ids(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], OrderRow]:
+        """The orders of several (account id, client_order_id) pairs, by pair (unknown ones absent), in one query."""
+        if not keys:
+            return {}
+        accounts, clients = {a for a, _ in keys}, {c for _, c in keys}
+        query = select(OrderRow).where(OrderRow.account_id.in_(accounts), OrderRow.client_order_id.in_(clients))
+        wanted = set(keys)
+        rows = await self.session.scalars(query)
+        return {key: row for row in rows if (key := (row.account_id, row.client_order_id)) in wanted}
 
     async def get(self, order_id: str, *, lock: bool = False) -> OrderRow | None:
         query = select(OrderRow).where(OrderRow.id == order_id)
@@ -197,10 +199,15 @@ class TradingRepository:
             events.setdefault(order_id, []).append(event_from_dict(orjson.loads(payload)))
         return [(row, events.get(row.id, [])) for row in rows]
 
-    async def order_times_since(self, account_id: str, since: datetime) -> list[datetime]:
-        """When the account's orders submitted at or after `since` were created, oldest first."""
-        query = select(OrderRow.created_at).where(OrderRow.account_id == account_id, OrderRow.created_at >= since)
-        return sorted(await self.session.scalars(query))
+    async def order_times_since(self, account_ids: Sequence[str], since: datetime) -> dict[str, list[datetime]]:
+        """When each account's orders submitted at or after `since` were created, oldest first, by account id."""
+        query = select(OrderRow.account_id, OrderRow.created_at).where(
+            OrderRow.account_id.in_(account_ids), OrderRow.created_at >= since
+        )
+        times: dict[str, list[datetime]] = {account_id: [] for account_id in account_ids}
+        for account_id, created_at in await self.session.execute(query.order_by(OrderRow.created_at)):
+            times[account_id].append(created_at)
+        return times
 
     def _add_events(self, order_id: str, first_seq: int, events: Sequence[OrderEvent]) -> None:
         self.session.add_all(
@@ -252,6 +259,11 @@ class TradingRepository:
     async def limits(self, account_id: str) -> RiskLimitsRow | None:
         return await self.session.get(RiskLimitsRow, account_id)
 
+    async def limits_of(self, account_ids: Sequence[str]) -> dict[str, RiskLimitsRow]:
+        """The stored limits of several accounts, by account id (accounts on the defaults absent)."""
+        rows = await self.session.scalars(select(RiskLimitsRow).where(RiskLimitsRow.account_id.in_(account_ids)))
+        return {row.account_id: row for row in rows}
+
     async def put_limits(self, account_id: str, limits: str, now: datetime, by: str | None) -> None:
         row = await self.session.get(RiskLimitsRow, account_id)
         if row is None:
@@ -260,9 +272,10 @@ class TradingRepository:
             row.limits, row.updated_at, row.updated_by = limits, now, by
         await self.session.flush()
 
-    async def states(self, account_id: str | None) -> dict[str, TradingStateRow]:
-        """The global state row and, when given, the account's, by scope."""
-        scopes = [GLOBAL_SCOPE] if account_id is None else [GLOBAL_SCOPE, account_id]
+    async def states(self, account_id: str | Sequence[str] | None) -> dict[str, TradingStateRow]:
+        """The global state row and, when given, the account's (or those of several accounts), by scope."""
+        accounts = [] if account_id is None else [account_id] if isinstance(account_id, str) else list(account_id)
+        scopes = [GLOBAL_SCOPE, *accounts]
         rows = await self.session.scalars(select(TradingStateRow).where(TradingStateRow.scope.in_(scopes)))
         return {row.scope: row for row in rows}
 

@@ -1,17 +1,18 @@
 """Order entry and risk control: submit, replace and cancel orders; limits and the kill switch.
 
-Every change to an order is a new event, written with the order's projection in one transaction
-under the account's lock (`BooksService.lock`): two requests for one account, on
-any number of API workers, are decided one after the other against the same books. Only after
-the commit does the caller hear back, the engine get told, and the action reach the audit chain,
-so an acknowledged order is always durable.
+New orders are decided by this process's order desk (`trading.desk`): many per transaction, the
+risk state kept in memory while the account's books version says nobody else wrote them. Every
+other change to an order is a new event, written with the order's projection in one transaction
+under the account's lock (`BooksService.lock`, which bumps that version): two requests for one
+account, on any number of API workers, are decided one after the other against the same books.
+Only after the commit does the caller hear back, the engine get told, and the action reach the
+audit chain, so an acknowledged order is always durable.
 """
 
 from __future__ import annotations
 
 import base64
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -19,7 +20,6 @@ from functools import partial
 from typing import Any
 
 import orjson
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.audit.service import AuditService, wake_chainer
@@ -34,14 +34,11 @@ from tradestack.domain.orders import (
     FillEvent,
     InvalidTransition,
     Order,
-    OrderAccepted,
     OrderCanceled,
-    OrderDenied,
     OrderEvent,
     OrderReplaced,
     OrderRequest,
     OrderStatus,
-    OrderSubmitted,
     OrderType,
     TimeInForce,
 )
@@ -393,13 +390,8 @@ class TradingService:
         )
         fingerprint = request.fingerprint()
         market = await self.market.snapshot([instrument.symbol], instruments=instruments)
-        if self.runtime.database.dialect == "sqlite":
-            decided = await self._desk().submit(Submit(principal, caller, request, fingerprint, instrument, instruments, market))
-            order, check, created = decided.order, decided.check, decided.created
-        else:
-            order, check, created = await self._submit_locked(
-                principal, caller, request, fingerprint, instrument, instruments, market
-            )
+        decided = await self._desk().submit(Submit(principal, caller, request, fingerprint, instrument, instruments, market))
+        order, check, created = decided.order, decided.check, decided.created
         if not created:
             return self._replayed(order)
         ORDER_PLACEMENT_LATENCY.observe(time.perf_counter() - started)
@@ -411,7 +403,7 @@ class TradingService:
         return order, True
 
     def _desk(self) -> OrderDesk:
-        """This process's order desk (embedded mode: the single writer of new orders)."""
+        """This process's order desk: the single writer of its new orders (one per API worker on PostgreSQL)."""
         runtime = self.runtime
 
         def limits(account: AccountProfile, stored: str | None) -> RiskLimits:
@@ -434,77 +426,11 @@ class TradingService:
             ),
         )
 
-    async def _submit_locked(
-        self,
-        principal: Principal,
-        caller: Caller,
-        request: OrderRequest,
-        fingerprint: str,
-        instrument: Instrument,
-        instruments: dict[str, Instrument],
-        market: MarketSnapshot,
-    ) -> tuple[OrderOut, str | None, bool]:
-        """One transaction per order under the account's lock (PostgreSQL: any number of API workers)."""
-        for attempt in range(2):
-            try:
-                return await self._submit_once(principal, caller, request, fingerprint, instrument, instruments, market)
-            except IntegrityError:
-                if attempt:  # pragma: no cover - a second unique-key race in a row
-                    raise
-                # Another process inserted the same client_order_id first: the retry finds it.
-        raise AssertionError("unreachable")  # pragma: no cover
-
     @staticmethod
     def _replayed(order: OrderOut) -> tuple[OrderOut, bool]:
         if order.status == OrderStatus.DENIED.value:
             raise OrderDeniedError(f"order denied: {order.reason}", order_id=order.id, check=None)
         return order, False
-
-    async def _submit_once(
-        self,
-        principal: Principal,
-        caller: Caller,
-        request: OrderRequest,
-        fingerprint: str,
-        instrument: Instrument,
-        instruments: dict[str, Instrument],
-        market: MarketSnapshot,
-    ) -> tuple[OrderOut, str | None, bool]:
-        """(order, the denying check or None, whether it was created now rather than found)."""
-        async with books_session(self.runtime.database) as session:
-            repo = TradingRepository(session)
-            locked = await BooksService(session, self.clock).lock(request.account_id)
-            account = self._owned(locked, principal, request.account_id)
-            existing = await repo.by_client_order_id(account.id, request.client_order_id)
-            if existing is not None:
-                if existing.fingerprint != fingerprint:
-                    raise ConflictError(
-                        f"client_order_id {request.client_order_id!r} was already used for order {existing.id} with "
-                        "different terms; use a new client_order_id for a new order",
-                        order_id=existing.id,
-                    )
-                return OrderOut.of_row(existing), None, False
-            problems = request.validate(instrument)
-            problems += self._stop_problems(request, market)
-            if problems:
-                raise ValidationFailedError("; ".join(problems))
-            now = self.clock.now()
-            self._check_session(request, instrument, now)
-            denial = await self._check(repo, account, request, instrument, instruments, market, now)
-            order_id = str(uuid.uuid4())
-            events: list[OrderEvent] = [OrderSubmitted(order_id=order_id, ts=now, request=request)]
-            if denial is None:
-                events.append(OrderAccepted(order_id=order_id, ts=now))
-            else:
-                events.append(OrderDenied(order_id=order_id, ts=now, reason=str(denial)))
-            order = Order.from_events(events)
-            await repo.create(order, events, fingerprint)
-            detail: dict[str, Any] = {"request": request.to_dict()}
-            if denial is not None:
-                detail |= {"check": denial.check.value, "reason": denial.reason}
-            outcome = "success" if denial is None else "denied"
-            await self._stage(session, principal, caller, "order.submit", outcome, f"order:{order_id}", detail)
-        return OrderOut.of_order(order), None if denial is None else denial.check.value, True
 
     async def _change(
         self,
@@ -807,7 +733,8 @@ class TradingService:
         state = body.state if isinstance(body, HaltRequest) else TradingState.ACTIVE
         async with books_session(self.runtime.database) as session:
             repo = TradingRepository(session)
-            if body.scope != GLOBAL_SCOPE and await self._books(repo).account(body.scope) is None:
+            # An account's halt changes what its order desks keep: it is a write of the account's books (lock, bump).
+            if body.scope != GLOBAL_SCOPE and await self._books(repo).lock(body.scope) is None:
                 raise NotFoundError(f'no account {body.scope}; the scope is an account id or "global"')
             await repo.put_state(body.scope, state.value, body.reason, now, principal.user_id)
             action = "risk.halt" if isinstance(body, HaltRequest) else "risk.resume"

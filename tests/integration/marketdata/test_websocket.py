@@ -17,8 +17,8 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from websockets.asyncio.client import ClientConnection
 
-from tradestack.api.ws import HUB
 from tradestack.api.protocol import DirectWriteWebSocketProtocol
+from tradestack.api.ws import HUB
 from tradestack.domain.marketdata import Quote, Side, Trade
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime

@@ -19,6 +19,7 @@ import redis
 
 from tradestack.core.money import to_places
 from tradestack.kit.config import Settings
+from tradestack.trading.commands import shard_of
 
 from .processes import (  # type: ignore[import-not-found]
     FINAL_STATUSES,
@@ -92,7 +93,7 @@ def _stopped_cleanly(process: subprocess.Popen[bytes]) -> None:
     assert code == 0, f"{process.args} exited {code} after SIGTERM:\n{log_tail(process)}"
 
 
-# -- 1. concurrency: one account, 200 orders at once, two API workers --------------------------------
+# -- 1. concurrency: 200 orders at once, two API workers (two order desks), one or two engine shards ----------
 
 
 def _burst(account_id: str, count: int) -> list[dict[str, Any]]:
@@ -114,23 +115,42 @@ def _burst(account_id: str, count: int) -> list[dict[str, Any]]:
     return bodies
 
 
+async def _account_on_shard(base: str, headers: dict[str, str], deposit: Decimal, shard: int, shards: int) -> str:
+    """Open paper accounts of the signed-in trader until one falls on engine `shard`; its id."""
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as http:
+        for _ in range(64):
+            body = {"name": "stress", "base_currency": "USD", "deposit": {"currency": "USD", "amount": str(deposit)}}
+            opened = await http.post("/api/accounts", json=body)
+            assert opened.status_code == 201, opened.text
+            if shard_of(account := str(opened.json()["id"]), shards) == shard:
+                return account
+    raise AssertionError(f"no account fell on shard {shard} of {shards}")
+
+
 @pytest.mark.postgres
 @pytest.mark.redis
+@pytest.mark.parametrize("shards", [1, 2], ids=["one-shard", "two-shards"])
 async def test_concurrent_orders_on_two_workers_never_spend_more_than_the_buying_power(
-    tmp_path: Path, processes: Processes, postgres_url: str, redis_server: str, redis_namespace: str
+    tmp_path: Path, processes: Processes, postgres_url: str, redis_server: str, redis_namespace: str, shards: int
 ) -> None:
-    deposit = Decimal(10_000)
-    env = _production_env(tmp_path, postgres_url, redis_server, redis_namespace)
+    """200 marketable buys at once, ~12x what the accounts can pay, over two API workers (each its own order desk)
+    and `shards` engines (with two, one account on each, 100 orders each): no account ever spends more than it has."""
+    env = _production_env(tmp_path, postgres_url, redis_server, redis_namespace) | {"TRADESTACK_ENGINE_SHARDS": str(shards)}
+    deposit = Decimal(10_000) / shards
     cli_ok(env, tmp_path, "db", "upgrade")
     base = f"http://127.0.0.1:{free_port()}"
     api = processes.start("api", ["serve", "api", "--workers", "2", "--port", base.rsplit(":", 1)[1]], env)
     await wait_ready(base, api)  # the API seeds the instruments first (see the startup-order test below)
-    engine = processes.start("engine", ["serve", "engine", "--shard", "0"], env)
-    await wait_logged(engine, ENGINE_STARTED)
-    headers, account = await trader_session(base, env, tmp_path, str(deposit))
-    bodies = _burst(account, 200)
-    demand = sum(Decimal(b["quantity"]) * 40_000 for b in bodies)
-    assert demand > 8 * deposit  # the orders ask for many times what the account can pay
+    engines = [processes.start(f"engine{n}", ["serve", "engine", "--shard", str(n)], env) for n in range(shards)]
+    for engine in engines:
+        await wait_logged(engine, ENGINE_STARTED)
+    headers, first = await trader_session(base, env, tmp_path, str(deposit))
+    accounts = [first] if shards == 1 else [await _account_on_shard(base, headers, deposit, n, shards) for n in range(shards)]
+    per_account = {account: _burst(account, 200 // shards) for account in accounts}
+    bodies = [body for burst in zip(*per_account.values(), strict=True) for body in burst]  # interleaved
+    for burst in per_account.values():
+        demand = sum(Decimal(b["quantity"]) * 40_000 for b in burst)
+        assert demand > 8 * deposit  # the orders ask for many times what the account can pay
 
     pump_settings = _pump_settings(tmp_path, postgres_url, redis_server, redis_namespace)
     limits = httpx.Limits(max_connections=len(bodies))
@@ -140,43 +160,58 @@ async def test_concurrent_orders_on_two_workers_never_spend_more_than_the_buying
     ):
         responses = await asyncio.gather(*(http.post("/api/orders", json=body) for body in bodies))
         deadline = time.monotonic() + 20
-        while (still_open := await _open_orders(http, account)) and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        assert not still_open, f"accepted orders did not finish on a marketable quote: {still_open[:5]}"
-        accepted = {body["client_order_id"]: r.json() for body, r in zip(bodies, responses, strict=True) if r.is_success}
+        for account in accounts:
+            while (still_open := await _open_orders(http, account)) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert not still_open, f"accepted orders did not finish on a marketable quote: {still_open[:5]}"
+        accepted = {
+            (body["account_id"], body["client_order_id"]): r.json()
+            for body, r in zip(bodies, responses, strict=True)
+            if r.is_success
+        }
         stored = {}
         for order in accepted.values():
             answer = await http.get(f"/api/orders/{order['id']}")
             assert answer.status_code == 200, answer.text
             stored[order["id"]] = answer.json()
     _stopped_cleanly(api)
-    _stopped_cleanly(engine)
+    for engine in engines:
+        _stopped_cleanly(engine)
     assert processes.errors() == []
 
     statuses = [r.status_code for r in responses]
     assert set(statuses) <= {201, 422}, [(r.status_code, r.text) for r in responses if r.status_code not in (201, 422)][:5]
-    denials = [r.json() for r in responses if r.status_code == 422]
-    assert denials, "no order was denied although they asked for several times the buying power"
-    assert {d.get("check") for d in denials} == {"buying_power"}, denials[:5]
-    assert len(accepted) >= 10, statuses
+    denials = {
+        (body["account_id"], body["client_order_id"]): r.json()
+        for body, r in zip(bodies, responses, strict=True)
+        if r.status_code == 422
+    }
     # Every accepted order filled completely: none was accepted without the cash to pay for it (the engine
     # cancels a buy whose fill the cash cannot cover, which only happens after an over-generous check).
     unfilled = {oid: (o["status"], o["reason"]) for oid, o in stored.items() if o["status"] != "filled"}
     assert not unfilled, unfilled
 
     books = await read_books(postgres_url, tmp_path)
-    mine = {oid: o for oid, o in books.orders.items() if o.account_id == account}
-    assert len(mine) == len(bodies)  # one order per request, the denied ones included
-    assert {o.client_order_id for o in mine.values()} == {b["client_order_id"] for b in bodies}
-    assert {oid for oid, o in mine.items() if o.status != "denied"} == {o["id"] for o in accepted.values()}
-    assert {oid for oid, o in mine.items() if o.status == "denied"} == {d["order_id"] for d in denials}
-    # Cash moves in whole cents: each fill's quantity x price rounded half-even (the rest is booked to rounding:USD).
-    spent = sum((to_places(f.quantity * f.price, 2) + f.fee for f in books.fills if f.account_id == account), Decimal(0))
-    assert spent <= deposit, f"fills cost {spent} USD with fees, the account had {deposit} USD"
-    assert spent >= deposit / 2, f"only {spent} of {deposit} USD was used: the burst did not test the limit"
-    cash = books.balances[(account, "cash:USD")].amount
-    assert cash == deposit - spent
-    assert cash >= 0
+    for account, burst in per_account.items():
+        denied = [d for (of, _), d in denials.items() if of == account]
+        assert denied, f"no order of {account} was denied although they asked for several times the buying power"
+        assert {d.get("check") for d in denied} == {"buying_power"}, denied[:5]
+        assert sum(1 for of, _ in accepted if of == account) >= 10 // shards, statuses
+        mine = {oid: o for oid, o in books.orders.items() if o.account_id == account}
+        assert len(mine) == len(burst)  # one order per request, the denied ones included
+        assert {o.client_order_id for o in mine.values()} == {b["client_order_id"] for b in burst}
+        assert {oid for oid, o in mine.items() if o.status != "denied"} == {
+            o["id"] for (of, _), o in accepted.items() if of == account
+        }
+        assert {oid for oid, o in mine.items() if o.status == "denied"} == {d["order_id"] for d in denied}
+        # Cash moves in whole cents: each fill's quantity x price rounded half-even (the rest is booked to rounding:USD).
+        fills = [f for f in books.fills if f.account_id == account]
+        spent = sum((to_places(f.quantity * f.price, 2) + f.fee for f in fills), Decimal(0))
+        assert spent <= deposit, f"fills of {account} cost {spent} USD with fees, the account had {deposit} USD"
+        assert spent >= deposit / 2, f"only {spent} of {deposit} USD was used: the burst did not test the limit"
+        cash = books.balances[(account, "cash:USD")].amount
+        assert cash == deposit - spent
+        assert cash >= 0
     assert fill_problems(books) == []
     _integrity(env, tmp_path)
 

@@ -1,0 +1,89 @@
+"""The order desk (`trading.desk`) on both stacks: what it keeps of an account is dropped as soon as another
+writer changed the account's books, and a lock held too long answers 503 with Retry-After, never a 500."""
+
+from __future__ import annotations
+
+import asyncpg  # type: ignore[import-untyped]
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from tradestack.identity.permissions import Role
+from tradestack.kit.config import Settings
+from tradestack.kit.runtime import Runtime
+from tradestack.trading.desk import COMPONENT
+
+from ..conftest import MakeUser  # type: ignore[import-not-found]
+from .conftest import PublishQuote  # type: ignore[import-not-found]
+from .test_orders import limit_buy, open_account  # type: ignore[import-not-found]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"database_lock_timeout_seconds": 0.5})
+
+
+async def test_a_desk_does_not_decide_on_books_another_desk_changed(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
+) -> None:
+    """Two desks (two API workers) on one account: each sees the orders the other accepted, so together they never
+    reserve more than the cash. Desk A accepts one buy, desk B a second; A must then refuse a third."""
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "10000")
+    await publish_quote("AAPL", "100.00", "100.01", last="100.00")
+    # Each resting buy reserves 40 x 99 = 3,960 USD (plus fees) of the 10,000: two fit, three do not.
+
+    async def buy(n: int) -> httpx.Response:
+        body = limit_buy(account, f"desk-{n}", price="99.00", quantity="40")
+        return await client.post("/api/orders", json=body, headers=trader.headers)
+
+    assert (await buy(1)).status_code == 201  # desk A, which now keeps the account
+    desk_a = runtime.components.pop(COMPONENT)
+    assert (await buy(2)).status_code == 201  # desk B (the next request makes a new one), which reads the account fresh
+    runtime.components[COMPONENT] = desk_a
+    third = await buy(3)  # desk A again: the books version tells it desk B wrote since
+    assert third.status_code == 422, third.text
+    assert third.json()["check"] == "buying_power", third.text
+
+
+async def test_a_changed_limit_reaches_the_desk_at_once(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote
+) -> None:
+    trader, risk = await make_user(Role.TRADER), await make_user(Role.RISK)
+    account = await open_account(client, trader, "100000")
+    await publish_quote("AAPL", "100.00", "100.01", last="100.00")
+    body = limit_buy(account, "before", price="99.00", quantity="10")
+    assert (await client.post("/api/orders", json=body, headers=trader.headers)).status_code == 201
+    limits = await client.patch(f"/api/risk/limits/{account}", json={"max_order_notional": "500"}, headers=risk.headers)
+    assert limits.status_code == 200, limits.text
+    body = limit_buy(account, "after", price="99.00", quantity="10")
+    after = await client.post("/api/orders", json=body, headers=trader.headers)
+    assert after.status_code == 422, after.text
+    assert after.json()["check"] == "max_order_notional", after.text
+
+
+@pytest.mark.parametrize("stack", ["production"], indirect=True)
+async def test_an_account_locked_longer_than_lock_timeout_answers_503_with_retry_after(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, settings: Settings
+) -> None:
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "100000")
+    await publish_quote("AAPL", "100.00", "100.01", last="100.00")
+    body = limit_buy(account, "busy", price="99.00", quantity="1")
+    url = make_url(settings.effective_database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    holder = await asyncpg.connect(url)
+    try:
+        async with holder.transaction():  # another transaction holds the account's books (a stalled writer)
+            await holder.execute("SELECT id FROM trading_accounts WHERE id = $1 FOR UPDATE", account)
+            busy = await client.post("/api/orders", json=body, headers=trader.headers)
+    finally:
+        await holder.close()
+    assert busy.status_code == 503, busy.text
+    assert busy.headers["Retry-After"].isdigit()
+    assert busy.json()["error"] == "ServiceUnavailableError"
+    assert "busy" in busy.json()["detail"]
+    assert "lock_timeout" in busy.json()["detail"]
+    retried = await client.post("/api/orders", json=body, headers=trader.headers)  # the lock is gone: the retry passes
+    assert retried.status_code == 201, retried.text
+    page = await client.get("/api/orders", params={"account_id": account}, headers=trader.headers)
+    assert [o["client_order_id"] for o in page.json()["items"]] == ["busy"]  # the refused attempt left nothing
