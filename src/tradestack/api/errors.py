@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradestack.core.errors import TradestackError
 from tradestack.kit.logging import get_logger
-from tradestack.kit.outages import RETRY_AFTER_SECONDS, count_outage, is_lock_timeout, unavailable_backend
+from tradestack.kit.outages import RETRY_AFTER_SECONDS, count_outage, is_lock_timeout, is_pool_exhausted, unavailable_backend
 from tradestack.kit.web import OrjsonResponse, error_body, routes_of
 
 log = get_logger(__name__)
@@ -78,14 +78,25 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def error_response_for(exc: Exception, request_id: str) -> OrjsonResponse:
-    """503 + Retry-After when a backend is unreachable (an outage: retry) or a row lock was held longer than the
-    database's ``lock_timeout`` (contention: retry), else 500 (a bug: report it)."""
+    """503 + Retry-After when a backend is unreachable (an outage: retry), a row lock was held longer than the
+    database's ``lock_timeout`` or no pooled connection came free in time (contention: retry), else 500 (a bug)."""
     if is_lock_timeout(exc):
         return OrjsonResponse(
             error_body(
                 "ServiceUnavailableError",
                 f"the data this request changes is busy (another transaction held its lock longer than the database's "
                 f"lock_timeout): retry in {RETRY_AFTER_SECONDS} s",
+            ),
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    if is_pool_exhausted(exc):
+        count_outage("database", "request_pool_wait", exc)
+        return OrjsonResponse(
+            error_body(
+                "ServiceUnavailableError",
+                f"the server is busy (no database connection came free within the pool timeout): "
+                f"retry in {RETRY_AFTER_SECONDS} s",
             ),
             status_code=503,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},

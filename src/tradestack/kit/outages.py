@@ -66,6 +66,19 @@ def unavailable_backend(exc: BaseException) -> Backend | None:
     return None
 
 
+def is_pool_exhausted(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is the connection pool's checkout timeout: every pooled connection
+    stayed busy for the pool timeout. The database answers; this process is overloaded (503, not an outage)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlalchemy.exc.TimeoutError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def is_lock_timeout(exc: BaseException) -> bool:
     """Whether `exc` (or what caused it) is PostgreSQL's lock timeout (SQLSTATE 55P03): a statement waited longer
     than ``lock_timeout`` for a row another transaction holds. Expected under contention: the answer is 503."""

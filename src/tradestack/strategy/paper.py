@@ -25,8 +25,8 @@ from decimal import Decimal
 from typing import Protocol
 
 from tradestack.core.clock import Clock
-from tradestack.domain.marketdata import Bar, Quote
-from tradestack.domain.orders import FillEvent, Order, OrderSide, OrderType, TimeInForce
+from tradestack.domain.marketdata import Bar, Quote, Side
+from tradestack.domain.orders import FillEvent, Order, OrderType, TimeInForce
 from tradestack.domain.portfolio import PositionState
 from tradestack.strategy.api import Strategy, StrategyError
 from tradestack.strategy.live import LiveBar, LiveHistory, LiveIndicators, LiveMarket
@@ -41,7 +41,7 @@ class OrderPort(Protocol):
         self,
         client_order_id: str,
         symbol: str,
-        side: OrderSide,
+        side: Side,
         quantity: Decimal,
         type: OrderType,
         limit_price: Decimal | None,
@@ -134,7 +134,7 @@ class PaperHost:
     def submit(
         self,
         symbol: str,
-        side: OrderSide,
+        side: Side,
         quantity: Decimal,
         *,
         type: OrderType = OrderType.MARKET,

@@ -37,14 +37,14 @@ import orjson
 
 from tradestack.books.service import BooksService
 from tradestack.core.errors import ConflictError
-from tradestack.domain.marketdata import Bar, Quote
-from tradestack.domain.orders import FillEvent, Order, OrderSide, OrderType, TimeInForce
+from tradestack.domain.marketdata import Bar, Quote, Side
+from tradestack.domain.orders import FillEvent, Order, OrderType, TimeInForce
 from tradestack.domain.risk import TradingState
 from tradestack.identity.permissions import Role, permissions_of
 from tradestack.identity.service import Caller, Principal
 from tradestack.kit.logging import get_logger
 from tradestack.kit.outages import forever
-from tradestack.kit.runtime import Runtime
+from tradestack.kit.runtime import Runtime, Slot
 from tradestack.marketdata.service import FANOUT_CHANNEL, decode_message
 from tradestack.models.strategies import StrategyDeploymentRow
 from tradestack.strategy.api import StrategyError
@@ -58,7 +58,6 @@ log = get_logger(__name__)
 POLL_SECONDS = 1.0
 CLOSE_GRACE_SECONDS = 1.0
 PORT_TIMEOUT_SECONDS = 60.0
-COMPONENT = "strategy.runner"
 
 
 class BarBuilder:
@@ -115,7 +114,7 @@ class _Port:
         self,
         client_order_id: str,
         symbol: str,
-        side: OrderSide,
+        side: Side,
         quantity: Decimal,
         type: OrderType,
         limit_price: Decimal | None,
@@ -394,12 +393,15 @@ def _tasks(runner: StrategyRunner) -> list[asyncio.Task[None]]:
     ]
 
 
+RUNNER: Slot[StrategyRunner] = Slot("strategy.runner")
+
+
 async def start_strategies(runtime: Runtime) -> None:
     """Run the strategy runner inside this process when it should (an API start hook, like the engine)."""
     if not runtime.settings.effective_strategies_in_process:
         return
     runner = StrategyRunner(runtime)
-    runtime.components[COMPONENT] = runner
+    runtime.components.put(RUNNER, runner)
     tasks = _tasks(runner)
 
     async def stop() -> None:

@@ -15,15 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tradestack.domain.marketdata import Bar, Quote
-from tradestack.domain.orders import OrderSide
+from tradestack.domain.marketdata import Bar, Quote, Side
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.runner import Publisher
 from tradestack.strategy import examples
 from tradestack.strategy.api import BarView, Strategy, StrategyContext
 from tradestack.strategy.paper import PaperHost
-from tradestack.strategy.runner import COMPONENT, StrategyRunner, _Port
+from tradestack.strategy.runner import RUNNER, StrategyRunner, _Port
 from tradestack.strategy.service import StrategyService
 
 from ..conftest import MakeUser, TestUser  # type: ignore[import-not-found]
@@ -89,7 +88,8 @@ async def _until(
 
 
 async def _started(runtime: Runtime, deployment: str) -> None:
-    runner = runtime.components[COMPONENT]
+    runner = runtime.components.get(RUNNER)
+    assert runner is not None
     assert isinstance(runner, StrategyRunner)
     for _ in range(100):
         found = runner.deployments.get(deployment)
@@ -223,7 +223,8 @@ async def test_a_strategy_that_keeps_failing_stops_itself_with_its_last_error(
     assert status["errors"] == 3
     assert status["last_error"] == "RuntimeError: boom at bar 2"
     assert "3 errors in a row" in status["stop_reason"]
-    runner = runtime.components[COMPONENT]
+    runner = runtime.components.get(RUNNER)
+    assert runner is not None
     assert isinstance(runner, StrategyRunner)
     for _ in range(50):
         if deployed["id"] not in runner.deployments:
@@ -243,7 +244,8 @@ async def test_stop_is_audited_and_the_runner_lets_go(client: httpx.AsyncClient,
     assert stopped.json()["stop_reason"] == f"stopped by {user.email}"
     again = await client.post(f"/api/strategy/{deployed['id']}/stop", headers=user.headers)
     assert again.status_code == 409
-    runner = runtime.components[COMPONENT]
+    runner = runtime.components.get(RUNNER)
+    assert runner is not None
     assert isinstance(runner, StrategyRunner)
     for _ in range(50):
         if deployed["id"] not in runner.deployments:
@@ -272,7 +274,7 @@ class BuyEveryBar(Strategy):
     name = "buy_every_bar"
 
     def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
-        ctx.submit(bar.symbol, OrderSide.BUY, Decimal("0.01"))
+        ctx.submit(bar.symbol, Side.BUY, Decimal("0.01"))
 
 
 async def test_a_restarted_host_handling_the_same_bar_again_sends_no_second_order(

@@ -12,7 +12,7 @@ import pytest
 from tradestack.backtest.data import BarSeries
 from tradestack.backtest.indicators import SeriesIndicators
 from tradestack.core.clock import SimClock
-from tradestack.domain.marketdata import Bar, Quote
+from tradestack.domain.marketdata import Bar, Quote, Side
 from tradestack.domain.orders import (
     FillEvent,
     Liquidity,
@@ -20,7 +20,6 @@ from tradestack.domain.orders import (
     OrderAccepted,
     OrderFilled,
     OrderRequest,
-    OrderSide,
     OrderSubmitted,
     OrderType,
     TimeInForce,
@@ -116,7 +115,7 @@ class _Port:
         self,
         client_order_id: str,
         symbol: str,
-        side: OrderSide,
+        side: Side,
         quantity: Decimal,
         type: OrderType,
         limit_price: Decimal | None,
