@@ -35,19 +35,18 @@ import os
 import statistics
 import sys
 import time
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(__file__))
-from backtest import CAPITAL, FEE_BPS, INSTRUMENT, synthetic_series  # noqa: E402
+from backtest import CAPITAL, FEE_BPS, INSTRUMENT, synthetic_series
 
-from tradestack.backtest import sweep  # noqa: E402
-from tradestack.backtest.data import BarSeries  # noqa: E402
-from tradestack.backtest.engine import BacktestConfig  # noqa: E402
-from tradestack.domain.matching import FeeModel  # noqa: E402
+from tradestack.backtest import sweep
+from tradestack.backtest.data import BarSeries
+from tradestack.backtest.engine import BacktestConfig
+from tradestack.domain.matching import FeeModel
 
 FAST = [str(v) for v in range(5, 55, 5)]
 SLOW = [str(v) for v in range(60, 160, 10)]
@@ -131,7 +130,8 @@ def main() -> None:
             cpu[name].append(time.process_time() - started_cpu)
             wall[name].append(time.perf_counter() - started_wall)
         print(f"round {round_number + 1}: ours {cpu['ours'][-1]:.2f} s CPU, vectorbt {cpu['vectorbt'][-1]:.2f} s CPU")
-    assert mine is not None
+    if mine is None:
+        raise SystemExit("no round ran: give --rounds 1 or more")
     combinations = len(mine.combos)
     our_fills = mine.column("trades").astype(int)
     their_orders = other["orders"].astype(int)
