@@ -1546,31 +1546,20 @@ def backtest_run(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tradestack.backtest.data import BarSeries
     from tradestack.backtest.engine import BacktestConfig, run_backtest
     from tradestack.backtest.metrics import compute_metrics
     from tradestack.backtest.report import result_document
-    from tradestack.domain.marketdata import Timeframe
     from tradestack.domain.matching import FeeModel, SlippageModel
     from tradestack.strategy.api import StrategyError
     from tradestack.strategy.examples import build, needs_scores
 
-    names = [s.strip().upper() for s in symbols.split(",") if s.strip()]
-    if not names:
-        raise _fail("--symbols: give one or more comma-separated symbols, e.g. AAPL")
-    try:
-        resolution = Timeframe.parse(timeframe)
-    except ValueError as exc:
-        raise _fail(f"--timeframe: {exc}") from None
+    names, resolution, first, last = _backtest_request(symbols, timeframe, start, end)
     amounts: dict[str, Decimal] = {}
     for option, text in (("--capital", capital), ("--fees", fees), ("--fee-minimum", fee_minimum), ("--slippage", slippage)):
         try:
             amounts[option] = Decimal(text)
         except InvalidOperation:
             raise _fail(f"{option} {text!r} is not a number") from None
-    first, last = _parse_day("--from", start), _parse_day("--to", end)
-    if first is not None and last is not None and last < first:
-        raise _fail(f"--to {end} is before --from {start}")
     bars = _backtest_bars(dataset, names, resolution)
     scores = _promoted_scores(bars, first, last) if needs_scores(strategy) else None
     try:
@@ -1584,12 +1573,7 @@ def backtest_run(
         )
     except (StrategyError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    series = []
-    for symbol in names:
-        one = BarSeries.from_bars(symbol, bars[symbol]).between(first, last)
-        if len(one) == 0:
-            raise _fail(f"no bars of {symbol} between {start or 'the start'} and {end or 'the end'}")
-        series.append(one)
+    series = _series_between(bars, names, first, last, start, end)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as bar:
@@ -1652,9 +1636,8 @@ def backtest_run(
 # -- backtests: sweep, tearsheet (issue 17) ---------------------------------------------------------
 
 
-def _backtest_series(symbols: str, dataset: str | None, timeframe: str, start: str | None, end: str | None) -> list[Any]:
-    """The shipped bars of comma-separated `symbols` as `BarSeries` between --from and --to."""
-    from tradestack.backtest.data import BarSeries
+def _backtest_request(symbols: str, timeframe: str, start: str | None, end: str | None) -> tuple[list[str], Any, Any, Any]:
+    """--symbols, --timeframe, --from and --to checked: the symbols, the resolution, the first and last day."""
     from tradestack.domain.marketdata import Timeframe
 
     names = [s.strip().upper() for s in symbols.split(",") if s.strip()]
@@ -1667,7 +1650,21 @@ def _backtest_series(symbols: str, dataset: str | None, timeframe: str, start: s
     first, last = _parse_day("--from", start), _parse_day("--to", end)
     if first is not None and last is not None and last < first:
         raise _fail(f"--to {end} is before --from {start}")
-    bars = _backtest_bars(dataset, names, resolution)
+    return names, resolution, first, last
+
+
+def _backtest_series(symbols: str, dataset: str | None, timeframe: str, start: str | None, end: str | None) -> list[Any]:
+    """The shipped bars of comma-separated `symbols` as `BarSeries` between --from and --to."""
+    names, resolution, first, last = _backtest_request(symbols, timeframe, start, end)
+    return _series_between(_backtest_bars(dataset, names, resolution), names, first, last, start, end)
+
+
+def _series_between(
+    bars: dict[str, Any], names: list[str], first: Any, last: Any, start: str | None, end: str | None
+) -> list[Any]:
+    """Each symbol's bars between the first and last day as a `BarSeries`; refused when one has none there."""
+    from tradestack.backtest.data import BarSeries
+
     series = []
     for symbol in names:
         one = BarSeries.from_bars(symbol, bars[symbol]).between(first, last)

@@ -357,24 +357,14 @@ def _simulate(
     calmar = annual_return / -max_drawdown if max_drawdown < 0 else math.nan
     hit_rate = wins / round_trips if round_trips else math.nan
     average_equity = equity_sum / count if count else capital
-    out = np.empty(16)
-    out[0] = equity
-    out[1] = total_return
-    out[2] = annual_return
-    out[3] = annual_volatility
-    out[4] = sharpe
-    out[5] = sortino
-    out[6] = max_drawdown
-    out[7] = longest_under
-    out[8] = calmar
-    out[9] = fill_count
-    out[10] = round_trips
-    out[11] = hit_rate
-    out[12] = traded / average_equity if average_equity else math.nan
-    out[13] = exposed / count if count else 0.0
-    out[14] = fees
-    out[15] = inexact
-    return out
+    turnover = traded / average_equity if average_equity else math.nan
+    exposure = exposed / count if count else 0.0
+    return np.array(  # in the order of METRICS
+        [
+            equity, total_return, annual_return, annual_volatility, sharpe, sortino, max_drawdown, float(longest_under),
+            calmar, float(fill_count), float(round_trips), hit_rate, turnover, exposure, fees, inexact,
+        ]
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
