@@ -341,6 +341,11 @@ class Settings(BaseSettings):
                 "TRADESTACK_ENGINE_IN_PROCESS=true needs TRADESTACK_WORKERS=1: each worker would run its own matching "
                 "engine; with several workers run `tradestack serve engine` (and Redis) instead"
             )
+        if self.strategies_in_process and self.workers > 1:
+            raise ValueError(
+                "TRADESTACK_STRATEGIES_IN_PROCESS=true needs TRADESTACK_WORKERS=1: each worker would run every strategy; "
+                "with several workers run `tradestack serve strategies` (and Redis) instead"
+            )
         return self
 
     @field_validator("database_url", "database_replica_url", "redis_url", mode="before")

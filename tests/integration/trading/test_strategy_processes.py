@@ -29,7 +29,7 @@ from .processes import (  # type: ignore[import-not-found]
     wait_ready,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # process start-ups are slow on a loaded machine
 QUANTITY = Decimal("0.001")
 
 
