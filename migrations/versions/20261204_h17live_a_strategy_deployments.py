@@ -1,7 +1,7 @@
 """strategy_deployments: strategies running on paper (/api/strategy)
 
 Revision ID: h17live_a
-Revises: i14b_a
+Revises: h12pg_a
 Create Date: 2026-12-04
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "h17live_a"
-down_revision: str | None = "i14b_a"
+down_revision: str | None = "h12pg_a"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """equity_points: each account's recorded equity in its base currency over time
 
 Revision ID: h18_a
-Revises: i14b_a
+Revises: h17live_a
 Create Date: 2026-12-04
 
 A new table only; points exist from when recording started (nothing is backfilled).
@@ -15,7 +15,7 @@ from alembic import op
 import tradestack.kit.types
 
 revision: str = "h18_a"
-down_revision: str | None = "i14b_a"
+down_revision: str | None = "h17live_a"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

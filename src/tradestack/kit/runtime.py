@@ -62,6 +62,10 @@ class Components:
         self._items[slot] = value
         return value
 
+    def pop(self, slot: Slot[T]) -> T | None:
+        """Empty `slot`; returns what it held (None when it held nothing)."""
+        return cast("T | None", self._items.pop(slot, None))
+
     def get_or_create(self, slot: Slot[T], create: Callable[[], T]) -> T:
         """What `slot` holds, created by `create` on first use."""
         if slot in self._items:

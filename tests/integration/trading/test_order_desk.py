@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from tradestack.identity.permissions import Role
 from tradestack.kit.config import Settings
 from tradestack.kit.runtime import Runtime
-from tradestack.trading.desk import COMPONENT
+from tradestack.trading.desk import DESK
 
 from ..conftest import MakeUser  # type: ignore[import-not-found]
 from .conftest import PublishQuote  # type: ignore[import-not-found]
@@ -38,9 +38,10 @@ async def test_a_desk_does_not_decide_on_books_another_desk_changed(
         return await client.post("/api/orders", json=body, headers=trader.headers)
 
     assert (await buy(1)).status_code == 201  # desk A, which now keeps the account
-    desk_a = runtime.components.pop(COMPONENT)
+    desk_a = runtime.components.pop(DESK)
+    assert desk_a is not None
     assert (await buy(2)).status_code == 201  # desk B (the next request makes a new one), which reads the account fresh
-    runtime.components[COMPONENT] = desk_a
+    runtime.components.put(DESK, desk_a)
     third = await buy(3)  # desk A again: the books version tells it desk B wrote since
     assert third.status_code == 422, third.text
     assert third.json()["check"] == "buying_power", third.text

@@ -22,6 +22,9 @@ def test_a_slot_is_empty_until_set_then_holds_what_was_put() -> None:
     assert components.get(HUB) is hub
     assert HUB in components
     assert components.get(OTHER) is None
+    assert components.pop(HUB) is hub
+    assert components.get(HUB) is None
+    assert components.pop(HUB) is None
 
 
 def test_get_or_create_creates_once() -> None:
