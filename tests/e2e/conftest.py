@@ -16,13 +16,14 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
 from tradestack.api.dashboard import STATIC_DIR
 
@@ -200,3 +201,33 @@ def screenshot(page: Page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+PHONE: ViewportSize = {"width": 390, "height": 844}
+
+
+@contextmanager
+def phone_page(browser: Browser, server: Server, email: str) -> Iterator[Page]:
+    """A phone-width page (light theme) signed in as `email`, on the Markets screen once its chart is there."""
+    context = browser.new_context(viewport=PHONE, color_scheme="light", is_mobile=True)
+    phone = context.new_page()
+    try:
+        sign_in(phone, server, email)
+        expect(phone.get_by_test_id("last-candle")).to_be_visible(timeout=15_000)
+        yield phone
+    finally:
+        context.close()
+
+
+def check_phone_screen(phone: Page, name: str) -> None:
+    """The screen fits the phone's width (naming what sticks out), axe finds nothing serious, and it is photographed."""
+    wide = phone.evaluate(
+        "() => [...document.querySelectorAll('main *')].filter(e => e.getBoundingClientRect().right > 391)"
+        ".slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"
+    )
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"] + 1, (
+        f"the phone layout scrolls sideways: {wide}"
+    )
+    violations = axe_violations(phone)
+    screenshot(phone, name)
+    assert not violations, violations

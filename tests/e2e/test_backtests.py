@@ -12,7 +12,17 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from .conftest import LINE_PIXELS, Person, Server, axe_violations, make_person, screenshot, sign_in
+from .conftest import (
+    LINE_PIXELS,
+    Person,
+    Server,
+    axe_violations,
+    check_phone_screen,
+    make_person,
+    phone_page,
+    screenshot,
+    sign_in,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -99,21 +109,8 @@ def test_backtests_screen_shows_a_stored_run_with_the_apis_figures(server: Serve
     screenshot(page, "backtests")
     assert not violations, violations
 
-    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="light", is_mobile=True)
-    phone = context.new_page()
-    try:
-        sign_in(phone, server, viewer.email)
-        expect(phone.get_by_test_id("last-candle")).to_be_visible(timeout=15_000)
+    with phone_page(browser, server, viewer.email) as phone:
         _open(phone, server, f"/backtests/{run['id']}")
         expect(phone.get_by_test_id("equity-chart")).to_have_attribute("data-points", str(len(equity)), timeout=15_000)
         phone.wait_for_function(f"() => ({LINE_PIXELS})([41, 98, 255]) > 100", timeout=15_000)
-        wide = phone.evaluate(
-            "() => [...document.querySelectorAll('main *')].filter(e => e.getBoundingClientRect().right > 391)"
-            ".slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"
-        )
-        assert phone.evaluate("document.documentElement.scrollWidth") <= 390 + 1, f"the phone layout scrolls sideways: {wide}"
-        violations = axe_violations(phone)
-        screenshot(phone, "backtests-phone")
-        assert not violations, violations
-    finally:
-        context.close()
+        check_phone_screen(phone, "backtests-phone")

@@ -13,7 +13,17 @@ import time
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from .conftest import LINE_PIXELS, Person, Server, axe_violations, make_person, screenshot, sign_in
+from .conftest import (
+    LINE_PIXELS,
+    Person,
+    Server,
+    axe_violations,
+    check_phone_screen,
+    make_person,
+    phone_page,
+    screenshot,
+    sign_in,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -69,18 +79,9 @@ def test_portfolio_charts_the_recorded_equity_as_the_api_gives_it(server: Server
     screenshot(page, "portfolio-equity")
     assert not violations, violations
 
-    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="light", is_mobile=True)
-    phone = context.new_page()
-    try:
-        sign_in(phone, server, trader.email)
-        expect(phone.get_by_test_id("last-candle")).to_be_visible(timeout=15_000)
+    with phone_page(browser, server, trader.email) as phone:
         phone.goto(server.base + "/portfolio")
         expect(phone.get_by_test_id("equity-chart")).to_be_visible(timeout=15_000)
         phone.wait_for_function(f"() => ({LINE_PIXELS})([41, 98, 255]) > 50", timeout=15_000)
         _check_last_point_is_the_apis(phone, server, trader)
-        assert phone.evaluate("document.documentElement.scrollWidth") <= 390 + 1, "the phone layout scrolls sideways"
-        violations = axe_violations(phone)
-        screenshot(phone, "portfolio-equity-phone")
-        assert not violations, violations
-    finally:
-        context.close()
+        check_phone_screen(phone, "portfolio-equity-phone")

@@ -10,9 +10,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from tradestack.books.repository import JournalRepository
 from tradestack.books.service import BooksService, record_equity
 from tradestack.core.clock import SimClock
+from tradestack.domain.ledger import fill_entry
 from tradestack.domain.marketdata import Quote
+from tradestack.domain.portfolio import PositionState
 from tradestack.identity.permissions import Role
 from tradestack.kit.config import Settings
 from tradestack.kit.runtime import Runtime
@@ -44,7 +47,7 @@ async def open_aud_account(client: httpx.AsyncClient, user: TestUser, amount: st
 
 
 async def publish_fx(runtime: Runtime, symbol: str, rate: str) -> None:
-    """Publish a currency pair's quote as the market-data runner would (the FX rate is its midpoint)."""
+    """Publish a quote at one price (bid = ask = last) as the market-data runner would; a pair's is its FX rate."""
     price = Decimal(rate)
     quote = Quote(symbol, price, price, Decimal(1000), Decimal(1000), price, Decimal(1), runtime.clock.now())
     await Publisher(runtime).publish("test", quote)
@@ -112,6 +115,32 @@ async def test_recorded_equity_is_the_portfolio_equity_at_each_moment(
     default = (await client.get(f"/api/portfolio/equity?account={account_id}", headers=trader.headers)).json()
     assert default["end"] == z(start + timedelta(seconds=60))
     assert len(default["points"]) == 2
+
+
+async def test_a_position_without_a_live_quote_gets_no_point_until_one_is_quoted(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    trader = await make_user(Role.TRADER)
+    body = {"name": "USD book", "base_currency": "USD", "deposit": {"currency": "USD", "amount": "5000.00"}}
+    account_id = (await client.post("/api/accounts", json=body, headers=trader.headers)).json()["id"]
+    clock = sim_clock()
+    runtime.clock = clock
+    async with runtime.database.session() as session:  # 10 AAPL bought at 100 USD, booked as a fill would be
+        await BooksService(session, clock).lock(account_id)
+        entry = fill_entry(
+            "fill-e1", clock.now(), "AAPL", "buy", Decimal(10), Decimal(100), "USD", Decimal(0), "USD", PositionState("AAPL")
+        )
+        await JournalRepository(session).add(account_id, entry)
+
+    await record_equity(runtime)  # the portfolio would value AAPL at cost: not a figure for the chart
+    assert await equity_points(runtime, account_id) == []
+
+    await publish_fx(runtime, "AAPL", "123.45")
+    clock.advance(1)
+    await record_equity(runtime)  # 4,000 USD of cash and 10 x 123.45
+    assert await equity_points(runtime, account_id) == [(clock.now(), Decimal("5234.50"))]
+    portfolio = (await client.get(f"/api/portfolio?account_id={account_id}", headers=trader.headers)).json()
+    assert Decimal(portfolio["equity"]) == Decimal("5234.50")
 
 
 async def test_a_long_range_is_downsampled_keeping_the_newest_point(

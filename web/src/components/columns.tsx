@@ -25,3 +25,17 @@ export function fillColumns<F extends FillLike>(extra: Column<F>[] = []): Column
     ...extra,
   ];
 }
+
+/** An order's status badge, with the reason when it has one (a denial, a rejection). */
+export function statusColumn<O extends { status: string; reason?: string | null }>(): Column<O> {
+  return {
+    key: "status",
+    header: "Status",
+    cell: (order) => (
+      <>
+        <span className={`status status-${order.status}`}>{order.status}</span>
+        {order.reason && <span className="muted"> {order.reason}</span>}
+      </>
+    ),
+  };
+}

@@ -3,7 +3,7 @@ import { useMemo } from "react";
 import { Link, useParams } from "react-router-dom";
 import { api, ApiError } from "../api/client";
 import type { BacktestDetail, BacktestList, BacktestSummary } from "../api/types";
-import { fillColumns } from "../components/columns";
+import { fillColumns, statusColumn } from "../components/columns";
 import { DataTable, type Column } from "../components/DataTable";
 import { EquityChart } from "../components/EquityChart";
 import {
@@ -262,16 +262,7 @@ const orderColumns: Column<RunOrder>[] = [
   { key: "type", header: "Type", cell: (order) => order.type },
   { key: "quantity", header: "Qty", num: true, cell: (order) => order.quantity },
   { key: "filled", header: "Filled", num: true, cell: (order) => order.filled_quantity },
-  {
-    key: "status",
-    header: "Status",
-    cell: (order) => (
-      <>
-        <span className={`status status-${order.status}`}>{order.status}</span>
-        {order.reason && <span className="muted"> {order.reason}</span>}
-      </>
-    ),
-  },
+  statusColumn<RunOrder>(),
 ];
 
 const runFillColumns = fillColumns<RunFill>([

@@ -4,7 +4,7 @@ import { Link, useParams } from "react-router-dom";
 import { api, ApiError } from "../api/client";
 import type { Fill, FillPage, Order, OrderEvent, OrderPage } from "../api/types";
 import { useAccount, useAuth } from "../auth";
-import { fillColumns } from "../components/columns";
+import { fillColumns, statusColumn } from "../components/columns";
 import { DataTable, type Column } from "../components/DataTable";
 import { time } from "../lib/format";
 import { useAccountStream } from "../hooks";
@@ -111,16 +111,7 @@ function orderColumns(canTrade: boolean): Column<Order>[] {
     { key: "limit", header: "Limit", num: true, cell: (order) => order.limit_price ?? "–" },
     { key: "filled", header: "Filled", num: true, cell: (order) => order.filled_quantity },
     { key: "average", header: "Avg price", num: true, cell: (order) => order.average_fill_price ?? "–" },
-    {
-      key: "status",
-      header: "Status",
-      cell: (order) => (
-        <>
-          <span className={`status status-${order.status}`}>{order.status}</span>
-          {order.reason && <span className="muted"> {order.reason}</span>}
-        </>
-      ),
-    },
+    statusColumn<Order>(),
     {
       key: "actions",
       header: <span className="visually-hidden">Actions</span>,
