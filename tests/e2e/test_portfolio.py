@@ -32,7 +32,7 @@ def _recorded(server: Server, person: Person, at_least: int) -> None:
     """Wait until the account has `at_least` recorded points (the recorder runs every second)."""
     with server.client(person.token) as client:
         for _ in range(60):
-            points = client.get("/api/portfolio/equity", params={"account": person.account_id}).json()["points"]
+            points = client.get("/api/portfolio/equity", params={"account_id": person.account_id}).json()["points"]
             if len(points) >= at_least:
                 return
             time.sleep(0.5)
@@ -44,7 +44,7 @@ def _check_last_point_is_the_apis(page: Page, server: Server, person: Person) ->
     last_ts = chart.get_attribute("data-last-ts")
     assert last_ts, "the chart names no last point"
     with server.client(person.token) as client:
-        answer = client.get("/api/portfolio/equity", params={"account": person.account_id, "to": last_ts}).json()
+        answer = client.get("/api/portfolio/equity", params={"account_id": person.account_id, "to": last_ts}).json()
     assert answer["points"][-1]["ts"] == last_ts
     assert chart.get_attribute("data-last-equity") == answer["points"][-1]["equity"]
     assert chart.get_attribute("data-points") == str(len(answer["points"]))

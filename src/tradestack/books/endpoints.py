@@ -115,7 +115,7 @@ async def portfolio(runtime: RuntimeDep, principal: Reader, account_id: AccountI
     summary="Recorded equity in the base currency over time (from when recording started; downsampled when long)",
     responses={
         **NOT_FOUND,
-        422: {"description": "from after to, a time that is not ISO 8601, or no account given and you have several"},
+        422: {"description": "from after to, a time that is not ISO 8601, or no account_id given and you have several accounts"},
     },
 )
 async def equity(
@@ -126,10 +126,10 @@ async def equity(
         Query(alias="from", description="Start (ISO 8601, UTC when no offset) [default: 30 days before `to`]."),
     ] = None,
     end: Annotated[datetime | None, Query(alias="to", description="End (ISO 8601, UTC when no offset) [default: now].")] = None,
-    account: AccountId = None,
+    account_id: AccountId = None,
 ) -> EquitySeries:
     service = BooksApi(runtime)
-    return await service.equity(principal, await service.account_or_default(principal, account), start, end)
+    return await service.equity(principal, await service.account_or_default(principal, account_id), start, end)
 
 
 @books.get(

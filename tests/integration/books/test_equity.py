@@ -97,7 +97,7 @@ async def test_recorded_equity_is_the_portfolio_equity_at_each_moment(
     ]
     answer = await client.get(
         "/api/portfolio/equity",
-        params={"account": account_id, "from": z(start - timedelta(hours=1)), "to": z(start + timedelta(hours=1))},
+        params={"account_id": account_id, "from": z(start - timedelta(hours=1)), "to": z(start + timedelta(hours=1))},
         headers=trader.headers,
     )
     assert answer.status_code == 200, answer.text
@@ -112,7 +112,7 @@ async def test_recorded_equity_is_the_portfolio_equity_at_each_moment(
     assert Decimal(series["points"][-1]["equity"]) == Decimal(portfolio["equity"])
 
     # Without a range: the 30 days up to now (the SimClock's now).
-    default = (await client.get(f"/api/portfolio/equity?account={account_id}", headers=trader.headers)).json()
+    default = (await client.get(f"/api/portfolio/equity?account_id={account_id}", headers=trader.headers)).json()
     assert default["end"] == z(start + timedelta(seconds=60))
     assert len(default["points"]) == 2
 
@@ -157,7 +157,7 @@ async def test_a_long_range_is_downsampled_keeping_the_newest_point(
         clock.advance(0.5)
     answer = await client.get(
         "/api/portfolio/equity",
-        params={"account": account_id, "from": z(start), "to": z(clock.now())},
+        params={"account_id": account_id, "from": z(start), "to": z(clock.now())},
         headers=trader.headers,
     )
     series = answer.json()
@@ -173,20 +173,20 @@ async def test_bad_equity_ranges_are_422_and_others_accounts_404(
     account_id = await open_aud_account(client, trader, "100.00")
     reversed_range = await client.get(
         "/api/portfolio/equity",
-        params={"account": account_id, "from": "2026-12-02T00:00:00Z", "to": "2026-12-01T00:00:00Z"},
+        params={"account_id": account_id, "from": "2026-12-02T00:00:00Z", "to": "2026-12-01T00:00:00Z"},
         headers=trader.headers,
     )
     assert reversed_range.status_code == 422
     assert "from: must not be after to" in reversed_range.json()["detail"]
     not_a_time = await client.get(
-        "/api/portfolio/equity", params={"account": account_id, "from": "yesterday"}, headers=trader.headers
+        "/api/portfolio/equity", params={"account_id": account_id, "from": "yesterday"}, headers=trader.headers
     )
     assert not_a_time.status_code == 422
     assert "from" in str(not_a_time.json()["detail"])
     several = await client.get("/api/portfolio/equity", headers=trader.headers)  # the seeded account and this one
     assert several.status_code == 422
     assert "account_id: you have 2 accounts" in several.json()["detail"]
-    hidden = await client.get(f"/api/portfolio/equity?account={account_id}", headers=other.headers)
+    hidden = await client.get(f"/api/portfolio/equity?account_id={account_id}", headers=other.headers)
     assert hidden.status_code == 404
 
 

@@ -26,7 +26,8 @@ export function usePortfolio(accountId: string | null) {
 export function useEquityHistory(accountId: string | null) {
   return useQuery({
     queryKey: ["portfolio", "equity", accountId],
-    queryFn: () => api<EquitySeries>(`/api/portfolio/equity?account=${encodeURIComponent(accountId ?? "")}`),
+    queryFn: () =>
+      api<EquitySeries>(`/api/portfolio/equity?account_id=${encodeURIComponent(accountId ?? "")}`),
     enabled: accountId !== null,
     refetchInterval: 60_000,
   });

@@ -6758,7 +6758,7 @@ export interface operations {
         /** @description End (ISO 8601, UTC when no offset) [default: now]. */
         to?: string | null;
         /** @description The trading account's id (yours, or any with accounts:read:all); yours when you have only one. */
-        account?: string | null;
+        account_id?: string | null;
       };
       header?: never;
       path?: never;
@@ -6811,7 +6811,7 @@ export interface operations {
           "application/json": components["schemas"]["Error"];
         };
       };
-      /** @description from after to, a time that is not ISO 8601, or no account given and you have several */
+      /** @description from after to, a time that is not ISO 8601, or no account_id given and you have several accounts */
       422: {
         headers: {
           [name: string]: unknown;

@@ -42,7 +42,7 @@ it("draws the recorded equity, one point a second, and keeps the API's last figu
   const calls = answer(SERIES);
   renderWithQuery(<EquityHistory accountId="acc-1" />);
   const chart = await screen.findByTestId("equity-chart");
-  expect(calls).toEqual(["/api/portfolio/equity?account=acc-1"]);
+  expect(calls).toEqual(["/api/portfolio/equity?account_id=acc-1"]);
   expect(drawn.series).toHaveLength(1); // no drawdown pane for an account
   expect(drawn.series[0]?.data).toEqual([
     { time: 1796392800, value: 100001.5 },
