@@ -41,6 +41,7 @@ from tradestack.identity.service import Caller, IdentityService, Principal
 from tradestack.kit.fanout import DirectWriter, FanoutHub, Mailbox, MailboxOverflowError
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import WEBSOCKET_CONNECTIONS_ACTIVE
+from tradestack.kit.outages import count_outage, unavailable_backend
 from tradestack.kit.runtime import Runtime, Slot
 from tradestack.marketdata.schemas import frame, iso
 from tradestack.marketdata.service import BOOK_KEY, FANOUT_CHANNEL, QUOTE_KEY, MarketDataService, decode_message
@@ -282,6 +283,15 @@ class _Session:
             await self.ws.send_text(_error(exc.error, exc.detail))
             await self.ws.close(CLOSE_UNAUTHENTICATED, exc.detail[:120])
             return False
+        except Exception as exc:
+            backend = unavailable_backend(exc)
+            if backend is None:
+                raise
+            # The database or cache is away or saturated (no pooled connection in time): an outage, not
+            # a verdict on the credential, which was valid at the last check. The stream goes on and the
+            # credential is checked again at the next heartbeat.
+            count_outage(backend, "websocket_credential_recheck", exc)
+            return True
         self.principal = principal
         return True
 

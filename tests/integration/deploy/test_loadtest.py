@@ -25,7 +25,7 @@ def test_loadtest_default_mix_meets_default_slos_and_writes_report(installation:
     assert done.returncode == 0, done.stdout + done.stderr  # type: ignore[attr-defined]
     rows = list(csv.DictReader((tmp_path / "report" / "loadtest_stats.csv").open()))
     names = {row["Name"] for row in rows}
-    assert {"quotes", "candles", "accounts", "order place", "order cancel", "Aggregated"} <= names, names
+    assert {"quotes", "candles", "accounts", "order place", "order cancel", "first quote", "Aggregated"} <= names, names
     total = next(row for row in rows if row["Name"] == "Aggregated")
     assert int(total["Request Count"]) > 0
     assert int(total["Failure Count"]) == 0
