@@ -434,7 +434,7 @@ def http_server(args: list[str], env: dict[str, str], ready_url: str) -> Iterato
         args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     try:
-        wait_ready(ready_url, process)
+        wait_ready(ready_url, process, timeout=float(os.environ.get("BENCH_READY_SECONDS", "60")))
         yield process.pid
     finally:
         process.terminate()
