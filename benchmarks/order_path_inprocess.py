@@ -8,7 +8,8 @@ service does in memory:
 1. submit - build an `OrderRequest` with a fresh client_order_id, `validate` it against the
    instrument, fold `OrderSubmitted` with `Order.from_events`;
 2. risk - `riskstate.account_risk_state` (the function the trading service calls) on the account's
-   `AccountBooks`, its `OpenOrders` and a `MarketSnapshot` of the quotes in force, `risk.evaluate`
+   `AccountBooks` (built again after a fill moved them, as the account's single writer keeps them),
+   its `OpenOrders` and a `MarketSnapshot` of the quotes in force (built again after a quote), `risk.evaluate`
    on it, then `OrderAccepted` or `OrderDenied` applied to the Order, and `reserve_for` kept for an
    accepted buy (the pipeline's own cash accounting, checked by `verify`);
 3. match - a `WorkingOrder` into the instrument's `MatchingEngine` (fee bps + minimum, slippage,
