@@ -4,8 +4,8 @@
                                                 [--seconds 8] [--connections 16] [--snapshots 5000]
 
 (a) In process, one prediction from a provided 10-level book and its predecessor: the model path
-(`predictor.features_of_snapshot` + the promoted model's `probability_up`) and the whole service call
-(`PredictorService.predict`: validation, features, model, metrics, answer object) on an embedded
+(`predictor.features_of_snapshot` + the promoted model's `probability_up_one`, as /predict calls them) and the whole service call
+(`PredictorService.predict_json`: book checks, features, model, metrics, answer JSON) on an embedded
 runtime (SQLite, in-process cache), against a baseline in the same run: the same features and
 logistic regression written as plain Python loops. Rounds alternate; medians of per-call
 latencies. Goal: < 100 µs per prediction.
@@ -115,10 +115,10 @@ def part_a(rounds: int, calls: int, snapshots: int) -> None:
                 timings: dict[str, list[float]] = {name: [] for name in medians}
                 for _ in range(calls):
                     start = time.perf_counter()
-                    model.probability_up(np.array([predictor.features_of_snapshot(cur_lists, prev_lists)]))
+                    model.probability_up_one(predictor.features_of_snapshot(cur_lists, prev_lists))
                     timings["model"].append(time.perf_counter() - start)
                     start = time.perf_counter()
-                    await service.predict("BTC-USD", book_in, prev_in)
+                    await service.predict_json("BTC-USD", book_in, prev_in)
                     timings["service"].append(time.perf_counter() - start)
                     start = time.perf_counter()
                     _plain_prediction(logistic, prev_lists, cur_lists)
