@@ -129,9 +129,11 @@ async def test_bad_release_rolled_back_then_unready_green_never_gets_traffic(one
     assert host.blue.poll() is None  # blue still serving
 
     # -- a green whose /api/ready never answers 200 --
-    # A release whose database is behind (no schema): /api/ready stays 503.
+    # A release whose database is behind: no schema and no migration step in its spec, so it never answers ready (it
+    # stops at start-up). With a migration step the expand-only upgrade would create the schema and the green would be
+    # ready; this test used to pass only because the green took longer than the 5 s ready timeout to start.
     empty_db = f"sqlite+aiosqlite:///{host.directory / 'empty.db'}"
-    spec_data = host.spec(version="v-unready", env={"TRADESTACK_DATABASE_URL": empty_db})
+    spec_data = host.spec(version="v-unready", env={"TRADESTACK_DATABASE_URL": empty_db}, migrate=None)
     spec_data["target"]["readyTimeout"] = "5s"
     spec = host.write_spec(spec_data, "unready.yaml")
     served_before = int(host.haproxy.stat("green")["stot"])
