@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -41,7 +42,7 @@ async def _store(runtime: Runtime) -> None:
 
 
 async def test_signals_are_refused_until_a_model_is_promoted_then_served_ranked(
-    client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser
+    client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     user = await make_user()
     await _store(runtime)
@@ -67,7 +68,18 @@ async def test_signals_are_refused_until_a_model_is_promoted_then_served_ranked(
     audit = await AuditService(runtime.database, runtime.clock).list(action="signals.model.promote")
     assert [(e.target, e.outcome) for e in audit] == [(trained.model.version, "success")]
 
+    # The features and the model run off the event loop (they would stall every request and stream).
+    computed_on: list[threading.Thread] = []
+    build = alpha.panel_from_bars
+
+    def recording_build(*args: object, **kwargs: object) -> alpha.Panel:
+        computed_on.append(threading.current_thread())
+        return build(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(alpha, "panel_from_bars", recording_build)
     one = await client.post("/api/trading/signals", json={"symbol": "ibm", "model": "lightgbm"}, headers=user.headers)
+    assert computed_on
+    assert threading.main_thread() not in computed_on
     assert one.status_code == 200, one.text
     body = one.json()
     assert body["symbol"] == "IBM"
