@@ -6,6 +6,7 @@ Endpoints import from here, never from `tradestack.api` (which sits above the mo
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
@@ -122,3 +123,43 @@ def hot_path_of(endpoint: Callable[..., Any]) -> HotHandler | None:
     """The hot path `hot_path` gave an endpoint, if any."""
     handler = getattr(endpoint, HOT_PATH_ATTRIBUTE, None)
     return handler if callable(handler) else None
+
+
+@dataclass(frozen=True, slots=True)
+class CallerLimit:
+    """A route's own limit per caller (API key or user), on top of the per-principal limit every route has.
+
+    Counted under the identifiers ``(label, "<key|user>:<id>")``; refused with 429
+    ``RateLimitedError`` and ``Retry-After``; labelled ``label`` in ``rate_limited_requests_total``.
+    A ``rate_limit_routes`` entry for the route replaces it (and the per-principal limit).
+    """
+
+    label: str
+    limit: str
+
+
+CALLER_LIMIT_ATTRIBUTE = "__tradestack_caller_limit__"
+
+
+def caller_limit(label: str, limit: str) -> Callable[[_Endpoint], _Endpoint]:
+    """Give a route a `CallerLimit` (put it under the route decorator; the route counts it with
+    `tradestack.identity.deps.count_caller_limit`). The rate-limit middleware counts a bearer
+    request's in its one round trip with the IP and principal limits, so the route does no I/O for it."""
+
+    def mark(endpoint: _Endpoint) -> _Endpoint:
+        setattr(endpoint, CALLER_LIMIT_ATTRIBUTE, CallerLimit(label, limit))
+        return endpoint
+
+    return mark
+
+
+def caller_limits_of(routes: Iterable[BaseRoute]) -> dict[tuple[str, str], CallerLimit]:
+    """The `CallerLimit` of every route that has one, by (method, path); routes with path parameters left out."""
+    found: dict[tuple[str, str], CallerLimit] = {}
+    for route in routes_of(routes):
+        limit = getattr(getattr(route, "endpoint", None), CALLER_LIMIT_ATTRIBUTE, None)
+        path = getattr(route, "path", "{")
+        if isinstance(limit, CallerLimit) and "{" not in path:
+            for method in getattr(route, "methods", None) or ():
+                found[(method, path)] = limit
+    return found
