@@ -29,12 +29,20 @@ from tradestack.core.errors import ConfigurationError, PayloadTooLargeError, Rat
 from tradestack.identity.deps import PREFETCH_STATE, AuthPrefetch, bearer_token
 from tradestack.identity.service import components, revoked_key, user_state_key
 from tradestack.identity.tokens import InvalidTokenError
-from tradestack.kit.cache import RedisCache
+from tradestack.kit.cache import RedisCache, counted_lookups
 from tradestack.kit.config import ENV_PREFIX, Settings
 from tradestack.kit.logging import get_logger
 from tradestack.kit.ratelimit import LimitCheck, RateLimitResult, check_limit, headers_or_refusal, parse_limit
 from tradestack.kit.runtime import Runtime
-from tradestack.kit.web import CallerLimit, OrjsonResponse, caller_limits_of, error_body
+from tradestack.kit.web import (
+    PREFETCHED_STATE,
+    CachePrefetch,
+    CallerLimit,
+    OrjsonResponse,
+    cache_prefetches_of,
+    caller_limits_of,
+    error_body,
+)
 
 __all__ = [
     "AUTH_PATH_PREFIX",
@@ -329,7 +337,9 @@ class RateLimitMiddleware:
         self.auth = settings.rate_limit_auth
         self._last_warning = -math.inf
         self._unchecked = 0
-        self._caller_limits: dict[tuple[str, str], CallerLimit] | None = None  # read from the app's routes on first use
+        # Read from the app's routes on first use (they are final by then).
+        self._caller_limits: dict[tuple[str, str], CallerLimit] | None = None
+        self._prefetches: dict[tuple[str, str], CachePrefetch] | None = None
 
     def _warn_backend_failure(self, exc: Exception, path: str) -> None:
         self._unchecked += 1
@@ -357,7 +367,7 @@ class RateLimitMiddleware:
     def _caller_limit(self, scope: Scope, runtime: Runtime) -> CallerLimit | None:
         """The route's own per-caller limit (`tradestack.kit.web.caller_limit`) unless ``rate_limit_routes`` replaces it."""
         if self._caller_limits is None:
-            self._caller_limits = caller_limits_of(scope["app"].router.routes)
+            self._read_routes(scope)
         if not self._caller_limits or scope.get("root_path"):
             return None  # mounted elsewhere: the route counts it itself
         method, path = scope["method"], scope["path"]
@@ -365,6 +375,19 @@ class RateLimitMiddleware:
         if found is None or f"{method} {path}" in runtime.settings.rate_limit_routes:
             return None
         return found
+
+    def _read_routes(self, scope: Scope) -> None:
+        routes = scope["app"].router.routes
+        self._caller_limits, self._prefetches = caller_limits_of(routes), cache_prefetches_of(routes)
+
+    def _wanted(self, scope: Scope) -> list[str]:
+        """The cache keys the route reads (`tradestack.kit.web.cache_prefetch`), to read with the limits."""
+        if self._prefetches is None:
+            self._read_routes(scope)
+        if not self._prefetches or scope.get("root_path"):
+            return []
+        prefetch = self._prefetches.get((scope["method"], scope["path"]))
+        return (prefetch.keys_of(scope) or []) if prefetch is not None else []
 
     def _principal_checks(
         self, scope: Scope, runtime: Runtime, token: str
@@ -415,10 +438,13 @@ class RateLimitMiddleware:
             values = None  # get_principal reads the in-process cache itself, without awaiting
         else:
             cache = runtime.cache
-            redis_reads = [cache.redis_key(key) for key in reads] if isinstance(cache, RedisCache) else []
+            wanted = self._wanted(scope) if isinstance(cache, RedisCache) else []
+            redis_reads = [cache.redis_key(key) for key in (*reads, *wanted)] if isinstance(cache, RedisCache) else []
             results, values = await limiter.hit_many([check for check, _, _ in checks], redis_reads)
-            if not redis_reads:
-                values = None
+            if values is not None and wanted:
+                found = counted_lookups(values[len(reads) :])
+                scope.setdefault("state", {})[PREFETCHED_STATE] = dict(zip(wanted, found, strict=True))
+            values = values[: len(reads)] if values is not None and reads else None
         applied = []
         principal_limit = None
         caller_limit = None
