@@ -29,12 +29,20 @@ from tradestack.core.errors import ConfigurationError, PayloadTooLargeError, Rat
 from tradestack.identity.deps import PREFETCH_STATE, AuthPrefetch, bearer_token
 from tradestack.identity.service import components, revoked_key, user_state_key
 from tradestack.identity.tokens import InvalidTokenError
-from tradestack.kit.cache import RedisCache
+from tradestack.kit.cache import RedisCache, counted_lookups
 from tradestack.kit.config import ENV_PREFIX, Settings
 from tradestack.kit.logging import get_logger
 from tradestack.kit.ratelimit import LimitCheck, RateLimitResult, check_limit, headers_or_refusal, parse_limit
 from tradestack.kit.runtime import Runtime
-from tradestack.kit.web import OrjsonResponse, error_body
+from tradestack.kit.web import (
+    PREFETCHED_STATE,
+    CachePrefetch,
+    CallerLimit,
+    OrjsonResponse,
+    cache_prefetches_of,
+    caller_limits_of,
+    error_body,
+)
 
 __all__ = [
     "AUTH_PATH_PREFIX",
@@ -68,6 +76,7 @@ _PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=()"
 _MAX_ECHOED_HOST = 100
 _RATE_LIMIT_HEADER_NAMES = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 _BACKEND_WARNING_INTERVAL_SECONDS = 10.0
+_CALLER = "caller"  # marks a route's own caller limit among the checks (its metric label is its own)
 
 
 def _setting_name(field: str) -> str:
@@ -307,8 +316,10 @@ class RateLimitMiddleware:
     A request with a bearer token this process has verified (`VerifiedTokens`, no I/O) also
     counts its per-principal limit here, together with the IP limits, and reads the token's
     auth state unless the principal is remembered (`RecentPrincipals`): in process without
-    awaiting, on Redis in ONE round trip. `get_principal` then finds all of it in the request
-    state (`AuthPrefetch`) instead of asking again. The principal is counted whether or not
+    awaiting, on Redis in ONE round trip, and so does the route's own per-caller limit if it
+    has one (`tradestack.kit.web.caller_limit`, e.g. ``POST /predict``). `get_principal` and
+    `count_caller_limit` then find all of it in the request state (`AuthPrefetch`) instead of
+    asking again. The principal is counted whether or not
     the route needs one; with per-route overrides (``rate_limit_routes``) configured, it is
     counted by `get_principal` once the route is known.
 
@@ -326,6 +337,9 @@ class RateLimitMiddleware:
         self.auth = settings.rate_limit_auth
         self._last_warning = -math.inf
         self._unchecked = 0
+        # Read from the app's routes on first use (they are final by then).
+        self._caller_limits: dict[tuple[str, str], CallerLimit] | None = None
+        self._prefetches: dict[tuple[str, str], CachePrefetch] | None = None
 
     def _warn_backend_failure(self, exc: Exception, path: str) -> None:
         self._unchecked += 1
@@ -350,25 +364,56 @@ class RateLimitMiddleware:
             checks.append(((self.auth, ("auth_ip", ip)), "auth_ip", f"{AUTH_PATH_PREFIX}* from client {ip}"))
         return checks
 
-    def _principal_check(self, runtime: Runtime, token: str) -> tuple[tuple[LimitCheck, str, str] | None, list[str]]:
+    def _caller_limit(self, scope: Scope, runtime: Runtime) -> CallerLimit | None:
+        """The route's own per-caller limit (`tradestack.kit.web.caller_limit`) unless ``rate_limit_routes`` replaces it."""
+        if self._caller_limits is None:
+            self._read_routes(scope)
+        if not self._caller_limits or scope.get("root_path"):
+            return None  # mounted elsewhere: the route counts it itself
+        method, path = scope["method"], scope["path"]
+        found = self._caller_limits.get((method, path))
+        if found is None or f"{method} {path}" in runtime.settings.rate_limit_routes:
+            return None
+        return found
+
+    def _read_routes(self, scope: Scope) -> None:
+        routes = scope["app"].router.routes
+        self._caller_limits, self._prefetches = caller_limits_of(routes), cache_prefetches_of(routes)
+
+    def _wanted(self, scope: Scope) -> list[str]:
+        """The cache keys the route reads (`tradestack.kit.web.cache_prefetch`), to read with the limits."""
+        if self._prefetches is None:
+            self._read_routes(scope)
+        if not self._prefetches or scope.get("root_path"):
+            return []
+        prefetch = self._prefetches.get((scope["method"], scope["path"]))
+        return (prefetch.keys_of(scope) or []) if prefetch is not None else []
+
+    def _principal_checks(
+        self, scope: Scope, runtime: Runtime, token: str
+    ) -> tuple[list[tuple[LimitCheck, str, str]], list[str]]:
         """For a bearer token this process has verified: its principal limit (unless a route override may
-        apply) and the auth-state keys to read if its principal is not remembered; cache keys unprefixed."""
+        apply), the route's own caller limit, and the auth-state keys to read if its principal is not
+        remembered; cache keys unprefixed."""
         parts = components(runtime)
         try:
             claims = parts.tokens.verify(token, "access", runtime.clock.now())
         except InvalidTokenError:
-            return None, []  # get_principal refuses it, with the reason logged
+            return [], []  # get_principal refuses it, with the reason logged
         identity = f"user:{claims.subject}"
-        check = None
+        checks: list[tuple[LimitCheck, str, str]] = []
         settings = runtime.settings
         if not settings.rate_limit_routes:  # overrides depend on the route: then get_principal counts it
-            check = ((settings.rate_limit_per_principal, ("principal", identity)), "principal", identity)
+            checks.append(((settings.rate_limit_per_principal, ("principal", identity)), "principal", identity))
+        own = self._caller_limit(scope, runtime)
+        if own is not None:
+            checks.append(((own.limit, (own.label, identity)), _CALLER, identity))
         reads = (
             []
             if parts.principals.get(claims.token_id) is not None
             else [revoked_key(claims.token_id), user_state_key(claims.subject)]
         )
-        return check, reads
+        return checks, reads
 
     async def _check(self, scope: Scope, ip: str, path: str) -> list[dict[str, str]]:
         """Count the request's limits - and a bearer's principal limit and auth state - in one go.
@@ -380,37 +425,42 @@ class RateLimitMiddleware:
         limiter = runtime.rate_limiter
         checks = self._checks(ip, path)
         token = None
-        principal_check = None
         reads: list[str] = []
         for name, value in scope["headers"]:
             if name == b"authorization":
                 token = bearer_token(value.decode("latin-1"))
                 break
         if token is not None:
-            principal_check, reads = self._principal_check(runtime, token)
-            if principal_check is not None:
-                checks.append(principal_check)
+            principal_checks, reads = self._principal_checks(scope, runtime, token)
+            checks += principal_checks
         if limiter.counts_in_process:
             results: list[RateLimitResult | None] = [limiter.hit_now(limit, *ids) for (limit, ids), _, _ in checks]
             values = None  # get_principal reads the in-process cache itself, without awaiting
         else:
             cache = runtime.cache
-            redis_reads = [cache.redis_key(key) for key in reads] if isinstance(cache, RedisCache) else []
+            wanted = self._wanted(scope) if isinstance(cache, RedisCache) else []
+            redis_reads = [cache.redis_key(key) for key in (*reads, *wanted)] if isinstance(cache, RedisCache) else []
             results, values = await limiter.hit_many([check for check, _, _ in checks], redis_reads)
-            if not redis_reads:
-                values = None
+            if values is not None and wanted:
+                found = counted_lookups(values[len(reads) :])
+                scope.setdefault("state", {})[PREFETCHED_STATE] = dict(zip(wanted, found, strict=True))
+            values = values[: len(reads)] if values is not None and reads else None
         applied = []
         principal_limit = None
+        caller_limit = None
         for (check, label, description), result in zip(checks, results, strict=True):
             if result is None:
                 break  # not counted: an earlier limit refused the request
+            if label == _CALLER:
+                caller_limit = (description, headers_or_refusal(result, check[0], label=check[1][0], description=description))
+                continue
             headers = headers_or_refusal(result, check[0], label=label, description=description)
             if label == "principal":
                 principal_limit = headers
             else:
                 applied.append(headers)
         if token is not None:
-            scope.setdefault("state", {})[PREFETCH_STATE] = AuthPrefetch(token, principal_limit, values)
+            scope.setdefault("state", {})[PREFETCH_STATE] = AuthPrefetch(token, principal_limit, values, caller_limit)
         return applied
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -16,6 +16,7 @@ from tradestack.kit.cache import MemoryCache
 from tradestack.kit.metrics import AUTH_FAILURES
 from tradestack.kit.ratelimit import check_limit, headers_or_refusal
 from tradestack.kit.runtime import Runtime
+from tradestack.kit.web import CallerLimit
 
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tradestack"'}
 
@@ -32,12 +33,15 @@ class AuthPrefetch:
 
     ``principal_limit`` holds the ``RateLimit-*`` headers of the per-principal hit it counted
     (None if it did not count one, e.g. because a route override applies); ``reads`` the
-    [revoked marker, cached user state] it read (None if it did not read them).
+    [revoked marker, cached user state] it read (None if it did not read them);
+    ``caller_limit`` the identity it counted the route's `CallerLimit` for and the headers of
+    that hit (None if it did not count it).
     """
 
     token: str
     principal_limit: dict[str, str] | None
     reads: list[bytes | None] | None
+    caller_limit: tuple[str, dict[str, str]] | None = None
 
 
 PREFETCH_STATE = "auth_prefetch"
@@ -59,6 +63,11 @@ def principal_limit_of(runtime: Runtime, method: str, route_path: str) -> str:
         if override:
             return override
     return settings.rate_limit_per_principal
+
+
+def limit_identity(principal: Principal) -> str:
+    """Whose requests a per-caller limit counts: ``key:<id>`` for an API key, else ``user:<id>``."""
+    return f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
 
 
 async def _count_principal(runtime: Runtime, limit: str, identity: str) -> dict[str, str]:
@@ -102,7 +111,7 @@ async def get_principal(request: Request) -> Principal:
     if prefetch is not None and prefetch.principal_limit is not None:
         state["rate_limit_headers"] = prefetch.principal_limit
     else:
-        identity = f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
+        identity = limit_identity(principal)
         route = request.scope.get("route")
         limit = principal_limit_of(runtime, request.method, getattr(route, "path", ""))
         state["rate_limit_headers"] = await _count_principal(runtime, limit, identity)
@@ -137,6 +146,26 @@ def _memory_reads(runtime: Runtime, cache: MemoryCache, token: str) -> list[byte
     except InvalidTokenError:
         return None
     return [cache.get_now(revoked_key(claims.token_id)), cache.get_now(user_state_key(claims.subject))]
+
+
+async def count_caller_limit(request: Request, principal: Principal, limit: CallerLimit) -> dict[str, str]:
+    """Count the route's own per-caller ``limit`` once for this request; its ``RateLimit-*`` headers, or 429.
+
+    None counted (no headers) when ``rate_limit_routes`` configures the route: that limit,
+    counted with authentication in place of the per-principal one, replaces this one too.
+
+    Free when the rate-limit middleware has already counted it for this principal (bearer
+    requests: in its one round trip, see `AuthPrefetch`); counted here otherwise (API keys, a
+    token this process had not verified), without awaiting in process.
+    """
+    runtime: Runtime = request.app.state.runtime
+    if f"{request.method} {getattr(request.scope.get('route'), 'path', '')}" in runtime.settings.rate_limit_routes:
+        return {}  # the configured route limit, counted by authentication, replaces it
+    identity = limit_identity(principal)
+    prefetch = request.scope.get("state", {}).get(PREFETCH_STATE)
+    if isinstance(prefetch, AuthPrefetch) and prefetch.caller_limit is not None and prefetch.caller_limit[0] == identity:
+        return prefetch.caller_limit[1]
+    return await check_limit(runtime.rate_limiter, limit.limit, limit.label, identity, label=limit.label, description=identity)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

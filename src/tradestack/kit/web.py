@@ -6,6 +6,7 @@ Endpoints import from here, never from `tradestack.api` (which sits above the mo
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
@@ -14,6 +15,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
+from starlette.types import Scope
 
 from tradestack.core.money import plain
 from tradestack.kit.logging import get_logger
@@ -122,3 +124,97 @@ def hot_path_of(endpoint: Callable[..., Any]) -> HotHandler | None:
     """The hot path `hot_path` gave an endpoint, if any."""
     handler = getattr(endpoint, HOT_PATH_ATTRIBUTE, None)
     return handler if callable(handler) else None
+
+
+@dataclass(frozen=True, slots=True)
+class CallerLimit:
+    """A route's own limit per caller (API key or user), on top of the per-principal limit every route has.
+
+    Counted under the identifiers ``(label, "<key|user>:<id>")``; refused with 429
+    ``RateLimitedError`` and ``Retry-After``; labelled ``label`` in ``rate_limited_requests_total``.
+    A ``rate_limit_routes`` entry for the route replaces it (and the per-principal limit).
+    """
+
+    label: str
+    limit: str
+
+
+CALLER_LIMIT_ATTRIBUTE = "__tradestack_caller_limit__"
+
+
+def caller_limit(label: str, limit: str) -> Callable[[_Endpoint], _Endpoint]:
+    """Give a route a `CallerLimit` (put it under the route decorator; the route counts it with
+    `tradestack.identity.deps.count_caller_limit`). The rate-limit middleware counts a bearer
+    request's in its one round trip with the IP and principal limits, so the route does no I/O for it."""
+
+    def mark(endpoint: _Endpoint) -> _Endpoint:
+        setattr(endpoint, CALLER_LIMIT_ATTRIBUTE, CallerLimit(label, limit))
+        return endpoint
+
+    return mark
+
+
+def caller_limits_of(routes: Iterable[BaseRoute]) -> dict[tuple[str, str], CallerLimit]:
+    """The `CallerLimit` of every route that has one, by (method, path); routes with path parameters left out."""
+    return _marks_of(routes, CALLER_LIMIT_ATTRIBUTE, CallerLimit)
+
+
+CacheKeysOf = Callable[[Scope], "list[str] | None"]
+"""The cache keys a request will read (unprefixed), worked out from its scope alone; None when unusual."""
+
+CACHE_PREFETCH_ATTRIBUTE = "__tradestack_cache_prefetch__"
+PREFETCHED_STATE = "cache_prefetched"
+"""Key in the request state (``scope["state"]``) of the values `cache_prefetch` read: {key: value or None}."""
+
+
+@dataclass(frozen=True, slots=True)
+class CachePrefetch:
+    keys_of: CacheKeysOf
+
+
+def cache_prefetch(keys_of: CacheKeysOf) -> Callable[[_Endpoint], _Endpoint]:
+    """Have the rate-limit middleware read the cache keys ``keys_of(scope)`` in its one Redis round trip.
+
+    For a read-only route whose answer is cache values (quotes): on Redis the request then costs
+    one round trip, not two; the route finds the values with `prefetched`. Nothing is read in
+    process (the in-process cache costs no I/O). The values are read before the caller is
+    authenticated; the route answers with them only once it has checked the caller, as always.
+    """
+
+    def mark(endpoint: _Endpoint) -> _Endpoint:
+        setattr(endpoint, CACHE_PREFETCH_ATTRIBUTE, CachePrefetch(keys_of))
+        return endpoint
+
+    return mark
+
+
+def cache_prefetches_of(routes: Iterable[BaseRoute]) -> dict[tuple[str, str], CachePrefetch]:
+    """The `cache_prefetch` of every route that has one, by (method, path); routes with path parameters left out."""
+    return _marks_of(routes, CACHE_PREFETCH_ATTRIBUTE, CachePrefetch)
+
+
+def prefetched(scope: Scope, keys: Iterable[str]) -> list[bytes | None] | None:
+    """The values of ``keys`` the middleware read for this request, in order; None unless it read every one."""
+    found: dict[str, bytes | None] | None = scope.get("state", {}).get(PREFETCHED_STATE)
+    if not found:
+        return None
+    values = []
+    for key in keys:
+        if key not in found:
+            return None
+        values.append(found[key])
+    return values
+
+
+_Mark = TypeVar("_Mark")
+
+
+def _marks_of(routes: Iterable[BaseRoute], attribute: str, kind: type[_Mark]) -> dict[tuple[str, str], _Mark]:
+    found: dict[tuple[str, str], _Mark] = {}
+    for route in routes_of(routes):
+        mark = getattr(getattr(route, "endpoint", None), attribute, None)
+        path = getattr(route, "path", "{")
+        if isinstance(mark, kind) and "{" not in path:
+            for method in getattr(route, "methods", None) or ():
+                found[(method, path)] = mark
+    return found

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from tradestack.identity.deps import authorize, require
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Principal
 from tradestack.kit.runtime import Runtime
-from tradestack.kit.web import OrjsonResponse, RuntimeDep, hot_path
+from tradestack.kit.web import OrjsonResponse, RuntimeDep, cache_prefetch, hot_path
 from tradestack.marketdata.calendars import known_until
 from tradestack.marketdata.schemas import (
     CandleList,
@@ -24,7 +26,13 @@ from tradestack.marketdata.schemas import (
     SeriesList,
     SeriesOut,
 )
-from tradestack.marketdata.service import MarketDataService, venue_of
+from tradestack.marketdata.service import (
+    MAX_SYMBOLS_PER_REQUEST,
+    QUOTE_KEY,
+    MarketDataService,
+    split_symbols,
+    venue_of,
+)
 
 router = APIRouter(prefix="/api/market", tags=["market data"])
 Reader = Annotated[Principal, require(Permission.MARKET_DATA_READ)]
@@ -67,10 +75,19 @@ async def series(runtime: RuntimeDep, _: Reader) -> SeriesList:
 SYMBOLS_MAX_LENGTH = 4000
 
 
-async def _quotes_answer(runtime: Runtime, symbols: str) -> Response:
+async def _quotes_answer(runtime: Runtime, symbols: str, scope: Scope | None = None) -> Response:
     service = MarketDataService(runtime)
-    body = await service.quotes_json(await service.parse_symbols(symbols))
+    body = await service.quotes_json(await service.parse_symbols(symbols), scope)
     return Response(body, media_type="application/json")
+
+
+def _quote_keys(scope: Scope) -> list[str] | None:
+    """The quote keys a hot-path request reads (read by the rate-limit middleware with the limits)."""
+    params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    if len(params) != 1 or params[0][0] != "symbols" or len(params[0][1]) > SYMBOLS_MAX_LENGTH:
+        return None
+    symbols = split_symbols(params[0][1])
+    return [QUOTE_KEY + s for s in symbols] if 0 < len(symbols) <= MAX_SYMBOLS_PER_REQUEST else None
 
 
 async def _quotes_hot(request: Request) -> Response | None:
@@ -79,7 +96,7 @@ async def _quotes_hot(request: Request) -> Response | None:
     if len(params) != 1 or params[0][0] != "symbols" or len(params[0][1]) > SYMBOLS_MAX_LENGTH:
         return None
     await authorize(request, Permission.MARKET_DATA_READ)
-    return await _quotes_answer(request.app.state.runtime, params[0][1])
+    return await _quotes_answer(request.app.state.runtime, params[0][1], request.scope)
 
 
 @router.get(
@@ -89,6 +106,7 @@ async def _quotes_hot(request: Request) -> Response | None:
     responses={422: {"description": "No symbols, too many, or unknown symbols (listed)"}},
 )
 @hot_path(_quotes_hot)
+@cache_prefetch(_quote_keys)
 async def quotes(
     runtime: RuntimeDep,
     _: Reader,

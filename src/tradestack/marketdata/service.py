@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import orjson
+from starlette.types import Scope
 
 from tradestack.core.errors import ValidationFailedError
 from tradestack.core.money import plain
@@ -16,6 +17,7 @@ from tradestack.domain.instruments import CATALOG, Instrument, Venue
 from tradestack.domain.marketdata import Bar, Timeframe, aggregate
 from tradestack.domain.snapshot import MarketSnapshot, QuoteView, decode_quote, snapshot_of
 from tradestack.kit.runtime import Runtime, Slot
+from tradestack.kit.web import prefetched
 from tradestack.marketdata.calendars import trading_hours as trading_hours  # the one market-hours rule
 from tradestack.marketdata.repository import BarRepository, InstrumentRepository, RawBar, SeriesSummary
 
@@ -79,6 +81,11 @@ def venue_of(instrument: Instrument, *, always_open: bool = False) -> Venue:
     return trading_hours(instrument.venue, always_open=always_open)
 
 
+def split_symbols(text: str) -> list[str]:
+    """The symbols of a comma-separated list, upper case, blanks and repeats left out (not checked)."""
+    return list(dict.fromkeys(part.strip().upper() for part in text.split(",") if part.strip()))
+
+
 class MarketDataService:
     """Reads instruments and bars from the database and live values from the cache."""
 
@@ -117,7 +124,7 @@ class MarketDataService:
 
     async def parse_symbols(self, text: str) -> list[str]:
         """Comma-separated symbols, checked; 422 listing every unknown one."""
-        symbols = list(dict.fromkeys(part.strip().upper() for part in text.split(",") if part.strip()))
+        symbols = split_symbols(text)
         if not symbols:
             raise ValidationFailedError("symbols: give one or more comma-separated symbols, e.g. AAPL,MSFT")
         if len(symbols) > MAX_SYMBOLS_PER_REQUEST:
@@ -234,9 +241,14 @@ class MarketDataService:
 
     # -- live values ---------------------------------------------------------------------------
 
-    async def quotes_json(self, symbols: Sequence[str]) -> bytes:
-        """``{"quotes": [...], "unavailable": [...]}`` straight from the cached, pre-serialised quotes."""
-        values = await self.runtime.cache.get_many([QUOTE_KEY + s for s in symbols])
+    async def quotes_json(self, symbols: Sequence[str], scope: Scope | None = None) -> bytes:
+        """``{"quotes": [...], "unavailable": [...]}`` straight from the cached, pre-serialised quotes.
+
+        With the request's ``scope``, the quotes the rate-limit middleware read for it
+        (`tradestack.kit.web.cache_prefetch`) are used instead of reading them again.
+        """
+        keys = [QUOTE_KEY + s for s in symbols]
+        values = (prefetched(scope, keys) if scope is not None else None) or await self.runtime.cache.get_many(keys)
         found = [value for value in values if value is not None]
         missing = [s for s, value in zip(symbols, values, strict=True) if value is None]
         return b'{"quotes":[' + b",".join(found) + b'],"unavailable":' + orjson.dumps(missing) + b"}"

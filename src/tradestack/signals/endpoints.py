@@ -8,12 +8,11 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
-from tradestack.identity.deps import authorize, require
+from tradestack.identity.deps import authorize, count_caller_limit, require
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Principal
-from tradestack.kit.ratelimit import check_limit
 from tradestack.kit.runtime import Runtime
-from tradestack.kit.web import RuntimeDep, hot_path
+from tradestack.kit.web import CallerLimit, RuntimeDep, caller_limit, hot_path
 from tradestack.signals.schemas import (
     AccuracyList,
     ModelList,
@@ -80,15 +79,13 @@ async def list_models(
     return ModelList(models=await SignalService(runtime).models(kind))
 
 
-async def _predict_answer(runtime: Runtime, principal: Principal, body: PredictRequest) -> Response:
-    headers: dict[str, str] = {}
-    if "POST /predict" not in runtime.settings.rate_limit_routes:
-        # A configured route limit replaces the per-principal one that authentication already
-        # counted for this request; only the seed's default needs a count of its own.
-        identity = f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
-        headers = await check_limit(
-            runtime.rate_limiter, DEFAULT_PREDICT_LIMIT, "predict", identity, label="predict", description=identity
-        )
+PREDICT_LIMIT = CallerLimit("predict", DEFAULT_PREDICT_LIMIT)
+
+
+async def _predict_answer(request: Request, principal: Principal, body: PredictRequest) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    # Counted by the rate-limit middleware with the other limits for a bearer token it has verified.
+    headers = await count_caller_limit(request, principal, PREDICT_LIMIT)
     answer = await PredictorService(runtime).predict_json(body.symbol, body.book, body.previous)
     return Response(answer, media_type="application/json", headers=headers)
 
@@ -103,7 +100,7 @@ async def _predict_hot(request: Request) -> Response | None:
     except (orjson.JSONDecodeError, ValidationError):
         return None
     principal = await authorize(request, Permission.MARKET_DATA_READ)
-    return await _predict_answer(request.app.state.runtime, principal, body)
+    return await _predict_answer(request, principal, body)
 
 
 @predict.post(
@@ -118,6 +115,7 @@ async def _predict_hot(request: Request) -> Response | None:
     },
 )
 @hot_path(_predict_hot)
-async def predict_move(runtime: RuntimeDep, principal: Reader, body: PredictRequest) -> Response:
+@caller_limit(PREDICT_LIMIT.label, PREDICT_LIMIT.limit)
+async def predict_move(request: Request, principal: Reader, body: PredictRequest) -> Response:
     # Serialised by the service (the response schema stays PredictionOut): no second validation.
-    return await _predict_answer(runtime, principal, body)
+    return await _predict_answer(request, principal, body)

@@ -155,3 +155,33 @@ async def test_head_and_other_methods_take_the_route(app: FastAPI, client: httpx
     hot, routed = await both_ways(app, client, "DELETE", path)
     assert hot == routed
     assert hot[0] == 405
+
+
+async def test_quotes_are_read_with_the_limits_in_one_round_trip_on_redis(
+    client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await make_user()
+    await MarketDataService(runtime).seed_instruments()
+    quote = orjson.dumps({"symbol": "AAPL", "bid": "1", "ask": "2"})
+    await runtime.cache.set(QUOTE_KEY + "AAPL", quote)
+    cache = runtime.cache
+    reads: list[list[str]] = []
+    real_get_many = cache.get_many
+
+    async def get_many(keys: Any) -> Any:
+        reads.append(list(keys))
+        return await real_get_many(keys)
+
+    monkeypatch.setattr(cache, "get_many", get_many)
+    answer = await client.get("/api/market/quotes", params={"symbols": "aapl,MSFT"}, headers=user.headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.content == b'{"quotes":[' + quote + b'],"unavailable":["MSFT"]}'
+    if runtime.rate_limiter.counts_in_process:
+        assert reads == [[QUOTE_KEY + "AAPL", QUOTE_KEY + "MSFT"]]  # in process: no round trip to save
+    else:
+        assert reads == []  # read by the rate-limit middleware's script, with the limits
+    # A request the hot path hands over (an extra parameter) reads them itself.
+    reads.clear()
+    other = await client.get("/api/market/quotes", params={"symbols": "AAPL", "x": "1"}, headers=user.headers)
+    assert other.status_code == 200
+    assert reads == [[QUOTE_KEY + "AAPL"]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import numpy as np
@@ -95,6 +96,46 @@ async def test_predict_refusals_and_the_rate_limit_per_caller(
     ]
     assert statuses == [200] * 96 + [429]
     assert (await client.post("/predict", json={"symbol": "BTC-USD", "book": book}, headers=other.headers)).status_code == 200
+
+
+async def test_the_predict_limit_is_counted_with_the_other_limits_in_one_go(
+    client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await make_user()
+    await MarketDataService(runtime).seed_instruments()
+    trained = await PredictorService(runtime).train(snapshots=3_000, horizon=10, folds=2)
+    await SignalService(runtime).promote(trained.model.version)
+    book = {"bids": [[str(100 - i), "5"] for i in range(10)], "asks": [[str(101 + i), "5"] for i in range(10)]}
+    limiter = runtime.rate_limiter
+    counted: list[list[str]] = []
+    real_hit_many, real_hit_now = limiter.hit_many, limiter.hit_now
+
+    async def hit_many(checks: Any, reads: Any = ()) -> Any:
+        counted.append([identifiers[0] for _, identifiers in checks])
+        return await real_hit_many(checks, reads)
+
+    def hit_now(limit: str, *identifiers: str) -> Any:
+        counted.append([identifiers[0]])
+        return real_hit_now(limit, *identifiers)
+
+    async def second_trip(*args: Any) -> Any:
+        raise AssertionError("the /predict limit cost a round trip of its own")
+
+    monkeypatch.setattr(limiter, "hit_many", hit_many)
+    monkeypatch.setattr(limiter, "hit_now", hit_now)
+    monkeypatch.setattr(limiter, "hit", second_trip)
+    for via in ("hot path", "route"):
+        counted.clear()
+        # A content type with a charset hands the request to FastAPI's route: both count it once, in the middleware.
+        kind = "application/json" if via == "hot path" else "application/json; charset=utf-8"
+        content = orjson.dumps({"symbol": "BTC-USD", "book": book})
+        answer = await client.post("/predict", content=content, headers={**user.headers, "content-type": kind})
+        assert answer.status_code == 200, (via, answer.text)
+        assert answer.headers["ratelimit-limit"] == "100"
+        if limiter.counts_in_process:
+            assert counted == [["ip"], ["principal"], ["predict"]], via
+        else:
+            assert counted == [["ip", "principal", "predict"]], via
 
 
 async def test_a_configured_predict_limit_is_counted_once_per_request(
