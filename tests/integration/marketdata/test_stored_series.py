@@ -27,6 +27,7 @@ async def test_stored_series_reads_exactly_the_stored_bars(runtime: Runtime, sto
                 for field in ("open", "high", "low", "close", "volume"):
                     assert isinstance(getattr(mine, field), Decimal)
                     assert str(getattr(mine, field)) == str(getattr(theirs, field))
-                assert mine.ts == theirs.ts and mine.ts.utcoffset() == theirs.ts.utcoffset()
+                assert mine.ts == theirs.ts
+                assert mine.ts.utcoffset() == theirs.ts.utcoffset()
             assert list(lazy[10:20]) == expected[10:20]
             assert lazy[-1] == expected[-1]
