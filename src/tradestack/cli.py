@@ -162,10 +162,10 @@ def up(
     instance_id, seeded, stored_series, has_alpha = _run_runtime(settings, _migrate_and_seed)
     if demo_data and not stored_series:
         _import_demo_on_first_start(settings)
-    trainer = None
-    if demo_data and not has_alpha:
-        console.print("first start: training an alpha model on the stored daily bars in the background (once)")
-        trainer = _start_first_alpha()
+    trainers: list[Any] = []
+    train_first_alpha = demo_data and not has_alpha
+    if train_first_alpha:
+        console.print("first start: an alpha model will be trained on the stored daily bars in the background once serving")
     console.print(f"[green]database ready[/] ({settings.masked()['effective_database_url']}), instance {instance_id}")
     for user in seeded:
         secret = (
@@ -174,11 +174,15 @@ def up(
             else "password from TRADESTACK_ADMIN_PASSWORD"
         )
         console.print(f"created {user.role.value} [bold]{user.email}[/], {secret}")
-    _announce_when_serving(settings.host, settings.port)
+    # The trainer (a process of its own, minutes of CPU) starts once the server is ready, not beside its start-up.
+    _announce_when_serving(
+        settings.host, settings.port, on_ready=(lambda: trainers.append(_start_first_alpha())) if train_first_alpha else None
+    )
     code = serve(settings)
-    if trainer is not None and trainer.poll() is None:
-        trainer.terminate()
-        trainer.wait(10)
+    for trainer in trainers:
+        if trainer.poll() is None:
+            trainer.terminate()
+            trainer.wait(10)
     raise typer.Exit(code)
 
 

@@ -10,8 +10,9 @@ Protocol (JSON text frames):
   → ``{"type": "subscribed", "channels": [...]}``; a bad channel gets an error naming it and the
   rest are still subscribed. ``{"op": "unsubscribe", "channels": [...]}`` likewise.
 * ``{"op": "ping"}`` → ``{"type": "pong"}``. The server sends ``{"type": "heartbeat"}`` when
-  it has sent nothing for ``TRADESTACK_WS_HEARTBEAT_SECONDS``, and re-checks the credential then
-  (a revoked token, disabled user or expired token ends the stream with 4401).
+  it has sent nothing for ``TRADESTACK_WS_HEARTBEAT_SECONDS``, and re-checks the credential that
+  often, whether the stream is busy or idle (a revoked token, disabled user or expired token ends
+  the stream with 4401).
 * Data: ``{"type": "quote"|"candle"|"orderbook", "channel": ..., "data": {...}}``. A client that
   reads slowly receives the newest value of each channel (conflation), never a growing backlog.
 * Your accounts: subscribe to ``orders``, ``fills`` or ``portfolio`` (every account you own, as
@@ -260,19 +261,32 @@ class _Session:
         self.mailbox.control(_frame("unsubscribed", channels=removed))
 
     async def writer(self) -> None:
+        """Send what the mailbox holds; every `ws_heartbeat_seconds` re-check the credential (busy or not), and
+        send a heartbeat when nothing reached the client for that long (frames written directly count)."""
         heartbeat = self.runtime.settings.ws_heartbeat_seconds
+        loop = asyncio.get_running_loop()
+        mailbox = self.mailbox
+        checked_at = sent_at = loop.time()
         while True:
-            frames = await self.mailbox.take(timeout=heartbeat)
-            if not frames:
+            now = loop.time()
+            if now >= checked_at + heartbeat:
                 if not await self._still_allowed():
                     return
+                checked_at = now
+            last_sent = max(sent_at, mailbox.written_at)
+            if now >= last_sent + heartbeat:
                 frames = [_frame("heartbeat", ts=iso(self.runtime.clock.now()))]
-            self.mailbox.sending = True
+            else:
+                frames = await mailbox.take(timeout=min(checked_at, last_sent) + heartbeat - now)
+                if not frames:
+                    continue
+            mailbox.sending = True
             try:
                 for data in frames:
                     await self.ws.send_text(data)
             finally:
-                self.mailbox.sending = False
+                mailbox.sending = False
+            sent_at = loop.time()
 
     async def _still_allowed(self) -> bool:
         if self.credential is None:

@@ -59,10 +59,13 @@ class Mailbox:
         self.direct: DirectWriter | None = None
         # True while the client's writer sends frames it took: a direct write then would overtake them.
         self.sending = False
+        # Event-loop time of the last frame written directly (the client's writer keeps its own sends'
+        # time): with the frames it sends itself, what tells it whether the client heard nothing lately.
+        self.written_at = 0.0
 
-    def deliver(self, channel: str, frame: str, wire: bytes | None) -> bool:
-        """From the hub: write the encoded frame `wire` straight to the socket when nothing is queued
-        or being sent and the client keeps up (True); otherwise `offer` it (queued, conflated)."""
+    def deliver(self, channel: str, frame: str, wire: bytes | None, now: float) -> bool:
+        """From the hub at event-loop time `now`: write the encoded frame `wire` straight to the socket when
+        nothing is queued or being sent and the client keeps up (True); otherwise `offer` it (queued, conflated)."""
         direct = self.direct
         if direct is not None and wire is not None and not self.sending and not self._ready.is_set():
             lossless = bool(self._lossless) and channel.startswith(self._lossless)
@@ -71,6 +74,7 @@ class Mailbox:
             if direct.try_write(wire):
                 if not lossless:
                     self._taken[channel] = frame
+                self.written_at = now
                 return True
         self.offer(channel, frame)
         return False
@@ -158,6 +162,7 @@ class FanoutHub:
         await self._started.wait()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 async with self._bus.subscribe(self._bus_channel) as subscription:
@@ -169,9 +174,10 @@ class FanoutHub:
                             # Once per message, not once per client: the text, and the frame's bytes.
                             text = frame.decode()
                             wire = self._wire(frame) if self._wire is not None else None
+                            now = loop.time()
                             written = 0
                             for mailbox in listeners:
-                                written += mailbox.deliver(channel, text, wire)
+                                written += mailbox.deliver(channel, text, wire, now)
                             self.delivered += len(listeners)
                             self.written_directly += written
                 return  # the bus was closed

@@ -1,20 +1,27 @@
-"""Alembic, driven from code: upgrade, downgrade, current, history and check on the async engine."""
+"""Alembic, driven from code: upgrade, downgrade, current, history and check on the async engine.
+
+Alembic is imported only by what runs it: a start whose database is at head already (every start
+but the first after an install or upgrade) reads the head from the scripts' text (`head_revisions`)
+and the current revision from the table, and never loads Alembic (about half a second of imports).
+"""
 
 from __future__ import annotations
 
+import ast
 import io
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 VERSION_TABLE = "alembic_version"
 
@@ -30,6 +37,8 @@ def migrations_dir() -> Path:
 
 def alembic_config(url: str | None = None, *, stdout: Any = None) -> Config:
     """An Alembic config pointing at our scripts (and at `url`, for offline use)."""
+    from alembic.config import Config
+
     config = Config(stdout=stdout or io.StringIO())
     config.set_main_option("script_location", str(migrations_dir()))
     config.set_main_option("path_separator", "os")
@@ -38,13 +47,56 @@ def alembic_config(url: str | None = None, *, stdout: Any = None) -> Config:
     return config
 
 
+def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def _declared_revisions(path: Path) -> tuple[str, tuple[str, ...]] | None:
+    """(revision, the revisions it revises) as a script assigns them, read from its text without running it;
+    None when the script does not assign them as plain literals."""
+    found: dict[str, Any] = {}
+    for node in ast.parse(path.read_text(encoding="utf-8"), filename=str(path)).body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(node, "target", None)
+        value = getattr(node, "value", None)
+        if isinstance(target, ast.Name) and target.id in ("revision", "down_revision") and value is not None:
+            try:
+                found[target.id] = ast.literal_eval(value)
+            except ValueError:
+                return None
+    revision, down = found.get("revision"), found.get("down_revision")
+    if not isinstance(revision, str):
+        return None
+    if down is None:
+        return revision, ()
+    if isinstance(down, str):
+        return revision, (down,)
+    if isinstance(down, tuple | list) and all(isinstance(d, str) for d in down):
+        return revision, tuple(down)
+    return None
+
+
 @lru_cache(maxsize=1)
 def head_revisions() -> tuple[str, ...]:
-    """The head revision(s) of the scripts shipped with this version."""
-    return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
+    """The head revision(s) of the scripts shipped with this version, sorted.
+
+    Read from the scripts' ``revision``/``down_revision`` assignments (what Alembic itself reads,
+    without importing Alembic or the scripts); Alembic's own reading when a script is not that plain.
+    """
+    revisions: dict[str, tuple[str, ...]] = {}
+    for path in sorted((migrations_dir() / "versions").glob("*.py")):
+        declared = _declared_revisions(path)
+        if declared is None:
+            return tuple(sorted(_scripts().get_heads()))
+        revisions[declared[0]] = declared[1]
+    revised = {down for downs in revisions.values() for down in downs}
+    return tuple(sorted(set(revisions) - revised))
 
 
 def _run(connection: Connection, config: Config, action: str, revision: str | None) -> None:
+    from alembic import command
+
     config.attributes["connection"] = connection
     if action == "upgrade":
         command.upgrade(config, revision or "head")
@@ -97,7 +149,7 @@ async def current_revisions(engine: AsyncEngine) -> tuple[str, ...]:
 
 def history() -> list[tuple[str, str | None, str]]:
     """Every revision, newest first: (revision, down_revision, message)."""
-    script = ScriptDirectory.from_config(alembic_config())
+    script = _scripts()
     rows = []
     for rev in script.walk_revisions():
         down = rev.down_revision
@@ -156,18 +208,20 @@ def pending_revisions(current: tuple[str, ...]) -> list[str]:
     """The revisions between `current` (exclusive) and this version's head, oldest first."""
     if len(current) > 1:
         raise ValueError(f"the database has several heads ({', '.join(current)}): merge them before a release")
-    script = ScriptDirectory.from_config(alembic_config())
+    script = _scripts()
     newest_first = script.iterate_revisions("heads", current[0] if current else "base")
     return [rev.revision for rev in reversed(list(newest_first)) if rev.revision not in current]
 
 
 def upgrade_sql(revision: str) -> str:
     """The PostgreSQL DDL of one revision's upgrade, rendered offline (no database touched)."""
-    script = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
+    script = _scripts().get_revision(revision)
     assert script is not None  # noqa: S101 - a revision of pending_revisions
     down = script.down_revision
     if down is not None and not isinstance(down, str):
         raise ValueError(f"revision {revision} merges {', '.join(down)}: judge its parents first")
+    from alembic import command
+
     buffer = io.StringIO()
     config = alembic_config("postgresql+asyncpg://offline/judge")
     config.output_buffer = buffer
@@ -177,7 +231,7 @@ def upgrade_sql(revision: str) -> str:
 
 def declared_phase(revision: str) -> str | None:
     """What a revision says of itself: ``phase = "contract"`` (e.g. a data migration that deletes) or "expand"."""
-    script = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
+    script = _scripts().get_revision(revision)
     phase = getattr(script.module, "phase", None) if script is not None else None
     return str(phase) if phase is not None else None
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, overload
 
 from sqlalchemy import (
     BigInteger,
@@ -36,6 +37,45 @@ _CHUNK = 2000
 
 RawBar = tuple[int, str, str, str, str, str, str]
 """A stored bar as the API sends it: (epoch seconds of its start, ISO 8601 start, open, high, low, close, volume as text)."""
+
+
+class StoredBars(Sequence[Bar]):
+    """A whole stored series kept as the database's text (`RawBar`), each `Bar` made when it is read.
+
+    For the replay, which reads one bar at a time: loading a series does no Decimal or datetime
+    work, so tens of thousands of bars load in one cheap query. The numbers are the canonical text
+    the database stores (SQLite) or renders with ``trim_scale`` (PostgreSQL), so each bar read is
+    exactly the `Bar` that `BarRepository.between` returns.
+    """
+
+    __slots__ = ("_rows", "_symbol")
+
+    def __init__(self, symbol: str, rows: Sequence[RawBar]) -> None:
+        self._symbol = symbol
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Bar: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Bar]: ...
+
+    def __getitem__(self, index: int | slice) -> Bar | Sequence[Bar]:
+        if isinstance(index, slice):
+            return StoredBars(self._symbol, self._rows[index])
+        _, start, open_, high, low, close, volume = self._rows[index]
+        return Bar(
+            self._symbol,
+            datetime.fromisoformat(start),
+            Decimal(open_),
+            Decimal(high),
+            Decimal(low),
+            Decimal(close),
+            Decimal(volume),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +297,10 @@ class BarRepository:
         if limit is not None:
             query = query.limit(limit)
         return [tuple(row) for row in await self._session.execute(query)]
+
+    async def stored_series(self, symbol: str, resolution: Timeframe) -> StoredBars:
+        """All of a series, oldest first, as `StoredBars` (read lazily: see there)."""
+        return StoredBars(symbol, await self.raw_between(symbol, resolution, None, None, None))
 
     async def raw_last(self, symbol: str, resolution: Timeframe, count: int, *, before: datetime | None = None) -> list[RawBar]:
         """`last` as `RawBar` tuples, oldest first."""

@@ -47,7 +47,8 @@ async def build_feeds(runtime: Runtime) -> list[Feed]:
                 series[instrument.symbol] = (
                     instrument,
                     summary.resolution,
-                    await bars.between(instrument.symbol, summary.resolution, None, None, None),
+                    # Kept as stored text, each bar made when the replay reaches it: no Decimal per stored number at start-up.
+                    await bars.stored_series(instrument.symbol, summary.resolution),
                 )
         feeds.append(
             ReplayFeed(

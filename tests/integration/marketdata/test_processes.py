@@ -313,9 +313,12 @@ def test_two_api_replicas_stream_the_same_quotes(tmp_path: Path, spawn: Spawn, p
         assert all(check["ok"] for name, check in body["checks"].items() if name != "marketdata"), body
 
     # Restarted, it publishes again and both replicas are ready.
-    spawn("marketdata", [TRADESTACK, "serve", "marketdata"], env)
+    marketdata = spawn("marketdata", [TRADESTACK, "serve", "marketdata"], env)
     for base, process in replicas:
         _wait_ready(base, process, timeout=60)
+    # SIGTERM stops the feed process cleanly (it had been reported to ignore it after a benchmark).
+    marketdata.send_signal(signal.SIGTERM)
+    assert marketdata.wait(15) == 0, _log(marketdata)
     for _, process in replicas:
         process.send_signal(signal.SIGTERM)
     for _, process in replicas:

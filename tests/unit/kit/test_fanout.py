@@ -103,8 +103,8 @@ class _Socket:
 async def test_a_client_keeping_up_gets_frames_written_without_its_mailbox() -> None:
     mailbox, socket = Mailbox(), _Socket()
     mailbox.direct = socket
-    assert mailbox.deliver("quotes:AAPL", "q1", b"<q1>")
-    assert not mailbox.deliver("quotes:AAPL", "q1", b"<q1>")  # the same frame again (snapshot, then the bus)
+    assert mailbox.deliver("quotes:AAPL", "q1", b"<q1>", 0.0)
+    assert not mailbox.deliver("quotes:AAPL", "q1", b"<q1>", 0.0)  # the same frame again (snapshot, then the bus)
     assert socket.written == [b"<q1>"]
     assert await mailbox.take(timeout=0) == []
 
@@ -114,14 +114,14 @@ async def test_a_client_falling_behind_is_conflated_until_its_mailbox_is_empty()
     mailbox.direct = socket
     socket.keeping_up = False
     for i in range(100):
-        assert not mailbox.deliver("quotes:AAPL", f"q{i}", f"<q{i}>".encode())
+        assert not mailbox.deliver("quotes:AAPL", f"q{i}", f"<q{i}>".encode(), 0.0)
     socket.keeping_up = True
     # Something is queued: a direct write now would overtake it.
-    assert not mailbox.deliver("quotes:AAPL", "q100", b"<q100>")
+    assert not mailbox.deliver("quotes:AAPL", "q100", b"<q100>", 0.0)
     assert socket.written == []
     assert await mailbox.take(timeout=0) == ["q100"]
     assert mailbox.conflated == 100
-    assert mailbox.deliver("quotes:AAPL", "q101", b"<q101>")
+    assert mailbox.deliver("quotes:AAPL", "q101", b"<q101>", 0.0)
     assert socket.written == [b"<q101>"]
 
 
@@ -129,13 +129,13 @@ async def test_no_direct_write_overtakes_queued_replies_or_frames_being_sent() -
     mailbox, socket = Mailbox(lossless=("orders:",)), _Socket()
     mailbox.direct = socket
     mailbox.control("subscribed")
-    assert not mailbox.deliver("orders:a", "o1", b"<o1>")
+    assert not mailbox.deliver("orders:a", "o1", b"<o1>", 0.0)
     assert await mailbox.take(timeout=0) == ["subscribed", "o1"]
     mailbox.sending = True  # the writer has not finished sending what it took
-    assert not mailbox.deliver("orders:a", "o2", b"<o2>")
+    assert not mailbox.deliver("orders:a", "o2", b"<o2>", 0.0)
     mailbox.sending = False
-    assert not mailbox.deliver("orders:a", "o3", b"<o3>")  # o2 still waits: o3 queues behind it
+    assert not mailbox.deliver("orders:a", "o3", b"<o3>", 0.0)  # o2 still waits: o3 queues behind it
     assert await mailbox.take(timeout=0) == ["o2", "o3"]
-    assert mailbox.deliver("orders:a", "o4", b"<o4>")
-    assert mailbox.deliver("orders:a", "o4", b"<o4>")  # lossless: every update counts, even an equal one
+    assert mailbox.deliver("orders:a", "o4", b"<o4>", 0.0)
+    assert mailbox.deliver("orders:a", "o4", b"<o4>", 0.0)  # lossless: every update counts, even an equal one
     assert socket.written == [b"<o4>", b"<o4>"]
