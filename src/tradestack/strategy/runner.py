@@ -224,7 +224,7 @@ class StrategyRunner:
             await self._end(deployment_id, call_stop=True)
         for deployment_id, row in rows.items():
             if deployment_id not in self.deployments:
-                await self._begin(row)
+                await self.begin(row)
 
     async def listen_quotes(self) -> None:
         """Quotes from the market-data bus to the deployments trading their symbol."""
@@ -243,7 +243,12 @@ class StrategyRunner:
 
     # -- one deployment ------------------------------------------------------------------------------
 
-    async def _begin(self, row: StrategyDeploymentRow) -> None:
+    async def begin(self, row: StrategyDeploymentRow, *, run: bool = True) -> Deployment | None:
+        """Set up the deployment's host (None when it cannot start: recorded as its error).
+
+        With `run` its events are handled by a task of its own; without, the caller drives it
+        (`start_host`, then `handle_pending` after each quote or tick: the parity replay does).
+        """
         try:
             strategy = strategy_of(row)
             async with self.runtime.database.read_session() as session:
@@ -252,7 +257,7 @@ class StrategyRunner:
                 raise StrategyError(f"account {row.account_id} does not exist")
         except StrategyError as exc:
             await self.service.record_error(row.id, f"cannot start: {exc}", fatal=True)
-            return
+            return None
         port = _Port(asyncio.get_running_loop(), self.trading, row)
         host = PaperHost(
             strategy,
@@ -265,8 +270,10 @@ class StrategyRunner:
         builders = {symbol: BarBuilder(symbol, row.bar_seconds) for symbol in strategy.symbols}
         deployment = Deployment(row, host, builders)
         self.deployments[row.id] = deployment
-        deployment.task = asyncio.create_task(self._work(deployment), name=f"strategy:{row.id}")
+        if run:
+            deployment.task = asyncio.create_task(self._work(deployment), name=f"strategy:{row.id}")
         log.info("strategy started", strategy=row.strategy, deployment=row.id, account=row.account_id)
+        return deployment
 
     async def _end(self, deployment_id: str, *, call_stop: bool) -> None:
         deployment = self.deployments.pop(deployment_id, None)
@@ -284,25 +291,33 @@ class StrategyRunner:
     async def _work(self, deployment: Deployment) -> None:
         """Rebuild the host from its orders, `on_start`, then handle its events one by one."""
         host = deployment.host
-        while not host.started and not deployment.failed:
-            if not await self._guarded(deployment, self._start):
-                await asyncio.sleep(POLL_SECONDS)
+        await self.start_host(deployment)
         while not deployment.failed:
             await deployment.wake.wait()
             deployment.wake.clear()
-            while not deployment.bars.empty() and not deployment.failed:
-                await self._guarded(deployment, partial(self._bar, bar=deployment.bars.get_nowait()))
-            quotes, deployment.quote = deployment.quote, {}
-            for quote in quotes.values():
-                if not deployment.failed:
-                    await self._guarded(deployment, partial(self._quote, quote=quote))
-            if host.open_orders() and not deployment.failed:
-                await self._guarded(deployment, self._refresh, count_ok=False)
+            await self.handle_pending(deployment)
         # Stopped itself: out of the running set (the table says failed), `on_stop` once.
         self.deployments.pop(deployment.row.id, None)
         if host.started:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(host.stop)
+
+    async def start_host(self, deployment: Deployment) -> None:
+        """Rebuild the host from its orders and fills, then `on_start` (retried until it succeeds or the deployment fails)."""
+        while not deployment.host.started and not deployment.failed:
+            if not await self._guarded(deployment, self._start):
+                await asyncio.sleep(POLL_SECONDS)
+
+    async def handle_pending(self, deployment: Deployment) -> None:
+        """Handle the deployment's closed bars and newest quotes in order, then take in its orders' changes."""
+        while not deployment.bars.empty() and not deployment.failed:
+            await self._guarded(deployment, partial(self._bar, bar=deployment.bars.get_nowait()))
+        quotes, deployment.quote = deployment.quote, {}
+        for quote in quotes.values():
+            if not deployment.failed:
+                await self._guarded(deployment, partial(self._quote, quote=quote))
+        if deployment.host.open_orders() and not deployment.failed:
+            await self._guarded(deployment, self._refresh, count_ok=False)
 
     async def _guarded(
         self, deployment: Deployment, work: Callable[[Deployment], Awaitable[None]], *, count_ok: bool = True
