@@ -39,7 +39,7 @@ import random
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -60,6 +60,17 @@ from tradestack.strategy.examples import build
 
 DEFAULT_STEPS = 4
 """Quotes per bar: what the replay feed produces for 1-minute bars at its default speed (720) and tick (0.25 s)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """A named reason for a difference, and its particulars."""
+
+    name: str
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "detail": self.detail}
 
 
 class Verdict(StrEnum):
@@ -140,14 +151,14 @@ class Comparison:
     backtest: OrderRow | None
     paper: OrderRow | None
     verdict: Verdict
-    causes: tuple[str, ...]
+    causes: tuple[Cause, ...]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "decided_at": self.decided_at.isoformat(),
             "rank": self.rank,
             "verdict": self.verdict.value,
-            "causes": list(self.causes),
+            "causes": [c.to_dict() for c in self.causes],
             "backtest": None if self.backtest is None else self.backtest.to_dict(),
             "paper": None if self.paper is None else self.paper.to_dict(),
         }
@@ -211,9 +222,7 @@ class ParityReport:
 # -- the two hosts' orders -------------------------------------------------------------------------
 
 
-def backtest_config_of(
-    settings: Settings, instrument: Instrument, capital: Decimal, fee: Any, limits: Any
-) -> BacktestConfig:
+def backtest_config_of(settings: Settings, instrument: Instrument, capital: Decimal, fee: Any, limits: Any) -> BacktestConfig:
     """The backtest's models: the paper stack's (`fee` and `limits` as order entry computes them)."""
     return BacktestConfig(
         capital=capital,
@@ -257,7 +266,9 @@ def paper_orders(stored: Sequence[tuple[Order, list[FillEvent]]], prefix: str) -
         key = order.request.client_order_id.removeprefix(prefix)
         event, _, number = key.partition(".")
         if not event.startswith("b"):
-            raise StrategyError(f"order {order.request.client_order_id} was not sent at a bar's close; parity compares bar decisions")
+            raise StrategyError(
+                f"order {order.request.client_order_id} was not sent at a bar's close; parity compares bar decisions"
+            )
         decided = datetime.fromtimestamp(int(event[1:]), tz=order.created_at.tzinfo)
         fills = tuple(FillRow(e.quantity, e.price, e.fee, e.ts) for e in sorted(events, key=lambda e: (e.ts, e.fill_id)))
         rows.append((decided, f"{int(number):09d}", order, fills))
@@ -332,34 +343,38 @@ def _touch(quotes: Sequence[Quote], at: datetime, side: Side) -> tuple[Decimal, 
 
 def _fill_causes(
     backtest: OrderRow, paper: OrderRow, quotes: Sequence[Quote], config: BacktestConfig, last_bar: datetime
-) -> list[str]:
+) -> list[Cause]:
     """Why two orders' fills differ, once the paper fills are known to be the models' on the replayed quotes."""
     causes = []
     if not backtest.fills and paper.fills and backtest.decided_at == last_bar:
-        causes.append("decided at the last bar: the backtest has no next bar to fill it, the paper host fills on the last quote")
+        causes.append(Cause("last bar", "the backtest has no next bar to fill it; the paper host fills on the last quote"))
         return causes
     if backtest.fills and paper.fills and backtest.fills[0].price != paper.fills[0].price:
         touch = _touch(quotes, paper.fills[0].ts, paper.side)
         where = "ask" if paper.side is Side.BUY else "bid"
         shown = "?" if touch is None else str(touch[0])
         causes.append(
-            f"quote, not print: the paper host filled at the replayed quote's {where} {shown} "
-            f"(with {config.slippage.bps} bps slippage), the backtest at the bar's opening print"
+            Cause(
+                "quote vs print",
+                f"the paper host filled at the replayed quote's {where} {shown} (with {config.slippage.bps} bps "
+                "slippage), the backtest at the next bar's opening print",
+            )
         )
     if [f.quantity for f in backtest.fills] != [f.quantity for f in paper.fills]:
         sizes = sorted({str(t[1]) for f in paper.fills if (t := _touch(quotes, f.ts, paper.side)) is not None})
         causes.append(
-            f"touch size: the replayed quotes offered {', '.join(sizes) or 'nothing'} units, "
-            f"{config.participation_rate} of it per order ({len(paper.fills)} fills); the backtest's print carried the bar's volume"
+            Cause(
+                "touch size",
+                f"the replayed quotes offered {', '.join(sizes) or 'nothing'} units, {config.participation_rate} of it "
+                f"per order ({len(paper.fills)} fills); the backtest's print carried the bar's volume",
+            )
         )
-    if backtest.fees != paper.fees and not causes:
-        causes.append("fees follow the fills' notional")
-    elif backtest.fees != paper.fees:
-        causes.append(f"fees follow the different notionals ({backtest.fees} vs {paper.fees})")
-    if not causes and [f.ts for f in backtest.fills] != [f.ts for f in paper.fills]:
-        causes.append(f"fill time: latency {config.latency.seconds} s and the quotes' timing")
+    if backtest.fees != paper.fees:
+        causes.append(Cause("fee on notional", f"fees {backtest.fees} vs {paper.fees}: the fee schedule on different fills"))
+    if [f.ts for f in backtest.fills] != [f.ts for f in paper.fills]:
+        causes.append(Cause("fill time", f"latency {config.latency.seconds} s and the replayed quotes' times and sizes"))
     if not causes and backtest.status != paper.status:
-        causes.append(f"status {backtest.status.value} vs {paper.status.value} with the same fills")
+        causes.append(Cause("status", f"{backtest.status.value} vs {paper.status.value} with the same fills"))
     return causes
 
 
@@ -368,7 +383,7 @@ def _judge(
     paper: OrderRow | None,
     context: _Context,
     clean: bool,
-) -> tuple[Verdict, tuple[str, ...]]:
+) -> tuple[Verdict, tuple[Cause, ...]]:
     if backtest is not None and paper is not None:
         if (backtest.symbol, backtest.side, backtest.quantity) != (paper.symbol, paper.side, paper.quantity):
             return _one_sided(backtest, paper, context, clean, "different orders")
@@ -385,14 +400,15 @@ def _judge(
         ]
         for number, (want, got) in enumerate(zip(modelled, paper.fills, strict=False), start=1):
             if not got.same(want) or got.ts != want.ts:
-                return Verdict.UNEXPLAINED, (
+                return Verdict.UNEXPLAINED, _unexplained(
                     f"paper fill {number} is {got.quantity} @ {got.price} fee {got.fee} at {got.ts:%H:%M:%S}; "
                     f"the backtest's models on the replayed quote give {want.quantity} @ {want.price} fee {want.fee} "
-                    f"at {want.ts:%H:%M:%S}",
+                    f"at {want.ts:%H:%M:%S}"
                 )
         if len(modelled) != len(paper.fills):
-            return Verdict.UNEXPLAINED, (
-                f"the paper host booked {len(paper.fills)} fills; the backtest's models on the replayed quotes give {len(modelled)}",
+            return Verdict.UNEXPLAINED, _unexplained(
+                f"the paper host booked {len(paper.fills)} fills; "
+                f"the backtest's models on the replayed quotes give {len(modelled)}"
             )
         return Verdict.EXPLAINED, tuple(_fill_causes(backtest, paper, context.quotes, context.config, context.last_bar))
     return _one_sided(backtest, paper, context, clean, "only one host sent it")
@@ -400,7 +416,7 @@ def _judge(
 
 def _one_sided(
     backtest: OrderRow | None, paper: OrderRow | None, context: _Context, clean: bool, what: str
-) -> tuple[Verdict, tuple[str, ...]]:
+) -> tuple[Verdict, tuple[Cause, ...]]:
     one = backtest if backtest is not None else paper
     assert one is not None  # noqa: S101 - a comparison has at least one order
     decided, symbol = one.decided_at, one.symbol
@@ -408,16 +424,20 @@ def _one_sided(
     held_p, working_p = _at_decision(context.paper, decided, symbol, decided + timedelta(seconds=context.bar_seconds))
     causes = []
     if working_p and not working_b:
-        causes.append(f"the paper host's order {working_p[0].order_id} was still working at this bar's close (filled over several quotes)")
+        causes.append(Cause("still working", f"the paper host's order {working_p[0].order_id} was working at this bar's close"))
     if working_b and not working_p:
-        causes.append(f"the backtest's order {working_b[0].order_id} was still working at this bar's close")
+        causes.append(Cause("still working", f"the backtest's order {working_b[0].order_id} was working at this bar's close"))
     if held_b != held_p:
-        causes.append(f"positions differed when deciding: backtest {held_b}, paper {held_p}")
+        causes.append(Cause("position", f"positions differed when deciding: backtest {held_b}, paper {held_p}"))
     if not causes:
-        return Verdict.UNEXPLAINED, (f"{what}: same position ({held_b}) and no working order in either host",)
+        return Verdict.UNEXPLAINED, _unexplained(f"{what}: same position ({held_b}) and no working order in either host")
     if not clean:
-        return Verdict.UNEXPLAINED, (*causes, "which follows from an earlier unexplained difference")
-    return Verdict.EXPLAINED, (*causes, "after an earlier explained difference")
+        return Verdict.UNEXPLAINED, (*causes, Cause("unexplained", "it follows from an earlier unexplained difference"))
+    return Verdict.EXPLAINED, tuple(causes)
+
+
+def _unexplained(detail: str) -> tuple[Cause, ...]:
+    return (Cause("unexplained", detail),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,12 +493,24 @@ def replayed_quotes(
 
 
 @dataclass(frozen=True, slots=True)
-class _Paper:
-    orders: list[OrderRow]
+class PaperReplay:
+    """What the paper stack did with the replayed bars."""
+
+    strategy: str
+    symbol: str
+    params: Mapping[str, str]
+    bars: tuple[Bar, ...]
+    bar_seconds: int
+    quotes: tuple[Quote, ...]
+    instrument: Instrument
+    config: BacktestConfig
+    """The paper stack's models, as a backtest configuration."""
+    orders: tuple[OrderRow, ...]
     cash: Decimal
+    seconds: float
 
 
-async def run_parity(
+async def replay_on_paper(
     strategy: str,
     symbol: str,
     bars: Sequence[Bar],
@@ -489,14 +521,10 @@ async def run_parity(
     steps: int = DEFAULT_STEPS,
     seed: int = 0,
     data_dir: Path | None = None,
-    perturb: Callable[[BacktestConfig], BacktestConfig] | None = None,
-) -> ParityReport:
-    """Run `strategy` on `bars` of `symbol` in the backtester and through an embedded paper stack; compare them.
-
-    `settings` supplies the paper models (fees, slippage, latency, participation, limits, replay
-    spread); the database is SQLite in `data_dir` (a temporary directory when None). `perturb`
-    changes the backtest's configuration only (a test's deliberate difference).
-    """
+) -> PaperReplay:
+    """Run `strategy` on `bars` of `symbol` through an embedded paper stack (SQLite in `data_dir`, a temporary
+    directory when None) with the paper models of `settings` (fees, slippage, latency, participation, limits,
+    the replay's spread)."""
     import time
 
     if not bars:
@@ -520,45 +548,73 @@ async def run_parity(
             }
         )
         started = time.perf_counter()
-        paper, instrument, config = await _paper_run(
-            strategy, symbol, bars, local, chosen, capital, steps, seed, bar_seconds, perturb
-        )
-        paper_seconds = time.perf_counter() - started
+        return await _paper_run(strategy, symbol, tuple(bars), local, chosen, capital, steps, seed, bar_seconds, started)
+
+
+def parity_report(paper: PaperReplay, *, perturb: Callable[[BacktestConfig], BacktestConfig] | None = None) -> ParityReport:
+    """Run the backtest of `paper`'s strategy on its bars with its models and compare (`perturb`: a test's deliberate
+    change of the backtest's configuration)."""
+    import time
+
+    config = paper.config if perturb is None else perturb(paper.config)
+    symbol = paper.symbol
     started = time.perf_counter()
-    result = run_backtest(build(strategy, [symbol], chosen), [BarSeries.from_bars(symbol, bars)], config, {symbol: instrument})
+    strategy = build(paper.strategy, [symbol], paper.params)
+    result = run_backtest(strategy, [BarSeries.from_bars(symbol, paper.bars)], config, {symbol: paper.instrument})
     backtest_seconds = time.perf_counter() - started
-    quotes = replayed_quotes(
-        bars, instrument, SpreadModel(bps=settings.replay_spread_bps, min_ticks=1), steps=steps, seed=seed, bar_seconds=bar_seconds
-    )
     comparisons = compare(
-        backtest_orders(result), paper.orders, quotes, instrument, config, bar_seconds=bar_seconds, last_bar=bars[-1].ts
+        backtest_orders(result),
+        paper.orders,
+        paper.quotes,
+        paper.instrument,
+        config,
+        bar_seconds=paper.bar_seconds,
+        last_bar=paper.bars[-1].ts,
     )
     return ParityReport(
-        strategy,
+        paper.strategy,
         symbol,
-        chosen,
-        len(bars),
-        len(quotes),
+        paper.params,
+        len(paper.bars),
+        len(paper.quotes),
         config,
         tuple(comparisons),
         result.final_equity,
         paper.cash,
-        {"backtest": backtest_seconds, "paper": paper_seconds},
+        {"backtest": backtest_seconds, "paper": paper.seconds},
     )
+
+
+async def run_parity(
+    strategy: str,
+    symbol: str,
+    bars: Sequence[Bar],
+    settings: Settings,
+    *,
+    params: Mapping[str, str] | None = None,
+    capital: Decimal = Decimal(100_000),
+    steps: int = DEFAULT_STEPS,
+    seed: int = 0,
+) -> ParityReport:
+    """`replay_on_paper`, then `parity_report`: the command's work."""
+    paper = await replay_on_paper(strategy, symbol, bars, settings, params=params, capital=capital, steps=steps, seed=seed)
+    return parity_report(paper)
 
 
 async def _paper_run(
     strategy: str,
     symbol: str,
-    bars: Sequence[Bar],
+    bars: tuple[Bar, ...],
     settings: Settings,
-    params: Mapping[str, str],
+    params: dict[str, str],
     capital: Decimal,
     steps: int,
     seed: int,
     bar_seconds: int,
-    perturb: Callable[[BacktestConfig], BacktestConfig] | None,
-) -> tuple[_Paper, Instrument, BacktestConfig]:
+    started: float,
+) -> PaperReplay:
+    import time
+
     from tradestack.books.service import BooksService
     from tradestack.identity.permissions import Role, permissions_of
     from tradestack.identity.service import Caller, Principal, identity_session
@@ -585,8 +641,6 @@ async def _paper_run(
         config = backtest_config_of(
             settings, instrument, capital, fee_model_for(runtime, instrument), default_limits(runtime, instrument.quote_currency)
         )
-        if perturb is not None:
-            config = perturb(config)
 
         # the engine, stepped in line: an order announced "settled" is matched before order entry answers
         shard = EngineShard(runtime)
@@ -619,7 +673,8 @@ async def _paper_run(
 
         publisher = Publisher(runtime)
         spread = SpreadModel(bps=settings.replay_spread_bps, min_ticks=1)
-        for quote in replayed_quotes(bars, instrument, spread, steps=steps, seed=seed, bar_seconds=bar_seconds):
+        quotes = tuple(replayed_quotes(bars, instrument, spread, steps=steps, seed=seed, bar_seconds=bar_seconds))
+        for quote in quotes:
             clock.advance((quote.ts - clock.now()).total_seconds())
             await publisher.publish("replay", quote)
             shard.on_quote(quote)
@@ -635,6 +690,18 @@ async def _paper_run(
         stored = await runner.trading.orders_with_prefix(account.id, row.order_prefix)
         async with runtime.database.read_session() as session:
             snapshot = await BooksService(session, clock).snapshot(account.id)
-        return _Paper(paper_orders(stored, row.order_prefix), snapshot.cash_in(snapshot.base_currency)), instrument, config
+        return PaperReplay(
+            strategy,
+            symbol,
+            params,
+            bars,
+            bar_seconds,
+            quotes,
+            instrument,
+            config,
+            tuple(paper_orders(stored, row.order_prefix)),
+            snapshot.cash_in(snapshot.base_currency),
+            time.perf_counter() - started,
+        )
     finally:
         await runtime.close()
