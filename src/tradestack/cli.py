@@ -1841,8 +1841,9 @@ def backtest_parity(
     """
     from decimal import Decimal, InvalidOperation
 
-    from tradestack.backtest.parity import Verdict, run_parity
+    from tradestack.backtest.parity import Verdict
     from tradestack.strategy.api import StrategyError
+    from tradestack.strategy.parity import run_parity
 
     if steps < 4:
         raise _fail("--steps: a bar is replayed as at least 4 quotes (open, low, high, close)")

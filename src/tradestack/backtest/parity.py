@@ -1,19 +1,14 @@
 """Parity: one strategy on the same bars in the backtester and through the paper stack, compared order by order.
 
-`run_parity` runs the strategy twice:
+The paper run is `strategy.parity.replay_on_paper` (the service layer); this module is the pure
+part: the backtest with the paper's models and the comparison (`parity_report`). The two runs:
 
 * **backtest**: `backtest.engine` over the bars (fills at the next bar's open print, bar volume as
   the print's size), with the paper stack's own models: its fee schedule for the instrument's
-  venue, slippage, latency, participation rate and default risk limits (`backtest_config_of`);
-* **paper**: an embedded runtime (SQLite in `data_dir`, a `SimClock`: no real-time waiting) with
-  the real pieces: each bar replayed as quotes by the replay's intrabar path and spread model
-  (`domain.replay.bar_ticks`, touch sizes as the replay feed sizes them), published to the cache,
-  matched by an `EngineShard` (recorded in the database books), and handed to a deployment made
-  through `StrategyService.deploy` and run by `StrategyRunner` (bars built from the quotes,
-  orders through `TradingService.submit`: order entry, risk, the engine).
-
-On each quote the engine matches first, then the runner closes bars and hands them to the strategy
-(its orders match against that quote at once, as the in-process engine does).
+  venue, slippage, latency, participation rate and default risk limits
+  (`strategy.parity.backtest_config_of`);
+* **paper**: the same bars replayed as quotes through the real order service, risk checks, engine
+  and database books (see `strategy.parity`); its orders and fills as stored (`PaperReplay`).
 
 Orders are paired by the bar whose close decided them and their rank in that bar. A pair whose
 orders and fills (quantity, price, fee) are equal is **matched**. Otherwise the difference is
@@ -35,26 +30,19 @@ Anything else is **unexplained**; `ParityReport.ok` is False then (the command e
 from __future__ import annotations
 
 import bisect
-import random
-import tempfile
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from tradestack.backtest.data import BarSeries
 from tradestack.backtest.engine import BacktestConfig, BacktestResult, run_backtest
-from tradestack.core.clock import SimClock
 from tradestack.domain.instruments import Instrument
 from tradestack.domain.marketdata import Bar, Quote, Side
-from tradestack.domain.matching import Fill, LatencyModel, MatchingEngine, SlippageModel, WorkingOrder
+from tradestack.domain.matching import Fill, MatchingEngine, WorkingOrder
 from tradestack.domain.orders import FillEvent, Order, OrderStatus
-from tradestack.domain.replay import SpreadModel, bar_ticks
-from tradestack.kit.config import Settings
 from tradestack.strategy.api import StrategyError
 from tradestack.strategy.examples import build
 
@@ -220,20 +208,6 @@ class ParityReport:
 
 
 # -- the two hosts' orders -------------------------------------------------------------------------
-
-
-def backtest_config_of(settings: Settings, instrument: Instrument, capital: Decimal, fee: Any, limits: Any) -> BacktestConfig:
-    """The backtest's models: the paper stack's (`fee` and `limits` as order entry computes them)."""
-    return BacktestConfig(
-        capital=capital,
-        currency=instrument.quote_currency,
-        fee=fee,
-        slippage=SlippageModel(settings.paper_slippage_bps),
-        latency=LatencyModel(settings.paper_latency_ms / 1000),
-        participation_rate=settings.paper_participation_rate,
-        limits=limits,
-        seed=settings.synthetic_seed,
-    )
 
 
 def _ranked(rows: list[tuple[datetime, str, Order, tuple[FillRow, ...]]]) -> list[OrderRow]:
@@ -474,22 +448,7 @@ def compare(
     return out
 
 
-# -- running both ----------------------------------------------------------------------------------
-
-
-def replayed_quotes(
-    bars: Sequence[Bar], instrument: Instrument, spread: SpreadModel, *, steps: int, seed: int, bar_seconds: int
-) -> list[Quote]:
-    """Each bar as `steps` quotes stamped within it (the replay's intrabar path, spread and touch sizing)."""
-    from tradestack.marketdata.feeds import touch_lot
-
-    rng = random.Random(seed)  # noqa: S311 - simulation, not cryptography
-    lot = touch_lot(instrument, bars[0].close) if bars else instrument.lot_size
-    quotes: list[Quote] = []
-    for bar in bars:
-        ticks = bar_ticks(bar, steps, rng, instrument.tick_size, spread, bar.ts, bar_seconds / steps, lot=lot)
-        quotes.extend(quote for quote, _ in ticks)
-    return quotes
+# -- the report -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,47 +467,6 @@ class PaperReplay:
     orders: tuple[OrderRow, ...]
     cash: Decimal
     seconds: float
-
-
-async def replay_on_paper(
-    strategy: str,
-    symbol: str,
-    bars: Sequence[Bar],
-    settings: Settings,
-    *,
-    params: Mapping[str, str] | None = None,
-    capital: Decimal = Decimal(100_000),
-    steps: int = DEFAULT_STEPS,
-    seed: int = 0,
-    data_dir: Path | None = None,
-) -> PaperReplay:
-    """Run `strategy` on `bars` of `symbol` through an embedded paper stack (SQLite in `data_dir`, a temporary
-    directory when None) with the paper models of `settings` (fees, slippage, latency, participation, limits,
-    the replay's spread)."""
-    import time
-
-    if not bars:
-        raise StrategyError(f"no bars of {symbol} to compare")
-    chosen = dict(params or {})
-    build(strategy, [symbol], chosen)  # refuse bad parameters before anything runs
-    bar_seconds = round((bars[1].ts - bars[0].ts).total_seconds()) if len(bars) > 1 else 60
-    with tempfile.TemporaryDirectory(prefix="tradestack-parity-") as scratch:
-        where = data_dir or Path(scratch)
-        local = settings.model_copy(
-            update={
-                "database_url": f"sqlite+aiosqlite:///{(where / 'parity.db').as_posix()}",
-                "redis_url": None,
-                "data_dir": where,
-                "engine_in_process": False,
-                "strategies_in_process": False,
-                "marketdata_feeds": [],
-                "market_hours_always_open": True,
-                "argon2_time_cost": 1,
-                "argon2_memory_kib": 8192,
-            }
-        )
-        started = time.perf_counter()
-        return await _paper_run(strategy, symbol, tuple(bars), local, chosen, capital, steps, seed, bar_seconds, started)
 
 
 def parity_report(paper: PaperReplay, *, perturb: Callable[[BacktestConfig], BacktestConfig] | None = None) -> ParityReport:
@@ -583,125 +501,3 @@ def parity_report(paper: PaperReplay, *, perturb: Callable[[BacktestConfig], Bac
         paper.cash,
         {"backtest": backtest_seconds, "paper": paper.seconds},
     )
-
-
-async def run_parity(
-    strategy: str,
-    symbol: str,
-    bars: Sequence[Bar],
-    settings: Settings,
-    *,
-    params: Mapping[str, str] | None = None,
-    capital: Decimal = Decimal(100_000),
-    steps: int = DEFAULT_STEPS,
-    seed: int = 0,
-) -> ParityReport:
-    """`replay_on_paper`, then `parity_report`: the command's work."""
-    paper = await replay_on_paper(strategy, symbol, bars, settings, params=params, capital=capital, steps=steps, seed=seed)
-    return parity_report(paper)
-
-
-async def _paper_run(
-    strategy: str,
-    symbol: str,
-    bars: tuple[Bar, ...],
-    settings: Settings,
-    params: dict[str, str],
-    capital: Decimal,
-    steps: int,
-    seed: int,
-    bar_seconds: int,
-    started: float,
-) -> PaperReplay:
-    import time
-
-    from tradestack.books.service import BooksService
-    from tradestack.identity.permissions import Role, permissions_of
-    from tradestack.identity.service import Caller, Principal, identity_session
-    from tradestack.kit import migrations
-    from tradestack.kit.runtime import Runtime
-    from tradestack.marketdata.runner import Publisher
-    from tradestack.marketdata.service import MarketDataService
-    from tradestack.strategy.runner import CLOSE_GRACE_SECONDS, StrategyRunner
-    from tradestack.strategy.schemas import StrategyDeploy
-    from tradestack.trading.commands import COMMANDS, LocalCommands
-    from tradestack.trading.engine import EngineShard
-    from tradestack.trading.service import default_limits, fee_model_for
-
-    clock = SimClock(bars[0].ts - timedelta(seconds=1))
-    runtime = Runtime.open(settings, clock=clock)
-    try:
-        await migrations.upgrade(runtime.database.engine)
-        market = MarketDataService(runtime)
-        await market.seed_instruments()
-        instruments = await market.instruments()
-        instrument = instruments.get(symbol)
-        if instrument is None:
-            raise StrategyError(f"unknown instrument {symbol}")
-        config = backtest_config_of(
-            settings, instrument, capital, fee_model_for(runtime, instrument), default_limits(runtime, instrument.quote_currency)
-        )
-
-        # the engine, stepped in line: an order announced "settled" is matched before order entry answers
-        shard = EngineShard(runtime)
-        shard.instruments = instruments
-
-        async def settled(account_id: str, order_id: str) -> None:
-            await shard.order_changed(account_id, order_id)
-            await shard.step()
-
-        runtime.components.put(COMMANDS, LocalCommands(shard.order_changed, settled))
-
-        email = f"parity-{uuid.uuid4().hex[:10]}@example.invalid"
-        async with identity_session(runtime, Caller()) as identity:
-            user = await identity.create_user(email, uuid.uuid4().hex + "Aa1!", Role.TRADER)
-            books = BooksService(identity.session, clock)
-            account = await books.open_account(user.id, "parity", instrument.quote_currency)
-            await books.deposit(account.id, instrument.quote_currency, capital)
-        principal = Principal(user.id, email, Role.TRADER, permissions_of(Role.TRADER))
-
-        runner = StrategyRunner(runtime)
-        body = StrategyDeploy(
-            strategy=strategy, account_id=account.id, symbols=[symbol], params=dict(params), bar_seconds=bar_seconds, max_errors=1
-        )
-        deployed = await runner.service.deploy(principal, body, Caller())
-        row = next(r for r in await runner.service.running() if r.id == deployed.id)
-        deployment = await runner.begin(row, run=False)
-        if deployment is None:
-            raise StrategyError(f"the paper host could not start {strategy}: {await runner.service.state_of(deployed.id)}")
-        await runner.start_host(deployment)
-
-        publisher = Publisher(runtime)
-        spread = SpreadModel(bps=settings.replay_spread_bps, min_ticks=1)
-        quotes = tuple(replayed_quotes(bars, instrument, spread, steps=steps, seed=seed, bar_seconds=bar_seconds))
-        for quote in quotes:
-            clock.advance((quote.ts - clock.now()).total_seconds())
-            await publisher.publish("replay", quote)
-            shard.on_quote(quote)
-            await shard.step()
-            deployment.on_quote(quote)
-            await runner.handle_pending(deployment)
-        # the last bar closes when its interval has ended (the runner's tick)
-        clock.advance(bar_seconds + CLOSE_GRACE_SECONDS)
-        deployment.on_tick(clock.now())
-        await runner.handle_pending(deployment)
-        if deployment.failed:
-            raise StrategyError(f"the paper host stopped itself: {(await runner.service.get(principal, deployed.id)).last_error}")
-        stored = await runner.trading.orders_with_prefix(account.id, row.order_prefix)
-        async with runtime.database.read_session() as session:
-            snapshot = await BooksService(session, clock).snapshot(account.id)
-        return PaperReplay(
-            strategy,
-            symbol,
-            params,
-            bars,
-            bar_seconds,
-            quotes,
-            instrument,
-            config,
-            tuple(paper_orders(stored, row.order_prefix)),
-            snapshot.cash_in(snapshot.base_currency),
-            time.perf_counter() - started,
-        )
-    finally:
-        await runtime.close()

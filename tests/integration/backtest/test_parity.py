@@ -14,13 +14,14 @@ import pytest
 from typer.testing import CliRunner
 
 from tradestack.backtest.engine import BacktestConfig
-from tradestack.backtest.parity import PaperReplay, Verdict, parity_report, replay_on_paper
+from tradestack.backtest.parity import PaperReplay, Verdict, parity_report
 from tradestack.cli import app
 from tradestack.domain.marketdata import Bar, Timeframe
 from tradestack.domain.matching import FeeModel
 from tradestack.domain.orders import OrderStatus
 from tradestack.kit.config import Settings
 from tradestack.marketdata import datasets
+from tradestack.strategy.parity import replay_on_paper
 
 DAY = date(2026, 7, 29)
 
@@ -47,7 +48,8 @@ def test_every_order_of_a_one_minute_aapl_replay_is_matched_or_explained(paper: 
     assert report.ok
     assert report.share_matched_or_explained == 1.0
     for row in report.comparisons:
-        assert row.backtest is not None and row.paper is not None  # the same decisions in both hosts
+        assert row.backtest is not None  # the same decisions in both hosts
+        assert row.paper is not None
         assert (row.backtest.side, row.backtest.quantity) == (row.paper.side, row.paper.quantity)
         assert row.paper.status is OrderStatus.FILLED
         assert row.paper.filled == row.backtest.filled == row.paper.quantity
