@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -41,7 +41,7 @@ from tradestack.marketdata.runner import Publisher
 from tradestack.marketdata.service import MarketDataService
 from tradestack.strategy.api import StrategyError
 from tradestack.strategy.examples import build
-from tradestack.strategy.runner import CLOSE_GRACE_SECONDS, StrategyRunner
+from tradestack.strategy.runner import CLOSE_GRACE_SECONDS, Deployment, StrategyRunner
 from tradestack.strategy.schemas import StrategyDeploy
 from tradestack.trading.commands import COMMANDS, LocalCommands
 from tradestack.trading.engine import EngineShard
@@ -91,10 +91,16 @@ async def replay_on_paper(
     steps: int = DEFAULT_STEPS,
     seed: int = 0,
     data_dir: Path | None = None,
+    restart_at: datetime | None = None,
 ) -> PaperReplay:
     """Run `strategy` on `bars` of `symbol` through an embedded paper stack (SQLite in `data_dir`, a temporary
     directory when None) with the paper models of `settings` (fees, slippage, latency, participation, limits,
-    the replay's spread)."""
+    the replay's spread).
+
+    `restart_at`: before the first quote at or after it, the stack is dropped as by kill -9 (no stop hook,
+    no `on_stop`) and a new one starts on the same database: a new engine shard and strategy runner that
+    rebuild what they hold from it.
+    """
 
     if not bars:
         raise StrategyError(f"no bars of {symbol} to compare")
@@ -117,7 +123,9 @@ async def replay_on_paper(
             }
         )
         started = time.perf_counter()
-        return await _paper_run(strategy, symbol, tuple(bars), local, chosen, capital, steps, seed, bar_seconds, started)
+        return await _paper_run(
+            strategy, symbol, tuple(bars), local, chosen, capital, steps, seed, bar_seconds, started, restart_at
+        )
 
 
 async def run_parity(
@@ -136,6 +144,52 @@ async def run_parity(
     return parity_report(paper)
 
 
+class _Stack:
+    """One "process" of the embedded paper stack: a runtime on the database, its engine shard and strategy runner."""
+
+    def __init__(self, runtime: Runtime, shard: EngineShard, runner: StrategyRunner) -> None:
+        self.runtime, self.shard, self.runner = runtime, shard, runner
+
+    @classmethod
+    async def open(cls, settings: Settings, clock: SimClock) -> _Stack:
+        runtime = Runtime.open(settings, clock=clock)
+        try:
+            await migrations.upgrade(runtime.database.engine)
+            market = MarketDataService(runtime)
+            await market.seed_instruments()
+            # the engine, stepped in line: an order announced "settled" is matched before order entry answers
+            shard = EngineShard(runtime)
+            shard.instruments = await market.instruments()
+            await shard.rebuild()  # after a restart: the open orders from the database
+
+            async def settled(account_id: str, order_id: str) -> None:
+                await shard.order_changed(account_id, order_id)
+                await shard.step()
+
+            runtime.components.put(COMMANDS, LocalCommands(shard.order_changed, settled))
+            return cls(runtime, shard, StrategyRunner(runtime))
+        except BaseException:
+            await runtime.close()
+            raise
+
+    async def start(self, deployment_id: str) -> Deployment:
+        """The runner's deployment, driven here (no task of its own), started (history and orders rebuilt)."""
+        row = next((r for r in await self.runner.service.running() if r.id == deployment_id), None)
+        deployment = None if row is None else await self.runner.begin(row, run=False)
+        if deployment is None:
+            raise StrategyError(f"the paper host could not start: {await self.runner.service.state_of(deployment_id)}")
+        await self.runner.start_host(deployment)
+        return deployment
+
+    async def quote(self, deployment: Deployment, publisher: Publisher, quote: Quote) -> None:
+        """One replayed quote: to the cache, the engine (matches first), then the runner (bars, the strategy)."""
+        await publisher.publish("replay", quote)
+        self.shard.on_quote(quote)
+        await self.shard.step()
+        deployment.on_quote(quote)
+        await self.runner.handle_pending(deployment)
+
+
 async def _paper_run(
     strategy: str,
     symbol: str,
@@ -147,31 +201,18 @@ async def _paper_run(
     seed: int,
     bar_seconds: int,
     started: float,
+    restart_at: datetime | None = None,
 ) -> PaperReplay:
     clock = SimClock(bars[0].ts - timedelta(seconds=1))
-    runtime = Runtime.open(settings, clock=clock)
+    stack = await _Stack.open(settings, clock)
     try:
-        await migrations.upgrade(runtime.database.engine)
-        market = MarketDataService(runtime)
-        await market.seed_instruments()
-        instruments = await market.instruments()
-        instrument = instruments.get(symbol)
+        runtime = stack.runtime
+        instrument = stack.shard.instruments.get(symbol)
         if instrument is None:
             raise StrategyError(f"unknown instrument {symbol}")
         config = backtest_config_of(
             settings, instrument, capital, fee_model_for(runtime, instrument), default_limits(runtime, instrument.quote_currency)
         )
-
-        # the engine, stepped in line: an order announced "settled" is matched before order entry answers
-        shard = EngineShard(runtime)
-        shard.instruments = instruments
-
-        async def settled(account_id: str, order_id: str) -> None:
-            await shard.order_changed(account_id, order_id)
-            await shard.step()
-
-        runtime.components.put(COMMANDS, LocalCommands(shard.order_changed, settled))
-
         email = f"parity-{uuid.uuid4().hex[:10]}@example.invalid"
         async with identity_session(runtime, Caller()) as identity:
             user = await identity.create_user(email, uuid.uuid4().hex + "Aa1!", Role.TRADER)
@@ -179,36 +220,33 @@ async def _paper_run(
             account = await books.open_account(user.id, "parity", instrument.quote_currency)
             await books.deposit(account.id, instrument.quote_currency, capital)
         principal = Principal(user.id, email, Role.TRADER, permissions_of(Role.TRADER))
-
-        runner = StrategyRunner(runtime)
         body = StrategyDeploy(
             strategy=strategy, account_id=account.id, symbols=[symbol], params=dict(params), bar_seconds=bar_seconds, max_errors=1
         )
-        deployed = await runner.service.deploy(principal, body, Caller())
-        row = next(r for r in await runner.service.running() if r.id == deployed.id)
-        deployment = await runner.begin(row, run=False)
-        if deployment is None:
-            raise StrategyError(f"the paper host could not start {strategy}: {await runner.service.state_of(deployed.id)}")
-        await runner.start_host(deployment)
-
+        deployed = await stack.runner.service.deploy(principal, body, Caller())
+        deployment = await stack.start(deployed.id)
         publisher = Publisher(runtime)
         spread = SpreadModel(bps=settings.replay_spread_bps, min_ticks=1)
         quotes = tuple(replayed_quotes(bars, instrument, spread, steps=steps, seed=seed, bar_seconds=bar_seconds))
         for quote in quotes:
+            if restart_at is not None and quote.ts >= restart_at:
+                # as kill -9: nothing is stopped or told; a new "process" starts on the same database
+                restart_at = None
+                await stack.runtime.close()
+                stack = await _Stack.open(settings, clock)
+                deployment = await stack.start(deployed.id)
+                publisher = Publisher(stack.runtime)
             clock.advance((quote.ts - clock.now()).total_seconds())
-            await publisher.publish("replay", quote)
-            shard.on_quote(quote)
-            await shard.step()
-            deployment.on_quote(quote)
-            await runner.handle_pending(deployment)
+            await stack.quote(deployment, publisher, quote)
         # the last bar closes when its interval has ended (the runner's tick)
         clock.advance(bar_seconds + CLOSE_GRACE_SECONDS)
         deployment.on_tick(clock.now())
-        await runner.handle_pending(deployment)
+        await stack.runner.handle_pending(deployment)
         if deployment.failed:
-            raise StrategyError(f"the paper host stopped itself: {(await runner.service.get(principal, deployed.id)).last_error}")
-        stored = await runner.trading.orders_with_prefix(account.id, row.order_prefix)
-        async with runtime.database.read_session() as session:
+            status = await stack.runner.service.get(principal, deployed.id)
+            raise StrategyError(f"the paper host stopped itself: {status.last_error}")
+        stored = await stack.runner.trading.orders_with_prefix(account.id, deployment.row.order_prefix)
+        async with stack.runtime.database.read_session() as session:
             snapshot = await BooksService(session, clock).snapshot(account.id)
         return PaperReplay(
             strategy,
@@ -219,9 +257,9 @@ async def _paper_run(
             quotes,
             instrument,
             config,
-            tuple(paper_orders(stored, row.order_prefix)),
+            tuple(paper_orders(stored, deployment.row.order_prefix)),
             snapshot.cash_in(snapshot.base_currency),
             time.perf_counter() - started,
         )
     finally:
-        await runtime.close()
+        await stack.runtime.close()

@@ -17,8 +17,11 @@ Per deployment, in order, one event at a time:
   owner, exactly as ``POST /api/orders`` (risk, desk or locked transaction, engine, audit).
 
 An exception from the strategy or from order entry is an error: recorded as the deployment's last
-error; after `max_errors` in a row the deployment stops itself (state ``failed``). A restart rebuilds
-each host from its orders and fills; its indicators warm up again from the bars that follow.
+error; after `max_errors` in a row the deployment stops itself (state ``failed``). Each bar is stored
+(`strategy_bars`) before the strategy sees it; a restart rebuilds each host from its orders and fills
+and gives it back its newest `HISTORY_BARS` stored bars, so its indicators and bar indexes (and so its
+decisions) are those of a runner that never stopped. A bar that was still being built from quotes
+when the runner stopped is lost (only the quotes after the restart build the next one).
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ log = get_logger(__name__)
 POLL_SECONDS = 1.0
 CLOSE_GRACE_SECONDS = 1.0
 PORT_TIMEOUT_SECONDS = 60.0
+HISTORY_BARS = 5000
+"""Stored bars a restarted host is given back per symbol (its indicators' windows must fit in them)."""
 
 
 class BarBuilder:
@@ -85,6 +90,10 @@ class BarBuilder:
         self.current = one if self.current is None else self.current.extended(one)
         self._bucket = bucket
         return closed
+
+    def resume_after(self, bar: Bar) -> None:
+        """A restarted runner: `bar` was already handled; quotes of its interval or earlier are late."""
+        self._closed_bucket = max(self._closed_bucket, math.floor(bar.ts.timestamp() / self.seconds))
 
     def due(self, now: datetime) -> Bar | None:
         """The current bar, closed, when its interval ended `CLOSE_GRACE_SECONDS` before `now`."""
@@ -352,6 +361,11 @@ class StrategyRunner:
     async def _start(self, deployment: Deployment) -> None:
         orders, cash = await self._orders_and_cash(deployment)
         host = deployment.host
+        for symbol, builder in deployment.builders.items():
+            bars, before = await self.service.kept_bars(deployment.row.id, symbol, HISTORY_BARS)
+            host.market.restore(symbol, bars, before)
+            if bars:
+                builder.resume_after(bars[-1])
         host.sync(orders, cash, notify=False)
         await asyncio.to_thread(host.start)
 
@@ -368,6 +382,7 @@ class StrategyRunner:
 
     async def _bar(self, deployment: Deployment, bar: Bar) -> None:
         host = deployment.host
+        await self.service.keep_bar(deployment.row.id, bar)
         if await self._halted(deployment):
             host.add_bar(bar)
             return

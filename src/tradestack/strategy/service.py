@@ -18,6 +18,7 @@ from tradestack.backtest.report import data_fingerprint, result_document
 from tradestack.books.service import BooksService
 from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from tradestack.core.money import plain
+from tradestack.domain.marketdata import Bar
 from tradestack.domain.orders import FillEvent, Order
 from tradestack.domain.portfolio import PositionState
 from tradestack.identity.permissions import Permission
@@ -28,7 +29,7 @@ from tradestack.models.backtests import BacktestRunRow
 from tradestack.models.strategies import StrategyDeploymentRow
 from tradestack.strategy.api import Strategy, StrategyError
 from tradestack.strategy.examples import STRATEGIES, ParameterError, build
-from tradestack.strategy.repository import BacktestRepository, DeploymentRepository
+from tradestack.strategy.repository import BacktestRepository, DeploymentRepository, StrategyBarRepository
 from tradestack.strategy.schemas import (
     BacktestDetail,
     BacktestList,
@@ -375,6 +376,16 @@ class StrategyService:
             await session.flush()
         wake_chainer(self.runtime)
         return row
+
+    async def keep_bar(self, deployment_id: str, bar: Bar) -> None:
+        """Store a bar the deployment's host is given, for its history after a restart."""
+        async with self.runtime.database.session() as session:
+            await StrategyBarRepository(session).add(deployment_id, bar)
+
+    async def kept_bars(self, deployment_id: str, symbol: str, limit: int) -> tuple[builtins.list[Bar], int]:
+        """The newest `limit` stored bars of `symbol` (oldest first) and how many older ones are stored."""
+        async with self.runtime.database.read_session() as session:
+            return await StrategyBarRepository(session).last(deployment_id, symbol, limit)
 
     async def record_ok(self, deployment_id: str) -> None:
         """An event was handled cleanly: the run of consecutive errors ends."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -109,3 +109,23 @@ def test_the_parity_command_refuses_bad_input() -> None:
     refused = CliRunner().invoke(app, ["backtest", "parity", "sma_cross", "--symbol", "AAPL", "--steps", "2"])
     assert refused.exit_code != 0
     assert "at least 4 quotes" in refused.output
+
+
+def test_a_runner_killed_and_restarted_mid_run_decides_as_one_that_never_stopped(paper: PaperReplay, tmp_path: Path) -> None:
+    """The stack is dropped (no stop hook, no on_stop) five bars before the first crossover and a new engine and
+    runner start on the same database: the restarted host gets its stored bars back, so it sends the same orders
+    (ids keyed by the bar) and gets the same fills. Without the stored history its SMAs warm up again and the
+    first two orders are never sent."""
+    bars = _session()
+    first = paper.orders[0].decided_at
+    kill = next(i for i, bar in enumerate(bars) if bar.ts == first) - 5
+    restarted = asyncio.run(
+        replay_on_paper("sma_cross", "AAPL", bars, Settings(), data_dir=tmp_path, restart_at=bars[kill].ts + timedelta(seconds=1))
+    )
+
+    def decisions(run: PaperReplay) -> list[tuple[object, ...]]:
+        return [(o.decided_at, o.rank, o.side, o.quantity, o.status, o.fills) for o in run.orders]
+
+    assert decisions(restarted) == decisions(paper)
+    assert restarted.cash == paper.cash
+    assert parity_report(restarted).ok
