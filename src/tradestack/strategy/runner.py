@@ -2,8 +2,11 @@
 
 One `StrategyRunner` per installation: embedded in `tradestack up` (and a lone API process, like the
 engine), or `tradestack serve strategies` in production. It follows the `strategy_deployments`
-table: a running deployment gets a `PaperHost` and a task of its own; a deployment stopped through
-the API is stopped here within `POLL_SECONDS`.
+table: a running deployment gets a `PaperHost` and a task of its own. The table is read when a
+deploy or a stop through the API announces a change on the bus (`DEPLOYMENTS_CHANNEL`, in process
+or on Redis) and otherwise only every `FOLLOW_SECONDS` (a lost announcement is picked up then), so
+an installation without deployments costs nothing but that. While deployments run, their bars are
+closed by a tick every `POLL_SECONDS` (no database read).
 
 Per deployment, in order, one event at a time:
 
@@ -30,6 +33,7 @@ import asyncio
 import contextlib
 import math
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -52,13 +56,14 @@ from tradestack.marketdata.service import FANOUT_CHANNEL, decode_message
 from tradestack.models.strategies import StrategyDeploymentRow
 from tradestack.strategy.api import StrategyError
 from tradestack.strategy.paper import PaperHost
-from tradestack.strategy.service import FAILED, StrategyService, strategy_of
+from tradestack.strategy.service import DEPLOYMENTS_CHANNEL, FAILED, StrategyService, strategy_of
 from tradestack.trading.engine import parse_quote
 from tradestack.trading.schemas import OrderCreate
 from tradestack.trading.service import OrderDeniedError, TradingService
 
 log = get_logger(__name__)
 POLL_SECONDS = 1.0
+FOLLOW_SECONDS = 30.0
 CLOSE_GRACE_SECONDS = 1.0
 PORT_TIMEOUT_SECONDS = 60.0
 HISTORY_BARS = 5000
@@ -204,30 +209,54 @@ class StrategyRunner:
         self.service = StrategyService(runtime)
         self.trading = self.service.trading
         self.deployments: dict[str, Deployment] = {}
-        self._stopping = asyncio.Event()
+        self.reads = 0
+        """Reads of the deployments table so far."""
+        self._stopping = False
+        self._changed = True  # read the table at once when starting
+        self._wake = asyncio.Event()
 
     async def run(self) -> None:
-        """Follow the deployments table until `stop`."""
-        while not self._stopping.is_set():
-            try:
-                await self.follow()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - an outage must not end the runner; it retries
-                log.warning("strategy runner could not read the deployments", error=f"{type(exc).__name__}: {exc}")
+        """Follow the deployments table until `stop`: on a change announced, else every `FOLLOW_SECONDS`."""
+        read_at = 0.0
+        while not self._stopping:
+            if self._changed or time.monotonic() >= read_at:
+                self._changed = False
+                read_at = time.monotonic() + FOLLOW_SECONDS
+                try:
+                    await self.follow()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - an outage must not end the runner; it retries
+                    log.warning("strategy runner could not read the deployments", error=f"{type(exc).__name__}: {exc}")
+                    read_at = time.monotonic() + POLL_SECONDS
             now = self.runtime.clock.now()
             for deployment in self.deployments.values():
                 deployment.on_tick(now)
+            wait = POLL_SECONDS if self.deployments else max(0.0, read_at - time.monotonic())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), POLL_SECONDS)
+                await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
         for deployment_id in list(self.deployments):
             await self._end(deployment_id, call_stop=False)
 
     def stop(self) -> None:
-        self._stopping.set()
+        self._stopping = True
+        self._wake.set()
+
+    def changed(self) -> None:
+        """The deployments table changed (a deploy or a stop was announced): read it now."""
+        self._changed = True
+        self._wake.set()
+
+    async def listen_changes(self) -> None:
+        """Announcements of deploys and stops, from this process or another (the bus)."""
+        async with self.runtime.bus.subscribe(DEPLOYMENTS_CHANNEL) as subscription:
+            async for _ in subscription:
+                self.changed()
 
     async def follow(self) -> None:
         """Start the deployments that are running in the table and stop those that no longer are."""
+        self.reads += 1
         rows = {row.id: row for row in await self.service.running()}
         for deployment_id in [d for d in self.deployments if d not in rows]:
             await self._end(deployment_id, call_stop=True)
@@ -420,6 +449,7 @@ def _tasks(runner: StrategyRunner) -> list[asyncio.Task[None]]:
     return [
         asyncio.create_task(runner.run(), name="strategies"),
         asyncio.create_task(forever("strategy_quotes", runner.listen_quotes), name="strategies-quotes"),
+        asyncio.create_task(forever("strategy_changes", runner.listen_changes), name="strategies-changes"),
     ]
 
 
@@ -459,7 +489,9 @@ async def run_strategies(runtime: Runtime) -> None:
     tasks = _tasks(runner)
     log.info("strategy runner started")
     await tasks[0]
-    tasks[1].cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await tasks[1]
+    for task in tasks[1:]:
+        task.cancel()
+    for task in tasks[1:]:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     log.info("strategy runner stopped")

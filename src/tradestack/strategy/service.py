@@ -23,6 +23,7 @@ from tradestack.domain.orders import FillEvent, Order
 from tradestack.domain.portfolio import PositionState
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Caller, Principal
+from tradestack.kit.outages import count_outage, unavailable_backend
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MarketDataService
 from tradestack.models.backtests import BacktestRunRow
@@ -118,6 +119,8 @@ class BacktestService:
 # -- strategies on paper ---------------------------------------------------------------------------
 
 RUNNING, STOPPED, FAILED = "running", "stopped", "failed"
+DEPLOYMENTS_CHANNEL = "strategy:deployments"
+"""Bus channel a deploy or a stop is announced on (the runner reads the table when it hears one)."""
 _ZERO = Decimal(0)
 
 
@@ -269,6 +272,7 @@ class StrategyService:
             detail = {"strategy": body.strategy, "account_id": body.account_id, "symbols": symbols, "params": params}
             await self._stage(session, principal, caller, "strategy.deploy", f"strategy:{deployment_id}", detail)
         wake_chainer(self.runtime)
+        await self._announce(deployment_id)
         return await self._status(row)
 
     async def list(self, principal: Principal, limit: int = 100) -> StrategyList:
@@ -298,7 +302,18 @@ class StrategyService:
             await session.flush()
             await self._stage(session, principal, caller, "strategy.stop", f"strategy:{deployment_id}", {})
         wake_chainer(self.runtime)
+        await self._announce(deployment_id)
         return await self._status(row)
+
+    async def _announce(self, deployment_id: str) -> None:
+        """Tell the runner the table changed; when the bus is away it reads the table at its next slow poll."""
+        try:
+            await self.runtime.bus.publish(DEPLOYMENTS_CHANNEL, deployment_id.encode())
+        except Exception as exc:
+            backend = unavailable_backend(exc)
+            if backend is None:
+                raise
+            count_outage(backend, "strategy_announce", exc)
 
     async def _visible(self, principal: Principal, deployment_id: str) -> StrategyDeploymentRow:
         async with self.runtime.database.read_session() as session:
