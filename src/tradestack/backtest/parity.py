@@ -235,19 +235,19 @@ def backtest_orders(result: BacktestResult) -> list[OrderRow]:
 
 def paper_orders(stored: Sequence[tuple[Order, list[FillEvent]]], prefix: str) -> list[OrderRow]:
     """The paper host's orders: each decided at the bar its client order id names (``{prefix}b{epoch}.{n}``)."""
-    rows = []
+    keyed = []
     for order, events in stored:
         key = order.request.client_order_id.removeprefix(prefix)
         event, _, number = key.partition(".")
-        if not event.startswith("b"):
+        if not event.startswith("b") or not number.isdigit():
             raise StrategyError(
                 f"order {order.request.client_order_id} was not sent at a bar's close; parity compares bar decisions"
             )
         decided = datetime.fromtimestamp(int(event[1:]), tz=order.created_at.tzinfo)
-        fills = tuple(FillRow(e.quantity, e.price, e.fee, e.ts) for e in sorted(events, key=lambda e: (e.ts, e.fill_id)))
-        rows.append((decided, f"{int(number):09d}", order, fills))
-    rows.sort(key=lambda r: (r[0], r[1]))
-    return _ranked(rows)
+        fills = tuple(FillRow(e.quantity, e.price, e.fee, e.ts) for e in events)  # as booked, in order
+        keyed.append(((decided, int(number)), (decided, order.id, order, fills)))
+    keyed.sort(key=lambda pair: pair[0])
+    return _ranked([row for _, row in keyed])
 
 
 # -- explanations ----------------------------------------------------------------------------------
