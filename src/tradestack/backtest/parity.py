@@ -395,7 +395,11 @@ def _one_sided(
     assert one is not None  # noqa: S101 - a comparison has at least one order
     decided, symbol = one.decided_at, one.symbol
     held_b, working_b = _at_decision(context.backtest, decided, symbol, decided)
-    held_p, working_p = _at_decision(context.paper, decided, symbol, decided + timedelta(seconds=context.bar_seconds))
+    # the paper host decides when the first quote after the bar arrives, once the engine has matched on it
+    ends = decided + timedelta(seconds=context.bar_seconds)
+    closing = bisect.bisect_left([q.ts for q in context.quotes], ends)
+    booked_by = context.quotes[closing].ts if closing < len(context.quotes) else ends + timedelta(seconds=1)
+    held_p, working_p = _at_decision(context.paper, decided, symbol, booked_by)
     causes = []
     if working_p and not working_b:
         causes.append(Cause("still working", f"the paper host's order {working_p[0].order_id} was working at this bar's close"))
