@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("deployment_id", sa.String(length=36), nullable=False),
         sa.Column("symbol", sa.String(length=32), nullable=False),
         sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
         sa.Column("open", PRICE, nullable=False),
         sa.Column("high", PRICE, nullable=False),
         sa.Column("low", PRICE, nullable=False),

@@ -44,13 +44,14 @@ class StrategyBarRow(Base):
     """A bar a deployment's runner built from the quotes and handed to its strategy (or added while halted).
 
     Kept so that a restarted runner gives the host the same history (indicators, bar indexes) as one
-    that never stopped."""
+    that never stopped; only the newest bars are kept (the runner prunes older ones)."""
 
     __tablename__ = "strategy_bars"
 
     deployment_id: Mapped[str] = mapped_column(String(36), ForeignKey("strategy_deployments.id"), primary_key=True)
     symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
     ts: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True, doc="Start of the bar's interval (UTC).")
+    number: Mapped[int] = mapped_column(Integer, doc="Its index in the deployment's history of the symbol (0: the first).")
     open: Mapped[Decimal] = mapped_column(PRICE)
     high: Mapped[Decimal] = mapped_column(PRICE)
     low: Mapped[Decimal] = mapped_column(PRICE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.marketdata import Bar
@@ -70,8 +70,8 @@ class StrategyBarRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def add(self, deployment_id: str, bar: Bar) -> None:
-        """Keep a bar the deployment's host was given (once: a bar already kept is left as it is)."""
+    async def add(self, deployment_id: str, bar: Bar, number: int) -> None:
+        """Keep a bar the deployment's host was given as its `number`-th (once: a bar already kept is left as it is)."""
         key = (deployment_id, bar.symbol, bar.ts)
         if await self._session.get(StrategyBarRow, key) is not None:
             return
@@ -80,6 +80,7 @@ class StrategyBarRepository:
                 deployment_id=deployment_id,
                 symbol=bar.symbol,
                 ts=bar.ts,
+                number=number,
                 open=bar.open,
                 high=bar.high,
                 low=bar.low,
@@ -90,11 +91,15 @@ class StrategyBarRepository:
         await self._session.flush()
 
     async def last(self, deployment_id: str, symbol: str, limit: int) -> tuple[list[Bar], int]:
-        """The newest `limit` bars kept of `symbol`, oldest first, and how many older ones there are."""
+        """The newest `limit` bars kept of `symbol`, oldest first, and the number of the first (0 when none)."""
         mine = (StrategyBarRow.deployment_id == deployment_id) & (StrategyBarRow.symbol == symbol)
         rows = list(
             await self._session.scalars(select(StrategyBarRow).where(mine).order_by(StrategyBarRow.ts.desc()).limit(limit))
         )
-        total = await self._session.scalar(select(func.count()).select_from(StrategyBarRow).where(mine)) or 0
         bars = [Bar(r.symbol, r.ts, r.open, r.high, r.low, r.close, r.volume) for r in reversed(rows)]
-        return bars, total - len(bars)
+        return bars, rows[-1].number if rows else 0
+
+    async def prune(self, deployment_id: str, symbol: str, below: int) -> None:
+        """Forget the bars of `symbol` numbered below `below`."""
+        mine = (StrategyBarRow.deployment_id == deployment_id) & (StrategyBarRow.symbol == symbol)
+        await self._session.execute(delete(StrategyBarRow).where(mine & (StrategyBarRow.number < below)))

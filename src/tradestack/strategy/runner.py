@@ -67,7 +67,8 @@ FOLLOW_SECONDS = 30.0
 CLOSE_GRACE_SECONDS = 1.0
 PORT_TIMEOUT_SECONDS = 60.0
 HISTORY_BARS = 5000
-"""Stored bars a restarted host is given back per symbol (its indicators' windows must fit in them)."""
+"""Stored bars a restarted host is given back per symbol (its indicators' windows must fit in them); the
+runner keeps between this many and twice as many."""
 
 
 class BarBuilder:
@@ -391,8 +392,8 @@ class StrategyRunner:
         orders, cash = await self._orders_and_cash(deployment)
         host = deployment.host
         for symbol, builder in deployment.builders.items():
-            bars, before = await self.service.kept_bars(deployment.row.id, symbol, HISTORY_BARS)
-            host.market.restore(symbol, bars, before)
+            bars, first = await self.service.kept_bars(deployment.row.id, symbol, HISTORY_BARS)
+            host.market.restore(symbol, bars, first)
             if bars:
                 builder.resume_after(bars[-1])
         host.sync(orders, cash, notify=False)
@@ -411,7 +412,8 @@ class StrategyRunner:
 
     async def _bar(self, deployment: Deployment, bar: Bar) -> None:
         host = deployment.host
-        await self.service.keep_bar(deployment.row.id, bar)
+        history = host.history(bar.symbol)
+        await self.service.keep_bar(deployment.row.id, bar, history.offset + len(history.bars), keep=HISTORY_BARS)
         if await self._halted(deployment):
             host.add_bar(bar)
             return

@@ -392,13 +392,17 @@ class StrategyService:
         wake_chainer(self.runtime)
         return row
 
-    async def keep_bar(self, deployment_id: str, bar: Bar) -> None:
-        """Store a bar the deployment's host is given, for its history after a restart."""
+    async def keep_bar(self, deployment_id: str, bar: Bar, number: int, *, keep: int) -> None:
+        """Store a bar the deployment's host is given (its `number`-th), for its history after a restart; every
+        `keep` bars, forget those older than the newest `keep`."""
         async with self.runtime.database.session() as session:
-            await StrategyBarRepository(session).add(deployment_id, bar)
+            repository = StrategyBarRepository(session)
+            await repository.add(deployment_id, bar, number)
+            if number and number % keep == 0:
+                await repository.prune(deployment_id, bar.symbol, number - keep)
 
     async def kept_bars(self, deployment_id: str, symbol: str, limit: int) -> tuple[builtins.list[Bar], int]:
-        """The newest `limit` stored bars of `symbol` (oldest first) and how many older ones are stored."""
+        """The newest `limit` stored bars of `symbol` (oldest first) and the number of the first."""
         async with self.runtime.database.read_session() as session:
             return await StrategyBarRepository(session).last(deployment_id, symbol, limit)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
@@ -21,6 +22,7 @@ from tradestack.domain.matching import FeeModel
 from tradestack.domain.orders import OrderStatus
 from tradestack.kit.config import Settings
 from tradestack.marketdata import datasets
+from tradestack.strategy import runner as runner_module
 from tradestack.strategy.parity import replay_on_paper
 
 DAY = date(2026, 7, 29)
@@ -111,11 +113,14 @@ def test_the_parity_command_refuses_bad_input() -> None:
     assert "at least 4 quotes" in refused.output
 
 
-def test_a_runner_killed_and_restarted_mid_run_decides_as_one_that_never_stopped(paper: PaperReplay, tmp_path: Path) -> None:
+def test_a_runner_killed_and_restarted_mid_run_decides_as_one_that_never_stopped(
+    paper: PaperReplay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The stack is dropped (no stop hook, no on_stop) five bars before the first crossover and a new engine and
-    runner start on the same database: the restarted host gets its stored bars back, so it sends the same orders
-    (ids keyed by the bar) and gets the same fills. Without the stored history its SMAs warm up again and the
-    first two orders are never sent."""
+    runner start on the same database: the restarted host gets its newest stored bars back (a window of 40 here,
+    with the numbers of the bars before it), so it sends the same orders (ids keyed by the bar) and gets the same
+    fills. Without the stored history its SMAs warm up again and the first two orders are never sent."""
+    monkeypatch.setattr(runner_module, "HISTORY_BARS", 40)
     bars = _session()
     first = paper.orders[0].decided_at
     kill = next(i for i, bar in enumerate(bars) if bar.ts == first) - 5
@@ -129,3 +134,6 @@ def test_a_runner_killed_and_restarted_mid_run_decides_as_one_that_never_stopped
     assert decisions(restarted) == decisions(paper)
     assert restarted.cash == paper.cash
     assert parity_report(restarted).ok
+    with sqlite3.connect(tmp_path / "parity.db") as db:
+        kept = db.execute("select count(*), min(number), max(number) from strategy_bars").fetchone()
+    assert kept == (70, 320, 389)  # pruned every 40 bars to the newest 40 or more
