@@ -1667,8 +1667,12 @@ def _series_between(
     bars: dict[str, Any], names: list[str], first: Any, last: Any, start: str | None, end: str | None
 ) -> list[Any]:
     """Each symbol's bars between the first and last day as a `BarSeries`; refused when one has none there."""
+    from datetime import timedelta
+
     from tradestack.backtest.data import BarSeries
 
+    if last is not None and end is not None and len(end) <= 10:
+        last = last + timedelta(days=1, microseconds=-1)  # a day given: all of its bars (intraday ones too)
     series = []
     for symbol in names:
         one = BarSeries.from_bars(symbol, bars[symbol]).between(first, last)
@@ -1816,6 +1820,107 @@ def _promoted_scores(bars: dict[str, Any], first: Any, last: Any) -> Any:
     if outside:
         console.print(f"[yellow]note: {', '.join(outside)} not in the model's training universe[/]")
     return ScoreTable(history.model_version, history.days, rows)
+
+
+@backtest_app.command("parity")
+def backtest_parity(
+    strategy: Annotated[str, typer.Argument(help="Strategy name: sma_cross, bollinger.")],
+    symbol: Annotated[str, typer.Option("--symbol", help="The symbol to replay, e.g. AAPL.")],
+    start: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD, UTC) [default: first bar].")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last day, included [default: last bar].")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Strategy parameter name=value (repeatable).")] = None,
+    capital: Annotated[str, typer.Option(help="Starting cash in the instrument's currency.")] = "100000",
+    dataset: Annotated[str | None, typer.Option(help="Shipped data set to read [default: the first holding the symbol].")] = None,
+    timeframe: Annotated[str, typer.Option(help="Bar resolution (also the paper host's bar length).")] = "1m",
+    steps: Annotated[int, typer.Option(help="Replayed quotes per bar.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed of the replay's intrabar paths and touch sizes.")] = 0,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the report (every order, both hosts) as JSON here.")
+    ] = None,
+    show: Annotated[int, typer.Option(help="Rows of the table (the unexplained first).")] = 40,
+) -> None:
+    """Run STRATEGY in the backtester and through the paper stack on the same bars; compare order by order.
+
+    Exits 1 when a difference has no named cause.
+    """
+    from decimal import Decimal, InvalidOperation
+
+    from tradestack.backtest.parity import Verdict
+    from tradestack.strategy.api import StrategyError
+    from tradestack.strategy.parity import run_parity
+
+    if steps < 4:
+        raise _fail("--steps: a bar is replayed as at least 4 quotes (open, low, high, close)")
+    names, resolution, first, last = _backtest_request(symbol, timeframe, start, end)
+    if len(names) != 1:
+        raise _fail("--symbol: give one symbol")
+    try:
+        amount = Decimal(capital)
+    except InvalidOperation:
+        raise _fail(f"--capital {capital!r} is not a number") from None
+    series = _series_between(_backtest_bars(dataset, names, resolution), names, first, last, start, end)[0]
+    bars = [series.bar(i) for i in range(len(series))]
+    console.print(f"replaying {len(bars)} bars of {names[0]} ({steps} quotes each) through the backtester and the paper stack")
+    try:
+        report = asyncio.run(
+            run_parity(
+                strategy,
+                names[0],
+                bars,
+                load_settings(),
+                params=_parse_params(param or []),
+                capital=amount,
+                steps=steps,
+                seed=seed,
+            )
+        )
+    except StrategyError as exc:
+        raise _fail(str(exc)) from None
+    colours = {Verdict.MATCHED: "green", Verdict.EXPLAINED: "yellow", Verdict.UNEXPLAINED: "red"}
+    table = Table("bar", "#", "order", "backtest fills", "paper fills", "verdict", "why", title=f"parity {strategy} {names[0]}")
+    ordered = sorted(report.comparisons, key=lambda c: (c.verdict is not Verdict.UNEXPLAINED, c.decided_at, c.rank))
+    for row in ordered[: max(0, show)]:
+        one = row.backtest or row.paper
+        assert one is not None  # noqa: S101 - a comparison has at least one order
+        table.add_row(
+            f"{row.decided_at:%Y-%m-%d %H:%M}",
+            str(row.rank),
+            f"{one.side.value} {one.quantity} {one.symbol}",
+            _fills_text(row.backtest),
+            _fills_text(row.paper),
+            f"[{colours[row.verdict]}]{row.verdict.value}[/]",
+            ", ".join(dict.fromkeys(c.name for c in row.causes)),
+        )
+    console.print(table)
+    summary = Table("", "value", title="summary")
+    for label, value in (
+        ("bars / quotes", f"{report.bars} / {report.quotes}"),
+        ("orders compared", str(len(report.comparisons))),
+        ("matched", str(report.count(Verdict.MATCHED))),
+        ("explained", str(report.count(Verdict.EXPLAINED))),
+        ("unexplained", str(report.count(Verdict.UNEXPLAINED))),
+        ("matched or explained", f"{report.share_matched_or_explained:.1%}"),
+        ("backtest final equity", f"{report.backtest_equity:,.2f}"),
+        ("seconds (backtest / paper)", f"{report.seconds['backtest']:.2f} / {report.seconds['paper']:.2f}"),
+    ):
+        summary.add_row(label, value)
+    console.print(summary)
+    if json_path is not None:
+        json_path.write_text(json.dumps(report.to_dict(), indent=1))
+        console.print(f"report written to {json_path}")
+    if not report.ok:
+        unexplained = [c for c in report.comparisons if c.verdict is Verdict.UNEXPLAINED]
+        for row in unexplained[:5]:
+            console.print(f"[red]{row.decided_at:%Y-%m-%d %H:%M} #{row.rank}[/]: " + "; ".join(c.detail for c in row.causes))
+        raise _fail(f"{len(unexplained)} order(s) differ without a named cause")
+
+
+def _fills_text(row: Any) -> str:
+    if row is None:
+        return "-"
+    if not row.fills:
+        return str(row.status.value)
+    return f"{row.filled} @ {row.average_price:.4f} ({len(row.fills)} fills, fees {row.fees})"
 
 
 @backtest_app.command("tearsheet")

@@ -91,6 +91,20 @@ def rolling_std(closes: FloatArray, period: int) -> FloatArray:
     return out
 
 
+def indicator(kind: str, scaled: IntArray, closes: FloatArray, places: int, period: int, width: float = 0.0) -> FloatArray:
+    """One indicator over a series of closes, causally: ``sma``, or the ``upper``/``lower`` Bollinger band.
+
+    `scaled` are the closes in units of 10^-`places` (exact), `closes` the same as floats. Both hosts
+    compute with this function: the backtester over the whole series at once, the paper host over
+    the trailing window at each new bar (its last value), so equal bars give equal values.
+    """
+    middle = sma(scaled, places, period)
+    if kind == "sma":
+        return middle
+    offset = width * rolling_std(closes, period)
+    return middle + offset if kind == "upper" else middle - offset
+
+
 class SeriesIndicators:
     """Indicators over the backtest's series, each computed once and shared."""
 
@@ -107,15 +121,8 @@ class SeriesIndicators:
     def _values(self, kind: str, symbol: str, period: int, width: float = 0.0) -> list[float]:
         key = (kind, symbol, period, width)
         if key not in self._cache:
-            closes = self._closes[symbol]
             series = self._series[symbol]
-            middle = sma(series.close, series.places, period)
-            if kind == "sma":
-                values = middle
-            else:
-                offset = width * rolling_std(closes, period)
-                values = middle + offset if kind == "upper" else middle - offset
-            self._cache[key] = values.tolist()
+            self._cache[key] = indicator(kind, series.close, self._closes[symbol], series.places, period, width).tolist()
         return self._cache[key]
 
     def sma(self, symbol: str, period: int) -> Line:

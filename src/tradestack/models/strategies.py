@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradestack.models.base import Base, UTCDateTime
+from tradestack.models.marketdata import PRICE, VOLUME
 
 
 class StrategyDeploymentRow(Base):
@@ -36,3 +38,22 @@ class StrategyDeploymentRow(Base):
     consecutive_errors: Mapped[int] = mapped_column(Integer, default=0, doc="Errors since the last event handled cleanly.")
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True, doc="The last error (strategy or order entry).")
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, doc="When (UTC).")
+
+
+class StrategyBarRow(Base):
+    """A bar a deployment's runner built from the quotes and handed to its strategy (or added while halted).
+
+    Kept so that a restarted runner gives the host the same history (indicators, bar indexes) as one
+    that never stopped; only the newest bars are kept (the runner prunes older ones)."""
+
+    __tablename__ = "strategy_bars"
+
+    deployment_id: Mapped[str] = mapped_column(String(36), ForeignKey("strategy_deployments.id"), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True, doc="Start of the bar's interval (UTC).")
+    number: Mapped[int] = mapped_column(Integer, doc="Its index in the deployment's history of the symbol (0: the first).")
+    open: Mapped[Decimal] = mapped_column(PRICE)
+    high: Mapped[Decimal] = mapped_column(PRICE)
+    low: Mapped[Decimal] = mapped_column(PRICE)
+    close: Mapped[Decimal] = mapped_column(PRICE)
+    volume: Mapped[Decimal] = mapped_column(VOLUME)

@@ -2,29 +2,36 @@
 
 The paper host appends each closed bar (`LiveMarket.add_bar`) before the strategy's `on_bar`, so a
 `Line` here is the same object the backtester hands out (`strategy.api.Line` over a list and a
-cursor), only its list grows. Indicators are extended bar by bar with the backtester's arithmetic:
-the SMA is the exact integer sum of the closes over the window divided once (correctly rounded, as
-`backtest.indicators.sma`), the Bollinger deviation is NumPy's population standard deviation of the
-window's float closes (as `backtest.indicators.rolling_std`). Equal bars give equal values in both
-hosts, so a crossover is decided the same way.
+cursor), only its list grows. The history is kept as the backtester keeps it (`BarSeries`): prices
+and volumes as exact integers in units of 10^-10, the float lines derived from those integers by
+one division each. Indicators are computed by the backtester's own function
+(`backtest.indicators.indicator`) over the trailing window at each new bar, so equal bars give equal
+values in both hosts and a crossover is decided the same way.
+
+A restarted host is given its stored bars first (`LiveMarket.restore`, with the number of bars that
+came before them), so its indicators, bar indexes and first decisions are those of a host that never
+stopped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 import numpy as np
 
+from tradestack.backtest.data import MAX_PLACES
+from tradestack.backtest.indicators import indicator
 from tradestack.domain.marketdata import Bar
 from tradestack.strategy.api import Bands, Cursor, Line, LookaheadError, StrategyError
 
-_PLACES = 10
+_PLACES = MAX_PLACES
 _SCALE = Decimal(10) ** _PLACES
-_UNIT: int = 10_000_000_000  # 10 ** _PLACES
+_UNIT = float(10**_PLACES)
 _NAN = float("nan")
+_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,38 +49,39 @@ class LiveBar:
         return self.exact
 
 
+def _scaled(bar: Bar, name: str) -> int:
+    value: Decimal = getattr(bar, name)
+    scaled = value * _SCALE
+    whole = int(scaled)
+    if whole != scaled:
+        raise StrategyError(f"{bar.symbol}: {name} {value} has more than {_PLACES} decimal places")
+    return whole
+
+
 class LiveHistory:
-    """One symbol's closed bars, oldest first, read through its cursor."""
+    """One symbol's closed bars, oldest first, read through its cursor (exact integer columns, float lines)."""
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
         self.cursor = Cursor()
+        self.offset = 0
+        """Bars before the first one held (a restarted host holds a window of its stored bars)."""
         self.bars: list[Bar] = []
-        self.scaled: list[int] = []  # closes in units of 10^-10, exact
-        self.sums: list[int] = [0]  # running sums of `scaled` (sums[i] = scaled[0] + ... + scaled[i-1])
-        self._open: list[float] = []
-        self._high: list[float] = []
-        self._low: list[float] = []
-        self._close: list[float] = []
-        self._volume: list[float] = []
-        self.open = Line("open", self._open, self.cursor)
-        self.high = Line("high", self._high, self.cursor)
-        self.low = Line("low", self._low, self.cursor)
-        self.close = Line("close", self._close, self.cursor)
-        self.volume = Line("volume", self._volume, self.cursor)
+        self.scaled: dict[str, list[int]] = {name: [] for name in _COLUMNS}
+        """Each column in units of 10^-10, exact."""
+        self._floats: dict[str, list[float]] = {name: [] for name in _COLUMNS}
+        self.open = Line("open", self._floats["open"], self.cursor)
+        self.high = Line("high", self._floats["high"], self.cursor)
+        self.low = Line("low", self._floats["low"], self.cursor)
+        self.close = Line("close", self._floats["close"], self.cursor)
+        self.volume = Line("volume", self._floats["volume"], self.cursor)
 
     def append(self, bar: Bar) -> None:
-        scaled = int(bar.close * _SCALE)
-        if scaled != bar.close * _SCALE:
-            raise StrategyError(f"{bar.symbol}: close {bar.close} has more than {_PLACES} decimal places")
+        row = {name: _scaled(bar, name) for name in _COLUMNS}
         self.bars.append(bar)
-        self.scaled.append(scaled)
-        self.sums.append(self.sums[-1] + scaled)
-        self._open.append(float(bar.open))
-        self._high.append(float(bar.high))
-        self._low.append(float(bar.low))
-        self._close.append(float(bar.close))
-        self._volume.append(float(bar.volume))
+        for name, value in row.items():
+            self.scaled[name].append(value)
+            self._floats[name].append(value / _UNIT)  # as `BarSeries.floats`: one correctly rounded division
 
     def bar(self, ago: int = 0) -> Bar:
         """The bar `ago` bars back (0: the current one), exact."""
@@ -84,20 +92,13 @@ class LiveHistory:
             raise IndexError(f"bar({ago}) is before the first bar")
         return self.bars[index]
 
-
-def _sma_at(history: LiveHistory, period: int) -> float:
-    count = len(history.scaled)
-    if count < period:
-        return _NAN
-    total: int = history.sums[count] - history.sums[count - period]
-    return total / (period * _UNIT)
-
-
-def _std_at(history: LiveHistory, period: int) -> float:
-    closes = history._close
-    if len(closes) < period:
-        return _NAN
-    return float(np.asarray(closes[-period:]).std())
+    def indicator_at(self, count: int, kind: str, period: int, width: float) -> float:
+        """An indicator's value at the `count`-th bar held (NaN while fewer than `period` bars lead up to it)."""
+        if count < period:
+            return _NAN
+        window = np.asarray(self.scaled["close"][count - period : count], dtype=np.int64)
+        closes = np.asarray(self._floats["close"][count - period : count])
+        return float(indicator(kind, window, closes, _PLACES, period, width)[-1])
 
 
 class LiveIndicators:
@@ -105,7 +106,7 @@ class LiveIndicators:
 
     def __init__(self, histories: dict[str, LiveHistory]) -> None:
         self._histories = histories
-        self._series: dict[tuple[str, str, int, float], tuple[list[float], Callable[[LiveHistory], float]]] = {}
+        self._series: dict[tuple[str, str, int, float], list[float]] = {}
 
     def _history(self, symbol: str, period: int) -> LiveHistory:
         history = self._histories.get(symbol)
@@ -119,31 +120,20 @@ class LiveIndicators:
         key = (symbol, kind, period, width)
         existing = self._series.get(key)
         if existing is not None:
-            return existing[0]
-        compute: Callable[[LiveHistory], float]
-        if kind == "sma":
-            compute = lambda h: _sma_at(h, period)  # noqa: E731
-        elif kind == "upper":
-            compute = lambda h: _sma_at(h, period) + width * _std_at(h, period)  # noqa: E731
-        else:
-            compute = lambda h: _sma_at(h, period) - width * _std_at(h, period)  # noqa: E731
+            return existing
         history = self._histories[symbol]
-        # Declared after bars arrived (a restart warms up from stored bars first): fill in the past, causally.
-        values: list[float] = []
-        self._series[key] = (values, compute)
-        if history.bars:
-            replay = LiveHistory(symbol)
-            for bar in history.bars:
-                replay.append(bar)
-                values.append(compute(replay))
+        # Declared after bars arrived (a restart restores its stored bars first): fill in the past, causally.
+        values = [history.indicator_at(count, kind, period, width) for count in range(1, len(history.bars) + 1)]
+        self._series[key] = values
         return values
 
     def extend(self, symbol: str) -> None:
         """Append each indicator's value at `symbol`'s newest bar."""
         history = self._histories[symbol]
-        for (of, *_), (values, compute) in self._series.items():
+        count = len(history.bars)
+        for (of, kind, period, width), values in self._series.items():
             if of == symbol:
-                values.append(compute(history))
+                values.append(history.indicator_at(count, kind, period, width))
 
     def sma(self, symbol: str, period: int) -> Line:
         """Simple moving average of `symbol`'s closes."""
@@ -174,4 +164,16 @@ class LiveMarket:
         history.append(bar)
         self.indicators.extend(bar.symbol)
         history.cursor.index = len(history.bars) - 1
-        return LiveBar(bar.symbol, history.cursor.index, bar.ts, float(bar.close), bar)
+        return LiveBar(bar.symbol, history.offset + history.cursor.index, bar.ts, history.close[0], bar)
+
+    def restore(self, symbol: str, bars: Sequence[Bar], before: int) -> None:
+        """Take a restarted host's stored bars of `symbol` (oldest first; `before` older ones not given) as its history.
+
+        Only into an empty history (a retried start does not add them twice).
+        """
+        history = self.histories[symbol]
+        if history.bars:
+            return
+        history.offset = before
+        for bar in bars:
+            self.add_bar(bar)

@@ -2,8 +2,11 @@
 
 One `StrategyRunner` per installation: embedded in `tradestack up` (and a lone API process, like the
 engine), or `tradestack serve strategies` in production. It follows the `strategy_deployments`
-table: a running deployment gets a `PaperHost` and a task of its own; a deployment stopped through
-the API is stopped here within `POLL_SECONDS`.
+table: a running deployment gets a `PaperHost` and a task of its own. The table is read when a
+deploy or a stop through the API announces a change on the bus (`DEPLOYMENTS_CHANNEL`, in process
+or on Redis) and otherwise only every `FOLLOW_SECONDS` (a lost announcement is picked up then), so
+an installation without deployments costs nothing but that. While deployments run, their bars are
+closed by a tick every `POLL_SECONDS` (no database read).
 
 Per deployment, in order, one event at a time:
 
@@ -17,8 +20,11 @@ Per deployment, in order, one event at a time:
   owner, exactly as ``POST /api/orders`` (risk, desk or locked transaction, engine, audit).
 
 An exception from the strategy or from order entry is an error: recorded as the deployment's last
-error; after `max_errors` in a row the deployment stops itself (state ``failed``). A restart rebuilds
-each host from its orders and fills; its indicators warm up again from the bars that follow.
+error; after `max_errors` in a row the deployment stops itself (state ``failed``). Each bar is stored
+(`strategy_bars`) before the strategy sees it; a restart rebuilds each host from its orders and fills
+and gives it back its newest `HISTORY_BARS` stored bars, so its indicators and bar indexes (and so its
+decisions) are those of a runner that never stopped. A bar that was still being built from quotes
+when the runner stopped is lost (only the quotes after the restart build the next one).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import asyncio
 import contextlib
 import math
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,15 +56,19 @@ from tradestack.marketdata.service import FANOUT_CHANNEL, decode_message
 from tradestack.models.strategies import StrategyDeploymentRow
 from tradestack.strategy.api import StrategyError
 from tradestack.strategy.paper import PaperHost
-from tradestack.strategy.service import FAILED, StrategyService, strategy_of
+from tradestack.strategy.service import DEPLOYMENTS_CHANNEL, FAILED, StrategyService, strategy_of
 from tradestack.trading.engine import parse_quote
 from tradestack.trading.schemas import OrderCreate
 from tradestack.trading.service import OrderDeniedError, TradingService
 
 log = get_logger(__name__)
 POLL_SECONDS = 1.0
+FOLLOW_SECONDS = 30.0
 CLOSE_GRACE_SECONDS = 1.0
 PORT_TIMEOUT_SECONDS = 60.0
+HISTORY_BARS = 5000
+"""Stored bars a restarted host is given back per symbol (its indicators' windows must fit in them); the
+runner keeps between this many and twice as many."""
 
 
 class BarBuilder:
@@ -85,6 +96,10 @@ class BarBuilder:
         self.current = one if self.current is None else self.current.extended(one)
         self._bucket = bucket
         return closed
+
+    def resume_after(self, bar: Bar) -> None:
+        """A restarted runner: `bar` was already handled; quotes of its interval or earlier are late."""
+        self._closed_bucket = max(self._closed_bucket, math.floor(bar.ts.timestamp() / self.seconds))
 
     def due(self, now: datetime) -> Bar | None:
         """The current bar, closed, when its interval ended `CLOSE_GRACE_SECONDS` before `now`."""
@@ -195,36 +210,60 @@ class StrategyRunner:
         self.service = StrategyService(runtime)
         self.trading = self.service.trading
         self.deployments: dict[str, Deployment] = {}
-        self._stopping = asyncio.Event()
+        self.reads = 0
+        """Reads of the deployments table so far."""
+        self._stopping = False
+        self._changed = True  # read the table at once when starting
+        self._wake = asyncio.Event()
 
     async def run(self) -> None:
-        """Follow the deployments table until `stop`."""
-        while not self._stopping.is_set():
-            try:
-                await self.follow()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - an outage must not end the runner; it retries
-                log.warning("strategy runner could not read the deployments", error=f"{type(exc).__name__}: {exc}")
+        """Follow the deployments table until `stop`: on a change announced, else every `FOLLOW_SECONDS`."""
+        read_at = 0.0
+        while not self._stopping:
+            if self._changed or time.monotonic() >= read_at:
+                self._changed = False
+                read_at = time.monotonic() + FOLLOW_SECONDS
+                try:
+                    await self.follow()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - an outage must not end the runner; it retries
+                    log.warning("strategy runner could not read the deployments", error=f"{type(exc).__name__}: {exc}")
+                    read_at = time.monotonic() + POLL_SECONDS
             now = self.runtime.clock.now()
             for deployment in self.deployments.values():
                 deployment.on_tick(now)
+            wait = POLL_SECONDS if self.deployments else max(0.0, read_at - time.monotonic())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), POLL_SECONDS)
+                await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
         for deployment_id in list(self.deployments):
             await self._end(deployment_id, call_stop=False)
 
     def stop(self) -> None:
-        self._stopping.set()
+        self._stopping = True
+        self._wake.set()
+
+    def changed(self) -> None:
+        """The deployments table changed (a deploy or a stop was announced): read it now."""
+        self._changed = True
+        self._wake.set()
+
+    async def listen_changes(self) -> None:
+        """Announcements of deploys and stops, from this process or another (the bus)."""
+        async with self.runtime.bus.subscribe(DEPLOYMENTS_CHANNEL) as subscription:
+            async for _ in subscription:
+                self.changed()
 
     async def follow(self) -> None:
         """Start the deployments that are running in the table and stop those that no longer are."""
+        self.reads += 1
         rows = {row.id: row for row in await self.service.running()}
         for deployment_id in [d for d in self.deployments if d not in rows]:
             await self._end(deployment_id, call_stop=True)
         for deployment_id, row in rows.items():
             if deployment_id not in self.deployments:
-                await self._begin(row)
+                await self.begin(row)
 
     async def listen_quotes(self) -> None:
         """Quotes from the market-data bus to the deployments trading their symbol."""
@@ -243,7 +282,12 @@ class StrategyRunner:
 
     # -- one deployment ------------------------------------------------------------------------------
 
-    async def _begin(self, row: StrategyDeploymentRow) -> None:
+    async def begin(self, row: StrategyDeploymentRow, *, run: bool = True) -> Deployment | None:
+        """Set up the deployment's host (None when it cannot start: recorded as its error).
+
+        With `run` its events are handled by a task of its own; without, the caller drives it
+        (`start_host`, then `handle_pending` after each quote or tick: the parity replay does).
+        """
         try:
             strategy = strategy_of(row)
             async with self.runtime.database.read_session() as session:
@@ -252,7 +296,7 @@ class StrategyRunner:
                 raise StrategyError(f"account {row.account_id} does not exist")
         except StrategyError as exc:
             await self.service.record_error(row.id, f"cannot start: {exc}", fatal=True)
-            return
+            return None
         port = _Port(asyncio.get_running_loop(), self.trading, row)
         host = PaperHost(
             strategy,
@@ -265,8 +309,10 @@ class StrategyRunner:
         builders = {symbol: BarBuilder(symbol, row.bar_seconds) for symbol in strategy.symbols}
         deployment = Deployment(row, host, builders)
         self.deployments[row.id] = deployment
-        deployment.task = asyncio.create_task(self._work(deployment), name=f"strategy:{row.id}")
+        if run:
+            deployment.task = asyncio.create_task(self._work(deployment), name=f"strategy:{row.id}")
         log.info("strategy started", strategy=row.strategy, deployment=row.id, account=row.account_id)
+        return deployment
 
     async def _end(self, deployment_id: str, *, call_stop: bool) -> None:
         deployment = self.deployments.pop(deployment_id, None)
@@ -284,25 +330,33 @@ class StrategyRunner:
     async def _work(self, deployment: Deployment) -> None:
         """Rebuild the host from its orders, `on_start`, then handle its events one by one."""
         host = deployment.host
-        while not host.started and not deployment.failed:
-            if not await self._guarded(deployment, self._start):
-                await asyncio.sleep(POLL_SECONDS)
+        await self.start_host(deployment)
         while not deployment.failed:
             await deployment.wake.wait()
             deployment.wake.clear()
-            while not deployment.bars.empty() and not deployment.failed:
-                await self._guarded(deployment, partial(self._bar, bar=deployment.bars.get_nowait()))
-            quotes, deployment.quote = deployment.quote, {}
-            for quote in quotes.values():
-                if not deployment.failed:
-                    await self._guarded(deployment, partial(self._quote, quote=quote))
-            if host.open_orders() and not deployment.failed:
-                await self._guarded(deployment, self._refresh, count_ok=False)
+            await self.handle_pending(deployment)
         # Stopped itself: out of the running set (the table says failed), `on_stop` once.
         self.deployments.pop(deployment.row.id, None)
         if host.started:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(host.stop)
+
+    async def start_host(self, deployment: Deployment) -> None:
+        """Rebuild the host from its orders and fills, then `on_start` (retried until it succeeds or the deployment fails)."""
+        while not deployment.host.started and not deployment.failed:
+            if not await self._guarded(deployment, self._start):
+                await asyncio.sleep(POLL_SECONDS)
+
+    async def handle_pending(self, deployment: Deployment) -> None:
+        """Handle the deployment's closed bars and newest quotes in order, then take in its orders' changes."""
+        while not deployment.bars.empty() and not deployment.failed:
+            await self._guarded(deployment, partial(self._bar, bar=deployment.bars.get_nowait()))
+        quotes, deployment.quote = deployment.quote, {}
+        for quote in quotes.values():
+            if not deployment.failed:
+                await self._guarded(deployment, partial(self._quote, quote=quote))
+        if deployment.host.open_orders() and not deployment.failed:
+            await self._guarded(deployment, self._refresh, count_ok=False)
 
     async def _guarded(
         self, deployment: Deployment, work: Callable[[Deployment], Awaitable[None]], *, count_ok: bool = True
@@ -337,6 +391,11 @@ class StrategyRunner:
     async def _start(self, deployment: Deployment) -> None:
         orders, cash = await self._orders_and_cash(deployment)
         host = deployment.host
+        for symbol, builder in deployment.builders.items():
+            bars, first = await self.service.kept_bars(deployment.row.id, symbol, HISTORY_BARS)
+            host.market.restore(symbol, bars, first)
+            if bars:
+                builder.resume_after(bars[-1])
         host.sync(orders, cash, notify=False)
         await asyncio.to_thread(host.start)
 
@@ -353,6 +412,8 @@ class StrategyRunner:
 
     async def _bar(self, deployment: Deployment, bar: Bar) -> None:
         host = deployment.host
+        history = host.history(bar.symbol)
+        await self.service.keep_bar(deployment.row.id, bar, history.offset + len(history.bars), keep=HISTORY_BARS)
         if await self._halted(deployment):
             host.add_bar(bar)
             return
@@ -390,6 +451,7 @@ def _tasks(runner: StrategyRunner) -> list[asyncio.Task[None]]:
     return [
         asyncio.create_task(runner.run(), name="strategies"),
         asyncio.create_task(forever("strategy_quotes", runner.listen_quotes), name="strategies-quotes"),
+        asyncio.create_task(forever("strategy_changes", runner.listen_changes), name="strategies-changes"),
     ]
 
 
@@ -429,7 +491,9 @@ async def run_strategies(runtime: Runtime) -> None:
     tasks = _tasks(runner)
     log.info("strategy runner started")
     await tasks[0]
-    tasks[1].cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await tasks[1]
+    for task in tasks[1:]:
+        task.cancel()
+    for task in tasks[1:]:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     log.info("strategy runner stopped")

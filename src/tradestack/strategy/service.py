@@ -18,17 +18,19 @@ from tradestack.backtest.report import data_fingerprint, result_document
 from tradestack.books.service import BooksService
 from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from tradestack.core.money import plain
+from tradestack.domain.marketdata import Bar
 from tradestack.domain.orders import FillEvent, Order
 from tradestack.domain.portfolio import PositionState
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Caller, Principal
+from tradestack.kit.outages import count_outage, unavailable_backend
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MarketDataService
 from tradestack.models.backtests import BacktestRunRow
 from tradestack.models.strategies import StrategyDeploymentRow
 from tradestack.strategy.api import Strategy, StrategyError
 from tradestack.strategy.examples import STRATEGIES, ParameterError, build
-from tradestack.strategy.repository import BacktestRepository, DeploymentRepository
+from tradestack.strategy.repository import BacktestRepository, DeploymentRepository, StrategyBarRepository
 from tradestack.strategy.schemas import (
     BacktestDetail,
     BacktestList,
@@ -117,6 +119,8 @@ class BacktestService:
 # -- strategies on paper ---------------------------------------------------------------------------
 
 RUNNING, STOPPED, FAILED = "running", "stopped", "failed"
+DEPLOYMENTS_CHANNEL = "strategy:deployments"
+"""Bus channel a deploy or a stop is announced on (the runner reads the table when it hears one)."""
 _ZERO = Decimal(0)
 
 
@@ -268,6 +272,7 @@ class StrategyService:
             detail = {"strategy": body.strategy, "account_id": body.account_id, "symbols": symbols, "params": params}
             await self._stage(session, principal, caller, "strategy.deploy", f"strategy:{deployment_id}", detail)
         wake_chainer(self.runtime)
+        await self._announce(deployment_id)
         return await self._status(row)
 
     async def list(self, principal: Principal, limit: int = 100) -> StrategyList:
@@ -297,7 +302,18 @@ class StrategyService:
             await session.flush()
             await self._stage(session, principal, caller, "strategy.stop", f"strategy:{deployment_id}", {})
         wake_chainer(self.runtime)
+        await self._announce(deployment_id)
         return await self._status(row)
+
+    async def _announce(self, deployment_id: str) -> None:
+        """Tell the runner the table changed; when the bus is away it reads the table at its next slow poll."""
+        try:
+            await self.runtime.bus.publish(DEPLOYMENTS_CHANNEL, deployment_id.encode())
+        except Exception as exc:
+            backend = unavailable_backend(exc)
+            if backend is None:
+                raise
+            count_outage(backend, "strategy_announce", exc)
 
     async def _visible(self, principal: Principal, deployment_id: str) -> StrategyDeploymentRow:
         async with self.runtime.database.read_session() as session:
@@ -375,6 +391,20 @@ class StrategyService:
             await session.flush()
         wake_chainer(self.runtime)
         return row
+
+    async def keep_bar(self, deployment_id: str, bar: Bar, number: int, *, keep: int) -> None:
+        """Store a bar the deployment's host is given (its `number`-th), for its history after a restart; every
+        `keep` bars, forget those older than the newest `keep`."""
+        async with self.runtime.database.session() as session:
+            repository = StrategyBarRepository(session)
+            await repository.add(deployment_id, bar, number)
+            if number and number % keep == 0:
+                await repository.prune(deployment_id, bar.symbol, number - keep)
+
+    async def kept_bars(self, deployment_id: str, symbol: str, limit: int) -> tuple[builtins.list[Bar], int]:
+        """The newest `limit` stored bars of `symbol` (oldest first) and the number of the first."""
+        async with self.runtime.database.read_session() as session:
+            return await StrategyBarRepository(session).last(deployment_id, symbol, limit)
 
     async def record_ok(self, deployment_id: str) -> None:
         """An event was handled cleanly: the run of consecutive errors ends."""

@@ -322,3 +322,31 @@ async def _row(runtime: Runtime, deployment_id: str) -> Any:
         assert row is not None
         session.expunge(row)
         return row
+
+
+async def test_the_runner_reads_the_deployments_only_when_told_or_rarely(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    """No deployment: the table is not read every second; a deploy and a stop are heard at once (on the bus)."""
+    runner = runtime.components.get(RUNNER)
+    assert runner is not None
+    for _ in range(100):  # the first read happens as the runner starts
+        if runner.reads:
+            break
+        await asyncio.sleep(0.05)
+    reads = runner.reads
+    await asyncio.sleep(2.5)
+    assert runner.reads == reads  # was one read a second
+    user = await make_user(Role.TRADER)
+    account = await _account(client, user)
+    deployed = await _deploy(client, user, account)
+    await _started(runtime, deployed["id"])  # within 5 s, long before the slow poll
+    assert runner.reads == reads + 1
+    stopped = await client.post(f"/api/strategy/{deployed['id']}/stop", headers=user.headers)
+    assert stopped.status_code == 200, stopped.text
+    for _ in range(50):
+        if deployed["id"] not in runner.deployments:
+            break
+        await asyncio.sleep(0.1)
+    assert deployed["id"] not in runner.deployments
+    assert runner.reads == reads + 2

@@ -189,3 +189,47 @@ def test_sma_cross_on_the_host_sends_deterministic_ids_and_rebuilds_its_position
     for bar in bars[6:]:
         host.on_bar(bar)
     assert port.sent == [buy_key, f"st.abc.b{int(bars[7].ts.timestamp())}.1"]
+
+
+def test_a_restored_history_gives_the_indicators_and_indexes_of_an_uninterrupted_one() -> None:
+    bars = _bars(120)
+    whole = LiveMarket(("AAPL",))
+    whole_sma = whole.indicators.sma("AAPL", 20)
+    for bar in bars[:100]:
+        whole.add_bar(bar)
+    restarted = LiveMarket(("AAPL",))
+    restarted.restore("AAPL", bars[40:100], before=40)  # the newest stored bars, 40 older ones not given
+    restarted_sma = restarted.indicators.sma("AAPL", 20)  # declared after the restore, as in on_start
+    for bar in bars[100:]:
+        want, got = whole.add_bar(bar), restarted.add_bar(bar)
+        assert got.index == want.index
+        assert got.close == want.close
+        assert restarted_sma[0] == whole_sma[0]
+        assert restarted_sma[-5] == whole_sma[-5]
+    restarted.restore("AAPL", bars[:10], before=0)  # a retried start does not add bars twice
+    assert len(restarted.histories["AAPL"].bars) == 80
+
+
+def test_a_restarted_bar_builder_ignores_quotes_of_a_bar_already_handled() -> None:
+    builder = BarBuilder("AAPL", 60)
+    handled = Bar("AAPL", T0, Decimal(100), Decimal(100), Decimal(100), Decimal(100), Decimal(1))
+    builder.resume_after(handled)
+    late = Quote("AAPL", Decimal(99), Decimal(101), Decimal(1), Decimal(1), Decimal(100), Decimal(1), T0 + timedelta(seconds=30))
+    assert builder.add(late) is None
+    assert builder.current is None
+    fresh = Quote("AAPL", Decimal(99), Decimal(101), Decimal(1), Decimal(1), Decimal(100), Decimal(1), T0 + timedelta(seconds=61))
+    assert builder.add(fresh) is None
+    assert builder.current is not None
+
+
+def test_the_live_history_keeps_exact_integers_and_the_backtesters_floats() -> None:
+    bars = _bars(50)
+    series = BarSeries.from_bars("AAPL", bars)
+    market = LiveMarket(("AAPL",))
+    for bar in bars:
+        market.add_bar(bar)
+    history = market.histories["AAPL"]
+    scale = 10 ** (10 - series.places)
+    assert history.scaled["close"] == [int(v) * scale for v in series.close]
+    assert history.close.window(50) == tuple(series.floats(series.close).tolist())
+    assert history.volume.window(50) == tuple(series.volume_floats().tolist())
