@@ -44,6 +44,7 @@ from functools import lru_cache
 
 from tradestack.core.errors import ValidationFailedError
 from tradestack.core.money import D, plain
+from tradestack.domain.frozen import fast_init
 from tradestack.domain.marketdata import Side
 from tradestack.domain.portfolio import (
     _KNOWN_CURRENCIES,
@@ -208,6 +209,7 @@ def _entry_decimal(what: str, value: object) -> Decimal:
         raise InvalidEntry(f"{what} must be a finite Decimal, got {value!r}") from None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Posting:
     """One line of an entry: `amount` of `currency` to `account`, debit positive, credit negative.
@@ -276,6 +278,7 @@ def _imbalances(postings: Iterable[Posting]) -> dict[str, Decimal]:
     return {currency: total for currency, total in totals.items() if total != 0}
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class JournalEntry:
     """An immutable, balanced set of postings booked at `ts` (UTC).

@@ -38,6 +38,7 @@ from tradestack.domain.fieldchecks import (
     require_str,
     require_utc,
 )
+from tradestack.domain.frozen import fast_init
 from tradestack.domain.instruments import Instrument, Venue, ceil_to_tick, floor_to_tick
 from tradestack.domain.marketdata import Side
 from tradestack.domain.portfolio import _is_currency
@@ -146,6 +147,7 @@ def _order_of_type(order_type: OrderType) -> str:
 # -- request ------------------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderRequest:
     """The terms of an order as the client asked for them.
@@ -528,6 +530,8 @@ EVENT_TYPES: Mapping[str, type[OrderEvent]] = MappingProxyType(
     }
 )
 """Every concrete event type by its `kind`."""
+for _event_type in EVENT_TYPES.values():
+    fast_init(_event_type)
 
 
 # -- serialization ------------------------------------------------------------------------------
@@ -627,6 +631,7 @@ def _next_status(order_id: str, status: OrderStatus | None, event: OrderEvent) -
 # -- aggregate ----------------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Order:
     """An order as its events made it. Build it with `from_events` and `apply`, never directly.

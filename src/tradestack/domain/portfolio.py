@@ -43,6 +43,7 @@ from typing import TypeGuard
 
 from tradestack.core.errors import ValidationFailedError
 from tradestack.core.money import D
+from tradestack.domain.frozen import fast_init
 from tradestack.domain.marketdata import Side
 
 QUOTIENT_PLACES = 12
@@ -150,6 +151,7 @@ def parse_side(side: Side | str) -> Side:
 # -- positions ----------------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class FillEffect:
     """What one fill does to a position, split into the part that closes and the part that opens.
@@ -168,6 +170,7 @@ class FillEffect:
     position: PositionState
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PositionState:
     """A position in one instrument at average cost.

@@ -38,6 +38,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from tradestack.core.money import canonical
+from tradestack.domain.frozen import fast_init
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import FeeModel
 from tradestack.domain.orders import OrderType
@@ -80,6 +81,7 @@ class RiskCheck(StrEnum):
     BUYING_POWER = "buying_power"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RiskDenial:
     """Why an order was refused: the check that refused it and a reason naming the numbers."""
@@ -100,6 +102,7 @@ def _finite(value: Decimal) -> bool:
     return isinstance(value, Decimal) and value.is_finite()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OrderIntent:
     """An order as the risk checks see it: quantity in units, prices in the quote currency.
@@ -176,6 +179,7 @@ class RiskLimits:
         return self.price_collar_pct / _HUNDRED
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AccountRiskState:
     """What the checks need to know about the account now; money in its base currency.
