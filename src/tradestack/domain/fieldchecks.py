@@ -20,7 +20,11 @@ _NO_OFFSET = timedelta(0)
 # digits, or an exponent below -MAX_DECIMAL_DIGITS (both round: Rounded) or above it (Clamped). One C call
 # instead of building `as_tuple()` (tests/unit/domain/test_orders.py checks the two agree).
 _BOUNDED = Context(
-    prec=MAX_DECIMAL_DIGITS, Emin=-1, Emax=2 * MAX_DECIMAL_DIGITS - 1, clamp=1, traps=[Rounded, Clamped, Overflow, InvalidOperation]
+    prec=MAX_DECIMAL_DIGITS,
+    Emin=-1,
+    Emax=2 * MAX_DECIMAL_DIGITS - 1,
+    clamp=1,
+    traps=[Rounded, Clamped, Overflow, InvalidOperation],
 )
 
 
