@@ -220,24 +220,25 @@ class PositionState:
         signed = _signed_quantity(self.symbol, side, quantity)
         if not _is_finite_decimal(price):
             price = _decimal(f"{self.symbol}: fill price", price)
-        with localcontext(_EXACT):
-            held = abs(self.quantity)
-            if self.quantity == 0 or (self.quantity > 0) == (signed > 0):
-                closed_quantity, closed_cost = _ZERO, _ZERO
-            else:
-                closing = min(abs(signed), held)
-                closed_quantity = closing if signed > 0 else -closing
-                released = self.cost if closing == held else _released_cost(self.cost, closing, held)
-                closed_cost = -released
-            opened_quantity = signed - closed_quantity
-            opened_cost = opened_quantity * price
-            realized = closed_cost - closed_quantity * price
-            position = PositionState(
-                self.symbol,
-                self.quantity + closed_quantity + opened_quantity,
-                self.cost + closed_cost + opened_cost,
-                self.realized_pnl + realized,
-            )
+        # every operation through the exact context (not `localcontext`, whose enter and exit cost more than the sums)
+        add, subtract, multiply = _EXACT.add, _EXACT.subtract, _EXACT.multiply
+        quantity = self.quantity
+        if quantity == 0 or (quantity > 0) == (signed > 0):
+            closed_quantity = closed_cost = _ZERO
+        else:
+            held = _EXACT.abs(quantity)
+            closing = min(_EXACT.abs(signed), held)
+            closed_quantity = closing if signed > 0 else _EXACT.minus(closing)
+            closed_cost = _EXACT.minus(self.cost if closing == held else _released_cost(self.cost, closing, held))
+        opened_quantity = subtract(signed, closed_quantity)
+        opened_cost = multiply(opened_quantity, price)
+        realized = subtract(closed_cost, multiply(closed_quantity, price))
+        position = PositionState(
+            self.symbol,
+            add(add(quantity, closed_quantity), opened_quantity),
+            add(add(self.cost, closed_cost), opened_cost),
+            add(self.realized_pnl, realized),
+        )
         return FillEffect(closed_quantity, closed_cost, opened_quantity, opened_cost, realized, position)
 
     def apply_fill(self, side: Side | str, quantity: Decimal, price: Decimal) -> tuple[PositionState, Decimal]:
@@ -254,7 +255,7 @@ def _released_cost(cost: Decimal, closing: Decimal, held: Decimal) -> Decimal:
     no stored column could hold it. The units left keep the remainder, so each entry still
     balances and closing the rest releases exactly what is left.
     """
-    released = divide(cost * closing, held)
+    released = divide(_EXACT.multiply(cost, closing), held)
     exponent = released.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -QUOTIENT_PLACES:
         return released.quantize(_QUOTIENT_STEP, rounding=ROUND_HALF_EVEN, context=_EXACT_ROUNDING)
