@@ -32,6 +32,8 @@ from tradestack.core.errors import ConflictError
 from tradestack.core.money import plain
 from tradestack.core.precision import AMOUNT, PRICE
 from tradestack.domain.fieldchecks import (
+    is_fine,
+    is_id,
     require_decimal,
     require_member,
     require_positive,
@@ -431,10 +433,12 @@ class FillEvent(OrderEvent):
     liquidity: Liquidity
 
     def _check(self) -> None:
-        require_str("fill_id", self.fill_id, non_empty=True)
-        require_positive("fill quantity", self.quantity)
-        require_positive("fill price", self.price)
-        require_decimal("fee", self.fee)
+        if not (is_id(self.fill_id) and is_fine(self.quantity, positive=True) and is_fine(self.price, positive=True)
+                and is_fine(self.fee)):  # fmt: skip
+            require_str("fill_id", self.fill_id, non_empty=True)
+            require_positive("fill quantity", self.quantity)
+            require_positive("fill price", self.price)
+            require_decimal("fee", self.fee)
         if not _is_currency(self.fee_currency):
             raise ValueError(f"fee_currency must be 2-10 characters A-Z and 0-9 (such as USD), got {self.fee_currency!r}")
         require_member("liquidity", self.liquidity, Liquidity)

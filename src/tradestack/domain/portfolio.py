@@ -186,6 +186,13 @@ class PositionState:
     realized_pnl: Decimal = _ZERO
 
     def __post_init__(self) -> None:
+        quantity, cost, realized = self.quantity, self.cost, self.realized_pnl
+        if (  # the common case, sound: a symbol seen before and three finite Decimals
+            type(self.symbol) is str and self.symbol in _KNOWN_SYMBOLS
+            and type(quantity) is Decimal and type(cost) is Decimal and type(realized) is Decimal
+            and quantity.is_finite() and cost.is_finite() and realized.is_finite() and (quantity or not cost)
+        ):  # fmt: skip
+            return
         _require_symbol("position symbol", self.symbol)
         if not (_is_finite_decimal(self.quantity) and _is_finite_decimal(self.cost) and _is_finite_decimal(self.realized_pnl)):
             for name in ("quantity", "cost", "realized_pnl"):
