@@ -78,6 +78,10 @@ def _require_utc(name: str, ts: datetime) -> None:
         raise ValueError(f"{name} must be a timezone-aware UTC datetime, got {ts!r}")
 
 
+_MINOR_UNITS = tuple(Decimal(1).scaleb(-places) for places in range(19))
+"""1, 0.1, ... 1E-18: what a fee is rounded to, by `FeeModel.places`."""
+
+
 @dataclass(frozen=True, slots=True)
 class FeeModel:
     """Commission of `bps` basis points of the notional, at least `minimum` per order (quote currency).
@@ -105,7 +109,7 @@ class FeeModel:
         fee = max(notional * self.bps / _BASIS_POINTS, self.minimum)
         if self.places is None:
             return fee
-        return fee.quantize(Decimal(1).scaleb(-self.places), rounding=ROUND_HALF_EVEN)
+        return fee.quantize(_MINOR_UNITS[self.places], rounding=ROUND_HALF_EVEN)
 
 
 @dataclass(frozen=True, slots=True)
