@@ -38,6 +38,7 @@ from tradestack.backtest.data import BarSeries, FloatArray, IntArray, utc_of
 from tradestack.backtest.indicators import SeriesBar, SeriesHistory, SeriesIndicators
 from tradestack.core.clock import Clock
 from tradestack.domain.books import AccountBooks, Holding
+from tradestack.domain.frozen import fast_init
 from tradestack.domain.instruments import Instrument
 from tradestack.domain.instruments import instrument as catalogue_instrument
 from tradestack.domain.ledger import Account, AccountKind, JournalEntry, deposit, fill_entry_with_effect
@@ -114,6 +115,7 @@ class BacktestConfig:
             raise StrategyError(f"capital must be positive, got {self.capital}")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TradeRecord:
     """One fill as the backtest booked it."""

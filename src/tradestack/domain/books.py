@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from tradestack.domain.frozen import fast_init
 from tradestack.domain.ledger import Account, AccountKind
 from tradestack.domain.portfolio import PositionState
 
@@ -43,6 +44,7 @@ class AccountProfile:
     created_at: datetime
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Holding:
     """An open position at cost, and the currency its cost and prices are in."""
@@ -56,6 +58,7 @@ class Holding:
         return self.position.quantity
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AccountBooks:
     """Balances of one trading account by ledger account kind and code, and its open positions."""

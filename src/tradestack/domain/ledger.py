@@ -44,6 +44,7 @@ from functools import lru_cache
 
 from tradestack.core.errors import ValidationFailedError
 from tradestack.core.money import D, plain
+from tradestack.domain.frozen import fast_init
 from tradestack.domain.marketdata import Side
 from tradestack.domain.portfolio import (
     _KNOWN_CURRENCIES,
@@ -208,6 +209,7 @@ def _entry_decimal(what: str, value: object) -> Decimal:
         raise InvalidEntry(f"{what} must be a finite Decimal, got {value!r}") from None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Posting:
     """One line of an entry: `amount` of `currency` to `account`, debit positive, credit negative.
@@ -276,6 +278,7 @@ def _imbalances(postings: Iterable[Posting]) -> dict[str, Decimal]:
     return {currency: total for currency, total in totals.items() if total != 0}
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class JournalEntry:
     """An immutable, balanced set of postings booked at `ts` (UTC).
@@ -430,13 +433,12 @@ def fill_entry_with_effect(
         postings.append(Posting(position, quote_currency, effect.closed_cost, effect.closed_quantity))
     if effect.opened_quantity != 0:
         postings.append(Posting(position, quote_currency, effect.opened_cost, effect.opened_quantity))
-    with localcontext(_EXACT):
-        cash_amount = -(effect.closed_quantity + effect.opened_quantity) * D(price)
-        realized = -effect.realized
+    # the exact context's own operations: `localcontext` costs more than these sums
+    cash_amount = _EXACT.multiply(_negative(_EXACT.add(effect.closed_quantity, effect.opened_quantity)), D(price))
+    realized = _negative(effect.realized)
     if cash_places is not None:
         rounded = _TO_MINOR_UNIT.quantize(cash_amount, Decimal(1).scaleb(-cash_places))
-        with localcontext(_EXACT):
-            left_over = cash_amount - rounded
+        left_over = _EXACT.subtract(cash_amount, rounded)
         if left_over:
             postings.append(Posting(Account.rounding(quote_currency), quote_currency, left_over))
         cash_amount = rounded

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+from tradestack.domain.frozen import fast_init
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -95,6 +97,7 @@ class Bar:
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Quote:
     """Top of book and last trade. `ts` is when the event happened; `source_ts` is the historical
@@ -128,6 +131,7 @@ class Side(StrEnum):
     SELL = "sell"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Trade:
     """One print."""

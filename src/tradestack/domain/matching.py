@@ -41,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 from tradestack.core.money import plain
+from tradestack.domain.frozen import fast_init
 from tradestack.domain.instruments import Instrument, Venue, ceil_to_tick, floor_to_tick
 from tradestack.domain.marketdata import Quote, Side, Trade
 from tradestack.domain.orders import Liquidity, OrderType, TimeInForce
@@ -77,6 +78,10 @@ def _require_utc(name: str, ts: datetime) -> None:
         raise ValueError(f"{name} must be a timezone-aware UTC datetime, got {ts!r}")
 
 
+_MINOR_UNITS = tuple(Decimal(1).scaleb(-places) for places in range(19))
+"""1, 0.1, ... 1E-18: what a fee is rounded to, by `FeeModel.places`."""
+
+
 @dataclass(frozen=True, slots=True)
 class FeeModel:
     """Commission of `bps` basis points of the notional, at least `minimum` per order (quote currency).
@@ -104,7 +109,7 @@ class FeeModel:
         fee = max(notional * self.bps / _BASIS_POINTS, self.minimum)
         if self.places is None:
             return fee
-        return fee.quantize(Decimal(1).scaleb(-self.places), rounding=ROUND_HALF_EVEN)
+        return fee.quantize(_MINOR_UNITS[self.places], rounding=ROUND_HALF_EVEN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +145,7 @@ class LatencyModel:
         return submitted + timedelta(seconds=self.seconds)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class WorkingOrder:
     """An accepted order handed to the engine; prices in the quote currency, quantities in units.
@@ -206,6 +212,7 @@ def _check_prices(order_id: str, order_type: OrderType, limit_price: Decimal | N
             _positive(f"order {order_id}: {name}", price)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Fill:
     """Part of an order executed: `quantity` at `price`, paying `fee` (quote currency)."""
@@ -224,6 +231,7 @@ class Fill:
         return self.quantity * self.price
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Triggered:
     """A stop or stop-limit order's stop price was reached; it now works as a market or limit order."""
@@ -232,6 +240,7 @@ class Triggered:
     ts: datetime
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Expired:
     """The order's unfilled remainder left the engine without a cancel; `reason` says why."""

@@ -32,12 +32,15 @@ from tradestack.core.errors import ConflictError
 from tradestack.core.money import plain
 from tradestack.core.precision import AMOUNT, PRICE
 from tradestack.domain.fieldchecks import (
+    is_fine,
+    is_id,
     require_decimal,
     require_member,
     require_positive,
     require_str,
     require_utc,
 )
+from tradestack.domain.frozen import fast_init
 from tradestack.domain.instruments import Instrument, Venue, ceil_to_tick, floor_to_tick
 from tradestack.domain.marketdata import Side
 from tradestack.domain.portfolio import _is_currency
@@ -146,6 +149,7 @@ def _order_of_type(order_type: OrderType) -> str:
 # -- request ------------------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderRequest:
     """The terms of an order as the client asked for them.
@@ -429,10 +433,12 @@ class FillEvent(OrderEvent):
     liquidity: Liquidity
 
     def _check(self) -> None:
-        require_str("fill_id", self.fill_id, non_empty=True)
-        require_positive("fill quantity", self.quantity)
-        require_positive("fill price", self.price)
-        require_decimal("fee", self.fee)
+        if not (is_id(self.fill_id) and is_fine(self.quantity, positive=True) and is_fine(self.price, positive=True)
+                and is_fine(self.fee)):  # fmt: skip
+            require_str("fill_id", self.fill_id, non_empty=True)
+            require_positive("fill quantity", self.quantity)
+            require_positive("fill price", self.price)
+            require_decimal("fee", self.fee)
         if not _is_currency(self.fee_currency):
             raise ValueError(f"fee_currency must be 2-10 characters A-Z and 0-9 (such as USD), got {self.fee_currency!r}")
         require_member("liquidity", self.liquidity, Liquidity)
@@ -528,6 +534,8 @@ EVENT_TYPES: Mapping[str, type[OrderEvent]] = MappingProxyType(
     }
 )
 """Every concrete event type by its `kind`."""
+for _event_type in EVENT_TYPES.values():
+    fast_init(_event_type)
 
 
 # -- serialization ------------------------------------------------------------------------------
@@ -627,6 +635,7 @@ def _next_status(order_id: str, status: OrderStatus | None, event: OrderEvent) -
 # -- aggregate ----------------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Order:
     """An order as its events made it. Build it with `from_events` and `apply`, never directly.

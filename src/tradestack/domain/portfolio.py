@@ -43,6 +43,7 @@ from typing import TypeGuard
 
 from tradestack.core.errors import ValidationFailedError
 from tradestack.core.money import D
+from tradestack.domain.frozen import fast_init
 from tradestack.domain.marketdata import Side
 
 QUOTIENT_PLACES = 12
@@ -150,6 +151,7 @@ def parse_side(side: Side | str) -> Side:
 # -- positions ----------------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class FillEffect:
     """What one fill does to a position, split into the part that closes and the part that opens.
@@ -168,6 +170,7 @@ class FillEffect:
     position: PositionState
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PositionState:
     """A position in one instrument at average cost.
@@ -183,6 +186,13 @@ class PositionState:
     realized_pnl: Decimal = _ZERO
 
     def __post_init__(self) -> None:
+        quantity, cost, realized = self.quantity, self.cost, self.realized_pnl
+        if (  # the common case, sound: a symbol seen before and three finite Decimals
+            type(self.symbol) is str and self.symbol in _KNOWN_SYMBOLS
+            and type(quantity) is Decimal and type(cost) is Decimal and type(realized) is Decimal
+            and quantity.is_finite() and cost.is_finite() and realized.is_finite() and (quantity or not cost)
+        ):  # fmt: skip
+            return
         _require_symbol("position symbol", self.symbol)
         if not (_is_finite_decimal(self.quantity) and _is_finite_decimal(self.cost) and _is_finite_decimal(self.realized_pnl)):
             for name in ("quantity", "cost", "realized_pnl"):
@@ -217,24 +227,25 @@ class PositionState:
         signed = _signed_quantity(self.symbol, side, quantity)
         if not _is_finite_decimal(price):
             price = _decimal(f"{self.symbol}: fill price", price)
-        with localcontext(_EXACT):
-            held = abs(self.quantity)
-            if self.quantity == 0 or (self.quantity > 0) == (signed > 0):
-                closed_quantity, closed_cost = _ZERO, _ZERO
-            else:
-                closing = min(abs(signed), held)
-                closed_quantity = closing if signed > 0 else -closing
-                released = self.cost if closing == held else _released_cost(self.cost, closing, held)
-                closed_cost = -released
-            opened_quantity = signed - closed_quantity
-            opened_cost = opened_quantity * price
-            realized = closed_cost - closed_quantity * price
-            position = PositionState(
-                self.symbol,
-                self.quantity + closed_quantity + opened_quantity,
-                self.cost + closed_cost + opened_cost,
-                self.realized_pnl + realized,
-            )
+        # every operation through the exact context (not `localcontext`, whose enter and exit cost more than the sums)
+        add, subtract, multiply = _EXACT.add, _EXACT.subtract, _EXACT.multiply
+        quantity = self.quantity
+        if quantity == 0 or (quantity > 0) == (signed > 0):
+            closed_quantity = closed_cost = _ZERO
+        else:
+            held = _EXACT.abs(quantity)
+            closing = min(_EXACT.abs(signed), held)
+            closed_quantity = closing if signed > 0 else _EXACT.minus(closing)
+            closed_cost = _EXACT.minus(self.cost if closing == held else _released_cost(self.cost, closing, held))
+        opened_quantity = subtract(signed, closed_quantity)
+        opened_cost = multiply(opened_quantity, price)
+        realized = subtract(closed_cost, multiply(closed_quantity, price))
+        position = PositionState(
+            self.symbol,
+            add(add(quantity, closed_quantity), opened_quantity),
+            add(add(self.cost, closed_cost), opened_cost),
+            add(self.realized_pnl, realized),
+        )
         return FillEffect(closed_quantity, closed_cost, opened_quantity, opened_cost, realized, position)
 
     def apply_fill(self, side: Side | str, quantity: Decimal, price: Decimal) -> tuple[PositionState, Decimal]:
@@ -251,7 +262,7 @@ def _released_cost(cost: Decimal, closing: Decimal, held: Decimal) -> Decimal:
     no stored column could hold it. The units left keep the remainder, so each entry still
     balances and closing the rest releases exactly what is left.
     """
-    released = divide(cost * closing, held)
+    released = divide(_EXACT.multiply(cost, closing), held)
     exponent = released.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -QUOTIENT_PLACES:
         return released.quantize(_QUOTIENT_STEP, rounding=ROUND_HALF_EVEN, context=_EXACT_ROUNDING)

@@ -38,6 +38,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from tradestack.core.money import canonical
+from tradestack.domain.frozen import fast_init
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import FeeModel
 from tradestack.domain.orders import OrderType
@@ -80,6 +81,7 @@ class RiskCheck(StrEnum):
     BUYING_POWER = "buying_power"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RiskDenial:
     """Why an order was refused: the check that refused it and a reason naming the numbers."""
@@ -100,6 +102,7 @@ def _finite(value: Decimal) -> bool:
     return isinstance(value, Decimal) and value.is_finite()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OrderIntent:
     """An order as the risk checks see it: quantity in units, prices in the quote currency.
@@ -176,6 +179,7 @@ class RiskLimits:
         return self.price_collar_pct / _HUNDRED
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AccountRiskState:
     """What the checks need to know about the account now; money in its base currency.
@@ -271,6 +275,11 @@ def reserve_for(
     price = order_price(intent, last_price, limits.price_collar_pct)
     if price is None:
         raise ValueError(f"no last price for {intent.symbol}: cannot price a market buy")
+    return _reserve_at(intent, price, fee_model, to_base)
+
+
+def _reserve_at(intent: OrderIntent, price: Decimal, fee_model: FeeModel | None, to_base: ToBase) -> Decimal:
+    """What a buy reserves priced at `price` (its `order_price`): notional plus estimated fee, in the base currency."""
     notional = intent.quantity * price
     fee = fee_model.fee(notional) if fee_model is not None else _ZERO
     return to_base(notional + fee)
@@ -330,8 +339,13 @@ def check_price_collar(intent: OrderIntent, limits: RiskLimits, last_price: Deci
     A limit buy above reference x (1 + collar) or a limit sell below reference x (1 - collar) is
     denied; a limit order without a last price is not checked.
     """
+    return _collar(intent, limits, _usable_last(last_price))
+
+
+def _collar(intent: OrderIntent, limits: RiskLimits, last: Decimal | None) -> RiskDenial | None:
+    """`check_price_collar` with the usable last price."""
     limit = intent.limit_price
-    reference = intent.stop_price if intent.stop_price is not None else _usable_last(last_price)
+    reference = intent.stop_price if intent.stop_price is not None else last
     if limit is None or reference is None:
         return None
     name = "stop price" if intent.stop_price is not None else "last price"
@@ -358,7 +372,11 @@ def check_order_notional(
     intent: OrderIntent, limits: RiskLimits, last_price: Decimal | None, to_base: ToBase = same_currency
 ) -> RiskDenial | None:
     """Deny an order whose notional (quantity x `order_price`, in base currency) exceeds the limit."""
-    price = order_price(intent, last_price, limits.price_collar_pct)
+    return _order_notional(intent, limits, order_price(intent, last_price, limits.price_collar_pct), to_base)
+
+
+def _order_notional(intent: OrderIntent, limits: RiskLimits, price: Decimal | None, to_base: ToBase) -> RiskDenial | None:
+    """`check_order_notional` with the `order_price`."""
     if price is None:
         return None
     notional = to_base(intent.quantity * price)
@@ -373,7 +391,11 @@ def check_order_notional(
 
 def check_short_selling(intent: OrderIntent, state: AccountRiskState) -> RiskDenial | None:
     """Deny a sell that would leave a short position unless the account may sell short."""
-    resulting = resulting_position(intent, state)
+    return _short_selling(intent, state, resulting_position(intent, state))
+
+
+def _short_selling(intent: OrderIntent, state: AccountRiskState, resulting: Decimal) -> RiskDenial | None:
+    """`check_short_selling` with the `resulting_position`."""
     if intent.side is Side.SELL and resulting < 0 and not state.allow_short:
         return RiskDenial(
             RiskCheck.SHORT_SELLING,
@@ -385,8 +407,11 @@ def check_short_selling(intent: OrderIntent, state: AccountRiskState) -> RiskDen
 
 def check_position_limit(intent: OrderIntent, limits: RiskLimits, state: AccountRiskState) -> RiskDenial | None:
     """Deny an order that leaves |position| above the per-instrument limit, unless it reduces the position."""
-    current = state.position(intent.symbol)
-    resulting = resulting_position(intent, state)
+    return _position_limit(intent, limits, state.position(intent.symbol), resulting_position(intent, state))
+
+
+def _position_limit(intent: OrderIntent, limits: RiskLimits, current: Decimal, resulting: Decimal) -> RiskDenial | None:
+    """`check_position_limit` with the current and resulting positions."""
     if abs(resulting) > limits.max_position_quantity and not reduces_position(current, resulting):
         return RiskDenial(
             RiskCheck.MAX_POSITION,
@@ -400,7 +425,14 @@ def check_daily_loss(intent: OrderIntent, limits: RiskLimits, state: AccountRisk
     """Once today's realized loss reaches the limit, deny every order that does not reduce a position."""
     if state.realized_pnl_today > -limits.daily_loss_limit:
         return None
-    if reduces_position(state.position(intent.symbol), resulting_position(intent, state)):
+    return _daily_loss(limits, state, state.position(intent.symbol), resulting_position(intent, state))
+
+
+def _daily_loss(limits: RiskLimits, state: AccountRiskState, current: Decimal, resulting: Decimal) -> RiskDenial | None:
+    """`check_daily_loss` with the current and resulting positions."""
+    if state.realized_pnl_today > -limits.daily_loss_limit:
+        return None
+    if reduces_position(current, resulting):
         return None
     return RiskDenial(
         RiskCheck.DAILY_LOSS,
@@ -422,10 +454,16 @@ def check_gross_exposure(
     order's price when there is none). Orders that lower exposure always pass.
     """
     price = _usable_last(last_price) or order_price(intent, last_price, limits.price_collar_pct)
+    return _gross_exposure(limits, state, price, state.position(intent.symbol), resulting_position(intent, state), to_base)
+
+
+def _gross_exposure(
+    limits: RiskLimits, state: AccountRiskState, price: Decimal | None, current: Decimal, resulting: Decimal, to_base: ToBase
+) -> RiskDenial | None:
+    """`check_gross_exposure` with the price it values the change at and the current and resulting positions."""
     if price is None:
         return None
-    current = state.position(intent.symbol)
-    change = to_base((abs(resulting_position(intent, state)) - abs(current)) * price)
+    change = to_base((abs(resulting) - abs(current)) * price)
     after = state.gross_exposure + change
     if change > 0 and after > limits.max_gross_exposure:
         return RiskDenial(
@@ -446,9 +484,21 @@ def check_buying_power(
     to_base: ToBase = same_currency,
 ) -> RiskDenial | None:
     """Deny a buy whose `reserve_for` (notional plus estimated fee) exceeds cash less open-order reservations."""
-    if intent.side is Side.SELL or order_price(intent, last_price, limits.price_collar_pct) is None:
+    return _buying_power(intent, limits, state, order_price(intent, last_price, limits.price_collar_pct), fee_model, to_base)
+
+
+def _buying_power(
+    intent: OrderIntent,
+    limits: RiskLimits,
+    state: AccountRiskState,
+    price: Decimal | None,
+    fee_model: FeeModel | None,
+    to_base: ToBase,
+) -> RiskDenial | None:
+    """`check_buying_power` with the `order_price` (what `reserve_for` prices the order at)."""
+    if intent.side is Side.SELL or price is None:
         return None
-    needed = reserve_for(intent, limits, last_price, fee_model=fee_model, to_base=to_base)
+    needed = _reserve_at(intent, price, fee_model, to_base)
     available = state.cash_available - state.reserved_by_open_orders
     if needed > available:
         currency = limits.currency
@@ -472,16 +522,26 @@ def evaluate(
     fee_model: FeeModel | None = None,
     to_base: ToBase = same_currency,
 ) -> RiskDenial | None:
-    """Run every check in the documented order; the first denial, or None when the order passes."""
+    """Run every check in the documented order; the first denial, or None when the order passes.
+
+    The same checks as the `check_*` functions, with what several of them need (the usable last
+    price, the order's price, the current and resulting positions) worked out once.
+    """
+    denial = check_trading_state(intent, state, global_state) or check_order_rate(limits, state)
+    if denial is not None:
+        return denial
+    last = _usable_last(last_price)
+    if intent.type is OrderType.MARKET and last is None:
+        return check_reference_price(intent, last_price)
+    price = order_price(intent, last, limits.price_collar_pct)
+    current = state.positions.get(intent.symbol, _ZERO)
+    resulting = current + (intent.quantity if intent.side is Side.BUY else -intent.quantity)
     return (
-        check_trading_state(intent, state, global_state)
-        or check_order_rate(limits, state)
-        or check_reference_price(intent, last_price)
-        or check_price_collar(intent, limits, last_price)
-        or check_order_notional(intent, limits, last_price, to_base)
-        or check_short_selling(intent, state)
-        or check_position_limit(intent, limits, state)
-        or check_daily_loss(intent, limits, state)
-        or check_gross_exposure(intent, limits, state, last_price, to_base)
-        or check_buying_power(intent, limits, state, last_price, fee_model=fee_model, to_base=to_base)
+        _collar(intent, limits, last)
+        or _order_notional(intent, limits, price, to_base)
+        or _short_selling(intent, state, resulting)
+        or _position_limit(intent, limits, current, resulting)
+        or _daily_loss(limits, state, current, resulting)
+        or _gross_exposure(limits, state, last or price, current, resulting, to_base)
+        or _buying_power(intent, limits, state, price, fee_model, to_base)
     )

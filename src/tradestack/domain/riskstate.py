@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from tradestack.domain.books import AccountBooks, FxPolicy
+from tradestack.domain.frozen import fast_init
 from tradestack.domain.instruments import Instrument
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import FeeModel
@@ -43,6 +44,7 @@ _ZERO = Decimal(0)
 _BPS = Decimal(10_000)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OpenOrder:
     """A working order as the risk state counts it: what is left of it and at what prices."""
@@ -195,6 +197,7 @@ def _intent(order: OpenOrder) -> OrderIntent:
     return OrderIntent("", order.symbol, order.side, order.type, order.remaining, order.limit_price, order.stop_price)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class BuyingPower:
     """The cash a purchase in one currency may spend under the account's FX policy, in the base currency."""

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, InvalidOperation, localcontext
 from typing import Literal
 
+from tradestack.domain.frozen import fast_init
 from tradestack.domain.instruments import Instrument
 from tradestack.domain.marketdata import Quote
 from tradestack.domain.portfolio import FxRates, divide
@@ -28,6 +29,7 @@ _TWO = Decimal(2)
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class QuoteView:
     """The parts of one quote that price things: bid, ask, last (each positive or None) and when."""
@@ -95,6 +97,7 @@ def decode_quote(data: object) -> QuoteView | None:
     return QuoteView(_positive(data, "bid"), _positive(data, "ask"), _positive(data, "last"), ts)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class MarketSnapshot:
     """Quotes by symbol and the FX rates their FX pairs give."""

@@ -979,3 +979,19 @@ def test_terms_that_cannot_be_an_order_are_refused_listing_every_problem(
 def test_decimals_of_up_to_40_digits_and_exponents_within_40_are_held() -> None:
     for quantity in ("1" * 40, "1E+40", "1E-40"):
         assert dataclasses.replace(request(), quantity=Decimal(quantity)).quantity == Decimal(quantity)
+
+
+@settings(max_examples=2000)
+@given(
+    st.integers(0, 1),
+    st.lists(st.integers(0, 9), min_size=1, max_size=45),
+    st.integers(-45, 45),
+)
+def test_in_range_is_the_digits_and_exponent_rule(sign: int, digits: list[int], exponent: int) -> None:
+    from tradestack.domain.fieldchecks import MAX_DECIMAL_DIGITS, in_range
+
+    value = Decimal((sign, tuple(digits), exponent))
+    _, held, held_exponent = value.as_tuple()
+    assert isinstance(held_exponent, int)
+    expected = len(held) <= MAX_DECIMAL_DIGITS and abs(held_exponent) <= MAX_DECIMAL_DIGITS
+    assert in_range(value) is expected

@@ -17,6 +17,15 @@ from tradestack.domain.risk import (
     RiskLimits,
     TradingState,
     check_buying_power,
+    check_daily_loss,
+    check_gross_exposure,
+    check_order_notional,
+    check_order_rate,
+    check_position_limit,
+    check_price_collar,
+    check_reference_price,
+    check_short_selling,
+    check_trading_state,
     evaluate,
     order_price,
     reduces_position,
@@ -528,3 +537,43 @@ def test_reducing_never_approves_an_order_that_grows_or_flips_a_position(
 def test_reduces_position_means_smaller_and_same_side(current: Decimal, resulting: Decimal) -> None:
     expected = abs(resulting) < abs(current) and resulting * current >= 0
     assert reduces_position(current, resulting) is expected
+
+
+@settings(max_examples=1000)
+@given(
+    order=intents(),
+    state=states(),
+    last=st.none() | _prices | st.just(Decimal(0)),
+    global_state=_states,
+    limits=st.sampled_from([LIMITS, _GENEROUS]),
+    fee_bps=st.integers(0, 50).map(Decimal),
+    converted=st.booleans(),
+)
+def test_evaluate_is_the_first_denial_of_the_checks_in_order(
+    order: OrderIntent,
+    state: AccountRiskState,
+    last: Decimal | None,
+    global_state: TradingState,
+    limits: RiskLimits,
+    fee_bps: Decimal,
+    converted: bool,
+) -> None:
+    """`evaluate` works out shared values once; it must say exactly what the public checks say, in their order."""
+    fees = FeeModel(fee_bps, Decimal("0.35"))
+
+    def to_base(amount: Decimal) -> Decimal:
+        return amount * Decimal("1.5") if converted else amount
+
+    expected = (
+        check_trading_state(order, state, global_state)
+        or check_order_rate(limits, state)
+        or check_reference_price(order, last)
+        or check_price_collar(order, limits, last)
+        or check_order_notional(order, limits, last, to_base)
+        or check_short_selling(order, state)
+        or check_position_limit(order, limits, state)
+        or check_daily_loss(order, limits, state)
+        or check_gross_exposure(order, limits, state, last, to_base)
+        or check_buying_power(order, limits, state, last, fee_model=fees, to_base=to_base)
+    )
+    assert evaluate(order, limits, state, global_state, last, fee_model=fees, to_base=to_base) == expected

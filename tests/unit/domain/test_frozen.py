@@ -1,0 +1,82 @@
+"""`fast_init`: the same constructor as the dataclass's, cheaper, on a class still frozen."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import FrozenInstanceError, InitVar, dataclass, field, replace
+
+import pytest
+
+from tradestack.domain.frozen import fast_init
+from tradestack.domain.orders import Order, OrderAccepted, OrderFilled
+
+
+@fast_init
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Base:
+    a: int
+    b: list[int] = field(default_factory=list)
+    c: str = "x"
+
+    def __post_init__(self) -> None:
+        if self.a < 0:
+            raise ValueError("a must not be negative")
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class _Child(_Base):
+    d: int = 4
+
+
+def test_same_fields_defaults_and_factories() -> None:
+    one, two = _Base(a=1), _Base(a=1)
+    assert one == two
+    assert one.b == []
+    assert one.b is not two.b
+    assert one.c == "x"
+    assert _Child(a=2, d=5) == _Child(a=2, d=5) != _Child(a=2)
+    assert replace(one, c="y") == _Base(a=1, c="y")
+    assert pickle.loads(pickle.dumps(_Child(a=3)))  # noqa: S301 - our own bytes == _Child(a=3)
+
+
+def test_post_init_still_checks() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        _Base(a=-1)
+
+
+def test_still_frozen() -> None:
+    with pytest.raises(FrozenInstanceError):
+        _Base(a=1).a = 2  # type: ignore[misc]
+
+
+def test_signature_errors_like_the_dataclass() -> None:
+    with pytest.raises(TypeError):
+        _Base(1)  # type: ignore[call-arg]  # keyword-only
+    with pytest.raises(TypeError):
+        _Base(a=1, e=2)  # type: ignore[call-arg]
+
+
+def test_refuses_what_it_cannot_reproduce() -> None:
+    @dataclass(frozen=True, slots=True)
+    class WithInitVar:
+        a: int
+        x: InitVar[int] = 0
+
+        def __post_init__(self, x: int) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="cannot reproduce"):
+        fast_init(WithInitVar)
+
+    @dataclass(slots=True)
+    class Mutable:
+        a: int
+
+    with pytest.raises(TypeError, match="frozen dataclass with slots"):
+        fast_init(Mutable)
+
+
+def test_domain_classes_use_it() -> None:
+    for cls in (Order, OrderAccepted, OrderFilled):
+        assert "_NO_VALUE" in cls.__init__.__globals__  # fast_init's namespace, not the dataclass's
