@@ -3,11 +3,14 @@ writer changed the account's books, and a lock held too long answers 503 with Re
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from tradestack.books.service import BooksService
 from tradestack.identity.permissions import Role
 from tradestack.kit.config import Settings
 from tradestack.kit.runtime import Runtime
@@ -61,6 +64,24 @@ async def test_a_changed_limit_reaches_the_desk_at_once(
     after = await client.post("/api/orders", json=body, headers=trader.headers)
     assert after.status_code == 422, after.text
     assert after.json()["check"] == "max_order_notional", after.text
+
+
+async def test_a_deposit_reaches_a_desk_that_keeps_the_account(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
+) -> None:
+    """A deposit booked in its own unit of work (not through the desk) bumps the account's books version, so the
+    desk that kept the account reloads it and accepts an order only the deposited cash pays for."""
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "5000")
+    await publish_quote("AAPL", "100.00", "100.01", last="100.00")
+    first = limit_buy(account, "before-deposit", price="99.00", quantity="40")  # 3,960 USD of the 5,000
+    assert (await client.post("/api/orders", json=first, headers=trader.headers)).status_code == 201
+    assert runtime.components.get(DESK) is not None  # the desk now keeps the account
+    async with runtime.database.session() as session:
+        await BooksService(session, runtime.clock).deposit(account, "USD", Decimal(10_000))
+    second = limit_buy(account, "after-deposit", price="99.00", quantity="40")  # needs the deposited cash
+    response = await client.post("/api/orders", json=second, headers=trader.headers)
+    assert response.status_code == 201, response.text
 
 
 @pytest.mark.parametrize("stack", ["production"], indirect=True)
