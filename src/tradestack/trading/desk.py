@@ -17,11 +17,12 @@ count, the insert, the audit outbox). The desk instead:
    what it keeps of each account: its profile, books (`AccountBooks`), open orders
    (`OpenOrders`), limits, trading state and the times of its orders in the last minute, updated
    as it accepts orders; the global trading state is read once per group;
-4. writes the group in one transaction with multi-row statements (orders, order events, audit
-   outbox) and commits; then does the group's after-commit work together (`after`: one Redis
-   round trip for all its WebSocket updates, one for all its engine messages) and only then
-   answers each caller (acknowledged means durable). That last step runs beside the next
-   group's transaction, groups still answered in order.
+4. writes the group in one transaction -- orders, order events and audit outbox rows in one
+   statement on PostgreSQL (multi-row INSERTs, two of them CTEs of the third) -- and commits;
+   then does the group's after-commit work together (`after`: one Redis round trip for all its
+   WebSocket updates, one for all its engine messages) and only then answers each caller
+   (acknowledged means durable). That last step runs beside the next group's transaction,
+   groups still answered in order.
 
 What it kept of the group's accounts is dropped after a failed group, whose commands are then
 decided again one by one, each in its own transaction, so one bad command cannot fail the others;
@@ -56,13 +57,14 @@ from tradestack.domain.snapshot import MarketSnapshot
 from tradestack.identity.service import Caller, Principal
 from tradestack.kit.logging import get_logger
 from tradestack.kit.outages import RETRY_AFTER_SECONDS, is_lock_timeout
+from tradestack.kit.repository import insert_together
 from tradestack.kit.runtime import Runtime, Slot
 from tradestack.trading.prices import missing_fx
 from tradestack.trading.repository import GLOBAL_SCOPE, TradingRepository, sqlite_writer_lock
 from tradestack.trading.schemas import OrderOut
 
 log = get_logger(__name__)
-BATCH = 256
+BATCH = 256  # ~30 parameters an order in the group's one INSERT statement: well under the 32,767 allowed
 _MINUTE = timedelta(minutes=1)
 
 
@@ -216,8 +218,8 @@ class OrderDesk:
                             outcomes.append((pending, decided))
                         except (ValidationFailedError, ConflictError, NotFoundError) as refused:
                             outcomes.append((pending, refused))
-                    await repo.create_many([(o, e, f) for o, e, f in created])
-                    await self._audit.stage_many(session, staged)
+                    outbox = self._audit.staging(staged)
+                    await insert_together(session, [*repo.new_orders(created), *([outbox] if outbox is not None else [])])
             except BaseException:
                 self._forget(account_ids)  # what it kept assumed this group would commit
                 raise

@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from weakref import WeakKeyDictionary
 
 import orjson
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Insert, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
@@ -154,10 +154,12 @@ class TradingRepository:
         await self.session.flush()
         _project(row, order)
 
-    async def create_many(self, created: Sequence[tuple[Order, Sequence[OrderEvent], str]]) -> None:
-        """Insert new orders (order, its first events, fingerprint) with two multi-row statements: projections, events."""
+    @staticmethod
+    def new_orders(created: Sequence[tuple[Order, Sequence[OrderEvent], str]]) -> list[Insert]:
+        """The multi-row INSERTs of new orders (order, its first events, fingerprint): projections, then events
+        (for `kit.repository.insert_together`, with the other rows of their transaction)."""
         if not created:
-            return
+            return []
         projections = []
         events = []
         for order, order_events, fingerprint in created:
@@ -174,8 +176,7 @@ class TradingRepository:
                 {"order_id": order.id, "seq": n + 1, "kind": e.kind, "ts": e.ts, "payload": orjson.dumps(e.to_dict()).decode()}
                 for n, e in enumerate(order_events)
             ]
-        await self.session.execute(insert(OrderRow), projections)
-        await self.session.execute(insert(OrderEventRow), events)
+        return [insert(OrderRow).values(projections), insert(OrderEventRow).values(events)]
 
     async def with_client_prefix(self, account_id: str, prefix: str) -> list[tuple[OrderRow, list[OrderEvent]]]:
         """The account's orders whose client order id starts with `prefix` (a strategy's), oldest first, with their events."""
