@@ -5,9 +5,9 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import CursorResult, Insert, delete, func, insert, or_, select, text, update
+from sqlalchemy import CursorResult, Insert, Table, delete, func, insert, or_, select, text, update
 
 from tradestack.kit.repository import Repository
 from tradestack.models.audit import AuditChainerLease, AuditEntry, AuditOutbox, AuditPersonal
@@ -72,7 +72,7 @@ class AuditRepository(Repository):
     @staticmethod
     def staging(fields: Sequence[str]) -> Insert:
         """The multi-row INSERT queueing entries (their columns as JSON) in the outbox (see `kit.repository.insert_together`)."""
-        return insert(AuditOutbox).values([{"fields": value} for value in fields])
+        return insert(cast(Table, AuditOutbox.__table__)).values([{"fields": value} for value in fields])  # Core, no ORM work
 
     async def claim(self, limit: int) -> builtins.list[tuple[int, str]]:
         """Delete the oldest `limit` outbox rows and return them (id, fields), oldest first.

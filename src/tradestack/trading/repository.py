@@ -16,10 +16,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
+from typing import cast
 from weakref import WeakKeyDictionary
 
 import orjson
-from sqlalchemy import Insert, func, insert, select, update
+from sqlalchemy import Insert, Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
@@ -30,6 +31,10 @@ OPEN_STATUSES = tuple(status.value for status in OrderStatus if status.is_open)
 GLOBAL_SCOPE = "global"
 
 _sqlite_locks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()
+
+# The tables themselves, for Core multi-row INSERTs (no ORM bulk-insert work per statement).
+_ORDERS = cast(Table, OrderRow.__table__)
+_ORDER_EVENTS = cast(Table, OrderEventRow.__table__)
 
 
 def sqlite_writer_lock() -> asyncio.Lock:
@@ -176,7 +181,7 @@ class TradingRepository:
                 {"order_id": order.id, "seq": n + 1, "kind": e.kind, "ts": e.ts, "payload": orjson.dumps(e.to_dict()).decode()}
                 for n, e in enumerate(order_events)
             ]
-        return [insert(OrderRow).values(projections), insert(OrderEventRow).values(events)]
+        return [insert(_ORDERS).values(projections), insert(_ORDER_EVENTS).values(events)]
 
     async def with_client_prefix(self, account_id: str, prefix: str) -> list[tuple[OrderRow, list[OrderEvent]]]:
         """The account's orders whose client order id starts with `prefix` (a strategy's), oldest first, with their events."""
