@@ -109,3 +109,31 @@ async def test_an_account_locked_longer_than_lock_timeout_answers_503_with_retry
     assert retried.status_code == 201, retried.text
     page = await client.get("/api/orders", params={"account_id": account}, headers=trader.headers)
     assert [o["client_order_id"] for o in page.json()["items"]] == ["busy"]  # the refused attempt left nothing
+
+
+@pytest.mark.parametrize("stack", ["production"], indirect=True)
+async def test_the_desk_reconnects_when_the_server_dropped_its_connection(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, settings: Settings
+) -> None:
+    """The desk's connection is not pinged before each group: when the server has dropped it, the group that finds
+    out fails, its orders are decided again on a new connection, and the client gets its 201 all the same."""
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "100000")
+    await publish_quote("AAPL", "100.00", "100.01", last="100.00")
+    first = limit_buy(account, "before-drop", price="99.00", quantity="1")
+    assert (await client.post("/api/orders", json=first, headers=trader.headers)).status_code == 201
+    url = make_url(settings.effective_database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(url)
+    try:  # every other connection to the database goes, the desk's among them (as in a database restart)
+        dropped = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+    finally:
+        await admin.close()
+    assert dropped >= 1
+    second = limit_buy(account, "after-drop", price="99.00", quantity="1")
+    response = await client.post("/api/orders", json=second, headers=trader.headers)
+    assert response.status_code == 201, response.text
+    page = await client.get("/api/orders", params={"account_id": account}, headers=trader.headers)
+    assert sorted(o["client_order_id"] for o in page.json()["items"]) == ["after-drop", "before-drop"]
