@@ -693,22 +693,15 @@ class AuditChainer:
         return chained
 
     async def run(self) -> None:
-        """Tick until cancelled; errors (database away, lock timeouts) are logged and retried at the next tick.
-
-        After a tick that chained entries it pauses `interval` before the next, wakes or not: under a
-        stream of commits each tick then chains what a whole interval staged in one batch, instead of a
-        tick (a dozen statements) per commit; the first commit after a quiet spell is chained at once."""
+        """Tick until cancelled; errors (database away, lock timeouts) are logged and retried at the next tick."""
         while True:
-            chained = 0
             try:
-                chained = await self.tick()
+                await self.tick()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - retried at the next tick
                 self.leading = False
                 log.warning("audit chainer tick failed; retrying", error=f"{type(exc).__name__}: {exc}")
-            if chained:
-                await asyncio.sleep(self.interval)
             if not self.leading:  # commits here are the leader's to chain: only try for the lease, every quarter lease
                 await asyncio.sleep(self.service.lease_seconds / 4)
                 self._wake.clear()
