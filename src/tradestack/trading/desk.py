@@ -18,7 +18,8 @@ count, the insert, the audit outbox). The desk instead:
    (`OpenOrders`), limits, trading state and the times of its orders in the last minute, updated
    as it accepts orders; the global trading state is read once per group;
 4. writes the group in one transaction -- orders, order events and audit outbox rows in one
-   statement on PostgreSQL (multi-row INSERTs, two of them CTEs of the third) -- and commits;
+   statement on PostgreSQL (multi-row INSERTs, two of them CTEs of the third; SQLite: three
+   executemany statements) -- and commits;
    then does the group's after-commit work together (`after`: one Redis round trip for all its
    WebSocket updates, one for all its engine messages) and only then answers each caller
    (acknowledged means durable). That last step runs beside the next group's transaction,
@@ -218,8 +219,12 @@ class OrderDesk:
                             outcomes.append((pending, decided))
                         except (ValidationFailedError, ConflictError, NotFoundError) as refused:
                             outcomes.append((pending, refused))
-                    outbox = self._audit.staging(staged)
-                    await insert_together(session, [*repo.new_orders(created), *([outbox] if outbox is not None else [])])
+                    if self.runtime.database.dialect == "postgresql":  # one round trip
+                        outbox = self._audit.staging(staged)
+                        await insert_together(session, [*repo.new_orders(created), *([outbox] if outbox is not None else [])])
+                    else:  # in process, executemany costs less CPU than multi-row VALUES
+                        await repo.create_many(created)
+                        await self._audit.stage_many(session, staged)
             except BaseException:
                 self._forget(account_ids)  # what it kept assumed this group would commit
                 raise

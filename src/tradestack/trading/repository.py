@@ -159,28 +159,20 @@ class TradingRepository:
         await self.session.flush()
         _project(row, order)
 
+    async def create_many(self, created: Sequence[tuple[Order, Sequence[OrderEvent], str]]) -> None:
+        """Insert new orders (order, its first events, fingerprint) with two executemany statements: projections, events."""
+        if created:
+            projections, events = _new_rows(created)
+            await self.session.execute(insert(_ORDERS), projections)
+            await self.session.execute(insert(_ORDER_EVENTS), events)
+
     @staticmethod
     def new_orders(created: Sequence[tuple[Order, Sequence[OrderEvent], str]]) -> list[Insert]:
-        """The multi-row INSERTs of new orders (order, its first events, fingerprint): projections, then events
-        (for `kit.repository.insert_together`, with the other rows of their transaction)."""
+        """`create_many` as two multi-row INSERT statements, to run with the other rows of their transaction in one
+        round trip (`kit.repository.insert_together`, PostgreSQL)."""
         if not created:
             return []
-        projections = []
-        events = []
-        for order, order_events, fingerprint in created:
-            request = order.submitted_request
-            projections.append(
-                {
-                    "id": order.id, "account_id": request.account_id, "client_order_id": request.client_order_id,
-                    "fingerprint": fingerprint, "symbol": request.symbol, "side": request.side.value,
-                    "type": request.type.value, "time_in_force": request.time_in_force.value, "created_at": order.created_at,
-                    **_projection(order),
-                }
-            )  # fmt: skip
-            events += [
-                {"order_id": order.id, "seq": n + 1, "kind": e.kind, "ts": e.ts, "payload": orjson.dumps(e.to_dict()).decode()}
-                for n, e in enumerate(order_events)
-            ]
+        projections, events = _new_rows(created)
         return [insert(_ORDERS).values(projections), insert(_ORDER_EVENTS).values(events)]
 
     async def with_client_prefix(self, account_id: str, prefix: str) -> list[tuple[OrderRow, list[OrderEvent]]]:
@@ -299,6 +291,29 @@ class TradingRepository:
 
 _AVERAGE_PLACES = Decimal("1e-18")
 _WIDE = Context(prec=60, rounding=ROUND_HALF_EVEN)
+
+
+def _new_rows(
+    created: Sequence[tuple[Order, Sequence[OrderEvent], str]],
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The rows of new orders: their projections and their events."""
+    projections: list[dict[str, object]] = []
+    events: list[dict[str, object]] = []
+    for order, order_events, fingerprint in created:
+        request = order.submitted_request
+        projections.append(
+            {
+                "id": order.id, "account_id": request.account_id, "client_order_id": request.client_order_id,
+                "fingerprint": fingerprint, "symbol": request.symbol, "side": request.side.value,
+                "type": request.type.value, "time_in_force": request.time_in_force.value, "created_at": order.created_at,
+                **_projection(order),
+            }
+        )  # fmt: skip
+        events += [
+            {"order_id": order.id, "seq": n + 1, "kind": e.kind, "ts": e.ts, "payload": orjson.dumps(e.to_dict()).decode()}
+            for n, e in enumerate(order_events)
+        ]
+    return projections, events
 
 
 def _projection(order: Order) -> dict[str, object]:
