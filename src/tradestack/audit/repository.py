@@ -5,9 +5,9 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, Insert, Table, delete, func, insert, or_, select, text, update
+from sqlalchemy import CursorResult, delete, func, insert, or_, select, text, update
 
 from tradestack.kit.repository import Repository
 from tradestack.models.audit import AuditChainerLease, AuditEntry, AuditOutbox, AuditPersonal
@@ -68,11 +68,6 @@ class AuditRepository(Repository):
             await self.session.execute(insert(AuditOutbox).values(fields=fields[0]))
         elif fields:
             await self.session.execute(insert(AuditOutbox), [{"fields": value} for value in fields])
-
-    @staticmethod
-    def staging(fields: Sequence[str]) -> Insert:
-        """The multi-row INSERT queueing entries (their columns as JSON) in the outbox (see `kit.repository.insert_together`)."""
-        return insert(cast(Table, AuditOutbox.__table__)).values([{"fields": value} for value in fields])  # Core, no ORM work
 
     async def claim(self, limit: int) -> builtins.list[tuple[int, str]]:
         """Delete the oldest `limit` outbox rows and return them (id, fields), oldest first.

@@ -42,7 +42,6 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -411,12 +410,6 @@ class AuditService:
     async def stage_many(self, session: AsyncSession, entries: Iterable[Mapping[str, Any]]) -> None:
         """Queue several entries (each the arguments of `record`) in `session`'s transaction, one executemany."""
         await AuditRepository(session).stage([_outbox_text(self._fields(**entry)) for entry in entries])
-
-    def staging(self, entries: Iterable[Mapping[str, Any]]) -> Insert | None:
-        """The statement queueing entries (each the arguments of `record`), to run with the other rows of the caller's
-        transaction (`kit.repository.insert_together`); None for no entries."""
-        fields = [_outbox_text(self._fields(**entry)) for entry in entries]
-        return AuditRepository.staging(fields) if fields else None
 
     async def erase_personal(self, session: AsyncSession, actor_user_id: str, emails: Iterable[str]) -> int:
         """Erase (in `session`'s transaction) the personal fields of the chained entries `actor_user_id` made or

@@ -20,7 +20,7 @@ from typing import cast
 from weakref import WeakKeyDictionary
 
 import orjson
-from sqlalchemy import Insert, Table, func, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
@@ -32,7 +32,7 @@ GLOBAL_SCOPE = "global"
 
 _sqlite_locks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()
 
-# The tables themselves, for Core multi-row INSERTs (no ORM bulk-insert work per statement).
+# The tables themselves, for Core executemany INSERTs (no ORM bulk-insert work per statement).
 _ORDERS = cast(Table, OrderRow.__table__)
 _ORDER_EVENTS = cast(Table, OrderEventRow.__table__)
 
@@ -165,15 +165,6 @@ class TradingRepository:
             projections, events = _new_rows(created)
             await self.session.execute(insert(_ORDERS), projections)
             await self.session.execute(insert(_ORDER_EVENTS), events)
-
-    @staticmethod
-    def new_orders(created: Sequence[tuple[Order, Sequence[OrderEvent], str]]) -> list[Insert]:
-        """`create_many` as two multi-row INSERT statements, to run with the other rows of their transaction in one
-        round trip (`kit.repository.insert_together`, PostgreSQL)."""
-        if not created:
-            return []
-        projections, events = _new_rows(created)
-        return [insert(_ORDERS).values(projections), insert(_ORDER_EVENTS).values(events)]
 
     async def with_client_prefix(self, account_id: str, prefix: str) -> list[tuple[OrderRow, list[OrderEvent]]]:
         """The account's orders whose client order id starts with `prefix` (a strategy's), oldest first, with their events."""
