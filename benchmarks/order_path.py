@@ -818,6 +818,10 @@ def in_process_profile(orders: int) -> None:
         (5, AuditRepository, "unstage", "DELETE from the outbox"),
         (3, RedisCommands, "order_changed", "engine message: Redis XADD"),
         (3, trading_service, "publish_order", "WebSocket publish (Redis PUBLISH)"),
+        # since the desk does the after-commit work of a whole group (absent before)
+        (3, OrderDesk, "_answer", "after the commit, then answers (beside the next group)"),
+        (4, trading_service, "publish_orders", "WebSocket publish (Redis PUBLISH, one pipeline)"),
+        (4, RedisCommands, "orders_changed", "engine messages (Redis XADD, one pipeline)"),
     ]
     steps = [step for step in steps if step[1] is not None and hasattr(step[1], step[2])]
     for _, owner, name, label in steps:

@@ -631,7 +631,7 @@ class AuditChainer:
     One runs in every API process; the lease row makes one of them the leader. The leader wakes
     on `wake` (this process committed an entry) or every `interval` seconds (other processes'
     entries), chains everything waiting in batches of `batch_size`, and renews the lease in each
-    batch. The others try to take the lease every quarter lease: a leader that died or stalled is
+    batch. The others ignore `wake` and try to take the lease every quarter lease: a leader that died or stalled is
     replaced once its lease lapses, and on PostgreSQL a leader stopped inside a batch is ended by
     the server (idle-in-transaction timeout) so its rows return to the outbox.
     """
@@ -695,9 +695,12 @@ class AuditChainer:
             except Exception as exc:  # noqa: BLE001 - retried at the next tick
                 self.leading = False
                 log.warning("audit chainer tick failed; retrying", error=f"{type(exc).__name__}: {exc}")
-            wait = self.interval if self.leading else self.service.lease_seconds / 4
+            if not self.leading:  # commits here are the leader's to chain: only try for the lease, every quarter lease
+                await asyncio.sleep(self.service.lease_seconds / 4)
+                self._wake.clear()
+                continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
             self._wake.clear()
 
     @property

@@ -3,7 +3,10 @@
 `BooksService` works inside its caller's unit of work (it is given the session; it flushes, never
 commits): open an account, deposit, convert, book a fill, and `snapshot` an account's books as a
 pure `AccountBooks` value for the risk checks. Writers of one account's books hold its lock
-(`BooksService.lock`), so balances are moved by one transaction at a time.
+(`BooksService.lock`), so balances are moved by one transaction at a time; every write (deposit,
+convert, book a fill) takes that lock itself when its unit of work does not hold it yet, so each
+transaction that changes an account's books also bumps its books version once (what an order desk
+keeping the account in memory relies on to notice).
 
 `BooksApi` answers the HTTP routes: open a paper account with a deposit, list yours, read an
 account's positions, portfolio, fills and journal. Reads see the caller's own accounts; with
@@ -86,6 +89,7 @@ DEFAULT_PAGE = 100
 _ZERO = Decimal(0)
 # Sums of column values and of products of them are exact here; an inexact one raises.
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
+_LOCKED = "books.locked"  # session.info: (the transaction, the account ids it holds locked)
 
 
 def parse_cursor(text: str | None) -> Cursor | None:
@@ -198,7 +202,9 @@ class BooksService:
             fx_policy=FxPolicy(fx_policy).value,
             created_at=self.clock.now(),
         )
-        return _profile(await self._accounts.add(row))
+        added = _profile(await self._accounts.add(row))
+        self._held().add(added.id)  # nobody else sees the row before this transaction commits
+        return added
 
     async def account(self, account_id: str) -> AccountProfile | None:
         """The account (None when unknown)."""
@@ -211,13 +217,17 @@ class BooksService:
         Every writer of an account's books takes this lock, which also bumps the account's books
         version (see `lock_many`)."""
         row = await self._accounts.lock(account_id)
-        return _profile(row) if row is not None else None
+        if row is None:
+            return None
+        self._held().add(row.id)
+        return _profile(row)
 
     async def lock_many(self, account_ids: Sequence[str]) -> dict[str, tuple[AccountProfile, int]]:
         """Lock the accounts' books (in id order, one statement) and bump their books version; by id, each with its
         new version (unknown ids absent). Whoever kept an account's state at version ``v - 1`` knows nobody else
         has written its books since."""
         rows = await self._accounts.lock_many(account_ids)
+        self._held().update(rows)
         return {account_id: (_profile(row), row.books_version) for account_id, row in rows.items()}
 
     async def accounts_of(self, owner_id: str) -> list[AccountProfile]:
@@ -243,8 +253,23 @@ class BooksService:
 
     # -- writing the books -----------------------------------------------------------------------
 
+    def _held(self) -> set[str]:
+        """The accounts this unit of work's transaction holds locked (their books version bumped)."""
+        transaction = self.session.sync_session.get_transaction()
+        held: tuple[object, set[str]] | None = self.session.info.get(_LOCKED)
+        if held is None or held[0] is not transaction:
+            held = (transaction, set())
+            self.session.info[_LOCKED] = held
+        return held[1]
+
+    async def _writing(self, account_id: str) -> None:
+        """Before writing `account_id`'s books: lock it and bump its books version, unless this transaction already did."""
+        if account_id not in self._held() and await self.lock(account_id) is None:
+            raise NotFoundError(f"no account {account_id}")
+
     async def deposit(self, account_id: str, currency: str, amount: Decimal, *, entry_id: str | None = None) -> JournalEntry:
         """Book cash paid into the account."""
+        await self._writing(account_id)
         entry = deposit(
             entry_id or f"deposit-{uuid.uuid4()}", self.clock.now(), currency.upper(), amount, reference=f"account:{account_id}"
         )
@@ -256,6 +281,7 @@ class BooksService:
     ) -> JournalEntry:
         """Book the exchange of `sold` cash (currency, amount) for `bought`; 422 when the account holds less than it sells."""
         (source, amount), (target, received) = sold, bought
+        await self._writing(account_id)
         lines = await self._journal.balances(account_id)
         held = lines[f"cash:{source}"].amount if f"cash:{source}" in lines else Decimal(0)
         if held < amount:
@@ -296,6 +322,7 @@ class BooksService:
         is booked as the conversion it is, cash moving between the two currencies (`currency_fill_entry`).
         """
         side_value = Side(side).value
+        await self._writing(account.id)
         await self._journal.add_fill(account.id, symbol, side_value, fill)
         if pair is not None:
             entry = currency_fill_entry(

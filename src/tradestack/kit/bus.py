@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NoReturn, Protocol, Self
@@ -206,6 +207,10 @@ class Bus(Protocol):
         """Send ``message`` to every current subscriber of ``channel``."""
         ...
 
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Send each (channel, message) as `publish` would, in order, in one round trip where the bus has them."""
+        ...
+
     def subscribe(self, *channels: str) -> Subscription:
         """Return a subscription to ``channels``; it starts receiving when entered."""
         ...
@@ -272,6 +277,11 @@ class MemoryBus:
         delivered = Message(channel, bytes(message))
         for subscription in tuple(self._by_channel.get(channel, ())):
             subscription._deliver(delivered)
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """`publish` each (channel, message), in order."""
+        for channel, message in messages:
+            await self.publish(channel, message)
 
     def subscribe(self, *channels: str) -> Subscription:
         """Return a subscription to ``channels``; it starts receiving when entered."""
@@ -457,6 +467,16 @@ class RedisBus:
         """Send ``message`` to every subscriber of ``channel`` on any connected process."""
         self._check_open()
         await self._client.publish(self._prefix + channel, message)
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """`publish` each (channel, message), in order, in one pipeline (one round trip)."""
+        self._check_open()
+        if not messages:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for channel, message in messages:
+                pipe.publish(self._prefix + channel, message)
+            await pipe.execute()
 
     def subscribe(self, *channels: str) -> Subscription:
         """Return a subscription to ``channels``; it starts receiving when entered."""

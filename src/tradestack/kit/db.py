@@ -57,8 +57,11 @@ def timed_pool(role: str) -> type[TimedQueuePool]:
     return type(f"TimedQueuePool_{role}", (TimedQueuePool,), {"role": role})
 
 
-def create_engine(url: str, settings: Settings, *, role: str) -> AsyncEngine:
-    """Create an async engine with pool settings, SQLite pragmas and the connection gauge wired in."""
+def create_engine(url: str, settings: Settings, *, role: str, single_writer: bool = False) -> AsyncEngine:
+    """Create an async engine with pool settings, SQLite pragmas and the connection gauge wired in.
+
+    `single_writer`: the engine of one loop that runs one transaction at a time (`Database.writer_session`):
+    one pooled connection, not pinged before each use (see there)."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"echo": settings.database_echo}
     if parsed.get_backend_name() == "sqlite":
@@ -71,10 +74,10 @@ def create_engine(url: str, settings: Settings, *, role: str) -> AsyncEngine:
             kwargs["poolclass"] = timed_pool(role)
     else:
         kwargs.update(
-            pool_size=settings.database_pool_size,
-            max_overflow=settings.database_max_overflow,
+            pool_size=1 if single_writer else settings.database_pool_size,
+            max_overflow=1 if single_writer else settings.database_max_overflow,
             pool_timeout=settings.database_pool_timeout_seconds,
-            pool_pre_ping=True,
+            pool_pre_ping=not single_writer,
             pool_recycle=1800,
             poolclass=timed_pool(role),
         )
@@ -111,6 +114,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+@asynccontextmanager
+async def _committed(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session that commits when the block ends without error and rolls back otherwise."""
+    async with sessions() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
 class Database:
     """The primary engine and, when configured, a read replica for read-only repositories."""
 
@@ -125,6 +140,9 @@ class Database:
             # Reads run in READ ONLY transactions, so a read-only repository cannot write by mistake.
             read_engine = read_engine.execution_options(postgresql_readonly=True)
         self._read_sessions = async_sessionmaker(read_engine, expire_on_commit=False, autoflush=False)
+        self._settings = settings
+        self._writer_engine: AsyncEngine | None = None
+        self._writer_sessions = self._sessions
 
     @property
     def dialect(self) -> str:
@@ -134,13 +152,23 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A read-write session on the primary; commits when the block ends without error."""
-        async with self._sessions() as session:
-            try:
-                yield session
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
+        async with _committed(self._sessions) as session:
+            yield session
+
+    @asynccontextmanager
+    async def writer_session(self) -> AsyncIterator[AsyncSession]:
+        """Like `session`, for a loop that runs one transaction at a time and many of them (the order desk).
+
+        On PostgreSQL it has a connection of its own that the pool does not ping before each use: a
+        pre-ping is one more round trip per transaction. A connection the server dropped fails the
+        one transaction that finds out (SQLAlchemy then discards it) and the next one reconnects;
+        the loop's caller retries. On SQLite it is `session`.
+        """
+        if self._writer_engine is None and self.dialect == "postgresql":
+            self._writer_engine = create_engine(self.url, self._settings, role="writer", single_writer=True)
+            self._writer_sessions = async_sessionmaker(self._writer_engine, expire_on_commit=False, autoflush=False)
+        async with _committed(self._writer_sessions) as session:
+            yield session
 
     @asynccontextmanager
     async def read_session(self) -> AsyncIterator[AsyncSession]:
@@ -173,5 +201,7 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+        if self._writer_engine is not None:
+            await self._writer_engine.dispose()
         if self.replica_engine is not None:
             await self.replica_engine.dispose()

@@ -12,8 +12,9 @@ reconciliation finds any order whose message never arrived.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import redis.asyncio
@@ -25,6 +26,7 @@ from tradestack.kit.runtime import Runtime, Slot
 log = get_logger(__name__)
 
 STREAM_MAXLEN = 100_000
+Change = tuple[str, str, bool]  # (account id, order id, settle): one `order_changed`
 
 
 def shard_of(account_id: str, shards: int) -> int:
@@ -43,6 +45,9 @@ class Commands(Protocol):
     async def order_changed(self, account_id: str, order_id: str, *, settle: bool = False) -> None:
         """Announce the change; with `settle`, where the engine runs in this process, return once it has matched it."""
 
+    async def orders_changed(self, changes: Sequence[Change]) -> None:
+        """`order_changed` for each change, together (one round trip where the engine is remote)."""
+
 
 class LocalCommands:
     """Hands messages to an engine in this process."""
@@ -56,6 +61,9 @@ class LocalCommands:
     async def order_changed(self, account_id: str, order_id: str, *, settle: bool = False) -> None:
         await (self._deliver_settled if settle else self._deliver)(account_id, order_id)
 
+    async def orders_changed(self, changes: Sequence[Change]) -> None:
+        await asyncio.gather(*(self.order_changed(account, order, settle=settle) for account, order, settle in changes))
+
 
 class RedisCommands:
     """Appends messages to the owning shard's Redis stream."""
@@ -66,8 +74,17 @@ class RedisCommands:
         self._shards = shards
 
     async def order_changed(self, account_id: str, order_id: str, *, settle: bool = False) -> None:
-        key = stream_key(self._namespace, shard_of(account_id, self._shards))
-        await self._client.xadd(key, {"account": account_id, "order": order_id}, maxlen=STREAM_MAXLEN, approximate=True)
+        await self.orders_changed([(account_id, order_id, settle)])
+
+    async def orders_changed(self, changes: Sequence[Change]) -> None:
+        """One XADD per change to its shard's stream, all in one pipeline."""
+        if not changes:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for account_id, order_id, _ in changes:
+                key = stream_key(self._namespace, shard_of(account_id, self._shards))
+                pipe.xadd(key, {"account": account_id, "order": order_id}, maxlen=STREAM_MAXLEN, approximate=True)
+            await pipe.execute()
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -80,7 +97,10 @@ class NoEngine:
         self._warned = False
 
     async def order_changed(self, account_id: str, order_id: str, *, settle: bool = False) -> None:
-        if not self._warned:
+        await self.orders_changed([(account_id, order_id, settle)])
+
+    async def orders_changed(self, changes: Sequence[Change]) -> None:
+        if changes and not self._warned:
             self._warned = True
             log.warning(
                 "no matching engine: orders are recorded but not matched; run `tradestack serve engine` with Redis "

@@ -7,6 +7,7 @@ and receives the channels of the accounts it may read (see `api/ws.py`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -22,13 +23,30 @@ ACCOUNT_CHANNELS = ("orders", "fills", "portfolio")
 
 async def publish(runtime: Runtime, kind: str, account_id: str, data: dict[str, Any]) -> None:
     """Send one update; a bus failure is logged, never raised (the update is already committed)."""
-    channel = f"{kind}:{account_id}"
+    await publish_many(runtime, kind, [(account_id, data)])
+
+
+async def publish_many(runtime: Runtime, kind: str, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Send updates (account id, data) in order, in one round trip; a bus failure is logged, never raised."""
+    messages = []
+    for account_id, data in updates:
+        channel = f"{kind}:{account_id}"
+        messages.append((FANOUT_CHANNEL, encode_message(channel, frame(kind.removesuffix("s"), channel, data))))
     try:
-        await runtime.bus.publish(FANOUT_CHANNEL, encode_message(channel, frame(kind.removesuffix("s"), channel, data)))
+        await runtime.bus.publish_many(messages)
     except Exception as exc:  # noqa: BLE001 - notifications are best effort; the books are not
-        log.warning("could not publish a trading update", channel=channel, error=f"{type(exc).__name__}: {exc}")
+        channels = sorted({f"{kind}:{account_id}" for account_id, _ in updates})
+        log.warning("could not publish trading updates", channels=channels[:10], error=f"{type(exc).__name__}: {exc}")
+
+
+async def publish_orders(runtime: Runtime, orders: Sequence[BaseModel]) -> None:
+    """Send the orders' updates, in order, in one round trip."""
+    updates = []
+    for order in orders:
+        data = order.model_dump(mode="json")
+        updates.append((str(data["account_id"]), data))
+    await publish_many(runtime, "orders", updates)
 
 
 async def publish_order(runtime: Runtime, order: BaseModel) -> None:
-    data = order.model_dump(mode="json")
-    await publish(runtime, "orders", str(data["account_id"]), data)
+    await publish_orders(runtime, [order])

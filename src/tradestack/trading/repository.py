@@ -16,10 +16,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
+from typing import cast
 from weakref import WeakKeyDictionary
 
 import orjson
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
@@ -30,6 +31,10 @@ OPEN_STATUSES = tuple(status.value for status in OrderStatus if status.is_open)
 GLOBAL_SCOPE = "global"
 
 _sqlite_locks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()
+
+# The tables themselves, for Core executemany INSERTs (no ORM bulk-insert work per statement).
+_ORDERS = cast(Table, OrderRow.__table__)
+_ORDER_EVENTS = cast(Table, OrderEventRow.__table__)
 
 
 def sqlite_writer_lock() -> asyncio.Lock:
@@ -155,27 +160,11 @@ class TradingRepository:
         _project(row, order)
 
     async def create_many(self, created: Sequence[tuple[Order, Sequence[OrderEvent], str]]) -> None:
-        """Insert new orders (order, its first events, fingerprint) with two multi-row statements: projections, events."""
-        if not created:
-            return
-        projections = []
-        events = []
-        for order, order_events, fingerprint in created:
-            request = order.submitted_request
-            projections.append(
-                {
-                    "id": order.id, "account_id": request.account_id, "client_order_id": request.client_order_id,
-                    "fingerprint": fingerprint, "symbol": request.symbol, "side": request.side.value,
-                    "type": request.type.value, "time_in_force": request.time_in_force.value, "created_at": order.created_at,
-                    **_projection(order),
-                }
-            )  # fmt: skip
-            events += [
-                {"order_id": order.id, "seq": n + 1, "kind": e.kind, "ts": e.ts, "payload": orjson.dumps(e.to_dict()).decode()}
-                for n, e in enumerate(order_events)
-            ]
-        await self.session.execute(insert(OrderRow), projections)
-        await self.session.execute(insert(OrderEventRow), events)
+        """Insert new orders (order, its first events, fingerprint) with two executemany statements: projections, events."""
+        if created:
+            projections, events = _new_rows(created)
+            await self.session.execute(insert(_ORDERS), projections)
+            await self.session.execute(insert(_ORDER_EVENTS), events)
 
     async def with_client_prefix(self, account_id: str, prefix: str) -> list[tuple[OrderRow, list[OrderEvent]]]:
         """The account's orders whose client order id starts with `prefix` (a strategy's), oldest first, with their events."""
@@ -293,6 +282,29 @@ class TradingRepository:
 
 _AVERAGE_PLACES = Decimal("1e-18")
 _WIDE = Context(prec=60, rounding=ROUND_HALF_EVEN)
+
+
+def _new_rows(
+    created: Sequence[tuple[Order, Sequence[OrderEvent], str]],
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The rows of new orders: their projections and their events."""
+    projections: list[dict[str, object]] = []
+    events: list[dict[str, object]] = []
+    for order, order_events, fingerprint in created:
+        request = order.submitted_request
+        projections.append(
+            {
+                "id": order.id, "account_id": request.account_id, "client_order_id": request.client_order_id,
+                "fingerprint": fingerprint, "symbol": request.symbol, "side": request.side.value,
+                "type": request.type.value, "time_in_force": request.time_in_force.value, "created_at": order.created_at,
+                **_projection(order),
+            }
+        )  # fmt: skip
+        events += [
+            {"order_id": order.id, "seq": n + 1, "kind": e.kind, "ts": e.ts, "payload": orjson.dumps(e.to_dict()).decode()}
+            for n, e in enumerate(order_events)
+        ]
+    return projections, events
 
 
 def _projection(order: Order) -> dict[str, object]:

@@ -62,8 +62,8 @@ from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MarketDataService, trading_hours
 from tradestack.models.trading import OrderRow
 from tradestack.trading.commands import commands_of
-from tradestack.trading.desk import OrderDesk, Submit, desk_of
-from tradestack.trading.events import publish_order
+from tradestack.trading.desk import Decided, OrderDesk, Submit, desk_of
+from tradestack.trading.events import publish_orders
 from tradestack.trading.prices import missing_fx
 from tradestack.trading.repository import GLOBAL_SCOPE, ConcurrentUpdate, TradingRepository, books_session
 from tradestack.trading.schemas import (
@@ -235,16 +235,21 @@ class TradingService:
         )
 
     async def _after(self, order: OrderOut, *, notify: bool, marketable: bool = False) -> None:
-        """After the commit: chain the staged audit entry, tell the engine, tell WebSocket subscribers.
+        await self._after_many([(order, notify, marketable)])
 
-        The order is committed by now, so it is answered as committed whatever happens here: if
-        Redis is away the engine's reconciliation finds the order in the database instead.
+    async def _after_many(self, orders: Sequence[tuple[OrderOut, bool, bool]]) -> None:
+        """After the commit of (order, notify the engine, marketable) changes: chain their staged audit entries, tell
+        WebSocket subscribers, tell the engine (those to notify) -- one Redis round trip for each, whatever their number.
+
+        The orders are committed by now, so they are answered as committed whatever happens here: if
+        Redis is away the engine's reconciliation finds the orders in the database instead.
         """
         try:
             wake_chainer(self.runtime)
-            await publish_order(self.runtime, order)  # before the engine's news of it (a fill)
-            if notify:
-                await commands_of(self.runtime).order_changed(order.account_id, order.id, settle=marketable)
+            await publish_orders(self.runtime, [order for order, _, _ in orders])  # before the engine's news (a fill)
+            changes = [(order.account_id, order.id, marketable) for order, notify, marketable in orders if notify]
+            if changes:
+                await commands_of(self.runtime).orders_changed(changes)
         except Exception as exc:
             backend = unavailable_backend(exc)
             if backend is None:
@@ -396,9 +401,7 @@ class TradingService:
             return self._replayed(order)
         ORDER_PLACEMENT_LATENCY.observe(time.perf_counter() - started)
         ORDERS.labels(type=request.type.value, status=order.status).inc()
-        accepted = order.status == OrderStatus.ACCEPTED.value
-        await self._after(order, notify=accepted, marketable=accepted and _marketable(request, market))
-        if not accepted:
+        if order.status != OrderStatus.ACCEPTED.value:
             raise OrderDeniedError(f"order denied: {order.reason}", order_id=order.id, check=check)
         return order, True
 
@@ -415,6 +418,14 @@ class TradingService:
                 raise ValidationFailedError("; ".join(problems))
             self._check_session(request, instrument, now)
 
+        async def after(decided: Sequence[tuple[Submit, Decided]]) -> None:
+            """The desk's group is committed: its new orders' after-commit work, together, before they are answered."""
+            orders = []
+            for command, outcome in decided:
+                accepted = outcome.order.status == OrderStatus.ACCEPTED.value
+                orders.append((outcome.order, accepted, accepted and _marketable(command.request, command.market)))
+            await self._after_many(orders)
+
         return desk_of(
             runtime,
             lambda: OrderDesk(
@@ -423,6 +434,7 @@ class TradingService:
                 limits_of=limits,
                 open_order_of_row=open_order_of,
                 validate=validate,
+                after=after,
             ),
         )
 

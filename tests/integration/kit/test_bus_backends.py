@@ -64,6 +64,14 @@ async def test_channels_and_order_are_preserved(bus: Bus) -> None:
         assert subscription.dropped == 0
 
 
+async def test_publish_many_sends_each_message_in_order(bus: Bus) -> None:
+    async with bus.subscribe("a", "b") as subscription:
+        sent = [Message("a" if index % 2 else "b", f"m{index}".encode()) for index in range(MAX_PENDING)]
+        await bus.publish_many([(message.channel, message.data) for message in sent])
+        await bus.publish_many([])
+        assert [await next_message(subscription) for _ in sent] == sent
+
+
 async def test_unsubscribed_channels_are_not_received(bus: Bus) -> None:
     async with bus.subscribe("wanted") as subscription:
         await bus.publish("other", b"no")

@@ -3,11 +3,14 @@ writer changed the account's books, and a lock held too long answers 503 with Re
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from tradestack.books.service import BooksService
 from tradestack.identity.permissions import Role
 from tradestack.kit.config import Settings
 from tradestack.kit.runtime import Runtime
@@ -63,6 +66,24 @@ async def test_a_changed_limit_reaches_the_desk_at_once(
     assert after.json()["check"] == "max_order_notional", after.text
 
 
+async def test_a_deposit_reaches_a_desk_that_keeps_the_account(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
+) -> None:
+    """A deposit booked in its own unit of work (not through the desk) bumps the account's books version, so the
+    desk that kept the account reloads it and accepts an order only the deposited cash pays for."""
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "5000")
+    await publish_quote("AAPL", "100.00", "100.01", last="100.00")
+    first = limit_buy(account, "before-deposit", price="99.00", quantity="40")  # 3,960 USD of the 5,000
+    assert (await client.post("/api/orders", json=first, headers=trader.headers)).status_code == 201
+    assert runtime.components.get(DESK) is not None  # the desk now keeps the account
+    async with runtime.database.session() as session:
+        await BooksService(session, runtime.clock).deposit(account, "USD", Decimal(10_000))
+    second = limit_buy(account, "after-deposit", price="99.00", quantity="40")  # needs the deposited cash
+    response = await client.post("/api/orders", json=second, headers=trader.headers)
+    assert response.status_code == 201, response.text
+
+
 @pytest.mark.parametrize("stack", ["production"], indirect=True)
 async def test_an_account_locked_longer_than_lock_timeout_answers_503_with_retry_after(
     client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, settings: Settings
@@ -88,3 +109,31 @@ async def test_an_account_locked_longer_than_lock_timeout_answers_503_with_retry
     assert retried.status_code == 201, retried.text
     page = await client.get("/api/orders", params={"account_id": account}, headers=trader.headers)
     assert [o["client_order_id"] for o in page.json()["items"]] == ["busy"]  # the refused attempt left nothing
+
+
+@pytest.mark.parametrize("stack", ["production"], indirect=True)
+async def test_the_desk_reconnects_when_the_server_dropped_its_connection(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, settings: Settings
+) -> None:
+    """The desk's connection is not pinged before each group: when the server has dropped it, the group that finds
+    out fails, its orders are decided again on a new connection, and the client gets its 201 all the same."""
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "100000")
+    await publish_quote("AAPL", "100.00", "100.01", last="100.00")
+    first = limit_buy(account, "before-drop", price="99.00", quantity="1")
+    assert (await client.post("/api/orders", json=first, headers=trader.headers)).status_code == 201
+    url = make_url(settings.effective_database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(url)
+    try:  # every other connection to the database goes, the desk's among them (as in a database restart)
+        dropped = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+    finally:
+        await admin.close()
+    assert dropped >= 1
+    second = limit_buy(account, "after-drop", price="99.00", quantity="1")
+    response = await client.post("/api/orders", json=second, headers=trader.headers)
+    assert response.status_code == 201, response.text
+    page = await client.get("/api/orders", params={"account_id": account}, headers=trader.headers)
+    assert sorted(o["client_order_id"] for o in page.json()["items"]) == ["after-drop", "before-drop"]
