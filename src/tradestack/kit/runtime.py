@@ -25,29 +25,10 @@ background task that does not stop can never hang the shutdown of the process (o
 
 
 async def _bounded(step: str, work: Awaitable[None]) -> None:
-    """Run one close step for at most CLOSE_STEP_SECONDS; then cancel it and go on without it.
-
-    Not `asyncio.wait_for`: it waits for the cancelled work to end, and work that catches the
-    cancellation and keeps waiting would hang the shutdown after all.
-    """
-    task = asyncio.ensure_future(work)
     try:
-        done, _ = await asyncio.wait({task}, timeout=CLOSE_STEP_SECONDS)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    if done:
-        task.result()  # the step's own error, as before
-        return
-    task.cancel()
-    task.add_done_callback(_forget)
-    log.warning("runtime_close_step_abandoned", step=step, seconds=CLOSE_STEP_SECONDS)
-
-
-def _forget(task: asyncio.Future[None]) -> None:
-    """Retrieve an abandoned step's outcome, so its late error is not reported as never retrieved."""
-    if not task.cancelled():
-        task.exception()
+        await asyncio.wait_for(work, timeout=CLOSE_STEP_SECONDS)
+    except TimeoutError:
+        log.warning("runtime_close_step_abandoned", step=step, seconds=CLOSE_STEP_SECONDS)
 
 
 class Slot(Generic[T]):
