@@ -49,6 +49,7 @@ from tradestack.audit.repository import AuditRepository
 from tradestack.audit.schemas import AuditRecord, VerifyReport
 from tradestack.core.clock import Clock
 from tradestack.core.money import plain
+from tradestack.kit.aio import wait_event
 from tradestack.kit.db import Database
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import (
@@ -625,6 +626,10 @@ class AuditService:
 OBSERVE_EVERY_SECONDS = 1.0
 
 
+STOP_TICK_SECONDS = 5.0
+"""How long `AuditChainer.stop` lets a tick under way finish before cancelling it."""
+
+
 class AuditChainer:
     """Chains the outbox while it holds the lease; stands by (watching the backlog) while another does.
 
@@ -652,6 +657,7 @@ class AuditChainer:
         self._renewed_at = 0.0
         self._observed_at = 0.0
         self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
@@ -686,8 +692,8 @@ class AuditChainer:
         return chained
 
     async def run(self) -> None:
-        """Tick until cancelled; errors (database away, lock timeouts) are logged and retried at the next tick."""
-        while True:
+        """Tick until stopped; errors (database away, lock timeouts) are logged and retried at the next tick."""
+        while not self._stop.is_set():
             try:
                 await self.tick()
             except asyncio.CancelledError:
@@ -696,11 +702,10 @@ class AuditChainer:
                 self.leading = False
                 log.warning("audit chainer tick failed; retrying", error=f"{type(exc).__name__}: {exc}")
             if not self.leading:  # commits here are the leader's to chain: only try for the lease, every quarter lease
-                await asyncio.sleep(self.service.lease_seconds / 4)
+                await wait_event(self._stop, self.service.lease_seconds / 4)
                 self._wake.clear()
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            await wait_event(self._wake, self.interval)
             self._wake.clear()
 
     @property
@@ -714,12 +719,21 @@ class AuditChainer:
             self._task = asyncio.create_task(self.run(), name="audit-chainer")
 
     async def stop(self) -> None:
-        """Stop; if leading, chain what this process staged last, then hand the lease over."""
+        """Stop; if leading, chain what this process staged last, then hand the lease over.
+
+        The loop is asked to stop after its current tick rather than cancelled inside it: a cancelled
+        statement on SQLite leaves its connection's write lock behind until the pool is disposed, and the
+        last tick below then waited out the busy timeout (seen: 15-20 s teardowns).
+        """
         if self._task is not None:
+            self._stop.set()
+            self._wake.set()
+            await asyncio.wait({self._task}, timeout=STOP_TICK_SECONDS)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            self._stop.clear()
         if self.leading:
             with contextlib.suppress(Exception):
                 await self.tick()

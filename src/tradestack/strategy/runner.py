@@ -49,6 +49,7 @@ from tradestack.domain.orders import FillEvent, Order, OrderType, TimeInForce
 from tradestack.domain.risk import TradingState
 from tradestack.identity.permissions import Role, permissions_of
 from tradestack.identity.service import Caller, Principal
+from tradestack.kit.aio import wait_event
 from tradestack.kit.logging import get_logger
 from tradestack.kit.outages import forever
 from tradestack.kit.runtime import Runtime, Slot
@@ -234,8 +235,7 @@ class StrategyRunner:
             for deployment in self.deployments.values():
                 deployment.on_tick(now)
             wait = POLL_SECONDS if self.deployments else max(0.0, read_at - time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+            await wait_event(self._wake, wait)
             self._wake.clear()
         for deployment_id in list(self.deployments):
             await self._end(deployment_id, call_stop=False)

@@ -37,6 +37,7 @@ from tradestack.domain.matching import Expired, Fill, LatencyModel, MatchingEngi
 from tradestack.domain.orders import Order, OrderStatus, TimeInForce
 from tradestack.domain.portfolio import FxRates
 from tradestack.domain.snapshot import FX_PIVOT, fx_rates_of, view_of
+from tradestack.kit.aio import wait_event
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import ENGINE_ORDERS_WORKING
 from tradestack.kit.outages import count_outage, forever, unavailable_backend
@@ -185,8 +186,7 @@ class EngineShard:
         except Exception as exc:  # noqa: BLE001 - reconciliation retries what the first rebuild could not place
             log.error("engine rebuild failed; reconciliation will retry", error=f"{type(exc).__name__}: {exc}")
         while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=SESSION_CHECK_SECONDS)
+            await wait_event(self._wake, SESSION_CHECK_SECONDS)
             self._wake.clear()
             try:
                 await self.step()

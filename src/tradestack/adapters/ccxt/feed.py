@@ -12,7 +12,6 @@ value, trailing zeros dropped. Only values with more than 15 significant digits 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ import ccxt.async_support as ccxt_async  # type: ignore[import-untyped]
 from tradestack.core.clock import Clock
 from tradestack.domain.feeds import FeedError
 from tradestack.domain.marketdata import Bar, BookLevel, MarketEvent, OrderBook, Quote, Timeframe
+from tradestack.kit.aio import wait_event
 from tradestack.kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -182,9 +182,7 @@ class CcxtFeed:
 
     async def _closed_within(self, seconds: float) -> bool:
         """Wait up to `seconds`, returning early (True) when the feed is closed."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closed.wait(), seconds)
-        return self._closed.is_set()
+        return await wait_event(self._closed, seconds)
 
     def _venue_symbol(self, symbol: str) -> str:
         try:
