@@ -10,14 +10,13 @@ from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, loc
 from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.books import BalanceLine
 from tradestack.domain.ledger import JournalEntry
 from tradestack.domain.orders import FillEvent
 from tradestack.domain.portfolio import PositionState
-from tradestack.kit.repository import ReadRepository, Repository
+from tradestack.kit.repository import ReadRepository, Repository, insert_new
 from tradestack.models.books import BalanceRow, EquityPointRow, FillRow, JournalEntryRow, PostingRow, TradingAccount
 
 # Column values have at most 38 digits: their sums are exact here, and an inexact one raises.
@@ -295,11 +294,7 @@ class EquityRepository(Repository):
         if not points:
             return 0
         rows = [{"account_id": a, "currency": c, "ts": p.ts, "equity": p.equity} for a, c, p in points]
-        bind = self.session.bind
-        dialect = postgresql if bind is not None and bind.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(EquityPointRow).values(rows).on_conflict_do_nothing(index_elements=["account_id", "ts"])
-        result = await self.session.execute(statement)
-        return int(getattr(result, "rowcount", 0) or 0)
+        return await insert_new(self.session, EquityPointRow, rows, ("account_id", "ts"))
 
 
 class EquityReadRepository(ReadRepository):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import case, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tradestack.kit.repository import insert_new
 from tradestack.models.signals import SignalModelRow, SignalOutcomeRow
 
 
@@ -59,13 +59,8 @@ class SignalOutcomeRepository:
 
     async def record(self, row: SignalOutcomeRow) -> bool:
         """Insert `row` unless its (model, subject) is there already (another worker served it too); True if inserted."""
-        dialect = self._session.get_bind().dialect.name
-        insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
         values = {c.key: getattr(row, c.key) for c in SignalOutcomeRow.__table__.columns if c.key != "id"}
-        result = await self._session.execute(
-            insert_(SignalOutcomeRow).values(**values).on_conflict_do_nothing(index_elements=["model_version", "subject"])
-        )
-        return bool(getattr(result, "rowcount", 1))
+        return await insert_new(self._session, SignalOutcomeRow, [values], ("model_version", "subject")) > 0
 
     async def due(self, kind: str, now: datetime, limit: int = 500) -> list[SignalOutcomeRow]:
         """Pending rows of `kind` whose horizon has passed by `now`, oldest due first."""

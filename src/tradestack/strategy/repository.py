@@ -8,6 +8,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.marketdata import Bar
+from tradestack.kit.repository import insert_new
 from tradestack.models.backtests import BacktestRunRow
 from tradestack.models.strategies import StrategyBarRow, StrategyDeploymentRow
 
@@ -72,23 +73,18 @@ class StrategyBarRepository:
 
     async def add(self, deployment_id: str, bar: Bar, number: int) -> None:
         """Keep a bar the deployment's host was given as its `number`-th (once: a bar already kept is left as it is)."""
-        key = (deployment_id, bar.symbol, bar.ts)
-        if await self._session.get(StrategyBarRow, key) is not None:
-            return
-        self._session.add(
-            StrategyBarRow(
-                deployment_id=deployment_id,
-                symbol=bar.symbol,
-                ts=bar.ts,
-                number=number,
-                open=bar.open,
-                high=bar.high,
-                low=bar.low,
-                close=bar.close,
-                volume=bar.volume,
-            )
-        )
-        await self._session.flush()
+        row = {
+            "deployment_id": deployment_id,
+            "symbol": bar.symbol,
+            "ts": bar.ts,
+            "number": number,
+            "open": bar.open,
+            "high": bar.high,
+            "low": bar.low,
+            "close": bar.close,
+            "volume": bar.volume,
+        }
+        await insert_new(self._session, StrategyBarRow, [row], ("deployment_id", "symbol", "ts"))
 
     async def last(self, deployment_id: str, symbol: str, limit: int) -> tuple[list[Bar], int]:
         """The newest `limit` bars kept of `symbol`, oldest first, and the number of the first (0 when none)."""
