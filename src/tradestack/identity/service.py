@@ -506,6 +506,21 @@ class IdentityService:
             return Principal(key.user_id, state["email"], role, frozenset(), key.id, password_change_required=True)
         return Principal(key.user_id, state["email"], role, permissions_of(role, scopes), key.id)
 
+    async def acting_principal(self, user_id: str) -> Principal:
+        """Who the user's own automation (a deployed strategy) acts as now: the user's current role.
+
+        `AuthenticationError` when the user is disabled or gone, so an admin disabling a user stops
+        their strategies' orders at once (the state is cached as for bearer tokens and forgotten on
+        every change). A user who must change their password acts with no trading permission.
+        """
+        state = await self._user_state(user_id)
+        if state is None or not state["active"]:
+            raise AuthenticationError(f"the owner {user_id} is disabled or no longer exists")
+        role = Role(state["role"])
+        if state.get("must_change"):
+            return Principal(user_id, state["email"], role, frozenset({Permission.PROFILE}), password_change_required=True)
+        return Principal(user_id, state["email"], role, permissions_of(role))
+
     # --- passwords -----------------------------------------------------------------------
 
     async def change_password(self, principal: Principal, current: str, new: str) -> TokenPair:

@@ -17,7 +17,10 @@ Per deployment, in order, one event at a time:
   - while halted the strategy is not called (bars still go into its history) and submits nothing;
   then its orders and fills from the database (`PaperHost.sync`: new fills, order changes);
 * the strategy's hook on a worker thread; its orders go through `TradingService.submit` as its
-  owner, exactly as ``POST /api/orders`` (risk, desk or locked transaction, engine, audit).
+  owner, exactly as ``POST /api/orders`` (risk, desk or locked transaction, engine, audit) — the owner
+  as they are at that moment: once an admin disables or demotes them, the next order is refused and
+  the runner's next read of the table (at once on an announcement, else within `FOLLOW_SECONDS`)
+  stops the deployment (state ``failed``, the reason as its stop reason).
 
 An exception from the strategy or from order entry is an error: recorded as the deployment's last
 error; after `max_errors` in a row the deployment stops itself (state ``failed``). Each bar is stored
@@ -43,12 +46,12 @@ from functools import partial
 import orjson
 
 from tradestack.books.service import BooksService
-from tradestack.core.errors import ConflictError
+from tradestack.core.errors import AuthenticationError, ConflictError, PermissionDeniedError
 from tradestack.domain.marketdata import Bar, Quote, Side
 from tradestack.domain.orders import FillEvent, Order, OrderType, TimeInForce
 from tradestack.domain.risk import TradingState
-from tradestack.identity.permissions import Role, permissions_of
-from tradestack.identity.service import Caller, Principal
+from tradestack.identity.permissions import Permission
+from tradestack.identity.service import Caller, IdentityService, Principal
 from tradestack.kit.aio import wait_event
 from tradestack.kit.logging import get_logger
 from tradestack.kit.outages import forever
@@ -65,6 +68,7 @@ from tradestack.trading.service import OrderDeniedError, TradingService
 log = get_logger(__name__)
 POLL_SECONDS = 1.0
 FOLLOW_SECONDS = 30.0
+SYNC_OVERLAP_SECONDS = 60.0
 CLOSE_GRACE_SECONDS = 1.0
 PORT_TIMEOUT_SECONDS = 60.0
 HISTORY_BARS = 5000
@@ -116,6 +120,16 @@ class BarBuilder:
         return closed
 
 
+async def owner_principal(runtime: Runtime, owner_id: str) -> Principal:
+    """The deployment's owner as they are now: `AuthenticationError` once disabled, `PermissionDeniedError` once
+    they may no longer trade (demoted, or a password change is required)."""
+    async with runtime.database.read_session() as session:
+        principal = await IdentityService(session, runtime).acting_principal(owner_id)
+    if not principal.can(Permission.TRADE_OWN):
+        raise PermissionDeniedError(f"the owner {principal.email} may no longer trade (role {principal.role.value})")
+    return principal
+
+
 class _Port:
     """The host's orders through order entry, as the deployment's owner (called from the strategy's thread)."""
 
@@ -123,7 +137,7 @@ class _Port:
         self._loop = loop
         self._trading = trading
         self._account_id = row.account_id
-        self._principal = Principal(row.owner_id, row.owner_email, Role.TRADER, permissions_of(Role.TRADER))
+        self._owner_id = row.owner_id
         self._caller = Caller(ip=None, user_agent=f"tradestack strategy {row.id}")
 
     def submit(
@@ -151,8 +165,10 @@ class _Port:
         return asyncio.run_coroutine_threadsafe(self._submit(body), self._loop).result(PORT_TIMEOUT_SECONDS)
 
     async def _submit(self, body: OrderCreate) -> Order:
+        principal = await owner_principal(self._trading.runtime, self._owner_id)
         with contextlib.suppress(OrderDeniedError):  # stored as denied: the strategy gets the denied order
-            await self._trading.submit(self._principal, body, self._caller)
+            await self._trading.submit(principal, body, self._caller)
+        # Its own id as the prefix: this order (and any whose id extends it), not every order of the deployment.
         stored = await self._trading.orders_with_prefix(self._account_id, body.client_order_id)
         for order, _ in stored:
             if order.request.client_order_id == body.client_order_id:
@@ -163,8 +179,9 @@ class _Port:
         return asyncio.run_coroutine_threadsafe(self._cancel(order_id), self._loop).result(PORT_TIMEOUT_SECONDS)
 
     async def _cancel(self, order_id: str) -> bool:
+        principal = await owner_principal(self._trading.runtime, self._owner_id)
         try:
-            await self._trading.cancel(self._principal, order_id, self._caller)
+            await self._trading.cancel(principal, order_id, self._caller)
         except ConflictError:
             return False
         return True
@@ -183,6 +200,10 @@ class Deployment:
     task: asyncio.Task[None] | None = None
     halted: bool = False
     failed: bool = False
+    synced_from: datetime | None = None
+    """Orders updated at or after this (runtime clock) are read before the next event; None: read them all."""
+    full_read_at: float = 0.0
+    """When (monotonic) the next read of all the deployment's orders is due."""
 
     def on_quote(self, quote: Quote) -> None:
         builder = self.builders.get(quote.symbol)
@@ -259,6 +280,12 @@ class StrategyRunner:
         """Start the deployments that are running in the table and stop those that no longer are."""
         self.reads += 1
         rows = {row.id: row for row in await self.service.running()}
+        for row in list(rows.values()):
+            try:
+                await owner_principal(self.runtime, row.owner_id)
+            except (AuthenticationError, PermissionDeniedError) as exc:
+                await self.service.record_error(row.id, f"stopped: {exc}", fatal=True)
+                del rows[row.id]
         for deployment_id in [d for d in self.deployments if d not in rows]:
             await self._end(deployment_id, call_stop=True)
         for deployment_id, row in rows.items():
@@ -382,8 +409,20 @@ class StrategyRunner:
         return True
 
     async def _orders_and_cash(self, deployment: Deployment) -> tuple[list[tuple[Order, list[FillEvent]]], Decimal]:
+        """The deployment's orders changed since the last read (all of them at first and every `FOLLOW_SECONDS`), and cash.
+
+        Reading all of them before every event made each bar cost more than the last on a long run; the host
+        keeps what it was given, so the orders updated since `SYNC_OVERLAP_SECONDS` before the previous read
+        began are enough (overlap is harmless: fills are taken by id, changes by version), and the periodic
+        full read bounds what a write stamped earlier than that but committed later could hide.
+        """
         row = deployment.row
-        orders = await self.trading.orders_with_prefix(row.account_id, row.order_prefix)
+        started, now = time.monotonic(), self.runtime.clock.now()
+        since = None if started >= deployment.full_read_at else deployment.synced_from
+        orders = await self.trading.orders_with_prefix(row.account_id, row.order_prefix, changed_since=since)
+        deployment.synced_from = now - timedelta(seconds=SYNC_OVERLAP_SECONDS)
+        if since is None:
+            deployment.full_read_at = started + FOLLOW_SECONDS
         async with self.runtime.database.read_session() as session:
             books = await BooksService(session, self.runtime.clock).snapshot(row.account_id)
         return orders, books.cash_in(books.base_currency)

@@ -379,7 +379,8 @@ class StrategyService:
             row.last_error, row.last_error_at, row.updated_at = error[:2000], now, now
             if fatal or row.consecutive_errors >= row.max_errors:
                 row.state, row.stopped_at = FAILED, now
-                row.stop_reason = f"stopped itself after {row.consecutive_errors} errors in a row; the last: {error[:500]}"
+                repeated = f"stopped itself after {row.consecutive_errors} errors in a row; the last: {error[:500]}"
+                row.stop_reason = error[:500] if fatal else repeated
                 await self.audit.stage(
                     session,
                     action="strategy.fail",

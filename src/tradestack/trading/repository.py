@@ -166,16 +166,16 @@ class TradingRepository:
             await self.session.execute(insert(_ORDERS), projections)
             await self.session.execute(insert(_ORDER_EVENTS), events)
 
-    async def with_client_prefix(self, account_id: str, prefix: str) -> list[tuple[OrderRow, list[OrderEvent]]]:
-        """The account's orders whose client order id starts with `prefix` (a strategy's), oldest first, with their events."""
+    async def with_client_prefix(
+        self, account_id: str, prefix: str, *, changed_since: datetime | None = None
+    ) -> list[tuple[OrderRow, list[OrderEvent]]]:
+        """The account's orders whose client order id starts with `prefix` (a strategy's), oldest first, with their events;
+        with `changed_since`, only those updated at or after it."""
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = list(
-            await self.session.scalars(
-                select(OrderRow)
-                .where(OrderRow.account_id == account_id, OrderRow.client_order_id.like(pattern, escape="\\"))
-                .order_by(OrderRow.created_at, OrderRow.id)
-            )
-        )
+        query = select(OrderRow).where(OrderRow.account_id == account_id, OrderRow.client_order_id.like(pattern, escape="\\"))
+        if changed_since is not None:
+            query = query.where(OrderRow.updated_at >= changed_since)
+        rows = list(await self.session.scalars(query.order_by(OrderRow.created_at, OrderRow.id)))
         if not rows:
             return []
         payloads = await self.session.execute(

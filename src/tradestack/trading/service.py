@@ -784,10 +784,13 @@ class TradingService:
                 state, reason = found, why
         return state, reason
 
-    async def orders_with_prefix(self, account_id: str, prefix: str) -> list[tuple[Order, list[FillEvent]]]:
-        """The account's orders whose client order id starts with `prefix` (oldest first), each with its fills."""
+    async def orders_with_prefix(
+        self, account_id: str, prefix: str, *, changed_since: datetime | None = None
+    ) -> list[tuple[Order, list[FillEvent]]]:
+        """The account's orders whose client order id starts with `prefix` (oldest first), each with its fills; with
+        `changed_since`, only those updated at or after it."""
         async with self.runtime.database.read_session() as session:
-            found = await TradingRepository(session).with_client_prefix(account_id, prefix)
+            found = await TradingRepository(session).with_client_prefix(account_id, prefix, changed_since=changed_since)
         return [(Order.from_events(events), [e for e in events if isinstance(e, FillEvent)]) for _, events in found if events]
 
     async def states(self) -> list[TradingStateOut]:

@@ -15,7 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tradestack.core.errors import AuthenticationError, PermissionDeniedError
 from tradestack.domain.marketdata import Bar, Quote, Side
+from tradestack.domain.orders import OrderType, TimeInForce
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.runner import Publisher
@@ -24,6 +26,7 @@ from tradestack.strategy.api import BarView, Strategy, StrategyContext
 from tradestack.strategy.paper import PaperHost
 from tradestack.strategy.runner import RUNNER, StrategyRunner, _Port
 from tradestack.strategy.service import StrategyService
+from tradestack.trading.schemas import OrderCreate
 
 from ..conftest import MakeUser, TestUser  # type: ignore[import-not-found]
 
@@ -266,6 +269,96 @@ async def test_stop_is_audited_and_the_runner_lets_go(client: httpx.AsyncClient,
             break
         await asyncio.sleep(0.1)
     assert actions == ["strategy.deploy", "strategy.stop"]
+
+
+async def test_disabling_the_owner_stops_their_strategy_and_its_orders_at_once(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A strategy trades as its owner is *now*: disabled, its very next order is refused (not sent as a trader),
+    and the runner stops the deployment with the reason; a demoted owner's orders are refused likewise."""
+    monkeypatch.setitem(examples.STRATEGIES, "buy_every_bar", BuyEveryBar)  # type: ignore[index]
+    admin = await make_user(Role.ADMIN)
+    user = await make_user(Role.TRADER)
+    account = await _account(client, user)
+    deployed = await _deploy(client, user, account, strategy="buy_every_bar", params={})
+    stopped = await client.post(f"/api/strategy/{deployed['id']}/stop", headers=user.headers)  # drive a port by hand
+    assert stopped.status_code == 200
+    await Quotes(runtime).publish("100")
+    row = await _row(runtime, deployed["id"])
+    port = _Port(asyncio.get_running_loop(), StrategyService(runtime).trading, row)
+
+    async def submit(client_order_id: str) -> Any:
+        return await port._submit(
+            OrderCreate(
+                account_id=account,
+                client_order_id=client_order_id,
+                symbol="BTC-USD",
+                side=Side.BUY,
+                type=OrderType.MARKET,
+                quantity=Decimal("0.01"),
+                time_in_force=TimeInForce.IOC,
+            )
+        )
+
+    assert (await submit(f"{row.order_prefix}a")).request.client_order_id == f"{row.order_prefix}a"
+    demoted = await client.patch(f"/api/users/{user.id}", json={"role": "viewer"}, headers=admin.headers)
+    assert demoted.status_code == 200, demoted.text
+    with pytest.raises(PermissionDeniedError):
+        await submit(f"{row.order_prefix}b")
+    disabled = await client.patch(f"/api/users/{user.id}", json={"role": "trader", "is_active": False}, headers=admin.headers)
+    assert disabled.status_code == 200, disabled.text
+    with pytest.raises(AuthenticationError, match="disabled"):
+        await submit(f"{row.order_prefix}c")
+    stored = await StrategyService(runtime).trading.orders_with_prefix(account, row.order_prefix)
+    assert [order.request.client_order_id for order, _ in stored] == [f"{row.order_prefix}a"]
+
+    # A running deployment of a disabled owner: the runner's next read of the table stops it, with the reason.
+    other = await make_user(Role.TRADER)
+    other_account = await _account(client, other)
+    running = await _deploy(client, other, other_account, strategy="buy_every_bar", params={})
+    await _started(runtime, running["id"])
+    assert (await client.patch(f"/api/users/{other.id}", json={"is_active": False}, headers=admin.headers)).status_code == 200
+    runner = runtime.components.get(RUNNER)
+    assert isinstance(runner, StrategyRunner)
+    runner.changed()
+    status = await _until(client, admin, running["id"], lambda s: s["state"] == "failed")
+    assert "disabled" in status["stop_reason"]
+    for _ in range(50):
+        if running["id"] not in runner.deployments:
+            break
+        await asyncio.sleep(0.05)
+    assert running["id"] not in runner.deployments
+
+
+async def test_orders_changed_since_are_only_those_updated_at_or_after_it(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    """What the runner reads before each event once it has read everything: the orders updated since."""
+    user = await make_user(Role.TRADER)
+    account = await _account(client, user)
+    await Quotes(runtime).publish("100")
+    trading = StrategyService(runtime).trading
+    for n in range(3):
+        body = {
+            "account_id": account,
+            "client_order_id": f"pfx-{n}",
+            "symbol": "BTC-USD",
+            "side": "buy",
+            "type": "limit",
+            "quantity": "0.01",
+            "limit_price": "50",
+            "time_in_force": "gtc",
+        }
+        assert (await client.post("/api/orders", json=body, headers=user.headers)).status_code == 201
+    everything = await trading.orders_with_prefix(account, "pfx-")
+    assert [o.request.client_order_id for o, _ in everything] == ["pfx-0", "pfx-1", "pfx-2"]
+    cancelled_at = runtime.clock.now()
+    first = everything[0][0]
+    canceled = await client.delete(f"/api/orders/{first.id}", headers=user.headers)
+    assert canceled.status_code == 200, canceled.text
+    changed = await trading.orders_with_prefix(account, "pfx-", changed_since=cancelled_at)
+    assert [o.request.client_order_id for o, _ in changed] == ["pfx-0"]
+    assert await trading.orders_with_prefix(account, "pfx-", changed_since=runtime.clock.now() + timedelta(seconds=1)) == []
 
 
 class BuyEveryBar(Strategy):
