@@ -13,7 +13,8 @@ import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from itertools import groupby
 
 import orjson
 
@@ -21,12 +22,17 @@ from tradestack.domain.feeds import Feed
 from tradestack.domain.marketdata import Bar, OrderBook, Quote, Timeframe, Trade
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import MARKET_DATA_EVENTS, MARKET_DATA_LAST_UPDATE, MARKET_DATA_LATENCY
+from tradestack.kit.outages import count_outage, unavailable_backend
 from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.repository import BarRepository
 from tradestack.marketdata.schemas import book_json, candle_json, frame, quote_json
 from tradestack.marketdata.service import BOOK_KEY, FANOUT_CHANNEL, HEARTBEAT_KEY, QUOTE_KEY, encode_message
 
 log = get_logger(__name__)
 HEARTBEAT_EVERY_SECONDS = 0.5
+STORE_GRACE = timedelta(seconds=5)
+"""How long after its minute ended a candle no trade closed is stored anyway (late prints have arrived by then)."""
+MAX_UNSTORED_CANDLES = 100_000
 RESTART_DELAY_SECONDS = 2.0
 MAX_PENDING = 10_000
 THREAD_START_SECONDS = 10.0
@@ -34,22 +40,51 @@ THREAD_STOP_SECONDS = 10.0
 
 
 class LiveCandles:
-    """The candle being built for each (symbol, timeframe) from trades as they happen."""
+    """The candle being built for each (symbol, timeframe) from trades as they happen, and the one-minute
+    candles that are complete (to be stored: coarser timeframes are rolled up from them when read).
+
+    A minute is complete when a trade of a later minute arrives, or (`due`) once it ended `STORE_GRACE_SECONDS`
+    ago. The first minute of a symbol after start is never stored: its trades before the start are unknown,
+    so its open and volume would be wrong. A trade older than the current minute is shown but never changes
+    a stored candle.
+    """
 
     def __init__(self) -> None:
         self._current: dict[tuple[str, Timeframe], Bar] = {}
+        self._first_minute: dict[str, datetime] = {}
+        self._stored_until: dict[str, datetime] = {}
+        """Per symbol: minutes starting before this are stored (or were never to be)."""
 
-    def add(self, trade: Trade) -> list[tuple[Timeframe, Bar]]:
-        """Fold `trade` into every timeframe's current candle; returns the updated candles."""
+    def add(self, trade: Trade) -> tuple[list[tuple[Timeframe, Bar]], list[Bar]]:
+        """Fold `trade` into every timeframe's current candle: the updated candles, and the minutes it completed."""
         updated = []
+        complete: list[Bar] = []
         for tf in Timeframe:
             start = tf.floor(trade.ts)
             bar = self._current.get((trade.symbol, tf))
             print_ = Bar(trade.symbol, start, trade.price, trade.price, trade.price, trade.price, trade.size)
+            if tf is Timeframe.M1:
+                self._first_minute.setdefault(trade.symbol, start)
+                if bar is not None and bar.ts < start:
+                    complete.extend(self._complete(bar))
             bar = print_ if bar is None or bar.ts != start else bar.extended(print_)
             self._current[(trade.symbol, tf)] = bar
             updated.append((tf, bar))
-        return updated
+        return updated, complete
+
+    def due(self, now: datetime) -> list[Bar]:
+        """The minutes that ended `STORE_GRACE_SECONDS` before `now` and are not stored yet (no trade closed them)."""
+        complete: list[Bar] = []
+        for (_, tf), bar in self._current.items():
+            if tf is Timeframe.M1 and bar.ts + tf.delta + STORE_GRACE <= now:
+                complete.extend(self._complete(bar))
+        return complete
+
+    def _complete(self, bar: Bar) -> list[Bar]:
+        if bar.ts < self._stored_until.get(bar.symbol, bar.ts) or bar.ts == self._first_minute.get(bar.symbol):
+            return []
+        self._stored_until[bar.symbol] = bar.ts + Timeframe.M1.delta
+        return [bar]
 
 
 @dataclass(slots=True)
@@ -59,6 +94,8 @@ class Publication:
     stores: list[tuple[str, bytes]] = field(default_factory=list)
     messages: list[bytes] = field(default_factory=list)
     at: datetime | None = None
+    candles: list[tuple[str, Bar]] = field(default_factory=list)
+    """Complete one-minute candles to store, with the feed that printed them."""
 
 
 class Publisher:
@@ -73,7 +110,10 @@ class Publisher:
         self.runtime = runtime
         self.candles = LiveCandles()
         self._heartbeat_at = 0.0
+        self._swept_at = 0.0
         self._ttl = runtime.settings.quote_ttl_seconds
+        self._unstored: deque[tuple[str, Bar]] = deque(maxlen=MAX_UNSTORED_CANDLES)
+        """Complete candles not stored yet (the database was away): retried with the next ones."""
 
     async def publish(self, feed: str, event: Quote | Trade | OrderBook) -> None:
         """Make `event` visible to API readers and WebSocket subscribers."""
@@ -89,9 +129,11 @@ class Publisher:
             out.messages.append(encode_message(channel, frame("quote", channel, data)))
             kind = "quote"
         elif isinstance(event, Trade):
-            for tf, bar in self.candles.add(event):
+            updated, complete = self.candles.add(event)
+            for tf, bar in updated:
                 channel = f"candles:{event.symbol}:{tf.value}"
                 out.messages.append(encode_message(channel, frame("candle", channel, candle_json(bar, tf))))
+            out.candles.extend((feed, bar) for bar in complete)
             kind = "trade"
         else:
             data = book_json(event)
@@ -104,6 +146,9 @@ class Publisher:
         MARKET_DATA_EVENTS.labels(feed=feed, kind=kind).inc()
         if kind == "quote":
             MARKET_DATA_LAST_UPDATE.labels(symbol=event.symbol).set(now.timestamp())
+        if now.timestamp() - self._swept_at >= 1.0:
+            self._swept_at = now.timestamp()
+            out.candles.extend((feed, bar) for bar in self.candles.due(now))
         out.at = now
         return out
 
@@ -116,6 +161,27 @@ class Publisher:
             await bus.publish(FANOUT_CHANNEL, message)
         if publication.at is not None:
             await self._heartbeat(publication.at)
+        if publication.candles:
+            self._unstored.extend(publication.candles)
+            await self.store_candles()
+
+    async def store_candles(self) -> None:
+        """Store the complete candles waiting, in one transaction (kept for the next try if the database is away)."""
+        waiting = sorted(self._unstored, key=lambda item: (item[0], item[1].symbol, item[1].ts))
+        try:
+            async with self.runtime.database.session() as session:
+                bars = BarRepository(session)
+                for (feed, symbol), group in groupby(waiting, key=lambda item: (item[0], item[1].symbol)):
+                    await bars.write(symbol, Timeframe.M1, [bar for _, bar in group], source=f"live:{feed}")
+        except Exception as exc:  # noqa: BLE001 - an outage keeps them for the next try; a bug drops them (logged)
+            if unavailable_backend(exc) is None:
+                # A bug, not an outage: retrying would fail again and hold back every later candle.
+                log.error("live candles not storable; dropped", candles=len(waiting), error=f"{type(exc).__name__}: {exc}")
+                self._unstored.clear()
+                return
+            count_outage("database", "live_candles", exc)  # kept: stored with the next ones
+            return
+        self._unstored.clear()
 
     async def _heartbeat(self, now: datetime) -> None:
         stamp = now.timestamp()

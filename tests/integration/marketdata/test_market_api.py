@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pandas as pd
 import pytest
+import sqlalchemy.exc
 from fastapi import FastAPI
 
-from tradestack.domain.marketdata import BookLevel, OrderBook, Quote, Timeframe
+from tradestack.domain.marketdata import BookLevel, OrderBook, Quote, Side, Timeframe, Trade
 from tradestack.identity.permissions import Role
 from tradestack.kit.config import Settings
 from tradestack.kit.runtime import Runtime
-from tradestack.marketdata.runner import Publisher
+from tradestack.marketdata.repository import BarRepository
+from tradestack.marketdata.runner import STORE_GRACE, LiveCandles, Publisher
 from tradestack.marketdata.service import HEARTBEAT_KEY
 from tradestack.ops.service import HealthService
 
@@ -217,3 +220,66 @@ async def _check_readiness(runtime: Runtime) -> None:
     report = await checker.readiness(draining=False)
     assert report.status == "not_ready"
     assert "market data is stale: last published 30" in (report.checks["marketdata"].detail or "")
+
+
+async def test_live_trades_are_stored_as_one_minute_candles_once_complete_and_kept_through_an_outage(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A feed's trades become stored 1m candles (coarser ones are rolled up from them on read); the first minute after
+    start is partial (trades before it unknown) and never stored; a database outage delays a candle, never loses it."""
+    headers = await _viewer(make_user)
+    publisher = Publisher(runtime)
+    at = datetime(2031, 1, 6, 15, 0, tzinfo=UTC)
+
+    async def trade(seconds: int, price: str, size: str) -> None:
+        await publisher.publish(
+            "live-test", Trade("MSFT", Decimal(price), Decimal(size), Side.BUY, at + timedelta(seconds=seconds))
+        )
+
+    async def stored(timeframe: str = "1m") -> list[list[str]]:
+        params = {"symbol": "MSFT", "timeframe": timeframe, "start": at.isoformat(), "end": (at + timedelta(hours=1)).isoformat()}
+        response = await client.get("/api/market/candles", params=params, headers=headers)
+        if response.status_code == 422 and "no price history is stored for MSFT" in response.text:
+            return []
+        assert response.status_code == 200, response.text
+        return [[c["ts"][11:16], c["open"], c["high"], c["low"], c["close"], c["volume"]] for c in response.json()["candles"]]
+
+    await trade(10, "99", "7")  # 15:00, the partial first minute
+    await trade(65, "100.5", "2")  # 15:01
+    await trade(80, "101", "1")
+    await trade(100, "100.2", "3")
+    assert await stored() == []  # 15:01 is not complete yet
+    writes = 0
+    real_write = BarRepository.write
+
+    async def failing_once(self: BarRepository, *args: Any, **kwargs: Any) -> Any:
+        nonlocal writes
+        writes += 1
+        if writes == 1:
+            raise sqlalchemy.exc.OperationalError("INSERT INTO bars", {}, ConnectionRefusedError("database away"))
+        return await real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(BarRepository, "write", failing_once)
+    await trade(125, "100.4", "1")  # 15:02 completes 15:01: the database is away
+    assert await stored() == []
+    await trade(185, "100.6", "4")  # 15:03 completes 15:02: both stored now
+    assert await stored() == [
+        ["15:01", "100.5", "101", "100.2", "100.2", "6"],
+        ["15:02", "100.4", "100.4", "100.4", "100.4", "1"],
+    ]
+    assert await stored("5m") == [["15:00", "100.5", "101", "100.2", "100.4", "7"]]
+    await trade(200, "100.7", "1")  # the same minute again: nothing stored twice
+    assert len(await stored()) == 2
+
+
+def test_a_minute_no_trade_closed_is_complete_once_its_grace_passed_and_only_once() -> None:
+    candles = LiveCandles()
+    at = datetime(2031, 1, 6, 15, 0, tzinfo=UTC)
+    assert candles.add(Trade("AAPL", Decimal(1), Decimal(1), Side.BUY, at + timedelta(seconds=5)))[1] == []
+    assert candles.due(at + timedelta(minutes=5)) == []  # the first minute is partial: never stored
+    candles.add(Trade("AAPL", Decimal(2), Decimal(1), Side.BUY, at + timedelta(seconds=70)))
+    assert candles.due(at + timedelta(seconds=120) + STORE_GRACE - timedelta(microseconds=1)) == []
+    [complete] = candles.due(at + timedelta(seconds=120) + STORE_GRACE)
+    assert (complete.ts, complete.close) == (at + timedelta(minutes=1), Decimal(2))
+    assert candles.due(at + timedelta(minutes=10)) == []
+    assert candles.add(Trade("AAPL", Decimal(3), Decimal(1), Side.BUY, at + timedelta(seconds=130)))[1] == []
