@@ -20,6 +20,7 @@ from tradestack.books.service import DEFAULT_PAGE, MAX_PAGE, BooksApi
 from tradestack.identity.deps import caller_of, require
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Principal
+from tradestack.kit.pages import Before
 from tradestack.kit.web import RuntimeDep
 from tradestack.trading.schemas import ConversionCreate, ConversionOut
 from tradestack.trading.service import TradingService
@@ -36,14 +37,6 @@ AccountId = Annotated[
     ),
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"Page size (1-{MAX_PAGE}).")]
-Before = Annotated[
-    str | None,
-    Query(
-        min_length=1,
-        max_length=200,
-        description="Page backwards: the `next` of the previous page, or an ISO 8601 time (rows strictly before it).",
-    ),
-]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such account, or not yours"}}
 
 

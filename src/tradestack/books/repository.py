@@ -7,15 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, localcontext
-from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.books import BalanceLine
 from tradestack.domain.ledger import JournalEntry
 from tradestack.domain.orders import FillEvent
 from tradestack.domain.portfolio import PositionState
+from tradestack.kit.pages import Cursor, older_than
 from tradestack.kit.repository import ReadRepository, Repository, insert_new
 from tradestack.models.books import BalanceRow, EquityPointRow, FillRow, JournalEntryRow, PostingRow, TradingAccount
 
@@ -168,22 +168,6 @@ class JournalRepository:
         return int((await self._session.execute(select(func.count()).select_from(JournalEntryRow))).scalar_one())
 
 
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """Where a page starts: rows strictly older than (`ts`, `id`); without `id`, strictly before `ts`."""
-
-    ts: datetime
-    id: str | None = None
-
-
-def _older_than(query: Select[Any], ts_column: Any, id_column: Any, before: Cursor | None) -> Select[Any]:
-    if before is None:
-        return query
-    if before.id is None:
-        return query.where(ts_column < before.ts)
-    return query.where(or_(ts_column < before.ts, and_(ts_column == before.ts, id_column < before.id)))
-
-
 class AccountRepository(Repository):
     """`trading_accounts`."""
 
@@ -251,14 +235,14 @@ class BooksRepository(ReadRepository):
         query = select(FillRow).where(FillRow.account_id == account_id)
         if symbol is not None:
             query = query.where(FillRow.symbol == symbol)
-        query = _older_than(query, FillRow.ts, FillRow.id, before)
+        query = older_than(query, FillRow.ts, FillRow.id, before)
         return list(await self.session.scalars(query.order_by(FillRow.ts.desc(), FillRow.id.desc()).limit(limit)))
 
     async def entries_page(
         self, account_id: str, *, limit: int, before: Cursor | None
     ) -> list[tuple[JournalEntryRow, list[PostingRow]]]:
         """Up to `limit` journal entries of the account, newest first, older than `before`, each with its postings in order."""
-        query = _older_than(
+        query = older_than(
             select(JournalEntryRow).where(JournalEntryRow.account_id == account_id),
             JournalEntryRow.ts,
             JournalEntryRow.id,

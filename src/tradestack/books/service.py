@@ -39,7 +39,6 @@ from tradestack.audit.service import AuditService, wake_chainer
 from tradestack.books.repository import (
     AccountRepository,
     BooksRepository,
-    Cursor,
     EquityPoint,
     EquityReadRepository,
     EquityRepository,
@@ -80,6 +79,7 @@ from tradestack.domain.snapshot import MarketSnapshot
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Caller, Principal
 from tradestack.kit.currencies import minor_units
+from tradestack.kit.pages import format_cursor, parse_cursor
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MarketDataService
 from tradestack.models.books import TradingAccount
@@ -90,28 +90,6 @@ _ZERO = Decimal(0)
 # Sums of column values and of products of them are exact here; an inexact one raises.
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
 _LOCKED = "books.locked"  # session.info: (the transaction, the account ids it holds locked)
-
-
-def parse_cursor(text: str | None) -> Cursor | None:
-    """`before` of a page: the `next` of the previous page (``<ts>~<id>``), or an ISO 8601 time (naive is UTC)."""
-    if text is None:
-        return None
-    stamp, separator, row_id = text.partition("~")
-    try:
-        ts = datetime.fromisoformat(stamp)
-        ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-    except (ValueError, OverflowError):
-        ts = None
-    if ts is None or (separator and not (row_id and row_id.isprintable())):
-        raise ValidationFailedError(
-            f"before: give the `next` of the previous page or an ISO 8601 time such as 2026-11-20T15:00:00Z, got {text!r}"
-        )
-    return Cursor(ts, row_id if separator else None)
-
-
-def format_cursor(ts: datetime, row_id: str) -> str:
-    """The cursor that continues a page after the row (`ts`, `row_id`)."""
-    return f"{ts.astimezone(UTC).isoformat().replace('+00:00', 'Z')}~{row_id}"
 
 
 Reservations = Callable[[str], Awaitable[Mapping[str, Decimal]]]

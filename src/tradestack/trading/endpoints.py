@@ -10,6 +10,7 @@ from tradestack.core.errors import ValidationFailedError
 from tradestack.identity.deps import caller_of, require
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Principal
+from tradestack.kit.pages import Before
 from tradestack.kit.web import RuntimeDep
 from tradestack.trading.schemas import (
     CanceledOrders,
@@ -63,9 +64,7 @@ async def list_orders(
     account_id: Annotated[str | None, Query(max_length=36, description="One account; all of yours when absent.")] = None,
     status: Annotated[list[str] | None, Query(description=f"Repeat to allow several: {', '.join(STATUSES)}; or 'open'.")] = None,
     symbol: Annotated[str | None, Query(max_length=32)] = None,
-    before: Annotated[
-        str | None, Query(max_length=120, pattern=r"^[A-Za-z0-9_-]+$", description="`next` of the previous page (opaque).")
-    ] = None,
+    before: Before = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> OrderPage:
     wanted = _statuses(status)

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
 from tradestack.kit.db import Database
+from tradestack.kit.pages import Cursor, older_than
 from tradestack.models.trading import OrderEventRow, OrderRow, RiskLimitsRow, TradingStateRow
 
 OPEN_STATUSES = tuple(status.value for status in OrderStatus if status.is_open)
@@ -216,7 +217,7 @@ class TradingRepository:
         *,
         status: Sequence[str] | None,
         symbol: str | None,
-        before: tuple[datetime, str] | None,
+        before: Cursor | None,
         limit: int,
     ) -> list[OrderRow]:
         """Orders of `account_ids`, newest first, after the keyset cursor `before` (created_at, id)."""
@@ -225,9 +226,7 @@ class TradingRepository:
             query = query.where(OrderRow.status.in_(status))
         if symbol:
             query = query.where(OrderRow.symbol == symbol)
-        if before is not None:
-            ts, order_id = before
-            query = query.where((OrderRow.created_at < ts) | ((OrderRow.created_at == ts) & (OrderRow.id < order_id)))
+        query = older_than(query, OrderRow.created_at, OrderRow.id, before)
         query = query.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit)
         return list(await self.session.scalars(query))
 

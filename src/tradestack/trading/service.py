@@ -11,7 +11,6 @@ audit chain, so an acknowledged order is always durable.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -58,6 +57,7 @@ from tradestack.identity.service import Caller, Principal
 from tradestack.kit.currencies import currency_problem, minor_units
 from tradestack.kit.metrics import ORDER_PLACEMENT_LATENCY, ORDERS
 from tradestack.kit.outages import count_outage, unavailable_backend
+from tradestack.kit.pages import format_cursor, parse_cursor
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MarketDataService, trading_hours
 from tradestack.models.trading import OrderRow
@@ -631,7 +631,7 @@ class TradingService:
         before: str | None,
         limit: int,
     ) -> OrderPage:
-        cursor = _parse_cursor(before)
+        cursor = parse_cursor(before)
         async with self.runtime.database.read_session() as session:
             repo = TradingRepository(session)
             if account_id is not None:
@@ -641,7 +641,7 @@ class TradingService:
                 accounts = [a.id for a in await self._books(repo).accounts_of(principal.user_id)]
             rows = await repo.page(accounts, status=status, symbol=symbol, before=cursor, limit=limit + 1) if accounts else []
             items = [OrderOut.of_row(r) for r in rows[:limit]]
-        next_cursor = _cursor(items[-1].created_at, items[-1].id) if len(rows) > limit and items else None
+        next_cursor = format_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit and items else None
         return OrderPage(items=items, next=next_cursor)
 
     # -- risk control ------------------------------------------------------------------------------
@@ -815,22 +815,3 @@ def _marketable(request: OrderRequest, market: MarketSnapshot) -> bool:
     if request.side is Side.BUY:
         return quote.ask is not None and request.limit_price >= quote.ask
     return quote.bid is not None and request.limit_price <= quote.bid
-
-
-def _cursor(ts: datetime, order_id: str) -> str:
-    """An opaque, URL-safe keyset cursor: the last row's (created_at, id)."""
-    return base64.urlsafe_b64encode(f"{ts.isoformat()}|{order_id}".encode()).decode().rstrip("=")
-
-
-def _parse_cursor(before: str | None) -> tuple[datetime, str] | None:
-    if not before:
-        return None
-    try:
-        text = base64.urlsafe_b64decode(before + "=" * (-len(before) % 4)).decode()
-        ts, _, order_id = text.partition("|")
-        parsed: datetime | None = datetime.fromisoformat(ts)
-    except (ValueError, UnicodeDecodeError):
-        parsed, order_id = None, ""
-    if parsed is None or parsed.tzinfo is None or not order_id:
-        raise ValidationFailedError(f"before {before!r} is not a cursor from a previous page's `next`")
-    return parsed, order_id

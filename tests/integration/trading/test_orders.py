@@ -210,7 +210,13 @@ async def test_pages_and_other_peoples_orders(
     assert (await client.delete(f"/api/orders/{ids[0]}", headers=other.headers)).status_code == 404
     assert (await client.get(f"/api/orders?account_id={account}", headers=other.headers)).status_code == 404
     assert (await client.get("/api/orders?status=nope", headers=trader.headers)).status_code == 422
-    assert (await client.get("/api/orders?before=garbage", headers=trader.headers)).status_code == 422
+    garbage = await client.get("/api/orders?before=garbage", headers=trader.headers)
+    assert garbage.status_code == 422
+    assert "the `next` of the previous page or an ISO 8601 time" in garbage.text
+    # The same cursor as the books' lists: a time works as well (orders strictly before it).
+    later = (await client.get("/api/orders", params={"before": "2999-01-01T00:00:00Z"}, headers=trader.headers)).json()
+    assert [o["id"] for o in later["items"]] == list(reversed(ids))
+    assert (await client.get("/api/orders", params={"before": "2000-01-01"}, headers=trader.headers)).json()["items"] == []
 
 
 async def test_halt_cancels_open_orders_and_denies_new_ones(

@@ -6003,7 +6003,7 @@ export interface operations {
         /** @description Repeat to allow several: submitted, accepted, denied, triggered, partially_filled, filled, canceled, expired, rejected; or 'open'. */
         status?: string[] | null;
         symbol?: string | null;
-        /** @description `next` of the previous page (opaque). */
+        /** @description Page backwards: the `next` of the previous page, or an ISO 8601 time (rows strictly before it). */
         before?: string | null;
         limit?: number;
       };
