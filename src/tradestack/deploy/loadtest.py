@@ -25,6 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -34,6 +35,7 @@ from tradestack.deploy.smoke import Credentials
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 LOADTEST_ACCOUNT = "loadtest"
 SETUP_CONCURRENCY = 8
+PATIENCE_SECONDS = 180.0
 DEFAULT_WAIT = (1.0, 3.0)  # the seeds' Locust user: wait_time = between(1, 3)
 
 
@@ -108,15 +110,30 @@ def _headers(token: str, is_key: bool) -> dict[str, str]:
 
 def _refusal(what: str, answer: httpx.Response) -> LoadTestError:
     hint = ""
-    if answer.status_code == 429:
+    if answer.status_code == 429 and ("client " in answer.text or "sign-in" in what):
         hint = (
             " - the target limits this client's address: start the load-test target with"
             " TRADESTACK_RATE_LIMIT_EXEMPT_IPS naming it, a JSON list (per-user and per-account limits still apply),"
             " or use fewer --traders"
         )
+    elif answer.status_code == 429:
+        hint = " - the signed-in user's own limit, still full after waiting it out: use fewer --traders or wait a minute"
     elif answer.status_code == 403 and what.startswith("creating"):
         hint = " - one trader per simulated user needs an admin's credential (users:admin); or give --traders 1"
     return LoadTestError(f"{what}: HTTP {answer.status_code} {answer.text[:200]}{hint}")
+
+
+def _patient(http: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """`method` `url`, waiting out a per-user 429 (its Retry-After, at most `PATIENCE_SECONDS` in all): the admin's
+    own limit (600 requests a minute by default) is met when several hundred traders are created or disabled."""
+    waited = 0.0
+    while True:
+        answer = http.request(method, url, **kwargs)
+        retry = float(answer.headers.get("retry-after", "0") or 0) if answer.status_code == 429 else 0.0
+        if answer.status_code != 429 or "client " in answer.text or waited + retry > PATIENCE_SECONDS:
+            return answer
+        time.sleep(retry)
+        waited += retry
 
 
 def _sign_in(http: httpx.Client, credentials: Credentials) -> tuple[str, bool]:
@@ -148,7 +165,8 @@ def _loadtest_account(http: httpx.Client, headers: dict[str, str]) -> str:
 def _new_trader(http: httpx.Client, admin_headers: dict[str, str], email: str) -> Trader:
     """A trader created through the API by the admin, signed in, with its own `LOADTEST_ACCOUNT`."""
     password = secrets.token_urlsafe(18)
-    created = http.post("/api/users", json={"email": email, "password": password, "role": "trader"}, headers=admin_headers)
+    body = {"email": email, "password": password, "role": "trader"}
+    created = _patient(http, "POST", "/api/users", json=body, headers=admin_headers)
     if created.status_code != 201:
         raise _refusal(f"creating the load-test trader {email}", created)
     login = http.post("/api/auth/login", json={"email": email, "password": password})
@@ -185,7 +203,9 @@ def retire(http: httpx.Client, preparation: Preparation, concurrency: int = SETU
     """Disable the traders the set-up created (their accounts and orders stay for the record); how many were not."""
 
     def disable(trader: Trader) -> bool:
-        answer = http.patch(f"/api/users/{trader.user_id}", json={"is_active": False}, headers=preparation.admin_headers)
+        answer = _patient(
+            http, "PATCH", f"/api/users/{trader.user_id}", json={"is_active": False}, headers=preparation.admin_headers
+        )
         return answer.status_code == 200
 
     created = [t for t in preparation.traders if t.user_id is not None]

@@ -6,8 +6,10 @@ import json
 import stat
 from pathlib import Path
 
+import httpx
 import pytest
 
+from tradestack.deploy import loadtest
 from tradestack.deploy.loadtest import DEFAULT_WAIT, LoadTestError, Preparation, Trader, locust_env, parse_wait
 
 
@@ -33,3 +35,35 @@ def test_each_trader_goes_to_the_locustfile_in_an_owner_only_file(tmp_path: Path
     assert env["TRADESTACK_LOADTEST_TRADERS"] == str(tmp_path / "traders.json")
     assert env["TRADESTACK_LOADTEST_WAIT"] == "1.0-3.0"
     assert (env["TRADESTACK_LOADTEST_TICK"], env["TRADESTACK_LOADTEST_LOT"]) == ("0.01", "0.0001")
+
+
+def _answers(*answers: httpx.Response) -> tuple[httpx.Client, list[str]]:
+    queue, seen = list(answers), []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return queue.pop(0)
+
+    return httpx.Client(transport=httpx.MockTransport(handler), base_url="http://target"), seen
+
+
+def test_the_setup_waits_out_its_own_user_limit_but_not_a_per_ip_one() -> None:
+    own = httpx.Response(429, headers={"Retry-After": "0"}, json={"detail": "more than 600 requests per 60 s for user:u1"})
+    http, seen = _answers(own, own, httpx.Response(201, json={"id": "u2"}))
+    assert loadtest._patient(http, "POST", "/api/users").status_code == 201
+    assert len(seen) == 3
+
+    detail = {"detail": "more than 5 requests per 60 s for client 1.2.3.4"}
+    per_ip = httpx.Response(429, headers={"Retry-After": "0"}, json=detail)
+    http, seen = _answers(per_ip)
+    refused = loadtest._patient(http, "POST", "/api/users")
+    assert (refused.status_code, len(seen)) == (429, 1)
+    assert "TRADESTACK_RATE_LIMIT_EXEMPT_IPS" in str(loadtest._refusal("creating the load-test trader x", refused))
+
+
+def test_the_setup_gives_up_on_a_limit_longer_than_its_patience() -> None:
+    too_long = str(int(loadtest.PATIENCE_SECONDS) + 1)
+    long_wait = httpx.Response(429, headers={"Retry-After": too_long}, json={"detail": "for user:u1"})
+    http, seen = _answers(long_wait)
+    assert loadtest._patient(http, "PATCH", "/api/users/u1").status_code == 429
+    assert len(seen) == 1
