@@ -149,6 +149,12 @@ def loadtest(
     console.print(
         f"{result.requests} requests, {result.failures} failed; report in {out}/loadtest_stats.csv, {out}/loadtest.html"
     )
+    if result.rate_limited:
+        err_console.print(
+            f"[yellow]warning:[/] {result.rate_limited} request(s) refused with 429: a target meant for load tests lists"
+            " this machine in TRADESTACK_RATE_LIMIT_EXEMPT_IPS (per-IP limits); per-user limits mean too many users"
+            " per trader (--traders)"
+        )
     if result.missed:
         err_console.print(f"[bold red]SLO missed:[/] {', '.join(o.slo.text for o in result.missed)}")
         raise typer.Exit(1)

@@ -61,6 +61,7 @@ class LoadTestResult:
     report_dir: Path | None = None
     traders: int = 0
     setup_seconds: float = 0.0
+    rate_limited: int = 0
     not_retired: int = 0
 
     @property
@@ -259,6 +260,14 @@ def read_stats(stats_csv: Path) -> LoadTestResult:
     )
 
 
+def rate_limited_failures(failures_csv: Path) -> int:
+    """How many failures of Locust's ``*_failures.csv`` were 429 answers (a rate limit refused them)."""
+    if not failures_csv.exists():
+        return 0
+    with failures_csv.open(newline="") as handle:
+        return sum(int(row["Occurrences"]) for row in csv.DictReader(handle) if "429" in row["Error"])
+
+
 def run_loadtest(
     base_url: str,
     credentials: Credentials,
@@ -303,6 +312,7 @@ def run_loadtest(
     if done.returncode != 0:
         raise LoadTestError(f"Locust exited with {done.returncode}: {(done.stderr or done.stdout)[-1500:]}")
     result = read_stats(Path(f"{prefix}_stats.csv"))
+    result.rate_limited = rate_limited_failures(Path(f"{prefix}_failures.csv"))
     result.report_dir = out_dir
     result.traders = len(preparation.traders)
     result.setup_seconds = setup_seconds

@@ -67,3 +67,15 @@ def test_the_setup_gives_up_on_a_limit_longer_than_its_patience() -> None:
     http, seen = _answers(long_wait)
     assert loadtest._patient(http, "PATCH", "/api/users/u1").status_code == 429
     assert len(seen) == 1
+
+
+def test_429_failures_are_counted_from_locusts_failure_report(tmp_path: Path) -> None:
+    report = tmp_path / "loadtest_failures.csv"
+    report.write_text(
+        "Method,Name,Error,Occurrences\n"
+        "GET,candles,\"HTTPError('429 Client Error: Too Many Requests for url: /api/market/candles')\",7\n"
+        "POST,order place,\"CatchResponseError('HTTP 429: more than 1200 requests')\",2\n"
+        "GET,quotes,\"ConnectionResetError(104, 'Connection reset by peer')\",1\n"
+    )
+    assert loadtest.rate_limited_failures(report) == 9
+    assert loadtest.rate_limited_failures(tmp_path / "absent.csv") == 0
