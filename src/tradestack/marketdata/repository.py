@@ -29,8 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.instruments import Instrument, InstrumentKind
 from tradestack.domain.marketdata import Bar, Timeframe
-from tradestack.models.marketdata import BarRow, InstrumentRow
 from tradestack.marketdata.recent import bars_stored
+from tradestack.models.marketdata import BarRow, InstrumentRow
 
 # Rows per INSERT statement: well under SQLite's 32,766 bound parameters (10 columns per row).
 _CHUNK = 2000
