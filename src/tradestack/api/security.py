@@ -335,6 +335,13 @@ class RateLimitMiddleware:
         self.app = app
         self.per_ip = settings.rate_limit_per_ip
         self.auth = settings.rate_limit_auth
+        self.exempt_ips = frozenset(settings.rate_limit_exempt_ips)
+        if self.exempt_ips:
+            log.warning(
+                "rate_limit_exempt_ips",
+                ips=sorted(self.exempt_ips),
+                action="no per-IP limits for these clients (a load-test target only; per-user limits still apply)",
+            )
         self._last_warning = -math.inf
         self._unchecked = 0
         # Read from the app's routes on first use (they are final by then).
@@ -358,7 +365,9 @@ class RateLimitMiddleware:
         self._unchecked = 0
 
     def _checks(self, ip: str, path: str) -> list[tuple[LimitCheck, str, str]]:
-        """The per-IP limits of a request: (limit check, metric label, description)."""
+        """The per-IP limits of a request: (limit check, metric label, description); none for an exempt load generator."""
+        if ip in self.exempt_ips:
+            return []
         checks: list[tuple[LimitCheck, str, str]] = [((self.per_ip, ("ip", ip)), "ip", f"client {ip}")]
         if path.startswith(AUTH_PATH_PREFIX):
             checks.append(((self.auth, ("auth_ip", ip)), "auth_ip", f"{AUTH_PATH_PREFIX}* from client {ip}"))
@@ -433,6 +442,8 @@ class RateLimitMiddleware:
         if token is not None:
             principal_checks, reads = self._principal_checks(scope, runtime, token)
             checks += principal_checks
+        elif not checks:
+            return []  # an exempt load generator without a bearer token: nothing to count
         if limiter.counts_in_process:
             results: list[RateLimitResult | None] = [limiter.hit_now(limit, *ids) for (limit, ids), _, _ in checks]
             values = None  # get_principal reads the in-process cache itself, without awaiting
@@ -483,11 +494,11 @@ class RateLimitMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                if all(bytes(name).lower() != b"ratelimit-limit" for name, _ in headers):
-                    candidates = list(applied)
-                    from_endpoint: Any = scope.get("state", {}).get("rate_limit_headers")
-                    if isinstance(from_endpoint, dict) and all(name in from_endpoint for name in _RATE_LIMIT_HEADER_NAMES):
-                        candidates.append(from_endpoint)
+                candidates = list(applied)
+                from_endpoint: Any = scope.get("state", {}).get("rate_limit_headers")
+                if isinstance(from_endpoint, dict) and all(name in from_endpoint for name in _RATE_LIMIT_HEADER_NAMES):
+                    candidates.append(from_endpoint)
+                if candidates and all(bytes(name).lower() != b"ratelimit-limit" for name, _ in headers):
                     tightest = min(candidates, key=_tightness)
                     headers.extend(
                         (name.lower().encode("latin-1"), str(tightest[name]).encode("latin-1"))

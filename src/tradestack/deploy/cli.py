@@ -82,10 +82,25 @@ def loadtest(
     api_key: Annotated[str | None, typer.Option("--api-key", help="An API key instead of email and password.")] = None,
     symbol: Annotated[str, typer.Option(help="Instrument the mix quotes, charts and orders.")] = "BTC-USD",
     insecure: Annotated[bool, typer.Option("--insecure", help="Do not verify the TLS certificate.")] = False,
+    traders: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Traders created for the run (admin credential), each with its own paper account; simulated users take"
+            " them in turn [default: one per user]. 1: everyone shares the signed-in user's `loadtest` account.",
+        ),
+    ] = None,
+    wait: Annotated[str, typer.Option(help="Seconds between a user's requests, MIN-MAX (the seeds' Locust: 1-3).")] = "1-3",
 ) -> None:
     """Run the realistic mix (quotes, candles, portfolio, order place/cancel, WebSocket subscribers) with Locust
-    headless; write its CSV/HTML report; exit 1 naming each missed SLO."""
-    from tradestack.deploy.loadtest import LoadTestError, run_loadtest
+    headless; write its CSV/HTML report; exit 1 naming each missed SLO.
+
+    Each simulated user is its own trader with its own paper account (created through the API before the run,
+    disabled after it), so per-user and per-account limits apply as for real users. One machine simulating many
+    users meets the per-IP limits a real crowd would not: start the target with
+    TRADESTACK_RATE_LIMIT_EXEMPT_IPS='["<load generator's address>"]' (a load-test target only, never production).
+    """
+    from tradestack.deploy.loadtest import LoadTestError, parse_wait, run_loadtest
     from tradestack.deploy.slo import DEFAULT_SLOS, SloError, parse_duration, parse_slos
     from tradestack.deploy.smoke import Credentials
 
@@ -103,11 +118,14 @@ def loadtest(
     try:
         result = run_loadtest(
             base_url, credentials, users=users, spawn_rate=spawn_rate, duration_seconds=seconds, slos=slos, out_dir=out,
-            symbol=symbol.upper(), verify_tls=not insecure,
+            symbol=symbol.upper(), verify_tls=not insecure, traders=traders, wait=parse_wait(wait),
         )  # fmt: skip
     except LoadTestError as exc:
         raise _fail(str(exc)) from None
-    table = Table(title=f"loadtest {base_url}: {users} users for {duration}")
+    console.print(f"{result.traders} trader(s) with their own paper accounts, set up in {result.setup_seconds:.1f} s")
+    if result.not_retired:
+        err_console.print(f"[yellow]warning:[/] {result.not_retired} load-test trader(s) could not be disabled after the run")
+    table = Table(title=f"loadtest {base_url}: {users} users for {duration}, {wait} s between requests")
     for column in ("request", "count", "failures", "median ms", "p95 ms", "p99 ms", "req/s"):
         table.add_column(column, justify="left" if column == "request" else "right")
     for row in result.by_name:
@@ -131,6 +149,12 @@ def loadtest(
     console.print(
         f"{result.requests} requests, {result.failures} failed; report in {out}/loadtest_stats.csv, {out}/loadtest.html"
     )
+    if result.rate_limited:
+        err_console.print(
+            f"[yellow]warning:[/] {result.rate_limited} request(s) refused with 429: a target meant for load tests lists"
+            " this machine in TRADESTACK_RATE_LIMIT_EXEMPT_IPS (per-IP limits); per-user limits mean too many users"
+            " per trader (--traders)"
+        )
     if result.missed:
         err_console.print(f"[bold red]SLO missed:[/] {', '.join(o.slo.text for o in result.missed)}")
         raise typer.Exit(1)

@@ -1,8 +1,11 @@
 """The load-test mix `tradestack loadtest` runs with Locust (headless), also usable with ``locust -f`` directly.
 
-Set by the command: ``TRADESTACK_LOADTEST_TOKEN`` (bearer token or API key with ``TRADESTACK_LOADTEST_API_KEY=1``),
-``TRADESTACK_LOADTEST_ACCOUNT`` (a paper account of that user), ``TRADESTACK_LOADTEST_SYMBOL``,
-``TRADESTACK_LOADTEST_TICK`` and ``TRADESTACK_LOADTEST_LOT``.
+Set by the command: ``TRADESTACK_LOADTEST_TRADERS`` (a JSON file: one ``{"token", "api_key", "account"}`` per trader;
+simulated users take them in turn, so with as many traders as users each has its own user and paper account), else
+``TRADESTACK_LOADTEST_TOKEN`` (bearer token or API key with ``TRADESTACK_LOADTEST_API_KEY=1``) and
+``TRADESTACK_LOADTEST_ACCOUNT`` (a paper account of that user) shared by every simulated user;
+``TRADESTACK_LOADTEST_SYMBOL``, ``TRADESTACK_LOADTEST_TICK``, ``TRADESTACK_LOADTEST_LOT`` and
+``TRADESTACK_LOADTEST_WAIT`` (``MIN-MAX`` seconds between a user's tasks; default ``1-3``, the seeds' Locust user).
 
 Mix per API user (weights): quotes 10, candles 3, portfolio 3, order placed then canceled 2, one order read 1;
 one in five users is a WebSocket subscriber that holds a quote stream open and reconnects.
@@ -10,6 +13,7 @@ one in five users is a WebSocket subscriber that holds a quote stream open and r
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -22,25 +26,50 @@ from locust import HttpUser, User, between, task
 SYMBOL = os.environ.get("TRADESTACK_LOADTEST_SYMBOL", "BTC-USD")
 TICK = Decimal(os.environ.get("TRADESTACK_LOADTEST_TICK", "0.01"))
 LOT = os.environ.get("TRADESTACK_LOADTEST_LOT", "1")
-ACCOUNT = os.environ.get("TRADESTACK_LOADTEST_ACCOUNT", "")
+WAIT_MIN, _, WAIT_MAX = os.environ.get("TRADESTACK_LOADTEST_WAIT", "1-3").partition("-")
 STREAM_SECONDS = 5.0
 
 
-def auth_headers() -> dict[str, str]:
-    token = os.environ.get("TRADESTACK_LOADTEST_TOKEN", "")
-    if os.environ.get("TRADESTACK_LOADTEST_API_KEY") == "1":
-        return {"X-API-Key": token}
-    return {"Authorization": f"Bearer {token}"}
+def _traders() -> list[dict[str, Any]]:
+    path = os.environ.get("TRADESTACK_LOADTEST_TRADERS")
+    if path:
+        with open(path) as handle:
+            loaded: list[dict[str, Any]] = json.load(handle)
+            return loaded
+    return [
+        {
+            "token": os.environ.get("TRADESTACK_LOADTEST_TOKEN", ""),
+            "api_key": os.environ.get("TRADESTACK_LOADTEST_API_KEY") == "1",
+            "account": os.environ.get("TRADESTACK_LOADTEST_ACCOUNT", ""),
+        }
+    ]
+
+
+TRADERS = _traders()
+_next_trader = itertools.count()
+
+
+def take_trader() -> dict[str, Any]:
+    """The next trader in turn (Locust starts users one at a time on one gevent loop: no lock needed)."""
+    return TRADERS[next(_next_trader) % len(TRADERS)]
+
+
+def auth_headers(trader: dict[str, Any]) -> dict[str, str]:
+    if trader["api_key"]:
+        return {"X-API-Key": trader["token"]}
+    return {"Authorization": f"Bearer {trader['token']}"}
 
 
 class ApiUser(HttpUser):
     """A trader's REST traffic."""
 
     weight = 4
-    wait_time = between(0.2, 1.0)
+    wait_time = between(float(WAIT_MIN), float(WAIT_MAX or WAIT_MIN))
 
     def on_start(self) -> None:
-        self.client.headers.update(auth_headers())
+        trader = take_trader()
+        self.account: str = trader["account"]
+        self.client.headers.update(auth_headers(trader))
         self.bid: Decimal | None = None
         self.last_order: str | None = None
 
@@ -63,12 +92,12 @@ class ApiUser(HttpUser):
 
     @task(2)
     def order_place_cancel(self) -> None:
-        if self.bid is None or not ACCOUNT:
+        if self.bid is None or not self.account:
             self.quotes()
             return
         price = (self.bid * Decimal("0.95") / TICK).quantize(Decimal(1), rounding=ROUND_DOWN) * TICK
         body: dict[str, Any] = {
-            "account_id": ACCOUNT,
+            "account_id": self.account,
             "client_order_id": f"load-{uuid.uuid4().hex}",
             "symbol": SYMBOL,
             "side": "buy",
@@ -100,6 +129,9 @@ class StreamUser(User):
     weight = 1
     wait_time = between(0.5, 1.0)
 
+    def on_start(self) -> None:
+        self.headers = auth_headers(take_trader())
+
     @task
     def stream(self) -> None:
         # websocket-client: blocking calls on plain sockets, which Locust's gevent makes cooperative. (The
@@ -111,7 +143,7 @@ class StreamUser(User):
         started = time.perf_counter()
         frames = 0
         try:
-            headers = [f"{name}: {value}" for name, value in auth_headers().items()]
+            headers = [f"{name}: {value}" for name, value in self.headers.items()]
             ws = websocket.create_connection(url, timeout=10, header=headers, enable_multithread=False)
             try:
                 ws.recv()  # welcome

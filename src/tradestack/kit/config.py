@@ -146,6 +146,13 @@ class Settings(BaseSettings):
     rate_limit_per_ip: str = Field(default="1200/minute", description="Requests per client IP, every route.")
     rate_limit_per_principal: str = Field(default="600/minute", description="Requests per user or API key.")
     rate_limit_auth: str = Field(default="30/minute", description="Requests per client IP to /api/auth/*.")
+    rate_limit_exempt_ips: list[str] = Field(
+        default_factory=list,
+        description="Load generators' client addresses (JSON list, exact addresses) exempt from the per-IP limits: every"
+        " route, /api/auth/* and sign-in attempts per IP. Per-user, per-API-key, per-account and per-email sign-in limits"
+        " still apply. For a load-test target only (`tradestack loadtest` simulates many users from one address); never"
+        " in production.",
+    )
     rate_limit_routes: dict[str, str] = Field(
         default_factory=dict, description='Per-route overrides, e.g. {"POST /api/orders": "100/minute"} (JSON).'
     )

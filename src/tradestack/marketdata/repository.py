@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.instruments import Instrument, InstrumentKind
 from tradestack.domain.marketdata import Bar, Timeframe
+from tradestack.marketdata.recent import bars_stored
 from tradestack.models.marketdata import BarRow, InstrumentRow
 
 # Rows per INSERT statement: well under SQLite's 32,766 bound parameters (10 columns per row).
@@ -185,6 +186,7 @@ class BarRepository:
         """
         if not bars:
             return WriteCounts()
+        bars_stored()
         stored = await self._existing(symbol, resolution, bars[0].ts, bars[-1].ts)
         new: list[dict[str, object]] = []
         unchanged = replaced = conflicting = 0

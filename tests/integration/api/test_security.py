@@ -17,6 +17,8 @@ from tradestack.api import security
 from tradestack.api.app import create_app
 from tradestack.api.security import RATE_LIMIT_EXEMPT_PATHS, host_is_allowed
 from tradestack.core.errors import ConfigurationError
+from tradestack.identity.permissions import Role
+from tradestack.identity.service import Caller, identity_session
 from tradestack.kit import migrations
 from tradestack.kit.config import Settings
 from tradestack.kit.db import Database
@@ -233,6 +235,35 @@ async def test_per_ip_limit_counts_down_then_429(open_app: Open) -> None:
         other = httpx.ASGITransport(app=app, client=(fresh_ip(), 1))
         async with httpx.AsyncClient(transport=other, base_url="http://testserver") as second:
             assert (await second.get("/api/auth/me")).status_code == 401  # another IP is unaffected
+
+
+async def test_an_exempt_load_generator_meets_no_per_ip_limit_but_still_its_users_limits(open_app: Open) -> None:
+    ip, email = fresh_ip(), f"load-{uuid.uuid4().hex[:10]}@example.com"
+    tight = {
+        "rate_limit_per_ip": fresh_limit(2),
+        "rate_limit_auth": fresh_limit(2),
+        "login_ip_limits": fresh_limit(2),
+        "rate_limit_per_principal": fresh_limit(3),
+    }
+    async with open_app(client_ip=ip, rate_limit_exempt_ips=[ip], **tight) as (app, http):
+        async with identity_session(app.state.runtime, Caller()) as service:
+            await service.create_user(email, "correct horse battery staple", Role.TRADER)
+        anonymous = [await http.get("/api/users") for _ in range(4)]
+        assert [answer.status_code for answer in anonymous] == [401] * 4
+        assert all("ratelimit-limit" not in answer.headers for answer in anonymous)
+        sign_ins = [
+            await http.post("/api/auth/login", json={"email": email, "password": "correct horse battery staple"})
+            for _ in range(4)
+        ]
+        assert [answer.status_code for answer in sign_ins] == [200] * 4  # neither /api/auth/* nor sign-ins per IP
+        bearer = {"Authorization": f"Bearer {sign_ins[-1].json()['access_token']}"}
+        answers = [await http.get("/api/auth/me", headers=bearer) for _ in range(4)]
+        assert [answer.status_code for answer in answers] == [200, 200, 200, 429]  # the user's own limit applies
+        assert answers[0].headers["ratelimit-limit"] == "3"
+
+        other = httpx.ASGITransport(app=app, client=(fresh_ip(), 1))
+        async with httpx.AsyncClient(transport=other, base_url="http://testserver") as second:
+            assert [(await second.get("/api/users")).status_code for _ in range(3)] == [401, 401, 429]
 
 
 def test_exempt_paths_are_the_probes() -> None:
