@@ -378,6 +378,17 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("rate_limit_exempt_ips")
+    @classmethod
+    def _ip_addresses(cls, value: list[str]) -> list[str]:
+        """Exact client addresses, written as the server sees them (``::1``, not ``0:0::1``)."""
+        import ipaddress
+
+        try:
+            return [str(ipaddress.ip_address(item.strip())) for item in value]
+        except ValueError as exc:
+            raise ValueError(f"rate_limit_exempt_ips: {exc} (give exact addresses such as 127.0.0.1, no networks)") from exc
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:

@@ -129,3 +129,11 @@ def test_masked_hides_secrets_and_url_passwords() -> None:
 def test_invalid_values_say_what_to_fix(field: str, value: str, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(**{field: value}, _env_file=None)  # type: ignore[arg-type]
+
+
+def test_rate_limit_exempt_ips_are_exact_addresses_or_refused_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADESTACK_RATE_LIMIT_EXEMPT_IPS", '[" 127.0.0.1", "0:0::1"]')
+    assert Settings(_env_file=None).rate_limit_exempt_ips == ["127.0.0.1", "::1"]  # type: ignore[call-arg]
+    monkeypatch.setenv("TRADESTACK_RATE_LIMIT_EXEMPT_IPS", '["10.0.0.0/8"]')
+    with pytest.raises(ValidationError, match=r"rate_limit_exempt_ips.*no networks"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
