@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio
+import redis.exceptions
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -470,8 +473,76 @@ return out
 )
 
 
+_IDLE_SCRIPT_CONNECTIONS = 16
+"""Connections a `LeanScript` keeps between calls (the rest go back to the pool)."""
+
+
+class LeanScript:
+    """One Lua script run by EVALSHA on a connection of ``pool``, without redis-py's per-command machinery.
+
+    ``Redis.execute_command`` spends, around each round trip, more CPU than the request path's
+    own work: the blocking pool's lock and timeout, a readiness probe of the connection (a system
+    call), the retry wrapper, response callbacks. Here a call takes a connection it kept from an
+    earlier call (at most `_IDLE_SCRIPT_CONNECTIONS`, all counted by the pool as in use, so its
+    limit still holds), sends the packed command and reads the reply. A connection that fails is
+    dropped; a kept one that fails before answering (the server restarted) is replaced once by a
+    fresh one from the pool. ``NOSCRIPT`` loads the script and runs it again. Errors are redis-py's.
+    """
+
+    def __init__(self, pool: redis.asyncio.ConnectionPool, lua: str) -> None:
+        self._pool = pool
+        self._lua = lua
+        self._sha = hashlib.sha1(lua.encode(), usedforsecurity=False).hexdigest()
+        self._idle: list[redis.asyncio.Connection] = []
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[float | int]) -> Any:
+        if self._idle:
+            connection = self._idle.pop()
+            try:
+                return await self._run(connection, keys, args)
+            except (redis.exceptions.ConnectionError, OSError):
+                pass  # kept across a server restart or an idle timeout: once more on a fresh connection
+        return await self._run(await self._pool.get_connection(), keys, args)
+
+    async def _run(self, connection: redis.asyncio.Connection, keys: Sequence[str], args: Sequence[float | int]) -> Any:
+        try:
+            reply = await self._evalsha(connection, keys, args)
+        except redis.exceptions.NoScriptError:
+            try:
+                await connection.send_packed_command(connection.pack_command("SCRIPT", "LOAD", self._lua), check_health=False)
+                await connection.read_response()
+                reply = await self._evalsha(connection, keys, args)
+            except BaseException:
+                await self._drop(connection)
+                raise
+        except redis.exceptions.ResponseError:
+            await self._keep(connection)  # the script failed; the connection is fine
+            raise
+        except BaseException:
+            await self._drop(connection)
+            raise
+        await self._keep(connection)
+        return reply
+
+    async def _evalsha(self, connection: redis.asyncio.Connection, keys: Sequence[str], args: Sequence[float | int]) -> Any:
+        command = connection.pack_command("EVALSHA", self._sha, len(keys), *keys, *args)
+        await connection.send_packed_command(command, check_health=False)
+        return await connection.read_response()
+
+    async def _keep(self, connection: redis.asyncio.Connection) -> None:
+        if len(self._idle) < _IDLE_SCRIPT_CONNECTIONS:
+            self._idle.append(connection)
+        else:
+            await self._pool.release(connection)
+
+    async def _drop(self, connection: redis.asyncio.Connection) -> None:
+        # Its state is unknown (a reply may be pending): closed, then handed back to the pool.
+        await connection.disconnect()
+        await self._pool.release(connection)
+
+
 def _redis_hit_many(pool: redis.asyncio.ConnectionPool, key_prefix: str) -> HitMany:
-    script = redis.asyncio.Redis(connection_pool=pool).register_script(_HIT_MANY_LUA)
+    script = LeanScript(pool, _HIT_MANY_LUA)
 
     async def hit_many(
         items: Sequence[RateLimitItem], keys: Sequence[str], reads: Sequence[str]
@@ -480,7 +551,7 @@ def _redis_hit_many(pool: redis.asyncio.ConnectionPool, key_prefix: str) -> HitM
         args: list[float | int] = [now, len(items)]
         for item in items:
             args += [item.amount, item.get_expiry()]
-        reply = await script(keys=[*(f"{key_prefix}:{key}" for key in keys), *reads], args=args)
+        reply = await script([*(f"{key_prefix}:{key}" for key in keys), *reads], args)
         counted: list[tuple[bool, float, int] | None] = []
         for index, item in enumerate(items):
             acquired, oldest, count = reply[3 * index : 3 * index + 3]

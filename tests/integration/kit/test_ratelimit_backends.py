@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio
+import redis.exceptions
 from limits.aio.storage import MemoryStorage, RedisStorage
 
 from tradestack.kit.ratelimit import RateLimiter, create_rate_limiter
@@ -225,4 +226,29 @@ async def test_redis_window_drops_the_hits_that_left_it_and_counts_the_rest(
         assert await admin.lrange(key, 0, -1) == [b"5000"]
     finally:
         await admin.delete(key)
+        await admin.aclose()
+
+
+@pytest.mark.redis
+async def test_lean_script_loads_its_script_and_survives_a_dropped_connection(redis_url: str) -> None:
+    import secrets
+
+    from tradestack.kit.ratelimit import LeanScript
+
+    pool = redis.asyncio.BlockingConnectionPool.from_url(redis_url, max_connections=4)
+    admin = redis.asyncio.from_url(redis_url)
+    # A script this server has never seen: the first call meets NOSCRIPT and loads it.
+    script = LeanScript(pool, f"-- {secrets.token_hex(8)}\nreturn {{KEYS[1], ARGV[1]}}")
+    try:
+        assert await script(["k"], [7]) == [b"k", b"7"]
+        kept = script._idle[0]
+        host, port = kept._writer.get_extra_info("sockname")[:2]
+        await admin.execute_command("CLIENT", "KILL", f"{host}:{port}")
+        # The kept connection is dead: the call is made again on a fresh one.
+        assert await script(["k"], [8]) == [b"k", b"8"]
+        with pytest.raises(redis.exceptions.ResponseError):
+            await LeanScript(pool, "return redis.call('no-such-command')")([], [])
+        assert await script(["k"], [9]) == [b"k", b"9"]
+    finally:
+        await pool.aclose()
         await admin.aclose()
