@@ -383,32 +383,29 @@ HitAndCount = Callable[[RateLimitItem, tuple[str, ...]], Awaitable[tuple[bool, f
 # acquire_moving_window.lua, then moving_window.lua). Same list layout and key, newest hit first,
 # so `clear`, `reset` and limits' own reads still agree with it. The hits that have left the window
 # are dropped from the tail first (each once), so the list holds only the window's hits and the
-# statistics are its length and its last entry: O(1) per hit (amortised), where searching the
+# statistics are its length and its last entry: 4 commands per hit (amortised), where searching the
 # list for the window's oldest hit cost O(log limit) LINDEXes of O(hits) each - ~100 µs of Redis
-# per request once a large limit (e.g. an unlimited 100000000/minute) held a minute of hits.
+# per request once a large limit (e.g. an unlimited 100000000/minute) held a minute of hits. A hit
+# is only pushed below the limit, so no LTRIM is needed (a lowered limit's surplus leaves with time).
 # `hit` returns acquired (0/1), the oldest hit in the window (string, or false), hits in the window.
 _MOVING_WINDOW_HIT_LUA = """
 local function hit(key, limit, expiry, now)
     local target = now - expiry
-    while true do
-        local oldest = redis.call('lindex', key, -1)
-        if not oldest or tonumber(oldest) >= target then
-            break
-        end
+    local oldest = redis.call('lindex', key, -1)
+    while oldest and tonumber(oldest) < target do
         redis.call('rpop', key)
-    end
-    local acquired = 0
-    if redis.call('llen', key) < limit then
-        redis.call('lpush', key, now)
-        redis.call('ltrim', key, 0, limit - 1)
-        redis.call('expire', key, expiry)
-        acquired = 1
+        oldest = redis.call('lindex', key, -1)
     end
     local count = redis.call('llen', key)
-    if count == 0 then
-        return acquired, false, 0
+    if count >= limit then
+        return 0, oldest, limit
     end
-    return acquired, redis.call('lindex', key, -1), count
+    count = redis.call('lpush', key, now)
+    redis.call('expire', key, expiry)
+    if count == 1 then
+        oldest = redis.call('lindex', key, -1)
+    end
+    return 1, oldest, count
 end
 """
 
