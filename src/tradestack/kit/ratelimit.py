@@ -499,7 +499,8 @@ class LeanScript:
                 return await self._run(connection, keys, args)
             except (redis.exceptions.ConnectionError, OSError):
                 pass  # kept across a server restart or an idle timeout: once more on a fresh connection
-        return await self._run(await self._pool.get_connection(), keys, args)
+        fresh = await self._pool.get_connection()  # type: ignore[no-untyped-call]  # untyped for its deprecated arguments
+        return await self._run(fresh, keys, args)
 
     async def _run(self, connection: redis.asyncio.Connection, keys: Sequence[str], args: Sequence[float | int]) -> Any:
         try:
