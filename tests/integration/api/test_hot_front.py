@@ -182,3 +182,23 @@ async def test_an_unknown_layer_sends_every_request_through_the_whole_stack(app:
     front = app.build_middleware_stack()
     assert isinstance(front, HotFront)
     assert front._layers is None
+
+
+async def test_a_failing_hot_request_gets_the_error_boundary_answer(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await make_user()
+    stack = await counted(app, client)
+    hot = app.router.middleware_stack
+    route, _ = hot.routes[("GET", "/api/market/quotes")]
+
+    async def broken(_request: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(hot.routes, ("GET", "/api/market/quotes"), (route, broken))
+    answer = await client.get(QUOTES, headers={**user.headers, "X-Request-ID": "bug-1"})
+    assert answer.status_code == 500
+    assert answer.json()["error"] == "InternalServerError"
+    assert "bug-1" in answer.json()["detail"]
+    assert answer.headers["x-request-id"] == "bug-1"
+    assert stack.paths == []
