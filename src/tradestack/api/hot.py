@@ -13,15 +13,38 @@ route's (the app's exception handlers render them).
 `HotRoutes` sits where FastAPI's router was, inside the exception middleware; `install_hot_routes`
 puts it there once the routes are final. With ``app.dependency_overrides`` set (tests), every
 request takes the full route. Routes with path parameters are not looked up here.
+
+The middleware in front of the router costs a hot request as much again; `HotFront`, at the
+entrance of the middleware stack, does those layers' work for a hot request in one pass.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi._body_limit import AppBodyLimitMiddleware
 from fastapi.routing import APIRoute
+from fastapi.telemetry._asgi import ExceptionTelemetryMiddleware
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tradestack.api.errors import ErrorBoundaryMiddleware, error_response_for
+from tradestack.api.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
+from tradestack.api.security import (
+    RATE_LIMIT_EXEMPT_PATHS,
+    BodySizeLimitMiddleware,
+    JsonCORSMiddleware,
+    RateLimitMiddleware,
+    SecurityHeadersMiddleware,
+    TrustedHostMiddleware,
+    host_is_allowed,
+    with_missing,
+)
 from tradestack.kit.web import HotHandler, hot_path_of, routes_of
 
 
@@ -77,7 +100,168 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 def install_hot_routes(app: FastAPI) -> HotRoutes:
-    """Put `HotRoutes` in front of ``app``'s router (call once every route is added); returns it."""
+    """Put `HotRoutes` in front of ``app``'s router (call once every route is added), and `HotFront` at the entrance
+    of its middleware stack once that is built (on the first request); returns the `HotRoutes`."""
     hot = HotRoutes(app, app.router.middleware_stack)
     app.router.middleware_stack = hot
+    build = app.build_middleware_stack
+
+    def build_with_front() -> ASGIApp:
+        return HotFront(app, build(), hot)
+
+    app.build_middleware_stack = build_with_front  # type: ignore[method-assign]
     return hot
+
+
+class HotFront:
+    """The entrance of the app's middleware stack: hot-route requests through it in one pass.
+
+    The stack a request crosses before `HotRoutes` is a dozen layers (Starlette's and FastAPI's
+    outer middleware, then ours: request context, error boundary, trusted hosts, security headers,
+    CORS, body size, rate limits), each a coroutine and most wrapping ``send``; for the busiest
+    routes that cost about as much CPU as the route's own work. A request for a hot route that
+    none of them would treat specially - a path and method `HotRoutes` answers, an allowed Host,
+    no CORS ``Origin`` when CORS is on, a body declared by a ``Content-Length`` within the limit,
+    no ``root_path``, no ``app.dependency_overrides`` - gets here what those layers give it, by the
+    layers' own code: its request id, log context, access-log line and request metrics
+    (`RequestContextMiddleware.begin`/``finish``), its limits counted in one go
+    (`RateLimitMiddleware.check`, 429 included), the ``RateLimit-*``, security and request-id headers
+    added by one ``send`` wrapper, the app's exception handlers (Starlette's exception middleware,
+    called as the next layer) and the error boundary's 500/503. Every other request goes through
+    the whole stack. If the stack holds a layer this class does not know (middleware added by a
+    deployment, FastAPI's own body limit), every request does.
+    """
+
+    def __init__(self, app: FastAPI, stack: ASGIApp, hot: HotRoutes) -> None:
+        self.app = stack  # what walks the stack by ``.app`` (e.g. instrumentation) finds the layers behind
+        self._fastapi = app
+        self._hot = hot
+        self._layers = _known_layers(stack)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        layers = self._layers
+        if (
+            layers is not None
+            and scope["type"] == "http"
+            and (scope["method"], scope["path"]) in self._hot.routes
+            and not scope.get("root_path")
+            and not self._fastapi.dependency_overrides
+            and _fits(scope, layers)
+        ):
+            await self._serve(layers, scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _serve(self, layers: _Layers, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        context = layers.context
+        request_id = context.begin(scope)
+        id_header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
+        security = layers.security.headers_for(scope)
+        status = 0
+        applied: list[dict[str, str]] = []
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                if applied:
+                    RateLimitMiddleware.with_limit_headers(scope, applied, headers)
+                message["headers"] = [*with_missing(headers, security), id_header]
+            await send(message)
+
+        try:
+            exempt = scope["path"] in RATE_LIMIT_EXEMPT_PATHS
+            counted = [] if exempt else await layers.limits.check(scope, send_with_headers)
+            if counted is not None:
+                applied = counted
+                await layers.exceptions(scope, receive, send_with_headers)
+        except Exception as exc:
+            if status:
+                raise  # the answer has started: nothing else can be sent (the connection closes)
+
+            async def send_with_id(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    message["headers"] = [*message.get("headers", []), id_header]
+                await send(message)
+
+            # As `ErrorBoundaryMiddleware` answers (outside the security headers).
+            await error_response_for(exc, request_id)(scope, receive, send_with_id)
+        finally:
+            context.finish(scope, request_id, status or 500, started)
+
+
+@dataclass(frozen=True, slots=True)
+class _Layers:
+    """The layers of a middleware stack whose work `HotFront` does for them."""
+
+    context: RequestContextMiddleware
+    trusted: TrustedHostMiddleware
+    security: SecurityHeadersMiddleware
+    cors: bool
+    max_body: int
+    limits: RateLimitMiddleware
+    exceptions: ASGIApp
+
+
+# Layers that add nothing to a hot-route request `HotFront` serves: they only act on an exception
+# escaping everything else (answered by the error boundary's code here), or on a request it does not serve.
+_PASSIVE_LAYERS = (ServerErrorMiddleware, ExceptionTelemetryMiddleware, ErrorBoundaryMiddleware)
+
+
+def _known_layers(stack: ASGIApp) -> _Layers | None:
+    """The layers of ``stack`` down to Starlette's exception middleware; None if it holds one unknown here."""
+    found: dict[type, Any] = {}
+    layer: Any = stack
+    while not isinstance(layer, ExceptionMiddleware):
+        kind = type(layer)
+        if kind is AppBodyLimitMiddleware:
+            if not isinstance(layer.app, (RequestContextMiddleware, *_PASSIVE_LAYERS)):
+                return None  # FastAPI's own body limit is set: its wrapper counts the body
+        elif kind not in (*_PASSIVE_LAYERS, *_SERVED_LAYERS):
+            return None
+        found[kind] = layer
+        layer = getattr(layer, "app", None)
+        if layer is None:
+            return None
+    if not all(kind in found for kind in _REQUIRED_LAYERS):
+        return None
+    return _Layers(
+        context=found[RequestContextMiddleware],
+        trusted=found[TrustedHostMiddleware],
+        security=found[SecurityHeadersMiddleware],
+        cors=JsonCORSMiddleware in found,
+        max_body=found[BodySizeLimitMiddleware].max_bytes,
+        limits=found[RateLimitMiddleware],
+        exceptions=layer,
+    )
+
+
+_REQUIRED_LAYERS = (
+    RequestContextMiddleware,
+    ErrorBoundaryMiddleware,
+    TrustedHostMiddleware,
+    SecurityHeadersMiddleware,
+    BodySizeLimitMiddleware,
+    RateLimitMiddleware,
+)
+_SERVED_LAYERS = (*_REQUIRED_LAYERS, JsonCORSMiddleware)
+
+
+def _fits(scope: Scope, layers: _Layers) -> bool:
+    """Whether none of the layers `HotFront` stands in for would treat this request specially."""
+    host = b""
+    for name, value in scope["headers"]:
+        if name == b"host":
+            if not host:
+                host = value
+        elif name == b"content-length":
+            if not value.isdigit() or int(value) > layers.max_body:
+                return False  # refused by the body size limit
+        elif name == b"transfer-encoding" or (name == b"origin" and layers.cors):
+            return False  # a body counted as it is read; a CORS request
+    trusted = layers.trusted
+    return trusted.allow_any or host_is_allowed(host.decode("latin-1"), trusted.allowed_hosts)

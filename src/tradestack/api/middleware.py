@@ -45,11 +45,9 @@ class RequestContextMiddleware:
         series[0].observe(duration)
         series[1].inc()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
+    def begin(self, scope: Scope) -> str:
+        """Start a request: its id (the caller's valid ``X-Request-ID``, else a random one), kept in the request
+        state and bound to the log context until `finish`."""
         request_id = ""
         for name, value in scope["headers"]:
             if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(value):
@@ -58,6 +56,31 @@ class RequestContextMiddleware:
         if not request_id:
             request_id = os.urandom(16).hex()  # 32 hex digits, random (as a UUID4's, without building one)
         scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        return request_id
+
+    def finish(self, scope: Scope, request_id: str, status: int, started: float) -> None:
+        """End a request begun by `begin`: its duration recorded by route template, its access-log line written."""
+        duration = time.perf_counter() - started
+        route = route_template(scope)
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
+        self._record(method, route, f"{status // 100}xx", duration)
+        ACCESS_LOG.request(
+            request_id,
+            route=route,
+            method=scope["method"],
+            path=scope["path"],
+            status=status,
+            duration_ms=round(duration * 1000, 3),
+        )
+        structlog.contextvars.unbind_contextvars("request_id")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = self.begin(scope)
         status = 500
         header_value = request_id.encode("ascii")
 
@@ -68,20 +91,7 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, header_value)]
             await send(message)
 
-        structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            duration = time.perf_counter() - started
-            route = route_template(scope)
-            method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
-            self._record(method, route, f"{status // 100}xx", duration)
-            ACCESS_LOG.request(
-                request_id,
-                route=route,
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round(duration * 1000, 3),
-            )
-            structlog.contextvars.unbind_contextvars("request_id")
+            self.finish(scope, request_id, status, started)

@@ -175,23 +175,32 @@ class SecurityHeadersMiddleware:
         if settings.hsts_seconds > 0:
             self.hsts = (b"strict-transport-security", f"max-age={settings.hsts_seconds}; includeSubDomains".encode("latin-1"))
 
+    def headers_for(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """The headers an answer to this request gets unless it has them already (`with_missing`)."""
+        if self.hsts is not None and scope.get("scheme") == "https":
+            return [*self.headers, self.hsts]
+        return self.headers
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = list(self.headers)
-        if self.hsts is not None and scope.get("scheme") == "https":
-            extra.append(self.hsts)
+        extra = self.headers_for(scope)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {bytes(name).lower() for name, _ in headers}
-                headers.extend(header for header in extra if header[0] not in present)
-                message["headers"] = headers
+                message["headers"] = with_missing(message.get("headers", []), extra)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def with_missing(headers: Iterable[tuple[bytes, bytes]], extra: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` followed by each of ``extra`` whose name (lower case) they do not have."""
+    headers = list(headers)
+    present = {bytes(name).lower() for name, _ in headers}
+    headers.extend(header for header in extra if header[0] not in present)
+    return headers
 
 
 # --- CORS ----------------------------------------------------------------------------------------
@@ -474,37 +483,53 @@ class RateLimitMiddleware:
             scope.setdefault("state", {})[PREFETCH_STATE] = AuthPrefetch(token, principal_limit, values, caller_limit)
         return applied
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        if scope["type"] != "http" or path in RATE_LIMIT_EXEMPT_PATHS:
-            await self.app(scope, receive, send)
-            return
+    async def check(self, scope: Scope, send: Send) -> list[dict[str, str]] | None:
+        """Count an HTTP request's limits (not for `RATE_LIMIT_EXEMPT_PATHS`): the ``RateLimit-*`` headers of the
+        limits that applied, for `with_limit_headers`; None once it has answered 429 through ``send``, [] when the
+        limiter failed (the request goes on, see the docstring)."""
+        path: str = scope["path"]
         client = scope.get("client")
         ip = str(client[0]) if client else "unknown"
         try:
-            applied = await self._check(scope, ip, path)
+            return await self._check(scope, ip, path)
         except RateLimitedError as exc:
             await _send_error(send, exc.status_code, exc.error, exc.detail, exc.headers)
-            return
+            return None
         except Exception as exc:  # noqa: BLE001 - fail open on any limiter failure, see the docstring
             self._warn_backend_failure(exc, path)
+            return []
+
+    @staticmethod
+    def with_limit_headers(scope: Scope, applied: list[dict[str, str]], headers: list[tuple[bytes, bytes]]) -> None:
+        """Add to an answer's ``headers`` the ``RateLimit-*`` of the tightest limit applied, unless it has them."""
+        if all(bytes(name).lower() != b"ratelimit-limit" for name, _ in headers):
+            candidates = list(applied)
+            from_endpoint: Any = scope.get("state", {}).get("rate_limit_headers")
+            if isinstance(from_endpoint, dict) and all(name in from_endpoint for name in _RATE_LIMIT_HEADER_NAMES):
+                candidates.append(from_endpoint)
+            if not candidates:
+                return
+            tightest = min(candidates, key=_tightness)
+            headers.extend(
+                (name.lower().encode("latin-1"), str(tightest[name]).encode("latin-1")) for name in _RATE_LIMIT_HEADER_NAMES
+            )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path", "") in RATE_LIMIT_EXEMPT_PATHS:
             await self.app(scope, receive, send)
+            return
+        applied = await self.check(scope, send)
+        if applied is None:
+            return
+        if not applied:
+            await self.app(scope, receive, send)  # the limiter failed: no limits applied
             return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                candidates = list(applied)
-                from_endpoint: Any = scope.get("state", {}).get("rate_limit_headers")
-                if isinstance(from_endpoint, dict) and all(name in from_endpoint for name in _RATE_LIMIT_HEADER_NAMES):
-                    candidates.append(from_endpoint)
-                if candidates and all(bytes(name).lower() != b"ratelimit-limit" for name, _ in headers):
-                    tightest = min(candidates, key=_tightness)
-                    headers.extend(
-                        (name.lower().encode("latin-1"), str(tightest[name]).encode("latin-1"))
-                        for name in _RATE_LIMIT_HEADER_NAMES
-                    )
-                    message["headers"] = headers
+                self.with_limit_headers(scope, applied, headers)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio
+import redis.exceptions
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -378,37 +381,42 @@ HitAndCount = Callable[[RateLimitItem, tuple[str, ...]], Awaitable[tuple[bool, f
 
 # limits' moving window on Redis, acquire and window statistics in ONE script (limits runs two:
 # acquire_moving_window.lua, then moving_window.lua). Same list layout and key, newest hit first,
-# so `clear`, `reset` and limits' own reads still agree with it. Returns
-# {acquired (0/1), oldest hit in the window (string, or false), hits in the window}.
-_HIT_AND_COUNT_LUA = """
-local now = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local expiry = tonumber(ARGV[3])
-local acquired = 0
-local entry = redis.call('lindex', KEYS[1], limit - 1)
-if not (entry and tonumber(entry) >= now - expiry) then
-    redis.call('lpush', KEYS[1], now)
-    redis.call('ltrim', KEYS[1], 0, limit - 1)
-    redis.call('expire', KEYS[1], expiry)
-    acquired = 1
-end
-local target = now - expiry
-local low, high, found = 0, limit - 1, nil
-while low <= high do
-    local mid = math.floor((low + high) / 2)
-    local value = tonumber(redis.call('lindex', KEYS[1], mid))
-    if value and value >= target then
-        found = mid
-        low = mid + 1
-    else
-        high = mid - 1
+# so `clear`, `reset` and limits' own reads still agree with it. The hits that have left the window
+# are dropped from the tail first (each once), so the list holds only the window's hits and the
+# statistics are its length and its last entry: 4 commands per hit (amortised), where searching the
+# list for the window's oldest hit cost O(log limit) LINDEXes of O(hits) each - ~100 µs of Redis
+# per request once a large limit (e.g. an unlimited 100000000/minute) held a minute of hits. A hit
+# is only pushed below the limit, so no LTRIM is needed (a lowered limit's surplus leaves with time).
+# `hit` returns acquired (0/1), the oldest hit in the window (string, or false), hits in the window.
+_MOVING_WINDOW_HIT_LUA = """
+local function hit(key, limit, expiry, now)
+    local target = now - expiry
+    local oldest = redis.call('lindex', key, -1)
+    while oldest and tonumber(oldest) < target do
+        redis.call('rpop', key)
+        oldest = redis.call('lindex', key, -1)
     end
+    local count = redis.call('llen', key)
+    if count >= limit then
+        return 0, oldest, limit
+    end
+    count = redis.call('lpush', key, now)
+    redis.call('expire', key, expiry)
+    if count == 1 then
+        oldest = redis.call('lindex', key, -1)
+    end
+    return 1, oldest, count
 end
-if found then
-    return {acquired, tostring(redis.call('lindex', KEYS[1], found)), found + 1}
-end
-return {acquired, false, 0}
 """
+
+# Returns {acquired (0/1), oldest hit in the window (string, or false), hits in the window}.
+_HIT_AND_COUNT_LUA = (
+    _MOVING_WINDOW_HIT_LUA
+    + """
+local acquired, oldest, count = hit(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[1]))
+return {acquired, oldest, count}
+"""
+)
 
 
 def _redis_hit_and_count(pool: redis.asyncio.ConnectionPool, key_prefix: str) -> HitAndCount:
@@ -429,55 +437,29 @@ HitMany = Callable[
     Awaitable[tuple[list[tuple[bool, float, int] | None], list[bytes | None]]],
 ]
 
-# Several moving-window hits (the same algorithm and list layout as _HIT_AND_COUNT_LUA), in order,
-# stopping at the first denial, then GETs of the remaining keys - one round trip.
+# Several moving-window hits (`_MOVING_WINDOW_HIT_LUA`), in order, stopping at the first denial,
+# then GETs of the remaining keys - one round trip.
 # KEYS: the limits' keys, then the keys to read. ARGV: now, number of limits, then amount and expiry per limit.
 # Returns, per limit, acquired (0/1, or -1 when not counted), oldest hit in the window ('' if none) and
 # hits in the window; then the value of each read key (false when absent).
-_HIT_MANY_LUA = """
+_HIT_MANY_LUA = (
+    _MOVING_WINDOW_HIT_LUA
+    + """
 local now = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 local out = {}
 local denied = false
 for i = 1, n do
-    local key = KEYS[i]
-    local limit = tonumber(ARGV[1 + 2 * i])
-    local expiry = tonumber(ARGV[2 + 2 * i])
     if denied then
         out[#out + 1] = -1
         out[#out + 1] = ''
         out[#out + 1] = 0
     else
-        local acquired = 0
-        local entry = redis.call('lindex', key, limit - 1)
-        if not (entry and tonumber(entry) >= now - expiry) then
-            redis.call('lpush', key, now)
-            redis.call('ltrim', key, 0, limit - 1)
-            redis.call('expire', key, expiry)
-            acquired = 1
-        else
-            denied = true
-        end
-        local target = now - expiry
-        local low, high, found = 0, limit - 1, nil
-        while low <= high do
-            local mid = math.floor((low + high) / 2)
-            local value = tonumber(redis.call('lindex', key, mid))
-            if value and value >= target then
-                found = mid
-                low = mid + 1
-            else
-                high = mid - 1
-            end
-        end
+        local acquired, oldest, count = hit(KEYS[i], tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i]), now)
+        denied = acquired == 0
         out[#out + 1] = acquired
-        if found then
-            out[#out + 1] = tostring(redis.call('lindex', key, found))
-            out[#out + 1] = found + 1
-        else
-            out[#out + 1] = ''
-            out[#out + 1] = 0
-        end
+        out[#out + 1] = oldest or ''
+        out[#out + 1] = count
     end
 end
 for j = n + 1, #KEYS do
@@ -485,10 +467,80 @@ for j = n + 1, #KEYS do
 end
 return out
 """
+)
+
+
+_IDLE_SCRIPT_CONNECTIONS = 16
+"""Connections a `LeanScript` keeps between calls (the rest go back to the pool)."""
+
+
+class LeanScript:
+    """One Lua script run by EVALSHA on a connection of ``pool``, without redis-py's per-command machinery.
+
+    ``Redis.execute_command`` spends, around each round trip, more CPU than the request path's
+    own work: the blocking pool's lock and timeout, a readiness probe of the connection (a system
+    call), the retry wrapper, response callbacks. Here a call takes a connection it kept from an
+    earlier call (at most `_IDLE_SCRIPT_CONNECTIONS`, all counted by the pool as in use, so its
+    limit still holds), sends the packed command and reads the reply. A connection that fails is
+    dropped; a kept one that fails before answering (the server restarted) is replaced once by a
+    fresh one from the pool. ``NOSCRIPT`` loads the script and runs it again. Errors are redis-py's.
+    """
+
+    def __init__(self, pool: redis.asyncio.ConnectionPool, lua: str) -> None:
+        self._pool = pool
+        self._lua = lua
+        self._sha = hashlib.sha1(lua.encode(), usedforsecurity=False).hexdigest()
+        self._idle: list[redis.asyncio.Connection] = []
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[float | int]) -> Any:
+        if self._idle:
+            connection = self._idle.pop()
+            try:
+                return await self._run(connection, keys, args)
+            except (redis.exceptions.ConnectionError, OSError):
+                pass  # kept across a server restart or an idle timeout: once more on a fresh connection
+        fresh = await self._pool.get_connection()  # type: ignore[no-untyped-call]  # untyped for its deprecated arguments
+        return await self._run(fresh, keys, args)
+
+    async def _run(self, connection: redis.asyncio.Connection, keys: Sequence[str], args: Sequence[float | int]) -> Any:
+        try:
+            reply = await self._evalsha(connection, keys, args)
+        except redis.exceptions.NoScriptError:
+            try:
+                await connection.send_packed_command(connection.pack_command("SCRIPT", "LOAD", self._lua), check_health=False)
+                await connection.read_response()
+                reply = await self._evalsha(connection, keys, args)
+            except BaseException:
+                await self._drop(connection)
+                raise
+        except redis.exceptions.ResponseError:
+            await self._keep(connection)  # the script failed; the connection is fine
+            raise
+        except BaseException:
+            await self._drop(connection)
+            raise
+        await self._keep(connection)
+        return reply
+
+    async def _evalsha(self, connection: redis.asyncio.Connection, keys: Sequence[str], args: Sequence[float | int]) -> Any:
+        command = connection.pack_command("EVALSHA", self._sha, len(keys), *keys, *args)
+        await connection.send_packed_command(command, check_health=False)
+        return await connection.read_response()
+
+    async def _keep(self, connection: redis.asyncio.Connection) -> None:
+        if len(self._idle) < _IDLE_SCRIPT_CONNECTIONS:
+            self._idle.append(connection)
+        else:
+            await self._pool.release(connection)
+
+    async def _drop(self, connection: redis.asyncio.Connection) -> None:
+        # Its state is unknown (a reply may be pending): closed, then handed back to the pool.
+        await connection.disconnect()
+        await self._pool.release(connection)
 
 
 def _redis_hit_many(pool: redis.asyncio.ConnectionPool, key_prefix: str) -> HitMany:
-    script = redis.asyncio.Redis(connection_pool=pool).register_script(_HIT_MANY_LUA)
+    script = LeanScript(pool, _HIT_MANY_LUA)
 
     async def hit_many(
         items: Sequence[RateLimitItem], keys: Sequence[str], reads: Sequence[str]
@@ -497,7 +549,7 @@ def _redis_hit_many(pool: redis.asyncio.ConnectionPool, key_prefix: str) -> HitM
         args: list[float | int] = [now, len(items)]
         for item in items:
             args += [item.amount, item.get_expiry()]
-        reply = await script(keys=[*(f"{key_prefix}:{key}" for key in keys), *reads], args=args)
+        reply = await script([*(f"{key_prefix}:{key}" for key in keys), *reads], args)
         counted: list[tuple[bool, float, int] | None] = []
         for index, item in enumerate(items):
             acquired, oldest, count = reply[3 * index : 3 * index + 3]

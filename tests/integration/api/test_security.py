@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,32 +18,9 @@ from tradestack.api.security import RATE_LIMIT_EXEMPT_PATHS, host_is_allowed
 from tradestack.core.errors import ConfigurationError
 from tradestack.identity.permissions import Role
 from tradestack.identity.service import Caller, identity_session
-from tradestack.kit import migrations
 from tradestack.kit.config import Settings
-from tradestack.kit.db import Database
 
-Open = Callable[..., Any]
-
-
-@pytest.fixture
-def open_app(settings: Settings) -> Open:
-    """Start an app with some settings changed; yields it and a client with a chosen client IP."""
-
-    @asynccontextmanager
-    async def open_with(
-        client_ip: str = "10.1.2.3", base_url: str = "http://testserver", **changes: Any
-    ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-        changed = settings.model_copy(update=changes)
-        db = Database(changed)
-        await migrations.upgrade(db.engine)
-        await db.dispose()
-        app = create_app(changed)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app, client=(client_ip, 1234))
-            async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
-                yield app, http
-
-    return open_with
+from .conftest import Open
 
 
 def fresh_ip() -> str:

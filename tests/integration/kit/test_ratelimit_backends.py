@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio
+import redis.exceptions
 from limits.aio.storage import MemoryStorage, RedisStorage
 
 from tradestack.kit.ratelimit import RateLimiter, create_rate_limiter
@@ -191,3 +192,63 @@ async def test_redis_ping_raises_connection_error_when_unreachable() -> None:
             await limiter.ping()
     finally:
         await limiter.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("script", ["hit_and_count", "hit_many"])
+async def test_redis_window_drops_the_hits_that_left_it_and_counts_the_rest(
+    redis_url: str, unique_prefix: str, script: str
+) -> None:
+    # The scripts run with an explicit "now" here: hits at 1000, 1001 and 1002 fill a 3 per 10 s window.
+    from tradestack.kit.ratelimit import _HIT_AND_COUNT_LUA, _HIT_MANY_LUA
+
+    admin = redis.asyncio.from_url(redis_url)
+    key = f"{unique_prefix}window"
+
+    async def hit(now: float) -> tuple[int, bytes | None, int]:
+        if script == "hit_and_count":
+            reply = await admin.eval(_HIT_AND_COUNT_LUA, 1, key, now, 3, 10)
+        else:
+            reply = await admin.eval(_HIT_MANY_LUA, 1, key, now, 1, 3, 10)
+        return int(reply[0]), reply[1] or None, int(reply[2])
+
+    try:
+        assert await hit(1000) == (1, b"1000", 1)
+        assert await hit(1001) == (1, b"1000", 2)
+        assert await hit(1002) == (1, b"1000", 3)
+        assert await hit(1009) == (0, b"1000", 3)  # full: refused, not counted
+        assert await admin.llen(key) == 3
+        # At 1011 the hit of 1000 has left the window: dropped, and the new hit fits.
+        assert await hit(1011) == (1, b"1001", 3)
+        assert await admin.lrange(key, 0, -1) == [b"1011", b"1002", b"1001"]
+        # Long after, every old hit is dropped: the list holds the window's hits only.
+        assert await hit(5000) == (1, b"5000", 1)
+        assert await admin.lrange(key, 0, -1) == [b"5000"]
+    finally:
+        await admin.delete(key)
+        await admin.aclose()
+
+
+@pytest.mark.redis
+async def test_lean_script_loads_its_script_and_survives_a_dropped_connection(redis_url: str) -> None:
+    import secrets
+
+    from tradestack.kit.ratelimit import LeanScript
+
+    pool = redis.asyncio.BlockingConnectionPool.from_url(redis_url, max_connections=4)
+    admin = redis.asyncio.from_url(redis_url)
+    # A script this server has never seen: the first call meets NOSCRIPT and loads it.
+    script = LeanScript(pool, f"-- {secrets.token_hex(8)}\nreturn {{KEYS[1], ARGV[1]}}")
+    try:
+        assert await script(["k"], [7]) == [b"k", b"7"]
+        kept = script._idle[0]
+        host, port = kept._writer.get_extra_info("sockname")[:2]
+        await admin.execute_command("CLIENT", "KILL", f"{host}:{port}")
+        # The kept connection is dead: the call is made again on a fresh one.
+        assert await script(["k"], [8]) == [b"k", b"8"]
+        with pytest.raises(redis.exceptions.ResponseError):
+            await LeanScript(pool, "return redis.call('no-such-command')")([], [])
+        assert await script(["k"], [9]) == [b"k", b"9"]
+    finally:
+        await pool.aclose()
+        await admin.aclose()
