@@ -160,9 +160,10 @@ class BacktestResult:
 class _Symbol:
     """One symbol's state in the loop."""
 
-    __slots__ = ("bar", "closes", "cursor", "engine", "instrument", "last_close", "series", "working")
+    __slots__ = ("bar", "closes", "cursor", "engine", "flat", "instrument", "number", "series", "working")
 
-    def __init__(self, series: BarSeries, instrument: Instrument, config: BacktestConfig, seed: int) -> None:
+    def __init__(self, number: int, series: BarSeries, instrument: Instrument, config: BacktestConfig, seed: int) -> None:
+        self.number = number
         self.series = series
         self.instrument = instrument
         self.cursor = Cursor()
@@ -170,24 +171,38 @@ class _Symbol:
         self.bar = SeriesBar(series, self.cursor, self.closes.tolist())
         self.engine = MatchingEngine(instrument, config.fee, config.slippage, config.latency, config.participation_rate, seed)
         self.working: set[str] = set()
-        self.last_close: Decimal | None = None
+        self.flat = PositionState(series.symbol)
+        """The position before the symbol's first fill."""
 
 
 class _BarClock:
-    """The simulated clock: the time of the bar being handled (no wall clock anywhere in a run)."""
+    """The simulated clock: the time of the bar being handled (no wall clock anywhere in a run).
+
+    The loop only moves `step` (a position in `times`, the time of every bar of the run in order);
+    the datetime of a step is made when something asks for it, and kept while the time stays.
+    """
+
+    __slots__ = ("_cached", "_cached_us", "step", "times")
 
     def __init__(self) -> None:
-        self.us = 0
-        self._cached_us = -1
+        self.times: Sequence[int] = (0,)
+        self.step = 0
+        self._cached_us = 0
         self._cached = utc_of(0)
 
+    @property
+    def us(self) -> int:
+        """Epoch microseconds now."""
+        return self.times[self.step]
+
     def now(self) -> datetime:
-        if self.us != self._cached_us:
-            self._cached, self._cached_us = utc_of(self.us), self.us
+        us = self.times[self.step]
+        if us != self._cached_us:
+            self._cached, self._cached_us = utc_of(us), us
         return self._cached
 
     def monotonic(self) -> float:
-        return self.us / 1e6
+        return self.times[self.step] / 1e6
 
 
 class Backtest:
@@ -211,7 +226,7 @@ class Backtest:
                     f"{one.symbol} is quoted in {instrument.quote_currency}, the account in {config.currency}: "
                     "multi-currency backtests are not supported yet"
                 )
-            self._symbols[one.symbol] = _Symbol(one, instrument, config, config.seed + number)
+            self._symbols[one.symbol] = _Symbol(number, one, instrument, config, config.seed + number)
         missing = [s for s in strategy.symbols if s not in self._symbols]
         if missing:
             raise StrategyError(f"no bars for {', '.join(missing)}")
@@ -241,11 +256,22 @@ class Backtest:
         self._working_by_symbol: dict[str, dict[str, Order]] = {s: {} for s in self._symbols}
         self._events: list[OrderEvent] = []
         self._trades: list[TradeRecord] = []
+        # per trade, for the equity curve: its step in the timeline, its symbol's number, the cash and
+        # the symbol's position after it (floats of the exact balances)
         self._trade_steps: list[int] = []
+        self._trade_numbers: list[int] = []
+        self._trade_cash: list[float] = []
+        self._trade_held: list[float] = []
+        self._cash_held: list[Decimal] = [_ZERO, _ZERO]  # the cash balance's entry in `_balances`, once booked
         self._submitted_us: deque[int] = deque()
         self._sequence = 0
-        self._step = 0
         self._notices: list[tuple[Order, FillEvent | None]] = []
+        hooks = type(strategy)
+        self._notify = (
+            getattr(hooks, "on_fill", None) is not Strategy.on_fill
+            or getattr(hooks, "on_order_update", None) is not Strategy.on_order_update
+        )
+        """Whether the strategy reads order updates or fills (else none are queued for it)."""
 
     # -- StrategyContext -----------------------------------------------------------------------
 
@@ -304,7 +330,8 @@ class Backtest:
             raise StrategyError(f"no bars for {symbol}; the backtest has {', '.join(self._symbols)}")
         self._sequence += 1
         order_id = f"{self.strategy.name}-{self._sequence}"
-        ts = self._clock.now()
+        clock = self._clock
+        ts = clock.now()
         try:
             request = OrderRequest(
                 client_order_id=order_id,
@@ -320,22 +347,26 @@ class Backtest:
             submitted = OrderSubmitted(order_id=order_id, ts=ts, request=request)
         except (TypeError, ValueError) as error:
             raise StrategyError(f"{self.strategy.name} sent an invalid order: {error}") from None
-        order = self._record(Order.from_events([submitted]), None)
+        order = Order.from_events((submitted,))
         self._events.append(submitted)
+        self._orders[order_id] = order
+        if self._notify:
+            self._notices.append((order, None))
         problems = request.validate(state.instrument)
-        denial = "; ".join(problems) if problems else self._risk_denial(request, state)
-        self._note_submit()
+        denial = "; ".join(problems) if problems else self._risk_denial(request, ts)
+        self._submitted_us.append(clock.us)
         if denial is not None:
             return self._apply(order, OrderDenied(order_id=order_id, ts=ts, reason=denial))
         order = self._apply(order, OrderAccepted(order_id=order_id, ts=ts))
-        match_side = side
-        self._open.put(OpenOrder(order_id, symbol, match_side, type, quantity, limit_price, stop_price))
+        self._open.put(OpenOrder(order_id, symbol, side, type, quantity, limit_price, stop_price))
         self._working_by_symbol[symbol][order_id] = order
         state.working.add(order_id)
         working = WorkingOrder(
-            order_id, symbol, match_side, type, quantity, quantity, limit_price, stop_price, time_in_force, False, ts
+            order_id, symbol, side, type, quantity, quantity, limit_price, stop_price, time_in_force, False, ts
         )
-        self._on_match(state, state.engine.submit(working, ts))
+        matched = state.engine.submit(working, ts)
+        if matched:
+            self._on_match(state, matched)
         return self._orders[order_id]
 
     def cancel(self, order_id: str) -> bool:
@@ -356,34 +387,45 @@ class Backtest:
         The cyclic garbage collector is paused during the loop (restored after): the loop makes no
         reference cycles, and full collections over a growing journal would cost time for nothing.
         """
-        start_us = min((int(s.series.ts[0]) for s in self._symbols.values() if len(s.series)), default=0)
-        self._clock.us = start_us
-        self._book(deposit("deposit-1", self._clock.now(), self.config.currency, self.config.capital, "backtest capital"))
         numbers, indexes, times = self._timeline()
+        clock = self._clock
+        clock.times, clock.step = times or (0,), 0  # before the first bar: the first bar's time
+        self._book(deposit("deposit-1", clock.now(), self.config.currency, self.config.capital, "backtest capital"))
+        self._cash_held = self._balances[(self._cash_account, self.config.currency)]
         strategy = self.strategy
         strategy.on_start(self)
         states = list(self._symbols.values())
-        clock = self._clock
         notices = self._notices
         on_bar = strategy.on_bar
-        total = len(numbers)
+        total = len(times)
         chunk = max(1, total // 100) if progress is not None else max(1, total)
         collecting = gc.isenabled()
         gc.disable()
         try:
             for first in range(0, total, chunk):
                 last = min(first + chunk, total)
-                for step in range(first, last):
-                    state = states[numbers[step]]
-                    index = indexes[step]
-                    self._step = step
-                    clock.us = times[step]
-                    if state.working:
-                        self._match_bar(state, index)
-                    state.cursor.index = index
-                    on_bar(self, state.bar)
-                    if notices:
-                        self._deliver()
+                if numbers is None:  # one symbol: its bar index is the step
+                    state = states[0]
+                    working, cursor, bar = state.working, state.cursor, state.bar
+                    for step in range(first, last):
+                        clock.step = step
+                        if working:
+                            self._match_bar(state, step)
+                        cursor.index = step
+                        on_bar(self, bar)
+                        if notices:
+                            self._deliver()
+                else:
+                    for step in range(first, last):
+                        state = states[numbers[step]]
+                        index = indexes[step]
+                        clock.step = step
+                        if state.working:
+                            self._match_bar(state, index)
+                        state.cursor.index = index
+                        on_bar(self, state.bar)
+                        if notices:
+                            self._deliver()
                 if progress is not None:
                     progress(last, total)
             strategy.on_stop(self)
@@ -394,12 +436,14 @@ class Backtest:
                 gc.enable()
         return self._result(numbers, indexes, times)
 
-    def _timeline(self) -> tuple[list[int], list[int], list[int]]:
-        """Symbol number, bar index and time of every bar in time order; ties in the order the series were given."""
+    def _timeline(self) -> tuple[list[int] | None, list[int] | None, list[int]]:
+        """Symbol number, bar index and time of every bar in time order; ties in the order the series were given.
+
+        With one symbol the numbers and indexes are None: the step is the bar's index.
+        """
         states = list(self._symbols.values())
         if len(states) == 1:
-            count = len(states[0].series)
-            return [0] * count, list(range(count)), states[0].series.ts.tolist()
+            return None, None, states[0].series.ts.tolist()
         merged = list(heapq.merge(*(_keyed(number, s.series.ts.tolist()) for number, s in enumerate(states))))
         return [n for _, n, _ in merged], [i for _, _, i in merged], [t for t, _, _ in merged]
 
@@ -407,21 +451,19 @@ class Backtest:
         series = state.series
         ts = self._clock.now()
         size = series.volume_of(index)
-        open_, high, low, close = (
-            int(series.open[index]),
-            int(series.high[index]),
-            int(series.low[index]),
-            int(series.close[index]),
-        )
-        path = (open_, high, low, close) if close < open_ else (open_, low, high, close)
-        engine = state.engine
-        previous = None
-        for scaled in path:
+        symbol, price, engine, working = series.symbol, series.price, state.engine, state.working
+        open_ = int(series.open[index])
+        self._on_match(state, engine.on_trade(Trade(symbol, price(open_), size, Side.BUY, ts)))
+        if not working:
+            return  # filled at the open (market orders): the rest of the bar matches nothing
+        high, low, close = int(series.high[index]), int(series.low[index]), int(series.close[index])
+        previous = open_
+        for scaled in (high, low, close) if close < open_ else (low, high, close):
             if scaled == previous:
                 continue
             previous = scaled
-            self._on_match(state, engine.on_trade(Trade(series.symbol, series.price(scaled), size, Side.BUY, ts)))
-            if not state.working:
+            self._on_match(state, engine.on_trade(Trade(symbol, price(scaled), size, Side.BUY, ts)))
+            if not working:
                 break
 
     def _on_match(self, state: _Symbol, events: list[MatchEvent]) -> None:
@@ -436,12 +478,12 @@ class Backtest:
                 self._apply(order, OrderExpired(order_id=order.id, ts=event.ts))
 
     def _filled(self, state: _Symbol, order: Order, fill: Fill) -> None:
-        symbol = state.instrument.symbol
-        currency = state.instrument.quote_currency
+        instrument = state.instrument
+        symbol, currency = instrument.symbol, instrument.quote_currency
         left = order.remaining_quantity - fill.quantity
         event = fill_event(order, fill, currency)
-        side = order.request.side
-        before = self._holdings.get(symbol) or PositionState(symbol)
+        request = order.request
+        side = request.side
         entry, effect = fill_entry_with_effect(
             f"fill-{fill.fill_id}",
             fill.ts,
@@ -452,13 +494,15 @@ class Backtest:
             currency,
             fill.fee,
             currency,
-            before,
+            self._holdings.get(symbol) or state.flat,
             order.id,
         )
         self._book(entry)
-        self._holdings[symbol] = effect.position
-        if effect.position.quantity:
-            self._positions[symbol] = effect.position.quantity
+        position = effect.position
+        held = position.quantity
+        self._holdings[symbol] = position
+        if held:
+            self._positions[symbol] = held
         else:
             self._positions.pop(symbol, None)
         self._add_realized(effect.realized)
@@ -467,11 +511,13 @@ class Backtest:
                 order.id, symbol, side, fill.quantity, fill.price, fill.fee, fill.ts, effect.realized, abs(effect.closed_quantity)
             )
         )
-        self._trade_steps.append(self._step)
+        self._trade_steps.append(self._clock.step)
+        self._trade_numbers.append(state.number)
+        self._trade_cash.append(float(self._cash_held[0]))
+        self._trade_held.append(float(held))
         if left == 0:
             self._close(state, order.id)
         else:
-            request = order.request
             self._open.put(OpenOrder(order.id, symbol, side, request.type, left, request.limit_price, request.stop_price))
         self._apply(order, event, event)
 
@@ -520,9 +566,9 @@ class Backtest:
 
     # -- orders --------------------------------------------------------------------------------
 
-    def _risk_denial(self, request: OrderRequest, state: _Symbol) -> str | None:
+    def _risk_denial(self, request: OrderRequest, now: datetime) -> str | None:
         closes = {
-            s: QuoteView(last=one.series.price(int(one.series.close[one.cursor.index])), ts=self._clock.now())
+            s: QuoteView(None, None, one.series.price(int(one.series.close[one.cursor.index])), now)
             for s, one in self._symbols.items()
             if one.cursor.index >= 0
         }
@@ -549,26 +595,22 @@ class Backtest:
             window.popleft()
         return len(window)
 
-    def _note_submit(self) -> None:
-        self._submitted_us.append(self._clock.us)
-
     def _close(self, state: _Symbol, order_id: str) -> None:
         state.working.discard(order_id)
         self._working_by_symbol[state.instrument.symbol].pop(order_id, None)
         self._open.remove(order_id)
 
-    def _record(self, order: Order, fill: FillEvent | None) -> Order:
-        self._orders[order.id] = order
-        self._notices.append((order, fill))
-        return order
-
     def _apply(self, order: Order, event: OrderEvent, fill: FillEvent | None = None) -> Order:
         updated = order.apply(event)
         self._events.append(event)
+        order_id = updated.id
         working = self._working_by_symbol[updated.request.symbol]
-        if updated.id in working:
-            working[updated.id] = updated
-        return self._record(updated, fill)
+        if order_id in working:
+            working[order_id] = updated
+        self._orders[order_id] = updated
+        if self._notify:
+            self._notices.append((updated, fill))
+        return updated
 
     def _deliver(self) -> None:
         notices = list(self._notices)
@@ -581,35 +623,40 @@ class Backtest:
 
     # -- result --------------------------------------------------------------------------------
 
-    def _result(self, timeline_numbers: list[int], timeline_indexes: list[int], timeline_times: list[int]) -> BacktestResult:
+    def _result(
+        self, timeline_numbers: list[int] | None, timeline_indexes: list[int] | None, timeline_times: list[int]
+    ) -> BacktestResult:
         states = list(self._symbols.values())
-        steps = len(timeline_numbers)
-        numbers = np.asarray(timeline_numbers, dtype=np.int64)
-        indexes = np.asarray(timeline_indexes, dtype=np.int64)
-        times = np.asarray(timeline_times, dtype=np.int64)
-        cash_change = np.zeros(steps)
-        equity = np.full(steps, float(self.config.capital))
-        gross = np.zeros(steps)
+        if timeline_numbers is None or timeline_indexes is None:  # one symbol: step = bar index
+            times = states[0].series.ts
+            numbers, indexes = None, None
+        else:
+            times = np.asarray(timeline_times, dtype=np.int64)
+            numbers = np.asarray(timeline_numbers, dtype=np.int64)
+            indexes = np.asarray(timeline_indexes, dtype=np.int64)
+        steps = len(times)
         trade_steps = np.asarray(self._trade_steps, dtype=np.int64)
+        trade_numbers = np.asarray(self._trade_numbers, dtype=np.int64)
+        # cash after the last trade at or before each step, then each symbol's position at its last close
+        equity = _after_trades(steps, trade_steps, np.asarray(self._trade_cash), float(self.config.capital))
+        gross = np.zeros(steps)
+        held_after = np.asarray(self._trade_held)
         for number, state in enumerate(states):
-            mine = numbers == number
-            # the symbol's last close at every step (NaN before its first bar)
-            last_close = np.full(steps, np.nan)
-            last_close[mine] = state.closes[indexes[mine]]
-            last_close = _forward_fill(last_close)
-            quantity_change = np.zeros(steps)
-            for trade, step in zip(self._trades, trade_steps.tolist(), strict=True):
-                if trade.symbol == state.series.symbol:
-                    signed = float(trade.quantity) if trade.side is Side.BUY else -float(trade.quantity)
-                    quantity_change[step] += signed
-            held = np.cumsum(quantity_change)
-            value = np.where(held != 0, held * np.nan_to_num(last_close), 0.0)
+            mine = trade_numbers == number
+            if not mine.any():
+                continue
+            held = _after_trades(steps, trade_steps[mine], held_after[mine], 0.0)
+            if numbers is None or indexes is None:
+                last_close = state.closes
+            else:
+                # the symbol's last close at every step (NaN before its first bar)
+                last_close = np.full(steps, np.nan)
+                at = numbers == number
+                last_close[at] = state.closes[indexes[at]]
+                last_close = np.nan_to_num(_forward_fill(last_close))
+            value = held * last_close
             equity += value
             gross += np.abs(value)
-        for trade, step in zip(self._trades, trade_steps.tolist(), strict=True):
-            signed = float(trade.quantity * trade.price)
-            cash_change[step] += (-signed if trade.side is Side.BUY else signed) - float(trade.fee)
-        equity += np.cumsum(cash_change)
         # one point per distinct time: the state after the last bar at that time
         last_of_time = np.r_[times[1:] != times[:-1], True] if steps else np.zeros(0, dtype=bool)
         final_cash = self.cash
@@ -637,6 +684,17 @@ class Backtest:
             equity=equity[last_of_time],
             exposure=gross[last_of_time],
         )
+
+
+def _after_trades(steps: int, trade_steps: IntArray, after: FloatArray, before: float) -> FloatArray:
+    """At each of `steps`, the value `after` the last trade at or before it (`before` until the first trade)."""
+    values = np.full(steps, np.nan)
+    if len(trade_steps):
+        last = np.r_[trade_steps[1:] != trade_steps[:-1], True]  # several trades at one step: the last one's
+        values[trade_steps[last]] = after[last]
+        values = _forward_fill(values)
+    values[np.isnan(values)] = before
+    return values
 
 
 def _keyed(number: int, times: list[int]) -> list[tuple[int, int, int]]:
