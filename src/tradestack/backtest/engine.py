@@ -175,6 +175,17 @@ class _Symbol:
         """The position before the symbol's first fill."""
 
 
+@dataclass(slots=True)
+class _Slot:
+    """One running balance: the account and currency it is for, [amount, quantity], and its kind's balances by code."""
+
+    account: Account
+    currency: str
+    held: list[Decimal]
+    codes: dict[str, Decimal] | None
+    """`Backtest._by_kind` of the account's kind (None for positions, which the books hold as holdings)."""
+
+
 class _BarClock:
     """The simulated clock: the time of the bar being handled (no wall clock anywhere in a run).
 
@@ -245,6 +256,8 @@ class Backtest:
         # books: running balances by (ledger account, currency) -> [amount, quantity]
         self._balances: dict[tuple[Account, str], list[Decimal]] = {}
         self._by_kind: dict[AccountKind, dict[str, Decimal]] = {}  # the balances of every account but positions
+        self._slots: dict[int, _Slot] = {}  # `_balances` entries by the identity of their account (see `_slot`)
+        self._holding_of: dict[str, Holding] = {}  # the open positions as the books hold them
         self._books: AccountBooks | None = None
         self._cash_account = Account.cash(config.currency)
         self._no_fx = MarketSnapshot().rates  # one currency: no conversions (built once, not per order)
@@ -503,8 +516,10 @@ class Backtest:
         self._holdings[symbol] = position
         if held:
             self._positions[symbol] = held
+            self._holding_of[symbol] = Holding(position, currency)
         else:
             self._positions.pop(symbol, None)
+            self._holding_of.pop(symbol, None)
         self._add_realized(effect.realized)
         self._trades.append(
             TradeRecord(
@@ -526,18 +541,33 @@ class Backtest:
     def _book(self, entry: JournalEntry) -> None:
         self._journal.append(entry)
         self._books = None
-        balances, by_kind = self._balances, self._by_kind
+        slots = self._slots
         for posting in entry.postings:
-            account = posting.account
-            key = (account, posting.currency)
-            held = balances.get(key)
-            if held is None:
-                held = balances[key] = [_ZERO, _ZERO]
+            account, currency = posting.account, posting.currency
+            slot = slots.get(id(account))
+            if slot is None or slot.account is not account or slot.currency != currency:
+                slot = self._slot(account, currency)
+            held = slot.held
             held[0] += posting.amount
             if posting.quantity is not None:
                 held[1] += posting.quantity
-            if account.kind is not AccountKind.POSITION:
-                by_kind.setdefault(account.kind, {})[account.code] = held[0]
+            if slot.codes is not None:
+                slot.codes[account.code] = held[0]
+
+    def _slot(self, account: Account, currency: str) -> _Slot:
+        """The running balance of `account` in `currency` (created at zero), remembered by the account's identity.
+
+        Ledger accounts are shared instances (`Account.cash` and the others), so the identity finds
+        them without hashing the account; an equal account that is another instance still reaches the
+        same balance through `_balances`.
+        """
+        key = (account, currency)
+        held = self._balances.get(key)
+        if held is None:
+            held = self._balances[key] = [_ZERO, _ZERO]
+        codes = None if account.kind is AccountKind.POSITION else self._by_kind.setdefault(account.kind, {})
+        slot = self._slots[id(account)] = _Slot(account, currency, held, codes)
+        return slot
 
     def _add_realized(self, realized: Decimal) -> None:
         day = self._clock.us // 86_400_000_000
@@ -551,15 +581,12 @@ class Backtest:
         realized_today = {self.config.currency: realized} if day == today and realized else {}
         books = self._books
         if books is None or books.realized_today != realized_today:
-            symbols = self._symbols
             books = self._books = AccountBooks(
                 account_id=self.config.account_id,
                 base_currency=self.config.currency,
                 allow_short=self.config.allow_short,
                 balances={kind: dict(codes) for kind, codes in self._by_kind.items()},
-                holdings={
-                    s: Holding(p, symbols[s].instrument.quote_currency) for s, p in sorted(self._holdings.items()) if p.quantity
-                },
+                holdings=dict(sorted(self._holding_of.items())),
                 realized_today=realized_today,
             )
         return books
