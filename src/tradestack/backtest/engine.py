@@ -168,7 +168,7 @@ class _Symbol:
         self.instrument = instrument
         self.cursor = Cursor()
         self.closes = series.floats(series.close)
-        self.bar = SeriesBar(series, self.cursor, self.closes.tolist())
+        self.bar = SeriesBar(series, self.cursor, self.closes)
         self.engine = MatchingEngine(instrument, config.fee, config.slippage, config.latency, config.participation_rate, seed)
         self.working: set[str] = set()
         self.flat = PositionState(series.symbol)
@@ -190,30 +190,39 @@ class _BarClock:
     """The simulated clock: the time of the bar being handled (no wall clock anywhere in a run).
 
     The loop only moves `step` (a position in `times`, the time of every bar of the run in order);
-    the datetime of a step is made when something asks for it, and kept while the time stays.
+    the time of a step is read when something asks for it (bars with orders), and kept while the
+    step stays.
     """
 
-    __slots__ = ("_cached", "_cached_us", "step", "times")
+    __slots__ = ("_cached", "_cached_step", "_cached_us", "step", "times")
 
     def __init__(self) -> None:
-        self.times: Sequence[int] = (0,)
+        self.times: IntArray = np.zeros(1, dtype=np.int64)
         self.step = 0
+        self._cached_step = 0
         self._cached_us = 0
         self._cached = utc_of(0)
+
+    def _move(self) -> None:
+        us = int(self.times[self.step])
+        self._cached_step = self.step
+        if us != self._cached_us:
+            self._cached, self._cached_us = utc_of(us), us
 
     @property
     def us(self) -> int:
         """Epoch microseconds now."""
-        return self.times[self.step]
+        if self.step != self._cached_step:
+            self._move()
+        return self._cached_us
 
     def now(self) -> datetime:
-        us = self.times[self.step]
-        if us != self._cached_us:
-            self._cached, self._cached_us = utc_of(us), us
+        if self.step != self._cached_step:
+            self._move()
         return self._cached
 
     def monotonic(self) -> float:
-        return self.times[self.step] / 1e6
+        return self.us / 1e6
 
 
 class Backtest:
@@ -324,7 +333,7 @@ class Backtest:
             state = self._symbols.get(symbol)
             if state is None:
                 raise StrategyError(f"no bars for {symbol}; the backtest has {', '.join(self._symbols)}")
-            history = self._histories[symbol] = SeriesHistory(state.series, state.cursor, state.bar._closes)
+            history = self._histories[symbol] = SeriesHistory(state.series, state.cursor, state.bar.close_list())
         return history
 
     def submit(
@@ -402,7 +411,8 @@ class Backtest:
         """
         numbers, indexes, times = self._timeline()
         clock = self._clock
-        clock.times, clock.step = times or (0,), 0  # before the first bar: the first bar's time
+        clock.times, clock.step = times if len(times) else np.zeros(1, dtype=np.int64), 0  # the first bar's time
+        clock._move()
         self._book(deposit("deposit-1", clock.now(), self.config.currency, self.config.capital, "backtest capital"))
         self._cash_held = self._balances[(self._cash_account, self.config.currency)]
         strategy = self.strategy
@@ -449,16 +459,16 @@ class Backtest:
                 gc.enable()
         return self._result(numbers, indexes, times)
 
-    def _timeline(self) -> tuple[list[int] | None, list[int] | None, list[int]]:
+    def _timeline(self) -> tuple[list[int] | None, list[int] | None, IntArray]:
         """Symbol number, bar index and time of every bar in time order; ties in the order the series were given.
 
         With one symbol the numbers and indexes are None: the step is the bar's index.
         """
         states = list(self._symbols.values())
         if len(states) == 1:
-            return None, None, states[0].series.ts.tolist()
+            return None, None, states[0].series.ts
         merged = list(heapq.merge(*(_keyed(number, s.series.ts.tolist()) for number, s in enumerate(states))))
-        return [n for _, n, _ in merged], [i for _, _, i in merged], [t for t, _, _ in merged]
+        return [n for _, n, _ in merged], [i for _, _, i in merged], np.array([t for t, _, _ in merged], dtype=np.int64)
 
     def _match_bar(self, state: _Symbol, index: int) -> None:
         series = state.series
@@ -650,21 +660,12 @@ class Backtest:
 
     # -- result --------------------------------------------------------------------------------
 
-    def _result(
-        self, timeline_numbers: list[int] | None, timeline_indexes: list[int] | None, timeline_times: list[int]
-    ) -> BacktestResult:
+    def _result(self, timeline_numbers: list[int] | None, timeline_indexes: list[int] | None, times: IntArray) -> BacktestResult:
         states = list(self._symbols.values())
-        if timeline_numbers is None or timeline_indexes is None:  # one symbol: step = bar index
-            times = states[0].series.ts
-            numbers, indexes = None, None
-        else:
-            times = np.asarray(timeline_times, dtype=np.int64)
-            numbers = np.asarray(timeline_numbers, dtype=np.int64)
-            indexes = np.asarray(timeline_indexes, dtype=np.int64)
         steps = len(times)
         trade_steps = np.asarray(self._trade_steps, dtype=np.int64)
         trade_numbers = np.asarray(self._trade_numbers, dtype=np.int64)
-        # cash after the last trade at or before each step, then each symbol's position at its last close
+        # cash after the last trade at or before each step, plus each symbol's position at its last close
         equity = _after_trades(steps, trade_steps, np.asarray(self._trade_cash), float(self.config.capital))
         gross = np.zeros(steps)
         held_after = np.asarray(self._trade_held)
@@ -672,20 +673,22 @@ class Backtest:
             mine = trade_numbers == number
             if not mine.any():
                 continue
-            held = _after_trades(steps, trade_steps[mine], held_after[mine], 0.0)
-            if numbers is None or indexes is None:
-                last_close = state.closes
+            value = _after_trades(steps, trade_steps[mine], held_after[mine], 0.0)
+            if timeline_numbers is None or timeline_indexes is None:  # one symbol: step = bar index
+                value *= state.closes
             else:
-                # the symbol's last close at every step (NaN before its first bar)
+                # the symbol's last close at every step (NaN before its first bar, when nothing is held)
+                numbers = np.asarray(timeline_numbers, dtype=np.int64)
                 last_close = np.full(steps, np.nan)
                 at = numbers == number
-                last_close[at] = state.closes[indexes[at]]
-                last_close = np.nan_to_num(_forward_fill(last_close))
-            value = held * last_close
+                last_close[at] = state.closes[np.asarray(timeline_indexes, dtype=np.int64)[at]]
+                value *= np.nan_to_num(_forward_fill(last_close))
             equity += value
-            gross += np.abs(value)
+            gross += np.abs(value, out=value)
         # one point per distinct time: the state after the last bar at that time
-        last_of_time = np.r_[times[1:] != times[:-1], True] if steps else np.zeros(0, dtype=bool)
+        if steps and bool(np.any(times[1:] == times[:-1])):
+            last_of_time = np.r_[times[1:] != times[:-1], True]
+            times, equity, gross = times[last_of_time], equity[last_of_time], gross[last_of_time]
         final_cash = self.cash
         marks = {
             s: state.series.price(int(state.series.close[state.cursor.index]))
@@ -707,21 +710,23 @@ class Backtest:
             final_cash=final_cash,
             final_equity=final_equity,
             fees_paid=fees,
-            equity_ts=times[last_of_time],
-            equity=equity[last_of_time],
-            exposure=gross[last_of_time],
+            equity_ts=times,
+            equity=equity,
+            exposure=gross,
         )
 
 
 def _after_trades(steps: int, trade_steps: IntArray, after: FloatArray, before: float) -> FloatArray:
-    """At each of `steps`, the value `after` the last trade at or before it (`before` until the first trade)."""
-    values = np.full(steps, np.nan)
-    if len(trade_steps):
-        last = np.r_[trade_steps[1:] != trade_steps[:-1], True]  # several trades at one step: the last one's
-        values[trade_steps[last]] = after[last]
-        values = _forward_fill(values)
-    values[np.isnan(values)] = before
-    return values
+    """At each of `steps`, the value `after` the last trade at or before it (`before` until the first trade).
+
+    `trade_steps` ascend; the values are constant from one trade's step to the next one's.
+    """
+    if not len(trade_steps):
+        return np.full(steps, before)
+    last = np.r_[trade_steps[1:] != trade_steps[:-1], True]  # several trades at one step: the last one's
+    at = trade_steps[last]
+    lengths = np.diff(np.r_[np.int64(0), at, np.int64(steps)])
+    return np.repeat(np.r_[before, after[last]], lengths)
 
 
 def _keyed(number: int, times: list[int]) -> list[tuple[int, int, int]]:
