@@ -406,8 +406,13 @@ class Backtest:
     def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
         """Replay every bar once; the result of the run. `progress(done, total)` is called about 100 times.
 
-        The cyclic garbage collector is paused during the loop (restored after): the loop makes no
+        The cyclic garbage collector is paused during the run (restored after): the loop makes no
         reference cycles, and full collections over a growing journal would cost time for nothing.
+        What the run made (orders, events, journal: hundreds of thousands of objects on a long run)
+        is then moved to the collector's oldest generation at once (`gc.freeze` and `gc.unfreeze`,
+        unless something else froze objects): otherwise the first young collection after the run
+        walks every one of them to find no garbage. Later full collections still visit them, as they
+        visit any long-lived data.
         """
         numbers, indexes, times = self._timeline()
         clock = self._clock
@@ -454,10 +459,14 @@ class Backtest:
             strategy.on_stop(self)
             if notices:
                 self._deliver()
+            result = self._result(numbers, indexes, times)
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                gc.unfreeze()
         finally:
             if collecting:
                 gc.enable()
-        return self._result(numbers, indexes, times)
+        return result
 
     def _timeline(self) -> tuple[list[int] | None, list[int] | None, IntArray]:
         """Symbol number, bar index and time of every bar in time order; ties in the order the series were given.
