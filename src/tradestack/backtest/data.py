@@ -29,7 +29,8 @@ FloatArray = npt.NDArray[np.float64]
 
 def utc_of(microseconds: int) -> datetime:
     """The UTC datetime `microseconds` after the epoch."""
-    return _EPOCH + timedelta(microseconds=microseconds)
+    seconds, rest = divmod(microseconds, 1_000_000)
+    return _EPOCH + timedelta(0, seconds, rest)  # positional: cheaper than the keyword's normalisation
 
 
 def microseconds_of(ts: datetime) -> int:
