@@ -432,7 +432,7 @@ class Backtest:
         try:
             for first in range(0, total, chunk):
                 last = min(first + chunk, total)
-                if numbers is None:  # one symbol: its bar index is the step
+                if numbers is None or indexes is None:  # one symbol: its bar index is the step
                     state = states[0]
                     working, cursor, bar = state.working, state.cursor, state.bar
                     for step in range(first, last):
