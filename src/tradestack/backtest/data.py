@@ -143,7 +143,7 @@ class BarSeries:
 
     def volume_of(self, index: int) -> Decimal:
         """The exact volume of bar `index`."""
-        return Decimal(int(self.volume[index])).scaleb(-self.volume_places)
+        return Decimal(self.volume.item(index)).scaleb(-self.volume_places)
 
     def volume_floats(self) -> FloatArray:
         """The volumes as floats (for signals and charts)."""

@@ -204,7 +204,7 @@ class _BarClock:
         self._cached = utc_of(0)
 
     def _move(self) -> None:
-        us = int(self.times[self.step])
+        us = self.times.item(self.step)
         self._cached_step = self.step
         if us != self._cached_us:
             self._cached, self._cached_us = utc_of(us), us
@@ -484,11 +484,11 @@ class Backtest:
         ts = self._clock.now()
         size = series.volume_of(index)
         symbol, price, engine, working = series.symbol, series.price, state.engine, state.working
-        open_ = int(series.open[index])
+        open_ = series.open.item(index)
         self._on_match(state, engine.on_trade(Trade(symbol, price(open_), size, Side.BUY, ts)))
         if not working:
             return  # filled at the open (market orders): the rest of the bar matches nothing
-        high, low, close = int(series.high[index]), int(series.low[index]), int(series.close[index])
+        high, low, close = series.high.item(index), series.low.item(index), series.close.item(index)
         previous = open_
         for scaled in (high, low, close) if close < open_ else (low, high, close):
             if scaled == previous:
@@ -614,7 +614,7 @@ class Backtest:
 
     def _risk_denial(self, request: OrderRequest, now: datetime) -> str | None:
         closes = {
-            s: QuoteView(None, None, one.series.price(int(one.series.close[one.cursor.index])), now)
+            s: QuoteView(None, None, one.series.price(one.series.close.item(one.cursor.index)), now)
             for s, one in self._symbols.items()
             if one.cursor.index >= 0
         }
