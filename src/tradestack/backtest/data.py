@@ -29,7 +29,8 @@ FloatArray = npt.NDArray[np.float64]
 
 def utc_of(microseconds: int) -> datetime:
     """The UTC datetime `microseconds` after the epoch."""
-    return _EPOCH + timedelta(microseconds=microseconds)
+    seconds, rest = divmod(microseconds, 1_000_000)
+    return _EPOCH + timedelta(0, seconds, rest)  # positional: cheaper than the keyword's normalisation
 
 
 def microseconds_of(ts: datetime) -> int:
@@ -142,7 +143,7 @@ class BarSeries:
 
     def volume_of(self, index: int) -> Decimal:
         """The exact volume of bar `index`."""
-        return Decimal(int(self.volume[index])).scaleb(-self.volume_places)
+        return Decimal(self.volume.item(index)).scaleb(-self.volume_places)
 
     def volume_floats(self) -> FloatArray:
         """The volumes as floats (for signals and charts)."""

@@ -160,30 +160,65 @@ class BacktestResult:
 class _Symbol:
     """One symbol's state in the loop."""
 
-    __slots__ = ("bar", "closes", "cursor", "engine", "instrument", "last_close", "series", "working")
+    __slots__ = ("bar", "closes", "cursor", "engine", "flat", "instrument", "number", "series", "working")
 
-    def __init__(self, series: BarSeries, instrument: Instrument, config: BacktestConfig, seed: int) -> None:
+    def __init__(self, number: int, series: BarSeries, instrument: Instrument, config: BacktestConfig, seed: int) -> None:
+        self.number = number
         self.series = series
         self.instrument = instrument
         self.cursor = Cursor()
         self.closes = series.floats(series.close)
-        self.bar = SeriesBar(series, self.cursor, self.closes.tolist())
+        self.bar = SeriesBar(series, self.cursor, self.closes)
         self.engine = MatchingEngine(instrument, config.fee, config.slippage, config.latency, config.participation_rate, seed)
         self.working: set[str] = set()
-        self.last_close: Decimal | None = None
+        self.flat = PositionState(series.symbol)
+        """The position before the symbol's first fill."""
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One running balance: the account and currency it is for, [amount, quantity], and its kind's balances by code."""
+
+    account: Account
+    currency: str
+    held: list[Decimal]
+    codes: dict[str, Decimal] | None
+    """`Backtest._by_kind` of the account's kind (None for positions, which the books hold as holdings)."""
 
 
 class _BarClock:
-    """The simulated clock: the time of the bar being handled (no wall clock anywhere in a run)."""
+    """The simulated clock: the time of the bar being handled (no wall clock anywhere in a run).
+
+    The loop only moves `step` (a position in `times`, the time of every bar of the run in order);
+    the time of a step is read when something asks for it (bars with orders), and kept while the
+    step stays.
+    """
+
+    __slots__ = ("_cached", "_cached_step", "_cached_us", "step", "times")
 
     def __init__(self) -> None:
-        self.us = 0
-        self._cached_us = -1
+        self.times: IntArray = np.zeros(1, dtype=np.int64)
+        self.step = 0
+        self._cached_step = 0
+        self._cached_us = 0
         self._cached = utc_of(0)
 
+    def _move(self) -> None:
+        us = self.times.item(self.step)
+        self._cached_step = self.step
+        if us != self._cached_us:
+            self._cached, self._cached_us = utc_of(us), us
+
+    @property
+    def us(self) -> int:
+        """Epoch microseconds now."""
+        if self.step != self._cached_step:
+            self._move()
+        return self._cached_us
+
     def now(self) -> datetime:
-        if self.us != self._cached_us:
-            self._cached, self._cached_us = utc_of(self.us), self.us
+        if self.step != self._cached_step:
+            self._move()
         return self._cached
 
     def monotonic(self) -> float:
@@ -211,7 +246,7 @@ class Backtest:
                     f"{one.symbol} is quoted in {instrument.quote_currency}, the account in {config.currency}: "
                     "multi-currency backtests are not supported yet"
                 )
-            self._symbols[one.symbol] = _Symbol(one, instrument, config, config.seed + number)
+            self._symbols[one.symbol] = _Symbol(number, one, instrument, config, config.seed + number)
         missing = [s for s in strategy.symbols if s not in self._symbols]
         if missing:
             raise StrategyError(f"no bars for {', '.join(missing)}")
@@ -230,6 +265,8 @@ class Backtest:
         # books: running balances by (ledger account, currency) -> [amount, quantity]
         self._balances: dict[tuple[Account, str], list[Decimal]] = {}
         self._by_kind: dict[AccountKind, dict[str, Decimal]] = {}  # the balances of every account but positions
+        self._slots: dict[int, _Slot] = {}  # `_balances` entries by the identity of their account (see `_slot`)
+        self._holding_of: dict[str, Holding] = {}  # the open positions as the books hold them
         self._books: AccountBooks | None = None
         self._cash_account = Account.cash(config.currency)
         self._no_fx = MarketSnapshot().rates  # one currency: no conversions (built once, not per order)
@@ -241,11 +278,22 @@ class Backtest:
         self._working_by_symbol: dict[str, dict[str, Order]] = {s: {} for s in self._symbols}
         self._events: list[OrderEvent] = []
         self._trades: list[TradeRecord] = []
+        # per trade, for the equity curve: its step in the timeline, its symbol's number, the cash and
+        # the symbol's position after it (floats of the exact balances)
         self._trade_steps: list[int] = []
+        self._trade_numbers: list[int] = []
+        self._trade_cash: list[float] = []
+        self._trade_held: list[float] = []
+        self._cash_held: list[Decimal] = [_ZERO, _ZERO]  # the cash balance's entry in `_balances`, once booked
         self._submitted_us: deque[int] = deque()
         self._sequence = 0
-        self._step = 0
         self._notices: list[tuple[Order, FillEvent | None]] = []
+        hooks = type(strategy)
+        self._notify = (
+            getattr(hooks, "on_fill", None) is not Strategy.on_fill
+            or getattr(hooks, "on_order_update", None) is not Strategy.on_order_update
+        )
+        """Whether the strategy reads order updates or fills (else none are queued for it)."""
 
     # -- StrategyContext -----------------------------------------------------------------------
 
@@ -285,7 +333,7 @@ class Backtest:
             state = self._symbols.get(symbol)
             if state is None:
                 raise StrategyError(f"no bars for {symbol}; the backtest has {', '.join(self._symbols)}")
-            history = self._histories[symbol] = SeriesHistory(state.series, state.cursor, state.bar._closes)
+            history = self._histories[symbol] = SeriesHistory(state.series, state.cursor, state.bar.close_list())
         return history
 
     def submit(
@@ -304,7 +352,8 @@ class Backtest:
             raise StrategyError(f"no bars for {symbol}; the backtest has {', '.join(self._symbols)}")
         self._sequence += 1
         order_id = f"{self.strategy.name}-{self._sequence}"
-        ts = self._clock.now()
+        clock = self._clock
+        ts = clock.now()
         try:
             request = OrderRequest(
                 client_order_id=order_id,
@@ -320,22 +369,26 @@ class Backtest:
             submitted = OrderSubmitted(order_id=order_id, ts=ts, request=request)
         except (TypeError, ValueError) as error:
             raise StrategyError(f"{self.strategy.name} sent an invalid order: {error}") from None
-        order = self._record(Order.from_events([submitted]), None)
+        order = Order.from_events((submitted,))
         self._events.append(submitted)
+        self._orders[order_id] = order
+        if self._notify:
+            self._notices.append((order, None))
         problems = request.validate(state.instrument)
-        denial = "; ".join(problems) if problems else self._risk_denial(request, state)
-        self._note_submit()
+        denial = "; ".join(problems) if problems else self._risk_denial(request, ts)
+        self._submitted_us.append(clock.us)
         if denial is not None:
             return self._apply(order, OrderDenied(order_id=order_id, ts=ts, reason=denial))
         order = self._apply(order, OrderAccepted(order_id=order_id, ts=ts))
-        match_side = side
-        self._open.put(OpenOrder(order_id, symbol, match_side, type, quantity, limit_price, stop_price))
+        self._open.put(OpenOrder(order_id, symbol, side, type, quantity, limit_price, stop_price))
         self._working_by_symbol[symbol][order_id] = order
         state.working.add(order_id)
         working = WorkingOrder(
-            order_id, symbol, match_side, type, quantity, quantity, limit_price, stop_price, time_in_force, False, ts
+            order_id, symbol, side, type, quantity, quantity, limit_price, stop_price, time_in_force, False, ts
         )
-        self._on_match(state, state.engine.submit(working, ts))
+        matched = state.engine.submit(working, ts)
+        if matched:
+            self._on_match(state, matched)
         return self._orders[order_id]
 
     def cancel(self, order_id: str) -> bool:
@@ -353,75 +406,96 @@ class Backtest:
     def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
         """Replay every bar once; the result of the run. `progress(done, total)` is called about 100 times.
 
-        The cyclic garbage collector is paused during the loop (restored after): the loop makes no
+        The cyclic garbage collector is paused during the run (restored after): the loop makes no
         reference cycles, and full collections over a growing journal would cost time for nothing.
+        What the run made (orders, events, journal: hundreds of thousands of objects on a long run)
+        is then moved to the collector's oldest generation at once (`gc.freeze` and `gc.unfreeze`,
+        unless something else froze objects): otherwise the first young collection after the run
+        walks every one of them to find no garbage. Later full collections still visit them, as they
+        visit any long-lived data.
         """
-        start_us = min((int(s.series.ts[0]) for s in self._symbols.values() if len(s.series)), default=0)
-        self._clock.us = start_us
-        self._book(deposit("deposit-1", self._clock.now(), self.config.currency, self.config.capital, "backtest capital"))
         numbers, indexes, times = self._timeline()
+        clock = self._clock
+        clock.times, clock.step = times if len(times) else np.zeros(1, dtype=np.int64), 0  # the first bar's time
+        clock._move()
+        self._book(deposit("deposit-1", clock.now(), self.config.currency, self.config.capital, "backtest capital"))
+        self._cash_held = self._balances[(self._cash_account, self.config.currency)]
         strategy = self.strategy
         strategy.on_start(self)
         states = list(self._symbols.values())
-        clock = self._clock
         notices = self._notices
         on_bar = strategy.on_bar
-        total = len(numbers)
+        total = len(times)
         chunk = max(1, total // 100) if progress is not None else max(1, total)
         collecting = gc.isenabled()
         gc.disable()
         try:
             for first in range(0, total, chunk):
                 last = min(first + chunk, total)
-                for step in range(first, last):
-                    state = states[numbers[step]]
-                    index = indexes[step]
-                    self._step = step
-                    clock.us = times[step]
-                    if state.working:
-                        self._match_bar(state, index)
-                    state.cursor.index = index
-                    on_bar(self, state.bar)
-                    if notices:
-                        self._deliver()
+                if numbers is None or indexes is None:  # one symbol: its bar index is the step
+                    state = states[0]
+                    working, cursor, bar = state.working, state.cursor, state.bar
+                    for step in range(first, last):
+                        clock.step = step
+                        if working:
+                            self._match_bar(state, step)
+                        cursor.index = step
+                        on_bar(self, bar)
+                        if notices:
+                            self._deliver()
+                else:
+                    for step in range(first, last):
+                        state = states[numbers[step]]
+                        index = indexes[step]
+                        clock.step = step
+                        if state.working:
+                            self._match_bar(state, index)
+                        state.cursor.index = index
+                        on_bar(self, state.bar)
+                        if notices:
+                            self._deliver()
                 if progress is not None:
                     progress(last, total)
             strategy.on_stop(self)
             if notices:
                 self._deliver()
+            result = self._result(numbers, indexes, times)
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                gc.unfreeze()
         finally:
             if collecting:
                 gc.enable()
-        return self._result(numbers, indexes, times)
+        return result
 
-    def _timeline(self) -> tuple[list[int], list[int], list[int]]:
-        """Symbol number, bar index and time of every bar in time order; ties in the order the series were given."""
+    def _timeline(self) -> tuple[list[int] | None, list[int] | None, IntArray]:
+        """Symbol number, bar index and time of every bar in time order; ties in the order the series were given.
+
+        With one symbol the numbers and indexes are None: the step is the bar's index.
+        """
         states = list(self._symbols.values())
         if len(states) == 1:
-            count = len(states[0].series)
-            return [0] * count, list(range(count)), states[0].series.ts.tolist()
+            return None, None, states[0].series.ts
         merged = list(heapq.merge(*(_keyed(number, s.series.ts.tolist()) for number, s in enumerate(states))))
-        return [n for _, n, _ in merged], [i for _, _, i in merged], [t for t, _, _ in merged]
+        return [n for _, n, _ in merged], [i for _, _, i in merged], np.array([t for t, _, _ in merged], dtype=np.int64)
 
     def _match_bar(self, state: _Symbol, index: int) -> None:
         series = state.series
         ts = self._clock.now()
         size = series.volume_of(index)
-        open_, high, low, close = (
-            int(series.open[index]),
-            int(series.high[index]),
-            int(series.low[index]),
-            int(series.close[index]),
-        )
-        path = (open_, high, low, close) if close < open_ else (open_, low, high, close)
-        engine = state.engine
-        previous = None
-        for scaled in path:
+        symbol, price, engine, working = series.symbol, series.price, state.engine, state.working
+        open_ = series.open.item(index)
+        self._on_match(state, engine.on_trade(Trade(symbol, price(open_), size, Side.BUY, ts)))
+        if not working:
+            return  # filled at the open (market orders): the rest of the bar matches nothing
+        high, low, close = series.high.item(index), series.low.item(index), series.close.item(index)
+        previous = open_
+        for scaled in (high, low, close) if close < open_ else (low, high, close):
             if scaled == previous:
                 continue
             previous = scaled
-            self._on_match(state, engine.on_trade(Trade(series.symbol, series.price(scaled), size, Side.BUY, ts)))
-            if not state.working:
+            self._on_match(state, engine.on_trade(Trade(symbol, price(scaled), size, Side.BUY, ts)))
+            if not working:
                 break
 
     def _on_match(self, state: _Symbol, events: list[MatchEvent]) -> None:
@@ -436,12 +510,12 @@ class Backtest:
                 self._apply(order, OrderExpired(order_id=order.id, ts=event.ts))
 
     def _filled(self, state: _Symbol, order: Order, fill: Fill) -> None:
-        symbol = state.instrument.symbol
-        currency = state.instrument.quote_currency
+        instrument = state.instrument
+        symbol, currency = instrument.symbol, instrument.quote_currency
         left = order.remaining_quantity - fill.quantity
         event = fill_event(order, fill, currency)
-        side = order.request.side
-        before = self._holdings.get(symbol) or PositionState(symbol)
+        request = order.request
+        side = request.side
         entry, effect = fill_entry_with_effect(
             f"fill-{fill.fill_id}",
             fill.ts,
@@ -452,26 +526,32 @@ class Backtest:
             currency,
             fill.fee,
             currency,
-            before,
+            self._holdings.get(symbol) or state.flat,
             order.id,
         )
         self._book(entry)
-        self._holdings[symbol] = effect.position
-        if effect.position.quantity:
-            self._positions[symbol] = effect.position.quantity
+        position = effect.position
+        held = position.quantity
+        self._holdings[symbol] = position
+        if held:
+            self._positions[symbol] = held
+            self._holding_of[symbol] = Holding(position, currency)
         else:
             self._positions.pop(symbol, None)
+            self._holding_of.pop(symbol, None)
         self._add_realized(effect.realized)
         self._trades.append(
             TradeRecord(
                 order.id, symbol, side, fill.quantity, fill.price, fill.fee, fill.ts, effect.realized, abs(effect.closed_quantity)
             )
         )
-        self._trade_steps.append(self._step)
+        self._trade_steps.append(self._clock.step)
+        self._trade_numbers.append(state.number)
+        self._trade_cash.append(float(self._cash_held[0]))
+        self._trade_held.append(float(held))
         if left == 0:
             self._close(state, order.id)
         else:
-            request = order.request
             self._open.put(OpenOrder(order.id, symbol, side, request.type, left, request.limit_price, request.stop_price))
         self._apply(order, event, event)
 
@@ -480,18 +560,33 @@ class Backtest:
     def _book(self, entry: JournalEntry) -> None:
         self._journal.append(entry)
         self._books = None
-        balances, by_kind = self._balances, self._by_kind
+        slots = self._slots
         for posting in entry.postings:
-            account = posting.account
-            key = (account, posting.currency)
-            held = balances.get(key)
-            if held is None:
-                held = balances[key] = [_ZERO, _ZERO]
+            account, currency = posting.account, posting.currency
+            slot = slots.get(id(account))
+            if slot is None or slot.account is not account or slot.currency != currency:
+                slot = self._slot(account, currency)
+            held = slot.held
             held[0] += posting.amount
             if posting.quantity is not None:
                 held[1] += posting.quantity
-            if account.kind is not AccountKind.POSITION:
-                by_kind.setdefault(account.kind, {})[account.code] = held[0]
+            if slot.codes is not None:
+                slot.codes[account.code] = held[0]
+
+    def _slot(self, account: Account, currency: str) -> _Slot:
+        """The running balance of `account` in `currency` (created at zero), remembered by the account's identity.
+
+        Ledger accounts are shared instances (`Account.cash` and the others), so the identity finds
+        them without hashing the account; an equal account that is another instance still reaches the
+        same balance through `_balances`.
+        """
+        key = (account, currency)
+        held = self._balances.get(key)
+        if held is None:
+            held = self._balances[key] = [_ZERO, _ZERO]
+        codes = None if account.kind is AccountKind.POSITION else self._by_kind.setdefault(account.kind, {})
+        slot = self._slots[id(account)] = _Slot(account, currency, held, codes)
+        return slot
 
     def _add_realized(self, realized: Decimal) -> None:
         day = self._clock.us // 86_400_000_000
@@ -505,24 +600,21 @@ class Backtest:
         realized_today = {self.config.currency: realized} if day == today and realized else {}
         books = self._books
         if books is None or books.realized_today != realized_today:
-            symbols = self._symbols
             books = self._books = AccountBooks(
                 account_id=self.config.account_id,
                 base_currency=self.config.currency,
                 allow_short=self.config.allow_short,
                 balances={kind: dict(codes) for kind, codes in self._by_kind.items()},
-                holdings={
-                    s: Holding(p, symbols[s].instrument.quote_currency) for s, p in sorted(self._holdings.items()) if p.quantity
-                },
+                holdings=dict(sorted(self._holding_of.items())),
                 realized_today=realized_today,
             )
         return books
 
     # -- orders --------------------------------------------------------------------------------
 
-    def _risk_denial(self, request: OrderRequest, state: _Symbol) -> str | None:
+    def _risk_denial(self, request: OrderRequest, now: datetime) -> str | None:
         closes = {
-            s: QuoteView(last=one.series.price(int(one.series.close[one.cursor.index])), ts=self._clock.now())
+            s: QuoteView(None, None, one.series.price(one.series.close.item(one.cursor.index)), now)
             for s, one in self._symbols.items()
             if one.cursor.index >= 0
         }
@@ -549,26 +641,22 @@ class Backtest:
             window.popleft()
         return len(window)
 
-    def _note_submit(self) -> None:
-        self._submitted_us.append(self._clock.us)
-
     def _close(self, state: _Symbol, order_id: str) -> None:
         state.working.discard(order_id)
         self._working_by_symbol[state.instrument.symbol].pop(order_id, None)
         self._open.remove(order_id)
 
-    def _record(self, order: Order, fill: FillEvent | None) -> Order:
-        self._orders[order.id] = order
-        self._notices.append((order, fill))
-        return order
-
     def _apply(self, order: Order, event: OrderEvent, fill: FillEvent | None = None) -> Order:
         updated = order.apply(event)
         self._events.append(event)
+        order_id = updated.id
         working = self._working_by_symbol[updated.request.symbol]
-        if updated.id in working:
-            working[updated.id] = updated
-        return self._record(updated, fill)
+        if order_id in working:
+            working[order_id] = updated
+        self._orders[order_id] = updated
+        if self._notify:
+            self._notices.append((updated, fill))
+        return updated
 
     def _deliver(self) -> None:
         notices = list(self._notices)
@@ -581,37 +669,35 @@ class Backtest:
 
     # -- result --------------------------------------------------------------------------------
 
-    def _result(self, timeline_numbers: list[int], timeline_indexes: list[int], timeline_times: list[int]) -> BacktestResult:
+    def _result(self, timeline_numbers: list[int] | None, timeline_indexes: list[int] | None, times: IntArray) -> BacktestResult:
         states = list(self._symbols.values())
-        steps = len(timeline_numbers)
-        numbers = np.asarray(timeline_numbers, dtype=np.int64)
-        indexes = np.asarray(timeline_indexes, dtype=np.int64)
-        times = np.asarray(timeline_times, dtype=np.int64)
-        cash_change = np.zeros(steps)
-        equity = np.full(steps, float(self.config.capital))
-        gross = np.zeros(steps)
+        steps = len(times)
         trade_steps = np.asarray(self._trade_steps, dtype=np.int64)
+        trade_numbers = np.asarray(self._trade_numbers, dtype=np.int64)
+        # cash after the last trade at or before each step, plus each symbol's position at its last close
+        equity = _after_trades(steps, trade_steps, np.asarray(self._trade_cash), float(self.config.capital))
+        gross = np.zeros(steps)
+        held_after = np.asarray(self._trade_held)
         for number, state in enumerate(states):
-            mine = numbers == number
-            # the symbol's last close at every step (NaN before its first bar)
-            last_close = np.full(steps, np.nan)
-            last_close[mine] = state.closes[indexes[mine]]
-            last_close = _forward_fill(last_close)
-            quantity_change = np.zeros(steps)
-            for trade, step in zip(self._trades, trade_steps.tolist(), strict=True):
-                if trade.symbol == state.series.symbol:
-                    signed = float(trade.quantity) if trade.side is Side.BUY else -float(trade.quantity)
-                    quantity_change[step] += signed
-            held = np.cumsum(quantity_change)
-            value = np.where(held != 0, held * np.nan_to_num(last_close), 0.0)
+            mine = trade_numbers == number
+            if not mine.any():
+                continue
+            value = _after_trades(steps, trade_steps[mine], held_after[mine], 0.0)
+            if timeline_numbers is None or timeline_indexes is None:  # one symbol: step = bar index
+                value *= state.closes
+            else:
+                # the symbol's last close at every step (NaN before its first bar, when nothing is held)
+                numbers = np.asarray(timeline_numbers, dtype=np.int64)
+                last_close = np.full(steps, np.nan)
+                at = numbers == number
+                last_close[at] = state.closes[np.asarray(timeline_indexes, dtype=np.int64)[at]]
+                value *= np.nan_to_num(_forward_fill(last_close))
             equity += value
-            gross += np.abs(value)
-        for trade, step in zip(self._trades, trade_steps.tolist(), strict=True):
-            signed = float(trade.quantity * trade.price)
-            cash_change[step] += (-signed if trade.side is Side.BUY else signed) - float(trade.fee)
-        equity += np.cumsum(cash_change)
+            gross += np.abs(value, out=value)
         # one point per distinct time: the state after the last bar at that time
-        last_of_time = np.r_[times[1:] != times[:-1], True] if steps else np.zeros(0, dtype=bool)
+        if steps and bool(np.any(times[1:] == times[:-1])):
+            last_of_time = np.r_[times[1:] != times[:-1], True]
+            times, equity, gross = times[last_of_time], equity[last_of_time], gross[last_of_time]
         final_cash = self.cash
         marks = {
             s: state.series.price(int(state.series.close[state.cursor.index]))
@@ -633,10 +719,23 @@ class Backtest:
             final_cash=final_cash,
             final_equity=final_equity,
             fees_paid=fees,
-            equity_ts=times[last_of_time],
-            equity=equity[last_of_time],
-            exposure=gross[last_of_time],
+            equity_ts=times,
+            equity=equity,
+            exposure=gross,
         )
+
+
+def _after_trades(steps: int, trade_steps: IntArray, after: FloatArray, before: float) -> FloatArray:
+    """At each of `steps`, the value `after` the last trade at or before it (`before` until the first trade).
+
+    `trade_steps` ascend; the values are constant from one trade's step to the next one's.
+    """
+    if not len(trade_steps):
+        return np.full(steps, before)
+    last = np.r_[trade_steps[1:] != trade_steps[:-1], True]  # several trades at one step: the last one's
+    at = trade_steps[last]
+    lengths = np.diff(np.r_[np.int64(0), at, np.int64(steps)])
+    return np.repeat(np.r_[before, after[last]], lengths)
 
 
 def _keyed(number: int, times: list[int]) -> list[tuple[int, int, int]]:

@@ -18,15 +18,19 @@ from tradestack.strategy.api import Bands, Cursor, Line, LookaheadError, Strateg
 
 
 class SeriesBar:
-    """The current bar of one symbol, read through its cursor (a view of "now", not a snapshot)."""
+    """The current bar of one symbol, read through its cursor (a view of "now", not a snapshot).
 
-    __slots__ = ("_closes", "_cursor", "_series", "symbol")
+    `closes` are the series' closes as floats; their list (what `close` reads) is made on first use.
+    """
 
-    def __init__(self, series: BarSeries, cursor: Cursor, closes: list[float]) -> None:
+    __slots__ = ("_close_floats", "_closes", "_cursor", "_series", "symbol")
+
+    def __init__(self, series: BarSeries, cursor: Cursor, closes: FloatArray) -> None:
         self.symbol = series.symbol
         self._series = series
         self._cursor = cursor
-        self._closes = closes
+        self._close_floats = closes
+        self._closes: list[float] | None = None
 
     @property
     def index(self) -> int:
@@ -41,7 +45,16 @@ class SeriesBar:
     @property
     def close(self) -> float:
         """The close, as a float (for signals)."""
-        return self._closes[self._cursor.index]
+        closes = self._closes
+        if closes is None:
+            closes = self.close_list()
+        return closes[self._cursor.index]
+
+    def close_list(self) -> list[float]:
+        """Every close of the series as a float, in a list (made once): what `close` and the history's close line read."""
+        if self._closes is None:
+            self._closes = self._close_floats.tolist()
+        return self._closes
 
     def bar(self) -> Bar:
         """The exact bar."""
@@ -75,11 +88,14 @@ def sma(scaled: IntArray, places: int, period: int) -> FloatArray:
     The window sums are exact integers and each average is one correctly rounded division, so two
     averages that are equal as numbers are equal as floats: a crossover never comes from rounding.
     """
-    out = np.full(len(scaled), np.nan)
+    out = np.empty(len(scaled))
+    out[: period - 1] = np.nan
     if len(scaled) >= period:
         sums = np.cumsum(scaled, dtype=np.int64)
-        window = sums[period - 1 :] - np.r_[np.int64(0), sums[:-period]]
-        out[period - 1 :] = window / float(period * 10**places)
+        window = np.empty(len(scaled) - period + 1, dtype=np.int64)  # the sum of each window
+        window[0] = sums[period - 1]
+        np.subtract(sums[period:], sums[:-period], out=window[1:])
+        np.true_divide(window, float(period * 10**places), out=out[period - 1 :])
     return out
 
 

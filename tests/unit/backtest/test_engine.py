@@ -259,6 +259,37 @@ def test_two_symbols_trade_on_one_timeline_and_the_books_agree() -> None:
         assert [(t.ts, t.price) for t in alone.trades] == [(t.ts, t.price) for t in result.trades if t.symbol == symbol]
 
 
+def _equity_from_the_trades(result: BacktestResult, series: Sequence[BarSeries], capital: Decimal) -> list[Decimal]:
+    """Cash plus each position at its symbol's last close after every distinct bar time, in Decimals from the trades."""
+    bars = sorted((int(ts), s.symbol, s.price(int(close))) for s in series for ts, close in zip(s.ts, s.close, strict=True))
+    cash, held, marks, points = capital, dict[str, Decimal](), dict[str, Decimal](), dict[int, Decimal]()
+    trades = list(result.trades)
+    for ts, symbol, close in bars:
+        while trades and microseconds_of(trades[0].ts) <= ts:
+            trade = trades.pop(0)
+            signed = trade.quantity if trade.side is Side.BUY else -trade.quantity
+            cash -= signed * trade.price + trade.fee
+            held[trade.symbol] = held.get(trade.symbol, Decimal(0)) + signed
+        marks[symbol] = close
+        points[ts] = cash + sum((q * marks[s] for s, q in held.items() if q), Decimal(0))
+    return list(points.values())
+
+
+@pytest.mark.parametrize("symbols", [("AAPL",), ("AAPL", "MSFT")])
+def test_the_equity_curve_is_the_books_at_each_bars_close(symbols: tuple[str, ...]) -> None:
+    series = [
+        series_of(wave(300, seed=1), "AAPL"),
+        dataclasses.replace(msft := series_of(wave(250, seed=2), "MSFT"), ts=msft.ts + 43_200_000_000),
+    ]
+    series = series[: len(symbols)]
+    config = BacktestConfig(fee=FeeModel(bps=Decimal(10), places=2))
+    result = run_backtest(SmaCross(list(symbols), fast=3, slow=8), series, config)
+    assert len(result.trades) >= 4
+    expected = _equity_from_the_trades(result, series, config.capital)
+    assert len(result.equity) == len(expected)
+    assert all(math.isclose(got, float(want), abs_tol=1e-6) for got, want in zip(result.equity, expected, strict=True))
+
+
 class RestThenCancel(Strategy):
     name = "rest_then_cancel"
 
