@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import (
     MAX_EMAX,
     MAX_PREC,
@@ -270,8 +270,17 @@ class EntryKind(StrEnum):
 
 
 def _imbalances(postings: Iterable[Posting]) -> dict[str, Decimal]:
-    totals: dict[str, Decimal] = {}
     add = _EXACT.add
+    if type(postings) is tuple and postings:  # the common case: one currency, summed without a dict
+        currency = postings[0].currency
+        total = _ZERO
+        for posting in postings:
+            if posting.currency != currency:
+                break
+            total = add(total, posting.amount)
+        else:
+            return {currency: total} if total != 0 else {}
+    totals: dict[str, Decimal] = {}
     for posting in postings:
         currency = posting.currency
         totals[currency] = add(totals.get(currency, _ZERO), posting.amount)
@@ -296,6 +305,17 @@ class JournalEntry:
     reverses: str | None = None
 
     def __post_init__(self) -> None:
+        entry_id, postings, kind = self.id, self.postings, self.kind
+        if (  # the common case, sound: an id, a UTC time, a known kind, a tuple of postings that balances
+            type(entry_id) is str and entry_id and not entry_id.isspace()
+            and type(self.ts) is datetime and self.ts.tzinfo is UTC
+            and type(kind) is EntryKind and (kind is EntryKind.REVERSAL) == (self.reverses is not None)
+            and type(postings) is tuple and postings and all(type(posting) is Posting for posting in postings)
+        ):  # fmt: skip
+            imbalances = _imbalances(postings)
+            if imbalances:
+                raise UnbalancedEntry(entry_id, imbalances)
+            return
         if not isinstance(self.id, str) or not self.id.strip():
             raise InvalidEntry(f"entry id must be a non-empty string, got {self.id!r}")
         try:
@@ -342,7 +362,8 @@ def deposit(entry_id: str, ts: datetime, currency: str, amount: Decimal, referen
 
 
 def _fee_postings(fee: Decimal, fee_currency: str) -> tuple[Posting, ...]:
-    fee = _entry_decimal("fee", fee)
+    if type(fee) is not Decimal or not fee.is_finite():
+        fee = _entry_decimal("fee", fee)
     if fee == 0:
         return ()
     return (
@@ -434,7 +455,8 @@ def fill_entry_with_effect(
     if effect.opened_quantity != 0:
         postings.append(Posting(position, quote_currency, effect.opened_cost, effect.opened_quantity))
     # the exact context's own operations: `localcontext` costs more than these sums
-    cash_amount = _EXACT.multiply(_negative(_EXACT.add(effect.closed_quantity, effect.opened_quantity)), D(price))
+    price = price if type(price) is Decimal and price.is_finite() else D(price)
+    cash_amount = _EXACT.multiply(_negative(_EXACT.add(effect.closed_quantity, effect.opened_quantity)), price)
     realized = _negative(effect.realized)
     if cash_places is not None:
         rounded = _TO_MINOR_UNIT.quantize(cash_amount, Decimal(1).scaleb(-cash_places))

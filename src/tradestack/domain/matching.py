@@ -142,7 +142,7 @@ class LatencyModel:
 
     def eligible_at(self, submitted: datetime) -> datetime:
         """When an order submitted at `submitted` can first match."""
-        return submitted + timedelta(seconds=self.seconds)
+        return submitted + timedelta(seconds=self.seconds) if self.seconds else submitted
 
 
 @fast_init

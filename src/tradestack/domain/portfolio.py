@@ -73,9 +73,9 @@ def divide(numerator: Decimal, denominator: Decimal) -> Decimal:
     top, bottom = numerator.as_tuple(), denominator.as_tuple()
     magnitude = max(0, numerator.adjusted() - denominator.adjusted() + 2)
     precision = len(top.digits) + 4 * len(bottom.digits) + magnitude + QUOTIENT_PLACES + 4
-    context = _quotient_context(precision).copy()  # a copy of its own: the flags below are this division's
+    context = _quotient_context(precision)  # shared: its flags are never read (exactness is checked below)
     quotient = context.divide(numerator, denominator)
-    if not context.flags[Inexact]:
+    if _EXACT.multiply(quotient, denominator) == numerator:  # the quotient terminated within the precision
         return quotient
     return quotient.quantize(Decimal(1).scaleb(-QUOTIENT_PLACES), rounding=ROUND_HALF_EVEN, context=context)
 
@@ -224,8 +224,11 @@ class PositionState:
         it closes units at the average cost and realizes their P&L; what exceeds the position
         opens a new one on the other side at `price`.
         """
-        signed = _signed_quantity(self.symbol, side, quantity)
-        if not _is_finite_decimal(price):
+        if type(quantity) is Decimal and quantity.is_finite() and quantity > 0 and (side is Side.BUY or side is Side.SELL):
+            signed = quantity if side is Side.BUY else _EXACT.minus(quantity)
+        else:
+            signed = _signed_quantity(self.symbol, side, quantity)
+        if type(price) is not Decimal or not price.is_finite():
             price = _decimal(f"{self.symbol}: fill price", price)
         # every operation through the exact context (not `localcontext`, whose enter and exit cost more than the sums)
         add, subtract, multiply = _EXACT.add, _EXACT.subtract, _EXACT.multiply
