@@ -174,6 +174,20 @@ class WorkingOrder:
     fees_paid: Decimal = _ZERO
 
     def __post_init__(self) -> None:
+        order_type, quantity, remaining, limit, stop = self.type, self.quantity, self.remaining, self.limit_price, self.stop_price
+        if (  # the common case, sound: the right types, positive finite amounts, the prices the type takes, UTC
+            type(self.side) is Side and type(order_type) is OrderType and type(self.time_in_force) is TimeInForce
+            and type(self.order_id) is str and self.order_id
+            and type(quantity) is Decimal and quantity.is_finite() and type(remaining) is Decimal and remaining.is_finite()
+            and 0 < remaining <= quantity
+            and (limit is None) is not order_type.needs_limit_price and (stop is None) is not order_type.needs_stop_price
+            and (limit is None or (type(limit) is Decimal and limit.is_finite() and limit > 0))
+            and (stop is None or (type(stop) is Decimal and stop.is_finite() and stop > 0))
+            and type(self.submitted_at) is datetime and self.submitted_at.tzinfo is UTC
+            and type(self.fills) is int and self.fills >= 0
+            and type(self.filled_notional) is Decimal and self.filled_notional.is_finite() and self.filled_notional >= 0
+        ):  # fmt: skip
+            return
         if type(self.side) is not Side:
             object.__setattr__(self, "side", Side(self.side))
         if type(self.type) is not OrderType:
@@ -371,7 +385,8 @@ class MatchingEngine:
         Raises ValueError for an order of another symbol, an order id already working, or a
         quantity or price off the instrument's lot or tick.
         """
-        _require_utc("ts", ts)
+        if type(ts) is not datetime or ts.tzinfo is not UTC:
+            _require_utc("ts", ts)
         self._check_order(order)
         progress = _Progress(
             order,
@@ -533,6 +548,12 @@ class MatchingEngine:
         if order.order_id in self._orders:
             raise ValueError(f"order {order.order_id} is already working")
         instrument = self.instrument
+        lot, tick, limit, stop = instrument.lot_size, instrument.tick_size, order.limit_price, order.stop_price
+        if (  # the common case: a new order (remaining = quantity) on the lot, its prices on the tick
+            order.remaining == order.quantity and not order.quantity % lot
+            and (limit is None or not limit % tick) and (stop is None or not stop % tick)
+        ):  # fmt: skip
+            return
         for name, quantity in (("quantity", order.quantity), ("remaining", order.remaining)):
             if not instrument.is_quantity_on_lot(quantity):
                 raise ValueError(f"order {order.order_id}: {name} {quantity} is not a multiple of the lot {instrument.lot_size}")

@@ -196,6 +196,17 @@ class OrderRequest:
         (present exactly when the type needs them, positive, on the tick)
         and the time in force (a market order cannot be gtc).
         """
+        quantity, limit, stop, remainder = self.quantity, self.limit_price, self.stop_price, _CHECKS.remainder
+        if (  # the common case, sound: every check below passes (each number fits, on the lot and the tick)
+            self.symbol == instrument.symbol and instrument.tradable
+            and not (self.type is OrderType.MARKET and self.time_in_force is TimeInForce.GTC)
+            and AMOUNT.problem(quantity) is None and (limit is None or PRICE.problem(limit) is None)
+            and (stop is None or PRICE.problem(stop) is None) and not self.structural_problems()
+            and not remainder(quantity, instrument.lot_size)
+            and (limit is None or not remainder(limit, instrument.tick_size))
+            and (stop is None or not remainder(stop, instrument.tick_size))
+        ):  # fmt: skip
+            return []
         problems: list[str] = []
         if self.symbol != instrument.symbol:
             problems.append(f"the order is for {self.symbol!r} but the instrument is {instrument.symbol}")

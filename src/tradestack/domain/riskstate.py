@@ -287,22 +287,30 @@ def account_risk_state(
     power = buying_power(books, rates, currency or base, open_orders.reserved(market, excluding=excluding), fx_fee_bps=fx_fee_bps)
     positions: dict[str, Decimal] = {}
     gross = _ZERO
+    quotes = market.quotes
     for symbol, holding in books.holdings.items():
-        positions[symbol] = holding.quantity
-        mark = market.mark(symbol)
-        value = abs(holding.quantity) * mark if mark is not None else abs(holding.position.cost)
+        position = holding.position
+        quantity = positions[symbol] = position.quantity
+        quote = quotes.get(symbol)
+        marked = quote.mark if quote is not None else None
+        value = abs(quantity) * marked[0] if marked is not None else abs(position.cost)
         gross += rates.convert(value, holding.currency, base) if holding.currency != base else value
     for symbol, bought in open_orders.currency_pairs.items():
         positions[symbol] = books.cash_in(bought)  # a currency pair is held as cash in its base currency
     for symbol, pending in open_orders.pending(side, excluding=excluding).items():
         positions[symbol] = positions.get(symbol, _ZERO) + pending
+    realized = books.realized_today
+    if len(realized) == 1 and base in realized:  # the common case: nothing to convert
+        realized_today = realized[base]
+    else:
+        realized_today = _in(rates, realized, base)
     return AccountRiskState(
         cash_available=power.cash,
         reserved_by_open_orders=power.reserved,
         cash_counted=power.counted,
         positions=positions,
         gross_exposure=gross,
-        realized_pnl_today=_in(rates, books.realized_today, base),
+        realized_pnl_today=realized_today,
         orders_in_last_minute=orders_in_last_minute,
         allow_short=books.allow_short,
         trading_state=trading_state,
