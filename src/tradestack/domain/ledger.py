@@ -310,12 +310,16 @@ class JournalEntry:
             type(entry_id) is str and entry_id and not entry_id.isspace()
             and type(self.ts) is datetime and self.ts.tzinfo is UTC
             and type(kind) is EntryKind and (kind is EntryKind.REVERSAL) == (self.reverses is not None)
-            and type(postings) is tuple and postings and all(type(posting) is Posting for posting in postings)
+            and type(postings) is tuple and postings
         ):  # fmt: skip
-            imbalances = _imbalances(postings)
-            if imbalances:
-                raise UnbalancedEntry(entry_id, imbalances)
-            return
+            for posting in postings:
+                if type(posting) is not Posting:
+                    break
+            else:
+                imbalances = _imbalances(postings)
+                if imbalances:
+                    raise UnbalancedEntry(entry_id, imbalances)
+                return
         if not isinstance(self.id, str) or not self.id.strip():
             raise InvalidEntry(f"entry id must be a non-empty string, got {self.id!r}")
         try:

@@ -265,7 +265,12 @@ def _released_cost(cost: Decimal, closing: Decimal, held: Decimal) -> Decimal:
     no stored column could hold it. The units left keep the remainder, so each entry still
     balances and closing the rest releases exactly what is left.
     """
-    released = divide(_EXACT.multiply(cost, closing), held)
+    numerator = _EXACT.multiply(cost, closing)
+    # `divide`'s quotient, then rounded to QUOTIENT_PLACES places unless it has no more: so only the digits down to
+    # those places matter, and three more for the ROUND_05UP guard (not the digits of every terminating quotient).
+    # An exact quotient that needs no more places comes out as `divide` writes it (the exponent nearest the ideal).
+    magnitude = max(0, numerator.adjusted() - held.adjusted() + 2)
+    released = _quotient_context(magnitude + QUOTIENT_PLACES + 3).divide(numerator, held)
     exponent = released.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -QUOTIENT_PLACES:
         return released.quantize(_QUOTIENT_STEP, rounding=ROUND_HALF_EVEN, context=_EXACT_ROUNDING)

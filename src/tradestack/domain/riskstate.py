@@ -172,6 +172,16 @@ class OpenOrders:
             totals[order.symbol] = totals.get(order.symbol, _ZERO) - (order.remaining if side is Side.BUY else -order.remaining)
         return totals
 
+    def pending_now(self, side: Side, excluding: str | None) -> Mapping[str, Decimal]:
+        """`pending`, read-only: the kept totals themselves when nothing is excluded (no copy)."""
+        return self._pending[side] if excluding is None else self.pending(side, excluding=excluding)
+
+    def reserved_now(self, market: MarketSnapshot, excluding: str | None) -> Mapping[str, Decimal]:
+        """`reserved`, read-only: the kept sums themselves when nothing is excluded and no market buy is open."""
+        if excluding is None and not self._market_buys and all(self._reserved.values()):
+            return self._reserved  # what `reserved` answers: no market buy to price, no zero sum to drop
+        return self.reserved(market, excluding=excluding)
+
     def reserved(self, market: MarketSnapshot, *, excluding: str | None = None) -> dict[str, Decimal]:
         """What the open buys reserve, per quote currency: fixed reservations, and market buys at the mark."""
         sums = dict(self._reserved)
@@ -284,7 +294,7 @@ def account_risk_state(
     """What the checks need about the account now, for a new order on `side` in `currency` (the instrument's
     quote currency; the base currency when None), under the FX fee `fx_fee_bps` (see the module docstring)."""
     base, rates = books.base_currency, market.rates
-    power = buying_power(books, rates, currency or base, open_orders.reserved(market, excluding=excluding), fx_fee_bps=fx_fee_bps)
+    power = buying_power(books, rates, currency or base, open_orders.reserved_now(market, excluding), fx_fee_bps=fx_fee_bps)
     positions: dict[str, Decimal] = {}
     gross = _ZERO
     quotes = market.quotes
@@ -297,7 +307,7 @@ def account_risk_state(
         gross += rates.convert(value, holding.currency, base) if holding.currency != base else value
     for symbol, bought in open_orders.currency_pairs.items():
         positions[symbol] = books.cash_in(bought)  # a currency pair is held as cash in its base currency
-    for symbol, pending in open_orders.pending(side, excluding=excluding).items():
+    for symbol, pending in open_orders.pending_now(side, excluding).items():
         positions[symbol] = positions.get(symbol, _ZERO) + pending
     realized = books.realized_today
     if len(realized) == 1 and base in realized:  # the common case: nothing to convert
