@@ -125,7 +125,7 @@ class SlippageModel:
 
     def price(self, side: Side, touch: Decimal, tick: Decimal) -> Decimal:
         """The price a taker on `side` gets at `touch`, rounded to `tick` against the taker."""
-        if side is Side.BUY:
+        if side is _SIDE_BUY:
             return ceil_to_tick(touch * (1 + self.bps / _BASIS_POINTS), tick)
         return floor_to_tick(touch * (1 - self.bps / _BASIS_POINTS), tick)
 
@@ -309,16 +309,16 @@ class _Market:
         self.sell_pool = self.sell_size
 
     def price_for(self, side: Side) -> Decimal | None:
-        return self.buy_price if side is Side.BUY else self.sell_price
+        return self.buy_price if side is _SIDE_BUY else self.sell_price
 
     def size_for(self, side: Side) -> Decimal:
-        return self.buy_size if side is Side.BUY else self.sell_size
+        return self.buy_size if side is _SIDE_BUY else self.sell_size
 
     def pool_for(self, side: Side) -> Decimal:
-        return self.buy_pool if side is Side.BUY else self.sell_pool
+        return self.buy_pool if side is _SIDE_BUY else self.sell_pool
 
     def take(self, side: Side, quantity: Decimal) -> None:
-        if side is Side.BUY:
+        if side is _SIDE_BUY:
             self.buy_pool -= quantity
         else:
             self.sell_pool -= quantity
@@ -425,7 +425,7 @@ class MatchingEngine:
         day_orders = [
             p
             for p in self._orders.values()
-            if p.order.time_in_force is TimeInForce.DAY and (order_ids is None or p.order.order_id in order_ids)
+            if p.order.time_in_force is _TIME_IN_FORCE_DAY and (order_ids is None or p.order.order_id in order_ids)
         ]
         return [self._expire(p, "day order expired at the session close", ts) for p in day_orders]
 
@@ -466,14 +466,14 @@ class MatchingEngine:
             events.append(Triggered(order.order_id, market.ts))
         price = self._fill_price(progress, market)
         quantity = _ZERO if price is None else self._fill_quantity(progress, market)
-        if order.time_in_force is TimeInForce.FOK and quantity < progress.remaining:
+        if order.time_in_force is _TIME_IN_FORCE_FOK and quantity < progress.remaining:
             events.append(self._expire(progress, self._fok_reason(progress, price, quantity), market.ts))
             return events
         if price is not None and quantity > 0:
             events.append(self._fill(progress, market, quantity, price))
         elif price is None and order.limit_price is not None:
             progress.rested = True
-        if order.time_in_force is TimeInForce.IOC and progress.remaining > 0:
+        if order.time_in_force is _TIME_IN_FORCE_IOC and progress.remaining > 0:
             reason = f"immediate-or-cancel: {plain(progress.remaining)} of {plain(order.quantity)} not filled"
             events.append(self._expire(progress, reason, market.ts))
         return events
@@ -485,7 +485,7 @@ class MatchingEngine:
         if touch is None:
             return None
         tick = self.instrument.tick_size
-        buy = order.side is Side.BUY
+        buy = order.side is _SIDE_BUY
         limit = order.limit_price
         if limit is None:  # market, or a triggered stop
             price = self.slippage.price(order.side, touch, tick)
@@ -522,7 +522,7 @@ class MatchingEngine:
         progress.filled_notional += quantity * price
         fee = self.fee.fee(progress.filled_notional) - progress.fees
         progress.fees += fee
-        liquidity = Liquidity.MAKER if order.type.needs_limit_price and progress.rested else Liquidity.TAKER
+        liquidity = _LIQUIDITY_MAKER if order.type.needs_limit_price and progress.rested else _LIQUIDITY_TAKER
         if progress.remaining == 0:
             del self._orders[order.order_id]
         return Fill(order.order_id, f"{order.order_id}-{progress.fills}", quantity, price, fee, liquidity, market.ts)
@@ -568,10 +568,20 @@ def _reaches_stop(side: Side, stop: Decimal, market: _Market) -> bool:
     touch = market.price_for(side)
     if touch is None:
         return False
-    return touch >= stop if side is Side.BUY else touch <= stop
+    return touch >= stop if side is _SIDE_BUY else touch <= stop
 
 
 def _floor_to_lot(quantity: Decimal, lot: Decimal) -> Decimal:
     if quantity <= 0:
         return _ZERO
     return (quantity / lot).to_integral_value(rounding=ROUND_FLOOR) * lot
+
+
+# Enum members as module constants: a member looked up on its class goes through EnumType's attribute
+# hook on every use (about 80 ns in 3.11), a module global does not; the hot paths above use these.
+_LIQUIDITY_MAKER = Liquidity.MAKER
+_LIQUIDITY_TAKER = Liquidity.TAKER
+_SIDE_BUY = Side.BUY
+_TIME_IN_FORCE_DAY = TimeInForce.DAY
+_TIME_IN_FORCE_FOK = TimeInForce.FOK
+_TIME_IN_FORCE_IOC = TimeInForce.IOC

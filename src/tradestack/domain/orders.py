@@ -199,7 +199,7 @@ class OrderRequest:
         quantity, limit, stop, remainder = self.quantity, self.limit_price, self.stop_price, _CHECKS.remainder
         if (  # the common case, sound: every check below passes (each number fits, on the lot and the tick)
             self.symbol == instrument.symbol and instrument.tradable
-            and not (self.type is OrderType.MARKET and self.time_in_force is TimeInForce.GTC)
+            and not (self.type is _ORDER_TYPE_MARKET and self.time_in_force is _TIME_IN_FORCE_GTC)
             and AMOUNT.problem(quantity) is None and (limit is None or PRICE.problem(limit) is None)
             and (stop is None or PRICE.problem(stop) is None) and not self.structural_problems()
             and not remainder(quantity, instrument.lot_size)
@@ -233,7 +233,7 @@ class OrderRequest:
                         f"{label} {plain(price)} is not a multiple of the tick size {plain(instrument.tick_size)}; "
                         f"use {_nearest(price, instrument.tick_size)}"
                     )
-        if self.type is OrderType.MARKET and self.time_in_force is TimeInForce.GTC:
+        if self.type is _ORDER_TYPE_MARKET and self.time_in_force is _TIME_IN_FORCE_GTC:
             problems.append("a market order cannot be good-till-canceled (gtc); use day, ioc or fok")
         return problems
 
@@ -249,12 +249,12 @@ class OrderRequest:
             return None
         opens = f"{hours.next_open(now):%Y-%m-%d %H:%M} UTC"
         closed = f"{hours.code} is closed until {opens}"
-        if self.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+        if self.time_in_force in (_TIME_IN_FORCE_IOC, _TIME_IN_FORCE_FOK):
             return (
                 f"{closed}: an {self.time_in_force.value} order needs an open market; send a limit order with "
                 f"time_in_force day or gtc to rest until the open, or send this one again after {opens}"
             )
-        if self.type is OrderType.MARKET:
+        if self.type is _ORDER_TYPE_MARKET:
             return (
                 f"{closed}: market orders are not queued for the open; send a limit order with time_in_force day "
                 f"or gtc to rest until the open, or send the market order again after {opens}"
@@ -269,11 +269,11 @@ class OrderRequest:
         """
         if self.stop_price is None:
             return None
-        buying = self.side is Side.BUY
+        buying = self.side is _SIDE_BUY
         if (self.stop_price > market_price) if buying else (self.stop_price < market_price):
             return None
         where, direction = ("at or below", "above") if buying else ("at or above", "below")
-        now = "a market or limit order" if self.type is OrderType.STOP else "a limit order"
+        now = "a market or limit order" if self.type is _ORDER_TYPE_STOP else "a limit order"
         return (
             f"stop_price {plain(self.stop_price)} is {where} the market price {plain(market_price)} of {self.symbol}, "
             f"so the {self.side.value} stop would trigger at once: put the stop {direction} {plain(market_price)}, "
@@ -771,7 +771,7 @@ class Order:
         if event.new_stop_price is not None:
             if not order_type.needs_stop_price:
                 self._refuse(event, f"a {order_type.value} order has no stop price")
-            if self.status is not OrderStatus.ACCEPTED:
+            if self.status is not _ORDER_STATUS_ACCEPTED:
                 self._refuse(event, "the stop price cannot change once the order has triggered")
         if event.new_quantity is not None and event.new_quantity <= self.filled_quantity:
             self._refuse(
@@ -803,3 +803,14 @@ class Order:
     def can_replace(self) -> bool:
         """Whether `TRANSITIONS` allows an `OrderReplaced` now (its terms are checked when applied)."""
         return (self.status, OrderReplaced) in TRANSITIONS
+
+
+# Enum members as module constants: a member looked up on its class goes through EnumType's attribute
+# hook on every use (about 80 ns in 3.11), a module global does not; the hot paths above use these.
+_ORDER_STATUS_ACCEPTED = OrderStatus.ACCEPTED
+_ORDER_TYPE_MARKET = OrderType.MARKET
+_ORDER_TYPE_STOP = OrderType.STOP
+_SIDE_BUY = Side.BUY
+_TIME_IN_FORCE_FOK = TimeInForce.FOK
+_TIME_IN_FORCE_GTC = TimeInForce.GTC
+_TIME_IN_FORCE_IOC = TimeInForce.IOC

@@ -224,8 +224,8 @@ class PositionState:
         it closes units at the average cost and realizes their P&L; what exceeds the position
         opens a new one on the other side at `price`.
         """
-        if type(quantity) is Decimal and quantity.is_finite() and quantity > 0 and (side is Side.BUY or side is Side.SELL):
-            signed = quantity if side is Side.BUY else _EXACT.minus(quantity)
+        if type(quantity) is Decimal and quantity.is_finite() and quantity > 0 and (side is _SIDE_BUY or side is _SIDE_SELL):
+            signed = quantity if side is _SIDE_BUY else _EXACT.minus(quantity)
         else:
             signed = _signed_quantity(self.symbol, side, quantity)
         if type(price) is not Decimal or not price.is_finite():
@@ -281,7 +281,7 @@ def _signed_quantity(symbol: str, side: Side | str, quantity: Decimal) -> Decima
     units = quantity if _is_finite_decimal(quantity) else _decimal(f"{symbol}: fill quantity", quantity)
     if units <= 0:
         raise ValueError(f"{symbol}: fill quantity must be positive, got {units}")
-    return units if parse_side(side) is Side.BUY else -units
+    return units if parse_side(side) is _SIDE_BUY else -units
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,3 +511,9 @@ def _value_position(position: PositionState, currency: str, mark: Decimal, base:
         rates.convert(value, currency, base),
         rates.convert(pnl, currency, base),
     )
+
+
+# Enum members as module constants: a member looked up on its class goes through EnumType's attribute
+# hook on every use (about 80 ns in 3.11), a module global does not; the hot paths above use these.
+_SIDE_BUY = Side.BUY
+_SIDE_SELL = Side.SELL
