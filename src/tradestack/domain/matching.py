@@ -301,12 +301,8 @@ class _Market:
     sell_price: Decimal | None
     sell_size: Decimal
     is_trade: bool
-    buy_pool: Decimal = _ZERO
-    sell_pool: Decimal = _ZERO
-
-    def __post_init__(self) -> None:
-        self.buy_pool = self.buy_size
-        self.sell_pool = self.sell_size
+    buy_pool: Decimal  # what is left of `buy_size` for the next order (starts equal to it)
+    sell_pool: Decimal
 
     def price_for(self, side: Side) -> Decimal | None:
         return self.buy_price if side is _SIDE_BUY else self.sell_price
@@ -331,12 +327,12 @@ def _usable(price: Decimal, size: Decimal) -> tuple[Decimal | None, Decimal]:
 def _from_quote(quote: Quote, ts: datetime) -> _Market:
     buy_price, buy_size = _usable(quote.ask, quote.ask_size)
     sell_price, sell_size = _usable(quote.bid, quote.bid_size)
-    return _Market(ts, buy_price, buy_size, sell_price, sell_size, is_trade=False)
+    return _Market(ts, buy_price, buy_size, sell_price, sell_size, False, buy_size, sell_size)
 
 
 def _from_trade(trade: Trade) -> _Market:
     price, size = _usable(trade.price, trade.size)
-    return _Market(trade.ts, price, size, price, size, is_trade=True)
+    return _Market(trade.ts, price, size, price, size, True, size, size)
 
 
 class MatchingEngine:

@@ -32,6 +32,7 @@ from tradestack.core.errors import ConflictError
 from tradestack.core.money import plain
 from tradestack.core.precision import AMOUNT, PRICE
 from tradestack.domain.fieldchecks import (
+    in_range,
     is_fine,
     is_id,
     require_decimal,
@@ -174,6 +175,13 @@ class OrderRequest:
             type(self.client_order_id) is str and type(self.account_id) is str and type(self.symbol) is str
             and type(self.side) is Side and type(self.type) is OrderType and type(self.time_in_force) is TimeInForce
         ):  # fmt: skip
+            quantity, limit, stop = self.quantity, self.limit_price, self.stop_price
+            if (
+                type(quantity) is Decimal and quantity.is_finite() and in_range(quantity)
+                and (limit is None or (type(limit) is Decimal and limit.is_finite() and in_range(limit)))
+                and (stop is None or (type(stop) is Decimal and stop.is_finite() and in_range(stop)))
+            ):  # fmt: skip
+                return  # what the three checks below pass, without their calls
             require_decimal("quantity", self.quantity)
             require_decimal("limit_price", self.limit_price, optional=True)
             require_decimal("stop_price", self.stop_price, optional=True)

@@ -120,6 +120,16 @@ class OrderIntent:
     stop_price: Decimal | None = None
 
     def __post_init__(self) -> None:
+        order_type, quantity, limit = self.type, self.quantity, self.limit_price
+        if (  # the common case, sound: a market order without prices, or a limit order with a positive limit price
+            type(self.side) is Side and type(order_type) is OrderType and self.stop_price is None
+            and type(quantity) is Decimal and quantity.is_finite() and quantity > 0
+            and (
+                limit is None if order_type is _ORDER_TYPE_MARKET
+                else order_type is _ORDER_TYPE_LIMIT and type(limit) is Decimal and limit.is_finite() and limit > 0
+            )
+        ):  # fmt: skip
+            return
         if type(self.side) is not Side:
             object.__setattr__(self, "side", Side(self.side))
         if type(self.type) is not OrderType:
@@ -600,6 +610,7 @@ def _passes(
 
 # Enum members as module constants: a member looked up on its class goes through EnumType's attribute
 # hook on every use (about 80 ns in 3.11), a module global does not; the hot paths above use these.
+_ORDER_TYPE_LIMIT = OrderType.LIMIT
 _ORDER_TYPE_MARKET = OrderType.MARKET
 _SIDE_BUY = Side.BUY
 _SIDE_SELL = Side.SELL
