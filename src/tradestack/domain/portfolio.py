@@ -225,7 +225,7 @@ class PositionState:
         opens a new one on the other side at `price`.
         """
         if type(quantity) is Decimal and quantity.is_finite() and quantity > 0 and (side is _SIDE_BUY or side is _SIDE_SELL):
-            signed = quantity if side is _SIDE_BUY else _EXACT.minus(quantity)
+            signed = quantity if side is _SIDE_BUY else -quantity  # as `_signed_quantity` signs it
         else:
             signed = _signed_quantity(self.symbol, side, quantity)
         if type(price) is not Decimal or not price.is_finite():
