@@ -620,6 +620,8 @@ adds the checks a table cannot hold: stop types only trigger, fills never overfi
 is an `OrderFilled`, a replace keeps the quantity above what is filled.
 """
 del _S
+_TRANSITION_TABLE: dict[tuple[OrderStatus | None, type[OrderEvent]], OrderStatus] = dict(TRANSITIONS)
+"""`TRANSITIONS` as a plain dict, for `Order.apply` (a lookup through the read-only proxy costs a call more)."""
 
 
 class InvalidTransition(ConflictError, ValueError):  # noqa: N818 - named for what is refused, as callers read it
@@ -721,7 +723,7 @@ class Order:
         """
         if event.order_id != self.id:
             self._refuse(event, f"the event is for order {event.order_id}")
-        status = TRANSITIONS.get((self.status, type(event))) or _next_status(self.id, self.status, event)
+        status = _TRANSITION_TABLE.get((self.status, type(event))) or _next_status(self.id, self.status, event)
         request, reason = self.request, self.reason
         filled_quantity, filled_notional, fees, fill_ids = self.filled_quantity, self.filled_notional, self.fees, self.fill_ids
         if isinstance(event, FillEvent):
