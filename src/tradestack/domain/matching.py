@@ -44,7 +44,7 @@ from tradestack.core.money import plain
 from tradestack.domain.frozen import fast_init
 from tradestack.domain.instruments import Instrument, Venue, ceil_to_tick, floor_to_tick
 from tradestack.domain.marketdata import Quote, Side, Trade
-from tradestack.domain.orders import Liquidity, OrderType, TimeInForce
+from tradestack.domain.orders import _LIMIT_TYPES, _STOP_TYPES, Liquidity, OrderType, TimeInForce
 
 _BASIS_POINTS = Decimal(10_000)
 _ZERO = Decimal(0)
@@ -180,7 +180,7 @@ class WorkingOrder:
             and type(self.order_id) is str and self.order_id
             and type(quantity) is Decimal and quantity.is_finite() and type(remaining) is Decimal and remaining.is_finite()
             and 0 < remaining <= quantity
-            and (limit is None) is not order_type.needs_limit_price and (stop is None) is not order_type.needs_stop_price
+            and (limit is None) is (order_type not in _LIMIT_TYPES) and (stop is None) is (order_type not in _STOP_TYPES)
             and (limit is None or (type(limit) is Decimal and limit.is_finite() and limit > 0))
             and (stop is None or (type(stop) is Decimal and stop.is_finite() and stop > 0))
             and type(self.submitted_at) is datetime and self.submitted_at.tzinfo is UTC
@@ -518,7 +518,7 @@ class MatchingEngine:
         progress.filled_notional += quantity * price
         fee = self.fee.fee(progress.filled_notional) - progress.fees
         progress.fees += fee
-        liquidity = _LIQUIDITY_MAKER if order.type.needs_limit_price and progress.rested else _LIQUIDITY_TAKER
+        liquidity = _LIQUIDITY_MAKER if progress.rested and order.type in _LIMIT_TYPES else _LIQUIDITY_TAKER
         if progress.remaining == 0:
             del self._orders[order.order_id]
         return Fill(order.order_id, f"{order.order_id}-{progress.fills}", quantity, price, fee, liquidity, market.ts)

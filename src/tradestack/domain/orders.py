@@ -297,7 +297,7 @@ class OrderRequest:
         order_type, limit, stop = self.type, self.limit_price, self.stop_price
         if (
             self.quantity > 0 and (limit is None or limit > 0) and (stop is None or stop > 0)
-            and (limit is not None) is order_type.needs_limit_price and (stop is not None) is order_type.needs_stop_price
+            and (limit is not None) is (order_type in _LIMIT_TYPES) and (stop is not None) is (order_type in _STOP_TYPES)
             and not (self.client_order_id.isspace() or self.account_id.isspace() or self.symbol.isspace())
             and self.client_order_id and self.account_id and self.symbol
         ):  # fmt: skip
