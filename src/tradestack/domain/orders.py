@@ -33,8 +33,6 @@ from tradestack.core.money import plain
 from tradestack.core.precision import AMOUNT, PRICE
 from tradestack.domain.fieldchecks import (
     in_range,
-    is_fine,
-    is_id,
     require_decimal,
     require_member,
     require_positive,
@@ -452,8 +450,14 @@ class FillEvent(OrderEvent):
     liquidity: Liquidity
 
     def _check(self) -> None:
-        if not (is_id(self.fill_id) and is_fine(self.quantity, positive=True) and is_fine(self.price, positive=True)
-                and is_fine(self.fee)):  # fmt: skip
+        fill_id, quantity, price, fee = self.fill_id, self.quantity, self.price, self.fee
+        if not (  # the common case: what the checks below pass, without their calls
+            type(fill_id) is str and fill_id and not fill_id.isspace()
+            and type(quantity) is Decimal and quantity.is_finite() and quantity > 0
+            and type(price) is Decimal and price.is_finite() and price > 0
+            and type(fee) is Decimal and fee.is_finite()
+            and in_range(quantity) and in_range(price) and in_range(fee)
+        ):  # fmt: skip
             require_str("fill_id", self.fill_id, non_empty=True)
             require_positive("fill quantity", self.quantity)
             require_positive("fill price", self.price)
