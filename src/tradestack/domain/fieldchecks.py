@@ -37,16 +37,6 @@ def in_range(value: Decimal) -> bool:
     return True
 
 
-def is_fine(value: object, *, positive: bool = False) -> bool:
-    """Whether `require_decimal` (`require_positive` with `positive`) passes `value`: the check without its messages."""
-    return type(value) is Decimal and value.is_finite() and (not positive or value > 0) and in_range(value)
-
-
-def is_id(value: object) -> bool:
-    """Whether `require_str(..., non_empty=True)` passes `value`."""
-    return type(value) is str and bool(value) and not value.isspace()
-
-
 def require_decimal(name: str, value: object, *, optional: bool = False) -> None:
     if optional and value is None:
         return

@@ -494,7 +494,23 @@ def round_to_tick(price: Decimal, tick: Decimal, rounding: str = ROUND_HALF_EVEN
     if not tick.is_finite() or tick <= 0:
         raise ValueError(f"tick must be a positive finite Decimal, got {tick!r}")
     ticks = (price / tick).to_integral_value(rounding=rounding)
-    return (ticks * tick).quantize(Decimal(1).scaleb(-decimal_places(tick)))
+    return (ticks * tick).quantize(_places_of(tick))
+
+
+_PLACES: dict[int, tuple[Decimal, Decimal]] = {}
+"""`_places_of` by the id of the tick (ticks are long-lived instrument constants); the tick is kept with it."""
+
+
+def _places_of(tick: Decimal) -> Decimal:
+    """1 written with the decimal places of `tick` (``0.01`` for ``0.01``, ``0.010`` for ``0.010``)."""
+    known = _PLACES.get(id(tick))
+    if known is not None and known[0] is tick:
+        return known[1]
+    places = Decimal(1).scaleb(-decimal_places(tick))
+    if len(_PLACES) >= 256:
+        _PLACES.clear()
+    _PLACES[id(tick)] = (tick, places)
+    return places
 
 
 def floor_to_tick(price: Decimal, tick: Decimal) -> Decimal:

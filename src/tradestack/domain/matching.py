@@ -44,7 +44,7 @@ from tradestack.core.money import plain
 from tradestack.domain.frozen import fast_init
 from tradestack.domain.instruments import Instrument, Venue, ceil_to_tick, floor_to_tick
 from tradestack.domain.marketdata import Quote, Side, Trade
-from tradestack.domain.orders import Liquidity, OrderType, TimeInForce
+from tradestack.domain.orders import _LIMIT_TYPES, _STOP_TYPES, Liquidity, OrderType, TimeInForce
 
 _BASIS_POINTS = Decimal(10_000)
 _ZERO = Decimal(0)
@@ -125,7 +125,7 @@ class SlippageModel:
 
     def price(self, side: Side, touch: Decimal, tick: Decimal) -> Decimal:
         """The price a taker on `side` gets at `touch`, rounded to `tick` against the taker."""
-        if side is Side.BUY:
+        if side is _SIDE_BUY:
             return ceil_to_tick(touch * (1 + self.bps / _BASIS_POINTS), tick)
         return floor_to_tick(touch * (1 - self.bps / _BASIS_POINTS), tick)
 
@@ -142,7 +142,7 @@ class LatencyModel:
 
     def eligible_at(self, submitted: datetime) -> datetime:
         """When an order submitted at `submitted` can first match."""
-        return submitted + timedelta(seconds=self.seconds)
+        return submitted + timedelta(seconds=self.seconds) if self.seconds else submitted
 
 
 @fast_init
@@ -174,6 +174,20 @@ class WorkingOrder:
     fees_paid: Decimal = _ZERO
 
     def __post_init__(self) -> None:
+        order_type, quantity, remaining, limit, stop = self.type, self.quantity, self.remaining, self.limit_price, self.stop_price
+        if (  # the common case, sound: the right types, positive finite amounts, the prices the type takes, UTC
+            type(self.side) is Side and type(order_type) is OrderType and type(self.time_in_force) is TimeInForce
+            and type(self.order_id) is str and self.order_id
+            and type(quantity) is Decimal and quantity.is_finite() and type(remaining) is Decimal and remaining.is_finite()
+            and 0 < remaining <= quantity
+            and (limit is None) is (order_type not in _LIMIT_TYPES) and (stop is None) is (order_type not in _STOP_TYPES)
+            and (limit is None or (type(limit) is Decimal and limit.is_finite() and limit > 0))
+            and (stop is None or (type(stop) is Decimal and stop.is_finite() and stop > 0))
+            and type(self.submitted_at) is datetime and self.submitted_at.tzinfo is UTC
+            and type(self.fills) is int and self.fills >= 0
+            and type(self.filled_notional) is Decimal and self.filled_notional.is_finite() and self.filled_notional >= 0
+        ):  # fmt: skip
+            return
         if type(self.side) is not Side:
             object.__setattr__(self, "side", Side(self.side))
         if type(self.type) is not OrderType:
@@ -287,24 +301,20 @@ class _Market:
     sell_price: Decimal | None
     sell_size: Decimal
     is_trade: bool
-    buy_pool: Decimal = _ZERO
-    sell_pool: Decimal = _ZERO
-
-    def __post_init__(self) -> None:
-        self.buy_pool = self.buy_size
-        self.sell_pool = self.sell_size
+    buy_pool: Decimal  # what is left of `buy_size` for the next order (starts equal to it)
+    sell_pool: Decimal
 
     def price_for(self, side: Side) -> Decimal | None:
-        return self.buy_price if side is Side.BUY else self.sell_price
+        return self.buy_price if side is _SIDE_BUY else self.sell_price
 
     def size_for(self, side: Side) -> Decimal:
-        return self.buy_size if side is Side.BUY else self.sell_size
+        return self.buy_size if side is _SIDE_BUY else self.sell_size
 
     def pool_for(self, side: Side) -> Decimal:
-        return self.buy_pool if side is Side.BUY else self.sell_pool
+        return self.buy_pool if side is _SIDE_BUY else self.sell_pool
 
     def take(self, side: Side, quantity: Decimal) -> None:
-        if side is Side.BUY:
+        if side is _SIDE_BUY:
             self.buy_pool -= quantity
         else:
             self.sell_pool -= quantity
@@ -317,12 +327,12 @@ def _usable(price: Decimal, size: Decimal) -> tuple[Decimal | None, Decimal]:
 def _from_quote(quote: Quote, ts: datetime) -> _Market:
     buy_price, buy_size = _usable(quote.ask, quote.ask_size)
     sell_price, sell_size = _usable(quote.bid, quote.bid_size)
-    return _Market(ts, buy_price, buy_size, sell_price, sell_size, is_trade=False)
+    return _Market(ts, buy_price, buy_size, sell_price, sell_size, False, buy_size, sell_size)
 
 
 def _from_trade(trade: Trade) -> _Market:
     price, size = _usable(trade.price, trade.size)
-    return _Market(trade.ts, price, size, price, size, is_trade=True)
+    return _Market(trade.ts, price, size, price, size, True, size, size)
 
 
 class MatchingEngine:
@@ -371,7 +381,8 @@ class MatchingEngine:
         Raises ValueError for an order of another symbol, an order id already working, or a
         quantity or price off the instrument's lot or tick.
         """
-        _require_utc("ts", ts)
+        if type(ts) is not datetime or ts.tzinfo is not UTC:
+            _require_utc("ts", ts)
         self._check_order(order)
         progress = _Progress(
             order,
@@ -410,7 +421,7 @@ class MatchingEngine:
         day_orders = [
             p
             for p in self._orders.values()
-            if p.order.time_in_force is TimeInForce.DAY and (order_ids is None or p.order.order_id in order_ids)
+            if p.order.time_in_force is _TIME_IN_FORCE_DAY and (order_ids is None or p.order.order_id in order_ids)
         ]
         return [self._expire(p, "day order expired at the session close", ts) for p in day_orders]
 
@@ -451,14 +462,14 @@ class MatchingEngine:
             events.append(Triggered(order.order_id, market.ts))
         price = self._fill_price(progress, market)
         quantity = _ZERO if price is None else self._fill_quantity(progress, market)
-        if order.time_in_force is TimeInForce.FOK and quantity < progress.remaining:
+        if order.time_in_force is _TIME_IN_FORCE_FOK and quantity < progress.remaining:
             events.append(self._expire(progress, self._fok_reason(progress, price, quantity), market.ts))
             return events
         if price is not None and quantity > 0:
             events.append(self._fill(progress, market, quantity, price))
         elif price is None and order.limit_price is not None:
             progress.rested = True
-        if order.time_in_force is TimeInForce.IOC and progress.remaining > 0:
+        if order.time_in_force is _TIME_IN_FORCE_IOC and progress.remaining > 0:
             reason = f"immediate-or-cancel: {plain(progress.remaining)} of {plain(order.quantity)} not filled"
             events.append(self._expire(progress, reason, market.ts))
         return events
@@ -470,7 +481,7 @@ class MatchingEngine:
         if touch is None:
             return None
         tick = self.instrument.tick_size
-        buy = order.side is Side.BUY
+        buy = order.side is _SIDE_BUY
         limit = order.limit_price
         if limit is None:  # market, or a triggered stop
             price = self.slippage.price(order.side, touch, tick)
@@ -507,7 +518,7 @@ class MatchingEngine:
         progress.filled_notional += quantity * price
         fee = self.fee.fee(progress.filled_notional) - progress.fees
         progress.fees += fee
-        liquidity = Liquidity.MAKER if order.type.needs_limit_price and progress.rested else Liquidity.TAKER
+        liquidity = _LIQUIDITY_MAKER if progress.rested and order.type in _LIMIT_TYPES else _LIQUIDITY_TAKER
         if progress.remaining == 0:
             del self._orders[order.order_id]
         return Fill(order.order_id, f"{order.order_id}-{progress.fills}", quantity, price, fee, liquidity, market.ts)
@@ -533,6 +544,12 @@ class MatchingEngine:
         if order.order_id in self._orders:
             raise ValueError(f"order {order.order_id} is already working")
         instrument = self.instrument
+        lot, tick, limit, stop = instrument.lot_size, instrument.tick_size, order.limit_price, order.stop_price
+        if (  # the common case: a new order (remaining = quantity) on the lot, its prices on the tick
+            order.remaining == order.quantity and not order.quantity % lot
+            and (limit is None or not limit % tick) and (stop is None or not stop % tick)
+        ):  # fmt: skip
+            return
         for name, quantity in (("quantity", order.quantity), ("remaining", order.remaining)):
             if not instrument.is_quantity_on_lot(quantity):
                 raise ValueError(f"order {order.order_id}: {name} {quantity} is not a multiple of the lot {instrument.lot_size}")
@@ -547,10 +564,20 @@ def _reaches_stop(side: Side, stop: Decimal, market: _Market) -> bool:
     touch = market.price_for(side)
     if touch is None:
         return False
-    return touch >= stop if side is Side.BUY else touch <= stop
+    return touch >= stop if side is _SIDE_BUY else touch <= stop
 
 
 def _floor_to_lot(quantity: Decimal, lot: Decimal) -> Decimal:
     if quantity <= 0:
         return _ZERO
     return (quantity / lot).to_integral_value(rounding=ROUND_FLOOR) * lot
+
+
+# Enum members as module constants: a member looked up on its class goes through EnumType's attribute
+# hook on every use (about 80 ns in 3.11), a module global does not; the hot paths above use these.
+_LIQUIDITY_MAKER = Liquidity.MAKER
+_LIQUIDITY_TAKER = Liquidity.TAKER
+_SIDE_BUY = Side.BUY
+_TIME_IN_FORCE_DAY = TimeInForce.DAY
+_TIME_IN_FORCE_FOK = TimeInForce.FOK
+_TIME_IN_FORCE_IOC = TimeInForce.IOC

@@ -99,7 +99,7 @@ class OpenOrders:
         self._limits, self._instruments, self._fee_model = limits, instruments, fee_model
         self._pairs = {s: pair[0] for s, i in instruments.items() if (pair := i.currency_pair) is not None}
         self._held: dict[str, _Held] = {}
-        self._pending: dict[Side, dict[str, Decimal]] = {Side.BUY: {}, Side.SELL: {}}
+        self._pending: dict[Side, dict[str, Decimal]] = {_SIDE_BUY: {}, _SIDE_SELL: {}}
         self._reserved: dict[str, Decimal] = {}
         self._market_buys: dict[str, OpenOrder] = {}
         for order in orders:
@@ -127,13 +127,13 @@ class OpenOrders:
         if order.remaining <= 0:
             return
         pending = self._pending[order.side]
-        signed = order.remaining if order.side is Side.BUY else -order.remaining
+        signed = order.remaining if order.side is _SIDE_BUY else -order.remaining
         pending[order.symbol] = pending.get(order.symbol, _ZERO) + signed
         instrument = self._instruments.get(order.symbol)
         held = _Held(order, None, None)
-        if order.side is Side.BUY and instrument is not None:
+        if order.side is _SIDE_BUY and instrument is not None:
             held.currency = instrument.quote_currency
-            if order.type is OrderType.MARKET:
+            if order.type is _ORDER_TYPE_MARKET:
                 self._market_buys[order.order_id] = order
             else:
                 intent = _intent(order)
@@ -148,7 +148,7 @@ class OpenOrders:
             return None
         order = held.order
         pending = self._pending[order.side]
-        signed = order.remaining if order.side is Side.BUY else -order.remaining
+        signed = order.remaining if order.side is _SIDE_BUY else -order.remaining
         left = pending.get(order.symbol, _ZERO) - signed
         if left:
             pending[order.symbol] = left
@@ -169,8 +169,18 @@ class OpenOrders:
         held = self._held.get(excluding) if excluding is not None else None
         if held is not None and held.order.side is side:
             order = held.order
-            totals[order.symbol] = totals.get(order.symbol, _ZERO) - (order.remaining if side is Side.BUY else -order.remaining)
+            totals[order.symbol] = totals.get(order.symbol, _ZERO) - (order.remaining if side is _SIDE_BUY else -order.remaining)
         return totals
+
+    def pending_now(self, side: Side, excluding: str | None) -> Mapping[str, Decimal]:
+        """`pending`, read-only: the kept totals themselves when nothing is excluded (no copy)."""
+        return self._pending[side] if excluding is None else self.pending(side, excluding=excluding)
+
+    def reserved_now(self, market: MarketSnapshot, excluding: str | None) -> Mapping[str, Decimal]:
+        """`reserved`, read-only: the kept sums themselves when nothing is excluded and no market buy is open."""
+        if excluding is None and not self._market_buys and all(self._reserved.values()):
+            return self._reserved  # what `reserved` answers: no market buy to price, no zero sum to drop
+        return self.reserved(market, excluding=excluding)
 
     def reserved(self, market: MarketSnapshot, *, excluding: str | None = None) -> dict[str, Decimal]:
         """What the open buys reserve, per quote currency: fixed reservations, and market buys at the mark."""
@@ -284,26 +294,38 @@ def account_risk_state(
     """What the checks need about the account now, for a new order on `side` in `currency` (the instrument's
     quote currency; the base currency when None), under the FX fee `fx_fee_bps` (see the module docstring)."""
     base, rates = books.base_currency, market.rates
-    power = buying_power(books, rates, currency or base, open_orders.reserved(market, excluding=excluding), fx_fee_bps=fx_fee_bps)
+    power = buying_power(books, rates, currency or base, open_orders.reserved_now(market, excluding), fx_fee_bps=fx_fee_bps)
     positions: dict[str, Decimal] = {}
     gross = _ZERO
+    quotes = market.quotes
     for symbol, holding in books.holdings.items():
-        positions[symbol] = holding.quantity
-        mark = market.mark(symbol)
-        value = abs(holding.quantity) * mark if mark is not None else abs(holding.position.cost)
+        position = holding.position
+        quantity = positions[symbol] = position.quantity
+        quote = quotes.get(symbol)
+        marked = quote.mark if quote is not None else None
+        value = abs(quantity) * marked[0] if marked is not None else abs(position.cost)
         gross += rates.convert(value, holding.currency, base) if holding.currency != base else value
     for symbol, bought in open_orders.currency_pairs.items():
         positions[symbol] = books.cash_in(bought)  # a currency pair is held as cash in its base currency
-    for symbol, pending in open_orders.pending(side, excluding=excluding).items():
+    for symbol, pending in open_orders.pending_now(side, excluding).items():
         positions[symbol] = positions.get(symbol, _ZERO) + pending
+    realized = books.realized_today  # in the common case, one currency: nothing to convert
+    realized_today = realized[base] if len(realized) == 1 and base in realized else _in(rates, realized, base)
     return AccountRiskState(
         cash_available=power.cash,
         reserved_by_open_orders=power.reserved,
         cash_counted=power.counted,
         positions=positions,
         gross_exposure=gross,
-        realized_pnl_today=_in(rates, books.realized_today, base),
+        realized_pnl_today=realized_today,
         orders_in_last_minute=orders_in_last_minute,
         allow_short=books.allow_short,
         trading_state=trading_state,
     )
+
+
+# Enum members as module constants: a member looked up on its class goes through EnumType's attribute
+# hook on every use (about 80 ns in 3.11), a module global does not; the hot paths above use these.
+_ORDER_TYPE_MARKET = OrderType.MARKET
+_SIDE_BUY = Side.BUY
+_SIDE_SELL = Side.SELL

@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, InvalidOperation, localcontext
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, InvalidOperation
 from typing import Literal
 
 from tradestack.domain.frozen import fast_init
 from tradestack.domain.instruments import Instrument
 from tradestack.domain.marketdata import Quote
-from tradestack.domain.portfolio import FxRates, divide
+from tradestack.domain.portfolio import FxRates
 
 MarkSource = Literal["last", "mid"]
 FX_PIVOT = "USD"
@@ -44,8 +44,8 @@ class QuoteView:
         """(bid + ask) / 2 of a sane quote, else None."""
         if self.bid is None or self.ask is None or self.bid > self.ask:
             return None
-        with localcontext(_EXACT):
-            return divide(self.bid + self.ask, _TWO)
+        # half a sum always terminates: exact in this context (what `divide` returns for a terminating quotient)
+        return _EXACT.divide(_EXACT.add(self.bid, self.ask), _TWO)
 
     @property
     def mark(self) -> tuple[Decimal, MarkSource] | None:

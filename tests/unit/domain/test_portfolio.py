@@ -1,6 +1,6 @@
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from fractions import Fraction
 
 import pytest
@@ -395,3 +395,23 @@ def test_repeated_partial_closes_keep_the_cost_within_quotient_places() -> None:
     last, realized = position.apply_fill("sell", Decimal("0.001"), Decimal("40000"))
     assert (last.quantity, last.cost) == (0, 0)  # the last unit releases exactly what is left
     assert realized == Decimal(40) - position.cost
+
+
+_COSTS = st.decimals(min_value=Decimal("0.000001"), max_value=Decimal(10) ** 9, places=12, allow_nan=False)
+_UNITS = st.decimals(min_value=Decimal("0.00001"), max_value=Decimal(10) ** 6, places=5, allow_nan=False)
+
+
+@given(cost=_COSTS, held=_UNITS, fraction=st.fractions(min_value=Fraction(1, 1000), max_value=Fraction(999, 1000)))
+def test_a_partial_close_releases_the_pro_rata_cost_as_divide_writes_it(cost: Decimal, held: Decimal, fraction: Fraction) -> None:
+    """The released cost is `divide(cost x closing, held)`, kept to QUOTIENT_PLACES places (half-even) when it has
+    more: the same value written the same way (the position keeps what is left, so the exponent shows in the books)."""
+    closing = (held * fraction.numerator / fraction.denominator).quantize(Decimal("0.00001"))
+    if not 0 < closing < held:
+        return
+    effect = PositionState("AAPL", held, cost).fill_effect(Side.SELL, closing, Decimal(1))
+    expected = divide(Context(prec=100).multiply(cost, closing), held)
+    exponent = expected.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if exponent < -QUOTIENT_PLACES:
+        expected = expected.quantize(Decimal(1).scaleb(-QUOTIENT_PLACES), rounding=ROUND_HALF_EVEN, context=Context(prec=100))
+    assert str(-effect.closed_cost) == str(expected)
