@@ -166,8 +166,7 @@ class HotFront:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
-                if applied:
-                    RateLimitMiddleware.with_limit_headers(scope, applied, headers)
+                RateLimitMiddleware.with_limit_headers(scope, applied, headers)
                 message["headers"] = [*with_missing(headers, security), id_header]
             await send(message)
 

@@ -521,9 +521,8 @@ class RateLimitMiddleware:
         applied = await self.check(scope, send)
         if applied is None:
             return
-        if not applied:
-            await self.app(scope, receive, send)  # the limiter failed: no limits applied
-            return
+        # Wrapped even when no per-IP limit applied (the limiter failed, or an exempt load generator): the
+        # principal's limit, counted here and applied by the endpoint, still sends its headers.
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
