@@ -136,7 +136,7 @@ class _OneHopCursor:
 
     def _run(self, sql: str, parameters: Any, many: bool) -> tuple[Any, int, int | None, list[Any]]:
         """On the connection's thread: the statement and all its rows."""
-        cursor = self._connection._conn.cursor()  # noqa: SLF001 - what aiosqlite's own cursor wraps
+        cursor = self._connection._conn.cursor()  # what aiosqlite's own cursor wraps
         try:
             if many:
                 cursor.executemany(sql, parameters)
@@ -149,7 +149,7 @@ class _OneHopCursor:
             cursor.close()
 
     async def _call(self, sql: str, parameters: Any, many: bool) -> _OneHopCursor:
-        outcome = await self._connection._execute(self._run, sql, parameters, many)  # noqa: SLF001 - its one queue
+        outcome = await self._connection._execute(self._run, sql, parameters, many)  # type: ignore[no-untyped-call]  # its one queue to the thread
         self.description, self.rowcount, self.lastrowid, rows = outcome
         self._rows = deque(rows)
         return self
@@ -200,7 +200,7 @@ class _OneHopConnection(aiosqlite.Connection):
 def _one_hop_connect(database: str, **kwargs: Any) -> aiosqlite.Connection:
     """What SQLAlchemy's aiosqlite dialect connects with (its ``async_creator_fn``): the same sqlite3 connection."""
     connection = _OneHopConnection(functools.partial(sqlite3.connect, database, **kwargs), 64)
-    connection._thread.daemon = True  # noqa: SLF001 - as the dialect does for aiosqlite's own connections
+    connection._thread.daemon = True  # as the dialect does for its own connections
     return connection
 
 

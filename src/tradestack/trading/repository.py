@@ -35,6 +35,7 @@ _sqlite_locks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = Weak
 # The tables themselves, for Core executemany INSERTs (no ORM bulk-insert work per statement).
 _ORDERS = cast(Table, OrderRow.__table__)
 _ORDER_EVENTS = cast(Table, OrderEventRow.__table__)
+_IN_CHUNK = 500  # ids in one IN (...): well under SQLite's 32,766 parameters
 
 
 def sqlite_writer_lock() -> asyncio.Lock:
@@ -120,6 +121,26 @@ class TradingRepository:
         events = await self.events(order_id)
         return Order.from_events(events) if events else None
 
+    async def load_many(self, order_ids: Sequence[str]) -> dict[str, Order]:
+        """The orders folded from their events, by id (unknown ones absent), one query per `_IN_CHUNK` orders."""
+        loaded: dict[str, Order] = {}
+        for start in range(0, len(order_ids), _IN_CHUNK):
+            events = await self._events_of(order_ids[start : start + _IN_CHUNK])
+            loaded.update((order_id, Order.from_events(found)) for order_id, found in events.items())
+        return loaded
+
+    async def _events_of(self, order_ids: Sequence[str]) -> dict[str, list[OrderEvent]]:
+        """The events of several orders, oldest first, by order id (orders without any absent)."""
+        payloads = await self.session.execute(
+            select(OrderEventRow.order_id, OrderEventRow.payload)
+            .where(OrderEventRow.order_id.in_(order_ids))
+            .order_by(OrderEventRow.order_id, OrderEventRow.seq)
+        )
+        events: dict[str, list[OrderEvent]] = {}
+        for order_id, payload in payloads:
+            events.setdefault(order_id, []).append(event_from_dict(orjson.loads(payload)))
+        return events
+
     async def create(self, order: Order, events: Sequence[OrderEvent], fingerprint: str) -> OrderRow:
         """Insert a new order: its projection and its first events (`order` is their fold)."""
         request = order.submitted_request
@@ -178,14 +199,7 @@ class TradingRepository:
         )
         if not rows:
             return []
-        payloads = await self.session.execute(
-            select(OrderEventRow.order_id, OrderEventRow.payload)
-            .where(OrderEventRow.order_id.in_([row.id for row in rows]))
-            .order_by(OrderEventRow.order_id, OrderEventRow.seq)
-        )
-        events: dict[str, list[OrderEvent]] = {}
-        for order_id, payload in payloads:
-            events.setdefault(order_id, []).append(event_from_dict(orjson.loads(payload)))
+        events = await self._events_of([row.id for row in rows])
         return [(row, events.get(row.id, [])) for row in rows]
 
     async def order_times_since(self, account_ids: Sequence[str], since: datetime) -> dict[str, list[datetime]]:
