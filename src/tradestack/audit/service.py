@@ -448,7 +448,7 @@ class AuditService:
 
     async def _chain_batch(self, limit: int, holder: str | None) -> int:
         now = self.clock.now()
-        async with self.database.session() as session:
+        async with self.database.writing(), self.database.session() as session:
             repository = AuditRepository(session)
             if self.database.dialect == "postgresql":
                 # A chainer stopped mid-batch is ended by the server well before its lease lapses.
@@ -472,7 +472,7 @@ class AuditService:
         """Become (or stay) the chainer: True when `holder` holds the lease for the next `lease_seconds`."""
         now = self.clock.now()
         try:
-            async with self.database.session() as session:
+            async with self.database.writing(), self.database.session() as session:
                 repository = AuditRepository(session)
                 if self.database.dialect == "postgresql":
                     await repository.bound_batch_waits(

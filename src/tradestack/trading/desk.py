@@ -59,7 +59,7 @@ from tradestack.kit.logging import get_logger
 from tradestack.kit.outages import RETRY_AFTER_SECONDS, is_lock_timeout
 from tradestack.kit.runtime import Runtime, Slot
 from tradestack.trading.prices import missing_fx
-from tradestack.trading.repository import GLOBAL_SCOPE, TradingRepository, sqlite_writer_lock
+from tradestack.trading.repository import GLOBAL_SCOPE, TradingRepository
 from tradestack.trading.schemas import OrderOut
 
 log = get_logger(__name__)
@@ -200,7 +200,7 @@ class OrderDesk:
         outcomes: list[tuple[_Pending, Decided | BaseException]] = []
         account_ids = sorted({pending.command.request.account_id for pending in group})
         market = await self._market(group)
-        async with self._writer():
+        async with self.runtime.database.writing():
             try:
                 async with self.runtime.database.writer_session() as session:
                     repo = TradingRepository(session)
@@ -258,10 +258,6 @@ class OrderDesk:
                     pending.future.set_exception(outcome)
                 else:
                     pending.future.set_result(outcome)
-
-    def _writer(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        """On SQLite every writer of trading books also holds the process's writer lock (the database has one writer)."""
-        return sqlite_writer_lock() if self.runtime.database.dialect == "sqlite" else contextlib.nullcontext()
 
     def _forget(self, account_ids: Sequence[str]) -> None:
         for account_id in account_ids:

@@ -11,13 +11,11 @@ of the account went stale.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import cast
-from weakref import WeakKeyDictionary
 
 import orjson
 from sqlalchemy import Table, func, insert, select, update
@@ -30,25 +28,10 @@ from tradestack.models.trading import OrderEventRow, OrderRow, RiskLimitsRow, Tr
 OPEN_STATUSES = tuple(status.value for status in OrderStatus if status.is_open)
 GLOBAL_SCOPE = "global"
 
-_sqlite_locks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()
-
 # The tables themselves, for Core executemany INSERTs (no ORM bulk-insert work per statement).
 _ORDERS = cast(Table, OrderRow.__table__)
 _ORDER_EVENTS = cast(Table, OrderEventRow.__table__)
 _IN_CHUNK = 500  # ids in one IN (...): well under SQLite's 32,766 parameters
-
-
-def sqlite_writer_lock() -> asyncio.Lock:
-    """The lock every writer of trading books holds on SQLite (this process is the only writer)."""
-    return _sqlite_lock()
-
-
-def _sqlite_lock() -> asyncio.Lock:
-    loop = asyncio.get_running_loop()
-    lock = _sqlite_locks.get(loop)
-    if lock is None:
-        lock = _sqlite_locks[loop] = asyncio.Lock()
-    return lock
 
 
 @asynccontextmanager
@@ -58,12 +41,8 @@ async def books_session(database: Database) -> AsyncIterator[AsyncSession]:
     On SQLite (one process, one writer) trading writes are also serialised in this process, so a
     transaction never reads balances another one is about to change.
     """
-    if database.dialect == "sqlite":
-        async with _sqlite_lock(), database.session() as session:
-            yield session
-    else:
-        async with database.session() as session:
-            yield session
+    async with database.writing(), database.session() as session:
+        yield session
 
 
 class ConcurrentUpdate(Exception):  # noqa: N818 - named for what happened
