@@ -448,7 +448,7 @@ class AuditService:
 
     async def _chain_batch(self, limit: int, holder: str | None) -> int:
         now = self.clock.now()
-        async with self.database.session() as session:
+        async with self.database.writing(), self.database.session() as session:
             repository = AuditRepository(session)
             if self.database.dialect == "postgresql":
                 # A chainer stopped mid-batch is ended by the server well before its lease lapses.
@@ -472,7 +472,7 @@ class AuditService:
         """Become (or stay) the chainer: True when `holder` holds the lease for the next `lease_seconds`."""
         now = self.clock.now()
         try:
-            async with self.database.session() as session:
+            async with self.database.writing(), self.database.session() as session:
                 repository = AuditRepository(session)
                 if self.database.dialect == "postgresql":
                     await repository.bound_batch_waits(
@@ -624,6 +624,8 @@ class AuditService:
 # --- the chainer ---------------------------------------------------------------------------------
 
 OBSERVE_EVERY_SECONDS = 1.0
+COALESCE_SECONDS = 0.02
+"""After a tick that chained, how long the leader lets commits gather before the next (a dozen statements a tick)."""
 
 
 STOP_TICK_SECONDS = 5.0
@@ -664,15 +666,18 @@ class AuditChainer:
         """Ask the chainer to look at the outbox now (after committing a staged entry). Never waits."""
         self._wake.set()
 
-    async def tick(self) -> int:
-        """Take or keep the lease, chain what waits if leading, refresh the backlog gauges; returns how many chained."""
+    async def tick(self, *, staged: bool = False) -> int:
+        """Take or keep the lease, chain what waits if leading, refresh the backlog gauges; returns how many chained.
+
+        `staged`: this process committed entries since the last tick (it was woken), so the outbox is
+        not read first to find out."""
         lease = self.service.lease_seconds
         if not self.leading or time.monotonic() - self._renewed_at > lease / 2:
             self.leading = await self.service.take_lease(self.holder)
             if self.leading:
                 self._renewed_at = time.monotonic()
         chained = 0
-        if self.leading and await self.service.has_staged():  # a read: an idle leader writes only to renew
+        if self.leading and (staged or await self.service.has_staged()):  # a read: an idle leader writes only to renew
             try:
                 while True:
                     count = await self.service.chain_batch(self.batch_size, holder=self.holder)
@@ -684,7 +689,7 @@ class AuditChainer:
                 log.warning("audit_chainer_lease_lost", holder=self.holder)
                 self.leading = False
         AUDIT_CHAINER_LEADER.set(1 if self.leading else 0)
-        if chained or time.monotonic() - self._observed_at >= OBSERVE_EVERY_SECONDS:
+        if time.monotonic() - self._observed_at >= OBSERVE_EVERY_SECONDS:  # not after every batch: two more reads
             count, age = await self.service.backlog()
             AUDIT_OUTBOX_BACKLOG.set(count)
             AUDIT_OUTBOX_OLDEST_AGE.set(age)
@@ -693,9 +698,11 @@ class AuditChainer:
 
     async def run(self) -> None:
         """Tick until stopped; errors (database away, lock timeouts) are logged and retried at the next tick."""
+        woken = False
         while not self._stop.is_set():
+            chained = 0
             try:
-                await self.tick()
+                chained = await self.tick(staged=woken)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - retried at the next tick
@@ -705,7 +712,9 @@ class AuditChainer:
                 await wait_event(self._stop, self.service.lease_seconds / 4)
                 self._wake.clear()
                 continue
-            await wait_event(self._wake, self.interval)
+            if chained:  # let a stream of commits gather for a moment: one batch for many of them, not one each
+                await wait_event(self._stop, COALESCE_SECONDS)
+            woken = await wait_event(self._wake, self.interval)
             self._wake.clear()
 
     @property

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, localcontext
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.books import BalanceLine
@@ -168,6 +169,19 @@ class JournalRepository:
         return int((await self._session.execute(select(func.count()).select_from(JournalEntryRow))).scalar_one())
 
 
+_ACCOUNTS = cast(Table, TradingAccount.__table__)
+_BUMP = {"books_version": _ACCOUNTS.c.books_version + 1}
+_LOCKED = (
+    select(_ACCOUNTS.c.id)
+    .where(_ACCOUNTS.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_ACCOUNTS.c.id)
+    .with_for_update()
+    .cte("locked")
+)
+_LOCK_MANY_POSTGRESQL = update(_ACCOUNTS).where(_ACCOUNTS.c.id == _LOCKED.c.id).values(_BUMP).returning(*_ACCOUNTS.c)
+_LOCK_MANY = update(_ACCOUNTS).where(_ACCOUNTS.c.id.in_(bindparam("ids", expanding=True))).values(_BUMP).returning(*_ACCOUNTS.c)
+
+
 class AccountRepository(Repository):
     """`trading_accounts`."""
 
@@ -182,34 +196,30 @@ class AccountRepository(Repository):
 
     async def lock(self, account_id: str) -> TradingAccount | None:
         """The account, locked until the transaction ends, its `books_version` bumped; None when unknown."""
-        return (await self.lock_many([account_id])).get(account_id)
+        statement = (
+            update(TradingAccount)
+            .where(TradingAccount.id == account_id)
+            .values(books_version=TradingAccount.books_version + 1)
+            .returning(TradingAccount)
+        )
+        rows = await self.session.scalars(statement, execution_options={"synchronize_session": False, "populate_existing": True})
+        return rows.one_or_none()
 
-    async def lock_many(self, account_ids: Sequence[str]) -> dict[str, TradingAccount]:
-        """The accounts by id (unknown ones absent), locked until the transaction ends, each `books_version` bumped.
+    async def lock_many(self, account_ids: Sequence[str]) -> dict[str, Row[Any]]:
+        """The accounts' rows by id (unknown ones absent; every column, `books_version` bumped), locked until the
+        transaction ends.
 
-        One statement. On PostgreSQL the rows are locked in id order (``FOR UPDATE`` in a CTE), so
-        two transactions locking overlapping sets wait for each other instead of deadlocking; the
-        bump is what tells an order desk that someone else wrote the books since it last did.
+        One statement, built once (Core, no ORM: the order desk's every group runs it). On PostgreSQL
+        the rows are locked in id order (``FOR UPDATE`` in a CTE), so two transactions locking
+        overlapping sets wait for each other instead of deadlocking; the bump is what tells an order
+        desk that someone else wrote the books since it last did. TradingAccount objects this session
+        already holds are not refreshed: lock before reading.
         """
         if not account_ids:
             return {}
-        bump = {"books_version": TradingAccount.books_version + 1}
         bind = self.session.bind
-        if bind is not None and bind.dialect.name == "postgresql":
-            locked = (
-                select(TradingAccount.id)
-                .where(TradingAccount.id.in_(sorted(set(account_ids))))
-                .order_by(TradingAccount.id)
-                .with_for_update()
-                .cte("locked")
-            )
-            statement = update(TradingAccount).where(TradingAccount.id == locked.c.id).values(bump)
-        else:
-            statement = update(TradingAccount).where(TradingAccount.id.in_(account_ids)).values(bump)
-        rows = await self.session.scalars(
-            statement.returning(TradingAccount),
-            execution_options={"synchronize_session": False, "populate_existing": True},
-        )
+        statement = _LOCK_MANY_POSTGRESQL if bind is not None and bind.dialect.name == "postgresql" else _LOCK_MANY
+        rows = await self.session.execute(statement, {"ids": sorted(set(account_ids))})
         return {row.id: row for row in rows}
 
     async def of_owner(self, owner_id: str) -> list[TradingAccount]:

@@ -31,8 +31,9 @@ from decimal import (
     Inexact,
     localcontext,
 )
-from typing import overload
+from typing import Any, overload
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.audit.service import AuditService, wake_chainer
@@ -127,7 +128,7 @@ def _check_limit(limit: int) -> None:
         raise ValidationFailedError(f"limit: must be between 1 and {MAX_PAGE}, got {limit}")
 
 
-def _profile(row: TradingAccount) -> AccountProfile:
+def _profile(row: TradingAccount | Row[Any]) -> AccountProfile:
     return AccountProfile(
         id=row.id,
         owner_id=row.owner_id,

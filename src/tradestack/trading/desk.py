@@ -5,7 +5,8 @@ PostgreSQL). Without the desk each order took its account's lock for a whole tra
 dozen statements (the account, its balances, its open orders, limits, states, the order-rate
 count, the insert, the audit outbox). The desk instead:
 
-1. takes every submit that is waiting (up to `BATCH`) from its queue;
+1. takes every submit that is waiting (up to `BATCH`) from its queue, and reads the quotes and FX
+   rates the group is decided against (one cache read for the group, not one per request);
 2. locks the group's accounts once, in one statement (`BooksService.lock_many`: id order, so two
    desks cannot deadlock; on SQLite also the process's writer lock), which bumps each account's
    books version. Every writer of an account's books takes the same lock and bump (fills, cancels,
@@ -58,7 +59,7 @@ from tradestack.kit.logging import get_logger
 from tradestack.kit.outages import RETRY_AFTER_SECONDS, is_lock_timeout
 from tradestack.kit.runtime import Runtime, Slot
 from tradestack.trading.prices import missing_fx
-from tradestack.trading.repository import GLOBAL_SCOPE, TradingRepository, sqlite_writer_lock
+from tradestack.trading.repository import GLOBAL_SCOPE, TradingRepository
 from tradestack.trading.schemas import OrderOut
 
 log = get_logger(__name__)
@@ -76,7 +77,6 @@ class Submit:
     fingerprint: str
     instrument: Instrument
     instruments: dict[str, Instrument]
-    market: MarketSnapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +133,12 @@ class OrderDesk:
         limits_of: Callable[[AccountProfile, str | None], RiskLimits],
         open_order_of_row: Callable[[Any], OpenOrder],
         validate: Callable[[OrderRequest, Instrument, MarketSnapshot, datetime], None],
-        after: Callable[[Sequence[tuple[Submit, Decided]]], Awaitable[None]],
+        market_of: Callable[[Sequence[str], dict[str, Instrument]], Awaitable[MarketSnapshot]],
+        after: Callable[[Sequence[tuple[Submit, Decided]], MarketSnapshot], Awaitable[None]],
     ) -> None:
         self.runtime = runtime
         self._validate = validate
+        self._market_of = market_of
         self._after = after
         self._answering: asyncio.Task[None] | None = None
         self._fee_model = fee_model
@@ -197,7 +199,8 @@ class OrderDesk:
     async def _group(self, group: list[_Pending]) -> None:
         outcomes: list[tuple[_Pending, Decided | BaseException]] = []
         account_ids = sorted({pending.command.request.account_id for pending in group})
-        async with self._writer():
+        market = await self._market(group)
+        async with self.runtime.database.writing():
             try:
                 async with self.runtime.database.writer_session() as session:
                     repo = TradingRepository(session)
@@ -212,7 +215,7 @@ class OrderDesk:
                     staged: list[dict[str, Any]] = []
                     for pending in group:
                         try:
-                            decided = self._decide(pending.command, global_state, created, taken, staged)
+                            decided = self._decide(pending.command, market, global_state, created, taken, staged)
                             outcomes.append((pending, decided))
                         except (ValidationFailedError, ConflictError, NotFoundError) as refused:
                             outcomes.append((pending, refused))
@@ -223,10 +226,20 @@ class OrderDesk:
             except BaseException:
                 self._forget(account_ids)  # what it kept assumed this group would commit
                 raise
-        self._answering = asyncio.create_task(self._answer(self._answering, outcomes), name="order-desk-answers")
+        self._answering = asyncio.create_task(self._answer(self._answering, outcomes, market), name="order-desk-answers")
+
+    async def _market(self, group: list[_Pending]) -> MarketSnapshot:
+        """The quotes and FX rates the group is decided against: one cache read for the whole group, not one per order."""
+        catalogue = group[-1].command.instruments
+        if any(pending.command.instruments is not catalogue for pending in group):
+            catalogue = {symbol: i for pending in group for symbol, i in pending.command.instruments.items()}
+        return await self._market_of(sorted({pending.command.instrument.symbol for pending in group}), catalogue)
 
     async def _answer(
-        self, previous: asyncio.Task[None] | None, outcomes: list[tuple[_Pending, Decided | BaseException]]
+        self,
+        previous: asyncio.Task[None] | None,
+        outcomes: list[tuple[_Pending, Decided | BaseException]],
+        market: MarketSnapshot,
     ) -> None:
         """After the previous group's answers: the committed group's after-commit work, then its answers."""
         if previous is not None:
@@ -234,7 +247,7 @@ class OrderDesk:
         try:
             created = [(p.command, outcome) for p, outcome in outcomes if isinstance(outcome, Decided) and outcome.created]
             if created:
-                await self._after(created)
+                await self._after(created, market)
         except Exception as exc:  # noqa: BLE001 - the group is committed: its orders are answered as such
             log.warning("after-commit work of an order group failed", orders=len(outcomes), error=repr(exc))
         finally:
@@ -245,10 +258,6 @@ class OrderDesk:
                     pending.future.set_exception(outcome)
                 else:
                     pending.future.set_result(outcome)
-
-    def _writer(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        """On SQLite every writer of trading books also holds the process's writer lock (the database has one writer)."""
-        return sqlite_writer_lock() if self.runtime.database.dialect == "sqlite" else contextlib.nullcontext()
 
     def _forget(self, account_ids: Sequence[str]) -> None:
         for account_id in account_ids:
@@ -306,6 +315,7 @@ class OrderDesk:
     def _decide(
         self,
         command: Submit,
+        market: MarketSnapshot,
         global_state: TradingState,
         created: list[tuple[Order, list[OrderEvent], str]],
         taken: dict[tuple[str, str], tuple[Decided, str]],
@@ -326,11 +336,10 @@ class OrderDesk:
                     order_id=earlier.order.id,
                 )
             return Decided(earlier.order, None, False)
-        self._validate(request, command.instrument, command.market, now)
+        self._validate(request, command.instrument, market, now)
         while account.recent and account.recent[0] < now - _MINUTE:
             account.recent.popleft()
         base, quote = account.profile.base_currency, command.instrument.quote_currency
-        market = command.market
         try:
             state = account_risk_state(
                 account.books,

@@ -109,6 +109,7 @@ class EngineShard:
         self._changed: dict[str, str] = {}  # order id -> account id, waiting to be read
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}  # order id -> callers awaiting its pass
         self._quotes: dict[str, Quote] = {}  # newest unprocessed quote per symbol
+        self._recorded: set[str] = set()  # orders whose executions `_apply` wrote since `_sync_many` read them
         self._wake = asyncio.Event()
         self._stopping = False
         self._reconcile_at = 0.0
@@ -206,8 +207,7 @@ class EngineShard:
         """One pass: order changes, quotes, session closes, reconciliation."""
         changed, self._changed = self._changed, {}
         try:
-            for order_id, account_id in changed.items():
-                await self.sync(order_id, account_id)
+            await self._sync_many(changed)
         finally:
             self._settle(changed)  # failed or not: the caller's order is durable, its wait is over
         quotes, self._quotes = self._quotes, {}
@@ -286,6 +286,22 @@ class EngineShard:
             order = await TradingRepository(session).load(order_id)
         await self._place(order, account_id, order_id)
 
+    async def _sync_many(self, changed: dict[str, str]) -> None:
+        """`sync` for several orders (order id -> account id), read together: one query, not a session each.
+
+        Placing one can fill another that is already in the book; such an order's read is then stale
+        (its fill was written after it), so it is read again before it is placed."""
+        if not changed:
+            return
+        async with self.runtime.database.read_session() as session:
+            loaded = await TradingRepository(session).load_many(list(changed))
+        self._recorded.clear()
+        for order_id, account_id in changed.items():
+            if order_id in self._recorded:
+                await self.sync(order_id, account_id)
+            else:
+                await self._place(loaded.get(order_id), account_id, order_id)
+
     async def _place(self, order: Order | None, account_id: str, order_id: str) -> None:
         for engine in self.engines.values():
             engine.cancel(order_id)
@@ -361,6 +377,7 @@ class EngineShard:
             account_id = self.owners.get(event.order_id)
             if account_id is None:
                 continue
+            self._recorded.add(event.order_id)
             try:
                 result = await record(self.runtime, account_id, engine.instrument, event, self.rates)
             except Exception as exc:  # noqa: BLE001 - one order's failure must not stop the others

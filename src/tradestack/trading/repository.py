@@ -11,13 +11,11 @@ of the account went stale.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import cast
-from weakref import WeakKeyDictionary
 
 import orjson
 from sqlalchemy import Table, func, insert, select, update
@@ -31,24 +29,10 @@ from tradestack.models.trading import OrderEventRow, OrderRow, RiskLimitsRow, Tr
 OPEN_STATUSES = tuple(status.value for status in OrderStatus if status.is_open)
 GLOBAL_SCOPE = "global"
 
-_sqlite_locks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()
-
 # The tables themselves, for Core executemany INSERTs (no ORM bulk-insert work per statement).
 _ORDERS = cast(Table, OrderRow.__table__)
 _ORDER_EVENTS = cast(Table, OrderEventRow.__table__)
-
-
-def sqlite_writer_lock() -> asyncio.Lock:
-    """The lock every writer of trading books holds on SQLite (this process is the only writer)."""
-    return _sqlite_lock()
-
-
-def _sqlite_lock() -> asyncio.Lock:
-    loop = asyncio.get_running_loop()
-    lock = _sqlite_locks.get(loop)
-    if lock is None:
-        lock = _sqlite_locks[loop] = asyncio.Lock()
-    return lock
+_IN_CHUNK = 500  # ids in one IN (...): well under SQLite's 32,766 parameters
 
 
 @asynccontextmanager
@@ -58,12 +42,8 @@ async def books_session(database: Database) -> AsyncIterator[AsyncSession]:
     On SQLite (one process, one writer) trading writes are also serialised in this process, so a
     transaction never reads balances another one is about to change.
     """
-    if database.dialect == "sqlite":
-        async with _sqlite_lock(), database.session() as session:
-            yield session
-    else:
-        async with database.session() as session:
-            yield session
+    async with database.writing(), database.session() as session:
+        yield session
 
 
 class ConcurrentUpdate(Exception):  # noqa: N818 - named for what happened
@@ -120,6 +100,26 @@ class TradingRepository:
         """The order folded from its events (None when unknown)."""
         events = await self.events(order_id)
         return Order.from_events(events) if events else None
+
+    async def load_many(self, order_ids: Sequence[str]) -> dict[str, Order]:
+        """The orders folded from their events, by id (unknown ones absent), one query per `_IN_CHUNK` orders."""
+        loaded: dict[str, Order] = {}
+        for start in range(0, len(order_ids), _IN_CHUNK):
+            events = await self._events_of(order_ids[start : start + _IN_CHUNK])
+            loaded.update((order_id, Order.from_events(found)) for order_id, found in events.items())
+        return loaded
+
+    async def _events_of(self, order_ids: Sequence[str]) -> dict[str, list[OrderEvent]]:
+        """The events of several orders, oldest first, by order id (orders without any absent)."""
+        payloads = await self.session.execute(
+            select(OrderEventRow.order_id, OrderEventRow.payload)
+            .where(OrderEventRow.order_id.in_(order_ids))
+            .order_by(OrderEventRow.order_id, OrderEventRow.seq)
+        )
+        events: dict[str, list[OrderEvent]] = {}
+        for order_id, payload in payloads:
+            events.setdefault(order_id, []).append(event_from_dict(orjson.loads(payload)))
+        return events
 
     async def create(self, order: Order, events: Sequence[OrderEvent], fingerprint: str) -> OrderRow:
         """Insert a new order: its projection and its first events (`order` is their fold)."""
@@ -179,14 +179,7 @@ class TradingRepository:
         rows = list(await self.session.scalars(query.order_by(OrderRow.created_at, OrderRow.id)))
         if not rows:
             return []
-        payloads = await self.session.execute(
-            select(OrderEventRow.order_id, OrderEventRow.payload)
-            .where(OrderEventRow.order_id.in_([row.id for row in rows]))
-            .order_by(OrderEventRow.order_id, OrderEventRow.seq)
-        )
-        events: dict[str, list[OrderEvent]] = {}
-        for order_id, payload in payloads:
-            events.setdefault(order_id, []).append(event_from_dict(orjson.loads(payload)))
+        events = await self._events_of([row.id for row in rows])
         return [(row, events.get(row.id, [])) for row in rows]
 
     async def order_times_since(self, account_ids: Sequence[str], since: datetime) -> dict[str, list[datetime]]:

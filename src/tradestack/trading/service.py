@@ -394,8 +394,7 @@ class TradingService:
             time_in_force=body.time_in_force,
         )
         fingerprint = request.fingerprint()
-        market = await self.market.snapshot([instrument.symbol], instruments=instruments)
-        decided = await self._desk().submit(Submit(principal, caller, request, fingerprint, instrument, instruments, market))
+        decided = await self._desk().submit(Submit(principal, caller, request, fingerprint, instrument, instruments))
         order, check, created = decided.order, decided.check, decided.created
         if not created:
             return self._replayed(order)
@@ -418,12 +417,15 @@ class TradingService:
                 raise ValidationFailedError("; ".join(problems))
             self._check_session(request, instrument, now)
 
-        async def after(decided: Sequence[tuple[Submit, Decided]]) -> None:
+        async def market_of(symbols: Sequence[str], instruments: dict[str, Instrument]) -> MarketSnapshot:
+            return await self.market.snapshot(symbols, instruments=instruments)
+
+        async def after(decided: Sequence[tuple[Submit, Decided]], market: MarketSnapshot) -> None:
             """The desk's group is committed: its new orders' after-commit work, together, before they are answered."""
             orders = []
             for command, outcome in decided:
                 accepted = outcome.order.status == OrderStatus.ACCEPTED.value
-                orders.append((outcome.order, accepted, accepted and _marketable(command.request, command.market)))
+                orders.append((outcome.order, accepted, accepted and _marketable(command.request, market)))
             await self._after_many(orders)
 
         return desk_of(
@@ -434,6 +436,7 @@ class TradingService:
                 limits_of=limits,
                 open_order_of_row=open_order_of,
                 validate=validate,
+                market_of=market_of,
                 after=after,
             ),
         )
