@@ -33,6 +33,7 @@ HEARTBEAT_EVERY_SECONDS = 0.5
 STORE_GRACE = timedelta(seconds=5)
 """How long after its minute ended a candle no trade closed is stored anyway (late prints have arrived by then)."""
 MAX_UNSTORED_CANDLES = 100_000
+STORE_WAIT_SECONDS = 5.0
 RESTART_DELAY_SECONDS = 2.0
 MAX_PENDING = 10_000
 THREAD_START_SECONDS = 10.0
@@ -114,6 +115,7 @@ class Publisher:
         self._ttl = runtime.settings.quote_ttl_seconds
         self._unstored: deque[tuple[str, Bar]] = deque(maxlen=MAX_UNSTORED_CANDLES)
         """Complete candles not stored yet (the database was away): retried with the next ones."""
+        self._storing: asyncio.Task[None] | None = None
 
     async def publish(self, feed: str, event: Quote | Trade | OrderBook) -> None:
         """Make `event` visible to API readers and WebSocket subscribers."""
@@ -163,25 +165,33 @@ class Publisher:
             await self._heartbeat(publication.at)
         if publication.candles:
             self._unstored.extend(publication.candles)
-            await self.store_candles()
+            if self._storing is None or self._storing.done():  # off the publishing path: an outage never holds quotes
+                self._storing = asyncio.create_task(self.store_candles(), name="marketdata:candles")
+
+    async def candles_stored(self, seconds: float = STORE_WAIT_SECONDS) -> None:
+        """Wait (at most `seconds`) until the candles being stored are (a stop, a test)."""
+        if self._storing is not None and not self._storing.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._storing), seconds)
 
     async def store_candles(self) -> None:
-        """Store the complete candles waiting, in one transaction (kept for the next try if the database is away)."""
-        waiting = sorted(self._unstored, key=lambda item: (item[0], item[1].symbol, item[1].ts))
-        try:
-            async with self.runtime.database.session() as session:
-                bars = BarRepository(session)
-                for (feed, symbol), group in groupby(waiting, key=lambda item: (item[0], item[1].symbol)):
-                    await bars.write(symbol, Timeframe.M1, [bar for _, bar in group], source=f"live:{feed}")
-        except Exception as exc:  # noqa: BLE001 - an outage keeps them for the next try; a bug drops them (logged)
-            if unavailable_backend(exc) is None:
-                # A bug, not an outage: retrying would fail again and hold back every later candle.
-                log.error("live candles not storable; dropped", candles=len(waiting), error=f"{type(exc).__name__}: {exc}")
-                self._unstored.clear()
+        """Store the complete candles waiting, a transaction per batch; on an outage they are kept for the next try."""
+        while self._unstored:
+            batch = sorted(self._unstored, key=lambda item: (item[0], item[1].symbol, item[1].ts))
+            self._unstored.clear()
+            try:
+                async with self.runtime.database.session() as session:
+                    bars = BarRepository(session)
+                    for (feed, symbol), group in groupby(batch, key=lambda item: (item[0], item[1].symbol)):
+                        await bars.write(symbol, Timeframe.M1, [bar for _, bar in group], source=f"live:{feed}")
+            except Exception as exc:  # noqa: BLE001 - an outage keeps them for the next try; a bug drops them (logged)
+                if unavailable_backend(exc) is None:
+                    # A bug, not an outage: retrying would fail again and hold back every later candle.
+                    log.error("live candles not storable; dropped", candles=len(batch), error=f"{type(exc).__name__}: {exc}")
+                    continue
+                count_outage("database", "live_candles", exc)
+                self._unstored.extendleft(reversed(batch))  # stored with the next complete candle
                 return
-            count_outage("database", "live_candles", exc)  # kept: stored with the next ones
-            return
-        self._unstored.clear()
 
     async def _heartbeat(self, now: datetime) -> None:
         stamp = now.timestamp()
@@ -228,6 +238,7 @@ class MarketDataRunner:
             await asyncio.gather(*self._tasks)
         finally:
             await self.stop()
+            await self.publisher.candles_stored()
 
     async def stop(self) -> None:
         """Stop every feed."""
@@ -328,3 +339,4 @@ class FeedThread:
             self._emitter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._emitter
+        await self.runner.publisher.candles_stored()  # its task runs on this (the owner) loop, as `emit` does

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -259,6 +260,7 @@ async def test_live_trades_are_stored_as_one_minute_candles_once_complete_and_ke
         await publisher.publish(
             "live-test", Trade("MSFT", Decimal(price), Decimal(size), Side.BUY, at + timedelta(seconds=seconds))
         )
+        await publisher.candles_stored()  # stored off the publishing path
 
     async def stored(timeframe: str = "1m") -> list[list[str]]:
         params = {"symbol": "MSFT", "timeframe": timeframe, "start": at.isoformat(), "end": (at + timedelta(hours=1)).isoformat()}
@@ -307,3 +309,22 @@ def test_a_minute_no_trade_closed_is_complete_once_its_grace_passed_and_only_onc
     assert (complete.ts, complete.close) == (at + timedelta(minutes=1), Decimal(2))
     assert candles.due(at + timedelta(minutes=10)) == []
     assert candles.add(Trade("AAPL", Decimal(3), Decimal(1), Side.BUY, at + timedelta(seconds=130)))[1] == []
+
+
+async def test_a_database_that_hangs_never_holds_back_quotes(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Complete candles are stored off the publishing path: while their write hangs, trades and quotes still go out."""
+    release = asyncio.Event()
+
+    async def hanging(*_: Any, **__: Any) -> Any:
+        await release.wait()
+
+    monkeypatch.setattr(BarRepository, "write", hanging)
+    publisher = Publisher(runtime)
+    at = datetime(2031, 1, 6, 15, 0, tzinfo=UTC)
+    for minute in range(4):
+        trade = Trade("MSFT", Decimal(100 + minute), Decimal(1), Side.BUY, at + timedelta(minutes=minute, seconds=5))
+        await asyncio.wait_for(publisher.publish("live-test", trade), 2)
+    quote = Quote("MSFT", Decimal(1), Decimal(2), Decimal(1), Decimal(1), Decimal(1), Decimal(1), runtime.clock.now())
+    await asyncio.wait_for(publisher.publish("live-test", quote), 2)
+    release.set()
+    await publisher.candles_stored()
