@@ -35,6 +35,9 @@ STORE_GRACE = timedelta(seconds=5)
 MAX_UNSTORED_CANDLES = 100_000
 STORE_WAIT_SECONDS = 5.0
 RESTART_DELAY_SECONDS = 2.0
+FEED_STOP_SECONDS = 2.0
+"""How long a stopping feed may take to finish its step (then it is cancelled), and each cancellation to take."""
+CANCEL_ATTEMPTS = 3
 MAX_PENDING = 10_000
 THREAD_START_SECONDS = 10.0
 THREAD_STOP_SECONDS = 10.0
@@ -231,29 +234,43 @@ class MarketDataRunner:
                 log.warning("feed failed; restarting", feed=feed.name, error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(RESTART_DELAY_SECONDS)
 
-    async def run_forever(self) -> None:
-        """Run until cancelled (``tradestack serve marketdata``)."""
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Run until every feed ends or `stop` is set, then stop cleanly (``tradestack serve marketdata``)."""
         self.start()
+        feeds_ended = asyncio.gather(*self._tasks, return_exceptions=True)  # `stop` reports their errors
+        stopping = asyncio.create_task(stop.wait(), name="marketdata:stop")
         try:
-            await asyncio.gather(*self._tasks)
+            await asyncio.wait((feeds_ended, stopping), return_when=asyncio.FIRST_COMPLETED)
         finally:
+            stopping.cancel()
             await self.stop()
             await self.publisher.candles_stored()
 
     async def stop(self) -> None:
-        """Stop every feed."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception as exc:  # noqa: BLE001
-                log.warning("feed task ended with an error", error=str(exc))
-        self._tasks.clear()
+        """Stop every feed: each ends after its current step (the feed is closed); one still running
+        after `FEED_STOP_SECONDS` is cancelled, again if need be, a bounded number of times.
+
+        Not cancellation alone: on Python 3.11 a cancellation that meets a library's own timeout or
+        wait in the same loop iteration can be swallowed (the feed then runs on, and a SIGTERM was
+        seen to leave `serve marketdata` publishing for good).
+        """
         for feed in self.feeds:
             await feed.close()
+        running = {task for task in self._tasks if not task.done()}
+        if running:
+            _, running = await asyncio.wait(running, timeout=FEED_STOP_SECONDS)
+        for _ in range(CANCEL_ATTEMPTS):
+            if not running:
+                break
+            for task in running:
+                task.cancel()
+            _, running = await asyncio.wait(running, timeout=FEED_STOP_SECONDS)
+        if running:
+            log.error("feed tasks did not stop; left behind", feeds=sorted(task.get_name() for task in running))
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
+                log.warning("feed task ended with an error", error=f"{type(exc).__name__}: {exc}")
+        self._tasks.clear()
 
 
 class FeedThread:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 
 from tradestack.domain.feeds import Feed
@@ -105,10 +104,9 @@ async def run_market_data(runtime: Runtime) -> None:
     await MarketDataService(runtime).seed_instruments()
     await asyncio.to_thread(calendars.load, runtime.settings.data_dir / "cache")
     runner = MarketDataRunner(runtime, await build_feeds(runtime))
-    main = asyncio.create_task(runner.run_forever())
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, main.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await main
+        loop.add_signal_handler(sig, stop.set)  # not a cancellation: the feeds end their step (see `MarketDataRunner.stop`)
+    await runner.run_forever(stop)
     log.info("market data feeds stopped")

@@ -70,6 +70,14 @@ def _log(process: subprocess.Popen[bytes]) -> str:
     return Path(path).read_text(errors="replace")[-3000:] if path else ""
 
 
+def _exit_code(process: subprocess.Popen[bytes], seconds: float) -> int:
+    """The process's exit code once it ends within `seconds`; a failure showing its log if it does not."""
+    try:
+        return process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{process.args} still running {seconds} s after being told to stop:\n{_log(process)}")
+
+
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Spawn]:
     """Start a process in a session of its own, output to a log file (a pipe nobody reads would fill up)."""
@@ -226,7 +234,7 @@ def test_up_serves_real_history_and_live_quotes(tmp_path: Path, spawn: Spawn) ->
     assert times == sorted(set(times)), times  # strictly increasing
 
     process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 0, _log(process)
+    assert _exit_code(process, 30) == 0, _log(process)
 
 
 def _cli(env: dict[str, str], cwd: Path, *args: str, stdin: str | None = None) -> None:
@@ -318,10 +326,10 @@ def test_two_api_replicas_stream_the_same_quotes(tmp_path: Path, spawn: Spawn, p
         _wait_ready(base, process, timeout=60)
     # SIGTERM stops the feed process cleanly (it had been reported to ignore it after a benchmark).
     marketdata.send_signal(signal.SIGTERM)
-    assert marketdata.wait(15) == 0, _log(marketdata)
+    assert _exit_code(marketdata, 15) == 0, _log(marketdata)
     for _, process in replicas:
         process.send_signal(signal.SIGTERM)
     for _, process in replicas:
-        assert process.wait(30) == 0, _log(process)
+        assert _exit_code(process, 30) == 0, _log(process)
     with redis.Redis.from_url(redis_url) as client:
         client.flushdb()
