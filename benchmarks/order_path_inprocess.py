@@ -202,10 +202,11 @@ class Book:
 
 
 def _working(order: Order, side: Side) -> RiskOpenOrder:
-    """What the risk state counts of an accepted order (nothing once it is final)."""
+    """What the risk state counts of an accepted order that still works."""
     request = order.request
-    remaining = Decimal(0) if order.status.is_terminal else order.remaining_quantity
-    return RiskOpenOrder(order.id, request.symbol, side, request.type, remaining, request.limit_price, request.stop_price)
+    return RiskOpenOrder(
+        order.id, request.symbol, side, request.type, order.remaining_quantity, request.limit_price, request.stop_price
+    )
 
 
 @dataclass(slots=True)
@@ -361,7 +362,10 @@ class Pipeline:
             elif isinstance(event, Expired):
                 order = order.apply(OrderExpired(order_id=order.id, ts=event.ts))
             open_order.order = order
-            self.working.put(_working(order, open_order.side))
+            if order.status.is_terminal:  # what `put` of a final order (nothing remaining) does, without building it
+                self.working.remove(order.id)
+            else:
+                self.working.put(_working(order, open_order.side))
         return booked
 
     def ledger(self, booked: list[tuple[Fill, OpenOrder]]) -> None:
