@@ -7,8 +7,8 @@
         [--a-orders 50000] [--a-rounds 5] [--a-profile]
 
 Part (a) is benchmarks/order_path_inprocess.py (submit -> risk -> match -> ledger in memory, goal
->= 100,000 orders/s), run first while the machine is quiet; its options here are --a-orders,
---a-rounds, --a-profile.
+>= 50,000 orders per CPU second, issue 12), run first while the machine is quiet; its options here
+are --a-orders, --a-rounds, --a-profile.
 
 Part (b): POST /api/orders until the order is acknowledged (201) and durable, goal >= 2,000
 orders/s with p99 < 20 ms, in the production layout on loopback: a throwaway PostgreSQL database

@@ -33,7 +33,8 @@ mostly measures the wait for a core) is the median of `--rounds` timed rounds (a
 round, same flow), alternating with the baseline. The baseline is the bare Decimal arithmetic of
 the same orders against the same quotes: limit price, notional, fee (bps with minimum), the two
 money limits, cash, position and cost - what no implementation can skip - with no objects, no
-checks and no events. `ratio` = pipeline orders/s / baseline orders/s. The stage breakdown comes
+checks and no events. The goal (issue 12) is 50,000 orders per CPU second on the pipeline.
+`ratio` = pipeline orders/s / baseline orders/s. The stage breakdown comes
 from one extra round with a perf_counter_ns pair around every stage call (well under a microsecond
 per order; read its shares, not its total). `--profile` adds one
 round under cProfile and prints the top functions. Nothing here asserts on time; the correctness
@@ -89,7 +90,7 @@ from tradestack.domain.riskstate import OpenOrder as RiskOpenOrder
 from tradestack.domain.riskstate import OpenOrders, account_risk_state
 from tradestack.domain.snapshot import MarketSnapshot, view_of
 
-GOAL_ORDERS_PER_SECOND = 100_000
+GOAL_CPU_ORDERS_PER_SECOND = 50_000  # issue 12: the pure path, orders per CPU second of the process
 ACCOUNT = "acct-bench"
 CURRENCY = "USD"
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
@@ -201,10 +202,11 @@ class Book:
 
 
 def _working(order: Order, side: Side) -> RiskOpenOrder:
-    """What the risk state counts of an accepted order (nothing once it is final)."""
+    """What the risk state counts of an accepted order that still works."""
     request = order.request
-    remaining = Decimal(0) if order.status.is_terminal else order.remaining_quantity
-    return RiskOpenOrder(order.id, request.symbol, side, request.type, remaining, request.limit_price, request.stop_price)
+    return RiskOpenOrder(
+        order.id, request.symbol, side, request.type, order.remaining_quantity, request.limit_price, request.stop_price
+    )
 
 
 @dataclass(slots=True)
@@ -360,7 +362,10 @@ class Pipeline:
             elif isinstance(event, Expired):
                 order = order.apply(OrderExpired(order_id=order.id, ts=event.ts))
             open_order.order = order
-            self.working.put(_working(order, open_order.side))
+            if order.status.is_terminal:  # what `put` of a final order (nothing remaining) does, without building it
+                self.working.remove(order.id)
+            else:
+                self.working.put(_working(order, open_order.side))
         return booked
 
     def ledger(self, booked: list[tuple[Fill, OpenOrder]]) -> None:
@@ -605,6 +610,10 @@ def main() -> None:
 
     flow = draw_flow(args.orders, args.seed)
     Pipeline(args.seed).run(flow[: min(len(flow), 2_000)])  # warm-up
+    # As the API process does once it has started (api.lifecycle): what is loaded by now lives as long
+    # as the process, so the cyclic collector's passes need not walk it again.
+    gc.collect()
+    gc.freeze()
 
     pipeline_seconds: list[float] = []
     baseline_seconds: list[float] = []
@@ -643,8 +652,11 @@ def main() -> None:
     print(f"{'baseline, per CPU second':34}{bare_cpu:12,.0f}{1e6 / bare_cpu:10.2f}")
     print("  pipeline rounds orders/s: " + ", ".join(f"{orders / s:,.0f}" for s in pipeline_seconds))
     print(f"ratio pipeline/baseline: {ours / bare:.4f}")
-    verdict = "met" if ours >= GOAL_ORDERS_PER_SECOND else "NOT met"
-    print(f"goal >= {GOAL_ORDERS_PER_SECOND:,} orders/s: {verdict} ({ours / GOAL_ORDERS_PER_SECOND:.2f} of the goal)")
+    verdict = "met" if ours_cpu >= GOAL_CPU_ORDERS_PER_SECOND else "NOT met"
+    print(
+        f"goal >= {GOAL_CPU_ORDERS_PER_SECOND:,} orders per CPU second (issue 12): {verdict} "
+        f"({ours_cpu / GOAL_CPU_ORDERS_PER_SECOND:.2f} of the goal)"
+    )
 
     total = sum(spent.values())
     print(

@@ -257,9 +257,14 @@ def order_price(intent: OrderIntent, last_price: Decimal | None, price_collar_pc
     Limit and stop-limit orders: the limit price. Market orders: the last price; stop orders: the
     stop price; buys of both plus the collar.
     """
+    return _price(intent, _usable_last(last_price), price_collar_pct)
+
+
+def _price(intent: OrderIntent, last: Decimal | None, price_collar_pct: Decimal) -> Decimal | None:
+    """`order_price` with the usable last price."""
     if intent.limit_price is not None:
         return intent.limit_price
-    reference = intent.stop_price if intent.stop_price is not None else _usable_last(last_price)
+    reference = intent.stop_price if intent.stop_price is not None else last
     if reference is None:
         return None
     if intent.side is _SIDE_BUY:
@@ -285,39 +290,47 @@ def reserve_for(
     price = order_price(intent, last_price, limits.price_collar_pct)
     if price is None:
         raise ValueError(f"no last price for {intent.symbol}: cannot price a market buy")
-    return _reserve_at(intent, price, fee_model, to_base)
+    return _reserve(intent.quantity * price, fee_model, to_base)
 
 
-def _reserve_at(intent: OrderIntent, price: Decimal, fee_model: FeeModel | None, to_base: ToBase) -> Decimal:
-    """What a buy reserves priced at `price` (its `order_price`): notional plus estimated fee, in the base currency."""
-    notional = intent.quantity * price
+def _reserve(notional: Decimal, fee_model: FeeModel | None, to_base: ToBase) -> Decimal:
+    """What a buy of `notional` (quote currency, at its `order_price`) reserves: notional plus estimated fee, in base currency."""
     fee = fee_model.fee(notional) if fee_model is not None else _ZERO
     return to_base(notional + fee)
 
 
 # -- the checks -----------------------------------------------------------------------------------
+#
+# Each check is one rule function below, written once: it compares values worked out beforehand
+# (the usable last price, the order's notional, the current and resulting positions) and builds the
+# denial only when the comparison fails. `evaluate` works those values out once and runs every rule
+# in order; a public `check_*` works out what its rule needs and runs that one rule.
 
 
 def check_trading_state(intent: OrderIntent, state: AccountRiskState, global_state: TradingState) -> RiskDenial | None:
     """HALTED denies everything; REDUCING denies orders that grow a position or flip it."""
-    if type(global_state) is not TradingState:
-        global_state = TradingState(global_state)
+    return _trading_state(intent, state, global_state, state.position(intent.symbol), resulting_position(intent, state))
+
+
+def _trading_state(
+    intent: OrderIntent, state: AccountRiskState, global_state: TradingState, current: Decimal, resulting: Decimal
+) -> RiskDenial | None:
+    """`check_trading_state` with the current and resulting positions."""
     if global_state is _TRADING_STATE_ACTIVE and state.trading_state is _TRADING_STATE_ACTIVE:
         return None
+    if type(global_state) is not TradingState:
+        global_state = TradingState(global_state)
     scope = "all accounts" if _STRICTNESS[global_state] >= _STRICTNESS[state.trading_state] else f"account {intent.account_id}"
     effective = max(global_state, state.trading_state, key=_STRICTNESS.__getitem__)
     if effective is _TRADING_STATE_HALTED:
         return RiskDenial(RiskCheck.TRADING_STATE, f"trading is halted for {scope}")
-    if effective is _TRADING_STATE_REDUCING:
-        current = state.position(intent.symbol)
-        resulting = resulting_position(intent, state)
-        if not reduces_position(current, resulting):
-            return RiskDenial(
-                RiskCheck.TRADING_STATE,
-                f"trading is reduce-only for {scope}: {intent.side.value} {_number(intent.quantity)} {intent.symbol} "
-                f"would take the position from {_number(current)} to {_number(resulting)}; "
-                "only orders that shrink a position without flipping it are allowed",
-            )
+    if effective is _TRADING_STATE_REDUCING and not reduces_position(current, resulting):
+        return RiskDenial(
+            RiskCheck.TRADING_STATE,
+            f"trading is reduce-only for {scope}: {intent.side.value} {_number(intent.quantity)} {intent.symbol} "
+            f"would take the position from {_number(current)} to {_number(resulting)}; "
+            "only orders that shrink a position without flipping it are allowed",
+        )
     return None
 
 
@@ -334,7 +347,12 @@ def check_order_rate(limits: RiskLimits, state: AccountRiskState) -> RiskDenial 
 
 def check_reference_price(intent: OrderIntent, last_price: Decimal | None) -> RiskDenial | None:
     """Deny a market order when there is no last price to value it at."""
-    if intent.type is _ORDER_TYPE_MARKET and _usable_last(last_price) is None:
+    return _reference_price(intent, _usable_last(last_price))
+
+
+def _reference_price(intent: OrderIntent, last: Decimal | None) -> RiskDenial | None:
+    """`check_reference_price` with the usable last price."""
+    if last is None and intent.type is _ORDER_TYPE_MARKET:
         return RiskDenial(
             RiskCheck.REFERENCE_PRICE,
             f"no last price for {intent.symbol}: a market order cannot be priced; send a limit order",
@@ -382,14 +400,19 @@ def check_order_notional(
     intent: OrderIntent, limits: RiskLimits, last_price: Decimal | None, to_base: ToBase = same_currency
 ) -> RiskDenial | None:
     """Deny an order whose notional (quantity x `order_price`, in base currency) exceeds the limit."""
-    return _order_notional(intent, limits, order_price(intent, last_price, limits.price_collar_pct), to_base)
+    return _order_notional(limits, _notional(intent, order_price(intent, last_price, limits.price_collar_pct)), to_base)
 
 
-def _order_notional(intent: OrderIntent, limits: RiskLimits, price: Decimal | None, to_base: ToBase) -> RiskDenial | None:
-    """`check_order_notional` with the `order_price`."""
-    if price is None:
+def _notional(intent: OrderIntent, price: Decimal | None) -> Decimal | None:
+    """Quantity x `order_price` in the quote currency; None when the order cannot be priced."""
+    return None if price is None else intent.quantity * price
+
+
+def _order_notional(limits: RiskLimits, notional: Decimal | None, to_base: ToBase) -> RiskDenial | None:
+    """`check_order_notional` with the order's notional in the quote currency."""
+    if notional is None:
         return None
-    notional = to_base(intent.quantity * price)
+    notional = to_base(notional)
     if notional > limits.max_order_notional:
         return RiskDenial(
             RiskCheck.MAX_ORDER_NOTIONAL,
@@ -406,7 +429,7 @@ def check_short_selling(intent: OrderIntent, state: AccountRiskState) -> RiskDen
 
 def _short_selling(intent: OrderIntent, state: AccountRiskState, resulting: Decimal) -> RiskDenial | None:
     """`check_short_selling` with the `resulting_position`."""
-    if intent.side is _SIDE_SELL and resulting < 0 and not state.allow_short:
+    if resulting < 0 and intent.side is _SIDE_SELL and not state.allow_short:
         return RiskDenial(
             RiskCheck.SHORT_SELLING,
             f"selling {_number(intent.quantity)} {intent.symbol} would leave a short position of {_number(resulting)}; "
@@ -433,16 +456,12 @@ def _position_limit(intent: OrderIntent, limits: RiskLimits, current: Decimal, r
 
 def check_daily_loss(intent: OrderIntent, limits: RiskLimits, state: AccountRiskState) -> RiskDenial | None:
     """Once today's realized loss reaches the limit, deny every order that does not reduce a position."""
-    if state.realized_pnl_today > -limits.daily_loss_limit:
-        return None
     return _daily_loss(limits, state, state.position(intent.symbol), resulting_position(intent, state))
 
 
 def _daily_loss(limits: RiskLimits, state: AccountRiskState, current: Decimal, resulting: Decimal) -> RiskDenial | None:
     """`check_daily_loss` with the current and resulting positions."""
-    if state.realized_pnl_today > -limits.daily_loss_limit:
-        return None
-    if reduces_position(current, resulting):
+    if state.realized_pnl_today > -limits.daily_loss_limit or reduces_position(current, resulting):
         return None
     return RiskDenial(
         RiskCheck.DAILY_LOSS,
@@ -474,8 +493,10 @@ def _gross_exposure(
     if price is None:
         return None
     change = to_base((abs(resulting) - abs(current)) * price)
+    if change <= 0:
+        return None
     after = state.gross_exposure + change
-    if change > 0 and after > limits.max_gross_exposure:
+    if after > limits.max_gross_exposure:
         return RiskDenial(
             RiskCheck.MAX_GROSS_EXPOSURE,
             f"gross exposure would rise from {_money(state.gross_exposure, limits.currency)} to "
@@ -494,21 +515,22 @@ def check_buying_power(
     to_base: ToBase = same_currency,
 ) -> RiskDenial | None:
     """Deny a buy whose `reserve_for` (notional plus estimated fee) exceeds cash less open-order reservations."""
-    return _buying_power(intent, limits, state, order_price(intent, last_price, limits.price_collar_pct), fee_model, to_base)
+    notional = _notional(intent, order_price(intent, last_price, limits.price_collar_pct))
+    return _buying_power(intent, limits, state, notional, fee_model, to_base)
 
 
 def _buying_power(
     intent: OrderIntent,
     limits: RiskLimits,
     state: AccountRiskState,
-    price: Decimal | None,
+    notional: Decimal | None,
     fee_model: FeeModel | None,
     to_base: ToBase,
 ) -> RiskDenial | None:
-    """`check_buying_power` with the `order_price` (what `reserve_for` prices the order at)."""
-    if intent.side is _SIDE_SELL or price is None:
+    """`check_buying_power` with the order's notional in the quote currency (what `reserve_for` prices)."""
+    if intent.side is _SIDE_SELL or notional is None:
         return None
-    needed = _reserve_at(intent, price, fee_model, to_base)
+    needed = _reserve(notional, fee_model, to_base)
     available = state.cash_available - state.reserved_by_open_orders
     if needed > available:
         currency = limits.currency
@@ -534,78 +556,29 @@ def evaluate(
 ) -> RiskDenial | None:
     """Run every check in the documented order; the first denial, or None when the order passes.
 
-    The same checks as the `check_*` functions, with what several of them need (the usable last
-    price, the order's price, the current and resulting positions) worked out once.
+    One pass, for orders that pass and orders that are denied alike: the values several checks
+    compare (the usable last price, the order's price and notional, the current and resulting
+    positions) are worked out once, then each check's rule - the function its `check_*` runs -
+    compares on them. There is no second statement of the rules to fall out of step with them.
     """
-    if _passes(intent, limits, state, global_state, last_price, fee_model, to_base):
-        return None
-    denial = check_trading_state(intent, state, global_state) or check_order_rate(limits, state)
-    if denial is not None:
-        return denial
-    last = _usable_last(last_price)
-    if intent.type is _ORDER_TYPE_MARKET and last is None:
-        return check_reference_price(intent, last_price)
-    price = order_price(intent, last, limits.price_collar_pct)
+    quantity = intent.quantity
     current = state.positions.get(intent.symbol, _ZERO)
-    resulting = current + (intent.quantity if intent.side is _SIDE_BUY else -intent.quantity)
+    resulting = current + quantity if intent.side is _SIDE_BUY else current - quantity
+    last = _usable_last(last_price)
+    price = _price(intent, last, limits.price_collar_pct)
+    notional = None if price is None else quantity * price
     return (
-        _collar(intent, limits, last)
-        or _order_notional(intent, limits, price, to_base)
+        _trading_state(intent, state, global_state, current, resulting)
+        or check_order_rate(limits, state)
+        or _reference_price(intent, last)
+        or _collar(intent, limits, last)
+        or _order_notional(limits, notional, to_base)
         or _short_selling(intent, state, resulting)
         or _position_limit(intent, limits, current, resulting)
         or _daily_loss(limits, state, current, resulting)
         or _gross_exposure(limits, state, last or price, current, resulting, to_base)
-        or _buying_power(intent, limits, state, price, fee_model, to_base)
+        or _buying_power(intent, limits, state, notional, fee_model, to_base)
     )
-
-
-def _passes(
-    intent: OrderIntent,
-    limits: RiskLimits,
-    state: AccountRiskState,
-    global_state: TradingState,
-    last_price: Decimal | None,
-    fee_model: FeeModel | None,
-    to_base: ToBase,
-) -> bool:
-    """Whether `evaluate` would find no denial, in one pass without building one; False when unsure.
-
-    True only when every check passes by the same comparisons the checks make; a False sends
-    `evaluate` through the checks themselves, which find the denial (or pass after all).
-    """
-    if global_state is not _TRADING_STATE_ACTIVE or state.trading_state is not _TRADING_STATE_ACTIVE:
-        return False
-    if state.orders_in_last_minute >= limits.max_orders_per_minute:
-        return False
-    last = _usable_last(last_price)
-    buy = intent.side is _SIDE_BUY
-    limit, stop, quantity = intent.limit_price, intent.stop_price, intent.quantity
-    if limit is not None:
-        price = limit
-    else:
-        reference = stop if stop is not None else last
-        if reference is None:
-            return False  # a market order without a last price (denied), or a case left to the checks
-        price = reference * (1 + limits.price_collar_pct / _HUNDRED) if buy else reference
-    collar_reference = stop if stop is not None else last
-    if limit is not None and collar_reference is not None:
-        collar = limits.collar
-        if (limit > collar_reference * (1 + collar)) if buy else (limit < collar_reference * (1 - collar)):
-            return False
-    if to_base(quantity * price) > limits.max_order_notional:
-        return False
-    current = state.positions.get(intent.symbol, _ZERO)
-    resulting = current + (quantity if buy else -quantity)
-    if not buy and resulting < 0 and not state.allow_short:
-        return False
-    if abs(resulting) > limits.max_position_quantity and not reduces_position(current, resulting):
-        return False
-    if state.realized_pnl_today <= -limits.daily_loss_limit and not reduces_position(current, resulting):
-        return False
-    change = to_base((abs(resulting) - abs(current)) * (last or price))
-    if change > 0 and state.gross_exposure + change > limits.max_gross_exposure:
-        return False
-    return not buy or _reserve_at(intent, price, fee_model, to_base) <= state.cash_available - state.reserved_by_open_orders
 
 
 # Enum members as module constants: a member looked up on its class goes through EnumType's attribute

@@ -347,6 +347,55 @@ def test_first_failing_check_in_order_wins() -> None:
     assert denied.check is RiskCheck.MAX_ORDER_NOTIONAL
 
 
+# Each check, alone: an order that this check, and no other, denies. If `evaluate` skipped a check
+# it would approve its order (fail-open), so every check must be denied through `evaluate` itself.
+# A check added to `RiskCheck` without an order here fails the coverage assertion.
+_DENIED_BY_ONE_CHECK: dict[RiskCheck, tuple[OrderIntent, AccountRiskState, TradingState, Decimal | None]] = {
+    RiskCheck.TRADING_STATE: (intent("buy", "10"), STATE, TradingState.HALTED, LAST),
+    RiskCheck.ORDER_RATE: (intent("buy", "10"), replace(STATE, orders_in_last_minute=30), ACTIVE, LAST),
+    RiskCheck.REFERENCE_PRICE: (intent("buy", "10", "market"), STATE, ACTIVE, None),
+    RiskCheck.PRICE_COLLAR: (intent("buy", "10", limit="105.01"), STATE, ACTIVE, LAST),
+    RiskCheck.MAX_ORDER_NOTIONAL: (intent("buy", "1000", limit="100.01"), STATE, ACTIVE, LAST),
+    RiskCheck.SHORT_SELLING: (intent("sell", "10"), STATE, ACTIVE, LAST),
+    RiskCheck.MAX_POSITION: (intent("buy", "10"), holding("995"), ACTIVE, LAST),
+    RiskCheck.DAILY_LOSS: (intent("buy", "10"), replace(STATE, realized_pnl_today=Decimal(-5_000)), ACTIVE, LAST),
+    RiskCheck.MAX_GROSS_EXPOSURE: (intent("buy", "10"), replace(STATE, gross_exposure=Decimal(999_001)), ACTIVE, LAST),
+    RiskCheck.BUYING_POWER: (intent("buy", "10"), replace(STATE, cash_available=Decimal(999)), ACTIVE, LAST),
+}
+
+
+def _public_checks(
+    order: OrderIntent, state: AccountRiskState, global_state: TradingState, last: Decimal | None
+) -> dict[RiskCheck, RiskDenial | None]:
+    return {
+        RiskCheck.TRADING_STATE: check_trading_state(order, state, global_state),
+        RiskCheck.ORDER_RATE: check_order_rate(LIMITS, state),
+        RiskCheck.REFERENCE_PRICE: check_reference_price(order, last),
+        RiskCheck.PRICE_COLLAR: check_price_collar(order, LIMITS, last),
+        RiskCheck.MAX_ORDER_NOTIONAL: check_order_notional(order, LIMITS, last),
+        RiskCheck.SHORT_SELLING: check_short_selling(order, state),
+        RiskCheck.MAX_POSITION: check_position_limit(order, LIMITS, state),
+        RiskCheck.DAILY_LOSS: check_daily_loss(order, LIMITS, state),
+        RiskCheck.MAX_GROSS_EXPOSURE: check_gross_exposure(order, LIMITS, state, last),
+        RiskCheck.BUYING_POWER: check_buying_power(order, LIMITS, state, last),
+    }
+
+
+def test_every_check_has_an_order_only_it_denies() -> None:
+    assert set(_DENIED_BY_ONE_CHECK) == set(RiskCheck)
+    for check, (order, state, global_state, last) in _DENIED_BY_ONE_CHECK.items():
+        denials = {name: found for name, found in _public_checks(order, state, global_state, last).items() if found}
+        assert set(denials) == {check}, f"{check}: denied by {sorted(denials)}"
+
+
+@pytest.mark.parametrize("check", list(RiskCheck))
+def test_evaluate_denies_what_each_check_alone_denies(check: RiskCheck) -> None:
+    order, state, global_state, last = _DENIED_BY_ONE_CHECK[check]
+    result = evaluate(order, LIMITS, state, global_state, last, fee_model=FeeModel(Decimal(0), Decimal(0)))
+    assert result is not None, f"{check} was skipped: the order it alone denies was approved"
+    assert result == _public_checks(order, state, global_state, last)[check]
+
+
 # -- reservations and inputs -----------------------------------------------------------------------
 
 
