@@ -199,12 +199,18 @@ def part_b(rounds: int, seconds: int, connections: int, snapshots: int) -> None:
             server(api, env, f"http://127.0.0.1:{port}/api/health", ready_timeout=300),
             server(bare, env, f"http://127.0.0.1:{bare_port}/docs", ready_timeout=300),
         ):
+            # The first requests hash the password and load the model: seconds on a loaded machine.
             login = httpx.post(
-                f"http://127.0.0.1:{port}/api/auth/login", json={"email": "bench@example.com", "password": PASSWORD}
+                f"http://127.0.0.1:{port}/api/auth/login",
+                json={"email": "bench@example.com", "password": PASSWORD},
+                timeout=120,
             )
             headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
             check = httpx.post(
-                f"http://127.0.0.1:{port}/predict", content=body, headers={**headers, "Content-Type": "application/json"}
+                f"http://127.0.0.1:{port}/predict",
+                content=body,
+                headers={**headers, "Content-Type": "application/json"},
+                timeout=120,
             )
             if check.status_code != 200:
                 raise RuntimeError(f"/predict answered {check.status_code}: {check.text}")
