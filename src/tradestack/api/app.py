@@ -38,7 +38,6 @@ from tradestack.strategy.runner import start_strategies
 from tradestack.trading import endpoints as trading_endpoints
 from tradestack.trading.engine import start_engine
 
-
 NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 """FastAPI's native OpenTelemetry off: we export Prometheus metrics and JSON logs; left on, it asks the global
 OpenTelemetry providers (environment variables included) on every request whether one is configured."""
