@@ -30,6 +30,7 @@ from tradestack.audit.service import AuditService, after_commit
 from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from tradestack.domain.instruments import InstrumentKind
 from tradestack.domain.marketdata import Bar
+from tradestack.kit.metrics import BATCHED
 from tradestack.kit.runtime import Runtime, Slot
 from tradestack.marketdata.service import BOOK_KEY, MAX_CANDLES, MarketDataService
 from tradestack.models.signals import SignalModelRow
@@ -641,7 +642,7 @@ class PredictorService:
 
     def _answered(self, answer: dict[str, Any], served: _LoadedPredictor, started: float) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
-        served.counted.inc()
-        PREDICTION_LATENCY.observe(elapsed)
+        BATCHED.inc(served.counted)
+        BATCHED.observe(PREDICTION_LATENCY, elapsed)
         answer["latency_ms"] = elapsed * 1000
         return answer
