@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import ValidationError
 
 from tradestack.identity.deps import authorize, count_caller_limit, require
 from tradestack.identity.permissions import Permission
@@ -15,13 +16,11 @@ from tradestack.kit.web import CallerLimit, RuntimeDep, caller_limit, hot_path
 from tradestack.signals.schemas import (
     AccuracyList,
     ModelList,
-    PlainPredictRequest,
     PredictionOut,
     PredictRequest,
     SignalList,
     SignalOut,
     SignalRequest,
-    plain_predict_request,
 )
 from tradestack.signals.service import DEFAULT_PREDICT_LIMIT, KINDS, PredictorService, SignalService, live_accuracy
 
@@ -83,7 +82,7 @@ async def list_models(
 PREDICT_LIMIT = CallerLimit("predict", DEFAULT_PREDICT_LIMIT)
 
 
-async def _predict_answer(request: Request, principal: Principal, body: PredictRequest | PlainPredictRequest) -> Response:
+async def _predict_answer(request: Request, principal: Principal, body: PredictRequest) -> Response:
     runtime: Runtime = request.app.state.runtime
     # Counted by the rate-limit middleware with the other limits for a bearer token it has verified.
     headers = await count_caller_limit(request, principal, PREDICT_LIMIT)
@@ -93,15 +92,12 @@ async def _predict_answer(request: Request, principal: Principal, body: PredictR
 
 async def _predict_hot(request: Request) -> Response | None:
     # FastAPI reads and parses the body first, then authenticates, then validates it: a body that is not plain
-    # JSON of a valid request goes to the route, which refuses it in its own words. The common body is checked
-    # by hand (`plain_predict_request`): the same values as the model's, without building it.
+    # JSON of a valid request goes to the route, which refuses it in its own words.
     if request.headers.get("content-type") != "application/json":
         return None
     try:
-        body = plain_predict_request(orjson.loads(await request.body()))
-    except orjson.JSONDecodeError:
-        return None
-    if body is None:
+        body = PredictRequest.model_validate(orjson.loads(await request.body()))
+    except (orjson.JSONDecodeError, ValidationError):
         return None
     principal = await authorize(request, Permission.MARKET_DATA_READ)
     return await _predict_answer(request, principal, body)

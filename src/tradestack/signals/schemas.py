@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -115,86 +113,6 @@ class PredictRequest(BaseModel):
     symbol: str = Field(min_length=1, max_length=32, examples=["BTC-USD"])
     book: BookIn | None = None
     previous: BookIn | None = Field(default=None, description="The snapshot before `book`, for order-flow imbalance.")
-
-
-class Sides(Protocol):
-    """A book's [price, size] levels a side, best first: a `BookIn`, or a `PlainBook` checked by `plain_predict_request`."""
-
-    @property
-    def bids(self) -> Sequence[Sequence[Any]]: ...
-
-    @property
-    def asks(self) -> Sequence[Sequence[Any]]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class PlainBook:
-    """A `BookIn` as JSON gave it, checked as `BookIn` checks it (its levels are JSON numbers or strings)."""
-
-    bids: list[list[Any]]
-    asks: list[list[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class PlainPredictRequest:
-    """A `PredictRequest` checked by `plain_predict_request`, without building the pydantic models."""
-
-    symbol: str
-    book: PlainBook | None
-    previous: PlainBook | None
-
-
-_REQUEST_FIELDS = frozenset(PredictRequest.model_fields)
-_BOOK_FIELDS = frozenset(BookIn.model_fields)
-_SYMBOL_LENGTH = (1, 32)
-_LEVELS = (1, 50)
-
-
-def plain_predict_request(document: object) -> PlainPredictRequest | None:
-    """Parsed JSON that `PredictRequest` accepts as it is, in plain Python; None for anything else.
-
-    A subset of what the model accepts - the common case, checked in a few microseconds: a
-    symbol string, and books whose levels are two JSON numbers (not booleans) or strings each,
-    as many as `BookIn` allows. None means "let `PredictRequest` decide", so every refusal reads as
-    pydantic words it. The values are those the model would hold, up to an integer it would
-    turn into the same float.
-    """
-    if type(document) is not dict or not document.keys() <= _REQUEST_FIELDS:
-        return None
-    symbol = document.get("symbol")
-    if type(symbol) is not str or not _SYMBOL_LENGTH[0] <= len(symbol) <= _SYMBOL_LENGTH[1]:
-        return None
-    book, previous = _plain_book(document.get("book")), _plain_book(document.get("previous"))
-    if book is False or previous is False:
-        return None
-    return PlainPredictRequest(symbol, book, previous)
-
-
-def _plain_book(value: object) -> PlainBook | Literal[False] | None:
-    """The book (None when absent or null), or False where `BookIn` may refuse it."""
-    if value is None:
-        return None
-    if type(value) is not dict or value.keys() != _BOOK_FIELDS:
-        return False
-    bids, asks = value["bids"], value["asks"]
-    if not (_plain_levels(bids) and _plain_levels(asks)):
-        return False
-    return PlainBook(bids, asks)
-
-
-def _plain_levels(levels: object) -> bool:
-    if type(levels) is not list or not _LEVELS[0] <= len(levels) <= _LEVELS[1]:
-        return False
-    for level in levels:
-        # Exact types: a boolean (an int to isinstance) is left to pydantic.
-        if type(level) is not list or len(level) != 2 or type(level[0]) not in _NUMBER_OR_TEXT:
-            return False
-        if type(level[1]) not in _NUMBER_OR_TEXT:
-            return False
-    return True
-
-
-_NUMBER_OR_TEXT = (float, int, str)
 
 
 class PredictionOut(BaseModel):

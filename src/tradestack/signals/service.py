@@ -38,7 +38,7 @@ from tradestack.signals import alpha, artifacts, predictor
 from tradestack.signals.metrics import PREDICTION_LATENCY, PREDICTIONS, TRADING_SIGNALS
 from tradestack.signals.outcomes import OutcomeService
 from tradestack.signals.repository import SignalModelRepository
-from tradestack.signals.schemas import ModelAccuracy, ModelOut, PredictionOut, Sides, SignalList, SignalOut, metadata_metrics
+from tradestack.signals.schemas import BookIn, ModelAccuracy, ModelOut, PredictionOut, SignalList, SignalOut, metadata_metrics
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -578,18 +578,18 @@ class PredictorService:
         book = orjson.loads(raw)
         return (Decimal(str(book["bids"][0][0])) + Decimal(str(book["asks"][0][0]))) / 2
 
-    async def predict(self, symbol: str, book: Sides | None = None, previous: Sides | None = None) -> PredictionOut:
+    async def predict(self, symbol: str, book: BookIn | None = None, previous: BookIn | None = None) -> PredictionOut:
         """P(mid up after the model's horizon) from the live book of `symbol` or from `book` (and `previous`).
 
         Predictions on the live book are recorded; those whose horizon has passed are judged first.
         """
         return PredictionOut.model_validate(await self._predict(symbol, book, previous))
 
-    async def predict_json(self, symbol: str, book: Sides | None = None, previous: Sides | None = None) -> bytes:
+    async def predict_json(self, symbol: str, book: BookIn | None = None, previous: BookIn | None = None) -> bytes:
         """`predict`, as the JSON of a `PredictionOut` (what /predict answers, without building the model object)."""
         return orjson.dumps(await self._predict(symbol, book, previous))
 
-    async def _predict(self, symbol: str, book: Sides | None, previous: Sides | None) -> dict[str, Any]:
+    async def _predict(self, symbol: str, book: BookIn | None, previous: BookIn | None) -> dict[str, Any]:
         started = time.perf_counter()
         served = await self._loaded()
         outcomes = OutcomeService(self.runtime)
