@@ -204,9 +204,7 @@ async def test_a_failing_hot_request_gets_the_error_boundary_answer(
     assert stack.paths == []
 
 
-async def test_fastapi_telemetry_asks_nothing_per_request(
-    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_fastapi_telemetry_asks_nothing_per_request(client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
     # FastAPI's native OpenTelemetry asks the global providers (reading environment variables) on every request
     # unless it is turned off; we export Prometheus metrics instead.
     from opentelemetry import _logs, metrics, trace
