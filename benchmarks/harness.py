@@ -81,14 +81,16 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) 
 
 
 @contextmanager
-def server(args: list[str], env: dict[str, str], ready_url: str, ready_timeout: float = 300) -> Iterator[None]:
-    """Run a server process for the duration of the block; SIGTERM it afterwards (start-up is not timed)."""
+def server(args: list[str], env: dict[str, str], ready_url: str, ready_timeout: float = 300) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server process for the duration of the block; SIGTERM it afterwards (start-up is not timed).
+
+    The process leads a session of its own: `session_cpu_seconds` counts it and its workers."""
     process = subprocess.Popen(
         args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     try:
         wait_ready(ready_url, process, ready_timeout)
-        yield
+        yield process
     finally:
         process.terminate()
         try:
@@ -96,6 +98,26 @@ def server(args: list[str], env: dict[str, str], ready_url: str, ready_timeout: 
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
+
+
+def session_cpu_seconds(leader: int) -> float:
+    """CPU time (user + system) used so far by the live processes of the session ``leader`` leads (Linux /proc).
+
+    Less sensitive than throughput to other jobs on the machine: a request costs the same CPU when it waits longer.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (name) "; the name may hold spaces
+        if int(fields[3]) == leader:  # session id
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
 
 
 def _ms(value: str, unit: str) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 import tradestack
 from tradestack.api.dashboard import install_dashboard
@@ -37,6 +38,10 @@ from tradestack.strategy.runner import start_strategies
 from tradestack.trading import endpoints as trading_endpoints
 from tradestack.trading.engine import start_engine
 
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+"""FastAPI's native OpenTelemetry off: we export Prometheus metrics and JSON logs; left on, it asks the global
+OpenTelemetry providers (environment variables included) on every request whether one is configured."""
+
 
 def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[], Runtime] | None = None) -> FastAPI:
     """Build the API. Refuses to build with default secrets outside development."""
@@ -46,6 +51,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
     app = FastAPI(
         title="Tradestack",
         version=tradestack.__version__,
+        telemetry=NO_TELEMETRY,
         lifespan=lifespan_for(
             runtime_factory or (lambda: Runtime.open(settings)),
             on_start=[

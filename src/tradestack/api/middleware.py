@@ -11,7 +11,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradestack.kit.logging import ACCESS_LOG
-from tradestack.kit.metrics import API_REQUEST_DURATION, API_REQUESTS
+from tradestack.kit.metrics import API_REQUEST_DURATION, API_REQUESTS, BATCHED
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -42,8 +42,8 @@ class RequestContextMiddleware:
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = (API_REQUEST_DURATION.labels(*key), API_REQUESTS.labels(*key))
-        series[0].observe(duration)
-        series[1].inc()
+        BATCHED.observe(series[0], duration)
+        BATCHED.inc(series[1])
 
     def begin(self, scope: Scope) -> str:
         """Start a request: its id (the caller's valid ``X-Request-ID``, else a random one), kept in the request

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tradestack.core.errors import ConfigurationError, PayloadTooLargeError, RateLimitedError
 from tradestack.identity.deps import PREFETCH_STATE, AuthPrefetch, bearer_token
 from tradestack.identity.service import components, revoked_key, user_state_key
-from tradestack.identity.tokens import InvalidTokenError
+from tradestack.identity.tokens import InvalidTokenError, TokenClaims
 from tradestack.kit.cache import RedisCache, counted_lookups
 from tradestack.kit.config import ENV_PREFIX, Settings
 from tradestack.kit.logging import get_logger
@@ -409,15 +409,15 @@ class RateLimitMiddleware:
 
     def _principal_checks(
         self, scope: Scope, runtime: Runtime, token: str
-    ) -> tuple[list[tuple[LimitCheck, str, str]], list[str]]:
+    ) -> tuple[list[tuple[LimitCheck, str, str]], list[str], TokenClaims | None]:
         """For a bearer token this process has verified: its principal limit (unless a route override may
-        apply), the route's own caller limit, and the auth-state keys to read if its principal is not
-        remembered; cache keys unprefixed."""
+        apply), the route's own caller limit, the auth-state keys to read if its principal is not
+        remembered (cache keys unprefixed), and its claims (None for a token that does not verify)."""
         parts = components(runtime)
         try:
             claims = parts.tokens.verify(token, "access", runtime.clock.now())
         except InvalidTokenError:
-            return [], []  # get_principal refuses it, with the reason logged
+            return [], [], None  # get_principal refuses it, with the reason logged
         identity = f"user:{claims.subject}"
         checks: list[tuple[LimitCheck, str, str]] = []
         settings = runtime.settings
@@ -431,7 +431,7 @@ class RateLimitMiddleware:
             if parts.principals.get(claims.token_id) is not None
             else [revoked_key(claims.token_id), user_state_key(claims.subject)]
         )
-        return checks, reads
+        return checks, reads, claims
 
     async def _check(self, scope: Scope, ip: str, path: str) -> list[dict[str, str]]:
         """Count the request's limits - and a bearer's principal limit and auth state - in one go.
@@ -443,13 +443,14 @@ class RateLimitMiddleware:
         limiter = runtime.rate_limiter
         checks = self._checks(ip, path)
         token = None
+        claims = None
         reads: list[str] = []
         for name, value in scope["headers"]:
             if name == b"authorization":
                 token = bearer_token(value.decode("latin-1"))
                 break
         if token is not None:
-            principal_checks, reads = self._principal_checks(scope, runtime, token)
+            principal_checks, reads, claims = self._principal_checks(scope, runtime, token)
             checks += principal_checks
         elif not checks:
             return []  # an exempt load generator without a bearer token: nothing to count
@@ -480,7 +481,7 @@ class RateLimitMiddleware:
             else:
                 applied.append(headers)
         if token is not None:
-            scope.setdefault("state", {})[PREFETCH_STATE] = AuthPrefetch(token, principal_limit, values, caller_limit)
+            scope.setdefault("state", {})[PREFETCH_STATE] = AuthPrefetch(token, principal_limit, values, caller_limit, claims)
         return applied
 
     async def check(self, scope: Scope, send: Send) -> list[dict[str, str]] | None:

@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from tradestack.core.errors import AuthenticationError, PermissionDeniedError
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Caller, IdentityService, Principal, components, revoked_key, user_state_key
-from tradestack.identity.tokens import InvalidTokenError
+from tradestack.identity.tokens import InvalidTokenError, TokenClaims
 from tradestack.kit.cache import MemoryCache
 from tradestack.kit.metrics import AUTH_FAILURES
 from tradestack.kit.ratelimit import check_limit, headers_or_refusal
@@ -35,13 +35,15 @@ class AuthPrefetch:
     (None if it did not count one, e.g. because a route override applies); ``reads`` the
     [revoked marker, cached user state] it read (None if it did not read them);
     ``caller_limit`` the identity it counted the route's `CallerLimit` for and the headers of
-    that hit (None if it did not count it).
+    that hit (None if it did not count it); ``claims`` the token's claims as it verified them for
+    this request (None if the token did not verify), so that the token is verified once per request.
     """
 
     token: str
     principal_limit: dict[str, str] | None
     reads: list[bytes | None] | None
     caller_limit: tuple[str, dict[str, str]] | None = None
+    claims: TokenClaims | None = None
 
 
 PREFETCH_STATE = "auth_prefetch"
@@ -101,7 +103,10 @@ async def get_principal(request: Request) -> Principal:
             raise AuthenticationError("Authorization must be 'Bearer <token>'", headers=BEARER_CHALLENGE)
         if not isinstance(prefetch, AuthPrefetch) or prefetch.token != token:
             prefetch = None
-        principal = _recent_principal(runtime, token)
+        if prefetch is not None and prefetch.claims is not None:
+            principal = components(runtime).principals.get(prefetch.claims.token_id)  # verified for this request
+        else:
+            principal = _recent_principal(runtime, token)
         if principal is None:
             principal = await _resolve_bearer(runtime, request, token, prefetch)
     else:

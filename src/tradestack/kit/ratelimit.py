@@ -150,6 +150,14 @@ def _escape(identifier: str) -> str:
     return identifier.replace("%", "%25").replace("/", "%2F")
 
 
+@functools.lru_cache(maxsize=4096)
+def _window_of(limit: str, identifiers: tuple[str, ...]) -> tuple[RateLimitItem, str, int]:
+    """The parsed ``limit``, the storage key of its window for ``identifiers``, and its length in seconds (cached:
+    the same few callers hit the same limits on every request)."""
+    item = parse_limit(limit)
+    return item, item.key_for(*(_escape(identifier) for identifier in identifiers)), item.get_expiry()
+
+
 class RateLimiter:
     """Moving-window rate limiter over a `limits` async storage.
 
@@ -202,18 +210,19 @@ class RateLimiter:
         self._check_open()
         if self._windows is None:
             raise RuntimeError("hit_now needs an in-process limiter")
-        item = parse_limit(limit)
-        keys = tuple(_escape(identifier) for identifier in identifiers)
-        allowed, reset_time, remaining = self._windows.hit(item.key_for(*keys), item.amount, item.get_expiry())
-        return self._result(item, allowed, reset_time, remaining)
+        item, key, expiry = _window_of(limit, identifiers)
+        allowed, reset_time, remaining = self._windows.hit(key, item.amount, expiry)
+        return self._result(item, allowed, reset_time, remaining, expiry)
 
-    def _result(self, item: RateLimitItem, allowed: bool, reset_time: float, remaining: int) -> RateLimitResult:
+    def _result(
+        self, item: RateLimitItem, allowed: bool, reset_time: float, remaining: int, expiry: int | None = None
+    ) -> RateLimitResult:
         return RateLimitResult(
             allowed=allowed,
             limit=item.amount,
             remaining=max(0, min(item.amount, remaining)) if allowed else 0,
             reset_after_seconds=max(0.0, reset_time - self._clock()),
-            window_seconds=item.get_expiry(),
+            window_seconds=item.get_expiry() if expiry is None else expiry,
         )
 
     async def hit_many(
@@ -250,15 +259,12 @@ class RateLimiter:
     async def _redis_hit_many(
         self, hit_many: HitMany, checks: Sequence[LimitCheck], reads: Sequence[str]
     ) -> tuple[list[RateLimitResult | None], list[bytes | None] | None]:
-        items = [parse_limit(limit) for limit, _ in checks]
-        keys = [
-            item.key_for(*(_escape(identifier) for identifier in identifiers))
-            for item, (_, identifiers) in zip(items, checks, strict=True)
-        ]
-        counted, values = await hit_many(items, keys, reads)
+        windows = [_window_of(limit, tuple(identifiers)) for limit, identifiers in checks]
+        items = [item for item, _, _ in windows]
+        counted, values = await hit_many(items, [key for _, key, _ in windows], reads)
         results: list[RateLimitResult | None] = []
-        for item, outcome in zip(items, counted, strict=True):
-            results.append(None if outcome is None else self._result(item, *outcome))
+        for (item, _, expiry), outcome in zip(windows, counted, strict=True):
+            results.append(None if outcome is None else self._result(item, *outcome, expiry))
         return results, values if reads else None
 
     def _check_open(self) -> None:

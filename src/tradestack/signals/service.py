@@ -16,7 +16,7 @@ import math
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from importlib.metadata import version as package_version
@@ -30,6 +30,7 @@ from tradestack.audit.service import AuditService, after_commit
 from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from tradestack.domain.instruments import InstrumentKind
 from tradestack.domain.marketdata import Bar
+from tradestack.kit.metrics import BATCHED
 from tradestack.kit.runtime import Runtime, Slot
 from tradestack.marketdata.service import BOOK_KEY, MAX_CANDLES, MarketDataService
 from tradestack.models.signals import SignalModelRow
@@ -444,6 +445,12 @@ class _LoadedPredictor:
     horizon: int
     levels: int
     checked_at: float
+    counted: Any = field(default=None, compare=False)
+    """This version's `predictions_total` series (looked up once, not per prediction)."""
+
+    def __post_init__(self) -> None:
+        if self.counted is None:
+            object.__setattr__(self, "counted", PREDICTIONS.labels(model=self.version))
 
 
 BOOSTERS: Slot[dict[str, lgb.Booster]] = Slot("signals.boosters")  # the promoted alpha model, by version
@@ -556,7 +563,7 @@ class PredictorService:
         if row is None:
             raise ConflictError("no promoted order-book model: train one with `tradestack signals train-lob --promote`")
         if loaded is not None and loaded.version == row.version:
-            fresh = _LoadedPredictor(loaded.version, loaded.model, loaded.horizon, loaded.levels, now)
+            fresh = _LoadedPredictor(loaded.version, loaded.model, loaded.horizon, loaded.levels, now, loaded.counted)
         else:
             text = artifacts.load_text(self.runtime.settings.data_dir / row.path, row.sha256)
             fresh = _LoadedPredictor(
@@ -635,7 +642,7 @@ class PredictorService:
 
     def _answered(self, answer: dict[str, Any], served: _LoadedPredictor, started: float) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
-        PREDICTIONS.labels(model=served.version).inc()
-        PREDICTION_LATENCY.observe(elapsed)
+        BATCHED.inc(served.counted)
+        BATCHED.observe(PREDICTION_LATENCY, elapsed)
         answer["latency_ms"] = elapsed * 1000
         return answer

@@ -202,3 +202,22 @@ async def test_a_failing_hot_request_gets_the_error_boundary_answer(
     assert "bug-1" in answer.json()["detail"]
     assert answer.headers["x-request-id"] == "bug-1"
     assert stack.paths == []
+
+
+async def test_fastapi_telemetry_asks_nothing_per_request(client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    # FastAPI's native OpenTelemetry asks the global providers (reading environment variables) on every request
+    # unless it is turned off; we export Prometheus metrics instead.
+    from opentelemetry import _logs, metrics, trace
+
+    asked: list[str] = []
+    for module, name in ((trace, "get_tracer_provider"), (metrics, "get_meter_provider"), (_logs, "get_logger_provider")):
+        real = getattr(module, name)
+
+        def counting(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            asked.append(_name)
+            return _real(*args)
+
+        monkeypatch.setattr(module, name, counting)
+    for _ in range(3):
+        assert (await client.get("/api/health")).status_code == 200
+    assert asked == []

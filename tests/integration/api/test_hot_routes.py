@@ -137,6 +137,19 @@ async def test_predict_answers_as_its_route(
         {"json": valid},
         {"json": {"symbol": 5}},
         {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+        # Odd bodies the model accepts or refuses in its own words.
+        {
+            "json": {"symbol": "BTC-USD", "book": {"bids": [[True, 1], *book["bids"][1:]], "asks": book["asks"]}},
+            "headers": user.headers,
+        },
+        {"json": {"symbol": "BTC-USD", "book": {"bids": book["bids"] * 6, "asks": book["asks"]}}, "headers": user.headers},
+        {"json": {"symbol": "B" * 33, "book": book}, "headers": user.headers},
+        {
+            "json": {"symbol": "BTC-USD", "book": {"bids": book["bids"], "asks": [[101, 5], *book["asks"][1:]]}},
+            "headers": user.headers,
+        },
+        {"json": {"symbol": "BTC-USD", "book": book, "previous": None}, "headers": user.headers},
+        {"json": {"symbol": "BTC-USD", "book": {"bids": [["100", "5", "1"]], "asks": book["asks"]}}, "headers": user.headers},
     ]
     for kwargs in requests:
         hot, routed = await both_ways(app, client, "POST", "/predict", **kwargs)

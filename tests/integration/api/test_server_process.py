@@ -19,6 +19,8 @@ import httpx
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
+from tradestack.kit.metrics import BATCHED
+
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent
 TRADESTACK = Path(sys.executable).parent / "tradestack"
@@ -115,6 +117,8 @@ def test_two_workers_share_one_metrics_view(tmp_path: Path, spawn: object, sqlit
         requests += 1
         worker_pids = _pids_that_counted_requests(tmp_path / "prom")
     assert len(worker_pids) == 2, worker_pids
+    # Each worker writes its request metrics within `BATCHED.seconds` (the one answering /metrics, at once).
+    time.sleep(BATCHED.seconds + 0.5)
     text = httpx.get(f"{base}/metrics").text
     match = re.search(r'api_requests_total\{method="GET",route="/api/health",status_class="2xx"\} (\S+)', text)
     assert match, text[:2000]

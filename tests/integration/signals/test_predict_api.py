@@ -227,3 +227,52 @@ def _mid_when_judged(due: float, mids: list[tuple[float, Decimal]], step: float)
         if when >= due:
             return mid
     raise AssertionError("judged before any later book")
+
+
+async def test_a_bearer_token_is_verified_once_per_predict(
+    client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tradestack.identity.service import components
+
+    user = await make_user()
+    await MarketDataService(runtime).seed_instruments()
+    trained = await PredictorService(runtime).train(snapshots=3_000, horizon=10, folds=2)
+    await SignalService(runtime).promote(trained.model.version)
+    book = {"bids": [[str(100 - i), "5"] for i in range(10)], "asks": [[str(101 + i), "5"] for i in range(10)]}
+    body = {"symbol": "BTC-USD", "book": book}
+    assert (await client.post("/predict", json=body, headers=user.headers)).status_code == 200  # the principal resolved
+    tokens = components(runtime).tokens
+    verified: list[str] = []
+    real = tokens.verify
+
+    def verify(token: str, *args: Any) -> Any:
+        verified.append(token)
+        return real(token, *args)
+
+    monkeypatch.setattr(tokens, "verify", verify)
+    for kind in ("application/json", "application/json; charset=utf-8"):  # the hot path, then the route
+        verified.clear()
+        answer = await client.post("/predict", content=orjson.dumps(body), headers={**user.headers, "content-type": kind})
+        assert answer.status_code == 200, answer.text
+        assert verified == [user.access_token], kind
+
+
+async def test_the_predict_limit_is_per_api_key_and_per_user_for_bearer_tokens(
+    client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser
+) -> None:
+    # "100/min per key" (issue 16): an API key has its own budget, the user's bearer tokens share theirs.
+    user = await make_user()
+    await MarketDataService(runtime).seed_instruments()
+    trained = await PredictorService(runtime).train(snapshots=3_000, horizon=10, folds=2)
+    await SignalService(runtime).promote(trained.model.version)
+    window = f"{uuid.uuid4().int % 50 + 10} minutes"  # a window no other test uses in the shared Redis
+    runtime.settings = runtime.settings.model_copy(update={"rate_limit_routes": {"POST /predict": f"3/{window}"}})
+    key = (await client.post("/api/keys", json={"name": "bot", "scopes": ["read"]}, headers=user.headers)).json()["key"]
+    book = {"bids": [[str(100 - i), "5"] for i in range(10)], "asks": [[str(101 + i), "5"] for i in range(10)]}
+
+    async def status(headers: dict[str, str]) -> int:
+        return (await client.post("/predict", json={"symbol": "BTC-USD", "book": book}, headers=headers)).status_code
+
+    via_key = {"X-API-Key": key}
+    assert [await status(via_key) for _ in range(4)] == [200, 200, 200, 429]
+    assert [await status(user.headers) for _ in range(4)] == [200, 200, 200, 429]
