@@ -23,6 +23,7 @@ import contextlib
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -466,6 +467,7 @@ class EngineThread:
         self._stopping: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
+        self._inbox: deque[tuple[str, str, asyncio.Future[None] | None]] = deque()
 
     async def start(self) -> None:
         """Start the thread (on the request loop); returns once the engine's loop runs."""
@@ -508,6 +510,7 @@ class EngineThread:
             for task in (run, quotes):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            self._take_inbox()  # changes handed over too late: their orders wait in the database for the next start
             shard.settle_all()
             await runtime.close()
 
@@ -523,14 +526,24 @@ class EngineThread:
                 await asyncio.wait_for(waiter, timeout=SETTLE_SECONDS)
 
     def _hand_over(self, account_id: str, order_id: str, waiter: asyncio.Future[None] | None) -> bool:
-        shard, loop = self.shard, self._loop
-        if shard is None or loop is None:
+        """Queue the change for the engine's loop, waking it once per batch (a wake-up is a write to its self-pipe)."""
+        loop = self._loop
+        if self.shard is None or loop is None or loop.is_closed():
             return False
-        try:
-            loop.call_soon_threadsafe(shard.note_changed, account_id, order_id, waiter)
-        except RuntimeError:  # the engine's loop has ended (stopping): the order waits in the database
-            return False
+        self._inbox.append((account_id, order_id, waiter))
+        if len(self._inbox) == 1:
+            try:
+                loop.call_soon_threadsafe(self._take_inbox)
+            except RuntimeError:  # the engine's loop has just ended (stopping): the order waits in the database
+                self._inbox.clear()
+                return False
         return True
+
+    def _take_inbox(self) -> None:
+        """On the engine's loop: hand the queued changes to the shard."""
+        shard = self.shard
+        while self._inbox and shard is not None:
+            shard.note_changed(*self._inbox.popleft())
 
     async def stop(self) -> None:
         """Stop the engine and its thread (on the request loop), within `ENGINE_STOP_SECONDS`."""
