@@ -24,6 +24,15 @@ async def wait_event(event: asyncio.Event, seconds: float) -> bool:
     return True
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A loop for a thread of its own: uvloop where it is installed (as uvicorn's request loop), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 async def stop_loop_thread(
     thread: threading.Thread | None, loop: asyncio.AbstractEventLoop | None, stopping: asyncio.Event | None, seconds: float
 ) -> bool:

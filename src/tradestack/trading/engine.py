@@ -40,7 +40,7 @@ from tradestack.domain.matching import Expired, Fill, LatencyModel, MatchingEngi
 from tradestack.domain.orders import Order, OrderStatus, TimeInForce
 from tradestack.domain.portfolio import FxRates
 from tradestack.domain.snapshot import FX_PIVOT, fx_rates_of, view_of
-from tradestack.kit.aio import stop_loop_thread, wait_event
+from tradestack.kit.aio import new_event_loop, stop_loop_thread, wait_event
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import ENGINE_ORDERS_WORKING
 from tradestack.kit.outages import count_outage, forever, unavailable_backend
@@ -478,7 +478,8 @@ class EngineThread:
 
     def _main(self) -> None:
         try:
-            asyncio.run(self._serve())
+            with asyncio.Runner(loop_factory=new_event_loop) as runner:
+                runner.run(self._serve())
         except BaseException as exc:  # noqa: BLE001 - the thread's end is logged, never silent
             log.error("paper matching engine thread failed", error=f"{type(exc).__name__}: {exc}")
         finally:
