@@ -1,8 +1,11 @@
-"""Small asyncio helpers shared by the background loops."""
+"""Small asyncio helpers shared by the background loops (and the threads that run loops of their own)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+from collections import deque
 
 
 async def wait_event(event: asyncio.Event, seconds: float) -> bool:
@@ -19,3 +22,89 @@ async def wait_event(event: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return event.is_set()
     return True
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A loop for a thread of its own: uvloop where it is installed (as uvicorn's request loop), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+async def stop_loop_thread(
+    thread: threading.Thread | None, loop: asyncio.AbstractEventLoop | None, stopping: asyncio.Event | None, seconds: float
+) -> bool:
+    """From another loop: set `stopping` (an event of the thread's own `loop`), then wait up to `seconds` for the
+    thread to end without blocking the caller's loop; False when it still runs."""
+    if loop is not None and stopping is not None:
+        with contextlib.suppress(RuntimeError):  # the thread's loop already ended
+            loop.call_soon_threadsafe(stopping.set)
+    if thread is None:
+        return True
+    await asyncio.to_thread(thread.join, seconds)
+    return not thread.is_alive()
+
+
+class ThreadSafeLock:
+    """An asyncio lock that coroutines of any event loop of this process can share (one per thread).
+
+    `asyncio.Lock` belongs to one loop. This one queues its waiters first come first served, each on
+    its own loop, and hands the lock straight to the next one when released, so a waiter on another
+    thread's loop starts the moment the holder is done. Not re-entrant; use ``async with``.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held = False
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def locked(self) -> bool:
+        return self._held
+
+    async def acquire(self) -> None:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            with self._mutex:
+                queued = waiter in self._waiters
+                if queued:
+                    self._waiters.remove(waiter)
+            if not queued and waiter.done() and not waiter.cancelled():
+                self.release()  # handed over just as the wait was cancelled: pass it on
+            # (handed over but not delivered yet: `_grant` finds the waiter cancelled and passes it on)
+            raise
+
+    def release(self) -> None:
+        """Give the lock to the oldest waiter (on its own loop), or free it."""
+        while True:
+            with self._mutex:
+                if not self._waiters:
+                    self._held = False
+                    return
+                waiter = self._waiters.popleft()
+            try:
+                waiter.get_loop().call_soon_threadsafe(self._grant, waiter)
+                return
+            except RuntimeError:  # the waiter's loop is closed: nobody will take it there
+                continue
+
+    def _grant(self, waiter: asyncio.Future[None]) -> None:
+        """On the waiter's loop: the lock is its own now, unless it stopped waiting."""
+        if waiter.done():
+            self.release()
+        else:
+            waiter.set_result(None)
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *_: object) -> None:
+        self.release()

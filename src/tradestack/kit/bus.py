@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -228,9 +230,23 @@ class _MemorySubscription(Subscription):
     def __init__(self, bus: MemoryBus, channels: tuple[str, ...], max_pending: int) -> None:
         super().__init__(channels, max_pending)
         self._bus = bus
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._inbox: deque[Message] = deque()
 
     async def _start(self) -> None:
+        self.loop = asyncio.get_running_loop()
         self._bus._register(self)
+
+    def deliver_from_another_loop(self, message: Message) -> None:
+        """`_deliver` for a publisher on another thread's loop: queued, then buffered on this subscription's loop."""
+        self._inbox.append(message)
+        if len(self._inbox) == 1 and self.loop is not None:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody reads it any more
+                self.loop.call_soon_threadsafe(self._take_inbox)
+
+    def _take_inbox(self) -> None:
+        while self._inbox:
+            self._deliver(self._inbox.popleft())
 
     async def _stop(self) -> None:
         self._bus._unregister(self)
@@ -241,14 +257,21 @@ class MemoryBus:
 
     Publishing never awaits: a message is appended to the buffer of every subscription to its
     channel, dropping that subscription's oldest buffered message if its buffer is full.
+
+    Publishers and subscribers may be on different event loops of the process (threads running
+    loops of their own, such as the embedded matching engine's): a message for a subscription of
+    another loop is handed to that loop, in order, with one wake-up per batch.
     """
 
     def __init__(self, max_pending: int = DEFAULT_MAX_PENDING) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, got {max_pending}")
         self._max_pending = max_pending
-        self._by_channel: dict[str, set[_MemorySubscription]] = {}
+        # Replaced, never changed in place (under `_registry`), so a publisher on another thread
+        # iterates a consistent tuple without taking the lock.
+        self._by_channel: dict[str, tuple[_MemorySubscription, ...]] = {}
         self._subscriptions: set[_MemorySubscription] = set()
+        self._registry = threading.Lock()
         self._closed = False
 
     def _check_open(self) -> None:
@@ -257,26 +280,38 @@ class MemoryBus:
 
     def _register(self, subscription: _MemorySubscription) -> None:
         self._check_open()
-        self._subscriptions.add(subscription)
-        for channel in subscription.channels:
-            self._by_channel.setdefault(channel, set()).add(subscription)
+        with self._registry:
+            self._subscriptions.add(subscription)
+            by_channel = dict(self._by_channel)
+            for channel in subscription.channels:
+                by_channel[channel] = (*by_channel.get(channel, ()), subscription)
+            self._by_channel = by_channel
 
     def _unregister(self, subscription: _MemorySubscription) -> None:
-        self._subscriptions.discard(subscription)
-        for channel in subscription.channels:
-            subscribers = self._by_channel.get(channel)
-            if subscribers is None:
-                continue
-            subscribers.discard(subscription)
-            if not subscribers:
-                del self._by_channel[channel]
+        with self._registry:
+            self._subscriptions.discard(subscription)
+            by_channel = dict(self._by_channel)
+            for channel in subscription.channels:
+                rest = tuple(s for s in by_channel.get(channel, ()) if s is not subscription)
+                if rest:
+                    by_channel[channel] = rest
+                else:
+                    by_channel.pop(channel, None)
+            self._by_channel = by_channel
 
     async def publish(self, channel: str, message: bytes) -> None:
         """Buffer ``message`` in every subscription to ``channel``; never waits on subscribers."""
         self._check_open()
+        subscriptions = self._by_channel.get(channel)
+        if not subscriptions:
+            return
         delivered = Message(channel, bytes(message))
-        for subscription in tuple(self._by_channel.get(channel, ())):
-            subscription._deliver(delivered)
+        loop = asyncio.get_running_loop()
+        for subscription in subscriptions:
+            if subscription.loop is loop:
+                subscription._deliver(delivered)
+            else:
+                subscription.deliver_from_another_loop(delivered)
 
     async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
         """`publish` each (channel, message), in order."""
@@ -295,8 +330,14 @@ class MemoryBus:
     async def close(self) -> None:
         """End every subscription; the bus cannot be used afterwards."""
         self._closed = True
-        for subscription in tuple(self._subscriptions):
-            await subscription._shutdown()
+        with self._registry:
+            subscriptions = tuple(self._subscriptions)
+        for subscription in subscriptions:
+            if subscription.loop is asyncio.get_running_loop():
+                await subscription._shutdown()
+            elif subscription.loop is not None:  # ended on its own loop (its consumer's `__aexit__` then unregisters it)
+                with contextlib.suppress(RuntimeError):
+                    subscription.loop.call_soon_threadsafe(subscription._end, None)
 
 
 def _as_bytes(value: Any) -> bytes:

@@ -15,6 +15,7 @@ operation on a closed cache raises `RuntimeError`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import OrderedDict
@@ -102,8 +103,10 @@ class MemoryCache:
     without sleeping. Expired entries are removed lazily, when read or when evicted.
 
     Every method completes without awaiting anything, so each operation is atomic with
-    respect to other coroutines on the same event loop and no lock is needed. The cache is
-    not meant to be shared between threads.
+    respect to other coroutines on the same event loop and no lock is needed. Writes belong to
+    one loop; reads may also come from another thread of the process (the embedded matching
+    engine's loop reads quotes): each step is one call into the C `OrderedDict`, atomic under
+    the GIL, and a key that vanishes between two of them is simply absent.
     """
 
     def __init__(
@@ -144,9 +147,11 @@ class MemoryCache:
             return None
         value, deadline = entry
         if deadline is not None and self._monotonic() >= deadline:
-            del self._entries[key]
+            if self._entries.get(key) is entry:  # not replaced meanwhile by the writing thread
+                self._entries.pop(key, None)
             return None
-        self._entries.move_to_end(key)
+        with contextlib.suppress(KeyError):  # removed meanwhile by the writing thread
+            self._entries.move_to_end(key)
         return value
 
     def get_now(self, key: str) -> bytes | None:

@@ -6,7 +6,6 @@ and repositories only flush.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import sqlite3
@@ -17,7 +16,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from weakref import WeakKeyDictionary
 
 import aiosqlite
 from sqlalchemy import event, text
@@ -25,27 +23,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 
+from tradestack.kit.aio import ThreadSafeLock
 from tradestack.kit.config import Settings
 from tradestack.kit.metrics import DATABASE_CONNECTIONS_ACTIVE, DATABASE_POOL_WAIT
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-
-_sqlite_writers: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()
-
-
-def sqlite_writer_lock() -> asyncio.Lock:
-    """On SQLite, the lock this event loop's writers hold across their whole transaction (`Database.writing`).
-
-    The database has one writer at a time. Two transactions of one process that meet in SQLite's
-    own lock cost the one that waits busy-handler sleeps (1, 2, 5, 10, ... ms) on top of the wait;
-    queued here, it starts the moment the other commits (seen: the order desk's first write waiting
-    ~10 ms an order behind the audit chainer's batch).
-    """
-    loop = asyncio.get_running_loop()
-    lock = _sqlite_writers.get(loop)
-    if lock is None:
-        lock = _sqlite_writers[loop] = asyncio.Lock()
-    return lock
 
 
 @dataclass(frozen=True)
@@ -247,7 +229,7 @@ async def _committed(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterato
 class Database:
     """The primary engine and, when configured, a read replica for read-only repositories."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, writer_lock: ThreadSafeLock | None = None) -> None:
         self.url = settings.effective_database_url
         self.engine = create_engine(self.url, settings, role="primary")
         self.replica_url = settings.database_replica_url
@@ -261,6 +243,20 @@ class Database:
         self._settings = settings
         self._writer_engine: AsyncEngine | None = None
         self._writer_sessions = self._sessions
+        self._writer_lock = writer_lock or ThreadSafeLock()
+
+    def twin(self, *, pool_size: int = 2) -> Database:
+        """The same database through engines of their own, for another thread's event loop of this process.
+
+        Connections (aiosqlite's, asyncpg's) and their pools belong to the loop that opened them, so a
+        thread running its own loop (the embedded matching engine) needs its own engines. On SQLite the
+        twin shares this database's writer lock (`writing`), so the two loops' write transactions queue
+        for each other instead of meeting in SQLite's lock and its busy-wait sleeps.
+        """
+        if self.dialect == "sqlite" and make_url(self.url).database in (None, "", ":memory:"):
+            raise ValueError("an in-memory SQLite database cannot be opened a second time: use a file")
+        settings = self._settings.model_copy(update={"database_pool_size": pool_size, "database_max_overflow": 1})
+        return Database(settings, writer_lock=self._writer_lock)
 
     @property
     def dialect(self) -> str:
@@ -268,8 +264,15 @@ class Database:
         return self.engine.dialect.name
 
     def writing(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        """Hold around a write transaction: on SQLite `sqlite_writer_lock` (not re-entrant), elsewhere nothing."""
-        return sqlite_writer_lock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        """Hold around a write transaction: on SQLite the process's writer lock (not re-entrant), elsewhere nothing.
+
+        The database has one writer at a time. Two transactions of one process that meet in SQLite's
+        own lock cost the one that waits busy-handler sleeps (1, 2, 5, 10, ... ms) on top of the wait;
+        queued here, it starts the moment the other commits (seen: the order desk's first write waiting
+        ~10 ms an order behind the audit chainer's batch). The lock is shared with every `twin`, so it
+        also queues the writers of the embedded engine's thread.
+        """
+        return self._writer_lock if self.dialect == "sqlite" else contextlib.nullcontext()
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
 from tradestack.core.clock import Clock, LiveClock
-from tradestack.kit.bus import Bus, create_bus
-from tradestack.kit.cache import Cache, create_cache
+from tradestack.kit.bus import Bus, MemoryBus, create_bus
+from tradestack.kit.cache import Cache, MemoryCache, create_cache
 from tradestack.kit.config import Settings
 from tradestack.kit.crypto import Keyring, configure_keyring
 from tradestack.kit.db import Database
@@ -76,6 +77,19 @@ class Components:
         return slot in self._items
 
 
+class OwnersClock:
+    """A twin's clock: whichever clock its owner runtime has at the time (a test may replace it)."""
+
+    def __init__(self, owner: Runtime) -> None:
+        self._owner = owner
+
+    def now(self) -> datetime:
+        return self._owner.clock.now()
+
+    def monotonic(self) -> float:
+        return self._owner.clock.monotonic()
+
+
 @dataclass
 class Runtime:
     """Settings, clock, database, cache, bus and rate limiter of one process."""
@@ -108,12 +122,42 @@ class Runtime:
             clock=clock or LiveClock(),
         )
 
+    # The runtime this one is a `twin` of: its in-process bus and cache are borrowed, never closed here.
+    owner: Runtime | None = None
+
+    def twin(self) -> Runtime:
+        """A runtime for a thread of this process that runs its own event loop (the embedded engine's).
+
+        Connections belong to the loop that opened them, so the twin has its own database engines
+        (sharing the SQLite writer lock, see `Database.twin`), Redis clients when the backends are
+        Redis, and components of its own. The in-process bus and cache have no connections and are
+        shared (the bus hands messages between loops; the cache's reads are thread-safe). Create it
+        on the owner's loop; use and `close` it on the thread's loop only.
+        """
+        settings = self.settings
+        memory_bus, memory_cache = isinstance(self.bus, MemoryBus), isinstance(self.cache, MemoryCache)
+        if not (memory_bus and memory_cache) and settings.redis_url is None:
+            raise RuntimeError("a runtime with Redis backends but no TRADESTACK_REDIS_URL cannot be twinned")
+        namespace = settings.redis_namespace
+        return Runtime(
+            settings=settings,
+            database=self.database.twin(),
+            cache=self.cache if memory_cache else create_cache(settings.redis_url, prefix=f"{namespace}:cache:"),
+            bus=self.bus if memory_bus else create_bus(settings.redis_url, prefix=f"{namespace}:bus:"),
+            rate_limiter=create_rate_limiter(None),  # a twin serves no requests
+            clock=OwnersClock(self),
+            owner=self,
+        )
+
     async def close(self) -> None:
-        """Stop background work (newest first), then release every connection."""
+        """Stop background work (newest first), then release every connection (not those borrowed from `owner`)."""
         while self.closers:
             closer = self.closers.pop()
             await _bounded(getattr(closer, "__qualname__", repr(closer)), closer())
-        await _bounded("bus", self.bus.close())
-        await _bounded("cache", self.cache.close())
+        owner = self.owner
+        if owner is None or self.bus is not owner.bus:
+            await _bounded("bus", self.bus.close())
+        if owner is None or self.cache is not owner.cache:
+            await _bounded("cache", self.cache.close())
         await _bounded("rate_limiter", self.rate_limiter.close())
         await _bounded("database", self.database.dispose())

@@ -20,6 +20,7 @@ import orjson
 
 from tradestack.domain.feeds import Feed
 from tradestack.domain.marketdata import Bar, OrderBook, Quote, Timeframe, Trade
+from tradestack.kit.aio import stop_loop_thread
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import MARKET_DATA_EVENTS, MARKET_DATA_LAST_UPDATE, MARKET_DATA_LATENCY
 from tradestack.kit.outages import count_outage, unavailable_backend
@@ -345,13 +346,8 @@ class FeedThread:
 
     async def stop(self) -> None:
         """Stop the feeds and their thread, then the emitter (called on the owner loop)."""
-        if self._loop is not None and self._stopping is not None:
-            with contextlib.suppress(RuntimeError):  # the thread's loop already ended
-                self._loop.call_soon_threadsafe(self._stopping.set)
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, THREAD_STOP_SECONDS)
-            if self._thread.is_alive():
-                log.warning("market data thread did not stop in time", seconds=THREAD_STOP_SECONDS)
+        if not await stop_loop_thread(self._thread, self._loop, self._stopping, THREAD_STOP_SECONDS):
+            log.warning("market data thread did not stop in time", seconds=THREAD_STOP_SECONDS)
         if self._emitter is not None:
             self._emitter.cancel()
             with contextlib.suppress(asyncio.CancelledError):

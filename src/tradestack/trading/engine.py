@@ -11,7 +11,8 @@ from the open orders, each carrying what it already did (its fills, their notion
 fill ids continue where they stopped and a fill is never applied twice.
 
 Embedded (`tradestack up`, or one API worker without Redis) one shard owning every account runs
-in the API process and hears of order changes directly. In production `tradestack serve engine
+in the API process, on a thread and event loop of its own (`EngineThread`), and hears of order
+changes directly. In production `tradestack serve engine
 --shard N` reads them from the shard's Redis stream.
 """
 
@@ -20,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -37,7 +40,7 @@ from tradestack.domain.matching import Expired, Fill, LatencyModel, MatchingEngi
 from tradestack.domain.orders import Order, OrderStatus, TimeInForce
 from tradestack.domain.portfolio import FxRates
 from tradestack.domain.snapshot import FX_PIVOT, fx_rates_of, view_of
-from tradestack.kit.aio import wait_event
+from tradestack.kit.aio import new_event_loop, stop_loop_thread, wait_event
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import ENGINE_ORDERS_WORKING
 from tradestack.kit.outages import count_outage, forever, unavailable_backend
@@ -55,6 +58,11 @@ log = get_logger(__name__)
 SESSION_CHECK_SECONDS = 1.0
 SETTLE_SECONDS = 10.0
 GAUGES_EVERY_SECONDS = 10.0
+ENGINE_START_SECONDS = 10.0
+ENGINE_FINISH_SECONDS = 5.0
+"""At stop, how long the engine's step in progress may take to finish before it is cancelled."""
+ENGINE_STOP_SECONDS = 12.0
+"""At stop, how long to wait for the engine's thread (its step, then closing its connections): under `CLOSE_STEP_SECONDS`."""
 _WORKING = (OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED)
 
 
@@ -124,9 +132,18 @@ class EngineShard:
 
     async def order_changed(self, account_id: str, order_id: str) -> None:
         """Look at this order again (it was accepted, replaced or canceled)."""
-        if self.owns(account_id):
-            self._changed[order_id] = account_id
-            self._wake.set()
+        self.note_changed(account_id, order_id)
+
+    def note_changed(self, account_id: str, order_id: str, waiter: asyncio.Future[None] | None = None) -> None:
+        """`order_changed`, on the shard's loop; `waiter` (of any loop) is done once the book has taken the order in."""
+        if not self.owns(account_id):
+            if waiter is not None:
+                _resolve(waiter)
+            return
+        if waiter is not None:
+            self._waiting.setdefault(order_id, []).append(waiter)
+        self._changed[order_id] = account_id
+        self._wake.set()
 
     async def order_changed_settled(self, account_id: str, order_id: str) -> None:
         """`order_changed`, then wait (at most `SETTLE_SECONDS`) until the book has taken it in and matched it.
@@ -136,19 +153,19 @@ class EngineShard:
         order is decided against the books it would see had it waited, never denied for the lag.
         A slow engine only delays the answer; the order is durable either way.
         """
-        if not self.owns(account_id):
-            return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(order_id, []).append(waiter)
-        await self.order_changed(account_id, order_id)
+        self.note_changed(account_id, order_id, waiter)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(waiter), timeout=SETTLE_SECONDS)
+            await asyncio.wait_for(waiter, timeout=SETTLE_SECONDS)
 
     def _settle(self, order_ids: Iterable[str]) -> None:
         for order_id in order_ids:
             for waiter in self._waiting.pop(order_id, []):
-                if not waiter.done():
-                    waiter.set_result(None)
+                _resolve(waiter)
+
+    def settle_all(self) -> None:
+        """End every wait for this shard (it stops): the orders are durable, the book will take them in on start."""
+        self._settle(list(self._waiting))
 
     def on_quote(self, quote: Quote) -> None:
         self._quotes[quote.symbol] = quote
@@ -409,30 +426,141 @@ class EngineShard:
                 await publish(self.runtime, "portfolio", account_id, {"account_id": account_id, "balances": result.books})
 
 
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    """Finish a settle wait, on the loop it belongs to (the shard's own, or the request loop's)."""
+    loop = waiter.get_loop()
+    if loop is asyncio.get_running_loop():
+        if not waiter.done():
+            waiter.set_result(None)
+        return
+    with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits any more
+        loop.call_soon_threadsafe(_finish, waiter)
+
+
+def _finish(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():  # a wait that timed out is cancelled
+        waiter.set_result(None)
+
+
 # -- running -------------------------------------------------------------------------------------
 
 
+class EngineThread:
+    """The embedded engine shard on an event loop of its own, in a thread of its own.
+
+    Matching on each quote, expiries, reconciliation, gauges and recording executions happen there,
+    so the engine never holds the request loop for a step of its work. It works on a `Runtime.twin`
+    (database engines of its own; on SQLite it shares the process's writer lock, so the order desk's
+    and the engine's write transactions queue for each other). Order changes reach it through
+    `order_changed` (thread-safe hand-over to its loop); quotes through the bus (the in-process bus
+    hands messages between loops); its order, fill and portfolio updates go out on the same bus.
+
+    `stop` lets the step in progress finish (each execution is one transaction, so one cut short is
+    rolled back whole and matched again from the database on the next start), bounded by
+    `ENGINE_FINISH_SECONDS`, then closes the twin's connections and joins the thread.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.shard: EngineShard | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._inbox: deque[tuple[str, str, asyncio.Future[None] | None]] = deque()
+
+    async def start(self) -> None:
+        """Start the thread (on the request loop); returns once the engine's loop runs."""
+        self._thread = threading.Thread(target=self._main, name="trading-engine", daemon=True)
+        self._thread.start()
+        if not await asyncio.to_thread(self._started.wait, ENGINE_START_SECONDS) or self.shard is None:
+            raise RuntimeError("the paper matching engine's thread did not start")
+
+    def _main(self) -> None:
+        try:
+            with asyncio.Runner(loop_factory=new_event_loop) as runner:
+                runner.run(self._serve())
+        except BaseException as exc:  # noqa: BLE001 - the thread's end is logged, never silent
+            log.error("paper matching engine thread failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._started.set()  # a start still waiting learns it failed (`shard` is None)
+
+    async def _serve(self) -> None:
+        runtime = self.runtime.twin()
+        shard = EngineShard(runtime)
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        run = asyncio.create_task(shard.run(), name="engine")
+        quotes = asyncio.create_task(forever("engine_quotes", shard.listen_quotes), name="engine-quotes")
+        self.shard = shard
+        self._started.set()
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait([stopping, run], return_when=asyncio.FIRST_COMPLETED)
+            if run.done() and not run.cancelled() and run.exception() is not None:
+                log.error("paper matching engine stopped", error=f"{type(run.exception()).__name__}: {run.exception()}")
+                await self._stopping.wait()
+        finally:
+            shard.stop()
+            quotes.cancel()
+            stopping.cancel()
+            _, unfinished = await asyncio.wait([run], timeout=ENGINE_FINISH_SECONDS)
+            if unfinished:
+                log.warning("paper matching engine step cut short at stop", seconds=ENGINE_FINISH_SECONDS)
+                run.cancel()
+            for task in (run, quotes):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self._take_inbox()  # changes handed over too late: their orders wait in the database for the next start
+            shard.settle_all()
+            await runtime.close()
+
+    async def order_changed(self, account_id: str, order_id: str) -> None:
+        """`EngineShard.order_changed`, from the request loop."""
+        self._hand_over(account_id, order_id, None)
+
+    async def order_changed_settled(self, account_id: str, order_id: str) -> None:
+        """`EngineShard.order_changed_settled`, from the request loop (waits there, never blocks it)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._hand_over(account_id, order_id, waiter):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, timeout=SETTLE_SECONDS)
+
+    def _hand_over(self, account_id: str, order_id: str, waiter: asyncio.Future[None] | None) -> bool:
+        """Queue the change for the engine's loop, waking it once per batch (a wake-up is a write to its self-pipe)."""
+        loop = self._loop
+        if self.shard is None or loop is None or loop.is_closed():
+            return False
+        self._inbox.append((account_id, order_id, waiter))
+        if len(self._inbox) == 1:
+            try:
+                loop.call_soon_threadsafe(self._take_inbox)
+            except RuntimeError:  # the engine's loop has just ended (stopping): the order waits in the database
+                self._inbox.clear()
+                return False
+        return True
+
+    def _take_inbox(self) -> None:
+        """On the engine's loop: hand the queued changes to the shard."""
+        shard = self.shard
+        while self._inbox and shard is not None:
+            shard.note_changed(*self._inbox.popleft())
+
+    async def stop(self) -> None:
+        """Stop the engine and its thread (on the request loop), within `ENGINE_STOP_SECONDS`."""
+        if not await stop_loop_thread(self._thread, self._loop, self._stopping, ENGINE_STOP_SECONDS):
+            log.warning("paper matching engine thread did not stop in time", seconds=ENGINE_STOP_SECONDS)
+
+
 async def start_engine(runtime: Runtime) -> None:
-    """Start the embedded engine when this process should run one (an API start hook)."""
+    """Start the embedded engine, on its own thread, when this process should run one (an API start hook)."""
     if not runtime.settings.effective_engine_in_process:
         return
-    shard = EngineShard(runtime)
-    runtime.components.put(COMMANDS, LocalCommands(shard.order_changed, shard.order_changed_settled))
-    tasks = [
-        asyncio.create_task(shard.run(), name="engine"),
-        asyncio.create_task(forever("engine_quotes", shard.listen_quotes), name="engine-quotes"),
-    ]
-
-    async def stop() -> None:
-        shard.stop()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    runtime.closers.append(stop)
-    log.info("paper matching engine running in process")
+    engine = EngineThread(runtime)
+    await engine.start()
+    runtime.components.put(COMMANDS, LocalCommands(engine.order_changed, engine.order_changed_settled))
+    runtime.closers.append(engine.stop)
+    log.info("paper matching engine running in process, on its own thread")
 
 
 async def _read_commands(shard: EngineShard, client: Any, key: str) -> None:

@@ -1,10 +1,14 @@
-"""`wait_event` never swallows a cancellation, even one that races the event."""
+"""`wait_event` never swallows a cancellation, even one that races the event; `ThreadSafeLock` across loops."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
-from tradestack.kit.aio import wait_event
+import pytest
+
+from tradestack.kit.aio import ThreadSafeLock, wait_event
 
 
 async def test_a_cancellation_racing_the_event_still_stops_the_loop() -> None:
@@ -32,3 +36,54 @@ async def test_the_event_or_the_timeout_ends_the_wait() -> None:
     assert await wait_event(event, 0.01) is False
     event.set()
     assert await wait_event(event, 5) is True
+
+
+def _loop_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    return loop, thread
+
+
+async def test_the_thread_safe_lock_queues_holders_of_two_loops_one_at_a_time() -> None:
+    lock = ThreadSafeLock()
+    other, thread = _loop_thread()
+    inside = 0
+    most = 0
+    order: list[str] = []
+
+    async def hold(name: str) -> None:
+        nonlocal inside, most
+        for _ in range(20):
+            async with lock:
+                inside += 1
+                most = max(most, inside)
+                order.append(name)
+                time.sleep(0.001)  # a transaction's work, holding the thread
+                await asyncio.sleep(0)
+                inside -= 1
+
+    try:
+        there = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(hold("other"), other))
+        await asyncio.wait_for(asyncio.gather(hold("here"), there), 10)
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        thread.join(5)
+        other.close()
+    assert most == 1
+    assert order.count("here") == order.count("other") == 20
+    assert not lock.locked()
+
+
+async def test_a_cancelled_waiter_never_keeps_the_thread_safe_lock() -> None:
+    lock = ThreadSafeLock()
+    await lock.acquire()
+    waiting = asyncio.create_task(lock.acquire())
+    await asyncio.sleep(0)
+    lock.release()  # handed to the waiter ...
+    waiting.cancel()  # ... which is cancelled before it runs: it passes the lock on
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await asyncio.wait_for(lock.acquire(), 1)
+    lock.release()
+    assert not lock.locked()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -195,3 +196,32 @@ def test_message_is_immutable() -> None:
 def test_create_bus_without_url_is_in_memory() -> None:
     bus: Bus = create_bus(None)
     assert isinstance(bus, MemoryBus)
+
+
+async def test_messages_reach_a_subscriber_on_another_threads_loop_in_order_and_back() -> None:
+    bus = MemoryBus()
+    other = asyncio.new_event_loop()
+    thread = threading.Thread(target=other.run_forever, daemon=True)
+    thread.start()
+    subscribed = asyncio.Event()
+    here = asyncio.get_running_loop()
+
+    async def far_subscriber() -> list[bytes]:
+        async with bus.subscribe("quotes") as subscription:
+            here.call_soon_threadsafe(subscribed.set)
+            received = [(await next_message(subscription, 5)).data for _ in range(100)]
+            await bus.publish("orders", b"answer")  # from the other loop to a subscriber on this one
+            return received
+
+    try:
+        async with bus.subscribe("orders") as answers:
+            far = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(far_subscriber(), other))
+            await asyncio.wait_for(subscribed.wait(), 5)
+            for n in range(100):
+                await bus.publish("quotes", str(n).encode())
+            assert await asyncio.wait_for(far, 5) == [str(n).encode() for n in range(100)]
+            assert (await next_message(answers, 5)).data == b"answer"
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        thread.join(5)
+        other.close()
