@@ -215,7 +215,7 @@ class MarketDataService:
         PostgreSQL hands over each candle as text (`RawBar`), rolled up in the database (exact
         NUMERIC) when the timeframe is coarser than the one stored. SQLite hands over its stored
         text (`SQLiteBar`): a timeframe stored as such goes straight to JSON, a coarser one is
-        rolled up by `aggregate_sqlite`, with Decimal only for high, low and volume.
+        rolled up by `aggregate_sqlite` (Decimal only for ties between floats and fractional volumes).
         """
         async with self.runtime.database.read_session() as session:
             bars = BarRepository(session)
@@ -389,9 +389,7 @@ def aggregate_sqlite(rows: Sequence[SQLiteBar], timeframe: Timeframe) -> list[tu
     for ts, o, h, l, c, v in rows:  # noqa: E741 - the letters of OHLCV
         if ts >= bucket_end:
             if iso:
-                out.append(
-                    (iso, open_, high_text, low_text, close, plain(_EXACT.add(fraction, whole)) if fraction else str(whole))
-                )
+                out.append((iso, open_, high_text, low_text, close, _sum_text(whole, fraction)))
             start = int(ts[11:13]) * 3600 + int(ts[14:16]) * 60 + int(ts[17:19])
             start -= start % seconds
             clock = _clock(start)
@@ -418,8 +416,13 @@ def aggregate_sqlite(rows: Sequence[SQLiteBar], timeframe: Timeframe) -> list[tu
         else:
             whole += int(v)
     if iso:
-        out.append((iso, open_, high_text, low_text, close, plain(_EXACT.add(fraction, whole)) if fraction else str(whole)))
+        out.append((iso, open_, high_text, low_text, close, _sum_text(whole, fraction)))
     return out
+
+
+def _sum_text(whole: int, fraction: Decimal) -> str:
+    """``whole + fraction`` as `plain` text, exactly."""
+    return plain(_EXACT.add(fraction, whole)) if fraction else str(whole)
 
 
 def _utc_or_none(value: datetime | None) -> datetime | None:
