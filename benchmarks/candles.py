@@ -13,8 +13,9 @@ and gets the shipped AAPL history (``us-equities-daily`` and ``aapl-intraday``, 
 
 Three ways, alternating within each round, each timed over --repeat calls, medians reported:
 
-* ``tradestack``: `MarketDataService.candles_json`, what the endpoint sends now (Core query
-  returning text tuples, aggregation over them, JSON text without an object per bar);
+* ``tradestack``: `MarketDataService.candles_json`, what the endpoint sends now (on PostgreSQL a
+  Core query returning text tuples, roll-up in SQL; on SQLite the stored text read by the sqlite3
+  module in one trip, rolled up in Python; JSON text without an object per bar);
 * ``previous``: what the endpoint did before (`MarketDataService.candles`, ORM rows, a Bar per
   row, one pydantic `CandleOut` per candle, `model_dump`, orjson) - kept in the service for
   the signals module, so it is measured in the same run;
@@ -46,9 +47,10 @@ from sqlalchemy.engine import make_url
 
 from tradestack.kit import migrations
 from tradestack.kit.config import Settings
+from tradestack.kit.db import sqlite_rows
 from tradestack.kit.runtime import Runtime
 from tradestack.kit.web import OrjsonResponse
-from tradestack.marketdata import datasets
+from tradestack.marketdata import datasets, repository
 from tradestack.marketdata.flows import import_datasets
 from tradestack.marketdata.schemas import CandleList, CandleOut
 from tradestack.marketdata.service import MarketDataService
@@ -102,12 +104,18 @@ async def explain(runtime: Runtime, service: MarketDataService, dialect: str, sy
     def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
         captured.append((statement, parameters))
 
+    async def record_sqlite(session: Any, statement: str, parameters: Any) -> list[tuple[Any, ...]]:
+        captured.append((statement, tuple(parameters)))
+        return await sqlite_rows(session, statement, parameters)
+
     engine = runtime.database.engine.sync_engine
     event.listen(engine, "before_cursor_execute", record)
+    setattr(repository, "sqlite_rows", record_sqlite)  # noqa: B010 - SQLite's range reads bypass SQLAlchemy's cursor events
     try:
         await service.candles_json(symbol, timeframe, start=None, end=None, limit=10_000)
     finally:
         event.remove(engine, "before_cursor_execute", record)
+        setattr(repository, "sqlite_rows", sqlite_rows)  # noqa: B010
     prefix = "EXPLAIN QUERY PLAN " if dialect == "sqlite" else "EXPLAIN "
     async with runtime.database.engine.connect() as connection:
         for statement, parameters in captured:

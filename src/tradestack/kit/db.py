@@ -205,6 +205,23 @@ def _one_hop_connect(database: str, **kwargs: Any) -> aiosqlite.Connection:
     return connection
 
 
+async def sqlite_rows(session: AsyncSession, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The rows of one statement on the session's SQLite connection, as the sqlite3 module returns them.
+
+    One trip to the connection's thread (aiosqlite's ``execute_fetchall``) and no SQLAlchemy result
+    layer: no Row per row, no type processing, values as SQLite stores them (text, integer, real).
+    For reads whose stored text goes straight out (candles); the caller writes the SQL and binds
+    values in their stored form.
+    """
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    if not isinstance(driver, aiosqlite.Connection):
+        raise TypeError(f"sqlite_rows needs an aiosqlite connection, got {type(driver).__name__}")
+    rows: list[tuple[Any, ...]] = list(await driver.execute_fetchall(sql, parameters))  # type: ignore[arg-type]  # sqlite3 rows are tuples
+    return rows
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.instruments import Instrument, InstrumentKind
 from tradestack.domain.marketdata import Bar, Timeframe
+from tradestack.kit.db import sqlite_rows
 from tradestack.marketdata.recent import bars_stored
 from tradestack.models.marketdata import BarRow, InstrumentRow
 
@@ -38,6 +39,25 @@ _CHUNK = 2000
 
 RawBar = tuple[int, str, str, str, str, str, str]
 """A stored bar as the API sends it: (epoch seconds of its start, ISO 8601 start, open, high, low, close, volume as text)."""
+
+SQLiteBar = tuple[str, str, str, str, str, str]
+"""A bar as SQLite stores it: (start as `sqlite_time` text, open, high, low, close, volume as plain decimal text)."""
+
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+_SQLITE_BARS = "SELECT ts, open, high, low, close, volume FROM bars WHERE symbol = ? AND resolution = ?"
+
+
+def sqlite_time(ts: datetime) -> str:
+    """`ts` as SQLite stores a bar's start (SQLAlchemy's DATETIME text of the UTC time): ``2024-03-01 14:30:00.000000``.
+
+    Fixed width, so these texts sort (and compare) as the times do.
+    """
+    return ts.astimezone(UTC).strftime(_SQLITE_TIME)
+
+
+def sqlite_time_parsed(text: str) -> datetime:
+    """The UTC time of a `sqlite_time` text."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 class StoredBars(Sequence[Bar]):
@@ -255,6 +275,39 @@ class BarRepository:
         if limit is not None:
             query = query.limit(limit)
         return [Bar(*row) for row in await self._session.execute(query)]
+
+    async def sqlite_between(
+        self, symbol: str, resolution: Timeframe, start: datetime | None, end: datetime | None, limit: int | None
+    ) -> list[SQLiteBar]:
+        """`between` on SQLite as stored (`SQLiteBar`), read by the sqlite3 module in one trip, oldest first.
+
+        No SQLAlchemy result, Decimal, datetime or SQL function per row: the range is an index search
+        on the primary key (symbol, resolution, ts) and the rows are the stored text.
+        """
+        sql, parameters = _SQLITE_BARS, list[str | int]([symbol, resolution.value])
+        if start is not None:
+            sql += " AND ts >= ?"
+            parameters.append(sqlite_time(start))
+        if end is not None:
+            sql += " AND ts < ?"
+            parameters.append(sqlite_time(end))
+        sql += " ORDER BY ts"
+        if limit is not None:
+            sql += " LIMIT ?"
+            parameters.append(limit)
+        return await sqlite_rows(self._session, sql, parameters)
+
+    async def sqlite_last(
+        self, symbol: str, resolution: Timeframe, count: int, *, before: datetime | None = None
+    ) -> list[SQLiteBar]:
+        """`last` on SQLite as stored (`SQLiteBar`, see `sqlite_between`), oldest first."""
+        sql, parameters = _SQLITE_BARS, list[str | int]([symbol, resolution.value])
+        if before is not None:
+            sql += " AND ts < ?"
+            parameters.append(sqlite_time(before))
+        rows = await sqlite_rows(self._session, sql + " ORDER BY ts DESC LIMIT ?", [*parameters, count])
+        rows.reverse()
+        return rows
 
     def _raw_columns(self) -> tuple[ColumnElement[Any], ...]:
         """(epoch seconds, ISO 8601 start with Z, open, high, low, close, volume as plain decimal text), computed by the database.

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact
 
 import orjson
 from starlette.types import Scope
@@ -19,7 +19,13 @@ from tradestack.domain.snapshot import MarketSnapshot, QuoteView, decode_quote, 
 from tradestack.kit.runtime import Runtime, Slot
 from tradestack.kit.web import prefetched
 from tradestack.marketdata.calendars import trading_hours as trading_hours  # the one market-hours rule
-from tradestack.marketdata.repository import BarRepository, InstrumentRepository, RawBar, SeriesSummary
+from tradestack.marketdata.repository import (
+    BarRepository,
+    InstrumentRepository,
+    SeriesSummary,
+    SQLiteBar,
+    sqlite_time_parsed,
+)
 
 QUOTE_KEY = "md:quote:"
 BOOK_KEY = "md:book:"
@@ -206,38 +212,27 @@ class MarketDataService:
     ) -> bytes:
         """`candles` as the JSON body of ``GET /api/market/candles`` (the `CandleList` schema), built without objects per bar.
 
-        The database hands over each bar as text (`RawBar`); a timeframe stored as such goes
-        straight to JSON; a coarser one is rolled up by PostgreSQL (exact NUMERIC), or on SQLite
-        (numbers stored as text) by `aggregate_raw`, with Decimal only for high, low and volume.
+        PostgreSQL hands over each candle as text (`RawBar`), rolled up in the database (exact
+        NUMERIC) when the timeframe is coarser than the one stored. SQLite hands over its stored
+        text (`SQLiteBar`): a timeframe stored as such goes straight to JSON, a coarser one is
+        rolled up by `aggregate_sqlite` (Decimal only for ties between floats and fractional volumes).
         """
         async with self.runtime.database.read_session() as session:
             bars = BarRepository(session)
             instrument, tf, base, start, end = await self._candle_source(bars, symbol, timeframe, start, end, limit)
-            ratio = tf.seconds // base.seconds
             lo = None if start is None else _ceil(tf, start)
             hi = None if end is None else tf.floor(end - _ONE_MICROSECOND) + tf.delta
-            if ratio > 1 and bars.aggregates_in_sql:
+            if not bars.aggregates_in_sql:
+                candles = await _sqlite_candles(bars, instrument.symbol, base, tf, lo, hi, limit)
+            elif tf != base:
                 rows = await bars.raw_buckets(instrument.symbol, base, tf.seconds, lo, hi, limit, latest=lo is None)
-                candles = [row[1:] for row in rows]
+                candles = [_CANDLE_JSON % row[1:] for row in rows]
             elif lo is not None:
-                rows = await bars.raw_between(instrument.symbol, base, lo, hi, limit * ratio)
-                if ratio > 1 and len(rows) == limit * ratio:
-                    # The last candle may be cut short by the row limit: complete it.
-                    bucket_end = _at(rows[-1][0] - rows[-1][0] % tf.seconds + tf.seconds)
-                    if hi is not None:
-                        bucket_end = min(bucket_end, hi)
-                    rows += await bars.raw_between(instrument.symbol, base, _at(rows[-1][0] + 1), bucket_end, None)
-                candles = aggregate_raw(rows, tf.seconds)[:limit] if ratio > 1 else [row[1:] for row in rows]
+                candles = [_CANDLE_JSON % row[1:] for row in await bars.raw_between(instrument.symbol, base, lo, hi, limit)]
             else:
-                rows = await bars.raw_last(instrument.symbol, base, limit * ratio, before=hi)
-                if ratio > 1 and len(rows) == limit * ratio:
-                    # The first candle may be cut short by the row limit: complete it.
-                    first = rows[0][0]
-                    bucket_start = _at(first - first % tf.seconds)
-                    rows = await bars.raw_between(instrument.symbol, base, bucket_start, _at(first), None) + rows
-                candles = aggregate_raw(rows, tf.seconds)[-limit:] if ratio > 1 else [row[1:] for row in rows]
+                candles = [_CANDLE_JSON % row[1:] for row in await bars.raw_last(instrument.symbol, base, limit, before=hi)]
         head = orjson.dumps({"symbol": instrument.symbol, "timeframe": tf.value, "source_resolution": base.value})
-        return b"".join((head[:-1], b',"candles":[', ",".join([_CANDLE_JSON % candle for candle in candles]).encode(), b"]}"))
+        return b"".join((head[:-1], b',"candles":[', ",".join(candles).encode(), b"]}"))
 
     # -- live values ---------------------------------------------------------------------------
 
@@ -321,45 +316,113 @@ _CANDLE_JSON = '{"ts":"%s","open":"%s","high":"%s","low":"%s","close":"%s","volu
 """One candle of `CandleOut` (its values are digits, signs, points and ISO 8601 text: nothing to escape)."""
 
 
-def _at(epoch_seconds: int) -> datetime:
-    return datetime.fromtimestamp(epoch_seconds, UTC)
+async def _sqlite_candles(
+    bars: BarRepository, symbol: str, base: Timeframe, tf: Timeframe, lo: datetime | None, hi: datetime | None, limit: int
+) -> list[str]:
+    """The candles (JSON text each) of a request on SQLite: the stored rows read as text, rolled up when `tf` is coarser.
+
+    With `lo`: the first `limit` candles from `lo` (before `hi`); without: the last `limit` before
+    `hi`. A candle is never cut by the row limit: its missing rows are read.
+    """
+    ratio = tf.seconds // base.seconds
+    if lo is not None:
+        rows = await bars.sqlite_between(symbol, base, lo, hi, limit * ratio)
+        if ratio > 1 and len(rows) == limit * ratio:
+            # The last candle may be cut short by the row limit: complete it.
+            last = sqlite_time_parsed(rows[-1][0])
+            bucket_end = tf.floor(last) + tf.delta
+            if hi is not None:
+                bucket_end = min(bucket_end, hi)
+            rows += await bars.sqlite_between(symbol, base, last + _ONE_MICROSECOND, bucket_end, None)
+        if ratio == 1:
+            return _sqlite_candles_json(rows)
+        return [_CANDLE_JSON % candle for candle in aggregate_sqlite(rows, tf)[:limit]]
+    rows = await bars.sqlite_last(symbol, base, limit * ratio, before=hi)
+    if ratio == 1:
+        return _sqlite_candles_json(rows)
+    if len(rows) == limit * ratio:
+        # The first candle may be cut short by the row limit: complete it.
+        first = sqlite_time_parsed(rows[0][0])
+        rows = await bars.sqlite_between(symbol, base, tf.floor(first), first, None) + rows
+    return [_CANDLE_JSON % candle for candle in aggregate_sqlite(rows, tf)[-limit:]]
 
 
-def _iso(epoch_seconds: int) -> str:
-    return _at(epoch_seconds).strftime("%Y-%m-%dT%H:%M:%SZ")
+_SQLITE_CANDLE_JSON = '{"ts":"%sT%sZ","open":"%s","high":"%s","low":"%s","close":"%s","volume":"%s"}'
 
 
-def aggregate_raw(rows: Sequence[RawBar], seconds: int) -> list[tuple[str, str, str, str, str, str]]:
-    """Roll time-ordered `RawBar` rows up into buckets of ``seconds``, like `domain.marketdata.aggregate`.
+def _sqlite_candles_json(rows: Sequence[SQLiteBar]) -> list[str]:
+    """Stored rows as candles (JSON text each): the ISO 8601 start is the stored text with a T and a Z, its
+    microseconds left out when they are zero (as PostgreSQL's `to_char` in `BarRepository.raw_between`)."""
+    return [
+        _SQLITE_CANDLE_JSON % (ts[:10], ts[11:19] if ts.endswith(".000000") else ts[11:], o, h, l, c, v)
+        for ts, o, h, l, c, v in rows  # noqa: E741 - the letters of OHLCV
+    ]
+
+
+_DAY_SECONDS = 86_400
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
+
+
+def _clock(seconds_of_day: int) -> str:
+    return f"{seconds_of_day // 3600:02d}:{seconds_of_day // 60 % 60:02d}:{seconds_of_day % 60:02d}"
+
+
+def aggregate_sqlite(rows: Sequence[SQLiteBar], timeframe: Timeframe) -> list[tuple[str, str, str, str, str, str]]:
+    """Roll time-ordered `SQLiteBar` rows up into candles of `timeframe`, like `domain.marketdata.aggregate`.
 
     open = first open, high = max high, low = min low, close = last close, volume = exact sum;
-    each candle as (ISO start, open, high, low, close, volume) text.
+    each candle as (ISO start, open, high, low, close, volume) text. Made for thousands of rows a
+    request, so per row: a row is placed by comparing its stored time text with its candle's
+    bounds (fixed-width text sorts as time; a candle ending at midnight ends at ``24:00:00``, which
+    sorts after the day's times and before the next day's); high and low are compared as floats
+    (rounding keeps order, so only equal floats need Decimal); whole volumes are summed as ints.
+    Every timeframe divides a day, so a candle's bounds are worked out within its day.
     """
+    seconds = timeframe.seconds
+    if _DAY_SECONDS % seconds:
+        raise ValueError(f"{timeframe.value} does not divide a day")
     out: list[tuple[str, str, str, str, str, str]] = []
-    bucket = -1
+    bucket_start = bucket_end = iso = ""
     open_ = high_text = low_text = close = ""
-    high = low = volume = Decimal(0)
-    for epoch, _, o, h, l, c, v in rows:  # noqa: E741 - the letters of OHLCV
-        start = epoch - epoch % seconds
-        if start != bucket:
-            if start < bucket:
-                raise ValueError(f"bars are not in time order at {_iso(epoch)}")
-            if bucket >= 0:
-                out.append((_iso(bucket), open_, high_text, low_text, close, plain(volume)))
-            bucket, open_, high_text, low_text, close = start, o, h, l, c
-            high, low, volume = Decimal(h), Decimal(l), Decimal(v)
-            continue
-        value = Decimal(h)
-        if value > high:
-            high, high_text = value, h
-        value = Decimal(l)
-        if value < low:
-            low, low_text = value, l
-        close = c
-        volume += Decimal(v)
-    if bucket >= 0:
-        out.append((_iso(bucket), open_, high_text, low_text, close, plain(volume)))
+    high = low = 0.0
+    whole, fraction = 0, Decimal(0)
+    for ts, o, h, l, c, v in rows:  # noqa: E741 - the letters of OHLCV
+        if ts >= bucket_end:
+            if iso:
+                out.append((iso, open_, high_text, low_text, close, _sum_text(whole, fraction)))
+            start = int(ts[11:13]) * 3600 + int(ts[14:16]) * 60 + int(ts[17:19])
+            start -= start % seconds
+            clock = _clock(start)
+            bucket_start, bucket_end, iso = (
+                f"{ts[:11]}{clock}.000000",
+                f"{ts[:11]}{_clock(start + seconds)}.000000",
+                f"{ts[:10]}T{clock}Z",
+            )
+            open_, high_text, low_text, close = o, h, l, c
+            high, low = float(h), float(l)
+            whole, fraction = 0, Decimal(0)
+        elif ts < bucket_start:
+            raise ValueError(f"bars are not in time order at {ts}")
+        else:
+            close = c
+            value = float(h)
+            if value > high or (value == high and Decimal(h) > Decimal(high_text)):
+                high, high_text = value, h
+            value = float(l)
+            if value < low or (value == low and Decimal(l) < Decimal(low_text)):
+                low, low_text = value, l
+        if "." in v:
+            fraction = _EXACT.add(fraction, Decimal(v))
+        else:
+            whole += int(v)
+    if iso:
+        out.append((iso, open_, high_text, low_text, close, _sum_text(whole, fraction)))
     return out
+
+
+def _sum_text(whole: int, fraction: Decimal) -> str:
+    """``whole + fraction`` as `plain` text, exactly."""
+    return plain(_EXACT.add(fraction, whole)) if fraction else str(whole)
 
 
 def _utc_or_none(value: datetime | None) -> datetime | None:
