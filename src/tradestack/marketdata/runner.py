@@ -37,7 +37,7 @@ MAX_UNSTORED_CANDLES = 100_000
 STORE_WAIT_SECONDS = 5.0
 RESTART_DELAY_SECONDS = 2.0
 FEED_STOP_SECONDS = 2.0
-"""How long a stopping feed may take to finish its step (then it is cancelled), and each cancellation to take."""
+"""How long a stopping feed's cancellation may take before it is cancelled again (a closed feed ends after its step)."""
 CANCEL_ATTEMPTS = 3
 MAX_PENDING = 10_000
 THREAD_START_SECONDS = 10.0
@@ -248,18 +248,17 @@ class MarketDataRunner:
             await self.publisher.candles_stored()
 
     async def stop(self) -> None:
-        """Stop every feed: each ends after its current step (the feed is closed); one still running
-        after `FEED_STOP_SECONDS` is cancelled, again if need be, a bounded number of times.
+        """Stop every feed: each is closed and its task cancelled; one still running `FEED_STOP_SECONDS`
+        later is cancelled again, a bounded number of times.
 
         Not cancellation alone: on Python 3.11 a cancellation that meets a library's own timeout or
-        wait in the same loop iteration can be swallowed (the feed then runs on, and a SIGTERM was
-        seen to leave `serve marketdata` publishing for good).
+        wait in the same loop iteration can be swallowed (the feed then ran on, and a SIGTERM was seen
+        to leave `serve marketdata` publishing for good). A closed feed ends after its current step
+        even then.
         """
         for feed in self.feeds:
             await feed.close()
         running = {task for task in self._tasks if not task.done()}
-        if running:
-            _, running = await asyncio.wait(running, timeout=FEED_STOP_SECONDS)
         for _ in range(CANCEL_ATTEMPTS):
             if not running:
                 break

@@ -153,7 +153,9 @@ async def test_concurrent_orders_on_two_workers_never_spend_more_than_the_buying
         assert demand > 8 * deposit  # the orders ask for many times what the account can pay
 
     pump_settings = _pump_settings(tmp_path, postgres_url, redis_server, redis_namespace)
-    limits = httpx.Limits(max_connections=len(bodies))
+    # Idle connections expire on our side before the server's 5 s keep-alive ends them, so a poll never races
+    # the server closing the connection it picked ("Server disconnected without sending a response").
+    limits = httpx.Limits(max_connections=len(bodies), keepalive_expiry=2)
     async with (
         QuotePump(pump_settings, "BTC-USD", low=39_990, high=40_040),
         httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=limits) as http,
