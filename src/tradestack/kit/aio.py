@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import threading
 from collections import deque
+from collections.abc import Iterable
+from typing import Any
 
 
 async def wait_event(event: asyncio.Event, seconds: float) -> bool:
@@ -108,3 +110,23 @@ class ThreadSafeLock:
 
     async def __aexit__(self, *_: object) -> None:
         self.release()
+
+
+async def cancel_and_wait(
+    tasks: Iterable[asyncio.Task[Any]], *, seconds: float = 2.0, attempts: int = 3
+) -> set[asyncio.Task[Any]]:
+    """Cancel `tasks` and wait for them to end; a task still running `seconds` later is cancelled again, at most
+    `attempts` times in all. Returns the tasks that still run (the caller names them in a warning).
+
+    Not a single ``task.cancel(); await task``: on Python 3.11 a cancellation that meets a library's own timeout
+    or wait in the same loop iteration can be swallowed (seen with redis-py), and the task then runs on - awaiting
+    it hung the process's stop. Pair this with a flag or event the task's loop checks, so it also ends on its own.
+    """
+    running = {task for task in tasks if not task.done()}
+    for _ in range(attempts):
+        if not running:
+            break
+        for task in running:
+            task.cancel()
+        _, running = await asyncio.wait(running, timeout=seconds)
+    return running

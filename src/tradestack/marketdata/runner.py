@@ -20,7 +20,7 @@ import orjson
 
 from tradestack.domain.feeds import Feed
 from tradestack.domain.marketdata import Bar, OrderBook, Quote, Timeframe, Trade
-from tradestack.kit.aio import stop_loop_thread
+from tradestack.kit.aio import cancel_and_wait, stop_loop_thread
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import MARKET_DATA_EVENTS, MARKET_DATA_LAST_UPDATE, MARKET_DATA_LATENCY
 from tradestack.kit.outages import count_outage, unavailable_backend
@@ -258,13 +258,7 @@ class MarketDataRunner:
         """
         for feed in self.feeds:
             await feed.close()
-        running = {task for task in self._tasks if not task.done()}
-        for _ in range(CANCEL_ATTEMPTS):
-            if not running:
-                break
-            for task in running:
-                task.cancel()
-            _, running = await asyncio.wait(running, timeout=FEED_STOP_SECONDS)
+        running = await cancel_and_wait(self._tasks, seconds=FEED_STOP_SECONDS, attempts=CANCEL_ATTEMPTS)
         if running:
             log.error("feed tasks did not stop; left behind", feeds=sorted(task.get_name() for task in running))
         for task in self._tasks:

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tradestack.kit.aio import cancel_and_wait, wait_event
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import (
     BROKER_CONNECTED,
@@ -213,20 +214,23 @@ async def probe_once(runtime: Runtime) -> None:
 async def start_probes(runtime: Runtime) -> None:
     """Run `probe_once` now and then every `probe_interval_seconds` until the runtime closes."""
     interval = runtime.settings.probe_interval_seconds
+    stopping = asyncio.Event()
 
     async def loop() -> None:
-        while True:
+        while not stopping.is_set():
             try:
                 await probe_once(runtime)
             except Exception:  # a probe must never kill the process
                 log.exception("background probe failed")
-            await asyncio.sleep(interval)
+            await wait_event(stopping, interval)
 
     task = asyncio.create_task(loop(), name="tradestack-probes")
 
     async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # The event ends the loop even when a cancellation is swallowed inside a probe's Redis call (it was:
+        # every such stop then waited out Runtime.close's 15 s step bound).
+        stopping.set()
+        if await cancel_and_wait([task]):
+            log.warning("background probes did not stop")
 
     runtime.closers.append(stop)

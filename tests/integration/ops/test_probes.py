@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -20,7 +21,8 @@ from tradestack.kit import migrations
 from tradestack.kit.config import Settings
 from tradestack.kit.db import Database, create_engine
 from tradestack.kit.runtime import Runtime
-from tradestack.ops.probes import probe_dependencies, probe_once
+from tradestack.ops import probes
+from tradestack.ops.probes import probe_dependencies, probe_once, start_probes
 
 
 def metric(name: str, **labels: str) -> float | None:
@@ -164,3 +166,30 @@ async def test_database_and_redis_down_set_their_gauges_to_zero(settings: Settin
     if settings.redis_url is not None:
         assert results["redis"] is False
         assert metric("redis_up") == 0
+
+
+async def test_the_probes_stop_even_when_a_probe_swallows_its_cancellation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe's Redis call was seen to swallow the stop's cancellation: the loop ran on and every stop waited out
+    `Runtime.close`'s 15 s step bound. The stop ends the loop by its event and cancels again."""
+    swallowed = 0
+
+    async def slow_probe(runtime: Runtime) -> None:
+        nonlocal swallowed
+        try:
+            await asyncio.sleep(0.5)
+        except asyncio.CancelledError:
+            swallowed += 1  # and returns as if nothing happened
+
+    monkeypatch.setattr(probes, "probe_once", slow_probe)
+    runtime = Runtime.open(Settings(data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"))
+    try:
+        await start_probes(runtime)
+        await asyncio.sleep(0.1)  # inside the first probe
+        stopping = asyncio.create_task(runtime.closers.pop()())
+        done, _ = await asyncio.wait({stopping}, timeout=5)  # not wait_for: its own cancellation would end the loop
+        assert done, "the probes' stop did not return: the loop outlived its swallowed cancellation"
+        assert swallowed == 1
+    finally:
+        await runtime.close()

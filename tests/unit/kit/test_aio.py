@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tradestack.kit.aio import ThreadSafeLock, wait_event
+from tradestack.kit.aio import ThreadSafeLock, cancel_and_wait, wait_event
 
 
 async def test_a_cancellation_racing_the_event_still_stops_the_loop() -> None:
@@ -87,3 +87,39 @@ async def test_a_cancelled_waiter_never_keeps_the_thread_safe_lock() -> None:
     await asyncio.wait_for(lock.acquire(), 1)
     lock.release()
     assert not lock.locked()
+
+
+class _Swallower:
+    """A loop that, like redis-py was seen doing, swallows the first `swallow` cancellations and runs on."""
+
+    def __init__(self, swallow: int) -> None:
+        self.swallow = swallow
+        self.swallowed = 0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if self.swallowed >= self.swallow:
+                    raise
+                self.swallowed += 1
+
+
+async def test_cancel_and_wait_cancels_again_a_task_that_swallowed_its_cancellation() -> None:
+    swallower = _Swallower(swallow=1)
+    task = asyncio.create_task(swallower.run())
+    await asyncio.sleep(0.05)
+    assert await cancel_and_wait([task], seconds=0.2) == set()
+    assert task.cancelled()
+    assert swallower.swallowed == 1
+
+
+async def test_cancel_and_wait_returns_what_still_runs_after_its_attempts() -> None:
+    swallower = _Swallower(swallow=5)
+    task = asyncio.create_task(swallower.run())
+    await asyncio.sleep(0.05)
+    assert await cancel_and_wait([task], seconds=0.05, attempts=2) == {task}
+    assert swallower.swallowed == 2
+    await cancel_and_wait([task], seconds=0.5, attempts=5)
+    assert task.done()
