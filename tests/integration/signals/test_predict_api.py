@@ -24,6 +24,18 @@ from tradestack.signals.service import PredictorService, SignalService
 from ..conftest import MakeUser
 
 
+async def _promote_a_model(runtime: Runtime) -> None:
+    """Seed the instruments, train a small order-book model and promote it."""
+    await MarketDataService(runtime).seed_instruments()
+    trained = await PredictorService(runtime).train(snapshots=3_000, horizon=10, folds=2)
+    await SignalService(runtime).promote(trained.model.version)
+
+
+def _book() -> dict[str, list[list[str]]]:
+    """Ten levels a side around 100/101, five of each."""
+    return {"bids": [[str(100 - i), "5"] for i in range(10)], "asks": [[str(101 + i), "5"] for i in range(10)]}
+
+
 def _levels(book: dict[str, list[list[str]]]) -> dict[str, list[list[str]]]:
     return {"bids": book["bids"][:10], "asks": book["asks"][:10]}
 
@@ -75,10 +87,8 @@ async def test_predict_refusals_and_the_rate_limit_per_caller(
     client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser
 ) -> None:
     user, other = await make_user(), await make_user()
-    await MarketDataService(runtime).seed_instruments()
-    trained = await PredictorService(runtime).train(snapshots=3_000, horizon=10, folds=2)
-    await SignalService(runtime).promote(trained.model.version)
-    book = {"bids": [[str(100 - i), "5"] for i in range(10)], "asks": [[str(101 + i), "5"] for i in range(10)]}
+    await _promote_a_model(runtime)
+    book = _book()
     crossed = {"bids": book["asks"], "asks": book["bids"]}
     bad = await client.post("/predict", json={"symbol": "BTC-USD", "book": crossed}, headers=user.headers)
     assert bad.status_code == 422
@@ -102,10 +112,8 @@ async def test_the_predict_limit_is_counted_with_the_other_limits_in_one_go(
     client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     user = await make_user()
-    await MarketDataService(runtime).seed_instruments()
-    trained = await PredictorService(runtime).train(snapshots=3_000, horizon=10, folds=2)
-    await SignalService(runtime).promote(trained.model.version)
-    book = {"bids": [[str(100 - i), "5"] for i in range(10)], "asks": [[str(101 + i), "5"] for i in range(10)]}
+    await _promote_a_model(runtime)
+    book = _book()
     limiter = runtime.rate_limiter
     counted: list[list[str]] = []
     real_hit_many, real_hit_now = limiter.hit_many, limiter.hit_now
@@ -142,12 +150,10 @@ async def test_a_configured_predict_limit_is_counted_once_per_request(
     client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser
 ) -> None:
     user = await make_user()
-    await MarketDataService(runtime).seed_instruments()
-    trained = await PredictorService(runtime).train(snapshots=3_000, horizon=10, folds=2)
-    await SignalService(runtime).promote(trained.model.version)
+    await _promote_a_model(runtime)
     window = f"{uuid.uuid4().int % 50 + 10} minutes"  # a window no other test uses in the shared Redis
     runtime.settings = runtime.settings.model_copy(update={"rate_limit_routes": {"POST /predict": f"3/{window}"}})
-    book = {"bids": [[str(100 - i), "5"] for i in range(10)], "asks": [[str(101 + i), "5"] for i in range(10)]}
+    book = _book()
 
     def refused(limit: str) -> float:
         return REGISTRY.get_sample_value("rate_limited_requests_total", {"limit": limit}) or 0.0
@@ -235,10 +241,8 @@ async def test_a_bearer_token_is_verified_once_per_predict(
     from tradestack.identity.service import components
 
     user = await make_user()
-    await MarketDataService(runtime).seed_instruments()
-    trained = await PredictorService(runtime).train(snapshots=3_000, horizon=10, folds=2)
-    await SignalService(runtime).promote(trained.model.version)
-    book = {"bids": [[str(100 - i), "5"] for i in range(10)], "asks": [[str(101 + i), "5"] for i in range(10)]}
+    await _promote_a_model(runtime)
+    book = _book()
     body = {"symbol": "BTC-USD", "book": book}
     assert (await client.post("/predict", json=body, headers=user.headers)).status_code == 200  # the principal resolved
     tokens = components(runtime).tokens
@@ -262,13 +266,11 @@ async def test_the_predict_limit_is_per_api_key_and_per_user_for_bearer_tokens(
 ) -> None:
     # "100/min per key" (issue 16): an API key has its own budget, the user's bearer tokens share theirs.
     user = await make_user()
-    await MarketDataService(runtime).seed_instruments()
-    trained = await PredictorService(runtime).train(snapshots=3_000, horizon=10, folds=2)
-    await SignalService(runtime).promote(trained.model.version)
+    await _promote_a_model(runtime)
     window = f"{uuid.uuid4().int % 50 + 10} minutes"  # a window no other test uses in the shared Redis
     runtime.settings = runtime.settings.model_copy(update={"rate_limit_routes": {"POST /predict": f"3/{window}"}})
     key = (await client.post("/api/keys", json={"name": "bot", "scopes": ["read"]}, headers=user.headers)).json()["key"]
-    book = {"bids": [[str(100 - i), "5"] for i in range(10)], "asks": [[str(101 + i), "5"] for i in range(10)]}
+    book = _book()
 
     async def status(headers: dict[str, str]) -> int:
         return (await client.post("/predict", json={"symbol": "BTC-USD", "book": book}, headers=headers)).status_code
