@@ -246,13 +246,13 @@ async def _with_recorder(
     if not wanted:
         await main
         return
+    from tradestack.kit.aio import stop_tasks
+
     side = asyncio.create_task(recorder(runtime), name="equity-recorder")
     try:
         await main
     finally:
-        side.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await side
+        await stop_tasks([side], "equity recorder")
 
 
 @serve_app.command("api")

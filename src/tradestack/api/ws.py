@@ -39,6 +39,7 @@ from tradestack.books.service import BooksService
 from tradestack.core.errors import NotFoundError, PermissionDeniedError, TradestackError
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Caller, IdentityService, Principal
+from tradestack.kit.aio import stop_tasks
 from tradestack.kit.fanout import DirectWriter, FanoutHub, Mailbox, MailboxOverflowError
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import WEBSOCKET_CONNECTIONS_ACTIVE
@@ -349,9 +350,7 @@ async def stream(websocket: WebSocket) -> None:
             elif error is not None and not isinstance(error, WebSocketDisconnect):
                 log.warning("websocket ended with an error", error=f"{type(error).__name__}: {error}")
     finally:
-        for task in (reader, writer):
-            task.cancel()
-        await asyncio.gather(reader, writer, return_exceptions=True)
+        await stop_tasks((reader, writer), "websocket session")
         session.leave()
         WEBSOCKET_CONNECTIONS_ACTIVE.dec()
         if websocket.application_state == WebSocketState.CONNECTED and websocket.client_state == WebSocketState.CONNECTED:

@@ -49,7 +49,7 @@ from tradestack.audit.repository import AuditRepository
 from tradestack.audit.schemas import AuditRecord, VerifyReport
 from tradestack.core.clock import Clock
 from tradestack.core.money import plain
-from tradestack.kit.aio import wait_event
+from tradestack.kit.aio import stop_tasks, wait_event
 from tradestack.kit.db import Database
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import (
@@ -738,9 +738,7 @@ class AuditChainer:
             self._stop.set()
             self._wake.set()
             await asyncio.wait({self._task}, timeout=STOP_TICK_SECONDS)
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_tasks([self._task], "audit chainer")
             self._task = None
             self._stop.clear()
         if self.leading:

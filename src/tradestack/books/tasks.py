@@ -8,9 +8,9 @@ recorders valuing the same instant do no harm (one point per account and instant
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from tradestack.books.service import record_equity
+from tradestack.kit.aio import stop_tasks
 from tradestack.kit.logging import get_logger
 from tradestack.kit.outages import count_outage, unavailable_backend
 from tradestack.kit.runtime import Runtime
@@ -42,8 +42,6 @@ async def start_equity_recorder(runtime: Runtime) -> None:
     task = asyncio.create_task(record_equity_forever(runtime), name="equity-recorder")
 
     async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_tasks([task], "equity recorder")
 
     runtime.closers.append(stop)

@@ -9,6 +9,10 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from tradestack.kit.logging import get_logger
+
+log = get_logger(__name__)
+
 
 async def wait_event(event: asyncio.Event, seconds: float) -> bool:
     """Wait until `event` is set or `seconds` pass; True when it is set.
@@ -130,3 +134,19 @@ async def cancel_and_wait(
             task.cancel()
         _, running = await asyncio.wait(running, timeout=seconds)
     return running
+
+
+async def stop_tasks(tasks: Iterable[asyncio.Task[Any] | None], what: str, *, seconds: float = 2.0, attempts: int = 3) -> None:
+    """End background `tasks` with `cancel_and_wait`: warn about any that still run, and log the error of one
+    that raised while it was being stopped (one already done is the caller's to look at).
+
+    The one way this code base stops its tasks: ``task.cancel(); await task`` hangs for good when the
+    cancellation is swallowed (see `cancel_and_wait`), as a test's quote pump did on CI.
+    """
+    running = [task for task in tasks if task is not None and not task.done()]
+    left = await cancel_and_wait(running, seconds=seconds, attempts=attempts)
+    if left:
+        log.warning(f"{what} did not stop; left behind", tasks=sorted(task.get_name() for task in left))
+    for task in running:
+        if task.done() and not task.cancelled() and (error := task.exception()) is not None:
+            log.warning(f"{what} ended with an error", task=task.get_name(), error=f"{type(error).__name__}: {error}")

@@ -41,6 +41,7 @@ import redis.asyncio
 import redis.exceptions
 from redis.asyncio.client import PubSub
 
+from tradestack.kit.aio import stop_tasks
 from tradestack.kit.logging import get_logger
 from tradestack.kit.redispool import blocking_pool
 
@@ -446,10 +447,7 @@ class _RedisSubscription(Subscription):
     async def _stop(self) -> None:
         reader, self._reader = self._reader, None
         try:
-            if reader is not None:
-                reader.cancel()
-                # wait() neither raises the reader's CancelledError nor swallows our own.
-                await asyncio.wait({reader})
+            await stop_tasks([reader], "bus subscription reader")
         finally:
             self._bus._unregister(self)
             await self._discard_connection()

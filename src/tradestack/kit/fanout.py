@@ -16,11 +16,11 @@ behind gets its frames through the mailbox again, conflated, until it has caught
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from tradestack.kit.aio import stop_tasks
 from tradestack.kit.bus import Bus
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import WEBSOCKET_MESSAGES_CONFLATED
@@ -152,6 +152,7 @@ class FanoutHub:
         self._subscribers: dict[str, set[Mailbox]] = {}
         self._task: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
+        self._closing = False
         self.delivered = 0
         self.written_directly = 0  # of `delivered`, frames written straight to a socket
 
@@ -163,7 +164,7 @@ class FanoutHub:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._closing:
             try:
                 async with self._bus.subscribe(self._bus_channel) as subscription:
                     self._started.set()
@@ -206,8 +207,6 @@ class FanoutHub:
 
     async def close(self) -> None:
         """Stop listening."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._closing = True  # ends the loop even when a cancellation is swallowed in a Redis call
+        await stop_tasks([self._task], "websocket fan-out")
+        self._task = None

@@ -20,7 +20,7 @@ import orjson
 
 from tradestack.domain.feeds import Feed
 from tradestack.domain.marketdata import Bar, OrderBook, Quote, Timeframe, Trade
-from tradestack.kit.aio import cancel_and_wait, stop_loop_thread
+from tradestack.kit.aio import cancel_and_wait, stop_loop_thread, stop_tasks
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import MARKET_DATA_EVENTS, MARKET_DATA_LAST_UPDATE, MARKET_DATA_LATENCY
 from tradestack.kit.outages import count_outage, unavailable_backend
@@ -341,8 +341,5 @@ class FeedThread:
         """Stop the feeds and their thread, then the emitter (called on the owner loop)."""
         if not await stop_loop_thread(self._thread, self._loop, self._stopping, THREAD_STOP_SECONDS):
             log.warning("market data thread did not stop in time", seconds=THREAD_STOP_SECONDS)
-        if self._emitter is not None:
-            self._emitter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._emitter
+        await stop_tasks([self._emitter], "market data emitter")
         await self.runner.publisher.candles_stored()  # its task runs on this (the owner) loop, as `emit` does

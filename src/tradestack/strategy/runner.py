@@ -52,7 +52,7 @@ from tradestack.domain.orders import FillEvent, Order, OrderType, TimeInForce
 from tradestack.domain.risk import TradingState
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Caller, IdentityService, Principal
-from tradestack.kit.aio import wait_event
+from tradestack.kit.aio import stop_tasks, wait_event
 from tradestack.kit.logging import get_logger
 from tradestack.kit.outages import forever
 from tradestack.kit.runtime import Runtime, Slot
@@ -345,10 +345,7 @@ class StrategyRunner:
         deployment = self.deployments.pop(deployment_id, None)
         if deployment is None:
             return
-        if deployment.task is not None:
-            deployment.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await deployment.task
+        await stop_tasks([deployment.task], f"strategy {deployment_id}")
         if call_stop and deployment.host.started:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(deployment.host.stop)
@@ -507,13 +504,8 @@ async def start_strategies(runtime: Runtime) -> None:
 
     async def stop() -> None:
         runner.stop()
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
-            await asyncio.wait_for(asyncio.shield(tasks[0]), 5)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await asyncio.wait({tasks[0]}, timeout=5)  # the runner's own stop first: it ends its strategies
+        await stop_tasks(tasks, "strategy runner")
 
     runtime.closers.append(stop)
     log.info("strategy runner running in process")
@@ -530,9 +522,5 @@ async def run_strategies(runtime: Runtime) -> None:
     tasks = _tasks(runner)
     log.info("strategy runner started")
     await tasks[0]
-    for task in tasks[1:]:
-        task.cancel()
-    for task in tasks[1:]:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_tasks(tasks[1:], "strategy runner")
     log.info("strategy runner stopped")

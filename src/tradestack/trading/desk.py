@@ -33,7 +33,6 @@ longer than ``lock_timeout``), which answers the whole group 503 with ``Retry-Af
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -55,6 +54,7 @@ from tradestack.domain.risk import OrderIntent, RiskLimits, TradingState, evalua
 from tradestack.domain.riskstate import OpenOrder, OpenOrders, account_risk_state, converter
 from tradestack.domain.snapshot import MarketSnapshot
 from tradestack.identity.service import Caller, Principal
+from tradestack.kit.aio import stop_tasks
 from tradestack.kit.logging import get_logger
 from tradestack.kit.outages import RETRY_AFTER_SECONDS, is_lock_timeout
 from tradestack.kit.runtime import Runtime, Slot
@@ -158,10 +158,7 @@ class OrderDesk:
         return await future
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await stop_tasks([self._task], "order desk")
         if self._answering is not None:  # committed groups are still answered
             await asyncio.wait({self._answering})
 

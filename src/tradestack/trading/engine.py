@@ -40,7 +40,7 @@ from tradestack.domain.matching import Expired, Fill, LatencyModel, MatchingEngi
 from tradestack.domain.orders import Order, OrderStatus, TimeInForce
 from tradestack.domain.portfolio import FxRates
 from tradestack.domain.snapshot import FX_PIVOT, fx_rates_of, view_of
-from tradestack.kit.aio import new_event_loop, stop_loop_thread, wait_event
+from tradestack.kit.aio import new_event_loop, stop_loop_thread, stop_tasks, wait_event
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import ENGINE_ORDERS_WORKING
 from tradestack.kit.outages import count_outage, forever, unavailable_backend
@@ -507,10 +507,7 @@ class EngineThread:
             _, unfinished = await asyncio.wait([run], timeout=ENGINE_FINISH_SECONDS)
             if unfinished:
                 log.warning("paper matching engine step cut short at stop", seconds=ENGINE_FINISH_SECONDS)
-                run.cancel()
-            for task in (run, quotes):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await stop_tasks([run, quotes], "paper matching engine")
             self._take_inbox()  # changes handed over too late: their orders wait in the database for the next start
             shard.settle_all()
             await runtime.close()
@@ -611,11 +608,8 @@ async def run_engine(runtime: Runtime, shard_number: int) -> None:
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
     shard.stop()
-    for task in [*tasks, waiter]:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    waiter.cancel()
+    await stop_tasks(tasks, "paper matching engine")
     await client.aclose()
     for task in done:
         if task is not waiter and task.exception() is not None:

@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio
 import redis.exceptions
 
+from tradestack.kit.aio import stop_tasks
 from tradestack.kit.bus import Bus, MemoryBus, Message, RedisBus, Subscription, create_bus
 
 from ...conftest import skip_outside_ci  # type: ignore[import-not-found]
@@ -281,9 +282,7 @@ async def slow_uplink_proxy(redis_url: str, delay: float) -> AsyncIterator[str]:
         yield urllib.parse.urlunsplit(parsed._replace(netloc=netloc))
     finally:
         server.close()
-        for task in tuple(pumps):
-            task.cancel()
-        await asyncio.gather(*pumps, return_exceptions=True)
+        await stop_tasks(tuple(pumps), "proxy pumps")
         await server.wait_closed()
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from tradestack.kit.aio import stop_tasks
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata import datasets
 from tradestack.marketdata.flows import import_datasets
@@ -65,5 +66,4 @@ async def test_serve_signals_refreshes_the_cache_as_models_and_bars_arrive(
         await _until(lambda: refreshed_to(latest))
         assert (await client.get("/api/trading/signals", headers=user.headers)).json()["as_of"] == latest
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_tasks([task], "serve signals")

@@ -7,8 +7,9 @@ import threading
 import time
 
 import pytest
+from structlog.testing import capture_logs
 
-from tradestack.kit.aio import ThreadSafeLock, cancel_and_wait, wait_event
+from tradestack.kit.aio import ThreadSafeLock, cancel_and_wait, stop_tasks, wait_event
 
 
 async def test_a_cancellation_racing_the_event_still_stops_the_loop() -> None:
@@ -123,3 +124,37 @@ async def test_cancel_and_wait_returns_what_still_runs_after_its_attempts() -> N
     assert swallower.swallowed == 2
     await cancel_and_wait([task], seconds=0.5, attempts=5)
     assert task.done()
+
+
+async def test_stop_tasks_ends_a_swallower_and_reports_what_it_could_not_end() -> None:
+    ended, stubborn = _Swallower(swallow=1), _Swallower(swallow=10)
+    ended_task = asyncio.create_task(ended.run(), name="ended")
+    stubborn_task = asyncio.create_task(stubborn.run(), name="stubborn")
+    await asyncio.sleep(0.05)
+    with capture_logs() as logs:
+        await stop_tasks([ended_task, None, stubborn_task], "pump", seconds=0.05, attempts=2)
+    assert ended_task.cancelled()
+    assert not stubborn_task.done()
+    assert [(entry["event"], entry["tasks"]) for entry in logs] == [("pump did not stop; left behind", ["stubborn"])]
+    await cancel_and_wait([stubborn_task], seconds=0.5, attempts=20)
+
+
+async def test_stop_tasks_logs_the_error_a_task_raised_while_stopping_but_not_one_already_seen() -> None:
+    async def fails_when_cancelled() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise RuntimeError("flush failed") from None
+
+    async def already_failed() -> None:
+        raise ValueError("handled by the caller")
+
+    done = asyncio.create_task(already_failed(), name="done")
+    stopping = asyncio.create_task(fails_when_cancelled(), name="stopping")
+    await asyncio.sleep(0.01)
+    assert isinstance(done.exception(), ValueError)
+    with capture_logs() as logs:
+        await stop_tasks([done, stopping], "recorder")
+    assert [(entry["event"], entry["task"], entry["error"]) for entry in logs] == [
+        ("recorder ended with an error", "stopping", "RuntimeError: flush failed")
+    ]

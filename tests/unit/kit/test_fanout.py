@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -139,3 +141,38 @@ async def test_no_direct_write_overtakes_queued_replies_or_frames_being_sent() -
     assert mailbox.deliver("orders:a", "o4", b"<o4>", 0.0)
     assert mailbox.deliver("orders:a", "o4", b"<o4>", 0.0)  # lossless: every update counts, even an equal one
     assert socket.written == [b"<o4>", b"<o4>"]
+
+
+class _SwallowingBus:
+    """A bus whose subscription swallows the first cancellation of a wait for the next message, as a Redis
+    read was seen to (the task then waits on)."""
+
+    def __init__(self) -> None:
+        self.swallowed = 0
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[object]]:
+        yield self._messages()
+
+    async def _messages(self) -> AsyncIterator[object]:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if self.swallowed:
+                    raise
+                self.swallowed += 1
+        yield  # pragma: no cover - an async generator that never yields a message
+
+
+async def test_hub_close_ends_a_listener_whose_cancellation_was_swallowed() -> None:
+    bus = _SwallowingBus()
+    hub = FanoutHub(bus, "md", _decode)  # type: ignore[arg-type]
+    await asyncio.wait_for(hub.start(), 1)
+    await asyncio.sleep(0.01)  # the listener waits for its first message
+    closing = asyncio.create_task(hub.close())
+    done, _ = await asyncio.wait({closing}, timeout=10)
+    if not done:  # a single cancel-and-await never returned
+        closing.cancel()
+    assert closing in done, "close() did not return: the listener outlived its swallowed cancellation"
+    assert bus.swallowed == 1
