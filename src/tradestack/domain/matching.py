@@ -472,7 +472,7 @@ class MatchingEngine:
             self._place(progress)
             return []
         events = self._step(progress, _from_quote(self._quote, ts))
-        self._place(progress)
+        self._place(progress)  # unless it is gone already (filled, or an ioc or fok done)
         return events
 
     def cancel(self, order_id: str) -> bool:
