@@ -35,10 +35,12 @@ from __future__ import annotations
 
 import math
 import random
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from operator import attrgetter, itemgetter
 
 from tradestack.core.money import plain
 from tradestack.domain.frozen import fast_init
@@ -267,6 +269,11 @@ class Expired:
 MatchEvent = Fill | Triggered | Expired
 
 
+_UNFILED = -2
+_ALWAYS = -1
+_BUY_LIMITS, _SELL_LIMITS, _BUY_STOPS, _SELL_STOPS = range(4)  # the ladders, as `MatchingEngine._ladders` holds them
+
+
 @dataclass(slots=True)
 class _Progress:
     """The engine's mutable view of one working order."""
@@ -279,6 +286,13 @@ class _Progress:
     fills: int = 0
     filled_notional: Decimal = _ZERO
     fees: Decimal = _ZERO
+    seq: int = 0
+    """Submission number: the order in which orders act at one market event."""
+    ladder: int = _UNFILED
+    """Where it waits: `_ALWAYS` (visited at every market event), the index of its ladder in
+    `MatchingEngine._ladders` (at `ladder_price`), or `_UNFILED` (before it is filed, once gone)."""
+    ladder_price: Decimal = _ZERO
+    working: bool = True
 
     def snapshot(self) -> WorkingOrder:
         return replace(
@@ -289,6 +303,45 @@ class _Progress:
             filled_notional=self.filled_notional,
             fees_paid=self.fees,
         )
+
+
+_Rung = tuple[Decimal, int, "_Progress"]  # (price, seq, order): seq is unique, so the order is never compared
+_price_of = itemgetter(0)
+_seq_of = attrgetter("seq")
+
+
+class _Ladder:
+    """Orders that cannot act until the touch reaches their price, sorted by that price.
+
+    `buys`: the orders are buys, reached by the buyers' touch (the ask, or a print). `from_above`:
+    the touch reaches prices at or above it (buy limits: an ask at or below the limit; sell stops: a
+    bid at or below the stop); else prices at or below it (sell limits, buy stops).
+    """
+
+    __slots__ = ("buys", "from_above", "rungs")
+
+    def __init__(self, *, buys: bool, from_above: bool) -> None:
+        self.buys = buys
+        self.from_above = from_above
+        self.rungs: list[_Rung] = []
+
+    def add(self, rung: _Rung) -> None:
+        insort(self.rungs, rung)
+
+    def remove(self, rung: _Rung) -> None:
+        rungs = self.rungs
+        del rungs[bisect_left(rungs, rung)]
+
+    def reached(self, touch: Decimal) -> list[_Progress]:
+        """The orders whose price `touch` reaches (the ladder is not empty)."""
+        rungs = self.rungs
+        if self.from_above:
+            if rungs[-1][0] < touch:  # the usual case, the nearest order out of reach: one comparison
+                return []
+            return [rung[2] for rung in rungs[bisect_left(rungs, touch, key=_price_of) :]]
+        if rungs[0][0] > touch:
+            return []
+        return [rung[2] for rung in rungs[: bisect_right(rungs, touch, key=_price_of)]]
 
 
 @dataclass(slots=True)
@@ -341,6 +394,10 @@ class MatchingEngine:
     `participation_rate` (0 < rate <= 1) is the largest fraction of an event's size one order may
     take. `queue_fill_probability` is the chance that a resting limit order fills on a print at
     exactly its limit. `seed` seeds the only random draw (that queue position).
+
+    A market event costs what the orders it can act on cost, not what the book holds: resting
+    limits and untriggered stops wait on price-sorted ladders and are stepped only once the touch
+    reaches their price (stepping them earlier would change nothing); the rest are stepped every time.
     """
 
     def __init__(
@@ -371,7 +428,22 @@ class MatchingEngine:
         """The venue calendar: while it is closed nothing matches (None: always open, as in backtests)."""
         self._rng = random.Random(seed)  # noqa: S311 - simulation, not cryptography
         self._orders: dict[str, _Progress] = {}
+        """The working orders, in submission order."""
         self._quote: Quote | None = None
+        # A market event visits only the orders that can act on it: those in `_always` (market
+        # orders, triggered stops, limit orders not resting yet, eligible or not) and those of the
+        # ladders whose price the touch reaches. The others - untriggered stops short of their stop,
+        # resting limits short of their limit - would be stepped without any effect.
+        self._always: dict[str, _Progress] = {}
+        self._always_sorted = True  # `_always` in submission order (a triggered stop joins it late)
+        self._always_last = 0  # the highest seq that joined `_always`
+        self._ladders = (  # indexed by _BUY_LIMITS, _SELL_LIMITS, _BUY_STOPS, _SELL_STOPS
+            _Ladder(buys=True, from_above=True),
+            _Ladder(buys=False, from_above=False),
+            _Ladder(buys=True, from_above=False),
+            _Ladder(buys=False, from_above=True),
+        )
+        self._seq = 0
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -393,14 +465,23 @@ class MatchingEngine:
             filled_notional=order.filled_notional,
             fees=order.fees_paid,
         )
+        self._seq += 1
+        progress.seq = self._seq
         self._orders[order.order_id] = progress
         if self._quote is None or progress.eligible_at > ts or not self.is_open(ts):
+            self._place(progress)
             return []
-        return self._step(progress, _from_quote(self._quote, ts))
+        events = self._step(progress, _from_quote(self._quote, ts))
+        self._place(progress)  # unless it is gone already (filled, or an ioc or fok done)
+        return events
 
     def cancel(self, order_id: str) -> bool:
         """Stop working `order_id`; False when it is not working (unknown, filled or expired)."""
-        return self._orders.pop(order_id, None) is not None
+        progress = self._orders.get(order_id)
+        if progress is None:
+            return False
+        self._remove(progress)
+        return True
 
     # -- market events -------------------------------------------------------------------------
 
@@ -445,11 +526,80 @@ class MatchingEngine:
     def _run(self, market: _Market) -> list[MatchEvent]:
         if not self.is_open(market.ts):
             return []  # a closed venue matches nothing, whatever the order type or time in force
+        if not self._always_sorted:
+            self._always = dict(sorted(self._always.items(), key=lambda item: item[1].seq))
+            self._always_sorted = True
+        candidates = list(self._always.values())
+        reached = False
+        for ladder in self._ladders:
+            if ladder.rungs:
+                touch = market.buy_price if ladder.buys else market.sell_price
+                if touch is not None and (found := ladder.reached(touch)):
+                    candidates += found
+                    reached = True
+        if reached:
+            candidates.sort(key=_seq_of)  # orders share the event's size in submission order
+        events: list[MatchEvent] = []
+        for progress in candidates:
+            if market.ts >= progress.eligible_at:
+                rested, triggered = progress.rested, progress.triggered
+                events.extend(self._step(progress, market))
+                if progress.rested is not rested or progress.triggered is not triggered:
+                    self._place(progress)  # where it waits depends on these two (and on working)
+        return events
+
+    def _run_all(self, market: _Market) -> list[MatchEvent]:
+        """`_run` without the ladders: every working order stepped at every event, as before issue 12.
+
+        The reference `_run` must agree with exactly (tests/unit/domain/test_matching_index.py) and is
+        measured against (benchmarks/matching_resting.py); the engine itself never calls it.
+        """
+        if not self.is_open(market.ts):
+            return []
         events: list[MatchEvent] = []
         for progress in list(self._orders.values()):
             if market.ts >= progress.eligible_at:
                 events.extend(self._step(progress, market))
         return events
+
+    def _place(self, progress: _Progress) -> None:
+        """File a working order where its state says it waits: on a ladder, or among the orders always visited."""
+        if not progress.working:
+            return
+        order = progress.order
+        buy = order.side is _SIDE_BUY
+        where, price = _ALWAYS, _ZERO
+        if order.stop_price is not None and not progress.triggered:
+            where, price = (_BUY_STOPS if buy else _SELL_STOPS), order.stop_price
+        elif progress.rested and order.limit_price is not None:
+            where, price = (_BUY_LIMITS if buy else _SELL_LIMITS), order.limit_price
+        if where == progress.ladder:
+            return
+        self._unplace(progress)
+        if where == _ALWAYS:
+            self._always[order.order_id] = progress
+            if progress.seq > self._always_last:
+                self._always_last = progress.seq
+            else:
+                self._always_sorted = False
+        else:
+            self._ladders[where].add((price, progress.seq, progress))
+            progress.ladder_price = price
+        progress.ladder = where
+
+    def _unplace(self, progress: _Progress) -> None:
+        where = progress.ladder
+        if where == _ALWAYS:
+            del self._always[progress.order.order_id]
+        elif where != _UNFILED:
+            self._ladders[where].remove((progress.ladder_price, progress.seq, progress))
+        progress.ladder = _UNFILED
+
+    def _remove(self, progress: _Progress) -> None:
+        """The order stops working: filled, expired or canceled."""
+        del self._orders[progress.order.order_id]
+        self._unplace(progress)
+        progress.working = False
 
     def _step(self, progress: _Progress, market: _Market) -> list[MatchEvent]:
         """One matching attempt of one order at one market event."""
@@ -520,11 +670,12 @@ class MatchingEngine:
         progress.fees += fee
         liquidity = _LIQUIDITY_MAKER if progress.rested and order.type in _LIMIT_TYPES else _LIQUIDITY_TAKER
         if progress.remaining == 0:
-            del self._orders[order.order_id]
+            self._remove(progress)
         return Fill(order.order_id, f"{order.order_id}-{progress.fills}", quantity, price, fee, liquidity, market.ts)
 
     def _expire(self, progress: _Progress, reason: str, ts: datetime) -> Expired:
-        self._orders.pop(progress.order.order_id, None)
+        if progress.working:
+            self._remove(progress)
         return Expired(progress.order.order_id, reason, ts)
 
     def _fok_reason(self, progress: _Progress, price: Decimal | None, quantity: Decimal) -> str:
