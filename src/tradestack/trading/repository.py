@@ -39,6 +39,8 @@ _BY_CLIENT_ORDER_IDS = select(OrderRow).where(
     OrderRow.account_id.in_(bindparam("accounts", expanding=True)),
     OrderRow.client_order_id.in_(bindparam("clients", expanding=True)),
 )
+_INSERT_ORDERS = insert(_ORDERS)
+_INSERT_ORDER_EVENTS = insert(_ORDER_EVENTS)
 _STATES = select(TradingStateRow.scope, TradingStateRow.state, TradingStateRow.reason).where(
     TradingStateRow.scope.in_(bindparam("scopes", expanding=True))
 )
@@ -172,8 +174,8 @@ class TradingRepository:
         """Insert new orders (order, its first events, fingerprint) with two executemany statements: projections, events."""
         if created:
             projections, events = _new_rows(created)
-            await self.session.execute(insert(_ORDERS), projections)
-            await self.session.execute(insert(_ORDER_EVENTS), events)
+            await self.session.execute(_INSERT_ORDERS, projections)
+            await self.session.execute(_INSERT_ORDER_EVENTS, events)
 
     async def with_client_prefix(
         self, account_id: str, prefix: str, *, changed_since: datetime | None = None
