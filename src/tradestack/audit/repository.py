@@ -5,14 +5,15 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, insert, or_, select, text, update
+from sqlalchemy import CursorResult, Table, delete, func, insert, or_, select, text, update
 
 from tradestack.kit.repository import Repository
 from tradestack.models.audit import AuditChainerLease, AuditEntry, AuditOutbox, AuditPersonal
 
 CHAIN_LEASE = "audit"
+_STAGE = insert(cast(Table, AuditOutbox.__table__))  # built once: every order group stages (Core, no ORM bulk path)
 
 
 class AuditRepository(Repository):
@@ -65,9 +66,9 @@ class AuditRepository(Repository):
     async def stage(self, fields: Sequence[str]) -> None:
         """Queue entries (their columns as JSON) in the outbox, in the caller's transaction."""
         if len(fields) == 1:
-            await self.session.execute(insert(AuditOutbox).values(fields=fields[0]))
+            await self.session.execute(_STAGE, {"fields": fields[0]})
         elif fields:
-            await self.session.execute(insert(AuditOutbox), [{"fields": value} for value in fields])
+            await self.session.execute(_STAGE, [{"fields": value} for value in fields])
 
     async def claim(self, limit: int) -> builtins.list[tuple[int, str]]:
         """Delete the oldest `limit` outbox rows and return them (id, fields), oldest first.

@@ -62,7 +62,13 @@ class LocalCommands:
         await (self._deliver_settled if settle else self._deliver)(account_id, order_id)
 
     async def orders_changed(self, changes: Sequence[Change]) -> None:
-        await asyncio.gather(*(self.order_changed(account, order, settle=settle) for account, order, settle in changes))
+        """Hand the changes over in order; when none is to be settled, one after the other: no task per change
+        and no extra pass of the event loop (the hand-over itself never waits)."""
+        if any(settle for _, _, settle in changes):
+            await asyncio.gather(*(self.order_changed(account, order, settle=settle) for account, order, settle in changes))
+            return
+        for account, order, _ in changes:
+            await self._deliver(account, order)
 
 
 class RedisCommands:

@@ -18,7 +18,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import cast
 
 import orjson
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
@@ -33,6 +33,17 @@ GLOBAL_SCOPE = "global"
 _ORDERS = cast(Table, OrderRow.__table__)
 _ORDER_EVENTS = cast(Table, OrderEventRow.__table__)
 _IN_CHUNK = 500  # ids in one IN (...): well under SQLite's 32,766 parameters
+# The order desk runs these once a group: built once, not per call (building a statement and its cache key cost
+# more CPU than running it on SQLite).
+_BY_CLIENT_ORDER_IDS = select(OrderRow).where(
+    OrderRow.account_id.in_(bindparam("accounts", expanding=True)),
+    OrderRow.client_order_id.in_(bindparam("clients", expanding=True)),
+)
+_INSERT_ORDERS = insert(_ORDERS)
+_INSERT_ORDER_EVENTS = insert(_ORDER_EVENTS)
+_STATES = select(TradingStateRow.scope, TradingStateRow.state, TradingStateRow.reason).where(
+    TradingStateRow.scope.in_(bindparam("scopes", expanding=True))
+)
 
 
 @asynccontextmanager
@@ -71,10 +82,9 @@ class TradingRepository:
         """The orders of several (account id, client_order_id) pairs, by pair (unknown ones absent), in one query."""
         if not keys:
             return {}
-        accounts, clients = {a for a, _ in keys}, {c for _, c in keys}
-        query = select(OrderRow).where(OrderRow.account_id.in_(accounts), OrderRow.client_order_id.in_(clients))
+        accounts, clients = sorted({a for a, _ in keys}), sorted({c for _, c in keys})
         wanted = set(keys)
-        rows = await self.session.scalars(query)
+        rows = await self.session.scalars(_BY_CLIENT_ORDER_IDS, {"accounts": accounts, "clients": clients})
         return {key: row for row in rows if (key := (row.account_id, row.client_order_id)) in wanted}
 
     async def get(self, order_id: str, *, lock: bool = False) -> OrderRow | None:
@@ -164,8 +174,8 @@ class TradingRepository:
         """Insert new orders (order, its first events, fingerprint) with two executemany statements: projections, events."""
         if created:
             projections, events = _new_rows(created)
-            await self.session.execute(insert(_ORDERS), projections)
-            await self.session.execute(insert(_ORDER_EVENTS), events)
+            await self.session.execute(_INSERT_ORDERS, projections)
+            await self.session.execute(_INSERT_ORDER_EVENTS, events)
 
     async def with_client_prefix(
         self, account_id: str, prefix: str, *, changed_since: datetime | None = None
@@ -253,11 +263,11 @@ class TradingRepository:
             row.limits, row.updated_at, row.updated_by = limits, now, by
         await self.session.flush()
 
-    async def states(self, account_id: str | Sequence[str] | None) -> dict[str, TradingStateRow]:
-        """The global state row and, when given, the account's (or those of several accounts), by scope."""
+    async def states(self, account_id: str | Sequence[str] | None) -> dict[str, Row[str, str, str | None]]:
+        """The global state and, when given, the account's (or those of several accounts), by scope: rows of
+        (scope, state, reason)."""
         accounts = [] if account_id is None else [account_id] if isinstance(account_id, str) else list(account_id)
-        scopes = [GLOBAL_SCOPE, *accounts]
-        rows = await self.session.scalars(select(TradingStateRow).where(TradingStateRow.scope.in_(scopes)))
+        rows = await self.session.execute(_STATES, {"scopes": [GLOBAL_SCOPE, *accounts]})
         return {row.scope: row for row in rows}
 
     async def all_states(self) -> list[TradingStateRow]:

@@ -110,6 +110,34 @@ async def test_a_stopping_leader_hands_the_lease_over_at_once(database: Database
     await _assert_each_chained_once(staying.service, 5)
 
 
+async def test_a_stream_of_commits_is_chained_a_few_times_a_second_not_once_or_twice_an_order(database: Database) -> None:
+    """Commits every ~10 ms (sequential orders), each waking the chainer: it chains them in a few ticks a second,
+    each for many entries (its ticks run on the request loop and hold SQLite's writer lock). With a 0.02 s
+    pause between ticks it chained every second or third commit."""
+    chainer = AuditChainer(AuditService(database, SimClock(START)), holder="streaming")
+    batches: list[int] = []
+    real_chain_batch = chainer.service.chain_batch
+
+    async def counted(limit: int = 500, *, holder: str | None = None) -> int:
+        chained = await real_chain_batch(limit, holder=holder)
+        batches.append(chained)
+        return chained
+
+    chainer.service.chain_batch = counted  # type: ignore[method-assign]
+    assert await chainer.service.take_lease(chainer.holder)
+    chainer.start()
+    started = asyncio.get_running_loop().time()
+    for n in range(25):
+        await _stage(chainer.service, range(n, n + 1))
+        chainer.wake()
+        await asyncio.sleep(0.01)
+    elapsed = asyncio.get_running_loop().time() - started
+    ticks = len([count for count in batches if count])
+    await chainer.stop()  # chains what is left
+    assert ticks <= 2 + 4 * elapsed, f"{ticks} ticks chained rows in {elapsed:.2f} s: {batches}"
+    await _assert_each_chained_once(chainer.service, 25)
+
+
 async def test_racing_chainers_chain_every_row_exactly_once(database: Database, database_url: str, tmp_path: Path) -> None:
     """Two processes' chainers with short leases, plus lease-less drains acting like a leader that lost track, while
     four writers stage: the chain verifies and every staged row is in it exactly once."""
