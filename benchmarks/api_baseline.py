@@ -7,6 +7,7 @@ Both servers run uvicorn with 2 workers (httptools + uvloop, no uvicorn access l
 up for the whole run; load rounds alternate between them and the medians are reported, so
 a noisy neighbour hurts both alike. Tradestack keeps its own middleware: request id, one JSON
 access-log line per request (at --log-level info), Prometheus metrics shared across workers.
+Last line: ``RESULT name=api_baseline rps=... p99_ms=... baseline_rps=... ... ratio=<rps / baseline rps>``.
 """
 
 from __future__ import annotations
@@ -73,9 +74,12 @@ def main() -> None:
         print(f"{name:18}{result.requests_per_second:10.0f}{result.p50_ms:9.2f}{result.p99_ms:9.2f}{result.errors:8d}")
     for name, rounds in results.items():
         print(f"  {name} rounds req/s: " + ", ".join(f"{r.requests_per_second:.0f}" for r in rounds))
+    ratio = ours.requests_per_second / bare.requests_per_second
+    print(f"ratio tradestack/bare: throughput {ratio:.2f}, p99 {ours.p99_ms / bare.p99_ms:.2f}")
     print(
-        f"ratio tradestack/bare: throughput {ours.requests_per_second / bare.requests_per_second:.2f}, "
-        f"p99 {ours.p99_ms / bare.p99_ms:.2f}"
+        f"RESULT name=api_baseline rps={ours.requests_per_second:.0f} p50_ms={ours.p50_ms:.2f} p99_ms={ours.p99_ms:.2f} "
+        f"errors={ours.errors} baseline_rps={bare.requests_per_second:.0f} baseline_p50_ms={bare.p50_ms:.2f} "
+        f"baseline_p99_ms={bare.p99_ms:.2f} baseline_errors={bare.errors} connections={args.connections} ratio={ratio:.2f}"
     )
 
 

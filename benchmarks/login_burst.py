@@ -5,7 +5,8 @@
 Starts `tradestack up` (default argon2 parameters, default limits) on a free loopback port,
 measures GET /api/health latency with the server idle, then again while `--attempts` failed
 sign-ins for one account arrive `--concurrency` at a time. Prints p50/p99 for both, the ratio,
-how many attempts were answered 401 (argon2 ran) and 429 (refused before hashing).
+how many attempts were answered 401 (argon2 ran) and 429 (refused before hashing). Last line:
+``RESULT name=login_burst ... p99_ms=<during the burst> idle_p99_ms=... ratio=<p99 during / p99 idle>``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,11 @@ async def run(base: str, attempts: int, concurrency: int) -> None:
     print(f"GET /api/health idle:        p50 {idle_p50:6.2f} ms  p99 {idle_p99:6.2f} ms  ({len(idle)} probes)")
     print(f"GET /api/health during burst: p50 {busy_p50:6.2f} ms  p99 {busy_p99:6.2f} ms  ({len(busy)} probes)")
     print(f"ratio during/idle: p50 {busy_p50 / idle_p50:.2f}, p99 {busy_p99 / idle_p99:.2f}")
+    print(
+        f"RESULT name=login_burst attempts={attempts} concurrency={concurrency} burst_s={burst_seconds:.2f} "
+        f"answered_401={codes.get(401, 0)} answered_429={codes.get(429, 0)} p50_ms={busy_p50:.2f} p99_ms={busy_p99:.2f} "
+        f"idle_p50_ms={idle_p50:.2f} idle_p99_ms={idle_p99:.2f} ratio={busy_p99 / idle_p99:.2f}"
+    )
 
 
 def main() -> None:

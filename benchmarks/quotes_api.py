@@ -22,7 +22,8 @@ The baseline, benchmarks/bare_quotes_app.py, is a bare FastAPI app (2 uvicorn wo
 auth, no middleware) doing the same Redis MGET of the two keys and returning the same bytes.
 Both stay up for the whole run; load rounds alternate between them (like api_baseline.py) and
 the medians are reported with the ratio and the goals (>= 10,000 req/s, p99 < 10 ms, >= 70 %
-of the baseline's throughput). Load generator and servers share the machine's cores.
+of the baseline's throughput). Load generator and servers share the machine's cores. Last line:
+``RESULT name=quotes_api rps=... p99_ms=... baseline_rps=... ... ratio=<rps / baseline rps>``.
 """
 
 from __future__ import annotations
@@ -265,6 +266,12 @@ def main() -> None:
     print(f"  throughput >= {GOALS_RPS:,} req/s: {ours.requests_per_second:,.0f}  {verdict(clean and rps_ok)}")
     print(f"  p99 < {GOALS_P99_MS:g} ms: {ours.p99_ms:.2f} ms  {verdict(clean and p99_ok)}")
     print(f"  >= {GOALS_RATIO:.0%} of the bare baseline: {ratio:.0%}  {verdict(clean and ratio_ok)}")
+    print(
+        f"RESULT name=quotes_api rps={ours.requests_per_second:.0f} p50_ms={ours.p50_ms:.2f} p99_ms={ours.p99_ms:.2f} "
+        f"errors={ours.errors} baseline_rps={bare.requests_per_second:.0f} baseline_p50_ms={bare.p50_ms:.2f} "
+        f"baseline_p99_ms={bare.p99_ms:.2f} baseline_errors={bare.errors} feed_cpu_percent={feed_percent:.0f} "
+        f"connections={args.connections} ratio={ratio:.2f}"
+    )
 
 
 if __name__ == "__main__":

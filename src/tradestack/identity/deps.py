@@ -19,6 +19,16 @@ from tradestack.kit.runtime import Runtime
 from tradestack.kit.web import CallerLimit
 
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tradestack"'}
+"""The challenge of a request without bearer credentials (RFC 6750 section 3.1: no error code)."""
+
+_DESCRIPTION_CHARACTERS = frozenset(chr(code) for code in range(0x20, 0x7F)) - {'"', "\\"}
+
+
+def invalid_token_challenge(description: str) -> dict[str, str]:
+    """The challenge of a refused bearer token (invalid, expired, revoked, its user gone): RFC 6750's
+    ``error="invalid_token"`` with ``description`` as ``error_description`` (reduced to the characters it allows)."""
+    shown = "".join(character if character in _DESCRIPTION_CHARACTERS else "?" for character in description)
+    return {"WWW-Authenticate": f'Bearer realm="tradestack", error="invalid_token", error_description="{shown}"'}
 
 
 def caller_of(request: Request) -> Caller:
@@ -108,7 +118,11 @@ async def get_principal(request: Request) -> Principal:
         else:
             principal = _recent_principal(runtime, token)
         if principal is None:
-            principal = await _resolve_bearer(runtime, request, token, prefetch)
+            try:
+                principal = await _resolve_bearer(runtime, request, token, prefetch)
+            except AuthenticationError as exc:
+                exc.headers = {**invalid_token_challenge(exc.detail), **exc.headers}
+                raise
     else:
         prefetch = None
         async with runtime.database.read_session() as session:

@@ -125,9 +125,15 @@ async def mfa_disable(body: MfaCode, service: ServiceDep, principal: OwnSecurity
     return Response(status_code=204)
 
 
-@keys.post("", response_model=ApiKeyCreated, status_code=201, responses=FORBIDDEN)
+@keys.post(
+    "",
+    response_model=ApiKeyCreated,
+    status_code=201,
+    responses={**FORBIDDEN, 409: {"description": "The user holds TRADESTACK_MAX_API_KEYS_PER_USER keys already"}},
+)
 async def create_key(body: ApiKeyCreate, service: ServiceDep, principal: OwnSecurity) -> ApiKeyCreated:
-    """Create an API key (the secret is returned once). Send it as X-API-Key."""
+    """Create an API key (the secret is returned once). Send it as X-API-Key. At most TRADESTACK_MAX_API_KEYS_PER_USER
+    unrevoked, unexpired keys per user (409 beyond)."""
     return await service.create_api_key(principal, body)
 
 

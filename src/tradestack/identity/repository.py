@@ -102,6 +102,28 @@ class ApiKeyRepository(Repository):
     async def touch(self, key_id: str, now: datetime) -> None:
         await self.session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
 
+    async def lock_keys_of(self, user_id: str) -> None:
+        """Keep the user's keys as they are until this transaction ends: another transaction that calls this waits.
+
+        A no-op update of the user's row: a row lock on PostgreSQL, the database's write lock on SQLite (the
+        first write of the transaction), so a count of the keys stays true until this transaction inserts one.
+        """
+        statement = update(User).where(User.id == user_id).values(updated_at=User.updated_at)
+        await self.session.execute(statement, execution_options={"synchronize_session": False})
+
+    async def live_count(self, user_id: str, now: datetime) -> int:
+        """How many of the user's keys work at ``now``: neither revoked nor expired."""
+        query = (
+            select(func.count())
+            .select_from(ApiKey)
+            .where(
+                ApiKey.user_id == user_id,
+                ApiKey.revoked_at.is_(None),
+                or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+            )
+        )
+        return int((await self.session.execute(query)).scalar_one())
+
 
 class RecoveryCodeRepository(Repository):
     async def replace(self, user_id: str, codes: list[RecoveryCode]) -> None:

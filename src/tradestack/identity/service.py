@@ -61,6 +61,7 @@ from tradestack.identity.tokens import (
     same_digest,
     split_api_key,
 )
+from tradestack.kit.config import ENV_PREFIX
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import AUTH_FAILURES, USER_LOGINS
 from tradestack.kit.outages import CACHE_ERRORS, count_outage
@@ -681,6 +682,15 @@ class IdentityService:
         now = self.clock.now()
         if body.expires_at is not None and body.expires_at <= now:
             raise ValidationFailedError("expires_at must be in the future")
+        await self.api_keys.lock_keys_of(principal.user_id)  # two creations at once cannot both pass the count
+        held = await self.api_keys.live_count(principal.user_id, now)
+        most = self.runtime.settings.max_api_keys_per_user
+        if held >= most:
+            raise ConflictError(
+                f"you have {held} API keys, the most one user may hold ({ENV_PREFIX}MAX_API_KEYS_PER_USER={most}): "
+                "revoke one you no longer use with DELETE /api/keys/{id} (GET /api/keys lists them) and create this one "
+                "again; revoked and expired keys do not count"
+            )
         secret, prefix = new_api_key()
         key = await self.api_keys.add(
             ApiKey(

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from tradestack.identity.tokens import InvalidTokenError, TokenClaims, TokenSigner, TokenType, check_times
+from tradestack.kit.recent import RecentValues
 
 __all__ = ["MAX_REMEMBERED", "PRINCIPAL_REUSE_SECONDS", "RecentPrincipals", "VerifiedTokens"]
 
@@ -69,7 +70,7 @@ class VerifiedTokens:
 
 
 class RecentPrincipals(Generic[T]):
-    """What a token resolved to, reused for `PRINCIPAL_REUSE_SECONDS` (LRU, bounded), forgettable by token or user."""
+    """What a token resolved to, reused for `PRINCIPAL_REUSE_SECONDS` (bounded), forgettable by token or user."""
 
     def __init__(
         self,
@@ -77,32 +78,19 @@ class RecentPrincipals(Generic[T]):
         max_entries: int = MAX_REMEMBERED,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._reuse_seconds = reuse_seconds
-        self._max_entries = max_entries
-        self._monotonic = monotonic
-        self._entries: OrderedDict[str, tuple[T, str, float]] = OrderedDict()  # token -> (value, user id, deadline)
+        # token -> (value, user id); every token that leaves is taken out of the user's index
+        self._entries: RecentValues[str, tuple[T, str]] = RecentValues(reuse_seconds, max_entries, monotonic, self._unindex)
         self._tokens_of: dict[str, set[str]] = {}
 
     def get(self, token: str) -> T | None:
         entry = self._entries.get(token)
-        if entry is None:
-            return None
-        if self._monotonic() >= entry[2]:
-            self._drop(token)
-            return None
-        return entry[0]
+        return entry[0] if entry is not None else None
 
     def put(self, token: str, user_id: str, value: T) -> None:
-        self._drop(token)
-        self._entries[token] = (value, user_id, self._monotonic() + self._reuse_seconds)
+        self._entries.put(token, (value, user_id))
         self._tokens_of.setdefault(user_id, set()).add(token)
-        if len(self._entries) > self._max_entries:
-            self._drop(next(iter(self._entries)))
 
-    def _drop(self, token: str) -> None:
-        entry = self._entries.pop(token, None)
-        if entry is None:
-            return
+    def _unindex(self, token: str, entry: tuple[T, str]) -> None:
         tokens = self._tokens_of.get(entry[1])
         if tokens is not None:
             tokens.discard(token)
@@ -110,11 +98,11 @@ class RecentPrincipals(Generic[T]):
                 del self._tokens_of[entry[1]]
 
     def forget_token(self, token: str) -> None:
-        self._drop(token)
+        self._entries.forget(token)
 
     def forget_user(self, user_id: str) -> None:
         for token in list(self._tokens_of.get(user_id, ())):
-            self._drop(token)
+            self._entries.forget(token)
 
     def __len__(self) -> int:
         return len(self._entries)

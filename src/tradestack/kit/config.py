@@ -156,6 +156,13 @@ class Settings(BaseSettings):
     rate_limit_routes: dict[str, str] = Field(
         default_factory=dict, description='Per-route overrides, e.g. {"POST /api/orders": "100/minute"} (JSON).'
     )
+    max_api_keys_per_user: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="API keys one user may hold at once (revoked and expired ones do not count): each key has its own"
+        " per-principal and per-route limits, so more keys would multiply a user's request budget.",
+    )
 
     allowed_hosts: list[str] = Field(default_factory=lambda: ["*"], description="Host headers accepted (JSON list).")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (JSON list); none by default.")

@@ -9,9 +9,9 @@ answer changes only when bars are stored. A body is reused for at most `CANDLES_
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
+from tradestack.kit.recent import RecentValues
 from tradestack.kit.runtime import Slot
 
 CANDLES_REUSE_SECONDS = 1.0
@@ -30,7 +30,7 @@ def bars_stored() -> None:
 
 
 class RecentAnswers:
-    """Response bodies by request key, each reused until its deadline (LRU, bounded)."""
+    """Response bodies by request key, each reused until its deadline and while no bars were stored (bounded)."""
 
     def __init__(
         self,
@@ -38,10 +38,7 @@ class RecentAnswers:
         max_entries: int = MAX_ANSWERS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._reuse_seconds = reuse_seconds
-        self._max_entries = max_entries
-        self._monotonic = monotonic
-        self._entries: OrderedDict[Hashable, tuple[bytes, float, int]] = OrderedDict()  # key -> (body, deadline, generation)
+        self._entries: RecentValues[Hashable, tuple[bytes, int]] = RecentValues(reuse_seconds, max_entries, monotonic)
 
     @staticmethod
     def generation() -> int:
@@ -49,22 +46,18 @@ class RecentAnswers:
         return _Generation.value
 
     def get(self, key: Hashable) -> bytes | None:
-        entry = self._entries.get(key)
+        entry = self._entries.get(key)  # (body, generation)
         if entry is None:
             return None
-        body, deadline, generation = entry
-        if generation != _Generation.value or self._monotonic() >= deadline:
-            del self._entries[key]
+        if entry[1] != _Generation.value:
+            self._entries.forget(key)
             return None
-        return body
+        return entry[0]
 
     def put(self, key: Hashable, body: bytes, generation: int) -> None:
         if generation != _Generation.value:
             return  # bars were stored while it was built: it may already be stale
-        self._entries.pop(key, None)
-        self._entries[key] = (body, self._monotonic() + self._reuse_seconds, generation)
-        if len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+        self._entries.put(key, (body, generation))
 
 
 CANDLE_ANSWERS: Slot[RecentAnswers] = Slot("candle-answers")

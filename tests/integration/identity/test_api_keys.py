@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+
 import httpx
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
+from tradestack.models.identity import ApiKey
 
 from .conftest import MakeUser  # type: ignore[import-not-found]
 
@@ -89,3 +93,48 @@ async def test_owner_role_downgrade_shrinks_the_key(client: httpx.AsyncClient, m
     me = await client.get("/api/auth/me", headers={"X-API-Key": key})
     assert me.status_code == 200
     assert "trade:own" not in me.json()["permissions"]
+
+
+async def test_keys_per_user_are_capped_and_revoked_ones_do_not_count(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    runtime.settings = runtime.settings.model_copy(update={"max_api_keys_per_user": 2})
+    user = await make_user(Role.TRADER)
+    first = await client.post("/api/keys", json={"name": "a", "scopes": ["read"]}, headers=user.headers)
+    assert (await client.post("/api/keys", json={"name": "b", "scopes": ["read"]}, headers=user.headers)).status_code == 201
+    refused = await client.post("/api/keys", json={"name": "c", "scopes": ["read"]}, headers=user.headers)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"] == "ConflictError"
+    detail = refused.json()["detail"]
+    assert "you have 2 API keys" in detail
+    assert "TRADESTACK_MAX_API_KEYS_PER_USER=2" in detail
+    assert "DELETE /api/keys/{id}" in detail
+    other = await make_user(Role.TRADER)  # the cap is per user
+    assert (await client.post("/api/keys", json={"name": "x", "scopes": ["read"]}, headers=other.headers)).status_code == 201
+    assert (await client.delete(f"/api/keys/{first.json()['id']}", headers=user.headers)).status_code == 200
+    again = await client.post("/api/keys", json={"name": "c", "scopes": ["read"]}, headers=user.headers)
+    assert again.status_code == 201, again.text
+    assert (await client.post("/api/keys", json={"name": "d", "scopes": ["read"]}, headers=user.headers)).status_code == 409
+    async with runtime.database.session() as session:  # an expired key does not count either
+        expired = datetime(2020, 1, 1, tzinfo=UTC)
+        await session.execute(update(ApiKey).where(ApiKey.id == again.json()["id"]).values(expires_at=expired))
+    assert (await client.post("/api/keys", json={"name": "d", "scopes": ["read"]}, headers=user.headers)).status_code == 201
+
+
+async def test_simultaneous_creations_do_not_exceed_the_cap(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    runtime.settings = runtime.settings.model_copy(update={"max_api_keys_per_user": 2})
+    user = await make_user(Role.TRADER)
+    answers = await asyncio.gather(
+        *(client.post("/api/keys", json={"name": f"k{n}", "scopes": ["read"]}, headers=user.headers) for n in range(6))
+    )
+    assert sorted(answer.status_code for answer in answers) == [201, 201, 409, 409, 409, 409], [a.text for a in answers]
+    assert len(await _live_keys(client, user.headers)) == 2
+
+
+async def _live_keys(client: httpx.AsyncClient, headers: dict[str, str]) -> list[dict[str, object]]:
+    listed = await client.get("/api/keys", headers=headers)
+    assert listed.status_code == 200, listed.text
+    keys: list[dict[str, object]] = [key for key in listed.json() if key["revoked_at"] is None]
+    return keys

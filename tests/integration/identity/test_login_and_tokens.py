@@ -91,6 +91,32 @@ async def test_logout_revokes_access_and_refresh(client: httpx.AsyncClient, make
     assert (await client.post("/api/auth/refresh", json={"refresh_token": user.refresh_token})).status_code == 401
 
 
+async def test_every_refused_bearer_token_gets_the_invalid_token_challenge(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    """RFC 6750 section 3.1: a 401 for a token that was sent names it invalid_token, and why; none without a token."""
+    user = await make_user()
+    assert (await client.get("/api/auth/me", headers=user.headers)).status_code == 200  # remembered by this process
+    assert (await client.post("/api/auth/logout", headers=user.headers)).status_code == 204
+    revoked = await client.get("/api/auth/me", headers=user.headers)
+    assert revoked.status_code == 401
+    detail = revoked.json()["detail"]
+    assert "revoked" in detail
+    challenge = f'Bearer realm="tradestack", error="invalid_token", error_description="{detail}"'
+    assert revoked.headers["www-authenticate"] == challenge
+    garbage = await client.get("/api/auth/me", headers={"Authorization": "Bearer not.a.token"})
+    assert garbage.status_code == 401
+    assert 'error="invalid_token"' in garbage.headers["www-authenticate"]
+    admin = await make_user(Role.ADMIN)
+    other = await make_user()
+    assert (await client.patch(f"/api/users/{other.id}", json={"is_active": False}, headers=admin.headers)).status_code == 200
+    disabled = await client.get("/api/auth/me", headers=other.headers)
+    assert disabled.status_code == 401
+    assert 'error="invalid_token"' in disabled.headers["www-authenticate"]
+    missing = await client.get("/api/auth/me")
+    assert missing.headers["www-authenticate"] == 'Bearer realm="tradestack"'
+
+
 async def test_disabled_user_loses_access_at_once(client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime) -> None:
     admin = await make_user(Role.ADMIN)
     user = await make_user()

@@ -93,3 +93,9 @@ def test_recent_principals_are_bounded() -> None:
     assert len(principals) == 2
     assert principals.get("jti-3") == 3
     assert principals.get("jti-0") is None
+    assert sorted(principals._tokens_of) == ["user-2", "user-3"]  # an evicted token leaves its user's index
+    principals.put("jti-3", "user-9", 9)  # the same token, now another user's
+    principals.forget_user("user-3")
+    assert principals.get("jti-3") == 9
+    principals.forget_user("user-9")
+    assert principals.get("jti-3") is None

@@ -473,7 +473,8 @@ export interface paths {
     put?: never;
     /**
      * Create Key
-     * @description Create an API key (the secret is returned once). Send it as X-API-Key.
+     * @description Create an API key (the secret is returned once). Send it as X-API-Key. At most TRADESTACK_MAX_API_KEYS_PER_USER
+     *     unrevoked, unexpired keys per user (409 beyond).
      */
     post: operations["create_key_api_keys_post"];
     delete?: never;
@@ -5264,7 +5265,7 @@ export interface operations {
           "application/json": components["schemas"]["Error"];
         };
       };
-      /** @description Conflicts with the current state */
+      /** @description The user holds TRADESTACK_MAX_API_KEYS_PER_USER keys already */
       409: {
         headers: {
           [name: string]: unknown;
