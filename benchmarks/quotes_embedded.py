@@ -59,8 +59,8 @@ def start_tradestack(stack: ExitStack, data_dir: Path, log_level: str) -> tuple[
         time.sleep(0.5)
 
 
-def start_bare(stack: ExitStack, body: bytes) -> tuple[str, dict[str, str]]:
-    secret = secrets.token_urlsafe(48)
+def bare_token(secret: str) -> str:
+    """An access token the bare JWT app (bare_jwt_app.py, started with BENCH_JWT_SECRET=`secret`) accepts."""
     now = int(time.time())
     claims = {
         "iss": "bench",
@@ -72,7 +72,12 @@ def start_bare(stack: ExitStack, body: bytes) -> tuple[str, dict[str, str]]:
         "jti": "j1",
         "typ": "access",
     }
-    token = jwt.encode(claims, secret, algorithm="HS256")
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def start_bare(stack: ExitStack, body: bytes) -> tuple[str, dict[str, str]]:
+    secret = secrets.token_urlsafe(48)
+    token = bare_token(secret)
     port = free_port()
     command = [
         str(BIN / "uvicorn"), "bare_jwt_app:app", "--app-dir", str(Path(__file__).parent), "--host", "127.0.0.1",
