@@ -83,10 +83,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
         me = httpx.get(f"{base}/api/auth/me", headers=admin)
         # A first start trains and promotes an alpha model in the background once serving: until then the
         # signal routes answer 409 (no promoted model) - a case that failed then and passed on its rerun once
-        # the model was there (CI). Start from the served state, as a user would after the first minute.
-        while time.monotonic() < deadline + 120 and httpx.get(f"{base}/api/trading/signals", headers=admin).status_code == 409:
+        # the model was there (CI). Start from the served state, as a user would after the first minute. The
+        # first answer after the promotion computes the universe's signals: 4.3-4.6 s here quiet, over httpx's
+        # default 5 s under CI's load.
+        while time.monotonic() < deadline + 120:
+            served = httpx.get(f"{base}/api/trading/signals", headers=admin, timeout=60)
+            if served.status_code != 409:
+                break
             time.sleep(0.5)
-        served = httpx.get(f"{base}/api/trading/signals", headers=admin)
         assert served.status_code == 200, f"the first start's alpha model was not served: {served.status_code} {served.text}"
         # The key `tradestack up` generated on first start, so the test can mint tokens as the server does.
         key = (data_dir / "secrets" / "signing.key").read_text().strip()
