@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tradestack.kit.aio import cancel_and_wait, wait_event
+from tradestack.kit.aio import stop_tasks, wait_event
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import (
     BROKER_CONNECTED,
@@ -230,7 +230,6 @@ async def start_probes(runtime: Runtime) -> None:
         # The event ends the loop even when a cancellation is swallowed inside a probe's Redis call (it was:
         # every such stop then waited out Runtime.close's 15 s step bound).
         stopping.set()
-        if await cancel_and_wait([task]):
-            log.warning("background probes did not stop")
+        await stop_tasks([task], "background probes")
 
     runtime.closers.append(stop)
