@@ -166,6 +166,12 @@ MARKET_DATA_LAST_UPDATE = Gauge(
     multiprocess_mode="max",
 )
 MARKET_DATA_EVENTS = Counter("market_data_events", "Market events published, by feed and kind.", ["feed", "kind"])
+GC_PAUSE = Histogram(
+    "python_gc_pause_seconds",
+    "Time the cyclic garbage collector stopped this process, by generation collected (2: a full pass).",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
 WEBSOCKET_CONNECTIONS_ACTIVE = Gauge(
     "websocket_connections_active",
     "Authenticated WebSocket connections open right now.",

@@ -1,0 +1,194 @@
+"""The collector policy: survivors of a full pass are frozen, the frozen set is thawed once it has doubled."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from collections.abc import Callable
+
+import pytest
+from prometheus_client import REGISTRY
+
+from tradestack.api.lifecycle import report_gc_pauses
+from tradestack.kit.aio import stop_tasks
+from tradestack.kit.gcpolicy import FreezeSurvivors
+
+
+class FakeCollector:
+    """Counts objects as `young` (unfrozen) and `frozen`, like the permanent generation."""
+
+    def __init__(self, frozen: int = 0, young: int = 0) -> None:
+        self.callbacks: list[Callable[[str, dict[str, int]], None]] = []
+        self.frozen = frozen
+        self.young = young
+        self.calls: list[str] = []
+
+    def freeze(self) -> None:
+        self.calls.append("freeze")
+        self.frozen += self.young
+        self.young = 0
+
+    def unfreeze(self) -> None:
+        self.calls.append("unfreeze")
+        self.young += self.frozen
+        self.frozen = 0
+
+    def get_freeze_count(self) -> int:
+        return self.frozen
+
+    def collect(self, generation: int, survivors: int = 0) -> None:
+        """A pass of `generation`, after which `survivors` new objects are left unfrozen."""
+        for callback in list(self.callbacks):
+            callback("start", {"generation": generation})
+        self.young += survivors
+        for callback in list(self.callbacks):
+            callback("stop", {"generation": generation, "collected": 0, "uncollectable": 0})
+
+
+class Ticks:
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_survivors_of_a_full_pass_are_frozen_and_young_passes_freeze_nothing() -> None:
+    collector = FakeCollector(young=100_000)
+    policy = FreezeSurvivors(collector, min_frozen=10)
+    policy.install()
+    assert collector.frozen == 100_000
+    assert collector.callbacks
+    collector.collect(0, survivors=500)
+    collector.collect(1, survivors=500)
+    assert collector.young == 1_000
+    assert collector.calls == ["freeze"]
+    collector.collect(2, survivors=2_000)
+    assert collector.young == 0
+    assert collector.frozen == 103_000
+    policy.uninstall()
+
+
+def test_the_frozen_set_is_thawed_for_one_full_pass_once_it_has_doubled() -> None:
+    collector = FakeCollector(young=100_000)
+    policy = FreezeSurvivors(collector, thaw_growth=2.0, min_frozen=10)
+    policy.install()
+    collector.collect(2, survivors=60_000)  # frozen 160,000: not yet twice the 100,000 of the last thaw
+    assert collector.calls == ["freeze", "freeze"]
+    assert policy.thaws == 0
+    collector.collect(2, survivors=50_000)  # the pass starts with 160,000 frozen: below 200,000 still
+    collector.collect(2, survivors=1_000)  # 210,000 frozen: thaw
+    assert collector.calls[-1] == "unfreeze"
+    assert collector.frozen == 0
+    assert policy.thaws == 1
+    collector.collect(0, survivors=10)
+    assert collector.calls[-1] == "unfreeze"  # a young pass does not end the thaw
+    collector.collect(2)  # this pass visited everything; what is left is frozen, the new baseline
+    assert collector.calls[-1] == "freeze"
+    assert collector.frozen == 211_010
+    collector.collect(2, survivors=200_000)  # 211,010 frozen: below twice the new baseline
+    assert collector.calls[-1] == "freeze"
+    assert policy.thaws == 1
+    policy.uninstall()
+
+
+def test_pauses_are_recorded_per_generation_and_drained_once() -> None:
+    collector = FakeCollector()
+    policy = FreezeSurvivors(collector, clock=Ticks(0.25))
+    policy.install()
+    collector.collect(0)
+    collector.collect(2)
+    assert policy.drain() == [(0, 0.25), (2, 0.25)]
+    assert policy.drain() == []
+    policy.uninstall()
+
+
+def test_without_freezing_survivors_pauses_are_still_recorded() -> None:
+    collector = FakeCollector(young=10)
+    policy = FreezeSurvivors(collector, clock=Ticks(0.5))
+    policy.install(freeze_survivors=False)
+    collector.collect(2, survivors=1_000)
+    assert collector.young == 1_000
+    assert collector.calls == ["freeze"]
+    assert policy.drain() == [(2, 0.5)]
+    policy.uninstall()
+
+
+def test_installs_nest_and_the_last_uninstall_unfreezes() -> None:
+    collector = FakeCollector(young=5)
+    policy = FreezeSurvivors(collector)
+    policy.install()
+    policy.install()
+    assert len(collector.callbacks) == 1
+    assert collector.calls == ["freeze"]
+    policy.uninstall()
+    assert policy.installed
+    assert collector.callbacks
+    policy.uninstall()
+    assert not policy.installed
+    assert not collector.callbacks
+    assert collector.frozen == 0
+    policy.uninstall()  # one too many: nothing happens
+    assert collector.calls == ["freeze", "unfreeze"]
+
+
+def test_thaw_growth_must_be_above_one() -> None:
+    with pytest.raises(ValueError, match="thaw_growth"):
+        FreezeSurvivors(FakeCollector(), thaw_growth=1.0)
+
+
+class Node:
+    def __init__(self) -> None:
+        self.me: Node | None = self
+
+
+def test_with_the_real_collector_a_frozen_cycle_waits_for_the_thaw_and_is_then_freed() -> None:
+    gc.collect()
+    policy = FreezeSurvivors(thaw_growth=1.5, min_frozen=1)
+    policy.install()
+    try:
+        frozen_at_start = gc.get_freeze_count()
+        cycle = Node()
+        gone = weakref.ref(cycle)
+        gc.collect()  # the cycle survives a full pass: frozen
+        assert gc.get_freeze_count() > frozen_at_start
+        del cycle
+        gc.collect()
+        assert gone() is not None  # garbage now, but frozen: a full pass does not visit it
+        keep = [[index] for index in range(frozen_at_start)]  # grow the frozen set past 1.5 times
+        gc.collect()  # frozen: keep's lists
+        gc.collect()  # the frozen set has grown enough: thawed
+        assert policy.thaws == 1
+        gc.collect()  # visits everything: the cycle is freed
+        assert gone() is None
+        assert gc.get_freeze_count() >= len(keep)  # what lives is frozen again
+    finally:
+        policy.uninstall()
+    assert gc.get_freeze_count() == 0
+
+
+def pause_count(generation: str) -> float:
+    return REGISTRY.get_sample_value("python_gc_pause_seconds_count", {"generation": generation}) or 0.0
+
+
+async def test_the_reporter_publishes_the_pauses_by_generation() -> None:
+    collector = FakeCollector()
+    policy = FreezeSurvivors(collector, clock=Ticks(0.002))
+    policy.install()
+    before = pause_count("0"), pause_count("2")
+    try:
+        collector.collect(2)
+        collector.collect(0)
+        collector.collect(0)
+        task = asyncio.create_task(report_gc_pauses(policy, every=0.01))
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if not policy.pauses:
+                break
+        await stop_tasks([task], "reporter")
+    finally:
+        policy.uninstall()
+    assert policy.drain() == []
+    assert (pause_count("0") - before[0], pause_count("2") - before[1]) == (2.0, 1.0)
