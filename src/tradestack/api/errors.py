@@ -12,6 +12,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradestack.core.errors import TradestackError
+from tradestack.identity.deps import BEARER_CHALLENGE
 from tradestack.kit.logging import get_logger
 from tradestack.kit.outages import RETRY_AFTER_SECONDS, count_outage, is_lock_timeout, is_pool_exhausted, unavailable_backend
 from tradestack.kit.web import OrjsonResponse, error_body, routes_of
@@ -40,7 +41,10 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
 async def _tradestack_error(_: Request, exc: Exception) -> Response:
     if not isinstance(exc, TradestackError):  # pragma: no cover - registered for this class only
         raise exc
-    return OrjsonResponse(error_body(exc.error, exc.detail, **exc.extra), status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 401 and not any(name.lower() == "www-authenticate" for name in headers):
+        headers = {**headers, **BEARER_CHALLENGE}  # RFC 9110 section 15.5.2: every 401 names how to authenticate
+    return OrjsonResponse(error_body(exc.error, exc.detail, **exc.extra), status_code=exc.status_code, headers=headers)
 
 
 async def _validation_error(_: Request, exc: Exception) -> Response:

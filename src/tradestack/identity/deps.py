@@ -27,8 +27,23 @@ _DESCRIPTION_CHARACTERS = frozenset(chr(code) for code in range(0x20, 0x7F)) - {
 def invalid_token_challenge(description: str) -> dict[str, str]:
     """The challenge of a refused bearer token (invalid, expired, revoked, its user gone): RFC 6750's
     ``error="invalid_token"`` with ``description`` as ``error_description`` (reduced to the characters it allows)."""
-    shown = "".join(character if character in _DESCRIPTION_CHARACTERS else "?" for character in description)
+    shown = _quotable(description)
     return {"WWW-Authenticate": f'Bearer realm="tradestack", error="invalid_token", error_description="{shown}"'}
+
+
+def _quotable(description: str) -> str:
+    """``description`` reduced to the characters a challenge's quoted string allows (others become ``?``)."""
+    return "".join(character if character in _DESCRIPTION_CHARACTERS else "?" for character in description)
+
+
+def invalid_key_challenge(description: str) -> dict[str, str]:
+    """The challenge of a refused X-API-Key (invalid, revoked, expired, its owner disabled): the ``ApiKey`` scheme
+    naming the header, its error and why, then the bearer scheme the API also accepts."""
+    shown = _quotable(description)
+    return {
+        "WWW-Authenticate": f'ApiKey realm="tradestack", header="X-API-Key", error="invalid_key", '
+        f'error_description="{shown}", {BEARER_CHALLENGE["WWW-Authenticate"]}'
+    }
 
 
 def caller_of(request: Request) -> Caller:
@@ -125,8 +140,12 @@ async def get_principal(request: Request) -> Principal:
                 raise
     else:
         prefetch = None
-        async with runtime.database.read_session() as session:
-            principal = await IdentityService(session, runtime, caller_of(request)).authenticate_api_key(str(api_key))
+        try:
+            async with runtime.database.read_session() as session:
+                principal = await IdentityService(session, runtime, caller_of(request)).authenticate_api_key(str(api_key))
+        except AuthenticationError as exc:
+            exc.headers = {**invalid_key_challenge(exc.detail), **exc.headers}
+            raise
     if prefetch is not None and prefetch.principal_limit is not None:
         state["rate_limit_headers"] = prefetch.principal_limit
     else:

@@ -42,6 +42,24 @@ async def test_create_use_list_revoke(client: httpx.AsyncClient, make_user: Make
     assert (await client.get("/api/auth/me", headers={"X-API-Key": secret})).status_code == 401
 
 
+async def test_a_refused_key_is_answered_with_a_challenge_naming_the_header_and_why(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    """RFC 9110 section 15.5.2: a 401 names how to authenticate; for a key that was sent, also what was wrong with it."""
+    user = await make_user(Role.TRADER)
+    created = await client.post("/api/keys", json={"name": "bot", "scopes": ["read"]}, headers=user.headers)
+    assert (await client.delete(f"/api/keys/{created.json()['id']}", headers=user.headers)).status_code == 200
+    revoked = await client.get("/api/auth/me", headers={"X-API-Key": created.json()["key"]})
+    assert revoked.status_code == 401
+    assert revoked.headers["www-authenticate"] == (
+        'ApiKey realm="tradestack", header="X-API-Key", error="invalid_key", '
+        f'error_description="{revoked.json()["detail"]}", Bearer realm="tradestack"'
+    )
+    bogus = await client.get("/api/auth/me", headers={"X-API-Key": "tsk_not-a-key"})
+    assert bogus.status_code == 401
+    assert 'error="invalid_key"' in bogus.headers["www-authenticate"]
+
+
 async def test_key_never_exceeds_its_owner(client: httpx.AsyncClient, make_user: MakeUser) -> None:
     viewer = await make_user(Role.VIEWER)
     refused = await client.post("/api/keys", json={"name": "x", "scopes": ["trade"]}, headers=viewer.headers)

@@ -81,6 +81,14 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(client: httpx.AsyncC
 async def test_refresh_with_garbage_is_401(client: httpx.AsyncClient) -> None:
     response = await client.post("/api/auth/refresh", json={"refresh_token": "nope"})
     assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="tradestack"'  # every 401 names how to authenticate
+
+
+async def test_wrong_credentials_are_a_401_with_a_challenge(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+    user = await make_user()
+    response = await client.post("/api/auth/login", json={"email": user.email, "password": "not the password"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="tradestack"'
 
 
 async def test_logout_revokes_access_and_refresh(client: httpx.AsyncClient, make_user: MakeUser) -> None:
