@@ -43,7 +43,7 @@ from tradestack.strategy.api import StrategyError
 from tradestack.strategy.examples import build
 from tradestack.strategy.runner import CLOSE_GRACE_SECONDS, Deployment, StrategyRunner
 from tradestack.strategy.schemas import StrategyDeploy
-from tradestack.trading.commands import COMMANDS, LocalCommands
+from tradestack.trading.commands import COMMANDS, Change, LocalCommands
 from tradestack.trading.engine import EngineShard
 from tradestack.trading.service import default_limits, fee_model_for
 
@@ -162,8 +162,8 @@ class _Stack:
             shard.instruments = await market.instruments()
             await shard.rebuild()  # after a restart: the open orders from the database
 
-            async def settled(account_id: str, order_id: str) -> None:
-                await shard.order_changed(account_id, order_id)
+            async def settled(change: Change) -> None:
+                await shard.order_changed(change)
                 await shard.step()
 
             runtime.components.put(COMMANDS, LocalCommands(shard.order_changed, settled))

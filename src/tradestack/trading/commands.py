@@ -1,24 +1,33 @@
 """How order entry tells the paper matching engine that an order changed.
 
-The message only says "look at order X of account Y again": the engine reads the order from the
-database, so a lost, repeated or reordered message is harmless, and the engine's periodic
+A message (`Change`) says "look at order X of account Y again". Where the engine reads the order
+from the database, a lost, repeated or reordered message is harmless, and the engine's periodic
 reconciliation finds any order whose message never arrived.
 
 - In one process (`tradestack up`, or one worker without Redis) the engine registers a
-  `LocalCommands` and messages go straight to it.
+  `LocalCommands` and messages go straight to it, each with the order as its transaction committed
+  it (`Change.state`, whose `version` counts its events) and the `tick` taken before that
+  transaction began. The engine takes that state instead of reading the order again only when it
+  can tell it is at least as new as anything it knows of the order (`EngineShard` documents the
+  rule); otherwise it reads the database, as above. Messages of one process reach it in the order
+  they were handed over, but not necessarily in the order their transactions committed (a cancel
+  can commit, and be handed over, before the order desk hands over the order it cancels).
 - Otherwise they go to a Redis stream per shard, ``{namespace}:engine:commands:{shard}``, read by
-  `tradestack serve engine --shard N`.
+  `tradestack serve engine --shard N`, which reads each order from the database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio
 
+from tradestack.domain.orders import Order
 from tradestack.kit.logging import get_logger
 from tradestack.kit.redispool import blocking_pool
 from tradestack.kit.runtime import Runtime, Slot
@@ -26,7 +35,32 @@ from tradestack.kit.runtime import Runtime, Slot
 log = get_logger(__name__)
 
 STREAM_MAXLEN = 100_000
-Change = tuple[str, str, bool]  # (account id, order id, settle): one `order_changed`
+_TICKS = itertools.count(1)
+
+
+def tick() -> int:
+    """The next number of this process's one increasing sequence (any thread: `next` on a count holds the GIL).
+
+    What the engine learns of an order after a tick was committed after it: a transaction that
+    begins after the tick sees it, and so does any state of the order committed by such a transaction.
+    """
+    return next(_TICKS)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One `order_changed`: look at order `order_id` of `account_id` again.
+
+    `state` is the order as the transaction that changed it committed it, and `begun_at` a `tick`
+    taken before that transaction began; without `state` the engine reads the order from the database.
+    With `settle`, where the engine runs in this process, the hand-over returns once it has matched the order.
+    """
+
+    account_id: str
+    order_id: str
+    settle: bool = False
+    state: Order | None = None
+    begun_at: int = 0
 
 
 def shard_of(account_id: str, shards: int) -> int:
@@ -46,29 +80,32 @@ class Commands(Protocol):
         """Announce the change; with `settle`, where the engine runs in this process, return once it has matched it."""
 
     async def orders_changed(self, changes: Sequence[Change]) -> None:
-        """`order_changed` for each change, together (one round trip where the engine is remote)."""
+        """Announce each change, in order, together (one round trip where the engine is remote)."""
 
 
 class LocalCommands:
     """Hands messages to an engine in this process."""
 
     def __init__(
-        self, deliver: Callable[[str, str], Awaitable[None]], deliver_settled: Callable[[str, str], Awaitable[None]] | None = None
+        self, deliver: Callable[[Change], Awaitable[None]], deliver_settled: Callable[[Change], Awaitable[None]] | None = None
     ) -> None:
         self._deliver = deliver
         self._deliver_settled = deliver_settled or deliver
 
     async def order_changed(self, account_id: str, order_id: str, *, settle: bool = False) -> None:
-        await (self._deliver_settled if settle else self._deliver)(account_id, order_id)
+        await self._hand_over(Change(account_id, order_id, settle))
+
+    async def _hand_over(self, change: Change) -> None:
+        await (self._deliver_settled if change.settle else self._deliver)(change)
 
     async def orders_changed(self, changes: Sequence[Change]) -> None:
         """Hand the changes over in order; when none is to be settled, one after the other: no task per change
         and no extra pass of the event loop (the hand-over itself never waits)."""
-        if any(settle for _, _, settle in changes):
-            await asyncio.gather(*(self.order_changed(account, order, settle=settle) for account, order, settle in changes))
+        if any(change.settle for change in changes):
+            await asyncio.gather(*(self._hand_over(change) for change in changes))
             return
-        for account, order, _ in changes:
-            await self._deliver(account, order)
+        for change in changes:
+            await self._deliver(change)
 
 
 class RedisCommands:
@@ -80,16 +117,16 @@ class RedisCommands:
         self._shards = shards
 
     async def order_changed(self, account_id: str, order_id: str, *, settle: bool = False) -> None:
-        await self.orders_changed([(account_id, order_id, settle)])
+        await self.orders_changed([Change(account_id, order_id, settle)])
 
     async def orders_changed(self, changes: Sequence[Change]) -> None:
-        """One XADD per change to its shard's stream, all in one pipeline."""
+        """One XADD per change to its shard's stream, all in one pipeline (the engine there reads each order)."""
         if not changes:
             return
         async with self._client.pipeline(transaction=False) as pipe:
-            for account_id, order_id, _ in changes:
-                key = stream_key(self._namespace, shard_of(account_id, self._shards))
-                pipe.xadd(key, {"account": account_id, "order": order_id}, maxlen=STREAM_MAXLEN, approximate=True)
+            for change in changes:
+                key = stream_key(self._namespace, shard_of(change.account_id, self._shards))
+                pipe.xadd(key, {"account": change.account_id, "order": change.order_id}, maxlen=STREAM_MAXLEN, approximate=True)
             await pipe.execute()
 
     async def close(self) -> None:
@@ -103,7 +140,7 @@ class NoEngine:
         self._warned = False
 
     async def order_changed(self, account_id: str, order_id: str, *, settle: bool = False) -> None:
-        await self.orders_changed([(account_id, order_id, settle)])
+        await self.orders_changed([Change(account_id, order_id, settle)])
 
     async def orders_changed(self, changes: Sequence[Change]) -> None:
         if changes and not self._warned:

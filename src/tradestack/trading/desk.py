@@ -20,7 +20,8 @@ count, the insert, the audit outbox). The desk instead:
    as it accepts orders; the global trading state is read once per group;
 4. writes the group in one transaction (orders, order events, audit outbox: one executemany
    each) and commits; then does the group's after-commit work together (`after`: one Redis round trip for all its
-   WebSocket updates, one for all its engine messages) and only then answers each caller
+   WebSocket updates, one for all its engine messages, which carry each new order as committed, `Decided.state`,
+   so an engine in this process need not read it again) and only then answers each caller
    (acknowledged means durable). That last step runs beside the next group's transaction,
    groups still answered in order.
 
@@ -58,6 +59,7 @@ from tradestack.kit.aio import stop_tasks
 from tradestack.kit.logging import get_logger
 from tradestack.kit.outages import RETRY_AFTER_SECONDS, is_lock_timeout
 from tradestack.kit.runtime import Runtime, Slot
+from tradestack.trading.commands import tick
 from tradestack.trading.prices import missing_fx
 from tradestack.trading.repository import GLOBAL_SCOPE, TradingRepository
 from tradestack.trading.schemas import OrderOut
@@ -81,11 +83,17 @@ class Submit:
 
 @dataclass(frozen=True, slots=True)
 class Decided:
-    """What became of a submit: the order, the denying check (None when accepted) and whether it is new."""
+    """What became of a submit: the order, the denying check (None when accepted) and whether it is new.
+
+    A new order also carries its `state` as its group commits it and a `commands.tick` taken before the
+    group's transaction began (`begun_at`): what the engine is handed (`commands.Change`).
+    """
 
     order: OrderOut
     check: str | None
     created: bool
+    state: Order | None = None
+    begun_at: int = 0
 
 
 @dataclass(slots=True)
@@ -197,6 +205,7 @@ class OrderDesk:
         outcomes: list[tuple[_Pending, Decided | BaseException]] = []
         account_ids = sorted({pending.command.request.account_id for pending in group})
         market = await self._market(group)
+        begun_at = tick()
         async with self.runtime.database.writing():
             try:
                 async with self.runtime.database.writer_session() as session:
@@ -212,7 +221,7 @@ class OrderDesk:
                     staged: list[dict[str, Any]] = []
                     for pending in group:
                         try:
-                            decided = self._decide(pending.command, market, global_state, created, taken, staged)
+                            decided = self._decide(pending.command, market, global_state, created, taken, staged, begun_at)
                             outcomes.append((pending, decided))
                         except (ValidationFailedError, ConflictError, NotFoundError) as refused:
                             outcomes.append((pending, refused))
@@ -317,6 +326,7 @@ class OrderDesk:
         created: list[tuple[Order, list[OrderEvent], str]],
         taken: dict[tuple[str, str], tuple[Decided, str]],
         staged: list[dict[str, Any]],
+        begun_at: int,
     ) -> Decided:
         request, principal = command.request, command.principal
         now = self.runtime.clock.now()
@@ -391,7 +401,7 @@ class OrderDesk:
                 "detail": detail,
             }
         )
-        decided = Decided(OrderOut.of_order(order), None if denial is None else denial.check.value, True)
+        decided = Decided(OrderOut.of_order(order), None if denial is None else denial.check.value, True, order, begun_at)
         taken[key] = (decided, command.fingerprint)
         return decided
 

@@ -2,9 +2,19 @@
 
 An `EngineShard` keeps one `MatchingEngine` per instrument for the open orders of the accounts it
 owns (`commands.shard_of`). One task does everything, in order: apply order changes it was told
-about (it reads the order from the database), match on the newest quote of each symbol, expire
-day orders when their venue closes, and every `engine_reconcile_seconds` compare its book with
-the open orders in the database. It records each engine event through `executions.record`.
+about, match on the newest quote of each symbol, expire day orders when their venue closes, and
+every `engine_reconcile_seconds` compare its book with the open orders in the database. It records
+each engine event through `executions.record`.
+
+A change handed over with the order's committed state (`commands.Change.state`, in process) is
+taken as it is only when the shard can tell that state is at least as new as what its book holds:
+it knows the version (event count) of each order in its book, including the executions it wrote
+itself, and of the orders it last saw end (`ENDED_KEPT` of them). A state one event past the
+known version is taken; one at or below it is stale (a cancel or replace handed over before the
+new order it changes, say) and skipped; a gap, or an order whose version it does not know, is
+read from the database -- except an order it never knew of, whose state was committed by a
+transaction begun after everything the shard has forgotten (`commands.tick`): nothing newer of it
+can have been seen. Changes without a state (from the Redis stream) are always read.
 
 State lives in the database, not here. On start (and whenever a write fails) the book is rebuilt
 from the open orders, each carrying what it already did (its fills, their notional and fees), so
@@ -47,7 +57,7 @@ from tradestack.kit.outages import count_outage, forever, unavailable_backend
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import FANOUT_CHANNEL, MarketDataService, decode_message, trading_hours
 from tradestack.models.trading import OrderRow
-from tradestack.trading.commands import COMMANDS, LocalCommands, shard_of, stream_key
+from tradestack.trading.commands import COMMANDS, Change, LocalCommands, shard_of, stream_key, tick
 from tradestack.trading.events import publish, publish_order
 from tradestack.trading.executions import Recorded, record
 from tradestack.trading.metrics import update_trading_gauges
@@ -63,6 +73,8 @@ ENGINE_FINISH_SECONDS = 5.0
 """At stop, how long the engine's step in progress may take to finish before it is cancelled."""
 ENGINE_STOP_SECONDS = 12.0
 """At stop, how long to wait for the engine's thread (its step, then closing its connections): under `CLOSE_STEP_SECONDS`."""
+ENDED_KEPT = 10_000
+"""How many ended orders' versions a shard remembers, to know a late hand-over of one as stale (older: read)."""
 _WORKING = (OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED)
 
 
@@ -114,10 +126,14 @@ class EngineShard:
         self.owners: dict[str, str] = {}  # order id -> account id
         self.instruments: dict[str, Instrument] = {}
         self.rates = FxRates({}, pivot=FX_PIVOT)
-        self._changed: dict[str, str] = {}  # order id -> account id, waiting to be read
+        self._changed: dict[str, Change] = {}  # order id -> its change waiting to be applied
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}  # order id -> callers awaiting its pass
         self._quotes: dict[str, Quote] = {}  # newest unprocessed quote per symbol
-        self._recorded: set[str] = set()  # orders whose executions `_apply` wrote since `_sync_many` read them
+        self._versions: dict[str, int] = {}  # order id -> the version the book holds, for every order in it
+        # order id -> (its version, None when unsure; the `tick` it was learned at), for orders that left the book,
+        # oldest first; trimmed to `ENDED_KEPT`, `_forgotten` then being the newest tick dropped
+        self._ended: dict[str, tuple[int | None, int]] = {}
+        self._forgotten = 0
         self._wake = asyncio.Event()
         self._stopping = False
         self._reconcile_at = 0.0
@@ -130,22 +146,26 @@ class EngineShard:
 
     # -- inputs ----------------------------------------------------------------------------------
 
-    async def order_changed(self, account_id: str, order_id: str) -> None:
+    async def order_changed(self, change: Change) -> None:
         """Look at this order again (it was accepted, replaced or canceled)."""
-        self.note_changed(account_id, order_id)
+        self.note_changed(change)
 
-    def note_changed(self, account_id: str, order_id: str, waiter: asyncio.Future[None] | None = None) -> None:
-        """`order_changed`, on the shard's loop; `waiter` (of any loop) is done once the book has taken the order in."""
-        if not self.owns(account_id):
+    def note_changed(self, change: Change, waiter: asyncio.Future[None] | None = None) -> None:
+        """`order_changed`, on the shard's loop; `waiter` (of any loop) is done once the book has taken the order in.
+
+        Of two changes of one order waiting together the newer state is kept; a change to read wins over both."""
+        if not self.owns(change.account_id):
             if waiter is not None:
                 _resolve(waiter)
             return
+        order_id = change.order_id
         if waiter is not None:
             self._waiting.setdefault(order_id, []).append(waiter)
-        self._changed[order_id] = account_id
+        waiting = self._changed.get(order_id)
+        self._changed[order_id] = change if waiting is None else _newer(waiting, change)
         self._wake.set()
 
-    async def order_changed_settled(self, account_id: str, order_id: str) -> None:
+    async def order_changed_settled(self, change: Change) -> None:
         """`order_changed`, then wait (at most `SETTLE_SECONDS`) until the book has taken it in and matched it.
 
         In process only: the caller (order entry, after its commit) answers its client once an
@@ -154,7 +174,7 @@ class EngineShard:
         A slow engine only delays the answer; the order is durable either way.
         """
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.note_changed(account_id, order_id, waiter)
+        self.note_changed(change, waiter)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waiter, timeout=SETTLE_SECONDS)
 
@@ -224,7 +244,7 @@ class EngineShard:
         """One pass: order changes, quotes, session closes, reconciliation."""
         changed, self._changed = self._changed, {}
         try:
-            await self._sync_many(changed)
+            await self._take(changed)
         finally:
             self._settle(changed)  # failed or not: the caller's order is durable, its wait is over
         quotes, self._quotes = self._quotes, {}
@@ -303,40 +323,94 @@ class EngineShard:
             order = await TradingRepository(session).load(order_id)
         await self._place(order, account_id, order_id)
 
-    async def _sync_many(self, changed: dict[str, str]) -> None:
-        """`sync` for several orders (order id -> account id), read together: one query, not a session each.
+    def _known_version(self, order_id: str) -> int | None:
+        """The order's version the book holds, or it last saw the order end at; None when it does not know it."""
+        version = self._versions.get(order_id)
+        if version is None:
+            version, _ = self._ended.get(order_id, (None, 0))
+        return version
 
-        Placing one can fill another that is already in the book; such an order's read is then stale
-        (its fill was written after it), so it is read again before it is placed."""
+    def _takes(self, change: Change) -> bool | None:
+        """Whether the book takes the change's state as it is (True), has it or a newer one (False), or must read (None).
+
+        See the module docstring: one event past what the book holds is taken, at or below it skipped;
+        a gap, or an order whose version is not known, read -- unless the shard never knew of the order and
+        forgot nothing since the state's transaction began."""
+        state = change.state
+        if state is None:
+            return None
+        order_id = change.order_id
+        if order_id not in self._versions and order_id not in self._ended:
+            return True if change.begun_at > self._forgotten else None
+        known = self._known_version(order_id)
+        if known is None:
+            return None
+        if state.version <= known:
+            return False
+        return True if state.version == known + 1 else None
+
+    async def _take(self, changed: dict[str, Change]) -> None:
+        """Apply changes (order id -> change): take each state the book can trust, read the others together (one query,
+        not a session each).
+
+        Placing one can fill another that is already in the book; its state or read may then be stale
+        (its fill was written after it): versions tell, and such an order is judged, or read, again."""
         if not changed:
             return
-        async with self.runtime.database.read_session() as session:
-            loaded = await TradingRepository(session).load_many(list(changed))
-        self._recorded.clear()
-        for order_id, account_id in changed.items():
-            if order_id in self._recorded:
-                await self.sync(order_id, account_id)
-            else:
-                await self._place(loaded.get(order_id), account_id, order_id)
+        reads = [order_id for order_id, change in changed.items() if self._takes(change) is None]
+        loaded: dict[str, Order] = {}
+        if reads:
+            async with self.runtime.database.read_session() as session:
+                loaded = await TradingRepository(session).load_many(reads)
+        read = set(reads)
+        for order_id, change in changed.items():
+            if order_id in read:
+                order = loaded.get(order_id)
+                known = self._known_version(order_id)
+                if order is not None and known is not None and order.version < known:
+                    await self.sync(order_id, change.account_id)
+                else:
+                    await self._place(order, change.account_id, order_id)
+                continue
+            takes = self._takes(change)
+            if takes is None:
+                await self.sync(order_id, change.account_id)
+            elif takes:
+                await self._place(change.state, change.account_id, order_id)
 
-    async def _place(self, order: Order | None, account_id: str, order_id: str) -> None:
+    def _left_book(self, order_id: str, version: int | None) -> None:
+        """Drop the order from the book (if there), remembering the version it ended at (None: not sure it did)."""
         for engine in self.engines.values():
             engine.cancel(order_id)
         self.owners.pop(order_id, None)
+        self._versions.pop(order_id, None)
+        self._ended.pop(order_id, None)
+        self._ended[order_id] = (version, tick())
+        while len(self._ended) > ENDED_KEPT:
+            oldest = next(iter(self._ended))
+            _, self._forgotten = self._ended.pop(oldest)
+
+    async def _place(self, order: Order | None, account_id: str, order_id: str) -> None:
         if order is None or order.status not in _WORKING:
+            self._left_book(order_id, None if order is None else order.version)
             return
+        for engine in self.engines.values():
+            engine.cancel(order_id)
         instrument = self.instruments.get(order.request.symbol)
         if instrument is None:
             self.instruments = await MarketDataService(self.runtime).instruments()
             instrument = self.instruments.get(order.request.symbol)
             if instrument is None:
                 log.error("order for an unknown instrument left unmatched", order_id=order_id, symbol=order.request.symbol)
+                self._left_book(order_id, None)
                 return
         fresh = instrument.symbol not in self.engines
         engine = self._engine(instrument)
         if fresh:
             await self._seed_quote(engine)
         self.owners[order_id] = account_id
+        self._versions[order_id] = order.version
+        self._ended.pop(order_id, None)
         events = engine.submit(working_order_of(order), self.runtime.clock.now())
         await self._apply(engine, events)
 
@@ -344,10 +418,13 @@ class EngineShard:
         """Drop the book and load every open order of this shard from the database."""
         self.engines.clear()
         self.owners.clear()
+        self._versions.clear()
+        self._ended.clear()
         async with self.runtime.database.read_session() as session:
             repo = TradingRepository(session)
             rows = [r for r in await repo.open_orders() if self.owns(r.account_id)]
             orders = [(r.account_id, await repo.load(r.id)) for r in rows]
+        self._forgotten = tick()  # what the book knew is gone: a state committed before the read is read again
         for account_id, order in orders:
             if order is not None:
                 await self._place(order, account_id, order.id)
@@ -387,6 +464,17 @@ class EngineShard:
             if ended:
                 await self._apply(engine, engine.on_session_close(now, ended))
 
+    def _wrote(self, account_id: str, order_id: str, version: int, status: OrderStatus) -> None:
+        """The shard wrote an execution of the order, making it `version`: the book holds that version when it held the
+        one before; otherwise someone else wrote the order too (a replace, say) and it is read again."""
+        if status not in _WORKING:
+            self._left_book(order_id, version)
+            return
+        known = self._versions.get(order_id)
+        self._versions[order_id] = version
+        if known is None or version != known + 1:
+            self.note_changed(Change(account_id, order_id))
+
     async def _apply(self, engine: MatchingEngine, events: list[Fill | Triggered | Expired]) -> None:
         if any(isinstance(event, Fill) for event in events):
             await self.refresh_rates()
@@ -394,7 +482,6 @@ class EngineShard:
             account_id = self.owners.get(event.order_id)
             if account_id is None:
                 continue
-            self._recorded.add(event.order_id)
             try:
                 result = await record(self.runtime, account_id, engine.instrument, event, self.rates)
             except Exception as exc:  # noqa: BLE001 - one order's failure must not stop the others
@@ -405,15 +492,12 @@ class EngineShard:
                     order_id=event.order_id,
                     error=f"{type(exc).__name__}: {exc}",
                 )
-                engine.cancel(event.order_id)
-                self.owners.pop(event.order_id, None)
+                self._left_book(event.order_id, None)
                 continue
-            if result.outcome in (Recorded.GONE, Recorded.CANCELED):
-                engine.cancel(event.order_id)
-                self.owners.pop(event.order_id, None)
+            if result.outcome is Recorded.GONE:
+                self._left_book(event.order_id, None)
             if result.order is not None:
-                if result.order.status in ("filled", "canceled", "expired", "rejected"):
-                    self.owners.pop(event.order_id, None)
+                self._wrote(account_id, event.order_id, result.order.version, OrderStatus(result.order.status))
                 await publish_order(self.runtime, result.order)
             if result.fill is not None:
                 await publish(
@@ -424,6 +508,13 @@ class EngineShard:
                 )
             if result.books is not None:
                 await publish(self.runtime, "portfolio", account_id, {"account_id": account_id, "balances": result.books})
+
+
+def _newer(waiting: Change, change: Change) -> Change:
+    """Of two changes of one order waiting together, the one to apply: one to read over any state, else the newer state."""
+    if waiting.state is None or change.state is None:
+        return change if change.state is None else waiting
+    return waiting if waiting.state.version > change.state.version else change
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
@@ -467,7 +558,7 @@ class EngineThread:
         self._stopping: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
-        self._inbox: deque[tuple[str, str, asyncio.Future[None] | None]] = deque()
+        self._inbox: deque[tuple[Change, asyncio.Future[None] | None]] = deque()
 
     async def start(self) -> None:
         """Start the thread (on the request loop); returns once the engine's loop runs."""
@@ -512,23 +603,24 @@ class EngineThread:
             shard.settle_all()
             await runtime.close()
 
-    async def order_changed(self, account_id: str, order_id: str) -> None:
+    async def order_changed(self, change: Change) -> None:
         """`EngineShard.order_changed`, from the request loop."""
-        self._hand_over(account_id, order_id, None)
+        self._hand_over(change, None)
 
-    async def order_changed_settled(self, account_id: str, order_id: str) -> None:
+    async def order_changed_settled(self, change: Change) -> None:
         """`EngineShard.order_changed_settled`, from the request loop (waits there, never blocks it)."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._hand_over(account_id, order_id, waiter):
+        if self._hand_over(change, waiter):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter, timeout=SETTLE_SECONDS)
 
-    def _hand_over(self, account_id: str, order_id: str, waiter: asyncio.Future[None] | None) -> bool:
-        """Queue the change for the engine's loop, waking it once per batch (a wake-up is a write to its self-pipe)."""
+    def _hand_over(self, change: Change, waiter: asyncio.Future[None] | None) -> bool:
+        """Queue the change for the engine's loop (first in, first out), waking it once per batch (a wake-up is a write
+        to its self-pipe)."""
         loop = self._loop
         if self.shard is None or loop is None or loop.is_closed():
             return False
-        self._inbox.append((account_id, order_id, waiter))
+        self._inbox.append((change, waiter))
         if len(self._inbox) == 1:
             try:
                 loop.call_soon_threadsafe(self._take_inbox)
@@ -578,7 +670,7 @@ async def _read_commands(shard: EngineShard, client: Any, key: str) -> None:
                     account = fields.get(b"account", b"").decode()
                     order = fields.get(b"order", b"").decode()
                     if account and order:
-                        await shard.order_changed(account, order)
+                        await shard.order_changed(Change(account, order))
 
     await forever("engine_commands", read)
 

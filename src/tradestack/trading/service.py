@@ -61,7 +61,7 @@ from tradestack.kit.pages import format_cursor, parse_cursor
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MarketDataService, trading_hours
 from tradestack.models.trading import OrderRow
-from tradestack.trading.commands import commands_of
+from tradestack.trading.commands import Change, commands_of, tick
 from tradestack.trading.desk import Decided, OrderDesk, Submit, desk_of
 from tradestack.trading.events import publish_orders
 from tradestack.trading.prices import missing_fx
@@ -234,20 +234,23 @@ class TradingService:
             detail=detail,
         )
 
-    async def _after(self, order: OrderOut, *, notify: bool, marketable: bool = False) -> None:
-        await self._after_many([(order, notify, marketable)])
+    async def _after_change(self, order: Order, begun_at: int) -> OrderOut:
+        """After the commit of a change to `order` (its state now; `begun_at` a `tick` taken before its transaction
+        began): the after-commit work; the order as answered."""
+        out = OrderOut.of_order(order)
+        await self._after_many([out], [Change(out.account_id, out.id, state=order, begun_at=begun_at)])
+        return out
 
-    async def _after_many(self, orders: Sequence[tuple[OrderOut, bool, bool]]) -> None:
-        """After the commit of (order, notify the engine, marketable) changes: chain their staged audit entries, tell
-        WebSocket subscribers, tell the engine (those to notify) -- one Redis round trip for each, whatever their number.
+    async def _after_many(self, orders: Sequence[OrderOut], changes: Sequence[Change]) -> None:
+        """After the commit of changes to `orders`: chain their staged audit entries, tell WebSocket subscribers, tell
+        the engine of `changes` -- one Redis round trip for each, whatever their number.
 
         The orders are committed by now, so they are answered as committed whatever happens here: if
         Redis is away the engine's reconciliation finds the orders in the database instead.
         """
         try:
             wake_chainer(self.runtime)
-            await publish_orders(self.runtime, [order for order, _, _ in orders])  # before the engine's news (a fill)
-            changes = [(order.account_id, order.id, marketable) for order, notify, marketable in orders if notify]
+            await publish_orders(self.runtime, orders)  # before the engine's news (a fill)
             if changes:
                 await commands_of(self.runtime).orders_changed(changes)
         except Exception as exc:
@@ -422,11 +425,18 @@ class TradingService:
 
         async def after(decided: Sequence[tuple[Submit, Decided]], market: MarketSnapshot) -> None:
             """The desk's group is committed: its new orders' after-commit work, together, before they are answered."""
-            orders = []
-            for command, outcome in decided:
-                accepted = outcome.order.status == OrderStatus.ACCEPTED.value
-                orders.append((outcome.order, accepted, accepted and _marketable(command.request, market)))
-            await self._after_many(orders)
+            changes = [
+                Change(
+                    outcome.order.account_id,
+                    outcome.order.id,
+                    _marketable(command.request, market),
+                    state=outcome.state,
+                    begun_at=outcome.begun_at,
+                )
+                for command, outcome in decided
+                if outcome.order.status == OrderStatus.ACCEPTED.value
+            ]
+            await self._after_many([outcome.order for _, outcome in decided], changes)
 
         return desk_of(
             runtime,
@@ -457,8 +467,10 @@ class TradingService:
         action: str,
         detail: dict[str, Any],
         owner_only: bool = True,
-    ) -> tuple[Order, Order, list[OrderEvent]]:
-        """Apply `change(order, repo, account) -> events` to the order under its account's lock; (before, after, events)."""
+    ) -> tuple[Order, int]:
+        """Apply `change(order, repo, account) -> events` to the order under its account's lock; (the order after them,
+        a `tick` taken before the transaction began)."""
+        begun_at = tick()
         async with books_session(self.runtime.database) as session:
             repo = TradingRepository(session)
             peek = await repo.get(order_id)
@@ -480,7 +492,7 @@ class TradingService:
             except ConcurrentUpdate:
                 raise ConflictError(f"order {order_id} changed at the same time; read it again and retry") from None
             await self._stage(session, principal, caller, action, "success", f"order:{order_id}", detail)
-        return before, after, events
+        return after, begun_at
 
     async def cancel(self, principal: Principal, order_id: str, caller: Caller) -> OrderOut:
         """Cancel one of your open orders; 409 when it is already final."""
@@ -525,7 +537,7 @@ class TradingService:
 
         changes = {k: plain(v) for k, v in body.model_dump(exclude_none=True).items()}
         try:
-            _, after, _ = await self._change(
+            after, begun_at = await self._change(
                 principal, order_id, replace_events, caller=caller, action="order.replace", detail={"changes": changes}
             )
         except OrderDeniedError:
@@ -540,9 +552,7 @@ class TradingService:
             raise
         except InvalidTransition as exc:
             raise ValidationFailedError(exc.detail) from None
-        out = OrderOut.of_order(after)
-        await self._after(out, notify=True)
-        return out
+        return await self._after_change(after, begun_at)
 
     async def cancel_all(self, principal: Principal, account_id: str | None, caller: Caller) -> list[OrderOut]:
         """Cancel every open order of one of your accounts, or of all of them."""
@@ -573,7 +583,7 @@ class TradingService:
                 raise ConflictError(f"order {order.id} is {order.status.value}: only open orders can be canceled")
             return [OrderCanceled(order_id=order.id, ts=self.clock.now(), reason=reason)]
 
-        _, after, _ = await self._change(
+        after, begun_at = await self._change(
             principal,
             order_id,
             cancel_events,
@@ -582,10 +592,8 @@ class TradingService:
             detail={"reason": reason},
             owner_only=owner_only,
         )
-        out = OrderOut.of_order(after)
-        ORDERS.labels(type=out.type, status=out.status).inc()
-        await self._after(out, notify=True)
-        return out
+        ORDERS.labels(type=after.request.type.value, status=after.status.value).inc()
+        return await self._after_change(after, begun_at)
 
     # -- reads -------------------------------------------------------------------------------------
 
