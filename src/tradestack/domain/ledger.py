@@ -316,10 +316,19 @@ class JournalEntry:
             and type(kind) is EntryKind and (kind is _ENTRY_KIND_REVERSAL) == (self.reverses is not None)
             and type(postings) is tuple and postings
         ):  # fmt: skip
-            for posting in postings:
+            first = postings[0]
+            currency: str | None = first.currency if type(first) is Posting else None
+            total, add = _ZERO, _EXACT.add
+            for posting in postings:  # type-checked and summed in one pass while one currency is in play
                 if type(posting) is not Posting:
                     break
+                if posting.currency != currency:
+                    currency = None
+                elif currency is not None:
+                    total = add(total, posting.amount)
             else:
+                if currency is not None and total == 0:
+                    return  # one currency, balanced: what `_imbalances` finds empty
                 imbalances = _imbalances(postings)
                 if imbalances:
                     raise UnbalancedEntry(entry_id, imbalances)

@@ -698,7 +698,7 @@ class Order:
 
     @classmethod
     def _submitted(cls, event: OrderEvent) -> Order:
-        status = _next_status(event.order_id, None, event)
+        status = _TRANSITION_TABLE.get((None, type(event))) or _next_status(event.order_id, None, event)
         if not isinstance(event, OrderSubmitted):  # pragma: no cover - only OrderSubmitted leaves None
             raise TypeError(f"TRANSITIONS lets {type(event).__name__} start an order")
         if cls is not Order:  # a subclass builds itself
@@ -708,7 +708,7 @@ class Order:
                 version=1, created_at=event.ts, updated_at=event.ts, reason=None,
             )  # fmt: skip
         return _new_order(
-            event.order_id, event.request, event.request, status, _ZERO, _ZERO, MappingProxyType({}), _NO_FILL_IDS,
+            event.order_id, event.request, event.request, status, _ZERO, _ZERO, _NO_FEES, _NO_FILL_IDS,
             1, event.ts, event.ts, None,
         )  # fmt: skip
 
@@ -805,6 +805,8 @@ class Order:
 _new_order = builder(Order)
 """`Order` from its fields, positionally (binding its twelve keywords cost `apply` a third of its time)."""
 _NO_FILL_IDS: frozenset[str] = frozenset()
+_NO_FEES: Mapping[str, Decimal] = MappingProxyType({})
+"""The fees of an order before its first fill, shared: read-only over a dict nothing else holds."""
 # `fill_event`'s two events from their fields, positionally, checked as their constructors check them.
 _new_filled = builder(OrderFilled)
 _new_partially_filled = builder(OrderPartiallyFilled)
