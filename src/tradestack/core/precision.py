@@ -44,7 +44,11 @@ class Precision:
         if not value.is_finite():
             return f"{value} is not a finite number"
         if (not value or value.adjusted() < self.integer_digits) and not _EXACT.remainder(value, _step(self.scale)):
-            return None  # fits: what the checks below pass (a whole number of steps of the last place, few enough digits)
+            return None  # fits: what `digits_problem` passes (a whole number of steps of the last place, few enough digits)
+        return self.digits_problem(value)
+
+    def digits_problem(self, value: Decimal) -> str | None:
+        """`problem` of a finite `value` worked out in full, on its digits without trailing zeros (no quick pass)."""
         number = canonical(value)
         if decimal_places(number) > self.scale:
             return f"{plain(number)} has more than {self.scale} decimal places (allowed: {self.describe()})"

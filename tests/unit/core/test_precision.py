@@ -8,20 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradestack.core.money import canonical, decimal_places, plain
 from tradestack.core.precision import AMOUNT, PRICE, VOLUME, Precision
 
 
 def full_check(limits: Precision, value: Decimal) -> str | None:
     """What `problem` answers, worked out the long way (on the value without trailing zeros)."""
-    if not value.is_finite():
-        return f"{value} is not a finite number"
-    number = canonical(value)
-    if decimal_places(number) > limits.scale:
-        return f"{plain(number)} has more than {limits.scale} decimal places (allowed: {limits.describe()})"
-    if number and number.adjusted() + 1 > limits.integer_digits:
-        return f"{plain(number)} has more than {limits.integer_digits} integer digits (allowed: {limits.describe()})"
-    return None
+    return limits.digits_problem(value) if value.is_finite() else f"{value} is not a finite number"
 
 
 written = st.builds(
