@@ -243,10 +243,10 @@ def buying_power(
     """
     base = books.base_currency
     cash, held = books.cash, reserved
-    if currency == base and books.fx_policy is FxPolicy.AUTO_CONVERT and _only(cash, base) and _only(held, base):
+    if currency == base and books.fx_policy is _FX_POLICY_AUTO_CONVERT and _only(cash, base) and _only(held, base):
         # one currency in play: no conversion, nothing owed from a third currency (the general rule gives the same)
         return BuyingPower(cash.get(base, _ZERO), held.get(base, _ZERO), f"{base} cash (auto-convert)")
-    if books.fx_policy is FxPolicy.MULTI_CURRENCY:
+    if books.fx_policy is _FX_POLICY_MULTI_CURRENCY:
         return BuyingPower(
             _in(rates, cash, base),
             _in(rates, held, base),
@@ -323,6 +323,8 @@ _new_risk_state = builder(AccountRiskState)
 
 # Enum members as module constants: a member looked up on its class goes through EnumType's attribute
 # hook on every use (about 80 ns in 3.11), a module global does not; the hot paths above use these.
+_FX_POLICY_AUTO_CONVERT = FxPolicy.AUTO_CONVERT
+_FX_POLICY_MULTI_CURRENCY = FxPolicy.MULTI_CURRENCY
 _ORDER_TYPE_MARKET = OrderType.MARKET
 _SIDE_BUY = Side.BUY
 _SIDE_SELL = Side.SELL
