@@ -9,7 +9,7 @@ message naming its limits, and storing an order (a denied one included) cannot f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 
 from tradestack.core.money import canonical, decimal_places, plain
 
@@ -43,15 +43,32 @@ class Precision:
         """Why `value` does not fit, or None when it does (NaN and infinities never fit)."""
         if not value.is_finite():
             return f"{value} is not a finite number"
-        exponent = value.as_tuple().exponent
-        if isinstance(exponent, int) and exponent >= -self.scale and (not value or value.adjusted() < self.integer_digits):
-            return None  # fits as written (trailing zeros only ever make it look finer, never coarser)
+        if (not value or value.adjusted() < self.integer_digits) and not _EXACT.remainder(value, _step(self.scale)):
+            return None  # fits: what `digits_problem` passes (a whole number of steps of the last place, few enough digits)
+        return self.digits_problem(value)
+
+    def digits_problem(self, value: Decimal) -> str | None:
+        """`problem` of a finite `value` worked out in full, on its digits without trailing zeros (no quick pass)."""
         number = canonical(value)
         if decimal_places(number) > self.scale:
             return f"{plain(number)} has more than {self.scale} decimal places (allowed: {self.describe()})"
         if number and number.adjusted() + 1 > self.integer_digits:
             return f"{plain(number)} has more than {self.integer_digits} integer digits (allowed: {self.describe()})"
         return None
+
+
+# Exact: the integer part of a remainder's quotient never nears this precision here (value below 10**38, step
+# at least 10**-scale), and the remainder itself is exact.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+_STEPS: dict[int, Decimal] = {}
+
+
+def _step(scale: int) -> Decimal:
+    """``1E-{scale}``: the last place `scale` decimals allow."""
+    step = _STEPS.get(scale)
+    if step is None:
+        step = _STEPS[scale] = Decimal(1).scaleb(-scale)
+    return step
 
 
 PRICE = Precision(24, 10)

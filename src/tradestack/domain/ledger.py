@@ -44,7 +44,7 @@ from functools import lru_cache
 
 from tradestack.core.errors import ValidationFailedError
 from tradestack.core.money import D, plain
-from tradestack.domain.frozen import fast_init
+from tradestack.domain.frozen import builder, fast_init
 from tradestack.domain.marketdata import Side
 from tradestack.domain.portfolio import (
     _KNOWN_CURRENCIES,
@@ -259,6 +259,10 @@ class Posting:
         return Posting(self.account, self.currency, _negative(self.amount), quantity)
 
 
+_posting_of_known = builder(Posting, checked=False)
+"""`Posting` without its check, for `fill_entry_with_effect`: it establishes what the check would, per entry."""
+
+
 class EntryKind(StrEnum):
     """Why an entry was booked."""
 
@@ -312,10 +316,19 @@ class JournalEntry:
             and type(kind) is EntryKind and (kind is _ENTRY_KIND_REVERSAL) == (self.reverses is not None)
             and type(postings) is tuple and postings
         ):  # fmt: skip
-            for posting in postings:
+            first = postings[0]
+            currency: str | None = first.currency if type(first) is Posting else None
+            total, add = _ZERO, _EXACT.add
+            for posting in postings:  # type-checked and summed in one pass while one currency is in play
                 if type(posting) is not Posting:
                     break
+                if posting.currency != currency:
+                    currency = None
+                elif currency is not None:
+                    total = add(total, posting.amount)
             else:
+                if currency is not None and total == 0:
+                    return  # one currency, balanced: what `_imbalances` finds empty
                 imbalances = _imbalances(postings)
                 if imbalances:
                     raise UnbalancedEntry(entry_id, imbalances)
@@ -453,11 +466,21 @@ def fill_entry_with_effect(
         raise InvalidEntry(f"fill for {symbol} booked against the position in {position_before.symbol}")
     effect = position_before.fill_effect(side, quantity, price)
     position = Account.position(symbol)
+    # Every posting below is sound by construction once both currencies are known codes: shared accounts of
+    # those currencies (and the position's), finite amounts from the exact context, quantities on position
+    # postings only. Then they skip `Posting`'s own check (one per posting, the same each time); the entry still
+    # checks that they balance. Anything else goes through the checking constructor and its messages.
+    post, account = (
+        (_posting_of_known, _shared_account)
+        if type(quote_currency) is str and type(fee_currency) is str
+        and quote_currency in _KNOWN_CURRENCIES and fee_currency in _KNOWN_CURRENCIES
+        else (Posting, Account._of)
+    )  # fmt: skip
     postings: list[Posting] = []
     if effect.closed_quantity != 0:
-        postings.append(Posting(position, quote_currency, effect.closed_cost, effect.closed_quantity))
+        postings.append(post(position, quote_currency, effect.closed_cost, effect.closed_quantity))
     if effect.opened_quantity != 0:
-        postings.append(Posting(position, quote_currency, effect.opened_cost, effect.opened_quantity))
+        postings.append(post(position, quote_currency, effect.opened_cost, effect.opened_quantity))
     # the exact context's own operations: `localcontext` costs more than these sums
     price = price if type(price) is Decimal and price.is_finite() else D(price)
     cash_amount = _EXACT.multiply(_negative(_EXACT.add(effect.closed_quantity, effect.opened_quantity)), price)
@@ -466,12 +489,16 @@ def fill_entry_with_effect(
         rounded = _TO_MINOR_UNIT.quantize(cash_amount, Decimal(1).scaleb(-cash_places))
         left_over = _EXACT.subtract(cash_amount, rounded)
         if left_over:
-            postings.append(Posting(Account.rounding(quote_currency), quote_currency, left_over))
+            postings.append(post(account(_ACCOUNT_KIND_ROUNDING, quote_currency), quote_currency, left_over, None))
         cash_amount = rounded
-    postings.append(Posting(Account.cash(quote_currency), quote_currency, cash_amount))
+    postings.append(post(account(_ACCOUNT_KIND_CASH, quote_currency), quote_currency, cash_amount, None))
     if realized != 0:
-        postings.append(Posting(Account.realized_pnl(quote_currency), quote_currency, realized))
-    postings.extend(_fee_postings(fee, fee_currency))
+        postings.append(post(account(_ACCOUNT_KIND_REALIZED_PNL, quote_currency), quote_currency, realized, None))
+    if type(fee) is not Decimal or not fee.is_finite():
+        fee = _entry_decimal("fee", fee)
+    if fee != 0:
+        postings.append(post(account(_ACCOUNT_KIND_FEES, fee_currency), fee_currency, fee, None))
+        postings.append(post(account(_ACCOUNT_KIND_CASH, fee_currency), fee_currency, _negative(fee), None))
     return JournalEntry(entry_id, ts, _ENTRY_KIND_FILL, tuple(postings), reference), effect
 
 

@@ -378,8 +378,11 @@ def _usable(price: Decimal, size: Decimal) -> tuple[Decimal | None, Decimal]:
 
 
 def _from_quote(quote: Quote, ts: datetime) -> _Market:
-    buy_price, buy_size = _usable(quote.ask, quote.ask_size)
-    sell_price, sell_size = _usable(quote.bid, quote.bid_size)
+    # each side as `_usable` reads it, without its call and its tuple (this runs for every order submitted)
+    ask, bid, ask_size, bid_size = quote.ask, quote.bid, quote.ask_size, quote.bid_size
+    buy_price, sell_price = (ask if ask > 0 else None), (bid if bid > 0 else None)
+    buy_size = _ZERO if buy_price is None or ask_size < _ZERO else ask_size
+    sell_size = _ZERO if sell_price is None or bid_size < _ZERO else bid_size
     return _Market(ts, buy_price, buy_size, sell_price, sell_size, False, buy_size, sell_size)
 
 

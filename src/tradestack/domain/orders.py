@@ -39,7 +39,7 @@ from tradestack.domain.fieldchecks import (
     require_str,
     require_utc,
 )
-from tradestack.domain.frozen import fast_init
+from tradestack.domain.frozen import builder, fast_init
 from tradestack.domain.instruments import Instrument, Venue, ceil_to_tick, floor_to_tick
 from tradestack.domain.marketdata import Side
 from tradestack.domain.portfolio import _is_currency
@@ -488,11 +488,8 @@ class OrderFilled(FillEvent):
 
 def fill_event(order: Order, fill: Fill, fee_currency: str) -> FillEvent:
     """The event booking the engine's `fill` on `order`: `OrderFilled` when it fills what remains, else partial."""
-    kind = OrderFilled if fill.quantity == order.remaining_quantity else OrderPartiallyFilled
-    return kind(
-        order_id=order.id, ts=fill.ts, fill_id=fill.fill_id, quantity=fill.quantity, price=fill.price, fee=fill.fee,
-        fee_currency=fee_currency, liquidity=fill.liquidity,
-    )  # fmt: skip
+    build = _new_filled if fill.quantity == order.remaining_quantity else _new_partially_filled
+    return build(order.id, fill.ts, fill.fill_id, fill.quantity, fill.price, fill.fee, fee_currency, fill.liquidity)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -701,23 +698,19 @@ class Order:
 
     @classmethod
     def _submitted(cls, event: OrderEvent) -> Order:
-        status = _next_status(event.order_id, None, event)
+        status = _TRANSITION_TABLE.get((None, type(event))) or _next_status(event.order_id, None, event)
         if not isinstance(event, OrderSubmitted):  # pragma: no cover - only OrderSubmitted leaves None
             raise TypeError(f"TRANSITIONS lets {type(event).__name__} start an order")
-        return cls(
-            id=event.order_id,
-            request=event.request,
-            submitted_request=event.request,
-            status=status,
-            filled_quantity=_ZERO,
-            filled_notional=_ZERO,
-            fees=MappingProxyType({}),
-            fill_ids=frozenset(),
-            version=1,
-            created_at=event.ts,
-            updated_at=event.ts,
-            reason=None,
-        )
+        if cls is not Order:  # a subclass builds itself
+            return cls(
+                id=event.order_id, request=event.request, submitted_request=event.request, status=status,
+                filled_quantity=_ZERO, filled_notional=_ZERO, fees=MappingProxyType({}), fill_ids=frozenset(),
+                version=1, created_at=event.ts, updated_at=event.ts, reason=None,
+            )  # fmt: skip
+        return _new_order(
+            event.order_id, event.request, event.request, status, _ZERO, _ZERO, _NO_FEES, _NO_FILL_IDS,
+            1, event.ts, event.ts, None,
+        )  # fmt: skip
 
     def apply(self, event: OrderEvent) -> Order:
         """This order with `event` applied, as a new Order; this one is unchanged.
@@ -739,20 +732,10 @@ class Order:
             request = self._replaced_terms(event)
         elif isinstance(event, _ReasonEvent):
             reason = event.reason
-        return Order(
-            id=self.id,
-            request=request,
-            submitted_request=self.submitted_request,
-            status=status,
-            filled_quantity=filled_quantity,
-            filled_notional=filled_notional,
-            fees=fees,
-            fill_ids=fill_ids,
-            version=self.version + 1,
-            created_at=self.created_at,
-            updated_at=event.ts,
-            reason=reason,
-        )
+        return _new_order(  # the fields in declaration order (see `Order`)
+            self.id, request, self.submitted_request, status, filled_quantity, filled_notional, fees, fill_ids,
+            self.version + 1, self.created_at, event.ts, reason,
+        )  # fmt: skip
 
     def _refuse(self, event: OrderEvent, detail: str) -> NoReturn:
         raise InvalidTransition(self.id, self.status, event, detail)
@@ -818,6 +801,15 @@ class Order:
         """Whether `TRANSITIONS` allows an `OrderReplaced` now (its terms are checked when applied)."""
         return (self.status, OrderReplaced) in TRANSITIONS
 
+
+_new_order = builder(Order)
+"""`Order` from its fields, positionally (binding its twelve keywords cost `apply` a third of its time)."""
+_NO_FILL_IDS: frozenset[str] = frozenset()
+_NO_FEES: Mapping[str, Decimal] = MappingProxyType({})
+"""The fees of an order before its first fill, shared: read-only over a dict nothing else holds."""
+# `fill_event`'s two events from their fields, positionally, checked as their constructors check them.
+_new_filled = builder(OrderFilled)
+_new_partially_filled = builder(OrderPartiallyFilled)
 
 # Enum members as module constants: a member looked up on its class goes through EnumType's attribute
 # hook on every use (about 80 ns in 3.11), a module global does not; the hot paths above use these.

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from tradestack.domain.books import AccountBooks, FxPolicy
-from tradestack.domain.frozen import fast_init
+from tradestack.domain.frozen import builder, fast_init
 from tradestack.domain.instruments import Instrument
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import FeeModel
@@ -123,7 +123,8 @@ class OpenOrders:
 
     def put(self, order: OpenOrder) -> None:
         """Count `order` (replacing what was counted for its id); one with nothing remaining is removed."""
-        self.remove(order.order_id)
+        if order.order_id in self._held:
+            self.remove(order.order_id)
         if order.remaining <= 0:
             return
         pending = self._pending[order.side]
@@ -242,10 +243,10 @@ def buying_power(
     """
     base = books.base_currency
     cash, held = books.cash, reserved
-    if currency == base and books.fx_policy is FxPolicy.AUTO_CONVERT and _only(cash, base) and _only(held, base):
+    if currency == base and books.fx_policy is _FX_POLICY_AUTO_CONVERT and _only(cash, base) and _only(held, base):
         # one currency in play: no conversion, nothing owed from a third currency (the general rule gives the same)
         return BuyingPower(cash.get(base, _ZERO), held.get(base, _ZERO), f"{base} cash (auto-convert)")
-    if books.fx_policy is FxPolicy.MULTI_CURRENCY:
+    if books.fx_policy is _FX_POLICY_MULTI_CURRENCY:
         return BuyingPower(
             _in(rates, cash, base),
             _in(rates, held, base),
@@ -311,21 +312,19 @@ def account_risk_state(
         positions[symbol] = positions.get(symbol, _ZERO) + pending
     realized = books.realized_today  # in the common case, one currency: nothing to convert
     realized_today = realized[base] if len(realized) == 1 and base in realized else _in(rates, realized, base)
-    return AccountRiskState(
-        cash_available=power.cash,
-        reserved_by_open_orders=power.reserved,
-        cash_counted=power.counted,
-        positions=positions,
-        gross_exposure=gross,
-        realized_pnl_today=realized_today,
-        orders_in_last_minute=orders_in_last_minute,
-        allow_short=books.allow_short,
-        trading_state=trading_state,
-    )
+    return _new_risk_state(  # the fields in declaration order (see `AccountRiskState`), checked as its constructor checks
+        power.cash, power.reserved, positions, gross, realized_today, orders_in_last_minute, books.allow_short,
+        trading_state, power.counted,
+    )  # fmt: skip
+
+
+_new_risk_state = builder(AccountRiskState)
 
 
 # Enum members as module constants: a member looked up on its class goes through EnumType's attribute
 # hook on every use (about 80 ns in 3.11), a module global does not; the hot paths above use these.
+_FX_POLICY_AUTO_CONVERT = FxPolicy.AUTO_CONVERT
+_FX_POLICY_MULTI_CURRENCY = FxPolicy.MULTI_CURRENCY
 _ORDER_TYPE_MARKET = OrderType.MARKET
 _SIDE_BUY = Side.BUY
 _SIDE_SELL = Side.SELL

@@ -7,7 +7,7 @@ from dataclasses import FrozenInstanceError, InitVar, dataclass, field, replace
 
 import pytest
 
-from tradestack.domain.frozen import fast_init
+from tradestack.domain.frozen import builder, fast_init
 from tradestack.domain.orders import Order, OrderAccepted, OrderFilled
 
 
@@ -80,3 +80,37 @@ def test_refuses_what_it_cannot_reproduce() -> None:
 def test_domain_classes_use_it() -> None:
     for cls in (Order, OrderAccepted, OrderFilled):
         assert "_NO_VALUE" in cls.__init__.__globals__  # fast_init's namespace, not the dataclass's
+
+
+def test_builder_takes_every_field_in_order_and_checks() -> None:
+    build = builder(_Child)
+    assert build(1, [2], "y", 5) == _Child(a=1, b=[2], c="y", d=5)
+    with pytest.raises(ValueError, match="negative"):
+        build(-1, [], "x", 4)
+    with pytest.raises(TypeError):
+        build(1, [], "x")  # no defaults: every field, positionally
+    with pytest.raises(FrozenInstanceError):
+        build(1, [], "x", 4).a = 2
+
+
+def test_unchecked_builder_skips_post_init_only() -> None:
+    built = builder(_Base, checked=False)(-1, [], "x")  # what __post_init__ refuses: the caller vouches for its values
+    assert (built.a, built.b, built.c) == (-1, [], "x")
+    assert type(built) is _Base
+
+
+def test_builder_refuses_what_it_cannot_reproduce() -> None:
+    @dataclass(slots=True)
+    class Mutable:
+        a: int
+
+    with pytest.raises(TypeError, match="frozen dataclass with slots"):
+        builder(Mutable)
+
+    @dataclass(frozen=True, slots=True)
+    class Derived:
+        a: int
+        b: int = field(init=False, default=0)
+
+    with pytest.raises(TypeError, match="init=False"):
+        builder(Derived)

@@ -315,6 +315,34 @@ def test_every_entry_and_the_journal_sum_to_zero_per_currency(booked: Booked) ->
 
 
 @given(journals())
+def test_every_fill_posting_is_one_the_posting_check_accepts(booked: Booked) -> None:
+    # fill_entry builds its postings without `Posting`'s per-posting check once the currencies are known codes:
+    # each must still be exactly what the checking constructor accepts and builds.
+    for entry in booked.entries:
+        for posting in entry.postings:
+            assert type(posting) is Posting
+            rebuilt = Posting(posting.account, posting.currency, posting.amount, posting.quantity)
+            assert rebuilt == posting
+            assert posting.account is Account._of(posting.account.kind, posting.account.code)  # the shared account
+
+
+@pytest.mark.parametrize(
+    ("quote_currency", "fee_currency", "message"),
+    [
+        ("usd", USD, "posting to position:AAPL: currency must be a currency code"),
+        (USD, "usd", "fees account currency must be a currency code"),
+        (USD, ["USD"], "fees account currency must be a currency code"),
+        (USD, None, "fees account currency must be a currency code"),
+    ],
+)
+def test_a_fill_in_a_currency_that_is_no_code_is_refused(quote_currency: object, fee_currency: object, message: str) -> None:
+    with pytest.raises(InvalidEntry, match=message):
+        fill_entry(
+            "f-1", T0, "AAPL", Side.BUY, d("1"), d("10"), quote_currency, d("0.35"), fee_currency, PositionState("AAPL"),  # type: ignore[arg-type]
+        )  # fmt: skip
+
+
+@given(journals())
 def test_position_quantities_equal_the_fold_of_fills(booked: Booked) -> None:
     folded = fold_fills(booked.fills)
     signed: dict[str, Decimal] = defaultdict(Decimal)
