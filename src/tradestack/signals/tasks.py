@@ -1,15 +1,21 @@
-"""`tradestack serve signals`: keep the promoted model's signals fresh in the shared cache."""
+"""Keeping the promoted model's signals computed: `tradestack serve signals`, and the API's own warmer when its cache
+is its own (no Redis: nothing else fills it)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from tradestack.core.errors import TradestackError
+from tradestack.kit.aio import stop_tasks, wait_event
 from tradestack.kit.logging import get_logger
 from tradestack.kit.runtime import Runtime
-from tradestack.signals.service import SignalService
+from tradestack.signals.service import COMPUTING, SignalService
 
 log = get_logger(__name__)
+
+WARM_INTERVAL_SECONDS = 2.0
+"""How often the API's warmer looks for a newly promoted model or an expired answer (one indexed read and a cache
+look-up when there is nothing to do)."""
 
 
 async def run_signals(runtime: Runtime, interval: float) -> None:
@@ -22,3 +28,33 @@ async def run_signals(runtime: Runtime, interval: float) -> None:
         except TradestackError as exc:
             log.warning("signals_not_refreshed", reason=exc.detail)
         await asyncio.sleep(interval)
+
+
+async def start_signals_warmer(runtime: Runtime) -> None:
+    """An API start hook: with a process-local cache, compute the promoted model's signals in the background at
+    start-up, after every promotion (a first start's trainer promotes from a process of its own) and when the
+    cached answer expires, so that requests find them computed. Readiness does not wait for it."""
+    if runtime.settings.redis_url is not None:
+        return  # a shared cache: `tradestack serve signals` keeps it filled for every API process
+    stopping = asyncio.Event()
+    service = SignalService(runtime)
+
+    async def loop() -> None:
+        while not stopping.is_set():
+            try:
+                answer = await service.warm()
+                if answer is not None:
+                    log.info("signals_warmed", model=answer.model_version, as_of=answer.as_of.isoformat())
+            except TradestackError as exc:
+                log.warning("signals_not_warmed", reason=exc.detail)
+            except Exception:  # the warmer must never kill the process; requests compute (and report) themselves
+                log.exception("signals warmer failed")
+            await wait_event(stopping, WARM_INTERVAL_SECONDS)
+
+    task = asyncio.create_task(loop(), name="signals-warmer")
+
+    async def stop() -> None:
+        stopping.set()
+        await stop_tasks([task, *runtime.components.get_or_create(COMPUTING, dict).values()], "signals warmer")
+
+    runtime.closers.append(stop)

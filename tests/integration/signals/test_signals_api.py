@@ -64,11 +64,8 @@ async def test_signals_are_refused_until_a_model_is_promoted_then_served_ranked(
     assert set(listed[0]["metrics"]) == {"model", "momentum", "shuffled"}
     assert listed[0]["universe"] == list(SYMBOLS)
 
-    await service.promote(trained.model.version, actor_email="lead@example.com")
-    audit = await AuditService(runtime.database, runtime.clock).list(action="signals.model.promote")
-    assert [(e.target, e.outcome) for e in audit] == [(trained.model.version, "success")]
-
-    # The features and the model run off the event loop (they would stall every request and stream).
+    # The features and the model run off the event loop (they would stall every request and stream), whether the
+    # first request or the API's background warmer (it starts on the promotion) computes them.
     computed_on: list[threading.Thread] = []
     build = alpha.panel_from_bars
 
@@ -77,6 +74,9 @@ async def test_signals_are_refused_until_a_model_is_promoted_then_served_ranked(
         return build(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(alpha, "panel_from_bars", recording_build)
+    await service.promote(trained.model.version, actor_email="lead@example.com")
+    audit = await AuditService(runtime.database, runtime.clock).list(action="signals.model.promote")
+    assert [(e.target, e.outcome) for e in audit] == [(trained.model.version, "success")]
     one = await client.post("/api/trading/signals", json={"symbol": "ibm", "model": "lightgbm"}, headers=user.headers)
     assert computed_on
     assert threading.main_thread() not in computed_on
