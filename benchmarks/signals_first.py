@@ -9,8 +9,10 @@ background; the benchmark signs in as the admin and polls GET /api/models?kind=a
 a model is promoted. From that moment, for `--window` seconds, GET /api/health is polled every 10 ms
 on a connection of its own (the loop stall: its max and p99 latency), while the first GET
 /api/trading/signals and POST /api/trading/signals {"symbol": "MSFT"} (in the universe on the latest day) are sent together (their
-latency: the first served answer, 409s retried every 0.1 s until a 200). Medians over the rounds;
-the last line is ``RESULT name=signals_first ...`` with this tree's and the before tree's figures.
+latency: the first served answer, 409s retried every 0.1 s until a 200). Then the same server is
+restarted on its data directory (a promoted model there) and measured likewise from its readiness.
+Medians over the rounds; the last line is ``RESULT name=signals_first ...`` with this tree's (new_) and
+the before tree's (before_) figures, first start and restart (restart_).
 """
 
 from __future__ import annotations
@@ -18,9 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from harness import BIN, ROOT, clean_env, free_port, wait_ready
+from harness import BIN, clean_env, free_port, server
 
 from tradestack.identity.service import ADMIN_EMAIL
 
@@ -94,30 +94,21 @@ def first_signals(base: str, window: float, password: str) -> Round:
     return Round(answers["get"], answers["post"], ordered[-1], ordered[int(0.99 * (len(ordered) - 1))], len(ordered))
 
 
-def one_round(name: str, source: Path | None, window: float) -> Round:
+def one_round(name: str, source: Path | None, window: float) -> tuple[Round, Round]:
+    """The first start's figures, then those of a restart on the same data directory (a promoted model there)."""
     password = secrets.token_urlsafe(18)
     with tempfile.TemporaryDirectory(prefix=f"bench-signals-{name}-") as tmp:
         env = clean_env(TRADESTACK_ADMIN_PASSWORD=password, TRADESTACK_LOG_LEVEL="warning")
-        cwd = ROOT
         if source is not None:
             env["PYTHONPATH"] = str(source / "src")
-            cwd = source
-        port = free_port()
-        command = [str(BIN / "tradestack"), "up", "--port", str(port), "--data-dir", str(Path(tmp) / "var")]
-        base = f"http://127.0.0.1:{port}"
-        child = subprocess.Popen(
-            command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        try:
-            wait_ready(f"{base}/api/ready", child, timeout=300)
-            return first_signals(base, window, password)
-        finally:
-            child.terminate()
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait(10)
+        figures = []
+        for _ in ("first start", "restart"):
+            port = free_port()
+            command = [str(BIN / "tradestack"), "up", "--port", str(port), "--data-dir", str(Path(tmp) / "var")]
+            base = f"http://127.0.0.1:{port}"
+            with server(command, env, f"{base}/api/ready", ready_timeout=300):
+                figures.append(first_signals(base, window, password))
+        return figures[0], figures[1]
 
 
 def main() -> None:
@@ -129,25 +120,24 @@ def main() -> None:
     trees: list[tuple[str, Path | None]] = [("new", None)]
     if args.before is not None:
         trees.append(("before", args.before))
-    rounds: dict[str, list[Round]] = {name: [] for name, _ in trees}
+    rounds: dict[str, list[Round]] = {}
     for number in range(1, args.rounds + 1):
         for name, source in trees if number % 2 else reversed(trees):
-            result = one_round(name, source, args.window)
-            rounds[name].append(result)
-            print(
-                f"round {number} {name}: first GET {result.first_answer_s:.2f} s, first POST {result.post_answer_s:.2f} s; "
-                f"/api/health max {result.health_max_ms:.0f} ms, p99 {result.health_p99_ms:.0f} ms "
-                f"({result.health_polls} polls); load {os.getloadavg()[0]:.2f}",
-                flush=True,
-            )
+            for kind, result in zip(("", "restart_"), one_round(name, source, args.window), strict=True):
+                rounds.setdefault(f"{name}_{kind}", []).append(result)
+                print(
+                    f"round {number} {name} {'restart' if kind else 'first start'}: first GET {result.first_answer_s:.2f} s, "
+                    f"first POST {result.post_answer_s:.2f} s; /api/health max {result.health_max_ms:.0f} ms, "
+                    f"p99 {result.health_p99_ms:.0f} ms ({result.health_polls} polls); load {os.getloadavg()[0]:.2f}",
+                    flush=True,
+                )
     parts = []
-    for name, _ in trees:
-        done = rounds[name]
+    for key, done in rounds.items():
         parts += [
-            f"{name}_first_get_s={statistics.median(r.first_answer_s for r in done):.2f}",
-            f"{name}_first_post_s={statistics.median(r.post_answer_s for r in done):.2f}",
-            f"{name}_health_max_ms={statistics.median(r.health_max_ms for r in done):.0f}",
-            f"{name}_health_p99_ms={statistics.median(r.health_p99_ms for r in done):.0f}",
+            f"{key}first_get_s={statistics.median(r.first_answer_s for r in done):.2f}",
+            f"{key}first_post_s={statistics.median(r.post_answer_s for r in done):.2f}",
+            f"{key}health_max_ms={statistics.median(r.health_max_ms for r in done):.0f}",
+            f"{key}health_p99_ms={statistics.median(r.health_p99_ms for r in done):.0f}",
         ]
     print(f"RESULT name=signals_first {' '.join(parts)} load={os.getloadavg()[0]:.2f}")
 

@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 
 from tradestack.audit.service import AuditService, after_commit
-from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
+from tradestack.core.errors import ConflictError, NotFoundError, TradestackError, ValidationFailedError
 from tradestack.domain.instruments import InstrumentKind
 from tradestack.domain.marketdata import Bar
 from tradestack.kit.metrics import BATCHED
@@ -310,12 +310,22 @@ class SignalService:
         """Compute the promoted model's signals into the cache unless they are there already (or none is promoted).
 
         What the API's background warmer runs after a promotion, at start-up and when the cached answer expires,
-        so requests find the answer computed."""
+        so requests find the answer computed. A version whose computation failed is tried again only after
+        `SIGNALS_TTL_SECONDS` (requests meanwhile compute, and refuse, themselves)."""
         row = await self._promoted_row()
         if row is None or await self.runtime.cache.get(f"signals:{row.version}:latest") is not None:
             return None
-        row, booster = await self._promoted()
-        return await self._shared(row, booster)
+        failed = self.runtime.components.get_or_create(WARM_FAILED, dict)
+        now = self.runtime.clock.monotonic()
+        if row.version in failed and now - failed[row.version] < SIGNALS_TTL_SECONDS:
+            return None
+        try:
+            row, booster = await self._promoted()
+            return await self._shared(row, booster)
+        except TradestackError:
+            failed.clear()
+            failed[row.version] = now
+            raise
 
     async def _shared(self, row: Served, booster: lgb.Booster) -> SignalList:
         """Compute and cache `row`'s signals: one computation per version at a time, awaited by every caller
@@ -543,6 +553,7 @@ class _LoadedPredictor:
 
 BOOSTERS: Slot[dict[str, lgb.Booster]] = Slot("signals.boosters")  # the promoted alpha model, by version
 COMPUTING: Slot[dict[str, asyncio.Task[SignalList]]] = Slot("signals.computing")  # signals being computed, by version
+WARM_FAILED: Slot[dict[str, float]] = Slot("signals.warm_failed")  # version -> when warming it last failed (monotonic)
 PREDICTOR: Slot[_LoadedPredictor] = Slot("signals.predictor")
 LAST_BOOKS: Slot[dict[str, tuple[str, list[list[float]]]]] = Slot("signals.last_books")  # per symbol: (book ts, arrays)
 

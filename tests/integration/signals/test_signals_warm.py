@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from tradestack.signals.schemas import SignalList
 from tradestack.signals.service import FIRST_TRAINING_RETRY_SECONDS, SignalService
 
 from ..conftest import MakeUser
-from .test_signals_api import _store, _subset
+from .test_signals_api import _promoted, _store, _subset, _tamper
 
 
 async def test_signals_say_the_first_model_is_being_trained_with_retry_after_else_how_to_train_one(
@@ -62,10 +63,7 @@ async def _cached(runtime: Runtime, version: str) -> SignalList | None:
 async def test_the_promoted_models_signals_are_warmed_and_equal_a_fresh_computation_from_the_whole_history(
     runtime: Runtime,
 ) -> None:
-    await _store(runtime)
-    service = SignalService(runtime)
-    trained = await service.train(evaluate=False, rounds=10)
-    await service.promote(trained.model.version)
+    service, trained = await _promoted(runtime)
     version = trained.model.version
     if runtime.settings.redis_url is None:
         # The API's warmer computes them after the promotion, without a request (bounded wait, not a timing).
@@ -117,3 +115,19 @@ async def test_concurrent_first_requests_share_one_computation(
     # One panel for all of them (the warmer, when it started first, shares the same computation).
     assert built == [1]
     assert np.isfinite([s["score"] for s in responses[0].json()["signals"]]).all()
+
+
+async def test_a_model_that_fails_to_warm_is_not_retried_every_few_seconds_and_requests_still_say_why(
+    client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser
+) -> None:
+    from tradestack.core.errors import ServiceUnavailableError
+
+    user = await make_user()
+    service, trained = await _promoted(runtime)
+    _tamper(trained)
+    with contextlib.suppress(ServiceUnavailableError):  # unless the API's warmer met the failure first
+        await service.warm()
+    assert await service.warm() is None  # failed a moment ago: left until the cached answer's lifetime has passed
+    refused = await client.get("/api/trading/signals", headers=user.headers)
+    assert refused.status_code == 503
+    assert "fingerprint" in refused.json()["detail"]
