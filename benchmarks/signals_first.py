@@ -12,12 +12,14 @@ on a connection of its own (the loop stall: its max and p99 latency), while the 
 latency: the first served answer, 409s retried every 0.1 s until a 200). Then the same server is
 restarted on its data directory (a promoted model there) and measured likewise from its readiness.
 Medians over the rounds; the last line is ``RESULT name=signals_first ...`` with this tree's (new_) and
-the before tree's (before_) figures, first start and restart (restart_).
+the before tree's (before_) figures, first start and restart (restart_), and ``ratio=`` this tree's
+first answer after the promotion over the before tree's (nan without `--before`).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import secrets
 import statistics
@@ -139,7 +141,14 @@ def main() -> None:
             f"{key}health_max_ms={statistics.median(r.health_max_ms for r in done):.0f}",
             f"{key}health_p99_ms={statistics.median(r.health_p99_ms for r in done):.0f}",
         ]
-    print(f"RESULT name=signals_first {' '.join(parts)} load={os.getloadavg()[0]:.2f}")
+    # The change against what it replaces: this tree's first answer after the promotion over the before tree's.
+    ratio = (
+        statistics.median(r.first_answer_s for r in rounds["new_"])
+        / statistics.median(r.first_answer_s for r in rounds["before_"])
+        if "before_" in rounds
+        else math.nan
+    )
+    print(f"RESULT name=signals_first {' '.join(parts)} load={os.getloadavg()[0]:.2f} ratio={ratio:.3f}")
 
 
 if __name__ == "__main__":
