@@ -165,6 +165,10 @@ def up(
     trainers: list[Any] = []
     train_first_alpha = demo_data and not has_alpha
     if train_first_alpha:
+        from tradestack.signals.artifacts import mark_first_training
+
+        # Until the trainer starts (and names itself), this process stands for it: signals say a model is coming.
+        mark_first_training(settings.data_dir, os.getpid())
         console.print("first start: an alpha model will be trained on the stored daily bars in the background once serving")
     console.print(f"[green]database ready[/] ({settings.masked()['effective_database_url']}), instance {instance_id}")
     for user in seeded:
@@ -183,6 +187,10 @@ def up(
         if trainer.poll() is None:
             trainer.terminate()
             trainer.wait(10)
+    if train_first_alpha:
+        from tradestack.signals.artifacts import clear_first_training
+
+        clear_first_training(settings.data_dir)
     raise typer.Exit(code)
 
 
@@ -1398,8 +1406,11 @@ def data_import_lob(
 
 
 def _train_first_alpha(settings: Settings) -> None:
-    """On first start, train and promote an alpha on the stored equities when none is registered (no evaluation: seconds)."""
+    """On first start, train and promote an alpha on the stored equities when none is registered (no evaluation: seconds).
+
+    While it runs, the marker names this process (the API answers 409 "being trained" with Retry-After)."""
     from tradestack.core.errors import TradestackError
+    from tradestack.signals.artifacts import clear_first_training, mark_first_training
     from tradestack.signals.service import SignalService
 
     async def first(runtime: Any) -> str | None:
@@ -1413,7 +1424,11 @@ def _train_first_alpha(settings: Settings) -> None:
         await service.promote(trained.model.version, via="first start")
         return trained.model.version
 
-    outcome = _run_runtime(settings, first)
+    mark_first_training(settings.data_dir, os.getpid())
+    try:
+        outcome = _run_runtime(settings, first)
+    finally:
+        clear_first_training(settings.data_dir)
     if outcome is not None:
         console.print(f"first start: alpha model {outcome}")
 

@@ -82,10 +82,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
         admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
         me = httpx.get(f"{base}/api/auth/me", headers=admin)
         # A first start trains and promotes an alpha model in the background once serving: until then the
-        # signal routes answer 409 (no promoted model) - a case that failed then and passed on its rerun once
-        # the model was there (CI). Start from the served state, as a user would after the first minute. The
-        # first answer after the promotion computes the universe's signals: 4.3-4.6 s here quiet, over httpx's
-        # default 5 s under CI's load.
+        # signal routes answer 409 (the first model is being trained) - a case that failed then and passed on its
+        # rerun once the model was there (CI). Start from the served state, as a user would after the first minute.
+        # The server computes the promoted model's signals in the background (about a second after the promotion
+        # here under load); a request meanwhile waits for that computation, hence the generous timeout.
         while time.monotonic() < deadline + 120:
             served = httpx.get(f"{base}/api/trading/signals", headers=admin, timeout=60)
             if served.status_code != 409:

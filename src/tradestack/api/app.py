@@ -32,6 +32,7 @@ from tradestack.marketdata.tasks import start_market_data
 from tradestack.ops.endpoints import router as ops_router
 from tradestack.ops.probes import start_probes
 from tradestack.signals import endpoints as signals_endpoints
+from tradestack.signals.tasks import start_signals_warmer
 from tradestack.strategy.endpoints import backtests as backtests_router
 from tradestack.strategy.endpoints import strategies as strategies_router
 from tradestack.strategy.runner import start_strategies
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
                 start_equity_recorder,
                 start_strategies,
                 start_probes,
+                start_signals_warmer,
             ],
         ),
     )

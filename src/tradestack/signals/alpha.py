@@ -92,6 +92,12 @@ class Panel:
         return digest.hexdigest()
 
 
+def rows(panel: Panel, start: int, stop: int) -> Panel:
+    """The panel's days [start, stop) (views of its arrays)."""
+    arrays = [None if a is None else a[start:stop] for a in (panel.open, panel.high, panel.low, panel.volume)]
+    return Panel(panel.dates[start:stop], panel.symbols, panel.close[start:stop], *arrays)
+
+
 def rank_label(returns: Array) -> Array:
     """Per day (row), the returns' percentile rank minus 0.5 (ties averaged); NaN stays NaN, rows of fewer than 2 are NaN."""
     from scipy.stats import rankdata
@@ -396,12 +402,17 @@ def panel_from_bars(bars: Mapping[str, Sequence[Any]], *, close_only: Sequence[s
     index = {d: i for i, d in enumerate(dates)}
     symbols = sorted(bars)
     shape = (len(dates), len(symbols))
-    arrays = {name: np.full(shape, np.nan) for name in ("open", "high", "low", "close", "volume")}
+    names = ("open", "high", "low", "close", "volume")
+    arrays = {name: np.full(shape, np.nan) for name in names}
     for column, symbol in enumerate(symbols):
-        for bar in bars[symbol]:
-            row = index[bar.ts.date()]
-            for name, values in arrays.items():
-                values[row, column] = float(getattr(bar, name))
+        series = bars[symbol]
+        if not series:
+            continue
+        # One conversion of the symbol's values (float() of each Decimal, as before) and one scatter per field.
+        at = np.fromiter((index[bar.ts.date()] for bar in series), dtype=np.intp, count=len(series))
+        values = np.array([[bar.open, bar.high, bar.low, bar.close, bar.volume] for bar in series], dtype=np.float64)
+        for k, name in enumerate(names):
+            arrays[name][at, column] = values[:, k]
     ohlcv = not close_only and bool(np.nansum(arrays["volume"] > 0, axis=0).all())
     if not ohlcv:
         return Panel(tuple(dates), tuple(symbols), arrays["close"])

@@ -3,12 +3,18 @@
 A directory holds ``model.txt`` (LightGBM's text format), ``metadata.json`` and, for evaluated
 models, ``report.json`` and ``report.png``. The SHA-256 of ``model.txt`` is stored in the database;
 `load_model` refuses a file whose digest differs (tampered, truncated or swapped).
+
+While `tradestack up`'s first start trains the first alpha model (in a process of its own),
+``<data_dir>/models/first-start.pid`` names the process doing it: the API then says a model is on
+its way instead of that none exists.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +24,7 @@ if TYPE_CHECKING:
     import lightgbm as lgb
 
 MODEL_FILE = "model.txt"
+FIRST_TRAINING_FILE = "first-start.pid"
 
 
 def directory(data_dir: Path, kind: str, version: str) -> Path:
@@ -59,3 +66,36 @@ def load_text(target: Path, expected_sha256: str) -> str:
             "it was changed after training; promote another version or retrain"
         )
     return text.decode()
+
+
+def mark_first_training(data_dir: Path, pid: int) -> None:
+    """Record that process `pid` is training (or about to train) the first model."""
+    marker = data_dir / "models" / FIRST_TRAINING_FILE
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(pid))
+
+
+def clear_first_training(data_dir: Path) -> None:
+    """The first training is over (done, failed or stopped)."""
+    (data_dir / "models" / FIRST_TRAINING_FILE).unlink(missing_ok=True)
+
+
+def first_training_in_progress(data_dir: Path) -> bool:
+    """Whether the process the marker names is alive (a marker left by a killed process is ignored)."""
+    try:
+        pid = int((data_dir / "models" / FIRST_TRAINING_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    except OSError:
+        return False
+    with contextlib.suppress(OSError):
+        # A zombie (exited, not yet reaped by its parent) is not training any more.
+        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+            return False
+    return True

@@ -29,7 +29,10 @@ models = APIRouter(prefix="/api/models", tags=["signals"])
 predict = APIRouter(tags=["signals"])
 Reader = Annotated[Principal, require(Permission.MARKET_DATA_READ)]
 _REFUSALS: dict[int | str, dict[str, Any]] = {
-    409: {"description": "No promoted model, or the latest bar is older than max_age_days"},
+    409: {
+        "description": "No promoted model (while the first start trains the first one: with Retry-After), "
+        "or the latest bar is older than max_age_days"
+    },
     422: {"description": "Unknown symbol, or not in the model's universe on the as-of day"},
     503: {"description": "The promoted model's file is missing or does not match its fingerprint"},
 }

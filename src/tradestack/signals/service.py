@@ -21,13 +21,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import orjson
 
 from tradestack.audit.service import AuditService, after_commit
-from tradestack.core.errors import ConflictError, NotFoundError, ValidationFailedError
+from tradestack.core.errors import ConflictError, NotFoundError, TradestackError, ValidationFailedError
 from tradestack.domain.instruments import InstrumentKind
 from tradestack.domain.marketdata import Bar
 from tradestack.kit.metrics import BATCHED
@@ -35,6 +35,7 @@ from tradestack.kit.runtime import Runtime, Slot
 from tradestack.marketdata.service import BOOK_KEY, MAX_CANDLES, MarketDataService
 from tradestack.models.signals import SignalModelRow
 from tradestack.signals import alpha, artifacts, predictor
+from tradestack.signals.features.daily import LOOKBACK
 from tradestack.signals.metrics import PREDICTION_LATENCY, PREDICTIONS, TRADING_SIGNALS
 from tradestack.signals.outcomes import OutcomeService
 from tradestack.signals.repository import SignalModelRepository
@@ -50,6 +51,8 @@ PREDICT_CACHE_TTL_SECONDS = 5.0
 DEFAULT_PREDICT_LIMIT = "100/minute"
 """Per API key (or user) on POST /predict; TRADESTACK_RATE_LIMIT_ROUTES='{"POST /predict": "..."}' changes it."""
 _PROMOTED_TTL_SECONDS = 5.0
+FIRST_TRAINING_RETRY_SECONDS = 5
+"""Retry-After of the 409 while the first model is being trained (it takes ~10-20 s on a laptop)."""
 SIGNALS_TTL_SECONDS = 300.0
 LONG_SHORT_QUANTILE = 0.3
 _EPOCH = datetime(1900, 1, 1, tzinfo=UTC)
@@ -269,24 +272,81 @@ class SignalService:
     # -- serving ---------------------------------------------------------------------------------
 
     async def _promoted(self) -> tuple[Served, lgb.Booster]:
-        async with self.runtime.database.read_session() as session:
-            found = await SignalModelRepository(session).promoted(ALPHA)
-            row = Served.of(found) if found else None
+        row = await self._promoted_row()
         if row is None:
-            raise ConflictError(
-                "no promoted alpha model: train one with `tradestack signals train`, then `signals promote VERSION`"
-            )
+            raise self._none_promoted()
         loaded = self.runtime.components.get_or_create(BOOSTERS, dict)
         booster = loaded.get(row.version)
         if booster is None:
-            booster = artifacts.load_model(self.runtime.settings.data_dir / row.path, row.sha256)
+            # Off the event loop: the first load imports LightGBM (scikit-learn, scipy: 1.6-2.1 s here under load).
+            booster = await asyncio.to_thread(artifacts.load_model, self.runtime.settings.data_dir / row.path, row.sha256)
             loaded.clear()
             loaded[row.version] = booster
         return row, booster
 
+    def _none_promoted(self) -> ConflictError:
+        """409 when no alpha is promoted: "being trained" (with Retry-After) while `up`'s first start trains one."""
+        if artifacts.first_training_in_progress(self.runtime.settings.data_dir):
+            return ConflictError(
+                "the first alpha model is being trained (tradestack up's first start, in the background): "
+                f"retry in a few seconds (Retry-After: {FIRST_TRAINING_RETRY_SECONDS})",
+                headers={"Retry-After": str(FIRST_TRAINING_RETRY_SECONDS)},
+            )
+        return ConflictError(
+            "no promoted alpha model: train one with `tradestack signals train`, then `tradestack signals promote VERSION`"
+        )
+
+    async def _promoted_row(self) -> Served | None:
+        async with self.runtime.database.read_session() as session:
+            found = await SignalModelRepository(session).promoted(ALPHA)
+            return Served.of(found) if found else None
+
     async def refresh(self) -> SignalList:
         """Compute the promoted model's signals now and put them in the cache (what `serve signals` runs)."""
         row, booster = await self._promoted()
+        return await self._shared(row, booster)
+
+    async def warm(self) -> SignalList | None:
+        """Compute the promoted model's signals into the cache unless they are there already (or none is promoted).
+
+        What the API's background warmer runs after a promotion, at start-up and when the cached answer expires,
+        so requests find the answer computed. A version whose computation failed is tried again only after
+        `SIGNALS_TTL_SECONDS` (requests meanwhile compute, and refuse, themselves)."""
+        row = await self._promoted_row()
+        if row is None or await self.runtime.cache.get(f"signals:{row.version}:latest") is not None:
+            return None
+        failed = self.runtime.components.get_or_create(WARM_FAILED, dict)
+        now = self.runtime.clock.monotonic()
+        if row.version in failed and now - failed[row.version] < SIGNALS_TTL_SECONDS:
+            return None
+        try:
+            row, booster = await self._promoted()
+            return await self._shared(row, booster)
+        except TradestackError:
+            failed.clear()
+            failed[row.version] = now
+            raise
+
+    async def _shared(self, row: Served, booster: lgb.Booster) -> SignalList:
+        """Compute and cache `row`'s signals: one computation per version at a time, awaited by every caller
+        that asks meanwhile (the first requests after a promotion, the warmer) instead of one each."""
+        running = self.runtime.components.get_or_create(COMPUTING, dict)
+        task = running.get(row.version)
+        if task is None:
+            task = asyncio.create_task(self._store_computed(row, booster), name=f"signals-{row.version}")
+            running[row.version] = task
+
+            def finished(done: asyncio.Task[SignalList]) -> None:
+                if running.get(row.version) is done:
+                    del running[row.version]
+                if not done.cancelled():
+                    done.exception()  # retrieved: every waiter (if any is left) gets it raised
+
+            task.add_done_callback(finished)
+        # Shielded: a caller that goes away (a closed request) does not cancel the others' computation.
+        return await asyncio.shield(task)
+
+    async def _store_computed(self, row: Served, booster: lgb.Booster) -> SignalList:
         return await self._store(row, await self._compute(row, booster))
 
     async def _store(self, row: Served, answer: SignalList) -> SignalList:
@@ -299,10 +359,7 @@ class SignalService:
         """The promoted model's signals for its whole universe on the latest stored day (cached per version and day)."""
         row, booster = await self._promoted()
         cached = await self.runtime.cache.get(f"signals:{row.version}:latest")
-        if cached is not None:
-            answer = SignalList.model_validate_json(cached)
-        else:
-            answer = await self._store(row, await self._compute(row, booster))
+        answer = SignalList.model_validate_json(cached) if cached is not None else await self._shared(row, booster)
         await self._judge_alpha(answer)
         if max_age_days is not None:
             age = (self.runtime.clock.now().date() - answer.as_of).days
@@ -369,27 +426,68 @@ class SignalService:
         )
 
     async def _compute(self, row: Served, booster: lgb.Booster) -> SignalList:
-        """Score the universe's latest day. The panel, features and model run in a worker thread: the features of the
-        shipped universe's whole history took 4.4-5.5 s here (9 symbols, 27k bars, load ~16), time that on the event
-        loop would stall every request and WebSocket stream of the process."""
-        bars = await self.daily_bars(row.metadata["universe"])
-        return await asyncio.to_thread(_rank_latest, row, booster, bars)
+        """Score the universe's latest usable day (`MIN_SYMBOLS` symbols with a bar) from each symbol's last
+        `LATEST_BARS` daily bars up to it, or from the whole histories when those do not cover the features'
+        look-back on a common calendar (`latest_window`).
+
+        A day's features read only the `daily.LOOKBACK` days up to it, so its scores from those bars equal the
+        scores from the whole histories; the whole histories (27k bars of the shipped universe) took 2.4 s to load
+        on the event loop and their features 4.6 s in a worker thread here (load ~5), stalling every request of
+        the process meanwhile. The panel, features and model run in a worker thread."""
+        universe = row.metadata["universe"]
+        market = MarketDataService(self.runtime)
+        latest = [(await market.candles(s, "1d", start=None, end=None, limit=1)).bars for s in universe]
+        last = sorted((bars[-1].ts for bars in latest if bars), reverse=True)
+        window = None
+        if len(last) >= alpha.MIN_SYMBOLS:
+            # No later day has MIN_SYMBOLS symbols: the latest usable day is this one or before.
+            until = last[alpha.MIN_SYMBOLS - 1] + timedelta(days=1)
+            bars = {s: (await market.candles(s, "1d", start=None, end=until, limit=LATEST_BARS)).bars for s in universe}
+            window = await asyncio.to_thread(latest_window, bars, LATEST_BARS)
+        if window is None:
+            window = await asyncio.to_thread(latest_window, await self.daily_bars(universe), None)
+        return await asyncio.to_thread(_rank_latest, row, booster, window)
 
 
-def _rank_latest(row: Served, booster: lgb.Booster, bars: Mapping[str, Sequence[Bar]]) -> SignalList:
-    metadata = row.metadata
+LATEST_BARS = 4 * LOOKBACK
+"""Daily bars per symbol read to score the latest day: the look-back with room for symbols missing days."""
+
+
+@overload
+def latest_window(bars: Mapping[str, Sequence[Bar]], limit: int) -> tuple[alpha.Panel, int] | None: ...
+@overload
+def latest_window(bars: Mapping[str, Sequence[Bar]], limit: None) -> tuple[alpha.Panel, int]: ...
+def latest_window(bars: Mapping[str, Sequence[Bar]], limit: int | None) -> tuple[alpha.Panel, int] | None:
+    """The panel's rows that the latest usable day's features read (`LOOKBACK` up to it) and that day's row in them.
+
+    `bars` are each symbol's last `limit` bars up to some day no earlier than the latest usable one (None: whole
+    histories). None when they may not give the same rows as the whole histories would: a symbol cut at `limit`
+    starts after the window's first day (the calendar there may lack its older days), or the cut bars give no day
+    with `MIN_SYMBOLS` symbols or lack volumes (the whole histories might have them). With whole histories, a window
+    of up to `LOOKBACK` rows (fewer at the start)."""
     panel = alpha.panel_from_bars(bars)
+    cut = [s for s, series in bars.items() if limit is not None and len(series) >= limit]
+    usable = np.flatnonzero((~np.isnan(panel.close)).sum(axis=1) >= alpha.MIN_SYMBOLS)
+    if usable.size == 0:
+        if cut:
+            return None
+        raise ConflictError(f"no day has bars for {alpha.MIN_SYMBOLS} of the model's symbols: import daily bars")
+    t = int(usable[-1])
+    first = t - LOOKBACK + 1
+    if cut and (first < 0 or not panel.has_ohlcv or any(bars[s][0].ts.date() > panel.dates[first] for s in cut)):
+        return None
+    return alpha.rows(panel, max(first, 0), t + 1), t - max(first, 0)
+
+
+def _rank_latest(row: Served, booster: lgb.Booster, window: tuple[alpha.Panel, int]) -> SignalList:
+    metadata = row.metadata
+    panel, t = window
     names, x = panel.features()
     if names != metadata["features"]:
         raise ConflictError(
             f"model {row.version} was trained on {'close-only' if metadata['close_only'] else 'OHLCV'} features "
             "that the stored bars no longer give: retrain it"
         )
-    counts = (~np.isnan(panel.close)).sum(axis=1)
-    usable = np.flatnonzero(counts >= alpha.MIN_SYMBOLS)
-    if usable.size == 0:
-        raise ConflictError(f"no day has bars for {alpha.MIN_SYMBOLS} of the model's symbols: import daily bars")
-    t = int(usable[-1])
     present = np.flatnonzero(~np.isnan(panel.close[t]))
     scores = alpha.predict(booster, x[t : t + 1, present])[0]
     order = np.argsort(-scores, kind="stable")
@@ -454,6 +552,8 @@ class _LoadedPredictor:
 
 
 BOOSTERS: Slot[dict[str, lgb.Booster]] = Slot("signals.boosters")  # the promoted alpha model, by version
+COMPUTING: Slot[dict[str, asyncio.Task[SignalList]]] = Slot("signals.computing")  # signals being computed, by version
+WARM_FAILED: Slot[dict[str, float]] = Slot("signals.warm_failed")  # version -> when warming it last failed (monotonic)
 PREDICTOR: Slot[_LoadedPredictor] = Slot("signals.predictor")
 LAST_BOOKS: Slot[dict[str, tuple[str, list[list[float]]]]] = Slot("signals.last_books")  # per symbol: (book ts, arrays)
 

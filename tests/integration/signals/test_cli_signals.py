@@ -47,3 +47,17 @@ def test_import_lob_then_train_promote_and_show(tmp_path: Path) -> None:
     shown = _run(env, "signals", "show", version)
     assert "imported order book test-book" in shown
     assert "promoted" in shown
+
+
+def test_the_first_start_trainer_clears_the_being_trained_marker_when_it_ends(tmp_path: Path) -> None:
+    from tradestack.signals import artifacts
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESTACK_")}
+    env.update(TRADESTACK_DATA_DIR=str(tmp_path), COLUMNS="200")
+    _run(env, "db", "upgrade")
+    artifacts.mark_first_training(tmp_path, os.getpid())  # as `up` leaves it for the trainer it starts
+    assert artifacts.first_training_in_progress(tmp_path)
+    skipped = _run(env, "signals", "first-start")  # no equities stored: nothing to train on
+    assert "first start: alpha model skipped" in skipped
+    assert not artifacts.first_training_in_progress(tmp_path)
+    assert not (tmp_path / "models" / artifacts.FIRST_TRAINING_FILE).exists()

@@ -18,7 +18,7 @@ from tradestack.kit.runtime import Runtime
 from tradestack.marketdata import datasets
 from tradestack.marketdata.flows import import_datasets
 from tradestack.signals import alpha
-from tradestack.signals.service import SignalService
+from tradestack.signals.service import SignalService, Trained
 
 from ..conftest import MakeUser
 
@@ -39,6 +39,21 @@ def _subset() -> datasets.LoadedDataSet:
 
 async def _store(runtime: Runtime) -> None:
     await import_datasets(runtime, [_subset()])
+
+
+async def _promoted(runtime: Runtime) -> tuple[SignalService, Trained]:
+    """The subset stored, a quick model trained on it (no evaluation) and promoted."""
+    await _store(runtime)
+    service = SignalService(runtime)
+    trained = await service.train(evaluate=False, rounds=10)
+    await service.promote(trained.model.version)
+    return service, trained
+
+
+def _tamper(trained: Trained) -> None:
+    """Change the model file after training (its digest no longer matches)."""
+    model_file: Path = trained.directory / "model.txt"
+    model_file.write_text(model_file.read_text().replace("num_leaves=15", "num_leaves=16", 1))
 
 
 async def test_signals_are_refused_until_a_model_is_promoted_then_served_ranked(
@@ -64,11 +79,8 @@ async def test_signals_are_refused_until_a_model_is_promoted_then_served_ranked(
     assert set(listed[0]["metrics"]) == {"model", "momentum", "shuffled"}
     assert listed[0]["universe"] == list(SYMBOLS)
 
-    await service.promote(trained.model.version, actor_email="lead@example.com")
-    audit = await AuditService(runtime.database, runtime.clock).list(action="signals.model.promote")
-    assert [(e.target, e.outcome) for e in audit] == [(trained.model.version, "success")]
-
-    # The features and the model run off the event loop (they would stall every request and stream).
+    # The features and the model run off the event loop (they would stall every request and stream), whether the
+    # first request or the API's background warmer (it starts on the promotion) computes them.
     computed_on: list[threading.Thread] = []
     build = alpha.panel_from_bars
 
@@ -77,6 +89,9 @@ async def test_signals_are_refused_until_a_model_is_promoted_then_served_ranked(
         return build(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(alpha, "panel_from_bars", recording_build)
+    await service.promote(trained.model.version, actor_email="lead@example.com")
+    audit = await AuditService(runtime.database, runtime.clock).list(action="signals.model.promote")
+    assert [(e.target, e.outcome) for e in audit] == [(trained.model.version, "success")]
     one = await client.post("/api/trading/signals", json={"symbol": "ibm", "model": "lightgbm"}, headers=user.headers)
     assert computed_on
     assert threading.main_thread() not in computed_on
@@ -112,10 +127,7 @@ async def test_bad_requests_and_a_tampered_model_are_refused_with_reasons(
     client: httpx.AsyncClient, runtime: Runtime, make_user: MakeUser
 ) -> None:
     user = await make_user()
-    await _store(runtime)
-    service = SignalService(runtime)
-    first = await service.train(evaluate=False, rounds=10)
-    await service.promote(first.model.version)
+    service, first = await _promoted(runtime)
     unknown = await client.post("/api/trading/signals", json={"symbol": "NOPE"}, headers=user.headers)
     assert unknown.status_code == 422
     assert "NOPE" in unknown.json()["detail"]
@@ -128,8 +140,7 @@ async def test_bad_requests_and_a_tampered_model_are_refused_with_reasons(
 
     runtime.clock = _later(runtime)
     second = await service.train(evaluate=False, rounds=10)
-    model_file: Path = second.directory / "model.txt"
-    model_file.write_text(model_file.read_text().replace("num_leaves=15", "num_leaves=16", 1))
+    _tamper(second)
     from tradestack.core.errors import ServiceUnavailableError
 
     with pytest.raises(ServiceUnavailableError, match="fingerprint"):

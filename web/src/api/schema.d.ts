@@ -7984,7 +7984,7 @@ export interface operations {
           "application/json": components["schemas"]["Error"];
         };
       };
-      /** @description No promoted model, or the latest bar is older than max_age_days */
+      /** @description No promoted model (while the first start trains the first one: with Retry-After), or the latest bar is older than max_age_days */
       409: {
         headers: {
           [name: string]: unknown;
@@ -8078,7 +8078,7 @@ export interface operations {
           "application/json": components["schemas"]["Error"];
         };
       };
-      /** @description No promoted model, or the latest bar is older than max_age_days */
+      /** @description No promoted model (while the first start trains the first one: with Retry-After), or the latest bar is older than max_age_days */
       409: {
         headers: {
           [name: string]: unknown;

@@ -20,6 +20,10 @@ Array = npt.NDArray[np.float64]
 WINDOWS = (5, 10, 20, 30, 60)
 """Default look-back windows in bars, as Alpha158."""
 
+LOOKBACK = max(WINDOWS) + 1
+"""Rows a feature at row t reads with the default windows: t and the `max(WINDOWS)` before it (a window of
+changes, or ``ROC60``'s lag, reaches one row before the window of closes)."""
+
 EPS = 1e-12
 """Added to denominators that can be zero."""
 
