@@ -135,14 +135,24 @@ class SignalService:
     async def daily_bars(
         self, symbols: Sequence[str], *, start: date | None = None, end: date | None = None
     ) -> dict[str, list[Bar]]:
-        """Daily bars of `symbols` between `start` and `end` (inclusive), per symbol."""
+        """Daily bars of `symbols` between `start` and `end` (inclusive), per symbol: every one, read a page of
+        `MAX_CANDLES` (the candles query's limit) at a time."""
         market = MarketDataService(self.runtime)
         lo = datetime(start.year, start.month, start.day, tzinfo=UTC) if start else _EPOCH
         hi = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1) if end else None
         bars: dict[str, list[Bar]] = {}
         for symbol in symbols:
-            candles = await market.candles(symbol, "1d", start=lo, end=hi, limit=MAX_CANDLES)
-            bars[symbol] = candles.bars
+            series: list[Bar] = []
+            page_start = lo
+            while True:
+                page = (await market.candles(symbol, "1d", start=page_start, end=hi, limit=MAX_CANDLES)).bars
+                series.extend(page)
+                if len(page) < MAX_CANDLES:
+                    break
+                page_start = page[-1].ts + timedelta(days=1)  # the next candle's interval starts after the last one's
+                if hi is not None and page_start >= hi:
+                    break
+            bars[symbol] = series
         return bars
 
     async def panel(self, symbols: Sequence[str], *, start: date | None = None, end: date | None = None) -> alpha.Panel:

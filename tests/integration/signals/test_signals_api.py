@@ -216,3 +216,19 @@ async def test_ml_model_accuracy_of_the_alpha_is_judged_from_stored_prices_once_
     (row,) = await listed()
     assert (row["hits"], row["calls"], row["pending"]) == (sum(agree), len(agree), 0)
     assert row["accuracy"] == pytest.approx(accuracy())
+
+
+async def test_daily_bars_reads_every_bar_of_a_series_longer_than_one_candles_page(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The candles query returns at most MAX_CANDLES: a longer history is read page by page, none lost at either end."""
+    await _store(runtime)
+    service = SignalService(runtime)
+    whole = (await service.daily_bars(["MSFT"]))["MSFT"]
+    assert len(whole) > 50
+    monkeypatch.setattr("tradestack.signals.service.MAX_CANDLES", 7)  # pages of 7 over the stored history
+    paged = (await service.daily_bars(["MSFT"]))["MSFT"]
+    assert [bar.ts for bar in paged] == [bar.ts for bar in whole]
+    assert paged == whole
+    window = (await service.daily_bars(["MSFT"], start=whole[10].ts.date(), end=whole[30].ts.date()))["MSFT"]
+    assert window == whole[10:31]
