@@ -9,7 +9,6 @@ uvicorn, which stops accepting connections, lets in-flight requests finish (up t
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -21,23 +20,12 @@ from fastapi import FastAPI
 from tradestack.kit import gcpolicy
 from tradestack.kit.aio import stop_tasks
 from tradestack.kit.logging import get_logger
-from tradestack.kit.metrics import GC_PAUSE, mark_worker_exited
+from tradestack.kit.metrics import mark_worker_exited
 from tradestack.kit.runtime import Runtime
 from tradestack.kit.web import DrainState
 
 log = get_logger(__name__)
 DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-GC_REPORT_SECONDS = 5.0
-SLOW_GC_PAUSE_SECONDS = 0.1
-
-
-async def report_gc_pauses(policy: gcpolicy.FreezeSurvivors, every: float = GC_REPORT_SECONDS) -> None:
-    """Every `every` seconds: the collector's pauses into `python_gc_pause_seconds`, a warning for a long one."""
-    while True:
-        await asyncio.sleep(every)
-        longest = gcpolicy.observe(policy.drain(), GC_PAUSE)
-        if longest >= SLOW_GC_PAUSE_SECONDS:
-            log.warning("gc_pause", longest_ms=round(longest * 1000, 1), frozen=gc.get_freeze_count(), thaws=policy.thaws)
 
 
 def install_drain_handlers(drain: DrainState, delay_seconds: float) -> Callable[[], None]:
@@ -85,7 +73,7 @@ def lifespan_for(
         # process: keep it out of the cyclic collector, whose full passes otherwise stall the loop; and
         # (by default) what survives a full pass later, such as the objects of each WebSocket connection.
         gcpolicy.POLICY.install(freeze_survivors=runtime.settings.gc_freeze_survivors)
-        gc_reporter = asyncio.create_task(report_gc_pauses(gcpolicy.POLICY), name="gc-pauses")
+        gc_reporter = asyncio.create_task(gcpolicy.report_pauses(gcpolicy.POLICY), name="gc-pauses")
         restore = install_drain_handlers(drain, runtime.settings.drain_seconds)
         log.info("started", environment=runtime.settings.environment, database=runtime.database.dialect)
         try:

@@ -23,7 +23,7 @@ never an edit.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import (
@@ -378,14 +378,21 @@ def deposit(entry_id: str, ts: datetime, currency: str, amount: Decimal, referen
     )
 
 
-def _fee_postings(fee: Decimal, fee_currency: str) -> tuple[Posting, ...]:
+def _fee_postings(
+    fee: Decimal,
+    fee_currency: str,
+    post: Callable[..., Posting] = Posting,
+    account: Callable[[AccountKind, str], Account] = Account._of,
+) -> tuple[Posting, ...]:
+    """Debit ``fees:{currency}``, credit ``cash:{currency}`` (none for a zero fee); `post` and `account` build the
+    postings and their accounts (`fill_entry_with_effect` passes its unchecked ones for known currencies)."""
     if type(fee) is not Decimal or not fee.is_finite():
         fee = _entry_decimal("fee", fee)
     if fee == 0:
         return ()
     return (
-        Posting(Account.fees(fee_currency), fee_currency, fee),
-        Posting(Account.cash(fee_currency), fee_currency, _negative(fee)),
+        post(account(_ACCOUNT_KIND_FEES, fee_currency), fee_currency, fee, None),
+        post(account(_ACCOUNT_KIND_CASH, fee_currency), fee_currency, _negative(fee), None),
     )
 
 
@@ -494,11 +501,7 @@ def fill_entry_with_effect(
     postings.append(post(account(_ACCOUNT_KIND_CASH, quote_currency), quote_currency, cash_amount, None))
     if realized != 0:
         postings.append(post(account(_ACCOUNT_KIND_REALIZED_PNL, quote_currency), quote_currency, realized, None))
-    if type(fee) is not Decimal or not fee.is_finite():
-        fee = _entry_decimal("fee", fee)
-    if fee != 0:
-        postings.append(post(account(_ACCOUNT_KIND_FEES, fee_currency), fee_currency, fee, None))
-        postings.append(post(account(_ACCOUNT_KIND_CASH, fee_currency), fee_currency, _negative(fee), None))
+    postings.extend(_fee_postings(fee, fee_currency, post, account))
     return JournalEntry(entry_id, ts, _ENTRY_KIND_FILL, tuple(postings), reference), effect
 
 

@@ -15,16 +15,22 @@ pass visits everything once, frees those cycles, and the survivors are frozen ag
 pass, rarely (never while the set of connections stays stable).
 
 Every collection's pause is recorded (a bounded deque: the callback runs in whatever thread
-allocated, so it takes no lock) and `drain` hands them to `python_gc_pause_seconds`.
+allocated, so it takes no lock) and `report_pauses` publishes them as `python_gc_pause_seconds`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
+
+from tradestack.kit.logging import get_logger
+from tradestack.kit.metrics import GC_PAUSE
+
+log = get_logger(__name__)
 
 OLDEST = 2  # CPython's generations are 0, 1 and 2
 
@@ -128,12 +134,17 @@ class FreezeSurvivors:
 
 
 POLICY = FreezeSurvivors()
+REPORT_SECONDS = 5.0
+SLOW_PAUSE_SECONDS = 0.1
 
 
-def observe(pauses: list[tuple[int, float]], histogram: Any) -> float:
-    """Observe each pause in `histogram` (labelled by generation); the longest, 0 without any."""
-    longest = 0.0
-    for generation, seconds in pauses:
-        histogram.labels(generation=str(generation)).observe(seconds)
-        longest = max(longest, seconds)
-    return longest
+async def report_pauses(policy: FreezeSurvivors, every: float = REPORT_SECONDS) -> None:
+    """Every `every` seconds: the pauses `policy` recorded into `python_gc_pause_seconds`, a warning for a long one."""
+    while True:
+        await asyncio.sleep(every)
+        longest = 0.0
+        for generation, seconds in policy.drain():
+            GC_PAUSE.labels(generation=str(generation)).observe(seconds)
+            longest = max(longest, seconds)
+        if longest >= SLOW_PAUSE_SECONDS:
+            log.warning("gc_pause", longest_ms=round(longest * 1000, 1), frozen=gc.get_freeze_count(), thaws=policy.thaws)

@@ -10,9 +10,8 @@ from collections.abc import Callable
 import pytest
 from prometheus_client import REGISTRY
 
-from tradestack.api.lifecycle import report_gc_pauses
 from tradestack.kit.aio import stop_tasks
-from tradestack.kit.gcpolicy import FreezeSurvivors
+from tradestack.kit.gcpolicy import FreezeSurvivors, report_pauses
 
 
 class FakeCollector:
@@ -182,7 +181,7 @@ async def test_the_reporter_publishes_the_pauses_by_generation() -> None:
         collector.collect(2)
         collector.collect(0)
         collector.collect(0)
-        task = asyncio.create_task(report_gc_pauses(policy, every=0.01))
+        task = asyncio.create_task(report_pauses(policy, every=0.01))
         for _ in range(200):
             await asyncio.sleep(0.01)
             if not policy.pauses:
