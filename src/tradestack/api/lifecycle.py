@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from tradestack.kit import gcpolicy
 from tradestack.kit.aio import stop_tasks
 from tradestack.kit.logging import get_logger
+from tradestack.kit.loopwatch import LoopWatch
 from tradestack.kit.metrics import mark_worker_exited
 from tradestack.kit.runtime import Runtime
 from tradestack.kit.web import DrainState
@@ -74,6 +75,11 @@ def lifespan_for(
         # (by default) what survives a full pass later, such as the objects of each WebSocket connection.
         gcpolicy.POLICY.install(freeze_survivors=runtime.settings.gc_freeze_survivors)
         gc_reporter = asyncio.create_task(gcpolicy.report_pauses(gcpolicy.POLICY), name="gc-pauses")
+        watch = None
+        if runtime.settings.loop_stall_ms > 0:
+            stall = runtime.settings.loop_stall_ms / 1000
+            watch = LoopWatch(tick=min(0.02, stall / 2), stall=stall)
+            watch.start(asyncio.get_running_loop())
         restore = install_drain_handlers(drain, runtime.settings.drain_seconds)
         log.info("started", environment=runtime.settings.environment, database=runtime.database.dialect)
         try:
@@ -82,6 +88,8 @@ def lifespan_for(
             drain.begin()
             restore()
             await stop_tasks([gc_reporter], "gc pause reporter")
+            if watch is not None:
+                watch.stop()
             gcpolicy.POLICY.uninstall()
             await runtime.close()
             mark_worker_exited()

@@ -255,6 +255,13 @@ class Settings(BaseSettings):
         "only objects that became long-lived since (pauses of 60-210 ms with 1,000 WebSocket clients otherwise); "
         "the frozen set is unfrozen for one full pass whenever it has doubled.",
     )
+    loop_stall_ms: float = Field(
+        default=100.0,
+        ge=0,
+        le=60_000,
+        description="Log `loop_stall` with the stacks of the event loop's thread (and of any other thread running "
+        "Python) when the loop runs this late; 0 turns the watch off (event_loop_lag_seconds is then not measured).",
+    )
     ws_heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600, description="Heartbeat interval on /ws.")
     ws_auth_timeout_seconds: float = Field(default=10.0, gt=0, le=300, description="Time to authenticate on /ws.")
     ws_compression: bool = Field(

@@ -172,6 +172,11 @@ GC_PAUSE = Histogram(
     ["generation"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+EVENT_LOOP_LAG = Histogram(
+    "event_loop_lag_seconds",
+    "How late the event loop ran a callback due every 20 ms: the wait everything on the loop had then.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 WEBSOCKET_CONNECTIONS_ACTIVE = Gauge(
     "websocket_connections_active",
     "Authenticated WebSocket connections open right now.",
