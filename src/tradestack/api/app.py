@@ -24,6 +24,7 @@ from tradestack.books.endpoints import router as accounts_router
 from tradestack.books.tasks import start_equity_recorder
 from tradestack.identity import endpoints as identity_endpoints
 from tradestack.identity.browser import browser as browser_session_router
+from tradestack.identity.service import start_identity
 from tradestack.kit.config import Settings, get_settings
 from tradestack.kit.logging import configure_logging
 from tradestack.kit.runtime import Runtime
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
         lifespan=lifespan_for(
             runtime_factory or (lambda: Runtime.open(settings)),
             on_start=[
+                start_identity,
                 start_audit_chainer,
                 start_market_data,
                 start_engine,

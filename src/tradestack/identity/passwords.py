@@ -30,8 +30,15 @@ class Passwords:
         )
         self.min_length = settings.password_min_length
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
-        # Made once, up front: computing it on first use would make that first miss slower.
-        self._decoy_hash = self.hasher.hash(secrets.token_urlsafe(16))
+        # The hash an unknown user's password is checked against. Made by `prepare` at start-up, in a thread: a hash
+        # takes ~0.1-0.2 s, which on the event loop stalled every request and WebSocket frame of the process.
+        self._decoy_hash: str | None = None
+
+    async def prepare(self) -> None:
+        """Make the decoy hash now (in a thread), so that no login pays for it: a first miss would otherwise be slower."""
+        if self._decoy_hash is None:
+            decoy = await asyncio.to_thread(self.hasher.hash, secrets.token_urlsafe(16))
+            self._decoy_hash = self._decoy_hash or decoy
 
     def problems(self, password: str) -> list[str]:
         """Why a new password is not acceptable (empty when it is)."""
@@ -55,8 +62,9 @@ class Passwords:
     async def verify(self, stored_hash: str | None, password: str) -> bool:
         """True when `password` matches; with no stored hash, spend the same time and return False."""
         if stored_hash is None:
+            await self.prepare()
             async with self._slots:
-                await asyncio.to_thread(self._verify_sync, self._decoy_hash, password)
+                await asyncio.to_thread(self._verify_sync, self._decoy_hash or "", password)
             return False
         async with self._slots:
             return await asyncio.to_thread(self._verify_sync, stored_hash, password)

@@ -827,3 +827,8 @@ async def seed_users(service: IdentityService) -> tuple[list[SeededUser], str | 
     trader = await service.create_user(DEMO_TRADER_EMAIL, trader_password, Role.TRADER)
     seeded.append(SeededUser(DEMO_TRADER_EMAIL, Role.TRADER, trader_password))
     return seeded, trader.id
+
+
+async def start_identity(runtime: Runtime) -> None:
+    """Create this process's identity components before the first request; the decoy password hash in a thread."""
+    await components(runtime).passwords.prepare()

@@ -7,8 +7,8 @@ quote, a request). Each lateness goes to ``event_loop_lag_seconds``.
 A lag says that the loop stalled, not why. A daemon thread (``loop-watch``) therefore wakes every
 `tick` seconds and, when the loop's last beat is older than `stall` seconds, takes the stack of the
 loop's thread at that moment (`sys._current_frames`: a snapshot, no tracing, nothing paid when the
-loop is on time) and of every other thread that is running Python code (one of them may hold the
-interpreter lock the loop waits for, a feed or a collector pass triggered there). When the loop
+loop is on time) and of every other thread the kernel has running rather than asleep (one of them may
+hold the interpreter lock the loop waits for: a feed, or a collector pass triggered there). When the loop
 beats again, the stall is logged once as ``loop_stall`` with its length and those stacks, so the
 cause of a slow quote can be read from the log instead of guessed.
 """
@@ -114,27 +114,36 @@ class LoopWatch:
             self._sample = self.sample(waited)
 
     def sample(self, waited: float) -> Stall:
-        """The stacks now: the loop's thread, and each other thread that is not parked in a wait."""
+        """The stacks now: the loop's thread, and each other thread that the kernel has running (not asleep)."""
         frames = sys._current_frames()
-        names = {thread.ident: thread.name for thread in threading.enumerate()}
         me = threading.get_ident()
         loop_frame = frames.get(self._loop_thread)
         others: dict[str, list[str]] = {}
-        for ident, frame in frames.items():
-            if ident in (self._loop_thread, me):
+        for thread in threading.enumerate():
+            ident = thread.ident
+            if ident is None or ident in (self._loop_thread, me) or ident not in frames:
                 continue
-            stack = _innermost(frame)
-            if stack and not _parked(stack[-1]):
-                others[names.get(ident, str(ident))] = stack
+            if _state(thread.native_id) in _ASLEEP:
+                continue
+            others[thread.name] = _innermost(frames[ident])
         return Stall(waited, _innermost(loop_frame) if loop_frame is not None else [], others)
 
 
-_PARKED = (" wait", " _wait", " select", " poll", " get", " sleep", " accept", " recv", " read", " acquire", " join")
+_ASLEEP = frozenset("SIt")  # sleeping (a wait, a select, a blocked read), idle, stopped by a tracer
 
 
-def _parked(innermost: str) -> bool:
-    """A thread idling in a wait/select/get (threading, queue, selectors, sockets) holds no interpreter lock."""
-    return innermost.endswith(_PARKED)
+def _state(native_id: int | None) -> str:
+    """The kernel's state letter of a thread of this process (R running, D in I/O, S asleep…); "?" when unknown.
+
+    A stack cannot tell a thread parked in a C-level wait (a queue's get, a selector) from one computing inside a C
+    call; the kernel can."""
+    if native_id is None:
+        return "?"
+    try:
+        with open(f"/proc/self/task/{native_id}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return "?"
 
 
 def _log_stall(lag: float, stall: Stall) -> None:

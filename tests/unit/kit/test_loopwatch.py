@@ -34,6 +34,8 @@ async def test_a_stall_is_logged_once_with_the_loop_threads_stack_and_a_busy_thr
     watch = LoopWatch(tick=0.01, stall=0.05, on_stall=lambda lag, stall: stalls.append((lag, stall)))
     stop_spinning = threading.Event()
     spinner = threading.Thread(target=_spin, args=(stop_spinning,), name="busy-feed", daemon=True)
+    parked = threading.Thread(target=stop_spinning.wait, name="parked", daemon=True)
+    parked.start()
     beats_before = _lag_count()
     watch.start(asyncio.get_running_loop())
     try:
@@ -46,6 +48,7 @@ async def test_a_stall_is_logged_once_with_the_loop_threads_stack_and_a_busy_thr
         stop_spinning.set()
         watch.stop()
         spinner.join()
+        parked.join()
     assert len(stalls) == 1
     lag, stall = stalls[0]
     assert lag >= 0.25
@@ -53,6 +56,7 @@ async def test_a_stall_is_logged_once_with_the_loop_threads_stack_and_a_busy_thr
     assert any("_hold_the_loop" in frame for frame in stall.loop_stack), stall.loop_stack
     assert "busy-feed" in stall.other_stacks
     assert "loop-watch" not in stall.other_stacks
+    assert "parked" not in stall.other_stacks  # asleep in a wait: it holds nothing the loop needs
     assert _lag_count() > beats_before + 5
 
 
