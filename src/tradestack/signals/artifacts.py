@@ -11,7 +11,6 @@ its way instead of that none exists.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -69,10 +68,12 @@ def load_text(target: Path, expected_sha256: str) -> str:
 
 
 def mark_first_training(data_dir: Path, pid: int) -> None:
-    """Record that process `pid` is training (or about to train) the first model."""
+    """Record that process `pid` is training (or about to train) the first model: its pid and its start time, so
+    that a marker left by a killed trainer is not taken for a live one when another process gets the pid later."""
     marker = data_dir / "models" / FIRST_TRAINING_FILE
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(str(pid))
+    started = _started(pid)
+    marker.write_text(f"{pid} {started}" if started is not None else str(pid))
 
 
 def clear_first_training(data_dir: Path) -> None:
@@ -81,10 +82,13 @@ def clear_first_training(data_dir: Path) -> None:
 
 
 def first_training_in_progress(data_dir: Path) -> bool:
-    """Whether the process the marker names is alive (a marker left by a killed process is ignored)."""
+    """Whether the process the marker names is alive and is the one that wrote it (a marker left by a killed process
+    is ignored, even once its pid belongs to another process)."""
     try:
-        pid = int((data_dir / "models" / FIRST_TRAINING_FILE).read_text().strip())
-    except (OSError, ValueError):
+        fields = (data_dir / "models" / FIRST_TRAINING_FILE).read_text().split()
+        pid = int(fields[0])
+        recorded = int(fields[1]) if len(fields) > 1 else None
+    except (OSError, ValueError, IndexError):
         return False
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
@@ -94,8 +98,23 @@ def first_training_in_progress(data_dir: Path) -> bool:
         return True
     except OSError:
         return False
-    with contextlib.suppress(OSError):
-        # A zombie (exited, not yet reaped by its parent) is not training any more.
-        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-            return False
-    return True
+    stat = _stat(pid)
+    if stat is None:
+        return True  # no /proc to tell more: alive is all we know
+    if stat[0] == "Z":  # a zombie (exited, not yet reaped by its parent) is not training any more
+        return False
+    return recorded is None or stat[1] == recorded
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks since boot) of a process, from /proc; None where unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[19])  # fields 3 and 22 of proc(5): the name, which may hold spaces, is cut off
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _started(pid: int) -> int | None:
+    stat = _stat(pid)
+    return stat[1] if stat is not None else None

@@ -115,3 +115,17 @@ def test_the_first_training_marker_names_a_live_process(tmp_path: Path) -> None:
     artifacts.clear_first_training(tmp_path)
     assert not artifacts.first_training_in_progress(tmp_path)
     artifacts.clear_first_training(tmp_path)  # twice is fine
+
+
+def test_a_marker_whose_pid_now_belongs_to_another_process_is_not_taken_for_the_trainer(tmp_path: Path) -> None:
+    artifacts.mark_first_training(tmp_path, os.getpid())
+    marker = tmp_path / "models" / artifacts.FIRST_TRAINING_FILE
+    pid, started = marker.read_text().split()
+    assert int(pid) == os.getpid()
+    # The trainer was killed and its pid went to this process, started at another time.
+    marker.write_text(f"{pid} {int(started) - 1}")
+    assert not artifacts.first_training_in_progress(tmp_path)
+    marker.write_text(pid)  # a marker of the earlier format (pid only): alive is all that can be told
+    assert artifacts.first_training_in_progress(tmp_path)
+    marker.write_text("not a pid")
+    assert not artifacts.first_training_in_progress(tmp_path)
