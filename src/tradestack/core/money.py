@@ -34,12 +34,10 @@ def ascii_decimal_text(value: object) -> object:
     return value
 
 
-def _exact_context(value: Decimal) -> Context:
-    """A context with enough precision that no operation on `value` rounds."""
-    _, digits, exponent = value.as_tuple()
-    if not isinstance(exponent, int):
-        raise ValueError(f"not a finite decimal number: {value!r}")
-    return Context(prec=len(digits) + abs(exponent) + 2, Emax=MAX_EMAX, Emin=MIN_EMIN)
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+"""A context in which `normalize`, `quantize` and `to_integral_value` never round (the result's digits are what they
+cost, not the precision): one for every call instead of a context sized to each value."""
+_ONE = Decimal(1)
 
 
 def canonical(value: Decimal) -> Decimal:
@@ -50,10 +48,9 @@ def canonical(value: Decimal) -> Decimal:
     """
     if not value.is_finite():
         raise ValueError(f"not a finite decimal number: {value!r}")
-    context = _exact_context(value)
-    if value == value.to_integral_value(context=context):
-        return value.quantize(Decimal(1), context=context)
-    return value.normalize(context=context)
+    if value == value.to_integral_value(context=_EXACT):
+        return value.quantize(_ONE, context=_EXACT)
+    return value.normalize(context=_EXACT)
 
 
 def plain(value: Decimal) -> str:
