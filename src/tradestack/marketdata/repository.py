@@ -23,6 +23,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     type_coerce,
     update,
 )
@@ -47,6 +48,26 @@ SQLiteBar = tuple[str, str, str, str, str, str]
 
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 _SQLITE_BARS = "SELECT ts, open, high, low, close, volume FROM bars WHERE symbol = ? AND resolution = ?"
+
+
+_FINEST_FIRST = sorted(Timeframe, key=lambda t: t.seconds)
+
+
+def _stored_sql(symbol: str) -> str:
+    """`BarRepository.stored`'s query, `symbol` its placeholder (the resolutions are the enum's own values)."""
+    columns = []
+    for resolution in _FINEST_FIRST:
+        series = f"symbol = {symbol} AND resolution = '{resolution.value}'"
+        columns += [
+            f"EXISTS (SELECT 1 FROM bars WHERE {series})",  # noqa: S608 - constants and a placeholder, nothing given
+            f"(SELECT version FROM bar_versions WHERE {series})",  # noqa: S608
+            f"(SELECT closed_version FROM bar_versions WHERE {series})",  # noqa: S608
+        ]
+    return "SELECT " + ", ".join(columns)
+
+
+_STORED_SQLITE = _stored_sql("?1")
+_STORED_POSTGRESQL = text(_stored_sql(":symbol"))
 
 
 def sqlite_time(ts: datetime) -> str:
@@ -441,21 +462,16 @@ class BarRepository:
     async def stored(self, symbol: str) -> dict[Timeframe, SeriesVersion | None]:
         """Resolutions stored for `symbol`, finest first, each with its series' version (None when it has no row yet).
 
-        One query: per resolution an index probe into `bars` and a primary-key read of `bar_versions`.
+        One query (`_STORED`, written once): per resolution an index probe into `bars` and a
+        primary-key read of `bar_versions`. Read on every candles request, so no statement is built.
         """
-        known = sorted(Timeframe, key=lambda t: t.seconds)
-        columns: list[Any] = []
-        for index, resolution in enumerate(known):
-            series = (BarVersionRow.symbol == symbol) & (BarVersionRow.resolution == resolution.value)
-            columns += [
-                exists().where(BarRow.symbol == symbol, BarRow.resolution == resolution.value).label(f"r{index}"),
-                select(BarVersionRow.version).where(series).scalar_subquery().label(f"v{index}"),
-                select(BarVersionRow.closed_version).where(series).scalar_subquery().label(f"c{index}"),
-            ]
-        row = (await self._session.execute(select(*columns))).one()
+        if self.aggregates_in_sql:
+            row = tuple((await self._session.execute(_STORED_POSTGRESQL, {"symbol": symbol})).one())
+        else:
+            [row] = await sqlite_rows(self._session, _STORED_SQLITE, [symbol])
         return {
             resolution: None if row[3 * index + 1] is None else SeriesVersion(row[3 * index + 1], row[3 * index + 2])
-            for index, resolution in enumerate(known)
+            for index, resolution in enumerate(_FINEST_FIRST)
             if row[3 * index]
         }
 
