@@ -1,7 +1,9 @@
 """bar_versions: a version per stored series, changed with every write to its bars (the closed-candle cache)
 
 Each existing series gets a row (both versions 1); from now on `BarRepository` changes the row in
-the transaction of every write (see `tradestack.models.marketdata.BarVersionRow`).
+the transaction of every write (see `tradestack.models.marketdata.BarVersionRow`). During a rollout the
+previous release still writes bars without changing the row: its writes show in this release's
+candles from the next write of the new release to the series (stop the previous release's feeds first).
 
 Revision ID: h24cndl_a
 Revises: h19par_a

@@ -16,6 +16,9 @@ first out:
   at, at most `MAX_ANSWER_BYTES` in all.
 
 So an answer is never older than the last committed write its request could see: no time bound.
+The version is read before the bars (on PostgreSQL, READ COMMITTED, a write may commit between the
+two reads): what is kept is then tagged with a version older than the bars it holds, which only
+makes the next request build it again, never serve it stale.
 """
 
 from __future__ import annotations
