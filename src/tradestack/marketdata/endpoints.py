@@ -17,7 +17,6 @@ from tradestack.identity.service import Principal
 from tradestack.kit.runtime import Runtime
 from tradestack.kit.web import OrjsonResponse, RuntimeDep, cache_prefetch, hot_path
 from tradestack.marketdata.calendars import known_until
-from tradestack.marketdata.recent import CANDLE_ANSWERS, RecentAnswers
 from tradestack.marketdata.schemas import (
     CandleList,
     InstrumentList,
@@ -133,15 +132,9 @@ async def candles(
     end: Annotated[datetime | None, Query(description="Candles starting before this (exclusive).")] = None,
     limit: Annotated[int, Query(description="At most this many candles (1-10000).")] = 500,
 ) -> Response:
-    # Built as JSON text by the service (no model per bar); the response schema stays CandleList. The same
-    # question asked again within a second gets the same body (`tradestack.marketdata.recent`).
-    answers = runtime.components.get_or_create(CANDLE_ANSWERS, RecentAnswers)
-    key = (symbol, timeframe, start, end, limit)
-    body = answers.get(key)
-    if body is None:
-        generation = answers.generation()
-        body = await MarketDataService(runtime).candles_json(symbol, timeframe, start=start, end=end, limit=limit)
-        answers.put(key, body, generation)
+    # Built as JSON text by the service (no model per bar), closed candles and repeated answers from the process's
+    # cache while the series is unchanged (`tradestack.marketdata.recent`); the response schema stays CandleList.
+    body = await MarketDataService(runtime).candles_json(symbol, timeframe, start=start, end=end, limit=limit)
     return Response(body, media_type="application/json")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,12 +15,15 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    and_,
     case,
     cast,
+    delete,
     exists,
     func,
     insert,
     select,
+    text,
     type_coerce,
     update,
 )
@@ -30,8 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tradestack.domain.instruments import Instrument, InstrumentKind
 from tradestack.domain.marketdata import Bar, Timeframe
 from tradestack.kit.db import sqlite_rows
-from tradestack.marketdata.recent import bars_stored
-from tradestack.models.marketdata import BarRow, InstrumentRow
+from tradestack.models.marketdata import BarRow, BarVersionRow, InstrumentRow
 
 # Rows per INSERT statement: well under SQLite's 32,766 bound parameters (10 columns per row).
 _CHUNK = 2000
@@ -45,6 +48,26 @@ SQLiteBar = tuple[str, str, str, str, str, str]
 
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 _SQLITE_BARS = "SELECT ts, open, high, low, close, volume FROM bars WHERE symbol = ? AND resolution = ?"
+
+
+_FINEST_FIRST = sorted(Timeframe, key=lambda t: t.seconds)
+
+
+def _stored_sql(symbol: str) -> str:
+    """`BarRepository.stored`'s query, `symbol` its placeholder (the resolutions are the enum's own values)."""
+    columns = []
+    for resolution in _FINEST_FIRST:
+        series = f"symbol = {symbol} AND resolution = '{resolution.value}'"
+        columns += [
+            f"EXISTS (SELECT 1 FROM bars WHERE {series})",  # noqa: S608 - constants and a placeholder, nothing given
+            f"(SELECT version FROM bar_versions WHERE {series})",  # noqa: S608
+            f"(SELECT closed_version FROM bar_versions WHERE {series})",  # noqa: S608
+        ]
+    return "SELECT " + ", ".join(columns)
+
+
+_STORED_SQLITE = _stored_sql("?1")
+_STORED_POSTGRESQL = text(_stored_sql(":symbol"))
 
 
 def sqlite_time(ts: datetime) -> str:
@@ -110,6 +133,14 @@ class WriteCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class SeriesVersion:
+    """The version of a stored series (`BarVersionRow`): equal values, equal bars (closed candles: equal `closed`)."""
+
+    version: int
+    closed: int
+
+
+@dataclass(frozen=True, slots=True)
 class SeriesSummary:
     """One stored series: a symbol at one resolution."""
 
@@ -136,6 +167,11 @@ def _instrument(row: InstrumentRow) -> Instrument:
 
 def _bar(row: BarRow) -> Bar:
     return Bar(row.symbol, row.ts, row.open, row.high, row.low, row.close, row.volume)
+
+
+def _upsert(session: AsyncSession) -> Any:
+    """The dialect's INSERT, which has ``on_conflict_do_nothing`` and ``on_conflict_do_update``."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 class InstrumentRepository:
@@ -176,10 +212,8 @@ class InstrumentRepository:
             row = existing.get(symbol)
             if row is None:
                 # Several workers may seed at once: a row another one inserted first is not an error.
-                dialect = self._session.get_bind().dialect.name
-                insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
                 result = await self._session.execute(
-                    insert_(InstrumentRow)
+                    _upsert(self._session)(InstrumentRow)
                     .values(symbol=symbol, created_at=now, **values)
                     .on_conflict_do_nothing(index_elements=["symbol"])
                 )
@@ -192,7 +226,12 @@ class InstrumentRepository:
 
 
 class BarRepository:
-    """The `bars` table: one row per (symbol, resolution, ts)."""
+    """The `bars` table: one row per (symbol, resolution, ts); and `bar_versions`, one row per series.
+
+    The one writer of both: every method that inserts, replaces or deletes bars changes the
+    series' version in the same transaction (`_changing`), so a reader in any process sees that
+    a series changed with one index probe (`stored`).
+    """
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -206,14 +245,17 @@ class BarRepository:
         """
         if not bars:
             return WriteCounts()
-        bars_stored()
+        await self._changing(symbol, resolution, closed=False)
+        newest = await self._newest(symbol, resolution)
         stored = await self._existing(symbol, resolution, bars[0].ts, bars[-1].ts)
         new: list[dict[str, object]] = []
         unchanged = replaced = conflicting = 0
+        before_newest = False  # a bar inserted before the series' newest: not an append
         for bar in bars:
             values = (bar.open, bar.high, bar.low, bar.close, bar.volume)
             old = stored.get(bar.ts)
             if old is None:
+                before_newest = before_newest or (newest is not None and bar.ts < newest)
                 new.append(
                     {
                         "symbol": symbol,
@@ -238,9 +280,56 @@ class BarRepository:
                 replaced += 1
             else:
                 conflicting += 1
+        if replaced or before_newest:
+            await self._changing(symbol, resolution, closed=True)
         for start in range(0, len(new), _CHUNK):
             await self._session.execute(insert(BarRow), new[start : start + _CHUNK])
         return WriteCounts(inserted=len(new), unchanged=unchanged, replaced=replaced, conflicting=conflicting)
+
+    async def _changing(self, symbol: str, resolution: Timeframe, *, closed: bool) -> None:
+        """Give the series a new version (and with `closed` a new closed version) in this transaction.
+
+        Called before the bars change: on PostgreSQL the row's lock then queues the series'
+        writers, so the newest bar a writer reads to tell an append (`write`) is still the newest
+        when it inserts. A new series' row is created.
+        """
+        token = secrets.randbits(63)
+        changed = {"version": token, "closed_version": token} if closed else {"version": token}
+        await self._session.execute(
+            _upsert(self._session)(BarVersionRow)
+            .values(symbol=symbol, resolution=resolution.value, version=token, closed_version=token)
+            .on_conflict_do_update(index_elements=["symbol", "resolution"], set_=changed)
+        )
+
+    async def _newest(self, symbol: str, resolution: Timeframe) -> datetime | None:
+        """The start of the series' newest bar (one backward index probe), None when it has none."""
+        return await self._session.scalar(
+            select(BarRow.ts)
+            .where(BarRow.symbol == symbol, BarRow.resolution == resolution.value)
+            .order_by(BarRow.ts.desc())
+            .limit(1)
+        )
+
+    def _range(self, symbol: str, resolution: Timeframe, start: datetime, end: datetime) -> ColumnElement[bool]:
+        return and_(BarRow.symbol == symbol, BarRow.resolution == resolution.value, BarRow.ts >= start, BarRow.ts < end)
+
+    async def count(self, symbol: str, resolution: Timeframe, start: datetime, end: datetime) -> int:
+        """How many bars have start <= ts < end."""
+        return int(
+            await self._session.scalar(
+                select(func.count()).select_from(BarRow).where(self._range(symbol, resolution, start, end))
+            )
+            or 0
+        )
+
+    async def delete(self, symbol: str, resolution: Timeframe, start: datetime, end: datetime) -> int:
+        """Delete the bars with start <= ts < end (changing the series' versions when there are any); returns how many."""
+        where = self._range(symbol, resolution, start, end)
+        if not await self._session.scalar(select(exists().where(where))):
+            return 0
+        await self._changing(symbol, resolution, closed=True)
+        result = await self._session.execute(delete(BarRow).where(where))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def _existing(
         self, symbol: str, resolution: Timeframe, first: datetime, last: datetime
@@ -367,14 +456,24 @@ class BarRepository:
         return [tuple(row) for row in rows]
 
     async def resolutions(self, symbol: str) -> list[Timeframe]:
-        """Resolutions stored for `symbol`, finest first: one index probe per resolution, in one query."""
-        known = sorted(Timeframe, key=lambda t: t.seconds)
-        probes = [
-            exists().where(BarRow.symbol == symbol, BarRow.resolution == resolution.value).label(f"r{index}")
-            for index, resolution in enumerate(known)
-        ]
-        row = (await self._session.execute(select(*probes))).one()
-        return [resolution for resolution, present in zip(known, row, strict=True) if present]
+        """Resolutions stored for `symbol`, finest first."""
+        return list(await self.stored(symbol))
+
+    async def stored(self, symbol: str) -> dict[Timeframe, SeriesVersion | None]:
+        """Resolutions stored for `symbol`, finest first, each with its series' version (None when it has no row yet).
+
+        One query (`_STORED`, written once): per resolution an index probe into `bars` and a
+        primary-key read of `bar_versions`. Read on every candles request, so no statement is built.
+        """
+        if self.aggregates_in_sql:
+            row = tuple((await self._session.execute(_STORED_POSTGRESQL, {"symbol": symbol})).one())
+        else:
+            [row] = await sqlite_rows(self._session, _STORED_SQLITE, [symbol])
+        return {
+            resolution: None if row[3 * index + 1] is None else SeriesVersion(row[3 * index + 1], row[3 * index + 2])
+            for index, resolution in enumerate(_FINEST_FIRST)
+            if row[3 * index]
+        }
 
     @property
     def aggregates_in_sql(self) -> bool:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact
 
 import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import Scope
 
 from tradestack.core.errors import ValidationFailedError
@@ -19,10 +20,12 @@ from tradestack.domain.snapshot import MarketSnapshot, QuoteView, decode_quote, 
 from tradestack.kit.runtime import Runtime, Slot
 from tradestack.kit.web import prefetched
 from tradestack.marketdata.calendars import trading_hours as trading_hours  # the one market-hours rule
+from tradestack.marketdata.recent import CANDLE_CACHE, CandleCache, cached_candles
 from tradestack.marketdata.repository import (
     BarRepository,
     InstrumentRepository,
     SeriesSummary,
+    SeriesVersion,
     SQLiteBar,
     sqlite_time_parsed,
 )
@@ -150,8 +153,9 @@ class MarketDataService:
 
     async def _candle_source(
         self, bars: BarRepository, symbol: str, timeframe: str, start: datetime | None, end: datetime | None, limit: int
-    ) -> tuple[Instrument, Timeframe, Timeframe, datetime | None, datetime | None]:
-        """Validate a candle request: (instrument, timeframe, stored resolution to build from, start, end in UTC)."""
+    ) -> tuple[Instrument, Timeframe, Timeframe, SeriesVersion | None, datetime | None, datetime | None]:
+        """Validate a candle request: (instrument, timeframe, stored resolution to build from, its series' version,
+        start, end in UTC)."""
         instrument = await self.instrument(symbol)
         try:
             tf = Timeframe.parse(timeframe)
@@ -162,7 +166,8 @@ class MarketDataService:
         start, end = _utc_or_none(start), _utc_or_none(end)
         if start is not None and end is not None and start >= end:
             raise ValidationFailedError(f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
-        stored = await bars.resolutions(instrument.symbol)
+        versions = await bars.stored(instrument.symbol)
+        stored = list(versions)
         if not stored:
             raise ValidationFailedError(
                 f"no price history is stored for {instrument.symbol}; "
@@ -174,7 +179,8 @@ class MarketDataService:
                 f"{instrument.symbol} is stored at {', '.join(r.value for r in stored)}; "
                 f"ask for a timeframe of at least {stored[0].value}"
             )
-        return instrument, tf, max(usable, key=lambda r: r.seconds), start, end
+        base = max(usable, key=lambda r: r.seconds)
+        return instrument, tf, base, versions[base], start, end
 
     async def candles(self, symbol: str, timeframe: str, *, start: datetime | None, end: datetime | None, limit: int) -> Candles:
         """Candles aggregated from the coarsest stored resolution that divides `timeframe`.
@@ -185,7 +191,7 @@ class MarketDataService:
         """
         async with self.runtime.database.read_session() as session:
             bars = BarRepository(session)
-            instrument, tf, base, start, end = await self._candle_source(bars, symbol, timeframe, start, end, limit)
+            instrument, tf, base, _, start, end = await self._candle_source(bars, symbol, timeframe, start, end, limit)
             ratio = tf.seconds // base.seconds
             # Whole candles: the range is widened to candle boundaries.
             lo = None if start is None else _ceil(tf, start)
@@ -208,7 +214,14 @@ class MarketDataService:
         return Candles(instrument.symbol, tf, base, candles)
 
     async def candles_json(
-        self, symbol: str, timeframe: str, *, start: datetime | None, end: datetime | None, limit: int
+        self,
+        symbol: str,
+        timeframe: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+        cache: CandleCache | None = None,
     ) -> bytes:
         """`candles` as the JSON body of ``GET /api/market/candles`` (the `CandleList` schema), built without objects per bar.
 
@@ -216,23 +229,34 @@ class MarketDataService:
         NUMERIC) when the timeframe is coarser than the one stored. SQLite hands over its stored
         text (`SQLiteBar`): a timeframe stored as such goes straight to JSON, a coarser one is
         rolled up by `aggregate_sqlite` (Decimal only for ties between floats and fractional volumes).
+        Closed candles and whole answers come from `cache` (the process's `CANDLE_CACHE` by default)
+        while the series' version read with the request says they are current (`tradestack.marketdata.recent`).
         """
+        if cache is None:
+            cache = self.runtime.components.get_or_create(CANDLE_CACHE, CandleCache)
         async with self.runtime.database.read_session() as session:
             bars = BarRepository(session)
-            instrument, tf, base, start, end = await self._candle_source(bars, symbol, timeframe, start, end, limit)
+            instrument, tf, base, version, start, end = await self._candle_source(bars, symbol, timeframe, start, end, limit)
             lo = None if start is None else _ceil(tf, start)
             hi = None if end is None else tf.floor(end - _ONE_MICROSECOND) + tf.delta
-            if not bars.aggregates_in_sql:
-                candles = await _sqlite_candles(bars, instrument.symbol, base, tf, lo, hi, limit)
-            elif tf != base:
-                rows = await bars.raw_buckets(instrument.symbol, base, tf.seconds, lo, hi, limit, latest=lo is None)
-                candles = [_CANDLE_JSON % row[1:] for row in rows]
-            elif lo is not None:
-                candles = [_CANDLE_JSON % row[1:] for row in await bars.raw_between(instrument.symbol, base, lo, hi, limit)]
+            asked = (instrument.symbol, base, tf, lo, hi, limit)
+            if version is not None and (body := cache.answer(asked, version.version)) is not None:
+                return body
+
+            async def fetch(lo: datetime | None, hi: datetime | None, limit: int) -> list[str]:
+                return await _candles_text(bars, instrument.symbol, base, tf, lo, hi, limit)
+
+            if version is None:  # a series written before its version row existed (not by `BarRepository`)
+                candles = await fetch(lo, hi, limit)
             else:
-                candles = [_CANDLE_JSON % row[1:] for row in await bars.raw_last(instrument.symbol, base, limit, before=hi)]
+                candles = await cached_candles(
+                    cache, (instrument.symbol, base.value, tf.value), version.closed, fetch, lo, hi, limit
+                )
         head = orjson.dumps({"symbol": instrument.symbol, "timeframe": tf.value, "source_resolution": base.value})
-        return b"".join((head[:-1], b',"candles":[', ",".join(candles).encode(), b"]}"))
+        body = b"".join((head[:-1], b',"candles":[', ",".join(candles).encode(), b"]}"))
+        if version is not None:
+            cache.keep_answer(asked, version.version, body)
+        return body
 
     # -- live values ---------------------------------------------------------------------------
 
@@ -312,8 +336,33 @@ class MarketDataService:
         )
 
 
+async def delete_bars(
+    session: AsyncSession, symbol: str, resolution: Timeframe, start: datetime, end: datetime, *, dry_run: bool = False
+) -> int:
+    """Delete the bars of a series with start <= ts < end in `session`'s transaction (the series' versions change
+    with them, see `BarRepository`); returns how many (with `dry_run`, how many would be, nothing deleted)."""
+    bars = BarRepository(session)
+    return await (bars.count if dry_run else bars.delete)(symbol, resolution, start, end)
+
+
 _CANDLE_JSON = '{"ts":"%s","open":"%s","high":"%s","low":"%s","close":"%s","volume":"%s"}'
 """One candle of `CandleOut` (its values are digits, signs, points and ISO 8601 text: nothing to escape)."""
+
+
+async def _candles_text(
+    bars: BarRepository, symbol: str, base: Timeframe, tf: Timeframe, lo: datetime | None, hi: datetime | None, limit: int
+) -> list[str]:
+    """The candles (JSON text each) of a request, read from the database: with `lo` the first `limit` from `lo`
+    (before `hi`), without the last `limit` before `hi`; `lo` and `hi` are candle boundaries."""
+    if not bars.aggregates_in_sql:
+        return await _sqlite_candles(bars, symbol, base, tf, lo, hi, limit)
+    if tf != base:
+        rows = await bars.raw_buckets(symbol, base, tf.seconds, lo, hi, limit, latest=lo is None)
+    elif lo is not None:
+        rows = await bars.raw_between(symbol, base, lo, hi, limit)
+    else:
+        rows = await bars.raw_last(symbol, base, limit, before=hi)
+    return [_CANDLE_JSON % row[1:] for row in rows]
 
 
 async def _sqlite_candles(

@@ -6,7 +6,7 @@ from tradestack.models.base import Base
 from tradestack.models.books import BalanceRow, FillRow, JournalEntryRow, PostingRow, TradingAccount
 from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, User
 from tradestack.models.instance import Instance
-from tradestack.models.marketdata import BarRow, InstrumentRow
+from tradestack.models.marketdata import BarRow, BarVersionRow, InstrumentRow
 from tradestack.models.signals import SignalModelRow, SignalOutcomeRow
 from tradestack.models.strategies import StrategyDeploymentRow
 from tradestack.models.trading import OrderEventRow, OrderRow, RiskLimitsRow, TradingStateRow
@@ -20,6 +20,7 @@ __all__ = [
     "BacktestRunRow",
     "BalanceRow",
     "BarRow",
+    "BarVersionRow",
     "Base",
     "FillRow",
     "Instance",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, ForeignKey, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradestack.core import precision
@@ -53,3 +53,25 @@ class BarRow(Base):
     close: Mapped[Decimal] = mapped_column(PRICE)
     volume: Mapped[Decimal] = mapped_column(VOLUME)
     source: Mapped[str] = mapped_column(String(64), doc='Where the bar came from, e.g. "us-equities-daily" or a file name.')
+
+
+class BarVersionRow(Base):
+    """The version of one stored series (symbol, resolution), changed in the transaction of every write to its bars.
+
+    Kept by `tradestack.marketdata.repository.BarRepository`, the one writer of `bars`: ``version``
+    changes with every write that may change the series; ``closed_version`` only with a write that
+    may change bars already followed by a stored bar (an insert before the newest bar, a
+    replacement, a deletion), not with an append after the newest. A candle built from the bars
+    before the newest bar's candle therefore stays right while ``closed_version`` is unchanged
+    (`tradestack.marketdata.recent.CandleCache`). The values are random tokens, not counters, so
+    a restored backup or a copied database never shows a value a cache saw with other bars.
+    """
+
+    __tablename__ = "bar_versions"
+
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    resolution: Mapped[str] = mapped_column(String(4), primary_key=True, doc="1m, 5m, 15m, 1h or 1d.")
+    version: Mapped[int] = mapped_column(BigInteger(), doc="Changed by every write to the series' bars.")
+    closed_version: Mapped[int] = mapped_column(
+        BigInteger(), doc="Changed by a write that may change bars followed by a stored bar (not by an append)."
+    )

@@ -30,11 +30,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 
 from tradestack.audit.service import AuditService
 from tradestack.domain.marketdata import Timeframe
 from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.service import delete_bars
 from tradestack.models.identity import ApiKey, RecoveryCode, RefreshToken, User
 from tradestack.models.marketdata import BarRow as Bar
 
@@ -92,17 +93,8 @@ async def _prune_bars(runtime: Runtime, report: RetentionReport, now: datetime) 
                 for coarser, (first, last) in sorted(present.items(), key=lambda item: -item[0].seconds):
                     if coarser.seconds <= resolution.seconds:
                         continue
-                    where = and_(
-                        Bar.symbol == symbol,
-                        Bar.resolution == resolution.value,
-                        Bar.ts < cutoff,
-                        Bar.ts >= first,
-                        Bar.ts < last + coarser.delta,
-                    )
-                    if report.dry_run:
-                        count = int((await session.execute(select(func.count()).select_from(Bar).where(where))).scalar_one())
-                    else:
-                        count = int((await session.execute(delete(Bar).where(where))).rowcount or 0)  # type: ignore[attr-defined]
+                    end = min(cutoff, last + coarser.delta)
+                    count = await delete_bars(session, symbol, resolution, first, end, dry_run=report.dry_run)
                     if count:
                         report.pruned.append(BarPrune(symbol, resolution.value, cutoff, coarser.value, count))
         if report.dry_run:

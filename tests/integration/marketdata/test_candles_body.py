@@ -17,6 +17,7 @@ from tradestack.kit.db import sqlite_rows
 from tradestack.kit.runtime import Runtime
 from tradestack.kit.web import OrjsonResponse
 from tradestack.marketdata import repository
+from tradestack.marketdata.recent import CandleCache
 from tradestack.marketdata.schemas import CandleList, CandleOut
 from tradestack.marketdata.service import MarketDataService
 
@@ -87,13 +88,20 @@ async def test_sqlite_range_reads_are_index_searches(
 
     monkeypatch.setattr(repository, "sqlite_rows", recorded)
     service = MarketDataService(runtime)
-    for shape in SHAPES:
-        await service.candles_json(*shape[:2], start=shape[2], end=shape[3], limit=shape[4])
+    for shape in SHAPES:  # without the cache: every candle read
+        await service.candles_json(*shape[:2], start=shape[2], end=shape[3], limit=shape[4], cache=CandleCache())
     assert len(statements) > len(SHAPES)  # the completions of cut candles included
+    cache = CandleCache()
+    for shape in SHAPES + SHAPES[::-1]:  # with it: the reads of open tails and of candles before the kept ones
+        await service.candles_json(*shape[:2], start=shape[2], end=shape[3], limit=shape[4], cache=cache)
+    assert cache.candles > 0
     async with runtime.database.engine.connect() as connection:
         for sql, parameters in statements:
             plan = " | ".join(
                 str(row[-1]) for row in await connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, tuple(parameters))
             )
+            assert "SCAN bar" not in plan, plan  # the stored-series probe too: every table read is an index search
+            if sql.startswith("SELECT EXISTS"):
+                continue  # `BarRepository.stored`: probes of bars and bar_versions
             assert plan.startswith("SEARCH bars USING INDEX sqlite_autoindex_bars_1 (symbol=? AND resolution=?"), plan
             assert "TEMP B-TREE" not in plan, plan  # ORDER BY ts is the index order, forwards or backwards

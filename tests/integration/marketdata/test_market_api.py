@@ -17,7 +17,7 @@ from tradestack.domain.marketdata import Bar, BookLevel, OrderBook, Quote, Side,
 from tradestack.identity.permissions import Role
 from tradestack.kit.config import Settings
 from tradestack.kit.runtime import Runtime
-from tradestack.marketdata.recent import CANDLE_ANSWERS
+from tradestack.marketdata.recent import CANDLE_CACHE
 from tradestack.marketdata.repository import BarRepository
 from tradestack.marketdata.runner import STORE_GRACE, LiveCandles, Publisher
 from tradestack.marketdata.service import HEARTBEAT_KEY
@@ -145,17 +145,16 @@ async def test_a_limit_never_cuts_a_candle(client: httpx.AsyncClient, make_user:
     assert head == full[:2]
 
 
-async def test_the_same_candles_are_built_once_a_second_and_new_bars_show_at_once(
+async def test_the_same_candles_are_answered_again_and_new_bars_show_at_once(
     client: httpx.AsyncClient, make_user: MakeUser, store_history: StoreHistory, runtime: Runtime
 ) -> None:
     await store_history("us-equities-daily", ["AAPL"])
     headers = await _viewer(make_user)
     params = {"symbol": "AAPL", "timeframe": "1d", "limit": "2"}
     first = await client.get("/api/market/candles", params=params, headers=headers)
-    answers = runtime.components.get(CANDLE_ANSWERS)
-    assert answers is not None
-    key = ("AAPL", "1d", None, None, 2)
-    assert answers.get(key) == first.content  # kept for the next asker
+    cache = runtime.components.get(CANDLE_CACHE)
+    assert cache is not None
+    assert cache.candles == 1  # the closed one kept; the last (newest bar) still forming
     again = await client.get("/api/market/candles", params=params, headers=headers)
     assert again.content == first.content
 
@@ -163,7 +162,6 @@ async def test_the_same_candles_are_built_once_a_second_and_new_bars_show_at_onc
     bar = Bar("AAPL", last + timedelta(days=1), Decimal(1), Decimal(2), Decimal("0.5"), Decimal("1.5"), Decimal(100))
     async with runtime.database.session() as session:
         await BarRepository(session).write("AAPL", Timeframe.D1, [bar], source="test")
-    assert answers.get(key) is None  # bars stored in this process: nothing built before is reused
     fresh = (await client.get("/api/market/candles", params=params, headers=headers)).json()["candles"]
     assert [c["ts"] for c in fresh] == [first.json()["candles"][-1]["ts"], bar.ts.isoformat().replace("+00:00", "Z")]
 
