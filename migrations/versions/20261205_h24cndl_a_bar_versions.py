@@ -2,8 +2,10 @@
 
 Each existing series gets a row (both versions 1); from now on `BarRepository` changes the row in
 the transaction of every write (see `tradestack.models.marketdata.BarVersionRow`). During a rollout the
-previous release still writes bars without changing the row: its writes show in this release's
-candles from the next write of the new release to the series (stop the previous release's feeds first).
+previous release still writes bars without changing the row: its appends (live candles) show at once
+all the same (a cached answer is also tied to the series' newest bar), but a replacement or an import of
+older bars by it shows in this release's candles only from the next write of the new release to the
+series (stop the previous release's feeds and imports first).
 
 Revision ID: h24cndl_a
 Revises: h19par_a

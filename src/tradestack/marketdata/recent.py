@@ -93,7 +93,7 @@ class CandleCache:
         self.max_answer_bytes = max_answer_bytes
         self._closed: OrderedDict[ClosedKey, ClosedCandles] = OrderedDict()
         self._candles = 0
-        self._answers: OrderedDict[Hashable, tuple[int, bytes]] = OrderedDict()
+        self._answers: OrderedDict[Hashable, tuple[Hashable, bytes]] = OrderedDict()
         self._answer_bytes = 0
 
     @property
@@ -125,7 +125,7 @@ class CandleCache:
             _, dropped = self._closed.popitem(last=False)
             self._candles -= len(dropped.candles)
 
-    def answer(self, key: Hashable, version: int) -> bytes | None:
+    def answer(self, key: Hashable, version: Hashable) -> bytes | None:
         """The body kept for `key` if built at `version`."""
         entry = self._answers.get(key)
         if entry is None:
@@ -136,7 +136,7 @@ class CandleCache:
         self._answers.move_to_end(key)
         return entry[1]
 
-    def keep_answer(self, key: Hashable, version: int, body: bytes) -> None:
+    def keep_answer(self, key: Hashable, version: Hashable, body: bytes) -> None:
         if len(body) > self.max_answer_bytes // 8:
             return
         old = self._answers.pop(key, None)

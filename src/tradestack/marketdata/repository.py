@@ -59,7 +59,8 @@ def _stored_sql(symbol: str) -> str:
     for resolution in _FINEST_FIRST:
         series = f"symbol = {symbol} AND resolution = '{resolution.value}'"
         columns += [
-            f"EXISTS (SELECT 1 FROM bars WHERE {series})",  # noqa: S608 - constants and a placeholder, nothing given
+            # The newest bar's start (one backward index probe; NULL: nothing stored at this resolution).
+            f"(SELECT ts FROM bars WHERE {series} ORDER BY ts DESC LIMIT 1)",  # noqa: S608 - constants and a placeholder
             f"(SELECT version FROM bar_versions WHERE {series})",  # noqa: S608
             f"(SELECT closed_version FROM bar_versions WHERE {series})",  # noqa: S608
         ]
@@ -134,10 +135,18 @@ class WriteCounts:
 
 @dataclass(frozen=True, slots=True)
 class SeriesVersion:
-    """The version of a stored series (`BarVersionRow`): equal values, equal bars (closed candles: equal `closed`)."""
+    """The version of a stored series (`BarVersionRow`): equal values, equal bars (closed candles: equal `closed`);
+    and the start of its newest bar as the database returned it, which also tells an append by a writer that does not
+    keep `bar_versions` (the previous release during a rollout) from no change."""
 
     version: int
     closed: int
+    newest: object = None
+
+    @property
+    def answer_version(self) -> tuple[int, object]:
+        """What a whole answer built from the series is valid for."""
+        return (self.version, self.newest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,17 +471,19 @@ class BarRepository:
     async def stored(self, symbol: str) -> dict[Timeframe, SeriesVersion | None]:
         """Resolutions stored for `symbol`, finest first, each with its series' version (None when it has no row yet).
 
-        One query (`_STORED`, written once): per resolution an index probe into `bars` and a
-        primary-key read of `bar_versions`. Read on every candles request, so no statement is built.
+        One query (`_STORED`, written once): per resolution a backward index probe into `bars` (its
+        newest bar) and a primary-key read of `bar_versions`. Read on every candles request, so no statement is built.
         """
         if self.aggregates_in_sql:
             row = tuple((await self._session.execute(_STORED_POSTGRESQL, {"symbol": symbol})).one())
         else:
             [row] = await sqlite_rows(self._session, _STORED_SQLITE, [symbol])
         return {
-            resolution: None if row[3 * index + 1] is None else SeriesVersion(row[3 * index + 1], row[3 * index + 2])
+            resolution: None
+            if row[3 * index + 1] is None
+            else SeriesVersion(row[3 * index + 1], row[3 * index + 2], row[3 * index])
             for index, resolution in enumerate(_FINEST_FIRST)
-            if row[3 * index]
+            if row[3 * index] is not None
         }
 
     @property

@@ -240,7 +240,7 @@ class MarketDataService:
             lo = None if start is None else _ceil(tf, start)
             hi = None if end is None else tf.floor(end - _ONE_MICROSECOND) + tf.delta
             asked = (instrument.symbol, base, tf, lo, hi, limit)
-            if version is not None and (body := cache.answer(asked, version.version)) is not None:
+            if version is not None and (body := cache.answer(asked, version.answer_version)) is not None:
                 return body
 
             async def fetch(lo: datetime | None, hi: datetime | None, limit: int) -> list[str]:
@@ -255,7 +255,7 @@ class MarketDataService:
         head = orjson.dumps({"symbol": instrument.symbol, "timeframe": tf.value, "source_resolution": base.value})
         body = b"".join((head[:-1], b',"candles":[', ",".join(candles).encode(), b"]}"))
         if version is not None:
-            cache.keep_answer(asked, version.version, body)
+            cache.keep_answer(asked, version.answer_version, body)
         return body
 
     # -- live values ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+from sqlalchemy import insert
 
 from tradestack.domain.marketdata import Bar, Side, Timeframe, Trade
 from tradestack.identity.permissions import Role
@@ -25,12 +26,14 @@ from tradestack.marketdata.recent import CANDLE_CACHE, CandleCache
 from tradestack.marketdata.repository import BarRepository
 from tradestack.marketdata.runner import Publisher
 from tradestack.marketdata.service import MarketDataService
+from tradestack.models.marketdata import BarRow
 from tradestack.ops.retention import apply_retention
 
 from ..conftest import MakeUser  # type: ignore[import-not-found]
 from .conftest import StoreHistory  # type: ignore[import-not-found]
 
 MINUTE = timedelta(minutes=1)
+DAY = timedelta(days=1)
 
 
 def _bar(symbol: str, ts: datetime, price: str = "100", volume: str = "10") -> Bar:
@@ -232,3 +235,34 @@ async def test_a_live_candle_is_in_the_next_answer_and_keeps_the_closed_candles(
     assert body.count(b'"ts"') == 4
     assert body == await _body(service, CandleCache(), *latest)
     assert cache.candles == 3
+
+
+async def test_an_append_by_a_writer_that_keeps_no_versions_shows_in_the_next_answer(runtime: Runtime) -> None:
+    """The previous release during a rollout writes bars without `bar_versions`: its appends (live candles) must still
+    show at once, since a cached answer is tied to the series' newest bar as well as to its version."""
+    service = MarketDataService(runtime)
+    await service.seed_instruments()
+    start = datetime(2030, 3, 4, tzinfo=UTC)
+    async with runtime.database.session() as session:
+        await BarRepository(session).write("AAPL", Timeframe.D1, [_bar("AAPL", start + n * DAY) for n in range(5)], source="t")
+    latest = ("AAPL", "1d", None, None, 100)
+    assert (await _body(service, None, *latest)).count(b'"ts"') == 5
+    async with runtime.database.session() as session:  # as an older release's writer: the bars only
+        appended = _bar("AAPL", start + 5 * DAY, price="150")
+        await session.execute(
+            insert(BarRow).values(
+                symbol="AAPL",
+                resolution="1d",
+                ts=appended.ts,
+                open=appended.open,
+                high=appended.high,
+                low=appended.low,
+                close=appended.close,
+                volume=appended.volume,
+                source="old release",
+            )
+        )
+    body = await _body(service, None, *latest)
+    assert body.count(b'"ts"') == 6
+    assert body.endswith(b'"close":"150","volume":"10"}]}')
+    assert body == await _body(service, CandleCache(), *latest)
