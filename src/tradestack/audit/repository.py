@@ -66,9 +66,9 @@ class AuditRepository(Repository):
     async def stage(self, fields: Sequence[str]) -> None:
         """Queue entries (their columns as JSON) in the outbox, in the caller's transaction."""
         if len(fields) == 1:
-            await self.session.execute(_STAGE, {"fields": fields[0]})
+            await (await self.session.connection()).execute(_STAGE, {"fields": fields[0]})
         elif fields:
-            await self.session.execute(_STAGE, [{"fields": value} for value in fields])
+            await (await self.session.connection()).execute(_STAGE, [{"fields": value} for value in fields])
 
     async def claim(self, limit: int) -> builtins.list[tuple[int, str]]:
         """Delete the oldest `limit` outbox rows and return them (id, fields), oldest first.

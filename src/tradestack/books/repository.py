@@ -219,7 +219,7 @@ class AccountRepository(Repository):
             return {}
         bind = self.session.bind
         statement = _LOCK_MANY_POSTGRESQL if bind is not None and bind.dialect.name == "postgresql" else _LOCK_MANY
-        rows = await self.session.execute(statement, {"ids": sorted(set(account_ids))})
+        rows = await (await self.session.connection()).execute(statement, {"ids": sorted(set(account_ids))})
         return {row.id: row for row in rows}
 
     async def of_owner(self, owner_id: str) -> list[TradingAccount]:

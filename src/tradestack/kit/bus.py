@@ -17,6 +17,10 @@ Subscribing looks the same with both::
         async for message in subscription:
             handle(message.channel, message.data)
 
+A subscription can take only the messages that start with given bytes (``starting``): a `MemoryBus`
+drops the others before they reach the subscriber's loop (no wake-up of another thread's loop
+for a message it would throw away), a `RedisBus` subscription when it receives them.
+
 Each subscription buffers at most ``max_pending`` messages; when a new message arrives and the
 buffer is full the oldest buffered message is dropped and `Subscription.dropped` goes up by
 one. Iteration ends when the subscription is exited or the bus is closed. A `RedisBus`
@@ -88,7 +92,7 @@ class Subscription(ABC):
     received; the buffer holds at most `max_pending` of them, dropping the oldest on overflow.
     """
 
-    def __init__(self, channels: tuple[str, ...], max_pending: int) -> None:
+    def __init__(self, channels: tuple[str, ...], max_pending: int, starting: bytes = b"") -> None:
         if not channels:
             raise ValueError("subscribe to at least one channel")
         for channel in channels:
@@ -98,6 +102,7 @@ class Subscription(ABC):
             raise ValueError(f"max_pending must be at least 1, got {max_pending}")
         self._channels = tuple(dict.fromkeys(channels))
         self._max_pending = max_pending
+        self.starting = starting
         # None marks the end of the stream; it is only enqueued when there is room for it.
         self._queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize=max_pending)
         self._dropped = 0
@@ -166,8 +171,9 @@ class Subscription(ABC):
         raise StopAsyncIteration
 
     def _deliver(self, message: Message) -> None:
-        """Buffer ``message`` without blocking, dropping the oldest one if the buffer is full."""
-        if self._ended:
+        """Buffer ``message`` without blocking, dropping the oldest one if the buffer is full; unless it does not start
+        with `starting`."""
+        if self._ended or not message.data.startswith(self.starting):
             return
         if self._queue.full():
             self._queue.get_nowait()
@@ -214,8 +220,9 @@ class Bus(Protocol):
         """Send each (channel, message) as `publish` would, in order, in one round trip where the bus has them."""
         ...
 
-    def subscribe(self, *channels: str) -> Subscription:
-        """Return a subscription to ``channels``; it starts receiving when entered."""
+    def subscribe(self, *channels: str, starting: bytes = b"") -> Subscription:
+        """Return a subscription to ``channels``, of their messages that start with ``starting``; it starts receiving
+        when entered."""
         ...
 
     async def ping(self) -> None:
@@ -228,8 +235,8 @@ class Bus(Protocol):
 
 
 class _MemorySubscription(Subscription):
-    def __init__(self, bus: MemoryBus, channels: tuple[str, ...], max_pending: int) -> None:
-        super().__init__(channels, max_pending)
+    def __init__(self, bus: MemoryBus, channels: tuple[str, ...], max_pending: int, starting: bytes) -> None:
+        super().__init__(channels, max_pending, starting)
         self._bus = bus
         self.loop: asyncio.AbstractEventLoop | None = None
         self._inbox: deque[Message] = deque()
@@ -309,6 +316,8 @@ class MemoryBus:
         delivered = Message(channel, bytes(message))
         loop = asyncio.get_running_loop()
         for subscription in subscriptions:
+            if not delivered.data.startswith(subscription.starting):
+                continue
             if subscription.loop is loop:
                 subscription._deliver(delivered)
             else:
@@ -319,10 +328,11 @@ class MemoryBus:
         for channel, message in messages:
             await self.publish(channel, message)
 
-    def subscribe(self, *channels: str) -> Subscription:
-        """Return a subscription to ``channels``; it starts receiving when entered."""
+    def subscribe(self, *channels: str, starting: bytes = b"") -> Subscription:
+        """Return a subscription to ``channels``, of their messages that start with ``starting``; it starts receiving
+        when entered."""
         self._check_open()
-        return _MemorySubscription(self, channels, self._max_pending)
+        return _MemorySubscription(self, channels, self._max_pending, starting)
 
     async def ping(self) -> None:
         """Return if the bus is open, raise `RuntimeError` if it was closed."""
@@ -350,8 +360,8 @@ def _as_bytes(value: Any) -> bytes:
 
 
 class _RedisSubscription(Subscription):
-    def __init__(self, bus: RedisBus, channels: tuple[str, ...], max_pending: int) -> None:
-        super().__init__(channels, max_pending)
+    def __init__(self, bus: RedisBus, channels: tuple[str, ...], max_pending: int, starting: bytes) -> None:
+        super().__init__(channels, max_pending, starting)
         self._bus = bus
         self._names = [bus._prefix + channel for channel in self.channels]
         self._pubsub: PubSub | None = None
@@ -517,10 +527,11 @@ class RedisBus:
                 pipe.publish(self._prefix + channel, message)
             await pipe.execute()
 
-    def subscribe(self, *channels: str) -> Subscription:
-        """Return a subscription to ``channels``; it starts receiving when entered."""
+    def subscribe(self, *channels: str, starting: bytes = b"") -> Subscription:
+        """Return a subscription to ``channels``, of their messages that start with ``starting``; it starts receiving
+        when entered."""
         self._check_open()
-        return _RedisSubscription(self, channels, self._max_pending)
+        return _RedisSubscription(self, channels, self._max_pending, starting)
 
     async def ping(self) -> None:
         """Send ``PING``; raise if Redis cannot be reached or the bus was closed."""

@@ -11,7 +11,7 @@ import functools
 import sqlite3
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Generator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +65,8 @@ def create_engine(url: str, settings: Settings, *, role: str, single_writer: boo
     """Create an async engine with pool settings, SQLite pragmas and the connection gauge wired in.
 
     `single_writer`: the engine of one loop that runs one transaction at a time (`Database.writer_session`):
-    one pooled connection, not pinged before each use (see there)."""
+    one pooled connection; on PostgreSQL not pinged before each use, on SQLite run on the loop's own
+    thread (`_InlineConnection`; see there)."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"echo": settings.database_echo}
     if parsed.get_backend_name() == "sqlite":
@@ -73,9 +74,14 @@ def create_engine(url: str, settings: Settings, *, role: str, single_writer: boo
         if database and database != ":memory:" and not database.startswith("file:"):
             with contextlib.suppress(OSError):  # an unusable path surfaces as a connection error
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "async_creator_fn": _one_hop_connect}
+        kwargs["connect_args"] = {
+            "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+            "async_creator_fn": _inline_connect if single_writer else _one_hop_connect,
+        }
         if database and database != ":memory:":
             kwargs["poolclass"] = timed_pool(role)
+            if single_writer:
+                kwargs.update(pool_size=1, max_overflow=1)
     else:
         kwargs.update(
             pool_size=1 if single_writer else settings.database_pool_size,
@@ -89,7 +95,7 @@ def create_engine(url: str, settings: Settings, *, role: str, single_writer: boo
             kwargs["connect_args"] = {"server_settings": postgres_session_settings(settings)}
     engine = create_async_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _inline_pragmas if single_writer else _sqlite_pragmas)
     gauge = DATABASE_CONNECTIONS_ACTIVE.labels(database=role)
     event.listen(engine.sync_engine.pool, "checkout", lambda *_: gauge.inc())
     event.listen(engine.sync_engine.pool, "checkin", lambda *_: gauge.dec())
@@ -205,6 +211,51 @@ def _one_hop_connect(database: str, **kwargs: Any) -> aiosqlite.Connection:
     return connection
 
 
+class _InlineConnection(_OneHopConnection):
+    """`_OneHopConnection` whose statements, commits and rollbacks run on the calling thread (the event loop's).
+
+    For the one loop that runs one short write transaction at a time (the order desk: `Database.writer_session`).
+    A statement of it takes tens of microseconds in SQLite; the trip to the connection's thread and back
+    (a queue put, a thread wake-up, a wake-up of the loop, the GIL handed over twice) cost more than that
+    and, on a busy machine, several times more: ~7 trips an order group were most of a sequential
+    order's latency. Two things could hold the loop here, and neither may:
+
+    - waiting for SQLite's write lock: the connection's busy timeout is 0, so a statement that meets
+      another connection's lock fails at once (SQLITE_BUSY, nothing done) and is run again on the
+      connection's thread with the usual busy timeout, where the wait costs the loop nothing (a writer
+      of this loop that holds the lock can then finish: waiting on the loop would have stopped it);
+    - a checkpoint (an fsync of the WAL and the database): its automatic checkpoints are off
+      (``wal_autocheckpoint=0``); the pool's connections, committing on their threads, keep theirs
+      (the audit chainer commits after every group this one writes).
+    """
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self._running or self._connection is None:
+            raise ValueError("Connection closed")
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+        return await super()._execute(_patiently, self._connection, fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def _patiently(connection: sqlite3.Connection, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """On the connection's thread: `fn` waiting up to the usual busy timeout for SQLite's write lock."""
+    connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        connection.execute("PRAGMA busy_timeout=0")
+
+
+def _inline_connect(database: str, **kwargs: Any) -> aiosqlite.Connection:
+    """`_one_hop_connect` for `_InlineConnection` (used from the loop's thread and its own: not bound to one)."""
+    connection = _InlineConnection(functools.partial(sqlite3.connect, database, **(kwargs | {"check_same_thread": False})), 64)
+    connection._thread.daemon = True
+    return connection
+
+
 async def sqlite_rows(session: AsyncSession, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
     """The rows of one statement on the session's SQLite connection, as the sqlite3 module returns them.
 
@@ -228,6 +279,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def _inline_pragmas(dbapi_connection: Any, record: Any) -> None:
+    """`_sqlite_pragmas`, then what `_InlineConnection` needs: no busy wait, no automatic checkpoint."""
+    _sqlite_pragmas(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=0")
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
 
 
@@ -270,10 +330,14 @@ class Database:
         twin shares this database's writer lock (`writing`), so the two loops' write transactions queue
         for each other instead of meeting in SQLite's lock and its busy-wait sleeps.
         """
-        if self.dialect == "sqlite" and make_url(self.url).database in (None, "", ":memory:"):
+        if self.dialect == "sqlite" and not self._sqlite_file:
             raise ValueError("an in-memory SQLite database cannot be opened a second time: use a file")
         settings = self._settings.model_copy(update={"database_pool_size": pool_size, "database_max_overflow": 1})
         return Database(settings, writer_lock=self._writer_lock)
+
+    @property
+    def _sqlite_file(self) -> bool:
+        return self.dialect == "sqlite" and make_url(self.url).database not in (None, "", ":memory:")
 
     @property
     def dialect(self) -> str:
@@ -304,9 +368,11 @@ class Database:
         On PostgreSQL it has a connection of its own that the pool does not ping before each use: a
         pre-ping is one more round trip per transaction. A connection the server dropped fails the
         one transaction that finds out (SQLAlchemy then discards it) and the next one reconnects;
-        the loop's caller retries. On SQLite it is `session`.
+        the loop's caller retries. On SQLite (a file) it has a connection of its own too, whose
+        statements run on the loop's thread, not on the connection's (`_InlineConnection`): hold
+        `writing` around it, and keep its transactions short.
         """
-        if self._writer_engine is None and self.dialect == "postgresql":
+        if self._writer_engine is None and (self.dialect == "postgresql" or self._sqlite_file):
             self._writer_engine = create_engine(self.url, self._settings, role="writer", single_writer=True)
             self._writer_sessions = async_sessionmaker(self._writer_engine, expire_on_commit=False, autoflush=False)
         async with _committed(self._writer_sessions) as session:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Depends, Request
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
@@ -124,6 +125,22 @@ def hot_path_of(endpoint: Callable[..., Any]) -> HotHandler | None:
     """The hot path `hot_path` gave an endpoint, if any."""
     handler = getattr(endpoint, HOT_PATH_ATTRIBUTE, None)
     return handler if callable(handler) else None
+
+
+_Body = TypeVar("_Body", bound=BaseModel)
+
+
+async def hot_body(request: Request, model: type[_Body]) -> _Body | None:
+    """A hot path's request body: plain JSON (``Content-Type: application/json``) of a valid `model`, else None.
+
+    FastAPI reads and parses the body first, then authenticates, then validates it: a hot path hands
+    anything else to the route (return None), which refuses it in its own words."""
+    if request.headers.get("content-type") != "application/json":
+        return None
+    try:
+        return model.model_validate(orjson.loads(await request.body()))
+    except (orjson.JSONDecodeError, ValidationError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)

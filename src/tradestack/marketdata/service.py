@@ -36,6 +36,9 @@ HEARTBEAT_KEY = "md:heartbeat"
 # Every market event goes to this one bus channel; each API process subscribes once and routes
 # messages to its WebSocket clients by the channel name that prefixes each message.
 FANOUT_CHANNEL = "marketdata"
+QUOTE_MESSAGES = b"quotes:"
+"""How the bus messages of quotes start (their channel name): what the engine and the strategy runner subscribe to
+(``Bus.subscribe(FANOUT_CHANNEL, starting=QUOTE_MESSAGES)``), so that orders, fills, books and candles do not wake them."""
 MAX_SYMBOLS_PER_REQUEST = 100
 MAX_CANDLES = 10_000
 MAX_DEPTH = 50

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import ValidationError
 
 from tradestack.identity.deps import authorize, count_caller_limit, require
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Principal
 from tradestack.kit.runtime import Runtime
-from tradestack.kit.web import CallerLimit, RuntimeDep, caller_limit, hot_path
+from tradestack.kit.web import CallerLimit, RuntimeDep, caller_limit, hot_body, hot_path
 from tradestack.signals.schemas import (
     AccuracyList,
     ModelList,
@@ -94,13 +92,8 @@ async def _predict_answer(request: Request, principal: Principal, body: PredictR
 
 
 async def _predict_hot(request: Request) -> Response | None:
-    # FastAPI reads and parses the body first, then authenticates, then validates it: a body that is not plain
-    # JSON of a valid request goes to the route, which refuses it in its own words.
-    if request.headers.get("content-type") != "application/json":
-        return None
-    try:
-        body = PredictRequest.model_validate(orjson.loads(await request.body()))
-    except (orjson.JSONDecodeError, ValidationError):
+    body = await hot_body(request, PredictRequest)
+    if body is None:
         return None
     principal = await authorize(request, Permission.MARKET_DATA_READ)
     return await _predict_answer(request, principal, body)

@@ -56,7 +56,7 @@ from tradestack.kit.aio import stop_tasks, wait_event
 from tradestack.kit.logging import get_logger
 from tradestack.kit.outages import forever
 from tradestack.kit.runtime import Runtime, Slot
-from tradestack.marketdata.service import FANOUT_CHANNEL, decode_message
+from tradestack.marketdata.service import FANOUT_CHANNEL, QUOTE_MESSAGES, decode_message
 from tradestack.models.strategies import StrategyDeploymentRow
 from tradestack.strategy.api import StrategyError
 from tradestack.strategy.paper import PaperHost
@@ -294,10 +294,10 @@ class StrategyRunner:
 
     async def listen_quotes(self) -> None:
         """Quotes from the market-data bus to the deployments trading their symbol."""
-        async with self.runtime.bus.subscribe(FANOUT_CHANNEL) as subscription:
+        async with self.runtime.bus.subscribe(FANOUT_CHANNEL, starting=QUOTE_MESSAGES) as subscription:
             async for message in subscription:
                 channel, raw = decode_message(message.data)
-                if not channel.startswith("quotes:") or not self.deployments:
+                if not self.deployments:
                     continue
                 try:
                     quote = parse_quote(orjson.loads(raw)["data"])

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import TypeAdapter
 
 from tradestack.core.errors import ValidationFailedError
-from tradestack.identity.deps import caller_of, require
+from tradestack.identity.deps import authorize, caller_of, require
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Principal
 from tradestack.kit.pages import Before
-from tradestack.kit.web import RuntimeDep
+from tradestack.kit.web import RuntimeDep, hot_body, hot_path
 from tradestack.trading.schemas import (
     CanceledOrders,
     HaltRequest,
@@ -36,6 +37,21 @@ Reader = Annotated[Principal, require(Permission.ACCOUNTS_READ_OWN)]
 STATUSES = ("submitted", "accepted", "denied", "triggered", "partially_filled", "filled", "canceled", "expired", "rejected")
 
 
+_ORDER_OUT = TypeAdapter(OrderOut)
+
+
+async def _submit_hot(request: Request) -> Response | None:
+    """`submit_order` without FastAPI's routing, dependency solving and middleware layers (`tradestack.api.hot`).
+
+    Answered as FastAPI serialises the route's `OrderOut`; a body `hot_body` does not take goes to the route."""
+    body = await hot_body(request, OrderCreate)
+    if body is None:
+        return None
+    principal = await authorize(request, Permission.TRADE_OWN)
+    order, created = await TradingService(request.app.state.runtime).submit(principal, body, caller_of(request))
+    return Response(_ORDER_OUT.dump_json(order), status_code=201 if created else 200, media_type="application/json")
+
+
 @orders.post(
     "",
     response_model=OrderOut,
@@ -48,6 +64,7 @@ STATUSES = ("submitted", "accepted", "denied", "triggered", "partially_filled", 
         422: {"description": "Invalid terms, closed session, or denied by a risk check (stored as denied)"},
     },
 )
+@hot_path(_submit_hot)
 async def submit_order(
     runtime: RuntimeDep, principal: Trader, body: OrderCreate, request: Request, response: Response
 ) -> OrderOut:

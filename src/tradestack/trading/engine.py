@@ -55,7 +55,13 @@ from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import ENGINE_ORDERS_WORKING
 from tradestack.kit.outages import count_outage, forever, unavailable_backend
 from tradestack.kit.runtime import Runtime
-from tradestack.marketdata.service import FANOUT_CHANNEL, MarketDataService, decode_message, trading_hours
+from tradestack.marketdata.service import (
+    FANOUT_CHANNEL,
+    QUOTE_MESSAGES,
+    MarketDataService,
+    decode_message,
+    trading_hours,
+)
 from tradestack.models.trading import OrderRow
 from tradestack.trading.commands import COMMANDS, Change, LocalCommands, shard_of, stream_key, tick
 from tradestack.trading.events import publish, publish_order
@@ -193,11 +199,9 @@ class EngineShard:
 
     async def listen_quotes(self) -> None:
         """Feed quotes from the market-data bus (conflated: only the newest per symbol waits)."""
-        async with self.runtime.bus.subscribe(FANOUT_CHANNEL) as subscription:
+        async with self.runtime.bus.subscribe(FANOUT_CHANNEL, starting=QUOTE_MESSAGES) as subscription:
             async for message in subscription:
                 channel, raw = decode_message(message.data)
-                if not channel.startswith("quotes:"):
-                    continue
                 try:
                     self.on_quote(parse_quote(orjson.loads(raw)["data"]))
                 except (ValueError, KeyError, TypeError) as exc:

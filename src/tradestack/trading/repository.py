@@ -174,8 +174,9 @@ class TradingRepository:
         """Insert new orders (order, its first events, fingerprint) with two executemany statements: projections, events."""
         if created:
             projections, events = _new_rows(created)
-            await self.session.execute(_INSERT_ORDERS, projections)
-            await self.session.execute(_INSERT_ORDER_EVENTS, events)
+            connection = await self.session.connection()
+            await connection.execute(_INSERT_ORDERS, projections)
+            await connection.execute(_INSERT_ORDER_EVENTS, events)
 
     async def with_client_prefix(
         self, account_id: str, prefix: str, *, changed_since: datetime | None = None
@@ -267,7 +268,7 @@ class TradingRepository:
         """The global state and, when given, the account's (or those of several accounts), by scope: rows of
         (scope, state, reason)."""
         accounts = [] if account_id is None else [account_id] if isinstance(account_id, str) else list(account_id)
-        rows = await self.session.execute(_STATES, {"scopes": [GLOBAL_SCOPE, *accounts]})
+        rows = await (await self.session.connection()).execute(_STATES, {"scopes": [GLOBAL_SCOPE, *accounts]})
         return {row.scope: row for row in rows}
 
     async def all_states(self) -> list[TradingStateRow]:

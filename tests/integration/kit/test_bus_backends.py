@@ -81,6 +81,14 @@ async def test_unsubscribed_channels_are_not_received(bus: Bus) -> None:
         assert await next_message(subscription) == Message("wanted", b"yes")
 
 
+async def test_a_subscription_starting_with_given_bytes_gets_only_those_messages(bus: Bus) -> None:
+    async with bus.subscribe("md", starting=b"quotes:") as quotes, bus.subscribe("md") as everything:
+        await bus.publish_many([("md", b"orders:a\n{}"), ("md", b"quotes:AAPL\n{}"), ("md", b"quote"), ("md", b"quotes:MSFT")])
+        assert [(await next_message(quotes)).data for _ in range(2)] == [b"quotes:AAPL\n{}", b"quotes:MSFT"]
+        assert (await next_message(everything)).data == b"quotes:AAPL\n{}"  # MAX_PENDING: the oldest was dropped
+        assert quotes.pending == 0
+
+
 async def test_fan_out_to_every_subscription(bus: Bus) -> None:
     async with bus.subscribe("c") as first, bus.subscribe("c") as second, bus.subscribe("c", "d") as third:
         await bus.publish("c", b"all")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -104,3 +107,61 @@ async def test_postgresql_connections_bound_lock_waits_and_idle_transactions(pos
     finally:
         await defaults.dispose()
         await tuned.dispose()
+
+
+async def _instance_names(db: Database) -> list[str]:
+    async with db.read_session() as session:
+        return list((await session.execute(text("SELECT name FROM instances ORDER BY name"))).scalars())
+
+
+async def test_sqlite_writer_session_runs_on_the_loop_thread_without_busy_waits_or_checkpoints(sqlite_url: str) -> None:
+    db = Database(Settings(database_url=sqlite_url))
+    try:
+        await migrations.upgrade(db.engine)
+        async with db.writing(), db.writer_session() as session:
+            raw = await (await session.connection()).get_raw_connection()
+            sqlite = raw.driver_connection._conn  # type: ignore[union-attr]
+            sqlite.create_function("thread_id", 0, threading.get_ident)
+            ran_on = (await session.execute(text("SELECT thread_id()"))).scalar_one()
+            pragmas = [
+                (await session.execute(text(f"PRAGMA {name}"))).scalar_one() for name in ("busy_timeout", "wal_autocheckpoint")
+            ]
+            session.add(Instance(id="w" * 36, name="written", created_at=NOW, seeded_at=NOW))
+        assert ran_on == threading.get_ident()  # no trip to the connection's thread
+        assert pragmas == [0, 0]
+        assert await _instance_names(db) == ["written"]
+    finally:
+        await db.dispose()
+
+
+async def test_sqlite_writer_session_waits_off_the_loop_for_a_write_lock_held_on_the_same_loop(sqlite_url: str) -> None:
+    """A writer of the same loop that holds SQLite's lock across an await can finish while the writer session waits."""
+    db = Database(Settings(database_url=sqlite_url))
+    try:
+        await migrations.upgrade(db.engine)
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def other_writer() -> None:
+            async with db.session() as session:
+                session.add(Instance(id="o" * 36, name="other", created_at=NOW, seeded_at=NOW))
+                await session.flush()
+                holding.set()
+                await release.wait()  # holds the write lock across an await, on this loop
+
+        other = asyncio.create_task(other_writer())
+        await holding.wait()
+
+        async def desk_writer() -> None:
+            async with db.writer_session() as session:
+                session.add(Instance(id="w" * 36, name="written", created_at=NOW, seeded_at=NOW))
+
+        desk = asyncio.create_task(desk_writer())
+        started = time.monotonic()
+        await asyncio.sleep(0.05)
+        assert time.monotonic() - started < 2  # the loop ran on while the desk waited for the lock (busy timeout: 10 s)
+        assert not desk.done()
+        release.set()
+        await asyncio.wait_for(asyncio.gather(other, desk), timeout=5)
+        assert await _instance_names(db) == ["other", "written"]
+    finally:
+        await db.dispose()

@@ -6,6 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import orjson
+from fastapi import FastAPI
 from sqlalchemy import select
 
 from tradestack.audit.service import AuditService
@@ -15,6 +17,7 @@ from tradestack.models.audit import AuditEntry
 from tradestack.models.books import FillRow
 from tradestack.ops.integrity import check_integrity
 
+from ..api.test_hot_front import both_ways, counted  # type: ignore[import-not-found]
 from ..conftest import MakeUser, TestUser  # type: ignore[import-not-found]
 from .conftest import PublishQuote, wait_for_order  # type: ignore[import-not-found]
 
@@ -123,6 +126,33 @@ async def test_orders_the_checks_refuse_are_stored_as_denied_and_answered_422(
     )
     assert again.status_code == 422
     assert again.json()["order_id"] == body["order_id"]
+
+
+async def test_the_hot_path_answers_orders_as_the_route_does(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote
+) -> None:
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "1000")
+    await publish_quote("AAPL", "150.00", "150.02")
+    stack = await counted(app, client)
+    first = limit_buy(account, "n-1", quantity="1")
+    new = await both_ways(app, client, "POST", "/api/orders", json=first, headers=trader.headers)
+    assert [answer[0] for answer in new] == [201, 200]  # created on the hot path, the same order from the route
+    assert new[0][1:] == new[1][1:]
+    cases: list[tuple[dict[str, Any], dict[str, str]]] = [
+        (limit_buy(account, "n-1", quantity="1"), trader.headers),  # the same order again: 200
+        (limit_buy(account, "n-1", quantity="2"), trader.headers),  # other terms: 409
+        (limit_buy(account, "big", price="149.00", quantity="100"), trader.headers),  # denied: 422
+        (limit_buy("no-such-account", "x"), trader.headers),  # 404
+        (limit_buy(account, "y"), {}),  # 401
+        ({**limit_buy(account, "z"), "side": "hold"}, trader.headers),  # handed to the route: 422
+    ]
+    for body, headers in cases:
+        hot, whole = await both_ways(app, client, "POST", "/api/orders", json=body, headers=headers)
+        if body["client_order_id"] == "big":
+            hot = (hot[0], orjson.dumps({**orjson.loads(hot[1]), "check": None}), *hot[2:])  # the first time names it
+        assert hot == whole, (body, hot, whole)
+    assert stack.paths == ["/api/orders"] * 7  # the rounds with overrides only
 
 
 async def test_bad_orders_are_422_naming_the_problem(client: httpx.AsyncClient, make_user: MakeUser) -> None:

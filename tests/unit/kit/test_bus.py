@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
 
@@ -223,5 +224,41 @@ async def test_messages_reach_a_subscriber_on_another_threads_loop_in_order_and_
             assert (await next_message(answers, 5)).data == b"answer"
     finally:
         other.call_soon_threadsafe(other.stop)
+        thread.join(5)
+        other.close()
+
+
+async def test_messages_a_subscriber_on_another_loop_would_drop_do_not_wake_its_loop() -> None:
+    bus = MemoryBus()
+    other = asyncio.new_event_loop()
+    woken: list[object] = []
+    wake = other.call_soon_threadsafe
+
+    def counted(callback: Any, *args: Any) -> Any:
+        woken.append(callback)
+        return wake(callback, *args)
+
+    other.call_soon_threadsafe = counted  # type: ignore[method-assign]
+    thread = threading.Thread(target=other.run_forever, daemon=True)
+    thread.start()
+    subscribed = asyncio.Event()
+    here = asyncio.get_running_loop()
+
+    async def far_subscriber() -> bytes:
+        async with bus.subscribe("md", starting=b"quotes:") as subscription:
+            here.call_soon_threadsafe(subscribed.set)
+            return (await next_message(subscription, 5)).data
+
+    try:
+        far = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(far_subscriber(), other))
+        await asyncio.wait_for(subscribed.wait(), 5)
+        woken.clear()
+        for n in range(50):
+            await bus.publish("md", f"orders:{n}".encode())
+        assert woken == []
+        await bus.publish("md", b"quotes:AAPL")
+        assert await asyncio.wait_for(far, 5) == b"quotes:AAPL"
+    finally:
+        wake(other.stop)
         thread.join(5)
         other.close()
