@@ -335,11 +335,13 @@ async def main_async(args: argparse.Namespace) -> None:
                         results.append((f"{backend}_{query.split()[1]}_{name}", "before", before / floor))
     worst = max(ratio for label, tree, ratio in results if tree == "after" and label.endswith("_uncached"))
     print(f"goal: uncached <= {GOAL_RATIO:.0f}x the floor on every query: {'MET' if worst <= GOAL_RATIO else 'NOT MET'}")
-    for tree in ("before", "after"):
-        figures = " ".join(f"{label}={ratio:.3f}" for label, t, ratio in results if t == tree)
-        if figures:
-            suffix = f" ratio={worst:.2f}" if tree == "after" else ""
-            print(f"RESULT name=candles{'_before' if tree == 'before' else ''} {figures}{suffix}")
+    figures = " ".join(
+        f"{'before_' if tree == 'before' else ''}{label}={ratio:.3f}"
+        for wanted in ("after", "before")
+        for label, tree, ratio in results
+        if tree == wanted
+    )
+    print(f"RESULT name=candles {figures} ratio={worst:.2f}")
 
 
 def main() -> None:
