@@ -317,7 +317,8 @@ def part_b(rounds: int, seconds: int, connections: int, snapshots: int, sweep: l
     a, b = ours.median(connections), theirs.median(connections)
     a1, b1 = ours.median(1), theirs.median(1)
     sweep_fields = " ".join(
-        f"{prefix}c{point}_rps={tree.median(point).requests_per_second:.0f} {prefix}c{point}_p99_ms={tree.median(point).p99_ms:.2f}"
+        f"{prefix}c{point}_rps={tree.median(point).requests_per_second:.0f} "
+        f"{prefix}c{point}_p99_ms={tree.median(point).p99_ms:.2f}"
         for prefix, tree in zip(("", *(["before_"] if len(trees) == 3 else []), "baseline_"), trees, strict=True)
         for point in points
     )
