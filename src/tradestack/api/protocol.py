@@ -10,7 +10,8 @@ WebSocket.
 
 Built on uvicorn's httptools protocol (the C parser uvicorn picks by default), not on h11:
 under load h11's pure-Python parsing and serialisation cost more CPU per request than the rest
-of the authenticated request path together.
+of the authenticated request path together. A response's head goes out with its first body bytes,
+in one write (`OneWriteCycle`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
@@ -60,6 +62,9 @@ class ReadTimeoutHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         self.reading_body = True
+        # The cycle uvicorn has just made for this request (its task has not run yet: it looks `send` up when it does).
+        if type(self.cycle) is RequestResponseCycle:
+            self.cycle.__class__ = OneWriteCycle
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -90,6 +95,96 @@ class ReadTimeoutHttpProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             log.info("request_read_timeout", client=self.client[0] if self.client else None, body=self.reading_body)
             self.transport.close()
+
+
+class OneWriteCycle(RequestResponseCycle):
+    """uvicorn's request-response cycle, writing a response's head together with its first body bytes.
+
+    uvicorn writes the status line and headers when the application sends ``http.response.start``
+    and the body at ``http.response.body``: two writes, so two TCP segments and two wake-ups of a
+    client waiting for the answer, each costing the server a system call. Here the head is kept
+    until the first body message - which, for a whole response (Starlette's `Response`), comes in
+    the same step of the task - and written with its bytes, in one write. A head whose body has not
+    come by the event loop's next turn (a stream waiting for its first chunk) is written on its own
+    then, as uvicorn would have written it, one turn later. HEAD requests are left as uvicorn writes them.
+    Should the application fail or the connection go between the two messages, the head goes with the
+    connection, which is closed either way (the client gets no response instead of an incomplete one).
+    """
+
+    _head: bytes = b""
+    _head_due: asyncio.Handle | None = None
+
+    async def send(self, message: ASGISendEvent) -> None:
+        head = self._head
+        if head:
+            self._head = b""
+            if self._head_due is not None:
+                self._head_due.cancel()
+            transport = self.transport
+            with_head = _WithHead(transport, head)
+            self.transport = with_head  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = transport
+                if with_head.head:  # nothing was written (an unexpected message): the head first, as uvicorn wrote it
+                    transport.write(with_head.head)
+            return
+        if message["type"] == "http.response.start" and not self.response_started and self.scope["method"] != "HEAD":
+            transport = self.transport
+            held = _Held()
+            self.transport = held  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = transport
+            if held.head:
+                self._head = held.head
+                self._head_due = asyncio.get_running_loop().call_soon(self._write_head)
+            return
+        await super().send(message)
+
+    def _write_head(self) -> None:
+        head, self._head, self._head_due = self._head, b"", None
+        if head and not self.transport.is_closing():
+            self.transport.write(head)
+
+
+class _Held:
+    """Takes what uvicorn writes as a response's head."""
+
+    __slots__ = ("head",)
+
+    def __init__(self) -> None:
+        self.head = b""
+
+    def write(self, data: bytes) -> None:
+        self.head += data
+
+
+class _WithHead:
+    """The connection's transport, for one body message of uvicorn's: the held head goes out with the first bytes
+    written, or before the connection closes."""
+
+    __slots__ = ("head", "transport")
+
+    def __init__(self, transport: asyncio.Transport, head: bytes) -> None:
+        self.transport = transport
+        self.head = head
+
+    def write(self, data: bytes) -> None:
+        if self.head:
+            data, self.head = self.head + data, b""
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self.head:
+            self.transport.write(self.head)
+            self.head = b""
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
 
 
 DIRECT_WRITE_EXTENSION = "tradestack.direct_write"

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -78,23 +79,19 @@ def features_of_snapshot(current: Snapshot, previous: Snapshot | None = None) ->
     One prediction on the API path is faster this way than through NumPy's per-call overhead.
     """
     bp, bs, ap, asz = current
-
-    def depth(sizes: Side, k: int) -> float:
-        total = sizes[0]
-        for i in range(1, k):
-            total += sizes[i]
-        return total
+    # Depths to each level: running sums, added level by level as the vectorised features add them.
+    bid_depth, ask_depth = list(accumulate(bs)), list(accumulate(asz))
 
     def imbalance(k: int) -> float:
-        bid, ask = depth(bs, k), depth(asz, k)
+        bid, ask = bid_depth[k - 1], ask_depth[k - 1]
         return (bid - ask) / (bid + ask)
 
     levels = len(bp)
     mid = (bp[0] + ap[0]) / 2
     spread = ap[0] - bp[0]
     micro = (ap[0] * bs[0] + bp[0] * asz[0]) / (bs[0] + asz[0])
-    bid_slope = depth(bs, levels) / (bp[0] - bp[-1])
-    ask_slope = depth(asz, levels) / (ap[-1] - ap[0])
+    bid_slope = bid_depth[-1] / (bp[0] - bp[-1])
+    ask_slope = ask_depth[-1] / (ap[-1] - ap[0])
     flow = 0.0
     if previous is not None:
         pbp, pbs, pap, pas = (side[0] for side in previous)
@@ -192,16 +189,16 @@ class _SingleRowPredictor:
         self._row = np.zeros(columns, dtype=np.float64)
         self._out = np.zeros(1, dtype=np.float64)
         self._out_length = ctypes.c_int64(0)
+        self._out_length_pointer = ctypes.byref(self._out_length)
         self._row_pointer = self._row.ctypes.data_as(ctypes.c_void_p)
         self._out_pointer = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+        self._predict = _LIB.LGBM_BoosterPredictForMatSingleRowFast
 
     def __call__(self, row: list[float]) -> float:
         self._row[:] = row
-        self._safe_call(
-            self._lib.LGBM_BoosterPredictForMatSingleRowFast(
-                self._config, self._row_pointer, ctypes.byref(self._out_length), self._out_pointer
-            )
-        )
+        code = self._predict(self._config, self._row_pointer, self._out_length_pointer, self._out_pointer)
+        if code:
+            self._safe_call(code)  # raises LightGBM's error with its last message
         return float(self._out[0])
 
     def __del__(self) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from importlib.metadata import version as package_version
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
@@ -568,15 +569,19 @@ PREDICTOR: Slot[_LoadedPredictor] = Slot("signals.predictor")
 LAST_BOOKS: Slot[dict[str, tuple[str, list[list[float]]]]] = Slot("signals.last_books")  # per symbol: (book ts, arrays)
 
 
+_PRICE, _SIZE = itemgetter(0), itemgetter(1)
+
+
 def _book_arrays(bids: Sequence[Sequence[Any]], asks: Sequence[Sequence[Any]], levels: int, what: str) -> list[list[float]]:
     """[bid prices, bid sizes, ask prices, ask sizes] of the first `levels` levels, checked (422 naming what is wrong)."""
     if len(bids) < levels or len(asks) < levels:
         raise ValidationFailedError(f"{what}: the model needs {levels} levels a side, got {len(bids)} bids and {len(asks)} asks")
+    bids, asks = bids[:levels], asks[:levels]
     try:
-        bid_price = [float(level[0]) for level in bids[:levels]]
-        bid_size = [float(level[1]) for level in bids[:levels]]
-        ask_price = [float(level[0]) for level in asks[:levels]]
-        ask_size = [float(level[1]) for level in asks[:levels]]
+        bid_price = list(map(float, map(_PRICE, bids)))
+        bid_size = list(map(float, map(_SIZE, bids)))
+        ask_price = list(map(float, map(_PRICE, asks)))
+        ask_size = list(map(float, map(_SIZE, asks)))
     except (TypeError, ValueError, IndexError):
         raise ValidationFailedError(f"{what}: every level must be [price, size] numbers") from None
     columns = [bid_price, bid_size, ask_price, ask_size]
