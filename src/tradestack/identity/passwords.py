@@ -33,12 +33,14 @@ class Passwords:
         # The hash an unknown user's password is checked against. Made by `prepare` at start-up, in a thread: a hash
         # takes ~0.1-0.2 s, which on the event loop stalled every request and WebSocket frame of the process.
         self._decoy_hash: str | None = None
+        self._decoy_made = asyncio.Lock()
 
     async def prepare(self) -> None:
         """Make the decoy hash now (in a thread), so that no login pays for it: a first miss would otherwise be slower."""
         if self._decoy_hash is None:
-            decoy = await asyncio.to_thread(self.hasher.hash, secrets.token_urlsafe(16))
-            self._decoy_hash = self._decoy_hash or decoy
+            async with self._decoy_made:  # one hash, whoever asks first (the start hook or an early sign-in)
+                if self._decoy_hash is None:
+                    self._decoy_hash = await asyncio.to_thread(self.hasher.hash, secrets.token_urlsafe(16))
 
     def problems(self, password: str) -> list[str]:
         """Why a new password is not acceptable (empty when it is)."""

@@ -11,6 +11,7 @@ SQLite's single writer free of a second, waiting transaction.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -61,6 +62,7 @@ from tradestack.identity.tokens import (
     same_digest,
     split_api_key,
 )
+from tradestack.kit.aio import stop_tasks
 from tradestack.kit.config import ENV_PREFIX
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import AUTH_FAILURES, USER_LOGINS
@@ -830,5 +832,11 @@ async def seed_users(service: IdentityService) -> tuple[list[SeededUser], str | 
 
 
 async def start_identity(runtime: Runtime) -> None:
-    """Create this process's identity components before the first request; the decoy password hash in a thread."""
-    await components(runtime).passwords.prepare()
+    """Create this process's identity components before the first request, and make the decoy password hash in a
+    thread beside start-up (readiness does not wait for it; a sign-in before it is done waits for it off the loop)."""
+    task = asyncio.create_task(components(runtime).passwords.prepare(), name="decoy-password-hash")
+
+    async def stop() -> None:
+        await stop_tasks([task], "decoy password hash")
+
+    runtime.closers.append(stop)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -51,3 +52,12 @@ async def test_a_miss_before_prepare_makes_the_decoy_off_the_loop(monkeypatch: p
     assert threading.get_ident() not in threads
     stored = await passwords.hash("a-real-password")
     assert await passwords.verify(stored, "a-real-password") is True
+
+
+async def test_a_sign_in_during_the_start_hooks_hash_waits_for_it_instead_of_hashing_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    passwords = _recording(monkeypatch)
+    results = await asyncio.gather(passwords.prepare(), passwords.verify(None, "whatever-password"))
+    assert results[1] is False
+    assert len(RecordingHasher.threads) == 1
