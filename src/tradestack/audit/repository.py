@@ -14,6 +14,10 @@ from tradestack.models.audit import AuditChainerLease, AuditEntry, AuditOutbox, 
 
 CHAIN_LEASE = "audit"
 _STAGE = insert(cast(Table, AuditOutbox.__table__))  # built once: every order group stages (Core, no ORM bulk path)
+# The chainer's inserts, likewise built once and Core (the ORM bulk-insert path cost more CPU per row than the hashing).
+_APPEND = insert(cast(Table, AuditEntry.__table__))
+_APPEND_RETURNING_IDS = _APPEND.returning(AuditEntry.__table__.c.hash, AuditEntry.__table__.c.id)
+_APPEND_PERSONAL = insert(cast(Table, AuditPersonal.__table__))
 
 
 class AuditRepository(Repository):
@@ -44,14 +48,13 @@ class AuditRepository(Repository):
         """
         if not rows:
             return
+        connection = await self.session.connection()
         if not personal:
-            await self.session.execute(insert(AuditEntry), builtins.list(rows))
+            await connection.execute(_APPEND, builtins.list(rows))
             return
-        inserted = await self.session.execute(insert(AuditEntry).returning(AuditEntry.hash, AuditEntry.id), builtins.list(rows))
+        inserted = await connection.execute(_APPEND_RETURNING_IDS, builtins.list(rows))
         ids = {row_hash: entry_id for row_hash, entry_id in inserted}
-        await self.session.execute(
-            insert(AuditPersonal), [{**fields, "entry_id": ids[row_hash]} for row_hash, fields in personal]
-        )
+        await connection.execute(_APPEND_PERSONAL, [{**fields, "entry_id": ids[row_hash]} for row_hash, fields in personal])
 
     async def erase_personal(self, actor_user_id: str, emails: Sequence[str]) -> int:
         """Delete the personal rows of entries by `actor_user_id` or naming one of `emails`; returns how many."""

@@ -135,14 +135,23 @@ def content_of(row: Mapping[str, Any]) -> bytes:
         fields["personal_digest"] = row.get("personal_digest")
     fields["ts"] = format_ts(row["ts"])
     fields["prev_hash"] = row["prev_hash"]
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return canonical_json(fields)
+
+
+def canonical_json(fields: Mapping[str, str | int | None]) -> bytes:
+    """Canonical JSON of text, integer and null values: sorted keys, no spaces, UTF-8 (not ``\\u`` escaped).
+
+    The bytes of ``json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``,
+    which the chain's hashes have always covered (a test holds the two equal over every code point),
+    made by orjson at a fraction of the CPU: the chainer makes two per entry.
+    """
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 
 def personal_digest(salt: str, personal: Mapping[str, str | None]) -> str:
     """Hex SHA-256 of the salt (hex text) followed by the canonical JSON of the personal fields."""
     fields = {name: personal.get(name) for name in PERSONAL_COLUMNS}
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(salt.encode("ascii") + text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(salt.encode("ascii") + canonical_json(fields)).hexdigest()
 
 
 def entry_hash(prev_hash: str, content: bytes) -> str:

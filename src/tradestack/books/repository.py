@@ -23,6 +23,21 @@ from tradestack.models.books import BalanceRow, EquityPointRow, FillRow, Journal
 # Column values have at most 38 digits: their sums are exact here, and an inexact one raises.
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
 
+# What an order desk reloads of its stale accounts' books: prebuilt (no statement built per call) and run on the
+# session's connection (no ORM execution per call), see `balance_lines_of`.
+_BALANCE_LINES_OF = select(
+    BalanceRow.account_id, BalanceRow.ledger_account, BalanceRow.currency, BalanceRow.amount, BalanceRow.quantity
+).where(BalanceRow.account_id.in_(bindparam("accounts", expanding=True)))
+_REALIZED_SINCE_OF = (
+    select(JournalEntryRow.account_id, PostingRow.currency, PostingRow.amount)
+    .join(JournalEntryRow, JournalEntryRow.id == PostingRow.entry_id)
+    .where(
+        JournalEntryRow.account_id.in_(bindparam("accounts", expanding=True)),
+        JournalEntryRow.ts >= bindparam("since"),
+        PostingRow.account.like("realized_pnl:%"),
+    )
+)
+
 
 class JournalRepository:
     """`journal_entries` and `postings`."""
@@ -84,20 +99,22 @@ class JournalRepository:
         rows = await self._session.execute(query)
         return [(owner, BalanceLine(name, currency, amount, quantity)) for owner, name, currency, amount, quantity in rows]
 
+    async def balance_lines_of(self, account_ids: Sequence[str]) -> list[tuple[str, BalanceLine]]:
+        """`balance_lines` of several accounts, by a prebuilt statement on the session's connection (after flushing
+        the session's pending changes, which that bypasses)."""
+        await self._session.flush()
+        rows = await (await self._session.connection()).execute(_BALANCE_LINES_OF, {"accounts": list(account_ids)})
+        return [(owner, BalanceLine(name, currency, amount, quantity)) for owner, name, currency, amount, quantity in rows]
+
     async def realized_since(self, account_id: str, since: datetime) -> dict[str, Decimal]:
         """Realized P&L per currency booked since `since`, gains positive (the journal keeps them as credits)."""
         return (await self.realized_since_of([account_id], since)).get(account_id, {})
 
     async def realized_since_of(self, account_ids: Sequence[str], since: datetime) -> dict[str, dict[str, Decimal]]:
         """`realized_since` of several accounts, by account id (accounts with none absent), in one query."""
-        rows = await self._session.execute(
-            select(JournalEntryRow.account_id, PostingRow.currency, PostingRow.amount)
-            .join(JournalEntryRow, JournalEntryRow.id == PostingRow.entry_id)
-            .where(
-                JournalEntryRow.account_id.in_(account_ids),
-                JournalEntryRow.ts >= since,
-                PostingRow.account.like("realized_pnl:%"),
-            )
+        await self._session.flush()  # the statement runs on the connection, bypassing the session's autoflush
+        rows = await (await self._session.connection()).execute(
+            _REALIZED_SINCE_OF, {"accounts": list(account_ids), "since": since}
         )
         totals: dict[str, dict[str, Decimal]] = {}
         for account_id, currency, amount in rows:

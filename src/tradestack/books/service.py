@@ -376,7 +376,7 @@ class BooksService:
             return {}
         ids = [profile.id for profile in accounts]
         lines: dict[str, list[BalanceLine]] = {account_id: [] for account_id in ids}
-        for account_id, line in await self._journal.balance_lines(ids if len(ids) > 1 else ids[0]):
+        for account_id, line in await self._journal.balance_lines_of(ids):
             lines[account_id].append(line)
         realized = await self._journal.realized_since_of(ids, today) if today is not None else {}
         return {

@@ -142,6 +142,20 @@ class OpenOrders:
                 self._reserved[held.currency] = self._reserved.get(held.currency, _ZERO) + held.reserve
         self._held[order.order_id] = held
 
+    def sync(self, orders: Iterable[OpenOrder]) -> None:
+        """Count exactly `orders` (the account's open orders as stored now): an order counted already just as it is
+        is kept as counted, the new or changed ones are put, the others removed. The same sums as a new
+        `OpenOrders` of them, without pricing again the reservation of every order that did not change."""
+        held = self._held
+        current: set[str] = set()
+        for order in orders:
+            current.add(order.order_id)
+            kept = held.get(order.order_id)
+            if kept is None or kept.order != order:
+                self.put(order)
+        for order_id in [order_id for order_id in held if order_id not in current]:
+            self.remove(order_id)
+
     def remove(self, order_id: str) -> OpenOrder | None:
         """Stop counting `order_id` (it ended); the order as it was counted, or None."""
         held = self._held.pop(order_id, None)

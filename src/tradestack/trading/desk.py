@@ -12,7 +12,7 @@ count, the insert, the audit outbox). The desk instead:
    books version. Every writer of an account's books takes the same lock and bump (fills, cancels,
    replaces, conversions, limits, halts), so a version one above the one the desk last wrote means
    nobody else wrote since and what it keeps of the account is still true; otherwise it reloads
-   the account, all the group's stale accounts together (five statements whatever their number);
+   the account, all the group's stale accounts together (four statements whatever their number);
 3. decides each command in order (the account's owner, idempotency - one query for the group's
    client order ids - the instrument's and the session's rules, then the risk checks) against
    what it keeps of each account: its profile, books (`AccountBooks`), open orders
@@ -107,6 +107,7 @@ class _Account:
     open: OpenOrders
     limits: RiskLimits
     state: TradingState
+    instruments: dict[str, Instrument]
     recent: deque[datetime] = field(default_factory=deque)
 
 
@@ -278,11 +279,14 @@ class OrderDesk:
         and return the global trading state."""
         now = self.runtime.clock.now()
         stale: list[AccountProfile] = []
+        outdated: dict[str, _Account] = {}  # of today, stale: its open orders are synced rather than counted anew
         for account_id, (profile, version) in locked.items():
             kept = self._accounts.get(account_id)
             if kept is None or kept.version != version - 1 or kept.day != now.date():
                 self._accounts.pop(account_id, None)
                 stale.append(profile)
+                if kept is not None and kept.day == now.date():
+                    outdated[account_id] = kept
             else:
                 kept.version = version
         repo = TradingRepository(session)
@@ -291,27 +295,31 @@ class OrderDesk:
         if not stale:
             return TradingState(global_row.state) if global_row else TradingState.ACTIVE
         ids = [profile.id for profile in stale]
-        limit_rows = await repo.limits_of(ids)
-        open_rows: dict[str, list[Any]] = {account_id: [] for account_id in ids}
-        for row in await repo.open_orders(ids):
-            open_rows[row.account_id].append(row)
-        recent = await repo.order_times_since(ids, now - _MINUTE)
+        stored_limits = await repo.limits_of(ids)
+        open_rows, recent = await repo.desk_orders(ids, now - _MINUTE)
         books = await BooksService(session, self.runtime.clock).snapshots(stale, today=start_of_day(now))
         instruments = {p.command.request.account_id: p.command.instruments for p in group}
         for profile in stale:
-            stored = limit_rows.get(profile.id)
-            limits = self._limits_of(profile, stored.limits if stored else None)
+            limits = self._limits_of(profile, stored_limits.get(profile.id))
             state = states.get(profile.id)
+            catalogue = instruments[profile.id]
+            open_orders = map(self._open_order_of_row, open_rows[profile.id])
+            kept = outdated.get(profile.id)
+            if kept is not None and kept.limits == limits and kept.instruments is catalogue:
+                # Most often another desk added orders since (two API workers share the accounts): only those are priced.
+                kept.open.sync(open_orders)
+                counted = kept.open
+            else:
+                counted = OpenOrders(limits, catalogue, self._fee_model, open_orders)
             self._accounts[profile.id] = _Account(
                 profile=profile,
                 version=locked[profile.id][1],
                 books=books[profile.id],
                 day=now.date(),
-                open=OpenOrders(
-                    limits, instruments[profile.id], self._fee_model, map(self._open_order_of_row, open_rows[profile.id])
-                ),
+                open=counted,
                 limits=limits,
                 state=TradingState(state.state) if state else TradingState.ACTIVE,
+                instruments=catalogue,
                 recent=deque(recent[profile.id]),
             )
         return TradingState(global_row.state) if global_row else TradingState.ACTIVE

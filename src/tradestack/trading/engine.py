@@ -67,7 +67,7 @@ from tradestack.trading.commands import COMMANDS, Change, LocalCommands, shard_o
 from tradestack.trading.events import publish, publish_order
 from tradestack.trading.executions import Recorded, record
 from tradestack.trading.metrics import update_trading_gauges
-from tradestack.trading.repository import OPEN_STATUSES, TradingRepository
+from tradestack.trading.repository import TradingRepository
 from tradestack.trading.service import fee_model_for
 
 log = get_logger(__name__)
@@ -82,6 +82,9 @@ ENGINE_STOP_SECONDS = 12.0
 ENDED_KEPT = 10_000
 """How many ended orders' versions a shard remembers, to know a late hand-over of one as stale (older: read)."""
 _WORKING = (OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED)
+# What reconciliation reads every `engine_reconcile_seconds`: each working order's id and account, as plain rows
+# (a Core statement on the connection: every resting order of every account, so no ORM result processing per row).
+_WORKING_ORDERS = select(OrderRow.id, OrderRow.account_id).where(OrderRow.status.in_([status.value for status in _WORKING]))
 
 
 def parse_quote(data: dict[str, object]) -> Quote:
@@ -148,7 +151,7 @@ class EngineShard:
         self._label = "all" if shard is None else str(shard)
 
     def owns(self, account_id: str) -> bool:
-        return self.shard is None or shard_of(account_id, self.shards) == self.shard
+        return self.shard is None or self.shards == 1 or shard_of(account_id, self.shards) == self.shard
 
     # -- inputs ----------------------------------------------------------------------------------
 
@@ -437,15 +440,9 @@ class EngineShard:
     async def reconcile(self) -> None:
         """Pick up open orders nobody told us about, and drop orders that ended without us hearing."""
         async with self.runtime.database.read_session() as session:
-            rows = (
-                await session.execute(
-                    select(OrderRow.id, OrderRow.account_id, OrderRow.status).where(OrderRow.status.in_(OPEN_STATUSES))
-                )
-            ).all()
-        open_ids = {}
-        for order_id, account_id, status in rows:
-            if self.owns(account_id) and OrderStatus(status) in _WORKING:
-                open_ids[order_id] = account_id
+            rows = (await (await session.connection()).execute(_WORKING_ORDERS)).all()
+        owns = self.owns
+        open_ids = {order_id: account_id for order_id, account_id in rows if owns(account_id)}
         for order_id, account_id in open_ids.items():
             if order_id not in self.owners:
                 await self.sync(order_id, account_id)

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
-from typing import cast
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import Row, Table, bindparam, func, insert, select, update
+from sqlalchemy import Row, Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
@@ -43,6 +43,31 @@ _INSERT_ORDERS = insert(_ORDERS)
 _INSERT_ORDER_EVENTS = insert(_ORDER_EVENTS)
 _STATES = select(TradingStateRow.scope, TradingStateRow.state, TradingStateRow.reason).where(
     TradingStateRow.scope.in_(bindparam("scopes", expanding=True))
+)
+# What the desk reloads of a stale account's orders, in one statement: its open orders (the columns the risk state
+# counts) and the orders it submitted since a moment (their times), oldest first.
+_DESK_ORDERS = (
+    select(
+        _ORDERS.c.id,
+        _ORDERS.c.account_id,
+        _ORDERS.c.symbol,
+        _ORDERS.c.side,
+        _ORDERS.c.type,
+        _ORDERS.c.quantity,
+        _ORDERS.c.filled_quantity,
+        _ORDERS.c.limit_price,
+        _ORDERS.c.stop_price,
+        _ORDERS.c.status,
+        _ORDERS.c.created_at,
+    )
+    .where(
+        _ORDERS.c.account_id.in_(bindparam("accounts", expanding=True)),
+        or_(_ORDERS.c.status.in_(OPEN_STATUSES), _ORDERS.c.created_at >= bindparam("since")),
+    )
+    .order_by(_ORDERS.c.created_at, _ORDERS.c.id)
+)
+_LIMITS_OF = select(RiskLimitsRow.account_id, RiskLimitsRow.limits).where(
+    RiskLimitsRow.account_id.in_(bindparam("accounts", expanding=True))
 )
 
 
@@ -193,16 +218,6 @@ class TradingRepository:
         events = await self._events_of([row.id for row in rows])
         return [(row, events.get(row.id, [])) for row in rows]
 
-    async def order_times_since(self, account_ids: Sequence[str], since: datetime) -> dict[str, list[datetime]]:
-        """When each account's orders submitted at or after `since` were created, oldest first, by account id."""
-        query = select(OrderRow.account_id, OrderRow.created_at).where(
-            OrderRow.account_id.in_(account_ids), OrderRow.created_at >= since
-        )
-        times: dict[str, list[datetime]] = {account_id: [] for account_id in account_ids}
-        for account_id, created_at in await self.session.execute(query.order_by(OrderRow.created_at)):
-            times[account_id].append(created_at)
-        return times
-
     def _add_events(self, order_id: str, first_seq: int, events: Sequence[OrderEvent]) -> None:
         self.session.add_all(
             OrderEventRow(
@@ -234,6 +249,21 @@ class TradingRepository:
         query = query.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit)
         return list(await self.session.scalars(query))
 
+    async def desk_orders(
+        self, account_ids: Sequence[str], since: datetime
+    ) -> tuple[dict[str, list[Any]], dict[str, list[datetime]]]:
+        """Of each account, in one statement: its open orders (rows with the columns `open_order_of` reads, oldest
+        first) and when its orders submitted at or after `since` were created (their times, oldest first), by account id."""
+        open_rows: dict[str, list[Any]] = {account_id: [] for account_id in account_ids}
+        times: dict[str, list[datetime]] = {account_id: [] for account_id in account_ids}
+        rows = await (await self.session.connection()).execute(_DESK_ORDERS, {"accounts": list(account_ids), "since": since})
+        for row in rows:
+            if row.status in OPEN_STATUSES:
+                open_rows[row.account_id].append(row)
+            if row.created_at >= since:
+                times[row.account_id].append(row.created_at)
+        return open_rows, times
+
     async def open_orders(self, account_ids: Sequence[str] | None = None) -> list[OrderRow]:
         """Open orders (all accounts when `account_ids` is None), oldest first."""
         query = select(OrderRow).where(OrderRow.status.in_(OPEN_STATUSES))
@@ -251,10 +281,10 @@ class TradingRepository:
     async def limits(self, account_id: str) -> RiskLimitsRow | None:
         return await self.session.get(RiskLimitsRow, account_id)
 
-    async def limits_of(self, account_ids: Sequence[str]) -> dict[str, RiskLimitsRow]:
-        """The stored limits of several accounts, by account id (accounts on the defaults absent)."""
-        rows = await self.session.scalars(select(RiskLimitsRow).where(RiskLimitsRow.account_id.in_(account_ids)))
-        return {row.account_id: row for row in rows}
+    async def limits_of(self, account_ids: Sequence[str]) -> dict[str, str]:
+        """The stored limits (JSON text) of several accounts, by account id (accounts on the defaults absent)."""
+        rows = await (await self.session.connection()).execute(_LIMITS_OF, {"accounts": list(account_ids)})
+        return {account_id: limits for account_id, limits in rows}
 
     async def put_limits(self, account_id: str, limits: str, now: datetime, by: str | None) -> None:
         row = await self.session.get(RiskLimitsRow, account_id)

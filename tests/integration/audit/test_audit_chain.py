@@ -22,6 +22,7 @@ from tradestack.audit.service import (
     PERSONAL_COLUMNS,
     AuditService,
     canonical_content,
+    canonical_json,
     entry_hash,
     personal_digest,
 )
@@ -138,6 +139,29 @@ def test_version_2_content_covers_the_personal_digest_instead_of_the_personal_fi
     personal = {"actor_email": "a@example.com", "ip": "203.0.113.9", "user_agent": None}
     assert personal_digest(salt, personal) != personal_digest("cd" * 16, personal)
     assert personal_digest(salt, personal) != personal_digest(salt, {**personal, "ip": "203.0.113.10"})
+
+
+def _historic_canonical_json(fields: dict[str, Any]) -> bytes:
+    """How the chain's hashed bytes were always made: entries chained so must keep verifying."""
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def test_canonical_json_is_byte_for_byte_the_historic_json_dumps_for_every_code_point() -> None:
+    code_points = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    for start in range(0, len(code_points), 4096):
+        text = "".join(chr(c) for c in code_points[start : start + 4096])
+        fields = {"version": 2, "detail": '{"a":"\\u00e9\\n"}', "ts": "2026-11-21T09:30:00.000001Z", "z": text, "a": None}
+        assert canonical_json(fields) == _historic_canonical_json(fields), hex(code_points[start])
+    for control in range(0x20):  # one at a time too: the short escapes (\n, \t...) and the \u00XX ones
+        fields = {"ip": f"x{chr(control)}y", "actor_email": "zoë@example.com", "user_agent": None}
+        assert canonical_json(fields) == _historic_canonical_json(fields)
+    entry = _entry(version=2, personal_digest="d" * 64, detail='{"note":"tab\there \u2028 \\ ""}')
+    names = ("action", "outcome", "actor_user_id", "actor_api_key_id", "target", "detail", "prev_hash", "version")
+    expected = {name: getattr(entry, name) for name in names} | {
+        "personal_digest": "d" * 64,
+        "ts": "2026-11-21T09:30:00.000001Z",
+    }
+    assert canonical_content(entry) == _historic_canonical_json(expected)
 
 
 def test_canonical_content_ignores_id_and_hash_but_not_the_rest() -> None:

@@ -163,3 +163,23 @@ async def test_stop_and_stop_limit_orders_trigger_on_the_quote_and_fill_in_the_b
     )
     report = await check_integrity(runtime.database)
     assert report.ok, report.problems
+
+
+async def test_reconciliation_picks_up_a_working_order_it_was_not_told_of_and_drops_one_that_ended(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime, publish_quote: PublishQuote
+) -> None:
+    shard = EngineShard(runtime)  # started empty: it hears of neither order below
+    shard.instruments = {"BTC-USD": BTC}
+    await publish_quote("BTC-USD", "30000.00", "30001.00", size="1")
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader)
+    ids = []
+    for name in ("kept", "ended"):
+        body = {**limit_buy(account, name, price="20000.00", quantity="1"), "symbol": "BTC-USD"}
+        ids.append((await client.post("/api/orders", json=body, headers=trader.headers)).json()["id"])
+    await shard.reconcile()
+    assert {order_id: shard.owners.get(order_id) for order_id in ids} == {order_id: account for order_id in ids}
+    assert (await client.delete(f"/api/orders/{ids[1]}", headers=trader.headers)).status_code == 200
+    await shard.reconcile()
+    assert (ids[0] in shard.owners, ids[1] in shard.owners) == (True, False)
+    assert shard.engines["BTC-USD"].working_order(ids[0]) is not None

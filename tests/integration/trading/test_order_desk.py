@@ -50,6 +50,34 @@ async def test_a_desk_does_not_decide_on_books_another_desk_changed(
     assert third.json()["check"] == "buying_power", third.text
 
 
+async def test_a_desk_sees_the_orders_another_desk_added_and_the_ones_another_writer_ended(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
+) -> None:
+    """A desk whose account another desk wrote meanwhile counts the account's open orders as stored: the other
+    desk's new buy reserves, the buy a cancel ended no longer does (the desk keeps what it counted and syncs it)."""
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "10000")
+    await publish_quote("AAPL", "100.00", "100.01", last="100.00")
+
+    async def buy(n: int) -> httpx.Response:  # each reserves 40 x 99 = 3,960 USD (plus fees): two fit, three do not
+        return await client.post(
+            "/api/orders", json=limit_buy(account, f"sync-{n}", price="99.00", quantity="40"), headers=trader.headers
+        )
+
+    first = await buy(1)
+    assert first.status_code == 201  # desk A keeps the account
+    desk_a = runtime.components.pop(DESK)
+    assert desk_a is not None
+    assert (await buy(2)).status_code == 201  # desk B
+    runtime.components.put(DESK, desk_a)
+    canceled = await client.delete(f"/api/orders/{first.json()['id']}", headers=trader.headers)
+    assert canceled.status_code == 200, canceled.text
+    assert (await buy(3)).status_code == 201  # desk A: order 1 ended, order 2 counted: 2 and 3 fit
+    fourth = await buy(4)  # 2 and 3 rest: a third buy does not fit
+    assert fourth.status_code == 422, fourth.text
+    assert fourth.json()["check"] == "buying_power", fourth.text
+
+
 async def test_a_changed_limit_reaches_the_desk_at_once(
     client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote
 ) -> None:

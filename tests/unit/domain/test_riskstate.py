@@ -201,3 +201,40 @@ def test_a_currency_pair_is_held_as_the_cash_of_its_base_currency() -> None:
     rates = MarketSnapshot({}, FxRates({("EUR", "USD"): Decimal("1.08")}))
     state = account_risk_state(books, orders, rates, side=Side.SELL, currency="USD", orders_in_last_minute=0)
     assert state.position("EURUSD") == Decimal(2000)  # selling up to 2000 EURUSD is not a short
+
+
+def _state_of(orders: OpenOrders, side: Side) -> object:
+    return account_risk_state(_books(AAPL="10"), orders, MARKET, side=side, orders_in_last_minute=0)
+
+
+def test_sync_counts_exactly_the_stored_open_orders_as_a_new_count_would() -> None:
+    kept = [
+        OpenOrder("filled", "AAPL", Side.BUY, OrderType.LIMIT, Decimal(2), Decimal(95)),
+        OpenOrder("part", "AAPL", Side.BUY, OrderType.LIMIT, Decimal(5), Decimal(96)),
+        OpenOrder("repriced", "AAPL", Side.BUY, OrderType.LIMIT, Decimal(1), Decimal(97)),
+        OpenOrder("same", "AAPL", Side.BUY, OrderType.LIMIT, Decimal(3), Decimal(94)),
+        OpenOrder("sell", "AAPL", Side.SELL, OrderType.LIMIT, Decimal(4), Decimal(110)),
+        OpenOrder("market", "AAPL", Side.BUY, OrderType.MARKET, Decimal(1)),
+    ]
+    stored = [  # what another writer left: one filled, one part filled, one repriced, two new, the market buy done
+        replace(kept[1], remaining=Decimal(2)),
+        replace(kept[2], limit_price=Decimal(99)),
+        kept[3],
+        kept[4],
+        OpenOrder("new buy", "AAPL", Side.BUY, OrderType.LIMIT, Decimal(7), Decimal(93)),
+        OpenOrder("new sell", "AAPL", Side.SELL, OrderType.STOP, Decimal(1), stop_price=Decimal(90)),
+    ]
+    synced = _orders(*kept)
+    synced.sync(stored)
+    fresh = _orders(*stored)
+    assert {o.order_id for o in stored if synced.get(o.order_id) == o} == {o.order_id for o in stored}
+    assert len(synced) == len(fresh) == len(stored)
+    assert "filled" not in synced
+    assert "market" not in synced
+    for side in (Side.BUY, Side.SELL):
+        assert _state_of(synced, side) == _state_of(fresh, side)
+    assert synced.reserved(MARKET) == fresh.reserved(MARKET) == {"USD": Decimal(2 * 96 + 99 + 3 * 94 + 7 * 93 + 4)}
+    synced.sync([])
+    assert len(synced) == 0
+    assert synced.reserved(MARKET) == {}
+    assert _state_of(synced, Side.BUY) == _state_of(_orders(), Side.BUY)
