@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Table, delete, func, insert, or_, select, text, update
 
+from tradestack.kit.db import execute_core
 from tradestack.kit.repository import Repository
 from tradestack.models.audit import AuditChainerLease, AuditEntry, AuditOutbox, AuditPersonal
 
@@ -48,13 +49,14 @@ class AuditRepository(Repository):
         """
         if not rows:
             return
-        connection = await self.session.connection()
         if not personal:
-            await connection.execute(_APPEND, builtins.list(rows))
+            await execute_core(self.session, _APPEND, builtins.list(rows))
             return
-        inserted = await connection.execute(_APPEND_RETURNING_IDS, builtins.list(rows))
+        inserted = await execute_core(self.session, _APPEND_RETURNING_IDS, builtins.list(rows))
         ids = {row_hash: entry_id for row_hash, entry_id in inserted}
-        await connection.execute(_APPEND_PERSONAL, [{**fields, "entry_id": ids[row_hash]} for row_hash, fields in personal])
+        await execute_core(
+            self.session, _APPEND_PERSONAL, [{**fields, "entry_id": ids[row_hash]} for row_hash, fields in personal]
+        )
 
     async def erase_personal(self, actor_user_id: str, emails: Sequence[str]) -> int:
         """Delete the personal rows of entries by `actor_user_id` or naming one of `emails`; returns how many."""
@@ -69,9 +71,9 @@ class AuditRepository(Repository):
     async def stage(self, fields: Sequence[str]) -> None:
         """Queue entries (their columns as JSON) in the outbox, in the caller's transaction."""
         if len(fields) == 1:
-            await (await self.session.connection()).execute(_STAGE, {"fields": fields[0]})
+            await execute_core(self.session, _STAGE, {"fields": fields[0]})
         elif fields:
-            await (await self.session.connection()).execute(_STAGE, [{"fields": value} for value in fields])
+            await execute_core(self.session, _STAGE, [{"fields": value} for value in fields])
 
     async def claim(self, limit: int) -> builtins.list[tuple[int, str]]:
         """Delete the oldest `limit` outbox rows and return them (id, fields), oldest first.

@@ -16,6 +16,7 @@ from tradestack.domain.books import BalanceLine
 from tradestack.domain.ledger import JournalEntry
 from tradestack.domain.orders import FillEvent
 from tradestack.domain.portfolio import PositionState
+from tradestack.kit.db import execute_core
 from tradestack.kit.pages import Cursor, older_than
 from tradestack.kit.repository import ReadRepository, Repository, insert_new
 from tradestack.models.books import BalanceRow, EquityPointRow, FillRow, JournalEntryRow, PostingRow, TradingAccount
@@ -87,23 +88,16 @@ class JournalRepository:
             if quantity is not None:
                 row.quantity = (row.quantity or Decimal(0)) + quantity
 
-    async def balance_lines(self, account_id: str | Sequence[str] | None = None) -> list[tuple[str, BalanceLine]]:
-        """(account id, running balance) of `account_id` (one id or several), or of every account when None."""
-        query = select(
-            BalanceRow.account_id, BalanceRow.ledger_account, BalanceRow.currency, BalanceRow.amount, BalanceRow.quantity
+    async def balance_lines(self) -> list[tuple[str, BalanceLine]]:
+        """(account id, running balance) of every account."""
+        rows = await self._session.execute(
+            select(BalanceRow.account_id, BalanceRow.ledger_account, BalanceRow.currency, BalanceRow.amount, BalanceRow.quantity)
         )
-        if isinstance(account_id, str):
-            query = query.where(BalanceRow.account_id == account_id)
-        elif account_id is not None:
-            query = query.where(BalanceRow.account_id.in_(account_id))
-        rows = await self._session.execute(query)
         return [(owner, BalanceLine(name, currency, amount, quantity)) for owner, name, currency, amount, quantity in rows]
 
     async def balance_lines_of(self, account_ids: Sequence[str]) -> list[tuple[str, BalanceLine]]:
-        """`balance_lines` of several accounts, by a prebuilt statement on the session's connection (after flushing
-        the session's pending changes, which that bypasses)."""
-        await self._session.flush()
-        rows = await (await self._session.connection()).execute(_BALANCE_LINES_OF, {"accounts": list(account_ids)})
+        """(account id, running balance) of several accounts, by a prebuilt statement (`execute_core`)."""
+        rows = await execute_core(self._session, _BALANCE_LINES_OF, {"accounts": list(account_ids)})
         return [(owner, BalanceLine(name, currency, amount, quantity)) for owner, name, currency, amount, quantity in rows]
 
     async def realized_since(self, account_id: str, since: datetime) -> dict[str, Decimal]:
@@ -112,10 +106,7 @@ class JournalRepository:
 
     async def realized_since_of(self, account_ids: Sequence[str], since: datetime) -> dict[str, dict[str, Decimal]]:
         """`realized_since` of several accounts, by account id (accounts with none absent), in one query."""
-        await self._session.flush()  # the statement runs on the connection, bypassing the session's autoflush
-        rows = await (await self._session.connection()).execute(
-            _REALIZED_SINCE_OF, {"accounts": list(account_ids), "since": since}
-        )
+        rows = await execute_core(self._session, _REALIZED_SINCE_OF, {"accounts": list(account_ids), "since": since})
         totals: dict[str, dict[str, Decimal]] = {}
         for account_id, currency, amount in rows:
             of_account = totals.setdefault(account_id, {})
@@ -236,7 +227,7 @@ class AccountRepository(Repository):
             return {}
         bind = self.session.bind
         statement = _LOCK_MANY_POSTGRESQL if bind is not None and bind.dialect.name == "postgresql" else _LOCK_MANY
-        rows = await (await self.session.connection()).execute(statement, {"ids": sorted(set(account_ids))})
+        rows = await execute_core(self.session, statement, {"ids": sorted(set(account_ids))})
         return {row.id: row for row in rows}
 
     async def of_owner(self, owner_id: str) -> list[TradingAccount]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-from sqlalchemy import event, text
+from sqlalchemy import Executable, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
@@ -254,6 +254,18 @@ def _inline_connect(database: str, **kwargs: Any) -> aiosqlite.Connection:
     connection = _InlineConnection(functools.partial(sqlite3.connect, database, **(kwargs | {"check_same_thread": False})), 64)
     connection._thread.daemon = True
     return connection
+
+
+async def execute_core(session: AsyncSession, statement: Executable, parameters: Any = None) -> Any:
+    """A prebuilt Core statement run on the session's connection (its `CursorResult`): none of the ORM's per-call
+    execution work.
+
+    `AsyncSession.execute` would flush the session's pending ORM changes first (autoflush); the
+    connection does not, so they are flushed here when there are any.
+    """
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+    return await (await session.connection()).execute(statement, parameters)
 
 
 async def sqlite_rows(session: AsyncSession, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:

@@ -51,6 +51,7 @@ from tradestack.domain.orders import Order, OrderStatus, TimeInForce
 from tradestack.domain.portfolio import FxRates
 from tradestack.domain.snapshot import FX_PIVOT, fx_rates_of, view_of
 from tradestack.kit.aio import new_event_loop, stop_loop_thread, stop_tasks, wait_event
+from tradestack.kit.db import execute_core
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import ENGINE_ORDERS_WORKING
 from tradestack.kit.outages import count_outage, forever, unavailable_backend
@@ -440,7 +441,7 @@ class EngineShard:
     async def reconcile(self) -> None:
         """Pick up open orders nobody told us about, and drop orders that ended without us hearing."""
         async with self.runtime.database.read_session() as session:
-            rows = (await (await session.connection()).execute(_WORKING_ORDERS)).all()
+            rows = (await execute_core(session, _WORKING_ORDERS)).all()
         owns = self.owns
         open_ids = {order_id: account_id for order_id, account_id in rows if owns(account_id)}
         for order_id, account_id in open_ids.items():

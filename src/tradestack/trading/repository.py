@@ -22,7 +22,7 @@ from sqlalchemy import Row, Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
-from tradestack.kit.db import Database
+from tradestack.kit.db import Database, execute_core
 from tradestack.kit.pages import Cursor, older_than
 from tradestack.models.trading import OrderEventRow, OrderRow, RiskLimitsRow, TradingStateRow
 
@@ -199,9 +199,8 @@ class TradingRepository:
         """Insert new orders (order, its first events, fingerprint) with two executemany statements: projections, events."""
         if created:
             projections, events = _new_rows(created)
-            connection = await self.session.connection()
-            await connection.execute(_INSERT_ORDERS, projections)
-            await connection.execute(_INSERT_ORDER_EVENTS, events)
+            await execute_core(self.session, _INSERT_ORDERS, projections)
+            await execute_core(self.session, _INSERT_ORDER_EVENTS, events)
 
     async def with_client_prefix(
         self, account_id: str, prefix: str, *, changed_since: datetime | None = None
@@ -256,7 +255,7 @@ class TradingRepository:
         first) and when its orders submitted at or after `since` were created (their times, oldest first), by account id."""
         open_rows: dict[str, list[Any]] = {account_id: [] for account_id in account_ids}
         times: dict[str, list[datetime]] = {account_id: [] for account_id in account_ids}
-        rows = await (await self.session.connection()).execute(_DESK_ORDERS, {"accounts": list(account_ids), "since": since})
+        rows = await execute_core(self.session, _DESK_ORDERS, {"accounts": list(account_ids), "since": since})
         for row in rows:
             if row.status in OPEN_STATUSES:
                 open_rows[row.account_id].append(row)
@@ -283,7 +282,7 @@ class TradingRepository:
 
     async def limits_of(self, account_ids: Sequence[str]) -> dict[str, str]:
         """The stored limits (JSON text) of several accounts, by account id (accounts on the defaults absent)."""
-        rows = await (await self.session.connection()).execute(_LIMITS_OF, {"accounts": list(account_ids)})
+        rows = await execute_core(self.session, _LIMITS_OF, {"accounts": list(account_ids)})
         return {account_id: limits for account_id, limits in rows}
 
     async def put_limits(self, account_id: str, limits: str, now: datetime, by: str | None) -> None:
@@ -298,7 +297,7 @@ class TradingRepository:
         """The global state and, when given, the account's (or those of several accounts), by scope: rows of
         (scope, state, reason)."""
         accounts = [] if account_id is None else [account_id] if isinstance(account_id, str) else list(account_id)
-        rows = await (await self.session.connection()).execute(_STATES, {"scopes": [GLOBAL_SCOPE, *accounts]})
+        rows = await execute_core(self.session, _STATES, {"scopes": [GLOBAL_SCOPE, *accounts]})
         return {row.scope: row for row in rows}
 
     async def all_states(self) -> list[TradingStateRow]:
