@@ -91,6 +91,18 @@ def _run_runtime(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
+def _serve_runtime(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """`_run_runtime` for a long-running `serve` process: its collector governed as the API's is
+    (`kit.gcpolicy.governed`), so full passes do not walk everything the process keeps."""
+    from tradestack.kit import gcpolicy
+
+    async def governed(runtime: Any) -> T:
+        async with gcpolicy.governed(freeze_survivors=settings.gc_freeze_survivors):
+            return await work(runtime)
+
+    return _run_runtime(settings, governed)
+
+
 def _version_callback(value: bool) -> None:
     if value:
         console.print(f"tradestack {tradestack.__version__}")
@@ -217,7 +229,7 @@ def serve_marketdata() -> None:
 
     configure_logging(settings.log_level, json=settings.log_json)
     with contextlib.suppress(KeyboardInterrupt):
-        _run_runtime(settings, run_market_data)
+        _serve_runtime(settings, run_market_data)
 
 
 @serve_app.command("engine")
@@ -242,7 +254,7 @@ def serve_engine(
 
     configure_logging(settings.log_level, json=settings.log_json)
     with contextlib.suppress(KeyboardInterrupt):
-        _run_runtime(
+        _serve_runtime(
             settings, lambda runtime: _with_recorder(run_engine(runtime, shard), runtime, record_equity_forever, shard == 0)
         )
 
@@ -1459,7 +1471,7 @@ def serve_signals(
 
     configure_logging(settings.log_level, json=settings.log_json)
     with contextlib.suppress(KeyboardInterrupt):
-        _run_runtime(settings, lambda runtime: run_signals(runtime, interval))
+        _serve_runtime(settings, lambda runtime: run_signals(runtime, interval))
 
 
 # -- strategies on paper (issue 17) -------------------------------------------------------------------
@@ -1476,7 +1488,7 @@ def serve_strategies() -> None:
 
     configure_logging(settings.log_level, json=settings.log_json)
     with contextlib.suppress(KeyboardInterrupt):
-        _run_runtime(settings, run_strategies)
+        _serve_runtime(settings, run_strategies)
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ from typing import Any
 from fastapi import FastAPI
 
 from tradestack.kit import gcpolicy
-from tradestack.kit.aio import stop_tasks
 from tradestack.kit.logging import get_logger
 from tradestack.kit.loopwatch import LoopWatch
 from tradestack.kit.metrics import mark_worker_exited
@@ -73,24 +72,23 @@ def lifespan_for(
         # Everything loaded at start-up (modules, catalogues, replayed history) lives as long as the
         # process: keep it out of the cyclic collector, whose full passes otherwise stall the loop; and
         # (by default) what survives a full pass later, such as the objects of each WebSocket connection.
-        gcpolicy.POLICY.install(freeze_survivors=runtime.settings.gc_freeze_survivors)
-        gc_reporter = asyncio.create_task(gcpolicy.report_pauses(gcpolicy.POLICY), name="gc-pauses")
-        watch = None
-        if runtime.settings.loop_stall_ms > 0:
-            stall = runtime.settings.loop_stall_ms / 1000
-            watch = LoopWatch(tick=min(0.02, stall / 2), stall=stall)
-            watch.start(asyncio.get_running_loop())
-        restore = install_drain_handlers(drain, runtime.settings.drain_seconds)
-        log.info("started", environment=runtime.settings.environment, database=runtime.database.dialect)
         try:
-            yield
+            async with gcpolicy.governed(freeze_survivors=runtime.settings.gc_freeze_survivors):
+                watch = None
+                if runtime.settings.loop_stall_ms > 0:
+                    stall = runtime.settings.loop_stall_ms / 1000
+                    watch = LoopWatch(tick=min(0.02, stall / 2), stall=stall)
+                    watch.start(asyncio.get_running_loop())
+                restore = install_drain_handlers(drain, runtime.settings.drain_seconds)
+                log.info("started", environment=runtime.settings.environment, database=runtime.database.dialect)
+                try:
+                    yield
+                finally:
+                    drain.begin()
+                    restore()
+                    if watch is not None:
+                        watch.stop()
         finally:
-            drain.begin()
-            restore()
-            await stop_tasks([gc_reporter], "gc pause reporter")
-            if watch is not None:
-                watch.stop()
-            gcpolicy.POLICY.uninstall()
             await runtime.close()
             mark_worker_exited()
             log.info("stopped")

@@ -21,12 +21,14 @@ allocated, so it takes no lock) and `report_pauses` publishes them as `python_gc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
+from tradestack.kit.aio import stop_tasks
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import GC_PAUSE
 
@@ -148,3 +150,21 @@ async def report_pauses(policy: FreezeSurvivors, every: float = REPORT_SECONDS) 
             longest = max(longest, seconds)
         if longest >= SLOW_PAUSE_SECONDS:
             log.warning("gc_pause", longest_ms=round(longest * 1000, 1), frozen=gc.get_freeze_count(), thaws=policy.thaws)
+
+
+@contextlib.asynccontextmanager
+async def governed(*, freeze_survivors: bool = True, policy: FreezeSurvivors | None = None) -> AsyncIterator[None]:
+    """The process's collector under `policy` (default `POLICY`) while the block runs, its pauses reported.
+
+    For every long-running process once its start-up has loaded what it keeps: the API's lifespan and
+    the `serve` commands (the engine shard keeps every account's books and open orders, the market-data
+    process its feeds): without it each full pass of the collector walks all of that.
+    """
+    chosen = POLICY if policy is None else policy
+    chosen.install(freeze_survivors=freeze_survivors)
+    reporter = asyncio.create_task(report_pauses(chosen), name="gc-pauses")
+    try:
+        yield
+    finally:
+        await stop_tasks([reporter], "gc pause reporter")
+        chosen.uninstall()

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tradestack.kit.aio import stop_tasks
-from tradestack.kit.gcpolicy import FreezeSurvivors, report_pauses
+from tradestack.kit.gcpolicy import FreezeSurvivors, governed, report_pauses
 
 
 class FakeCollector:
@@ -191,3 +191,41 @@ async def test_the_reporter_publishes_the_pauses_by_generation() -> None:
         policy.uninstall()
     assert policy.drain() == []
     assert (pause_count("0") - before[0], pause_count("2") - before[1]) == (2.0, 1.0)
+
+
+async def test_governed_installs_the_policy_and_its_reporter_for_the_block_only() -> None:
+    collector = FakeCollector(young=1_000)
+    policy = FreezeSurvivors(collector, min_frozen=10)
+    inside: list[tuple[bool, int, list[asyncio.Task[None]]]] = []
+
+    async def work() -> None:
+        async with governed(policy=policy):
+            reporters = [task for task in asyncio.all_tasks() if task.get_name() == "gc-pauses"]
+            inside.append((policy.installed, collector.frozen, reporters))
+            raise RuntimeError("work failed")
+
+    with pytest.raises(RuntimeError, match="work failed"):
+        await work()
+    installed, frozen, reporters = inside[0]
+    assert (installed, frozen, len(reporters)) == (True, 1_000, 1)  # what the process had loaded is frozen at once
+    assert not policy.installed
+    assert collector.frozen == 0  # the last uninstall unfroze everything
+    assert reporters[0].done()
+
+
+def test_serve_processes_run_their_work_with_the_collector_governed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tradestack import cli
+    from tradestack.kit import gcpolicy
+    from tradestack.kit.config import Settings
+
+    monkeypatch.setattr(cli, "_run_runtime", lambda settings, work: asyncio.run(work(None)))
+    seen: list[bool] = []
+
+    async def work(runtime: object) -> str:
+        seen.append(gcpolicy.POLICY.installed)
+        return "done"
+
+    assert not gcpolicy.POLICY.installed
+    assert cli._serve_runtime(Settings(), work) == "done"
+    assert seen == [True]
+    assert not gcpolicy.POLICY.installed
