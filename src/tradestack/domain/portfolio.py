@@ -43,7 +43,7 @@ from typing import TypeGuard
 
 from tradestack.core.errors import ValidationFailedError
 from tradestack.core.money import D
-from tradestack.domain.frozen import fast_init
+from tradestack.domain.frozen import builder, fast_init
 from tradestack.domain.marketdata import Side
 
 QUOTIENT_PLACES = 12
@@ -243,7 +243,10 @@ class PositionState:
         opened_quantity = subtract(signed, closed_quantity)
         opened_cost = multiply(opened_quantity, price)
         realized = subtract(closed_cost, multiply(closed_quantity, price))
-        position = PositionState(
+        # Sound by construction, so `PositionState`'s check is skipped: this position's own symbol (checked when it was
+        # built), finite Decimals from the exact context, and no cost once flat (closing every unit held releases
+        # the whole cost, and a fill that only closes opens nothing).
+        position = _position_of_sound(
             self.symbol,
             add(add(quantity, closed_quantity), opened_quantity),
             add(add(self.cost, closed_cost), opened_cost),
@@ -255,6 +258,10 @@ class PositionState:
         """The position after a fill and the P&L the fill realized (see `fill_effect`)."""
         effect = self.fill_effect(side, quantity, price)
         return effect.position, effect.realized
+
+
+_position_of_sound = builder(PositionState, checked=False)
+"""`PositionState` from its fields, positionally, without its check: for `fill_effect`, which establishes it."""
 
 
 def _released_cost(cost: Decimal, closing: Decimal, held: Decimal) -> Decimal:

@@ -74,6 +74,10 @@ class _Held:
     order: OpenOrder
     reserve: Decimal | None  # in `currency`, fixed by the order's own prices; None: priced at the mark (market buys)
     currency: str | None  # the instrument's quote currency; None: unknown instrument or a sell (reserves nothing)
+    # A market buy: the mark it was last priced at and what it reserved there (`reserve_for` is a function of the
+    # mark alone once the order is put), so a risk state on an unchanged mark does not price it again.
+    priced_at: Decimal | None = None
+    priced: Decimal = _ZERO
 
 
 class OpenOrders:
@@ -101,7 +105,7 @@ class OpenOrders:
         self._held: dict[str, _Held] = {}
         self._pending: dict[Side, dict[str, Decimal]] = {_SIDE_BUY: {}, _SIDE_SELL: {}}
         self._reserved: dict[str, Decimal] = {}
-        self._market_buys: dict[str, OpenOrder] = {}
+        self._market_buys: dict[str, _Held] = {}
         for order in orders:
             self.put(order)
 
@@ -135,7 +139,7 @@ class OpenOrders:
         if order.side is _SIDE_BUY and instrument is not None:
             held.currency = instrument.quote_currency
             if order.type is _ORDER_TYPE_MARKET:
-                self._market_buys[order.order_id] = order
+                self._market_buys[order.order_id] = held
             else:
                 intent = _intent(order)
                 held.reserve = reserve_for(intent, self._limits, None, fee_model=self._fee_model(instrument))
@@ -203,17 +207,24 @@ class OpenOrders:
         held = self._held.get(excluding) if excluding is not None else None
         if held is not None and held.reserve is not None and held.currency is not None:
             sums[held.currency] -= held.reserve
-        for order_id, order in self._market_buys.items():
+        for order_id, market_buy in self._market_buys.items():
             if order_id == excluding:
                 continue
-            instrument = self._instruments[order.symbol]
-            try:
-                reserve = reserve_for(
-                    _intent(order), self._limits, market.mark(order.symbol), fee_model=self._fee_model(instrument)
-                )
-            except ValueError:
+            order = market_buy.order
+            mark = market.mark(order.symbol)
+            if mark is None:
                 continue  # a market buy waiting for its first price reserves nothing we can price
-            currency = instrument.quote_currency
+            known = market_buy.priced_at
+            if known is not None and known == mark and known.as_tuple() == mark.as_tuple():  # the same mark, digit for digit
+                reserve = market_buy.priced
+            else:
+                instrument = self._instruments[order.symbol]
+                try:
+                    reserve = reserve_for(_intent(order), self._limits, mark, fee_model=self._fee_model(instrument))
+                except ValueError:
+                    continue  # a mark that cannot price a buy (not positive) reserves nothing we can price
+                market_buy.priced_at, market_buy.priced = mark, reserve
+            currency = self._instruments[order.symbol].quote_currency
             sums[currency] = sums.get(currency, _ZERO) + reserve
         return {currency: amount for currency, amount in sums.items() if amount}
 
@@ -312,12 +323,11 @@ def account_risk_state(
     power = buying_power(books, rates, currency or base, open_orders.reserved_now(market, excluding), fx_fee_bps=fx_fee_bps)
     positions: dict[str, Decimal] = {}
     gross = _ZERO
-    quotes = market.quotes
+    marked_of = market.marked
     for symbol, holding in books.holdings.items():
         position = holding.position
         quantity = positions[symbol] = position.quantity
-        quote = quotes.get(symbol)
-        marked = quote.mark if quote is not None else None
+        marked = marked_of(symbol)
         value = abs(quantity) * marked[0] if marked is not None else abs(position.cost)
         gross += rates.convert(value, holding.currency, base) if holding.currency != base else value
     for symbol, bought in open_orders.currency_pairs.items():

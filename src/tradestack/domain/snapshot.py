@@ -97,13 +97,21 @@ def decode_quote(data: object) -> QuoteView | None:
     return QuoteView(_positive(data, "bid"), _positive(data, "ask"), _positive(data, "last"), ts)
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class MarketSnapshot:
-    """Quotes by symbol and the FX rates their FX pairs give."""
+    """Quotes by symbol and the FX rates their FX pairs give.
+
+    A symbol's mark is worked out once per quote: the risk checks, the open orders' reservations and the
+    gross exposure of one order read it several times, and a mid is a division. The memo is keyed by the
+    `QuoteView` itself (frozen, so its mark never changes): a quote replaced in `quotes` is marked afresh.
+    It takes no part in equality or `repr`.
+    """
 
     quotes: Mapping[str, QuoteView] = field(default_factory=dict)
     rates: FxRates = field(default_factory=lambda: FxRates({}, pivot=FX_PIVOT))
+    _marks: dict[str, tuple[QuoteView, tuple[Decimal, MarkSource] | None]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def mark(self, symbol: str) -> Decimal | None:
         """The mark price of `symbol` (None when it has no usable quote)."""
@@ -113,7 +121,14 @@ class MarketSnapshot:
     def marked(self, symbol: str) -> tuple[Decimal, MarkSource] | None:
         """The mark price of `symbol` and its source."""
         quote = self.quotes.get(symbol)
-        return quote.mark if quote is not None else None
+        if quote is None:
+            return None
+        known = self._marks.get(symbol)
+        if known is not None and known[0] is quote:
+            return known[1]
+        marked = quote.mark
+        self._marks[symbol] = (quote, marked)
+        return marked
 
 
 def fx_rates_of(instruments: Mapping[str, Instrument], quotes: Mapping[str, QuoteView]) -> FxRates:

@@ -415,3 +415,18 @@ def test_a_partial_close_releases_the_pro_rata_cost_as_divide_writes_it(cost: De
     if exponent < -QUOTIENT_PLACES:
         expected = expected.quantize(Decimal(1).scaleb(-QUOTIENT_PLACES), rounding=ROUND_HALF_EVEN, context=Context(prec=100))
     assert str(-effect.closed_cost) == str(expected)
+
+
+@given(fills())
+def test_every_position_a_fill_leaves_passes_the_checking_constructor(records: list[FillRecord]) -> None:
+    """`fill_effect` builds its positions without `PositionState`'s check: each must be one the check accepts as is
+    (the same symbol, finite Decimals, no cost once flat)."""
+    positions: dict[str, PositionState] = {}
+    for fill in records:
+        before = positions.get(fill.symbol, PositionState(fill.symbol))
+        after = before.fill_effect(fill.side, fill.quantity, fill.price).position
+        checked = PositionState(after.symbol, after.quantity, after.cost, after.realized_pnl)
+        assert checked == after
+        assert all(type(value) is Decimal for value in (after.quantity, after.cost, after.realized_pnl))
+        assert after.quantity or not after.cost
+        positions[fill.symbol] = after

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from decimal import Decimal
 
@@ -238,3 +239,67 @@ def test_sync_counts_exactly_the_stored_open_orders_as_a_new_count_would() -> No
     assert len(synced) == 0
     assert synced.reserved(MARKET) == {}
     assert _state_of(synced, Side.BUY) == _state_of(_orders(), Side.BUY)
+
+
+def _exactly(amounts: dict[str, Decimal]) -> dict[str, tuple[object, ...]]:
+    """Amounts digit for digit (``Decimal("1.0") == Decimal("1.00")``, but a stored amount keeps its digits)."""
+    return {currency: tuple(amount.as_tuple()) for currency, amount in amounts.items()}
+
+
+def test_a_marked_snapshot_marks_a_replaced_quote_afresh_and_still_equals_an_unmarked_one() -> None:
+    quotes = {"AAPL": QuoteView(Decimal("99.9"), Decimal("100.1"))}
+    market = MarketSnapshot(quotes, FxRates({}))
+    assert market.marked("AAPL") == (Decimal(100), "mid")
+    assert market.marked("AAPL") is market.marked("AAPL")  # worked out once for this quote
+    quotes["AAPL"] = QuoteView(Decimal("101.9"), Decimal("102.1"), Decimal("102.05"))  # the same symbol, a new quote
+    assert market.marked("AAPL") == (Decimal("102.05"), "last")
+    assert market.mark("MSFT") is None
+    assert market == MarketSnapshot(dict(quotes), FxRates({}))  # the memo takes no part in equality
+    assert "_marks" not in repr(market)
+
+
+@pytest.mark.parametrize("limit_buys", [False, True])
+def test_market_buy_reservations_equal_a_fresh_count_over_random_marks_and_orders(limit_buys: bool) -> None:
+    """The kept `OpenOrders` (market buys priced again only when their mark changes, digit for digit) answers what
+    a new `OpenOrders` of the same orders answers, at every step of a random flow of puts, removes and quotes.
+
+    Digit for digit while only market buys reserve; with limit buys too, equal in value: their kept sum keeps the
+    places of every reservation ever added (as it always has), a fresh one only those of the orders open now."""
+    rng = random.Random(12)
+    same = _exactly if not limit_buys else dict
+    msft = instrument("MSFT")
+    instruments = {"AAPL": AAPL, "MSFT": msft}
+    kept = OpenOrders(LIMITS, instruments, lambda _: FEE)
+    orders: dict[str, OpenOrder] = {}
+    # Marks repeat (by value, and by value with other digits: 100.0 and 100.00 reserve 110.00 and 110.000); none at times.
+    marks = [None, Decimal(100), Decimal("100.0"), Decimal("100.00"), Decimal("100.05"), Decimal("99.95"), Decimal("250")]
+    for step in range(600):
+        action = rng.random()
+        if action < 0.35:
+            order_id = f"o{rng.randrange(12)}"
+            symbol = rng.choice(["AAPL", "MSFT"])
+            side = Side.BUY if rng.random() < 0.8 else Side.SELL
+            kind = OrderType.MARKET if rng.random() < 0.7 else OrderType.LIMIT
+            if kind is OrderType.LIMIT and not limit_buys:
+                side = Side.SELL
+            limit = None if kind is OrderType.MARKET else Decimal(rng.randint(9000, 11000)) / 100
+            order = OpenOrder(order_id, symbol, side, kind, Decimal(rng.randint(0, 30)), limit)
+            kept.put(order)
+            if order.remaining > 0:
+                orders[order_id] = order
+            else:
+                orders.pop(order_id, None)
+        elif action < 0.5 and orders:
+            order_id = rng.choice(sorted(orders))
+            kept.remove(order_id)
+            del orders[order_id]
+        quotes = {}
+        for symbol in ("AAPL", "MSFT"):
+            mark = rng.choice(marks)
+            if mark is not None:
+                quotes[symbol] = QuoteView(last=mark)
+        market = MarketSnapshot(quotes, FxRates({}))
+        fresh = OpenOrders(LIMITS, instruments, lambda _: FEE, orders.values())
+        excluding = rng.choice([None, *sorted(orders)]) if orders else None
+        assert same(kept.reserved(market, excluding=excluding)) == same(fresh.reserved(market, excluding=excluding)), step
+        assert same(dict(kept.reserved_now(market, None))) == same(fresh.reserved(market)), step
