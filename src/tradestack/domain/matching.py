@@ -46,7 +46,7 @@ from tradestack.core.money import plain
 from tradestack.domain.frozen import fast_init
 from tradestack.domain.instruments import Instrument, Venue, ceil_to_tick, floor_to_tick
 from tradestack.domain.marketdata import Quote, Side, Trade
-from tradestack.domain.orders import _LIMIT_TYPES, _STOP_TYPES, Liquidity, OrderType, TimeInForce
+from tradestack.domain.order_kinds import _LIMIT_TYPES, _STOP_TYPES, Liquidity, OrderType, TimeInForce
 
 _BASIS_POINTS = Decimal(10_000)
 _ZERO = Decimal(0)
