@@ -93,7 +93,7 @@ import time
 from collections import Counter
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -661,6 +661,7 @@ class Phase:
     clients: int
     seconds: float
     grace: float
+    window_start: float = math.nan  # wall clock, to match the server's log (--server-log)
     connected: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     closed_early: Counter[str] = field(default_factory=Counter)
@@ -730,7 +731,7 @@ def run_phase(args: argparse.Namespace, base: str, token: str, clients: int, pid
         conflated_before = metric(base, "websocket_messages_conflated_total")
         histograms_before = {key: histogram(base, name) for key, name in SERVER_HISTOGRAMS.items()}
         cpu_before = cpu_seconds(pid)
-        start = time.time()
+        start = phase.window_start = time.time()
         window[1] = start + args.seconds  # the end first: a reader never sees the start with an open end
         window[0] = start
         time.sleep(args.seconds)
@@ -863,7 +864,8 @@ def describe(name: str, phase: Phase) -> list[str]:
     delivered = statistics.median(phase.counts) / phase.published if phase.published and phase.counts else math.nan
     lines = [
         f"{name}: {phase.clients} clients, {phase.connected} connected ({phase.active_on_server:.0f} seen by the server), "
-        f"{sum(phase.failures.values())} failed, {sum(phase.closed_early.values())} closed during the run",
+        f"{sum(phase.failures.values())} failed, {sum(phase.closed_early.values())} closed during the run; window "
+        f"{datetime.fromtimestamp(phase.window_start, UTC):%H:%M:%S.%f} UTC + {phase.seconds:g} s",
         f"  {len(phase.latencies)} quote frames in {phase.seconds:g} s from {phase.published} published "
         f"({phase.published / phase.seconds:.1f}/s); per client msg/s min {min(rates, default=math.nan):.2f} "
         f"median {statistics.median(rates) if rates else math.nan:.2f} max {max(rates, default=math.nan):.2f}; "
