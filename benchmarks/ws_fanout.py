@@ -4,6 +4,7 @@
                                              [--seconds 20] [--channels quotes:AAPL] [--log-level info]
                                              [--heartbeat-seconds 300]
                                              [--workers 1] [--redis-url redis://127.0.0.1:6379/4]
+                                             [--loop-stall-ms 0] [--client-gc]
 
 With --workers N > 1 (the production layout): ``tradestack serve api --workers N`` with Redis
 (--redis-url, default $TRADESTACK_TEST_REDIS_URL; keys under a namespace of the run's own) and the
@@ -18,17 +19,24 @@ user create``), then ``tradestack serve api --workers 1`` with TRADESTACK_MARKET
 so the feeds run inside the API process and reach the WebSocket clients through the in-process
 bus. TRADESTACK_WS_HEARTBEAT_SECONDS is raised (--heartbeat-seconds) so idle-connection
 heartbeats, which re-check the credential in the database, do not run during the measurement,
-and the access token lives long enough for the run. Everything else keeps its defaults, including
-TRADESTACK_REPLAY_TICK_SECONDS (one quote per symbol every 0.25 s).
+and the access token lives long enough for the run. TRADESTACK_MARKET_HOURS_ALWAYS_OPEN=true, so
+that the replay moves on whatever the day (a closed venue holds its last quote and sends it again
+once a second: 18 quotes in a window instead of 80, and the p99 of 1,000 clients then rests on the
+worst two). Everything else keeps its defaults, including TRADESTACK_REPLAY_TICK_SECONDS (one quote
+per symbol every 0.25 s) and the server's loop watch (off; --loop-stall-ms turns it on).
 
 The clients run in --client-processes processes and are lean, so that the load generator is
-not what is measured: one asyncio protocol per connection on uvloop that speaks the upgrade and
-the frames itself (no extension offered), reads the clock once per batch of bytes the kernel hands
-it and keeps each frame as bytes, parsed only after the measured window. They share the machine's
-cores with the server. Each
+not what is measured: on uvloop, each connection is a non-blocking socket of its own that the
+event loop calls a reader for; the reader takes what the kernel has with one ``recvmsg``, speaks
+the upgrade and the frames itself (no extension offered), reads the clock once per ``recvmsg`` and
+keeps each frame as bytes, parsed only after the measured window. The client processes' garbage
+collector is frozen and off while they measure (--client-gc leaves it on: passes of up to 32 ms
+were seen in one, each delaying every frame that process was reading); the passes that still run
+are counted. The client processes share the machine's cores with the server. Each
 client authenticates with {"op": "auth"} (one access token for all: one sign-in), subscribes to
---channels, and for every quote frame records latency = its wall clock at receipt - data.ts
-(the publication time stamped by the feed; same machine, same clock). Only frames published
+--channels, and for every quote frame records latency = its wall clock once ``recvmsg`` has
+returned the bytes that complete the frame - data.ts (the publication time stamped by the feed;
+same machine, same clock). Only frames published
 after every client of the phase had its subscription confirmed, and within --seconds, count:
 the connect and subscribe warm-up is discarded; they may arrive up to --grace-seconds (2) after the
 window (a server further behind than that shows no quote at all: the run says so). Frames missing: for every connected client, the
@@ -42,6 +50,24 @@ that failed or were closed, frames the server conflated for slow readers and fra
 by the server and the clients, the ratio to the baseline and the goal (p99 < 50 ms with --clients
 clients on one worker, p99 < 100 ms and no frame lost with more workers). The last line is
 ``RESULT name=ws_fanout clients=... workers=... p99_ms=... lost=... ratio=<p99 / baseline p99>``.
+
+Where the time goes (printed under each phase). Each frame also carries the time its client's kernel
+received it (SO_TIMESTAMPNS on the socket; for several segments read at once, the last one's), which
+splits its latency into publication -> client kernel (the bus, the server's loop, and the frame's place
+in the fan-out: over loopback the kernel receives a frame while the server writes it) and client
+kernel -> read (the client process's own delay: its loop busy with other sockets, or off the CPU).
+Per quote: how long after publication the first client's kernel had it, and first to last kernel
+receipt (the fan-out's duration as the clients saw it). The slowest 1% of frames: how many quotes
+they come from, their two parts, their median position in the fan-out order (a frame's position:
+the rank of its kernel time among the quote's); for the three quotes with most of them, what the
+client processes' loops and collectors were doing meanwhile. How much a client's position moves
+between successive quotes (0: the server serves its clients in the same order every time). Per
+client process: its kernel -> read times, the spread of one quote's reads in it, the lag of its event
+loop (a callback due every 5 ms, timed with perf_counter) and its collector passes. From the server's
+/metrics over the window (bucket bounds, not exact values): websocket_fanout_duration_seconds and
+websocket_fanout_cpu_seconds per message fanned out (CPU well below the duration: the server thread
+was off the CPU meanwhile), event_loop_lag_seconds (with --loop-stall-ms) and python_gc_pause_seconds
+(published every 5 s: a pause up to 5 s before the window may be counted).
 """
 
 from __future__ import annotations
@@ -49,6 +75,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
+import itertools
 import math
 import multiprocessing
 import os
@@ -56,6 +84,7 @@ import queue
 import re
 import resource
 import secrets
+import socket
 import statistics
 import struct
 import subprocess
@@ -64,11 +93,11 @@ import time
 from collections import Counter
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -122,37 +151,85 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
     return header + mask + masked
 
 
-class LeanClient(asyncio.Protocol):
-    """One WebSocket connection; `frames` gets (receipt time, payload) of each text frame while `recording`."""
+# Linux socket options Python's socket module does not name (asm-generic values, as on x86_64 and arm64):
+# SO_TIMESTAMPNS makes recvmsg report, as SCM_TIMESTAMPNS, when the kernel received the last bytes it returns.
+SO_TIMESTAMPNS = 35
+TIMESTAMP_SPACE = socket.CMSG_SPACE(16)  # a struct timespec
+RECEIVE_BYTES = 262_144
+LAG_TICK_SECONDS = 0.005  # how often each client process measures the lag of its own event loop
+# One receive buffer per client process, reused by every read (a fresh 256 KiB buffer per recvmsg is an
+# mmap and munmap each time: it tripled the clients' CPU); what a read returns is copied out of it.
+_RECEIVE_VIEW = memoryview(bytearray(RECEIVE_BYTES))
 
-    def __init__(self, host: str, path: str, window: Any) -> None:
+
+class LeanClient:
+    """One WebSocket connection on a non-blocking socket of its own, read by an event-loop reader with `recvmsg`.
+
+    `frames` gets (receipt time, kernel time, payload) of each text frame while recording: the receipt
+    time is the wall clock once `recvmsg` has returned the bytes that complete the frame, the kernel time
+    when the kernel received them (SO_TIMESTAMPNS; for several segments read at once, the last one's).
+    """
+
+    def __init__(self, sock: socket.socket, host: str, path: str, window: Any) -> None:
+        self._sock = sock
+        self._fd = sock.fileno()
         self._host = host
         self._path = path
         self._window = window
         self._buffer = b""
         self._upgraded = False
-        self.transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
         self.replies: asyncio.Queue[bytes] = asyncio.Queue()  # text frames until subscribed
         self.subscribed = False
-        self.frames: list[tuple[float, bytes]] = []
-        self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.frames: list[tuple[float, float, bytes]] = []
+        self.closed: asyncio.Future[str] = self._loop.create_future()
         # None once the server accepted the upgrade; why not, when the connection ended before.
-        self.upgraded: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self.upgraded: asyncio.Future[str | None] = self._loop.create_future()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport = cast(asyncio.Transport, transport)
+    def start(self) -> None:
         key = base64.b64encode(os.urandom(16)).decode()
-        transport.write(
+        self._loop.add_reader(self._fd, self._readable)
+        self._send(
             f"GET {self._path} HTTP/1.1\r\nHost: {self._host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
         )
 
-    def send_text(self, text: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(client_frame(0x1, text))
+    def _send(self, data: bytes) -> None:
+        """Client frames are small and rare: the socket buffer always takes them whole (else the run says so)."""
+        if self.closed.done():
+            return
+        try:
+            sent = self._sock.send(data)
+        except OSError as exc:
+            self._finish(_label(exc))
+            return
+        if sent != len(data):
+            self._finish(f"the socket took {sent} of {len(data)} bytes")
 
-    def data_received(self, data: bytes) -> None:
+    def send_text(self, text: bytes) -> None:
+        self._send(client_frame(0x1, text))
+
+    def _readable(self) -> None:
+        try:
+            size, ancillary, _, _ = self._sock.recvmsg_into((_RECEIVE_VIEW,), TIMESTAMP_SPACE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._finish(_label(exc))
+            return
         received = time.time()
+        if not size:
+            self._finish("closed without a close frame")
+            return
+        data = bytes(_RECEIVE_VIEW[:size])
+        kernel = received
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                seconds, nanoseconds = struct.unpack_from("qq", value)
+                kernel = seconds + nanoseconds * 1e-9
+        self._parse(data, received, kernel)
+
+    def _parse(self, data: bytes, received: float, kernel: float) -> None:
         buffer = self._buffer + data if self._buffer else data
         if not self._upgraded:
             end = buffer.find(b"\r\n\r\n")
@@ -194,12 +271,11 @@ class LeanClient(asyncio.Protocol):
             opcode = first & 0x0F
             if opcode == 0x1:
                 if recording:
-                    self.frames.append((received, buffer[start:end]))
+                    self.frames.append((received, kernel, buffer[start:end]))
                 elif not self.subscribed:
                     self.replies.put_nowait(buffer[start:end])
             elif opcode == 0x9:  # ping: answer with a pong carrying the same payload
-                if self.transport is not None:
-                    self.transport.write(client_frame(0xA, buffer[start:end]))
+                self._send(client_frame(0xA, buffer[start:end]))
             elif opcode == 0x8:
                 payload = buffer[start:end]
                 code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
@@ -212,17 +288,19 @@ class LeanClient(asyncio.Protocol):
             position = end
         self._buffer = buffer[position:]
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._finish("closed without a close frame" if exc is None else _label(exc))
-
     def _finish(self, why: str) -> None:
         if not self.closed.done():
             self.closed.set_result(why)
             self.replies.put_nowait(b"")
         if not self.upgraded.done():
             self.upgraded.set_result(why)
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            self._fd = -1
+            self._sock.close()
 
     async def reply(self) -> dict[str, Any]:
         try:
@@ -235,9 +313,48 @@ class LeanClient(asyncio.Protocol):
         return reply
 
 
+class LoopLag:
+    """How late this process's event loop ran a callback due every `LAG_TICK_SECONDS`: (wall time, lateness) each tick."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.samples: list[tuple[float, float]] = []
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0
+
+    def start(self) -> None:
+        # Measured with perf_counter: uvloop's own clock (loop.time) counts whole milliseconds.
+        self._due = time.perf_counter() + LAG_TICK_SECONDS
+        self._handle = self._loop.call_later(LAG_TICK_SECONDS, self._tick)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.samples.append((time.time(), max(0.0, now - self._due)))
+        self._due = now + LAG_TICK_SECONDS
+        self._handle = self._loop.call_later(LAG_TICK_SECONDS, self._tick)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+class GcPauses:
+    """The collector's passes in this process: (wall time at the start, seconds, generation)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, float, int]] = []
+        self._began = (0.0, 0.0)
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = (time.time(), time.perf_counter())
+        else:
+            self.pauses.append((self._began[0], time.perf_counter() - self._began[1], info["generation"]))
+
+
 async def _run_clients(
     url: str, token: str, channels: list[str], clients: int, concurrency: int,
-    window: Any, stop: Event, ready: Queue[Any], results: Queue[Any],
+    window: Any, stop: Event, ready: Queue[Any], results: Queue[Any], collect: bool,
 ) -> None:  # fmt: skip
     loop = asyncio.get_running_loop()
     parts = urlsplit(url)
@@ -247,7 +364,17 @@ async def _run_clients(
     connections: list[LeanClient] = []
 
     async def handshake() -> LeanClient:
-        _, ws = await loop.create_connection(lambda: LeanClient(f"{host}:{port}", parts.path, window), host, port)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, (host, port))
+        except BaseException:
+            sock.close()
+            raise
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        ws = LeanClient(sock, f"{host}:{port}", parts.path, window)
+        ws.start()
         try:
             refused = await asyncio.wait_for(asyncio.shield(ws.upgraded), 60)
             if refused is not None:
@@ -267,8 +394,7 @@ async def _run_clients(
                     raise _RefusedError(f"subscribe answered {reply}")
             ws.subscribed = True
         except BaseException:
-            if ws.transport is not None:
-                ws.transport.close()
+            ws.close()
             raise
         return ws
 
@@ -280,24 +406,35 @@ async def _run_clients(
             failures[_label(exc)] += 1
 
     await asyncio.gather(*(client() for _ in range(clients)))
+    # The load generator's own collector stays out of the measurement: what the connections made is frozen
+    # (never visited again), and no pass runs until the results are taken (the frames kept are bounded by
+    # the run's length). The passes that still run are counted (GcPauses), so a run shows if they mattered.
+    gc.collect()
+    gc.freeze()
+    if not collect:
+        gc.disable()
+    lag, gc_pauses = LoopLag(), GcPauses()
+    lag.start()
+    gc.callbacks.append(gc_pauses)
     ready.put((len(connections), dict(failures)))
     cpu_start = time.process_time()
     wall_start = time.monotonic()
     await asyncio.to_thread(stop.wait)
     cpu_percent = 100.0 * (time.process_time() - cpu_start) / max(1e-9, time.monotonic() - wall_start)
+    lag.stop()
+    gc.callbacks.remove(gc_pauses)
+    gc.enable()
     closed_early = Counter(ws.closed.result() for ws in connections if ws.closed.done())
     for ws in connections:
-        if ws.transport is not None:
-            ws.transport.close()
+        ws.close()
     # After the run: parse the frames, keep the quotes published in the window.
-    latencies: dict[str, list[float]] = {channel: [] for channel in channels}
+    receipts: list[tuple[int, str, float, float, float]] = []  # (client, channel, published, kernel, received)
     counts: list[int] = []
-    published: dict[tuple[str, str], list[float]] = {}  # (channel, ts) -> [first, last] receipt time
     epoch_of: dict[str, float] = {}
     start, end = window[0], window[1]
-    for ws in connections:
+    for index, ws in enumerate(connections):
         count = 0
-        for received, payload in ws.frames:
+        for received, kernel, payload in ws.frames:
             message = orjson.loads(payload)
             if message.get("type") != "quote":
                 continue
@@ -306,13 +443,8 @@ async def _run_clients(
             if epoch is None:
                 epoch = epoch_of[ts] = datetime.fromisoformat(ts).timestamp()
             if start <= epoch < end:
-                latencies.setdefault(message["channel"], []).append((received - epoch) * 1000.0)
+                receipts.append((index, message["channel"], epoch, kernel, received))
                 count += 1
-                seen = published.get((message["channel"], ts))
-                if seen is None:
-                    published[(message["channel"], ts)] = [received, received]
-                else:
-                    seen[0], seen[1] = min(seen[0], received), max(seen[1], received)
         counts.append(count)
         ws.frames.clear()
     results.put(
@@ -320,9 +452,10 @@ async def _run_clients(
             "connected": len(connections),
             "failures": dict(failures),
             "closed_early": dict(closed_early),
-            "latencies": latencies,
+            "receipts": receipts,
             "counts": counts,
-            "published": published,
+            "loop_lag": [sample for sample in lag.samples if start <= sample[0] < end + 1.0],
+            "gc_pauses": [pause for pause in gc_pauses.pauses if start <= pause[0] < end + 1.0],
             "extensions": {"none (not offered)": len(connections)},
             "cpu_percent": cpu_percent,
         }
@@ -331,7 +464,7 @@ async def _run_clients(
 
 def client_process(
     url: str, token: str, channels: list[str], clients: int, concurrency: int,
-    window: Any, stop: Event, ready: Queue[Any], results: Queue[Any],
+    window: Any, stop: Event, ready: Queue[Any], results: Queue[Any], collect: bool,
 ) -> None:  # fmt: skip
     """Entry point of one client process."""
     raise_nofile_limit()
@@ -341,7 +474,7 @@ def client_process(
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(_run_clients(url, token, channels, clients, concurrency, window, stop, ready, results))
+    asyncio.run(_run_clients(url, token, channels, clients, concurrency, window, stop, ready, results, collect))
 
 
 # -- the server ---------------------------------------------------------------------------------------
@@ -448,6 +581,34 @@ def metric(base: str, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^\w*{name}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$", text, re.M))
 
 
+def histogram(base: str, name: str) -> dict[float, float]:
+    """A histogram's cumulative bucket counts on the server's /metrics, by upper bound, summed over its other labels
+    ({} when it is not exported)."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    buckets: dict[float, float] = {}
+    for bound, value in re.findall(rf'^\w*{name}_bucket\{{[^}}]*le="([^"]+)"[^}}]*\}} ([0-9.e+-]+)$', text, re.M):
+        upper = math.inf if bound == "+Inf" else float(bound)
+        buckets[upper] = buckets.get(upper, 0.0) + float(value)
+    return buckets
+
+
+def histogram_text(after: dict[float, float], before: dict[float, float]) -> str:
+    """What a histogram counted between two readings: count, and the bucket bounds of its p50, p99 and maximum, in ms."""
+    if not after:
+        return "not exported by this server"
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1]
+    if total <= 0:
+        return "none"
+
+    def bound_of(share: float) -> str:
+        upper = next(b for b, c in zip(bounds, counts, strict=True) if c >= share * total)
+        return f"<= {upper * 1000:g}" if math.isfinite(upper) else f"> {bounds[-2] * 1000:g}"
+
+    return f"{total:.0f}, p50 {bound_of(0.5)}, p99 {bound_of(0.99)}, max {bound_of(1.0)} ms"
+
+
 # -- phases -------------------------------------------------------------------------------------------
 
 
@@ -456,14 +617,55 @@ def _pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if len(values) >= 2 else math.nan
 
 
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+SERVER_HISTOGRAMS = {
+    "fanout": "websocket_fanout_duration_seconds",
+    "fanout_cpu": "websocket_fanout_cpu_seconds",
+    "loop_lag": "event_loop_lag_seconds",
+    "gc": "python_gc_pause_seconds",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """One quote frame of the window received by one client: when published, received by its kernel, and read."""
+
+    process: int
+    client: int
+    channel: str
+    published: float
+    kernel: float
+    received: float
+
+    @property
+    def latency(self) -> float:
+        """Publication -> the client has read the whole frame, ms: the measured latency."""
+        return (self.received - self.published) * 1000.0
+
+    @property
+    def server_part(self) -> float:
+        """Publication -> the client's kernel received the frame, ms: the bus, the server's loop, the fan-out."""
+        return (self.kernel - self.published) * 1000.0
+
+    @property
+    def client_part(self) -> float:
+        """The client's kernel received the frame -> the client has read it, ms: the client process's own delay."""
+        return (self.received - self.kernel) * 1000.0
+
+
 @dataclass
 class Phase:
     clients: int
     seconds: float
     grace: float
+    window_start: float = math.nan  # wall clock, to match the server's log (--server-log)
     connected: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     closed_early: Counter[str] = field(default_factory=Counter)
+    receipts: list[Receipt] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     by_channel: dict[str, list[float]] = field(default_factory=dict)
     counts: list[int] = field(default_factory=list)
@@ -471,6 +673,9 @@ class Phase:
     spreads: list[float] = field(default_factory=list)  # last - first client receipt of each quote, ms
     extensions: Counter[str] = field(default_factory=Counter)
     client_cpu: list[float] = field(default_factory=list)
+    client_loop_lag: list[list[tuple[float, float]]] = field(default_factory=list)  # per process: (wall, seconds late)
+    client_gc: list[list[tuple[float, float, int]]] = field(default_factory=list)  # per process: (wall, seconds, gen)
+    server_histograms: dict[str, str] = field(default_factory=dict)
     server_cpu_percent: float = math.nan
     conflated: float = math.nan
     active_on_server: float = math.nan
@@ -507,7 +712,7 @@ def run_phase(args: argparse.Namespace, base: str, token: str, clients: int, pid
     workers = [
         context.Process(
             target=client_process,
-            args=(url, token, args.channels, share, args.connect_concurrency, window, stop, ready, results),
+            args=(url, token, args.channels, share, args.connect_concurrency, window, stop, ready, results, args.client_gc),
             daemon=True,
         )
         for share in shares
@@ -524,17 +729,21 @@ def run_phase(args: argparse.Namespace, base: str, token: str, clients: int, pid
         phase.active_on_server = metric(base, "websocket_connections_active")
         phase.sockets = sockets_per_worker(pid)
         conflated_before = metric(base, "websocket_messages_conflated_total")
+        histograms_before = {key: histogram(base, name) for key, name in SERVER_HISTOGRAMS.items()}
         cpu_before = cpu_seconds(pid)
-        start = time.time()
+        start = phase.window_start = time.time()
         window[1] = start + args.seconds  # the end first: a reader never sees the start with an open end
         window[0] = start
         time.sleep(args.seconds)
         phase.server_cpu_percent = 100.0 * (cpu_seconds(pid) - cpu_before) / args.seconds
         phase.conflated = metric(base, "websocket_messages_conflated_total") - conflated_before
+        phase.server_histograms = {
+            key: histogram_text(histogram(base, name), histograms_before[key]) for key, name in SERVER_HISTOGRAMS.items()
+        }
         time.sleep(args.grace_seconds)
         stop.set()
-        published: dict[tuple[str, str], list[float]] = {}
-        for _ in workers:
+        published: dict[tuple[str, float], list[float]] = {}  # (channel, publication) -> [first, last] receipt
+        for process in range(len(workers)):
             try:
                 out = results.get(timeout=60)
             except queue.Empty:
@@ -542,15 +751,18 @@ def run_phase(args: argparse.Namespace, base: str, token: str, clients: int, pid
             phase.connected += out["connected"]
             phase.failures.update(out["failures"])
             phase.closed_early.update(out["closed_early"])
-            for channel, values in out["latencies"].items():
-                phase.latencies.extend(values)
-                phase.by_channel.setdefault(channel, []).extend(values)
+            for client, channel, epoch, kernel, received in out["receipts"]:
+                receipt = Receipt(process, client, channel, epoch, kernel, received)
+                phase.receipts.append(receipt)
+                phase.latencies.append(receipt.latency)
+                phase.by_channel.setdefault(channel, []).append(receipt.latency)
+                seen = published.setdefault((channel, epoch), [received, received])
+                seen[0], seen[1] = min(seen[0], received), max(seen[1], received)
             phase.counts.extend(out["counts"])
             phase.extensions.update(out["extensions"])
             phase.client_cpu.append(out["cpu_percent"])
-            for key, (first, last) in out["published"].items():
-                seen = published.setdefault(key, [first, last])
-                seen[0], seen[1] = min(seen[0], first), max(seen[1], last)
+            phase.client_loop_lag.append(out["loop_lag"])
+            phase.client_gc.append(out["gc_pauses"])
         phase.published = len(published)
         phase.spreads = [(last - first) * 1000.0 for first, last in published.values()]
     finally:
@@ -563,12 +775,97 @@ def run_phase(args: argparse.Namespace, base: str, token: str, clients: int, pid
     return phase
 
 
+def where_the_time_goes(phase: Phase) -> list[str]:
+    """Where the latency of the phase comes from, the slowest 1% in particular (see the module's docstring)."""
+    receipts = phase.receipts
+    if not receipts:
+        return []
+    by_quote: dict[tuple[str, float], list[Receipt]] = {}
+    for receipt in receipts:
+        by_quote.setdefault((receipt.channel, receipt.published), []).append(receipt)
+    position: dict[Receipt, float] = {}  # a receipt's place in its quote's fan-out order: 0 first, 1 last
+    for quote in by_quote.values():
+        quote.sort(key=lambda r: r.kernel)
+        last = max(1, len(quote) - 1)
+        for rank, receipt in enumerate(quote):
+            position[receipt] = rank / last
+    server = [r.server_part for r in receipts]
+    client = [r.client_part for r in receipts]
+    first_write = [(quote[0].kernel - quote[0].published) * 1000.0 for quote in by_quote.values()]
+    fanout = [(quote[-1].kernel - quote[0].kernel) * 1000.0 for quote in by_quote.values()]
+    threshold = phase.quantile(99)
+    tail = [r for r in receipts if r.latency >= threshold] if not math.isnan(threshold) else []
+    tail_quotes = Counter((r.channel, r.published) for r in tail)
+    lines = [
+        f"  where the time goes: publication -> client kernel (server: bus, loop, fan-out order) p50 {_pct(server, 50):.2f}"
+        f" p99 {_pct(server, 99):.2f} ms; client kernel -> frame read by the client (client process) p50 "
+        f"{_pct(client, 50):.2f} p99 {_pct(client, 99):.2f} max {max(client):.2f} ms",
+        f"  per quote: first write {_median(first_write):.2f} ms after publication (median, max {max(first_write):.2f}); "
+        f"first to last write (kernel receipts) median {_median(fanout):.2f} p90 {_pct(fanout, 90):.2f} max "
+        f"{max(fanout):.2f} ms",
+    ]
+    if tail:
+        worst_share = tail_quotes.most_common(1)[0][1] / len(tail)
+        lines.append(
+            f"  slowest 1% (>= p99 {threshold:.2f} ms, {len(tail)} frames): from {len(tail_quotes)} of {len(by_quote)} quotes "
+            f"({worst_share:.0%} from one); server part median {_median([r.server_part for r in tail]):.2f} ms, client "
+            f"part median {_median([r.client_part for r in tail]):.2f} ms; position in the fan-out order median "
+            f"{_median([position[r] for r in tail]):.0%} (all frames: 50%)"
+        )
+        for (channel, published), count in tail_quotes.most_common(3):
+            quote = by_quote[(channel, published)]
+            low, high = quote[0].kernel, max(r.received for r in quote)
+            # A tick that ran `lag` late at `wall`: the loop was busy from `wall - lag` on.
+            lags = [lag for samples in phase.client_loop_lag for wall, lag in samples if wall >= low and wall - lag <= high]
+            pauses = [p for pauses in phase.client_gc for wall, p, _ in pauses if low - 0.1 <= wall <= high]
+            lines.append(
+                f"    quote at +{published - receipts[0].published:.2f} s ({count} slow frames): first write "
+                f"{(quote[0].kernel - published) * 1000:.2f} ms after publication, fan-out {(quote[-1].kernel - low) * 1000:.2f}"
+                f" ms, client part median {_median([r.client_part for r in quote]):.2f} max "
+                f"{max(r.client_part for r in quote):.2f} ms, client loop lag meanwhile max "
+                f"{max(lags, default=0.0) * 1000:.2f} ms, client gc passes {len(pauses)} (longest "
+                f"{max(pauses, default=0.0) * 1000:.2f} ms)"
+            )
+    # How stable the fan-out order is: a client's change of position between successive quotes.
+    places: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for receipt, place in position.items():
+        places.setdefault((receipt.process, receipt.client), []).append((receipt.published, place))
+    moves = [abs(b[1] - a[1]) for series in places.values() for a, b in itertools.pairwise(sorted(series))]
+    lines.append(
+        f"  fan-out order: a client's position moves by {_median(moves):.1%} (median) between successive quotes "
+        "(0: the same order every time; about 29% for a random order)"
+    )
+    for process, (ticks, passes) in enumerate(zip(phase.client_loop_lag, phase.client_gc, strict=True)):
+        mine = [r for r in receipts if r.process == process]
+        spread = []
+        for quote in by_quote.values():
+            times = [r.received for r in quote if r.process == process]
+            if times:
+                spread.append((max(times) - min(times)) * 1000.0)
+        lag_ms = [late * 1000.0 for _, late in ticks]
+        lines.append(
+            f"  client process {process}: kernel -> read p50 {_pct([r.client_part for r in mine], 50):.2f} p99 "
+            f"{_pct([r.client_part for r in mine], 99):.2f} max {max((r.client_part for r in mine), default=math.nan):.2f} ms;"
+            f" first to last read of a quote median {_median(spread):.2f} max {max(spread, default=math.nan):.2f} ms; "
+            f"loop lag ({LAG_TICK_SECONDS * 1000:g} ms tick) p99 {_pct(lag_ms, 99):.2f} max "
+            f"{max(lag_ms, default=math.nan):.2f} ms; gc passes {len(passes)}, longest "
+            f"{max((seconds for _, seconds, _ in passes), default=0.0) * 1000:.2f} ms"
+        )
+    histograms = phase.server_histograms
+    lines.append(
+        f"  server, per message fanned out: wall {histograms.get('fanout')}; CPU {histograms.get('fanout_cpu')}; "
+        f"server loop lag {histograms.get('loop_lag')}; server gc pauses {histograms.get('gc')}"
+    )
+    return lines
+
+
 def describe(name: str, phase: Phase) -> list[str]:
     rates = phase.rates
     delivered = statistics.median(phase.counts) / phase.published if phase.published and phase.counts else math.nan
     lines = [
         f"{name}: {phase.clients} clients, {phase.connected} connected ({phase.active_on_server:.0f} seen by the server), "
-        f"{sum(phase.failures.values())} failed, {sum(phase.closed_early.values())} closed during the run",
+        f"{sum(phase.failures.values())} failed, {sum(phase.closed_early.values())} closed during the run; window "
+        f"{datetime.fromtimestamp(phase.window_start, UTC):%H:%M:%S.%f} UTC + {phase.seconds:g} s",
         f"  {len(phase.latencies)} quote frames in {phase.seconds:g} s from {phase.published} published "
         f"({phase.published / phase.seconds:.1f}/s); per client msg/s min {min(rates, default=math.nan):.2f} "
         f"median {statistics.median(rates) if rates else math.nan:.2f} max {max(rates, default=math.nan):.2f}; "
@@ -581,6 +878,7 @@ def describe(name: str, phase: Phase) -> list[str]:
         f"  CPU: server {phase.server_cpu_percent:.0f} %, client processes "
         + ", ".join(f"{c:.0f} %" for c in phase.client_cpu)
         + f"; extensions negotiated: {dict(phase.extensions)}",
+        *where_the_time_goes(phase),
     ]
     if len(phase.by_channel) > 1:
         lines.append(
@@ -616,6 +914,14 @@ def main() -> None:
         "--grace-seconds", type=float, default=GRACE_SECONDS,
         help="how long after the window frames published in it may still arrive (raise it when the server is far behind)",
     )  # fmt: skip
+    parser.add_argument(
+        "--loop-stall-ms", type=float, default=0,
+        help="TRADESTACK_LOOP_STALL_MS: the server measures its loop's lag and logs stalls this long (0: off)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--client-gc", action="store_true",
+        help="leave the client processes' garbage collector on during the measurement (off by default)",
+    )  # fmt: skip
     parser.add_argument("--server-log", help="write the API server's output to this file (default: discarded)")
     parser.add_argument("--workers", type=int, default=1, help="API worker processes (> 1: Redis and serve marketdata)")
     parser.add_argument("--redis-url", default=os.environ.get("TRADESTACK_TEST_REDIS_URL"), help="Redis for --workers > 1")
@@ -638,6 +944,8 @@ def main() -> None:
             TRADESTACK_MARKETDATA_IN_PROCESS="true" if args.workers == 1 else "false",
             TRADESTACK_WS_HEARTBEAT_SECONDS=f"{args.heartbeat_seconds:g}",
             TRADESTACK_ACCESS_TOKEN_TTL_SECONDS=str(min(86_400, max(900, int(total_seconds)))),
+            TRADESTACK_MARKET_HOURS_ALWAYS_OPEN="true",
+            TRADESTACK_LOOP_STALL_MS=f"{args.loop_stall_ms:g}",
         )
         if args.workers > 1:
             env.update(TRADESTACK_REDIS_URL=args.redis_url, TRADESTACK_REDIS_NAMESPACE=f"bench-ws-{secrets.token_hex(4)}")

@@ -206,37 +206,97 @@ class DirectSocket:
     suit every client), and its transport has next to nothing buffered (the client keeps up).
     The frames uvicorn itself writes (through `send`) are whole frames written synchronously too,
     so the two never interleave within a frame.
+
+    `try_write` runs once per client for every message fanned out, so the connection's state (no
+    close frame sent, not disconnected, writing not paused, the WebSocket connection open) is one
+    attribute, `open`, which `DirectWriteWebSocketProtocol` refreshes whenever that state may have
+    changed; only the transport's own (C calls with uvloop) is read on each write.
     """
 
     def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
         self._protocol = protocol
         self._transport = protocol.transport
+        self._conn = protocol.conn  # made once per connection, before the handshake
+        self.open = False
+        self.refresh()
 
     def usable(self) -> bool:
         """Whether frames can be written as plain bytes (checked once the handshake is done)."""
         return not self._protocol.conn.extensions
 
+    def refresh(self) -> None:
+        """Read the protocol's state again (it calls this whenever that state changes)."""
+        protocol = self._protocol
+        self.open = (
+            not (protocol.close_sent or protocol.disconnected) and protocol.writable.is_set() and self._conn.state is State.OPEN
+        )
+
     def try_write(self, wire: bytes) -> bool:
-        protocol, transport = self._protocol, self._transport
-        if (
-            protocol.close_sent
-            or protocol.disconnected
-            or protocol.conn.state is not State.OPEN
-            or not protocol.writable.is_set()
-            or transport.is_closing()
-            or transport.get_write_buffer_size() > DIRECT_WRITE_MAX_BUFFERED_BYTES
-        ):
+        transport = self._transport
+        if not self.open or transport.get_write_buffer_size() > DIRECT_WRITE_MAX_BUFFERED_BYTES or transport.is_closing():
             return False
         transport.write(wire)
         return True
 
 
+class _Refreshing:
+    """A flag of uvicorn's WebSocket protocol (``close_sent``, ``disconnected``) whose every change refreshes the
+    connection's `DirectSocket`."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = f"_{name}_value"
+
+    def __get__(self, protocol: DirectWriteWebSocketProtocol | None, owner: type | None = None) -> bool:
+        return bool(getattr(protocol, self._slot, False))
+
+    def __set__(self, protocol: DirectWriteWebSocketProtocol, value: bool) -> None:
+        setattr(protocol, self._slot, value)
+        protocol.refresh_direct()
+
+
 class DirectWriteWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's WebSocket protocol (websockets sans-I/O) offering the application a `DirectSocket` in
-    the connection's scope, under ``extensions[DIRECT_WRITE_EXTENSION]``."""
+    the connection's scope, under ``extensions[DIRECT_WRITE_EXTENSION]``, and keeping its `open` current:
+    setting uvicorn's ``close_sent`` or ``disconnected`` refreshes it, and so does whatever else may change
+    the connection's state (pausing or resuming writing, bytes from the client, a message the application
+    sends, the server shutting down), once done."""
+
+    _direct: DirectSocket | None = None
+    close_sent = _Refreshing()
+    disconnected = _Refreshing()
+
+    def refresh_direct(self) -> None:
+        """Bring the `DirectSocket`'s `open` up to date (if the handshake has made one)."""
+        if self._direct is not None:
+            self._direct.refresh()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.refresh_direct()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.refresh_direct()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            super().data_received(data)  # a close frame or a protocol error moves the connection on
+        finally:
+            self.refresh_direct()
+
+    async def send(self, message: ASGISendEvent) -> None:
+        try:
+            await super().send(message)
+        finally:
+            self.refresh_direct()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.refresh_direct()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)  # not set when the handshake was refused
         if scope is not None:
-            scope["extensions"][DIRECT_WRITE_EXTENSION] = DirectSocket(self)
+            self._direct = DirectSocket(self)
+            scope["extensions"][DIRECT_WRITE_EXTENSION] = self._direct

@@ -16,6 +16,7 @@ behind gets its frames through the mailbox again, conflated, until it has caught
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -23,7 +24,7 @@ from typing import Protocol
 from tradestack.kit.aio import stop_tasks
 from tradestack.kit.bus import Bus
 from tradestack.kit.logging import get_logger
-from tradestack.kit.metrics import WEBSOCKET_MESSAGES_CONFLATED
+from tradestack.kit.metrics import WEBSOCKET_FANOUT_CPU, WEBSOCKET_FANOUT_DURATION, WEBSOCKET_MESSAGES_CONFLATED
 
 log = get_logger(__name__)
 MAX_CONTROL_FRAMES = 1000
@@ -54,6 +55,8 @@ class Mailbox:
         self._taken: dict[str, str] = {}
         self._control: deque[str] = deque()
         self._ready = asyncio.Event()
+        # Mirrors `_ready` as a plain attribute: what the hub reads for every message (no method call).
+        self._pending = False
         self.conflated = 0
         self.overflowed = False
         self.direct: DirectWriter | None = None
@@ -63,19 +66,33 @@ class Mailbox:
         # time): with the frames it sends itself, what tells it whether the client heard nothing lately.
         self.written_at = 0.0
 
-    def deliver(self, channel: str, frame: str, wire: bytes | None, now: float) -> bool:
+    def is_lossless(self, channel: str) -> bool:
+        """Whether every frame of `channel` counts (queued in order), rather than only its newest."""
+        return bool(self._lossless) and channel.startswith(self._lossless)
+
+    def deliver(self, channel: str, frame: str, wire: bytes | None, now: float, lossless: bool | None = None) -> bool:
         """From the hub at event-loop time `now`: write the encoded frame `wire` straight to the socket when
-        nothing is queued or being sent and the client keeps up (True); otherwise `offer` it (queued, conflated)."""
+        nothing is queued or being sent and the client keeps up (True); otherwise `offer` it (queued, conflated).
+
+        `lossless` is `is_lossless(channel)`, when the caller knows it (the hub works it out once per subscription).
+        This runs once per client for every message: it reads plain attributes and makes at most one call of its own.
+        """
         direct = self.direct
-        if direct is not None and wire is not None and not self.sending and not self._ready.is_set():
-            lossless = bool(self._lossless) and channel.startswith(self._lossless)
-            if not lossless and self._taken.get(channel) == frame:
-                return False
-            if direct.try_write(wire):
-                if not lossless:
-                    self._taken[channel] = frame
-                self.written_at = now
-                return True
+        if direct is not None and wire is not None and not self._pending and not self.sending:
+            if lossless is None:
+                lossless = self.is_lossless(channel)
+            if lossless:
+                if direct.try_write(wire):
+                    self.written_at = now
+                    return True
+            else:
+                taken = self._taken
+                if taken.get(channel) == frame:
+                    return False
+                if direct.try_write(wire):
+                    taken[channel] = frame
+                    self.written_at = now
+                    return True
         self.offer(channel, frame)
         return False
 
@@ -91,6 +108,7 @@ class Mailbox:
                 self.overflowed = True
             else:
                 self._control.append(frame)
+            self._pending = True
             self._ready.set()
             return
         if self._taken.get(channel) == frame:
@@ -100,6 +118,7 @@ class Mailbox:
             WEBSOCKET_MESSAGES_CONFLATED.labels(kind=channel.partition(":")[0]).inc()
             del self._data[channel]  # re-insert so channels are delivered in order of last update
         self._data[channel] = frame
+        self._pending = True
         self._ready.set()
 
     def control(self, frame: str) -> None:
@@ -107,6 +126,7 @@ class Mailbox:
         if len(self._control) >= MAX_CONTROL_FRAMES:
             raise MailboxOverflowError(f"more than {MAX_CONTROL_FRAMES} replies or order updates unread")
         self._control.append(frame)
+        self._pending = True
         self._ready.set()
 
     def forget(self, channel: str) -> None:
@@ -129,6 +149,7 @@ class Mailbox:
         self._taken.update(self._data)
         self._control.clear()
         self._data.clear()
+        self._pending = False
         self._ready.clear()
         return frames
 
@@ -149,7 +170,8 @@ class FanoutHub:
         self._bus_channel = bus_channel
         self._decode = decode
         self._wire = wire
-        self._subscribers: dict[str, set[Mailbox]] = {}
+        # Per channel, its mailboxes and whether the channel is lossless for each (worked out once, on `add`).
+        self._subscribers: dict[str, dict[Mailbox, bool]] = {}
         self._task: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
         self._closing = False
@@ -172,15 +194,18 @@ class FanoutHub:
                         channel, frame = self._decode(message.data)
                         listeners = self._subscribers.get(channel)
                         if listeners:
+                            began, cpu_began = time.perf_counter(), time.thread_time()
                             # Once per message, not once per client: the text, and the frame's bytes.
                             text = frame.decode()
                             wire = self._wire(frame) if self._wire is not None else None
                             now = loop.time()
                             written = 0
-                            for mailbox in listeners:
-                                written += mailbox.deliver(channel, text, wire, now)
+                            for mailbox, lossless in listeners.items():
+                                written += mailbox.deliver(channel, text, wire, now, lossless)
                             self.delivered += len(listeners)
                             self.written_directly += written
+                            WEBSOCKET_FANOUT_DURATION.observe(time.perf_counter() - began)
+                            WEBSOCKET_FANOUT_CPU.observe(time.thread_time() - cpu_began)
                 return  # the bus was closed
             except asyncio.CancelledError:
                 raise
@@ -190,13 +215,13 @@ class FanoutHub:
 
     def add(self, mailbox: Mailbox, channel: str) -> None:
         """Deliver `channel` to `mailbox`."""
-        self._subscribers.setdefault(channel, set()).add(mailbox)
+        self._subscribers.setdefault(channel, {})[mailbox] = mailbox.is_lossless(channel)
 
     def remove(self, mailbox: Mailbox, channel: str) -> None:
         """Stop delivering `channel` to `mailbox`."""
         listeners = self._subscribers.get(channel)
         if listeners is not None:
-            listeners.discard(mailbox)
+            listeners.pop(mailbox, None)
             if not listeners:
                 del self._subscribers[channel]
         mailbox.forget(channel)

@@ -188,6 +188,18 @@ WEBSOCKET_MESSAGES_CONFLATED = Counter(
     ["kind"],
 )
 
+WEBSOCKET_FANOUT_DURATION = Histogram(
+    "websocket_fanout_duration_seconds",
+    "Time to hand one market-data message to every local subscriber of its channel: the wait of the last one served.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25),
+)
+WEBSOCKET_FANOUT_CPU = Histogram(
+    "websocket_fanout_cpu_seconds",
+    "CPU time of the fan-out thread while handing one market-data message to its local subscribers (below the "
+    "duration: the thread was preempted or waited for the interpreter lock meanwhile).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25),
+)
+
 ORDERS = Counter(
     "orders",
     "Orders reaching a status (accepted, denied, partially_filled once, filled, canceled, expired, rejected), by type.",

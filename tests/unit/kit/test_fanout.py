@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import REGISTRY
 
 from tradestack.kit.bus import MemoryBus
 from tradestack.kit.fanout import MAX_CONTROL_FRAMES, FanoutHub, Mailbox, MailboxOverflowError
@@ -176,3 +177,53 @@ async def test_hub_close_ends_a_listener_whose_cancellation_was_swallowed() -> N
         closing.cancel()
     assert closing in done, "close() did not return: the listener outlived its swallowed cancellation"
     assert bus.swallowed == 1
+
+
+def _fanout_count(name: str) -> float:
+    return REGISTRY.get_sample_value(f"{name}_count") or 0.0
+
+
+async def test_hub_writes_each_channel_as_its_subscription_says_and_times_each_fanout() -> None:
+    bus = MemoryBus()
+    hub = FanoutHub(bus, "md", _decode, wire=lambda frame: b"<" + frame + b">")
+    await hub.start()
+    mailbox, socket = Mailbox(lossless=("orders:",)), _Socket()
+    mailbox.direct = socket
+    hub.add(mailbox, "quotes:AAPL")
+    hub.add(mailbox, "orders:a")
+    durations = _fanout_count("websocket_fanout_duration_seconds")
+    cpu = _fanout_count("websocket_fanout_cpu_seconds")
+    for message in (b"quotes:AAPL\nq1", b"quotes:AAPL\nq1", b"orders:a\no1", b"orders:a\no1", b"quotes:IBM\nnobody"):
+        await bus.publish("md", message)
+    for _ in range(100):
+        if hub.delivered == 4:
+            break
+        await asyncio.sleep(0.01)
+    # An equal quote is the same event twice (written once); every order update counts, equal or not.
+    assert socket.written == [b"<q1>", b"<o1>", b"<o1>"]
+    assert await mailbox.take(timeout=0) == []
+    assert hub.written_directly == 3
+    # One observation per message that had listeners (the IBM quote had none).
+    assert _fanout_count("websocket_fanout_duration_seconds") == durations + 4
+    assert _fanout_count("websocket_fanout_cpu_seconds") == cpu + 4
+    hub.remove(mailbox, "orders:a")
+    await bus.publish("md", b"orders:a\no2")
+    await bus.publish("md", b"quotes:AAPL\nq2")
+    for _ in range(100):
+        if hub.delivered == 5:
+            break
+        await asyncio.sleep(0.01)
+    assert socket.written[3:] == [b"<q2>"]
+    await hub.close()
+    await bus.close()
+
+
+async def test_a_mailbox_with_frames_queued_is_not_written_directly_until_taken() -> None:
+    mailbox, socket = Mailbox(), _Socket()
+    mailbox.direct = socket
+    mailbox.offer("quotes:MSFT", "m1")  # queued by the snapshot path, on another channel
+    assert not mailbox.deliver("quotes:AAPL", "q1", b"<q1>", 0.0, lossless=False)
+    assert socket.written == []
+    assert await mailbox.take(timeout=0) == ["m1", "q1"]
+    assert mailbox.deliver("quotes:AAPL", "q2", b"<q2>", 0.0, lossless=False)
+    assert socket.written == [b"<q2>"]
