@@ -15,12 +15,14 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterable, Sequen
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import aiosqlite
-from sqlalchemy import Executable, event, text
+from sqlalchemy import ColumnElement, Executable, String, any_, bindparam, event, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 
 from tradestack.kit.aio import ThreadSafeLock
@@ -28,6 +30,7 @@ from tradestack.kit.config import Settings
 from tradestack.kit.metrics import DATABASE_CONNECTIONS_ACTIVE, DATABASE_POOL_WAIT
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+_S = TypeVar("_S", bound=Executable)
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,50 @@ async def execute_core(session: AsyncSession, statement: Executable, parameters:
     if session.new or session.dirty or session.deleted:
         await session.flush()
     return await (await session.connection()).execute(statement, parameters)
+
+
+def in_list(column: ColumnElement[Any] | QueryableAttribute[Any], name: str, *, postgresql: bool) -> ColumnElement[bool]:
+    """``column IN (:name)`` for a list bound as `name`: on PostgreSQL ``column = ANY(:name)``, the list bound as one
+    text array, so the statement's text is the same whatever the list's length (elsewhere an expanding IN)."""
+    if postgresql:
+        return column == any_(bindparam(name, type_=ARRAY(String())))
+    return column.in_(bindparam(name, expanding=True))
+
+
+class PerDialect(Generic[_S]):
+    """A prebuilt statement binding lists (`in_list`), in its PostgreSQL form and in everyone else's.
+
+    On PostgreSQL an expanding IN gave one statement text per list length: each group size of the
+    order desk was another statement for asyncpg to prepare (a round trip, and a parse and plan on
+    the server) and for SQLAlchemy to render; the ANY form is prepared once per connection.
+    """
+
+    def __init__(
+        self, build: Callable[[Callable[[ColumnElement[Any] | QueryableAttribute[Any], str], ColumnElement[bool]]], _S]
+    ) -> None:
+        self.postgresql = build(functools.partial(in_list, postgresql=True))
+        self.other = build(functools.partial(in_list, postgresql=False))
+
+    def of(self, session: AsyncSession) -> _S:
+        """The form for the session's database."""
+        bind = session.bind
+        return self.postgresql if bind is not None and bind.dialect.name == "postgresql" else self.other
+
+
+async def plain_rows(session: AsyncSession, sql: str) -> list[Any]:
+    """The rows of one statement without parameters, in the session's transaction, straight from the driver.
+
+    asyncpg's records or sqlite3's tuples (both unpack as tuples): no SQLAlchemy result layer, no
+    Row and no type processing per row. For reads of many rows of plain text columns, written in SQL
+    that both databases take.
+    """
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    if isinstance(driver, aiosqlite.Connection):
+        return list(await driver.execute_fetchall(sql))
+    return list(await driver.fetch(sql))  # type: ignore[union-attr]  # asyncpg
 
 
 async def sqlite_rows(session: AsyncSession, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
