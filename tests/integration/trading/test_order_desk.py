@@ -4,11 +4,13 @@ writer changed the account's books, and a lock held too long answers 503 with Re
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
 
 from tradestack.books.service import BooksService
 from tradestack.identity.permissions import Role
@@ -76,6 +78,45 @@ async def test_a_desk_sees_the_orders_another_desk_added_and_the_ones_another_wr
     fourth = await buy(4)  # 2 and 3 rest: a third buy does not fit
     assert fourth.status_code == 422, fourth.text
     assert fourth.json()["check"] == "buying_power", fourth.text
+
+
+async def test_a_desk_that_only_other_desks_wrote_after_rereads_only_the_orders(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
+) -> None:
+    """Another desk only adds orders (its lock bumps the books version by 1, every other writer's by
+    `OTHER_WRITER_BUMP`): the desk that kept the account reads its orders again, not its balances, limits or P&L,
+    and still counts the other desk's order (a third buy does not fit)."""
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "10000")
+    await publish_quote("AAPL", "100.00", "100.01", last="100.00")
+
+    async def buy(n: int) -> httpx.Response:  # each reserves 40 x 99 = 3,960 USD (plus fees): two fit, three do not
+        return await client.post(
+            "/api/orders", json=limit_buy(account, f"added-{n}", price="99.00", quantity="40"), headers=trader.headers
+        )
+
+    assert (await buy(1)).status_code == 201  # desk A keeps the account
+    desk_a = runtime.components.pop(DESK)
+    assert desk_a is not None
+    assert (await buy(2)).status_code == 201  # desk B
+    runtime.components.put(DESK, desk_a)
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        third = await buy(3)  # desk A again
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert third.status_code == 422, third.text
+    assert third.json()["check"] == "buying_power", third.text
+    read = " ".join(statements)
+    assert "FROM orders" in read
+    assert "FROM balances" not in read
+    assert "FROM risk_limits" not in read
+    assert "FROM postings" not in read
 
 
 async def test_a_changed_limit_reaches_the_desk_at_once(
