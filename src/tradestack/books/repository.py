@@ -26,12 +26,12 @@ _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
 
 # What an order desk reloads of its stale accounts' books: prebuilt (no statement built per call) and run on the
 # session's connection (no ORM execution per call), see `balance_lines_of`.
-_BALANCE_LINES_OF = PerDialect(
+_BALANCE_LINES_OF = PerDialect.listing(
     lambda listed: select(
         BalanceRow.account_id, BalanceRow.ledger_account, BalanceRow.currency, BalanceRow.amount, BalanceRow.quantity
     ).where(listed(BalanceRow.account_id, "accounts"))
 )
-_REALIZED_SINCE_OF = PerDialect(
+_REALIZED_SINCE_OF = PerDialect.listing(
     lambda listed: (
         select(JournalEntryRow.account_id, PostingRow.currency, PostingRow.amount)
         .join(JournalEntryRow, JournalEntryRow.id == PostingRow.entry_id)

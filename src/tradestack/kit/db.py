@@ -111,8 +111,14 @@ def postgres_session_settings(settings: Settings) -> dict[str, str]:
     ``lock_timeout`` makes a statement that waits for a lock fail (SQLSTATE 55P03) instead of queueing
     behind a stalled holder; ``idle_in_transaction_session_timeout`` lets the server end a session
     that stopped in the middle of a transaction (a stopped or hung process), which releases its locks.
+    ``plan_cache_mode=force_custom_plan``: asyncpg prepares every statement, and after five runs
+    PostgreSQL may keep one generic plan of it for the connection's life, made with the statistics of
+    that moment; on tables that grew since (a young database, or autovacuum off) that was a scan of
+    the whole table for each lookup of a list of keys (``id = ANY(:ids)``). Planned at each run, a
+    statement sees the table's size as it is.
     """
     return {
+        "plan_cache_mode": "force_custom_plan",
         "lock_timeout": str(round(settings.database_lock_timeout_seconds * 1000)),
         "idle_in_transaction_session_timeout": str(round(settings.database_idle_in_transaction_timeout_seconds * 1000)),
     }
@@ -280,18 +286,23 @@ def in_list(column: ColumnElement[Any] | QueryableAttribute[Any], name: str, *, 
 
 
 class PerDialect(Generic[_S]):
-    """A prebuilt statement binding lists (`in_list`), in its PostgreSQL form and in everyone else's.
+    """A prebuilt statement in its PostgreSQL form and in everyone else's; `listing` builds both from one builder of
+    statements binding lists (`in_list`).
 
     On PostgreSQL an expanding IN gave one statement text per list length: each group size of the
     order desk was another statement for asyncpg to prepare (a round trip, and a parse and plan on
     the server) and for SQLAlchemy to render; the ANY form is prepared once per connection.
     """
 
-    def __init__(
-        self, build: Callable[[Callable[[ColumnElement[Any] | QueryableAttribute[Any], str], ColumnElement[bool]]], _S]
-    ) -> None:
-        self.postgresql = build(functools.partial(in_list, postgresql=True))
-        self.other = build(functools.partial(in_list, postgresql=False))
+    def __init__(self, postgresql: _S, other: _S) -> None:
+        self.postgresql = postgresql
+        self.other = other
+
+    @classmethod
+    def listing(
+        cls, build: Callable[[Callable[[ColumnElement[Any] | QueryableAttribute[Any], str], ColumnElement[bool]]], _S]
+    ) -> PerDialect[_S]:
+        return cls(build(functools.partial(in_list, postgresql=True)), build(functools.partial(in_list, postgresql=False)))
 
     def of(self, session: AsyncSession) -> _S:
         """The form for the session's database."""
@@ -378,6 +389,8 @@ class Database:
         self._read_sessions = async_sessionmaker(read_engine, expire_on_commit=False, autoflush=False)
         self._settings = settings
         self._writer_engine: AsyncEngine | None = None
+        self._loop_reader_engine: AsyncEngine | None = None  # its pool; `_loop_reader` the same in autocommit
+        self._loop_reader: AsyncEngine = self.engine
         self._writer_sessions = self._sessions
         self._writer_lock = writer_lock or ThreadSafeLock()
 
@@ -446,6 +459,27 @@ class Database:
             finally:
                 await session.rollback()
 
+    @asynccontextmanager
+    async def loop_read_session(self) -> AsyncIterator[AsyncSession]:
+        """Like `read_session`, for a loop that reads one statement after another and often (the matching engine).
+
+        On PostgreSQL it has a connection of its own that the pool does not ping before each use
+        (see `writer_session`), in autocommit: no BEGIN and no ROLLBACK around the reads, so one
+        round trip a statement instead of four. Each statement reads its own snapshot, as it does
+        in a READ COMMITTED transaction. Elsewhere it is `read_session`.
+        """
+        if self.dialect != "postgresql":
+            async with self.read_session() as session:
+                yield session
+            return
+        if self._loop_reader_engine is None:
+            self._loop_reader_engine = create_engine(
+                self.replica_url or self.url, self._settings, role="loop-reader", single_writer=True
+            )
+            self._loop_reader = self._loop_reader_engine.execution_options(isolation_level="AUTOCOMMIT")
+        async with AsyncSession(self._loop_reader, expire_on_commit=False, autoflush=False) as session:
+            yield session
+
     async def ping(self, *, replica: bool = False) -> float:
         """Run one round trip and return its latency in seconds."""
         engine = self.replica_engine if replica and self.replica_engine else self.engine
@@ -470,5 +504,7 @@ class Database:
         await self.engine.dispose()
         if self._writer_engine is not None:
             await self._writer_engine.dispose()
+        if self._loop_reader_engine is not None:
+            await self._loop_reader_engine.dispose()
         if self.replica_engine is not None:
             await self.replica_engine.dispose()

@@ -331,7 +331,7 @@ class EngineShard:
 
     async def sync(self, order_id: str, account_id: str) -> None:
         """Make the book agree with the database about one order."""
-        async with self.runtime.database.read_session() as session:
+        async with self.runtime.database.loop_read_session() as session:
             order = await TradingRepository(session).load(order_id)
         await self._place(order, account_id, order_id)
 
@@ -372,7 +372,7 @@ class EngineShard:
         reads = [order_id for order_id, change in changed.items() if self._takes(change) is None]
         loaded: dict[str, Order] = {}
         if reads:
-            async with self.runtime.database.read_session() as session:
+            async with self.runtime.database.loop_read_session() as session:
                 loaded = await TradingRepository(session).load_many(reads)
         read = set(reads)
         for order_id, change in changed.items():
@@ -444,7 +444,7 @@ class EngineShard:
 
     async def reconcile(self) -> None:
         """Pick up open orders nobody told us about, and drop orders that ended without us hearing."""
-        async with self.runtime.database.read_session() as session:
+        async with self.runtime.database.loop_read_session() as session:
             rows = await plain_rows(session, _WORKING_ORDERS)
         owns = self.owns
         open_ids = {order_id: account_id for order_id, account_id in rows if owns(account_id)}
