@@ -16,7 +16,7 @@ from tradestack.domain.books import BalanceLine
 from tradestack.domain.ledger import JournalEntry
 from tradestack.domain.orders import FillEvent
 from tradestack.domain.portfolio import PositionState
-from tradestack.kit.db import execute_core
+from tradestack.kit.db import PerDialect, execute_core, in_list
 from tradestack.kit.pages import Cursor, older_than
 from tradestack.kit.repository import ReadRepository, Repository, insert_new
 from tradestack.models.books import BalanceRow, EquityPointRow, FillRow, JournalEntryRow, PostingRow, TradingAccount
@@ -26,16 +26,20 @@ _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
 
 # What an order desk reloads of its stale accounts' books: prebuilt (no statement built per call) and run on the
 # session's connection (no ORM execution per call), see `balance_lines_of`.
-_BALANCE_LINES_OF = select(
-    BalanceRow.account_id, BalanceRow.ledger_account, BalanceRow.currency, BalanceRow.amount, BalanceRow.quantity
-).where(BalanceRow.account_id.in_(bindparam("accounts", expanding=True)))
-_REALIZED_SINCE_OF = (
-    select(JournalEntryRow.account_id, PostingRow.currency, PostingRow.amount)
-    .join(JournalEntryRow, JournalEntryRow.id == PostingRow.entry_id)
-    .where(
-        JournalEntryRow.account_id.in_(bindparam("accounts", expanding=True)),
-        JournalEntryRow.ts >= bindparam("since"),
-        PostingRow.account.like("realized_pnl:%"),
+_BALANCE_LINES_OF = PerDialect.listing(
+    lambda listed: select(
+        BalanceRow.account_id, BalanceRow.ledger_account, BalanceRow.currency, BalanceRow.amount, BalanceRow.quantity
+    ).where(listed(BalanceRow.account_id, "accounts"))
+)
+_REALIZED_SINCE_OF = PerDialect.listing(
+    lambda listed: (
+        select(JournalEntryRow.account_id, PostingRow.currency, PostingRow.amount)
+        .join(JournalEntryRow, JournalEntryRow.id == PostingRow.entry_id)
+        .where(
+            listed(JournalEntryRow.account_id, "accounts"),
+            JournalEntryRow.ts >= bindparam("since"),
+            PostingRow.account.like("realized_pnl:%"),
+        )
     )
 )
 
@@ -97,7 +101,7 @@ class JournalRepository:
 
     async def balance_lines_of(self, account_ids: Sequence[str]) -> list[tuple[str, BalanceLine]]:
         """(account id, running balance) of several accounts, by a prebuilt statement (`execute_core`)."""
-        rows = await execute_core(self._session, _BALANCE_LINES_OF, {"accounts": list(account_ids)})
+        rows = await execute_core(self._session, _BALANCE_LINES_OF.of(self._session), {"accounts": list(account_ids)})
         return [(owner, BalanceLine(name, currency, amount, quantity)) for owner, name, currency, amount, quantity in rows]
 
     async def realized_since(self, account_id: str, since: datetime) -> dict[str, Decimal]:
@@ -106,7 +110,9 @@ class JournalRepository:
 
     async def realized_since_of(self, account_ids: Sequence[str], since: datetime) -> dict[str, dict[str, Decimal]]:
         """`realized_since` of several accounts, by account id (accounts with none absent), in one query."""
-        rows = await execute_core(self._session, _REALIZED_SINCE_OF, {"accounts": list(account_ids), "since": since})
+        rows = await execute_core(
+            self._session, _REALIZED_SINCE_OF.of(self._session), {"accounts": list(account_ids), "since": since}
+        )
         totals: dict[str, dict[str, Decimal]] = {}
         for account_id, currency, amount in rows:
             of_account = totals.setdefault(account_id, {})
@@ -178,16 +184,30 @@ class JournalRepository:
 
 
 _ACCOUNTS = cast(Table, TradingAccount.__table__)
+OTHER_WRITER_BUMP = 1 << 32
+"""What `AccountRepository.lock` adds to an account's `books_version`; an order desk's group (`lock_many`) adds 1.
+
+So an order desk that last wrote version ``v`` and now locks version ``w`` knows from ``w - v``
+alone whether anyone but order desks wrote the account's books since (``w - v >= OTHER_WRITER_BUMP``):
+when only desks did, they only added orders, and the account's balances, limits and states it
+keeps are still true. A BIGINT holds 2**31 such writes of one account."""
 _BUMP = {"books_version": _ACCOUNTS.c.books_version + 1}
 _LOCKED = (
     select(_ACCOUNTS.c.id)
-    .where(_ACCOUNTS.c.id.in_(bindparam("ids", expanding=True)))
+    .where(in_list(_ACCOUNTS.c.id, "ids", postgresql=True))
     .order_by(_ACCOUNTS.c.id)
     .with_for_update()
     .cte("locked")
 )
-_LOCK_MANY_POSTGRESQL = update(_ACCOUNTS).where(_ACCOUNTS.c.id == _LOCKED.c.id).values(_BUMP).returning(*_ACCOUNTS.c)
-_LOCK_MANY = update(_ACCOUNTS).where(_ACCOUNTS.c.id.in_(bindparam("ids", expanding=True))).values(_BUMP).returning(*_ACCOUNTS.c)
+# The ANY again outside the CTE: without it PostgreSQL's generic plan of the prepared statement (an array of unknown
+# length) joined the CTE to a scan of every account instead of looking each one up by its key.
+_LOCK_MANY_POSTGRESQL = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == _LOCKED.c.id, in_list(_ACCOUNTS.c.id, "ids", postgresql=True))
+    .values(_BUMP)
+    .returning(*_ACCOUNTS.c)
+)
+_LOCK_MANY = update(_ACCOUNTS).where(in_list(_ACCOUNTS.c.id, "ids", postgresql=False)).values(_BUMP).returning(*_ACCOUNTS.c)
 
 
 class AccountRepository(Repository):
@@ -203,19 +223,20 @@ class AccountRepository(Repository):
         return await self.session.get(TradingAccount, account_id)
 
     async def lock(self, account_id: str) -> TradingAccount | None:
-        """The account, locked until the transaction ends, its `books_version` bumped; None when unknown."""
+        """The account, locked until the transaction ends, its `books_version` bumped by `OTHER_WRITER_BUMP`; None when
+        unknown."""
         statement = (
             update(TradingAccount)
             .where(TradingAccount.id == account_id)
-            .values(books_version=TradingAccount.books_version + 1)
+            .values(books_version=TradingAccount.books_version + OTHER_WRITER_BUMP)
             .returning(TradingAccount)
         )
         rows = await self.session.scalars(statement, execution_options={"synchronize_session": False, "populate_existing": True})
         return rows.one_or_none()
 
     async def lock_many(self, account_ids: Sequence[str]) -> dict[str, Row[Any]]:
-        """The accounts' rows by id (unknown ones absent; every column, `books_version` bumped), locked until the
-        transaction ends.
+        """The accounts' rows by id (unknown ones absent; every column, `books_version` bumped by 1), locked until the
+        transaction ends: the order desks' lock (they only add orders; see `OTHER_WRITER_BUMP`).
 
         One statement, built once (Core, no ORM: the order desk's every group runs it). On PostgreSQL
         the rows are locked in id order (``FOR UPDATE`` in a CTE), so two transactions locking

@@ -38,6 +38,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.audit.service import AuditService, wake_chainer
 from tradestack.books.repository import (
+    OTHER_WRITER_BUMP as OTHER_WRITER_BUMP,  # re-exported: what the order desk judges staleness by
+)
+from tradestack.books.repository import (
     AccountRepository,
     BooksRepository,
     EquityPoint,
@@ -193,8 +196,8 @@ class BooksService:
     async def lock(self, account_id: str) -> AccountProfile | None:
         """The account, its books locked against other writers until the transaction ends; None when unknown.
 
-        Every writer of an account's books takes this lock, which also bumps the account's books
-        version (see `lock_many`)."""
+        Every writer of an account's books but the order desks takes this lock, which also bumps the
+        account's books version by `OTHER_WRITER_BUMP` (see `lock_many`)."""
         row = await self._accounts.lock(account_id)
         if row is None:
             return None
@@ -202,9 +205,10 @@ class BooksService:
         return _profile(row)
 
     async def lock_many(self, account_ids: Sequence[str]) -> dict[str, tuple[AccountProfile, int]]:
-        """Lock the accounts' books (in id order, one statement) and bump their books version; by id, each with its
-        new version (unknown ids absent). Whoever kept an account's state at version ``v - 1`` knows nobody else
-        has written its books since."""
+        """The order desks' lock: lock the accounts' books (in id order, one statement) and bump their books version by
+        1; by id, each with its new version (unknown ids absent). Whoever kept an account's state at version ``v - 1``
+        knows nobody else has written its books since; at ``v - n`` for ``n < OTHER_WRITER_BUMP``, that only order
+        desks did (they add orders, nothing else)."""
         rows = await self._accounts.lock_many(account_ids)
         self._held().update(rows)
         return {account_id: (_profile(row), row.books_version) for account_id, row in rows.items()}

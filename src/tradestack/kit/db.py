@@ -15,12 +15,14 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterable, Sequen
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import aiosqlite
-from sqlalchemy import Executable, event, text
+from sqlalchemy import ColumnElement, Executable, String, any_, bindparam, event, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 
 from tradestack.kit.aio import ThreadSafeLock
@@ -28,6 +30,7 @@ from tradestack.kit.config import Settings
 from tradestack.kit.metrics import DATABASE_CONNECTIONS_ACTIVE, DATABASE_POOL_WAIT
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+_S = TypeVar("_S", bound=Executable)
 
 
 @dataclass(frozen=True)
@@ -108,8 +111,14 @@ def postgres_session_settings(settings: Settings) -> dict[str, str]:
     ``lock_timeout`` makes a statement that waits for a lock fail (SQLSTATE 55P03) instead of queueing
     behind a stalled holder; ``idle_in_transaction_session_timeout`` lets the server end a session
     that stopped in the middle of a transaction (a stopped or hung process), which releases its locks.
+    ``plan_cache_mode=force_custom_plan``: asyncpg prepares every statement, and after five runs
+    PostgreSQL may keep one generic plan of it for the connection's life, made with the statistics of
+    that moment; on tables that grew since (a young database, or autovacuum off) that was a scan of
+    the whole table for each lookup of a list of keys (``id = ANY(:ids)``). Planned at each run, a
+    statement sees the table's size as it is.
     """
     return {
+        "plan_cache_mode": "force_custom_plan",
         "lock_timeout": str(round(settings.database_lock_timeout_seconds * 1000)),
         "idle_in_transaction_session_timeout": str(round(settings.database_idle_in_transaction_timeout_seconds * 1000)),
     }
@@ -268,6 +277,55 @@ async def execute_core(session: AsyncSession, statement: Executable, parameters:
     return await (await session.connection()).execute(statement, parameters)
 
 
+def in_list(column: ColumnElement[Any] | QueryableAttribute[Any], name: str, *, postgresql: bool) -> ColumnElement[bool]:
+    """``column IN (:name)`` for a list bound as `name`: on PostgreSQL ``column = ANY(:name)``, the list bound as one
+    text array, so the statement's text is the same whatever the list's length (elsewhere an expanding IN)."""
+    if postgresql:
+        return column == any_(bindparam(name, type_=ARRAY(String())))
+    return column.in_(bindparam(name, expanding=True))
+
+
+class PerDialect(Generic[_S]):
+    """A prebuilt statement in its PostgreSQL form and in everyone else's; `listing` builds both from one builder of
+    statements binding lists (`in_list`).
+
+    On PostgreSQL an expanding IN gave one statement text per list length: each group size of the
+    order desk was another statement for asyncpg to prepare (a round trip, and a parse and plan on
+    the server) and for SQLAlchemy to render; the ANY form is prepared once per connection.
+    """
+
+    def __init__(self, postgresql: _S, other: _S) -> None:
+        self.postgresql = postgresql
+        self.other = other
+
+    @classmethod
+    def listing(
+        cls, build: Callable[[Callable[[ColumnElement[Any] | QueryableAttribute[Any], str], ColumnElement[bool]]], _S]
+    ) -> PerDialect[_S]:
+        return cls(build(functools.partial(in_list, postgresql=True)), build(functools.partial(in_list, postgresql=False)))
+
+    def of(self, session: AsyncSession) -> _S:
+        """The form for the session's database."""
+        bind = session.bind
+        return self.postgresql if bind is not None and bind.dialect.name == "postgresql" else self.other
+
+
+async def plain_rows(session: AsyncSession, sql: str) -> list[Any]:
+    """The rows of one statement without parameters, in the session's transaction, straight from the driver.
+
+    asyncpg's records or sqlite3's tuples (both unpack as tuples): no SQLAlchemy result layer, no
+    Row and no type processing per row. For reads of many rows of plain text columns, written in SQL
+    that both databases take.
+    """
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    if isinstance(driver, aiosqlite.Connection):
+        return list(await driver.execute_fetchall(sql))
+    return list(await driver.fetch(sql))  # type: ignore[union-attr]  # asyncpg
+
+
 async def sqlite_rows(session: AsyncSession, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
     """The rows of one statement on the session's SQLite connection, as the sqlite3 module returns them.
 
@@ -331,6 +389,8 @@ class Database:
         self._read_sessions = async_sessionmaker(read_engine, expire_on_commit=False, autoflush=False)
         self._settings = settings
         self._writer_engine: AsyncEngine | None = None
+        self._loop_reader_engine: AsyncEngine | None = None  # its pool; `_loop_reader` the same in autocommit
+        self._loop_reader: AsyncEngine = self.engine
         self._writer_sessions = self._sessions
         self._writer_lock = writer_lock or ThreadSafeLock()
 
@@ -399,6 +459,27 @@ class Database:
             finally:
                 await session.rollback()
 
+    @asynccontextmanager
+    async def loop_read_session(self) -> AsyncIterator[AsyncSession]:
+        """Like `read_session`, for a loop that reads one statement after another and often (the matching engine).
+
+        On PostgreSQL it has a connection of its own that the pool does not ping before each use
+        (see `writer_session`), in autocommit: no BEGIN and no ROLLBACK around the reads, so one
+        round trip a statement instead of four. Each statement reads its own snapshot, as it does
+        in a READ COMMITTED transaction. Elsewhere it is `read_session`.
+        """
+        if self.dialect != "postgresql":
+            async with self.read_session() as session:
+                yield session
+            return
+        if self._loop_reader_engine is None:
+            self._loop_reader_engine = create_engine(
+                self.replica_url or self.url, self._settings, role="loop-reader", single_writer=True
+            )
+            self._loop_reader = self._loop_reader_engine.execution_options(isolation_level="AUTOCOMMIT")
+        async with AsyncSession(self._loop_reader, expire_on_commit=False, autoflush=False) as session:
+            yield session
+
     async def ping(self, *, replica: bool = False) -> float:
         """Run one round trip and return its latency in seconds."""
         engine = self.replica_engine if replica and self.replica_engine else self.engine
@@ -423,5 +504,7 @@ class Database:
         await self.engine.dispose()
         if self._writer_engine is not None:
             await self._writer_engine.dispose()
+        if self._loop_reader_engine is not None:
+            await self._loop_reader_engine.dispose()
         if self.replica_engine is not None:
             await self.replica_engine.dispose()

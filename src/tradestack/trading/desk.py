@@ -44,7 +44,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.audit.service import AuditService
-from tradestack.books.service import BooksService, start_of_day
+from tradestack.books.service import OTHER_WRITER_BUMP, BooksService, start_of_day
 from tradestack.core.errors import ConflictError, NotFoundError, ServiceUnavailableError, ValidationFailedError
 from tradestack.domain.books import AccountBooks, AccountProfile
 from tradestack.domain.instruments import Instrument
@@ -280,9 +280,13 @@ class OrderDesk:
         now = self.runtime.clock.now()
         stale: list[AccountProfile] = []
         outdated: dict[str, _Account] = {}  # of today, stale: its open orders are synced rather than counted anew
+        added: list[_Account] = []  # of today, only order desks wrote since: only its orders are read again
         for account_id, (profile, version) in locked.items():
             kept = self._accounts.get(account_id)
-            if kept is None or kept.version != version - 1 or kept.day != now.date():
+            if kept is not None and kept.day == now.date() and 0 < version - 1 - kept.version < OTHER_WRITER_BUMP:
+                kept.profile, kept.version = profile, version
+                added.append(kept)
+            elif kept is None or kept.version != version - 1 or kept.day != now.date():
                 self._accounts.pop(account_id, None)
                 stale.append(profile)
                 if kept is not None and kept.day == now.date():
@@ -292,11 +296,16 @@ class OrderDesk:
         repo = TradingRepository(session)
         states = await repo.states([profile.id for profile in stale])
         global_row = states.get(GLOBAL_SCOPE)
-        if not stale:
+        if not stale and not added:
             return TradingState(global_row.state) if global_row else TradingState.ACTIVE
         ids = [profile.id for profile in stale]
+        open_rows, recent = await repo.desk_orders(ids + [kept.profile.id for kept in added], now - _MINUTE)
+        for kept in added:  # other desks added orders (some may have ended since): the same sums, priced anew only for those
+            kept.open.sync(map(self._open_order_of_row, open_rows[kept.profile.id]))
+            kept.recent = deque(recent[kept.profile.id])
+        if not stale:
+            return TradingState(global_row.state) if global_row else TradingState.ACTIVE
         stored_limits = await repo.limits_of(ids)
-        open_rows, recent = await repo.desk_orders(ids, now - _MINUTE)
         books = await BooksService(session, self.runtime.clock).snapshots(stale, today=start_of_day(now))
         instruments = {p.command.request.account_id: p.command.instruments for p in group}
         for profile in stale:

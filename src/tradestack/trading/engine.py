@@ -51,7 +51,7 @@ from tradestack.domain.orders import Order, OrderStatus, TimeInForce
 from tradestack.domain.portfolio import FxRates
 from tradestack.domain.snapshot import FX_PIVOT, fx_rates_of, view_of
 from tradestack.kit.aio import new_event_loop, stop_loop_thread, stop_tasks, wait_event
-from tradestack.kit.db import execute_core
+from tradestack.kit.db import plain_rows
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import ENGINE_ORDERS_WORKING
 from tradestack.kit.outages import count_outage, forever, unavailable_backend
@@ -83,9 +83,13 @@ ENGINE_STOP_SECONDS = 12.0
 ENDED_KEPT = 10_000
 """How many ended orders' versions a shard remembers, to know a late hand-over of one as stale (older: read)."""
 _WORKING = (OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED)
-# What reconciliation reads every `engine_reconcile_seconds`: each working order's id and account, as plain rows
-# (a Core statement on the connection: every resting order of every account, so no ORM result processing per row).
-_WORKING_ORDERS = select(OrderRow.id, OrderRow.account_id).where(OrderRow.status.in_([status.value for status in _WORKING]))
+# What reconciliation reads every `engine_reconcile_seconds`: each working order's id and account, every resting order
+# of every account, as the driver returns them (`plain_rows`: no SQLAlchemy row or result processing per row).
+_WORKING_ORDERS = str(
+    select(OrderRow.id, OrderRow.account_id)
+    .where(OrderRow.status.in_([status.value for status in _WORKING]))
+    .compile(compile_kwargs={"literal_binds": True})
+)
 
 
 def parse_quote(data: dict[str, object]) -> Quote:
@@ -327,7 +331,7 @@ class EngineShard:
 
     async def sync(self, order_id: str, account_id: str) -> None:
         """Make the book agree with the database about one order."""
-        async with self.runtime.database.read_session() as session:
+        async with self.runtime.database.loop_read_session() as session:
             order = await TradingRepository(session).load(order_id)
         await self._place(order, account_id, order_id)
 
@@ -368,7 +372,7 @@ class EngineShard:
         reads = [order_id for order_id, change in changed.items() if self._takes(change) is None]
         loaded: dict[str, Order] = {}
         if reads:
-            async with self.runtime.database.read_session() as session:
+            async with self.runtime.database.loop_read_session() as session:
                 loaded = await TradingRepository(session).load_many(reads)
         read = set(reads)
         for order_id, change in changed.items():
@@ -440,8 +444,8 @@ class EngineShard:
 
     async def reconcile(self) -> None:
         """Pick up open orders nobody told us about, and drop orders that ended without us hearing."""
-        async with self.runtime.database.read_session() as session:
-            rows = (await execute_core(session, _WORKING_ORDERS)).all()
+        async with self.runtime.database.loop_read_session() as session:
+            rows = await plain_rows(session, _WORKING_ORDERS)
         owns = self.owns
         open_ids = {order_id: account_id for order_id, account_id in rows if owns(account_id)}
         for order_id, account_id in open_ids.items():

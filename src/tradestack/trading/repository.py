@@ -18,11 +18,12 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Row, Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import Row, String, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
-from tradestack.kit.db import Database, execute_core
+from tradestack.kit.db import Database, PerDialect, execute_core
 from tradestack.kit.pages import Cursor, older_than
 from tradestack.models.trading import OrderEventRow, OrderRow, RiskLimitsRow, TradingStateRow
 
@@ -35,39 +36,64 @@ _ORDER_EVENTS = cast(Table, OrderEventRow.__table__)
 _IN_CHUNK = 500  # ids in one IN (...): well under SQLite's 32,766 parameters
 # The order desk runs these once a group: built once, not per call (building a statement and its cache key cost
 # more CPU than running it on SQLite).
-_BY_CLIENT_ORDER_IDS = select(OrderRow).where(
-    OrderRow.account_id.in_(bindparam("accounts", expanding=True)),
-    OrderRow.client_order_id.in_(bindparam("clients", expanding=True)),
+# The orders of (account id, client order id) pairs: on PostgreSQL the pairs are joined as two arrays unnested side by
+# side, one index lookup each (two ANYs had the generic plan probe every account with every client order id); elsewhere
+# an IN of each, the exact pairs picked in Python.
+_PAIRS = (
+    func.unnest(bindparam("accounts", type_=ARRAY(String())), bindparam("clients", type_=ARRAY(String())))
+    .table_valued("account_id", "client_order_id")
+    .render_derived()
+)
+_BY_CLIENT_ORDER_IDS = PerDialect(
+    select(OrderRow).join(
+        _PAIRS, and_(OrderRow.account_id == _PAIRS.c.account_id, OrderRow.client_order_id == _PAIRS.c.client_order_id)
+    ),
+    select(OrderRow).where(
+        OrderRow.account_id.in_(bindparam("accounts", expanding=True)),
+        OrderRow.client_order_id.in_(bindparam("clients", expanding=True)),
+    ),
 )
 _INSERT_ORDERS = insert(_ORDERS)
 _INSERT_ORDER_EVENTS = insert(_ORDER_EVENTS)
-_STATES = select(TradingStateRow.scope, TradingStateRow.state, TradingStateRow.reason).where(
-    TradingStateRow.scope.in_(bindparam("scopes", expanding=True))
+_STATES = PerDialect.listing(
+    lambda listed: select(TradingStateRow.scope, TradingStateRow.state, TradingStateRow.reason).where(
+        listed(TradingStateRow.scope, "scopes")
+    )
 )
 # What the desk reloads of a stale account's orders, in one statement: its open orders (the columns the risk state
 # counts) and the orders it submitted since a moment (their times), oldest first.
-_DESK_ORDERS = (
-    select(
-        _ORDERS.c.id,
-        _ORDERS.c.account_id,
-        _ORDERS.c.symbol,
-        _ORDERS.c.side,
-        _ORDERS.c.type,
-        _ORDERS.c.quantity,
-        _ORDERS.c.filled_quantity,
-        _ORDERS.c.limit_price,
-        _ORDERS.c.stop_price,
-        _ORDERS.c.status,
-        _ORDERS.c.created_at,
+_DESK_ORDERS = PerDialect.listing(
+    lambda listed: (
+        select(
+            _ORDERS.c.id,
+            _ORDERS.c.account_id,
+            _ORDERS.c.symbol,
+            _ORDERS.c.side,
+            _ORDERS.c.type,
+            _ORDERS.c.quantity,
+            _ORDERS.c.filled_quantity,
+            _ORDERS.c.limit_price,
+            _ORDERS.c.stop_price,
+            _ORDERS.c.status,
+            _ORDERS.c.created_at,
+        )
+        .where(
+            listed(_ORDERS.c.account_id, "accounts"),
+            or_(_ORDERS.c.status.in_(OPEN_STATUSES), _ORDERS.c.created_at >= bindparam("since")),
+        )
+        .order_by(_ORDERS.c.created_at, _ORDERS.c.id)
     )
-    .where(
-        _ORDERS.c.account_id.in_(bindparam("accounts", expanding=True)),
-        or_(_ORDERS.c.status.in_(OPEN_STATUSES), _ORDERS.c.created_at >= bindparam("since")),
-    )
-    .order_by(_ORDERS.c.created_at, _ORDERS.c.id)
 )
-_LIMITS_OF = select(RiskLimitsRow.account_id, RiskLimitsRow.limits).where(
-    RiskLimitsRow.account_id.in_(bindparam("accounts", expanding=True))
+_LIMITS_OF = PerDialect.listing(
+    lambda listed: select(RiskLimitsRow.account_id, RiskLimitsRow.limits).where(listed(RiskLimitsRow.account_id, "accounts"))
+)
+# The events of several orders, oldest first (what the engine folds the orders it is told of from).
+_EVENTS_OF = PerDialect.listing(
+    lambda listed: (
+        select(OrderEventRow.order_id, OrderEventRow.payload)
+        .where(listed(OrderEventRow.order_id, "orders"))
+        .order_by(OrderEventRow.order_id, OrderEventRow.seq)
+    )
 )
 
 
@@ -107,9 +133,9 @@ class TradingRepository:
         """The orders of several (account id, client_order_id) pairs, by pair (unknown ones absent), in one query."""
         if not keys:
             return {}
-        accounts, clients = sorted({a for a, _ in keys}), sorted({c for _, c in keys})
         wanted = set(keys)
-        rows = await self.session.scalars(_BY_CLIENT_ORDER_IDS, {"accounts": accounts, "clients": clients})
+        accounts, clients = [a for a, _ in wanted], [c for _, c in wanted]
+        rows = await self.session.scalars(_BY_CLIENT_ORDER_IDS.of(self.session), {"accounts": accounts, "clients": clients})
         return {key: row for row in rows if (key := (row.account_id, row.client_order_id)) in wanted}
 
     async def get(self, order_id: str, *, lock: bool = False) -> OrderRow | None:
@@ -146,11 +172,7 @@ class TradingRepository:
 
     async def _events_of(self, order_ids: Sequence[str]) -> dict[str, list[OrderEvent]]:
         """The events of several orders, oldest first, by order id (orders without any absent)."""
-        payloads = await self.session.execute(
-            select(OrderEventRow.order_id, OrderEventRow.payload)
-            .where(OrderEventRow.order_id.in_(order_ids))
-            .order_by(OrderEventRow.order_id, OrderEventRow.seq)
-        )
+        payloads = await execute_core(self.session, _EVENTS_OF.of(self.session), {"orders": list(order_ids)})
         events: dict[str, list[OrderEvent]] = {}
         for order_id, payload in payloads:
             events.setdefault(order_id, []).append(event_from_dict(orjson.loads(payload)))
@@ -255,7 +277,7 @@ class TradingRepository:
         first) and when its orders submitted at or after `since` were created (their times, oldest first), by account id."""
         open_rows: dict[str, list[Any]] = {account_id: [] for account_id in account_ids}
         times: dict[str, list[datetime]] = {account_id: [] for account_id in account_ids}
-        rows = await execute_core(self.session, _DESK_ORDERS, {"accounts": list(account_ids), "since": since})
+        rows = await execute_core(self.session, _DESK_ORDERS.of(self.session), {"accounts": list(account_ids), "since": since})
         for row in rows:
             if row.status in OPEN_STATUSES:
                 open_rows[row.account_id].append(row)
@@ -282,7 +304,7 @@ class TradingRepository:
 
     async def limits_of(self, account_ids: Sequence[str]) -> dict[str, str]:
         """The stored limits (JSON text) of several accounts, by account id (accounts on the defaults absent)."""
-        rows = await execute_core(self.session, _LIMITS_OF, {"accounts": list(account_ids)})
+        rows = await execute_core(self.session, _LIMITS_OF.of(self.session), {"accounts": list(account_ids)})
         return {account_id: limits for account_id, limits in rows}
 
     async def put_limits(self, account_id: str, limits: str, now: datetime, by: str | None) -> None:
@@ -297,7 +319,7 @@ class TradingRepository:
         """The global state and, when given, the account's (or those of several accounts), by scope: rows of
         (scope, state, reason)."""
         accounts = [] if account_id is None else [account_id] if isinstance(account_id, str) else list(account_id)
-        rows = await execute_core(self.session, _STATES, {"scopes": [GLOBAL_SCOPE, *accounts]})
+        rows = await execute_core(self.session, _STATES.of(self.session), {"scopes": [GLOBAL_SCOPE, *accounts]})
         return {row.scope: row for row in rows}
 
     async def all_states(self) -> list[TradingStateRow]:

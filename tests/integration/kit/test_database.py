@@ -109,6 +109,38 @@ async def test_postgresql_connections_bound_lock_waits_and_idle_transactions(pos
         await tuned.dispose()
 
 
+async def test_postgresql_statements_are_planned_for_the_table_as_it_is(postgres_url: str, tmp_path: Path) -> None:
+    """A prepared statement is planned at every run: a generic plan made while a table was small (a scan of it) is not
+    kept for the connection's life once the table has grown (`postgres_session_settings`)."""
+    database = Database(Settings(database_url=postgres_url, data_dir=tmp_path))
+    try:
+        for session_of in (database.session, database.writer_session, database.read_session, database.loop_read_session):
+            async with session_of() as session:
+                assert (await session.execute(text("SHOW plan_cache_mode"))).scalar_one() == "force_custom_plan"
+    finally:
+        await database.dispose()
+
+
+async def test_postgresql_loop_reads_run_outside_a_transaction_on_one_unpinged_connection(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The matching engine's reads (`loop_read_session`): no BEGIN, no ROLLBACK, no pre-ping: one round trip a read."""
+    database = Database(Settings(database_url=postgres_url, data_dir=tmp_path))
+    try:
+        for session_of, in_transaction in ((database.read_session, True), (database.loop_read_session, False)):
+            async with session_of() as session:
+                first = (await session.execute(text("SELECT now()"))).scalar_one()
+                await asyncio.sleep(0.01)
+                second = (await session.execute(text("SELECT now()"))).scalar_one()
+            assert (first == second) is in_transaction  # now() is the start of the statement's transaction
+        engine = database._loop_reader_engine
+        assert engine is not None
+        assert engine.sync_engine.pool.size() == 1  # type: ignore[attr-defined]
+        assert engine.pool._pre_ping is False
+    finally:
+        await database.dispose()
+
+
 async def _instance_names(db: Database) -> list[str]:
     async with db.read_session() as session:
         return list((await session.execute(text("SELECT name FROM instances ORDER BY name"))).scalars())

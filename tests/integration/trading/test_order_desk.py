@@ -4,11 +4,13 @@ writer changed the account's books, and a lock held too long answers 503 with Re
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
 
 from tradestack.books.service import BooksService
 from tradestack.identity.permissions import Role
@@ -30,7 +32,9 @@ async def test_a_desk_does_not_decide_on_books_another_desk_changed(
     client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
 ) -> None:
     """Two desks (two API workers) on one account: each sees the orders the other accepted, so together they never
-    reserve more than the cash. Desk A accepts one buy, desk B a second; A must then refuse a third."""
+    reserve more than the cash. Desk A accepts one buy, desk B a second; A must then refuse a third. Desk B only
+    added an order (its lock bumps the books version by 1, every other writer's by `OTHER_WRITER_BUMP`), so desk A
+    reads the account's orders again, not its balances, limits or realized P&L."""
     trader = await make_user(Role.TRADER)
     account = await open_account(client, trader, "10000")
     await publish_quote("AAPL", "100.00", "100.01", last="100.00")
@@ -45,9 +49,21 @@ async def test_a_desk_does_not_decide_on_books_another_desk_changed(
     assert desk_a is not None
     assert (await buy(2)).status_code == 201  # desk B (the next request makes a new one), which reads the account fresh
     runtime.components.put(DESK, desk_a)
-    third = await buy(3)  # desk A again: the books version tells it desk B wrote since
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        third = await buy(3)  # desk A again: the books version tells it desk B wrote since
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
     assert third.status_code == 422, third.text
     assert third.json()["check"] == "buying_power", third.text
+    read = " ".join(statements)
+    assert "FROM orders" in read
+    assert all(f"FROM {table}" not in read for table in ("balances", "risk_limits", "postings"))
 
 
 async def test_a_desk_sees_the_orders_another_desk_added_and_the_ones_another_writer_ended(
