@@ -184,14 +184,11 @@ class JournalRepository:
 
 
 _ACCOUNTS = cast(Table, TradingAccount.__table__)
-OTHER_WRITER_BUMP = 1 << 32
-"""What `AccountRepository.lock` adds to an account's `books_version`; an order desk's group (`lock_many`) adds 1.
-
-So an order desk that last wrote version ``v`` and now locks version ``w`` knows from ``w - v``
-alone whether anyone but order desks wrote the account's books since (``w - v >= OTHER_WRITER_BUMP``):
-when only desks did, they only added orders, and the account's balances, limits and states it
-keeps are still true. A BIGINT holds 2**31 such writes of one account."""
-_BUMP = {"books_version": _ACCOUNTS.c.books_version + 1}
+# The order desks' lock (`lock_many`) bumps both versions, every other writer's (`lock`) the books version alone,
+# so a desk that kept an account at (v, d) and now locks (w, e) knows from ``w - v == e - d`` that only order desks
+# wrote its books since (they add orders, nothing else). A writer of a release before `desk_version` existed bumps
+# the books version alone, desk or not: it counts as another writer and the account is reloaded whole.
+_BUMP = {"books_version": _ACCOUNTS.c.books_version + 1, "desk_version": _ACCOUNTS.c.desk_version + 1}
 _LOCKED = (
     select(_ACCOUNTS.c.id)
     .where(in_list(_ACCOUNTS.c.id, "ids", postgresql=True))
@@ -223,20 +220,20 @@ class AccountRepository(Repository):
         return await self.session.get(TradingAccount, account_id)
 
     async def lock(self, account_id: str) -> TradingAccount | None:
-        """The account, locked until the transaction ends, its `books_version` bumped by `OTHER_WRITER_BUMP`; None when
-        unknown."""
+        """The account, locked until the transaction ends, its `books_version` bumped (not its `desk_version`: see
+        `lock_many`); None when unknown."""
         statement = (
             update(TradingAccount)
             .where(TradingAccount.id == account_id)
-            .values(books_version=TradingAccount.books_version + OTHER_WRITER_BUMP)
+            .values(books_version=TradingAccount.books_version + 1)
             .returning(TradingAccount)
         )
         rows = await self.session.scalars(statement, execution_options={"synchronize_session": False, "populate_existing": True})
         return rows.one_or_none()
 
     async def lock_many(self, account_ids: Sequence[str]) -> dict[str, Row[Any]]:
-        """The accounts' rows by id (unknown ones absent; every column, `books_version` bumped by 1), locked until the
-        transaction ends: the order desks' lock (they only add orders; see `OTHER_WRITER_BUMP`).
+        """The accounts' rows by id (unknown ones absent; every column, `books_version` and `desk_version` bumped), locked
+        until the transaction ends: the order desks' lock (they only add orders).
 
         One statement, built once (Core, no ORM: the order desk's every group runs it). On PostgreSQL
         the rows are locked in id order (``FOR UPDATE`` in a CTE), so two transactions locking

@@ -31,15 +31,12 @@ from decimal import (
     Inexact,
     localcontext,
 )
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.audit.service import AuditService, wake_chainer
-from tradestack.books.repository import (
-    OTHER_WRITER_BUMP as OTHER_WRITER_BUMP,  # re-exported: what the order desk judges staleness by
-)
 from tradestack.books.repository import (
     AccountRepository,
     BooksRepository,
@@ -149,6 +146,29 @@ def start_of_day(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+class BooksVersions(NamedTuple):
+    """An account's two write counters, as an order desk's lock (`BooksService.lock_many`) left them.
+
+    ``books`` is bumped by every writer of the account's books, ``desks`` only by the order desks'
+    lock, and order desks only add orders. So a desk that kept the account at ``kept`` and now
+    holds these knows whether nobody else wrote since (`untouched_since`), or order desks alone did
+    (`only_desks_since`): then the balances, limits and states it keeps are still true and only the
+    account's orders are to be read again. A writer of a release before ``desks`` existed bumps
+    ``books`` alone, desk or not, and so counts as another writer: the account is reloaded whole.
+    """
+
+    books: int
+    desks: int
+
+    def untouched_since(self, kept: BooksVersions) -> bool:
+        """Whether this lock's own bump is the only write since ``kept``."""
+        return self.books == kept.books + 1 and self.desks == kept.desks + 1
+
+    def only_desks_since(self, kept: BooksVersions) -> bool:
+        """Whether every write since ``kept`` (this lock's own bump included) was an order desk's."""
+        return self.books - kept.books == self.desks - kept.desks > 0
+
+
 class BooksService:
     """Accounts and their books, inside the caller's unit of work (flushes, never commits)."""
 
@@ -197,21 +217,21 @@ class BooksService:
         """The account, its books locked against other writers until the transaction ends; None when unknown.
 
         Every writer of an account's books but the order desks takes this lock, which also bumps the
-        account's books version by `OTHER_WRITER_BUMP` (see `lock_many`)."""
+        account's books version (not its desk version: see `BooksVersions`)."""
         row = await self._accounts.lock(account_id)
         if row is None:
             return None
         self._held().add(row.id)
         return _profile(row)
 
-    async def lock_many(self, account_ids: Sequence[str]) -> dict[str, tuple[AccountProfile, int]]:
-        """The order desks' lock: lock the accounts' books (in id order, one statement) and bump their books version by
-        1; by id, each with its new version (unknown ids absent). Whoever kept an account's state at version ``v - 1``
-        knows nobody else has written its books since; at ``v - n`` for ``n < OTHER_WRITER_BUMP``, that only order
-        desks did (they add orders, nothing else)."""
+    async def lock_many(self, account_ids: Sequence[str]) -> dict[str, tuple[AccountProfile, BooksVersions]]:
+        """The order desks' lock: lock the accounts' books (in id order, one statement) and bump both their versions;
+        by id, each with its new versions (unknown ids absent), see `BooksVersions`."""
         rows = await self._accounts.lock_many(account_ids)
         self._held().update(rows)
-        return {account_id: (_profile(row), row.books_version) for account_id, row in rows.items()}
+        return {
+            account_id: (_profile(row), BooksVersions(row.books_version, row.desk_version)) for account_id, row in rows.items()
+        }
 
     async def accounts_of(self, owner_id: str) -> list[AccountProfile]:
         """The accounts `owner_id` owns, oldest first."""

@@ -42,6 +42,13 @@ class TradingAccount(Base):
         doc="Bumped by every transaction that locks the account's books to write them (`BooksService.lock`): an "
         "order desk keeps the account's risk state while this is the number it last wrote.",
     )
+    desk_version: Mapped[int] = mapped_column(
+        BigInteger,
+        default=0,
+        server_default="0",
+        doc="Bumped, with books_version, only by the order desks' lock (`BooksService.lock_many`): when both grew "
+        "alike since a desk last wrote, only order desks (which add orders) wrote the account's books since.",
+    )
 
 
 class FillRow(Base):

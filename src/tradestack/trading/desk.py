@@ -9,10 +9,12 @@ count, the insert, the audit outbox). The desk instead:
    rates the group is decided against (one cache read for the group, not one per request);
 2. locks the group's accounts once, in one statement (`BooksService.lock_many`: id order, so two
    desks cannot deadlock; on SQLite also the process's writer lock), which bumps each account's
-   books version. Every writer of an account's books takes the same lock and bump (fills, cancels,
-   replaces, conversions, limits, halts), so a version one above the one the desk last wrote means
-   nobody else wrote since and what it keeps of the account is still true; otherwise it reloads
-   the account, all the group's stale accounts together (four statements whatever their number);
+   books version and its desk version (`BooksVersions`). Every other writer of an account's books
+   takes the same lock and bumps the books version alone (fills, cancels, replaces, conversions,
+   limits, halts), so versions one above those the desk last wrote mean nobody else wrote since and
+   what it keeps of the account is still true; both grown alike mean only other order desks did
+   (another API worker), and it reads the account's orders again; otherwise it reloads the
+   account, all the group's stale accounts together (four statements whatever their number);
 3. decides each command in order (the account's owner, idempotency - one query for the group's
    client order ids - the instrument's and the session's rules, then the risk checks) against
    what it keeps of each account: its profile, books (`AccountBooks`), open orders
@@ -44,7 +46,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.audit.service import AuditService
-from tradestack.books.service import OTHER_WRITER_BUMP, BooksService, start_of_day
+from tradestack.books.service import BooksService, BooksVersions, start_of_day
 from tradestack.core.errors import ConflictError, NotFoundError, ServiceUnavailableError, ValidationFailedError
 from tradestack.domain.books import AccountBooks, AccountProfile
 from tradestack.domain.instruments import Instrument
@@ -101,7 +103,7 @@ class _Account:
     """What the desk keeps of one account between its decisions."""
 
     profile: AccountProfile
-    version: int
+    version: BooksVersions
     books: AccountBooks
     day: date
     open: OpenOrders
@@ -273,7 +275,7 @@ class OrderDesk:
     # -- what it keeps -------------------------------------------------------------------------------
 
     async def _refresh(
-        self, session: AsyncSession, locked: dict[str, tuple[AccountProfile, int]], group: list[_Pending]
+        self, session: AsyncSession, locked: dict[str, tuple[AccountProfile, BooksVersions]], group: list[_Pending]
     ) -> TradingState:
         """Reload the locked accounts someone else wrote since (all in one go), note the versions this group writes,
         and return the global trading state."""
@@ -283,16 +285,16 @@ class OrderDesk:
         added: list[_Account] = []  # of today, only order desks wrote since: only its orders are read again
         for account_id, (profile, version) in locked.items():
             kept = self._accounts.get(account_id)
-            if kept is not None and kept.day == now.date() and 0 < version - 1 - kept.version < OTHER_WRITER_BUMP:
+            if kept is not None and kept.day == now.date() and version.untouched_since(kept.version):
+                kept.version = version
+            elif kept is not None and kept.day == now.date() and version.only_desks_since(kept.version):
                 kept.profile, kept.version = profile, version
                 added.append(kept)
-            elif kept is None or kept.version != version - 1 or kept.day != now.date():
+            else:
                 self._accounts.pop(account_id, None)
                 stale.append(profile)
                 if kept is not None and kept.day == now.date():
                     outdated[account_id] = kept
-            else:
-                kept.version = version
         repo = TradingRepository(session)
         states = await repo.states([profile.id for profile in stale])
         global_row = states.get(GLOBAL_SCOPE)

@@ -33,8 +33,8 @@ async def test_a_desk_does_not_decide_on_books_another_desk_changed(
 ) -> None:
     """Two desks (two API workers) on one account: each sees the orders the other accepted, so together they never
     reserve more than the cash. Desk A accepts one buy, desk B a second; A must then refuse a third. Desk B only
-    added an order (its lock bumps the books version by 1, every other writer's by `OTHER_WRITER_BUMP`), so desk A
-    reads the account's orders again, not its balances, limits or realized P&L."""
+    added an order (its lock bumps the books version and the desk version, every other writer's the books version
+    alone), so desk A reads the account's orders again, not its balances, limits or realized P&L."""
     trader = await make_user(Role.TRADER)
     account = await open_account(client, trader, "10000")
     await publish_quote("AAPL", "100.00", "100.01", last="100.00")
@@ -92,6 +92,32 @@ async def test_a_desk_sees_the_orders_another_desk_added_and_the_ones_another_wr
     fourth = await buy(4)  # 2 and 3 rest: a third buy does not fit
     assert fourth.status_code == 422, fourth.text
     assert fourth.json()["check"] == "buying_power", fourth.text
+
+
+async def test_a_desk_reloads_an_account_another_desk_and_another_writer_both_wrote(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
+) -> None:
+    """Desk B adds an order and a deposit is booked (another writer, as every writer of the release before the desk
+    version also counts): desk A must reload the balances, not only the orders, and accept a buy that only the
+    deposited cash pays for. A lock bump of the books version by another writer is not taken for a desk's."""
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "5000")
+    await publish_quote("AAPL", "100.00", "100.01", last="100.00")
+
+    async def buy(n: int) -> httpx.Response:  # each reserves 40 x 99 = 3,960 USD (plus fees)
+        return await client.post(
+            "/api/orders", json=limit_buy(account, f"mixed-{n}", price="99.00", quantity="40"), headers=trader.headers
+        )
+
+    assert (await buy(1)).status_code == 201  # desk A keeps the account: 3,960 of the 5,000 reserved
+    desk_a = runtime.components.pop(DESK)
+    assert desk_a is not None
+    async with runtime.database.session() as session:
+        await BooksService(session, runtime.clock).deposit(account, "USD", Decimal(10_000))
+    assert (await buy(2)).status_code == 201  # desk B, fresh: 15,000 of cash, 7,920 reserved
+    runtime.components.put(DESK, desk_a)
+    third = await buy(3)  # desk A: 11,880 of 15,000 - only with the deposit
+    assert third.status_code == 201, third.text
 
 
 async def test_a_changed_limit_reaches_the_desk_at_once(
