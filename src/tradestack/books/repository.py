@@ -198,13 +198,13 @@ _LOCKED = (
 )
 # The ANY again outside the CTE: without it PostgreSQL's generic plan of the prepared statement (an array of unknown
 # length) joined the CTE to a scan of every account instead of looking each one up by its key.
-_LOCK_MANY_POSTGRESQL = (
+_LOCK_MANY = PerDialect(
     update(_ACCOUNTS)
     .where(_ACCOUNTS.c.id == _LOCKED.c.id, in_list(_ACCOUNTS.c.id, "ids", postgresql=True))
     .values(_BUMP)
-    .returning(*_ACCOUNTS.c)
+    .returning(*_ACCOUNTS.c),
+    update(_ACCOUNTS).where(in_list(_ACCOUNTS.c.id, "ids", postgresql=False)).values(_BUMP).returning(*_ACCOUNTS.c),
 )
-_LOCK_MANY = update(_ACCOUNTS).where(in_list(_ACCOUNTS.c.id, "ids", postgresql=False)).values(_BUMP).returning(*_ACCOUNTS.c)
 
 
 class AccountRepository(Repository):
@@ -243,9 +243,7 @@ class AccountRepository(Repository):
         """
         if not account_ids:
             return {}
-        bind = self.session.bind
-        statement = _LOCK_MANY_POSTGRESQL if bind is not None and bind.dialect.name == "postgresql" else _LOCK_MANY
-        rows = await execute_core(self.session, statement, {"ids": sorted(set(account_ids))})
+        rows = await execute_core(self.session, _LOCK_MANY.of(self.session), {"ids": sorted(set(account_ids))})
         return {row.id: row for row in rows}
 
     async def of_owner(self, owner_id: str) -> list[TradingAccount]:

@@ -272,9 +272,14 @@ async def execute_core(session: AsyncSession, statement: Executable, parameters:
     `AsyncSession.execute` would flush the session's pending ORM changes first (autoflush); the
     connection does not, so they are flushed here when there are any.
     """
+    await flush_pending(session)
+    return await (await session.connection()).execute(statement, parameters)
+
+
+async def flush_pending(session: AsyncSession) -> None:
+    """Flush the session's pending ORM changes, if any, before a statement that bypasses its autoflush."""
     if session.new or session.dirty or session.deleted:
         await session.flush()
-    return await (await session.connection()).execute(statement, parameters)
 
 
 def in_list(column: ColumnElement[Any] | QueryableAttribute[Any], name: str, *, postgresql: bool) -> ColumnElement[bool]:
@@ -317,8 +322,7 @@ async def plain_rows(session: AsyncSession, sql: str) -> list[Any]:
     Row and no type processing per row. For reads of many rows of plain text columns, written in SQL
     that both databases take.
     """
-    if session.new or session.dirty or session.deleted:
-        await session.flush()
+    await flush_pending(session)
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
     if isinstance(driver, aiosqlite.Connection):
