@@ -22,7 +22,7 @@ import aiosqlite
 from sqlalchemy import ClauseElement, ColumnElement, Executable, String, any_, bindparam, event, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Dialect, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -512,6 +512,17 @@ def _inline_pragmas(dbapi_connection: Any, record: Any) -> None:
     cursor.close()
 
 
+async def _let_go(session: AsyncSession) -> None:
+    """Roll back and close `session` and the connection it is bound to (`Database._kept_writer`'s)."""
+    connection = session.bind
+    try:
+        await session.rollback()
+        await session.close()
+    finally:
+        if isinstance(connection, AsyncConnection):
+            await connection.close()
+
+
 @asynccontextmanager
 async def _committed(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """A session that commits when the block ends without error and rolls back otherwise."""
@@ -543,6 +554,8 @@ class Database:
         self._loop_reader_engine: AsyncEngine | None = None  # its pool; `_loop_reader` the same in autocommit
         self._loop_reader: AsyncEngine = self.engine
         self._writer_sessions = self._sessions
+        self._writer_kept: AsyncSession | None = None  # SQLite: `_kept_writer`'s session, bound to its connection
+        self._writer_busy = False
         self._writer_lock = writer_lock or ThreadSafeLock()
 
     def twin(self, *, pool_size: int = 2) -> Database:
@@ -593,13 +606,43 @@ class Database:
         one transaction that finds out (SQLAlchemy then discards it) and the next one reconnects;
         the loop's caller retries. On SQLite (a file) it has a connection of its own too, whose
         statements run on the loop's thread, not on the connection's (`_InlineConnection`): hold
-        `writing` around it, and keep its transactions short.
+        `writing` around it, and keep its transactions short. There one session on one connection
+        serves every transaction in turn (`_kept_writer`).
         """
         if self._writer_engine is None and (self.dialect == "postgresql" or self._sqlite_file):
             self._writer_engine = create_engine(self.url, self._settings, role="writer", single_writer=True)
             self._writer_sessions = async_sessionmaker(self._writer_engine, expire_on_commit=False, autoflush=False)
+        if self._writer_engine is not None and self._sqlite_file and not self._writer_busy:
+            async with self._kept_writer(self._writer_engine) as session:
+                yield session
+            return
         async with _committed(self._writer_sessions) as session:
             yield session
+
+    @asynccontextmanager
+    async def _kept_writer(self, engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+        """`writer_session` on SQLite: the same session on the same connection, transaction after transaction.
+
+        A session of its own for each transaction took a connection from the pool and gave it back
+        (its reset, the pool's events), and closing the session took a task of its own and two more
+        turns of the event loop: ~140 us of the loop's CPU per order group. Between transactions the
+        session holds nothing (`expunge_all`, as closing it would); a transaction that fails is
+        rolled back and its session and connection are let go, so the next one starts afresh.
+        """
+        session = self._writer_kept
+        if session is None:
+            session = self._writer_kept = AsyncSession(bind=await engine.connect(), expire_on_commit=False, autoflush=False)
+        self._writer_busy = True
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            self._writer_kept = None
+            await _let_go(session)
+            raise
+        finally:
+            self._writer_busy = False
+            session.expunge_all()
 
     @asynccontextmanager
     async def read_session(self) -> AsyncIterator[AsyncSession]:
@@ -653,6 +696,9 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+        if self._writer_kept is not None:
+            kept, self._writer_kept = self._writer_kept, None
+            await _let_go(kept)
         if self._writer_engine is not None:
             await self._writer_engine.dispose()
         if self._loop_reader_engine is not None:

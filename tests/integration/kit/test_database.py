@@ -285,3 +285,37 @@ async def test_sqlite_writer_session_runs_prebuilt_core_statements_on_the_driver
         assert tuple(raw[1][1:4]) == tuple(via_sqlalchemy)  # stored as SQLAlchemy stores them
     finally:
         await db.dispose()
+
+
+async def test_sqlite_writer_session_keeps_one_connection_across_transactions_and_lets_a_failed_one_go(
+    sqlite_url: str,
+) -> None:
+    """Transaction after transaction on one connection, none taken from the pool again; nothing held between them;
+    a failed one rolled back, its connection let go, the next one fine."""
+    db = Database(Settings(database_url=sqlite_url))
+    try:
+        await migrations.upgrade(db.engine)
+        async with db.writer_session():
+            pass
+        checkouts: list[Any] = []
+        event.listen(db._writer_engine.sync_engine.pool, "checkout", lambda *args: checkouts.append(args))  # type: ignore[union-attr]
+        for name in ("one", "two"):
+            async with db.writing(), db.writer_session() as session:
+                session.add(Instance(id=name[0] * 36, name=name, created_at=NOW, seeded_at=NOW))
+            assert not session.identity_map  # as after closing a session: no ORM object outlives its transaction
+        assert checkouts == []
+
+        async def fail() -> None:
+            async with db.writing(), db.writer_session() as session:
+                session.add(Instance(id="f" * 36, name="failed", created_at=NOW, seeded_at=NOW))
+                await session.flush()
+                raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError, match="boom"):
+            await fail()
+        async with db.writing(), db.writer_session() as session:
+            session.add(Instance(id="h" * 36, name="three", created_at=NOW, seeded_at=NOW))
+        assert len(checkouts) == 1  # a fresh connection after the failure
+        assert await _instance_names(db) == ["one", "three", "two"]
+    finally:
+        await db.dispose()
