@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
+from sqlalchemy import Row
 
 from tradestack.domain.marketdata import Side
 from tradestack.domain.orders import Order, OrderType, TimeInForce
@@ -74,7 +75,8 @@ class OrderOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of_row(cls, row: OrderRow) -> OrderOut:
+    def of_row(cls, row: OrderRow | Row[Any]) -> OrderOut:
+        """An order as stored: its ORM row, or a Core row of the same columns."""
         return cls(
             id=row.id,
             account_id=row.account_id,

@@ -6,15 +6,20 @@ import asyncio
 import threading
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, bindparam, event, insert, select, text, update
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.exc import DBAPIError
 
 from tradestack.kit import migrations
 from tradestack.kit.config import Settings
-from tradestack.kit.db import Database
+from tradestack.kit.db import Database, execute_core
+from tradestack.kit.types import ExactDecimal
+from tradestack.models.base import UTCDateTime
 from tradestack.models.instance import Instance
 from tradestack.ops.repository import InstanceRepository
 
@@ -195,5 +200,122 @@ async def test_sqlite_writer_session_waits_off_the_loop_for_a_write_lock_held_on
         release.set()
         await asyncio.wait_for(asyncio.gather(other, desk), timeout=5)
         assert await _instance_names(db) == ["other", "written"]
+    finally:
+        await db.dispose()
+
+
+_METADATA = MetaData()
+_ROWS = Table(
+    "direct_rows",
+    _METADATA,
+    Column("id", String(8), primary_key=True),
+    Column("amount", ExactDecimal(38, 18)),
+    Column("at", UTCDateTime()),
+    Column("flag", Boolean()),
+    Column("count", Integer()),
+    Column("note", String(20), default="python-side"),
+)
+_INSERT = insert(_ROWS)
+_BUMP = update(_ROWS).where(_ROWS.c.id.in_(bindparam("ids", expanding=True))).values(count=_ROWS.c.count + 1).returning(*_ROWS.c)
+_SELECT = select(_ROWS.c.id, _ROWS.c.amount, _ROWS.c.at, _ROWS.c.flag).where(
+    _ROWS.c.id.in_(bindparam("ids", expanding=True)), _ROWS.c.count >= bindparam("least")
+)
+_WITH_DEFAULT = insert(_ROWS)  # executed without `note`: its Python-side default needs SQLAlchemy
+
+
+async def test_sqlite_writer_session_runs_prebuilt_core_statements_on_the_driver_with_sqlalchemys_types(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`execute_core` on the order desk's SQLite connection: no SQLAlchemy execution, the same rows and stored values."""
+    db = Database(Settings(database_url=sqlite_url))
+    try:
+        async with db.engine.begin() as connection:
+            await connection.run_sync(_METADATA.create_all)
+        rows = [
+            {"id": f"r{n}", "amount": Decimal(f"{n}.10"), "at": NOW, "flag": n % 2 == 0, "count": n, "note": "given"}
+            for n in range(3)
+        ]
+        contexts: list[Any] = []  # SQLAlchemy's execution of a statement begins with an execution context
+        made = DefaultExecutionContext._init_compiled.__func__  # type: ignore[attr-defined]
+
+        def counted(cls: Any, *args: Any, **kwargs: Any) -> Any:
+            contexts.append(args)
+            return made(cls, *args, **kwargs)
+
+        monkeypatch.setattr(DefaultExecutionContext, "_init_compiled", classmethod(counted))
+        async with db.writing(), db.writer_session() as session:
+            await execute_core(session, _INSERT, rows)  # executemany
+            await execute_core(session, _INSERT, {**rows[0], "id": "single"})
+            bumped = await execute_core(session, _BUMP, {"ids": ["r0", "r2"]})
+            picked = await execute_core(session, _SELECT, {"ids": ["r1", "r2", "single"], "least": 1})
+            picked_again = await execute_core(session, _SELECT, {"ids": ["r0", "single", "r2"], "least": 0})  # same lengths
+            none = await execute_core(session, _SELECT, {"ids": [], "least": 0})
+            assert contexts == []  # none went through SQLAlchemy's execution
+            await execute_core(session, _WITH_DEFAULT, {"id": "dflt", "amount": Decimal(1), "at": NOW, "flag": True, "count": 0})
+            assert len(contexts) == 1  # a Python-side default: SQLAlchemy's own execution computes it
+            seen: list[str] = []
+            event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+            # Another engine's listener changes nothing here; one on this engine would see every statement again.
+            await execute_core(session, _SELECT, {"ids": ["r0"], "least": 0})
+            assert seen == []
+            assert len(contexts) == 1
+            event.listen(session.bind.sync_engine, "before_cursor_execute", lambda *args: seen.append(args[2]))  # type: ignore[union-attr]
+            await execute_core(session, _SELECT, {"ids": ["r0"], "least": 0})
+            assert len(seen) == 1  # the writer's own listener sees it: SQLAlchemy ran it
+        assert sorted((r.id, r.count, r.amount, r.at, r.flag) for r in bumped) == [
+            ("r0", 1, Decimal("0.1"), NOW, True),
+            ("r2", 3, Decimal("2.1"), NOW, True),
+        ]
+        assert sorted(tuple(r) for r in picked) == [("r1", Decimal("1.1"), NOW, False), ("r2", Decimal("2.1"), NOW, True)]
+        assert sorted(r.id for r in picked_again) == ["r0", "r2", "single"]
+        assert none == []
+        async with db.session() as session:  # the same rows through SQLAlchemy, committed
+            stored = (await session.execute(select(_ROWS).order_by(_ROWS.c.id))).all()
+            raw = (await session.execute(text("SELECT id, amount, at, flag, note FROM direct_rows ORDER BY id"))).all()
+        assert [tuple(r) for r in stored] == [
+            ("dflt", Decimal(1), NOW, True, 0, "python-side"),
+            ("r0", Decimal("0.1"), NOW, True, 1, "given"),
+            ("r1", Decimal("1.1"), NOW, False, 1, "given"),
+            ("r2", Decimal("2.1"), NOW, True, 3, "given"),
+            ("single", Decimal("0.1"), NOW, True, 0, "given"),
+        ]
+        async with db.session() as session:
+            await session.execute(insert(_ROWS), [{**rows[0], "id": "viasa"}])
+            via_sqlalchemy = (await session.execute(text("SELECT amount, at, flag FROM direct_rows WHERE id = 'viasa'"))).one()
+        assert tuple(raw[1][1:4]) == tuple(via_sqlalchemy)  # stored as SQLAlchemy stores them
+    finally:
+        await db.dispose()
+
+
+async def test_sqlite_writer_session_keeps_one_connection_across_transactions_and_lets_a_failed_one_go(
+    sqlite_url: str,
+) -> None:
+    """Transaction after transaction on one connection, none taken from the pool again; nothing held between them;
+    a failed one rolled back, its connection let go, the next one fine."""
+    db = Database(Settings(database_url=sqlite_url))
+    try:
+        await migrations.upgrade(db.engine)
+        async with db.writer_session():
+            pass
+        checkouts: list[Any] = []
+        event.listen(db._writer_engine.sync_engine.pool, "checkout", lambda *args: checkouts.append(args))  # type: ignore[union-attr]
+        for name in ("one", "two"):
+            async with db.writing(), db.writer_session() as session:
+                session.add(Instance(id=name[0] * 36, name=name, created_at=NOW, seeded_at=NOW))
+            assert not session.identity_map  # as after closing a session: no ORM object outlives its transaction
+        assert checkouts == []
+
+        async def fail() -> None:
+            async with db.writing(), db.writer_session() as session:
+                session.add(Instance(id="f" * 36, name="failed", created_at=NOW, seeded_at=NOW))
+                await session.flush()
+                raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError, match="boom"):
+            await fail()
+        async with db.writing(), db.writer_session() as session:
+            session.add(Instance(id="h" * 36, name="three", created_at=NOW, seeded_at=NOW))
+        assert len(checkouts) == 1  # a fresh connection after the failure
+        assert await _instance_names(db) == ["one", "three", "two"]
     finally:
         await db.dispose()
