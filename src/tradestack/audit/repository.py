@@ -9,12 +9,14 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Table, delete, func, insert, or_, select, text, update
 
-from tradestack.kit.db import execute_core
+from tradestack.kit.db import execute_core, unnest_insert
 from tradestack.kit.repository import Repository
 from tradestack.models.audit import AuditChainerLease, AuditEntry, AuditOutbox, AuditPersonal
 
 CHAIN_LEASE = "audit"
 _STAGE = insert(cast(Table, AuditOutbox.__table__))  # built once: every order group stages (Core, no ORM bulk path)
+# Many entries on PostgreSQL: one execution of one statement (the outbox's ids follow the array's order), not one a row.
+_STAGE_MANY = unnest_insert(cast(Table, AuditOutbox.__table__), ["fields"])
 # The chainer's inserts, likewise built once and Core (the ORM bulk-insert path cost more CPU per row than the hashing).
 _APPEND = insert(cast(Table, AuditEntry.__table__))
 _APPEND_RETURNING_IDS = _APPEND.returning(AuditEntry.__table__.c.hash, AuditEntry.__table__.c.id)
@@ -72,6 +74,8 @@ class AuditRepository(Repository):
         """Queue entries (their columns as JSON) in the outbox, in the caller's transaction."""
         if len(fields) == 1:
             await execute_core(self.session, _STAGE, {"fields": fields[0]})
+        elif fields and self.session.bind is not None and self.session.bind.dialect.name == "postgresql":
+            await execute_core(self.session, _STAGE_MANY, {"audit_outbox_fields": list(fields)})
         elif fields:
             await execute_core(self.session, _STAGE, [{"fields": value} for value in fields])
 

@@ -19,7 +19,21 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 import aiosqlite
-from sqlalchemy import ClauseElement, ColumnElement, Executable, String, any_, bindparam, event, text
+from sqlalchemy import (
+    ClauseElement,
+    ColumnElement,
+    Executable,
+    Insert,
+    String,
+    Table,
+    any_,
+    bindparam,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -435,6 +449,19 @@ def in_list(column: ColumnElement[Any] | QueryableAttribute[Any], name: str, *, 
     if postgresql:
         return column == any_(bindparam(name, type_=ARRAY(String())))
     return column.in_(bindparam(name, expanding=True))
+
+
+def unnest_insert(table: Table, names: Sequence[str] | None = None) -> Insert:
+    """PostgreSQL: ``INSERT INTO table (names) SELECT * FROM unnest(:<table>_<name>, ...)``, many rows from one array
+    per column (bound as ``<table>_<name>``; every column when `names` is None). One statement text whatever the
+    number of rows, executed once, where an executemany is one execution per row."""
+    columns = [table.c[name] for name in names] if names is not None else list(table.c)
+    rows = (
+        func.unnest(*(bindparam(f"{table.name}_{column.name}", type_=ARRAY(column.type)) for column in columns))
+        .table_valued(*(column.name for column in columns))
+        .render_derived()
+    )
+    return insert(table).from_select([column.name for column in columns], select(*rows.c))
 
 
 class PerDialect(Generic[_S]):

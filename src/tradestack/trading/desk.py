@@ -6,7 +6,8 @@ dozen statements (the account, its balances, its open orders, limits, states, th
 count, the insert, the audit outbox). The desk instead:
 
 1. takes every submit that is waiting (up to `BATCH`) from its queue, and reads the quotes and FX
-   rates the group is decided against (one cache read for the group, not one per request);
+   rates the group is decided against (one cache read for the group, not one per request, beside
+   the transaction's first round trips);
 2. locks the group's accounts once, in one statement (`BooksService.lock_many`: id order, so two
    desks cannot deadlock; on SQLite also the process's writer lock), which bumps each account's
    books version and its desk version (`BooksVersions`). Every other writer of an account's books
@@ -207,16 +208,16 @@ class OrderDesk:
     async def _group(self, group: list[_Pending]) -> None:
         outcomes: list[tuple[_Pending, Decided | BaseException]] = []
         account_ids = sorted({pending.command.request.account_id for pending in group})
-        market = await self._market(group)
+        # The quotes are read beside the transaction's first round trips (BEGIN, the lock, the reads): only deciding needs them.
+        market_read = asyncio.ensure_future(self._market(group))
         begun_at = tick()
         async with self.runtime.database.writing():
             try:
                 async with self.runtime.database.writer_session() as session:
                     repo = TradingRepository(session)
                     locked = await BooksService(session, self.runtime.clock).lock_many(account_ids)
-                    global_state = await self._refresh(session, locked, group)
-                    keys = [(p.command.request.account_id, p.command.request.client_order_id) for p in group]
-                    stored = await repo.by_client_order_ids([key for key in keys if key[0] in locked])
+                    global_state, stored = await self._refresh(session, locked, group)
+                    market = await market_read
                     created: list[tuple[Order, list[OrderEvent], str]] = []
                     taken: dict[tuple[str, str], tuple[Decided, str]] = {
                         key: (Decided(OrderOut.of_row(row), None, False), row.fingerprint) for key, row in stored.items()
@@ -234,6 +235,10 @@ class OrderDesk:
                     await self._audit.stage_many(session, staged)
             except BaseException:
                 self._forget(account_ids)  # what it kept assumed this group would commit
+                if not market_read.done():
+                    market_read.cancel()
+                elif not market_read.cancelled():
+                    market_read.exception()  # retrieved: the group's failure is what is raised
                 raise
         self._answering = asyncio.create_task(self._answer(self._answering, outcomes, market), name="order-desk-answers")
 
@@ -276,9 +281,12 @@ class OrderDesk:
 
     async def _refresh(
         self, session: AsyncSession, locked: dict[str, tuple[AccountProfile, BooksVersions]], group: list[_Pending]
-    ) -> TradingState:
+    ) -> tuple[TradingState, dict[tuple[str, str], Any]]:
         """Reload the locked accounts someone else wrote since (all in one go), note the versions this group writes,
-        and return the global trading state."""
+        and return the global trading state and the stored orders of the group's (account id, client order id) pairs.
+
+        One statement reads the stored orders, the orders of the accounts other writers wrote and the trading
+        states (`TradingRepository.desk_reads`); a stale account's balances, realized P&L and limits are two more."""
         now = self.runtime.clock.now()
         stale: list[AccountProfile] = []
         outdated: dict[str, _Account] = {}  # of today, stale: its open orders are synced rather than counted anew
@@ -296,23 +304,23 @@ class OrderDesk:
                 if kept is not None and kept.day == now.date():
                     outdated[account_id] = kept
         repo = TradingRepository(session)
-        states = await repo.states([profile.id for profile in stale])
-        global_row = states.get(GLOBAL_SCOPE)
-        if not stale and not added:
-            return TradingState(global_row.state) if global_row else TradingState.ACTIVE
         ids = [profile.id for profile in stale]
-        open_rows, recent = await repo.desk_orders(ids + [kept.profile.id for kept in added], now - _MINUTE)
+        keys = [(p.command.request.account_id, p.command.request.client_order_id) for p in group]
+        reads = await repo.desk_reads(
+            [key for key in keys if key[0] in locked], ids + [kept.profile.id for kept in added], now - _MINUTE, ids
+        )
+        global_state = reads.states.get(GLOBAL_SCOPE, TradingState.ACTIVE)
+        open_rows, recent = reads.open_rows, reads.times
         for kept in added:  # other desks added orders (some may have ended since): the same sums, priced anew only for those
             kept.open.sync(map(self._open_order_of_row, open_rows[kept.profile.id]))
             kept.recent = deque(recent[kept.profile.id])
         if not stale:
-            return TradingState(global_row.state) if global_row else TradingState.ACTIVE
+            return global_state, reads.stored
         stored_limits = await repo.limits_of(ids)
         books = await BooksService(session, self.runtime.clock).snapshots(stale, today=start_of_day(now))
         instruments = {p.command.request.account_id: p.command.instruments for p in group}
         for profile in stale:
             limits = self._limits_of(profile, stored_limits.get(profile.id))
-            state = states.get(profile.id)
             catalogue = instruments[profile.id]
             open_orders = map(self._open_order_of_row, open_rows[profile.id])
             kept = outdated.get(profile.id)
@@ -329,11 +337,11 @@ class OrderDesk:
                 day=now.date(),
                 open=counted,
                 limits=limits,
-                state=TradingState(state.state) if state else TradingState.ACTIVE,
+                state=reads.states.get(profile.id, TradingState.ACTIVE),
                 instruments=catalogue,
                 recent=deque(recent[profile.id]),
             )
-        return TradingState(global_row.state) if global_row else TradingState.ACTIVE
+        return global_state, reads.stored
 
     # -- one decision ------------------------------------------------------------------------------
 

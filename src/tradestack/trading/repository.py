@@ -13,17 +13,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Row, String, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Row, String, Table, and_, bindparam, func, insert, literal_column, null, or_, select, union_all, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
-from tradestack.kit.db import Database, PerDialect, execute_core
+from tradestack.domain.risk import TradingState
+from tradestack.kit.db import Database, PerDialect, execute_core, in_list, unnest_insert
 from tradestack.kit.pages import Cursor, older_than
 from tradestack.models.trading import OrderEventRow, OrderRow, RiskLimitsRow, TradingStateRow
 
@@ -44,46 +46,64 @@ _PAIRS = (
     .table_valued("account_id", "client_order_id")
     .render_derived()
 )
-_BY_CLIENT_ORDER_IDS = PerDialect(
-    select(*_ORDERS.c).join(
-        _PAIRS, and_(_ORDERS.c.account_id == _PAIRS.c.account_id, _ORDERS.c.client_order_id == _PAIRS.c.client_order_id)
-    ),
-    select(*_ORDERS.c).where(
-        _ORDERS.c.account_id.in_(bindparam("accounts", expanding=True)),
-        _ORDERS.c.client_order_id.in_(bindparam("clients", expanding=True)),
-    ),
-)
 _INSERT_ORDERS = insert(_ORDERS)
 _INSERT_ORDER_EVENTS = insert(_ORDER_EVENTS)
+
+
+# New orders and their events in one statement on PostgreSQL (the events' foreign key is checked at its end): one round
+# trip and one execution of each INSERT for the whole group, where two executemany cost two round trips and one
+# execution per row.
+_INSERT_NEW_ORDERS = unnest_insert(_ORDER_EVENTS).add_cte(unnest_insert(_ORDERS).cte("new_orders"))
+_ORDER_COLUMNS = tuple(column.name for column in _ORDERS.c)
+_EVENT_COLUMNS = tuple(column.name for column in _ORDER_EVENTS.c)
 _STATES = PerDialect.listing(
     lambda listed: select(TradingStateRow.scope, TradingStateRow.state, TradingStateRow.reason).where(
         listed(TradingStateRow.scope, "scopes")
     )
 )
-# What the desk reloads of a stale account's orders, in one statement: its open orders (the columns the risk state
-# counts) and the orders it submitted since a moment (their times), oldest first.
-_DESK_ORDERS = PerDialect.listing(
-    lambda listed: (
-        select(
-            _ORDERS.c.id,
-            _ORDERS.c.account_id,
-            _ORDERS.c.symbol,
-            _ORDERS.c.side,
-            _ORDERS.c.type,
-            _ORDERS.c.quantity,
-            _ORDERS.c.filled_quantity,
-            _ORDERS.c.limit_price,
-            _ORDERS.c.stop_price,
-            _ORDERS.c.status,
-            _ORDERS.c.created_at,
+
+
+def _desk_reads(postgresql: bool) -> Any:
+    """What the order desk reads of a group once its accounts are locked, in one statement (one round trip, not
+    three): rows of the orders' columns and a ``part`` column saying what each row is:
+
+    - ``order``: the order of one of the group's (account id, client order id) pairs (all its columns);
+    - ``desk``: an open order, or one created at or after ``since``, of the accounts whose orders the desk reads
+      again (the columns the risk state counts and its creation time; the others NULL);
+    - ``state``: the trading state of one of ``scopes``: its scope in ``id``, its state in ``status``,
+      its reason in ``reason``.
+
+    Oldest first (created_at, id), states first."""
+    columns = [column for column in _ORDERS.c if column.name != "fingerprint"]
+    pairs = (
+        select(literal_column("'order'", String()).label("part"), *columns, _ORDERS.c.fingerprint).join(
+            _PAIRS, and_(_ORDERS.c.account_id == _PAIRS.c.account_id, _ORDERS.c.client_order_id == _PAIRS.c.client_order_id)
         )
-        .where(
-            listed(_ORDERS.c.account_id, "accounts"),
-            or_(_ORDERS.c.status.in_(OPEN_STATUSES), _ORDERS.c.created_at >= bindparam("since")),
+        if postgresql
+        else select(literal_column("'order'", String()).label("part"), *columns, _ORDERS.c.fingerprint).where(
+            _ORDERS.c.account_id.in_(bindparam("accounts", expanding=True)),
+            _ORDERS.c.client_order_id.in_(bindparam("clients", expanding=True)),
         )
-        .order_by(_ORDERS.c.created_at, _ORDERS.c.id)
     )
-)
+    counted = {"id", "account_id", "symbol", "side", "type", "quantity", "filled_quantity", "limit_price", "stop_price"}
+    counted |= {"status", "created_at"}  # what `open_order_of` and the order times read; the others NULL
+    desk = select(literal_column("'desk'", String()), *(c if c.name in counted else null() for c in columns), null()).where(
+        in_list(_ORDERS.c.account_id, "desk_accounts", postgresql=postgresql),
+        or_(_ORDERS.c.status.in_(OPEN_STATUSES), _ORDERS.c.created_at >= bindparam("since")),
+    )
+    by_name = {
+        "id": TradingStateRow.scope,
+        "status": TradingStateRow.state,
+        "reason": TradingStateRow.reason,
+    }
+    states = select(literal_column("'state'", String()), *(by_name.get(column.name, null()) for column in columns), null()).where(
+        in_list(TradingStateRow.scope, "scopes", postgresql=postgresql)
+    )
+    return union_all(pairs, desk, states).order_by(literal_column("created_at").nulls_first(), literal_column("id"))
+
+
+_DESK_READS = PerDialect(_desk_reads(postgresql=True), _desk_reads(postgresql=False))
+
 _LIMITS_OF = PerDialect.listing(
     lambda listed: select(RiskLimitsRow.account_id, RiskLimitsRow.limits).where(listed(RiskLimitsRow.account_id, "accounts"))
 )
@@ -108,6 +128,17 @@ async def books_session(database: Database) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+@dataclass(slots=True)
+class DeskReads:
+    """What `TradingRepository.desk_reads` read: the stored orders by (account id, client order id), the open order rows
+    and the order times since, by account, and the trading states by scope."""
+
+    stored: dict[tuple[str, str], Any]
+    open_rows: dict[str, list[Any]]
+    times: dict[str, list[datetime]]
+    states: dict[str, TradingState]
+
+
 class ConcurrentUpdate(Exception):  # noqa: N818 - named for what happened
     """The order changed between reading it and writing its next event."""
 
@@ -128,16 +159,6 @@ class TradingRepository:
     async def by_client_order_id(self, account_id: str, client_order_id: str) -> OrderRow | None:
         query = select(OrderRow).where(OrderRow.account_id == account_id, OrderRow.client_order_id == client_order_id)
         return (await self.session.execute(query)).scalar_one_or_none()
-
-    async def by_client_order_ids(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Row[Any]]:
-        """The orders of several (account id, client_order_id) pairs, by pair (unknown ones absent), in one query: rows
-        with `OrderRow`'s columns (a Core statement: the order desk's every group runs it)."""
-        if not keys:
-            return {}
-        wanted = set(keys)
-        accounts, clients = [a for a, _ in wanted], [c for _, c in wanted]
-        rows = await execute_core(self.session, _BY_CLIENT_ORDER_IDS.of(self.session), {"accounts": accounts, "clients": clients})
-        return {key: row for row in rows if (key := (row.account_id, row.client_order_id)) in wanted}
 
     async def get(self, order_id: str, *, lock: bool = False) -> OrderRow | None:
         query = select(OrderRow).where(OrderRow.id == order_id)
@@ -219,11 +240,18 @@ class TradingRepository:
         _project(row, order)
 
     async def create_many(self, created: Sequence[tuple[Order, Sequence[OrderEvent], str]]) -> None:
-        """Insert new orders (order, its first events, fingerprint) with two executemany statements: projections, events."""
-        if created:
-            projections, events = _new_rows(created)
-            await execute_core(self.session, _INSERT_ORDERS, projections)
-            await execute_core(self.session, _INSERT_ORDER_EVENTS, events)
+        """Insert new orders (order, its first events, fingerprint): on PostgreSQL one statement of column arrays
+        (`_INSERT_NEW_ORDERS`), elsewhere two executemany statements (projections, events)."""
+        if not created:
+            return
+        projections, events = _new_rows(created)
+        if self._postgresql:
+            columns = {f"orders_{name}": [row[name] for row in projections] for name in _ORDER_COLUMNS}
+            columns |= {f"order_events_{name}": [row[name] for row in events] for name in _EVENT_COLUMNS}
+            await execute_core(self.session, _INSERT_NEW_ORDERS, columns)
+            return
+        await execute_core(self.session, _INSERT_ORDERS, projections)
+        await execute_core(self.session, _INSERT_ORDER_EVENTS, events)
 
     async def with_client_prefix(
         self, account_id: str, prefix: str, *, changed_since: datetime | None = None
@@ -271,20 +299,39 @@ class TradingRepository:
         query = query.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit)
         return list(await self.session.scalars(query))
 
-    async def desk_orders(
-        self, account_ids: Sequence[str], since: datetime
-    ) -> tuple[dict[str, list[Any]], dict[str, list[datetime]]]:
-        """Of each account, in one statement: its open orders (rows with the columns `open_order_of` reads, oldest
-        first) and when its orders submitted at or after `since` were created (their times, oldest first), by account id."""
-        open_rows: dict[str, list[Any]] = {account_id: [] for account_id in account_ids}
-        times: dict[str, list[datetime]] = {account_id: [] for account_id in account_ids}
-        rows = await execute_core(self.session, _DESK_ORDERS.of(self.session), {"accounts": list(account_ids), "since": since})
-        for row in rows:
-            if row.status in OPEN_STATUSES:
-                open_rows[row.account_id].append(row)
-            if row.created_at >= since:
-                times[row.account_id].append(row.created_at)
-        return open_rows, times
+    async def desk_reads(
+        self, keys: Sequence[tuple[str, str]], account_ids: Sequence[str], since: datetime, scopes: Sequence[str]
+    ) -> DeskReads:
+        """What the order desk reads of a group after locking it, in one statement (`_desk_reads`): the stored orders of
+        the (account id, client order id) `keys`; the open orders and the times of the orders created at or after
+        `since` of `account_ids`; the trading states of `scopes` and the global one (absent ones ACTIVE)."""
+        wanted = set(keys)
+        reads = DeskReads(
+            stored={},
+            open_rows={account_id: [] for account_id in account_ids},
+            times={account_id: [] for account_id in account_ids},
+            states={},
+        )
+        parameters = {
+            "accounts": [a for a, _ in wanted],
+            "clients": [c for _, c in wanted],
+            "desk_accounts": list(account_ids),
+            "since": since,
+            "scopes": [GLOBAL_SCOPE, *scopes],
+        }
+        for row in await execute_core(self.session, _DESK_READS.of(self.session), parameters):
+            part = row.part
+            if part == "desk":
+                if row.status in OPEN_STATUSES:
+                    reads.open_rows[row.account_id].append(row)
+                if row.created_at >= since:
+                    reads.times[row.account_id].append(row.created_at)
+            elif part == "order":
+                if (key := (row.account_id, row.client_order_id)) in wanted:
+                    reads.stored[key] = row
+            else:
+                reads.states[row.id] = TradingState(row.status)
+        return reads
 
     async def open_orders(self, account_ids: Sequence[str] | None = None) -> list[OrderRow]:
         """Open orders (all accounts when `account_ids` is None), oldest first."""

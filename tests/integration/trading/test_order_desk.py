@@ -3,6 +3,7 @@ writer changed the account's books, and a lock held too long answers 503 with Re
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -28,13 +29,28 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"database_lock_timeout_seconds": 0.5})
 
 
+async def on_two_desks(runtime: Runtime, buy: Callable[[int], Awaitable[httpx.Response]]) -> None:
+    """Order 1 accepted by desk A (which then keeps the account), order 2 by desk B (the next request makes a new
+    desk, which reads the account fresh), as two API workers would; desk A is then this process's desk again."""
+    assert (await buy(1)).status_code == 201
+    desk_a = runtime.components.pop(DESK)
+    assert desk_a is not None
+    assert (await buy(2)).status_code == 201
+    runtime.components.put(DESK, desk_a)
+
+
 async def test_a_desk_does_not_decide_on_books_another_desk_changed(
-    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    publish_quote: PublishQuote,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Two desks (two API workers) on one account: each sees the orders the other accepted, so together they never
     reserve more than the cash. Desk A accepts one buy, desk B a second; A must then refuse a third. Desk B only
     added an order (its lock bumps the books version and the desk version, every other writer's the books version
-    alone), so desk A reads the account's orders again, not its balances, limits or realized P&L."""
+    alone), so desk A reads the account's orders again, not its balances, limits or realized P&L - in the one read
+    of its group after the lock."""
     trader = await make_user(Role.TRADER)
     account = await open_account(client, trader, "10000")
     await publish_quote("AAPL", "100.00", "100.01", last="100.00")
@@ -44,16 +60,16 @@ async def test_a_desk_does_not_decide_on_books_another_desk_changed(
         body = limit_buy(account, f"desk-{n}", price="99.00", quantity="40")
         return await client.post("/api/orders", json=body, headers=trader.headers)
 
-    assert (await buy(1)).status_code == 201  # desk A, which now keeps the account
-    desk_a = runtime.components.pop(DESK)
-    assert desk_a is not None
-    assert (await buy(2)).status_code == 201  # desk B (the next request makes a new one), which reads the account fresh
-    runtime.components.put(DESK, desk_a)
-    statements: list[str] = []
+    await on_two_desks(runtime, buy)  # order 1 on desk A, order 2 on desk B; desk A is this process's desk again
+    by_connection: dict[int, list[str]] = {}
 
     def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
+        by_connection.setdefault(id(conn.connection.driver_connection), []).append(" ".join(statement.split()))
 
+    # A listener on the class marks every engine as observed for good (`Engine._has_events`, which `event.remove`
+    # leaves set): put the mark back afterwards, or the order desk's SQLite statements of every later test in this
+    # process would run through SQLAlchemy's execution rather than kit.db's direct path.
+    monkeypatch.setattr(Engine, "_has_events", Engine._has_events)
     event.listen(Engine, "before_cursor_execute", seen)
     try:
         third = await buy(3)  # desk A again: the books version tells it desk B wrote since
@@ -61,9 +77,19 @@ async def test_a_desk_does_not_decide_on_books_another_desk_changed(
         event.remove(Engine, "before_cursor_execute", seen)
     assert third.status_code == 422, third.text
     assert third.json()["check"] == "buying_power", third.text
-    read = " ".join(statements)
+    read = " ".join(statement for statements in by_connection.values() for statement in statements)
     assert "FROM orders" in read
     assert all(f"FROM {table}" not in read for table in ("balances", "risk_limits", "postings"))
+    # The group's statements on the desk's connection after its lock: one read (the stored orders of its client order
+    # ids, the account's orders and the trading states together, `TradingRepository.desk_reads`), then the writes
+    # (the denied order is stored too): on PostgreSQL the order and its events in one statement, the audit outbox in
+    # another; elsewhere an executemany each.
+    [group] = [statements for statements in by_connection.values() if any("trading_accounts" in s for s in statements)]
+    lock = next(n for n, statement in enumerate(group) if "trading_accounts" in statement)
+    reads = [statement for statement in group[lock + 1 :] if statement.startswith("SELECT")]
+    writes = [statement for statement in group[lock + 1 :] if not statement.startswith("SELECT")]
+    assert len(reads) == 1, group
+    assert len(writes) == (2 if runtime.database.dialect == "postgresql" else 3), group
 
 
 async def test_a_desk_sees_the_orders_another_desk_added_and_the_ones_another_writer_ended(
