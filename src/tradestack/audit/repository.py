@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Table, delete, func, insert, or_, select, text, update
 
-from tradestack.kit.db import execute_core, unnest_insert
+from tradestack.kit.db import execute_core, on_postgresql, unnest_insert
 from tradestack.kit.repository import Repository
 from tradestack.models.audit import AuditChainerLease, AuditEntry, AuditOutbox, AuditPersonal
 
@@ -74,7 +74,7 @@ class AuditRepository(Repository):
         """Queue entries (their columns as JSON) in the outbox, in the caller's transaction."""
         if len(fields) == 1:
             await execute_core(self.session, _STAGE, {"fields": fields[0]})
-        elif fields and self.session.bind is not None and self.session.bind.dialect.name == "postgresql":
+        elif fields and on_postgresql(self.session):
             await execute_core(self.session, _STAGE_MANY, {"audit_outbox_fields": list(fields)})
         elif fields:
             await execute_core(self.session, _STAGE, [{"fields": value} for value in fields])

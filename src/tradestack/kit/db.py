@@ -485,8 +485,13 @@ class PerDialect(Generic[_S]):
 
     def of(self, session: AsyncSession) -> _S:
         """The form for the session's database."""
-        bind = session.bind
-        return self.postgresql if bind is not None and bind.dialect.name == "postgresql" else self.other
+        return self.postgresql if on_postgresql(session) else self.other
+
+
+def on_postgresql(session: AsyncSession) -> bool:
+    """Whether the session is bound to PostgreSQL (a statement's PostgreSQL form, or a PostgreSQL-only way to run it)."""
+    bind = session.bind
+    return bind is not None and bind.dialect.name == "postgresql"
 
 
 async def plain_rows(session: AsyncSession, sql: str) -> list[Any]:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
 from tradestack.domain.risk import TradingState
-from tradestack.kit.db import Database, PerDialect, execute_core, in_list, unnest_insert
+from tradestack.kit.db import Database, PerDialect, execute_core, in_list, on_postgresql, unnest_insert
 from tradestack.kit.pages import Cursor, older_than
 from tradestack.models.trading import OrderEventRow, OrderRow, RiskLimitsRow, TradingStateRow
 
@@ -151,8 +151,7 @@ class TradingRepository:
 
     @property
     def _postgresql(self) -> bool:
-        bind = self.session.bind
-        return bind is not None and bind.dialect.name == "postgresql"
+        return on_postgresql(self.session)
 
     # -- orders ----------------------------------------------------------------------------------
 
