@@ -40,6 +40,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.selectable import TableValuedAlias
+from sqlalchemy.types import TypeEngine
 
 from tradestack.kit.aio import ThreadSafeLock
 from tradestack.kit.config import Settings
@@ -456,12 +458,18 @@ def unnest_insert(table: Table, names: Sequence[str] | None = None) -> Insert:
     per column (bound as ``<table>_<name>``; every column when `names` is None). One statement text whatever the
     number of rows, executed once, where an executemany is one execution per row."""
     columns = [table.c[name] for name in names] if names is not None else list(table.c)
-    rows = (
-        func.unnest(*(bindparam(f"{table.name}_{column.name}", type_=ARRAY(column.type)) for column in columns))
-        .table_valued(*(column.name for column in columns))
+    rows = unnested(*((f"{table.name}_{column.name}", column.name, column.type) for column in columns))
+    return insert(table).from_select([column.name for column in columns], select(*rows.c))
+
+
+def unnested(*columns: tuple[str, str, TypeEngine[Any]]) -> TableValuedAlias:
+    """PostgreSQL: rows from arrays bound side by side, ``unnest(:param, ...) AS (name, ...)``; each column given as
+    (bind parameter, column name, element type)."""
+    return (
+        func.unnest(*(bindparam(param, type_=ARRAY(type_)) for param, _, type_ in columns))
+        .table_valued(*(name for _, name, _ in columns))
         .render_derived()
     )
-    return insert(table).from_select([column.name for column in columns], select(*rows.c))
 
 
 class PerDialect(Generic[_S]):

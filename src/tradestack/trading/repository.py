@@ -20,12 +20,11 @@ from typing import Any, cast
 
 import orjson
 from sqlalchemy import Row, String, Table, and_, bindparam, func, insert, literal_column, null, or_, select, union_all, update
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
 from tradestack.domain.risk import TradingState
-from tradestack.kit.db import Database, PerDialect, execute_core, in_list, on_postgresql, unnest_insert
+from tradestack.kit.db import Database, PerDialect, execute_core, in_list, on_postgresql, unnest_insert, unnested
 from tradestack.kit.pages import Cursor, older_than
 from tradestack.models.trading import OrderEventRow, OrderRow, RiskLimitsRow, TradingStateRow
 
@@ -41,11 +40,7 @@ _IN_CHUNK = 500  # ids in one IN (...): well under SQLite's 32,766 parameters
 # The orders of (account id, client order id) pairs: on PostgreSQL the pairs are joined as two arrays unnested side by
 # side, one index lookup each (two ANYs had the generic plan probe every account with every client order id); elsewhere
 # an IN of each, the exact pairs picked in Python.
-_PAIRS = (
-    func.unnest(bindparam("accounts", type_=ARRAY(String())), bindparam("clients", type_=ARRAY(String())))
-    .table_valued("account_id", "client_order_id")
-    .render_derived()
-)
+_PAIRS = unnested(("accounts", "account_id", String()), ("clients", "client_order_id", String()))
 _INSERT_ORDERS = insert(_ORDERS)
 _INSERT_ORDER_EVENTS = insert(_ORDER_EVENTS)
 
@@ -75,12 +70,13 @@ def _desk_reads(postgresql: bool) -> Any:
 
     Oldest first (created_at, id), states first."""
     columns = [column for column in _ORDERS.c if column.name != "fingerprint"]
+    stored = select(literal_column("'order'", String()).label("part"), *columns, _ORDERS.c.fingerprint)
     pairs = (
-        select(literal_column("'order'", String()).label("part"), *columns, _ORDERS.c.fingerprint).join(
+        stored.join(
             _PAIRS, and_(_ORDERS.c.account_id == _PAIRS.c.account_id, _ORDERS.c.client_order_id == _PAIRS.c.client_order_id)
         )
         if postgresql
-        else select(literal_column("'order'", String()).label("part"), *columns, _ORDERS.c.fingerprint).where(
+        else stored.where(
             _ORDERS.c.account_id.in_(bindparam("accounts", expanding=True)),
             _ORDERS.c.client_order_id.in_(bindparam("clients", expanding=True)),
         )
