@@ -425,6 +425,7 @@ class EngineShard:
         self.owners.clear()
         self._versions.clear()
         self._ended.clear()
+        self._forgotten = tick()  # so far, should the read fail
         async with self.runtime.database.read_session() as session:
             repo = TradingRepository(session)
             rows = [r for r in await repo.open_orders() if self.owns(r.account_id)]

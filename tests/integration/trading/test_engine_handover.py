@@ -169,6 +169,25 @@ async def test_a_late_state_of_an_order_the_engine_has_forgotten_is_read_from_th
     assert _terms(shard, late.order_id) is None
 
 
+async def test_a_state_committed_before_a_failed_rebuild_is_read_from_the_database(
+    orders: _Orders, shard: EngineShard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild whose read fails has still dropped what the book knew (here that the order was canceled)."""
+    late = await orders.submit("before-rebuild")
+    canceled = await orders.cancel(late.order_id)
+    await _hand(shard, canceled, together=False)
+
+    async def unavailable(self: TradingRepository, *_: object) -> None:
+        raise ConnectionError("database away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(TradingRepository, "open_orders", unavailable)
+        with pytest.raises(ConnectionError):
+            await shard.rebuild()
+    await _hand(shard, late, together=False)
+    assert _terms(shard, late.order_id) is None
+
+
 async def test_an_own_fill_racing_a_replace_makes_the_engine_read_the_order(
     orders: _Orders, shard: EngineShard, runtime: Runtime
 ) -> None:
