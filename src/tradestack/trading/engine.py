@@ -437,16 +437,19 @@ class EngineShard:
         log.info("engine book rebuilt", shard=self._label, orders=len(self.owners))
 
     async def reconcile(self) -> None:
-        """Pick up open orders nobody told us about, and drop orders that ended without us hearing."""
+        """Pick up open orders nobody told us about, and drop orders that ended without us hearing: read together (one
+        query, as `_take` reads). An order whose change waits for the next step is left to it: we were told."""
         async with self.runtime.database.loop_read_session() as session:
             rows = await plain_rows(session, _WORKING_ORDERS)
-        owns = self.owns
+        owns, owners, waiting = self.owns, self.owners, self._changed
         open_ids = {order_id: account_id for order_id, account_id in rows if owns(account_id)}
-        for order_id, account_id in open_ids.items():
-            if order_id not in self.owners:
-                await self.sync(order_id, account_id)
-        for order_id in [o for o in self.owners if o not in open_ids]:
-            await self.sync(order_id, self.owners[order_id])
+        reads = {
+            order_id: Change(account_id, order_id)
+            for order_id, account_id in open_ids.items()
+            if order_id not in owners and order_id not in waiting
+        }
+        reads.update((order_id, Change(owners[order_id], order_id)) for order_id in owners if order_id not in open_ids)
+        await self._take(reads)
 
     async def _close_sessions(self) -> None:
         """Expire the day orders whose session has ended: the one they were taken in, or (taken while

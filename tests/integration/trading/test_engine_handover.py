@@ -266,3 +266,25 @@ def test_an_unreadable_streamed_state_makes_the_engine_read_the_order() -> None:
     fields = {b"account": b"acc-1", b"order": b"ord-1", b"state": b"[1,", b"begun": b"5", b"clock": b"x"}
     assert change_of(fields) == Change("acc-1", "ord-1")
     assert change_of({b"account": b"acc-1"}) is None
+
+
+async def test_reconciliation_reads_the_orders_it_was_not_told_of_together_and_leaves_a_told_one_to_its_change(
+    orders: _Orders, shard: EngineShard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    untold = [(await orders.submit(name)).order_id for name in ("untold-1", "untold-2")]
+    told = await orders.submit("told")
+    shard.note_changed(told)  # waits for the next step
+    read = _count_reads(monkeypatch)
+    synced: list[str] = []
+
+    async def counted_sync(self: EngineShard, order_id: str, account_id: str) -> None:
+        synced.append(order_id)
+
+    monkeypatch.setattr(EngineShard, "sync", counted_sync)
+    await shard.reconcile()
+    assert (sorted(read), synced) == (sorted(untold), [])  # one read of both, none one by one
+    assert [_terms(shard, order_id) for order_id in untold] == [(Decimal("100.00"), Decimal(10))] * 2
+    assert _terms(shard, told.order_id) is None
+    await shard.step()
+    assert _terms(shard, told.order_id) == (Decimal("100.00"), Decimal(10))
+    assert told.order_id not in read
