@@ -4,30 +4,41 @@ A message (`Change`) says "look at order X of account Y again". Where the engine
 from the database, a lost, repeated or reordered message is harmless, and the engine's periodic
 reconciliation finds any order whose message never arrived.
 
+A message can carry the order as its transaction committed it (`Change.state`, whose `version`
+counts its events) and the `tick` taken before that transaction began. The engine takes that state
+instead of reading the order again only when it can tell it is at least as new as anything it knows
+of the order (`EngineShard` documents the rule); otherwise it reads the database, as above. Messages
+need not reach it in the order their transactions committed (a cancel can commit, and be handed
+over, before the order desk hands over the order it cancels).
+
 - In one process (`tradestack up`, or one worker without Redis) the engine registers a
-  `LocalCommands` and messages go straight to it, each with the order as its transaction committed
-  it (`Change.state`, whose `version` counts its events) and the `tick` taken before that
-  transaction began. The engine takes that state instead of reading the order again only when it
-  can tell it is at least as new as anything it knows of the order (`EngineShard` documents the
-  rule); otherwise it reads the database, as above. Messages of one process reach it in the order
-  they were handed over, but not necessarily in the order their transactions committed (a cancel
-  can commit, and be handed over, before the order desk hands over the order it cancels).
+  `LocalCommands` and messages go straight to it, in the order they were handed over.
 - Otherwise they go to a Redis stream per shard, ``{namespace}:engine:commands:{shard}``, read by
-  `tradestack serve engine --shard N`, which reads each order from the database.
+  `tradestack serve engine --shard N`. A message with a state carries the engine's view of the
+  order (`encode_state`: its version, status and `WorkingOrder`), its tick and the `CLOCK` the tick
+  was read on: a tick is compared with the engine's own only on the same clock (one host); from
+  another, an order the engine does not know is read, as are all orders of messages without a state.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
 from typing import Protocol
 
+import orjson
 import redis.asyncio
 
-from tradestack.domain.orders import Order
+from tradestack.core.money import D
+from tradestack.domain.marketdata import Side
+from tradestack.domain.matching import WorkingOrder
+from tradestack.domain.orders import Order, OrderStatus, OrderType, TimeInForce
 from tradestack.kit.logging import get_logger
 from tradestack.kit.redispool import blocking_pool
 from tradestack.kit.runtime import Runtime, Slot
@@ -35,31 +46,125 @@ from tradestack.kit.runtime import Runtime, Slot
 log = get_logger(__name__)
 
 STREAM_MAXLEN = 100_000
-_TICKS = itertools.count(1)
+WORKING = frozenset((OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED))
+"""The statuses of an order the engine works."""
+
+
+def _clock() -> str:
+    """Where `tick`s can be compared: CLOCK_MONOTONIC is one clock for every process of one boot of one host (and one
+    time namespace, which may shift it); unknown (no /proc) is this process alone."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = Path("/proc/self/ns/time").readlink().name
+    except OSError:
+        return f"process:{time.time_ns()}:{id(object())}"
+    return f"{boot}:{namespace}"
+
+
+CLOCK = _clock()
+"""The clock this process's `tick`s are read on; two processes with the same one can compare their ticks."""
 
 
 def tick() -> int:
-    """The next number of this process's one increasing sequence (any thread: `next` on a count holds the GIL).
+    """A reading of this host's monotonic clock, in nanoseconds: never less than any reading taken before it, in this
+    process or another on the same `CLOCK`.
 
     What the engine learns of an order after a tick was committed after it: a transaction that
     begins after the tick sees it, and so does any state of the order committed by such a transaction.
     """
-    return next(_TICKS)
+    return time.monotonic_ns()
+
+
+def working_order_of(order: Order) -> WorkingOrder:
+    """The engine's view of an open order, with what it has already done."""
+    request = order.request
+    triggered = request.type.needs_stop_price and order.status is not OrderStatus.ACCEPTED
+    return WorkingOrder(
+        order_id=order.id,
+        symbol=request.symbol,
+        side=request.side,
+        type=request.type,
+        quantity=request.quantity,
+        remaining=order.remaining_quantity,
+        limit_price=request.limit_price,
+        stop_price=request.stop_price,
+        time_in_force=request.time_in_force,
+        triggered=triggered,
+        submitted_at=order.created_at,
+        fills=len(order.fill_ids),
+        filled_notional=order.filled_notional,
+        fees_paid=sum(order.fees.values(), Decimal(0)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Handed:
+    """What the engine needs of an order's committed state (`encode_state`): its version, status and, while it works,
+    the engine's view of it."""
+
+    version: int
+    status: OrderStatus
+    working: WorkingOrder | None
+
+
+def encode_state(order: Order) -> bytes:
+    """The order's `Handed` state as a stream message field (decimals as exact strings)."""
+    if order.status not in WORKING:
+        return orjson.dumps([order.version, order.status.value])
+    w = working_order_of(order)
+    return orjson.dumps(
+        [
+            order.version, order.status.value, w.order_id, w.symbol, w.side.value, w.type.value, str(w.quantity),
+            str(w.remaining), _text(w.limit_price), _text(w.stop_price), w.time_in_force.value, w.triggered,
+            w.submitted_at.isoformat(), w.fills, str(w.filled_notional), str(w.fees_paid),
+        ]
+    )  # fmt: skip
+
+
+def decode_state(data: bytes) -> Handed:
+    """The state `encode_state` wrote; ValueError (or TypeError) when it is not one."""
+    fields = orjson.loads(data)
+    if not isinstance(fields, list) or len(fields) not in (2, 16) or type(fields[0]) is not int:
+        raise ValueError(f"not an order state: {data[:80]!r}")
+    status = OrderStatus(fields[1])
+    if len(fields) == 2:
+        if status in WORKING:
+            raise ValueError(f"a working order's state without its terms: {data[:80]!r}")
+        return Handed(fields[0], status, None)
+    if status not in WORKING:
+        raise ValueError(f"terms handed with an order that does not work: {data[:80]!r}")
+    _, _, order_id, symbol, side, kind, quantity, remaining, limit, stop, tif, triggered, submitted, fills = fields[:14]
+    notional, fees = fields[14:]
+    if type(triggered) is not bool or type(fills) is not int:
+        raise ValueError(f"not an order state: {data[:80]!r}")
+    submitted_at = datetime.fromisoformat(submitted)
+    working = WorkingOrder(
+        order_id=order_id, symbol=symbol, side=Side(side), type=OrderType(kind), quantity=D(quantity),
+        remaining=D(remaining), limit_price=None if limit is None else D(limit), stop_price=None if stop is None else D(stop),
+        time_in_force=TimeInForce(tif), triggered=triggered, submitted_at=submitted_at, fills=fills,
+        filled_notional=D(notional), fees_paid=D(fees),
+    )  # fmt: skip
+    return Handed(fields[0], status, working)
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
     """One `order_changed`: look at order `order_id` of `account_id` again.
 
-    `state` is the order as the transaction that changed it committed it, and `begun_at` a `tick`
-    taken before that transaction began; without `state` the engine reads the order from the database.
+    `state` is the order as the transaction that changed it committed it (from a Redis stream, what the engine needs of
+    it), and `begun_at` a `tick` taken before that transaction began (0: not comparable with the engine's); without
+    `state` the engine reads the order from the database.
     With `settle`, where the engine runs in this process, the hand-over returns once it has matched the order.
     """
 
     account_id: str
     order_id: str
     settle: bool = False
-    state: Order | None = None
+    state: Order | Handed | None = None
     begun_at: int = 0
 
 
@@ -71,6 +176,15 @@ def shard_of(account_id: str, shards: int) -> int:
 def stream_key(namespace: str, shard: int) -> str:
     """The Redis stream engine `shard` reads its commands from."""
     return f"{namespace}:engine:commands:{shard}"
+
+
+def stream_fields(change: Change) -> dict[str, str | bytes]:
+    """The change as a stream message: account and order; with an `Order` state, also that state (`encode_state`), its
+    tick and this process's `CLOCK` (`engine.change_of` reads it back)."""
+    fields: dict[str, str | bytes] = {"account": change.account_id, "order": change.order_id}
+    if isinstance(change.state, Order):
+        fields.update(state=encode_state(change.state), begun=str(change.begun_at), clock=CLOCK)
+    return fields
 
 
 class Commands(Protocol):
@@ -120,13 +234,13 @@ class RedisCommands:
         await self.orders_changed([Change(account_id, order_id, settle)])
 
     async def orders_changed(self, changes: Sequence[Change]) -> None:
-        """One XADD per change to its shard's stream, all in one pipeline (the engine there reads each order)."""
+        """One XADD per change (`stream_fields`) to its shard's stream, all in one pipeline."""
         if not changes:
             return
         async with self._client.pipeline(transaction=False) as pipe:
             for change in changes:
                 key = stream_key(self._namespace, shard_of(change.account_id, self._shards))
-                pipe.xadd(key, {"account": change.account_id, "order": change.order_id}, maxlen=STREAM_MAXLEN, approximate=True)
+                pipe.xadd(key, stream_fields(change), maxlen=STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]
             await pipe.execute()
 
     async def close(self) -> None:

@@ -14,7 +14,10 @@ known version is taken; one at or below it is stale (a cancel or replace handed 
 new order it changes, say) and skipped; a gap, or an order whose version it does not know, is
 read from the database -- except an order it never knew of, whose state was committed by a
 transaction begun after everything the shard has forgotten (`commands.tick`): nothing newer of it
-can have been seen. Changes without a state (from the Redis stream) are always read.
+can have been seen. From the Redis stream a state is what the engine needs of the order
+(`commands.Handed`), and its tick is comparable only from a process on the shard's `commands.CLOCK`
+(an order the shard never knew of, handed from another host, is read); changes without a state are
+always read.
 
 State lives in the database, not here. On start (and whenever a write fails) the book is rebuilt
 from the open orders, each carrying what it already did (its fills, their notional and fees), so
@@ -36,7 +39,6 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -64,7 +66,19 @@ from tradestack.marketdata.service import (
     trading_hours,
 )
 from tradestack.models.trading import OrderRow
-from tradestack.trading.commands import COMMANDS, Change, LocalCommands, shard_of, stream_key, tick
+from tradestack.trading.commands import (
+    CLOCK,
+    COMMANDS,
+    WORKING,
+    Change,
+    Handed,
+    LocalCommands,
+    decode_state,
+    shard_of,
+    stream_key,
+    tick,
+    working_order_of,
+)
 from tradestack.trading.events import publish, publish_order
 from tradestack.trading.executions import Recorded, record
 from tradestack.trading.metrics import update_trading_gauges
@@ -82,12 +96,11 @@ ENGINE_STOP_SECONDS = 12.0
 """At stop, how long to wait for the engine's thread (its step, then closing its connections): under `CLOSE_STEP_SECONDS`."""
 ENDED_KEPT = 10_000
 """How many ended orders' versions a shard remembers, to know a late hand-over of one as stale (older: read)."""
-_WORKING = (OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED)
 # What reconciliation reads every `engine_reconcile_seconds`: each working order's id and account, every resting order
 # of every account, as the driver returns them (`plain_rows`: no SQLAlchemy row or result processing per row).
 _WORKING_ORDERS = str(
     select(OrderRow.id, OrderRow.account_id)
-    .where(OrderRow.status.in_([status.value for status in _WORKING]))
+    .where(OrderRow.status.in_(sorted(status.value for status in WORKING)))
     .compile(compile_kwargs={"literal_binds": True})
 )
 
@@ -103,28 +116,6 @@ def parse_quote(data: dict[str, object]) -> Quote:
         D(str(data["last"])),
         D(str(data["last_size"])),
         datetime.fromisoformat(str(data["ts"])),
-    )
-
-
-def working_order_of(order: Order) -> WorkingOrder:
-    """The engine's view of an open order, with what it has already done."""
-    request = order.request
-    triggered = request.type.needs_stop_price and order.status is not OrderStatus.ACCEPTED
-    return WorkingOrder(
-        order_id=order.id,
-        symbol=request.symbol,
-        side=request.side,
-        type=request.type,
-        quantity=request.quantity,
-        remaining=order.remaining_quantity,
-        limit_price=request.limit_price,
-        stop_price=request.stop_price,
-        time_in_force=request.time_in_force,
-        triggered=triggered,
-        submitted_at=order.created_at,
-        fills=len(order.fill_ids),
-        filled_notional=order.filled_notional,
-        fees_paid=sum(order.fees.values(), Decimal(0)),
     )
 
 
@@ -402,18 +393,20 @@ class EngineShard:
             oldest = next(iter(self._ended))
             _, self._forgotten = self._ended.pop(oldest)
 
-    async def _place(self, order: Order | None, account_id: str, order_id: str) -> None:
-        if order is None or order.status not in _WORKING:
+    async def _place(self, order: Order | Handed | None, account_id: str, order_id: str) -> None:
+        working = _working(order)
+        if order is None or working is None:
             self._left_book(order_id, None if order is None else order.version)
             return
         for engine in self.engines.values():
             engine.cancel(order_id)
-        instrument = self.instruments.get(order.request.symbol)
+        symbol = working.symbol
+        instrument = self.instruments.get(symbol)
         if instrument is None:
             self.instruments = await MarketDataService(self.runtime).instruments()
-            instrument = self.instruments.get(order.request.symbol)
+            instrument = self.instruments.get(symbol)
             if instrument is None:
-                log.error("order for an unknown instrument left unmatched", order_id=order_id, symbol=order.request.symbol)
+                log.error("order for an unknown instrument left unmatched", order_id=order_id, symbol=symbol)
                 self._left_book(order_id, None)
                 return
         fresh = instrument.symbol not in self.engines
@@ -423,7 +416,7 @@ class EngineShard:
         self.owners[order_id] = account_id
         self._versions[order_id] = order.version
         self._ended.pop(order_id, None)
-        events = engine.submit(working_order_of(order), self.runtime.clock.now())
+        events = engine.submit(working, self.runtime.clock.now())
         await self._apply(engine, events)
 
     async def rebuild(self) -> None:
@@ -432,6 +425,7 @@ class EngineShard:
         self.owners.clear()
         self._versions.clear()
         self._ended.clear()
+        self._forgotten = tick()  # so far, should the read fail
         async with self.runtime.database.read_session() as session:
             repo = TradingRepository(session)
             rows = [r for r in await repo.open_orders() if self.owns(r.account_id)]
@@ -443,16 +437,19 @@ class EngineShard:
         log.info("engine book rebuilt", shard=self._label, orders=len(self.owners))
 
     async def reconcile(self) -> None:
-        """Pick up open orders nobody told us about, and drop orders that ended without us hearing."""
+        """Pick up open orders nobody told us about, and drop orders that ended without us hearing: read together (one
+        query, as `_take` reads). An order whose change waits for the next step is left to it: we were told."""
         async with self.runtime.database.loop_read_session() as session:
             rows = await plain_rows(session, _WORKING_ORDERS)
-        owns = self.owns
+        owns, owners, waiting = self.owns, self.owners, self._changed
         open_ids = {order_id: account_id for order_id, account_id in rows if owns(account_id)}
-        for order_id, account_id in open_ids.items():
-            if order_id not in self.owners:
-                await self.sync(order_id, account_id)
-        for order_id in [o for o in self.owners if o not in open_ids]:
-            await self.sync(order_id, self.owners[order_id])
+        reads = {
+            order_id: Change(account_id, order_id)
+            for order_id, account_id in open_ids.items()
+            if order_id not in owners and order_id not in waiting
+        }
+        reads.update((order_id, Change(owners[order_id], order_id)) for order_id in owners if order_id not in open_ids)
+        await self._take(reads)
 
     async def _close_sessions(self) -> None:
         """Expire the day orders whose session has ended: the one they were taken in, or (taken while
@@ -473,7 +470,7 @@ class EngineShard:
     def _wrote(self, account_id: str, order_id: str, version: int, status: OrderStatus) -> None:
         """The shard wrote an execution of the order, making it `version`: the book holds that version when it held the
         one before; otherwise someone else wrote the order too (a replace, say) and it is read again."""
-        if status not in _WORKING:
+        if status not in WORKING:
             self._left_book(order_id, version)
             return
         known = self._versions.get(order_id)
@@ -514,6 +511,13 @@ class EngineShard:
                 )
             if result.books is not None:
                 await publish(self.runtime, "portfolio", account_id, {"account_id": account_id, "balances": result.books})
+
+
+def _working(order: Order | Handed | None) -> WorkingOrder | None:
+    """The engine's view of the order when it works (a `Handed` state of a working order has its terms), else None."""
+    if order is None or order.status not in WORKING:
+        return None
+    return order.working if isinstance(order, Handed) else working_order_of(order)
 
 
 def _newer(waiting: Change, change: Change) -> Change:
@@ -673,12 +677,35 @@ async def _read_commands(shard: EngineShard, client: Any, key: str) -> None:
             for _, entries in response or []:
                 for entry_id, fields in entries:
                     last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                    account = fields.get(b"account", b"").decode()
-                    order = fields.get(b"order", b"").decode()
-                    if account and order:
-                        await shard.order_changed(Change(account, order))
+                    change = change_of(fields)
+                    if change is not None:
+                        await shard.order_changed(change)
 
     await forever("engine_commands", read)
+
+
+_CLOCK = CLOCK.encode()
+
+
+def change_of(fields: dict[bytes, bytes]) -> Change | None:
+    """The `Change` a stream message says (None: not one): with its state when it carries a readable one, and its tick
+    when that was read on this process's clock (otherwise 0: an order the shard does not know is read)."""
+    account = fields.get(b"account", b"").decode()
+    order = fields.get(b"order", b"").decode()
+    if not account or not order:
+        return None
+    encoded = fields.get(b"state")
+    if encoded is None:
+        return Change(account, order)
+    try:
+        state = decode_state(encoded)
+        if state.working is not None and state.working.order_id != order:
+            raise ValueError(f"the state is of order {state.working.order_id}")
+        begun_at = int(fields[b"begun"]) if fields.get(b"clock") == _CLOCK else 0
+    except (ValueError, TypeError, KeyError) as exc:
+        log.warning("unreadable order state in an engine message; the order is read", order_id=order, error=str(exc))
+        return Change(account, order)
+    return Change(account, order, state=state, begun_at=begun_at)
 
 
 async def run_engine(runtime: Runtime, shard_number: int) -> None:
