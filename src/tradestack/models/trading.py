@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradestack.core import precision
@@ -24,6 +24,7 @@ class OrderRow(Base):
         UniqueConstraint("account_id", "client_order_id"),
         Index("ix_orders_account_id_status", "account_id", "status"),
         Index("ix_orders_account_id_created_at", "account_id", "created_at"),
+        Index("ix_orders_account_id_desk_version", "account_id", "desk_version"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -44,6 +45,11 @@ class OrderRow(Base):
     version: Mapped[int] = mapped_column(Integer(), doc="Number of events applied; the next event's sequence number.")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    desk_version: Mapped[int | None] = mapped_column(
+        BigInteger(),
+        doc="The account's desk version its order desk's lock left when the desk wrote the order (NULL: written otherwise, "
+        "or by a release before it): what another desk reads the orders added since the version it knows by.",
+    )
 
 
 class OrderEventRow(Base):

@@ -14,8 +14,10 @@ count, the insert, the audit outbox). The desk instead:
    takes the same lock and bumps the books version alone (fills, cancels, replaces, conversions,
    limits, halts), so versions one above those the desk last wrote mean nobody else wrote since and
    what it keeps of the account is still true; both grown alike mean only other order desks did
-   (another API worker), and it reads the account's orders again; otherwise it reloads the
-   account, all the group's stale accounts together (four statements whatever their number);
+   (another API worker), and it reads only the orders they added (each order is tagged with the desk
+   version its desk wrote it at: those above the one it knows; the account's orders all again when
+   those do not cover every version in between); otherwise it reloads the account, all the group's
+   stale accounts together (four statements whatever their number);
 3. decides each command in order (the account's owner, idempotency - one query for the group's
    client order ids - the instrument's and the session's rules, then the risk checks) against
    what it keeps of each account: its profile, books (`AccountBooks`), open orders
@@ -64,7 +66,7 @@ from tradestack.kit.outages import RETRY_AFTER_SECONDS, is_lock_timeout
 from tradestack.kit.runtime import Runtime, Slot
 from tradestack.trading.commands import tick
 from tradestack.trading.prices import missing_fx
-from tradestack.trading.repository import GLOBAL_SCOPE, TradingRepository
+from tradestack.trading.repository import GLOBAL_SCOPE, OPEN_STATUSES, TradingRepository
 from tradestack.trading.schemas import OrderOut
 
 log = get_logger(__name__)
@@ -231,7 +233,7 @@ class OrderDesk:
                             outcomes.append((pending, refused))
                     # executemany: one data-modifying statement of multi-row VALUES (CTEs) saved two round trips
                     # but cost more CPU to build than they saved (fewer orders/s on both stacks, measured).
-                    await repo.create_many(created)
+                    await repo.create_many(created, {account_id: version.desks for account_id, (_, version) in locked.items()})
                     await self._audit.stage_many(session, staged)
             except BaseException:
                 self._forget(account_ids)  # what it kept assumed this group would commit
@@ -290,14 +292,14 @@ class OrderDesk:
         now = self.runtime.clock.now()
         stale: list[AccountProfile] = []
         outdated: dict[str, _Account] = {}  # of today, stale: its open orders are synced rather than counted anew
-        added: list[_Account] = []  # of today, only order desks wrote since: only its orders are read again
+        known: dict[str, int] = {}  # of today, only order desks wrote since: the desk version it knows, to read what they added
         for account_id, (profile, version) in locked.items():
             kept = self._accounts.get(account_id)
             if kept is not None and kept.day == now.date() and version.untouched_since(kept.version):
                 kept.version = version
             elif kept is not None and kept.day == now.date() and version.only_desks_since(kept.version):
+                known[account_id] = kept.version.desks
                 kept.profile, kept.version = profile, version
-                added.append(kept)
             else:
                 self._accounts.pop(account_id, None)
                 stale.append(profile)
@@ -306,14 +308,16 @@ class OrderDesk:
         repo = TradingRepository(session)
         ids = [profile.id for profile in stale]
         keys = [(p.command.request.account_id, p.command.request.client_order_id) for p in group]
-        reads = await repo.desk_reads(
-            [key for key in keys if key[0] in locked], ids + [kept.profile.id for kept in added], now - _MINUTE, ids
-        )
+        reads = await repo.desk_reads([key for key in keys if key[0] in locked], ids, now - _MINUTE, ids, known)
         global_state = reads.states.get(GLOBAL_SCOPE, TradingState.ACTIVE)
+        missed = [account_id for account_id in known if not self._add_theirs(account_id, known[account_id], reads.added)]
+        if missed:  # read the account's orders again: the same sums, priced anew only for the orders that changed
+            again = await repo.desk_reads([], missed, now - _MINUTE, [])
+            for account_id in missed:
+                kept = self._accounts[account_id]
+                kept.open.sync(map(self._open_order_of_row, again.open_rows[account_id]))
+                kept.recent = deque(again.times[account_id])
         open_rows, recent = reads.open_rows, reads.times
-        for kept in added:  # other desks added orders (some may have ended since): the same sums, priced anew only for those
-            kept.open.sync(map(self._open_order_of_row, open_rows[kept.profile.id]))
-            kept.recent = deque(recent[kept.profile.id])
         if not stale:
             return global_state, reads.stored
         stored_limits = await repo.limits_of(ids)
@@ -342,6 +346,24 @@ class OrderDesk:
                 recent=deque(recent[profile.id]),
             )
         return global_state, reads.stored
+
+    def _add_theirs(self, account_id: str, known: int, added: dict[str, list[Any]]) -> bool:
+        """Count the orders other desks added to the account since desk version `known` (`added`: tagged above it);
+        False, counting nothing, when they are not all there: some desk version in between (each a group of another
+        desk) tagged no order - a group that added none, or a desk of a release that does not tag them.
+
+        Only order desks wrote the account since (`BooksVersions.only_desks_since`) and they only add orders: what it
+        keeps is still true but for those."""
+        kept = self._accounts[account_id]
+        rows = added[account_id]
+        if len({row.desk_version for row in rows}) != kept.version.desks - known - 1:
+            return False
+        for row in rows:
+            if row.status in OPEN_STATUSES:
+                kept.open.put(self._open_order_of_row(row))
+        if rows:
+            kept.recent = deque(sorted([*kept.recent, *(row.created_at for row in rows)]))
+        return True
 
     # -- one decision ------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ of the account went stale.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +21,7 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import Row, String, Table, and_, bindparam, func, insert, literal_column, null, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import BigInteger
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
 from tradestack.domain.risk import TradingState
@@ -41,6 +42,9 @@ _IN_CHUNK = 500  # ids in one IN (...): well under SQLite's 32,766 parameters
 # side, one index lookup each (two ANYs had the generic plan probe every account with every client order id); elsewhere
 # an IN of each, the exact pairs picked in Python.
 _PAIRS = unnested(("accounts", "account_id", String()), ("clients", "client_order_id", String()))
+# The orders of each account tagged with a desk version above the one given for it, the same way on PostgreSQL;
+# elsewhere above the least of them, the exact ones picked in Python.
+_KNOWN = unnested(("added_accounts", "account_id", String()), ("added_versions", "desk_version", BigInteger()))
 _INSERT_ORDERS = insert(_ORDERS)
 _INSERT_ORDER_EVENTS = insert(_ORDER_EVENTS)
 
@@ -65,6 +69,8 @@ def _desk_reads(postgresql: bool) -> Any:
     - ``order``: the order of one of the group's (account id, client order id) pairs (all its columns);
     - ``desk``: an open order, or one created at or after ``since``, of the accounts whose orders the desk reads
       again (the columns the risk state counts and its creation time; the others NULL);
+    - ``added``: an order another order desk wrote since, of the accounts only order desks wrote since this desk did:
+      one tagged with a desk version above the one the desk knows (the ``desk`` columns and ``desk_version``);
     - ``state``: the trading state of one of ``scopes``: its scope in ``id``, its state in ``status``,
       its reason in ``reason``.
 
@@ -87,6 +93,17 @@ def _desk_reads(postgresql: bool) -> Any:
         in_list(_ORDERS.c.account_id, "desk_accounts", postgresql=postgresql),
         or_(_ORDERS.c.status.in_(OPEN_STATUSES), _ORDERS.c.created_at >= bindparam("since")),
     )
+    tagged = select(
+        literal_column("'added'", String()), *(c if c.name in {*counted, "desk_version"} else null() for c in columns), null()
+    )
+    added = (
+        tagged.join(_KNOWN, and_(_ORDERS.c.account_id == _KNOWN.c.account_id, _ORDERS.c.desk_version > _KNOWN.c.desk_version))
+        if postgresql
+        else tagged.where(
+            _ORDERS.c.account_id.in_(bindparam("added_accounts", expanding=True)),
+            _ORDERS.c.desk_version > bindparam("added_since"),
+        )
+    )
     by_name = {
         "id": TradingStateRow.scope,
         "status": TradingStateRow.state,
@@ -95,7 +112,7 @@ def _desk_reads(postgresql: bool) -> Any:
     states = select(literal_column("'state'", String()), *(by_name.get(column.name, null()) for column in columns), null()).where(
         in_list(TradingStateRow.scope, "scopes", postgresql=postgresql)
     )
-    return union_all(pairs, desk, states).order_by(literal_column("created_at").nulls_first(), literal_column("id"))
+    return union_all(pairs, desk, added, states).order_by(literal_column("created_at").nulls_first(), literal_column("id"))
 
 
 _DESK_READS = PerDialect(_desk_reads(postgresql=True), _desk_reads(postgresql=False))
@@ -127,11 +144,13 @@ async def books_session(database: Database) -> AsyncIterator[AsyncSession]:
 @dataclass(slots=True)
 class DeskReads:
     """What `TradingRepository.desk_reads` read: the stored orders by (account id, client order id), the open order rows
-    and the order times since, by account, and the trading states by scope."""
+    and the order times since, by account, the orders other desks added since a known desk version (oldest first), by
+    account, and the trading states by scope."""
 
     stored: dict[tuple[str, str], Any]
     open_rows: dict[str, list[Any]]
     times: dict[str, list[datetime]]
+    added: dict[str, list[Any]]
     states: dict[str, TradingState]
 
 
@@ -234,12 +253,15 @@ class TradingRepository:
         await self.session.flush()
         _project(row, order)
 
-    async def create_many(self, created: Sequence[tuple[Order, Sequence[OrderEvent], str]]) -> None:
-        """Insert new orders (order, its first events, fingerprint): on PostgreSQL one statement of column arrays
+    async def create_many(
+        self, created: Sequence[tuple[Order, Sequence[OrderEvent], str]], desk_versions: Mapping[str, int]
+    ) -> None:
+        """Insert new orders (order, its first events, fingerprint), each tagged with its account's desk version in
+        `desk_versions` (the order desk's lock's): on PostgreSQL one statement of column arrays
         (`_INSERT_NEW_ORDERS`), elsewhere two executemany statements (projections, events)."""
         if not created:
             return
-        projections, events = _new_rows(created)
+        projections, events = _new_rows(created, desk_versions)
         if self._postgresql:
             columns = {f"orders_{name}": [row[name] for row in projections] for name in _ORDER_COLUMNS}
             columns |= {f"order_events_{name}": [row[name] for row in events] for name in _EVENT_COLUMNS}
@@ -295,25 +317,38 @@ class TradingRepository:
         return list(await self.session.scalars(query))
 
     async def desk_reads(
-        self, keys: Sequence[tuple[str, str]], account_ids: Sequence[str], since: datetime, scopes: Sequence[str]
+        self,
+        keys: Sequence[tuple[str, str]],
+        account_ids: Sequence[str],
+        since: datetime,
+        scopes: Sequence[str],
+        known: Mapping[str, int] | None = None,
     ) -> DeskReads:
         """What the order desk reads of a group after locking it, in one statement (`_desk_reads`): the stored orders of
         the (account id, client order id) `keys`; the open orders and the times of the orders created at or after
-        `since` of `account_ids`; the trading states of `scopes` and the global one (absent ones ACTIVE)."""
+        `since` of `account_ids`; the orders tagged with a desk version above the one `known` gives for their account
+        (account id: desk version); the trading states of `scopes` and the global one (absent ones ACTIVE)."""
         wanted = set(keys)
+        known = known or {}
         reads = DeskReads(
             stored={},
             open_rows={account_id: [] for account_id in account_ids},
             times={account_id: [] for account_id in account_ids},
+            added={account_id: [] for account_id in known},
             states={},
         )
-        parameters = {
+        parameters: dict[str, Any] = {
             "accounts": [a for a, _ in wanted],
             "clients": [c for _, c in wanted],
             "desk_accounts": list(account_ids),
             "since": since,
             "scopes": [GLOBAL_SCOPE, *scopes],
+            "added_accounts": list(known),
         }
+        if self._postgresql:
+            parameters["added_versions"] = list(known.values())
+        else:
+            parameters["added_since"] = min(known.values(), default=0)
         for row in await execute_core(self.session, _DESK_READS.of(self.session), parameters):
             part = row.part
             if part == "desk":
@@ -324,6 +359,9 @@ class TradingRepository:
             elif part == "order":
                 if (key := (row.account_id, row.client_order_id)) in wanted:
                     reads.stored[key] = row
+            elif part == "added":
+                if row.desk_version > known[row.account_id]:
+                    reads.added[row.account_id].append(row)
             else:
                 reads.states[row.id] = TradingState(row.status)
         return reads
@@ -382,7 +420,7 @@ _WIDE = Context(prec=60, rounding=ROUND_HALF_EVEN)
 
 
 def _new_rows(
-    created: Sequence[tuple[Order, Sequence[OrderEvent], str]],
+    created: Sequence[tuple[Order, Sequence[OrderEvent], str]], desk_versions: Mapping[str, int]
 ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     """The rows of new orders: their projections and their events."""
     projections: list[dict[str, object]] = []
@@ -394,7 +432,7 @@ def _new_rows(
                 "id": order.id, "account_id": request.account_id, "client_order_id": request.client_order_id,
                 "fingerprint": fingerprint, "symbol": request.symbol, "side": request.side.value,
                 "type": request.type.value, "time_in_force": request.time_in_force.value, "created_at": order.created_at,
-                **_projection(order),
+                "desk_version": desk_versions.get(request.account_id), **_projection(order),
             }
         )  # fmt: skip
         events += [

@@ -10,14 +10,16 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, update
 from sqlalchemy.engine import Engine, make_url
 
 from tradestack.books.service import BooksService
 from tradestack.identity.permissions import Role
 from tradestack.kit.config import Settings
 from tradestack.kit.runtime import Runtime
+from tradestack.models.trading import OrderRow
 from tradestack.trading.desk import DESK
+from tradestack.trading.repository import DeskReads, TradingRepository
 
 from ..conftest import MakeUser  # type: ignore[import-not-found]
 from .conftest import PublishQuote  # type: ignore[import-not-found]
@@ -118,6 +120,67 @@ async def test_a_desk_sees_the_orders_another_desk_added_and_the_ones_another_wr
     fourth = await buy(4)  # 2 and 3 rest: a third buy does not fit
     assert fourth.status_code == 422, fourth.text
     assert fourth.json()["check"] == "buying_power", fourth.text
+
+
+async def test_a_desk_reads_only_the_orders_another_desk_added_since(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    publish_quote: PublishQuote,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Desk A keeps an account with an open order; desk B adds one. Desk A's next group reads only desk B's order (the
+    one tagged with a desk version above the one desk A knows), not the account's open orders again, and still
+    counts both: together they never reserve more than the cash."""
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "10000")
+    await publish_quote("AAPL", "100.00", "100.01", last="100.00")
+
+    async def buy(n: int) -> httpx.Response:  # each reserves 40 x 99 = 3,960 USD (plus fees): two fit, three do not
+        return await client.post(
+            "/api/orders", json=limit_buy(account, f"added-{n}", price="99.00", quantity="40"), headers=trader.headers
+        )
+
+    await on_two_desks(runtime, buy)  # order 1 on desk A, order 2 on desk B; desk A is this process's desk again
+    read: list[DeskReads] = []
+    desk_reads = TradingRepository.desk_reads
+
+    async def spied(self: TradingRepository, *args: Any, **kwargs: Any) -> DeskReads:
+        read.append(await desk_reads(self, *args, **kwargs))
+        return read[-1]
+
+    monkeypatch.setattr(TradingRepository, "desk_reads", spied)
+    third = await buy(3)
+    assert third.status_code == 422, third.text
+    assert third.json()["check"] == "buying_power", third.text
+    [reads] = read  # one read: what desk B added covers every desk version desk A did not write
+    assert reads.open_rows.get(account, []) == []
+    page = await client.get("/api/orders", params={"account_id": account}, headers=trader.headers)
+    ids = {order["client_order_id"]: order["id"] for order in page.json()["items"]}
+    assert [row.id for row in reads.added[account]] == [ids["added-2"]]
+
+
+async def test_a_desk_reads_all_the_orders_again_when_another_desk_left_one_untagged(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
+) -> None:
+    """Desk B's order carries no desk version, as a desk of the release before them writes it: desk A finds no order
+    for desk B's version, so it reads the account's open orders again and still counts desk B's."""
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "10000")
+    await publish_quote("AAPL", "100.00", "100.01", last="100.00")
+
+    async def buy(n: int) -> httpx.Response:  # each reserves 40 x 99 = 3,960 USD (plus fees): two fit, three do not
+        return await client.post(
+            "/api/orders", json=limit_buy(account, f"untagged-{n}", price="99.00", quantity="40"), headers=trader.headers
+        )
+
+    await on_two_desks(runtime, buy)  # order 1 on desk A, order 2 on desk B; desk A is this process's desk again
+    async with runtime.database.session() as session:
+        untag = update(OrderRow).where(OrderRow.account_id == account, OrderRow.client_order_id == "untagged-2")
+        await session.execute(untag.values(desk_version=None))
+    third = await buy(3)
+    assert third.status_code == 422, third.text
+    assert third.json()["check"] == "buying_power", third.text
 
 
 async def test_a_desk_reloads_an_account_another_desk_and_another_writer_both_wrote(
