@@ -25,7 +25,6 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation, localcontext
 from enum import StrEnum
-from functools import cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
@@ -518,10 +517,15 @@ for _event_type in EVENT_TYPES.values():
 # -- serialization ------------------------------------------------------------------------------
 
 
-@cache
+_FIELD_NAMES: dict[type[OrderEvent], tuple[str, ...]] = {}
+
+
 def _field_names(kind: type[OrderEvent]) -> tuple[str, ...]:
     """The names of an event type's fields, in declaration order (`dataclasses.fields` works them out on every call)."""
-    return tuple(field.name for field in fields(kind))
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(field.name for field in fields(kind))
+    return names
 
 
 def _encode(value: object) -> Any:
