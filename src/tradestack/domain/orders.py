@@ -265,8 +265,24 @@ class OrderRequest:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The request as JSON-ready data: Decimals as canonical strings, enums as their values."""
-        return {field.name: _encode(getattr(self, field.name)) for field in fields(self)}
+        """The request as JSON-ready data: Decimals as canonical strings, enums as their values.
+
+        Every field in declaration order, spelled out: construction guarantees each one's type (an
+        exact enum, a finite Decimal), so no field needs `_encode`'s questions (done for every order, often
+        several times: its fingerprint, its first event, its audit detail).
+        """
+        limit, stop = self.limit_price, self.stop_price
+        return {
+            "client_order_id": self.client_order_id,
+            "account_id": self.account_id,
+            "symbol": self.symbol,
+            "side": self.side._value_,
+            "type": self.type._value_,
+            "quantity": plain(self.quantity),
+            "limit_price": None if limit is None else plain(limit),
+            "stop_price": None if stop is None else plain(stop),
+            "time_in_force": self.time_in_force._value_,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OrderRequest:
@@ -283,7 +299,11 @@ class OrderRequest:
         client_order_id is the same order when the fingerprints match, a conflict otherwise.
         Compare against the submitted terms (`Order.submitted_request`), not the replaced ones.
         """
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return _fingerprint_text(self.to_dict())
+
+
+_fingerprint_text = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+"""``json.dumps(data, sort_keys=True, separators=(",", ":"))`` with the encoder made once, not on every call."""
 
 
 # -- events -------------------------------------------------------------------------------------
@@ -317,7 +337,10 @@ class OrderEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """The event as JSON-ready data: its `kind`, Decimals as strings, timestamps in ISO 8601."""
-        return {"kind": self.kind} | {field.name: _encode(getattr(self, field.name)) for field in fields(self)}
+        data: dict[str, Any] = {"kind": self.kind}
+        for name in _field_names(type(self)):
+            data[name] = _encode(getattr(self, name))
+        return data
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -492,6 +515,17 @@ for _event_type in EVENT_TYPES.values():
 
 
 # -- serialization ------------------------------------------------------------------------------
+
+
+_FIELD_NAMES: dict[type[OrderEvent], tuple[str, ...]] = {}
+
+
+def _field_names(kind: type[OrderEvent]) -> tuple[str, ...]:
+    """The names of an event type's fields, in declaration order (`dataclasses.fields` works them out on every call)."""
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(field.name for field in fields(kind))
+    return names
 
 
 def _encode(value: object) -> Any:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from tradestack.audit.service import AuditService
 from tradestack.identity.permissions import Role
+from tradestack.kit.metrics import BATCHED, ORDERS
 from tradestack.kit.runtime import Runtime
 from tradestack.models.audit import AuditEntry
 from tradestack.models.books import FillRow
@@ -338,6 +339,34 @@ async def test_short_selling_only_where_the_account_allows_it_and_metrics_count_
     assert 'orders_total{status="denied",type="limit"}' in metrics
     assert 'orders_total{status="accepted",type="limit"}' in metrics
     assert "order_placement_latency_seconds_count" in metrics
+
+
+def _sample(metrics: str, series: str) -> float:
+    """The value of one series (``name{labels}``) in an exposition text; 0 when absent."""
+    for line in metrics.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_order_metrics_batched_by_a_worker_are_all_in_its_metrics_answer(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, monkeypatch: Any
+) -> None:
+    # With several workers (BATCHED enabled) a submitted order's counter and latency wait in the batch: /metrics
+    # writes them before it renders, so every order is counted there, once.
+    monkeypatch.setattr(BATCHED, "enabled", True)
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader)
+    await publish_quote("AAPL", "150.00", "150.02")
+    accepted, latencies = 'orders_total{status="accepted",type="limit"}', "order_placement_latency_seconds_count"
+    before = (await client.get("/metrics")).text
+    for n in range(3):
+        placed = await client.post("/api/orders", json=limit_buy(account, f"b{n}", price="100.00"), headers=trader.headers)
+        assert placed.status_code == 201, placed.text
+    assert ORDERS.labels(type="limit", status="accepted") in BATCHED._counts, "the order counter waits in the batch"
+    after = (await client.get("/metrics")).text
+    assert _sample(after, accepted) == _sample(before, accepted) + 3
+    assert _sample(after, latencies) == _sample(before, latencies) + 3
 
 
 async def test_open_sells_count_against_the_position_for_the_short_selling_check(

@@ -12,6 +12,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from tradestack.core.errors import ConflictError
+from tradestack.core.money import plain
 from tradestack.domain.instruments import instrument
 from tradestack.domain.marketdata import Side
 from tradestack.domain.orders import (
@@ -781,6 +782,36 @@ def test_the_fingerprint_is_sorted_compact_json_of_every_term() -> None:
         '{"account_id":"acc-1","client_order_id":"c-1","limit_price":"100.05","quantity":"100","side":"buy",'
         '"stop_price":null,"symbol":"AAPL","time_in_force":"day","type":"limit"}'
     )
+
+
+def _encoded_field_by_field(terms: OrderRequest) -> dict[str, object]:
+    """What `OrderRequest.to_dict` must equal: every field, in declaration order, encoded by its value's type."""
+    encoded: dict[str, object] = {}
+    for field in dataclasses.fields(terms):
+        value = getattr(terms, field.name)
+        encoded[field.name] = (
+            value.value if isinstance(value, Side | OrderType | TimeInForce)
+            else plain(value) if isinstance(value, Decimal)
+            else value
+        )  # fmt: skip
+    return encoded
+
+
+_texts = st.text(min_size=1, max_size=8).filter(lambda text: not text.isspace())
+
+
+@settings(max_examples=200)
+@given(terms=st.builds(
+    dataclasses.replace, st.deferred(lambda: requests()), client_order_id=_texts, account_id=_texts, symbol=_texts
+))  # fmt: skip
+def test_to_dict_and_the_fingerprint_cover_every_field_as_encoded_one_by_one(terms: OrderRequest) -> None:
+    # to_dict spells the fields out: a field added to OrderRequest must be added there too, in the same place;
+    # the fingerprint is json.dumps of it (sorted keys, compact, non-ASCII escaped) as stored fingerprints were made.
+    expected = _encoded_field_by_field(terms)
+    assert list(terms.to_dict().items()) == list(expected.items())
+    assert terms.fingerprint() == json.dumps(expected, sort_keys=True, separators=(",", ":"))
+    submitted_request = OrderSubmitted(order_id=OID, ts=T0, request=terms).to_dict()["request"]
+    assert submitted_request == expected
 
 
 @pytest.mark.parametrize(
