@@ -649,7 +649,7 @@ class Database:
         self._loop_reader_engine: AsyncEngine | None = None  # its pool; `_loop_reader` the same in autocommit
         self._loop_reader: AsyncEngine = self.engine
         self._writer_sessions = self._sessions
-        self._writer_kept: AsyncSession | None = None  # SQLite: `_kept_writer`'s session, bound to its connection
+        self._writer_kept: AsyncSession | None = None  # `_kept_writer`'s session, bound to its connection
         self._writer_busy = False
         self._writer_lock = writer_lock or ThreadSafeLock()
 
@@ -701,13 +701,13 @@ class Database:
         one transaction that finds out (SQLAlchemy then discards it) and the next one reconnects;
         the loop's caller retries. On SQLite (a file) it has a connection of its own too, whose
         statements run on the loop's thread, not on the connection's (`_InlineConnection`): hold
-        `writing` around it, and keep its transactions short. There one session on one connection
+        `writing` around it, and keep its transactions short. On both, one session on one connection
         serves every transaction in turn (`_kept_writer`).
         """
         if self._writer_engine is None and (self.dialect == "postgresql" or self._sqlite_file):
             self._writer_engine = create_engine(self.url, self._settings, role="writer", single_writer=True)
             self._writer_sessions = async_sessionmaker(self._writer_engine, expire_on_commit=False, autoflush=False)
-        if self._writer_engine is not None and self._sqlite_file and not self._writer_busy:
+        if self._writer_engine is not None and not self._writer_busy:
             async with self._kept_writer(self._writer_engine) as session:
                 yield session
             return
@@ -716,11 +716,12 @@ class Database:
 
     @asynccontextmanager
     async def _kept_writer(self, engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
-        """`writer_session` on SQLite: the same session on the same connection, transaction after transaction.
+        """`writer_session`: the same session on the same connection, transaction after transaction.
 
         A session of its own for each transaction took a connection from the pool and gave it back
         (its reset, the pool's events), and closing the session took a task of its own and two more
-        turns of the event loop: ~140 us of the loop's CPU per order group. Between transactions the
+        turns of the event loop: ~140 us of the loop's CPU per order group on SQLite, ~120-140 us of a
+        three-statement group's ~730 on PostgreSQL (measured, thread CPU). Between transactions the
         session holds nothing (`expunge_all`, as closing it would); a transaction that fails is
         rolled back and its session and connection are let go, so the next one starts afresh.
         """

@@ -418,7 +418,18 @@ async def test_sqlite_writer_session_keeps_one_connection_across_transactions_an
 ) -> None:
     """Transaction after transaction on one connection, none taken from the pool again; nothing held between them;
     a failed one rolled back, its connection let go, the next one fine."""
-    db = Database(Settings(database_url=sqlite_url))
+    await _keeps_one_connection(sqlite_url)
+
+
+async def test_postgresql_writer_session_keeps_one_connection_across_transactions_and_lets_a_failed_one_go(
+    postgres_url: str,
+) -> None:
+    """As on SQLite (`Database._kept_writer`)."""
+    await _keeps_one_connection(postgres_url)
+
+
+async def _keeps_one_connection(url: str) -> None:
+    db = Database(Settings(database_url=url))
     try:
         await migrations.upgrade(db.engine)
         async with db.writer_session():
