@@ -15,9 +15,11 @@ from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, bindpa
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.exc import DBAPIError
 
+from tradestack.kit import db as db_module
 from tradestack.kit import migrations
 from tradestack.kit.config import Settings
-from tradestack.kit.db import Database, execute_core
+from tradestack.kit.db import Database, execute_core, in_list, unnest_insert
+from tradestack.kit.outages import is_lock_timeout
 from tradestack.kit.types import ExactDecimal
 from tradestack.models.base import UTCDateTime
 from tradestack.models.instance import Instance
@@ -223,26 +225,37 @@ _SELECT = select(_ROWS.c.id, _ROWS.c.amount, _ROWS.c.at, _ROWS.c.flag).where(
 _WITH_DEFAULT = insert(_ROWS)  # executed without `note`: its Python-side default needs SQLAlchemy
 
 
+async def _direct_rows_table(db: Database) -> list[dict[str, Any]]:
+    """Create ``direct_rows``; three rows to write to it."""
+    async with db.engine.begin() as connection:
+        await connection.run_sync(_METADATA.create_all)
+    return [
+        {"id": f"r{n}", "amount": Decimal(f"{n}.10"), "at": NOW, "flag": n % 2 == 0, "count": n, "note": "given"}
+        for n in range(3)
+    ]
+
+
+def _count_executions(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """A list that gets an item for each statement SQLAlchemy executes (its execution begins with an execution context)."""
+    contexts: list[Any] = []
+    made = DefaultExecutionContext._init_compiled.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        contexts.append(args)
+        return made(cls, *args, **kwargs)
+
+    monkeypatch.setattr(DefaultExecutionContext, "_init_compiled", classmethod(counted))
+    return contexts
+
+
 async def test_sqlite_writer_session_runs_prebuilt_core_statements_on_the_driver_with_sqlalchemys_types(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`execute_core` on the order desk's SQLite connection: no SQLAlchemy execution, the same rows and stored values."""
     db = Database(Settings(database_url=sqlite_url))
     try:
-        async with db.engine.begin() as connection:
-            await connection.run_sync(_METADATA.create_all)
-        rows = [
-            {"id": f"r{n}", "amount": Decimal(f"{n}.10"), "at": NOW, "flag": n % 2 == 0, "count": n, "note": "given"}
-            for n in range(3)
-        ]
-        contexts: list[Any] = []  # SQLAlchemy's execution of a statement begins with an execution context
-        made = DefaultExecutionContext._init_compiled.__func__  # type: ignore[attr-defined]
-
-        def counted(cls: Any, *args: Any, **kwargs: Any) -> Any:
-            contexts.append(args)
-            return made(cls, *args, **kwargs)
-
-        monkeypatch.setattr(DefaultExecutionContext, "_init_compiled", classmethod(counted))
+        rows = await _direct_rows_table(db)
+        contexts = _count_executions(monkeypatch)
         async with db.writing(), db.writer_session() as session:
             await execute_core(session, _INSERT, rows)  # executemany
             await execute_core(session, _INSERT, {**rows[0], "id": "single"})
@@ -287,12 +300,136 @@ async def test_sqlite_writer_session_runs_prebuilt_core_statements_on_the_driver
         await db.dispose()
 
 
+_BUMP_PG = update(_ROWS).where(in_list(_ROWS.c.id, "ids", postgresql=True)).values(count=_ROWS.c.count + 1).returning(*_ROWS.c)
+_SELECT_PG = select(_ROWS.c.id, _ROWS.c.amount, _ROWS.c.at, _ROWS.c.flag).where(
+    in_list(_ROWS.c.id, "ids", postgresql=True), _ROWS.c.count >= bindparam("least")
+)
+_UNNEST = unnest_insert(_ROWS)
+
+
+def _failure(exc: BaseException) -> tuple[Any, ...]:
+    """What a caller sees of a database error: its class, the driver error's class and SQLSTATE, the outage tests."""
+    orig = getattr(exc, "orig", None)
+    return (
+        type(exc),
+        type(orig),
+        getattr(orig, "sqlstate", None),
+        type(exc.__cause__),
+        getattr(exc, "connection_invalidated", None),
+        is_lock_timeout(exc),
+    )
+
+
+async def test_postgresql_writer_session_runs_prebuilt_core_statements_on_asyncpg_with_sqlalchemys_types_and_errors(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`execute_core` on the order desk's PostgreSQL connection: no SQLAlchemy execution, in SQLAlchemy's transaction,
+    the same rows and stored values, errors raised as SQLAlchemy raises them (lock timeout, integrity, lost connection)."""
+    db = Database(Settings(database_url=postgres_url, database_lock_timeout_seconds=0.2))
+    try:
+        rows = await _direct_rows_table(db)
+        columns = {f"direct_rows_{name}": [row[name] for row in rows] for name in rows[0]}
+        contexts = _count_executions(monkeypatch)
+        async with db.writer_session() as session:
+            await execute_core(session, _UNNEST, columns)
+            await execute_core(session, _INSERT, {**rows[0], "id": "single"})
+            bumped = await execute_core(session, _BUMP_PG, {"ids": ["r0", "r2"]})
+            picked = await execute_core(session, _SELECT_PG, {"ids": ["r1", "r2", "single"], "least": 1})
+            none = await execute_core(session, _SELECT_PG, {"ids": [], "least": 0})
+            assert contexts == []  # none went through SQLAlchemy's execution
+            await execute_core(session, _INSERT, [{**rows[0], "id": "many1"}, {**rows[0], "id": "many2"}])
+            assert len(contexts) == 1  # an executemany: SQLAlchemy's
+            await execute_core(session, _WITH_DEFAULT, {"id": "dflt", "amount": Decimal(1), "at": NOW, "flag": True, "count": 0})
+            assert len(contexts) == 2  # a Python-side default: SQLAlchemy's own execution computes it
+        assert sorted((r.id, r.count, r.amount, r.at, r.flag) for r in bumped) == [
+            ("r0", 1, Decimal("0.1"), NOW, True),
+            ("r2", 3, Decimal("2.1"), NOW, True),
+        ]
+        assert sorted(tuple(r) for r in picked) == [("r1", Decimal("1.1"), NOW, False), ("r2", Decimal("2.1"), NOW, True)]
+        assert none == []
+        async with db.session() as session:  # the same rows through SQLAlchemy, committed
+            stored = (await session.execute(select(_ROWS).order_by(_ROWS.c.id))).all()
+            raw = (await session.execute(text("SELECT id, amount::text, at::text, flag FROM direct_rows ORDER BY id"))).all()
+            await session.execute(insert(_ROWS), {**rows[0], "id": "viasa"})
+            via_sqlalchemy = (
+                await session.execute(text("SELECT amount::text, at::text, flag FROM direct_rows WHERE id = 'viasa'"))
+            ).one()
+        assert [tuple(r) for r in stored] == [
+            ("dflt", Decimal(1), NOW, True, 0, "python-side"),
+            ("many1", Decimal("0.1"), NOW, True, 0, "given"),
+            ("many2", Decimal("0.1"), NOW, True, 0, "given"),
+            ("r0", Decimal("0.1"), NOW, True, 1, "given"),
+            ("r1", Decimal("1.1"), NOW, False, 1, "given"),
+            ("r2", Decimal("2.1"), NOW, True, 3, "given"),
+            ("single", Decimal("0.1"), NOW, True, 0, "given"),
+        ]
+        assert tuple(raw[3][1:]) == tuple(via_sqlalchemy)  # stored as SQLAlchemy stores them
+
+        async def failure(direct: bool, statement: Any, parameters: Any) -> tuple[Any, ...]:
+            monkeypatch.setattr(db_module, "_desk_asyncpg", desk_asyncpg if direct else lambda connection: False)
+            contexts.clear()
+            with pytest.raises(Exception) as raised:  # noqa: PT011  # compared below, whatever it is
+                async with db.writer_session() as session:
+                    await execute_core(session, statement, parameters)
+            assert (contexts == []) is direct
+            return _failure(raised.value)
+
+        desk_asyncpg = db_module._desk_asyncpg
+        duplicate = {**rows[0], "id": "r1"}
+        assert await failure(True, _INSERT, duplicate) == await failure(False, _INSERT, duplicate)
+        async with db.session() as holder:  # another transaction holds r1's row: the desk's UPDATE times out
+            await holder.execute(text("SELECT 1 FROM direct_rows WHERE id = 'r1' FOR UPDATE"))
+            timeouts = [await failure(direct, _BUMP_PG, {"ids": ["r1"]}) for direct in (True, False)]
+        assert timeouts[0] == timeouts[1]
+        assert timeouts[0][-1] is True  # kit.outages.is_lock_timeout: the desk's 503
+        # The server ends the writer's connection: the statement fails as SQLAlchemy's would, the connection is
+        # invalidated, and the next transaction reconnects.
+        lost = []
+        for direct in (True, False):
+            async with db.writer_session() as session:
+                await execute_core(session, _SELECT_PG, {"ids": ["r0"], "least": 0})
+            async with db.session() as killer:
+                await killer.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                        " WHERE pid <> pg_backend_pid() AND datname = current_database() AND state = 'idle'"
+                    )
+                )
+            await asyncio.sleep(0.1)  # the writer's connection has seen its end (else which error it gets is a race)
+            lost.append(await failure(direct, _SELECT_PG, {"ids": ["r0"], "least": 0}))
+        assert lost[0] == lost[1]
+        assert lost[0][4] is True  # connection_invalidated
+        monkeypatch.setattr(db_module, "_desk_asyncpg", desk_asyncpg)
+        contexts.clear()
+        async with db.writer_session() as session:
+            again = await execute_core(session, _SELECT_PG, {"ids": ["r0"], "least": 0})
+            assert contexts == []
+            seen: list[str] = []
+            event.listen(session.bind.sync_engine, "before_cursor_execute", lambda *args: seen.append(args[2]))  # type: ignore[union-attr]
+            await execute_core(session, _SELECT_PG, {"ids": ["r0"], "least": 0})
+            assert len(seen) == 1  # the writer's own listener sees it: SQLAlchemy ran it
+        assert [r.id for r in again] == ["r0"]
+    finally:
+        await db.dispose()
+
+
 async def test_sqlite_writer_session_keeps_one_connection_across_transactions_and_lets_a_failed_one_go(
     sqlite_url: str,
 ) -> None:
     """Transaction after transaction on one connection, none taken from the pool again; nothing held between them;
     a failed one rolled back, its connection let go, the next one fine."""
-    db = Database(Settings(database_url=sqlite_url))
+    await _keeps_one_connection(sqlite_url)
+
+
+async def test_postgresql_writer_session_keeps_one_connection_across_transactions_and_lets_a_failed_one_go(
+    postgres_url: str,
+) -> None:
+    """As on SQLite (`Database._kept_writer`)."""
+    await _keeps_one_connection(postgres_url)
+
+
+async def _keeps_one_connection(url: str) -> None:
+    db = Database(Settings(database_url=url))
     try:
         await migrations.upgrade(db.engine)
         async with db.writer_session():
