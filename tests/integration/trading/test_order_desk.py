@@ -31,6 +31,16 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"database_lock_timeout_seconds": 0.5})
 
 
+def buyer(client: httpx.AsyncClient, trader: Any, account: str, prefix: str) -> Callable[[int], Awaitable[httpx.Response]]:
+    """Resting AAPL limit buys `prefix-n` of 40 at 99.00: each reserves 40 x 99 = 3,960 USD (plus fees)."""
+
+    async def buy(n: int) -> httpx.Response:
+        body = limit_buy(account, f"{prefix}-{n}", price="99.00", quantity="40")
+        return await client.post("/api/orders", json=body, headers=trader.headers)
+
+    return buy
+
+
 async def on_two_desks(runtime: Runtime, buy: Callable[[int], Awaitable[httpx.Response]]) -> None:
     """Order 1 accepted by desk A (which then keeps the account), order 2 by desk B (the next request makes a new
     desk, which reads the account fresh), as two API workers would; desk A is then this process's desk again."""
@@ -58,9 +68,7 @@ async def test_a_desk_does_not_decide_on_books_another_desk_changed(
     await publish_quote("AAPL", "100.00", "100.01", last="100.00")
     # Each resting buy reserves 40 x 99 = 3,960 USD (plus fees) of the 10,000: two fit, three do not.
 
-    async def buy(n: int) -> httpx.Response:
-        body = limit_buy(account, f"desk-{n}", price="99.00", quantity="40")
-        return await client.post("/api/orders", json=body, headers=trader.headers)
+    buy = buyer(client, trader, account, "desk")
 
     await on_two_desks(runtime, buy)  # order 1 on desk A, order 2 on desk B; desk A is this process's desk again
     by_connection: dict[int, list[str]] = {}
@@ -103,10 +111,7 @@ async def test_a_desk_sees_the_orders_another_desk_added_and_the_ones_another_wr
     account = await open_account(client, trader, "10000")
     await publish_quote("AAPL", "100.00", "100.01", last="100.00")
 
-    async def buy(n: int) -> httpx.Response:  # each reserves 40 x 99 = 3,960 USD (plus fees): two fit, three do not
-        return await client.post(
-            "/api/orders", json=limit_buy(account, f"sync-{n}", price="99.00", quantity="40"), headers=trader.headers
-        )
+    buy = buyer(client, trader, account, "sync")  # two fit in the 10,000, three do not
 
     first = await buy(1)
     assert first.status_code == 201  # desk A keeps the account
@@ -136,10 +141,7 @@ async def test_a_desk_reads_only_the_orders_another_desk_added_since(
     account = await open_account(client, trader, "10000")
     await publish_quote("AAPL", "100.00", "100.01", last="100.00")
 
-    async def buy(n: int) -> httpx.Response:  # each reserves 40 x 99 = 3,960 USD (plus fees): two fit, three do not
-        return await client.post(
-            "/api/orders", json=limit_buy(account, f"added-{n}", price="99.00", quantity="40"), headers=trader.headers
-        )
+    buy = buyer(client, trader, account, "added")  # two fit in the 10,000, three do not
 
     await on_two_desks(runtime, buy)  # order 1 on desk A, order 2 on desk B; desk A is this process's desk again
     read: list[DeskReads] = []
@@ -169,10 +171,7 @@ async def test_a_desk_reads_all_the_orders_again_when_another_desk_left_one_unta
     account = await open_account(client, trader, "10000")
     await publish_quote("AAPL", "100.00", "100.01", last="100.00")
 
-    async def buy(n: int) -> httpx.Response:  # each reserves 40 x 99 = 3,960 USD (plus fees): two fit, three do not
-        return await client.post(
-            "/api/orders", json=limit_buy(account, f"untagged-{n}", price="99.00", quantity="40"), headers=trader.headers
-        )
+    buy = buyer(client, trader, account, "untagged")  # two fit in the 10,000, three do not
 
     await on_two_desks(runtime, buy)  # order 1 on desk A, order 2 on desk B; desk A is this process's desk again
     async with runtime.database.session() as session:
@@ -193,10 +192,7 @@ async def test_a_desk_reloads_an_account_another_desk_and_another_writer_both_wr
     account = await open_account(client, trader, "5000")
     await publish_quote("AAPL", "100.00", "100.01", last="100.00")
 
-    async def buy(n: int) -> httpx.Response:  # each reserves 40 x 99 = 3,960 USD (plus fees)
-        return await client.post(
-            "/api/orders", json=limit_buy(account, f"mixed-{n}", price="99.00", quantity="40"), headers=trader.headers
-        )
+    buy = buyer(client, trader, account, "mixed")
 
     assert (await buy(1)).status_code == 201  # desk A keeps the account: 3,960 of the 5,000 reserved
     desk_a = runtime.components.pop(DESK)
