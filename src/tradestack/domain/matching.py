@@ -459,9 +459,10 @@ class MatchingEngine:
         if type(ts) is not datetime or ts.tzinfo is not UTC:
             _require_utc("ts", ts)
         self._check_order(order)
+        latency = self.latency
         progress = _Progress(
             order,
-            self.latency.eligible_at(ts),
+            latency.eligible_at(ts) if latency.seconds else ts,  # what `eligible_at` answers for no latency
             order.remaining,
             order.triggered,
             fills=order.fills,
@@ -471,7 +472,7 @@ class MatchingEngine:
         self._seq += 1
         progress.seq = self._seq
         self._orders[order.order_id] = progress
-        if self._quote is None or progress.eligible_at > ts or not self.is_open(ts):
+        if self._quote is None or progress.eligible_at > ts or not (self.hours is None or self.hours.is_open(ts)):
             self._place(progress)
             return []
         events = self._step(progress, _from_quote(self._quote, ts))
@@ -630,11 +631,11 @@ class MatchingEngine:
     def _fill_price(self, progress: _Progress, market: _Market) -> Decimal | None:
         """The price this order fills at in `market`, or None when it cannot fill there."""
         order = progress.order
-        touch = market.price_for(order.side)
+        buy = order.side is _SIDE_BUY
+        touch = market.buy_price if buy else market.sell_price  # `market.price_for(order.side)`
         if touch is None:
             return None
         tick = self.instrument.tick_size
-        buy = order.side is _SIDE_BUY
         limit = order.limit_price
         if limit is None:  # market, or a triggered stop
             price = self.slippage.price(order.side, touch, tick)
@@ -655,13 +656,13 @@ class MatchingEngine:
 
     def _fill_quantity(self, progress: _Progress, market: _Market) -> Decimal:
         """Whole lots this order may take now: its participation cap, the size left, its remainder."""
-        side = progress.order.side
-        size = market.size_for(side)
+        buy = progress.order.side is _SIDE_BUY
+        size = market.buy_size if buy else market.sell_size  # `market.size_for(side)`
         lot = self.instrument.lot_size
         cap = _floor_to_lot(size * self.participation_rate, lot)
         if cap < lot <= size:
             cap = lot
-        return _floor_to_lot(min(cap, market.pool_for(side), progress.remaining), lot)
+        return _floor_to_lot(min(cap, market.buy_pool if buy else market.sell_pool, progress.remaining), lot)
 
     def _fill(self, progress: _Progress, market: _Market, quantity: Decimal, price: Decimal) -> Fill:
         order = progress.order
@@ -694,7 +695,8 @@ class MatchingEngine:
             raise ValueError(f"this engine matches {self.instrument.symbol}, not {symbol}")
 
     def _check_order(self, order: WorkingOrder) -> None:
-        self._check_symbol(order.symbol)
+        if order.symbol != self.instrument.symbol:
+            self._check_symbol(order.symbol)
         if order.order_id in self._orders:
             raise ValueError(f"order {order.order_id} is already working")
         instrument = self.instrument

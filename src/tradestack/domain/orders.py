@@ -444,7 +444,8 @@ class OrderFilled(FillEvent):
 
 def fill_event(order: Order, fill: Fill, fee_currency: str) -> FillEvent:
     """The event booking the engine's `fill` on `order`: `OrderFilled` when it fills what remains, else partial."""
-    build = _new_filled if fill.quantity == order.remaining_quantity else _new_partially_filled
+    remaining = _EXACT.subtract(order.request.quantity, order.filled_quantity)  # `order.remaining_quantity`
+    build = _new_filled if fill.quantity == remaining else _new_partially_filled
     return build(order.id, fill.ts, fill.fill_id, fill.quantity, fill.price, fill.fee, fee_currency, fill.liquidity)
 
 
