@@ -29,7 +29,9 @@ from tradestack.domain.risk import (
     evaluate,
     order_price,
     reduces_position,
+    reserve_at,
     reserve_for,
+    same_currency,
 )
 
 LIMITS = RiskLimits(
@@ -626,3 +628,49 @@ def test_evaluate_is_the_first_denial_of_the_checks_in_order(
         or check_buying_power(order, limits, state, last, fee_model=fees, to_base=to_base)
     )
     assert evaluate(order, limits, state, global_state, last, fee_model=fees, to_base=to_base) == expected
+
+
+def _identity(amount: Decimal) -> Decimal:
+    """The identity, but not `same_currency`: the checks call it as they call any conversion."""
+    return amount
+
+
+@settings(max_examples=500)
+@given(
+    order=intents(),
+    state=states(),
+    last=st.none() | _prices | st.just(Decimal(0)),
+    global_state=_states,
+    limits=st.sampled_from([LIMITS, _GENEROUS]),
+    fee_bps=st.integers(0, 50).map(Decimal),
+)
+def test_same_currency_skipped_says_what_the_identity_called_says(
+    order: OrderIntent, state: AccountRiskState, last: Decimal | None, global_state: TradingState, limits: RiskLimits, fee_bps: Decimal
+) -> None:
+    """`evaluate` and `reserve_for` do not call `same_currency`; their answers are those of an identity they call."""
+    fees = FeeModel(fee_bps, Decimal("0.35"))
+    called = evaluate(order, limits, state, global_state, last, fee_model=fees, to_base=_identity)
+    assert evaluate(order, limits, state, global_state, last, fee_model=fees, to_base=same_currency) == called
+    assert evaluate(order, limits, state, global_state, last, fee_model=fees) == called
+    try:
+        reserved = reserve_for(order, limits, last, fee_model=fees, to_base=_identity)
+    except ValueError:
+        with pytest.raises(ValueError):
+            reserve_for(order, limits, last, fee_model=fees)
+        return
+    assert _digits(reserve_for(order, limits, last, fee_model=fees)) == _digits(reserved)
+
+
+@given(order=intents(sides=st.just(Side.BUY)), fee_bps=st.integers(0, 50).map(Decimal), with_fee=st.booleans())
+def test_reserve_at_the_order_price_is_reserve_for(order: OrderIntent, fee_bps: Decimal, with_fee: bool) -> None:
+    assume(order.limit_price is not None or order.stop_price is not None)
+    fees = FeeModel(fee_bps, Decimal("0.35")) if with_fee else None
+    price = order_price(order, None, LIMITS.price_collar_pct)
+    assert price is not None
+    expected = reserve_for(order, LIMITS, None, fee_model=fees)
+    assert _digits(reserve_at(order.quantity * price, fees)) == _digits(expected)
+
+
+def _digits(value: Decimal) -> tuple[object, ...]:
+    """`value` digit for digit (10.0 and 10.00 differ)."""
+    return tuple(value.as_tuple())
