@@ -360,18 +360,6 @@ class _Market:
     def price_for(self, side: Side) -> Decimal | None:
         return self.buy_price if side is _SIDE_BUY else self.sell_price
 
-    def size_for(self, side: Side) -> Decimal:
-        return self.buy_size if side is _SIDE_BUY else self.sell_size
-
-    def pool_for(self, side: Side) -> Decimal:
-        return self.buy_pool if side is _SIDE_BUY else self.sell_pool
-
-    def take(self, side: Side, quantity: Decimal) -> None:
-        if side is _SIDE_BUY:
-            self.buy_pool -= quantity
-        else:
-            self.sell_pool -= quantity
-
 
 def _usable(price: Decimal, size: Decimal) -> tuple[Decimal | None, Decimal]:
     return (price, max(size, _ZERO)) if price > 0 else (None, _ZERO)
@@ -632,7 +620,7 @@ class MatchingEngine:
         """The price this order fills at in `market`, or None when it cannot fill there."""
         order = progress.order
         buy = order.side is _SIDE_BUY
-        touch = market.buy_price if buy else market.sell_price  # `market.price_for(order.side)`
+        touch = market.buy_price if buy else market.sell_price  # `market.price_for(order.side)`, without the call
         if touch is None:
             return None
         tick = self.instrument.tick_size
@@ -657,7 +645,7 @@ class MatchingEngine:
     def _fill_quantity(self, progress: _Progress, market: _Market) -> Decimal:
         """Whole lots this order may take now: its participation cap, the size left, its remainder."""
         buy = progress.order.side is _SIDE_BUY
-        size = market.buy_size if buy else market.sell_size  # `market.size_for(side)`
+        size = market.buy_size if buy else market.sell_size
         lot = self.instrument.lot_size
         cap = _floor_to_lot(size * self.participation_rate, lot)
         if cap < lot <= size:
@@ -666,7 +654,10 @@ class MatchingEngine:
 
     def _fill(self, progress: _Progress, market: _Market, quantity: Decimal, price: Decimal) -> Fill:
         order = progress.order
-        market.take(order.side, quantity)
+        if order.side is _SIDE_BUY:  # what it takes of the event's size
+            market.buy_pool -= quantity
+        else:
+            market.sell_pool -= quantity
         progress.remaining -= quantity
         progress.fills += 1
         progress.filled_notional += quantity * price

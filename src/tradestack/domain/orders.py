@@ -420,7 +420,8 @@ class FillEvent(OrderEvent):
             require_decimal("fee", self.fee)
         if not _is_currency(self.fee_currency):
             raise ValueError(f"fee_currency must be 2-10 characters A-Z and 0-9 (such as USD), got {self.fee_currency!r}")
-        require_member("liquidity", self.liquidity, Liquidity)
+        if type(self.liquidity) is not Liquidity:  # a member passes without the call
+            require_member("liquidity", self.liquidity, Liquidity)
 
     @property
     def notional(self) -> Decimal:
