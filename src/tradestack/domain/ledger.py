@@ -472,7 +472,7 @@ def fill_entry_with_effect(
     if position_before.symbol != symbol:
         raise InvalidEntry(f"fill for {symbol} booked against the position in {position_before.symbol}")
     effect = position_before.fill_effect(side, quantity, price)
-    position = Account.position(symbol)
+    position = _shared_account(_ACCOUNT_KIND_POSITION, symbol) if type(symbol) is str else Account.position(symbol)
     # Every posting below is sound by construction once both currencies are known codes: shared accounts of
     # those currencies (and the position's), finite amounts from the exact context, quantities on position
     # postings only. Then they skip `Posting`'s own check (one per posting, the same each time); the entry still

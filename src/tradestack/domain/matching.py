@@ -360,18 +360,6 @@ class _Market:
     def price_for(self, side: Side) -> Decimal | None:
         return self.buy_price if side is _SIDE_BUY else self.sell_price
 
-    def size_for(self, side: Side) -> Decimal:
-        return self.buy_size if side is _SIDE_BUY else self.sell_size
-
-    def pool_for(self, side: Side) -> Decimal:
-        return self.buy_pool if side is _SIDE_BUY else self.sell_pool
-
-    def take(self, side: Side, quantity: Decimal) -> None:
-        if side is _SIDE_BUY:
-            self.buy_pool -= quantity
-        else:
-            self.sell_pool -= quantity
-
 
 def _usable(price: Decimal, size: Decimal) -> tuple[Decimal | None, Decimal]:
     return (price, max(size, _ZERO)) if price > 0 else (None, _ZERO)
@@ -459,9 +447,10 @@ class MatchingEngine:
         if type(ts) is not datetime or ts.tzinfo is not UTC:
             _require_utc("ts", ts)
         self._check_order(order)
+        latency = self.latency
         progress = _Progress(
             order,
-            self.latency.eligible_at(ts),
+            latency.eligible_at(ts) if latency.seconds else ts,  # what `eligible_at` answers for no latency
             order.remaining,
             order.triggered,
             fills=order.fills,
@@ -471,7 +460,7 @@ class MatchingEngine:
         self._seq += 1
         progress.seq = self._seq
         self._orders[order.order_id] = progress
-        if self._quote is None or progress.eligible_at > ts or not self.is_open(ts):
+        if self._quote is None or progress.eligible_at > ts or not (self.hours is None or self.hours.is_open(ts)):
             self._place(progress)
             return []
         events = self._step(progress, _from_quote(self._quote, ts))
@@ -630,11 +619,11 @@ class MatchingEngine:
     def _fill_price(self, progress: _Progress, market: _Market) -> Decimal | None:
         """The price this order fills at in `market`, or None when it cannot fill there."""
         order = progress.order
-        touch = market.price_for(order.side)
+        buy = order.side is _SIDE_BUY
+        touch = market.buy_price if buy else market.sell_price  # `market.price_for(order.side)`, without the call
         if touch is None:
             return None
         tick = self.instrument.tick_size
-        buy = order.side is _SIDE_BUY
         limit = order.limit_price
         if limit is None:  # market, or a triggered stop
             price = self.slippage.price(order.side, touch, tick)
@@ -655,17 +644,20 @@ class MatchingEngine:
 
     def _fill_quantity(self, progress: _Progress, market: _Market) -> Decimal:
         """Whole lots this order may take now: its participation cap, the size left, its remainder."""
-        side = progress.order.side
-        size = market.size_for(side)
+        buy = progress.order.side is _SIDE_BUY
+        size = market.buy_size if buy else market.sell_size
         lot = self.instrument.lot_size
         cap = _floor_to_lot(size * self.participation_rate, lot)
         if cap < lot <= size:
             cap = lot
-        return _floor_to_lot(min(cap, market.pool_for(side), progress.remaining), lot)
+        return _floor_to_lot(min(cap, market.buy_pool if buy else market.sell_pool, progress.remaining), lot)
 
     def _fill(self, progress: _Progress, market: _Market, quantity: Decimal, price: Decimal) -> Fill:
         order = progress.order
-        market.take(order.side, quantity)
+        if order.side is _SIDE_BUY:  # what it takes of the event's size
+            market.buy_pool -= quantity
+        else:
+            market.sell_pool -= quantity
         progress.remaining -= quantity
         progress.fills += 1
         progress.filled_notional += quantity * price
@@ -694,7 +686,8 @@ class MatchingEngine:
             raise ValueError(f"this engine matches {self.instrument.symbol}, not {symbol}")
 
     def _check_order(self, order: WorkingOrder) -> None:
-        self._check_symbol(order.symbol)
+        if order.symbol != self.instrument.symbol:
+            self._check_symbol(order.symbol)
         if order.order_id in self._orders:
             raise ValueError(f"order {order.order_id} is already working")
         instrument = self.instrument

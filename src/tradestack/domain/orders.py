@@ -420,7 +420,8 @@ class FillEvent(OrderEvent):
             require_decimal("fee", self.fee)
         if not _is_currency(self.fee_currency):
             raise ValueError(f"fee_currency must be 2-10 characters A-Z and 0-9 (such as USD), got {self.fee_currency!r}")
-        require_member("liquidity", self.liquidity, Liquidity)
+        if type(self.liquidity) is not Liquidity:  # a member passes without the call
+            require_member("liquidity", self.liquidity, Liquidity)
 
     @property
     def notional(self) -> Decimal:
@@ -444,7 +445,8 @@ class OrderFilled(FillEvent):
 
 def fill_event(order: Order, fill: Fill, fee_currency: str) -> FillEvent:
     """The event booking the engine's `fill` on `order`: `OrderFilled` when it fills what remains, else partial."""
-    build = _new_filled if fill.quantity == order.remaining_quantity else _new_partially_filled
+    remaining = _EXACT.subtract(order.request.quantity, order.filled_quantity)  # `order.remaining_quantity`
+    build = _new_filled if fill.quantity == remaining else _new_partially_filled
     return build(order.id, fill.ts, fill.fill_id, fill.quantity, fill.price, fill.fee, fee_currency, fill.liquidity)
 
 

@@ -293,10 +293,17 @@ def reserve_for(
     return _reserve(intent.quantity * price, fee_model, to_base)
 
 
+def reserve_at(notional: Decimal, fee_model: FeeModel | None = None) -> Decimal:
+    """What a buy reserves once priced: `notional` (quantity x `order_price`) plus the estimated fee, in its currency.
+
+    `reserve_for` of an order whose price is known, such as a limit buy's: its limit price."""
+    return _reserve(notional, fee_model, same_currency)
+
+
 def _reserve(notional: Decimal, fee_model: FeeModel | None, to_base: ToBase) -> Decimal:
     """What a buy of `notional` (quote currency, at its `order_price`) reserves: notional plus estimated fee, in base currency."""
     fee = fee_model.fee(notional) if fee_model is not None else _ZERO
-    return to_base(notional + fee)
+    return notional + fee if to_base is same_currency else to_base(notional + fee)
 
 
 # -- the checks -----------------------------------------------------------------------------------
@@ -412,7 +419,8 @@ def _order_notional(limits: RiskLimits, notional: Decimal | None, to_base: ToBas
     """`check_order_notional` with the order's notional in the quote currency."""
     if notional is None:
         return None
-    notional = to_base(notional)
+    if to_base is not same_currency:  # the identity needs no call
+        notional = to_base(notional)
     if notional > limits.max_order_notional:
         return RiskDenial(
             RiskCheck.MAX_ORDER_NOTIONAL,
@@ -492,7 +500,9 @@ def _gross_exposure(
     """`check_gross_exposure` with the price it values the change at and the current and resulting positions."""
     if price is None:
         return None
-    change = to_base((abs(resulting) - abs(current)) * price)
+    change = (abs(resulting) - abs(current)) * price
+    if to_base is not same_currency:  # the identity needs no call
+        change = to_base(change)
     if change <= 0:
         return None
     after = state.gross_exposure + change
@@ -561,11 +571,12 @@ def evaluate(
     positions) are worked out once, then each check's rule - the function its `check_*` runs -
     compares on them. There is no second statement of the rules to fall out of step with them.
     """
-    quantity = intent.quantity
+    quantity, limit = intent.quantity, intent.limit_price
     current = state.positions.get(intent.symbol, _ZERO)
     resulting = current + quantity if intent.side is _SIDE_BUY else current - quantity
-    last = _usable_last(last_price)
-    price = _price(intent, last, limits.price_collar_pct)
+    # `_usable_last` (None is no Decimal) and, for an order with a limit price, `_price`, without their calls
+    last = last_price if isinstance(last_price, Decimal) and last_price.is_finite() and last_price > 0 else None
+    price = limit if limit is not None else _price(intent, last, limits.price_collar_pct)
     notional = None if price is None else quantity * price
     return (
         _trading_state(intent, state, global_state, current, resulting)

@@ -37,7 +37,7 @@ from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import FeeModel
 from tradestack.domain.orders import OrderType
 from tradestack.domain.portfolio import FxRates
-from tradestack.domain.risk import AccountRiskState, OrderIntent, RiskLimits, TradingState, reserve_for
+from tradestack.domain.risk import AccountRiskState, OrderIntent, RiskLimits, TradingState, reserve_at, reserve_for
 from tradestack.domain.snapshot import MarketSnapshot
 
 _ZERO = Decimal(0)
@@ -141,8 +141,14 @@ class OpenOrders:
             if order.type is _ORDER_TYPE_MARKET:
                 self._market_buys[order.order_id] = held
             else:
-                intent = _intent(order)
-                held.reserve = reserve_for(intent, self._limits, None, fee_model=self._fee_model(instrument))
+                limit = order.limit_price
+                if (  # a limit buy as its intent takes it: priced at its limit, as `reserve_for` prices it
+                    order.type is _ORDER_TYPE_LIMIT and order.stop_price is None and type(order.remaining) is Decimal
+                    and order.remaining.is_finite() and type(limit) is Decimal and limit.is_finite() and limit > 0
+                ):  # fmt: skip
+                    held.reserve = reserve_at(order.remaining * limit, self._fee_model(instrument))
+                else:
+                    held.reserve = reserve_for(_intent(order), self._limits, None, fee_model=self._fee_model(instrument))
                 self._reserved[held.currency] = self._reserved.get(held.currency, _ZERO) + held.reserve
         self._held[order.order_id] = held
 
@@ -268,7 +274,10 @@ def buying_power(
     """
     base = books.base_currency
     cash, held = books.cash, reserved
-    if currency == base and books.fx_policy is _FX_POLICY_AUTO_CONVERT and _only(cash, base) and _only(held, base):
+    if (  # each of cash and reserved holds nothing but (at most) the base currency
+        currency == base and books.fx_policy is _FX_POLICY_AUTO_CONVERT
+        and (not cash or (len(cash) == 1 and base in cash)) and (not held or (len(held) == 1 and base in held))
+    ):  # fmt: skip
         # one currency in play: no conversion, nothing owed from a third currency (the general rule gives the same)
         return BuyingPower(cash.get(base, _ZERO), held.get(base, _ZERO), f"{base} cash (auto-convert)")
     if books.fx_policy is _FX_POLICY_MULTI_CURRENCY:
@@ -289,11 +298,6 @@ def buying_power(
         _in(rates, {currency: held.get(currency, _ZERO)}, base) + from_base / markup,
         f"{currency} and {base} cash, {base} net of the {fx_fee_bps} bp FX fee (auto-convert; convert other currencies first)",
     )
-
-
-def _only(amounts: Mapping[str, Decimal], currency: str) -> bool:
-    """Whether `amounts` holds nothing but (at most) `currency`."""
-    return not amounts or (len(amounts) == 1 and currency in amounts)
 
 
 def _in(rates: FxRates, amounts: Mapping[str, Decimal], base: str) -> Decimal:
@@ -349,6 +353,7 @@ _new_risk_state = builder(AccountRiskState)
 # hook on every use (about 80 ns in 3.11), a module global does not; the hot paths above use these.
 _FX_POLICY_AUTO_CONVERT = FxPolicy.AUTO_CONVERT
 _FX_POLICY_MULTI_CURRENCY = FxPolicy.MULTI_CURRENCY
+_ORDER_TYPE_LIMIT = OrderType.LIMIT
 _ORDER_TYPE_MARKET = OrderType.MARKET
 _SIDE_BUY = Side.BUY
 _SIDE_SELL = Side.SELL

@@ -115,7 +115,8 @@ class MarketSnapshot:
 
     def mark(self, symbol: str) -> Decimal | None:
         """The mark price of `symbol` (None when it has no usable quote)."""
-        marked = self.marked(symbol)
+        known = self._marks.get(symbol)  # `marked`'s memo read here first: the risk path asks twice per order
+        marked = known[1] if known is not None and known[0] is self.quotes.get(symbol) else self.marked(symbol)
         return marked[0] if marked is not None else None
 
     def marked(self, symbol: str) -> tuple[Decimal, MarkSource] | None:

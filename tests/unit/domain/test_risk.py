@@ -29,7 +29,9 @@ from tradestack.domain.risk import (
     evaluate,
     order_price,
     reduces_position,
+    reserve_at,
     reserve_for,
+    same_currency,
 )
 
 LIMITS = RiskLimits(
@@ -626,3 +628,40 @@ def test_evaluate_is_the_first_denial_of_the_checks_in_order(
         or check_buying_power(order, limits, state, last, fee_model=fees, to_base=to_base)
     )
     assert evaluate(order, limits, state, global_state, last, fee_model=fees, to_base=to_base) == expected
+    if not converted:  # `same_currency` (the default) is not called: it must say what the identity called says
+        assert evaluate(order, limits, state, global_state, last, fee_model=fees, to_base=same_currency) == expected
+
+
+def _identity(amount: Decimal) -> Decimal:
+    """The identity, but not `same_currency`: the checks call it as they call any conversion."""
+    return amount
+
+
+@settings(max_examples=300)
+@given(order=intents(), last=st.none() | _prices | st.just(Decimal(0)), fee_bps=st.integers(0, 50).map(Decimal))
+def test_reserve_for_without_the_same_currency_call_is_what_an_identity_it_calls_gives(
+    order: OrderIntent, last: Decimal | None, fee_bps: Decimal
+) -> None:
+    fees = FeeModel(fee_bps, Decimal("0.35"))
+    try:
+        reserved = reserve_for(order, LIMITS, last, fee_model=fees, to_base=_identity)
+    except ValueError as called_error:
+        with pytest.raises(ValueError, match=re.escape(str(called_error))):
+            reserve_for(order, LIMITS, last, fee_model=fees)
+        return
+    assert _digits(reserve_for(order, LIMITS, last, fee_model=fees)) == _digits(reserved)
+
+
+@given(order=intents(sides=st.just(Side.BUY)), fee_bps=st.integers(0, 50).map(Decimal), with_fee=st.booleans())
+def test_reserve_at_the_order_price_is_reserve_for(order: OrderIntent, fee_bps: Decimal, with_fee: bool) -> None:
+    assume(order.limit_price is not None or order.stop_price is not None)
+    fees = FeeModel(fee_bps, Decimal("0.35")) if with_fee else None
+    price = order_price(order, None, LIMITS.price_collar_pct)
+    assert price is not None
+    expected = reserve_for(order, LIMITS, None, fee_model=fees)
+    assert _digits(reserve_at(order.quantity * price, fees)) == _digits(expected)
+
+
+def _digits(value: Decimal) -> tuple[object, ...]:
+    """`value` digit for digit (10.0 and 10.00 differ)."""
+    return tuple(value.as_tuple())

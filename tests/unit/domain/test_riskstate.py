@@ -15,7 +15,7 @@ from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import FeeModel
 from tradestack.domain.orders import OrderType
 from tradestack.domain.portfolio import FxRates, MissingFxRate
-from tradestack.domain.risk import OrderIntent, RiskLimits, TradingState, check_buying_power
+from tradestack.domain.risk import OrderIntent, RiskLimits, TradingState, check_buying_power, reserve_for
 from tradestack.domain.riskstate import OpenOrder, OpenOrders, account_risk_state, buying_power
 from tradestack.domain.snapshot import MarketSnapshot, QuoteView, decode_quote
 
@@ -303,3 +303,24 @@ def test_market_buy_reservations_equal_a_fresh_count_over_random_marks_and_order
         excluding = rng.choice([None, *sorted(orders)]) if orders else None
         assert same(kept.reserved(market, excluding=excluding)) == same(fresh.reserved(market, excluding=excluding)), step
         assert same(dict(kept.reserved_now(market, None))) == same(fresh.reserved(market)), step
+
+
+def test_open_limit_buys_reserve_what_reserve_for_prices_each_digit_for_digit() -> None:
+    """`put` prices a limit buy at its limit without building its intent: the same sum, digit for digit, as
+    `reserve_for` of each order's intent (and stop-limit buys still go through `reserve_for`)."""
+    rng = random.Random(28)
+    for _ in range(200):
+        orders = []
+        for number in range(rng.randint(1, 6)):
+            kind = rng.choice([OrderType.LIMIT, OrderType.LIMIT, OrderType.STOP_LIMIT])
+            limit = Decimal(rng.randint(1, 50_000)) / rng.choice([1, 10, 100, 1000])
+            stop = Decimal(rng.randint(1, 50_000)) / 100 if kind is OrderType.STOP_LIMIT else None
+            remaining = Decimal(rng.randint(1, 500)) / rng.choice([1, 10])
+            orders.append(OpenOrder(f"o{number}", "AAPL", Side.BUY, kind, remaining, limit, stop))
+        expected = Decimal(0)
+        for order in orders:
+            intent = OrderIntent("", "AAPL", Side.BUY, order.type, order.remaining, order.limit_price, order.stop_price)
+            expected += reserve_for(intent, LIMITS, None, fee_model=FEE)
+        reserved = _orders(*orders).reserved(MARKET)
+        assert reserved == {"USD": expected}
+        assert reserved["USD"].as_tuple() == expected.as_tuple()
