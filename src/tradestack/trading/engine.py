@@ -94,6 +94,12 @@ ENGINE_FINISH_SECONDS = 5.0
 """At stop, how long the engine's step in progress may take to finish before it is cancelled."""
 ENGINE_STOP_SECONDS = 12.0
 """At stop, how long to wait for the engine's thread (its step, then closing its connections): under `CLOSE_STEP_SECONDS`."""
+READ_BATCH = 500
+"""At most how many messages of its stream the shard reads at once."""
+READ_GATHER_SECONDS = 0.005
+"""After a read that found fewer than `READ_BATCH` messages, how long the shard lets more gather before it reads again:
+under load one XREAD (and one step) takes many orders rather than one each, at most this much later; the first message
+after a quiet spell is still read as soon as it arrives (the read blocks for it)."""
 ENDED_KEPT = 10_000
 """How many ended orders' versions a shard remembers, to know a late hand-over of one as stale (older: read)."""
 # What reconciliation reads every `engine_reconcile_seconds`: each working order's id and account, every resting order
@@ -663,8 +669,9 @@ async def start_engine(runtime: Runtime) -> None:
 
 
 async def _read_commands(shard: EngineShard, client: Any, key: str) -> None:
-    """Follow the shard's command stream; reconnect with backoff whenever Redis goes away (never exit)."""
-    last_id: str | None = None
+    """Follow the shard's command stream in batches (`READ_BATCH`, `READ_GATHER_SECONDS`); reconnect with backoff
+    whenever Redis goes away (never exit)."""
+    last_id: str | bytes | None = None
 
     async def read() -> None:
         nonlocal last_id
@@ -672,14 +679,18 @@ async def _read_commands(shard: EngineShard, client: Any, key: str) -> None:
             # Messages from here on are read; anything older is in the database the rebuild reads.
             newest = await client.xrevrange(key, count=1)
             last_id = newest[0][0].decode() if newest else "0-0"
+        streams = {key: last_id}
         while True:
-            response = await client.xread({key: last_id}, count=500, block=1000)
-            for _, entries in response or []:
-                for entry_id, fields in entries:
-                    last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                    change = change_of(fields)
-                    if change is not None:
-                        await shard.order_changed(change)
+            response = await client.xread(streams, count=READ_BATCH, block=1000)
+            entries = response[0][1] if response else ()
+            for _, fields in entries:
+                change = change_of(fields)
+                if change is not None:
+                    shard.note_changed(change)
+            if entries:
+                last_id = streams[key] = entries[-1][0]
+                if len(entries) < READ_BATCH:
+                    await asyncio.sleep(READ_GATHER_SECONDS)
 
     await forever("engine_commands", read)
 
