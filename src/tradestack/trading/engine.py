@@ -79,7 +79,7 @@ from tradestack.trading.commands import (
     tick,
     working_order_of,
 )
-from tradestack.trading.events import publish, publish_order
+from tradestack.trading.events import publish_updates
 from tradestack.trading.executions import Recorded, record
 from tradestack.trading.metrics import update_trading_gauges
 from tradestack.trading.repository import TradingRepository
@@ -487,6 +487,7 @@ class EngineShard:
     async def _apply(self, engine: MatchingEngine, events: list[Fill | Triggered | Expired]) -> None:
         if any(isinstance(event, Fill) for event in events):
             await self.refresh_rates()
+        updates: list[tuple[str, str, dict[str, Any]]] = []  # what the events' records publish, together at the end
         for event in events:
             account_id = self.owners.get(event.order_id)
             if account_id is None:
@@ -507,16 +508,14 @@ class EngineShard:
                 self._left_book(event.order_id, None)
             if result.order is not None:
                 self._wrote(account_id, event.order_id, result.order.version, OrderStatus(result.order.status))
-                await publish_order(self.runtime, result.order)
+                updates.append(("orders", account_id, result.order.model_dump(mode="json")))
             if result.fill is not None:
-                await publish(
-                    self.runtime,
-                    "fills",
-                    account_id,
-                    {"account_id": account_id, "symbol": engine.instrument.symbol, **result.fill.to_dict()},
-                )
+                fill = {"account_id": account_id, "symbol": engine.instrument.symbol, **result.fill.to_dict()}
+                updates.append(("fills", account_id, fill))
             if result.books is not None:
-                await publish(self.runtime, "portfolio", account_id, {"account_id": account_id, "balances": result.books})
+                updates.append(("portfolio", account_id, {"account_id": account_id, "balances": result.books}))
+        if updates:
+            await publish_updates(self.runtime, updates)
 
 
 def _working(order: Order | Handed | None) -> WorkingOrder | None:
@@ -670,7 +669,11 @@ async def start_engine(runtime: Runtime) -> None:
 
 async def _read_commands(shard: EngineShard, client: Any, key: str) -> None:
     """Follow the shard's command stream in batches (`READ_BATCH`, `READ_GATHER_SECONDS`); reconnect with backoff
-    whenever Redis goes away (never exit)."""
+    whenever Redis goes away (never exit).
+
+    The XREADs go straight to one connection of the client's pool (its `send_command` and `read_response`), without the
+    client's command layer (retries, observability, reply callbacks: a third of a read's CPU); a read cut short
+    (an error, the stop) drops that connection, whose reply may still be on its way."""
     last_id: str | bytes | None = None
 
     async def read() -> None:
@@ -679,20 +682,36 @@ async def _read_commands(shard: EngineShard, client: Any, key: str) -> None:
             # Messages from here on are read; anything older is in the database the rebuild reads.
             newest = await client.xrevrange(key, count=1)
             last_id = newest[0][0].decode() if newest else "0-0"
-        streams = {key: last_id}
-        while True:
-            response = await client.xread(streams, count=READ_BATCH, block=1000)
-            entries = response[0][1] if response else ()
-            for _, fields in entries:
-                change = change_of(fields)
-                if change is not None:
-                    shard.note_changed(change)
-            if entries:
-                last_id = streams[key] = entries[-1][0]
-                if len(entries) < READ_BATCH:
-                    await asyncio.sleep(READ_GATHER_SECONDS)
+        pool = client.connection_pool
+        connection = await pool.get_connection()
+        try:
+            while True:
+                await connection.send_command("XREAD", "COUNT", READ_BATCH, "BLOCK", 1000, "STREAMS", key, last_id)
+                response = await connection.read_response()
+                entries = _entries(response)
+                for _, flat in entries:
+                    change = change_of(dict(zip(flat[::2], flat[1::2], strict=False)))
+                    if change is not None:
+                        shard.note_changed(change)
+                if entries:
+                    last_id = entries[-1][0]
+                    if len(entries) < READ_BATCH:
+                        await asyncio.sleep(READ_GATHER_SECONDS)
+        finally:
+            await connection.disconnect()
+            await pool.release(connection)
 
     await forever("engine_commands", read)
+
+
+def _entries(response: Any) -> Any:
+    """The messages of an XREAD of one stream, as the server replied (RESP2: a list of one [key, messages]; RESP3: a
+    map of it; none: nil), each [id, [field, value, ...]]."""
+    if not response:
+        return ()
+    if isinstance(response, dict):
+        return next(iter(response.values()))
+    return response[0][1]
 
 
 _CLOCK = CLOCK.encode()
