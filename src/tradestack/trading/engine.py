@@ -96,7 +96,7 @@ ENGINE_STOP_SECONDS = 12.0
 """At stop, how long to wait for the engine's thread (its step, then closing its connections): under `CLOSE_STEP_SECONDS`."""
 READ_BATCH = 500
 """At most how many messages of its stream the shard reads at once."""
-READ_GATHER_SECONDS = 0.005
+READ_GATHER_SECONDS = 0.010
 """After a read that found fewer than `READ_BATCH` messages, how long the shard lets more gather before it reads again:
 under load one XREAD (and one step) takes many orders rather than one each, at most this much later; the first message
 after a quiet spell is still read as soon as it arrives (the read blocks for it)."""
