@@ -64,8 +64,7 @@ async def _reading(url: str, key: str, told: _Told) -> tuple[asyncio.Task[None],
     task = asyncio.create_task(engine_module._read_commands(told, client, key))
     async with asyncio.timeout(WAIT_SECONDS):
         while not any(
-            entry.get("name") == name and str(entry.get("cmd", "")).startswith("xread")
-            for entry in await client.client_list()
+            entry.get("name") == name and str(entry.get("cmd", "")).startswith("xread") for entry in await client.client_list()
         ):
             await asyncio.sleep(0.01)
     return task, client, name
