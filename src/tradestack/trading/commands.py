@@ -28,14 +28,13 @@ import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Protocol
 
 import orjson
 import redis.asyncio
 
-from tradestack.core.money import D
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import WorkingOrder
 from tradestack.domain.orders import Order, OrderStatus, OrderType, TimeInForce
@@ -122,11 +121,16 @@ def encode_state(order: Order) -> bytes:
 
 
 def decode_state(data: bytes) -> Handed:
-    """The state `encode_state` wrote; ValueError (or TypeError) when it is not one."""
+    """The state `encode_state` wrote; ValueError (or TypeError) when it is not one.
+
+    Read for every order the engine is handed, so without a detour: enums from their values through a dict, amounts
+    straight to `Decimal` (text only, finite; `WorkingOrder` checks the rest of what it holds)."""
     fields = orjson.loads(data)
-    if not isinstance(fields, list) or len(fields) not in (2, 16) or type(fields[0]) is not int:
+    if type(fields) is not list or len(fields) not in (2, 16) or type(fields[0]) is not int:
         raise ValueError(f"not an order state: {data[:80]!r}")
-    status = OrderStatus(fields[1])
+    status = _STATUSES.get(fields[1])
+    if status is None:
+        raise ValueError(f"not an order state: unknown status {fields[1]!r}")
     if len(fields) == 2:
         if status in WORKING:
             raise ValueError(f"a working order's state without its terms: {data[:80]!r}")
@@ -135,16 +139,39 @@ def decode_state(data: bytes) -> Handed:
         raise ValueError(f"terms handed with an order that does not work: {data[:80]!r}")
     _, _, order_id, symbol, side, kind, quantity, remaining, limit, stop, tif, triggered, submitted, fills = fields[:14]
     notional, fees = fields[14:]
-    if type(triggered) is not bool or type(fills) is not int:
+    if type(triggered) is not bool or type(fills) is not int or type(submitted) is not str:
         raise ValueError(f"not an order state: {data[:80]!r}")
-    submitted_at = datetime.fromisoformat(submitted)
+    try:
+        terms = (_SIDES[side], _TYPES[kind], _TIMES_IN_FORCE[tif])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not an order state: {data[:80]!r}") from exc
     working = WorkingOrder(
-        order_id=order_id, symbol=symbol, side=Side(side), type=OrderType(kind), quantity=D(quantity),
-        remaining=D(remaining), limit_price=None if limit is None else D(limit), stop_price=None if stop is None else D(stop),
-        time_in_force=TimeInForce(tif), triggered=triggered, submitted_at=submitted_at, fills=fills,
-        filled_notional=D(notional), fees_paid=D(fees),
+        order_id=order_id, symbol=symbol, side=terms[0], type=terms[1], quantity=_amount(quantity),
+        remaining=_amount(remaining), limit_price=None if limit is None else _amount(limit),
+        stop_price=None if stop is None else _amount(stop), time_in_force=terms[2], triggered=triggered,
+        submitted_at=datetime.fromisoformat(submitted), fills=fills, filled_notional=_amount(notional),
+        fees_paid=_amount(fees),
     )  # fmt: skip
     return Handed(fields[0], status, working)
+
+
+_STATUSES = {status.value: status for status in OrderStatus}
+_SIDES = {side.value: side for side in Side}
+_TYPES = {kind.value: kind for kind in OrderType}
+_TIMES_IN_FORCE = {tif.value: tif for tif in TimeInForce}
+
+
+def _amount(text: object) -> Decimal:
+    """A finite `Decimal` from its exact text (anything else: ValueError or TypeError)."""
+    if type(text) is not str:
+        raise TypeError(f"an amount must be text, got {type(text).__name__}")
+    try:
+        value = Decimal(text)
+    except InvalidOperation as exc:
+        raise ValueError(f"not a decimal number: {text!r}") from exc
+    if not value.is_finite():
+        raise ValueError(f"not a finite decimal number: {text!r}")
+    return value
 
 
 def _text(value: Decimal | None) -> str | None:

@@ -79,7 +79,7 @@ from tradestack.trading.commands import (
     tick,
     working_order_of,
 )
-from tradestack.trading.events import publish, publish_order
+from tradestack.trading.events import publish_updates
 from tradestack.trading.executions import Recorded, record
 from tradestack.trading.metrics import update_trading_gauges
 from tradestack.trading.repository import TradingRepository
@@ -94,6 +94,12 @@ ENGINE_FINISH_SECONDS = 5.0
 """At stop, how long the engine's step in progress may take to finish before it is cancelled."""
 ENGINE_STOP_SECONDS = 12.0
 """At stop, how long to wait for the engine's thread (its step, then closing its connections): under `CLOSE_STEP_SECONDS`."""
+READ_BATCH = 500
+"""At most how many messages of its stream the shard reads at once."""
+READ_GATHER_SECONDS = 0.010
+"""After a read that found fewer than `READ_BATCH` messages, how long the shard lets more gather before it reads again:
+under load one XREAD (and one step) takes many orders rather than one each, at most this much later; the first message
+after a quiet spell is still read as soon as it arrives (the read blocks for it)."""
 ENDED_KEPT = 10_000
 """How many ended orders' versions a shard remembers, to know a late hand-over of one as stale (older: read)."""
 # What reconciliation reads every `engine_reconcile_seconds`: each working order's id and account, every resting order
@@ -481,6 +487,7 @@ class EngineShard:
     async def _apply(self, engine: MatchingEngine, events: list[Fill | Triggered | Expired]) -> None:
         if any(isinstance(event, Fill) for event in events):
             await self.refresh_rates()
+        updates: list[tuple[str, str, dict[str, Any]]] = []  # what the events' records publish, together at the end
         for event in events:
             account_id = self.owners.get(event.order_id)
             if account_id is None:
@@ -501,16 +508,14 @@ class EngineShard:
                 self._left_book(event.order_id, None)
             if result.order is not None:
                 self._wrote(account_id, event.order_id, result.order.version, OrderStatus(result.order.status))
-                await publish_order(self.runtime, result.order)
+                updates.append(("orders", account_id, result.order.model_dump(mode="json")))
             if result.fill is not None:
-                await publish(
-                    self.runtime,
-                    "fills",
-                    account_id,
-                    {"account_id": account_id, "symbol": engine.instrument.symbol, **result.fill.to_dict()},
-                )
+                fill = {"account_id": account_id, "symbol": engine.instrument.symbol, **result.fill.to_dict()}
+                updates.append(("fills", account_id, fill))
             if result.books is not None:
-                await publish(self.runtime, "portfolio", account_id, {"account_id": account_id, "balances": result.books})
+                updates.append(("portfolio", account_id, {"account_id": account_id, "balances": result.books}))
+        if updates:
+            await publish_updates(self.runtime, updates)
 
 
 def _working(order: Order | Handed | None) -> WorkingOrder | None:
@@ -663,8 +668,13 @@ async def start_engine(runtime: Runtime) -> None:
 
 
 async def _read_commands(shard: EngineShard, client: Any, key: str) -> None:
-    """Follow the shard's command stream; reconnect with backoff whenever Redis goes away (never exit)."""
-    last_id: str | None = None
+    """Follow the shard's command stream in batches (`READ_BATCH`, `READ_GATHER_SECONDS`); reconnect with backoff
+    whenever Redis goes away (never exit).
+
+    The XREADs go straight to one connection of the client's pool (its `send_command` and `read_response`), without the
+    client's command layer (retries, observability, reply callbacks: a third of a read's CPU); a read cut short
+    (an error, the stop) drops that connection, whose reply may still be on its way."""
+    last_id: str | bytes | None = None
 
     async def read() -> None:
         nonlocal last_id
@@ -672,16 +682,36 @@ async def _read_commands(shard: EngineShard, client: Any, key: str) -> None:
             # Messages from here on are read; anything older is in the database the rebuild reads.
             newest = await client.xrevrange(key, count=1)
             last_id = newest[0][0].decode() if newest else "0-0"
-        while True:
-            response = await client.xread({key: last_id}, count=500, block=1000)
-            for _, entries in response or []:
-                for entry_id, fields in entries:
-                    last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                    change = change_of(fields)
+        pool = client.connection_pool
+        connection = await pool.get_connection()
+        try:
+            while True:
+                await connection.send_command("XREAD", "COUNT", READ_BATCH, "BLOCK", 1000, "STREAMS", key, last_id)
+                response = await connection.read_response()
+                entries = _entries(response)
+                for _, flat in entries:
+                    change = change_of(dict(zip(flat[::2], flat[1::2], strict=False)))
                     if change is not None:
-                        await shard.order_changed(change)
+                        shard.note_changed(change)
+                if entries:
+                    last_id = entries[-1][0]
+                    if len(entries) < READ_BATCH:
+                        await asyncio.sleep(READ_GATHER_SECONDS)
+        finally:
+            await connection.disconnect()
+            await pool.release(connection)
 
     await forever("engine_commands", read)
+
+
+def _entries(response: Any) -> Any:
+    """The messages of an XREAD of one stream, as the server replied (RESP2: a list of one [key, messages]; RESP3: a
+    map of it; none: nil), each [id, [field, value, ...]]."""
+    if not response:
+        return ()
+    if isinstance(response, dict):
+        return next(iter(response.values()))
+    return response[0][1]
 
 
 _CLOCK = CLOCK.encode()

@@ -28,14 +28,20 @@ async def publish(runtime: Runtime, kind: str, account_id: str, data: dict[str, 
 
 async def publish_many(runtime: Runtime, kind: str, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
     """Send updates (account id, data) in order, in one round trip; a bus failure is logged, never raised."""
+    await publish_updates(runtime, [(kind, account_id, data) for account_id, data in updates])
+
+
+async def publish_updates(runtime: Runtime, updates: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+    """Send updates (kind, account id, data) of any kinds in order, in one round trip; a bus failure is logged, never
+    raised."""
     messages = []
-    for account_id, data in updates:
+    for kind, account_id, data in updates:
         channel = f"{kind}:{account_id}"
         messages.append((FANOUT_CHANNEL, encode_message(channel, frame(kind.removesuffix("s"), channel, data))))
     try:
         await runtime.bus.publish_many(messages)
     except Exception as exc:  # noqa: BLE001 - notifications are best effort; the books are not
-        channels = sorted({f"{kind}:{account_id}" for account_id, _ in updates})
+        channels = sorted({f"{kind}:{account_id}" for kind, account_id, _ in updates})
         log.warning("could not publish trading updates", channels=channels[:10], error=f"{type(exc).__name__}: {exc}")
 
 

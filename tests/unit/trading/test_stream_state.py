@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from tradestack.domain.marketdata import Side
@@ -72,3 +73,21 @@ def test_an_ended_orders_state_carries_its_version_and_status_only() -> None:
 def test_a_malformed_state_is_refused(data: bytes) -> None:
     with pytest.raises(ValueError, match=r"order state|without its terms|not a valid OrderStatus"):
         decode_state(data)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        (4, "up"), (5, "iceberg"), (10, ["gtc"]), (6, 0.003), (7, "NaN"), (8, "15,000.10"), (15, "Infinity"), (14, None),
+        (12, "2026-03-02T14:30:00"), (12, 0), (11, 1),
+    ],
+    ids=[
+        "side", "type", "time in force", "a float quantity", "a NaN remaining", "a limit price not a number",
+        "infinite fees", "no filled notional", "a naive submission time", "a submission time not text", "triggered not a bool",
+    ],
+)  # fmt: skip
+def test_a_working_state_with_a_malformed_term_is_refused(field: int, value: object) -> None:
+    fields = orjson.loads(encode_state(_order(OrderType.LIMIT)))
+    fields[field] = value
+    with pytest.raises((ValueError, TypeError)):
+        decode_state(orjson.dumps(fields))
