@@ -544,7 +544,7 @@ class LeanScript:
         # Straight to the connection's stream (redis-py's private ``_writer``): its `send_packed_command`
         # runs every write under `asyncio.wait_for`, a task of its own per command on Python 3.11. A
         # command this small is taken by the transport at once; the reply is read under the timeout.
-        writer: asyncio.StreamWriter | None = connection._writer  # noqa: SLF001
+        writer: asyncio.StreamWriter | None = connection._writer
         if writer is None:
             await connection.send_packed_command(command, check_health=False)
         else:
@@ -589,10 +589,14 @@ class _HitBatch:
         self._script = script
         self._key_prefix = key_prefix
         self._waiting: list[tuple[Sequence[RateLimitItem], Sequence[str], Sequence[str], asyncio.Future[_Counted]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, items: Sequence[RateLimitItem], keys: Sequence[str], reads: Sequence[str]) -> _Counted:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[_Counted] = loop.create_future()
+        if self._loop is not loop:
+            self._waiting = []  # left by a loop that stopped for good before sending them: nobody awaits them
+            self._loop = loop
         if not self._waiting:
             loop.call_soon(self._send)
         self._waiting.append((items, keys, reads, answer))
@@ -638,10 +642,14 @@ class _HitBatch:
                     continue
                 window_start = float(oldest) if oldest else now
                 counted.append((bool(int(acquired)), window_start + item.get_expiry(), item.amount - int(count)))
-            values = [value if isinstance(value, bytes) or value is None else bytes(value) for value in reply[offset : offset + len(reads)]]
+            values = [_bytes_or_none(value) for value in reply[offset : offset + len(reads)]]
             offset += len(reads)
             if not answer.done():  # not if its request was cancelled meanwhile
                 answer.set_result((counted, values))
+
+
+def _bytes_or_none(value: Any) -> bytes | None:
+    return value if isinstance(value, bytes) or value is None else bytes(value)
 
 
 _RUNNING: set[asyncio.Task[None]] = set()
