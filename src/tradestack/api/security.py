@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradestack.core.errors import ConfigurationError, PayloadTooLargeError, RateLimitedError
 from tradestack.identity.deps import PREFETCH_STATE, AuthPrefetch, bearer_token
-from tradestack.identity.service import components, revoked_key, user_state_key
+from tradestack.identity.service import components, remembered_api_key, revoked_key, user_state_key
 from tradestack.identity.tokens import InvalidTokenError, TokenClaims
 from tradestack.kit.cache import RedisCache, counted_lookups
 from tradestack.kit.config import ENV_PREFIX, Settings
@@ -326,7 +326,8 @@ class RateLimitMiddleware:
     counts its per-principal limit here, together with the IP limits, and reads the token's
     auth state unless the principal is remembered (`RecentPrincipals`): in process without
     awaiting, on Redis in ONE round trip, and so does the route's own per-caller limit if it
-    has one (`tradestack.kit.web.caller_limit`, e.g. ``POST /predict``). `get_principal` and
+    has one (`tradestack.kit.web.caller_limit`, e.g. ``POST /predict``); so does a request with an
+    API key this process resolved moments ago (`remembered_api_key`). `get_principal` and
     `count_caller_limit` then find all of it in the request state (`AuthPrefetch`) instead of
     asking again. The principal is counted whether or not
     the route needs one; with per-route overrides (``rate_limit_routes``) configured, it is
@@ -418,7 +419,15 @@ class RateLimitMiddleware:
             claims = parts.tokens.verify(token, "access", runtime.clock.now())
         except InvalidTokenError:
             return [], [], None  # get_principal refuses it, with the reason logged
-        identity = f"user:{claims.subject}"
+        reads = (
+            []
+            if parts.principals.get(claims.token_id) is not None
+            else [revoked_key(claims.token_id), user_state_key(claims.subject)]
+        )
+        return self._identity_checks(scope, runtime, f"user:{claims.subject}"), reads, claims
+
+    def _identity_checks(self, scope: Scope, runtime: Runtime, identity: str) -> list[tuple[LimitCheck, str, str]]:
+        """The per-principal limit (unless a route override may apply) and the route's own caller limit of ``identity``."""
         checks: list[tuple[LimitCheck, str, str]] = []
         settings = runtime.settings
         if not settings.rate_limit_routes:  # overrides depend on the route: then get_principal counts it
@@ -426,15 +435,11 @@ class RateLimitMiddleware:
         own = self._caller_limit(scope, runtime)
         if own is not None:
             checks.append(((own.limit, (own.label, identity)), _CALLER, identity))
-        reads = (
-            []
-            if parts.principals.get(claims.token_id) is not None
-            else [revoked_key(claims.token_id), user_state_key(claims.subject)]
-        )
-        return checks, reads, claims
+        return checks
 
     async def _check(self, scope: Scope, ip: str, path: str) -> list[dict[str, str]]:
-        """Count the request's limits - and a bearer's principal limit and auth state - in one go.
+        """Count the request's limits - and a bearer's principal limit and auth state, or a remembered API key's
+        principal limit - in one go.
 
         In process (embedded) nothing is awaited; on Redis it is one round trip (one script).
         Raises `RateLimitedError` for the first limit that refuses the request.
@@ -445,15 +450,27 @@ class RateLimitMiddleware:
         token = None
         claims = None
         reads: list[str] = []
+        api_key = None
+        authorization = False
         for name, value in scope["headers"]:
             if name == b"authorization":
+                authorization = True
                 token = bearer_token(value.decode("latin-1"))
                 break
+            if name == b"x-api-key" and api_key is None:
+                api_key = value.decode("latin-1")
         if token is not None:
             principal_checks, reads, claims = self._principal_checks(scope, runtime, token)
             checks += principal_checks
-        elif not checks:
-            return []  # an exempt load generator without a bearer token: nothing to count
+        elif api_key is not None and not authorization:
+            # An API key this process resolved moments ago: its principal is counted here too (get_principal
+            # resolves any other key itself, and counts its limit then).
+            remembered = remembered_api_key(runtime, api_key, runtime.clock.now())
+            if remembered is not None:
+                checks += self._identity_checks(scope, runtime, f"key:{remembered.api_key_id}")
+                token = api_key
+        if token is None and not checks:
+            return []  # an exempt load generator without credentials to count: nothing to count
         if limiter.counts_in_process:
             results: list[RateLimitResult | None] = [limiter.hit_now(limit, *ids) for (limit, ids), _, _ in checks]
             values = None  # get_principal reads the in-process cache itself, without awaiting

@@ -10,7 +10,15 @@ from fastapi import Depends, Request
 
 from tradestack.core.errors import AuthenticationError, PermissionDeniedError
 from tradestack.identity.permissions import Permission
-from tradestack.identity.service import Caller, IdentityService, Principal, components, revoked_key, user_state_key
+from tradestack.identity.service import (
+    Caller,
+    IdentityService,
+    Principal,
+    components,
+    remembered_api_key,
+    revoked_key,
+    user_state_key,
+)
 from tradestack.identity.tokens import InvalidTokenError, TokenClaims
 from tradestack.kit.cache import MemoryCache
 from tradestack.kit.metrics import AUTH_FAILURES
@@ -54,7 +62,8 @@ def caller_of(request: Request) -> Caller:
 
 @dataclass(slots=True)
 class AuthPrefetch:
-    """What the rate-limit middleware already did for a bearer request, in its one round trip.
+    """What the rate-limit middleware already did for a bearer request (or one with an API key it remembers), in its
+    one round trip; ``token`` is the bearer token or the API key.
 
     ``principal_limit`` holds the ``RateLimit-*`` headers of the per-principal hit it counted
     (None if it did not count one, e.g. because a route override applies); ``reads`` the
@@ -107,8 +116,8 @@ async def _count_principal(runtime: Runtime, limit: str, identity: str) -> dict[
 async def get_principal(request: Request) -> Principal:
     """The authenticated caller; 401 without valid credentials. Applies the per-principal rate limit.
 
-    A bearer token this process verified and resolved in the last `PRINCIPAL_REUSE_SECONDS`
-    costs no I/O here; in the embedded mode nothing is awaited then, in production the
+    A bearer token or API key this process verified and resolved in the last `PRINCIPAL_REUSE_SECONDS`
+    costs no database or cache read here; in the embedded mode nothing is awaited then, in production the
     middleware has counted the limit (and read the auth state when needed) in its one round trip.
     """
     state = request.scope.setdefault("state", {})
@@ -139,13 +148,16 @@ async def get_principal(request: Request) -> Principal:
                 exc.headers = {**invalid_token_challenge(exc.detail), **exc.headers}
                 raise
     else:
-        prefetch = None
-        try:
-            async with runtime.database.read_session() as session:
-                principal = await IdentityService(session, runtime, caller_of(request)).authenticate_api_key(str(api_key))
-        except AuthenticationError as exc:
-            exc.headers = {**invalid_key_challenge(exc.detail), **exc.headers}
-            raise
+        if not isinstance(prefetch, AuthPrefetch) or prefetch.token != api_key:
+            prefetch = None  # the middleware counted no limit of this key
+        principal = remembered_api_key(runtime, str(api_key), runtime.clock.now())
+        if principal is None:
+            try:
+                async with runtime.database.read_session() as session:
+                    principal = await IdentityService(session, runtime, caller_of(request)).authenticate_api_key(str(api_key))
+            except AuthenticationError as exc:
+                exc.headers = {**invalid_key_challenge(exc.detail), **exc.headers}
+                raise
     if prefetch is not None and prefetch.principal_limit is not None:
         state["rate_limit_headers"] = prefetch.principal_limit
     else:

@@ -16,7 +16,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -111,6 +111,17 @@ class IdentityComponents:
     signer: TokenSigner
     tokens: VerifiedTokens
     principals: RecentPrincipals[Principal]
+    keys: RecentPrincipals[RememberedKey] = field(default_factory=RecentPrincipals)
+    """What an API key (by its digest) resolved to, reused like `principals`: revoking the key, or a change to its
+    owner, reaches this process at once when made here and within `PRINCIPAL_REUSE_SECONDS` when made elsewhere."""
+
+
+@dataclass(frozen=True, slots=True)
+class RememberedKey:
+    """An API key as it resolved moments ago: its principal, and until when the key is valid (None: no expiry)."""
+
+    principal: Principal
+    expires_at: datetime | None
 
 
 IDENTITY: Slot[IdentityComponents] = Slot("identity")
@@ -124,6 +135,14 @@ def components(runtime: Runtime) -> IdentityComponents:
         return IdentityComponents(Passwords(runtime.settings), signer, VerifiedTokens(signer), RecentPrincipals())
 
     return runtime.components.get_or_create(IDENTITY, create)
+
+
+def remembered_api_key(runtime: Runtime, value: str, now: datetime) -> Principal | None:
+    """The principal this process resolved the API key ``value`` to moments ago, unless it has expired since; no I/O."""
+    remembered = components(runtime).keys.get(digest(value))
+    if remembered is None or (remembered.expires_at is not None and remembered.expires_at <= now):
+        return None  # the full check answers, in its words
+    return remembered.principal
 
 
 def revoked_key(token_id: str) -> str:
@@ -488,7 +507,12 @@ class IdentityService:
         return principal
 
     async def authenticate_api_key(self, value: str) -> Principal:
+        """The principal of an API key: valid, not revoked, not expired, its owner active; remembered for
+        `PRINCIPAL_REUSE_SECONDS` (see `IdentityComponents.keys`)."""
         now = self.clock.now()
+        principal = remembered_api_key(self.runtime, value, now)
+        if principal is not None:
+            return principal
         prefix = split_api_key(value)
         key = await self.api_keys.by_prefix(prefix) if prefix else None
         if key is None or not same_digest(value, key.secret_hash):
@@ -507,8 +531,11 @@ class IdentityService:
         role = Role(state["role"])
         scopes = frozenset(Scope(scope) for scope in key.scopes.split(",") if scope)
         if state.get("must_change"):
-            return Principal(key.user_id, state["email"], role, frozenset(), key.id, password_change_required=True)
-        return Principal(key.user_id, state["email"], role, permissions_of(role, scopes), key.id)
+            principal = Principal(key.user_id, state["email"], role, frozenset(), key.id, password_change_required=True)
+        else:
+            principal = Principal(key.user_id, state["email"], role, permissions_of(role, scopes), key.id)
+        components(self.runtime).keys.put(digest(value), key.user_id, RememberedKey(principal, key.expires_at))
+        return principal
 
     async def acting_principal(self, user_id: str) -> Principal:
         """Who the user's own automation (a deployed strategy) acts as now: the user's current role.
@@ -592,9 +619,21 @@ class IdentityService:
 
         async def forget() -> None:
             await self.runtime.cache.delete(user_state_key(user_id))
-            components(self.runtime).principals.forget_user(user_id)
+            parts = components(self.runtime)
+            parts.principals.forget_user(user_id)
+            parts.keys.forget_user(user_id)
 
         await forget()
+        self.after_end.append(forget)
+
+    def _forget_keys_of(self, user_id: str) -> None:
+        """Drop what this process remembers of the user's API keys, now and again once the transaction has ended
+        (a request resolving a key in between still reads the committed row and could remember it)."""
+
+        async def forget() -> None:
+            components(self.runtime).keys.forget_user(user_id)
+
+        components(self.runtime).keys.forget_user(user_id)
         self.after_end.append(forget)
 
     async def user_by_email(self, email: str) -> User:
@@ -719,6 +758,7 @@ class IdentityService:
         if key.revoked_at is None:
             key.revoked_at = self.clock.now()
             await self.session.flush()
+            self._forget_keys_of(key.user_id)
             await self._audit("api_key.revoked", "success", principal, target=f"api_key:{key.id}")
         return ApiKeyOut(**self._key_out(key))
 

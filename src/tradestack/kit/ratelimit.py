@@ -15,7 +15,8 @@ memory (correct for one process), otherwise Redis (shared by every replica).
 The in-process limiter keeps its windows in `MovingWindows`, synchronously: `RateLimiter.hit_now`
 counts a hit without awaiting anything, which is what the embedded mode's request path uses. On
 Redis, `RateLimiter.hit_many` counts several limits and reads cache keys in ONE round trip (one
-Lua script), which is what the request path of the production mode uses.
+Lua script), which is what the request path of the production mode uses; the requests that count
+their limits in the same turn of the event loop share that round trip (`_HitBatch`).
 """
 
 from __future__ import annotations
@@ -443,33 +444,43 @@ HitMany = Callable[
     Awaitable[tuple[list[tuple[bool, float, int] | None], list[bytes | None]]],
 ]
 
-# Several moving-window hits (`_MOVING_WINDOW_HIT_LUA`), in order, stopping at the first denial,
-# then GETs of the remaining keys - one round trip.
-# KEYS: the limits' keys, then the keys to read. ARGV: now, number of limits, then amount and expiry per limit.
-# Returns, per limit, acquired (0/1, or -1 when not counted), oldest hit in the window ('' if none) and
-# hits in the window; then the value of each read key (false when absent).
+# The limits of several requests (`_MOVING_WINDOW_HIT_LUA`) and the keys each reads, one round trip for all.
+# Each request's limits are counted in order, stopping at its first denial (later requests are counted all the
+# same), then its keys are read. KEYS: per request, its limits' keys then the keys it reads. ARGV: now, the number
+# of requests, then per request the number of its limits, the number of its reads, and amount and expiry per limit.
+# Returns, per request: per limit acquired (0/1, or -1 when not counted), oldest hit in the window ('' if none) and
+# hits in the window; then the value of each key it reads (false when absent).
 _HIT_MANY_LUA = (
     _MOVING_WINDOW_HIT_LUA
     + """
 local now = tonumber(ARGV[1])
-local n = tonumber(ARGV[2])
 local out = {}
-local denied = false
-for i = 1, n do
-    if denied then
-        out[#out + 1] = -1
-        out[#out + 1] = ''
-        out[#out + 1] = 0
-    else
-        local acquired, oldest, count = hit(KEYS[i], tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i]), now)
-        denied = acquired == 0
-        out[#out + 1] = acquired
-        out[#out + 1] = oldest or ''
-        out[#out + 1] = count
+local key = 0
+local arg = 2
+for _ = 1, tonumber(ARGV[2]) do
+    local limits = tonumber(ARGV[arg + 1])
+    local reads = tonumber(ARGV[arg + 2])
+    arg = arg + 2
+    local denied = false
+    for i = 1, limits do
+        if denied then
+            out[#out + 1] = -1
+            out[#out + 1] = ''
+            out[#out + 1] = 0
+        else
+            local acquired, oldest, count = hit(KEYS[key + i], tonumber(ARGV[arg + 2 * i - 1]), tonumber(ARGV[arg + 2 * i]), now)
+            denied = acquired == 0
+            out[#out + 1] = acquired
+            out[#out + 1] = oldest or ''
+            out[#out + 1] = count
+        end
     end
-end
-for j = n + 1, #KEYS do
-    out[#out + 1] = redis.call('get', KEYS[j])
+    key = key + limits
+    arg = arg + 2 * limits
+    for j = 1, reads do
+        out[#out + 1] = redis.call('get', KEYS[key + j])
+    end
+    key = key + reads
 end
 return out
 """
@@ -487,7 +498,7 @@ class LeanScript:
     own work: the blocking pool's lock and timeout, a readiness probe of the connection (a system
     call), the retry wrapper, response callbacks. Here a call takes a connection it kept from an
     earlier call (at most `_IDLE_SCRIPT_CONNECTIONS`, all counted by the pool as in use, so its
-    limit still holds), sends the packed command and reads the reply. A connection that fails is
+    limit still holds), writes the packed command to it and reads the reply. A connection that fails is
     dropped; a kept one that fails before answering (the server restarted) is replaced once by a
     fresh one from the pool. ``NOSCRIPT`` loads the script and runs it again. Errors are redis-py's.
     """
@@ -530,7 +541,18 @@ class LeanScript:
 
     async def _evalsha(self, connection: redis.asyncio.Connection, keys: Sequence[str], args: Sequence[float | int]) -> Any:
         command = connection.pack_command("EVALSHA", self._sha, len(keys), *keys, *args)
-        await connection.send_packed_command(command, check_health=False)
+        # Straight to the connection's stream (redis-py's private ``_writer``): its `send_packed_command`
+        # runs every write under `asyncio.wait_for`, a task of its own per command on Python 3.11. A
+        # command this small is taken by the transport at once; the reply is read under the timeout.
+        writer: asyncio.StreamWriter | None = connection._writer
+        if writer is None:
+            await connection.send_packed_command(command, check_health=False)
+        else:
+            try:
+                writer.writelines(command)
+                await writer.drain()
+            except OSError as exc:  # as redis-py reports a failed write
+                raise redis.exceptions.ConnectionError(f"Error writing to Redis: {exc}") from exc
         return await connection.read_response()
 
     async def _keep(self, connection: redis.asyncio.Connection) -> None:
@@ -545,30 +567,97 @@ class LeanScript:
         await self._pool.release(connection)
 
 
-def _redis_hit_many(pool: redis.asyncio.ConnectionPool, key_prefix: str) -> HitMany:
-    script = LeanScript(pool, _HIT_MANY_LUA)
+_MAX_BATCHED_REQUESTS = 64
+"""Requests whose limits one script call counts at most (a larger batch is split)."""
 
-    async def hit_many(
-        items: Sequence[RateLimitItem], keys: Sequence[str], reads: Sequence[str]
-    ) -> tuple[list[tuple[bool, float, int] | None], list[bytes | None]]:
+_Counted = tuple[list[tuple[bool, float, int] | None], list[bytes | None]]
+
+
+class _HitBatch:
+    """The limits of every request that asks within one turn of the event loop, counted by ONE script call.
+
+    Under load many requests reach their rate limits in the same turn (their bytes came in the same
+    poll); each used to pay its own round trip to Redis - a write, a wake-up on the reply, parsing it -
+    which cost the API more CPU than any other step of an authenticated request. Here the first request
+    of a turn schedules the batch for the end of that turn, the others of the turn join it, and one
+    `_HIT_MANY_LUA` call counts them all, in the order they asked, each exactly as alone (its limits in
+    order, stopping at its first denial). A request waits one turn more than alone, no more. A failure
+    of the call (Redis unreachable) is every request's, as it would have been alone.
+    """
+
+    def __init__(self, script: LeanScript, key_prefix: str) -> None:
+        self._script = script
+        self._key_prefix = key_prefix
+        self._waiting: list[tuple[Sequence[RateLimitItem], Sequence[str], Sequence[str], asyncio.Future[_Counted]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def __call__(self, items: Sequence[RateLimitItem], keys: Sequence[str], reads: Sequence[str]) -> _Counted:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[_Counted] = loop.create_future()
+        if self._loop is not loop:
+            self._waiting = []  # left by a loop that stopped for good before sending them: nobody awaits them
+            self._loop = loop
+        if not self._waiting:
+            loop.call_soon(self._send)
+        self._waiting.append((items, keys, reads, answer))
+        return await answer
+
+    def _send(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for start in range(0, len(waiting), _MAX_BATCHED_REQUESTS):
+            batch = waiting[start : start + _MAX_BATCHED_REQUESTS]
+            task = asyncio.ensure_future(self._count(batch))
+            _RUNNING.add(task)
+            task.add_done_callback(_RUNNING.discard)
+
+    async def _count(
+        self, batch: list[tuple[Sequence[RateLimitItem], Sequence[str], Sequence[str], asyncio.Future[_Counted]]]
+    ) -> None:
         now = time.time()
-        args: list[float | int] = [now, len(items)]
-        for item in items:
-            args += [item.amount, item.get_expiry()]
-        reply = await script([*(f"{key_prefix}:{key}" for key in keys), *reads], args)
-        counted: list[tuple[bool, float, int] | None] = []
-        for index, item in enumerate(items):
-            acquired, oldest, count = reply[3 * index : 3 * index + 3]
-            if int(acquired) < 0:
-                counted.append(None)
-                continue
-            expiry = item.get_expiry()
-            window_start = float(oldest) if oldest else now
-            counted.append((bool(int(acquired)), window_start + expiry, item.amount - int(count)))
-        values = [value if isinstance(value, bytes) or value is None else bytes(value) for value in reply[3 * len(items) :]]
-        return counted, values
+        script_keys: list[str] = []
+        args: list[float | int] = [now, len(batch)]
+        for items, keys, reads, _ in batch:
+            script_keys += [f"{self._key_prefix}:{key}" for key in keys]
+            script_keys += reads
+            args += [len(items), len(reads)]
+            for item in items:
+                args += [item.amount, item.get_expiry()]
+        try:
+            reply = await self._script(script_keys, args)
+        except BaseException as exc:
+            for *_, answer in batch:
+                if not answer.done():
+                    answer.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        offset = 0
+        for items, _, reads, answer in batch:
+            counted: list[tuple[bool, float, int] | None] = []
+            for item in items:
+                acquired, oldest, count = reply[offset : offset + 3]
+                offset += 3
+                if int(acquired) < 0:
+                    counted.append(None)
+                    continue
+                window_start = float(oldest) if oldest else now
+                counted.append((bool(int(acquired)), window_start + item.get_expiry(), item.amount - int(count)))
+            values = [_bytes_or_none(value) for value in reply[offset : offset + len(reads)]]
+            offset += len(reads)
+            if not answer.done():  # not if its request was cancelled meanwhile
+                answer.set_result((counted, values))
 
-    return hit_many
+
+def _bytes_or_none(value: Any) -> bytes | None:
+    return value if isinstance(value, bytes) or value is None else bytes(value)
+
+
+_RUNNING: set[asyncio.Task[None]] = set()
+"""Batches being counted (a strong reference keeps each task alive until it ends)."""
+
+
+def _redis_hit_many(pool: redis.asyncio.ConnectionPool, key_prefix: str) -> HitMany:
+    return _HitBatch(LeanScript(pool, _HIT_MANY_LUA), key_prefix)
 
 
 def rate_limit_headers(result: RateLimitResult) -> dict[str, str]:

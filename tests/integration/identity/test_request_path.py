@@ -62,3 +62,29 @@ async def test_a_new_bearer_reads_its_auth_state_in_the_same_round_trip(
         assert calls.names == []
     else:
         assert calls.names == ["hit_many"]
+
+
+async def test_a_remembered_api_key_reads_neither_database_nor_cache(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tradestack.identity.repository import ApiKeyRepository
+
+    trader = await make_user(Role.TRADER)
+    created = await client.post("/api/keys", json={"name": "bot", "scopes": ["read"]}, headers=trader.headers)
+    key = {"X-API-Key": created.json()["key"]}
+    assert (await client.get("/api/auth/me", headers=key)).status_code == 200  # resolves the key, remembers it
+    calls = Calls()
+    calls.wrap(monkeypatch, ApiKeyRepository, "by_prefix")
+    for name in ("get", "get_many"):
+        calls.wrap(monkeypatch, runtime.cache, name)
+    for name in ("hit", "hit_many"):
+        calls.wrap(monkeypatch, runtime.rate_limiter, name)
+    again = await client.get("/api/auth/me", headers=key)
+    assert again.status_code == 200
+    assert again.json()["via_api_key"] is True
+    assert again.headers["ratelimit-limit"]  # the principal limit still applies
+    # No database or cache read; production: IP + the key's principal limits in one script.
+    assert calls.names == ([] if runtime.rate_limiter.counts_in_process else ["hit_many"])
+    # Revoked here: refused at once, not remembered.
+    assert (await client.delete(f"/api/keys/{created.json()['id']}", headers=trader.headers)).status_code == 200
+    assert (await client.get("/api/auth/me", headers=key)).status_code == 401

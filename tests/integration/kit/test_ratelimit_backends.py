@@ -136,6 +136,48 @@ async def test_redis_hit_many_reads_keys_in_the_same_round_trip(redis_url: str, 
 
 
 @pytest.mark.redis
+async def test_redis_hit_many_of_requests_in_one_turn_share_one_round_trip(
+    redis_url: str, unique_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tradestack.kit.ratelimit import LeanScript
+
+    calls: list[int] = []
+    run = LeanScript.__call__
+
+    async def counted(script: LeanScript, keys: list[str], args: list[float | int]) -> object:
+        calls.append(len(keys))
+        return await run(script, keys, args)
+
+    monkeypatch.setattr(LeanScript, "__call__", counted)
+    limiter = create_rate_limiter(redis_url, key_prefix=unique_prefix.rstrip(":"))
+    admin = redis.asyncio.from_url(redis_url)
+    state = f"{unique_prefix}state"
+    try:
+        await admin.set(state, b"s")
+        # Four requests in one turn: each counted as alone, in the order they asked (the third is refused by its
+        # first limit, its second not counted; the fourth, refused by the shared limit, stops there too).
+        results = await asyncio.gather(
+            limiter.hit_many([("2/minute", ("ip", "x")), ("5/minute", ("principal", "a"))], [state]),
+            limiter.hit_many([("2/minute", ("ip", "x"))]),
+            limiter.hit_many([("2/minute", ("ip", "x")), ("5/minute", ("principal", "b"))], [state, f"{unique_prefix}none"]),
+            limiter.hit_many([("5/minute", ("principal", "a")), ("2/minute", ("ip", "x"))]),
+        )
+        assert calls == [2 + 1 + 1 + 2 + 2 + 2], "one script call for the four requests"
+        allowed = [[None if hit is None else (hit.allowed, hit.remaining) for hit in counted] for counted, _ in results]
+        assert allowed == [[(True, 1), (True, 4)], [(True, 0)], [(False, 0), None], [(True, 3), (False, 0)]]
+        assert [reads for _, reads in results] == [[b"s"], None, [b"s", None], None]
+        # Nothing counted twice or lost: the principals' windows hold what was allowed.
+        assert not (await limiter.hit("2/minute", "ip", "x")).allowed
+        assert (await limiter.hit("5/minute", "principal", "a")).remaining == 2
+        assert (await limiter.hit("5/minute", "principal", "b")).remaining == 4
+    finally:
+        await admin.delete(state)
+        await limiter.reset()
+        await limiter.close()
+        await admin.aclose()
+
+
+@pytest.mark.redis
 async def test_redis_hit_many_falls_back_to_memory_without_reads_when_redis_is_down() -> None:
     limiter = create_rate_limiter("redis://127.0.0.1:1/0")
     try:
@@ -209,7 +251,7 @@ async def test_redis_window_drops_the_hits_that_left_it_and_counts_the_rest(
         if script == "hit_and_count":
             reply = await admin.eval(_HIT_AND_COUNT_LUA, 1, key, now, 3, 10)
         else:
-            reply = await admin.eval(_HIT_MANY_LUA, 1, key, now, 1, 3, 10)
+            reply = await admin.eval(_HIT_MANY_LUA, 1, key, now, 1, 1, 0, 3, 10)  # one request: one limit, no read
         return int(reply[0]), reply[1] or None, int(reply[2])
 
     try:
