@@ -96,10 +96,6 @@ ENGINE_STOP_SECONDS = 12.0
 """At stop, how long to wait for the engine's thread (its step, then closing its connections): under `CLOSE_STEP_SECONDS`."""
 READ_BATCH = 500
 """At most how many messages of its stream the shard reads at once."""
-READ_GATHER_SECONDS = 0.010
-"""After a read that found fewer than `READ_BATCH` messages, how long the shard lets more gather before it reads again:
-under load one XREAD (and one step) takes many orders rather than one each, at most this much later; the first message
-after a quiet spell is still read as soon as it arrives (the read blocks for it)."""
 ENDED_KEPT = 10_000
 """How many ended orders' versions a shard remembers, to know a late hand-over of one as stale (older: read)."""
 # What reconciliation reads every `engine_reconcile_seconds`: each working order's id and account, every resting order
@@ -667,9 +663,12 @@ async def start_engine(runtime: Runtime) -> None:
     log.info("paper matching engine running in process, on its own thread")
 
 
-async def _read_commands(shard: EngineShard, client: Any, key: str) -> None:
-    """Follow the shard's command stream in batches (`READ_BATCH`, `READ_GATHER_SECONDS`); reconnect with backoff
-    whenever Redis goes away (never exit).
+async def _read_commands(shard: EngineShard, client: Any, key: str, gather_seconds: float) -> None:
+    """Follow the shard's command stream in batches; reconnect with backoff whenever Redis goes away (never exit).
+
+    After a read that found fewer than `READ_BATCH` messages, the next waits `gather_seconds` (the setting
+    `engine_read_gather_seconds`): under load one XREAD (and one step) takes many orders rather than one each, each at
+    most that much later; the first message after a quiet spell is still read as soon as it arrives (the read blocks).
 
     The XREADs go straight to one connection of the client's pool (its `send_command` and `read_response`), without the
     client's command layer (retries, observability, reply callbacks: a third of a read's CPU); a read cut short
@@ -695,8 +694,8 @@ async def _read_commands(shard: EngineShard, client: Any, key: str) -> None:
                         shard.note_changed(change)
                 if entries:
                     last_id = entries[-1][0]
-                    if len(entries) < READ_BATCH:
-                        await asyncio.sleep(READ_GATHER_SECONDS)
+                    if len(entries) < READ_BATCH and gather_seconds:
+                        await asyncio.sleep(gather_seconds)
         finally:
             await connection.disconnect()
             await pool.release(connection)
@@ -757,7 +756,7 @@ async def run_engine(runtime: Runtime, shard_number: int) -> None:
     tasks = [
         asyncio.create_task(shard.run(), name="engine"),
         asyncio.create_task(forever("engine_quotes", shard.listen_quotes), name="engine-quotes"),
-        asyncio.create_task(_read_commands(shard, client, key), name="engine-commands"),
+        asyncio.create_task(_read_commands(shard, client, key, settings.engine_read_gather_seconds), name="engine-commands"),
     ]
     log.info("paper matching engine started", shard=shard_number, shards=settings.engine_shards, stream=key)
     waiter = asyncio.create_task(stop.wait())

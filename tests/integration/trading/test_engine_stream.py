@@ -55,13 +55,15 @@ async def stream(redis_server: str, request: pytest.FixtureRequest) -> AsyncIter
     await client.aclose()
 
 
-async def _reading(url: str, key: str, told: _Told) -> tuple[asyncio.Task[None], redis.asyncio.Redis, str]:
+async def _reading(
+    url: str, key: str, told: _Told, gather_seconds: float = 0.01
+) -> tuple[asyncio.Task[None], redis.asyncio.Redis, str]:
     """The reader running on a client of its own (its connections named, to be told apart), once it waits on the
     stream; a message added before is older than the reader (the rebuild's)."""
     name = f"engine-reader-{uuid.uuid4().hex[:8]}"
     client = redis.asyncio.Redis.from_url(url, client_name=name)
     await client.xadd(key, {"account": "acc-0", "order": "before-start"})
-    task = asyncio.create_task(engine_module._read_commands(told, client, key))
+    task = asyncio.create_task(engine_module._read_commands(told, client, key, gather_seconds))
     async with asyncio.timeout(WAIT_SECONDS):
         while not any(
             entry.get("name") == name and str(entry.get("cmd", "")).startswith("xread") for entry in await client.client_list()
@@ -77,12 +79,13 @@ async def _stop(task: asyncio.Task[None], client: redis.asyncio.Redis) -> None:
     await client.aclose()
 
 
+@pytest.mark.parametrize("gather_seconds", [0.0, 0.01], ids=["read-at-once", "gather"])
 async def test_the_engine_is_told_every_message_once_in_order_and_skips_one_it_cannot_read(
-    stream: tuple[str, str, str],
+    stream: tuple[str, str, str], gather_seconds: float
 ) -> None:
     url, namespace, key = stream
     told = _Told()
-    task, client, _ = await _reading(url, key, told)
+    task, client, _ = await _reading(url, key, told, gather_seconds)
     commands = RedisCommands(url, namespace, 1)
     try:
         await commands.orders_changed([Change(f"acc-{n}", f"o-{n}") for n in range(5)])
