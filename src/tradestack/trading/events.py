@@ -26,26 +26,40 @@ async def publish(runtime: Runtime, kind: str, account_id: str, data: dict[str, 
     await publish_many(runtime, kind, [(account_id, data)])
 
 
-async def publish_many(runtime: Runtime, kind: str, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
-    """Send updates (account id, data) in order, in one round trip; a bus failure is logged, never raised."""
+def messages_of(kind: str, updates: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[str, bytes]]:
+    """The bus messages (bus channel, message) that send updates (account id, data) of `kind`, in order."""
     messages = []
     for account_id, data in updates:
         channel = f"{kind}:{account_id}"
         messages.append((FANOUT_CHANNEL, encode_message(channel, frame(kind.removesuffix("s"), channel, data))))
+    return messages
+
+
+async def publish_many(runtime: Runtime, kind: str, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Send updates (account id, data) in order, in one round trip; a bus failure is logged, never raised."""
     try:
-        await runtime.bus.publish_many(messages)
+        await runtime.bus.publish_many(messages_of(kind, updates))
     except Exception as exc:  # noqa: BLE001 - notifications are best effort; the books are not
         channels = sorted({f"{kind}:{account_id}" for account_id, _ in updates})
         log.warning("could not publish trading updates", channels=channels[:10], error=f"{type(exc).__name__}: {exc}")
 
 
-async def publish_orders(runtime: Runtime, orders: Sequence[BaseModel]) -> None:
-    """Send the orders' updates, in order, in one round trip."""
+def _order_updates(orders: Sequence[BaseModel]) -> list[tuple[str, dict[str, Any]]]:
     updates = []
     for order in orders:
         data = order.model_dump(mode="json")
         updates.append((str(data["account_id"]), data))
-    await publish_many(runtime, "orders", updates)
+    return updates
+
+
+def order_messages(orders: Sequence[BaseModel]) -> list[tuple[str, bytes]]:
+    """The bus messages that send the orders' updates, in order (what `publish_orders` sends)."""
+    return messages_of("orders", _order_updates(orders))
+
+
+async def publish_orders(runtime: Runtime, orders: Sequence[BaseModel]) -> None:
+    """Send the orders' updates, in order, in one round trip."""
+    await publish_many(runtime, "orders", _order_updates(orders))
 
 
 async def publish_order(runtime: Runtime, order: BaseModel) -> None:
