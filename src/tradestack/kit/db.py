@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.selectable import TableValuedAlias
+from sqlalchemy.sql.selectable import CTE, TableValuedAlias
 from sqlalchemy.types import TypeEngine
 from sqlalchemy.util import greenlet_spawn
 
@@ -566,6 +566,22 @@ def unnest_insert(table: Table, names: Sequence[str] | None = None) -> Insert:
     columns = [table.c[name] for name in names] if names is not None else list(table.c)
     rows = unnested(*((f"{table.name}_{column.name}", column.name, column.type) for column in columns))
     return insert(table).from_select([column.name for column in columns], select(*rows.c))
+
+
+@dataclass(frozen=True, slots=True)
+class Alongside:
+    """Rows another module writes in the statement that writes the caller's (PostgreSQL): a data-modifying CTE,
+    built once, and its parameters. One statement, one round trip, for both modules' rows; each module builds its own
+    (`with_alongside` joins them)."""
+
+    cte: CTE
+    parameters: dict[str, Any]
+
+
+@functools.cache
+def with_alongside(statement: Insert, cte: CTE) -> Insert:
+    """`statement` that also runs `cte` (an `Alongside`'s): built once per pair, so it stays one prebuilt statement."""
+    return statement.add_cte(cte)
 
 
 def unnested(*columns: tuple[str, str, TypeEngine[Any]]) -> TableValuedAlias:
