@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Table, delete, func, insert, or_, select, text, update
 
-from tradestack.kit.db import execute_core, on_postgresql, unnest_insert
+from tradestack.kit.db import Alongside, execute_core, on_postgresql, unnest_insert
 from tradestack.kit.repository import Repository
 from tradestack.models.audit import AuditChainerLease, AuditEntry, AuditOutbox, AuditPersonal
 
@@ -17,6 +17,8 @@ CHAIN_LEASE = "audit"
 _STAGE = insert(cast(Table, AuditOutbox.__table__))  # built once: every order group stages (Core, no ORM bulk path)
 # Many entries on PostgreSQL: one execution of one statement (the outbox's ids follow the array's order), not one a row.
 _STAGE_MANY = unnest_insert(cast(Table, AuditOutbox.__table__), ["fields"])
+# The same, run inside another module's INSERT statement (`stage_alongside`).
+_STAGE_ALONGSIDE = _STAGE_MANY.cte("staged_audit")
 # The chainer's inserts, likewise built once and Core (the ORM bulk-insert path cost more CPU per row than the hashing).
 _APPEND = insert(cast(Table, AuditEntry.__table__))
 _APPEND_RETURNING_IDS = _APPEND.returning(AuditEntry.__table__.c.hash, AuditEntry.__table__.c.id)
@@ -112,6 +114,11 @@ class AuditRepository(Repository):
             await execute_core(self.session, _STAGE_MANY, {"audit_outbox_fields": list(fields)})
         elif fields:
             await execute_core(self.session, _STAGE, [{"fields": value} for value in fields])
+
+    @staticmethod
+    def stage_alongside(fields: Sequence[str]) -> Alongside:
+        """PostgreSQL: `stage`'s rows as a CTE of another INSERT statement (one round trip for both)."""
+        return Alongside(_STAGE_ALONGSIDE, {"audit_outbox_fields": list(fields)})
 
     async def claim(self, limit: int) -> builtins.list[tuple[int, str]]:
         """Delete the oldest `limit` outbox rows and return them (id, fields), oldest first.

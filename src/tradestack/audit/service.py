@@ -50,7 +50,7 @@ from tradestack.audit.schemas import AuditRecord, VerifyReport
 from tradestack.core.clock import Clock
 from tradestack.core.money import plain
 from tradestack.kit.aio import stop_tasks, wait_event
-from tradestack.kit.db import Database
+from tradestack.kit.db import Alongside, Database
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import (
     AUDIT_CHAINER_LEADER,
@@ -420,6 +420,11 @@ class AuditService:
     async def stage_many(self, session: AsyncSession, entries: Iterable[Mapping[str, Any]]) -> None:
         """Queue several entries (each the arguments of `record`) in `session`'s transaction, one executemany."""
         await AuditRepository(session).stage([_outbox_text(self._fields(**entry)) for entry in entries])
+
+    def stage_alongside(self, entries: Iterable[Mapping[str, Any]]) -> Alongside:
+        """`stage_many` as rows of another module's INSERT statement, on PostgreSQL: the caller runs them in its
+        transaction, in the statement it writes its own rows with (`kit.db.Alongside`), both committed or neither."""
+        return AuditRepository.stage_alongside([_outbox_text(self._fields(**entry)) for entry in entries])
 
     async def erase_personal(self, session: AsyncSession, actor_user_id: str, emails: Iterable[str]) -> int:
         """Erase (in `session`'s transaction) the personal fields of the chained entries `actor_user_id` made or

@@ -260,11 +260,15 @@ class RedisCommands:
     async def order_changed(self, account_id: str, order_id: str, *, settle: bool = False) -> None:
         await self.orders_changed([Change(account_id, order_id, settle)])
 
-    async def orders_changed(self, changes: Sequence[Change]) -> None:
-        """One XADD per change (`stream_fields`) to its shard's stream, all in one pipeline."""
-        if not changes:
+    async def orders_changed(self, changes: Sequence[Change], *, published: Sequence[tuple[str, bytes]] = ()) -> None:
+        """One XADD per change (`stream_fields`) to its shard's stream, all in one pipeline; first, in the same pipeline,
+        a PUBLISH of each (Redis channel, message) of `published`: a bus's messages on this Redis, sent in the same
+        round trip and before the engine can read the changes."""
+        if not changes and not published:
             return
         async with self._client.pipeline(transaction=False) as pipe:
+            for channel, message in published:
+                pipe.publish(channel, message)
             for change in changes:
                 key = stream_key(self._namespace, shard_of(change.account_id, self._shards))
                 pipe.xadd(key, stream_fields(change), maxlen=STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]

@@ -26,6 +26,15 @@ async def publish(runtime: Runtime, kind: str, account_id: str, data: dict[str, 
     await publish_many(runtime, kind, [(account_id, data)])
 
 
+def messages_of(updates: Sequence[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, bytes]]:
+    """The bus messages (bus channel, message) that send updates (kind, account id, data), in order."""
+    messages = []
+    for kind, account_id, data in updates:
+        channel = f"{kind}:{account_id}"
+        messages.append((FANOUT_CHANNEL, encode_message(channel, frame(kind.removesuffix("s"), channel, data))))
+    return messages
+
+
 async def publish_many(runtime: Runtime, kind: str, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
     """Send updates (account id, data) in order, in one round trip; a bus failure is logged, never raised."""
     await publish_updates(runtime, [(kind, account_id, data) for account_id, data in updates])
@@ -34,24 +43,29 @@ async def publish_many(runtime: Runtime, kind: str, updates: Sequence[tuple[str,
 async def publish_updates(runtime: Runtime, updates: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
     """Send updates (kind, account id, data) of any kinds in order, in one round trip; a bus failure is logged, never
     raised."""
-    messages = []
-    for kind, account_id, data in updates:
-        channel = f"{kind}:{account_id}"
-        messages.append((FANOUT_CHANNEL, encode_message(channel, frame(kind.removesuffix("s"), channel, data))))
     try:
-        await runtime.bus.publish_many(messages)
+        await runtime.bus.publish_many(messages_of(updates))
     except Exception as exc:  # noqa: BLE001 - notifications are best effort; the books are not
         channels = sorted({f"{kind}:{account_id}" for kind, account_id, _ in updates})
         log.warning("could not publish trading updates", channels=channels[:10], error=f"{type(exc).__name__}: {exc}")
 
 
-async def publish_orders(runtime: Runtime, orders: Sequence[BaseModel]) -> None:
-    """Send the orders' updates, in order, in one round trip."""
+def _order_updates(orders: Sequence[BaseModel]) -> list[tuple[str, str, dict[str, Any]]]:
     updates = []
     for order in orders:
         data = order.model_dump(mode="json")
-        updates.append((str(data["account_id"]), data))
-    await publish_many(runtime, "orders", updates)
+        updates.append(("orders", str(data["account_id"]), data))
+    return updates
+
+
+def order_messages(orders: Sequence[BaseModel]) -> list[tuple[str, bytes]]:
+    """The bus messages that send the orders' updates, in order (what `publish_orders` sends)."""
+    return messages_of(_order_updates(orders))
+
+
+async def publish_orders(runtime: Runtime, orders: Sequence[BaseModel]) -> None:
+    """Send the orders' updates, in order, in one round trip."""
+    await publish_updates(runtime, _order_updates(orders))
 
 
 async def publish_order(runtime: Runtime, order: BaseModel) -> None:

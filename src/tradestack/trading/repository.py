@@ -25,7 +25,17 @@ from sqlalchemy.types import BigInteger
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
 from tradestack.domain.risk import TradingState
-from tradestack.kit.db import Database, PerDialect, execute_core, in_list, on_postgresql, unnest_insert, unnested
+from tradestack.kit.db import (
+    Alongside,
+    Database,
+    PerDialect,
+    execute_core,
+    in_list,
+    on_postgresql,
+    unnest_insert,
+    unnested,
+    with_alongside,
+)
 from tradestack.kit.pages import Cursor, older_than
 from tradestack.models.trading import OrderEventRow, OrderRow, RiskLimitsRow, TradingStateRow
 
@@ -254,19 +264,29 @@ class TradingRepository:
         _project(row, order)
 
     async def create_many(
-        self, created: Sequence[tuple[Order, Sequence[OrderEvent], str]], desk_versions: Mapping[str, int]
+        self,
+        created: Sequence[tuple[Order, Sequence[OrderEvent], str]],
+        desk_versions: Mapping[str, int],
+        alongside: Alongside | None = None,
     ) -> None:
         """Insert new orders (order, its first events, fingerprint), each tagged with its account's desk version in
         `desk_versions` (the order desk's lock's): on PostgreSQL one statement of column arrays
-        (`_INSERT_NEW_ORDERS`), elsewhere two executemany statements (projections, events)."""
+        (`_INSERT_NEW_ORDERS`), which also writes another module's rows `alongside` (the group's audit entries),
+        elsewhere two executemany statements (projections, events) and no `alongside`."""
         if not created:
             return
         projections, events = _new_rows(created, desk_versions)
         if self._postgresql:
             columns = {f"orders_{name}": [row[name] for row in projections] for name in _ORDER_COLUMNS}
             columns |= {f"order_events_{name}": [row[name] for row in events] for name in _EVENT_COLUMNS}
-            await execute_core(self.session, _INSERT_NEW_ORDERS, columns)
+            if alongside is None:
+                await execute_core(self.session, _INSERT_NEW_ORDERS, columns)
+            else:
+                statement = with_alongside(_INSERT_NEW_ORDERS, alongside.cte)
+                await execute_core(self.session, statement, columns | alongside.parameters)
             return
+        if alongside is not None:
+            raise ValueError("rows alongside the orders' need PostgreSQL")
         await execute_core(self.session, _INSERT_ORDERS, projections)
         await execute_core(self.session, _INSERT_ORDER_EVENTS, events)
 

@@ -54,6 +54,7 @@ from tradestack.domain.riskstate import OpenOrder, OpenOrders, account_risk_stat
 from tradestack.domain.snapshot import MarketSnapshot
 from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Caller, Principal
+from tradestack.kit.bus import RedisBus
 from tradestack.kit.currencies import currency_problem, minor_units
 from tradestack.kit.metrics import BATCHED, ORDER_PLACEMENT_LATENCY, ORDERS
 from tradestack.kit.outages import count_outage, unavailable_backend
@@ -61,9 +62,9 @@ from tradestack.kit.pages import format_cursor, parse_cursor
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MarketDataService, trading_hours
 from tradestack.models.trading import OrderRow
-from tradestack.trading.commands import Change, commands_of, tick
+from tradestack.trading.commands import Change, RedisCommands, commands_of, tick
 from tradestack.trading.desk import Decided, OrderDesk, Submit, desk_of
-from tradestack.trading.events import publish_orders
+from tradestack.trading.events import order_messages, publish_orders
 from tradestack.trading.prices import missing_fx
 from tradestack.trading.repository import GLOBAL_SCOPE, ConcurrentUpdate, TradingRepository, books_session
 from tradestack.trading.schemas import (
@@ -257,16 +258,22 @@ class TradingService:
 
     async def _after_many(self, orders: Sequence[OrderOut], changes: Sequence[Change]) -> None:
         """After the commit of changes to `orders`: chain their staged audit entries, tell WebSocket subscribers, tell
-        the engine of `changes` -- one Redis round trip for each, whatever their number.
+        the engine of `changes` -- whatever their number, one Redis round trip for both where the bus and the engine's
+        streams are on Redis (the one pipeline publishes first), else one for each.
 
         The orders are committed by now, so they are answered as committed whatever happens here: if
         Redis is away the engine's reconciliation finds the orders in the database instead.
         """
         try:
             wake_chainer(self.runtime)
+            commands, bus = commands_of(self.runtime), self.runtime.bus
+            if changes and isinstance(commands, RedisCommands) and isinstance(bus, RedisBus):
+                published = [(bus.prefix + channel, message) for channel, message in order_messages(orders)]
+                await commands.orders_changed(changes, published=published)  # the updates before the engine's news
+                return
             await publish_orders(self.runtime, orders)  # before the engine's news (a fill)
             if changes:
-                await commands_of(self.runtime).orders_changed(changes)
+                await commands.orders_changed(changes)
         except Exception as exc:
             backend = unavailable_backend(exc)
             if backend is None:

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, bindparam, event, insert, select, text, update
+from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, bindparam, event, func, insert, select, text, update
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.kit import db as db_module
 from tradestack.kit import migrations
@@ -411,6 +412,83 @@ async def test_postgresql_writer_session_runs_prebuilt_core_statements_on_asyncp
         assert [r.id for r in again] == ["r0"]
     finally:
         await db.dispose()
+
+
+async def test_postgresql_writer_session_commits_on_asyncpg_and_fails_as_sqlalchemys_commit(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The order desk's transactions commit straight on asyncpg (`_commit_on_asyncpg`), not through
+    `AsyncSession.commit`: committed all the same, pending ORM changes flushed first; a COMMIT the server refuses
+    and a connection lost before COMMIT raise what SQLAlchemy's commit raises (the lost connection invalidated),
+    and the next transaction runs on a fresh connection."""
+    db = Database(Settings(database_url=postgres_url))
+    try:
+        rows = await _direct_rows_table(db)
+        await migrations.upgrade(db.engine)
+        async with db.session() as session:  # two rows of one count fail at COMMIT, not at their INSERT
+            await session.execute(text("ALTER TABLE direct_rows ADD UNIQUE (count) DEFERRABLE INITIALLY DEFERRED"))
+        sqlalchemys: list[AsyncSession] = []
+        commit = AsyncSession.commit
+
+        async def counted(session: AsyncSession) -> None:
+            sqlalchemys.append(session)
+            await commit(session)
+
+        monkeypatch.setattr(AsyncSession, "commit", counted)
+        for row in rows:
+            async with db.writer_session() as session:
+                await execute_core(session, _INSERT, row)
+        async with db.writer_session() as session:
+            await execute_core(session, _BUMP_PG, {"ids": ["r2"]})
+            session.add(Instance(id="i" * 36, name="orm", created_at=NOW, seeded_at=NOW))  # flushed at COMMIT
+        assert sqlalchemys == []
+        async with db.read_session() as session:
+            stored = (await session.execute(select(_ROWS.c.id, _ROWS.c.count).order_by(_ROWS.c.id))).all()
+        assert [tuple(row) for row in stored] == [("r0", 0), ("r1", 1), ("r2", 3)]
+        assert await _instance_names(db) == ["orm"]
+
+        on_asyncpg = db_module._commit_on_asyncpg
+
+        async def through_sqlalchemy(session: AsyncSession) -> bool:
+            return False
+
+        async def failure(direct: bool, row: dict[str, Any], *, lose: bool) -> tuple[Any, ...]:
+            monkeypatch.setattr(db_module, "_commit_on_asyncpg", on_asyncpg if direct else through_sqlalchemy)
+            sqlalchemys.clear()
+
+            async def transaction() -> None:
+                async with db.writer_session() as session:
+                    pid = (await execute_core(session, _BACKEND_PID, {}))[0].pid
+                    await execute_core(session, _INSERT, row)
+                    if lose:
+                        async with db.engine.begin() as killer:  # not a session: its commit would be counted
+                            await killer.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+                        await asyncio.sleep(0.1)  # the writer's connection has seen its end
+
+            with pytest.raises(Exception) as raised:  # noqa: PT011  # compared below, whatever it is
+                await transaction()
+            assert (sqlalchemys == []) is direct
+            return _failure(raised.value)
+
+        twin = {**rows[0], "id": "twin"}  # r0's count
+        refused = [await failure(direct, twin, lose=False) for direct in (True, False)]
+        assert refused[0] == refused[1]
+        assert refused[0][2] == "23505"  # unique_violation, at COMMIT
+        fresh = {True: {**rows[0], "id": "lost1", "count": 11}, False: {**rows[0], "id": "lost0", "count": 10}}
+        lost = [await failure(direct, fresh[direct], lose=True) for direct in (True, False)]
+        assert lost[0] == lost[1]
+        assert lost[0][4] is True  # connection_invalidated
+        monkeypatch.setattr(db_module, "_commit_on_asyncpg", on_asyncpg)
+        async with db.writer_session() as session:
+            await execute_core(session, _INSERT, {**rows[0], "id": "after", "count": 20})
+        async with db.read_session() as session:
+            ids = (await session.execute(select(_ROWS.c.id).order_by(_ROWS.c.id))).scalars().all()
+        assert ids == ["after", "r0", "r1", "r2"]
+    finally:
+        await db.dispose()
+
+
+_BACKEND_PID = select(func.pg_backend_pid().label("pid"))
 
 
 async def test_sqlite_writer_session_keeps_one_connection_across_transactions_and_lets_a_failed_one_go(
