@@ -47,7 +47,7 @@ from tradestack.kit.outages import count_outage, unavailable_backend
 from tradestack.kit.runtime import Runtime, Slot
 from tradestack.marketdata.schemas import frame, iso
 from tradestack.marketdata.service import BOOK_KEY, FANOUT_CHANNEL, QUOTE_KEY, MarketDataService, decode_message
-from tradestack.trading.events import ACCOUNT_CHANNELS
+from tradestack.trading.events import ACCOUNT_CHANNEL, ACCOUNT_CHANNELS
 
 router = APIRouter()
 log = get_logger(__name__)
@@ -71,10 +71,12 @@ HUB: Slot[FanoutHub] = Slot("marketdata.hub")
 
 
 async def hub_of(runtime: Runtime) -> FanoutHub:
-    """This process's market-data hub, started on first use and stopped when the runtime closes."""
+    """This process's hub of market data and account updates, started on first use and stopped when the runtime
+    closes."""
     hub = runtime.components.get(HUB)
     if hub is None:
-        hub = runtime.components.put(HUB, FanoutHub(runtime.bus, FANOUT_CHANNEL, decode_message, wire=text_frame_bytes))
+        channels = (FANOUT_CHANNEL, ACCOUNT_CHANNEL)
+        hub = runtime.components.put(HUB, FanoutHub(runtime.bus, channels, decode_message, wire=text_frame_bytes))
         runtime.closers.append(hub.close)
     await hub.start()
     return hub

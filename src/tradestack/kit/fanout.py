@@ -1,6 +1,6 @@
 """Fan-out of bus messages to the WebSocket clients of one process.
 
-One `FanoutHub` per process subscribes once to a bus channel (Redis pub/sub across replicas, or
+One `FanoutHub` per process subscribes once to its bus channels (Redis pub/sub across replicas, or
 in process) and hands each message to the local `Mailbox`es subscribed to the message's
 channel. A mailbox conflates: it keeps only the newest frame per channel until its client takes
 it, so a slow client costs one frame per subscribed channel, never an unbounded buffer, and
@@ -155,19 +155,20 @@ class Mailbox:
 
 
 class FanoutHub:
-    """Routes messages of one bus channel to local mailboxes by their channel name."""
+    """Routes messages of its bus channels to local mailboxes by their channel name."""
 
     def __init__(
         self,
         bus: Bus,
-        bus_channel: str,
+        bus_channels: str | tuple[str, ...],
         decode: Callable[[bytes], tuple[str, bytes]],
         wire: Callable[[bytes], bytes] | None = None,
     ) -> None:
-        """`decode` splits a bus message into (channel, frame text); `wire` encodes a frame as the bytes
+        """`bus_channels` is one bus channel or several, all on one subscription (each keeps its own order);
+        `decode` splits a bus message into (channel, frame text); `wire` encodes a frame as the bytes
         a `DirectWriter` writes (None: every frame goes through the mailboxes)."""
         self._bus = bus
-        self._bus_channel = bus_channel
+        self._bus_channels = (bus_channels,) if isinstance(bus_channels, str) else bus_channels
         self._decode = decode
         self._wire = wire
         # Per channel, its mailboxes and whether the channel is lossless for each (worked out once, on `add`).
@@ -181,14 +182,14 @@ class FanoutHub:
     async def start(self) -> None:
         """Subscribe to the bus (once); returns when the subscription is live."""
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"fanout:{self._bus_channel}")
+            self._task = asyncio.create_task(self._run(), name=f"fanout:{','.join(self._bus_channels)}")
         await self._started.wait()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._closing:
             try:
-                async with self._bus.subscribe(self._bus_channel) as subscription:
+                async with self._bus.subscribe(*self._bus_channels) as subscription:
                     self._started.set()
                     async for message in subscription:
                         channel, frame = self._decode(message.data)
@@ -210,7 +211,7 @@ class FanoutHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a lost subscription is retried, not fatal
-                log.warning("fanout subscription lost; resubscribing", channel=self._bus_channel, error=str(exc))
+                log.warning("fanout subscription lost; resubscribing", channels=self._bus_channels, error=str(exc))
                 await asyncio.sleep(0.5)
 
     def add(self, mailbox: Mailbox, channel: str) -> None:

@@ -33,12 +33,14 @@ from tradestack.marketdata.repository import (
 QUOTE_KEY = "md:quote:"
 BOOK_KEY = "md:book:"
 HEARTBEAT_KEY = "md:heartbeat"
-# Every market event goes to this one bus channel; each API process subscribes once and routes
-# messages to its WebSocket clients by the channel name that prefixes each message.
+# Every market event goes to this one bus channel (accounts' order, fill and portfolio updates go to their own,
+# `trading.events.ACCOUNT_CHANNEL`); each API process subscribes once to both and routes messages to its WebSocket
+# clients by the channel name that prefixes each message.
 FANOUT_CHANNEL = "marketdata"
 QUOTE_MESSAGES = b"quotes:"
 """How the bus messages of quotes start (their channel name): what the engine and the strategy runner subscribe to
-(``Bus.subscribe(FANOUT_CHANNEL, starting=QUOTE_MESSAGES)``), so that orders, fills, books and candles do not wake them."""
+(``Bus.subscribe(FANOUT_CHANNEL, starting=QUOTE_MESSAGES)``), so that books and candles do not wake them (orders, fills
+and portfolios are on another bus channel, which they do not subscribe to)."""
 MAX_SYMBOLS_PER_REQUEST = 100
 MAX_CANDLES = 10_000
 MAX_DEPTH = 50

@@ -1,8 +1,12 @@
-"""Order, fill and portfolio updates for WebSocket subscribers, sent through the fan-out bus.
+"""Order, fill and portfolio updates for WebSocket subscribers, sent through the bus.
 
 Channels are per trading account: ``orders:{account_id}``, ``fills:{account_id}`` and
 ``portfolio:{account_id}``. A WebSocket client subscribes to ``orders``, ``fills`` or ``portfolio``
 and receives the channels of the accounts it may read (see `api/ws.py`).
+
+They go on their own bus channel, `ACCOUNT_CHANNEL`, not on the market data's `FANOUT_CHANNEL`: the
+WebSocket hub subscribes to both, while the engine and the strategy runner, which want only quotes,
+subscribe to the market data's and are never sent an account's update (neither by Redis nor in process).
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from pydantic import BaseModel
 from tradestack.kit.logging import get_logger
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.schemas import frame
-from tradestack.marketdata.service import FANOUT_CHANNEL, encode_message
+from tradestack.marketdata.service import encode_message
 
 log = get_logger(__name__)
 ACCOUNT_CHANNELS = ("orders", "fills", "portfolio")
+ACCOUNT_CHANNEL = "accounts"
+"""The bus channel of every account's updates (all kinds, so that each account channel keeps its order)."""
 
 
 async def publish(runtime: Runtime, kind: str, account_id: str, data: dict[str, Any]) -> None:
@@ -31,7 +37,7 @@ def messages_of(updates: Sequence[tuple[str, str, dict[str, Any]]]) -> list[tupl
     messages = []
     for kind, account_id, data in updates:
         channel = f"{kind}:{account_id}"
-        messages.append((FANOUT_CHANNEL, encode_message(channel, frame(kind.removesuffix("s"), channel, data))))
+        messages.append((ACCOUNT_CHANNEL, encode_message(channel, frame(kind.removesuffix("s"), channel, data))))
     return messages
 
 

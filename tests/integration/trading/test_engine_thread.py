@@ -11,8 +11,8 @@ import pytest
 
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
-from tradestack.marketdata.service import FANOUT_CHANNEL
 from tradestack.trading.engine import EngineShard
+from tradestack.trading.events import ACCOUNT_CHANNEL
 
 from ..conftest import MakeUser  # type: ignore[import-not-found]
 from .conftest import PublishQuote, wait_for_order  # type: ignore[import-not-found]
@@ -51,7 +51,7 @@ async def test_orders_fill_and_stream_from_the_engine_thread_and_stop_cleanly(
 ) -> None:
     trader = await make_user(Role.TRADER)
     account = await open_account(client, trader)
-    async with runtime.bus.subscribe(FANOUT_CHANNEL) as updates:
+    async with runtime.bus.subscribe(ACCOUNT_CHANNEL) as updates:
         await publish_quote("BTC-USD", "30000.00", "30001.00", size="5")
         order_ids = []
         for n in range(5):

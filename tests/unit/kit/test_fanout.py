@@ -90,6 +90,26 @@ async def test_hub_routes_by_channel_and_stops_after_remove() -> None:
     await bus.close()
 
 
+async def test_hub_routes_the_messages_of_each_of_its_bus_channels_and_no_other() -> None:
+    bus = MemoryBus()
+    hub = FanoutHub(bus, ("md", "accounts"), _decode)
+    await hub.start()
+    mailbox = Mailbox(lossless=("orders:",))
+    hub.add(mailbox, "quotes:AAPL")
+    hub.add(mailbox, "orders:a")
+    await bus.publish("elsewhere", b"orders:a\n{0}")
+    await bus.publish("accounts", b"orders:a\n{1}")
+    await bus.publish("md", b"quotes:AAPL\n{2}")
+    await bus.publish("accounts", b"orders:a\n{3}")
+    got: list[str] = []
+    while len(got) < 3:
+        got += await mailbox.take(timeout=1)
+    assert sorted(got) == ["{1}", "{2}", "{3}"]  # nothing from a bus channel the hub was not given
+    assert [frame for frame in got if frame != "{2}"] == ["{1}", "{3}"]  # each bus channel's messages in order
+    await hub.close()
+    await bus.close()
+
+
 class _Socket:
     """A direct writer that takes frames while `keeping_up`."""
 
