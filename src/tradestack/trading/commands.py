@@ -28,13 +28,14 @@ import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
 
 import orjson
 import redis.asyncio
 
+from tradestack.core.money import D
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import WorkingOrder
 from tradestack.domain.orders import Order, OrderStatus, OrderType, TimeInForce
@@ -165,13 +166,7 @@ def _amount(text: object) -> Decimal:
     """A finite `Decimal` from its exact text (anything else: ValueError or TypeError)."""
     if type(text) is not str:
         raise TypeError(f"an amount must be text, got {type(text).__name__}")
-    try:
-        value = Decimal(text)
-    except InvalidOperation as exc:
-        raise ValueError(f"not a decimal number: {text!r}") from exc
-    if not value.is_finite():
-        raise ValueError(f"not a finite decimal number: {text!r}")
-    return value
+    return D(text)
 
 
 def _text(value: Decimal | None) -> str | None:
