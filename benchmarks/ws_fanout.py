@@ -587,6 +587,12 @@ def metric(base: str, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^\w*{name}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$", text, re.M))
 
 
+def counted(base: str, name: str) -> float:
+    """A counter's total over all labels on the server's /metrics: 0 while no process has counted any (unexported)."""
+    total = metric(base, name)
+    return 0.0 if math.isnan(total) else total
+
+
 def histogram(base: str, name: str) -> dict[float, float]:
     """A histogram's cumulative bucket counts on the server's /metrics, by upper bound, summed over its other labels
     ({} when it is not exported)."""
@@ -736,7 +742,9 @@ def run_phase(args: argparse.Namespace, base: str, token: str, clients: int, pid
         phase.active_on_server = metric(base, "websocket_connections_active")
         phase.sockets = sockets_per_worker(pid)
         time.sleep(args.settle_seconds)
-        conflated_before = metric(base, "websocket_messages_conflated_total")
+        # A labelled counter no worker has touched yet may not be exported at all (multiprocess mode, a server before the
+        # hub exported its kinds at 0): nothing conflated so far.
+        conflated_before = counted(base, "websocket_messages_conflated_total")
         histograms_before = {key: histogram(base, name) for key, name in SERVER_HISTOGRAMS.items()}
         cpu_before = cpu_seconds(pid)
         start = phase.window_start = time.time()
@@ -744,7 +752,7 @@ def run_phase(args: argparse.Namespace, base: str, token: str, clients: int, pid
         window[0] = start
         time.sleep(args.seconds)
         phase.server_cpu_percent = 100.0 * (cpu_seconds(pid) - cpu_before) / args.seconds
-        phase.conflated = metric(base, "websocket_messages_conflated_total") - conflated_before
+        phase.conflated = counted(base, "websocket_messages_conflated_total") - conflated_before
         phase.server_histograms = {
             key: histogram_text(histogram(base, name), histograms_before[key]) for key, name in SERVER_HISTOGRAMS.items()
         }

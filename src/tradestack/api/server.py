@@ -64,6 +64,7 @@ def serve(settings: Settings, *, app: str = APP_FACTORY, factory: bool = True) -
             http=ReadTimeoutHttpProtocol,
             ws=DirectWriteWebSocketProtocol,
             timeout_keep_alive=settings.keep_alive_seconds,
+            timeout_worker_healthcheck=settings.worker_healthcheck_seconds,
             ws_max_size=settings.ws_max_frame_bytes,
             timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
             server_header=False,

@@ -46,7 +46,14 @@ from tradestack.kit.metrics import WEBSOCKET_CONNECTIONS_ACTIVE
 from tradestack.kit.outages import count_outage, unavailable_backend
 from tradestack.kit.runtime import Runtime, Slot
 from tradestack.marketdata.schemas import frame, iso
-from tradestack.marketdata.service import BOOK_KEY, FANOUT_CHANNEL, QUOTE_KEY, MarketDataService, decode_message
+from tradestack.marketdata.service import (
+    BOOK_KEY,
+    FANOUT_CHANNEL,
+    MARKET_DATA_CHANNEL_KINDS,
+    QUOTE_KEY,
+    MarketDataService,
+    decode_message,
+)
 from tradestack.trading.events import ACCOUNT_CHANNEL, ACCOUNT_CHANNELS
 
 router = APIRouter()
@@ -57,6 +64,8 @@ CLOSE_POLICY = 1008
 MAX_MESSAGE_BYTES = 16_384
 MESSAGES_PER_SECOND = 50
 LOSSLESS_ACCOUNT_CHANNELS = ("orders", "fills")  # every update counts; portfolio snapshots conflate
+CONFLATED_KINDS = (*MARKET_DATA_CHANNEL_KINDS, *(kind for kind in ACCOUNT_CHANNELS if kind not in LOSSLESS_ACCOUNT_CHANNELS))
+"""The channel kinds a slow client's mailbox conflates (`websocket_messages_conflated`'s labels)."""
 
 
 def _frame(kind: str, **fields: Any) -> str:
@@ -76,7 +85,8 @@ async def hub_of(runtime: Runtime) -> FanoutHub:
     hub = runtime.components.get(HUB)
     if hub is None:
         channels = (FANOUT_CHANNEL, ACCOUNT_CHANNEL)
-        hub = runtime.components.put(HUB, FanoutHub(runtime.bus, channels, decode_message, wire=text_frame_bytes))
+        created = FanoutHub(runtime.bus, channels, decode_message, wire=text_frame_bytes, conflated_kinds=CONFLATED_KINDS)
+        hub = runtime.components.put(HUB, created)
         runtime.closers.append(hub.close)
     await hub.start()
     return hub

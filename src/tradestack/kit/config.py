@@ -189,6 +189,14 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=600, description="Time to read a request (headers and body); slower clients are cut off."
     )
     keep_alive_seconds: int = Field(default=5, ge=1, le=600, description="Idle time before a keep-alive connection closes.")
+    worker_healthcheck_seconds: int = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="With several workers, how long one may leave the supervisor's ping (every 0.5 s) unanswered before "
+        "it is killed and replaced, dropping its connections. uvicorn's own 5 s is too short for a busy worker on a "
+        "loaded machine: its answering thread waits for the interpreter lock behind the request loop.",
+    )
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = Field(default=True, description="One JSON object per line; false gives coloured console logs.")

@@ -163,11 +163,14 @@ class FanoutHub:
         bus_channels: str | tuple[str, ...],
         decode: Callable[[bytes], tuple[str, bytes]],
         wire: Callable[[bytes], bytes] | None = None,
+        conflated_kinds: tuple[str, ...] = (),
     ) -> None:
         """`bus_channels` is one bus channel or several, all on one subscription (each keeps its own order);
         `decode` splits a bus message into (channel, frame text); `wire` encodes a frame as the bytes
-        a `DirectWriter` writes (None: every frame goes through the mailboxes)."""
+        a `DirectWriter` writes (None: every frame goes through the mailboxes); `conflated_kinds` are the channel
+        kinds (the name before the first ``:``) whose frames a mailbox may conflate, counted from 0 at `start`."""
         self._bus = bus
+        self._conflated_kinds = conflated_kinds
         self._bus_channels = (bus_channels,) if isinstance(bus_channels, str) else bus_channels
         self._decode = decode
         self._wire = wire
@@ -180,7 +183,14 @@ class FanoutHub:
         self.written_directly = 0  # of `delivered`, frames written straight to a socket
 
     async def start(self) -> None:
-        """Subscribe to the bus (once); returns when the subscription is live."""
+        """Subscribe to the bus (once); returns when the subscription is live.
+
+        `websocket_messages_conflated` is exported from here on for each conflated kind, at 0 until a frame is:
+        with several workers (Prometheus multiprocess mode) a labelled series exists only once a process touched its
+        label, so a reader taking the difference of two readings (a `rate()`, the fan-out benchmark) would get
+        nothing, not 0, until the first conflation."""
+        for kind in self._conflated_kinds:
+            WEBSOCKET_MESSAGES_CONFLATED.labels(kind=kind)
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"fanout:{','.join(self._bus_channels)}")
         await self._started.wait()

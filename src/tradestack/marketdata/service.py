@@ -41,6 +41,8 @@ QUOTE_MESSAGES = b"quotes:"
 """How the bus messages of quotes start (their channel name): what the engine and the strategy runner subscribe to
 (``Bus.subscribe(FANOUT_CHANNEL, starting=QUOTE_MESSAGES)``), so that books and candles do not wake them (orders, fills
 and portfolios are on another bus channel, which they do not subscribe to)."""
+MARKET_DATA_CHANNEL_KINDS = ("quotes", "candles", "orderbook")
+"""The kinds of market-data channel a WebSocket client subscribes to (`MarketDataService.check_channel`)."""
 MAX_SYMBOLS_PER_REQUEST = 100
 MAX_CANDLES = 10_000
 MAX_DEPTH = 50

@@ -1,10 +1,13 @@
 """The paper matching engine in a process: one loop per shard, the single writer of executions.
 
 An `EngineShard` keeps one `MatchingEngine` per instrument for the open orders of the accounts it
-owns (`commands.shard_of`). One task does everything, in order: apply order changes it was told
-about, match on the newest quote of each symbol, expire day orders when their venue closes, and
+owns (`commands.shard_of`). One task does everything, in order: match on the newest quote of each
+symbol, apply order changes it was told about, expire day orders when their venue closes, and
 every `engine_reconcile_seconds` compare its book with the open orders in the database. It records
-each engine event through `executions.record`.
+each engine event through `executions.record`. Quotes go first so an order is never matched on a
+quote older than one the shard already holds (a marketable buy taken in the same step as a new quote
+filled at the ask before it); a cancel taken in that step may then find its order filled in the
+book, which `record` settles by the database (the canceled order is gone, no fill is booked).
 
 A change handed over with the order's committed state (`commands.Change.state`, in process) is
 taken as it is only when the shard can tell that state is at least as new as what its book holds:
@@ -246,18 +249,18 @@ class EngineShard:
         self._wake.set()
 
     async def step(self) -> None:
-        """One pass: order changes, quotes, session closes, reconciliation."""
-        changed, self._changed = self._changed, {}
-        try:
-            await self._take(changed)
-        finally:
-            self._settle(changed)  # failed or not: the caller's order is durable, its wait is over
+        """One pass: quotes, order changes, session closes, reconciliation (see the module docstring for the order)."""
         quotes, self._quotes = self._quotes, {}
         self._update_rates(quotes.values())
         for symbol, quote in quotes.items():
             engine = self.engines.get(symbol)
             if engine is not None:
                 await self._apply(engine, engine.on_quote(quote))
+        changed, self._changed = self._changed, {}  # with those that came meanwhile, matched on the quotes just applied
+        try:
+            await self._take(changed)
+        finally:
+            self._settle(changed)  # failed or not: the caller's order is durable, its wait is over
         now = time.monotonic()
         if now >= self._session_at:
             self._session_at = now + SESSION_CHECK_SECONDS

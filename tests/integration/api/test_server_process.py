@@ -184,3 +184,64 @@ def test_sigterm_lets_the_in_flight_request_finish(tmp_path: Path, spawn: object
     assert process.wait(30) == 0
     log = process.stdout.read().decode() if process.stdout else ""
     assert '"event":"drain_started"' in log
+
+
+def _workers_of(supervisor: int) -> list[int]:
+    """The worker processes uvicorn's supervisor `supervisor` spawned (multiprocessing's spawn children)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return sorted(int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes())
+
+
+def test_a_worker_starved_longer_than_uvicorns_own_health_check_keeps_its_requests(
+    tmp_path: Path, spawn: object, sqlite_url: str
+) -> None:
+    """Workers that cannot answer the supervisor's ping for 8 s (stopped here, as busy workers on a loaded machine are
+    starved) are not killed: uvicorn's own 5 s health check would kill them and drop the requests they are serving;
+    `worker_healthcheck_seconds` allows 30."""
+    marker = tmp_path / "slow-request-started"
+    env = _env(
+        tmp_path,
+        TRADESTACK_DATABASE_URL=sqlite_url,
+        TRADESTACK_WORKERS="2",
+        PYTHONPATH=str(HERE),
+        SLOW_APP_STARTED_MARKER=str(marker),
+    )
+    subprocess.run([str(TRADESTACK), "db", "upgrade"], env=env, check=True, capture_output=True)
+    port = free_port()
+    env["TRADESTACK_PORT"] = str(port)
+    process = spawn([sys.executable, str(HERE / "run_slow_app.py")], env)  # type: ignore[operator]
+    base = f"http://127.0.0.1:{port}"
+    _wait_ready(base, process)
+    workers = _workers_of(process.pid)
+    assert len(workers) == 2, workers
+
+    result: dict[str, object] = {}
+
+    def slow_call() -> None:
+        try:
+            response = httpx.get(f"{base}/test/slow", params={"seconds": 1}, timeout=60)
+            result["status"], result["body"] = response.status_code, response.json()
+        except httpx.HTTPError as exc:  # pragma: no cover - the failure this test exists to catch
+            result["error"] = repr(exc)
+
+    caller = threading.Thread(target=slow_call)
+    caller.start()
+    deadline = time.monotonic() + 20
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "the slow request never reached the server"
+    for worker in workers:  # whichever serves the request
+        os.kill(worker, signal.SIGSTOP)
+    try:
+        time.sleep(8)  # the supervisor pings every 0.5 s: a 5 s health check gives up within this
+    finally:
+        for worker in workers:
+            with contextlib.suppress(ProcessLookupError):  # killed by the supervisor: what this test exists to catch
+                os.kill(worker, signal.SIGCONT)
+    caller.join(60)
+    assert result == {"status": 200, "body": {"slept": 1.0}}
+    assert _workers_of(process.pid) == workers
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    log = process.stdout.read().decode() if process.stdout else ""
+    assert "died" not in log

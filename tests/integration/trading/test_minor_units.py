@@ -29,7 +29,7 @@ async def test_fills_move_cash_in_cents_and_the_api_shows_rounded_valuations_and
     trader = await make_user(Role.TRADER)
     account = await open_account(client, trader, "100000", currency="USD")
     await publish_quote("BTC-USD", "41000.05", "41000.07", last="41000.06")
-    await publish_quote("AAPL", "99.99", "100.00")
+    await publish_quote("AAPL", "100.00", "100.01")
 
     async def buy(client_order_id: str, symbol: str, quantity: str, price: str) -> dict[str, Any]:
         body = {"account_id": account, "client_order_id": client_order_id, "symbol": symbol, "side": "buy",
@@ -39,9 +39,11 @@ async def test_fills_move_cash_in_cents_and_the_api_shows_rounded_valuations_and
         return await wait_for_order(client, placed.json()["id"], trader.headers, lambda o: o["status"] == "filled")
 
     await buy("btc", "BTC-USD", "0.0015", "41000.07")  # 61.500105 USD exactly
-    await buy("aapl-1", "AAPL", "1", "100.00")
-    await publish_quote("AAPL", "100.00", "100.01")
-    await buy("aapl-2", "AAPL", "2", "100.01")  # 3 AAPL for 300.02: an average of 100.00666...
+    await buy("aapl-1", "AAPL", "2", "100.01")
+    # The engine hears the new quote on the bus, maybe only after the next order: that buy's limit is below the ask
+    # before, so it fills at 100.00 whether it is taken before the quote (it rests until then) or after.
+    await publish_quote("AAPL", "99.99", "100.00")
+    await buy("aapl-2", "AAPL", "1", "100.00")  # 3 AAPL for 300.02: an average of 100.00666...
     await publish_quote("AAPL", "100.10", "100.12", last="100.11")
 
     ledger = (await client.get("/api/ledger", params={"account_id": account}, headers=trader.headers)).json()["items"]

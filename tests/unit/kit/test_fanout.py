@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -247,3 +252,34 @@ async def test_a_mailbox_with_frames_queued_is_not_written_directly_until_taken(
     assert await mailbox.take(timeout=0) == ["m1", "q1"]
     assert mailbox.deliver("quotes:AAPL", "q2", b"<q2>", 0.0, lossless=False)
     assert socket.written == [b"<q2>"]
+
+
+def test_with_several_workers_the_conflated_counter_is_exported_at_zero_from_the_hubs_start(tmp_path: Path) -> None:
+    """In Prometheus multiprocess mode a labelled series exists only once a process touched its label: the hub touches
+    every kind its mailboxes conflate, so /metrics shows 0 before the first conflation (not nothing, which the fan-out
+    benchmark read as nan)."""
+    script = textwrap.dedent(
+        """
+        import asyncio
+        from tradestack.api.ws import CONFLATED_KINDS
+        from tradestack.kit.bus import MemoryBus
+        from tradestack.kit.fanout import FanoutHub
+        from tradestack.kit.metrics import render_latest
+
+        async def main():
+            bus = MemoryBus()
+            hub = FanoutHub(bus, "md", lambda m: (m.decode(), m), conflated_kinds=CONFLATED_KINDS)
+            await hub.start()
+            await hub.close()
+            await bus.close()
+            print(render_latest()[0].decode())
+
+        asyncio.run(main())
+        """
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    text = subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True).stdout
+    lines = set(text.splitlines())
+    for kind in ("quotes", "candles", "orderbook", "portfolio"):  # never orders or fills: they are not conflated
+        assert f'websocket_messages_conflated_total{{kind="{kind}"}} 0.0' in lines, text
+    assert not any('kind="orders"' in line or 'kind="fills"' in line for line in lines if "conflated" in line), text
