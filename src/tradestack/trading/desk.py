@@ -217,7 +217,7 @@ class OrderDesk:
         begun_at = tick()
         async with self.runtime.database.writing():
             try:
-                async with self.runtime.database.writer_session() as session:
+                async with self.runtime.database.writer_session(next_waiting=self._next_waiting) as session:
                     repo = TradingRepository(session)
                     locked = await BooksService(session, self.runtime.clock).lock_many(account_ids)
                     global_state, stored = await self._refresh(session, locked, group)
@@ -281,6 +281,10 @@ class OrderDesk:
                     pending.future.set_exception(outcome)
                 else:
                     pending.future.set_result(outcome)
+
+    def _next_waiting(self) -> bool:
+        """Whether the next group's transaction begins as soon as this one commits: submits are queued for it."""
+        return not self._queue.empty()
 
     def _forget(self, account_ids: Sequence[str]) -> None:
         for account_id in account_ids:

@@ -449,7 +449,7 @@ async def test_postgresql_writer_session_commits_on_asyncpg_and_fails_as_sqlalch
 
         on_asyncpg = db_module._commit_on_asyncpg
 
-        async def through_sqlalchemy(session: AsyncSession) -> bool:
+        async def through_sqlalchemy(session: AsyncSession, *, begin_next: bool = False) -> bool:
             return False
 
         async def failure(direct: bool, row: dict[str, Any], *, lose: bool) -> tuple[Any, ...]:
