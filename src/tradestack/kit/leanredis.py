@@ -40,8 +40,9 @@ class LeanRedis:
         self._idle: list[redis.asyncio.Connection] = []
 
     async def pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
-        """Send `commands` (each its name and arguments) in one write and return their replies in order; after all
-        replies are read, the first error reply is raised, as redis-py's pipeline raises it."""
+        """Send `commands` (each its name and arguments) in one write and return their replies in order, as the server
+        sends them (none of redis-py's response callbacks: ``SET`` answers ``b"OK"``, not True); after all replies
+        are read, the first error reply is raised, as redis-py's pipeline raises it."""
         return await self.run(lambda connection: _exchange(connection, commands))
 
     async def run(self, exchange: Callable[[redis.asyncio.Connection], Awaitable[_T]]) -> _T:
