@@ -24,7 +24,8 @@ count, the insert, the audit outbox). The desk instead:
    (`OpenOrders`), limits, trading state and the times of its orders in the last minute, updated
    as it accepts orders; the global trading state is read once per group;
 4. writes the group in one transaction (orders, order events, audit outbox: on PostgreSQL one statement of
-   column arrays for all three, elsewhere one executemany each) and commits; then does the group's after-commit
+   column arrays for all three, elsewhere one executemany each) and commits (on PostgreSQL, when submits are queued
+   for the next group, beginning its transaction in the same round trip); then does the group's after-commit
    work together (`after`: its WebSocket updates and its engine messages, which carry each new order as committed,
    `Decided.state`, so an engine in this process need not read it again: one Redis round trip for both where both go
    to Redis, the updates first) and only then answers each caller
