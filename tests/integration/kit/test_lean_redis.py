@@ -27,7 +27,8 @@ async def test_replies_in_order_an_error_reply_raised_after_all_are_read_and_a_d
     admin = redis.asyncio.from_url(redis_url)
     lean = LeanRedis(pool, idle=1)
     try:
-        assert await lean.pipeline([("SET", key, "1"), ("INCR", key), ("GET", key)]) == [b"OK", 2, b"2"]  # as the server answers: no response callbacks
+        # As the server answers: none of redis-py's response callbacks.
+        assert await lean.pipeline([("SET", key, "1"), ("INCR", key), ("GET", key)]) == [b"OK", 2, b"2"]
         kept = lean._idle[0]
         with pytest.raises(redis.exceptions.ResponseError):  # HINCRBY on a string: the second of three fails
             await lean.pipeline([("INCR", key), ("HINCRBY", key, "f", 1), ("INCR", key)])
@@ -69,9 +70,11 @@ async def test_the_engines_messages_and_the_caches_reads_are_redis_pys(redis_url
         change = Change("acct-1", "order-1")
         await commands.orders_changed([change, Change("acct-1", "order-2")], published=[(channel, b"update")])
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
-        assert message is not None and message["data"] == b"update"
+        assert message is not None
+        assert message["data"] == b"update"
         entries = await admin.xrange(stream_key(namespace, 0))
-        expected = {name.encode(): value.encode() if isinstance(value, str) else value for name, value in stream_fields(change).items()}
+        fields = stream_fields(change).items()
+        expected = {name.encode(): value.encode() if isinstance(value, str) else value for name, value in fields}
         assert [fields for _, fields in entries] == [expected, {**expected, b"order": b"order-2"}]
         assert (await admin.xinfo_stream(stream_key(namespace, 0)))["length"] == 2
         await pubsub.aclose()
