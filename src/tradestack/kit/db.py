@@ -506,7 +506,7 @@ class _Direct:
         return self._rows(raws, known[1])
 
 
-async def _commit_on_asyncpg(session: AsyncSession) -> bool:
+async def _commit_on_asyncpg(session: AsyncSession, *, begin_next: bool = False) -> bool:
     """Commit the order desk's PostgreSQL transaction straight on asyncpg, SQLAlchemy's own transaction left open; False
     (nothing done) where `session.commit` is to do it: another connection, or one whose events are listened to.
 
@@ -520,6 +520,10 @@ async def _commit_on_asyncpg(session: AsyncSession) -> bool:
     accounts it locked there, by SQLAlchemy's transaction); an error takes SQLAlchemy's way out, as in
     `run_asyncpg` (translated by the adapter, wrapped -- and a lost connection invalidated -- by SQLAlchemy's
     connection), and `_kept_writer` then lets the session and its connection go.
+
+    `begin_next`: the next transaction is to begin at once (the desk's next group is queued), so its BEGIN is sent
+    with the COMMIT, one round trip (`_commit_and_begin`), where the next group's first statement would have
+    begun it in a round trip of its own (one of the five of a group).
     """
     held = session.info.get(_INLINE)
     if held is None or isinstance(held[1], _InlineConnection) or not _still_held(*held):
@@ -536,13 +540,43 @@ async def _commit_on_asyncpg(session: AsyncSession) -> bool:
         return True
     try:
         try:
-            await adapted._call_and_discard(transaction.commit)  # the adapter's `commit`, without its greenlet
+            if begin_next and _begins_plainly(transaction):
+                await _commit_and_begin(adapted, transaction)
+            else:
+                await adapted._call_and_discard(transaction.commit)  # the adapter's `commit`, without its greenlet
         except Exception as error:  # noqa: BLE001  # as the adapter's commit: it translates any
             adapted._handle_exception(error)
     except BaseException as error:
         await greenlet_spawn(sync._handle_dbapi_exception, error, "COMMIT", (), None, None)
         raise
     return True
+
+
+def _begins_plainly(transaction: Any) -> bool:
+    """Whether asyncpg began the transaction `transaction` (its ``Transaction``) with a plain ``BEGIN;``: no isolation
+    level, read-only or deferrable mode of its own (the desk's writer sets none), not a savepoint."""
+    return not (transaction._isolation or transaction._readonly or transaction._deferrable or transaction._nested)
+
+
+async def _commit_and_begin(adapted: Any, transaction: Any) -> None:
+    """COMMIT the server's transaction and BEGIN the next, the ``BEGIN;`` asyncpg began it with, in one round trip (one
+    simple query of both statements); asyncpg's transaction object `transaction`, still started, stands for the next
+    one from then on (SQLAlchemy's adapter `adapted` keeps it), whose first statement therefore sends no BEGIN.
+
+    When the COMMIT fails the server runs nothing after it: the connection is left outside any transaction, as
+    after asyncpg's own failed commit, and so are the objects (no transaction kept by the adapter, none by asyncpg's
+    connection: one left there would turn the next BEGIN into a SAVEPOINT). A BEGIN that fails after a COMMIT that
+    succeeded cannot be told apart from a failed COMMIT, but a plain BEGIN fails only with the connection, when a
+    COMMIT's outcome is unknown anyway.
+    """
+    connection = adapted._connection  # asyncpg's
+    try:
+        await connection.execute("COMMIT;BEGIN;")
+    except BaseException:
+        if connection._top_xact is transaction:
+            connection._top_xact = None
+        adapted._transaction = None
+        raise
 
 
 async def flush_pending(session: AsyncSession) -> None:
@@ -760,7 +794,7 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def writer_session(self) -> AsyncIterator[AsyncSession]:
+    async def writer_session(self, *, next_waiting: Callable[[], bool] | None = None) -> AsyncIterator[AsyncSession]:
         """Like `session`, for a loop that runs one transaction at a time and many of them (the order desk).
 
         On PostgreSQL it has a connection of its own that the pool does not ping before each use: a
@@ -770,19 +804,22 @@ class Database:
         statements run on the loop's thread, not on the connection's (`_InlineConnection`): hold
         `writing` around it, and keep its transactions short. On both, one session on one connection
         serves every transaction in turn (`_kept_writer`).
+
+        `next_waiting`, asked at the commit: whether the loop's next transaction is to begin at once (work is
+        queued for it). On PostgreSQL its BEGIN then goes in the COMMIT's round trip (`_commit_on_asyncpg`).
         """
         if self._writer_engine is None and (self.dialect == "postgresql" or self._sqlite_file):
             self._writer_engine = create_engine(self.url, self._settings, role="writer", single_writer=True)
             self._writer_sessions = async_sessionmaker(self._writer_engine, expire_on_commit=False, autoflush=False)
         if self._writer_engine is not None and not self._writer_busy:
-            async with self._kept_writer(self._writer_engine) as session:
+            async with self._kept_writer(self._writer_engine, next_waiting) as session:
                 yield session
             return
         async with _committed(self._writer_sessions) as session:
             yield session
 
     @asynccontextmanager
-    async def _kept_writer(self, engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    async def _kept_writer(self, engine: AsyncEngine, next_waiting: Callable[[], bool] | None) -> AsyncIterator[AsyncSession]:
         """`writer_session`: the same session on the same connection, transaction after transaction.
 
         A session of its own for each transaction took a connection from the pool and gave it back
@@ -798,7 +835,7 @@ class Database:
         self._writer_busy = True
         try:
             yield session
-            if not await _commit_on_asyncpg(session):
+            if not await _commit_on_asyncpg(session, begin_next=next_waiting is not None and next_waiting()):
                 await session.commit()
         except BaseException:
             self._writer_kept = None

@@ -38,6 +38,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from tradestack.core.errors import RateLimitedError
+from tradestack.kit.leanredis import LeanRedis, send
 from tradestack.kit.metrics import RATE_LIMITED
 from tradestack.kit.outages import CACHE_ERRORS, count_outage
 from tradestack.kit.redispool import blocking_pool
@@ -487,84 +488,31 @@ return out
 )
 
 
-_IDLE_SCRIPT_CONNECTIONS = 16
-"""Connections a `LeanScript` keeps between calls (the rest go back to the pool)."""
-
-
 class LeanScript:
-    """One Lua script run by EVALSHA on a connection of ``pool``, without redis-py's per-command machinery.
-
-    ``Redis.execute_command`` spends, around each round trip, more CPU than the request path's
-    own work: the blocking pool's lock and timeout, a readiness probe of the connection (a system
-    call), the retry wrapper, response callbacks. Here a call takes a connection it kept from an
-    earlier call (at most `_IDLE_SCRIPT_CONNECTIONS`, all counted by the pool as in use, so its
-    limit still holds), writes the packed command to it and reads the reply. A connection that fails is
-    dropped; a kept one that fails before answering (the server restarted) is replaced once by a
-    fresh one from the pool. ``NOSCRIPT`` loads the script and runs it again. Errors are redis-py's.
+    """One Lua script run by EVALSHA on a connection of ``pool``, without redis-py's per-command machinery
+    (`LeanRedis`: a connection kept between calls, the command written straight to it). ``NOSCRIPT`` loads the
+    script and runs it again. Errors are redis-py's.
     """
 
     def __init__(self, pool: redis.asyncio.ConnectionPool, lua: str) -> None:
-        self._pool = pool
+        self._lean = LeanRedis(pool)
         self._lua = lua
         self._sha = hashlib.sha1(lua.encode(), usedforsecurity=False).hexdigest()
-        self._idle: list[redis.asyncio.Connection] = []
 
     async def __call__(self, keys: Sequence[str], args: Sequence[float | int]) -> Any:
-        if self._idle:
-            connection = self._idle.pop()
-            try:
-                return await self._run(connection, keys, args)
-            except (redis.exceptions.ConnectionError, OSError):
-                pass  # kept across a server restart or an idle timeout: once more on a fresh connection
-        fresh = await self._pool.get_connection()  # type: ignore[no-untyped-call]  # untyped for its deprecated arguments
-        return await self._run(fresh, keys, args)
+        return await self._lean.run(functools.partial(self._run, keys=keys, args=args))
 
-    async def _run(self, connection: redis.asyncio.Connection, keys: Sequence[str], args: Sequence[float | int]) -> Any:
+    async def _run(self, connection: redis.asyncio.Connection, *, keys: Sequence[str], args: Sequence[float | int]) -> Any:
         try:
-            reply = await self._evalsha(connection, keys, args)
+            return await self._evalsha(connection, keys, args)
         except redis.exceptions.NoScriptError:
-            try:
-                await connection.send_packed_command(connection.pack_command("SCRIPT", "LOAD", self._lua), check_health=False)
-                await connection.read_response()
-                reply = await self._evalsha(connection, keys, args)
-            except BaseException:
-                await self._drop(connection)
-                raise
-        except redis.exceptions.ResponseError:
-            await self._keep(connection)  # the script failed; the connection is fine
-            raise
-        except BaseException:
-            await self._drop(connection)
-            raise
-        await self._keep(connection)
-        return reply
+            await send(connection, connection.pack_command("SCRIPT", "LOAD", self._lua))
+            await connection.read_response()
+            return await self._evalsha(connection, keys, args)
 
     async def _evalsha(self, connection: redis.asyncio.Connection, keys: Sequence[str], args: Sequence[float | int]) -> Any:
-        command = connection.pack_command("EVALSHA", self._sha, len(keys), *keys, *args)
-        # Straight to the connection's stream (redis-py's private ``_writer``): its `send_packed_command`
-        # runs every write under `asyncio.wait_for`, a task of its own per command on Python 3.11. A
-        # command this small is taken by the transport at once; the reply is read under the timeout.
-        writer: asyncio.StreamWriter | None = connection._writer
-        if writer is None:
-            await connection.send_packed_command(command, check_health=False)
-        else:
-            try:
-                writer.writelines(command)
-                await writer.drain()
-            except OSError as exc:  # as redis-py reports a failed write
-                raise redis.exceptions.ConnectionError(f"Error writing to Redis: {exc}") from exc
+        await send(connection, connection.pack_command("EVALSHA", self._sha, len(keys), *keys, *args))
         return await connection.read_response()
-
-    async def _keep(self, connection: redis.asyncio.Connection) -> None:
-        if len(self._idle) < _IDLE_SCRIPT_CONNECTIONS:
-            self._idle.append(connection)
-        else:
-            await self._pool.release(connection)
-
-    async def _drop(self, connection: redis.asyncio.Connection) -> None:
-        # Its state is unknown (a reply may be pending): closed, then handed back to the pool.
-        await connection.disconnect()
-        await self._pool.release(connection)
 
 
 _MAX_BATCHED_REQUESTS = 64

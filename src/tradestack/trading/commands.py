@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 import redis.asyncio
@@ -39,6 +39,7 @@ from tradestack.core.money import D
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import WorkingOrder
 from tradestack.domain.orders import Order, OrderStatus, OrderType, TimeInForce
+from tradestack.kit.leanredis import LeanRedis
 from tradestack.kit.logging import get_logger
 from tradestack.kit.redispool import blocking_pool
 from tradestack.kit.runtime import Runtime, Slot
@@ -46,6 +47,7 @@ from tradestack.kit.runtime import Runtime, Slot
 log = get_logger(__name__)
 
 STREAM_MAXLEN = 100_000
+_IDLE_WRITERS = 4  # connections a process's `RedisCommands` keeps between its pipelines (`LeanRedis`)
 WORKING = frozenset((OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED))
 """The statuses of an order the engine works."""
 
@@ -249,6 +251,7 @@ class RedisCommands:
 
     def __init__(self, url: str, namespace: str, shards: int) -> None:
         self._client = redis.asyncio.Redis.from_pool(blocking_pool(url))
+        self._lean = LeanRedis(self._client.connection_pool, idle=_IDLE_WRITERS)
         self._namespace = namespace
         self._shards = shards
 
@@ -261,13 +264,13 @@ class RedisCommands:
         round trip and before the engine can read the changes."""
         if not changes and not published:
             return
-        async with self._client.pipeline(transaction=False) as pipe:
-            for channel, message in published:
-                pipe.publish(channel, message)
-            for change in changes:
-                key = stream_key(self._namespace, shard_of(change.account_id, self._shards))
-                pipe.xadd(key, stream_fields(change), maxlen=STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]
-            await pipe.execute()
+        # Straight on a kept connection (`LeanRedis`), the commands as redis-py's `publish` and `xadd` send them.
+        commands: list[tuple[Any, ...]] = [("PUBLISH", channel, message) for channel, message in published]
+        for change in changes:
+            key = stream_key(self._namespace, shard_of(change.account_id, self._shards))
+            fields = [item for pair in stream_fields(change).items() for item in pair]
+            commands.append(("XADD", key, "MAXLEN", "~", str(STREAM_MAXLEN), "*", *fields))
+        await self._lean.pipeline(commands)
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -24,7 +24,8 @@ count, the insert, the audit outbox). The desk instead:
    (`OpenOrders`), limits, trading state and the times of its orders in the last minute, updated
    as it accepts orders; the global trading state is read once per group;
 4. writes the group in one transaction (orders, order events, audit outbox: on PostgreSQL one statement of
-   column arrays for all three, elsewhere one executemany each) and commits; then does the group's after-commit
+   column arrays for all three, elsewhere one executemany each) and commits (on PostgreSQL, when submits are queued
+   for the next group, beginning its transaction in the same round trip); then does the group's after-commit
    work together (`after`: its WebSocket updates and its engine messages, which carry each new order as committed,
    `Decided.state`, so an engine in this process need not read it again: one Redis round trip for both where both go
    to Redis, the updates first) and only then answers each caller
@@ -217,7 +218,7 @@ class OrderDesk:
         begun_at = tick()
         async with self.runtime.database.writing():
             try:
-                async with self.runtime.database.writer_session() as session:
+                async with self.runtime.database.writer_session(next_waiting=self._next_waiting) as session:
                     repo = TradingRepository(session)
                     locked = await BooksService(session, self.runtime.clock).lock_many(account_ids)
                     global_state, stored = await self._refresh(session, locked, group)
@@ -281,6 +282,10 @@ class OrderDesk:
                     pending.future.set_exception(outcome)
                 else:
                     pending.future.set_result(outcome)
+
+    def _next_waiting(self) -> bool:
+        """Whether the next group's transaction begins as soon as this one commits: submits are queued for it."""
+        return not self._queue.empty()
 
     def _forget(self, account_ids: Sequence[str]) -> None:
         for account_id in account_ids:

@@ -449,7 +449,7 @@ async def test_postgresql_writer_session_commits_on_asyncpg_and_fails_as_sqlalch
 
         on_asyncpg = db_module._commit_on_asyncpg
 
-        async def through_sqlalchemy(session: AsyncSession) -> bool:
+        async def through_sqlalchemy(session: AsyncSession, *, begin_next: bool = False) -> bool:
             return False
 
         async def failure(direct: bool, row: dict[str, Any], *, lose: bool) -> tuple[Any, ...]:
@@ -489,6 +489,56 @@ async def test_postgresql_writer_session_commits_on_asyncpg_and_fails_as_sqlalch
 
 
 _BACKEND_PID = select(func.pg_backend_pid().label("pid"))
+_TRANSACTION_ID = select(func.txid_current().label("txid"))
+
+
+async def test_postgresql_writer_session_begins_the_next_transaction_with_the_commit_when_one_is_waiting(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `next_waiting` true at the commit, the next transaction's BEGIN is sent with the COMMIT (`_commit_and_begin`):
+    the next transaction begins none of its own, is a transaction of its own, and both commit. A COMMIT the server
+    refuses raises what the plain commit raises, and the next transaction is a transaction again (asyncpg keeps no
+    transaction of the failed one: it would have turned the next BEGIN into a SAVEPOINT, which fails outside one)."""
+    import asyncpg.transaction  # type: ignore[import-untyped]
+
+    db = Database(Settings(database_url=postgres_url))
+    try:
+        rows = await _direct_rows_table(db)
+        async with db.session() as session:  # two rows of one count fail at COMMIT, not at their INSERT
+            await session.execute(text("ALTER TABLE direct_rows ADD UNIQUE (count) DEFERRABLE INITIALLY DEFERRED"))
+        begins: list[object] = []
+        start = asyncpg.transaction.Transaction.start
+
+        async def counted(transaction: object) -> None:
+            begins.append(transaction)
+            await start(transaction)
+
+        monkeypatch.setattr(asyncpg.transaction.Transaction, "start", counted)
+        ids: list[int] = []
+        for row in rows:
+            first = len(begins)
+            async with db.writer_session(next_waiting=lambda: True) as session:
+                ids.append((await execute_core(session, _TRANSACTION_ID, {}))[0].txid)
+                await execute_core(session, _INSERT, row)
+            assert (len(begins) > first) is (row is rows[0])  # the others were begun by the COMMIT before them
+        assert len(set(ids)) == 3
+        async with db.read_session() as session:  # all committed, the last one too (its COMMIT began one more)
+            assert (await session.execute(select(func.count()).select_from(_ROWS))).scalar_one() == 3
+
+        async def refused(waiting: bool) -> tuple[Any, ...]:
+            with pytest.raises(Exception) as raised:  # noqa: PT011  # compared below, whatever it is
+                async with db.writer_session(next_waiting=lambda: waiting) as session:
+                    await execute_core(session, _INSERT, {**rows[0], "id": f"tw{waiting:d}"})  # r0's count
+            async with db.writer_session(next_waiting=lambda: waiting) as session:
+                await execute_core(session, _INSERT, {**rows[0], "id": f"af{waiting:d}", "count": 10 + waiting})
+            return _failure(raised.value)
+
+        assert await refused(True) == await refused(False)
+        async with db.read_session() as session:
+            stored = (await session.execute(select(_ROWS.c.id).where(_ROWS.c.id.like("af%")))).scalars().all()
+        assert sorted(stored) == ["af0", "af1"]
+    finally:
+        await db.dispose()
 
 
 async def test_sqlite_writer_session_keeps_one_connection_across_transactions_and_lets_a_failed_one_go(

@@ -283,7 +283,7 @@ async def test_lean_script_loads_its_script_and_survives_a_dropped_connection(re
     script = LeanScript(pool, f"-- {secrets.token_hex(8)}\nreturn {{KEYS[1], ARGV[1]}}")
     try:
         assert await script(["k"], [7]) == [b"k", b"7"]
-        kept = script._idle[0]
+        kept = script._lean._idle[0]
         host, port = kept._writer.get_extra_info("sockname")[:2]
         await admin.execute_command("CLIENT", "KILL", f"{host}:{port}")
         # The kept connection is dead: the call is made again on a fresh one.

@@ -4,6 +4,7 @@ answered and counts an outage, never a 500."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import redis.exceptions
 
 from tradestack.identity.permissions import Role
 from tradestack.kit.config import Settings
+from tradestack.kit.leanredis import LeanRedis
 from tradestack.kit.metrics import BACKEND_UNAVAILABLE
 
 from ..conftest import MakeUser  # type: ignore[import-not-found]
@@ -28,19 +30,27 @@ def settings(settings: Settings) -> Settings:
 
 
 def recorded_pipelines(monkeypatch: pytest.MonkeyPatch, *, fail_on: str | None = None) -> list[list[str]]:
-    """The commands of each Redis pipeline executed from now on (one round trip each); with `fail_on`, a pipeline
-    holding that command fails as with Redis away."""
+    """The commands of each Redis pipeline sent from now on (one round trip each: `LeanRedis.pipeline`, or redis-py's);
+    with `fail_on`, a pipeline holding that command fails as with Redis away."""
     executed: list[list[str]] = []
     execute = redis.asyncio.client.Pipeline.execute
+    lean = LeanRedis.pipeline
 
-    async def recorded(self: redis.asyncio.client.Pipeline, raise_on_error: bool = True) -> Any:
-        commands = [str(args[0]) for args, _ in self.command_stack]
+    def record(commands: list[str]) -> None:
         executed.append(commands)
         if fail_on in commands:
             raise redis.exceptions.ConnectionError("Redis is away (test)")
+
+    async def recorded(self: redis.asyncio.client.Pipeline, raise_on_error: bool = True) -> Any:
+        record([str(args[0]) for args, _ in self.command_stack])
         return await execute(self, raise_on_error)
 
+    async def recorded_lean(self: LeanRedis, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        record([str(command[0]) for command in commands])
+        return await lean(self, commands)
+
     monkeypatch.setattr(redis.asyncio.client.Pipeline, "execute", recorded)
+    monkeypatch.setattr(LeanRedis, "pipeline", recorded_lean)
     return executed
 
 
