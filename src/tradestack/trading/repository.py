@@ -61,8 +61,9 @@ _INSERT_ORDER_EVENTS = insert(_ORDER_EVENTS)
 
 # New orders and their events in one statement on PostgreSQL (the events' foreign key is checked at its end): one round
 # trip and one execution of each INSERT for the whole group, where two executemany cost two round trips and one
-# execution per row.
-_INSERT_NEW_ORDERS = unnest_insert(_ORDER_EVENTS).add_cte(unnest_insert(_ORDERS).cte("new_orders"))
+# execution per row. The group's last statement before its COMMIT: its key checks (five an order: account, instrument,
+# two events' order, ...) are index probes planned once per connection, not at every check (`probes_after`).
+_INSERT_NEW_ORDERS = unnest_insert(_ORDER_EVENTS, probes_after=True).add_cte(unnest_insert(_ORDERS).cte("new_orders"))
 _ORDER_COLUMNS = tuple(column.name for column in _ORDERS.c)
 _EVENT_COLUMNS = tuple(column.name for column in _ORDER_EVENTS.c)
 _STATES = PerDialect.listing(
