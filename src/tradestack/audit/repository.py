@@ -31,7 +31,9 @@ _CHAIN_COLUMNS = (
     "ts", "actor_user_id", "actor_api_key_id", "action", "outcome", "target", "detail", "prev_hash", "hash", "version",
     "personal_digest",
 )  # fmt: skip
-_APPEND_MANY = unnest_insert(cast(Table, AuditEntry.__table__), _CHAIN_COLUMNS).returning(
+# The chain rows end what a batch reads (the personal rows, which follow, are written alike): the personal rows' key
+# checks, one a row, are index probes planned once per connection rather than at every check (`probes_after`).
+_APPEND_MANY = unnest_insert(cast(Table, AuditEntry.__table__), _CHAIN_COLUMNS, probes_after=True).returning(
     AuditEntry.__table__.c.hash, AuditEntry.__table__.c.id
 )
 _PERSONAL_COLUMNS = tuple(column.name for column in AuditPersonal.__table__.c)

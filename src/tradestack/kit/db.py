@@ -31,8 +31,10 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal_column,
     select,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Dialect, make_url
@@ -593,13 +595,34 @@ def in_list(column: ColumnElement[Any] | QueryableAttribute[Any], name: str, *, 
     return column.in_(bindparam(name, expanding=True))
 
 
-def unnest_insert(table: Table, names: Sequence[str] | None = None) -> Insert:
+# Run by a statement (set_config's is_local: until its transaction ends): plans of what runs next in the transaction
+# made once per connection and kept, none of them a scan of a whole table. See `unnest_insert`'s `probes_after`.
+_PROBING = (("plan_cache_mode", "force_generic_plan"), ("enable_seqscan", "off"))
+_PROBES_FROM_HERE = select(
+    func.concat(*(func.set_config(literal_column(f"'{name}'"), literal_column(f"'{value}'"), true()) for name, value in _PROBING))
+).scalar_subquery()
+
+
+def unnest_insert(table: Table, names: Sequence[str] | None = None, *, probes_after: bool = False) -> Insert:
     """PostgreSQL: ``INSERT INTO table (names) SELECT * FROM unnest(:<table>_<name>, ...)``, many rows from one array
     per column (bound as ``<table>_<name>``; every column when `names` is None). One statement text whatever the
-    number of rows, executed once, where an executemany is one execution per row."""
+    number of rows, executed once, where an executemany is one execution per row.
+
+    `probes_after`: for a statement that ends what its transaction writes (nothing but other such INSERTs and the
+    COMMIT follow). From its execution on, the transaction's statements use plans kept for the connection's life
+    (``plan_cache_mode=force_generic_plan``) made without sequential scans (``enable_seqscan=off``): above all the
+    foreign-key checks of the rows it writes, which PostgreSQL runs at the statement's end, one per row and key, as
+    prepared statements -- planned anew at every check under the session's ``force_custom_plan``
+    (`postgres_session_settings`), which was most of what such an INSERT cost the server. A key check kept for the
+    connection's life is the reason that setting exists (a plan made while the table was small, a scan of it, kept as
+    it grows); made without sequential scans it is a probe of the referenced key's unique index whatever the table's
+    size then. The INSERT itself scans no table (rows from its arrays), so its own plans are alike."""
     columns = [table.c[name] for name in names] if names is not None else list(table.c)
     rows = unnested(*((f"{table.name}_{column.name}", column.name, column.type) for column in columns))
-    return insert(table).from_select([column.name for column in columns], select(*rows.c))
+    source = select(*rows.c)
+    if probes_after:  # one-time filter: runs before the first row is read, so before any row's key check
+        source = source.where(_PROBES_FROM_HERE.is_not(None))
+    return insert(table).from_select([column.name for column in columns], source)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ of the account went stale.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -61,8 +62,9 @@ _INSERT_ORDER_EVENTS = insert(_ORDER_EVENTS)
 
 # New orders and their events in one statement on PostgreSQL (the events' foreign key is checked at its end): one round
 # trip and one execution of each INSERT for the whole group, where two executemany cost two round trips and one
-# execution per row.
-_INSERT_NEW_ORDERS = unnest_insert(_ORDER_EVENTS).add_cte(unnest_insert(_ORDERS).cte("new_orders"))
+# execution per row. The group's last statement before its COMMIT: its key checks (five an order: account, instrument,
+# two events' order, ...) are index probes planned once per connection, not at every check (`probes_after`).
+_INSERT_NEW_ORDERS = unnest_insert(_ORDER_EVENTS, probes_after=True).add_cte(unnest_insert(_ORDERS).cte("new_orders"))
 _ORDER_COLUMNS = tuple(column.name for column in _ORDERS.c)
 _EVENT_COLUMNS = tuple(column.name for column in _ORDER_EVENTS.c)
 _STATES = PerDialect.listing(
@@ -72,7 +74,11 @@ _STATES = PerDialect.listing(
 )
 
 
-def _desk_reads(postgresql: bool) -> Any:
+# The parts of `_desk_reads` besides the trading states, each read only when the group has something to read with it.
+_DESK_PARTS = ("order", "desk", "added")
+
+
+def _desk_reads(postgresql: bool, parts: frozenset[str]) -> Any:
     """What the order desk reads of a group once its accounts are locked, in one statement (one round trip, not
     three): rows of the orders' columns and a ``part`` column saying what each row is:
 
@@ -84,48 +90,76 @@ def _desk_reads(postgresql: bool) -> Any:
     - ``state``: the trading state of one of ``scopes``: its scope in ``id``, its state in ``status``,
       its reason in ``reason``.
 
+    Only the `parts` asked for besides the states: a part the group has nothing to read with is not in the statement,
+    since PostgreSQL plans the statement at every run (`kit.db.postgres_session_settings`) and each part over
+    ``orders`` weighs every index of it (most groups read neither ``desk`` nor one of the others: a third of the
+    plan's time each, measured). Every column is named in every part, so any part can come first.
+
     Oldest first (created_at, id), states first."""
     columns = [column for column in _ORDERS.c if column.name != "fingerprint"]
-    stored = select(literal_column("'order'", String()).label("part"), *columns, _ORDERS.c.fingerprint)
-    pairs = (
-        stored.join(
-            _PAIRS, and_(_ORDERS.c.account_id == _PAIRS.c.account_id, _ORDERS.c.client_order_id == _PAIRS.c.client_order_id)
-        )
-        if postgresql
-        else stored.where(
-            _ORDERS.c.account_id.in_(bindparam("accounts", expanding=True)),
-            _ORDERS.c.client_order_id.in_(bindparam("clients", expanding=True)),
-        )
-    )
+    names = [column.name for column in columns]
+
+    def part(name: str, values: Sequence[Any], fingerprint: Any) -> Any:
+        labelled = [value.label(column) for value, column in zip(values, names, strict=True)]
+        return select(literal_column(f"'{name}'", String()).label("part"), *labelled, fingerprint.label("fingerprint"))
+
     counted = {"id", "account_id", "symbol", "side", "type", "quantity", "filled_quantity", "limit_price", "stop_price"}
     counted |= {"status", "created_at"}  # what `open_order_of` and the order times read; the others NULL
-    desk = select(literal_column("'desk'", String()), *(c if c.name in counted else null() for c in columns), null()).where(
-        in_list(_ORDERS.c.account_id, "desk_accounts", postgresql=postgresql),
-        or_(_ORDERS.c.status.in_(OPEN_STATUSES), _ORDERS.c.created_at >= bindparam("since")),
-    )
-    tagged = select(
-        literal_column("'added'", String()), *(c if c.name in {*counted, "desk_version"} else null() for c in columns), null()
-    )
-    added = (
-        tagged.join(_KNOWN, and_(_ORDERS.c.account_id == _KNOWN.c.account_id, _ORDERS.c.desk_version > _KNOWN.c.desk_version))
-        if postgresql
-        else tagged.where(
-            _ORDERS.c.account_id.in_(bindparam("added_accounts", expanding=True)),
-            _ORDERS.c.desk_version > bindparam("added_since"),
+    selects = []
+    if "order" in parts:
+        stored = part("order", columns, _ORDERS.c.fingerprint)
+        selects.append(
+            stored.join_from(
+                _ORDERS,
+                _PAIRS,
+                and_(_ORDERS.c.account_id == _PAIRS.c.account_id, _ORDERS.c.client_order_id == _PAIRS.c.client_order_id),
+            )
+            if postgresql
+            else stored.where(
+                _ORDERS.c.account_id.in_(bindparam("accounts", expanding=True)),
+                _ORDERS.c.client_order_id.in_(bindparam("clients", expanding=True)),
+            )
         )
-    )
+    if "desk" in parts:
+        desk = part("desk", [c if c.name in counted else null() for c in columns], null())
+        selects.append(
+            desk.where(
+                in_list(_ORDERS.c.account_id, "desk_accounts", postgresql=postgresql),
+                or_(_ORDERS.c.status.in_(OPEN_STATUSES), _ORDERS.c.created_at >= bindparam("since")),
+            )
+        )
+    if "added" in parts:
+        tagged = part("added", [c if c.name in {*counted, "desk_version"} else null() for c in columns], null())
+        selects.append(
+            tagged.join_from(
+                _ORDERS,
+                _KNOWN,
+                and_(_ORDERS.c.account_id == _KNOWN.c.account_id, _ORDERS.c.desk_version > _KNOWN.c.desk_version),
+            )
+            if postgresql
+            else tagged.where(
+                _ORDERS.c.account_id.in_(bindparam("added_accounts", expanding=True)),
+                _ORDERS.c.desk_version > bindparam("added_since"),
+            )
+        )
     by_name = {
         "id": TradingStateRow.scope,
         "status": TradingStateRow.state,
         "reason": TradingStateRow.reason,
     }
-    states = select(literal_column("'state'", String()), *(by_name.get(column.name, null()) for column in columns), null()).where(
+    states = part("state", [by_name.get(name, null()) for name in names], null()).where(
         in_list(TradingStateRow.scope, "scopes", postgresql=postgresql)
     )
-    return union_all(pairs, desk, added, states).order_by(literal_column("created_at").nulls_first(), literal_column("id"))
+    if not selects:
+        return states.order_by(TradingStateRow.scope)  # every created_at NULL: by id (the scope)
+    return union_all(*selects, states).order_by(literal_column("created_at").nulls_first(), literal_column("id"))
 
 
-_DESK_READS = PerDialect(_desk_reads(postgresql=True), _desk_reads(postgresql=False))
+# Every combination of parts, built once (`_desk_reads`).
+_DESK_READS = {
+    frozenset(chosen): PerDialect(_desk_reads(True, frozenset(chosen)), _desk_reads(False, frozenset(chosen)))
+    for chosen in itertools.chain.from_iterable(itertools.combinations(_DESK_PARTS, n) for n in range(len(_DESK_PARTS) + 1))
+}
 
 _LIMITS_OF = PerDialect.listing(
     lambda listed: select(RiskLimitsRow.account_id, RiskLimitsRow.limits).where(listed(RiskLimitsRow.account_id, "accounts"))
@@ -357,19 +391,22 @@ class TradingRepository:
             added={account_id: [] for account_id in known},
             states={},
         )
-        parameters: dict[str, Any] = {
-            "accounts": [a for a, _ in wanted],
-            "clients": [c for _, c in wanted],
-            "desk_accounts": list(account_ids),
-            "since": since,
-            "scopes": [GLOBAL_SCOPE, *scopes],
-            "added_accounts": list(known),
-        }
-        if self._postgresql:
-            parameters["added_versions"] = list(known.values())
-        else:
-            parameters["added_since"] = min(known.values(), default=0)
-        for row in await execute_core(self.session, _DESK_READS.of(self.session), parameters):
+        parameters: dict[str, Any] = {"scopes": [GLOBAL_SCOPE, *scopes]}
+        parts = []
+        if wanted:
+            parts.append("order")
+            parameters |= {"accounts": [a for a, _ in wanted], "clients": [c for _, c in wanted]}
+        if account_ids:
+            parts.append("desk")
+            parameters |= {"desk_accounts": list(account_ids), "since": since}
+        if known:
+            parts.append("added")
+            parameters["added_accounts"] = list(known)
+            if self._postgresql:
+                parameters["added_versions"] = list(known.values())
+            else:
+                parameters["added_since"] = min(known.values())
+        for row in await execute_core(self.session, _DESK_READS[frozenset(parts)].of(self.session), parameters):
             part = row.part
             if part == "desk":
                 if row.status in OPEN_STATUSES:

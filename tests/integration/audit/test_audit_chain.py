@@ -27,6 +27,7 @@ from tradestack.audit.service import (
     personal_digest,
 )
 from tradestack.core.clock import SimClock
+from tradestack.kit import migrations
 from tradestack.kit.config import Settings
 from tradestack.kit.db import Database
 from tradestack.models import AuditEntry, AuditOutbox, AuditPersonal
@@ -631,3 +632,39 @@ async def test_concurrent_drains_chain_every_staged_entry_once(database: Databas
     rows = await _rows(database)
     assert sorted(int(row.target.split(":")[1]) for row in rows if row.target) == list(range(60))
     assert (await audit.verify()).ok
+
+
+_ENTRY_SCANS = text("SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables WHERE relname = 'audit_entries'")
+
+
+async def test_postgresql_personal_rows_check_their_entry_by_index_probes_whatever_the_statistics_say(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's personal rows check their entry's key by a probe of the chain's primary key, made once per connection,
+    even when the statistics were taken while the chain was empty: a plan of such a check kept for the connection's
+    life must not be a scan of the chain as it grows (`kit.db.unnest_insert`'s `probes_after`)."""
+    database = Database(Settings(database_url=postgres_url, data_dir=tmp_path))
+    try:
+        await migrations.upgrade(database.engine)
+        audit = AuditService(database, SimClock(START))
+        async with database.session() as session:
+            await session.execute(text("ANALYZE audit_entries"))
+            entries = [{"action": "order.submit", "outcome": "success", "actor_email": f"u{n}@example.com"} for n in range(4)]
+            await audit.stage_many(session, entries)
+        scans: list[tuple[int, int]] = []
+        append = AuditRepository.append
+
+        async def counted(self: AuditRepository, rows: Any, personal: Any = ()) -> None:
+            before = (await self.session.execute(_ENTRY_SCANS)).one()  # this backend's counts, not yet reported
+            await append(self, rows, personal)
+            after = (await self.session.execute(_ENTRY_SCANS)).one()
+            scans.append((after[0] - before[0], after[1] - before[1]))
+
+        monkeypatch.setattr(AuditRepository, "append", counted)
+        assert await audit.chain_batch() == 4
+        assert scans == [(0, 4)]  # one probe of the chain's primary key a personal row
+        report = await audit.verify()
+        assert report.ok, report.problem
+        assert report.checked == 4
+    finally:
+        await database.dispose()

@@ -11,7 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, bindparam, event, func, insert, select, text, update
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -584,3 +599,51 @@ async def _keeps_one_connection(url: str) -> None:
         assert await _instance_names(db) == ["one", "three", "two"]
     finally:
         await db.dispose()
+
+
+_PARENTS = Table("probe_parents", MetaData(), Column("id", String(36), primary_key=True))
+_CHILDREN = Table(
+    "probe_children",
+    _PARENTS.metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=False),
+    Column("parent_id", String(36), ForeignKey("probe_parents.id"), nullable=False),
+)
+_CHILD_INSERT = unnest_insert(_CHILDREN)
+_CHILD_INSERT_PROBING = unnest_insert(_CHILDREN, probes_after=True)
+_PARENT_SCANS = text(
+    "SELECT seq_scan, idx_scan, current_setting('plan_cache_mode'), current_setting('enable_seqscan') "
+    "FROM pg_stat_xact_user_tables WHERE relname = 'probe_parents'"
+)
+
+
+async def test_postgresql_key_checks_after_a_probing_insert_are_index_probes_kept_for_the_connection(postgres_url: str) -> None:
+    """`unnest_insert(probes_after=True)`: the foreign-key checks of its rows use plans kept for the connection, each a
+    probe of the referenced table's unique index even while the statistics say that table is empty (a plan made then
+    and kept would otherwise scan it whole as it grows); the COMMIT hands the connection back planning at every run.
+    Without it the same checks are planned at each run: here, on a table the statistics call empty, scans."""
+    database = Database(Settings(database_url=postgres_url))
+    try:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(_PARENTS.metadata.create_all)
+            await connection.execute(insert(_PARENTS), [{"id": f"p{n}"} for n in range(3)])
+        async with database.engine.connect() as connection:
+            await connection.execute(text("ANALYZE probe_parents"))  # while nearly empty: statistics of ~no pages
+            await connection.commit()
+            scans: dict[str, tuple[int, int, str, str]] = {}
+            for name, statement in (("custom", _CHILD_INSERT), ("probing", _CHILD_INSERT_PROBING)):
+                base = 10 if name == "probing" else 0
+                rows = {"probe_children_id": [base + n for n in range(6)], "probe_children_parent_id": ["p0", "p1", "p2"] * 2}
+                before = (await connection.execute(_PARENT_SCANS)).one()  # this backend's counts not yet reported
+                await connection.execute(statement, rows)
+                seq, idx, mode, seqscan = (await connection.execute(_PARENT_SCANS)).one()
+                scans[name] = (seq - before[0], idx - before[1], mode, seqscan)
+                await connection.commit()
+            seq, idx, *settings = scans["custom"]
+            assert seq >= 6, scans  # a scan of the whole table a check
+            assert (idx, settings) == (0, ["force_custom_plan", "on"]), scans
+            assert scans["probing"] == (0, 6, "force_generic_plan", "off")  # an index probe a check
+            after = await connection.execute(text("SELECT current_setting('plan_cache_mode'), current_setting('enable_seqscan')"))
+            assert tuple(after.one()) == ("force_custom_plan", "on")
+            assert (await connection.execute(select(func.count()).select_from(_CHILDREN))).scalar_one() == 12
+    finally:
+        await database.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
@@ -12,10 +13,13 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import event, text, update
 from sqlalchemy.engine import Engine, make_url
 
 from tradestack.books.service import BooksService
+from tradestack.domain.marketdata import Side
+from tradestack.domain.order_kinds import OrderType, TimeInForce
+from tradestack.domain.orders import Order, OrderAccepted, OrderRequest, OrderSubmitted
 from tradestack.identity.permissions import Role
 from tradestack.kit.config import Settings
 from tradestack.kit.runtime import Runtime
@@ -305,3 +309,42 @@ async def test_the_desk_reconnects_when_the_server_dropped_its_connection(
     assert response.status_code == 201, response.text
     page = await client.get("/api/orders", params={"account_id": account}, headers=trader.headers)
     assert sorted(o["client_order_id"] for o in page.json()["items"]) == ["after-drop", "before-drop"]
+
+
+_SCANS = text(
+    "SELECT relname, seq_scan, idx_scan FROM pg_stat_xact_user_tables "
+    "WHERE relname IN ('orders', 'trading_accounts', 'instruments')"
+)
+
+
+@pytest.mark.parametrize("stack", ["production"], indirect=True)
+async def test_the_groups_insert_checks_its_keys_by_index_probes_whatever_the_statistics_say(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
+) -> None:
+    """The statement that writes a group's orders, events and audit rows checks their keys (account, instrument, each
+    event's order) by probes of the referenced tables' unique indexes, made once per connection, even when the
+    statistics were taken while those tables were nearly empty: a plan of such a check kept for the connection's
+    life must not be a scan of the table as it grows (`kit.db.unnest_insert`'s `probes_after`)."""
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader)
+    now = runtime.clock.now()
+    orders = []
+    for n in range(3):
+        order_id = str(uuid.uuid4())
+        request = OrderRequest(
+            client_order_id=f"probe-{n}", account_id=account, symbol="AAPL", side=Side.BUY, type=OrderType.LIMIT,
+            quantity=Decimal(1), limit_price=Decimal("99.00"), time_in_force=TimeInForce.GTC,
+        )  # fmt: skip
+        events = [OrderSubmitted(order_id=order_id, ts=now, request=request), OrderAccepted(order_id=order_id, ts=now)]
+        orders.append((Order.from_events(events), events, f"fingerprint-{n}"))
+    async with runtime.database.session() as session:
+        await session.execute(text("ANALYZE orders, order_events, trading_accounts, instruments"))
+    async with runtime.database.session() as session:
+        before = {name: (seq, idx) for name, seq, idx in await session.execute(_SCANS)}  # this backend's, not yet reported
+        await TradingRepository(session).create_many(orders, {account: 1})
+        after = {name: (seq, idx) for name, seq, idx in await session.execute(_SCANS)}
+    scans = {name: (seq - before.get(name, (0, 0))[0], idx - before.get(name, (0, 0))[1]) for name, (seq, idx) in after.items()}
+    # orders: two events' each; trading accounts and instruments: one an order
+    assert scans == {"orders": (0, 6), "trading_accounts": (0, 3), "instruments": (0, 3)}, scans
+    page = await client.get("/api/orders", params={"account_id": account}, headers=trader.headers)
+    assert sorted(o["client_order_id"] for o in page.json()["items"]) == ["probe-0", "probe-1", "probe-2"]
