@@ -137,16 +137,14 @@ def test_two_workers_share_one_metrics_view(tmp_path: Path, spawn: object, sqlit
     assert all(r["status"] == 200 and r["ts"].endswith("Z") for r in access)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_sigterm_lets_the_in_flight_request_finish(tmp_path: Path, spawn: object, sqlite_url: str, workers: int) -> None:
-    marker = tmp_path / "slow-request-started"
+def _slow_app(tmp_path: Path, spawn: object, sqlite_url: str, **extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    """run_slow_app.py (its /test/slow route) started on a fresh SQLite database and ready; the process and its base URL."""
     env = _env(
         tmp_path,
         TRADESTACK_DATABASE_URL=sqlite_url,
-        TRADESTACK_DRAIN_SECONDS="3",
-        TRADESTACK_WORKERS=str(workers),
         PYTHONPATH=str(HERE),
-        SLOW_APP_STARTED_MARKER=str(marker),
+        SLOW_APP_STARTED_MARKER=str(tmp_path / "slow-request-started"),
+        **extra,
     )
     subprocess.run([str(TRADESTACK), "db", "upgrade"], env=env, check=True, capture_output=True)
     port = free_port()
@@ -154,14 +152,22 @@ def test_sigterm_lets_the_in_flight_request_finish(tmp_path: Path, spawn: object
     process = spawn([sys.executable, str(HERE / "run_slow_app.py")], env)  # type: ignore[operator]
     base = f"http://127.0.0.1:{port}"
     _wait_ready(base, process)
+    return process, base
 
+
+def _slow_request_in_flight(
+    tmp_path: Path, base: str, seconds: int, timeout: float
+) -> tuple[threading.Thread, dict[str, object]]:
+    """A GET /test/slow?seconds=`seconds` on a thread of its own, returned once the server began serving it, with the
+    dict its status and body (or the client's error) go into."""
+    marker = tmp_path / "slow-request-started"
     result: dict[str, object] = {}
 
     def slow_call() -> None:
         try:
-            response = httpx.get(f"{base}/test/slow", params={"seconds": 4}, timeout=30)
+            response = httpx.get(f"{base}/test/slow", params={"seconds": seconds}, timeout=timeout)
             result["status"], result["body"] = response.status_code, response.json()
-        except httpx.HTTPError as exc:  # pragma: no cover - the failure this test exists to catch
+        except httpx.HTTPError as exc:  # pragma: no cover - the failure the tests exist to catch
             result["error"] = repr(exc)
 
     caller = threading.Thread(target=slow_call)
@@ -170,6 +176,13 @@ def test_sigterm_lets_the_in_flight_request_finish(tmp_path: Path, spawn: object
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert marker.exists(), "the slow request never reached the server"
+    return caller, result
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_lets_the_in_flight_request_finish(tmp_path: Path, spawn: object, sqlite_url: str, workers: int) -> None:
+    process, base = _slow_app(tmp_path, spawn, sqlite_url, TRADESTACK_DRAIN_SECONDS="3", TRADESTACK_WORKERS=str(workers))
+    caller, result = _slow_request_in_flight(tmp_path, base, seconds=4, timeout=30)
     process.send_signal(signal.SIGTERM)
     # With workers, uvicorn's supervisor forwards the signal on its next tick (up to ~0.5 s, longer on a
     # loaded machine): while the slow request is still in flight (the drain window) the probe must turn 503.
@@ -198,38 +211,10 @@ def test_a_worker_starved_longer_than_uvicorns_own_health_check_keeps_its_reques
     """Workers that cannot answer the supervisor's ping for 8 s (stopped here, as busy workers on a loaded machine are
     starved) are not killed: uvicorn's own 5 s health check would kill them and drop the requests they are serving;
     `worker_healthcheck_seconds` allows 30."""
-    marker = tmp_path / "slow-request-started"
-    env = _env(
-        tmp_path,
-        TRADESTACK_DATABASE_URL=sqlite_url,
-        TRADESTACK_WORKERS="2",
-        PYTHONPATH=str(HERE),
-        SLOW_APP_STARTED_MARKER=str(marker),
-    )
-    subprocess.run([str(TRADESTACK), "db", "upgrade"], env=env, check=True, capture_output=True)
-    port = free_port()
-    env["TRADESTACK_PORT"] = str(port)
-    process = spawn([sys.executable, str(HERE / "run_slow_app.py")], env)  # type: ignore[operator]
-    base = f"http://127.0.0.1:{port}"
-    _wait_ready(base, process)
+    process, base = _slow_app(tmp_path, spawn, sqlite_url, TRADESTACK_WORKERS="2")
     workers = _workers_of(process.pid)
     assert len(workers) == 2, workers
-
-    result: dict[str, object] = {}
-
-    def slow_call() -> None:
-        try:
-            response = httpx.get(f"{base}/test/slow", params={"seconds": 1}, timeout=60)
-            result["status"], result["body"] = response.status_code, response.json()
-        except httpx.HTTPError as exc:  # pragma: no cover - the failure this test exists to catch
-            result["error"] = repr(exc)
-
-    caller = threading.Thread(target=slow_call)
-    caller.start()
-    deadline = time.monotonic() + 20
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert marker.exists(), "the slow request never reached the server"
+    caller, result = _slow_request_in_flight(tmp_path, base, seconds=1, timeout=60)
     for worker in workers:  # whichever serves the request
         os.kill(worker, signal.SIGSTOP)
     try:
