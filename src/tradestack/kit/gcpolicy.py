@@ -19,8 +19,8 @@ every object that survives a young pass is visited again by a middle pass after 
 allocation-heavy path (an order builds ~30 frozen values, ~10 of them kept: its events, journal
 entry and postings) spends a tenth of its CPU in young and middle passes. At 2,000 there are about
 a third as many of each, a young pass still visits a few thousand objects (well under a
-millisecond), and the in-process order path measured 6-13 % more orders per CPU second (700 vs
-2,000 and 5,000, same run: benchmarks/order_path_inprocess.py).
+millisecond), and the in-process order path (benchmarks/order_path_inprocess.py) measured 11-13 % more
+orders per CPU second than at 700 in the same run (5,000 and 10,000: 6-9 %).
 
 Every collection's pause is recorded (a bounded deque: the callback runs in whatever thread
 allocated, so it takes no lock) and `report_pauses` publishes them as `python_gc_pause_seconds`.
