@@ -40,6 +40,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
 from operator import attrgetter, itemgetter
 
 from tradestack.core.money import plain
@@ -127,9 +128,18 @@ class SlippageModel:
 
     def price(self, side: Side, touch: Decimal, tick: Decimal) -> Decimal:
         """The price a taker on `side` gets at `touch`, rounded to `tick` against the taker."""
+        above, below = _slippage_factors(self.bps)
         if side is _SIDE_BUY:
-            return ceil_to_tick(touch * (1 + self.bps / _BASIS_POINTS), tick)
-        return floor_to_tick(touch * (1 - self.bps / _BASIS_POINTS), tick)
+            return ceil_to_tick(touch * above, tick)
+        return floor_to_tick(touch * below, tick)
+
+
+@lru_cache(maxsize=64)
+def _slippage_factors(bps: Decimal) -> tuple[Decimal, Decimal]:
+    """1 + `bps` and 1 - `bps` basis points, worked out once per rate (`SlippageModel.price` multiplies by them).
+
+    Equal rates written differently share an entry: the product is rounded to the tick, so its exponent never shows."""
+    return 1 + bps / _BASIS_POINTS, 1 - bps / _BASIS_POINTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,17 +458,18 @@ class MatchingEngine:
             _require_utc("ts", ts)
         self._check_order(order)
         latency = self.latency
-        progress = _Progress(
+        self._seq += 1
+        progress = _Progress(  # every field up to `seq`, positionally (binding keywords costs more than the stores)
             order,
             latency.eligible_at(ts) if latency.seconds else ts,  # what `eligible_at` answers for no latency
             order.remaining,
             order.triggered,
-            fills=order.fills,
-            filled_notional=order.filled_notional,
-            fees=order.fees_paid,
+            False,
+            order.fills,
+            order.filled_notional,
+            order.fees_paid,
+            self._seq,
         )
-        self._seq += 1
-        progress.seq = self._seq
         self._orders[order.order_id] = progress
         if self._quote is None or progress.eligible_at > ts or not (self.hours is None or self.hours.is_open(ts)):
             self._place(progress)

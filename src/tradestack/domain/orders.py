@@ -725,9 +725,16 @@ class Order:
         if isinstance(event, OrderFilled) and filled < quantity:
             left = _EXACT.subtract(quantity, filled)
             self._refuse(event, f"fill {event.fill_id} leaves {plain(left)} unfilled; report it as OrderPartiallyFilled")
+        notional = _EXACT.add(self.filled_notional, _EXACT.multiply(event.quantity, event.price))
+        if self.fees is _NO_FEES and not self.fill_ids:  # the first fill: no fees to copy, no fill ids to join
+            return (
+                filled,
+                notional,
+                MappingProxyType({event.fee_currency: _EXACT.add(_ZERO, event.fee)}),
+                frozenset((event.fill_id,)),
+            )
         fees = self.fees.copy() if type(self.fees) is MappingProxyType else dict(self.fees)  # dict() of a proxy goes key by key
         fees[event.fee_currency] = _EXACT.add(fees.get(event.fee_currency, _ZERO), event.fee)
-        notional = _EXACT.add(self.filled_notional, _EXACT.multiply(event.quantity, event.price))
         return filled, notional, MappingProxyType(fees), self.fill_ids | {event.fill_id}
 
     def _replaced_terms(self, event: OrderReplaced) -> OrderRequest:

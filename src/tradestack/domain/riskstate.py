@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 
 from tradestack.domain.books import AccountBooks, FxPolicy
 from tradestack.domain.frozen import builder, fast_init
@@ -274,12 +275,9 @@ def buying_power(
     """
     base = books.base_currency
     cash, held = books.cash, reserved
-    if (  # each of cash and reserved holds nothing but (at most) the base currency
-        currency == base and books.fx_policy is _FX_POLICY_AUTO_CONVERT
-        and (not cash or (len(cash) == 1 and base in cash)) and (not held or (len(held) == 1 and base in held))
-    ):  # fmt: skip
+    if _one_currency(books, currency, held):
         # one currency in play: no conversion, nothing owed from a third currency (the general rule gives the same)
-        return BuyingPower(cash.get(base, _ZERO), held.get(base, _ZERO), f"{base} cash (auto-convert)")
+        return BuyingPower(cash.get(base, _ZERO), held.get(base, _ZERO), _auto_convert_counted(base))
     if books.fx_policy is _FX_POLICY_MULTI_CURRENCY:
         return BuyingPower(
             _in(rates, cash, base),
@@ -298,6 +296,16 @@ def buying_power(
         _in(rates, {currency: held.get(currency, _ZERO)}, base) + from_base / markup,
         f"{currency} and {base} cash, {base} net of the {fx_fee_bps} bp FX fee (auto-convert; convert other currencies first)",
     )
+
+
+def _one_currency(books: AccountBooks, currency: str, reserved: Mapping[str, Decimal]) -> bool:
+    """Whether a purchase in `currency` is `buying_power`'s one-currency case: the base currency under auto-convert,
+    and each of the cash and `reserved` holding nothing but (at most) the base currency."""
+    base, cash = books.base_currency, books.cash
+    return (
+        currency == base and books.fx_policy is _FX_POLICY_AUTO_CONVERT
+        and (not cash or (len(cash) == 1 and base in cash)) and (not reserved or (len(reserved) == 1 and base in reserved))
+    )  # fmt: skip
 
 
 def _in(rates: FxRates, amounts: Mapping[str, Decimal], base: str) -> Decimal:
@@ -324,7 +332,12 @@ def account_risk_state(
     """What the checks need about the account now, for a new order on `side` in `currency` (the instrument's
     quote currency; the base currency when None), under the FX fee `fx_fee_bps` (see the module docstring)."""
     base, rates = books.base_currency, market.rates
-    power = buying_power(books, rates, currency or base, open_orders.reserved_now(market, excluding), fx_fee_bps=fx_fee_bps)
+    reserved = open_orders.reserved_now(market, excluding)
+    if _one_currency(books, currency or base, reserved):  # `buying_power`'s first case, without its `BuyingPower`
+        cash_available, held, counted = books.cash.get(base, _ZERO), reserved.get(base, _ZERO), _auto_convert_counted(base)
+    else:
+        power = buying_power(books, rates, currency or base, reserved, fx_fee_bps=fx_fee_bps)
+        cash_available, held, counted = power.cash, power.reserved, power.counted
     positions: dict[str, Decimal] = {}
     gross = _ZERO
     marked_of = market.marked
@@ -341,12 +354,18 @@ def account_risk_state(
     realized = books.realized_today  # in the common case, one currency: nothing to convert
     realized_today = realized[base] if len(realized) == 1 and base in realized else _in(rates, realized, base)
     return _new_risk_state(  # the fields in declaration order (see `AccountRiskState`), checked as its constructor checks
-        power.cash, power.reserved, positions, gross, realized_today, orders_in_last_minute, books.allow_short,
-        trading_state, power.counted,
+        cash_available, held, positions, gross, realized_today, orders_in_last_minute, books.allow_short,
+        trading_state, counted,
     )  # fmt: skip
 
 
 _new_risk_state = builder(AccountRiskState)
+
+
+@lru_cache(maxsize=64)
+def _auto_convert_counted(base: str) -> str:
+    """`BuyingPower.counted` of a one-currency auto-convert account (what `buying_power` says), formatted once."""
+    return f"{base} cash (auto-convert)"
 
 
 # Enum members as module constants: a member looked up on its class goes through EnumType's attribute

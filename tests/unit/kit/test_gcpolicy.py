@@ -22,6 +22,13 @@ class FakeCollector:
         self.frozen = frozen
         self.young = young
         self.calls: list[str] = []
+        self.threshold = (700, 10, 10)
+
+    def get_threshold(self) -> tuple[int, int, int]:
+        return self.threshold
+
+    def set_threshold(self, threshold0: int, threshold1: int = 10, threshold2: int = 10, /) -> None:
+        self.threshold = (threshold0, threshold1, threshold2)
 
     def freeze(self) -> None:
         self.calls.append("freeze")
@@ -229,3 +236,21 @@ def test_serve_processes_run_their_work_with_the_collector_governed(monkeypatch:
     assert cli._serve_runtime(Settings(), work) == "done"
     assert seen == [True]
     assert not gcpolicy.POLICY.installed
+
+
+def test_young_passes_wait_for_more_allocations_while_installed_and_the_thresholds_come_back_after() -> None:
+    collector = FakeCollector(young=100_000)
+    collector.threshold = (700, 10, 12)
+    policy = FreezeSurvivors(collector, min_frozen=10, young_threshold=2_000)
+    policy.install()
+    policy.install()  # nested: changes nothing
+    assert collector.threshold == (2_000, 10, 12)
+    policy.uninstall()
+    assert collector.threshold == (2_000, 10, 12)
+    policy.uninstall()
+    assert collector.threshold == (700, 10, 12)
+
+
+def test_young_threshold_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="young_threshold"):
+        FreezeSurvivors(FakeCollector(), young_threshold=0)
