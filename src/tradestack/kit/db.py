@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.selectable import CTE, TableValuedAlias
@@ -602,8 +602,14 @@ async def _commit_and_begin(adapted: Any, transaction: Any) -> None:
 
 async def flush_pending(session: AsyncSession) -> None:
     """Flush the session's pending ORM changes, if any, before a statement that bypasses its autoflush."""
-    if session.new or session.dirty or session.deleted:
+    if _pending(session.sync_session):
         await session.flush()
+
+
+def _pending(session: Session) -> bool:
+    """Whether `session` holds new, deleted or modified objects: what its ``new``, ``deleted`` and ``dirty`` say, read
+    without making their sets (the order desk asks before each statement of every group, ~1.5 % of its loop's CPU)."""
+    return bool(session._new or session._deleted or session.identity_map._modified)
 
 
 def in_list(column: ColumnElement[Any] | QueryableAttribute[Any], name: str, *, postgresql: bool) -> ColumnElement[bool]:
@@ -885,7 +891,8 @@ class Database:
             raise
         finally:
             self._writer_busy = False
-            session.expunge_all()
+            if len(session.identity_map) or _pending(session.sync_session):
+                session.expunge_all()
 
     @asynccontextmanager
     async def read_session(self) -> AsyncIterator[AsyncSession]:

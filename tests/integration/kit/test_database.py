@@ -574,6 +574,26 @@ async def test_sqlite_writer_session_commits_on_the_loop_thread_and_fails_as_sql
         await db.dispose()
 
 
+async def test_execute_core_flushes_new_modified_and_deleted_objects_first(database_url: str) -> None:
+    """A prebuilt statement on the order desk's connection sees the session's pending ORM changes of every kind."""
+    db = Database(Settings(database_url=database_url))
+    names = select(Instance.name).order_by(Instance.name)
+    try:
+        await migrations.upgrade(db.engine)
+        async with db.writing(), db.writer_session() as session:
+            session.add(Instance(id="a" * 36, name="added", created_at=NOW, seeded_at=NOW))
+            assert [row.name for row in await execute_core(session, names)] == ["added"]
+            session.add(Instance(id="b" * 36, name="other", created_at=NOW, seeded_at=NOW))
+            await session.flush()
+            (await session.get(Instance, "a" * 36)).name = "modified"  # type: ignore[union-attr]
+            assert [row.name for row in await execute_core(session, names)] == ["modified", "other"]
+            await session.delete(await session.get(Instance, "b" * 36))
+            assert [row.name for row in await execute_core(session, names)] == ["modified"]
+        assert await _instance_names(db) == ["modified"]
+    finally:
+        await db.dispose()
+
+
 _BACKEND_PID = select(func.pg_backend_pid().label("pid"))
 _TRANSACTION_ID = select(func.txid_current().label("txid"))
 
