@@ -552,10 +552,14 @@ async def test_sqlite_writer_session_commits_on_the_loop_thread_and_fails_as_sql
         async def refused(direct: bool) -> tuple[Any, ...]:
             monkeypatch.setattr(db_module, "_commit_directly", on_driver if direct else through_sqlalchemy)
             sqlalchemys.clear()
-            with pytest.raises(Exception) as raised:  # noqa: PT011  # compared below, whatever it is
+
+            async def transaction() -> None:
                 async with db.writing(), db.writer_session() as session:
                     await execute_core(session, insert(_DEFERRED_PARENTS), {"id": f"kept{direct}"})
                     await execute_core(session, insert(_DEFERRED_CHILDREN), {"id": f"orphan{direct}", "parent_id": "none"})
+
+            with pytest.raises(Exception) as raised:  # noqa: PT011  # compared below, whatever it is
+                await transaction()
             assert (sqlalchemys == []) is direct
             return _failure(raised.value)
 
