@@ -28,7 +28,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine.default import DefaultExecutionContext
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.kit import db as db_module
@@ -432,7 +432,7 @@ async def test_postgresql_writer_session_runs_prebuilt_core_statements_on_asyncp
 async def test_postgresql_writer_session_commits_on_asyncpg_and_fails_as_sqlalchemys_commit(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The order desk's transactions commit straight on asyncpg (`_commit_on_asyncpg`), not through
+    """The order desk's transactions commit straight on asyncpg (`_commit_directly`), not through
     `AsyncSession.commit`: committed all the same, pending ORM changes flushed first; a COMMIT the server refuses
     and a connection lost before COMMIT raise what SQLAlchemy's commit raises (the lost connection invalidated),
     and the next transaction runs on a fresh connection."""
@@ -462,13 +462,13 @@ async def test_postgresql_writer_session_commits_on_asyncpg_and_fails_as_sqlalch
         assert [tuple(row) for row in stored] == [("r0", 0), ("r1", 1), ("r2", 3)]
         assert await _instance_names(db) == ["orm"]
 
-        on_asyncpg = db_module._commit_on_asyncpg
+        on_asyncpg = db_module._commit_directly
 
         async def through_sqlalchemy(session: AsyncSession, *, begin_next: bool = False) -> bool:
             return False
 
         async def failure(direct: bool, row: dict[str, Any], *, lose: bool) -> tuple[Any, ...]:
-            monkeypatch.setattr(db_module, "_commit_on_asyncpg", on_asyncpg if direct else through_sqlalchemy)
+            monkeypatch.setattr(db_module, "_commit_directly", on_asyncpg if direct else through_sqlalchemy)
             sqlalchemys.clear()
 
             async def transaction() -> None:
@@ -493,12 +493,107 @@ async def test_postgresql_writer_session_commits_on_asyncpg_and_fails_as_sqlalch
         lost = [await failure(direct, fresh[direct], lose=True) for direct in (True, False)]
         assert lost[0] == lost[1]
         assert lost[0][4] is True  # connection_invalidated
-        monkeypatch.setattr(db_module, "_commit_on_asyncpg", on_asyncpg)
+        monkeypatch.setattr(db_module, "_commit_directly", on_asyncpg)
         async with db.writer_session() as session:
             await execute_core(session, _INSERT, {**rows[0], "id": "after", "count": 20})
         async with db.read_session() as session:
             ids = (await session.execute(select(_ROWS.c.id).order_by(_ROWS.c.id))).scalars().all()
         assert ids == ["after", "r0", "r1", "r2"]
+    finally:
+        await db.dispose()
+
+
+_DEFERRED_PARENTS = Table("deferred_parents", MetaData(), Column("id", String(36), primary_key=True))
+_DEFERRED_CHILDREN = Table(
+    "deferred_children",
+    _DEFERRED_PARENTS.metadata,
+    Column("id", String(36), primary_key=True),
+    Column("parent_id", String(36), ForeignKey("deferred_parents.id", deferrable=True, initially="DEFERRED")),
+)
+
+
+async def test_sqlite_writer_session_commits_on_the_loop_thread_and_fails_as_sqlalchemys_commit(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the order desk's transactions commit straight on the driver, on the loop's thread (`_commit_inline`),
+    not through `AsyncSession.commit`: each one committed (seen by another connection), pending ORM changes flushed
+    first; a COMMIT SQLite refuses (a deferred foreign key) raises what SQLAlchemy's commit raises and writes nothing,
+    and the next transaction runs on a fresh connection."""
+    db = Database(Settings(database_url=sqlite_url))
+    try:
+        await migrations.upgrade(db.engine)
+        async with db.engine.begin() as connection:
+            await connection.run_sync(_DEFERRED_PARENTS.metadata.create_all)
+        sqlalchemys: list[AsyncSession] = []
+        commit = AsyncSession.commit
+
+        async def counted(session: AsyncSession) -> None:
+            sqlalchemys.append(session)
+            await commit(session)
+
+        monkeypatch.setattr(AsyncSession, "commit", counted)
+        for name in ("p0", "p1"):
+            async with db.writing(), db.writer_session() as session:
+                await execute_core(session, insert(_DEFERRED_PARENTS), {"id": name})
+            async with db.read_session() as reader:  # another connection sees it: committed
+                seen = (await reader.execute(select(_DEFERRED_PARENTS.c.id).where(_DEFERRED_PARENTS.c.id == name))).all()
+            assert len(seen) == 1
+        async with db.writing(), db.writer_session() as session:
+            await execute_core(session, insert(_DEFERRED_CHILDREN), {"id": "c0", "parent_id": "p0"})
+            session.add(Instance(id="i" * 36, name="orm", created_at=NOW, seeded_at=NOW))  # flushed at COMMIT
+        assert sqlalchemys == []
+        assert await _instance_names(db) == ["orm"]
+
+        on_driver = db_module._commit_directly
+
+        async def through_sqlalchemy(session: AsyncSession, *, begin_next: bool = False) -> bool:
+            return False
+
+        async def refused(direct: bool) -> tuple[Any, ...]:
+            monkeypatch.setattr(db_module, "_commit_directly", on_driver if direct else through_sqlalchemy)
+            sqlalchemys.clear()
+
+            async def transaction() -> None:
+                async with db.writing(), db.writer_session() as session:
+                    await execute_core(session, insert(_DEFERRED_PARENTS), {"id": f"kept{direct}"})
+                    await execute_core(session, insert(_DEFERRED_CHILDREN), {"id": f"orphan{direct}", "parent_id": "none"})
+
+            with pytest.raises(Exception) as raised:  # noqa: PT011  # compared below, whatever it is
+                await transaction()
+            assert (sqlalchemys == []) is direct
+            return _failure(raised.value)
+
+        failures = [await refused(direct) for direct in (True, False)]
+        assert failures[0] == failures[1]
+        assert failures[0][0] is IntegrityError
+        monkeypatch.setattr(db_module, "_commit_directly", on_driver)
+        async with db.writing(), db.writer_session() as session:
+            await execute_core(session, insert(_DEFERRED_PARENTS), {"id": "after"})
+        async with db.read_session() as reader:
+            parents = (await reader.execute(select(_DEFERRED_PARENTS.c.id).order_by(_DEFERRED_PARENTS.c.id))).scalars().all()
+            children = (await reader.execute(select(_DEFERRED_CHILDREN.c.id))).scalars().all()
+        assert parents == ["after", "p0", "p1"]  # nothing of the refused transactions
+        assert children == ["c0"]
+    finally:
+        await db.dispose()
+
+
+async def test_execute_core_flushes_new_modified_and_deleted_objects_first(database_url: str) -> None:
+    """A prebuilt statement on the order desk's connection sees the session's pending ORM changes of every kind."""
+    db = Database(Settings(database_url=database_url))
+    names = select(Instance.name).order_by(Instance.name)
+    try:
+        await migrations.upgrade(db.engine)
+        async with db.writing(), db.writer_session() as session:
+            session.add(Instance(id="a" * 36, name="added", created_at=NOW, seeded_at=NOW))
+            assert [row.name for row in await execute_core(session, names)] == ["added"]
+            session.add(Instance(id="b" * 36, name="other", created_at=NOW, seeded_at=NOW))
+            await session.flush()
+            (await session.get(Instance, "a" * 36)).name = "modified"  # type: ignore[union-attr]
+            assert [row.name for row in await execute_core(session, names)] == ["modified", "other"]
+            await session.delete(await session.get(Instance, "b" * 36))
+            assert [row.name for row in await execute_core(session, names)] == ["modified"]
+        assert await _instance_names(db) == ["modified"]
     finally:
         await db.dispose()
 
