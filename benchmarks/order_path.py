@@ -828,10 +828,10 @@ def in_process_profile(orders: int) -> None:
     timer.wrap_sync(Pool, "connect", "pool checkout (pre-ping)")
 
     # Statements are timed where they run: the order desk's straight on asyncpg (`_Direct.run_asyncpg`, its commit
-    # `_commit_on_asyncpg`). Listening to SQLAlchemy's cursor events instead would send the desk's statements back
+    # `_commit_directly`). Listening to SQLAlchemy's cursor events instead would send the desk's statements back
     # through SQLAlchemy's execution (`kit.db._observed`): the profile would time a path production does not take.
     timer.wrap_statements(db._Direct, "run_asyncpg", lambda direct: direct._compiled.string)
-    timer.wrap_statements(db, "_commit_on_asyncpg", lambda _: "COMMIT")
+    timer.wrap_statements(db, "_commit_directly", lambda _: "COMMIT")
 
     app = create_app()
 

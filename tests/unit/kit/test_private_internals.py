@@ -14,18 +14,21 @@ import asyncpg.transaction  # type: ignore[import-untyped]
 import pytest
 import redis.asyncio.connection
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
 PRIVATE_NAMES = [
     # kit/db.py `_begins_plainly` and `_commit_and_begin` (COMMIT;BEGIN; in one round trip)
     (asyncpg.transaction.Transaction, ("_isolation", "_readonly", "_deferrable", "_nested"), "kit/db.py _begins_plainly"),
     (asyncpg.connection.Connection, ("_top_xact",), "kit/db.py _commit_and_begin"),
-    # kit/db.py `_Direct.run_asyncpg` and `_commit_on_asyncpg` (the desk's statements straight on asyncpg)
+    # kit/db.py `_Direct.run_asyncpg` and `_commit_directly` (the desk's statements and commit straight on asyncpg)
     (
         AsyncAdapt_asyncpg_connection,
         ("_connection", "_transaction", "_execute_mutex", "_start_transaction", "_prepare", "_handle_exception"),
-        "kit/db.py _Direct.run_asyncpg, _commit_on_asyncpg",
+        "kit/db.py _Direct.run_asyncpg, _commit_directly",
     ),
-    (AsyncAdapt_asyncpg_connection, ("_call_and_discard",), "kit/db.py _commit_on_asyncpg"),
+    (AsyncAdapt_asyncpg_connection, ("_call_and_discard",), "kit/db.py _commit_directly"),
+    (Connection, ("_handle_dbapi_exception",), "kit/db.py _Direct.run_asyncpg, _commit_directly, _commit_inline"),
     # kit/db.py `_OneHopCursor` and the writer's patient queue (one trip to aiosqlite's thread per statement)
     (aiosqlite.Connection, ("_execute",), "kit/db.py _OneHopCursor._call"),
     # kit/leanredis.py `send` (a command written straight to the connection's stream)
@@ -50,3 +53,11 @@ async def test_aiosqlite_keeps_its_sqlite3_connection_as_conn() -> None:
         assert row == (1,), "mend kit/db.py _OneHopCursor"
     finally:
         await connection.close()
+
+
+def test_a_session_keeps_its_pending_objects_where_pending_reads_them() -> None:
+    # kit/db.py `_pending` reads what `Session.new`, `deleted` and `dirty` are made from, without making their sets.
+    session = Session()
+    assert isinstance(session._new, dict), "mend kit/db.py _pending"
+    assert isinstance(session._deleted, dict), "mend kit/db.py _pending"
+    assert isinstance(session.identity_map._modified, set), "mend kit/db.py _pending"
