@@ -751,7 +751,9 @@ def profile(args: argparse.Namespace, ours: Stack) -> None:
         print(f"  {100 * count / total:5.1f} %  {what}")
     print(flush=True)
     env = dict(ours.env, TRADESTACK_WORKERS="1", TRADESTACK_MARKETDATA_IN_PROCESS="false", TRADESTACK_LOG_LEVEL="warning")
-    env["PYTHONPATH"] = str(Path(__file__).parent)
+    # The benchmarks' own modules first, then what the caller set (a base run's `PYTHONPATH=<archive>/src`: the
+    # in-process profile must time that tree's code, not the installed one).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(Path(__file__).parent), os.environ.get("PYTHONPATH"))))
     try:
         out = subprocess.run(
             [sys.executable, __file__, "--profile-in-process", str(args.profile_orders)],
