@@ -85,6 +85,13 @@ def timed_pool(role: str) -> type[TimedQueuePool]:
     return type(f"TimedQueuePool_{role}", (TimedQueuePool,), {"role": role})
 
 
+CONNECTION_RECYCLE_SECONDS = 1800
+"""Age at which a pooled connection is closed and opened again at its next checkout (SQLAlchemy's ``pool_recycle``).
+`Database.writer_session` keeps its connection between transactions rather than in the pool, so it closes it itself
+once it has kept it this long (`_kept_writer`) and opens a fresh one: the plans and caches kept for the connection
+(`unnest_insert`'s probes, asyncpg's prepared statements) are then made again, on the tables as they are now."""
+
+
 def create_engine(url: str, settings: Settings, *, role: str, single_writer: bool = False) -> AsyncEngine:
     """Create an async engine with pool settings, SQLite pragmas and the connection gauge wired in.
 
@@ -112,7 +119,7 @@ def create_engine(url: str, settings: Settings, *, role: str, single_writer: boo
             max_overflow=1 if single_writer else settings.database_max_overflow,
             pool_timeout=settings.database_pool_timeout_seconds,
             pool_pre_ping=not single_writer,
-            pool_recycle=1800,
+            pool_recycle=CONNECTION_RECYCLE_SECONDS,
             poolclass=timed_pool(role),
         )
         if parsed.get_backend_name() == "postgresql":
@@ -757,9 +764,12 @@ def _inline_pragmas(dbapi_connection: Any, record: Any) -> None:
     cursor.close()
 
 
-async def _let_go(session: AsyncSession) -> None:
-    """Roll back and close `session` and the connection it is bound to (`Database._kept_writer`'s)."""
+async def _let_go(session: AsyncSession, *, close_connection: bool = False) -> None:
+    """Roll back and close `session` and the connection it is bound to (`Database._kept_writer`'s): back to the pool,
+    or with `close_connection` closed for good (invalidated: the pool opens a new one at its next checkout)."""
     connection = session.bind
+    if close_connection and isinstance(connection, AsyncConnection):
+        await connection.invalidate()
     try:
         await session.rollback()
         await session.close()
@@ -783,7 +793,9 @@ async def _committed(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterato
 class Database:
     """The primary engine and, when configured, a read replica for read-only repositories."""
 
-    def __init__(self, settings: Settings, *, writer_lock: ThreadSafeLock | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, writer_lock: ThreadSafeLock | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.url = settings.effective_database_url
         self.engine = create_engine(self.url, settings, role="primary")
         self.replica_url = settings.database_replica_url
@@ -800,6 +812,8 @@ class Database:
         self._loop_reader: AsyncEngine = self.engine
         self._writer_sessions = self._sessions
         self._writer_kept: AsyncSession | None = None  # `_kept_writer`'s session, bound to its connection
+        self._writer_kept_at = 0.0  # when (`clock`) `_kept_writer` took its connection
+        self._clock = clock
         self._writer_busy = False
         self._writer_lock = writer_lock or ThreadSafeLock()
 
@@ -876,11 +890,17 @@ class Database:
         turns of the event loop: ~140 us of the loop's CPU per order group on SQLite, ~120-140 us of a
         three-statement group's ~730 on PostgreSQL (measured, thread CPU). Between transactions the
         session holds nothing (`expunge_all`, as closing it would); a transaction that fails is
-        rolled back and its session and connection are let go, so the next one starts afresh.
+        rolled back and its session and connection are let go, so the next one starts afresh, and so does the
+        first one after the connection was kept `CONNECTION_RECYCLE_SECONDS` (by the injected clock).
         """
         session = self._writer_kept
+        if session is not None and self._clock() - self._writer_kept_at >= CONNECTION_RECYCLE_SECONDS:
+            self._writer_kept = None  # closed, not pooled (see CONNECTION_RECYCLE_SECONDS); between transactions, so
+            await _let_go(session, close_connection=True)  # at most a BEGIN sent ahead (`_commit_and_begin`) is undone
+            session = None
         if session is None:
             session = self._writer_kept = AsyncSession(bind=await engine.connect(), expire_on_commit=False, autoflush=False)
+            self._writer_kept_at = self._clock()
         self._writer_busy = True
         try:
             yield session
