@@ -696,30 +696,17 @@ async def _keeps_one_connection(url: str) -> None:
         await db.dispose()
 
 
-async def test_sqlite_writer_session_opens_a_fresh_connection_once_it_has_kept_one_for_the_recycle_age(
-    sqlite_url: str,
-) -> None:
+async def test_writer_session_opens_a_fresh_connection_once_it_has_kept_one_for_the_recycle_age(database_url: str) -> None:
     """`Database._kept_writer` closes the connection it kept `CONNECTION_RECYCLE_SECONDS` and opens a new one."""
-    await _recycles_the_kept_connection(sqlite_url)
-
-
-async def test_postgresql_writer_session_opens_a_fresh_connection_once_it_has_kept_one_for_the_recycle_age(
-    postgres_url: str,
-) -> None:
-    """As on SQLite."""
-    await _recycles_the_kept_connection(postgres_url)
-
-
-async def _recycles_the_kept_connection(url: str) -> None:
     now = [1000.0]
-    db = Database(Settings(database_url=url), clock=lambda: now[0])
+    db = Database(Settings(database_url=database_url), clock=lambda: now[0])
     try:
         await migrations.upgrade(db.engine)
         connects: list[Any] = []
         names = iter(("one", "two", "six", "four"))
 
-        async def write(*, next_waiting: bool = False) -> Any:
-            async with db.writing(), db.writer_session(next_waiting=lambda: next_waiting) as session:
+        async def write() -> Any:
+            async with db.writing(), db.writer_session() as session:
                 name = next(names)
                 session.add(Instance(id=name[0] * 36, name=name, created_at=NOW, seeded_at=NOW))
                 await session.flush()
@@ -728,7 +715,7 @@ async def _recycles_the_kept_connection(url: str) -> None:
         first = await write()
         event.listen(db._writer_engine.sync_engine.pool, "connect", lambda *args: connects.append(args))  # type: ignore[union-attr]
         now[0] += db_module.CONNECTION_RECYCLE_SECONDS - 1
-        assert await write(next_waiting=True) is first  # kept: younger than the recycle age
+        assert await write() is first  # kept: younger than the recycle age
         assert connects == []
         now[0] += 1
         third = await write()
