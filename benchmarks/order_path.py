@@ -767,20 +767,18 @@ def profile(args: argparse.Namespace, ours: Stack) -> None:
         print(f"profile 2 failed ({out.returncode}):\n{out.stderr[-3000:]}")
 
 
-def in_process_profile(orders: int) -> None:
-    """Time every step of the order path inside one app (sequential requests); see the module docstring."""
-    from sqlalchemy.ext.asyncio import AsyncSession
-    from sqlalchemy.pool import Pool
+def profile_steps() -> list[tuple[int, Any, str, str]]:
+    """The steps `in_process_profile` times: (depth, owner, attribute, label); depth only indents the report.
 
+    A step this tree does not have is reported and left out; tests/unit/test_benchmarks.py checks there is none,
+    so a rename in src/ fails there rather than thinning the profile unnoticed."""
     from tradestack.api import security
-    from tradestack.api.app import create_app
     from tradestack.audit.repository import AuditRepository
     from tradestack.audit.service import AuditService
     from tradestack.books.repository import JournalRepository
     from tradestack.books.service import BooksService
     from tradestack.identity import deps
     from tradestack.identity.service import IdentityService
-    from tradestack.kit import db
     from tradestack.marketdata.service import MarketDataService
     from tradestack.trading import service as trading_service
     from tradestack.trading.commands import RedisCommands
@@ -788,9 +786,7 @@ def in_process_profile(orders: int) -> None:
     from tradestack.trading.repository import TradingRepository
     from tradestack.trading.service import TradingService
 
-    timer = StepTimer()
-    # (depth, owner, attribute, label): a timer around each; depth only indents the report.
-    steps: list[tuple[int, Any, str, str]] = [
+    return [
         (1, security, "check_limit", "rate limit per IP (middleware, Redis)"),
         (1, IdentityService, "authenticate_bearer", "auth: verify token, Redis MGET revoked + user"),
         (1, deps, "check_limit", "rate limit per principal (Redis)"),
@@ -804,36 +800,57 @@ def in_process_profile(orders: int) -> None:
         (5, JournalRepository, "balance_lines", "SELECT balances (stale accounts)"),
         (5, TradingRepository, "open_orders", "SELECT open orders (stale accounts)"),
         (5, JournalRepository, "realized_since_of", "SELECT realized P&L today (stale accounts)"),
-        (5, TradingRepository, "order_times_since", "SELECT order times, last minute (stale accounts)"),
         (5, TradingRepository, "desk_reads", "SELECT orders by client_order_id, orders others wrote, states"),
         (4, TradingRepository, "create_many", "INSERT orders, INSERT events (multi-row)"),
         (4, AuditService, "stage_many", "audit: INSERT into the outbox (multi-row)"),
-        (2, TradingService, "_after", "after the commit"),
-        (4, AuditService, "_drain", "drain transaction(s), BEGIN .. COMMIT"),
         (3, AuditService, "record", "audit append, own transaction"),
-        (5, AuditRepository, "lock_chain", "pg_advisory_xact_lock (global)"),
-        (5, AuditRepository, "waiting", "SELECT outbox FOR UPDATE SKIP LOCKED"),
         (5, AuditRepository, "last", "SELECT chain head"),
         (5, AuditRepository, "add", "INSERT audit entry"),
-        (5, AuditRepository, "unstage", "DELETE from the outbox"),
         (3, RedisCommands, "order_changed", "engine message: Redis XADD"),
-        (3, trading_service, "publish_order", "WebSocket publish (Redis PUBLISH)"),
         # since the desk does the after-commit work of a whole group (absent before)
         (3, OrderDesk, "_answer", "after the commit, then answers (beside the next group)"),
         (4, trading_service, "publish_orders", "WebSocket publish (Redis PUBLISH, one pipeline)"),
         (4, RedisCommands, "orders_changed", "engine messages (Redis XADD, one pipeline)"),
     ]
-    steps = [step for step in steps if step[1] is not None and hasattr(step[1], step[2])]
+
+
+def statement_hooks() -> list[tuple[Any, str, Callable[[Any], str]]]:
+    """Where `in_process_profile` times statements, and how it reads each one's SQL: the order desk's run straight on
+    asyncpg (`_Direct.run_asyncpg`, its commit `_commit_directly`). Listening to SQLAlchemy's cursor events instead
+    would send the desk's statements back through SQLAlchemy's execution (`kit.db._observed`): the profile would
+    time a path production does not take."""
+    from tradestack.kit import db
+
+    return [(db._Direct, "run_asyncpg", lambda direct: direct._compiled.string), (db, "_commit_directly", lambda _: "COMMIT")]
+
+
+def missing_hooks() -> set[str]:
+    """`owner.attribute` of each step and statement hook this tree does not have (a class by its name, a module by
+    its dotted path)."""
+    wrapped = [(owner, name) for _, owner, name, _ in profile_steps()] + [(o, n) for o, n, _ in statement_hooks()]
+    return {f"{getattr(owner, '__qualname__', owner.__name__)}.{name}" for owner, name in wrapped if not hasattr(owner, name)}
+
+
+def in_process_profile(orders: int) -> None:
+    """Time every step of the order path inside one app (sequential requests); see the module docstring."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.pool import Pool
+
+    from tradestack.api.app import create_app
+
+    timer = StepTimer()
+    missing = missing_hooks()
+    if missing:
+        print(f"profile: not in this tree, not timed: {', '.join(sorted(missing))}")
+    steps = [step for step in profile_steps() if hasattr(step[1], step[2])]
     for _, owner, name, label in steps:
         timer.wrap_async(owner, name, label)
     timer.wrap_async(AsyncSession, "commit", "COMMIT")
     timer.wrap_sync(Pool, "connect", "pool checkout (pre-ping)")
 
-    # Statements are timed where they run: the order desk's straight on asyncpg (`_Direct.run_asyncpg`, its commit
-    # `_commit_directly`). Listening to SQLAlchemy's cursor events instead would send the desk's statements back
-    # through SQLAlchemy's execution (`kit.db._observed`): the profile would time a path production does not take.
-    timer.wrap_statements(db._Direct, "run_asyncpg", lambda direct: direct._compiled.string)
-    timer.wrap_statements(db, "_commit_directly", lambda _: "COMMIT")
+    for owner, name, sql_of in statement_hooks():
+        if hasattr(owner, name):
+            timer.wrap_statements(owner, name, sql_of)
 
     app = create_app()
 
