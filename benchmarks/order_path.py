@@ -767,6 +767,10 @@ def profile(args: argparse.Namespace, ours: Stack) -> None:
         print(f"profile 2 failed ({out.returncode}):\n{out.stderr[-3000:]}")
 
 
+DESK_STEP = "order desk: queued, decided, group committed"
+KEPT_STATE_STEP = "kept state: states, reload of stale accounts"
+
+
 def profile_steps() -> list[tuple[int, Any, str, str]]:
     """The steps `in_process_profile` times: (depth, owner, attribute, label); depth only indents the report.
 
@@ -793,10 +797,10 @@ def profile_steps() -> list[tuple[int, Any, str, str]]:
         (1, TradingService, "submit", "TradingService.submit"),
         (2, TradingService, "_instrument", "instrument catalogue (cached in process)"),
         (2, MarketDataService, "snapshot", "quotes: Redis MGET"),
-        (2, OrderDesk, "submit", "order desk: queued, decided, group committed"),
+        (2, OrderDesk, "submit", DESK_STEP),
         (3, OrderDesk, "_group", "group transaction, BEGIN .. COMMIT"),
         (4, BooksService, "lock_many", "UPDATE accounts (lock in id order, bump version)"),
-        (4, OrderDesk, "_refresh", "kept state: states, reload of stale accounts"),
+        (4, OrderDesk, "_refresh", KEPT_STATE_STEP),
         (5, JournalRepository, "balance_lines", "SELECT balances (stale accounts)"),
         (5, TradingRepository, "open_orders", "SELECT open orders (stale accounts)"),
         (5, JournalRepository, "realized_since_of", "SELECT realized P&L today (stale accounts)"),
@@ -1012,7 +1016,7 @@ async def profile_orders(
     for label, seconds in sorted(timer.sql.items(), key=lambda kv: -kv[1]):
         print(f"  {label[:56]:56}{timer.sql_calls[label] / orders:5.2f} x {1000 * seconds / timer.sql_calls[label]:6.3f} ms")
 
-    print("cost of open orders on one account (risk state loads them all and prices each buy's reservation):")
+    print("cost of open orders on one account (the desk keeps them summed; they should not cost more per order):")
     for resting in (0, 100, 1000):
         target = await account()
         for _ in range(resting):
@@ -1020,10 +1024,10 @@ async def profile_orders(
         timer.clear()
         for _ in range(50):
             await submit(target)
-        risk, loaded = timer.per_order("risk state", 50), timer.per_order("SELECT open orders (ORM rows)", 50)
+        desk, kept = timer.per_order(DESK_STEP, 50), timer.per_order(KEPT_STATE_STEP, 50)
         print(
             f"  {resting:5d} open: request {1000 * statistics.median(timer.requests):6.2f} ms (median), "
-            f"risk state {risk:6.2f} ms, of which loading the open orders {loaded:6.2f} ms"
+            f"order desk {desk:6.2f} ms, of which its kept state (states, reload of stale accounts) {kept:6.2f} ms"
         )
 
     profiler = cProfile.Profile()
