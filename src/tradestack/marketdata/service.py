@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact
+from types import MappingProxyType
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -61,10 +62,13 @@ class Candles:
 
 
 class _Catalog:
-    """Instruments by symbol, kept in process and reloaded from the database every 30 s."""
+    """Instruments by symbol, kept in process and reloaded from the database every 30 s.
+
+    Read-only for its readers: a reload puts a new mapping in its place, never changes the one handed out (the
+    last market snapshot is reused while the catalogue is the same object)."""
 
     def __init__(self) -> None:
-        self.by_symbol: dict[str, Instrument] = {}
+        self.by_symbol: Mapping[str, Instrument] = MappingProxyType({})
         self.loaded_at = -math.inf
 
 
@@ -139,13 +143,13 @@ class MarketDataService:
     def _catalog(self) -> _Catalog:
         return self.runtime.components.get_or_create(CATALOG_SLOT, _Catalog)
 
-    async def instruments(self) -> dict[str, Instrument]:
+    async def instruments(self) -> Mapping[str, Instrument]:
         """Every instrument by symbol (cached in process for 30 s)."""
         catalog = self._catalog()
         if self.runtime.clock.monotonic() - catalog.loaded_at > _CATALOG_TTL_SECONDS:
             async with self.runtime.database.read_session() as session:
                 listed = await InstrumentRepository(session).list()
-            catalog.by_symbol = {i.symbol: i for i in listed}
+            catalog.by_symbol = MappingProxyType({i.symbol: i for i in listed})
             catalog.loaded_at = self.runtime.clock.monotonic()
         return catalog.by_symbol
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -86,7 +86,7 @@ class Submit:
     request: OrderRequest
     fingerprint: str
     instrument: Instrument
-    instruments: dict[str, Instrument]
+    instruments: Mapping[str, Instrument]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +115,7 @@ class _Account:
     open: OpenOrders
     limits: RiskLimits
     state: TradingState
-    instruments: dict[str, Instrument]
+    instruments: Mapping[str, Instrument]
     recent: deque[datetime] = field(default_factory=deque)
 
 
@@ -150,7 +150,7 @@ class OrderDesk:
         limits_of: Callable[[AccountProfile, str | None], RiskLimits],
         open_order_of_row: Callable[[Any], OpenOrder],
         validate: Callable[[OrderRequest, Instrument, MarketSnapshot, datetime], None],
-        market_of: Callable[[Sequence[str], dict[str, Instrument]], Awaitable[MarketSnapshot]],
+        market_of: Callable[[Sequence[str], Mapping[str, Instrument]], Awaitable[MarketSnapshot]],
         after: Callable[[Sequence[tuple[Submit, Decided]], MarketSnapshot], Awaitable[None]],
     ) -> None:
         self.runtime = runtime

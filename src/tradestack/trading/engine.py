@@ -40,7 +40,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -134,7 +134,7 @@ class EngineShard:
         self.shards = runtime.settings.engine_shards
         self.engines: dict[str, MatchingEngine] = {}
         self.owners: dict[str, str] = {}  # order id -> account id
-        self.instruments: dict[str, Instrument] = {}
+        self.instruments: Mapping[str, Instrument] = {}
         self.rates = FxRates({}, pivot=FX_PIVOT)
         self._changed: dict[str, Change] = {}  # order id -> its change waiting to be applied
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}  # order id -> callers awaiting its pass

@@ -12,7 +12,7 @@ audit chain, so an acknowledged order is always durable.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import partial
@@ -187,7 +187,7 @@ class TradingService:
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    async def _instrument(self, symbol: str) -> tuple[Instrument, dict[str, Instrument]]:
+    async def _instrument(self, symbol: str) -> tuple[Instrument, Mapping[str, Instrument]]:
         instruments = await self.market.instruments()
         found = instruments.get(symbol) or instruments.get(symbol.upper())
         if found is None:
@@ -306,7 +306,7 @@ class TradingService:
         account: AccountProfile,
         limits: RiskLimits,
         market: MarketSnapshot,
-        instruments: dict[str, Instrument],
+        instruments: Mapping[str, Instrument],
         now: datetime,
         *,
         side: Side,
@@ -346,7 +346,7 @@ class TradingService:
         account: AccountProfile,
         request: OrderRequest,
         instrument: Instrument,
-        instruments: dict[str, Instrument],
+        instruments: Mapping[str, Instrument],
         market: MarketSnapshot,
         now: datetime,
         *,
@@ -441,7 +441,7 @@ class TradingService:
                 raise ValidationFailedError("; ".join(problems))
             self._check_session(request, instrument, now)
 
-        async def market_of(symbols: Sequence[str], instruments: dict[str, Instrument]) -> MarketSnapshot:
+        async def market_of(symbols: Sequence[str], instruments: Mapping[str, Instrument]) -> MarketSnapshot:
             return await self.market.snapshot(symbols, instruments=instruments)
 
         async def after(decided: Sequence[tuple[Submit, Decided]], market: MarketSnapshot) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import orjson
+import pytest
 
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import QUOTE_KEY, MarketDataService
@@ -34,3 +35,11 @@ async def test_snapshot_of_unchanged_quotes_is_the_same_and_a_changed_quote_is_s
     assert "BTC-USD" not in others.quotes
     narrower = {symbol: i for symbol, i in catalogue.items() if symbol != "EURUSD"}
     assert ("EUR", "USD") not in (await market.snapshot(["BTC-USD"], instruments=narrower)).rates.quotes  # its own catalogue
+
+
+async def test_the_catalogue_handed_out_cannot_be_changed_in_place(runtime: Runtime) -> None:
+    # The last snapshot is reused while the catalogue is the same object: changed in place, it would go stale.
+    catalogue = await MarketDataService(runtime).instruments()
+    with pytest.raises(TypeError):
+        catalogue["XYZ"] = catalogue["BTC-USD"]  # type: ignore[index]
+    assert "XYZ" not in await MarketDataService(runtime).instruments()
