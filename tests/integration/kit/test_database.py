@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import (
     Boolean,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -160,6 +162,31 @@ async def test_postgresql_loop_reads_run_outside_a_transaction_on_one_unpinged_c
         assert engine is not None
         assert engine.sync_engine.pool.size() == 1  # type: ignore[attr-defined]
         assert engine.pool._pre_ping is False
+    finally:
+        await database.dispose()
+
+
+async def test_postgresql_loop_reader_whose_connection_was_lost_reads_on_a_new_one_at_the_next_read(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Unpinged, the loop reader learns of a lost connection from the read it fails (the engine retries at its next
+    step); that failure drops the connection, and the next read opens another."""
+    database = Database(Settings(database_url=postgres_url, data_dir=tmp_path))
+    try:
+        async with database.loop_read_session() as session:
+            lost = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        admin = await asyncpg.connect(make_url(postgres_url).set(drivername="postgresql").render_as_string(hide_password=False))
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", lost)
+        finally:
+            await admin.close()
+        with pytest.raises(DBAPIError) as failed:
+            async with database.loop_read_session() as session:
+                await session.execute(text("SELECT 1"))
+        assert failed.value.connection_invalidated
+        async with database.loop_read_session() as session:
+            again = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert again != lost
     finally:
         await database.dispose()
 
