@@ -197,6 +197,14 @@ async def test_a_desk_reads_all_the_orders_again_when_another_desk_left_one_unta
     third = await buy(3)
     assert third.status_code == 422, third.text
     assert third.json()["check"] == "buying_power", third.text
+    if runtime.database.dialect == "postgresql":
+        # Its reads of the account's orders (the two desks' first, then this one's, after a read that handed the rest
+        # of the transaction to kept plans) were planned at each run, never with a generic plan.
+        async with runtime.database.writer_session() as session:
+            plans = (await session.execute(_PLANS)).all()
+        reloads = [(generic, custom) for statement, generic, custom in plans if "orders.status IN" in statement]
+        assert len(reloads) == 2, plans
+        assert all(generic == 0 < custom for generic, custom in reloads), plans
 
 
 async def test_a_desk_reloads_an_account_another_desk_and_another_writer_both_wrote(
