@@ -16,7 +16,7 @@ from tradestack.domain.books import BalanceLine
 from tradestack.domain.ledger import JournalEntry
 from tradestack.domain.orders import FillEvent
 from tradestack.domain.portfolio import PositionState
-from tradestack.kit.db import PerDialect, execute_core, in_list
+from tradestack.kit.db import PerDialect, execute_core, in_list, planned_from_here
 from tradestack.kit.pages import Cursor, older_than
 from tradestack.kit.repository import ReadRepository, Repository, insert_new
 from tradestack.models.books import BalanceRow, EquityPointRow, FillRow, JournalEntryRow, PostingRow, TradingAccount
@@ -197,10 +197,12 @@ _LOCKED = (
     .cte("locked")
 )
 # The ANY again outside the CTE: without it PostgreSQL's generic plan of the prepared statement (an array of unknown
-# length) joined the CTE to a scan of every account instead of looking each one up by its key.
+# length) joined the CTE to a scan of every account instead of looking each one up by its key. On PostgreSQL the order
+# desk's connection runs it with that generic plan, made once (`kit.db.postgres_session_settings`, ``probes``), and the
+# statements after it in the transaction are planned at each run again (`planned_from_here`).
 _LOCK_MANY = PerDialect(
     update(_ACCOUNTS)
-    .where(_ACCOUNTS.c.id == _LOCKED.c.id, in_list(_ACCOUNTS.c.id, "ids", postgresql=True))
+    .where(_ACCOUNTS.c.id == _LOCKED.c.id, in_list(_ACCOUNTS.c.id, "ids", postgresql=True), planned_from_here())
     .values(_BUMP)
     .returning(*_ACCOUNTS.c),
     update(_ACCOUNTS).where(in_list(_ACCOUNTS.c.id, "ids", postgresql=False)).values(_BUMP).returning(*_ACCOUNTS.c),

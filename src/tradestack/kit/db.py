@@ -85,6 +85,9 @@ def timed_pool(role: str) -> type[TimedQueuePool]:
     return type(f"TimedQueuePool_{role}", (TimedQueuePool,), {"role": role})
 
 
+WRITER_ROLE = "writer"
+"""The role (`create_engine`) of the order desk's engine, `Database.writer_session`'s."""
+
 CONNECTION_RECYCLE_SECONDS = 1800
 """Age at which a pooled connection is closed and opened again at its next checkout (SQLAlchemy's ``pool_recycle``).
 `Database.writer_session` keeps its connection between transactions rather than in the pool, so it closes it itself
@@ -123,7 +126,8 @@ def create_engine(url: str, settings: Settings, *, role: str, single_writer: boo
             poolclass=timed_pool(role),
         )
         if parsed.get_backend_name() == "postgresql":
-            kwargs["connect_args"] = {"server_settings": postgres_session_settings(settings)}
+            probes = single_writer and role == WRITER_ROLE
+            kwargs["connect_args"] = {"server_settings": postgres_session_settings(settings, probes=probes)}
     engine = create_async_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _inline_pragmas if single_writer else _sqlite_pragmas)
@@ -133,7 +137,7 @@ def create_engine(url: str, settings: Settings, *, role: str, single_writer: boo
     return engine
 
 
-def postgres_session_settings(settings: Settings) -> dict[str, str]:
+def postgres_session_settings(settings: Settings, *, probes: bool = False) -> dict[str, str]:
     """Server settings of every PostgreSQL connection: bounded lock waits, no transaction left idle forever.
 
     ``lock_timeout`` makes a statement that waits for a lock fail (SQLSTATE 55P03) instead of queueing
@@ -144,11 +148,18 @@ def postgres_session_settings(settings: Settings) -> dict[str, str]:
     that moment; on tables that grew since (a young database, or autovacuum off) that was a scan of
     the whole table for each lookup of a list of keys (``id = ANY(:ids)``). Planned at each run, a
     statement sees the table's size as it is.
+
+    `probes`: the order desk's connection (`Database.writer_session`), whose transactions begin with plans kept for
+    the connection made without sequential scans (``_PROBING``), as after a `probes_from_here` statement: its first
+    statement is the desk's lock, a lookup of keys of ``trading_accounts`` by its primary key whatever the statistics
+    (``BooksService.lock_many``), which hands the rest of the transaction back to planning at each run
+    (`planned_from_here`). Planning it at each run cost the server more than running it (~190-330 us a group against
+    ~110-280, pg_stat_statements).
     """
     return {
-        "plan_cache_mode": "force_custom_plan",
         "lock_timeout": str(round(settings.database_lock_timeout_seconds * 1000)),
         "idle_in_transaction_session_timeout": str(round(settings.database_idle_in_transaction_timeout_seconds * 1000)),
+        **dict(_PROBING if probes else _PLANNING[:1]),
     }
 
 
@@ -333,7 +344,7 @@ def _still_held(connection: Connection, driver: Any) -> bool:
 
 def _desk_asyncpg(connection: Connection) -> bool:
     """Whether `connection` is the order desk's PostgreSQL one (`Database.writer_session`'s engine) through asyncpg."""
-    return connection.dialect.driver == "asyncpg" and getattr(connection.engine.pool, "role", None) == "writer"
+    return connection.dialect.driver == "asyncpg" and getattr(connection.engine.pool, "role", None) == WRITER_ROLE
 
 
 def _observed(connection: Connection) -> bool:
@@ -629,11 +640,44 @@ def in_list(column: ColumnElement[Any] | QueryableAttribute[Any], name: str, *, 
 
 
 # Run by a statement (set_config's is_local: until its transaction ends): plans of what runs next in the transaction
-# made once per connection and kept, none of them a scan of a whole table. See `unnest_insert`'s `probes_after`.
+# made once per connection and kept, none of them a scan of a whole table (`probes_from_here`); or planned at each run
+# again, as on every connection but the order desk's at the start of a transaction (`planned_from_here`).
 _PROBING = (("plan_cache_mode", "force_generic_plan"), ("enable_seqscan", "off"))
-_PROBES_FROM_HERE = select(
-    func.concat(*(func.set_config(literal_column(f"'{name}'"), literal_column(f"'{value}'"), true()) for name, value in _PROBING))
-).scalar_subquery()
+_PLANNING = (("plan_cache_mode", "force_custom_plan"), ("enable_seqscan", "on"))
+
+
+def _settings_from_here(settings: Sequence[tuple[str, str]]) -> ColumnElement[bool]:
+    """A condition that is always true and, evaluated once before the statement reads its first row (a one-time
+    filter), sets `settings` until the transaction ends."""
+    values = (func.set_config(literal_column(f"'{name}'"), literal_column(f"'{value}'"), true()) for name, value in settings)
+    return select(func.concat(*values)).scalar_subquery().is_not(None)
+
+
+_PROBES_FROM_HERE = _settings_from_here(_PROBING)
+_PLANNED_FROM_HERE = _settings_from_here(_PLANNING)
+
+
+def probes_from_here() -> ColumnElement[bool]:
+    """PostgreSQL: a condition (always true) for the WHERE of a statement after which the transaction's statements
+    use plans kept for the connection made without sequential scans (see `unnest_insert`'s `probes_after`); for a
+    statement after which none but key lookups and writes from arrays run."""
+    return _PROBES_FROM_HERE
+
+
+def planned_from_here() -> ColumnElement[bool]:
+    """PostgreSQL: a condition (always true) for the WHERE of a statement after which the transaction's statements are
+    planned at each run again (`postgres_session_settings`)."""
+    return _PLANNED_FROM_HERE
+
+
+async def plan_at_each_run(session: AsyncSession) -> None:
+    """PostgreSQL: plan the transaction's next statements at each run (after a `probes_from_here` statement), one
+    round trip; elsewhere nothing."""
+    if on_postgresql(session):
+        await execute_core(session, _PLAN_AT_EACH_RUN)
+
+
+_PLAN_AT_EACH_RUN = select(_PLANNED_FROM_HERE)
 
 
 def unnest_insert(table: Table, names: Sequence[str] | None = None, *, probes_after: bool = False) -> Insert:
@@ -654,7 +698,7 @@ def unnest_insert(table: Table, names: Sequence[str] | None = None, *, probes_af
     rows = unnested(*((f"{table.name}_{column.name}", column.name, column.type) for column in columns))
     source = select(*rows.c)
     if probes_after:  # one-time filter: runs before the first row is read, so before any row's key check
-        source = source.where(_PROBES_FROM_HERE.is_not(None))
+        source = source.where(_PROBES_FROM_HERE)
     return insert(table).from_select([column.name for column in columns], source)
 
 
@@ -872,7 +916,7 @@ class Database:
         queued for it). On PostgreSQL its BEGIN then goes in the COMMIT's round trip (`_commit_directly`).
         """
         if self._writer_engine is None and (self.dialect == "postgresql" or self._sqlite_file):
-            self._writer_engine = create_engine(self.url, self._settings, role="writer", single_writer=True)
+            self._writer_engine = create_engine(self.url, self._settings, role=WRITER_ROLE, single_writer=True)
             self._writer_sessions = async_sessionmaker(self._writer_engine, expire_on_commit=False, autoflush=False)
         if self._writer_engine is not None and not self._writer_busy:
             async with self._kept_writer(self._writer_engine, next_waiting) as session:

@@ -63,7 +63,7 @@ from tradestack.domain.riskstate import OpenOrder, OpenOrders, account_risk_stat
 from tradestack.domain.snapshot import MarketSnapshot
 from tradestack.identity.service import Caller, Principal
 from tradestack.kit.aio import stop_tasks
-from tradestack.kit.db import on_postgresql
+from tradestack.kit.db import on_postgresql, plan_at_each_run
 from tradestack.kit.logging import get_logger
 from tradestack.kit.outages import RETRY_AFTER_SECONDS, is_lock_timeout
 from tradestack.kit.runtime import Runtime, Slot
@@ -324,6 +324,8 @@ class OrderDesk:
         global_state = reads.states.get(GLOBAL_SCOPE, TradingState.ACTIVE)
         missed = [account_id for account_id in known if not self._add_theirs(account_id, known[account_id], reads.added)]
         if missed:  # read the account's orders again: the same sums, priced anew only for the orders that changed
+            if not ids:  # the reads ended planning at each run (`TradingRepository.desk_reads`): the orders' read needs it
+                await plan_at_each_run(session)
             again = await repo.desk_reads([], missed, now - _MINUTE, [])
             for account_id in missed:
                 kept = self._accounts[account_id]

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tradestack.kit import db as db_module
 from tradestack.kit import migrations
 from tradestack.kit.config import Settings
-from tradestack.kit.db import Database, execute_core, in_list, unnest_insert
+from tradestack.kit.db import Database, execute_core, in_list, planned_from_here, unnest_insert
 from tradestack.kit.outages import is_lock_timeout
 from tradestack.kit.types import ExactDecimal
 from tradestack.models.base import UTCDateTime
@@ -138,10 +138,18 @@ async def test_postgresql_statements_are_planned_for_the_table_as_it_is(postgres
     """A prepared statement is planned at every run: a generic plan made while a table was small (a scan of it) is not
     kept for the connection's life once the table has grown (`postgres_session_settings`)."""
     database = Database(Settings(database_url=postgres_url, data_dir=tmp_path))
+    planning = text("SELECT current_setting('plan_cache_mode'), current_setting('enable_seqscan')")
     try:
-        for session_of in (database.session, database.writer_session, database.read_session, database.loop_read_session):
+        for session_of in (database.session, database.read_session, database.loop_read_session):
             async with session_of() as session:
-                assert (await session.execute(text("SHOW plan_cache_mode"))).scalar_one() == "force_custom_plan"
+                assert tuple((await session.execute(planning)).one()) == ("force_custom_plan", "on")
+        # The order desk's connection begins each transaction with plans kept for it, made without sequential scans
+        # (its first statement is its lock, by primary key), until a statement hands it back: the lock does.
+        for _ in range(2):
+            async with database.writer_session() as session:
+                assert tuple((await session.execute(planning)).one()) == ("force_generic_plan", "off")
+                await session.execute(select(planned_from_here()))
+                assert tuple((await session.execute(planning)).one()) == ("force_custom_plan", "on")
     finally:
         await database.dispose()
 

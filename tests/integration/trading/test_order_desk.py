@@ -197,6 +197,14 @@ async def test_a_desk_reads_all_the_orders_again_when_another_desk_left_one_unta
     third = await buy(3)
     assert third.status_code == 422, third.text
     assert third.json()["check"] == "buying_power", third.text
+    if runtime.database.dialect == "postgresql":
+        # Its reads of the account's orders (the two desks' first, then this one's, after a read that handed the rest
+        # of the transaction to kept plans) were planned at each run, never with a generic plan.
+        async with runtime.database.writer_session() as session:
+            plans = (await session.execute(_PLANS)).all()
+        reloads = [(generic, custom) for statement, generic, custom in plans if "orders.status IN" in statement]
+        assert len(reloads) == 2, plans
+        assert all(generic == 0 < custom for generic, custom in reloads), plans
 
 
 async def test_a_desk_reloads_an_account_another_desk_and_another_writer_both_wrote(
@@ -348,3 +356,36 @@ async def test_the_groups_insert_checks_its_keys_by_index_probes_whatever_the_st
     assert scans == {"orders": (0, 6), "trading_accounts": (0, 3), "instruments": (0, 3)}, scans
     page = await client.get("/api/orders", params={"account_id": account}, headers=trader.headers)
     assert sorted(o["client_order_id"] for o in page.json()["items"]) == ["probe-0", "probe-1", "probe-2"]
+
+
+_PLANS = text(
+    "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements "
+    "WHERE (statement LIKE '%FOR UPDATE%' OR statement LIKE '%INSERT INTO orders%' OR statement LIKE '%AS part%') "
+    "AND statement NOT LIKE '%pg_prepared_statements%'"
+)
+
+
+@pytest.mark.parametrize("stack", ["production"], indirect=True)
+async def test_the_desk_plans_its_lock_and_insert_once_and_its_reads_at_each_run(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
+) -> None:
+    """On PostgreSQL the desk's lock (keys of ``trading_accounts`` by its primary key) runs a plan made once for its
+    connection, and so does the group's INSERT (rows from arrays) when no account was reloaded; its reads over
+    ``orders`` are planned at each run (`TradingRepository.desk_reads`: a generic plan of them can read every order of
+    an account, or probe through the wrong index). The first group reloads the account: its INSERT is planned anew."""
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "100000")
+    await publish_quote("AAPL", "100.00", "100.01", last="100.00")
+    for n in range(4):  # one at a time: four groups
+        response = await client.post(
+            "/api/orders", json=limit_buy(account, f"plans-{n}", price="99.00", quantity="1"), headers=trader.headers
+        )
+        assert response.status_code == 201, response.text
+    async with runtime.database.writer_session() as session:  # the desk's connection, kept between its groups
+        plans = (await session.execute(_PLANS)).all()
+    lock = [(generic, custom) for statement, generic, custom in plans if "FOR UPDATE" in statement]
+    insert = [(generic, custom) for statement, generic, custom in plans if "INSERT INTO orders" in statement]
+    reads = [(generic, custom) for statement, generic, custom in plans if "AS part" in statement]
+    assert [sum(column) for column in zip(*lock, strict=True)] == [4, 0], plans
+    assert [sum(column) for column in zip(*insert, strict=True)] == [3, 1], plans
+    assert [sum(column) for column in zip(*reads, strict=True)] == [0, 4], plans
