@@ -138,9 +138,11 @@ class JournalRepository:
         )
         await self._session.flush()
 
-    async def fill_exists(self, fill_id: str) -> bool:
-        """Whether the fill `fill_id` is already booked."""
-        return (await self._session.get(FillRow, fill_id)) is not None
+    async def fills_existing(self, fill_ids: Sequence[str]) -> set[str]:
+        """Which of the fills `fill_ids` are already booked."""
+        if not fill_ids:
+            return set()
+        return set(await self._session.scalars(select(FillRow.id).where(FillRow.id.in_(fill_ids))))
 
     async def balances(self, account_id: str) -> dict[str, BalanceRow]:
         """Every ledger account's running balance of `account_id`, by ledger account name."""

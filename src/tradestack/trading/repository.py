@@ -224,6 +224,14 @@ class TradingRepository:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
 
+    async def get_many(self, order_ids: Sequence[str]) -> dict[str, OrderRow]:
+        """The stored orders by id (unknown ones absent), one query per `_IN_CHUNK` orders."""
+        rows: dict[str, OrderRow] = {}
+        for start in range(0, len(order_ids), _IN_CHUNK):
+            query = select(OrderRow).where(OrderRow.id.in_(order_ids[start : start + _IN_CHUNK]))
+            rows.update((row.id, row) for row in await self.session.scalars(query))
+        return rows
+
     async def events(self, order_id: str) -> list[OrderEvent]:
         rows = await self.session.scalars(
             select(OrderEventRow.payload).where(OrderEventRow.order_id == order_id).order_by(OrderEventRow.seq)
