@@ -22,6 +22,7 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import Row, String, Table, and_, bindparam, func, insert, literal_column, null, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.types import BigInteger
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
@@ -303,7 +304,8 @@ class TradingRepository:
             raise ConcurrentUpdate(f"order {row.id} changed while it was being updated")
         self._add_events(row.id, first_seq, events)
         await self.session.flush()
-        _project(row, order)
+        for name, value in _projection(order).items():  # what the UPDATE wrote: nothing left for the next flush to write
+            set_committed_value(row, name, value)
 
     async def create_many(
         self,
