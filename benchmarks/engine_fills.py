@@ -221,10 +221,10 @@ def store(args: argparse.Namespace) -> Iterator[tuple[str, str | None]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL and Redis instead of SQLite, embedded")
     parser.add_argument("--orders", type=int, default=500, help="resting orders one quote crosses")
     parser.add_argument("--accounts", type=int, default=20, help="accounts the orders are spread over")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds of each variant, alternating")
-    parser.add_argument("--postgres", action="store_true", help="PostgreSQL and Redis instead of SQLite, embedded")
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--profile", action="store_true", help="one more round of each under cProfile, its top functions")
     parser.add_argument("--redis-db", type=int, default=13, help="Redis logical database on 127.0.0.1:6379")
