@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,9 +14,6 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from tradestack.books.service import BooksService
-from tradestack.domain.instruments import instrument
-from tradestack.domain.matching import Fill
-from tradestack.domain.orders import Liquidity
 from tradestack.domain.portfolio import FxRates
 from tradestack.identity.permissions import Role
 from tradestack.kit.config import Settings
@@ -32,9 +28,8 @@ from tradestack.trading.repository import TradingRepository
 
 from ..conftest import MakeUser, TestUser  # type: ignore[import-not-found]
 from .conftest import PublishQuote  # type: ignore[import-not-found]
+from .test_engine import BTC, _fill  # type: ignore[import-not-found]
 from .test_orders import limit_buy, open_account  # type: ignore[import-not-found]
-
-BTC = instrument("BTC-USD")
 
 
 @pytest.fixture
@@ -137,10 +132,6 @@ async def test_an_event_that_fails_in_the_group_is_recorded_apart_and_the_others
     assert shard.engines["AAPL"].working_order(bad) is None  # left the book: reconciliation reloads it
     report = await check_integrity(runtime.database)
     assert report.ok, report.problems
-
-
-def _fill(order_id: str, n: int, quantity: str, price: str) -> Fill:
-    return Fill(order_id, f"{order_id}-{n}", Decimal(quantity), Decimal(price), Decimal(0), Liquidity.TAKER, datetime.now(UTC))
 
 
 async def test_a_group_sees_the_cash_its_earlier_fills_spent_and_applies_an_orders_fills_in_order(
