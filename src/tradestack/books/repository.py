@@ -21,6 +21,7 @@ from tradestack.kit.pages import Cursor, older_than
 from tradestack.kit.repository import ReadRepository, Repository, insert_new
 from tradestack.models.books import BalanceRow, EquityPointRow, FillRow, JournalEntryRow, PostingRow, TradingAccount
 
+_KEPT_BALANCES = "books.balance_rows"  # session.info: (the transaction, the balance rows it moved)
 # Column values have at most 38 digits: their sums are exact here, and an inexact one raises.
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
 
@@ -83,14 +84,27 @@ class JournalRepository:
             if posting.quantity is not None:
                 quantity = (quantity or Decimal(0)) + posting.quantity
             moves[key] = (posting.currency, amount + posting.amount, quantity)
+        kept = self._kept_balances()
         for key, (currency, amount, quantity) in moves.items():
             row = await self._session.get(BalanceRow, (account_id, key))
             if row is None:
                 row = BalanceRow(account_id=account_id, ledger_account=key, currency=currency, amount=Decimal(0))
                 self._session.add(row)
+            kept[account_id, key] = row
             row.amount = row.amount + amount
             if quantity is not None:
                 row.quantity = (row.quantity or Decimal(0)) + quantity
+
+    def _kept_balances(self) -> dict[tuple[str, str], BalanceRow]:
+        """The balance rows this transaction moved, held so the session's (weak) identity map keeps them: the next entry
+        of the transaction (the engine books many fills in one) reads them there, not again from the database. Writers of
+        an account's books hold its lock, so nobody else moves them before the transaction ends."""
+        transaction = self._session.sync_session.get_transaction()
+        kept: tuple[object, dict[tuple[str, str], BalanceRow]] | None = self._session.info.get(_KEPT_BALANCES)
+        if kept is None or kept[0] is not transaction:
+            kept = (transaction, {})
+            self._session.info[_KEPT_BALANCES] = kept
+        return kept[1]
 
     async def balance_lines(self) -> list[tuple[str, BalanceLine]]:
         """(account id, running balance) of every account."""
@@ -138,9 +152,11 @@ class JournalRepository:
         )
         await self._session.flush()
 
-    async def fill_exists(self, fill_id: str) -> bool:
-        """Whether the fill `fill_id` is already booked."""
-        return (await self._session.get(FillRow, fill_id)) is not None
+    async def fills_existing(self, fill_ids: Sequence[str]) -> set[str]:
+        """Which of the fills `fill_ids` are already booked."""
+        if not fill_ids:
+            return set()
+        return set(await self._session.scalars(select(FillRow.id).where(FillRow.id.in_(fill_ids))))
 
     async def balances(self, account_id: str) -> dict[str, BalanceRow]:
         """Every ledger account's running balance of `account_id`, by ledger account name."""

@@ -301,9 +301,9 @@ class BooksService:
         await self._journal.add(account_id, entry)
         return entry
 
-    async def fill_booked(self, fill_id: str) -> bool:
-        """Whether the fill `fill_id` is already in the books."""
-        return await self._journal.fill_exists(fill_id)
+    async def booked_fills(self, fill_ids: Sequence[str]) -> set[str]:
+        """Which of the fills `fill_ids` are already in the books."""
+        return await self._journal.fills_existing(fill_ids)
 
     async def book_fill(
         self,

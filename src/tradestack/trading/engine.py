@@ -4,7 +4,8 @@ An `EngineShard` keeps one `MatchingEngine` per instrument for the open orders o
 owns (`commands.shard_of`). One task does everything, in order: match on the newest quote of each
 symbol, apply order changes it was told about, expire day orders when their venue closes, and
 every `engine_reconcile_seconds` compare its book with the open orders in the database. It records
-each engine event through `executions.record`. Quotes go first so an order is never matched on a
+the engine events of a step together (`executions.record_many`, one transaction for up to
+`GROUP_MOST` of them), each on its own (`executions.record`) when that fails. Quotes go first so an order is never matched on a
 quote older than one the shard already holds (a marketable buy taken in the same step as a new quote
 filled at the ask before it); a cancel taken in that step may then find its order filled in the
 book, which `record` settles by the database (the canceled order is gone, no fill is booked).
@@ -83,7 +84,7 @@ from tradestack.trading.commands import (
     working_order_of,
 )
 from tradestack.trading.events import publish_updates
-from tradestack.trading.executions import Recorded, record
+from tradestack.trading.executions import GROUP_MOST, Recorded, Result, record, record_many
 from tradestack.trading.metrics import update_trading_gauges
 from tradestack.trading.repository import TradingRepository
 from tradestack.trading.service import fee_model_for
@@ -486,35 +487,63 @@ class EngineShard:
     async def _apply(self, engine: MatchingEngine, events: list[Fill | Triggered | Expired]) -> None:
         if any(isinstance(event, Fill) for event in events):
             await self.refresh_rates()
+        owned = [(account_id, event) for event in events if (account_id := self.owners.get(event.order_id)) is not None]
         updates: list[tuple[str, str, dict[str, Any]]] = []  # what the events' records publish, together at the end
-        for event in events:
-            account_id = self.owners.get(event.order_id)
-            if account_id is None:
-                continue
-            try:
-                result = await record(self.runtime, account_id, engine.instrument, event, self.rates)
-            except Exception as exc:  # noqa: BLE001 - one order's failure must not stop the others
-                # The book is ahead of the database for this order: forget it; reconciliation reloads it
-                # from what the database holds, so nothing is booked twice and nothing is skipped.
-                log.error(
-                    "could not record an execution; the order is reloaded at the next reconciliation",
-                    order_id=event.order_id,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-                self._left_book(event.order_id, None)
-                continue
-            if result.outcome is Recorded.GONE:
-                self._left_book(event.order_id, None)
-            if result.order is not None:
-                self._wrote(account_id, event.order_id, result.order.version, OrderStatus(result.order.status))
-                updates.append(("orders", account_id, result.order.model_dump(mode="json")))
-            if result.fill is not None:
-                fill = {"account_id": account_id, "symbol": engine.instrument.symbol, **result.fill.to_dict()}
-                updates.append(("fills", account_id, fill))
-            if result.books is not None:
-                updates.append(("portfolio", account_id, {"account_id": account_id, "balances": result.books}))
+        for start in range(0, len(owned), GROUP_MOST):
+            group = owned[start : start + GROUP_MOST]
+            results = await self._record_group(engine, group) if len(group) > 1 else None
+            for n, (account_id, event) in enumerate(group):
+                result = results[n] if results is not None else await self._record_one(engine, account_id, event)
+                if result is not None:
+                    updates += self._recorded(engine, account_id, event, result)
         if updates:
             await publish_updates(self.runtime, updates)
+
+    async def _record_group(
+        self, engine: MatchingEngine, group: list[tuple[str, Fill | Triggered | Expired]]
+    ) -> list[Result] | None:
+        """The events written in one transaction (`record_many`); None when it failed (nothing of it written)."""
+        try:
+            return await record_many(self.runtime, engine.instrument, group, self.rates)
+        except Exception as exc:  # noqa: BLE001 - each event is then recorded on its own
+            log.warning(
+                "could not record executions together; recording them one by one",
+                events=len(group),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return None
+
+    async def _record_one(self, engine: MatchingEngine, account_id: str, event: Fill | Triggered | Expired) -> Result | None:
+        """The event written in a transaction of its own; None when that failed."""
+        try:
+            return await record(self.runtime, account_id, engine.instrument, event, self.rates)
+        except Exception as exc:  # noqa: BLE001 - one order's failure must not stop the others
+            # The book is ahead of the database for this order: forget it; reconciliation reloads it
+            # from what the database holds, so nothing is booked twice and nothing is skipped.
+            log.error(
+                "could not record an execution; the order is reloaded at the next reconciliation",
+                order_id=event.order_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            self._left_book(event.order_id, None)
+            return None
+
+    def _recorded(
+        self, engine: MatchingEngine, account_id: str, event: Fill | Triggered | Expired, result: Result
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """Note what a recorded event did to the order; what it publishes."""
+        updates: list[tuple[str, str, dict[str, Any]]] = []
+        if result.outcome is Recorded.GONE:
+            self._left_book(event.order_id, None)
+        if result.order is not None:
+            self._wrote(account_id, event.order_id, result.order.version, OrderStatus(result.order.status))
+            updates.append(("orders", account_id, result.order.model_dump(mode="json")))
+        if result.fill is not None:
+            fill = {"account_id": account_id, "symbol": engine.instrument.symbol, **result.fill.to_dict()}
+            updates.append(("fills", account_id, fill))
+        if result.books is not None:
+            updates.append(("portfolio", account_id, {"account_id": account_id, "balances": result.books}))
+        return updates
 
 
 def _working(order: Order | Handed | None) -> WorkingOrder | None:

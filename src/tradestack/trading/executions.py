@@ -1,20 +1,28 @@
-"""Recording what the matching engine did: fills, triggers and expiries, each in one transaction.
+"""Recording what the matching engine did: fills, triggers and expiries, the events of one engine step in one transaction.
 
 A fill is written as a whole or not at all: the `fills` row, the order's fill event and its
 projection, the journal entry with its postings and the balances they move. The fill id is the
 primary key of `fills` and the order refuses a fill id it has already applied, so replaying an
 execution (after a crash, or by a second engine) can never book it twice.
+
+The engine, the single writer of its accounts' executions, writes the events of a step together
+(`record_many`: group commit, one transaction of up to `GROUP_MOST` events where a quote crossing
+many resting orders cost a transaction each), deciding each exactly as `record` does for one event
+in a transaction of its own; when the group fails, it records them one by one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from tradestack.books.service import BooksService
 from tradestack.core.money import plain
-from tradestack.domain.books import AccountBooks
+from tradestack.domain.books import AccountBooks, AccountProfile
 from tradestack.domain.instruments import Instrument
 from tradestack.domain.matching import Expired, Fill, Triggered
 from tradestack.domain.orders import (
@@ -31,6 +39,7 @@ from tradestack.domain.portfolio import FxRates, MissingFxRate
 from tradestack.domain.riskstate import buying_power
 from tradestack.kit.metrics import ORDERS
 from tradestack.kit.runtime import Runtime
+from tradestack.models.trading import OrderRow
 from tradestack.trading.repository import ConcurrentUpdate, TradingRepository, books_session
 from tradestack.trading.schemas import OrderOut
 
@@ -52,26 +61,88 @@ class Result:
     books: dict[str, dict[str, str]] | None = None
 
 
-async def record(
-    runtime: Runtime, account_id: str, instrument: Instrument, event: Fill | Triggered | Expired, rates: FxRates
-) -> Result:
-    """Write one engine event for an order of `account_id` (see the module docstring)."""
+GROUP_MOST = 200  # engine events written in one transaction at most (`record_many`)
+
+Event = Fill | Triggered | Expired
+
+
+async def record(runtime: Runtime, account_id: str, instrument: Instrument, event: Event, rates: FxRates) -> Result:
+    """Write one engine event for an order of `account_id` in a transaction of its own (see the module docstring)."""
+    return (await record_many(runtime, instrument, [(account_id, event)], rates))[0]
+
+
+async def record_many(
+    runtime: Runtime, instrument: Instrument, events: Sequence[tuple[str, Event]], rates: FxRates
+) -> list[Result]:
+    """Write engine events (the account id of the order, the event) of `instrument` in one transaction, in their order,
+    each as `record` would in a transaction of its own: every later event sees what the earlier ones wrote (an order's
+    next fill, an account's cash after its earlier fills). The accounts are locked once each, in id order, before
+    anything is read. Raises, writing nothing, when any of them fails; `GROUP_MOST` of them at most."""
+    if len(events) > GROUP_MOST:
+        raise ValueError(f"{len(events)} events in one transaction: at most {GROUP_MOST}")
+    written: list[tuple[OrderStatus | None, Result]] = []
     async with books_session(runtime.database) as session:
-        repo = TradingRepository(session)
-        ledger = BooksService(session, runtime.clock)
-        account = await ledger.lock(account_id)
-        row = await repo.get(event.order_id)
-        order = await repo.load(event.order_id)
+        group = await _Group.read(session, runtime, events)
+        for account_id, event in events:
+            written.append(await group.write(account_id, instrument, event, rates))
+    for before, result in written:  # counted once committed
+        if before is not None and result.order is not None:
+            _count(before, result.order)
+    return [result for _, result in written]
+
+
+def _count(before: OrderStatus, after: OrderOut) -> None:
+    """Count an order that an engine event filled partly or ended."""
+    status = OrderStatus(after.status)
+    if status is not before and (status.is_terminal or status is OrderStatus.PARTIALLY_FILLED):
+        ORDERS.labels(type=after.type, status=status.value).inc()
+
+
+class _Group:
+    """What a transaction of engine events read, kept current by what it writes: the accounts it locked, the orders
+    (stored rows and folds), the fills already booked, the books of the accounts with fills."""
+
+    def __init__(self, session: AsyncSession, runtime: Runtime) -> None:
+        self.repo = TradingRepository(session)
+        self.ledger = BooksService(session, runtime.clock)
+        self.fx_fee_bps = runtime.settings.paper_fx_fee_bps
+        self.accounts: dict[str, AccountProfile] = {}
+        self.rows: dict[str, OrderRow] = {}
+        self.orders: dict[str, Order] = {}
+        self.booked: set[str] = set()
+        self.books: dict[str, AccountBooks] = {}
+
+    @classmethod
+    async def read(cls, session: AsyncSession, runtime: Runtime, events: Sequence[tuple[str, Event]]) -> _Group:
+        group = cls(session, runtime)
+        for account_id in sorted({account_id for account_id, _ in events}):  # id order, as the order desks lock
+            account = await group.ledger.lock(account_id)
+            if account is not None:
+                group.accounts[account_id] = account
+        order_ids = list(dict.fromkeys(event.order_id for _, event in events))
+        group.rows = await group.repo.get_many(order_ids)
+        group.orders = await group.repo.load_many(order_ids)
+        fills = [event for _, event in events if isinstance(event, Fill)]
+        group.booked = await group.ledger.booked_fills([fill.fill_id for fill in fills])
+        filling = {account_id for account_id, event in events if isinstance(event, Fill)}
+        group.books = await group.ledger.snapshots([group.accounts[a] for a in sorted(filling) if a in group.accounts])
+        return group
+
+    async def write(
+        self, account_id: str, instrument: Instrument, event: Event, rates: FxRates
+    ) -> tuple[OrderStatus | None, Result]:
+        """Write one event; the order's status before it (None when nothing was written) and what became of it."""
+        account = self.accounts.get(account_id)
+        row = self.rows.get(event.order_id)
+        order = self.orders.get(event.order_id)
         if row is None or order is None or order.status.is_terminal or account is None:
-            return Result(Recorded.GONE)
+            return None, Result(Recorded.GONE)
         new_events: list[OrderEvent]
         fill_event: FillEvent | None = None
         if isinstance(event, Fill):
-            if event.fill_id in order.fill_ids or await ledger.fill_booked(event.fill_id):
-                return Result(Recorded.DUPLICATE)
-            shortfall = _cash_shortfall(
-                await ledger.snapshot(account), order, instrument, event, rates, runtime.settings.paper_fx_fee_bps
-            )
+            if event.fill_id in order.fill_ids or event.fill_id in self.booked:
+                return None, Result(Recorded.DUPLICATE)
+            shortfall = _cash_shortfall(self.books[account.id], order, instrument, event, rates, self.fx_fee_bps)
             if shortfall is not None:
                 new_events = [OrderCanceled(order_id=order.id, ts=event.ts, reason=shortfall)]
             else:
@@ -79,7 +150,7 @@ async def record(
                 new_events = [fill_event]
         elif isinstance(event, Triggered):
             if order.status is not OrderStatus.ACCEPTED:
-                return Result(Recorded.DUPLICATE)
+                return None, Result(Recorded.DUPLICATE)
             new_events = [OrderTriggered(order_id=order.id, ts=event.ts)]
         else:
             new_events = [OrderExpired(order_id=order.id, ts=event.ts)]
@@ -87,27 +158,28 @@ async def record(
         for new in new_events:
             after = after.apply(new)
         try:
-            await repo.append(row, after, new_events)
+            await self.repo.append(row, after, new_events)
         except ConcurrentUpdate:
-            return Result(Recorded.GONE)
+            return None, Result(Recorded.GONE)
+        self.orders[order.id] = after
         books = None
         if fill_event is not None:
-            booked = await ledger.book_fill(
+            booked = await self.ledger.book_fill(
                 account,
                 order.request.symbol,
                 order.request.side.value,
                 fill_event,
                 instrument.quote_currency,
                 rates=rates,
-                fx_fee_bps=runtime.settings.paper_fx_fee_bps,
+                fx_fee_bps=self.fx_fee_bps,
                 pair=instrument.currency_pair,
             )
+            self.books[account.id] = booked
+            self.booked.add(fill_event.fill_id)
             filled = order.request.symbol if instrument.currency_pair is None else None  # a pair moves only cash
             books = balances_message(booked, filled, instrument.quote_currency)
-    if after.status is not order.status and (after.status.is_terminal or after.status is OrderStatus.PARTIALLY_FILLED):
-        ORDERS.labels(type=after.request.type.value, status=after.status.value).inc()
-    outcome = Recorded.CANCELED if isinstance(new_events[0], OrderCanceled) else Recorded.APPLIED
-    return Result(outcome, OrderOut.of_order(after), fill_event, books)
+        outcome = Recorded.CANCELED if isinstance(new_events[0], OrderCanceled) else Recorded.APPLIED
+        return order.status, Result(outcome, OrderOut.of_order(after), fill_event, books)
 
 
 def balances_message(books: AccountBooks, filled: str | None, currency: str) -> dict[str, dict[str, str]]:

@@ -22,6 +22,7 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import Row, String, Table, and_, bindparam, func, insert, literal_column, null, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.types import BigInteger
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
@@ -235,6 +236,14 @@ class TradingRepository:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
 
+    async def get_many(self, order_ids: Sequence[str]) -> dict[str, OrderRow]:
+        """The stored orders by id (unknown ones absent), one query per `_IN_CHUNK` orders."""
+        rows: dict[str, OrderRow] = {}
+        for start in range(0, len(order_ids), _IN_CHUNK):
+            query = select(OrderRow).where(OrderRow.id.in_(order_ids[start : start + _IN_CHUNK]))
+            rows.update((row.id, row) for row in await self.session.scalars(query))
+        return rows
+
     async def events(self, order_id: str) -> list[OrderEvent]:
         rows = await self.session.scalars(
             select(OrderEventRow.payload).where(OrderEventRow.order_id == order_id).order_by(OrderEventRow.seq)
@@ -306,7 +315,8 @@ class TradingRepository:
             raise ConcurrentUpdate(f"order {row.id} changed while it was being updated")
         self._add_events(row.id, first_seq, events)
         await self.session.flush()
-        _project(row, order)
+        for name, value in _projection(order).items():  # what the UPDATE wrote: nothing left for the next flush to write
+            set_committed_value(row, name, value)
 
     async def create_many(
         self,

@@ -1,0 +1,263 @@
+"""The engine writing the fills of one quote that crosses many resting orders (issue 12, group commit).
+
+    .venv/bin/python benchmarks/engine_fills.py [--orders 500] [--accounts 20] [--rounds 5]
+        [--postgres] [--admin-url postgresql://postgres@127.0.0.1:5432/postgres] [--redis-db 13] [--profile]
+
+The API runs in this process (its lifespan, no engine of its own: ``engine_in_process`` off) on a
+fresh SQLite file, or with --postgres on a fresh ``bench_<random>`` database (dropped at the end)
+and Redis logical database --redis-db under a key namespace of its own. An `EngineShard` is driven
+directly, as tests/integration/trading/test_engine_step.py does. --accounts traders each open a USD
+account; then every round:
+
+1. a quote away from the market (ask 101.00) reaches the shard; --orders buy limits at 100.00 for one
+   share (spread over the accounts) are placed through the API and handed to the shard, whose step
+   takes them in: they rest (checked);
+2. timed: a quote that crosses them all (ask 99.90) reaches the shard and one `step` matches it and
+   records every fill (order events, fills, journal entries, balances) and publishes the updates;
+3. checked outside the timed region: every order of the round is filled, one booked fill each.
+
+Two ways of recording, alternating round by round (who goes first alternates too):
+
+* ``grouped``: the shard as it is, the step's events written together (`executions.record_many`);
+* ``per_event``: the same shard told that every group failed, so each event is written in a
+  transaction of its own by `executions.record`, as the engine did before the group commit.
+
+Against a tree without the group commit (PYTHONPATH=/work/wt/base/src) both are the per-event path,
+which is how to check that ``per_event`` stands for it. The shard's reconciliation, session checks
+and gauges are put off during the timed step (not what is measured). Figures: medians over --rounds
+of the timed step's wall time, as fills per second; CPU seconds of this process are printed too.
+The last line is ``RESULT name=engine_fills ... ratio=<grouped fills/s / per_event fills/s>``.
+Nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import math
+import pstats
+import secrets
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+from quotes_api import delete_keys, throwaway_database
+from sqlalchemy import func, select
+
+from tradestack.api.app import create_app
+from tradestack.domain.marketdata import Quote
+from tradestack.identity.permissions import Role
+from tradestack.identity.service import Caller, identity_session
+from tradestack.kit import migrations
+from tradestack.kit.config import Settings
+from tradestack.kit.db import Database
+from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.runner import Publisher
+from tradestack.marketdata.service import MarketDataService
+from tradestack.models.books import FillRow
+from tradestack.trading.commands import Change
+from tradestack.trading.engine import EngineShard
+from tradestack.trading.repository import TradingRepository
+
+PASSWORD = secrets.token_urlsafe(16)  # the bench traders'
+SYMBOL = "AAPL"
+VARIANTS = ("grouped", "per_event")
+PLACING = 50  # orders placed at once through the API while setting a round up
+
+
+class Shard(EngineShard):
+    """The engine shard, or (`grouped` off) the shard whose every group fails: each event then in its own transaction."""
+
+    grouped = True
+
+    async def _record_group(self, engine: Any, group: Any) -> Any:
+        if not self.grouped:
+            return None  # as when the group failed: `_apply` records each event on its own
+        return await super()._record_group(engine, group)
+
+
+class Bench:
+    def __init__(self, runtime: Runtime, client: httpx.AsyncClient, orders: int) -> None:
+        self.runtime = runtime
+        self.client = client
+        self.orders = orders
+        self.publisher = Publisher(runtime)
+        self.shard = Shard(runtime)
+        self.traders: list[tuple[str, dict[str, str]]] = []  # (account id, headers)
+
+    async def quote(self, bid: str, ask: str) -> Quote:
+        size = Decimal(10 * self.orders)
+        quote = Quote(SYMBOL, Decimal(bid), Decimal(ask), size, size, Decimal(bid), Decimal(1), datetime.now(UTC))
+        await self.publisher.publish("bench", quote)
+        return quote
+
+    async def sign_up(self, accounts: int) -> None:
+        for _ in range(accounts):
+            email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
+            async with identity_session(self.runtime, Caller()) as service:
+                await service.create_user(email, PASSWORD, Role.TRADER)
+            response = await self.client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+            response.raise_for_status()
+            headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+            body = {"name": "bench", "base_currency": "USD", "deposit": {"currency": "USD", "amount": "10000000"}}
+            response = await self.client.post("/api/accounts", json=body, headers=headers)
+            response.raise_for_status()
+            self.traders.append((str(response.json()["id"]), headers))
+        self.shard.instruments = await MarketDataService(self.runtime).instruments()
+
+    async def _place(self, tag: str, n: int) -> str:
+        account, headers = self.traders[n % len(self.traders)]
+        body = {
+            "account_id": account, "client_order_id": f"{tag}-{n}", "symbol": SYMBOL, "side": "buy", "type": "limit",
+            "quantity": "1", "limit_price": "100.00", "time_in_force": "gtc",
+        }  # fmt: skip
+        response = await self.client.post("/api/orders", json=body, headers=headers)
+        if response.status_code != 201 or response.json()["status"] != "accepted":
+            raise RuntimeError(f"order {tag}-{n} not accepted: {response.status_code} {response.text}")
+        order_id = str(response.json()["id"])
+        self.shard.note_changed(Change(account, order_id))
+        return order_id
+
+    async def round(self, variant: str, tag: str, profiler: cProfile.Profile | None = None) -> tuple[float, float]:
+        """Rest the orders, then time the step that fills them all; (wall seconds, CPU seconds)."""
+        self.shard.on_quote(await self.quote("100.50", "101.00"))
+        ids: list[str] = []
+        for start in range(0, self.orders, PLACING):
+            ids += await asyncio.gather(*(self._place(tag, n) for n in range(start, min(start + PLACING, self.orders))))
+        await self.shard.step()
+        book = self.shard.engines[SYMBOL]
+        if any(book.working_order(order_id) is None for order_id in ids):
+            raise RuntimeError("an order of the round is not resting in the shard's book")
+        crossing = await self.quote("99.50", "99.90")
+        self.shard.grouped = variant == "grouped"
+        self.shard._reconcile_at = self.shard._session_at = self.shard._gauges_at = math.inf  # not what is measured
+        gc.collect()
+        if profiler is not None:
+            profiler.enable()
+        started, started_cpu = time.perf_counter(), time.process_time()
+        self.shard.on_quote(crossing)
+        await self.shard.step()
+        wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+        if profiler is not None:
+            profiler.disable()
+        await self.check(ids)
+        return wall, cpu
+
+    async def check(self, ids: list[str]) -> None:
+        async with self.runtime.database.read_session() as session:
+            orders = await TradingRepository(session).load_many(ids)
+            fills = await session.scalar(select(func.count()).select_from(FillRow).where(FillRow.order_id.in_(ids)))
+        statuses = {order.status.value for order in orders.values()}
+        if len(orders) != len(ids) or statuses != {"filled"} or fills != len(ids):
+            raise RuntimeError(f"the round's {len(ids)} orders: {len(orders)} found, statuses {statuses}, {fills} fills")
+
+
+def settings_for(database_url: str, redis_url: str | None, namespace: str, data_dir: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_namespace=namespace,
+        data_dir=data_dir,
+        log_level="warning",
+        engine_in_process=False,  # the benchmark's shard is the only one matching
+        engine_reconcile_seconds=3600,
+        paper_slippage_bps=Decimal(0),
+        market_hours_always_open=True,
+        marketdata_feeds=[],
+        risk_max_orders_per_minute=1_000_000,
+        argon2_time_cost=1,
+        argon2_memory_kib=8192,
+        rate_limit_auth="100000/minute",
+        login_ip_limits="100000/minute",
+        rate_limit_per_ip="100000/minute",
+        rate_limit_per_principal="100000/minute",
+    )  # type: ignore[arg-type]
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> dict[str, list[tuple[float, float]]]:
+    database = Database(settings)
+    await migrations.upgrade(database.engine)
+    await database.dispose()
+    app = create_app(settings)
+    timed: dict[str, list[tuple[float, float]]] = {variant: [] for variant in VARIANTS}
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        bench = Bench(app.state.runtime, client, args.orders)
+        await bench.sign_up(args.accounts)
+        await bench.round("grouped", "warm-grouped")  # warm-up of both, not counted
+        await bench.round("per_event", "warm-per-event")
+        for n in range(args.rounds):
+            for variant in VARIANTS if n % 2 == 0 else reversed(VARIANTS):
+                timed[variant].append(await bench.round(variant, f"r{n}-{variant}"))
+        if args.profile:
+            for variant in VARIANTS:
+                profiler = cProfile.Profile()
+                await bench.round(variant, f"profiled-{variant}", profiler)
+                print(f"-- {variant}, one more round under cProfile:")
+                pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+    return timed
+
+
+@contextmanager
+def store(args: argparse.Namespace) -> Iterator[tuple[str, str | None]]:
+    """(database URL, Redis URL) of the run: a fresh database, dropped (or deleted) at the end."""
+    if args.postgres:
+        with throwaway_database(args.admin_url) as database_url:
+            yield database_url, f"redis://127.0.0.1:6379/{args.redis_db}"
+    else:
+        with tempfile.TemporaryDirectory(prefix="engine-fills-") as directory:
+            yield f"sqlite+aiosqlite:///{directory}/bench.db", None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL and Redis instead of SQLite, embedded")
+    parser.add_argument("--orders", type=int, default=500, help="resting orders one quote crosses")
+    parser.add_argument("--accounts", type=int, default=20, help="accounts the orders are spread over")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds of each variant, alternating")
+    parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--profile", action="store_true", help="one more round of each under cProfile, its top functions")
+    parser.add_argument("--redis-db", type=int, default=13, help="Redis logical database on 127.0.0.1:6379")
+    args = parser.parse_args()
+    if args.orders < 1 or args.accounts < 1 or args.rounds < 1:
+        parser.error("--orders, --accounts and --rounds must be at least 1")
+
+    namespace = f"bench-{uuid.uuid4().hex[:10]}"
+    with tempfile.TemporaryDirectory(prefix="engine-fills-data-") as data_dir, store(args) as (database_url, redis_url):
+        try:
+            timed = asyncio.run(run(args, settings_for(database_url, redis_url, namespace, Path(data_dir))))
+        finally:
+            if redis_url is not None:
+                delete_keys(redis_url, namespace)
+
+    backend = "postgresql" if args.postgres else "sqlite"
+    rates: dict[str, float] = {}
+    for variant in VARIANTS:
+        walls = [wall for wall, _ in timed[variant]]
+        cpus = [cpu for _, cpu in timed[variant]]
+        wall, cpu = statistics.median(walls), statistics.median(cpus)
+        rates[variant] = args.orders / wall
+        rounds = " ".join(f"{w * 1000:.0f}" for w in walls)
+        print(
+            f"{variant:>9}: {args.orders} fills in {wall * 1000:.1f} ms median ({rates[variant]:.0f} fills/s), "
+            f"CPU {cpu * 1000:.1f} ms; rounds (ms): {rounds}"
+        )
+    print(
+        f"RESULT name=engine_fills backend={backend} orders={args.orders} accounts={args.accounts} rounds={args.rounds} "
+        f"grouped_fills_per_s={rates['grouped']:.0f} per_event_fills_per_s={rates['per_event']:.0f} "
+        f"ratio={rates['grouped'] / rates['per_event']:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

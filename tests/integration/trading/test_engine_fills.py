@@ -1,0 +1,178 @@
+"""The engine's group commit: the executions of one step written in one transaction, each decided as on its own (an
+account's cash after the earlier fills of the group, an order's fills in order), one failing event recorded apart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from tradestack.books.service import BooksService
+from tradestack.domain.portfolio import FxRates
+from tradestack.identity.permissions import Role
+from tradestack.kit.config import Settings
+from tradestack.kit.runtime import Runtime
+from tradestack.marketdata.service import MarketDataService
+from tradestack.models.books import FillRow
+from tradestack.ops.integrity import check_integrity
+from tradestack.trading.commands import Change
+from tradestack.trading.engine import EngineShard
+from tradestack.trading.executions import Recorded, record_many
+from tradestack.trading.repository import TradingRepository
+
+from ..conftest import MakeUser, TestUser  # type: ignore[import-not-found]
+from .conftest import PublishQuote  # type: ignore[import-not-found]
+from .test_engine import BTC, _fill  # type: ignore[import-not-found]
+from .test_orders import limit_buy, open_account  # type: ignore[import-not-found]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"engine_in_process": False})  # the test's shard is the only one matching
+
+
+@contextmanager
+def fills_per_commit() -> Iterator[list[int]]:
+    """The number of fills each committed transaction wrote (those that wrote none left out), while in the block."""
+    committed: list[int] = []
+
+    def before_flush(session: Session, *_: Any) -> None:
+        session.info["fills_written"] = session.info.get("fills_written", 0) + sum(isinstance(o, FillRow) for o in session.new)
+
+    def after_commit_counted(session: Session) -> None:
+        written = session.info.pop("fills_written", 0)
+        if written:
+            committed.append(written)
+
+    event.listen(Session, "before_flush", before_flush)
+    event.listen(Session, "after_commit", after_commit_counted)
+    try:
+        yield committed
+    finally:
+        event.remove(Session, "before_flush", before_flush)
+        event.remove(Session, "after_commit", after_commit_counted)
+
+
+async def _resting(client: httpx.AsyncClient, trader: TestUser, account: str, name: str, price: str, quantity: str) -> str:
+    response = await client.post(
+        "/api/orders", json=limit_buy(account, name, price=price, quantity=quantity), headers=trader.headers
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def _shard_with_resting(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime, accounts: int, each: int
+) -> tuple[EngineShard, list[str]]:
+    """A shard whose AAPL book holds `each` resting buys (limit 100.00) of each of `accounts` accounts."""
+    await publish_quote("AAPL", "100.50", "101.00")
+    shard = EngineShard(runtime)
+    shard.instruments = await MarketDataService(runtime).instruments()
+    orders: list[str] = []
+    for _ in range(accounts):
+        trader = await make_user(Role.TRADER)
+        account = await open_account(client, trader)
+        for n in range(each):
+            order_id = await _resting(client, trader, account, f"rest-{n}", "100.00", "1")
+            shard.note_changed(Change(account, order_id))
+            orders.append(order_id)
+    await shard.step()
+    assert all(shard.engines["AAPL"].working_order(order_id) is not None for order_id in orders)
+    return shard, orders
+
+
+async def test_the_fills_of_one_quote_are_written_in_one_transaction(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
+) -> None:
+    shard, orders = await _shard_with_resting(client, make_user, publish_quote, runtime, accounts=3, each=3)
+    shard.on_quote(await publish_quote("AAPL", "99.50", "99.90"))
+    with fills_per_commit() as committed:
+        await shard.step()
+    assert committed == [len(orders)]  # one transaction for the quote's nine fills, where each had its own
+    async with runtime.database.read_session() as session:
+        loaded = await TradingRepository(session).load_many(orders)
+    assert {order.status.value for order in loaded.values()} == {"filled"}
+    assert all(shard.engines["AAPL"].working_order(order_id) is None for order_id in orders)
+    report = await check_integrity(runtime.database)
+    assert report.ok, report.problems
+
+
+async def test_an_event_that_fails_in_the_group_is_recorded_apart_and_the_others_are_written(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    publish_quote: PublishQuote,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shard, orders = await _shard_with_resting(client, make_user, publish_quote, runtime, accounts=2, each=2)
+    bad = orders[1]
+    book_fill = BooksService.book_fill
+
+    async def failing(self: BooksService, *args: Any, **kwargs: Any) -> Any:
+        if args[3].order_id == bad:
+            raise RuntimeError("the journal is unwell")
+        return await book_fill(self, *args, **kwargs)
+
+    monkeypatch.setattr(BooksService, "book_fill", failing)
+    shard.on_quote(await publish_quote("AAPL", "99.50", "99.90"))
+    with fills_per_commit() as committed:
+        await shard.step()
+    assert committed == [1, 1, 1]  # the group rolled back; the others then each in a transaction of its own
+    async with runtime.database.read_session() as session:
+        loaded = await TradingRepository(session).load_many(orders)
+    assert {order_id: loaded[order_id].status.value for order_id in orders} == {
+        order_id: "accepted" if order_id == bad else "filled" for order_id in orders
+    }
+    assert shard.engines["AAPL"].working_order(bad) is None  # left the book: reconciliation reloads it
+    report = await check_integrity(runtime.database)
+    assert report.ok, report.problems
+
+
+async def test_a_group_sees_the_cash_its_earlier_fills_spent_and_applies_an_orders_fills_in_order(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
+) -> None:
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "1000")
+    await publish_quote("BTC-USD", "30000.00", "30001.00", size="1")
+    ids = []
+    for name in ("first", "second", "third"):
+        body = {**limit_buy(account, name, price="5000.00", quantity="0.04"), "symbol": "BTC-USD"}  # 200.20 reserved each
+        response = await client.post("/api/orders", json=body, headers=trader.headers)
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+    # Filled far above their limits (as if the market had gapped): 0.01 + 0.03 of the first at 10,000 (400 USD), then
+    # 0.04 of the second (400 USD): 800 of the 1,000. The third's 400 more is more than the 200 the others left.
+    events = [
+        _fill(ids[0], 1, "0.01", "10000"),
+        _fill(ids[1], 1, "0.04", "10000"),
+        _fill(ids[0], 2, "0.03", "10000"),
+        _fill(ids[2], 1, "0.04", "10000"),
+    ]
+    with fills_per_commit() as committed:
+        results = await record_many(runtime, BTC, [(account, fill) for fill in events], FxRates({}))
+    assert [result.outcome for result in results] == [Recorded.APPLIED] * 3 + [Recorded.CANCELED]
+    assert committed == [3]
+    assert [result.order.status if result.order else None for result in results] == [
+        "partially_filled",
+        "filled",
+        "filled",
+        "canceled",
+    ]
+    assert "not enough cash" in (results[3].order.reason or "" if results[3].order else "")
+    async with runtime.database.read_session() as session:
+        first = await TradingRepository(session).load(ids[0])
+    assert first is not None
+    assert (first.fill_ids, first.filled_quantity) == ({f"{ids[0]}-1", f"{ids[0]}-2"}, Decimal("0.04"))
+    accounts = {a["id"]: a for a in (await client.get("/api/accounts", headers=trader.headers)).json()}
+    assert accounts[account]["cash"] == {"USD": "200"}
+    # Written again (a replay), nothing is booked twice.
+    again = await record_many(runtime, BTC, [(account, fill) for fill in events], FxRates({}))
+    assert [result.outcome for result in again] == [Recorded.GONE] * 4
+    report = await check_integrity(runtime.database)
+    assert report.ok, report.problems
