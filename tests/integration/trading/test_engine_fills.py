@@ -21,6 +21,7 @@ from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MarketDataService
 from tradestack.models.books import FillRow
 from tradestack.ops.integrity import check_integrity
+from tradestack.trading import engine as engine_module
 from tradestack.trading.commands import Change
 from tradestack.trading.engine import EngineShard
 from tradestack.trading.executions import Recorded, record_many
@@ -87,14 +88,27 @@ async def _shard_with_resting(
     return shard, orders
 
 
-async def test_the_fills_of_one_quote_are_written_in_one_transaction(
-    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
+@pytest.mark.parametrize(
+    ("group_most", "commits"),
+    [(None, [9]), (4, [4, 4, 1])],  # one transaction for the quote's nine fills, where each had its own; or bounded
+    ids=["one-group", "groups-of-4"],
+)
+async def test_the_fills_of_one_quote_are_written_in_one_transaction_or_groups_of_at_most_group_most(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    publish_quote: PublishQuote,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    group_most: int | None,
+    commits: list[int],
 ) -> None:
     shard, orders = await _shard_with_resting(client, make_user, publish_quote, runtime, accounts=3, each=3)
+    if group_most is not None:  # a group holds its accounts' locks while it writes: bounded
+        monkeypatch.setattr(engine_module, "GROUP_MOST", group_most)
     shard.on_quote(await publish_quote("AAPL", "99.50", "99.90"))
     with fills_per_commit() as committed:
         await shard.step()
-    assert committed == [len(orders)]  # one transaction for the quote's nine fills, where each had its own
+    assert committed == commits
     async with runtime.database.read_session() as session:
         loaded = await TradingRepository(session).load_many(orders)
     assert {order.status.value for order in loaded.values()} == {"filled"}
