@@ -23,11 +23,20 @@ Two ways of recording, alternating round by round (who goes first alternates too
   transaction of its own by `executions.record`, as the engine did before the group commit.
 
 Against a tree without the group commit (PYTHONPATH=/work/wt/base/src) both are the per-event path,
-which is how to check that ``per_event`` stands for it. The shard's reconciliation, session checks
+which is how to check that ``per_event`` stands for it. On SQLite the engine writes one event a transaction
+(`executions.SQLITE_GROUP_MOST`: order entry shares the process's writer), so there the two are alike unless
+--group-most sets the group's size (both GROUP_MOST and SQLITE_GROUP_MOST). The shard's reconciliation, session checks
 and gauges are put off during the timed step (not what is measured). Figures: medians over --rounds
 of the timed step's wall time, as fills per second; CPU seconds of this process are printed too.
 The last line is ``RESULT name=engine_fills ... ratio=<grouped fills/s / per_event fills/s>``.
 Nothing here asserts on time.
+
+--entry-probe: while the timed step runs, one more trader submits an order (a buy limit far below the market,
+which rests) every 5 ms and times each answer: what order entry waits behind a quote crossing many resting
+orders. On SQLite that is the embedded process as it runs (the engine shares the process's writer with order
+entry); on PostgreSQL the engine is a process of its own in production, so there the figure only shows this
+process's event loop being shared. The probe's work is inside the timed step of both variants alike; its
+answers' median and maximum are printed and added to the RESULT line.
 """
 
 from __future__ import annotations
@@ -65,6 +74,7 @@ from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.runner import Publisher
 from tradestack.marketdata.service import MarketDataService
 from tradestack.models.books import FillRow
+from tradestack.trading import engine, executions
 from tradestack.trading.commands import Change
 from tradestack.trading.engine import EngineShard
 from tradestack.trading.repository import TradingRepository
@@ -94,6 +104,9 @@ class Bench:
         self.publisher = Publisher(runtime)
         self.shard = Shard(runtime)
         self.traders: list[tuple[str, dict[str, str]]] = []  # (account id, headers)
+        self.entry_probe = False
+        self.prober: tuple[str, dict[str, str]] = ("", {})  # (account id, headers) of the order entry probe
+        self.entries: dict[str, list[float]] = {variant: [] for variant in VARIANTS}  # order entry answers, seconds
 
     async def quote(self, bid: str, ask: str) -> Quote:
         size = Decimal(10 * self.orders)
@@ -102,7 +115,7 @@ class Bench:
         return quote
 
     async def sign_up(self, accounts: int) -> None:
-        for _ in range(accounts):
+        for _ in range(accounts + 1):  # the last: the order entry probe's
             email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
             async with identity_session(self.runtime, Caller()) as service:
                 await service.create_user(email, PASSWORD, Role.TRADER)
@@ -113,6 +126,7 @@ class Bench:
             response = await self.client.post("/api/accounts", json=body, headers=headers)
             response.raise_for_status()
             self.traders.append((str(response.json()["id"]), headers))
+        self.prober = self.traders.pop()
         self.shard.instruments = await MarketDataService(self.runtime).instruments()
 
     async def _place(self, tag: str, n: int) -> str:
@@ -127,6 +141,23 @@ class Bench:
         order_id = str(response.json()["id"])
         self.shard.note_changed(Change(account, order_id))
         return order_id
+
+    async def probe(self, tag: str, stopped: asyncio.Event) -> list[float]:
+        """Submit an order every 5 ms until `stopped`; each answer's wait in seconds."""
+        account, headers = self.prober
+        waits: list[float] = []
+        while not stopped.is_set():
+            body = {
+                "account_id": account, "client_order_id": f"{tag}-probe-{len(waits)}", "symbol": SYMBOL, "side": "buy",
+                "type": "limit", "quantity": "1", "limit_price": "50.00", "time_in_force": "gtc",
+            }  # fmt: skip
+            started = time.perf_counter()
+            response = await self.client.post("/api/orders", json=body, headers=headers)
+            waits.append(time.perf_counter() - started)
+            if response.status_code != 201:
+                raise RuntimeError(f"probe order not accepted: {response.status_code} {response.text}")
+            await asyncio.sleep(0.005)
+        return waits
 
     async def round(self, variant: str, tag: str, profiler: cProfile.Profile | None = None) -> tuple[float, float]:
         """Rest the orders, then time the step that fills them all; (wall seconds, CPU seconds)."""
@@ -144,10 +175,17 @@ class Bench:
         gc.collect()
         if profiler is not None:
             profiler.enable()
+        stopped = asyncio.Event()
+        probing = asyncio.ensure_future(self.probe(tag, stopped)) if self.entry_probe else None
         started, started_cpu = time.perf_counter(), time.process_time()
         self.shard.on_quote(crossing)
         await self.shard.step()
         wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+        stopped.set()
+        if probing is not None and not tag.startswith("warm"):
+            self.entries[variant] += await probing
+        elif probing is not None:
+            await probing
         if profiler is not None:
             profiler.disable()
         await self.check(ids)
@@ -184,7 +222,9 @@ def settings_for(database_url: str, redis_url: str | None, namespace: str, data_
     )  # type: ignore[arg-type]
 
 
-async def run(args: argparse.Namespace, settings: Settings) -> dict[str, list[tuple[float, float]]]:
+async def run(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[dict[str, list[tuple[float, float]]], dict[str, list[float]]]:
     database = Database(settings)
     await migrations.upgrade(database.engine)
     await database.dispose()
@@ -193,6 +233,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, list[tu
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         bench = Bench(app.state.runtime, client, args.orders)
+        bench.entry_probe = args.entry_probe
         await bench.sign_up(args.accounts)
         await bench.round("grouped", "warm-grouped")  # warm-up of both, not counted
         await bench.round("per_event", "warm-per-event")
@@ -205,7 +246,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, list[tu
                 await bench.round(variant, f"profiled-{variant}", profiler)
                 print(f"-- {variant}, one more round under cProfile:")
                 pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
-    return timed
+    return timed, bench.entries
 
 
 @contextmanager
@@ -228,14 +269,22 @@ def main() -> None:
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--profile", action="store_true", help="one more round of each under cProfile, its top functions")
     parser.add_argument("--redis-db", type=int, default=13, help="Redis logical database on 127.0.0.1:6379")
+    parser.add_argument("--entry-probe", action="store_true", help="time order entry during the timed step (see above)")
+    parser.add_argument(
+        "--group-most", type=int, help="events a group writes at most (the engine's GROUP_MOST, and SQLITE_GROUP_MOST)"
+    )
     args = parser.parse_args()
     if args.orders < 1 or args.accounts < 1 or args.rounds < 1:
         parser.error("--orders, --accounts and --rounds must be at least 1")
+    if args.group_most is not None:
+        if not 1 <= args.group_most <= executions.GROUP_MOST:
+            parser.error(f"--group-most must be between 1 and {executions.GROUP_MOST} (record_many's own bound)")
+        engine.GROUP_MOST = engine.SQLITE_GROUP_MOST = args.group_most
 
     namespace = f"bench-{uuid.uuid4().hex[:10]}"
     with tempfile.TemporaryDirectory(prefix="engine-fills-data-") as data_dir, store(args) as (database_url, redis_url):
         try:
-            timed = asyncio.run(run(args, settings_for(database_url, redis_url, namespace, Path(data_dir))))
+            timed, entries = asyncio.run(run(args, settings_for(database_url, redis_url, namespace, Path(data_dir))))
         finally:
             if redis_url is not None:
                 delete_keys(redis_url, namespace)
@@ -252,9 +301,16 @@ def main() -> None:
             f"{variant:>9}: {args.orders} fills in {wall * 1000:.1f} ms median ({rates[variant]:.0f} fills/s), "
             f"CPU {cpu * 1000:.1f} ms; rounds (ms): {rounds}"
         )
+    probed = ""
+    for variant in VARIANTS if args.entry_probe else ():
+        waits = entries[variant]
+        p50, most = 1000 * statistics.median(waits), 1000 * max(waits)
+        print(f"{variant:>9}: order entry during the step, {len(waits)} orders: median {p50:.1f} ms, max {most:.1f} ms")
+        probed += f"{variant}_entry_p50_ms={p50:.1f} {variant}_entry_max_ms={most:.1f} "
     print(
         f"RESULT name=engine_fills backend={backend} orders={args.orders} accounts={args.accounts} rounds={args.rounds} "
-        f"grouped_fills_per_s={rates['grouped']:.0f} per_event_fills_per_s={rates['per_event']:.0f} "
+        f"group_most={engine.GROUP_MOST if args.postgres else engine.SQLITE_GROUP_MOST} "
+        f"grouped_fills_per_s={rates['grouped']:.0f} per_event_fills_per_s={rates['per_event']:.0f} {probed}"
         f"ratio={rates['grouped'] / rates['per_event']:.2f}"
     )
 

@@ -5,7 +5,8 @@ owns (`commands.shard_of`). One task does everything, in order: match on the new
 symbol, apply order changes it was told about, expire day orders when their venue closes, and
 every `engine_reconcile_seconds` compare its book with the open orders in the database. It records
 the engine events of a step together (`executions.record_many`, one transaction for up to
-`GROUP_MOST` of them), each on its own (`executions.record`) when that fails. Quotes go first so an order is never matched on a
+`GROUP_MOST` of them; on SQLite, whose one writer order entry shares, `SQLITE_GROUP_MOST`), each on its own
+(`executions.record`) when that fails. Quotes go first so an order is never matched on a
 quote older than one the shard already holds (a marketable buy taken in the same step as a new quote
 filled at the ask before it); a cancel taken in that step may then find its order filled in the
 book, which `record` settles by the database (the canceled order is gone, no fill is booked).
@@ -84,7 +85,7 @@ from tradestack.trading.commands import (
     working_order_of,
 )
 from tradestack.trading.events import publish_updates
-from tradestack.trading.executions import GROUP_MOST, Recorded, Result, record, record_many
+from tradestack.trading.executions import GROUP_MOST, SQLITE_GROUP_MOST, Recorded, Result, record, record_many
 from tradestack.trading.metrics import update_trading_gauges
 from tradestack.trading.repository import TradingRepository
 from tradestack.trading.service import fee_model_for
@@ -489,8 +490,9 @@ class EngineShard:
             await self.refresh_rates()
         owned = [(account_id, event) for event in events if (account_id := self.owners.get(event.order_id)) is not None]
         updates: list[tuple[str, str, dict[str, Any]]] = []  # what the events' records publish, together at the end
-        for start in range(0, len(owned), GROUP_MOST):
-            group = owned[start : start + GROUP_MOST]
+        most = SQLITE_GROUP_MOST if self.runtime.database.dialect == "sqlite" else GROUP_MOST
+        for start in range(0, len(owned), most):
+            group = owned[start : start + most]
             results = await self._record_group(engine, group) if len(group) > 1 else None
             for n, (account_id, event) in enumerate(group):
                 result = results[n] if results is not None else await self._record_one(engine, account_id, event)

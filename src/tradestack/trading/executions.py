@@ -61,10 +61,14 @@ class Result:
     books: dict[str, dict[str, str]] | None = None
 
 
-GROUP_MOST = 50
-"""Engine events written in one transaction at most (`record_many`). The transaction holds its accounts' locks (on SQLite
-the process's one writer) while it writes, ~7-11 ms an event measured (benchmarks/engine_fills.py): 50 bound an order
-entry's wait behind a quote that crosses many resting orders to ~0.3-0.6 s."""
+GROUP_MOST = 20
+"""Engine events written in one transaction at most (`record_many`). The transaction holds its accounts' locks while it
+writes, ~7-11 ms an event (benchmarks/engine_fills.py): an order of one of those accounts waits for it, up to ~0.2 s."""
+
+SQLITE_GROUP_MOST = 1
+"""The same on SQLite, where the transaction also holds the process's one writer, which order entry shares: a group of
+50 made order entry wait ~350 ms (median) behind a quote crossing 300 resting orders, against ~11 ms one event a
+transaction (`benchmarks/engine_fills.py --entry-probe`); there each event is written on its own, as before."""
 
 Event = Fill | Triggered | Expired
 

@@ -90,8 +90,13 @@ async def _shard_with_resting(
 
 @pytest.mark.parametrize(
     ("group_most", "commits"),
-    [(None, [9]), (4, [4, 4, 1])],  # one transaction for the quote's nine fills, where each had its own; or bounded
-    ids=["one-group", "groups-of-4"],
+    [
+        (None, {"postgresql": [9], "sqlite": [1] * 9}),  # one transaction for the quote's nine fills, where each had
+        # its own; on SQLite still one each (`SQLITE_GROUP_MOST`): order entry shares the process's one writer
+        (20, {"postgresql": [9], "sqlite": [9]}),  # the grouping itself, on both
+        (4, {"postgresql": [4, 4, 1], "sqlite": [4, 4, 1]}),  # a group holds its accounts' locks while it writes: bounded
+    ],
+    ids=["defaults", "groups-of-20", "groups-of-4"],
 )
 async def test_the_fills_of_one_quote_are_written_in_one_transaction_or_groups_of_at_most_group_most(
     client: httpx.AsyncClient,
@@ -100,15 +105,16 @@ async def test_the_fills_of_one_quote_are_written_in_one_transaction_or_groups_o
     runtime: Runtime,
     monkeypatch: pytest.MonkeyPatch,
     group_most: int | None,
-    commits: list[int],
+    commits: dict[str, list[int]],
 ) -> None:
     shard, orders = await _shard_with_resting(client, make_user, publish_quote, runtime, accounts=3, each=3)
-    if group_most is not None:  # a group holds its accounts' locks while it writes: bounded
+    if group_most is not None:
         monkeypatch.setattr(engine_module, "GROUP_MOST", group_most)
+        monkeypatch.setattr(engine_module, "SQLITE_GROUP_MOST", group_most)
     shard.on_quote(await publish_quote("AAPL", "99.50", "99.90"))
     with fills_per_commit() as committed:
         await shard.step()
-    assert committed == commits
+    assert committed == commits[runtime.database.dialect]
     async with runtime.database.read_session() as session:
         loaded = await TradingRepository(session).load_many(orders)
     assert {order.status.value for order in loaded.values()} == {"filled"}
