@@ -88,6 +88,13 @@ async def _shard_with_resting(
     return shard, orders
 
 
+async def _statuses(runtime: Runtime, order_ids: list[str]) -> dict[str, str]:
+    """The stored status of each order, by id."""
+    async with runtime.database.read_session() as session:
+        loaded = await TradingRepository(session).load_many(order_ids)
+    return {order_id: order.status.value for order_id, order in loaded.items()}
+
+
 @pytest.mark.parametrize(
     ("group_most", "commits"),
     [
@@ -115,9 +122,7 @@ async def test_the_fills_of_one_quote_are_written_in_one_transaction_or_groups_o
     with fills_per_commit() as committed:
         await shard.step()
     assert committed == commits[runtime.database.dialect]
-    async with runtime.database.read_session() as session:
-        loaded = await TradingRepository(session).load_many(orders)
-    assert {order.status.value for order in loaded.values()} == {"filled"}
+    assert set((await _statuses(runtime, orders)).values()) == {"filled"}
     assert all(shard.engines["AAPL"].working_order(order_id) is None for order_id in orders)
     report = await check_integrity(runtime.database)
     assert report.ok, report.problems
@@ -144,11 +149,7 @@ async def test_an_event_that_fails_in_the_group_is_recorded_apart_and_the_others
     with fills_per_commit() as committed:
         await shard.step()
     assert committed == [1, 1, 1]  # the group rolled back; the others then each in a transaction of its own
-    async with runtime.database.read_session() as session:
-        loaded = await TradingRepository(session).load_many(orders)
-    assert {order_id: loaded[order_id].status.value for order_id in orders} == {
-        order_id: "accepted" if order_id == bad else "filled" for order_id in orders
-    }
+    assert await _statuses(runtime, orders) == {order_id: "accepted" if order_id == bad else "filled" for order_id in orders}
     assert shard.engines["AAPL"].working_order(bad) is None  # left the book: reconciliation reloads it
     report = await check_integrity(runtime.database)
     assert report.ok, report.problems
