@@ -11,15 +11,14 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection, Engine
 
-from tradestack.books.service import BooksService
+from tradestack.books import booking
 from tradestack.domain.portfolio import FxRates
 from tradestack.identity.permissions import Role
 from tradestack.kit.config import Settings
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MarketDataService
-from tradestack.models.books import FillRow
 from tradestack.ops.integrity import check_integrity
 from tradestack.trading import engine as engine_module
 from tradestack.trading.commands import Change
@@ -40,24 +39,30 @@ def settings(settings: Settings) -> Settings:
 
 @contextmanager
 def fills_per_commit() -> Iterator[list[int]]:
-    """The number of fills each committed transaction wrote (those that wrote none left out), while in the block."""
+    """The number of fills each committed transaction wrote (those that wrote none left out), while in the block: the
+    rows its INSERTs into ``fills`` wrote (their row counts), counted on its connection from its BEGIN to its COMMIT."""
     committed: list[int] = []
 
-    def before_flush(session: Session, *_: Any) -> None:
-        session.info["fills_written"] = session.info.get("fills_written", 0) + sum(isinstance(o, FillRow) for o in session.new)
+    def begun(connection: Connection) -> None:
+        connection.info["fills_written"] = 0
 
-    def after_commit_counted(session: Session) -> None:
-        written = session.info.pop("fills_written", 0)
+    def executed(connection: Connection, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO FILLS"):
+            connection.info["fills_written"] = connection.info.get("fills_written", 0) + cursor.rowcount
+
+    def committed_counted(connection: Connection) -> None:
+        written = connection.info.pop("fills_written", 0)
         if written:
             committed.append(written)
 
-    event.listen(Session, "before_flush", before_flush)
-    event.listen(Session, "after_commit", after_commit_counted)
+    listeners = [("begin", begun), ("after_cursor_execute", executed), ("commit", committed_counted)]
+    for name, listener in listeners:
+        event.listen(Engine, name, listener)
     try:
         yield committed
     finally:
-        event.remove(Session, "before_flush", before_flush)
-        event.remove(Session, "after_commit", after_commit_counted)
+        for name, listener in listeners:
+            event.remove(Engine, name, listener)
 
 
 async def _resting(client: httpx.AsyncClient, trader: TestUser, account: str, name: str, price: str, quantity: str) -> str:
@@ -137,14 +142,14 @@ async def test_an_event_that_fails_in_the_group_is_recorded_apart_and_the_others
 ) -> None:
     shard, orders = await _shard_with_resting(client, make_user, publish_quote, runtime, accounts=2, each=2)
     bad = orders[1]
-    book_fill = BooksService.book_fill
+    fill_entry = booking.fill_entry
 
-    async def failing(self: BooksService, *args: Any, **kwargs: Any) -> Any:
-        if args[3].order_id == bad:
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        if str(kwargs["reference"]).startswith(bad):  # the fill's id: its order's and a number
             raise RuntimeError("the journal is unwell")
-        return await book_fill(self, *args, **kwargs)
+        return fill_entry(*args, **kwargs)
 
-    monkeypatch.setattr(BooksService, "book_fill", failing)
+    monkeypatch.setattr(booking, "fill_entry", failing)
     shard.on_quote(await publish_quote("AAPL", "99.50", "99.90"))
     with fills_per_commit() as committed:
         await shard.step()
