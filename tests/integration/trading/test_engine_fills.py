@@ -3,6 +3,7 @@ account's cash after the earlier fills of the group, an order's fills in order),
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -24,7 +25,7 @@ from tradestack.trading import engine as engine_module
 from tradestack.trading.commands import Change
 from tradestack.trading.engine import EngineShard
 from tradestack.trading.executions import Recorded, record_many
-from tradestack.trading.repository import TradingRepository
+from tradestack.trading.repository import ConcurrentUpdate, TradingRepository
 
 from ..conftest import MakeUser, TestUser  # type: ignore[import-not-found]
 from .conftest import PublishQuote  # type: ignore[import-not-found]
@@ -200,5 +201,97 @@ async def test_a_group_sees_the_cash_its_earlier_fills_spent_and_applies_an_orde
     # Written again (a replay), nothing is booked twice.
     again = await record_many(runtime, BTC, [(account, fill) for fill in events], FxRates({}))
     assert [result.outcome for result in again] == [Recorded.GONE] * 4
+    report = await check_integrity(runtime.database)
+    assert report.ok, report.problems
+
+
+_WRITE = re.compile(r"\b(UPDATE|INSERT INTO)\s+(\w+)")
+_ORDER_PATH = {"trading_accounts", "orders", "order_events", "fills", "journal_entries", "postings", "balances"}
+
+
+@contextmanager
+def statements_by_table() -> Iterator[dict[str, int]]:
+    """The statements writing the order path's tables every connection runs while in the block, by what they do and
+    to which table (``INSERT fills``, ``UPDATE orders``, ...; an executemany counts once)."""
+    counted: dict[str, int] = {}
+
+    def executing(_: Connection, __: Any, statement: str, *___: Any) -> None:
+        write = _WRITE.search(statement)
+        if write is not None and write[2] in _ORDER_PATH:
+            key = f"{write[1].split()[0]} {write[2]}"
+            counted[key] = counted.get(key, 0) + 1
+
+    event.listen(Engine, "before_cursor_execute", executing)
+    try:
+        yield counted
+    finally:
+        event.remove(Engine, "before_cursor_execute", executing)
+
+
+async def test_a_group_writes_each_table_in_one_statement_whatever_its_number_of_fills(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    publish_quote: PublishQuote,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shard, orders = await _shard_with_resting(client, make_user, publish_quote, runtime, accounts=3, each=3)
+    monkeypatch.setattr(engine_module, "SQLITE_GROUP_MOST", 20)  # one group of nine on both backends
+    shard.on_quote(await publish_quote("AAPL", "99.50", "99.90"))
+    with statements_by_table() as written, fills_per_commit() as committed:
+        await shard.step()
+    assert committed == [9]
+    # The three accounts locked in one statement; each table written once for the nine fills (the balances too: each
+    # account's cash, position and rounding once, at the group's net), where each fill cost a statement or more a table.
+    assert written == {
+        "UPDATE trading_accounts": 1,
+        "UPDATE orders": 1,
+        "INSERT order_events": 1,
+        "INSERT fills": 1,
+        "INSERT journal_entries": 1,
+        "INSERT postings": 1,
+        "INSERT balances": 1,
+    }
+    assert set((await _statuses(runtime, orders)).values()) == {"filled"}
+    report = await check_integrity(runtime.database)
+    assert report.ok, report.problems
+
+
+async def test_an_order_changed_since_the_group_read_it_fails_the_group_and_alone_is_gone(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    publish_quote: PublishQuote,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader)
+    await publish_quote("BTC-USD", "30000.00", "30001.00", size="1")
+    ids = []
+    for name in ("kept", "changed"):
+        body = {**limit_buy(account, name, price="30000.00", quantity="0.01"), "symbol": "BTC-USD"}
+        response = await client.post("/api/orders", json=body, headers=trader.headers)
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+    kept, changed = ids
+    versions_of = TradingRepository.versions_of
+
+    async def read_before_a_change(self: TradingRepository, order_ids: Any) -> dict[str, int]:
+        """The versions as read before someone appended to `changed`: its stored row is one ahead."""
+        versions = await versions_of(self, order_ids)
+        return {order_id: version - 1 if order_id == changed else version for order_id, version in versions.items()}
+
+    monkeypatch.setattr(TradingRepository, "versions_of", read_before_a_change)
+    events = [(account, _fill(kept, 1, "0.01", "30000")), (account, _fill(changed, 1, "0.01", "30000"))]
+    with fills_per_commit() as committed, pytest.raises(ConcurrentUpdate):
+        await record_many(runtime, BTC, events, FxRates({}))
+    assert committed == []  # rolled back: the other order's fill too
+    assert await _statuses(runtime, ids) == {kept: "accepted", changed: "accepted"}
+    # Each on its own, as the engine then records them: the changed order's event is dropped, nothing of it written.
+    with fills_per_commit() as committed:
+        alone = [await record_many(runtime, BTC, [one], FxRates({})) for one in events]
+    assert [result.outcome for [result] in alone] == [Recorded.APPLIED, Recorded.GONE]
+    assert committed == [1]
+    assert await _statuses(runtime, ids) == {kept: "filled", changed: "accepted"}
     report = await check_integrity(runtime.database)
     assert report.ok, report.problems
