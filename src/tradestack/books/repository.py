@@ -142,8 +142,8 @@ class JournalRepository:
 
     def _kept_balances(self) -> dict[tuple[str, str], BalanceRow]:
         """The balance rows this transaction moved, held so the session's (weak) identity map keeps them: the next entry
-        of the transaction (the engine books many fills in one) reads them there, not again from the database. Writers of
-        an account's books hold its lock, so nobody else moves them before the transaction ends."""
+        of the transaction reads them there, not again from the database. Writers of an account's books hold its lock, so
+        nobody else moves them before the transaction ends (the engine's fills are booked by `add_booked` instead)."""
         transaction = self._session.sync_session.get_transaction()
         kept: tuple[object, dict[tuple[str, str], BalanceRow]] | None = self._session.info.get(_KEPT_BALANCES)
         if kept is None or kept[0] is not transaction:
@@ -208,7 +208,8 @@ class JournalRepository:
         one statement a table whatever their number.
 
         All in the current transaction, whose writer holds the accounts' locks (`AccountRepository.lock_all`) since it
-        read the balances it moved. A fill's id is the primary key of `fills`: the same fill cannot be stored twice."""
+        read the balances it moved (not through `add`, whose rows this does not refresh). A fill's id is the primary key
+        of `fills`: the same fill cannot be stored twice."""
         fill_rows = [
             {
                 "id": fill.fill_id, "order_id": fill.order_id, "account_id": account_id, "symbol": symbol, "side": side,

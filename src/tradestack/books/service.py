@@ -1,10 +1,11 @@
 """Trading accounts and their books: the only reader and writer of accounts, fills, the journal and balances.
 
 `BooksService` works inside its caller's unit of work (it is given the session; it flushes, never
-commits): open an account, deposit, convert, book a fill, and `snapshot` an account's books as a
+commits): open an account, deposit, convert, book fills (`fill_booking`: one or many, decided in
+memory and written one statement a table, `books.booking`), and `snapshot` an account's books as a
 pure `AccountBooks` value for the risk checks. Writers of one account's books hold its lock
-(`BooksService.lock`), so balances are moved by one transaction at a time; every write (deposit,
-convert, book a fill) takes that lock itself when its unit of work does not hold it yet, so each
+(`BooksService.lock`, `lock_all`), so balances are moved by one transaction at a time; every write (deposit,
+convert, book fills) takes that lock itself when its unit of work does not hold it yet, so each
 transaction that changes an account's books also bumps its books version once (what an order desk
 keeping the account in memory relies on to notice).
 

@@ -8,7 +8,12 @@ execution (after a crash, or by a second engine) can never book it twice.
 The engine, the single writer of its accounts' executions, writes the events of a step together
 (`record_many`: group commit, one transaction of up to `GROUP_MOST` events where a quote crossing
 many resting orders cost a transaction each), deciding each exactly as `record` does for one event
-in a transaction of its own; when the group fails, it records them one by one.
+in a transaction of its own; when the group fails, it records them one by one. A group reads once
+(its accounts locked in one statement, its orders, the fills already booked, the balances), decides
+each event in memory against what the earlier ones changed, then writes one statement a table:
+the orders' projections (each once, compare-and-set on the version read), their events, and
+through the books' `FillBooking` the fills, journal entries, postings and balances (each once, at
+the group's net). `record` is a group of one.
 """
 
 from __future__ import annotations
