@@ -178,25 +178,6 @@ class JournalRepository:
             of_account[currency] = of_account.get(currency, Decimal(0)) - amount
         return totals
 
-    async def add_fill(self, account_id: str, symbol: str, side: str, fill: FillEvent) -> None:
-        """Store one execution; its id is the primary key, so the same fill cannot be stored twice."""
-        self._session.add(
-            FillRow(
-                id=fill.fill_id,
-                order_id=fill.order_id,
-                account_id=account_id,
-                symbol=symbol,
-                side=side,
-                quantity=fill.quantity,
-                price=fill.price,
-                fee=fill.fee,
-                fee_currency=fill.fee_currency,
-                liquidity=fill.liquidity.value,
-                ts=fill.ts,
-            )
-        )
-        await self._session.flush()
-
     async def add_booked(
         self,
         fills: Sequence[tuple[str, str, str, FillEvent]],

@@ -189,7 +189,10 @@ _EVENTS_OF = PerDialect.listing(
 _VERSIONS_OF = PerDialect.listing(lambda listed: select(OrderRow.id, OrderRow.version).where(listed(OrderRow.id, "orders")))
 # What a group of engine events writes of its orders (`append_many`): each order's projection moved once, compare-and-set
 # on the version it was read at, and the events; on PostgreSQL each from arrays (one execution whatever the number of
-# orders), elsewhere an executemany.
+# orders), elsewhere an executemany. On PostgreSQL the UPDATE is the group's first write, after its reads: what follows
+# in its transaction (the events, the fills, journal entries, postings and balances) is writes from arrays and their
+# key checks, one a row and key, which then run plans kept for the connection, made without sequential scans
+# (`probes_from_here`), not planned again at each check (444 fills/s against 349 without, groups of 20: one run each).
 _PROJECTED = (
     "quantity", "limit_price", "stop_price", "status", "filled_quantity", "average_fill_price", "reason", "version",
     "updated_at",
