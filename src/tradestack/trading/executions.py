@@ -67,7 +67,8 @@ class Result:
 
 GROUP_MOST = 20
 """Engine events written in one transaction at most (`record_many`). The transaction holds its accounts' locks while it
-writes, ~7-11 ms an event (benchmarks/engine_fills.py): an order of one of those accounts waits for it, up to ~0.2 s."""
+writes, ~25-50 ms for 20 fills (~0.6-1 ms of CPU a fill, benchmarks/engine_fills.py on a loaded 2-core machine; ~7-11 ms
+a fill before the group's writes went out one statement a table): an order of one of those accounts waits for it."""
 
 SQLITE_GROUP_MOST = 1
 """The same on SQLite, where the transaction also holds the process's one writer, which order entry shares: a group of
