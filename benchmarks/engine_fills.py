@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/engine_fills.py [--orders 500] [--accounts 20] [--rounds 5]
         [--postgres] [--admin-url postgresql://postgres@127.0.0.1:5432/postgres] [--redis-db 13] [--profile]
+        [--count-statements] [--entry-probe] [--group-most N]
 
 The API runs in this process (its lifespan, no engine of its own: ``engine_in_process`` off) on a
 fresh SQLite file, or with --postgres on a fresh ``bench_<random>`` database (dropped at the end)
@@ -27,7 +28,8 @@ which is how to check that ``per_event`` stands for it. On SQLite the engine wri
 (`executions.SQLITE_GROUP_MOST`: order entry shares the process's writer), so there the two are alike unless
 --group-most sets the group's size (both GROUP_MOST and SQLITE_GROUP_MOST). The shard's reconciliation, session checks
 and gauges are put off during the timed step (not what is measured). Figures: medians over --rounds
-of the timed step's wall time, as fills per second; CPU seconds of this process are printed too.
+of the timed step's wall time, as fills per second; CPU seconds of this process are printed too, and per fill.
+--count-statements: one more round of each, untimed, counting the SQL statements its step ran (per fill too).
 The last line is ``RESULT name=engine_fills ... ratio=<grouped fills/s / per_event fills/s>``.
 Nothing here asserts on time.
 
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import gc
 import math
@@ -61,7 +64,8 @@ from typing import Any
 
 import httpx
 from quotes_api import delete_keys, throwaway_database
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
 
 from tradestack.api.app import create_app
 from tradestack.domain.marketdata import Quote
@@ -107,6 +111,7 @@ class Bench:
         self.entry_probe = False
         self.prober: tuple[str, dict[str, str]] = ("", {})  # (account id, headers) of the order entry probe
         self.entries: dict[str, list[float]] = {variant: [] for variant in VARIANTS}  # order entry answers, seconds
+        self.statements: dict[str, int] = {}  # SQL statements of a counted round's step, by variant
 
     async def quote(self, bid: str, ask: str) -> Quote:
         size = Decimal(10 * self.orders)
@@ -159,8 +164,11 @@ class Bench:
             await asyncio.sleep(0.005)
         return waits
 
-    async def round(self, variant: str, tag: str, profiler: cProfile.Profile | None = None) -> tuple[float, float]:
-        """Rest the orders, then time the step that fills them all; (wall seconds, CPU seconds)."""
+    async def round(
+        self, variant: str, tag: str, profiler: cProfile.Profile | None = None, *, count_statements: bool = False
+    ) -> tuple[float, float]:
+        """Rest the orders, then time the step that fills them all; (wall seconds, CPU seconds). With `count_statements`
+        also count the step's SQL statements (`statements`): not a round to time then."""
         self.shard.on_quote(await self.quote("100.50", "101.00"))
         ids: list[str] = []
         for start in range(0, self.orders, PLACING):
@@ -178,8 +186,11 @@ class Bench:
         stopped = asyncio.Event()
         probing = asyncio.ensure_future(self.probe(tag, stopped)) if self.entry_probe else None
         started, started_cpu = time.perf_counter(), time.process_time()
-        self.shard.on_quote(crossing)
-        await self.shard.step()
+        with counted_statements() if count_statements else contextlib.nullcontext([0]) as counted:
+            self.shard.on_quote(crossing)
+            await self.shard.step()
+        if count_statements:
+            self.statements[variant] = counted[0]
         wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
         stopped.set()
         if probing is not None and not tag.startswith("warm"):
@@ -224,7 +235,7 @@ def settings_for(database_url: str, redis_url: str | None, namespace: str, data_
 
 async def run(
     args: argparse.Namespace, settings: Settings
-) -> tuple[dict[str, list[tuple[float, float]]], dict[str, list[float]]]:
+) -> tuple[dict[str, list[tuple[float, float]]], dict[str, list[float]], dict[str, int]]:
     database = Database(settings)
     await migrations.upgrade(database.engine)
     await database.dispose()
@@ -240,13 +251,33 @@ async def run(
         for n in range(args.rounds):
             for variant in VARIANTS if n % 2 == 0 else reversed(VARIANTS):
                 timed[variant].append(await bench.round(variant, f"r{n}-{variant}"))
+        if args.count_statements:
+            for variant in VARIANTS:
+                await bench.round(variant, f"counted-{variant}", count_statements=True)
         if args.profile:
             for variant in VARIANTS:
                 profiler = cProfile.Profile()
                 await bench.round(variant, f"profiled-{variant}", profiler)
                 print(f"-- {variant}, one more round under cProfile:")
                 pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
-    return timed, bench.entries
+    return timed, bench.entries, bench.statements
+
+
+@contextmanager
+def counted_statements() -> Iterator[list[int]]:
+    """The statements every connection of the process runs while in the block (a ``before_cursor_execute`` listener:
+    an executemany counts once), in the list's one item. Listening makes the order desk's statements go through
+    SQLAlchemy (`kit.db.execute_core`), so a counted round is not a timed one."""
+    counted = [0]
+
+    def before_cursor_execute(*_: Any) -> None:
+        counted[0] += 1
+
+    event.listen(Engine, "before_cursor_execute", before_cursor_execute)
+    try:
+        yield counted
+    finally:
+        event.remove(Engine, "before_cursor_execute", before_cursor_execute)
 
 
 @contextmanager
@@ -269,6 +300,9 @@ def main() -> None:
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--profile", action="store_true", help="one more round of each under cProfile, its top functions")
     parser.add_argument("--redis-db", type=int, default=13, help="Redis logical database on 127.0.0.1:6379")
+    parser.add_argument(
+        "--count-statements", action="store_true", help="one more round of each, untimed, counting its SQL statements"
+    )
     parser.add_argument("--entry-probe", action="store_true", help="time order entry during the timed step (see above)")
     parser.add_argument(
         "--group-most", type=int, help="events a group writes at most (the engine's GROUP_MOST, and SQLITE_GROUP_MOST)"
@@ -284,23 +318,28 @@ def main() -> None:
     namespace = f"bench-{uuid.uuid4().hex[:10]}"
     with tempfile.TemporaryDirectory(prefix="engine-fills-data-") as data_dir, store(args) as (database_url, redis_url):
         try:
-            timed, entries = asyncio.run(run(args, settings_for(database_url, redis_url, namespace, Path(data_dir))))
+            timed, entries, statements = asyncio.run(run(args, settings_for(database_url, redis_url, namespace, Path(data_dir))))
         finally:
             if redis_url is not None:
                 delete_keys(redis_url, namespace)
 
     backend = "postgresql" if args.postgres else "sqlite"
     rates: dict[str, float] = {}
+    cpu_per_fill: dict[str, float] = {}
     for variant in VARIANTS:
         walls = [wall for wall, _ in timed[variant]]
         cpus = [cpu for _, cpu in timed[variant]]
         wall, cpu = statistics.median(walls), statistics.median(cpus)
         rates[variant] = args.orders / wall
         rounds = " ".join(f"{w * 1000:.0f}" for w in walls)
+        cpu_per_fill[variant] = cpu * 1000 / args.orders
         print(
             f"{variant:>9}: {args.orders} fills in {wall * 1000:.1f} ms median ({rates[variant]:.0f} fills/s), "
-            f"CPU {cpu * 1000:.1f} ms; rounds (ms): {rounds}"
+            f"CPU {cpu * 1000:.1f} ms ({cpu_per_fill[variant]:.2f} ms a fill); rounds (ms): {rounds}"
         )
+        if variant in statements:
+            counted = statements[variant]
+            print(f"{variant:>9}: {counted} SQL statements in a counted step ({counted / args.orders:.2f} a fill)")
     probed = ""
     for variant in VARIANTS if args.entry_probe else ():
         waits = entries[variant]
@@ -310,7 +349,10 @@ def main() -> None:
     print(
         f"RESULT name=engine_fills backend={backend} orders={args.orders} accounts={args.accounts} rounds={args.rounds} "
         f"group_most={engine.GROUP_MOST if args.postgres else engine.SQLITE_GROUP_MOST} "
-        f"grouped_fills_per_s={rates['grouped']:.0f} per_event_fills_per_s={rates['per_event']:.0f} {probed}"
+        f"grouped_fills_per_s={rates['grouped']:.0f} per_event_fills_per_s={rates['per_event']:.0f} "
+        f"grouped_cpu_ms_per_fill={cpu_per_fill['grouped']:.2f} per_event_cpu_ms_per_fill={cpu_per_fill['per_event']:.2f} "
+        + "".join(f"{variant}_statements_per_fill={n / args.orders:.2f} " for variant, n in statements.items())
+        + f"{probed}"
         f"ratio={rates['grouped'] / rates['per_event']:.2f}"
     )
 

@@ -9,14 +9,15 @@ from datetime import datetime
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, localcontext
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, func, select, update
+from sqlalchemy import Row, Table, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.domain.books import BalanceLine
 from tradestack.domain.ledger import JournalEntry
 from tradestack.domain.orders import FillEvent
 from tradestack.domain.portfolio import PositionState
-from tradestack.kit.db import PerDialect, execute_core, in_list, planned_from_here
+from tradestack.kit.db import PerDialect, execute_core, in_list, on_postgresql, planned_from_here, unnest_insert, unnested
 from tradestack.kit.pages import Cursor, older_than
 from tradestack.kit.repository import ReadRepository, Repository, insert_new
 from tradestack.models.books import BalanceRow, EquityPointRow, FillRow, JournalEntryRow, PostingRow, TradingAccount
@@ -43,6 +44,50 @@ _REALIZED_SINCE_OF = PerDialect.listing(
         )
     )
 )
+
+# What a group of booked fills writes (`JournalRepository.add_booked`), one statement a table: on PostgreSQL rows from
+# one array per column (`unnest_insert`: one execution whatever the number of rows), elsewhere an executemany.
+_FILLS = cast(Table, FillRow.__table__)
+_ENTRIES = cast(Table, JournalEntryRow.__table__)
+_POSTINGS = cast(Table, PostingRow.__table__)
+_BALANCES = cast(Table, BalanceRow.__table__)
+_POSTING_COLUMNS = ("entry_id", "account", "currency", "amount", "quantity")  # its id is the sequence's
+_BALANCE_COLUMNS = tuple(column.name for column in _BALANCES.c)
+_INSERT_FILLS = PerDialect(unnest_insert(_FILLS), insert(_FILLS))
+_INSERT_ENTRIES = PerDialect(unnest_insert(_ENTRIES), insert(_ENTRIES))
+_INSERT_POSTINGS = PerDialect(unnest_insert(_POSTINGS, _POSTING_COLUMNS), insert(_POSTINGS))
+
+
+def _set_balances() -> PerDialect[Any]:
+    """Balances set to the amounts (and quantities) given, the rows missing inserted: an upsert of absolute values
+    (computed in Python: SQLite keeps exact decimals as text, its arithmetic would use floats)."""
+    keys = [_BALANCES.c.account_id, _BALANCES.c.ledger_account]
+    rows = unnested(*((f"balances_{name}", name, _BALANCES.c[name].type) for name in _BALANCE_COLUMNS))
+    unnested_rows = postgresql.insert(_BALANCES).from_select(list(_BALANCE_COLUMNS), select(*rows.c))
+    each_row = sqlite.insert(_BALANCES)
+    return PerDialect(
+        unnested_rows.on_conflict_do_update(
+            index_elements=keys,
+            set_={"amount": unnested_rows.excluded.amount, "quantity": unnested_rows.excluded.quantity},
+        ),
+        each_row.on_conflict_do_update(
+            index_elements=keys, set_={"amount": each_row.excluded.amount, "quantity": each_row.excluded.quantity}
+        ),
+    )
+
+
+_SET_BALANCES = _set_balances()
+
+
+async def _insert_rows(session: AsyncSession, statement: PerDialect[Any], table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """`rows` (dicts by column name) into `table` by one of the prebuilt statements above."""
+    if not rows:
+        return
+    if on_postgresql(session):
+        columns = {f"{table.name}_{name}": [row[name] for row in rows] for name in rows[0]}
+        await execute_core(session, statement.postgresql, columns)
+    else:
+        await execute_core(session, statement.other, list(rows))
 
 
 class JournalRepository:
@@ -97,8 +142,8 @@ class JournalRepository:
 
     def _kept_balances(self) -> dict[tuple[str, str], BalanceRow]:
         """The balance rows this transaction moved, held so the session's (weak) identity map keeps them: the next entry
-        of the transaction (the engine books many fills in one) reads them there, not again from the database. Writers of
-        an account's books hold its lock, so nobody else moves them before the transaction ends."""
+        of the transaction reads them there, not again from the database. Writers of an account's books hold its lock, so
+        nobody else moves them before the transaction ends (the engine's fills are booked by `add_booked` instead)."""
         transaction = self._session.sync_session.get_transaction()
         kept: tuple[object, dict[tuple[str, str], BalanceRow]] | None = self._session.info.get(_KEPT_BALANCES)
         if kept is None or kept[0] is not transaction:
@@ -133,24 +178,50 @@ class JournalRepository:
             of_account[currency] = of_account.get(currency, Decimal(0)) - amount
         return totals
 
-    async def add_fill(self, account_id: str, symbol: str, side: str, fill: FillEvent) -> None:
-        """Store one execution; its id is the primary key, so the same fill cannot be stored twice."""
-        self._session.add(
-            FillRow(
-                id=fill.fill_id,
-                order_id=fill.order_id,
-                account_id=account_id,
-                symbol=symbol,
-                side=side,
-                quantity=fill.quantity,
-                price=fill.price,
-                fee=fill.fee,
-                fee_currency=fill.fee_currency,
-                liquidity=fill.liquidity.value,
-                ts=fill.ts,
-            )
-        )
-        await self._session.flush()
+    async def add_booked(
+        self,
+        fills: Sequence[tuple[str, str, str, FillEvent]],
+        entries: Sequence[tuple[str, JournalEntry]],
+        balances: Sequence[tuple[str, BalanceLine]],
+    ) -> None:
+        """Store executions (account id, symbol, side, fill), (balanced, by construction) journal entries (account id,
+        entry) with their postings, and set running balances (account id, line) to what those entries moved them to:
+        one statement a table whatever their number.
+
+        All in the current transaction, whose writer holds the accounts' locks (`AccountRepository.lock_all`) since it
+        read the balances it moved (not through `add`, whose rows this does not refresh). A fill's id is the primary key
+        of `fills`: the same fill cannot be stored twice."""
+        fill_rows = [
+            {
+                "id": fill.fill_id, "order_id": fill.order_id, "account_id": account_id, "symbol": symbol, "side": side,
+                "quantity": fill.quantity, "price": fill.price, "fee": fill.fee, "fee_currency": fill.fee_currency,
+                "liquidity": fill.liquidity.value, "ts": fill.ts,
+            }
+            for account_id, symbol, side, fill in fills
+        ]  # fmt: skip
+        entry_rows = [
+            {
+                "id": entry.id, "account_id": account_id, "ts": entry.ts, "kind": entry.kind.value,
+                "reference": entry.reference, "reverses": entry.reverses,
+            }
+            for account_id, entry in entries
+        ]  # fmt: skip
+        posting_rows = [
+            {"entry_id": entry.id, "account": str(p.account), "currency": p.currency, "amount": p.amount, "quantity": p.quantity}
+            for _, entry in entries
+            for p in entry.postings
+        ]
+        balance_rows = [
+            {
+                "account_id": account_id, "ledger_account": line.ledger_account, "currency": line.currency,
+                "amount": line.amount, "quantity": line.quantity,
+            }
+            for account_id, line in balances
+        ]  # fmt: skip
+        await _insert_rows(self._session, _INSERT_FILLS, _FILLS, fill_rows)
+        await _insert_rows(self._session, _INSERT_ENTRIES, _ENTRIES, entry_rows)
+        await _insert_rows(self._session, _INSERT_POSTINGS, _POSTINGS, posting_rows)
+        await _insert_rows(self._session, _SET_BALANCES, _BALANCES, balance_rows)
 
     async def fills_existing(self, fill_ids: Sequence[str]) -> set[str]:
         """Which of the fills `fill_ids` are already booked."""
@@ -223,6 +294,15 @@ _LOCK_MANY = PerDialect(
     .returning(*_ACCOUNTS.c),
     update(_ACCOUNTS).where(in_list(_ACCOUNTS.c.id, "ids", postgresql=False)).values(_BUMP).returning(*_ACCOUNTS.c),
 )
+# Every other writer's lock of several accounts at once (`lock_all`): the same, its books version alone bumped.
+_BUMP_BOOKS = {"books_version": _ACCOUNTS.c.books_version + 1}
+_LOCK_ALL = PerDialect(
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == _LOCKED.c.id, in_list(_ACCOUNTS.c.id, "ids", postgresql=True))
+    .values(_BUMP_BOOKS)
+    .returning(*_ACCOUNTS.c),
+    update(_ACCOUNTS).where(in_list(_ACCOUNTS.c.id, "ids", postgresql=False)).values(_BUMP_BOOKS).returning(*_ACCOUNTS.c),
+)
 
 
 class AccountRepository(Repository):
@@ -248,6 +328,14 @@ class AccountRepository(Repository):
         )
         rows = await self.session.scalars(statement, execution_options={"synchronize_session": False, "populate_existing": True})
         return rows.one_or_none()
+
+    async def lock_all(self, account_ids: Sequence[str]) -> dict[str, Row[Any]]:
+        """`lock` of several accounts in one statement, as `lock_many` locks them (in id order on PostgreSQL), each
+        one's `books_version` bumped (not its `desk_version`); their rows by id (unknown ones absent)."""
+        if not account_ids:
+            return {}
+        rows = await execute_core(self.session, _LOCK_ALL.of(self.session), {"ids": sorted(set(account_ids))})
+        return {row.id: row for row in rows}
 
     async def lock_many(self, account_ids: Sequence[str]) -> dict[str, Row[Any]]:
         """The accounts' rows by id (unknown ones absent; every column, `books_version` and `desk_version` bumped), locked

@@ -1,10 +1,11 @@
 """Trading accounts and their books: the only reader and writer of accounts, fills, the journal and balances.
 
 `BooksService` works inside its caller's unit of work (it is given the session; it flushes, never
-commits): open an account, deposit, convert, book a fill, and `snapshot` an account's books as a
+commits): open an account, deposit, convert, book fills (`fill_booking`: one or many, decided in
+memory and written one statement a table, `books.booking`), and `snapshot` an account's books as a
 pure `AccountBooks` value for the risk checks. Writers of one account's books hold its lock
-(`BooksService.lock`), so balances are moved by one transaction at a time; every write (deposit,
-convert, book a fill) takes that lock itself when its unit of work does not hold it yet, so each
+(`BooksService.lock`, `lock_all`), so balances are moved by one transaction at a time; every write (deposit,
+convert, book fills) takes that lock itself when its unit of work does not hold it yet, so each
 transaction that changes an account's books also bumps its books version once (what an order desk
 keeping the account in memory relies on to notice).
 
@@ -24,7 +25,6 @@ from decimal import (
     MAX_EMAX,
     MAX_PREC,
     MIN_EMIN,
-    ROUND_CEILING,
     ROUND_FLOOR,
     Context,
     Decimal,
@@ -37,6 +37,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradestack.audit.service import AuditService, wake_chainer
+from tradestack.books.booking import FillBooking as FillBooking  # what `fill_booking` answers
 from tradestack.books.repository import (
     AccountRepository,
     BooksRepository,
@@ -64,9 +65,7 @@ from tradestack.core.clock import Clock
 from tradestack.core.errors import NotFoundError, ValidationFailedError
 from tradestack.core.money import plain, to_places
 from tradestack.domain.books import AccountBooks, AccountProfile, BalanceLine, FxPolicy, books_of
-from tradestack.domain.ledger import AccountKind, JournalEntry, currency_fill_entry, deposit, fill_entry, fx_conversion
-from tradestack.domain.marketdata import Side
-from tradestack.domain.orders import FillEvent
+from tradestack.domain.ledger import AccountKind, JournalEntry, deposit, fx_conversion
 from tradestack.domain.portfolio import (
     FxRates,
     MissingFxRate,
@@ -224,6 +223,13 @@ class BooksService:
         self._held().add(row.id)
         return _profile(row)
 
+    async def lock_all(self, account_ids: Sequence[str]) -> dict[str, AccountProfile]:
+        """`lock` of several accounts in one statement (in id order, as the order desks lock them); by id, unknown ids
+        absent."""
+        rows = await self._accounts.lock_all(account_ids)
+        self._held().update(rows)
+        return {account_id: _profile(row) for account_id, row in rows.items()}
+
     async def lock_many(self, account_ids: Sequence[str]) -> dict[str, tuple[AccountProfile, BooksVersions]]:
         """The order desks' lock: lock the accounts' books (in id order, one statement) and bump both their versions;
         by id, each with its new versions (unknown ids absent), see `BooksVersions`."""
@@ -305,85 +311,13 @@ class BooksService:
         """Which of the fills `fill_ids` are already in the books."""
         return await self._journal.fills_existing(fill_ids)
 
-    async def book_fill(
-        self,
-        account: AccountProfile,
-        symbol: str,
-        side: Side | str,
-        fill: FillEvent,
-        quote_currency: str,
-        *,
-        rates: FxRates,
-        fx_fee_bps: Decimal,
-        pair: tuple[str, str] | None = None,
-    ) -> AccountBooks:
-        """Book one execution: the fill, its journal entry (position at cost, cash, fee, realized P&L) and the
-        balances it moves; under the auto-convert policy also the FX entry covering a negative quote-currency
-        balance. Returns the books after it.
-
-        A currency pair (`pair`: its base and quote currencies, e.g. EURUSD) is not a position: its fill
-        is booked as the conversion it is, cash moving between the two currencies (`currency_fill_entry`).
-        """
-        side_value = Side(side).value
-        await self._writing(account.id)
-        await self._journal.add_fill(account.id, symbol, side_value, fill)
-        if pair is not None:
-            entry = currency_fill_entry(
-                f"fill-{fill.fill_id}",
-                fill.ts,
-                side_value,
-                fill.quantity,
-                fill.price,
-                pair,
-                fill.fee,
-                fill.fee_currency,
-                reference=fill.fill_id,
-                cash_places=minor_units(pair[1]),
-            )
-        else:
-            entry = fill_entry(
-                f"fill-{fill.fill_id}",
-                fill.ts,
-                symbol,
-                side_value,
-                fill.quantity,
-                fill.price,
-                quote_currency,
-                fill.fee,
-                fill.fee_currency,
-                await self._journal.position(account.id, symbol),
-                reference=fill.fill_id,
-                cash_places=minor_units(quote_currency),
-            )
-        await self._journal.add(account.id, entry)
-        if account.fx_policy is FxPolicy.AUTO_CONVERT:
-            await self._convert_shortfall(account, quote_currency, fill, rates, fx_fee_bps)
-        return await self.snapshot(account)
-
-    async def _convert_shortfall(
-        self, account: AccountProfile, quote: str, fill: FillEvent, rates: FxRates, fx_fee_bps: Decimal
-    ) -> None:
-        """When a buy leaves the quote currency's cash negative, buy what is missing with the base currency at the
-        rate plus the FX fee (rounded up to the base's minor unit), as its own balanced FX entry next to the fill's.
-        Without a rate the balance stays negative until one arrives."""
-        base = account.base_currency
-        if quote == base:
-            return
-        lines = await self._journal.balances(account.id)
-        balance = lines[f"cash:{quote}"].amount if f"cash:{quote}" in lines else Decimal(0)
-        if balance >= 0:
-            return
-        needed = -balance
-        try:
-            rate = rates.rate(quote, base)
-        except MissingFxRate:
-            return
-        places = minor_units(base)
-        sold = needed * rate * (1 + fx_fee_bps / 10_000)
-        if places is not None:
-            sold = sold.quantize(Decimal(1).scaleb(-places), rounding=ROUND_CEILING)
-        entry = fx_conversion(f"fx-{fill.fill_id}", fill.ts, base, sold, quote, needed, reference=fill.fill_id)
-        await self._journal.add(account.id, entry)
+    async def fill_booking(self, accounts: Sequence[AccountProfile]) -> FillBooking:
+        """A booking of fills of `accounts` in this unit of work (see `FillBooking`): their running balances read once,
+        each account locked first unless this transaction holds it already (`lock_all` locks many in one statement)."""
+        for account in accounts:
+            await self._writing(account.id)
+        lines = await self._journal.balance_lines_of([account.id for account in accounts]) if accounts else []
+        return FillBooking(self._journal, accounts, lines)
 
     # -- reading the books -----------------------------------------------------------------------
 

@@ -8,7 +8,12 @@ execution (after a crash, or by a second engine) can never book it twice.
 The engine, the single writer of its accounts' executions, writes the events of a step together
 (`record_many`: group commit, one transaction of up to `GROUP_MOST` events where a quote crossing
 many resting orders cost a transaction each), deciding each exactly as `record` does for one event
-in a transaction of its own; when the group fails, it records them one by one.
+in a transaction of its own; when the group fails, it records them one by one. A group reads once
+(its accounts locked in one statement, its orders, the fills already booked, the balances), decides
+each event in memory against what the earlier ones changed, then writes one statement a table:
+the orders' projections (each once, compare-and-set on the version read), their events, and
+through the books' `FillBooking` the fills, journal entries, postings and balances (each once, at
+the group's net). `record` is a group of one.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradestack.books.service import BooksService
+from tradestack.books.service import BooksService, FillBooking
 from tradestack.core.money import plain
 from tradestack.domain.books import AccountBooks, AccountProfile
 from tradestack.domain.instruments import Instrument
@@ -39,7 +44,6 @@ from tradestack.domain.portfolio import FxRates, MissingFxRate
 from tradestack.domain.riskstate import buying_power
 from tradestack.kit.metrics import ORDERS
 from tradestack.kit.runtime import Runtime
-from tradestack.models.trading import OrderRow
 from tradestack.trading.repository import ConcurrentUpdate, TradingRepository, books_session
 from tradestack.trading.schemas import OrderOut
 
@@ -63,7 +67,8 @@ class Result:
 
 GROUP_MOST = 20
 """Engine events written in one transaction at most (`record_many`). The transaction holds its accounts' locks while it
-writes, ~7-11 ms an event (benchmarks/engine_fills.py): an order of one of those accounts waits for it, up to ~0.2 s."""
+writes, ~25-50 ms for 20 fills (~0.6-1 ms of CPU a fill, benchmarks/engine_fills.py on a loaded 2-core machine; ~7-11 ms
+a fill before the group's writes went out one statement a table): an order of one of those accounts waits for it."""
 
 SQLITE_GROUP_MOST = 1
 """The same on SQLite, where the transaction also holds the process's one writer, which order entry shares: a group of
@@ -84,14 +89,22 @@ async def record_many(
     """Write engine events (the account id of the order, the event) of `instrument` in one transaction, in their order,
     each as `record` would in a transaction of its own: every later event sees what the earlier ones wrote (an order's
     next fill, an account's cash after its earlier fills). The accounts are locked once each, in id order, before
-    anything is read. Raises, writing nothing, when any of them fails; `GROUP_MOST` of them at most."""
+    anything is read. Raises, writing nothing, when any of them fails; `GROUP_MOST` of them at most.
+
+    Each event is decided in memory against what the group read and what its earlier events changed (`_Group`); then
+    the group's writes go out together, one statement a table (the orders' projections, their events, and through
+    `BooksService.fill_booking` the fills, journal entries, postings and balances)."""
     if len(events) > GROUP_MOST:
         raise ValueError(f"{len(events)} events in one transaction: at most {GROUP_MOST}")
-    written: list[tuple[OrderStatus | None, Result]] = []
     async with books_session(runtime.database) as session:
         group = await _Group.read(session, runtime, events)
-        for account_id, event in events:
-            written.append(await group.write(account_id, instrument, event, rates))
+        written = [group.decide(account_id, instrument, event, rates) for account_id, event in events]
+        try:
+            await group.write()
+        except ConcurrentUpdate:
+            if len(events) > 1:
+                raise  # the group is rolled back; the engine then records each event on its own
+            written = [(None, Result(Recorded.GONE))]  # its one order changed meanwhile: nothing of it was written
     for before, result in written:  # counted once committed
         if before is not None and result.order is not None:
             _count(before, result.order)
@@ -106,50 +119,54 @@ def _count(before: OrderStatus, after: OrderOut) -> None:
 
 
 class _Group:
-    """What a transaction of engine events read, kept current by what it writes: the accounts it locked, the orders
-    (stored rows and folds), the fills already booked, the books of the accounts with fills."""
+    """What a transaction of engine events read, kept current by what it decides: the accounts it locked, the orders
+    (the versions their stored rows were read at, and their folds), the fills already booked, the booking of the
+    accounts with fills (their books); and what it is to write of the orders."""
 
-    def __init__(self, session: AsyncSession, runtime: Runtime) -> None:
-        self.repo = TradingRepository(session)
-        self.ledger = BooksService(session, runtime.clock)
-        self.fx_fee_bps = runtime.settings.paper_fx_fee_bps
-        self.accounts: dict[str, AccountProfile] = {}
-        self.rows: dict[str, OrderRow] = {}
-        self.orders: dict[str, Order] = {}
-        self.booked: set[str] = set()
-        self.books: dict[str, AccountBooks] = {}
+    def __init__(
+        self,
+        repo: TradingRepository,
+        fx_fee_bps: Decimal,
+        accounts: dict[str, AccountProfile],
+        orders: tuple[dict[str, int], dict[str, Order]],
+        booked: set[str],
+        booking: FillBooking,
+    ) -> None:
+        self.repo = repo
+        self.fx_fee_bps = fx_fee_bps
+        self.accounts = accounts
+        self.versions, self.orders = orders
+        self.booked = booked
+        self.booking = booking
+        self.appended: dict[str, list[OrderEvent]] = {}  # the events to append, by order id, in the order decided
 
     @classmethod
     async def read(cls, session: AsyncSession, runtime: Runtime, events: Sequence[tuple[str, Event]]) -> _Group:
-        group = cls(session, runtime)
-        for account_id in sorted({account_id for account_id, _ in events}):  # id order, as the order desks lock
-            account = await group.ledger.lock(account_id)
-            if account is not None:
-                group.accounts[account_id] = account
+        """Lock the events' accounts (one statement, in id order), then read their orders, which of their fills are
+        booked already and the balances of the accounts with fills."""
+        repo, ledger = TradingRepository(session), BooksService(session, runtime.clock)
+        accounts = await ledger.lock_all(sorted({account_id for account_id, _ in events}))
         order_ids = list(dict.fromkeys(event.order_id for _, event in events))
-        group.rows = await group.repo.get_many(order_ids)
-        group.orders = await group.repo.load_many(order_ids)
+        orders = (await repo.versions_of(order_ids), await repo.load_many(order_ids))
         fills = [event for _, event in events if isinstance(event, Fill)]
-        group.booked = await group.ledger.booked_fills([fill.fill_id for fill in fills])
-        filling = {account_id for account_id, event in events if isinstance(event, Fill)}
-        group.books = await group.ledger.snapshots([group.accounts[a] for a in sorted(filling) if a in group.accounts])
-        return group
+        booked = await ledger.booked_fills([fill.fill_id for fill in fills])  # no query without fills
+        filling = sorted({account_id for account_id, event in events if isinstance(event, Fill)} & accounts.keys())
+        booking = await ledger.fill_booking([accounts[account_id] for account_id in filling])  # none without fills
+        return cls(repo, runtime.settings.paper_fx_fee_bps, accounts, orders, booked, booking)
 
-    async def write(
-        self, account_id: str, instrument: Instrument, event: Event, rates: FxRates
-    ) -> tuple[OrderStatus | None, Result]:
-        """Write one event; the order's status before it (None when nothing was written) and what became of it."""
+    def decide(self, account_id: str, instrument: Instrument, event: Event, rates: FxRates) -> tuple[OrderStatus | None, Result]:
+        """Decide one event and keep what it writes; the order's status before it (None when nothing is written) and
+        what became of it."""
         account = self.accounts.get(account_id)
-        row = self.rows.get(event.order_id)
         order = self.orders.get(event.order_id)
-        if row is None or order is None or order.status.is_terminal or account is None:
+        if event.order_id not in self.versions or order is None or order.status.is_terminal or account is None:
             return None, Result(Recorded.GONE)
         new_events: list[OrderEvent]
         fill_event: FillEvent | None = None
         if isinstance(event, Fill):
             if event.fill_id in order.fill_ids or event.fill_id in self.booked:
                 return None, Result(Recorded.DUPLICATE)
-            shortfall = _cash_shortfall(self.books[account.id], order, instrument, event, rates, self.fx_fee_bps)
+            shortfall = _cash_shortfall(self.booking.books(account.id), order, instrument, event, rates, self.fx_fee_bps)
             if shortfall is not None:
                 new_events = [OrderCanceled(order_id=order.id, ts=event.ts, reason=shortfall)]
             else:
@@ -164,15 +181,12 @@ class _Group:
         after = order
         for new in new_events:
             after = after.apply(new)
-        try:
-            await self.repo.append(row, after, new_events)
-        except ConcurrentUpdate:
-            return None, Result(Recorded.GONE)
         self.orders[order.id] = after
+        self.appended.setdefault(order.id, []).extend(new_events)
         books = None
         if fill_event is not None:
-            booked = await self.ledger.book_fill(
-                account,
+            booked = self.booking.book(
+                account.id,
                 order.request.symbol,
                 order.request.side.value,
                 fill_event,
@@ -181,12 +195,19 @@ class _Group:
                 fx_fee_bps=self.fx_fee_bps,
                 pair=instrument.currency_pair,
             )
-            self.books[account.id] = booked
             self.booked.add(fill_event.fill_id)
             filled = order.request.symbol if instrument.currency_pair is None else None  # a pair moves only cash
             books = balances_message(booked, filled, instrument.quote_currency)
         outcome = Recorded.CANCELED if isinstance(new_events[0], OrderCanceled) else Recorded.APPLIED
         return order.status, Result(outcome, OrderOut.of_order(after), fill_event, books)
+
+    async def write(self) -> None:
+        """Write what the events decided: the orders first (`ConcurrentUpdate` when one changed since it was read, its
+        books then not written), then the books."""
+        await self.repo.append_many(
+            [(self.versions[order_id], self.orders[order_id], events) for order_id, events in self.appended.items()]
+        )
+        await self.booking.write()
 
 
 def balances_message(books: AccountBooks, filled: str | None, currency: str) -> dict[str, dict[str, str]]:

@@ -23,7 +23,7 @@ import orjson
 from sqlalchemy import Row, String, Table, and_, bindparam, func, insert, literal_column, null, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.types import BigInteger
+from sqlalchemy.types import BigInteger, Integer
 
 from tradestack.domain.orders import Order, OrderEvent, OrderStatus, event_from_dict
 from tradestack.domain.risk import TradingState
@@ -185,6 +185,33 @@ _EVENTS_OF = PerDialect.listing(
     )
 )
 
+# The stored versions of orders (what the engine's events are compare-and-set against, `versions_of`).
+_VERSIONS_OF = PerDialect.listing(lambda listed: select(OrderRow.id, OrderRow.version).where(listed(OrderRow.id, "orders")))
+# What a group of engine events writes of its orders (`append_many`): each order's projection moved once, compare-and-set
+# on the version it was read at, and the events; on PostgreSQL each from arrays (one execution whatever the number of
+# orders), elsewhere an executemany. On PostgreSQL the UPDATE is the group's first write, after its reads: what follows
+# in its transaction (the events, the fills, journal entries, postings and balances) is writes from arrays and their
+# key checks, one a row and key, which then run plans kept for the connection, made without sequential scans
+# (`probes_from_here`), not planned again at each check (444 fills/s against 349 without, groups of 20: one run each).
+_PROJECTED = (
+    "quantity", "limit_price", "stop_price", "status", "filled_quantity", "average_fill_price", "reason", "version",
+    "updated_at",
+)  # fmt: skip
+_MOVED = unnested(
+    ("moved_id", "id", String()),
+    ("moved_read_version", "read_version", Integer()),
+    *((f"moved_{name}", name, _ORDERS.c[name].type) for name in _PROJECTED),
+)
+_MOVE_ORDERS = PerDialect(
+    update(_ORDERS)
+    .where(_ORDERS.c.id == _MOVED.c.id, _ORDERS.c.version == _MOVED.c.read_version, probes_from_here())
+    .values({name: _MOVED.c[name] for name in _PROJECTED}),
+    update(_ORDERS)
+    .where(_ORDERS.c.id == bindparam("moved_id"), _ORDERS.c.version == bindparam("moved_read_version"))
+    .values({name: bindparam(f"moved_{name}") for name in _PROJECTED}),
+)
+_APPEND_EVENTS = PerDialect(unnest_insert(_ORDER_EVENTS), _INSERT_ORDER_EVENTS)
+
 
 @asynccontextmanager
 async def books_session(database: Database) -> AsyncIterator[AsyncSession]:
@@ -236,13 +263,15 @@ class TradingRepository:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
 
-    async def get_many(self, order_ids: Sequence[str]) -> dict[str, OrderRow]:
-        """The stored orders by id (unknown ones absent), one query per `_IN_CHUNK` orders."""
-        rows: dict[str, OrderRow] = {}
+    async def versions_of(self, order_ids: Sequence[str]) -> dict[str, int]:
+        """The stored orders' versions by id (unknown ones absent), one query per `_IN_CHUNK` orders."""
+        versions: dict[str, int] = {}
         for start in range(0, len(order_ids), _IN_CHUNK):
-            query = select(OrderRow).where(OrderRow.id.in_(order_ids[start : start + _IN_CHUNK]))
-            rows.update((row.id, row) for row in await self.session.scalars(query))
-        return rows
+            rows = await execute_core(
+                self.session, _VERSIONS_OF.of(self.session), {"orders": list(order_ids[start : start + _IN_CHUNK])}
+            )
+            versions.update((order_id, version) for order_id, version in rows)
+        return versions
 
     async def events(self, order_id: str) -> list[OrderEvent]:
         rows = await self.session.scalars(
@@ -317,6 +346,49 @@ class TradingRepository:
         await self.session.flush()
         for name, value in _projection(order).items():  # what the UPDATE wrote: nothing left for the next flush to write
             set_committed_value(row, name, value)
+
+    async def append_many(self, appended: Sequence[tuple[int, Order, Sequence[OrderEvent]]]) -> None:
+        """`append` for several stored orders, each given once as (the version its row was read at, the order after the
+        events: their fold, the events): one statement moves the projections, one stores the events, whatever their
+        number. Compare-and-set on each version: raises `ConcurrentUpdate` when one of the orders changed since it was
+        read, the others then already moved (roll the transaction back)."""
+        if not appended:
+            return
+        if len({order.id for _, order, _ in appended}) != len(appended):
+            raise ValueError("an order appended to twice in one statement: give its events together")
+        moved = [
+            {"moved_id": order.id, "moved_read_version": version} | {f"moved_{k}": v for k, v in _projection(order).items()}
+            for version, order, _ in appended
+        ]
+        events = [
+            {
+                "order_id": order.id,
+                "seq": version + 1 + n,
+                "kind": e.kind,
+                "ts": e.ts,
+                "payload": orjson.dumps(e.to_dict()).decode(),
+            }
+            for version, order, order_events in appended
+            for n, e in enumerate(order_events)
+        ]
+        if self._postgresql:
+            result = await execute_core(
+                self.session, _MOVE_ORDERS.postgresql, {name: [row[name] for row in moved] for name in moved[0]}
+            )
+        else:
+            result = await execute_core(self.session, _MOVE_ORDERS.other, moved if len(moved) > 1 else moved[0])
+        if int(result.rowcount or 0) != len(moved):
+            raise ConcurrentUpdate(
+                f"{len(moved) - int(result.rowcount or 0)} of {len(moved)} orders changed while they were being updated"
+            )
+        if self._postgresql:
+            await execute_core(
+                self.session,
+                _APPEND_EVENTS.postgresql,
+                {f"order_events_{name}": [row[name] for row in events] for name in _EVENT_COLUMNS},
+            )
+        else:
+            await execute_core(self.session, _APPEND_EVENTS.other, events)
 
     async def create_many(
         self,

@@ -3,6 +3,7 @@ account's cash after the earlier fills of the group, an order's fills in order),
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -11,21 +12,20 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection, Engine
 
-from tradestack.books.service import BooksService
+from tradestack.books import booking
 from tradestack.domain.portfolio import FxRates
 from tradestack.identity.permissions import Role
 from tradestack.kit.config import Settings
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MarketDataService
-from tradestack.models.books import FillRow
 from tradestack.ops.integrity import check_integrity
 from tradestack.trading import engine as engine_module
 from tradestack.trading.commands import Change
 from tradestack.trading.engine import EngineShard
 from tradestack.trading.executions import Recorded, record_many
-from tradestack.trading.repository import TradingRepository
+from tradestack.trading.repository import ConcurrentUpdate, TradingRepository
 
 from ..conftest import MakeUser, TestUser  # type: ignore[import-not-found]
 from .conftest import PublishQuote  # type: ignore[import-not-found]
@@ -40,24 +40,30 @@ def settings(settings: Settings) -> Settings:
 
 @contextmanager
 def fills_per_commit() -> Iterator[list[int]]:
-    """The number of fills each committed transaction wrote (those that wrote none left out), while in the block."""
+    """The number of fills each committed transaction wrote (those that wrote none left out), while in the block: the
+    rows its INSERTs into ``fills`` wrote (their row counts), counted on its connection from its BEGIN to its COMMIT."""
     committed: list[int] = []
 
-    def before_flush(session: Session, *_: Any) -> None:
-        session.info["fills_written"] = session.info.get("fills_written", 0) + sum(isinstance(o, FillRow) for o in session.new)
+    def begun(connection: Connection) -> None:
+        connection.info["fills_written"] = 0
 
-    def after_commit_counted(session: Session) -> None:
-        written = session.info.pop("fills_written", 0)
+    def executed(connection: Connection, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO FILLS"):
+            connection.info["fills_written"] = connection.info.get("fills_written", 0) + cursor.rowcount
+
+    def committed_counted(connection: Connection) -> None:
+        written = connection.info.pop("fills_written", 0)
         if written:
             committed.append(written)
 
-    event.listen(Session, "before_flush", before_flush)
-    event.listen(Session, "after_commit", after_commit_counted)
+    listeners = [("begin", begun), ("after_cursor_execute", executed), ("commit", committed_counted)]
+    for name, listener in listeners:
+        event.listen(Engine, name, listener)
     try:
         yield committed
     finally:
-        event.remove(Session, "before_flush", before_flush)
-        event.remove(Session, "after_commit", after_commit_counted)
+        for name, listener in listeners:
+            event.remove(Engine, name, listener)
 
 
 async def _resting(client: httpx.AsyncClient, trader: TestUser, account: str, name: str, price: str, quantity: str) -> str:
@@ -137,14 +143,14 @@ async def test_an_event_that_fails_in_the_group_is_recorded_apart_and_the_others
 ) -> None:
     shard, orders = await _shard_with_resting(client, make_user, publish_quote, runtime, accounts=2, each=2)
     bad = orders[1]
-    book_fill = BooksService.book_fill
+    fill_entry = booking.fill_entry
 
-    async def failing(self: BooksService, *args: Any, **kwargs: Any) -> Any:
-        if args[3].order_id == bad:
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        if str(kwargs["reference"]).startswith(bad):  # the fill's id: its order's and a number
             raise RuntimeError("the journal is unwell")
-        return await book_fill(self, *args, **kwargs)
+        return fill_entry(*args, **kwargs)
 
-    monkeypatch.setattr(BooksService, "book_fill", failing)
+    monkeypatch.setattr(booking, "fill_entry", failing)
     shard.on_quote(await publish_quote("AAPL", "99.50", "99.90"))
     with fills_per_commit() as committed:
         await shard.step()
@@ -195,5 +201,97 @@ async def test_a_group_sees_the_cash_its_earlier_fills_spent_and_applies_an_orde
     # Written again (a replay), nothing is booked twice.
     again = await record_many(runtime, BTC, [(account, fill) for fill in events], FxRates({}))
     assert [result.outcome for result in again] == [Recorded.GONE] * 4
+    report = await check_integrity(runtime.database)
+    assert report.ok, report.problems
+
+
+_WRITE = re.compile(r"\b(UPDATE|INSERT INTO)\s+(\w+)")
+_ORDER_PATH = {"trading_accounts", "orders", "order_events", "fills", "journal_entries", "postings", "balances"}
+
+
+@contextmanager
+def statements_by_table() -> Iterator[dict[str, int]]:
+    """The statements writing the order path's tables every connection runs while in the block, by what they do and
+    to which table (``INSERT fills``, ``UPDATE orders``, ...; an executemany counts once)."""
+    counted: dict[str, int] = {}
+
+    def executing(_: Connection, __: Any, statement: str, *___: Any) -> None:
+        write = _WRITE.search(statement)
+        if write is not None and write[2] in _ORDER_PATH:
+            key = f"{write[1].split()[0]} {write[2]}"
+            counted[key] = counted.get(key, 0) + 1
+
+    event.listen(Engine, "before_cursor_execute", executing)
+    try:
+        yield counted
+    finally:
+        event.remove(Engine, "before_cursor_execute", executing)
+
+
+async def test_a_group_writes_each_table_in_one_statement_whatever_its_number_of_fills(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    publish_quote: PublishQuote,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shard, orders = await _shard_with_resting(client, make_user, publish_quote, runtime, accounts=3, each=3)
+    monkeypatch.setattr(engine_module, "SQLITE_GROUP_MOST", 20)  # one group of nine on both backends
+    shard.on_quote(await publish_quote("AAPL", "99.50", "99.90"))
+    with statements_by_table() as written, fills_per_commit() as committed:
+        await shard.step()
+    assert committed == [9]
+    # The three accounts locked in one statement; each table written once for the nine fills (the balances too: each
+    # account's cash, position and rounding once, at the group's net), where each fill cost a statement or more a table.
+    assert written == {
+        "UPDATE trading_accounts": 1,
+        "UPDATE orders": 1,
+        "INSERT order_events": 1,
+        "INSERT fills": 1,
+        "INSERT journal_entries": 1,
+        "INSERT postings": 1,
+        "INSERT balances": 1,
+    }
+    assert set((await _statuses(runtime, orders)).values()) == {"filled"}
+    report = await check_integrity(runtime.database)
+    assert report.ok, report.problems
+
+
+async def test_an_order_changed_since_the_group_read_it_fails_the_group_and_alone_is_gone(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    publish_quote: PublishQuote,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader)
+    await publish_quote("BTC-USD", "30000.00", "30001.00", size="1")
+    ids = []
+    for name in ("kept", "changed"):
+        body = {**limit_buy(account, name, price="30000.00", quantity="0.01"), "symbol": "BTC-USD"}
+        response = await client.post("/api/orders", json=body, headers=trader.headers)
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+    kept, changed = ids
+    versions_of = TradingRepository.versions_of
+
+    async def read_before_a_change(self: TradingRepository, order_ids: Any) -> dict[str, int]:
+        """The versions as read before someone appended to `changed`: its stored row is one ahead."""
+        versions = await versions_of(self, order_ids)
+        return {order_id: version - 1 if order_id == changed else version for order_id, version in versions.items()}
+
+    monkeypatch.setattr(TradingRepository, "versions_of", read_before_a_change)
+    events = [(account, _fill(kept, 1, "0.01", "30000")), (account, _fill(changed, 1, "0.01", "30000"))]
+    with fills_per_commit() as committed, pytest.raises(ConcurrentUpdate):
+        await record_many(runtime, BTC, events, FxRates({}))
+    assert committed == []  # rolled back: the other order's fill too
+    assert await _statuses(runtime, ids) == {kept: "accepted", changed: "accepted"}
+    # Each on its own, as the engine then records them: the changed order's event is dropped, nothing of it written.
+    with fills_per_commit() as committed:
+        alone = [await record_many(runtime, BTC, [one], FxRates({})) for one in events]
+    assert [result.outcome for [result] in alone] == [Recorded.APPLIED, Recorded.GONE]
+    assert committed == [1]
+    assert await _statuses(runtime, ids) == {kept: "filled", changed: "accepted"}
     report = await check_integrity(runtime.database)
     assert report.ok, report.problems
