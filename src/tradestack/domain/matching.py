@@ -107,7 +107,7 @@ class FeeModel:
 
     def fee(self, notional: Decimal) -> Decimal:
         """The fee on `notional`: `bps` of it, at least `minimum`, in `places`; nothing on a zero notional."""
-        if notional <= 0:
+        if notional <= _ZERO:
             return _ZERO
         fee = max(notional * self.bps / _BASIS_POINTS, self.minimum)
         if self.places is None:
@@ -191,13 +191,15 @@ class WorkingOrder:
             type(self.side) is Side and type(order_type) is OrderType and type(self.time_in_force) is TimeInForce
             and type(self.order_id) is str and self.order_id
             and type(quantity) is Decimal and quantity.is_finite() and type(remaining) is Decimal and remaining.is_finite()
-            and 0 < remaining <= quantity
+            and _ZERO < remaining <= quantity  # against a Decimal: an int would be converted at every check
             and (limit is None) is (order_type not in _LIMIT_TYPES) and (stop is None) is (order_type not in _STOP_TYPES)
-            and (limit is None or (type(limit) is Decimal and limit.is_finite() and limit > 0))
-            and (stop is None or (type(stop) is Decimal and stop.is_finite() and stop > 0))
+            and (limit is None or (type(limit) is Decimal and limit.is_finite() and limit > _ZERO))
+            and (stop is None or (type(stop) is Decimal and stop.is_finite() and stop > _ZERO))
             and type(self.submitted_at) is datetime and self.submitted_at.tzinfo is UTC
             and type(self.fills) is int and self.fills >= 0
-            and type(self.filled_notional) is Decimal and self.filled_notional.is_finite() and self.filled_notional >= 0
+            and (self.filled_notional is _ZERO or (  # a new order's: the default
+                type(self.filled_notional) is Decimal and self.filled_notional.is_finite() and self.filled_notional >= _ZERO
+            ))
         ):  # fmt: skip
             return
         if type(self.side) is not Side:
@@ -384,13 +386,13 @@ class _Market:
 
 
 def _usable(price: Decimal, size: Decimal) -> tuple[Decimal | None, Decimal]:
-    return (price, max(size, _ZERO)) if price > 0 else (None, _ZERO)
+    return (price, max(size, _ZERO)) if price > _ZERO else (None, _ZERO)
 
 
 def _from_quote(quote: Quote, ts: datetime) -> _Market:
     # each side as `_usable` reads it, without its call and its tuple (this runs for every order submitted)
     ask, bid, ask_size, bid_size = quote.ask, quote.bid, quote.ask_size, quote.bid_size
-    buy_price, sell_price = (ask if ask > 0 else None), (bid if bid > 0 else None)
+    buy_price, sell_price = (ask if ask > _ZERO else None), (bid if bid > _ZERO else None)
     buy_size = _ZERO if buy_price is None or ask_size < _ZERO else ask_size
     sell_size = _ZERO if sell_price is None or bid_size < _ZERO else bid_size
     return _Market(ts, buy_price, buy_size, sell_price, sell_size, False, buy_size, sell_size)
@@ -638,11 +640,11 @@ class MatchingEngine:
         if order.time_in_force is _TIME_IN_FORCE_FOK and quantity < progress.remaining:
             events.append(self._expire(progress, self._fok_reason(progress, price, quantity), market.ts))
             return events
-        if price is not None and quantity > 0:
+        if price is not None and quantity > _ZERO:
             events.append(self._fill(progress, market, quantity, price))
         elif price is None and order.limit_price is not None:
             progress.rested = True
-        if order.time_in_force is _TIME_IN_FORCE_IOC and progress.remaining > 0:
+        if order.time_in_force is _TIME_IN_FORCE_IOC and progress.remaining > _ZERO:
             reason = f"immediate-or-cancel: {plain(progress.remaining)} of {plain(order.quantity)} not filled"
             events.append(self._expire(progress, reason, market.ts))
         return events
@@ -657,7 +659,7 @@ class MatchingEngine:
         limit = order.limit_price
         if limit is None:  # market, or a triggered stop
             price = self._taker_price(market, buy, touch)
-            return price if price > 0 else None
+            return price if price > _ZERO else None
         if (touch > limit) if buy else (touch < limit):
             return None
         if market.is_trade and progress.rested and touch == limit and not self._wins_queue():
@@ -668,7 +670,7 @@ class MatchingEngine:
         else:
             price = self._taker_price(market, buy, touch)
         price = min(price, limit) if buy else max(price, limit)
-        return price if price > 0 else None
+        return price if price > _ZERO else None
 
     def _taker_price(self, market: _Market, buy: bool, touch: Decimal) -> Decimal:
         """What a taker on that side gets at `touch`, that side's price in `market`: worked out once per event."""
@@ -774,7 +776,7 @@ def _reaches_stop(side: Side, stop: Decimal, market: _Market) -> bool:
 
 
 def _floor_to_lot(quantity: Decimal, lot: Decimal) -> Decimal:
-    if quantity <= 0:
+    if quantity <= _ZERO:
         return _ZERO
     return (quantity / lot).to_integral_value(rounding=ROUND_FLOOR) * lot
 
