@@ -658,7 +658,9 @@ class MatchingEngine:
             return None
         limit = order.limit_price
         if limit is None:  # market, or a triggered stop
-            price = self._taker_price(market, buy, touch)
+            price = market.buy_taker if buy else market.sell_taker  # what `_taker_price` answers once it is known
+            if price is _UNKNOWN:
+                price = self._taker_price(market, buy, touch)
             return price if price > _ZERO else None
         if (touch > limit) if buy else (touch < limit):
             return None

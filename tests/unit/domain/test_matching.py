@@ -224,6 +224,21 @@ def test_fill_quantity_is_written_in_whole_lots_whatever_bounds_it(
     assert [str(q) for q in quantities(events)] == [written]
 
 
+def test_each_order_submitted_meets_the_quote_in_force_afresh() -> None:
+    """The quote's size is offered whole to every order submitted against it, each at its own time."""
+    matching = engine(slippage_bps="10")
+    matching.on_quote(quote("99.00", "101.00", ask_size="100", bid_size="100"))
+    first = matching.submit(order("o1", "buy", "80", tif="ioc"), at(1))
+    second = matching.submit(order("o2", "buy", "80", tif="ioc"), at(2))
+    third = matching.submit(order("o3", "sell", "90", tif="ioc"), at(3))
+    assert [(f.quantity, f.price, f.ts) for f in fills(first + second + third)] == [
+        (Decimal(80), Decimal("101.11"), at(1)),
+        (Decimal(80), Decimal("101.11"), at(2)),
+        (Decimal(90), Decimal("98.90"), at(3)),
+    ]
+    assert matching.working_orders() == ()
+
+
 # -- limit orders ----------------------------------------------------------------------------------
 
 
