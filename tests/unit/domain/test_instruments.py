@@ -361,7 +361,7 @@ def test_an_instrument_makes_prices_quantities_and_money() -> None:
 
 @settings(max_examples=400, deadline=None)
 @given(
-    price=st.decimals(allow_nan=False, allow_infinity=False, min_value=-10**9, max_value=10**9, places=7),
+    price=st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**9), max_value=10**9, places=7),
     tick=st.sampled_from([Decimal(t) for t in ("0.01", "1", "0.00001", "0.05", "0.010", "1E+1", "5", "0.25", "100")]),
     rounding=st.sampled_from([ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN]),
 )
