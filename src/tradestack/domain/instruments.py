@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -491,26 +491,33 @@ def _finite(symbol: str, what: str, value: object) -> Decimal:
 
 def round_to_tick(price: Decimal, tick: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
     """`price` rounded to a multiple of `tick` with `rounding`, written with the tick's decimal places."""
+    known = _TICKS.get(id(tick))
+    if known is None or known[0] is not tick:
+        known = _tick_facts(tick)
+    if known[2]:  # the tick is 1E-n as written: rounding to it is rounding to its places, one operation
+        try:
+            return price.quantize(tick, rounding=rounding)
+        except InvalidOperation:
+            pass  # more digits than the context holds (or not a number): the general way says what happens
+    ticks = (price / tick).to_integral_value(rounding=rounding)
+    return (ticks * tick).quantize(known[1])
+
+
+_TICKS: dict[int, tuple[Decimal, Decimal, bool]] = {}
+"""`_tick_facts` by the id of the tick (ticks are long-lived instrument constants); the tick is kept with them."""
+
+
+def _tick_facts(tick: Decimal) -> tuple[Decimal, Decimal, bool]:
+    """`tick` (checked positive and finite), 1 written with its decimal places (``0.01`` for ``0.01``, ``1`` for
+    ``5``), and whether it is that very number, as it is for ``0.01`` or ``1`` (not ``0.05``, ``0.010``, ``1E+1``)."""
     if not tick.is_finite() or tick <= 0:
         raise ValueError(f"tick must be a positive finite Decimal, got {tick!r}")
-    ticks = (price / tick).to_integral_value(rounding=rounding)
-    return (ticks * tick).quantize(_places_of(tick))
-
-
-_PLACES: dict[int, tuple[Decimal, Decimal]] = {}
-"""`_places_of` by the id of the tick (ticks are long-lived instrument constants); the tick is kept with it."""
-
-
-def _places_of(tick: Decimal) -> Decimal:
-    """1 written with the decimal places of `tick` (``0.01`` for ``0.01``, ``0.010`` for ``0.010``)."""
-    known = _PLACES.get(id(tick))
-    if known is not None and known[0] is tick:
-        return known[1]
     places = Decimal(1).scaleb(-decimal_places(tick))
-    if len(_PLACES) >= 256:
-        _PLACES.clear()
-    _PLACES[id(tick)] = (tick, places)
-    return places
+    facts = (tick, places, tick == places)
+    if len(_TICKS) >= 256:
+        _TICKS.clear()
+    _TICKS[id(tick)] = facts
+    return facts
 
 
 def floor_to_tick(price: Decimal, tick: Decimal) -> Decimal:

@@ -107,7 +107,7 @@ class FeeModel:
 
     def fee(self, notional: Decimal) -> Decimal:
         """The fee on `notional`: `bps` of it, at least `minimum`, in `places`; nothing on a zero notional."""
-        if notional <= 0:
+        if notional <= _ZERO:
             return _ZERO
         fee = max(notional * self.bps / _BASIS_POINTS, self.minimum)
         if self.places is None:
@@ -191,13 +191,15 @@ class WorkingOrder:
             type(self.side) is Side and type(order_type) is OrderType and type(self.time_in_force) is TimeInForce
             and type(self.order_id) is str and self.order_id
             and type(quantity) is Decimal and quantity.is_finite() and type(remaining) is Decimal and remaining.is_finite()
-            and 0 < remaining <= quantity
+            and _ZERO < remaining <= quantity  # against a Decimal: an int would be converted at every check
             and (limit is None) is (order_type not in _LIMIT_TYPES) and (stop is None) is (order_type not in _STOP_TYPES)
-            and (limit is None or (type(limit) is Decimal and limit.is_finite() and limit > 0))
-            and (stop is None or (type(stop) is Decimal and stop.is_finite() and stop > 0))
+            and (limit is None or (type(limit) is Decimal and limit.is_finite() and limit > _ZERO))
+            and (stop is None or (type(stop) is Decimal and stop.is_finite() and stop > _ZERO))
             and type(self.submitted_at) is datetime and self.submitted_at.tzinfo is UTC
             and type(self.fills) is int and self.fills >= 0
-            and type(self.filled_notional) is Decimal and self.filled_notional.is_finite() and self.filled_notional >= 0
+            and (self.filled_notional is _ZERO or (  # a new order's: the default
+                type(self.filled_notional) is Decimal and self.filled_notional.is_finite() and self.filled_notional >= _ZERO
+            ))
         ):  # fmt: skip
             return
         if type(self.side) is not Side:
@@ -354,9 +356,17 @@ class _Ladder:
         return [rung[2] for rung in rungs[: bisect_right(rungs, touch, key=_price_of)]]
 
 
+_UNKNOWN = Decimal("NaN")
+"""A `_Market` figure not worked out yet (told apart by identity, never compared)."""
+
+
 @dataclass(slots=True)
 class _Market:
-    """What one market event offers: a price and a size for buyers and for sellers."""
+    """What one market event offers: a price and a size for buyers and for sellers.
+
+    The takers' prices and the participation caps depend only on the event (and the engine's models), so each is
+    worked out once, at the first order that needs it, however many orders the event serves: the quote in force
+    serves every order submitted while it lasts (`MatchingEngine._quote_market`)."""
 
     ts: datetime
     buy_price: Decimal | None
@@ -366,19 +376,23 @@ class _Market:
     is_trade: bool
     buy_pool: Decimal  # what is left of `buy_size` for the next order (starts equal to it)
     sell_pool: Decimal
+    buy_taker: Decimal = _UNKNOWN  # `SlippageModel.price` at `buy_price` (not yet checked positive)
+    sell_taker: Decimal = _UNKNOWN
+    buy_cap: Decimal = _UNKNOWN  # whole lots one order may take of `buy_size` (`MatchingEngine._cap`)
+    sell_cap: Decimal = _UNKNOWN
 
     def price_for(self, side: Side) -> Decimal | None:
         return self.buy_price if side is _SIDE_BUY else self.sell_price
 
 
 def _usable(price: Decimal, size: Decimal) -> tuple[Decimal | None, Decimal]:
-    return (price, max(size, _ZERO)) if price > 0 else (None, _ZERO)
+    return (price, max(size, _ZERO)) if price > _ZERO else (None, _ZERO)
 
 
 def _from_quote(quote: Quote, ts: datetime) -> _Market:
     # each side as `_usable` reads it, without its call and its tuple (this runs for every order submitted)
     ask, bid, ask_size, bid_size = quote.ask, quote.bid, quote.ask_size, quote.bid_size
-    buy_price, sell_price = (ask if ask > 0 else None), (bid if bid > 0 else None)
+    buy_price, sell_price = (ask if ask > _ZERO else None), (bid if bid > _ZERO else None)
     buy_size = _ZERO if buy_price is None or ask_size < _ZERO else ask_size
     sell_size = _ZERO if sell_price is None or bid_size < _ZERO else bid_size
     return _Market(ts, buy_price, buy_size, sell_price, sell_size, False, buy_size, sell_size)
@@ -431,6 +445,8 @@ class MatchingEngine:
         self._orders: dict[str, _Progress] = {}
         """The working orders, in submission order."""
         self._quote: Quote | None = None
+        self._quote_market: _Market | None = None
+        """The quote in force as a market event: each order submitted meets it afresh (`_meet_quote`)."""
         # A market event visits only the orders that can act on it: those in `_always` (market
         # orders, triggered stops, limit orders not resting yet, eligible or not) and those of the
         # ladders whose price the touch reaches. The others - untriggered stops short of their stop,
@@ -470,12 +486,16 @@ class MatchingEngine:
             order.fees_paid,
             self._seq,
         )
-        self._orders[order.order_id] = progress
-        if self._quote is None or progress.eligible_at > ts or not (self.hours is None or self.hours.is_open(ts)):
+        market = self._quote_market
+        if market is None or progress.eligible_at > ts or not (self.hours is None or self.hours.is_open(ts)):
+            self._orders[order.order_id] = progress
             self._place(progress)
             return []
-        events = self._step(progress, _from_quote(self._quote, ts))
-        self._place(progress)  # unless it is gone already (filled, or an ioc or fok done)
+        market.ts, market.buy_pool, market.sell_pool = ts, market.buy_size, market.sell_size  # the quote, met at `ts`
+        events = self._step(progress, market)
+        if progress.working:  # filed only now: an order its first attempt finishes (filled, ioc, fok) never is
+            self._orders[order.order_id] = progress
+            self._place(progress)
         return events
 
     def cancel(self, order_id: str) -> bool:
@@ -492,7 +512,8 @@ class MatchingEngine:
         """Match eligible orders against a new top of book."""
         self._check_symbol(quote.symbol)
         self._quote = quote
-        return self._run(_from_quote(quote, quote.ts))
+        self._quote_market = market = _from_quote(quote, quote.ts)
+        return self._run(market)
 
     def on_trade(self, trade: Trade) -> list[MatchEvent]:
         """Match eligible orders against a print; its price is offered to buyers and sellers alike."""
@@ -600,8 +621,9 @@ class MatchingEngine:
 
     def _remove(self, progress: _Progress) -> None:
         """The order stops working: filled, expired or canceled."""
-        del self._orders[progress.order.order_id]
-        self._unplace(progress)
+        if progress.ladder != _UNFILED:  # filed, so in `_orders` too (`submit` files what its first attempt leaves)
+            del self._orders[progress.order.order_id]
+            self._unplace(progress)
         progress.working = False
 
     def _step(self, progress: _Progress, market: _Market) -> list[MatchEvent]:
@@ -618,11 +640,11 @@ class MatchingEngine:
         if order.time_in_force is _TIME_IN_FORCE_FOK and quantity < progress.remaining:
             events.append(self._expire(progress, self._fok_reason(progress, price, quantity), market.ts))
             return events
-        if price is not None and quantity > 0:
+        if price is not None and quantity > _ZERO:
             events.append(self._fill(progress, market, quantity, price))
         elif price is None and order.limit_price is not None:
             progress.rested = True
-        if order.time_in_force is _TIME_IN_FORCE_IOC and progress.remaining > 0:
+        if order.time_in_force is _TIME_IN_FORCE_IOC and progress.remaining > _ZERO:
             reason = f"immediate-or-cancel: {plain(progress.remaining)} of {plain(order.quantity)} not filled"
             events.append(self._expire(progress, reason, market.ts))
         return events
@@ -634,34 +656,64 @@ class MatchingEngine:
         touch = market.buy_price if buy else market.sell_price  # `market.price_for(order.side)`, without the call
         if touch is None:
             return None
-        tick = self.instrument.tick_size
         limit = order.limit_price
         if limit is None:  # market, or a triggered stop
-            price = self.slippage.price(order.side, touch, tick)
-            return price if price > 0 else None
+            price = market.buy_taker if buy else market.sell_taker  # what `_taker_price` answers once it is known
+            if price is _UNKNOWN:
+                price = self._taker_price(market, buy, touch)
+            return price if price > _ZERO else None
         if (touch > limit) if buy else (touch < limit):
             return None
         if market.is_trade and progress.rested and touch == limit and not self._wins_queue():
             return None
         if progress.rested:
+            tick = self.instrument.tick_size
             price = ceil_to_tick(touch, tick) if buy else floor_to_tick(touch, tick)
         else:
-            price = self.slippage.price(order.side, touch, tick)
+            price = self._taker_price(market, buy, touch)
         price = min(price, limit) if buy else max(price, limit)
-        return price if price > 0 else None
+        return price if price > _ZERO else None
+
+    def _taker_price(self, market: _Market, buy: bool, touch: Decimal) -> Decimal:
+        """What a taker on that side gets at `touch`, that side's price in `market`: worked out once per event."""
+        if buy:
+            price = market.buy_taker
+            if price is _UNKNOWN:
+                price = market.buy_taker = self.slippage.price(_SIDE_BUY, touch, self.instrument.tick_size)
+        else:
+            price = market.sell_taker
+            if price is _UNKNOWN:
+                price = market.sell_taker = self.slippage.price(_SIDE_SELL, touch, self.instrument.tick_size)
+        return price
 
     def _wins_queue(self) -> bool:
         return self._rng.random() < float(self.queue_fill_probability)
 
     def _fill_quantity(self, progress: _Progress, market: _Market) -> Decimal:
         """Whole lots this order may take now: its participation cap, the size left, its remainder."""
-        buy = progress.order.side is _SIDE_BUY
-        size = market.buy_size if buy else market.sell_size
+        remaining = progress.remaining
+        if progress.order.side is _SIDE_BUY:
+            cap = market.buy_cap
+            if cap is _UNKNOWN:
+                cap = market.buy_cap = self._cap(market.buy_size)
+            quantity = min(cap, market.buy_pool, remaining)
+        else:
+            cap = market.sell_cap
+            if cap is _UNKNOWN:
+                cap = market.sell_cap = self._cap(market.sell_size)
+            quantity = min(cap, market.sell_pool, remaining)
+        lot = self.instrument.lot_size
+        # `_floor_to_lot` leaves its own result as it is, and a whole number of lots written to the lot's places: the
+        # cap is the one, the remainder (on the lot at submission, less whole lots since) the other when so written.
+        if quantity is cap or (quantity is remaining and remaining.same_quantum(lot)):
+            return quantity
+        return _floor_to_lot(quantity, lot)
+
+    def _cap(self, size: Decimal) -> Decimal:
+        """The participation cap in whole lots of an event of `size`: at least one lot when the size has one."""
         lot = self.instrument.lot_size
         cap = _floor_to_lot(size * self.participation_rate, lot)
-        if cap < lot <= size:
-            cap = lot
-        return _floor_to_lot(min(cap, market.buy_pool if buy else market.sell_pool, progress.remaining), lot)
+        return lot if cap < lot <= size else cap
 
     def _fill(self, progress: _Progress, market: _Market, quantity: Decimal, price: Decimal) -> Fill:
         order = progress.order
@@ -675,7 +727,7 @@ class MatchingEngine:
         fee = self.fee.fee(progress.filled_notional) - progress.fees
         progress.fees += fee
         liquidity = _LIQUIDITY_MAKER if progress.rested and order.type in _LIMIT_TYPES else _LIQUIDITY_TAKER
-        if progress.remaining == 0:
+        if not progress.remaining:
             self._remove(progress)
         return Fill(order.order_id, f"{order.order_id}-{progress.fills}", quantity, price, fee, liquidity, market.ts)
 
@@ -726,7 +778,7 @@ def _reaches_stop(side: Side, stop: Decimal, market: _Market) -> bool:
 
 
 def _floor_to_lot(quantity: Decimal, lot: Decimal) -> Decimal:
-    if quantity <= 0:
+    if quantity <= _ZERO:
         return _ZERO
     return (quantity / lot).to_integral_value(rounding=ROUND_FLOOR) * lot
 
@@ -736,6 +788,7 @@ def _floor_to_lot(quantity: Decimal, lot: Decimal) -> Decimal:
 _LIQUIDITY_MAKER = Liquidity.MAKER
 _LIQUIDITY_TAKER = Liquidity.TAKER
 _SIDE_BUY = Side.BUY
+_SIDE_SELL = Side.SELL
 _TIME_IN_FORCE_DAY = TimeInForce.DAY
 _TIME_IN_FORCE_FOK = TimeInForce.FOK
 _TIME_IN_FORCE_IOC = TimeInForce.IOC

@@ -1,8 +1,10 @@
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta, timezone
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tradestack.domain.instruments import (
     ASX,
@@ -18,6 +20,7 @@ from tradestack.domain.instruments import (
     SessionTable,
     Venue,
     instrument,
+    round_to_tick,
     venue,
 )
 
@@ -354,3 +357,23 @@ def test_an_instrument_makes_prices_quantities_and_money() -> None:
     assert fee < aapl.money(2)
     with pytest.raises(ValueError, match="cannot combine USD and AUD"):
         _ = fee + instrument("BHP").money(1)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    price=st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**9), max_value=10**9, places=7),
+    tick=st.sampled_from([Decimal(t) for t in ("0.01", "1", "0.00001", "0.05", "0.010", "1E+1", "5", "0.25", "100")]),
+    rounding=st.sampled_from([ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN]),
+)
+def test_round_to_tick_writes_what_dividing_by_the_tick_gives(price: Decimal, tick: Decimal, rounding: str) -> None:
+    """A tick written 1E-n rounds in one step (quantize); every tick must give the result of the general way."""
+    places = Decimal(1).scaleb(min(0, tick.as_tuple().exponent))  # type: ignore[operator]
+    expected = ((price / tick).to_integral_value(rounding=rounding) * tick).quantize(places)
+    rounded = round_to_tick(price, tick, rounding)
+    assert (str(rounded), rounded.is_signed()) == (str(expected), expected.is_signed())
+
+
+def test_round_to_tick_refuses_a_tick_that_is_not_positive() -> None:
+    for tick in (Decimal(0), Decimal("-0.01"), Decimal("NaN")):
+        with pytest.raises(ValueError, match="tick must be a positive finite Decimal"):
+            round_to_tick(Decimal(1), tick)

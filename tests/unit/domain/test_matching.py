@@ -202,6 +202,43 @@ def test_what_is_left_of_a_shared_touch_is_taken_in_whole_lots() -> None:
     assert [(f.order_id, f.quantity) for f in fills(events)] == [("o1", Decimal(30)), ("o2", Decimal(10))]
 
 
+@pytest.mark.parametrize(
+    ("on", "quantity", "ask_size", "participation", "written"),
+    [
+        (AAPL, "5.0", "100", "1", "5"),  # the remainder bounds it, written with more places than the lot
+        (AAPL, "5", "100", "1", "5"),
+        (AAPL, "1E+2", "500", "1", "1E+2"),
+        (AAPL, "300", "250.0", "1", "250"),  # the touch size bounds it
+        (AAPL, "300", "1000", "0.5", "300"),
+        (COARSE, "1E+2", "500", "1", "1.0E+2"),  # a lot of 10 writes a hundred so
+        (COARSE, "40", "35", "1", "30"),
+        (COARSE, "30", "100", "1", "30"),
+    ],
+)
+def test_fill_quantity_is_written_in_whole_lots_whatever_bounds_it(
+    on: Instrument, quantity: str, ask_size: str, participation: str, written: str
+) -> None:
+    matching = engine(participation=participation, on=on)
+    matching.on_quote(quote("99", "101", ask_size=ask_size, symbol=on.symbol))
+    events = matching.submit(order("o1", "buy", quantity, tif="ioc", symbol=on.symbol), T0)
+    assert [str(q) for q in quantities(events)] == [written]
+
+
+def test_each_order_submitted_meets_the_quote_in_force_afresh() -> None:
+    """The quote's size is offered whole to every order submitted against it, each at its own time."""
+    matching = engine(slippage_bps="10")
+    matching.on_quote(quote("99.00", "101.00", ask_size="100", bid_size="100"))
+    first = matching.submit(order("o1", "buy", "80", tif="ioc"), at(1))
+    second = matching.submit(order("o2", "buy", "80", tif="ioc"), at(2))
+    third = matching.submit(order("o3", "sell", "90", tif="ioc"), at(3))
+    assert [(f.quantity, f.price, f.ts) for f in fills(first + second + third)] == [
+        (Decimal(80), Decimal("101.11"), at(1)),
+        (Decimal(80), Decimal("101.11"), at(2)),
+        (Decimal(90), Decimal("98.90"), at(3)),
+    ]
+    assert matching.working_orders() == ()
+
+
 # -- limit orders ----------------------------------------------------------------------------------
 
 
