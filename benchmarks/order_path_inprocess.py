@@ -239,7 +239,6 @@ class Pipeline:
         self.cash = DEPOSIT
         self.reserved = Decimal(0)
         self.realized_today = Decimal(0)
-        self.positions: dict[str, Decimal] = {b.instrument.symbol: Decimal(0) for b in self.books}
         self.open: dict[str, OpenOrder] = {}
         self.working = OpenOrders(LIMITS, {b.instrument.symbol: b.instrument for b in self.books}, lambda _: FEE)
         self.done: list[Order] = []
@@ -385,7 +384,6 @@ class Pipeline:
             self.journal.append(entry)
             self._books = None
             book.position, realized = effect.position, effect.realized
-            self.positions[symbol] = book.position.quantity
             self.realized_today += realized - fill.fee
             notional = fill.quantity * fill.price
             if side is Side.BUY:

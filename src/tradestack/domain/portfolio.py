@@ -233,8 +233,10 @@ class PositionState:
         # every operation through the exact context (not `localcontext`, whose enter and exit cost more than the sums)
         add, subtract, multiply = _EXACT.add, _EXACT.subtract, _EXACT.multiply
         quantity = self.quantity
-        if quantity == 0 or (quantity > 0) == (signed > 0):
-            closed_quantity = closed_cost = _ZERO
+        if quantity == 0 or (quantity > 0) == (signed > 0):  # opens or adds: nothing closes, nothing is realized
+            opened_cost = multiply(signed, price)
+            position = _position_of_sound(self.symbol, add(quantity, signed), add(self.cost, opened_cost), self.realized_pnl)
+            return _new_fill_effect(_ZERO, _ZERO, signed, opened_cost, _ZERO, position)  # what the general case below gives
         else:
             held = _EXACT.abs(quantity)
             closing = min(_EXACT.abs(signed), held)
@@ -252,7 +254,7 @@ class PositionState:
             add(add(self.cost, closed_cost), opened_cost),
             add(self.realized_pnl, realized),
         )
-        return FillEffect(closed_quantity, closed_cost, opened_quantity, opened_cost, realized, position)
+        return _new_fill_effect(closed_quantity, closed_cost, opened_quantity, opened_cost, realized, position)
 
     def apply_fill(self, side: Side | str, quantity: Decimal, price: Decimal) -> tuple[PositionState, Decimal]:
         """The position after a fill and the P&L the fill realized (see `fill_effect`)."""
@@ -262,6 +264,8 @@ class PositionState:
 
 _position_of_sound = builder(PositionState, checked=False)
 """`PositionState` from its fields, positionally, without its check: for `fill_effect`, which establishes it."""
+_new_fill_effect = builder(FillEffect)
+"""`FillEffect` from its fields, positionally (it has no check)."""
 
 
 def _released_cost(cost: Decimal, closing: Decimal, held: Decimal) -> Decimal:
