@@ -117,6 +117,7 @@ FAT_FINGER_SIZE = 50
 FAT_FINGER_THROUGH = Decimal("0.08")  # a limit this far through the market is beyond the 5 % collar
 
 NO_FX = FxRates({})  # one currency: nothing to convert
+SIDE_BUY = Side.BUY  # read per fill: a module global, not the enum class's attribute hook
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,7 +387,7 @@ class Pipeline:
             book.position, realized = effect.position, effect.realized
             self.realized_today += realized - fill.fee
             notional = fill.quantity * fill.price
-            if side is Side.BUY:
+            if side is SIDE_BUY:
                 spent = notional + fill.fee
                 self.cash -= spent
                 released = min(spent, open_order.reserved)

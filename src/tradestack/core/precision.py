@@ -8,7 +8,7 @@ message naming its limits, and storing an order (a denied one included) cannot f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 
 from tradestack.core.money import canonical, decimal_places, plain
@@ -20,10 +20,15 @@ class Precision:
 
     precision: int
     scale: int
+    # Worked out once (not fields of the value): `problem` runs for every number of every order.
+    _integer_digits: int = field(init=False, repr=False, compare=False)
+    _step: Decimal = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.scale <= self.precision:
             raise ValueError("need 0 <= scale <= precision")
+        object.__setattr__(self, "_integer_digits", self.precision - self.scale)
+        object.__setattr__(self, "_step", _step(self.scale))
 
     @property
     def integer_digits(self) -> int:
@@ -43,7 +48,7 @@ class Precision:
         """Why `value` does not fit, or None when it does (NaN and infinities never fit)."""
         if not value.is_finite():
             return f"{value} is not a finite number"
-        if (not value or value.adjusted() < self.integer_digits) and not _EXACT.remainder(value, _step(self.scale)):
+        if (not value or value.adjusted() < self._integer_digits) and not _EXACT.remainder(value, self._step):
             return None  # fits: what `digits_problem` passes (a whole number of steps of the last place, few enough digits)
         return self.digits_problem(value)
 
