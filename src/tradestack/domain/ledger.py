@@ -502,7 +502,9 @@ def fill_entry_with_effect(
         cash_amount = rounded
     postings.append(post(account(_ACCOUNT_KIND_CASH, quote_currency), quote_currency, cash_amount, None))
     if effect.realized:
-        postings.append(post(account(_ACCOUNT_KIND_REALIZED_PNL, quote_currency), quote_currency, _negative(effect.realized), None))
+        postings.append(
+            post(account(_ACCOUNT_KIND_REALIZED_PNL, quote_currency), quote_currency, _negative(effect.realized), None)
+        )
     postings.extend(_fee_postings(fee, fee_currency, post, account))
     return JournalEntry(entry_id, ts, _ENTRY_KIND_FILL, tuple(postings), reference), effect
 

@@ -446,7 +446,7 @@ class OrderFilled(FillEvent):
 def fill_event(order: Order, fill: Fill, fee_currency: str) -> FillEvent:
     """The event booking the engine's `fill` on `order`: `OrderFilled` when it fills what remains, else partial."""
     quantity, price, fee, ts, fill_id = fill.quantity, fill.price, fill.fee, fill.ts, fill.fill_id
-    filled = fill.quantity == _EXACT.subtract(order.request.quantity, order.filled_quantity)  # `remaining_quantity`
+    filled = quantity == _EXACT.subtract(order.request.quantity, order.filled_quantity)  # `remaining_quantity`
     if (  # The engine's fill: its numbers come from checked orders and quotes (whole lots of what the order has left,
         # a price on the tick, the fee model's fee), so the digit bounds `FillEvent` checks hold; the order id is the
         # order's own. What is left of the check is this: anything else goes through the checking builders.
@@ -455,7 +455,7 @@ def fill_event(order: Order, fill: Fill, fee_currency: str) -> FillEvent:
         and ts.tzinfo is UTC and type(fill_id) is str and fill_id and not fill_id.isspace()
         and type(fee_currency) is str and fee_currency in _KNOWN_CURRENCIES and type(fill.liquidity) is Liquidity
     ):  # fmt: skip
-        build = _new_filled_of_engine if filled else _new_partially_filled_of_engine
+        build = _engine_filled if filled else _engine_partially_filled
     else:
         build = _new_filled if filled else _new_partially_filled
     return build(order.id, ts, fill_id, quantity, price, fee, fee_currency, fill.liquidity)
@@ -784,9 +784,9 @@ _new_order = builder(Order)
 _NO_FILL_IDS: frozenset[str] = frozenset()
 _NO_FEES: Mapping[str, Decimal] = MappingProxyType({})
 """The fees of an order before its first fill, shared: read-only over a dict nothing else holds."""
-# `fill_event`'s two events from their fields, positionally, checked as their constructors check them.
-_new_filled, _new_filled_of_engine = builder(OrderFilled), builder(OrderFilled, checked=False)
-_new_partially_filled, _new_partially_filled_of_engine = builder(OrderPartiallyFilled), builder(OrderPartiallyFilled, checked=False)
+# `fill_event`'s two events from their fields, positionally: checked as their constructors check them, and not.
+_new_filled, _new_partially_filled = builder(OrderFilled), builder(OrderPartiallyFilled)
+_engine_filled, _engine_partially_filled = builder(OrderFilled, checked=False), builder(OrderPartiallyFilled, checked=False)
 
 # Enum members as module constants: a member looked up on its class goes through EnumType's attribute
 # hook on every use (about 80 ns in 3.11), a module global does not; the hot paths above use these.

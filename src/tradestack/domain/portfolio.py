@@ -244,7 +244,9 @@ class PositionState:
         if units <= held_units:  # closes part or all of the position and opens nothing
             closed_cost = minus(cost if units == held_units else _released_cost(cost, units, held_units))
             realized = subtract(closed_cost, multiply(signed, price))
-            position = _position_of_sound(self.symbol, add(held, signed), add(cost, closed_cost), add(self.realized_pnl, realized))
+            position = _position_of_sound(
+                self.symbol, add(held, signed), add(cost, closed_cost), add(self.realized_pnl, realized)
+            )
             return _new_fill_effect(signed, closed_cost, _ZERO, _ZERO, realized, position)
         # through zero: closes every unit held, at the whole cost, and opens the rest on the other side
         closed_quantity, closed_cost = minus(held), minus(cost)
