@@ -282,8 +282,10 @@ def _released_cost(cost: Decimal, closing: Decimal, held: Decimal) -> Decimal:
     # An exact quotient that needs no more places comes out as `divide` writes it (the exponent nearest the ideal).
     magnitude = max(0, numerator.adjusted() - held.adjusted() + 2)
     released = _quotient_context(magnitude + QUOTIENT_PLACES + 3).divide(numerator, held)
-    exponent = released.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -QUOTIENT_PLACES:
+    # Places below QUOTIENT_PLACES, asked without `as_tuple` (which copies out every digit): moved up by that many
+    # places, the quotient is its own integral value exactly when its exponent is not negative.
+    scaled = _EXACT.scaleb(released, QUOTIENT_PLACES)
+    if not scaled.same_quantum(_EXACT.to_integral_value(scaled)):
         return released.quantize(_QUOTIENT_STEP, rounding=ROUND_HALF_EVEN, context=_EXACT_ROUNDING)
     return released
 
