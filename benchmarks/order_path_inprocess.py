@@ -117,6 +117,10 @@ FAT_FINGER_SIZE = 50
 FAT_FINGER_THROUGH = Decimal("0.08")  # a limit this far through the market is beyond the 5 % collar
 
 NO_FX = FxRates({})  # one currency: nothing to convert
+# Read per order: module globals, not a lookup through the enum class's attribute hook (~80 ns each in 3.11).
+SIDE_BUY, SIDE_SELL = Side.BUY, Side.SELL
+ORDER_TYPE_LIMIT = OrderType.LIMIT
+TIME_IN_FORCE_IOC = TimeInForce.IOC
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +243,6 @@ class Pipeline:
         self.cash = DEPOSIT
         self.reserved = Decimal(0)
         self.realized_today = Decimal(0)
-        self.positions: dict[str, Decimal] = {b.instrument.symbol: Decimal(0) for b in self.books}
         self.open: dict[str, OpenOrder] = {}
         self.working = OpenOrders(LIMITS, {b.instrument.symbol: b.instrument for b in self.books}, lambda _: FEE)
         self.done: list[Order] = []
@@ -259,12 +262,12 @@ class Pipeline:
         if quote is None:  # draw_flow quotes every instrument's first order
             raise RuntimeError("no quote yet")
         position = book.position.quantity
-        p_sell = 0.1 if position == 0 else 0.45 if position < book.soft_position else 0.75
-        side = Side.SELL if spec.side_draw < p_sell else Side.BUY
+        p_sell = 0.1 if not position else 0.45 if position < book.soft_position else 0.75
+        side = SIDE_SELL if spec.side_draw < p_sell else SIDE_BUY
         limit = None
-        if spec.type is OrderType.LIMIT:
+        if spec.type is ORDER_TYPE_LIMIT:
             through = spec.ticks_through * book.instrument.tick_size
-            limit = quote.ask + through if side is Side.BUY else quote.bid - through
+            limit = quote.ask + through if side is SIDE_BUY else quote.bid - through
         self.submitted += 1
         number = self.submitted
         request = OrderRequest(
@@ -275,7 +278,7 @@ class Pipeline:
             type=spec.type,
             quantity=spec.quantity,
             limit_price=limit,
-            time_in_force=TimeInForce.IOC if side is Side.SELL else spec.buy_time_in_force,
+            time_in_force=TIME_IN_FORCE_IOC if side is SIDE_SELL else spec.buy_time_in_force,
         )
         if request.validate(book.instrument):
             self.invalid += 1
@@ -377,10 +380,9 @@ class Pipeline:
             self.journal.append(entry)
             self._books = None
             book.position, realized = effect.position, effect.realized
-            self.positions[symbol] = book.position.quantity
             self.realized_today += realized - fill.fee
             notional = fill.quantity * fill.price
-            if side is Side.BUY:
+            if side is SIDE_BUY:
                 spent = notional + fill.fee
                 self.cash -= spent
                 released = min(spent, open_order.reserved)

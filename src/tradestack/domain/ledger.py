@@ -471,7 +471,7 @@ def fill_entry_with_effect(
     """
     if position_before.symbol != symbol:
         raise InvalidEntry(f"fill for {symbol} booked against the position in {position_before.symbol}")
-    effect = position_before.fill_effect(side, quantity, price)
+    effect = position_before.fill_effect(side, quantity, price)  # refuses a side, quantity or price it cannot use
     position = _shared_account(_ACCOUNT_KIND_POSITION, symbol) if type(symbol) is str else Account.position(symbol)
     # Every posting below is sound by construction once both currencies are known codes: shared accounts of
     # those currencies (and the position's), finite amounts from the exact context, quantities on position
@@ -483,15 +483,17 @@ def fill_entry_with_effect(
         and quote_currency in _KNOWN_CURRENCIES and fee_currency in _KNOWN_CURRENCIES
         else (Posting, Account._of)
     )  # fmt: skip
-    postings: list[Posting] = []
-    if effect.closed_quantity != 0:
-        postings.append(post(position, quote_currency, effect.closed_cost, effect.closed_quantity))
-    if effect.opened_quantity != 0:
-        postings.append(post(position, quote_currency, effect.opened_cost, effect.opened_quantity))
+    closed_quantity, opened_quantity, opened_cost = effect.closed_quantity, effect.opened_quantity, effect.opened_cost
     # the exact context's own operations: `localcontext` costs more than these sums
-    price = price if type(price) is Decimal and price.is_finite() else D(price)
-    cash_amount = _EXACT.multiply(_negative(_EXACT.add(effect.closed_quantity, effect.opened_quantity)), price)
-    realized = _negative(effect.realized)
+    if closed_quantity:
+        postings = [post(position, quote_currency, effect.closed_cost, closed_quantity)]
+        if opened_quantity:
+            postings.append(post(position, quote_currency, opened_cost, opened_quantity))
+        price = price if type(price) is Decimal else D(price)  # `fill_effect` took it: finite, or an int it converts
+        cash_amount = _EXACT.multiply(_negative(_EXACT.add(closed_quantity, opened_quantity)), price)
+    else:  # only opens: the cash is the opened cost (quantity x price) negated, the same Decimal as worked out above
+        postings = [post(position, quote_currency, opened_cost, opened_quantity)]
+        cash_amount = _negative(opened_cost)
     if cash_places is not None:
         rounded = _TO_MINOR_UNIT.quantize(cash_amount, Decimal(1).scaleb(-cash_places))
         left_over = _EXACT.subtract(cash_amount, rounded)
@@ -499,8 +501,10 @@ def fill_entry_with_effect(
             postings.append(post(account(_ACCOUNT_KIND_ROUNDING, quote_currency), quote_currency, left_over, None))
         cash_amount = rounded
     postings.append(post(account(_ACCOUNT_KIND_CASH, quote_currency), quote_currency, cash_amount, None))
-    if realized != 0:
-        postings.append(post(account(_ACCOUNT_KIND_REALIZED_PNL, quote_currency), quote_currency, realized, None))
+    if effect.realized:
+        postings.append(
+            post(account(_ACCOUNT_KIND_REALIZED_PNL, quote_currency), quote_currency, _negative(effect.realized), None)
+        )
     postings.extend(_fee_postings(fee, fee_currency, post, account))
     return JournalEntry(entry_id, ts, _ENTRY_KIND_FILL, tuple(postings), reference), effect
 

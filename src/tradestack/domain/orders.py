@@ -47,7 +47,7 @@ from tradestack.domain.order_kinds import Liquidity as Liquidity  # re-exported:
 from tradestack.domain.order_kinds import OrderStatus as OrderStatus
 from tradestack.domain.order_kinds import OrderType as OrderType
 from tradestack.domain.order_kinds import TimeInForce as TimeInForce
-from tradestack.domain.portfolio import _is_currency
+from tradestack.domain.portfolio import _KNOWN_CURRENCIES, _is_currency
 
 if TYPE_CHECKING:
     from tradestack.domain.matching import Fill
@@ -445,9 +445,20 @@ class OrderFilled(FillEvent):
 
 def fill_event(order: Order, fill: Fill, fee_currency: str) -> FillEvent:
     """The event booking the engine's `fill` on `order`: `OrderFilled` when it fills what remains, else partial."""
-    remaining = _EXACT.subtract(order.request.quantity, order.filled_quantity)  # `order.remaining_quantity`
-    build = _new_filled if fill.quantity == remaining else _new_partially_filled
-    return build(order.id, fill.ts, fill.fill_id, fill.quantity, fill.price, fill.fee, fee_currency, fill.liquidity)
+    quantity, price, fee, ts, fill_id = fill.quantity, fill.price, fill.fee, fill.ts, fill.fill_id
+    filled = quantity == _EXACT.subtract(order.request.quantity, order.filled_quantity)  # `remaining_quantity`
+    if (  # The engine's fill: its numbers come from checked orders and quotes (whole lots of what the order has left,
+        # a price on the tick, the fee model's fee), so the digit bounds `FillEvent` checks hold; the order id is the
+        # order's own. What is left of the check is this: anything else goes through the checking builders.
+        type(quantity) is Decimal and type(price) is Decimal and type(fee) is Decimal and quantity.is_finite()
+        and price.is_finite() and fee.is_finite() and quantity > 0 and price > 0 and type(ts) is datetime
+        and ts.tzinfo is UTC and type(fill_id) is str and fill_id and not fill_id.isspace()
+        and type(fee_currency) is str and fee_currency in _KNOWN_CURRENCIES and type(fill.liquidity) is Liquidity
+    ):  # fmt: skip
+        build = _engine_filled if filled else _engine_partially_filled
+    else:
+        build = _new_filled if filled else _new_partially_filled
+    return build(order.id, ts, fill_id, quantity, price, fee, fee_currency, fill.liquidity)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -494,23 +505,13 @@ class OrderRejected(_ReasonEvent):
     kind: ClassVar[str] = "rejected"
 
 
-EVENT_TYPES: Mapping[str, type[OrderEvent]] = MappingProxyType(
-    {
-        event_type.kind: event_type
-        for event_type in (
-            OrderSubmitted,
-            OrderAccepted,
-            OrderDenied,
-            OrderTriggered,
-            OrderPartiallyFilled,
-            OrderFilled,
-            OrderCanceled,
-            OrderExpired,
-            OrderReplaced,
-            OrderRejected,
-        )
-    }
-)
+EVENT_TYPES: Mapping[str, type[OrderEvent]] = MappingProxyType({
+    event_type.kind: event_type
+    for event_type in (
+        OrderSubmitted, OrderAccepted, OrderDenied, OrderTriggered, OrderPartiallyFilled, OrderFilled, OrderCanceled,
+        OrderExpired, OrderReplaced, OrderRejected,
+    )
+})  # fmt: skip
 """Every concrete event type by its `kind`."""
 for _event_type in EVENT_TYPES.values():
     fast_init(_event_type)
@@ -783,9 +784,9 @@ _new_order = builder(Order)
 _NO_FILL_IDS: frozenset[str] = frozenset()
 _NO_FEES: Mapping[str, Decimal] = MappingProxyType({})
 """The fees of an order before its first fill, shared: read-only over a dict nothing else holds."""
-# `fill_event`'s two events from their fields, positionally, checked as their constructors check them.
-_new_filled = builder(OrderFilled)
-_new_partially_filled = builder(OrderPartiallyFilled)
+# `fill_event`'s two events from their fields, positionally: checked as their constructors check them, and not.
+_new_filled, _new_partially_filled = builder(OrderFilled), builder(OrderPartiallyFilled)
+_engine_filled, _engine_partially_filled = builder(OrderFilled, checked=False), builder(OrderPartiallyFilled, checked=False)
 
 # Enum members as module constants: a member looked up on its class goes through EnumType's attribute
 # hook on every use (about 80 ns in 3.11), a module global does not; the hot paths above use these.

@@ -231,28 +231,30 @@ class PositionState:
         if type(price) is not Decimal or not price.is_finite():
             price = _decimal(f"{self.symbol}: fill price", price)
         # every operation through the exact context (not `localcontext`, whose enter and exit cost more than the sums)
-        add, subtract, multiply = _EXACT.add, _EXACT.subtract, _EXACT.multiply
-        quantity = self.quantity
-        if quantity == 0 or (quantity > 0) == (signed > 0):
-            closed_quantity = closed_cost = _ZERO
-        else:
-            held = _EXACT.abs(quantity)
-            closing = min(_EXACT.abs(signed), held)
-            closed_quantity = closing if signed > 0 else _EXACT.minus(closing)
-            closed_cost = _EXACT.minus(self.cost if closing == held else _released_cost(self.cost, closing, held))
-        opened_quantity = subtract(signed, closed_quantity)
-        opened_cost = multiply(opened_quantity, price)
-        realized = subtract(closed_cost, multiply(closed_quantity, price))
+        add, subtract, multiply, minus = _EXACT.add, _EXACT.subtract, _EXACT.multiply, _EXACT.minus
+        held, cost = self.quantity, self.cost
         # Sound by construction, so `PositionState`'s check is skipped: this position's own symbol (checked when it was
         # built), finite Decimals from the exact context, and no cost once flat (closing every unit held releases
         # the whole cost, and a fill that only closes opens nothing).
-        position = _position_of_sound(
-            self.symbol,
-            add(add(quantity, closed_quantity), opened_quantity),
-            add(add(self.cost, closed_cost), opened_cost),
-            add(self.realized_pnl, realized),
-        )
-        return FillEffect(closed_quantity, closed_cost, opened_quantity, opened_cost, realized, position)
+        if held == 0 or (held > 0) == (signed > 0):  # opens or adds: nothing closes, nothing is realized
+            opened_cost = multiply(signed, price)
+            position = _position_of_sound(self.symbol, add(held, signed), add(cost, opened_cost), self.realized_pnl)
+            return _new_fill_effect(_ZERO, _ZERO, signed, opened_cost, _ZERO, position)
+        units, held_units = _EXACT.abs(signed), _EXACT.abs(held)
+        if units <= held_units:  # closes part or all of the position and opens nothing
+            closed_cost = minus(cost if units == held_units else _released_cost(cost, units, held_units))
+            realized = subtract(closed_cost, multiply(signed, price))
+            position = _position_of_sound(
+                self.symbol, add(held, signed), add(cost, closed_cost), add(self.realized_pnl, realized)
+            )
+            return _new_fill_effect(signed, closed_cost, _ZERO, _ZERO, realized, position)
+        # through zero: closes every unit held, at the whole cost, and opens the rest on the other side
+        closed_quantity, closed_cost = minus(held), minus(cost)
+        opened_quantity = add(signed, held)
+        opened_cost = multiply(opened_quantity, price)
+        realized = subtract(closed_cost, multiply(closed_quantity, price))
+        position = _position_of_sound(self.symbol, opened_quantity, opened_cost, add(self.realized_pnl, realized))
+        return _new_fill_effect(closed_quantity, closed_cost, opened_quantity, opened_cost, realized, position)
 
     def apply_fill(self, side: Side | str, quantity: Decimal, price: Decimal) -> tuple[PositionState, Decimal]:
         """The position after a fill and the P&L the fill realized (see `fill_effect`)."""
@@ -262,6 +264,8 @@ class PositionState:
 
 _position_of_sound = builder(PositionState, checked=False)
 """`PositionState` from its fields, positionally, without its check: for `fill_effect`, which establishes it."""
+_new_fill_effect = builder(FillEffect)
+"""`FillEffect` from its fields, positionally (it has no check)."""
 
 
 def _released_cost(cost: Decimal, closing: Decimal, held: Decimal) -> Decimal:
@@ -278,8 +282,10 @@ def _released_cost(cost: Decimal, closing: Decimal, held: Decimal) -> Decimal:
     # An exact quotient that needs no more places comes out as `divide` writes it (the exponent nearest the ideal).
     magnitude = max(0, numerator.adjusted() - held.adjusted() + 2)
     released = _quotient_context(magnitude + QUOTIENT_PLACES + 3).divide(numerator, held)
-    exponent = released.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -QUOTIENT_PLACES:
+    # Places below QUOTIENT_PLACES, asked without `as_tuple` (which copies out every digit): moved up by that many
+    # places, the quotient is its own integral value exactly when its exponent is not negative.
+    scaled = _EXACT.scaleb(released, QUOTIENT_PLACES)
+    if not scaled.same_quantum(_EXACT.to_integral_value(scaled)):
         return released.quantize(_QUOTIENT_STEP, rounding=ROUND_HALF_EVEN, context=_EXACT_ROUNDING)
     return released
 

@@ -15,6 +15,7 @@ from tradestack.core.errors import ConflictError
 from tradestack.core.money import plain
 from tradestack.domain.instruments import instrument
 from tradestack.domain.marketdata import Side
+from tradestack.domain.matching import Fill
 from tradestack.domain.orders import (
     AVERAGE_PRICE_PRECISION,
     EVENT_TYPES,
@@ -39,6 +40,7 @@ from tradestack.domain.orders import (
     OrderType,
     TimeInForce,
     event_from_dict,
+    fill_event,
 )
 
 T0 = datetime(2024, 1, 8, 14, 30, tzinfo=UTC)
@@ -432,6 +434,60 @@ def test_events_and_orders_are_immutable() -> None:
         order.status = OrderStatus.FILLED  # type: ignore[misc]
     with pytest.raises(TypeError):
         order.fees["USD"] = Decimal(1)  # type: ignore[index]
+
+
+# -- fill_event: the engine's fills --------------------------------------------------------------
+
+
+def engine_fill(quantity: object = Decimal(40), price: object = Decimal("100.05"), **changes: object) -> Fill:
+    """A fill as `MatchingEngine` makes it for `accepted_order()`, with `changes` made to it."""
+    fields = {"fee": Decimal("0.35"), "liquidity": Liquidity.TAKER, "ts": at(5), "fill_id": f"{OID}-1"} | changes
+    return Fill(OID, fields["fill_id"], quantity, price, fields["fee"], fields["liquidity"], fields["ts"])  # type: ignore[arg-type]
+
+
+def count_checks(monkeypatch: pytest.MonkeyPatch) -> list[FillEvent]:
+    """The fill events whose check runs from now on, in order."""
+    checked: list[FillEvent] = []
+    original = FillEvent._check
+    monkeypatch.setattr(FillEvent, "_check", lambda self: (checked.append(self), original(self))[1])
+    return checked
+
+
+@pytest.mark.parametrize(("quantity", "kind"), [(Decimal(40), OrderPartiallyFilled), (Decimal(100), OrderFilled)])
+def test_fill_event_of_an_engine_fill_is_the_checked_event_without_its_check(
+    monkeypatch: pytest.MonkeyPatch, quantity: Decimal, kind: type[FillEvent]
+) -> None:
+    order = accepted_order()
+    checked = count_checks(monkeypatch)
+    event = fill_event(order, engine_fill(quantity), "USD")
+    assert checked == []  # the engine built its numbers from checked values: the event skips the check
+    assert type(event) is kind
+    assert event == kind(
+        order_id=OID, ts=at(5), fill_id=f"{OID}-1", quantity=quantity, price=Decimal("100.05"),
+        fee=Decimal("0.35"), fee_currency="USD", liquidity=Liquidity.TAKER,
+    )  # fmt: skip
+    assert order.apply(event).filled_quantity == quantity
+
+
+@pytest.mark.parametrize(
+    ("fill", "currency", "error"),
+    [
+        (engine_fill(Decimal(0)), "USD", "fill quantity must be positive"),
+        (engine_fill(Decimal(-5)), "USD", "fill quantity must be positive"),
+        (engine_fill(40), "USD", "fill quantity must be a Decimal"),
+        (engine_fill(Decimal("Infinity")), "USD", "fill quantity must be a finite"),
+        (engine_fill(price=Decimal(0)), "USD", "fill price must be positive"),
+        (engine_fill(price=Decimal("NaN")), "USD", "fill price must be a finite"),
+        (engine_fill(fee=0.35), "USD", "fee must be a Decimal"),
+        (engine_fill(fill_id=" "), "USD", "fill_id"),
+        (engine_fill(ts=datetime(2024, 1, 8, 14, 30)), "USD", "ts must be"),  # noqa: DTZ001 - the naive time refused
+        (engine_fill(), "usd", "fee_currency must be"),
+        (engine_fill(liquidity="maker"), "USD", "liquidity"),
+    ],
+)
+def test_fill_event_checks_a_fill_the_engine_cannot_have_made(fill: Fill, currency: str, error: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=error):
+        fill_event(accepted_order(), fill, currency)
 
 
 # -- the table and the status helpers ------------------------------------------------------------
