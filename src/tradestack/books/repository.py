@@ -12,6 +12,8 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from tradestack.domain.books import BalanceLine
 from tradestack.domain.ledger import JournalEntry
@@ -189,8 +191,9 @@ class JournalRepository:
         one statement a table whatever their number.
 
         All in the current transaction, whose writer holds the accounts' locks (`AccountRepository.lock_all`) since it
-        read the balances it moved (not through `add`, whose rows this does not refresh). A fill's id is the primary key
-        of `fills`: the same fill cannot be stored twice."""
+        read the balances it moved. Balance rows `add` loaded earlier in the transaction are set to the values written
+        here, so an `add` after this one moves them from there. A fill's id is the primary key of `fills`: the same fill
+        cannot be stored twice."""
         fill_rows = [
             {
                 "id": fill.fill_id, "order_id": fill.order_id, "account_id": account_id, "symbol": symbol, "side": side,
@@ -222,6 +225,12 @@ class JournalRepository:
         await _insert_rows(self._session, _INSERT_ENTRIES, _ENTRIES, entry_rows)
         await _insert_rows(self._session, _INSERT_POSTINGS, _POSTINGS, posting_rows)
         await _insert_rows(self._session, _SET_BALANCES, _BALANCES, balance_rows)
+        loaded = self._session.sync_session.identity_map
+        for row in balance_rows:  # rows `add` read in this transaction (and keeps): now what was just written
+            kept = loaded.get(identity_key(BalanceRow, (row["account_id"], row["ledger_account"])))
+            if kept is not None:
+                set_committed_value(kept, "amount", row["amount"])
+                set_committed_value(kept, "quantity", row["quantity"])
 
     async def fills_existing(self, fill_ids: Sequence[str]) -> set[str]:
         """Which of the fills `fill_ids` are already booked."""
