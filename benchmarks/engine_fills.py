@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/engine_fills.py [--orders 500] [--accounts 20] [--rounds 5]
         [--postgres] [--admin-url postgresql://postgres@127.0.0.1:5432/postgres] [--redis-db 13] [--profile]
-        [--count-statements] [--entry-probe] [--group-most N]
+        [--count-statements] [--entry-probe [--probe-in-group]] [--group-most N]
 
 The API runs in this process (its lifespan, no engine of its own: ``engine_in_process`` off) on a
 fresh SQLite file, or with --postgres on a fresh ``bench_<random>`` database (dropped at the end)
@@ -24,9 +24,9 @@ Two ways of recording, alternating round by round (who goes first alternates too
   transaction of its own by `executions.record`, as the engine did before the group commit.
 
 Against a tree without the group commit (PYTHONPATH=/work/wt/base/src) both are the per-event path,
-which is how to check that ``per_event`` stands for it. On SQLite the engine writes one event a transaction
-(`executions.SQLITE_GROUP_MOST`: order entry shares the process's writer), so there the two are alike unless
---group-most sets the group's size (both GROUP_MOST and SQLITE_GROUP_MOST). The shard's reconciliation, session checks
+which is how to check that ``per_event`` stands for it. On SQLite groups are smaller
+(`executions.SQLITE_GROUP_MOST`: order entry shares the process's writer). --group-most sets the group's size
+(GROUP_MOST, SQLITE_GROUP_MOST and record_many's bound). The shard's reconciliation, session checks
 and gauges are put off during the timed step (not what is measured). Figures: medians over --rounds
 of the timed step's wall time, as fills per second; CPU seconds of this process are printed too, and per fill.
 --count-statements: one more round of each, untimed, counting the SQL statements its step ran (per fill too).
@@ -38,7 +38,9 @@ which rests) every 5 ms and times each answer: what order entry waits behind a q
 orders. On SQLite that is the embedded process as it runs (the engine shares the process's writer with order
 entry); on PostgreSQL the engine is a process of its own in production, so there the figure only shows this
 process's event loop being shared. The probe's work is inside the timed step of both variants alike; its
-answers' median and maximum are printed and added to the RESULT line.
+answers' median and maximum are printed and added to the RESULT line. --probe-in-group: the probe's orders are of
+one of the accounts whose orders the quote fills (not of an account of its own), so on PostgreSQL each waits for the
+group holding that account's lock.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ class Bench:
         self.shard = Shard(runtime)
         self.traders: list[tuple[str, dict[str, str]]] = []  # (account id, headers)
         self.entry_probe = False
+        self.probe_in_group = False  # the probe's orders are of an account of the filled orders (--probe-in-group)
         self.prober: tuple[str, dict[str, str]] = ("", {})  # (account id, headers) of the order entry probe
         self.entries: dict[str, list[float]] = {variant: [] for variant in VARIANTS}  # order entry answers, seconds
         self.statements: dict[str, int] = {}  # SQL statements of a counted round's step, by variant
@@ -132,6 +135,8 @@ class Bench:
             response.raise_for_status()
             self.traders.append((str(response.json()["id"]), headers))
         self.prober = self.traders.pop()
+        if self.probe_in_group:
+            self.prober = self.traders[0]  # one of the accounts whose orders the quote fills: it waits for their locks
         self.shard.instruments = await MarketDataService(self.runtime).instruments()
 
     async def _place(self, tag: str, n: int) -> str:
@@ -245,6 +250,7 @@ async def run(
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         bench = Bench(app.state.runtime, client, args.orders)
         bench.entry_probe = args.entry_probe
+        bench.probe_in_group = args.probe_in_group
         await bench.sign_up(args.accounts)
         await bench.round("grouped", "warm-grouped")  # warm-up of both, not counted
         await bench.round("per_event", "warm-per-event")
@@ -305,15 +311,18 @@ def main() -> None:
     )
     parser.add_argument("--entry-probe", action="store_true", help="time order entry during the timed step (see above)")
     parser.add_argument(
-        "--group-most", type=int, help="events a group writes at most (the engine's GROUP_MOST, and SQLITE_GROUP_MOST)"
+        "--probe-in-group", action="store_true", help="--entry-probe with an account whose orders the quote fills"
+    )
+    parser.add_argument(
+        "--group-most", type=int, help="events a group writes at most (GROUP_MOST, SQLITE_GROUP_MOST and record_many's bound)"
     )
     args = parser.parse_args()
     if args.orders < 1 or args.accounts < 1 or args.rounds < 1:
         parser.error("--orders, --accounts and --rounds must be at least 1")
     if args.group_most is not None:
-        if not 1 <= args.group_most <= executions.GROUP_MOST:
-            parser.error(f"--group-most must be between 1 and {executions.GROUP_MOST} (record_many's own bound)")
-        engine.GROUP_MOST = engine.SQLITE_GROUP_MOST = args.group_most
+        if args.group_most < 1:
+            parser.error("--group-most must be at least 1")
+        executions.GROUP_MOST = engine.GROUP_MOST = engine.SQLITE_GROUP_MOST = args.group_most  # record_many's bound too
 
     namespace = f"bench-{uuid.uuid4().hex[:10]}"
     with tempfile.TemporaryDirectory(prefix="engine-fills-data-") as data_dir, store(args) as (database_url, redis_url):

@@ -5,7 +5,7 @@ owns (`commands.shard_of`). One task does everything, in order: match on the new
 symbol, apply order changes it was told about, expire day orders when their venue closes, and
 every `engine_reconcile_seconds` compare its book with the open orders in the database. It records
 the engine events of a step together (`executions.record_many`, one transaction for up to
-`GROUP_MOST` of them; on SQLite, whose one writer order entry shares, `SQLITE_GROUP_MOST`), each on its own
+`GROUP_MOST` of them; on SQLite, whose one writer order entry shares, `SQLITE_GROUP_MOST`, fewer), each on its own
 (`executions.record`) when that fails. Quotes go first so an order is never matched on a
 quote older than one the shard already holds (a marketable buy taken in the same step as a new quote
 filled at the ask before it); a cancel taken in that step may then find its order filled in the

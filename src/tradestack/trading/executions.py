@@ -70,10 +70,15 @@ GROUP_MOST = 20
 writes, ~25-50 ms for 20 fills (~0.6-1 ms of CPU a fill, benchmarks/engine_fills.py on a loaded 2-core machine; ~7-11 ms
 a fill before the group's writes went out one statement a table): an order of one of those accounts waits for it."""
 
-SQLITE_GROUP_MOST = 1
-"""The same on SQLite, where the transaction also holds the process's one writer, which order entry shares: a group of
-50 made order entry wait ~350 ms (median) behind a quote crossing 300 resting orders, against ~11 ms one event a
-transaction (`benchmarks/engine_fills.py --entry-probe`); there each event is written on its own, as before."""
+SQLITE_GROUP_MOST = 10
+"""The same on SQLite, where the transaction also holds the process's one writer, which order entry shares (any
+account's order waits). Since a group is decided in memory and written one statement a table (`_Group`), groups of 10
+keep order entry's wait behind a quote crossing 300 resting orders near one event a transaction's
+(`benchmarks/engine_fills.py --orders 300 --accounts 20 --entry-probe` on a loaded 2-core machine, five runs a size;
+fills/s, order entry's median wait, its max): one event a transaction 91-176 fills/s, 4.7-6.3 ms, 23-45 ms; groups of
+10 570-937, 4.8-9.4 ms (at most 1.8x one-a-transaction's of the same pass), 21-41 ms; groups of 20 665-1156, 8.1-22.5
+ms (2.7x and 3.6x in two of the five passes), 30-47 ms. With the earlier per-statement writes groups of 50 made it wait
+~350 ms, hence one at a time then."""
 
 Event = Fill | Triggered | Expired
 

@@ -104,8 +104,8 @@ async def _statuses(runtime: Runtime, order_ids: list[str]) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("group_most", "commits"),
     [
-        (None, {"postgresql": [9], "sqlite": [1] * 9}),  # one transaction for the quote's nine fills, where each had
-        # its own; on SQLite still one each (`SQLITE_GROUP_MOST`): order entry shares the process's one writer
+        (None, {"postgresql": [9], "sqlite": [9]}),  # one transaction for the quote's nine fills, where each had its
+        # own; on SQLite too (`SQLITE_GROUP_MOST` 10: a group decided in memory holds the process's one writer briefly)
         (20, {"postgresql": [9], "sqlite": [9]}),  # the grouping itself, on both
         (4, {"postgresql": [4, 4, 1], "sqlite": [4, 4, 1]}),  # a group holds its accounts' locks while it writes: bounded
     ],
