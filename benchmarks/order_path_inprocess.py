@@ -12,13 +12,15 @@ service does in memory:
    its `OpenOrders` and a `MarketSnapshot` of the quotes in force (built again after a quote), `risk.evaluate`
    on it, then `OrderAccepted` or `OrderDenied` applied to the Order, and `reserve_for` kept for an
    accepted buy (the pipeline's own cash accounting, checked by `verify`);
-3. match - a `WorkingOrder` into the instrument's `MatchingEngine` (fee bps + minimum, slippage,
-   zero latency, participation 1); every 10 orders of an instrument a new quote (seeded random
-   walk) reaches its engine first and fills what rests;
+3. match - a `WorkingOrder` into the instrument's `MatchingEngine` (fee bps + minimum in the
+   currency's minor unit, as the service's fee model; slippage, zero latency, participation 1); every
+   10 orders of an instrument a new quote (seeded random walk) reaches its engine first and fills
+   what rests;
 4. fill events - each engine `Fill` applied to its Order as `OrderPartiallyFilled`/`OrderFilled`,
    each `Expired` as `OrderExpired`;
 5. ledger - `ledger.fill_entry_with_effect` against the `PositionState` (the entry and the position
-   after the fill, from one computation), cash updated.
+   after the fill, from one computation; cash rounded to the minor unit as the service books it), cash
+   moved by the entry's cash postings.
 
 The order flow is drawn from the seed before the clock starts (sides, types, sizes, quotes and
 timestamps: 1 ms apart, so the order-rate check sees a real count); only the limit prices are
@@ -93,6 +95,7 @@ from tradestack.domain.riskstate import OpenOrder as RiskOpenOrder
 from tradestack.domain.riskstate import OpenOrders, account_risk_state
 from tradestack.domain.snapshot import MarketSnapshot, view_of
 from tradestack.kit import gcpolicy
+from tradestack.kit.currencies import minor_units
 
 GOAL_CPU_ORDERS_PER_SECOND = 50_000  # issue 12: the pure path, orders per CPU second of the process
 ACCOUNT = "acct-bench"
@@ -102,7 +105,9 @@ ORDER_INTERVAL = timedelta(milliseconds=1)
 ORDERS_PER_MINUTE = 60_000  # at ORDER_INTERVAL
 QUOTE_EVERY = 10  # orders of one instrument between two quotes
 DEPOSIT = Decimal(1_000_000)
-FEE = FeeModel(bps=Decimal(1), minimum=Decimal("0.35"))
+CASH_PLACES = minor_units(CURRENCY)  # the service books fees and cash in the currency's minor unit (trading/service.py,
+# `fee_model_for`; books/booking.py, `cash_places`): so does this pipeline
+FEE = FeeModel(bps=Decimal(1), minimum=Decimal("0.35"), places=CASH_PLACES)
 SLIPPAGE = SlippageModel(bps=Decimal("0.5"))
 LIMITS = RiskLimits(
     max_order_notional=Decimal(100_000),
@@ -119,6 +124,8 @@ FAT_FINGER_THROUGH = Decimal("0.08")  # a limit this far through the market is b
 NO_FX = FxRates({})  # one currency: nothing to convert
 # Read per order: module globals, not a lookup through the enum class's attribute hook (~80 ns each in 3.11).
 SIDE_BUY, SIDE_SELL = Side.BUY, Side.SELL
+CASH_KIND = AccountKind.CASH
+_ZERO = Decimal(0)
 ORDER_TYPE_LIMIT = OrderType.LIMIT
 TIME_IN_FORCE_IOC = TimeInForce.IOC
 
@@ -375,21 +382,21 @@ class Pipeline:
             side = open_order.side
             entry, effect = fill_entry_with_effect(
                 f"je-{fill.fill_id}", fill.ts, symbol, side, fill.quantity, fill.price,
-                CURRENCY, fill.fee, CURRENCY, book.position, reference=fill.fill_id,
+                CURRENCY, fill.fee, CURRENCY, book.position, reference=fill.fill_id, cash_places=CASH_PLACES,
             )  # fmt: skip
             self.journal.append(entry)
             self._books = None
             book.position, realized = effect.position, effect.realized
             self.realized_today += realized - fill.fee
-            notional = fill.quantity * fill.price
+            moved = _ZERO  # cash moves by the entry's cash postings (notional rounded to the minor unit, fee), as books do
+            for posting in entry.postings:
+                if posting.account.kind is CASH_KIND:
+                    moved += posting.amount
+            self.cash += moved
             if side is SIDE_BUY:
-                spent = notional + fill.fee
-                self.cash -= spent
-                released = min(spent, open_order.reserved)
+                released = min(-moved, open_order.reserved)
                 open_order.reserved -= released
                 self.reserved -= released
-            else:
-                self.cash += notional - fill.fee
             self.fills += 1
 
     def retire(self, booked_or_expired: list[MatchEvent]) -> None:
