@@ -7,11 +7,13 @@ service does in memory:
 
 1. submit - build an `OrderRequest` with a fresh client_order_id, `validate` it against the
    instrument, fold `OrderSubmitted` with `Order.from_events`;
-2. risk - `riskstate.account_risk_state` (the function the trading service calls) on the account's
-   `AccountBooks` (built again after a fill moved them, as the account's single writer keeps them),
-   its `OpenOrders` and a `MarketSnapshot` of the quotes in force (built again after a quote), `risk.evaluate`
-   on it, then `OrderAccepted` or `OrderDenied` applied to the Order, and `reserve_for` kept for an
-   accepted buy (the pipeline's own cash accounting, checked by `verify`);
+2. risk - the account's `riskstate.AccountRisk` (what `account_risk_state`, the function the trading service
+   calls, builds and reads once), kept by the pipeline as the account's single writer: built from its
+   `AccountBooks`, its `OpenOrders` and a `MarketSnapshot` at the start, then moved by each fill (the journal
+   entry and the position after it) and each new snapshot of the quotes in force (built again after a quote)
+   instead of rebuilt; its `state` for the order, `risk.evaluate_reserving` on it (`evaluate`, and what an
+   accepted buy reserves, kept for the pipeline's own cash accounting, checked by `verify`), then `OrderAccepted`
+   or `OrderDenied` applied to the Order, an accepted one counted in `OpenOrders`;
 3. match - a `WorkingOrder` into the instrument's `MatchingEngine` (fee bps + minimum in the
    currency's minor unit, as the service's fee model; slippage, zero latency, participation 1); every
    10 orders of an instrument a new quote (seeded random walk) reaches its engine first and fills
@@ -90,9 +92,9 @@ from tradestack.domain.orders import (
     fill_event,
 )
 from tradestack.domain.portfolio import FxRates, PositionState
-from tradestack.domain.risk import OrderIntent, RiskLimits, TradingState, evaluate, reserve_for
+from tradestack.domain.risk import RiskLimits, TradingState, evaluate_reserving, intent_of
+from tradestack.domain.riskstate import AccountRisk, OpenOrders
 from tradestack.domain.riskstate import OpenOrder as RiskOpenOrder
-from tradestack.domain.riskstate import OpenOrders, account_risk_state
 from tradestack.domain.snapshot import MarketSnapshot, view_of
 from tradestack.kit import gcpolicy
 from tradestack.kit.currencies import minor_units
@@ -127,6 +129,7 @@ SIDE_BUY, SIDE_SELL = Side.BUY, Side.SELL
 CASH_KIND = AccountKind.CASH
 _ZERO = Decimal(0)
 ORDER_TYPE_LIMIT = OrderType.LIMIT
+TRADING_ACTIVE = TradingState.ACTIVE
 TIME_IN_FORCE_IOC = TimeInForce.IOC
 
 
@@ -249,7 +252,6 @@ class Pipeline:
         self.journal: list[JournalEntry] = [opening]
         self.cash = DEPOSIT
         self.reserved = Decimal(0)
-        self.realized_today = Decimal(0)
         self.open: dict[str, OpenOrder] = {}
         self.working = OpenOrders(LIMITS, {b.instrument.symbol: b.instrument for b in self.books}, lambda _: FEE)
         self.done: list[Order] = []
@@ -258,8 +260,9 @@ class Pipeline:
         self.submitted = 0
         self.fills = 0
         self.expired_at_close = 0
-        self._books: AccountBooks | None = None
-        self._market: MarketSnapshot | None = None
+        self._market: MarketSnapshot | None = MarketSnapshot({}, NO_FX)  # no quote yet
+        # the account's risk inputs, kept by this single writer and moved by each fill and quote (not rebuilt)
+        self.account = AccountRisk(self.account_books(), self.working, self._market)
 
     # -- stages -------------------------------------------------------------------------------
 
@@ -293,47 +296,33 @@ class Pipeline:
         return Order.from_events((OrderSubmitted(order_id=f"o-{number}", ts=spec.ts, request=request),))
 
     def account_books(self) -> AccountBooks:
-        """The account's books as the risk state reads them (what `BooksService.snapshot` answers).
-
-        Built again only after a fill moved them (as the account's single writer keeps them)."""
-        if self._books is not None:
-            return self._books
+        """The account's books as they stand (what `BooksService.snapshot` answers); the risk state starts from them."""
         holdings = {b.instrument.symbol: Holding(b.position, CURRENCY) for b in self.books if b.position.quantity}
-        self._books = AccountBooks(
-            ACCOUNT,
-            CURRENCY,
-            balances={AccountKind.CASH: {CURRENCY: self.cash}},
-            holdings=holdings,
-            realized_today={CURRENCY: self.realized_today},
-        )
-        return self._books
+        return AccountBooks(ACCOUNT, CURRENCY, balances={AccountKind.CASH: {CURRENCY: self.cash}}, holdings=holdings)
 
     def market(self) -> MarketSnapshot:
-        """The quotes in force (what `MarketDataService.snapshot` answers); built again only after a new quote."""
-        if self._market is None:
+        """The quotes in force (what `MarketDataService.snapshot` answers); built again only after a new quote, and
+        handed to the risk state then (which moves the gross exposure of what the quotes mark)."""
+        market = self._market
+        if market is None:
             quotes = {b.instrument.symbol: view_of(b.quote) for b in self.books if b.quote is not None}
-            self._market = MarketSnapshot(quotes, NO_FX)
-        return self._market
+            market = self._market = MarketSnapshot(quotes, NO_FX)
+            self.account.on_market(market)
+        return market
 
     def risk(self, order: Order, book: Book, spec: Spec) -> OpenOrder | None:
-        """Evaluate the risk checks on the state `account_risk_state` builds; accept (reserving for a buy) or deny."""
+        """Evaluate the risk checks on the account's kept `AccountRisk` state; accept (reserving for a buy) or deny."""
         request = order.request
         side = request.side
-        intent = OrderIntent(ACCOUNT, request.symbol, side, request.type, request.quantity, request.limit_price)
         market = self.market()
-        state = account_risk_state(
-            self.account_books(),
-            self.working,
-            market,
-            side=side,
-            orders_in_last_minute=min(self.submitted - 1, ORDERS_PER_MINUTE),
+        state = self.account.state(side=side, orders_in_last_minute=min(self.submitted - 1, ORDERS_PER_MINUTE))
+        denial, reserved = evaluate_reserving(
+            intent_of(order), LIMITS, state, TRADING_ACTIVE, market.mark(request.symbol), fee_model=FEE
         )
-        denial = evaluate(intent, LIMITS, state, TradingState.ACTIVE, market.mark(request.symbol), fee_model=FEE)
         if denial is not None:
             self.denials[denial.check.value] += 1
             self.done.append(order.apply(OrderDenied(order_id=order.id, ts=spec.ts, reason=str(denial))))
             return None
-        reserved = reserve_for(intent, LIMITS, market.mark(request.symbol), fee_model=FEE)
         self.reserved += reserved
         open_order = OpenOrder(order.apply(OrderAccepted(order_id=order.id, ts=spec.ts)), book, side, reserved)
         self.open[order.id] = open_order
@@ -385,9 +374,9 @@ class Pipeline:
                 CURRENCY, fill.fee, CURRENCY, book.position, reference=fill.fill_id, cash_places=CASH_PLACES,
             )  # fmt: skip
             self.journal.append(entry)
-            self._books = None
-            book.position, realized = effect.position, effect.realized
-            self.realized_today += realized - fill.fee
+            book.position = effect.position
+            self.account.on_entry(entry)  # cash and realized P&L move by the entry's postings, as the books move
+            self.account.on_position(effect.position, CURRENCY)
             moved = _ZERO  # cash moves by the entry's cash postings (notional rounded to the minor unit, fee), as books do
             for posting in entry.postings:
                 if posting.account.kind is CASH_KIND:
@@ -443,7 +432,7 @@ class Pipeline:
 STAGES = ("submit", "risk", "match", "fill events", "ledger")
 STAGE_NOTES = {
     "submit": "OrderRequest + validate + OrderSubmitted + Order.from_events",
-    "risk": "AccountBooks + MarketSnapshot + account_risk_state + evaluate + OrderAccepted/Denied + OpenOrders.put",
+    "risk": "MarketSnapshot + AccountRisk.state + evaluate_reserving + OrderAccepted/Denied + OpenOrders.put",
     "match": "WorkingOrder + engine.submit, engine.on_quote, session close",
     "fill events": "OrderPartiallyFilled/OrderFilled/OrderExpired applied to the Order",
     "ledger": "fill_entry_with_effect + cash and reservations",

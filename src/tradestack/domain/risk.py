@@ -38,10 +38,10 @@ from decimal import Decimal
 from enum import StrEnum
 
 from tradestack.core.money import canonical
-from tradestack.domain.frozen import fast_init
+from tradestack.domain.frozen import builder, fast_init
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import FeeModel
-from tradestack.domain.orders import OrderType
+from tradestack.domain.orders import Order, OrderType
 
 _ZERO = Decimal(0)
 _HUNDRED = Decimal(100)
@@ -526,21 +526,21 @@ def check_buying_power(
 ) -> RiskDenial | None:
     """Deny a buy whose `reserve_for` (notional plus estimated fee) exceeds cash less open-order reservations."""
     notional = _notional(intent, order_price(intent, last_price, limits.price_collar_pct))
-    return _buying_power(intent, limits, state, notional, fee_model, to_base)
+    return _buying_power(limits, state, _needed(intent, notional, fee_model, to_base))
 
 
-def _buying_power(
-    intent: OrderIntent,
-    limits: RiskLimits,
-    state: AccountRiskState,
-    notional: Decimal | None,
-    fee_model: FeeModel | None,
-    to_base: ToBase,
-) -> RiskDenial | None:
-    """`check_buying_power` with the order's notional in the quote currency (what `reserve_for` prices)."""
+def _needed(intent: OrderIntent, notional: Decimal | None, fee_model: FeeModel | None, to_base: ToBase) -> Decimal | None:
+    """What a buy of `notional` (quote currency, at its `order_price`) reserves (`reserve_for`, in the base currency);
+    None for a sell or an order that cannot be priced."""
     if intent.side is _SIDE_SELL or notional is None:
         return None
-    needed = _reserve(notional, fee_model, to_base)
+    return _reserve(notional, fee_model, to_base)
+
+
+def _buying_power(limits: RiskLimits, state: AccountRiskState, needed: Decimal | None) -> RiskDenial | None:
+    """`check_buying_power` with what the order needs (`_needed`; None: nothing to check)."""
+    if needed is None:
+        return None
     available = state.cash_available - state.reserved_by_open_orders
     if needed > available:
         currency = limits.currency
@@ -571,6 +571,21 @@ def evaluate(
     positions) are worked out once, then each check's rule - the function its `check_*` runs -
     compares on them. There is no second statement of the rules to fall out of step with them.
     """
+    return evaluate_reserving(intent, limits, state, global_state, last_price, fee_model=fee_model, to_base=to_base)[0]
+
+
+def evaluate_reserving(
+    intent: OrderIntent,
+    limits: RiskLimits,
+    state: AccountRiskState,
+    global_state: TradingState,
+    last_price: Decimal | None,
+    *,
+    fee_model: FeeModel | None = None,
+    to_base: ToBase = same_currency,
+) -> tuple[RiskDenial | None, Decimal]:
+    """`evaluate`, and what the order reserves once accepted: `reserve_for` of it (with the same `fee_model` and
+    `to_base`), from the notional plus fee the buying-power check priced (zero for a sell or a denied order)."""
     quantity, limit = intent.quantity, intent.limit_price
     current = state.positions.get(intent.symbol, _ZERO)
     resulting = current + quantity if intent.side is _SIDE_BUY else current - quantity
@@ -578,7 +593,7 @@ def evaluate(
     last = last_price if isinstance(last_price, Decimal) and last_price.is_finite() and last_price > 0 else None
     price = limit if limit is not None else _price(intent, last, limits.price_collar_pct)
     notional = None if price is None else quantity * price
-    return (
+    denial = (
         _trading_state(intent, state, global_state, current, resulting)
         or check_order_rate(limits, state)
         or _reference_price(intent, last)
@@ -588,8 +603,25 @@ def evaluate(
         or _position_limit(intent, limits, current, resulting)
         or _daily_loss(limits, state, current, resulting)
         or _gross_exposure(limits, state, last or price, current, resulting, to_base)
-        or _buying_power(intent, limits, state, notional, fee_model, to_base)
     )
+    if denial is not None:
+        return denial, _ZERO
+    needed = _needed(intent, notional, fee_model, to_base)
+    denial = _buying_power(limits, state, needed)
+    return denial, _ZERO if denial is not None or needed is None else needed
+
+
+def intent_of(order: Order) -> OrderIntent:
+    """`order` as the risk checks see it, without `OrderIntent`'s checks: its request passed the same ones when
+    `OrderSubmitted` took it (a positive quantity, each price present exactly when the type needs it, positive)."""
+    request = order.request
+    return _new_intent(
+        request.account_id, request.symbol, request.side, request.type, request.quantity, request.limit_price,
+        request.stop_price,
+    )  # fmt: skip
+
+
+_new_intent = builder(OrderIntent, checked=False)
 
 
 # Enum members as module constants: a member looked up on its class goes through EnumType's attribute

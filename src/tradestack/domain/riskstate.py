@@ -28,21 +28,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact
 from functools import lru_cache
 
 from tradestack.domain.books import AccountBooks, FxPolicy
 from tradestack.domain.frozen import builder, fast_init
 from tradestack.domain.instruments import Instrument
+from tradestack.domain.ledger import AccountKind, JournalEntry
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import FeeModel
 from tradestack.domain.orders import OrderType
-from tradestack.domain.portfolio import FxRates
+from tradestack.domain.portfolio import FxRates, PositionState
 from tradestack.domain.risk import AccountRiskState, OrderIntent, RiskLimits, TradingState, reserve_at, reserve_for
 from tradestack.domain.snapshot import MarketSnapshot
 
 _ZERO = Decimal(0)
 _BPS = Decimal(10_000)
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
+"""Sums of exposure terms: exact, so a sum kept by adding and removing terms equals the sum of the terms held."""
 
 
 @fast_init
@@ -273,12 +276,24 @@ def buying_power(
     the base currency at the rate plus `fx_fee_bps`, so base cash counts net of the fee: the order
     passes exactly when the fill's conversion can be paid. `MissingFxRate` when a needed rate is absent.
     """
-    base = books.base_currency
-    cash, held = books.cash, reserved
-    if _one_currency(books, currency, held):
+    return _buying_power(books.base_currency, books.fx_policy, books.cash, rates, currency, reserved, fx_fee_bps)
+
+
+def _buying_power(
+    base: str,
+    fx_policy: FxPolicy,
+    cash: Mapping[str, Decimal],
+    rates: FxRates,
+    currency: str,
+    reserved: Mapping[str, Decimal],
+    fx_fee_bps: Decimal,
+) -> BuyingPower:
+    """`buying_power` of an account in `base` under `fx_policy` holding `cash` (per currency)."""
+    held = reserved
+    if _one_currency(base, fx_policy, cash, currency, held):
         # one currency in play: no conversion, nothing owed from a third currency (the general rule gives the same)
         return BuyingPower(cash.get(base, _ZERO), held.get(base, _ZERO), _auto_convert_counted(base))
-    if books.fx_policy is _FX_POLICY_MULTI_CURRENCY:
+    if fx_policy is _FX_POLICY_MULTI_CURRENCY:
         return BuyingPower(
             _in(rates, cash, base),
             _in(rates, held, base),
@@ -298,12 +313,13 @@ def buying_power(
     )
 
 
-def _one_currency(books: AccountBooks, currency: str, reserved: Mapping[str, Decimal]) -> bool:
+def _one_currency(
+    base: str, fx_policy: FxPolicy, cash: Mapping[str, Decimal], currency: str, reserved: Mapping[str, Decimal]
+) -> bool:
     """Whether a purchase in `currency` is `buying_power`'s one-currency case: the base currency under auto-convert,
     and each of the cash and `reserved` holding nothing but (at most) the base currency."""
-    base, cash = books.base_currency, books.cash
     return (
-        currency == base and books.fx_policy is _FX_POLICY_AUTO_CONVERT
+        currency == base and fx_policy is _FX_POLICY_AUTO_CONVERT
         and (not cash or (len(cash) == 1 and base in cash)) and (not reserved or (len(reserved) == 1 and base in reserved))
     )  # fmt: skip
 
@@ -315,6 +331,139 @@ def _in(rates: FxRates, amounts: Mapping[str, Decimal], base: str) -> Decimal:
         if amount:
             total += rates.convert(amount, currency, base) if currency != base else amount
     return total
+
+
+def exposure(position: PositionState, mark: Decimal | None) -> Decimal:
+    """What one holding adds to the gross exposure, in its own currency: |quantity| x mark, at cost without a mark."""
+    return abs(position.quantity) * mark if mark is not None else abs(position.cost)
+
+
+class AccountRisk:
+    """The risk checks' inputs of one account, kept in memory by the account's single writer and moved by each event.
+
+    Built from the account's `AccountBooks`, its `OpenOrders` and the `MarketSnapshot` in force, then
+    updated instead of rebuilt: `on_entry` for each journal entry booked (cash and realized P&L move by its
+    postings, as the books move), `on_position` for the position a fill leaves, `on_market` for a new
+    snapshot (the marks of the symbols whose quotes changed move their gross exposure terms), `new_day`
+    when the day's realized P&L starts again; the open orders are the `OpenOrders` it was given, which
+    its writer keeps up to date. `state` answers what `account_risk_state` of books built afresh answers
+    (that function is this class, built and read once).
+
+    Gross exposure is kept per holding currency as an exact sum of each holding's `exposure` term, so
+    updating one term gives the same sum as adding every term again; it is converted into the base currency
+    when read. Only the account's single writer may call the `on_*` methods.
+    """
+
+    __slots__ = (
+        "_cash", "_exposure", "_fx_policy", "_market", "_positions", "_realized", "_terms",
+        "allow_short", "base_currency", "open_orders",
+    )  # fmt: skip
+
+    def __init__(self, books: AccountBooks, open_orders: OpenOrders, market: MarketSnapshot) -> None:
+        self.base_currency, self.allow_short, self._fx_policy = books.base_currency, books.allow_short, books.fx_policy
+        self.open_orders = open_orders
+        self._market = market
+        self._cash: dict[str, Decimal] = dict(books.cash)
+        self._realized: dict[str, Decimal] = dict(books.realized_today)
+        self._positions: dict[str, Decimal] = {}  # signed quantities of the holdings
+        self._terms: dict[str, tuple[PositionState, str, Decimal]] = {}  # holdings at cost, currency, exposure term
+        self._exposure: dict[str, Decimal] = {}  # exact sums of the terms, per holding currency (none at zero)
+        for holding in books.holdings.values():
+            self.on_position(holding.position, holding.currency)
+
+    @property
+    def market(self) -> MarketSnapshot:
+        """The snapshot in force (see `on_market`)."""
+        return self._market
+
+    def on_entry(self, entry: JournalEntry) -> None:
+        """`entry` was booked: cash moves by its cash postings and today's realized P&L by its realized P&L postings."""
+        cash, realized = self._cash, self._realized
+        for posting in entry.postings:
+            kind = posting.account.kind
+            if kind is _ACCOUNT_KIND_CASH:
+                currency = posting.currency
+                cash[currency] = cash.get(currency, _ZERO) + posting.amount
+            elif kind is _ACCOUNT_KIND_REALIZED_PNL:  # the journal keeps gains as credits
+                currency = posting.currency
+                realized[currency] = realized.get(currency, _ZERO) - posting.amount
+
+    def new_day(self) -> None:
+        """A new day starts: nothing realized today yet."""
+        self._realized = {}
+
+    def on_position(self, position: PositionState, currency: str) -> None:
+        """The account's position in `position.symbol` (priced in `currency`) is now `position` (flat: none)."""
+        symbol = position.symbol
+        if position.quantity:
+            self._positions[symbol] = position.quantity
+            self._mark(symbol, position, currency)
+        elif symbol in self._terms:
+            del self._positions[symbol]
+            self._mark(symbol, None, currency)
+
+    def on_market(self, market: MarketSnapshot, changed: Iterable[str] | None = None) -> None:
+        """`market` is in force now; the quotes of the symbols in `changed` moved (every symbol's when None)."""
+        self._market = market
+        terms = self._terms
+        for symbol in list(terms) if changed is None else changed:
+            known = terms.get(symbol)
+            if known is not None:
+                self._mark(symbol, known[0], known[1])
+
+    def _mark(self, symbol: str, position: PositionState | None, currency: str) -> None:
+        """Put the exposure term of `position` (None: no holding) in place of the one `symbol` had."""
+        terms, sums = self._terms, self._exposure
+        known = terms.pop(symbol, None)
+        if known is not None:
+            _, was_in, term = known
+            total = _EXACT.subtract(sums[was_in], term)
+            if total:
+                sums[was_in] = total
+            else:
+                del sums[was_in]
+        if position is not None:
+            term = exposure(position, self._market.mark(symbol))
+            terms[symbol] = (position, currency, term)
+            total = _EXACT.add(sums.get(currency, _ZERO), term)
+            if total:
+                sums[currency] = total
+            else:
+                sums.pop(currency, None)
+
+    def state(
+        self,
+        *,
+        side: Side,
+        currency: str | None = None,
+        orders_in_last_minute: int,
+        trading_state: TradingState = TradingState.ACTIVE,
+        excluding: str | None = None,
+        fx_fee_bps: Decimal = _ZERO,
+    ) -> AccountRiskState:
+        """What the checks need about the account now, for a new order on `side` in `currency` (the instrument's
+        quote currency; the base currency when None), under the FX fee `fx_fee_bps` (see the module docstring)."""
+        base, market, open_orders, cash = self.base_currency, self._market, self.open_orders, self._cash
+        rates = market.rates
+        reserved = open_orders.reserved_now(market, excluding)
+        if _one_currency(base, self._fx_policy, cash, currency or base, reserved):  # `_buying_power`'s first case
+            cash_available, held, counted = cash.get(base, _ZERO), reserved.get(base, _ZERO), _auto_convert_counted(base)
+        else:
+            power = _buying_power(base, self._fx_policy, cash, rates, currency or base, reserved, fx_fee_bps)
+            cash_available, held, counted = power.cash, power.reserved, power.counted
+        positions = dict(self._positions)
+        for symbol, bought in open_orders.currency_pairs.items():
+            positions[symbol] = cash.get(bought, _ZERO)  # a currency pair is held as cash in its base currency
+        for symbol, pending in open_orders.pending_now(side, excluding).items():
+            positions[symbol] = positions.get(symbol, _ZERO) + pending
+        sums = self._exposure
+        gross = sums[base] if len(sums) == 1 and base in sums else _in(rates, sums, base)
+        realized = self._realized  # in the common case, one currency: nothing to convert
+        realized_today = realized[base] if len(realized) == 1 and base in realized else _in(rates, realized, base)
+        return _new_risk_state(  # the fields in declaration order (see `AccountRiskState`), checked as its constructor checks
+            cash_available, held, positions, gross, realized_today, orders_in_last_minute, self.allow_short,
+            trading_state, counted,
+        )  # fmt: skip
 
 
 def account_risk_state(
@@ -330,33 +479,16 @@ def account_risk_state(
     fx_fee_bps: Decimal = _ZERO,
 ) -> AccountRiskState:
     """What the checks need about the account now, for a new order on `side` in `currency` (the instrument's
-    quote currency; the base currency when None), under the FX fee `fx_fee_bps` (see the module docstring)."""
-    base, rates = books.base_currency, market.rates
-    reserved = open_orders.reserved_now(market, excluding)
-    if _one_currency(books, currency or base, reserved):  # `buying_power`'s first case, without its `BuyingPower`
-        cash_available, held, counted = books.cash.get(base, _ZERO), reserved.get(base, _ZERO), _auto_convert_counted(base)
-    else:
-        power = buying_power(books, rates, currency or base, reserved, fx_fee_bps=fx_fee_bps)
-        cash_available, held, counted = power.cash, power.reserved, power.counted
-    positions: dict[str, Decimal] = {}
-    gross = _ZERO
-    marked_of = market.marked
-    for symbol, holding in books.holdings.items():
-        position = holding.position
-        quantity = positions[symbol] = position.quantity
-        marked = marked_of(symbol)
-        value = abs(quantity) * marked[0] if marked is not None else abs(position.cost)
-        gross += rates.convert(value, holding.currency, base) if holding.currency != base else value
-    for symbol, bought in open_orders.currency_pairs.items():
-        positions[symbol] = books.cash_in(bought)  # a currency pair is held as cash in its base currency
-    for symbol, pending in open_orders.pending_now(side, excluding).items():
-        positions[symbol] = positions.get(symbol, _ZERO) + pending
-    realized = books.realized_today  # in the common case, one currency: nothing to convert
-    realized_today = realized[base] if len(realized) == 1 and base in realized else _in(rates, realized, base)
-    return _new_risk_state(  # the fields in declaration order (see `AccountRiskState`), checked as its constructor checks
-        cash_available, held, positions, gross, realized_today, orders_in_last_minute, books.allow_short,
-        trading_state, counted,
-    )  # fmt: skip
+    quote currency; the base currency when None), under the FX fee `fx_fee_bps` (see the module docstring):
+    `AccountRisk.state` of the books, built once."""
+    return AccountRisk(books, open_orders, market).state(
+        side=side,
+        currency=currency,
+        orders_in_last_minute=orders_in_last_minute,
+        trading_state=trading_state,
+        excluding=excluding,
+        fx_fee_bps=fx_fee_bps,
+    )
 
 
 _new_risk_state = builder(AccountRiskState)
@@ -372,6 +504,8 @@ def _auto_convert_counted(base: str) -> str:
 # hook on every use (about 80 ns in 3.11), a module global does not; the hot paths above use these.
 _FX_POLICY_AUTO_CONVERT = FxPolicy.AUTO_CONVERT
 _FX_POLICY_MULTI_CURRENCY = FxPolicy.MULTI_CURRENCY
+_ACCOUNT_KIND_CASH = AccountKind.CASH
+_ACCOUNT_KIND_REALIZED_PNL = AccountKind.REALIZED_PNL
 _ORDER_TYPE_LIMIT = OrderType.LIMIT
 _ORDER_TYPE_MARKET = OrderType.MARKET
 _SIDE_BUY = Side.BUY
