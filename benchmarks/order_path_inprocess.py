@@ -326,7 +326,10 @@ class Pipeline:
         self.reserved += reserved
         open_order = OpenOrder(order.apply(OrderAccepted(order_id=order.id, ts=spec.ts)), book, side, reserved)
         self.open[order.id] = open_order
-        self.working.put(_working(open_order.order, side))
+        # what `_working` counts of it, nothing filled yet: all of its quantity remains
+        self.working.put(
+            RiskOpenOrder(order.id, request.symbol, side, request.type, request.quantity, request.limit_price, request.stop_price)
+        )
         return open_order
 
     def match(self, open_order: OpenOrder, spec: Spec) -> list[MatchEvent]:

@@ -11,8 +11,9 @@ Per bar of a symbol, in time order (bars of several symbols at one time: in the 
    journal entries (`domain.ledger.fill_entry_with_effect`) and the books.
 2. The strategy's `on_bar` with the cursor on this bar; orders it sends go through validation
    (`OrderRequest.validate`), the pre-trade risk checks (`domain.risk.evaluate`) on the account's
-   risk state (`domain.riskstate.account_risk_state` from the `AccountBooks` of the running balances,
-   the `OpenOrders`, and a `MarketSnapshot` marking each symbol at its last close) and, accepted, to
+   risk state (`domain.riskstate.AccountRisk`, what `account_risk_state` of the `AccountBooks` of the running
+   balances gives, kept by the backtest as the account's single writer: moved by each journal entry and fill,
+   read with the `OpenOrders` and a `MarketSnapshot` marking each symbol at its last close) and, accepted, to
    the matching engine.
 3. Order updates and fills are delivered to the strategy after `on_bar` returns (never re-entrantly).
 
@@ -71,7 +72,7 @@ from tradestack.domain.orders import (
 )
 from tradestack.domain.portfolio import PositionState
 from tradestack.domain.risk import OrderIntent, RiskLimits, TradingState, evaluate
-from tradestack.domain.riskstate import OpenOrder, OpenOrders, account_risk_state
+from tradestack.domain.riskstate import AccountRisk, OpenOrder, OpenOrders
 from tradestack.domain.snapshot import MarketSnapshot, QuoteView
 from tradestack.strategy.api import Cursor, Strategy, StrategyError
 
@@ -270,6 +271,11 @@ class Backtest:
         self._books: AccountBooks | None = None
         self._cash_account = Account.cash(config.currency)
         self._no_fx = MarketSnapshot().rates  # one currency: no conversions (built once, not per order)
+        # the risk checks' inputs, kept by this single writer and moved by each entry, fill and snapshot (not rebuilt)
+        self._risk = AccountRisk(
+            AccountBooks(config.account_id, config.currency, config.allow_short), self._open, MarketSnapshot({}, self._no_fx)
+        )
+        self._risk_day = -1  # the day `_risk`'s realized P&L is of
         self._holdings: dict[str, PositionState] = {}
         self._positions: dict[str, Decimal] = {}
         self._realized_day: tuple[int, Decimal] = (-1, _ZERO)
@@ -533,6 +539,7 @@ class Backtest:
         position = effect.position
         held = position.quantity
         self._holdings[symbol] = position
+        self._risk.on_position(position, currency)
         if held:
             self._positions[symbol] = held
             self._holding_of[symbol] = Holding(position, currency)
@@ -560,6 +567,8 @@ class Backtest:
     def _book(self, entry: JournalEntry) -> None:
         self._journal.append(entry)
         self._books = None
+        self._risk_today()
+        self._risk.on_entry(entry)
         slots = self._slots
         for posting in entry.postings:
             account, currency = posting.account, posting.currency
@@ -587,6 +596,13 @@ class Backtest:
         codes = None if account.kind is AccountKind.POSITION else self._by_kind.setdefault(account.kind, {})
         slot = self._slots[id(account)] = _Slot(account, currency, held, codes)
         return slot
+
+    def _risk_today(self) -> None:
+        """Start `_risk`'s realized P&L again when the clock reached another day (as `books` counts it)."""
+        today = self._clock.us // 86_400_000_000
+        if today != self._risk_day:
+            self._risk_day = today
+            self._risk.new_day()
 
     def _add_realized(self, realized: Decimal) -> None:
         day = self._clock.us // 86_400_000_000
@@ -620,9 +636,9 @@ class Backtest:
         }
         market = MarketSnapshot(closes, self._no_fx)
         last = market.mark(request.symbol)
-        risk_state = account_risk_state(
-            self.books(), self._open, market, side=request.side, orders_in_last_minute=self._orders_in_last_minute()
-        )
+        self._risk_today()
+        self._risk.on_market(market)
+        risk_state = self._risk.state(side=request.side, orders_in_last_minute=self._orders_in_last_minute())
         intent = OrderIntent(
             request.account_id,
             request.symbol,

@@ -90,13 +90,15 @@ def _outcome(read: object) -> AccountRiskState | str:
         return f"MissingFxRate: {exc}"
 
 
-def _compare(kept: AccountRisk, books: Books, orders: OpenOrders, market: MarketSnapshot, rng: random.Random) -> bool:
+def _compare(
+    kept: AccountRisk, books: Books, orders: OpenOrders, open_ids: list[str], market: MarketSnapshot, rng: random.Random
+) -> bool:
     """Whether every state the kept inputs give equals the state of the books rebuilt; asserts nothing."""
     fresh = books.snapshot()
     same = True
     for side in (Side.BUY, Side.SELL):
         for currency in (None, "USD", "AUD", "EUR"):
-            excluding = rng.choice([None, *list(orders._held)[:2]])  # noqa: SLF001 - a counted order, or none
+            excluding = rng.choice([None, *open_ids[:2]])  # a counted order, or none
             args = {
                 "side": side, "currency": currency, "orders_in_last_minute": 3, "excluding": excluding,
                 "fx_fee_bps": Decimal(25),
@@ -112,6 +114,7 @@ def _run(seed: int, policy: FxPolicy, skip: str | None) -> tuple[int, int]:
     rng = random.Random(seed)
     books = Books(policy)
     orders = OpenOrders(LIMITS, INSTRUMENTS, lambda _: FEE)
+    open_ids: list[str] = []
     quotes: dict[str, QuoteView] = {}
     market = MarketSnapshot(dict(quotes), _rates(rng))
     opening = deposit("je-0", T0, BASE, Decimal(500_000))
@@ -165,17 +168,18 @@ def _run(seed: int, policy: FxPolicy, skip: str | None) -> tuple[int, int]:
                     prices[symbol] = quote.mark[0] if quote.mark is not None else prices[symbol]
             rates = _rates(rng) if rng.random() < 0.3 else market.rates
             market = MarketSnapshot(dict(quotes), rates)
-            if skip == "market" and not skipped and any(s in kept._terms for s in changed):  # noqa: SLF001
+            if skip == "market" and not skipped and any(books.positions[s].quantity for s in changed):
                 skipped = True
             else:
                 kept.on_market(market, None if rng.random() < 0.3 else changed)
         elif draw < 0.95:  # open orders come and go (the writer keeps them in the `OpenOrders` both read)
-            if orders._held and rng.random() < 0.4:  # noqa: SLF001
-                orders.remove(rng.choice(list(orders._held)))  # noqa: SLF001
+            if open_ids and rng.random() < 0.4:
+                orders.remove(open_ids.pop(rng.randrange(len(open_ids))))
             else:
                 symbol = rng.choice([*TRADED, "EURUSD"])
                 market_order = rng.random() < 0.3
                 limit = None if market_order else (prices.get(symbol, Decimal("1.1")) * Decimal("0.99")).quantize(Decimal("0.01"))
+                open_ids.append(f"o-{step}")
                 orders.put(
                     OpenOrder(
                         f"o-{step}", symbol, rng.choice([Side.BUY, Side.SELL]),
@@ -186,7 +190,7 @@ def _run(seed: int, policy: FxPolicy, skip: str | None) -> tuple[int, int]:
             books.realized = {}
             kept.new_day()
         compared += 1
-        if not _compare(kept, books, orders, market, rng):
+        if not _compare(kept, books, orders, open_ids, market, rng):
             differed += 1
     assert skip is None or skipped, "the update to leave out never came"
     return compared, differed
