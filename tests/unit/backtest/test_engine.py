@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tradestack.backtest.data import BarSeries, microseconds_of
-from tradestack.backtest.engine import BacktestConfig, BacktestResult, run_backtest
+from tradestack.backtest.engine import BacktestConfig, BacktestResult, permissive_limits, run_backtest
 from tradestack.backtest.metrics import compute_metrics, max_drawdown_duration
 from tradestack.domain.instruments import Instrument, InstrumentKind
 from tradestack.domain.ledger import cash_balances, check_zero_sum, position_quantities
@@ -361,3 +361,35 @@ def test_fractional_volumes_stay_exact_from_the_bars_to_the_participation_cap() 
 def test_series_refuse_float_columns() -> None:
     with pytest.raises(TypeError, match="volume must be int64"):
         BarSeries("AAPL", np.array([0], dtype=np.int64), *(np.array([1], dtype=np.int64),) * 4, np.array([1.5]), 2)
+
+
+class RoundTrips(Strategy):
+    """At each bar in `plan`, a market order for 100 AAPL on the side it names."""
+
+    name = "round_trips"
+
+    def __init__(self, plan: dict[int, Side]) -> None:
+        super().__init__(["AAPL"])
+        self.plan = plan
+
+    def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
+        side = self.plan.get(bar.index)
+        if side is not None:
+            ctx.submit("AAPL", side, Decimal(100))
+
+
+def test_the_kept_risk_state_counts_the_days_realized_loss_and_the_exposure_at_the_last_close() -> None:
+    # Bar 0 buys (filled at bar 1's open, 100.50), bar 1 sells (filled at bar 2's open, 90.50: 1 000 lost on day 2);
+    # day 2's buy meets the daily loss limit, day 3's does not (a new day), day 4's meets the gross exposure limit:
+    # 100 held at the last close 95 is 9 500 of 15 000, and 100 more at that mark would take it to 19 000.
+    limits = dataclasses.replace(permissive_limits("USD"), daily_loss_limit=Decimal(500), max_gross_exposure=Decimal(15_000))
+    plan = {0: Side.BUY, 1: Side.SELL, 2: Side.BUY, 3: Side.BUY, 4: Side.BUY}
+    result = run_backtest(RoundTrips(plan), [series_of([100, 90, 94, 95, 95, 96])], BacktestConfig(limits=limits))
+    statuses = [(o.status, (o.reason or "").split(":")[0]) for o in result.orders]
+    assert statuses == [
+        (OrderStatus.FILLED, ""),
+        (OrderStatus.FILLED, ""),
+        (OrderStatus.DENIED, "daily_loss"),
+        (OrderStatus.FILLED, ""),
+        (OrderStatus.DENIED, "max_gross_exposure"),
+    ]
