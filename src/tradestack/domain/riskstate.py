@@ -1,8 +1,11 @@
-"""The risk checks' view of an account, built from its books, its open orders and the market: one pure function.
+"""The risk checks' view of an account, from its books, its open orders and the market.
 
-`account_risk_state` is what the trading service and the in-process benchmark call (and what a
-backtester calls); no caller assembles these numbers itself. The open orders are an `OpenOrders`,
-which keeps them summed as they change, so the cost of a risk state does not grow with them. Money ends up in the account's base
+`account_risk_state` is what the trading service calls, on books it reads per request; an account's
+single writer (the backtester, the in-process benchmark) keeps an `AccountRisk` instead, built from the
+same books once and then moved by each journal entry, position and market snapshot, whose `state` is what
+`account_risk_state` of books built afresh gives (that function builds one and reads it); no caller
+assembles these numbers itself. The open orders are an `OpenOrders`, which keeps them summed as they
+change, so the cost of a risk state does not grow with them. Money ends up in the account's base
 currency, converted by the snapshot's FX rates (`MissingFxRate` when one is needed and absent).
 
 * cash: what the account's FX policy lets a purchase in the order's currency spend (`buying_power`):
@@ -15,7 +18,8 @@ currency, converted by the snapshot's FX rates (`MissingFxRate` when one is need
   position, the cash in its base currency), plus the account's other open orders **on the new order's side**
   as if they had filled (the worst case in its direction): three sells of 10 against a long of 20
   cannot each pass the short-selling check on their own.
-* gross exposure: |quantity| x mark of each holding, at cost when it has no mark.
+* gross exposure: |quantity| x mark of each holding, at cost when it has no mark (`exposure`), summed exactly per
+  holding currency, each sum then converted.
 * reserved: what the open buys reserve out of that cash (`reserve_for` on their remaining quantity,
   summed per quote currency, then converted); a market buy that cannot be priced yet reserves nothing.
 * realized P&L today: the books' `realized_today`, converted.
