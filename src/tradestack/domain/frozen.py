@@ -60,6 +60,8 @@ def fast_init(cls: type[T]) -> type[T]:
     for field in _frozen_slots_fields(cls, "fast_init"):
         if not field.init:
             raise TypeError(f"fast_init does not handle init=False fields ({cls.__name__}.{field.name})")
+        if field.name in names:
+            raise TypeError(f"fast_init needs the name {field.name} for itself ({cls.__name__}.{field.name})")
         name = field.name
         names[f"_set_{name}"] = getattr(cls, name).__set__
         if field.default is not MISSING:
@@ -112,6 +114,8 @@ def builder(cls: type[T], *, checked: bool = True) -> Callable[..., T]:
     for field in _frozen_slots_fields(cls, "builder"):
         if not field.init:
             raise TypeError(f"builder does not handle init=False fields ({cls.__name__}.{field.name})")
+        if field.name in names:
+            raise TypeError(f"builder needs the name {field.name} for itself ({cls.__name__}.{field.name})")
         params.append(field.name)
         body.append(f"  self.{field.name} = {field.name}")
     body.append("  self.__class__ = _cls")

@@ -175,3 +175,14 @@ def test_a_subclass_inheriting_the_init_keeps_its_class() -> None:
     built = Plain(type="t", a=1)
     assert type(built) is Plain
     assert (built.type, built.a, built.b, built.c, built.e) == ("t", 1, 2, [], 5)
+
+
+def test_refuses_a_field_named_like_its_own_globals() -> None:
+    @dataclass(frozen=True, slots=True)
+    class Clash:
+        _cls: int
+
+    with pytest.raises(TypeError, match="needs the name _cls"):
+        builder(Clash)
+    with pytest.raises(TypeError, match="needs the name _cls"):
+        fast_init(Clash)
