@@ -20,7 +20,7 @@ Event timestamps are not required to increase: venue clocks and ours disagree by
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation, localcontext
@@ -40,13 +40,14 @@ from tradestack.domain.fieldchecks import (
     require_utc,
 )
 from tradestack.domain.frozen import builder, fast_init
-from tradestack.domain.instruments import Instrument, Venue, ceil_to_tick, floor_to_tick
+from tradestack.domain.instruments import Instrument, Venue
 from tradestack.domain.marketdata import Side
 from tradestack.domain.order_kinds import _LIMIT_TYPES, _STOP_TYPES
 from tradestack.domain.order_kinds import Liquidity as Liquidity  # re-exported: the order's vocabulary lives there
 from tradestack.domain.order_kinds import OrderStatus as OrderStatus
 from tradestack.domain.order_kinds import OrderType as OrderType
 from tradestack.domain.order_kinds import TimeInForce as TimeInForce
+from tradestack.domain.order_terms import _nearest, _order_of_type, session_problem, stop_problem
 from tradestack.domain.portfolio import _KNOWN_CURRENCIES, _is_currency
 
 if TYPE_CHECKING:
@@ -62,20 +63,6 @@ _AVERAGE = Context(prec=AVERAGE_PRICE_PRECISION, rounding=ROUND_HALF_EVEN, Emax=
 # Tick and lot checks divide bounded values by the step: 100 digits hold any such quotient.
 _CHECKS = Context(prec=100, rounding=ROUND_HALF_EVEN, Emax=MAX_EMAX, Emin=MIN_EMIN)
 _NO_OFFSET = timedelta(0)
-
-
-# -- field checks -------------------------------------------------------------------------------
-
-
-def _nearest(value: Decimal, step: Decimal) -> str:
-    """The valid multiples of `step` on either side of `value`, as text for a message."""
-    below, above = floor_to_tick(value, step), ceil_to_tick(value, step)
-    return f"{plain(below)} or {plain(above)}" if below > 0 else plain(above)
-
-
-def _order_of_type(order_type: OrderType) -> str:
-    """``a stop-limit order``, for messages."""
-    return f"a {order_type.value.replace('_', '-')} order"
 
 
 # -- request ------------------------------------------------------------------------------------
@@ -177,47 +164,12 @@ class OrderRequest:
         return problems
 
     def session_problem(self, hours: Venue, now: datetime) -> str | None:
-        """Why this order cannot be taken while `hours` is closed at `now`; None when it can.
-
-        While the venue is closed nothing matches. Limit and stop orders with day or gtc are taken
-        and rest until the open (day: until the end of the next session). An ioc or fok order
-        needs an open market, and a market order is not queued for the open (its price would be
-        whatever the open brings): both are refused, with the next open and an order that is taken.
-        """
-        if hours.is_open(now):
-            return None
-        opens = f"{hours.next_open(now):%Y-%m-%d %H:%M} UTC"
-        closed = f"{hours.code} is closed until {opens}"
-        if self.time_in_force in (_TIME_IN_FORCE_IOC, _TIME_IN_FORCE_FOK):
-            return (
-                f"{closed}: an {self.time_in_force.value} order needs an open market; send a limit order with "
-                f"time_in_force day or gtc to rest until the open, or send this one again after {opens}"
-            )
-        if self.type is _ORDER_TYPE_MARKET:
-            return (
-                f"{closed}: market orders are not queued for the open; send a limit order with time_in_force day "
-                f"or gtc to rest until the open, or send the market order again after {opens}"
-            )
-        return None
+        """Why this order cannot be taken while `hours` is closed at `now`; None when it can (`order_terms`)."""
+        return session_problem(self, hours, now)
 
     def stop_problem(self, market_price: Decimal) -> str | None:
-        """Why the stop price is on the wrong side of `market_price` (it would trigger at once); None when fine.
-
-        A buy stop must be above the market and a sell stop below it: a stop is for when the price
-        moves there. We refuse rather than trigger silently, and say what to send instead.
-        """
-        if self.stop_price is None:
-            return None
-        buying = self.side is _SIDE_BUY
-        if (self.stop_price > market_price) if buying else (self.stop_price < market_price):
-            return None
-        where, direction = ("at or below", "above") if buying else ("at or above", "below")
-        now = "a market or limit order" if self.type is _ORDER_TYPE_STOP else "a limit order"
-        return (
-            f"stop_price {plain(self.stop_price)} is {where} the market price {plain(market_price)} of {self.symbol}, "
-            f"so the {self.side.value} stop would trigger at once: put the stop {direction} {plain(market_price)}, "
-            f"or send {now} to {self.side.value} now"
-        )
+        """Why the stop price is on the wrong side of `market_price` (it would trigger at once); None when fine."""
+        return stop_problem(self, market_price)
 
     def structural_problems(self) -> list[str]:
         """Problems that make the request meaningless whatever the instrument; empty when none.
@@ -225,13 +177,17 @@ class OrderRequest:
         Ids present, quantity positive, each price present exactly when the type needs it and
         positive. `OrderSubmitted` refuses a request with any of these.
         """
+        global _sound
+        if self is _sound:  # this very (immutable) request was found sound last: `validate`, then `OrderSubmitted`
+            return []
         order_type, limit, stop = self.type, self.limit_price, self.stop_price
         if (
-            self.quantity > 0 and (limit is None or limit > 0) and (stop is None or stop > 0)
+            self.quantity > _ZERO and (limit is None or limit > _ZERO) and (stop is None or stop > _ZERO)
             and (limit is not None) is (order_type in _LIMIT_TYPES) and (stop is not None) is (order_type in _STOP_TYPES)
             and not (self.client_order_id.isspace() or self.account_id.isspace() or self.symbol.isspace())
             and self.client_order_id and self.account_id and self.symbol
         ):  # fmt: skip
+            _sound = self
             return []  # the common case, sound: the checks below say what is wrong otherwise
         problems: list[str] = []
         for name, value in (("client_order_id", self.client_order_id), ("account_id", self.account_id)):
@@ -301,6 +257,11 @@ class OrderRequest:
         """
         return _fingerprint_text(self.to_dict())
 
+
+_sound: OrderRequest | None = None
+"""The request `structural_problems` last found sound. A request is immutable and this holds it (its id cannot be
+reused while held), so the same object asked again has the same answer: the submit path asks twice (`validate`,
+then `OrderSubmitted`) and the second answer costs an identity test. Any other request is checked in full."""
 
 _fingerprint_text = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 """``json.dumps(data, sort_keys=True, separators=(",", ":"))`` with the encoder made once, not on every call."""
@@ -668,18 +629,16 @@ class Order:
 
     @classmethod
     def _submitted(cls, event: OrderEvent) -> Order:
+        if type(event) is OrderSubmitted and cls is Order:  # the fields in declaration order (see `Order`)
+            ts, request = event.ts, event.request
+            return _new_order(event.order_id, request, request, _FIRST, _ZERO, _ZERO, _NO_FEES, _NO_FILL_IDS, 1, ts, ts, None)
         status = _TRANSITION_TABLE.get((None, type(event))) or _next_status(event.order_id, None, event)
         if not isinstance(event, OrderSubmitted):  # pragma: no cover - only OrderSubmitted leaves None
             raise TypeError(f"TRANSITIONS lets {type(event).__name__} start an order")
-        if cls is not Order:  # a subclass builds itself
-            return cls(
-                id=event.order_id, request=event.request, submitted_request=event.request, status=status,
-                filled_quantity=_ZERO, filled_notional=_ZERO, fees=MappingProxyType({}), fill_ids=frozenset(),
-                version=1, created_at=event.ts, updated_at=event.ts, reason=None,
-            )  # fmt: skip
-        return _new_order(
-            event.order_id, event.request, event.request, status, _ZERO, _ZERO, _NO_FEES, _NO_FILL_IDS,
-            1, event.ts, event.ts, None,
+        return cls(
+            id=event.order_id, request=event.request, submitted_request=event.request, status=status,
+            filled_quantity=_ZERO, filled_notional=_ZERO, fees=MappingProxyType({}), fill_ids=frozenset(),
+            version=1, created_at=event.ts, updated_at=event.ts, reason=None,
         )  # fmt: skip
 
     def apply(self, event: OrderEvent) -> Order:
@@ -690,53 +649,68 @@ class Order:
         """
         if event.order_id != self.id:
             self._refuse(event, f"the event is for order {event.order_id}")
-        status = _TRANSITION_TABLE.get((self.status, type(event))) or _next_status(self.id, self.status, event)
-        request, reason = self.request, self.reason
-        filled_quantity, filled_notional, fees, fill_ids = self.filled_quantity, self.filled_notional, self.fees, self.fill_ids
-        if isinstance(event, FillEvent):
-            filled_quantity, filled_notional, fees, fill_ids = self._filled(event)
-        elif isinstance(event, OrderTriggered):
-            if not request.type.needs_stop_price:
-                self._refuse(event, f"only stop and stop-limit orders trigger; this is a {request.type.value} order")
-        elif isinstance(event, OrderReplaced):
-            request = self._replaced_terms(event)
-        elif isinstance(event, _ReasonEvent):
-            reason = event.reason
+        kind = type(event)
+        status = _TRANSITION_TABLE.get((self.status, kind)) or _next_status(self.id, self.status, event)
+        return _TRANSITION_OF[kind](self, event, status)  # every type with an entry in TRANSITIONS has one here
+
+    def _moved(self, event: OrderEvent, status: OrderStatus) -> Order:
+        """`apply` of an event that changes only the status (accepted, triggered, expired): the rest copied."""
         return _new_order(  # the fields in declaration order (see `Order`)
-            self.id, request, self.submitted_request, status, filled_quantity, filled_notional, fees, fill_ids,
-            self.version + 1, self.created_at, event.ts, reason,
+            self.id, self.request, self.submitted_request, status, self.filled_quantity, self.filled_notional,
+            self.fees, self.fill_ids, self.version + 1, self.created_at, event.ts, self.reason,
+        )  # fmt: skip
+
+    def _ended(self, event: _ReasonEvent, status: OrderStatus) -> Order:
+        """`apply` of an event with a reason (denied, canceled, rejected)."""
+        return _new_order(
+            self.id, self.request, self.submitted_request, status, self.filled_quantity, self.filled_notional,
+            self.fees, self.fill_ids, self.version + 1, self.created_at, event.ts, event.reason,
+        )  # fmt: skip
+
+    def _triggered(self, event: OrderTriggered, status: OrderStatus) -> Order:
+        if not self.request.type.needs_stop_price:
+            self._refuse(event, f"only stop and stop-limit orders trigger; this is a {self.request.type.value} order")
+        return self._moved(event, status)
+
+    def _replaced(self, event: OrderReplaced, status: OrderStatus) -> Order:
+        return _new_order(
+            self.id, self._replaced_terms(event), self.submitted_request, status, self.filled_quantity,
+            self.filled_notional, self.fees, self.fill_ids, self.version + 1, self.created_at, event.ts, self.reason,
+        )  # fmt: skip
+
+    def _fill(self, event: FillEvent, status: OrderStatus) -> Order:
+        """`apply` of a fill (`apply` dispatched on its exact type): no overfill, no fill id twice, the right kind."""
+        fill_id, fill_ids = event.fill_id, self.fill_ids
+        if fill_id in fill_ids:
+            self._refuse(event, f"fill {fill_id} was already applied")
+        quantity = self.request.quantity
+        filled = _EXACT.add(self.filled_quantity, event.quantity)
+        if filled < quantity:
+            if type(event) is OrderFilled:
+                left = _EXACT.subtract(quantity, filled)
+                self._refuse(event, f"fill {fill_id} leaves {plain(left)} unfilled; report it as OrderPartiallyFilled")
+        elif filled > quantity:
+            self._refuse(
+                event, f"fill {fill_id} of {plain(event.quantity)} would fill {plain(filled)} of {plain(quantity)}: overfill"
+            )
+        elif type(event) is OrderPartiallyFilled:
+            self._refuse(event, f"fill {fill_id} completes the order; report it as OrderFilled")
+        notional = _EXACT.add(self.filled_notional, _EXACT.multiply(event.quantity, event.price))
+        if self.fees is _NO_FEES and not fill_ids:  # the first fill: no fees to copy, no fill ids to join
+            fees: Mapping[str, Decimal] = MappingProxyType({event.fee_currency: _EXACT.add(_ZERO, event.fee)})
+            fill_ids = frozenset((fill_id,))
+        else:
+            # dict() of a proxy goes key by key
+            added = self.fees.copy() if type(self.fees) is MappingProxyType else dict(self.fees)
+            added[event.fee_currency] = _EXACT.add(added.get(event.fee_currency, _ZERO), event.fee)
+            fees, fill_ids = MappingProxyType(added), fill_ids | {fill_id}
+        return _new_order(
+            self.id, self.request, self.submitted_request, status, filled, notional, fees, fill_ids,
+            self.version + 1, self.created_at, event.ts, self.reason,
         )  # fmt: skip
 
     def _refuse(self, event: OrderEvent, detail: str) -> NoReturn:
         raise InvalidTransition(self.id, self.status, event, detail)
-
-    def _filled(self, event: FillEvent) -> tuple[Decimal, Decimal, Mapping[str, Decimal], frozenset[str]]:
-        """The filled quantity, notional, fees and fill ids after `event`, for `apply`."""
-        if event.fill_id in self.fill_ids:
-            self._refuse(event, f"fill {event.fill_id} was already applied")
-        quantity = self.request.quantity
-        filled = _EXACT.add(self.filled_quantity, event.quantity)
-        if filled > quantity:
-            self._refuse(
-                event,
-                f"fill {event.fill_id} of {plain(event.quantity)} would fill {plain(filled)} of {plain(quantity)}: overfill",
-            )
-        if isinstance(event, OrderPartiallyFilled) and filled == quantity:
-            self._refuse(event, f"fill {event.fill_id} completes the order; report it as OrderFilled")
-        if isinstance(event, OrderFilled) and filled < quantity:
-            left = _EXACT.subtract(quantity, filled)
-            self._refuse(event, f"fill {event.fill_id} leaves {plain(left)} unfilled; report it as OrderPartiallyFilled")
-        notional = _EXACT.add(self.filled_notional, _EXACT.multiply(event.quantity, event.price))
-        if self.fees is _NO_FEES and not self.fill_ids:  # the first fill: no fees to copy, no fill ids to join
-            return (
-                filled,
-                notional,
-                MappingProxyType({event.fee_currency: _EXACT.add(_ZERO, event.fee)}),
-                frozenset((event.fill_id,)),
-            )
-        fees = self.fees.copy() if type(self.fees) is MappingProxyType else dict(self.fees)  # dict() of a proxy goes key by key
-        fees[event.fee_currency] = _EXACT.add(fees.get(event.fee_currency, _ZERO), event.fee)
-        return filled, notional, MappingProxyType(fees), self.fill_ids | {event.fill_id}
 
     def _replaced_terms(self, event: OrderReplaced) -> OrderRequest:
         order_type = self.request.type
@@ -781,6 +755,15 @@ class Order:
 
 _new_order = builder(Order)
 """`Order` from its fields, positionally (binding its twelve keywords cost `apply` a third of its time)."""
+_TRANSITION_OF: dict[type[OrderEvent], Callable[[Order, Any, OrderStatus], Order]] = {
+    OrderAccepted: Order._moved, OrderTriggered: Order._triggered, OrderExpired: Order._moved,
+    OrderDenied: Order._ended, OrderCanceled: Order._ended, OrderRejected: Order._ended,
+    OrderPartiallyFilled: Order._fill, OrderFilled: Order._fill, OrderReplaced: Order._replaced,
+}  # fmt: skip
+"""What `Order.apply` does after `TRANSITIONS` allowed the event, by event type (one lookup, no isinstance chain)."""
+if {kind for _, kind in TRANSITIONS} - {OrderSubmitted} != _TRANSITION_OF.keys():  # pragma: no cover - a new event type
+    raise RuntimeError("every event type TRANSITIONS allows after the first needs its entry in _TRANSITION_OF")
+_FIRST = TRANSITIONS[None, OrderSubmitted]
 _NO_FILL_IDS: frozenset[str] = frozenset()
 _NO_FEES: Mapping[str, Decimal] = MappingProxyType({})
 """The fees of an order before its first fill, shared: read-only over a dict nothing else holds."""
@@ -792,8 +775,4 @@ _engine_filled, _engine_partially_filled = builder(OrderFilled, checked=False), 
 # hook on every use (about 80 ns in 3.11), a module global does not; the hot paths above use these.
 _ORDER_STATUS_ACCEPTED = OrderStatus.ACCEPTED
 _ORDER_TYPE_MARKET = OrderType.MARKET
-_ORDER_TYPE_STOP = OrderType.STOP
-_SIDE_BUY = Side.BUY
-_TIME_IN_FORCE_FOK = TimeInForce.FOK
 _TIME_IN_FORCE_GTC = TimeInForce.GTC
-_TIME_IN_FORCE_IOC = TimeInForce.IOC

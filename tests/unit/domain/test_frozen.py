@@ -114,3 +114,75 @@ def test_builder_refuses_what_it_cannot_reproduce() -> None:
 
     with pytest.raises(TypeError, match="init=False"):
         builder(Derived)
+
+
+@fast_init
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Wide:  # enough fields for fast_init to store through the twin; `type` shadows the builtin in the generated code
+    type: str
+    a: int
+    b: int = 2
+    c: list[int] = field(default_factory=list)
+    d: str = "d"
+    e: int = 5
+
+    def __post_init__(self) -> None:
+        if type(self) is not _Wide and not isinstance(self, _Wide):  # pragma: no cover - what the test below pins
+            raise AssertionError("__post_init__ sees the twin")
+
+
+def test_an_instance_is_the_class_itself_never_its_twin() -> None:
+    for built in (
+        _Wide(type="t", a=1),
+        builder(_Wide)("t", 1, 2, [], "d", 5),
+        builder(_Wide, checked=False)("t", 1, 2, [], "d", 5),
+    ):
+        assert type(built) is _Wide
+        assert built == _Wide(type="t", a=1, b=2, c=[], d="d", e=5)
+        with pytest.raises(FrozenInstanceError):
+            built.a = 2  # type: ignore[misc]
+        with pytest.raises(FrozenInstanceError):
+            del built.a
+        assert pickle.loads(pickle.dumps(built)) == built  # noqa: S301 - our own bytes
+        assert replace(built, a=7).a == 7
+    assert type(builder(_Base)(1, [], "x")) is _Base  # a narrow class through the builder too
+
+
+def test_post_init_runs_on_the_class_itself() -> None:
+    seen: list[type] = []
+
+    @fast_init
+    @dataclass(frozen=True, slots=True)
+    class Seen:
+        a: int
+        b: int
+        c: int
+        d: int
+        e: int
+
+        def __post_init__(self) -> None:
+            seen.append(type(self))
+
+    Seen(1, 2, 3, 4, 5)
+    builder(Seen)(1, 2, 3, 4, 5)
+    assert seen == [Seen, Seen]
+
+
+def test_a_subclass_inheriting_the_init_keeps_its_class() -> None:
+    class Plain(_Wide):  # not a dataclass: inherits _Wide's __init__, and gets a __dict__ the twin has not
+        pass
+
+    built = Plain(type="t", a=1)
+    assert type(built) is Plain
+    assert (built.type, built.a, built.b, built.c, built.e) == ("t", 1, 2, [], 5)
+
+
+def test_refuses_a_field_named_like_its_own_globals() -> None:
+    @dataclass(frozen=True, slots=True)
+    class Clash:
+        _cls: int
+
+    with pytest.raises(TypeError, match="needs the name _cls"):
+        builder(Clash)
+    with pytest.raises(TypeError, match="needs the name _cls"):
+        fast_init(Clash)
