@@ -18,9 +18,8 @@ service does in memory:
    what rests;
 4. fill events - each engine `Fill` applied to its Order as `OrderPartiallyFilled`/`OrderFilled`,
    each `Expired` as `OrderExpired`;
-5. ledger - `ledger.fill_entry_with_effect` against the `PositionState` (the entry and the position
-   after the fill, from one computation; cash rounded to the minor unit as the service books it), cash
-   moved by the entry's cash postings.
+5. ledger - `ledger.fill_entry_with_cash` against the `PositionState` (the entry, the position after the
+   fill and the cash it moved, from one computation; cash rounded to the minor unit as the service books it).
 
 The order flow is drawn from the seed before the clock starts (sides, types, sizes, quotes and
 timestamps: 1 ms apart, so the order-rate check sees a real count); only the limit prices are
@@ -65,7 +64,7 @@ from functools import partial
 
 from tradestack.domain.books import AccountBooks, Holding
 from tradestack.domain.instruments import Instrument, instrument
-from tradestack.domain.ledger import AccountKind, JournalEntry, deposit, fill_entry_with_effect
+from tradestack.domain.ledger import AccountKind, JournalEntry, deposit, fill_entry_with_cash
 from tradestack.domain.marketdata import Quote, Side
 from tradestack.domain.matching import (
     Expired,
@@ -380,18 +379,16 @@ class Pipeline:
             book = open_order.book
             symbol = book.instrument.symbol
             side = open_order.side
-            entry, effect = fill_entry_with_effect(
+            fee = fill.fee
+            entry, effect, units_cash = fill_entry_with_cash(
                 f"je-{fill.fill_id}", fill.ts, symbol, side, fill.quantity, fill.price,
-                CURRENCY, fill.fee, CURRENCY, book.position, reference=fill.fill_id, cash_places=CASH_PLACES,
+                CURRENCY, fee, CURRENCY, book.position, reference=fill.fill_id, cash_places=CASH_PLACES,
             )  # fmt: skip
             self.journal.append(entry)
             self._books = None
             book.position, realized = effect.position, effect.realized
-            self.realized_today += realized - fill.fee
-            moved = _ZERO  # cash moves by the entry's cash postings (notional rounded to the minor unit, fee), as books do
-            for posting in entry.postings:
-                if posting.account.kind is CASH_KIND:
-                    moved += posting.amount
+            self.realized_today += realized - fee
+            moved = units_cash - fee  # the entry's cash postings (notional rounded to the minor unit, fee), as books move
             self.cash += moved
             if side is SIDE_BUY:
                 released = min(-moved, open_order.reserved)
@@ -446,7 +443,7 @@ STAGE_NOTES = {
     "risk": "AccountBooks + MarketSnapshot + account_risk_state + evaluate + OrderAccepted/Denied + OpenOrders.put",
     "match": "WorkingOrder + engine.submit, engine.on_quote, session close",
     "fill events": "OrderPartiallyFilled/OrderFilled/OrderExpired applied to the Order",
-    "ledger": "fill_entry_with_effect + cash and reservations",
+    "ledger": "fill_entry_with_cash + cash and reservations",
 }
 
 
