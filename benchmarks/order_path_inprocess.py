@@ -20,9 +20,8 @@ service does in memory:
    what rests;
 4. fill events - each engine `Fill` applied to its Order as `OrderPartiallyFilled`/`OrderFilled`,
    each `Expired` as `OrderExpired`;
-5. ledger - `ledger.fill_entry_with_effect` against the `PositionState` (the entry and the position
-   after the fill, from one computation; cash rounded to the minor unit as the service books it), cash
-   moved by the entry's cash postings.
+5. ledger - `ledger.fill_entry_with_cash` against the `PositionState` (the entry, the position after the
+   fill and the cash it moved, from one computation; cash rounded to the minor unit as the service books it).
 
 The order flow is drawn from the seed before the clock starts (sides, types, sizes, quotes and
 timestamps: 1 ms apart, so the order-rate check sees a real count); only the limit prices are
@@ -67,7 +66,7 @@ from functools import partial
 
 from tradestack.domain.books import AccountBooks, Holding
 from tradestack.domain.instruments import Instrument, instrument
-from tradestack.domain.ledger import AccountKind, JournalEntry, deposit, fill_entry_with_effect
+from tradestack.domain.ledger import AccountKind, JournalEntry, deposit, fill_entry_with_cash
 from tradestack.domain.marketdata import Quote, Side
 from tradestack.domain.matching import (
     Expired,
@@ -126,7 +125,6 @@ FAT_FINGER_THROUGH = Decimal("0.08")  # a limit this far through the market is b
 NO_FX = FxRates({})  # one currency: nothing to convert
 # Read per order: module globals, not a lookup through the enum class's attribute hook (~80 ns each in 3.11).
 SIDE_BUY, SIDE_SELL = Side.BUY, Side.SELL
-CASH_KIND = AccountKind.CASH
 _ZERO = Decimal(0)
 ORDER_TYPE_LIMIT = OrderType.LIMIT
 TRADING_ACTIVE = TradingState.ACTIVE
@@ -372,18 +370,16 @@ class Pipeline:
             book = open_order.book
             symbol = book.instrument.symbol
             side = open_order.side
-            entry, effect = fill_entry_with_effect(
+            fee = fill.fee
+            entry, effect, units_cash = fill_entry_with_cash(
                 f"je-{fill.fill_id}", fill.ts, symbol, side, fill.quantity, fill.price,
-                CURRENCY, fill.fee, CURRENCY, book.position, reference=fill.fill_id, cash_places=CASH_PLACES,
+                CURRENCY, fee, CURRENCY, book.position, reference=fill.fill_id, cash_places=CASH_PLACES,
             )  # fmt: skip
             self.journal.append(entry)
             book.position = effect.position
             self.account.on_entry(entry)  # cash and realized P&L move by the entry's postings, as the books move
             self.account.on_position(effect.position, CURRENCY)
-            moved = _ZERO  # cash moves by the entry's cash postings (notional rounded to the minor unit, fee), as books do
-            for posting in entry.postings:
-                if posting.account.kind is CASH_KIND:
-                    moved += posting.amount
+            moved = units_cash - fee  # the entry's cash postings (notional rounded to the minor unit, fee), as books move
             self.cash += moved
             if side is SIDE_BUY:
                 released = min(-moved, open_order.reserved)
@@ -438,7 +434,7 @@ STAGE_NOTES = {
     "risk": "MarketSnapshot + AccountRisk.state + evaluate_reserving + OrderAccepted/Denied + OpenOrders.put",
     "match": "WorkingOrder + engine.submit, engine.on_quote, session close",
     "fill events": "OrderPartiallyFilled/OrderFilled/OrderExpired applied to the Order",
-    "ledger": "fill_entry_with_effect + cash and reservations",
+    "ledger": "fill_entry_with_cash + cash and reservations",
 }
 
 

@@ -66,7 +66,21 @@ _HALF_EVEN = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, rounding=ROUND
 
 def to_places(value: Decimal, places: int) -> Decimal:
     """`value` rounded half-even to `places` decimal places, at whatever precision it needs."""
-    return _HALF_EVEN.quantize(value, Decimal(1).scaleb(-places))
+    return _HALF_EVEN.quantize(value, place_step(places))
+
+
+_PLACE_STEPS: dict[int, Decimal] = {}
+_PLACE_STEPS_KEPT = 64
+
+
+def place_step(places: int) -> Decimal:
+    """``1E-{places}``: the last decimal place `places` allow (what `quantize` rounds to), kept once built."""
+    step = _PLACE_STEPS.get(places)
+    if step is None:
+        step = Decimal(1).scaleb(-places)
+        if type(places) is int and len(_PLACE_STEPS) < _PLACE_STEPS_KEPT:
+            _PLACE_STEPS[places] = step
+    return step
 
 
 def average_text(value: Decimal) -> str:

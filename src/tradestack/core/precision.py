@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 
-from tradestack.core.money import canonical, decimal_places, plain
+from tradestack.core.money import canonical, decimal_places, place_step, plain
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,7 @@ class Precision:
         if not 0 <= self.scale <= self.precision:
             raise ValueError("need 0 <= scale <= precision")
         object.__setattr__(self, "_integers", self.precision - self.scale)
-        object.__setattr__(self, "_last_place", _step(self.scale))
+        object.__setattr__(self, "_last_place", place_step(self.scale))
 
     @property
     def integer_digits(self) -> int:
@@ -64,15 +64,6 @@ class Precision:
 # Exact: the integer part of a remainder's quotient never nears this precision here (value below 10**38, step
 # at least 10**-scale), and the remainder itself is exact.
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
-_STEPS: dict[int, Decimal] = {}
-
-
-def _step(scale: int) -> Decimal:
-    """``1E-{scale}``: the last place `scale` decimals allow."""
-    step = _STEPS.get(scale)
-    if step is None:
-        step = _STEPS[scale] = Decimal(1).scaleb(-scale)
-    return step
 
 
 PRICE = Precision(24, 10)

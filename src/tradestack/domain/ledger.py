@@ -43,7 +43,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 from tradestack.core.errors import ValidationFailedError
-from tradestack.core.money import D, plain
+from tradestack.core.money import D, place_step, plain
 from tradestack.domain.frozen import builder, fast_init
 from tradestack.domain.marketdata import Side
 from tradestack.domain.portfolio import (
@@ -260,7 +260,7 @@ class Posting:
 
 
 _posting_of_known = builder(Posting, checked=False)
-"""`Posting` without its check, for `fill_entry_with_effect`: it establishes what the check would, per entry."""
+"""`Posting` without its check, for `fill_entry_with_cash`: its postings are sound by construction."""
 
 
 class EntryKind(StrEnum):
@@ -361,6 +361,10 @@ class JournalEntry:
         return frozenset(p.currency for p in self.postings)
 
 
+_entry_of_balanced = builder(JournalEntry, checked=False)
+"""`JournalEntry` without its check, for `fill_entry_with_cash`: its entries balance by construction (see there)."""
+
+
 # -- builders -----------------------------------------------------------------------------------
 
 
@@ -378,22 +382,18 @@ def deposit(entry_id: str, ts: datetime, currency: str, amount: Decimal, referen
     )
 
 
-def _fee_postings(
-    fee: Decimal,
-    fee_currency: str,
-    post: Callable[..., Posting] = Posting,
-    account: Callable[[AccountKind, str], Account] = Account._of,
-) -> tuple[Posting, ...]:
-    """Debit ``fees:{currency}``, credit ``cash:{currency}`` (none for a zero fee); `post` and `account` build the
-    postings and their accounts (`fill_entry_with_effect` passes its unchecked ones for known currencies)."""
+def _fee_postings(fee: Decimal, fee_currency: str) -> tuple[Posting, ...]:
+    """Debit ``fees:{currency}``, credit ``cash:{currency}`` (none for a zero fee)."""
     if type(fee) is not Decimal or not fee.is_finite():
         fee = _entry_decimal("fee", fee)
     if fee == 0:
         return ()
-    return (
-        post(account(_ACCOUNT_KIND_FEES, fee_currency), fee_currency, fee, None),
-        post(account(_ACCOUNT_KIND_CASH, fee_currency), fee_currency, _negative(fee), None),
-    )
+    return _fee_pair(Posting, Account.fees(fee_currency), Account.cash(fee_currency), fee_currency, fee)
+
+
+def _fee_pair(post: Callable[..., Posting], fees: Account, cash: Account, currency: str, fee: Decimal) -> tuple[Posting, Posting]:
+    """A fee's two postings to `fees` and `cash` in `currency`, each built by `post` (`Posting`, or an unchecked builder)."""
+    return post(fees, currency, fee, None), post(cash, currency, _negative(fee), None)
 
 
 def fee_entry(entry_id: str, ts: datetime, currency: str, amount: Decimal, reference: str | None = None) -> JournalEntry:
@@ -433,7 +433,7 @@ def fill_entry(
     ``rounding:{quote_currency}``: cash is always whole minor units, the position keeps its exact
     cost, and the entry still sums to zero.
     """
-    entry, _ = fill_entry_with_effect(
+    return fill_entry_with_cash(
         entry_id,
         ts,
         symbol,
@@ -446,8 +446,7 @@ def fill_entry(
         position_before,
         reference,
         cash_places=cash_places,
-    )
-    return entry
+    )[0]
 
 
 def fill_entry_with_effect(
@@ -469,44 +468,111 @@ def fill_entry_with_effect(
 
     Saves a caller that keeps the position a second `PositionState.apply_fill` of the same fill.
     """
+    entry, effect, _ = fill_entry_with_cash(
+        entry_id,
+        ts,
+        symbol,
+        side,
+        quantity,
+        price,
+        quote_currency,
+        fee,
+        fee_currency,
+        position_before,
+        reference,
+        cash_places=cash_places,
+    )
+    return entry, effect
+
+
+def fill_entry_with_cash(
+    entry_id: str,
+    ts: datetime,
+    symbol: str,
+    side: Side | str,
+    quantity: Decimal,
+    price: Decimal,
+    quote_currency: str,
+    fee: Decimal,
+    fee_currency: str,
+    position_before: PositionState,
+    reference: str | None = None,
+    *,
+    cash_places: int | None = None,
+) -> tuple[JournalEntry, FillEffect, Decimal]:
+    """`fill_entry_with_effect`, and the cash the fill's units moved: its ``cash:{quote_currency}`` posting (negative on
+    a buy; in whole minor units with `cash_places`), the fee's cash posting apart. Saves a caller reading the postings.
+
+    Balanced by construction, so the entry is built without `JournalEntry`'s check (and its postings without
+    `Posting`'s) once the inputs it cannot vouch for pass a cheap test: a `PositionState` (not a subclass: its own
+    `fill_effect`), shared accounts of codes checked before, an id and a UTC time as the check wants them. In the
+    quote currency the postings are closed_cost + opened_cost (position) + cash + left_over (rounding) - realized, with
+    cash + left_over = -(closed_quantity + opened_quantity) x price exactly, opened_cost = opened_quantity x price and
+    realized = closed_cost - closed_quantity x price (`fill_effect`): the sum is zero, every operation exact (the exact
+    context traps what it would round). The fee's two postings cancel in the fee currency. Any other input goes through
+    the checking constructors, with their messages.
+    """
     if position_before.symbol != symbol:
         raise InvalidEntry(f"fill for {symbol} booked against the position in {position_before.symbol}")
     effect = position_before.fill_effect(side, quantity, price)  # refuses a side, quantity or price it cannot use
-    position = _shared_account(_ACCOUNT_KIND_POSITION, symbol) if type(symbol) is str else Account.position(symbol)
-    # Every posting below is sound by construction once both currencies are known codes: shared accounts of
-    # those currencies (and the position's), finite amounts from the exact context, quantities on position
-    # postings only. Then they skip `Posting`'s own check (one per posting, the same each time); the entry still
-    # checks that they balance. Anything else goes through the checking constructor and its messages.
-    post, account = (
-        (_posting_of_known, _shared_account)
-        if type(quote_currency) is str and type(fee_currency) is str
-        and quote_currency in _KNOWN_CURRENCIES and fee_currency in _KNOWN_CURRENCIES
-        else (Posting, Account._of)
-    )  # fmt: skip
+    if (
+        type(position_before) is PositionState and type(symbol) is str
+        and type(quote_currency) is str and quote_currency in _KNOWN_CURRENCIES
+        and type(fee_currency) is str and fee_currency in _KNOWN_CURRENCIES
+        and type(entry_id) is str and entry_id and not entry_id.isspace() and type(ts) is datetime and ts.tzinfo is UTC
+    ):  # fmt: skip
+        position, cash, rounding, realized_pnl, fees, fee_cash = _fill_accounts(symbol, quote_currency, fee_currency)
+        if type(fee) is not Decimal or not fee.is_finite():
+            fee = _entry_decimal("fee", fee)
+        fee_postings: tuple[Posting, ...] = _fee_pair(_posting_of_known, fees, fee_cash, fee_currency, fee) if fee else ()
+        post: Callable[..., Posting] = _posting_of_known
+        entry_of: Callable[..., JournalEntry] = _entry_of_balanced
+    else:  # the checking constructors, their errors in the order the postings are built
+        position = Account.position(symbol)
+        try:
+            _require_currency(f"posting to {position}: currency", quote_currency)
+        except ValueError as exc:
+            raise InvalidEntry(str(exc)) from None
+        cash, rounding = Account.cash(quote_currency), Account.rounding(quote_currency)
+        realized_pnl = Account.realized_pnl(quote_currency)
+        fee_postings = _fee_postings(fee, fee_currency)
+        post, entry_of = Posting, JournalEntry
     closed_quantity, opened_quantity, opened_cost = effect.closed_quantity, effect.opened_quantity, effect.opened_cost
     # the exact context's own operations: `localcontext` costs more than these sums
+    postings: tuple[Posting, ...]
     if closed_quantity:
-        postings = [post(position, quote_currency, effect.closed_cost, closed_quantity)]
-        if opened_quantity:
-            postings.append(post(position, quote_currency, opened_cost, opened_quantity))
+        closed = post(position, quote_currency, effect.closed_cost, closed_quantity)
+        postings = (closed, post(position, quote_currency, opened_cost, opened_quantity)) if opened_quantity else (closed,)
         price = price if type(price) is Decimal else D(price)  # `fill_effect` took it: finite, or an int it converts
         cash_amount = _EXACT.multiply(_negative(_EXACT.add(closed_quantity, opened_quantity)), price)
     else:  # only opens: the cash is the opened cost (quantity x price) negated, the same Decimal as worked out above
-        postings = [post(position, quote_currency, opened_cost, opened_quantity)]
+        postings = (post(position, quote_currency, opened_cost, opened_quantity),)
         cash_amount = _negative(opened_cost)
     if cash_places is not None:
-        rounded = _TO_MINOR_UNIT.quantize(cash_amount, Decimal(1).scaleb(-cash_places))
+        rounded = _TO_MINOR_UNIT.quantize(cash_amount, place_step(cash_places))
         left_over = _EXACT.subtract(cash_amount, rounded)
         if left_over:
-            postings.append(post(account(_ACCOUNT_KIND_ROUNDING, quote_currency), quote_currency, left_over, None))
+            postings += (post(rounding, quote_currency, left_over, None),)
         cash_amount = rounded
-    postings.append(post(account(_ACCOUNT_KIND_CASH, quote_currency), quote_currency, cash_amount, None))
-    if effect.realized:
-        postings.append(
-            post(account(_ACCOUNT_KIND_REALIZED_PNL, quote_currency), quote_currency, _negative(effect.realized), None)
-        )
-    postings.extend(_fee_postings(fee, fee_currency, post, account))
-    return JournalEntry(entry_id, ts, _ENTRY_KIND_FILL, tuple(postings), reference), effect
+    postings += (post(cash, quote_currency, cash_amount, None),)
+    realized = effect.realized
+    if realized:
+        postings += (post(realized_pnl, quote_currency, _negative(realized), None),)
+    return entry_of(entry_id, ts, _ENTRY_KIND_FILL, postings + fee_postings, reference, None), effect, cash_amount
+
+
+@lru_cache(maxsize=1024)
+def _fill_accounts(symbol: str, quote_currency: str, fee_currency: str) -> tuple[Account, ...]:
+    """The shared accounts a fill may post to: ``position:{symbol}``; cash, rounding and realized P&L in the quote
+    currency; fees and cash in the fee currency. `InvalidEntry` for a symbol that is no code."""
+    return (
+        _shared_account(_ACCOUNT_KIND_POSITION, symbol),
+        _shared_account(_ACCOUNT_KIND_CASH, quote_currency),
+        _shared_account(_ACCOUNT_KIND_ROUNDING, quote_currency),
+        _shared_account(_ACCOUNT_KIND_REALIZED_PNL, quote_currency),
+        _shared_account(_ACCOUNT_KIND_FEES, fee_currency),
+        _shared_account(_ACCOUNT_KIND_CASH, fee_currency),
+    )
 
 
 def currency_fill_entry(
@@ -533,7 +599,7 @@ def currency_fill_entry(
     with localcontext(_EXACT):
         amount = D(quantity) * D(price)
     if cash_places is not None:
-        amount = _TO_MINOR_UNIT.quantize(amount, Decimal(1).scaleb(-cash_places))
+        amount = _TO_MINOR_UNIT.quantize(amount, place_step(cash_places))
     sold, bought = ((quote, amount), (base, quantity)) if Side(side) is _SIDE_BUY else ((base, quantity), (quote, amount))
     conversion = fx_conversion(entry_id, ts, *sold, *bought, reference=reference)
     return JournalEntry(entry_id, ts, _ENTRY_KIND_FILL, conversion.postings + _fee_postings(fee, fee_currency), reference)

@@ -1,8 +1,8 @@
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 import pytest
 from hypothesis import given
@@ -24,6 +24,7 @@ from tradestack.domain.ledger import (
     deposit,
     fee_entry,
     fill_entry,
+    fill_entry_with_cash,
     fx_conversion,
     position_quantities,
     reversal,
@@ -589,3 +590,101 @@ def test_a_currency_pair_fill_is_a_conversion_with_its_fee() -> None:
     sell = currency_fill_entry("f-2", T0, "sell", d("1000"), d("1.08"), ("EUR", USD), d("0"), USD)
     assert ("cash:EUR", "EUR", "-1000", None) in lines(sell)
     assert ("cash:USD", USD, "1080", None) in lines(sell)
+
+
+# -- fills built unchecked, as the checking constructors would build them --------------------------
+
+
+def checked_fill(
+    entry_id: str, ts: datetime, fill: FillRecord, quote: str, before: PositionState, cash_places: int | None
+) -> tuple[JournalEntry, Decimal]:
+    """The fill's entry and the cash its units moved, worked out from the documented rules and built through the
+    checking constructors (`Posting`, `JournalEntry`): the reference for what `fill_entry_with_cash` builds unchecked."""
+    effect = before.fill_effect(fill.side, fill.quantity, fill.price)
+    postings = [
+        Posting(Account.position(fill.symbol), quote, cost, units)
+        for cost, units in ((effect.closed_cost, effect.closed_quantity), (effect.opened_cost, effect.opened_quantity))
+        if units
+    ]
+    with localcontext() as exact:
+        exact.prec = 200
+        cash = fill.quantity * fill.price * (-1 if fill.side is Side.BUY else 1)
+        if cash_places is not None:
+            rounded = cash.quantize(Decimal(1).scaleb(-cash_places), rounding=ROUND_HALF_EVEN)
+            if cash != rounded:
+                postings.append(Posting(Account.rounding(quote), quote, cash - rounded))
+            cash = rounded
+        postings.append(Posting(Account.cash(quote), quote, cash))
+        if effect.realized:
+            postings.append(Posting(Account.realized_pnl(quote), quote, -effect.realized))
+        if fill.fee:
+            postings.append(Posting(Account.fees(fill.fee_currency), fill.fee_currency, fill.fee))
+            postings.append(Posting(Account.cash(fill.fee_currency), fill.fee_currency, -fill.fee))
+    return JournalEntry(entry_id, ts, EntryKind.FILL, tuple(postings), f"ref-{entry_id}"), cash
+
+
+FillRun = tuple[str, str, int | None, list[FillRecord]]
+"""A symbol, its quote currency, the cash places and fills of it."""
+
+
+@st.composite
+def fill_runs(draw: st.DrawFn) -> FillRun:
+    """Fills of one symbol that open, add to, reduce, close and flip its position, at prices of any precision."""
+    symbol = draw(st.sampled_from(sorted(SYMBOL_QUOTES)))
+    fills = []
+    for i in range(draw(st.integers(1, 12))):
+        quantity = Decimal(draw(st.integers(1, 10**6))).scaleb(-draw(st.integers(0, 5)))
+        price = Decimal(draw(st.integers(1, 10**8))).scaleb(-draw(st.integers(0, 6)))
+        fee = Decimal(draw(st.integers(-500, 5_000))).scaleb(-draw(st.integers(0, 4)))  # negative: a rebate
+        side, fee_currency = draw(st.sampled_from(Side)), draw(st.sampled_from(CURRENCIES))
+        fills.append(FillRecord(symbol, side, quantity, price, fee, fee_currency, T0 + timedelta(seconds=i)))
+    return symbol, SYMBOL_QUOTES[symbol], draw(st.sampled_from([None, 0, 2, 8])), fills
+
+
+@given(fill_runs())
+def test_a_fill_entry_built_unchecked_equals_the_checked_one_and_balances(run: FillRun) -> None:
+    # fill_entry_with_cash builds its postings and entry without `Posting`'s and `JournalEntry`'s checks: balanced by
+    # construction. Each must equal what the checking constructors build from the rules, and balance on its own.
+    symbol, quote, cash_places, fills = run
+    position = PositionState(symbol)
+    for i, fill in enumerate(fills):
+        entry, effect, cash = fill_entry_with_cash(
+            f"f-{i}", fill.ts, symbol, fill.side, fill.quantity, fill.price, quote, fill.fee, fill.fee_currency, position,
+            f"ref-f-{i}", cash_places=cash_places,
+        )  # fmt: skip
+        expected, expected_cash = checked_fill(f"f-{i}", fill.ts, fill, quote, position, cash_places)
+        assert entry == expected
+        assert [type(p) for p in entry.postings] == [Posting] * len(expected.postings)
+        assert (cash, effect) == (expected_cash, position.fill_effect(fill.side, fill.quantity, fill.price))
+        fee_cash = fill.fee if fill.fee_currency == quote else 0
+        assert cash == sum((p.amount for p in entry.postings if p.account == Account.cash(quote)), Decimal(0)) + fee_cash
+        check_zero_sum([entry])
+        position = effect.position
+
+
+def test_a_hand_built_unbalanced_entry_is_still_refused() -> None:
+    # Only the fill builder skips the check, for entries balanced by construction: one built from outside input is checked.
+    postings = (Posting(Account.cash(USD), USD, d("-100.00")), Posting(Account.position("AAPL"), USD, d("100.01"), d("1")))
+    with pytest.raises(UnbalancedEntry, match=r"'f-1' does not balance: USD postings sum to 0\.01"):
+        JournalEntry("f-1", T0, EntryKind.FILL, postings, "fill-1")
+    with pytest.raises(UnbalancedEntry, match=r"EUR postings sum to 100\.01, USD postings sum to -100"):
+        JournalEntry("f-1", T0, EntryKind.FILL, (postings[0], Posting(Account.position("SAP"), EUR, d("100.01"), d("1"))))
+
+
+@pytest.mark.parametrize(
+    ("entry_id", "ts", "message"),
+    [
+        (" ", T0, "entry id must be a non-empty string"),
+        ("f-1", T0.replace(tzinfo=None), "must be a timezone-aware UTC datetime"),
+    ],
+)
+def test_a_fill_with_an_id_or_time_the_entry_check_refuses_is_refused(entry_id: str, ts: datetime, message: str) -> None:
+    with pytest.raises(InvalidEntry, match=message):
+        fill_entry_with_cash(entry_id, ts, "AAPL", Side.BUY, d("1"), d("10"), USD, d("0.35"), USD, PositionState("AAPL"))
+
+
+def test_a_fill_at_an_aware_utc_time_of_another_tzinfo_books_as_at_utc() -> None:
+    # datetime.timezone(timedelta(0)) is UTC but not `UTC` itself: the checking path takes it, as before.
+    ts = T0.astimezone(timezone(timedelta(0)))
+    entry, _, cash = fill_entry_with_cash("f-1", ts, "AAPL", Side.BUY, d("2"), d("10.5"), USD, d("0"), USD, PositionState("AAPL"))
+    assert (entry.ts, cash, lines(entry)) == (T0, d("-21.0"), [("position:AAPL", USD, "21", "2"), ("cash:USD", USD, "-21", None)])
