@@ -23,5 +23,8 @@ export default defineConfig({
     globals: true,
     setupFiles: ["./src/test/setup.ts"],
     css: false,
+    // Typing with user-event takes a few seconds of a loaded 2-core machine (the Login test timed out at the default
+    // 5 s while the Python suite and builds ran beside it); a hung test still fails, after 30 s.
+    testTimeout: 30_000,
   },
 });
