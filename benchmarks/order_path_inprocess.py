@@ -13,7 +13,8 @@ service does in memory:
    entry and the position after it) and each new snapshot of the quotes in force (built again after a quote)
    instead of rebuilt; its `state` for the order, `risk.evaluate_reserving` on it (`evaluate`, and what an
    accepted buy reserves, kept for the pipeline's own cash accounting, checked by `verify`), then `OrderAccepted`
-   or `OrderDenied` applied to the Order, an accepted one counted in `OpenOrders`;
+   or `OrderDenied` applied to the Order, an accepted one counted in `OpenOrders` when the state is read next if it
+   still works then (what fills leave of it; nothing reads the open orders in between);
 3. match - a `WorkingOrder` into the instrument's `MatchingEngine` (fee bps + minimum in the
    currency's minor unit, as the service's fee model; slippage, zero latency, participation 1); every
    10 orders of an instrument a new quote (seeded random walk) reaches its engine first and fills
@@ -259,6 +260,7 @@ class Pipeline:
         self.fills = 0
         self.expired_at_close = 0
         self._market: MarketSnapshot | None = MarketSnapshot({}, NO_FX)  # no quote yet
+        self._uncounted: OpenOrder | None = None  # the order `risk` accepted last, until the risk state is read again
         # the account's risk inputs, kept by this single writer and moved by each fill and quote (not rebuilt)
         self.account = AccountRisk(self.account_books(), self.working, self._market)
 
@@ -309,7 +311,19 @@ class Pipeline:
         return market
 
     def risk(self, order: Order, book: Book, spec: Spec) -> OpenOrder | None:
-        """Evaluate the risk checks on the account's kept `AccountRisk` state; accept (reserving for a buy) or deny."""
+        """Evaluate the risk checks on the account's kept `AccountRisk` state; accept (reserving for a buy) or deny.
+
+        The order accepted last is counted in `OpenOrders` when the risk state is read next, if it still works then
+        (as what is left of it: `_working`), not when accepted: nothing reads the open orders in between (this is
+        their single writer), and most orders have filled or expired by then, so they are never put and removed.
+        `fill_events` counts what a fill leaves of an order (`put` replaces) and removes an order that ends
+        (nothing, if never counted). The state read equals the one of orders counted from their acceptance."""
+        uncounted = self._uncounted
+        if uncounted is not None:
+            self._uncounted = None
+            left = uncounted.order
+            if not left.status.is_terminal and left.id not in self.working:  # it works, and no fill counted it since
+                self.working.put(_working(left, uncounted.side))
         request = order.request
         side = request.side
         market = self.market()
@@ -324,10 +338,7 @@ class Pipeline:
         self.reserved += reserved
         open_order = OpenOrder(order.apply(OrderAccepted(order_id=order.id, ts=spec.ts)), book, side, reserved)
         self.open[order.id] = open_order
-        # what `_working` counts of it, nothing filled yet: all of its quantity remains
-        self.working.put(
-            RiskOpenOrder(order.id, request.symbol, side, request.type, request.quantity, request.limit_price, request.stop_price)
-        )
+        self._uncounted = open_order  # counted when the state is read next, if it still works then
         return open_order
 
     def match(self, open_order: OpenOrder, spec: Spec) -> list[MatchEvent]:
