@@ -77,7 +77,7 @@ from tradestack.domain.matching import (
     MatchEvent,
     MatchingEngine,
     SlippageModel,
-    WorkingOrder,
+    submitted_working_order,
 )
 from tradestack.domain.orders import (
     Order,
@@ -343,13 +343,8 @@ class Pipeline:
 
     def match(self, open_order: OpenOrder, spec: Spec) -> list[MatchEvent]:
         """Hand the accepted order to its instrument's engine; fills against the quote in force."""
-        request = open_order.order.request
-        quantity = request.quantity
-        working = WorkingOrder(  # positionally, as the backtester builds it (binding eleven keywords costs more)
-            open_order.order.id, request.symbol, open_order.side, request.type, quantity, quantity,
-            request.limit_price, None, request.time_in_force, False, spec.ts,
-        )  # fmt: skip
-        return open_order.book.engine.submit(working, spec.ts)
+        # the engine's view of the order just accepted, built without re-checking what its events checked
+        return open_order.book.engine.submit(submitted_working_order(open_order.order), spec.ts)
 
     def quote(self, book: Book, quote: Quote) -> list[MatchEvent]:
         """A new top of book: orders resting in the engine may fill."""

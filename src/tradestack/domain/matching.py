@@ -42,12 +42,16 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 from operator import attrgetter, itemgetter
+from typing import TYPE_CHECKING
 
 from tradestack.core.money import plain
-from tradestack.domain.frozen import fast_init
+from tradestack.domain.frozen import builder, fast_init
 from tradestack.domain.instruments import Instrument, Venue, ceil_to_tick, floor_to_tick
 from tradestack.domain.marketdata import Quote, Side, Trade
 from tradestack.domain.order_kinds import _LIMIT_TYPES, _STOP_TYPES, Liquidity, OrderType, TimeInForce
+
+if TYPE_CHECKING:
+    from tradestack.domain.orders import Order
 
 _BASIS_POINTS = Decimal(10_000)
 _ZERO = Decimal(0)
@@ -109,10 +113,21 @@ class FeeModel:
         """The fee on `notional`: `bps` of it, at least `minimum`, in `places`; nothing on a zero notional."""
         if notional <= _ZERO:
             return _ZERO
-        fee = max(notional * self.bps / _BASIS_POINTS, self.minimum)
-        if self.places is None:
-            return fee
-        return fee.quantize(_MINOR_UNITS[self.places], rounding=ROUND_HALF_EVEN)
+        places = self.places
+        if places is None:
+            return max(notional * self.bps / _BASIS_POINTS, self.minimum)
+        # `notional * bps / 10_000` in value (the same product, rounded alike, scaled exactly by a power of ten), in
+        # other digits perhaps, which the rounding to `places` makes the same; a multiplication costs half a division
+        fee = notional * _fee_rate(self.bps)
+        if fee < self.minimum:
+            fee = self.minimum
+        return fee.quantize(_MINOR_UNITS[places], rounding=ROUND_HALF_EVEN)
+
+
+@lru_cache(maxsize=64)
+def _fee_rate(bps: Decimal) -> Decimal:
+    """`bps` basis points as a fraction, worked out once per rate (`FeeModel.fee` multiplies by it)."""
+    return bps / _BASIS_POINTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +255,27 @@ def _check_prices(order_id: str, order_type: OrderType, limit_price: Decimal | N
             _positive(f"order {order_id}: {name}", price)
 
 
+_unchecked_working_order = builder(WorkingOrder, checked=False)
+
+
+def submitted_working_order(order: Order) -> WorkingOrder:
+    """The engine's view of `order` just accepted (nothing filled or replaced, no stop triggered), built unchecked.
+
+    For a producer that holds the `Order` it hands the engine (benchmarks/order_path_inprocess.py); the engine's other
+    callers build `WorkingOrder` itself, checked. Sound for any `Order` folded from its events: they checked what
+    `WorkingOrder.__post_init__` would. The id is a non-empty string and the submit time UTC (`OrderEvent`); the
+    side, type and time in force are members and the amounts finite Decimals (`OrderRequest`); the quantity is
+    positive and each price present exactly when the type takes it, and positive (`OrderSubmitted`, through
+    `structural_problems`). Whether they are on the instrument's lot and tick is not among these: `submit` checks it.
+    """
+    request = order.request
+    quantity = request.quantity
+    return _unchecked_working_order(
+        order.id, request.symbol, request.side, request.type, quantity, quantity, request.limit_price,
+        request.stop_price, request.time_in_force, False, order.created_at, 0, _ZERO, _ZERO,
+    )  # fmt: skip
+
+
 @fast_init
 @dataclass(frozen=True, slots=True)
 class Fill:
@@ -257,6 +293,10 @@ class Fill:
     def notional(self) -> Decimal:
         """Quantity times price."""
         return self.quantity * self.price
+
+
+_new_fill = builder(Fill)
+"""`Fill(...)` positionally, without binding the constructor's arguments (Fill has no checks to skip)."""
 
 
 @fast_init
@@ -492,7 +532,8 @@ class MatchingEngine:
             self._place(progress)
             return []
         market.ts, market.buy_pool, market.sell_pool = ts, market.buy_size, market.sell_size  # the quote, met at `ts`
-        events = self._step(progress, market)
+        events: list[MatchEvent] = []
+        self._step(progress, market, events)
         if progress.working:  # filed only now: an order its first attempt finishes (filled, ioc, fok) never is
             self._orders[order.order_id] = progress
             self._place(progress)
@@ -567,7 +608,7 @@ class MatchingEngine:
         for progress in candidates:
             if market.ts >= progress.eligible_at:
                 rested, triggered = progress.rested, progress.triggered
-                events.extend(self._step(progress, market))
+                self._step(progress, market, events)
                 if progress.rested is not rested or progress.triggered is not triggered:
                     self._place(progress)  # where it waits depends on these two (and on working)
         return events
@@ -583,7 +624,7 @@ class MatchingEngine:
         events: list[MatchEvent] = []
         for progress in list(self._orders.values()):
             if market.ts >= progress.eligible_at:
-                events.extend(self._step(progress, market))
+                self._step(progress, market, events)
         return events
 
     def _place(self, progress: _Progress) -> None:
@@ -626,20 +667,19 @@ class MatchingEngine:
             self._unplace(progress)
         progress.working = False
 
-    def _step(self, progress: _Progress, market: _Market) -> list[MatchEvent]:
-        """One matching attempt of one order at one market event."""
+    def _step(self, progress: _Progress, market: _Market, events: list[MatchEvent]) -> None:
+        """One matching attempt of one order at one market event; what happens is appended to `events`."""
         order = progress.order
-        events: list[MatchEvent] = []
         if order.stop_price is not None and not progress.triggered:
             if not _reaches_stop(order.side, order.stop_price, market):
-                return events
+                return
             progress.triggered = True
             events.append(Triggered(order.order_id, market.ts))
         price = self._fill_price(progress, market)
         quantity = _ZERO if price is None else self._fill_quantity(progress, market)
         if order.time_in_force is _TIME_IN_FORCE_FOK and quantity < progress.remaining:
             events.append(self._expire(progress, self._fok_reason(progress, price, quantity), market.ts))
-            return events
+            return
         if price is not None and quantity > _ZERO:
             events.append(self._fill(progress, market, quantity, price))
         elif price is None and order.limit_price is not None:
@@ -647,7 +687,6 @@ class MatchingEngine:
         if order.time_in_force is _TIME_IN_FORCE_IOC and progress.remaining > _ZERO:
             reason = f"immediate-or-cancel: {plain(progress.remaining)} of {plain(order.quantity)} not filled"
             events.append(self._expire(progress, reason, market.ts))
-        return events
 
     def _fill_price(self, progress: _Progress, market: _Market) -> Decimal | None:
         """The price this order fills at in `market`, or None when it cannot fill there."""
@@ -729,7 +768,7 @@ class MatchingEngine:
         liquidity = _LIQUIDITY_MAKER if progress.rested and order.type in _LIMIT_TYPES else _LIQUIDITY_TAKER
         if not progress.remaining:
             self._remove(progress)
-        return Fill(order.order_id, f"{order.order_id}-{progress.fills}", quantity, price, fee, liquidity, market.ts)
+        return _new_fill(order.order_id, f"{order.order_id}-{progress.fills}", quantity, price, fee, liquidity, market.ts)
 
     def _expire(self, progress: _Progress, reason: str, ts: datetime) -> Expired:
         if progress.working:

@@ -215,9 +215,9 @@ def test_far_orders_are_not_visited_by_a_market_event(monkeypatch: pytest.Monkey
     stepped: list[str] = []
     step = paper._step
 
-    def counting_step(progress: _Progress, market: _Market) -> list[MatchEvent]:
+    def counting_step(progress: _Progress, market: _Market, events: list[MatchEvent]) -> None:
         stepped.append(progress.order.order_id)
-        return step(progress, market)
+        step(progress, market, events)
 
     monkeypatch.setattr(paper, "_step", counting_step)
     assert paper.on_quote(book(MID_TICKS - 1, MID_TICKS, 1)) == []
