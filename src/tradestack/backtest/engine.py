@@ -53,7 +53,7 @@ from tradestack.domain.matching import (
     MatchingEngine,
     SlippageModel,
     Triggered,
-    WorkingOrder,
+    submitted_working_order,
 )
 from tradestack.domain.orders import (
     FillEvent,
@@ -389,10 +389,7 @@ class Backtest:
         self._open.put(OpenOrder(order_id, symbol, side, type, quantity, limit_price, stop_price))
         self._working_by_symbol[symbol][order_id] = order
         state.working.add(order_id)
-        working = WorkingOrder(
-            order_id, symbol, side, type, quantity, quantity, limit_price, stop_price, time_in_force, False, ts
-        )
-        matched = state.engine.submit(working, ts)
+        matched = state.engine.submit(submitted_working_order(order), ts)
         if matched:
             self._on_match(state, matched)
         return self._orders[order_id]
