@@ -262,11 +262,12 @@ def submitted_working_order(order: Order) -> WorkingOrder:
     """The engine's view of `order` just accepted (nothing filled or replaced, no stop triggered), built unchecked.
 
     For a producer that holds the `Order` it hands the engine (the backtester, benchmarks/order_path_inprocess.py); the
-    engine's other callers (trading, from stored orders) build `WorkingOrder` itself, checked. Sound for any `Order` folded from its events: they checked what
-    `WorkingOrder.__post_init__` would. The id is a non-empty string and the submit time UTC (`OrderEvent`); the
-    side, type and time in force are members and the amounts finite Decimals (`OrderRequest`); the quantity is
-    positive and each price present exactly when the type takes it, and positive (`OrderSubmitted`, through
-    `structural_problems`). Whether they are on the instrument's lot and tick is not among these: `submit` checks it.
+    engine's other callers (trading, from stored orders) build `WorkingOrder` itself, checked. Sound for any `Order`
+    folded from its events: they checked what `WorkingOrder.__post_init__` would. The id is a non-empty string and the
+    submit time UTC (`OrderEvent`); the side, type and time in force are members and the amounts finite Decimals
+    (`OrderRequest`); the quantity is positive and each price present exactly when the type takes it, and positive
+    (`OrderSubmitted`, through `structural_problems`). Whether they are on the instrument's lot and tick is not among
+    these: `submit` checks it.
     """
     request = order.request
     quantity = request.quantity
