@@ -25,13 +25,13 @@ _TIME_IN_FORCE_FOK = TimeInForce.FOK
 _TIME_IN_FORCE_IOC = TimeInForce.IOC
 
 
-def _nearest(value: Decimal, step: Decimal) -> str:
+def nearest_on_step(value: Decimal, step: Decimal) -> str:
     """The valid multiples of `step` on either side of `value`, as text for a message."""
     below, above = floor_to_tick(value, step), ceil_to_tick(value, step)
     return f"{plain(below)} or {plain(above)}" if below > 0 else plain(above)
 
 
-def _order_of_type(order_type: OrderType) -> str:
+def order_of_type(order_type: OrderType) -> str:
     """``a stop-limit order``, for messages."""
     return f"a {order_type.value.replace('_', '-')} order"
 

@@ -47,7 +47,7 @@ from tradestack.domain.order_kinds import Liquidity as Liquidity  # re-exported:
 from tradestack.domain.order_kinds import OrderStatus as OrderStatus
 from tradestack.domain.order_kinds import OrderType as OrderType
 from tradestack.domain.order_kinds import TimeInForce as TimeInForce
-from tradestack.domain.order_terms import _nearest, _order_of_type, session_problem, stop_problem
+from tradestack.domain.order_terms import nearest_on_step, order_of_type, session_problem, stop_problem
 from tradestack.domain.portfolio import _KNOWN_CURRENCIES, _is_currency
 
 if TYPE_CHECKING:
@@ -151,13 +151,13 @@ class OrderRequest:
             if self.quantity > 0 and not instrument.is_quantity_on_lot(self.quantity):
                 problems.append(
                     f"quantity {plain(self.quantity)} is not a multiple of the lot size {plain(instrument.lot_size)}; "
-                    f"use {_nearest(self.quantity, instrument.lot_size)}"
+                    f"use {nearest_on_step(self.quantity, instrument.lot_size)}"
                 )
             for label, price in (("limit price", self.limit_price), ("stop price", self.stop_price)):
                 if price is not None and price > 0 and not instrument.is_price_on_tick(price):
                     problems.append(
                         f"{label} {plain(price)} is not a multiple of the tick size {plain(instrument.tick_size)}; "
-                        f"use {_nearest(price, instrument.tick_size)}"
+                        f"use {nearest_on_step(price, instrument.tick_size)}"
                     )
         if self.type is _ORDER_TYPE_MARKET and self.time_in_force is _TIME_IN_FORCE_GTC:
             problems.append("a market order cannot be good-till-canceled (gtc); use day, ioc or fok")
@@ -202,9 +202,9 @@ class OrderRequest:
             ("stop price", self.stop_price, self.type.needs_stop_price),
         ):
             if needed and price is None:
-                problems.append(f"{_order_of_type(self.type)} needs a {label}")
+                problems.append(f"{order_of_type(self.type)} needs a {label}")
             elif not needed and price is not None:
-                problems.append(f"{_order_of_type(self.type)} takes no {label}; remove it or change the order type")
+                problems.append(f"{order_of_type(self.type)} takes no {label}; remove it or change the order type")
             elif price is not None and price <= 0:
                 problems.append(f"{label} must be positive, got {plain(price)}")
         return problems
