@@ -11,9 +11,10 @@ each fill used to cost a dozen ORM statements.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_CEILING, Context, Decimal, Inexact, localcontext
+from decimal import ROUND_CEILING, Decimal, localcontext
 
 from tradestack.books.repository import JournalRepository
+from tradestack.core.money import UNROUNDED
 from tradestack.domain.books import AccountBooks, AccountProfile, BalanceLine, FxPolicy, books_of
 from tradestack.domain.ledger import JournalEntry, currency_fill_entry, fill_entry, fx_conversion
 from tradestack.domain.marketdata import Side
@@ -21,8 +22,7 @@ from tradestack.domain.orders import FillEvent
 from tradestack.domain.portfolio import FxRates, MissingFxRate, PositionState
 from tradestack.kit.currencies import minor_units
 
-# Column values have at most 38 digits: their sums are exact here, and an inexact one raises.
-_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
+# Column values have at most 38 digits: their sums are exact in `UNROUNDED`, and an inexact one raises.
 _ZERO = Decimal(0)
 
 
@@ -131,7 +131,7 @@ class FillBooking:
         """Keep `entry` for `write`, and move the account's balances by its postings."""
         self._entries.append((account_id, entry))
         lines = self._lines[account_id]
-        with localcontext(_EXACT):
+        with localcontext(UNROUNDED):
             for posting in entry.postings:
                 name = str(posting.account)
                 line = lines.get(name)

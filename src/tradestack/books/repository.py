@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, localcontext
+from decimal import Decimal, localcontext
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, bindparam, func, insert, select, update
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
+from tradestack.core.money import UNROUNDED
 from tradestack.domain.books import BalanceLine
 from tradestack.domain.ledger import JournalEntry
 from tradestack.domain.orders import FillEvent
@@ -25,8 +26,7 @@ from tradestack.kit.repository import ReadRepository, Repository, insert_new
 from tradestack.models.books import BalanceRow, EquityPointRow, FillRow, JournalEntryRow, PostingRow, TradingAccount
 
 _KEPT_BALANCES = "books.balance_rows"  # session.info: (the transaction, the balance rows it moved)
-# Column values have at most 38 digits: their sums are exact here, and an inexact one raises.
-_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
+# Column values have at most 38 digits: their sums are exact in `UNROUNDED`, and an inexact one raises.
 
 # What an order desk reloads of its stale accounts' books: prebuilt (no statement built per call) and run on the
 # session's connection (no ORM execution per call), see `balance_lines_of`.
@@ -119,7 +119,7 @@ class JournalRepository:
             PostingRow(entry_id=entry.id, account=str(p.account), currency=p.currency, amount=p.amount, quantity=p.quantity)
             for p in entry.postings
         )
-        with localcontext(_EXACT):
+        with localcontext(UNROUNDED):
             await self._move_balances(account_id, entry)
         await self._session.flush()
 

@@ -22,13 +22,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import (
-    MAX_EMAX,
-    MAX_PREC,
-    MIN_EMIN,
     ROUND_FLOOR,
-    Context,
     Decimal,
-    Inexact,
     localcontext,
 )
 from typing import Any, NamedTuple, overload
@@ -63,7 +58,7 @@ from tradestack.books.schemas import (
 )
 from tradestack.core.clock import Clock
 from tradestack.core.errors import NotFoundError, ValidationFailedError
-from tradestack.core.money import plain, to_places
+from tradestack.core.money import UNROUNDED, plain, to_places
 from tradestack.domain.books import AccountBooks, AccountProfile, BalanceLine, FxPolicy, books_of
 from tradestack.domain.ledger import AccountKind, JournalEntry, deposit, fx_conversion
 from tradestack.domain.portfolio import (
@@ -87,8 +82,7 @@ from tradestack.models.books import TradingAccount
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 _ZERO = Decimal(0)
-# Sums of column values and of products of them are exact here; an inexact one raises.
-_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
+# Sums of column values and of products of them are exact in `UNROUNDED`; an inexact one raises.
 _LOCKED = "books.locked"  # session.info: (the transaction, the account ids it holds locked)
 
 
@@ -645,7 +639,7 @@ class _Valued:
     @property
     def realized_pnl(self) -> dict[str, Decimal]:
         """Realized P&L per currency with gains positive (the ledger credits them)."""
-        with localcontext(_EXACT):
+        with localcontext(UNROUNDED):
             return {c: _ZERO - amount for c, amount in self.books.balances.get(AccountKind.REALIZED_PNL, {}).items()}
 
 
@@ -681,7 +675,7 @@ def _value(books: AccountBooks, now: datetime, market: MarketSnapshot) -> _Value
     valued: dict[str, PositionValuation] = {p.symbol: p for p in valuation.positions} if valuation else {}
     out: list[PositionOut] = []
     at_cost_base = _ZERO
-    with localcontext(_EXACT):
+    with localcontext(UNROUNDED):
         for symbol, holding in books.holdings.items():
             state, currency = holding.position, holding.currency
             ts: datetime | None = None

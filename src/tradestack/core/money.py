@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation
 
 # What a decimal may look like on the wire: ASCII digits only (Python's Decimal() would also read
 # Arabic-Indic or full-width digits as 1), an optional sign, point and exponent. The pattern is published in the API schema.
@@ -34,9 +34,15 @@ def ascii_decimal_text(value: object) -> object:
     return value
 
 
-_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
-"""A context in which `normalize`, `quantize` and `to_integral_value` never round (the result's digits are what they
-cost, not the precision): one for every call instead of a context sized to each value."""
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+"""The widest context (every digit an operation's result needs, the default traps: invalid operation, division by zero,
+overflow): `normalize`, `quantize` and `to_integral_value` never round in it (the result's digits are what they cost, not
+the precision), nor do sums and products of the amounts the platform keeps. One for every module and call, instead of a
+context sized to each value. Shared: use its methods or `localcontext(EXACT)` (a copy); never change its settings."""
+UNROUNDED = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
+"""`EXACT` that refuses to round: an operation whose result would need rounding raises `decimal.Inexact` (the only
+signal it traps). For sums and products that must be exact, where a rounded figure would be a wrong one. Shared, as
+`EXACT`."""
 _ONE = Decimal(1)
 
 
@@ -48,9 +54,9 @@ def canonical(value: Decimal) -> Decimal:
     """
     if not value.is_finite():
         raise ValueError(f"not a finite decimal number: {value!r}")
-    if value == value.to_integral_value(context=_EXACT):
-        return value.quantize(_ONE, context=_EXACT)
-    return value.normalize(context=_EXACT)
+    if value == value.to_integral_value(context=EXACT):
+        return value.quantize(_ONE, context=EXACT)
+    return value.normalize(context=EXACT)
 
 
 def plain(value: Decimal) -> str:

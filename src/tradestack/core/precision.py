@@ -9,9 +9,9 @@ message naming its limits, and storing an order (a denied one included) cannot f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
+from decimal import Decimal
 
-from tradestack.core.money import canonical, decimal_places, place_step, plain
+from tradestack.core.money import EXACT, canonical, decimal_places, place_step, plain
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,9 @@ class Precision:
         """Why `value` does not fit, or None when it does (NaN and infinities never fit)."""
         if not value.is_finite():
             return f"{value} is not a finite number"
-        if (not value or value.adjusted() < self._integers) and not _EXACT.remainder(value, self._last_place):
+        # exact: the integer part of the remainder's quotient never nears EXACT's precision (value below 10**38, step at
+        # least 10**-scale), and the remainder itself is exact
+        if (not value or value.adjusted() < self._integers) and not EXACT.remainder(value, self._last_place):
             return None  # fits: what `digits_problem` passes (a whole number of steps of the last place, few enough digits)
         return self.digits_problem(value)
 
@@ -59,11 +61,6 @@ class Precision:
         if number and number.adjusted() + 1 > self.integer_digits:
             return f"{plain(number)} has more than {self.integer_digits} integer digits (allowed: {self.describe()})"
         return None
-
-
-# Exact: the integer part of a remainder's quotient never nears this precision here (value below 10**38, step
-# at least 10**-scale), and the remainder itself is exact.
-_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 PRICE = Precision(24, 10)

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact
+from decimal import Decimal
 from functools import lru_cache
 
+from tradestack.core.money import UNROUNDED
 from tradestack.domain.books import AccountBooks, FxPolicy
 from tradestack.domain.frozen import builder, fast_init
 from tradestack.domain.instruments import Instrument
@@ -48,8 +49,8 @@ from tradestack.domain.snapshot import MarketSnapshot
 
 _ZERO = Decimal(0)
 _BPS = Decimal(10_000)
-_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
-"""Sums of exposure terms: exact, so a sum kept by adding and removing terms equals the sum of the terms held."""
+# Sums of exposure terms are made in `UNROUNDED`: exact, so a sum kept by adding and removing terms equals the sum of
+# the terms held.
 
 
 @fast_init
@@ -421,7 +422,7 @@ class AccountRisk:
         known = terms.pop(symbol, None)
         if known is not None:
             _, was_in, term = known
-            total = _EXACT.subtract(sums[was_in], term)
+            total = UNROUNDED.subtract(sums[was_in], term)
             if total:
                 sums[was_in] = total
             else:
@@ -429,7 +430,7 @@ class AccountRisk:
         if position is not None:
             term = exposure(position, self._market.mark(symbol))
             terms[symbol] = (position, currency, term)
-            total = _EXACT.add(sums.get(currency, _ZERO), term)
+            total = UNROUNDED.add(sums.get(currency, _ZERO), term)
             if total:
                 sums[currency] = total
             else:

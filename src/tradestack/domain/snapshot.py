@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Literal
 
+from tradestack.core.money import UNROUNDED
 from tradestack.domain.frozen import fast_init
 from tradestack.domain.instruments import Instrument
 from tradestack.domain.marketdata import Quote
@@ -26,7 +27,6 @@ from tradestack.domain.portfolio import FxRates
 MarkSource = Literal["last", "mid"]
 FX_PIVOT = "USD"
 _TWO = Decimal(2)
-_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
 
 
 @fast_init
@@ -45,7 +45,7 @@ class QuoteView:
         if self.bid is None or self.ask is None or self.bid > self.ask:
             return None
         # half a sum always terminates: exact in this context (what `divide` returns for a terminating quotient)
-        return _EXACT.divide(_EXACT.add(self.bid, self.ask), _TWO)
+        return UNROUNDED.divide(UNROUNDED.add(self.bid, self.ask), _TWO)
 
     @property
     def mark(self) -> tuple[Decimal, MarkSource] | None:

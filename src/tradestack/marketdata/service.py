@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact
+from decimal import Decimal
 from types import MappingProxyType
 
 import orjson
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import Scope
 
 from tradestack.core.errors import ValidationFailedError
-from tradestack.core.money import plain
+from tradestack.core.money import UNROUNDED, plain
 from tradestack.domain.instruments import CATALOG, Instrument, Venue
 from tradestack.domain.marketdata import Bar, Timeframe, aggregate
 from tradestack.domain.snapshot import MarketSnapshot, QuoteView, decode_quote, snapshot_of
@@ -444,7 +444,6 @@ def _sqlite_candles_json(rows: Sequence[SQLiteBar]) -> list[str]:
 
 
 _DAY_SECONDS = 86_400
-_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
 
 
 def _clock(seconds_of_day: int) -> str:
@@ -496,7 +495,7 @@ def aggregate_sqlite(rows: Sequence[SQLiteBar], timeframe: Timeframe) -> list[tu
             if value < low or (value == low and Decimal(l) < Decimal(low_text)):
                 low, low_text = value, l
         if "." in v:
-            fraction = _EXACT.add(fraction, Decimal(v))
+            fraction = UNROUNDED.add(fraction, Decimal(v))
         else:
             whole += int(v)
     if iso:
@@ -506,7 +505,7 @@ def aggregate_sqlite(rows: Sequence[SQLiteBar], timeframe: Timeframe) -> list[tu
 
 def _sum_text(whole: int, fraction: Decimal) -> str:
     """``whole + fraction`` as `plain` text, exactly."""
-    return plain(_EXACT.add(fraction, whole)) if fraction else str(whole)
+    return plain(UNROUNDED.add(fraction, whole)) if fraction else str(whole)
 
 
 def _utc_or_none(value: datetime | None) -> datetime | None:

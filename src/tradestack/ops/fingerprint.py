@@ -33,14 +33,14 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
+from decimal import Decimal, localcontext
 from typing import Any
 
 from sqlalchemy import Boolean, Column, Float, Integer, Numeric, String, Table, Text, func, select, text, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import tradestack.models  # noqa: F401 - registers every table on Base.metadata
-from tradestack.core.money import plain
+from tradestack.core.money import EXACT, plain
 from tradestack.kit.crypto import EncryptedString
 from tradestack.kit.types import ExactDecimal
 from tradestack.models.audit import AuditEntry
@@ -50,7 +50,6 @@ from tradestack.models.books import PostingRow
 # Who-does-what-now state that a running installation rewrites every few seconds (the audit chainer's
 # lease): copied like any table, but not data, so not part of what a fingerprint compares.
 TRANSIENT_TABLES = frozenset({"audit_chainer_leases"})
-_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 BATCH_ROWS = 5000
 METHOD_V1 = "rows-sha256-v1"
 METHOD_V2 = "rows-sha256-v2"
@@ -275,7 +274,7 @@ async def journal_sums(connection: AsyncConnection) -> dict[str, str]:
         for currency, total in await connection.execute(query):
             sums[currency] = total
     else:
-        with localcontext(_EXACT):
+        with localcontext(EXACT):
             for currency, amount in await connection.execute(select(PostingRow.currency, PostingRow.amount)):
                 sums[currency] += amount
     return {currency: plain(total) for currency, total in sorted(sums.items())}

@@ -22,14 +22,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
+from decimal import Decimal, localcontext
 from typing import Any
 
 import orjson
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradestack.core.money import plain
+from tradestack.core.money import EXACT, plain
 from tradestack.domain.instruments import CATALOG
 from tradestack.domain.orders import FillEvent, InvalidTransition, Order, OrderEvent, event_from_dict
 from tradestack.kit.db import Database
@@ -42,8 +42,7 @@ _CURRENCY_PAIRS = frozenset(i.symbol for i in CATALOG if i.currency_pair is not 
 MAX_PROBLEMS = 50
 ORDER_CONNECTIONS = 2  # sessions sharing the orders' SQL pass on PostgreSQL
 FOLD_BATCH = 2000
-# Column values have at most 38 digits: at this precision their sums never round.
-_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+# Column values have at most 38 digits: at `EXACT`'s precision their sums never round.
 
 
 @dataclass
@@ -98,7 +97,7 @@ async def _sums(
             sums[tuple(row[: len(keys)])] = list(row[len(keys) :])
         return sums
     result = await session.stream(query.with_only_columns(*keys, *values))
-    with localcontext(_EXACT):
+    with localcontext(EXACT):
         async for partition in result.partitions(5000):
             for row in partition:
                 key = tuple(row[: len(keys)])
@@ -139,7 +138,7 @@ async def _journal(session: AsyncSession, report: IntegrityReport) -> tuple[dict
     )
     positions: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     folds: Folds = defaultdict(_Fold)
-    with localcontext(_EXACT):
+    with localcontext(EXACT):
         for (account_id, ledger_account, currency), (amount, quantity) in by_account.items():
             fold = folds[(account_id, ledger_account)]
             fold.currencies.add(currency)
@@ -172,7 +171,7 @@ async def _balances(session: AsyncSession, report: IntegrityReport, folds: Folds
 async def _fill_positions(session: AsyncSession, report: IntegrityReport) -> dict[tuple[str, str], Decimal]:
     sums = await _sums(session, [FillRow.account_id, FillRow.symbol, FillRow.side], [FillRow.quantity], select(FillRow.id))
     positions: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    with localcontext(_EXACT):
+    with localcontext(EXACT):
         for (account_id, symbol, side), (quantity,) in sums.items():
             quantity = quantity or Decimal(0)
             if symbol not in _CURRENCY_PAIRS:
