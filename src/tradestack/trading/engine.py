@@ -537,6 +537,9 @@ class EngineShard:
         updates: list[tuple[str, str, dict[str, Any]]] = []
         if result.outcome is Recorded.GONE:
             self._left_book(event.order_id, None)
+        elif result.outcome is Recorded.STALE:  # a replace changed its terms since it reached the book: read it again
+            self._left_book(event.order_id, None)  # version unknown: the next step reads it and places what is stored
+            self.note_changed(Change(account_id, event.order_id))
         if result.order is not None:
             self._wrote(account_id, event.order_id, result.order.version, OrderStatus(result.order.status))
             updates.append(("orders", account_id, result.order.model_dump(mode="json")))

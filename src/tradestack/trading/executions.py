@@ -29,6 +29,7 @@ from tradestack.books.service import BooksService, FillBooking
 from tradestack.core.money import plain
 from tradestack.domain.books import AccountBooks, AccountProfile
 from tradestack.domain.instruments import Instrument
+from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import Expired, Fill, Triggered
 from tradestack.domain.orders import (
     FillEvent,
@@ -53,6 +54,7 @@ class Recorded(StrEnum):
 
     APPLIED = "applied"
     GONE = "gone"  # the order is no longer open (canceled or ended meanwhile): drop it from the book
+    STALE = "stale"  # matched on terms a replace has changed since (`admits`): drop it from the book, placed again anew
     DUPLICATE = "duplicate"  # this fill is already booked
     CANCELED = "canceled"  # the fill was refused (not enough cash) and the order canceled
 
@@ -171,6 +173,8 @@ class _Group:
         if isinstance(event, Fill):
             if event.fill_id in order.fill_ids or event.fill_id in self.booked:
                 return None, Result(Recorded.DUPLICATE)
+            if not admits(order, event):
+                return None, Result(Recorded.STALE)
             shortfall = _cash_shortfall(self.booking.books(account.id), order, instrument, event, rates, self.fx_fee_bps)
             if shortfall is not None:
                 new_events = [OrderCanceled(order_id=order.id, ts=event.ts, reason=shortfall)]
@@ -213,6 +217,22 @@ class _Group:
             [(self.versions[order_id], self.orders[order_id], events) for order_id, events in self.appended.items()]
         )
         await self.booking.write()
+
+
+def admits(order: Order, fill: Fill) -> bool:
+    """Whether the order's stored terms admit the engine's `fill`: no more than what remains, at its limit or better.
+
+    The paper engine never fills beyond an order's limit (`MatchingEngine` caps the price at it) nor above what is left,
+    so a fill that breaks either was matched on terms a replace has changed since it reached the engine's book: a
+    replace committed (and acknowledged) before the engine heard of it. An exchange answers such a fill "too late to
+    replace" the other way round; here the replace was acknowledged first, so the acknowledged terms win: the fill is
+    not booked, and the engine places the order again with its stored terms."""
+    if fill.quantity > order.remaining_quantity:
+        return False
+    limit = order.request.limit_price
+    if limit is None:
+        return True
+    return fill.price <= limit if order.request.side is Side.BUY else fill.price >= limit
 
 
 def balances_message(books: AccountBooks, filled: str | None, currency: str) -> dict[str, dict[str, str]]:

@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy import select
 
 from tradestack.domain.instruments import instrument
-from tradestack.domain.matching import Fill, Triggered
+from tradestack.domain.matching import Fill
 from tradestack.domain.orders import Liquidity
 from tradestack.domain.portfolio import FxRates
 from tradestack.identity.permissions import Role
@@ -60,68 +60,6 @@ async def test_a_fill_is_never_booked_twice_and_a_rebuilt_book_continues(
     assert sorted(order.fill_ids) == [f"{order_id}-1"]
     report = await check_integrity(runtime.database)
     assert report.ok, report.problems
-
-
-async def test_a_fill_the_account_cannot_pay_for_cancels_the_order(
-    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime, publish_quote: PublishQuote
-) -> None:
-    trader = await make_user(Role.TRADER)
-    account = await open_account(client, trader, "1000")
-    await publish_quote("BTC-USD", "30000.00", "30001.00", size="1")
-    body = {**limit_buy(account, "small", price="20000.00", quantity="0.04"), "symbol": "BTC-USD"}
-    order_id = (await client.post("/api/orders", json=body, headers=trader.headers)).json()["id"]
-    # A price far beyond what was reserved (as if the market had gapped): the cash guard refuses it.
-    result = await record(runtime, account, BTC, _fill(order_id, 1, "0.04", "40000"), FxRates({}))
-    assert result.outcome is Recorded.CANCELED
-    assert result.order is not None
-    assert result.order.status == "canceled"
-    assert "not enough cash" in (result.order.reason or "")
-    accounts = {a["id"]: a for a in (await client.get("/api/accounts", headers=trader.headers)).json()}
-    assert accounts[account]["cash"] == {"USD": "1000"}
-
-
-async def test_a_fill_that_costs_exactly_the_cash_is_booked(
-    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime, publish_quote: PublishQuote
-) -> None:
-    trader = await make_user(Role.TRADER)
-    account = await open_account(client, trader, "1000")
-    await publish_quote("BTC-USD", "30000.00", "30001.00", size="1")
-    ids = []
-    for name in ("one-too-many", "exact"):
-        body = {**limit_buy(account, name, price="10000.00", quantity="0.04"), "symbol": "BTC-USD"}  # 400.40 each
-        ids.append((await client.post("/api/orders", json=body, headers=trader.headers)).json()["id"])
-    # Filled far above their limits (as if the market had gapped): 0.04 x 24,975 = 999 of the 1,000 USD.
-    # With a fee of 2 that is one dollar more than the account has.
-    now = datetime.now(UTC)
-    short = Fill(ids[0], f"{ids[0]}-1", Decimal("0.04"), Decimal(24975), Decimal(2), Liquidity.TAKER, now)
-    assert (await record(runtime, account, BTC, short, FxRates({}))).outcome is Recorded.CANCELED
-    # With a fee of 1 it takes every last cent, which is enough.
-    fill = Fill(ids[1], f"{ids[1]}-1", Decimal("0.04"), Decimal(24975), Decimal(1), Liquidity.TAKER, now)
-    result = await record(runtime, account, BTC, fill, FxRates({}))
-    assert result.outcome is Recorded.APPLIED
-    assert result.order is not None
-    assert result.order.status == "filled"
-    assert result.fill is not None
-    assert (result.fill.fill_id, result.fill.quantity, result.fill.price, result.fill.fee) == (
-        f"{ids[1]}-1",
-        Decimal("0.04"),
-        Decimal(24975),
-        Decimal(1),
-    )
-    # What the engine publishes on the portfolio channel: cash and positions after the fill.
-    assert result.books is not None
-    books = {name: {k: v if k == "currency" else Decimal(v) for k, v in b.items()} for name, b in result.books.items()}
-    assert books == {
-        "cash:USD": {"currency": "USD", "amount": Decimal(0)},
-        "position:BTC-USD": {"currency": "USD", "amount": Decimal(999), "quantity": Decimal("0.04")},
-    }
-    accounts = {a["id"]: a for a in (await client.get("/api/accounts", headers=trader.headers)).json()}
-    assert accounts[account]["cash"] == {"USD": "0"}
-    # The order is over: a late fill or trigger for it is dropped, and books nothing.
-    late = await record(runtime, account, BTC, Fill(ids[1], f"{ids[1]}-2", Decimal("0.01"), Decimal(1), Decimal(0),
-                                                    Liquidity.TAKER, now), FxRates({}))  # fmt: skip
-    assert (late.outcome, late.order, late.books) == (Recorded.GONE, None, None)
-    assert (await record(runtime, account, BTC, Triggered(ids[0], now), FxRates({}))).outcome is Recorded.GONE
 
 
 async def test_stop_and_stop_limit_orders_trigger_on_the_quote_and_fill_in_the_books(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from tradestack.books import booking
+from tradestack.domain.matching import Fill, Liquidity, Triggered
 from tradestack.domain.portfolio import FxRates
 from tradestack.identity.permissions import Role
 from tradestack.kit.config import Settings
@@ -24,7 +26,7 @@ from tradestack.ops.integrity import check_integrity
 from tradestack.trading import engine as engine_module
 from tradestack.trading.commands import Change
 from tradestack.trading.engine import EngineShard
-from tradestack.trading.executions import Recorded, record_many
+from tradestack.trading.executions import Recorded, record, record_many
 from tradestack.trading.repository import ConcurrentUpdate, TradingRepository
 
 from ..conftest import MakeUser, TestUser  # type: ignore[import-not-found]
@@ -64,6 +66,12 @@ def fills_per_commit() -> Iterator[list[int]]:
     finally:
         for name, listener in listeners:
             event.remove(Engine, name, listener)
+
+
+def market_buy(account: str, client_order_id: str, quantity: str) -> dict[str, Any]:
+    """A day market buy of BTC-USD (no limit: any fill price is one the order admits)."""
+    return {"account_id": account, "client_order_id": client_order_id, "symbol": "BTC-USD", "side": "buy",
+            "type": "market", "quantity": quantity, "time_in_force": "day"}  # fmt: skip
 
 
 async def _resting(client: httpx.AsyncClient, trader: TestUser, account: str, name: str, price: str, quantity: str) -> str:
@@ -161,20 +169,86 @@ async def test_an_event_that_fails_in_the_group_is_recorded_apart_and_the_others
     assert report.ok, report.problems
 
 
+async def test_a_fill_the_account_cannot_pay_for_cancels_the_order(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime, publish_quote: PublishQuote
+) -> None:
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "1000")
+    await publish_quote("BTC-USD", "19999.00", "20000.00", size="1")
+    response = await client.post("/api/orders", json=market_buy(account, "small", "0.04"), headers=trader.headers)
+    assert response.status_code == 201, response.text
+    order_id = response.json()["id"]
+    # A market order filled at a price far beyond what was reserved (as if the market had gapped): the cash guard
+    # refuses it.
+    result = await record(runtime, account, BTC, _fill(order_id, 1, "0.04", "40000"), FxRates({}))
+    assert result.outcome is Recorded.CANCELED
+    assert result.order is not None
+    assert result.order.status == "canceled"
+    assert "not enough cash" in (result.order.reason or "")
+    accounts = {a["id"]: a for a in (await client.get("/api/accounts", headers=trader.headers)).json()}
+    assert accounts[account]["cash"] == {"USD": "1000"}
+
+
+async def test_a_fill_that_costs_exactly_the_cash_is_booked(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime, publish_quote: PublishQuote
+) -> None:
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader, "1000")
+    await publish_quote("BTC-USD", "9999.00", "10000.00", size="1")
+    ids = []
+    for name in ("one-too-many", "exact"):
+        response = await client.post("/api/orders", json=market_buy(account, name, "0.04"), headers=trader.headers)
+        assert response.status_code == 201, response.text  # ~400 reserved each
+        ids.append(response.json()["id"])
+    # Market orders filled far above the quote they were priced at (as if the market had gapped): 0.04 x 24,975 = 999
+    # of the 1,000 USD.
+    # With a fee of 2 that is one dollar more than the account has.
+    now = datetime.now(UTC)
+    short = Fill(ids[0], f"{ids[0]}-1", Decimal("0.04"), Decimal(24975), Decimal(2), Liquidity.TAKER, now)
+    assert (await record(runtime, account, BTC, short, FxRates({}))).outcome is Recorded.CANCELED
+    # With a fee of 1 it takes every last cent, which is enough.
+    fill = Fill(ids[1], f"{ids[1]}-1", Decimal("0.04"), Decimal(24975), Decimal(1), Liquidity.TAKER, now)
+    result = await record(runtime, account, BTC, fill, FxRates({}))
+    assert result.outcome is Recorded.APPLIED
+    assert result.order is not None
+    assert result.order.status == "filled"
+    assert result.fill is not None
+    assert (result.fill.fill_id, result.fill.quantity, result.fill.price, result.fill.fee) == (
+        f"{ids[1]}-1",
+        Decimal("0.04"),
+        Decimal(24975),
+        Decimal(1),
+    )
+    # What the engine publishes on the portfolio channel: cash and positions after the fill.
+    assert result.books is not None
+    books = {name: {k: v if k == "currency" else Decimal(v) for k, v in b.items()} for name, b in result.books.items()}
+    assert books == {
+        "cash:USD": {"currency": "USD", "amount": Decimal(0)},
+        "position:BTC-USD": {"currency": "USD", "amount": Decimal(999), "quantity": Decimal("0.04")},
+    }
+    accounts = {a["id"]: a for a in (await client.get("/api/accounts", headers=trader.headers)).json()}
+    assert accounts[account]["cash"] == {"USD": "0"}
+    # The order is over: a late fill or trigger for it is dropped, and books nothing.
+    late = await record(runtime, account, BTC, Fill(ids[1], f"{ids[1]}-2", Decimal("0.01"), Decimal(1), Decimal(0),
+                                                    Liquidity.TAKER, now), FxRates({}))  # fmt: skip
+    assert (late.outcome, late.order, late.books) == (Recorded.GONE, None, None)
+    assert (await record(runtime, account, BTC, Triggered(ids[0], now), FxRates({}))).outcome is Recorded.GONE
+
+
 async def test_a_group_sees_the_cash_its_earlier_fills_spent_and_applies_an_orders_fills_in_order(
     client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
 ) -> None:
     trader = await make_user(Role.TRADER)
     account = await open_account(client, trader, "1000")
-    await publish_quote("BTC-USD", "30000.00", "30001.00", size="1")
+    await publish_quote("BTC-USD", "4999.00", "5000.00", size="1")
     ids = []
     for name in ("first", "second", "third"):
-        body = {**limit_buy(account, name, price="5000.00", quantity="0.04"), "symbol": "BTC-USD"}  # 200.20 reserved each
-        response = await client.post("/api/orders", json=body, headers=trader.headers)
-        assert response.status_code == 201, response.text
+        response = await client.post("/api/orders", json=market_buy(account, name, "0.04"), headers=trader.headers)
+        assert response.status_code == 201, response.text  # ~200 reserved each
         ids.append(response.json()["id"])
-    # Filled far above their limits (as if the market had gapped): 0.01 + 0.03 of the first at 10,000 (400 USD), then
-    # 0.04 of the second (400 USD): 800 of the 1,000. The third's 400 more is more than the 200 the others left.
+    # Market orders filled far above the quote they were priced at (as if the market had gapped): 0.01 + 0.03 of the
+    # first at 10,000 (400 USD), then 0.04 of the second (400 USD): 800 of the 1,000. The third's 400 more is more than
+    # the 200 the others left.
     events = [
         _fill(ids[0], 1, "0.01", "10000"),
         _fill(ids[1], 1, "0.04", "10000"),
@@ -293,5 +367,44 @@ async def test_an_order_changed_since_the_group_read_it_fails_the_group_and_alon
     assert [result.outcome for [result] in alone] == [Recorded.APPLIED, Recorded.GONE]
     assert committed == [1]
     assert await _statuses(runtime, ids) == {kept: "filled", changed: "accepted"}
+    report = await check_integrity(runtime.database)
+    assert report.ok, report.problems
+
+
+async def test_a_fill_matched_on_terms_a_replace_changed_is_not_booked_and_the_order_works_on_with_its_new_terms(
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
+) -> None:
+    """A replace acknowledged before the engine heard of it: the quote the engine matches the old terms against (a buy
+    at 100.00) fills nothing the new terms (99.00) refuse; the engine reads the order again, places its stored terms,
+    and fills them when the market reaches them."""
+    trader = await make_user(Role.TRADER)
+    account = await open_account(client, trader)
+    await publish_quote("AAPL", "100.50", "101.00")
+    order_id = await _resting(client, trader, account, "replaced", "100.00", "10")
+    shard = EngineShard(runtime)
+    shard.instruments = await MarketDataService(runtime).instruments()
+    shard.note_changed(Change(account, order_id))
+    await shard.step()
+    replaced = await client.patch(f"/api/orders/{order_id}", json={"limit_price": "99.00"}, headers=trader.headers)
+    assert replaced.status_code == 200, replaced.text  # acknowledged; this shard is not told (as if it had not heard yet)
+    book = shard.engines["AAPL"]
+    assert (book.working_order(order_id) or pytest.fail("not in the book")).limit_price == Decimal("100.00")
+    shard.on_quote(await publish_quote("AAPL", "99.20", "99.50"))  # crosses the old limit, not the new one
+    await shard.step()
+    async with runtime.database.read_session() as session:
+        stored = await TradingRepository(session).load(order_id)
+    assert stored is not None
+    assert (stored.status.value, stored.filled_quantity, stored.fill_ids) == ("accepted", Decimal(0), frozenset())
+    working = book.working_order(order_id)  # read again in the same step: the stored terms
+    assert working is not None
+    assert (working.limit_price, working.remaining) == (Decimal("99.00"), Decimal(10))
+    shard.on_quote(await publish_quote("AAPL", "98.50", "98.90"))
+    await shard.step()
+    async with runtime.database.read_session() as session:
+        stored = await TradingRepository(session).load(order_id)
+    assert stored is not None
+    assert (stored.status.value, stored.filled_quantity) == ("filled", Decimal(10))
+    assert stored.average_fill_price is not None
+    assert stored.average_fill_price <= Decimal("99.00")
     report = await check_integrity(runtime.database)
     assert report.ok, report.problems
