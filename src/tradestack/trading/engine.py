@@ -538,6 +538,11 @@ class EngineShard:
         if result.outcome is Recorded.GONE:
             self._left_book(event.order_id, None)
         elif result.outcome is Recorded.STALE:  # a replace changed its terms since it reached the book: read it again
+            log.warning(  # an expected race, and rare: seen often, the book is not taking replaces (or `admits` is wrong)
+                "a fill matched on terms a replace has changed was not booked; the order is read again",
+                order_id=event.order_id,
+                fill_id=getattr(event, "fill_id", None),
+            )
             self._left_book(event.order_id, None)  # version unknown: the next step reads it and places what is stored
             self.note_changed(Change(account_id, event.order_id))
         if result.order is not None:
