@@ -541,7 +541,7 @@ class EngineShard:
             log.warning(  # an expected race, and rare: seen often, the book is not taking replaces (or `admits` is wrong)
                 "a fill matched on terms a replace has changed was not booked; the order is read again",
                 order_id=event.order_id,
-                fill_id=getattr(event, "fill_id", None),
+                fill_id=event.fill_id if isinstance(event, Fill) else None,
             )
             self._left_book(event.order_id, None)  # version unknown: the next step reads it and places what is stored
             self.note_changed(Change(account_id, event.order_id))
