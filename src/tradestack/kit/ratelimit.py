@@ -38,7 +38,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from tradestack.core.errors import RateLimitedError
-from tradestack.kit.leanredis import LeanRedis, send
+from tradestack.kit.leanredis import LeanRedis, pack, send
 from tradestack.kit.metrics import RATE_LIMITED
 from tradestack.kit.outages import CACHE_ERRORS, count_outage
 from tradestack.kit.redispool import blocking_pool
@@ -506,12 +506,12 @@ class LeanScript:
         try:
             return await self._evalsha(connection, keys, args)
         except redis.exceptions.NoScriptError:
-            await send(connection, connection.pack_command("SCRIPT", "LOAD", self._lua))
+            await send(connection, pack(connection, [("SCRIPT", "LOAD", self._lua)]))
             await connection.read_response()
             return await self._evalsha(connection, keys, args)
 
     async def _evalsha(self, connection: redis.asyncio.Connection, keys: Sequence[str], args: Sequence[float | int]) -> Any:
-        await send(connection, connection.pack_command("EVALSHA", self._sha, len(keys), *keys, *args))
+        await send(connection, pack(connection, [("EVALSHA", self._sha, len(keys), *keys, *args)]))
         return await connection.read_response()
 
 
