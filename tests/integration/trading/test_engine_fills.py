@@ -59,6 +59,7 @@ def fills_per_commit() -> Iterator[list[int]]:
             committed.append(written)
 
     listeners = [("begin", begun), ("after_cursor_execute", executed), ("commit", committed_counted)]
+    observed = Engine._has_events
     for name, listener in listeners:
         event.listen(Engine, name, listener)
     try:
@@ -66,6 +67,10 @@ def fills_per_commit() -> Iterator[list[int]]:
     finally:
         for name, listener in listeners:
             event.remove(Engine, name, listener)
+        # A listener on the class marks every engine as observed for good (`Engine._has_events`, which `event.remove`
+        # leaves set): put the mark back, or the desk's statements of every later test in this process would run through
+        # SQLAlchemy's execution rather than kit.db's direct path (and kit's tests of that path fail).
+        Engine._has_events = observed
 
 
 def market_buy(account: str, client_order_id: str, quantity: str) -> dict[str, Any]:
@@ -295,11 +300,16 @@ def statements_by_table() -> Iterator[dict[str, int]]:
             key = f"{write[1].split()[0]} {write[2]}"
             counted[key] = counted.get(key, 0) + 1
 
+    observed = Engine._has_events
     event.listen(Engine, "before_cursor_execute", executing)
     try:
         yield counted
     finally:
         event.remove(Engine, "before_cursor_execute", executing)
+        # A listener on the class marks every engine as observed for good (`Engine._has_events`, which `event.remove`
+        # leaves set): put the mark back, or the desk's statements of every later test in this process would run through
+        # SQLAlchemy's execution rather than kit.db's direct path (and kit's tests of that path fail).
+        Engine._has_events = observed
 
 
 async def test_a_group_writes_each_table_in_one_statement_whatever_its_number_of_fills(
