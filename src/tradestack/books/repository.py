@@ -20,7 +20,7 @@ from tradestack.domain.books import BalanceLine
 from tradestack.domain.ledger import JournalEntry
 from tradestack.domain.orders import FillEvent
 from tradestack.domain.portfolio import PositionState
-from tradestack.kit.db import PerDialect, execute_core, in_list, on_postgresql, planned_from_here, unnest_insert, unnested
+from tradestack.kit.db import PerDialect, execute_core, in_list, on_postgresql, unnest_insert, unnested
 from tradestack.kit.pages import Cursor, older_than
 from tradestack.kit.repository import ReadRepository, Repository, insert_new
 from tradestack.models.books import BalanceRow, EquityPointRow, FillRow, JournalEntryRow, PostingRow, TradingAccount
@@ -294,11 +294,11 @@ _LOCKED = (
 )
 # The ANY again outside the CTE: without it PostgreSQL's generic plan of the prepared statement (an array of unknown
 # length) joined the CTE to a scan of every account instead of looking each one up by its key. On PostgreSQL the order
-# desk's connection runs it with that generic plan, made once (`kit.db.postgres_session_settings`, ``probes``), and the
-# statements after it in the transaction are planned at each run again (`planned_from_here`).
+# desk's connection runs it with that generic plan, made once (`kit.db.postgres_session_settings`, ``probes``), and so
+# does the desk's read after it unless the desk asks for planning at each run (`OrderDesk._refresh`).
 _LOCK_MANY = PerDialect(
     update(_ACCOUNTS)
-    .where(_ACCOUNTS.c.id == _LOCKED.c.id, in_list(_ACCOUNTS.c.id, "ids", postgresql=True), planned_from_here())
+    .where(_ACCOUNTS.c.id == _LOCKED.c.id, in_list(_ACCOUNTS.c.id, "ids", postgresql=True))
     .values(_BUMP)
     .returning(*_ACCOUNTS.c),
     update(_ACCOUNTS).where(in_list(_ACCOUNTS.c.id, "ids", postgresql=False)).values(_BUMP).returning(*_ACCOUNTS.c),

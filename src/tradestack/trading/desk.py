@@ -19,7 +19,8 @@ count, the insert, the audit outbox). The desk instead:
    those do not cover every version in between); otherwise it reloads the account, all the group's
    stale accounts together (four statements whatever their number);
 3. decides each command in order (the account's owner, idempotency - one query for the group's
-   client order ids - the instrument's and the session's rules, then the risk checks) against
+   client order ids, on PostgreSQL only once the unique (account, client order id) refused one in the
+   group's write, see `_group` - the instrument's and the session's rules, then the risk checks) against
    what it keeps of each account: its profile, books (`AccountBooks`), open orders
    (`OpenOrders`), limits, trading state and the times of its orders in the last minute, updated
    as it accepts orders; the global trading state is read once per group;
@@ -211,6 +212,18 @@ class OrderDesk:
                             pending.future.set_exception(_lock_timeout(single) or single)
 
     async def _group(self, group: list[_Pending]) -> None:
+        """Decide and commit the group. On PostgreSQL the stored orders of its client order ids are not read first:
+        the unique (account, client order id) refuses a reused one, and the group is then decided again with them
+        read (`_refresh`'s ``read_keys``), answered as the stored order (or 409)."""
+        try:
+            await self._decide_group(group, read_keys=False)
+        except Exception as exc:
+            if not _reused_client_order_id(exc):
+                raise
+            log.debug("a client order id of the order group was used before; deciding it again with them read", orders=len(group))
+            await self._decide_group(group, read_keys=True)
+
+    async def _decide_group(self, group: list[_Pending], *, read_keys: bool) -> None:
         outcomes: list[tuple[_Pending, Decided | BaseException]] = []
         account_ids = sorted({pending.command.request.account_id for pending in group})
         # The quotes are read beside the transaction's first round trips (BEGIN, the lock, the reads): only deciding needs them.
@@ -221,7 +234,7 @@ class OrderDesk:
                 async with self.runtime.database.writer_session(next_waiting=self._next_waiting) as session:
                     repo = TradingRepository(session)
                     locked = await BooksService(session, self.runtime.clock).lock_many(account_ids)
-                    global_state, stored = await self._refresh(session, locked, group)
+                    global_state, stored = await self._refresh(session, locked, group, read_keys=read_keys)
                     market = await market_read
                     created: list[tuple[Order, list[OrderEvent], str]] = []
                     taken: dict[tuple[str, str], tuple[Decided, str]] = {
@@ -294,7 +307,12 @@ class OrderDesk:
     # -- what it keeps -------------------------------------------------------------------------------
 
     async def _refresh(
-        self, session: AsyncSession, locked: dict[str, tuple[AccountProfile, BooksVersions]], group: list[_Pending]
+        self,
+        session: AsyncSession,
+        locked: dict[str, tuple[AccountProfile, BooksVersions]],
+        group: list[_Pending],
+        *,
+        read_keys: bool,
     ) -> tuple[TradingState, dict[tuple[str, str], Any]]:
         """Reload the locked accounts someone else wrote since (all in one go), note the versions this group writes,
         and return the global trading state and the stored orders of the group's (account id, client order id) pairs.
@@ -319,12 +337,18 @@ class OrderDesk:
                     outdated[account_id] = kept
         repo = TradingRepository(session)
         ids = [profile.id for profile in stale]
-        keys = [(p.command.request.account_id, p.command.request.client_order_id) for p in group]
+        # On PostgreSQL the transaction runs plans kept for the connection from its lock on (`kit.db`'s probes): the
+        # read of the other desks' orders and the states is safe so (`TradingRepository.desk_reads`); reading a stale
+        # account's orders, or the stored orders of client order ids, is planned at each run.
+        read_keys = read_keys or not on_postgresql(session)
+        if ids or read_keys:
+            await plan_at_each_run(session)
+        keys = [(p.command.request.account_id, p.command.request.client_order_id) for p in group] if read_keys else []
         reads = await repo.desk_reads([key for key in keys if key[0] in locked], ids, now - _MINUTE, ids, known)
         global_state = reads.states.get(GLOBAL_SCOPE, TradingState.ACTIVE)
         missed = [account_id for account_id in known if not self._add_theirs(account_id, known[account_id], reads.added)]
         if missed:  # read the account's orders again: the same sums, priced anew only for the orders that changed
-            if not ids:  # the reads ended planning at each run (`TradingRepository.desk_reads`): the orders' read needs it
+            if not ids:  # the reads ran (or ended) on kept plans (`TradingRepository.desk_reads`): this one is planned
                 await plan_at_each_run(session)
             again = await repo.desk_reads([], missed, now - _MINUTE, [])
             for account_id in missed:
@@ -467,6 +491,21 @@ class OrderDesk:
         decided = Decided(OrderOut.of_order(order), None if denial is None else denial.check.value, True, order, begun_at)
         taken[key] = (decided, command.fingerprint)
         return decided
+
+
+_ORDERS_CLIENT_KEY = "uq_orders_account_id"  # the unique (account_id, client_order_id) of `orders`
+
+
+def _reused_client_order_id(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is PostgreSQL refusing an order whose (account, client order id) is stored."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if getattr(current, "sqlstate", None) == "23505" and getattr(current, "constraint_name", None) == _ORDERS_CLIENT_KEY:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _lock_timeout(exc: BaseException) -> ServiceUnavailableError | None:

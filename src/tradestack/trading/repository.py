@@ -20,7 +20,22 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Row, String, Table, and_, bindparam, func, insert, literal_column, null, or_, select, union_all, update
+from sqlalchemy import (
+    Row,
+    String,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    null,
+    or_,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.types import BigInteger, Integer
@@ -58,6 +73,7 @@ _PAIRS = unnested(("accounts", "account_id", String()), ("clients", "client_orde
 # The orders of each account tagged with a desk version above the one given for it, the same way on PostgreSQL;
 # elsewhere above the least of them, the exact ones picked in Python.
 _KNOWN = unnested(("added_accounts", "account_id", String()), ("added_versions", "desk_version", BigInteger()))
+_NEWEST_DESK_VERSION = literal_column(str(2**63 - 1), BigInteger())
 _INSERT_ORDERS = insert(_ORDERS)
 _INSERT_ORDER_EVENTS = insert(_ORDER_EVENTS)
 
@@ -144,7 +160,13 @@ def _desk_reads(postgresql: bool, parts: frozenset[str]) -> Any:
             tagged.join_from(
                 _ORDERS,
                 _KNOWN,
-                and_(_ORDERS.c.account_id == _KNOWN.c.account_id, _ORDERS.c.desk_version > _KNOWN.c.desk_version),
+                # Row comparisons: only the index on (account_id, desk_version) can serve them, so the plan the order
+                # desk's connection keeps for this read (`kit.db.probes_from_here`) probes it whatever the statistics
+                # said when it was made (an equality on account_id alone let such a plan pick any index of `orders`).
+                and_(
+                    tuple_(_ORDERS.c.account_id, _ORDERS.c.desk_version) > tuple_(_KNOWN.c.account_id, _KNOWN.c.desk_version),
+                    tuple_(_ORDERS.c.account_id, _ORDERS.c.desk_version) <= tuple_(_KNOWN.c.account_id, _NEWEST_DESK_VERSION),
+                ),
             )
             if postgresql
             else tagged.where(
