@@ -7,7 +7,7 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -351,6 +351,21 @@ _SCANS = text(
 )
 
 
+def accepted_orders(account: str, now: datetime, prefix: str, numbers: range) -> list[tuple[Order, list[Any], str]]:
+    """Accepted AAPL limit buys of 1 at 99.00, `prefix-n` for each n of `numbers`, as the desk hands them to
+    `TradingRepository.create_many` (the order, its events, its fingerprint)."""
+    made = []
+    for n in numbers:
+        order_id = str(uuid.uuid4())
+        request = OrderRequest(
+            client_order_id=f"{prefix}-{n}", account_id=account, symbol="AAPL", side=Side.BUY, type=OrderType.LIMIT,
+            quantity=Decimal(1), limit_price=Decimal("99.00"), time_in_force=TimeInForce.GTC,
+        )  # fmt: skip
+        events: list[Any] = [OrderSubmitted(order_id=order_id, ts=now, request=request), OrderAccepted(order_id=order_id, ts=now)]
+        made.append((Order.from_events(events), events, f"fingerprint-{n}"))
+    return made
+
+
 @pytest.mark.parametrize("stack", ["production"], indirect=True)
 async def test_the_groups_insert_checks_its_keys_by_index_probes_whatever_the_statistics_say(
     client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime
@@ -361,16 +376,7 @@ async def test_the_groups_insert_checks_its_keys_by_index_probes_whatever_the_st
     life must not be a scan of the table as it grows (`kit.db.unnest_insert`'s `probes_after`)."""
     trader = await make_user(Role.TRADER)
     account = await open_account(client, trader)
-    now = runtime.clock.now()
-    orders = []
-    for n in range(3):
-        order_id = str(uuid.uuid4())
-        request = OrderRequest(
-            client_order_id=f"probe-{n}", account_id=account, symbol="AAPL", side=Side.BUY, type=OrderType.LIMIT,
-            quantity=Decimal(1), limit_price=Decimal("99.00"), time_in_force=TimeInForce.GTC,
-        )  # fmt: skip
-        events = [OrderSubmitted(order_id=order_id, ts=now, request=request), OrderAccepted(order_id=order_id, ts=now)]
-        orders.append((Order.from_events(events), events, f"fingerprint-{n}"))
+    orders = accepted_orders(account, runtime.clock.now(), "probe", range(3))
     async with runtime.database.session() as session:
         await session.execute(text("ANALYZE orders, order_events, trading_accounts, instruments"))
     async with runtime.database.session() as session:
@@ -398,19 +404,6 @@ async def test_the_desks_kept_read_of_other_desks_orders_probes_their_index_what
     trader = await make_user(Role.TRADER)
     account = await open_account(client, trader)
     now = runtime.clock.now()
-
-    def orders(first: int, count: int) -> list[tuple[Order, list[Any], str]]:
-        made = []
-        for n in range(first, first + count):
-            order_id = str(uuid.uuid4())
-            request = OrderRequest(
-                client_order_id=f"history-{n}", account_id=account, symbol="AAPL", side=Side.BUY, type=OrderType.LIMIT,
-                quantity=Decimal(1), limit_price=Decimal("99.00"), time_in_force=TimeInForce.GTC,
-            )  # fmt: skip
-            events = [OrderSubmitted(order_id=order_id, ts=now, request=request), OrderAccepted(order_id=order_id, ts=now)]
-            made.append((Order.from_events(events), events, f"fingerprint-{n}"))
-        return made
-
     async with runtime.database.session() as session:
         await session.execute(text("ANALYZE orders"))
     since = now - timedelta(minutes=1)
@@ -420,7 +413,8 @@ async def test_the_desks_kept_read_of_other_desks_orders_probes_their_index_what
             assert reads.added[account] == []
     for first in range(0, 2_000, 500):  # a long history, tagged with desk versions 1 to 4, then five tagged above 1,995
         async with runtime.database.session() as session:
-            await TradingRepository(session).create_many(orders(first, 500), {account: first // 500 + 1})
+            batch = accepted_orders(account, now, "history", range(first, first + 500))
+            await TradingRepository(session).create_many(batch, {account: first // 500 + 1})
     async with runtime.database.session() as session:
         rows = (await session.execute(select(OrderRow.id).where(OrderRow.account_id == account))).scalars().all()
         for version, order_id in enumerate(rows, start=1):
