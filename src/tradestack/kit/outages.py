@@ -16,7 +16,7 @@ Every degraded answer counts in ``backend_unavailable_total{backend, operation}`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Literal
 
 import asyncpg  # type: ignore[import-untyped]
@@ -47,12 +47,19 @@ _DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def unavailable_backend(exc: BaseException) -> Backend | None:
-    """Which backend `exc` (or what caused it) says is unreachable; None for anything else (a bug)."""
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then what caused it (``__cause__``, else ``__context__``), and so on, each once."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def unavailable_backend(exc: BaseException) -> Backend | None:
+    """Which backend `exc` (or what caused it) says is unreachable; None for anything else (a bug)."""
+    for current in causes(exc):
         if isinstance(current, redis.exceptions.RedisError) and isinstance(current, CACHE_ERRORS):
             return "cache"
         if isinstance(current, _DATABASE_ERRORS):
@@ -62,37 +69,25 @@ def unavailable_backend(exc: BaseException) -> Backend | None:
         if isinstance(current, OSError):
             # redis-py wraps its socket errors; a bare one comes from connecting to the database.
             return "database"
-        current = current.__cause__ or current.__context__
     return None
 
 
 def is_pool_exhausted(exc: BaseException) -> bool:
     """Whether `exc` (or what caused it) is the connection pool's checkout timeout: every pooled connection
     stayed busy for the pool timeout. The database answers; this process is overloaded (503, not an outage)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, sqlalchemy.exc.TimeoutError):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return any(isinstance(current, sqlalchemy.exc.TimeoutError) for current in causes(exc))
 
 
 def is_lock_timeout(exc: BaseException) -> bool:
     """Whether `exc` (or what caused it) is PostgreSQL's lock timeout (SQLSTATE 55P03): a statement waited longer
     than ``lock_timeout`` for a row another transaction holds. Expected under contention: the answer is 503."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in causes(exc):
         if getattr(current, "sqlstate", None) == "55P03":
             return True
         if isinstance(current, sqlalchemy.exc.DBAPIError) and (
             getattr(current.orig, "sqlstate", None) == "55P03" or "lock timeout" in str(current.orig).lower()
         ):
             return True
-        current = current.__cause__ or current.__context__
     return False
 
 

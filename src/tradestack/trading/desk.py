@@ -66,7 +66,7 @@ from tradestack.identity.service import Caller, Principal
 from tradestack.kit.aio import stop_tasks
 from tradestack.kit.db import on_postgresql, plan_at_each_run
 from tradestack.kit.logging import get_logger
-from tradestack.kit.outages import RETRY_AFTER_SECONDS, is_lock_timeout
+from tradestack.kit.outages import RETRY_AFTER_SECONDS, causes, is_lock_timeout
 from tradestack.kit.runtime import Runtime, Slot
 from tradestack.trading.commands import tick
 from tradestack.trading.prices import missing_fx
@@ -498,14 +498,10 @@ _ORDERS_CLIENT_KEY = "uq_orders_account_id"  # the unique (account_id, client_or
 
 def _reused_client_order_id(exc: BaseException) -> bool:
     """Whether `exc` (or what caused it) is PostgreSQL refusing an order whose (account, client order id) is stored."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if getattr(current, "sqlstate", None) == "23505" and getattr(current, "constraint_name", None) == _ORDERS_CLIENT_KEY:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return any(
+        getattr(current, "sqlstate", None) == "23505" and getattr(current, "constraint_name", None) == _ORDERS_CLIENT_KEY
+        for current in causes(exc)
+    )
 
 
 def _lock_timeout(exc: BaseException) -> ServiceUnavailableError | None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from tradestack.domain.marketdata import Quote
 from tradestack.kit.config import Settings
@@ -61,3 +64,21 @@ async def wait_for_order(
             return order
         await asyncio.sleep(0.05)
     raise AssertionError(f"order {order_id} did not get there: {order}")
+
+
+@contextmanager
+def engine_listeners(*listeners: tuple[str, Callable[..., Any]]) -> Iterator[None]:
+    """SQLAlchemy `Engine` class events (name, listener) listened to inside the block only.
+
+    A listener on the class marks every engine as observed for good (`Engine._has_events`, which `event.remove`
+    leaves set): the mark is put back, or the order desk's statements of every later test in this process would run
+    through SQLAlchemy's execution rather than kit.db's direct path (and kit's tests of that path fail)."""
+    observed = Engine._has_events
+    for name, listener in listeners:
+        event.listen(Engine, name, listener)
+    try:
+        yield
+    finally:
+        for name, listener in listeners:
+            event.remove(Engine, name, listener)
+        Engine._has_events = observed

@@ -12,8 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from tradestack.books import booking
 from tradestack.domain.matching import Fill, Liquidity, Triggered
@@ -30,7 +29,7 @@ from tradestack.trading.executions import Recorded, record, record_many
 from tradestack.trading.repository import ConcurrentUpdate, TradingRepository
 
 from ..conftest import MakeUser, TestUser  # type: ignore[import-not-found]
-from .conftest import PublishQuote  # type: ignore[import-not-found]
+from .conftest import PublishQuote, engine_listeners  # type: ignore[import-not-found]
 from .test_engine import BTC, _fill  # type: ignore[import-not-found]
 from .test_orders import limit_buy, open_account  # type: ignore[import-not-found]
 
@@ -58,19 +57,8 @@ def fills_per_commit() -> Iterator[list[int]]:
         if written:
             committed.append(written)
 
-    listeners = [("begin", begun), ("after_cursor_execute", executed), ("commit", committed_counted)]
-    observed = Engine._has_events
-    for name, listener in listeners:
-        event.listen(Engine, name, listener)
-    try:
+    with engine_listeners(("begin", begun), ("after_cursor_execute", executed), ("commit", committed_counted)):
         yield committed
-    finally:
-        for name, listener in listeners:
-            event.remove(Engine, name, listener)
-        # A listener on the class marks every engine as observed for good (`Engine._has_events`, which `event.remove`
-        # leaves set): put the mark back, or the desk's statements of every later test in this process would run through
-        # SQLAlchemy's execution rather than kit.db's direct path (and kit's tests of that path fail).
-        Engine._has_events = observed
 
 
 def market_buy(account: str, client_order_id: str, quantity: str) -> dict[str, Any]:
@@ -300,16 +288,8 @@ def statements_by_table() -> Iterator[dict[str, int]]:
             key = f"{write[1].split()[0]} {write[2]}"
             counted[key] = counted.get(key, 0) + 1
 
-    observed = Engine._has_events
-    event.listen(Engine, "before_cursor_execute", executing)
-    try:
+    with engine_listeners(("before_cursor_execute", executing)):
         yield counted
-    finally:
-        event.remove(Engine, "before_cursor_execute", executing)
-        # A listener on the class marks every engine as observed for good (`Engine._has_events`, which `event.remove`
-        # leaves set): put the mark back, or the desk's statements of every later test in this process would run through
-        # SQLAlchemy's execution rather than kit.db's direct path (and kit's tests of that path fail).
-        Engine._has_events = observed
 
 
 async def test_a_group_writes_each_table_in_one_statement_whatever_its_number_of_fills(

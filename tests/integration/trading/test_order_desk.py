@@ -14,8 +14,8 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
-from sqlalchemy import event, select, text, update
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import select, text, update
+from sqlalchemy.engine import make_url
 
 from tradestack.books.service import BooksService
 from tradestack.domain.marketdata import Side
@@ -29,7 +29,7 @@ from tradestack.trading.desk import DESK
 from tradestack.trading.repository import DeskReads, TradingRepository
 
 from ..conftest import MakeUser  # type: ignore[import-not-found]
-from .conftest import PublishQuote  # type: ignore[import-not-found]
+from .conftest import PublishQuote, engine_listeners  # type: ignore[import-not-found]
 from .test_orders import limit_buy, open_account  # type: ignore[import-not-found]
 
 
@@ -60,11 +60,7 @@ async def on_two_desks(runtime: Runtime, buy: Callable[[int], Awaitable[httpx.Re
 
 
 async def test_a_desk_does_not_decide_on_books_another_desk_changed(
-    client: httpx.AsyncClient,
-    make_user: MakeUser,
-    publish_quote: PublishQuote,
-    runtime: Runtime,
-    monkeypatch: pytest.MonkeyPatch,
+    client: httpx.AsyncClient, make_user: MakeUser, publish_quote: PublishQuote, runtime: Runtime
 ) -> None:
     """Two desks (two API workers) on one account: each sees the orders the other accepted, so together they never
     reserve more than the cash. Desk A accepts one buy, desk B a second; A must then refuse a third. Desk B only
@@ -90,15 +86,8 @@ async def test_a_desk_does_not_decide_on_books_another_desk_changed(
             key = (id(conn.connection.driver_connection), id(asyncio.current_task()))
             by_connection.setdefault(key, []).append(" ".join(statement.split()))
 
-    # A listener on the class marks every engine as observed for good (`Engine._has_events`, which `event.remove`
-    # leaves set): put the mark back afterwards, or the order desk's SQLite statements of every later test in this
-    # process would run through SQLAlchemy's execution rather than kit.db's direct path.
-    monkeypatch.setattr(Engine, "_has_events", Engine._has_events)
-    event.listen(Engine, "before_cursor_execute", seen)
-    try:
+    with engine_listeners(("before_cursor_execute", seen)):
         third = await buy(3)  # desk A again: the books version tells it desk B wrote since
-    finally:
-        event.remove(Engine, "before_cursor_execute", seen)
     assert third.status_code == 422, third.text
     assert third.json()["check"] == "buying_power", third.text
     read = " ".join(statement for statements in by_connection.values() for statement in statements)
