@@ -12,7 +12,11 @@ after a quarter more of them: small passes, more often). Frozen objects are stil
 reference counting; only garbage held in reference cycles among them waits. So once the frozen
 set has grown to `thaw_growth` times its size after the last thaw, it is unfrozen and the next full
 pass visits everything once, frees those cycles, and the survivors are frozen again: one long
-pass, rarely (never while the set of connections stays stable).
+pass, rarely (never while the set of connections stays stable). Counting the frozen set walks it (CPython keeps
+no count: ~100 ns an object, 20-40 ms for an API worker's ~180,000, measured), inside the pass that asks, so
+the growth is checked at most every `count_every` seconds (a minute), not after each full pass (every few
+seconds under load): the frozen set cannot double in a minute of steady work, and a thaw a minute late costs
+nothing but that minute's cycles.
 
 It also lets more objects be allocated between two young passes (`young_threshold`, CPython's default 700):
 every object that survives a young pass is visited again by a middle pass after ten of them, so an
@@ -45,6 +49,8 @@ log = get_logger(__name__)
 OLDEST = 2  # CPython's generations are 0, 1 and 2
 YOUNG_THRESHOLD = 2_000
 """Allocations (less deallocations) of tracked objects between two young passes while the policy is installed."""
+COUNT_EVERY_SECONDS = 60.0
+"""Fewest seconds between two counts of the frozen set (for the thaw), by the policy's clock."""
 
 
 class Collector(Protocol):
@@ -75,11 +81,16 @@ class FreezeSurvivors:
         clock: Callable[[], float] = time.perf_counter,
         keep: int = 10_000,
         young_threshold: int = YOUNG_THRESHOLD,
+        count_every: float = COUNT_EVERY_SECONDS,
     ) -> None:
         if thaw_growth <= 1:
             raise ValueError("thaw_growth must be above 1")
         if young_threshold < 1:
             raise ValueError("young_threshold must be at least 1")
+        if count_every < 0:
+            raise ValueError("count_every must not be negative")
+        self._count_every = count_every
+        self._counted_at = 0.0  # the clock's reading when the frozen set was last counted
         self._young_threshold = young_threshold
         self._thresholds: tuple[int, int, int] | None = None  # what install found, restored by the last uninstall
         self._gc: Collector = collector if collector is not None else gc  # type: ignore[assignment]
@@ -92,6 +103,7 @@ class FreezeSurvivors:
         self._thawing = False
         self._freeze_survivors = True
         self.thaws = 0
+        self.frozen = 0  # the frozen set's size when last counted
         self.pauses: deque[tuple[int, float]] = deque(maxlen=keep)  # (generation, seconds), oldest dropped
 
     @property
@@ -108,7 +120,7 @@ class FreezeSurvivors:
         self._thresholds = self._gc.get_threshold()
         self._gc.set_threshold(self._young_threshold, *self._thresholds[1:])
         self._gc.freeze()
-        self._baseline = max(self._gc.get_freeze_count(), self._min_frozen)
+        self._baseline = max(self._count(self._clock()), self._min_frozen)
         self._thawing = False
         self._gc.callbacks.append(self._on_collection)
 
@@ -133,19 +145,26 @@ class FreezeSurvivors:
             self._started = self._clock()
             return
         generation = info.get("generation", 0)
-        self.pauses.append((generation, self._clock() - self._started))
+        now = self._clock()
+        self.pauses.append((generation, now - self._started))
         if generation != OLDEST or not self._freeze_survivors:
             return
         if self._thawing:  # this pass visited everything: free cycles are gone, freeze the rest afresh
             self._thawing = False
             self._gc.freeze()
-            self._baseline = max(self._gc.get_freeze_count(), self._min_frozen)
-        elif self._gc.get_freeze_count() >= self._thaw_growth * self._baseline:
+            self._baseline = max(self._count(now), self._min_frozen)
+        elif now - self._counted_at >= self._count_every and self._count(now) >= self._thaw_growth * self._baseline:
             self._gc.unfreeze()  # the next full pass visits everything once
             self._thawing = True
             self.thaws += 1
         else:
             self._gc.freeze()
+
+    def _count(self, now: float) -> int:
+        """The frozen set's size (a walk of all of it: see the module's docstring), remembered with when it was taken."""
+        self.frozen = self._gc.get_freeze_count()
+        self._counted_at = now
+        return self.frozen
 
     def drain(self) -> list[tuple[int, float]]:
         """The pauses recorded since the last call, oldest first."""
@@ -173,7 +192,7 @@ async def report_pauses(policy: FreezeSurvivors, every: float = REPORT_SECONDS) 
             GC_PAUSE.labels(generation=str(generation)).observe(seconds)
             longest = max(longest, seconds)
         if longest >= SLOW_PAUSE_SECONDS:
-            log.warning("gc_pause", longest_ms=round(longest * 1000, 1), frozen=gc.get_freeze_count(), thaws=policy.thaws)
+            log.warning("gc_pause", longest_ms=round(longest * 1000, 1), frozen=policy.frozen, thaws=policy.thaws)
 
 
 @contextlib.asynccontextmanager

@@ -41,6 +41,7 @@ class FakeCollector:
         self.frozen = 0
 
     def get_freeze_count(self) -> int:
+        self.calls.append("count")
         return self.frozen
 
     def collect(self, generation: int, survivors: int = 0) -> None:
@@ -70,7 +71,7 @@ def test_survivors_of_a_full_pass_are_frozen_and_young_passes_freeze_nothing() -
     collector.collect(0, survivors=500)
     collector.collect(1, survivors=500)
     assert collector.young == 1_000
-    assert collector.calls == ["freeze"]
+    assert collector.calls == ["freeze", "count"]
     collector.collect(2, survivors=2_000)
     assert collector.young == 0
     assert collector.frozen == 103_000
@@ -79,25 +80,48 @@ def test_survivors_of_a_full_pass_are_frozen_and_young_passes_freeze_nothing() -
 
 def test_the_frozen_set_is_thawed_for_one_full_pass_once_it_has_doubled() -> None:
     collector = FakeCollector(young=100_000)
-    policy = FreezeSurvivors(collector, thaw_growth=2.0, min_frozen=10)
+    policy = FreezeSurvivors(collector, thaw_growth=2.0, min_frozen=10, count_every=0)
     policy.install()
     collector.collect(2, survivors=60_000)  # frozen 160,000: not yet twice the 100,000 of the last thaw
-    assert collector.calls == ["freeze", "freeze"]
+    assert collector.calls == ["freeze", "count", "count", "freeze"]
     assert policy.thaws == 0
     collector.collect(2, survivors=50_000)  # the pass starts with 160,000 frozen: below 200,000 still
     collector.collect(2, survivors=1_000)  # 210,000 frozen: thaw
-    assert collector.calls[-1] == "unfreeze"
+    assert collector.calls[-2:] == ["count", "unfreeze"]
     assert collector.frozen == 0
     assert policy.thaws == 1
     collector.collect(0, survivors=10)
     assert collector.calls[-1] == "unfreeze"  # a young pass does not end the thaw
     collector.collect(2)  # this pass visited everything; what is left is frozen, the new baseline
-    assert collector.calls[-1] == "freeze"
-    assert collector.frozen == 211_010
+    assert collector.calls[-2:] == ["freeze", "count"]
+    assert collector.frozen == policy.frozen == 211_010
     collector.collect(2, survivors=200_000)  # 211,010 frozen: below twice the new baseline
     assert collector.calls[-1] == "freeze"
     assert policy.thaws == 1
     policy.uninstall()
+
+
+def test_the_frozen_set_is_counted_at_most_once_per_count_every() -> None:
+    """Counting walks the whole frozen set inside the pass: full passes closer together than `count_every` only freeze."""
+    collector = FakeCollector(young=100_000)
+    clock = Ticks(1.0)  # start and stop of each pass: a full pass every 2 s
+    policy = FreezeSurvivors(collector, thaw_growth=2.0, min_frozen=10, clock=clock, count_every=10.0)
+    policy.install()  # counted at 1 s
+    assert collector.calls == ["freeze", "count"]
+    for _ in range(4):  # stops at 3, 5, 7, 9 s: under 10 s since the count
+        collector.collect(2, survivors=50_000)
+    assert collector.calls.count("count") == 1
+    assert collector.frozen == 300_000  # tripled, and not yet seen
+    assert policy.thaws == 0
+    collector.collect(2, survivors=1)  # stop at 11 s: counted, 300,000 >= 2 x 100,000: thaw
+    assert collector.calls[-2:] == ["count", "unfreeze"]
+    assert policy.thaws == 1
+    assert policy.frozen == 300_000
+
+
+def test_count_every_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="count_every"):
+        FreezeSurvivors(FakeCollector(), count_every=-1.0)
 
 
 def test_pauses_are_recorded_per_generation_and_drained_once() -> None:
@@ -117,7 +141,7 @@ def test_without_freezing_survivors_pauses_are_still_recorded() -> None:
     policy.install(freeze_survivors=False)
     collector.collect(2, survivors=1_000)
     assert collector.young == 1_000
-    assert collector.calls == ["freeze"]
+    assert collector.calls == ["freeze", "count"]
     assert policy.drain() == [(2, 0.5)]
     policy.uninstall()
 
@@ -128,7 +152,7 @@ def test_installs_nest_and_the_last_uninstall_unfreezes() -> None:
     policy.install()
     policy.install()
     assert len(collector.callbacks) == 1
-    assert collector.calls == ["freeze"]
+    assert collector.calls == ["freeze", "count"]
     policy.uninstall()
     assert policy.installed
     assert collector.callbacks
@@ -137,7 +161,7 @@ def test_installs_nest_and_the_last_uninstall_unfreezes() -> None:
     assert not collector.callbacks
     assert collector.frozen == 0
     policy.uninstall()  # one too many: nothing happens
-    assert collector.calls == ["freeze", "unfreeze"]
+    assert collector.calls == ["freeze", "count", "unfreeze"]
 
 
 def test_thaw_growth_must_be_above_one() -> None:
@@ -152,7 +176,7 @@ class Node:
 
 def test_with_the_real_collector_a_frozen_cycle_waits_for_the_thaw_and_is_then_freed() -> None:
     gc.collect()
-    policy = FreezeSurvivors(thaw_growth=1.5, min_frozen=1)
+    policy = FreezeSurvivors(thaw_growth=1.5, min_frozen=1, count_every=0)
     policy.install()
     try:
         frozen_at_start = gc.get_freeze_count()
