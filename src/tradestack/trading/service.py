@@ -97,6 +97,21 @@ def fee_model_for(runtime: Runtime, instrument: Instrument) -> FeeModel:
     return FeeModel(bps=bps, minimum=minimum, places=minor_units(instrument.quote_currency))
 
 
+def fee_models(runtime: Runtime) -> Callable[[Instrument], FeeModel]:
+    """`fee_model_for` of `runtime`, each (venue, quote currency)'s model built once: what the order desk asks for every
+    order it decides (twice: the risk check and the open orders' reservation), where building it cost ~10 µs."""
+    built: dict[tuple[str, str], FeeModel] = {}
+
+    def fee_model(instrument: Instrument) -> FeeModel:
+        key = (instrument.venue, instrument.quote_currency)
+        model = built.get(key)
+        if model is None:
+            model = built[key] = fee_model_for(runtime, instrument)
+        return model
+
+    return fee_model
+
+
 def default_limits(runtime: Runtime, currency: str) -> RiskLimits:
     s = runtime.settings
     return RiskLimits(
@@ -463,7 +478,7 @@ class TradingService:
             runtime,
             lambda: OrderDesk(
                 runtime,
-                fee_model=partial(fee_model_for, runtime),
+                fee_model=fee_models(runtime),
                 limits_of=limits,
                 open_order_of_row=open_order_of,
                 validate=validate,
