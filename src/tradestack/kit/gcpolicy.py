@@ -146,9 +146,14 @@ class FreezeSurvivors:
             return
         generation = info.get("generation", 0)
         now = self._clock()
+        if generation == OLDEST and self._freeze_survivors:
+            counted = self._counted_at
+            self._after_full_pass(now)
+            if self._counted_at != counted:  # the count is part of the pause everything else waited through
+                now = self._clock()
         self.pauses.append((generation, now - self._started))
-        if generation != OLDEST or not self._freeze_survivors:
-            return
+
+    def _after_full_pass(self, now: float) -> None:
         if self._thawing:  # this pass visited everything: free cycles are gone, freeze the rest afresh
             self._thawing = False
             self._gc.freeze()

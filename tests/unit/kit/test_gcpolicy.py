@@ -117,6 +117,8 @@ def test_the_frozen_set_is_counted_at_most_once_per_count_every() -> None:
     assert collector.calls[-2:] == ["count", "unfreeze"]
     assert policy.thaws == 1
     assert policy.frozen == 300_000
+    # the pass that counted paused everything for the count too (one more tick of the clock)
+    assert policy.drain() == [(2, 1.0)] * 4 + [(2, 2.0)]
 
 
 def test_count_every_must_not_be_negative() -> None:
