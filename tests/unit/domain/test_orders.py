@@ -572,6 +572,31 @@ def test_validate_reports_empty_ids() -> None:
     assert terms.validate(instrument("AAPL")) == ["client_order_id must not be empty", "account_id must not be empty"]
 
 
+def test_fingerprint_text_is_pinned_byte_for_byte() -> None:
+    """Fingerprints are stored with each order and compared when a client order id comes again, across deploys: a
+    change of encoder (key order, separators, escaping, how a Decimal is written) would turn a retried order stored
+    before it into a 409. This pins the text; change it only with a migration of the stored fingerprints."""
+    assert request(quantity="100.000", limit="100.50").fingerprint() == (
+        '{"account_id":"acc-1","client_order_id":"c-1","limit_price":"100.5","quantity":"100","side":"buy",'
+        '"stop_price":null,"symbol":"AAPL","time_in_force":"day","type":"limit"}'
+    )
+    stop_limit = OrderRequest(
+        client_order_id="c-\u00e9",
+        account_id="acc-1",
+        symbol="BTC-USD",
+        side=Side.SELL,
+        type=OrderType.STOP_LIMIT,
+        quantity=Decimal("0.0010"),
+        limit_price=Decimal("59000"),
+        stop_price=Decimal("5.9E+4"),
+        time_in_force=TimeInForce.GTC,
+    )
+    assert stop_limit.fingerprint() == (
+        '{"account_id":"acc-1","client_order_id":"c-\\u00e9","limit_price":"59000","quantity":"0.001","side":"sell",'
+        '"stop_price":"59000","symbol":"BTC-USD","time_in_force":"gtc","type":"stop_limit"}'
+    )
+
+
 def test_fingerprint_ignores_how_decimals_are_written_and_sees_every_term() -> None:
     assert request(quantity="100", limit="100.50").fingerprint() == request(quantity="100.000", limit="100.5").fingerprint()
     base = request().fingerprint()
