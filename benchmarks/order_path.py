@@ -50,7 +50,8 @@ database and load generator share the machine's cores.
 every 20 ms (what the database backends of the benchmark are doing or waiting for), and an
 in-process run of the same app (one worker, same database and Redis, sequential orders) with a
 timer around every step of the order path and every SQL round trip, the cost of open orders on
-the account, and a cProfile of the Python side.
+the account (accounts with 0, 100 and 1000 open orders, blocks of orders on each in turn), and a
+cProfile of the Python side.
 
 Only 127.0.0.1 is targeted; every round is bounded in time; servers are stopped and the database
 dropped at the end, also on Ctrl+C or SIGTERM.
@@ -786,6 +787,8 @@ def profile(args: argparse.Namespace, ours: Stack) -> None:
         print(f"profile 2 failed ({out.returncode}):\n{out.stderr[-3000:]}")
 
 
+RESTING = [0, 100, 1000]  # open orders on the accounts `profile_orders` compares
+RESTING_ROUNDS, RESTING_BLOCK = 6, 20
 DESK_STEP = "order desk: queued, decided, group committed"
 KEPT_STATE_STEP = "kept state: states, reload of stale accounts"
 
@@ -1040,18 +1043,35 @@ async def profile_orders(
     for label, seconds in sorted(timer.sql.items(), key=lambda kv: -kv[1]):
         print(f"  {label[:56]:56}{timer.sql_calls[label] / orders:5.2f} x {1000 * seconds / timer.sql_calls[label]:6.3f} ms")
 
-    print("cost of open orders on one account (the desk keeps them summed; they should not cost more per order):")
-    for resting in (0, 100, 1000):
-        target = await account()
+    # Accounts with 0, 100 and 1000 open orders, then blocks of RESTING_BLOCK orders on each in turn (the order of the
+    # three rotating each round): the table and the machine change alike for all three, unlike one after the other.
+    print(
+        f"cost of open orders on one account (the desk keeps them summed; they should not cost more per order), "
+        f"{RESTING_ROUNDS} rounds of {RESTING_BLOCK} orders on each account in turn:"
+    )
+    loaded: dict[int, str] = {}
+    for resting in RESTING:
+        loaded[resting] = await account()
         for _ in range(resting):
-            await submit(target)
-        timer.clear()
-        for _ in range(50):
-            await submit(target)
-        desk, kept = timer.per_order(DESK_STEP, 50), timer.per_order(KEPT_STATE_STEP, 50)
+            await submit(loaded[resting])
+    requests: dict[int, list[float]] = {resting: [] for resting in RESTING}
+    desks: dict[int, list[float]] = {resting: [] for resting in RESTING}
+    kept: dict[int, list[float]] = {resting: [] for resting in RESTING}
+    for turn in range(RESTING_ROUNDS):
+        for resting in RESTING[turn % len(RESTING) :] + RESTING[: turn % len(RESTING)]:
+            timer.clear()
+            for _ in range(RESTING_BLOCK):
+                await submit(loaded[resting])
+            requests[resting] += timer.requests
+            desks[resting].append(timer.per_order(DESK_STEP, RESTING_BLOCK))
+            kept[resting].append(timer.per_order(KEPT_STATE_STEP, RESTING_BLOCK))
+    none = statistics.median(requests[0])
+    for resting in RESTING:
+        p50 = statistics.median(requests[resting])
         print(
-            f"  {resting:5d} open: request {1000 * statistics.median(timer.requests):6.2f} ms (median), "
-            f"order desk {desk:6.2f} ms, of which its kept state (states, reload of stale accounts) {kept:6.2f} ms"
+            f"  {resting:5d} open: request {1000 * p50:6.2f} ms (median, {p50 / none:.2f}x none), order desk "
+            f"{statistics.median(desks[resting]):6.2f} ms, of which its kept state (states, reload of stale accounts) "
+            f"{statistics.median(kept[resting]):6.2f} ms (medians of the blocks)"
         )
 
     profiler = cProfile.Profile()
