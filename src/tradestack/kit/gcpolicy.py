@@ -146,24 +146,27 @@ class FreezeSurvivors:
             return
         generation = info.get("generation", 0)
         now = self._clock()
-        if generation == OLDEST and self._freeze_survivors:
-            counted = self._counted_at
-            self._after_full_pass(now)
-            if self._counted_at != counted:  # the count is part of the pause everything else waited through
-                now = self._clock()
+        if generation == OLDEST and self._freeze_survivors and self._after_full_pass(now):
+            now = self._clock()  # the count is part of the pause everything else waited through
         self.pauses.append((generation, now - self._started))
 
-    def _after_full_pass(self, now: float) -> None:
+    def _after_full_pass(self, now: float) -> bool:
+        """Freeze the survivors, or thaw; whether the frozen set was counted on the way."""
         if self._thawing:  # this pass visited everything: free cycles are gone, freeze the rest afresh
             self._thawing = False
             self._gc.freeze()
             self._baseline = max(self._count(now), self._min_frozen)
-        elif now - self._counted_at >= self._count_every and self._count(now) >= self._thaw_growth * self._baseline:
+            return True
+        if now - self._counted_at < self._count_every:
+            self._gc.freeze()
+            return False
+        if self._count(now) >= self._thaw_growth * self._baseline:
             self._gc.unfreeze()  # the next full pass visits everything once
             self._thawing = True
             self.thaws += 1
         else:
             self._gc.freeze()
+        return True
 
     def _count(self, now: float) -> int:
         """The frozen set's size (a walk of all of it: see the module's docstring), remembered with when it was taken."""
