@@ -20,6 +20,11 @@ class OrderRow(Base):
     """The current state of an order: always the fold of its rows in `order_events`, written in the same transaction."""
 
     __tablename__ = "orders"
+    # The single-column indexes on `symbol` and `created_at` (below) look unused beside these, every read filtering by
+    # account first, but they serve the order page of a user with several accounts (`TradingRepository.page`:
+    # account_id IN (...), newest first, a LIMIT): a backward scan of created_at, or the symbol's rows, instead of every
+    # order of those accounts sorted. Measured (PostgreSQL 15, 300,000 orders over 3 accounts, page of 50): 0.09 ms with
+    # them, 54 ms without; filtered by a symbol, 0.13 ms with, 32 ms without. Dropping both saved ~2 µs an order insert.
     __table_args__ = (
         UniqueConstraint("account_id", "client_order_id"),
         Index("ix_orders_account_id_status", "account_id", "status"),
