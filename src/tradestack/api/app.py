@@ -11,7 +11,7 @@ import tradestack
 from tradestack.api.dashboard import install_dashboard
 from tradestack.api.errors import ErrorBoundaryMiddleware, install_error_handlers
 from tradestack.api.hot import install_hot_routes
-from tradestack.api.lifecycle import lifespan_for
+from tradestack.api.lifecycle import lifespan_for, start_checkpoints
 from tradestack.api.middleware import RequestContextMiddleware
 from tradestack.api.openapi import install_openapi
 from tradestack.api.routing import guard_included_routers
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Callable[[]
         lifespan=lifespan_for(
             runtime_factory or (lambda: Runtime.open(settings)),
             on_start=[
+                start_checkpoints,
                 start_identity,
                 start_audit_chainer,
                 start_market_data,

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from tradestack.kit import gcpolicy
+from tradestack.kit.aio import stop_tasks
 from tradestack.kit.logging import get_logger
 from tradestack.kit.loopwatch import LoopWatch
 from tradestack.kit.metrics import mark_worker_exited
@@ -53,6 +54,20 @@ def install_drain_handlers(drain: DrainState, delay_seconds: float) -> Callable[
             signal.signal(sig, handler)
 
     return restore
+
+
+async def start_checkpoints(runtime: Runtime) -> None:
+    """On SQLite (a file), checkpoint the write-ahead log in the background (`Database.checkpoints`) until the runtime
+    closes: the process's writer connection never does (its commits hold the process's writer lock)."""
+    if runtime.database.checkpoint_wal_needed:
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.database.checkpoints(stop), name="sqlite-checkpoints")
+
+        async def stop_checkpoints() -> None:
+            stop.set()
+            await stop_tasks([task], "sqlite checkpoints")
+
+        runtime.closers.append(stop_checkpoints)
 
 
 def lifespan_for(

@@ -122,20 +122,22 @@ class AuditRepository(Repository):
         """PostgreSQL: `stage`'s rows as a CTE of another INSERT statement (one round trip for both)."""
         return Alongside(_STAGE_ALONGSIDE, {"audit_outbox_fields": list(fields)})
 
-    async def claim(self, limit: int) -> builtins.list[tuple[int, str]]:
-        """Delete the oldest `limit` outbox rows and return them (id, fields), oldest first.
+    async def oldest_staged(self, limit: int) -> builtins.list[tuple[int, str]]:
+        """The oldest `limit` outbox rows (id, fields), oldest first, without claiming them (see `claim`)."""
+        rows = await self.session.execute(select(AuditOutbox.id, AuditOutbox.fields).order_by(AuditOutbox.id).limit(limit))
+        return [(row[0], row[1]) for row in rows]
 
-        Claiming by deleting, in the transaction that chains them, is what makes chaining exactly
-        once: a concurrent claimer blocks on these rows and then finds them gone, and a rollback
-        puts them back.
+    async def claim(self, ids: Sequence[int]) -> bool:
+        """Delete the outbox rows `ids`, in the transaction that chains them; False (nothing to chain in this
+        transaction: roll it back) when some of them are gone.
+
+        Claiming by deleting is what makes chaining exactly once: a concurrent claimer blocks on these
+        rows and then finds them gone, and a rollback puts them back.
         """
-        oldest = select(AuditOutbox.id).order_by(AuditOutbox.id).limit(limit)
-        statement = (
-            delete(AuditOutbox).where(AuditOutbox.id.in_(oldest.scalar_subquery())).returning(AuditOutbox.id, AuditOutbox.fields)
+        result: CursorResult[Any] = await self.session.execute(  # type: ignore[assignment]
+            delete(AuditOutbox).where(AuditOutbox.id.in_(ids))
         )
-        rows = [(row[0], row[1]) for row in await self.session.execute(statement)]
-        rows.sort()
-        return rows
+        return result.rowcount == len(ids)
 
     async def backlog(self) -> tuple[int, str | None]:
         """How many outbox rows wait, and the fields of the oldest (None when none waits)."""

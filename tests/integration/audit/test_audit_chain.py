@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
+from tradestack.audit import service as audit_service
 from tradestack.audit.repository import AuditRepository
 from tradestack.audit.service import (
     APPEND_RETRIES,
@@ -28,6 +30,7 @@ from tradestack.audit.service import (
 )
 from tradestack.core.clock import SimClock
 from tradestack.kit import migrations
+from tradestack.kit.aio import ThreadSafeLock
 from tradestack.kit.config import Settings
 from tradestack.kit.db import Database
 from tradestack.models import AuditEntry, AuditOutbox, AuditPersonal
@@ -635,6 +638,45 @@ async def test_concurrent_drains_chain_every_staged_entry_once(database: Databas
 
 
 _ENTRY_SCANS = text("SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables WHERE relname = 'audit_entries'")
+
+
+async def test_a_batch_hashes_holding_no_lock_and_chains_only_what_it_read(
+    database: Database, audit: AuditService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch's Python work (hashing the entries) runs before its write transaction: on SQLite the process's writer
+    lock, which every order waits for, is free meanwhile. Entries staged after the batch read the outbox wait for the
+    next batch; entries another chainer claimed in between are not chained twice (the batch reads again)."""
+    for n in range(5):
+        await audit.record(action="order.submit", outcome="success", target=f"order:{n}")
+    real_chain_rows = audit_service._chain_rows
+    lock = database.writing()
+    held_while_hashing: list[bool] = []
+    staged_meanwhile = False
+
+    def chain_rows(prev_hash: str, staged: Sequence[str]) -> Any:
+        held_while_hashing.append(isinstance(lock, ThreadSafeLock) and lock.locked())
+        return real_chain_rows(prev_hash, staged)
+
+    real_oldest = AuditRepository.oldest_staged
+
+    async def oldest_then_others_chain(self: AuditRepository, limit: int) -> list[tuple[int, str]]:
+        nonlocal staged_meanwhile
+        rows = await real_oldest(self, limit)
+        if not staged_meanwhile:  # the first read: another chainer chains these before this batch writes
+            staged_meanwhile = True
+            monkeypatch.setattr(AuditRepository, "oldest_staged", real_oldest)
+            assert await AuditService(database, audit.clock).drain() == 5
+            await audit.record(action="order.submit", outcome="success", target="order:5")
+        return rows
+
+    monkeypatch.setattr(audit_service, "_chain_rows", chain_rows)
+    monkeypatch.setattr(AuditRepository, "oldest_staged", oldest_then_others_chain)
+    assert await audit.drain() == 1  # read 0-4, found them chained by the other, read again: only order:5
+    assert held_while_hashing == [False, False, False]  # the other chainer's batch, this one's twice
+    rows = await _rows(database)
+    assert [row.target for row in rows] == [f"order:{n}" for n in range(6)]
+    assert (await audit.verify()).ok
+    assert await _staged(database) == 0
 
 
 async def test_postgresql_personal_rows_check_their_entry_by_index_probes_whatever_the_statistics_say(

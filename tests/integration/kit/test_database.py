@@ -224,6 +224,43 @@ async def test_sqlite_writer_session_runs_on_the_loop_thread_without_busy_waits_
         await db.dispose()
 
 
+async def test_sqlite_checkpoints_copy_what_the_writer_session_wrote_while_it_keeps_writing(sqlite_url: str) -> None:
+    """The writer session never checkpoints: `Database.checkpoint` does, on a pooled connection; the log then starts
+    over instead of growing."""
+    db = Database(Settings(database_url=sqlite_url))
+    wal = Path(make_url(sqlite_url).database or "").with_name("tradestack.db-wal")
+    try:
+        await migrations.upgrade(db.engine)
+        assert await db.checkpoint() is not None  # the migrations' frames
+
+        async def write(prefix: str, count: int) -> int:
+            """The log's size after `count` commits of the writer session."""
+            for n in range(count):
+                async with db.writing(), db.writer_session() as session:
+                    instance_id = f"{prefix}{n:04d}".ljust(36, "0")
+                    session.add(Instance(id=instance_id, name=f"{prefix}{n}", created_at=NOW, seeded_at=NOW))
+            return wal.stat().st_size
+
+        first = await write("a", 50)
+        assert await write("b", 50) > first  # the writer session's commits copy nothing: the log grows
+        frames, copied = await db.checkpoint() or (0, -1)
+        assert copied == frames >= 100
+        grown = wal.stat().st_size
+        assert await write("c", 50) <= grown  # the log started over from its beginning
+        assert len(await _instance_names(db)) == 150
+    finally:
+        await db.dispose()
+
+
+async def test_postgresql_has_no_checkpoint_to_run(postgres_url: str) -> None:
+    db = Database(Settings(database_url=postgres_url))
+    try:
+        assert not db.checkpoint_wal_needed
+        assert await db.checkpoint() is None
+    finally:
+        await db.dispose()
+
+
 async def test_sqlite_writer_session_waits_off_the_loop_for_a_write_lock_held_on_the_same_loop(sqlite_url: str) -> None:
     """A writer of the same loop that holds SQLite's lock across an await can finish while the writer session waits."""
     db = Database(Settings(database_url=sqlite_url))
