@@ -493,7 +493,7 @@ class AuditService:
         it on SQLite) hold no lock; on SQLite the process's writer lock, which every order waits for, is held only for
         the writes. An entry claimed meanwhile raises `_StaleBatchError` (the batch is read again); a head that moved
         fails the append on the unique ``prev_hash`` (`IntegrityError`, likewise retried)."""
-        async with self.database.session() as session:
+        async with self.database.session() as session:  # the primary: a replica's outbox and head may lag behind it
             repository = AuditRepository(session)
             staged = await repository.oldest_staged(limit)
             if not staged:

@@ -224,7 +224,7 @@ async def test_sqlite_writer_session_runs_on_the_loop_thread_without_busy_waits_
         await db.dispose()
 
 
-async def test_sqlite_checkpoints_copy_what_the_writer_session_wrote_while_it_keeps_writing(sqlite_url: str) -> None:
+async def test_sqlite_checkpoints_copy_what_the_writer_session_wrote_and_its_log_starts_over(sqlite_url: str) -> None:
     """The writer session never checkpoints: `Database.checkpoint` does, on a pooled connection; the log then starts
     over instead of growing."""
     db = Database(Settings(database_url=sqlite_url))
