@@ -61,10 +61,16 @@ def run_runbook(name: str, env: dict[str, str]) -> dict[str, subprocess.Complete
 @pytest.mark.slow
 def test_the_sqlite_restore_procedure_of_the_runbook(tmp_path: Path) -> None:
     bin_dir = Path(sys.executable).parent
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "TRADESTACK_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    # A data directory whose backups' paths are longer than the 80 columns the CLI lays text out in when its output is
+    # not a terminal: the path it prints must still come out whole, to be copied.
+    data_dir = tmp_path / "a-data-directory-whose-path-is-longer-than-a-line"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "TRADESTACK_DATA_DIR": str(data_dir), "HOME": str(tmp_path)}
     results = run_runbook("sqlite-restore", env)
     audit = results["tradestack audit verify"].stdout
-    manifest = json.loads(next((tmp_path / "backups").glob("*/manifest.json")).read_text())
+    backup = next((data_dir / "backups").glob("*/manifest.json")).parent
+    assert len(str(backup)) > 80
+    assert str(backup) in results["tradestack backup create"].stdout
+    manifest = json.loads((backup / "manifest.json").read_text())
     assert manifest["fingerprint"]["tables"]["users"]["rows"] == 1
     assert manifest["fingerprint"]["audit_head"] in audit.replace("\n", "")
 
