@@ -54,7 +54,7 @@ test: dev services web web-test  ## Run the whole suite under coverage (the dash
 	$(VENV)/bin/python scripts/coverage_report.py --fail-under $(COVERAGE_MIN) && [ $$tests = 0 ] && exit $$e2e
 
 test-fast: dev  ## Quick loop: every test not marked slow (no server processes), without coverage
-	$(VENV)/bin/pytest -m "not slow"
+	$(VENV)/bin/pytest --numprocesses $(PYTEST_WORKERS) -m "not slow"
 
 coverage:  ## Print the table of the last `make test` again, rewrite the HTML report, apply the gate
 	$(VENV)/bin/python scripts/coverage_report.py --fail-under $(COVERAGE_MIN)
