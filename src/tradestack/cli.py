@@ -13,12 +13,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
 import tradestack
 from tradestack.core.errors import ConfigurationError
 from tradestack.kit.config import ENV_PREFIX, Settings
+from tradestack.kit.terminal import console, err_console
 
 T = TypeVar("T")
 
@@ -47,9 +47,6 @@ data_app = typer.Typer(help="Price history: import shipped data sets or your own
 app.add_typer(data_app, name="data")
 backtest_app = typer.Typer(help="Backtests: run a strategy over historical bars on the pure domain.", no_args_is_help=True)
 app.add_typer(backtest_app, name="backtest")
-
-console = Console()
-err_console = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -170,9 +167,7 @@ def up(
         settings = with_generated_secrets(settings)
     except ConfigurationError as exc:
         raise _fail(str(exc)) from exc
-    console.print(
-        f"secrets: {secrets_dir(settings)} (generated on first start, owner-only; back them up with the database)", soft_wrap=True
-    )
+    console.print(f"secrets: {secrets_dir(settings)} (generated on first start, owner-only; back them up with the database)")
     instance_id, seeded, stored_series, has_alpha = _run_runtime(settings, _migrate_and_seed)
     if demo_data and not stored_series:
         _import_demo_on_first_start(settings)
@@ -890,7 +885,7 @@ def data_report(
         for series in datasets.load(name).series.values():
             for row in series.rejected:
                 total += 1
-                console.print(f"{name} {row.source}: {row.reason}", soft_wrap=True)
+                console.print(f"{name} {row.source}: {row.reason}")
     console.print(f"{total} rows skipped in {len(names)} data set(s)")
 
 
@@ -953,10 +948,7 @@ def backup_create(
         raise _fail(exc.detail, code=1) from None
     facts = backup.manifest["fingerprint"]
     rows = sum(table["rows"] for table in facts["tables"].values())
-    console.print(
-        f"[green]backup {backup.id}[/] written to {backup.path}: {rows} rows, audit head {facts['audit_head'] or '-'}",
-        soft_wrap=True,
-    )
+    console.print(f"[green]backup {backup.id}[/] written to {backup.path}: {rows} rows, audit head {facts['audit_head'] or '-'}")
 
 
 @backup_app.command("list")
@@ -1269,7 +1261,7 @@ def signals_train(
         )  # fmt: skip
     if trained.evaluation is not None:
         _print_evaluation(trained.evaluation)
-    console.print(f"[green]registered[/] {trained.model.version} in {trained.directory}", soft_wrap=True)
+    console.print(f"[green]registered[/] {trained.model.version} in {trained.directory}")
     if promote:
         _signals_call(settings, lambda s: s.promote(trained.model.version))
         console.print(f"[green]promoted[/] {trained.model.version}")
@@ -1308,7 +1300,7 @@ def signals_train_lob(
     console.print(
         f"kept: {evaluation.chosen}; OFI check: R² of {horizon}-update mid changes on their OFI = {evaluation.ofi_r2:.4f}"
     )
-    console.print(f"[green]registered[/] {trained.model.version} in {trained.directory}", soft_wrap=True)
+    console.print(f"[green]registered[/] {trained.model.version} in {trained.directory}")
     if promote:
         _signals_call(settings, lambda s: s.promote(trained.model.version))
         console.print(f"[green]promoted[/] {trained.model.version}")
@@ -1337,7 +1329,7 @@ def signals_show(version: Annotated[str, typer.Argument(help="Model version (see
     """One model: metadata, and its walk-forward report when it was evaluated."""
     model, metadata, directory = _signals_call(load_settings(), lambda s: s.model(version))
     console.print(f"[bold]{model.version}[/] ({model.kind}){' [green]promoted[/]' if model.promoted else ''}")
-    console.print(f"files: {directory}", soft_wrap=True)
+    console.print(f"files: {directory}")
     console.print(
         f"universe: {', '.join(model.universe)}; horizon {model.horizon} days; window {' to '.join(model.training_window)}"
     )
@@ -1939,7 +1931,7 @@ def backtest_parity(
     console.print(summary)
     if json_path is not None:
         json_path.write_text(json.dumps(report.to_dict(), indent=1))
-        console.print(f"report written to {json_path}", soft_wrap=True)
+        console.print(f"report written to {json_path}")
     if not report.ok:
         unexplained = [c for c in report.comparisons if c.verdict is Verdict.UNEXPLAINED]
         for row in unexplained[:5]:

@@ -11,11 +11,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+from tradestack.kit.terminal import console, err_console
 
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "met": "green", "missed": "bold red"}
 

@@ -60,5 +60,5 @@ def test_the_postgresql_restore_procedure_of_the_runbook(tmp_path: Path, cluster
     manifest = json.loads(next((tmp_path / "var" / "backups").glob("*/manifest.json")).read_text())
     assert manifest["dialect"] == "postgresql"
     assert manifest["fingerprint"]["tables"]["users"]["rows"] == 1
-    assert manifest["fingerprint"]["audit_head"] in results["tradestack audit verify"].stdout.replace("\n", "")
+    assert manifest["fingerprint"]["audit_head"] in results["tradestack audit verify"].stdout
     assert results['psql --dbname=tradestack --tuples-only --command="SELECT count(*) FROM users"'].stdout.strip() == "1"
