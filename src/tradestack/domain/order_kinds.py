@@ -75,3 +75,5 @@ class OrderStatus(StrEnum):
 _TERMINAL_STATUSES = frozenset(
     {OrderStatus.DENIED, OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED}
 )
+WORKING_STATUSES = frozenset({OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED})
+"""The statuses of an order a matching engine works: accepted, and not ended yet."""

@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, Uni
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradestack.core import precision
+from tradestack.domain.order_kinds import WORKING_STATUSES
 from tradestack.kit.types import ExactDecimal
 from tradestack.models.base import Base, UTCDateTime
 
@@ -55,6 +56,25 @@ class OrderRow(Base):
         doc="The account's desk version its order desk's lock left when the desk wrote the order (NULL: written otherwise, "
         "or by a release before it): what another desk reads the orders added since the version it knows by.",
     )
+
+
+WORKING_STATUS_VALUES = tuple(sorted(status.value for status in WORKING_STATUSES))
+"""The working statuses as stored, in one order: a query must name them exactly so (`OrderRow.status.in_` of this) for
+the planner to use `ix_orders_working` (SQLite proves an IN list implies the index's only when the lists are the same)."""
+
+# The working orders alone, across accounts: what each engine shard's reconciliation reads every
+# `engine_reconcile_seconds` (`trading.engine`). Without it that read walked every order ever placed: measured with
+# 1,000,000 orders of 200 accounts in this table, 100 of them working, SQLite scanned it in 150 ms (every 2 s, in the
+# embedded process), PostgreSQL 15 skip-scanned (account_id, status) in 7.6-8.0 ms and 2,512 buffers; through this
+# index 0.07 ms and under 1.1 ms (101 buffers), whatever the history. Partial: order entry pays for it only while an
+# order works.
+Index(
+    "ix_orders_working",
+    OrderRow.account_id,
+    OrderRow.id,
+    postgresql_where=OrderRow.status.in_(WORKING_STATUS_VALUES),
+    sqlite_where=OrderRow.status.in_(WORKING_STATUS_VALUES),
+)
 
 
 class OrderEventRow(Base):

@@ -38,6 +38,7 @@ import redis.asyncio
 from tradestack.core.money import D
 from tradestack.domain.marketdata import Side
 from tradestack.domain.matching import WorkingOrder
+from tradestack.domain.order_kinds import WORKING_STATUSES
 from tradestack.domain.orders import Order, OrderStatus, OrderType, TimeInForce
 from tradestack.kit.leanredis import LeanRedis
 from tradestack.kit.logging import get_logger
@@ -48,7 +49,7 @@ log = get_logger(__name__)
 
 STREAM_MAXLEN = 100_000
 _IDLE_WRITERS = 4  # connections a process's `RedisCommands` keeps between its pipelines (`LeanRedis`)
-WORKING = frozenset((OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED))
+WORKING = WORKING_STATUSES
 """The statuses of an order the engine works."""
 
 

@@ -70,7 +70,7 @@ from tradestack.marketdata.service import (
     decode_message,
     trading_hours,
 )
-from tradestack.models.trading import OrderRow
+from tradestack.models.trading import WORKING_STATUS_VALUES, OrderRow
 from tradestack.trading.commands import (
     CLOCK,
     COMMANDS,
@@ -107,7 +107,7 @@ ENDED_KEPT = 10_000
 # of every account, as the driver returns them (`plain_rows`: no SQLAlchemy row or result processing per row).
 _WORKING_ORDERS = str(
     select(OrderRow.id, OrderRow.account_id)
-    .where(OrderRow.status.in_(sorted(status.value for status in WORKING)))
+    .where(OrderRow.status.in_(WORKING_STATUS_VALUES))  # as `ix_orders_working` names them: read through it
     .compile(compile_kwargs={"literal_binds": True})
 )
 

@@ -14,10 +14,11 @@ from tradestack.domain.matching import Fill
 from tradestack.domain.orders import Liquidity
 from tradestack.domain.portfolio import FxRates
 from tradestack.identity.permissions import Role
+from tradestack.kit.db import Database
 from tradestack.kit.runtime import Runtime
 from tradestack.models.books import FillRow
 from tradestack.ops.integrity import check_integrity
-from tradestack.trading.engine import EngineShard
+from tradestack.trading.engine import _WORKING_ORDERS, EngineShard
 from tradestack.trading.executions import Recorded, record
 from tradestack.trading.repository import TradingRepository
 
@@ -121,3 +122,15 @@ async def test_reconciliation_picks_up_a_working_order_it_was_not_told_of_and_dr
     await shard.reconcile()
     assert (ids[0] in shard.owners, ids[1] in shard.owners) == (True, False)
     assert shard.engines["BTC-USD"].working_order(ids[0]) is not None
+
+
+async def test_reconciliation_reads_only_the_working_orders_through_their_partial_index(database: Database) -> None:
+    """The read every shard makes every `engine_reconcile_seconds` goes through `ix_orders_working`, not over every
+    order ever placed: the planner can use that index only while the query names the statuses as the index does."""
+    async with database.engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            plan = " ".join(str(row[-1]) for row in await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {_WORKING_ORDERS}"))
+        else:  # an empty table is cheapest to scan: forbid that, so the plan shows which index the query may use
+            await connection.exec_driver_sql("SET enable_seqscan = off")
+            plan = " ".join(str(row[0]) for row in await connection.exec_driver_sql(f"EXPLAIN {_WORKING_ORDERS}"))
+    assert "ix_orders_working" in plan, plan
