@@ -49,8 +49,6 @@ log = get_logger(__name__)
 
 STREAM_MAXLEN = 100_000
 _IDLE_WRITERS = 4  # connections a process's `RedisCommands` keeps between its pipelines (`LeanRedis`)
-WORKING = WORKING_STATUSES
-"""The statuses of an order the engine works."""
 
 
 def _clock() -> str:
@@ -112,7 +110,7 @@ class Handed:
 
 def encode_state(order: Order) -> bytes:
     """The order's `Handed` state as a stream message field (decimals as exact strings)."""
-    if order.status not in WORKING:
+    if order.status not in WORKING_STATUSES:
         return orjson.dumps([order.version, order.status.value])
     w = working_order_of(order)
     return orjson.dumps(
@@ -136,10 +134,10 @@ def decode_state(data: bytes) -> Handed:
     if status is None:
         raise ValueError(f"not an order state: unknown status {fields[1]!r}")
     if len(fields) == 2:
-        if status in WORKING:
+        if status in WORKING_STATUSES:
             raise ValueError(f"a working order's state without its terms: {data[:80]!r}")
         return Handed(fields[0], status, None)
-    if status not in WORKING:
+    if status not in WORKING_STATUSES:
         raise ValueError(f"terms handed with an order that does not work: {data[:80]!r}")
     _, _, order_id, symbol, side, kind, quantity, remaining, limit, stop, tif, triggered, submitted, fills = fields[:14]
     notional, fees = fields[14:]

@@ -54,6 +54,7 @@ from tradestack.core.money import D
 from tradestack.domain.instruments import Instrument
 from tradestack.domain.marketdata import Quote
 from tradestack.domain.matching import Expired, Fill, LatencyModel, MatchingEngine, SlippageModel, Triggered, WorkingOrder
+from tradestack.domain.order_kinds import WORKING_STATUSES
 from tradestack.domain.orders import Order, OrderStatus, TimeInForce
 from tradestack.domain.portfolio import FxRates
 from tradestack.domain.snapshot import FX_PIVOT, fx_rates_of, view_of
@@ -74,7 +75,6 @@ from tradestack.models.trading import WORKING_STATUS_VALUES, OrderRow
 from tradestack.trading.commands import (
     CLOCK,
     COMMANDS,
-    WORKING,
     Change,
     Handed,
     LocalCommands,
@@ -477,7 +477,7 @@ class EngineShard:
     def _wrote(self, account_id: str, order_id: str, version: int, status: OrderStatus) -> None:
         """The shard wrote an execution of the order, making it `version`: the book holds that version when it held the
         one before; otherwise someone else wrote the order too (a replace, say) and it is read again."""
-        if status not in WORKING:
+        if status not in WORKING_STATUSES:
             self._left_book(order_id, version)
             return
         known = self._versions.get(order_id)
@@ -558,7 +558,7 @@ class EngineShard:
 
 def _working(order: Order | Handed | None) -> WorkingOrder | None:
     """The engine's view of the order when it works (a `Handed` state of a working order has its terms), else None."""
-    if order is None or order.status not in WORKING:
+    if order is None or order.status not in WORKING_STATUSES:
         return None
     return order.working if isinstance(order, Handed) else working_order_of(order)
 
