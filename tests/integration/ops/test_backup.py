@@ -30,7 +30,11 @@ OTHER_KEY = "A" * 43 + "="  # base64 of 32 bytes, not the configured key
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"engine_in_process": True, "paper_slippage_bps": Decimal(0)})
+    """The engine in process, and no equity point recorded after the start-up one: the recorder would otherwise write
+    `equity_points` 60 s after the app started, and on a slow machine that can fall between the backup and the live
+    fingerprint `backed_up` compares it with."""
+    update = {"engine_in_process": True, "paper_slippage_bps": Decimal(0), "equity_record_seconds": 86_400}
+    return settings.model_copy(update=update)
 
 
 async def live_fingerprint(settings: Settings) -> Fingerprint:
