@@ -1,6 +1,7 @@
 """Release commands: `tradestack smoke`, `tradestack loadtest` and the `tradestack deploy` group.
 
-Only typer and rich are imported here; the engines are imported inside the commands so `tradestack --help` stays fast.
+Only typer, rich and the shared consoles (`kit.terminal`) are imported here; the engines are imported inside the
+commands so `tradestack --help` stays fast.
 """
 
 from __future__ import annotations
