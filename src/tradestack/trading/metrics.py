@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import Float, bindparam, case, cast, func, select
 
 from tradestack.books.service import BooksService
 from tradestack.domain.instruments import Instrument
@@ -15,9 +15,18 @@ from tradestack.domain.portfolio import MissingFxRate
 from tradestack.kit.metrics import PORTFOLIO_VALUE, PORTFOLIO_VALUE_AUD, TRADE_EXECUTION_SUCCESS_RATIO
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import MarketDataService
-from tradestack.models.trading import OrderRow
+from tradestack.models.trading import FINISHED_STATUS_VALUES, OrderRow
 
-_FINISHED = ("filled", "canceled", "expired", "rejected")
+# The orders that ended since :since, and how many of them got a fill, counted by the database through
+# `ix_orders_finished`. A fill's quantity is positive as a float exactly when it is as a decimal (18 places at most, far
+# above the smallest positive float): one comparison for both dialects (SQLite keeps the decimal as text).
+_ENDED_SINCE = select(
+    func.count(), func.coalesce(func.sum(case((cast(OrderRow.filled_quantity, Float) > 0, 1), else_=0)), 0)
+).where(
+    # the statuses written into the statement, as the index names them: SQLite cannot match a parameter to it
+    OrderRow.status.in_(bindparam("ended", list(FINISHED_STATUS_VALUES), expanding=True, literal_execute=True)),
+    OrderRow.updated_at >= bindparam("since"),
+)
 
 
 async def update_trading_gauges(runtime: Runtime, instruments: Mapping[str, Instrument]) -> None:
@@ -25,11 +34,7 @@ async def update_trading_gauges(runtime: Runtime, instruments: Mapping[str, Inst
     since = runtime.clock.now() - timedelta(days=1)
     async with runtime.database.read_session() as session:
         every = await BooksService(session, runtime.clock).all_books()
-        finished = (
-            await session.execute(
-                select(OrderRow.filled_quantity).where(OrderRow.status.in_(_FINISHED), OrderRow.updated_at >= since)
-            )
-        ).all()
+        finished, executed = (await session.execute(_ENDED_SINCE, {"since": since})).one()
     symbols = sorted({symbol for books in every for symbol in books.holdings})
     market = await MarketDataService(runtime).snapshot(symbols, instruments=instruments)
     equity: dict[str, Decimal] = defaultdict(Decimal)
@@ -48,5 +53,4 @@ async def update_trading_gauges(runtime: Runtime, instruments: Mapping[str, Inst
         PORTFOLIO_VALUE.labels(currency=currency).set(float(equity.get(currency, Decimal(0))))
     PORTFOLIO_VALUE_AUD.set(float(equity.get("AUD", Decimal(0))))
     if finished:
-        executed = sum(1 for (filled,) in finished if filled > 0)
-        TRADE_EXECUTION_SUCCESS_RATIO.set(executed / len(finished))
+        TRADE_EXECUTION_SUCCESS_RATIO.set(executed / finished)
