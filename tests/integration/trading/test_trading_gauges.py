@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -11,9 +9,6 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import event
 
-from tradestack.domain.instruments import instrument
-from tradestack.domain.matching import Fill
-from tradestack.domain.orders import Liquidity
 from tradestack.domain.portfolio import FxRates
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
@@ -22,9 +17,8 @@ from tradestack.trading.metrics import update_trading_gauges
 
 from ..conftest import MakeUser  # type: ignore[import-not-found]
 from .conftest import PublishQuote  # type: ignore[import-not-found]
+from .test_engine import BTC, _fill  # type: ignore[import-not-found]
 from .test_orders import limit_buy, open_account  # type: ignore[import-not-found]
-
-BTC = instrument("BTC-USD")
 
 
 async def test_the_success_ratio_counts_the_ended_orders_that_got_a_fill(
@@ -42,9 +36,8 @@ async def test_the_success_ratio_counts_the_ended_orders_that_got_a_fill(
         ids[name] = created.json()["id" if name != "denied" else "order_id"]
 
     async def fill(name: str, quantity: str) -> None:
-        order_id = ids[name]
-        done = Fill(order_id, f"{order_id}-1", Decimal(quantity), Decimal(20000), Decimal(0), Liquidity.TAKER, datetime.now(UTC))
-        assert (await record(runtime, account, BTC, done, FxRates({}))).outcome is Recorded.APPLIED
+        done = await record(runtime, account, BTC, _fill(ids[name], 1, quantity, "20000"), FxRates({}))
+        assert done.outcome is Recorded.APPLIED
 
     await fill("filled", "1")
     await fill("canceled-part-filled", "0.25")
