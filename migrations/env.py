@@ -36,14 +36,16 @@ def _configure(**kwargs: object) -> None:
 
 
 def run_on(connection: Connection) -> None:
-    _configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite")
+    # One transaction per revision when the connection comes without one (kit.migrations on PostgreSQL), so a
+    # revision can build an index concurrently between them; within the caller's transaction otherwise.
+    _configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite", transaction_per_migration=True)
     with context.begin_transaction():
         context.run_migrations()
 
 
 async def run_standalone(url: str) -> None:
     engine = create_async_engine(url)
-    async with engine.begin() as connection:
+    async with engine.connect() as connection:
         await connection.run_sync(run_on)
     await engine.dispose()
 

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from tradestack.kit import online_ddl
+
 revision: str = "h27pg_a"
 down_revision: str | None = "h25desk_a"
 branch_labels: str | Sequence[str] | None = None
@@ -25,10 +27,10 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("orders", sa.Column("desk_version", sa.BigInteger(), nullable=True))
-    op.create_index("ix_orders_account_id_desk_version", "orders", ["account_id", "desk_version"])
+    online_ddl.create_index("ix_orders_account_id_desk_version", "orders", ["account_id", "desk_version"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_orders_account_id_desk_version", table_name="orders")
+    online_ddl.drop_index("ix_orders_account_id_desk_version", "orders")
     with op.batch_alter_table("orders") as batch:
         batch.drop_column("desk_version")

@@ -6,8 +6,8 @@ orders SQLite scanned the table in 408 ms, PostgreSQL in 168-183 ms on three pro
 on (updated_at, filled_quantity) over the ended statuses serves it (6.9 and 13-22 ms; see
 `models.trading`). Expand-only: the previous release neither reads nor minds it.
 
-Building it reads the orders table once, holding writes to it meanwhile (SQLite ~1.3 s a million
-orders here): run the release step when that pause is acceptable.
+On PostgreSQL it is built CONCURRENTLY (`kit.online_ddl`): the orders table keeps taking writes
+while the build reads it. SQLite builds it in ~1.3 s a million orders here, before the embedded app serves.
 
 Revision ID: h29fin_a
 Revises: h28rec_a
@@ -17,7 +17,8 @@ Create Date: 2026-12-07
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+
+from tradestack.kit import online_ddl
 
 revision: str = "h29fin_a"
 down_revision: str | None = "h28rec_a"
@@ -28,8 +29,8 @@ ENDED = sa.column("status").in_(("canceled", "expired", "filled", "rejected"))  
 
 
 def upgrade() -> None:
-    op.create_index("ix_orders_finished", "orders", ["updated_at", "filled_quantity"], postgresql_where=ENDED, sqlite_where=ENDED)
+    online_ddl.create_index("ix_orders_finished", "orders", ["updated_at", "filled_quantity"], where=ENDED)
 
 
 def downgrade() -> None:
-    op.drop_index("ix_orders_finished", table_name="orders")
+    online_ddl.drop_index("ix_orders_finished", "orders")

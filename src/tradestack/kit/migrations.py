@@ -111,11 +111,22 @@ def _run(connection: Connection, config: Config, action: str, revision: str | No
 
 
 async def run(engine: AsyncEngine, action: str, revision: str | None = None) -> str:
-    """Run an Alembic command on `engine` in one transaction; return what Alembic printed."""
+    """Run an Alembic command on `engine`; return what Alembic printed.
+
+    On PostgreSQL an upgrade or downgrade runs each revision in its own transaction, which also stamps it
+    (Alembic's ``transaction_per_migration``): a revision can step out of it to build an index CONCURRENTLY
+    (`kit.online_ddl`), and a run that stops half-way leaves the database at the last revision it finished,
+    whole. Anything else (SQLite, whose DDL does not wait for a transaction, and the read-only commands) runs
+    in one transaction.
+    """
     out = io.StringIO()
     config = alembic_config(stdout=out)
-    async with engine.begin() as connection:
-        await connection.run_sync(_run, config, action, revision)
+    if action in ("upgrade", "downgrade") and engine.dialect.name == "postgresql":
+        async with engine.connect() as connection:  # not begun: env.py's context begins one per revision
+            await connection.run_sync(_run, config, action, revision)
+    else:
+        async with engine.begin() as connection:
+            await connection.run_sync(_run, config, action, revision)
     return out.getvalue()
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import asyncpg
+import pytest
 from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 
 from tradestack.kit import migrations
 from tradestack.kit.config import Settings
@@ -49,5 +53,96 @@ async def test_each_step_down_and_up_works(database_url: str, tmp_path: Path) ->
         await db.dispose()
 
 
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def test_single_head() -> None:
     assert len(migrations.head_revisions()) == 1
+
+
+# -- index builds on a table that takes writes (kit.online_ddl) -------------------------------------------------------
+WORKING_INDEX = (
+    "CREATE INDEX CONCURRENTLY ix_orders_working ON orders (account_id, id) "
+    "WHERE status IN ('accepted', 'partially_filled', 'triggered')"
+)
+
+
+async def _writer_lock(connection: asyncpg.Connection, *, timeout_ms: int) -> None:
+    """Begin a transaction on `connection` holding what an INSERT into orders holds (ROW EXCLUSIVE)."""
+    await connection.execute(f"BEGIN; SET LOCAL lock_timeout = {timeout_ms}; LOCK TABLE orders IN ROW EXCLUSIVE MODE")
+
+
+async def _index_valid(dsn: str, name: str) -> tuple[bool | None, str | None]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        row = await connection.fetchrow(
+            "SELECT i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i WHERE i.indexrelid = to_regclass($1)", name
+        )
+        return (row[0], row[1]) if row else (None, None)
+    finally:
+        await connection.close()
+
+
+async def test_an_index_migration_on_orders_lets_order_writes_through_while_it_builds(postgres_url: str, tmp_path: Path) -> None:
+    """h28rec_a builds ix_orders_working while a transaction writes orders: a plain CREATE INDEX would queue for a
+    SHARE lock behind it and every later write behind the CREATE INDEX; built concurrently, later writes go through,
+    and the build waits out the writer past the connections' lock_timeout instead of failing (leaving it invalid)."""
+    dsn = _asyncpg_dsn(postgres_url)
+    db = Database(Settings(database_url=postgres_url, data_dir=tmp_path, database_lock_timeout_seconds=1.0))
+    try:
+        await migrations.upgrade(db.engine, "h27pg_a")
+        holder, writer = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+        await _writer_lock(holder, timeout_ms=2000)
+        upgrade = asyncio.create_task(migrations.upgrade(db.engine, "h28rec_a"))
+        try:
+            for _ in range(300):  # the build is under way, waiting for the holder's transaction (the only lock wait here)
+                waiting = await holder.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                if waiting or upgrade.done():
+                    break
+                await asyncio.sleep(0.05)
+            assert waiting == 1, "the index build never waited for the transaction writing orders"
+            await _writer_lock(writer, timeout_ms=200)  # a write that starts now is not held up by the build
+            await writer.execute("COMMIT")
+            await asyncio.sleep(1.5)  # past the connections' lock_timeout (1 s): the build still waits
+            assert not upgrade.done()
+        finally:
+            await holder.execute("COMMIT")
+            await holder.close()
+            await writer.close()
+        await asyncio.wait_for(upgrade, 30)
+        assert await migrations.current_revisions(db.engine) == ("h28rec_a",)
+        assert (await _index_valid(dsn, "ix_orders_working"))[0] is True
+    finally:
+        await db.dispose()
+
+
+async def test_an_index_build_left_invalid_by_an_earlier_run_is_built_again(postgres_url: str, tmp_path: Path) -> None:
+    """A concurrent build that failed half-way leaves an INVALID index under the name; the next upgrade replaces it."""
+    dsn = _asyncpg_dsn(postgres_url)
+    db = Database(Settings(database_url=postgres_url, data_dir=tmp_path))
+    try:
+        await migrations.upgrade(db.engine, "h27pg_a")
+        holder, builder = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+        await _writer_lock(holder, timeout_ms=2000)
+        try:
+            await builder.execute("SET lock_timeout = 200")
+            with pytest.raises(asyncpg.exceptions.LockNotAvailableError):
+                await builder.execute(WORKING_INDEX)
+        finally:
+            await builder.close()
+            await holder.execute("ROLLBACK")
+            await holder.close()
+        assert (await _index_valid(dsn, "ix_orders_working"))[0] is False
+
+        await migrations.upgrade(db.engine)
+        assert await migrations.current_revisions(db.engine) == migrations.head_revisions()
+        valid, definition = await _index_valid(dsn, "ix_orders_working")
+        assert valid is True
+        assert definition is not None
+        assert "WHERE" in definition
+        await migrations.check(db.engine)
+    finally:
+        await db.dispose()
