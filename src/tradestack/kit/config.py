@@ -328,6 +328,13 @@ class Settings(BaseSettings):
     engine_reconcile_seconds: float = Field(
         default=2.0, gt=0, le=3600, description="How often an engine looks in the database for open orders it missed."
     )
+    engine_gauges_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="How often the engine that keeps them (embedded, or shard 0) refreshes the platform-wide gauges "
+        "(portfolio_value, trade_execution_success_ratio).",
+    )
     engine_read_gather_seconds: float = Field(
         default=0.010,
         ge=0,

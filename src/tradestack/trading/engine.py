@@ -93,7 +93,6 @@ from tradestack.trading.service import fee_model_for
 log = get_logger(__name__)
 SESSION_CHECK_SECONDS = 1.0
 SETTLE_SECONDS = 10.0
-GAUGES_EVERY_SECONDS = 10.0
 ENGINE_START_SECONDS = 10.0
 ENGINE_FINISH_SECONDS = 5.0
 """At stop, how long the engine's step in progress may take to finish before it is cancelled."""
@@ -150,7 +149,6 @@ class EngineShard:
         self._stopping = False
         self._reconcile_at = 0.0
         self._session_at = 0.0
-        self._gauges_at = 0.0
         self._label = "all" if shard is None else str(shard)
 
     def owns(self, account_id: str) -> bool:
@@ -246,6 +244,26 @@ class EngineShard:
                 with contextlib.suppress(Exception):
                     await self.rebuild()
 
+    @property
+    def keeps_gauges(self) -> bool:
+        """The platform-wide gauges are kept by one engine: the embedded one, or shard 0."""
+        return self.shard in (None, 0)
+
+    async def keep_gauges(self) -> None:
+        """Refresh the platform-wide gauges every `engine_gauges_seconds`, beside the loop: their reads (every account's
+        books, the day's ended orders) never hold up a step. A failure skips one refresh (an outage is counted)."""
+        while not self._stopping:
+            try:
+                # before `run` has read the instruments, the snapshot reads them (the FX pairs value foreign cash)
+                await update_trading_gauges(self.runtime, self.instruments or None)
+            except Exception as exc:  # noqa: BLE001 - the gauges wait for the next pass; matching goes on
+                backend = unavailable_backend(exc)
+                if backend is not None:
+                    count_outage(backend, "engine_gauges", exc)
+                else:
+                    log.warning("engine gauges not refreshed", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(self.settings.engine_gauges_seconds)
+
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
@@ -270,10 +288,6 @@ class EngineShard:
         if now >= self._reconcile_at:
             self._reconcile_at = now + self.settings.engine_reconcile_seconds
             await self.reconcile()
-        if now >= self._gauges_at and self.shard in (None, 0):
-            self._gauges_at = now + GAUGES_EVERY_SECONDS
-            with contextlib.suppress(Exception):
-                await update_trading_gauges(self.runtime, self.instruments)
         ENGINE_ORDERS_WORKING.labels(shard=self._label).set(len(self.owners))
 
     async def refresh_rates(self) -> None:
@@ -636,6 +650,7 @@ class EngineThread:
         self._stopping = asyncio.Event()
         run = asyncio.create_task(shard.run(), name="engine")
         quotes = asyncio.create_task(forever("engine_quotes", shard.listen_quotes), name="engine-quotes")
+        gauges = asyncio.create_task(shard.keep_gauges(), name="engine-gauges")
         self.shard = shard
         self._started.set()
         stopping = asyncio.create_task(self._stopping.wait())
@@ -647,11 +662,12 @@ class EngineThread:
         finally:
             shard.stop()
             quotes.cancel()
+            gauges.cancel()
             stopping.cancel()
             _, unfinished = await asyncio.wait([run], timeout=ENGINE_FINISH_SECONDS)
             if unfinished:
                 log.warning("paper matching engine step cut short at stop", seconds=ENGINE_FINISH_SECONDS)
-            await stop_tasks([run, quotes], "paper matching engine")
+            await stop_tasks([run, quotes, gauges], "paper matching engine")
             self._take_inbox()  # changes handed over too late: their orders wait in the database for the next start
             shard.settle_all()
             await runtime.close()
@@ -800,6 +816,8 @@ async def run_engine(runtime: Runtime, shard_number: int) -> None:
         asyncio.create_task(forever("engine_quotes", shard.listen_quotes), name="engine-quotes"),
         asyncio.create_task(_read_commands(shard, client, key, settings.engine_read_gather_seconds), name="engine-commands"),
     ]
+    if shard.keeps_gauges:
+        tasks.append(asyncio.create_task(shard.keep_gauges(), name="engine-gauges"))
     log.info("paper matching engine started", shard=shard_number, shards=settings.engine_shards, stream=key)
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)

@@ -29,8 +29,9 @@ _ENDED_SINCE = select(
 )
 
 
-async def update_trading_gauges(runtime: Runtime, instruments: Mapping[str, Instrument]) -> None:
-    """Set `portfolio_value{currency}`, `portfolio_value_aud` and `trade_execution_success_ratio`."""
+async def update_trading_gauges(runtime: Runtime, instruments: Mapping[str, Instrument] | None) -> None:
+    """Set `portfolio_value{currency}`, `portfolio_value_aud` and `trade_execution_success_ratio` (`instruments`: the
+    catalogue the caller holds; None reads it)."""
     since = runtime.clock.now() - timedelta(days=1)
     async with runtime.database.read_session() as session:
         every = await BooksService(session, runtime.clock).all_books()

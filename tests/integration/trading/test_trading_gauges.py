@@ -1,7 +1,10 @@
-"""The gauges the engine keeps about all books: the execution success ratio, counted by the database through its index."""
+"""The gauges the engine keeps about all books: the execution success ratio, counted by the database through its index;
+the engine refreshing them by itself."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -9,9 +12,14 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import event
 
+from tradestack.domain.instruments import Instrument
 from tradestack.domain.portfolio import FxRates
 from tradestack.identity.permissions import Role
+from tradestack.kit.aio import stop_tasks
+from tradestack.kit.config import Settings
 from tradestack.kit.runtime import Runtime
+from tradestack.trading import engine as engine_module
+from tradestack.trading.engine import EngineShard
 from tradestack.trading.executions import Recorded, record
 from tradestack.trading.metrics import update_trading_gauges
 
@@ -74,3 +82,46 @@ async def test_the_ended_orders_are_counted_through_their_partial_index(runtime:
             await connection.exec_driver_sql("SET enable_seqscan = off")
             plan = " ".join(str(row[0]) for row in await connection.exec_driver_sql(f"EXPLAIN {statement}", parameters))
     assert "ix_orders_finished" in plan, plan
+
+
+class TestTheEngineKeepsTheGauges:
+    """Beside its loop (a step never waits for the gauges' reads), on its own clock, through a failure."""
+
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        return settings.model_copy(update={"engine_gauges_seconds": 0.1})
+
+    async def test_the_embedded_engine_refreshes_the_gauges_by_itself(
+        self, client: httpx.AsyncClient, make_user: MakeUser
+    ) -> None:
+        trader = await make_user(Role.TRADER)
+        await open_account(client, trader, amount="24681.35", currency="CHF")
+        for _ in range(200):  # every 0.1 s: the account's cash shows up without anyone asking
+            if REGISTRY.get_sample_value("portfolio_value", {"currency": "CHF"}) == pytest.approx(24681.35):
+                break
+            await asyncio.sleep(0.05)
+        assert REGISTRY.get_sample_value("portfolio_value", {"currency": "CHF"}) == pytest.approx(24681.35)
+
+    async def test_a_failed_refresh_waits_for_the_next(self, runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+        seen: list[Mapping[str, Instrument] | None] = []
+
+        async def refresh(of: Runtime, instruments: Mapping[str, Instrument] | None) -> None:
+            if of is not runtime:  # the app's own engine (on a twin of the runtime) refreshes too
+                return
+            seen.append(instruments)
+            if len(seen) == 1:
+                raise RuntimeError("the first refresh fails")
+
+        monkeypatch.setattr(engine_module, "update_trading_gauges", refresh)
+        shard = EngineShard(runtime)
+        task = asyncio.create_task(shard.keep_gauges())
+        try:
+            for _ in range(200):
+                if len(seen) >= 3:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            shard.stop()
+            await stop_tasks([task], "test gauges")
+        assert len(seen) >= 3
+        assert seen[0] is None  # the shard has not read the instruments yet: the refresh reads them
