@@ -31,7 +31,7 @@ def create_index(name: str, table: str, columns: Sequence[str], *, where: sa.Col
         op.create_index(name, table, list(columns), sqlite_where=where)
         return
     with context.autocommit_block():
-        if context.as_sql:  # the offline script (`db upgrade --sql`, the expand-only judge): the statement alone
+        if context.as_sql:  # rendered offline (`kit.migrations.upgrade_sql`, the expand-only judge): the statement alone
             op.create_index(name, table, list(columns), postgresql_where=where, postgresql_concurrently=True, if_not_exists=True)
             return
         valid = op.get_bind().execute(_VALID, {"name": name}).scalar()
