@@ -327,6 +327,8 @@ def db_upgrade(
                 "remove, then allow them by name: --allow-contract " + " --allow-contract ".join(revisions),
                 code=1,
             )
+        for step in migrations.blocking_index_builds_pending(current):  # expand-only, but order entry waits meanwhile
+            err_console.print(f"[yellow]![/] {step.revision}: {step.why}: {step.statement}")
         pending = migrations.pending_revisions(current) if current else ["(all)"]
         console.print(f"expand-only: {', '.join(pending) or 'nothing pending'}")
     _run(settings, lambda db: migrations.upgrade(db.engine, revision))

@@ -26,6 +26,15 @@ def downgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("must_change_password", sa.Boolean(), server_default=sa.false(), nullable=False))
 """,
+    # Expand-only, but builds an index on a table in use with a plain CREATE INDEX: named, then applied.
+    "index": """
+def upgrade() -> None:
+    op.create_index("ix_users_nickname", "users", ["nickname"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_users_nickname", table_name="users")
+""",
     # Only adds (a nullable column): applied.
     "expand": """
 def upgrade() -> None:

@@ -56,3 +56,18 @@ def test_contract_migration_refused_with_nothing_applied_until_allowed_by_name(t
     assert version == contract
     assert "nickname" in columns_after
     assert "must_change_password" not in columns_after
+
+
+def test_a_plain_index_build_on_a_table_in_use_is_named_then_applied(tmp_path: Path) -> None:
+    db = tmp_path / "tradestack.db"
+    env = process_env(tmp_path, TRADESTACK_DATABASE_URL=f"sqlite+aiosqlite:///{db}")
+    cli_ok(env, tmp_path, "db", "upgrade")
+    scripts, (expand, index) = release_migrations(tmp_path, "expand", "index")
+    done = _release_cli(env, tmp_path, scripts, "db", "upgrade", "--expand-only")
+    assert done.returncode == 0, done.stdout + done.stderr
+    err = " ".join(done.stderr.split())
+    assert f"{index}: builds index ix_users_nickname with a plain CREATE INDEX: writes to users wait until it is built" in err
+    assert "CREATE INDEX ix_users_nickname ON users (nickname)" in err
+    assert expand not in err  # the column it adds holds nobody up
+    assert f"expand-only: {expand}, {index}" in done.stdout
+    assert _state(db)[0] == index

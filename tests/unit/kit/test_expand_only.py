@@ -1,5 +1,6 @@
 """Expand-only judging of pending migrations (kit/migrations.py): which statements would break the version still
-running, on the PostgreSQL DDL of each revision rendered offline (no database)."""
+running, and which index builds would hold its writes, on the PostgreSQL DDL of each revision rendered offline (no
+database)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from tradestack.kit import migrations
-from tradestack.kit.migrations import contract_steps, contract_steps_pending, head_revisions, pending_revisions
+from tradestack.kit.migrations import (
+    blocking_index_builds,
+    blocking_index_builds_pending,
+    contract_steps,
+    contract_steps_pending,
+    head_revisions,
+    pending_revisions,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -120,3 +128,49 @@ def test_shipped_migrations_render_offline_or_declare_their_phase() -> None:
     """Every shipped revision can be judged: from the first one to head, nothing is reported."""
     first = pending_revisions(())[0]
     assert contract_steps_pending((first,)) == []
+
+
+# -- plain index builds on a table in use: expand-only, named all the same --------------------------------------------
+@pytest.mark.parametrize(
+    ("sql", "index", "table"),
+    [
+        ("CREATE INDEX ix_orders_x ON orders (account_id)", "ix_orders_x", "orders"),
+        ("CREATE UNIQUE INDEX IF NOT EXISTS uq_users_mail ON users (email)", "uq_users_mail", "users"),
+        ("CREATE INDEX ix_fills_y ON fills (ts) WHERE liquidity = 'maker'", "ix_fills_y", "fills"),
+    ],
+)
+def test_a_plain_index_build_on_a_table_in_use_is_named(sql: str, index: str, table: str) -> None:
+    [found] = blocking_index_builds("r1", f"BEGIN;\n\n{sql};\n\nCOMMIT;\n")
+    assert found.why.startswith(f"builds index {index} with a plain CREATE INDEX: writes to {table} wait until it is built")
+    assert found.statement == sql
+    assert contract_steps("r1", f"{sql};\n") == []  # expand-only all the same
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COMMIT;\nCREATE INDEX CONCURRENTLY IF NOT EXISTS ix_orders_x ON orders (account_id);\nBEGIN;",
+        "CREATE TABLE t (id INTEGER NOT NULL, a INTEGER);\nCREATE INDEX ix_t_a ON t (a);",  # a table of its own: empty
+        "CREATE INDEX ix_bars_ts ON ONLY bars (ts);",  # a partitioned table's parent alone: nothing to read
+    ],
+)
+def test_an_index_build_that_holds_no_writes_is_not_named(sql: str) -> None:
+    assert blocking_index_builds("r1", sql) == []
+
+
+def test_a_pending_revision_is_named_until_it_builds_its_index_online(scripts: Path) -> None:
+    revision = _scripts_with(scripts, '    op.create_index("ix_users_email_x", "users", ["email"])')
+    [found] = blocking_index_builds_pending((TODAY,))
+    assert (found.revision, found.statement) == (revision, "CREATE INDEX ix_users_email_x ON users (email)")
+    assert contract_steps_pending((TODAY,)) == []
+    assert blocking_index_builds_pending(()) == []  # a brand-new database: nobody writes it yet
+
+    script = scripts / "migrations" / "versions" / f"99999999_{revision}.py"
+    online = '    from tradestack.kit import online_ddl\n\n    online_ddl.create_index("ix_users_email_x", "users", ["email"])'
+    script.write_text(script.read_text().replace('    op.create_index("ix_users_email_x", "users", ["email"])', online))
+    assert blocking_index_builds_pending((TODAY,)) == []
+    assert contract_steps_pending((TODAY,)) == []  # rendered and judged, not skipped
+
+
+def test_no_shipped_revision_builds_a_plain_index_on_a_table_in_use() -> None:
+    assert blocking_index_builds_pending((pending_revisions(())[0],)) == []
