@@ -8,6 +8,7 @@ and the current revision from the table, and never loads Alembic (about half a s
 from __future__ import annotations
 
 import ast
+import asyncio
 import io
 import re
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
 
 VERSION_TABLE = "alembic_version"
+MIGRATION_LOCK_KEY = 0x7472_6164_6573_7461  # "tradesta": the session advisory lock a migrating run holds on PostgreSQL
+MIGRATION_LOCK_POLL_SECONDS = 0.2
 
 
 def migrations_dir() -> Path:
@@ -123,7 +126,22 @@ async def run(engine: AsyncEngine, action: str, revision: str | None = None) -> 
     config = alembic_config(stdout=out)
     if action in ("upgrade", "downgrade") and engine.dialect.name == "postgresql":
         async with engine.connect() as connection:  # not begun: env.py's context begins one per revision
-            await connection.run_sync(_run, config, action, revision)
+            # One migrating run at a time: a second waits here however long the first takes, then finds the revisions
+            # done, instead of failing on the first's DDL. It asks again and again rather than waiting in one statement:
+            # a concurrent index build waits for every statement older than it, and would deadlock with a waiting one.
+            while not (await connection.exec_driver_sql(f"SELECT pg_try_advisory_lock({MIGRATION_LOCK_KEY})")).scalar():
+                await connection.rollback()
+                await asyncio.sleep(MIGRATION_LOCK_POLL_SECONDS)
+            await connection.commit()
+            try:
+                await connection.run_sync(_run, config, action, revision)
+            finally:
+                try:  # after a failed revision too (its transaction rolled back first)
+                    await connection.rollback()
+                    await connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
+                    await connection.commit()
+                except Exception:  # noqa: BLE001 - closing the connection ends its session, and the lock with it
+                    await connection.invalidate()
     else:
         async with engine.begin() as connection:
             await connection.run_sync(_run, config, action, revision)

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
 from tradestack.kit import migrations
 from tradestack.kit.config import Settings
 from tradestack.kit.db import Database
+from tradestack.kit.outages import is_lock_timeout
 from tradestack.models import Base
 
 
@@ -146,3 +148,37 @@ async def test_an_index_build_left_invalid_by_an_earlier_run_is_built_again(post
         await migrations.check(db.engine)
     finally:
         await db.dispose()
+
+
+async def test_two_upgrades_at_once_take_turns(postgres_url: str, tmp_path: Path) -> None:
+    """Two processes migrating one PostgreSQL database at once (a second `db upgrade` while the release's runs): the
+    second waits for the first, then finds nothing left to do."""
+    first, second = (Database(Settings(database_url=postgres_url, data_dir=tmp_path)) for _ in range(2))
+    try:
+        await asyncio.wait_for(asyncio.gather(migrations.upgrade(first.engine), migrations.upgrade(second.engine)), 120)
+        assert await migrations.current_revisions(first.engine) == migrations.head_revisions()
+        await migrations.check(first.engine)
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+async def test_a_failed_upgrade_lets_the_next_one_run(postgres_url: str, tmp_path: Path) -> None:
+    """A revision that fails (its DDL past lock_timeout) fails the run with its own error, and leaves nothing held."""
+    dsn = _asyncpg_dsn(postgres_url)
+    first = Database(Settings(database_url=postgres_url, data_dir=tmp_path, database_lock_timeout_seconds=0.3))
+    second = Database(Settings(database_url=postgres_url, data_dir=tmp_path))
+    holder = await asyncpg.connect(dsn)
+    try:
+        await migrations.upgrade(first.engine)
+        await _writer_lock(holder, timeout_ms=2000)  # h27pg_a's downgrade drops a column of orders: it needs the table
+        with pytest.raises(sqlalchemy.exc.DBAPIError, match="lock timeout") as failed:
+            await migrations.downgrade(first.engine, "h25desk_a")
+        assert is_lock_timeout(failed.value)
+        await holder.execute("ROLLBACK")
+        await asyncio.wait_for(migrations.downgrade(second.engine, "h25desk_a"), 30)
+        assert await migrations.current_revisions(second.engine) == ("h25desk_a",)
+    finally:
+        await holder.close()
+        await first.dispose()
+        await second.dispose()
