@@ -9,13 +9,14 @@ import asyncpg
 import pytest
 import sqlalchemy.exc
 from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
 
 from tradestack.kit import migrations
 from tradestack.kit.config import Settings
 from tradestack.kit.db import Database
 from tradestack.kit.outages import is_lock_timeout
 from tradestack.models import Base
+
+from ...conftest import _asyncpg_dsn  # type: ignore[import-not-found]
 
 
 async def _tables(db: Database) -> set[str]:
@@ -53,10 +54,6 @@ async def test_each_step_down_and_up_works(database_url: str, tmp_path: Path) ->
             assert await migrations.current_revisions(db.engine) == (revision,)
     finally:
         await db.dispose()
-
-
-def _asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def test_single_head() -> None:
