@@ -285,6 +285,21 @@ def serve_api(
     raise typer.Exit(serve(settings))
 
 
+DEFAULT_LOCK_WAIT_SECONDS = 300.0
+_LOCK_WAIT_OPTION = typer.Option(
+    "--lock-wait",
+    min=0,
+    help="PostgreSQL: seconds to wait while another run holds the migration lock (it is named meanwhile), then exit 1 "
+    "with nothing applied.",
+)
+
+
+def _say_lock_wait(holder: Any, waited: float) -> None:
+    """`kit.migrations`' report while a run waits for another's migration lock (a `LockHolder`, or None)."""
+    who = holder.describe() if holder is not None else "a backend that has just let it go"
+    err_console.print(f"[yellow]waiting[/] ({waited:.0f} s) for the migration lock, held by {who}")
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
@@ -303,6 +318,7 @@ def db_upgrade(
             help="With --expand-only: a revision whose contract steps you checked no running version needs (repeatable).",
         ),
     ] = None,
+    lock_wait: Annotated[float, _LOCK_WAIT_OPTION] = DEFAULT_LOCK_WAIT_SECONDS,
 ) -> None:
     """Apply migrations up to REVISION (default: head)."""
     from tradestack.kit import migrations
@@ -331,7 +347,10 @@ def db_upgrade(
             err_console.print(f"[yellow]![/] {step.revision}: {step.why}: {step.statement}")
         pending = migrations.pending_revisions(current) if current else ["(all)"]
         console.print(f"expand-only: {', '.join(pending) or 'nothing pending'}")
-    _run(settings, lambda db: migrations.upgrade(db.engine, revision))
+    try:
+        _run(settings, lambda db: migrations.upgrade(db.engine, revision, lock_wait=lock_wait, on_lock_wait=_say_lock_wait))
+    except migrations.MigrationLockBusyError as exc:
+        raise _fail(str(exc), code=1) from None
     current = _run(settings, lambda db: migrations.current_revisions(db.engine))
     console.print(f"[green]upgraded[/]: database at {', '.join(current) or 'base'}")
 
@@ -339,12 +358,16 @@ def db_upgrade(
 @db_app.command("downgrade")
 def db_downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision: an id, -1 for one step, or base for all.")],
+    lock_wait: Annotated[float, _LOCK_WAIT_OPTION] = DEFAULT_LOCK_WAIT_SECONDS,
 ) -> None:
     """Revert migrations down to REVISION."""
     from tradestack.kit import migrations
 
     settings = load_settings()
-    _run(settings, lambda db: migrations.downgrade(db.engine, revision))
+    try:
+        _run(settings, lambda db: migrations.downgrade(db.engine, revision, lock_wait=lock_wait, on_lock_wait=_say_lock_wait))
+    except migrations.MigrationLockBusyError as exc:
+        raise _fail(str(exc), code=1) from None
     current = _run(settings, lambda db: migrations.current_revisions(db.engine))
     console.print(f"[yellow]downgraded[/]: database at {', '.join(current) or 'base'}")
 

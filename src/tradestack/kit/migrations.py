@@ -11,14 +11,20 @@ import ast
 import asyncio
 import io
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tradestack.core.errors import ConflictError
+from tradestack.kit.logging import get_logger
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -27,6 +33,47 @@ if TYPE_CHECKING:
 VERSION_TABLE = "alembic_version"
 MIGRATION_LOCK_KEY = 0x7472_6164_6573_7461  # "tradesta": the session advisory lock a migrating run holds on PostgreSQL
 MIGRATION_LOCK_POLL_SECONDS = 0.2
+MIGRATION_LOCK_REPORT_SECONDS = 60.0  # a run waiting for another's lock says so when it starts waiting, then this often
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LockHolder:
+    """The PostgreSQL backend holding the migration lock (from `pg_locks` and `pg_stat_activity`)."""
+
+    pid: int
+    application: str
+    client: str | None  # its address; None over a Unix socket
+    started: datetime | None  # when its session began
+    state: str | None  # "active", "idle in transaction", ...
+    query: str  # its current (or last) statement, shortened
+
+    def describe(self) -> str:
+        where = f" from {self.client}" if self.client else ""
+        since = f", connected since {self.started:%Y-%m-%d %H:%M:%S %Z}" if self.started else ""
+        return (
+            f"backend pid {self.pid} ({self.application or 'no application_name'}{where}{since}), "
+            f"{self.state or 'state unknown'}: {self.query or '(no statement)'}"
+        )
+
+
+class MigrationLockBusyError(ConflictError):
+    """Another run held the migration lock for longer than this one would wait; this one applied nothing."""
+
+    def __init__(self, waited: float, holder: LockHolder | None) -> None:
+        self.waited = waited
+        self.holder = holder
+        who = holder.describe() if holder else "a backend that has since let it go"
+        super().__init__(
+            f"another migration held the migration lock for the {waited:.0f} s this run waits ({who}); nothing applied. "
+            "Run again once it ends, or wait longer (--lock-wait); if it is stuck, end that backend with "
+            f"SELECT pg_terminate_backend({holder.pid if holder else '<pid>'}) (its revision in progress rolls back)"
+        )
+
+
+LockWaitReport = Callable[[LockHolder | None, float], None]
+"""Called while a run waits for the migration lock: who holds it (None if it was just let go) and seconds waited."""
 
 
 def migrations_dir() -> Path:
@@ -113,7 +160,14 @@ def _run(connection: Connection, config: Config, action: str, revision: str | No
         raise ValueError(action)
 
 
-async def run(engine: AsyncEngine, action: str, revision: str | None = None) -> str:
+async def run(
+    engine: AsyncEngine,
+    action: str,
+    revision: str | None = None,
+    *,
+    lock_wait: float | None = None,
+    on_lock_wait: LockWaitReport | None = None,
+) -> str:
     """Run an Alembic command on `engine`; return what Alembic printed.
 
     On PostgreSQL an upgrade or downgrade runs each revision in its own transaction, which also stamps it
@@ -121,18 +175,15 @@ async def run(engine: AsyncEngine, action: str, revision: str | None = None) -> 
     (`kit.online_ddl`), and a run that stops half-way leaves the database at the last revision it finished,
     whole. Anything else (SQLite, whose DDL does not wait for a transaction, and the read-only commands) runs
     in one transaction.
+
+    One migrating run at a time on PostgreSQL: a run that finds another's lock waits for it (`_take_lock`), at most
+    `lock_wait` seconds (None: however long), telling `on_lock_wait` and the log who holds it.
     """
     out = io.StringIO()
     config = alembic_config(stdout=out)
     if action in ("upgrade", "downgrade") and engine.dialect.name == "postgresql":
         async with engine.connect() as connection:  # not begun: env.py's context begins one per revision
-            # One migrating run at a time: a second waits here however long the first takes, then finds the revisions
-            # done, instead of failing on the first's DDL. It asks again and again rather than waiting in one statement:
-            # a concurrent index build waits for every statement older than it, and would deadlock with a waiting one.
-            while not (await connection.exec_driver_sql(f"SELECT pg_try_advisory_lock({MIGRATION_LOCK_KEY})")).scalar():
-                await connection.rollback()
-                await asyncio.sleep(MIGRATION_LOCK_POLL_SECONDS)
-            await connection.commit()
+            await _take_lock(connection, lock_wait, on_lock_wait)
             try:
                 await connection.run_sync(_run, config, action, revision)
             finally:
@@ -148,14 +199,72 @@ async def run(engine: AsyncEngine, action: str, revision: str | None = None) -> 
     return out.getvalue()
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Apply migrations up to `revision`."""
-    await run(engine, "upgrade", revision)
+async def _take_lock(connection: AsyncConnection, lock_wait: float | None, report: LockWaitReport | None) -> None:
+    """Take the migration lock on `connection`'s session; MigrationLockBusyError after `lock_wait` seconds without it.
+
+    A second run waits here for the first, then finds the revisions done, instead of failing on the first's DDL. It
+    asks again and again rather than waiting in one statement: a concurrent index build waits for every statement
+    older than it, and would deadlock with a waiting one. Who holds the lock is said (to `report`, else to the log) when
+    the wait starts and every `MIGRATION_LOCK_REPORT_SECONDS`, so an operator can tell a slow run from a stuck one."""
+    started = time.monotonic()
+    reported: float | None = None
+    while not (await connection.exec_driver_sql(f"SELECT pg_try_advisory_lock({MIGRATION_LOCK_KEY})")).scalar():
+        waited = time.monotonic() - started
+        over = lock_wait is not None and waited >= lock_wait
+        if over or reported is None or waited - reported >= MIGRATION_LOCK_REPORT_SECONDS:
+            holder = await _lock_holder(connection)
+            if over:
+                await connection.rollback()
+                raise MigrationLockBusyError(waited, holder)
+            reported = waited
+            if report is not None:
+                report(holder, waited)
+            else:
+                log.warning("migration_lock_wait", waited_seconds=round(waited, 1), holder=holder.describe() if holder else None)
+        await connection.rollback()
+        await asyncio.sleep(MIGRATION_LOCK_POLL_SECONDS)
+    await connection.commit()
 
 
-async def downgrade(engine: AsyncEngine, revision: str) -> None:
-    """Revert migrations down to `revision` (``base`` reverts all, ``-1`` one step)."""
-    await run(engine, "downgrade", revision)
+async def _lock_holder(connection: AsyncConnection) -> LockHolder | None:
+    """The backend holding the migration lock, if one still does (a bigint advisory lock is keyed by its two halves)."""
+    row = (
+        await connection.execute(
+            text(
+                "SELECT a.pid, a.application_name, host(a.client_addr), a.backend_start, a.state, left(a.query, 200)"
+                " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database"
+                " WHERE datname = current_database()) AND l.classid = :high AND l.objid = :low AND l.objsubid = 1"
+            ),
+            {"high": MIGRATION_LOCK_KEY >> 32, "low": MIGRATION_LOCK_KEY & 0xFFFF_FFFF},
+        )
+    ).first()
+    if row is None:
+        return None
+    pid, application, client, started, state, query = row
+    return LockHolder(int(pid), application or "", client, started, state, " ".join((query or "").split()))
+
+
+async def upgrade(
+    engine: AsyncEngine,
+    revision: str = "head",
+    *,
+    lock_wait: float | None = None,
+    on_lock_wait: LockWaitReport | None = None,
+) -> None:
+    """Apply migrations up to `revision` (see `run` for `lock_wait` and `on_lock_wait`)."""
+    await run(engine, "upgrade", revision, lock_wait=lock_wait, on_lock_wait=on_lock_wait)
+
+
+async def downgrade(
+    engine: AsyncEngine,
+    revision: str,
+    *,
+    lock_wait: float | None = None,
+    on_lock_wait: LockWaitReport | None = None,
+) -> None:
+    """Revert migrations down to `revision` (``base`` reverts all, ``-1`` one step; see `run` for the lock)."""
+    await run(engine, "downgrade", revision, lock_wait=lock_wait, on_lock_wait=on_lock_wait)
 
 
 async def check(engine: AsyncEngine) -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
+import asyncpg
 import pytest
 from typer.testing import CliRunner
 
 import tradestack
 from tradestack.cli import app
 from tradestack.kit import migrations
+
+from ...conftest import _asyncpg_dsn  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 runner = CliRunner()
@@ -92,3 +96,32 @@ def test_db_check_fails_when_models_have_no_migration(sqlite_url: str, monkeypat
         Base.metadata.remove(extra)
     assert result.exit_code == 1
     assert "unmigrated_things" in result.output
+
+
+async def test_db_upgrade_and_downgrade_name_who_holds_the_migration_lock_and_stop_after_lock_wait(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL, a `db upgrade` while another run migrates says who that is and, past --lock-wait, exits 1 having
+    applied nothing; `db downgrade` too."""
+    monkeypatch.setenv("TRADESTACK_DATABASE_URL", postgres_url)
+    other = await asyncpg.connect(_asyncpg_dsn(postgres_url), server_settings={"application_name": "release-blue"})
+    try:
+        await other.execute(f"SELECT pg_advisory_lock({migrations.MIGRATION_LOCK_KEY})")
+        pid = other.get_server_pid()
+        upgrade = await asyncio.wait_for(asyncio.to_thread(runner.invoke, app, ["db", "upgrade", "--lock-wait", "0.5"]), 60)
+        assert upgrade.exit_code == 1, upgrade.output
+        output = " ".join(upgrade.output.split())
+        assert f"for the migration lock, held by backend pid {pid} (release-blue" in output
+        assert "nothing applied" in output
+        assert f"pg_terminate_backend({pid})" in output
+        assert "base" in (await asyncio.to_thread(runner.invoke, app, ["db", "current"])).output
+        downgrade = await asyncio.wait_for(
+            asyncio.to_thread(runner.invoke, app, ["db", "downgrade", "base", "--lock-wait", "0"]), 60
+        )
+        assert downgrade.exit_code == 1, downgrade.output
+        assert f"backend pid {pid} (release-blue" in " ".join(downgrade.output.split())
+        refused = await asyncio.to_thread(runner.invoke, app, ["db", "upgrade", "--lock-wait", "-1"])
+        assert refused.exit_code == 2
+        assert "--lock-wait" in refused.output
+    finally:
+        await other.close()

@@ -179,3 +179,57 @@ async def test_a_failed_upgrade_lets_the_next_one_run(postgres_url: str, tmp_pat
         await holder.close()
         await first.dispose()
         await second.dispose()
+
+
+async def test_a_run_waiting_for_the_migration_lock_names_who_holds_it_and_gives_up_when_told(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that finds another's migration lock says who holds it (when it starts waiting, then every
+    MIGRATION_LOCK_REPORT_SECONDS), and past `lock_wait` fails naming it, having applied nothing; with time enough it
+    migrates once the lock is let go."""
+    monkeypatch.setattr(migrations, "MIGRATION_LOCK_REPORT_SECONDS", 0.4)
+    db = Database(Settings(database_url=postgres_url, data_dir=tmp_path))
+    other = await asyncpg.connect(_asyncpg_dsn(postgres_url), server_settings={"application_name": "the-other-release"})
+    try:
+        await other.execute(f"SELECT pg_advisory_lock({migrations.MIGRATION_LOCK_KEY})")
+        reports: list[tuple[migrations.LockHolder | None, float]] = []
+        with pytest.raises(migrations.MigrationLockBusyError) as busy:
+            await asyncio.wait_for(
+                migrations.upgrade(
+                    db.engine, lock_wait=1.0, on_lock_wait=lambda holder, waited: reports.append((holder, waited))
+                ),
+                30,
+            )
+        pid = other.get_server_pid()
+        assert busy.value.holder is not None
+        assert busy.value.holder.pid == pid
+        assert busy.value.holder.application == "the-other-release"
+        assert "pg_advisory_lock" in busy.value.holder.query
+        assert busy.value.waited >= 1.0
+        message = str(busy.value)
+        assert f"backend pid {pid} (the-other-release" in message
+        assert "nothing applied" in message
+        assert f"pg_terminate_backend({pid})" in message
+        assert await migrations.current_revisions(db.engine) == ()
+        assert len(reports) >= 2  # when the wait started, then again
+        assert [holder.pid if holder else None for holder, _ in reports] == [pid] * len(reports)
+        assert reports[0][1] < 0.4 <= reports[1][1]
+
+        async def let_go() -> None:
+            await asyncio.sleep(0.5)
+            await other.execute(f"SELECT pg_advisory_unlock({migrations.MIGRATION_LOCK_KEY})")
+
+        reports.clear()
+        await asyncio.wait_for(
+            asyncio.gather(
+                migrations.upgrade(db.engine, lock_wait=60.0, on_lock_wait=lambda h, w: reports.append((h, w))), let_go()
+            ),
+            120,
+        )
+        assert await migrations.current_revisions(db.engine) == migrations.head_revisions()
+        assert reports
+        assert reports[0][0] is not None
+        assert reports[0][0].pid == pid
+    finally:
+        await other.close()
+        await db.dispose()
