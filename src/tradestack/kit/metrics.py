@@ -50,6 +50,11 @@ BACKEND_UNAVAILABLE = Counter(
     "Operations that ran degraded (or answered 503) because a backend was unreachable, by backend and operation.",
     ["backend", "operation"],
 )
+BACKGROUND_TASK_FAILURES = Counter(
+    "background_task_failures",
+    "Failures of a background task (engine, feeds, strategies) that were not a backend outage: a bug, by task.",
+    ["task"],
+)
 
 
 def is_multiprocess() -> bool:

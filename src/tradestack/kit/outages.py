@@ -24,7 +24,7 @@ import redis.exceptions
 import sqlalchemy.exc
 
 from tradestack.kit.logging import get_logger
-from tradestack.kit.metrics import BACKEND_UNAVAILABLE
+from tradestack.kit.metrics import BACKEND_UNAVAILABLE, BACKGROUND_TASK_FAILURES
 
 log = get_logger(__name__)
 Backend = Literal["database", "cache"]
@@ -100,7 +100,9 @@ def count_outage(backend: Backend, operation: str, exc: BaseException) -> None:
 async def forever(name: str, work: Callable[[], Awaitable[None]], *, initial: float = 0.2, cap: float = 10.0) -> None:
     """Run `work` again after every failure, waiting `initial` doubling up to `cap` seconds; never returns.
 
-    A task that ends normally is restarted too (a subscription ended by a lost connection).
+    A task that ends normally is restarted too (a subscription ended by a lost connection). A failure that is a
+    backend outage counts in ``backend_unavailable_total``; any other is a bug: logged with its traceback and counted in
+    ``background_task_failures_total{task}`` (alert `TradestackBackgroundTaskFailing`), and retried all the same.
     """
     delay = initial
     while True:
@@ -109,8 +111,12 @@ async def forever(name: str, work: Callable[[], Awaitable[None]], *, initial: fl
             delay = initial
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a lost connection must not stop the process
-            backend = unavailable_backend(exc) or "cache"
-            count_outage(backend, name, exc)
+        except Exception as exc:  # a lost connection, or a bug (logged with its traceback), must not stop the process
+            backend = unavailable_backend(exc)
+            if backend is not None:
+                count_outage(backend, name, exc)
+            else:
+                BACKGROUND_TASK_FAILURES.labels(task=name).inc()
+                log.exception("background_task_failed", task=name, error=f"{type(exc).__name__}: {exc}"[:300])
         await asyncio.sleep(delay)
         delay = min(cap, delay * 2)
