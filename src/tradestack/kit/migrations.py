@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 VERSION_TABLE = "alembic_version"
 MIGRATION_LOCK_KEY = 0x7472_6164_6573_7461  # "tradesta": the session advisory lock a migrating run holds on PostgreSQL
 MIGRATION_LOCK_POLL_SECONDS = 0.2
+CLIENT_CHECK_MS = 1000  # how often a migrating session's backend checks that its client is still there
 MIGRATION_LOCK_REPORT_SECONDS = 60.0  # a run waiting for another's lock says so when it starts waiting, then this often
 
 log = get_logger(__name__)
@@ -183,6 +184,11 @@ async def run(
     config = alembic_config(stdout=out)
     if action in ("upgrade", "downgrade") and engine.dialect.name == "postgresql":
         async with engine.connect() as connection:  # not begun: env.py's context begins one per revision
+            # A run killed meanwhile (a deploy's migrate timeout, ^C) must not leave its backend behind, still waiting to
+            # build an index, then building it, holding the migration lock all along: PostgreSQL notices only when it
+            # next writes to the client, unless told to look (every second here, while a statement runs).
+            await connection.exec_driver_sql(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
+            await connection.commit()  # the session's setting from now on (a wait for the lock below rolls back)
             await _take_lock(connection, lock_wait, on_lock_wait)
             try:
                 await connection.run_sync(_run, config, action, revision)
@@ -190,6 +196,7 @@ async def run(
                 try:  # after a failed revision too (its transaction rolled back first)
                     await connection.rollback()
                     await connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
+                    await connection.exec_driver_sql("RESET client_connection_check_interval")
                     await connection.commit()
                 except Exception:  # noqa: BLE001 - closing the connection ends its session, and the lock with it
                     await connection.invalidate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 
 import asyncpg
@@ -17,6 +18,7 @@ from tradestack.kit.outages import is_lock_timeout
 from tradestack.models import Base
 
 from ...conftest import _asyncpg_dsn  # type: ignore[import-not-found]
+from ..trading.processes import TRADESTACK, process_env  # type: ignore[import-not-found]
 
 
 async def _tables(db: Database) -> set[str]:
@@ -232,4 +234,59 @@ async def test_a_run_waiting_for_the_migration_lock_names_who_holds_it_and_gives
         assert reports[0][0].pid == pid
     finally:
         await other.close()
+        await db.dispose()
+
+
+async def test_a_killed_migrating_process_leaves_no_backend_waiting_on(postgres_url: str, tmp_path: Path) -> None:
+    """A `db upgrade` killed while its index build waits (here for a transaction writing orders; in life a long
+    backup, or a deploy's migrate timeout) does not leave its PostgreSQL backend behind, waiting, then building, and
+    holding the migration lock meanwhile: the session checks that its client is still there (from before it waits its
+    turn for the migration lock), and ends when it is not. The next run then migrates."""
+    dsn = _asyncpg_dsn(postgres_url)
+    db = Database(Settings(database_url=postgres_url, data_dir=tmp_path))
+    holder, watcher = await asyncpg.connect(dsn), await asyncpg.connect(dsn)  # the watcher reads outside a transaction
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        await migrations.upgrade(db.engine, "h27pg_a")
+        await _writer_lock(holder, timeout_ms=2000)
+        env = process_env(tmp_path, TRADESTACK_DATABASE_URL=postgres_url)
+        await watcher.execute(f"SELECT pg_advisory_lock({migrations.MIGRATION_LOCK_KEY})")  # it waits its turn first
+        process = subprocess.Popen([TRADESTACK, "db", "upgrade", "h28rec_a"], env=env, cwd=tmp_path)
+        for _ in range(600):
+            if await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND (query LIKE '%pg_try_advisory_lock%' OR query ILIKE 'ROLLBACK%')"  # asking, or between two asks
+            ):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # asked more than once
+        await watcher.execute(f"SELECT pg_advisory_unlock({migrations.MIGRATION_LOCK_KEY})")
+        build_pid = None
+        for _ in range(600):  # until its build waits for the holder's transaction
+            build_pid = await watcher.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                " AND query ILIKE 'CREATE INDEX CONCURRENTLY%'"
+            )
+            if build_pid is not None or process.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert build_pid is not None, f"the upgrade's index build never waited (exit status {process.poll()})"
+        process.kill()
+        process.wait(10)
+        gone = False
+        for _ in range(100):  # 10 s
+            gone = not await watcher.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", build_pid)
+            if gone:
+                break
+            await asyncio.sleep(0.1)
+        assert gone, "the killed upgrade's backend still waits, holding the migration lock"
+        await holder.execute("COMMIT")
+        await asyncio.wait_for(migrations.upgrade(db.engine, lock_wait=10.0), 60)
+        assert await migrations.current_revisions(db.engine) == migrations.head_revisions()
+        assert (await _index_valid(dsn, "ix_orders_working"))[0] is True
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+        await holder.close()
+        await watcher.close()
         await db.dispose()
