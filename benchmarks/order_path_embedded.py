@@ -202,6 +202,8 @@ def main() -> None:
     parser.add_argument("--resting-orders", type=int, default=200, help="timed orders per account for the resting figure")
     parser.add_argument("--before", type=Path, help="also run `tradestack up` from this source tree (PYTHONPATH=DIR/src)")
     args = parser.parse_args()
+    if args.resting < 1 or args.resting_orders < 20:
+        parser.error("--resting must be at least 1 and --resting-orders at least 20 (timed in blocks of 20)")
 
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="tradestack-bench-embedded-") as tmp:
         root = Path(tmp)

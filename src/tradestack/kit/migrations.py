@@ -184,13 +184,13 @@ async def run(
     config = alembic_config(stdout=out)
     if action in ("upgrade", "downgrade") and engine.dialect.name == "postgresql":
         async with engine.connect() as connection:  # not begun: env.py's context begins one per revision
-            # A run killed meanwhile (a deploy's migrate timeout, ^C) must not leave its backend behind, still waiting to
-            # build an index, then building it, holding the migration lock all along: PostgreSQL notices only when it
-            # next writes to the client, unless told to look (every second here, while a statement runs).
-            await connection.exec_driver_sql(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
-            await connection.commit()  # the session's setting from now on (a wait for the lock below rolls back)
             await _take_lock(connection, lock_wait, on_lock_wait)
             try:
+                # A run killed meanwhile (a deploy's migrate timeout, ^C) must not leave its backend behind, still waiting
+                # to build an index, then building it, holding the migration lock all along: PostgreSQL notices only when
+                # it next writes to the client, unless told to look (every second here, while a statement runs).
+                await connection.exec_driver_sql(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
+                await connection.commit()
                 await connection.run_sync(_run, config, action, revision)
             finally:
                 try:  # after a failed revision too (its transaction rolled back first)

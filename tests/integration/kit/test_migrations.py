@@ -240,8 +240,8 @@ async def test_a_run_waiting_for_the_migration_lock_names_who_holds_it_and_gives
 async def test_a_killed_migrating_process_leaves_no_backend_waiting_on(postgres_url: str, tmp_path: Path) -> None:
     """A `db upgrade` killed while its index build waits (here for a transaction writing orders; in life a long
     backup, or a deploy's migrate timeout) does not leave its PostgreSQL backend behind, waiting, then building, and
-    holding the migration lock meanwhile: the session checks that its client is still there (from before it waits its
-    turn for the migration lock), and ends when it is not. The next run then migrates."""
+    holding the migration lock meanwhile: the session checks that its client is still there (from when it has the
+    migration lock, after waiting its turn for it), and ends when it is not. The next run then migrates."""
     dsn = _asyncpg_dsn(postgres_url)
     db = Database(Settings(database_url=postgres_url, data_dir=tmp_path))
     holder, watcher = await asyncpg.connect(dsn), await asyncpg.connect(dsn)  # the watcher reads outside a transaction
