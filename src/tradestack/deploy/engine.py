@@ -174,9 +174,15 @@ class Engine:
                 command, env={**os.environ, **release.env, "COLUMNS": "200"}, cwd=release.workdir, capture_output=True,
                 text=True, timeout=self.spec.target.migrate_timeout, check=False,
             )  # fmt: skip
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:  # killed: what it said so far tells what it was doing (or waiting for)
+            said = _text(exc.stdout) + _text(exc.stderr)
+            log_path.write_text(said)
+            last = [" ".join(line.split()) for line in said.splitlines() if line.strip()][-3:]
             limit = self.spec.target.migrate_timeout
-            raise DeployError("migration_failed", f"migrations still running after {limit:g}s") from None
+            raise DeployError(
+                "migration_failed",
+                f"migrations still running after {limit:g}s, stopped: {' | '.join(last) or 'nothing printed'} (log {log_path})",
+            ) from None
         except OSError as exc:
             raise DeployError("migration_failed", f"cannot run {command[0]}: {exc.strerror}") from None
         output = done.stdout + done.stderr
@@ -496,3 +502,10 @@ class Engine:
                 else f"{state.old} was stopped; deploy the previous version"
             ),
         )
+
+
+def _text(output: str | bytes | None) -> str:
+    """What a timed-out `subprocess.run` had captured (bytes on POSIX even in text mode), as text."""
+    if output is None:
+        return ""
+    return output.decode(errors="replace") if isinstance(output, bytes) else output
