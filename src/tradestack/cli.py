@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -19,6 +19,9 @@ import tradestack
 from tradestack.core.errors import ConfigurationError
 from tradestack.kit.config import ENV_PREFIX, Settings
 from tradestack.kit.terminal import console, err_console
+
+if TYPE_CHECKING:  # imported where used: a command that does not migrate does not load them
+    from tradestack.kit.migrations import LockHolder
 
 T = TypeVar("T")
 
@@ -294,8 +297,8 @@ _LOCK_WAIT_OPTION = typer.Option(
 )
 
 
-def _say_lock_wait(holder: Any, waited: float) -> None:
-    """`kit.migrations`' report while a run waits for another's migration lock (a `LockHolder`, or None)."""
+def _say_lock_wait(holder: LockHolder | None, waited: float) -> None:
+    """`kit.migrations`' report while a run waits for another's migration lock."""
     who = holder.describe() if holder is not None else "a backend that has just let it go"
     err_console.print(f"[yellow]waiting[/] ({waited:.0f} s) for the migration lock, held by {who}")
 
