@@ -38,7 +38,13 @@ def _configure(**kwargs: object) -> None:
 def run_on(connection: Connection) -> None:
     # One transaction per revision when the connection comes without one (kit.migrations on PostgreSQL), so a
     # revision can build an index concurrently between them; within the caller's transaction otherwise.
-    _configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite", transaction_per_migration=True)
+    hooks = {"on_version_apply": config.attributes["on_version_apply"]} if "on_version_apply" in config.attributes else {}
+    _configure(
+        connection=connection,
+        render_as_batch=connection.dialect.name == "sqlite",
+        transaction_per_migration=True,
+        **hooks,  # kit.migrations' report of each revision as it is applied (`db upgrade` prints them)
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -303,6 +303,11 @@ def _say_lock_wait(holder: LockHolder | None, waited: float) -> None:
     err_console.print(f"[yellow]waiting[/] ({waited:.0f} s) for the migration lock, held by {who}")
 
 
+def _say_step(revision: str, message: str, upgraded: bool, seconds: float) -> None:
+    """`kit.migrations`' report of each revision a run applies or reverts."""
+    console.print(f"  {'applied' if upgraded else 'reverted'} {revision}: {message} ({seconds:.1f} s)")
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
@@ -351,14 +356,19 @@ def db_upgrade(
         pending = migrations.pending_revisions(current) if current else ["(all)"]
         console.print(f"expand-only: {', '.join(pending) or 'nothing pending'}")
     try:
-        _run(settings, lambda db: migrations.upgrade(db.engine, revision, lock_wait=lock_wait, on_lock_wait=_say_lock_wait))
+        _run(
+            settings,
+            lambda db: migrations.upgrade(
+                db.engine, revision, lock_wait=lock_wait, on_lock_wait=_say_lock_wait, on_step=_say_step
+            ),
+        )
     except migrations.MigrationLockBusyError as exc:
         raise _fail(str(exc), code=1) from None
     current = _run(settings, lambda db: migrations.current_revisions(db.engine))
     console.print(f"[green]upgraded[/]: database at {', '.join(current) or 'base'}")
 
 
-@db_app.command("downgrade")
+@db_app.command("downgrade", context_settings={"ignore_unknown_options": True})  # REVISION may be -1
 def db_downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision: an id, -1 for one step, or base for all.")],
     lock_wait: Annotated[float, _LOCK_WAIT_OPTION] = DEFAULT_LOCK_WAIT_SECONDS,
@@ -368,7 +378,12 @@ def db_downgrade(
 
     settings = load_settings()
     try:
-        _run(settings, lambda db: migrations.downgrade(db.engine, revision, lock_wait=lock_wait, on_lock_wait=_say_lock_wait))
+        _run(
+            settings,
+            lambda db: migrations.downgrade(
+                db.engine, revision, lock_wait=lock_wait, on_lock_wait=_say_lock_wait, on_step=_say_step
+            ),
+        )
     except migrations.MigrationLockBusyError as exc:
         raise _fail(str(exc), code=1) from None
     current = _run(settings, lambda db: migrations.current_revisions(db.engine))

@@ -145,10 +145,30 @@ def head_revisions() -> tuple[str, ...]:
     return tuple(sorted(set(revisions) - revised))
 
 
-def _run(connection: Connection, config: Config, action: str, revision: str | None) -> None:
+StepReport = Callable[[str, str, bool, float], None]
+"""Called after each revision a run applies or reverts: its id, its message, whether it went up, seconds it took."""
+
+
+def _step_reporter(report: StepReport) -> Callable[..., None]:
+    """An Alembic ``on_version_apply`` hook telling `report` of each step (timed from the previous one)."""
+    last = time.monotonic()
+
+    def on_version_apply(*, step: Any, **_: Any) -> None:
+        nonlocal last
+        now = time.monotonic()
+        script = step.up_revision
+        report(step.up_revision_id, (script.doc or "") if script is not None else "", step.is_upgrade, now - last)
+        last = now
+
+    return on_version_apply
+
+
+def _run(connection: Connection, config: Config, action: str, revision: str | None, on_step: StepReport | None) -> None:
     from alembic import command
 
     config.attributes["connection"] = connection
+    if on_step is not None:
+        config.attributes["on_version_apply"] = _step_reporter(on_step)  # env.py hands it to the migration context
     if action == "upgrade":
         command.upgrade(config, revision or "head")
     elif action == "downgrade":
@@ -168,8 +188,10 @@ async def run(
     *,
     lock_wait: float | None = None,
     on_lock_wait: LockWaitReport | None = None,
+    on_step: StepReport | None = None,
 ) -> str:
-    """Run an Alembic command on `engine`; return what Alembic printed.
+    """Run an Alembic command on `engine`; return what Alembic printed. `on_step` hears of each revision applied or
+    reverted as it is (on PostgreSQL each is committed then; SQLite commits them all at the end).
 
     On PostgreSQL an upgrade or downgrade runs each revision in its own transaction, which also stamps it
     (Alembic's ``transaction_per_migration``): a revision can step out of it to build an index CONCURRENTLY
@@ -191,7 +213,7 @@ async def run(
                 # it next writes to the client, unless told to look (every second here, while a statement runs).
                 await connection.exec_driver_sql(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
                 await connection.commit()
-                await connection.run_sync(_run, config, action, revision)
+                await connection.run_sync(_run, config, action, revision, on_step)
             finally:
                 try:  # after a failed revision too (its transaction rolled back first)
                     await connection.rollback()
@@ -202,7 +224,7 @@ async def run(
                     await connection.invalidate()
     else:
         async with engine.begin() as connection:
-            await connection.run_sync(_run, config, action, revision)
+            await connection.run_sync(_run, config, action, revision, on_step)
     return out.getvalue()
 
 
@@ -258,9 +280,10 @@ async def upgrade(
     *,
     lock_wait: float | None = None,
     on_lock_wait: LockWaitReport | None = None,
+    on_step: StepReport | None = None,
 ) -> None:
-    """Apply migrations up to `revision` (see `run` for `lock_wait` and `on_lock_wait`)."""
-    await run(engine, "upgrade", revision, lock_wait=lock_wait, on_lock_wait=on_lock_wait)
+    """Apply migrations up to `revision` (see `run` for the keywords)."""
+    await run(engine, "upgrade", revision, lock_wait=lock_wait, on_lock_wait=on_lock_wait, on_step=on_step)
 
 
 async def downgrade(
@@ -269,9 +292,10 @@ async def downgrade(
     *,
     lock_wait: float | None = None,
     on_lock_wait: LockWaitReport | None = None,
+    on_step: StepReport | None = None,
 ) -> None:
-    """Revert migrations down to `revision` (``base`` reverts all, ``-1`` one step; see `run` for the lock)."""
-    await run(engine, "downgrade", revision, lock_wait=lock_wait, on_lock_wait=on_lock_wait)
+    """Revert migrations down to `revision` (``base`` reverts all, ``-1`` one step; see `run` for the keywords)."""
+    await run(engine, "downgrade", revision, lock_wait=lock_wait, on_lock_wait=on_lock_wait, on_step=on_step)
 
 
 async def check(engine: AsyncEngine) -> None:

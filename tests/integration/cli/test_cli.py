@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import asyncpg
@@ -71,12 +72,18 @@ def test_db_upgrade_current_history_check_downgrade(database_url: str, monkeypat
 
     upgrade = runner.invoke(app, ["db", "upgrade"])
     assert upgrade.exit_code == 0, upgrade.output
+    assert f"applied {head}: " in upgrade.output  # each revision as it is applied, with its message and time
+    assert len(re.findall(r"^  applied \S+: .* \(\d+\.\d s\)$", upgrade.output, re.M)) == len(migrations.history())
     assert head in runner.invoke(app, ["db", "current"]).output
     assert "(head)" in runner.invoke(app, ["db", "current"]).output
     assert head in runner.invoke(app, ["db", "history"]).output
     check = runner.invoke(app, ["db", "check"])
     assert check.exit_code == 0, check.output
 
+    one_step = runner.invoke(app, ["db", "downgrade", "-1"])  # as its help says: not taken for an option
+    assert one_step.exit_code == 0, one_step.output
+    assert f"reverted {head}: " in one_step.output
+    assert "behind head" in runner.invoke(app, ["db", "current"]).output
     downgrade = runner.invoke(app, ["db", "downgrade", "base"])
     assert downgrade.exit_code == 0, downgrade.output
     assert "base" in runner.invoke(app, ["db", "current"]).output
