@@ -58,7 +58,7 @@ from tradestack.kit.metrics import (
     AUDIT_OUTBOX_BACKLOG,
     AUDIT_OUTBOX_OLDEST_AGE,
 )
-from tradestack.kit.outages import is_lock_timeout
+from tradestack.kit.outages import count_failure, is_lock_timeout
 from tradestack.kit.runtime import Runtime, Slot
 from tradestack.models.audit import AuditEntry, AuditPersonal
 
@@ -776,7 +776,7 @@ class AuditChainer:
                 raise
             except Exception as exc:  # noqa: BLE001 - retried at the next tick
                 self.leading = False
-                log.warning("audit chainer tick failed; retrying", error=f"{type(exc).__name__}: {exc}")
+                count_failure("audit_chainer", exc, "audit chainer tick failed; retrying")
             if not self.leading:  # commits here are the leader's to chain: only try for the lease, every quarter lease
                 await wait_event(self._stop, self.service.lease_seconds / 4)
                 self._wake.clear()

@@ -12,7 +12,7 @@ import asyncio
 from tradestack.books.service import record_equity
 from tradestack.kit.aio import stop_tasks
 from tradestack.kit.logging import get_logger
-from tradestack.kit.outages import count_outage, unavailable_backend
+from tradestack.kit.outages import count_failure
 from tradestack.kit.runtime import Runtime
 
 log = get_logger(__name__)
@@ -26,12 +26,8 @@ async def record_equity_forever(runtime: Runtime) -> None:
             await record_equity(runtime)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a lost database or cache must not stop the recorder
-            backend = unavailable_backend(exc)
-            if backend is None:
-                log.exception("equity recording failed")
-            else:
-                count_outage(backend, "equity_recorder", exc)
+        except Exception as exc:  # noqa: BLE001 - a lost database or cache, or a bug (logged), must not stop the recorder
+            count_failure("equity_recorder", exc, "equity recording failed")
         await asyncio.sleep(interval)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import asyncpg  # type: ignore[import-untyped]
 import redis.exceptions
@@ -97,12 +97,25 @@ def count_outage(backend: Backend, operation: str, exc: BaseException) -> None:
     log.warning("backend_unavailable", backend=backend, operation=operation, error=f"{type(exc).__name__}: {exc}"[:300])
 
 
+def count_failure(task: str, exc: BaseException, event: str = "background_task_failed", **context: Any) -> Backend | None:
+    """What a background task (a loop that must go on) does with a failure: an outage counts as one (`count_outage`,
+    operation `task`); anything else is a bug: counted in ``background_task_failures_total{task}`` (alert
+    `TradestackBackgroundTaskFailing`) and `event` logged as an error with its traceback (and `context`). Returns the
+    backend away."""
+    backend = unavailable_backend(exc)
+    if backend is not None:
+        count_outage(backend, task, exc)
+    else:
+        BACKGROUND_TASK_FAILURES.labels(task=task).inc()
+        log.error(event, task=task, error=f"{type(exc).__name__}: {exc}"[:300], exc_info=exc, **context)
+    return backend
+
+
 async def forever(name: str, work: Callable[[], Awaitable[None]], *, initial: float = 0.2, cap: float = 10.0) -> None:
     """Run `work` again after every failure, waiting `initial` doubling up to `cap` seconds; never returns.
 
-    A task that ends normally is restarted too (a subscription ended by a lost connection). A failure that is a
-    backend outage counts in ``backend_unavailable_total``; any other is a bug: logged with its traceback and counted in
-    ``background_task_failures_total{task}`` (alert `TradestackBackgroundTaskFailing`), and retried all the same.
+    A task that ends normally is restarted too (a subscription ended by a lost connection); one that fails is counted
+    (`count_failure`: an outage as an outage, anything else as a bug) and retried all the same.
     """
     delay = initial
     while True:
@@ -111,12 +124,7 @@ async def forever(name: str, work: Callable[[], Awaitable[None]], *, initial: fl
             delay = initial
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a lost connection, or a bug (logged with its traceback), must not stop the process
-            backend = unavailable_backend(exc)
-            if backend is not None:
-                count_outage(backend, name, exc)
-            else:
-                BACKGROUND_TASK_FAILURES.labels(task=name).inc()
-                log.exception("background_task_failed", task=name, error=f"{type(exc).__name__}: {exc}"[:300])
+        except Exception as exc:  # noqa: BLE001 - a lost connection, or a bug (count_failure logs it), must not stop it
+            count_failure(name, exc)
         await asyncio.sleep(delay)
         delay = min(cap, delay * 2)

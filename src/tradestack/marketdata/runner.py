@@ -23,7 +23,7 @@ from tradestack.domain.marketdata import Bar, OrderBook, Quote, Timeframe, Trade
 from tradestack.kit.aio import cancel_and_wait, stop_loop_thread, stop_tasks
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import MARKET_DATA_EVENTS, MARKET_DATA_LAST_UPDATE, MARKET_DATA_LATENCY
-from tradestack.kit.outages import count_outage, unavailable_backend
+from tradestack.kit.outages import count_failure, count_outage, unavailable_backend
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.repository import BarRepository
 from tradestack.marketdata.schemas import book_json, candle_json, frame, quote_json
@@ -191,7 +191,7 @@ class Publisher:
             except Exception as exc:  # noqa: BLE001 - an outage keeps them for the next try; a bug drops them (logged)
                 if unavailable_backend(exc) is None:
                     # A bug, not an outage: retrying would fail again and hold back every later candle.
-                    log.error("live candles not storable; dropped", candles=len(batch), error=f"{type(exc).__name__}: {exc}")
+                    count_failure("live_candles", exc, "live candles not storable; dropped", candles=len(batch))
                     continue
                 count_outage("database", "live_candles", exc)
                 self._unstored.extendleft(reversed(batch))  # stored with the next complete candle
@@ -335,7 +335,7 @@ class FeedThread:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - an outage of the cache or bus loses these events, not the feeds
-                    log.warning("market event not published", error=f"{type(exc).__name__}: {exc}")
+                    count_failure("market_events", exc, "market event not published")
 
     async def stop(self) -> None:
         """Stop the feeds and their thread, then the emitter (called on the owner loop)."""

@@ -10,6 +10,7 @@ import sys
 from tradestack.core.errors import TradestackError
 from tradestack.kit.aio import stop_tasks, wait_event
 from tradestack.kit.logging import get_logger
+from tradestack.kit.outages import count_failure
 from tradestack.kit.runtime import Runtime
 from tradestack.signals import artifacts
 from tradestack.signals.service import COMPUTING, SignalService
@@ -52,8 +53,8 @@ async def start_signals_warmer(runtime: Runtime) -> None:
                     log.info("signals_warmed", model=answer.model_version, as_of=answer.as_of.isoformat())
             except TradestackError as exc:
                 log.warning("signals_not_warmed", reason=exc.detail)
-            except Exception:  # the warmer must never kill the process; requests compute (and report) themselves
-                log.exception("signals warmer failed")
+            except Exception as exc:  # noqa: BLE001 - the warmer must never kill the process; requests compute themselves
+                count_failure("signals_warmer", exc, "signals warmer failed")
             training = artifacts.first_training_in_progress(runtime.settings.data_dir)
             if training and "lightgbm" not in sys.modules:
                 # Imported now, off the event loop, rather than when the first model arrives (1.6-2.1 s here).

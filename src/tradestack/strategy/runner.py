@@ -54,7 +54,7 @@ from tradestack.identity.permissions import Permission
 from tradestack.identity.service import Caller, IdentityService, Principal
 from tradestack.kit.aio import stop_tasks, wait_event
 from tradestack.kit.logging import get_logger
-from tradestack.kit.outages import forever
+from tradestack.kit.outages import count_failure, forever
 from tradestack.kit.runtime import Runtime, Slot
 from tradestack.marketdata.service import FANOUT_CHANNEL, QUOTE_MESSAGES, decode_message
 from tradestack.models.strategies import StrategyDeploymentRow
@@ -250,7 +250,7 @@ class StrategyRunner:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - an outage must not end the runner; it retries
-                    log.warning("strategy runner could not read the deployments", error=f"{type(exc).__name__}: {exc}")
+                    count_failure("strategy_deployments", exc, "strategy runner could not read the deployments")
                     read_at = time.monotonic() + POLL_SECONDS
             now = self.runtime.clock.now()
             for deployment in self.deployments.values():

@@ -62,7 +62,7 @@ from tradestack.kit.aio import new_event_loop, stop_loop_thread, stop_tasks, wai
 from tradestack.kit.db import plain_rows
 from tradestack.kit.logging import get_logger
 from tradestack.kit.metrics import ENGINE_ORDERS_WORKING
-from tradestack.kit.outages import count_outage, forever, unavailable_backend
+from tradestack.kit.outages import count_failure, count_outage, forever, unavailable_backend
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.service import (
     FANOUT_CHANNEL,
@@ -230,7 +230,7 @@ class EngineShard:
         try:
             await self.rebuild()
         except Exception as exc:  # noqa: BLE001 - reconciliation retries what the first rebuild could not place
-            log.error("engine rebuild failed; reconciliation will retry", error=f"{type(exc).__name__}: {exc}")
+            count_failure("engine_rebuild", exc, "engine rebuild failed; reconciliation will retry")
         while not self._stopping:
             await wait_event(self._wake, SESSION_CHECK_SECONDS)
             self._wake.clear()
@@ -239,7 +239,7 @@ class EngineShard:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a failed write must not stop matching for everyone
-                log.error("engine step failed; rebuilding from the database", error=f"{type(exc).__name__}: {exc}")
+                count_failure("engine_step", exc, "engine step failed; rebuilding from the database")
                 await asyncio.sleep(0.5)
                 with contextlib.suppress(Exception):
                     await self.rebuild()
@@ -536,11 +536,10 @@ class EngineShard:
         except Exception as exc:  # noqa: BLE001 - one order's failure must not stop the others
             # The book is ahead of the database for this order: forget it; reconciliation reloads it
             # from what the database holds, so nothing is booked twice and nothing is skipped.
-            log.error(
-                "could not record an execution; the order is reloaded at the next reconciliation",
+            count_failure(
+                "engine_record", exc, "could not record an execution; the order is reloaded at the next reconciliation",
                 order_id=event.order_id,
-                error=f"{type(exc).__name__}: {exc}",
-            )
+            )  # fmt: skip
             self._left_book(event.order_id, None)
             return None
 

@@ -1,9 +1,12 @@
-"""`kit.outages.forever`: a background task that fails is run again; an outage is counted as one, a bug as a bug."""
+"""`kit.outages.forever` and `count_failure`: a background task that fails goes on; an outage is counted as one, a bug
+as a bug."""
 
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
+import pytest
 import redis.exceptions
 from prometheus_client import REGISTRY
 
@@ -42,3 +45,29 @@ async def test_a_bug_counts_as_a_task_failure_and_an_outage_as_an_outage_and_bot
     assert _sample("background_task_failures_total", task=task_name) == failures + 1
     assert _sample("backend_unavailable_total", backend="cache", operation=task_name) == cache + 1
     assert _sample("backend_unavailable_total", backend="database", operation=task_name) == database
+
+
+async def test_the_equity_recorder_counts_a_bug_as_a_task_failure_and_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One of `count_failure`'s callers: a recording that raises a bug is counted as `equity_recorder`'s failure, and
+    the next round records."""
+    from tradestack.books import tasks
+
+    rounds: list[str] = []
+    recorded = asyncio.Event()
+
+    async def record_equity(_runtime: object) -> None:
+        rounds.append("round")
+        if len(rounds) == 1:
+            raise ZeroDivisionError("a valuation divided by zero")
+        recorded.set()
+
+    monkeypatch.setattr(tasks, "record_equity", record_equity)
+    runtime = SimpleNamespace(settings=SimpleNamespace(equity_record_seconds=0.001))
+    failures = _sample("background_task_failures_total", task="equity_recorder")
+    recorder = asyncio.create_task(tasks.record_equity_forever(runtime))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(recorded.wait(), 5)
+    finally:
+        recorder.cancel()
+    assert len(rounds) == 2
+    assert _sample("background_task_failures_total", task="equity_recorder") == failures + 1
