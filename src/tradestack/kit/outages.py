@@ -99,12 +99,14 @@ def count_outage(backend: Backend, operation: str, exc: BaseException) -> None:
 
 def count_failure(task: str, exc: BaseException, event: str = "background_task_failed", **context: Any) -> Backend | None:
     """What a background task (a loop that must go on) does with a failure: an outage counts as one (`count_outage`,
-    operation `task`); anything else is a bug: counted in ``background_task_failures_total{task}`` (alert
-    `TradestackBackgroundTaskFailing`) and `event` logged as an error with its traceback (and `context`). Returns the
-    backend away."""
+    operation `task`); a lock timeout is contention, logged as a warning; anything else is a bug: counted in
+    ``background_task_failures_total{task}`` (alert `TradestackBackgroundTaskFailing`) and `event` logged as an error
+    with its traceback (and `context`). Returns the backend away."""
     backend = unavailable_backend(exc)
     if backend is not None:
         count_outage(backend, task, exc)
+    elif is_lock_timeout(exc):  # contention (as the API answers it: 503, retry), neither an outage nor a bug
+        log.warning(event, task=task, error=f"{type(exc).__name__}: {exc}"[:300], contention="lock timeout", **context)
     else:
         BACKGROUND_TASK_FAILURES.labels(task=task).inc()
         log.error(event, task=task, error=f"{type(exc).__name__}: {exc}"[:300], exc_info=exc, **context)

@@ -13,13 +13,22 @@ from prometheus_client import REGISTRY
 from tradestack.kit.outages import forever
 
 
+class _LockTimeout(Exception):  # noqa: N818 - as asyncpg's LockNotAvailableError is seen: by its SQLSTATE
+    sqlstate = "55P03"
+
+
 def _sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def test_a_bug_counts_as_a_task_failure_and_an_outage_as_an_outage_and_both_are_retried() -> None:
     task_name = "test_forever_task"
-    outcomes: list[BaseException | None] = [KeyError("no such instrument"), redis.exceptions.ConnectionError("gone"), None]
+    outcomes: list[BaseException | None] = [
+        KeyError("no such instrument"),
+        redis.exceptions.ConnectionError("gone"),
+        _LockTimeout("canceling statement due to lock timeout"),  # contention: neither counted
+        None,
+    ]
     calls = 0
     ended = asyncio.Event()
 
@@ -41,7 +50,7 @@ async def test_a_bug_counts_as_a_task_failure_and_an_outage_as_an_outage_and_bot
         await asyncio.wait_for(ended.wait(), 5)
     finally:
         task.cancel()
-    assert calls == len(outcomes) + 1  # the bug, the outage and a normal end were each followed by another run
+    assert calls == len(outcomes) + 1  # the bug, the outage, the contention and a normal end: each followed by a run
     assert _sample("background_task_failures_total", task=task_name) == failures + 1
     assert _sample("backend_unavailable_total", backend="cache", operation=task_name) == cache + 1
     assert _sample("backend_unavailable_total", backend="database", operation=task_name) == database
