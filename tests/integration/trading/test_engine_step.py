@@ -3,8 +3,11 @@ step, so an order is never matched on a quote older than one the shard holds."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from tradestack.identity.permissions import Role
 from tradestack.kit.config import Settings
@@ -51,3 +54,31 @@ async def test_an_order_taken_with_a_newer_quote_fills_at_that_quote_not_the_one
     await shard.step()
     order = (await client.get(f"/api/orders/{buy}", headers=trader.headers)).json()
     assert (order["status"], order["average_fill_price"]) == ("filled", "100.01"), order
+
+
+async def test_a_step_that_fails_on_a_bug_is_counted_and_matching_goes_on(runtime: Runtime) -> None:
+    """A bug in a step (not an outage) is counted in background_task_failures_total{task="engine_step"}, with its
+    traceback in the log, and the engine rebuilds and steps again: one bad step does not stop matching."""
+    shard = EngineShard(runtime)
+    step = shard.step
+    steps: list[str] = []
+
+    async def failing_once() -> None:
+        steps.append("step")
+        if len(steps) == 1:
+            raise KeyError("a bug in the step")
+        await step()
+
+    shard.step = failing_once  # type: ignore[method-assign]
+    before = REGISTRY.get_sample_value("background_task_failures_total", {"task": "engine_step"}) or 0.0
+    running = asyncio.create_task(shard.run())
+    try:
+        for _ in range(300):  # the loop steps at least every SESSION_CHECK_SECONDS (1 s) without being woken
+            if len(steps) >= 2 or running.done():
+                break
+            await asyncio.sleep(0.05)
+        assert len(steps) >= 2, f"the engine did not step again after the failed step ({running})"
+    finally:
+        shard.stop()
+        await asyncio.wait_for(running, 30)
+    assert REGISTRY.get_sample_value("background_task_failures_total", {"task": "engine_step"}) == before + 1
