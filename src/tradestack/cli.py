@@ -308,6 +308,21 @@ def _say_step(revision: str, message: str, upgraded: bool, seconds: float) -> No
     console.print(f"  {'applied' if upgraded else 'reverted'} {revision}: {message} ({seconds:.1f} s)")
 
 
+def _migrate(settings: Settings, action: str, revision: str, lock_wait: float) -> str:
+    """Run `db upgrade`/`db downgrade`'s migration (each revision and any wait for the lock said as it happens); the
+    revision(s) the database is at then, read in the same runtime. Exit 1 when another run kept the lock too long."""
+    from tradestack.kit import migrations
+
+    async def work(db: Any) -> tuple[str, ...]:
+        await migrations.run(db.engine, action, revision, lock_wait=lock_wait, on_lock_wait=_say_lock_wait, on_step=_say_step)
+        return await migrations.current_revisions(db.engine)
+
+    try:
+        return ", ".join(_run(settings, work)) or "base"
+    except migrations.MigrationLockBusyError as exc:
+        raise _fail(str(exc), code=1) from None
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
@@ -355,17 +370,7 @@ def db_upgrade(
             err_console.print(f"[yellow]![/] {step.revision}: {step.why}: {step.statement}")
         pending = migrations.pending_revisions(current) if current else ["(all)"]
         console.print(f"expand-only: {', '.join(pending) or 'nothing pending'}")
-    try:
-        _run(
-            settings,
-            lambda db: migrations.upgrade(
-                db.engine, revision, lock_wait=lock_wait, on_lock_wait=_say_lock_wait, on_step=_say_step
-            ),
-        )
-    except migrations.MigrationLockBusyError as exc:
-        raise _fail(str(exc), code=1) from None
-    current = _run(settings, lambda db: migrations.current_revisions(db.engine))
-    console.print(f"[green]upgraded[/]: database at {', '.join(current) or 'base'}")
+    console.print(f"[green]upgraded[/]: database at {_migrate(settings, 'upgrade', revision, lock_wait)}")
 
 
 @db_app.command("downgrade", context_settings={"ignore_unknown_options": True})  # REVISION may be -1
@@ -374,20 +379,7 @@ def db_downgrade(
     lock_wait: Annotated[float, _LOCK_WAIT_OPTION] = DEFAULT_LOCK_WAIT_SECONDS,
 ) -> None:
     """Revert migrations down to REVISION."""
-    from tradestack.kit import migrations
-
-    settings = load_settings()
-    try:
-        _run(
-            settings,
-            lambda db: migrations.downgrade(
-                db.engine, revision, lock_wait=lock_wait, on_lock_wait=_say_lock_wait, on_step=_say_step
-            ),
-        )
-    except migrations.MigrationLockBusyError as exc:
-        raise _fail(str(exc), code=1) from None
-    current = _run(settings, lambda db: migrations.current_revisions(db.engine))
-    console.print(f"[yellow]downgraded[/]: database at {', '.join(current) or 'base'}")
+    console.print(f"[yellow]downgraded[/]: database at {_migrate(load_settings(), 'downgrade', revision, lock_wait)}")
 
 
 @db_app.command("current")
