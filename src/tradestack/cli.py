@@ -303,18 +303,32 @@ def _say_lock_wait(holder: LockHolder | None, waited: float) -> None:
     err_console.print(f"[yellow]waiting[/] ({waited:.0f} s) for the migration lock, held by {who}")
 
 
+def _say_step_wait(statement: str, blockers: tuple[LockHolder, ...], waited: float) -> None:
+    """`kit.migrations`' report while a revision's statement waits for other backends (a concurrent index build waits for
+    every older transaction, a backup's included)."""
+    who = "; ".join(blocker.describe() for blocker in blockers) or "a backend that has just let go"
+    err_console.print(
+        f"[yellow]waiting[/] ({waited:.0f} s): {statement} waits for {who}. It goes on once that ends; to go on sooner, "
+        "end it (SELECT pg_terminate_backend(<pid>)) or stop this run and migrate after it"
+    )
+
+
 def _say_step(revision: str, message: str, upgraded: bool, seconds: float) -> None:
     """`kit.migrations`' report of each revision a run applies or reverts."""
     console.print(f"  {'applied' if upgraded else 'reverted'} {revision}: {message} ({seconds:.1f} s)")
 
 
 def _migrate(settings: Settings, action: str, revision: str, lock_wait: float) -> str:
-    """Run `db upgrade`/`db downgrade`'s migration (each revision and any wait for the lock said as it happens); the
-    revision(s) the database is at then, read in the same runtime. Exit 1 when another run kept the lock too long."""
+    """Run `db upgrade`/`db downgrade`'s migration (each revision, any wait for the lock and any statement that waits
+    for other backends said as it happens); the revision(s) the database is at then, read in the same runtime. Exit 1
+    when another run kept the lock too long."""
     from tradestack.kit import migrations
 
     async def work(db: Any) -> tuple[str, ...]:
-        await migrations.run(db.engine, action, revision, lock_wait=lock_wait, on_lock_wait=_say_lock_wait, on_step=_say_step)
+        await migrations.run(
+            db.engine, action, revision, lock_wait=lock_wait, on_lock_wait=_say_lock_wait, on_step=_say_step,
+            on_step_wait=_say_step_wait,
+        )  # fmt: skip
         return await migrations.current_revisions(db.engine)
 
     try:

@@ -35,13 +35,17 @@ MIGRATION_LOCK_KEY = 0x7472_6164_6573_7461  # "tradesta": the session advisory l
 MIGRATION_LOCK_POLL_SECONDS = 0.2
 CLIENT_CHECK_MS = 1000  # how often a migrating session's backend checks that its client is still there
 MIGRATION_LOCK_REPORT_SECONDS = 60.0  # a run waiting for another's lock says so when it starts waiting, then this often
+MIGRATION_STEP_WAIT_REPORT_SECONDS = 10.0  # a revision's statement waiting this long for other backends is said, then
+# every MIGRATION_LOCK_REPORT_SECONDS while it still waits
+MIGRATION_STEP_WATCH_SECONDS = 1.0  # how often the migrating backend is looked at (`_watch_step_waits`)
 
 log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class LockHolder:
-    """The PostgreSQL backend holding the migration lock (from `pg_locks` and `pg_stat_activity`)."""
+    """A PostgreSQL backend a migrating run waits for (from `pg_stat_activity`): the one holding the migration lock, or
+    one a revision's statement waits for (a concurrent index build waits for every older transaction)."""
 
     pid: int
     application: str
@@ -49,12 +53,16 @@ class LockHolder:
     started: datetime | None  # when its session began
     state: str | None  # "active", "idle in transaction", ...
     query: str  # its current (or last) statement, shortened
+    transaction_started: datetime | None = None  # when its transaction began (None: in none)
 
     def describe(self) -> str:
         where = f" from {self.client}" if self.client else ""
         since = f", connected since {self.started:%Y-%m-%d %H:%M:%S %Z}" if self.started else ""
+        open_since = (
+            f", in a transaction since {self.transaction_started:%Y-%m-%d %H:%M:%S %Z}" if self.transaction_started else ""
+        )
         return (
-            f"backend pid {self.pid} ({self.application or 'no application_name'}{where}{since}), "
+            f"backend pid {self.pid} ({self.application or 'no application_name'}{where}{since}{open_since}), "
             f"{self.state or 'state unknown'}: {self.query or '(no statement)'}"
         )
 
@@ -75,6 +83,10 @@ class MigrationLockBusyError(ConflictError):
 
 LockWaitReport = Callable[[LockHolder | None, float], None]
 """Called while a run waits for the migration lock: who holds it (None if it was just let go) and seconds waited."""
+
+StepWaitReport = Callable[[str, tuple[LockHolder, ...], float], None]
+"""Called while a revision's statement waits for other backends: the statement, who it waits for (none if they have
+just let go) and seconds it was seen waiting."""
 
 
 def migrations_dir() -> Path:
@@ -189,6 +201,7 @@ async def run(
     lock_wait: float | None = None,
     on_lock_wait: LockWaitReport | None = None,
     on_step: StepReport | None = None,
+    on_step_wait: StepWaitReport | None = None,
 ) -> str:
     """Run an Alembic command on `engine`; return what Alembic printed. `on_step` hears of each revision applied or
     reverted as it is (on PostgreSQL each is committed then; SQLite commits them all at the end).
@@ -200,7 +213,10 @@ async def run(
     in one transaction.
 
     One migrating run at a time on PostgreSQL: a run that finds another's lock waits for it (`_take_lock`), at most
-    `lock_wait` seconds (None: however long), telling `on_lock_wait` and the log who holds it.
+    `lock_wait` seconds (None: however long), telling `on_lock_wait` and the log who holds it. Once it has the lock, a
+    statement of a revision that waits for other backends (a concurrent index build waits for every transaction older
+    than it, a running `pg_dump` included) is said too, with who it waits for (`_watch_step_waits`: to `on_step_wait`,
+    else to the log), so a slow step can be told from a stuck one and what holds it up ended or waited out.
     """
     out = io.StringIO()
     config = alembic_config(stdout=out)
@@ -212,8 +228,14 @@ async def run(
                 # to build an index, then building it, holding the migration lock all along: PostgreSQL notices only when
                 # it next writes to the client, unless told to look (every second here, while a statement runs).
                 await connection.exec_driver_sql(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
+                pid = (await connection.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one()
                 await connection.commit()
-                await connection.run_sync(_run, config, action, revision, on_step)
+                watch = asyncio.create_task(_watch_step_waits(engine, pid, on_step_wait))
+                try:
+                    await connection.run_sync(_run, config, action, revision, on_step)
+                finally:
+                    watch.cancel()
+                    await asyncio.gather(watch, return_exceptions=True)
             finally:
                 try:  # after a failed revision too (its transaction rolled back first)
                     await connection.rollback()
@@ -255,23 +277,79 @@ async def _take_lock(connection: AsyncConnection, lock_wait: float | None, repor
     await connection.commit()
 
 
+_BACKEND_COLUMNS = "a.pid, a.application_name, host(a.client_addr), a.backend_start, a.state, left(a.query, 200), a.xact_start"
+_BLOCKERS_SQL = f"SELECT {_BACKEND_COLUMNS} FROM pg_stat_activity a WHERE a.pid = ANY(pg_blocking_pids(:pid))"  # noqa: S608
+
+
+def _backend(row: Any) -> LockHolder:
+    """A `LockHolder` from a row of `_BACKEND_COLUMNS`."""
+    pid, application, client, started, state, query, transaction_started = row
+    return LockHolder(int(pid), application or "", client, started, state, " ".join((query or "").split()), transaction_started)
+
+
 async def _lock_holder(connection: AsyncConnection) -> LockHolder | None:
     """The backend holding the migration lock, if one still does (a bigint advisory lock is keyed by its two halves)."""
     row = (
         await connection.execute(
             text(
-                "SELECT a.pid, a.application_name, host(a.client_addr), a.backend_start, a.state, left(a.query, 200)"
-                " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                f"SELECT {_BACKEND_COLUMNS} FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"  # noqa: S608 - constants
                 " WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database"
                 " WHERE datname = current_database()) AND l.classid = :high AND l.objid = :low AND l.objsubid = 1"
             ),
             {"high": MIGRATION_LOCK_KEY >> 32, "low": MIGRATION_LOCK_KEY & 0xFFFF_FFFF},
         )
     ).first()
-    if row is None:
-        return None
-    pid, application, client, started, state, query = row
-    return LockHolder(int(pid), application or "", client, started, state, " ".join((query or "").split()))
+    return None if row is None else _backend(row)
+
+
+async def _watch_step_waits(engine: AsyncEngine, pid: int, report: StepWaitReport | None) -> None:
+    """Until cancelled, look at the migrating backend `pid` every `MIGRATION_STEP_WATCH_SECONDS`; once a statement of
+    it has been seen waiting for a lock `MIGRATION_STEP_WAIT_REPORT_SECONDS`, and every `MIGRATION_LOCK_REPORT_SECONDS`
+    after while it still does, say it and who it waits for (`pg_blocking_pids`) to `report`, else to the log.
+
+    Each look is its own short transaction on a connection of its own, ended before the next sleep: a transaction left
+    open here would be one more that a concurrent index build waits for. A look that fails ends the watch (logged), never
+    the migration."""
+    waiting: tuple[Any, str] | None = None  # (query_start, statement) of the statement seen waiting
+    since = reported = 0.0
+    try:
+        async with engine.connect() as connection:
+            while True:
+                await asyncio.sleep(MIGRATION_STEP_WATCH_SECONDS)
+                row = (
+                    await connection.execute(
+                        text("SELECT wait_event_type, query_start, left(query, 200) FROM pg_stat_activity WHERE pid = :pid"),
+                        {"pid": pid},
+                    )
+                ).first()
+                await connection.rollback()
+                if row is None or row[0] != "Lock":
+                    waiting = None
+                    continue
+                now, statement = time.monotonic(), " ".join((row[2] or "").split())
+                if waiting != (row[1], statement):  # a statement seen waiting for the first time
+                    waiting, since, reported = (row[1], statement), now, -1.0
+                waited = now - since
+                if waited < (MIGRATION_STEP_WAIT_REPORT_SECONDS if reported < 0 else reported + MIGRATION_LOCK_REPORT_SECONDS):
+                    continue
+                blockers = tuple(
+                    _backend(blocker)
+                    for blocker in await connection.execute(
+                        text(_BLOCKERS_SQL),
+                        {"pid": pid},
+                    )
+                )
+                await connection.rollback()
+                reported = waited
+                if report is not None:
+                    report(statement, blockers, waited)
+                else:
+                    log.warning(
+                        "migration_step_waiting", statement=statement, waited_seconds=round(waited, 1),
+                        waits_for=[blocker.describe() for blocker in blockers],
+                    )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - the watch only reports; the migration goes on without it
+        log.warning("migration_step_watch_failed", error=repr(exc))
 
 
 async def upgrade(
@@ -281,9 +359,13 @@ async def upgrade(
     lock_wait: float | None = None,
     on_lock_wait: LockWaitReport | None = None,
     on_step: StepReport | None = None,
+    on_step_wait: StepWaitReport | None = None,
 ) -> None:
     """Apply migrations up to `revision` (see `run` for the keywords)."""
-    await run(engine, "upgrade", revision, lock_wait=lock_wait, on_lock_wait=on_lock_wait, on_step=on_step)
+    await run(
+        engine, "upgrade", revision, lock_wait=lock_wait, on_lock_wait=on_lock_wait, on_step=on_step,
+        on_step_wait=on_step_wait,
+    )  # fmt: skip
 
 
 async def downgrade(
@@ -293,9 +375,13 @@ async def downgrade(
     lock_wait: float | None = None,
     on_lock_wait: LockWaitReport | None = None,
     on_step: StepReport | None = None,
+    on_step_wait: StepWaitReport | None = None,
 ) -> None:
     """Revert migrations down to `revision` (``base`` reverts all, ``-1`` one step; see `run` for the keywords)."""
-    await run(engine, "downgrade", revision, lock_wait=lock_wait, on_lock_wait=on_lock_wait, on_step=on_step)
+    await run(
+        engine, "downgrade", revision, lock_wait=lock_wait, on_lock_wait=on_lock_wait, on_step=on_step,
+        on_step_wait=on_step_wait,
+    )  # fmt: skip
 
 
 async def check(engine: AsyncEngine) -> None:

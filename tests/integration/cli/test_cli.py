@@ -132,3 +132,29 @@ async def test_db_upgrade_and_downgrade_name_who_holds_the_migration_lock_and_st
         assert "--lock-wait" in refused.output
     finally:
         await other.close()
+
+
+async def test_db_upgrade_says_what_a_waiting_revision_waits_for(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `db upgrade` whose index build waits for an older transaction (a backup's, say) names it, and how to go on."""
+    monkeypatch.setenv("TRADESTACK_DATABASE_URL", postgres_url)
+    monkeypatch.setattr(migrations, "MIGRATION_STEP_WATCH_SECONDS", 0.1)
+    monkeypatch.setattr(migrations, "MIGRATION_STEP_WAIT_REPORT_SECONDS", 0.3)
+    assert (await asyncio.to_thread(runner.invoke, app, ["db", "upgrade", "h27pg_a"])).exit_code == 0
+    backup = await asyncpg.connect(_asyncpg_dsn(postgres_url), server_settings={"application_name": "nightly-backup"})
+    try:
+        await backup.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        await backup.fetchval("SELECT count(*) FROM orders")
+        upgrade = asyncio.ensure_future(asyncio.to_thread(runner.invoke, app, ["db", "upgrade", "h28rec_a"]))
+        await asyncio.sleep(2.0)
+        assert not upgrade.done()
+        await backup.execute("COMMIT")
+        result = await asyncio.wait_for(upgrade, 60)
+    finally:
+        await backup.close()
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "CREATE INDEX CONCURRENTLY ix_orders_working ON orders" in output
+    assert f"waits for backend pid {backup.get_server_pid()} (nightly-backup" in output
+    assert "in a transaction since" in output
+    assert "pg_terminate_backend" in output
+    assert "database at h28rec_a" in output

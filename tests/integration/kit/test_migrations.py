@@ -290,3 +290,52 @@ async def test_a_killed_migrating_process_leaves_no_backend_waiting_on(postgres_
         await holder.close()
         await watcher.close()
         await db.dispose()
+
+
+async def test_a_revision_waiting_for_other_transactions_says_who_it_waits_for(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """h28rec_a builds an index concurrently, which waits for every transaction older than it: here one reading orders
+    in a snapshot, as `pg_dump` does. Once it has waited MIGRATION_STEP_WAIT_REPORT_SECONDS, and every
+    MIGRATION_LOCK_REPORT_SECONDS after, the run says the statement and who it waits for (pid, application name, since
+    when its transaction is open); steps that do not wait say nothing; once that transaction ends, the build ends."""
+    monkeypatch.setattr(migrations, "MIGRATION_STEP_WATCH_SECONDS", 0.1)
+    monkeypatch.setattr(migrations, "MIGRATION_STEP_WAIT_REPORT_SECONDS", 0.5)
+    monkeypatch.setattr(migrations, "MIGRATION_LOCK_REPORT_SECONDS", 0.6)
+    dsn = _asyncpg_dsn(postgres_url)
+    db = Database(Settings(database_url=postgres_url, data_dir=tmp_path))
+    backup = await asyncpg.connect(dsn, server_settings={"application_name": "nightly-backup"})
+    reports: list[tuple[str, tuple[migrations.LockHolder, ...], float]] = []
+
+    def heard(statement: str, blockers: tuple[migrations.LockHolder, ...], waited: float) -> None:
+        reports.append((statement, blockers, waited))
+
+    try:
+        await migrations.upgrade(db.engine, "h27pg_a", on_step_wait=heard)
+        assert reports == []  # nothing waited
+        await backup.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        await backup.fetchval("SELECT count(*) FROM orders")  # its snapshot is now older than any build to come
+        upgrade = asyncio.create_task(migrations.upgrade(db.engine, "h28rec_a", on_step_wait=heard))
+        try:
+            for _ in range(300):
+                if len(reports) >= 2 or upgrade.done():
+                    break
+                await asyncio.sleep(0.05)
+            assert not upgrade.done(), "the index build did not wait for the older transaction"
+        finally:
+            await backup.execute("COMMIT")
+        await asyncio.wait_for(upgrade, 30)
+        assert await migrations.current_revisions(db.engine) == ("h28rec_a",)
+        assert (await _index_valid(dsn, "ix_orders_working"))[0] is True
+        assert len(reports) >= 2, reports
+        statement, blockers, waited = reports[0]
+        assert statement.startswith("CREATE INDEX CONCURRENTLY ix_orders_working")
+        assert [blocker.pid for blocker in blockers] == [backup.get_server_pid()]
+        assert blockers[0].application == "nightly-backup"
+        assert blockers[0].transaction_started is not None
+        assert "in a transaction since" in blockers[0].describe()
+        assert waited >= 0.5
+        assert reports[1][2] - waited >= 0.6  # said again after the report interval, not at every look
+    finally:
+        await backup.close()
+        await db.dispose()
