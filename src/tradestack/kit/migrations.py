@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -204,13 +204,12 @@ async def run(
     on_step_wait: StepWaitReport | None = None,
 ) -> str:
     """Run an Alembic command on `engine`; return what Alembic printed. `on_step` hears of each revision applied or
-    reverted as it is (on PostgreSQL each is committed then; SQLite commits them all at the end).
+    reverted as it is (its transaction commits right after).
 
-    On PostgreSQL an upgrade or downgrade runs each revision in its own transaction, which also stamps it
-    (Alembic's ``transaction_per_migration``): a revision can step out of it to build an index CONCURRENTLY
-    (`kit.online_ddl`), and a run that stops half-way leaves the database at the last revision it finished,
-    whole. Anything else (SQLite, whose DDL does not wait for a transaction, and the read-only commands) runs
-    in one transaction.
+    An upgrade or downgrade runs each revision in its own transaction, which also stamps it (Alembic's
+    ``transaction_per_migration``): a run that stops half-way leaves the database at the last revision it finished,
+    whole, on SQLite too (its DDL included: see the SQLite branch); on PostgreSQL a revision can step out of it to
+    build an index CONCURRENTLY (`kit.online_ddl`). The read-only commands run in one transaction.
 
     One migrating run at a time on PostgreSQL: a run that finds another's lock waits for it (`_take_lock`), at most
     `lock_wait` seconds (None: however long), telling `on_lock_wait` and the log who holds it. Once it has the lock, a
@@ -244,10 +243,28 @@ async def run(
                     await connection.commit()
                 except Exception:  # noqa: BLE001 - closing the connection ends its session, and the lock with it
                     await connection.invalidate()
+    elif action in ("upgrade", "downgrade") and engine.dialect.name == "sqlite":
+        async with engine.connect() as connection:
+            # The sqlite3 module begins a transaction itself only before an INSERT, UPDATE or DELETE: a revision's DDL ran
+            # outside any and stayed, whatever became of the revision; a run that failed or was stopped half-way left
+            # its tables without its stamp, and the next failed on them ("table ... already exists"). With the module's
+            # own handling off (AUTOCOMMIT), each revision's transaction is begun here, DDL included.
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            sync = connection.sync_connection
+            event.listen(sync, "begin", _begin_sqlite)
+            try:
+                await connection.run_sync(_run, config, action, revision, on_step)
+            finally:
+                event.remove(sync, "begin", _begin_sqlite)
     else:
         async with engine.begin() as connection:
             await connection.run_sync(_run, config, action, revision, on_step)
     return out.getvalue()
+
+
+def _begin_sqlite(connection: Connection) -> None:
+    """Begin a migrating SQLite connection's transaction (see `run`), taking the write lock at once."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 async def _take_lock(connection: AsyncConnection, lock_wait: float | None, report: LockWaitReport | None) -> None:
