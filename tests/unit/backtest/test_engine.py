@@ -393,3 +393,50 @@ def test_the_kept_risk_state_counts_the_days_realized_loss_and_the_exposure_at_t
         (OrderStatus.FILLED, ""),
         (OrderStatus.DENIED, "max_gross_exposure"),
     ]
+
+
+_UNTRADED = ("IBM", "MSFT", "NVDA", "TSLA")
+
+
+class _HoldThenAdd(Strategy):
+    """Buys 100 GOOG on its bar of day 1 and 60 AAPL on AAPL's bar of day 7; on every bar of the other symbols, sells one
+    of it, which is never held (denied: no short selling; it only makes the risk checks look at the market)."""
+
+    name = "hold-then-add"
+
+    def __init__(self) -> None:
+        super().__init__(("AAPL", "GOOG", *_UNTRADED))
+        self.orders: list[Order] = []
+        self.probes: list[Order] = []
+
+    def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
+        if (bar.symbol, bar.index) == ("GOOG", 1):
+            self.orders.append(ctx.submit("GOOG", Side.BUY, Decimal(100)))
+        elif (bar.symbol, bar.index) == ("AAPL", 7):
+            self.orders.append(ctx.submit("AAPL", Side.BUY, Decimal(60)))
+        elif bar.symbol in _UNTRADED:
+            self.probes.append(ctx.submit(bar.symbol, Side.SELL, Decimal(1)))
+
+
+@pytest.mark.parametrize(("limit", "accepted"), [(18_000, False), (22_000, True)])
+def test_the_risk_checks_mark_a_holding_at_its_latest_close_after_bars_with_no_order(limit: int, accepted: bool) -> None:
+    """GOOG, bought at 50 (5,000), closes at 150 from day 5, and no order is sent on its bars; AAPL's order on day 7
+    (6,000) sees a gross exposure of 15,000 + 6,000: above a limit of 18,000 it is denied, under 22,000 accepted. A mark
+    left at GOOG's close when an order last looked at it (50: 11,000 in all) would pass it. The other symbols' orders
+    (on four of the six bars of each day) keep each look at the market fewer bars after the last than there are
+    symbols, so only the symbols with a bar since are looked at again."""
+    goog = [50.0] * 5 + [150.0] * 5
+    series = [series_of([100.0] * 10, "AAPL", gap=0), series_of(goog, "GOOG", gap=0)]
+    series += [series_of([40.0] * 10, symbol, gap=0) for symbol in _UNTRADED]
+    strategy = _HoldThenAdd()
+    limits = dataclasses.replace(permissive_limits("USD"), max_gross_exposure=Decimal(limit))
+    result = run_backtest(strategy, series, BacktestConfig(limits=limits))
+    goog_order, aapl_order = strategy.orders
+    assert goog_order.status is OrderStatus.ACCEPTED
+    assert position_quantities(result.journal)["GOOG"] == 100
+    assert {probe.status for probe in strategy.probes} == {OrderStatus.DENIED}
+    if accepted:
+        assert aapl_order.status is OrderStatus.ACCEPTED
+    else:
+        assert aapl_order.status is OrderStatus.DENIED
+        assert "gross exposure would rise from 15,000.00 USD to 21,000.00 USD" in (aapl_order.reason or "")
