@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from tradestack.audit.repository import AuditRepository
@@ -136,6 +137,43 @@ async def test_a_stream_of_commits_is_chained_a_few_times_a_second_not_once_or_t
     await chainer.stop()  # chains what is left
     assert ticks <= 2 + 4 * elapsed, f"{ticks} ticks chained rows in {elapsed:.2f} s: {batches}"
     await _assert_each_chained_once(chainer.service, 25)
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_tick_that_fails_on_a_bug_is_counted_and_the_chainer_chains_at_the_next(database: Database) -> None:
+    """A bug in a tick is counted in background_task_failures_total{task="audit_chainer"}, a database outage as an
+    outage (not a bug), and the chainer goes on: the next tick chains everything staged."""
+    chainer = AuditChainer(AuditService(database, SimClock(START), lease_seconds=0.2), holder="failing", interval=0.01)
+    real_chain_batch = chainer.service.chain_batch
+    outcomes: list[Exception] = [KeyError("a bug in the batch"), ConnectionRefusedError("database away")]
+    calls = 0
+
+    async def failing_twice(limit: int = 500, *, holder: str | None = None) -> int:
+        nonlocal calls
+        calls += 1
+        if outcomes:
+            raise outcomes.pop(0)
+        return await real_chain_batch(limit, holder=holder)
+
+    chainer.service.chain_batch = failing_twice  # type: ignore[method-assign]
+    await _stage(chainer.service, range(5))
+    failures = _sample("background_task_failures_total", task="audit_chainer")
+    outages = _sample("backend_unavailable_total", backend="database", operation="audit_chainer")
+    chainer.start()
+    try:
+        for _ in range(200):
+            if await _staged(database) == 0:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await chainer.stop()
+    assert calls >= 3  # the bug, the outage, then a tick that chained
+    assert _sample("background_task_failures_total", task="audit_chainer") == failures + 1
+    assert _sample("backend_unavailable_total", backend="database", operation="audit_chainer") == outages + 1
+    await _assert_each_chained_once(chainer.service, 5)
 
 
 async def test_racing_chainers_chain_every_row_exactly_once(database: Database, database_url: str, tmp_path: Path) -> None:

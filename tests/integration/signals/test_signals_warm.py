@@ -8,14 +8,18 @@ import os
 import subprocess
 import sys
 from datetime import date
+from pathlib import Path
 
 import httpx
 import lightgbm as lgb
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
+from tradestack.kit import migrations
+from tradestack.kit.config import Settings
 from tradestack.kit.runtime import Runtime
-from tradestack.signals import alpha, artifacts
+from tradestack.signals import alpha, artifacts, tasks
 from tradestack.signals.schemas import SignalList
 from tradestack.signals.service import FIRST_TRAINING_RETRY_SECONDS, SignalService
 
@@ -131,3 +135,41 @@ async def test_a_model_that_fails_to_warm_is_not_retried_every_few_seconds_and_r
     refused = await client.get("/api/trading/signals", headers=user.headers)
     assert refused.status_code == 503
     assert "fingerprint" in refused.json()["detail"]
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_warm_that_fails_on_a_bug_is_counted_and_the_warmer_warms_the_signals_at_its_next_look(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API's warmer (embedded only: with Redis `serve signals` fills the cache): a bug in warming is counted in
+    background_task_failures_total{task="signals_warmer"}, a database outage as an outage (not a bug), and the warmer
+    goes on: its next look computes the promoted model's signals into the cache."""
+    monkeypatch.setattr(tasks, "WARM_INTERVAL_SECONDS", 0.01)  # how soon it looks again
+    runtime = Runtime.open(Settings(database_url=sqlite_url, data_dir=tmp_path))
+    try:
+        await migrations.upgrade(runtime.database.engine)
+        _, trained = await _promoted(runtime)
+        warm = SignalService.warm
+        outcomes: list[Exception] = [KeyError("a bug in the warmer"), ConnectionRefusedError("database away")]
+        warmed = asyncio.Event()
+
+        async def failing_twice(self: SignalService) -> SignalList | None:
+            if outcomes:
+                raise outcomes.pop(0)
+            answer = await warm(self)
+            warmed.set()
+            return answer
+
+        monkeypatch.setattr(SignalService, "warm", failing_twice)
+        failures = _sample("background_task_failures_total", task="signals_warmer")
+        outages = _sample("backend_unavailable_total", backend="database", operation="signals_warmer")
+        await tasks.start_signals_warmer(runtime)
+        await asyncio.wait_for(warmed.wait(), 10)
+        assert await _cached(runtime, trained.model.version) is not None
+    finally:
+        await runtime.close()
+    assert _sample("background_task_failures_total", task="signals_warmer") == failures + 1
+    assert _sample("backend_unavailable_total", backend="database", operation="signals_warmer") == outages + 1

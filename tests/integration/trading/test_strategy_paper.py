@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from tradestack.core.errors import AuthenticationError, PermissionDeniedError
 from tradestack.domain.marketdata import Bar, Quote, Side
@@ -21,7 +22,9 @@ from tradestack.domain.orders import OrderType, TimeInForce
 from tradestack.identity.permissions import Role
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.runner import Publisher
+from tradestack.models.strategies import StrategyDeploymentRow
 from tradestack.strategy import examples
+from tradestack.strategy import runner as strategy_runner
 from tradestack.strategy.api import BarView, Strategy, StrategyContext
 from tradestack.strategy.paper import PaperHost
 from tradestack.strategy.runner import RUNNER, StrategyRunner, _Port
@@ -443,3 +446,39 @@ async def test_the_runner_reads_the_deployments_only_when_told_or_rarely(
         await asyncio.sleep(0.1)
     assert deployed["id"] not in runner.deployments
     assert runner.reads == reads + 2
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_read_of_the_deployments_that_fails_on_a_bug_is_counted_and_the_next_read_starts_the_deployment(
+    client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in reading the deployments is counted in background_task_failures_total{task="strategy_deployments"},
+    a database outage there as an outage (not a bug); the runner reads again a poll later and starts the deployment."""
+    monkeypatch.setattr(strategy_runner, "POLL_SECONDS", 0.05)  # how soon a failed read is tried again
+    runner = runtime.components.get(RUNNER)
+    assert isinstance(runner, StrategyRunner)
+    for _ in range(100):  # the first read happens as the runner starts
+        if runner.reads:
+            break
+        await asyncio.sleep(0.05)
+    running = runner.service.running
+    outcomes: list[Exception] = [KeyError("a bug in the read"), ConnectionRefusedError("database away")]
+
+    async def failing_twice() -> list[StrategyDeploymentRow]:
+        if outcomes:
+            raise outcomes.pop(0)
+        return await running()
+
+    monkeypatch.setattr(runner.service, "running", failing_twice)
+    failures = _sample("background_task_failures_total", task="strategy_deployments")
+    outages = _sample("backend_unavailable_total", backend="database", operation="strategy_deployments")
+    user = await make_user(Role.TRADER)
+    account = await _account(client, user)
+    deployed = await _deploy(client, user, account)  # announced: the runner's read fails on the bug, then the outage
+    await _started(runtime, deployed["id"])
+    assert outcomes == []
+    assert _sample("background_task_failures_total", task="strategy_deployments") == failures + 1
+    assert _sample("backend_unavailable_total", backend="database", operation="strategy_deployments") == outages + 1

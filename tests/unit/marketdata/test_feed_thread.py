@@ -8,10 +8,13 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
+import redis.exceptions
+from prometheus_client import REGISTRY
+
 from tradestack.domain.marketdata import Quote
 from tradestack.kit.config import Settings
 from tradestack.kit.runtime import Runtime
-from tradestack.marketdata.runner import FeedThread, MarketDataRunner
+from tradestack.marketdata.runner import FeedThread, MarketDataRunner, Publication
 from tradestack.marketdata.service import FANOUT_CHANNEL, QUOTE_KEY, decode_message
 
 
@@ -69,3 +72,41 @@ async def test_feeds_run_off_the_owner_loop_and_their_events_arrive_in_order(tmp
     await asyncio.wait_for(feeds.stop(), timeout=15)
     assert feed.closed.is_set()  # closed on its own loop when the thread stopped
     await runtime.close()
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_an_event_not_published_on_a_bug_is_counted_and_the_next_events_are_published(tmp_path: Path) -> None:
+    """A bug in publishing one event is counted in background_task_failures_total{task="market_events"}, a cache
+    outage as an outage (not a bug); each loses its own event only: the feed's next events are published."""
+    runtime = Runtime.open(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", data_dir=tmp_path))
+    feeds = FeedThread(MarketDataRunner(runtime, [_CountingFeed(runtime, 5)]))
+    emit = feeds.runner.publisher.emit
+    outcomes: list[Exception] = [KeyError("a bug in the publication"), redis.exceptions.ConnectionError("cache away")]
+
+    async def failing_twice(publication: Publication) -> None:
+        if outcomes:
+            raise outcomes.pop(0)
+        await emit(publication)
+
+    feeds.runner.publisher.emit = failing_twice  # type: ignore[method-assign]
+    failures = _sample("background_task_failures_total", task="market_events")
+    outages = _sample("backend_unavailable_total", backend="cache", operation="market_events")
+    lasts: list[str] = []
+    try:
+        async with runtime.bus.subscribe(FANOUT_CHANNEL) as subscription:
+            await feeds.start()
+            async with asyncio.timeout(5):
+                async for message in subscription:
+                    _, frame = decode_message(message.data)
+                    lasts.append(frame.decode().split('"last":"')[1].split('"')[0])
+                    if lasts[-1] == "105":
+                        break
+    finally:
+        await asyncio.wait_for(feeds.stop(), timeout=15)
+        await runtime.close()
+    assert lasts == ["103", "104", "105"]  # the first two were lost, each on its own
+    assert _sample("background_task_failures_total", task="market_events") == failures + 1
+    assert _sample("backend_unavailable_total", backend="cache", operation="market_events") == outages + 1
