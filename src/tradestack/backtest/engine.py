@@ -724,19 +724,26 @@ class Backtest:
         equity = _after_trades(steps, trade_steps, np.asarray(self._trade_cash), float(self.config.capital))
         gross = np.zeros(steps)
         held_after = np.asarray(self._trade_held)
+        # each symbol's steps and bar indexes in the timeline, from one sort (not a pass over the timeline per symbol)
+        steps_of: list[IntArray] = []
+        indexes = np.zeros(0, dtype=np.int64)
+        if timeline_numbers is not None and timeline_indexes is not None:
+            numbers = np.asarray(timeline_numbers, dtype=np.int64)
+            indexes = np.asarray(timeline_indexes, dtype=np.int64)
+            by_number = np.argsort(numbers, kind="stable")
+            steps_of = np.split(by_number, np.searchsorted(numbers[by_number], np.arange(1, len(states))))
         for number, state in enumerate(states):
             mine = trade_numbers == number
             if not mine.any():
                 continue
             value = _after_trades(steps, trade_steps[mine], held_after[mine], 0.0)
-            if timeline_numbers is None or timeline_indexes is None:  # one symbol: step = bar index
+            if not steps_of:  # one symbol: step = bar index
                 value *= state.closes
             else:
                 # the symbol's last close at every step (NaN before its first bar, when nothing is held)
-                numbers = np.asarray(timeline_numbers, dtype=np.int64)
                 last_close = np.full(steps, np.nan)
-                at = numbers == number
-                last_close[at] = state.closes[np.asarray(timeline_indexes, dtype=np.int64)[at]]
+                at = steps_of[number]
+                last_close[at] = state.closes[indexes[at]]
                 value *= np.nan_to_num(_forward_fill(last_close))
             equity += value
             gross += np.abs(value, out=value)
