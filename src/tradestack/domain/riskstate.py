@@ -87,6 +87,7 @@ class _Held:
     # mark alone once the order is put), so a risk state on an unchanged mark does not price it again.
     priced_at: Decimal | None = None
     priced: Decimal = _ZERO
+    summed: bool = False  # a market buy whose `priced` is in `OpenOrders._market_sums`
 
 
 class OpenOrders:
@@ -94,12 +95,15 @@ class OpenOrders:
 
     Cost per risk state is per symbol and currency, not per order: what a limit or stop buy reserves
     is fixed by its own prices (and the limits' collar) and is summed per quote currency when the
-    order is put; only market buys are priced at the mark when the state is built. Rebuild it when the
-    limits change.
+    order is put; only market buys are priced at the mark. Those are summed too, for the snapshot they
+    were last priced in: a state built on that same snapshot again (several orders between two quotes, as a
+    backtest's rebalance sends them) adds the sums, and a market buy put or removed meanwhile moves them; a new
+    snapshot prices every market buy again. Rebuild it when the limits change.
     """
 
     __slots__ = (
-        "_fee_model", "_held", "_instruments", "_limits", "_market_buys", "_pairs", "_pending", "_reserved",
+        "_fee_model", "_held", "_instruments", "_limits", "_market_buys", "_market_sums", "_pairs", "_pending",
+        "_priced_in", "_reserved",
     )  # fmt: skip
 
     def __init__(
@@ -115,6 +119,8 @@ class OpenOrders:
         self._pending: dict[Side, dict[str, Decimal]] = {_SIDE_BUY: {}, _SIDE_SELL: {}}
         self._reserved: dict[str, Decimal] = {}
         self._market_buys: dict[str, _Held] = {}
+        self._priced_in: MarketSnapshot | None = None  # the snapshot the market buys' reservations were summed in
+        self._market_sums: dict[str, Decimal] = {}  # those reservations, per quote currency
         for order in orders:
             self.put(order)
 
@@ -149,6 +155,8 @@ class OpenOrders:
             held.currency = instrument.quote_currency
             if order.type is _ORDER_TYPE_MARKET:
                 self._market_buys[order.order_id] = held
+                if self._priced_in is not None:
+                    self._sum_market_buy(held, self._priced_in)
             else:
                 limit = order.limit_price
                 if (  # a limit buy as its intent takes it: priced at its limit, as `reserve_for` prices it
@@ -195,6 +203,12 @@ class OpenOrders:
             else:
                 del self._reserved[held.currency]
         self._market_buys.pop(order_id, None)
+        if held.summed and held.currency is not None:
+            total = UNROUNDED.subtract(self._market_sums[held.currency], held.priced)
+            if total:
+                self._market_sums[held.currency] = total
+            else:
+                del self._market_sums[held.currency]
         return order
 
     def pending(self, side: Side, *, excluding: str | None = None) -> dict[str, Decimal]:
@@ -222,26 +236,37 @@ class OpenOrders:
         held = self._held.get(excluding) if excluding is not None else None
         if held is not None and held.reserve is not None and held.currency is not None:
             sums[held.currency] -= held.reserve
-        for order_id, market_buy in self._market_buys.items():
-            if order_id == excluding:
-                continue
-            order = market_buy.order
-            mark = market.mark(order.symbol)
-            if mark is None:
-                continue  # a market buy waiting for its first price reserves nothing we can price
-            known = market_buy.priced_at
-            if known is not None and known == mark and known.as_tuple() == mark.as_tuple():  # the same mark, digit for digit
-                reserve = market_buy.priced
-            else:
-                instrument = self._instruments[order.symbol]
-                try:
-                    reserve = reserve_for(_intent(order), self._limits, mark, fee_model=self._fee_model(instrument))
-                except ValueError:
-                    continue  # a mark that cannot price a buy (not positive) reserves nothing we can price
-                market_buy.priced_at, market_buy.priced = mark, reserve
-            currency = self._instruments[order.symbol].quote_currency
-            sums[currency] = sums.get(currency, _ZERO) + reserve
+        if self._market_buys:
+            if market is not self._priced_in:  # every market buy priced in `market`, and summed
+                self._priced_in, self._market_sums = market, {}
+                for market_buy in self._market_buys.values():
+                    self._sum_market_buy(market_buy, market)
+            for currency, amount in self._market_sums.items():
+                sums[currency] = sums.get(currency, _ZERO) + amount
+            if held is not None and held.summed and held.currency is not None:
+                sums[held.currency] -= held.priced
         return {currency: amount for currency, amount in sums.items() if amount}
+
+    def _sum_market_buy(self, market_buy: _Held, market: MarketSnapshot) -> None:
+        """Price `market_buy` at `market`'s mark and add it to `_market_sums` (nothing, when the mark cannot price it)."""
+        market_buy.summed = False
+        order = market_buy.order
+        mark = market.mark(order.symbol)
+        if mark is None:
+            return  # a market buy waiting for its first price reserves nothing we can price
+        known = market_buy.priced_at
+        if known is not None and known == mark and known.as_tuple() == mark.as_tuple():  # the same mark, digit for digit
+            reserve = market_buy.priced
+        else:
+            instrument = self._instruments[order.symbol]
+            try:
+                reserve = reserve_for(_intent(order), self._limits, mark, fee_model=self._fee_model(instrument))
+            except ValueError:
+                return  # a mark that cannot price a buy (not positive) reserves nothing we can price
+            market_buy.priced_at, market_buy.priced = mark, reserve
+        currency = self._instruments[order.symbol].quote_currency
+        self._market_sums[currency] = UNROUNDED.add(self._market_sums.get(currency, _ZERO), reserve)  # exact: see remove
+        market_buy.summed = True
 
 
 def _intent(order: OpenOrder) -> OrderIntent:

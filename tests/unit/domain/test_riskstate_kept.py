@@ -233,3 +233,51 @@ def test_gross_exposure_is_kept_per_currency_at_the_mark_else_at_cost() -> None:
     state = kept.state(side=Side.SELL, orders_in_last_minute=0)
     assert state.gross_exposure == Decimal(500) * Decimal("0.65")
     assert state.positions == {"BHP": Decimal(10), "EURUSD": Decimal(0)}  # a pair counts as its base currency's cash
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_market_buys_summed_in_one_snapshot_equal_them_priced_afresh(seed: int) -> None:
+    """`OpenOrders` sums its market buys' reservations for the snapshot it last priced them in, and moves the sums as
+    orders are put, replaced and removed on that snapshot; a new snapshot prices them all again. After every step its
+    `reserved` (with no order left out, and with each open one left out) equals that of `OpenOrders` built afresh from
+    the orders open then (but the one left out), on the same snapshot."""
+    rng = random.Random(seed)
+    orders = OpenOrders(LIMITS, INSTRUMENTS, lambda _: FEE)
+    open_orders: dict[str, OpenOrder] = {}
+    prices = {"AAPL": Decimal(190), "BHP": Decimal(45), "EURUSD": Decimal("1.1")}
+    market = MarketSnapshot({}, _rates(rng))
+    snapshots = 0
+    for step in range(200):
+        draw = rng.random()
+        if draw < 0.15:  # a new snapshot: marks move, appear or vanish
+            quotes = {s: q for s in prices if (q := _quote(rng, prices[s])) is not None}
+            market = MarketSnapshot(quotes, _rates(rng))
+            snapshots += 1
+        elif draw < 0.35 and open_orders:  # one ends
+            order_id = rng.choice(list(open_orders))
+            del open_orders[order_id]
+            orders.remove(order_id)
+        elif draw < 0.5 and open_orders:  # one partly fills: counted again with what is left
+            order = open_orders[rng.choice(list(open_orders))]
+            left = OpenOrder(order.order_id, order.symbol, order.side, order.type, order.remaining - 1, order.limit_price)
+            open_orders[order.order_id] = left
+            orders.put(left)
+            if left.remaining <= 0:
+                del open_orders[order.order_id]
+        else:  # a new one, mostly market buys
+            symbol = rng.choice(list(prices))
+            market_order = rng.random() < 0.7
+            limit = None if market_order else (prices[symbol] * Decimal("0.99")).quantize(Decimal("0.01"))
+            side = Side.BUY if rng.random() < 0.8 else Side.SELL
+            order = OpenOrder(
+                f"o-{step}", symbol, side, OrderType.MARKET if market_order else OrderType.LIMIT,
+                Decimal(rng.randint(1, 40)), limit,
+            )  # fmt: skip
+            open_orders[order.order_id] = order
+            orders.put(order)
+        for excluding in (None, *open_orders):
+            others = [order for order in open_orders.values() if order.order_id != excluding]
+            assert orders.reserved(market, excluding=excluding) == OpenOrders(
+                LIMITS, INSTRUMENTS, lambda _: FEE, others
+            ).reserved(market), step
+    assert snapshots > 10
