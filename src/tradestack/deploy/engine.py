@@ -477,7 +477,16 @@ class Engine:
                 if what == "promote" and (current.step != state.step or current.phase != "paused"):
                     return current
                 time.sleep(POLL_SECONDS)
-            return self._current()
+            current = self._current()
+            if self.store.request_path.exists():  # not taken: the command has not looked since (or it is stuck)
+                raise DeployError(
+                    "not_taken",
+                    f"the running deploy command (pid {current.engine_pid}) has not taken `{what}` within {wait:g}s; it is "
+                    f"{current.phase} at step {current.step}. The request stays for it: it looks between steps and "
+                    "measurements and while paused, not while migrating or starting the new colour. "
+                    "`tradestack deploy status` shows when it has",
+                )
+            return current
         # The deploy command died: act here, from the recorded state.
         state.engine_pid = os.getpid()
         state.event("resumed_by", command=what)

@@ -90,16 +90,28 @@ class StateStore:
         return [json.loads(line) for line in self.history_path.read_text().splitlines() if line.strip()]
 
     def request(self, what: str) -> None:
+        """Leave `what` for the running deploy command (a request left before and not taken yet is replaced).
+
+        Written aside, then renamed into place: `take_request` finds the whole request or none. Written in place, a
+        reader between the file's truncation and its write read nothing and removed the file, and the request was lost
+        (the deploy stayed paused while `promote` had said nothing wrong)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.request_path.write_text(what)
+        temporary = self.request_path.with_name(f"{self.request_path.name}.{os.getpid()}.tmp")
+        temporary.write_text(what)
+        os.replace(temporary, self.request_path)
 
     def take_request(self) -> str | None:
+        """The request left for the deploy command, taken (None: none). Renamed away before it is read, so a request
+        left meanwhile is a file of its own, for the next look, not removed unread."""
+        taken = self.request_path.with_name(f"{self.request_path.name}.taken.{os.getpid()}")
         try:
-            what = self.request_path.read_text().strip()
+            os.replace(self.request_path, taken)
         except FileNotFoundError:
             return None
-        self.request_path.unlink(missing_ok=True)
-        return what or None
+        try:
+            return taken.read_text().strip() or None
+        finally:
+            taken.unlink(missing_ok=True)
 
     def write_metrics(self, state: DeployState | None) -> None:
         """``deploy_step``, ``deploy_aborted_total{reason}`` and ``deploy_duration_seconds`` in the textfile format."""
