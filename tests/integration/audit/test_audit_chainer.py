@@ -164,7 +164,7 @@ async def test_a_tick_that_fails_on_a_bug_is_counted_and_the_chainer_chains_at_t
     outages = _sample("backend_unavailable_total", backend="database", operation="audit_chainer")
     chainer.start()
     try:
-        for _ in range(200):
+        for _ in range(2000):  # at most ~20 s (a loaded machine); done in a few ticks
             if await _staged(database) == 0:
                 break
             await asyncio.sleep(0.01)

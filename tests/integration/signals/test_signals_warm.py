@@ -167,7 +167,7 @@ async def test_a_warm_that_fails_on_a_bug_is_counted_and_the_warmer_warms_the_si
         failures = _sample("background_task_failures_total", task="signals_warmer")
         outages = _sample("backend_unavailable_total", backend="database", operation="signals_warmer")
         await tasks.start_signals_warmer(runtime)
-        await asyncio.wait_for(warmed.wait(), 10)
+        await asyncio.wait_for(warmed.wait(), 30)
         assert await _cached(runtime, trained.model.version) is not None
     finally:
         await runtime.close()

@@ -98,7 +98,7 @@ async def test_an_event_not_published_on_a_bug_is_counted_and_the_next_events_ar
     try:
         async with runtime.bus.subscribe(FANOUT_CHANNEL) as subscription:
             await feeds.start()
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(30):
                 async for message in subscription:
                     _, frame = decode_message(message.data)
                     lasts.append(frame.decode().split('"last":"')[1].split('"')[0])
