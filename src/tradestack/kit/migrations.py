@@ -349,13 +349,7 @@ async def _watch_step_waits(engine: AsyncEngine, pid: int, report: StepWaitRepor
                 waited = now - since
                 if waited < (MIGRATION_STEP_WAIT_REPORT_SECONDS if reported < 0 else reported + MIGRATION_LOCK_REPORT_SECONDS):
                     continue
-                blockers = tuple(
-                    _backend(blocker)
-                    for blocker in await connection.execute(
-                        text(_BLOCKERS_SQL),
-                        {"pid": pid},
-                    )
-                )
+                blockers = tuple(_backend(row) for row in await connection.execute(text(_BLOCKERS_SQL), {"pid": pid}))
                 await connection.rollback()
                 reported = waited
                 if report is not None:
