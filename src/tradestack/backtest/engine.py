@@ -26,7 +26,6 @@ the account's, quotes (`on_quote` is not called by this bar loop).
 from __future__ import annotations
 
 import gc
-import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -488,8 +487,12 @@ class Backtest:
         states = self._by_number
         if len(states) == 1:
             return None, None, states[0].series.ts
-        merged = list(heapq.merge(*(_keyed(number, s.series.ts.tolist()) for number, s in enumerate(states))))
-        return [n for _, n, _ in merged], [i for _, _, i in merged], np.array([t for t, _, _ in merged], dtype=np.int64)
+        times = np.concatenate([state.series.ts for state in states])
+        lengths = [len(state.series.ts) for state in states]
+        numbers = np.repeat(np.arange(len(states), dtype=np.int64), lengths)
+        indexes = np.concatenate([np.arange(length, dtype=np.int64) for length in lengths])
+        order = np.lexsort((indexes, numbers, times))  # by time, then symbol number, then bar index
+        return numbers[order].tolist(), indexes[order].tolist(), times[order]
 
     def _match_bar(self, state: _Symbol, index: int) -> None:
         series = state.series
@@ -789,11 +792,6 @@ def _after_trades(steps: int, trade_steps: IntArray, after: FloatArray, before: 
     at = trade_steps[last]
     lengths = np.diff(np.r_[np.int64(0), at, np.int64(steps)])
     return np.repeat(np.r_[before, after[last]], lengths)
-
-
-def _keyed(number: int, times: list[int]) -> list[tuple[int, int, int]]:
-    """(time, symbol number, bar index) of one series, for merging."""
-    return [(t, number, i) for i, t in enumerate(times)]
 
 
 def _forward_fill(values: FloatArray) -> FloatArray:

@@ -440,3 +440,31 @@ def test_the_risk_checks_mark_a_holding_at_its_latest_close_after_bars_with_no_o
     else:
         assert aapl_order.status is OrderStatus.DENIED
         assert "gross exposure would rise from 15,000.00 USD to 21,000.00 USD" in (aapl_order.reason or "")
+
+
+class _Seen(Strategy):
+    """Notes each bar it is shown, as (symbol, index)."""
+
+    name = "seen"
+
+    def __init__(self, symbols: Sequence[str]) -> None:
+        super().__init__(symbols)
+        self.bars: list[tuple[str, int]] = []
+
+    def on_bar(self, ctx: StrategyContext, bar: BarView) -> None:
+        self.bars.append((bar.symbol, bar.index))
+
+
+def test_bars_of_several_symbols_come_in_time_order_ties_in_the_order_the_series_were_given() -> None:
+    """IBM (2 bars) and AAPL (3) close at midnight, GOOG (3) at noon: a day's IBM bar before its AAPL bar (IBM's series
+    is given first), both before GOOG's."""
+    half_day_us = 12 * 3600 * 1_000_000
+    goog = series_of([50.0] * 3, "GOOG")
+    goog = dataclasses.replace(goog, ts=goog.ts + half_day_us)
+    series = [series_of([40.0] * 2, "IBM"), series_of([100.0] * 3, "AAPL"), goog]
+    strategy = _Seen(("IBM", "AAPL", "GOOG"))
+    result = run_backtest(strategy, series)
+    assert strategy.bars == [
+        ("IBM", 0), ("AAPL", 0), ("GOOG", 0), ("IBM", 1), ("AAPL", 1), ("GOOG", 1), ("AAPL", 2), ("GOOG", 2),
+    ]  # fmt: skip
+    assert result.bars == 8
