@@ -257,7 +257,8 @@ def test_api_down_pages_and_resolves_through_alertmanager(stack: Stack) -> None:
     assert alert["labels"]["severity"] == "page"
     assert alert["labels"]["instance"] == f"127.0.0.1:{stack.api_port}"
     assert alert["annotations"]["runbook_url"] == "docs/runbooks/incident.md#tradestackapidown"
-    assert stack.sink.notifications("TradestackAPIDown", "firing", "/ticket")  # pages also leave a ticket
+    # pages also leave a ticket: another route, with a group_wait of its own, so it may come a moment after the page
+    wait_until(lambda: stack.sink.notifications("TradestackAPIDown", "firing", "/ticket"), 30, "the API-down ticket")
     assert not stack.sink.notifications("TradestackAPIDown", "resolved", "/page")
 
     stack.start_api()
