@@ -19,6 +19,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from sqlalchemy.engine import make_url
 
 from tradestack.api.app import create_app
@@ -44,6 +45,11 @@ def skip_outside_ci(why: str) -> None:
     if IN_CI:
         pytest.fail(f"{why}; with CI=true every test must run", pytrace=False)
     pytest.skip(why)
+
+
+def metric_sample(name: str, **labels: str) -> float:
+    """The value of the sample `name` with `labels` in the process's Prometheus registry (0 when it has none yet)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def _asyncpg_dsn(url: str) -> str:

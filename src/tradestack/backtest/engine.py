@@ -719,7 +719,7 @@ class Backtest:
     # -- result --------------------------------------------------------------------------------
 
     def _result(self, timeline_numbers: list[int] | None, timeline_indexes: list[int] | None, times: IntArray) -> BacktestResult:
-        states = list(self._symbols.values())
+        states = self._by_number
         steps = len(times)
         trade_steps = np.asarray(self._trade_steps, dtype=np.int64)
         trade_numbers = np.asarray(self._trade_numbers, dtype=np.int64)

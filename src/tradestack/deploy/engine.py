@@ -478,7 +478,7 @@ class Engine:
                     return current
                 time.sleep(POLL_SECONDS)
             current = self._current()
-            if self.store.request_path.exists():  # not taken: the command has not looked since (or it is stuck)
+            if self.store.has_request():  # not taken: the command has not looked since (or it is stuck)
                 raise DeployError(
                     "not_taken",
                     f"the running deploy command (pid {current.engine_pid}) has not taken `{what}` within {wait:g}s; it is "

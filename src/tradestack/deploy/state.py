@@ -75,9 +75,7 @@ class StateStore:
 
     def save(self, state: DeployState) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(state), indent=2))
-        os.replace(temporary, self.path)
+        _write_whole(self.path, json.dumps(asdict(state), indent=2))
 
     def append_history(self, state: DeployState) -> None:
         summary = {k: v for k, v in asdict(state).items() if k not in {"events", "started_monotonic"}}
@@ -96,9 +94,11 @@ class StateStore:
         reader between the file's truncation and its write read nothing and removed the file, and the request was lost
         (the deploy stayed paused while `promote` had said nothing wrong)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self.request_path.with_name(f"{self.request_path.name}.{os.getpid()}.tmp")
-        temporary.write_text(what)
-        os.replace(temporary, self.request_path)
+        _write_whole(self.request_path, what)
+
+    def has_request(self) -> bool:
+        """Whether a request is left that the deploy command has not taken yet."""
+        return self.request_path.exists()
 
     def take_request(self) -> str | None:
         """The request left for the deploy command, taken (None: none). Renamed away before it is read, so a request
@@ -133,3 +133,10 @@ class StateStore:
                 duration.labels(outcome=outcome).set(last["duration_seconds"])
         self.directory.mkdir(parents=True, exist_ok=True)
         write_to_textfile(str(self.metrics_path), registry)
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write `text` to `path` aside, then rename it into place: a reader finds the old file or the new one, whole."""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)

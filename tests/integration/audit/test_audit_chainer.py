@@ -12,7 +12,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from tradestack.audit.repository import AuditRepository
@@ -23,6 +22,7 @@ from tradestack.kit.config import Settings
 from tradestack.kit.db import Database
 from tradestack.models import AuditOutbox
 
+from ...conftest import metric_sample  # type: ignore[import-not-found]
 from .test_audit_chain import START  # type: ignore[import-not-found]
 
 HERE = Path(__file__).parent
@@ -139,10 +139,6 @@ async def test_a_stream_of_commits_is_chained_a_few_times_a_second_not_once_or_t
     await _assert_each_chained_once(chainer.service, 25)
 
 
-def _sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
 async def test_a_tick_that_fails_on_a_bug_is_counted_and_the_chainer_chains_at_the_next(database: Database) -> None:
     """A bug in a tick is counted in background_task_failures_total{task="audit_chainer"}, a database outage as an
     outage (not a bug), and the chainer goes on: the next tick chains everything staged."""
@@ -160,8 +156,8 @@ async def test_a_tick_that_fails_on_a_bug_is_counted_and_the_chainer_chains_at_t
 
     chainer.service.chain_batch = failing_twice  # type: ignore[method-assign]
     await _stage(chainer.service, range(5))
-    failures = _sample("background_task_failures_total", task="audit_chainer")
-    outages = _sample("backend_unavailable_total", backend="database", operation="audit_chainer")
+    failures = metric_sample("background_task_failures_total", task="audit_chainer")
+    outages = metric_sample("backend_unavailable_total", backend="database", operation="audit_chainer")
     chainer.start()
     try:
         for _ in range(2000):  # at most ~20 s (a loaded machine); done in a few ticks
@@ -171,8 +167,8 @@ async def test_a_tick_that_fails_on_a_bug_is_counted_and_the_chainer_chains_at_t
     finally:
         await chainer.stop()
     assert calls >= 3  # the bug, the outage, then a tick that chained
-    assert _sample("background_task_failures_total", task="audit_chainer") == failures + 1
-    assert _sample("backend_unavailable_total", backend="database", operation="audit_chainer") == outages + 1
+    assert metric_sample("background_task_failures_total", task="audit_chainer") == failures + 1
+    assert metric_sample("backend_unavailable_total", backend="database", operation="audit_chainer") == outages + 1
     await _assert_each_chained_once(chainer.service, 5)
 
 

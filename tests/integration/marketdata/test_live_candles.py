@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from prometheus_client import REGISTRY
 
 from tradestack.domain.marketdata import Bar, Side, Timeframe, Trade
 from tradestack.kit.runtime import Runtime
@@ -16,9 +15,7 @@ from tradestack.marketdata.repository import BarRepository, WriteCounts
 from tradestack.marketdata.runner import Publisher
 from tradestack.marketdata.service import MarketDataService
 
-
-def _sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+from ...conftest import metric_sample  # type: ignore[import-not-found]
 
 
 async def test_candles_not_storable_on_a_bug_are_counted_and_the_next_candles_are_stored(
@@ -40,8 +37,8 @@ async def test_candles_not_storable_on_a_bug_are_counted_and_the_next_candles_ar
         return await write(self, symbol, resolution, bars, source=source, replace=replace)
 
     monkeypatch.setattr(BarRepository, "write", failing_twice)
-    failures = _sample("background_task_failures_total", task="live_candles")
-    outages = _sample("backend_unavailable_total", backend="database", operation="live_candles")
+    failures = metric_sample("background_task_failures_total", task="live_candles")
+    outages = metric_sample("backend_unavailable_total", backend="database", operation="live_candles")
     # 15:01 is the partial first minute (never stored); the trades at 15:03, 15:04 and 15:05 complete 15:02 (the bug:
     # dropped), 15:03 (the outage: kept) and 15:04 (stored with 15:03).
     for minute in range(1, 6):
@@ -55,5 +52,5 @@ async def test_candles_not_storable_on_a_bug_are_counted_and_the_next_candles_ar
         (at + timedelta(minutes=4), Decimal(104)),
     ]
     assert outcomes == []
-    assert _sample("background_task_failures_total", task="live_candles") == failures + 1
-    assert _sample("backend_unavailable_total", backend="database", operation="live_candles") == outages + 1
+    assert metric_sample("background_task_failures_total", task="live_candles") == failures + 1
+    assert metric_sample("backend_unavailable_total", backend="database", operation="live_candles") == outages + 1

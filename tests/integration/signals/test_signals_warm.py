@@ -14,7 +14,6 @@ import httpx
 import lightgbm as lgb
 import numpy as np
 import pytest
-from prometheus_client import REGISTRY
 
 from tradestack.kit import migrations
 from tradestack.kit.config import Settings
@@ -23,6 +22,7 @@ from tradestack.signals import alpha, artifacts, tasks
 from tradestack.signals.schemas import SignalList
 from tradestack.signals.service import FIRST_TRAINING_RETRY_SECONDS, SignalService
 
+from ...conftest import metric_sample  # type: ignore[import-not-found]
 from ..conftest import MakeUser
 from .test_signals_api import _promoted, _store, _subset, _tamper
 
@@ -137,10 +137,6 @@ async def test_a_model_that_fails_to_warm_is_not_retried_every_few_seconds_and_r
     assert "fingerprint" in refused.json()["detail"]
 
 
-def _sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
 async def test_a_warm_that_fails_on_a_bug_is_counted_and_the_warmer_warms_the_signals_at_its_next_look(
     sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,12 +160,12 @@ async def test_a_warm_that_fails_on_a_bug_is_counted_and_the_warmer_warms_the_si
             return answer
 
         monkeypatch.setattr(SignalService, "warm", failing_twice)
-        failures = _sample("background_task_failures_total", task="signals_warmer")
-        outages = _sample("backend_unavailable_total", backend="database", operation="signals_warmer")
+        failures = metric_sample("background_task_failures_total", task="signals_warmer")
+        outages = metric_sample("backend_unavailable_total", backend="database", operation="signals_warmer")
         await tasks.start_signals_warmer(runtime)
         await asyncio.wait_for(warmed.wait(), 30)
         assert await _cached(runtime, trained.model.version) is not None
     finally:
         await runtime.close()
-    assert _sample("background_task_failures_total", task="signals_warmer") == failures + 1
-    assert _sample("backend_unavailable_total", backend="database", operation="signals_warmer") == outages + 1
+    assert metric_sample("background_task_failures_total", task="signals_warmer") == failures + 1
+    assert metric_sample("backend_unavailable_total", backend="database", operation="signals_warmer") == outages + 1

@@ -19,6 +19,7 @@ from tradestack.trading.commands import Change
 from tradestack.trading.engine import EngineShard
 from tradestack.trading.executions import Result, record
 
+from ...conftest import metric_sample  # type: ignore[import-not-found]
 from ..conftest import MakeUser, TestUser  # type: ignore[import-not-found]
 from .conftest import PublishQuote  # type: ignore[import-not-found]
 from .test_orders import limit_buy, open_account  # type: ignore[import-not-found]
@@ -87,10 +88,6 @@ async def test_a_step_that_fails_on_a_bug_is_counted_and_matching_goes_on(runtim
     assert REGISTRY.get_sample_value("background_task_failures_total", {"task": "engine_step"}) == before + 1
 
 
-def _sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
 async def _submitted(client: httpx.AsyncClient, trader: TestUser, body: dict[str, Any]) -> str:
     response = await client.post("/api/orders", json=body, headers=trader.headers)
     assert response.status_code == 201, response.text
@@ -132,8 +129,8 @@ async def test_a_first_rebuild_that_fails_on_a_bug_is_counted_and_reconciliation
     account = await open_account(client, trader)
     await publish_quote("AAPL", "99.99", "100.00")
     resting = await _submitted(client, trader, limit_buy(account, "resting", price="90.00", quantity="1"))
-    failures = _sample("background_task_failures_total", task="engine_rebuild")
-    outages = _sample("backend_unavailable_total", backend="database", operation="engine_rebuild")
+    failures = metric_sample("background_task_failures_total", task="engine_rebuild")
+    outages = metric_sample("backend_unavailable_total", backend="database", operation="engine_rebuild")
     for error in (KeyError("a bug in the rebuild"), ConnectionRefusedError("database away")):
         shard = EngineShard(runtime)
         rebuilds = _first_rebuild_fails(shard, error)
@@ -148,8 +145,8 @@ async def test_a_first_rebuild_that_fails_on_a_bug_is_counted_and_reconciliation
             shard.stop()
             await asyncio.wait_for(running, 30)
         assert rebuilds == ["rebuild"]  # placed by reconciliation, not by a second rebuild
-    assert _sample("background_task_failures_total", task="engine_rebuild") == failures + 1
-    assert _sample("backend_unavailable_total", backend="database", operation="engine_rebuild") == outages + 1
+    assert metric_sample("background_task_failures_total", task="engine_rebuild") == failures + 1
+    assert metric_sample("backend_unavailable_total", backend="database", operation="engine_rebuild") == outages + 1
 
 
 async def test_an_execution_that_fails_to_record_on_a_bug_is_counted_and_booked_at_a_later_reconciliation(
@@ -179,17 +176,17 @@ async def test_an_execution_that_fails_to_record_on_a_bug_is_counted_and_booked_
 
     monkeypatch.setattr(engine_module, "record", failing_twice)
     buy = await _submitted(client, trader, limit_buy(account, "buy", price="100.00", quantity="2"))
-    failures = _sample("background_task_failures_total", task="engine_record")
-    outages = _sample("backend_unavailable_total", backend="database", operation="engine_record")
+    failures = metric_sample("background_task_failures_total", task="engine_record")
+    outages = metric_sample("backend_unavailable_total", backend="database", operation="engine_record")
     shard.note_changed(Change(account, buy))
     await shard.step()  # the fill's booking fails on the bug; the step's reconciliation fills it again: the outage
     order = (await client.get(f"/api/orders/{buy}", headers=trader.headers)).json()
     assert order["status"] == "accepted", order  # nothing booked yet
-    assert _sample("background_task_failures_total", task="engine_record") == failures + 1
-    assert _sample("backend_unavailable_total", backend="database", operation="engine_record") == outages + 1
+    assert metric_sample("background_task_failures_total", task="engine_record") == failures + 1
+    assert metric_sample("backend_unavailable_total", backend="database", operation="engine_record") == outages + 1
     await asyncio.sleep(0.01)
     await shard.step()  # reconciles again: the fill is booked
     order = (await client.get(f"/api/orders/{buy}", headers=trader.headers)).json()
     assert (order["status"], order["filled_quantity"], order["average_fill_price"]) == ("filled", "2", "100"), order
     assert records == ["record"] * 3
-    assert _sample("background_task_failures_total", task="engine_record") == failures + 1
+    assert metric_sample("background_task_failures_total", task="engine_record") == failures + 1

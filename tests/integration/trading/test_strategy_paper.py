@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client import REGISTRY
 
 from tradestack.core.errors import AuthenticationError, PermissionDeniedError
 from tradestack.domain.marketdata import Bar, Quote, Side
@@ -31,6 +30,7 @@ from tradestack.strategy.runner import RUNNER, StrategyRunner, _Port
 from tradestack.strategy.service import StrategyService
 from tradestack.trading.schemas import OrderCreate
 
+from ...conftest import metric_sample  # type: ignore[import-not-found]
 from ..conftest import MakeUser, TestUser  # type: ignore[import-not-found]
 
 RISE_THEN_FALL = ["100", "100", "100", "100", "110", "120", "130", "90", "80", "70", "70"]
@@ -448,10 +448,6 @@ async def test_the_runner_reads_the_deployments_only_when_told_or_rarely(
     assert runner.reads == reads + 2
 
 
-def _sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
 async def test_a_read_of_the_deployments_that_fails_on_a_bug_is_counted_and_the_next_read_starts_the_deployment(
     client: httpx.AsyncClient, make_user: MakeUser, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -473,12 +469,12 @@ async def test_a_read_of_the_deployments_that_fails_on_a_bug_is_counted_and_the_
         return await running()
 
     monkeypatch.setattr(runner.service, "running", failing_twice)
-    failures = _sample("background_task_failures_total", task="strategy_deployments")
-    outages = _sample("backend_unavailable_total", backend="database", operation="strategy_deployments")
+    failures = metric_sample("background_task_failures_total", task="strategy_deployments")
+    outages = metric_sample("backend_unavailable_total", backend="database", operation="strategy_deployments")
     user = await make_user(Role.TRADER)
     account = await _account(client, user)
     deployed = await _deploy(client, user, account)  # announced: the runner's read fails on the bug, then the outage
     await _started(runtime, deployed["id"])
     assert outcomes == []
-    assert _sample("background_task_failures_total", task="strategy_deployments") == failures + 1
-    assert _sample("backend_unavailable_total", backend="database", operation="strategy_deployments") == outages + 1
+    assert metric_sample("background_task_failures_total", task="strategy_deployments") == failures + 1
+    assert metric_sample("backend_unavailable_total", backend="database", operation="strategy_deployments") == outages + 1

@@ -8,17 +8,14 @@ from types import SimpleNamespace
 
 import pytest
 import redis.exceptions
-from prometheus_client import REGISTRY
 
 from tradestack.kit.outages import forever
+
+from ...conftest import metric_sample  # type: ignore[import-not-found]
 
 
 class _LockTimeout(Exception):  # noqa: N818 - as asyncpg's LockNotAvailableError is seen: by its SQLSTATE
     sqlstate = "55P03"
-
-
-def _sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def test_a_bug_counts_as_a_task_failure_and_an_outage_as_an_outage_and_both_are_retried() -> None:
@@ -42,18 +39,18 @@ async def test_a_bug_counts_as_a_task_failure_and_an_outage_as_an_outage_and_bot
         if outcome is not None:
             raise outcome
 
-    failures = _sample("background_task_failures_total", task=task_name)
-    cache = _sample("backend_unavailable_total", backend="cache", operation=task_name)
-    database = _sample("backend_unavailable_total", backend="database", operation=task_name)
+    failures = metric_sample("background_task_failures_total", task=task_name)
+    cache = metric_sample("backend_unavailable_total", backend="cache", operation=task_name)
+    database = metric_sample("backend_unavailable_total", backend="database", operation=task_name)
     task = asyncio.create_task(forever(task_name, work, initial=0.001, cap=0.001))
     try:
         await asyncio.wait_for(ended.wait(), 5)
     finally:
         task.cancel()
     assert calls == len(outcomes) + 1  # the bug, the outage, the contention and a normal end: each followed by a run
-    assert _sample("background_task_failures_total", task=task_name) == failures + 1
-    assert _sample("backend_unavailable_total", backend="cache", operation=task_name) == cache + 1
-    assert _sample("backend_unavailable_total", backend="database", operation=task_name) == database
+    assert metric_sample("background_task_failures_total", task=task_name) == failures + 1
+    assert metric_sample("backend_unavailable_total", backend="cache", operation=task_name) == cache + 1
+    assert metric_sample("backend_unavailable_total", backend="database", operation=task_name) == database
 
 
 async def test_the_equity_recorder_counts_a_bug_as_a_task_failure_and_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,11 +69,11 @@ async def test_the_equity_recorder_counts_a_bug_as_a_task_failure_and_goes_on(mo
 
     monkeypatch.setattr(tasks, "record_equity", record_equity)
     runtime = SimpleNamespace(settings=SimpleNamespace(equity_record_seconds=0.001))
-    failures = _sample("background_task_failures_total", task="equity_recorder")
+    failures = metric_sample("background_task_failures_total", task="equity_recorder")
     recorder = asyncio.create_task(tasks.record_equity_forever(runtime))  # type: ignore[arg-type]
     try:
         await asyncio.wait_for(recorded.wait(), 5)
     finally:
         recorder.cancel()
     assert len(rounds) == 2
-    assert _sample("background_task_failures_total", task="equity_recorder") == failures + 1
+    assert metric_sample("background_task_failures_total", task="equity_recorder") == failures + 1

@@ -9,13 +9,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import redis.exceptions
-from prometheus_client import REGISTRY
 
 from tradestack.domain.marketdata import Quote
 from tradestack.kit.config import Settings
 from tradestack.kit.runtime import Runtime
 from tradestack.marketdata.runner import FeedThread, MarketDataRunner, Publication
 from tradestack.marketdata.service import FANOUT_CHANNEL, QUOTE_KEY, decode_message
+
+from ...conftest import metric_sample  # type: ignore[import-not-found]
 
 
 class _CountingFeed:
@@ -74,10 +75,6 @@ async def test_feeds_run_off_the_owner_loop_and_their_events_arrive_in_order(tmp
     await runtime.close()
 
 
-def _sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
 async def test_an_event_not_published_on_a_bug_is_counted_and_the_next_events_are_published(tmp_path: Path) -> None:
     """A bug in publishing one event is counted in background_task_failures_total{task="market_events"}, a cache
     outage as an outage (not a bug); each loses its own event only: the feed's next events are published."""
@@ -92,8 +89,8 @@ async def test_an_event_not_published_on_a_bug_is_counted_and_the_next_events_ar
         await emit(publication)
 
     feeds.runner.publisher.emit = failing_twice  # type: ignore[method-assign]
-    failures = _sample("background_task_failures_total", task="market_events")
-    outages = _sample("backend_unavailable_total", backend="cache", operation="market_events")
+    failures = metric_sample("background_task_failures_total", task="market_events")
+    outages = metric_sample("backend_unavailable_total", backend="cache", operation="market_events")
     lasts: list[str] = []
     try:
         async with runtime.bus.subscribe(FANOUT_CHANNEL) as subscription:
@@ -108,5 +105,5 @@ async def test_an_event_not_published_on_a_bug_is_counted_and_the_next_events_ar
         await asyncio.wait_for(feeds.stop(), timeout=15)
         await runtime.close()
     assert lasts == ["103", "104", "105"]  # the first two were lost, each on its own
-    assert _sample("background_task_failures_total", task="market_events") == failures + 1
-    assert _sample("backend_unavailable_total", backend="cache", operation="market_events") == outages + 1
+    assert metric_sample("background_task_failures_total", task="market_events") == failures + 1
+    assert metric_sample("backend_unavailable_total", backend="cache", operation="market_events") == outages + 1
